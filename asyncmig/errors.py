@@ -1,0 +1,97 @@
+"""One exception hierarchy for everything asyncmig refuses to do.
+
+    MigrationError              message + detail + hint; exit code 1
+    ├── UsageError              a bad option or configuration value (exit 2)
+    ├── SourceError             the SQLite file: missing, not SQLite, corrupt, unreadable
+    ├── TargetError             PostgreSQL refused: connection, privilege, existing object
+    ├── DataError               a value did not fit its planned type (table, column, key)
+    ├── VerificationError       row counts or checks differ after the load
+    └── InternalError           a bug in asyncmig
+
+The CLI prints ``str(error)`` as one line and exits with ``error.exit_code``; a
+traceback is shown only with ``--debug``. Messages are lower-case, name the object,
+say what could not be done and why, and the hint says how to fix it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class MigrationError(Exception):
+    """Base class: a one-line message, optional detail and hint."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, detail: str | None = None, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+        self.hint = hint
+
+    def __str__(self) -> str:
+        parts = [self.message]
+        if self.detail:
+            parts.append(self.detail)
+        if self.hint:
+            parts.append(f"hint: {self.hint}")
+        return "; ".join(parts)
+
+
+class UsageError(MigrationError):
+    """An option, environment variable or config file value is wrong."""
+
+    exit_code = 2
+
+
+class SourceError(MigrationError):
+    """The SQLite source cannot be read."""
+
+    exit_code = 3
+
+
+class TargetError(MigrationError):
+    """PostgreSQL cannot be reached or refused a statement."""
+
+    exit_code = 4
+
+
+class DataError(MigrationError):
+    """A value cannot be converted to the type the plan chose for its column."""
+
+    exit_code = 5
+
+    def __init__(
+        self,
+        table: str,
+        column: str,
+        key: Any,
+        value: Any,
+        reason: str,
+        *,
+        hint: str | None = None,
+    ):
+        shown = repr(value)
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        super().__init__(
+            f"cannot convert {table}.{column} at key {key!r}: value {shown}: {reason}",
+            hint=hint or "override the column's target type in a --config TOML file",
+        )
+        self.table = table
+        self.column = column
+        self.key = key
+        self.value = value
+        self.reason = reason
+
+
+class VerificationError(MigrationError):
+    """The target does not match the source after loading."""
+
+    exit_code = 6
+
+
+class InternalError(MigrationError):
+    """Something asyncmig should have prevented: please report it."""
+
+    exit_code = 70
