@@ -1,0 +1,270 @@
+"""The ``run`` command: plan, create, load, index, constrain, verify.
+
+Phases, in the order pgloader and pgcopydb converged on:
+
+1. bare tables (one transaction; an existing table stops the run unless --replace);
+2. data, up to ``jobs`` tables at a time, largest first in dependency order;
+3. per table, as soon as its data is committed: its row count is checked, then its
+   primary-key, unique and secondary indexes are built in parallel and attached
+   as constraints, and CHECK constraints are added and validated;
+4. foreign keys, added NOT VALID then validated;
+5. identity sequences moved past the loaded maximum, then ANALYZE.
+
+If anything fails, the tables this run created are dropped again (shielded from
+cancellation), so a failed run leaves nothing half-created behind.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+import asyncpg
+import structlog
+
+from asyncmig import ddl
+from asyncmig.config import Overrides
+from asyncmig.connect import Target, connect, create_pool
+from asyncmig.errors import SourceError, TargetError, VerificationError
+from asyncmig.pipeline import PipelineSettings, TableLoad, load_table
+from asyncmig.plan import Plan, TablePlan
+from asyncmig.planner import build_plan
+from asyncmig.quoting import qualified
+from asyncmig.sqlite_source import check_source_file, fingerprint
+
+log = structlog.get_logger(__name__)
+
+MIN_SERVER_VERSION = 13
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    source: Path
+    target: Target
+    schema: str = "public"
+    jobs: int = 2
+    replace: bool = False
+    pipeline: PipelineSettings = field(default_factory=PipelineSettings)
+    overrides: Overrides = field(default_factory=Overrides)
+
+
+@dataclass(frozen=True)
+class TableReport:
+    table: str
+    rows: int
+    load_seconds: float
+    index_seconds: float
+
+
+@dataclass
+class RunReport:
+    plan: Plan
+    tables: list[TableReport] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    server_version: str = ""
+
+    @property
+    def rows(self) -> int:
+        return sum(t.rows for t in self.tables)
+
+
+async def make_plan(settings: RunSettings) -> Plan:
+    check_source_file(settings.source)
+    return await anyio.to_thread.run_sync(
+        lambda: build_plan(settings.source, schema=settings.schema,
+                           overrides=settings.overrides, jobs=settings.jobs)
+    )
+
+
+async def run_migration(settings: RunSettings) -> RunReport:
+    started = time.perf_counter()
+    check_source_file(settings.source)
+    admin = await connect(settings.target)
+    try:
+        version = await check_server(admin)
+        plan = await make_plan(settings)
+        report = RunReport(plan, warnings=list(plan.warnings), server_version=version)
+        before = fingerprint(settings.source)
+        await create_tables(admin, plan, replace=settings.replace)
+        try:
+            await load_everything(settings, plan, report)
+            await finish(admin, plan, report)
+            if fingerprint(settings.source) != before:
+                raise SourceError(
+                    f"{settings.source} changed while it was being migrated",
+                    hint="stop the application writing to it, or migrate a copy",
+                )
+        except BaseException:
+            with anyio.move_on_after(30, shield=True):
+                await drop_tables(admin, plan, plan.tables)
+            raise
+    finally:
+        with anyio.move_on_after(10, shield=True):
+            await admin.close()
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+async def check_server(conn: asyncpg.Connection) -> str:
+    version = str(await conn.fetchval("SHOW server_version"))
+    number = int(await conn.fetchval("SHOW server_version_num"))
+    if number < MIN_SERVER_VERSION * 10000:
+        raise TargetError(f"cannot migrate into PostgreSQL {version}: version 13 or newer needed")
+    return version
+
+
+async def existing_tables(conn: asyncpg.Connection, plan: Plan) -> list[str]:
+    rows = await conn.fetch(
+        "SELECT table_name FROM information_schema.tables "
+        "WHERE table_schema = $1 AND table_name = ANY($2::text[]) ORDER BY 1",
+        plan.schema,
+        [t.name for t in plan.tables],
+    )
+    return [r[0] for r in rows]
+
+
+async def create_tables(conn: asyncpg.Connection, plan: Plan, *, replace: bool) -> None:
+    """Phase 1: the bare tables, all or none."""
+    existing = await existing_tables(conn, plan)
+    if existing and not replace:
+        shown = ", ".join(qualified(plan.schema, n) for n in existing[:5])
+        more = f" and {len(existing) - 5} more" if len(existing) > 5 else ""
+        raise TargetError(
+            f"cannot create {shown}{more}: already exists in the target",
+            hint="drop it, choose another --schema, or pass --replace to drop and recreate it",
+        )
+    async with conn.transaction():
+        if existing:
+            await execute_all(conn, ddl.drop_tables_sql(plan, plan.tables))
+        await execute_all(conn, ddl.create_schema_sql(plan))
+        await execute_all(conn, [ddl.create_table_sql(plan, t) for t in plan.tables])
+
+
+async def drop_tables(conn: asyncpg.Connection, plan: Plan, tables: Sequence[TablePlan]) -> None:
+    try:
+        await execute_all(conn, ddl.drop_tables_sql(plan, tables))
+    except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+        log.error("cleanup_failed", error=str(exc))
+
+
+async def execute_all(conn: asyncpg.Connection, statements: Sequence[str]) -> None:
+    for statement in statements:
+        try:
+            await conn.execute(statement)
+        except asyncpg.PostgresError as exc:
+            raise TargetError(f"PostgreSQL refused: {first_line(statement)}: {exc}",
+                              detail=getattr(exc, "detail", None)) from exc
+
+
+def first_line(sql: str) -> str:
+    line = sql.strip().splitlines()[0] if sql.strip() else sql
+    return line if len(line) <= 120 else line[:117] + "..."
+
+
+async def load_everything(settings: RunSettings, plan: Plan, report: RunReport) -> None:
+    """Phases 2-3: every table's data, then its indexes and constraints."""
+    jobs = max(1, settings.jobs)
+    pool = await create_pool(settings.target, size=jobs * 2)
+    load_slots = anyio.CapacityLimiter(jobs)
+    index_slots = anyio.CapacityLimiter(jobs)
+    try:
+        async with anyio.create_task_group() as tg:
+            for table in plan.tables:
+                tg.start_soon(migrate_table, settings, plan, table, pool, load_slots, index_slots,
+                              report)
+    finally:
+        with anyio.move_on_after(10, shield=True):
+            await pool.close()
+
+
+async def migrate_table(
+    settings: RunSettings,
+    plan: Plan,
+    table: TablePlan,
+    pool: asyncpg.Pool,
+    load_slots: anyio.CapacityLimiter,
+    index_slots: anyio.CapacityLimiter,
+    report: RunReport,
+) -> None:
+    async with load_slots, pool.acquire() as conn:
+        # durability comes from the synchronous commits of the final phase,
+        # which flush the WAL of every earlier commit too
+        await conn.execute("SET synchronous_commit = off")
+        load = await load_table(settings.source, plan.schema, table, conn, settings.pipeline)
+        await verify_count(conn, plan, table, load)
+        await conn.execute("RESET synchronous_commit")
+    started = time.perf_counter()
+    await build_indexes(pool, plan, table, index_slots)
+    async with pool.acquire() as conn:
+        report.warnings.extend(await add_constraints(conn, plan, table))
+    index_seconds = time.perf_counter() - started
+    report.tables.append(TableReport(table.name, load.rows_copied, load.seconds, index_seconds))
+    log.info("table_loaded", table=table.name, rows=load.rows_copied,
+             load_s=round(load.seconds, 3), index_s=round(index_seconds, 3),
+             rows_per_s=int(load.rows_copied / load.seconds) if load.seconds else None)
+
+
+async def verify_count(conn: asyncpg.Connection, plan: Plan, table: TablePlan,
+                       load: TableLoad) -> None:
+    """The committed count must equal what SQLite had and what was read."""
+    committed = int(await conn.fetchval(f"SELECT count(*) FROM {qualified(plan.schema, table.name)}"))
+    if not committed == load.rows_read == load.rows_copied == table.row_count:
+        raise VerificationError(
+            f"row count mismatch in {table.name}: SQLite had {table.row_count}, "
+            f"read {load.rows_read}, copied {load.rows_copied}, PostgreSQL has {committed}",
+            hint="was the source written to during the migration?",
+        )
+
+
+async def build_indexes(pool: asyncpg.Pool, plan: Plan, table: TablePlan,
+                        slots: anyio.CapacityLimiter) -> None:
+    async def one(statement: str) -> None:
+        async with slots, pool.acquire() as conn:
+            await conn.execute("SET maintenance_work_mem = '256MB'")
+            try:
+                await execute_all(conn, [statement])
+            finally:
+                await conn.execute("RESET maintenance_work_mem")
+
+    async with anyio.create_task_group() as tg:
+        for statement in ddl.index_sql(plan, table):
+            tg.start_soon(one, statement)
+
+
+async def add_constraints(conn: asyncpg.Connection, plan: Plan, table: TablePlan) -> list[str]:
+    """Attach PK/UNIQUE; add CHECKs NOT VALID then validate, dropping ones the data breaks."""
+    warnings = []
+    for statement in ddl.constraint_sql(plan, table):
+        if "VALIDATE CONSTRAINT" not in statement:
+            await execute_all(conn, [statement])
+            continue
+        try:
+            await conn.execute(statement)
+        except asyncpg.CheckViolationError as exc:
+            name = statement.rsplit("VALIDATE CONSTRAINT", 1)[1].strip().rstrip(";")
+            await conn.execute(
+                f"ALTER TABLE {qualified(plan.schema, table.name)} DROP CONSTRAINT {name}"
+            )
+            warnings.append(f"{table.name}: CHECK {name} does not hold for existing rows "
+                            f"({exc}); not created")
+    return warnings
+
+
+async def finish(conn: asyncpg.Connection, plan: Plan, report: RunReport) -> None:
+    """Phases 4-5: foreign keys, sequences, statistics."""
+    for add, validate in ddl.foreign_key_sql(plan):
+        await execute_all(conn, [add])
+        try:
+            await conn.execute(validate)
+        except asyncpg.ForeignKeyViolationError as exc:
+            report.warnings.append(
+                f"foreign key left NOT VALID because existing rows break it: {exc}"
+            )
+    for table in plan.tables:
+        await execute_all(conn, ddl.sequence_reset_sql(plan, table))
+    for table in plan.tables:
+        await execute_all(conn, [ddl.analyze_sql(plan, table)])

@@ -1,0 +1,330 @@
+"""Build the :class:`Plan` from a SQLite file: introspect, profile, decide.
+
+Each table is profiled with one aggregate query (in parallel, one connection per
+thread: SQLite releases the GIL while it scans), then every column's PostgreSQL type
+is chosen from its declared type *and* its values (:mod:`asyncmig.typemap`), and
+every expression (defaults, CHECKs, index keys and predicates) is translated
+(:mod:`asyncmig.sqlexpr`) or reported in ``Plan.skipped``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+
+from asyncmig import profile as profiling
+from asyncmig.catalog import ColumnProfile, SourceCatalog, SourceTable
+from asyncmig.config import Overrides
+from asyncmig.errors import UsageError
+from asyncmig.introspect import introspect
+from asyncmig.loadorder import load_order
+from asyncmig.names import pg_name
+from asyncmig.plan import (
+    CheckPlan,
+    ColumnPlan,
+    ForeignKeyPlan,
+    IndexKeyPlan,
+    IndexPlan,
+    Plan,
+    Skipped,
+    TablePlan,
+)
+from asyncmig.quoting import quote_ident
+from asyncmig.sqlexpr import translate_default, translate_expression
+from asyncmig.sqlite_source import open_sync, source_error
+from asyncmig.typemap import TypeChoice, choose_type, override_type
+
+
+def build_plan(path: Path, *, schema: str = "public", overrides: Overrides | None = None,
+               jobs: int = 2) -> Plan:
+    """Introspect and profile ``path`` and decide everything about the migration."""
+    overrides = overrides or Overrides()
+    conn = open_sync(path)
+    try:
+        catalog, notes = introspect(conn, path)
+    except sqlite3.DatabaseError as exc:
+        raise source_error(path, exc) from exc
+    finally:
+        conn.close()
+    _check_overrides(catalog, overrides)
+    tables = [t for t in catalog.tables if t.name not in overrides.excluded]
+    profiles = profile_tables(path, tables, jobs)
+    return assemble(catalog, tables, profiles, schema, overrides, notes)
+
+
+def _check_overrides(catalog: SourceCatalog, overrides: Overrides) -> None:
+    names = {t.name: t for t in catalog.tables}
+    for table in overrides.excluded:
+        if table not in names:
+            raise UsageError(f"config excludes table {table!r}, which the source does not have")
+    for table, column in overrides.column_types:
+        if table not in names or column not in {c.name for c in names[table].columns}:
+            raise UsageError(f"config overrides {table}.{column}, which the source does not have")
+
+
+def profile_tables(
+    path: Path, tables: list[SourceTable], jobs: int
+) -> dict[str, dict[str, ColumnProfile]]:
+    """Profile every table, largest work first, ``jobs`` tables at a time."""
+
+    def one(table: SourceTable) -> tuple[str, dict[str, ColumnProfile]]:
+        conn = open_sync(path)
+        try:
+            profiling.register_functions(conn)
+            row = conn.execute(profiling.profile_query(table)).fetchone()
+            return table.name, profiling.read_profile(table, row)
+        except sqlite3.DatabaseError as exc:
+            raise source_error(path, exc) from exc
+        finally:
+            conn.close()
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        return dict(pool.map(one, tables))
+
+
+def assemble(
+    catalog: SourceCatalog,
+    tables: list[SourceTable],
+    profiles: Mapping[str, Mapping[str, ColumnProfile]],
+    schema: str,
+    overrides: Overrides,
+    notes: list[str],
+) -> Plan:
+    skipped: list[Skipped] = []
+    warnings = list(notes)
+    planned = [
+        plan_table(t, profiles[t.name], overrides, skipped, warnings) for t in tables
+    ]
+    planned = _plan_foreign_keys(tables, planned, skipped)
+    ordered, cycles = load_order(planned)
+    skipped.extend(
+        Skipped("view", None, v.name, v.sql, "views are not migrated yet") for v in catalog.views
+    )
+    skipped.extend(
+        Skipped("trigger", t.table, t.name, t.sql,
+                "triggers are reported, not migrated: rewrite them in PL/pgSQL")
+        for t in catalog.triggers
+    )
+    return Plan(
+        source_path=catalog.path,
+        schema=schema,
+        tables=tuple(ordered),
+        skipped=tuple(skipped),
+        warnings=tuple(warnings),
+        cyclic_foreign_keys=tuple(cycles),
+    )
+
+
+def plan_table(
+    table: SourceTable,
+    profiles: Mapping[str, ColumnProfile],
+    overrides: Overrides,
+    skipped: list[Skipped],
+    warnings: list[str],
+) -> TablePlan:
+    columns = []
+    for column in table.columns:
+        prof = profiles[column.name]
+        forced = overrides.column_types.get((table.name, column.name))
+        if forced:
+            choice = override_type(column, prof, forced)
+        else:
+            choice = choose_type(column, prof, rowid_alias=column.name == table.rowid_alias)
+        columns.append(_column_plan(table, column.name, choice, prof, skipped))
+    row_count = _row_count(profiles)
+    primary_key = table.primary_key
+    pk_nulls = [c for c in primary_key if profiles[c].count("null")]
+    indexes: list[IndexPlan] = []
+    if pk_nulls:
+        warnings.append(
+            f"{table.name}: primary key column(s) {pk_nulls} hold NULLs (SQLite allows it);"
+            " created as a unique index instead of a PRIMARY KEY"
+        )
+        indexes.append(IndexPlan(pg_name(table.name, *primary_key, "key"),
+                                 tuple(IndexKeyPlan(quote_ident(c)) for c in primary_key),
+                                 unique=True))
+        primary_key = ()
+    else:
+        columns = [replace(c, nullable=False) if c.name in primary_key else c for c in columns]
+    col_types = {c.name: c.target_type for c in columns}
+    indexes += _plan_indexes(table, col_types, skipped)
+    result = TablePlan(
+        name=table.name,
+        source_name=table.name,
+        columns=tuple(columns),
+        primary_key=primary_key,
+        primary_key_name=pg_name(table.name, "pkey") if primary_key else None,
+        indexes=tuple(indexes),
+        checks=tuple(_plan_checks(table, col_types, skipped)),
+        row_count=row_count,
+        read_order=primary_key if table.without_rowid else ("rowid",),
+        without_rowid=table.without_rowid,
+    )
+    for col in result.columns:
+        warnings.extend(f"{table.name}.{col.name}: {w}" for w in col.warnings)
+    return result
+
+
+def _row_count(profiles: Mapping[str, ColumnProfile]) -> int:
+    first = next(iter(profiles.values()), None)
+    return sum(first.classes.values()) if first else 0
+
+
+def _column_plan(
+    table: SourceTable, name: str, choice: TypeChoice, prof: ColumnProfile, skipped: list[Skipped]
+) -> ColumnPlan:
+    column = next(c for c in table.columns if c.name == name)
+    identity = (
+        name == table.rowid_alias
+        and choice.target_type == "bigint"
+        and prof.count("text") + prof.count("real") + prof.count("blob") == 0
+    )
+    default = None
+    warnings = list(choice.warnings)
+    if column.default_sql is not None and not identity:
+        translated = translate_default(column.default_sql, choice.target_type)
+        if translated.sql is not None and translated.sql.upper() != "NULL":
+            default = translated.sql
+        elif translated.reason:
+            warnings.append(f"default {column.default_sql} dropped: {translated.reason}")
+            skipped.append(Skipped("default", table.name, name, column.default_sql,
+                                   translated.reason))
+    if column.hidden in (2, 3):
+        warnings.append("generated column: its values are copied, the expression is not")
+    return ColumnPlan(
+        name=name,
+        source_name=name,
+        source_type=column.declared_type,
+        target_type=choice.target_type,
+        transform=choice.transform,
+        nullable=not column.notnull,
+        identity=identity,
+        default=default,
+        source_default=column.default_sql,
+        evidence=choice.evidence,
+        warnings=tuple(warnings),
+    )
+
+
+def _plan_indexes(
+    table: SourceTable, col_types: Mapping[str, str], skipped: list[Skipped]
+) -> list[IndexPlan]:
+    planned = []
+    for index in table.indexes:
+        if index.origin == "pk":
+            continue
+        keys = []
+        reason = None
+        for key in index.keys:
+            if key.column == "rowid" or (key.column is None and key.expression is None):
+                reason = "index on the rowid has no PostgreSQL equivalent"
+                break
+            if key.expression is not None:
+                translated = translate_expression(key.expression, column_types=col_types)
+                if translated.sql is None:
+                    reason = translated.reason
+                    break
+                expression = translated.sql
+            else:
+                assert key.column is not None
+                expression = quote_ident(key.column)
+            if key.collation and key.collation.upper() == "NOCASE":
+                expression = f"lower({expression})"
+            keys.append(IndexKeyPlan(expression, key.descending))
+        where = None
+        if reason is None and index.where:
+            translated = translate_expression(index.where, column_types=col_types)
+            where, reason = translated.sql, translated.reason
+        if reason is not None:
+            skipped.append(Skipped("index", table.name, index.name, index.sql or "", reason))
+            continue
+        is_constraint = index.origin == "u" and all(k.column for k in index.keys) and not any(
+            k.collation for k in index.keys
+        )
+        name = index.name
+        if index.origin != "c":
+            name = pg_name(table.name, *(k.column or "expr" for k in index.keys), "key")
+        planned.append(IndexPlan(name, tuple(keys), index.unique, where, is_constraint, index.sql))
+    return planned
+
+
+def _plan_checks(
+    table: SourceTable, col_types: Mapping[str, str], skipped: list[Skipped]
+) -> list[CheckPlan]:
+    planned = []
+    for number, check in enumerate(table.checks, start=1):
+        translated = translate_expression(check.expression, column_types=col_types)
+        if translated.sql is None:
+            skipped.append(Skipped("check", table.name, check.name, check.expression,
+                                   translated.reason or "not portable"))
+            continue
+        name = check.name or pg_name(table.name, f"check{number}")
+        planned.append(CheckPlan(name, translated.sql, check.expression))
+    return planned
+
+
+def _plan_foreign_keys(
+    sources: list[SourceTable], planned: list[TablePlan], skipped: list[Skipped]
+) -> list[TablePlan]:
+    by_name = {t.name: t for t in planned}
+    result = []
+    for source, table in zip(sources, planned, strict=True):
+        fks = []
+        for fk in source.foreign_keys:
+            reason = _foreign_key_problem(fk.columns, fk.ref_table, fk.ref_columns, table, by_name)
+            sql = f"FOREIGN KEY ({', '.join(fk.columns)}) REFERENCES {fk.ref_table}"
+            if reason:
+                skipped.append(Skipped("foreign key", table.name, None, sql, reason))
+                continue
+            fks.append(ForeignKeyPlan(
+                name=pg_name(table.name, *fk.columns, "fkey"),
+                columns=fk.columns,
+                ref_table=fk.ref_table,
+                ref_columns=fk.ref_columns,
+                on_update=fk.on_update,
+                on_delete=fk.on_delete,
+                deferrable=fk.deferrable,
+            ))
+        result.append(replace(table, foreign_keys=tuple(fks)))
+    return result
+
+
+def _foreign_key_problem(
+    columns: tuple[str, ...],
+    ref_table: str,
+    ref_columns: tuple[str, ...],
+    table: TablePlan,
+    tables: Mapping[str, TablePlan],
+) -> str | None:
+    parent = tables.get(ref_table)
+    if parent is None:
+        return f"referenced table {ref_table!r} is not migrated or does not exist"
+    if "rowid" in ref_columns:
+        return "references the parent's rowid, which has no PostgreSQL equivalent"
+    parent_columns = {c.name for c in parent.columns}
+    if not set(ref_columns) <= parent_columns:
+        return f"referenced column(s) {list(ref_columns)} do not exist in {ref_table}"
+    unique_sets = [set(parent.primary_key)] + [
+        {k.expression.strip('"') for k in i.keys} for i in parent.indexes if i.unique and not i.where
+    ]
+    if set(ref_columns) not in unique_sets:
+        return f"referenced column(s) {list(ref_columns)} of {ref_table} are not unique"
+    for child_col, parent_col in zip(columns, ref_columns, strict=True):
+        child_type = table.column(child_col).target_type
+        parent_type = parent.column(parent_col).target_type
+        if _type_family(child_type) != _type_family(parent_type):
+            return (f"{table.name}.{child_col} ({child_type}) cannot reference "
+                    f"{ref_table}.{parent_col} ({parent_type})")
+    return None
+
+
+def _type_family(pg_type: str) -> str:
+    base = pg_type.split("(")[0].strip().lower()
+    if base in {"bigint", "integer", "smallint", "numeric", "double precision", "real"}:
+        return "number"
+    if base in {"text", "varchar", "character varying", "char"}:
+        return "text"
+    return base

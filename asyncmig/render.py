@@ -1,0 +1,90 @@
+"""How a plan and a run's result are shown to a person (or a script)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from asyncmig.migrate import RunReport
+from asyncmig.plan import Plan
+
+
+def plan_json(plan: Plan) -> str:
+    return orjson.dumps(plan.to_dict(), option=orjson.OPT_INDENT_2).decode()
+
+
+def plan_text(plan: Plan) -> str:
+    lines = [f"plan for {plan.source_path} -> schema {plan.schema}", ""]
+    for number, table in enumerate(plan.tables, start=1):
+        lines.append(f"{number}. {table.name}  ({table.row_count} rows)")
+        width = max((len(c.name) for c in table.columns), default=0)
+        for col in table.columns:
+            flags = []
+            if col.name in table.primary_key:
+                flags.append("pk")
+            if col.identity:
+                flags.append("identity")
+            if not col.nullable:
+                flags.append("not null")
+            if col.default:
+                flags.append(f"default {col.default}")
+            source = col.source_type or "(no type)"
+            lines.append(
+                f"   {col.name:<{width}}  {source} -> {col.target_type}"
+                f"{'  [' + ', '.join(flags) + ']' if flags else ''}"
+            )
+            lines.append(f"   {'':<{width}}    {col.evidence}")
+            lines.extend(f"   {'':<{width}}    warning: {w}" for w in col.warnings)
+        for index in table.indexes:
+            keys = ", ".join(k.expression + (" DESC" if k.descending else "") for k in index.keys)
+            kind = "unique index" if index.unique else "index"
+            where = f" WHERE {index.where}" if index.where else ""
+            lines.append(f"   {kind} {index.name} ({keys}){where}")
+        lines.extend(
+            f"   foreign key ({', '.join(fk.columns)}) -> {fk.ref_table}"
+            f"({', '.join(fk.ref_columns)})"
+            for fk in table.foreign_keys
+        )
+        lines.extend(f"   check {c.name}: {c.expression}" for c in table.checks)
+        lines.append("")
+    if plan.skipped:
+        lines.append("not migrated:")
+        lines.extend(
+            f"  {s.kind} {s.name or ''}{' on ' + s.table if s.table else ''}: {s.reason}"
+            for s in plan.skipped
+        )
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def report_text(report: RunReport, target: str) -> str:
+    width = max((len(t.table) for t in report.tables), default=5)
+    lines = [f"{'table':<{width}}  {'rows':>12}  {'load s':>8}  {'index s':>8}  {'rows/s':>10}"]
+    order = {t.name: i for i, t in enumerate(report.plan.tables)}
+    for t in sorted(report.tables, key=lambda t: order.get(t.table, 0)):
+        rate = int(t.rows / t.load_seconds) if t.load_seconds else 0
+        lines.append(f"{t.table:<{width}}  {t.rows:>12}  {t.load_seconds:>8.2f}  "
+                     f"{t.index_seconds:>8.2f}  {rate:>10}")
+    lines.append(f"{'total':<{width}}  {report.rows:>12}  {report.seconds:>8.2f}s end to end, "
+                 f"{int(report.rows / report.seconds) if report.seconds else 0} rows/s")
+    lines.extend(f"warning: {w}" for w in report.warnings)
+    skipped = report.plan.skipped
+    if skipped:
+        lines.append(f"not migrated: {len(skipped)} item(s); `asyncmig plan` lists them")
+    lines.append(f"migrated into {target} (PostgreSQL {report.server_version}), "
+                 f"schema {report.plan.schema}; every table's row count verified")
+    return "\n".join(lines) + "\n"
+
+
+def report_json(report: RunReport, target: str) -> str:
+    data: dict[str, Any] = {
+        "target": target,
+        "schema": report.plan.schema,
+        "server_version": report.server_version,
+        "seconds": report.seconds,
+        "rows": report.rows,
+        "tables": [t.__dict__ for t in report.tables],
+        "warnings": report.warnings,
+        "skipped": [s.__dict__ for s in report.plan.skipped],
+    }
+    return orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n"

@@ -1,0 +1,86 @@
+"""Opening the SQLite source: read-only, validated, with clear errors.
+
+The source is opened with ``mode=ro`` through a ``file:`` URI, so asyncmig can never
+write to it. A missing path, a file that is not SQLite, or a corrupt database
+raises :class:`SourceError` with a one-line message instead of sqlite3's exception.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+from urllib.parse import quote
+
+import aiosqlite
+
+from asyncmig.errors import SourceError
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def source_uri(path: Path) -> str:
+    """The read-only URI for ``path`` (percent-encoded, so any file name works)."""
+    return f"file:{quote(str(path.resolve()))}?mode=ro"
+
+
+def check_source_file(path: Path) -> None:
+    """Refuse paths that are missing, unreadable, or not SQLite, before opening them."""
+    if not path.exists():
+        raise SourceError(f"cannot read {path}: no such file", hint="check the --sqlite path")
+    if path.is_dir():
+        raise SourceError(f"cannot read {path}: it is a directory, not a SQLite file")
+    if not os.access(path, os.R_OK):
+        raise SourceError(f"cannot read {path}: permission denied")
+    with path.open("rb") as handle:
+        header = handle.read(len(SQLITE_MAGIC))
+    if header != SQLITE_MAGIC:
+        if not header:
+            raise SourceError(f"cannot read {path}: the file is empty, not a SQLite database")
+        raise SourceError(f"cannot read {path}: not a SQLite database (wrong file header)")
+
+
+def open_sync(path: Path) -> sqlite3.Connection:
+    """A read-only stdlib connection (introspection, profiling)."""
+    check_source_file(path)
+    try:
+        conn = sqlite3.connect(source_uri(path), uri=True, check_same_thread=False)
+        conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise source_error(path, exc) from exc
+    return conn
+
+
+async def open_async(path: Path) -> aiosqlite.Connection:
+    """A read-only aiosqlite connection (the pipeline's readers)."""
+    try:
+        conn = await aiosqlite.connect(source_uri(path), uri=True)
+    except sqlite3.DatabaseError as exc:
+        raise source_error(path, exc) from exc
+    return conn
+
+
+def source_error(path: Path, exc: sqlite3.Error) -> SourceError:
+    """Turn a sqlite3 exception into a one-line SourceError."""
+    text = str(exc)
+    if "malformed" in text or "corrupt" in text:
+        return SourceError(f"cannot read {path}: the database is corrupt ({text})",
+                           hint="try `sqlite3 FILE .recover` on a copy")
+    if "not a database" in text or "encrypted" in text:
+        return SourceError(f"cannot read {path}: not a SQLite database ({text})")
+    if "decode" in text or "UTF-8" in text:
+        return SourceError(f"cannot read {path}: a TEXT value is not valid UTF-8 ({text})")
+    return SourceError(f"cannot read {path}: {text}")
+
+
+def fingerprint(path: Path) -> tuple[tuple[int, int], ...]:
+    """Size and mtime of the database and its WAL: a change means someone wrote to it."""
+    parts = []
+    for candidate in (path, Path(str(path) + "-wal")):
+        try:
+            stat = candidate.stat()
+        except FileNotFoundError:
+            parts.append((-1, -1))
+        else:
+            parts.append((stat.st_size, stat.st_mtime_ns))
+    return tuple(parts)

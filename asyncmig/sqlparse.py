@@ -1,0 +1,214 @@
+"""Just enough SQLite DDL parsing for what PRAGMAs do not report.
+
+PRAGMA table_xinfo / index_xinfo / foreign_key_list give columns, keys and foreign
+keys, but not CHECK constraints, index expressions, partial-index predicates or
+DEFERRABLE clauses: those exist only in the stored CREATE statement. This module
+scans that text, respecting quotes and parentheses, and never evaluates it.
+"""
+
+from __future__ import annotations
+
+import re
+
+_QUOTES = {"'": "'", '"': '"', "`": "`", "[": "]"}
+
+
+def _skip_quoted(sql: str, i: int) -> int:
+    """Return the index just past the quoted token starting at ``sql[i]``."""
+    close = _QUOTES[sql[i]]
+    j = i + 1
+    while j < len(sql):
+        if sql[j] == close:
+            if close != "]" and j + 1 < len(sql) and sql[j + 1] == close:
+                j += 2
+                continue
+            return j + 1
+        j += 1
+    return j
+
+
+def _skip_comment(sql: str, i: int) -> int:
+    if sql.startswith("--", i):
+        end = sql.find("\n", i)
+        return len(sql) if end < 0 else end + 1
+    if sql.startswith("/*", i):
+        end = sql.find("*/", i + 2)
+        return len(sql) if end < 0 else end + 2
+    return i
+
+
+def matching_paren(sql: str, start: int) -> int:
+    """Index of the ')' closing the '(' at ``start``."""
+    depth = 0
+    i = start
+    while i < len(sql):
+        ch = sql[i]
+        if ch in _QUOTES:
+            i = _skip_quoted(sql, i)
+            continue
+        skipped = _skip_comment(sql, i)
+        if skipped != i:
+            i = skipped
+            continue
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    raise ValueError("unbalanced parentheses")
+
+
+def split_top_level(sql: str, sep: str = ",") -> list[str]:
+    """Split on ``sep`` outside quotes and parentheses."""
+    parts: list[str] = []
+    depth = 0
+    start = 0
+    i = 0
+    while i < len(sql):
+        ch = sql[i]
+        if ch in _QUOTES:
+            i = _skip_quoted(sql, i)
+            continue
+        skipped = _skip_comment(sql, i)
+        if skipped != i:
+            i = skipped
+            continue
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif ch == sep and depth == 0:
+            parts.append(sql[start:i].strip())
+            start = i + 1
+        i += 1
+    parts.append(sql[start:].strip())
+    return [p for p in parts if p]
+
+
+def body(sql: str) -> str:
+    """The text inside the outermost parentheses of a CREATE TABLE / INDEX."""
+    start = sql.index("(")
+    return sql[start + 1 : matching_paren(sql, start)]
+
+
+def _words_outside_quotes(sql: str) -> list[tuple[int, str]]:
+    """(position, upper-case word) for every bare word outside quotes/comments."""
+    words: list[tuple[int, str]] = []
+    i = 0
+    while i < len(sql):
+        ch = sql[i]
+        if ch in _QUOTES:
+            i = _skip_quoted(sql, i)
+            continue
+        skipped = _skip_comment(sql, i)
+        if skipped != i:
+            i = skipped
+            continue
+        match = re.match(r"[A-Za-z_][A-Za-z0-9_$]*", sql[i:])
+        if match:
+            words.append((i, match.group(0).upper()))
+            i += len(match.group(0))
+            continue
+        i += 1
+    return words
+
+
+def check_constraints(create_table_sql: str) -> list[tuple[str | None, str]]:
+    """(constraint name or None, expression SQL) for every CHECK in a CREATE TABLE."""
+    inner = body(create_table_sql)
+    found: list[tuple[str | None, str]] = []
+    words = _words_outside_quotes(inner)
+    for index, (pos, word) in enumerate(words):
+        if word != "CHECK":
+            continue
+        paren = inner.index("(", pos)
+        expression = inner[paren + 1 : matching_paren(inner, paren)].strip()
+        name = None
+        if index >= 2 and words[index - 2][1] == "CONSTRAINT":
+            name_start = words[index - 2][0] + len("CONSTRAINT")
+            name = unquote(inner[name_start:pos].strip())
+        found.append((name, expression))
+    return found
+
+
+def unquote(name: str) -> str:
+    """Strip SQLite identifier quotes: "x", [x], `x`."""
+    if len(name) >= 2 and name[0] in _QUOTES and name[-1] == _QUOTES[name[0]]:
+        inner = name[1:-1]
+        return inner.replace(name[0] * 2, name[0]) if name[0] != "[" else inner
+    return name
+
+
+def index_parts(create_index_sql: str) -> tuple[list[str], str | None]:
+    """(key SQL texts, WHERE predicate or None) of a CREATE INDEX statement."""
+    start = create_index_sql.index("(")
+    end = matching_paren(create_index_sql, start)
+    keys = split_top_level(create_index_sql[start + 1 : end])
+    rest = create_index_sql[end + 1 :]
+    where = None
+    for pos, word in _words_outside_quotes(rest):
+        if word == "WHERE":
+            where = rest[pos + len("WHERE") :].strip().rstrip(";").strip()
+            break
+    return keys, where
+
+
+_KEY_SUFFIX = re.compile(r"\s+(COLLATE\s+(\"[^\"]+\"|\w+))?\s*(ASC|DESC)?\s*$", re.IGNORECASE)
+
+
+def strip_key_suffix(key: str) -> str:
+    """Remove a trailing COLLATE x / ASC / DESC from an index key's SQL."""
+    stripped = key
+    while True:
+        match = re.search(r"\s+(ASC|DESC)\s*$", stripped, re.IGNORECASE) or re.search(
+            r"\s+COLLATE\s+(\"[^\"]+\"|\w+)\s*$", stripped, re.IGNORECASE
+        )
+        if not match:
+            return stripped.strip()
+        stripped = stripped[: match.start()]
+
+
+def has_autoincrement(create_table_sql: str) -> bool:
+    return any(word == "AUTOINCREMENT" for _, word in _words_outside_quotes(create_table_sql))
+
+
+def column_collations(create_table_sql: str) -> dict[str, str]:
+    """Column name -> declared COLLATE name, from the column definitions."""
+    found: dict[str, str] = {}
+    for part in split_top_level(body(create_table_sql)):
+        words = _words_outside_quotes(part)
+        if not words or words[0][1] in {"CONSTRAINT", "PRIMARY", "UNIQUE", "CHECK", "FOREIGN"}:
+            continue
+        for index, (_, word) in enumerate(words):
+            if word == "COLLATE" and index + 1 < len(words):
+                found[unquote(_first_token(part))] = words[index + 1][1]
+    return found
+
+
+def deferrable_references(create_table_sql: str) -> list[tuple[str, bool]]:
+    """(referenced table, DEFERRABLE INITIALLY DEFERRED?) per REFERENCES clause, in order."""
+    found: list[tuple[str, bool]] = []
+    words = _words_outside_quotes(create_table_sql)
+    for index, (pos, word) in enumerate(words):
+        if word != "REFERENCES":
+            continue
+        table = unquote(_first_token(create_table_sql[pos + len(word) :].strip()))
+        following = [w for _, w in words[index + 1 : index + 12]]
+        deferred = False
+        for j, w in enumerate(following):
+            if w == "REFERENCES":
+                break
+            if w == "DEFERRABLE" and "NOT" not in following[max(j - 1, 0) : j]:
+                deferred = "DEFERRED" in following[j : j + 3]
+        found.append((table, deferred))
+    return found
+
+
+def _first_token(text: str) -> str:
+    text = text.strip()
+    if text and text[0] in _QUOTES:
+        return text[: _skip_quoted(text, 0)]
+    match = re.match(r"[^\s(,]+", text)
+    return match.group(0) if match else text

@@ -1,0 +1,14 @@
+from __future__ import annotations
+
+import os
+
+import pytest
+
+pytest_plugins = ["tests.fix_pg"]
+
+os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    dsn = os.environ.get("ASYNCMIG_TEST_DSN")
+    return f"asyncmig tests: PostgreSQL {'from ASYNCMIG_TEST_DSN' if dsn else 'embedded'}"

@@ -1,0 +1,140 @@
+"""The command line as a user meets it: one-line errors, exit codes, no secrets shown."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from asyncmig.connect import scrub
+from tests.fix_pg import with_database
+from tests.sources import build_kitchen_sink
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items()
+               if not k.startswith(("PG", "ASYNCMIG_")) and k != "DATABASE_URL"}
+    environ.update(env or {})
+    return subprocess.run([sys.executable, "-m", "asyncmig", *args], capture_output=True,
+                          text=True, env=environ, timeout=120, check=False)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int, text: str) -> None:
+    assert result.returncode == code, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("asyncmig: error: ")
+    assert text in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    """A path that does not exist: exit 3 and say so."""
+    result = run_cli("run", "--sqlite", str(tmp_path / "nope.db"), "--pg", "postgresql://x@127.0.0.1:1/x")
+    assert_one_line_error(result, 3, "no such file")
+
+
+def test_not_a_sqlite_file(tmp_path: Path) -> None:
+    """A text file is refused before anything touches PostgreSQL."""
+    path = tmp_path / "notes.db"
+    path.write_text("hello, this is not a database\n" * 10)
+    result = run_cli("plan", "--sqlite", str(path))
+    assert_one_line_error(result, 3, "not a SQLite database")
+
+
+def test_corrupt_sqlite_file(tmp_path: Path) -> None:
+    """A database with a damaged page is reported as corrupt, not as a traceback."""
+    path = build_kitchen_sink(tmp_path / "corrupt.db")
+    data = bytearray(path.read_bytes())
+    data[4096:8192] = b"\xff" * 4096  # overwrite the second page
+    path.write_bytes(bytes(data))
+    result = run_cli("plan", "--sqlite", str(path))
+    assert result.returncode == 3, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "corrupt" in result.stderr or "malformed" in result.stderr
+
+
+def test_unreachable_server(tmp_path: Path) -> None:
+    """Nothing listens on port 1: a one-line connection error without the password."""
+    source = build_kitchen_sink(tmp_path / "a.db")
+    result = run_cli("run", "--sqlite", str(source),
+                     "--pg", "postgresql://me:s3cret-pw@127.0.0.1:1/db")
+    assert_one_line_error(result, 4, "cannot connect to postgresql://me:***@127.0.0.1:1/db")
+    assert "s3cret-pw" not in result.stderr + result.stdout
+
+
+def test_missing_database(tmp_path: Path, pg_server: str) -> None:
+    source = build_kitchen_sink(tmp_path / "a.db")
+    result = run_cli("run", "--sqlite", str(source), "--pg", with_database(pg_server, "nope_db"))
+    assert_one_line_error(result, 4, "the database does not exist")
+
+
+async def test_wrong_password(tmp_path: Path, pg_dsn: str, password_role: str | None) -> None:
+    """A wrong password is reported as such, and the password never appears in the output."""
+    if password_role is None:
+        pytest.skip("needs a server whose authentication the tests configure")
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await conn.execute(f"DROP ROLE IF EXISTS {password_role}")
+        await conn.execute(f"CREATE ROLE {password_role} LOGIN PASSWORD 'right-one'")
+    finally:
+        await conn.close()
+    source = build_kitchen_sink(tmp_path / "a.db")
+    dsn = pg_dsn.replace("postgres:@", f"{password_role}:Wr0ng-pw@", 1)
+    assert "Wr0ng-pw" in dsn
+    result = run_cli("run", "--sqlite", str(source), "--pg", dsn)
+    assert_one_line_error(result, 4, "password authentication failed")
+    assert "Wr0ng-pw" not in result.stderr + result.stdout
+
+
+async def test_run_prints_a_summary_and_exits_zero(tmp_path: Path, pg_dsn: str) -> None:
+    source = build_kitchen_sink(tmp_path / "a.db")
+    result = run_cli("run", "--sqlite", str(source), "--pg", pg_dsn)
+    assert result.returncode == 0, result.stderr
+    assert "values" in result.stdout and "every table's row count verified" in result.stdout
+    again = run_cli("run", "--sqlite", str(source), "--pg", pg_dsn)
+    assert_one_line_error(again, 4, "already exists")
+
+
+async def test_failed_run_leaves_nothing_behind(tmp_path: Path, pg_dsn: str) -> None:
+    """A value that does not fit its forced type stops the run and drops what it created."""
+    source = tmp_path / "bad.db"
+    conn = sqlite3.connect(source)
+    conn.executescript("CREATE TABLE t (id INTEGER PRIMARY KEY, n TEXT);"
+                       "CREATE TABLE u (id INTEGER PRIMARY KEY);"
+                       "INSERT INTO t VALUES (1, '5'), (2, 'five'); INSERT INTO u VALUES (1);")
+    conn.close()
+    config = tmp_path / "over.toml"
+    config.write_text('[tables.t.columns.n]\ntype = "bigint"\n')
+    result = run_cli("run", "--sqlite", str(source), "--pg", pg_dsn, "--config", str(config))
+    assert result.returncode in (4, 5), result.stderr
+    assert "Traceback" not in result.stderr
+    assert "t" in result.stderr and "five" in result.stderr
+    pg = await asyncpg.connect(pg_dsn)
+    try:
+        left = await pg.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+    finally:
+        await pg.close()
+    assert left == []
+
+
+def test_env_configuration_and_bad_values(tmp_path: Path) -> None:
+    """Options come from ASYNCMIG_* variables; bad values are usage errors (exit 2)."""
+    source = build_kitchen_sink(tmp_path / "a.db")
+    result = run_cli("plan", env={"ASYNCMIG_SQLITE": str(source), "ASYNCMIG_JOBS": "zero"})
+    assert_one_line_error(result, 2, "ASYNCMIG_JOBS is expected to be a whole number")
+    ok = run_cli("plan", "--format", "json", env={"ASYNCMIG_SQLITE": str(source)})
+    assert ok.returncode == 0, ok.stderr
+    assert '"target_type": "jsonb"' in ok.stdout
+
+
+def test_scrub_hides_passwords() -> None:
+    assert scrub("postgresql://u:pw@h:5/d") == "postgresql://u:***@h:5/d"
+    assert scrub("postgresql://u@h/d?password=pw&sslmode=require") == (
+        "postgresql://u@h/d?password=***&sslmode=require")
+    assert scrub("host=h password=pw user=u") == "host=h password=*** user=u"
