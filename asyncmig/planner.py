@@ -9,14 +9,15 @@ every expression (defaults, CHECKs, index keys and predicates) is translated
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from asyncmig import profile as profiling
-from asyncmig.catalog import ColumnProfile, SourceCatalog, SourceTable
+from asyncmig.catalog import ColumnProfile, SourceCatalog, SourceColumn, SourceTable
 from asyncmig.config import Overrides
 from asyncmig.errors import UsageError
 from asyncmig.introspect import introspect
@@ -32,10 +33,12 @@ from asyncmig.plan import (
     Skipped,
     TablePlan,
 )
-from asyncmig.quoting import quote_ident
+from asyncmig.quoting import quote_ident, quote_sqlite_ident
 from asyncmig.sqlexpr import translate_default, translate_expression
 from asyncmig.sqlite_source import open_sync, source_error
 from asyncmig.typemap import TypeChoice, choose_type, override_type
+
+MAX_PROFILE_ROUNDS = 4
 
 
 def build_plan(path: Path, *, schema: str = "public", overrides: Overrides | None = None,
@@ -51,7 +54,7 @@ def build_plan(path: Path, *, schema: str = "public", overrides: Overrides | Non
         conn.close()
     _check_overrides(catalog, overrides)
     tables = [t for t in catalog.tables if t.name not in overrides.excluded]
-    profiles = profile_tables(path, tables, jobs)
+    profiles = profile_tables(path, tables, jobs, overrides)
     return assemble(catalog, tables, profiles, schema, overrides, notes)
 
 
@@ -65,30 +68,75 @@ def _check_overrides(catalog: SourceCatalog, overrides: Overrides) -> None:
             raise UsageError(f"config overrides {table}.{column}, which the source does not have")
 
 
-def profile_tables(
-    path: Path, tables: list[SourceTable], jobs: int
-) -> dict[str, dict[str, ColumnProfile]]:
-    """Profile every table, largest work first, ``jobs`` tables at a time."""
+@dataclass(frozen=True)
+class TableProfile:
+    columns: Mapping[str, ColumnProfile]
+    rows: int
+    sampled: bool  # the column profiles count a sample plus every row that broke it
 
-    def one(table: SourceTable) -> tuple[str, dict[str, ColumnProfile]]:
+
+def profile_tables(
+    path: Path, tables: list[SourceTable], jobs: int, overrides: Overrides
+) -> dict[str, TableProfile]:
+    """Profile every table, ``jobs`` tables at a time (SQLite scans without the GIL)."""
+
+    def one(table: SourceTable) -> tuple[str, TableProfile]:
         conn = open_sync(path)
         try:
-            profiling.register_functions(conn)
-            row = conn.execute(profiling.profile_query(table)).fetchone()
-            return table.name, profiling.read_profile(table, row)
+            return table.name, profile_table(conn, table, overrides)
         except sqlite3.DatabaseError as exc:
             raise source_error(path, exc) from exc
         finally:
             conn.close()
 
+    ordered = sorted(tables, key=lambda t: -t.row_count)
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        return dict(pool.map(one, tables))
+        return dict(pool.map(one, ordered))
+
+
+def profile_table(conn: sqlite3.Connection, table: SourceTable,
+                  overrides: Overrides) -> TableProfile:
+    """Choose types from a sample, then check every row against them in one scan.
+
+    Rows that break a choice are profiled in full and merged in, and the choice is
+    made again; this repeats until one scan finds no such row. The common case costs
+    one sample and one scan evaluating cheap conditions.
+    """
+    rows = profiling.count_rows(conn, table)
+    profiles = profiling.profile_sample(conn, table, whole=rows <= 2 * profiling.SAMPLE_ROWS)
+    if rows <= 2 * profiling.SAMPLE_ROWS:
+        return TableProfile(profiles, rows, sampled=False)
+    for _ in range(MAX_PROFILE_ROUNDS):
+        conditions = {}
+        for column in table.columns:
+            if (table.name, column.name) in overrides.column_types:
+                continue
+            choice = _choose(table, column, profiles[column.name], overrides)
+            conditions[column.name] = profiling.acceptance(
+                choice.target_type, choice.transform, quote_sqlite_ident(column.name))
+        broken, extra = profiling.profile_violations(conn, table, conditions)
+        if not broken:
+            break
+        profiles = {name: profiling.merge(p, extra[name]) for name, p in profiles.items()}
+    nulls = profiling.count_nulls(conn, table, table.primary_key)
+    profiles = {name: profiling.merge(p, ColumnProfile(classes={"null": nulls[name]}))
+                if nulls.get(name) else p for name, p in profiles.items()}
+    return TableProfile(profiles, rows, sampled=True)
+
+
+def _choose(table: SourceTable, column: SourceColumn, prof: ColumnProfile,
+            overrides: Overrides) -> TypeChoice:
+    forced = overrides.column_types.get((table.name, column.name))
+    if forced:
+        return override_type(column, prof, forced)
+    return choose_type(column, prof, rowid_alias=column.name == table.rowid_alias,
+                       json_checked=_json_checked(table, column.name))
 
 
 def assemble(
     catalog: SourceCatalog,
     tables: list[SourceTable],
-    profiles: Mapping[str, Mapping[str, ColumnProfile]],
+    profiles: Mapping[str, TableProfile],
     schema: str,
     overrides: Overrides,
     notes: list[str],
@@ -120,21 +168,22 @@ def assemble(
 
 def plan_table(
     table: SourceTable,
-    profiles: Mapping[str, ColumnProfile],
+    table_profile: TableProfile,
     overrides: Overrides,
     skipped: list[Skipped],
     warnings: list[str],
 ) -> TablePlan:
+    profiles = table_profile.columns
     columns = []
     for column in table.columns:
         prof = profiles[column.name]
-        forced = overrides.column_types.get((table.name, column.name))
-        if forced:
-            choice = override_type(column, prof, forced)
-        else:
-            choice = choose_type(column, prof, rowid_alias=column.name == table.rowid_alias)
+        choice = _choose(table, column, prof, overrides)
+        if table_profile.sampled:
+            choice = replace(choice, evidence=f"{choice.evidence} (counts from "
+                             f"{2 * profiling.SAMPLE_ROWS} sampled rows and those unlike them; "
+                             f"all {table_profile.rows} rows checked)")
         columns.append(_column_plan(table, column.name, choice, prof, skipped))
-    row_count = _row_count(profiles)
+    row_count = table_profile.rows
     primary_key = table.primary_key
     pk_nulls = [c for c in primary_key if profiles[c].count("null")]
     indexes: list[IndexPlan] = []
@@ -168,9 +217,11 @@ def plan_table(
     return result
 
 
-def _row_count(profiles: Mapping[str, ColumnProfile]) -> int:
-    first = next(iter(profiles.values()), None)
-    return sum(first.classes.values()) if first else 0
+def _json_checked(table: SourceTable, column: str) -> bool:
+    """A CHECK (json_valid(col)) says the column holds JSON, scalars included (Django's JSONField)."""
+    pattern = re.compile(r"json_valid\s*\(\s*[\"`\[]?" + re.escape(column) + r"[\"`\]]?\s*\)",
+                         re.IGNORECASE)
+    return any(pattern.search(check.expression) for check in table.checks)
 
 
 def _column_plan(

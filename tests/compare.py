@@ -20,7 +20,7 @@ from typing import Any
 import asyncpg
 
 from asyncmig.plan import ColumnPlan, Plan, TablePlan
-from asyncmig.quoting import qualified, quote_sqlite_ident
+from asyncmig.quoting import qualified, quote_ident, quote_sqlite_ident
 
 UTC = dt.UTC
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
@@ -101,7 +101,7 @@ async def assert_table_equal(sqlite_path: Path, conn: asyncpg.Connection, plan: 
         source_rows = src.execute(f"SELECT {names} FROM {quote_sqlite_ident(table.source_name)}").fetchall()
     finally:
         src.close()
-    cols = ", ".join(f'"{c.name}"' for c in table.columns)
+    cols = ", ".join(quote_ident(c.name) for c in table.columns)
     target_rows = await conn.fetch(f"SELECT {cols} FROM {qualified(plan.schema, table.name)}")
     want = sorted((tuple(expected(c, v) for c, v in zip(table.columns, r, strict=True))
                    for r in source_rows), key=_key)

@@ -1,0 +1,292 @@
+"""Per-value conversions from what SQLite returns to what asyncpg's binary COPY takes.
+
+Each transform converts one non-NULL value exactly or raises ``ValueError`` /
+``TypeError``; it never guesses. Where asyncpg's own codec already converts the
+value exactly (UUID and inet text, proven valid by the profile; JSON text, which
+jsonb parses itself, keeping key order and the exact digits of numbers), the
+transform is ``None`` and costs nothing.
+
+Per batch, :func:`build_batch_transform` compiles one comprehension touching only
+the columns that need work, and reports a failure with the row's key.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import uuid
+from collections.abc import Callable, Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import orjson
+
+from asyncmig.errors import DataError
+from asyncmig.plan import TablePlan
+
+Transform = Callable[[Any], Any]
+Batch = list[tuple[Any, ...]]
+
+UTC = dt.UTC
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
+MAX_FRACTION_DIGITS = 6
+
+
+def to_int(value: Any) -> int:
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        return int(value)
+    raise ValueError("not an integer")
+
+
+def to_float(value: Any) -> float:
+    if isinstance(value, float):
+        return value
+    if isinstance(value, int):
+        result = float(value)
+        if int(result) != value:
+            raise ValueError("integer too large for double precision without rounding")
+        return result
+    if isinstance(value, str):
+        return float(value)
+    raise TypeError("not a number")
+
+
+def to_numeric(value: Any) -> Decimal | int:
+    """Exact: a float becomes the decimal it prints as (asyncpg would expand its binary value)."""
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, str):
+        try:
+            return Decimal(value.strip())
+        except InvalidOperation:
+            raise ValueError("not a number") from None
+    raise TypeError("not a number")
+
+
+def to_text(value: Any) -> str:
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("text contains a NUL character, which PostgreSQL text cannot hold")
+        return value
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value)  # the shortest text that reads back as the same double
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    raise TypeError("not text")
+
+
+def check_text(value: Any) -> str:
+    if isinstance(value, str) and "\x00" not in value:
+        return value
+    return to_text(value)
+
+
+def to_bytes(value: Any) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, float):
+        return repr(value).encode()
+    if isinstance(value, int):
+        return str(value).encode()
+    raise TypeError("not bytes")
+
+
+def to_json(value: Any) -> str:
+    """Validated, then passed as the original text: jsonb keeps numbers' digits that way."""
+    text = value.decode("utf-8") if isinstance(value, bytes) else value
+    if not isinstance(text, str):
+        raise TypeError("JSON must be text")
+    orjson.loads(text)
+    if "\\u0000" in text:
+        raise ValueError("JSON with \\u0000, which jsonb cannot hold")
+    return text
+
+
+def to_uuid(value: Any) -> uuid.UUID:
+    if isinstance(value, bytes) and len(value) == 16:
+        return uuid.UUID(bytes=value)
+    if not isinstance(value, str):
+        raise TypeError("not a UUID")
+    return uuid.UUID(value)
+
+
+def to_inet(value: Any) -> str:
+    from asyncmig.profile import is_inet
+
+    if not is_inet(value):
+        raise ValueError("not an IP address PostgreSQL accepts unchanged")
+    return str(value)
+
+
+_BOOLEANS: Mapping[Any, bool] = {
+    0: False, 1: True, "0": False, "1": True, "t": True, "f": False,
+    "true": True, "false": False,
+}
+
+
+def to_bool(value: Any) -> bool:
+    try:
+        key = value.lower() if isinstance(value, str) else value
+        return _BOOLEANS[key]
+    except (KeyError, TypeError):
+        raise ValueError("not a boolean (0/1, t/f, true/false)") from None
+
+
+def _check_fraction(text: str) -> None:
+    """fromisoformat drops digits beyond microseconds; refuse rather than round silently."""
+    dot = text.find(".", 19)
+    if dot < 0:
+        return
+    digits = 0
+    for char in text[dot + 1:]:
+        if not char.isdigit():
+            break
+        digits += 1
+    if digits > MAX_FRACTION_DIGITS:
+        raise ValueError("more than 6 fraction digits: PostgreSQL keeps microseconds")
+
+
+def to_timestamptz(value: Any) -> dt.datetime:
+    """ISO text; naive values are UTC (the documented policy)."""
+    if not isinstance(value, str):
+        raise TypeError("not a timestamp text")
+    if len(value) > 26:
+        _check_fraction(value)
+    parsed = dt.datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def to_timestamp(value: Any) -> dt.datetime:
+    """Wall-clock time without a zone; a value with an offset is converted to UTC first."""
+    if not isinstance(value, str):
+        raise TypeError("not a timestamp text")
+    if len(value) > 26:
+        _check_fraction(value)
+    parsed = dt.datetime.fromisoformat(value)
+    return parsed.astimezone(UTC).replace(tzinfo=None) if parsed.tzinfo else parsed
+
+
+def to_date(value: Any) -> dt.date:
+    if not isinstance(value, str) or len(value) != 10:
+        raise ValueError("not a YYYY-MM-DD date")
+    return dt.date.fromisoformat(value)
+
+
+def to_time(value: Any) -> dt.time:
+    if not isinstance(value, str):
+        raise TypeError("not a time text")
+    return dt.time.fromisoformat(value)
+
+
+def epoch(micros_per_unit: int) -> Transform:
+    def convert(value: Any) -> dt.datetime:
+        if isinstance(value, int):
+            micros = value * micros_per_unit
+        elif isinstance(value, float):
+            micros = int((Decimal(repr(value)) * micros_per_unit).to_integral_value())
+        else:
+            raise TypeError("not an epoch number")
+        return EPOCH + dt.timedelta(microseconds=micros)
+
+    return convert
+
+
+TRANSFORMS: Mapping[str, Transform | None] = {
+    "none": None,
+    "int": to_int,
+    "float": to_float,
+    "numeric": to_numeric,
+    "text": to_text,
+    "text_nul_check": check_text,
+    "bytes": to_bytes,
+    "bytes_from_any": to_bytes,
+    "json": to_json,
+    "uuid": None,  # text proven by the profile; asyncpg parses both spellings
+    "uuid_checked": to_uuid,
+    "inet": None,  # text proven by the profile
+    "inet_checked": to_inet,
+    "bool": to_bool,
+    "date": to_date,
+    "time": to_time,
+    "timestamp": to_timestamp,
+    "timestamptz": to_timestamptz,
+    "epoch_s": epoch(1_000_000),
+    "epoch_ms": epoch(1_000),
+    "epoch_us": epoch(1),
+}
+
+# exceptions a transform raises for a value it cannot convert
+VALUE_ERRORS = (ValueError, TypeError, OverflowError, ArithmeticError, orjson.JSONDecodeError,
+                UnicodeDecodeError, ipaddress.AddressValueError)
+
+
+def column_transforms(table: TablePlan) -> list[tuple[int, Transform]]:
+    found = []
+    for position, column in enumerate(table.columns):
+        if column.transform not in TRANSFORMS:
+            raise KeyError(f"{table.name}.{column.name}: unknown transform {column.transform!r}")
+        function = TRANSFORMS[column.transform]
+        if function is not None:
+            found.append((position, function))
+    return found
+
+
+def build_batch_transform(table: TablePlan) -> Callable[[Batch], Batch] | None:
+    """One function converting a batch of rows, or None when no column needs work.
+
+    The row function is generated as a single tuple expression, e.g.
+    ``(r0, f1(r1) if r1 is not None else None, r2)``, because a comprehension
+    over unpacked tuples is several times faster than per-column loops.
+    """
+    work = column_transforms(table)
+    if not work:
+        return None
+    width = len(table.columns)
+    by_position = dict(work)
+    names = [f"r{i}" for i in range(width)]
+    items = [
+        f"f{i}({n}) if {n} is not None else None" if i in by_position else n
+        for i, n in enumerate(names)
+    ]
+    unpack = ", ".join(names) + ("," if width == 1 else "")
+    source = f"lambda batch: [({', '.join(items)},) for ({unpack}) in batch]"
+    namespace = {f"f{i}": fn for i, fn in by_position.items()}
+    fast: Callable[[Batch], Batch] = eval(source, namespace)  # noqa: S307 (indices only)
+
+    def transform(batch: Batch) -> Batch:
+        try:
+            return fast(batch)
+        except VALUE_ERRORS:
+            raise _explain(table, work, batch) from None
+
+    return transform
+
+
+def _explain(table: TablePlan, work: list[tuple[int, Transform]], batch: Batch) -> DataError:
+    """Find the first failing value of a batch again, and name it with its row's key."""
+    key_positions = [i for i, c in enumerate(table.columns) if c.name in table.primary_key]
+    for row in batch:
+        for position, function in work:
+            value = row[position]
+            if value is None:
+                continue
+            try:
+                function(value)
+            except VALUE_ERRORS as exc:
+                key: Any = tuple(row[i] for i in key_positions) if key_positions else None
+                if isinstance(key, tuple) and len(key) == 1:
+                    key = key[0]
+                column = table.columns[position]
+                return DataError(table.name, column.name, key if key is not None else row,
+                                 value, f"not a valid {column.target_type}: {exc}")
+    return DataError(table.name, "?", None, None, "a transform failed and then succeeded")

@@ -1,0 +1,192 @@
+"""Property tests for the value transforms: exact where they convert, loud where they cannot."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import math
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from asyncmig import transforms
+from asyncmig.errors import DataError
+from asyncmig.plan import ColumnPlan, TablePlan
+from asyncmig.profile import is_inet
+
+UTC = dt.UTC
+finite = st.floats(allow_nan=False, allow_infinity=False)
+moments = st.datetimes(min_value=dt.datetime(1, 1, 1), max_value=dt.datetime(9999, 12, 31))
+
+
+@given(finite)
+def test_numeric_keeps_the_decimal_a_float_prints_as(value: float) -> None:
+    result = transforms.to_numeric(value)
+    assert result == Decimal(repr(value))
+    assert float(result) == value
+
+
+@given(st.integers(min_value=-(2**63), max_value=2**63 - 1))
+def test_integers_pass_through_numeric_and_text_exactly(value: int) -> None:
+    assert transforms.to_numeric(value) == value
+    assert transforms.to_text(value) == str(value)
+    assert transforms.to_int(str(value)) == value
+
+
+@given(finite)
+def test_text_of_a_float_reads_back_as_the_same_float(value: float) -> None:
+    text = transforms.to_text(value)
+    assert float(text) == value and math.copysign(1, float(text)) == math.copysign(1, value)
+
+
+@given(st.integers(min_value=2**53 + 1, max_value=2**63 - 1))
+def test_float_refuses_integers_it_would_round(value: int) -> None:
+    if float(value) != value:
+        with pytest.raises(ValueError, match="rounding"):
+            transforms.to_float(value)
+
+
+@given(moments, st.sampled_from([" ", "T"]), st.sampled_from(["auto", "seconds",
+                                                               "milliseconds", "microseconds"]))
+def test_naive_timestamps_are_read_as_utc(moment: dt.datetime, sep: str, spec: str) -> None:
+    text = moment.isoformat(sep=sep, timespec=spec)
+    parsed = transforms.to_timestamptz(text)
+    expected = dt.datetime.fromisoformat(text).replace(tzinfo=UTC)
+    assert parsed == expected and parsed.utcoffset() == dt.timedelta(0)
+
+
+@given(st.datetimes(min_value=dt.datetime(2, 1, 1), max_value=dt.datetime(9998, 12, 31)),
+       st.integers(min_value=-14 * 60, max_value=14 * 60))
+def test_offsets_keep_their_instant(moment: dt.datetime, minutes: int) -> None:
+    zone = dt.timezone(dt.timedelta(minutes=minutes))
+    text = moment.replace(tzinfo=zone).isoformat()
+    instant = moment.replace(tzinfo=zone)
+    assert transforms.to_timestamptz(text) == instant
+    assert transforms.to_timestamp(text) == instant.astimezone(UTC).replace(tzinfo=None)
+
+
+def test_more_than_six_fraction_digits_are_refused_not_rounded() -> None:
+    with pytest.raises(ValueError, match="6 fraction digits"):
+        transforms.to_timestamptz("2025-03-01 12:00:00.1234567")
+    assert transforms.to_timestamptz("2025-03-01 12:00:00.123456").microsecond == 123456
+
+
+@given(st.integers(min_value=0, max_value=10**10))
+def test_epoch_seconds(value: int) -> None:
+    assert transforms.TRANSFORMS["epoch_s"](value) == (  # type: ignore[misc]
+        dt.datetime(1970, 1, 1, tzinfo=UTC) + dt.timedelta(seconds=value))
+
+
+@given(st.floats(min_value=0, max_value=1e10, allow_nan=False))
+def test_epoch_seconds_with_fractions_round_to_the_microsecond(value: float) -> None:
+    result = transforms.TRANSFORMS["epoch_s"](value)  # type: ignore[misc]
+    micros = (result - dt.datetime(1970, 1, 1, tzinfo=UTC)) // dt.timedelta(microseconds=1)
+    assert abs(Decimal(micros) - Decimal(repr(value)) * 1_000_000) <= Decimal("0.5")
+
+
+@given(st.integers(min_value=0, max_value=10**13))
+def test_epoch_milliseconds(value: int) -> None:
+    assert transforms.TRANSFORMS["epoch_ms"](value) == (  # type: ignore[misc]
+        dt.datetime(1970, 1, 1, tzinfo=UTC) + dt.timedelta(milliseconds=value))
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (0, False), (1, True), ("t", True), ("F", False), ("true", True), ("FALSE", False),
+    ("1", True), ("0", False)])
+def test_booleans(value: Any, expected: bool) -> None:
+    assert transforms.to_bool(value) is expected
+
+
+@pytest.mark.parametrize("value", [2, -1, "yes", "", 0.5, b"1"])
+def test_non_booleans_are_refused(value: Any) -> None:
+    with pytest.raises(ValueError):
+        transforms.to_bool(value)
+
+
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(),
+                    lambda children: st.lists(children) | st.dictionaries(st.text(), children),
+                    max_leaves=10))
+def test_json_text_is_passed_on_unchanged(document: Any) -> None:
+    import json
+
+    text = json.dumps(document, ensure_ascii=False)
+    if "\\u0000" in text:
+        with pytest.raises(ValueError):
+            transforms.to_json(text)
+    else:
+        assert transforms.to_json(text) is text
+
+
+@given(st.uuids())
+def test_uuids_in_both_spellings(value: uuid.UUID) -> None:
+    assert transforms.to_uuid(str(value).upper()) == value
+    assert transforms.to_uuid(value.hex.upper()) == value
+
+
+@given(st.ip_addresses())
+def test_every_ip_address_is_recognised(address: ipaddress.IPv4Address | ipaddress.IPv6Address
+                                        ) -> None:
+    assert is_inet(str(address))
+    assert is_inet(f"{address}/{address.max_prefixlen}")
+
+
+@pytest.mark.parametrize("value", ["fe80::1%eth0", "1.2.3", "01.2.3.4", "10.0.0.0/255.0.0.0",
+                                   "unknown", "1.2.3.4/33", ""])
+def test_addresses_postgresql_would_refuse_or_rewrite(value: str) -> None:
+    assert not is_inet(value)
+
+
+@given(st.text())
+def test_text_refuses_only_nul(value: str) -> None:
+    if "\x00" in value:
+        with pytest.raises(ValueError, match="NUL"):
+            transforms.to_text(value)
+    else:
+        assert transforms.to_text(value) is value
+
+
+def _table(*columns: tuple[str, str, str]) -> TablePlan:
+    return TablePlan(
+        name="t", source_name="t",
+        columns=tuple(ColumnPlan(n, n, "", t, tr) for n, t, tr in columns),
+        primary_key=("id",),
+    )
+
+
+@given(st.lists(st.tuples(st.integers(), st.one_of(st.none(), st.sampled_from([0, 1])),
+                          st.one_of(st.none(), finite)), max_size=30))
+def test_batch_transform_converts_only_the_columns_that_need_it(
+        rows: list[tuple[Any, ...]]) -> None:
+    table = _table(("id", "bigint", "none"), ("flag", "boolean", "bool"),
+                   ("amount", "numeric", "numeric"))
+    transform = transforms.build_batch_transform(table)
+    assert transform is not None
+    out = transform(rows)
+    assert out == [(i, None if f is None else bool(f), None if a is None else Decimal(repr(a)))
+                   for i, f, a in rows]
+
+
+def test_batch_transform_is_skipped_when_nothing_needs_converting() -> None:
+    assert transforms.build_batch_transform(_table(("id", "bigint", "none"),
+                                                   ("body", "text", "none"))) is None
+
+
+def test_a_bad_value_is_named_with_its_table_column_and_key() -> None:
+    table = _table(("id", "bigint", "none"), ("seen", "timestamptz", "timestamptz"))
+    transform = transforms.build_batch_transform(table)
+    assert transform is not None
+    with pytest.raises(DataError) as caught:
+        transform([(1, "2025-01-01 10:00:00"), (7, "yesterday")])
+    error = caught.value
+    assert (error.table, error.column, error.key, error.value) == ("t", "seen", 7, "yesterday")
+    assert "t.seen at key 7" in str(error)
+
+
+def test_single_column_tables_work() -> None:
+    transform = transforms.build_batch_transform(_table(("flag", "boolean", "bool")))
+    assert transform is not None
+    assert transform([(1,), (None,), ("f",)]) == [(True,), (None,), (False,)]
