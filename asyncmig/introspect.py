@@ -77,7 +77,7 @@ def _virtual_and_shadow_tables(
 
 
 def read_table(conn: sqlite3.Connection, name: str, sql: str) -> SourceTable:
-    collations = _safe(lambda: sqlparse.column_collations(sql), {})
+    collations: dict[str, str] = _safe(lambda: sqlparse.column_collations(sql), {})
     columns = tuple(
         SourceColumn(
             name=col_name,
@@ -105,11 +105,15 @@ def read_table(conn: sqlite3.Connection, name: str, sql: str) -> SourceTable:
         indexes=read_indexes(conn, name),
         foreign_keys=read_foreign_keys(conn, name, sql),
         checks=tuple(
-            SourceCheck(n, e) for n, e in _safe(lambda: sqlparse.check_constraints(sql), [])
+            SourceCheck(n, e) for n, e in _safe(lambda: sqlparse.check_constraints(sql), _no_checks())
         ),
         row_count=0,
     )
     return table
+
+
+def _no_checks() -> list[tuple[str | None, str]]:
+    return []
 
 
 def _safe(fn: Callable[[], T], fallback: T) -> T:
@@ -182,7 +186,7 @@ def read_foreign_keys(conn: sqlite3.Connection, table: str, sql: str) -> tuple[S
         f"PRAGMA foreign_key_list({q(table)})"
     ):
         grouped.setdefault(fk_id, []).append((ref, col, ref_col, on_update, on_delete))
-    deferred = _safe(lambda: sqlparse.deferrable_references(sql), [])
+    deferred: list[tuple[str, bool]] = _safe(lambda: sqlparse.deferrable_references(sql), [])
     # PRAGMA foreign_key_list numbers foreign keys in reverse order of declaration
     declared = sorted(grouped, reverse=True)
     found = []

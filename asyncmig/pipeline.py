@@ -72,7 +72,7 @@ async def read_table(
         conn = await open_async(source)
         try:
             cursor = await conn.execute(select_sql(table))
-            while batch := list(await cursor.fetchmany(batch_size)):
+            while batch := [tuple(row) for row in await cursor.fetchmany(batch_size)]:
                 count += len(batch)
                 await send.send(batch)
         except sqlite3.DatabaseError as exc:

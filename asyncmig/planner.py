@@ -288,7 +288,10 @@ def _plan_indexes(
         where = None
         if reason is None and index.where:
             translated = translate_expression(index.where, column_types=col_types)
-            where, reason = translated.sql, translated.reason
+            if translated.sql is None:
+                reason = translated.reason or "predicate not portable"
+            elif translated.sql.upper() != "TRUE":  # e.g. json_valid() on a jsonb column
+                where = translated.sql
         if reason is not None:
             skipped.append(Skipped("index", table.name, index.name, index.sql or "", reason))
             continue
@@ -306,6 +309,7 @@ def _plan_checks(
     table: SourceTable, col_types: Mapping[str, str], skipped: list[Skipped]
 ) -> list[CheckPlan]:
     planned = []
+    used: set[str] = set()
     for number, check in enumerate(table.checks, start=1):
         translated = translate_expression(check.expression, column_types=col_types)
         if translated.sql is None:
@@ -313,6 +317,9 @@ def _plan_checks(
                                    translated.reason or "not portable"))
             continue
         name = check.name or pg_name(table.name, f"check{number}")
+        if name in used:  # SQLite allows two CHECKs of one name; PostgreSQL does not
+            name = pg_name(name, str(number))
+        used.add(name)
         planned.append(CheckPlan(name, translated.sql, check.expression))
     return planned
 

@@ -14,6 +14,7 @@ Override a column to ``timestamp`` to keep wall-clock values without a zone.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -113,8 +114,8 @@ def _with_blobs(profile: ColumnProfile, counts: str) -> TypeChoice:
         return TypeChoice("bytea", "none", f"blobs: {counts}")
     return TypeChoice(
         "bytea", "bytes_from_any", f"blobs mixed with other values: {counts}",
-        ("holds blobs and other values: all stored as bytea (text as UTF-8, numbers as "
-         "their decimal text)",),
+        (("holds blobs and other values: all stored as bytea "
+          "(text as UTF-8, numbers as their decimal text)"),),
     )
 
 
@@ -127,7 +128,7 @@ def _boolean(profile: ColumnProfile, counts: str) -> TypeChoice | None:
         return None
     if profile.count("integer") and not (
         profile.int_min is not None and profile.int_max is not None
-        and 0 <= profile.int_min and profile.int_max <= 1
+        and profile.int_min >= 0 and profile.int_max <= 1
     ):
         return None
     if profile.count("text") and not _all_text(profile, "bool"):
@@ -162,7 +163,7 @@ def _temporal(column: SourceColumn, profile: ColumnProfile, counts: str) -> Type
 def _epoch(profile: ColumnProfile, counts: str) -> TypeChoice | None:
     bounds = [b for b in (profile.int_min, profile.int_max, profile.real_min, profile.real_max)
               if b is not None]
-    if not bounds or any(b < 0 or b != b or b == float("inf") for b in bounds):
+    if not bounds or any(b < 0 or math.isnan(b) or math.isinf(b) for b in bounds):
         return None
     largest = max(bounds)
     for limit, transform, unit in EPOCH_UNITS:
@@ -196,8 +197,8 @@ def _plain(column: SourceColumn, profile: ColumnProfile, counts: str) -> TypeCho
     if texts:
         warnings: tuple[str, ...] = ()
         if integers or reals:
-            warnings = (f"declared {declared} but holds text and numbers ({counts}): "
-                        "stored as text",)
+            warnings = ((f"declared {declared} but holds text and numbers ({counts}): "
+                         "stored as text"),)
         elif kind_family not in ("text",) or wants_numeric:
             warnings = (f"declared {declared} but holds {texts} text value(s): stored as text",)
         target = "text"

@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import django
 from django.conf import settings
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 FIXED_ID = uuid.UUID("12345678-1234-5678-1234-567812345678")
 
 

@@ -1,0 +1,49 @@
+"""The whole DDL as one SQL script to review (``asyncmig schema --print``).
+
+It lists the statements ``asyncmig run`` executes, in the same phase order, so a
+reviewer sees exactly what will be created; the data copy and the sequence reset,
+which only make sense during a run, appear as comments.
+"""
+
+from __future__ import annotations
+
+from asyncmig.ddl.constraints import constraint_sql, foreign_key_sql
+from asyncmig.ddl.indexes import index_sql
+from asyncmig.ddl.sequences import sequence_reset_sql
+from asyncmig.ddl.tables import create_schema_sql, create_table_sql
+from asyncmig.plan import Plan
+
+
+def _comment(text: str) -> str:
+    return "\n".join(f"-- {line}".rstrip() for line in text.splitlines() or [""])
+
+
+def _block(title: str, statements: list[str]) -> str:
+    body = "\n".join(f"{s};" for s in statements) if statements else "-- (none)"
+    return f"{_comment(title)}\n{body}\n"
+
+
+def render_script(plan: Plan) -> str:
+    """All phases as one script, each statement terminated by ';'."""
+    indexes = [s for t in plan.tables for s in index_sql(plan, t)]
+    constraints = [s for t in plan.tables for s in constraint_sql(plan, t)]
+    foreign_keys = [s for pair in foreign_key_sql(plan) for s in pair]
+    sequences = [s for t in plan.tables for s in sequence_reset_sql(plan, t)]
+    parts = [
+        _comment(f"asyncmig: {plan.source_path} -> schema {plan.schema}"),
+        "",
+        _block("phase 1: schema and bare tables",
+               create_schema_sql(plan) + [create_table_sql(plan, t) for t in plan.tables]),
+        _comment("phase 2: data (COPY) is loaded here by asyncmig run") + "\n",
+        _block("phase 3: indexes", indexes),
+        _block("phase 4: primary keys, unique and check constraints", constraints),
+        _block("phase 5: foreign keys", foreign_keys),
+        _comment("phase 6: after loading, identity sequences are moved past the loaded ids:"),
+    ]
+    parts += [_comment(f"{s};") for s in sequences] or [_comment("(no identity columns)")]
+    if plan.skipped:
+        parts += ["", _comment("not migrated:")]
+        parts += [_comment(f"  {s.kind} {s.table or ''}{'.' if s.table and s.name else ''}"
+                           f"{s.name or ''}: {' '.join(s.reason.split())}")
+                  for s in plan.skipped]
+    return "\n".join(parts) + "\n"
