@@ -80,6 +80,7 @@ class SourceTable:
     foreign_keys: tuple[SourceForeignKey, ...]
     checks: tuple[SourceCheck, ...]
     row_count: int
+    sequence: int | None = None  # sqlite_sequence.seq: the largest id AUTOINCREMENT handed out
 
     @property
     def primary_key(self) -> tuple[str, ...]:

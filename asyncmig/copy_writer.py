@@ -8,16 +8,13 @@ the reader.
 
 from __future__ import annotations
 
-from typing import Any
-
 import asyncpg
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from asyncmig.errors import TargetError
 from asyncmig.plan import TablePlan
 from asyncmig.quoting import qualified
-
-Batch = list[tuple[Any, ...]]
+from asyncmig.transforms import Batch, explain_rejected_batch
 
 
 async def copy_table(
@@ -42,6 +39,8 @@ async def copy_table(
                 status = await conn.copy_records_to_table(
                     table.name, schema_name=schema, columns=columns, records=batch
                 )
+            except (ValueError, TypeError, OverflowError) as exc:  # asyncpg's encoders
+                raise explain_rejected_batch(table, batch, exc) from exc
             except asyncpg.PostgresError as exc:
                 raise TargetError(
                     f"cannot load {qualified(schema, table.name)}: PostgreSQL refused the data: "

@@ -108,8 +108,18 @@ def read_table(conn: sqlite3.Connection, name: str, sql: str) -> SourceTable:
             SourceCheck(n, e) for n, e in _safe(lambda: sqlparse.check_constraints(sql), _no_checks())
         ),
         row_count=0,
+        sequence=_sqlite_sequence(conn, name) if sqlparse.has_autoincrement(sql) else None,
     )
     return table
+
+
+def _sqlite_sequence(conn: sqlite3.Connection, table: str) -> int | None:
+    """AUTOINCREMENT never reuses an id, even a deleted one: remember the highest."""
+    try:
+        row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (table,)).fetchone()
+    except sqlite3.OperationalError:  # no AUTOINCREMENT table has had a row yet
+        return None
+    return int(row[0]) if row and isinstance(row[0], int) else None
 
 
 def _no_checks() -> list[tuple[str | None, str]]:

@@ -265,6 +265,6 @@ async def finish(conn: asyncpg.Connection, plan: Plan, report: RunReport) -> Non
                 f"foreign key left NOT VALID because existing rows break it: {exc}"
             )
     for table in plan.tables:
-        await execute_all(conn, ddl.sequence_reset_sql(plan, table))
+        await execute_all(conn, ddl.sequence_reset_sql(plan, table, table.next_identity))
     for table in plan.tables:
         await execute_all(conn, [ddl.analyze_sql(plan, table)])

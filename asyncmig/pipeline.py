@@ -29,12 +29,12 @@ import anyio
 import asyncpg
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from asyncmig.copy_writer import Batch, copy_table
+from asyncmig.copy_writer import copy_table
 from asyncmig.errors import SourceError
 from asyncmig.plan import TablePlan
 from asyncmig.quoting import quote_sqlite_ident
 from asyncmig.sqlite_source import open_async, source_error
-from asyncmig.transforms import build_batch_transform
+from asyncmig.transforms import Batch, build_batch_transform
 
 BatchTransform = Callable[[Batch], Batch]
 

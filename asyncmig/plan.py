@@ -90,6 +90,7 @@ class TablePlan:
     row_count: int = 0
     read_order: tuple[str, ...] = ()  # source columns to ORDER BY ("rowid" allowed)
     without_rowid: bool = False
+    next_identity: int | None = None  # floor for the identity's next value (AUTOINCREMENT)
 
     def column(self, name: str) -> ColumnPlan:
         for col in self.columns:

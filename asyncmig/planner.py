@@ -211,6 +211,7 @@ def plan_table(
         row_count=row_count,
         read_order=primary_key if table.without_rowid else ("rowid",),
         without_rowid=table.without_rowid,
+        next_identity=table.sequence + 1 if table.sequence is not None else None,
     )
     for col in result.columns:
         warnings.extend(f"{table.name}.{col.name}: {w}" for w in col.warnings)

@@ -291,3 +291,28 @@ def _explain(table: TablePlan, work: list[tuple[int, Transform]], batch: Batch) 
                 return DataError(table.name, column.name, key if key is not None else row,
                                  value, f"not a valid {column.target_type}: {exc}")
     return DataError(table.name, "?", None, None, "a transform failed and then succeeded")
+
+
+# what asyncpg's codecs accept per target type, checked again only after a COPY failed
+VALIDATORS: Mapping[str, Transform] = {
+    "uuid": to_uuid,
+    "inet": to_inet,
+    "bigint": to_int,
+    "double precision": to_float,
+    "numeric": to_numeric,
+    "text": to_text,
+    "varchar": to_text,
+    "jsonb": to_json,
+    "boolean": lambda v: v if isinstance(v, bool) else to_bool(v),
+}
+
+
+def explain_rejected_batch(table: TablePlan, batch: Batch, error: Exception) -> DataError:
+    """asyncpg refused a value while encoding a batch: find it and name its row's key."""
+    checks = [(i, VALIDATORS[c.target_type.split("(")[0].strip()])
+              for i, c in enumerate(table.columns)
+              if c.target_type.split("(")[0].strip() in VALIDATORS]
+    found = _explain(table, checks, batch)
+    if found.column != "?":
+        return found
+    return DataError(table.name, "?", None, None, f"the PostgreSQL driver refused a value: {error}")

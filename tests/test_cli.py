@@ -138,3 +138,31 @@ def test_scrub_hides_passwords() -> None:
     assert scrub("postgresql://u@h/d?password=pw&sslmode=require") == (
         "postgresql://u@h/d?password=***&sslmode=require")
     assert scrub("host=h password=pw user=u") == "host=h password=*** user=u"
+
+
+def test_a_bad_value_beyond_the_sample_names_its_row(tmp_path: Path, pg_dsn: str) -> None:
+    """A malformed UUID deep in a large table stops the run with its key; nothing is left."""
+    path = tmp_path / "ids.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE tokens (id INTEGER PRIMARY KEY, token_id TEXT)")
+    conn.executemany("INSERT INTO tokens VALUES (?, ?)",
+                     [(i, f"{i:08x}-d9cb-469f-a165-70867728950e") for i in range(1, 5001)])
+    conn.execute("UPDATE tokens SET token_id = 'not-a-uuid-but-thirty-six-characters' "
+                 "WHERE id = 2500")
+    conn.commit()
+    conn.close()
+    result = run_cli("run", "--sqlite", str(path), "--pg", pg_dsn)
+    assert_one_line_error(result, 5, "tokens.token_id at key 2500")
+    assert "not-a-uuid-but-thirty-six-characters" in result.stderr
+
+    async def tables() -> list[str]:
+        pg = await asyncpg.connect(pg_dsn)
+        try:
+            return [r[0] for r in await pg.fetch(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+        finally:
+            await pg.close()
+
+    import asyncio
+
+    assert asyncio.run(tables()) == []

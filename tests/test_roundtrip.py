@@ -124,3 +124,23 @@ async def test_existing_table_stops_the_run_unless_replace(kitchen_sink: Path,
         await migrate(kitchen_sink, pg_dsn)
     report = await migrate(kitchen_sink, pg_dsn, replace=True)
     assert await assert_all_equal(kitchen_sink, pg_dsn, report.plan) > 0  # type: ignore[attr-defined]
+
+
+async def test_autoincrement_never_reuses_ids_of_deleted_rows(tmp_path: Path, pg_dsn: str) -> None:
+    """SQLite's AUTOINCREMENT remembers the highest id ever used; so does the identity."""
+    import sqlite3
+
+    source = tmp_path / "deleted.db"
+    conn = sqlite3.connect(source)
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT, v TEXT)")
+    conn.executemany("INSERT INTO t (v) VALUES (?)", [(str(i),) for i in range(10)])
+    conn.execute("DELETE FROM t WHERE id > 5")
+    conn.commit()
+    conn.close()
+    await migrate(source, pg_dsn)
+    pg = await asyncpg.connect(pg_dsn)
+    try:
+        new_id = await pg.fetchval("INSERT INTO t (v) VALUES ('new') RETURNING id")
+    finally:
+        await pg.close()
+    assert new_id == 11
