@@ -29,6 +29,11 @@ class MigrationError(Exception):
         self.detail = detail
         self.hint = hint
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # errors cross from worker processes to the main one by pickling, and the
+        # subclasses' constructors take other arguments than Exception.args holds
+        return (_restore, (type(self), self.message, dict(self.__dict__)))
+
     def __str__(self) -> str:
         parts = [self.message]
         if self.detail:
@@ -95,3 +100,10 @@ class InternalError(MigrationError):
     """Something asyncmig should have prevented: please report it."""
 
     exit_code = 70
+
+
+def _restore(cls: type[MigrationError], message: str, state: dict[str, Any]) -> MigrationError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import anyio
+import anyio.to_process
 import asyncpg
 import structlog
 
@@ -49,6 +50,7 @@ class RunSettings:
     replace: bool = False
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
     overrides: Overrides = field(default_factory=Overrides)
+    workers: str = "auto"  # "process", "inline", or "auto": processes for large sources
 
 
 @dataclass(frozen=True)
@@ -87,11 +89,14 @@ async def run_migration(settings: RunSettings) -> RunReport:
     try:
         version = await check_server(admin)
         plan = await make_plan(settings)
+        log.info("planned", tables=len(plan.tables), rows=sum(t.row_count for t in plan.tables),
+                 seconds=round(time.perf_counter() - started, 3))
         report = RunReport(plan, warnings=list(plan.warnings), server_version=version)
         before = fingerprint(settings.source)
         await create_tables(admin, plan, replace=settings.replace)
         try:
             await load_everything(settings, plan, report)
+            log.info("data_loaded", seconds=round(time.perf_counter() - started, 3))
             await finish(admin, plan, report)
             if fingerprint(settings.source) != before:
                 raise SourceError(
@@ -165,17 +170,34 @@ def first_line(sql: str) -> str:
     return line if len(line) <= 120 else line[:117] + "..."
 
 
+# below this many rows in all, worker processes cost more to start than they save
+PROCESS_THRESHOLD_ROWS = 200_000
+
+
+def use_processes(settings: RunSettings, plan: Plan) -> bool:
+    if settings.workers != "auto":
+        return settings.workers == "process"
+    return settings.jobs > 1 and sum(t.row_count for t in plan.tables) >= PROCESS_THRESHOLD_ROWS
+
+
 async def load_everything(settings: RunSettings, plan: Plan, report: RunReport) -> None:
-    """Phases 2-3: every table's data, then its indexes and constraints."""
+    """Phases 2-3: every table's data, then its indexes and constraints.
+
+    Reading, converting and encoding rows is Python work, so with ``jobs`` > 1 each
+    table's pipeline runs in a worker process (one event loop, reader, transformers and
+    COPY writer per table, as in-process); indexes and constraints are PostgreSQL's
+    work and are driven from here, each table's as soon as its data is committed.
+    """
     jobs = max(1, settings.jobs)
     pool = await create_pool(settings.target, size=jobs * 2)
     load_slots = anyio.CapacityLimiter(jobs)
     index_slots = anyio.CapacityLimiter(jobs)
+    in_processes = use_processes(settings, plan)
     try:
         async with anyio.create_task_group() as tg:
             for table in plan.tables:
                 tg.start_soon(migrate_table, settings, plan, table, pool, load_slots, index_slots,
-                              report)
+                              report, in_processes)
     finally:
         with anyio.move_on_after(10, shield=True):
             await pool.close()
@@ -189,14 +211,18 @@ async def migrate_table(
     load_slots: anyio.CapacityLimiter,
     index_slots: anyio.CapacityLimiter,
     report: RunReport,
+    in_processes: bool,
 ) -> None:
-    async with load_slots, pool.acquire() as conn:
-        # durability comes from the synchronous commits of the final phase,
-        # which flush the WAL of every earlier commit too
-        await conn.execute("SET synchronous_commit = off")
-        load = await load_table(settings.source, plan.schema, table, conn, settings.pipeline)
-        await verify_count(conn, plan, table, load)
-        await conn.execute("RESET synchronous_commit")
+    if in_processes:
+        load = await anyio.to_process.run_sync(
+            load_in_process, settings.source, plan.schema, table, settings.target,
+            settings.pipeline, cancellable=True, limiter=load_slots,
+        )
+    else:
+        async with load_slots, pool.acquire() as conn:
+            load = await load_and_count(settings.source, plan.schema, table, conn,
+                                        settings.pipeline)
+    verify_count(table, load)
     started = time.perf_counter()
     await build_indexes(pool, plan, table, index_slots)
     async with pool.acquire() as conn:
@@ -208,14 +234,42 @@ async def migrate_table(
              rows_per_s=int(load.rows_copied / load.seconds) if load.seconds else None)
 
 
-async def verify_count(conn: asyncpg.Connection, plan: Plan, table: TablePlan,
-                       load: TableLoad) -> None:
+async def load_and_count(source: Path, schema: str, table: TablePlan, conn: asyncpg.Connection,
+                         pipeline: PipelineSettings) -> TableLoad:
+    """Load one table and count what PostgreSQL committed."""
+    # durability comes from the synchronous commits of the final phase,
+    # which flush the WAL of every earlier commit too
+    await conn.execute("SET synchronous_commit = off")
+    try:
+        load = await load_table(source, schema, table, conn, pipeline)
+    finally:
+        await conn.execute("RESET synchronous_commit")
+    committed = int(await conn.fetchval(f"SELECT count(*) FROM {qualified(schema, table.name)}"))
+    return replace(load, rows_committed=committed)
+
+
+def load_in_process(source: Path, schema: str, table: TablePlan, target: Target,
+                    pipeline: PipelineSettings) -> TableLoad:
+    """A worker process's whole job: one table, on its own connection and event loop."""
+
+    async def run() -> TableLoad:
+        conn = await connect(target)
+        try:
+            return await load_and_count(source, schema, table, conn, pipeline)
+        finally:
+            with anyio.move_on_after(10, shield=True):
+                await conn.close()
+
+    return anyio.run(run)
+
+
+def verify_count(table: TablePlan, load: TableLoad) -> None:
     """The committed count must equal what SQLite had and what was read."""
-    committed = int(await conn.fetchval(f"SELECT count(*) FROM {qualified(plan.schema, table.name)}"))
-    if not committed == load.rows_read == load.rows_copied == table.row_count:
+    if not load.rows_committed == load.rows_read == load.rows_copied == table.row_count:
         raise VerificationError(
             f"row count mismatch in {table.name}: SQLite had {table.row_count}, "
-            f"read {load.rows_read}, copied {load.rows_copied}, PostgreSQL has {committed}",
+            f"read {load.rows_read}, copied {load.rows_copied}, "
+            f"PostgreSQL has {load.rows_committed}",
             hint="was the source written to during the migration?",
         )
 

@@ -54,6 +54,7 @@ class TableLoad:
     rows_read: int
     rows_copied: int
     seconds: float
+    rows_committed: int = -1  # counted after the commit; -1 until then
 
 
 def select_sql(table: TablePlan) -> str:

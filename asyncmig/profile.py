@@ -27,7 +27,7 @@ from typing import Any
 from asyncmig.catalog import ColumnProfile, SourceColumn, SourceTable
 from asyncmig.quoting import quote_sqlite_ident
 
-SAMPLE_ROWS = 1000
+SAMPLE_ROWS = 500
 DOUBLE_EXACT_INT = 2**53
 CLASSES = ("integer", "real", "text")  # blob = non-null minus these; null = rows minus non-null
 
@@ -296,14 +296,16 @@ def acceptance(target_type: str, transform: str, column: str) -> str:
         "jsonb": f"{null} OR (typeof({c}) = 'text' AND {KIND_CONDITIONS['json_any'].format(c=c)})",
         "uuid": f"{null} OR (typeof({c}) = 'text' AND length({c}) IN (32, 36))",
         "inet": f"{null} OR (typeof({c}) = 'text' AND {KIND_CONDITIONS['inet'].format(c=c)})",
-        "boolean": f"{null} OR (typeof({c}) = 'integer' AND {c} IN (0, 1)) OR (typeof({c}) = "
-        f"'text' AND {KIND_CONDITIONS['bool'].format(c=c)})",
+        "boolean": f"{null} OR (typeof({c}) = 'integer' AND {c} IN (0, 1))" + (
+            "" if transform == "bool_int" else
+            f" OR (typeof({c}) = 'text' AND {KIND_CONDITIONS['bool'].format(c=c)})"),
         "date": f"{null} OR (typeof({c}) = 'text' AND length({c}) = 10 "
         f"AND substr({c}, 5, 1) = '-' AND julianday({c}) IS NOT NULL)",
         "timestamp": f"{null} OR (typeof({c}) = 'text' AND substr({c}, 5, 1) = '-' "
         f"AND julianday({c}) IS NOT NULL)",
         "timestamptz": f"{null} OR (typeof({c}) = 'text' AND substr({c}, 5, 1) = '-' "
-        f"AND julianday({c}) IS NOT NULL)",
+        f"AND julianday({c}) IS NOT NULL AND (length({c}) <= 26 OR NOT {c} GLOB "
+        "'*.[0-9][0-9][0-9][0-9][0-9][0-9][0-9]*'))",
         "time": f"{null} OR (typeof({c}) = 'text' AND time({c}) IS NOT NULL)",
     }
     if base in conditions:

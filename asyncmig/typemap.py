@@ -68,7 +68,7 @@ def type_for_declared(declared_type: str) -> tuple[str, str]:
         return "boolean", "bool"
     if kind_family == "temporal":
         if "DATETIME" in upper or "TIMESTAMP" in upper:
-            return "timestamptz", "timestamptz"
+            return "timestamptz", "timestamptz_checked"
         if "DATE" in upper:
             return "date", "date"
         return "time", "time"
@@ -133,7 +133,8 @@ def _boolean(profile: ColumnProfile, counts: str) -> TypeChoice | None:
         return None
     if profile.count("text") and not _all_text(profile, "bool"):
         return None
-    return TypeChoice("boolean", "bool", f"declared boolean, every value 0/1 or t/f: {counts}")
+    transform = "bool" if profile.count("text") else "bool_int"
+    return TypeChoice("boolean", transform, f"declared boolean, every value 0/1 or t/f: {counts}")
 
 
 def _temporal(column: SourceColumn, profile: ColumnProfile, counts: str) -> TypeChoice | None:
@@ -178,7 +179,7 @@ def _rich_text(column: SourceColumn, profile: ColumnProfile, counts: str,
     upper = column.declared_type.upper()
     declared_json = "JSON" in upper or json_checked
     if _all_text(profile, "json") or (declared_json and _all_text(profile, "json_any")):
-        return TypeChoice("jsonb", "json", f"every value valid JSON: {counts}")
+        return TypeChoice("jsonb", "json_text", f"every value valid JSON: {counts}")
     hinted_uuid = bool(_UUID_HINT.search(column.name)) or "UUID" in upper or "GUID" in upper
     if _all_text(profile, "uuid") or (hinted_uuid and _all_text(profile, "hex32")):
         return TypeChoice("uuid", "uuid", f"every value a UUID: {counts}")
@@ -248,7 +249,7 @@ OVERRIDE_TRANSFORMS = {
     "boolean": "bool", "bool": "bool",
     "date": "date", "time": "time",
     "timestamp": "timestamp", "timestamp without time zone": "timestamp",
-    "timestamptz": "timestamptz", "timestamp with time zone": "timestamptz",
+    "timestamptz": "timestamptz_checked", "timestamp with time zone": "timestamptz_checked",
 }
 
 
