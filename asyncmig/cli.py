@@ -24,7 +24,7 @@ from asyncmig.config import load_overrides
 from asyncmig.connect import Target, resolve_target, scrub
 from asyncmig.embedded import DEFAULT_DATA_DIR, EmbeddedServer
 from asyncmig.errors import MigrationError, UsageError
-from asyncmig.migrate import RunReport, RunSettings, make_plan, run_migration
+from asyncmig.migrate import RunSettings, make_plan, run_migration
 from asyncmig.pipeline import PipelineSettings
 
 
@@ -143,31 +143,11 @@ def dispatch(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         PipelineSettings(batch_size=args.batch_size, queue_size=args.queue_size),
         overrides,
     )
-    report = anyio.run(unwrap_groups, settings, backend="asyncio")
+    report = anyio.run(run_migration, settings, backend="asyncio")
     shown = target.safe
     print(render.report_json(report, shown) if args.output == "json"
           else render.report_text(report, shown), end="")
     return 0
-
-
-async def unwrap_groups(settings: RunSettings) -> RunReport:
-    """Run the migration; surface the first MigrationError out of any task-group nesting."""
-    try:
-        return await run_migration(settings)
-    except BaseExceptionGroup as group:
-        raise first_error(group) from group
-
-
-def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            found = first_error(exc)
-            if isinstance(found, MigrationError):
-                return found
-        elif isinstance(exc, MigrationError):
-            return exc
-    inner = group.exceptions[0]
-    return first_error(inner) if isinstance(inner, BaseExceptionGroup) else inner
 
 
 def start_embedded(data_dir: Path) -> Target:

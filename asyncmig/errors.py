@@ -107,3 +107,20 @@ def _restore(cls: type[MigrationError], message: str, state: dict[str, Any]) -> 
     Exception.__init__(error, message)
     error.__dict__.update(state)
     return error
+
+
+def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error to report from a task group's failures: the first MigrationError.
+
+    Task groups wrap failures (and the cancellations they cause) in exception groups;
+    a user needs the one that explains the failure, not the nesting.
+    """
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            found = first_error(exc)
+            if isinstance(found, MigrationError):
+                return found
+        elif isinstance(exc, MigrationError):
+            return exc
+    inner = group.exceptions[0]
+    return first_error(inner) if isinstance(inner, BaseExceptionGroup) else inner

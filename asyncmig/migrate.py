@@ -29,7 +29,7 @@ import structlog
 from asyncmig import ddl
 from asyncmig.config import Overrides
 from asyncmig.connect import Target, connect, create_pool
-from asyncmig.errors import SourceError, TargetError, VerificationError
+from asyncmig.errors import SourceError, TargetError, VerificationError, first_error
 from asyncmig.pipeline import PipelineSettings, TableLoad, load_table
 from asyncmig.plan import Plan, TablePlan
 from asyncmig.planner import build_plan
@@ -83,6 +83,14 @@ async def make_plan(settings: RunSettings) -> Plan:
 
 
 async def run_migration(settings: RunSettings) -> RunReport:
+    """Plan, create, load, index, constrain and verify; raise the MigrationError that stopped it."""
+    try:
+        return await _run_migration(settings)
+    except BaseExceptionGroup as group:
+        raise first_error(group) from group
+
+
+async def _run_migration(settings: RunSettings) -> RunReport:
     started = time.perf_counter()
     check_source_file(settings.source)
     admin = await connect(settings.target)
@@ -256,6 +264,8 @@ def load_in_process(source: Path, schema: str, table: TablePlan, target: Target,
         conn = await connect(target)
         try:
             return await load_and_count(source, schema, table, conn, pipeline)
+        except BaseExceptionGroup as group:  # one error, picklable, for the main process
+            raise first_error(group) from None
         finally:
             with anyio.move_on_after(10, shield=True):
                 await conn.close()

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
+import psycopg
 import pytest
 
 DISTRIBUTION_BINDIRS = [Path(f"/usr/lib/postgresql/{v}/bin") for v in (15, 14, 13, 16, 17)]
@@ -65,14 +66,8 @@ def require_password_for(pgdata: Path, dsn: str, role: str) -> None:
     rules = f"local all {role} scram-sha-256\nhost all {role} all scram-sha-256\n"
     hba.write_text(rules + hba.read_text())
 
-    async def reload() -> None:
-        conn = await asyncpg.connect(dsn)
-        try:
-            await conn.execute("SELECT pg_reload_conf()")
-        finally:
-            await conn.close()
-
-    asyncio.run(reload())
+    with psycopg.connect(dsn, autocommit=True) as conn:  # sync: fixtures may run in a loop
+        conn.execute("SELECT pg_reload_conf()")
 
 
 @pytest.fixture(scope="session")
