@@ -18,13 +18,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import anyio
+import orjson
 
-from asyncmig import logs, render
+from asyncmig import commands, ddl, logs, render, validate, verify
 from asyncmig.config import load_overrides
 from asyncmig.connect import Target, resolve_target, scrub
 from asyncmig.embedded import DEFAULT_DATA_DIR, EmbeddedServer
-from asyncmig.errors import MigrationError, UsageError
-from asyncmig.migrate import RunSettings, make_plan, run_migration
+from asyncmig.errors import MigrationError, UsageError, VerificationError
+from asyncmig.migrate import RunSettings, create_schema, load_data, make_plan, run_migration
 from asyncmig.pipeline import PipelineSettings
 
 
@@ -57,46 +58,68 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     common.add_argument("--sqlite", type=Path, default=env("ASYNCMIG_SQLITE"),
                         help="the SQLite database file to migrate (opened read-only) "
                              "[ASYNCMIG_SQLITE]")
-    common.add_argument("--pg", default=env("ASYNCMIG_PG"),
+    common.add_argument("--pg", "--postgres", dest="pg", default=env("ASYNCMIG_PG"),
                         help="target PostgreSQL URL; default DATABASE_URL, then the PG* "
                              "variables, then an embedded server [ASYNCMIG_PG]")
     common.add_argument("--schema", default=env("ASYNCMIG_SCHEMA", "public"),
                         help="target schema (default public) [ASYNCMIG_SCHEMA]")
     common.add_argument("--config", type=Path, default=env("ASYNCMIG_CONFIG"),
-                        help="TOML file overriding the plan [ASYNCMIG_CONFIG]")
+                        help="TOML profile overriding and extending the plan [ASYNCMIG_CONFIG]")
     common.add_argument("--jobs", type=_positive,
                         default=_env_int(environ, "ASYNCMIG_JOBS", 2, 1),
                         help="tables loaded in parallel (default 2) [ASYNCMIG_JOBS]")
     common.add_argument("--log-format", choices=["auto", "console", "json"],
                         default=env("ASYNCMIG_LOG_FORMAT", "auto"),
-                        help="log lines on stderr: auto (console on a terminal, else JSON)")
+                        help="log lines on stderr: auto (console on a terminal, else JSON) "
+                             "[ASYNCMIG_LOG_FORMAT]")
+    common.add_argument("--log-dir", type=Path, default=Path(env("ASYNCMIG_LOG_DIR", ".")),
+                        help="where runs write migration_YYYYMMDD_HHMMSS.log and their rollback "
+                             "script (default: the current directory) [ASYNCMIG_LOG_DIR]")
     common.add_argument("--verbose", "-v", action="store_true",
                         default=env("ASYNCMIG_VERBOSE", "") not in ("", "0"),
-                        help="log every decision and table, not only warnings")
+                        help="log every decision and table, not only warnings [ASYNCMIG_VERBOSE]")
     common.add_argument("--debug", action="store_true", help="show tracebacks")
+    common.add_argument("--data-dir", type=Path,
+                        default=Path(env("ASYNCMIG_DATA_DIR", str(DEFAULT_DATA_DIR))),
+                        help="where the embedded PostgreSQL keeps its data when no PostgreSQL "
+                             "is given [ASYNCMIG_DATA_DIR]")
+    common.add_argument("--output", choices=["text", "json"],
+                        default=env("ASYNCMIG_OUTPUT", "text"),
+                        help="result format on stdout [ASYNCMIG_OUTPUT]")
+
+    loading = argparse.ArgumentParser(add_help=False)
+    loading.add_argument("--batch-size", type=_positive,
+                         default=_env_int(environ, "ASYNCMIG_BATCH_SIZE", 5000, 1),
+                         help="rows per batch read from SQLite (default 5000) "
+                              "[ASYNCMIG_BATCH_SIZE]")
+    loading.add_argument("--queue-size", type=_positive,
+                         default=_env_int(environ, "ASYNCMIG_QUEUE_SIZE", 4, 1),
+                         help="batches buffered between stages (default 4) [ASYNCMIG_QUEUE_SIZE]")
 
     parser = argparse.ArgumentParser(
         prog="asyncmig", description="Move a SQLite database into PostgreSQL, typed and verified."
     )
     sub = parser.add_subparsers(dest="command", required=True)
-
-    run = sub.add_parser("run", parents=[common], help="migrate schema and data, then verify")
-    run.add_argument("--replace", action="store_true",
-                     help="drop and recreate target tables that already exist")
-    run.add_argument("--batch-size", type=_positive,
-                     default=_env_int(environ, "ASYNCMIG_BATCH_SIZE", 5000, 1),
-                     help="rows per batch read from SQLite (default 5000)")
-    run.add_argument("--queue-size", type=_positive,
-                     default=_env_int(environ, "ASYNCMIG_QUEUE_SIZE", 4, 1),
-                     help="batches buffered between stages (default 4)")
-    run.add_argument("--data-dir", type=Path,
-                     default=Path(env("ASYNCMIG_DATA_DIR", str(DEFAULT_DATA_DIR))),
-                     help="where the embedded PostgreSQL keeps its data when no --pg is given")
-    run.add_argument("--output", choices=["text", "json"], default="text",
-                     help="summary format on stdout")
-
+    for name, help_text in (("run", "validate, create the schema, load, verify (alias: full)"),
+                            ("full", "the same as run")):
+        run = sub.add_parser(name, parents=[common, loading], help=help_text)
+        run.add_argument("--replace", action="store_true",
+                         help="drop and recreate target tables that already exist")
+    schema = sub.add_parser("schema", parents=[common],
+                            help="create the tables (before the data), or --print all the DDL")
+    schema.add_argument("--print", action="store_true", dest="print_sql",
+                        help="print the SQL of every phase instead of running it")
+    schema.add_argument("--replace", action="store_true",
+                        help="drop and recreate target tables that already exist")
+    data = sub.add_parser("data", parents=[common, loading],
+                          help="load the data into tables `schema` created, then index them")
+    data.add_argument("--replace", action="store_true", help="empty non-empty tables first")
+    sub.add_parser("check", parents=[common], help="compare the PostgreSQL copy with the source")
+    sub.add_parser("validate", parents=[common], help="pre-flight checks, each with its fix")
+    sub.add_parser("status", parents=[common], help="the migration history (latest 20 runs)")
     plan = sub.add_parser("plan", parents=[common], help="print the migration plan")
-    plan.add_argument("--format", choices=["text", "json"], default="text")
+    plan.add_argument("--format", choices=["text", "json"], default=None,
+                      help="the same as --output")
 
     server = sub.add_parser("server", help="the embedded PostgreSQL started by `run`")
     server.add_argument("action", choices=["stop", "url"])
@@ -105,13 +128,21 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     return parser
 
 
+WRITING_COMMANDS = {"run", "full", "schema", "data"}
+
+
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     environ = os.environ if environ is None else environ
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    log_stream = None
     try:
         args = build_parser(environ).parse_args(argv)
-        logs.configure(log_format=getattr(args, "log_format", "auto"),
-                       verbose=getattr(args, "verbose", False))
+        log_file = None
+        if args.command in WRITING_COMMANDS and not getattr(args, "print_sql", False):
+            log_file = open_log_file(args.log_dir)
+        args.log_file = log_file
+        log_stream = logs.configure(log_format=getattr(args, "log_format", "auto"),
+                                    verbose=getattr(args, "verbose", False), log_file=log_file)
         return dispatch(args, environ)
     except MigrationError as exc:
         if debug:
@@ -121,6 +152,21 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except KeyboardInterrupt:
         print("asyncmig: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if log_stream is not None:
+            log_stream.close()
+
+
+def open_log_file(directory: Path) -> Path:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / logs.log_file_name()
+        path.touch()
+    except OSError as exc:
+        raise UsageError(f"cannot write the log file in {directory}: {exc.strerror}",
+                         hint="pass --log-dir (or ASYNCMIG_LOG_DIR) naming a writable "
+                              "directory") from None
+    return path
 
 
 def dispatch(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
@@ -129,25 +175,61 @@ def dispatch(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     if args.sqlite is None:
         raise UsageError("no SQLite database given", hint="pass --sqlite FILE")
     overrides = load_overrides(args.config)
-    if args.command == "plan":
+    as_json = args.output == "json" or getattr(args, "format", None) == "json"
+    if args.command == "plan" or (args.command == "schema" and args.print_sql):
         settings = RunSettings(args.sqlite, Target(None, "", "none"), args.schema, args.jobs,
                                overrides=overrides)
         plan = anyio.run(make_plan, settings, backend="asyncio")
-        print(render.plan_json(plan) if args.format == "json" else render.plan_text(plan), end="")
+        if args.command == "schema":
+            print(ddl.render_script(plan), end="")
+        else:
+            print(render.plan_json(plan) if as_json else render.plan_text(plan), end="")
         return 0
     target = resolve_target(args.pg, environ)
     if target is None:
         target = start_embedded(args.data_dir)
     settings = RunSettings(
-        args.sqlite, target, args.schema, args.jobs, args.replace,
-        PipelineSettings(batch_size=args.batch_size, queue_size=args.queue_size),
-        overrides,
+        args.sqlite, target, args.schema, args.jobs, getattr(args, "replace", False),
+        PipelineSettings(batch_size=getattr(args, "batch_size", 5000),
+                         queue_size=getattr(args, "queue_size", 4)),
+        overrides, command="run" if args.command == "full" else args.command,
+        output_dir=args.log_dir, log_file=args.log_file,
     )
-    report = anyio.run(run_migration, settings, backend="asyncio")
-    shown = target.safe
-    print(render.report_json(report, shown) if args.output == "json"
-          else render.report_text(report, shown), end="")
+    return COMMANDS[settings.command](settings, as_json)
+
+
+def run_command(settings: RunSettings, as_json: bool) -> int:
+    action = {"run": run_migration, "schema": create_schema, "data": load_data}[settings.command]
+    report = anyio.run(action, settings, backend="asyncio")
+    shown = settings.target.safe
+    verb = "created in" if settings.command == "schema" else "migrated into"
+    print(render.report_json(report, shown) if as_json
+          else render.report_text(report, shown, action=verb), end="")
     return 0
+
+
+def check_command(settings: RunSettings, as_json: bool) -> int:
+    results = anyio.run(commands.check, settings, backend="asyncio")
+    print(orjson.dumps(verify.results_json(results), option=orjson.OPT_INDENT_2).decode()
+          if as_json else verify.render_text(results), end="\n" if as_json else "")
+    return VerificationError.exit_code if any(not r.ok for r in results) else 0
+
+
+def validate_command(settings: RunSettings, as_json: bool) -> int:
+    checks = anyio.run(commands.validate, settings, backend="asyncio")
+    print(orjson.dumps(validate.checks_json(checks), option=orjson.OPT_INDENT_2).decode()
+          if as_json else validate.render_text(checks), end="\n" if as_json else "")
+    return VerificationError.exit_code if validate.failed(checks) else 0
+
+
+def status_command(settings: RunSettings, as_json: bool) -> int:
+    runs = anyio.run(commands.status, settings, backend="asyncio")
+    print(render.status_json(runs) if as_json else render.status_text(runs), end="")
+    return 0
+
+
+COMMANDS = {"run": run_command, "schema": run_command, "data": run_command,
+            "check": check_command, "validate": validate_command, "status": status_command}
 
 
 def start_embedded(data_dir: Path) -> Target:

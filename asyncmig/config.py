@@ -1,12 +1,42 @@
-"""The optional TOML file that overrides the plan.
+"""The optional TOML file (a *profile*) that overrides and extends the plan.
+
+    extensions = ["pg_trgm"]
+
+    [tables."order items"]
+    rename = "order_items"          # or: exclude = true
 
     [tables."order items".columns.price]
-    type = "numeric(10,2)"
+    type = "numeric(10,2)"          # the column's PostgreSQL type
+    default = "0"                   # PostgreSQL default expression
+    on_invalid_json = "default"     # jsonb: fail | default | null
+    epoch = "s"                     # numbers into a timestamp: s | ms | us
+    rename = "unit_price"
 
-    [tables.audit_log]
-    exclude = true
+    [[tables."order items".indexes]]
+    name = "order_items_note_trgm"
+    method = "gin"
+    columns = [{ column = "note", opclass = "gin_trgm_ops" }]   # or "col", or {column, order}
+    where = "note IS NOT NULL"
+    unique = false
 
-Unknown keys are refused (a typo must not be silently ignored).
+    [[tables."order items".statistics]]
+    name = "order_items_stats"
+    columns = ["price", "note"]
+
+    [[tables."order items".checks]]
+    name = "price_positive"
+    expression = "price > 0"
+
+    [tables."order items".triggers]
+    updated_at = "order_items_touch"   # column -> trigger keeping it current on UPDATE
+
+    [[functions]]
+    name = "purge()"
+    sql = "CREATE OR REPLACE FUNCTION {schema}.purge() ..."
+
+Table and column names are the SQLite names. Unknown keys are refused: a typo must
+not be silently ignored. SQL written here (defaults, predicates, CHECKs, functions)
+is the profile author's and is applied as written, in the phase where it belongs.
 """
 
 from __future__ import annotations
@@ -19,43 +49,226 @@ from typing import Any
 
 from asyncmig.errors import UsageError
 
-TABLE_KEYS = {"exclude", "columns"}
-COLUMN_KEYS = {"type"}
+TOP_KEYS = {"tables", "extensions", "functions"}
+TABLE_KEYS = {"exclude", "rename", "columns", "indexes", "statistics", "checks", "triggers"}
+COLUMN_KEYS = {"type", "default", "on_invalid_json", "epoch", "rename"}
+INDEX_KEYS = {"name", "method", "columns", "where", "unique"}
+INDEX_COLUMN_KEYS = {"column", "order", "opclass"}
+JSON_POLICIES = {"fail", "default", "null"}
+EPOCH_UNITS = {"s": "epoch_s", "ms": "epoch_ms", "us": "epoch_us"}
+METHODS = {"btree", "gin", "gist", "hash", "brin", "spgist"}
+
+
+@dataclass(frozen=True)
+class ColumnSettings:
+    type: str | None = None
+    default: str | None = None
+    on_invalid_json: str = "fail"
+    epoch: str | None = None  # transform name: epoch_s / epoch_ms / epoch_us
+    rename: str | None = None
+
+
+@dataclass(frozen=True)
+class IndexColumn:
+    column: str
+    descending: bool = False
+    opclass: str | None = None
+
+
+@dataclass(frozen=True)
+class ExtraIndex:
+    name: str
+    columns: tuple[IndexColumn, ...]
+    method: str = "btree"
+    where: str | None = None
+    unique: bool = False
+
+
+@dataclass(frozen=True)
+class ExtraStatistics:
+    name: str
+    columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ExtraCheck:
+    name: str
+    expression: str
+
+
+@dataclass(frozen=True)
+class TableSettings:
+    exclude: bool = False
+    rename: str | None = None
+    columns: Mapping[str, ColumnSettings] = field(default_factory=dict)
+    indexes: tuple[ExtraIndex, ...] = ()
+    statistics: tuple[ExtraStatistics, ...] = ()
+    checks: tuple[ExtraCheck, ...] = ()
+    triggers: Mapping[str, str] = field(default_factory=dict)  # column -> trigger name
+
+
+@dataclass(frozen=True)
+class ExtraFunction:
+    name: str
+    sql: str
 
 
 @dataclass(frozen=True)
 class Overrides:
-    column_types: Mapping[tuple[str, str], str] = field(default_factory=dict)
-    excluded: frozenset[str] = frozenset()
+    tables: Mapping[str, TableSettings] = field(default_factory=dict)
+    extensions: tuple[str, ...] = ()
+    functions: tuple[ExtraFunction, ...] = ()
+    origin: str | None = None  # the file it came from
+
+    @property
+    def excluded(self) -> frozenset[str]:
+        return frozenset(name for name, t in self.tables.items() if t.exclude)
+
+    @property
+    def column_types(self) -> Mapping[tuple[str, str], str]:
+        return {(t, c): s.type for t, ts in self.tables.items()
+                for c, s in ts.columns.items() if s.type}
+
+    def column(self, table: str, column: str) -> ColumnSettings:
+        settings = self.tables.get(table)
+        return settings.columns.get(column, ColumnSettings()) if settings else ColumnSettings()
+
+    def table(self, table: str) -> TableSettings:
+        return self.tables.get(table, TableSettings())
 
 
 def load_overrides(path: Path | None) -> Overrides:
     if path is None:
         return Overrides()
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UsageError(f"cannot read config {path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read config {path}: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"cannot read config {path}: {exc}") from None
     return parse_overrides(data, str(path))
 
 
 def parse_overrides(data: Mapping[str, Any], origin: str) -> Overrides:
-    unknown = set(data) - {"tables"}
-    if unknown:
-        raise UsageError(f"config {origin}: unknown section(s) {sorted(unknown)}")
-    types: dict[tuple[str, str], str] = {}
-    excluded: set[str] = set()
-    for table, settings in data.get("tables", {}).items():
-        _check_keys(settings, TABLE_KEYS, f"config {origin}: table {table!r}")
-        if settings.get("exclude"):
-            excluded.add(table)
-        for column, col_settings in settings.get("columns", {}).items():
-            _check_keys(col_settings, COLUMN_KEYS, f"config {origin}: column {table}.{column}")
-            if "type" in col_settings:
-                types[(table, column)] = str(col_settings["type"])
-    return Overrides(types, frozenset(excluded))
+    _check_keys(data, TOP_KEYS, f"config {origin}")
+    tables = {
+        str(name): _table(settings, f"config {origin}: table {name!r}")
+        for name, settings in _mapping(data.get("tables", {}), f"config {origin}: tables").items()
+    }
+    extensions = tuple(_strings(data.get("extensions", []), f"config {origin}: extensions"))
+    functions = tuple(
+        ExtraFunction(*_fields(f, ("name", "sql"), f"config {origin}: function #{n}"))
+        for n, f in enumerate(_list(data.get("functions", []), f"config {origin}"), 1)
+    )
+    return Overrides(tables, extensions, functions, origin)
+
+
+def _table(settings: Any, where: str) -> TableSettings:
+    _check_keys(settings, TABLE_KEYS, where)
+    columns = {
+        str(name): _column(col, f"{where}: column {name!r}")
+        for name, col in _mapping(settings.get("columns", {}), where).items()
+    }
+    indexes = tuple(_index(i, f"{where}: index #{n}")
+                    for n, i in enumerate(_list(settings.get("indexes", []), where), 1))
+    statistics = tuple(
+        _statistics(s, f"{where}: statistics #{n}")
+        for n, s in enumerate(_list(settings.get("statistics", []), where), 1)
+    )
+    checks = tuple(
+        ExtraCheck(*_fields(c, ("name", "expression"), f"{where}: check #{n}"))
+        for n, c in enumerate(_list(settings.get("checks", []), where), 1)
+    )
+    triggers = {str(k): str(v) for k, v in _mapping(settings.get("triggers", {}), where).items()}
+    rename = settings.get("rename")
+    return TableSettings(
+        exclude=bool(settings.get("exclude", False)),
+        rename=str(rename) if rename is not None else None,
+        columns=columns, indexes=indexes, statistics=statistics, checks=checks, triggers=triggers,
+    )
+
+
+def _column(settings: Any, where: str) -> ColumnSettings:
+    _check_keys(settings, COLUMN_KEYS, where)
+    policy = str(settings.get("on_invalid_json", "fail"))
+    if policy not in JSON_POLICIES:
+        raise UsageError(f"{where}: on_invalid_json must be one of {sorted(JSON_POLICIES)}")
+    epoch = settings.get("epoch")
+    if epoch is not None and epoch not in EPOCH_UNITS:
+        raise UsageError(f"{where}: epoch must be one of {sorted(EPOCH_UNITS)}")
+    return ColumnSettings(
+        type=_optional(settings, "type"),
+        default=_optional(settings, "default"),
+        on_invalid_json=policy,
+        epoch=EPOCH_UNITS[epoch] if epoch else None,
+        rename=_optional(settings, "rename"),
+    )
+
+
+def _index(settings: Any, where: str) -> ExtraIndex:
+    _check_keys(settings, INDEX_KEYS, where)
+    method = str(settings.get("method", "btree")).lower()
+    if method not in METHODS:
+        raise UsageError(f"{where}: method must be one of {sorted(METHODS)}")
+    columns = []
+    for entry in _list(settings.get("columns"), where):
+        if isinstance(entry, str):
+            columns.append(IndexColumn(entry))
+            continue
+        _check_keys(entry, INDEX_COLUMN_KEYS, where)
+        order = str(entry.get("order", "asc")).lower()
+        if order not in ("asc", "desc"):
+            raise UsageError(f"{where}: order must be 'asc' or 'desc'")
+        columns.append(IndexColumn(_string(entry, "column", where), order == "desc",
+                                   _optional(entry, "opclass")))
+    if not columns:
+        raise UsageError(f"{where}: needs at least one column")
+    return ExtraIndex(_string(settings, "name", where), tuple(columns), method,
+                      _optional(settings, "where"), bool(settings.get("unique", False)))
+
+
+def _statistics(settings: Any, where: str) -> ExtraStatistics:
+    _check_keys(settings, {"name", "columns"}, where)
+    return ExtraStatistics(_string(settings, "name", where),
+                           tuple(_strings(settings.get("columns"), where)))
+
+
+def _fields(settings: Any, keys: tuple[str, ...], where: str) -> tuple[str, ...]:
+    """The required string fields ``keys`` of a small settings table, nothing else allowed."""
+    _check_keys(settings, set(keys), where)
+    return tuple(_string(settings, key, where) for key in keys)
+
+
+def _optional(settings: Mapping[str, Any], key: str) -> str | None:
+    value = settings.get(key)
+    return None if value is None else str(value)
+
+
+def _string(settings: Mapping[str, Any], key: str, where: str) -> str:
+    value = settings.get(key)
+    if not isinstance(value, str) or not value:
+        raise UsageError(f"{where}: {key} must be a non-empty string")
+    return value
+
+
+def _strings(value: Any, where: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise UsageError(f"{where}: expected a list of strings")
+    return value
+
+
+def _list(value: Any, where: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise UsageError(f"{where}: expected a list")
+    return value
+
+
+def _mapping(value: Any, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise UsageError(f"{where}: expected a table of settings")
+    return value
 
 
 def _check_keys(settings: Any, allowed: set[str], where: str) -> None:

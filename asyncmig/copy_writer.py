@@ -8,6 +8,8 @@ the reader.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import asyncpg
 from anyio.streams.memory import MemoryObjectReceiveStream
 
@@ -22,6 +24,7 @@ async def copy_table(
     schema: str,
     table: TablePlan,
     batches: MemoryObjectReceiveStream[Batch],
+    before_commit: Callable[[asyncpg.Connection, int], Awaitable[None]] | None = None,
 ) -> tuple[int, int]:
     """COPY every row from ``batches`` into ``table``; returns (rows sent, rows PostgreSQL counted).
 
@@ -51,6 +54,8 @@ async def copy_table(
                 ) from exc
             sent += len(batch)
             copied += int(status.split()[-1])
+        if before_commit is not None:  # e.g. the history row describing this table
+            await before_commit(conn, copied)
     return sent, copied
 
 

@@ -1,32 +1,77 @@
 """structlog configuration, done once at the entry point.
 
-On a terminal: coloured console lines. Otherwise (a container, a scheduled job) or
-with ``--log-format json``: one JSON object per line with a UTC ISO timestamp.
-Library modules only call ``structlog.get_logger()``.
+Two destinations:
+
+* the console (stderr): warnings only, or everything with ``--verbose``; coloured
+  lines on a terminal, otherwise (a container, a scheduled job) or with
+  ``--log-format json`` one JSON object per line;
+* the run's log file (``migration_YYYYMMDD_HHMMSS.log``, JSON lines): every event,
+  every warning and every type decision, whatever the console shows.
+
+Library modules only call ``structlog.get_logger()``. Nothing logged carries a
+password: targets are logged by their scrubbed URL only.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
 
 import orjson
 import structlog
+
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
+          "error": logging.ERROR, "critical": logging.CRITICAL}
 
 
 def _json_dumps(obj: Any, **_: Any) -> str:
     return orjson.dumps(obj, default=str).decode()
 
 
-def configure(*, log_format: str = "auto", verbose: bool = False) -> None:
+def log_file_name(now: datetime | None = None) -> str:
+    return f"migration_{(now or datetime.now()).strftime('%Y%m%d_%H%M%S')}.log"
+
+
+class FileTee:
+    """Write every event to the log file as JSON, then pass it on to the console."""
+
+    def __init__(self, stream: IO[str]):
+        self.stream = stream
+
+    def __call__(self, _logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+        self.stream.write(_json_dumps(event) + "\n")
+        self.stream.flush()
+        return event
+
+
+class ConsoleLevel:
+    """Drop events below the console's level (the file has already seen them)."""
+
+    def __init__(self, level: int):
+        self.level = level
+
+    def __call__(self, _logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+        if LEVELS.get(event.get("level", "info"), logging.INFO) < self.level:
+            raise structlog.DropEvent
+        return event
+
+
+def configure(*, log_format: str = "auto", verbose: bool = False,
+              log_file: Path | None = None) -> IO[str] | None:
+    """Set up logging; returns the opened log file (the caller closes it at exit)."""
     use_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
-    level = logging.DEBUG if verbose else logging.WARNING
+    stream = log_file.open("a", encoding="utf-8") if log_file else None
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    if stream is not None:
+        processors.append(FileTee(stream))
+    processors.append(ConsoleLevel(logging.DEBUG if verbose else logging.WARNING))
     if use_json:
         processors += [structlog.processors.dict_tracebacks,
                        structlog.processors.JSONRenderer(serializer=_json_dumps)]
@@ -34,7 +79,8 @@ def configure(*, log_format: str = "auto", verbose: bool = False) -> None:
         processors.append(structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()))
     structlog.configure(
         processors=processors,
-        wrapper_class=structlog.make_filtering_bound_logger(level),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=False,
     )
+    return stream

@@ -26,7 +26,7 @@ import anyio.to_process
 import asyncpg
 import structlog
 
-from asyncmig import ddl
+from asyncmig import ddl, history, logs, rollback, verify
 from asyncmig.config import Overrides
 from asyncmig.connect import Target, connect, create_pool
 from asyncmig.errors import SourceError, TargetError, VerificationError, first_error
@@ -35,6 +35,7 @@ from asyncmig.plan import Plan, TablePlan
 from asyncmig.planner import build_plan
 from asyncmig.quoting import qualified
 from asyncmig.sqlite_source import check_source_file, fingerprint
+from asyncmig.verify import CheckResult
 
 log = structlog.get_logger(__name__)
 
@@ -51,6 +52,9 @@ class RunSettings:
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
     overrides: Overrides = field(default_factory=Overrides)
     workers: str = "auto"  # "process", "inline", or "auto": processes for large sources
+    command: str = "run"  # recorded in the history
+    output_dir: Path | None = None  # where the rollback script goes (None: not written)
+    log_file: Path | None = None  # recorded in the history
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,7 @@ class TableReport:
     rows: int
     load_seconds: float
     index_seconds: float
+    replaced: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -68,29 +73,60 @@ class RunReport:
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
     server_version: str = ""
+    run_id: int | None = None
+    checks: list[CheckResult] = field(default_factory=list)
+    rollback_script: Path | None = None
 
     @property
     def rows(self) -> int:
         return sum(t.rows for t in self.tables)
 
+    @property
+    def replaced(self) -> int:
+        return sum(sum(t.replaced.values()) for t in self.tables)
+
 
 async def make_plan(settings: RunSettings) -> Plan:
     check_source_file(settings.source)
-    return await anyio.to_thread.run_sync(
+    plan = await anyio.to_thread.run_sync(
         lambda: build_plan(settings.source, schema=settings.schema,
                            overrides=settings.overrides, jobs=settings.jobs)
     )
+    for table in plan.tables:
+        for column in table.columns:
+            log.info("column_planned", table=table.name, column=column.name,
+                     source_type=column.source_type, target_type=column.target_type,
+                     transform=column.transform, evidence=column.evidence)
+    for warning in plan.warnings:
+        log.info("plan_warning", message=warning)  # also in the summary
+    return plan
 
 
 async def run_migration(settings: RunSettings) -> RunReport:
-    """Plan, create, load, index, constrain and verify; raise the MigrationError that stopped it."""
+    """Plan, create, load, index, constrain and verify: the `run` command."""
+    return await execute(settings, create=True, load=True, check=True)
+
+
+async def create_schema(settings: RunSettings) -> RunReport:
+    """The `schema` command: the bare tables and the profile's functions (pre-data)."""
+    return await execute(settings, create=True, load=False, check=False)
+
+
+async def load_data(settings: RunSettings) -> RunReport:
+    """The `data` command: load into tables `schema` created, then the post-data phases."""
+    return await execute(settings, create=False, load=True, check=False)
+
+
+async def execute(settings: RunSettings, *, create: bool, load: bool, check: bool) -> RunReport:
+    """Run the phases asked for; raise the MigrationError that stopped them."""
     try:
-        return await _run_migration(settings)
+        return await _execute(settings, create=create, load=load, check=check)
     except BaseExceptionGroup as group:
         raise first_error(group) from group
 
 
-async def _run_migration(settings: RunSettings) -> RunReport:
+async def _execute(settings: RunSettings, *, create: bool, load: bool,
+                   check: bool) -> RunReport:
     started = time.perf_counter()
     check_source_file(settings.source)
     admin = await connect(settings.target)
@@ -100,26 +136,84 @@ async def _run_migration(settings: RunSettings) -> RunReport:
         log.info("planned", tables=len(plan.tables), rows=sum(t.row_count for t in plan.tables),
                  seconds=round(time.perf_counter() - started, 3))
         report = RunReport(plan, warnings=list(plan.warnings), server_version=version)
-        before = fingerprint(settings.source)
+        report.run_id = await history.start_run(admin, settings.command, settings.source,
+                                                plan.schema, run_options(settings))
+        await _phases(settings, admin, plan, report, create=create, load=load, check=check)
+        report.seconds = time.perf_counter() - started
+        await history.finish_run(
+            admin, report.run_id, status="succeeded", rows=report.rows, seconds=report.seconds,
+            sha256=await anyio.to_thread.run_sync(history.sha256_of, settings.source),
+            rollback_script=str(report.rollback_script) if report.rollback_script else None,
+            log_file=str(settings.log_file) if settings.log_file else None)
+    finally:
+        with anyio.move_on_after(10, shield=True):
+            await admin.close()
+    return report
+
+
+def run_options(settings: RunSettings) -> dict[str, object]:
+    return {"jobs": settings.jobs, "replace": settings.replace,
+            "batch_size": settings.pipeline.batch_size,
+            "queue_size": settings.pipeline.queue_size,
+            "config": settings.overrides.origin, "target": settings.target.safe}
+
+
+async def _phases(settings: RunSettings, admin: asyncpg.Connection, plan: Plan,
+                  report: RunReport, *, create: bool, load: bool, check: bool) -> None:
+    assert report.run_id is not None
+    before = fingerprint(settings.source)
+    if create:
         await create_tables(admin, plan, replace=settings.replace)
-        try:
+    else:
+        await require_empty_tables(admin, plan, truncate=settings.replace)
+    try:
+        if load:
             await load_everything(settings, plan, report)
-            log.info("data_loaded", seconds=round(time.perf_counter() - started, 3))
+            log.info("data_loaded", rows=report.rows)
             await finish(admin, plan, report)
             if fingerprint(settings.source) != before:
                 raise SourceError(
                     f"{settings.source} changed while it was being migrated",
                     hint="stop the application writing to it, or migrate a copy",
                 )
-        except BaseException:
-            with anyio.move_on_after(30, shield=True):
-                await drop_tables(admin, plan, plan.tables)
-            raise
-    finally:
-        with anyio.move_on_after(10, shield=True):
-            await admin.close()
-    report.seconds = time.perf_counter() - started
-    return report
+        if check:
+            report.checks = await verify.run_checks(plan, admin, settings.source)
+            failed = [c for c in report.checks if not c.ok]
+            if failed:
+                first = failed[0]
+                raise VerificationError(
+                    f"{len(failed)} check(s) failed after loading, first: {first.check} of "
+                    f"{first.table} {first.subject}: expected {first.expected}, "
+                    f"found {first.found}")
+        if settings.output_dir is not None and (create or load):
+            report.rollback_script = rollback.write_script(plan, report.run_id,
+                                                           settings.output_dir)
+    except BaseException as exc:
+        with anyio.move_on_after(30, shield=True):
+            await undo(admin, plan, report.run_id, drop=create)
+            await history.finish_run(admin, report.run_id, status="failed",
+                                     error=_one_line(exc), rows=report.rows)
+        raise
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, BaseExceptionGroup):
+        exc = first_error(exc)
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
+
+
+async def undo(conn: asyncpg.Connection, plan: Plan, run_id: int, *, drop: bool) -> None:
+    """Leave nothing half-made: drop what this run created, or empty what it loaded."""
+    try:
+        async with conn.transaction():
+            if drop:
+                await execute_all(conn, ddl.drop_extras_sql(plan))
+                await execute_all(conn, ddl.drop_tables_sql(plan, plan.tables))
+            else:
+                await execute_all(conn, rollback.undo_data_sql(plan))
+            await history.forget_tables(conn, run_id)
+    except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TargetError) as exc:
+        log.error("cleanup_failed", error=str(exc))
 
 
 async def check_server(conn: asyncpg.Connection) -> str:
@@ -155,6 +249,34 @@ async def create_tables(conn: asyncpg.Connection, plan: Plan, *, replace: bool) 
             await execute_all(conn, ddl.drop_tables_sql(plan, plan.tables))
         await execute_all(conn, ddl.create_schema_sql(plan))
         await execute_all(conn, [ddl.create_table_sql(plan, t) for t in plan.tables])
+        await execute_all(conn, ddl.function_sql(plan))
+
+
+async def require_empty_tables(conn: asyncpg.Connection, plan: Plan, *, truncate: bool) -> None:
+    """`data` loads into the tables `schema` made: all there, with the plan's columns, empty."""
+    existing = set(await existing_tables(conn, plan))
+    missing = [t.name for t in plan.tables if t.name not in existing]
+    if missing:
+        raise TargetError(
+            f"cannot load data: {qualified(plan.schema, missing[0])} does not exist"
+            + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""),
+            hint="create the schema first with `asyncmig schema` (same --sqlite, --schema, "
+                 "--config)")
+    for table in plan.tables:
+        columns = {r[0] for r in await conn.fetch(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = $1 AND table_name = $2", plan.schema, table.name)}
+        absent = [c.name for c in table.columns if c.name not in columns]
+        if absent:
+            raise TargetError(f"cannot load data: {qualified(plan.schema, table.name)} has no "
+                              f"column {absent[0]!r}",
+                              hint="recreate the schema with `asyncmig schema --replace`")
+        target = qualified(plan.schema, table.name)
+        if await conn.fetchval(f"SELECT EXISTS (SELECT FROM {target})"):
+            if not truncate:
+                raise TargetError(f"cannot load data: {target} is not empty",
+                                  hint="pass --replace to empty it first")
+            await execute_all(conn, rollback.undo_data_sql(replace(plan, tables=(table,))))
 
 
 async def drop_tables(conn: asyncpg.Connection, plan: Plan, tables: Sequence[TablePlan]) -> None:
@@ -224,32 +346,42 @@ async def migrate_table(
     if in_processes:
         load = await anyio.to_process.run_sync(
             load_in_process, settings.source, plan.schema, table, settings.target,
-            settings.pipeline, cancellable=True, limiter=load_slots,
+            settings.pipeline, report.run_id, cancellable=True, limiter=load_slots,
         )
     else:
         async with load_slots, pool.acquire() as conn:
             load = await load_and_count(settings.source, plan.schema, table, conn,
-                                        settings.pipeline)
+                                        settings.pipeline, report.run_id)
     verify_count(table, load)
     started = time.perf_counter()
     await build_indexes(pool, plan, table, index_slots)
     async with pool.acquire() as conn:
         report.warnings.extend(await add_constraints(conn, plan, table))
+        # statistics and triggers only now: triggers must not fire during the load
+        await execute_all(conn, ddl.statistics_sql(plan, table) + ddl.trigger_sql(plan, table))
     index_seconds = time.perf_counter() - started
-    report.tables.append(TableReport(table.name, load.rows_copied, load.seconds, index_seconds))
+    report.tables.append(TableReport(table.name, load.rows_copied, load.seconds, index_seconds,
+                                     load.replaced))
+    for replaced in load.replacements:
+        log.warning("value_replaced", table=table.name, column=replaced.column, key=replaced.key,
+                    value=replaced.value, reason="invalid JSON: the column's default (profile "
+                    "policy on_invalid_json)")
+    for column, count in load.replaced.items():
+        report.warnings.append(f"{table.name}.{column}: {count} invalid JSON value(s) replaced "
+                               "as the profile asks (on_invalid_json)")
     log.info("table_loaded", table=table.name, rows=load.rows_copied,
              load_s=round(load.seconds, 3), index_s=round(index_seconds, 3),
              rows_per_s=int(load.rows_copied / load.seconds) if load.seconds else None)
 
 
 async def load_and_count(source: Path, schema: str, table: TablePlan, conn: asyncpg.Connection,
-                         pipeline: PipelineSettings) -> TableLoad:
+                         pipeline: PipelineSettings, run_id: int | None) -> TableLoad:
     """Load one table and count what PostgreSQL committed."""
     # durability comes from the synchronous commits of the final phase,
     # which flush the WAL of every earlier commit too
     await conn.execute("SET synchronous_commit = off")
     try:
-        load = await load_table(source, schema, table, conn, pipeline)
+        load = await load_table(source, schema, table, conn, pipeline, run_id)
     finally:
         await conn.execute("RESET synchronous_commit")
     committed = int(await conn.fetchval(f"SELECT count(*) FROM {qualified(schema, table.name)}"))
@@ -257,13 +389,15 @@ async def load_and_count(source: Path, schema: str, table: TablePlan, conn: asyn
 
 
 def load_in_process(source: Path, schema: str, table: TablePlan, target: Target,
-                    pipeline: PipelineSettings) -> TableLoad:
+                    pipeline: PipelineSettings, run_id: int | None) -> TableLoad:
     """A worker process's whole job: one table, on its own connection and event loop."""
+    # the worker's stdout carries its results to the main process: log to stderr only
+    logs.configure(log_format="json")
 
     async def run() -> TableLoad:
         conn = await connect(target)
         try:
-            return await load_and_count(source, schema, table, conn, pipeline)
+            return await load_and_count(source, schema, table, conn, pipeline, run_id)
         except BaseExceptionGroup as group:  # one error, picklable, for the main process
             raise first_error(group) from None
         finally:

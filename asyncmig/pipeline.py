@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +29,13 @@ import anyio
 import asyncpg
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from asyncmig import history
 from asyncmig.copy_writer import copy_table
 from asyncmig.errors import SourceError
 from asyncmig.plan import TablePlan
 from asyncmig.quoting import quote_sqlite_ident
 from asyncmig.sqlite_source import open_async, source_error
-from asyncmig.transforms import Batch, build_batch_transform
+from asyncmig.transforms import Batch, PolicyTransform, Replacement, build_batch_transform
 
 BatchTransform = Callable[[Batch], Batch]
 
@@ -55,6 +56,8 @@ class TableLoad:
     rows_copied: int
     seconds: float
     rows_committed: int = -1  # counted after the commit; -1 until then
+    replaced: dict[str, int] = field(default_factory=dict)  # per column, by a JSON policy
+    replacements: list[Replacement] = field(default_factory=list)  # the first few, with keys
 
 
 def select_sql(table: TablePlan) -> str:
@@ -100,6 +103,7 @@ async def load_table(
     table: TablePlan,
     conn: asyncpg.Connection,
     settings: PipelineSettings,
+    run_id: int | None = None,
 ) -> TableLoad:
     """Move one table's rows from SQLite into its (empty) PostgreSQL table."""
     started = time.perf_counter()
@@ -109,6 +113,13 @@ async def load_table(
 
     async def reader() -> None:
         results["read"] = await read_table(source, table, read_send, settings.batch_size)
+
+    async def record(conn: asyncpg.Connection, copied: int) -> None:
+        if run_id is None:
+            return
+        replaced = transform.counts if isinstance(transform, PolicyTransform) else {}
+        await history.record_table(conn, run_id, table.name, table.row_count, copied, replaced,
+                                   time.perf_counter() - started)
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(reader)
@@ -120,9 +131,12 @@ async def load_table(
                     tg.start_soon(transform_batches, read_receive.clone(), out_send.clone(),
                                   transform)
             writer_input = out_receive
-        results["copied"] = await copy_table(conn, schema, table, writer_input)
+        results["copied"] = await copy_table(conn, schema, table, writer_input, record)
     rows_sent, rows_copied = results["copied"]
     if rows_sent != results["read"]:
         raise SourceError(f"internal mismatch reading {table.name}: read {results['read']}, "
                           f"sent {rows_sent}")
-    return TableLoad(table.name, results["read"], rows_copied, time.perf_counter() - started)
+    load = TableLoad(table.name, results["read"], rows_copied, time.perf_counter() - started)
+    if isinstance(transform, PolicyTransform):
+        load = replace(load, replaced=dict(transform.counts), replacements=transform.examples)
+    return load

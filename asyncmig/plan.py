@@ -36,6 +36,7 @@ class IndexKeyPlan:
     expression: str  # PostgreSQL SQL: a quoted column name or a translated expression
     descending: bool = False
     collation: str | None = None  # PostgreSQL collation name, unquoted
+    opclass: str | None = None  # operator class, e.g. gin_trgm_ops (a profile's extra index)
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class IndexPlan:
     where: str | None = None  # PostgreSQL predicate for a partial index
     constraint: bool = False  # attach as a UNIQUE constraint (from a table UNIQUE)
     source_sql: str | None = None
+    method: str = "btree"  # access method: btree, gin, gist, hash, brin
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,31 @@ class CheckPlan:
     name: str
     expression: str  # PostgreSQL SQL
     source_sql: str = ""
+
+
+@dataclass(frozen=True)
+class StatisticsPlan:
+    """CREATE STATISTICS, from a profile: created after the data, before ANALYZE."""
+
+    name: str
+    columns: tuple[str, ...]
+    kinds: tuple[str, ...] = ()  # ndistinct, dependencies, mcv; empty = all
+
+
+@dataclass(frozen=True)
+class TriggerPlan:
+    """A BEFORE UPDATE trigger keeping ``column`` at the current time (created after the data)."""
+
+    name: str
+    column: str
+
+
+@dataclass(frozen=True)
+class FunctionPlan:
+    """A SQL function from a profile; ``sql`` may use {schema} for the quoted target schema."""
+
+    name: str
+    sql: str
 
 
 @dataclass(frozen=True)
@@ -91,6 +118,8 @@ class TablePlan:
     read_order: tuple[str, ...] = ()  # source columns to ORDER BY ("rowid" allowed)
     without_rowid: bool = False
     next_identity: int | None = None  # floor for the identity's next value (AUTOINCREMENT)
+    statistics: tuple[StatisticsPlan, ...] = ()
+    triggers: tuple[TriggerPlan, ...] = ()
 
     def column(self, name: str) -> ColumnPlan:
         for col in self.columns:
@@ -114,8 +143,9 @@ class Plan:
     views: tuple[ViewPlan, ...] = ()
     skipped: tuple[Skipped, ...] = ()
     warnings: tuple[str, ...] = ()
-    extensions: tuple[str, ...] = ()  # e.g. ("pgcrypto",) on PostgreSQL 12 for gen_random_uuid
+    extensions: tuple[str, ...] = ()  # e.g. ("pg_trgm",) for a profile's trigram indexes
     cyclic_foreign_keys: tuple[str, ...] = field(default_factory=tuple)
+    functions: tuple[FunctionPlan, ...] = ()
 
     def table(self, name: str) -> TablePlan:
         for table in self.tables:

@@ -19,6 +19,7 @@ from pathlib import Path
 from asyncmig import profile as profiling
 from asyncmig.catalog import ColumnProfile, SourceCatalog, SourceColumn, SourceTable
 from asyncmig.config import Overrides
+from asyncmig.customise import customise
 from asyncmig.errors import UsageError
 from asyncmig.introspect import introspect
 from asyncmig.loadorder import load_order
@@ -59,13 +60,18 @@ def build_plan(path: Path, *, schema: str = "public", overrides: Overrides | Non
 
 
 def _check_overrides(catalog: SourceCatalog, overrides: Overrides) -> None:
-    names = {t.name: t for t in catalog.tables}
-    for table in overrides.excluded:
+    """Every table and column a config names must exist: a typo must not be ignored."""
+    names = {t.name: {c.name for c in t.columns} for t in catalog.tables}
+    where = f"config {overrides.origin}" if overrides.origin else "config"
+    for table, settings in overrides.tables.items():
         if table not in names:
-            raise UsageError(f"config excludes table {table!r}, which the source does not have")
-    for table, column in overrides.column_types:
-        if table not in names or column not in {c.name for c in names[table].columns}:
-            raise UsageError(f"config overrides {table}.{column}, which the source does not have")
+            raise UsageError(f"{where} names table {table!r}, which the source does not have")
+        mentioned = set(settings.columns) | set(settings.triggers)
+        mentioned |= {c.column for i in settings.indexes for c in i.columns}
+        mentioned |= {c for s in settings.statistics for c in s.columns}
+        missing = sorted(mentioned - names[table])
+        if missing:
+            raise UsageError(f"{where} names {table}.{missing[0]}, which the source does not have")
 
 
 @dataclass(frozen=True)
@@ -133,9 +139,12 @@ def profile_table(conn: sqlite3.Connection, table: SourceTable,
 
 def _choose(table: SourceTable, column: SourceColumn, prof: ColumnProfile,
             overrides: Overrides) -> TypeChoice:
-    forced = overrides.column_types.get((table.name, column.name))
-    if forced:
-        return override_type(column, prof, forced)
+    settings = overrides.column(table.name, column.name)
+    if settings.type:
+        choice = override_type(column, prof, settings.type, epoch_unit=settings.epoch)
+        if choice.transform == "json" and settings.on_invalid_json != "fail":
+            choice = replace(choice, transform=f"json_or_{settings.on_invalid_json}")
+        return choice
     return choose_type(column, prof, rowid_alias=column.name == table.rowid_alias,
                        json_checked=_json_checked(table, column.name))
 
@@ -163,7 +172,7 @@ def assemble(
                 "triggers are reported, not migrated: rewrite them in PL/pgSQL")
         for t in catalog.triggers
     )
-    return Plan(
+    plan = Plan(
         source_path=catalog.path,
         schema=schema,
         tables=tuple(ordered),
@@ -171,6 +180,7 @@ def assemble(
         warnings=tuple(warnings),
         cyclic_foreign_keys=tuple(cycles),
     )
+    return customise(plan, overrides)
 
 
 def plan_table(

@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 
+from asyncmig.history import RunRecord
 from asyncmig.migrate import RunReport
 from asyncmig.plan import Plan
 
@@ -57,22 +58,34 @@ def plan_text(plan: Plan) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def report_text(report: RunReport, target: str) -> str:
-    width = max((len(t.table) for t in report.tables), default=5)
-    lines = [f"{'table':<{width}}  {'rows':>12}  {'load s':>8}  {'index s':>8}  {'rows/s':>10}"]
-    order = {t.name: i for i, t in enumerate(report.plan.tables)}
-    for t in sorted(report.tables, key=lambda t: order.get(t.table, 0)):
-        rate = int(t.rows / t.load_seconds) if t.load_seconds else 0
-        lines.append(f"{t.table:<{width}}  {t.rows:>12}  {t.load_seconds:>8.2f}  "
-                     f"{t.index_seconds:>8.2f}  {rate:>10}")
-    lines.append(f"{'total':<{width}}  {report.rows:>12}  {report.seconds:>8.2f}s end to end, "
-                 f"{int(report.rows / report.seconds) if report.seconds else 0} rows/s")
+def report_text(report: RunReport, target: str, *, action: str = "migrated into") -> str:
+    lines = []
+    if report.tables:
+        width = max((len(t.table) for t in report.tables), default=5)
+        lines.append(f"{'table':<{width}}  {'rows':>12}  {'replaced':>8}  {'load s':>8}  "
+                     f"{'index s':>8}  {'rows/s':>10}")
+        order = {t.name: i for i, t in enumerate(report.plan.tables)}
+        for t in sorted(report.tables, key=lambda t: order.get(t.table, 0)):
+            rate = int(t.rows / t.load_seconds) if t.load_seconds else 0
+            lines.append(f"{t.table:<{width}}  {t.rows:>12}  {sum(t.replaced.values()):>8}  "
+                         f"{t.load_seconds:>8.2f}  {t.index_seconds:>8.2f}  {rate:>10}")
+        lines.append(f"{'total':<{width}}  {report.rows:>12}  {report.replaced:>8}  "
+                     f"{report.seconds:>8.2f}s end to end, "
+                     f"{int(report.rows / report.seconds) if report.seconds else 0} rows/s")
+    else:
+        lines.append(f"created {len(report.plan.tables)} table(s) in {report.seconds:.2f}s; "
+                     "load them with `asyncmig data`")
     lines.extend(f"warning: {w}" for w in report.warnings)
     skipped = report.plan.skipped
     if skipped:
         lines.append(f"not migrated: {len(skipped)} item(s); `asyncmig plan` lists them")
-    lines.append(f"migrated into {target} (PostgreSQL {report.server_version}), "
-                 f"schema {report.plan.schema}; every table's row count verified")
+    if report.checks:
+        lines.append(f"checked: {len(report.checks)} checks passed (row counts, foreign keys, "
+                     "JSON, sequences)")
+    lines.append(f"{action} {target} (PostgreSQL {report.server_version}), "
+                 f"schema {report.plan.schema}; run {report.run_id} in the history")
+    if report.rollback_script:
+        lines.append(f"rollback script: {report.rollback_script}")
     return "\n".join(lines) + "\n"
 
 
@@ -84,7 +97,40 @@ def report_json(report: RunReport, target: str) -> str:
         "seconds": report.seconds,
         "rows": report.rows,
         "tables": [t.__dict__ for t in report.tables],
+        "replaced": report.replaced,
         "warnings": report.warnings,
         "skipped": [s.__dict__ for s in report.plan.skipped],
+        "run_id": report.run_id,
+        "checks": [c.__dict__ for c in report.checks],
+        "rollback_script": str(report.rollback_script) if report.rollback_script else None,
     }
     return orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n"
+
+
+def status_text(runs: list[RunRecord]) -> str:
+    if not runs:
+        return "no migrations recorded in this database (schema asyncmig)\n"
+    lines = []
+    for run in runs:
+        seconds = f"{run.seconds:.1f}s" if run.seconds is not None else "-"
+        started = run.started_at.strftime("%Y-%m-%d %H:%M:%S %Z")
+        rows = run.rows_loaded if run.rows_loaded is not None else "-"
+        lines.append(f"run {run.id}  {run.command}  {run.status}  started {started}  {seconds}  "
+                     f"rows {rows}")
+        lines.append(f"  source {run.source_path} ({run.source_size} bytes, sha256 "
+                     f"{run.source_sha256 or '-'}) -> schema {run.target_schema}")
+        lines.append(f"  options {orjson.dumps(run.options).decode()}")
+        if run.error:
+            lines.append(f"  error: {run.error}")
+        if run.rollback_script:
+            lines.append(f"  rollback script: {run.rollback_script}")
+        lines.extend(
+            f"  {t['table_name']:<24} {t['loaded_rows']:>12} rows  {t['seconds']:8.2f}s"
+            + (f"  replaced {t['replaced']}" if t["replaced"] else "")
+            for t in run.tables)
+    return "\n".join(lines) + "\n"
+
+
+def status_json(runs: list[RunRecord]) -> str:
+    return orjson.dumps([r.__dict__ for r in runs], default=str,
+                        option=orjson.OPT_INDENT_2).decode() + "\n"

@@ -21,21 +21,40 @@ def is_column(expression: str) -> bool:
 
 
 def key_sql(key: IndexKeyPlan) -> str:
-    """One index key; expressions need their own parentheses in CREATE INDEX."""
+    """One index key; expressions need their own parentheses in CREATE INDEX.
+
+    The parts follow PostgreSQL's grammar order: expression, COLLATE, operator class
+    (e.g. ``gin_trgm_ops``, which makes a GIN index serve LIKE/similarity on text),
+    then DESC.
+    """
     expression = key.expression.strip()
     sql = expression if is_column(expression) else f"({expression})"
     if key.collation:
         sql += f" COLLATE {quote_ident(key.collation)}"
+    if key.opclass:
+        sql += f" {quote_ident(key.opclass)}"
     if key.descending:
         sql += " DESC"
     return sql
+
+
+def method_sql(index: IndexPlan) -> str:
+    """`` USING <method>`` for a non-btree index; empty for btree, so existing DDL is unchanged.
+
+    Access method names are catalog identifiers stored lower-case; the profile may say
+    ``GIN``, so the name is lower-cased before quoting rather than quoted as written.
+    """
+    method = index.method.strip().lower()
+    if not method:
+        raise ValueError(f"index {index.name!r} has an empty access method")
+    return "" if method == "btree" else f" USING {quote_ident(method)}"
 
 
 def create_index_sql(plan: Plan, table: TablePlan, index: IndexPlan) -> str:
     unique = "UNIQUE " if index.unique else ""
     keys = ", ".join(key_sql(k) for k in index.keys)
     sql = (f"CREATE {unique}INDEX {quote_ident(index.name)} "
-           f"ON {qualified(plan.schema, table.name)} ({keys})")
+           f"ON {qualified(plan.schema, table.name)}{method_sql(index)} ({keys})")
     if index.where:
         sql += f" WHERE {index.where}"
     return sql

@@ -1,0 +1,149 @@
+"""The migration history, kept in the target database in its own schema.
+
+One row per run (``asyncmig.runs``) and one per table per run (``asyncmig.run_tables``).
+A table's row is written inside the same transaction as the table's COPY, so the
+history can never claim data that did not commit, and a failed run that drops its
+tables deletes their rows in the same transaction as the drop. ``status`` and later
+features (resume, rollback) read these tables.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import asyncpg
+
+from asyncmig.quoting import qualified, quote_ident
+
+SCHEMA = "asyncmig"
+RUNS = qualified(SCHEMA, "runs")
+RUN_TABLES = qualified(SCHEMA, "run_tables")
+
+CREATE_SQL = [
+    f"CREATE SCHEMA IF NOT EXISTS {quote_ident(SCHEMA)}",
+    f"""CREATE TABLE IF NOT EXISTS {RUNS} (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        command text NOT NULL,
+        started_at timestamptz NOT NULL DEFAULT now(),
+        finished_at timestamptz,
+        status text NOT NULL DEFAULT 'running',
+        source_path text NOT NULL,
+        source_size bigint,
+        source_sha256 text,
+        target_schema text NOT NULL,
+        options jsonb NOT NULL DEFAULT '{{}}',
+        rows_loaded bigint,
+        seconds double precision,
+        error text,
+        rollback_script text,
+        log_file text
+    )""",
+    f"""CREATE TABLE IF NOT EXISTS {RUN_TABLES} (
+        run_id bigint NOT NULL REFERENCES {RUNS} (id) ON DELETE CASCADE,
+        table_name text NOT NULL,
+        source_rows bigint NOT NULL,
+        loaded_rows bigint NOT NULL,
+        replaced jsonb NOT NULL DEFAULT '{{}}',
+        seconds double precision NOT NULL,
+        loaded_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (run_id, table_name)
+    )""",
+]
+
+
+def sha256_of(path: Path) -> str:
+    """The source file's digest (read in 1 MiB blocks: bounded memory)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while block := stream.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+async def ensure(conn: asyncpg.Connection) -> None:
+    # concurrent first runs would race on CREATE ... IF NOT EXISTS: serialise them
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('asyncmig.history'))")
+        for statement in CREATE_SQL:
+            await conn.execute(statement)
+
+
+async def start_run(conn: asyncpg.Connection, command: str, source: Path, schema: str,
+                    options: dict[str, Any]) -> int:
+    await ensure(conn)
+    path, size = await anyio.to_thread.run_sync(lambda: (str(source.resolve()),
+                                                         source.stat().st_size))
+    return int(await conn.fetchval(
+        f"INSERT INTO {RUNS} (command, source_path, source_size, target_schema, options) "
+        "VALUES ($1, $2, $3, $4, $5::jsonb) RETURNING id",
+        command, path, size, schema, json.dumps(options)))
+
+
+async def record_table(conn: asyncpg.Connection, run_id: int, table: str, source_rows: int,
+                       loaded_rows: int, replaced: dict[str, int], seconds: float) -> None:
+    """Called inside the table's load transaction."""
+    await conn.execute(
+        f"INSERT INTO {RUN_TABLES} (run_id, table_name, source_rows, loaded_rows, replaced, "
+        "seconds) VALUES ($1, $2, $3, $4, $5::jsonb, $6)",
+        run_id, table, source_rows, loaded_rows, json.dumps(replaced), seconds)
+
+
+async def forget_tables(conn: asyncpg.Connection, run_id: int) -> None:
+    """Called in the transaction that drops a failed run's tables."""
+    await conn.execute(f"DELETE FROM {RUN_TABLES} WHERE run_id = $1", run_id)
+
+
+async def finish_run(conn: asyncpg.Connection, run_id: int, *, status: str,
+                     rows: int | None = None, seconds: float | None = None,
+                     error: str | None = None, sha256: str | None = None,
+                     rollback_script: str | None = None, log_file: str | None = None) -> None:
+    await conn.execute(
+        f"UPDATE {RUNS} SET finished_at = now(), status = $2, rows_loaded = $3, seconds = $4, "
+        "error = $5, source_sha256 = coalesce($6, source_sha256), rollback_script = $7, "
+        "log_file = $8 WHERE id = $1",
+        run_id, status, rows, seconds, error, sha256, rollback_script, log_file)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: int
+    command: str
+    started_at: Any
+    finished_at: Any
+    status: str
+    source_path: str
+    source_size: int | None
+    source_sha256: str | None
+    target_schema: str
+    options: dict[str, Any]
+    rows_loaded: int | None
+    seconds: float | None
+    error: str | None
+    rollback_script: str | None
+    log_file: str | None
+    tables: tuple[dict[str, Any], ...]
+
+
+async def read_runs(conn: asyncpg.Connection, limit: int = 20) -> list[RunRecord]:
+    exists = await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", f"{SCHEMA}.runs")
+    if not exists:
+        return []
+    runs = await conn.fetch(f"SELECT * FROM {RUNS} ORDER BY id DESC LIMIT $1", limit)
+    tables = await conn.fetch(
+        f"SELECT * FROM {RUN_TABLES} WHERE run_id = ANY($1::bigint[]) ORDER BY run_id, table_name",
+        [r["id"] for r in runs])
+    per_run: dict[int, list[dict[str, Any]]] = {}
+    for row in tables:
+        entry = dict(row)
+        entry["replaced"] = json.loads(entry["replaced"])
+        per_run.setdefault(row["run_id"], []).append(entry)
+    return [
+        RunRecord(**{**dict(r), "options": json.loads(r["options"]),
+                     "tables": tuple(per_run.get(r["id"], []))})
+        for r in runs
+    ]

@@ -1,0 +1,343 @@
+"""The ``check`` command's engine: does a migrated copy still match its SQLite source?
+
+A migration verifies itself while it runs; this re-checks a target later (after the
+application, a restore or a person touched it) from the plan alone, and reports every
+difference instead of stopping at the first one:
+
+* row count per table, SQLite against PostgreSQL;
+* foreign keys: the constraint exists and is validated, and no child row has a
+  non-NULL key without its parent (counted, so a dropped constraint still shows);
+* jsonb columns: as many non-NULL values as in SQLite (a value replaced by NULL shows);
+* identity sequences: the next value handed out is above the column's maximum.
+
+Each table is read once on each side: one ``count(*)`` query computes the row count,
+the jsonb columns' non-NULL counts and the identity columns' maxima together. The
+SQLite side runs in a worker thread while the PostgreSQL side runs on the connection.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import anyio
+import anyio.to_thread
+import asyncpg
+
+from asyncmig.errors import first_error
+from asyncmig.plan import ColumnPlan, ForeignKeyPlan, Plan, TablePlan
+from asyncmig.quoting import qualified, quote_ident, quote_sqlite_ident
+from asyncmig.sqlite_source import open_sync, source_error
+
+ROW_COUNT = "row count"
+FOREIGN_KEY = "foreign key"
+JSON = "json"
+SEQUENCE = "sequence"
+CHECK_KINDS = (ROW_COUNT, FOREIGN_KEY, JSON, SEQUENCE)
+
+MISSING = "missing"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    check: str  # one of CHECK_KINDS
+    table: str
+    subject: str  # column / constraint / sequence name, "" for the table itself
+    expected: str
+    found: str
+    ok: bool
+
+
+@dataclass(frozen=True)
+class Scan:
+    """What one counting pass over a table found (on either side)."""
+
+    rows: int
+    non_null: dict[str, int] = field(default_factory=dict)  # jsonb column -> non-NULL values
+    maxima: dict[str, int] = field(default_factory=dict)  # identity column -> max (0 if empty)
+
+
+# a table that could not be scanned is described by a string: "missing" or "error: ..."
+ScanOutcome = Scan | str
+
+
+def json_columns(table: TablePlan) -> list[ColumnPlan]:
+    """Columns stored as jsonb: only there can a value turn into NULL on the way."""
+    return [c for c in table.columns if c.target_type.split("(")[0].strip().lower() == "jsonb"]
+
+
+def identity_columns(table: TablePlan) -> list[ColumnPlan]:
+    return [c for c in table.columns if c.identity]
+
+
+# --- SQLite side -------------------------------------------------------------------
+
+
+def source_scan_sql(table: TablePlan) -> str:
+    counts = [f"count({quote_sqlite_ident(c.source_name)})" for c in json_columns(table)]
+    return f"SELECT {', '.join(['count(*)', *counts])} FROM {quote_sqlite_ident(table.source_name)}"
+
+
+def scan_source(plan: Plan, source: Path) -> dict[str, ScanOutcome]:
+    """Every table's counts from SQLite, on one read-only connection (run in a thread)."""
+    conn = open_sync(source)
+    try:
+        return {t.name: _scan_source_table(conn, source, t) for t in plan.tables}
+    finally:
+        conn.close()
+
+
+def _scan_source_table(conn: sqlite3.Connection, source: Path, table: TablePlan) -> ScanOutcome:
+    try:
+        row = conn.execute(source_scan_sql(table)).fetchone()
+    except sqlite3.OperationalError as exc:
+        if "no such" in str(exc):  # table or column gone since the plan was made
+            return f"{MISSING} in source ({exc})"
+        raise source_error(source, exc) from exc
+    except sqlite3.DatabaseError as exc:
+        raise source_error(source, exc) from exc
+    names = [c.name for c in json_columns(table)]
+    return Scan(int(row[0]), dict(zip(names, map(int, row[1:]), strict=True)))
+
+
+# --- PostgreSQL side ---------------------------------------------------------------
+
+
+def target_scan_sql(plan: Plan, table: TablePlan) -> str:
+    parts = ["count(*)"]
+    parts += [f"count({quote_ident(c.name)})" for c in json_columns(table)]
+    parts += [f"coalesce(max({quote_ident(c.name)}), 0)" for c in identity_columns(table)]
+    return f"SELECT {', '.join(parts)} FROM {qualified(plan.schema, table.name)}"
+
+
+async def existing_tables(conn: asyncpg.Connection, plan: Plan) -> set[str]:
+    """Tables present in the target schema, so a dropped one is reported, not raised."""
+    rows = await conn.fetch(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')",
+        plan.schema,
+    )
+    return {str(r[0]) for r in rows}
+
+
+def error_text(exc: Exception) -> str:
+    return f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+
+
+async def scan_target_table(conn: asyncpg.Connection, plan: Plan, table: TablePlan,
+                            existing: set[str]) -> ScanOutcome:
+    if table.name not in existing:
+        return MISSING
+    try:
+        row = await conn.fetchrow(target_scan_sql(plan, table))
+    except asyncpg.PostgresError as exc:  # e.g. a column dropped since the migration
+        return error_text(exc)
+    jsons = [c.name for c in json_columns(table)]
+    idents = [c.name for c in identity_columns(table)]
+    values = [int(v) for v in row]
+    return Scan(values[0], dict(zip(jsons, values[1:1 + len(jsons)], strict=True)),
+                dict(zip(idents, values[1 + len(jsons):], strict=True)))
+
+
+async def scan_target(conn: asyncpg.Connection, plan: Plan,
+                      existing: set[str]) -> dict[str, ScanOutcome]:
+    return {t.name: await scan_target_table(conn, plan, t, existing) for t in plan.tables}
+
+
+# --- the checks ----------------------------------------------------------------------
+
+
+def row_count_result(table: TablePlan, source: ScanOutcome, target: ScanOutcome) -> CheckResult:
+    expected = str(source.rows) if isinstance(source, Scan) else source
+    found = str(target.rows) if isinstance(target, Scan) else target
+    ok = isinstance(source, Scan) and isinstance(target, Scan) and source.rows == target.rows
+    return CheckResult(ROW_COUNT, table.name, "", expected, found, ok)
+
+
+def json_results(table: TablePlan, source: ScanOutcome, target: ScanOutcome) -> list[CheckResult]:
+    results = []
+    for column in json_columns(table):
+        want = source.non_null[column.name] if isinstance(source, Scan) else None
+        got = target.non_null[column.name] if isinstance(target, Scan) else None
+        expected = f"{want} non-NULL" if want is not None else str(source)
+        found = f"{got} non-NULL" if got is not None else str(target)
+        ok = want is not None and want == got
+        results.append(CheckResult(JSON, table.name, column.name, expected, found, ok))
+    return results
+
+
+def orphan_sql(plan: Plan, table: TablePlan, fk: ForeignKeyPlan, ref_columns: Sequence[str]) -> str:
+    """Child rows whose key is entirely non-NULL (MATCH SIMPLE) and has no parent row."""
+    child, parent = quote_ident("child"), quote_ident("parent")
+    not_null = " AND ".join(f"{child}.{quote_ident(c)} IS NOT NULL" for c in fk.columns)
+    joined = " AND ".join(f"{parent}.{quote_ident(r)} = {child}.{quote_ident(c)}"
+                          for c, r in zip(fk.columns, ref_columns, strict=True))
+    return (f"SELECT count(*) FROM {qualified(plan.schema, table.name)} AS {child} "
+            f"WHERE {not_null} AND NOT EXISTS (SELECT 1 FROM "
+            f"{qualified(plan.schema, fk.ref_table)} AS {parent} WHERE {joined})")
+
+
+def referenced_columns(plan: Plan, fk: ForeignKeyPlan) -> tuple[str, ...]:
+    """The parent columns: as declared, else the parent's primary key (SQLite's rule)."""
+    if fk.ref_columns:
+        return fk.ref_columns
+    try:
+        return plan.table(fk.ref_table).primary_key
+    except KeyError:
+        return ()
+
+
+async def constraint_state(conn: asyncpg.Connection, plan: Plan, table: TablePlan,
+                           fk: ForeignKeyPlan) -> str:
+    validated = await conn.fetchval(
+        "SELECT convalidated FROM pg_constraint WHERE contype = 'f' AND conname = $1 "
+        "AND conrelid = to_regclass($2)",
+        fk.name, qualified(plan.schema, table.name),
+    )
+    if validated is None:
+        return "constraint missing"
+    return "validated" if validated else "NOT VALID"
+
+
+async def orphan_count(conn: asyncpg.Connection, plan: Plan, table: TablePlan,
+                       fk: ForeignKeyPlan, existing: set[str]) -> str:
+    """How many orphans, as text; or why they could not be counted."""
+    for name in (table.name, fk.ref_table):
+        if name not in existing:
+            return f"table {name} {MISSING}"
+    ref_columns = referenced_columns(plan, fk)
+    if len(ref_columns) != len(fk.columns):
+        return f"parent key of {fk.ref_table} unknown"
+    try:
+        count = int(await conn.fetchval(orphan_sql(plan, table, fk, ref_columns)))
+    except asyncpg.PostgresError as exc:
+        return error_text(exc)
+    return f"{count} orphan{'' if count == 1 else 's'}"
+
+
+async def foreign_key_result(conn: asyncpg.Connection, plan: Plan, table: TablePlan,
+                             fk: ForeignKeyPlan, existing: set[str]) -> CheckResult:
+    expected = "0 orphans, validated"
+    found = f"{await orphan_count(conn, plan, table, fk, existing)}, " \
+            f"{await constraint_state(conn, plan, table, fk)}"
+    return CheckResult(FOREIGN_KEY, table.name, fk.name, expected, found, found == expected)
+
+
+async def sequence_state(conn: asyncpg.Connection, plan: Plan, table: TablePlan,
+                         column: ColumnPlan) -> tuple[str, int] | None:
+    """(sequence name, next value it hands out), or None when the column has none.
+
+    pg_get_serial_sequence parses its first argument as a quoted, qualified name and
+    takes the column name literally (see ddl/sequences.py); both go as parameters.
+    pg_sequences hides the value set by ``setval(..., false)`` (last_value is NULL
+    until is_called), so the sequence relation itself is read.
+    """
+    row = await conn.fetchrow(
+        "SELECT n.nspname, c.relname, s.increment_by FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "JOIN pg_sequences s ON s.schemaname = n.nspname AND s.sequencename = c.relname "
+        "WHERE c.oid = pg_get_serial_sequence($1, $2)::regclass",
+        qualified(plan.schema, table.name), column.name,
+    )
+    if row is None:
+        return None
+    state = await conn.fetchrow(
+        f"SELECT last_value, is_called FROM {qualified(row['nspname'], row['relname'])}")
+    step = int(row["increment_by"]) if state["is_called"] else 0
+    return str(row["relname"]), int(state["last_value"]) + step
+
+
+async def sequence_result(conn: asyncpg.Connection, plan: Plan, table: TablePlan,
+                          column: ColumnPlan, target: ScanOutcome) -> CheckResult:
+    if not isinstance(target, Scan):
+        return CheckResult(SEQUENCE, table.name, column.name, "next > max", target, False)
+    expected = f"next > {target.maxima[column.name]}"
+    try:
+        state = await sequence_state(conn, plan, table, column)
+    except asyncpg.PostgresError as exc:
+        return CheckResult(SEQUENCE, table.name, column.name, expected, error_text(exc), False)
+    if state is None:
+        return CheckResult(SEQUENCE, table.name, column.name, expected, "no sequence", False)
+    name, next_value = state
+    ok = next_value > target.maxima[column.name]
+    return CheckResult(SEQUENCE, table.name, name, expected, f"next = {next_value}", ok)
+
+
+async def target_only_results(conn: asyncpg.Connection, plan: Plan, existing: set[str],
+                              targets: dict[str, ScanOutcome]) -> list[CheckResult]:
+    """Foreign keys and sequences: checks that need nothing from SQLite."""
+    results = [await foreign_key_result(conn, plan, t, fk, existing)
+               for t in plan.tables for fk in t.foreign_keys]
+    results += [await sequence_result(conn, plan, t, c, targets[t.name])
+                for t in plan.tables for c in identity_columns(t)]
+    return results
+
+
+async def run_checks(plan: Plan, conn: asyncpg.Connection, source: Path) -> list[CheckResult]:
+    """Every check of the plan, grouped by kind, tables in plan order.
+
+    SQLite is scanned in a worker thread while PostgreSQL answers on ``conn`` (one
+    connection runs one query at a time, so the PostgreSQL side is sequential).
+    """
+    sources: dict[str, ScanOutcome] = {}
+
+    async def read_source() -> None:
+        sources.update(await anyio.to_thread.run_sync(scan_source, plan, source))
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(read_source)
+            existing = await existing_tables(conn, plan)
+            targets = await scan_target(conn, plan, existing)
+            target_only = await target_only_results(conn, plan, existing, targets)
+    except BaseExceptionGroup as group:  # the SourceError, not the task group's wrapping
+        raise first_error(group) from group
+    counts = [row_count_result(t, sources[t.name], targets[t.name]) for t in plan.tables]
+    jsons = [r for t in plan.tables for r in json_results(t, sources[t.name], targets[t.name])]
+    results = counts + target_only + jsons
+    order = {kind: i for i, kind in enumerate(CHECK_KINDS)}
+    return sorted(results, key=lambda r: order[r.check])  # stable: plan order within a kind
+
+
+# --- output ----------------------------------------------------------------------------
+
+HEADINGS = ("check", "table", "subject", "expected", "found", "result")
+
+
+def _cells(result: CheckResult) -> tuple[str, ...]:
+    return (result.check, result.table, result.subject, result.expected, result.found,
+            "OK" if result.ok else "FAIL")
+
+
+def _table_lines(rows: list[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(r[i]) for r in [HEADINGS, *rows]) for i in range(len(HEADINGS))]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+            for row in [HEADINGS, *rows]]
+
+
+def render_text(results: list[CheckResult]) -> str:
+    """One aligned table per check kind, then the totals a person looks at first."""
+    lines: list[str] = []
+    kinds = [k for k in CHECK_KINDS if any(r.check == k for r in results)]
+    kinds += sorted({r.check for r in results} - set(kinds))
+    for kind in kinds:
+        lines += [*_table_lines([_cells(r) for r in results if r.check == kind]), ""]
+    failed = sum(not r.ok for r in results)
+    lines.append(f"{len(results)} checks, {failed} failed")
+    return "\n".join(lines) + "\n"
+
+
+def results_json(results: list[CheckResult]) -> list[dict[str, object]]:
+    """Plain dicts (orjson/json-ready), one per result, in the results' order."""
+    return [asdict(r) for r in results]
+
+
+__all__ = [
+    "CHECK_KINDS",
+    "CheckResult",
+    "render_text",
+    "results_json",
+    "run_checks",
+]

@@ -1,0 +1,261 @@
+"""Pre-flight checks against real SQLite files and a real PostgreSQL: every problem a run
+would stop on is reported as a failed check with a fix, and nothing raises."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+from asyncmig.connect import Target, scrub
+from asyncmig.plan import ColumnPlan, Plan, TablePlan
+from asyncmig.planner import build_plan
+from asyncmig.validate import (
+    Check,
+    checks_json,
+    failed,
+    human_size,
+    render_text,
+    required_extensions,
+    validate,
+)
+from tests.sources import build_kitchen_sink
+
+PG_CHECKS = ("PostgreSQL version", "privileges", "disk space", "existing objects")
+
+
+def target(dsn: str) -> Target:
+    return Target(dsn, scrub(dsn), "--pg")
+
+
+def by_name(checks: list[Check]) -> dict[str, Check]:
+    names = [c.name for c in checks]
+    assert len(names) == len(set(names)), names
+    return {c.name: c for c in checks}
+
+
+def as_user(dsn: str, user: str) -> str:
+    """``dsn`` for another role (the test servers trust every role but asyncmig_pw)."""
+    parts = urlsplit(dsn)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}@{host}"))
+
+
+def corrupt(path: Path) -> Path:
+    data = bytearray(path.read_bytes())
+    data[4096:8192] = b"\xff" * 4096  # overwrite the second page, as test_cli does
+    path.write_bytes(bytes(data))
+    return path
+
+
+async def execute(dsn: str, *statements: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def plain_role(pg_dsn: str) -> AsyncIterator[str]:
+    """A LOGIN role with no CREATE on the test database or its public schema."""
+    role = f"v_{uuid.uuid4().hex[:10]}"
+    database = urlsplit(pg_dsn).path.lstrip("/")
+    await execute(pg_dsn, f'CREATE ROLE "{role}" LOGIN',
+                  f'REVOKE CREATE ON DATABASE "{database}" FROM PUBLIC',
+                  "REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+    try:
+        yield role
+    finally:
+        await execute(pg_dsn, f'DROP OWNED BY "{role}"', f'DROP ROLE "{role}"')
+
+
+async def test_kitchen_sink_passes_on_a_fresh_database(tmp_path: Path, pg_dsn: str) -> None:
+    source = build_kitchen_sink(tmp_path / "a.db")
+    checks = await validate(source, target(pg_dsn), build_plan(source))
+    found = by_name(checks)
+    assert not failed(checks), render_text(checks)
+    for name in ("SQLite file", "SQLite integrity", "PostgreSQL connection", *PG_CHECKS):
+        assert found[name].status in ("pass", "warn"), found[name]
+    assert found["disk space"].status in ("pass", "warn")
+    assert "1.5x" in found["disk space"].message
+    assert found["PostgreSQL version"].status == "pass"
+    assert found["PostgreSQL version"].message.startswith("PostgreSQL 1")
+    assert "kB" in found["SQLite file"].message
+
+
+async def test_output_forms(tmp_path: Path, pg_dsn: str) -> None:
+    """Text: one line per check, status first, fix after a dash; JSON: plain strings."""
+    source = build_kitchen_sink(tmp_path / "a.db")
+    plan = replace(build_plan(source), extensions=("no_such_extension",))
+    checks = await validate(source, target(pg_dsn), plan)
+    lines = render_text(checks).splitlines()
+    assert len(lines) == len(checks)
+    assert lines[0].startswith("PASS  SQLite file")
+    bad = next(line for line in lines if "no_such_extension" in line)
+    assert bad.startswith("FAIL  extension no_such_extension") and " — fix: install " in bad
+    data = checks_json(checks)
+    assert json.loads(json.dumps(data)) == data
+    assert set(data[0]) == {"name", "status", "message", "fix"}
+
+
+async def test_missing_file(tmp_path: Path, pg_dsn: str) -> None:
+    checks = await validate(tmp_path / "nope.db", target(pg_dsn), None)
+    found = by_name(checks)
+    assert found["SQLite file"].status == "fail"
+    assert "no such file" in found["SQLite file"].message
+    assert found["SQLite file"].fix
+    assert found["SQLite integrity"].status == "fail"
+    assert found["PostgreSQL connection"].status == "pass"
+    for name in ("extensions", "privileges", "disk space", "existing objects"):
+        assert found[name].status == "fail" and "not checked" in found[name].message
+    assert failed(checks)
+
+
+async def test_corrupt_file(tmp_path: Path, pg_dsn: str) -> None:
+    source = corrupt(build_kitchen_sink(tmp_path / "corrupt.db"))
+    checks = await validate(source, target(pg_dsn), None)
+    found = by_name(checks)
+    assert "fail" in (found["SQLite file"].status, found["SQLite integrity"].status)
+    assert failed(checks)
+
+
+async def test_not_a_sqlite_file(tmp_path: Path, pg_dsn: str) -> None:
+    source = tmp_path / "notes.db"
+    source.write_text("hello, this is not a database\n" * 10)
+    found = by_name(await validate(source, target(pg_dsn), None))
+    assert found["SQLite file"].status == "fail"
+    assert "not a SQLite database" in found["SQLite file"].message
+
+
+async def test_existing_table(tmp_path: Path, pg_dsn: str) -> None:
+    source = build_kitchen_sink(tmp_path / "a.db")
+    await execute(pg_dsn, 'CREATE TABLE "user" (id int)', 'CREATE TABLE "values" (id int)')
+    checks = await validate(source, target(pg_dsn), build_plan(source))
+    existing = by_name(checks)["existing objects"]
+    assert existing.status == "fail"
+    assert '"user"' in existing.message and '"values"' in existing.message
+    assert "--replace" in existing.fix
+    assert failed(checks)
+
+
+async def test_existing_table_in_another_schema(tmp_path: Path, pg_dsn: str) -> None:
+    """A target schema that does not exist yet: nothing exists, CREATE on the database suffices."""
+    source = build_kitchen_sink(tmp_path / "a.db")
+    await execute(pg_dsn, 'CREATE TABLE "user" (id int)')
+    found = by_name(await validate(source, target(pg_dsn), build_plan(source, schema="Fresh")))
+    assert found["existing objects"].status == "pass"
+    assert found["privileges"].status == "pass"
+    assert "schema" in found["privileges"].message
+
+
+async def test_missing_extension(tmp_path: Path, pg_dsn: str) -> None:
+    source = build_kitchen_sink(tmp_path / "a.db")
+    plan = replace(build_plan(source), extensions=("no_such_extension",))
+    checks = await validate(source, target(pg_dsn), plan)
+    extension = by_name(checks)["extension no_such_extension"]
+    assert extension.status == "fail"
+    assert "not available" in extension.message
+    assert extension.fix.startswith("install ")
+    assert failed(checks)
+
+
+async def test_contrib_extension_as_superuser(tmp_path: Path, pg_dsn: str) -> None:
+    source = build_kitchen_sink(tmp_path / "a.db")
+    plan = replace(build_plan(source), extensions=("pg_trgm",))
+    extension = by_name(await validate(source, target(pg_dsn), plan))["extension pg_trgm"]
+    if "not available" in extension.message:
+        pytest.skip("the server has no contrib extensions")
+    assert extension.status == "pass", extension
+    await execute(pg_dsn, "CREATE EXTENSION pg_trgm")
+    installed = by_name(await validate(source, target(pg_dsn), plan))["extension pg_trgm"]
+    assert installed.status == "pass" and "installed" in installed.message
+
+
+async def test_role_without_create_privilege(
+    tmp_path: Path, pg_dsn: str, plain_role: str
+) -> None:
+    source = build_kitchen_sink(tmp_path / "a.db")
+    plan = replace(build_plan(source), extensions=("pg_trgm",))
+    checks = await validate(source, target(as_user(pg_dsn, plain_role)), plan)
+    found = by_name(checks)
+    assert found["PostgreSQL connection"].status == "pass"
+    assert plain_role in found["PostgreSQL connection"].message
+    privileges = found["privileges"]
+    assert privileges.status == "fail", privileges
+    assert privileges.fix == f'GRANT CREATE ON SCHEMA "public" TO "{plain_role}";'
+    extension = found["extension pg_trgm"]
+    assert extension.status == "fail"
+    if "not available" not in extension.message:
+        assert extension.fix.startswith('ask a superuser to run CREATE EXTENSION "pg_trgm"')
+    assert found["disk space"].status in ("pass", "warn")  # data_directory needs privileges
+    assert failed(checks)
+
+
+async def test_trusted_extension_with_create_on_database(
+    tmp_path: Path, pg_dsn: str, plain_role: str
+) -> None:
+    """pg_trgm is trusted (13+): CREATE on the database lets an ordinary role create it."""
+    database = urlsplit(pg_dsn).path.lstrip("/")
+    await execute(pg_dsn, f'GRANT CREATE ON DATABASE "{database}" TO "{plain_role}"',
+                  f'GRANT CREATE ON SCHEMA public TO "{plain_role}"')
+    source = build_kitchen_sink(tmp_path / "a.db")
+    plan = replace(build_plan(source), extensions=("pg_trgm",))
+    found = by_name(await validate(source, target(as_user(pg_dsn, plain_role)), plan))
+    assert found["privileges"].status == "pass", found["privileges"]
+    if "not available" in found["extension pg_trgm"].message:
+        pytest.skip("the server has no contrib extensions")
+    assert found["extension pg_trgm"].status == "pass", found["extension pg_trgm"]
+
+
+async def test_schema_create_without_database_create_warns(
+    tmp_path: Path, pg_dsn: str, plain_role: str
+) -> None:
+    """A run's CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even for public."""
+    await execute(pg_dsn, f'GRANT CREATE ON SCHEMA public TO "{plain_role}"')
+    source = build_kitchen_sink(tmp_path / "a.db")
+    found = by_name(await validate(source, target(as_user(pg_dsn, plain_role)), build_plan(source)))
+    assert found["privileges"].status == "warn", found["privileges"]
+    assert found["privileges"].fix.startswith("GRANT CREATE ON DATABASE ")
+
+
+async def test_unreachable_server(tmp_path: Path) -> None:
+    source = build_kitchen_sink(tmp_path / "a.db")
+    dsn = "postgresql://x:s3cret-pw@127.0.0.1:1/x"
+    plan = replace(build_plan(source), extensions=("pg_trgm",))
+    checks = await validate(source, target(dsn), plan)
+    found = by_name(checks)
+    assert found["SQLite file"].status == "pass"
+    assert found["PostgreSQL connection"].status == "fail"
+    assert "cannot connect to postgresql://x:***@127.0.0.1:1/x" in found["PostgreSQL connection"].message
+    for name in (*PG_CHECKS, "extension pg_trgm"):
+        assert found[name].status != "pass", found[name]
+    assert "s3cret-pw" not in render_text(checks) + json.dumps(checks_json(checks))
+    assert all("\n" not in c.message for c in checks)
+    unplanned = by_name(await validate(tmp_path / "nope.db", target(dsn), None))
+    assert unplanned["extensions"].status == "fail"
+
+
+def test_pgcrypto_only_before_13() -> None:
+    column = ColumnPlan("id", "id", "TEXT", "uuid", "uuid", default="gen_random_uuid()")
+    table = TablePlan("t", "t", (column,))
+    plan = Plan("x.db", "public", (table,), extensions=("pg_trgm",))
+    assert required_extensions(plan, 120000) == ["pg_trgm", "pgcrypto"]
+    assert required_extensions(plan, 130000) == ["pg_trgm"]
+    plain = replace(plan, tables=(TablePlan("t", "t", (replace(column, default=None),)),))
+    assert required_extensions(plain, 120000) == ["pg_trgm"]
+
+
+def test_render_text_and_failed() -> None:
+    checks = [Check("a", "pass", "fine", "unused"), Check("longer", "warn", "hm\nm", "do x")]
+    assert render_text(checks) == "PASS  a       fine\nWARN  longer  hm m — fix: do x"
+    assert not failed(checks)
+    assert failed([*checks, Check("b", "fail", "no")])
+    assert human_size(512) == "512 B" and human_size(1_500_000) == "1.5 MB"
