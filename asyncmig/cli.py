@@ -218,7 +218,7 @@ def check_command(settings: RunSettings, as_json: bool) -> int:
 def validate_command(settings: RunSettings, as_json: bool) -> int:
     checks = anyio.run(commands.validate, settings, backend="asyncio")
     print(orjson.dumps(validate.checks_json(checks), option=orjson.OPT_INDENT_2).decode()
-          if as_json else validate.render_text(checks), end="\n" if as_json else "")
+          if as_json else validate.render_text(checks))
     return VerificationError.exit_code if validate.failed(checks) else 0
 
 

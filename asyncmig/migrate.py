@@ -262,6 +262,7 @@ async def require_empty_tables(conn: asyncpg.Connection, plan: Plan, *, truncate
             + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""),
             hint="create the schema first with `asyncmig schema` (same --sqlite, --schema, "
                  "--config)")
+    loaded = []
     for table in plan.tables:
         columns = {r[0] for r in await conn.fetch(
             "SELECT column_name FROM information_schema.columns "
@@ -276,7 +277,10 @@ async def require_empty_tables(conn: asyncpg.Connection, plan: Plan, *, truncate
             if not truncate:
                 raise TargetError(f"cannot load data: {target} is not empty",
                                   hint="pass --replace to empty it first")
-            await execute_all(conn, rollback.undo_data_sql(replace(plan, tables=(table,))))
+            loaded.append(table.name)
+    if loaded:  # emptied together, with what the post-data phases added to them
+        async with conn.transaction():
+            await execute_all(conn, rollback.undo_data_sql(plan))
 
 
 async def drop_tables(conn: asyncpg.Connection, plan: Plan, tables: Sequence[TablePlan]) -> None:

@@ -55,12 +55,13 @@ def undo_data_sql(plan: Plan) -> list[str]:
         names += [i.name for i in table.indexes if i.constraint]
         if table.primary_key_name:
             names.append(table.primary_key_name)
-        statements += [f"ALTER TABLE {target} DROP CONSTRAINT IF EXISTS {quote_ident(n)}"
+        statements += [f"ALTER TABLE {target} DROP CONSTRAINT IF EXISTS {quote_ident(n)} CASCADE"
                        for n in names]
         indexes = [i.name for i in table.indexes]
         if table.primary_key_name:
             indexes.append(table.primary_key_name)
-        statements += [f"DROP INDEX IF EXISTS {qualified(plan.schema, n)}" for n in indexes]
+        statements += [f"DROP INDEX IF EXISTS {qualified(plan.schema, n)} CASCADE"
+                       for n in indexes]
         statements += [f"DROP STATISTICS IF EXISTS {qualified(plan.schema, s.name)}"
                        for s in table.statistics]
     if plan.tables:

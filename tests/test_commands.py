@@ -1,0 +1,140 @@
+"""The reference migrator's five steps, as asyncmig commands, through the command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import asyncpg
+
+from tests.sources import build_kitchen_sink
+from tests.test_cli import run_cli
+
+
+def fetch(dsn: str, sql: str) -> list[asyncpg.Record]:
+    async def go() -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(dsn)
+        try:
+            return list(await conn.fetch(sql))
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())
+
+
+def cli(*args: str, log_dir: Path) -> subprocess.CompletedProcess[str]:
+    return run_cli(*args, env={"ASYNCMIG_LOG_DIR": str(log_dir)})
+
+
+def test_validate_schema_data_check_status(tmp_path: Path, pg_dsn: str) -> None:
+    """validate -> schema -> data -> check -> status, with --postgres as the guide spells it."""
+    source = build_kitchen_sink(tmp_path / "app.db")
+    common = ["--sqlite", str(source), "--postgres", pg_dsn]
+    logs = tmp_path / "logs"
+
+    validated = cli("validate", *common, log_dir=logs)
+    assert validated.returncode == 0, validated.stdout + validated.stderr
+    assert "FAIL" not in validated.stdout and "PASS  existing objects" in validated.stdout
+
+    schema = cli("schema", *common, log_dir=logs)
+    assert schema.returncode == 0, schema.stderr
+    assert fetch(pg_dsn, 'SELECT count(*) FROM "user"')[0][0] == 0  # tables, no data yet
+    assert not fetch(pg_dsn, "SELECT 1 FROM pg_indexes WHERE indexname = 'user by name'")
+
+    again = cli("validate", *common, log_dir=logs)
+    assert again.returncode == 6 and "FAIL  existing objects" in again.stdout
+
+    data = cli("data", *common, log_dir=logs)
+    assert data.returncode == 0, data.stderr
+    assert fetch(pg_dsn, 'SELECT count(*) FROM "user"')[0][0] == 3
+    assert fetch(pg_dsn, "SELECT 1 FROM pg_indexes WHERE indexname = 'user by name'")
+
+    checked = cli("check", *common, log_dir=logs)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert checked.stdout.rstrip().endswith("0 failed")
+
+    status = cli("status", *common, "--output", "json", log_dir=logs)
+    runs = json.loads(status.stdout)
+    assert [(r["command"], r["status"]) for r in runs] == [("data", "succeeded"),
+                                                           ("schema", "succeeded")]
+    loaded = {t["table_name"]: t["loaded_rows"] for t in runs[0]["tables"]}
+    assert loaded["user"] == 3 and loaded["values"] == 5
+    assert len(runs[0]["source_sha256"]) == 64
+
+    log_files = sorted(logs.glob("migration_*.log"))
+    assert log_files, "each writing command leaves a JSON-lines log"
+    events = [json.loads(line) for f in log_files for line in f.read_text().splitlines()]
+    planned = [e for e in events if e["event"] == "column_planned"]
+    assert any(e["table"] == "values" and e["column"] == "doc" and e["target_type"] == "jsonb"
+               for e in planned)
+    assert pg_dsn.split("@")[0] not in "".join(f.read_text() for f in log_files) or \
+        ":" not in pg_dsn.split("//")[1].split("@")[0]
+
+
+def test_data_refuses_without_schema_and_when_not_empty(tmp_path: Path, pg_dsn: str) -> None:
+    source = build_kitchen_sink(tmp_path / "app.db")
+    common = ["--sqlite", str(source), "--pg", pg_dsn]
+    logs = tmp_path / "logs"
+    missing = cli("data", *common, log_dir=logs)
+    assert missing.returncode == 4 and "asyncmig schema" in missing.stderr
+    assert cli("schema", *common, log_dir=logs).returncode == 0
+    assert cli("data", *common, log_dir=logs).returncode == 0
+    full = cli("data", *common, log_dir=logs)
+    assert full.returncode == 4 and "not empty" in full.stderr
+    replaced = cli("data", *common, "--replace", log_dir=logs)
+    assert replaced.returncode == 0, replaced.stderr
+    assert fetch(pg_dsn, 'SELECT count(*) FROM "values"')[0][0] == 5
+
+
+def test_check_fails_on_a_changed_target(tmp_path: Path, pg_dsn: str) -> None:
+    """Rows deleted behind the tool's back, a sequence moved back: exit 6, named."""
+    source = build_kitchen_sink(tmp_path / "app.db")
+    common = ["--sqlite", str(source), "--pg", pg_dsn]
+    assert cli("full", *common, log_dir=tmp_path).returncode == 0
+    fetch(pg_dsn, "DELETE FROM membership WHERE user_id = 2")
+    fetch(pg_dsn, """SELECT setval(pg_get_serial_sequence('"user"', 'id'), 1)""")
+    checked = cli("check", *common, log_dir=tmp_path)
+    assert checked.returncode == 6
+    failures = [line for line in checked.stdout.splitlines() if line.endswith("FAIL")]
+    assert any("membership" in line for line in failures)
+    assert any("user" in line and "sequence" in line for line in failures)
+
+
+def test_a_failed_run_is_recorded_and_leaves_no_tables(tmp_path: Path, pg_dsn: str) -> None:
+    source = tmp_path / "bad.db"
+    conn = sqlite3.connect(source)
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER)")
+    conn.executemany("INSERT INTO t VALUES (?, ?)", [(1, 1), (2, "five")])
+    conn.commit()
+    conn.close()
+    config = tmp_path / "force.toml"
+    config.write_text('[tables.t.columns.n]\ntype = "bigint"\n')
+    result = cli("run", "--sqlite", str(source), "--pg", pg_dsn, "--config", str(config),
+                 log_dir=tmp_path)
+    assert result.returncode == 5
+    assert not fetch(pg_dsn, "SELECT 1 FROM pg_tables WHERE schemaname = 'public'")
+    runs = fetch(pg_dsn, "SELECT status, error FROM asyncmig.runs")
+    assert [r["status"] for r in runs] == ["failed"]
+    assert "t.n at key 2" in runs[0]["error"]
+    assert not fetch(pg_dsn, "SELECT 1 FROM asyncmig.run_tables")
+
+
+def test_the_rollback_script_removes_the_run(tmp_path: Path, pg_dsn: str) -> None:
+    source = build_kitchen_sink(tmp_path / "app.db")
+    result = cli("run", "--sqlite", str(source), "--pg", pg_dsn, log_dir=tmp_path)
+    assert result.returncode == 0
+    script = next(tmp_path.glob("asyncmig_rollback_run*.sql")).read_text()
+
+    async def apply() -> None:
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            await conn.execute(script)
+        finally:
+            await conn.close()
+
+    asyncio.run(apply())
+    assert not fetch(pg_dsn, "SELECT 1 FROM pg_tables WHERE schemaname = 'public'")
+    assert [r[0] for r in fetch(pg_dsn, "SELECT status FROM asyncmig.runs")] == ["rolled back"]
