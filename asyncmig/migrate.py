@@ -31,9 +31,9 @@ from asyncmig.config import Overrides
 from asyncmig.connect import Target, connect, create_pool
 from asyncmig.errors import SourceError, TargetError, VerificationError, first_error
 from asyncmig.pipeline import PipelineSettings, TableLoad, load_table
-from asyncmig.plan import Plan, TablePlan
+from asyncmig.plan import Plan, TablePlan, ViewPlan
 from asyncmig.planner import build_plan
-from asyncmig.quoting import qualified
+from asyncmig.quoting import qualified, quote_ident
 from asyncmig.sqlite_source import check_source_file, fingerprint
 from asyncmig.verify import CheckResult
 
@@ -466,7 +466,26 @@ async def finish(conn: asyncpg.Connection, plan: Plan, report: RunReport) -> Non
             report.warnings.append(
                 f"foreign key left NOT VALID because existing rows break it: {exc}"
             )
+    for view in plan.views:
+        report.warnings.extend(await create_view(conn, plan, view))
     for table in plan.tables:
         await execute_all(conn, ddl.sequence_reset_sql(plan, table, table.next_identity))
     for table in plan.tables:
         await execute_all(conn, [ddl.analyze_sql(plan, table)])
+
+
+async def create_view(conn: asyncpg.Connection, plan: Plan, view: ViewPlan) -> list[str]:
+    """Create a view from its SQLite query as written; report it when PostgreSQL refuses.
+
+    The query names its tables unqualified, so it is resolved in the target schema.
+    SQLite-only spellings (``is_active = 1`` on a boolean, ``datetime()``) make
+    PostgreSQL refuse it: the view is then left out with PostgreSQL's reason.
+    """
+    try:
+        async with conn.transaction():
+            await conn.execute(f"SET LOCAL search_path TO {quote_ident(plan.schema)}")
+            await conn.execute(f"CREATE VIEW {qualified(plan.schema, view.name)} AS {view.sql}")
+    except asyncpg.PostgresError as exc:
+        return [(f"view {view.name} not created: PostgreSQL refused its query ({exc}); "
+                 "rewrite it by hand")]
+    return []

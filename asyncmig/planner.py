@@ -33,6 +33,7 @@ from asyncmig.plan import (
     Plan,
     Skipped,
     TablePlan,
+    ViewPlan,
 )
 from asyncmig.quoting import quote_ident, quote_sqlite_ident
 from asyncmig.sqlexpr import translate_default, translate_expression
@@ -164,9 +165,7 @@ def assemble(
     ]
     planned = _plan_foreign_keys(tables, planned, skipped)
     ordered, cycles = load_order(planned)
-    skipped.extend(
-        Skipped("view", None, v.name, v.sql, "views are not migrated yet") for v in catalog.views
-    )
+    views = tuple(_plan_view(v.name, v.sql, skipped) for v in catalog.views)
     skipped.extend(
         Skipped("trigger", t.table, t.name, t.sql,
                 "triggers are reported, not migrated: rewrite them in PL/pgSQL")
@@ -179,8 +178,21 @@ def assemble(
         skipped=tuple(skipped),
         warnings=tuple(warnings),
         cyclic_foreign_keys=tuple(cycles),
+        views=tuple(v for v in views if v is not None),
     )
     return customise(plan, overrides)
+
+
+_VIEW_BODY = re.compile(r"\bAS\s+((?:SELECT|WITH|VALUES)\b.*)$", re.IGNORECASE | re.DOTALL)
+
+
+def _plan_view(name: str, sql: str, skipped: list[Skipped]) -> ViewPlan | None:
+    """A view's query, tried as written after the data; PostgreSQL's verdict decides."""
+    match = _VIEW_BODY.search(sql)
+    if match is None:
+        skipped.append(Skipped("view", None, name, sql, "cannot find the view's query"))
+        return None
+    return ViewPlan(name, match.group(1).strip().rstrip(";"), sql)
 
 
 def plan_table(

@@ -192,6 +192,35 @@ def run_asyncmig(db: Path, dsn: str, jobs: int, rows: int) -> Measure:
                    "" if proc.returncode == 0 else f"exit {proc.returncode}")
 
 
+# --- (c) pgloader, when installed --------------------------------------------------------
+
+PGLOADER_DB = "pgloader_bench"
+
+
+def run_pgloader(bindir: Path, dsn: str, db: Path, rows: int) -> Measure | None:
+    """pgloader's default SQLite load into its own database, timed end to end.
+
+    pgloader creates its own schema (indexes, keys, sequences included) from the SQLite
+    file, so it runs into a separate database of the same cluster.
+    """
+    exe = shutil.which("pgloader")
+    if exe is None:
+        return None
+    psql(bindir, dsn, f"DROP DATABASE IF EXISTS {PGLOADER_DB}")
+    psql(bindir, dsn, f"CREATE DATABASE {PGLOADER_DB}")
+    socket_dir = dsn.split("host=", 1)[1]
+    target = f"postgresql://postgres@unix:{socket_dir}:5432/{PGLOADER_DB}"
+    started = time.perf_counter()
+    proc = run([exe, "--no-ssl-cert-verification", str(db), target])
+    seconds = time.perf_counter() - started
+    ok = proc.returncode == 0
+    if not ok:
+        print(f"pgloader failed with exit code {proc.returncode}:\n{tail(proc.stderr)}",
+              file=sys.stderr)
+    return Measure("pgloader", ok, seconds, rows, proc.peak_rss_mb,
+                   "" if ok else f"exit {proc.returncode}")
+
+
 # --- (b) the C pipeline ------------------------------------------------------------------
 
 
@@ -456,6 +485,7 @@ class Report:
     server: str
     asyncmig: list[Measure] = field(default_factory=list)
     c_pipeline: list[Measure] = field(default_factory=list)
+    pgloader: list[Measure] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
 
@@ -480,6 +510,10 @@ def one_round(bindir: Path, dsn: str, db: Path, jobs: int, report: Report) -> No
         note = "asyncmig failed: loaded into the hand-written fallback schema"
     report.c_pipeline.append(run_c_pipeline(bindir, dsn, db, jobs, total, note))
     report.problems += verify_counts(bindir, dsn, report.counts, C_SCHEMA)
+    loaded = run_pgloader(bindir, dsn, db, total)
+    if loaded is not None:
+        report.pgloader.append(loaded)
+        psql(bindir, dsn, f"DROP DATABASE IF EXISTS {PGLOADER_DB}")
 
 
 def source_counts(db: Path) -> dict[str, int]:
@@ -518,7 +552,8 @@ def render(report: Report) -> str:
     head = (f"{report.rows} rows in {len(report.counts)} tables, --jobs {report.jobs},"
             f" {report.server}, {len(report.asyncmig)} round(s), median shown")
     lines = [head, f"{'tool':<16}{'seconds':>10}{'rows/s':>12}{'peak RSS MB':>14}  note"]
-    picked = [median_of(report.asyncmig), median_of(report.c_pipeline)]
+    picked = [median_of(report.asyncmig), median_of(report.c_pipeline),
+              median_of(report.pgloader)]
     for m in picked:
         if m is not None:
             shown = f"{m.seconds:>10.2f}" if m.ok else f"{'failed':>10}"
@@ -527,13 +562,17 @@ def render(report: Report) -> str:
     shown_ratio = ratio(report)
     if shown_ratio is not None:
         lines.append(f"time ratio asyncmig/C: {shown_ratio:.2f} (below 1: asyncmig is faster)")
+    mig, loader = median_of(report.asyncmig), median_of(report.pgloader)
+    if mig is not None and loader is not None and mig.ok and loader.ok:
+        lines.append(f"time ratio asyncmig/pgloader: {mig.seconds / loader.seconds:.2f}")
     lines += [f"problem: {p}" for p in report.problems]
     return "\n".join(lines)
 
 
 def to_json(report: Report) -> str:
     doc = asdict(report)
-    for key, runs in (("asyncmig", report.asyncmig), ("c_pipeline", report.c_pipeline)):
+    for key, runs in (("asyncmig", report.asyncmig), ("c_pipeline", report.c_pipeline),
+                      ("pgloader", report.pgloader)):
         for entry, m in zip(doc[key], runs, strict=True):
             entry["rows_per_s"] = round(m.rows_per_s, 1)
     doc["ratio_asyncmig_over_c"] = ratio(report)
@@ -566,7 +605,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(render(report))
     if args.json is not None:
         args.json.write_text(to_json(report) + "\n")
-    ok = all(m.ok for m in report.asyncmig + report.c_pipeline) and not report.problems
+    ok = all(m.ok for m in report.asyncmig + report.c_pipeline + report.pgloader) \
+        and not report.problems
     return 0 if ok else 1
 
 

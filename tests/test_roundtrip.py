@@ -171,3 +171,30 @@ async def test_a_bad_value_in_a_worker_process_is_reported_with_its_key(tmp_path
     with pytest.raises(DataError) as caught:
         await migrate(source, pg_dsn, workers="process")
     assert (caught.value.table, caught.value.column, caught.value.key) == ("t", "seen", 1500)
+
+
+async def test_portable_views_are_created_and_others_reported(tmp_path: Path,
+                                                              pg_dsn: str) -> None:
+    """A view PostgreSQL accepts as written is created; one it refuses is named, not lost."""
+    import sqlite3
+
+    source = tmp_path / "views.db"
+    conn = sqlite3.connect(source)
+    conn.executescript("""
+        CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT, price REAL, active BOOLEAN);
+        INSERT INTO item VALUES (1, 'a', 2.5, 1), (2, 'b', 3.0, 0);
+        CREATE VIEW "cheap items" AS SELECT id, upper(name) AS name FROM item WHERE price < 3;
+        CREATE VIEW active_items AS SELECT id FROM item WHERE active = 1 AND julianday('now') > 0;
+    """)
+    conn.close()
+    report = await migrate(source, pg_dsn)
+    pg = await asyncpg.connect(pg_dsn)
+    try:
+        rows = await pg.fetch('SELECT id, name FROM "cheap items"')
+        views = {r[0] for r in await pg.fetch(
+            "SELECT viewname FROM pg_views WHERE schemaname = 'public'")}
+    finally:
+        await pg.close()
+    assert [tuple(r) for r in rows] == [(1, "A")]
+    assert views == {"cheap items"}
+    assert any("active_items not created" in w for w in report.warnings)  # type: ignore[attr-defined]

@@ -8,10 +8,12 @@ which only make sense during a run, appear as comments.
 from __future__ import annotations
 
 from asyncmig.ddl.constraints import constraint_sql, foreign_key_sql
+from asyncmig.ddl.extras import function_sql, statistics_sql, trigger_sql
 from asyncmig.ddl.indexes import index_sql
 from asyncmig.ddl.sequences import sequence_reset_sql
 from asyncmig.ddl.tables import create_schema_sql, create_table_sql
 from asyncmig.plan import Plan
+from asyncmig.quoting import qualified
 
 
 def _comment(text: str) -> str:
@@ -28,17 +30,24 @@ def render_script(plan: Plan) -> str:
     indexes = [s for t in plan.tables for s in index_sql(plan, t)]
     constraints = [s for t in plan.tables for s in constraint_sql(plan, t)]
     foreign_keys = [s for pair in foreign_key_sql(plan) for s in pair]
-    sequences = [s for t in plan.tables for s in sequence_reset_sql(plan, t)]
+    sequences = [s for t in plan.tables for s in sequence_reset_sql(plan, t, t.next_identity)]
+    extras = [s for t in plan.tables for s in statistics_sql(plan, t) + trigger_sql(plan, t)]
+    views = [f"CREATE VIEW {qualified(plan.schema, v.name)} AS {v.sql}" for v in plan.views]
     parts = [
         _comment(f"asyncmig: {plan.source_path} -> schema {plan.schema}"),
         "",
-        _block("phase 1: schema and bare tables",
-               create_schema_sql(plan) + [create_table_sql(plan, t) for t in plan.tables]),
-        _comment("phase 2: data (COPY) is loaded here by asyncmig run") + "\n",
+        _block("phase 1: schema, bare tables and the profile's functions",
+               create_schema_sql(plan) + [create_table_sql(plan, t) for t in plan.tables]
+               + function_sql(plan)),
+        _comment("phase 2: data (COPY) is loaded here by asyncmig run / data") + "\n",
         _block("phase 3: indexes", indexes),
         _block("phase 4: primary keys, unique and check constraints", constraints),
-        _block("phase 5: foreign keys", foreign_keys),
-        _comment("phase 6: after loading, identity sequences are moved past the loaded ids:"),
+        _block("phase 5: statistics and triggers (after the data: triggers must not fire "
+               "during the load)", extras),
+        _block("phase 6: foreign keys", foreign_keys),
+        _block("phase 7: views (their SQLite query as written; one PostgreSQL refuses is "
+               "reported by a run and left out)", views),
+        _comment("phase 8: after loading, identity sequences are moved past the loaded ids:"),
     ]
     parts += [_comment(f"{s};") for s in sequences] or [_comment("(no identity columns)")]
     if plan.skipped:
