@@ -384,10 +384,10 @@ async def load_and_count(source: Path, schema: str, table: TablePlan, conn: asyn
     # durability comes from the synchronous commits of the final phase,
     # which flush the WAL of every earlier commit too
     await conn.execute("SET synchronous_commit = off")
-    try:
-        load = await load_table(source, schema, table, conn, pipeline, run_id)
-    finally:
-        await conn.execute("RESET synchronous_commit")
+    load = await load_table(source, schema, table, conn, pipeline, run_id)
+    # not in a `finally`: after a failure the connection may be mid-transaction, and an
+    # error here would hide the real one (the pool resets a released connection anyway)
+    await conn.execute("RESET synchronous_commit")
     committed = int(await conn.fetchval(f"SELECT count(*) FROM {qualified(schema, table.name)}"))
     return replace(load, rows_committed=committed)
 
