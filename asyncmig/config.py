@@ -10,7 +10,6 @@
     default = "0"                   # PostgreSQL default expression
     on_invalid_json = "default"     # jsonb: fail | default | null
     epoch = "s"                     # numbers into a timestamp: s | ms | us
-    rename = "unit_price"
 
     [[tables."order items".indexes]]
     name = "order_items_note_trgm"
@@ -51,7 +50,7 @@ from asyncmig.errors import UsageError
 
 TOP_KEYS = {"tables", "extensions", "functions"}
 TABLE_KEYS = {"exclude", "rename", "columns", "indexes", "statistics", "checks", "triggers"}
-COLUMN_KEYS = {"type", "default", "on_invalid_json", "epoch", "rename"}
+COLUMN_KEYS = {"type", "default", "on_invalid_json", "epoch"}
 INDEX_KEYS = {"name", "method", "columns", "where", "unique"}
 INDEX_COLUMN_KEYS = {"column", "order", "opclass"}
 JSON_POLICIES = {"fail", "default", "null"}
@@ -65,7 +64,6 @@ class ColumnSettings:
     default: str | None = None
     on_invalid_json: str = "fail"
     epoch: str | None = None  # transform name: epoch_s / epoch_ms / epoch_us
-    rename: str | None = None
 
 
 @dataclass(frozen=True)
@@ -203,7 +201,6 @@ def _column(settings: Any, where: str) -> ColumnSettings:
         default=_optional(settings, "default"),
         on_invalid_json=policy,
         epoch=EPOCH_UNITS[epoch] if epoch else None,
-        rename=_optional(settings, "rename"),
     )
 
 
