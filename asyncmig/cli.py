@@ -5,7 +5,8 @@ scheduled job can be configured entirely from its environment. Exit codes:
 
     0 success              2 usage / configuration     3 source (SQLite) problem
     4 target (PostgreSQL)  5 a value did not fit        6 verification failed
-    70 internal error      130 interrupted
+    8 loaded, with rows in the reject store             70 internal error
+    130 interrupted
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ import os
 import sys
 import traceback
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import anyio
 import orjson
 
 from asyncmig import commands, ddl, logs, render, validate, verify
-from asyncmig.config import load_overrides
+from asyncmig.config import ON_ERROR, load_overrides
 from asyncmig.connect import Target, resolve_target, scrub
 from asyncmig.embedded import DEFAULT_DATA_DIR, EmbeddedServer
 from asyncmig.errors import MigrationError, UsageError, VerificationError
@@ -92,6 +94,17 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
                          default=_env_int(environ, "ASYNCMIG_BATCH_SIZE", 5000, 1),
                          help="rows per batch read from SQLite (default 5000) "
                               "[ASYNCMIG_BATCH_SIZE]")
+    loading.add_argument("--on-error", choices=list(ON_ERROR), default=env("ASYNCMIG_ON_ERROR"),
+                         help="a value that does not fit its column: coerce, default, null, "
+                              "reject (the row goes to the reject store; the default) or fail; "
+                              "a profile may set it per table or column [ASYNCMIG_ON_ERROR]")
+    loading.add_argument("--max-rejects", type=_positive,
+                         default=_env_int(environ, "ASYNCMIG_MAX_REJECTS", 0, 0) or None,
+                         help="roll a table back when it rejects more rows than this "
+                              "(default: no limit) [ASYNCMIG_MAX_REJECTS]")
+    loading.add_argument("--rejects", type=Path, default=env("ASYNCMIG_REJECTS"),
+                         help="directory for rejected rows, one <table>.jsonl per table "
+                              "(default: <log-dir>/asyncmig-rejects/run<N>) [ASYNCMIG_REJECTS]")
     loading.add_argument("--queue-size", type=_positive,
                          default=_env_int(environ, "ASYNCMIG_QUEUE_SIZE", 4, 1),
                          help="batches buffered between stages (default 4) [ASYNCMIG_QUEUE_SIZE]")
@@ -129,6 +142,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
 
 
 WRITING_COMMANDS = {"run", "full", "schema", "data"}
+LOADED_WITH_REJECTS = 8  # done, but some rows are in the reject store, not in the table
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
@@ -175,6 +189,8 @@ def dispatch(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     if args.sqlite is None:
         raise UsageError("no SQLite database given", hint="pass --sqlite FILE")
     overrides = load_overrides(args.config)
+    if getattr(args, "on_error", None):
+        overrides = replace(overrides, on_error=args.on_error)
     as_json = args.output == "json" or getattr(args, "format", None) == "json"
     if args.command == "plan" or (args.command == "schema" and args.print_sql):
         settings = RunSettings(args.sqlite, Target(None, "", "none"), args.schema, args.jobs,
@@ -191,9 +207,11 @@ def dispatch(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     settings = RunSettings(
         args.sqlite, target, args.schema, args.jobs, getattr(args, "replace", False),
         PipelineSettings(batch_size=getattr(args, "batch_size", 5000),
-                         queue_size=getattr(args, "queue_size", 4)),
+                         queue_size=getattr(args, "queue_size", 4),
+                         max_rejects=getattr(args, "max_rejects", None)),
         overrides, command="run" if args.command == "full" else args.command,
         output_dir=args.log_dir, log_file=args.log_file,
+        rejects_dir=getattr(args, "rejects", None) or args.log_dir / "asyncmig-rejects",
     )
     return COMMANDS[settings.command](settings, as_json)
 
@@ -205,7 +223,7 @@ def run_command(settings: RunSettings, as_json: bool) -> int:
     verb = "created in" if settings.command == "schema" else "migrated into"
     print(render.report_json(report, shown) if as_json
           else render.report_text(report, shown, action=verb), end="")
-    return 0
+    return LOADED_WITH_REJECTS if report.rejected else 0
 
 
 def check_command(settings: RunSettings, as_json: bool) -> int:

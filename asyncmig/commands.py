@@ -19,7 +19,8 @@ async def check(settings: RunSettings) -> list[verify.CheckResult]:
     conn = await connect(settings.target)
     try:
         await check_server(conn)
-        return await verify.run_checks(plan, conn, settings.source)
+        rejected = await history.rejected_rows(conn, plan.schema)
+        return await verify.run_checks(plan, conn, settings.source, rejected)
     finally:
         with anyio.move_on_after(10, shield=True):
             await conn.close()

@@ -48,9 +48,11 @@ from typing import Any
 
 from asyncmig.errors import UsageError
 
-TOP_KEYS = {"tables", "extensions", "functions"}
-TABLE_KEYS = {"exclude", "rename", "columns", "indexes", "statistics", "checks", "triggers"}
-COLUMN_KEYS = {"type", "default", "on_invalid_json", "epoch"}
+TOP_KEYS = {"tables", "extensions", "functions", "on_error"}
+TABLE_KEYS = {"exclude", "rename", "columns", "indexes", "statistics", "checks", "triggers",
+              "on_error"}
+COLUMN_KEYS = {"type", "default", "on_invalid_json", "epoch", "on_error"}
+ON_ERROR = ("coerce", "default", "null", "reject", "fail")
 INDEX_KEYS = {"name", "method", "columns", "where", "unique"}
 INDEX_COLUMN_KEYS = {"column", "order", "opclass"}
 JSON_POLICIES = {"fail", "default", "null"}
@@ -64,6 +66,7 @@ class ColumnSettings:
     default: str | None = None
     on_invalid_json: str = "fail"
     epoch: str | None = None  # transform name: epoch_s / epoch_ms / epoch_us
+    on_error: str | None = None  # None: the table's, else the run's policy
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,7 @@ class TableSettings:
     statistics: tuple[ExtraStatistics, ...] = ()
     checks: tuple[ExtraCheck, ...] = ()
     triggers: Mapping[str, str] = field(default_factory=dict)  # column -> trigger name
+    on_error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,20 @@ class Overrides:
     extensions: tuple[str, ...] = ()
     functions: tuple[ExtraFunction, ...] = ()
     origin: str | None = None  # the file it came from
+    on_error: str = "reject"  # the run's policy for values that do not fit
+
+    def policy(self, table: str, column: str) -> str:
+        """The policy for one column: the column's, else its table's, else the run's.
+
+        ``on_invalid_json`` (the reference migrator's promise for JSON columns) counts as
+        the column's policy when set to something other than fail.
+        """
+        settings = self.column(table, column)
+        if settings.on_error:
+            return settings.on_error
+        if settings.on_invalid_json != "fail":
+            return settings.on_invalid_json
+        return self.table(table).on_error or self.on_error
 
     @property
     def excluded(self) -> frozenset[str]:
@@ -160,7 +178,8 @@ def parse_overrides(data: Mapping[str, Any], origin: str) -> Overrides:
         ExtraFunction(*_fields(f, ("name", "sql"), f"config {origin}: function #{n}"))
         for n, f in enumerate(_list(data.get("functions", []), f"config {origin}"), 1)
     )
-    return Overrides(tables, extensions, functions, origin)
+    on_error = _policy(data.get("on_error"), f"config {origin}") or "reject"
+    return Overrides(tables, extensions, functions, origin, on_error)
 
 
 def _table(settings: Any, where: str) -> TableSettings:
@@ -182,6 +201,7 @@ def _table(settings: Any, where: str) -> TableSettings:
     triggers = {str(k): str(v) for k, v in _mapping(settings.get("triggers", {}), where).items()}
     rename = settings.get("rename")
     return TableSettings(
+        on_error=_policy(settings.get("on_error"), where),
         exclude=bool(settings.get("exclude", False)),
         rename=str(rename) if rename is not None else None,
         columns=columns, indexes=indexes, statistics=statistics, checks=checks, triggers=triggers,
@@ -197,6 +217,7 @@ def _column(settings: Any, where: str) -> ColumnSettings:
     if epoch is not None and epoch not in EPOCH_UNITS:
         raise UsageError(f"{where}: epoch must be one of {sorted(EPOCH_UNITS)}")
     return ColumnSettings(
+        on_error=_policy(settings.get("on_error"), where),
         type=_optional(settings, "type"),
         default=_optional(settings, "default"),
         on_invalid_json=policy,
@@ -224,6 +245,14 @@ def _index(settings: Any, where: str) -> ExtraIndex:
         raise UsageError(f"{where}: needs at least one column")
     return ExtraIndex(_string(settings, "name", where), tuple(columns), method,
                       _optional(settings, "where"), bool(settings.get("unique", False)))
+
+
+def _policy(value: Any, where: str) -> str | None:
+    if value is None:
+        return None
+    if value not in ON_ERROR:
+        raise UsageError(f"{where}: on_error must be one of {list(ON_ERROR)}")
+    return str(value)
 
 
 def _statistics(settings: Any, where: str) -> ExtraStatistics:

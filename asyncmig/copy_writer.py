@@ -15,48 +15,91 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 
 from asyncmig.errors import TargetError
 from asyncmig.plan import TablePlan
+from asyncmig.policy import TableGuard
 from asyncmig.quoting import qualified
-from asyncmig.transforms import Batch, explain_rejected_batch
+from asyncmig.transforms import Batch, Pair, explain_rejected_batch
 
 
 async def copy_table(
     conn: asyncpg.Connection,
     schema: str,
     table: TablePlan,
-    batches: MemoryObjectReceiveStream[Batch],
+    pairs: MemoryObjectReceiveStream[Pair],
+    guard: TableGuard,
     before_commit: Callable[[asyncpg.Connection, int], Awaitable[None]] | None = None,
 ) -> tuple[int, int]:
-    """COPY every row from ``batches`` into ``table``; returns (rows sent, rows PostgreSQL counted).
+    """COPY every batch into ``table``; returns (rows handed over, rows PostgreSQL took).
 
     One COPY per batch, all inside one transaction: handing asyncpg a list per call
     avoids an ``async for`` step per row (a third of the writer's time), and asyncpg
-    caches the column-type lookup, so a batch costs one extra round trip.
-    The transaction commits only if every batch loads; any failure (here, in the
-    reader or in a transform) rolls the table back.
+    caches the column-type lookup, so a batch costs one extra round trip. When the
+    table's policies allow rejects, each batch runs in a savepoint, and a batch
+    PostgreSQL (or asyncpg's encoder) refuses is split in halves until the refused rows
+    are isolated and rejected with PostgreSQL's message, as pgloader does; the rest
+    loads in the same transaction. The transaction commits only if the whole table
+    succeeds: a failure anywhere (reader, transform, too many rejects) rolls it back.
     """
-    sent = copied = 0
+    handed = copied = 0
     columns = [c.name for c in table.columns]
-    async with conn.transaction(), batches:
-        async for batch in batches:
-            try:
-                status = await conn.copy_records_to_table(
-                    table.name, schema_name=schema, columns=columns, records=batch
-                )
-            except (ValueError, TypeError, OverflowError) as exc:  # asyncpg's encoders
-                raise explain_rejected_batch(table, batch, exc) from exc
-            except asyncpg.PostgresError as exc:
-                raise TargetError(
-                    f"cannot load {qualified(schema, table.name)}: PostgreSQL refused the data: "
-                    f"{exc.__class__.__name__}: {exc}",
-                    detail=getattr(exc, "detail", None),
-                    hint="override the column's type in a --config file, or clean the source "
-                    "value",
-                ) from exc
-            sent += len(batch)
-            copied += int(status.split()[-1])
+    isolate = guard.lenient
+    async with conn.transaction(), pairs:
+        async for rows, originals in pairs:
+            if not rows:
+                continue
+            handed += len(rows)
+            if isolate:
+                copied += await _copy_isolating(conn, schema, table, columns, rows, originals,
+                                                guard)
+            else:
+                copied += await _copy(conn, schema, table, columns, rows)
         if before_commit is not None:  # e.g. the history row describing this table
             await before_commit(conn, copied)
-    return sent, copied
+    return handed, copied
+
+
+async def _copy(conn: asyncpg.Connection, schema: str, table: TablePlan, columns: list[str],
+                rows: Batch) -> int:
+    try:
+        status = await conn.copy_records_to_table(table.name, schema_name=schema,
+                                                  columns=columns, records=rows)
+    except (ValueError, TypeError, OverflowError) as exc:  # asyncpg's encoders
+        raise explain_rejected_batch(table, rows, exc) from exc
+    except asyncpg.PostgresError as exc:
+        raise TargetError(
+            f"cannot load {qualified(schema, table.name)}: PostgreSQL refused the data: "
+            f"{exc.__class__.__name__}: {exc}",
+            detail=getattr(exc, "detail", None),
+            hint="override the column's type in a --config file, clean the source value, or "
+            "let such rows be rejected (--on-error reject)",
+        ) from exc
+    return int(status.split()[-1])
+
+
+# errors about the rows themselves (SQLSTATE classes 22 and 23): others are not the
+# data's fault (a lost connection, a missing table) and stop the table
+ROW_ERRORS = (asyncpg.exceptions.DataError, asyncpg.exceptions.IntegrityConstraintViolationError,
+              ValueError, TypeError, OverflowError)
+
+
+async def _copy_isolating(conn: asyncpg.Connection, schema: str, table: TablePlan,
+                          columns: list[str], rows: Batch, originals: Batch,
+                          guard: TableGuard) -> int:
+    try:
+        async with conn.transaction():  # a savepoint: a refused COPY undoes only itself
+            status = await conn.copy_records_to_table(table.name, schema_name=schema,
+                                                      columns=columns, records=rows)
+        return int(status.split()[-1])
+    except ROW_ERRORS as exc:
+        if len(rows) == 1:
+            where = getattr(exc, "context", None) or getattr(exc, "where", None)
+            reason = f"PostgreSQL refused the row: {exc}" + (f" ({where})" if where else "")
+            guard.reject(originals[0], getattr(exc, "column_name", None), reason, "postgresql")
+            return 0
+    half = len(rows) // 2
+    first = await _copy_isolating(conn, schema, table, columns, rows[:half], originals[:half],
+                                  guard)
+    return first + await _copy_isolating(conn, schema, table, columns, rows[half:],
+                                         originals[half:], guard)
 
 
 async def count_rows(conn: asyncpg.Connection, schema: str, table: TablePlan) -> int:

@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 import asyncpg
 
+from asyncmig.policy import Accounts
 from asyncmig.quoting import qualified, quote_ident
 
 SCHEMA = "asyncmig"
@@ -49,6 +50,9 @@ CREATE_SQL = [
         source_rows bigint NOT NULL,
         loaded_rows bigint NOT NULL,
         replaced jsonb NOT NULL DEFAULT '{{}}',
+        rejected bigint NOT NULL DEFAULT 0,
+        reject_reasons jsonb NOT NULL DEFAULT '{{}}',
+        reject_file text,
         seconds double precision NOT NULL,
         loaded_at timestamptz NOT NULL DEFAULT now(),
         PRIMARY KEY (run_id, table_name)
@@ -85,12 +89,25 @@ async def start_run(conn: asyncpg.Connection, command: str, source: Path, schema
 
 
 async def record_table(conn: asyncpg.Connection, run_id: int, table: str, source_rows: int,
-                       loaded_rows: int, replaced: dict[str, int], seconds: float) -> None:
+                       loaded_rows: int, accounts: Accounts, seconds: float) -> None:
     """Called inside the table's load transaction."""
     await conn.execute(
         f"INSERT INTO {RUN_TABLES} (run_id, table_name, source_rows, loaded_rows, replaced, "
-        "seconds) VALUES ($1, $2, $3, $4, $5::jsonb, $6)",
-        run_id, table, source_rows, loaded_rows, json.dumps(replaced), seconds)
+        "rejected, reject_reasons, reject_file, seconds) "
+        "VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7::jsonb, $8, $9)",
+        run_id, table, source_rows, loaded_rows, json.dumps(accounts.replaced),
+        accounts.rejected, json.dumps(accounts.reasons), accounts.reject_file, seconds)
+
+
+async def rejected_rows(conn: asyncpg.Connection, schema: str) -> dict[str, int]:
+    """Rows each table's latest successful load rejected (what `check` must allow for)."""
+    if not await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", f"{SCHEMA}.run_tables"):
+        return {}
+    rows = await conn.fetch(
+        f"SELECT DISTINCT ON (t.table_name) t.table_name, t.rejected FROM {RUN_TABLES} t "
+        f"JOIN {RUNS} r ON r.id = t.run_id WHERE r.target_schema = $1 "
+        "AND r.status = 'succeeded' ORDER BY t.table_name, t.run_id DESC", schema)
+    return {r[0]: int(r[1]) for r in rows}
 
 
 async def forget_tables(conn: asyncpg.Connection, run_id: int) -> None:
@@ -141,6 +158,7 @@ async def read_runs(conn: asyncpg.Connection, limit: int = 20) -> list[RunRecord
     for row in tables:
         entry = dict(row)
         entry["replaced"] = json.loads(entry["replaced"])
+        entry["reject_reasons"] = json.loads(entry["reject_reasons"])
         per_run.setdefault(row["run_id"], []).append(entry)
     return [
         RunRecord(**{**dict(r), "options": json.loads(r["options"]),

@@ -55,6 +55,7 @@ class RunSettings:
     command: str = "run"  # recorded in the history
     output_dir: Path | None = None  # where the rollback script goes (None: not written)
     log_file: Path | None = None  # recorded in the history
+    rejects_dir: Path | None = None  # rejected rows go to <rejects_dir>/run<N>/<table>.jsonl
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,9 @@ class TableReport:
     load_seconds: float
     index_seconds: float
     replaced: dict[str, int] = field(default_factory=dict)
+    rejected: int = 0
+    reject_reasons: dict[str, int] = field(default_factory=dict)
+    reject_file: str | None = None
 
 
 @dataclass
@@ -84,6 +88,10 @@ class RunReport:
     @property
     def replaced(self) -> int:
         return sum(sum(t.replaced.values()) for t in self.tables)
+
+    @property
+    def rejected(self) -> int:
+        return sum(t.rejected for t in self.tables)
 
 
 async def make_plan(settings: RunSettings) -> Plan:
@@ -162,6 +170,10 @@ async def _phases(settings: RunSettings, admin: asyncpg.Connection, plan: Plan,
                   report: RunReport, *, create: bool, load: bool, check: bool) -> None:
     assert report.run_id is not None
     before = fingerprint(settings.source)
+    if settings.rejects_dir is not None:
+        pipeline = replace(settings.pipeline,
+                           reject_dir=settings.rejects_dir / f"run{report.run_id}")
+        settings = replace(settings, pipeline=pipeline)
     if create:
         await create_tables(admin, plan, replace=settings.replace)
     else:
@@ -177,7 +189,8 @@ async def _phases(settings: RunSettings, admin: asyncpg.Connection, plan: Plan,
                     hint="stop the application writing to it, or migrate a copy",
                 )
         if check:
-            report.checks = await verify.run_checks(plan, admin, settings.source)
+            report.checks = await verify.run_checks(
+                plan, admin, settings.source, {t.table: t.rejected for t in report.tables})
             failed = [c for c in report.checks if not c.ok]
             if failed:
                 first = failed[0]
@@ -364,15 +377,23 @@ async def migrate_table(
         # statistics and triggers only now: triggers must not fire during the load
         await execute_all(conn, ddl.statistics_sql(plan, table) + ddl.trigger_sql(plan, table))
     index_seconds = time.perf_counter() - started
+    accounts = load.accounts
     report.tables.append(TableReport(table.name, load.rows_copied, load.seconds, index_seconds,
-                                     load.replaced))
-    for replaced in load.replacements:
+                                     dict(accounts.replaced), accounts.rejected,
+                                     dict(accounts.reasons), accounts.reject_file))
+    for replaced in accounts.examples:
         log.warning("value_replaced", table=table.name, column=replaced.column, key=replaced.key,
-                    value=replaced.value, reason="invalid JSON: the column's default (profile "
-                    "policy on_invalid_json)")
-    for column, count in load.replaced.items():
-        report.warnings.append(f"{table.name}.{column}: {count} invalid JSON value(s) replaced "
-                               "as the profile asks (on_invalid_json)")
+                    value=replaced.value, action=replaced.action, reason=replaced.reason)
+    for label, count in accounts.replaced.items():
+        report.warnings.append(f"{table.name}.{label}: {count} value(s) that did not fit "
+                               "replaced as the column's policy says")
+    if accounts.rejected:
+        log.warning("rows_rejected", table=table.name, rows=accounts.rejected,
+                    reasons=accounts.reasons, file=accounts.reject_file)
+        report.warnings.append(
+            f"{table.name}: {accounts.rejected} row(s) rejected ("
+            + "; ".join(f"{n} {r}" for r, n in accounts.reasons.items())
+            + (f"), kept in {accounts.reject_file}" if accounts.reject_file else ")"))
     log.info("table_loaded", table=table.name, rows=load.rows_copied,
              load_s=round(load.seconds, 3), index_s=round(index_seconds, 3),
              rows_per_s=int(load.rows_copied / load.seconds) if load.seconds else None)
@@ -412,11 +433,12 @@ def load_in_process(source: Path, schema: str, table: TablePlan, target: Target,
 
 
 def verify_count(table: TablePlan, load: TableLoad) -> None:
-    """The committed count must equal what SQLite had and what was read."""
-    if not load.rows_committed == load.rows_read == load.rows_copied == table.row_count:
+    """Every source row is accounted for: SQLite's count = loaded + rejected."""
+    if not (load.rows_committed == load.rows_copied
+            and load.rows_read == table.row_count == load.rows_copied + load.rows_rejected):
         raise VerificationError(
             f"row count mismatch in {table.name}: SQLite had {table.row_count}, "
-            f"read {load.rows_read}, copied {load.rows_copied}, "
+            f"read {load.rows_read}, copied {load.rows_copied}, rejected {load.rows_rejected}, "
             f"PostgreSQL has {load.rows_committed}",
             hint="was the source written to during the migration?",
         )

@@ -19,12 +19,14 @@ cancels the table's task group, which aborts the COPY and rolls the table back.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
 import anyio
 import asyncpg
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -33,11 +35,10 @@ from asyncmig import history
 from asyncmig.copy_writer import copy_table
 from asyncmig.errors import SourceError
 from asyncmig.plan import TablePlan
+from asyncmig.policy import Accounts, TableGuard, lenient_text
 from asyncmig.quoting import quote_sqlite_ident
 from asyncmig.sqlite_source import open_async, source_error
-from asyncmig.transforms import Batch, PolicyTransform, Replacement, build_batch_transform
-
-BatchTransform = Callable[[Batch], Batch]
+from asyncmig.transforms import Pair, build_batch_transform
 
 
 @dataclass(frozen=True)
@@ -45,19 +46,24 @@ class PipelineSettings:
     batch_size: int = 5000
     queue_size: int = 4  # batches per queue: memory is bounded by batch_size * queue_size
     transformers: int = 1
+    reject_dir: Path | None = None  # where <table>.jsonl rejects go (None: counted only)
+    max_rejects: int | None = None  # per table; more rolls the table back
 
 
 @dataclass(frozen=True)
 class TableLoad:
-    """What happened to one table's data."""
+    """What happened to one table's data: read = copied + rejected."""
 
     table: str
     rows_read: int
     rows_copied: int
     seconds: float
     rows_committed: int = -1  # counted after the commit; -1 until then
-    replaced: dict[str, int] = field(default_factory=dict)  # per column, by a JSON policy
-    replacements: list[Replacement] = field(default_factory=list)  # the first few, with keys
+    accounts: Accounts = field(default_factory=Accounts)
+
+    @property
+    def rows_rejected(self) -> int:
+        return self.accounts.rejected
 
 
 def select_sql(table: TablePlan) -> str:
@@ -65,20 +71,26 @@ def select_sql(table: TablePlan) -> str:
     return f"SELECT {columns} FROM {quote_sqlite_ident(table.source_name)}"
 
 
-async def read_table(
-    source: Path, table: TablePlan, send: MemoryObjectSendStream[Batch], batch_size: int
-) -> int:
-    """Stream the table's rows in batches; returns how many were read."""
-    import sqlite3
+async def read_table(source: Path, table: TablePlan, send: MemoryObjectSendStream[Pair],
+                     batch_size: int, guard: TableGuard) -> int:
+    """Stream the table's rows in batches; returns how many were read.
 
+    Text that is not UTF-8 makes Python's sqlite3 raise in the middle of a batch: the
+    read then restarts after the rows already sent, with a text factory that marks such
+    values, and each is settled by its column's policy (an OFFSET scan, paid only once).
+    """
     count = 0
+    sent = [0]  # rows handed on so far: where a restarted read resumes
     async with send:
         conn = await open_async(source)
         try:
-            cursor = await conn.execute(select_sql(table))
-            while batch := [tuple(row) for row in await cursor.fetchmany(batch_size)]:
-                count += len(batch)
-                await send.send(batch)
+            try:
+                count = await _read(conn, table, send, batch_size, guard, sent)
+            except sqlite3.OperationalError as exc:
+                if "decode" not in str(exc):
+                    raise
+                conn.text_factory = lenient_text
+                count = await _read(conn, table, send, batch_size, guard, sent)
         except sqlite3.DatabaseError as exc:
             raise source_error(source, exc) from exc
         finally:
@@ -87,14 +99,30 @@ async def read_table(
     return count
 
 
+async def _read(conn: aiosqlite.Connection, table: TablePlan,
+                send: MemoryObjectSendStream[Pair], batch_size: int, guard: TableGuard,
+                sent: list[int]) -> int:
+    offset = sent[0]
+    sql = select_sql(table) + (f" LIMIT -1 OFFSET {offset}" if offset else "")
+    cursor = await conn.execute(sql)
+    lenient = conn.text_factory is lenient_text
+    while batch := [tuple(row) for row in await cursor.fetchmany(batch_size)]:
+        read = len(batch)
+        if lenient:
+            batch = guard.resolve_invalid_text(batch)
+        await send.send((batch, batch))
+        sent[0] += read
+    return sent[0]
+
+
 async def transform_batches(
-    receive: MemoryObjectReceiveStream[Batch],
-    send: MemoryObjectSendStream[Batch],
-    transform: BatchTransform,
+    receive: MemoryObjectReceiveStream[Pair],
+    send: MemoryObjectSendStream[Pair],
+    transform: Callable[[Pair], Pair],
 ) -> None:
     async with receive, send:
-        async for batch in receive:
-            await send.send(transform(batch))
+        async for pair in receive:
+            await send.send(transform(pair))
 
 
 async def load_table(
@@ -107,36 +135,40 @@ async def load_table(
 ) -> TableLoad:
     """Move one table's rows from SQLite into its (empty) PostgreSQL table."""
     started = time.perf_counter()
-    transform = build_batch_transform(table)
-    read_send, read_receive = anyio.create_memory_object_stream[Batch](settings.queue_size)
+    guard = TableGuard(table, settings.reject_dir, settings.max_rejects)
+    transform = build_batch_transform(table, guard)
+    read_send, read_receive = anyio.create_memory_object_stream[Pair](settings.queue_size)
     results: dict[str, Any] = {}
 
     async def reader() -> None:
-        results["read"] = await read_table(source, table, read_send, settings.batch_size)
+        results["read"] = await read_table(source, table, read_send, settings.batch_size,
+                                           guard)
 
     async def record(conn: asyncpg.Connection, copied: int) -> None:
         if run_id is None:
             return
-        replaced = transform.counts if isinstance(transform, PolicyTransform) else {}
-        await history.record_table(conn, run_id, table.name, table.row_count, copied, replaced,
-                                   time.perf_counter() - started)
+        await history.record_table(conn, run_id, table.name, table.row_count, copied,
+                                   guard.accounts, time.perf_counter() - started)
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(reader)
-        writer_input = read_receive
-        if transform is not None:
-            out_send, out_receive = anyio.create_memory_object_stream[Batch](settings.queue_size)
-            async with read_receive, out_send:
-                for _ in range(max(1, settings.transformers)):
-                    tg.start_soon(transform_batches, read_receive.clone(), out_send.clone(),
-                                  transform)
-            writer_input = out_receive
-        results["copied"] = await copy_table(conn, schema, table, writer_input, record)
-    rows_sent, rows_copied = results["copied"]
-    if rows_sent != results["read"]:
-        raise SourceError(f"internal mismatch reading {table.name}: read {results['read']}, "
-                          f"sent {rows_sent}")
-    load = TableLoad(table.name, results["read"], rows_copied, time.perf_counter() - started)
-    if isinstance(transform, PolicyTransform):
-        load = replace(load, replaced=dict(transform.counts), replacements=transform.examples)
-    return load
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(reader)
+            writer_input = read_receive
+            if transform is not None:
+                out_send, out_receive = anyio.create_memory_object_stream[Pair](
+                    settings.queue_size)
+                async with read_receive, out_send:
+                    for _ in range(max(1, settings.transformers)):
+                        tg.start_soon(transform_batches, read_receive.clone(),
+                                      out_send.clone(), transform)
+                writer_input = out_receive
+            results["copied"] = await copy_table(conn, schema, table, writer_input, guard,
+                                                 record)
+    finally:
+        guard.close()
+    _, rows_copied = results["copied"]
+    if rows_copied + guard.accounts.rejected != results["read"]:
+        raise SourceError(f"internal mismatch loading {table.name}: read {results['read']}, "
+                          f"copied {rows_copied}, rejected {guard.accounts.rejected}")
+    return TableLoad(table.name, results["read"], rows_copied, time.perf_counter() - started,
+                     accounts=guard.accounts)

@@ -29,6 +29,7 @@ class ColumnPlan:
     source_default: str | None = None
     evidence: str = ""  # why this type: declared type and value counts
     warnings: tuple[str, ...] = ()
+    on_error: str = "fail"  # what a value that does not fit becomes: see asyncmig.policy
 
 
 @dataclass(frozen=True)

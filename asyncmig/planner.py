@@ -142,10 +142,7 @@ def _choose(table: SourceTable, column: SourceColumn, prof: ColumnProfile,
             overrides: Overrides) -> TypeChoice:
     settings = overrides.column(table.name, column.name)
     if settings.type:
-        choice = override_type(column, prof, settings.type, epoch_unit=settings.epoch)
-        if choice.transform == "json" and settings.on_invalid_json != "fail":
-            choice = replace(choice, transform=f"json_or_{settings.on_invalid_json}")
-        return choice
+        return override_type(column, prof, settings.type, epoch_unit=settings.epoch)
     return choose_type(column, prof, rowid_alias=column.name == table.rowid_alias,
                        json_checked=_json_checked(table, column.name))
 
@@ -211,7 +208,8 @@ def plan_table(
             choice = replace(choice, evidence=f"{choice.evidence} (counts from "
                              f"{2 * profiling.SAMPLE_ROWS} sampled rows and those unlike them; "
                              f"all {table_profile.rows} rows checked)")
-        columns.append(_column_plan(table, column.name, choice, prof, skipped))
+        planned = _column_plan(table, column.name, choice, prof, skipped)
+        columns.append(replace(planned, on_error=overrides.policy(table.name, column.name)))
     row_count = table_profile.rows
     primary_key = table.primary_key
     pk_nulls = [c for c in primary_key if profiles[c].count("null")]

@@ -62,14 +62,16 @@ def report_text(report: RunReport, target: str, *, action: str = "migrated into"
     lines = []
     if report.tables:
         width = max((len(t.table) for t in report.tables), default=5)
-        lines.append(f"{'table':<{width}}  {'rows':>12}  {'replaced':>8}  {'load s':>8}  "
-                     f"{'index s':>8}  {'rows/s':>10}")
+        lines.append(f"{'table':<{width}}  {'rows':>12}  {'rejected':>8}  {'replaced':>8}  "
+                     f"{'load s':>8}  {'index s':>8}  {'rows/s':>10}")
         order = {t.name: i for i, t in enumerate(report.plan.tables)}
         for t in sorted(report.tables, key=lambda t: order.get(t.table, 0)):
             rate = int(t.rows / t.load_seconds) if t.load_seconds else 0
-            lines.append(f"{t.table:<{width}}  {t.rows:>12}  {sum(t.replaced.values()):>8}  "
+            lines.append(f"{t.table:<{width}}  {t.rows:>12}  {t.rejected:>8}  "
+                         f"{sum(t.replaced.values()):>8}  "
                          f"{t.load_seconds:>8.2f}  {t.index_seconds:>8.2f}  {rate:>10}")
-        lines.append(f"{'total':<{width}}  {report.rows:>12}  {report.replaced:>8}  "
+        lines.append(f"{'total':<{width}}  {report.rows:>12}  {report.rejected:>8}  "
+                     f"{report.replaced:>8}  "
                      f"{report.seconds:>8.2f}s end to end, "
                      f"{int(report.rows / report.seconds) if report.seconds else 0} rows/s")
     else:
@@ -98,6 +100,7 @@ def report_json(report: RunReport, target: str) -> str:
         "rows": report.rows,
         "tables": [t.__dict__ for t in report.tables],
         "replaced": report.replaced,
+        "rejected": report.rejected,
         "warnings": report.warnings,
         "skipped": [s.__dict__ for s in report.plan.skipped],
         "run_id": report.run_id,

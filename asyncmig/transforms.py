@@ -14,17 +14,16 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import re
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import orjson
 
-from asyncmig.errors import DataError, UsageError
-from asyncmig.plan import ColumnPlan, TablePlan
+from asyncmig.errors import DataError
+from asyncmig.plan import TablePlan
+from asyncmig.policy import TableGuard
 
 Transform = Callable[[Any], Any]
 Batch = list[tuple[Any, ...]]
@@ -259,13 +258,18 @@ INLINE: Mapping[str, tuple[str, Mapping[str, Any]]] = {
 }
 
 
-def build_batch_transform(table: TablePlan) -> Callable[[Batch], Batch] | None:
+Pair = tuple[Batch, Batch]  # (rows to load, the same rows as read: for the reject store)
+
+
+def build_batch_transform(table: TablePlan,
+                          guard: TableGuard | None = None) -> Callable[[Pair], Pair] | None:
     """One function converting a batch of rows, or None when no column needs work.
 
     The row function is generated as a single tuple expression, e.g.
     ``(r0, f1(r1) if r1 is not None else None, r2)``, because a comprehension
     over unpacked tuples is several times faster than per-column loops. Only column
-    positions and fixed templates go into the generated source, never a name.
+    positions and fixed templates go into the generated source, never a name. When a
+    value fails, the batch is redone row by row with the columns' policies (``guard``).
     """
     work = column_transforms(table)
     if not work:
@@ -287,88 +291,16 @@ def build_batch_transform(table: TablePlan) -> Callable[[Batch], Batch] | None:
     source = f"lambda batch: [({', '.join(items)},) for ({unpack}) in batch]"
     fast: Callable[[Batch], Batch] = eval(source, namespace)  # built from positions only
 
-    policies = {i: fallback_json(c) for i, c in enumerate(table.columns)
-                if c.transform in JSON_POLICIES}
-    if not policies:
-        def transform(batch: Batch) -> Batch:
-            try:
-                return fast(batch)
-            except VALUE_ERRORS:
-                raise _explain(table, work, batch) from None
-
-        return transform
-    return PolicyTransform(table, fast, work, policies)
-
-
-# A profile may ask for invalid JSON to become the column's default (or NULL), as the
-# reference migrator promised; every replacement is counted and reported with its key.
-JSON_POLICIES = ("json_or_default", "json_or_null")
-REPORTED_REPLACEMENTS = 100  # per table, kept with keys for the log; all are counted
-
-
-@dataclass
-class Replacement:
-    column: str
-    key: Any
-    value: Any
-
-
-class PolicyTransform:
-    """A batch transform that replaces invalid JSON per policy instead of failing."""
-
-    def __init__(self, table: TablePlan, fast: Callable[[Batch], Batch],
-                 work: list[tuple[int, Transform]], policies: dict[int, str | None]):
-        self.table = table
-        self.fast = fast
-        self.work = work
-        self.policies = policies
-        self.counts: dict[str, int] = {}
-        self.examples: list[Replacement] = []
-        self.keys = [i for i, c in enumerate(table.columns) if c.name in table.primary_key]
-
-    def __call__(self, batch: Batch) -> Batch:
+    def transform(pair: Pair) -> Pair:
+        rows, originals = pair
         try:
-            return self.fast(batch)
+            return fast(rows), originals
         except VALUE_ERRORS:
-            return [self._row(row) for row in batch]
+            if guard is None or not guard.lenient:
+                raise _explain(table, work, rows) from None
+            return guard.convert(rows, work)
 
-    def _row(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
-        values = list(row)
-        for position, function in self.work:
-            value = values[position]
-            if value is None:
-                continue
-            try:
-                values[position] = function(value)
-            except VALUE_ERRORS:
-                if position not in self.policies:
-                    raise _explain(self.table, self.work, [row]) from None
-                values[position] = self.policies[position]
-                self._count(position, row)
-        return tuple(values)
-
-    def _count(self, position: int, row: tuple[Any, ...]) -> None:
-        column = self.table.columns[position].name
-        self.counts[column] = self.counts.get(column, 0) + 1
-        if len(self.examples) < REPORTED_REPLACEMENTS:
-            key = tuple(row[i] for i in self.keys) if self.keys else None
-            if key is not None and len(key) == 1:
-                key = key[0]
-            self.examples.append(Replacement(column, key, row[position]))
-
-
-def fallback_json(column: ColumnPlan) -> str | None:
-    """The JSON text replacing an invalid value: the column's literal default, or NULL."""
-    if column.transform == "json_or_null":
-        return None
-    match = re.fullmatch(r"\s*'((?:[^']|'')*)'\s*(?:::\s*jsonb?)?\s*", column.default or "")
-    if match is None:
-        raise UsageError(f"{column.name}: on_invalid_json = 'default' needs a literal JSON "
-                         f"default such as '{{}}'::jsonb (the column's default is "
-                         f"{column.default or 'not set'})")
-    text = match.group(1).replace("''", "'")
-    to_json(text)
-    return text
+    return transform
 
 
 def _explain(table: TablePlan, work: list[tuple[int, Transform]], batch: Batch) -> DataError:

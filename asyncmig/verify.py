@@ -18,7 +18,7 @@ SQLite side runs in a worker thread while the PostgreSQL side runs on the connec
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -149,10 +149,15 @@ async def scan_target(conn: asyncpg.Connection, plan: Plan,
 # --- the checks ----------------------------------------------------------------------
 
 
-def row_count_result(table: TablePlan, source: ScanOutcome, target: ScanOutcome) -> CheckResult:
+def row_count_result(table: TablePlan, source: ScanOutcome, target: ScanOutcome,
+                     rejected: int = 0) -> CheckResult:
+    """Source rows = loaded rows + rows the load rejected (kept in the reject store)."""
     expected = str(source.rows) if isinstance(source, Scan) else source
     found = str(target.rows) if isinstance(target, Scan) else target
-    ok = isinstance(source, Scan) and isinstance(target, Scan) and source.rows == target.rows
+    if rejected and isinstance(target, Scan):
+        found = f"{target.rows} + {rejected} rejected"
+    ok = (isinstance(source, Scan) and isinstance(target, Scan)
+          and source.rows == target.rows + rejected)
     return CheckResult(ROW_COUNT, table.name, "", expected, found, ok)
 
 
@@ -275,7 +280,8 @@ async def target_only_results(conn: asyncpg.Connection, plan: Plan, existing: se
     return results
 
 
-async def run_checks(plan: Plan, conn: asyncpg.Connection, source: Path) -> list[CheckResult]:
+async def run_checks(plan: Plan, conn: asyncpg.Connection, source: Path,
+                     rejected: Mapping[str, int] | None = None) -> list[CheckResult]:
     """Every check of the plan, grouped by kind, tables in plan order.
 
     SQLite is scanned in a worker thread while PostgreSQL answers on ``conn`` (one
@@ -294,7 +300,9 @@ async def run_checks(plan: Plan, conn: asyncpg.Connection, source: Path) -> list
             target_only = await target_only_results(conn, plan, existing, targets)
     except BaseExceptionGroup as group:  # the SourceError, not the task group's wrapping
         raise first_error(group) from group
-    counts = [row_count_result(t, sources[t.name], targets[t.name]) for t in plan.tables]
+    rejected = rejected or {}
+    counts = [row_count_result(t, sources[t.name], targets[t.name], rejected.get(t.name, 0))
+              for t in plan.tables]
     jsons = [r for t in plan.tables for r in json_results(t, sources[t.name], targets[t.name])]
     results = counts + target_only + jsons
     order = {kind: i for i, kind in enumerate(CHECK_KINDS)}

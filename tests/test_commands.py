@@ -113,7 +113,7 @@ def test_a_failed_run_is_recorded_and_leaves_no_tables(tmp_path: Path, pg_dsn: s
     config = tmp_path / "force.toml"
     config.write_text('[tables.t.columns.n]\ntype = "bigint"\n')
     result = cli("run", "--sqlite", str(source), "--pg", pg_dsn, "--config", str(config),
-                 log_dir=tmp_path)
+                 "--on-error", "fail", log_dir=tmp_path)
     assert result.returncode == 5
     assert not fetch(pg_dsn, "SELECT 1 FROM pg_tables WHERE schemaname = 'public'")
     runs = fetch(pg_dsn, "SELECT status, error FROM asyncmig.runs")

@@ -86,7 +86,7 @@ async def test_the_profile_yields_the_optimised_schema(app_db: Path, pg_dsn: str
     assert expired >= 3 and again == 0
     assert len(broken) >= 2
     assert new_id is not None  # gen_random_uuid() default
-    assert json.loads(history["replaced"]) == {"metadata": 2}
+    assert json.loads(history["replaced"]) == {"metadata: default": 2}
     assert report.replaced == 2
 
 

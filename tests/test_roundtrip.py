@@ -168,8 +168,10 @@ async def test_a_bad_value_in_a_worker_process_is_reported_with_its_key(tmp_path
     conn.execute("UPDATE t SET seen = '2025-02-30 10:00:00' WHERE id = 1500")
     conn.commit()
     conn.close()
+    from asyncmig.config import Overrides
+
     with pytest.raises(DataError) as caught:
-        await migrate(source, pg_dsn, workers="process")
+        await migrate(source, pg_dsn, workers="process", overrides=Overrides(on_error="fail"))
     assert (caught.value.table, caught.value.column, caught.value.key) == ("t", "seen", 1500)
 
 

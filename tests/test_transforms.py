@@ -166,7 +166,8 @@ def test_batch_transform_converts_only_the_columns_that_need_it(
                    ("amount", "numeric", "numeric"))
     transform = transforms.build_batch_transform(table)
     assert transform is not None
-    out = transform(rows)
+    out, originals = transform((rows, rows))
+    assert originals is rows
     assert out == [(i, None if f is None else bool(f), None if a is None else Decimal(repr(a)))
                    for i, f, a in rows]
 
@@ -181,7 +182,8 @@ def test_a_bad_value_is_named_with_its_table_column_and_key() -> None:
     transform = transforms.build_batch_transform(table)
     assert transform is not None
     with pytest.raises(DataError) as caught:
-        transform([(1, "2025-01-01 10:00:00"), (7, "yesterday")])
+        batch = [(1, "2025-01-01 10:00:00"), (7, "yesterday")]
+        transform((batch, batch))
     error = caught.value
     assert (error.table, error.column, error.key, error.value) == ("t", "seen", 7, "yesterday")
     assert "t.seen at key 7" in str(error)
@@ -190,4 +192,5 @@ def test_a_bad_value_is_named_with_its_table_column_and_key() -> None:
 def test_single_column_tables_work() -> None:
     transform = transforms.build_batch_transform(_table(("flag", "boolean", "bool")))
     assert transform is not None
-    assert transform([(1,), (None,), ("f",)]) == [(True,), (None,), (False,)]
+    batch: list[tuple[Any, ...]] = [(1,), (None,), ("f",)]
+    assert transform((batch, batch))[0] == [(True,), (None,), (False,)]
