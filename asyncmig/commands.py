@@ -19,8 +19,10 @@ async def check(settings: RunSettings) -> list[verify.CheckResult]:
     conn = await connect(settings.target)
     try:
         await check_server(conn)
-        rejected = await history.rejected_rows(conn, plan.schema)
-        return await verify.run_checks(plan, conn, settings.source, rejected)
+        accounts = await history.load_accounts(conn, plan.schema)
+        allowances = {table: verify.Allowance.from_accounts(rejected, replaced)
+                      for table, (rejected, replaced) in accounts.items()}
+        return await verify.run_checks(plan, conn, settings.source, allowances)
     finally:
         with anyio.move_on_after(10, shield=True):
             await conn.close()

@@ -62,8 +62,8 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from functools import partial
 from decimal import ROUND_HALF_UP, Context, Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -71,15 +71,13 @@ import anyio
 import anyio.to_thread
 import asyncpg
 
-from asyncmig.errors import MigrationError, first_error
+from asyncmig.errors import first_error
 from asyncmig.plan import ColumnPlan, Plan, TablePlan
 from asyncmig.quoting import qualified, quote_ident, quote_sqlite_ident
 from asyncmig.sqlite_source import open_sync, source_error
 from asyncmig.transforms import (
-    JSON_POLICIES,
     TRANSFORMS,
     VALUE_ERRORS,
-    fallback_json,
     to_bool,
     to_bytes,
     to_float,
@@ -218,7 +216,7 @@ def _round_micros(micros: int, precision: int | None) -> int:
     """timestamp(p)/time(p): PostgreSQL rounds to p digits, half away from zero."""
     if precision is None or precision >= 6:
         return micros
-    scale = 10 ** (6 - precision)
+    scale = int(10 ** (6 - precision))
     half = scale // 2
     if micros >= 0:
         return (micros + half) // scale * scale
@@ -464,7 +462,8 @@ def _digest_sql(hashes: str) -> str:
 
 
 def _digest_of(row: Sequence[Any]) -> Digest:
-    return Digest(int(row[0]), int(row[1]), int(row[2]))
+    count, sum1, sum2 = (int(v) for v in row)
+    return Digest(count, sum1, sum2)
 
 
 # --- one table -----------------------------------------------------------------------
@@ -559,13 +558,7 @@ class TableCheck:
         steps = []
         for position, column in enumerate(self.table.columns):
             render = self._render(position)
-            policy: tuple[bool, Any] = (False, None)
-            if column.transform in JSON_POLICIES:
-                try:
-                    policy = (True, fallback_json(column))
-                except (MigrationError, *VALUE_ERRORS):
-                    policy = (False, None)
-            steps.append((TRANSFORMS[column.transform], render.python, policy))
+            steps.append((TRANSFORMS[column.transform], render.python, json_policy(column)))
         return steps
 
     def source_rows(self, conn: sqlite3.Connection) -> Iterator[list[str]]:
@@ -632,6 +625,25 @@ class TableCheck:
             else:
                 out.append((2, text))
         return tuple(out)
+
+
+_LITERAL_DEFAULT = re.compile(r"\s*'((?:[^']|'')*)'\s*(?:::\s*jsonb?)?\s*")
+
+
+def json_policy(column: ColumnPlan) -> tuple[bool, Any]:
+    """(True, replacement) when the load replaces invalid JSON instead of failing.
+
+    The ``json_or_null`` / ``json_or_default`` transforms let the load put NULL or
+    the column's literal default in place of invalid JSON; the source side must do
+    the same or every replaced value would count as a difference.
+    """
+    if column.transform == "json_or_null":
+        return True, None
+    if column.transform == "json_or_default":
+        match = _LITERAL_DEFAULT.fullmatch(column.default or "")
+        if match is not None:
+            return True, match.group(1).replace("''", "'")
+    return False, None
 
 
 def unquote_field(field: str) -> str | None:
@@ -805,6 +817,10 @@ def _describe(check: TableCheck, source: list[LeafRow], target: list[LeafRow]) -
     return f"first differing key {shown}: row not in SQLite"
 
 
+def _rows(count: int) -> str:
+    return f"{count} row{'' if count == 1 else 's'}"
+
+
 async def deep_check(plan: Plan, conn: asyncpg.Connection, source: Path, *,
                      explain: bool = False, sample_ranges: int | None = None,
                      skip_rows: Mapping[str, set[object]] | None = None) -> list[CheckResult]:
@@ -857,8 +873,8 @@ async def _run(plan: Plan, conn: asyncpg.Connection, source: Path, sqlite: sqlit
             found = got.checksum() if isinstance(got, Digest) else got
             ok = isinstance(want, Digest) and want == got
             if not ok and want_explain and isinstance(want, Digest) and isinstance(got, Digest):
-                detail = f"{got.count} rows, {want.count} in SQLite" \
-                    if got.count != want.count else f"{got.count} rows"
+                detail = _rows(got.count) + (f", {want.count} in SQLite"
+                                             if got.count != want.count else "")
                 found = f"{found} ({detail}); {await explain_table(conn, sqlite, check)}"
             results.append(CheckResult(CHECKSUM, name, subject, expected, found, ok))
     return results

@@ -99,15 +99,16 @@ async def record_table(conn: asyncpg.Connection, run_id: int, table: str, source
         accounts.rejected, json.dumps(accounts.reasons), accounts.reject_file, seconds)
 
 
-async def rejected_rows(conn: asyncpg.Connection, schema: str) -> dict[str, int]:
-    """Rows each table's latest successful load rejected (what `check` must allow for)."""
+async def load_accounts(conn: asyncpg.Connection, schema: str) -> dict[str, tuple[int, dict[str, int]]]:
+    """Per table, the latest successful load's (rejected rows, replaced values): what
+    `check` must allow for."""
     if not await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", f"{SCHEMA}.run_tables"):
         return {}
     rows = await conn.fetch(
-        f"SELECT DISTINCT ON (t.table_name) t.table_name, t.rejected FROM {RUN_TABLES} t "
-        f"JOIN {RUNS} r ON r.id = t.run_id WHERE r.target_schema = $1 "
+        f"SELECT DISTINCT ON (t.table_name) t.table_name, t.rejected, t.replaced "
+        f"FROM {RUN_TABLES} t JOIN {RUNS} r ON r.id = t.run_id WHERE r.target_schema = $1 "
         "AND r.status = 'succeeded' ORDER BY t.table_name, t.run_id DESC", schema)
-    return {r[0]: int(r[1]) for r in rows}
+    return {r[0]: (int(r[1]), json.loads(r[2])) for r in rows}
 
 
 async def forget_tables(conn: asyncpg.Connection, run_id: int) -> None:

@@ -54,7 +54,7 @@ KIND_CONDITIONS: Mapping[str, str] = {
     # cheap filter first: an IPv6 address has a ':', an IPv4 one starts with a digit
     "inet": "length({c}) BETWEEN 2 AND 50 AND (instr({c}, ':') > 0 OR "
     "(substr({c}, 1, 1) BETWEEN '0' AND '9' AND instr({c}, '.') > 0)) "
-    f"AND {_INET_FUNCTION}({{c}})",
+    f"AND {_INET_FUNCTION}(CAST({{c}} AS BLOB))",  # bytes: text may not be UTF-8
     "bool": "lower({c}) IN ('t', 'f', 'true', 'false', '0', '1')",
     "date": f"length({{c}}) = 10 AND {{c}} GLOB '{_DATE_GLOB}' AND date({{c}}, '+0 days') = {{c}}",
     # any spelling julianday() reads that starts with a full date, with at most six
@@ -112,13 +112,18 @@ def is_inet(value: object) -> bool:
     '%eth0') decides the address; a prefix must be a plain bit count in range, since
     netmask suffixes ('/255.0.0.0') would be refused by PostgreSQL.
     """
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("ascii")
+        except UnicodeDecodeError:
+            return False
     if not isinstance(value, str):
         return False
     address, slash, prefix = value.partition("/")
     family_id = socket.AF_INET6 if ":" in address else socket.AF_INET
     try:
         socket.inet_pton(family_id, address)
-    except OSError:
+    except (OSError, ValueError):  # ValueError: an embedded NUL
         return False
     if not slash:
         return True

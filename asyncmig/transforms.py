@@ -160,12 +160,30 @@ def _check_fraction(text: str) -> None:
 def to_timestamptz(value: Any) -> dt.datetime:
     """ISO text; naive values are UTC (the documented policy).
 
-    A naive result is returned as is: asyncpg's timestamptz codec reads a naive
-    datetime as UTC, which saves a ``replace(tzinfo=...)`` per value.
+    The inlined fast path returns naive results as they are (asyncpg's timestamptz
+    codec reads a naive datetime as UTC, which saves a call per value).
     """
     if len(value) > 26:
         _check_fraction(value)
-    return dt.datetime.fromisoformat(value)
+    parsed = not_infinite(dt.datetime.fromisoformat(value))
+    # the fast path leaves naive values naive; here (years 1 and 9999, overrides) the
+    # zone is made explicit, since asyncpg's local-time step fails near year 1
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+# asyncpg's codecs send these exact values as -infinity / infinity: a real date
+# 0001-01-01 (a common placeholder) would silently become another value. They are
+# refused instead, so the column's policy decides (the reject store, by default).
+_INFINITE = {dt.date.min, dt.date.max, dt.datetime.min, dt.datetime.max,
+             dt.datetime.min.replace(tzinfo=UTC), dt.datetime.max.replace(tzinfo=UTC)}
+EDGE_YEARS = frozenset({"0001", "9999"})
+
+
+def not_infinite(value: Any) -> Any:
+    if value in _INFINITE or (isinstance(value, dt.datetime) and value.tzinfo is not None
+                              and value.astimezone(UTC).replace(tzinfo=None) in _INFINITE):
+        raise ValueError(f"{value} would be stored as infinity by the PostgreSQL driver")
+    return value
 
 
 def to_timestamp(value: Any) -> dt.datetime:
@@ -175,13 +193,13 @@ def to_timestamp(value: Any) -> dt.datetime:
     if len(value) > 26:
         _check_fraction(value)
     parsed = dt.datetime.fromisoformat(value)
-    return parsed.astimezone(UTC).replace(tzinfo=None) if parsed.tzinfo else parsed
+    return not_infinite(parsed.astimezone(UTC).replace(tzinfo=None) if parsed.tzinfo else parsed)
 
 
 def to_date(value: Any) -> dt.date:
     if not isinstance(value, str) or len(value) != 10:
         raise ValueError("not a YYYY-MM-DD date")
-    return dt.date.fromisoformat(value)
+    return not_infinite(dt.date.fromisoformat(value))
 
 
 def to_time(value: Any) -> dt.time:
@@ -254,7 +272,11 @@ def column_transforms(table: TablePlan) -> list[tuple[int, Transform]]:
 # the batch is then explained value by value with the checked function.
 INLINE: Mapping[str, tuple[str, Mapping[str, Any]]] = {
     "bool_int": ("({v} == 1)", {}),
-    "timestamptz": ("_iso({v})", {"_iso": dt.datetime.fromisoformat}),
+    # the year test keeps the common case to one C call; only years 1 and 9999 can be
+    # the values asyncpg would turn into infinity
+    "timestamptz": ("(_iso({v}) if {v}[:4] not in _edge else _checked({v}))",
+                    {"_iso": dt.datetime.fromisoformat, "_edge": EDGE_YEARS,
+                     "_checked": to_timestamptz}),
 }
 
 

@@ -161,16 +161,42 @@ def row_count_result(table: TablePlan, source: ScanOutcome, target: ScanOutcome,
     return CheckResult(ROW_COUNT, table.name, "", expected, found, ok)
 
 
-def json_results(table: TablePlan, source: ScanOutcome, target: ScanOutcome) -> list[CheckResult]:
+def json_results(table: TablePlan, source: ScanOutcome, target: ScanOutcome,
+                 allowance: Allowance | None = None) -> list[CheckResult]:
+    """Every non-NULL JSON value arrived, except those the load accounted for.
+
+    Rejected rows and values a policy replaced by NULL are recorded by the load; the
+    difference may not exceed them (an exact equality when there were none).
+    """
     results = []
     for column in json_columns(table):
         want = source.non_null[column.name] if isinstance(source, Scan) else None
         got = target.non_null[column.name] if isinstance(target, Scan) else None
+        allowed = allowance.for_column(column.name) if allowance else 0
         expected = f"{want} non-NULL" if want is not None else str(source)
+        if allowed and want is not None:
+            expected += f" (less up to {allowed} rejected or nulled)"
         found = f"{got} non-NULL" if got is not None else str(target)
-        ok = want is not None and want == got
+        ok = want is not None and got is not None and 0 <= want - got <= allowed
         results.append(CheckResult(JSON, table.name, column.name, expected, found, ok))
     return results
+
+
+@dataclass(frozen=True)
+class Allowance:
+    """What a load recorded for one table: rows rejected, values replaced by NULL."""
+
+    rejected: int = 0
+    nulled: Mapping[str, int] = field(default_factory=dict)
+
+    def for_column(self, column: str) -> int:
+        return self.rejected + self.nulled.get(column, 0)
+
+    @classmethod
+    def from_accounts(cls, rejected: int, replaced: Mapping[str, int]) -> Allowance:
+        nulled = {label.rsplit(": ", 1)[0]: n for label, n in replaced.items()
+                  if label.endswith(": null")}
+        return cls(rejected, nulled)
 
 
 def orphan_sql(plan: Plan, table: TablePlan, fk: ForeignKeyPlan, ref_columns: Sequence[str]) -> str:
@@ -281,7 +307,7 @@ async def target_only_results(conn: asyncpg.Connection, plan: Plan, existing: se
 
 
 async def run_checks(plan: Plan, conn: asyncpg.Connection, source: Path,
-                     rejected: Mapping[str, int] | None = None) -> list[CheckResult]:
+                     allowances: Mapping[str, Allowance] | None = None) -> list[CheckResult]:
     """Every check of the plan, grouped by kind, tables in plan order.
 
     SQLite is scanned in a worker thread while PostgreSQL answers on ``conn`` (one
@@ -300,10 +326,12 @@ async def run_checks(plan: Plan, conn: asyncpg.Connection, source: Path,
             target_only = await target_only_results(conn, plan, existing, targets)
     except BaseExceptionGroup as group:  # the SourceError, not the task group's wrapping
         raise first_error(group) from group
-    rejected = rejected or {}
-    counts = [row_count_result(t, sources[t.name], targets[t.name], rejected.get(t.name, 0))
+    allowances = allowances or {}
+    counts = [row_count_result(t, sources[t.name], targets[t.name],
+                               allowances.get(t.name, Allowance()).rejected)
               for t in plan.tables]
-    jsons = [r for t in plan.tables for r in json_results(t, sources[t.name], targets[t.name])]
+    jsons = [r for t in plan.tables
+             for r in json_results(t, sources[t.name], targets[t.name], allowances.get(t.name))]
     results = counts + target_only + jsons
     order = {kind: i for i, kind in enumerate(CHECK_KINDS)}
     return sorted(results, key=lambda r: order[r.check])  # stable: plan order within a kind

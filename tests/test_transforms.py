@@ -54,10 +54,12 @@ def test_float_refuses_integers_it_would_round(value: int) -> None:
                                                                "milliseconds", "microseconds"]))
 def test_naive_timestamps_are_read_as_utc(moment: dt.datetime, sep: str, spec: str) -> None:
     text = moment.isoformat(sep=sep, timespec=spec)
+    if moment in (dt.datetime.min, dt.datetime.max):
+        with pytest.raises(ValueError, match="infinity"):
+            transforms.to_timestamptz(text)
+        return
     parsed = transforms.to_timestamptz(text)
-    # left naive on purpose: asyncpg's timestamptz codec reads naive datetimes as UTC
-    # (the round-trip tests check the instant PostgreSQL stores)
-    assert parsed == dt.datetime.fromisoformat(text) and parsed.tzinfo is None
+    assert parsed == dt.datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
 @given(st.datetimes(min_value=dt.datetime(2, 1, 1), max_value=dt.datetime(9998, 12, 31)),

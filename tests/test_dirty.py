@@ -1,0 +1,187 @@
+"""Dirty SQLite data: every row loaded or rejected with its reason, nothing silently changed."""
+
+from __future__ import annotations
+
+import base64
+import json
+import sqlite3
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from asyncmig.config import parse_overrides
+from asyncmig.connect import Target
+from asyncmig.errors import DataError
+from asyncmig.migrate import RunReport, RunSettings, run_migration
+from asyncmig.pipeline import PipelineSettings
+from bench.gen_dirty import DirtyCounts, generate_dirty
+from tests.compare import actual, same
+from tests.compare import expected as oracle
+
+FAULTS = 7
+# the profile a user writes to get the rich types although some values do not fit
+STRICT = {"tables": {"customers": {"columns": {
+    "score": {"type": "bigint"}, "profile": {"type": "jsonb"}, "signup_ip": {"type": "inet"},
+}}}}
+
+
+@pytest.fixture
+def dirty(tmp_path: Path) -> tuple[Path, DirtyCounts]:
+    path = tmp_path / "dirty.db"
+    return path, generate_dirty(path, 5000, seed=11, faults=FAULTS)
+
+
+async def migrate(path: Path, dsn: str, tmp_path: Path, profile: dict[str, object],
+                  **pipeline: object) -> RunReport:
+    settings = RunSettings(path, Target(dsn, dsn, "test"), overrides=parse_overrides(
+        profile, "test"), pipeline=PipelineSettings(**pipeline),  # type: ignore[arg-type]
+        rejects_dir=tmp_path / "rejects")
+    return await run_migration(settings)
+
+
+def rejected_keys(report: RunReport, table: str) -> dict[int, dict[str, object]]:
+    entry = next(t for t in report.tables if t.table == table)
+    assert entry.reject_file is not None
+    lines = Path(entry.reject_file).read_text().splitlines()
+    return {json.loads(line)["key"]: json.loads(line) for line in lines}
+
+
+async def test_every_row_is_loaded_or_rejected_with_its_reason(
+        dirty: tuple[Path, DirtyCounts], pg_dsn: str, tmp_path: Path) -> None:
+    path, counts = dirty
+    report = await migrate(path, pg_dsn, tmp_path, STRICT)
+    customers = next(t for t in report.tables if t.table == "customers")
+    orders = next(t for t in report.tables if t.table == "orders")
+    assert customers.reject_reasons == {
+        "not a valid bigint": FAULTS, "not a valid jsonb": FAULTS, "not a valid inet": FAULTS,
+        "not a valid text": FAULTS, "invalid UTF-8 in text": FAULTS}
+    assert orders.reject_reasons == {"not a valid timestamptz": FAULTS}
+    assert customers.rows + customers.rejected == counts.rows["customers"]
+    assert orders.rows + orders.rejected == counts.rows["orders"]
+
+    rejects = rejected_keys(report, "customers")
+    for kind in ("text_in_integer", "bad_json", "bad_ip", "nul_in_text", "invalid_utf8"):
+        assert set(counts.faulty_keys[kind]) <= set(rejects), kind
+    assert sorted(rejected_keys(report, "orders")) == counts.faulty_keys["bad_timestamp"]
+    # the reject file holds the original values exactly, including the undecodable bytes
+    src = sqlite3.connect(path)
+    try:
+        for key in counts.faulty_keys["invalid_utf8"]:
+            raw = src.execute("SELECT CAST(name AS BLOB) FROM customers WHERE id = ?",
+                              (key,)).fetchone()[0]
+            stored = rejects[key]["row"]["name"]
+            assert base64.b64decode(stored["base64"]) == raw and stored["invalid_utf8"]
+        for key in counts.faulty_keys["nul_in_text"]:
+            name = src.execute("SELECT name FROM customers WHERE id = ?", (key,)).fetchone()[0]
+            assert rejects[key]["row"]["name"] == name and "\x00" in name
+    finally:
+        src.close()
+    # counts and JSON checks allow for the rejected rows; the foreign key is left NOT VALID
+    # (true orphans, and orders of rejected customers) and reported, not hidden
+    failing = [c for c in report.checks if not c.ok]
+    assert [(c.check, c.table) for c in failing] == [("foreign key", "orders")]
+    assert failing[0].found.endswith("NOT VALID")
+    assert any("NOT VALID" in w for w in report.warnings)
+
+
+async def test_clean_rows_arrive_bit_identical(dirty: tuple[Path, DirtyCounts], pg_dsn: str,
+                                               tmp_path: Path) -> None:
+    path, counts = dirty
+    report = await migrate(path, pg_dsn, tmp_path, STRICT)
+    table = report.plan.table("customers")
+    rejected = set(rejected_keys(report, "customers"))
+    names = ", ".join(f'"{c.source_name}"' for c in table.columns)
+    src = sqlite3.connect(path)
+    src.text_factory = bytes
+    rows = {r[0]: r for r in src.execute(f"SELECT {names} FROM customers")}
+    src.close()
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        loaded = {r[0]: tuple(r) for r in await conn.fetch(f"SELECT {names} FROM customers")}
+    finally:
+        await conn.close()
+    assert set(loaded) == set(rows) - rejected
+    for key, row in rows.items():
+        if key in rejected:
+            continue
+        decoded = [v.decode() if isinstance(v, bytes) else v for v in row]
+        want = tuple(oracle(c, v) for c, v in zip(table.columns, decoded, strict=True))
+        got = tuple(actual(c, v) for c, v in zip(table.columns, loaded[key], strict=True))
+        for column, a, b in zip(table.columns, want, got, strict=True):
+            assert same(a, b), (key, column.name, a, b)
+
+
+async def test_coerce_and_null_policies_announce_what_they_change(
+        dirty: tuple[Path, DirtyCounts], pg_dsn: str, tmp_path: Path) -> None:
+    path, counts = dirty
+    profile = {"on_error": "coerce", "tables": {"customers": {"columns": {
+        "profile": {"type": "jsonb", "on_error": "null"},
+        "signup_ip": {"type": "inet", "on_error": "null"}}}}}
+    report = await migrate(path, pg_dsn, tmp_path, profile)
+    customers = next(t for t in report.tables if t.table == "customers")
+    assert customers.replaced["profile: null"] == FAULTS
+    assert customers.replaced["signup_ip: null"] == FAULTS
+    assert customers.replaced["name: coerced"] == 2 * FAULTS  # NUL stripped, bad UTF-8 decoded
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        nul = counts.faulty_keys["nul_in_text"][0]
+        utf8 = counts.faulty_keys["invalid_utf8"][0]
+        assert await conn.fetchval("SELECT name FROM customers WHERE id = $1", nul) == "AnnX"
+        assert await conn.fetchval("SELECT name FROM customers WHERE id = $1", utf8) == "Ann\ufffd"
+    finally:
+        await conn.close()
+
+
+async def test_max_rejects_rolls_the_table_back(dirty: tuple[Path, DirtyCounts], pg_dsn: str,
+                                                tmp_path: Path) -> None:
+    path, _ = dirty
+    with pytest.raises(DataError, match="max-rejects 3"):
+        await migrate(path, pg_dsn, tmp_path, STRICT, max_rejects=3)
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        assert not await conn.fetch("SELECT 1 FROM pg_tables WHERE schemaname = 'public'")
+    finally:
+        await conn.close()
+
+
+async def test_postgresql_refusals_are_isolated_by_splitting(tmp_path: Path,
+                                                            pg_dsn: str) -> None:
+    """A value PostgreSQL refuses (not foreseen by the plan) costs its row, not the batch."""
+    path = tmp_path / "big.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER)")
+    conn.executemany("INSERT INTO t VALUES (?, ?)", [(i, i) for i in range(1, 5001)])
+    conn.commit()
+    conn.close()
+    # integer overrides PostgreSQL's 4-byte integer: asyncpg refuses values beyond it
+    sqlite3.connect(path).execute("UPDATE t SET n = 3000000000 WHERE id IN (17, 4000)").connection.commit()
+    profile = {"tables": {"t": {"columns": {"n": {"type": "integer"}}}}}
+    report = await migrate(path, pg_dsn, tmp_path, profile, batch_size=1000)
+    entry = report.tables[0]
+    assert (entry.rows, entry.rejected) == (4998, 2)
+    assert sorted(rejected_keys(report, "t")) == [17, 4000]
+
+
+async def test_dates_the_driver_would_turn_into_infinity_are_not_changed(
+        tmp_path: Path, pg_dsn: str) -> None:
+    """0001-01-01 is a real date (a common placeholder): never stored as -infinity."""
+    path = tmp_path / "edge.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE e (id INTEGER PRIMARY KEY, d DATE, t TIMESTAMP)")
+    conn.executemany("INSERT INTO e VALUES (?, ?, ?)", [
+        (1, "0001-01-01", "2020-01-01 00:00:00"), (2, "2020-01-01", "0001-01-01 00:00:00"),
+        (3, "9999-12-31", "2020-01-03 00:00:00"), (4, "2020-01-02", "0001-01-01 00:00:01")])
+    conn.commit()
+    conn.close()
+    report = await migrate(path, pg_dsn, tmp_path, {})
+    assert sorted(rejected_keys(report, "e")) == [1, 2, 3]
+    pg = await asyncpg.connect(pg_dsn)
+    try:
+        rows = await pg.fetch("SELECT id, d::text, t::text FROM e ORDER BY id")
+        infinite = await pg.fetchval(
+            "SELECT count(*) FROM e WHERE d = '-infinity' OR t = '-infinity' OR t = 'infinity'")
+    finally:
+        await pg.close()
+    assert [tuple(r) for r in rows] == [(4, "2020-01-02", "0001-01-01 00:00:01+00")]
+    assert infinite == 0
