@@ -17,7 +17,7 @@ import ipaddress
 import uuid
 from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -177,9 +177,10 @@ def to_timestamptz(value: Any) -> dt.datetime:
 _INFINITE = {dt.date.min, dt.date.max, dt.datetime.min, dt.datetime.max,
              dt.datetime.min.replace(tzinfo=UTC), dt.datetime.max.replace(tzinfo=UTC)}
 EDGE_YEARS = frozenset({"0001", "9999"})
+DateLike = TypeVar("DateLike", dt.date, dt.datetime)
 
 
-def not_infinite(value: Any) -> Any:
+def not_infinite(value: DateLike) -> DateLike:
     if value in _INFINITE or (isinstance(value, dt.datetime) and value.tzinfo is not None
                               and value.astimezone(UTC).replace(tzinfo=None) in _INFINITE):
         raise ValueError(f"{value} would be stored as infinity by the PostgreSQL driver")

@@ -87,7 +87,7 @@ async def test_every_row_is_loaded_or_rejected_with_its_reason(
 
 async def test_clean_rows_arrive_bit_identical(dirty: tuple[Path, DirtyCounts], pg_dsn: str,
                                                tmp_path: Path) -> None:
-    path, counts = dirty
+    path, _ = dirty
     report = await migrate(path, pg_dsn, tmp_path, STRICT)
     table = report.plan.table("customers")
     rejected = set(rejected_keys(report, "customers"))
