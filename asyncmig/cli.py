@@ -20,13 +20,20 @@ from dataclasses import replace
 from pathlib import Path
 
 import anyio
+import asyncpg
 import orjson
 
 from asyncmig import commands, ddl, logs, render, validate, verify
 from asyncmig.config import ON_ERROR, load_overrides
 from asyncmig.connect import Target, resolve_target, scrub
 from asyncmig.embedded import DEFAULT_DATA_DIR, EmbeddedServer
-from asyncmig.errors import MigrationError, UsageError, VerificationError
+from asyncmig.errors import (
+    InternalError,
+    MigrationError,
+    TargetError,
+    UsageError,
+    VerificationError,
+)
 from asyncmig.migrate import RunSettings, create_schema, load_data, make_plan, run_migration
 from asyncmig.pipeline import PipelineSettings
 
@@ -98,6 +105,11 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
                          help="a value that does not fit its column: coerce, default, null, "
                               "reject (the row goes to the reject store; the default) or fail; "
                               "a profile may set it per table or column [ASYNCMIG_ON_ERROR]")
+    loading.add_argument("--orphans", choices=["keep", "null", "reject"],
+                         default=env("ASYNCMIG_ORPHANS"),
+                         help="rows whose foreign key finds no parent: keep (the default; the "
+                              "key is left NOT VALID), null (clear the reference) or reject "
+                              "[ASYNCMIG_ORPHANS]")
     loading.add_argument("--max-rejects", type=_positive,
                          default=_env_int(environ, "ASYNCMIG_MAX_REJECTS", 0, 0) or None,
                          help="roll a table back when it rejects more rows than this "
@@ -166,6 +178,19 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except KeyboardInterrupt:
         print("asyncmig: interrupted", file=sys.stderr)
         return 130
+    except asyncpg.PostgresError as exc:  # a statement the phases did not expect to fail
+        if debug:
+            traceback.print_exc()
+        line = (str(exc).splitlines() or [type(exc).__name__])[0]
+        print(f"asyncmig: error: PostgreSQL refused: {line}", file=sys.stderr)
+        return TargetError.exit_code
+    except Exception as exc:  # noqa: BLE001 -- the last resort: a bug gets one line, not a traceback
+        if debug:
+            traceback.print_exc()
+        line = (str(exc).splitlines() or [""])[0]
+        print(f"asyncmig: internal error: {type(exc).__name__}: {line} (rerun with --debug "
+              "and report it)", file=sys.stderr)
+        return InternalError.exit_code
     finally:
         if log_stream is not None:
             log_stream.close()
@@ -191,6 +216,8 @@ def dispatch(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     overrides = load_overrides(args.config)
     if getattr(args, "on_error", None):
         overrides = replace(overrides, on_error=args.on_error)
+    if getattr(args, "orphans", None):
+        overrides = replace(overrides, orphans=args.orphans)
     as_json = args.output == "json" or getattr(args, "format", None) == "json"
     if args.command == "plan" or (args.command == "schema" and args.print_sql):
         settings = RunSettings(args.sqlite, Target(None, "", "none"), args.schema, args.jobs,

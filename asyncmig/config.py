@@ -48,9 +48,10 @@ from typing import Any
 
 from asyncmig.errors import UsageError
 
-TOP_KEYS = {"tables", "extensions", "functions", "on_error"}
+TOP_KEYS = {"tables", "extensions", "functions", "on_error", "orphans"}
 TABLE_KEYS = {"exclude", "rename", "columns", "indexes", "statistics", "checks", "triggers",
-              "on_error"}
+              "on_error", "orphans"}
+ORPHANS = ("keep", "null", "reject")
 COLUMN_KEYS = {"type", "default", "on_invalid_json", "epoch", "on_error"}
 ON_ERROR = ("coerce", "default", "null", "reject", "fail")
 INDEX_KEYS = {"name", "method", "columns", "where", "unique"}
@@ -107,6 +108,7 @@ class TableSettings:
     checks: tuple[ExtraCheck, ...] = ()
     triggers: Mapping[str, str] = field(default_factory=dict)  # column -> trigger name
     on_error: str | None = None
+    orphans: str | None = None
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,10 @@ class Overrides:
     functions: tuple[ExtraFunction, ...] = ()
     origin: str | None = None  # the file it came from
     on_error: str = "reject"  # the run's policy for values that do not fit
+    orphans: str = "keep"  # the run's policy for rows whose foreign key finds no parent
+
+    def orphan_policy(self, table: str) -> str:
+        return self.table(table).orphans or self.orphans
 
     def policy(self, table: str, column: str) -> str:
         """The policy for one column: the column's, else its table's, else the run's.
@@ -179,7 +185,8 @@ def parse_overrides(data: Mapping[str, Any], origin: str) -> Overrides:
         for n, f in enumerate(_list(data.get("functions", []), f"config {origin}"), 1)
     )
     on_error = _policy(data.get("on_error"), f"config {origin}") or "reject"
-    return Overrides(tables, extensions, functions, origin, on_error)
+    orphans = _choice(data.get("orphans"), ORPHANS, f"config {origin}: orphans") or "keep"
+    return Overrides(tables, extensions, functions, origin, on_error, orphans)
 
 
 def _table(settings: Any, where: str) -> TableSettings:
@@ -202,6 +209,7 @@ def _table(settings: Any, where: str) -> TableSettings:
     rename = settings.get("rename")
     return TableSettings(
         on_error=_policy(settings.get("on_error"), where),
+        orphans=_choice(settings.get("orphans"), ORPHANS, f"{where}: orphans"),
         exclude=bool(settings.get("exclude", False)),
         rename=str(rename) if rename is not None else None,
         columns=columns, indexes=indexes, statistics=statistics, checks=checks, triggers=triggers,
@@ -252,6 +260,14 @@ def _policy(value: Any, where: str) -> str | None:
         return None
     if value not in ON_ERROR:
         raise UsageError(f"{where}: on_error must be one of {list(ON_ERROR)}")
+    return str(value)
+
+
+def _choice(value: Any, allowed: tuple[str, ...], where: str) -> str | None:
+    if value is None:
+        return None
+    if value not in allowed:
+        raise UsageError(f"{where} must be one of {list(allowed)}")
     return str(value)
 
 

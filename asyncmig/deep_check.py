@@ -325,6 +325,8 @@ def _emit_json(value: Any, out: list[str]) -> None:
         out.append("false")
     elif isinstance(value, Decimal):
         out.append(numeric_text(value))
+    elif isinstance(value, int):
+        out.append(str(value))
     elif isinstance(value, str):
         out.append(_json_string(value))
     elif isinstance(value, list):
@@ -345,20 +347,68 @@ def _emit_json(value: Any, out: list[str]) -> None:
         out.append("}")
 
 
+def _jsonb_int(token: str) -> int | Decimal:
+    """Integers as int (printed exactly by str); Python refuses str() of >4300 digits."""
+    return int(token) if len(token) < 4000 else Decimal(token)
+
+
+def _emitted(value: Any) -> str:
+    out: list[str] = []
+    _emit_json(value, out)
+    return "".join(out)
+
+
+_SLOW_DECODER = json.JSONDecoder(parse_float=Decimal, parse_int=_jsonb_int,
+                                 parse_constant=_reject_constant, object_pairs_hook=dict)
+
+# The fast path lets json's C encoder write the document: its string escaping is
+# PostgreSQL's (quote, backslash, \b \f \n \r \t, other controls as \u00xx, the
+# rest as is). Objects are rebuilt in jsonb key order, and each non-integer number
+# becomes a string marked with a private-use character, unquoted afterwards; a
+# document that could contain that character itself takes the slow path.
+_MARK = "\ue000"
+_MARKED = re.compile('"' + _MARK + '([^"]*)"')
+
+
+def _number_mark(token: str) -> str:
+    return _MARK + numeric_text(Decimal(token))
+
+
+def _sorted_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """jsonb's object: the last duplicate wins, keys by UTF-8 length, then code points
+
+    (UTF-8 byte order is code point order, so comparing the str is comparing bytes)."""
+    unique = dict(pairs)
+    if len(unique) < 2:
+        return unique
+    return {k: unique[k] for k in sorted(unique, key=lambda k: (len(k.encode("utf-8")), k))}
+
+
+_FAST_DECODER = json.JSONDecoder(parse_float=_number_mark, parse_int=_jsonb_int,
+                                 parse_constant=_reject_constant,
+                                 object_pairs_hook=_sorted_object)
+_FAST_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": "),
+                                 check_circular=False, default=numeric_text)
+
+
 def jsonb_text(value: Any) -> str:
     """The text ``value::jsonb::text`` prints, computed without the server.
 
-    Numbers are parsed as Decimal from their exact digits (jsonb stores them as
-    numeric); ``dict(pairs)`` keeps the last of duplicate keys, as jsonb does.
+    Numbers keep their exact digits (jsonb stores them as numeric, printed in
+    plain notation); the last of duplicate keys wins, as in jsonb.
     """
     text = value.decode("utf-8") if isinstance(value, bytes) else value
     if not isinstance(text, str):
         raise TypeError("JSON must be text")
-    parsed = json.loads(text, parse_float=Decimal, parse_int=Decimal,
-                        parse_constant=_reject_constant, object_pairs_hook=dict)
-    out: list[str] = []
-    _emit_json(parsed, out)
-    return "".join(out)
+    if _MARK in text or "ue000" in text.lower():
+        return jsonb_text_reference(text)
+    encoded = _FAST_ENCODER.encode(_FAST_DECODER.decode(text))
+    return _MARKED.sub(r"\1", encoded) if _MARK in encoded else encoded
+
+
+def jsonb_text_reference(text: str) -> str:
+    """The same rendering, written out node by node: slower, and the tests' reference."""
+    return _emitted(_SLOW_DECODER.decode(text))
 
 
 # --- types ---------------------------------------------------------------------------
@@ -424,10 +474,11 @@ def quote_field(text: str | None) -> str:
     """PostgreSQL's ``quote_nullable`` of a text: quotes and backslashes doubled."""
     if text is None:
         return "NULL"
-    quoted = text.replace("'", "''")
     if "\\" in text:
-        return "E'" + quoted.replace("\\", "\\\\") + "'"
-    return "'" + quoted + "'"
+        return "E'" + text.replace("'", "''").replace("\\", "\\\\") + "'"
+    if "'" in text:
+        return "'" + text.replace("'", "''") + "'"
+    return f"'{text}'"
 
 
 def md5_hex(text: str) -> str:
@@ -554,12 +605,8 @@ class TableCheck:
             if self.ranges else ""
         return f"SELECT {names} FROM {quote_sqlite_ident(self.table.source_name)}{where}"
 
-    def _steps(self) -> list[tuple[Any, Callable[[Any], str], tuple[bool, Any]]]:
-        steps = []
-        for position, column in enumerate(self.table.columns):
-            render = self._render(position)
-            steps.append((TRANSFORMS[column.transform], render.python, json_policy(column)))
-        return steps
+    def _cells(self) -> list[Callable[[Any], str]]:
+        return [cell(column, self._render(i)) for i, column in enumerate(self.table.columns)]
 
     def source_rows(self, conn: sqlite3.Connection) -> Iterator[list[str]]:
         """Each source row's fields, rendered and quoted, skipped rows left out.
@@ -567,7 +614,7 @@ class TableCheck:
         A value the transforms refuse becomes :data:`INVALID` (it cannot be in
         PostgreSQL as it is), except under a JSON policy, which the load applied too.
         """
-        steps = self._steps()
+        cells = self._cells()
         keys = self.key_positions
         single = len(self.table.primary_key) == 1
         cursor = conn.execute(self.source_sql())
@@ -577,7 +624,7 @@ class TableCheck:
                     key = row[keys[0]] if single else tuple(row[p] for p in keys)
                     if key in self.skip:
                         continue
-                yield [_render_value(value, step) for value, step in zip(row, steps, strict=True)]
+                yield [render(value) for render, value in zip(cells, row, strict=True)]
 
     def source_digest(self, conn: sqlite3.Connection) -> Digest:
         digest = Digest()
@@ -666,25 +713,50 @@ def _safe_display(render: Rendering, text: str) -> str:
         return repr(text)
 
 
-def _render_value(value: Any, step: tuple[Any, Callable[[Any], str], tuple[bool, Any]]
-                  ) -> str:
-    """One SQLite value, transformed as the load did, rendered and quoted."""
-    transform, render, (has_policy, replacement) = step
-    if value is None:
-        return "NULL"
-    try:
-        if transform is not None:
-            value = transform(value)
-    except VALUE_ERRORS:
-        if not has_policy:
-            return INVALID
-        value = replacement
+def cell(column: ColumnPlan, rendering: Rendering) -> Callable[[Any], str]:
+    """One SQLite value -> its quoted field: transformed as the load did, then rendered.
+
+    A value the transforms refuse becomes :data:`INVALID` (it cannot be in
+    PostgreSQL as it is), except under a JSON policy, which the load applied too.
+    The two commonest cases (integers and text passed through) skip the general
+    path: this runs once per value of the table.
+    """
+    transform = TRANSFORMS[column.transform]
+    render = rendering.python
+    has_policy, replacement = json_policy(column)
+    if transform is None and render is _int:
+        def integer(value: Any) -> str:
+            if type(value) is int:
+                return f"'{value}'"
+            return "NULL" if value is None else general(value)
+
+        return integer
+    if transform is None and render is _text:
+        def text(value: Any) -> str:
+            if type(value) is str:
+                return quote_field(value)
+            return "NULL" if value is None else general(value)
+
+        return text
+
+    def general(value: Any) -> str:
         if value is None:
             return "NULL"
-    try:
-        return quote_field(render(value))
-    except VALUE_ERRORS:
-        return INVALID
+        try:
+            if transform is not None:
+                value = transform(value)
+        except VALUE_ERRORS:
+            if not has_policy:
+                return INVALID
+            value = replacement
+            if value is None:
+                return "NULL"
+        try:
+            return quote_field(render(value))
+        except VALUE_ERRORS:
+            return INVALID
+
+    return general
 
 
 # --- the two sides together -------------------------------------------------------

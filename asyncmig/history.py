@@ -69,11 +69,20 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+# columns added since the history's first version: older histories are brought up to date
+UPGRADE_SQL = [
+    f"ALTER TABLE {RUN_TABLES} ADD COLUMN IF NOT EXISTS rejected bigint NOT NULL DEFAULT 0",
+    (f"ALTER TABLE {RUN_TABLES} ADD COLUMN IF NOT EXISTS reject_reasons jsonb NOT NULL "
+     "DEFAULT '{}'"),
+    f"ALTER TABLE {RUN_TABLES} ADD COLUMN IF NOT EXISTS reject_file text",
+]
+
+
 async def ensure(conn: asyncpg.Connection) -> None:
     # concurrent first runs would race on CREATE ... IF NOT EXISTS: serialise them
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext('asyncmig.history'))")
-        for statement in CREATE_SQL:
+        for statement in CREATE_SQL + UPGRADE_SQL:
             await conn.execute(statement)
 
 
@@ -97,6 +106,16 @@ async def record_table(conn: asyncpg.Connection, run_id: int, table: str, source
         "VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7::jsonb, $8, $9)",
         run_id, table, source_rows, loaded_rows, json.dumps(accounts.replaced),
         accounts.rejected, json.dumps(accounts.reasons), accounts.reject_file, seconds)
+
+
+async def move_to_rejected(conn: asyncpg.Connection, run_id: int, table: str, rows: int,
+                           reason: str) -> None:
+    """Rows a later phase took out of a loaded table (orphans): loaded -> rejected."""
+    await conn.execute(
+        f"UPDATE {RUN_TABLES} SET loaded_rows = loaded_rows - $3, rejected = rejected + $3, "
+        "reject_reasons = reject_reasons || jsonb_build_object($4::text, "
+        "coalesce((reject_reasons ->> $4::text)::bigint, 0) + $3) "
+        "WHERE run_id = $1 AND table_name = $2", run_id, table, rows, reason)
 
 
 async def load_accounts(conn: asyncpg.Connection, schema: str) -> dict[str, tuple[int, dict[str, int]]]:

@@ -26,7 +26,7 @@ import anyio.to_process
 import asyncpg
 import structlog
 
-from asyncmig import ddl, history, logs, rollback, verify
+from asyncmig import ddl, history, logs, orphans, rollback, verify
 from asyncmig.config import Overrides
 from asyncmig.connect import Target, connect, create_pool
 from asyncmig.errors import SourceError, TargetError, VerificationError, first_error
@@ -146,11 +146,18 @@ async def _execute(settings: RunSettings, *, create: bool, load: bool,
         report = RunReport(plan, warnings=list(plan.warnings), server_version=version)
         report.run_id = await history.start_run(admin, settings.command, settings.source,
                                                 plan.schema, run_options(settings))
-        await _phases(settings, admin, plan, report, create=create, load=load, check=check)
+        digest: list[str] = []
+
+        async def hash_source() -> None:  # overlaps the load: it reads the whole file
+            digest.append(await anyio.to_thread.run_sync(history.sha256_of, settings.source))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(hash_source)
+            await _phases(settings, admin, plan, report, create=create, load=load, check=check)
         report.seconds = time.perf_counter() - started
         await history.finish_run(
             admin, report.run_id, status="succeeded", rows=report.rows, seconds=report.seconds,
-            sha256=await anyio.to_thread.run_sync(history.sha256_of, settings.source),
+            sha256=digest[0],
             rollback_script=str(report.rollback_script) if report.rollback_script else None,
             log_file=str(settings.log_file) if settings.log_file else None)
     finally:
@@ -182,6 +189,7 @@ async def _phases(settings: RunSettings, admin: asyncpg.Connection, plan: Plan,
         if load:
             await load_everything(settings, plan, report)
             log.info("data_loaded", rows=report.rows)
+            await settle(settings, admin, plan, report)
             await finish(admin, plan, report)
             if fingerprint(settings.source) != before:
                 raise SourceError(
@@ -481,6 +489,20 @@ async def add_constraints(conn: asyncpg.Connection, plan: Plan, table: TablePlan
             warnings.append(f"{table.name}: CHECK {name} does not hold for existing rows "
                             f"({exc}); not created")
     return warnings
+
+
+async def settle(settings: RunSettings, conn: asyncpg.Connection, plan: Plan,
+                 report: RunReport) -> None:
+    """Orphans, by each table's policy, before the foreign keys are added."""
+    policies = {t.name: settings.overrides.orphan_policy(t.source_name) for t in plan.tables}
+    if all(p == "keep" for p in policies.values()):
+        return
+    moved = await orphans.settle_orphans(conn, plan, policies, settings.source,
+                                         settings.pipeline.reject_dir, report.run_id,
+                                         report.warnings)
+    report.tables = [replace(t, rows=t.rows - moved[t.table], rejected=t.rejected
+                             + moved[t.table]) if t.table in moved else t
+                     for t in report.tables]
 
 
 async def finish(conn: asyncpg.Connection, plan: Plan, report: RunReport) -> None:

@@ -144,7 +144,9 @@ def coerce(column: ColumnPlan, value: Any) -> Any:
 class TableGuard:
     """Applies one table's column policies and keeps its accounts and reject file."""
 
-    def __init__(self, table: TablePlan, reject_dir: Path | None, max_rejects: int | None):
+    def __init__(self, table: TablePlan, reject_dir: Path | None, max_rejects: int | None,
+                 *, append: bool = False):
+        self.append = append  # a later phase (orphans) adds to the load's reject file
         self.table = table
         self.reject_dir = reject_dir
         self.max_rejects = max_rejects
@@ -268,7 +270,7 @@ class TableGuard:
         if self._stream is None:
             self.reject_dir.mkdir(parents=True, exist_ok=True)
             path = self.reject_dir / f"{self.table.name}.jsonl"
-            self._stream = path.open("wb")
+            self._stream = path.open("ab" if self.append else "wb")
             accounts.reject_file = str(path)
         record = {
             "table": self.table.name,

@@ -185,3 +185,41 @@ async def test_dates_the_driver_would_turn_into_infinity_are_not_changed(
         await pg.close()
     assert [tuple(r) for r in rows] == [(4, "2020-01-02", "0001-01-01 00:00:01+00")]
     assert infinite == 0
+
+
+async def test_orphans_can_be_rejected_or_cleared(dirty: tuple[Path, DirtyCounts], pg_dsn: str,
+                                                  tmp_path: Path) -> None:
+    """Orphans (including orders of rejected customers) leave for the reject store."""
+    path, counts = dirty
+    report = await migrate(path, pg_dsn, tmp_path, {**STRICT, "orphans": "reject"})
+    orders = next(t for t in report.tables if t.table == "orders")
+    assert all(c.ok for c in report.checks), [c for c in report.checks if not c.ok]
+    rejects = rejected_keys(report, "orders")
+    assert set(counts.faulty_keys["orphan_fk"]) <= set(rejects)
+    assert orders.rows + orders.rejected == counts.rows["orders"]
+    orphan = rejects[counts.faulty_keys["orphan_fk"][0]]
+    assert orphan["stage"] == "foreign key" and orphan["reason"].startswith("orphan")
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        history = await conn.fetchrow("SELECT loaded_rows, rejected FROM asyncmig.run_tables "
+                                      "WHERE table_name = 'orders'")
+        valid = await conn.fetchval("SELECT convalidated FROM pg_constraint "
+                                    "WHERE conname = 'orders_customer_id_fkey'")
+    finally:
+        await conn.close()
+    assert (history["loaded_rows"], history["rejected"]) == (orders.rows, orders.rejected)
+    assert valid is True
+
+
+async def test_orphan_references_set_to_null(dirty: tuple[Path, DirtyCounts], pg_dsn: str,
+                                             tmp_path: Path) -> None:
+    path, counts = dirty
+    report = await migrate(path, pg_dsn, tmp_path, {"orphans": "null"})
+    assert any("set to NULL" in w for w in report.warnings)
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        nulls = await conn.fetchval("SELECT count(*) FROM orders WHERE id = ANY($1::bigint[]) "
+                                    "AND customer_id IS NULL", counts.faulty_keys["orphan_fk"])
+    finally:
+        await conn.close()
+    assert nulls == FAULTS
