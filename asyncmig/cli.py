@@ -110,6 +110,11 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
                          help="rows whose foreign key finds no parent: keep (the default; the "
                               "key is left NOT VALID), null (clear the reference) or reject "
                               "[ASYNCMIG_ORPHANS]")
+    loading.add_argument("--duplicates", choices=["fail", "nonunique"],
+                         default=env("ASYNCMIG_DUPLICATES", "fail"),
+                         help="a unique index the data breaks (NOCASE or mixed-type duplicates "
+                              "SQLite allowed): fail, listing the keys (default), or build it "
+                              "without UNIQUE [ASYNCMIG_DUPLICATES]")
     loading.add_argument("--max-rejects", type=_positive,
                          default=_env_int(environ, "ASYNCMIG_MAX_REJECTS", 0, 0) or None,
                          help="roll a table back when it rejects more rows than this "
@@ -239,6 +244,7 @@ def dispatch(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         overrides, command="run" if args.command == "full" else args.command,
         output_dir=args.log_dir, log_file=args.log_file,
         rejects_dir=getattr(args, "rejects", None) or args.log_dir / "asyncmig-rejects",
+        duplicates=getattr(args, "duplicates", "fail"),
     )
     return COMMANDS[settings.command](settings, as_json)
 

@@ -384,11 +384,15 @@ def _sorted_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return {k: unique[k] for k in sorted(unique, key=lambda k: (len(k.encode("utf-8")), k))}
 
 
-_FAST_DECODER = json.JSONDecoder(parse_float=_number_mark, parse_int=_jsonb_int,
+def _fast_int(token: str) -> int | str:
+    return int(token) if len(token) < 4000 else _number_mark(token)
+
+
+_FAST_DECODER = json.JSONDecoder(parse_float=_number_mark, parse_int=_fast_int,
                                  parse_constant=_reject_constant,
                                  object_pairs_hook=_sorted_object)
 _FAST_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": "),
-                                 check_circular=False, default=numeric_text)
+                                 check_circular=False)
 
 
 def jsonb_text(value: Any) -> str:

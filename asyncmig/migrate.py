@@ -56,6 +56,7 @@ class RunSettings:
     output_dir: Path | None = None  # where the rollback script goes (None: not written)
     log_file: Path | None = None  # recorded in the history
     rejects_dir: Path | None = None  # rejected rows go to <rejects_dir>/run<N>/<table>.jsonl
+    duplicates: str = "fail"  # a unique index the data breaks: fail, or build it "nonunique"
 
 
 @dataclass(frozen=True)
@@ -384,7 +385,7 @@ async def migrate_table(
                                         settings.pipeline, report.run_id)
     verify_count(table, load)
     started = time.perf_counter()
-    await build_indexes(pool, plan, table, index_slots)
+    table = await build_indexes(settings, pool, plan, table, index_slots, report)
     async with pool.acquire() as conn:
         report.warnings.extend(await add_constraints(conn, plan, table))
         # statistics and triggers only now: triggers must not fire during the load
@@ -457,19 +458,65 @@ def verify_count(table: TablePlan, load: TableLoad) -> None:
         )
 
 
-async def build_indexes(pool: asyncpg.Pool, plan: Plan, table: TablePlan,
-                        slots: anyio.CapacityLimiter) -> None:
-    async def one(statement: str) -> None:
+async def build_indexes(settings: RunSettings, pool: asyncpg.Pool, plan: Plan,
+                        table: TablePlan, slots: anyio.CapacityLimiter,
+                        report: RunReport) -> TablePlan:
+    """All of the table's indexes in parallel; returns the table as built.
+
+    A unique index (or primary key) the data breaks (SQLite let case-variants under
+    NOCASE, or '1' next to 1, coexist) is reported with the duplicate keys; with
+    ``--duplicates nonunique`` it is built without UNIQUE and the table's plan says so.
+    """
+    names = ([table.primary_key_name] if table.primary_key and table.primary_key_name else [])
+    names += [i.name for i in table.indexes]
+    demoted: list[str] = []
+
+    async def one(name: str, statement: str) -> None:
         async with slots, pool.acquire() as conn:
             await conn.execute("SET maintenance_work_mem = '256MB'")
             try:
-                await execute_all(conn, [statement])
+                await conn.execute(statement)
+            except asyncpg.UniqueViolationError:
+                keys = await duplicate_keys(conn, plan, table, name)
+                if settings.duplicates != "nonunique":
+                    raise TargetError(
+                        f"cannot create unique index {name} on {table.name}: duplicate keys "
+                        f"{keys}", hint="clean the source, or pass --duplicates nonunique "
+                        "to build it without UNIQUE") from None
+                await execute_all(conn, [statement.replace("CREATE UNIQUE INDEX",
+                                                           "CREATE INDEX", 1)])
+                demoted.append(name)
+                report.warnings.append(f"{table.name}: index {name} built without UNIQUE: "
+                                       f"duplicate keys {keys}")
+            except asyncpg.PostgresError as exc:
+                raise TargetError(f"PostgreSQL refused: {first_line(statement)}: {exc}",
+                                  detail=getattr(exc, "detail", None)) from exc
             finally:
                 await conn.execute("RESET maintenance_work_mem")
 
     async with anyio.create_task_group() as tg:
-        for statement in ddl.index_sql(plan, table):
-            tg.start_soon(one, statement)
+        for name, statement in zip(names, ddl.index_sql(plan, table), strict=True):
+            tg.start_soon(one, name, statement)
+    if not demoted:
+        return table
+    return replace(
+        table,
+        primary_key=() if table.primary_key_name in demoted else table.primary_key,
+        indexes=tuple(replace(i, unique=False, constraint=False) if i.name in demoted else i
+                      for i in table.indexes))
+
+
+async def duplicate_keys(conn: asyncpg.Connection, plan: Plan, table: TablePlan,
+                         index_name: str) -> str:
+    """The first duplicate keys of a unique index, with how often each occurs."""
+    index = next((i for i in table.indexes if i.name == index_name), None)
+    exprs = ([k.expression for k in index.keys] if index is not None
+             else [quote_ident(c) for c in table.primary_key])
+    where = f" WHERE {index.where}" if index is not None and index.where else ""
+    rows = await conn.fetch(
+        f"SELECT {', '.join(exprs)}, count(*) FROM {qualified(plan.schema, table.name)}{where} "
+        f"GROUP BY {', '.join(exprs)} HAVING count(*) > 1 ORDER BY count(*) DESC LIMIT 5")
+    return "; ".join(f"{tuple(r)[:-1]} x{r[-1]}" for r in rows)
 
 
 async def add_constraints(conn: asyncpg.Connection, plan: Plan, table: TablePlan) -> list[str]:
@@ -508,7 +555,13 @@ async def settle(settings: RunSettings, conn: asyncpg.Connection, plan: Plan,
 async def finish(conn: asyncpg.Connection, plan: Plan, report: RunReport) -> None:
     """Phases 4-5: foreign keys, sequences, statistics."""
     for add, validate in ddl.foreign_key_sql(plan):
-        await execute_all(conn, [add])
+        try:
+            await conn.execute(add)
+        except asyncpg.InvalidForeignKeyError as exc:  # its parent key was built non-unique
+            report.warnings.append(f"foreign key not created: {exc}")
+            continue
+        except asyncpg.PostgresError as exc:
+            raise TargetError(f"PostgreSQL refused: {first_line(add)}: {exc}") from exc
         try:
             await conn.execute(validate)
         except asyncpg.ForeignKeyViolationError as exc:

@@ -223,3 +223,27 @@ async def test_orphan_references_set_to_null(dirty: tuple[Path, DirtyCounts], pg
     finally:
         await conn.close()
     assert nulls == FAULTS
+
+
+async def test_duplicates_sqlite_allowed_are_named_or_built_without_unique(
+        tmp_path: Path, pg_dsn: str) -> None:
+    """1 and '1' are different keys to SQLite, the same text to PostgreSQL."""
+    path = tmp_path / "dups.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE k (id INTEGER PRIMARY KEY, code UNIQUE)")
+    conn.executemany("INSERT INTO k VALUES (?, ?)", [(1, 1), (2, "1"), (3, "x"), (4, 2.5)])
+    conn.commit()
+    conn.close()
+    with pytest.raises(Exception, match=r"duplicate keys \('1',\) x2"):
+        await run_migration(RunSettings(path, Target(pg_dsn, pg_dsn, "test")))
+    report = await run_migration(RunSettings(path, Target(pg_dsn, pg_dsn, "test"),
+                                             duplicates="nonunique"))
+    assert any("built without UNIQUE" in w for w in report.warnings)
+    pg = await asyncpg.connect(pg_dsn)
+    try:
+        codes = [r[0] for r in await pg.fetch("SELECT code FROM k ORDER BY id")]
+        unique = await pg.fetchval("SELECT indisunique FROM pg_index WHERE indexrelid = "
+                                   "'k_code_key'::regclass")
+    finally:
+        await pg.close()
+    assert codes == ["1", "1", "x", "2.5"] and unique is False
