@@ -71,7 +71,6 @@ KIND_CONDITIONS: Mapping[str, str] = {
 TEXT_KINDS = ("json", "json_any", "uuid", "hex32", "inet")
 TEMPORAL_KINDS = ("date", "timestamp", "timestamptz", "time")
 
-_LENGTH_TYPE = re.compile(r"\bCHAR\b|VARCHAR|CHARACTER", re.IGNORECASE)
 
 
 def family(declared_type: str) -> str:

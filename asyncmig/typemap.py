@@ -29,8 +29,8 @@ DOUBLE_EXACT_INT = 2**53
 
 _UUID_HINT = re.compile(r"(id|uuid|guid|key)$", re.IGNORECASE)
 _INET_HINT = re.compile(r"ip|addr|host|remote|client", re.IGNORECASE)
-_LENGTH = re.compile(r"^\s*(?:NATIVE\s+|NATIONAL\s+)?(?:VAR)?(?:N?CHAR|CHARACTER)(?:\s+VARYING)?"
-                     r"\s*\(\s*(\d+)\s*\)\s*$", re.IGNORECASE)
+_LENGTH = re.compile(r"^\s*(?:NATIVE\s+|NATIONAL\s+|VARYING\s+)?N?(?:VAR)?(?:CHARACTER|CHAR)"
+                     r"(?:\s+VARYING)?\s*\(\s*(\d+)\s*\)\s*$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
