@@ -18,7 +18,6 @@ Python function (IP address parsing) is called only behind a cheap character fil
 
 from __future__ import annotations
 
-import re
 import socket
 import sqlite3
 from collections.abc import Mapping, Sequence
