@@ -144,7 +144,14 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     data = sub.add_parser("data", parents=[common, loading],
                           help="load the data into tables `schema` created, then index them")
     data.add_argument("--replace", action="store_true", help="empty non-empty tables first")
-    sub.add_parser("check", parents=[common], help="compare the PostgreSQL copy with the source")
+    check = sub.add_parser("check", parents=[common],
+                           help="compare the PostgreSQL copy with the source")
+    check.add_argument("--deep", action="store_true",
+                       help="also a checksum of every table's values, computed on both sides")
+    check.add_argument("--explain", action="store_true",
+                       help="with --deep: name the first differing key of a failing table")
+    check.add_argument("--sample", type=_positive, default=None, metavar="N",
+                       help="with --deep: check N key ranges of large tables, not every row")
     sub.add_parser("validate", parents=[common], help="pre-flight checks, each with its fix")
     sub.add_parser("status", parents=[common], help="the migration history (latest 20 runs)")
     plan = sub.add_parser("plan", parents=[common], help="print the migration plan")
@@ -245,6 +252,8 @@ def dispatch(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         output_dir=args.log_dir, log_file=args.log_file,
         rejects_dir=getattr(args, "rejects", None) or args.log_dir / "asyncmig-rejects",
         duplicates=getattr(args, "duplicates", "fail"),
+        deep=commands.DeepCheck(getattr(args, "explain", False), getattr(args, "sample", None))
+        if getattr(args, "deep", False) else None,
     )
     return COMMANDS[settings.command](settings, as_json)
 
@@ -260,7 +269,7 @@ def run_command(settings: RunSettings, as_json: bool) -> int:
 
 
 def check_command(settings: RunSettings, as_json: bool) -> int:
-    results = anyio.run(commands.check, settings, backend="asyncio")
+    results = anyio.run(commands.check, settings, settings.deep, backend="asyncio")
     print(orjson.dumps(verify.results_json(results), option=orjson.OPT_INDENT_2).decode()
           if as_json else verify.render_text(results), end="\n" if as_json else "")
     return VerificationError.exit_code if any(not r.ok for r in results) else 0

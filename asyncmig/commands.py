@@ -2,19 +2,34 @@
 
 from __future__ import annotations
 
-import anyio
+from dataclasses import dataclass
+from pathlib import Path
 
-from asyncmig import history, verify
+import anyio
+import orjson
+
+from asyncmig import deep_check, history, verify
 from asyncmig import validate as preflight
 from asyncmig.connect import connect
-from asyncmig.errors import MigrationError
+from asyncmig.errors import MigrationError, VerificationError
 from asyncmig.history import RunRecord
 from asyncmig.migrate import RunSettings, check_server, make_plan
 from asyncmig.plan import Plan
 
 
-async def check(settings: RunSettings) -> list[verify.CheckResult]:
-    """Compare the PostgreSQL copy with the source: counts, foreign keys, JSON, sequences."""
+@dataclass(frozen=True)
+class DeepCheck:
+    explain: bool = False
+    sample_ranges: int | None = None
+
+
+async def check(settings: RunSettings, deep: DeepCheck | None = None) -> list[verify.CheckResult]:
+    """Compare the PostgreSQL copy with the source: counts, foreign keys, JSON, sequences;
+    with ``deep``, a checksum of every table's values too.
+
+    Rows the latest load rejected are allowed for: counted from the history, and left
+    out of the checksums by their keys, read back from the reject store.
+    """
     plan = await make_plan(settings)
     conn = await connect(settings.target)
     try:
@@ -22,10 +37,33 @@ async def check(settings: RunSettings) -> list[verify.CheckResult]:
         accounts = await history.load_accounts(conn, plan.schema)
         allowances = {table: verify.Allowance.from_accounts(rejected, replaced)
                       for table, (rejected, replaced) in accounts.items()}
-        return await verify.run_checks(plan, conn, settings.source, allowances)
+        results = await verify.run_checks(plan, conn, settings.source, allowances)
+        if deep is not None:
+            skipped = await anyio.to_thread.run_sync(
+                rejected_keys, await history.reject_files(conn, plan.schema))
+            results += await deep_check.deep_check(
+                plan, conn, settings.source, explain=deep.explain,
+                sample_ranges=deep.sample_ranges, skip_rows=skipped)
+        return results
     finally:
         with anyio.move_on_after(10, shield=True):
             await conn.close()
+
+
+def rejected_keys(files: dict[str, str]) -> dict[str, set[object]]:
+    """The SQLite keys of rejected rows, per table, from the reject store's files."""
+    keys: dict[str, set[object]] = {}
+    for table, name in files.items():
+        path = Path(name)
+        if not path.exists():
+            raise VerificationError(
+                f"cannot check {table} deeply: its reject file {path} is gone",
+                hint="the checksums leave out rejected rows by their keys")
+        with path.open("rb") as stream:
+            for line in stream:
+                key = orjson.loads(line)["key"]
+                keys.setdefault(table, set()).add(tuple(key) if isinstance(key, list) else key)
+    return keys
 
 
 async def validate(settings: RunSettings) -> list[preflight.Check]:

@@ -78,6 +78,7 @@ import asyncpg
 
 from asyncmig.errors import first_error
 from asyncmig.plan import ColumnPlan, Plan, TablePlan
+from asyncmig.policy import InvalidText, coerce, lenient_text, literal_default
 from asyncmig.quoting import qualified, quote_ident, quote_sqlite_ident
 from asyncmig.sqlite_source import open_sync, source_error
 from asyncmig.transforms import (
@@ -566,7 +567,7 @@ class TableCheck:
         """Each source row's fields, rendered and quoted, skipped rows left out.
 
         A value the transforms refuse becomes :data:`INVALID` (it cannot be in
-        PostgreSQL as it is), except under a JSON policy, which the load applied too.
+        PostgreSQL as it is), unless the column's policy replaced it, as the load did.
         """
         cells = self._cells()
         keys = self.key_positions
@@ -628,23 +629,26 @@ class TableCheck:
         return tuple(out)
 
 
-_LITERAL_DEFAULT = re.compile(r"\s*'((?:[^']|'')*)'\s*(?:::\s*jsonb?)?\s*")
+def settle(column: ColumnPlan, value: Any, transform: Callable[[Any], Any] | None) -> Any:
+    """What the load put in place of a value its transform refused (the column's policy).
 
-
-def json_policy(column: ColumnPlan) -> tuple[bool, Any]:
-    """(True, replacement) when the load replaces invalid JSON instead of failing.
-
-    The ``json_or_null`` / ``json_or_default`` transforms let the load put NULL or
-    the column's literal default in place of invalid JSON; the source side must do
-    the same or every replaced value would count as a difference.
+    Raises ValueError when the load rejected the row instead (such rows are in
+    ``skip_rows``, from the reject store, and never reach the renderer).
     """
-    if column.transform == "json_or_null":
-        return True, None
-    if column.transform == "json_or_default":
-        match = _LITERAL_DEFAULT.fullmatch(column.default or "")
-        if match is not None:
-            return True, match.group(1).replace("''", "'")
-    return False, None
+    if column.on_error == "coerce":
+        try:
+            fixed = coerce(column, value)
+            return transform(fixed) if transform and not isinstance(fixed, dt.datetime) \
+                else fixed
+        except VALUE_ERRORS:
+            pass
+    if column.on_error in ("default", "coerce"):
+        usable, default = literal_default(column)
+        if usable and column.on_error == "default":
+            return transform(default) if transform else default
+    if column.on_error in ("default", "null") and column.nullable:
+        return None
+    raise ValueError("rejected by the load")
 
 
 def unquote_field(field: str) -> str | None:
@@ -671,13 +675,12 @@ def cell(column: ColumnPlan, rendering: Rendering) -> Callable[[Any], str]:
     """One SQLite value -> its quoted field: transformed as the load did, then rendered.
 
     A value the transforms refuse becomes :data:`INVALID` (it cannot be in
-    PostgreSQL as it is), except under a JSON policy, which the load applied too.
+    PostgreSQL as it is), unless the column's policy replaced it, as the load did.
     The two commonest cases (integers and text passed through) skip the general
     path: this runs once per value of the table.
     """
     transform = TRANSFORMS[column.transform]
     render = rendering.python
-    has_policy, replacement = json_policy(column)
     if transform is None and render is _int:
         def integer(value: Any) -> str:
             if type(value) is int:
@@ -697,12 +700,15 @@ def cell(column: ColumnPlan, rendering: Rendering) -> Callable[[Any], str]:
         if value is None:
             return "NULL"
         try:
+            if isinstance(value, InvalidText):
+                raise ValueError("invalid UTF-8")  # settled by the policy, as the load did
             if transform is not None:
                 value = transform(value)
         except VALUE_ERRORS:
-            if not has_policy:
+            try:
+                value = settle(column, value, transform)
+            except VALUE_ERRORS:
                 return INVALID
-            value = replacement
             if value is None:
                 return "NULL"
         try:
@@ -861,6 +867,7 @@ async def deep_check(plan: Plan, conn: asyncpg.Connection, source: Path, *,
     with a single integer key; the result's subject then says so.
     """
     sqlite = await anyio.to_thread.run_sync(open_sync, source)
+    sqlite.text_factory = lenient_text  # undecodable text is settled by its policy, not fatal
     try:
         return await _run(plan, conn, source, sqlite, explain, sample_ranges, skip_rows or {})
     finally:

@@ -20,6 +20,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.to_process
@@ -57,6 +58,7 @@ class RunSettings:
     log_file: Path | None = None  # recorded in the history
     rejects_dir: Path | None = None  # rejected rows go to <rejects_dir>/run<N>/<table>.jsonl
     duplicates: str = "fail"  # a unique index the data breaks: fail, or build it "nonunique"
+    deep: Any = None  # `check --deep` settings (asyncmig.commands.DeepCheck)
 
 
 @dataclass(frozen=True)
