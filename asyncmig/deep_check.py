@@ -701,7 +701,7 @@ def cell(column: ColumnPlan, rendering: Rendering) -> Callable[[Any], str]:
             return "NULL"
         try:
             if isinstance(value, InvalidText):
-                raise ValueError("invalid UTF-8")  # settled by the policy, as the load did
+                raise TypeError("invalid UTF-8")  # settled by the policy, as the load did
             if transform is not None:
                 value = transform(value)
         except VALUE_ERRORS:
