@@ -21,6 +21,7 @@ from __future__ import annotations
 import socket
 import sqlite3
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from asyncmig.catalog import ColumnProfile, SourceColumn, SourceTable
@@ -239,21 +240,41 @@ def count_rows(conn: sqlite3.Connection, table: SourceTable) -> int:
     return int(conn.execute(f"SELECT count(*) FROM {quote_sqlite_ident(table.name)}").fetchone()[0])
 
 
+# SQLite allows 2000 result columns and each column needs up to 16 aggregates: wide
+# tables are profiled in slices of columns, each slice one query over the same rows
+COLUMNS_PER_QUERY = 100
+
+
+def _slices(table: SourceTable) -> list[SourceTable]:
+    columns = table.columns
+    return [replace(table, columns=columns[i:i + COLUMNS_PER_QUERY])
+            for i in range(0, max(1, len(columns)), COLUMNS_PER_QUERY)]
+
+
+def _detail(conn: sqlite3.Connection, table: SourceTable,
+            source: str) -> tuple[int, dict[str, ColumnProfile]]:
+    rows, profiles = 0, {}
+    for part in _slices(table):
+        row = conn.execute(detail_query(part, source)).fetchone()
+        rows = int(row[0] or 0)
+        profiles.update(read_profile(part, row))
+    return rows, profiles
+
+
 def profile_sample(conn: sqlite3.Connection, table: SourceTable, *,
                    whole: bool = False) -> dict[str, ColumnProfile]:
     """Profile the sample rows, or every row when ``whole`` (small tables)."""
     register_functions(conn)
     source = (f"SELECT {_select_columns(table)} FROM {quote_sqlite_ident(table.name)}"
               if whole else sample_source(table))
-    return read_profile(table, conn.execute(detail_query(table, source)).fetchone())
+    return _detail(conn, table, source)[1]
 
 
 def profile_violations(conn: sqlite3.Connection, table: SourceTable,
                        conditions: Mapping[str, str]) -> tuple[int, dict[str, ColumnProfile]]:
     """How many rows break ``conditions``, and their profile."""
     register_functions(conn)
-    row = conn.execute(detail_query(table, violations_source(table, conditions))).fetchone()
-    return int(row[0] or 0), read_profile(table, row)
+    return _detail(conn, table, violations_source(table, conditions))
 
 
 def count_nulls(conn: sqlite3.Connection, table: SourceTable,

@@ -200,3 +200,20 @@ async def test_portable_views_are_created_and_others_reported(tmp_path: Path,
     assert [tuple(r) for r in rows] == [(1, "A")]
     assert views == {"cheap items"}
     assert any("active_items not created" in w for w in report.warnings)  # type: ignore[attr-defined]
+
+
+async def test_a_wide_table(tmp_path: Path, pg_dsn: str) -> None:
+    """Hundreds of columns: the profile is split into queries SQLite accepts."""
+    import sqlite3
+
+    source = tmp_path / "wide.db"
+    conn = sqlite3.connect(source)
+    columns = ", ".join(f"c{i} {'INTEGER' if i % 2 else 'TEXT'}" for i in range(300))
+    conn.execute(f"CREATE TABLE wide (id INTEGER PRIMARY KEY, {columns})")
+    conn.executemany(f"INSERT INTO wide VALUES ({', '.join('?' * 301)})",
+                     [(r, *[(r * i if i % 2 else f"v{r}-{i}") for i in range(300)])
+                      for r in range(1, 4)])
+    conn.commit()
+    conn.close()
+    report = await migrate(source, pg_dsn)
+    assert await assert_all_equal(source, pg_dsn, report.plan) == 3  # type: ignore[attr-defined]
