@@ -49,6 +49,9 @@ def plan_text(plan: Plan) -> str:
         )
         lines.extend(f"   check {c.name}: {c.expression}" for c in table.checks)
         lines.append("")
+    if plan.warnings:
+        lines.append("warnings:")
+        lines.extend(f"  {w}" for w in plan.warnings)
     if plan.skipped:
         lines.append("not migrated:")
         lines.extend(
