@@ -110,11 +110,16 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
                          help="rows whose foreign key finds no parent: keep (the default; the "
                               "key is left NOT VALID), null (clear the reference) or reject "
                               "[ASYNCMIG_ORPHANS]")
-    loading.add_argument("--duplicates", choices=["fail", "nonunique"],
+    loading.add_argument("--max-rejects-total", type=_positive,
+                         default=_env_int(environ, "ASYNCMIG_MAX_REJECTS_TOTAL", 0, 0) or None,
+                         help="fail the run (every table rolled back) when all tables together "
+                              "reject more rows than this [ASYNCMIG_MAX_REJECTS_TOTAL]")
+    loading.add_argument("--duplicates", choices=["fail", "nonunique", "reject"],
                          default=env("ASYNCMIG_DUPLICATES", "fail"),
                          help="a unique index the data breaks (NOCASE or mixed-type duplicates "
-                              "SQLite allowed): fail, listing the keys (default), or build it "
-                              "without UNIQUE [ASYNCMIG_DUPLICATES]")
+                              "SQLite allowed): fail, listing the keys (default), build it "
+                              "without UNIQUE (nonunique), or keep each key's first row and "
+                              "reject the others (reject) [ASYNCMIG_DUPLICATES]")
     loading.add_argument("--max-rejects", type=_positive,
                          default=_env_int(environ, "ASYNCMIG_MAX_REJECTS", 0, 0) or None,
                          help="roll a table back when it rejects more rows than this "
@@ -252,6 +257,7 @@ def dispatch(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         output_dir=args.log_dir, log_file=args.log_file,
         rejects_dir=getattr(args, "rejects", None) or args.log_dir / "asyncmig-rejects",
         duplicates=getattr(args, "duplicates", "fail"),
+        max_rejects_total=getattr(args, "max_rejects_total", None),
         deep=commands.DeepCheck(getattr(args, "explain", False), getattr(args, "sample", None))
         if getattr(args, "deep", False) else None,
     )

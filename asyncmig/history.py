@@ -109,13 +109,14 @@ async def record_table(conn: asyncpg.Connection, run_id: int, table: str, source
 
 
 async def move_to_rejected(conn: asyncpg.Connection, run_id: int, table: str, rows: int,
-                           reason: str) -> None:
-    """Rows a later phase took out of a loaded table (orphans): loaded -> rejected."""
+                           reason: str, reject_file: str | None) -> None:
+    """Rows a later phase took out of a loaded table (orphans, duplicates): loaded -> rejected."""
     await conn.execute(
         f"UPDATE {RUN_TABLES} SET loaded_rows = loaded_rows - $3, rejected = rejected + $3, "
         "reject_reasons = reject_reasons || jsonb_build_object($4::text, "
-        "coalesce((reject_reasons ->> $4::text)::bigint, 0) + $3) "
-        "WHERE run_id = $1 AND table_name = $2", run_id, table, rows, reason)
+        "coalesce((reject_reasons ->> $4::text)::bigint, 0) + $3), "
+        "reject_file = coalesce(reject_file, $5) "
+        "WHERE run_id = $1 AND table_name = $2", run_id, table, rows, reason, reject_file)
 
 
 async def reject_files(conn: asyncpg.Connection, schema: str) -> dict[str, str]:

@@ -34,6 +34,7 @@ from asyncmig.errors import SourceError, TargetError, VerificationError, first_e
 from asyncmig.pipeline import PipelineSettings, TableLoad, load_table
 from asyncmig.plan import Plan, TablePlan, ViewPlan
 from asyncmig.planner import build_plan
+from asyncmig.policy import TooManyRejects
 from asyncmig.quoting import qualified, quote_ident
 from asyncmig.sqlite_source import check_source_file, fingerprint
 from asyncmig.verify import CheckResult
@@ -57,7 +58,8 @@ class RunSettings:
     output_dir: Path | None = None  # where the rollback script goes (None: not written)
     log_file: Path | None = None  # recorded in the history
     rejects_dir: Path | None = None  # rejected rows go to <rejects_dir>/run<N>/<table>.jsonl
-    duplicates: str = "fail"  # a unique index the data breaks: fail, or build it "nonunique"
+    duplicates: str = "fail"  # a unique index the data breaks: fail, "nonunique", "reject"
+    max_rejects_total: int | None = None  # over the whole run; more fails the run
     deep: Any = None  # `check --deep` settings (asyncmig.commands.DeepCheck)
 
 
@@ -82,6 +84,8 @@ class RunReport:
     server_version: str = ""
     run_id: int | None = None
     checks: list[CheckResult] = field(default_factory=list)
+    # per table, rows the index phase rejected (duplicates), by reason
+    late_rejects: dict[str, dict[str, int]] = field(default_factory=dict)
     rollback_script: Path | None = None
 
     @property
@@ -394,9 +398,15 @@ async def migrate_table(
         await execute_all(conn, ddl.statistics_sql(plan, table) + ddl.trigger_sql(plan, table))
     index_seconds = time.perf_counter() - started
     accounts = load.accounts
-    report.tables.append(TableReport(table.name, load.rows_copied, load.seconds, index_seconds,
-                                     dict(accounts.replaced), accounts.rejected,
-                                     dict(accounts.reasons), accounts.reject_file))
+    late = report.late_rejects.pop(table.name, {})  # duplicates rejected by the index phase
+    reject_dir = settings.pipeline.reject_dir
+    reject_file = accounts.reject_file or (
+        str(reject_dir / f"{table.name}.jsonl") if late and reject_dir else None)
+    report.tables.append(TableReport(table.name, load.rows_copied - sum(late.values()),
+                                     load.seconds, index_seconds, dict(accounts.replaced),
+                                     accounts.rejected + sum(late.values()),
+                                     {**accounts.reasons, **late}, reject_file))
+    check_total_rejects(settings, report)
     for replaced in accounts.examples:
         log.warning("value_replaced", table=table.name, column=replaced.column, key=replaced.key,
                     value=replaced.value, action=replaced.action, reason=replaced.reason)
@@ -448,6 +458,16 @@ def load_in_process(source: Path, schema: str, table: TablePlan, target: Target,
     return anyio.run(run)
 
 
+def check_total_rejects(settings: RunSettings, report: RunReport) -> None:
+    limit = settings.max_rejects_total
+    if limit is not None and report.rejected > limit:
+        raise TooManyRejects(
+            report.tables[-1].table, "?", None, None,
+            f"the run rejected {report.rejected} rows, more than --max-rejects-total {limit}; "
+            "every table is rolled back",
+            hint="clean the source, choose other policies, or raise the limit")
+
+
 def verify_count(table: TablePlan, load: TableLoad) -> None:
     """Every source row is accounted for: SQLite's count = loaded + rejected."""
     if not (load.rows_committed == load.rows_copied
@@ -472,6 +492,7 @@ async def build_indexes(settings: RunSettings, pool: asyncpg.Pool, plan: Plan,
     names = ([table.primary_key_name] if table.primary_key and table.primary_key_name else [])
     names += [i.name for i in table.indexes]
     demoted: list[str] = []
+    rejected = report.late_rejects
 
     async def one(name: str, statement: str) -> None:
         async with slots, pool.acquire() as conn:
@@ -480,6 +501,13 @@ async def build_indexes(settings: RunSettings, pool: asyncpg.Pool, plan: Plan,
                 await conn.execute(statement)
             except asyncpg.UniqueViolationError:
                 keys = await duplicate_keys(conn, plan, table, name)
+                if settings.duplicates == "reject":
+                    moved = await reject_duplicates(settings, conn, plan, table, name, report)
+                    await execute_all(conn, [statement])
+                    rejected.setdefault(table.name, {})[f"duplicate key for {name}"] = moved
+                    report.warnings.append(f"{table.name}: {moved} duplicate row(s) rejected "
+                                           f"for {name}: {keys}")
+                    return
                 if settings.duplicates != "nonunique":
                     raise TargetError(
                         f"cannot create unique index {name} on {table.name}: duplicate keys "
@@ -508,13 +536,38 @@ async def build_indexes(settings: RunSettings, pool: asyncpg.Pool, plan: Plan,
                       for i in table.indexes))
 
 
-async def duplicate_keys(conn: asyncpg.Connection, plan: Plan, table: TablePlan,
-                         index_name: str) -> str:
-    """The first duplicate keys of a unique index, with how often each occurs."""
+def _index_keys(plan: Plan, table: TablePlan, index_name: str) -> tuple[list[str], str]:
     index = next((i for i in table.indexes if i.name == index_name), None)
     exprs = ([k.expression for k in index.keys] if index is not None
              else [quote_ident(c) for c in table.primary_key])
     where = f" WHERE {index.where}" if index is not None and index.where else ""
+    return exprs, where
+
+
+async def reject_duplicates(settings: RunSettings, conn: asyncpg.Connection, plan: Plan,
+                            table: TablePlan, index_name: str, report: RunReport) -> int:
+    """Keep the first row of each duplicate key (in load order); the others are rejected."""
+    exprs, where = _index_keys(plan, table, index_name)
+    target = qualified(plan.schema, table.name)
+    columns = ", ".join(quote_ident(c.name) for c in table.columns)
+    reason = f"duplicate key for unique index {index_name}"
+    async with conn.transaction():
+        deleted = await conn.fetch(
+            f"DELETE FROM {target} WHERE ctid IN (SELECT ctid FROM (SELECT ctid, row_number() "
+            f"OVER (PARTITION BY {', '.join(exprs)} ORDER BY ctid) AS n FROM {target}{where}) "
+            f"AS d WHERE d.n > 1) RETURNING {columns}")
+        path = await orphans.reject_rows(settings.source, table, [tuple(r) for r in deleted],
+                                         settings.pipeline.reject_dir, reason, "unique index")
+        if report.run_id is not None:
+            await history.move_to_rejected(conn, report.run_id, table.name, len(deleted),
+                                           reason, path)
+    return len(deleted)
+
+
+async def duplicate_keys(conn: asyncpg.Connection, plan: Plan, table: TablePlan,
+                         index_name: str) -> str:
+    """The first duplicate keys of a unique index, with how often each occurs."""
+    exprs, where = _index_keys(plan, table, index_name)
     rows = await conn.fetch(
         f"SELECT {', '.join(exprs)}, count(*) FROM {qualified(plan.schema, table.name)}{where} "
         f"GROUP BY {', '.join(exprs)} HAVING count(*) > 1 ORDER BY count(*) DESC LIMIT 5")
@@ -549,9 +602,13 @@ async def settle(settings: RunSettings, conn: asyncpg.Connection, plan: Plan,
     moved = await orphans.settle_orphans(conn, plan, policies, settings.source,
                                          settings.pipeline.reject_dir, report.run_id,
                                          report.warnings)
-    report.tables = [replace(t, rows=t.rows - moved[t.table], rejected=t.rejected
-                             + moved[t.table]) if t.table in moved else t
-                     for t in report.tables]
+    reject_dir = settings.pipeline.reject_dir
+    report.tables = [
+        replace(t, rows=t.rows - moved[t.table], rejected=t.rejected + moved[t.table],
+                reject_file=t.reject_file or (str(reject_dir / f"{t.table}.jsonl")
+                                              if reject_dir else None))
+        if t.table in moved else t
+        for t in report.tables]
 
 
 async def finish(conn: asyncpg.Connection, plan: Plan, report: RunReport) -> None:

@@ -97,17 +97,26 @@ async def _reject(conn: asyncpg.Connection, plan: Plan, table: TablePlan, fk: Fo
         if not deleted:
             return 0
         reason = f"orphan: no row in {fk.ref_table} for ({', '.join(fk.columns)})"
-        loaded = [tuple(r) for r in deleted]
-        originals = await anyio.to_thread.run_sync(_source_rows, source, table, loaded)
-        guard = TableGuard(table, reject_dir, None, append=True)
-        try:
-            for row in originals:
-                guard.reject(row, ", ".join(fk.columns), reason, "foreign key")
-        finally:
-            guard.close()
+        path = await reject_rows(source, table, [tuple(r) for r in deleted], reject_dir,
+                                 reason, "foreign key", ", ".join(fk.columns))
         if run_id is not None:
-            await history.move_to_rejected(conn, run_id, table.name, len(deleted), reason)
+            await history.move_to_rejected(conn, run_id, table.name, len(deleted), reason, path)
     return len(deleted)
+
+
+async def reject_rows(source: Path, table: TablePlan, loaded: list[tuple[Any, ...]],
+                      reject_dir: Path | None, reason: str, stage: str,
+                      column: str | None = None) -> str | None:
+    """Rows taken out of a loaded table, to the reject store with their SQLite values;
+    returns the reject file."""
+    originals = await anyio.to_thread.run_sync(_source_rows, source, table, loaded)
+    guard = TableGuard(table, reject_dir, None, append=True)
+    try:
+        for row in originals:
+            guard.reject(row, column, reason, stage)
+    finally:
+        guard.close()
+    return guard.accounts.reject_file
 
 
 def _source_rows(source: Path, table: TablePlan, loaded: Sequence[tuple[Any, ...]]

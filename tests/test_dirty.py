@@ -271,3 +271,31 @@ def test_check_deep_catches_one_value_changed_behind_its_back(
     assert changed.returncode == 6
     failing = [line for line in changed.stdout.splitlines() if line.rstrip().endswith("FAIL")]
     assert len(failing) == 1 and "orders" in failing[0] and f"id={victim}" in failing[0]
+
+
+async def test_duplicates_can_be_rejected_keeping_the_first(tmp_path: Path,
+                                                           pg_dsn: str) -> None:
+    path = tmp_path / "dups.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE k (id INTEGER PRIMARY KEY, code UNIQUE)")
+    conn.executemany("INSERT INTO k VALUES (?, ?)", [(1, 1), (2, "1"), (3, "x"), (4, 2.5)])
+    conn.commit()
+    conn.close()
+    report = await run_migration(RunSettings(path, Target(pg_dsn, pg_dsn, "test"),
+                                             duplicates="reject",
+                                             rejects_dir=tmp_path / "rejects"))
+    entry = report.tables[0]
+    assert (entry.rows, entry.rejected) == (3, 1)
+    assert all(c.ok for c in report.checks)
+    assert sorted(rejected_keys(report, "k")) == [2]
+    assert rejected_keys(report, "k")[2]["row"] == {"id": 2, "code": "1"}
+
+
+async def test_a_total_reject_limit_fails_the_run(dirty: tuple[Path, DirtyCounts], pg_dsn: str,
+                                                 tmp_path: Path) -> None:
+    path, _ = dirty
+    settings = RunSettings(path, Target(pg_dsn, pg_dsn, "test"),
+                           overrides=parse_overrides(STRICT, "test"), max_rejects_total=10,
+                           rejects_dir=tmp_path / "rejects")
+    with pytest.raises(DataError, match="max-rejects-total 10"):
+        await run_migration(settings)
