@@ -394,8 +394,11 @@ async def migrate_table(
     table = await build_indexes(settings, pool, plan, table, index_slots, report)
     async with pool.acquire() as conn:
         report.warnings.extend(await add_constraints(conn, plan, table))
-        # statistics and triggers only now: triggers must not fire during the load
-        await execute_all(conn, ddl.statistics_sql(plan, table) + ddl.trigger_sql(plan, table))
+        # statistics and triggers only now: triggers must not fire during the load; the
+        # sequence and ANALYZE too, here rather than at the end, overlapping other loads
+        await execute_all(conn, ddl.statistics_sql(plan, table) + ddl.trigger_sql(plan, table)
+                          + ddl.sequence_reset_sql(plan, table, table.next_identity)
+                          + [ddl.analyze_sql(plan, table)])
     index_seconds = time.perf_counter() - started
     accounts = load.accounts
     late = report.late_rejects.pop(table.name, {})  # duplicates rejected by the index phase
@@ -612,7 +615,10 @@ async def settle(settings: RunSettings, conn: asyncpg.Connection, plan: Plan,
 
 
 async def finish(conn: asyncpg.Connection, plan: Plan, report: RunReport) -> None:
-    """Phases 4-5: foreign keys, sequences, statistics."""
+    """The last phase: foreign keys (NOT VALID, then validated), then views.
+
+    Sequences and ANALYZE were done per table as each finished (`migrate_table`).
+    """
     for add, validate in ddl.foreign_key_sql(plan):
         try:
             await conn.execute(add)
@@ -629,10 +635,6 @@ async def finish(conn: asyncpg.Connection, plan: Plan, report: RunReport) -> Non
             )
     for view in plan.views:
         report.warnings.extend(await create_view(conn, plan, view))
-    for table in plan.tables:
-        await execute_all(conn, ddl.sequence_reset_sql(plan, table, table.next_identity))
-    for table in plan.tables:
-        await execute_all(conn, [ddl.analyze_sql(plan, table)])
 
 
 async def create_view(conn: asyncpg.Connection, plan: Plan, view: ViewPlan) -> list[str]:

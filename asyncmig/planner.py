@@ -9,12 +9,17 @@ every expression (defaults, CHECKs, index keys and predicates) is translated
 
 from __future__ import annotations
 
+import multiprocessing
 import re
 import sqlite3
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
+from itertools import repeat
 from pathlib import Path
+
+import structlog
 
 from asyncmig import profile as profiling
 from asyncmig.catalog import ColumnProfile, SourceCatalog, SourceColumn, SourceTable
@@ -41,6 +46,7 @@ from asyncmig.sqlite_source import open_sync, source_error
 from asyncmig.typemap import TypeChoice, choose_type, override_type
 
 MAX_PROFILE_ROUNDS = 4
+log = structlog.get_logger(__name__)
 
 
 def build_plan(path: Path, *, schema: str = "public", overrides: Overrides | None = None,
@@ -82,20 +88,15 @@ class TableProfile:
     sampled: bool  # the column profiles count a sample plus every row that broke it
 
 
+# from this many rows in all, tables are profiled in processes: threads do not scale,
+# since SQLite's process-wide allocator and page-cache mutexes serialise their scans
+PROCESS_THRESHOLD_ROWS = 200_000
+
+
 def profile_tables(
     path: Path, tables: list[SourceTable], jobs: int, overrides: Overrides
 ) -> dict[str, TableProfile]:
-    """Profile every table, ``jobs`` tables at a time (SQLite scans without the GIL)."""
-
-    def one(table: SourceTable) -> tuple[str, TableProfile]:
-        conn = open_sync(path)
-        try:
-            return table.name, profile_table(conn, table, overrides)
-        except sqlite3.DatabaseError as exc:
-            raise source_error(path, exc) from exc
-        finally:
-            conn.close()
-
+    """Profile every table, ``jobs`` tables at a time, largest first."""
     conn = open_sync(path)
     try:  # count(*) walks only the table's b-tree pages: cheap, and orders the work
         sizes = {t.name: profiling.count_rows(conn, t) for t in tables}
@@ -104,8 +105,28 @@ def profile_tables(
     finally:
         conn.close()
     ordered = sorted(tables, key=lambda t: -sizes[t.name])
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        return dict(pool.map(one, ordered))
+    if jobs > 1 and sum(sizes.values()) >= PROCESS_THRESHOLD_ROWS:
+        context = multiprocessing.get_context("spawn")  # never fork a threaded process
+        try:
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as processes:
+                return dict(processes.map(profile_one, repeat(path), ordered,
+                                          repeat(overrides)))
+        except BrokenProcessPool as exc:  # e.g. a caller's script without a __main__ guard
+            log.warning("profile_processes_failed", error=str(exc),
+                        fallback="profiling in threads instead")
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as threads:
+        return dict(threads.map(profile_one, repeat(path), ordered, repeat(overrides)))
+
+
+def profile_one(path: Path, table: SourceTable, overrides: Overrides) -> tuple[str, TableProfile]:
+    """One table's profile on its own read-only connection (runs in a thread or process)."""
+    conn = open_sync(path)
+    try:
+        return table.name, profile_table(conn, table, overrides)
+    except sqlite3.DatabaseError as exc:
+        raise source_error(path, exc) from exc
+    finally:
+        conn.close()
 
 
 def profile_table(conn: sqlite3.Connection, table: SourceTable,
