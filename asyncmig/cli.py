@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -174,7 +175,15 @@ WRITING_COMMANDS = {"run", "full", "schema", "data"}
 LOADED_WITH_REJECTS = 8  # done, but some rows are in the reject store, not in the table
 
 
+def run_in_utc() -> None:
+    """Naive SQLite timestamps are UTC (the documented policy); asyncpg reads naive
+    datetimes as local time, so the process (and the workers it starts) runs in UTC."""
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+
+
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    run_in_utc()
     environ = os.environ if environ is None else environ
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     log_stream = None

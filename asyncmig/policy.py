@@ -137,7 +137,7 @@ def coerce(column: ColumnPlan, value: Any) -> Any:
         if number == number.to_integral_value():
             return int(number)
     if base in ("timestamptz", "timestamp") and isinstance(value, (int, float)):
-        return dt.datetime(1970, 1, 1) + dt.timedelta(seconds=value)
+        return dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=value)
     raise ValueError("no coercion applies")
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
@@ -271,6 +272,12 @@ def column_transforms(table: TablePlan) -> list[tuple[int, Transform]]:
 # (see asyncmig.profile.acceptance) are written inline into the generated row
 # expression, saving a Python call per value; a value that still fails raises, and
 # the batch is then explained value by value with the checked function.
+def local_time_is_utc() -> bool:
+    """asyncpg reads a naive datetime as *local* time for timestamptz: only in a UTC
+    process may the fast path leave values naive (the CLI sets TZ=UTC for itself)."""
+    return time.timezone == 0 and time.altzone == 0 and not time.daylight
+
+
 INLINE: Mapping[str, tuple[str, Mapping[str, Any]]] = {
     "bool_int": ("({v} == 1)", {}),
     # the year test keeps the common case to one C call; only years 1 and 9999 can be
@@ -307,6 +314,8 @@ def build_batch_transform(table: TablePlan,
             items.append(name)
             continue
         template, helpers = INLINE.get(column.transform, (f"f{i}({{v}})", {}))
+        if column.transform == "timestamptz" and not local_time_is_utc():
+            template, helpers = f"f{i}({{v}})", {}  # the checked path: always aware
         namespace.update(helpers)
         call = template.format(v=name)
         items.append(call if not column.nullable else f"({call} if {name} is not None else None)")

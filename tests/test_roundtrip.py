@@ -217,3 +217,50 @@ async def test_a_wide_table(tmp_path: Path, pg_dsn: str) -> None:
     conn.close()
     report = await migrate(source, pg_dsn)
     assert await assert_all_equal(source, pg_dsn, report.plan) == 3  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def new_york(monkeypatch: pytest.MonkeyPatch) -> object:
+    """This process in a time zone that is not UTC (asyncpg reads naive times as local)."""
+    import time
+
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    yield None
+    monkeypatch.undo()
+    time.tzset()
+
+
+async def test_naive_timestamps_are_utc_whatever_the_local_time_zone(
+        kitchen_sink: Path, pg_dsn: str, new_york: object) -> None:
+    report = await migrate(kitchen_sink, pg_dsn)
+    assert await assert_all_equal(kitchen_sink, pg_dsn, report.plan) > 0  # type: ignore[attr-defined]
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        seen = await conn.fetchval(
+            """SELECT to_char(seen AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') FROM "values" """
+            "WHERE id = 1")
+    finally:
+        await conn.close()
+    assert seen == "2025-03-01 12:00:00"
+
+
+def test_the_command_line_runs_in_utc(kitchen_sink: Path, pg_dsn: str) -> None:
+    import asyncio
+
+    from tests.test_cli import run_cli
+
+    result = run_cli("run", "--sqlite", str(kitchen_sink), "--pg", pg_dsn,
+                     env={"TZ": "Asia/Kolkata"})
+    assert result.returncode == 0, result.stderr
+
+    async def seen() -> str:
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            return str(await conn.fetchval(
+                """SELECT to_char(seen AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') """
+                """FROM "values" WHERE id = 1"""))
+        finally:
+            await conn.close()
+
+    assert asyncio.run(seen()) == "2025-03-01 12:00:00"
