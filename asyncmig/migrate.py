@@ -27,7 +27,7 @@ import anyio.to_process
 import asyncpg
 import structlog
 
-from asyncmig import ddl, history, logs, orphans, rollback, verify
+from asyncmig import ddl, history, logs, orphans, rollback, verify, views
 from asyncmig.config import Overrides
 from asyncmig.connect import Target, connect, create_pool
 from asyncmig.errors import SourceError, TargetError, VerificationError, first_error
@@ -644,11 +644,21 @@ async def create_view(conn: asyncpg.Connection, plan: Plan, view: ViewPlan) -> l
     SQLite-only spellings (``is_active = 1`` on a boolean, ``datetime()``) make
     PostgreSQL refuse it: the view is then left out with PostgreSQL's reason.
     """
-    try:
-        async with conn.transaction():
-            await conn.execute(f"SET LOCAL search_path TO {quote_ident(plan.schema)}")
-            await conn.execute(f"CREATE VIEW {qualified(plan.schema, view.name)} AS {view.sql}")
-    except asyncpg.PostgresError as exc:
-        return [(f"view {view.name} not created: PostgreSQL refused its query ({exc}); "
-                 "rewrite it by hand")]
-    return []
+    names = {t.name for t in plan.tables} | {c.name for t in plan.tables for c in t.columns}
+    names |= {v.name for v in plan.views}
+    attempts = [view.sql]
+    requoted = views.requote(view.sql, names)
+    if requoted is not None and requoted != view.sql:
+        attempts.append(requoted)  # the same query with PostgreSQL's quoting
+    error: Exception | None = None
+    for query in attempts:
+        try:
+            async with conn.transaction():
+                await conn.execute(f"SET LOCAL search_path TO {quote_ident(plan.schema)}")
+                await conn.execute(f"CREATE VIEW {qualified(plan.schema, view.name)} AS {query}")
+        except asyncpg.PostgresError as exc:
+            error = exc
+            continue
+        return []
+    return [(f"view {view.name} not created: PostgreSQL refused its query ({error}); "
+             "rewrite it by hand")]
