@@ -1,17 +1,20 @@
-"""The ``run`` command: plan, create, load, index, constrain, verify.
+"""The ``run``, ``schema`` and ``data`` commands: plan, create, load, index, verify.
 
 Phases, in the order pgloader and pgcopydb converged on:
 
 1. bare tables (one transaction; an existing table stops the run unless --replace);
-2. data, up to ``jobs`` tables at a time, largest first in dependency order;
+2. data, up to ``jobs`` tables at a time (in worker processes for large sources),
+   parents first, the longest chain of work first;
 3. per table, as soon as its data is committed: its row count is checked, then its
-   primary-key, unique and secondary indexes are built in parallel and attached
-   as constraints, and CHECK constraints are added and validated;
-4. foreign keys, added NOT VALID then validated;
-5. identity sequences moved past the loaded maximum, then ANALYZE.
+   primary-key, unique and secondary indexes are built in parallel and attached as
+   constraints, CHECK constraints added and validated, the profile's statistics and
+   triggers created, its identity sequence moved past the loaded ids, and ANALYZE;
+4. orphans handled by policy, then foreign keys, added NOT VALID then validated;
+5. views; then, for ``run``, the check, the history record and the rollback script.
 
-If anything fails, the tables this run created are dropped again (shielded from
-cancellation), so a failed run leaves nothing half-created behind.
+If anything fails, what this run created is dropped again (``data``: emptied), shielded
+from cancellation, so a failed run leaves nothing half-made behind; the history
+records the failure.
 """
 
 from __future__ import annotations
