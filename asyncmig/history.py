@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 import asyncpg
 
+from asyncmig.errors import TargetError
 from asyncmig.policy import Accounts
 from asyncmig.quoting import qualified, quote_ident
 
@@ -79,11 +80,20 @@ UPGRADE_SQL = [
 
 
 async def ensure(conn: asyncpg.Connection) -> None:
-    # concurrent first runs would race on CREATE ... IF NOT EXISTS: serialise them
-    async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('asyncmig.history'))")
-        for statement in CREATE_SQL + UPGRADE_SQL:
-            await conn.execute(statement)
+    """Create (or bring up to date) the history schema and tables."""
+    try:
+        # concurrent first runs would race on CREATE ... IF NOT EXISTS: serialise them
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('asyncmig.history'))")
+            exists = await conn.fetchval(
+                "SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = $1)", SCHEMA)
+            for statement in CREATE_SQL[1 if exists else 0:] + UPGRADE_SQL:
+                await conn.execute(statement)
+    except asyncpg.InsufficientPrivilegeError as exc:
+        raise TargetError(
+            f"cannot keep the migration history in schema {SCHEMA}: {exc}",
+            hint=f"create schema {SCHEMA} for this user (CREATE SCHEMA {SCHEMA} "
+                 "AUTHORIZATION <user>) or grant CREATE on the database") from None
 
 
 async def start_run(conn: asyncpg.Connection, command: str, source: Path, schema: str,

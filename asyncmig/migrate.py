@@ -283,7 +283,12 @@ async def create_tables(conn: asyncpg.Connection, plan: Plan, *, replace: bool) 
     async with conn.transaction():
         if existing:
             await execute_all(conn, ddl.drop_tables_sql(plan, plan.tables))
-        await execute_all(conn, ddl.create_schema_sql(plan))
+        schema_exists = await conn.fetchval(
+            "SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = $1)", plan.schema)
+        # CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when the schema
+        # exists: a user with rights on the schema alone must not be refused
+        await execute_all(conn, [s for s in ddl.create_schema_sql(plan)
+                                 if not (schema_exists and s.startswith("CREATE SCHEMA"))])
         await execute_all(conn, [ddl.create_table_sql(plan, t) for t in plan.tables])
         await execute_all(conn, ddl.function_sql(plan))
 

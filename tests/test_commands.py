@@ -138,3 +138,29 @@ def test_the_rollback_script_removes_the_run(tmp_path: Path, pg_dsn: str) -> Non
     asyncio.run(apply())
     assert not fetch(pg_dsn, "SELECT 1 FROM pg_tables WHERE schemaname = 'public'")
     assert [r[0] for r in fetch(pg_dsn, "SELECT status FROM asyncmig.runs")] == ["rolled back"]
+
+
+async def test_a_user_with_rights_on_its_schema_only(tmp_path: Path, pg_dsn: str) -> None:
+    """No CREATE on the database: runs where its schemas exist, else a clear error."""
+    import uuid
+    from urllib.parse import urlsplit
+
+    from tests.test_validate import as_user, execute
+
+    role = f"s_{uuid.uuid4().hex[:10]}"
+    database = urlsplit(pg_dsn).path.lstrip("/")
+    await execute(pg_dsn, f'CREATE ROLE "{role}" LOGIN',
+                  f'REVOKE CREATE ON DATABASE "{database}" FROM PUBLIC',
+                  "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+                  f'GRANT CREATE ON SCHEMA public TO "{role}"')
+    try:
+        source = build_kitchen_sink(tmp_path / "app.db")
+        dsn = as_user(pg_dsn, role)
+        refused = cli("run", "--sqlite", str(source), "--pg", dsn, log_dir=tmp_path)
+        assert refused.returncode == 4
+        assert "CREATE SCHEMA asyncmig AUTHORIZATION" in refused.stderr
+        await execute(pg_dsn, f'CREATE SCHEMA asyncmig AUTHORIZATION "{role}"')
+        done = cli("run", "--sqlite", str(source), "--pg", dsn, log_dir=tmp_path)
+        assert done.returncode == 0, done.stderr
+    finally:
+        await execute(pg_dsn, f'DROP OWNED BY "{role}" CASCADE', f'DROP ROLE "{role}"')
