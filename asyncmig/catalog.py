@@ -130,6 +130,7 @@ class ColumnProfile:
     real_max: float | None = None
     max_text_length: int | None = None  # in characters
     nul_text: int = 0  # text values containing a NUL character
+    total_bytes: int = 0  # bytes of the profiled values (numbers as 8)
 
     def count(self, storage_class: str) -> int:
         return self.classes.get(storage_class, 0)

@@ -40,6 +40,17 @@ from asyncmig.quoting import quote_sqlite_ident
 from asyncmig.sqlite_source import open_async, source_error
 from asyncmig.transforms import Pair, build_batch_transform
 
+# a batch holds at most this many bytes of values (about): a table of large blobs moves
+# in small batches, so memory stays bounded in bytes, not only in rows
+BATCH_BYTES = 16 * 1024 * 1024
+
+
+def batch_rows(settings: PipelineSettings, table: TablePlan) -> int:
+    """Rows per batch: --batch-size, fewer when the table's rows are big."""
+    if table.row_bytes <= 0:
+        return settings.batch_size
+    return max(1, min(settings.batch_size, BATCH_BYTES // table.row_bytes))
+
 
 @dataclass(frozen=True)
 class PipelineSettings:
@@ -141,8 +152,8 @@ async def load_table(
     results: dict[str, Any] = {}
 
     async def reader() -> None:
-        results["read"] = await read_table(source, table, read_send, settings.batch_size,
-                                           guard)
+        results["read"] = await read_table(source, table, read_send,
+                                           batch_rows(settings, table), guard)
 
     async def record(conn: asyncpg.Connection, copied: int) -> None:
         if run_id is None:

@@ -119,6 +119,7 @@ class TablePlan:
     read_order: tuple[str, ...] = ()  # source columns to ORDER BY ("rowid" allowed)
     without_rowid: bool = False
     next_identity: int | None = None  # floor for the identity's next value (AUTOINCREMENT)
+    row_bytes: int = 0  # average bytes per row in the profile: sizes the load's batches
     statistics: tuple[StatisticsPlan, ...] = ()
     triggers: tuple[TriggerPlan, ...] = ()
 

@@ -260,10 +260,17 @@ def plan_table(
         read_order=primary_key if table.without_rowid else ("rowid",),
         without_rowid=table.without_rowid,
         next_identity=table.sequence + 1 if table.sequence is not None else None,
+        row_bytes=_row_bytes(profiles),
     )
     for col in result.columns:
         warnings.extend(f"{table.name}.{col.name}: {w}" for w in col.warnings)
     return result
+
+
+def _row_bytes(profiles: Mapping[str, ColumnProfile]) -> int:
+    """Average bytes per row over the profiled rows (the sample, or the whole table)."""
+    rows = max((sum(p.classes.values()) for p in profiles.values()), default=0)
+    return sum(p.total_bytes for p in profiles.values()) // rows if rows else 0
 
 
 def _json_checked(table: SourceTable, column: str) -> bool:

@@ -150,6 +150,9 @@ def _column_expressions(col: SourceColumn) -> list[str]:
         f"max(CASE WHEN typeof({c}) = 'real' THEN {c} END)",
         f"max(CASE WHEN typeof({c}) = 'text' THEN length({c}) END)",
         f"sum({_text(c, f'instr({c}, char(0)) > 0')})",
+        # bytes stored (numbers count 8): sizes the batches of tables with big values
+        (f"sum(CASE WHEN typeof({c}) IN ('text', 'blob') THEN length(CAST({c} AS BLOB)) "
+         "ELSE 8 END)"),
     ]
     exprs += [_kind_sum(c, kind) for kind in kinds_for(col)]
     return exprs
@@ -193,7 +196,8 @@ def read_profile(table: SourceTable, row: Sequence[Any]) -> dict[str, ColumnProf
     profiles = {}
     for col in table.columns:
         non_null, integers, reals, texts = (int(next(values) or 0) for _ in range(4))
-        int_min, int_max, real_min, real_max, max_len, nul = (next(values) for _ in range(6))
+        int_min, int_max, real_min, real_max, max_len, nul, size = (
+            next(values) for _ in range(7))
         kind_counts = {k: int(next(values) or 0) for k in kinds_for(col)}
         classes = {
             "null": rows - non_null,
@@ -211,6 +215,7 @@ def read_profile(table: SourceTable, row: Sequence[Any]) -> dict[str, ColumnProf
             real_max=real_max,
             max_text_length=max_len,
             nul_text=int(nul or 0),
+            total_bytes=int(size or 0),
         )
     return profiles
 
@@ -233,6 +238,7 @@ def merge(a: ColumnProfile, b: ColumnProfile) -> ColumnProfile:
         real_max=pick(max, a.real_max, b.real_max),
         max_text_length=pick(max, a.max_text_length, b.max_text_length),
         nul_text=a.nul_text + b.nul_text,
+        total_bytes=a.total_bytes + b.total_bytes,
     )
 
 

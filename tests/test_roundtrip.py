@@ -264,3 +264,22 @@ def test_the_command_line_runs_in_utc(kitchen_sink: Path, pg_dsn: str) -> None:
             await conn.close()
 
     assert asyncio.run(seen()) == "2025-03-01 12:00:00"
+
+
+async def test_big_values_move_in_small_batches(tmp_path: Path, pg_dsn: str) -> None:
+    """Memory is bounded in bytes: a table of 1 MB blobs is not read 5000 rows at a time."""
+    import sqlite3
+
+    from asyncmig.pipeline import BATCH_BYTES, PipelineSettings, batch_rows
+
+    source = tmp_path / "blobs.db"
+    conn = sqlite3.connect(source)
+    conn.execute("CREATE TABLE pictures (id INTEGER PRIMARY KEY, data BLOB)")
+    conn.executemany("INSERT INTO pictures VALUES (?, ?)",
+                     [(i, bytes([i % 256]) * 1_000_000) for i in range(1, 41)])
+    conn.commit()
+    conn.close()
+    report = await migrate(source, pg_dsn)
+    table = report.plan.table("pictures")  # type: ignore[attr-defined]
+    assert batch_rows(PipelineSettings(), table) <= BATCH_BYTES // 1_000_000
+    assert await assert_all_equal(source, pg_dsn, report.plan) == 40  # type: ignore[attr-defined]
