@@ -181,7 +181,8 @@ def utc_env() -> dict[str, str]:
 
 def run_asyncmig(db: Path, dsn: str, jobs: int, rows: int) -> Measure:
     cmd = [sys.executable, "-m", "asyncmig", "run", "--sqlite", str(db), "--pg", dsn,
-           "--schema", ASYNCMIG_SCHEMA, "--jobs", str(jobs), "--log-format", "json"]
+           "--schema", ASYNCMIG_SCHEMA, "--jobs", str(jobs), "--log-format", "json",
+           "--log-dir", tempfile.mkdtemp(prefix="asyncmig-bench-logs-")]
     started = time.perf_counter()
     proc = run(cmd, env={**os.environ, "PYTHONPATH": str(ROOT)})
     seconds = time.perf_counter() - started
