@@ -160,6 +160,10 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
                        help="with --deep: check N key ranges of large tables, not every row")
     sub.add_parser("validate", parents=[common], help="pre-flight checks, each with its fix")
     sub.add_parser("status", parents=[common], help="the migration history (latest 20 runs)")
+    undo = sub.add_parser("rollback", parents=[common],
+                          help="undo a run with its rollback script (see status)")
+    undo.add_argument("--run", type=_positive, required=True, dest="run_id",
+                      help="the run to undo, as `status` numbers it")
     plan = sub.add_parser("plan", parents=[common], help="print the migration plan")
     plan.add_argument("--format", choices=["text", "json"], default=None,
                       help="the same as --output")
@@ -237,6 +241,15 @@ def open_log_file(directory: Path) -> Path:
 def dispatch(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     if args.command == "server":
         return server_command(args)
+    if args.command == "rollback":
+        target = resolve_target(args.pg, environ)
+        if target is None:
+            raise UsageError("rollback needs the PostgreSQL the run went into",
+                             hint="pass --pg URL (or set DATABASE_URL)")
+        settings = RunSettings(Path("."), target)
+        script = anyio.run(commands.rollback_command, settings, args.run_id, backend="asyncio")
+        print(f"run {args.run_id} rolled back with {script}")
+        return 0
     if args.sqlite is None:
         raise UsageError("no SQLite database given", hint="pass --sqlite FILE")
     overrides = load_overrides(args.config)

@@ -8,7 +8,7 @@ from pathlib import Path
 import anyio
 import orjson
 
-from asyncmig import deep_check, history, verify
+from asyncmig import deep_check, history, rollback, verify
 from asyncmig import validate as preflight
 from asyncmig.connect import connect
 from asyncmig.errors import MigrationError, VerificationError
@@ -80,6 +80,15 @@ async def status(settings: RunSettings) -> list[RunRecord]:
     conn = await connect(settings.target)
     try:
         return await history.read_runs(conn)
+    finally:
+        with anyio.move_on_after(10, shield=True):
+            await conn.close()
+
+
+async def rollback_command(settings: RunSettings, run_id: int) -> str:
+    conn = await connect(settings.target)
+    try:
+        return await rollback.rollback_run(conn, run_id)
     finally:
         with anyio.move_on_after(10, shield=True):
             await conn.close()

@@ -12,7 +12,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import anyio
+import asyncpg
+
 from asyncmig import ddl, history
+from asyncmig.errors import TargetError, UsageError
 from asyncmig.plan import Plan
 from asyncmig.quoting import qualified, quote_ident
 
@@ -68,3 +72,36 @@ def undo_data_sql(plan: Plan) -> list[str]:
         statements.append("TRUNCATE " + ", ".join(qualified(plan.schema, t.name)
                                                   for t in plan.tables))
     return statements
+
+
+async def rollback_run(conn: asyncpg.Connection, run_id: int) -> str:
+    """Run a run's rollback script, after checking it is safe; returns the script's path.
+
+    Refused: an unknown run, one that did not succeed or is already rolled back, one
+    whose script is gone, and one followed by a later successful run into the same
+    schema (its tables may now hold that run's data).
+    """
+    runs = {r.id: r for r in await history.read_runs(conn, limit=1000)}
+    run = runs.get(run_id)
+    if run is None:
+        raise UsageError(f"no run {run_id} in the history of this database")
+    if run.status != "succeeded":
+        raise UsageError(f"run {run_id} is {run.status}: only a succeeded run is rolled back")
+    later = [r.id for r in runs.values() if r.id > run_id and r.status == "succeeded"
+             and r.target_schema == run.target_schema]
+    if later:
+        raise UsageError(f"run {later[0]} came after run {run_id} into schema "
+                         f"{run.target_schema}: roll that one back first")
+    try:
+        if not run.rollback_script:
+            raise FileNotFoundError("none was written")
+        script = await anyio.to_thread.run_sync(Path(run.rollback_script).read_text)
+    except OSError as exc:
+        raise UsageError(f"the rollback script of run {run_id} cannot be read "
+                         f"({run.rollback_script or exc})") from None
+    try:
+        await conn.execute(script)  # BEGIN ... COMMIT: all of it or nothing
+    except asyncpg.PostgresError as exc:
+        raise TargetError(f"the rollback of run {run_id} failed and changed nothing: {exc}") \
+            from exc
+    return run.rollback_script

@@ -164,3 +164,19 @@ async def test_a_user_with_rights_on_its_schema_only(tmp_path: Path, pg_dsn: str
         assert done.returncode == 0, done.stderr
     finally:
         await execute(pg_dsn, f'DROP OWNED BY "{role}" CASCADE', f'DROP ROLE "{role}"')
+
+
+def test_the_rollback_command_undoes_a_run_safely(tmp_path: Path, pg_dsn: str) -> None:
+    source = build_kitchen_sink(tmp_path / "app.db")
+    assert cli("run", "--sqlite", str(source), "--pg", pg_dsn, log_dir=tmp_path).returncode == 0
+    second = cli("run", "--sqlite", str(source), "--pg", pg_dsn, "--replace", log_dir=tmp_path)
+    assert second.returncode == 0
+    refused = cli("rollback", "--pg", pg_dsn, "--run", "1", log_dir=tmp_path)
+    assert refused.returncode == 2 and "roll that one back first" in refused.stderr
+    done = cli("rollback", "--pg", pg_dsn, "--run", "2", log_dir=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert not fetch(pg_dsn, "SELECT 1 FROM pg_tables WHERE schemaname = 'public'")
+    statuses = {r[0]: r[1] for r in fetch(pg_dsn, "SELECT id, status FROM asyncmig.runs")}
+    assert statuses == {1: "succeeded", 2: "rolled back"}
+    again = cli("rollback", "--pg", pg_dsn, "--run", "2", log_dir=tmp_path)
+    assert again.returncode == 2 and "rolled back" in again.stderr
