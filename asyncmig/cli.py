@@ -241,12 +241,16 @@ def open_log_file(directory: Path) -> Path:
 def dispatch(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     if args.command == "server":
         return server_command(args)
-    if args.command == "rollback":
+    if args.command in ("rollback", "status"):  # they read the target's history only
         target = resolve_target(args.pg, environ)
+        if target is None and (args.data_dir / "pgdata" / "PG_VERSION").exists():
+            target = start_embedded(args.data_dir)  # the server `run` used by default
         if target is None:
-            raise UsageError("rollback needs the PostgreSQL the run went into",
+            raise UsageError(f"{args.command} needs the PostgreSQL the runs went into",
                              hint="pass --pg URL (or set DATABASE_URL)")
-        settings = RunSettings(Path("."), target)
+        settings = RunSettings(args.sqlite or Path("."), target)
+        if args.command == "status":
+            return status_command(settings, args.output == "json")
         script = anyio.run(commands.rollback_command, settings, args.run_id, backend="asyncio")
         print(f"run {args.run_id} rolled back with {script}")
         return 0
