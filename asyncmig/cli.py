@@ -128,6 +128,11 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     loading.add_argument("--rejects", type=Path, default=env("ASYNCMIG_REJECTS"),
                          help="directory for rejected rows, one <table>.jsonl per table "
                               "(default: <log-dir>/asyncmig-rejects/run<N>) [ASYNCMIG_REJECTS]")
+    loading.add_argument("--snapshot", action="store_true",
+                         default=env("ASYNCMIG_SNAPSHOT", "") not in ("", "0"),
+                         help="first copy the source in one read transaction and migrate the "
+                              "copy: one consistent snapshot while the application keeps "
+                              "writing (needs the disk space of the file) [ASYNCMIG_SNAPSHOT]")
     loading.add_argument("--queue-size", type=_positive,
                          default=_env_int(environ, "ASYNCMIG_QUEUE_SIZE", 4, 1),
                          help="batches buffered between stages (default 4) [ASYNCMIG_QUEUE_SIZE]")
@@ -284,6 +289,7 @@ def dispatch(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         rejects_dir=getattr(args, "rejects", None) or args.log_dir / "asyncmig-rejects",
         duplicates=getattr(args, "duplicates", "fail"),
         max_rejects_total=getattr(args, "max_rejects_total", None),
+        snapshot=getattr(args, "snapshot", False),
         deep=commands.DeepCheck(getattr(args, "explain", False), getattr(args, "sample", None))
         if getattr(args, "deep", False) else None,
     )

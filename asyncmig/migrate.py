@@ -19,6 +19,8 @@ records the failure.
 
 from __future__ import annotations
 
+import sqlite3
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -39,7 +41,7 @@ from asyncmig.plan import Plan, TablePlan, ViewPlan
 from asyncmig.planner import build_plan
 from asyncmig.policy import TooManyRejects
 from asyncmig.quoting import qualified, quote_ident
-from asyncmig.sqlite_source import check_source_file, fingerprint
+from asyncmig.sqlite_source import check_source_file, fingerprint, open_sync, source_error
 from asyncmig.verify import CheckResult
 
 log = structlog.get_logger(__name__)
@@ -57,6 +59,7 @@ class RunSettings:
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
     overrides: Overrides = field(default_factory=Overrides)
     workers: str = "auto"  # "process", "inline", or "auto": processes for large sources
+    snapshot: bool = False  # read from a consistent copy taken first (app still writing)
     command: str = "run"  # recorded in the history
     output_dir: Path | None = None  # where the rollback script goes (None: not written)
     log_file: Path | None = None  # recorded in the history
@@ -145,6 +148,42 @@ async def execute(settings: RunSettings, *, create: bool, load: bool, check: boo
 
 async def _execute(settings: RunSettings, *, create: bool, load: bool,
                    check: bool) -> RunReport:
+    if not settings.snapshot:
+        return await _execute_on(settings, settings, create=create, load=load, check=check)
+    check_source_file(settings.source)
+    with tempfile.TemporaryDirectory(prefix="asyncmig-snapshot-") as directory:
+        copy = Path(directory) / settings.source.name
+        started = time.perf_counter()
+        await anyio.to_thread.run_sync(snapshot, settings.source, copy)
+        log.info("snapshot_taken", source=str(settings.source), copy=str(copy),
+                 seconds=round(time.perf_counter() - started, 3))
+        return await _execute_on(settings, replace(settings, source=copy), create=create,
+                                 load=load, check=check)
+
+
+def snapshot(source: Path, copy: Path) -> None:
+    """A consistent copy of the source, taken inside one read transaction (backup API).
+
+    All readers then share one snapshot, whatever the application writes meanwhile;
+    with a WAL database the copy never blocks the application.
+    """
+    src = open_sync(source)
+    try:
+        dst = sqlite3.connect(copy)
+        try:
+            src.backup(dst, pages=0)
+        finally:
+            dst.close()
+    except sqlite3.DatabaseError as exc:
+        raise source_error(source, exc) from exc
+    finally:
+        src.close()
+
+
+async def _execute_on(original: RunSettings, settings: RunSettings, *, create: bool,
+                      load: bool, check: bool) -> RunReport:
+    """The phases, reading ``settings.source`` (a snapshot, or the source itself);
+    the history names ``original.source``."""
     started = time.perf_counter()
     check_source_file(settings.source)
     admin = await connect(settings.target)
@@ -154,8 +193,8 @@ async def _execute(settings: RunSettings, *, create: bool, load: bool,
         log.info("planned", tables=len(plan.tables), rows=sum(t.row_count for t in plan.tables),
                  seconds=round(time.perf_counter() - started, 3))
         report = RunReport(plan, warnings=list(plan.warnings), server_version=version)
-        report.run_id = await history.start_run(admin, settings.command, settings.source,
-                                                plan.schema, run_options(settings))
+        report.run_id = await history.start_run(admin, settings.command, original.source,
+                                                plan.schema, run_options(original))
         digest: list[str] = []
 
         async def hash_source() -> None:  # overlaps the load: it reads the whole file
@@ -177,7 +216,7 @@ async def _execute(settings: RunSettings, *, create: bool, load: bool,
 
 
 def run_options(settings: RunSettings) -> dict[str, object]:
-    return {"jobs": settings.jobs, "replace": settings.replace,
+    return {"jobs": settings.jobs, "replace": settings.replace, "snapshot": settings.snapshot,
             "batch_size": settings.pipeline.batch_size,
             "queue_size": settings.pipeline.queue_size,
             "config": settings.overrides.origin, "target": settings.target.safe}

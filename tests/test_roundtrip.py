@@ -283,3 +283,42 @@ async def test_big_values_move_in_small_batches(tmp_path: Path, pg_dsn: str) -> 
     table = report.plan.table("pictures")  # type: ignore[attr-defined]
     assert batch_rows(PipelineSettings(), table) <= BATCH_BYTES // 1_000_000
     assert await assert_all_equal(source, pg_dsn, report.plan) == 40  # type: ignore[attr-defined]
+
+
+async def test_a_source_written_during_the_run(tmp_path: Path, pg_dsn: str) -> None:
+    """Without --snapshot a change is detected and fails the run; with it, one snapshot."""
+    import sqlite3
+    import threading
+
+    from asyncmig.errors import SourceError, VerificationError
+
+    source = tmp_path / "live.db"
+    conn = sqlite3.connect(source)
+    conn.execute("PRAGMA journal_mode = wal")
+    conn.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, v TEXT)")
+    conn.executemany("INSERT INTO events (v) VALUES (?)", [(str(i),) for i in range(20000)])
+    conn.commit()
+    conn.close()
+    stop = threading.Event()
+
+    def keep_writing() -> None:
+        writer = sqlite3.connect(source)
+        while not stop.is_set():
+            writer.execute("INSERT INTO events (v) VALUES ('late')")
+            writer.commit()
+        writer.close()
+
+    thread = threading.Thread(target=keep_writing)
+    thread.start()
+    try:
+        # a count that moved under the load, or the file's fingerprint: either fails it
+        with pytest.raises((SourceError, VerificationError)):
+            await migrate(source, pg_dsn)
+        report = await migrate(source, pg_dsn, snapshot=True)
+    finally:
+        stop.set()
+        thread.join()
+    table = report.plan.table("events")  # type: ignore[attr-defined]
+    assert table.row_count >= 20000
+    assert all(c.ok for c in report.checks)  # type: ignore[attr-defined]
+    assert report.rows == table.row_count  # type: ignore[attr-defined]
