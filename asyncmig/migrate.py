@@ -694,7 +694,8 @@ async def create_view(conn: asyncpg.Connection, plan: Plan, view: ViewPlan) -> l
     names = {t.name for t in plan.tables} | {c.name for t in plan.tables for c in t.columns}
     names |= {v.name for v in plan.views}
     attempts = [view.sql]
-    requoted = views.requote(view.sql, names)
+    booleans = {c.name for t in plan.tables for c in t.columns if c.target_type == "boolean"}
+    requoted = views.requote(view.sql, names, booleans)
     if requoted is not None and requoted != view.sql:
         attempts.append(requoted)  # the same query with PostgreSQL's quoting
     error: Exception | None = None

@@ -187,18 +187,21 @@ async def test_portable_views_are_created_and_others_reported(tmp_path: Path,
         INSERT INTO item VALUES (1, 'a', 2.5, 1), (2, 'b', 3.0, 0);
         CREATE VIEW "cheap items" AS SELECT id, upper(name) AS name FROM item WHERE price < 3;
         CREATE VIEW active_items AS SELECT id FROM item WHERE active = 1 AND julianday('now') > 0;
+        CREATE VIEW `on sale` AS SELECT [id] FROM item WHERE active == 1 OR 0 = active;
     """)
     conn.close()
     report = await migrate(source, pg_dsn)
     pg = await asyncpg.connect(pg_dsn)
     try:
         rows = await pg.fetch('SELECT id, name FROM "cheap items"')
+        on_sale = [r[0] for r in await pg.fetch('SELECT id FROM "on sale" ORDER BY id')]
         views = {r[0] for r in await pg.fetch(
             "SELECT viewname FROM pg_views WHERE schemaname = 'public'")}
     finally:
         await pg.close()
     assert [tuple(r) for r in rows] == [(1, "A")]
-    assert views == {"cheap items"}
+    assert views == {"cheap items", "on sale"}
+    assert on_sale == [1, 2]  # booleans compared with 1 and 0, SQLite's way, requoted
     assert any("active_items not created" in w for w in report.warnings)  # type: ignore[attr-defined]
 
 
