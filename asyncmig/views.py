@@ -5,9 +5,10 @@ dialect often differs only in quoting: ``[Order Details]`` and backticks instead
 double quotes, and unquoted names whose case PostgreSQL would fold (``OrderID``
 naming a column created as ``"OrderID"``). This rewrite fixes exactly that: bracketed
 and backticked names become quoted identifiers, and bare words that name a migrated
-table or column (compared case-insensitively) are quoted with that name's spelling.
-Anything else (functions, ``is_active = 1`` on a boolean) is left for PostgreSQL to
-judge; a view it still refuses is reported, not created.
+table or column (compared case-insensitively) are quoted with that name's spelling;
+``==`` becomes ``=``, and a column that became boolean compared with 0 or 1 is compared
+with false or true. Anything else (SQLite's date functions, ...) is left for PostgreSQL
+to judge; a view it still refuses is reported, not created.
 """
 
 from __future__ import annotations
