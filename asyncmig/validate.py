@@ -299,8 +299,8 @@ def database_privilege_check(server: Server, schema: str) -> Check:
 def schema_privilege_check(server: Server, schema: str, allowed: bool) -> Check:
     """The schema exists: creating tables in it needs CREATE on it.
 
-    A run also issues CREATE SCHEMA IF NOT EXISTS, which PostgreSQL authorises
-    (CREATE on the database) before it notices the schema exists; that is a warning
+    Without CREATE on the database a run still works in an existing schema, but the
+    migration history needs its own schema (``asyncmig``) to exist already: a warning
     here, so the user learns of it before the run does.
     """
     if not allowed:
@@ -310,8 +310,9 @@ def schema_privilege_check(server: Server, schema: str, allowed: bool) -> Check:
     if not server.database_create:
         return Check("privileges", WARN,
                      f"{server.user} can create tables in schema {quote_ident(schema)} but has no"
-                     f" CREATE on database {quote_ident(server.database)}, which"
-                     " CREATE SCHEMA IF NOT EXISTS needs",
+                     f" CREATE on database {quote_ident(server.database)}: the history"
+                     " schema asyncmig must already exist (CREATE SCHEMA asyncmig"
+                     f" AUTHORIZATION {quote_ident(server.user)}), or",
                      f"GRANT CREATE ON DATABASE {quote_ident(server.database)} "
                      f"TO {quote_ident(server.user)};")
     return Check("privileges", PASS, f"{server.user} can create tables in schema "
