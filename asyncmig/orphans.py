@@ -35,10 +35,23 @@ log = structlog.get_logger(__name__)
 ORPHAN_POLICIES = ("keep", "null", "reject")
 
 
-def orphan_condition(plan: Plan, table: TablePlan, fk: ForeignKeyPlan) -> str:
-    """Rows of ``table`` whose key is entirely non-NULL (MATCH SIMPLE) and has no parent."""
-    parent_table = plan.table(fk.ref_table)
-    ref_columns = fk.ref_columns or parent_table.primary_key
+def referenced_columns(plan: Plan, fk: ForeignKeyPlan) -> tuple[str, ...]:
+    """The parent columns: as declared, else the parent's primary key (SQLite's rule)."""
+    if fk.ref_columns:
+        return fk.ref_columns
+    try:
+        return plan.table(fk.ref_table).primary_key
+    except KeyError:
+        return ()
+
+
+def orphan_condition(plan: Plan, table: TablePlan, fk: ForeignKeyPlan,
+                     ref_columns: Sequence[str]) -> str:
+    """Rows of ``table`` whose key is entirely non-NULL (MATCH SIMPLE) and has no parent.
+
+    Written against the child's qualified name, so it serves a SELECT, an UPDATE and a
+    DELETE alike (the parent is aliased, which also covers a self-reference).
+    """
     target = qualified(plan.schema, table.name)
     not_null = " AND ".join(f"{target}.{quote_ident(c)} IS NOT NULL" for c in fk.columns)
     joined = " AND ".join(f"p.{quote_ident(r)} = {target}.{quote_ident(c)}"
@@ -77,8 +90,9 @@ async def _set_null(conn: asyncpg.Connection, plan: Plan, table: TablePlan, fk: 
     target = qualified(plan.schema, table.name)
     assignments = ", ".join(f"{quote_ident(c)} = NULL" for c in fk.columns)
     keys = ", ".join(quote_ident(c) for c in table.primary_key) or "ctid"
-    rows = await conn.fetch(f"UPDATE {target} SET {assignments} WHERE "
-                            f"{orphan_condition(plan, table, fk)} RETURNING {keys}")
+    condition = orphan_condition(plan, table, fk, referenced_columns(plan, fk))
+    rows = await conn.fetch(f"UPDATE {target} SET {assignments} WHERE {condition} "
+                            f"RETURNING {keys}")
     for row in rows[:100]:
         log.warning("orphan_set_null", table=table.name, columns=fk.columns,
                     key=tuple(row) if len(row) > 1 else row[0], parent=fk.ref_table)
@@ -91,9 +105,10 @@ async def _reject(conn: asyncpg.Connection, plan: Plan, table: TablePlan, fk: Fo
                   source: Path, reject_dir: Path | None, run_id: int | None) -> int:
     target = qualified(plan.schema, table.name)
     columns = ", ".join(quote_ident(c.name) for c in table.columns)
+    condition = orphan_condition(plan, table, fk, referenced_columns(plan, fk))
     async with conn.transaction():  # the delete and the history's accounts together
-        deleted = await conn.fetch(f"DELETE FROM {target} WHERE "
-                                   f"{orphan_condition(plan, table, fk)} RETURNING {columns}")
+        deleted = await conn.fetch(f"DELETE FROM {target} WHERE {condition} "
+                                   f"RETURNING {columns}")
         if not deleted:
             return 0
         reason = f"orphan: no row in {fk.ref_table} for ({', '.join(fk.columns)})"

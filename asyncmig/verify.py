@@ -27,6 +27,7 @@ import anyio.to_thread
 import asyncpg
 
 from asyncmig.errors import first_error
+from asyncmig.orphans import orphan_condition, referenced_columns
 from asyncmig.plan import ColumnPlan, ForeignKeyPlan, Plan, TablePlan
 from asyncmig.quoting import qualified, quote_ident, quote_sqlite_ident
 from asyncmig.sqlite_source import open_sync, source_error
@@ -200,24 +201,9 @@ class Allowance:
 
 
 def orphan_sql(plan: Plan, table: TablePlan, fk: ForeignKeyPlan, ref_columns: Sequence[str]) -> str:
-    """Child rows whose key is entirely non-NULL (MATCH SIMPLE) and has no parent row."""
-    child, parent = quote_ident("child"), quote_ident("parent")
-    not_null = " AND ".join(f"{child}.{quote_ident(c)} IS NOT NULL" for c in fk.columns)
-    joined = " AND ".join(f"{parent}.{quote_ident(r)} = {child}.{quote_ident(c)}"
-                          for c, r in zip(fk.columns, ref_columns, strict=True))
-    return (f"SELECT count(*) FROM {qualified(plan.schema, table.name)} AS {child} "
-            f"WHERE {not_null} AND NOT EXISTS (SELECT 1 FROM "
-            f"{qualified(plan.schema, fk.ref_table)} AS {parent} WHERE {joined})")
-
-
-def referenced_columns(plan: Plan, fk: ForeignKeyPlan) -> tuple[str, ...]:
-    """The parent columns: as declared, else the parent's primary key (SQLite's rule)."""
-    if fk.ref_columns:
-        return fk.ref_columns
-    try:
-        return plan.table(fk.ref_table).primary_key
-    except KeyError:
-        return ()
+    """How many child rows have a non-NULL key (MATCH SIMPLE) and no parent row."""
+    return (f"SELECT count(*) FROM {qualified(plan.schema, table.name)} "
+            f"WHERE {orphan_condition(plan, table, fk, ref_columns)}")
 
 
 async def constraint_state(conn: asyncpg.Connection, plan: Plan, table: TablePlan,
