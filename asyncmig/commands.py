@@ -34,13 +34,14 @@ async def check(settings: RunSettings, deep: DeepCheck | None = None) -> list[ve
     conn = await connect(settings.target)
     try:
         await check_server(conn)
-        accounts = await history.load_accounts(conn, plan.schema)
-        allowances = {table: verify.Allowance.from_accounts(rejected, replaced)
-                      for table, (rejected, replaced) in accounts.items()}
+        loads = await history.latest_loads(conn, plan.schema)
+        allowances = {table: verify.Allowance.from_accounts(load.rejected, load.replaced)
+                      for table, load in loads.items()}
         results = await verify.run_checks(plan, conn, settings.source, allowances)
         if deep is not None:
-            skipped = await anyio.to_thread.run_sync(
-                rejected_keys, await history.reject_files(conn, plan.schema))
+            files = {table: load.reject_file for table, load in loads.items()
+                     if load.reject_file}
+            skipped = await anyio.to_thread.run_sync(rejected_keys, files)
             results += await deep_check.deep_check(
                 plan, conn, settings.source, explain=deep.explain,
                 sample_ranges=deep.sample_ranges, skip_rows=skipped)

@@ -129,27 +129,25 @@ async def move_to_rejected(conn: asyncpg.Connection, run_id: int, table: str, ro
         "WHERE run_id = $1 AND table_name = $2", run_id, table, rows, reason, reject_file)
 
 
-async def reject_files(conn: asyncpg.Connection, schema: str) -> dict[str, str]:
-    """Per table, the reject file of its latest successful load, when it rejected rows."""
+@dataclass(frozen=True)
+class LoadAccount:
+    """What a table's latest successful load recorded: what `check` must allow for."""
+
+    rejected: int
+    replaced: dict[str, int]
+    reject_file: str | None
+
+
+async def latest_loads(conn: asyncpg.Connection, schema: str) -> dict[str, LoadAccount]:
+    """Per table, the accounts of its latest successful load into ``schema``."""
     if not await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", f"{SCHEMA}.run_tables"):
         return {}
     rows = await conn.fetch(
-        f"SELECT DISTINCT ON (t.table_name) t.table_name, t.reject_file "
-        f"FROM {RUN_TABLES} t JOIN {RUNS} r ON r.id = t.run_id WHERE r.target_schema = $1 "
-        "AND r.status = 'succeeded' ORDER BY t.table_name, t.run_id DESC", schema)
-    return {r[0]: r[1] for r in rows if r[1]}
-
-
-async def load_accounts(conn: asyncpg.Connection, schema: str) -> dict[str, tuple[int, dict[str, int]]]:
-    """Per table, the latest successful load's (rejected rows, replaced values): what
-    `check` must allow for."""
-    if not await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", f"{SCHEMA}.run_tables"):
-        return {}
-    rows = await conn.fetch(
-        f"SELECT DISTINCT ON (t.table_name) t.table_name, t.rejected, t.replaced "
-        f"FROM {RUN_TABLES} t JOIN {RUNS} r ON r.id = t.run_id WHERE r.target_schema = $1 "
-        "AND r.status = 'succeeded' ORDER BY t.table_name, t.run_id DESC", schema)
-    return {r[0]: (int(r[1]), json.loads(r[2])) for r in rows}
+        f"SELECT DISTINCT ON (t.table_name) t.table_name, t.rejected, t.replaced, "
+        f"t.reject_file FROM {RUN_TABLES} t JOIN {RUNS} r ON r.id = t.run_id "
+        "WHERE r.target_schema = $1 AND r.status = 'succeeded' "
+        "ORDER BY t.table_name, t.run_id DESC", schema)
+    return {r[0]: LoadAccount(int(r[1]), json.loads(r[2]), r[3]) for r in rows}
 
 
 async def forget_tables(conn: asyncpg.Connection, run_id: int) -> None:
