@@ -100,8 +100,3 @@ async def _copy_isolating(conn: asyncpg.Connection, schema: str, table: TablePla
                                   guard)
     return first + await _copy_isolating(conn, schema, table, columns, rows[half:],
                                          originals[half:], guard)
-
-
-async def count_rows(conn: asyncpg.Connection, schema: str, table: TablePlan) -> int:
-    """The committed row count, checked against the source after each table."""
-    return int(await conn.fetchval(f"SELECT count(*) FROM {qualified(schema, table.name)}"))

@@ -363,13 +363,6 @@ async def require_empty_tables(conn: asyncpg.Connection, plan: Plan, *, truncate
             await execute_all(conn, rollback.undo_data_sql(plan))
 
 
-async def drop_tables(conn: asyncpg.Connection, plan: Plan, tables: Sequence[TablePlan]) -> None:
-    try:
-        await execute_all(conn, ddl.drop_tables_sql(plan, tables))
-    except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
-        log.error("cleanup_failed", error=str(exc))
-
-
 async def execute_all(conn: asyncpg.Connection, statements: Sequence[str]) -> None:
     for statement in statements:
         try:

@@ -233,9 +233,7 @@ TRANSFORMS: Mapping[str, Transform | None] = {
     "bytes": to_bytes,
     "bytes_from_any": to_bytes,
     "json": to_json,
-    "json_text": None,
-    "json_or_default": to_json,  # failures replaced per policy, batch by batch
-    "json_or_null": to_json,  # json_valid() held for every value in the profile scan; jsonb parses it
+    "json_text": None,  # json_valid() held for every value in the profile scan; jsonb parses it
     "uuid": None,  # text proven by the profile; asyncpg parses both spellings
     "uuid_checked": to_uuid,
     "inet": None,  # text proven by the profile
