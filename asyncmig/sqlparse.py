@@ -9,6 +9,7 @@ scans that text, respecting quotes and parentheses, and never evaluates it.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 _QUOTES = {"'": "'", '"': '"', "`": "`", "[": "]"}
 
@@ -37,26 +38,31 @@ def _skip_comment(sql: str, i: int) -> int:
     return i
 
 
-def matching_paren(sql: str, start: int) -> int:
-    """Index of the ')' closing the '(' at ``start``."""
-    depth = 0
+def _outside_quotes(sql: str, start: int = 0) -> Iterator[int]:
+    """Positions of the characters of ``sql`` that are code: not quoted, not comments."""
     i = start
     while i < len(sql):
-        ch = sql[i]
-        if ch in _QUOTES:
+        if sql[i] in _QUOTES:
             i = _skip_quoted(sql, i)
             continue
         skipped = _skip_comment(sql, i)
         if skipped != i:
             i = skipped
             continue
-        if ch == "(":
+        yield i
+        i += 1
+
+
+def matching_paren(sql: str, start: int) -> int:
+    """Index of the ')' closing the '(' at ``start``."""
+    depth = 0
+    for i in _outside_quotes(sql, start):
+        if sql[i] == "(":
             depth += 1
-        elif ch == ")":
+        elif sql[i] == ")":
             depth -= 1
             if depth == 0:
                 return i
-        i += 1
     raise ValueError("unbalanced parentheses")
 
 
@@ -65,16 +71,8 @@ def split_top_level(sql: str, sep: str = ",") -> list[str]:
     parts: list[str] = []
     depth = 0
     start = 0
-    i = 0
-    while i < len(sql):
+    for i in _outside_quotes(sql):
         ch = sql[i]
-        if ch in _QUOTES:
-            i = _skip_quoted(sql, i)
-            continue
-        skipped = _skip_comment(sql, i)
-        if skipped != i:
-            i = skipped
-            continue
         if ch == "(":
             depth += 1
         elif ch == ")":
@@ -82,7 +80,6 @@ def split_top_level(sql: str, sep: str = ",") -> list[str]:
         elif ch == sep and depth == 0:
             parts.append(sql[start:i].strip())
             start = i + 1
-        i += 1
     parts.append(sql[start:].strip())
     return [p for p in parts if p]
 
@@ -93,25 +90,20 @@ def body(sql: str) -> str:
     return sql[start + 1 : matching_paren(sql, start)]
 
 
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
+
+
 def _words_outside_quotes(sql: str) -> list[tuple[int, str]]:
     """(position, upper-case word) for every bare word outside quotes/comments."""
     words: list[tuple[int, str]] = []
-    i = 0
-    while i < len(sql):
-        ch = sql[i]
-        if ch in _QUOTES:
-            i = _skip_quoted(sql, i)
+    end = 0  # the end of the last word: its other characters are not word starts
+    for i in _outside_quotes(sql):
+        if i < end:
             continue
-        skipped = _skip_comment(sql, i)
-        if skipped != i:
-            i = skipped
-            continue
-        match = re.match(r"[A-Za-z_][A-Za-z0-9_$]*", sql[i:])
+        match = _WORD.match(sql, i)
         if match:
             words.append((i, match.group(0).upper()))
-            i += len(match.group(0))
-            continue
-        i += 1
+            end = match.end()
     return words
 
 
