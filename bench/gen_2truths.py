@@ -498,15 +498,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def claim_output(out: Path, *, force: bool, prog: str) -> bool:
+    """Make way for a new database at ``out``: False (and why, on stderr) if one is there
+    and ``force`` was not given; generators never overwrite by accident."""
+    if out.exists():
+        if not force:
+            print(f"{prog}: error: {out} exists; pass --force to replace it", file=sys.stderr)
+            return False
+        out.unlink()
+    return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     out: Path = args.out
-    if out.exists():
-        if not args.force:
-            print(f"gen_2truths: error: {out} exists; pass --force to replace it",
-                  file=sys.stderr)
-            return 1
-        out.unlink()
+    if not claim_output(out, force=args.force, prog="gen_2truths"):
+        return 1
     started = time.perf_counter()
     counts = generate(out, args.rows, seed=args.seed, older_layout=args.older_layout)
     seconds = time.perf_counter() - started

@@ -47,7 +47,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.gen_2truths import Keys
+from bench.gen_2truths import Keys, claim_output
 
 CUSTOMERS_DDL = """CREATE TABLE customers (
     id INTEGER PRIMARY KEY,
@@ -305,11 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     out: Path = args.out
-    if out.exists():
-        if not args.force:
-            print(f"gen_dirty: error: {out} exists; pass --force to replace it", file=sys.stderr)
-            return 1
-        out.unlink()
+    if not claim_output(out, force=args.force, prog="gen_dirty"):
+        return 1
     try:
         counts = generate_dirty(out, args.rows, seed=args.seed, faults=args.faults)
     except ValueError as exc:
