@@ -99,13 +99,13 @@ def profile_tables(
     """Profile every table, ``jobs`` tables at a time, largest first."""
     conn = open_sync(path)
     try:  # count(*) walks only the table's b-tree pages: cheap, and orders the work
-        sizes = {t.name: profiling.count_rows(conn, t) for t in tables}
+        counted = [replace(t, row_count=profiling.count_rows(conn, t)) for t in tables]
     except sqlite3.DatabaseError as exc:
         raise source_error(path, exc) from exc
     finally:
         conn.close()
-    ordered = sorted(tables, key=lambda t: -sizes[t.name])
-    if jobs > 1 and sum(sizes.values()) >= PROCESS_THRESHOLD_ROWS:
+    ordered = sorted(counted, key=lambda t: -t.row_count)
+    if jobs > 1 and sum(t.row_count for t in counted) >= PROCESS_THRESHOLD_ROWS:
         context = multiprocessing.get_context("spawn")  # never fork a threaded process
         try:
             with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as processes:
@@ -133,11 +133,13 @@ def profile_table(conn: sqlite3.Connection, table: SourceTable,
                   overrides: Overrides) -> TableProfile:
     """Choose types from a sample, then check every row against them in one scan.
 
+    ``table.row_count`` must hold the table's count (introspection leaves it 0).
+
     Rows that break a choice are profiled in full and merged in, and the choice is
     made again; this repeats until one scan finds no such row. The common case costs
     one sample and one scan evaluating cheap conditions.
     """
-    rows = profiling.count_rows(conn, table)
+    rows = table.row_count  # counted by profile_tables, in the same read-only file
     profiles = profiling.profile_sample(conn, table, whole=rows <= 2 * profiling.SAMPLE_ROWS)
     if rows <= 2 * profiling.SAMPLE_ROWS:
         return TableProfile(profiles, rows, sampled=False)
