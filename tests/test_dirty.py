@@ -225,15 +225,23 @@ async def test_orphan_references_set_to_null(dirty: tuple[Path, DirtyCounts], pg
     assert nulls == FAULTS
 
 
-async def test_duplicates_sqlite_allowed_are_named_or_built_without_unique(
-        tmp_path: Path, pg_dsn: str) -> None:
-    """1 and '1' are different keys to SQLite, the same text to PostgreSQL."""
+@pytest.fixture
+def mixed_keys(tmp_path: Path) -> Path:
+    """A UNIQUE untyped column holding 1 and '1': different keys to SQLite, the same text
+    to PostgreSQL."""
     path = tmp_path / "dups.db"
     conn = sqlite3.connect(path)
     conn.execute("CREATE TABLE k (id INTEGER PRIMARY KEY, code UNIQUE)")
     conn.executemany("INSERT INTO k VALUES (?, ?)", [(1, 1), (2, "1"), (3, "x"), (4, 2.5)])
     conn.commit()
     conn.close()
+    return path
+
+
+async def test_duplicates_sqlite_allowed_are_named_or_built_without_unique(
+        mixed_keys: Path, pg_dsn: str) -> None:
+    """1 and '1' are different keys to SQLite, the same text to PostgreSQL."""
+    path = mixed_keys
     with pytest.raises(Exception, match=r"duplicate keys \('1',\) x2"):
         await run_migration(RunSettings(path, Target(pg_dsn, pg_dsn, "test")))
     report = await run_migration(RunSettings(path, Target(pg_dsn, pg_dsn, "test"),
@@ -273,14 +281,9 @@ def test_check_deep_catches_one_value_changed_behind_its_back(
     assert len(failing) == 1 and "orders" in failing[0] and f"id={victim}" in failing[0]
 
 
-async def test_duplicates_can_be_rejected_keeping_the_first(tmp_path: Path,
-                                                           pg_dsn: str) -> None:
-    path = tmp_path / "dups.db"
-    conn = sqlite3.connect(path)
-    conn.execute("CREATE TABLE k (id INTEGER PRIMARY KEY, code UNIQUE)")
-    conn.executemany("INSERT INTO k VALUES (?, ?)", [(1, 1), (2, "1"), (3, "x"), (4, 2.5)])
-    conn.commit()
-    conn.close()
+async def test_duplicates_can_be_rejected_keeping_the_first(mixed_keys: Path, pg_dsn: str,
+                                                           tmp_path: Path) -> None:
+    path = mixed_keys
     report = await run_migration(RunSettings(path, Target(pg_dsn, pg_dsn, "test"),
                                              duplicates="reject",
                                              rejects_dir=tmp_path / "rejects"))
