@@ -78,7 +78,7 @@ import asyncpg
 
 from asyncmig.errors import first_error
 from asyncmig.plan import ColumnPlan, Plan, TablePlan
-from asyncmig.policy import InvalidText, coerce, lenient_text, literal_default
+from asyncmig.policy import InvalidText, lenient_text, replacement
 from asyncmig.quoting import qualified, quote_ident, quote_sqlite_ident
 from asyncmig.sqlite_source import open_sync, source_error
 from asyncmig.transforms import (
@@ -629,28 +629,6 @@ class TableCheck:
         return tuple(out)
 
 
-def settle(column: ColumnPlan, value: Any, transform: Callable[[Any], Any] | None) -> Any:
-    """What the load put in place of a value its transform refused (the column's policy).
-
-    Raises ValueError when the load rejected the row instead (such rows are in
-    ``skip_rows``, from the reject store, and never reach the renderer).
-    """
-    if column.on_error == "coerce":
-        try:
-            fixed = coerce(column, value)
-            return transform(fixed) if transform and not isinstance(fixed, dt.datetime) \
-                else fixed
-        except VALUE_ERRORS:
-            pass
-    if column.on_error in ("default", "coerce"):
-        usable, default = literal_default(column)
-        if usable and column.on_error == "default":
-            return transform(default) if transform else default
-    if column.on_error in ("default", "null") and column.nullable:
-        return None
-    raise ValueError("rejected by the load")
-
-
 def unquote_field(field: str) -> str | None:
     """The text inside a :func:`quote_field` result (for showing a key to a person)."""
     if field == "NULL":
@@ -706,8 +684,8 @@ def cell(column: ColumnPlan, rendering: Rendering) -> Callable[[Any], str]:
                 value = transform(value)
         except VALUE_ERRORS:
             try:
-                value = settle(column, value, transform)
-            except VALUE_ERRORS:
+                value = replacement(column, value, transform)[1]
+            except VALUE_ERRORS:  # Rejected: the row is in skip_rows, never rendered
                 return INVALID
             if value is None:
                 return "NULL"

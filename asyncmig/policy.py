@@ -141,6 +141,44 @@ def coerce(column: ColumnPlan, value: Any) -> Any:
     raise ValueError("no coercion applies")
 
 
+class Rejected(ValueError):
+    """The column's policy sends the whole row to the reject store."""
+
+
+_CONVERSION_ERRORS = (ValueError, TypeError, ArithmeticError, OverflowError,
+                      orjson.JSONDecodeError)
+
+
+def replacement(column: ColumnPlan, value: Any,
+                function: Callable[[Any], Any] | None) -> tuple[str, Any]:
+    """(action, new value) the column's policy puts in place of a bad value.
+
+    Raises :class:`Rejected` when the row is rejected instead. The load applies it
+    (:class:`TableGuard`) and so does ``check --deep`` on the SQLite side, so both
+    agree on what a replaced value became.
+    """
+    policy = column.on_error
+    if policy == "coerce":
+        try:
+            fixed = coerce(column, value)
+            converted = function(fixed) if function and not isinstance(
+                fixed, dt.datetime) else fixed
+        except _CONVERSION_ERRORS:
+            raise Rejected("no coercion applies") from None
+        return "coerced", converted
+    if policy == "default":
+        usable, default = literal_default(column)
+        if usable:
+            try:
+                return "default", function(default) if function else default
+            except _CONVERSION_ERRORS:
+                pass  # an unusable default: the column is treated as under `null`
+        policy = "null"
+    if policy == "null" and column.nullable:
+        return "null", None
+    raise Rejected(f"policy {column.on_error}")
+
+
 class TableGuard:
     """Applies one table's column policies and keeps its accounts and reject file."""
 
@@ -214,36 +252,15 @@ class TableGuard:
                 reason: str, function: Callable[[Any], Any] | None = None) -> bool:
         """Apply the column's policy to one bad value; False when the row is rejected."""
         column = self.table.columns[position]
-        policy = column.on_error
-        if policy == "fail":
+        if column.on_error == "fail":
             raise DataError(self.table.name, column.name, self.key(row), value, reason)
-        if policy == "coerce":
-            try:
-                fixed = coerce(column, value)
-                values[position] = function(fixed) if function and not isinstance(
-                    fixed, dt.datetime) else fixed
-                self._replaced(row, column, value, "coerced", reason)
-                return True
-            except (ValueError, TypeError, ArithmeticError, OverflowError,
-                    orjson.JSONDecodeError):
-                pass
-        if policy == "default":
-            usable, default = literal_default(column)
-            if usable:
-                try:
-                    values[position] = function(default) if function else default
-                except (ValueError, TypeError, orjson.JSONDecodeError):
-                    usable = False
-            if usable:
-                self._replaced(row, column, value, "default", reason)
-                return True
-            policy = "null"
-        if policy == "null" and column.nullable:
-            values[position] = None
-            self._replaced(row, column, value, "null", reason)
-            return True
-        self.reject(row, column.name, reason, "transform")
-        return False
+        try:
+            action, values[position] = replacement(column, value, function)
+        except Rejected:
+            self.reject(row, column.name, reason, "transform")
+            return False
+        self._replaced(row, column, value, action, reason)
+        return True
 
     def _replaced(self, row: tuple[Any, ...], column: ColumnPlan, value: Any, action: str,
                   reason: str) -> None:
