@@ -141,6 +141,16 @@ def coerce(column: ColumnPlan, value: Any) -> Any:
     raise ValueError("no coercion applies")
 
 
+def key_positions(table: TablePlan) -> list[int]:
+    return [i for i, c in enumerate(table.columns) if c.name in table.primary_key]
+
+
+def row_key(positions: list[int], row: tuple[Any, ...]) -> Any:
+    """A row's primary key as a person reads it: the value, a tuple, or None without one."""
+    key = tuple(row[i] for i in positions) if positions else None
+    return key[0] if key is not None and len(key) == 1 else key
+
+
 class Rejected(ValueError):
     """The column's policy sends the whole row to the reject store."""
 
@@ -189,7 +199,7 @@ class TableGuard:
         self.reject_dir = reject_dir
         self.max_rejects = max_rejects
         self.accounts = Accounts()
-        self.keys = [i for i, c in enumerate(table.columns) if c.name in table.primary_key]
+        self.keys = key_positions(table)
         self._stream: IO[bytes] | None = None
 
     @property
@@ -198,8 +208,7 @@ class TableGuard:
         return any(c.on_error != "fail" for c in self.table.columns)
 
     def key(self, row: tuple[Any, ...]) -> Any:
-        key = tuple(row[i] for i in self.keys) if self.keys else None
-        return key[0] if key is not None and len(key) == 1 else key
+        return row_key(self.keys, row)
 
     def convert(self, rows: list[tuple[Any, ...]],
                 work: list[tuple[int, Callable[[Any], Any]]]) -> tuple[list[tuple[Any, ...]],

@@ -24,7 +24,7 @@ import orjson
 
 from asyncmig.errors import DataError
 from asyncmig.plan import TablePlan
-from asyncmig.policy import TableGuard
+from asyncmig.policy import TableGuard, key_positions, row_key
 
 Transform = Callable[[Any], Any]
 Batch = list[tuple[Any, ...]]
@@ -335,7 +335,7 @@ def build_batch_transform(table: TablePlan,
 
 def _explain(table: TablePlan, work: list[tuple[int, Transform]], batch: Batch) -> DataError:
     """Find the first failing value of a batch again, and name it with its row's key."""
-    key_positions = [i for i, c in enumerate(table.columns) if c.name in table.primary_key]
+    positions = key_positions(table)
     for row in batch:
         for position, function in work:
             value = row[position]
@@ -344,9 +344,7 @@ def _explain(table: TablePlan, work: list[tuple[int, Transform]], batch: Batch) 
             try:
                 function(value)
             except VALUE_ERRORS as exc:
-                key: Any = tuple(row[i] for i in key_positions) if key_positions else None
-                if isinstance(key, tuple) and len(key) == 1:
-                    key = key[0]
+                key = row_key(positions, row)
                 column = table.columns[position]
                 return DataError(table.name, column.name, key if key is not None else row,
                                  value, f"not a valid {column.target_type}: {exc}")
