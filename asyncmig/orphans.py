@@ -26,7 +26,7 @@ import structlog
 
 from asyncmig import history
 from asyncmig.plan import ForeignKeyPlan, Plan, TablePlan
-from asyncmig.policy import TableGuard
+from asyncmig.policy import TableGuard, key_positions
 from asyncmig.quoting import qualified, quote_ident, quote_sqlite_ident
 from asyncmig.sqlite_source import open_sync, source_error
 
@@ -142,7 +142,7 @@ def _source_rows(source: Path, table: TablePlan, loaded: Sequence[tuple[Any, ...
     cannot be looked up: that row is recorded as loaded, which the record says.
     """
     names = ", ".join(quote_sqlite_ident(c.source_name) for c in table.columns)
-    positions = [i for i, c in enumerate(table.columns) if c.name in table.primary_key]
+    positions = key_positions(table)
     match = " AND ".join(f"{quote_sqlite_ident(table.columns[i].source_name)} IS ?"
                          for i in positions)
     sql = f"SELECT {names} FROM {quote_sqlite_ident(table.source_name)} WHERE {match}"
