@@ -368,8 +368,13 @@ async def execute_all(conn: asyncpg.Connection, statements: Sequence[str]) -> No
         try:
             await conn.execute(statement)
         except asyncpg.PostgresError as exc:
-            raise TargetError(f"PostgreSQL refused: {first_line(statement)}: {exc}",
-                              detail=getattr(exc, "detail", None)) from exc
+            raise refused(statement, exc) from exc
+
+
+def refused(statement: str, exc: asyncpg.PostgresError) -> TargetError:
+    """A statement PostgreSQL refused, as one line naming the statement and the reason."""
+    return TargetError(f"PostgreSQL refused: {first_line(statement)}: {exc}",
+                       detail=getattr(exc, "detail", None))
 
 
 def first_line(sql: str) -> str:
@@ -562,8 +567,7 @@ async def build_indexes(settings: RunSettings, pool: asyncpg.Pool, plan: Plan,
                 report.warnings.append(f"{table.name}: index {name} built without UNIQUE: "
                                        f"duplicate keys {keys}")
             except asyncpg.PostgresError as exc:
-                raise TargetError(f"PostgreSQL refused: {first_line(statement)}: {exc}",
-                                  detail=getattr(exc, "detail", None)) from exc
+                raise refused(statement, exc) from exc
             finally:
                 await conn.execute("RESET maintenance_work_mem")
 
@@ -666,7 +670,7 @@ async def finish(conn: asyncpg.Connection, plan: Plan, report: RunReport) -> Non
             report.warnings.append(f"foreign key not created: {exc}")
             continue
         except asyncpg.PostgresError as exc:
-            raise TargetError(f"PostgreSQL refused: {first_line(add)}: {exc}") from exc
+            raise refused(add, exc) from exc
         try:
             await conn.execute(validate)
         except asyncpg.ForeignKeyViolationError as exc:
