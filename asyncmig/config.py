@@ -146,11 +146,6 @@ class Overrides:
     def excluded(self) -> frozenset[str]:
         return frozenset(name for name, t in self.tables.items() if t.exclude)
 
-    @property
-    def column_types(self) -> Mapping[tuple[str, str], str]:
-        return {(t, c): s.type for t, ts in self.tables.items()
-                for c, s in ts.columns.items() if s.type}
-
     def column(self, table: str, column: str) -> ColumnSettings:
         settings = self.tables.get(table)
         return settings.columns.get(column, ColumnSettings()) if settings else ColumnSettings()

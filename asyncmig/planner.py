@@ -146,7 +146,7 @@ def profile_table(conn: sqlite3.Connection, table: SourceTable,
     for _ in range(MAX_PROFILE_ROUNDS):
         conditions = {}
         for column in table.columns:
-            if (table.name, column.name) in overrides.column_types:
+            if overrides.column(table.name, column.name).type:  # the user's type: not profiled
                 continue
             choice = _choose(table, column, profiles[column.name], overrides)
             conditions[column.name] = profiling.acceptance(
