@@ -32,7 +32,7 @@ import anyio.to_process
 import asyncpg
 import structlog
 
-from asyncmig import ddl, history, logs, orphans, rollback, verify, views
+from asyncmig import collations, ddl, history, logs, orphans, rollback, verify, views
 from asyncmig.config import Overrides
 from asyncmig.connect import Target, connect, create_pool
 from asyncmig.errors import SourceError, TargetError, VerificationError, first_error
@@ -230,6 +230,9 @@ async def _phases(settings: RunSettings, admin: asyncpg.Connection, plan: Plan,
         pipeline = replace(settings.pipeline,
                            reject_dir=settings.rejects_dir / f"run{report.run_id}")
         settings = replace(settings, pipeline=pipeline)
+    plan, notes = await collations.prepare(admin, plan, create=create)
+    report.plan = plan
+    report.warnings.extend(notes)
     if create:
         await create_tables(admin, plan, replace=settings.replace)
     else:

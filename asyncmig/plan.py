@@ -30,6 +30,7 @@ class ColumnPlan:
     evidence: str = ""  # why this type: declared type and value counts
     warnings: tuple[str, ...] = ()
     on_error: str = "fail"  # what a value that does not fit becomes: see asyncmig.policy
+    collation: str | None = None  # PostgreSQL collation (asyncmig.collations), unquoted
 
 
 @dataclass(frozen=True)

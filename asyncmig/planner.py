@@ -22,9 +22,17 @@ from pathlib import Path
 import structlog
 
 from asyncmig import profile as profiling
-from asyncmig.catalog import ColumnProfile, SourceCatalog, SourceColumn, SourceTable
+from asyncmig.catalog import (
+    ColumnProfile,
+    SourceCatalog,
+    SourceColumn,
+    SourceIndexKey,
+    SourceTable,
+)
+from asyncmig.collations import NOCASE, is_text
 from asyncmig.config import Overrides
 from asyncmig.customise import customise
+from asyncmig.ddl.indexes import is_column
 from asyncmig.errors import UsageError
 from asyncmig.introspect import introspect
 from asyncmig.loadorder import load_order
@@ -249,7 +257,8 @@ def plan_table(
     else:
         columns = [replace(c, nullable=False) if c.name in primary_key else c for c in columns]
     col_types = {c.name: c.target_type for c in columns}
-    indexes += _plan_indexes(table, col_types, skipped)
+    indexes += _plan_indexes(table, col_types, skipped,
+                             {c.name: c.collation for c in columns})
     result = TablePlan(
         name=table.name,
         source_name=table.name,
@@ -301,6 +310,7 @@ def _column_plan(
             warnings.append(f"default {column.default_sql} dropped: {translated.reason}")
             skipped.append(Skipped("default", table.name, name, column.default_sql,
                                    translated.reason))
+    collation = _column_collation(column, choice.target_type, warnings)
     if column.hidden in (2, 3):
         warnings.append("generated column: its values are copied, the expression is not")
     return ColumnPlan(
@@ -315,11 +325,27 @@ def _column_plan(
         source_default=column.default_sql,
         evidence=choice.evidence,
         warnings=tuple(warnings),
+        collation=collation,
     )
 
 
+def _column_collation(column: SourceColumn, target_type: str, warnings: list[str]) -> str | None:
+    """NOCASE becomes the case-insensitive collation; RTRIM cannot be a column's collation."""
+    declared = (column.collation or "BINARY").upper()
+    if declared == "NOCASE" and is_text(target_type):
+        return NOCASE
+    if declared == "RTRIM" and is_text(target_type):
+        warnings.append("COLLATE RTRIM: PostgreSQL compares trailing spaces; only the "
+                        "column's indexes ignore them (rtrim() keys)")
+    elif declared not in ("BINARY", "NOCASE"):
+        warnings.append(f"COLLATE {column.collation} is not migrated: PostgreSQL compares "
+                        "the column with its default collation")
+    return None
+
+
 def _plan_indexes(
-    table: SourceTable, col_types: Mapping[str, str], skipped: list[Skipped]
+    table: SourceTable, col_types: Mapping[str, str], skipped: list[Skipped],
+    collated: Mapping[str, str | None],
 ) -> list[IndexPlan]:
     planned = []
     for index in table.indexes:
@@ -340,9 +366,7 @@ def _plan_indexes(
             else:
                 assert key.column is not None
                 expression = quote_ident(key.column)
-            if key.collation and key.collation.upper() == "NOCASE":
-                expression = f"lower({expression})"
-            keys.append(IndexKeyPlan(expression, key.descending))
+            keys.append(_collated_key(key, expression, col_types, collated))
         where = None
         if reason is None and index.where:
             translated = translate_expression(index.where, column_types=col_types)
@@ -353,14 +377,31 @@ def _plan_indexes(
         if reason is not None:
             skipped.append(Skipped("index", table.name, index.name, index.sql or "", reason))
             continue
-        is_constraint = index.origin == "u" and all(k.column for k in index.keys) and not any(
-            k.collation for k in index.keys
+        is_constraint = index.origin == "u" and all(k.column for k in index.keys) and all(
+            is_column(k.expression) and not k.collation for k in keys
         )
         name = index.name
         if index.origin != "c":
             name = pg_name(table.name, *(k.column or "expr" for k in index.keys), "key")
         planned.append(IndexPlan(name, tuple(keys), index.unique, where, is_constraint, index.sql))
     return planned
+
+
+def _collated_key(key: SourceIndexKey, expression: str, col_types: Mapping[str, str],
+                  collated: Mapping[str, str | None]) -> IndexKeyPlan:
+    """A key compared as SQLite compares it: by its column's collation, ours, C or a function."""
+    wanted = (key.collation or "BINARY").upper()
+    own = collated.get(key.column) if key.column else None
+    text = key.column is not None and is_text(col_types.get(key.column, ""))
+    if wanted == "NOCASE" and own != NOCASE:
+        if text:  # COLLATE NOCASE in the index only
+            return IndexKeyPlan(expression, key.descending, collation=NOCASE)
+        return IndexKeyPlan(f"lower({expression})", key.descending)
+    if wanted == "RTRIM" and text:
+        return IndexKeyPlan(f"rtrim({expression})", key.descending)
+    if wanted == "BINARY" and own == NOCASE:  # COLLATE BINARY on a NOCASE column
+        return IndexKeyPlan(expression, key.descending, collation="C")
+    return IndexKeyPlan(expression, key.descending)
 
 
 def _plan_checks(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+from asyncmig.collations import collation_sql
 from asyncmig.plan import IndexKeyPlan, IndexPlan, Plan, TablePlan
 from asyncmig.quoting import qualified, quote_ident
 
@@ -20,7 +21,7 @@ def is_column(expression: str) -> bool:
     return _QUOTED_NAME.fullmatch(expression.strip()) is not None
 
 
-def key_sql(key: IndexKeyPlan) -> str:
+def key_sql(key: IndexKeyPlan, schema: str = "public") -> str:
     """One index key; expressions need their own parentheses in CREATE INDEX.
 
     The parts follow PostgreSQL's grammar order: expression, COLLATE, operator class
@@ -30,7 +31,7 @@ def key_sql(key: IndexKeyPlan) -> str:
     expression = key.expression.strip()
     sql = expression if is_column(expression) else f"({expression})"
     if key.collation:
-        sql += f" COLLATE {quote_ident(key.collation)}"
+        sql += f" COLLATE {collation_sql(schema, key.collation)}"
     if key.opclass:
         sql += f" {quote_ident(key.opclass)}"
     if key.descending:
@@ -52,7 +53,7 @@ def method_sql(index: IndexPlan) -> str:
 
 def create_index_sql(plan: Plan, table: TablePlan, index: IndexPlan) -> str:
     unique = "UNIQUE " if index.unique else ""
-    keys = ", ".join(key_sql(k) for k in index.keys)
+    keys = ", ".join(key_sql(k, plan.schema) for k in index.keys)
     sql = (f"CREATE {unique}INDEX {quote_ident(index.name)} "
            f"ON {qualified(plan.schema, table.name)}{method_sql(index)} ({keys})")
     if index.where:

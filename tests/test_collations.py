@@ -1,0 +1,92 @@
+"""COLLATE NOCASE columns stay case-insensitive in PostgreSQL (ICU), or fall back to lower().
+
+Run on every server available: the embedded PostgreSQL is built without ICU (the
+fallback path), the distribution's has it (the collation path).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from asyncmig.collations import NOCASE
+from asyncmig.commands import DeepCheck, check
+from asyncmig.connect import Target
+from asyncmig.ddl import create_schema_sql, create_table_sql, index_sql
+from asyncmig.migrate import RunSettings, run_migration
+from asyncmig.planner import build_plan
+from tests.compare import assert_all_equal
+
+SCHEMA = """
+CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT COLLATE NOCASE UNIQUE, name TEXT,
+                    code TEXT COLLATE RTRIM);
+CREATE INDEX users_name_nocase ON users (name COLLATE NOCASE);
+CREATE UNIQUE INDEX users_code ON users (code);
+"""
+ROWS = [(1, "Ann@Example.com", "ann", "a1"), (2, "bob@example.com", "Bob", "b1"),
+        (3, "carl@example.com", "carl", "c1 ")]
+
+
+def build(path: Path) -> Path:
+    conn = sqlite3.connect(path)
+    conn.executescript(SCHEMA)
+    conn.executemany("INSERT INTO users VALUES (?, ?, ?, ?)", ROWS)
+    conn.commit()
+    conn.close()
+    return path
+
+
+def test_the_plan_gives_nocase_columns_the_collation(tmp_path: Path) -> None:
+    """The column gets the collation (created with the schema); its UNIQUE stays a constraint."""
+    plan = build_plan(build(tmp_path / "c.db"), schema="app")
+    users = plan.table("users")
+    assert users.column("email").collation == NOCASE
+    assert users.column("name").collation is None
+    assert create_schema_sql(plan)[-1] == (
+        "CREATE COLLATION IF NOT EXISTS \"app\".\"nocase\" (provider = icu, "
+        "locale = 'und-u-ks-level2', deterministic = false)")
+    assert '"email" text COLLATE "app"."nocase"' in create_table_sql(plan, users)
+    statements = " ".join(index_sql(plan, users))
+    assert '("name" COLLATE "app"."nocase")' in statements
+    assert '(rtrim("code"))' in statements
+    email_index = next(i for i in users.indexes if i.keys[0].expression == '"email"')
+    assert email_index.constraint and email_index.keys[0].collation is None
+    assert any("RTRIM" in w for w in plan.warnings)
+
+
+async def test_nocase_equality_and_uniqueness_after_migration(tmp_path: Path,
+                                                              any_pg_dsn: str) -> None:
+    """`email = 'ann@example.com'` finds 'Ann@Example.com'; a case-variant duplicate is refused.
+
+    With ICU the column itself compares case-insensitively; without it the warning names
+    the column and the unique index is on lower(email), which still refuses the duplicate.
+    """
+    source = build(tmp_path / "c.db")
+    settings = RunSettings(source, Target(any_pg_dsn, any_pg_dsn, "test"))
+    report = await run_migration(settings)
+    assert await assert_all_equal(source, any_pg_dsn, report.plan) == len(ROWS)
+    conn = await asyncpg.connect(any_pg_dsn)
+    try:
+        icu = report.plan.table("users").column("email").collation == NOCASE
+        found = await conn.fetch("SELECT id, email FROM users WHERE email = 'ann@example.com'"
+                                 if icu else
+                                 "SELECT id, email FROM users WHERE lower(email) = "
+                                 "lower('ann@example.com')")
+        assert [tuple(r) for r in found] == [(1, "Ann@Example.com")]
+        if icu:
+            ordered = await conn.fetch("SELECT email FROM users ORDER BY email")
+            assert [r[0] for r in ordered] == sorted((r[1] for r in ROWS), key=str.lower)
+            assert not any("NOCASE" in w for w in report.warnings)
+        else:
+            assert any("users.email" in w and "case-sensitive" in w for w in report.warnings)
+        with pytest.raises(asyncpg.UniqueViolationError):
+            await conn.execute("INSERT INTO users (email) VALUES ('ANN@example.COM')")
+        with pytest.raises(asyncpg.UniqueViolationError):  # RTRIM: trailing spaces ignored
+            await conn.execute("INSERT INTO users (code) VALUES ('a1  ')")
+    finally:
+        await conn.close()
+    results = await check(settings, DeepCheck())
+    assert [r for r in results if not r.ok] == []
