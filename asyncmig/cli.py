@@ -24,7 +24,7 @@ import anyio
 import asyncpg
 import orjson
 
-from asyncmig import commands, ddl, logs, render, validate, verify
+from asyncmig import commands, ddl, files, logs, render, validate, verify
 from asyncmig.config import ON_ERROR, load_overrides
 from asyncmig.connect import Target, resolve_target, scrub
 from asyncmig.embedded import DEFAULT_DATA_DIR, EmbeddedServer
@@ -233,9 +233,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 
 def open_log_file(directory: Path) -> Path:
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / logs.log_file_name()
-        path.touch()
+        # private and exclusive: two runs started in the same second keep their own logs
+        path = files.new_file(directory.absolute(), logs.log_file_stem(), ".log")
     except OSError as exc:
         raise UsageError(f"cannot write the log file in {directory}: {exc.strerror}",
                          hint="pass --log-dir (or ASYNCMIG_LOG_DIR) naming a writable "

@@ -9,10 +9,11 @@ password is kept only inside :class:`Target`; everything printed or logged uses
 from __future__ import annotations
 
 import os
+import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import asyncpg
 
@@ -33,24 +34,27 @@ class Target:
         return {"dsn": self.dsn} if self.dsn else {}
 
 
+_PASSWORD_PARAM = re.compile(r"(?i)(password=)[^&#\s]*")
+_KEYWORD_PASSWORD = re.compile(r"""(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'?|\S*)""")
+
+
 def scrub(dsn: str) -> str:
-    """``dsn`` with any password replaced by ``***`` (URL or key=value form)."""
+    """``dsn`` with any password replaced by ``***`` (URL or key=value form).
+
+    Works on the raw text, before any parser sees it: a password holding ``/``, ``#``,
+    ``?`` or ``@`` (base64 passwords often do) confuses URL parsers, and whatever they
+    make of it, everything between the scheme's ``user:`` and the last ``@`` is hidden.
+    """
     if "://" not in dsn:
-        parts = []
-        for item in dsn.split():
-            key, _, _value = item.partition("=")
-            parts.append(f"{key}=***" if key.strip().lower() == "password" else item)
-        return " ".join(parts)
-    parts_url = urlsplit(dsn)
-    netloc = parts_url.netloc
-    if "@" in netloc:
-        userinfo, _, hostinfo = netloc.rpartition("@")
-        user, sep, _password = userinfo.partition(":")
-        netloc = f"{user}:***@{hostinfo}" if sep and _password else f"{userinfo}@{hostinfo}"
-    query = "&".join(
-        f"{k}={'***' if k.lower() == 'password' else v}" for k, v in parse_qsl(parts_url.query)
-    )
-    return urlunsplit(parts_url._replace(netloc=netloc, query=query))
+        return _KEYWORD_PASSWORD.sub(r"\1***", dsn)
+    scheme, _, rest = dsn.partition("://")
+    # a URL that parses cleanly has its user info in the host part (a prefix of rest);
+    # for any other, take the last "@" anywhere, whatever a parser would make of it
+    at = rest.rfind("@") if _malformed(dsn) else urlsplit(dsn).netloc.rfind("@")
+    if at >= 0:
+        user, colon, _password = rest[:at].partition(":")
+        rest = f"{user}:***@{rest[at + 1:]}" if colon else rest
+    return f"{scheme}://" + _PASSWORD_PARAM.sub(r"\1***", rest)
 
 
 def resolve_target(pg: str | None, environ: Mapping[str, str]) -> Target | None:
@@ -68,12 +72,39 @@ def resolve_target(pg: str | None, environ: Mapping[str, str]) -> Target | None:
 
 
 def _check_url(url: str, origin: str) -> str:
-    if "://" in url and not url.startswith(("postgresql://", "postgres://")):
+    if "://" not in url:
+        return url
+    if not url.startswith(("postgresql://", "postgres://")):
         raise UsageError(
             f"cannot use {origin} {scrub(url)}: not a PostgreSQL URL",
             hint="use postgresql://user:password@host:port/database",
         )
+    if _malformed(url):
+        raise UsageError(
+            f"cannot use {origin} {scrub(url)}: the URL cannot be parsed",
+            hint="percent-encode special characters in the user name and password "
+                 "(/ as %2F, # as %23, ? as %3F, @ as %40, : as %3A, % as %25)")
     return url
+
+
+def _malformed(url: str) -> bool:
+    """Whether a URL parser would split ``url`` somewhere other than its author meant.
+
+    An unencoded ``/``, ``#`` or ``?`` in the password ends the host part early: the
+    ``@`` then lands in the path, query or fragment, or the password's start is taken
+    for a port. Connecting to what the parser made of it would put part of the
+    password into an error message (as a host or a port), so such a URL is refused.
+    """
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- raises ValueError for a port that is not a number
+    except ValueError:
+        return True
+    if "@" not in parts.netloc and "@" in parts.path + parts.fragment:
+        return True
+    if parts.netloc.count("@") > 1:  # drivers split at the first "@", libpq at the last
+        return True
+    return any("=" not in item for item in parts.query.split("&") if item)
 
 
 async def connect(target: Target, **kwargs: object) -> asyncpg.Connection:
@@ -134,7 +165,11 @@ def _redact(message: str, target: Target) -> str:
 
 def _password(target: Target) -> str | None:
     if target.dsn and "://" in target.dsn:
-        return urlsplit(target.dsn).password or dict(parse_qsl(urlsplit(target.dsn).query)).get(
-            "password"
-        )
-    return os.environ.get("PGPASSWORD") if target.dsn is None else None
+        rest = target.dsn.partition("://")[2]
+        userinfo = rest[:rest.rfind("@")] if "@" in rest else ""
+        return (unquote(userinfo.partition(":")[2])
+                or dict(parse_qsl(urlsplit(target.dsn).query)).get("password"))
+    if target.dsn:
+        match = _KEYWORD_PASSWORD.search(target.dsn)
+        return match.group(2).strip("'") if match else None
+    return os.environ.get("PGPASSWORD")

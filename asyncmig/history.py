@@ -76,6 +76,10 @@ UPGRADE_SQL = [
     (f"ALTER TABLE {RUN_TABLES} ADD COLUMN IF NOT EXISTS reject_reasons jsonb NOT NULL "
      "DEFAULT '{}'"),
     f"ALTER TABLE {RUN_TABLES} ADD COLUMN IF NOT EXISTS reject_file text",
+    # names this run's files: unique across servers, databases and schemas (run ids are not)
+    f"ALTER TABLE {RUNS} ADD COLUMN IF NOT EXISTS run_uuid uuid DEFAULT gen_random_uuid()",
+    # the rollback itself, so `rollback` never depends on a file that may be gone or changed
+    f"ALTER TABLE {RUNS} ADD COLUMN IF NOT EXISTS rollback_sql text",
 ]
 
 
@@ -105,6 +109,19 @@ async def start_run(conn: asyncpg.Connection, command: str, source: Path, schema
         f"INSERT INTO {RUNS} (command, source_path, source_size, target_schema, options) "
         "VALUES ($1, $2, $3, $4, $5::jsonb) RETURNING id",
         command, path, size, schema, json.dumps(options)))
+
+
+async def run_tag(conn: asyncpg.Connection, run_id: int) -> str:
+    """A short name for the run's files, unique to this target and run: ``run<N>-<uuid>``."""
+    uuid = await conn.fetchval(f"SELECT run_uuid FROM {RUNS} WHERE id = $1", run_id)
+    return f"run{run_id}-{uuid.hex[:12]}"
+
+
+async def store_rollback(conn: asyncpg.Connection, run_id: int, sql: str,
+                         script: Path | None) -> None:
+    """Keep the run's rollback SQL (and where its copy was written) in the history."""
+    await conn.execute(f"UPDATE {RUNS} SET rollback_sql = $2, rollback_script = $3 WHERE id = $1",
+                       run_id, sql, str(script) if script else None)
 
 
 async def record_table(conn: asyncpg.Connection, run_id: int, table: str, source_rows: int,
@@ -161,8 +178,8 @@ async def finish_run(conn: asyncpg.Connection, run_id: int, *, status: str,
                      rollback_script: str | None = None, log_file: str | None = None) -> None:
     await conn.execute(
         f"UPDATE {RUNS} SET finished_at = now(), status = $2, rows_loaded = $3, seconds = $4, "
-        "error = $5, source_sha256 = coalesce($6, source_sha256), rollback_script = $7, "
-        "log_file = $8 WHERE id = $1",
+        "error = $5, source_sha256 = coalesce($6, source_sha256), "
+        "rollback_script = coalesce($7, rollback_script), log_file = $8 WHERE id = $1",
         run_id, status, rows, seconds, error, sha256, rollback_script, log_file)
 
 
@@ -184,6 +201,8 @@ class RunRecord:
     rollback_script: str | None
     log_file: str | None
     tables: tuple[dict[str, Any], ...]
+    run_uuid: Any = None
+    rollback_sql: str | None = None
 
 
 async def read_runs(conn: asyncpg.Connection, limit: int = 20) -> list[RunRecord]:

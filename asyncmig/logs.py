@@ -14,6 +14,7 @@ password: targets are logged by their scrubbed URL only.
 
 from __future__ import annotations
 
+import io
 import logging
 import sys
 from datetime import datetime
@@ -23,6 +24,8 @@ from typing import IO, Any
 import orjson
 import structlog
 
+from asyncmig import files
+
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
           "error": logging.ERROR, "critical": logging.CRITICAL}
 
@@ -31,8 +34,8 @@ def _json_dumps(obj: Any, **_: Any) -> str:
     return orjson.dumps(obj, default=str).decode()
 
 
-def log_file_name(now: datetime | None = None) -> str:
-    return f"migration_{(now or datetime.now()).strftime('%Y%m%d_%H%M%S')}.log"
+def log_file_stem(now: datetime | None = None) -> str:
+    return f"migration_{(now or datetime.now()).strftime('%Y%m%d_%H%M%S')}"
 
 
 class FileTee:
@@ -63,7 +66,8 @@ def configure(*, log_format: str = "auto", verbose: bool = False,
               log_file: Path | None = None) -> IO[str] | None:
     """Set up logging; returns the opened log file (the caller closes it at exit)."""
     use_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
-    stream = log_file.open("a", encoding="utf-8") if log_file else None
+    stream = (io.TextIOWrapper(files.append(log_file), encoding="utf-8")
+              if log_file else None)
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,

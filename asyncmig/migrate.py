@@ -39,7 +39,7 @@ from asyncmig.errors import SourceError, TargetError, VerificationError, first_e
 from asyncmig.pipeline import PipelineSettings, TableLoad, load_table
 from asyncmig.plan import Plan, TablePlan, ViewPlan
 from asyncmig.planner import build_plan
-from asyncmig.policy import TooManyRejects
+from asyncmig.policy import TooManyRejects, reject_path
 from asyncmig.quoting import qualified, quote_ident
 from asyncmig.sqlite_source import check_source_file, fingerprint, open_sync, source_error
 from asyncmig.verify import CheckResult
@@ -226,9 +226,10 @@ async def _phases(settings: RunSettings, admin: asyncpg.Connection, plan: Plan,
                   report: RunReport, *, create: bool, load: bool, check: bool) -> None:
     assert report.run_id is not None
     before = fingerprint(settings.source)
+    tag = await history.run_tag(admin, report.run_id)  # names this run's files
     if settings.rejects_dir is not None:
         pipeline = replace(settings.pipeline,
-                           reject_dir=settings.rejects_dir / f"run{report.run_id}")
+                           reject_dir=settings.rejects_dir.absolute() / tag)
         settings = replace(settings, pipeline=pipeline)
     plan, notes = await collations.prepare(admin, plan, create=create)
     report.plan = plan
@@ -263,15 +264,27 @@ async def _phases(settings: RunSettings, admin: asyncpg.Connection, plan: Plan,
                     f"{len(failed)} check(s) failed after loading, first: {first.check} of "
                     f"{first.table} {first.subject}: expected {first.expected}, "
                     f"found {first.found}")
-        if settings.output_dir is not None and (create or load):
-            report.rollback_script = rollback.write_script(plan, report.run_id,
-                                                           settings.output_dir)
+        if create or load:
+            report.rollback_script = await keep_rollback(settings, admin, plan, report.run_id,
+                                                         tag)
     except BaseException as exc:
         with anyio.move_on_after(30, shield=True):
             await undo(admin, plan, report.run_id, drop=create)
             await history.finish_run(admin, report.run_id, status="failed",
                                      error=_one_line(exc), rows=report.rows)
         raise
+
+
+async def keep_rollback(settings: RunSettings, admin: asyncpg.Connection, plan: Plan,
+                        run_id: int, tag: str) -> Path | None:
+    """The run's rollback, kept in the history and, for people to review, in a file."""
+    sql = rollback.script_sql(plan, run_id)
+    script = None
+    if settings.output_dir is not None:
+        script = await anyio.to_thread.run_sync(rollback.write_script, sql, tag,
+                                                settings.output_dir)
+    await history.store_rollback(admin, run_id, sql, script)
+    return script
 
 
 def _one_line(exc: BaseException) -> str:
@@ -369,9 +382,21 @@ async def require_empty_tables(conn: asyncpg.Connection, plan: Plan, *, truncate
 async def execute_all(conn: asyncpg.Connection, statements: Sequence[str]) -> None:
     for statement in statements:
         try:
-            await conn.execute(statement)
+            await execute_one(conn, statement)
         except asyncpg.PostgresError as exc:
             raise refused(statement, exc) from exc
+
+
+async def execute_one(conn: asyncpg.Connection, statement: str) -> None:
+    """Run exactly one statement.
+
+    asyncpg's ``execute`` without arguments uses the simple query protocol, which runs
+    every statement in the string; a prepared statement (``fetch``) refuses a second
+    one. Text that comes from the source file (a view's query, a CHECK, a default, an
+    index predicate) can therefore never smuggle in a statement of its own, however
+    its quoting was crafted.
+    """
+    await conn.fetch(statement)
 
 
 def refused(statement: str, exc: asyncpg.PostgresError) -> TargetError:
@@ -452,7 +477,7 @@ async def migrate_table(
     late = report.late_rejects.pop(table.name, {})  # duplicates rejected by the index phase
     reject_dir = settings.pipeline.reject_dir
     reject_file = accounts.reject_file or (
-        str(reject_dir / f"{table.name}.jsonl") if late and reject_dir else None)
+        str(reject_path(reject_dir, table.name)) if late and reject_dir else None)
     report.tables.append(TableReport(table.name, load.rows_copied - sum(late.values()),
                                      load.seconds, index_seconds, dict(accounts.replaced),
                                      accounts.rejected + sum(late.values()),
@@ -549,7 +574,7 @@ async def build_indexes(settings: RunSettings, pool: asyncpg.Pool, plan: Plan,
         async with slots, pool.acquire() as conn:
             await conn.execute("SET maintenance_work_mem = '256MB'")
             try:
-                await conn.execute(statement)
+                await execute_one(conn, statement)
             except asyncpg.UniqueViolationError:
                 keys = await duplicate_keys(conn, plan, table, name)
                 if settings.duplicates == "reject":
@@ -632,7 +657,7 @@ async def add_constraints(conn: asyncpg.Connection, plan: Plan, table: TablePlan
             await execute_all(conn, [statement])
             continue
         try:
-            await conn.execute(statement)
+            await execute_one(conn, statement)
         except asyncpg.CheckViolationError as exc:
             name = statement.rsplit("VALIDATE CONSTRAINT", 1)[1].strip().rstrip(";")
             await conn.execute(
@@ -655,7 +680,7 @@ async def settle(settings: RunSettings, conn: asyncpg.Connection, plan: Plan,
     reject_dir = settings.pipeline.reject_dir
     report.tables = [
         replace(t, rows=t.rows - moved[t.table], rejected=t.rejected + moved[t.table],
-                reject_file=t.reject_file or (str(reject_dir / f"{t.table}.jsonl")
+                reject_file=t.reject_file or (str(reject_path(reject_dir, t.table))
                                               if reject_dir else None))
         if t.table in moved else t
         for t in report.tables]
@@ -668,14 +693,14 @@ async def finish(conn: asyncpg.Connection, plan: Plan, report: RunReport) -> Non
     """
     for add, validate in ddl.foreign_key_sql(plan):
         try:
-            await conn.execute(add)
+            await execute_one(conn, add)
         except asyncpg.InvalidForeignKeyError as exc:  # its parent key was built non-unique
             report.warnings.append(f"foreign key not created: {exc}")
             continue
         except asyncpg.PostgresError as exc:
             raise refused(add, exc) from exc
         try:
-            await conn.execute(validate)
+            await execute_one(conn, validate)
         except asyncpg.ForeignKeyViolationError as exc:
             report.warnings.append(
                 f"foreign key left NOT VALID because existing rows break it: {exc}"
@@ -703,7 +728,8 @@ async def create_view(conn: asyncpg.Connection, plan: Plan, view: ViewPlan) -> l
         try:
             async with conn.transaction():
                 await conn.execute(f"SET LOCAL search_path TO {quote_ident(plan.schema)}")
-                await conn.execute(f"CREATE VIEW {qualified(plan.schema, view.name)} AS {query}")
+                await execute_one(conn,
+                                  f"CREATE VIEW {qualified(plan.schema, view.name)} AS {query}")
         except asyncpg.PostgresError as exc:
             error = exc
             continue

@@ -51,6 +51,7 @@ from asyncmig.plan import (
 from asyncmig.quoting import quote_ident, quote_sqlite_ident
 from asyncmig.sqlexpr import translate_default, translate_expression
 from asyncmig.sqlite_source import open_sync, source_error
+from asyncmig.sqlparse import first_statement
 from asyncmig.typemap import TypeChoice, choose_type, override_type
 
 MAX_PROFILE_ROUNDS = 4
@@ -193,7 +194,7 @@ def assemble(
     ]
     planned = _plan_foreign_keys(tables, planned, skipped)
     ordered, cycles = load_order(planned)
-    views = tuple(_plan_view(v.name, v.sql, skipped) for v in catalog.views)
+    views = tuple(_plan_view(v.name, v.sql, skipped, warnings) for v in catalog.views)
     skipped.extend(
         Skipped("trigger", t.table, t.name, t.sql,
                 "triggers are reported, not migrated: rewrite them in PL/pgSQL")
@@ -214,13 +215,18 @@ def assemble(
 _VIEW_BODY = re.compile(r"\bAS\s+((?:SELECT|WITH|VALUES)\b.*)$", re.IGNORECASE | re.DOTALL)
 
 
-def _plan_view(name: str, sql: str, skipped: list[Skipped]) -> ViewPlan | None:
+def _plan_view(name: str, sql: str, skipped: list[Skipped],
+               warnings: list[str]) -> ViewPlan | None:
     """A view's query, tried as written after the data; PostgreSQL's verdict decides."""
     match = _VIEW_BODY.search(sql)
     if match is None:
         skipped.append(Skipped("view", None, name, sql, "cannot find the view's query"))
         return None
-    return ViewPlan(name, match.group(1).strip().rstrip(";"), sql)
+    query, rest = first_statement(match.group(1))
+    if rest.strip():
+        warnings.append(f"view {name}: its stored definition has text after the query, "
+                        "which SQLite ignores; only the query is used")
+    return ViewPlan(name, query.strip(), sql)
 
 
 def plan_table(

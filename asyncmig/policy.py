@@ -32,6 +32,7 @@ from typing import IO, Any
 
 import orjson
 
+from asyncmig import files
 from asyncmig.errors import DataError
 from asyncmig.plan import ColumnPlan, TablePlan
 
@@ -189,6 +190,11 @@ def replacement(column: ColumnPlan, value: Any,
     raise Rejected(f"policy {column.on_error}")
 
 
+def reject_path(reject_dir: Path, table: str) -> Path:
+    """Where a table's rejected rows go: one file per table in the run's reject directory."""
+    return (reject_dir / f"{files.safe_name(table)}.jsonl").absolute()
+
+
 class TableGuard:
     """Applies one table's column policies and keeps its accounts and reject file."""
 
@@ -294,9 +300,9 @@ class TableGuard:
         if self.reject_dir is None:
             return
         if self._stream is None:
-            self.reject_dir.mkdir(parents=True, exist_ok=True)
-            path = self.reject_dir / f"{self.table.name}.jsonl"
-            self._stream = path.open("ab" if self.append else "wb")
+            files.private_dir(self.reject_dir)
+            path = reject_path(self.reject_dir, self.table.name)
+            self._stream = files.append(path) if self.append else files.rewrite(path)
             accounts.reject_file = str(path)
         record = {
             "table": self.table.name,

@@ -15,17 +15,19 @@ from pathlib import Path
 import anyio
 import asyncpg
 
-from asyncmig import ddl, history
+from asyncmig import ddl, files, history
 from asyncmig.errors import TargetError, UsageError
 from asyncmig.plan import Plan
-from asyncmig.quoting import qualified, quote_ident
+from asyncmig.quoting import qualified, quote_ident, sql_comment
 
 
 def script_sql(plan: Plan, run_id: int) -> str:
     lines = [
-        f"-- asyncmig rollback for run {run_id}: {plan.source_path} -> schema {plan.schema}",
-        f"-- generated {datetime.now(UTC).isoformat(timespec='seconds')}; review, then run with",
-        "--   psql -v ON_ERROR_STOP=1 -f THIS_FILE \"$DATABASE_URL\"",
+        sql_comment(f"asyncmig rollback for run {run_id}: {plan.source_path} -> "
+                    f"schema {plan.schema}"),
+        sql_comment(f"generated {datetime.now(UTC).isoformat(timespec='seconds')}; review, "
+                    "then run with"),
+        sql_comment('  psql -v ON_ERROR_STOP=1 -f THIS_FILE "$DATABASE_URL"'),
         "BEGIN;",
     ]
     lines += [f"{s};" for s in ddl.drop_extras_sql(plan)]
@@ -36,11 +38,13 @@ def script_sql(plan: Plan, run_id: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_script(plan: Plan, run_id: int, directory: Path) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"asyncmig_rollback_run{run_id}.sql"
-    path.write_text(script_sql(plan, run_id), encoding="utf-8")
-    return path
+def write_script(sql: str, tag: str, directory: Path) -> Path:
+    """A private copy of the rollback for people to review; never replaces another file.
+
+    ``tag`` is unique to the target and the run, so runs into different databases from
+    one directory each keep their own script.
+    """
+    return files.write_new(directory.absolute(), f"asyncmig_rollback_{tag}", ".sql", sql)
 
 
 def undo_data_sql(plan: Plan) -> list[str]:
@@ -92,16 +96,21 @@ async def rollback_run(conn: asyncpg.Connection, run_id: int) -> str:
     if later:
         raise UsageError(f"run {later[0]} came after run {run_id} into schema "
                          f"{run.target_schema}: roll that one back first")
-    try:
-        if not run.rollback_script:
-            raise FileNotFoundError("none was written")
-        script = await anyio.to_thread.run_sync(Path(run.rollback_script).read_text)
-    except OSError as exc:
-        raise UsageError(f"the rollback script of run {run_id} cannot be read "
-                         f"({run.rollback_script or exc})") from None
+    script = run.rollback_sql or await _script_file(run)
     try:
         await conn.execute(script)  # BEGIN ... COMMIT: all of it or nothing
     except asyncpg.PostgresError as exc:
         raise TargetError(f"the rollback of run {run_id} failed and changed nothing: {exc}") \
             from exc
-    return run.rollback_script
+    return run.rollback_script or "the rollback kept in the history"
+
+
+async def _script_file(run: history.RunRecord) -> str:
+    """The script file of a run recorded before the history kept the SQL itself."""
+    try:
+        if not run.rollback_script:
+            raise FileNotFoundError("none was written")
+        return await anyio.to_thread.run_sync(Path(run.rollback_script).read_text)
+    except OSError as exc:
+        raise UsageError(f"the rollback script of run {run.id} cannot be read "
+                         f"({run.rollback_script or exc})") from None

@@ -84,6 +84,19 @@ def split_top_level(sql: str, sep: str = ",") -> list[str]:
     return [p for p in parts if p]
 
 
+def first_statement(sql: str) -> tuple[str, str]:
+    """``sql`` cut at its first ``;`` outside quotes and comments: (statement, the rest).
+
+    SQLite parses a stored CREATE statement only up to its end and ignores what follows,
+    so a file whose schema was edited by hand can carry extra text after a view's query;
+    that text is the rest, never part of the query.
+    """
+    for i in _outside_quotes(sql):
+        if sql[i] == ";":
+            return sql[:i], sql[i + 1:]
+    return sql, ""
+
+
 def body(sql: str) -> str:
     """The text inside the outermost parentheses of a CREATE TABLE / INDEX."""
     start = sql.index("(")

@@ -29,7 +29,7 @@ import asyncpg
 from asyncmig.errors import first_error
 from asyncmig.orphans import orphan_condition, referenced_columns
 from asyncmig.plan import ColumnPlan, ForeignKeyPlan, Plan, TablePlan
-from asyncmig.quoting import qualified, quote_ident, quote_sqlite_ident
+from asyncmig.quoting import name_text, qualified, quote_ident, quote_sqlite_ident
 from asyncmig.sqlite_source import open_sync, source_error
 
 ROW_COUNT = "row count"
@@ -211,7 +211,7 @@ async def constraint_state(conn: asyncpg.Connection, plan: Plan, table: TablePla
     validated = await conn.fetchval(
         "SELECT convalidated FROM pg_constraint WHERE contype = 'f' AND conname = $1 "
         "AND conrelid = to_regclass($2)",
-        fk.name, qualified(plan.schema, table.name),
+        fk.name, name_text(plan.schema, table.name),
     )
     if validated is None:
         return "constraint missing"
@@ -260,7 +260,7 @@ async def sequence_state(conn: asyncpg.Connection, plan: Plan, table: TablePlan,
         "JOIN pg_namespace n ON n.oid = c.relnamespace "
         "JOIN pg_sequences s ON s.schemaname = n.nspname AND s.sequencename = c.relname "
         "WHERE c.oid = pg_get_serial_sequence($1, $2)::regclass",
-        qualified(plan.schema, table.name), column.name,
+        name_text(plan.schema, table.name), column.name,
     )
     if row is None:
         return None

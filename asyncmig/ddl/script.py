@@ -13,16 +13,12 @@ from asyncmig.ddl.indexes import index_sql
 from asyncmig.ddl.sequences import sequence_reset_sql
 from asyncmig.ddl.tables import create_schema_sql, create_table_sql
 from asyncmig.plan import Plan
-from asyncmig.quoting import qualified
-
-
-def _comment(text: str) -> str:
-    return "\n".join(f"-- {line}".rstrip() for line in text.splitlines() or [""])
+from asyncmig.quoting import qualified, sql_comment
 
 
 def _block(title: str, statements: list[str]) -> str:
     body = "\n".join(f"{s};" for s in statements) if statements else "-- (none)"
-    return f"{_comment(title)}\n{body}\n"
+    return f"{sql_comment(title)}\n{body}\n"
 
 
 def render_script(plan: Plan) -> str:
@@ -34,12 +30,12 @@ def render_script(plan: Plan) -> str:
     extras = [s for t in plan.tables for s in statistics_sql(plan, t) + trigger_sql(plan, t)]
     views = [f"CREATE VIEW {qualified(plan.schema, v.name)} AS {v.sql}" for v in plan.views]
     parts = [
-        _comment(f"asyncmig: {plan.source_path} -> schema {plan.schema}"),
+        sql_comment(f"asyncmig: {plan.source_path} -> schema {plan.schema}"),
         "",
         _block("phase 1: schema, bare tables and the profile's functions",
                create_schema_sql(plan) + [create_table_sql(plan, t) for t in plan.tables]
                + function_sql(plan)),
-        _comment("phase 2: data (COPY) is loaded here by asyncmig run / data") + "\n",
+        sql_comment("phase 2: data (COPY) is loaded here by asyncmig run / data") + "\n",
         _block("phase 3: indexes", indexes),
         _block("phase 4: primary keys, unique and check constraints", constraints),
         _block("phase 5: statistics and triggers (after the data: triggers must not fire "
@@ -47,12 +43,12 @@ def render_script(plan: Plan) -> str:
         _block("phase 6: foreign keys", foreign_keys),
         _block("phase 7: views (their SQLite query as written; one PostgreSQL refuses is "
                "reported by a run and left out)", views),
-        _comment("phase 8: after loading, identity sequences are moved past the loaded ids:"),
+        sql_comment("phase 8: after loading, identity sequences are moved past the loaded ids:"),
     ]
-    parts += [_comment(f"{s};") for s in sequences] or [_comment("(no identity columns)")]
+    parts += [sql_comment(f"{s};") for s in sequences] or [sql_comment("(no identity columns)")]
     if plan.skipped:
-        parts += ["", _comment("not migrated:")]
-        parts += [_comment(f"  {s.kind} {s.table or ''}{'.' if s.table and s.name else ''}"
+        parts += ["", sql_comment("not migrated:")]
+        parts += [sql_comment(f"  {s.kind} {s.table or ''}{'.' if s.table and s.name else ''}"
                            f"{s.name or ''}: {' '.join(s.reason.split())}")
                   for s in plan.skipped]
     return "\n".join(parts) + "\n"

@@ -7,7 +7,7 @@ sequence: without this the application's first INSERT would collide with row 1.
 from __future__ import annotations
 
 from asyncmig.plan import Plan, TablePlan
-from asyncmig.quoting import qualified, quote_ident, quote_literal
+from asyncmig.quoting import name_text, qualified, quote_ident, quote_literal
 
 
 def sequence_reset_sql(plan: Plan, table: TablePlan, next_value: int | None = None) -> list[str]:
@@ -25,6 +25,7 @@ def sequence_reset_sql(plan: Plan, table: TablePlan, next_value: int | None = No
             continue
         floors = ["1"] + ([str(int(next_value))] if next_value is not None else [])
         value = f"greatest(coalesce(max({quote_ident(column.name)}), 0) + 1, {', '.join(floors)})"
-        sequence = f"pg_get_serial_sequence({quote_literal(target)}, {quote_literal(column.name)})"
+        sequence = (f"pg_get_serial_sequence({quote_literal(name_text(plan.schema, table.name))}"
+                    f", {quote_literal(column.name)})")
         statements.append(f"SELECT setval({sequence}, {value}, false) FROM {target}")
     return statements

@@ -1,0 +1,120 @@
+"""Files that hold user data: private, and never overwritten.
+
+Reject files hold whole rows (emails, password hashes), logs hold keys and values,
+rollback scripts and backups name every table. Each is created 0600, inside
+directories asyncmig creates 0700, whatever the umask; an existing directory the user
+named (``--log-dir .``) is left as it is. Files are created exclusively (``O_EXCL``):
+two runs, into the same database or into two databases from one directory, never
+write into each other's files, because each run writes into a directory of its own
+that it alone created.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+import re
+from pathlib import Path
+from typing import IO
+
+PRIVATE_FILE = 0o600
+PRIVATE_DIR = 0o700
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+MAX_NAME_BYTES = 100  # well under every file system's 255, leaving room for suffixes
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` and its missing parents 0700; existing directories stay as they are."""
+    missing = []
+    current = path
+    while not current.exists():
+        missing.append(current)
+        current = current.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode=PRIVATE_DIR)
+        except FileExistsError:
+            continue
+        os.chmod(directory, PRIVATE_DIR)  # mkdir's mode is filtered by the umask
+    return path
+
+
+def new_dir(parent: Path, stem: str) -> Path:
+    """A directory under ``parent`` that did not exist before: ``stem``, ``stem-2``, ..."""
+    private_dir(parent)
+    for attempt in itertools.count(1):
+        candidate = parent / (stem if attempt == 1 else f"{stem}-{attempt}")
+        try:
+            candidate.mkdir(mode=PRIVATE_DIR)
+        except FileExistsError:
+            continue
+        os.chmod(candidate, PRIVATE_DIR)
+        return candidate
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def new_file(directory: Path, stem: str, suffix: str) -> Path:
+    """Create an empty private file that did not exist before: ``stem``, ``stem-2``, ..."""
+    path, stream = _exclusive(directory, stem, suffix)
+    stream.close()
+    return path
+
+
+def write_new(directory: Path, stem: str, suffix: str, text: str) -> Path:
+    """Write ``text`` to a new private file named like :func:`new_file`; returns its path."""
+    path, stream = _exclusive(directory, stem, suffix)
+    with stream:
+        stream.write(text.encode("utf-8"))
+    return path
+
+
+def _exclusive(directory: Path, stem: str, suffix: str) -> tuple[Path, IO[bytes]]:
+    private_dir(directory)
+    for attempt in itertools.count(1):
+        candidate = directory / (f"{stem}{suffix}" if attempt == 1 else f"{stem}-{attempt}{suffix}")
+        try:
+            return candidate, create(candidate)
+        except FileExistsError:
+            continue
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def create(path: Path) -> IO[bytes]:
+    """Open a new private file for writing; FileExistsError rather than overwrite one."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, PRIVATE_FILE)
+    os.fchmod(fd, PRIVATE_FILE)
+    return os.fdopen(fd, "wb")
+
+
+def rewrite(path: Path) -> IO[bytes]:
+    """Open a private file for writing from its start (created 0600 when missing).
+
+    Only for files inside a directory this run created: a retried table starts its
+    reject file afresh, and no other run can own a file there.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, PRIVATE_FILE)
+    os.fchmod(fd, PRIVATE_FILE)
+    return os.fdopen(fd, "wb")
+
+
+def append(path: Path) -> IO[bytes]:
+    """Open a private file for appending (created 0600 when missing)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, PRIVATE_FILE)
+    os.fchmod(fd, PRIVATE_FILE)
+    return os.fdopen(fd, "ab")
+
+
+def safe_name(name: str) -> str:
+    """A SQLite or PostgreSQL name as a file name: no path separators, no dot files.
+
+    Names made only of letters, digits, ``.``, ``_`` and ``-`` are kept; any other gets
+    its unsafe characters replaced and a short digest of the real name appended, so two
+    names that clean up alike still get different files.
+    """
+    cleaned = _UNSAFE.sub("_", name).lstrip(".")
+    if cleaned == name and cleaned and len(cleaned) <= MAX_NAME_BYTES:
+        return cleaned
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{cleaned[:MAX_NAME_BYTES - 9] or '_'}-{digest}"
