@@ -37,7 +37,9 @@ async def check(settings: RunSettings, deep: DeepCheck | None = None) -> list[ve
         loads = await history.latest_loads(conn, plan.schema)
         allowances = {table: verify.Allowance.from_accounts(load.rejected, load.replaced)
                       for table, load in loads.items()}
-        results = await verify.run_checks(plan, conn, settings.source, allowances)
+        policies = {t.name: settings.overrides.orphan_policy(t.source_name) for t in plan.tables}
+        policies.update(await history.latest_orphan_policies(conn, plan.schema))
+        results = await verify.run_checks(plan, conn, settings.source, allowances, policies)
         if deep is not None:
             files = {table: load.reject_file for table, load in loads.items()
                      if load.reject_file}

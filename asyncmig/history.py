@@ -167,6 +167,17 @@ async def latest_loads(conn: asyncpg.Connection, schema: str) -> dict[str, LoadA
     return {r[0]: LoadAccount(int(r[1]), json.loads(r[2]), r[3]) for r in rows}
 
 
+async def latest_orphan_policies(conn: asyncpg.Connection, schema: str) -> dict[str, str]:
+    """Per table, the ``--orphans`` policy of the latest successful run into ``schema``
+    (empty when no run recorded one): `check` expects what that policy produced."""
+    if not await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", f"{SCHEMA}.runs"):
+        return {}
+    options = await conn.fetchval(
+        f"SELECT options -> 'orphans' FROM {RUNS} WHERE target_schema = $1 "
+        "AND status = 'succeeded' AND options ? 'orphans' ORDER BY id DESC LIMIT 1", schema)
+    return {str(k): str(v) for k, v in json.loads(options).items()} if options else {}
+
+
 async def forget_tables(conn: asyncpg.Connection, run_id: int) -> None:
     """Called in the transaction that drops a failed run's tables."""
     await conn.execute(f"DELETE FROM {RUN_TABLES} WHERE run_id = $1", run_id)

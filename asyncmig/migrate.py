@@ -194,7 +194,7 @@ async def _execute_on(original: RunSettings, settings: RunSettings, *, create: b
                  seconds=round(time.perf_counter() - started, 3))
         report = RunReport(plan, warnings=list(plan.warnings), server_version=version)
         report.run_id = await history.start_run(admin, settings.command, original.source,
-                                                plan.schema, run_options(original))
+                                                plan.schema, run_options(original, plan))
         digest: list[str] = []
 
         async def hash_source() -> None:  # overlaps the load: it reads the whole file
@@ -215,11 +215,17 @@ async def _execute_on(original: RunSettings, settings: RunSettings, *, create: b
     return report
 
 
-def run_options(settings: RunSettings) -> dict[str, object]:
+def run_options(settings: RunSettings, plan: Plan) -> dict[str, object]:
     return {"jobs": settings.jobs, "replace": settings.replace, "snapshot": settings.snapshot,
             "batch_size": settings.pipeline.batch_size,
             "queue_size": settings.pipeline.queue_size,
-            "config": settings.overrides.origin, "target": settings.target.safe}
+            "config": settings.overrides.origin, "target": settings.target.safe,
+            "orphans": orphan_policies(settings, plan)}
+
+
+def orphan_policies(settings: RunSettings, plan: Plan) -> dict[str, str]:
+    """Each table's --orphans policy (by target name): `check` expects what it produced."""
+    return {t.name: settings.overrides.orphan_policy(t.source_name) for t in plan.tables}
 
 
 async def _phases(settings: RunSettings, admin: asyncpg.Connection, plan: Plan,
@@ -253,7 +259,7 @@ async def _phases(settings: RunSettings, admin: asyncpg.Connection, plan: Plan,
             report.checks = await verify.run_checks(
                 plan, admin, settings.source,
                 {t.table: verify.Allowance.from_accounts(t.rejected, t.replaced)
-                 for t in report.tables})
+                 for t in report.tables}, orphan_policies(settings, plan))
             # a foreign key the load left NOT VALID on purpose (orphans kept, as SQLite held
             # them) is reported as a warning by the load, not a failed run
             failed = [c for c in report.checks if not c.ok and not (
@@ -671,7 +677,7 @@ async def add_constraints(conn: asyncpg.Connection, plan: Plan, table: TablePlan
 async def settle(settings: RunSettings, conn: asyncpg.Connection, plan: Plan,
                  report: RunReport) -> None:
     """Orphans, by each table's policy, before the foreign keys are added."""
-    policies = {t.name: settings.overrides.orphan_policy(t.source_name) for t in plan.tables}
+    policies = orphan_policies(settings, plan)
     if all(p == "keep" for p in policies.values()):
         return
     moved = await orphans.settle_orphans(conn, plan, policies, settings.source,

@@ -5,8 +5,10 @@ application, a restore or a person touched it) from the plan alone, and reports 
 difference instead of stopping at the first one:
 
 * row count per table, SQLite against PostgreSQL;
-* foreign keys: the constraint exists and is validated, and no child row has a
-  non-NULL key without its parent (counted, so a dropped constraint still shows);
+* foreign keys: what the run's ``--orphans`` policy leaves: with ``keep``, exactly the
+  source's own orphans (counted by SQLite, with SQLite's comparisons) and the key NOT
+  VALID when there are any; otherwise no orphan and the key validated (orphans are
+  counted, so a dropped constraint still shows);
 * jsonb columns: as many non-NULL values as in SQLite (a value replaced by NULL shows);
 * identity sequences: the next value handed out is above the column's maximum.
 
@@ -58,6 +60,7 @@ class Scan:
     rows: int
     non_null: dict[str, int] = field(default_factory=dict)  # jsonb column -> non-NULL values
     maxima: dict[str, int] = field(default_factory=dict)  # identity column -> max (0 if empty)
+    orphans: dict[str, int] = field(default_factory=dict)  # foreign key -> orphans in SQLite
 
 
 # a table that could not be scanned is described by a string: "missing" or "error: ..."
@@ -81,18 +84,40 @@ def source_scan_sql(table: TablePlan) -> str:
     return f"SELECT {', '.join(['count(*)', *counts])} FROM {quote_sqlite_ident(table.source_name)}"
 
 
+def source_orphan_sql(plan: Plan, table: TablePlan, fk: ForeignKeyPlan) -> str | None:
+    """SQLite's own count of child rows whose non-NULL key finds no parent (MATCH SIMPLE).
+
+    The comparison is SQLite's (with its type affinities), so the count is the
+    source's orphans as the application sees them; None when the parent is unknown.
+    """
+    ref_columns = referenced_columns(plan, fk)
+    if len(ref_columns) != len(fk.columns) or fk.ref_table not in {t.name for t in plan.tables}:
+        return None
+    parent = plan.table(fk.ref_table)
+    child = [quote_sqlite_ident(table.column(c).source_name) for c in fk.columns]
+    ref = [quote_sqlite_ident(parent.column(r).source_name) for r in ref_columns]
+    not_null = " AND ".join(f"c.{c} IS NOT NULL" for c in child)
+    joined = " AND ".join(f"p.{r} = c.{c}" for c, r in zip(child, ref, strict=True))
+    return (f"SELECT count(*) FROM {quote_sqlite_ident(table.source_name)} AS c "
+            f"WHERE {not_null} AND NOT EXISTS (SELECT 1 FROM "
+            f"{quote_sqlite_ident(parent.source_name)} AS p WHERE {joined})")
+
+
 def scan_source(plan: Plan, source: Path) -> dict[str, ScanOutcome]:
     """Every table's counts from SQLite, on one read-only connection (run in a thread)."""
     conn = open_sync(source)
     try:
-        return {t.name: _scan_source_table(conn, source, t) for t in plan.tables}
+        return {t.name: _scan_source_table(conn, source, plan, t) for t in plan.tables}
     finally:
         conn.close()
 
 
-def _scan_source_table(conn: sqlite3.Connection, source: Path, table: TablePlan) -> ScanOutcome:
+def _scan_source_table(conn: sqlite3.Connection, source: Path, plan: Plan,
+                       table: TablePlan) -> ScanOutcome:
     try:
         row = conn.execute(source_scan_sql(table)).fetchone()
+        orphans = {fk.name: int(conn.execute(sql).fetchone()[0]) for fk in table.foreign_keys
+                   if (sql := source_orphan_sql(plan, table, fk)) is not None}
     except sqlite3.OperationalError as exc:
         if "no such" in str(exc):  # table or column gone since the plan was made
             return f"{MISSING} in source ({exc})"
@@ -100,7 +125,7 @@ def _scan_source_table(conn: sqlite3.Connection, source: Path, table: TablePlan)
     except sqlite3.DatabaseError as exc:
         raise source_error(source, exc) from exc
     names = [c.name for c in json_columns(table)]
-    return Scan(int(row[0]), dict(zip(names, map(int, row[1:]), strict=True)))
+    return Scan(int(row[0]), dict(zip(names, map(int, row[1:]), strict=True)), orphans=orphans)
 
 
 # --- PostgreSQL side ---------------------------------------------------------------
@@ -231,19 +256,50 @@ async def orphan_count(conn: asyncpg.Connection, plan: Plan, table: TablePlan,
         count = int(await conn.fetchval(orphan_sql(plan, table, fk, ref_columns)))
     except asyncpg.PostgresError as exc:
         return error_text(exc)
+    return _orphans(count)
+
+
+def _orphans(count: int) -> str:
     return f"{count} orphan{'' if count == 1 else 's'}"
 
 
+@dataclass(frozen=True)
+class OrphanExpectation:
+    """What a foreign key should look like after a run: the orphans its policy kept."""
+
+    policy: str = "keep"  # the run's --orphans policy for the child table
+    source: int | None = None  # orphans SQLite itself holds (None: not counted)
+    parent_rejected: bool = False  # the load rejected parent rows: their children are orphans
+
+    @property
+    def expected(self) -> str:
+        if self.policy == "keep" and self.source:
+            return f"{_orphans(self.source)} (as in SQLite), NOT VALID"
+        return "0 orphans, validated"
+
+    def holds(self, orphans: str, state: str) -> bool:
+        """Kept orphans leave the key NOT VALID; children of rejected parents add to them."""
+        if state == "validated":
+            return not (self.policy == "keep" and self.source)
+        count = orphans.split(" ", 1)[0]
+        if self.policy != "keep" or state != "NOT VALID" or not count.isdigit():
+            return False
+        return int(count) == (self.source or 0) or (
+            self.parent_rejected and int(count) > (self.source or 0))
+
+
 async def foreign_key_result(conn: asyncpg.Connection, plan: Plan, table: TablePlan,
-                             fk: ForeignKeyPlan, existing: set[str]) -> CheckResult:
-    expected = "0 orphans, validated"
+                             fk: ForeignKeyPlan, existing: set[str],
+                             want: OrphanExpectation | None = None) -> CheckResult:
+    want = want or OrphanExpectation(source=0)
     state = await constraint_state(conn, plan, table, fk)
     # a validated foreign key is PostgreSQL's own proof that no orphan exists (it is kept
     # true by every later write), so the anti-join is run only when that proof is missing
     orphans = "0 orphans" if state == "validated" else await orphan_count(
         conn, plan, table, fk, existing)
     found = f"{orphans}, {state}"
-    return CheckResult(FOREIGN_KEY, table.name, fk.name, expected, found, found == expected)
+    return CheckResult(FOREIGN_KEY, table.name, fk.name, want.expected, found,
+                       want.holds(orphans, state))
 
 
 async def sequence_state(conn: asyncpg.Connection, plan: Plan, table: TablePlan,
@@ -286,22 +342,29 @@ async def sequence_result(conn: asyncpg.Connection, plan: Plan, table: TablePlan
     return CheckResult(SEQUENCE, table.name, name, expected, f"next = {next_value}", ok)
 
 
-async def target_only_results(conn: asyncpg.Connection, plan: Plan, existing: set[str],
-                              targets: dict[str, ScanOutcome]) -> list[CheckResult]:
-    """Foreign keys and sequences: checks that need nothing from SQLite."""
-    results = [await foreign_key_result(conn, plan, t, fk, existing)
-               for t in plan.tables for fk in t.foreign_keys]
-    results += [await sequence_result(conn, plan, t, c, targets[t.name])
-                for t in plan.tables for c in identity_columns(t)]
-    return results
+async def sequence_results(conn: asyncpg.Connection, plan: Plan,
+                           targets: dict[str, ScanOutcome]) -> list[CheckResult]:
+    """Identity sequences: a check that needs nothing from SQLite."""
+    return [await sequence_result(conn, plan, t, c, targets[t.name])
+            for t in plan.tables for c in identity_columns(t)]
+
+
+def orphan_expectation(table: TablePlan, fk: ForeignKeyPlan, source: ScanOutcome,
+                       policies: Mapping[str, str],
+                       allowances: Mapping[str, Allowance]) -> OrphanExpectation:
+    rejected = allowances.get(fk.ref_table, Allowance()).rejected > 0
+    count = source.orphans.get(fk.name) if isinstance(source, Scan) else None
+    return OrphanExpectation(policies.get(table.name, "keep"), count, rejected)
 
 
 async def run_checks(plan: Plan, conn: asyncpg.Connection, source: Path,
-                     allowances: Mapping[str, Allowance] | None = None) -> list[CheckResult]:
+                     allowances: Mapping[str, Allowance] | None = None,
+                     orphan_policies: Mapping[str, str] | None = None) -> list[CheckResult]:
     """Every check of the plan, grouped by kind, tables in plan order.
 
     SQLite is scanned in a worker thread while PostgreSQL answers on ``conn`` (one
     connection runs one query at a time, so the PostgreSQL side is sequential).
+    ``orphan_policies`` maps a table to the run's ``--orphans`` policy (default keep).
     """
     sources: dict[str, ScanOutcome] = {}
 
@@ -313,16 +376,20 @@ async def run_checks(plan: Plan, conn: asyncpg.Connection, source: Path,
             tg.start_soon(read_source)
             existing = await existing_tables(conn, plan)
             targets = await scan_target(conn, plan, existing)
-            target_only = await target_only_results(conn, plan, existing, targets)
+            sequences = await sequence_results(conn, plan, targets)
     except BaseExceptionGroup as group:  # the SourceError, not the task group's wrapping
         raise first_error(group) from group
     allowances = allowances or {}
+    policies = orphan_policies or {}
+    keys = [await foreign_key_result(conn, plan, t, fk, existing, orphan_expectation(
+        t, fk, sources[t.name], policies, allowances))
+        for t in plan.tables for fk in t.foreign_keys]
     counts = [row_count_result(t, sources[t.name], targets[t.name],
                                allowances.get(t.name, Allowance()).rejected)
               for t in plan.tables]
     jsons = [r for t in plan.tables
              for r in json_results(t, sources[t.name], targets[t.name], allowances.get(t.name))]
-    results = counts + target_only + jsons
+    results = counts + keys + sequences + jsons
     order = {kind: i for i, kind in enumerate(CHECK_KINDS)}
     return sorted(results, key=lambda r: order[r.check])  # stable: plan order within a kind
 
