@@ -69,6 +69,16 @@ class SourceCheck:
 
 
 @dataclass(frozen=True)
+class VirtualInfo:
+    """What a virtual table that owns its rows needs beyond its columns (see asyncmig.virtual)."""
+
+    module: str  # lower-case: fts5, fts4, fts3, rtree, or another module
+    search_columns: tuple[str, ...] = ()  # full-text tables: the columns MATCH searches
+    search_config: str = "simple"  # the PostgreSQL text search configuration for them
+    unreadable: str | None = None  # why SELECT fails (e.g. no such module), None if it works
+
+
+@dataclass(frozen=True)
 class SourceTable:
     name: str
     columns: tuple[SourceColumn, ...]
@@ -81,6 +91,7 @@ class SourceTable:
     checks: tuple[SourceCheck, ...]
     row_count: int
     sequence: int | None = None  # sqlite_sequence.seq: the largest id AUTOINCREMENT handed out
+    virtual: VirtualInfo | None = None  # a virtual table whose rows are copied
 
     @property
     def primary_key(self) -> tuple[str, ...]:

@@ -2,8 +2,9 @@
 
 PRAGMAs give the facts SQLite itself knows (columns, keys, indexes, foreign keys);
 :mod:`asyncmig.sqlparse` fills in what only the stored CREATE text holds (CHECKs,
-index expressions, partial predicates). Virtual tables and their shadow tables are
-reported, not migrated: their content belongs to an extension, not to the schema.
+index expressions, partial predicates). Virtual tables that own their rows are read
+through their module (:mod:`asyncmig.virtual`); their shadow tables, the module's
+storage, are reported, not migrated.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from asyncmig import sqlparse
+from asyncmig import virtual as virtual_tables
 from asyncmig.catalog import (
     SourceCatalog,
     SourceCheck,
@@ -36,12 +38,14 @@ LIST_OBJECTS = (
 
 
 def introspect(conn: sqlite3.Connection, path: Path) -> tuple[SourceCatalog, list[str]]:
-    """The catalog of every ordinary table, plus notes on what was left out."""
+    """The catalog of every table whose rows are copied, plus notes on what was left out."""
     notes: list[str] = []
     objects = conn.execute(LIST_OBJECTS).fetchall()
-    skip = _virtual_and_shadow_tables(conn, objects, notes)
+    virtual = {name for kind, name, _t, sql in objects if kind == "table" and _is_virtual(sql)}
+    skip = _shadow_and_left_out(conn, objects, virtual, notes)
     tables = [
-        read_table(conn, name, sql)
+        virtual_tables.read_virtual(conn, name, sql) if name in virtual
+        else read_table(conn, name, sql)
         for kind, name, _tbl, sql in objects
         if kind == "table" and name not in skip
     ]
@@ -53,27 +57,31 @@ def introspect(conn: sqlite3.Connection, path: Path) -> tuple[SourceCatalog, lis
     return SourceCatalog(str(path), tuple(tables), views, triggers, version), notes
 
 
-def _virtual_and_shadow_tables(
-    conn: sqlite3.Connection, objects: list[tuple[str, str, str, str]], notes: list[str]
+def _is_virtual(sql: str | None) -> bool:
+    return (sql or "").upper().lstrip().startswith("CREATE VIRTUAL")
+
+
+def _shadow_and_left_out(
+    conn: sqlite3.Connection, objects: list[tuple[str, str, str, str]], virtual: set[str],
+    notes: list[str],
 ) -> set[str]:
-    virtual = [
-        name
-        for kind, name, _t, sql in objects
-        if kind == "table" and (sql or "").upper().lstrip().startswith("CREATE VIRTUAL")
-    ]
-    skip = set(virtual)
+    """Shadow tables (a module's storage) and virtual tables that own no rows."""
+    skip = set()
+    for _kind, name, _t, sql in objects:
+        reason = virtual_tables.left_out(name, sql) if name in virtual else None
+        if reason:
+            skip.add(name)
+            notes.append(reason)
     try:
         rows = conn.execute("PRAGMA table_list").fetchall()
-    except sqlite3.DatabaseError:
-        rows = []
-    for schema, name, kind, *_ in rows:
-        if schema == "main" and kind == "shadow":
-            skip.add(name)
-    notes.extend(f"virtual table {n} is not migrated (its module owns the data)" for n in virtual)
-    notes.extend(
-        f"shadow table {n} of a virtual table is not migrated" for n in sorted(skip - set(virtual))
-    )
-    return skip
+    except sqlite3.DatabaseError:  # before SQLite 3.37: known modules' storage names
+        rows = [("main", name, "shadow") for kind, name, _t, _s in objects
+                if kind == "table" and virtual_tables.is_shadow(name, sorted(virtual))]
+    shadows = {name for schema, name, kind, *_ in rows if schema == "main" and kind == "shadow"}
+    if shadows:
+        notes.append(f"{len(shadows)} shadow table(s) of virtual tables (their modules' "
+                     f"storage) are not migrated: {', '.join(sorted(shadows))}")
+    return skip | shadows
 
 
 def read_table(conn: sqlite3.Connection, name: str, sql: str) -> SourceTable:

@@ -9,6 +9,7 @@ every expression (defaults, CHECKs, index keys and predicates) is translated
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import re
 import sqlite3
@@ -33,7 +34,7 @@ from asyncmig.collations import NOCASE, is_text
 from asyncmig.config import Overrides
 from asyncmig.customise import customise
 from asyncmig.ddl.indexes import is_column
-from asyncmig.errors import UsageError
+from asyncmig.errors import SourceError, UsageError
 from asyncmig.introspect import introspect
 from asyncmig.loadorder import load_order
 from asyncmig.names import pg_name
@@ -53,6 +54,7 @@ from asyncmig.sqlexpr import translate_default, translate_expression
 from asyncmig.sqlite_source import open_sync, source_error
 from asyncmig.sqlparse import first_statement
 from asyncmig.typemap import TypeChoice, choose_type, override_type
+from asyncmig.virtual import search_index
 
 MAX_PROFILE_ROUNDS = 4
 log = structlog.get_logger(__name__)
@@ -71,8 +73,20 @@ def build_plan(path: Path, *, schema: str = "public", overrides: Overrides | Non
         conn.close()
     _check_overrides(catalog, overrides)
     tables = [t for t in catalog.tables if t.name not in overrides.excluded]
+    _refuse_unreadable(tables, overrides)
     profiles = profile_tables(path, tables, jobs, overrides)
     return assemble(catalog, tables, profiles, schema, overrides, notes)
+
+
+def _refuse_unreadable(tables: list[SourceTable], overrides: Overrides) -> None:
+    """A virtual table SQLite cannot read would lose its rows: stop before anything is made."""
+    for table in tables:
+        if table.virtual is not None and table.virtual.unreadable:
+            raise SourceError(
+                f"cannot read virtual table {table.name} (module {table.virtual.module}): "
+                f"{table.virtual.unreadable}",
+                hint=f"load the module's extension into SQLite, or exclude the table in the "
+                     f"profile ([tables.{json.dumps(table.name)}] exclude = true)")
 
 
 def _check_overrides(catalog: SourceCatalog, overrides: Overrides) -> None:
@@ -265,6 +279,7 @@ def plan_table(
     col_types = {c.name: c.target_type for c in columns}
     indexes += _plan_indexes(table, col_types, skipped,
                              {c.name: c.collation for c in columns})
+    indexes += search_index(table, columns, warnings)
     result = TablePlan(
         name=table.name,
         source_name=table.name,
