@@ -1,186 +1,239 @@
 """Command line: a thin shell that turns MigrationErrors into one line and an exit code.
 
-Every option has an ``ASYNCMIG_*`` environment twin (command line wins), so a
-scheduled job can be configured entirely from its environment. Exit codes:
+Options come from one declaration (:mod:`asyncmig.settings`); each command lists the
+ones it uses, and ``--help`` shows them grouped. Values are resolved command line >
+``ASYNCMIG_*`` environment > the job file's ``[job]`` table > the declared default.
+Exit codes:
 
     0 success              2 usage / configuration     3 source (SQLite) problem
     4 target (PostgreSQL)  5 a value did not fit        6 verification failed
     8 loaded, with rows in the reject store             70 internal error
     130 interrupted
+
+Only click and the settings are imported here: ``--help`` stays fast, and the heavy
+modules (asyncpg, aiosqlite, the planner) load inside the command that needs them.
 """
 
 from __future__ import annotations
 
-import argparse
+import difflib
+import importlib
 import os
 import sys
 import time
 import traceback
-from collections.abc import Mapping, Sequence
-from dataclasses import replace
-from pathlib import Path
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
-import anyio
-import asyncpg
-import orjson
+import click
+from click.core import ParameterSource
 
-from asyncmig import commands, ddl, files, logs, render, validate, verify
-from asyncmig.config import ON_ERROR, load_overrides
-from asyncmig.connect import Target, resolve_target, scrub
-from asyncmig.embedded import DEFAULT_DATA_DIR, EmbeddedServer
-from asyncmig.errors import (
-    InternalError,
-    MigrationError,
-    TargetError,
-    UsageError,
-    VerificationError,
+from asyncmig import settings
+from asyncmig.errors import InternalError, MigrationError, TargetError, UsageError
+from asyncmig.resolve import resolve
+from asyncmig.settings import Group, Option
+
+GROUP_TITLES = {Group.SOURCE: "Source", Group.TARGET: "Target", Group.LOAD: "Load",
+                Group.POLICIES: "Policy", Group.CHECK: "Check", Group.COMMAND: "Command",
+                Group.OUTPUT: "Output"}
+TARGET = ("pg", "pg_file", "schema", "connect_timeout", "data_dir")
+OUTPUT = ("output", "log_format", "verbose", "debug")
+LOAD = ("jobs", "batch_size", "queue_size", "replace", "rejects", "max_rejects",
+        "max_rejects_total", "on_error", "orphans", "duplicates")
+
+
+def package_version() -> str:
+    try:
+        return version("asyncmig")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown"
+
+
+class ValueType(click.ParamType):  # type: ignore[type-arg]  # generic in click 8.5 only
+    """Parses a value with the same strict parser as the environment and the job file."""
+
+    def __init__(self, option: Option):
+        self.option = option
+        self.name = option.metavar or option.name
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return settings.parse_text(self.option, value, self.option.flags[0])
+        except UsageError as exc:
+            self.fail(exc.message, param, ctx)
+
+
+def help_text(option: Option) -> str:
+    extra = []
+    if option.choices:
+        extra.append("one of " + ", ".join(option.choices))
+    shown = option.default_text().strip("`")
+    if shown and shown not in ("off", ""):
+        extra.append(f"default {shown}")
+    if option.env:
+        extra.append(f"env {option.env}")
+    return option.help + (f" [{'; '.join(extra)}]" if extra else "")
+
+
+def click_option(option: Option) -> click.Option:
+    if option.is_flag:
+        return click.Option([*option.flags, option.name], is_flag=True, default=None,
+                            show_default=False, help=help_text(option))
+    return click.Option([*option.flags, option.name], type=ValueType(option),
+                        metavar=option.metavar, default=None, show_default=False,
+                        help=help_text(option))
+
+
+class Command(click.Command):
+    """A command whose options are listed by group, with an example after them."""
+
+    def __init__(self, *args: Any, example: str = "", **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.example = example
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        sections: dict[str, list[tuple[str, str]]] = {}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            declared = settings.BY_NAME.get(param.name or "")
+            title = GROUP_TITLES[declared.group] if declared else "Other"
+            sections.setdefault(title, []).append(record)
+        for title in [*GROUP_TITLES.values(), "Other"]:
+            if title in sections:
+                with formatter.section(f"{title} options"):
+                    formatter.write_dl(sections[title])
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        if self.example:
+            with formatter.section("Example"):
+                formatter.write_text(self.example)
+        super().format_epilog(ctx, formatter)
+
+
+class Commands(click.Group):
+    """The top level: a mistyped command gets "did you mean"."""
+
+    def resolve_command(self, ctx: click.Context,
+                        args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            near = difflib.get_close_matches(name, self.list_commands(ctx), n=1)
+            guess = f" (did you mean {near[0]!r}?)" if near else ""
+            raise click.UsageError(f"no such command {name!r}{guess}", ctx)
+        return super().resolve_command(ctx, args)
+
+
+Action = Callable[..., int]  # (command name, resolved options, environment, *extra args)
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One command: its help paragraph, an example, the options it takes, what it runs."""
+
+    name: str
+    summary: str
+    description: str
+    example: str
+    options: tuple[str, ...]
+    action: str  # "module:function", imported only when the command runs
+
+
+def make_command(spec: Spec, **extra: Any) -> Command:
+    def callback(**_given: Any) -> int:
+        ctx = click.get_current_context()
+        given = {name: value for name, value in ctx.params.items()
+                 if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE}
+        environ: Mapping[str, str] = ctx.obj
+        values = resolve(spec.options, given, environ)
+        module, _, function = spec.action.partition(":")
+        action: Action = getattr(importlib.import_module(module), function)
+        return action(spec.name, values, environ, *ctx.args)
+
+    params: list[click.Parameter] = [click_option(settings.BY_NAME[n]) for n in spec.options]
+    return Command(spec.name, callback=callback, params=params, help=spec.description,
+                   short_help=spec.summary, example=spec.example,
+                   context_settings={"help_option_names": ["-h", "--help"]})
+
+
+A = "asyncmig.actions:"
+RUN_OPTIONS = ("sqlite", "snapshot", "config", *TARGET, *LOAD, *OUTPUT, "log_dir")
+SPECS = (
+    Spec("run", "validate, create the schema, load, index, verify (alias: full)",
+         "Migrate everything in one go: check the source and the server, create the tables, "
+         "load every row through the COPY pipeline, build indexes, keys and constraints, "
+         "check the result against the source, record the run in the target's history and "
+         "write a rollback script. With no PostgreSQL given, an embedded one is started.",
+         "asyncmig run --sqlite app.db --pg postgresql://me@db.example.com/app",
+         RUN_OPTIONS, A + "migrate"),
+    Spec("full", "the same as run",
+         "The same as run (the reference migrator's name for it).",
+         "asyncmig full --sqlite app.db --postgres postgresql://me@localhost/app",
+         RUN_OPTIONS, A + "migrate"),
+    Spec("schema", "create the tables (before the data), or --print all the DDL",
+         "Create the bare tables and the profile's functions, the pre-data part of run; "
+         "with --print, print the SQL of every phase instead, for a DBA to review.",
+         "asyncmig schema --sqlite app.db --print > schema.sql",
+         ("sqlite", "config", *TARGET, "jobs", "replace", "print_sql", *OUTPUT, "log_dir"),
+         A + "migrate"),
+    Spec("data", "load the data into tables `schema` created, then index them",
+         "Load the rows into the tables schema created (they must exist and be empty; "
+         "--replace empties them), then build indexes, keys, constraints and foreign keys.",
+         "asyncmig data --sqlite app.db --pg postgresql://me@localhost/app --jobs 4",
+         ("sqlite", "snapshot", "config", *TARGET, *LOAD, *OUTPUT, "log_dir"), A + "migrate"),
+    Spec("check", "compare the PostgreSQL copy with the source",
+         "Compare the copy with the source: row counts, foreign keys, JSON columns and "
+         "sequences; with --deep also a checksum of every table's values, computed inside "
+         "SQLite and inside PostgreSQL. Rows the last load rejected are allowed for.",
+         "asyncmig check --sqlite app.db --pg postgresql://me@localhost/app --deep",
+         ("sqlite", "config", *TARGET, "jobs", "deep", "explain", "sample", *OUTPUT), A + "check"),
+    Spec("validate", "pre-flight checks, each with its fix",
+         "Check, before anything is written, that a run can succeed: the source is readable "
+         "and sound, the server is new enough, reachable and has the extensions, privileges "
+         "and disk space needed, and no table is in the way. Each check says PASS, WARN or "
+         "FAIL with its fix.",
+         "asyncmig validate --sqlite app.db --pg postgresql://me@localhost/app",
+         ("sqlite", "config", *TARGET, "jobs", *OUTPUT), A + "validate_command"),
+    Spec("status", "the migration history (latest 20 runs)",
+         "Show the migration history kept in the target (schema asyncmig): each run's "
+         "command, times, outcome, rows and rollback script.",
+         "asyncmig status --pg postgresql://me@localhost/app",
+         ("config", "pg", "pg_file", "connect_timeout", "data_dir", *OUTPUT), A + "status"),
+    Spec("rollback", "undo a run with its rollback script (see status)",
+         "Undo one run with the rollback script it wrote: refused for a run that failed, was "
+         "already rolled back, or was followed by a later run into the same schema.",
+         "asyncmig rollback --pg postgresql://me@localhost/app --run 3",
+         ("config", "pg", "pg_file", "connect_timeout", "data_dir", "run_id", "log_format",
+          "verbose", "debug"), A + "rollback"),
+    Spec("plan", "print the migration plan",
+         "Print the plan without touching any PostgreSQL: each table with its columns' "
+         "source and target types and the evidence for each choice, indexes, keys, checks, "
+         "warnings and what will not be migrated.",
+         "asyncmig plan --sqlite app.db --config profile.toml --output json",
+         ("sqlite", "config", "schema", "jobs", "format", *OUTPUT), A + "plan"),
 )
-from asyncmig.migrate import RunSettings, create_schema, load_data, make_plan, run_migration
-from asyncmig.pipeline import PipelineSettings
 
 
-def _env_int(environ: Mapping[str, str], name: str, default: int, low: int) -> int:
-    raw = environ.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise UsageError(f"{name} is expected to be a whole number, got {raw!r}") from None
-    if value < low:
-        raise UsageError(f"{name} is expected to be at least {low}, got {value}")
-    return value
+def build_cli() -> click.Group:
+    from asyncmig.server_cli import server_group
+
+    top = Commands("asyncmig", help="Move a SQLite database into PostgreSQL, typed and "
+                   "verified. Run `asyncmig COMMAND --help` for a command's options.",
+                   context_settings={"help_option_names": ["-h", "--help"]})
+    top = click.version_option(package_version(), "--version", prog_name="asyncmig",
+                               message="%(prog)s %(version)s")(top)
+    for spec in SPECS:
+        top.add_command(make_command(spec))
+    top.add_command(server_group())
+    return top
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
-    return value
-
-
-def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
-    env = environ.get
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--sqlite", type=Path, default=env("ASYNCMIG_SQLITE"),
-                        help="the SQLite database file to migrate (opened read-only) "
-                             "[ASYNCMIG_SQLITE]")
-    common.add_argument("--pg", "--postgres", dest="pg", default=env("ASYNCMIG_PG"),
-                        help="target PostgreSQL URL; default DATABASE_URL, then the PG* "
-                             "variables, then an embedded server [ASYNCMIG_PG]")
-    common.add_argument("--schema", default=env("ASYNCMIG_SCHEMA", "public"),
-                        help="target schema (default public) [ASYNCMIG_SCHEMA]")
-    common.add_argument("--config", type=Path, default=env("ASYNCMIG_CONFIG"),
-                        help="TOML profile overriding and extending the plan [ASYNCMIG_CONFIG]")
-    common.add_argument("--jobs", type=_positive,
-                        default=_env_int(environ, "ASYNCMIG_JOBS", 2, 1),
-                        help="tables loaded in parallel (default 2) [ASYNCMIG_JOBS]")
-    common.add_argument("--log-format", choices=["auto", "console", "json"],
-                        default=env("ASYNCMIG_LOG_FORMAT", "auto"),
-                        help="log lines on stderr: auto (console on a terminal, else JSON) "
-                             "[ASYNCMIG_LOG_FORMAT]")
-    common.add_argument("--log-dir", type=Path, default=Path(env("ASYNCMIG_LOG_DIR", ".")),
-                        help="where runs write migration_YYYYMMDD_HHMMSS.log and their rollback "
-                             "script (default: the current directory) [ASYNCMIG_LOG_DIR]")
-    common.add_argument("--verbose", "-v", action="store_true",
-                        default=env("ASYNCMIG_VERBOSE", "") not in ("", "0"),
-                        help="log every decision and table, not only warnings [ASYNCMIG_VERBOSE]")
-    common.add_argument("--debug", action="store_true", help="show tracebacks")
-    common.add_argument("--data-dir", type=Path,
-                        default=Path(env("ASYNCMIG_DATA_DIR", str(DEFAULT_DATA_DIR))),
-                        help="where the embedded PostgreSQL keeps its data when no PostgreSQL "
-                             "is given [ASYNCMIG_DATA_DIR]")
-    common.add_argument("--output", choices=["text", "json"],
-                        default=env("ASYNCMIG_OUTPUT", "text"),
-                        help="result format on stdout [ASYNCMIG_OUTPUT]")
-
-    loading = argparse.ArgumentParser(add_help=False)
-    loading.add_argument("--batch-size", type=_positive,
-                         default=_env_int(environ, "ASYNCMIG_BATCH_SIZE", 5000, 1),
-                         help="rows per batch read from SQLite (default 5000) "
-                              "[ASYNCMIG_BATCH_SIZE]")
-    loading.add_argument("--on-error", choices=list(ON_ERROR), default=env("ASYNCMIG_ON_ERROR"),
-                         help="a value that does not fit its column: coerce, default, null, "
-                              "reject (the row goes to the reject store; the default) or fail; "
-                              "a profile may set it per table or column [ASYNCMIG_ON_ERROR]")
-    loading.add_argument("--orphans", choices=["keep", "null", "reject"],
-                         default=env("ASYNCMIG_ORPHANS"),
-                         help="rows whose foreign key finds no parent: keep (the default; the "
-                              "key is left NOT VALID), null (clear the reference) or reject "
-                              "[ASYNCMIG_ORPHANS]")
-    loading.add_argument("--max-rejects-total", type=_positive,
-                         default=_env_int(environ, "ASYNCMIG_MAX_REJECTS_TOTAL", 0, 0) or None,
-                         help="fail the run (every table rolled back) when all tables together "
-                              "reject more rows than this [ASYNCMIG_MAX_REJECTS_TOTAL]")
-    loading.add_argument("--duplicates", choices=["fail", "nonunique", "reject"],
-                         default=env("ASYNCMIG_DUPLICATES", "fail"),
-                         help="a unique index the data breaks (NOCASE or mixed-type duplicates "
-                              "SQLite allowed): fail, listing the keys (default), build it "
-                              "without UNIQUE (nonunique), or keep each key's first row and "
-                              "reject the others (reject) [ASYNCMIG_DUPLICATES]")
-    loading.add_argument("--max-rejects", type=_positive,
-                         default=_env_int(environ, "ASYNCMIG_MAX_REJECTS", 0, 0) or None,
-                         help="roll a table back when it rejects more rows than this "
-                              "(default: no limit) [ASYNCMIG_MAX_REJECTS]")
-    loading.add_argument("--rejects", type=Path, default=env("ASYNCMIG_REJECTS"),
-                         help="directory for rejected rows, one <table>.jsonl per table "
-                              "(default: <log-dir>/asyncmig-rejects/run<N>) [ASYNCMIG_REJECTS]")
-    loading.add_argument("--snapshot", action="store_true",
-                         default=env("ASYNCMIG_SNAPSHOT", "") not in ("", "0"),
-                         help="first copy the source in one read transaction and migrate the "
-                              "copy: one consistent snapshot while the application keeps "
-                              "writing (needs the disk space of the file) [ASYNCMIG_SNAPSHOT]")
-    loading.add_argument("--queue-size", type=_positive,
-                         default=_env_int(environ, "ASYNCMIG_QUEUE_SIZE", 4, 1),
-                         help="batches buffered between stages (default 4) [ASYNCMIG_QUEUE_SIZE]")
-
-    parser = argparse.ArgumentParser(
-        prog="asyncmig", description="Move a SQLite database into PostgreSQL, typed and verified."
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name, help_text in (("run", "validate, create the schema, load, verify (alias: full)"),
-                            ("full", "the same as run")):
-        run = sub.add_parser(name, parents=[common, loading], help=help_text)
-        run.add_argument("--replace", action="store_true",
-                         help="drop and recreate target tables that already exist")
-    schema = sub.add_parser("schema", parents=[common],
-                            help="create the tables (before the data), or --print all the DDL")
-    schema.add_argument("--print", action="store_true", dest="print_sql",
-                        help="print the SQL of every phase instead of running it")
-    schema.add_argument("--replace", action="store_true",
-                        help="drop and recreate target tables that already exist")
-    data = sub.add_parser("data", parents=[common, loading],
-                          help="load the data into tables `schema` created, then index them")
-    data.add_argument("--replace", action="store_true", help="empty non-empty tables first")
-    check = sub.add_parser("check", parents=[common],
-                           help="compare the PostgreSQL copy with the source")
-    check.add_argument("--deep", action="store_true",
-                       help="also a checksum of every table's values, computed on both sides")
-    check.add_argument("--explain", action="store_true",
-                       help="with --deep: name the first differing key of a failing table")
-    check.add_argument("--sample", type=_positive, default=None, metavar="N",
-                       help="with --deep: check N key ranges of large tables, not every row")
-    sub.add_parser("validate", parents=[common], help="pre-flight checks, each with its fix")
-    sub.add_parser("status", parents=[common], help="the migration history (latest 20 runs)")
-    undo = sub.add_parser("rollback", parents=[common],
-                          help="undo a run with its rollback script (see status)")
-    undo.add_argument("--run", type=_positive, required=True, dest="run_id",
-                      help="the run to undo, as `status` numbers it")
-    plan = sub.add_parser("plan", parents=[common], help="print the migration plan")
-    plan.add_argument("--format", choices=["text", "json"], default=None,
-                      help="the same as --output")
-
-    server = sub.add_parser("server", help="the embedded PostgreSQL started by `run`")
-    server.add_argument("action", choices=["stop", "url"])
-    server.add_argument("--data-dir", type=Path,
-                        default=Path(env("ASYNCMIG_DATA_DIR", str(DEFAULT_DATA_DIR))))
-    return parser
-
-
-WRITING_COMMANDS = {"run", "full", "schema", "data"}
 LOADED_WITH_REJECTS = 8  # done, but some rows are in the reject store, not in the table
 
 
@@ -194,157 +247,67 @@ def run_in_utc() -> None:
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     run_in_utc()
     environ = os.environ if environ is None else environ
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
-    log_stream = None
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
     try:
-        args = build_parser(environ).parse_args(argv)
-        log_file = None
-        if args.command in WRITING_COMMANDS and not getattr(args, "print_sql", False):
-            log_file = open_log_file(args.log_dir)
-        args.log_file = log_file
-        log_stream = logs.configure(log_format=getattr(args, "log_format", "auto"),
-                                    verbose=getattr(args, "verbose", False), log_file=log_file)
-        return dispatch(args, environ)
-    except MigrationError as exc:
-        if debug:
-            traceback.print_exc()
-        print(f"asyncmig: error: {exc}", file=sys.stderr)
+        result = build_cli().main(args, prog_name="asyncmig", standalone_mode=False,
+                                  obj=environ)
+        return result if isinstance(result, int) else 0
+    except click.exceptions.Exit as exc:
         return exc.exit_code
+    except click.UsageError as exc:
+        return usage_error(exc)
+    except click.Abort:
+        print("asyncmig: interrupted", file=sys.stderr)
+        return 130
+    except MigrationError as exc:
+        return report(exc, debug, str(exc), exc.exit_code)
     except KeyboardInterrupt:
         print("asyncmig: interrupted", file=sys.stderr)
         return 130
-    except asyncpg.PostgresError as exc:  # a statement the phases did not expect to fail
-        if debug:
-            traceback.print_exc()
-        line = (str(exc).splitlines() or [type(exc).__name__])[0]
-        print(f"asyncmig: error: PostgreSQL refused: {line}", file=sys.stderr)
-        return TargetError.exit_code
-    except Exception as exc:  # noqa: BLE001 -- the last resort: a bug gets one line, not a traceback
-        if debug:
-            traceback.print_exc()
-        line = (str(exc).splitlines() or [""])[0]
-        print(f"asyncmig: internal error: {type(exc).__name__}: {line} (rerun with --debug "
-              "and report it)", file=sys.stderr)
-        return InternalError.exit_code
-    finally:
-        if log_stream is not None:
-            log_stream.close()
+    except Exception as exc:  # noqa: BLE001 -- the last resort: a bug gets one line
+        return unexpected(exc, debug)
 
 
-def open_log_file(directory: Path) -> Path:
-    try:
-        # private and exclusive: two runs started in the same second keep their own logs
-        path = files.new_file(directory.absolute(), logs.log_file_stem(), ".log")
-    except OSError as exc:
-        raise UsageError(f"cannot write the log file in {directory}: {exc.strerror}",
-                         hint="pass --log-dir (or ASYNCMIG_LOG_DIR) naming a writable "
-                              "directory") from None
-    return path
-
-
-def dispatch(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    if args.command == "server":
-        return server_command(args)
-    if args.command in ("rollback", "status"):  # they read the target's history only
-        target = resolve_target(args.pg, environ)
-        if target is None and (args.data_dir / "pgdata" / "PG_VERSION").exists():
-            target = start_embedded(args.data_dir)  # the server `run` used by default
-        if target is None:
-            raise UsageError(f"{args.command} needs the PostgreSQL the runs went into",
-                             hint="pass --pg URL (or set DATABASE_URL)")
-        settings = RunSettings(args.sqlite or Path("."), target)
-        if args.command == "status":
-            return status_command(settings, args.output == "json")
-        script = anyio.run(commands.rollback_command, settings, args.run_id, backend="asyncio")
-        print(f"run {args.run_id} rolled back with {script}")
-        return 0
-    if args.sqlite is None:
-        raise UsageError("no SQLite database given", hint="pass --sqlite FILE")
-    overrides = load_overrides(args.config)
-    if getattr(args, "on_error", None):
-        overrides = replace(overrides, on_error=args.on_error)
-    if getattr(args, "orphans", None):
-        overrides = replace(overrides, orphans=args.orphans)
-    as_json = args.output == "json" or getattr(args, "format", None) == "json"
-    if args.command == "plan" or (args.command == "schema" and args.print_sql):
-        settings = RunSettings(args.sqlite, Target(None, "", "none"), args.schema, args.jobs,
-                               overrides=overrides)
-        plan = anyio.run(make_plan, settings, backend="asyncio")
-        if args.command == "schema":
-            print(ddl.render_script(plan), end="")
-        else:
-            print(render.plan_json(plan) if as_json else render.plan_text(plan), end="")
-        return 0
-    target = resolve_target(args.pg, environ)
-    if target is None:
-        target = start_embedded(args.data_dir)
-    settings = RunSettings(
-        args.sqlite, target, args.schema, args.jobs, getattr(args, "replace", False),
-        PipelineSettings(batch_size=getattr(args, "batch_size", 5000),
-                         queue_size=getattr(args, "queue_size", 4),
-                         max_rejects=getattr(args, "max_rejects", None)),
-        overrides, command="run" if args.command == "full" else args.command,
-        output_dir=args.log_dir, log_file=args.log_file,
-        rejects_dir=getattr(args, "rejects", None) or args.log_dir / "asyncmig-rejects",
-        duplicates=getattr(args, "duplicates", "fail"),
-        max_rejects_total=getattr(args, "max_rejects_total", None),
-        snapshot=getattr(args, "snapshot", False),
-        deep=commands.DeepCheck(getattr(args, "explain", False), getattr(args, "sample", None))
-        if getattr(args, "deep", False) else None,
-    )
-    return COMMANDS[settings.command](settings, as_json)
-
-
-def run_command(settings: RunSettings, as_json: bool) -> int:
-    action = {"run": run_migration, "schema": create_schema, "data": load_data}[settings.command]
-    report = anyio.run(action, settings, backend="asyncio")
-    shown = settings.target.safe
-    verb = "created in" if settings.command == "schema" else "migrated into"
-    print(render.report_json(report, shown) if as_json
-          else render.report_text(report, shown, action=verb), end="")
-    return LOADED_WITH_REJECTS if report.rejected else 0
-
-
-def check_command(settings: RunSettings, as_json: bool) -> int:
-    results = anyio.run(commands.check, settings, settings.deep, backend="asyncio")
-    print(orjson.dumps(verify.results_json(results), option=orjson.OPT_INDENT_2).decode()
-          if as_json else verify.render_text(results), end="\n" if as_json else "")
-    return VerificationError.exit_code if any(not r.ok for r in results) else 0
-
-
-def validate_command(settings: RunSettings, as_json: bool) -> int:
-    checks = anyio.run(commands.validate, settings, backend="asyncio")
-    print(orjson.dumps(validate.checks_json(checks), option=orjson.OPT_INDENT_2).decode()
-          if as_json else validate.render_text(checks))
-    return VerificationError.exit_code if validate.failed(checks) else 0
-
-
-def status_command(settings: RunSettings, as_json: bool) -> int:
-    runs = anyio.run(commands.status, settings, backend="asyncio")
-    print(render.status_json(runs) if as_json else render.status_text(runs), end="")
-    return 0
-
-
-COMMANDS = {"run": run_command, "schema": run_command, "data": run_command,
-            "check": check_command, "validate": validate_command, "status": status_command}
-
-
-def start_embedded(data_dir: Path) -> Target:
-    server = EmbeddedServer(data_dir / "pgdata")
-    print(f"asyncmig: no PostgreSQL given (--pg, DATABASE_URL or PG*): starting an embedded "
-          f"one in {server.pgdata}", file=sys.stderr)
-    url = server.start()
-    print(f"asyncmig: embedded PostgreSQL at {url}", file=sys.stderr)
-    return Target(url, scrub(url), "embedded")
-
-
-def server_command(args: argparse.Namespace) -> int:
-    server = EmbeddedServer(args.data_dir / "pgdata")
-    if not (server.pgdata / "PG_VERSION").exists():
-        raise UsageError(f"no embedded PostgreSQL in {server.pgdata}")
-    if args.action == "stop":
-        server.stop()
-        print(f"stopped the embedded PostgreSQL in {server.pgdata}")
+def usage_error(exc: click.UsageError) -> int:
+    """One line, like every other error; the command's --help is named as the fix."""
+    command = exc.ctx.command_path if exc.ctx is not None else "asyncmig"
+    if isinstance(exc, click.NoSuchOption):
+        message = no_such_option(exc, command)
+    elif isinstance(exc, click.BadParameter) and isinstance(exc.param, click.Option):
+        message = exc.message  # our parsers' messages name the option already
     else:
-        print(server.start())
-    return 0
+        message = exc.format_message().replace("\n", " ")
+    message = message[:1].lower() + message[1:]
+    print(f"asyncmig: error: {message}; hint: see `{command} --help`", file=sys.stderr)
+    return UsageError.exit_code
+
+
+def no_such_option(exc: click.NoSuchOption, command: str) -> str:
+    """Say when the option exists but this command does not use it; else suggest."""
+    if exc.option_name in {flag for o in settings.OPTIONS for flag in o.flags}:
+        return f"{command} does not take {exc.option_name}"
+    near = sorted(p for p in exc.possibilities or () if p not in ("-h", "--help"))
+    guess = f" (did you mean {' or '.join(near)}?)" if near else ""
+    return f"no such option {exc.option_name}{guess}"
+
+
+def report(exc: BaseException, debug: bool, line: str, code: int) -> int:
+    if debug:
+        traceback.print_exception(exc)
+    print(f"asyncmig: error: {line}", file=sys.stderr)
+    return code
+
+
+def unexpected(exc: Exception, debug: bool) -> int:
+    import asyncpg
+
+    if isinstance(exc, asyncpg.PostgresError):  # a statement the phases did not expect to fail
+        line = (str(exc).splitlines() or [type(exc).__name__])[0]
+        return report(exc, debug, f"PostgreSQL refused: {line}", TargetError.exit_code)
+    if debug:
+        traceback.print_exception(exc)
+    line = (str(exc).splitlines() or [""])[0]
+    print(f"asyncmig: internal error: {type(exc).__name__}: {line} (rerun with --debug "
+          "and report it)", file=sys.stderr)
+    return InternalError.exit_code

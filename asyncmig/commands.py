@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
@@ -15,12 +14,7 @@ from asyncmig.errors import MigrationError, VerificationError
 from asyncmig.history import RunRecord
 from asyncmig.migrate import RunSettings, check_server, make_plan
 from asyncmig.plan import Plan
-
-
-@dataclass(frozen=True)
-class DeepCheck:
-    explain: bool = False
-    sample_ranges: int | None = None
+from asyncmig.settings import DeepCheck
 
 
 async def check(settings: RunSettings, deep: DeepCheck | None = None) -> list[verify.CheckResult]:

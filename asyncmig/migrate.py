@@ -25,7 +25,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import anyio
 import anyio.to_process
@@ -41,6 +40,7 @@ from asyncmig.plan import Plan, TablePlan, ViewPlan
 from asyncmig.planner import build_plan
 from asyncmig.policy import TooManyRejects, reject_path
 from asyncmig.quoting import qualified, quote_ident
+from asyncmig.settings import DeepCheck, Duplicates, default
 from asyncmig.sqlite_source import check_source_file, fingerprint, open_sync, source_error
 from asyncmig.verify import CheckResult
 
@@ -53,20 +53,20 @@ MIN_SERVER_VERSION = 13
 class RunSettings:
     source: Path
     target: Target
-    schema: str = "public"
-    jobs: int = 2
-    replace: bool = False
+    schema: str = default("schema")
+    jobs: int = default("jobs")
+    replace: bool = default("replace")
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
     overrides: Overrides = field(default_factory=Overrides)
     workers: str = "auto"  # "process", "inline", or "auto": processes for large sources
-    snapshot: bool = False  # read from a consistent copy taken first (app still writing)
+    snapshot: bool = default("snapshot")  # read from a consistent copy taken first (app still writing)
     command: str = "run"  # recorded in the history
     output_dir: Path | None = None  # where the rollback script goes (None: not written)
     log_file: Path | None = None  # recorded in the history
     rejects_dir: Path | None = None  # rejected rows go to <rejects_dir>/run<N>/<table>.jsonl
-    duplicates: str = "fail"  # a unique index the data breaks: fail, "nonunique", "reject"
-    max_rejects_total: int | None = None  # over the whole run; more fails the run
-    deep: Any = None  # `check --deep` settings (asyncmig.commands.DeepCheck)
+    duplicates: Duplicates = default("duplicates")  # noqa: RUF009 -- an enum member
+    max_rejects_total: int | None = default("max_rejects_total")  # more fails the run
+    deep: DeepCheck | None = None  # `check --deep` settings
 
 
 @dataclass(frozen=True)

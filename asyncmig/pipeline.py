@@ -6,7 +6,7 @@
     queue (anyio memory stream, --queue-size batches)
         │
         ▼
-    transformers (--transformers per table; skipped when no column needs one)
+    transformer (one per table; skipped when no column needs one)
         │
         ▼
     queue ──▶ writer (asyncpg COPY, 1 connection, 1 transaction)
@@ -37,6 +37,7 @@ from asyncmig.errors import SourceError
 from asyncmig.plan import TablePlan
 from asyncmig.policy import Accounts, TableGuard, lenient_text
 from asyncmig.quoting import quote_sqlite_ident
+from asyncmig.settings import default
 from asyncmig.sqlite_source import open_async, source_error
 from asyncmig.transforms import Batch, Pair, build_batch_transform
 
@@ -54,11 +55,11 @@ def batch_rows(settings: PipelineSettings, table: TablePlan) -> int:
 
 @dataclass(frozen=True)
 class PipelineSettings:
-    batch_size: int = 5000
-    queue_size: int = 4  # batches per queue: memory is bounded by batch_size * queue_size
+    batch_size: int = default("batch_size")
+    queue_size: int = default("queue_size")  # batches per queue: memory is bounded by batch_size * queue_size
     transformers: int = 1
     reject_dir: Path | None = None  # where <table>.jsonl rejects go (None: counted only)
-    max_rejects: int | None = None  # per table; more rolls the table back
+    max_rejects: int | None = default("max_rejects")  # per table; more rolls the table back
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,195 @@
+"""What each command does once its options are resolved (see :mod:`asyncmig.cli`).
+
+Imported only when a command runs: this is where asyncpg, aiosqlite and the planner
+come in, so ``asyncmig --help`` does not pay for them.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+
+import anyio
+import orjson
+import structlog
+
+from asyncmig import commands, ddl, files, logs, render, validate, verify
+from asyncmig.config import Overrides, load_overrides
+from asyncmig.connect import Target, resolve_target, scrub
+from asyncmig.embedded import EmbeddedServer
+from asyncmig.errors import UsageError, VerificationError
+from asyncmig.migrate import RunSettings, create_schema, load_data, make_plan, run_migration
+from asyncmig.pipeline import PipelineSettings
+from asyncmig.resolve import Resolved
+from asyncmig.settings import DeepCheck, OutputFormat
+from asyncmig.wait import wait_for_target
+
+WRITING_COMMANDS = {"run", "full", "schema", "data"}
+LOADED_WITH_REJECTS = 8  # done, but some rows are in the reject store, not in the table
+
+log = structlog.get_logger(__name__)
+
+
+@contextmanager
+def logging_for(command: str, values: Resolved) -> Iterator[Path | None]:
+    """Configure logging once for the command; yields the run's log file (or None)."""
+    log_file = None
+    if command in WRITING_COMMANDS and not values["print_sql"]:
+        log_file = open_log_file(values["log_dir"])
+    stream = logs.configure(log_format=values["log_format"], verbose=values["verbose"],
+                            log_file=log_file)
+    try:
+        log.info("configuration", command=command, sources=values.given())
+        yield log_file
+    finally:
+        if stream is not None:
+            stream.close()
+
+
+def open_log_file(directory: Path) -> Path:
+    try:
+        # private and exclusive: two runs started in the same second keep their own logs
+        path = files.new_file(directory.absolute(), logs.log_file_stem(), ".log")
+    except OSError as exc:
+        raise UsageError(f"cannot write the log file in {directory}: {exc.strerror}",
+                         hint="pass --log-dir (or ASYNCMIG_LOG_DIR) naming a writable "
+                              "directory") from None
+    return path
+
+
+def as_json(values: Resolved) -> bool:
+    return OutputFormat.JSON in (values["output"], values["format"])
+
+
+def need_source(values: Resolved) -> Path:
+    source: Path | None = values["sqlite"]
+    if source is None:
+        raise UsageError("no SQLite database given", hint="pass --sqlite FILE")
+    return source
+
+
+def overrides_for(values: Resolved) -> Overrides:
+    """The profile, with the run-wide policies the options set on top."""
+    overrides = load_overrides(values["config"])
+    if values["on_error"] is not None:
+        overrides = replace(overrides, on_error=values["on_error"])
+    if values["orphans"] is not None:
+        overrides = replace(overrides, orphans=values["orphans"])
+    return overrides
+
+
+def target_for(values: Resolved, environ: Mapping[str, str], *, start: bool = True) -> Target:
+    target = resolve_target(values["pg"], environ)
+    if target is not None:
+        if values["connect_timeout"] > 0:
+            anyio.run(wait_for_target, target, values["connect_timeout"], backend="asyncio")
+        return target
+    pgdata = values["data_dir"] / "pgdata"
+    if start or (pgdata / "PG_VERSION").exists():
+        return start_embedded(values["data_dir"])
+    raise UsageError("this command needs the PostgreSQL the runs went into",
+                     hint="pass --pg URL (or set DATABASE_URL)")
+
+
+def start_embedded(data_dir: Path) -> Target:
+    server = EmbeddedServer(data_dir / "pgdata")
+    print(f"asyncmig: no PostgreSQL given (--pg, DATABASE_URL or PG*): starting an embedded "
+          f"one in {server.pgdata}", file=sys.stderr)
+    url = server.start()
+    print(f"asyncmig: embedded PostgreSQL at {url}", file=sys.stderr)
+    return Target(url, scrub(url), "embedded")
+
+
+def run_settings(command: str, values: Resolved, environ: Mapping[str, str],
+                 log_file: Path | None = None) -> RunSettings:
+    """The settings of a command that reads the source and the target; the source and
+    the profile are checked before the target is looked for (or started)."""
+    log_dir: Path = values["log_dir"]
+    source, overrides = need_source(values), overrides_for(values)
+    return RunSettings(
+        source, target_for(values, environ), values["schema"], values["jobs"], values["replace"],
+        PipelineSettings(batch_size=values["batch_size"], queue_size=values["queue_size"],
+                         max_rejects=values["max_rejects"]),
+        overrides, command="run" if command == "full" else command,
+        output_dir=log_dir, log_file=log_file,
+        rejects_dir=values["rejects"] or log_dir / "asyncmig-rejects",
+        duplicates=values["duplicates"], max_rejects_total=values["max_rejects_total"],
+        snapshot=values["snapshot"],
+        deep=DeepCheck(values["explain"], values["sample"]) if values["deep"] else None,
+    )
+
+
+def plan_settings(values: Resolved) -> RunSettings:
+    return RunSettings(need_source(values), Target(None, "", "none"), values["schema"],
+                       values["jobs"], overrides=overrides_for(values))
+
+
+def migrate(command: str, values: Resolved, environ: Mapping[str, str]) -> int:
+    """run, full, schema and data (schema --print only prints the SQL)."""
+    with logging_for(command, values) as log_file:
+        if values["print_sql"]:
+            plan = anyio.run(make_plan, plan_settings(values), backend="asyncio")
+            print(ddl.render_script(plan), end="")
+            return 0
+        settings = run_settings(command, values, environ, log_file)
+        action = {"run": run_migration, "schema": create_schema,
+                  "data": load_data}[settings.command]
+        report = anyio.run(action, settings, backend="asyncio")
+        shown = settings.target.safe
+        verb = "created in" if settings.command == "schema" else "migrated into"
+        print(render.report_json(report, shown) if as_json(values)
+              else render.report_text(report, shown, action=verb), end="")
+        return LOADED_WITH_REJECTS if report.rejected else 0
+
+
+def plan(command: str, values: Resolved, environ: Mapping[str, str]) -> int:
+    with logging_for(command, values):
+        result = anyio.run(make_plan, plan_settings(values), backend="asyncio")
+        print(render.plan_json(result) if as_json(values) else render.plan_text(result), end="")
+        return 0
+
+
+def check(command: str, values: Resolved, environ: Mapping[str, str]) -> int:
+    with logging_for(command, values):
+        settings = run_settings(command, values, environ)
+        results = anyio.run(commands.check, settings, settings.deep, backend="asyncio")
+        if as_json(values):
+            print(orjson.dumps(verify.results_json(results), option=orjson.OPT_INDENT_2).decode())
+        else:
+            print(verify.render_text(results), end="")
+        return VerificationError.exit_code if any(not r.ok for r in results) else 0
+
+
+def validate_command(command: str, values: Resolved, environ: Mapping[str, str]) -> int:
+    with logging_for(command, values):
+        settings = run_settings(command, values, environ)
+        checks = anyio.run(commands.validate, settings, backend="asyncio")
+        print(orjson.dumps(validate.checks_json(checks), option=orjson.OPT_INDENT_2).decode()
+              if as_json(values) else validate.render_text(checks))
+        return VerificationError.exit_code if validate.failed(checks) else 0
+
+
+def history_settings(values: Resolved, environ: Mapping[str, str]) -> RunSettings:
+    """status and rollback read the target's history only: no source needed."""
+    return RunSettings(Path("."), target_for(values, environ, start=False))
+
+
+def status(command: str, values: Resolved, environ: Mapping[str, str]) -> int:
+    with logging_for(command, values):
+        runs = anyio.run(commands.status, history_settings(values, environ), backend="asyncio")
+        print(render.status_json(runs) if as_json(values) else render.status_text(runs), end="")
+        return 0
+
+
+def rollback(command: str, values: Resolved, environ: Mapping[str, str]) -> int:
+    with logging_for(command, values):
+        if values["run_id"] is None:
+            raise UsageError("rollback needs the run to undo", hint="pass --run N (see status)")
+        settings = history_settings(values, environ)
+        script = anyio.run(commands.rollback_command, settings, values["run_id"],
+                           backend="asyncio")
+        print(f"run {values['run_id']} rolled back with {script}")
+        return 0
