@@ -103,6 +103,7 @@ class SourceTable:
 class SourceView:
     name: str
     sql: str
+    columns: tuple[str, ...] = ()  # result column names as SQLite names them
 
 
 @dataclass(frozen=True)

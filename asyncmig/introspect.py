@@ -49,12 +49,25 @@ def introspect(conn: sqlite3.Connection, path: Path) -> tuple[SourceCatalog, lis
         for kind, name, _tbl, sql in objects
         if kind == "table" and name not in skip
     ]
-    views = tuple(SourceView(name, sql) for kind, name, _t, sql in objects if kind == "view")
+    views = tuple(SourceView(name, sql, view_columns(conn, name))
+                  for kind, name, _t, sql in objects if kind == "view")
     triggers = tuple(
         SourceTrigger(name, tbl, sql) for kind, name, tbl, sql in objects if kind == "trigger"
     )
     version = conn.execute("SELECT sqlite_version()").fetchone()[0]
     return SourceCatalog(str(path), tuple(tables), views, triggers, version), notes
+
+
+def view_columns(conn: sqlite3.Connection, name: str) -> tuple[str, ...]:
+    """A view's result column names, as SQLite names them; () if SQLite cannot read it.
+
+    PostgreSQL names unaliased expressions differently (``sum`` for ``Sum(x)``), so
+    the view is created with this list to keep the names applications use.
+    """
+    try:
+        return tuple(row[1] for row in conn.execute(f"PRAGMA table_info({q(name)})"))
+    except sqlite3.Error:
+        return ()
 
 
 def _is_virtual(sql: str | None) -> bool:

@@ -711,34 +711,48 @@ async def finish(conn: asyncpg.Connection, plan: Plan, report: RunReport) -> Non
             report.warnings.append(
                 f"foreign key left NOT VALID because existing rows break it: {exc}"
             )
-    for view in plan.views:
-        report.warnings.extend(await create_view(conn, plan, view))
+    report.warnings.extend(await create_views(conn, plan))
 
 
-async def create_view(conn: asyncpg.Connection, plan: Plan, view: ViewPlan) -> list[str]:
-    """Create a view from its SQLite query as written; report it when PostgreSQL refuses.
+async def create_views(conn: asyncpg.Connection, plan: Plan) -> list[str]:
+    """Every view PostgreSQL accepts; a refused one is retried after the others.
+
+    The plan lists views over views after the views they read; the retry covers a
+    view over one that was kept as written and created later in the list.
+    """
+    waiting = list(plan.views)
+    errors: dict[str, Exception] = {}
+    while waiting:
+        created = [v for v in waiting if await create_view(conn, plan, v, errors)]
+        waiting = [v for v in waiting if v not in created]
+        if not created:
+            break
+    return [(f"view {v.name} not created: PostgreSQL refused its query ({errors[v.name]})"
+             + (f"; not translated: {v.note}" if v.note else "") + "; rewrite it by hand")
+            for v in waiting]
+
+
+async def create_view(conn: asyncpg.Connection, plan: Plan, view: ViewPlan,
+                      errors: dict[str, Exception]) -> bool:
+    """Create a view from its translated query, else as written, else requoted.
 
     The query names its tables unqualified, so it is resolved in the target schema.
-    SQLite-only spellings (``is_active = 1`` on a boolean, ``datetime()``) make
-    PostgreSQL refuse it: the view is then left out with PostgreSQL's reason.
+    PostgreSQL's reason for refusing the last attempt is kept in ``errors``.
     """
     names = {t.name for t in plan.tables} | {c.name for t in plan.tables for c in t.columns}
     names |= {v.name for v in plan.views}
-    attempts = [view.sql]
+    attempts = [views.create_view_sql(plan, view)]
     booleans = {c.name for t in plan.tables for c in t.columns if c.target_type == "boolean"}
     requoted = views.requote(view.sql, names, booleans)
-    if requoted is not None and requoted != view.sql:
-        attempts.append(requoted)  # the same query with PostgreSQL's quoting
-    error: Exception | None = None
-    for query in attempts:
+    if not view.translated and requoted is not None and requoted != view.sql:
+        attempts.append(views.create_view_sql(plan, view, requoted))
+    for statement in attempts:
         try:
             async with conn.transaction():
                 await conn.execute(f"SET LOCAL search_path TO {quote_ident(plan.schema)}")
-                await execute_one(conn,
-                                  f"CREATE VIEW {qualified(plan.schema, view.name)} AS {query}")
+                await execute_one(conn, statement)
         except asyncpg.PostgresError as exc:
-            error = exc
+            errors[view.name] = exc
             continue
-        return []
-    return [(f"view {view.name} not created: PostgreSQL refused its query ({error}); "
-             "rewrite it by hand")]
+        return True
+    return False

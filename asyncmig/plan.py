@@ -134,8 +134,11 @@ class TablePlan:
 @dataclass(frozen=True)
 class ViewPlan:
     name: str
-    sql: str  # PostgreSQL CREATE VIEW body (SELECT ...), translated
+    sql: str  # PostgreSQL query (translated), or SQLite's as written when not translatable
     source_sql: str
+    columns: tuple[str, ...] = ()  # result column names (CREATE VIEW's list) when translated
+    translated: bool = False
+    note: str | None = None  # why the query could not be translated
 
 
 @dataclass(frozen=True)

@@ -47,13 +47,12 @@ from asyncmig.plan import (
     Plan,
     Skipped,
     TablePlan,
-    ViewPlan,
 )
 from asyncmig.quoting import quote_ident, quote_sqlite_ident
 from asyncmig.sqlexpr import translate_default, translate_expression
 from asyncmig.sqlite_source import open_sync, source_error
-from asyncmig.sqlparse import first_statement
 from asyncmig.typemap import TypeChoice, choose_type, override_type
+from asyncmig.views import plan_views
 from asyncmig.virtual import search_index
 
 MAX_PROFILE_ROUNDS = 4
@@ -208,7 +207,6 @@ def assemble(
     ]
     planned = _plan_foreign_keys(tables, planned, skipped)
     ordered, cycles = load_order(planned)
-    views = tuple(_plan_view(v.name, v.sql, skipped, warnings) for v in catalog.views)
     skipped.extend(
         Skipped("trigger", t.table, t.name, t.sql,
                 "triggers are reported, not migrated: rewrite them in PL/pgSQL")
@@ -221,26 +219,9 @@ def assemble(
         skipped=tuple(skipped),
         warnings=tuple(warnings),
         cyclic_foreign_keys=tuple(cycles),
-        views=tuple(v for v in views if v is not None),
     )
-    return customise(plan, overrides)
-
-
-_VIEW_BODY = re.compile(r"\bAS\s+((?:SELECT|WITH|VALUES)\b.*)$", re.IGNORECASE | re.DOTALL)
-
-
-def _plan_view(name: str, sql: str, skipped: list[Skipped],
-               warnings: list[str]) -> ViewPlan | None:
-    """A view's query, tried as written after the data; PostgreSQL's verdict decides."""
-    match = _VIEW_BODY.search(sql)
-    if match is None:
-        skipped.append(Skipped("view", None, name, sql, "cannot find the view's query"))
-        return None
-    query, rest = first_statement(match.group(1))
-    if rest.strip():
-        warnings.append(f"view {name}: its stored definition has text after the query, "
-                        "which SQLite ignores; only the query is used")
-    return ViewPlan(name, query.strip(), sql)
+    # views last: they are translated against the final (customised) table names
+    return plan_views(customise(plan, overrides), catalog.views)
 
 
 def plan_table(

@@ -1,4 +1,8 @@
-"""A SQLite view's query in PostgreSQL's spelling, as far as a token rewrite can go.
+"""Views: translated at plan time, created after the data in dependency order.
+
+:func:`plan_views` translates each view's query (:mod:`asyncmig.viewsql`), views
+over views after the views they read, so each knows its columns' types. A query that
+cannot be translated is kept as written, and :func:`requote` gives a second chance:
 
 Views are created from their query as written when PostgreSQL accepts it. SQLite's
 dialect often differs only in quoting: ``[Order Details]`` and backticks instead of
@@ -13,10 +17,81 @@ to judge; a view it still refuses is reported, not created.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
 
-from asyncmig.quoting import quote_ident, quote_literal
+from asyncmig.catalog import SourceView
+from asyncmig.plan import Plan, Skipped, TablePlan, ViewPlan
+from asyncmig.quoting import qualified, quote_ident, quote_literal
 from asyncmig.sqlexpr import Token, Untranslatable, tokenize
+from asyncmig.sqlparse import first_statement
+from asyncmig.viewsql import MissingRelation, Relation, translate_query
+
+_VIEW_BODY = re.compile(r"\bAS\s+((?:SELECT|WITH|VALUES)\b.*)$", re.IGNORECASE | re.DOTALL)
+
+
+def plan_views(plan: Plan, sources: Sequence[SourceView]) -> Plan:
+    """``plan`` with its views in dependency order, each translated when it can be."""
+    relations = {t.source_name.lower(): _table_relation(t) for t in plan.tables}
+    bodies: dict[str, str] = {}
+    skipped: list[Skipped] = []
+    warnings: list[str] = []
+    for view in sources:
+        match = _VIEW_BODY.search(view.sql)
+        if match is None:
+            skipped.append(Skipped("view", None, view.name, view.sql,
+                                   "cannot find the view's query"))
+            continue
+        query, rest = first_statement(match.group(1))
+        if rest.strip():
+            warnings.append(f"view {view.name}: its stored definition has text after the "
+                            "query, which SQLite ignores; only the query is used")
+        bodies[view.name] = query.strip()
+    planned: list[ViewPlan] = []
+    waiting = [v for v in sources if v.name in bodies]
+    while waiting:  # a view over views waits for them; a round without progress ends it
+        done = [(v, p) for v in waiting
+                if (p := _plan_view(v, bodies[v.name], relations, final=False))]
+        planned += [p for _, p in done]
+        waiting = [v for v in waiting if v not in {d for d, _ in done}]
+        if not done:
+            planned += [ViewPlan(v.name, bodies[v.name], v.sql, note="it reads a view that is"
+                                 " not translated") for v in waiting]
+            break
+    return replace(plan, views=tuple(planned), skipped=plan.skipped + tuple(skipped),
+                   warnings=plan.warnings + tuple(warnings))
+
+
+def _plan_view(view: SourceView, body: str, relations: dict[str, Relation],
+               *, final: bool) -> ViewPlan | None:
+    """The view translated (its relation added for views over it); None to wait.
+
+    ``final``: the relations it waits for will not come; keep the query as written.
+    """
+    try:
+        sql, columns = translate_query(body, relations)
+    except MissingRelation as exc:
+        return ViewPlan(view.name, body, view.sql, note=str(exc)) if final else None
+    except Untranslatable as exc:
+        return ViewPlan(view.name, body, view.sql, note=str(exc) or "not translatable")
+    names = view.columns if len(view.columns) == len(columns) else tuple(n for n, _ in columns)
+    relations[view.name.lower()] = Relation(view.name, {
+        name.lower(): (name, pg_type) for name, (_, pg_type) in zip(names, columns, strict=True)})
+    return ViewPlan(view.name, sql, view.sql, names, translated=True)
+
+
+def _table_relation(table: TablePlan) -> Relation:
+    return Relation(table.name, {c.source_name.lower(): (c.name, c.target_type)
+                                 for c in table.columns})
+
+
+def create_view_sql(plan: Plan, view: ViewPlan, query: str | None = None) -> str:
+    """CREATE VIEW with SQLite's column names when the query was translated."""
+    names = ""
+    if view.translated and view.columns and query is None:
+        names = " (" + ", ".join(quote_ident(c) for c in view.columns) + ")"
+    return f"CREATE VIEW {qualified(plan.schema, view.name)}{names} AS {query or view.sql}"
 
 
 def requote(sql: str, names: Iterable[str], booleans: Iterable[str] = ()) -> str | None:

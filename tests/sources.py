@@ -108,3 +108,139 @@ def build_kitchen_sink(path: Path) -> Path:
     conn.commit()
     conn.close()
     return path
+
+
+# --------------------------------------------------------------------------- sample databases
+# Northwind and Sakila for SQLite: their real schemas and views (tests/data/*.sql,
+# verbatim) with a few rows each, chosen so that every view returns rows and the
+# SQLite idioms in them matter (text compared with 0, dates around the 1997 bounds,
+# '+' on names, NULLs and mixed case under ORDER BY, a film in two categories).
+
+DATA = Path(__file__).parent / "data"
+
+
+def build_northwind(path: Path) -> Path:
+    """Northwind's schema and 17 views, with rows written the way the real file has them."""
+    conn = sqlite3.connect(path)
+    conn.executescript((DATA / "northwind_views.sql").read_text())
+    for table, rows in _northwind_rows().items():
+        marks = ", ".join("?" * len(rows[0]))
+        conn.executemany(f"INSERT INTO [{table}] VALUES ({marks})", rows)
+    conn.commit()
+    conn.close()
+    return path
+
+
+def _northwind_rows() -> dict[str, list[tuple[object, ...]]]:
+    cities = ["Berlin", "London", None, "aachen", "México D.F.", "London"]
+    orders = []
+    # '1997-01-01 00:00:00', not '1997-01-01': see test_sample_views for the difference
+    shipped = ["1996-12-31 23:59:59", "1997-01-01 00:00:00", "1997-03-05 00:00:00", "1997-07-08 13:45:00",
+               "1997-12-31", "1997-12-31 10:00:00", "1998-01-01", None, "1997-05-06",
+               "1997-10-10 08:00:00", "1996-08-01", "1997-02-02 02:02:02"]
+    for i, ship in enumerate(shipped):
+        order_date = f"199{6 + i % 3}-0{1 + i % 9}-1{i % 10} 00:00:00"
+        orders.append((10248 + i, ["ALFKI", "ANATR", "AROUT", "BERGS"][i % 4], 1 + i % 3,
+                       order_date, order_date, ship, 1 + i % 2, round(3.5 * i + 0.25, 2),
+                       f"Ship {i}", f"{i} Road", cities[i % 6], None, f"{1000 + i}",
+                       "Germany"))
+    details = [(10248 + i, 1 + (i * 7 + j) % 6, [14, 9.8, 34.8, 18.6, 42.4, 7.7][(i + j) % 6],
+                1 + (i * 3 + j * 5) % 40, [0, 0.05, 0.15, 0.2][(i + j) % 4])
+               for i in range(12) for j in range(1 + i % 3)]
+    details = list({(d[0], d[1]): d for d in details}.values())
+    return {
+        "Categories": [(1, "Beverages", "Soft drinks", b"\x15\x1c/\x00"),
+                       (2, "Condiments", None, None), (3, "Seafood", "Fish", b"\xff")],
+        "Customers": [
+            ("ALFKI", "Alfreds Futterkiste", "Maria Anders", "Sales Representative",
+             "Obere Str. 57", "Berlin", "Western Europe", "12209", "Germany", "030-0074321",
+             None),
+            ("ANATR", "Ana Trujillo", "Ana Trujillo", "Owner", "Avda. 2222", "México D.F.",
+             "Central America", "05021", "Mexico", "(5) 555-4729", "(5) 555-3745"),
+            ("AROUT", "Around the Horn", "Thomas Hardy", "Sales", "120 Hanover Sq.", "London",
+             "British Isles", "WA1 1DP", "UK", "(171) 555-7788", None),
+            ("BERGS", "berglunds snabbköp", "Christina Berglund", "Order Administrator",
+             "Berguvsvägen 8", None, None, None, "Sweden", "0921-12 34 65", None),
+        ],
+        "Suppliers": [
+            (1, "Exotic Liquids", "Charlotte Cooper", "Purchasing", "49 Gilbert St.", "London",
+             "British Isles", "EC1 4SD", "UK", "(171) 555-2222", None, None),
+            (2, "New Orleans Cajun", "Shelley Burke", "Administrator", "P.O. Box 78934",
+             "aachen", None, "70117", "USA", "(100) 555-4822", None, "#CAJUN.HTM#"),
+            (3, "Tokyo Traders", None, "Marketing", "9-8 Sekimai", "Tokyo", None, "100",
+             "Japan", "(03) 3555-5011", None, None),
+        ],
+        "Employees": [
+            (1, "Davolio", "Nancy", "Sales", "Ms.", "1968-12-08", "2012-05-01", "507 20th",
+             "Seattle", "North America", "98122", "USA", "(206) 555-9857", "5467", b"\x00",
+             "notes", 2, "http://x/1.bmp"),
+            (2, "Fuller", "Andrew", "VP", "Dr.", "1972-02-19", "2012-08-14", "908 W.",
+             "Tacoma", "North America", "98401", "USA", "(206) 555-9482", "3457", None,
+             None, None, None),
+            (3, "Leverling", "12 Janet", "Sales", "Ms.", "1983-08-30", "2012-04-01", "722",
+             "Kirkland", "North America", "98033", "USA", "(206) 555-3412", "3355", None,
+             None, 2, None),
+        ],
+        "Shippers": [(1, "Speedy Express", "(503) 555-9831"),
+                     (2, "United Package", "(503) 555-3199")],
+        "Products": [
+            (1, "Chai", 1, 1, "10 boxes x 20 bags", 18, 39, 0, 10, 0),
+            (2, "Chang", 1, 1, "24 - 12 oz bottles", 19, 17, 40, 25, 0),
+            (3, "Aniseed Syrup", 2, 2, "12 - 550 ml bottles", 10, 13, 70, 25, 1),
+            (4, "Chef Anton's Gumbo Mix", 2, 2, "36 boxes", 21.35, 0, 0, 0, 1),
+            (5, "Ikura", 3, 3, "12 - 200 ml jars", 31, 31, 0, 0, 0),
+            (6, "Konbu", 3, 3, "2 kg box", 6, 24, 0, 5, "0"),
+        ],
+        "Orders": orders,
+        "Order Details": details,
+    }
+
+
+def build_sakila(path: Path) -> Path:
+    """Sakila's schema and 5 views, every value written as text as the SQLite port does."""
+    conn = sqlite3.connect(path)
+    conn.executescript((DATA / "sakila_views.sql").read_text())
+    for table, rows in _sakila_rows().items():
+        marks = ", ".join("?" * len(rows[0]))
+        conn.executemany(f"INSERT INTO {table} VALUES ({marks})",
+                         [tuple(None if v is None else str(v) for v in row) for row in rows])
+    conn.commit()
+    conn.close()
+    return path
+
+
+def _sakila_rows() -> dict[str, list[tuple[object, ...]]]:
+    stamp = "2006-02-15 04:34:33.000"
+    return {
+        "country": [(1, "Canada", stamp), (2, "Australia", stamp)],
+        "city": [(1, "Lethbridge", 1, stamp), (2, "Woodridge", 2, stamp), (3, "Sasebo", 2, stamp)],
+        "address": [(1, "47 MySakila Drive", None, "Alberta", 1, None, "", stamp),
+                    (2, "28 MySQL Boulevard", None, "QLD", 2, None, "", stamp),
+                    (3, "23 Workhaven Lane", None, "Alberta", 1, "T2P", "14033335568", stamp),
+                    (4, "1411 Lillydale Drive", "", "QLD", 3, "35200", "6172235589", stamp)],
+        "language": [(1, "English", stamp)],
+        "category": [(1, "Action", stamp), (2, "Animation", stamp), (3, "Children", stamp)],
+        "film": [(f, f"FILM {f}", f"A film numbered {f}" if f != 2 else None, "2006", 1, None,
+                  3 + f, ["0.99", "2.99", "4.99"][f % 3], 80 + f, "19.99",
+                  ["G", "PG", "R", "NC-17"][f % 4], "Trailers", stamp) for f in range(1, 5)],
+        "film_category": [(1, 1, stamp), (2, 2, stamp), (3, 2, stamp), (3, 3, stamp),
+                          (4, 1, stamp)],
+        "actor": [(1, "PENELOPE", "GUINESS", stamp), (2, "NICK", "WAHLBERG", stamp),
+                  (3, "ED", "CHASE", stamp)],
+        "film_actor": [(1, 1, stamp), (1, 2, stamp), (2, 1, stamp), (2, 3, stamp),
+                       (3, 3, stamp), (3, 4, stamp)],
+        "staff": [(1, "Mike", "Hillyer", 3, None, "Mike.Hillyer@sakilastaff.com", 1, 1, "Mike",
+                   "8cb2237d0679ca88db6464eac60da96345513964", stamp),
+                  (2, "Jon", "Stephens", 4, None, None, 2, 1, "Jon", None, stamp)],
+        "store": [(1, 1, 1, stamp), (2, 2, 2, stamp)],
+        "customer": [(c, 1 + c % 2, f"NAME{c}", f"LAST{c}", f"c{c}@example.org", 1 + c % 4,
+                      "1" if c != 3 else "0", "2006-02-14 22:04:36.000", stamp)
+                     for c in range(1, 5)],
+        "inventory": [(i, 1 + i % 4, 1 + i % 2, stamp) for i in range(1, 7)],
+        "rental": [(r, f"2005-05-2{r} 22:53:30.000", 1 + r % 6, 1 + r % 4,
+                    f"2005-05-2{r + 1} 22:04:30.000" if r % 3 else None, 1 + r % 2, stamp)
+                   for r in range(1, 9)],
+        "payment": [(p, 1 + p % 4, 1 + p % 2, 1 + p % 8 if p != 10 else None,
+                     ["2.99", "0.99", "5.99", "9.99", "4.99"][p % 5],
+                     f"2005-05-2{p % 9} 22:53:30.000", stamp) for p in range(1, 11)],
+    }

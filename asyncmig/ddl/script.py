@@ -13,7 +13,8 @@ from asyncmig.ddl.indexes import index_sql
 from asyncmig.ddl.sequences import sequence_reset_sql
 from asyncmig.ddl.tables import create_schema_sql, create_table_sql
 from asyncmig.plan import Plan
-from asyncmig.quoting import qualified, sql_comment
+from asyncmig.quoting import sql_comment
+from asyncmig.views import create_view_sql
 
 
 def _block(title: str, statements: list[str]) -> str:
@@ -28,7 +29,7 @@ def render_script(plan: Plan) -> str:
     foreign_keys = [s for pair in foreign_key_sql(plan) for s in pair]
     sequences = [s for t in plan.tables for s in sequence_reset_sql(plan, t, t.next_identity)]
     extras = [s for t in plan.tables for s in statistics_sql(plan, t) + trigger_sql(plan, t)]
-    views = [f"CREATE VIEW {qualified(plan.schema, v.name)} AS {v.sql}" for v in plan.views]
+    views = [create_view_sql(plan, v) for v in plan.views]
     parts = [
         sql_comment(f"asyncmig: {plan.source_path} -> schema {plan.schema}"),
         "",
@@ -41,7 +42,7 @@ def render_script(plan: Plan) -> str:
         _block("phase 5: statistics and triggers (after the data: triggers must not fire "
                "during the load)", extras),
         _block("phase 6: foreign keys", foreign_keys),
-        _block("phase 7: views (their SQLite query as written; one PostgreSQL refuses is "
+        _block("phase 7: views (translated from SQLite, in dependency order; one PostgreSQL refuses is "
                "reported by a run and left out)", views),
         sql_comment("phase 8: after loading, identity sequences are moved past the loaded ids:"),
     ]
