@@ -148,10 +148,14 @@ def modifier_sql(timestamp: str, modifier: str, value_sql: str) -> str:
     if text.startswith("start of ") and text[9:] in ("day", "month", "year"):
         return f"date_trunc({quote_literal(text[9:])}, {timestamp})"
     match = _MODIFIER.fullmatch(text)
-    if match is None:
+    if match is None or (match.group(2) in ("year", "month")
+                         and not float(match.group(1)).is_integer()):
         raise Untranslatable(f"date modifier {modifier!r} has no PostgreSQL translation")
-    interval = quote_literal(f"{match.group(1)} {match.group(2)}")
-    return f"({timestamp} + INTERVAL {interval})"
+    interval = f"INTERVAL {quote_literal(f'{match.group(1)} {match.group(2)}')}"
+    if match.group(2) in ("year", "month"):  # SQLite lets the day overflow: Jan 31 + 1 month
+        month = f"date_trunc('month', {timestamp})"  # is March 2 (or 3), not Feb 29
+        return f"({month} + {interval} + ({timestamp} - {month}))"
+    return f"({timestamp} + {interval})"
 
 
 def render_sql(name: str, timestamp: str, fmt: str | None) -> tuple[str, str]:

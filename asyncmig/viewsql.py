@@ -73,7 +73,8 @@ class MissingRelation(Untranslatable):
 
 @dataclass
 class Scope:
-    sources: list[tuple[str, Relation]]  # (printed qualifier, relation)
+    # (printed qualifier, the name SQLite knows it by in lower case, relation)
+    sources: list[tuple[str, str, Relation]]
     aliases: dict[str, Node] = field(default_factory=dict)  # result aliases, lower case
     parent: Scope | None = None
 
@@ -159,7 +160,8 @@ class QueryPrinter(Printer):
                 text = quote_ident(relation.name)
                 if source.alias:
                     text += f" AS {quote_ident(source.alias)}"
-            scope.sources.append((quote_ident(alias), relation))
+            scope.sources.append((quote_ident(alias), (source.alias or source.name
+                                                        or alias).lower(), relation))
             if source.join:
                 text = f"{source.join} {text}" if source.join != "," else f", {text}"
             saved, self.scope = self.scope, scope
@@ -181,7 +183,7 @@ class QueryPrinter(Printer):
         return found
 
     def column_name(self, scope: Scope, name: str) -> str:
-        for _, relation in scope.sources:
+        for _, _, relation in scope.sources:
             if name.lower() in relation.columns:
                 return relation.columns[name.lower()][0]
         return name
@@ -201,7 +203,7 @@ class QueryPrinter(Printer):
         return texts, outputs
 
     def star(self, star: Star, scope: Scope, outputs: list[Column]) -> str:
-        chosen = [(q, r) for q, r in scope.sources
+        chosen = [(q, r) for q, _, r in scope.sources
                   if star.qualifier is None or q == self.qualifier(star.qualifier, scope)]
         if not chosen:
             raise Untranslatable(f"{star.qualifier}.* names no table of the view")
@@ -223,7 +225,8 @@ class QueryPrinter(Printer):
                 name, pg_type = names[expr.name.lower()]
                 printed.append(self.sort_key(quote_ident(name), pg_type, term))
             elif isinstance(expr, Lit) and expr.kind == "number":
-                printed.append(self.sort_key(expr.value, columns[int(expr.value) - 1][1], term))
+                name, pg_type = columns[int(expr.value) - 1]
+                printed.append(self.sort_key(quote_ident(name), pg_type, term))
             else:
                 raise Untranslatable("ORDER BY of a compound SELECT must name a result column")
         return "ORDER BY " + ", ".join(printed)
@@ -260,10 +263,12 @@ class QueryPrinter(Printer):
             return self.aggregate(node)
         return super().out(node)
 
-    def qualifier(self, written: str, scope: Scope | None) -> str | None:
+    @staticmethod
+    def qualifier(written: str, scope: Scope | None) -> str | None:
+        """The printed qualifier of the FROM item a query calls ``written``."""
         while scope is not None:
-            for printed, relation in scope.sources:
-                if written.lower() in (printed.strip('"').lower(), relation.name.lower()):
+            for printed, known_as, _ in scope.sources:
+                if written.lower() == known_as:
                     return printed
             scope = scope.parent
         return None
@@ -272,9 +277,8 @@ class QueryPrinter(Printer):
         """(printed qualifier, column) of a reference, searching enclosing queries too."""
         scope = self.scope
         while scope is not None:
-            for printed, relation in scope.sources:
-                if ref.qualifier is not None and printed != self.qualifier(ref.qualifier,
-                                                                           scope):
+            for printed, known_as, relation in scope.sources:
+                if ref.qualifier is not None and ref.qualifier.lower() != known_as:
                     continue
                 column = relation.columns.get(ref.name.lower())
                 if column is not None:
@@ -339,8 +343,8 @@ class QueryPrinter(Printer):
                                                   and node.kind == "string")
         if not is_text:
             return out
-        number = f"substring({out.sql} FROM {_NUMBER_PREFIX})"
-        return Out(f"coalesce(CAST({number} AS numeric), 0)", P_ATOM, "text")
+        number = f"coalesce(CAST(substring({out.sql} FROM {_NUMBER_PREFIX}) AS numeric), 0)"
+        return Out(f"CASE WHEN {out.sql} IS NULL THEN NULL ELSE {number} END", P_ATOM, "text")
 
     def as_text(self, out: Out) -> Out:
         """``out`` as the text SQLite would render for it."""

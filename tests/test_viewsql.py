@@ -1,0 +1,120 @@
+"""SQLite view idioms translated for PostgreSQL: folded constants, printed SQL, and rows
+compared with SQLite's own answers (normalised as in tests/test_sample_views.py)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from asyncmig.sqldates import constant
+from asyncmig.sqlexpr import Lit, Untranslatable
+from asyncmig.viewsql import Relation, translate_query
+from tests.test_sample_views import compare_views
+
+DATE_CALLS = [
+    ("datetime", ["1997-01-01"]),
+    ("datetime", ["2024-01-01T10:00:00Z"]),
+    ("datetime", ["2024-01-01 10:00:00+02:00"]),
+    ("date", ["2024-01-31", "+1 month"]),
+    ("date", ["2024-02-29", "+1 year"]),
+    ("date", ["1997-03-15 10:11:12", "start of month"]),
+    ("datetime", ["1997-03-15", "-36 hours"]),
+    ("time", ["12:30"]),
+    ("julianday", ["2024-01-01 08:00:00"]),
+    ("unixepoch", ["2024-01-01"]),
+    ("strftime", ["%Y-%m", "1997-03-05 10:00:00"]),
+    ("strftime", ["%j %w %s %H:%M:%f %%", "2024-03-01 12:00:00.250"]),
+]
+
+
+@pytest.mark.parametrize(("name", "args"), DATE_CALLS)
+def test_constant_date_calls_are_folded_as_sqlite_computes_them(name: str,
+                                                                 args: list[str]) -> None:
+    """DATETIME('1997-01-01') and friends over literals give SQLite's own value."""
+    marks = ", ".join("?" * len(args))
+    sqlite_value = sqlite3.connect(":memory:").execute(f"SELECT {name}({marks})",
+                                                       args).fetchone()[0]
+    assert constant(name, [Lit("string", a) for a in args]) == sqlite_value
+
+
+def test_clock_and_unknown_modifiers_are_not_folded() -> None:
+    """'now' is evaluated per query, and a modifier not understood is not guessed."""
+    assert constant("datetime", [Lit("string", "now")]) is None
+    assert constant("date", [Lit("string", "2024-01-01"), Lit("string", "weekday 0")]) is None
+    assert constant("upper", [Lit("string", "x")]) is None
+
+
+RELATIONS = {"Products": Relation("Products", {
+    "productid": ("ProductID", "bigint"), "discontinued": ("Discontinued", "text"),
+    "name": ("Name", "text"), "at": ("At", "timestamptz"), "flag": ("Flag", "boolean")})}
+
+
+@pytest.mark.parametrize(("sql", "expected"), [
+    ("SELECT ProductID FROM Products WHERE Discontinued=0",
+     """SELECT "ProductID" FROM "Products" WHERE "Discontinued" = '0'"""),
+    ("SELECT p.productid FROM [Products] p WHERE p.at < DATETIME('1997-01-01')",
+     ("""SELECT "p"."ProductID" FROM "Products" AS "p" """
+     """WHERE "p"."At" < '1997-01-01 00:00:00+00:00'""")),
+    ("SELECT name || productid FROM Products WHERE flag = 1 ORDER BY name DESC",
+     ("""SELECT "Name" || CAST("ProductID" AS text) FROM "Products" WHERE "Flag" = true """
+     """ORDER BY "Name" COLLATE "C" DESC NULLS LAST""")),
+    ("SELECT count(*), group_concat(DISTINCT name) FROM Products LIMIT 5, 10",
+     ("""SELECT count(*), string_agg(DISTINCT "Name", ',') FROM "Products" """
+     """LIMIT 10 OFFSET 5""")),
+])
+def test_printed_queries(sql: str, expected: str) -> None:
+    """Literals typed after their column, names in their target spelling, SQLite's order."""
+    assert translate_query(sql, RELATIONS)[0] == expected
+
+
+@pytest.mark.parametrize(("sql", "reason"), [
+    ("SELECT typeof(name) FROM Products", "typeof"),
+    ("SELECT date(at, 'localtime') FROM Products", "localtime"),
+    ("WITH x AS (SELECT 1) SELECT * FROM x", "WITH"),
+    ("SELECT nothing FROM Products", "nothing"),
+])
+def test_what_is_not_translated_says_why(sql: str, reason: str) -> None:
+    with pytest.raises(Untranslatable, match=reason):
+        translate_query(sql, RELATIONS)
+
+
+IDIOMS = """
+CREATE TABLE e (id INTEGER PRIMARY KEY, name TEXT, code TEXT, qty INTEGER, price REAL,
+                at DATETIME, born DATE, flag BOOLEAN, note TEXT, grp INTEGER);
+INSERT INTO e VALUES
+  (1, 'alpha', '12abc', 1, 2.5, '2024-01-31 10:20:30', '1990-05-17', 1, NULL, 1),
+  (2, 'Beta', 'x', 3, 0.25, '1997-12-31 23:59:59', '2000-02-29', 0, 'n', 1),
+  (3, 'gamma', ' 7', 2, 10.75, '2024-02-29 00:00:00', NULL, 1, NULL, 2),
+  (4, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 3);
+CREATE VIEW dates AS SELECT id, strftime('%Y-%m', at) AS ym, date(at, '+1 month') AS next,
+  date(at, 'start of year') AS y0, time(at) AS t, datetime(born) AS b,
+  julianday(at) - julianday('2024-01-01') AS days, strftime('%s', at) AS epoch FROM e;
+CREATE VIEW texts AS SELECT id, name || '-' || qty || '-' || price AS label,
+  code + 1 AS n, ifnull(note, 'none') AS note, substr(name, 2, 3) AS part,
+  instr(name, 'a') AS pos, upper(name) AS u, length(name) AS len,
+  CASE WHEN qty > 1 THEN 'many' ELSE 'one' END AS size FROM e;
+CREATE VIEW groups AS SELECT grp, count(*) AS n, total(price) AS t, max(name) AS top,
+  min(at) AS first, avg(qty) AS mean, sum(qty) AS s FROM e GROUP BY grp HAVING count(*) > 0;
+CREATE VIEW flagged AS SELECT id FROM e WHERE flag = 1 AND at > date('now', '-100 years');
+CREATE VIEW nested AS SELECT id FROM e WHERE id IN (SELECT id FROM e WHERE qty > 1)
+  AND EXISTS (SELECT 1 FROM e AS x WHERE x.id = e.id) AND NOT EXISTS (SELECT 1 FROM e
+  WHERE 1 = 0);
+CREATE VIEW page AS SELECT * FROM e ORDER BY name LIMIT 2 OFFSET 1;
+CREATE VIEW page_of_page AS SELECT name FROM page WHERE id > 0;
+CREATE VIEW names AS SELECT name FROM e UNION ALL SELECT code FROM e ORDER BY 1 DESC;
+CREATE VIEW sub AS SELECT s.id, s.doubled FROM (SELECT id, qty * 2 AS doubled FROM e) AS s
+  WHERE s.doubled > 2;
+"""
+
+
+async def test_idioms_return_sqlites_rows(tmp_path: Path, pg_dsn: str) -> None:
+    """Date functions over columns, text arithmetic, aggregates, subqueries, paging."""
+    source = tmp_path / "idioms.db"
+    conn = sqlite3.connect(source)
+    conn.executescript(IDIOMS)
+    conn.close()
+    counts = await compare_views(source, pg_dsn, 9, ordered=frozenset({"page", "names"}))
+    assert counts == {"dates": 4, "texts": 4, "groups": 3, "flagged": 2, "nested": 2,
+                      "page": 2, "page_of_page": 2, "names": 8, "sub": 2}
