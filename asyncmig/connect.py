@@ -13,10 +13,11 @@ import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import urlsplit
 
 import asyncpg
 
+from asyncmig import conninfo
 from asyncmig.errors import TargetError, UsageError
 
 LIBPQ_VARIABLES = ("PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "PGPASSWORD", "PGSERVICE")
@@ -31,7 +32,8 @@ class Target:
     source: str  # where it came from: "--pg", "DATABASE_URL", "PG* variables", "embedded"
 
     def connect_kwargs(self) -> dict[str, object]:
-        return {"dsn": self.dsn} if self.dsn else {}
+        """asyncpg's arguments, resolved as libpq would (see :mod:`asyncmig.conninfo`)."""
+        return conninfo.asyncpg_arguments(conninfo.resolve(self.dsn, os.environ))
 
 
 _PASSWORD_PARAM = re.compile(r"(?i)(password=)[^&#\s]*")
@@ -60,15 +62,26 @@ def scrub(dsn: str) -> str:
 def resolve_target(pg: str | None, environ: Mapping[str, str]) -> Target | None:
     """The configured target, or None when nothing is configured (use the embedded one)."""
     if pg:
-        return Target(_check_url(pg, "--pg"), scrub(pg), "--pg")
+        return Target(_checked(pg, "--pg", environ), scrub(pg), "--pg")
     url = environ.get("DATABASE_URL")
     if url:
-        return Target(_check_url(url, "DATABASE_URL"), scrub(url), "DATABASE_URL")
+        return Target(_checked(url, "DATABASE_URL", environ), scrub(url), "DATABASE_URL")
     present = [name for name in LIBPQ_VARIABLES if environ.get(name)]
     if present:
         shown = " ".join(f"{n}={environ[n]}" for n in present if n != "PGPASSWORD")
         return Target(None, shown or "PG* variables", "PG* variables")
     return None
+
+
+def _checked(dsn: str, origin: str, environ: Mapping[str, str]) -> str:
+    """``dsn`` once it is known to parse and its service to exist (else exit 2, now)."""
+    _check_url(dsn, origin)
+    try:
+        conninfo.resolve(dsn, environ)
+    except UsageError as exc:
+        raise UsageError(f"cannot use {origin} {scrub(dsn)}: {exc.message}",
+                         hint=exc.hint) from None
+    return dsn
 
 
 def _check_url(url: str, origin: str) -> str:
@@ -142,8 +155,14 @@ def connection_error(target: Target, exc: BaseException) -> TargetError | None:
         return TargetError(f"cannot connect to {where}: the database does not exist",
                            hint="create it first (createdb), or name an existing one")
     if isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError):
+        encryption = "no encryption" in str(exc)
         return TargetError(f"cannot connect to {where}: {_redact(str(exc), target)}",
-                           hint="check the user name and pg_hba.conf")
+                           hint="the server accepts this user only over SSL: set "
+                                "sslmode=require" if encryption
+                           else "check the user name and pg_hba.conf")
+    if isinstance(exc, ConnectionError) and "SSL" in str(exc):
+        return TargetError(f"cannot connect to {where}: the server does not accept SSL",
+                           hint="set sslmode=prefer (or disable), or enable SSL on the server")
     if isinstance(exc, asyncpg.PostgresError):
         return TargetError(f"cannot connect to {where}: {_redact(str(exc), target)}")
     if isinstance(exc, socket.gaierror):
@@ -164,12 +183,7 @@ def _redact(message: str, target: Target) -> str:
 
 
 def _password(target: Target) -> str | None:
-    if target.dsn and "://" in target.dsn:
-        rest = target.dsn.partition("://")[2]
-        userinfo = rest[:rest.rfind("@")] if "@" in rest else ""
-        return (unquote(userinfo.partition(":")[2])
-                or dict(parse_qsl(urlsplit(target.dsn).query)).get("password"))
-    if target.dsn:
-        match = _KEYWORD_PASSWORD.search(target.dsn)
-        return match.group(2).strip("'") if match else None
-    return os.environ.get("PGPASSWORD")
+    try:
+        return conninfo.resolve(target.dsn, os.environ).get("password")
+    except UsageError:
+        return None

@@ -71,16 +71,27 @@ def sha256_of(path: Path) -> str:
 
 
 # columns added since the history's first version: older histories are brought up to date
-UPGRADE_SQL = [
-    f"ALTER TABLE {RUN_TABLES} ADD COLUMN IF NOT EXISTS rejected bigint NOT NULL DEFAULT 0",
-    (f"ALTER TABLE {RUN_TABLES} ADD COLUMN IF NOT EXISTS reject_reasons jsonb NOT NULL "
-     "DEFAULT '{}'"),
-    f"ALTER TABLE {RUN_TABLES} ADD COLUMN IF NOT EXISTS reject_file text",
+# (only the missing ones: ALTER TABLE needs ownership even when the column exists, and a
+# user allowed to write the history need not own it)
+UPGRADES = [
+    ("run_tables", "rejected", "bigint NOT NULL DEFAULT 0"),
+    ("run_tables", "reject_reasons", "jsonb NOT NULL DEFAULT '{}'"),
+    ("run_tables", "reject_file", "text"),
     # names this run's files: unique across servers, databases and schemas (run ids are not)
-    f"ALTER TABLE {RUNS} ADD COLUMN IF NOT EXISTS run_uuid uuid DEFAULT gen_random_uuid()",
+    ("runs", "run_uuid", "uuid DEFAULT gen_random_uuid()"),
     # the rollback itself, so `rollback` never depends on a file that may be gone or changed
-    f"ALTER TABLE {RUNS} ADD COLUMN IF NOT EXISTS rollback_sql text",
+    ("runs", "rollback_sql", "text"),
 ]
+
+
+async def _upgrade(conn: asyncpg.Connection) -> None:
+    present = {(r[0], r[1]) for r in await conn.fetch(
+        "SELECT table_name, column_name FROM information_schema.columns "
+        "WHERE table_schema = $1", SCHEMA)}
+    for table, column, definition in UPGRADES:
+        if (table, column) not in present:
+            await conn.execute(f"ALTER TABLE {qualified(SCHEMA, table)} "
+                               f"ADD COLUMN IF NOT EXISTS {quote_ident(column)} {definition}")
 
 
 async def ensure(conn: asyncpg.Connection) -> None:
@@ -91,8 +102,13 @@ async def ensure(conn: asyncpg.Connection) -> None:
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext('asyncmig.history'))")
             exists = await conn.fetchval(
                 "SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = $1)", SCHEMA)
-            for statement in CREATE_SQL[1 if exists else 0:] + UPGRADE_SQL:
-                await conn.execute(statement)
+            tables = await conn.fetchval(
+                "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = relnamespace "
+                "WHERE nspname = $1 AND relname IN ('runs', 'run_tables')", SCHEMA)
+            if tables < 2:  # CREATE TABLE IF NOT EXISTS needs CREATE on the schema
+                for statement in CREATE_SQL[1 if exists else 0:]:
+                    await conn.execute(statement)
+            await _upgrade(conn)
     except asyncpg.InsufficientPrivilegeError as exc:
         raise TargetError(
             f"cannot keep the migration history in schema {SCHEMA}: {exc}",

@@ -25,6 +25,7 @@ import asyncpg
 
 from asyncmig.connect import Target, connect
 from asyncmig.errors import SourceError, TargetError
+from asyncmig.history import SCHEMA as HISTORY_SCHEMA
 from asyncmig.plan import Plan
 from asyncmig.quoting import quote_ident
 from asyncmig.sqlite_source import open_sync, source_error
@@ -135,7 +136,7 @@ def unreachable_checks(plan: Plan | None) -> list[Check]:
     """The checks that need a server, each failed: a user must not read them as passed."""
     names = ["PostgreSQL version"]
     names += [f"extension {e}" for e in plan.extensions] if plan else ["extensions"]
-    names += ["privileges", "disk space", "existing objects"]
+    names += ["privileges", "history", "disk space", "existing objects"]
     return [Check(name, FAIL, NOT_REACHABLE, "fix the connection first") for name in names]
 
 
@@ -164,6 +165,7 @@ async def server_checks(
     ]
     checks += await guarded(["extensions"], lambda: extension_checks(conn, server, plan))
     checks += await guarded(["privileges"], lambda: privilege_checks(conn, server, plan))
+    checks += await guarded(["history"], lambda: history_checks(conn, server))
     checks += await guarded(["disk space"], lambda: disk_checks(conn, size))
     checks += await guarded(["existing objects"], lambda: existing_checks(conn, plan))
     return checks
@@ -307,16 +309,46 @@ def schema_privilege_check(server: Server, schema: str, allowed: bool) -> Check:
         return Check("privileges", FAIL,
                      f"{server.user} cannot create tables in schema {quote_ident(schema)}",
                      f"GRANT CREATE ON SCHEMA {quote_ident(schema)} TO {quote_ident(server.user)};")
-    if not server.database_create:
-        return Check("privileges", WARN,
-                     f"{server.user} can create tables in schema {quote_ident(schema)} but has no"
-                     f" CREATE on database {quote_ident(server.database)}: the history"
-                     " schema asyncmig must already exist (CREATE SCHEMA asyncmig"
-                     f" AUTHORIZATION {quote_ident(server.user)}), or",
-                     f"GRANT CREATE ON DATABASE {quote_ident(server.database)} "
-                     f"TO {quote_ident(server.user)};")
     return Check("privileges", PASS, f"{server.user} can create tables in schema "
                  f"{quote_ident(schema)}")
+
+
+async def history_checks(conn: asyncpg.Connection, server: Server) -> list[Check]:
+    """Every run records itself in schema ``asyncmig``: can this user create or write it?
+
+    Without CREATE on the database the schema must already exist; when it exists, the
+    user needs USAGE on it and, for tables not made yet, CREATE; for tables already
+    there (made by another user), the rights to read and write them.
+    """
+    row = await conn.fetchrow(
+        "SELECT has_schema_privilege(n.oid, 'USAGE'), has_schema_privilege(n.oid, 'CREATE'), "
+        "(SELECT bool_and(has_table_privilege(c.oid, 'SELECT, INSERT, UPDATE, DELETE')) "
+        " FROM pg_class c WHERE c.relnamespace = n.oid AND c.relname IN ('runs', "
+        " 'run_tables')), "
+        "(SELECT count(*) FROM pg_class c WHERE c.relnamespace = n.oid "
+        " AND c.relname IN ('runs', 'run_tables')) "
+        "FROM pg_namespace n WHERE n.nspname = $1", HISTORY_SCHEMA)
+    return [history_check(server, None if row is None else tuple(row))]
+
+
+def history_check(server: Server, state: tuple[bool, bool, bool | None, int] | None) -> Check:
+    user, schema = quote_ident(server.user), quote_ident(HISTORY_SCHEMA)
+    if state is None:
+        if server.database_create:
+            return Check("history", PASS, f"{server.user} can create schema {schema}")
+        return Check("history", FAIL,
+                     f"schema {schema} does not exist and {server.user} has no CREATE on "
+                     f"database {quote_ident(server.database)} to create it",
+                     f"as its owner or a superuser: CREATE SCHEMA {schema} AUTHORIZATION {user};")
+    usage, create, writable, tables = state
+    if not usage or (tables < 2 and not create):
+        return Check("history", FAIL, f"{server.user} cannot create the history in schema "
+                     f"{schema}", f"GRANT USAGE, CREATE ON SCHEMA {schema} TO {user};")
+    if tables and not writable:
+        return Check("history", FAIL, f"{server.user} cannot write the history tables in "
+                     f"schema {schema}", f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES "
+                     f"IN SCHEMA {schema} TO {user};")
+    return Check("history", PASS, f"{server.user} can keep the history in schema {schema}")
 
 
 # --- disk space -------------------------------------------------------------------------
@@ -330,9 +362,9 @@ async def disk_checks(conn: asyncpg.Connection, size: int | None) -> list[Check]
     estimate = int(size * SIZE_FACTOR)
     needs = f"needs about {human_size(estimate)} (1.5x the SQLite file's {human_size(size)})"
     free = await local_free_space(conn)
-    if free is None:
-        return [Check("disk space", WARN, f"cannot measure the server's free disk; {needs}",
-                      f"make sure the server has {human_size(estimate)} free")]
+    if free is None:  # a remote server, or no right to see its data directory: not a risk
+        return [Check("disk space", PASS, f"not measured (the server's disk is not visible "
+                      f"from here); {needs}")]
     return [disk_space_check(free, estimate, needs)]
 
 

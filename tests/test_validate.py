@@ -14,6 +14,8 @@ import asyncpg
 import pytest
 
 from asyncmig.connect import Target, scrub
+from asyncmig.errors import MigrationError, TargetError
+from asyncmig.migrate import RunSettings, run_migration
 from asyncmig.plan import ColumnPlan, Plan, TablePlan
 from asyncmig.planner import build_plan
 from asyncmig.validate import (
@@ -27,7 +29,7 @@ from asyncmig.validate import (
 )
 from tests.sources import build_kitchen_sink
 
-PG_CHECKS = ("PostgreSQL version", "privileges", "disk space", "existing objects")
+PG_CHECKS = ("PostgreSQL version", "privileges", "history", "disk space", "existing objects")
 
 
 def target(dsn: str) -> Target:
@@ -215,15 +217,38 @@ async def test_trusted_extension_with_create_on_database(
     assert found["extension pg_trgm"].status == "pass", found["extension pg_trgm"]
 
 
-async def test_schema_create_without_database_create_warns(
+async def test_history_schema_must_be_usable(
     tmp_path: Path, pg_dsn: str, plain_role: str
 ) -> None:
-    """A run's CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even for public."""
+    """validate fails exactly when a run would: here, on the history schema, until fixed."""
     await execute(pg_dsn, f'GRANT CREATE ON SCHEMA public TO "{plain_role}"')
     source = build_kitchen_sink(tmp_path / "a.db")
-    found = by_name(await validate(source, target(as_user(pg_dsn, plain_role)), build_plan(source)))
-    assert found["privileges"].status == "warn", found["privileges"]
-    assert found["privileges"].fix.startswith("GRANT CREATE ON DATABASE ")
+    dsn = as_user(pg_dsn, plain_role)
+    found = by_name(await validate(source, target(dsn), build_plan(source)))
+    assert found["privileges"].status == "pass", found["privileges"]
+    assert found["history"].status == "fail", found["history"]
+    assert found["history"].fix.endswith(f'CREATE SCHEMA "asyncmig" AUTHORIZATION "{plain_role}";')
+    refused = await run_as(source, dsn)
+    assert isinstance(refused, TargetError) and "history" in refused.message
+    # the history made by another user: usable once the suggested GRANT is given
+    await execute(pg_dsn, "CREATE SCHEMA asyncmig",
+                  f'GRANT USAGE, CREATE ON SCHEMA asyncmig TO "{plain_role}"')
+    assert await run_as(build_kitchen_sink(tmp_path / "b.db"), pg_dsn, schema="other") is None
+    found = by_name(await validate(source, target(dsn), build_plan(source)))
+    assert found["history"].status == "fail", found["history"]
+    assert found["history"].fix.startswith("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES")
+    await execute(pg_dsn, found["history"].fix)
+    checks = await validate(source, target(dsn), build_plan(source))
+    assert not failed(checks), render_text(checks)
+    assert await run_as(source, dsn) is None  # and the run works, as validate said
+
+
+async def run_as(source: Path, dsn: str, schema: str = "public") -> MigrationError | None:
+    try:
+        await run_migration(RunSettings(source, target(dsn), schema))
+    except MigrationError as exc:
+        return exc
+    return None
 
 
 async def test_unreachable_server(tmp_path: Path) -> None:

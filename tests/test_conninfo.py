@@ -1,0 +1,121 @@
+"""libpq's conventions: service files, PGSERVICE, key=value strings, application_name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
+
+import asyncpg
+import pytest
+
+from asyncmig import conninfo
+from asyncmig.connect import Target, connect, resolve_target
+from asyncmig.errors import UsageError
+from tests.fix_pg import create_database, drop_database
+from tests.test_cli import run_cli
+from tests.test_security import small_source
+
+
+def test_parse_url_and_pairs() -> None:
+    assert conninfo.parse("postgresql://u%40x:p%2Fw@h1:5433,[::1]:5434/my%20db?sslmode=require") \
+        == {"user": "u@x", "password": "p/w", "host": "h1,::1", "port": "5433,5434",
+            "dbname": "my db", "sslmode": "require"}
+    assert conninfo.parse("host=/tmp dbname='my db' password='it\\'s' port = 5") == {
+        "host": "/tmp", "dbname": "my db", "password": "it's", "port": "5"}
+    with pytest.raises(UsageError, match="unknown connection parameter 'nope'"):
+        conninfo.parse("host=x nope=1")
+
+
+def test_precedence_string_then_service_then_environment(tmp_path: Path) -> None:
+    services = tmp_path / "services.conf"
+    services.write_text("[svc]\nhost=svc-host\ndbname=svc-db\nuser=svc-user\n")
+    environ = {"PGSERVICEFILE": str(services), "PGUSER": "env-user", "PGPORT": "6000",
+               "PGDATABASE": "env-db"}
+    assert conninfo.resolve("service=svc dbname=mine", environ) == {
+        "dbname": "mine", "host": "svc-host", "user": "svc-user", "port": "6000"}
+    # a URL with no database leaves it to the service, never to a default
+    assert conninfo.resolve("postgresql:///?service=svc", environ)["dbname"] == "svc-db"
+    assert conninfo.resolve(None, {**environ, "PGSERVICE": "svc"})["dbname"] == "svc-db"
+    with pytest.raises(UsageError, match="service 'other' is not defined"):
+        conninfo.resolve("service=other", environ)
+
+
+def _socket_and_db(dsn: str) -> tuple[str, str]:
+    parts = urlsplit(dsn)
+    return dict(parse_qsl(parts.query))["host"], parts.path.lstrip("/")
+
+
+async def _marker(dsn: str) -> str:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return str(await conn.fetchval("SELECT current_database()"))
+    finally:
+        await conn.close()
+
+
+async def test_service_file_and_pgservice_reach_the_named_database(
+        tmp_path: Path, pg_server: str, pg_dsn: str) -> None:
+    """PGSERVICE and ?service= connect to the service's database, nowhere else."""
+    socket_dir, database = _socket_and_db(pg_dsn)
+    services = tmp_path / "pg_service.conf"
+    services.write_text(f"[mysvc]\nhost={socket_dir}\ndbname={database}\nuser=postgres\n")
+    environ = {"PGSERVICEFILE": str(services), "HOME": str(tmp_path)}
+    for target in [resolve_target(None, {**environ, "PGSERVICE": "mysvc"}),
+                   resolve_target("postgresql:///?service=mysvc", environ),
+                   resolve_target("service=mysvc", environ)]:
+        assert target is not None
+        with pytest.MonkeyPatch.context() as patch:
+            for key, value in environ.items():
+                patch.setenv(key, value)
+            patch.delenv("PGSERVICE", raising=False)
+            if target.dsn is None:
+                patch.setenv("PGSERVICE", "mysvc")
+            conn = await connect(target)
+            try:
+                assert await conn.fetchval("SELECT current_database()") == database
+                assert await conn.fetchval("SHOW application_name") == "asyncmig"
+            finally:
+                await conn.close()
+    source = small_source(tmp_path / "a.db")
+    result = run_cli("run", "--sqlite", str(source),
+                     env={**environ, "PGSERVICE": "mysvc"})
+    assert result.returncode == 0, result.stderr
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM t") == 20
+    finally:
+        await conn.close()
+
+
+async def test_key_value_string(tmp_path: Path, pg_server: str, pg_dsn: str) -> None:
+    socket_dir, database = _socket_and_db(pg_dsn)
+    name, other = await create_database(pg_server)
+    try:
+        source = small_source(tmp_path / "a.db")
+        pairs = f"host={socket_dir} dbname={name} user=postgres application_name=nightly"
+        result = run_cli("run", "--sqlite", str(source), "--pg", pairs)
+        assert result.returncode == 0, result.stderr
+        conn = await asyncpg.connect(other)
+        try:
+            assert await conn.fetchval("SELECT count(*) FROM t") == 20
+        finally:
+            await conn.close()
+        target = Target(pairs, pairs, "--pg")
+        conn = await connect(target)
+        try:
+            assert await conn.fetchval("SHOW application_name") == "nightly"
+        finally:
+            await conn.close()
+        assert await _marker(pg_dsn) == database  # the first database was not touched
+    finally:
+        await drop_database(pg_server, name)
+
+
+def test_unknown_service_is_a_usage_error(tmp_path: Path) -> None:
+    source = small_source(tmp_path / "a.db")
+    result = run_cli("run", "--sqlite", str(source), "--pg", "service=missing",
+                     env={"PGSERVICEFILE": str(tmp_path / "none.conf"),
+                          "HOME": str(tmp_path)})
+    assert result.returncode == 2, result.stderr
+    assert "service 'missing' is not defined" in result.stderr
+    assert "Traceback" not in result.stderr
