@@ -17,7 +17,7 @@ import re
 from collections.abc import Sequence
 
 from asyncmig.quoting import quote_literal
-from asyncmig.sqlexpr import Lit, Node, Untranslatable
+from asyncmig.sqlexpr import Func, Lit, Node, Untranslatable
 
 FUNCTIONS = {"date", "time", "datetime", "julianday", "unixepoch", "strftime"}
 _JULIAN_EPOCH = 2440587.5  # the Julian day of 1970-01-01 00:00 UTC
@@ -194,3 +194,95 @@ def _to_char_pieces(fmt: str, timestamp: str) -> list[str]:
             pattern.append(_TO_CHAR[conversion[1:]])
     flush()
     return pieces or ["''"]
+
+
+# --------------------------------------------------------------------------- defaults
+
+_CLOCK_LITERALS = {"CURRENT_TIMESTAMP": "datetime", "CURRENT_DATE": "date",
+                   "CURRENT_TIME": "time"}
+_SAMPLE_NOW = "2000-01-01 00:00:00"  # to measure the text a clock default writes
+
+
+def clock_default(node: Node, target_type: str) -> str | None:
+    """A default that reads SQLite's clock, as PostgreSQL SQL of ``target_type``.
+
+    None when ``node`` is not a clock idiom. The value is the one SQLite would have
+    written, read the way the load reads it: UTC wall-clock text (``localtime``: the
+    server's zone), kept as text in a text column, a timestamp in a timestamp column,
+    seconds or days in a numeric one.
+    """
+    call = _clock_call(node)
+    if call is None:
+        return None
+    name, fmt, modifiers = call
+    timestamp = NOW_SQL
+    for modifier in modifiers:
+        if modifier.strip().lower() == "localtime" and timestamp == NOW_SQL:
+            timestamp = "LOCALTIMESTAMP"
+        elif modifier.strip().lower() not in ("utc", "subsec", "subsecond"):
+            timestamp = modifier_sql(timestamp, modifier, timestamp)
+    return _typed_clock(name, fmt, modifiers, timestamp, target_type)
+
+
+def _clock_call(node: Node) -> tuple[str, str | None, list[str]] | None:
+    """(function, strftime format, modifiers) of a clock idiom, or None."""
+    if isinstance(node, Lit) and node.kind == "current":
+        return _CLOCK_LITERALS[node.value], None, []
+    if not isinstance(node, Func) or node.name not in FUNCTIONS:
+        return None
+    texts = [a.value for a in node.args if isinstance(a, Lit) and a.kind == "string"]
+    if len(texts) != len(node.args):
+        return None
+    fmt = None
+    if node.name == "strftime":
+        if not texts:
+            return None
+        fmt, texts = texts[0], texts[1:]
+    if not texts and node.name == "unixepoch":
+        texts = ["now"]
+    if not texts or texts[0].strip().lower() != "now":
+        return None
+    return node.name, fmt, texts[1:]
+
+
+def _typed_clock(name: str, fmt: str | None, modifiers: list[str], timestamp: str,
+                 target_type: str) -> str:
+    base = re.sub(r"\s+", " ", target_type.split("(")[0]).strip().lower()
+    unit = "day" if name == "date" or fmt == "%Y-%m-%d" else "second"
+    if name == "time" and base.startswith("timestamp"):
+        raise Untranslatable("time('now') writes a time of day, not a timestamp")
+    if base in ("timestamptz", "timestamp with time zone"):
+        if timestamp == NOW_SQL and unit == "second":
+            return "CURRENT_TIMESTAMP"
+        return f"(date_trunc('{unit}', {timestamp}) AT TIME ZONE 'UTC')"
+    if base in ("timestamp", "timestamp without time zone"):
+        return timestamp if unit == "second" else f"date_trunc('day', {timestamp})"
+    if base == "date":
+        return f"CAST({timestamp} AS date)"
+    if base in ("time", "time without time zone") and name in ("time", "datetime"):
+        return f"CAST(date_trunc('second', {timestamp}) AS time)"
+    sql, result_type = render_sql(name, timestamp, fmt)
+    if base in ("text", "varchar", "character varying", "char", "character"):
+        _check_length(name, fmt, modifiers, target_type)
+        return sql if result_type == "text" else f"CAST({sql} AS text)"
+    numeric = base in ("bigint", "integer", "smallint", "numeric", "double precision", "real")
+    integral = name == "unixepoch" or fmt == "%s"
+    if numeric and integral:
+        return render_sql("unixepoch", timestamp, None)[0]
+    if numeric and name == "julianday" and base not in _INTEGER_BASES:
+        return f"CAST({sql} AS {base})"
+    raise Untranslatable(f"{name}('now') has no {target_type} value")
+
+
+_INTEGER_BASES = ("bigint", "integer", "smallint")
+
+
+def _check_length(name: str, fmt: str | None, modifiers: list[str], target_type: str) -> None:
+    """Refuse a clock default whose text would not fit ``varchar(n)``."""
+    length = re.search(r"\((\d+)\)", target_type)
+    args = [Lit("string", a) for a in ([fmt] if fmt is not None else [])]
+    sample = constant(name, [*args, Lit("string", _SAMPLE_NOW),
+                             *(Lit("string", m) for m in modifiers)])
+    if length and sample is not None and len(str(sample)) > int(length.group(1)):
+        raise Untranslatable(f"{name}('now') writes {len(str(sample))} characters,"
+                             f" more than {target_type} holds")

@@ -1021,74 +1021,17 @@ def _encloses(text: str) -> bool:
         return False
 
 
-_NOW_FORMATS = {"%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M:%f", "%Y-%m-%dT%H:%M:%S",
-                "%Y-%m-%dT%H:%M:%f", "%Y-%m-%dT%H:%M:%fZ", "%Y-%m-%dT%H:%M:%SZ"}
-
-
 def _default(node: Node, target_type: str) -> str | None:
-    family = kind(target_type)
-    base = _base(target_type)
+    from asyncmig.sqldates import clock_default  # it builds on this module
+
+    clock = clock_default(node, target_type)
+    if clock is not None:
+        return clock
     if isinstance(node, Lit):
-        if node.kind == "current":
-            return _clock(node.value, family, base)
         return literal_sql(node, target_type, for_default=True)
     if isinstance(node, Func):
-        clock = _clock_function(node)
-        if clock is not None:
-            return _clock(clock, family, base)
-        return _random_id(node, family, target_type)
+        return _random_id(node, kind(target_type), target_type)
     return None
-
-
-def _string_args(node: Func) -> list[str] | None:
-    values = []
-    for arg in node.args:
-        if not isinstance(arg, Lit) or arg.kind != "string":
-            return None
-        values.append(arg.value.lower())
-    return values
-
-
-def _clock_function(node: Func) -> str | None:
-    """CURRENT_TIMESTAMP/DATE/TIME/EPOCH for datetime('now') and friends, else None."""
-    args = _string_args(node)
-    if args is None:
-        return None
-    if node.name == "datetime" and args == ["now"]:
-        return "CURRENT_TIMESTAMP"
-    if node.name == "date" and args == ["now"]:
-        return "CURRENT_DATE"
-    if node.name == "time" and args == ["now"]:
-        return "CURRENT_TIME"
-    if node.name == "unixepoch" and args in ([], ["now"]):
-        return "EPOCH"
-    if node.name == "strftime" and len(args) == 2 and args[1] == "now":
-        fmt = node.args[0].value if isinstance(node.args[0], Lit) else ""
-        if fmt in _NOW_FORMATS:
-            return "CURRENT_TIMESTAMP"
-        if fmt == "%Y-%m-%d":
-            return "CURRENT_DATE"
-        if fmt == "%s":
-            return "EPOCH"
-    return None
-
-
-def _clock(which: str, family: str | None, base: str) -> str:
-    if which == "EPOCH":
-        if base in ("bigint", "integer", "numeric"):
-            return "(extract(epoch FROM CURRENT_TIMESTAMP)::bigint)"
-        raise Untranslatable(f"unix time default on a {base} column")
-    if family == "text":
-        raise Untranslatable(f"{which} on a text column would change the stored text format")
-    if which == "CURRENT_TIMESTAMP" and base in ("timestamptz", "timestamp with time zone"):
-        return "CURRENT_TIMESTAMP"
-    if which == "CURRENT_TIMESTAMP" and base in ("timestamp", "timestamp without time zone"):
-        return "(CURRENT_TIMESTAMP AT TIME ZONE 'UTC')"  # SQLite's clock is UTC
-    if which == "CURRENT_DATE" and base == "date":
-        return "CURRENT_DATE"
-    if which == "CURRENT_TIME" and base in ("time", "time without time zone"):
-        return "(CURRENT_TIMESTAMP AT TIME ZONE 'UTC')::time"
-    raise Untranslatable(f"{which} default on a {base} column")
 
 
 def _random_id(node: Func, family: str | None, target_type: str) -> str | None:

@@ -193,9 +193,9 @@ class QueryParser(Parser):
             else:
                 words = []
                 while not self.at("JOIN"):
-                    words.append(self.next().value.upper())
-                    if self.peek().kind == "end":
+                    if not self.at(*_JOIN_WORDS, "OUTER"):
                         raise Untranslatable("cannot parse the view's joins")
+                    words.append(self.next().value.upper())
                 self.next()
                 join = " ".join([*words, "JOIN"])
             sources.append(self.source(join))
@@ -248,6 +248,8 @@ class QueryParser(Parser):
         nulls = None
         if self.at("NULLS"):
             self.next()
+            if not self.at("FIRST", "LAST"):
+                raise Untranslatable("NULLS must be followed by FIRST or LAST")
             nulls = self.next().value.upper()
         return OrderTerm(expr, descending, nulls)
 

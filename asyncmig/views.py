@@ -34,6 +34,26 @@ _VIEW_BODY = re.compile(r"\bAS\s+((?:SELECT|WITH|VALUES)\b.*)$", re.IGNORECASE |
 def plan_views(plan: Plan, sources: Sequence[SourceView]) -> Plan:
     """``plan`` with its views in dependency order, each translated when it can be."""
     relations = {t.source_name.lower(): _table_relation(t) for t in plan.tables}
+    bodies, skipped, warnings = _queries(sources)
+    planned: list[ViewPlan] = []
+    waiting = [v for v in sources if v.name in bodies]
+    while waiting:  # a view over views waits for them; a round without progress ends it
+        done = [(v, p) for v in waiting
+                if (p := _plan_view(v, bodies[v.name], relations, final=False))]
+        planned += [p for _, p in done]
+        waiting = [v for v in waiting if v not in {d for d, _ in done}]
+        if not done:
+            for view in waiting:
+                last = _plan_view(view, bodies[view.name], relations, final=True)
+                assert last is not None  # a final attempt never waits
+                planned.append(last)
+            break
+    return replace(plan, views=tuple(planned), skipped=plan.skipped + tuple(skipped),
+                   warnings=plan.warnings + tuple(warnings))
+
+
+def _queries(sources: Sequence[SourceView]) -> tuple[dict[str, str], list[Skipped], list[str]]:
+    """Each view's query from its CREATE VIEW text; the views without one; warnings."""
     bodies: dict[str, str] = {}
     skipped: list[Skipped] = []
     warnings: list[str] = []
@@ -48,19 +68,7 @@ def plan_views(plan: Plan, sources: Sequence[SourceView]) -> Plan:
             warnings.append(f"view {view.name}: its stored definition has text after the "
                             "query, which SQLite ignores; only the query is used")
         bodies[view.name] = query.strip()
-    planned: list[ViewPlan] = []
-    waiting = [v for v in sources if v.name in bodies]
-    while waiting:  # a view over views waits for them; a round without progress ends it
-        done = [(v, p) for v in waiting
-                if (p := _plan_view(v, bodies[v.name], relations, final=False))]
-        planned += [p for _, p in done]
-        waiting = [v for v in waiting if v not in {d for d, _ in done}]
-        if not done:
-            planned += [ViewPlan(v.name, bodies[v.name], v.sql, note="it reads a view that is"
-                                 " not translated") for v in waiting]
-            break
-    return replace(plan, views=tuple(planned), skipped=plan.skipped + tuple(skipped),
-                   warnings=plan.warnings + tuple(warnings))
+    return bodies, skipped, warnings
 
 
 def _plan_view(view: SourceView, body: str, relations: dict[str, Relation],
