@@ -6,6 +6,7 @@ come in, so ``asyncmig --help`` does not pay for them.
 
 from __future__ import annotations
 
+import shlex
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -19,12 +20,12 @@ import structlog
 from asyncmig import commands, ddl, files, logs, render, validate, verify
 from asyncmig.config import Overrides, load_overrides
 from asyncmig.connect import Target, resolve_target, scrub
-from asyncmig.embedded import EmbeddedServer
+from asyncmig.embedded import EmbeddedServer, psql_path
 from asyncmig.errors import UsageError, VerificationError
 from asyncmig.migrate import RunSettings, create_schema, load_data, make_plan, run_migration
 from asyncmig.pipeline import PipelineSettings
 from asyncmig.resolve import Resolved
-from asyncmig.settings import DeepCheck, OutputFormat
+from asyncmig.settings import DeepCheck, OutputFormat, default
 from asyncmig.wait import wait_for_target
 
 WRITING_COMMANDS = {"run", "full", "schema", "data"}
@@ -142,7 +143,18 @@ def migrate(command: str, values: Resolved, environ: Mapping[str, str]) -> int:
         verb = "created in" if settings.command == "schema" else "migrated into"
         print(render.report_json(report, shown) if as_json(values)
               else render.report_text(report, shown, action=verb), end="")
+        if settings.target.source == "embedded" and not as_json(values):
+            print(next_steps(settings.target, values["data_dir"]), end="")
         return LOADED_WITH_REJECTS if report.rejected else 0
+
+
+def next_steps(target: Target, data_dir: Path) -> str:
+    """What to do after a run into the embedded server: look at it, then stop it."""
+    where = "" if data_dir == default("data_dir") else f" --data-dir {shlex.quote(str(data_dir))}"
+    return ("\nnext steps:\n"
+            f"  open the result:  {shlex.quote(str(psql_path()))} {shlex.quote(target.safe)}\n"
+            f"                    (or: asyncmig server psql{where})\n"
+            f"  stop the server:  asyncmig server stop{where}\n")
 
 
 def plan(command: str, values: Resolved, environ: Mapping[str, str]) -> int:

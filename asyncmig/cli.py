@@ -72,7 +72,7 @@ def help_text(option: Option) -> str:
     extra = []
     if option.choices:
         extra.append("one of " + ", ".join(option.choices))
-    shown = option.default_text().strip("`")
+    shown = option.default_text().replace("`", "")
     if shown and shown not in ("off", ""):
         extra.append(f"default {shown}")
     if option.env:
@@ -145,7 +145,9 @@ class Spec:
     action: str  # "module:function", imported only when the command runs
 
 
-def make_command(spec: Spec, **extra: Any) -> Command:
+def make_command(spec: Spec, *, extra_args: bool = False) -> Command:
+    """The click command for ``spec``; with ``extra_args``, arguments it does not know
+    are passed on to the action (``server psql -- -c ...``)."""
     def callback(**_given: Any) -> int:
         ctx = click.get_current_context()
         given = {name: value for name, value in ctx.params.items()
@@ -159,7 +161,9 @@ def make_command(spec: Spec, **extra: Any) -> Command:
     params: list[click.Parameter] = [click_option(settings.BY_NAME[n]) for n in spec.options]
     return Command(spec.name, callback=callback, params=params, help=spec.description,
                    short_help=spec.summary, example=spec.example,
-                   context_settings={"help_option_names": ["-h", "--help"]})
+                   context_settings={"help_option_names": ["-h", "--help"],
+                                     "ignore_unknown_options": extra_args,
+                                     "allow_extra_args": extra_args})
 
 
 A = "asyncmig.actions:"
@@ -287,8 +291,8 @@ def no_such_option(exc: click.NoSuchOption, command: str) -> str:
     """Say when the option exists but this command does not use it; else suggest."""
     if exc.option_name in {flag for o in settings.OPTIONS for flag in o.flags}:
         return f"{command} does not take {exc.option_name}"
-    near = sorted(p for p in exc.possibilities or () if p not in ("-h", "--help"))
-    guess = f" (did you mean {' or '.join(near)}?)" if near else ""
+    near = [p for p in exc.possibilities or () if p not in ("-h", "--help")]  # best first
+    guess = f" (did you mean {near[0]}?)" if near else ""
     return f"no such option {exc.option_name}{guess}"
 
 

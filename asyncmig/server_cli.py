@@ -18,9 +18,9 @@ M = "asyncmig.server_cli:"
 
 
 def server_group() -> click.Group:
-    from asyncmig.cli import Spec, make_command
+    from asyncmig.cli import Commands, Spec, make_command
 
-    group = click.Group("server", help="The embedded PostgreSQL that `run` starts when no "
+    group = Commands("server", help="The embedded PostgreSQL that `run` starts when no "
                         "PostgreSQL is given. It lives in --data-dir and keeps running after "
                         "the run, so its URL keeps working, until `asyncmig server stop`.",
                         short_help="the embedded PostgreSQL started by `run`",
@@ -43,10 +43,7 @@ def server_group() -> click.Group:
              OPTIONS, M + "psql"),
     )
     for spec in specs:
-        extra = {"context_settings": {"help_option_names": ["-h", "--help"],
-                                      "ignore_unknown_options": True,
-                                      "allow_extra_args": True}} if spec.name == "psql" else {}
-        group.add_command(make_command(spec, **extra))
+        group.add_command(make_command(spec, extra_args=spec.name == "psql"))
     return group
 
 

@@ -140,9 +140,10 @@ OPTIONS: tuple[Option, ...] = (
          "disk space of the file)", S),
     _opt("config", Path, None, "TOML job file and profile: a [job] table of these options, "
          "and the overrides of the plan", S, "FILE", in_job=False),
-    _opt("pg", str, None, "target PostgreSQL URL; default DATABASE_URL, then the PG* "
-         "variables, then an embedded server", T, "URL", flags=("--pg", "--postgres"),
-         shown_default="DATABASE_URL, PG*, embedded"),
+    _opt("pg", str, None, "target PostgreSQL URL (on a shared machine prefer --pg-file or "
+         "DATABASE_URL: the command line is visible to other users)", T, "URL",
+         flags=("--pg", "--postgres"),
+         shown_default="`DATABASE_URL`, then `PG*`, then an embedded server"),
     _opt("pg_file", Path, None, "read the target URL from this file (a Docker or Kubernetes "
          "secret); a trailing newline is ignored", T, "FILE"),
     _opt("schema", str, "public", "target schema (created if missing)", T, "NAME"),
