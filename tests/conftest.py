@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-pytest_plugins = ["tests.fix_pg"]
+pytest_plugins = ["tests.fix_pg", "tests.fix_cli"]
 
 os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
 

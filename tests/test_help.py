@@ -4,15 +4,17 @@ grouped; a generated reference that cannot drift; the embedded server's commands
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from asyncmig import cli_docs
 from asyncmig.cli import build_cli, main, package_version
-from tests.test_settings import cli, one_error_line, write_source
+from tests.fix_cli import RunMain, one_error_line, write_source
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,9 +33,9 @@ def test_the_cli_reference_is_generated_from_the_declarations() -> None:
 
 
 @pytest.mark.parametrize("path", [p for p in command_paths() if p and p != ("server",)])
-def test_every_command_has_a_paragraph_and_an_example(capsys: pytest.CaptureFixture[str],
+def test_every_command_has_a_paragraph_and_an_example(run_main: RunMain,
                                                       path: tuple[str, ...]) -> None:
-    code, out, _ = cli(capsys, *path, "--help")
+    code, out, _ = run_main(*path, "--help")
     assert code == 0
     description = out.split("\n\n")[1].strip()
     assert len(description.split()) >= 8, description
@@ -41,23 +43,23 @@ def test_every_command_has_a_paragraph_and_an_example(capsys: pytest.CaptureFixt
     assert example.startswith(("asyncmig ", "psql ")), out
 
 
-def test_commands_list_only_the_options_they_use(capsys: pytest.CaptureFixture[str]) -> None:
+def test_commands_list_only_the_options_they_use(run_main: RunMain) -> None:
     """status has no --jobs, plan no --pg; run shows its options by group with metavars."""
-    _, status, _ = cli(capsys, "status", "--help")
-    _, plan, _ = cli(capsys, "plan", "--help")
-    _, run, _ = cli(capsys, "run", "--help")
+    _, status, _ = run_main("status", "--help")
+    _, plan, _ = run_main("plan", "--help")
+    _, run, _ = run_main("run", "--help")
     assert "--jobs" not in status and "--pg-file FILE" in status
     assert "--pg" not in plan and "--sqlite FILE" in plan
     headings = [line for line in run.splitlines() if line.endswith(" options:")]
     assert headings == ["Source options:", "Target options:", "Load options:",
                         "Policy options:", "Output options:", "Other options:"]
     assert "--pg, --postgres URL" in run and "--on-error POLICY" in run
-    code, _, err = cli(capsys, "status", "--jobs", "3")
+    code, _, err = run_main("status", "--jobs", "3")
     assert code == 2 and "asyncmig status does not take --jobs" in one_error_line(err)
 
 
-def test_version(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = cli(capsys, "--version")
+def test_version(run_main: RunMain) -> None:
+    code, out, _ = run_main("--version")
     assert (code, out) == (0, f"asyncmig {package_version()}\n")
     assert package_version()[0].isdigit()
 
@@ -67,9 +69,9 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     (("server", "stp"), "no such command 'stp' (did you mean 'stop'?)"),
     (("check", "--dep"), "no such option --dep (did you mean --deep?)"),
 ])
-def test_typos_get_did_you_mean(capsys: pytest.CaptureFixture[str], args: tuple[str, ...],
+def test_typos_get_did_you_mean(run_main: RunMain, args: tuple[str, ...],
                                 message: str) -> None:
-    code, _, err = cli(capsys, *args)
+    code, _, err = run_main(*args)
     assert code == 2
     assert message in one_error_line(err)
 
@@ -89,10 +91,11 @@ def test_help_does_not_import_the_heavy_modules() -> None:
 
 
 def test_the_embedded_server_commands_and_the_next_steps(
-        capfd: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+        run_main: RunMain, capfd: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     """run with no target starts the embedded server and says how to open and stop it;
     server status/url/psql/stop work on it, and a second stop says nothing was running."""
-    data_dir = str(tmp_path / "pg")
+    # like the session server: under /tmp itself, which the server's own user can reach
+    data_dir = tempfile.mkdtemp(prefix="asyncmig-test-")
     source = write_source(tmp_path / "app.db")
     env = {"ASYNCMIG_DATA_DIR": data_dir, "ASYNCMIG_LOG_DIR": str(tmp_path / "logs")}
     try:
@@ -112,4 +115,5 @@ def test_the_embedded_server_commands_and_the_next_steps(
     assert capfd.readouterr().out.startswith("nothing to stop")
     assert main(["server", "status", "--data-dir", data_dir], environ={}) == 1
     assert "not running" in capfd.readouterr().out
+    shutil.rmtree(data_dir)
 

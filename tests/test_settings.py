@@ -4,36 +4,20 @@ the README all read it, strictly. These run the command line in-process."""
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from pathlib import Path
 
 import asyncpg
 import pytest
 
 from asyncmig import settings
-from asyncmig.cli import main
 from asyncmig.migrate import RunSettings
 from asyncmig.pipeline import PipelineSettings
 from asyncmig.resolve import resolve
 from asyncmig.settings import Duplicates, OnError
+from tests.fix_cli import RunMain, one_error_line, write_source
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN = tuple(o.name for o in settings.OPTIONS if o.in_job)
-
-
-def cli(capsys: pytest.CaptureFixture[str], *args: str,
-        env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    """Run asyncmig in this process with a clean environment: (exit code, stdout, stderr)."""
-    code = main(list(args), environ=env or {})
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_error_line(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("asyncmig: error: ")
-    return lines[0]
 
 
 def test_readme_option_table_is_generated_from_the_declaration() -> None:
@@ -71,23 +55,23 @@ def test_environment_booleans_are_strict(raw: str, expected: bool) -> None:
     ("ASYNCMIG_DUPLICATES", "rejct", "(did you mean 'reject'?)"),
 ])
 def test_bad_environment_values_exit_2_with_one_line(
-        capsys: pytest.CaptureFixture[str], tmp_path: Path, name: str, raw: str,
+        run_main: RunMain, tmp_path: Path, name: str, raw: str,
         message: str) -> None:
-    code, out, err = cli(capsys, "run", "--sqlite", str(tmp_path / "a.db"), env={name: raw})
+    code, out, err = run_main("run", "--sqlite", str(tmp_path / "a.db"), env={name: raw})
     assert code == 2
     assert message in one_error_line(err)
     assert out == ""
 
 
-def test_a_bad_environment_value_never_breaks_help(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = cli(capsys, "run", "--help", env={"ASYNCMIG_JOBS": "abc"})
+def test_a_bad_environment_value_never_breaks_help(run_main: RunMain) -> None:
+    code, out, _ = run_main("run", "--help", env={"ASYNCMIG_JOBS": "abc"})
     assert code == 0
     assert "--jobs N" in out and "ASYNCMIG_JOBS" in out
 
 
-def test_no_prefix_matching(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_no_prefix_matching(run_main: RunMain, tmp_path: Path) -> None:
     """--sql is not taken as --sqlite: an error that suggests it."""
-    code, _, err = cli(capsys, "plan", "--sql", str(tmp_path / "a.db"))
+    code, _, err = run_main("plan", "--sql", str(tmp_path / "a.db"))
     assert code == 2
     assert "no such option --sql (did you mean --sqlite?)" in one_error_line(err)
 
@@ -110,14 +94,6 @@ def test_every_option_has_help_a_group_and_a_metavar_when_it_takes_a_value() -> 
         assert all(flag.startswith("-") for flag in option.flags)
 
 
-def write_source(path: Path) -> Path:
-    conn = sqlite3.connect(path)
-    conn.executescript("CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT NOT NULL);"
-                       "INSERT INTO item VALUES (1, 'pen'), (2, '筆'), (3, '🖊');")
-    conn.close()
-    return path
-
-
 async def fetch_items(dsn: str, schema: str, table: str) -> list[tuple[int, str]]:
     conn = await asyncpg.connect(dsn)
     try:
@@ -133,7 +109,7 @@ def write_job(path: Path, body: str) -> Path:
 
 
 def test_a_job_file_holds_source_secret_target_options_and_profile(
-        capsys: pytest.CaptureFixture[str], tmp_path: Path, pg_dsn: str) -> None:
+        run_main: RunMain, tmp_path: Path, pg_dsn: str) -> None:
     """`run --config job.toml` alone migrates: the source path is relative to the file,
     the URL comes from a secret file (trailing newline and all), the profile applies."""
     write_source(tmp_path / "app.db")
@@ -142,12 +118,12 @@ def test_a_job_file_holds_source_secret_target_options_and_profile(
                     'schema = "reporting"\non_error = "fail"\njobs = 1\n\n'
                     '[tables.item]\nrename = "items"\n')
     env = {"ASYNCMIG_LOG_DIR": str(tmp_path / "logs")}
-    code, out, err = cli(capsys, "run", "--config", str(job), env=env)
+    code, out, err = run_main("run", "--config", str(job), env=env)
     assert code == 0, err
     assert "migrated into" in out
     assert asyncio.run(fetch_items(pg_dsn, "reporting", "items")) == [
         (1, "pen"), (2, "筆"), (3, "🖊")]
-    code, out, err = cli(capsys, "status", env={"ASYNCMIG_CONFIG": str(job)})
+    code, out, err = run_main("status", env={"ASYNCMIG_CONFIG": str(job)})
     assert code == 0, err
     assert "run" in out and "succeeded" in out
 
@@ -171,41 +147,41 @@ def test_job_file_precedence_command_line_then_environment_then_file(tmp_path: P
     ('[job]\npg_env = "NOT_SET_ANYWHERE"\n', "pg_env names NOT_SET_ANYWHERE, which is not set"),
     ("[jbo]\njobs = 3\n", "unknown key(s) ['jbo']"),
 ])
-def test_job_files_are_strictly_validated(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+def test_job_files_are_strictly_validated(run_main: RunMain, tmp_path: Path,
                                           body: str, message: str) -> None:
     job = write_job(tmp_path / "job.toml", body)
-    code, _, err = cli(capsys, "validate", "--sqlite", str(write_source(tmp_path / "a.db")),
+    code, _, err = run_main("validate", "--sqlite", str(write_source(tmp_path / "a.db")),
                        "--config", str(job), "--pg", "postgresql://me@127.0.0.1:1/db")
     assert code == 2, err
     assert message in one_error_line(err)
 
 
-def test_the_target_twice_at_one_level_is_refused(capsys: pytest.CaptureFixture[str],
+def test_the_target_twice_at_one_level_is_refused(run_main: RunMain,
                                                   tmp_path: Path) -> None:
     secret = tmp_path / "pg_url"
     secret.write_text("postgresql://me:pw@127.0.0.1:1/db\n", encoding="utf-8")
-    code, _, err = cli(capsys, "status", env={"ASYNCMIG_PG": "postgresql://a@b/c",
+    code, _, err = run_main("status", env={"ASYNCMIG_PG": "postgresql://a@b/c",
                                               "ASYNCMIG_PG_FILE": str(secret)})
     assert code == 2
     assert "the target is given twice (ASYNCMIG_PG and ASYNCMIG_PG_FILE)" in one_error_line(err)
 
 
-def test_pg_file_errors_are_usage_errors(capsys: pytest.CaptureFixture[str],
+def test_pg_file_errors_are_usage_errors(run_main: RunMain,
                                          tmp_path: Path) -> None:
     (tmp_path / "empty").write_text("\n", encoding="utf-8")
-    code, _, err = cli(capsys, "status", "--pg-file", str(tmp_path / "empty"))
+    code, _, err = run_main("status", "--pg-file", str(tmp_path / "empty"))
     assert code == 2 and "the file is empty" in one_error_line(err)
-    code, _, err = cli(capsys, "status", "--pg-file", str(tmp_path / "missing"))
+    code, _, err = run_main("status", "--pg-file", str(tmp_path / "missing"))
     assert code == 2 and "No such file" in one_error_line(err)
 
 
 def test_a_target_that_never_comes_up_is_retried_then_reported(
-        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+        run_main: RunMain, tmp_path: Path) -> None:
     """--connect-timeout retries a refused connection, one log line per attempt, then
     fails with the usual one-line connection error (exit 4), password hidden."""
     secret = tmp_path / "pg_url"
     secret.write_text("postgresql://me:s3cret@127.0.0.1:1/db\n", encoding="utf-8")
-    code, _, err = cli(capsys, "status", "--pg-file", str(secret), "--connect-timeout", "2",
+    code, _, err = run_main("status", "--pg-file", str(secret), "--connect-timeout", "2",
                        "--log-format", "json", "--debug")
     assert code == 4, err
     lines = err.splitlines()

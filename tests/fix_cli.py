@@ -1,0 +1,50 @@
+"""The command line run in-process: ``run_main`` (a fixture) calls ``asyncmig.cli.main``
+with a clean environment and returns (exit code, stdout, stderr).
+
+``main`` configures structlog to write to the ``sys.stderr`` of the moment, which
+pytest's capture replaces per test; the fixture resets structlog afterwards so a later
+test (calling the library directly) does not log into a closed capture stream.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import structlog
+
+from asyncmig.cli import main
+
+RunMain = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def run_main(capfd: pytest.CaptureFixture[str]) -> Iterator[RunMain]:
+    def call(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+        code = main(list(args), environ=env or {})
+        out, err = capfd.readouterr()
+        return code, out, err
+
+    try:
+        yield call
+    finally:
+        structlog.reset_defaults()
+
+
+def one_error_line(err: str) -> str:
+    """The only line of ``err``, which must be an asyncmig error."""
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("asyncmig: error: ")
+    return lines[0]
+
+
+def write_source(path: Path) -> Path:
+    """A small SQLite source with non-ASCII names in its values."""
+    conn = sqlite3.connect(path)
+    conn.executescript("CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT NOT NULL);"
+                       "INSERT INTO item VALUES (1, 'pen'), (2, '筆'), (3, '🖊');")
+    conn.close()
+    return path
