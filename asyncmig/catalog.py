@@ -141,6 +141,9 @@ class ColumnProfile:
     real_min: float | None = None
     real_max: float | None = None
     max_text_length: int | None = None  # in characters
+    # among numbers in a date column: how many get each reading of asyncmig.datenums
+    # ('julian', 'unix_s', 'unix_ms', 'unix_us') and how many read as a whole day ('midnight')
+    number_kinds: Mapping[str, int] = field(default_factory=dict)
     nul_text: int = 0  # text values containing a NUL character
     total_bytes: int = 0  # bytes of the profiled values (numbers as 8)
 

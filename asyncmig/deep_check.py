@@ -5,6 +5,9 @@ key added, a timestamp shifted by a microsecond) keeps every count. This module
 computes a checksum per table over the *normalised values* of every row, on the
 PostgreSQL side in SQL and on the SQLite side in Python after the migration's own
 transforms, so that a single changed value in any row fails the table it is in.
+Numbers in date columns are the exception: SQLite's own ``strftime()`` reads them into
+dates (:func:`source_value`), so the conversion the check verifies is not the one it
+uses, and a date the load read differently from SQLite fails its table.
 
 How a table's checksum is made
 ------------------------------
@@ -76,6 +79,7 @@ import anyio
 import anyio.to_thread
 import asyncpg
 
+from asyncmig import datenums
 from asyncmig.errors import first_error
 from asyncmig.plan import ColumnPlan, Plan, TablePlan
 from asyncmig.policy import InvalidText, lenient_text, replacement
@@ -555,7 +559,9 @@ class TableCheck:
         return " WHERE " + " OR ".join(parts)
 
     def source_sql(self) -> str:
-        names = ", ".join(quote_sqlite_ident(c.source_name) for c in self.table.columns)
+        names = ", ".join(source_value(c) if i not in self.key_positions
+                          else quote_sqlite_ident(c.source_name)
+                          for i, c in enumerate(self.table.columns))
         where = self._where(quote_sqlite_ident(self._key_column().source_name)) \
             if self.ranges else ""
         return f"SELECT {names} FROM {quote_sqlite_ident(self.table.source_name)}{where}"
@@ -627,6 +633,20 @@ class TableCheck:
             else:
                 out.append((2, text))
         return tuple(out)
+
+
+def source_value(column: ColumnPlan) -> str:
+    """The SQLite expression read for ``column``: numbers of a date column are read into
+    ISO text by SQLite's own date functions (asyncmig.datenums), not by the load's
+    conversion, so a value the load read differently from SQLite is a difference."""
+    name = quote_sqlite_ident(column.source_name)
+    if column.transform == "sqlite_date":
+        reading = datenums.sql_reading(name)
+        return (f"CASE WHEN {datenums.sql_midnight(name)} THEN substr({reading}, 1, 10) "
+                f"ELSE {name} END")
+    if column.transform in ("sqlite_timestamptz", "sqlite_timestamp"):
+        return f"coalesce({datenums.sql_reading(name)}, {name})"
+    return name
 
 
 def unquote_field(field: str) -> str | None:

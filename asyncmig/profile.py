@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+from asyncmig import datenums
 from asyncmig.catalog import ColumnProfile, SourceColumn, SourceTable
 from asyncmig.quoting import quote_sqlite_ident
 
@@ -104,6 +105,20 @@ def kinds_for(column: SourceColumn) -> tuple[str, ...]:
     return ()
 
 
+NUMBER_KINDS = (*datenums.KINDS, "midnight")
+
+
+def number_kinds_for(column: SourceColumn) -> tuple[str, ...]:
+    """The readings of numbers to count for ``column``: only where dates are declared."""
+    return NUMBER_KINDS if family(column.declared_type) == "temporal" else ()
+
+
+def _number_sum(column: str, kind: str) -> str:
+    condition = (datenums.sql_midnight(column) if kind == "midnight"
+                 else datenums.sql_kind(column, kind))
+    return f"sum(typeof({column}) IN ('integer', 'real') AND {condition})"
+
+
 def is_inet(value: object) -> bool:
     """True when PostgreSQL's inet input accepts ``value`` with its meaning unchanged.
 
@@ -155,6 +170,7 @@ def _column_expressions(col: SourceColumn) -> list[str]:
          "ELSE 8 END)"),
     ]
     exprs += [_kind_sum(c, kind) for kind in kinds_for(col)]
+    exprs += [_number_sum(c, kind) for kind in number_kinds_for(col)]
     return exprs
 
 
@@ -199,6 +215,7 @@ def read_profile(table: SourceTable, row: Sequence[Any]) -> dict[str, ColumnProf
         int_min, int_max, real_min, real_max, max_len, nul, size = (
             next(values) for _ in range(7))
         kind_counts = {k: int(next(values) or 0) for k in kinds_for(col)}
+        number_counts = {k: int(next(values) or 0) for k in number_kinds_for(col)}
         classes = {
             "null": rows - non_null,
             "integer": integers,
@@ -209,6 +226,7 @@ def read_profile(table: SourceTable, row: Sequence[Any]) -> dict[str, ColumnProf
         profiles[col.name] = ColumnProfile(
             classes={k: n for k, n in classes.items() if n},
             text_kinds={k: n for k, n in kind_counts.items() if n},
+            number_kinds={k: n for k, n in number_counts.items() if n},
             int_min=int_min,
             int_max=int_max,
             real_min=real_min,
@@ -232,6 +250,7 @@ def merge(a: ColumnProfile, b: ColumnProfile) -> ColumnProfile:
     return ColumnProfile(
         classes=add(a.classes, b.classes),
         text_kinds=add(a.text_kinds, b.text_kinds),
+        number_kinds=add(a.number_kinds, b.number_kinds),
         int_min=pick(min, a.int_min, b.int_min),
         int_max=pick(max, a.int_max, b.int_max),
         real_min=pick(min, a.real_min, b.real_min),
@@ -246,9 +265,9 @@ def count_rows(conn: sqlite3.Connection, table: SourceTable) -> int:
     return int(conn.execute(f"SELECT count(*) FROM {quote_sqlite_ident(table.name)}").fetchone()[0])
 
 
-# SQLite allows 2000 result columns and each column needs up to 16 aggregates: wide
+# SQLite allows 2000 result columns and each column needs up to 20 aggregates: wide
 # tables are profiled in slices of columns, each slice one query over the same rows
-COLUMNS_PER_QUERY = 100
+COLUMNS_PER_QUERY = 90
 
 
 def _slices(table: SourceTable) -> list[SourceTable]:
@@ -298,6 +317,18 @@ def count_nulls(conn: sqlite3.Connection, table: SourceTable,
 EPOCH_LIMITS = {"epoch_s": 1e11, "epoch_ms": 1e14, "epoch_us": 1e17}
 
 
+DATED_NUMBERS = ("sqlite_timestamptz", "sqlite_timestamp", "sqlite_date")
+
+
+def _dated_numbers_accepted(target_type: str, transform: str, c: str) -> str:
+    """Numbers with a date reading (a whole day for a date), or text the type takes."""
+    number = datenums.sql_readable(c)
+    if transform == "sqlite_date":
+        number += f" AND {datenums.sql_midnight(c)}"
+    text = acceptance(target_type, "date" if transform == "sqlite_date" else "timestamptz", c)
+    return f"({number}) OR {text}"
+
+
 def acceptance(target_type: str, transform: str, column: str) -> str:
     """SQL true when ``column``'s value converts to ``target_type`` via ``transform``.
 
@@ -311,6 +342,8 @@ def acceptance(target_type: str, transform: str, column: str) -> str:
     null = f"{c} IS NULL"
     if transform == "bytes_from_any" or transform == "text_nul_check":
         return "1"
+    if transform in DATED_NUMBERS:
+        return _dated_numbers_accepted(target_type, transform, c)
     if transform in EPOCH_LIMITS:
         return (f"{null} OR (typeof({c}) IN ('integer', 'real') AND {c} >= 0 "
                 f"AND {c} < {EPOCH_LIMITS[transform]:.0e})")

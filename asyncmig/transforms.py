@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import orjson
 
+from asyncmig import datenums
 from asyncmig.errors import DataError
 from asyncmig.plan import TablePlan
 from asyncmig.policy import TableGuard, key_positions, row_key
@@ -223,6 +224,36 @@ def epoch(micros_per_unit: int) -> Transform:
     return convert
 
 
+def _dated_number(value: float) -> dt.datetime:
+    """A number of a date column as SQLite's date functions read it (asyncmig.datenums)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError("not a date number")
+    return not_infinite(EPOCH + dt.timedelta(microseconds=datenums.micros(value)))
+
+
+def sqlite_timestamptz(value: Any) -> dt.datetime:
+    """Julian day numbers and Unix times by magnitude, per value; ISO text as usual."""
+    return to_timestamptz(value) if isinstance(value, str) else _dated_number(value)
+
+
+def sqlite_timestamp(value: Any) -> dt.datetime:
+    """As :func:`sqlite_timestamptz`, as UTC wall-clock time without a zone."""
+    if isinstance(value, str):
+        return to_timestamp(value)
+    return _dated_number(value).replace(tzinfo=None)
+
+
+def sqlite_date(value: Any) -> dt.date:
+    """A number that reads as a whole day; one with a time of day does not fit a date."""
+    if isinstance(value, str):
+        return to_date(value)
+    stamp = _dated_number(value)
+    if stamp.time() != dt.time():
+        raise ValueError(f"{value!r} reads as {stamp:%Y-%m-%d %H:%M:%S.%f}: a date would "
+                         "drop its time of day")
+    return not_infinite(stamp.date())
+
+
 TRANSFORMS: Mapping[str, Transform | None] = {
     "none": None,
     "int": to_int,
@@ -248,6 +279,9 @@ TRANSFORMS: Mapping[str, Transform | None] = {
     "epoch_s": epoch(1_000_000),
     "epoch_ms": epoch(1_000),
     "epoch_us": epoch(1),
+    "sqlite_timestamptz": sqlite_timestamptz,
+    "sqlite_timestamp": sqlite_timestamp,
+    "sqlite_date": sqlite_date,
 }
 
 # exceptions a transform raises for a value it cannot convert

@@ -14,17 +14,14 @@ Override a column to ``timestamp`` to keep wall-clock values without a zone.
 
 from __future__ import annotations
 
-import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from asyncmig import datenums
 from asyncmig.catalog import ColumnProfile, SourceColumn
 from asyncmig.errors import UsageError
 from asyncmig.profile import family
 
-# epoch magnitudes: below 1e11 seconds (up to year 5138), 1e14 milliseconds, 1e17 microseconds
-EPOCH_UNITS = ((1e11, "epoch_s", "seconds"), (1e14, "epoch_ms", "milliseconds"),
-               (1e17, "epoch_us", "microseconds"))
 DOUBLE_EXACT_INT = 2**53
 
 _UUID_HINT = re.compile(r"(id|uuid|guid|key)$", re.IGNORECASE)
@@ -144,7 +141,7 @@ def _temporal(column: SourceColumn, profile: ColumnProfile, counts: str) -> Type
     if texts and numbers:
         return None
     if numbers:
-        return _epoch(profile, counts)
+        return _dated_numbers(column, profile, counts)
     zoned = profile.text_kinds.get("timestamptz", 0)
     if "TIME" in upper and "STAMP" not in upper and "DATETIME" not in upper and _all_text(
         profile, "time"
@@ -161,17 +158,52 @@ def _temporal(column: SourceColumn, profile: ColumnProfile, counts: str) -> Type
     return None
 
 
-def _epoch(profile: ColumnProfile, counts: str) -> TypeChoice | None:
-    bounds = [b for b in (profile.int_min, profile.int_max, profile.real_min, profile.real_max)
-              if b is not None]
-    if not bounds or any(b < 0 or math.isnan(b) or math.isinf(b) for b in bounds):
+def number_readings(profile: ColumnProfile) -> str:
+    """'2 Julian day numbers, 1 Unix seconds': how a column's numbers are read."""
+    return ", ".join(f"{profile.number_kinds[k]} {datenums.NAMES[k]}" for k in datenums.KINDS
+                     if profile.number_kinds.get(k))
+
+
+def _dated_numbers(column: SourceColumn, profile: ColumnProfile,
+                   counts: str) -> TypeChoice | None:
+    """Numbers in a date column, each read as SQLite's date functions read it.
+
+    A column with a number that has no reading (0, 1, negative: a Julian day before
+    year 1, or a Unix time before 1970?) is ambiguous: it keeps its numbers, and says so.
+    """
+    upper = column.declared_type.upper()
+    numbers = profile.count("integer") + profile.count("real")
+    readable = sum(profile.number_kinds.get(k, 0) for k in datenums.KINDS)
+    if "TIME" in upper and "STAMP" not in upper and "DATETIME" not in upper:
+        return None  # TIME: numbers are not times of day
+    if readable < numbers:
+        plain = _plain(column, profile, counts)
+        return replace(plain, warnings=(*plain.warnings, (
+            f"declared {column.declared_type} but {numbers - readable} of {numbers} numbers "
+            "have no date reading (a Julian day is 1721425.5 to 5373484.5, a Unix time "
+            f"5373484.5 to 1e17): ambiguous, kept as numbers ({plain.target_type}); set the "
+            "column's type and epoch unit in a profile to read them as dates")))
+    readings = number_readings(profile)
+    evidence = (f"declared {column.declared_type}, numbers read as SQLite's date functions "
+                f"read them: {readings}: {counts}")
+    units = sum(1 for k in datenums.KINDS if profile.number_kinds.get(k))
+    warnings: tuple[str, ...] = (f"numbers of several kinds ({readings}): each read by its magnitude",) \
+        if units > 1 else ()
+    if "DATE" in upper and "DATETIME" not in upper:
+        whole = profile.number_kinds.get("midnight", 0)
+        if whole == numbers and _all_text_or_none(profile, "date"):
+            return TypeChoice("date", "sqlite_date", evidence, warnings)
+        if profile.count("text"):
+            return None
+        warnings += ((f"declared {column.declared_type} but {numbers - whole} number(s) "
+                     "carry a time of day: timestamptz keeps it"),)
+    elif profile.count("text"):
         return None
-    largest = max(bounds)
-    for limit, transform, unit in EPOCH_UNITS:
-        if largest < limit:
-            return TypeChoice("timestamptz", transform,
-                              f"numbers up to {largest:.0f}: Unix epoch {unit}: {counts}")
-    return None
+    return TypeChoice("timestamptz", "sqlite_timestamptz", evidence, warnings)
+
+
+def _all_text_or_none(profile: ColumnProfile, kind: str) -> bool:
+    return not profile.count("text") or _all_text(profile, kind)
 
 
 def _rich_text(column: SourceColumn, profile: ColumnProfile, counts: str,
@@ -263,9 +295,12 @@ def override_type(column: SourceColumn, profile: ColumnProfile, target_type: str
             f"config sets {column.name} to {target_type!r}, which asyncmig cannot convert to; "
             f"supported: {', '.join(sorted(set(OVERRIDE_TRANSFORMS)))}"
         )
-    if base.startswith("timestamp") and (profile.count("integer") or profile.count("real")):
-        auto = _epoch(profile, describe(profile))
-        transform = epoch_unit or (auto.transform if auto else transform)
+    numbers = profile.count("integer") or profile.count("real")
+    if base.startswith("timestamp") and numbers:
+        aware = transform == "timestamptz_checked"
+        transform = epoch_unit or ("sqlite_timestamptz" if aware else "sqlite_timestamp")
+    elif base == "date" and numbers:
+        transform = "sqlite_date"
     return TypeChoice(target_type, transform,
                       f"set by config (was declared {column.declared_type or 'no type'}): "
                       f"{describe(profile)}")

@@ -32,6 +32,8 @@ def expected(column: ColumnPlan, value: Any) -> Any:
     if value is None:
         return None
     base = column.target_type.split("(")[0].strip()
+    if column.transform.startswith("sqlite_") and isinstance(value, int | float):
+        return dated_number(column, value)
     if column.transform in EPOCH_DIVISOR:
         micros = Decimal(repr(value) if isinstance(value, float) else value) * (
             1_000_000 // EPOCH_DIVISOR[column.transform])
@@ -64,6 +66,27 @@ def expected(column: ColumnPlan, value: Any) -> Any:
     if base == "time":
         return dt.time.fromisoformat(value)
     raise AssertionError(f"no oracle for target type {column.target_type}")
+
+
+def dated_number(column: ColumnPlan, value: float) -> Any:
+    """A number in a date column: a Julian day as SQLite's strftime() reads it, else a
+    Unix time whose unit its magnitude says."""
+    if value < 5373484.5:
+        conn = sqlite3.connect(":memory:")
+        try:
+            text = conn.execute("SELECT strftime('%Y-%m-%d %H:%M:%f', ?)", (value,)).fetchone()[0]
+        finally:
+            conn.close()
+        stamp = dt.datetime.fromisoformat(text).replace(tzinfo=UTC)
+    else:
+        per_second = next(d for limit, d in ((1e11, 1), (1e14, 1000), (1e17, 10**6))
+                          if value < limit)
+        micros = Decimal(repr(value) if isinstance(value, float) else value) * (
+            1_000_000 // per_second)
+        stamp = EPOCH + dt.timedelta(microseconds=int(micros.to_integral_value()))
+    if column.transform == "sqlite_date":
+        return stamp.date()
+    return stamp if column.transform == "sqlite_timestamptz" else stamp.replace(tzinfo=None)
 
 
 def actual(column: ColumnPlan, value: Any) -> Any:

@@ -105,7 +105,7 @@ DAMAGE = [
     ("UPDATE \"values\" SET payload = '\\x0001fe' WHERE id = 1", "values",
      "id=1: payload differs"),
     ("UPDATE \"values\" SET ip = '::ffff:1.2.3.5' WHERE id = 4", "values", "id=4: ip differs"),
-    ("UPDATE \"values\" SET epoch_ms = epoch_ms + interval '1 millisecond' WHERE id = 2",
+    ("UPDATE \"values\" SET epoch_ms = epoch_ms + 1 WHERE id = 2",
      "values", "id=2: epoch_ms differs"),
     ('UPDATE "values" SET label = NULL WHERE id = 2', "values", "id=2: label differs"),
     # what asyncpg once made of date.min: a value that prints, but is not the source's
