@@ -15,6 +15,7 @@ whole scheduled job:
     rename = "order_items"          # or: exclude = true
 
     [tables."order items".columns.price]
+    rename = "unit_price"           # the column's PostgreSQL name
     type = "numeric(10,2)"          # the column's PostgreSQL type
     default = "0"                   # PostgreSQL default expression
     on_invalid_json = "default"     # jsonb: fail | default | null
@@ -62,7 +63,7 @@ TOP_KEYS = {"tables", "extensions", "functions", "on_error", "orphans", "job"}
 TABLE_KEYS = {"exclude", "rename", "columns", "indexes", "statistics", "checks", "triggers",
               "on_error", "orphans"}
 ORPHANS = tuple(p.value for p in Orphans)
-COLUMN_KEYS = {"type", "default", "on_invalid_json", "epoch", "on_error"}
+COLUMN_KEYS = {"type", "default", "on_invalid_json", "epoch", "on_error", "rename"}
 ON_ERROR = tuple(p.value for p in OnError)
 INDEX_KEYS = {"name", "method", "columns", "where", "unique"}
 INDEX_COLUMN_KEYS = {"column", "order", "opclass"}
@@ -78,6 +79,7 @@ class ColumnSettings:
     on_invalid_json: str = "fail"
     epoch: str | None = None  # transform name: epoch_s / epoch_ms / epoch_us
     on_error: str | None = None  # None: the table's, else the run's policy
+    rename: str | None = None  # the column's PostgreSQL name (asyncmig.homes)
 
 
 @dataclass(frozen=True)
@@ -239,6 +241,7 @@ def _column(settings: Any, where: str) -> ColumnSettings:
         default=_optional(settings, "default"),
         on_invalid_json=policy,
         epoch=EPOCH_UNITS[epoch] if epoch else None,
+        rename=_string(settings, "rename", where) if "rename" in settings else None,
     )
 
 

@@ -23,7 +23,7 @@ import sqlite3
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import anyio
@@ -220,7 +220,8 @@ def run_options(settings: RunSettings, plan: Plan) -> dict[str, object]:
             "batch_size": settings.pipeline.batch_size,
             "queue_size": settings.pipeline.queue_size,
             "config": settings.overrides.origin, "target": settings.target.safe,
-            "orphans": orphan_policies(settings, plan)}
+            "orphans": orphan_policies(settings, plan),
+            "renames": [asdict(r) for r in plan.renames]}  # the names `check` must find
 
 
 def orphan_policies(settings: RunSettings, plan: Plan) -> dict[str, str]:

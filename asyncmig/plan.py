@@ -31,6 +31,7 @@ class ColumnPlan:
     warnings: tuple[str, ...] = ()
     on_error: str = "fail"  # what a value that does not fit becomes: see asyncmig.policy
     collation: str | None = None  # PostgreSQL collation (asyncmig.collations), unquoted
+    sequence: str | None = None  # identity sequence name, when PostgreSQL's own is taken
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,17 @@ class Skipped:
 
 
 @dataclass(frozen=True)
+class Rename:
+    """A SQLite name that has another name in PostgreSQL (asyncmig.homes), and why."""
+
+    kind: str  # table, column, index, constraint, sequence, view
+    table: str | None  # the table's PostgreSQL name, for what belongs to a table
+    source: str  # the SQLite name (or the name asyncmig would have given)
+    target: str
+    reason: str  # e.g. "longer than 63 bytes", "requested by the profile"
+
+
+@dataclass(frozen=True)
 class TablePlan:
     name: str  # target name
     source_name: str
@@ -152,6 +164,7 @@ class Plan:
     extensions: tuple[str, ...] = ()  # e.g. ("pg_trgm",) for a profile's trigram indexes
     cyclic_foreign_keys: tuple[str, ...] = field(default_factory=tuple)
     functions: tuple[FunctionPlan, ...] = ()
+    renames: tuple[Rename, ...] = ()  # every name that differs from SQLite's (or our default)
 
     def table(self, name: str) -> TablePlan:
         for table in self.tables:

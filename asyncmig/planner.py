@@ -34,7 +34,8 @@ from asyncmig.collations import NOCASE, is_text
 from asyncmig.config import Overrides
 from asyncmig.customise import customise
 from asyncmig.ddl.indexes import is_column
-from asyncmig.errors import SourceError, UsageError
+from asyncmig.errors import SourceError, TargetError, UsageError
+from asyncmig.homes import give_homes, home_views
 from asyncmig.introspect import introspect
 from asyncmig.loadorder import load_order
 from asyncmig.names import pg_name
@@ -73,6 +74,7 @@ def build_plan(path: Path, *, schema: str = "public", overrides: Overrides | Non
     _check_overrides(catalog, overrides)
     tables = [t for t in catalog.tables if t.name not in overrides.excluded]
     _refuse_unreadable(tables, overrides)
+    _refuse_too_wide(tables)
     profiles = profile_tables(path, tables, jobs, overrides)
     return assemble(catalog, tables, profiles, schema, overrides, notes)
 
@@ -86,6 +88,20 @@ def _refuse_unreadable(tables: list[SourceTable], overrides: Overrides) -> None:
                 f"{table.virtual.unreadable}",
                 hint=f"load the module's extension into SQLite, or exclude the table in the "
                      f"profile ([tables.{json.dumps(table.name)}] exclude = true)")
+
+
+MAX_COLUMNS = 1600  # PostgreSQL's limit per table (MaxHeapAttributeNumber)
+
+
+def _refuse_too_wide(tables: list[SourceTable]) -> None:
+    """A table PostgreSQL cannot hold is refused before anything is created."""
+    for table in tables:
+        if len(table.columns) > MAX_COLUMNS:
+            raise TargetError(
+                f"cannot migrate table {table.name}: it has {len(table.columns)} columns and "
+                f"PostgreSQL allows at most {MAX_COLUMNS} per table",
+                hint=f"exclude it in the profile ([tables.{json.dumps(table.name)}] "
+                     "exclude = true) and split it by hand")
 
 
 def _check_overrides(catalog: SourceCatalog, overrides: Overrides) -> None:
@@ -220,8 +236,9 @@ def assemble(
         warnings=tuple(warnings),
         cyclic_foreign_keys=tuple(cycles),
     )
-    # views last: they are translated against the final (customised) table names
-    return plan_views(customise(plan, overrides), catalog.views)
+    # views last: they are translated against the final table and column names
+    planned = give_homes(customise(plan, overrides), overrides)
+    return home_views(plan_views(planned, catalog.views))
 
 
 def plan_table(

@@ -49,6 +49,10 @@ def plan_text(plan: Plan) -> str:
         )
         lines.extend(f"   check {c.name}: {c.expression}" for c in table.checks)
         lines.append("")
+    if plan.renames:
+        lines.append("names (SQLite -> PostgreSQL):")
+        lines.extend(f"  {r.kind} {r.table + '.' if r.table else ''}{r.source} -> {r.target}"
+                     f" ({r.reason})" for r in plan.renames)
     if plan.warnings:
         lines.append("warnings:")
         lines.extend(f"  {w}" for w in plan.warnings)

@@ -17,7 +17,7 @@ from tests.sources import build_kitchen_sink
 
 @pytest.mark.parametrize(("text", "message"), [
     ('[tables.t]\nexclud = true\n', "unknown key(s) ['exclud']"),
-    ('[tables.t.columns.c]\nrename = "d"\n', "unknown key(s) ['rename']"),
+    ('[tables.t.columns.c]\nrename = ""\n', "rename must be a non-empty string"),
     ('[tables.t.columns.c]\non_invalid_json = "maybe"\n', "on_invalid_json must be one of"),
     ('[tables.t.columns.c]\nepoch = "days"\n', "epoch must be one of"),
     ('[[tables.t.indexes]]\nname = "i"\ncolumns = []\n', "needs at least one column"),

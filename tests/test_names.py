@@ -1,0 +1,220 @@
+"""Every SQLite name gets a PostgreSQL home in the plan (issue 8, item 10).
+
+Each reproduction used to fail late (exit 6 "row count ... missing" after loading, a
+CREATE TABLE refusal, a collision misreported as duplicate keys, exit 4 with no way
+through). Now the plan names each object deterministically, warns, records the names
+in the history, and ``check`` / ``check --deep`` find the data under those names.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from asyncmig.commands import DeepCheck, check
+from asyncmig.config import parse_overrides
+from asyncmig.connect import Target
+from asyncmig.errors import TargetError
+from asyncmig.homes import rename_identifiers
+from asyncmig.migrate import RunSettings, run_migration
+from asyncmig.names import fit, object_name
+from asyncmig.planner import build_plan
+from asyncmig.render import plan_text
+from tests.compare import assert_all_equal
+
+LONG_TABLE = "customer_order_line_items_with_a_descriptive_name_that_is_too_long_x"  # 70
+ACCENTS = "é" * 40  # 40 characters, 80 bytes
+PREFIX = "col_very_long_name_that_exceeds_postgresql_identifier_limit_aaa"  # 63: pgloader's
+INDEX_PREFIX = "products_index_with_a_long_name_that_postgresql_would_cut_short"  # 63
+
+SCHEMA = f"""
+CREATE TABLE "{LONG_TABLE}" (id INTEGER PRIMARY KEY, note TEXT);
+CREATE TABLE "{ACCENTS}" (id INTEGER PRIMARY KEY, "{ACCENTS}" TEXT);
+CREATE TABLE products (id INTEGER PRIMARY KEY, name TEXT NOT NULL,
+                       "{PREFIX}x" INTEGER, "{PREFIX}y" INTEGER);
+CREATE UNIQUE INDEX "{INDEX_PREFIX}_by_x" ON products ("{PREFIX}x");
+CREATE UNIQUE INDEX "{INDEX_PREFIX}_by_y" ON products ("{PREFIX}y");
+CREATE TABLE a (id INTEGER PRIMARY KEY, v TEXT);
+CREATE TABLE a_pkey (id INTEGER PRIMARY KEY, v TEXT);
+CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);
+CREATE TABLE t_id_seq (id INTEGER PRIMARY KEY, v TEXT);
+CREATE TABLE sys (id INTEGER PRIMARY KEY, ctid TEXT, xmin INTEGER, xmax INTEGER,
+                  cmin INTEGER, cmax INTEGER, tableoid TEXT, oid INTEGER, "" TEXT,
+                  CHECK (xmin <= xmax));
+CREATE INDEX sys_window ON sys (xmin, xmax) WHERE ctid IS NOT NULL;
+"""
+ROWS = {
+    LONG_TABLE: [(1, "first"), (2, "second")],
+    ACCENTS: [(1, "ça"), (2, "où")],
+    "products": [(1, "apple", 10, 20), (2, "pear", 11, 21)],
+    "a": [(1, "a1")], "a_pkey": [(1, "k1"), (2, "k2")],
+    "t": [(1, "t1"), (5, "t5")], "t_id_seq": [(1, "s1")],
+    "sys": [(1, "(0,1)", 3, 4, 5, 6, "pg_class", 7, "empty-named"),
+            (2, None, 1, 9, None, None, None, None, None)],
+}
+
+
+def build(path: Path) -> Path:
+    conn = sqlite3.connect(path)
+    conn.executescript(SCHEMA)
+    for table, rows in ROWS.items():
+        marks = ", ".join("?" * len(rows[0]))
+        conn.executemany(f'INSERT INTO "{table}" VALUES ({marks})', rows)
+    conn.commit()
+    conn.close()
+    return path
+
+
+def test_fit_shortens_with_a_hash_and_numbers_collisions() -> None:
+    """Deterministic, unique, within 63 bytes, and on a character boundary."""
+    taken: set[str] = set()
+    first, why = fit(PREFIX + "x", taken)
+    second, _ = fit(PREFIX + "y", taken)
+    assert len(first.encode()) <= 63 and len(second.encode()) <= 63 and first != second
+    assert first.startswith(PREFIX[:50]) and why == "longer than 63 bytes"
+    assert fit(PREFIX + "x", set()) == (first, why)  # the same input, the same name
+    accents, _ = fit(ACCENTS, set())
+    assert len(accents.encode()) <= 63 and accents.startswith("é" * 20)
+    assert fit("ctid", {"x"}, reserved=frozenset({"ctid"}))[0] == "ctid_1"
+    assert fit("a_pkey", {"a_pkey"})[0] == "a_pkey_1"
+    assert fit("", set(), empty="column_9") == ("column_9", "an empty name")
+    assert object_name("t", "id", "seq") == "t_id_seq"
+    assert object_name("x" * 70, "id", "seq") == "x" * 56 + "_id_seq"
+
+
+def test_renaming_identifiers_leaves_literals_alone() -> None:
+    sql = """"xmin" <= "xmax" AND note = '"xmin"' AND "a""b" > 0"""
+    assert rename_identifiers(sql, {"xmin": "xmin_1", 'a"b': "ab"}) == (
+        """"xmin_1" <= "xmax" AND note = '"xmin"' AND "ab" > 0""")
+
+
+def test_the_plan_names_everything_and_says_so(tmp_path: Path) -> None:
+    plan = build_plan(build(tmp_path / "n.db"))
+    names = {t.source_name: t.name for t in plan.tables}
+    assert names["a"] == "a" and names["a_pkey"] == "a_pkey"  # tables keep their names
+    assert plan.table("a").primary_key_name == "a_pkey_1"
+    assert len(names[LONG_TABLE].encode()) <= 63 and len(names[ACCENTS].encode()) <= 63
+    sys_columns = [c.name for c in plan.table("sys").columns]
+    assert sys_columns == ["id", "ctid_1", "xmin_1", "xmax_1", "cmin_1", "cmax_1",
+                           "tableoid_1", "oid", "column_9"]
+    assert plan.table("sys").checks[0].expression == '"xmin_1" <= "xmax_1"'
+    index = next(i for i in plan.table("sys").indexes if i.name == "sys_window")
+    assert index.where == '"ctid_1" IS NOT NULL'
+    assert [k.expression for k in index.keys] == ['"xmin_1"', '"xmax_1"']
+    sequence = next(c for c in plan.table("t").columns if c.identity).sequence
+    assert sequence == "t_id_seq_1"
+    index_names = [i.name for i in plan.table("products").indexes]
+    assert len(set(index_names)) == 2 and all(len(n.encode()) <= 63 for n in index_names)
+    kinds = {(r.kind, r.source) for r in plan.renames}
+    assert ("column", "ctid") in kinds and ("table", LONG_TABLE) in kinds
+    assert ("sequence", "t_id_seq") in kinds and ("index", "a_pkey") in kinds
+    assert any("'xmin'" in w and "reserved" in w for w in plan.warnings)
+    assert "column sys.ctid -> ctid_1" in plan_text(plan)
+    assert build_plan(tmp_path / "n.db") == plan  # deterministic
+
+
+async def test_every_name_reproduction_loads_and_checks(tmp_path: Path, pg_dsn: str) -> None:
+    """Values arrive under the chosen names; the history records them; check passes."""
+    source = build(tmp_path / "n.db")
+    settings = RunSettings(source, Target(pg_dsn, pg_dsn, "test"))
+    report = await run_migration(settings)
+    plan = report.plan
+    assert await assert_all_equal(source, pg_dsn, plan) == sum(len(r) for r in ROWS.values())
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        long_name = plan.table(next(t.name for t in plan.tables
+                                    if t.source_name == LONG_TABLE)).name
+        assert [tuple(r) for r in await conn.fetch(
+            f'SELECT id, note FROM "{long_name}" ORDER BY id')] == ROWS[LONG_TABLE]
+        accents = next(t for t in plan.tables if t.source_name == ACCENTS)
+        assert [tuple(r) for r in await conn.fetch(
+            f'SELECT * FROM "{accents.name}" ORDER BY id')] == ROWS[ACCENTS]
+        products = plan.table("products")
+        x, y = (c.name for c in products.columns[2:])
+        assert [tuple(r) for r in await conn.fetch(
+            f'SELECT id, name, "{x}", "{y}" FROM products ORDER BY id')] == ROWS["products"]
+        with pytest.raises(asyncpg.UniqueViolationError):  # both unique indexes exist
+            await conn.execute(f'INSERT INTO products (name, "{y}") VALUES (\'plum\', 20)')
+        assert [tuple(r) for r in await conn.fetch(
+            'SELECT id, ctid_1, xmin_1, xmax_1, cmin_1, cmax_1, tableoid_1, oid, column_9 '
+            'FROM sys ORDER BY id')] == ROWS["sys"]
+        assert await conn.fetchval("INSERT INTO t (v) VALUES ('new') RETURNING id") == 6
+        await conn.execute("DELETE FROM t WHERE id = 6")
+        recorded = json.loads(await conn.fetchval(
+            "SELECT options FROM asyncmig.runs ORDER BY id DESC LIMIT 1"))["renames"]
+        assert {"kind": "column", "table": "sys", "source": "xmin", "target": "xmin_1",
+                "reason": "'xmin' is reserved by PostgreSQL"} in recorded
+        assert len(recorded) == len(plan.renames)
+    finally:
+        await conn.close()
+    results = await check(settings, DeepCheck())
+    assert [r for r in results if not r.ok] == []
+    assert {r.table for r in results} >= {t.name for t in plan.tables}
+
+
+async def test_profile_column_renames_follow_keys_indexes_and_foreign_keys(
+        tmp_path: Path, pg_dsn: str) -> None:
+    """A profile renames columns (refused before); every reference follows them."""
+    source = tmp_path / "r.db"
+    conn = sqlite3.connect(source)
+    conn.executescript("""
+        CREATE TABLE parent (id INTEGER PRIMARY KEY, code TEXT UNIQUE CHECK (length(code) > 1));
+        CREATE TABLE child (id INTEGER PRIMARY KEY, p_code TEXT REFERENCES parent (code));
+        CREATE INDEX child_p_code ON child (p_code);
+        INSERT INTO parent VALUES (1, 'aa'), (2, 'bb');
+        INSERT INTO child VALUES (10, 'aa'), (11, 'bb'), (12, NULL);
+    """)
+    conn.commit()
+    conn.close()
+    overrides = parse_overrides({"tables": {
+        "parent": {"columns": {"code": {"rename": "parent_code"}}},
+        "child": {"rename": "kids", "columns": {"p_code": {"rename": "parent_code"}}},
+    }}, "test")
+    settings = RunSettings(source, Target(pg_dsn, pg_dsn, "test"), overrides=overrides)
+    report = await run_migration(settings)
+    fk = report.plan.table("kids").foreign_keys[0]
+    assert (fk.columns, fk.ref_table, fk.ref_columns) == (
+        ("parent_code",), "parent", ("parent_code",))
+    assert not any("requested" in w for w in report.plan.warnings)
+    pg = await asyncpg.connect(pg_dsn)
+    try:
+        assert [tuple(r) for r in await pg.fetch(
+            "SELECT id, parent_code FROM kids ORDER BY id")] == [(10, "aa"), (11, "bb"),
+                                                                (12, None)]
+        with pytest.raises(asyncpg.ForeignKeyViolationError):
+            await pg.execute("INSERT INTO kids (parent_code) VALUES ('zz')")
+        with pytest.raises(asyncpg.CheckViolationError):
+            await pg.execute("INSERT INTO parent (parent_code) VALUES ('z')")
+        indexed = await pg.fetchval(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'child_p_code'")
+        assert '(parent_code)' in indexed
+    finally:
+        await pg.close()
+    results = await check(settings, DeepCheck())
+    assert [r for r in results if not r.ok] == []
+
+
+async def test_more_than_1600_columns_is_refused_before_anything_is_created(
+        tmp_path: Path, pg_dsn: str) -> None:
+    source = tmp_path / "wide.db"
+    conn = sqlite3.connect(source)
+    conn.execute("CREATE TABLE ok (id INTEGER PRIMARY KEY)")
+    conn.execute(f"CREATE TABLE wide (id INTEGER PRIMARY KEY, "
+                 f"{', '.join(f'c{n} INTEGER' for n in range(1600))})")
+    conn.commit()
+    conn.close()
+    with pytest.raises(TargetError) as caught:
+        await run_migration(RunSettings(source, Target(pg_dsn, pg_dsn, "test")))
+    assert caught.value.exit_code == 4
+    assert "wide" in str(caught.value) and "1601 columns" in str(caught.value)
+    assert "at most 1600" in str(caught.value)
+    pg = await asyncpg.connect(pg_dsn)
+    try:
+        assert await pg.fetchval(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == 0
+    finally:
+        await pg.close()
