@@ -237,8 +237,8 @@ def assemble(
         cyclic_foreign_keys=tuple(cycles),
     )
     # views last: they are translated against the final table and column names
-    planned = give_homes(customise(plan, overrides), overrides)
-    return home_views(plan_views(planned, catalog.views))
+    named = give_homes(customise(plan, overrides), overrides)
+    return home_views(plan_views(named, catalog.views))
 
 
 def plan_table(

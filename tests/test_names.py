@@ -46,6 +46,7 @@ CREATE TABLE sys (id INTEGER PRIMARY KEY, ctid TEXT, xmin INTEGER, xmax INTEGER,
                   cmin INTEGER, cmax INTEGER, tableoid TEXT, oid INTEGER, "" TEXT,
                   CHECK (xmin <= xmax));
 CREATE INDEX sys_window ON sys (xmin, xmax) WHERE ctid IS NOT NULL;
+CREATE VIEW sys_view AS SELECT id, xmin, ctid FROM sys WHERE xmin < xmax;
 """
 ROWS = {
     LONG_TABLE: [(1, "first"), (2, "second")],
@@ -142,6 +143,8 @@ async def test_every_name_reproduction_loads_and_checks(tmp_path: Path, pg_dsn: 
         assert [tuple(r) for r in await conn.fetch(
             'SELECT id, ctid_1, xmin_1, xmax_1, cmin_1, cmax_1, tableoid_1, oid, column_9 '
             'FROM sys ORDER BY id')] == ROWS["sys"]
+        assert [tuple(r) for r in await conn.fetch("SELECT * FROM sys_view ORDER BY id")] == \
+            [(1, 3, "(0,1)"), (2, 1, None)]  # the view reads the renamed columns
         assert await conn.fetchval("INSERT INTO t (v) VALUES ('new') RETURNING id") == 6
         await conn.execute("DELETE FROM t WHERE id = 6")
         recorded = json.loads(await conn.fetchval(
