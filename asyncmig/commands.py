@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import anyio
@@ -34,6 +35,9 @@ async def check(settings: RunSettings, deep: DeepCheck | None = None) -> list[ve
         policies = {t.name: settings.overrides.orphan_policy(t.source_name) for t in plan.tables}
         policies.update(await history.latest_orphan_policies(conn, plan.schema))
         results = await verify.run_checks(plan, conn, settings.source, allowances, policies)
+        recorded = await history.latest_option(conn, plan.schema, "renames")
+        if recorded is not None:
+            results.append(names_result(plan, recorded))
         if deep is not None:
             files = {table: load.reject_file for table, load in loads.items()
                      if load.reject_file}
@@ -45,6 +49,21 @@ async def check(settings: RunSettings, deep: DeepCheck | None = None) -> list[ve
     finally:
         with anyio.move_on_after(10, shield=True):
             await conn.close()
+
+
+def names_result(plan: Plan, recorded: list[dict[str, str]]) -> verify.CheckResult:
+    """The names the plan gives now are those the run recorded: else `check` would look
+    for the data under other names (the source or the profile changed since)."""
+    def shown(renames: list[dict[str, str]]) -> list[str]:
+        return sorted(f"{r['kind']} {r['table'] + '.' if r['table'] else ''}{r['source']} -> "
+                      f"{r['target']}" for r in renames)
+
+    expected, found = shown(recorded), shown([asdict(r) for r in plan.renames])
+    differing = sorted(set(expected) ^ set(found))
+    return verify.CheckResult(
+        "names", "", "renamed objects", f"{len(expected)} as recorded by the run",
+        f"{len(found)}, as recorded" if not differing else
+        f"{len(found)}, differing: {'; '.join(differing[:3])}", not differing)
 
 
 def rejected_keys(files: dict[str, str]) -> dict[str, set[object]]:

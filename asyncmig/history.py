@@ -186,12 +186,18 @@ async def latest_loads(conn: asyncpg.Connection, schema: str) -> dict[str, LoadA
 async def latest_orphan_policies(conn: asyncpg.Connection, schema: str) -> dict[str, str]:
     """Per table, the ``--orphans`` policy of the latest successful run into ``schema``
     (empty when no run recorded one): `check` expects what that policy produced."""
+    options = await latest_option(conn, schema, "orphans")
+    return {str(k): str(v) for k, v in options.items()} if options else {}
+
+
+async def latest_option(conn: asyncpg.Connection, schema: str, key: str) -> Any:
+    """One option of the latest successful run into ``schema`` that recorded it, or None."""
     if not await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", f"{SCHEMA}.runs"):
-        return {}
-    options = await conn.fetchval(
-        f"SELECT options -> 'orphans' FROM {RUNS} WHERE target_schema = $1 "
-        "AND status = 'succeeded' AND options ? 'orphans' ORDER BY id DESC LIMIT 1", schema)
-    return {str(k): str(v) for k, v in json.loads(options).items()} if options else {}
+        return None
+    value = await conn.fetchval(
+        f"SELECT options -> $2::text FROM {RUNS} WHERE target_schema = $1 "
+        "AND status = 'succeeded' AND options ? $2::text ORDER BY id DESC LIMIT 1", schema, key)
+    return json.loads(value) if value is not None else None
 
 
 async def forget_tables(conn: asyncpg.Connection, run_id: int) -> None:

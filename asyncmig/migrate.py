@@ -620,8 +620,9 @@ async def build_indexes(settings: RunSettings, pool: asyncpg.Pool, plan: Plan,
 
 def _index_keys(plan: Plan, table: TablePlan, index_name: str) -> tuple[list[str], str]:
     index = next((i for i in table.indexes if i.name == index_name), None)
-    exprs = ([k.expression for k in index.keys] if index is not None
-             else [quote_ident(c) for c in table.primary_key])
+    exprs = ([f"({k.expression}) COLLATE {collations.collation_sql(plan.schema, k.collation)}"
+              if k.collation else k.expression for k in index.keys] if index is not None
+             else [quote_ident(c) for c in table.primary_key])  # compared as the index does
     where = f" WHERE {index.where}" if index is not None and index.where else ""
     return exprs, where
 

@@ -16,7 +16,8 @@ from asyncmig.collations import NOCASE
 from asyncmig.commands import DeepCheck, check
 from asyncmig.connect import Target
 from asyncmig.ddl import create_schema_sql, create_table_sql, index_sql
-from asyncmig.migrate import RunSettings, run_migration
+from asyncmig.errors import TargetError
+from asyncmig.migrate import RunSettings, create_schema, load_data, run_migration
 from asyncmig.planner import build_plan
 from tests.compare import assert_all_equal
 
@@ -90,3 +91,46 @@ async def test_nocase_equality_and_uniqueness_after_migration(tmp_path: Path,
         await conn.close()
     results = await check(settings, DeepCheck())
     assert [r for r in results if not r.ok] == []
+
+
+async def test_accent_case_variants_are_named_as_duplicates(tmp_path: Path,
+                                                            any_pg_dsn: str) -> None:
+    """SQLite's NOCASE folds ASCII only, so 'Émile' and 'émile' coexist under a unique
+    NOCASE index; the ICU collation folds them, and the refusal names both keys."""
+    source = tmp_path / "e.db"
+    conn = sqlite3.connect(source)
+    conn.executescript("""
+        CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT);
+        CREATE UNIQUE INDEX people_name ON people (name COLLATE NOCASE);
+        INSERT INTO people VALUES (1, 'Émile'), (2, 'émile'), (3, 'Zoé');
+    """)
+    conn.commit()
+    conn.close()
+    settings = RunSettings(source, Target(any_pg_dsn, any_pg_dsn, "test"))
+    if build_plan(source).table("people").indexes[0].keys[0].collation != NOCASE:
+        pytest.fail("the index key should carry the NOCASE collation")
+    try:
+        report = await run_migration(settings)
+    except TargetError as exc:  # ICU: the two spellings are one key
+        assert "people_name" in str(exc) and "mile" in str(exc) and "x2" in str(exc)
+        return
+    assert any("case-sensitive" in w for w in report.warnings)  # no ICU: lower() keys
+
+
+async def test_schema_then_data_agree_on_the_collation(tmp_path: Path, any_pg_dsn: str) -> None:
+    """`data` finds the collation `schema` made (or its absence) and indexes accordingly."""
+    source = build(tmp_path / "c.db")
+    settings = RunSettings(source, Target(any_pg_dsn, any_pg_dsn, "test"))
+    created = await create_schema(settings)
+    loaded = await load_data(settings)
+    icu = created.plan.table("users").column("email").collation == NOCASE
+    assert loaded.plan.table("users").column("email").collation == created.plan.table(
+        "users").column("email").collation
+    conn = await asyncpg.connect(any_pg_dsn)
+    try:
+        definition = await conn.fetchval(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'users_name_nocase'")
+        assert ('COLLATE nocase' in definition.replace('"', '')) == icu
+        assert ("lower(name)" in definition) == (not icu)
+    finally:
+        await conn.close()

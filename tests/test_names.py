@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import asyncpg
@@ -157,6 +158,11 @@ async def test_every_name_reproduction_loads_and_checks(tmp_path: Path, pg_dsn: 
     results = await check(settings, DeepCheck())
     assert [r for r in results if not r.ok] == []
     assert {r.table for r in results} >= {t.name for t in plan.tables}
+    assert [r.found for r in results if r.check == "names"] == [
+        f"{len(plan.renames)}, as recorded"]
+    other = parse_overrides({"tables": {"sys": {"columns": {"xmin": {"rename": "lo"}}}}}, "p")
+    names = [r for r in await check(replace(settings, overrides=other)) if r.check == "names"]
+    assert not names[0].ok and "xmin -> lo" in names[0].found  # a changed profile is named
 
 
 async def test_profile_column_renames_follow_keys_indexes_and_foreign_keys(
