@@ -47,6 +47,7 @@ CREATE TABLE sys (id INTEGER PRIMARY KEY, ctid TEXT, xmin INTEGER, xmax INTEGER,
                   cmin INTEGER, cmax INTEGER, tableoid TEXT, oid INTEGER, "" TEXT,
                   CHECK (xmin <= xmax));
 CREATE INDEX sys_window ON sys (xmin, xmax) WHERE ctid IS NOT NULL;
+CREATE TABLE "" (id INTEGER PRIMARY KEY, v TEXT);
 CREATE VIEW sys_view AS SELECT id, xmin, ctid FROM sys WHERE xmin < xmax;
 """
 ROWS = {
@@ -54,7 +55,7 @@ ROWS = {
     ACCENTS: [(1, "ça"), (2, "où")],
     "products": [(1, "apple", 10, 20), (2, "pear", 11, 21)],
     "a": [(1, "a1")], "a_pkey": [(1, "k1"), (2, "k2")],
-    "t": [(1, "t1"), (5, "t5")], "t_id_seq": [(1, "s1")],
+    "t": [(1, "t1"), (5, "t5")], "t_id_seq": [(1, "s1")], "": [(3, "no name")],
     "sys": [(1, "(0,1)", 3, 4, 5, 6, "pg_class", 7, "empty-named"),
             (2, None, 1, 9, None, None, None, None, None)],
 }
@@ -98,6 +99,7 @@ def test_the_plan_names_everything_and_says_so(tmp_path: Path) -> None:
     plan = build_plan(build(tmp_path / "n.db"))
     names = {t.source_name: t.name for t in plan.tables}
     assert names["a"] == "a" and names["a_pkey"] == "a_pkey"  # tables keep their names
+    assert names[""] == "table"
     assert plan.table("a").primary_key_name == "a_pkey_1"
     assert len(names[LONG_TABLE].encode()) <= 63 and len(names[ACCENTS].encode()) <= 63
     sys_columns = [c.name for c in plan.table("sys").columns]
@@ -146,6 +148,7 @@ async def test_every_name_reproduction_loads_and_checks(tmp_path: Path, pg_dsn: 
             'FROM sys ORDER BY id')] == ROWS["sys"]
         assert [tuple(r) for r in await conn.fetch("SELECT * FROM sys_view ORDER BY id")] == \
             [(1, 3, "(0,1)"), (2, 1, None)]  # the view reads the renamed columns
+        assert [tuple(r) for r in await conn.fetch('SELECT * FROM "table"')] == ROWS[""]
         assert await conn.fetchval("INSERT INTO t (v) VALUES ('new') RETURNING id") == 6
         await conn.execute("DELETE FROM t WHERE id = 6")
         recorded = json.loads(await conn.fetchval(

@@ -73,6 +73,17 @@ def test_the_plan_copies_owning_virtual_tables_and_skips_the_others(tmp_path: Pa
     assert any("blank" in w and "contentless" in w for w in plan.warnings)
 
 
+def test_a_readable_table_of_another_module_is_planned_as_a_table(tmp_path: Path) -> None:
+    """dbstat stands in for any module SQLite can read: its columns, the rowid as key."""
+    source = tmp_path / "d.db"
+    conn = sqlite3.connect(source)
+    conn.execute("CREATE VIRTUAL TABLE pages USING dbstat(main)")
+    conn.close()
+    pages = build_plan(source).table("pages")
+    assert [c.name for c in pages.columns][:4] == ["rowid", "name", "path", "pageno"]
+    assert pages.row_count >= 1 and pages.primary_key == ("rowid",)
+
+
 async def test_fts5_rtree_copied_and_search_finds_what_match_finds(tmp_path: Path,
                                                                    pg_dsn: str) -> None:
     """Rows arrive equal; for each query the GIN-indexed search returns MATCH's rows."""
