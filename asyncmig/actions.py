@@ -14,15 +14,15 @@ from dataclasses import replace
 from pathlib import Path
 
 import anyio
-import orjson
 import structlog
 
-from asyncmig import commands, ddl, files, logs, render, validate, verify
+from asyncmig import commands, ddl, files, logs, output, render, validate, verify
 from asyncmig.config import Overrides, load_overrides
 from asyncmig.connect import Target, resolve_target, scrub
 from asyncmig.embedded import EmbeddedServer, psql_path
 from asyncmig.errors import UsageError, VerificationError
 from asyncmig.migrate import RunSettings, create_schema, load_data, make_plan, run_migration
+from asyncmig.output import emit
 from asyncmig.pipeline import PipelineSettings
 from asyncmig.resolve import Resolved
 from asyncmig.settings import DeepCheck, OutputFormat, default
@@ -133,19 +133,25 @@ def migrate(command: str, values: Resolved, environ: Mapping[str, str]) -> int:
     with logging_for(command, values) as log_file:
         if values["print_sql"]:
             plan = anyio.run(make_plan, plan_settings(values), backend="asyncio")
-            print(ddl.render_script(plan), end="")
+            emit(ddl.render_script(plan))
             return 0
         settings = run_settings(command, values, environ, log_file)
         action = {"run": run_migration, "schema": create_schema,
                   "data": load_data}[settings.command]
         report = anyio.run(action, settings, backend="asyncio")
+        code = LOADED_WITH_REJECTS if report.rejected else 0
         shown = settings.target.safe
+        if as_json(values):
+            data = render.report_data(report, shown)
+            emit(output.render(output.document(
+                command, code, run_id=report.run_id, tables=data.pop("tables"),
+                checks=data.pop("checks"), **data)))
+            return code
         verb = "created in" if settings.command == "schema" else "migrated into"
-        print(render.report_json(report, shown) if as_json(values)
-              else render.report_text(report, shown, action=verb), end="")
-        if settings.target.source == "embedded" and not as_json(values):
-            print(next_steps(settings.target, values["data_dir"]), end="")
-        return LOADED_WITH_REJECTS if report.rejected else 0
+        emit(render.report_text(report, shown, action=verb))
+        if settings.target.source == "embedded":
+            emit(next_steps(settings.target, values["data_dir"]))
+        return code
 
 
 def next_steps(target: Target, data_dir: Path) -> str:
@@ -160,7 +166,12 @@ def next_steps(target: Target, data_dir: Path) -> str:
 def plan(command: str, values: Resolved, environ: Mapping[str, str]) -> int:
     with logging_for(command, values):
         result = anyio.run(make_plan, plan_settings(values), backend="asyncio")
-        print(render.plan_json(result) if as_json(values) else render.plan_text(result), end="")
+        if as_json(values):
+            data = result.to_dict()
+            emit(output.render(output.document(command, 0, tables=data.pop("tables"),
+                                               plan=data)))
+        else:
+            emit(render.plan_text(result))
         return 0
 
 
@@ -168,20 +179,20 @@ def check(command: str, values: Resolved, environ: Mapping[str, str]) -> int:
     with logging_for(command, values):
         settings = run_settings(command, values, environ)
         results = anyio.run(commands.check, settings, settings.deep, backend="asyncio")
-        if as_json(values):
-            print(orjson.dumps(verify.results_json(results), option=orjson.OPT_INDENT_2).decode())
-        else:
-            print(verify.render_text(results), end="")
-        return VerificationError.exit_code if any(not r.ok for r in results) else 0
+        code = VerificationError.exit_code if any(not r.ok for r in results) else 0
+        emit(output.render(output.document(command, code, checks=verify.results_json(results)))
+             if as_json(values) else verify.render_text(results))
+        return code
 
 
 def validate_command(command: str, values: Resolved, environ: Mapping[str, str]) -> int:
     with logging_for(command, values):
         settings = run_settings(command, values, environ)
         checks = anyio.run(commands.validate, settings, backend="asyncio")
-        print(orjson.dumps(validate.checks_json(checks), option=orjson.OPT_INDENT_2).decode()
-              if as_json(values) else validate.render_text(checks))
-        return VerificationError.exit_code if validate.failed(checks) else 0
+        code = VerificationError.exit_code if validate.failed(checks) else 0
+        emit(output.render(output.document(command, code, preflight=validate.checks_json(checks)))
+             if as_json(values) else validate.render_text(checks) + "\n")
+        return code
 
 
 def history_settings(values: Resolved, environ: Mapping[str, str]) -> RunSettings:
@@ -192,7 +203,8 @@ def history_settings(values: Resolved, environ: Mapping[str, str]) -> RunSetting
 def status(command: str, values: Resolved, environ: Mapping[str, str]) -> int:
     with logging_for(command, values):
         runs = anyio.run(commands.status, history_settings(values, environ), backend="asyncio")
-        print(render.status_json(runs) if as_json(values) else render.status_text(runs), end="")
+        emit(output.render(output.document(command, 0, runs=render.status_data(runs)))
+             if as_json(values) else render.status_text(runs))
         return 0
 
 
@@ -203,5 +215,5 @@ def rollback(command: str, values: Resolved, environ: Mapping[str, str]) -> int:
         settings = history_settings(values, environ)
         script = anyio.run(commands.rollback_command, settings, values["run_id"],
                            backend="asyncio")
-        print(f"run {values['run_id']} rolled back with {script}")
+        emit(f"run {values['run_id']} rolled back with {script}\n")
         return 0

@@ -24,16 +24,16 @@ import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import click
 from click.core import ParameterSource
 
-from asyncmig import settings
+from asyncmig import output, settings
 from asyncmig.errors import InternalError, MigrationError, TargetError, UsageError
+from asyncmig.output import package_version
 from asyncmig.resolve import resolve
-from asyncmig.settings import Group, Option
+from asyncmig.settings import Group, Option, OutputFormat
 
 GROUP_TITLES = {Group.SOURCE: "Source", Group.TARGET: "Target", Group.LOAD: "Load",
                 Group.POLICIES: "Policy", Group.CHECK: "Check", Group.COMMAND: "Command",
@@ -42,13 +42,6 @@ TARGET = ("pg", "pg_file", "schema", "connect_timeout", "data_dir")
 OUTPUT = ("output", "log_format", "verbose", "debug")
 LOAD = ("jobs", "batch_size", "queue_size", "replace", "rejects", "max_rejects",
         "max_rejects_total", "on_error", "orphans", "duplicates")
-
-
-def package_version() -> str:
-    try:
-        return version("asyncmig")
-    except PackageNotFoundError:  # running from a source tree that was never installed
-        return "unknown"
 
 
 class ValueType(click.ParamType):  # type: ignore[type-arg]  # generic in click 8.5 only
@@ -152,11 +145,13 @@ def make_command(spec: Spec, *, extra_args: bool = False) -> Command:
         ctx = click.get_current_context()
         given = {name: value for name, value in ctx.params.items()
                  if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE}
-        environ: Mapping[str, str] = ctx.obj
-        values = resolve(spec.options, given, environ)
+        invocation: Invocation = ctx.obj
+        invocation.command = spec.name
+        values = resolve(spec.options, given, invocation.environ)
+        invocation.as_json = OutputFormat.JSON in (values["output"], values["format"])
         module, _, function = spec.action.partition(":")
         action: Action = getattr(importlib.import_module(module), function)
-        return action(spec.name, values, environ, *ctx.args)
+        return action(spec.name, values, invocation.environ, *ctx.args)
 
     params: list[click.Parameter] = [click_option(settings.BY_NAME[n]) for n in spec.options]
     return Command(spec.name, callback=callback, params=params, help=spec.description,
@@ -164,6 +159,18 @@ def make_command(spec: Spec, *, extra_args: bool = False) -> Command:
                    context_settings={"help_option_names": ["-h", "--help"],
                                      "ignore_unknown_options": extra_args,
                                      "allow_extra_args": extra_args})
+
+
+def asks_json(args: Sequence[str], environ: Mapping[str, str]) -> bool:
+    """JSON output asked for on the command line or in the environment, read from the
+    raw arguments: an error parsing or resolving the options is reported as JSON too."""
+    asked = environ.get("ASYNCMIG_OUTPUT", "")
+    for arg, value in zip(args, [*args[1:], ""], strict=True):
+        if arg in ("--output", "--format"):
+            asked = value
+        elif arg.startswith(("--output=", "--format=")):
+            asked = arg.partition("=")[2]
+    return asked == OutputFormat.JSON
 
 
 A = "asyncmig.actions:"
@@ -248,32 +255,56 @@ def run_in_utc() -> None:
     time.tzset()
 
 
+@dataclass
+class Invocation:
+    """What main() needs to know about the command that ran, also when it failed."""
+
+    environ: Mapping[str, str]
+    command: str = ""
+    as_json: bool = False  # --output json (as resolved): errors go to stdout as JSON too
+
+
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     run_in_utc()
-    environ = os.environ if environ is None else environ
     args = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in args
+    invocation = Invocation(os.environ if environ is None else environ)
+    invocation.as_json = asks_json(args, invocation.environ)
     try:
         result = build_cli().main(args, prog_name="asyncmig", standalone_mode=False,
-                                  obj=environ)
+                                  obj=invocation)
         return result if isinstance(result, int) else 0
     except click.exceptions.Exit as exc:
         return exc.exit_code
-    except click.UsageError as exc:
-        return usage_error(exc)
     except click.Abort:
-        print("asyncmig: interrupted", file=sys.stderr)
-        return 130
+        return fail(invocation, KeyboardInterrupt(), "interrupted", 130, "asyncmig: ")
+    except click.UsageError as exc:
+        line = usage_message(exc)
+        return fail(invocation, UsageError(line), line, UsageError.exit_code)
     except MigrationError as exc:
-        return report(exc, debug, str(exc), exc.exit_code)
-    except KeyboardInterrupt:
-        print("asyncmig: interrupted", file=sys.stderr)
-        return 130
+        return fail(invocation, exc, str(exc), exc.exit_code, debug="--debug" in args)
+    except KeyboardInterrupt as exc:
+        return fail(invocation, exc, "interrupted", 130, "asyncmig: ")
+    except BrokenPipeError:  # the reader of stdout has gone: nothing left to say
+        output.silence_stdout()
+        return 0
     except Exception as exc:  # noqa: BLE001 -- the last resort: a bug gets one line
-        return unexpected(exc, debug)
+        return unexpected(invocation, exc, debug="--debug" in args)
 
 
-def usage_error(exc: click.UsageError) -> int:
+def fail(invocation: Invocation, exc: BaseException, line: str, code: int,
+         prefix: str = "asyncmig: error: ", *, debug: bool = False) -> int:
+    """One line on stderr (a traceback only with --debug); with --output json, the
+    error document on stdout as well."""
+    if debug:
+        traceback.print_exception(exc)
+    print(f"{prefix}{line}", file=sys.stderr)
+    if invocation.as_json:
+        output.emit(output.render(output.document(
+            invocation.command, code, error=output.error_data(exc, code))))
+    return code
+
+
+def usage_message(exc: click.UsageError) -> str:
     """One line, like every other error; the command's --help is named as the fix."""
     command = exc.ctx.command_path if exc.ctx is not None else "asyncmig"
     if isinstance(exc, click.NoSuchOption):
@@ -282,9 +313,7 @@ def usage_error(exc: click.UsageError) -> int:
         message = exc.message  # our parsers' messages name the option already
     else:
         message = exc.format_message().replace("\n", " ")
-    message = message[:1].lower() + message[1:]
-    print(f"asyncmig: error: {message}; hint: see `{command} --help`", file=sys.stderr)
-    return UsageError.exit_code
+    return f"{message[:1].lower()}{message[1:]}; hint: see `{command} --help`"
 
 
 def no_such_option(exc: click.NoSuchOption, command: str) -> str:
@@ -296,22 +325,12 @@ def no_such_option(exc: click.NoSuchOption, command: str) -> str:
     return f"no such option {exc.option_name}{guess}"
 
 
-def report(exc: BaseException, debug: bool, line: str, code: int) -> int:
-    if debug:
-        traceback.print_exception(exc)
-    print(f"asyncmig: error: {line}", file=sys.stderr)
-    return code
-
-
-def unexpected(exc: Exception, debug: bool) -> int:
+def unexpected(invocation: Invocation, exc: Exception, *, debug: bool) -> int:
     import asyncpg
 
+    line = (str(exc).splitlines() or [type(exc).__name__])[0]
     if isinstance(exc, asyncpg.PostgresError):  # a statement the phases did not expect to fail
-        line = (str(exc).splitlines() or [type(exc).__name__])[0]
-        return report(exc, debug, f"PostgreSQL refused: {line}", TargetError.exit_code)
-    if debug:
-        traceback.print_exception(exc)
-    line = (str(exc).splitlines() or [""])[0]
-    print(f"asyncmig: internal error: {type(exc).__name__}: {line} (rerun with --debug "
-          "and report it)", file=sys.stderr)
-    return InternalError.exit_code
+        return fail(invocation, exc, f"PostgreSQL refused: {line}", TargetError.exit_code,
+                    debug=debug)
+    return fail(invocation, exc, f"{type(exc).__name__}: {line} (rerun with --debug and "
+                "report it)", InternalError.exit_code, "asyncmig: internal error: ", debug=debug)

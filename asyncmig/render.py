@@ -9,6 +9,8 @@ import orjson
 from asyncmig.history import RunRecord
 from asyncmig.migrate import RunReport
 from asyncmig.plan import Plan
+from asyncmig.textwidth import ljust, width
+from asyncmig.verify import results_json
 
 
 def plan_json(plan: Plan) -> str:
@@ -19,7 +21,8 @@ def plan_text(plan: Plan) -> str:
     lines = [f"plan for {plan.source_path} -> schema {plan.schema}", ""]
     for number, table in enumerate(plan.tables, start=1):
         lines.append(f"{number}. {table.name}  ({table.row_count} rows)")
-        width = max((len(c.name) for c in table.columns), default=0)
+        columns = max((width(c.name) for c in table.columns), default=0)
+        pad = " " * columns
         for col in table.columns:
             flags = []
             if col.name in table.primary_key:
@@ -32,11 +35,11 @@ def plan_text(plan: Plan) -> str:
                 flags.append(f"default {col.default}")
             source = col.source_type or "(no type)"
             lines.append(
-                f"   {col.name:<{width}}  {source} -> {col.target_type}"
+                f"   {ljust(col.name, columns)}  {source} -> {col.target_type}"
                 f"{'  [' + ', '.join(flags) + ']' if flags else ''}"
             )
-            lines.append(f"   {'':<{width}}    {col.evidence}")
-            lines.extend(f"   {'':<{width}}    warning: {w}" for w in col.warnings)
+            lines.append(f"   {pad}    {col.evidence}")
+            lines.extend(f"   {pad}    warning: {w}" for w in col.warnings)
         for index in table.indexes:
             keys = ", ".join(k.expression + (" DESC" if k.descending else "") for k in index.keys)
             kind = "unique index" if index.unique else "index"
@@ -68,16 +71,16 @@ def plan_text(plan: Plan) -> str:
 def report_text(report: RunReport, target: str, *, action: str = "migrated into") -> str:
     lines = []
     if report.tables:
-        width = max((len(t.table) for t in report.tables), default=5)
-        lines.append(f"{'table':<{width}}  {'rows':>12}  {'rejected':>8}  {'replaced':>8}  "
+        columns = max(5, *(width(t.table) for t in report.tables))
+        lines.append(f"{ljust('table', columns)}  {'rows':>12}  {'rejected':>8}  {'replaced':>8}  "
                      f"{'load s':>8}  {'index s':>8}  {'rows/s':>10}")
         order = {t.name: i for i, t in enumerate(report.plan.tables)}
         for t in sorted(report.tables, key=lambda t: order.get(t.table, 0)):
             rate = int(t.rows / t.load_seconds) if t.load_seconds else 0
-            lines.append(f"{t.table:<{width}}  {t.rows:>12}  {t.rejected:>8}  "
+            lines.append(f"{ljust(t.table, columns)}  {t.rows:>12}  {t.rejected:>8}  "
                          f"{sum(t.replaced.values()):>8}  "
                          f"{t.load_seconds:>8.2f}  {t.index_seconds:>8.2f}  {rate:>10}")
-        lines.append(f"{'total':<{width}}  {report.rows:>12}  {report.rejected:>8}  "
+        lines.append(f"{ljust('total', columns)}  {report.rows:>12}  {report.rejected:>8}  "
                      f"{report.replaced:>8}  "
                      f"{report.seconds:>8.2f}s end to end, "
                      f"{int(report.rows / report.seconds) if report.seconds else 0} rows/s")
@@ -98,23 +101,25 @@ def report_text(report: RunReport, target: str, *, action: str = "migrated into"
     return "\n".join(lines) + "\n"
 
 
-def report_json(report: RunReport, target: str) -> str:
-    data: dict[str, Any] = {
+def report_data(report: RunReport, target: str) -> dict[str, Any]:
+    """A run's result for ``--output json`` (see asyncmig/output.py): tables in plan
+    order, checks with their expected and found values."""
+    order = {t.name: i for i, t in enumerate(report.plan.tables)}
+    tables = sorted(report.tables, key=lambda t: order.get(t.table, len(order)))
+    return {
         "target": target,
         "schema": report.plan.schema,
         "server_version": report.server_version,
         "seconds": report.seconds,
         "rows": report.rows,
-        "tables": [t.__dict__ for t in report.tables],
         "replaced": report.replaced,
         "rejected": report.rejected,
+        "tables": [t.__dict__ for t in tables],
         "warnings": report.warnings,
         "skipped": [s.__dict__ for s in report.plan.skipped],
-        "run_id": report.run_id,
-        "checks": [c.__dict__ for c in report.checks],
+        "checks": results_json(report.checks),
         "rollback_script": str(report.rollback_script) if report.rollback_script else None,
     }
-    return orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n"
 
 
 def status_text(runs: list[RunRecord]) -> str:
@@ -135,12 +140,12 @@ def status_text(runs: list[RunRecord]) -> str:
         if run.rollback_script:
             lines.append(f"  rollback script: {run.rollback_script}")
         lines.extend(
-            f"  {t['table_name']:<24} {t['loaded_rows']:>12} rows  {t['seconds']:8.2f}s"
+            f"  {ljust(t['table_name'], 24)} {t['loaded_rows']:>12} rows  {t['seconds']:8.2f}s"
             + (f"  replaced {t['replaced']}" if t["replaced"] else "")
             for t in run.tables)
     return "\n".join(lines) + "\n"
 
 
-def status_json(runs: list[RunRecord]) -> str:
-    return orjson.dumps([r.__dict__ for r in runs], default=str,
-                        option=orjson.OPT_INDENT_2).decode() + "\n"
+def status_data(runs: list[RunRecord]) -> list[dict[str, Any]]:
+    """The history for ``--output json``, latest run first."""
+    return [dict(r.__dict__) for r in runs]

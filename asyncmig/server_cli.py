@@ -11,6 +11,7 @@ import click
 
 from asyncmig.embedded import EmbeddedServer, psql_path
 from asyncmig.errors import UsageError
+from asyncmig.output import emit
 from asyncmig.resolve import Resolved
 
 OPTIONS = ("data_dir", "debug")
@@ -56,28 +57,28 @@ def server_for(values: Resolved, *, must_exist: bool = True) -> EmbeddedServer:
 
 
 def start(_command: str, values: Resolved, _environ: Mapping[str, str]) -> int:
-    print(server_for(values, must_exist=False).start())
+    emit(server_for(values, must_exist=False).start() + "\n")
     return 0
 
 
 def status(_command: str, values: Resolved, _environ: Mapping[str, str]) -> int:
     server = server_for(values, must_exist=False)
     url = server.running_url()
-    print(f"running at {url}" if url else f"not running (data directory {server.pgdata})")
+    emit(f"running at {url}\n" if url else f"not running (data directory {server.pgdata})\n")
     return 0 if url else 1
 
 
 def stop(_command: str, values: Resolved, _environ: Mapping[str, str]) -> int:
     server = server_for(values, must_exist=False)
     if server.stop():
-        print(f"stopped the embedded PostgreSQL in {server.pgdata}")
+        emit(f"stopped the embedded PostgreSQL in {server.pgdata}\n")
     else:
-        print(f"nothing to stop: no embedded PostgreSQL is running in {server.pgdata}")
+        emit(f"nothing to stop: no embedded PostgreSQL is running in {server.pgdata}\n")
     return 0
 
 
 def url(_command: str, values: Resolved, _environ: Mapping[str, str]) -> int:
-    print(server_for(values).start())
+    emit(server_for(values).start() + "\n")
     return 0
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
@@ -33,6 +33,7 @@ from asyncmig.orphans import orphan_condition, referenced_columns
 from asyncmig.plan import ColumnPlan, ForeignKeyPlan, Plan, TablePlan
 from asyncmig.quoting import name_text, qualified, quote_ident, quote_sqlite_ident
 from asyncmig.sqlite_source import open_sync, source_error
+from asyncmig.textwidth import ljust, width
 
 ROW_COUNT = "row count"
 FOREIGN_KEY = "foreign key"
@@ -51,6 +52,9 @@ class CheckResult:
     expected: str
     found: str
     ok: bool
+    # the same values for scripts (--output json): numbers and states, not prose
+    expected_value: Mapping[str, object] = field(default_factory=dict)
+    found_value: Mapping[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -184,7 +188,15 @@ def row_count_result(table: TablePlan, source: ScanOutcome, target: ScanOutcome,
         found = f"{target.rows} + {rejected} rejected"
     ok = (isinstance(source, Scan) and isinstance(target, Scan)
           and source.rows == target.rows + rejected)
-    return CheckResult(ROW_COUNT, table.name, "", expected, found, ok)
+    return CheckResult(ROW_COUNT, table.name, "", expected, found, ok,
+                       _outcome(source, rows=source.rows if isinstance(source, Scan) else None),
+                       _outcome(target, rows=target.rows if isinstance(target, Scan) else None,
+                                rejected=rejected))
+
+
+def _outcome(scan: ScanOutcome, **values: object) -> dict[str, object]:
+    """Structured values of one side; a side that could not be read says why."""
+    return values if isinstance(scan, Scan) else {"state": scan}
 
 
 def json_results(table: TablePlan, source: ScanOutcome, target: ScanOutcome,
@@ -204,7 +216,9 @@ def json_results(table: TablePlan, source: ScanOutcome, target: ScanOutcome,
             expected += f" (less up to {allowed} rejected or nulled)"
         found = f"{got} non-NULL" if got is not None else str(target)
         ok = want is not None and got is not None and 0 <= want - got <= allowed
-        results.append(CheckResult(JSON, table.name, column.name, expected, found, ok))
+        results.append(CheckResult(JSON, table.name, column.name, expected, found, ok,
+                                   _outcome(source, non_null=want, allowed_missing=allowed),
+                                   _outcome(target, non_null=got)))
     return results
 
 
@@ -277,6 +291,11 @@ class OrphanExpectation:
             return f"{_orphans(self.source)} (as in SQLite), NOT VALID"
         return "0 orphans, validated"
 
+    def values(self) -> dict[str, object]:
+        kept = self.policy == "keep" and bool(self.source)
+        return {"orphans": self.source if kept else 0,
+                "state": "NOT VALID" if kept else "validated", "policy": self.policy}
+
     def holds(self, orphans: str, state: str) -> bool:
         """Kept orphans leave the key NOT VALID; children of rejected parents add to them."""
         if state == "validated":
@@ -298,8 +317,10 @@ async def foreign_key_result(conn: asyncpg.Connection, plan: Plan, table: TableP
     orphans = "0 orphans" if state == "validated" else await orphan_count(
         conn, plan, table, fk, existing)
     found = f"{orphans}, {state}"
+    count = orphans.split(" ", 1)[0]
     return CheckResult(FOREIGN_KEY, table.name, fk.name, want.expected, found,
-                       want.holds(orphans, state))
+                       want.holds(orphans, state), want.values(),
+                       {"orphans": int(count) if count.isdigit() else None, "state": state})
 
 
 async def sequence_state(conn: asyncpg.Connection, plan: Plan, table: TablePlan,
@@ -339,7 +360,8 @@ async def sequence_result(conn: asyncpg.Connection, plan: Plan, table: TablePlan
         return CheckResult(SEQUENCE, table.name, column.name, expected, "no sequence", False)
     name, next_value = state
     ok = next_value > target.maxima[column.name]
-    return CheckResult(SEQUENCE, table.name, name, expected, f"next = {next_value}", ok)
+    return CheckResult(SEQUENCE, table.name, name, expected, f"next = {next_value}", ok,
+                       {"next_above": target.maxima[column.name]}, {"next": next_value})
 
 
 async def sequence_results(conn: asyncpg.Connection, plan: Plan,
@@ -405,8 +427,8 @@ def _cells(result: CheckResult) -> tuple[str, ...]:
 
 
 def _table_lines(rows: list[tuple[str, ...]]) -> list[str]:
-    widths = [max(len(r[i]) for r in [HEADINGS, *rows]) for i in range(len(HEADINGS))]
-    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+    widths = [max(width(r[i]) for r in [HEADINGS, *rows]) for i in range(len(HEADINGS))]
+    return ["  ".join(ljust(cell, w) for cell, w in zip(row, widths, strict=True)).rstrip()
             for row in [HEADINGS, *rows]]
 
 
@@ -423,8 +445,11 @@ def render_text(results: list[CheckResult]) -> str:
 
 
 def results_json(results: list[CheckResult]) -> list[dict[str, object]]:
-    """Plain dicts (orjson/json-ready), one per result, in the results' order."""
-    return [asdict(r) for r in results]
+    """Plain dicts (orjson/json-ready), one per result, in the results' order; expected
+    and found carry the prose (``text``) and the values a script compares."""
+    return [{"check": r.check, "table": r.table, "subject": r.subject, "ok": r.ok,
+             "expected": {"text": r.expected, **r.expected_value},
+             "found": {"text": r.found, **r.found_value}} for r in results]
 
 
 __all__ = [

@@ -57,7 +57,7 @@ def test_validate_schema_data_check_status(tmp_path: Path, pg_dsn: str) -> None:
     assert checked.stdout.rstrip().endswith("0 failed")
 
     status = cli("status", "--pg", pg_dsn, "--output", "json", log_dir=logs)  # no --sqlite
-    runs = json.loads(status.stdout)
+    runs = json.loads(status.stdout)["runs"]
     assert [(r["command"], r["status"]) for r in runs] == [("data", "succeeded"),
                                                            ("schema", "succeeded")]
     loaded = {t["table_name"]: t["loaded_rows"] for t in runs[0]["tables"]}
