@@ -79,6 +79,8 @@ def overrides_for(values: Resolved) -> Overrides:
         overrides = replace(overrides, on_error=values["on_error"])
     if values["orphans"] is not None:
         overrides = replace(overrides, orphans=values["orphans"])
+    if values["widen"]:
+        overrides = replace(overrides, widen=True)
     return overrides
 
 

@@ -174,7 +174,7 @@ def asks_json(args: Sequence[str], environ: Mapping[str, str]) -> bool:
 
 
 A = "asyncmig.actions:"
-RUN_OPTIONS = ("sqlite", "snapshot", "config", *TARGET, *LOAD, *OUTPUT, "log_dir")
+RUN_OPTIONS = ("sqlite", "snapshot", "config", "widen", *TARGET, *LOAD, *OUTPUT, "log_dir")
 SPECS = (
     Spec("run", "validate, create the schema, load, index, verify (alias: full)",
          "Migrate everything in one go: check the source and the server, create the tables, "
@@ -191,26 +191,27 @@ SPECS = (
          "Create the bare tables and the profile's functions, the pre-data part of run; "
          "with --print, print the SQL of every phase instead, for a DBA to review.",
          "asyncmig schema --sqlite app.db --print > schema.sql",
-         ("sqlite", "config", *TARGET, "jobs", "replace", "print_sql", *OUTPUT, "log_dir"),
+         ("sqlite", "config", "widen", *TARGET, "jobs", "replace", "print_sql", *OUTPUT, "log_dir"),
          A + "migrate"),
     Spec("data", "load the data into tables `schema` created, then index them",
          "Load the rows into the tables schema created (they must exist and be empty; "
          "--replace empties them), then build indexes, keys, constraints and foreign keys.",
          "asyncmig data --sqlite app.db --pg postgresql://me@localhost/app --jobs 4",
-         ("sqlite", "snapshot", "config", *TARGET, *LOAD, *OUTPUT, "log_dir"), A + "migrate"),
+         ("sqlite", "snapshot", "config", "widen", *TARGET, *LOAD, *OUTPUT, "log_dir"),
+         A + "migrate"),
     Spec("check", "compare the PostgreSQL copy with the source",
          "Compare the copy with the source: row counts, foreign keys, JSON columns and "
          "sequences; with --deep also a checksum of every table's values, computed inside "
          "SQLite and inside PostgreSQL. Rows the last load rejected are allowed for.",
          "asyncmig check --sqlite app.db --pg postgresql://me@localhost/app --deep",
-         ("sqlite", "config", *TARGET, "jobs", "deep", "explain", "sample", *OUTPUT), A + "check"),
+         ("sqlite", "config", "widen", *TARGET, "jobs", "deep", "explain", "sample", *OUTPUT), A + "check"),
     Spec("validate", "pre-flight checks, each with its fix",
          "Check, before anything is written, that a run can succeed: the source is readable "
          "and sound, the server is new enough, reachable and has the extensions, privileges "
          "and disk space needed, and no table is in the way. Each check says PASS, WARN or "
          "FAIL with its fix.",
          "asyncmig validate --sqlite app.db --pg postgresql://me@localhost/app",
-         ("sqlite", "config", *TARGET, "jobs", *OUTPUT), A + "validate_command"),
+         ("sqlite", "config", "widen", *TARGET, "jobs", *OUTPUT), A + "validate_command"),
     Spec("status", "the migration history (latest 20 runs)",
          "Show the migration history kept in the target (schema asyncmig): each run's "
          "command, times, outcome, rows and rollback script.",
@@ -227,7 +228,7 @@ SPECS = (
          "source and target types and the evidence for each choice, indexes, keys, checks, "
          "warnings and what will not be migrated.",
          "asyncmig plan --sqlite app.db --config profile.toml --output json",
-         ("sqlite", "config", "schema", "jobs", "format", *OUTPUT), A + "plan"),
+         ("sqlite", "config", "widen", "schema", "jobs", "format", *OUTPUT), A + "plan"),
 )
 
 

@@ -59,11 +59,11 @@ from typing import Any
 from asyncmig.errors import UsageError
 from asyncmig.settings import OnError, Orphans
 
-TOP_KEYS = {"tables", "extensions", "functions", "on_error", "orphans", "job"}
+TOP_KEYS = {"tables", "extensions", "functions", "on_error", "orphans", "widen", "job"}
 TABLE_KEYS = {"exclude", "rename", "columns", "indexes", "statistics", "checks", "triggers",
               "on_error", "orphans"}
 ORPHANS = tuple(p.value for p in Orphans)
-COLUMN_KEYS = {"type", "default", "on_invalid_json", "epoch", "on_error", "rename"}
+COLUMN_KEYS = {"type", "default", "on_invalid_json", "epoch", "on_error", "rename", "widen"}
 ON_ERROR = tuple(p.value for p in OnError)
 INDEX_KEYS = {"name", "method", "columns", "where", "unique"}
 INDEX_COLUMN_KEYS = {"column", "order", "opclass"}
@@ -80,6 +80,7 @@ class ColumnSettings:
     epoch: str | None = None  # transform name: epoch_s / epoch_ms / epoch_us
     on_error: str | None = None  # None: the table's, else the run's policy
     rename: str | None = None  # the column's PostgreSQL name (asyncmig.homes)
+    widen: bool | None = None  # None: the run's --widen (asyncmig.contract)
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,13 @@ class Overrides:
     origin: str | None = None  # the file it came from
     on_error: str = OnError.REJECT  # the run's policy for values that do not fit
     orphans: str = Orphans.KEEP  # the run's policy for rows whose foreign key finds no parent
+    widen: bool = False  # value-driven lossless types instead of the declared ones
+
+    def widens(self, table: str, column: str) -> bool:
+        """Whether ``column`` takes the lossless value-driven type (the column's
+        ``widen``, else the run's ``--widen``) instead of its declared type."""
+        setting = self.column(table, column).widen
+        return self.widen if setting is None else setting
 
     def orphan_policy(self, table: str) -> str:
         return self.table(table).orphans or self.orphans
@@ -197,7 +205,8 @@ def parse_overrides(data: Mapping[str, Any], origin: str) -> Overrides:
     )
     on_error = _policy(data.get("on_error"), f"config {origin}") or OnError.REJECT
     orphans = _choice(data.get("orphans"), ORPHANS, f"config {origin}: orphans") or Orphans.KEEP
-    return Overrides(tables, extensions, functions, origin, on_error, orphans)
+    widen = _flag(data.get("widen"), f"config {origin}: widen") or False
+    return Overrides(tables, extensions, functions, origin, on_error, orphans, widen)
 
 
 def _table(settings: Any, where: str) -> TableSettings:
@@ -242,7 +251,14 @@ def _column(settings: Any, where: str) -> ColumnSettings:
         on_invalid_json=policy,
         epoch=EPOCH_UNITS[epoch] if epoch else None,
         rename=_string(settings, "rename", where) if "rename" in settings else None,
+        widen=_flag(settings.get("widen"), f"{where}: widen"),
     )
+
+
+def _flag(value: Any, where: str) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    raise UsageError(f"{where} is expected to be true or false, got {value!r}")
 
 
 def _index(settings: Any, where: str) -> ExtraIndex:

@@ -86,7 +86,6 @@ from asyncmig.policy import InvalidText, lenient_text, replacement
 from asyncmig.quoting import qualified, quote_ident, quote_sqlite_ident
 from asyncmig.sqlite_source import open_sync, source_error
 from asyncmig.transforms import (
-    TRANSFORMS,
     VALUE_ERRORS,
     to_bool,
     to_bytes,
@@ -96,6 +95,7 @@ from asyncmig.transforms import (
     to_text,
     to_timestamp,
     to_timestamptz,
+    transform_for,
 )
 from asyncmig.verify import MISSING, CheckResult, error_text, existing_tables
 
@@ -677,7 +677,7 @@ def cell(column: ColumnPlan, rendering: Rendering) -> Callable[[Any], str]:
     The two commonest cases (integers and text passed through) skip the general
     path: this runs once per value of the table.
     """
-    transform = TRANSFORMS[column.transform]
+    transform = transform_for(column)
     render = rendering.python
     if transform is None and render is _int:
         def integer(value: Any) -> str:

@@ -30,6 +30,9 @@ class ColumnPlan:
     evidence: str = ""  # why this type: declared type and value counts
     warnings: tuple[str, ...] = ()
     on_error: str = "fail"  # what a value that does not fit becomes: see asyncmig.policy
+    # the declared type kept although this many values do not fit it (asyncmig.contract)
+    misfits: int = 0
+    misfit_examples: tuple[str, ...] = ()
     collation: str | None = None  # PostgreSQL collation (asyncmig.collations), unquoted
     sequence: str | None = None  # identity sequence name, when PostgreSQL's own is taken
 

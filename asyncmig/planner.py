@@ -16,7 +16,7 @@ import sqlite3
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from itertools import repeat
 from pathlib import Path
 
@@ -32,6 +32,7 @@ from asyncmig.catalog import (
 )
 from asyncmig.collations import NOCASE, is_text
 from asyncmig.config import Overrides
+from asyncmig.contract import honour_declared
 from asyncmig.customise import customise
 from asyncmig.ddl.indexes import is_column
 from asyncmig.errors import SourceError, TargetError, UsageError
@@ -124,6 +125,9 @@ class TableProfile:
     columns: Mapping[str, ColumnProfile]
     rows: int
     sampled: bool  # the column profiles count a sample plus every row that broke it
+    # columns whose declared type is kept: values that do not fit it, counted over every
+    # row, and a few of them shown (asyncmig.contract)
+    misfits: Mapping[str, profiling.Misfits] = field(default_factory=dict)
 
 
 # from this many rows in all, tables are profiled in processes: threads do not scale,
@@ -180,14 +184,16 @@ def profile_table(conn: sqlite3.Connection, table: SourceTable,
     rows = table.row_count  # counted by profile_tables, in the same read-only file
     profiles = profiling.profile_sample(conn, table, whole=rows <= 2 * profiling.SAMPLE_ROWS)
     if rows <= 2 * profiling.SAMPLE_ROWS:
-        return TableProfile(profiles, rows, sampled=False)
+        return TableProfile(profiles, rows, sampled=False,
+                            misfits=_misfits(conn, table, profiles, overrides))
     for _ in range(MAX_PROFILE_ROUNDS):
         conditions = {}
         for column in table.columns:
             if overrides.column(table.name, column.name).type:  # the user's type: not profiled
                 continue
             choice = _choose(table, column, profiles[column.name], overrides)
-            conditions[column.name] = profiling.acceptance(
+            # a declared type kept for misfits does not change with more of them
+            conditions[column.name] = "1" if choice.contract else profiling.acceptance(
                 choice.target_type, choice.transform, quote_sqlite_ident(column.name))
         broken, extra = profiling.profile_violations(conn, table, conditions)
         if not broken:
@@ -196,7 +202,22 @@ def profile_table(conn: sqlite3.Connection, table: SourceTable,
     nulls = profiling.count_nulls(conn, table, table.primary_key)
     profiles = {name: profiling.merge(p, ColumnProfile(classes={"null": nulls[name]}))
                 if nulls.get(name) else p for name, p in profiles.items()}
-    return TableProfile(profiles, rows, sampled=True)
+    return TableProfile(profiles, rows, sampled=True,
+                        misfits=_misfits(conn, table, profiles, overrides))
+
+
+def _misfits(conn: sqlite3.Connection, table: SourceTable, profiles: Mapping[str, ColumnProfile],
+             overrides: Overrides) -> dict[str, profiling.Misfits]:
+    """Exact counts and examples of the values that do not fit a kept declared type."""
+    fits = {}
+    for column in table.columns:
+        if overrides.column(table.name, column.name).type:
+            continue
+        choice = _choose(table, column, profiles[column.name], overrides)
+        if choice.contract:
+            fits[column.name] = profiling.acceptance(
+                choice.target_type, choice.transform, quote_sqlite_ident(column.name))
+    return profiling.count_misfits(conn, table, fits)
 
 
 def _choose(table: SourceTable, column: SourceColumn, prof: ColumnProfile,
@@ -204,8 +225,11 @@ def _choose(table: SourceTable, column: SourceColumn, prof: ColumnProfile,
     settings = overrides.column(table.name, column.name)
     if settings.type:
         return override_type(column, prof, settings.type, epoch_unit=settings.epoch)
-    return choose_type(column, prof, rowid_alias=column.name == table.rowid_alias,
-                       json_checked=_json_checked(table, column.name))
+    natural = choose_type(column, prof, rowid_alias=column.name == table.rowid_alias,
+                          json_checked=_json_checked(table, column.name))
+    if overrides.widens(table.name, column.name) or column.name == table.rowid_alias:
+        return natural
+    return honour_declared(column, prof, natural)
 
 
 def assemble(
@@ -258,7 +282,10 @@ def plan_table(
                              f"{2 * profiling.SAMPLE_ROWS} sampled rows and those unlike them; "
                              f"all {table_profile.rows} rows checked)")
         planned = _column_plan(table, column.name, choice, prof, skipped)
-        columns.append(replace(planned, on_error=overrides.policy(table.name, column.name)))
+        policy = overrides.policy(table.name, column.name)
+        if choice.contract:
+            planned = _with_misfits(planned, table_profile.misfits.get(column.name), policy)
+        columns.append(replace(planned, on_error=policy))
     row_count = table_profile.rows
     primary_key = table.primary_key
     pk_nulls = [c for c in primary_key if profiles[c].count("null")]
@@ -295,6 +322,23 @@ def plan_table(
     for col in result.columns:
         warnings.extend(f"{table.name}.{col.name}: {w}" for w in col.warnings)
     return result
+
+
+def _with_misfits(column: ColumnPlan, misfits: profiling.Misfits | None,
+                  policy: str) -> ColumnPlan:
+    """A kept declared type: how many values do not fit, a few of them, and their fate."""
+    count, examples = misfits or (0, ())
+    if not count:
+        return column
+    fate = {"reject": "their rows go to the reject store",
+            "fail": "the run stops at the first one (exit 5)"}.get(
+        policy, f"policy {policy} replaces them")
+    warning = (f"declared {column.source_type} but {count} value(s) do not fit "
+               f"{column.target_type} (e.g. {', '.join(examples)}): the declared type is kept "
+               f"and {fate}; --widen (or widen = true for the column) keeps every value in a "
+               "wider type instead")
+    return replace(column, misfits=count, misfit_examples=examples,
+                   warnings=(*column.warnings, warning))
 
 
 def _row_bytes(profiles: Mapping[str, ColumnProfile]) -> int:

@@ -18,6 +18,7 @@ Python function (IP address parsing) is called only behind a cheap character fil
 
 from __future__ import annotations
 
+import re
 import socket
 import sqlite3
 from collections.abc import Mapping, Sequence
@@ -106,16 +107,43 @@ def kinds_for(column: SourceColumn) -> tuple[str, ...]:
 
 
 NUMBER_KINDS = (*datenums.KINDS, "midnight")
+_NUMERIC = re.compile(r"^\s*(NUMERIC|DECIMAL)\s*(?:\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\))?\s*$",
+                      re.IGNORECASE)
+MAX_NUMERIC_PRECISION = 1000  # PostgreSQL's limit for numeric(p, s)
+
+
+def declared_numeric(declared_type: str) -> tuple[int, int] | None:
+    """(precision, scale) of a declared NUMERIC(p[, s]) PostgreSQL accepts, else None."""
+    match = _NUMERIC.match(declared_type)
+    if match is None or match.group(2) is None:
+        return None
+    precision, scale = int(match.group(2)), int(match.group(3) or 0)
+    if not 1 <= precision <= MAX_NUMERIC_PRECISION or scale > precision:
+        return None
+    return precision, scale
+
+
+def numeric_fits(c: str, precision: int, scale: int) -> str:
+    """SQL true when the number ``c`` fits numeric(precision, scale) without rounding."""
+    return (f"abs({c}) < {10 ** (precision - scale)} "
+            f"AND (typeof({c}) = 'integer' OR round({c}, {scale}) = {c})")
 
 
 def number_kinds_for(column: SourceColumn) -> tuple[str, ...]:
-    """The readings of numbers to count for ``column``: only where dates are declared."""
+    """The readings of numbers to count for ``column``: where dates are declared, and
+    whether they fit a declared NUMERIC(p, s)."""
+    if declared_numeric(column.declared_type):
+        return ("fits_declared",)
     return NUMBER_KINDS if family(column.declared_type) == "temporal" else ()
 
 
-def _number_sum(column: str, kind: str) -> str:
-    condition = (datenums.sql_midnight(column) if kind == "midnight"
-                 else datenums.sql_kind(column, kind))
+def _number_sum(column: str, kind: str, declared_type: str) -> str:
+    if kind == "fits_declared":
+        condition = numeric_fits(column, *(declared_numeric(declared_type) or (1, 0)))
+    elif kind == "midnight":
+        condition = datenums.sql_midnight(column)
+    else:
+        condition = datenums.sql_kind(column, kind)
     return f"sum(typeof({column}) IN ('integer', 'real') AND {condition})"
 
 
@@ -170,7 +198,7 @@ def _column_expressions(col: SourceColumn) -> list[str]:
          "ELSE 8 END)"),
     ]
     exprs += [_kind_sum(c, kind) for kind in kinds_for(col)]
-    exprs += [_number_sum(c, kind) for kind in number_kinds_for(col)]
+    exprs += [_number_sum(c, kind, col.declared_type) for kind in number_kinds_for(col)]
     return exprs
 
 
@@ -302,6 +330,45 @@ def profile_violations(conn: sqlite3.Connection, table: SourceTable,
     return _detail(conn, table, violations_source(table, conditions))
 
 
+Misfits = tuple[int, tuple[str, ...]]  # how many values do not fit, and a few of them
+MISFIT_EXAMPLES = 3
+
+
+def _example(raw: bytes, kind: str) -> Any:
+    """A value read as bytes, shown as what SQLite holds: text, a number, or a blob."""
+    if kind == "text":
+        return raw.decode("utf-8", errors="replace")
+    if kind in ("integer", "real"):
+        number = raw.decode()
+        return int(number) if kind == "integer" else float(number)
+    return raw
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def count_misfits(conn: sqlite3.Connection, table: SourceTable,
+                  fits: Mapping[str, str]) -> dict[str, Misfits]:
+    """Per column, the values ``fits[column]`` (SQL) refuses: counted over every row, with
+    a few examples. One scan for the counts, then a short one per column that has any."""
+    if not fits:
+        return {}
+    name = quote_sqlite_ident(table.name)
+    sums = ", ".join(f"sum(NOT coalesce(({fit}), 0))" for fit in fits.values())
+    counts = conn.execute(f"SELECT {sums} FROM {name}").fetchone()
+    found = {}
+    for (column, fit), count in zip(fits.items(), counts, strict=True):
+        if count:
+            # bytes: text that is not UTF-8 is shown, not fatal
+            rows = conn.execute(f"SELECT CAST({quote_sqlite_ident(column)} AS BLOB), "
+                                f"typeof({quote_sqlite_ident(column)}) FROM {name} WHERE NOT "
+                                f"coalesce(({fit}), 0) LIMIT {MISFIT_EXAMPLES}").fetchall()
+            found[column] = (int(count), tuple(_shown(_example(*r)) for r in rows))
+    return found
+
+
 def count_nulls(conn: sqlite3.Connection, table: SourceTable,
                 columns: Sequence[str]) -> dict[str, int]:
     """NULLs per column (SQLite allows them in a non-integer PRIMARY KEY)."""
@@ -371,6 +438,9 @@ def acceptance(target_type: str, transform: str, column: str) -> str:
         "'*.[0-9][0-9][0-9][0-9][0-9][0-9][0-9]*'))",
         "time": f"{null} OR (typeof({c}) = 'text' AND time({c}) IS NOT NULL)",
     }
+    declared = declared_numeric(target_type)
+    if base == "numeric" and declared:
+        return f"{null} OR (typeof({c}) IN ('integer', 'real') AND {numeric_fits(c, *declared)})"
     if base in conditions:
         return conditions[base]
     if base == "varchar":

@@ -169,6 +169,9 @@ OPTIONS: tuple[Option, ...] = (
     _opt("orphans", Orphans, None, "rows whose foreign key finds no parent: keep (the key is "
          "left NOT VALID), null (clear the reference) or reject", P, "POLICY",
          shown_default="`keep`"),
+    _opt("widen", bool, False, "keep every value in a lossless type chosen from the values "
+         "(text, numeric, bytea) instead of the column's declared type, whose misfits "
+         "otherwise go through --on-error; a profile may set widen per column", P),
     _opt("duplicates", Duplicates, Duplicates.FAIL, "a unique index the data breaks (NOCASE "
          "or mixed-type duplicates SQLite allowed): fail naming the keys, build it without "
          "UNIQUE (nonunique), or keep each key's first row and reject the others", P, "POLICY"),

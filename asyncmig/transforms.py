@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import math
+import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -24,7 +26,7 @@ import orjson
 
 from asyncmig import datenums
 from asyncmig.errors import DataError
-from asyncmig.plan import TablePlan
+from asyncmig.plan import ColumnPlan, TablePlan
 from asyncmig.policy import TableGuard, key_positions, row_key
 
 Transform = Callable[[Any], Any]
@@ -254,6 +256,87 @@ def sqlite_date(value: Any) -> dt.date:
     return not_infinite(stamp.date())
 
 
+# --- the declared type kept (asyncmig.contract): a value that does not fit raises, and
+# the column's policy decides; nothing is converted that the column did not hold as is
+
+
+def int_strict(value: Any) -> int:
+    if type(value) is int:
+        return value
+    raise ValueError("not an integer")
+
+
+def float_strict(value: Any) -> float:
+    if type(value) is float:
+        return value
+    if type(value) is int:
+        return to_float(value)
+    raise ValueError("not a number")
+
+
+def numeric_strict(value: Any) -> Decimal | int:
+    if type(value) is int or (type(value) is float and math.isfinite(value)):
+        return to_numeric(value)
+    raise ValueError("not a finite number")
+
+
+def bytes_strict(value: Any) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    raise ValueError("not a blob")
+
+
+def numeric_fit(precision: int, scale: int) -> Transform:
+    """numeric(p, s): a number PostgreSQL would store without rounding it or refusing it."""
+    limit = Decimal(10) ** (precision - scale)
+
+    def convert(value: Any) -> Decimal | int:
+        number = numeric_strict(value)
+        exact = Decimal(number)
+        if abs(exact) >= limit:
+            raise ValueError(f"more than {precision - scale} digits before the point")
+        if not isinstance(number, int) and _scale(exact) > scale:
+            raise ValueError(f"more than {scale} digits after the point: it would be rounded")
+        return number
+
+    return convert
+
+
+def _scale(number: Decimal) -> int:
+    """Digits after the point (a float's shortest repr has at most 17: normalize is exact)."""
+    exponent = number.normalize().as_tuple().exponent
+    return -exponent if isinstance(exponent, int) and exponent < 0 else 0
+
+
+def varchar_fit(length: int) -> Transform:
+    def convert(value: Any) -> str:
+        if not isinstance(value, str):
+            raise TypeError("not text")
+        if len(value) > length:
+            raise ValueError(f"{len(value)} characters, longer than {length}")
+        return check_text(value)
+
+    return convert
+
+
+_MODIFIERS = re.compile(r"\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)")
+
+
+def transform_for(column: ColumnPlan) -> Transform | None:
+    """The column's transform; numeric_fit and varchar_fit take the type's modifiers."""
+    if column.transform in ("numeric_fit", "varchar_fit"):
+        found = _MODIFIERS.search(column.target_type)
+        if found is None:
+            raise KeyError(f"{column.name}: {column.transform} needs a type with modifiers, "
+                           f"not {column.target_type!r}")
+        if column.transform == "varchar_fit":
+            return varchar_fit(int(found.group(1)))
+        return numeric_fit(int(found.group(1)), int(found.group(2) or 0))
+    if column.transform not in TRANSFORMS:
+        raise KeyError(f"{column.name}: unknown transform {column.transform!r}")
+    return TRANSFORMS[column.transform]
+
+
 TRANSFORMS: Mapping[str, Transform | None] = {
     "none": None,
     "int": to_int,
@@ -282,6 +365,10 @@ TRANSFORMS: Mapping[str, Transform | None] = {
     "sqlite_timestamptz": sqlite_timestamptz,
     "sqlite_timestamp": sqlite_timestamp,
     "sqlite_date": sqlite_date,
+    "int_strict": int_strict,
+    "float_strict": float_strict,
+    "numeric_strict": numeric_strict,
+    "bytes_strict": bytes_strict,
 }
 
 # exceptions a transform raises for a value it cannot convert
@@ -292,9 +379,7 @@ VALUE_ERRORS = (ValueError, TypeError, OverflowError, ArithmeticError, orjson.JS
 def column_transforms(table: TablePlan) -> list[tuple[int, Transform]]:
     found = []
     for position, column in enumerate(table.columns):
-        if column.transform not in TRANSFORMS:
-            raise KeyError(f"{table.name}.{column.name}: unknown transform {column.transform!r}")
-        function = TRANSFORMS[column.transform]
+        function = transform_for(column)
         if function is not None:
             found.append((position, function))
     return found

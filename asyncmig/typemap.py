@@ -36,6 +36,9 @@ class TypeChoice:
     transform: str  # key into asyncmig.transforms.TRANSFORMS
     evidence: str
     warnings: tuple[str, ...] = ()
+    # the declared type kept although some values do not fit (asyncmig.contract): they
+    # go through the value policy, counted by the planner
+    contract: bool = False
 
 
 def describe(profile: ColumnProfile) -> str:
@@ -138,8 +141,6 @@ def _temporal(column: SourceColumn, profile: ColumnProfile, counts: str) -> Type
     upper = column.declared_type.upper()
     texts = profile.count("text")
     numbers = profile.count("integer") + profile.count("real")
-    if texts and numbers:
-        return None
     if numbers:
         return _dated_numbers(column, profile, counts)
     zoned = profile.text_kinds.get("timestamptz", 0)
@@ -173,9 +174,11 @@ def _dated_numbers(column: SourceColumn, profile: ColumnProfile,
     """
     upper = column.declared_type.upper()
     numbers = profile.count("integer") + profile.count("real")
-    readable = sum(profile.number_kinds.get(k, 0) for k in datenums.KINDS)
+    readable = numbers - unreadable_numbers(profile)
     if "TIME" in upper and "STAMP" not in upper and "DATETIME" not in upper:
         return None  # TIME: numbers are not times of day
+    if readable < numbers and profile.count("text"):
+        return None
     if readable < numbers:
         plain = _plain(column, profile, counts)
         return replace(plain, warnings=(*plain.warnings, (
@@ -197,9 +200,15 @@ def _dated_numbers(column: SourceColumn, profile: ColumnProfile,
             return None
         warnings += ((f"declared {column.declared_type} but {numbers - whole} number(s) "
                      "carry a time of day: timestamptz keeps it"),)
-    elif profile.count("text"):
+    elif profile.count("text") and not _all_text(profile, "timestamp"):
         return None
     return TypeChoice("timestamptz", "sqlite_timestamptz", evidence, warnings)
+
+
+def unreadable_numbers(profile: ColumnProfile) -> int:
+    """Numbers of a date column that have no date reading (asyncmig.datenums)."""
+    numbers = profile.count("integer") + profile.count("real")
+    return numbers - sum(profile.number_kinds.get(k, 0) for k in datenums.KINDS)
 
 
 def _all_text_or_none(profile: ColumnProfile, kind: str) -> bool:

@@ -70,7 +70,25 @@ class Server:
 async def validate(source: Path, target: Target, plan: Plan | None) -> list[Check]:
     """Run every check; never raises for what it finds (see the module docstring)."""
     checks, size = await anyio.to_thread.run_sync(source_checks, source)
-    return checks + await target_checks(target, plan, size)
+    return checks + declared_type_checks(plan) + await target_checks(target, plan, size)
+
+
+def declared_type_checks(plan: Plan | None) -> list[Check]:
+    """Values that do not fit the declared type the plan keeps (asyncmig.contract):
+    counted, with examples, before anything is loaded. A warning when their policy
+    accounts for them, a failure when it would stop the run (``fail``)."""
+    if plan is None:
+        return [Check("declared types", FAIL, NOT_PLANNED, "fix the SQLite file first")]
+    found = [(t, c) for t in plan.tables for c in t.columns if c.misfits]
+    if not found:
+        return [Check("declared types", PASS, "every value fits its column's declared type")]
+    return [Check("declared types", FAIL if column.on_error == "fail" else WARN,
+                  f"{table.name}.{column.name} declared {column.source_type}: "
+                  f"{column.misfits} value(s) do not fit {column.target_type}, e.g. "
+                  f"{', '.join(column.misfit_examples)}; policy {column.on_error}",
+                  "clean those values, choose another --on-error for them, or --widen to "
+                  "keep every value in a wider type")
+            for table, column in found]
 
 
 # --- the SQLite side --------------------------------------------------------------------

@@ -90,7 +90,8 @@ async def test_a_chinook_shaped_database(tmp_path: Path, pg_dsn: str) -> None:
         await conn.close()
     assert types[("Album", "Title")] == "character varying(160)"
     assert types[("Invoice", "InvoiceDate")] == "timestamp with time zone"
-    assert types[("Invoice", "Total")] == "numeric"
+    # the declared NUMERIC(10,2) is the application's contract (issue 8)
+    assert types[("Invoice", "Total")] == "numeric(10,2)"
     assert total == Decimal("7.93")
     assert new_artist == 4
 

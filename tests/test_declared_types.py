@@ -1,0 +1,188 @@
+"""The declared type is the application's contract (issue 8).
+
+A column declared INTEGER that holds 998 integers and 2 texts stays bigint; the two
+texts go through the value policy (the reject store by default), and `plan` and
+`validate` say so, with counts and examples, before anything is loaded. `--widen` (or
+`widen = true` for a column) restores the lossless value-driven type. Columns with no
+declared type, or TEXT holding JSON, keep their value-driven types.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+from decimal import Decimal
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from asyncmig import render
+from asyncmig.config import Overrides, parse_overrides
+from asyncmig.connect import Target
+from asyncmig.errors import DataError
+from asyncmig.migrate import RunReport, RunSettings, make_plan, run_migration
+from asyncmig.plan import Plan
+from asyncmig.planner import build_plan
+from asyncmig.validate import validate
+from tests.compare import assert_all_equal
+
+SCORES = 1000
+BAD_SCORES = {17: "n/a", 500: "twelve"}
+
+
+def build(path: Path) -> Path:
+    """1000 rows: score INTEGER with two texts (one beyond the profile's sample), and a
+    column of each other declared type with one value that does not fit it."""
+    conn = sqlite3.connect(path)
+    conn.executescript("""
+        CREATE TABLE t(id INTEGER PRIMARY KEY, score INTEGER, ratio REAL, ok BOOLEAN,
+                       day DATE, at DATETIME, price NUMERIC(5,2), code VARCHAR(3),
+                       raw BLOB, anything, doc TEXT);
+    """)
+    rows = [(i, BAD_SCORES.get(i, i), i / 4, i % 2, "2024-01-02", "2024-01-02 03:04:05",
+             i / 100, f"c{i % 100}", b"\x00" + bytes([i % 256]), i, json.dumps({"i": i}))
+            for i in range(1, SCORES + 1)]
+    conn.executemany("INSERT INTO t VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+    conn.executescript("""
+        UPDATE t SET ratio = 'lots' WHERE id = 3;
+        UPDATE t SET ok = 2 WHERE id = 4;
+        UPDATE t SET day = 'soon' WHERE id = 5;
+        UPDATE t SET at = 'yesterday' WHERE id = 6;
+        UPDATE t SET price = 1.005 WHERE id = 7;
+        UPDATE t SET price = 12345.5 WHERE id = 8;
+        UPDATE t SET code = 'long!' WHERE id = 9;
+        UPDATE t SET raw = 'text' WHERE id = 10;
+        UPDATE t SET anything = 'mixed' WHERE id = 11;
+    """)
+    conn.commit()
+    conn.close()
+    return path
+
+
+MISFIT_KEYS = {3, 4, 5, 6, 7, 8, 9, 10, *BAD_SCORES}
+DECLARED = {"score": "bigint", "ratio": "double precision", "ok": "boolean", "day": "date",
+            "at": "timestamptz", "price": "numeric(5,2)", "code": "varchar(3)", "raw": "bytea",
+            "anything": "text", "doc": "jsonb"}
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    return build(tmp_path / "contract.db")
+
+
+def types(plan: Plan) -> dict[str, str]:
+    return {c.name: c.target_type for c in plan.table("t").columns if c.name != "id"}
+
+
+async def migrate(source: Path, dsn: str, tmp_path: Path,
+                  overrides: Overrides | None = None) -> RunReport:
+    return await run_migration(RunSettings(source, Target(dsn, dsn, "test"),
+                                           overrides=overrides or Overrides(),
+                                           rejects_dir=tmp_path / "rejects"))
+
+
+def test_plan_keeps_declared_types_and_counts_the_misfits(source: Path) -> None:
+    """Before anything is loaded: each kept type, how many values do not fit, examples."""
+    plan = build_plan(source)
+    assert types(plan) == DECLARED
+    table = plan.table("t")
+    score = table.column("score")
+    assert (score.misfits, score.misfit_examples) == (2, ("'n/a'", "'twelve'"))
+    assert {c.name: c.misfits for c in table.columns if c.misfits} == {
+        "score": 2, "ratio": 1, "ok": 1, "day": 1, "at": 1, "price": 2, "code": 1, "raw": 1}
+    assert table.column("price").misfit_examples == ("1.005", "12345.5")
+    text = render.plan_text(plan)
+    assert ("declared INTEGER but 2 value(s) do not fit bigint (e.g. 'n/a', 'twelve'): the "
+            "declared type is kept and their rows go to the reject store") in text
+    # an untyped column keeps its value-driven type, with the old warning
+    assert any("t.anything: declared no type but holds text and numbers" in w
+               for w in plan.warnings)
+
+
+async def test_misfits_go_to_the_reject_store_and_the_rest_arrives(
+        source: Path, pg_dsn: str, tmp_path: Path) -> None:
+    """Exit 8's report: every misfit row in the reject store with its reason; every other
+    row arrives value for value in columns of the declared types."""
+    report = await migrate(source, pg_dsn, tmp_path)
+    table = next(t for t in report.tables if t.table == "t")
+    assert (table.rows, table.rejected) == (SCORES - len(MISFIT_KEYS), len(MISFIT_KEYS))
+    assert report.rejected == len(MISFIT_KEYS)  # the CLI exits 8
+    assert table.reject_file is not None
+    rejects = {json.loads(line)["key"]: json.loads(line)
+               for line in Path(table.reject_file).read_text().splitlines()}
+    assert set(rejects) == MISFIT_KEYS
+    assert rejects[17]["row"]["score"] == "n/a" and rejects[17]["column"] == "score"
+    assert rejects[7]["column"] == "price" and "rounded" in rejects[7]["reason"]
+    assert rejects[9]["column"] == "code" and "longer than 3" in rejects[9]["reason"]
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        row = await conn.fetchrow("SELECT * FROM t WHERE id = 2")
+        above_five = await conn.fetchval("SELECT count(*) FROM t WHERE score > 5")
+        assert above_five == len(set(range(6, SCORES + 1)) - MISFIT_KEYS)
+    finally:
+        await conn.close()
+    assert dict(row) == {
+        "id": 2, "score": 2, "ratio": 0.5, "ok": False, "day": dt.date(2024, 1, 2),
+        "at": dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC), "price": Decimal("0.02"),
+        "code": "c2", "raw": b"\x00\x02", "anything": "2", "doc": '{"i": 2}'}
+    assert all(c.ok for c in report.checks)
+
+
+async def test_widen_restores_the_lossless_types(source: Path, pg_dsn: str,
+                                                 tmp_path: Path) -> None:
+    """--widen: every value loads, in the wider value-driven types, nothing rejected."""
+    report = await migrate(source, pg_dsn, tmp_path, Overrides(widen=True))
+    assert types(report.plan)["score"] == "text"
+    assert types(report.plan)["price"] == "numeric"  # not numeric(5,2): 12345.5 fits
+    assert report.rejected == 0
+    assert await assert_all_equal(source, pg_dsn, report.plan) == SCORES
+
+
+def test_widen_per_column_in_a_profile(source: Path) -> None:
+    overrides = parse_overrides({"tables": {"t": {"columns": {"score": {"widen": True}}}}},
+                                "test")
+    plan = build_plan(source, overrides=overrides)
+    assert types(plan)["score"] == "text"
+    assert types(plan)["ratio"] == "double precision"  # the others keep their contract
+
+
+async def test_validate_reports_counts_and_examples(source: Path, pg_dsn: str) -> None:
+    plan = await make_plan(RunSettings(source, Target(None, "", "none")))
+    checks = [c for c in await validate(source, Target(pg_dsn, pg_dsn, "test"), plan)
+              if c.name == "declared types"]
+    assert len(checks) == 8 and {c.status for c in checks} == {"warn"}
+    score = next(c for c in checks if "t.score" in c.message)
+    assert score.message == ("t.score declared INTEGER: 2 value(s) do not fit bigint, e.g. "
+                             "'n/a', 'twelve'; policy reject")
+    assert "--widen" in score.fix
+
+
+async def test_policy_fail_stops_the_run_naming_the_value(source: Path, pg_dsn: str,
+                                                          tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"t\.ratio at key 3: value 'lots'"):
+        await migrate(source, pg_dsn, tmp_path, Overrides(on_error="fail"))
+    plan = await make_plan(RunSettings(source, Target(None, "", "none"),
+                                       overrides=Overrides(on_error="fail")))
+    checks = await validate(source, Target(pg_dsn, pg_dsn, "test"), plan)
+    assert {c.status for c in checks if c.name == "declared types"} == {"fail"}
+
+
+async def test_coerce_converts_what_it_can(tmp_path: Path, pg_dsn: str) -> None:
+    """coerce: whole-number text becomes the integer; text it cannot convert is rejected."""
+    path = tmp_path / "coerce.db"
+    conn = sqlite3.connect(path)
+    conn.executescript("CREATE TABLE c(id INTEGER PRIMARY KEY, n INTEGER);"
+                       "INSERT INTO c VALUES (1, 5), (2, '7 '), (3, 'x'), (4, 2.5);")
+    conn.commit()
+    conn.close()
+    report = await migrate(path, pg_dsn, tmp_path, Overrides(on_error="coerce"))
+    assert report.plan.table("c").column("n").target_type == "bigint"
+    conn2 = await asyncpg.connect(pg_dsn)
+    try:
+        assert [tuple(r) for r in await conn2.fetch("SELECT id, n FROM c ORDER BY id")] == [
+            (1, 5), (2, 7)]
+    finally:
+        await conn2.close()
+    assert report.rejected == 2
