@@ -238,7 +238,10 @@ async def _phases(settings: RunSettings, admin: asyncpg.Connection, plan: Plan,
         pipeline = replace(settings.pipeline,
                            reject_dir=settings.rejects_dir.absolute() / tag)
         settings = replace(settings, pipeline=pipeline)
-    plan, notes = await collations.prepare(admin, plan, create=create)
+    prepared, notes = await collations.prepare(admin, plan, create=create)
+    if prepared is not plan:  # NOCASE columns lost their collation: views fold case
+        prepared = views.without_icu(prepared, plan)
+    plan = prepared
     report.plan = plan
     report.warnings.extend(notes)
     if create:

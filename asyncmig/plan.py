@@ -151,7 +151,7 @@ class ViewPlan:
     name: str
     sql: str  # PostgreSQL query (translated), or SQLite's as written when not translatable
     source_sql: str
-    columns: tuple[str, ...] = ()  # result column names (CREATE VIEW's list) when translated
+    columns: tuple[str, ...] = ()  # result column names as SQLite names them
     translated: bool = False
     note: str | None = None  # why the query could not be translated
 

@@ -56,6 +56,11 @@ def plan_text(plan: Plan) -> str:
         lines.append("names (SQLite -> PostgreSQL):")
         lines.extend(f"  {r.kind} {r.table + '.' if r.table else ''}{r.source} -> {r.target}"
                      f" ({r.reason})" for r in plan.renames)
+    if plan.views:
+        lines.append("views (in creation order):")
+        lines.extend(f"  {v.name}: translated" if v.translated else
+                     f"  {v.name}: tried as written at the end of the run ({v.note})"
+                     for v in plan.views)
     if plan.warnings:
         lines.append("warnings:")
         lines.extend(f"  {w}" for w in plan.warnings)

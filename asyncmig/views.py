@@ -33,11 +33,33 @@ _VIEW_BODY = re.compile(r"\bAS\s+((?:SELECT|WITH|VALUES)\b.*)$", re.IGNORECASE |
 
 def plan_views(plan: Plan, sources: Sequence[SourceView]) -> Plan:
     """``plan`` with its views in dependency order, each translated when it can be."""
-    relations = {t.source_name.lower(): _table_relation(t) for t in plan.tables}
     bodies, skipped, warnings = _queries(sources)
+    return replace(plan, views=_translated(plan, sources, bodies, frozenset()),
+                   skipped=plan.skipped + tuple(skipped),
+                   warnings=plan.warnings + tuple(warnings))
+
+
+def without_icu(plan: Plan, before: Plan) -> Plan:
+    """The views translated again once NOCASE columns lost their collation (no ICU).
+
+    ``before`` is the plan that still had it: those columns are compared and sorted
+    through ``lower()`` in the views, as their indexes are.
+    """
+    collated = {(t.name, c.name) for t in before.tables for c in t.columns if c.collation}
+    folded = frozenset((t.name, c.name) for t in plan.tables for c in t.columns
+                       if (t.name, c.name) in collated and not c.collation)
+    sources = [SourceView(v.name, v.source_sql, v.columns) for v in plan.views]
+    bodies, _, _ = _queries(sources)
+    return replace(plan, views=_translated(plan, sources, bodies, folded))
+
+
+def _translated(plan: Plan, sources: Sequence[SourceView], bodies: dict[str, str],
+                folded: frozenset[tuple[str, str]]) -> tuple[ViewPlan, ...]:
+    """The views in dependency order: one over views waits until they are translated."""
+    relations = {t.source_name.lower(): _table_relation(t, folded) for t in plan.tables}
     planned: list[ViewPlan] = []
     waiting = [v for v in sources if v.name in bodies]
-    while waiting:  # a view over views waits for them; a round without progress ends it
+    while waiting:  # a round without progress ends it
         done = [(v, p) for v in waiting
                 if (p := _plan_view(v, bodies[v.name], relations, final=False))]
         planned += [p for _, p in done]
@@ -48,8 +70,7 @@ def plan_views(plan: Plan, sources: Sequence[SourceView]) -> Plan:
                 assert last is not None  # a final attempt never waits
                 planned.append(last)
             break
-    return replace(plan, views=tuple(planned), skipped=plan.skipped + tuple(skipped),
-                   warnings=plan.warnings + tuple(warnings))
+    return tuple(planned)
 
 
 def _queries(sources: Sequence[SourceView]) -> tuple[dict[str, str], list[Skipped], list[str]]:
@@ -80,18 +101,21 @@ def _plan_view(view: SourceView, body: str, relations: dict[str, Relation],
     try:
         sql, columns = translate_query(body, relations)
     except MissingRelation as exc:
-        return ViewPlan(view.name, body, view.sql, note=str(exc)) if final else None
+        return ViewPlan(view.name, body, view.sql, view.columns, note=str(exc)) if final else None
     except Untranslatable as exc:
-        return ViewPlan(view.name, body, view.sql, note=str(exc) or "not translatable")
+        return ViewPlan(view.name, body, view.sql, view.columns,
+                        note=str(exc) or "not translatable")
     names = view.columns if len(view.columns) == len(columns) else tuple(n for n, _ in columns)
     relations[view.name.lower()] = Relation(view.name, {
         name.lower(): (name, pg_type) for name, (_, pg_type) in zip(names, columns, strict=True)})
     return ViewPlan(view.name, sql, view.sql, names, translated=True)
 
 
-def _table_relation(table: TablePlan) -> Relation:
+def _table_relation(table: TablePlan, folded: frozenset[tuple[str, str]]) -> Relation:
     return Relation(table.name, {c.source_name.lower(): (c.name, c.target_type)
-                                 for c in table.columns})
+                                 for c in table.columns},
+                    frozenset(c.name for c in table.columns if c.collation),
+                    frozenset(c.name for c in table.columns if (table.name, c.name) in folded))
 
 
 def create_view_sql(plan: Plan, view: ViewPlan, query: str | None = None) -> str:

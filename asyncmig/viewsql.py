@@ -33,6 +33,7 @@ from asyncmig.sqlexpr import (
     Binary,
     Collate,
     Func,
+    In,
     Lit,
     Node,
     Out,
@@ -62,6 +63,8 @@ class Relation:
 
     name: str
     columns: Mapping[str, Column]  # lower-case SQLite name -> column
+    collated: frozenset[str] = frozenset()  # columns with their own collation (NOCASE)
+    folded: frozenset[str] = frozenset()  # NOCASE columns left without it: use lower()
 
     def outputs(self) -> list[Column]:
         return list(self.columns.values())
@@ -97,6 +100,8 @@ class QueryPrinter(Printer):
         super().__init__()
         self.relations = {name.lower(): r for name, r in relations.items()}
         self.scope: Scope | None = None
+        self.collated: set[str] = set()  # printed references to collated columns
+        self.folded: set[str] = set()  # ... and to NOCASE columns compared through lower()
 
     # statements
 
@@ -224,7 +229,7 @@ class QueryPrinter(Printer):
             if isinstance(expr, Ref) and expr.name.lower() in names:
                 name, pg_type = names[expr.name.lower()]
                 printed.append(self.sort_key(quote_ident(name), pg_type, term))
-            elif isinstance(expr, Lit) and expr.kind == "number":
+            elif isinstance(expr, Lit) and expr.value in {str(i) for i in range(1, len(columns) + 1)}:
                 name, pg_type = columns[int(expr.value) - 1]
                 printed.append(self.sort_key(quote_ident(name), pg_type, term))
             else:
@@ -237,14 +242,20 @@ class QueryPrinter(Printer):
         out = self.out(term.expr)
         return self.sort_key(out.at(P_CAST), out.pg_type, term)
 
-    @staticmethod
-    def sort_key(sql: str, pg_type: str | None, term: OrderTerm) -> str:
-        """SQLite sorts text bytewise and NULLs first (ascending): say so to PostgreSQL."""
-        if kind(pg_type) == "text" and "COLLATE" not in sql:
+    def sort_key(self, sql: str, pg_type: str | None, term: OrderTerm) -> str:
+        """SQLite sorts text bytewise (unless the column has its own collation) and NULLs
+        first (ascending): say so to PostgreSQL."""
+        if sql in self.folded:
+            sql = f'lower({sql} COLLATE "C")'
+        elif self.binary_text(sql, pg_type):
             sql += ' COLLATE "C"'
         direction = " DESC" if term.descending else ""
         nulls = term.nulls or ("LAST" if term.descending else "FIRST")
         return f"{sql}{direction} NULLS {nulls}"
+
+    def binary_text(self, sql: str, pg_type: str | None) -> bool:
+        """Whether ``sql`` is text SQLite compares bytewise, so it needs COLLATE "C"."""
+        return kind(pg_type) == "text" and "COLLATE" not in sql and sql not in self.collated
 
     # expressions
 
@@ -273,8 +284,9 @@ class QueryPrinter(Printer):
             scope = scope.parent
         return None
 
-    def lookup(self, ref: Ref) -> tuple[str, Column] | None:
-        """(printed qualifier, column) of a reference, searching enclosing queries too."""
+    def lookup(self, ref: Ref) -> tuple[str, Column, Relation] | None:
+        """(printed qualifier, column, its relation) of a reference, in enclosing queries
+        too."""
         scope = self.scope
         while scope is not None:
             for printed, known_as, relation in scope.sources:
@@ -282,16 +294,21 @@ class QueryPrinter(Printer):
                     continue
                 column = relation.columns.get(ref.name.lower())
                 if column is not None:
-                    return printed, column
+                    return printed, column, relation
             scope = scope.parent
         return None
 
     def ref(self, ref: Ref) -> Out:
         found = self.lookup(ref)
         if found is not None:
-            printed, (name, pg_type) = found
+            printed, (name, pg_type), relation = found
             qualifier = f"{printed}." if ref.qualifier is not None else ""
-            return Out(f"{qualifier}{quote_ident(name)}", P_ATOM, pg_type)
+            sql = f"{qualifier}{quote_ident(name)}"
+            if name in relation.collated:
+                self.collated.add(sql)
+            if name in relation.folded:
+                self.folded.add(sql)
+            return Out(sql, P_ATOM, pg_type)
         alias = self.scope.aliases.get(ref.name.lower()) if self.scope else None
         if ref.qualifier is None and alias is not None:
             return self.out(alias)  # SQLite lets WHERE/GROUP BY name a result column
@@ -311,6 +328,19 @@ class QueryPrinter(Printer):
                 lit.value, "YYYY-MM-DD HH24:MI:SS")
             return Out(f"to_char({sqldates.NOW_SQL}, {quote_literal(pattern)})", P_ATOM, "text")
         return super().literal(lit)
+
+    def pair(self, left: Node, right: Node) -> tuple[Out, Out]:
+        """A comparison; a NOCASE column left without its collation compares lower()."""
+        a, b = super().pair(left, right)
+        if (a.sql in self.folded or b.sql in self.folded) and {kind(a.pg_type), kind(
+                b.pg_type)} <= {None, "text"}:
+            return self.lower(a), self.lower(b)
+        return a, b
+
+    def in_list(self, node: In) -> Out:
+        if not isinstance(node.operand, Collate) and self.out(node.operand).sql in self.folded:
+            node = In(Collate(node.operand, "NOCASE"), node.items, node.negated)
+        return super().in_list(node)
 
     def typed(self, a: Node, b: Node) -> tuple[Out, Out]:
         """As for CHECKs, but a timestamp compared with computed text compares as text."""
@@ -366,11 +396,9 @@ class QueryPrinter(Printer):
     def function(self, node: Func) -> Out:
         if node.name in sqldates.FUNCTIONS:
             return self.date_function(node)
-        if node.name in ("min", "max") and len(node.args) > 1:
-            outs = self.unified(list(node.args))
-            word = "least" if node.name == "min" else "greatest"
-            return Out(f"{word}({', '.join(o.sql for o in outs)})", P_ATOM, outs[0].pg_type)
         if node.name == "round":
+            if not 1 <= len(node.args) <= 2:
+                raise Untranslatable(f"round() with {len(node.args)} arguments")
             args = [self.out(a) for a in node.args]
             digits = f", {args[1].sql}" if len(args) > 1 else ""
             return Out(f"CAST(round(CAST({args[0].sql} AS numeric){digits}) AS float8)",
@@ -400,10 +428,20 @@ class QueryPrinter(Printer):
 
     def aggregate(self, node: Aggregate) -> Out:
         if node.star:
-            return Out(f"{node.name}(*)", P_ATOM, "bigint")
+            if node.name != "count":
+                raise Untranslatable(f"{node.name}(*) is not an aggregate")
+            return Out("count(*)", P_ATOM, "bigint")
+        if node.name in ("min", "max") and len(node.args) > 1 and not node.distinct:
+            outs = self.unified(list(node.args))  # SQLite's scalar min/max: NULL if any is
+            word = "least" if node.name == "min" else "greatest"
+            nulls = " OR ".join(f"{o.at(P_CAST)} IS NULL" for o in outs)
+            return Out(f"CASE WHEN {nulls} THEN NULL ELSE {word}("
+                       f"{', '.join(o.sql for o in outs)}) END", P_ATOM, outs[0].pg_type)
+        if len(node.args) != 1 and not (node.name == "group_concat" and len(node.args) == 2):
+            raise Untranslatable(f"{node.name}() with {len(node.args)} arguments")
         args = [self.out(a) for a in node.args]
         distinct = "DISTINCT " if node.distinct else ""
-        first = args[0] if args else Out("NULL", P_ATOM)
+        first = args[0]
         if node.name == "group_concat":
             separator = args[1].sql if len(args) > 1 else "','"
             text = self.as_text(first).sql
@@ -411,7 +449,7 @@ class QueryPrinter(Printer):
         if node.name == "total":
             return Out(f"coalesce(sum({distinct}{first.sql}), 0)::float8", P_CAST,
                        "double precision")
-        if node.name in ("min", "max") and kind(first.pg_type) == "text":
+        if node.name in ("min", "max") and self.binary_text(first.sql, first.pg_type):
             return Out(f'{node.name}({distinct}{first.sql} COLLATE "C")', P_ATOM, first.pg_type)
         pg_type = {"count": "bigint", "avg": "double precision"}.get(
             node.name, "numeric" if node.name == "sum" else first.pg_type)

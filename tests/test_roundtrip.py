@@ -208,6 +208,11 @@ async def test_portable_views_are_created_and_others_reported(tmp_path: Path,
     assert on_sale == [1, 2]  # booleans compared with 1 and 0, SQLite's way, requoted
     assert any("typed not created" in w and "typeof()" in w
                for w in report.warnings)  # type: ignore[attr-defined]
+    from asyncmig.render import plan_text
+
+    shown = plan_text(report.plan)  # type: ignore[attr-defined]
+    assert "  active_items: translated\n" in shown
+    assert "  typed: tried as written at the end of the run (typeof()" in shown
 
 
 async def test_a_wide_table(tmp_path: Path, pg_dsn: str) -> None:
