@@ -405,6 +405,10 @@ class QueryPrinter(Printer):
                        P_ATOM, "double precision")
         return super().function(node)
 
+    def text_args(self, args: list[Out]) -> str:
+        """Text functions read numbers and timestamps as SQLite's text of them."""
+        return ", ".join(self.as_text(a).sql for a in args)
+
     def date_function(self, node: Func) -> Out:
         args = list(node.args)
         fmt = None

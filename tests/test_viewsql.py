@@ -116,6 +116,7 @@ CREATE VIEW dates AS SELECT id, strftime('%Y-%m', at) AS ym, date(at, '+1 month'
 CREATE VIEW texts AS SELECT id, name || '-' || qty || '-' || price AS label,
   code + 1 AS n, ifnull(note, 'none') AS note, substr(name, 2, 3) AS part,
   instr(name, 'a') AS pos, upper(name) AS u, length(name) AS len,
+  substr(qty * 1000, 2) AS digits, instr(price, '.') AS point, replace(at, '-', '/') AS slashed,
   CASE WHEN qty > 1 THEN 'many' ELSE 'one' END AS size FROM e;
 CREATE VIEW groups AS SELECT grp, count(*) AS n, total(price) AS t, max(name) AS top,
   min(max(qty), 2) AS capped,
