@@ -215,11 +215,13 @@ def clock_default(node: Node, target_type: str) -> str | None:
     if call is None:
         return None
     name, fmt, modifiers = call
+    if {"subsec", "subsecond"} & {m.strip().lower() for m in modifiers} and fmt is None:
+        fmt = {"datetime": "%Y-%m-%d %H:%M:%f", "time": "%H:%M:%f"}.get(name)
     timestamp = NOW_SQL
     for modifier in modifiers:
         if modifier.strip().lower() == "localtime" and timestamp == NOW_SQL:
             timestamp = "LOCALTIMESTAMP"
-        elif modifier.strip().lower() not in ("utc", "subsec", "subsecond"):
+        elif modifier.strip().lower() not in ("subsec", "subsecond"):
             timestamp = modifier_sql(timestamp, modifier, timestamp)
     return _typed_clock(name, fmt, modifiers, timestamp, target_type)
 

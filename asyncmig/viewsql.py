@@ -19,7 +19,8 @@ Names are quoted with their target spelling. Anything not understood raises
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from asyncmig import sqldates
@@ -103,6 +104,15 @@ class QueryPrinter(Printer):
         self.collated: set[str] = set()  # printed references to collated columns
         self.folded: set[str] = set()  # ... and to NOCASE columns compared through lower()
 
+    @contextmanager
+    def within(self, scope: Scope | None) -> Iterator[None]:
+        """Resolve names in ``scope`` (a query's FROM items, then its enclosing ones)."""
+        saved, self.scope = self.scope, scope
+        try:
+            yield
+        finally:
+            self.scope = saved
+
     # statements
 
     def select(self, query: Select, parent: Scope | None) -> tuple[str, list[Column]]:
@@ -117,14 +127,11 @@ class QueryPrinter(Printer):
         if compound and query.order_by:  # sorted outside: COLLATE is refused inside a UNION
             parts = [f"SELECT * FROM ({' '.join(parts)}) AS {quote_ident('compound')}",
                      self.compound_order(query.order_by, columns)]
-        saved, self.scope = self.scope, parent
-        try:
+        with self.within(parent):
             if query.limit is not None:
                 parts.append(f"LIMIT {self.out(query.limit).sql}")
             if query.offset is not None:
                 parts.append(f"OFFSET {self.out(query.offset).sql}")
-        finally:
-            self.scope = saved
         return " ".join(parts), columns
 
     def core(self, core: Core, parent: Scope | None,
@@ -132,8 +139,7 @@ class QueryPrinter(Printer):
         scope = Scope([], parent=parent)
         from_sql = self.sources(core.sources, scope)
         scope.aliases = {i.alias.lower(): i.expr for i in core.items if i.alias}
-        saved, self.scope = self.scope, scope
-        try:
+        with self.within(scope):
             items, outputs = self.items(core, scope)
             parts = ["SELECT DISTINCT" if core.distinct else "SELECT", ", ".join(items)]
             if from_sql:
@@ -146,8 +152,6 @@ class QueryPrinter(Printer):
                 parts.append(f"HAVING {self.condition(core.having).sql}")
             if order:
                 parts.append("ORDER BY " + ", ".join(self.order_term(t) for t in order))
-        finally:
-            self.scope = saved
         return " ".join(parts), outputs
 
     def sources(self, sources: tuple[Source, ...], scope: Scope) -> str:
@@ -169,12 +173,9 @@ class QueryPrinter(Printer):
                                                         or alias).lower(), relation))
             if source.join:
                 text = f"{source.join} {text}" if source.join != "," else f", {text}"
-            saved, self.scope = self.scope, scope
-            try:
-                if source.on is not None:
+            if source.on is not None:
+                with self.within(scope):
                     text += f" ON {self.condition(source.on).sql}"
-            finally:
-                self.scope = saved
             if source.using:
                 text += " USING (" + ", ".join(quote_ident(self.column_name(scope, u))
                                                for u in source.using) + ")"

@@ -36,12 +36,13 @@ CREATE TABLE ev (
   d2 TEXT DEFAULT (date('now')),
   txt1 TEXT DEFAULT CURRENT_TIMESTAMP,
   txt2 VARCHAR(30) DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
-  txt3 TEXT DEFAULT (strftime('%s','now'))
+  txt3 TEXT DEFAULT (strftime('%s','now')),
+  txt4 TEXT DEFAULT (strftime('%Y-%m-%d %H:%M:%f', 'now'))
 );
 INSERT INTO ev (name) VALUES ('loaded');
 """
 CLOCK_COLUMNS = ["d1", "t1", "ts1", "ts2", "ts3", "week", "e1", "e2", "j1", "d2", "txt1",
-                 "txt2", "txt3"]
+                 "txt2", "txt3", "txt4"]
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 

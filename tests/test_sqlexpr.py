@@ -272,6 +272,9 @@ def test_keyword_named_columns_win_over_keywords() -> None:
          """to_char((CURRENT_TIMESTAMP AT TIME ZONE 'UTC'), 'YYYY"-"MM"-"DD" "HH24":"MI":"SS')"""),
         ("(datetime('now', 'localtime'))", "timestamptz",
          "(date_trunc('second', LOCALTIMESTAMP) AT TIME ZONE 'UTC')"),
+        ("(datetime('now', 'subsec'))", "text",
+         ("""to_char((CURRENT_TIMESTAMP AT TIME ZONE 'UTC'), """
+         """'YYYY"-"MM"-"DD" "HH24":"MI":"SS.MS')""")),
         ("(date('now'))", "timestamptz",
          "(date_trunc('day', (CURRENT_TIMESTAMP AT TIME ZONE 'UTC')) AT TIME ZONE 'UTC')"),
         ("(hex(randomblob(16)))", "uuid", "gen_random_uuid()"),
