@@ -54,7 +54,7 @@ from asyncmig.quoting import quote_ident, quote_sqlite_ident
 from asyncmig.sqlexpr import translate_default, translate_expression
 from asyncmig.sqlite_source import open_sync, source_error
 from asyncmig.typemap import TypeChoice, choose_type, override_type
-from asyncmig.views import plan_views
+from asyncmig.views import plan_views, renamed_views
 from asyncmig.virtual import search_index
 
 MAX_PROFILE_ROUNDS = 4
@@ -262,7 +262,7 @@ def assemble(
     )
     # views last: they are translated against the final table and column names
     named = give_homes(customise(plan, overrides), overrides)
-    return home_views(plan_views(named, catalog.views))
+    return renamed_views(home_views(plan_views(named, catalog.views)), catalog.views)
 
 
 def plan_table(

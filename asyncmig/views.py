@@ -18,7 +18,7 @@ to judge; a view it still refuses is reported, not created.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 
 from asyncmig.catalog import SourceView
@@ -39,6 +39,15 @@ def plan_views(plan: Plan, sources: Sequence[SourceView]) -> Plan:
                    warnings=plan.warnings + tuple(warnings))
 
 
+def renamed_views(plan: Plan, sources: Sequence[SourceView]) -> Plan:
+    """The views translated again when some were renamed (``asyncmig.homes``): a view
+    over a renamed view must name it by its PostgreSQL name."""
+    if not any(r.kind == "view" for r in plan.renames):
+        return plan
+    bodies, _, _ = _queries(sources)
+    return replace(plan, views=_translated(plan, sources, bodies, frozenset()))
+
+
 def without_icu(plan: Plan, before: Plan) -> Plan:
     """The views translated again once NOCASE columns lost their collation (no ICU).
 
@@ -48,7 +57,9 @@ def without_icu(plan: Plan, before: Plan) -> Plan:
     collated = {(t.name, c.name) for t in before.tables for c in t.columns if c.collation}
     folded = frozenset((t.name, c.name) for t in plan.tables for c in t.columns
                        if (t.name, c.name) in collated and not c.collation)
-    sources = [SourceView(v.name, v.source_sql, v.columns) for v in plan.views]
+    sqlite_names = {r.target: r.source for r in plan.renames if r.kind == "view"}
+    sources = [SourceView(sqlite_names.get(v.name, v.name), v.source_sql, v.columns)
+               for v in plan.views]
     bodies, _, _ = _queries(sources)
     return replace(plan, views=_translated(plan, sources, bodies, folded))
 
@@ -57,16 +68,17 @@ def _translated(plan: Plan, sources: Sequence[SourceView], bodies: dict[str, str
                 folded: frozenset[tuple[str, str]]) -> tuple[ViewPlan, ...]:
     """The views in dependency order: one over views waits until they are translated."""
     relations = {t.source_name.lower(): _table_relation(t, folded) for t in plan.tables}
+    names = {r.source: r.target for r in plan.renames if r.kind == "view"}
     planned: list[ViewPlan] = []
     waiting = [v for v in sources if v.name in bodies]
     while waiting:  # a round without progress ends it
         done = [(v, p) for v in waiting
-                if (p := _plan_view(v, bodies[v.name], relations, final=False))]
+                if (p := _plan_view(v, bodies[v.name], relations, names, final=False))]
         planned += [p for _, p in done]
         waiting = [v for v in waiting if v not in {d for d, _ in done}]
         if not done:
             for view in waiting:
-                last = _plan_view(view, bodies[view.name], relations, final=True)
+                last = _plan_view(view, bodies[view.name], relations, names, final=True)
                 assert last is not None  # a final attempt never waits
                 planned.append(last)
             break
@@ -93,22 +105,24 @@ def _queries(sources: Sequence[SourceView]) -> tuple[dict[str, str], list[Skippe
 
 
 def _plan_view(view: SourceView, body: str, relations: dict[str, Relation],
-               *, final: bool) -> ViewPlan | None:
+               names: Mapping[str, str], *, final: bool) -> ViewPlan | None:
     """The view translated (its relation added for views over it); None to wait.
 
-    ``final``: the relations it waits for will not come; keep the query as written.
+    ``names``: PostgreSQL names of renamed views. ``final``: the relations it waits
+    for will not come; keep the query as written.
     """
+    target = names.get(view.name, view.name)
     try:
         sql, columns = translate_query(body, relations)
     except MissingRelation as exc:
-        return ViewPlan(view.name, body, view.sql, view.columns, note=str(exc)) if final else None
+        return ViewPlan(target, body, view.sql, view.columns, note=str(exc)) if final else None
     except Untranslatable as exc:
-        return ViewPlan(view.name, body, view.sql, view.columns,
+        return ViewPlan(target, body, view.sql, view.columns,
                         note=str(exc) or "not translatable")
-    names = view.columns if len(view.columns) == len(columns) else tuple(n for n, _ in columns)
-    relations[view.name.lower()] = Relation(view.name, {
-        name.lower(): (name, pg_type) for name, (_, pg_type) in zip(names, columns, strict=True)})
-    return ViewPlan(view.name, sql, view.sql, names, translated=True)
+    labels = view.columns if len(view.columns) == len(columns) else tuple(n for n, _ in columns)
+    relations[view.name.lower()] = Relation(target, {
+        name.lower(): (name, pg_type) for name, (_, pg_type) in zip(labels, columns, strict=True)})
+    return ViewPlan(target, sql, view.sql, labels, translated=True)
 
 
 def _table_relation(table: TablePlan, folded: frozenset[tuple[str, str]]) -> Relation:

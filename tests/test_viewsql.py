@@ -6,10 +6,13 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import asyncpg
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from asyncmig.connect import Target
+from asyncmig.migrate import RunSettings, run_migration
 from asyncmig.sqldates import constant
 from asyncmig.sqlexpr import Lit, Untranslatable
 from asyncmig.viewsql import Relation, translate_query
@@ -150,3 +153,26 @@ async def test_idioms_return_sqlites_rows(tmp_path: Path, pg_dsn: str) -> None:
     assert counts == {"dates": 4, "texts": 4, "groups": 3, "flagged": 2, "nested": 2,
                       "page": 2, "page_of_page": 2, "names": 8, "sub": 2, "tags": 5,
                       "beta": 2}
+
+
+async def test_a_view_over_a_view_that_is_renamed(tmp_path: Path, pg_dsn: str) -> None:
+    """A view name too long for PostgreSQL gets another name; a view over it uses it."""
+    long = "monthly_" + "v" * 70
+    source = tmp_path / "renamed.db"
+    conn = sqlite3.connect(source)
+    conn.executescript(f"""
+        CREATE TABLE t (id INTEGER PRIMARY KEY, x TEXT);
+        INSERT INTO t VALUES (1, 'a'), (2, 'b'), (3, 'c');
+        CREATE VIEW "{long}" AS SELECT id, x FROM t WHERE id > 1;
+        CREATE VIEW over_it AS SELECT x FROM "{long}" WHERE id < 3;
+    """)
+    conn.close()
+    report = await run_migration(RunSettings(source, Target(pg_dsn, pg_dsn, "test")))
+    assert [w for w in report.warnings if "not created" in w] == []
+    pg = await asyncpg.connect(pg_dsn)
+    try:
+        rows = [tuple(r) for r in await pg.fetch("SELECT * FROM over_it")]
+    finally:
+        await pg.close()
+    assert rows == [("b",)]
+    assert all(v.translated for v in report.plan.views)
