@@ -16,7 +16,7 @@ from pathlib import Path
 import anyio
 import structlog
 
-from asyncmig import commands, ddl, files, logs, output, render, validate, verify
+from asyncmig import commands, ddl, files, logs, output, render, sync, validate, verify
 from asyncmig.config import Overrides, load_overrides
 from asyncmig.connect import Target, resolve_target, scrub
 from asyncmig.embedded import EmbeddedServer, psql_path
@@ -26,9 +26,10 @@ from asyncmig.output import emit
 from asyncmig.pipeline import PipelineSettings
 from asyncmig.resolve import Resolved
 from asyncmig.settings import DeepCheck, OutputFormat, default
+from asyncmig.unchanged import unchanged_target
 from asyncmig.wait import wait_for_target
 
-WRITING_COMMANDS = {"run", "full", "schema", "data"}
+WRITING_COMMANDS = {"run", "full", "schema", "data", "sync"}
 LOADED_WITH_REJECTS = 8  # done, but some rows are in the reject store, not in the table
 
 log = structlog.get_logger(__name__)
@@ -138,6 +139,8 @@ def migrate(command: str, values: Resolved, environ: Mapping[str, str]) -> int:
             emit(ddl.render_script(plan))
             return 0
         settings = run_settings(command, values, environ, log_file)
+        if values["if_changed"] and skip_unchanged(settings, values):
+            return 0
         action = {"run": run_migration, "schema": create_schema,
                   "data": load_data}[settings.command]
         report = anyio.run(action, settings, backend="asyncio")
@@ -163,6 +166,34 @@ def next_steps(target: Target, data_dir: Path) -> str:
             f"  open the result:  {shlex.quote(str(psql_path()))} {shlex.quote(target.safe)}\n"
             f"                    (or: asyncmig server psql{where})\n"
             f"  stop the server:  asyncmig server stop{where}\n")
+
+
+def skip_unchanged(settings: RunSettings, values: Resolved) -> bool:
+    """--if-changed: say so and skip when the source is the file the last load read."""
+    since = anyio.run(unchanged_target, settings.target, settings.schema, settings.source,
+                      backend="asyncio")
+    if since is None:
+        return False
+    log.info("unchanged", since_run=since)
+    emit(output.render(output.document(settings.command, 0, unchanged_since_run=since))
+         if as_json(values) else f"unchanged since run {since}: nothing to do\n")
+    return True
+
+
+def sync_command(command: str, values: Resolved, environ: Mapping[str, str]) -> int:
+    with logging_for(command, values) as log_file:
+        settings = run_settings(command, values, environ, log_file)
+        if values["if_changed"] and skip_unchanged(settings, values):
+            return 0
+        report = anyio.run(sync.sync, settings, backend="asyncio")
+        shown = settings.target.safe
+        if as_json(values):
+            data = sync.report_data(report, shown)
+            emit(output.render(output.document(command, 0, run_id=report.run_id,
+                                               tables=data.pop("tables"), **data)))
+        else:
+            emit(sync.report_text(report, shown))
+        return 0
 
 
 def plan(command: str, values: Resolved, environ: Mapping[str, str]) -> int:

@@ -174,7 +174,8 @@ def asks_json(args: Sequence[str], environ: Mapping[str, str]) -> bool:
 
 
 A = "asyncmig.actions:"
-RUN_OPTIONS = ("sqlite", "snapshot", "config", "widen", *TARGET, *LOAD, *OUTPUT, "log_dir")
+RUN_OPTIONS = ("sqlite", "snapshot", "config", "widen", *TARGET, *LOAD, "if_changed", *OUTPUT,
+               "log_dir")
 SPECS = (
     Spec("run", "validate, create the schema, load, index, verify (alias: full)",
          "Migrate everything in one go: check the source and the server, create the tables, "
@@ -199,6 +200,14 @@ SPECS = (
          "asyncmig data --sqlite app.db --pg postgresql://me@localhost/app --jobs 4",
          ("sqlite", "snapshot", "config", "widen", *TARGET, *LOAD, *OUTPUT, "log_dir"),
          A + "migrate"),
+    Spec("sync", "bring a target an earlier run made up to date: only what changed",
+         "Compare the source with the target an earlier run loaded, table by table and key "
+         "range by key range (checksums computed on both sides), and apply only the rows "
+         "inserted, updated and deleted since, in one transaction. A changed source schema "
+         "stops it (exit 6): migrate again with run --replace.",
+         "asyncmig sync --sqlite app.db --pg-file /run/secrets/pg-url --if-changed",
+         ("sqlite", "config", "widen", *TARGET, "jobs", "if_changed", *OUTPUT, "log_dir"),
+         A + "sync_command"),
     Spec("check", "compare the PostgreSQL copy with the source",
          "Compare the copy with the source: row counts, foreign keys, JSON columns and "
          "sequences; with --deep also a checksum of every table's values, computed inside "

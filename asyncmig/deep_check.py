@@ -464,14 +464,19 @@ class Digest:
         return md5_hex(f"{self.count}:{self.sum1}:{self.sum2}")[:SHORT]
 
 
-def _digest_sql(hashes: str) -> str:
-    """Aggregates over a column ``h`` of md5 hex texts, in the order Digest keeps them."""
+def digest_sums() -> str:
+    """Aggregates over a column ``h`` of md5 hex texts: count and the two slice sums,
+    in the order :class:`Digest` keeps them."""
     slices = [f"coalesce(sum(('x' || substr(h, {1 + i * SLICE_HEX}, {SLICE_HEX}))"
               f"::bit({SLICE_HEX * 4})::bigint), 0)::text" for i in range(2)]
-    return f"SELECT count(*), {', '.join(slices)} FROM ({hashes}) AS r"
+    return f"count(*), {', '.join(slices)}"
 
 
-def _digest_of(row: Sequence[Any]) -> Digest:
+def _digest_sql(hashes: str) -> str:
+    return f"SELECT {digest_sums()} FROM ({hashes}) AS r"
+
+
+def digest_of(row: Sequence[Any]) -> Digest:
     count, sum1, sum2 = (int(v) for v in row)
     return Digest(count, sum1, sum2)
 
@@ -508,16 +513,16 @@ class TableCheck:
             raise KeyError(self.table.columns[position].name)
         return found
 
-    def _pg_expression(self, position: int) -> str:
+    def pg_expression(self, position: int) -> str:
         return self._render(position).sql.format(c=quote_ident(self.table.columns[position].name))
 
     # ---- PostgreSQL ----
 
     def _pg_base(self) -> str:
         """One row per target row: its quoted fields f0..fn and raw key fields k0..km."""
-        fields = [f"quote_nullable({self._pg_expression(i)}) AS f{i}"
+        fields = [f"quote_nullable({self.pg_expression(i)}) AS f{i}"
                   for i in range(len(self.table.columns))]
-        keys = [f"{self._pg_expression(p)} AS k{i}" for i, p in enumerate(self.key_positions)]
+        keys = [f"{self.pg_expression(p)} AS k{i}" for i, p in enumerate(self.key_positions)]
         where = self._where(quote_ident(self._key_column().name)) if self.ranges else ""
         return (f"SELECT {', '.join(fields + keys)} "
                 f"FROM {qualified(self.plan.schema, self.table.name)}{where}")
@@ -535,9 +540,7 @@ class TableCheck:
         """Digests per bucket: $1 = the bucket prefix so far, $2 = its length + BUCKET_HEX."""
         inner = (f"SELECT md5({self._pg_key_text()}) AS k, md5({self._pg_row_text()}) AS h "
                  f"FROM ({self._pg_base()}) AS b")
-        slices = [f"coalesce(sum(('x' || substr(h, {1 + i * SLICE_HEX}, {SLICE_HEX}))"
-                  f"::bit({SLICE_HEX * 4})::bigint), 0)::text" for i in range(2)]
-        return (f"SELECT left(k, $2::int) AS bucket, count(*), {', '.join(slices)} "
+        return (f"SELECT left(k, $2::int) AS bucket, {digest_sums()} "
                 f"FROM ({inner}) AS r WHERE left(k, length($1::text)) = $1::text GROUP BY 1")
 
     def pg_leaf_sql(self) -> str:
@@ -566,7 +569,7 @@ class TableCheck:
             if self.ranges else ""
         return f"SELECT {names} FROM {quote_sqlite_ident(self.table.source_name)}{where}"
 
-    def _cells(self) -> list[Callable[[Any], str]]:
+    def cells(self) -> list[Callable[[Any], str]]:
         return [cell(column, self._render(i)) for i, column in enumerate(self.table.columns)]
 
     def source_rows(self, conn: sqlite3.Connection) -> Iterator[list[str]]:
@@ -575,7 +578,7 @@ class TableCheck:
         A value the transforms refuse becomes :data:`INVALID` (it cannot be in
         PostgreSQL as it is), unless the column's policy replaced it, as the load did.
         """
-        cells = self._cells()
+        cells = self.cells()
         keys = self.key_positions
         single = len(self.table.primary_key) == 1
         cursor = conn.execute(self.source_sql())
@@ -720,7 +723,7 @@ def cell(column: ColumnPlan, rendering: Rendering) -> Callable[[Any], str]:
 # --- the two sides together -------------------------------------------------------
 
 
-async def _both(source: Callable[[], S], target: Callable[[], Awaitable[T]]) -> tuple[S, T]:
+async def both_sides(source: Callable[[], S], target: Callable[[], Awaitable[T]]) -> tuple[S, T]:
     """SQLite in a worker thread while PostgreSQL answers on the connection."""
     found: dict[str, Any] = {}
 
@@ -794,7 +797,7 @@ async def _pg_digest(conn: asyncpg.Connection, check: TableCheck, existing: set[
         return MISSING
     try:
         async with conn.transaction():  # a savepoint: one table's error spares the rest
-            return _digest_of(await conn.fetchrow(check.pg_digest_sql()))
+            return digest_of(await conn.fetchrow(check.pg_digest_sql()))
     except asyncpg.PostgresError as exc:
         return error_text(exc)
 
@@ -808,10 +811,10 @@ async def explain_table(conn: asyncpg.Connection, sqlite: sqlite3.Connection,
     """
     prefix = ""
     while rows > LEAF_ROWS:  # a small table is compared row by row at once
-        src, pg = await _both(
+        src, pg = await both_sides(
             partial(check.source_buckets, sqlite, prefix),
             partial(conn.fetch, check.pg_buckets_sql(), prefix, len(prefix) + BUCKET_HEX))
-        target = {str(r[0]): _digest_of(r[1:]) for r in pg}
+        target = {str(r[0]): digest_of(r[1:]) for r in pg}
         differing = sorted(b for b in src.keys() | target.keys() if src.get(b) != target.get(b))
         if not differing:
             return "no differing row found on re-reading"
@@ -819,7 +822,7 @@ async def explain_table(conn: asyncpg.Connection, sqlite: sqlite3.Connection,
         rows = max(d.count for d in (src.get(prefix), target.get(prefix)) if d is not None)
         if len(prefix) + BUCKET_HEX > 32:
             break
-    src_rows, pg_rows = await _both(partial(check.source_leaf, sqlite, prefix),
+    src_rows, pg_rows = await both_sides(partial(check.source_leaf, sqlite, prefix),
                                     partial(conn.fetch, check.pg_leaf_sql(), prefix))
     target_rows: list[LeafRow] = [(str(r[0]), tuple(r[1]), tuple(r[2])) for r in pg_rows]
     return _describe(check, src_rows, target_rows)
@@ -893,7 +896,7 @@ async def _run(plan: Plan, conn: asyncpg.Connection, source: Path, sqlite: sqlit
     results = []
     async with _snapshot(conn):
         await anyio.to_thread.run_sync(prepare)
-        sources, targets = await _both(read_source, read_target)
+        sources, targets = await both_sides(read_source, read_target)
         for check in checks:
             name = check.table.name
             subject = f"sampled {len(check.ranges)} key ranges" if check.ranges else ""

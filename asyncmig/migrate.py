@@ -42,6 +42,7 @@ from asyncmig.policy import TooManyRejects, reject_path
 from asyncmig.quoting import qualified, quote_ident
 from asyncmig.settings import DeepCheck, Duplicates, default
 from asyncmig.sqlite_source import check_source_file, fingerprint, open_sync, source_error
+from asyncmig.unchanged import edges_of
 from asyncmig.verify import CheckResult
 
 log = structlog.get_logger(__name__)
@@ -221,7 +222,8 @@ def run_options(settings: RunSettings, plan: Plan) -> dict[str, object]:
             "queue_size": settings.pipeline.queue_size,
             "config": settings.overrides.origin, "target": settings.target.safe,
             "orphans": orphan_policies(settings, plan),
-            "renames": [asdict(r) for r in plan.renames]}  # the names `check` must find
+            "renames": [asdict(r) for r in plan.renames],  # the names `check` must find
+            "source_edges": edges_of(settings.source)}  # for --if-changed
 
 
 def orphan_policies(settings: RunSettings, plan: Plan) -> dict[str, str]:

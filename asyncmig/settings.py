@@ -156,6 +156,8 @@ OPTIONS: tuple[Option, ...] = (
     _opt("queue_size", int, 4, "batches buffered between stages", L, "N", minimum=1),
     _opt("replace", bool, False, "run/schema: drop and recreate target tables that already "
          "exist; data: empty non-empty tables first", L),
+    _opt("if_changed", bool, False, "run/sync: exit 0 at once when the source is "
+         "byte-identical to the one the last successful run into this schema loaded", L),
     _opt("rejects", Path, None, "directory for rejected rows: DIR/run<N>-<id>/<table>.jsonl", L,
          "DIR", shown_default="`<log-dir>/asyncmig-rejects`"),
     _opt("max_rejects", int, None, "roll a table back (and fail the run) when it rejects "

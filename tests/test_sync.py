@@ -1,0 +1,245 @@
+"""`sync` and `--if-changed` against a real PostgreSQL, with seeded random edits.
+
+Each test migrates a small 2Truths-1Lie database (nine tables: integer and UUID-text
+keys, JSON, booleans, timestamps, reals) plus a composite-key and a keyless table,
+edits the SQLite file, and checks what `sync` reports against what the edits did
+(computed independently, by comparing the file's rows before and after), then that
+`check --deep` passes and every value equals the test oracle's expectation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from asyncmig.connect import Target
+from asyncmig.deep_check import TableCheck
+from asyncmig.migrate import RunSettings, make_plan
+from asyncmig.sqlite_source import open_sync
+from asyncmig.sync_ranges import Ranges, choose_ranges
+from bench.edit_2truths import edit
+from bench.gen_2truths import generate
+from tests.compare import assert_all_equal
+from tests.test_cli import run_cli
+from tests.test_output import valid
+
+EXTRA_SQL = """
+CREATE TABLE pairs (a INTEGER NOT NULL, b TEXT NOT NULL, v REAL, PRIMARY KEY (a, b));
+CREATE TABLE notes (body TEXT, n INTEGER);
+"""
+
+
+def build_source(path: Path, seed: int = 0) -> Path:
+    """The 2Truths tables (about 1,500 rows) plus a composite-key and a keyless table."""
+    generate(path, 1500, seed=seed)
+    db = sqlite3.connect(path)
+    db.executescript(EXTRA_SQL)
+    db.executemany("INSERT INTO pairs VALUES (?, ?, ?)",
+                   [(i % 40, f"k{i}", i / 8) for i in range(300)])
+    db.executemany("INSERT INTO notes VALUES (?, ?)", [(f"note {i}", i) for i in range(50)])
+    db.commit()
+    db.close()
+    return path
+
+
+def rows_by_key(path: Path) -> dict[str, dict[Any, tuple[Any, ...]]]:
+    """Every table's rows by primary key (a keyless table's by the row and its occurrence)."""
+    db = sqlite3.connect(path)
+    try:
+        out: dict[str, dict[Any, tuple[Any, ...]]] = {}
+        for (table,) in db.execute("SELECT name FROM sqlite_schema WHERE type = 'table' "
+                                   "AND name NOT LIKE 'sqlite%'").fetchall():
+            info = db.execute(f'PRAGMA table_info("{table}")').fetchall()
+            names = [r[1] for r in info]
+            keys = [names.index(r[1]) for r in sorted(info, key=lambda r: r[5]) if r[5]]
+            rows: dict[Any, tuple[Any, ...]] = {}
+            seen: Counter[tuple[Any, ...]] = Counter()
+            for row in db.execute(f'SELECT * FROM "{table}"'):
+                if keys:
+                    rows[tuple(row[k] for k in keys)] = row
+                else:
+                    rows[(row, seen[row])] = row
+                    seen[row] += 1
+            out[table] = rows
+        return out
+    finally:
+        db.close()
+
+
+def expected_changes(before: dict[str, dict[Any, Any]],
+                     after: dict[str, dict[Any, Any]]) -> dict[str, dict[str, int]]:
+    out = {}
+    for table, old in before.items():
+        new = after[table]
+        out[table] = {"inserted": len(new.keys() - old.keys()),
+                      "deleted": len(old.keys() - new.keys()),
+                      "updated": sum(1 for k in old.keys() & new.keys() if old[k] != new[k])}
+    return out
+
+
+async def range_edges(path: Path, table: str) -> tuple[Any, Any]:
+    """The first key of ``table`` and the last key of a range the sync cuts (not the last row)."""
+    plan = await make_plan(RunSettings(path, Target(None, "", "none")))
+    check = TableCheck(plan, plan.table(table))
+    sqlite = open_sync(path)
+    try:
+        ranges = choose_ranges(sqlite, check)
+        keys = [r[0] for r in sqlite.execute(f'SELECT id FROM "{table}" ORDER BY id')]
+    finally:
+        sqlite.close()
+    assert ranges.kind == "int"
+    ends = [k for k in keys[:-1] if Ranges.bounds(ranges, ranges.of(k, ""))[1] == k]
+    return keys[0], ends[len(ends) // 2]
+
+
+def sync_json(db: Path, dsn: str, *extra: str) -> dict[str, Any]:
+    result = run_cli("sync", "--sqlite", str(db), "--pg", dsn, "--output", "json", *extra)
+    assert result.returncode == 0, result.stderr
+    return valid(result.stdout)
+
+
+def deep_check_passes(db: Path, dsn: str) -> None:
+    result = run_cli("check", "--sqlite", str(db), "--pg", dsn, "--deep", "--explain")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+async def test_sync_finds_every_random_edit(tmp_path: Path, pg_dsn: str, seed: int) -> None:
+    """Random inserts, updates and deletes in every table, plus a deleted first row and a
+    changed last row of a key range: sync reports exactly what the edits did, check --deep
+    passes, and every value is what the oracle expects."""
+    db = build_source(tmp_path / "app.db", seed=seed)
+    assert run_cli("run", "--sqlite", str(db), "--pg", pg_dsn).returncode == 0
+    first, range_end = await range_edges(db, "guess_history")
+    before = rows_by_key(db)
+    edit(db, 0.04, seed, must=[("guess_history", "delete", first),
+                               ("guess_history", "update", range_end)])
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE pairs SET v = v + 1 WHERE a = 3")
+    conn.execute("DELETE FROM pairs WHERE b = 'k0'")
+    conn.execute("INSERT INTO notes VALUES ('late note', 99)")
+    conn.commit()
+    conn.close()
+    want = expected_changes(before, rows_by_key(db))
+    assert want["guess_history"]["deleted"] and want["pairs"]["updated"] == 8
+
+    report = sync_json(db, pg_dsn)
+    got = {t["table"]: {k: t[k] for k in ("inserted", "updated", "deleted")}
+           for t in report["tables"]}
+    notes = want.pop("notes")
+    assert {t: v for t, v in got.items() if t != "notes"} == want
+    reloaded = next(t for t in report["tables"] if t["table"] == "notes")
+    assert reloaded["reloaded"] and reloaded["inserted"] == 51 and reloaded["deleted"] == 50
+    assert notes["inserted"] == 1
+
+    deep_check_passes(db, pg_dsn)
+    plan = await make_plan(RunSettings(db, Target(None, "", "none")))
+    assert await assert_all_equal(db, pg_dsn, plan) == sum(len(r) for r in rows_by_key(db).values())
+    conn2 = await asyncpg.connect(pg_dsn)
+    try:
+        row = await conn2.fetchrow("SELECT id, command, status, rows_loaded, source_sha256 "
+                                   "FROM asyncmig.runs ORDER BY id DESC LIMIT 1")
+        changes = await conn2.fetchval("SELECT changes FROM asyncmig.run_tables "
+                                       "WHERE run_id = $1 AND table_name = 'guesses'", row[0])
+    finally:
+        await conn2.close()
+    assert (row["command"], row["status"]) == ("sync", "succeeded")
+    assert row["rows_loaded"] == report["changed"] and row["source_sha256"]
+    assert {k: json.loads(changes)[k] for k in ("inserted", "updated", "deleted")} \
+        == got["guesses"]
+
+
+async def test_sync_of_an_unchanged_source_changes_nothing(tmp_path: Path, pg_dsn: str) -> None:
+    """Right after a run, every range matches: nothing inserted, updated or deleted
+    (the identical file is compared, not skipped: --if-changed is not given)."""
+    db = build_source(tmp_path / "app.db")
+    assert run_cli("run", "--sqlite", str(db), "--pg", pg_dsn).returncode == 0
+    report = sync_json(db, pg_dsn)
+    assert report["changed"] == 0 and report["since_run"] == 1
+    assert all(t["differing"] == 0 and t["ranges"] > 0 for t in report["tables"])
+
+
+async def test_sync_refuses_a_changed_schema(tmp_path: Path, pg_dsn: str) -> None:
+    """A column added to the source stops the sync (exit 6) with the fix, changing nothing."""
+    db = build_source(tmp_path / "app.db")
+    assert run_cli("run", "--sqlite", str(db), "--pg", pg_dsn).returncode == 0
+    conn = sqlite3.connect(db)
+    conn.execute("ALTER TABLE users ADD COLUMN nickname TEXT")
+    conn.execute("DELETE FROM rate_limit_records WHERE id < 10")
+    conn.commit()
+    conn.close()
+    result = run_cli("sync", "--sqlite", str(db), "--pg", pg_dsn)
+    assert result.returncode == 6, result.stderr
+    assert "schema changed" in result.stderr and "users" in result.stderr
+    assert "run --replace" in result.stderr and "Traceback" not in result.stderr
+    pg = await asyncpg.connect(pg_dsn)
+    try:
+        assert await pg.fetchval("SELECT count(*) FROM rate_limit_records WHERE id < 10") == 9
+    finally:
+        await pg.close()
+
+
+async def test_a_refused_row_rolls_back_every_table(tmp_path: Path, pg_dsn: str) -> None:
+    """A changed row PostgreSQL refuses (a CHECK SQLite was told to ignore) fails the sync
+    (exit 4): no table changes, the history records the failure."""
+    db = build_source(tmp_path / "app.db")
+    assert run_cli("run", "--sqlite", str(db), "--pg", pg_dsn).returncode == 0
+    conn = sqlite3.connect(db)
+    conn.execute("DELETE FROM rate_limit_records WHERE id < 10")
+    conn.execute("PRAGMA ignore_check_constraints = ON")
+    conn.execute("UPDATE token_balances SET balance = -5 WHERE rowid = 1")
+    conn.commit()
+    conn.close()
+    result = run_cli("sync", "--sqlite", str(db), "--pg", pg_dsn)
+    assert result.returncode == 4, result.stderr
+    assert "token_balances" in result.stderr and "Traceback" not in result.stderr
+    pg = await asyncpg.connect(pg_dsn)
+    try:
+        assert await pg.fetchval("SELECT count(*) FROM rate_limit_records WHERE id < 10") == 9
+        assert await pg.fetchval("SELECT min(balance) FROM token_balances") >= 0
+        status = await pg.fetchval("SELECT status FROM asyncmig.runs ORDER BY id DESC LIMIT 1")
+    finally:
+        await pg.close()
+    assert status == "failed"
+
+
+async def test_sync_needs_an_earlier_run(tmp_path: Path, pg_dsn: str) -> None:
+    """A target no run loaded: one line, exit 4, naming the command to run first."""
+    db = build_source(tmp_path / "app.db")
+    result = run_cli("sync", "--sqlite", str(db), "--pg", pg_dsn)
+    assert result.returncode == 4 and "asyncmig run" in result.stderr
+
+
+async def test_if_changed_skips_only_an_identical_file(tmp_path: Path, pg_dsn: str) -> None:
+    """--if-changed: the same bytes (even with a new mtime) exit 0 at once, recording
+    nothing; one changed row makes the sync run; then unchanged since the sync."""
+    db = build_source(tmp_path / "app.db")
+    assert run_cli("run", "--sqlite", str(db), "--pg", pg_dsn).returncode == 0
+    again = run_cli("run", "--sqlite", str(db), "--pg", pg_dsn, "--if-changed")
+    assert again.returncode == 0 and "unchanged since run 1" in again.stdout
+    os.utime(db, (1, 1))  # same content, another mtime: the SHA-256 decides
+    skipped = run_cli("sync", "--sqlite", str(db), "--pg", pg_dsn, "--if-changed",
+                      "--output", "json")
+    assert skipped.returncode == 0 and valid(skipped.stdout)["unchanged_since_run"] == 1
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE users SET score = score + 1 WHERE id = 3")
+    conn.commit()
+    conn.close()
+    report = sync_json(db, pg_dsn, "--if-changed")
+    assert report["changed"] == 1 and report["run_id"] == 2
+    last = run_cli("sync", "--sqlite", str(db), "--pg", pg_dsn, "--if-changed")
+    assert last.returncode == 0 and "unchanged since run 2" in last.stdout
+    pg = await asyncpg.connect(pg_dsn)
+    try:
+        assert await pg.fetchval("SELECT count(*) FROM asyncmig.runs") == 2
+        assert await pg.fetchval("SELECT score FROM users WHERE id = 3") == \
+            sqlite3.connect(db).execute("SELECT score FROM users WHERE id = 3").fetchone()[0]
+    finally:
+        await pg.close()
