@@ -63,17 +63,24 @@ def copy_row(db: sqlite3.Connection, table: str, rowid: int, rng: random.Random)
         f'SELECT {", ".join(f"[{c}]" for c in columns)} FROM "{table}" WHERE rowid = ?',
         (rowid,)).fetchone(), strict=True))
     key, declared = key_column(db, table)
-    if declared == "INTEGER":
-        values[key] = None  # the next id, as the application would get it
-    else:
-        values[key] = respell(str(values[key]), rng)
-    for column in UNIQUE.get(table, ()):
-        text = str(values[column])
-        values[column] = f"n{rng.randrange(10**9)}.{text}" if "@" in text \
-            else respell(text, rng)
+    original = dict(values)
     names = ", ".join(f"[{c}]" for c in values)
-    db.execute(f'INSERT INTO "{table}" ({names}) VALUES ({", ".join("?" * len(values))})',
-               list(values.values()))
+    for _ in range(50):  # a short key respelled may meet an existing one: draw again
+        if declared == "INTEGER":
+            values[key] = None  # the next id, as the application would get it
+        else:
+            values[key] = respell(str(original[key]), rng)
+        for column in UNIQUE.get(table, ()):
+            text = str(original[column])
+            values[column] = f"n{rng.randrange(10**9)}.{text}" if "@" in text \
+                else respell(text, rng)
+        try:
+            db.execute(f'INSERT INTO "{table}" ({names}) VALUES '
+                       f'({", ".join("?" * len(values))})', list(values.values()))
+            return
+        except sqlite3.IntegrityError:
+            continue
+    raise RuntimeError(f"cannot find a new key for a copy of a {table} row")
 
 
 def edit_table(db: sqlite3.Connection, table: str, fraction: float,
@@ -114,6 +121,32 @@ def edit(path: Path, fraction: float, seed: int = 1,
     finally:
         db.close()
     return done
+
+
+def changes_between(before: Path, after: Path) -> dict[str, dict[str, int]]:
+    """Per table, rows inserted, updated and deleted from ``before`` to ``after``, matched
+    by primary key in SQL (cascaded deletes included): what a sync must find."""
+    db = sqlite3.connect(f"file:{after}?mode=ro", uri=True)
+    try:
+        db.execute("ATTACH DATABASE ? AS old", (f"file:{before}?mode=ro",))
+        out = {}
+        for table in TABLES:
+            key, _ = key_column(db, table)
+            columns = [r[1] for r in db.execute(f'PRAGMA table_info("{table}")')]
+            differs = " OR ".join(f'n."{c}" IS NOT o."{c}"' for c in columns)
+            new, old = f'main."{table}" AS n', f'old."{table}" AS o'
+            join = f'n."{key}" = o."{key}"'
+            out[table] = {
+                "inserted": db.execute(f"SELECT count(*) FROM {new} LEFT JOIN {old} ON {join} "
+                                       f'WHERE o."{key}" IS NULL').fetchone()[0],
+                "deleted": db.execute(f"SELECT count(*) FROM {old} LEFT JOIN {new} ON {join} "
+                                      f'WHERE n."{key}" IS NULL').fetchone()[0],
+                "updated": db.execute(f"SELECT count(*) FROM {new} JOIN {old} ON {join} "
+                                      f"WHERE {differs}").fetchone()[0],
+            }
+        return out
+    finally:
+        db.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
