@@ -4,7 +4,13 @@ the README all read it, strictly. These run the command line in-process."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import socket
+import struct
+import threading
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
 import asyncpg
 import pytest
@@ -188,3 +194,83 @@ def test_a_target_that_never_comes_up_is_retried_then_reported(
     assert any('"event":"target_not_ready"' in line and '"attempt":1' in line for line in lines)
     assert lines[-1].startswith("asyncmig: error: cannot connect to postgresql://me:***@")
     assert "s3cret" not in err
+
+
+def test_pg_env_names_the_variable_that_holds_the_url(tmp_path: Path) -> None:
+    """The job file can point at a variable (the value is never written in the file);
+    the command line still wins over it."""
+    job = write_job(tmp_path / "job.toml", '[job]\npg_env = "REPORTING_URL"\n')
+    env = {"ASYNCMIG_CONFIG": str(job), "REPORTING_URL": " postgresql://r:pw@db/reports\n"}
+    values = resolve(("config", "pg", "pg_file"), {}, env)
+    assert (values["pg"], values.origins["pg"]) == ("postgresql://r:pw@db/reports", "job file")
+    values = resolve(("config", "pg", "pg_file"), {"pg": "postgresql://a@b/c"}, env)
+    assert (values["pg"], values.origins["pg"]) == ("postgresql://a@b/c", "command line")
+
+
+STARTING_UP = b"SFATAL\0VFATAL\0C57P03\0Mthe database system is starting up\0\0"
+
+
+class BootingServer:
+    """A TCP front for the test server that answers its first ``refusals`` connections
+    as a PostgreSQL still starting up does (SQLSTATE 57P03), then forwards every byte
+    to the real server's Unix socket."""
+
+    def __init__(self, unix_socket: str, refusals: int):
+        self.unix_socket, self.refusals = unix_socket, refusals
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.open: list[socket.socket] = []
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self) -> None:
+        with contextlib.suppress(OSError):  # the listener is closed at the end of the test
+            while True:
+                client, _ = self.listener.accept()
+                if self.refusals > 0:
+                    self.refusals -= 1
+                    self.refuse(client)
+                    continue
+                backend = socket.socket(socket.AF_UNIX)
+                self.open += [client, backend]
+                backend.connect(self.unix_socket)
+                for src, dst in ((client, backend), (backend, client)):
+                    threading.Thread(target=pump, args=(src, dst), daemon=True).start()
+
+    def close(self) -> None:
+        for sock in [self.listener, *self.open]:
+            sock.close()
+
+    @staticmethod
+    def refuse(client: socket.socket) -> None:
+        with client:
+            length = struct.unpack("!i", client.recv(4, socket.MSG_WAITALL))[0]
+            client.recv(length - 4, socket.MSG_WAITALL)  # the startup message
+            client.sendall(b"E" + struct.pack("!i", len(STARTING_UP) + 4) + STARTING_UP)
+
+
+def pump(src: socket.socket, dst: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while data := src.recv(65536):
+            dst.sendall(data)
+    with contextlib.suppress(OSError):
+        dst.shutdown(socket.SHUT_WR)
+
+
+def test_a_target_still_starting_up_is_waited_for(run_main: RunMain, pg_dsn: str) -> None:
+    """Two 'the database system is starting up' refusals, then the server answers:
+    --connect-timeout retries (a log line per refusal) and the command succeeds."""
+    parts = urlsplit(pg_dsn)
+    host_dir = dict(parse_qsl(parts.query))["host"]
+    unix_socket = str(next(Path(host_dir).glob(".s.PGSQL.*")))
+    server = BootingServer(unix_socket, refusals=2)
+    try:
+        url = f"postgresql://postgres@127.0.0.1:{server.port}{parts.path}?sslmode=disable"
+        code, out, err = run_main("status", "--pg", url, "--connect-timeout", "60",
+                                  "--log-format", "json")
+    finally:
+        server.close()
+    assert code == 0, err
+    assert "no migrations recorded" in out
+    waits = [json.loads(line) for line in err.splitlines() if "target_not_ready" in line]
+    assert [w["attempt"] for w in waits] == [1, 2]
+    assert all("starting up" in w["error"] for w in waits)
