@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import itertools
 import os
 import sys
 import time
@@ -165,7 +166,7 @@ def asks_json(args: Sequence[str], environ: Mapping[str, str]) -> bool:
     """JSON output asked for on the command line or in the environment, read from the
     raw arguments: an error parsing or resolving the options is reported as JSON too."""
     asked = environ.get("ASYNCMIG_OUTPUT", "")
-    for arg, value in zip(args, [*args[1:], ""], strict=True):
+    for arg, value in itertools.pairwise([*args, ""]):
         if arg in ("--output", "--format"):
             asked = value
         elif arg.startswith(("--output=", "--format=")):
@@ -285,6 +286,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return result if isinstance(result, int) else 0
     except click.exceptions.Exit as exc:
         return exc.exit_code
+    except click.exceptions.NoArgsIsHelpError as exc:  # `asyncmig`, `asyncmig server`
+        output.emit(exc.format_message() + "\n")
+        return UsageError.exit_code
     except click.Abort:
         return fail(invocation, KeyboardInterrupt(), "interrupted", 130, "asyncmig: ")
     except click.UsageError as exc:

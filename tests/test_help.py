@@ -117,3 +117,11 @@ def test_the_embedded_server_commands_and_the_next_steps(
     assert "not running" in capfd.readouterr().out
     shutil.rmtree(data_dir)
 
+
+
+@pytest.mark.parametrize("args", [(), ("server",)])
+def test_no_command_shows_the_help(run_main: RunMain, args: tuple[str, ...]) -> None:
+    code, out, err = run_main(*args)
+    assert (code, err) == (2, "")
+    assert out.startswith(f"Usage: {' '.join(('asyncmig', *args))} [OPTIONS] COMMAND")
+    assert "Commands:" in out
