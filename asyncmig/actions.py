@@ -16,16 +16,17 @@ from pathlib import Path
 import anyio
 import structlog
 
-from asyncmig import commands, ddl, files, logs, output, render, sync, validate, verify
+from asyncmig import (commands, ddl, files, logs, output, progress, render, sync, validate,
+                      verify)
 from asyncmig.config import Overrides, load_overrides
 from asyncmig.connect import Target, resolve_target, scrub
 from asyncmig.embedded import EmbeddedServer, psql_path
-from asyncmig.errors import UsageError, VerificationError
+from asyncmig.errors import MigrationError, UsageError, VerificationError
 from asyncmig.migrate import RunSettings, create_schema, load_data, make_plan, run_migration
 from asyncmig.output import emit
 from asyncmig.pipeline import PipelineSettings
 from asyncmig.resolve import Resolved
-from asyncmig.settings import DeepCheck, OutputFormat, default
+from asyncmig.settings import DeepCheck, LogFormat, OutputFormat, default
 from asyncmig.unchanged import unchanged_target
 from asyncmig.wait import wait_for_target
 
@@ -138,13 +139,23 @@ def migrate(command: str, values: Resolved, environ: Mapping[str, str]) -> int:
             plan = anyio.run(make_plan, plan_settings(values), backend="asyncio")
             emit(ddl.render_script(plan))
             return 0
+        progress.install(progress.for_terminal(values["quiet"],
+                                               values["log_format"] == LogFormat.JSON))
         settings = run_settings(command, values, environ, log_file)
         if values["if_changed"] and skip_unchanged(settings, values):
             return 0
         action = {"run": run_migration, "schema": create_schema,
                   "data": load_data}[settings.command]
-        report = anyio.run(action, settings, backend="asyncio")
+        try:
+            report = anyio.run(action, settings, backend="asyncio")
+        except MigrationError as exc:
+            progress.current().run_failed(exc.exit_code, exc)
+            raise
+        except (KeyboardInterrupt, anyio.get_cancelled_exc_class()) as exc:
+            progress.current().run_failed(130, exc)
+            raise
         code = LOADED_WITH_REJECTS if report.rejected else 0
+        progress.current().run_finished(code, report.rows, report.rejected, report.warnings)
         shown = settings.target.safe
         if as_json(values):
             data = render.report_data(report, shown)

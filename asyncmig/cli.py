@@ -40,7 +40,7 @@ GROUP_TITLES = {Group.SOURCE: "Source", Group.TARGET: "Target", Group.LOAD: "Loa
                 Group.POLICIES: "Policy", Group.CHECK: "Check", Group.COMMAND: "Command",
                 Group.OUTPUT: "Output"}
 TARGET = ("pg", "pg_file", "schema", "connect_timeout", "data_dir")
-OUTPUT = ("output", "log_format", "verbose", "debug")
+OUTPUT = ("output", "log_format", "verbose", "quiet", "debug")
 LOAD = ("jobs", "batch_size", "queue_size", "replace", "rejects", "max_rejects",
         "max_rejects_total", "on_error", "orphans", "duplicates")
 

@@ -27,6 +27,7 @@ async def copy_table(
     pairs: MemoryObjectReceiveStream[Pair],
     guard: TableGuard,
     before_commit: Callable[[asyncpg.Connection, int], Awaitable[None]] | None = None,
+    on_batch: Callable[[int], None] | None = None,
 ) -> tuple[int, int]:
     """COPY every batch into ``table``; returns (rows handed over, rows PostgreSQL took).
 
@@ -48,10 +49,13 @@ async def copy_table(
                 continue
             handed += len(rows)
             if isolate:
-                copied += await _copy_isolating(conn, schema, table, columns, rows, originals,
-                                                guard)
+                done = await _copy_isolating(conn, schema, table, columns, rows, originals,
+                                             guard)
             else:
-                copied += await _copy(conn, schema, table, columns, rows)
+                done = await _copy(conn, schema, table, columns, rows)
+            copied += done
+            if on_batch is not None:  # progress: rows this batch put in the table
+                on_batch(done)
         if before_commit is not None:  # e.g. the history row describing this table
             await before_commit(conn, copied)
     return handed, copied

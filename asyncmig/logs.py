@@ -50,16 +50,35 @@ class FileTee:
         return event
 
 
-class ConsoleLevel:
-    """Drop events below the console's level (the file has already seen them)."""
+# what a log collector follows a scheduled job by: shown in JSON whatever the level
+LIFECYCLE = frozenset({"run_started", "phase_started", "progress", "run_finished",
+                       "run_failed", "run_warning"})
 
-    def __init__(self, level: int):
+
+class ConsoleLevel:
+    """Drop events below the console's level (the file has already seen them).
+
+    In JSON mode the run's lifecycle events always pass: a container's logs must
+    show a run start, progress and end without ``--verbose``.
+    """
+
+    def __init__(self, level: int, lifecycle: bool = False):
         self.level = level
+        self.lifecycle = lifecycle
 
     def __call__(self, _logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+        if self.lifecycle and event.get("event") in LIFECYCLE:
+            return event
         if LEVELS.get(event.get("level", "info"), logging.INFO) < self.level:
             raise structlog.DropEvent
         return event
+
+
+def _stderr_logger(*_args: Any) -> structlog.PrintLogger:
+    """A logger on the current ``sys.stderr``, looked up when used, not when configured:
+    whoever replaces stderr later (a test harness, an embedding application) is
+    followed, and a closed stream is never written to."""
+    return structlog.PrintLogger(sys.stderr)
 
 
 def configure(*, log_format: str = "auto", verbose: bool = False,
@@ -75,7 +94,8 @@ def configure(*, log_format: str = "auto", verbose: bool = False,
     ]
     if stream is not None:
         processors.append(FileTee(stream))
-    processors.append(ConsoleLevel(logging.DEBUG if verbose else logging.WARNING))
+    processors.append(ConsoleLevel(logging.DEBUG if verbose else logging.WARNING,
+                                   lifecycle=use_json))
     if use_json:
         processors += [structlog.processors.dict_tracebacks,
                        structlog.processors.JSONRenderer(serializer=_json_dumps)]
@@ -84,7 +104,7 @@ def configure(*, log_format: str = "auto", verbose: bool = False,
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )
     return stream

@@ -31,7 +31,7 @@ import anyio.to_process
 import asyncpg
 import structlog
 
-from asyncmig import collations, ddl, history, logs, orphans, rollback, verify, views
+from asyncmig import collations, ddl, history, logs, orphans, progress, rollback, verify, views
 from asyncmig.config import Overrides
 from asyncmig.connect import Target, connect, create_pool
 from asyncmig.errors import SourceError, TargetError, VerificationError, first_error
@@ -186,16 +186,20 @@ async def _execute_on(original: RunSettings, settings: RunSettings, *, create: b
     """The phases, reading ``settings.source`` (a snapshot, or the source itself);
     the history names ``original.source``."""
     started = time.perf_counter()
+    reporter = progress.current()
+    reporter.phase("checking")
     check_source_file(settings.source)
     admin = await connect(settings.target)
     try:
         version = await check_server(admin)
+        reporter.phase("planning")
         plan = await make_plan(settings)
         log.info("planned", tables=len(plan.tables), rows=sum(t.row_count for t in plan.tables),
                  seconds=round(time.perf_counter() - started, 3))
         report = RunReport(plan, warnings=list(plan.warnings), server_version=version)
         report.run_id = await history.start_run(admin, settings.command, original.source,
                                                 plan.schema, run_options(original, plan))
+        reporter.run_started(report.run_id, settings.command, str(original.source))
         digest: list[str] = []
 
         async def hash_source() -> None:  # overlaps the load: it reads the whole file
@@ -252,8 +256,10 @@ async def _phases(settings: RunSettings, admin: asyncpg.Connection, plan: Plan,
         await require_empty_tables(admin, plan, truncate=settings.replace)
     try:
         if load:
+            progress.current().phase("loading")
             await load_everything(settings, plan, report)
             log.info("data_loaded", rows=report.rows)
+            progress.current().phase("foreign keys")
             await settle(settings, admin, plan, report)
             await finish(admin, plan, report)
             if fingerprint(settings.source) != before:
@@ -262,6 +268,7 @@ async def _phases(settings: RunSettings, admin: asyncpg.Connection, plan: Plan,
                     hint="stop the application writing to it, or migrate a copy",
                 )
         if check:
+            progress.current().phase("verifying")
             report.checks = await verify.run_checks(
                 plan, admin, settings.source,
                 {t.table: verify.Allowance.from_accounts(t.rejected, t.replaced)
@@ -445,12 +452,21 @@ async def load_everything(settings: RunSettings, plan: Plan, report: RunReport) 
     load_slots = anyio.CapacityLimiter(jobs)
     index_slots = anyio.CapacityLimiter(jobs)
     in_processes = use_processes(settings, plan)
+    reporter = progress.current()
+    reporter.tables({t.name: t.row_count for t in plan.tables})
+    board = progress.Board([t.name for t in plan.tables])
     try:
-        async with anyio.create_task_group() as tg:
-            for table in plan.tables:
-                tg.start_soon(migrate_table, settings, plan, table, pool, load_slots, index_slots,
-                              report, in_processes)
+        async with anyio.create_task_group() as display:
+            display.start_soon(progress.tick, board)
+            async with anyio.create_task_group() as tg:
+                for table in plan.tables:
+                    tg.start_soon(migrate_table, settings, plan, table, pool, load_slots,
+                                  index_slots, report, in_processes, board.slot(table.name))
+            display.cancel_scope.cancel()
     finally:
+        reporter.update(board.read())
+        reporter.stop()
+        board.close()
         with anyio.move_on_after(10, shield=True):
             await pool.close()
 
@@ -464,17 +480,20 @@ async def migrate_table(
     index_slots: anyio.CapacityLimiter,
     report: RunReport,
     in_processes: bool,
+    slot: progress.Slot | None = None,
 ) -> None:
     if in_processes:
         load = await anyio.to_process.run_sync(
             load_in_process, settings.source, plan.schema, table, settings.target,
-            settings.pipeline, report.run_id, cancellable=True, limiter=load_slots,
+            settings.pipeline, report.run_id, slot, cancellable=True, limiter=load_slots,
         )
     else:
         async with load_slots, pool.acquire() as conn:
             load = await load_and_count(settings.source, plan.schema, table, conn,
-                                        settings.pipeline, report.run_id)
+                                        settings.pipeline, report.run_id, slot)
+    progress.current().table_finished(table.name)
     verify_count(table, load)
+    progress.current().table_indexing(table.name)
     started = time.perf_counter()
     table = await build_indexes(settings, pool, plan, table, index_slots, report)
     async with pool.acquire() as conn:
@@ -514,12 +533,13 @@ async def migrate_table(
 
 
 async def load_and_count(source: Path, schema: str, table: TablePlan, conn: asyncpg.Connection,
-                         pipeline: PipelineSettings, run_id: int | None) -> TableLoad:
+                         pipeline: PipelineSettings, run_id: int | None,
+                         slot: progress.Slot | None = None) -> TableLoad:
     """Load one table and count what PostgreSQL committed."""
     # durability comes from the synchronous commits of the final phase,
     # which flush the WAL of every earlier commit too
     await conn.execute("SET synchronous_commit = off")
-    load = await load_table(source, schema, table, conn, pipeline, run_id)
+    load = await load_table(source, schema, table, conn, pipeline, run_id, slot)
     # not in a `finally`: after a failure the connection may be mid-transaction, and an
     # error here would hide the real one (the pool resets a released connection anyway)
     await conn.execute("RESET synchronous_commit")
@@ -528,7 +548,8 @@ async def load_and_count(source: Path, schema: str, table: TablePlan, conn: asyn
 
 
 def load_in_process(source: Path, schema: str, table: TablePlan, target: Target,
-                    pipeline: PipelineSettings, run_id: int | None) -> TableLoad:
+                    pipeline: PipelineSettings, run_id: int | None,
+                    slot: progress.Slot | None = None) -> TableLoad:
     """A worker process's whole job: one table, on its own connection and event loop."""
     # the worker's stdout carries its results to the main process: log to stderr only
     logs.configure(log_format="json")
@@ -536,7 +557,7 @@ def load_in_process(source: Path, schema: str, table: TablePlan, target: Target,
     async def run() -> TableLoad:
         conn = await connect(target)
         try:
-            return await load_and_count(source, schema, table, conn, pipeline, run_id)
+            return await load_and_count(source, schema, table, conn, pipeline, run_id, slot)
         except BaseExceptionGroup as group:  # one error, picklable, for the main process
             raise first_error(group) from None
         finally:

@@ -36,6 +36,7 @@ from asyncmig.copy_writer import copy_table
 from asyncmig.errors import SourceError
 from asyncmig.plan import TablePlan
 from asyncmig.policy import Accounts, TableGuard, lenient_text
+from asyncmig.progress import Counter, Slot
 from asyncmig.quoting import quote_sqlite_ident
 from asyncmig.settings import default
 from asyncmig.sqlite_source import open_async, source_error
@@ -145,8 +146,28 @@ async def load_table(
     conn: asyncpg.Connection,
     settings: PipelineSettings,
     run_id: int | None = None,
+    slot: Slot | None = None,
 ) -> TableLoad:
-    """Move one table's rows from SQLite into its (empty) PostgreSQL table."""
+    """Move one table's rows from SQLite into its (empty) PostgreSQL table.
+
+    ``slot`` is the table's place on the run's progress board (see
+    :mod:`asyncmig.progress`): the writer adds each batch's rows to it.
+    """
+    if slot is None:
+        return await _load_table(source, schema, table, conn, settings, run_id, None)
+    with slot.counter() as counter:
+        return await _load_table(source, schema, table, conn, settings, run_id, counter)
+
+
+async def _load_table(
+    source: Path,
+    schema: str,
+    table: TablePlan,
+    conn: asyncpg.Connection,
+    settings: PipelineSettings,
+    run_id: int | None,
+    counter: Counter | None,
+) -> TableLoad:
     started = time.perf_counter()
     guard = TableGuard(table, settings.reject_dir, settings.max_rejects)
     transform = build_batch_transform(table, guard)
@@ -175,8 +196,10 @@ async def load_table(
                         tg.start_soon(transform_batches, read_receive.clone(),
                                       out_send.clone(), transform)
                 writer_input = out_receive
+            on_batch = (None if counter is None else
+                        lambda rows: counter.add(rows, guard.accounts.rejected))
             results["copied"] = await copy_table(conn, schema, table, writer_input, guard,
-                                                 record)
+                                                 record, on_batch)
     finally:
         guard.close()
     _, rows_copied = results["copied"]

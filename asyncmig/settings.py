@@ -196,6 +196,8 @@ OPTIONS: tuple[Option, ...] = (
          "migration_YYYYMMDD_HHMMSS.log and the rollback script", O, "DIR"),
     _opt("verbose", bool, False, "log every decision and table, not only warnings", O,
          flags=("--verbose", "-v")),
+    _opt("quiet", bool, False, "no live progress display on a terminal (JSON progress "
+         "events elsewhere are unaffected)", O, flags=("--quiet", "-q")),
     _opt("debug", bool, False, "show a traceback with errors", O),
 )
 

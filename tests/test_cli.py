@@ -28,7 +28,9 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int, text: str) -> None:
     assert result.returncode == code, result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    # without a terminal stderr also carries the run's JSON events (run_failed among them)
+    lines = [line for line in result.stderr.splitlines()
+             if line.strip() and not line.startswith("{")]
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("asyncmig: error: ")
     assert text in lines[0]
