@@ -16,8 +16,7 @@ from pathlib import Path
 import anyio
 import structlog
 
-from asyncmig import (commands, ddl, files, logs, output, progress, render, sync, validate,
-                      verify)
+from asyncmig import commands, ddl, files, logs, output, progress, render, sync, validate, verify
 from asyncmig.config import Overrides, load_overrides
 from asyncmig.connect import Target, resolve_target, scrub
 from asyncmig.embedded import EmbeddedServer, psql_path
