@@ -12,7 +12,7 @@ import pytest
 
 from asyncmig.config import parse_overrides
 from asyncmig.connect import Target
-from asyncmig.errors import DataError
+from asyncmig.errors import DataError, TargetError
 from asyncmig.migrate import RunReport, RunSettings, run_migration
 from asyncmig.pipeline import PipelineSettings
 from bench.gen_dirty import DirtyCounts, generate_dirty
@@ -244,8 +244,9 @@ async def test_duplicates_sqlite_allowed_are_named_or_built_without_unique(
         mixed_keys: Path, pg_dsn: str) -> None:
     """1 and '1' are different keys to SQLite, the same text to PostgreSQL."""
     path = mixed_keys
-    with pytest.raises(Exception, match=r"duplicate keys \('1',\) x2"):
+    with pytest.raises(TargetError, match=r"duplicate keys \('1',\) x2") as refused:
         await run_migration(RunSettings(path, Target(pg_dsn, pg_dsn, "test")))
+    assert refused.value.exit_code == 4 and "--duplicates nonunique" in (refused.value.hint or "")
     report = await run_migration(RunSettings(path, Target(pg_dsn, pg_dsn, "test"),
                                              duplicates="nonunique"))
     assert any("built without UNIQUE" in w for w in report.warnings)
