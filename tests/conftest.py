@@ -16,8 +16,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     from tests.fix_pg import distribution_bindir  # after pytest registered the plugin
 
     dsn = os.environ.get("ASYNCMIG_TEST_DSN")
-    lines = [f"asyncmig tests: PostgreSQL {'from ASYNCMIG_TEST_DSN' if dsn else 'embedded'}"
-             f" {installed_versions(dsn)}"]
+    where = "from ASYNCMIG_TEST_DSN" if dsn else "embedded"
+    lines = [f"asyncmig tests: PostgreSQL {where} {installed_versions(dsn)}"]
     bindir = distribution_bindir()
     if bindir is not None:
         lines.append(f"asyncmig tests: round trips also on the distribution's PostgreSQL "
