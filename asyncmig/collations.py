@@ -59,7 +59,7 @@ async def prepare(conn: asyncpg.Connection, plan: Plan, *, create: bool) -> tupl
     if not uses_nocase(plan):
         return plan, []
     if create:
-        reason = await _icu_refusal(conn)
+        reason = await icu_refusal(conn)
         if reason is None:
             return plan, []
     else:
@@ -77,7 +77,7 @@ async def prepare(conn: asyncpg.Connection, plan: Plan, *, create: bool) -> tupl
     return fallback, [warning]
 
 
-async def _icu_refusal(conn: asyncpg.Connection) -> str | None:
+async def icu_refusal(conn: asyncpg.Connection) -> str | None:
     """None when the server creates nondeterministic ICU collations, else its reason."""
     probe = conn.transaction()
     await probe.start()

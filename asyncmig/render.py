@@ -33,6 +33,8 @@ def plan_text(plan: Plan) -> str:
                 flags.append("not null")
             if col.default:
                 flags.append(f"default {col.default}")
+            if col.collation:
+                flags.append(f"collate {col.collation}")
             source = col.source_type or "(no type)"
             lines.append(
                 f"   {ljust(col.name, columns)}  {source} -> {col.target_type}"

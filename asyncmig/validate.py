@@ -23,6 +23,7 @@ import anyio
 import anyio.to_thread
 import asyncpg
 
+from asyncmig import collations
 from asyncmig.connect import Target, connect
 from asyncmig.errors import SourceError, TargetError
 from asyncmig.history import SCHEMA as HISTORY_SCHEMA
@@ -186,7 +187,22 @@ async def server_checks(
     checks += await guarded(["history"], lambda: history_checks(conn, server))
     checks += await guarded(["disk space"], lambda: disk_checks(conn, size))
     checks += await guarded(["existing objects"], lambda: existing_checks(conn, plan))
+    checks += await guarded(["collations"], lambda: collation_checks(conn, plan))
     return checks
+
+
+async def collation_checks(conn: asyncpg.Connection, plan: Plan | None) -> list[Check]:
+    """NOCASE columns stay case-insensitive only where the server has ICU: say which."""
+    if plan is None or not collations.uses_nocase(plan):
+        return []
+    columns = ", ".join(collations.without_nocase(plan)[1]) or "index keys"
+    reason = await collations.icu_refusal(conn)
+    if reason is None:
+        return [Check("collations", PASS, f"case-insensitive ICU collation for {columns}")]
+    return [Check("collations", WARN,
+                  one_line(f"no ICU collation ({reason}): NOCASE {columns} will compare "
+                           "case-sensitively; their indexes use lower()"),
+                  "use a PostgreSQL built with ICU to keep them case-insensitive")]
 
 
 async def guarded(names: list[str], run: Callable[[], Awaitable[list[Check]]]) -> list[Check]:

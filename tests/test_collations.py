@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 
 from asyncmig.collations import NOCASE
-from asyncmig.commands import DeepCheck, check
+from asyncmig.commands import DeepCheck, check, validate
 from asyncmig.connect import Target
 from asyncmig.ddl import create_schema_sql, create_table_sql, index_sql
 from asyncmig.errors import TargetError
@@ -134,3 +134,14 @@ async def test_schema_then_data_agree_on_the_collation(tmp_path: Path, any_pg_ds
         assert ("lower(name)" in definition) == (not icu)
     finally:
         await conn.close()
+
+
+async def test_validate_says_whether_nocase_columns_stay_case_insensitive(
+        tmp_path: Path, any_pg_dsn: str) -> None:
+    """Before anything is loaded: pass with ICU, a warning naming the columns without."""
+    source = build(tmp_path / "c.db")
+    checks = await validate(RunSettings(source, Target(any_pg_dsn, any_pg_dsn, "test")))
+    found = next(c for c in checks if c.name == "collations")
+    assert "users.email" in found.message
+    assert found.status in ("pass", "warn")
+    assert (found.status == "warn") == ("lower()" in found.message)
