@@ -34,7 +34,13 @@ import structlog
 from asyncmig import collations, ddl, history, logs, orphans, progress, rollback, verify, views
 from asyncmig.config import Overrides
 from asyncmig.connect import Target, connect, create_pool
-from asyncmig.errors import SourceError, TargetError, VerificationError, first_error
+from asyncmig.errors import (
+    InternalError,
+    SourceError,
+    TargetError,
+    VerificationError,
+    first_error,
+)
 from asyncmig.pipeline import PipelineSettings, TableLoad, load_table
 from asyncmig.plan import Plan, TablePlan, ViewPlan
 from asyncmig.planner import build_plan
@@ -513,10 +519,17 @@ async def migrate_table(
     slot: progress.Slot | None = None,
 ) -> None:
     if in_processes:
-        load = await anyio.to_process.run_sync(
-            load_in_process, settings.source, plan.schema, table, settings.target,
-            settings.pipeline, report.run_id, slot, cancellable=True, limiter=load_slots,
-        )
+        try:
+            load = await anyio.to_process.run_sync(
+                load_in_process, settings.source, plan.schema, table, settings.target,
+                settings.pipeline, report.run_id, slot, cancellable=True, limiter=load_slots,
+            )
+        except anyio.BrokenWorkerProcess:
+            raise InternalError(
+                f"the worker process loading {table.name} died before it finished; the run "
+                "is rolled back",
+                hint="was it killed (out of memory? see the kernel log)? rerun, or lower "
+                     "--jobs") from None
     else:
         async with load_slots, pool.acquire() as conn:
             load = await load_and_count(settings.source, plan.schema, table, conn,

@@ -106,6 +106,10 @@ async def read_table(source: Path, table: TablePlan, send: MemoryObjectSendStrea
                 count = await _read(conn, table, send, batch_size, guard, sent)
         except sqlite3.DatabaseError as exc:
             raise source_error(source, exc) from exc
+        except anyio.BrokenResourceError:
+            # the writer stopped first and closed its end: its own error says why, and
+            # a "broken stream" here must not stand in for it
+            return sent[0]
         finally:
             with anyio.CancelScope(shield=True):
                 await conn.close()
@@ -136,7 +140,10 @@ async def transform_batches(
 ) -> None:
     async with receive, send:
         async for pair in receive:
-            await send.send(transform(pair))
+            try:
+                await send.send(transform(pair))
+            except anyio.BrokenResourceError:
+                return  # the writer stopped first: its error is the one to report
 
 
 async def load_table(
