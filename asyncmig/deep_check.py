@@ -464,6 +464,13 @@ class Digest:
         return md5_hex(f"{self.count}:{self.sum1}:{self.sum2}")[:SHORT]
 
 
+def _digest_values(side: object) -> dict[str, object]:
+    """A side's checksum and row count for --output json (or why it has none)."""
+    if isinstance(side, Digest):
+        return {"checksum": side.checksum(), "rows": side.count}
+    return {"state": str(side)}
+
+
 def digest_sums() -> str:
     """Aggregates over a column ``h`` of md5 hex texts: count and the two slice sums,
     in the order :class:`Digest` keeps them."""
@@ -913,7 +920,8 @@ async def _run(plan: Plan, conn: asyncpg.Connection, source: Path, sqlite: sqlit
                 detail = _rows(got.count) + (f", {want.count} in SQLite"
                                              if got.count != want.count else "")
                 found = f"{found} ({detail}); {await explain_table(conn, sqlite, check, max(got.count, want.count))}"
-            results.append(CheckResult(CHECKSUM, name, subject, expected, found, ok))
+            results.append(CheckResult(CHECKSUM, name, subject, expected, found, ok,
+                                       _digest_values(want), _digest_values(got)))
     return results
 
 

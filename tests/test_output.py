@@ -73,12 +73,16 @@ def test_run_and_check_documents_validate_and_carry_structured_values(
             await conn.close()
 
     asyncio.run(lose_a_row())
-    code, out, _ = run_main("check", "--sqlite", str(source), "--pg", pg_dsn, "--output", "json")
+    code, out, _ = run_main("check", "--sqlite", str(source), "--pg", pg_dsn, "--deep",
+                            "--output", "json")
     checked = valid(out)
     assert (code, checked["status"], checked["exit_code"]) == (6, "checks_failed", 6)
     failing = [c for c in checked["checks"] if not c["ok"]]
     assert [(c["check"], c["table"], c["expected"]["rows"], c["found"]["rows"])
-            for c in failing] == [("row count", "a_orders", 3, 2)]
+            for c in failing] == [("row count", "a_orders", 3, 2), ("checksum", "a_orders", 3, 2)]
+    checksum = failing[1]
+    assert checksum["expected"]["checksum"] != checksum["found"]["checksum"]
+    assert checksum["expected"]["text"] == checksum["expected"]["checksum"]
 
 
 @pytest.mark.parametrize(("args", "error_class", "code"), [
