@@ -32,8 +32,6 @@ from asyncmig.sqlite_source import open_sync, source_error
 
 log = structlog.get_logger(__name__)
 
-ORPHAN_POLICIES = ("keep", "null", "reject")
-
 
 def referenced_columns(plan: Plan, fk: ForeignKeyPlan) -> tuple[str, ...]:
     """The parent columns: as declared, else the parent's primary key (SQLite's rule)."""

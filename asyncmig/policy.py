@@ -36,7 +36,6 @@ from asyncmig import files
 from asyncmig.errors import DataError
 from asyncmig.plan import ColumnPlan, TablePlan
 
-POLICIES = ("coerce", "default", "null", "reject", "fail")
 REPORTED = 100  # per table: replacements kept with their keys for the log
 
 
