@@ -170,10 +170,13 @@ def migrate(command: str, values: Resolved, environ: Mapping[str, str]) -> int:
 
 
 def next_steps(target: Target, data_dir: Path) -> str:
-    """What to do after a run into the embedded server: look at it, then stop it."""
+    """What to do after a run into the embedded server: look at it, then stop it.
+    Its URL holds no password (local trust on a Unix socket), so it is shown whole:
+    the scrubbed form would not connect."""
+    address = target.dsn or target.safe
     where = "" if data_dir == default("data_dir") else f" --data-dir {shlex.quote(str(data_dir))}"
     return ("\nnext steps:\n"
-            f"  open the result:  {shlex.quote(str(psql_path()))} {shlex.quote(target.safe)}\n"
+            f"  open the result:  {shlex.quote(str(psql_path()))} {shlex.quote(address)}\n"
             f"                    (or: asyncmig server psql{where})\n"
             f"  stop the server:  asyncmig server stop{where}\n")
 

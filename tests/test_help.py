@@ -4,6 +4,7 @@ grouped; a generated reference that cannot drift; the embedded server's commands
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -103,6 +104,10 @@ def test_the_embedded_server_commands_and_the_next_steps(
         out = capfd.readouterr().out
         steps = out.split("next steps:\n", 1)[1]
         assert "psql" in steps and f"asyncmig server stop --data-dir {data_dir}" in steps
+        command = shlex.split(steps.splitlines()[0].split(":", 1)[1])
+        opened = subprocess.run([*command, "-A", "-t", "-c", "SELECT count(*) FROM item"],
+                                capture_output=True, text=True, check=False, timeout=60)
+        assert (opened.returncode, opened.stdout.strip()) == (0, "3"), opened.stderr
         assert main(["server", "status", "--data-dir", data_dir], environ={}) == 0
         assert capfd.readouterr().out.startswith("running at postgresql://")
         code = main(["server", "psql", "--data-dir", data_dir, "--", "-A", "-t", "-c",
