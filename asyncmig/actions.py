@@ -16,7 +16,19 @@ from pathlib import Path
 import anyio
 import structlog
 
-from asyncmig import commands, ddl, files, logs, output, progress, render, sync, validate, verify
+from asyncmig import (
+    commands,
+    ddl,
+    files,
+    logs,
+    output,
+    progress,
+    render,
+    signals,
+    sync,
+    validate,
+    verify,
+)
 from asyncmig.config import Overrides, load_overrides
 from asyncmig.connect import Target, resolve_target, scrub
 from asyncmig.embedded import EmbeddedServer, psql_path
@@ -121,7 +133,7 @@ def run_settings(command: str, values: Resolved, environ: Mapping[str, str],
         output_dir=log_dir, log_file=log_file,
         rejects_dir=values["rejects"] or log_dir / "asyncmig-rejects",
         duplicates=values["duplicates"], max_rejects_total=values["max_rejects_total"],
-        snapshot=values["snapshot"],
+        snapshot=values["snapshot"], workers=values["workers"],
         deep=DeepCheck(values["explain"], values["sample"]) if values["deep"] else None,
     )
 
@@ -146,12 +158,13 @@ def migrate(command: str, values: Resolved, environ: Mapping[str, str]) -> int:
         action = {"run": run_migration, "schema": create_schema,
                   "data": load_data}[settings.command]
         try:
-            report = anyio.run(action, settings, backend="asyncio")
+            report = signals.run(action, settings)
         except MigrationError as exc:
             progress.current().run_failed(exc.exit_code, exc)
             raise
-        except (KeyboardInterrupt, anyio.get_cancelled_exc_class()) as exc:
-            progress.current().run_failed(130, exc)
+        except (KeyboardInterrupt, signals.SignalReceived) as exc:
+            progress.current().run_failed(
+                exc.exit_code if isinstance(exc, signals.SignalReceived) else 130, exc)
             raise
         code = LOADED_WITH_REJECTS if report.rejected else 0
         progress.current().run_finished(code, report.rows, report.rejected, report.warnings)

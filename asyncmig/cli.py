@@ -7,8 +7,8 @@ Exit codes:
 
     0 success              2 usage / configuration     3 source (SQLite) problem
     4 target (PostgreSQL)  5 a value did not fit        6 verification failed
-    8 loaded, with rows in the reject store             70 internal error
-    130 interrupted
+    8 loaded, with rows in the reject store             9 another run is in progress
+    70 internal error       130 / 143 interrupted by SIGINT / SIGTERM
 
 Only click and the settings are imported here: ``--help`` stays fast, and the heavy
 modules (asyncpg, aiosqlite, the planner) load inside the command that needs them.
@@ -20,6 +20,7 @@ import difflib
 import importlib
 import itertools
 import os
+import signal
 import sys
 import time
 import traceback
@@ -30,7 +31,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from asyncmig import output, settings
+from asyncmig import output, settings, signals
 from asyncmig.errors import InternalError, MigrationError, TargetError, UsageError
 from asyncmig.output import package_version
 from asyncmig.resolve import resolve
@@ -41,7 +42,7 @@ GROUP_TITLES = {Group.SOURCE: "Source", Group.TARGET: "Target", Group.LOAD: "Loa
                 Group.OUTPUT: "Output"}
 TARGET = ("pg", "pg_file", "schema", "connect_timeout", "data_dir")
 OUTPUT = ("output", "log_format", "verbose", "quiet", "debug")
-LOAD = ("jobs", "batch_size", "queue_size", "replace", "rejects", "max_rejects",
+LOAD = ("jobs", "batch_size", "queue_size", "workers", "replace", "rejects", "max_rejects",
         "max_rejects_total", "on_error", "orphans", "duplicates")
 
 
@@ -276,6 +277,7 @@ class Invocation:
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    signals.install()
     run_in_utc()
     args = list(sys.argv[1:] if argv is None else argv)
     invocation = Invocation(os.environ if environ is None else environ)
@@ -296,8 +298,11 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return fail(invocation, UsageError(line), line, UsageError.exit_code)
     except MigrationError as exc:
         return fail(invocation, exc, str(exc), exc.exit_code, debug="--debug" in args)
-    except KeyboardInterrupt as exc:
-        return fail(invocation, exc, "interrupted", 130, "asyncmig: ")
+    except signals.SignalReceived as stop:
+        return fail(invocation, stop, signals.message(stop), stop.exit_code, "asyncmig: ")
+    except KeyboardInterrupt:  # SIGINT before main installed its handler
+        early = signals.SignalReceived(signal.SIGINT)
+        return fail(invocation, early, signals.message(early), early.exit_code, "asyncmig: ")
     except BrokenPipeError:  # the reader of stdout has gone: nothing left to say
         output.silence_stdout()
         return 0

@@ -20,6 +20,9 @@ import asyncpg
 from asyncmig import conninfo
 from asyncmig.errors import TargetError, UsageError
 
+# refusals that pass: the server is starting up, or has no free connection for now
+BUSY_STATES = ("57P03", "53300")
+
 LIBPQ_VARIABLES = ("PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "PGPASSWORD", "PGSERVICE")
 
 
@@ -163,8 +166,15 @@ def connection_error(target: Target, exc: BaseException) -> TargetError | None:
     if isinstance(exc, ConnectionError) and "SSL" in str(exc):
         return TargetError(f"cannot connect to {where}: the server does not accept SSL",
                            hint="set sslmode=prefer (or disable), or enable SSL on the server")
+    if isinstance(exc, asyncpg.PostgresError) and exc.sqlstate in BUSY_STATES:
+        return passing(TargetError(f"cannot connect to {where}: {_redact(str(exc), target)}",
+                                   hint="the server is busy or restarting: try again shortly"))
     if isinstance(exc, asyncpg.PostgresError):
         return TargetError(f"cannot connect to {where}: {_redact(str(exc), target)}")
+    if isinstance(exc, ConnectionError):
+        return passing(TargetError(f"cannot connect to {where}: {_redact(str(exc), target)}",
+                                   hint="is the server running and accepting connections "
+                                        "there?"))
     if isinstance(exc, socket.gaierror):
         return TargetError(f"cannot connect to {where}: unknown host",
                            hint="check the host name")
@@ -174,6 +184,12 @@ def connection_error(target: Target, exc: BaseException) -> TargetError | None:
     if isinstance(exc, (ValueError, TypeError)):
         return TargetError(f"cannot connect to {where}: invalid connection string")
     return None
+
+
+def passing(error: TargetError) -> TargetError:
+    """Mark a refusal that may pass (a restart, no free connection): worth a retry."""
+    error.transient = True
+    return error
 
 
 def _redact(message: str, target: Target) -> str:

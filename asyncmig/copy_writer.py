@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 from anyio.streams.memory import MemoryObjectReceiveStream
 
+from asyncmig import faults
 from asyncmig.errors import TargetError
 from asyncmig.plan import TablePlan
 from asyncmig.policy import TableGuard
@@ -28,6 +29,7 @@ async def copy_table(
     guard: TableGuard,
     before_commit: Callable[[asyncpg.Connection, int], Awaitable[None]] | None = None,
     on_batch: Callable[[int], None] | None = None,
+    first: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
 ) -> tuple[int, int]:
     """COPY every batch into ``table``; returns (rows handed over, rows PostgreSQL took).
 
@@ -44,6 +46,8 @@ async def copy_table(
     columns = [c.name for c in table.columns]
     isolate = guard.lenient
     async with conn.transaction(), pairs:
+        if first is not None:  # e.g. empty what an earlier attempt committed
+            await first(conn)
         async for rows, originals in pairs:
             if not rows:
                 continue
@@ -69,6 +73,8 @@ async def _copy(conn: asyncpg.Connection, schema: str, table: TablePlan, columns
     except (ValueError, TypeError, OverflowError) as exc:  # asyncpg's encoders
         raise explain_rejected_batch(table, rows, exc) from exc
     except asyncpg.PostgresError as exc:
+        if faults.is_connection_fault(exc):
+            raise faults.lost_connection(exc) from exc
         raise TargetError(
             f"cannot load {qualified(schema, table.name)}: PostgreSQL refused the data: "
             f"{exc.__class__.__name__}: {exc}",

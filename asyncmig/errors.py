@@ -4,6 +4,8 @@
     ├── UsageError              a bad option or configuration value (exit 2)
     ├── SourceError             the SQLite file: missing, not SQLite, corrupt, unreadable
     ├── TargetError             PostgreSQL refused: connection, privilege, existing object
+    │   └── ConnectionLost      the connection broke (terminated, restarted, reset): retried
+    ├── RunInProgress           another run holds the target schema's lock (exit 9)
     ├── DataError               a value did not fit its planned type (table, column, key)
     ├── VerificationError       row counts or checks differ after the load
     └── InternalError           a bug in asyncmig
@@ -59,6 +61,24 @@ class TargetError(MigrationError):
     """PostgreSQL cannot be reached or refused a statement."""
 
     exit_code = 4
+    transient = False  # True: the refusal may pass (server restarting, no free connection)
+
+
+class ConnectionLost(TargetError):
+    """The connection to PostgreSQL broke.
+
+    A terminated backend, a server restart, a reset connection, "too many clients":
+    the server did not refuse the work, so a table's load is retried a few times
+    before the run gives up with this error (exit 4, like every target problem).
+    """
+
+    transient = True
+
+
+class RunInProgress(MigrationError):
+    """Another run into the same target schema holds its advisory lock."""
+
+    exit_code = 9
 
 
 class DataError(MigrationError):

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,6 +83,9 @@ UPGRADES = [
     ("runs", "run_uuid", "uuid DEFAULT gen_random_uuid()"),
     # the rollback itself, so `rollback` never depends on a file that may be gone or changed
     ("runs", "rollback_sql", "text"),
+    ("runs", "error_class", "text"),
+    ("runs", "host", "text"),
+    ("runs", "pid", "integer"),
 ]
 
 
@@ -122,9 +127,9 @@ async def start_run(conn: asyncpg.Connection, command: str, source: Path, schema
     path, size = await anyio.to_thread.run_sync(lambda: (str(source.resolve()),
                                                          source.stat().st_size))
     return int(await conn.fetchval(
-        f"INSERT INTO {RUNS} (command, source_path, source_size, target_schema, options) "
-        "VALUES ($1, $2, $3, $4, $5::jsonb) RETURNING id",
-        command, path, size, schema, json.dumps(options)))
+        f"INSERT INTO {RUNS} (command, source_path, source_size, target_schema, options, "
+        "host, pid) VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7) RETURNING id",
+        command, path, size, schema, json.dumps(options), socket.gethostname(), os.getpid()))
 
 
 async def run_tag(conn: asyncpg.Connection, run_id: int) -> str:
@@ -200,6 +205,12 @@ async def latest_option(conn: asyncpg.Connection, schema: str, key: str) -> Any:
     return json.loads(value) if value is not None else None
 
 
+async def forget_table(conn: asyncpg.Connection, run_id: int, table: str) -> None:
+    """Called in the transaction that empties a table to load it again."""
+    await conn.execute(f"DELETE FROM {RUN_TABLES} WHERE run_id = $1 AND table_name = $2",
+                       run_id, table)
+
+
 async def forget_tables(conn: asyncpg.Connection, run_id: int) -> None:
     """Called in the transaction that drops a failed run's tables."""
     await conn.execute(f"DELETE FROM {RUN_TABLES} WHERE run_id = $1", run_id)
@@ -208,12 +219,14 @@ async def forget_tables(conn: asyncpg.Connection, run_id: int) -> None:
 async def finish_run(conn: asyncpg.Connection, run_id: int, *, status: str,
                      rows: int | None = None, seconds: float | None = None,
                      error: str | None = None, sha256: str | None = None,
-                     rollback_script: str | None = None, log_file: str | None = None) -> None:
+                     rollback_script: str | None = None, log_file: str | None = None,
+                     error_class: str | None = None) -> None:
     await conn.execute(
         f"UPDATE {RUNS} SET finished_at = now(), status = $2, rows_loaded = $3, seconds = $4, "
         "error = $5, source_sha256 = coalesce($6, source_sha256), "
-        "rollback_script = coalesce($7, rollback_script), log_file = $8 WHERE id = $1",
-        run_id, status, rows, seconds, error, sha256, rollback_script, log_file)
+        "rollback_script = coalesce($7, rollback_script), log_file = $8, error_class = $9 "
+        "WHERE id = $1",
+        run_id, status, rows, seconds, error, sha256, rollback_script, log_file, error_class)
 
 
 @dataclass(frozen=True)
@@ -236,6 +249,9 @@ class RunRecord:
     tables: tuple[dict[str, Any], ...]
     run_uuid: Any = None
     rollback_sql: str | None = None
+    error_class: str | None = None
+    host: str | None = None
+    pid: int | None = None
 
 
 async def read_runs(conn: asyncpg.Connection, limit: int = 20) -> list[RunRecord]:

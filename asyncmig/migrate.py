@@ -31,7 +31,19 @@ import anyio.to_process
 import asyncpg
 import structlog
 
-from asyncmig import collations, ddl, history, logs, orphans, progress, rollback, verify, views
+from asyncmig import (
+    collations,
+    ddl,
+    faults,
+    history,
+    logs,
+    orphans,
+    progress,
+    rollback,
+    signals,
+    verify,
+    views,
+)
 from asyncmig.config import Overrides
 from asyncmig.connect import Target, connect, create_pool
 from asyncmig.errors import (
@@ -149,8 +161,11 @@ async def execute(settings: RunSettings, *, create: bool, load: bool, check: boo
     """Run the phases asked for; raise the MigrationError that stopped them."""
     try:
         return await _execute(settings, create=create, load=load, check=check)
-    except BaseExceptionGroup as group:
-        raise first_error(group) from group
+    except BaseException as exc:  # one error: a task group's first, a lost connection named
+        error = faults.as_error(exc)
+        if error is exc:
+            raise
+        raise error from exc
 
 
 async def _execute(settings: RunSettings, *, create: bool, load: bool,
@@ -206,24 +221,60 @@ async def _execute_on(original: RunSettings, settings: RunSettings, *, create: b
         report.run_id = await history.start_run(admin, settings.command, original.source,
                                                 plan.schema, run_options(original, plan))
         reporter.run_started(report.run_id, settings.command, str(original.source))
-        digest: list[str] = []
-
-        async def hash_source() -> None:  # overlaps the load: it reads the whole file
-            digest.append(await anyio.to_thread.run_sync(history.sha256_of, settings.source))
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(hash_source)
-            await _phases(settings, admin, plan, report, create=create, load=load, check=check)
-        report.seconds = time.perf_counter() - started
-        await history.finish_run(
-            admin, report.run_id, status="succeeded", rows=report.rows, seconds=report.seconds,
-            sha256=digest[0],
-            rollback_script=str(report.rollback_script) if report.rollback_script else None,
-            log_file=str(settings.log_file) if settings.log_file else None)
+        try:
+            await _recorded_phases(settings, admin, plan, report, started, create=create,
+                                   load=load, check=check)
+        except BaseException as exc:
+            await record_failure(settings, admin, report, exc)
+            raise
     finally:
         with anyio.move_on_after(10, shield=True):
             await admin.close()
     return report
+
+
+async def _recorded_phases(settings: RunSettings, admin: asyncpg.Connection, plan: Plan,
+                           report: RunReport, started: float, *, create: bool, load: bool,
+                           check: bool) -> None:
+    """The phases, then the run's history record (its failure is recorded by the caller)."""
+    assert report.run_id is not None
+    digest: list[str] = []
+
+    async def hash_source() -> None:  # overlaps the load: it reads the whole file
+        digest.append(await anyio.to_thread.run_sync(history.sha256_of, settings.source))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(hash_source)
+        await _phases(settings, admin, plan, report, create=create, load=load, check=check)
+    report.seconds = time.perf_counter() - started
+    await history.finish_run(
+        admin, report.run_id, status="succeeded", rows=report.rows, seconds=report.seconds,
+        sha256=digest[0],
+        rollback_script=str(report.rollback_script) if report.rollback_script else None,
+        log_file=str(settings.log_file) if settings.log_file else None)
+
+
+async def record_failure(settings: RunSettings, admin: asyncpg.Connection, report: RunReport,
+                         exc: BaseException) -> None:
+    """The history says how the run ended: ``interrupted`` by a signal, else ``failed``.
+
+    Shielded and time-boxed, on a new connection when the failure broke ``admin``; if
+    PostgreSQL cannot be reached at all, the row stays ``running`` and the next run
+    (or ``status``) sees that its lock is not held.
+    """
+    assert report.run_id is not None
+    stopped_by = signals.received()
+    error = faults.as_error(exc)
+    with anyio.move_on_after(15, shield=True):
+        try:
+            async with faults.cleanup_connection(settings.target, admin) as conn:
+                await history.finish_run(
+                    conn, report.run_id, status="interrupted" if stopped_by else "failed",
+                    error=stopped_by or _one_line(error), rows=report.rows,
+                    error_class=None if stopped_by else type(error).__name__,
+                    log_file=str(settings.log_file) if settings.log_file else None)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TargetError) as fault:
+            log.error("history_not_recorded", run=report.run_id, error=str(fault))
 
 
 def run_options(settings: RunSettings, plan: Plan) -> dict[str, object]:
@@ -269,10 +320,7 @@ async def _phases(settings: RunSettings, admin: asyncpg.Connection, plan: Plan,
             await settle(settings, admin, plan, report)
             await finish(admin, plan, report)
             if fingerprint(settings.source) != before:
-                raise SourceError(
-                    f"{settings.source} changed while it was being migrated",
-                    hint="stop the application writing to it, or migrate a copy",
-                )
+                raise source_changed(settings.source)
         if check:
             progress.current().phase("verifying")
             report.checks = await verify.run_checks(
@@ -294,9 +342,10 @@ async def _phases(settings: RunSettings, admin: asyncpg.Connection, plan: Plan,
                                                          tag)
     except BaseException as exc:
         with anyio.move_on_after(30, shield=True):
-            await undo(admin, plan, report.run_id, drop=create)
-            await history.finish_run(admin, report.run_id, status="failed",
-                                     error=_one_line(exc), rows=report.rows)
+            async with faults.cleanup_connection(settings.target, admin) as conn:
+                await undo(conn, plan, report.run_id, drop=create)
+        if load and fingerprint(settings.source) != before and not signals.received():
+            raise source_changed(settings.source) from exc  # the reason the counts differ
         raise
 
 
@@ -310,6 +359,12 @@ async def keep_rollback(settings: RunSettings, admin: asyncpg.Connection, plan: 
                                                 settings.output_dir)
     await history.store_rollback(admin, run_id, sql, script)
     return script
+
+
+def source_changed(source: Path) -> SourceError:
+    return SourceError(f"{source} changed while it was being migrated",
+                       hint="stop the application writing to it, or migrate a copy "
+                            "(--snapshot)")
 
 
 def _one_line(exc: BaseException) -> str:
@@ -426,6 +481,8 @@ async def execute_one(conn: asyncpg.Connection, statement: str) -> None:
 
 def refused(statement: str, exc: asyncpg.PostgresError) -> TargetError:
     """A statement PostgreSQL refused, as one line naming the statement and the reason."""
+    if faults.is_connection_fault(exc):
+        return faults.lost_connection(exc)
     return TargetError(f"PostgreSQL refused: {first_line(statement)}: {exc}",
                        detail=getattr(exc, "detail", None))
 
@@ -469,6 +526,10 @@ async def load_everything(settings: RunSettings, plan: Plan, report: RunReport) 
                     tg.start_soon(migrate_table, settings, plan, table, pool, load_slots,
                                   index_slots, report, in_processes, board.slot(table.name))
             display.cancel_scope.cancel()
+    except BaseException:
+        if in_processes:
+            signals.kill_stray_workers()
+        raise
     finally:
         reporter.update(board.read())
         reporter.stop()
@@ -518,22 +579,25 @@ async def migrate_table(
     in_processes: bool,
     slot: progress.Slot | None = None,
 ) -> None:
-    if in_processes:
-        try:
-            load = await anyio.to_process.run_sync(
-                load_in_process, settings.source, plan.schema, table, settings.target,
-                settings.pipeline, report.run_id, slot, cancellable=True, limiter=load_slots,
-            )
-        except anyio.BrokenWorkerProcess:
-            raise InternalError(
-                f"the worker process loading {table.name} died before it finished; the run "
-                "is rolled back",
-                hint="was it killed (out of memory? see the kernel log)? rerun, or lower "
-                     "--jobs") from None
-    else:
+    async def attempt(number: int) -> TableLoad:
+        clean = number > 1  # a retry starts from an empty table
+        if in_processes:
+            try:
+                return await anyio.to_process.run_sync(
+                    load_in_process, settings.source, plan.schema, table, settings.target,
+                    settings.pipeline, report.run_id, slot, clean, cancellable=True,
+                    limiter=load_slots)
+            except anyio.BrokenWorkerProcess:
+                raise InternalError(
+                    f"the worker process loading {table.name} died before it finished; the "
+                    "run is rolled back",
+                    hint="was it killed (out of memory? see the kernel log)? rerun, or lower "
+                         "--jobs") from None
         async with load_slots, pool.acquire() as conn:
-            load = await load_and_count(settings.source, plan.schema, table, conn,
-                                        settings.pipeline, report.run_id, slot)
+            return await load_and_count(settings.source, plan.schema, table, conn,
+                                        settings.pipeline, report.run_id, slot, clean=clean)
+
+    load = await faults.retrying(attempt, table.name)
     progress.current().table_finished(table.name)
     verify_count(table, load)
     progress.current().table_indexing(table.name)
@@ -577,12 +641,13 @@ async def migrate_table(
 
 async def load_and_count(source: Path, schema: str, table: TablePlan, conn: asyncpg.Connection,
                          pipeline: PipelineSettings, run_id: int | None,
-                         slot: progress.Slot | None = None) -> TableLoad:
-    """Load one table and count what PostgreSQL committed."""
+                         slot: progress.Slot | None = None, *,
+                         clean: bool = False) -> TableLoad:
+    """Load one table (``clean``: emptied first) and count what PostgreSQL committed."""
     # durability comes from the synchronous commits of the final phase,
     # which flush the WAL of every earlier commit too
     await conn.execute("SET synchronous_commit = off")
-    load = await load_table(source, schema, table, conn, pipeline, run_id, slot)
+    load = await load_table(source, schema, table, conn, pipeline, run_id, slot, clean=clean)
     # not in a `finally`: after a failure the connection may be mid-transaction, and an
     # error here would hide the real one (the pool resets a released connection anyway)
     await conn.execute("RESET synchronous_commit")
@@ -592,17 +657,23 @@ async def load_and_count(source: Path, schema: str, table: TablePlan, conn: asyn
 
 def load_in_process(source: Path, schema: str, table: TablePlan, target: Target,
                     pipeline: PipelineSettings, run_id: int | None,
-                    slot: progress.Slot | None = None) -> TableLoad:
+                    slot: progress.Slot | None = None,
+                    clean: bool = False) -> TableLoad:
     """A worker process's whole job: one table, on its own connection and event loop."""
     # the worker's stdout carries its results to the main process: log to stderr only
     logs.configure(log_format="json")
+    signals.bind_worker_to_parent()
 
     async def run() -> TableLoad:
         conn = await connect(target)
         try:
-            return await load_and_count(source, schema, table, conn, pipeline, run_id, slot)
-        except BaseExceptionGroup as group:  # one error, picklable, for the main process
-            raise first_error(group) from None
+            return await load_and_count(source, schema, table, conn, pipeline, run_id, slot,
+                                        clean=clean)
+        except BaseException as exc:  # one error, picklable, for the main process
+            error = faults.as_error(exc)
+            if error is exc:
+                raise
+            raise error from None
         finally:
             with anyio.move_on_after(10, shield=True):
                 await conn.close()

@@ -37,7 +37,7 @@ from asyncmig.errors import SourceError
 from asyncmig.plan import TablePlan
 from asyncmig.policy import Accounts, TableGuard, lenient_text
 from asyncmig.progress import Counter, Slot
-from asyncmig.quoting import quote_sqlite_ident
+from asyncmig.quoting import qualified, quote_sqlite_ident
 from asyncmig.settings import default
 from asyncmig.sqlite_source import open_async, source_error
 from asyncmig.transforms import Batch, Pair, build_batch_transform
@@ -154,16 +154,20 @@ async def load_table(
     settings: PipelineSettings,
     run_id: int | None = None,
     slot: Slot | None = None,
+    *,
+    clean: bool = False,
 ) -> TableLoad:
-    """Move one table's rows from SQLite into its (empty) PostgreSQL table.
+    """Move one table's rows from SQLite into its PostgreSQL table.
 
     ``slot`` is the table's place on the run's progress board (see
-    :mod:`asyncmig.progress`): the writer adds each batch's rows to it.
+    :mod:`asyncmig.progress`): the writer adds each batch's rows to it. The table is
+    empty, or ``clean`` says it may not be (a retry, a resumed run): it is then
+    emptied, with its history row, in the load's own transaction.
     """
     if slot is None:
-        return await _load_table(source, schema, table, conn, settings, run_id, None)
+        return await _load_table(source, schema, table, conn, settings, run_id, None, clean)
     with slot.counter() as counter:
-        return await _load_table(source, schema, table, conn, settings, run_id, counter)
+        return await _load_table(source, schema, table, conn, settings, run_id, counter, clean)
 
 
 async def _load_table(
@@ -174,6 +178,7 @@ async def _load_table(
     settings: PipelineSettings,
     run_id: int | None,
     counter: Counter | None,
+    clean: bool,
 ) -> TableLoad:
     started = time.perf_counter()
     guard = TableGuard(table, settings.reject_dir, settings.max_rejects)
@@ -191,6 +196,11 @@ async def _load_table(
         await history.record_table(conn, run_id, table.name, table.row_count, copied,
                                    guard.accounts, time.perf_counter() - started)
 
+    async def empty(conn: asyncpg.Connection) -> None:
+        await conn.execute(f"TRUNCATE {qualified(schema, table.name)}")
+        if run_id is not None:
+            await history.forget_table(conn, run_id, table.name)
+
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(reader)
@@ -206,7 +216,7 @@ async def _load_table(
             on_batch = (None if counter is None else
                         lambda rows: counter.add(rows, guard.accounts.rejected))
             results["copied"] = await copy_table(conn, schema, table, writer_input, guard,
-                                                 record, on_batch)
+                                                 record, on_batch, empty if clean else None)
     finally:
         guard.close()
     _, rows_copied = results["copied"]

@@ -51,6 +51,14 @@ class Duplicates(StrEnum):
     REJECT = "reject"
 
 
+class Workers(StrEnum):
+    """Where each table's pipeline runs."""
+
+    AUTO = "auto"
+    PROCESS = "process"
+    INLINE = "inline"
+
+
 class LogFormat(StrEnum):
     AUTO = "auto"
     CONSOLE = "console"
@@ -154,6 +162,9 @@ OPTIONS: tuple[Option, ...] = (
     _opt("jobs", int, 2, "tables loaded (and indexes built) in parallel", L, "N", minimum=1),
     _opt("batch_size", int, 5000, "rows per batch read from SQLite", L, "N", minimum=1),
     _opt("queue_size", int, 4, "batches buffered between stages", L, "N", minimum=1),
+    _opt("workers", Workers, Workers.AUTO, "where tables load: worker processes (process), "
+         "the main process (inline), or processes for sources of 200,000 rows or more "
+         "(auto)", L, "WHERE"),
     _opt("replace", bool, False, "run/schema: drop and recreate target tables that already "
          "exist; data: empty non-empty tables first", L),
     _opt("if_changed", bool, False, "run/sync: exit 0 at once when the source is "

@@ -1,0 +1,159 @@
+"""SIGTERM and SIGINT: stop cleanly at any moment, record why, say how to resume.
+
+Docker, Kubernetes and systemd stop a process with SIGTERM; a person with Ctrl-C
+(SIGINT). Either may come at any instant, so there are two handlers:
+
+* from the first line of ``main`` (even before the heavy imports, with ``python -m
+  asyncmig``) a Python handler raises :class:`SignalReceived`, which ``main`` turns
+  into one line and exit 128 + the signal's number (130, 143);
+* while a command's event loop runs, the loop's own handlers cancel the command's
+  scope instead: its shielded cleanup
+  rolls back what is in flight, stops worker processes and records the run as
+  ``interrupted`` with the signal's name; then :class:`SignalReceived` is raised.
+
+A second signal during that cleanup is noted, not obeyed: the cleanup is short
+(time-boxed) and interrupting it would leave the history saying ``running``.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:  # the module is imported first thing: nothing slow at import time
+    from collections.abc import Awaitable, Callable
+    from types import FrameType
+
+T = TypeVar("T")
+
+HANDLED = (signal.SIGINT, signal.SIGTERM)
+_received: list[int] = []
+PR_SET_PDEATHSIG = 1  # linux/prctl.h  # the signals received by this process, in order
+
+
+class SignalReceived(BaseException):
+    """The process was asked to stop; like KeyboardInterrupt, not an Exception."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+def received() -> str | None:
+    """The name of the first signal received (e.g. ``"SIGTERM"``), None if none was."""
+    return signal.Signals(_received[0]).name if _received else None
+
+
+def message(stop: SignalReceived) -> str:
+    """What happened and how to go on, in one line."""
+    return (f"interrupted by {stop.name}: work in flight was rolled back and the target "
+            "left as it was; run the same command again to resume")
+
+
+def report(stop: SignalReceived) -> int:
+    """The one line on stderr (before the command line is read); the exit code."""
+    print(f"asyncmig: {message(stop)}", file=sys.stderr)
+    return stop.exit_code
+
+
+def install() -> None:
+    """Make SIGINT and SIGTERM raise :class:`SignalReceived` (outside event loops)."""
+    for signum in HANDLED:
+        signal.signal(signum, _raise)
+
+
+def _raise(signum: int, _frame: FrameType | None) -> None:
+    _received.append(signum)
+    raise SignalReceived(signum)
+
+
+def run(func: Callable[..., Awaitable[T]], *args: object) -> T:
+    """``anyio.run(func, *args)``, cancelled cleanly by SIGINT or SIGTERM."""
+    import anyio
+    return anyio.run(_guarded, func, args, backend="asyncio")
+
+
+async def _guarded(func: Callable[..., Awaitable[T]], args: tuple[object, ...]) -> T:
+    """Run ``func`` in a scope that the loop's signal handlers cancel.
+
+    Loop handlers (not a watcher task in a task group) so ``func``'s errors reach the
+    caller as they are, not wrapped in an exception group.
+    """
+    import asyncio
+
+    import anyio
+
+    loop = asyncio.get_running_loop()
+    work = anyio.CancelScope()
+
+    def on_signal(signum: int) -> None:
+        _received.append(signum)
+        work.cancel()
+
+    for signum in HANDLED:
+        loop.add_signal_handler(signum, on_signal, signum)
+    outcome: list[T] = []
+    try:
+        with work:
+            outcome.append(await func(*args))
+    except Exception:
+        if _received:  # whatever the cancellation caused, the signal is the reason
+            raise SignalReceived(_received[0]) from None
+        raise
+    finally:
+        for signum in HANDLED:
+            loop.remove_signal_handler(signum)
+        install()  # removing the loop's handlers restored the default (fatal) actions
+    if _received:
+        raise SignalReceived(_received[0])
+    return outcome[0]
+
+
+def bind_worker_to_parent() -> None:
+    """In a worker process: leave signals to the parent, and die with it.
+
+    Ctrl-C reaches the whole process group; the parent decides and stops its workers
+    itself. If the parent is killed outright (SIGKILL), Linux kills the worker too
+    (PR_SET_PDEATHSIG), so no worker goes on writing into tables behind a later run.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def kill_stray_workers() -> None:
+    """Kill this process's worker processes (Linux; elsewhere a no-op).
+
+    anyio kills a worker whose job is cancelled, but not one cancelled while it is
+    still starting up (before it runs any of asyncmig's code); such a worker would
+    outlive an interrupted run. Called only when a run's load stops early.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import os
+    from pathlib import Path
+
+    me = os.getpid()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            command = (entry / "cmdline").read_bytes()
+            if ppid == me and b"anyio.to_process" in command:
+                os.kill(int(entry.name), signal.SIGKILL)
+        except (OSError, ValueError, IndexError):  # it ended meanwhile: nothing to kill
+            continue

@@ -1,0 +1,181 @@
+"""Signals and lost connections, with real processes, real signals and a real server.
+
+Each test starts ``python -m asyncmig`` as a child process, as an operator (or
+Docker, Kubernetes, systemd) would, and interferes with it from outside.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import asyncpg
+import psutil
+import pytest
+
+from tests.fault_sources import TABLES, build_fault_source
+
+
+def start(*args: str, workers: str = "process") -> subprocess.Popen[str]:
+    environ = {k: v for k, v in os.environ.items()
+               if not k.startswith(("PG", "ASYNCMIG_")) and k != "DATABASE_URL"}
+    environ["ASYNCMIG_LOG_DIR"] = tempfile.mkdtemp(prefix="asyncmig-logs-")
+    environ["ASYNCMIG_WORKERS"] = workers
+    return subprocess.Popen([sys.executable, "-m", "asyncmig", *args], env=environ,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def fetch(dsn: str, sql: str, *args: object) -> list[asyncpg.Record]:
+    async def go() -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(dsn)
+        try:
+            return list(await conn.fetch(sql, *args))
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())
+
+
+def history(dsn: str) -> list[asyncpg.Record]:
+    if not fetch(dsn, "SELECT to_regclass('asyncmig.runs')")[0][0]:
+        return []
+    return fetch(dsn, "SELECT id, status, error, error_class FROM asyncmig.runs ORDER BY id")
+
+
+def public_tables(dsn: str) -> list[str]:
+    return [r[0] for r in fetch(dsn, "SELECT table_name FROM information_schema.tables "
+                                     "WHERE table_schema = 'public' ORDER BY 1")]
+
+
+def descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def alive(processes: list[psutil.Process]) -> list[psutil.Process]:
+    return [p for p in processes
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+
+@pytest.fixture(scope="module")
+def fault_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_fault_source(tmp_path_factory.mktemp("faults") / "app.db", rows=40_000)
+
+
+DELAYS = [0.05, 0.3, 0.6, 0.9, 1.2]
+
+
+def before_asyncmig_started(process: subprocess.Popen[str], signum: int, stderr: str) -> bool:
+    """On a loaded machine the interpreter may still be starting at 0.05 s, before any
+    of asyncmig's code (its first line installs the handler): the signal's default
+    action then ends it (Python's own start-up reports a SIGINT in ``site``), having
+    done nothing."""
+    return "asyncmig: " not in stderr and (
+        process.returncode == -signum or "init_import_site" in stderr)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_at_random_moments(fault_source: Path, pg_dsn: str,
+                                  signum: signal.Signals) -> None:
+    """SIGTERM/SIGINT at any moment: exit 143/130, one line saying how to resume, no
+    traceback, no process left (workers included), history ``interrupted`` with the
+    signal's name, and the target as it was (no table of the run left in it)."""
+    rng = random.Random(signum)
+    delays = [*DELAYS[:2], *sorted(rng.uniform(0.3, 1.5) for _ in range(3))]
+    interrupted = 0
+    for delay in delays:
+        process = start("run", "--sqlite", str(fault_source), "--pg", pg_dsn, "--replace")
+        time.sleep(delay)
+        family = descendants(process.pid)
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=60)
+        if process.returncode == 0:  # it finished before the signal came
+            continue
+        if delay == DELAYS[0] and before_asyncmig_started(process, signum, stderr):
+            assert not history(pg_dsn)
+            continue
+        assert "Traceback" not in stderr, stderr
+        interrupted += 1
+        assert process.returncode == 128 + signum, (delay, stderr)
+        lines = [line for line in stderr.splitlines() if line.startswith("asyncmig:")]
+        assert lines[-1] == (f"asyncmig: interrupted by {signum.name}: work in flight was "
+                             "rolled back and the target left as it was; run the same "
+                             "command again to resume"), stderr
+        assert not alive(family), (delay, family)
+        runs = history(pg_dsn)
+        assert all(r["status"] != "running" for r in runs), runs
+        if runs and runs[-1]["status"] == "interrupted":
+            assert runs[-1]["error"] == signum.name
+    assert interrupted >= 2  # at least the early ones landed mid-run
+
+
+def test_writer_terminated_mid_copy_is_retried(fault_source: Path, pg_dsn: str) -> None:
+    """pg_terminate_backend of a COPY writer: the table is reloaded from clean and the
+    run completes; check --deep then finds every value equal."""
+    process = start("run", "--sqlite", str(fault_source), "--pg", pg_dsn, "--verbose")
+    victims: list[int] = []
+    deadline = time.monotonic() + 30
+    while not victims and time.monotonic() < deadline and process.poll() is None:
+        victims = [r[0] for r in fetch(
+            pg_dsn, "SELECT pg_terminate_backend(pid), pid FROM pg_stat_activity WHERE "
+                    "datname = current_database() AND query LIKE 'COPY %' "
+                    "AND pid <> pg_backend_pid()")]
+    _, stderr = process.communicate(timeout=120)
+    assert victims, "no COPY was seen to terminate"
+    assert process.returncode == 0, stderr
+    assert "retrying_after_connection_fault" in stderr
+    assert "lost connection to PostgreSQL" in stderr
+    checked = subprocess.run(
+        [sys.executable, "-m", "asyncmig", "check", "--deep", "--sqlite", str(fault_source),
+         "--pg", pg_dsn], capture_output=True, text=True, timeout=120, check=False)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert [r["status"] for r in history(pg_dsn)] == ["succeeded"]
+
+
+def test_lost_admin_connection_is_exit_4(fault_source: Path, pg_dsn: str) -> None:
+    """Every session of the run terminated (as a server restart does): exit 4 with
+    "lost connection to PostgreSQL", no traceback, history ``failed`` with the class."""
+    process = start("run", "--sqlite", str(fault_source), "--pg", pg_dsn, workers="inline")
+    killed = 0
+    deadline = time.monotonic() + 30
+    while not killed and time.monotonic() < deadline and process.poll() is None:
+        if fetch(pg_dsn, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY %' "
+                         "AND pid <> pg_backend_pid()")[0][0]:
+            killed = len(fetch(pg_dsn, "SELECT pg_terminate_backend(pid) FROM "
+                                       "pg_stat_activity WHERE datname = current_database() "
+                                       "AND pid <> pg_backend_pid()"))
+    _, stderr = process.communicate(timeout=120)
+    assert killed
+    assert process.returncode == 4, stderr
+    assert "Traceback" not in stderr
+    lines = [line for line in stderr.splitlines() if line.startswith("asyncmig: error:")]
+    assert lines and lines[-1].startswith("asyncmig: error: lost connection to PostgreSQL"), \
+        stderr
+    runs = history(pg_dsn)
+    assert [(r["status"], r["error_class"]) for r in runs] == [("failed", "ConnectionLost")]
+    assert not set(TABLES) & set(public_tables(pg_dsn))  # the target as before the run
+
+
+def test_refused_runs_are_recorded_failed(fault_source: Path, pg_dsn: str) -> None:
+    """A run refused before the load (tables exist) ends ``failed`` with its class and
+    message; refused re-runs leave no ``running`` row."""
+    first = start("run", "--sqlite", str(fault_source), "--pg", pg_dsn)
+    first.communicate(timeout=120)
+    assert first.returncode == 0
+    for _ in range(2):
+        again = start("run", "--sqlite", str(fault_source), "--pg", pg_dsn)
+        _, stderr = again.communicate(timeout=120)
+        assert again.returncode == 4 and "already exists" in stderr
+    runs = history(pg_dsn)
+    assert [(r["status"], r["error_class"]) for r in runs] == [
+        ("succeeded", None), ("failed", "TargetError"), ("failed", "TargetError")]
+    assert "already exists" in runs[-1]["error"]
