@@ -26,6 +26,7 @@ from asyncmig.names import fit, object_name
 from asyncmig.planner import build_plan
 from asyncmig.render import plan_text
 from tests.compare import assert_all_equal
+from tests.fix_cli import RunMain, one_error_line
 
 LONG_TABLE = "customer_order_line_items_with_a_descriptive_name_that_is_too_long_x"  # 70
 ACCENTS = "é" * 40  # 40 characters, 80 bytes
@@ -230,3 +231,14 @@ async def test_more_than_1600_columns_is_refused_before_anything_is_created(
             "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == 0
     finally:
         await pg.close()
+
+
+def test_plan_refuses_a_too_wide_table_with_one_line_and_exit_4(tmp_path: Path,
+                                                                 run_main: RunMain) -> None:
+    source = tmp_path / "wide.db"
+    conn = sqlite3.connect(source)
+    conn.execute(f"CREATE TABLE wide ({', '.join(f'c{n} TEXT' for n in range(1700))})")
+    conn.close()
+    code, _out, err = run_main("plan", "--sqlite", str(source))
+    line = one_error_line(err)
+    assert code == 4 and "wide" in line and "1700 columns" in line and "1600" in line

@@ -20,6 +20,7 @@ from asyncmig.errors import SourceError
 from asyncmig.migrate import RunSettings, run_migration
 from asyncmig.planner import build_plan
 from tests.compare import assert_all_equal
+from tests.fix_cli import RunMain, one_error_line
 
 NOTES = [
     ("Shopping list", "milk, eggs and the quick brown bread"),
@@ -36,7 +37,7 @@ def build(path: Path) -> Path:
     conn = sqlite3.connect(path)
     conn.executescript("""
         CREATE VIRTUAL TABLE notes USING fts5(subject, body);
-        CREATE VIRTUAL TABLE tagged USING fts4(title, tags, notindexed=tags);
+        CREATE VIRTUAL TABLE tagged USING fts4(title, tags, notindexed=tags, tokenize=porter);
         CREATE VIRTUAL TABLE places USING rtree(id, min_x, max_x, min_y, max_y, +label);
         CREATE TABLE docs (id INTEGER PRIMARY KEY, text TEXT);
         CREATE VIRTUAL TABLE docs_search USING fts5(text, content='docs', content_rowid='id');
@@ -68,6 +69,7 @@ def test_the_plan_copies_owning_virtual_tables_and_skips_the_others(tmp_path: Pa
         "coalesce(\"body\", ''))")
     tagged = next(i for i in plan.table("tagged").indexes if i.method == "gin")
     assert "tags" not in tagged.keys[0].expression  # notindexed: MATCH does not search it
+    assert tagged.keys[0].expression.startswith("to_tsvector('english'")  # porter stems
     assert plan.table("places").primary_key == ("id",)
     assert any("docs_search" in w and "external-content" in w for w in plan.warnings)
     assert any("blank" in w and "contentless" in w for w in plan.warnings)
@@ -167,3 +169,12 @@ async def test_an_unreadable_virtual_table_fails_before_anything_is_created(
     report = await run_migration(RunSettings(source, Target(pg_dsn, pg_dsn, "test"),
                                              overrides=excluded))
     assert [t.name for t in report.plan.tables] == ["kept"]
+
+
+def test_plan_refuses_an_unreadable_virtual_table_with_exit_3(tmp_path: Path,
+                                                              run_main: RunMain) -> None:
+    source = tmp_path / "u.db"
+    _add_unreadable(source)
+    code, _out, err = run_main("plan", "--sqlite", str(source))
+    line = one_error_line(err)
+    assert code == 3 and "vectors" in line and "exclude" in line
