@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import anyio
@@ -29,11 +29,15 @@ async def check(settings: RunSettings, deep: DeepCheck | None = None) -> list[ve
     conn = await connect(settings.target)
     try:
         await check_server(conn)
+        if not settings.overrides.widen and await history.latest_option(
+                conn, plan.schema, "widen"):  # the run's --widen chose the types: plan as it did
+            settings = replace(settings, overrides=replace(settings.overrides, widen=True))
+            plan = await make_plan(settings)
         loads = await history.latest_loads(conn, plan.schema)
         allowances = {table: verify.Allowance.from_accounts(load.rejected, load.replaced)
                       for table, load in loads.items()}
         policies = {t.name: settings.overrides.orphan_policy(t.source_name) for t in plan.tables}
-        policies.update(await history.latest_orphan_policies(conn, plan.schema))
+        policies.update(await history.latest_option(conn, plan.schema, "orphans") or {})
         results = await verify.run_checks(plan, conn, settings.source, allowances, policies)
         recorded = await history.latest_option(conn, plan.schema, "renames")
         if recorded is not None:

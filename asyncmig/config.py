@@ -20,6 +20,7 @@ whole scheduled job:
     default = "0"                   # PostgreSQL default expression
     on_invalid_json = "default"     # jsonb: fail | default | null
     epoch = "s"                     # numbers into a timestamp: s | ms | us
+    widen = true                    # a lossless value-driven type, not the declared one
 
     [[tables."order items".indexes]]
     name = "order_items_note_trgm"

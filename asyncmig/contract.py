@@ -26,8 +26,8 @@ from asyncmig.typemap import TypeChoice, declared_length, describe, unreadable_n
 _PATTERNS: tuple[tuple[re.Pattern[str], str, str], ...] = tuple(
     (re.compile(rf"^\s*{pattern}\s*$", re.IGNORECASE), pg_type, transform)
     for pattern, pg_type, transform in (
-        (r"(UNSIGNED\s+)?(TINY|SMALL|MEDIUM|BIG)?INT(EGER)?[248]?(\s+UNSIGNED)?", "bigint",
-         "int_strict"),
+        ((r"(UNSIGNED\s+)?(TINY|SMALL|MEDIUM|BIG)?INT(EGER)?[248]?(\s*\(\s*\d+\s*\))?"
+          r"(\s+UNSIGNED)?"), "bigint", "int_strict"),
         (r"(REAL|DOUBLE(\s+PRECISION)?|FLOAT[48]?)(\s*\(\s*\d+\s*\))?", "double precision",
          "float_strict"),
         (r"BOOL(EAN)?", "boolean", "bool"),

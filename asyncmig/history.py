@@ -188,13 +188,6 @@ async def latest_loads(conn: asyncpg.Connection, schema: str) -> dict[str, LoadA
     return {r[0]: LoadAccount(int(r[1]), json.loads(r[2]), r[3]) for r in rows}
 
 
-async def latest_orphan_policies(conn: asyncpg.Connection, schema: str) -> dict[str, str]:
-    """Per table, the ``--orphans`` policy of the latest successful run into ``schema``
-    (empty when no run recorded one): `check` expects what that policy produced."""
-    options = await latest_option(conn, schema, "orphans")
-    return {str(k): str(v) for k, v in options.items()} if options else {}
-
-
 async def latest_option(conn: asyncpg.Connection, schema: str, key: str) -> Any:
     """One option of the latest successful run into ``schema`` that recorded it, or None."""
     if not await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", f"{SCHEMA}.runs"):

@@ -283,6 +283,7 @@ def run_options(settings: RunSettings, plan: Plan) -> dict[str, object]:
             "queue_size": settings.pipeline.queue_size,
             "config": settings.overrides.origin, "target": settings.target.safe,
             "orphans": orphan_policies(settings, plan),
+            "widen": settings.overrides.widen,  # `check` plans the types the run chose
             "renames": [asdict(r) for r in plan.renames],  # the names `check` must find
             "source_edges": edges_of(settings.source)}  # for --if-changed
 

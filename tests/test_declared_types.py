@@ -18,13 +18,15 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from asyncmig import render
+from asyncmig import commands, render
 from asyncmig.config import Overrides, parse_overrides
 from asyncmig.connect import Target
+from asyncmig.contract import contract_type
 from asyncmig.errors import DataError
 from asyncmig.migrate import RunReport, RunSettings, make_plan, run_migration
 from asyncmig.plan import Plan
 from asyncmig.planner import build_plan
+from asyncmig.settings import DeepCheck
 from asyncmig.validate import validate
 from tests.compare import assert_all_equal
 
@@ -140,6 +142,16 @@ async def test_widen_restores_the_lossless_types(source: Path, pg_dsn: str,
     assert await assert_all_equal(source, pg_dsn, report.plan) == SCORES
 
 
+async def test_check_after_a_widened_run_plans_as_the_run_did(
+        source: Path, pg_dsn: str, tmp_path: Path) -> None:
+    """check (without --widen) reads the run's --widen from the history: deep check passes."""
+    await migrate(source, pg_dsn, tmp_path, Overrides(widen=True))
+    results = await commands.check(RunSettings(source, Target(pg_dsn, pg_dsn, "test")),
+                                   DeepCheck())
+    assert [r for r in results if not r.ok] == []
+    assert any(r.check == "checksum" for r in results)
+
+
 def test_widen_per_column_in_a_profile(source: Path) -> None:
     overrides = parse_overrides({"tables": {"t": {"columns": {"score": {"widen": True}}}}},
                                 "test")
@@ -186,3 +198,17 @@ async def test_coerce_converts_what_it_can(tmp_path: Path, pg_dsn: str) -> None:
     finally:
         await conn2.close()
     assert report.rejected == 2
+
+
+@pytest.mark.parametrize(("declared", "promised"), [
+    ("INT(11)", "bigint"), ("BIGINT UNSIGNED", "bigint"), ("TINYINT(1)", "bigint"),
+    ("DOUBLE PRECISION", "double precision"), ("DECIMAL(10,2)", "numeric(10,2)"),
+    ("NUMERIC", "numeric"), ("NVARCHAR(160)", "varchar(160)"), ("DATETIME", "timestamptz"),
+    ("BLOB", "bytea"), ("BOOLEAN", "boolean"),
+    # no promise PostgreSQL can keep: value-driven, as before
+    ("TEXT", None), ("", None), ("JSON", None), ("INTERVAL", None), ("POINT", None),
+    ("NUMERIC(5,10)", "numeric"),  # a scale beyond the precision: plain numeric
+])
+def test_which_declarations_are_contracts(declared: str, promised: str | None) -> None:
+    found = contract_type(declared)
+    assert (found[0] if found else None) == promised
