@@ -148,7 +148,9 @@ def migrate(command: str, values: Resolved, environ: Mapping[str, str]) -> int:
     with logging_for(command, values) as log_file:
         if values["print_sql"]:
             plan = anyio.run(make_plan, plan_settings(values), backend="asyncio")
-            emit(ddl.render_script(plan))
+            script = ddl.render_script(plan)
+            emit(output.render(output.document(command, 0, sql=script))
+                 if as_json(values) else script)
             return 0
         progress.install(progress.for_terminal(values["quiet"],
                                                values["log_format"] == LogFormat.JSON))
@@ -274,5 +276,7 @@ def rollback(command: str, values: Resolved, environ: Mapping[str, str]) -> int:
         settings = history_settings(values, environ)
         script = anyio.run(commands.rollback_command, settings, values["run_id"],
                            backend="asyncio")
-        emit(f"run {values['run_id']} rolled back with {script}\n")
+        emit(output.render(output.document(command, 0, run_id=values["run_id"],
+                                           rollback_script=script))
+             if as_json(values) else f"run {values['run_id']} rolled back with {script}\n")
         return 0

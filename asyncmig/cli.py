@@ -232,8 +232,8 @@ SPECS = (
          "Undo one run with the rollback script it wrote: refused for a run that failed, was "
          "already rolled back, or was followed by a later run into the same schema.",
          "asyncmig rollback --pg postgresql://me@localhost/app --run 3",
-         ("config", "pg", "pg_file", "connect_timeout", "data_dir", "run_id", "log_format",
-          "verbose", "debug"), A + "rollback"),
+         ("config", "pg", "pg_file", "connect_timeout", "data_dir", "run_id", *OUTPUT),
+         A + "rollback"),
     Spec("plan", "print the migration plan",
          "Print the plan without touching any PostgreSQL: each table with its columns' "
          "source and target types and the evidence for each choice, indexes, keys, checks, "

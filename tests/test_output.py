@@ -83,6 +83,11 @@ def test_run_and_check_documents_validate_and_carry_structured_values(
     checksum = failing[1]
     assert checksum["expected"]["checksum"] != checksum["found"]["checksum"]
     assert checksum["expected"]["text"] == checksum["expected"]["checksum"]
+    code, out, err = run_main("rollback", "--pg", pg_dsn, "--run", str(run["run_id"]),
+                              "--output", "json")
+    undone = valid(out)
+    assert (code, undone["status"], undone["run_id"]) == (0, "succeeded", run["run_id"]), err
+    assert "DROP TABLE" in Path(undone["rollback_script"]).read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize(("args", "error_class", "code"), [
@@ -116,6 +121,8 @@ def test_status_and_plan_documents(run_main: RunMain, tmp_path: Path, pg_dsn: st
     plan = valid(out)
     assert code == 0 and plan["plan"]["schema"] == "public"
     assert {t["name"] for t in plan["tables"]} == {"顧客", "a_orders", "🖊pens"}
+    code, out, _ = run_main("schema", "--sqlite", str(source), "--print", "--output", "json")
+    assert code == 0 and 'CREATE TABLE "public"."顧客"' in valid(out)["sql"]
 
 
 def wide_source(path: Path, tables: int) -> Path:
