@@ -274,3 +274,19 @@ def test_a_target_still_starting_up_is_waited_for(run_main: RunMain, pg_dsn: str
     waits = [json.loads(line) for line in err.splitlines() if "target_not_ready" in line]
     assert [w["attempt"] for w in waits] == [1, 2]
     assert all("starting up" in w["error"] for w in waits)
+
+
+def test_the_effective_configuration_is_logged_once_with_its_origins(
+        run_main: RunMain, tmp_path: Path) -> None:
+    """One `configuration` event says where each option not left at its default came
+    from (values are not logged: a URL could hold a password)."""
+    source = write_source(tmp_path / "a.db")
+    code, _, err = run_main("plan", "--sqlite", str(source), "--verbose", "--log-format", "json",
+                            env={"ASYNCMIG_JOBS": "3"})
+    assert code == 0, err
+    events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    configuration = [e for e in events if e["event"] == "configuration"]
+    assert len(configuration) == 1
+    assert configuration[0]["sources"] == {"sqlite": "command line", "jobs": "environment",
+                                           "verbose": "command line",
+                                           "log_format": "command line"}
