@@ -20,6 +20,7 @@ from typing import Any
 import anyio
 import asyncpg
 
+from asyncmig import runlock
 from asyncmig.errors import TargetError
 from asyncmig.policy import Accounts
 from asyncmig.quoting import qualified, quote_ident
@@ -247,11 +248,35 @@ class RunRecord:
     pid: int | None = None
 
 
+ABANDONED = "the process ended without recording how (killed, or its connection lost)"
+
+
+async def mark_abandoned(conn: asyncpg.Connection, schema: str) -> None:
+    """Runs into ``schema`` still ``running`` while the caller holds its lock: interrupted.
+
+    Called by a new run right after it took the schema's lock, so no live run can own
+    such a row: its process died (kill -9, a crash) or lost its connection for good.
+    """
+    if not await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", f"{SCHEMA}.runs"):
+        return
+    await conn.execute(
+        f"UPDATE {RUNS} SET status = 'interrupted', finished_at = now(), "
+        "error = coalesce(error, $2) WHERE target_schema = $1 AND status = 'running'",
+        schema, ABANDONED)
+
+
 async def read_runs(conn: asyncpg.Connection, limit: int = 20) -> list[RunRecord]:
+    """The latest runs; a ``running`` one whose schema lock nobody holds shows as
+    ``interrupted`` (its process died without saying so)."""
     exists = await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", f"{SCHEMA}.runs")
     if not exists:
         return []
-    runs = await conn.fetch(f"SELECT * FROM {RUNS} ORDER BY id DESC LIMIT $1", limit)
+    locked = await runlock.held(conn)
+    runs = [dict(r) for r in
+            await conn.fetch(f"SELECT * FROM {RUNS} ORDER BY id DESC LIMIT $1", limit)]
+    for run in runs:
+        if run["status"] == "running" and runlock.schema_key(run["target_schema"]) not in locked:
+            run.update(status="interrupted", error=run["error"] or ABANDONED)
     tables = await conn.fetch(
         f"SELECT * FROM {RUN_TABLES} WHERE run_id = ANY($1::bigint[]) ORDER BY run_id, table_name",
         [r["id"] for r in runs])
@@ -262,7 +287,7 @@ async def read_runs(conn: asyncpg.Connection, limit: int = 20) -> list[RunRecord
         entry["reject_reasons"] = json.loads(entry["reject_reasons"])
         per_run.setdefault(row["run_id"], []).append(entry)
     return [
-        RunRecord(**{**dict(r), "options": json.loads(r["options"]),
+        RunRecord(**{**r, "options": json.loads(r["options"]),
                      "tables": tuple(per_run.get(r["id"], []))})
         for r in runs
     ]

@@ -40,6 +40,7 @@ from asyncmig import (
     orphans,
     progress,
     rollback,
+    runlock,
     signals,
     verify,
     views,
@@ -213,6 +214,8 @@ async def _execute_on(original: RunSettings, settings: RunSettings, *, create: b
     admin = await connect(settings.target)
     try:
         version = await check_server(admin)
+        await runlock.acquire(admin, settings.schema)  # held until admin closes
+        await history.mark_abandoned(admin, settings.schema)
         reporter.phase("planning")
         plan = await make_plan(settings)
         log.info("planned", tables=len(plan.tables), rows=sum(t.row_count for t in plan.tables),

@@ -7,6 +7,7 @@ Docker, Kubernetes, systemd) would, and interferes with it from outside.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import signal
@@ -179,3 +180,59 @@ def test_refused_runs_are_recorded_failed(fault_source: Path, pg_dsn: str) -> No
     assert [(r["status"], r["error_class"]) for r in runs] == [
         ("succeeded", None), ("failed", "TargetError"), ("failed", "TargetError")]
     assert "already exists" in runs[-1]["error"]
+
+
+def wait_for_running_run(dsn: str, process: subprocess.Popen[str]) -> int:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and process.poll() is None:
+        running = [r for r in history(dsn) if r["status"] == "running"]
+        if running:
+            return int(running[-1]["id"])
+        time.sleep(0.02)
+    raise AssertionError("the first run never showed as running")
+
+
+def test_two_concurrent_runs(fault_source: Path, pg_dsn: str) -> None:
+    """A second run into the same schema fails at once with exit 9, naming the run in
+    progress (its host and pid); the first completes and the target is intact."""
+    first = start("run", "--sqlite", str(fault_source), "--pg", pg_dsn)
+    run_id = wait_for_running_run(pg_dsn, first)
+    second = start("run", "--sqlite", str(fault_source), "--pg", pg_dsn, "--replace")
+    _, second_err = second.communicate(timeout=120)
+    _, first_err = first.communicate(timeout=120)
+    assert first.returncode == 0, first_err
+    assert second.returncode == 9, second_err
+    assert (f"asyncmig: error: cannot start: run {run_id} ({os.uname().nodename}, pid "
+            f"{first.pid}, started at ") in second_err
+    assert "Traceback" not in second_err
+    assert [r["status"] for r in history(pg_dsn)] == ["succeeded"]  # the loser left no row
+    checked = subprocess.run(
+        [sys.executable, "-m", "asyncmig", "check", "--deep", "--sqlite", str(fault_source),
+         "--pg", pg_dsn], capture_output=True, text=True, timeout=120, check=False)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_killed_run_shows_interrupted(fault_source: Path, pg_dsn: str) -> None:
+    """kill -9 leaves a ``running`` row whose lock nobody holds: `status` shows it as
+    interrupted, and the next run records it so; no worker outlives the parent."""
+    process = start("run", "--sqlite", str(fault_source), "--pg", pg_dsn)
+    run_id = wait_for_running_run(pg_dsn, process)
+    time.sleep(0.3)
+    family = descendants(process.pid)
+    process.kill()
+    process.communicate(timeout=60)
+    deadline = time.monotonic() + 10
+    while alive(family) and time.monotonic() < deadline:  # PR_SET_PDEATHSIG is prompt
+        time.sleep(0.05)
+    assert not alive(family)
+    status = subprocess.run([sys.executable, "-m", "asyncmig", "status", "--pg", pg_dsn,
+                             "--output", "json"], capture_output=True, text=True, timeout=60,
+                            check=False)
+    shown = {r["id"]: r["status"] for r in json.loads(status.stdout)["runs"]}
+    assert shown[run_id] == "interrupted"
+    again = start("run", "--sqlite", str(fault_source), "--pg", pg_dsn, "--replace")
+    _, stderr = again.communicate(timeout=120)
+    assert again.returncode == 0, stderr
+    runs = history(pg_dsn)
+    assert [(r["id"], r["status"]) for r in runs][-2:] == [(run_id, "interrupted"),
+                                                          (run_id + 1, "succeeded")]

@@ -1,0 +1,58 @@
+"""One run at a time per target schema: a PostgreSQL session-level advisory lock.
+
+Two runs into the same schema would drop, create and load the same tables under
+each other. The lock is taken with ``pg_try_advisory_lock`` on the run's own
+connection and held for the whole run; PostgreSQL releases it when that session
+ends, however it ends (even ``kill -9`` of the process, or a lost connection), so a
+``running`` history row whose lock nobody holds belongs to a run that died.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import asyncpg
+
+from asyncmig.errors import RunInProgress
+
+# the two 32-bit halves of the lock's key: asyncmig's own class, then the schema
+LOCK_CLASS = 0x61736D67  # "asmg"
+HELD_SQL = ("SELECT objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            "AND classid = $1::bigint::oid AND objsubid = 2")
+
+
+def schema_key(schema: str) -> int:
+    """The schema's half of the key (positive, so pg_locks shows it as is)."""
+    return zlib.crc32(schema.encode()) & 0x7FFFFFFF
+
+
+async def acquire(conn: asyncpg.Connection, schema: str) -> None:
+    """Take the schema's lock for this session, or say at once which run holds it."""
+    if await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", LOCK_CLASS,
+                           schema_key(schema)):
+        return
+    raise RunInProgress(
+        f"cannot start: {await holder(conn, schema)} is in progress into schema {schema}",
+        hint="wait for it to end (asyncmig status shows it), or stop it; its lock goes "
+             "when its session ends")
+
+
+async def holder(conn: asyncpg.Connection, schema: str) -> str:
+    """The run holding the lock, as its history shows it, else its server process."""
+    if await conn.fetchval("SELECT to_regclass('asyncmig.runs') IS NOT NULL"):
+        row = await conn.fetchrow(
+            "SELECT id, host, pid, started_at FROM asyncmig.runs WHERE target_schema = $1 "
+            "AND status = 'running' ORDER BY id DESC LIMIT 1", schema)
+        if row is not None:
+            return (f"run {row['id']} ({row['host'] or '?'}, pid {row['pid'] or '?'}, "
+                    f"started at {row['started_at']:%Y-%m-%d %H:%M:%S %Z})")
+    backend = await conn.fetchval(
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = "
+        "$1::bigint::oid AND objid = $2::bigint::oid AND objsubid = 2", LOCK_CLASS,
+        schema_key(schema))
+    return f"another run (PostgreSQL backend pid {backend})"
+
+
+async def held(conn: asyncpg.Connection) -> set[int]:
+    """The schema keys whose lock some session holds now."""
+    return {int(r[0]) for r in await conn.fetch(HELD_SQL, LOCK_CLASS)}
