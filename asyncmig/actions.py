@@ -98,6 +98,9 @@ def overrides_for(values: Resolved) -> Overrides:
 
 
 def target_for(values: Resolved, environ: Mapping[str, str], *, start: bool = True) -> Target:
+    """The configured target, waited for up to --connect-timeout (a compose or
+    Kubernetes database may still be booting); else the embedded server (started only
+    when ``start``, or when it exists: status and rollback read what a run left)."""
     target = resolve_target(values["pg"], environ)
     if target is not None:
         if values["connect_timeout"] > 0:
@@ -111,6 +114,7 @@ def target_for(values: Resolved, environ: Mapping[str, str], *, start: bool = Tr
 
 
 def start_embedded(data_dir: Path) -> Target:
+    """Start (or attach to) the embedded server; its URL holds no password."""
     server = EmbeddedServer(data_dir / "pgdata")
     print(f"asyncmig: no PostgreSQL given (--pg, DATABASE_URL or PG*): starting an embedded "
           f"one in {server.pgdata}", file=sys.stderr)
