@@ -5,7 +5,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 import pytest
 
-pytest_plugins = ["tests.fix_pg", "tests.fix_cli"]
+pytest_plugins = ["tests.fix_pg", "tests.fix_cli", "tests.fix_run"]
 
 os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
 

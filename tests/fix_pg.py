@@ -17,6 +17,7 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import psycopg
@@ -146,8 +147,6 @@ async def drop_database(admin_dsn: str, name: str) -> None:
 
 def with_database(dsn: str, database: str) -> str:
     """Return ``dsn`` pointing at another database (URL form)."""
-    from urllib.parse import urlsplit, urlunsplit
-
     parts = urlsplit(dsn)
     return urlunsplit(parts._replace(path="/" + database))
 
@@ -173,3 +172,31 @@ async def any_pg_dsn(request: pytest.FixtureRequest) -> AsyncIterator[str]:
         yield dsn
     finally:
         await drop_database(admin, name)
+
+
+def as_user(dsn: str, user: str) -> str:
+    """``dsn`` for another role (the test servers trust every role but asyncmig_pw)."""
+    parts = urlsplit(dsn)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}@{host}"))
+
+
+async def execute(dsn: str, *statements: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+def fetch(dsn: str, sql: str, *args: object) -> list[asyncpg.Record]:
+    """``sql``'s rows, from a test that is not async."""
+    async def go() -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(dsn)
+        try:
+            return list(await conn.fetch(sql, *args))
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())

@@ -244,3 +244,18 @@ def _sakila_rows() -> dict[str, list[tuple[object, ...]]]:
                      ["2.99", "0.99", "5.99", "9.99", "4.99"][p % 5],
                      f"2005-05-2{p % 9} 22:53:30.000", stamp) for p in range(1, 11)],
     }
+
+
+def small_source(path: Path, *, bad_rows: int = 0) -> Path:
+    """Two tables; ``bad_rows`` rows whose score is not an integer (rejected by default)."""
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        "CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT);"
+        "CREATE TABLE scores(id INTEGER PRIMARY KEY, score INTEGER NOT NULL);")
+    conn.executemany("INSERT INTO t VALUES (?, ?)", [(i, f"n{i}") for i in range(1, 21)])
+    conn.executemany("INSERT INTO scores VALUES (?, ?)", [(i, i * 10) for i in range(1, 41)])
+    conn.executemany("INSERT INTO scores VALUES (?, ?)",
+                     [(100 + i, f"not a number {i}") for i in range(bad_rows)])
+    conn.commit()
+    conn.close()
+    return path

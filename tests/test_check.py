@@ -2,50 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from pathlib import Path
-
-import asyncpg
-import pytest
-
-from asyncmig.connect import Target
-from asyncmig.migrate import RunSettings, run_migration
-from asyncmig.plan import Plan
 from asyncmig.verify import (
     CHECK_KINDS,
-    CheckResult,
     render_text,
     results_json,
-    run_checks,
 )
-from tests.sources import build_kitchen_sink
-
-
-@dataclass
-class Migrated:
-    source: Path
-    plan: Plan
-    conn: asyncpg.Connection
-
-    async def check(self) -> list[CheckResult]:
-        return await run_checks(self.plan, self.conn, self.source)
-
-
-@pytest.fixture
-async def migrated(tmp_path: Path, pg_dsn: str) -> AsyncIterator[Migrated]:
-    """The kitchen sink migrated into a fresh database, with a connection to it."""
-    source = build_kitchen_sink(tmp_path / "kitchen sink.db")
-    report = await run_migration(RunSettings(source, Target(pg_dsn, pg_dsn, "test")))
-    conn = await asyncpg.connect(pg_dsn)
-    try:
-        yield Migrated(source, report.plan, conn)
-    finally:
-        await conn.close()
-
-
-def failures(results: list[CheckResult]) -> list[CheckResult]:
-    return [r for r in results if not r.ok]
+from tests.fix_run import Migrated, failures
 
 
 async def test_a_fresh_migration_passes_every_check(migrated: Migrated) -> None:

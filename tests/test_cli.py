@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 import asyncpg
 import pytest
 
 from asyncmig.connect import scrub
+from tests.fix_cli import run_cli
 from tests.fix_pg import with_database
 from tests.sources import build_kitchen_sink
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items()
-               if not k.startswith(("PG", "ASYNCMIG_")) and k != "DATABASE_URL"}
-    environ["ASYNCMIG_LOG_DIR"] = tempfile.mkdtemp(prefix="asyncmig-logs-")
-    environ.update(env or {})
-    return subprocess.run([sys.executable, "-m", "asyncmig", *args], capture_output=True,
-                          text=True, env=environ, timeout=120, check=False)
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int, text: str) -> None:

@@ -10,19 +10,9 @@ from pathlib import Path
 
 import asyncpg
 
+from tests.fix_cli import run_cli
+from tests.fix_pg import as_user, execute, fetch
 from tests.sources import build_kitchen_sink
-from tests.test_cli import run_cli
-
-
-def fetch(dsn: str, sql: str) -> list[asyncpg.Record]:
-    async def go() -> list[asyncpg.Record]:
-        conn = await asyncpg.connect(dsn)
-        try:
-            return list(await conn.fetch(sql))
-        finally:
-            await conn.close()
-
-    return asyncio.run(go())
 
 
 def cli(*args: str, log_dir: Path) -> subprocess.CompletedProcess[str]:
@@ -145,7 +135,6 @@ async def test_a_user_with_rights_on_its_schema_only(tmp_path: Path, pg_dsn: str
     import uuid
     from urllib.parse import urlsplit
 
-    from tests.test_validate import as_user, execute
 
     role = f"s_{uuid.uuid4().hex[:10]}"
     database = urlsplit(pg_dsn).path.lstrip("/")

@@ -11,9 +11,9 @@ import pytest
 from asyncmig import conninfo
 from asyncmig.connect import Target, connect, resolve_target
 from asyncmig.errors import UsageError
+from tests.fix_cli import run_cli
 from tests.fix_pg import create_database, drop_database
-from tests.test_cli import run_cli
-from tests.test_security import small_source
+from tests.sources import small_source
 
 
 def test_parse_url_and_pairs() -> None:

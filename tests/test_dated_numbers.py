@@ -17,12 +17,12 @@ import asyncpg
 import pytest
 
 from asyncmig import commands, datenums, render
-from asyncmig.config import parse_overrides
 from asyncmig.connect import Target
 from asyncmig.deep_check import deep_check
-from asyncmig.migrate import RunReport, RunSettings, make_plan, run_migration
+from asyncmig.migrate import RunSettings, make_plan
 from asyncmig.transforms import TRANSFORMS
 from tests.compare import assert_all_equal
+from tests.fix_run import from_profile, migrate
 
 UTC = dt.UTC
 EIGHT_AM = dt.datetime(2024, 1, 1, 8, 0, tzinfo=UTC)
@@ -43,13 +43,6 @@ INSERT INTO e(at, day, whole) VALUES (julianday('2024-01-01 08:00:00'),
 INSERT INTO e(at, day, whole) VALUES (julianday('1999-12-31 23:59:59.250'),
     julianday('2000-02-29 12:30:00'), julianday('2000-02-29'));
 """
-
-
-async def migrate(source: Path, dsn: str, profile: dict[str, object] | None = None
-                  ) -> RunReport:
-    overrides = parse_overrides(profile or {}, "test")
-    return await run_migration(RunSettings(source, Target(dsn, dsn, "test"),
-                                           overrides=overrides))
 
 
 async def fetch(dsn: str, sql: str) -> list[asyncpg.Record]:
@@ -168,7 +161,7 @@ async def test_deep_check_reads_dates_in_sqlite_not_with_the_loads_conversion(
     a profile) is caught: `check --deep` re-plans and lets SQLite read the numbers."""
     source = build(tmp_path / "julian.db", JULIAN)
     wrong = {"tables": {"e": {"columns": {"at": {"type": "timestamptz", "epoch": "s"}}}}}
-    await migrate(source, pg_dsn, wrong)
+    await migrate(source, pg_dsn, overrides=from_profile(wrong))
     rows = await fetch(pg_dsn, "SELECT at FROM e ORDER BY id")
     assert rows[0][0].date() == dt.date(1970, 1, 29)  # the wrong reading is in PostgreSQL
     results = await commands.check(RunSettings(source, Target(pg_dsn, pg_dsn, "test")),

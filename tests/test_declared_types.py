@@ -23,12 +23,13 @@ from asyncmig.config import Overrides, parse_overrides
 from asyncmig.connect import Target
 from asyncmig.contract import contract_type
 from asyncmig.errors import DataError
-from asyncmig.migrate import RunReport, RunSettings, make_plan, run_migration
+from asyncmig.migrate import RunSettings, make_plan
 from asyncmig.plan import Plan
 from asyncmig.planner import build_plan
 from asyncmig.settings import DeepCheck
 from asyncmig.validate import validate
 from tests.compare import assert_all_equal
+from tests.fix_run import migrate
 
 SCORES = 1000
 BAD_SCORES = {17: "n/a", 500: "twelve"}
@@ -78,13 +79,6 @@ def types(plan: Plan) -> dict[str, str]:
     return {c.name: c.target_type for c in plan.table("t").columns if c.name != "id"}
 
 
-async def migrate(source: Path, dsn: str, tmp_path: Path,
-                  overrides: Overrides | None = None) -> RunReport:
-    return await run_migration(RunSettings(source, Target(dsn, dsn, "test"),
-                                           overrides=overrides or Overrides(),
-                                           rejects_dir=tmp_path / "rejects"))
-
-
 def test_plan_keeps_declared_types_and_counts_the_misfits(source: Path) -> None:
     """Before anything is loaded: each kept type, how many values do not fit, examples."""
     plan = build_plan(source)
@@ -107,7 +101,7 @@ async def test_misfits_go_to_the_reject_store_and_the_rest_arrives(
         source: Path, pg_dsn: str, tmp_path: Path) -> None:
     """Exit 8's report: every misfit row in the reject store with its reason; every other
     row arrives value for value in columns of the declared types."""
-    report = await migrate(source, pg_dsn, tmp_path)
+    report = await migrate(source, pg_dsn, rejects_dir=tmp_path / "rejects")
     table = next(t for t in report.tables if t.table == "t")
     assert (table.rows, table.rejected) == (SCORES - len(MISFIT_KEYS), len(MISFIT_KEYS))
     assert report.rejected == len(MISFIT_KEYS)  # the CLI exits 8
@@ -135,7 +129,8 @@ async def test_misfits_go_to_the_reject_store_and_the_rest_arrives(
 async def test_widen_restores_the_lossless_types(source: Path, pg_dsn: str,
                                                  tmp_path: Path) -> None:
     """--widen: every value loads, in the wider value-driven types, nothing rejected."""
-    report = await migrate(source, pg_dsn, tmp_path, Overrides(widen=True))
+    report = await migrate(source, pg_dsn, overrides=Overrides(widen=True),
+                           rejects_dir=tmp_path / "rejects")
     assert types(report.plan)["score"] == "text"
     assert types(report.plan)["price"] == "numeric"  # not numeric(5,2): 12345.5 fits
     assert report.rejected == 0
@@ -174,7 +169,8 @@ async def test_validate_reports_counts_and_examples(source: Path, pg_dsn: str) -
 async def test_policy_fail_stops_the_run_naming_the_value(source: Path, pg_dsn: str,
                                                           tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"t\.ratio at key 3: value 'lots'"):
-        await migrate(source, pg_dsn, tmp_path, Overrides(on_error="fail"))
+        await migrate(source, pg_dsn, overrides=Overrides(on_error="fail"),
+                      rejects_dir=tmp_path / "rejects")
     plan = await make_plan(RunSettings(source, Target(None, "", "none"),
                                        overrides=Overrides(on_error="fail")))
     checks = await validate(source, Target(pg_dsn, pg_dsn, "test"), plan)
@@ -189,7 +185,8 @@ async def test_coerce_converts_what_it_can(tmp_path: Path, pg_dsn: str) -> None:
                        "INSERT INTO c VALUES (1, 5), (2, '7 '), (3, 'x'), (4, 2.5);")
     conn.commit()
     conn.close()
-    report = await migrate(path, pg_dsn, tmp_path, Overrides(on_error="coerce"))
+    report = await migrate(path, pg_dsn, overrides=Overrides(on_error="coerce"),
+                           rejects_dir=tmp_path / "rejects")
     assert report.plan.table("c").column("n").target_type == "bigint"
     conn2 = await asyncpg.connect(pg_dsn)
     try:

@@ -14,8 +14,7 @@ import math
 import random
 import sqlite3
 import struct
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from asyncmig.connect import Target
 from asyncmig.deep_check import (
     CHECKSUM,
     deep_check,
@@ -33,46 +31,14 @@ from asyncmig.deep_check import (
     numeric_text,
     rendering,
 )
-from asyncmig.migrate import RunSettings, run_migration
-from asyncmig.plan import ColumnPlan, Plan
-from asyncmig.verify import CheckResult
-from tests.sources import build_kitchen_sink
-
-
-@dataclass
-class Migrated:
-    source: Path
-    plan: Plan
-    conn: asyncpg.Connection
-
-    async def check(self, **options: Any) -> list[CheckResult]:
-        return await deep_check(self.plan, self.conn, self.source, **options)
-
-
-async def migrate(source: Path, dsn: str) -> Migrated:
-    report = await run_migration(RunSettings(source, Target(dsn, dsn, "test")))
-    return Migrated(source, report.plan, await asyncpg.connect(dsn))
-
-
-@pytest.fixture
-async def migrated(tmp_path: Path, pg_dsn: str) -> AsyncIterator[Migrated]:
-    source = build_kitchen_sink(tmp_path / "kitchen sink.db")
-    copy = await migrate(source, pg_dsn)
-    try:
-        yield copy
-    finally:
-        await copy.conn.close()
-
-
-def failures(results: list[CheckResult]) -> list[CheckResult]:
-    return [r for r in results if not r.ok]
-
+from asyncmig.plan import ColumnPlan
+from tests.fix_run import Migrated, failures, migrated_copy
 
 # --- a fresh copy ---------------------------------------------------------------------
 
 
 async def test_every_table_of_a_fresh_copy_matches(migrated: Migrated) -> None:
-    results = await migrated.check(explain=True)
+    results = await migrated.deep_check(explain=True)
     assert failures(results) == []
     assert [r.table for r in results] == [t.name for t in migrated.plan.tables]
     assert {(r.check, r.subject) for r in results} == {(CHECKSUM, "")}
@@ -124,17 +90,17 @@ DAMAGE = [
 async def test_one_changed_value_fails_exactly_its_table(
         migrated: Migrated, statement: str, table: str, explained: str) -> None:
     await migrated.conn.execute(statement)
-    failed = failures(await migrated.check())
+    failed = failures(await migrated.deep_check())
     assert [r.table for r in failed] == [table]
     assert failed[0].found != failed[0].expected
-    explained_results = failures(await migrated.check(explain=True))
+    explained_results = failures(await migrated.deep_check(explain=True))
     assert [r.table for r in explained_results] == [table]
     assert explained_results[0].found.endswith(f"first differing key {explained}")
 
 
 async def test_a_deleted_row_fails_its_table(migrated: Migrated) -> None:
     await migrated.conn.execute("DELETE FROM egg WHERE id = 2")
-    failed = failures(await migrated.check(explain=True))
+    failed = failures(await migrated.deep_check(explain=True))
     assert [r.table for r in failed] == ["egg"]
     assert "(1 row, 2 in SQLite)" in failed[0].found
     assert failed[0].found.endswith("first differing key id=2: row missing in PostgreSQL")
@@ -142,7 +108,7 @@ async def test_a_deleted_row_fails_its_table(migrated: Migrated) -> None:
 
 async def test_an_added_row_fails_its_table(migrated: Migrated) -> None:
     await migrated.conn.execute("INSERT INTO empty_auto (id, note) VALUES (7, 'x')")
-    failed = failures(await migrated.check(explain=True))
+    failed = failures(await migrated.deep_check(explain=True))
     assert [r.table for r in failed] == ["empty_auto"]
     assert failed[0].found.endswith("first differing key id=7: row not in SQLite")
 
@@ -152,20 +118,20 @@ async def test_values_swapped_between_rows_fail(migrated: Migrated) -> None:
     await migrated.conn.execute(
         'UPDATE "values" v SET body = o.body FROM "values" o '
         "WHERE (v.id, o.id) IN ((1, 2), (2, 1))")
-    assert [r.table for r in failures(await migrated.check())] == ["values"]
+    assert [r.table for r in failures(await migrated.deep_check())] == ["values"]
 
 
 async def test_rows_rejected_by_the_load_can_be_skipped(migrated: Migrated) -> None:
     await migrated.conn.execute('DELETE FROM "values" WHERE id = 4')
     await migrated.conn.execute("DELETE FROM membership WHERE user_id = 2 AND group_id = 1")
-    assert [r.table for r in failures(await migrated.check())] == ["values", "membership"]
-    results = await migrated.check(skip_rows={"values": {4}, "membership": {(2, 1)}})
+    assert [r.table for r in failures(await migrated.deep_check())] == ["values", "membership"]
+    results = await migrated.deep_check(skip_rows={"values": {4}, "membership": {(2, 1)}})
     assert failures(results) == []
 
 
 async def test_a_dropped_table_is_a_failure_not_an_exception(migrated: Migrated) -> None:
     await migrated.conn.execute("DROP TABLE egg CASCADE")
-    failed = failures(await migrated.check(explain=True))
+    failed = failures(await migrated.deep_check(explain=True))
     assert [(r.table, r.found) for r in failed] == [("egg", "missing")]
 
 
@@ -183,17 +149,17 @@ async def test_a_type_without_a_rendering_fails_instead_of_passing(migrated: Mig
 
 
 async def test_sampled_key_ranges(migrated: Migrated) -> None:
-    results = {r.table: r for r in await migrated.check(sample_ranges=2)}
+    results = {r.table: r for r in await migrated.deep_check(sample_ranges=2)}
     assert failures(list(results.values())) == []
     # ids 1..5, two ranges one key wide: [1, 1] and [3, 3]
     assert results["values"].subject == "sampled 2 key ranges"
     assert results["membership"].subject == ""  # a composite key: the full check
     assert results["empty_auto"].subject == ""  # no keys at all
     await migrated.conn.execute("UPDATE \"values\" SET body = 'x' WHERE id = 2")
-    assert failures(await migrated.check(sample_ranges=2)) == []  # outside the sample
-    assert [r.table for r in failures(await migrated.check())] == ["values"]
+    assert failures(await migrated.deep_check(sample_ranges=2)) == []  # outside the sample
+    assert [r.table for r in failures(await migrated.deep_check())] == ["values"]
     await migrated.conn.execute("UPDATE \"values\" SET body = 'x' WHERE id = 3")
-    failed = failures(await migrated.check(sample_ranges=2, explain=True))
+    failed = failures(await migrated.deep_check(sample_ranges=2, explain=True))
     assert [(r.table, r.subject) for r in failed] == [("values", "sampled 2 key ranges")]
     assert failed[0].found.endswith("first differing key id=3: body differs")
 
@@ -211,12 +177,12 @@ async def test_explain_descends_to_the_changed_row(tmp_path: Path, pg_dsn: str) 
     conn.executemany("INSERT INTO tag VALUES (?, ?)", [("a", 1), ("a", 1), ("b", 2)])
     conn.commit()
     conn.close()
-    copy = await migrate(source, pg_dsn)
+    copy = await migrated_copy(source, pg_dsn)
     try:
-        assert failures(await copy.check()) == []
+        assert failures(await copy.deep_check()) == []
         await copy.conn.execute("UPDATE item SET score = score + 1e-12 WHERE id = 2345")
         await copy.conn.execute("UPDATE tag SET weight = 3 WHERE label = 'b'")
-        failed = {r.table: r for r in failures(await copy.check(explain=True))}
+        failed = {r.table: r for r in failures(await copy.deep_check(explain=True))}
         assert set(failed) == {"item", "tag"}
         assert failed["item"].found.endswith("first differing key id=2345: score differs")
         assert "first differing key label='b', weight=2: row missing in PostgreSQL" \
@@ -225,7 +191,7 @@ async def test_explain_descends_to_the_changed_row(tmp_path: Path, pg_dsn: str) 
                                 "(SELECT ctid FROM tag WHERE label = 'a' LIMIT 1)")
         await copy.conn.execute("UPDATE tag SET weight = 2 WHERE label = 'b'")
         await copy.conn.execute("UPDATE item SET score = score - 1e-12 WHERE id = 2345")
-        [tag] = failures(await copy.check(explain=True))  # a duplicate row lost: the count
+        [tag] = failures(await copy.deep_check(explain=True))  # a duplicate row lost: the count
         assert tag.found.endswith("first differing key label='a', weight=1: "
                                   "row missing in PostgreSQL")
     finally:

@@ -10,14 +10,16 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from asyncmig.config import parse_overrides
-from asyncmig.connect import Target
 from asyncmig.errors import DataError, TargetError
-from asyncmig.migrate import RunReport, RunSettings, run_migration
+from asyncmig.migrate import RunReport
 from asyncmig.pipeline import PipelineSettings
+from asyncmig.settings import Duplicates
 from bench.gen_dirty import DirtyCounts, generate_dirty
 from tests.compare import actual, same
 from tests.compare import expected as oracle
+from tests.fix_cli import run_cli
+from tests.fix_pg import fetch
+from tests.fix_run import from_profile, migrate
 
 FAULTS = 7
 # the profile a user writes to get the rich types although some values do not fit
@@ -32,14 +34,6 @@ def dirty(tmp_path: Path) -> tuple[Path, DirtyCounts]:
     return path, generate_dirty(path, 5000, seed=11, faults=FAULTS)
 
 
-async def migrate(path: Path, dsn: str, tmp_path: Path, profile: dict[str, object],
-                  **pipeline: object) -> RunReport:
-    settings = RunSettings(path, Target(dsn, dsn, "test"), overrides=parse_overrides(
-        profile, "test"), pipeline=PipelineSettings(**pipeline),  # type: ignore[arg-type]
-        rejects_dir=tmp_path / "rejects")
-    return await run_migration(settings)
-
-
 def rejected_keys(report: RunReport, table: str) -> dict[int, dict[str, object]]:
     entry = next(t for t in report.tables if t.table == table)
     assert entry.reject_file is not None
@@ -50,7 +44,8 @@ def rejected_keys(report: RunReport, table: str) -> dict[int, dict[str, object]]
 async def test_every_row_is_loaded_or_rejected_with_its_reason(
         dirty: tuple[Path, DirtyCounts], pg_dsn: str, tmp_path: Path) -> None:
     path, counts = dirty
-    report = await migrate(path, pg_dsn, tmp_path, STRICT)
+    report = await migrate(path, pg_dsn, overrides=from_profile(STRICT),
+                           rejects_dir=tmp_path / "rejects")
     customers = next(t for t in report.tables if t.table == "customers")
     orders = next(t for t in report.tables if t.table == "orders")
     assert customers.reject_reasons == {
@@ -90,7 +85,8 @@ async def test_every_row_is_loaded_or_rejected_with_its_reason(
 async def test_clean_rows_arrive_bit_identical(dirty: tuple[Path, DirtyCounts], pg_dsn: str,
                                                tmp_path: Path) -> None:
     path, _ = dirty
-    report = await migrate(path, pg_dsn, tmp_path, STRICT)
+    report = await migrate(path, pg_dsn, overrides=from_profile(STRICT),
+                           rejects_dir=tmp_path / "rejects")
     table = report.plan.table("customers")
     rejected = set(rejected_keys(report, "customers"))
     names = ", ".join(f'"{c.source_name}"' for c in table.columns)
@@ -120,7 +116,8 @@ async def test_coerce_and_null_policies_announce_what_they_change(
     profile = {"on_error": "coerce", "tables": {"customers": {"columns": {
         "profile": {"type": "jsonb", "on_error": "null"},
         "signup_ip": {"type": "inet", "on_error": "null"}}}}}
-    report = await migrate(path, pg_dsn, tmp_path, profile)
+    report = await migrate(path, pg_dsn, overrides=from_profile(profile),
+                           rejects_dir=tmp_path / "rejects")
     customers = next(t for t in report.tables if t.table == "customers")
     assert customers.replaced["profile: null"] == FAULTS
     assert customers.replaced["signup_ip: null"] == FAULTS
@@ -139,7 +136,9 @@ async def test_max_rejects_rolls_the_table_back(dirty: tuple[Path, DirtyCounts],
                                                 tmp_path: Path) -> None:
     path, _ = dirty
     with pytest.raises(DataError, match="max-rejects 3"):
-        await migrate(path, pg_dsn, tmp_path, STRICT, max_rejects=3)
+        await migrate(path, pg_dsn, overrides=from_profile(STRICT),
+                      pipeline=PipelineSettings(max_rejects=3),
+                      rejects_dir=tmp_path / "rejects")
     conn = await asyncpg.connect(pg_dsn)
     try:
         assert not await conn.fetch("SELECT 1 FROM pg_tables WHERE schemaname = 'public'")
@@ -159,7 +158,9 @@ async def test_postgresql_refusals_are_isolated_by_splitting(tmp_path: Path,
     # integer overrides PostgreSQL's 4-byte integer: asyncpg refuses values beyond it
     sqlite3.connect(path).execute("UPDATE t SET n = 3000000000 WHERE id IN (17, 4000)").connection.commit()
     profile = {"tables": {"t": {"columns": {"n": {"type": "integer"}}}}}
-    report = await migrate(path, pg_dsn, tmp_path, profile, batch_size=1000)
+    report = await migrate(path, pg_dsn, overrides=from_profile(profile),
+                           pipeline=PipelineSettings(batch_size=1000),
+                           rejects_dir=tmp_path / "rejects")
     entry = report.tables[0]
     assert (entry.rows, entry.rejected) == (4998, 2)
     assert sorted(rejected_keys(report, "t")) == [17, 4000]
@@ -176,7 +177,8 @@ async def test_dates_the_driver_would_turn_into_infinity_are_not_changed(
         (3, "9999-12-31", "2020-01-03 00:00:00"), (4, "2020-01-02", "0001-01-01 00:00:01")])
     conn.commit()
     conn.close()
-    report = await migrate(path, pg_dsn, tmp_path, {})
+    report = await migrate(path, pg_dsn, overrides=from_profile({}),
+                           rejects_dir=tmp_path / "rejects")
     assert sorted(rejected_keys(report, "e")) == [1, 2, 3]
     pg = await asyncpg.connect(pg_dsn)
     try:
@@ -193,7 +195,9 @@ async def test_orphans_can_be_rejected_or_cleared(dirty: tuple[Path, DirtyCounts
                                                   tmp_path: Path) -> None:
     """Orphans (including orders of rejected customers) leave for the reject store."""
     path, counts = dirty
-    report = await migrate(path, pg_dsn, tmp_path, {**STRICT, "orphans": "reject"})
+    report = await migrate(path, pg_dsn,
+                           overrides=from_profile({**STRICT, "orphans": "reject"}),
+                           rejects_dir=tmp_path / "rejects")
     orders = next(t for t in report.tables if t.table == "orders")
     assert all(c.ok for c in report.checks), [c for c in report.checks if not c.ok]
     rejects = rejected_keys(report, "orders")
@@ -216,7 +220,8 @@ async def test_orphans_can_be_rejected_or_cleared(dirty: tuple[Path, DirtyCounts
 async def test_orphan_references_set_to_null(dirty: tuple[Path, DirtyCounts], pg_dsn: str,
                                              tmp_path: Path) -> None:
     path, counts = dirty
-    report = await migrate(path, pg_dsn, tmp_path, {"orphans": "null"})
+    report = await migrate(path, pg_dsn, overrides=from_profile({"orphans": "null"}),
+                           rejects_dir=tmp_path / "rejects")
     assert any("set to NULL" in w for w in report.warnings)
     conn = await asyncpg.connect(pg_dsn)
     try:
@@ -245,10 +250,9 @@ async def test_duplicates_sqlite_allowed_are_named_or_built_without_unique(
     """1 and '1' are different keys to SQLite, the same text to PostgreSQL."""
     path = mixed_keys
     with pytest.raises(TargetError, match=r"duplicate keys \('1',\) x2") as refused:
-        await run_migration(RunSettings(path, Target(pg_dsn, pg_dsn, "test")))
+        await migrate(path, pg_dsn)
     assert refused.value.exit_code == 4 and "--duplicates nonunique" in (refused.value.hint or "")
-    report = await run_migration(RunSettings(path, Target(pg_dsn, pg_dsn, "test"),
-                                             duplicates="nonunique"))
+    report = await migrate(path, pg_dsn, duplicates=Duplicates.NONUNIQUE)
     assert any("built without UNIQUE" in w for w in report.warnings)
     pg = await asyncpg.connect(pg_dsn)
     try:
@@ -263,9 +267,6 @@ async def test_duplicates_sqlite_allowed_are_named_or_built_without_unique(
 def test_check_deep_catches_one_value_changed_behind_its_back(
         dirty: tuple[Path, DirtyCounts], pg_dsn: str, tmp_path: Path) -> None:
     """After a run with rejects, `check --deep` passes; one changed value fails it, named."""
-    from tests.test_cli import run_cli
-    from tests.test_commands import fetch
-
     path, _ = dirty
     profile = tmp_path / "strict.toml"
     profile.write_text('[tables.customers.columns.score]\ntype = "bigint"\n')
@@ -287,9 +288,8 @@ def test_check_deep_catches_one_value_changed_behind_its_back(
 async def test_duplicates_can_be_rejected_keeping_the_first(mixed_keys: Path, pg_dsn: str,
                                                            tmp_path: Path) -> None:
     path = mixed_keys
-    report = await run_migration(RunSettings(path, Target(pg_dsn, pg_dsn, "test"),
-                                             duplicates="reject",
-                                             rejects_dir=tmp_path / "rejects"))
+    report = await migrate(path, pg_dsn, duplicates=Duplicates.REJECT,
+                           rejects_dir=tmp_path / "rejects")
     entry = report.tables[0]
     assert (entry.rows, entry.rejected) == (3, 1)
     assert all(c.ok for c in report.checks)
@@ -300,8 +300,6 @@ async def test_duplicates_can_be_rejected_keeping_the_first(mixed_keys: Path, pg
 async def test_a_total_reject_limit_fails_the_run(dirty: tuple[Path, DirtyCounts], pg_dsn: str,
                                                  tmp_path: Path) -> None:
     path, _ = dirty
-    settings = RunSettings(path, Target(pg_dsn, pg_dsn, "test"),
-                           overrides=parse_overrides(STRICT, "test"), max_rejects_total=10,
-                           rejects_dir=tmp_path / "rejects")
     with pytest.raises(DataError, match="max-rejects-total 10"):
-        await run_migration(settings)
+        await migrate(path, pg_dsn, overrides=from_profile(STRICT), max_rejects_total=10,
+                      rejects_dir=tmp_path / "rejects")

@@ -17,7 +17,7 @@ from asyncmig import commands
 from asyncmig.config import Overrides
 from asyncmig.connect import Target
 from asyncmig.migrate import RunSettings, run_migration
-from tests.test_cli import run_cli
+from tests.fix_cli import run_cli
 
 ISSUE_SQL = """
 CREATE TABLE p(id INTEGER PRIMARY KEY);

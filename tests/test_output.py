@@ -4,33 +4,17 @@ failures print an error document, a closed pipe ends quietly, wide names align."
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import asyncpg
-import jsonschema
 import pytest
 
-from asyncmig.output import SCHEMA_VERSION, package_version
 from asyncmig.textwidth import width
-from tests.fix_cli import RunMain, one_error_line
-
-ROOT = Path(__file__).resolve().parent.parent
-SCHEMA = json.loads((ROOT / "docs" / "output.schema.json").read_text(encoding="utf-8"))
-
-
-def valid(text: str) -> dict[str, Any]:
-    """The one JSON document in ``text``, checked against the schema."""
-    data: dict[str, Any] = json.loads(text)
-    jsonschema.validate(data, SCHEMA)
-    assert data["schema_version"] == SCHEMA_VERSION
-    assert data["asyncmig_version"] == package_version()
-    return data
+from tests.fix_cli import ROOT, RunMain, one_error_line, valid
 
 
 def family(path: Path) -> Path:

@@ -10,10 +10,9 @@ import asyncpg
 import pytest
 
 from asyncmig.config import load_overrides
-from asyncmig.connect import Target
-from asyncmig.migrate import RunReport, RunSettings, run_migration
 from bench.gen_2truths import generate
 from tests.compare import assert_all_equal
+from tests.fix_run import migrate
 
 PROFILE = Path(__file__).resolve().parent.parent / "profiles" / "2truths1lie.toml"
 
@@ -31,13 +30,8 @@ def app_db(tmp_path: Path) -> Path:
     return path
 
 
-async def migrate(path: Path, dsn: str) -> RunReport:
-    return await run_migration(RunSettings(path, Target(dsn, dsn, "test"),
-                                           overrides=load_overrides(PROFILE)))
-
-
 async def test_the_profile_yields_the_optimised_schema(app_db: Path, pg_dsn: str) -> None:
-    report = await migrate(app_db, pg_dsn)
+    report = await migrate(app_db, pg_dsn, overrides=load_overrides(PROFILE))
     assert all(c.ok for c in report.checks)
     conn = await asyncpg.connect(pg_dsn)
     try:
@@ -96,6 +90,6 @@ async def test_every_other_value_arrives_unchanged(app_db: Path, pg_dsn: str) ->
     conn.execute("UPDATE token_transactions SET metadata = '{}' WHERE rowid IN (1, 2)")
     conn.commit()
     conn.close()
-    report = await migrate(app_db, pg_dsn)
+    report = await migrate(app_db, pg_dsn, overrides=load_overrides(PROFILE))
     assert report.replaced == 0
     assert await assert_all_equal(app_db, pg_dsn, report.plan) == report.rows

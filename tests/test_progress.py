@@ -19,7 +19,7 @@ import structlog
 from asyncmig import progress
 from asyncmig.connect import Target, scrub
 from asyncmig.migrate import RunSettings, run_migration
-from tests.test_cli import run_cli
+from tests.fix_cli import run_cli
 
 
 def build(path: Path, rows: int) -> Path:

@@ -7,9 +7,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from asyncmig.connect import Target
-from asyncmig.migrate import RunSettings, run_migration
 from tests.compare import assert_all_equal
+from tests.fix_cli import run_cli
+from tests.fix_run import migrate
 from tests.sources import VALUES_ROWS, build_kitchen_sink
 
 EXPECTED_TYPES = {
@@ -35,11 +35,6 @@ EXPECTED_TYPES = {
     ("values", "epoch_s"): "bigint",
     ("values", "epoch_ms"): "bigint",
 }
-
-
-async def migrate(source: Path, dsn: str, **kwargs: object) -> object:
-    settings = RunSettings(source, Target(dsn, dsn, "test"), **kwargs)  # type: ignore[arg-type]
-    return await run_migration(settings)
 
 
 @pytest.fixture
@@ -264,7 +259,6 @@ async def test_naive_timestamps_are_utc_whatever_the_local_time_zone(
 def test_the_command_line_runs_in_utc(kitchen_sink: Path, pg_dsn: str) -> None:
     import asyncio
 
-    from tests.test_cli import run_cli
 
     result = run_cli("run", "--sqlite", str(kitchen_sink), "--pg", pg_dsn,
                      env={"TZ": "Asia/Kolkata"})

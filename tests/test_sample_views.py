@@ -23,73 +23,10 @@ AND ...``; in PostgreSQL both are the same timestamp and inside. The rows here h
 
 from __future__ import annotations
 
-import datetime as dt
-import sqlite3
-from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
-import asyncpg
-
-from asyncmig.connect import Target
-from asyncmig.migrate import RunSettings, run_migration
-from asyncmig.quoting import quote_ident, quote_sqlite_ident
+from tests.compare import compare_views
 from tests.sources import build_northwind, build_sakila
-
-ORDERED = frozenset({"Customer and Suppliers by City"})
-
-
-def normalised(value: Any) -> Any:
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, int | float | Decimal):
-        return round(float(value), 6)
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(dt.UTC).replace(tzinfo=None)
-        return value
-    if isinstance(value, dt.date):
-        return dt.datetime(value.year, value.month, value.day)
-    if isinstance(value, str) and len(value) >= 10 and value[4:5] == "-" and value[7:8] == "-":
-        try:
-            return normalised(dt.datetime.fromisoformat(value))
-        except ValueError:
-            return value
-    return value
-
-
-def rows_of(rows: list[tuple[Any, ...]], ordered: bool) -> list[tuple[Any, ...]]:
-    result = [tuple(normalised(v) for v in row) for row in rows]
-    return result if ordered else sorted(result, key=repr)
-
-
-async def compare_views(source: Path, pg_dsn: str, expected_views: int,
-                        ordered: frozenset[str] = ORDERED) -> dict[str, int]:
-    """Run the migration, then every view's rows in both databases; row counts by view."""
-    report = await run_migration(RunSettings(source, Target(pg_dsn, pg_dsn, "test")))
-    assert [w for w in report.warnings if "view" in w] == []
-    assert len(report.plan.views) == expected_views
-    assert all(v.translated for v in report.plan.views), [
-        (v.name, v.note) for v in report.plan.views if not v.translated]
-    lite = sqlite3.connect(source)
-    conn = await asyncpg.connect(pg_dsn)
-    counts = {}
-    try:
-        for view in report.plan.views:
-            want = lite.execute(f"SELECT * FROM {quote_sqlite_ident(view.name)}").fetchall()
-            got = [tuple(r) for r in await conn.fetch(f"SELECT * FROM {quote_ident(view.name)}")]
-            in_order = view.name in ordered
-            assert rows_of(got, in_order) == rows_of(want, in_order), view.name
-            names = [d[0] for d in lite.execute(
-                f"SELECT * FROM {quote_sqlite_ident(view.name)}").description]
-            pg_names = [a.name for a in (await conn.prepare(
-                f"SELECT * FROM {quote_ident(view.name)}")).get_attributes()]
-            assert pg_names == names, view.name
-            counts[view.name] = len(want)
-    finally:
-        lite.close()
-        await conn.close()
-    return counts
 
 
 async def test_northwind_views_return_sqlites_rows(tmp_path: Path, pg_dsn: str) -> None:

@@ -24,26 +24,12 @@ from asyncmig.config import parse_overrides
 from asyncmig.connect import Target, scrub
 from asyncmig.migrate import RunSettings, make_plan, run_migration
 from asyncmig.quoting import sql_comment
+from tests.fix_cli import run_cli
 from tests.fix_pg import create_database, drop_database
-from tests.test_cli import run_cli
+from tests.sources import small_source
 
 INJECTED = "DROP TABLE public.victim"
 EVIL_LINE = re.compile(r"^\s*DROP TABLE public\.victim", re.MULTILINE)
-
-
-def small_source(path: Path, *, bad_rows: int = 0) -> Path:
-    """Two tables; ``bad_rows`` rows whose score is not an integer (rejected by default)."""
-    conn = sqlite3.connect(path)
-    conn.executescript(
-        "CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT);"
-        "CREATE TABLE scores(id INTEGER PRIMARY KEY, score INTEGER NOT NULL);")
-    conn.executemany("INSERT INTO t VALUES (?, ?)", [(i, f"n{i}") for i in range(1, 21)])
-    conn.executemany("INSERT INTO scores VALUES (?, ?)", [(i, i * 10) for i in range(1, 41)])
-    conn.executemany("INSERT INTO scores VALUES (?, ?)",
-                     [(100 + i, f"not a number {i}") for i in range(bad_rows)])
-    conn.commit()
-    conn.close()
-    return path
 
 
 async def make_victim(dsn: str) -> None:

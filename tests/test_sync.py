@@ -27,8 +27,7 @@ from asyncmig.sync_ranges import Ranges, choose_ranges
 from bench.edit_2truths import edit
 from bench.gen_2truths import generate
 from tests.compare import assert_all_equal
-from tests.test_cli import run_cli
-from tests.test_output import valid
+from tests.fix_cli import run_cli, valid
 
 EXTRA_SQL = """
 CREATE TABLE pairs (a INTEGER NOT NULL, b TEXT NOT NULL, v REAL, PRIMARY KEY (a, b));

@@ -8,9 +8,8 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-import asyncpg
 import pytest
 
 from asyncmig.connect import Target, scrub
@@ -27,6 +26,7 @@ from asyncmig.validate import (
     required_extensions,
     validate,
 )
+from tests.fix_pg import as_user, execute
 from tests.sources import build_kitchen_sink
 
 PG_CHECKS = ("PostgreSQL version", "privileges", "history", "disk space", "existing objects")
@@ -42,27 +42,11 @@ def by_name(checks: list[Check]) -> dict[str, Check]:
     return {c.name: c for c in checks}
 
 
-def as_user(dsn: str, user: str) -> str:
-    """``dsn`` for another role (the test servers trust every role but asyncmig_pw)."""
-    parts = urlsplit(dsn)
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{user}@{host}"))
-
-
 def corrupt(path: Path) -> Path:
     data = bytearray(path.read_bytes())
     data[4096:8192] = b"\xff" * 4096  # overwrite the second page, as test_cli does
     path.write_bytes(bytes(data))
     return path
-
-
-async def execute(dsn: str, *statements: str) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        for statement in statements:
-            await conn.execute(statement)
-    finally:
-        await conn.close()
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from asyncmig.migrate import RunSettings, run_migration
 from asyncmig.sqldates import constant
 from asyncmig.sqlexpr import Lit, Untranslatable
 from asyncmig.viewsql import Relation, translate_query
-from tests.test_sample_views import compare_views
+from tests.compare import compare_views
 
 DATE_CALLS = [
     ("datetime", ["1997-01-01"]),

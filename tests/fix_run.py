@@ -1,0 +1,91 @@
+"""A migration run from a test, in one place: ``migrate`` (a library call with the test
+target), ``Migrated`` (a finished copy with an open connection, ready to be checked) and
+the ``migrated`` fixture (the kitchen sink, migrated).
+
+Tests call the library here rather than the command line: it is fast and its report is
+typed, so a test can compare the plan and the tables it loaded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypedDict, Unpack
+
+import asyncpg
+import pytest
+
+from asyncmig.config import Overrides, parse_overrides
+from asyncmig.connect import Target
+from asyncmig.deep_check import deep_check
+from asyncmig.migrate import RunReport, RunSettings, run_migration
+from asyncmig.pipeline import PipelineSettings
+from asyncmig.plan import Plan
+from asyncmig.settings import Duplicates
+from asyncmig.verify import CheckResult, run_checks
+from tests.sources import build_kitchen_sink
+
+
+class Changes(TypedDict, total=False):
+    """The run settings a test changes; the others keep ``RunSettings``' defaults."""
+
+    replace: bool
+    workers: str
+    snapshot: bool
+    overrides: Overrides
+    pipeline: PipelineSettings
+    rejects_dir: Path
+    duplicates: Duplicates
+    max_rejects_total: int
+
+
+def from_profile(data: Mapping[str, object]) -> Overrides:
+    """The overrides a profile file holding ``data`` would give."""
+    return parse_overrides(data, "test")
+
+
+async def migrate(source: Path, dsn: str, **changes: Unpack[Changes]) -> RunReport:
+    """Migrate ``source`` into ``dsn`` as ``asyncmig run`` would."""
+    return await run_migration(RunSettings(source, Target(dsn, dsn, "test"), **changes))
+
+
+@dataclass
+class Migrated:
+    """A finished copy: its source, its plan and a connection to the target."""
+
+    source: Path
+    plan: Plan
+    conn: asyncpg.Connection
+
+    async def check(self) -> list[CheckResult]:
+        """``asyncmig check``'s results."""
+        return await run_checks(self.plan, self.conn, self.source)
+
+    async def deep_check(self, *, explain: bool = False, sample_ranges: int | None = None,
+                         skip_rows: Mapping[str, set[object]] | None = None
+                         ) -> list[CheckResult]:
+        """``asyncmig check --deep``'s results."""
+        return await deep_check(self.plan, self.conn, self.source, explain=explain,
+                                sample_ranges=sample_ranges, skip_rows=skip_rows)
+
+
+async def migrated_copy(source: Path, dsn: str) -> Migrated:
+    """``source`` migrated into ``dsn``; the caller closes ``conn``."""
+    report = await migrate(source, dsn)
+    return Migrated(source, report.plan, await asyncpg.connect(dsn))
+
+
+@pytest.fixture
+async def migrated(tmp_path: Path, pg_dsn: str) -> AsyncIterator[Migrated]:
+    """The kitchen sink migrated into a fresh database, with a connection to it."""
+    copy = await migrated_copy(build_kitchen_sink(tmp_path / "kitchen sink.db"), pg_dsn)
+    try:
+        yield copy
+    finally:
+        await copy.conn.close()
+
+
+def failures(results: list[CheckResult]) -> list[CheckResult]:
+    """The results that failed."""
+    return [r for r in results if not r.ok]
