@@ -140,7 +140,8 @@ async def test_widen_restores_the_lossless_types(source: Path, pg_dsn: str,
 async def test_check_after_a_widened_run_plans_as_the_run_did(
         source: Path, pg_dsn: str, tmp_path: Path) -> None:
     """check (without --widen) reads the run's --widen from the history: deep check passes."""
-    await migrate(source, pg_dsn, tmp_path, Overrides(widen=True))
+    await migrate(source, pg_dsn, overrides=Overrides(widen=True),
+                  rejects_dir=tmp_path / "rejects")
     results = await commands.check(RunSettings(source, Target(pg_dsn, pg_dsn, "test")),
                                    DeepCheck())
     assert [r for r in results if not r.ok] == []
