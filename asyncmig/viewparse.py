@@ -104,6 +104,16 @@ class Select:
     order_by: tuple[OrderTerm, ...]
     limit: Node | None
     offset: Node | None
+    ctes: tuple[Cte, ...] = ()
+
+
+@dataclass(frozen=True)
+class Cte:
+    """``name [(columns)] AS (query)`` of a WITH clause."""
+
+    name: str
+    columns: tuple[str, ...]
+    query: Select
 
 
 class QueryParser(Parser):
@@ -121,8 +131,9 @@ class QueryParser(Parser):
         return query
 
     def select(self) -> Select:
-        if self.at("WITH", "VALUES"):
-            raise Untranslatable(f"{self.peek().value.upper()} queries are not translated")
+        ctes = self.with_clause() if self.at("WITH") else ()
+        if self.at("VALUES"):
+            raise Untranslatable("VALUES queries are not translated")
         cores = [("", self.core())]
         while self.at("UNION", "INTERSECT", "EXCEPT"):
             op = self.next().value.upper()
@@ -132,7 +143,30 @@ class QueryParser(Parser):
             cores.append((op, self.core()))
         order = self.order_by() if self.at("ORDER") else ()
         limit, offset = self.limit()
-        return Select(tuple(cores), order, limit, offset)
+        return Select(tuple(cores), order, limit, offset, ctes)
+
+    def with_clause(self) -> tuple[Cte, ...]:
+        self.expect("WITH")
+        if self.at("RECURSIVE"):
+            raise Untranslatable("recursive WITH queries are not translated")
+        return tuple(self.listed(self.cte))
+
+    def cte(self) -> Cte:
+        name = self.next()
+        if name.kind not in ("word", "ident", "dqident"):
+            raise Untranslatable("cannot parse the view's WITH clause")
+        columns: tuple[str, ...] = ()
+        if self.at("("):
+            self.next()
+            columns = tuple(self.listed(lambda: self.next().value))
+            self.expect(")")
+        self.expect("AS")
+        if self.at("NOT", "MATERIALIZED"):
+            raise Untranslatable("MATERIALIZED hints are not translated")
+        self.expect("(")
+        query = self.select()
+        self.expect(")")
+        return Cte(name.value, columns, query)
 
     def core(self) -> Core:
         self.expect("SELECT")

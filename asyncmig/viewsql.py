@@ -29,6 +29,7 @@ from asyncmig.sqlexpr import (
     P_ADD,
     P_ATOM,
     P_CAST,
+    P_CMP,
     P_MUL,
     P_OP,
     Binary,
@@ -103,6 +104,7 @@ class QueryPrinter(Printer):
         self.scope: Scope | None = None
         self.collated: set[str] = set()  # printed references to collated columns
         self.folded: set[str] = set()  # ... and to NOCASE columns compared through lower()
+        self.ctes: list[dict[str, Relation]] = []  # WITH names in scope, innermost last
 
     @contextmanager
     def within(self, scope: Scope | None) -> Iterator[None]:
@@ -116,6 +118,30 @@ class QueryPrinter(Printer):
     # statements
 
     def select(self, query: Select, parent: Scope | None) -> tuple[str, list[Column]]:
+        self.ctes.append({})
+        try:
+            prefix = self.with_clause(query, parent)
+            sql, columns = self.body(query, parent)
+        finally:
+            self.ctes.pop()
+        return prefix + sql, columns
+
+    def with_clause(self, query: Select, parent: Scope | None) -> str:
+        """``WITH name (columns) AS (query), ...``; each name readable by what follows."""
+        printed = []
+        for cte in query.ctes:
+            sql, columns = self.select(cte.query, parent)
+            if cte.columns:
+                if len(cte.columns) != len(columns):
+                    raise Untranslatable(f"WITH {cte.name} names {len(cte.columns)} columns")
+                columns = [(n, t) for n, (_, t) in zip(cte.columns, columns, strict=True)]
+            names = ", ".join(quote_ident(n) for n, _ in columns)
+            printed.append(f"{quote_ident(cte.name)} ({names}) AS ({sql})")
+            self.ctes[-1][cte.name.lower()] = Relation(cte.name, {
+                n.lower(): (n, t) for n, t in columns})
+        return f"WITH {', '.join(printed)} " if printed else ""
+
+    def body(self, query: Select, parent: Scope | None) -> tuple[str, list[Column]]:
         compound = len(query.cores) > 1
         parts: list[str] = []
         columns: list[Column] = []
@@ -183,6 +209,9 @@ class QueryPrinter(Printer):
         return " ".join(parts)
 
     def relation(self, name: str) -> Relation:
+        for ctes in reversed(self.ctes):
+            if name.lower() in ctes:
+                return ctes[name.lower()]
         found = self.relations.get(name.lower())
         if found is None:
             raise MissingRelation(f"the view reads {name!r}, which is not migrated")
@@ -337,6 +366,16 @@ class QueryPrinter(Printer):
                 b.pg_type)} <= {None, "text"}:
             return self.lower(a), self.lower(b)
         return a, b
+
+    def condition(self, node: Node) -> Out:
+        """SQLite tests a number or text for non-zero where PostgreSQL wants a boolean."""
+        out = self.out(node)
+        family = kind(out.pg_type)
+        if family == "num":
+            return Out(f"{out.at(P_CMP + 1)} <> 0", P_CMP, "boolean")
+        if family == "text":
+            return Out(f"{self.number(node).sql} <> 0", P_CMP, "boolean")
+        return super().condition(node)
 
     def in_list(self, node: In) -> Out:
         if not isinstance(node.operand, Collate) and self.out(node.operand).sql in self.folded:

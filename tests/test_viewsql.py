@@ -82,7 +82,7 @@ def test_printed_queries(sql: str, expected: str) -> None:
     ("SELECT name FROM Products ORDER BY name NULLS maybe", "FIRST or LAST"),
     ("SELECT name FROM Products NATURAL SIDEWAYS JOIN Products", "parse"),
     ("SELECT date(at, 'localtime') FROM Products", "localtime"),
-    ("WITH x AS (SELECT 1) SELECT * FROM x", "WITH"),
+    ("WITH RECURSIVE x AS (SELECT 1) SELECT * FROM x", "recursive"),
     ("SELECT nothing FROM Products", "nothing"),
 ])
 def test_what_is_not_translated_says_why(sql: str, reason: str) -> None:
@@ -94,7 +94,8 @@ def test_what_is_not_translated_says_why(sql: str, reason: str) -> None:
     "SELECT", "FROM", "Products", "p", "name", "at", "*", "WHERE", "ORDER", "BY", "1", "2",
     "UNION", "ALL", "(", ")", ",", "=", "+", "||", "'x'", "date(", "'now'", "LIMIT", "GROUP",
     "HAVING", "count(", "min(", ".", "AS", "JOIN", "ON", "IN", "EXISTS", "NOT", "NULLS", "DESC",
-    "CASE", "WHEN", "THEN", "END", "strftime(", "'%Y'", "DISTINCT", "USING", "[", "]"]),
+    "CASE", "WHEN", "THEN", "END", "strftime(", "'%Y'", "DISTINCT", "USING", "[", "]", "WITH",
+    "x"]),
     max_size=25))
 @settings(max_examples=500, deadline=None)
 def test_any_query_is_translated_or_refused_with_a_reason(words: list[str]) -> None:
@@ -131,6 +132,9 @@ CREATE VIEW nested AS SELECT id FROM e WHERE id IN (SELECT id FROM e WHERE qty >
 CREATE VIEW page AS SELECT * FROM e ORDER BY name LIMIT 2 OFFSET 1;
 CREATE VIEW page_of_page AS SELECT name FROM page WHERE id > 0;
 CREATE VIEW names AS SELECT name FROM e UNION ALL SELECT code FROM e ORDER BY 1 DESC;
+CREATE VIEW truthy AS SELECT id FROM e WHERE qty AND code AND NOT (qty - qty);
+CREATE VIEW ctes AS WITH big(n, label) AS (SELECT id, name FROM e WHERE qty > 1),
+  pair AS (SELECT n FROM big) SELECT label FROM big WHERE n IN (SELECT n FROM pair);
 CREATE TABLE tag (id INTEGER PRIMARY KEY, label TEXT COLLATE NOCASE);
 INSERT INTO tag VALUES (1, 'beta'), (2, 'Alpha'), (3, 'gamma'), (4, 'Delta'), (5, NULL);
 CREATE VIEW tags AS SELECT label FROM tag ORDER BY label;
@@ -141,18 +145,19 @@ CREATE VIEW sub AS SELECT s.id, s.doubled FROM (SELECT id, qty * 2 AS doubled FR
 
 
 async def test_idioms_return_sqlites_rows(tmp_path: Path, pg_dsn: str) -> None:
-    """Date functions over columns, text arithmetic, aggregates, subqueries, paging,
+    """Date functions over columns, text arithmetic, aggregates, subqueries, WITH, numbers
+    and text as conditions, paging,
     ORDER BY and = on a NOCASE column (its collation, or lower() on a server without
     ICU, not bytewise)."""
     source = tmp_path / "idioms.db"
     conn = sqlite3.connect(source)
     conn.executescript(IDIOMS)
     conn.close()
-    counts = await compare_views(source, pg_dsn, 11,
+    counts = await compare_views(source, pg_dsn, 13,
                                  ordered=frozenset({"page", "names", "tags"}))
     assert counts == {"dates": 4, "texts": 4, "groups": 3, "flagged": 2, "nested": 2,
                       "page": 2, "page_of_page": 2, "names": 8, "sub": 2, "tags": 5,
-                      "beta": 2}
+                      "beta": 2, "truthy": 2, "ctes": 2}
 
 
 async def test_a_view_over_a_view_that_is_renamed(tmp_path: Path, pg_dsn: str) -> None:
