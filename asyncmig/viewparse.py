@@ -28,6 +28,8 @@ _RESERVED = {
 _JOIN_WORDS = ("JOIN", "INNER", "LEFT", "RIGHT", "FULL", "CROSS", "NATURAL")
 T = TypeVar("T")
 AGGREGATES = {"count", "sum", "avg", "min", "max", "total", "group_concat"}
+WINDOW_FUNCTIONS = {"row_number", "rank", "dense_rank", "percent_rank", "cume_dist", "ntile",
+                    "lag", "lead", "first_value", "last_value", "nth_value"}
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,15 @@ class Subquery(Func):
 @dataclass(frozen=True)
 class InSelect(In):
     query: Select | None = None
+
+
+@dataclass(frozen=True)
+class Window(Func):
+    """``call OVER (PARTITION BY ... ORDER BY ...)`` (no frame clause)."""
+
+    call: Aggregate | None = None
+    partition: tuple[Node, ...] = ()
+    order: tuple[OrderTerm, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -342,8 +353,13 @@ class QueryParser(Parser):
         return Ref(parts[-1], "", parts[-2] if len(parts) > 1 else None)
 
     def call(self, name: str) -> Node:
-        if name in AGGREGATES:
-            return self.aggregate(name)
+        if name in AGGREGATES or name in WINDOW_FUNCTIONS:
+            call = self.aggregate(name)
+            if self.at("OVER"):
+                return self.window(call)
+            if self.at("FILTER") or name in WINDOW_FUNCTIONS:
+                raise Untranslatable(f"{name}() without OVER, or with FILTER, is not translated")
+            return call
         node = super().call(name)
         assert isinstance(node, Func)
         folded = sqldates.constant(node.name, node.args)
@@ -353,23 +369,34 @@ class QueryParser(Parser):
             return Lit("string", folded)
         return Lit("number", repr(folded))
 
-    def aggregate(self, name: str) -> Node:
+    def aggregate(self, name: str) -> Aggregate:
         self.expect("(")
         if self.at("*"):
             self.next()
             self.expect(")")
-            return self.not_window(Aggregate(name, (), star=True))
+            return Aggregate(name, (), star=True)
         distinct = self.at("DISTINCT")
         if distinct:
             self.next()
         args = self.listed(lambda: self.expr(0)) if not self.at(")") else []
         self.expect(")")
-        return self.not_window(Aggregate(name, tuple(args), distinct=distinct))
+        return Aggregate(name, tuple(args), distinct=distinct)
 
-    def not_window(self, node: Aggregate) -> Node:
-        if self.at("FILTER", "OVER"):
-            raise Untranslatable(f"window/filtered {node.name}() is not translated")
-        return node
+    def window(self, call: Aggregate) -> Window:
+        self.expect("OVER")
+        if not self.at("("):
+            raise Untranslatable("named windows are not translated")
+        self.next()
+        partition: tuple[Node, ...] = ()
+        if self.at("PARTITION"):
+            self.next()
+            self.expect("BY")
+            partition = tuple(self.listed(lambda: self.expr(0)))
+        order = self.order_by() if self.at("ORDER") else ()
+        if not self.at(")"):
+            raise Untranslatable("window frames are not translated")
+        self.next()
+        return Window(call.name, (), call, partition, order)
 
     def in_list(self, left: Node, negated: bool) -> Node:
         if self.at("(") and self.peek(1).kind == "word" and self.peek(1).value.upper() in (

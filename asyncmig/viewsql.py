@@ -44,6 +44,7 @@ from asyncmig.sqlexpr import (
     kind,
 )
 from asyncmig.viewparse import (
+    WINDOW_FUNCTIONS,
     Aggregate,
     Core,
     InSelect,
@@ -54,6 +55,7 @@ from asyncmig.viewparse import (
     Source,
     Star,
     Subquery,
+    Window,
 )
 
 Column = tuple[str, str | None]  # (name as PostgreSQL knows it, PostgreSQL type or None)
@@ -86,6 +88,9 @@ class Scope:
 
 _NUMBER_PREFIX = r"'^\s*([-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?)'"
 _TEXT_FORMAT = {"date": "YYYY-MM-DD", "time": "HH24:MI:SS"}
+_WINDOW_TYPES = {"row_number": "bigint", "rank": "bigint", "dense_rank": "bigint",
+                 "ntile": "integer", "percent_rank": "double precision",
+                 "cume_dist": "double precision"}
 
 
 def translate_query(sql: str, relations: Mapping[str, Relation]) -> tuple[str, list[Column]]:
@@ -300,6 +305,8 @@ class QueryPrinter(Printer):
             sql, _ = self.select(node.query, self.scope)
             word = "NOT IN" if node.negated else "IN"
             return Out(f"{operand.at(P_OP)} {word} ({sql})", P_OP - 1, "boolean")
+        if isinstance(node, Window):
+            return self.window(node)
         if isinstance(node, Aggregate):
             return self.aggregate(node)
         return super().out(node)
@@ -469,6 +476,24 @@ class QueryPrinter(Printer):
             timestamp = sqldates.modifier_sql(timestamp, modifier.value, value)
         sql, pg_type = sqldates.render_sql(node.name, timestamp, fmt)
         return Out(f"({sql})" if " || " in sql else sql, P_ATOM, pg_type)
+
+    def window(self, node: Window) -> Out:
+        call = node.call
+        assert call is not None
+        if call.name == "total" or (call.name in ("min", "max") and len(call.args) > 1):
+            raise Untranslatable(f"{call.name}() OVER (...) is not translated")
+        if call.name in WINDOW_FUNCTIONS:
+            args = [self.out(a) for a in call.args]
+            pg_type = _WINDOW_TYPES.get(call.name, args[0].pg_type if args else None)
+            inner = Out(f"{call.name}({', '.join(a.sql for a in args)})", P_ATOM, pg_type)
+        else:
+            inner = self.aggregate(call)
+        spec = []
+        if node.partition:
+            spec.append("PARTITION BY " + ", ".join(self.out(p).sql for p in node.partition))
+        if node.order:
+            spec.append("ORDER BY " + ", ".join(self.order_term(t) for t in node.order))
+        return Out(f"{inner.sql} OVER ({' '.join(spec)})", P_ATOM, inner.pg_type)
 
     def aggregate(self, node: Aggregate) -> Out:
         if node.star:

@@ -95,7 +95,7 @@ def test_what_is_not_translated_says_why(sql: str, reason: str) -> None:
     "UNION", "ALL", "(", ")", ",", "=", "+", "||", "'x'", "date(", "'now'", "LIMIT", "GROUP",
     "HAVING", "count(", "min(", ".", "AS", "JOIN", "ON", "IN", "EXISTS", "NOT", "NULLS", "DESC",
     "CASE", "WHEN", "THEN", "END", "strftime(", "'%Y'", "DISTINCT", "USING", "[", "]", "WITH",
-    "x"]),
+    "x", "OVER", "row_number(", "PARTITION"]),
     max_size=25))
 @settings(max_examples=500, deadline=None)
 def test_any_query_is_translated_or_refused_with_a_reason(words: list[str]) -> None:
@@ -135,6 +135,9 @@ CREATE VIEW names AS SELECT name FROM e UNION ALL SELECT code FROM e ORDER BY 1 
 CREATE VIEW truthy AS SELECT id FROM e WHERE qty AND code AND NOT (qty - qty);
 CREATE VIEW ctes AS WITH big(n, label) AS (SELECT id, name FROM e WHERE qty > 1),
   pair AS (SELECT n FROM big) SELECT label FROM big WHERE n IN (SELECT n FROM pair);
+CREATE VIEW ranks AS SELECT id, row_number() OVER (ORDER BY name) AS rn,
+  sum(qty) OVER (PARTITION BY grp) AS gq, lag(name) OVER (ORDER BY id) AS prev,
+  count(*) OVER () AS total_rows FROM e;
 CREATE TABLE tag (id INTEGER PRIMARY KEY, label TEXT COLLATE NOCASE);
 INSERT INTO tag VALUES (1, 'beta'), (2, 'Alpha'), (3, 'gamma'), (4, 'Delta'), (5, NULL);
 CREATE VIEW tags AS SELECT label FROM tag ORDER BY label;
@@ -145,7 +148,8 @@ CREATE VIEW sub AS SELECT s.id, s.doubled FROM (SELECT id, qty * 2 AS doubled FR
 
 
 async def test_idioms_return_sqlites_rows(tmp_path: Path, pg_dsn: str) -> None:
-    """Date functions over columns, text arithmetic, aggregates, subqueries, WITH, numbers
+    """Date functions over columns, text arithmetic, aggregates, window functions,
+    subqueries, WITH, numbers
     and text as conditions, paging,
     ORDER BY and = on a NOCASE column (its collation, or lower() on a server without
     ICU, not bytewise)."""
@@ -153,11 +157,12 @@ async def test_idioms_return_sqlites_rows(tmp_path: Path, pg_dsn: str) -> None:
     conn = sqlite3.connect(source)
     conn.executescript(IDIOMS)
     conn.close()
-    counts = await compare_views(source, pg_dsn, 13,
+    counts = await compare_views(source, pg_dsn, 14,
                                  ordered=frozenset({"page", "names", "tags"}))
     assert counts == {"dates": 4, "texts": 4, "groups": 3, "flagged": 2, "nested": 2,
                       "page": 2, "page_of_page": 2, "names": 8, "sub": 2, "tags": 5,
-                      "beta": 2, "truthy": 2, "ctes": 2}
+                      "beta": 2, "truthy": 2, "ctes": 2,
+                      "ranks": 4}
 
 
 async def test_a_view_over_a_view_that_is_renamed(tmp_path: Path, pg_dsn: str) -> None:
