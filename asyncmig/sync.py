@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.to_process
 import anyio.to_thread
 import asyncpg
 import structlog
@@ -41,19 +42,28 @@ import structlog
 from asyncmig import ddl, history
 from asyncmig.commands import rejected_keys
 from asyncmig.connect import connect
-from asyncmig.deep_check import FETCH_ROWS, TableCheck, parse_type
+from asyncmig.deep_check import FETCH_ROWS, Digest, TableCheck, parse_type
 from asyncmig.errors import SourceError, TargetError, VerificationError, first_error
 from asyncmig.migrate import RunSettings, check_server, make_plan
 from asyncmig.plan import Plan, TablePlan
 from asyncmig.policy import Accounts, TableGuard, lenient_text
 from asyncmig.quoting import qualified, quote_ident
 from asyncmig.sqlite_source import check_source_file, fingerprint, open_sync
-from asyncmig.sync_ranges import Changes, Row, TableDiff, choose_ranges
+from asyncmig.sync_ranges import (
+    Changes,
+    Row,
+    TableDiff,
+    choose_ranges,
+    source_digests_of,
+)
 from asyncmig.transforms import build_batch_transform
 from asyncmig.unchanged import LastLoad, edges_of, last_load
 
 log = structlog.get_logger(__name__)
 
+# from this many source rows (with --jobs > 1) the SQLite side of the comparison runs in
+# worker processes, one table each: below it, starting them costs more than it saves
+PROCESS_ROWS = 100_000
 CHANGES_SQL = (f"ALTER TABLE {history.RUN_TABLES} ADD COLUMN IF NOT EXISTS changes jsonb")
 
 
@@ -136,7 +146,8 @@ async def _recorded(conn: asyncpg.Connection, settings: RunSettings, plan: Plan,
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(hash_source)
-            report.tables = await sync_tables(conn, plan, settings.source, report.run_id)
+            report.tables = await sync_tables(conn, plan, settings.source, report.run_id,
+                                              settings.jobs, settings.workers)
         if fingerprint(settings.source) != before:
             raise SourceError(f"{settings.source} changed while it was being synced",
                               hint="the sync was rolled back; run it again")
@@ -209,7 +220,7 @@ def _columns(columns: Sequence[tuple[str, Any]]) -> str:
 
 
 async def sync_tables(conn: asyncpg.Connection, plan: Plan, source: Path,
-                      run_id: int) -> list[TableSync]:
+                      run_id: int, jobs: int = 2, workers: str = "auto") -> list[TableSync]:
     """Compare and apply every table in one transaction (see the module docstring)."""
     loads = await history.latest_loads(conn, plan.schema)
     files = {t: load.reject_file for t, load in loads.items() if load.reject_file}
@@ -220,12 +231,8 @@ async def sync_tables(conn: asyncpg.Connection, plan: Plan, source: Path,
         async with conn.transaction():
             names = ", ".join(qualified(plan.schema, t.name) for t in plan.tables)
             await conn.execute(f"LOCK TABLE {names} IN SHARE ROW EXCLUSIVE MODE")
-            changes, seconds = {}, {}
-            for table in plan.tables:
-                began = time.perf_counter()
-                check = TableCheck(plan, table, set(skipped.get(table.name, ())))
-                changes[table.name] = await compare_table(conn, sqlite, check)
-                seconds[table.name] = time.perf_counter() - began
+            changes, seconds = await compare_all(conn, plan, source, sqlite, skipped, jobs,
+                                                 workers)
             results = await apply_all(conn, plan, sqlite, changes, skipped)
             out = []
             for table in plan.tables:
@@ -239,19 +246,61 @@ async def sync_tables(conn: asyncpg.Connection, plan: Plan, source: Path,
         sqlite.close()
 
 
-async def compare_table(conn: asyncpg.Connection, sqlite: sqlite3.Connection,
-                        check: TableCheck) -> Changes:
+async def compare_all(conn: asyncpg.Connection, plan: Plan, source: Path,
+                      sqlite: sqlite3.Connection, skipped: dict[str, set[object]],
+                      jobs: int, workers: str) -> tuple[dict[str, Changes], dict[str, float]]:
+    """Pass 1 for every table at once (SQLite in ``jobs`` worker processes, PostgreSQL on
+    the transaction's connection meanwhile), then pass 2 table by table."""
+    diffs = {t.name: await _table_diff(plan, t, sqlite, set(skipped.get(t.name, ())))
+             for t in plan.tables}
+    source_side: dict[str, dict[str, Digest]] = {}
+    target_side: dict[str, dict[str, Digest]] = {}
+    seconds: dict[str, float] = {}
+    in_processes = workers == "process" or (
+        workers == "auto" and jobs > 1 and sum(t.row_count for t in plan.tables) >= PROCESS_ROWS)
+    # threads share the one SQLite connection (and the GIL): one at a time
+    limiter = anyio.CapacityLimiter(max(1, jobs) if in_processes else 1)
+
+    async def read_source(name: str) -> None:
+        diff = diffs[name]
+        if in_processes:
+            source_side[name] = await anyio.to_process.run_sync(
+                source_digests_of, source, plan, name, diff.check.skip, diff.ranges,
+                limiter=limiter)
+        else:
+            source_side[name] = await anyio.to_thread.run_sync(diff.source_digests,
+                                                               limiter=limiter)
+
+    async with anyio.create_task_group() as tg:
+        for table in sorted(plan.tables, key=lambda t: -t.row_count):  # largest first
+            tg.start_soon(read_source, table.name)
+        for table in plan.tables:
+            began = time.perf_counter()
+            target_side[table.name] = await diffs[table.name].pg_digests(conn)
+            seconds[table.name] = time.perf_counter() - began
+    changes = {}
+    for table in plan.tables:
+        began = time.perf_counter()
+        found = await diffs[table.name].compare(conn, source_side[table.name],
+                                                target_side[table.name])
+        seconds[table.name] += time.perf_counter() - began
+        log.info("table_compared", table=table.name, ranges=found.ranges,
+                 differing=found.differing, inserts=len(found.inserts),
+                 updates=len(found.updates), deletes=len(found.deletes), reload=found.reload)
+        changes[table.name] = found
+    return changes, seconds
+
+
+async def _table_diff(plan: Plan, table: TablePlan, sqlite: sqlite3.Connection,
+                      skip: set[object]) -> TableDiff:
+    check = TableCheck(plan, table, skip)
     unsupported = check.unsupported()
     if unsupported:
         columns = ", ".join(f"{c.name} ({c.target_type})" for c in unsupported)
-        raise VerificationError(f"cannot sync {check.table.name}: cannot compare column "
+        raise VerificationError(f"cannot sync {table.name}: cannot compare column "
                                 f"{columns}", hint="migrate it again in full with run --replace")
     ranges = await anyio.to_thread.run_sync(choose_ranges, sqlite, check)
-    changes = await TableDiff(check, sqlite, ranges).compare(conn)
-    log.info("table_compared", table=check.table.name, ranges=changes.ranges,
-             differing=changes.differing, inserts=len(changes.inserts),
-             updates=len(changes.updates), deletes=len(changes.deletes), reload=changes.reload)
-    return changes
+    return TableDiff(check, sqlite, ranges)
 
 
 async def apply_all(conn: asyncpg.Connection, plan: Plan, sqlite: sqlite3.Connection,

@@ -29,6 +29,7 @@ import math
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -44,7 +45,10 @@ from asyncmig.deep_check import (
     md5_hex,
     parse_type,
 )
+from asyncmig.plan import Plan
+from asyncmig.policy import lenient_text
 from asyncmig.quoting import qualified, quote_ident, quote_sqlite_ident
+from asyncmig.sqlite_source import open_sync
 
 ROWS_PER_RANGE = 16
 Row = tuple[Any, ...]
@@ -208,16 +212,17 @@ class TableDiff:
 
     # ---- both ----
 
-    async def compare(self, conn: asyncpg.Connection) -> Changes:
-        source, target = await both_sides(
-            self.source_digests,
-            lambda: conn.fetch(self.pg_digests_sql()))
-        pg = {str(r[0]): digest_of(r[1:]) for r in target}
-        differing = {name for name in source.keys() | pg.keys()
-                     if source.get(name) != pg.get(name)}
-        changes = Changes(ranges=len(source.keys() | pg.keys()), differing=len(differing),
+    async def pg_digests(self, conn: asyncpg.Connection) -> dict[str, Digest]:
+        return {str(r[0]): digest_of(r[1:]) for r in await conn.fetch(self.pg_digests_sql())}
+
+    async def compare(self, conn: asyncpg.Connection, source: dict[str, Digest],
+                      target: dict[str, Digest]) -> Changes:
+        """Pass 2 over the ranges whose pass-1 digests differ (see the module docstring)."""
+        differing = {name for name in source.keys() | target.keys()
+                     if source.get(name) != target.get(name)}
+        changes = Changes(ranges=len(source.keys() | target.keys()), differing=len(differing),
                           source_rows=sum(d.count for d in source.values()),
-                          target_rows=sum(d.count for d in pg.values()))
+                          target_rows=sum(d.count for d in target.values()))
         if not differing:
             return changes
         if self.ranges.kind == "whole":
@@ -228,6 +233,19 @@ class TableDiff:
             lambda: conn.fetch(self.pg_rows_sql(), sorted(differing)))
         _classify(changes, src_rows, {str(r[1]): (str(r[2]), str(r[0])) for r in pg_rows})
         return changes
+
+
+def source_digests_of(source: Path, plan: Plan, table: str, skip: set[object],
+                      ranges: Ranges) -> dict[str, Digest]:
+    """Pass 1 on the SQLite side for one table, on a connection of its own: run in a
+    worker process, so tables are rendered in parallel (the rendering is Python work)."""
+    sqlite = open_sync(source)
+    sqlite.text_factory = lenient_text
+    try:
+        return TableDiff(TableCheck(plan, plan.table(table), skip), sqlite,
+                         ranges).source_digests()
+    finally:
+        sqlite.close()
 
 
 def _classify(changes: Changes, source: dict[str, tuple[str, Row]],

@@ -9,9 +9,12 @@ edits the SQLite file, and checks what `sync` reports against what the edits did
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import signal
 import sqlite3
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from asyncmig import sync
 from asyncmig.connect import Target
 from asyncmig.deep_check import TableCheck
 from asyncmig.migrate import RunSettings, make_plan
@@ -242,3 +246,80 @@ async def test_if_changed_skips_only_an_identical_file(tmp_path: Path, pg_dsn: s
             sqlite3.connect(db).execute("SELECT score FROM users WHERE id = 3").fetchone()[0]
     finally:
         await pg.close()
+
+
+async def test_worker_processes_find_the_same_changes(tmp_path: Path, pg_dsn: str) -> None:
+    """The SQLite side in worker processes (as for large sources) finds exactly what the
+    edits did, like the in-thread path the other tests use."""
+    db = build_source(tmp_path / "app.db", seed=4)
+    assert run_cli("run", "--sqlite", str(db), "--pg", pg_dsn).returncode == 0
+    before = rows_by_key(db)
+    edit(db, 0.03, 4)
+    want = expected_changes(before, rows_by_key(db))
+    settings = RunSettings(db, Target(pg_dsn, pg_dsn, "test"), jobs=2, workers="process")
+    report = await sync.sync(settings)
+    got = {t.table: {"inserted": t.inserted, "updated": t.updated, "deleted": t.deleted}
+           for t in report.tables}
+    assert got == want
+    deep_check_passes(db, pg_dsn)
+
+
+async def table_digests(conn: asyncpg.Connection, tables: list[str]) -> dict[str, str]:
+    return {t: await conn.fetchval(
+        f'SELECT md5(coalesce(string_agg(r::text, \',\' ORDER BY r::text), \'\')) FROM "{t}" r')
+        for t in tables}
+
+
+async def test_sigterm_mid_sync_leaves_every_table_as_it_was(tmp_path: Path,
+                                                             pg_dsn: str) -> None:
+    """A real SIGTERM while the sync waits inside its transaction (on a row this test
+    holds locked, after it already changed the tables before it): every table keeps
+    exactly its old content, the sync is not recorded as succeeded, and the next sync
+    (the connection state clean, no lock left) succeeds and passes check --deep."""
+    db = build_source(tmp_path / "app.db")
+    assert run_cli("run", "--sqlite", str(db), "--pg", pg_dsn).returncode == 0
+    edit(db, 0.03, 6)
+    conn = sqlite3.connect(db)
+    user = conn.execute("SELECT user_id FROM token_balances LIMIT 1").fetchone()[0]
+    conn.execute("UPDATE token_balances SET balance = balance + 1 WHERE user_id = ?", (user,))
+    conn.commit()
+    conn.close()
+    tables = ["users", "challenges", "guesses", "guess_history", "token_balances", "notes"]
+    holder = await asyncpg.connect(pg_dsn)
+    before = await table_digests(holder, tables)
+    tx = holder.transaction()
+    await tx.start()
+    await holder.execute("SELECT 1 FROM token_balances WHERE user_id = $1 FOR UPDATE", user)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "ASYNCMIG_"))}
+    errors = (tmp_path / "sync.err").open("wb")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "asyncmig", "sync", "--sqlite", str(db), "--pg", pg_dsn,
+        "--log-dir", str(tmp_path), env=env, stdout=asyncio.subprocess.DEVNULL, stderr=errors)
+    watcher = await asyncpg.connect(pg_dsn)  # outside a transaction: fresh activity each time
+    try:
+        waiting = 0
+        while not waiting:  # the sync's UPDATE waits for our row lock (no timing involved)
+            assert proc.returncode is None, (tmp_path / "sync.err").read_text()
+            waiting = await watcher.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND query LIKE 'UPDATE %token_balances%'")
+            await asyncio.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 60)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        errors.close()
+        await tx.rollback()
+        await watcher.close()
+    assert proc.returncode != 0
+    try:
+        assert await table_digests(holder, tables) == before
+        statuses = await holder.fetch("SELECT command, status FROM asyncmig.runs ORDER BY id")
+    finally:
+        await holder.close()
+    assert tuple(statuses[0]) == ("run", "succeeded")
+    assert ("sync", "succeeded") not in [tuple(r) for r in statuses]
+    assert sync_json(db, pg_dsn)["changed"] > 0
+    deep_check_passes(db, pg_dsn)
