@@ -169,15 +169,22 @@ async def test_sync_of_an_unchanged_source_changes_nothing(tmp_path: Path, pg_ds
     assert all(t["differing"] == 0 and t["ranges"] > 0 for t in report["tables"])
 
 
-async def test_sync_refuses_a_changed_schema(tmp_path: Path, pg_dsn: str) -> None:
-    """A column added to the source stops the sync (exit 6) with the fix, changing nothing."""
+def migrated_then_edited(tmp_path: Path, dsn: str, *statements: str) -> Path:
+    """The test source, migrated by `run`, then changed by ``statements``."""
     db = build_source(tmp_path / "app.db")
-    assert run_cli("run", "--sqlite", str(db), "--pg", pg_dsn).returncode == 0
+    assert run_cli("run", "--sqlite", str(db), "--pg", dsn).returncode == 0
     conn = sqlite3.connect(db)
-    conn.execute("ALTER TABLE users ADD COLUMN nickname TEXT")
-    conn.execute("DELETE FROM rate_limit_records WHERE id < 10")
+    for statement in statements:
+        conn.execute(statement)
     conn.commit()
     conn.close()
+    return db
+
+
+async def test_sync_refuses_a_changed_schema(tmp_path: Path, pg_dsn: str) -> None:
+    """A column added to the source stops the sync (exit 6) with the fix, changing nothing."""
+    db = migrated_then_edited(tmp_path, pg_dsn, "ALTER TABLE users ADD COLUMN nickname TEXT",
+                              "DELETE FROM rate_limit_records WHERE id < 10")
     result = run_cli("sync", "--sqlite", str(db), "--pg", pg_dsn)
     assert result.returncode == 6, result.stderr
     assert "schema changed" in result.stderr and "users" in result.stderr
@@ -192,14 +199,9 @@ async def test_sync_refuses_a_changed_schema(tmp_path: Path, pg_dsn: str) -> Non
 async def test_a_refused_row_rolls_back_every_table(tmp_path: Path, pg_dsn: str) -> None:
     """A changed row PostgreSQL refuses (a CHECK SQLite was told to ignore) fails the sync
     (exit 4): no table changes, the history records the failure."""
-    db = build_source(tmp_path / "app.db")
-    assert run_cli("run", "--sqlite", str(db), "--pg", pg_dsn).returncode == 0
-    conn = sqlite3.connect(db)
-    conn.execute("DELETE FROM rate_limit_records WHERE id < 10")
-    conn.execute("PRAGMA ignore_check_constraints = ON")
-    conn.execute("UPDATE token_balances SET balance = -5 WHERE rowid = 1")
-    conn.commit()
-    conn.close()
+    db = migrated_then_edited(tmp_path, pg_dsn, "DELETE FROM rate_limit_records WHERE id < 10",
+                              "PRAGMA ignore_check_constraints = ON",
+                              "UPDATE token_balances SET balance = -5 WHERE rowid = 1")
     result = run_cli("sync", "--sqlite", str(db), "--pg", pg_dsn)
     assert result.returncode == 4, result.stderr
     assert "token_balances" in result.stderr and "Traceback" not in result.stderr
