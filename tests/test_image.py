@@ -220,12 +220,14 @@ async def test_entrypoint_runs_the_nightly_job(job: Job, pg_dsn: str) -> None:
 
 
 def test_entrypoint_errors_are_one_json_line_and_a_code(job: Job) -> None:
-    """A missing source: exit 3, one line on stderr, no traceback, nothing written but
-    the run's log file."""
+    """A missing source: exit 3, one error line on stderr after the JSON log lines, no
+    traceback, nothing written but the run's log file."""
     result = job.run("run", "--sqlite", "missing.db", extra_env={"ASYNCMIG_VERBOSE": "0"})
     assert result.returncode == 3
-    assert result.stderr.startswith("asyncmig: error: cannot read missing.db") \
-        and len(result.stderr.strip().splitlines()) == 1
+    *events, last = result.stderr.strip().splitlines()
+    assert last.startswith("asyncmig: error: cannot read missing.db")
+    assert json_lines("\n".join(events)) == [json.loads(e) for e in events]  # JSON lines only
+    assert "Traceback" not in result.stderr
     assert [p.name.startswith("migration_") for p in job.data.iterdir()] == [True]
 
 
