@@ -129,8 +129,9 @@ def run_settings(command: str, values: Resolved, environ: Mapping[str, str],
     the profile are checked before the target is looked for (or started)."""
     log_dir: Path = values["log_dir"]
     source, overrides = need_source(values), overrides_for(values)
+    target = replace(target_for(values, environ), statement_timeout=values["statement_timeout"])
     return RunSettings(
-        source, target_for(values, environ), values["schema"], values["jobs"], values["replace"],
+        source, target, values["schema"], values["jobs"], values["replace"],
         PipelineSettings(batch_size=values["batch_size"], queue_size=values["queue_size"],
                          max_rejects=values["max_rejects"]),
         overrides, command="run" if command == "full" else command,
@@ -138,6 +139,7 @@ def run_settings(command: str, values: Resolved, environ: Mapping[str, str],
         rejects_dir=values["rejects"] or log_dir / "asyncmig-rejects",
         duplicates=values["duplicates"], max_rejects_total=values["max_rejects_total"],
         snapshot=values["snapshot"], workers=values["workers"],
+        lock_timeout=values["lock_timeout"],
         deep=DeepCheck(values["explain"], values["sample"]) if values["deep"] else None,
     )
 

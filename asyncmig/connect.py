@@ -26,6 +26,13 @@ BUSY_STATES = ("57P03", "53300")
 LIBPQ_VARIABLES = ("PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "PGPASSWORD", "PGSERVICE")
 
 
+# the server probes an idle connection after 60 s, then every 10 s, 6 times: a client
+# that vanished (its host crashed, the network broke) frees its locks within 2 minutes
+KEEPALIVES = {"tcp_keepalives_idle": "60", "tcp_keepalives_interval": "10",
+              "tcp_keepalives_count": "6"}
+ANSWER_MARGIN = 10.0  # seconds the client waits beyond the server's statement_timeout
+
+
 @dataclass(frozen=True)
 class Target:
     """A PostgreSQL to connect to. ``dsn`` is None when libpq variables describe it."""
@@ -33,10 +40,20 @@ class Target:
     dsn: str | None = field(repr=False)
     safe: str  # shown to people: password replaced
     source: str  # where it came from: "--pg", "DATABASE_URL", "PG* variables", "embedded"
+    statement_timeout: float = 0.0  # seconds (0: no limit): --statement-timeout
 
     def connect_kwargs(self) -> dict[str, object]:
-        """asyncpg's arguments, resolved as libpq would (see :mod:`asyncmig.conninfo`)."""
-        return conninfo.asyncpg_arguments(conninfo.resolve(self.dsn, os.environ))
+        """asyncpg's arguments, resolved as libpq would (see :mod:`asyncmig.conninfo`),
+        with keepalives and, when set, the statement timeout on both sides: the server
+        cancels a statement that runs too long, and the client stops waiting for a
+        server that no longer answers at all (frozen, or cut off)."""
+        kwargs = conninfo.asyncpg_arguments(conninfo.resolve(self.dsn, os.environ))
+        settings = dict(KEEPALIVES, **kwargs.get("server_settings", {}))  # type: ignore[arg-type]
+        if self.statement_timeout:
+            settings["statement_timeout"] = str(int(self.statement_timeout * 1000))
+            kwargs["command_timeout"] = self.statement_timeout + ANSWER_MARGIN
+        kwargs["server_settings"] = settings
+        return kwargs
 
 
 _PASSWORD_PARAM = re.compile(r"(?i)(password=)[^&#\s]*")

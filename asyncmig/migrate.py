@@ -79,6 +79,7 @@ class RunSettings:
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
     overrides: Overrides = field(default_factory=Overrides)
     workers: str = "auto"  # "process", "inline", or "auto": processes for large sources
+    lock_timeout: float = 10.0  # seconds the run's DDL waits for a lock (0: no limit)
     snapshot: bool = default("snapshot")  # read from a consistent copy taken first (app still writing)
     command: str = "run"  # recorded in the history
     output_dir: Path | None = None  # where the rollback script goes (None: not written)
@@ -215,6 +216,8 @@ async def _execute_on(original: RunSettings, settings: RunSettings, *, create: b
     try:
         version = await check_server(admin)
         await runlock.acquire(admin, settings.schema)  # held until admin closes
+        if settings.lock_timeout:  # the DDL of this session: never a silent wait
+            await admin.execute(f"SET lock_timeout = {int(settings.lock_timeout * 1000)}")
         await history.mark_abandoned(admin, settings.schema)
         reporter.phase("planning")
         plan = await make_plan(settings)
@@ -228,7 +231,13 @@ async def _execute_on(original: RunSettings, settings: RunSettings, *, create: b
             await _recorded_phases(settings, admin, plan, report, started, create=create,
                                    load=load, check=check)
         except BaseException as exc:
-            await record_failure(settings, admin, report, exc)
+            blocked = None
+            with anyio.move_on_after(10, shield=True):
+                blocked = await runlock.explain_lock_wait(settings.target, plan.schema, exc,
+                                                          admin.get_server_pid())
+            await record_failure(settings, admin, report, blocked or exc)
+            if blocked is not None:
+                raise blocked from exc
             raise
     finally:
         with anyio.move_on_after(10, shield=True):

@@ -13,7 +13,8 @@ import zlib
 
 import asyncpg
 
-from asyncmig.errors import RunInProgress
+from asyncmig.connect import Target, connect
+from asyncmig.errors import RunInProgress, TargetError
 
 # the two 32-bit halves of the lock's key: asyncmig's own class, then the schema
 LOCK_CLASS = 0x61736D67  # "asmg"
@@ -56,3 +57,52 @@ async def holder(conn: asyncpg.Connection, schema: str) -> str:
 async def held(conn: asyncpg.Connection) -> set[int]:
     """The schema keys whose lock some session holds now."""
     return {int(r[0]) for r in await conn.fetch(HELD_SQL, LOCK_CLASS)}
+
+
+# sessions holding a lock on a relation of the schema (other than the run's own)
+HOLDERS_SQL = """
+SELECT DISTINCT a.pid, a.usename, a.application_name, a.state, left(a.query, 200) AS query
+FROM pg_locks l
+JOIN pg_class c ON c.oid = l.relation
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE n.nspname = $1 AND l.granted AND l.pid <> ALL($2::int[])
+ORDER BY a.pid LIMIT 3
+"""
+
+
+def lock_wait(exc: BaseException) -> asyncpg.LockNotAvailableError | None:
+    """The lock timeout behind ``exc`` (itself, its cause or its context), if any."""
+    seen = exc
+    for _ in range(4):
+        if isinstance(seen, asyncpg.LockNotAvailableError):
+            return seen
+        if seen.__cause__ is None and seen.__context__ is None:
+            return None
+        seen = seen.__cause__ or seen.__context__  # type: ignore[assignment]
+    return None
+
+
+async def explain_lock_wait(target: Target, schema: str, exc: BaseException,
+                            own_pid: int) -> TargetError | None:
+    """For a statement that gave up waiting for a lock (--lock-timeout): an error
+    naming the sessions that hold locks in the schema, with their queries; else None.
+
+    Asked on a new connection once the wait has ended, so it shows the holders still
+    there (an application's open transaction typically is).
+    """
+    if lock_wait(exc) is None:
+        return None
+    conn = await connect(target)
+    try:
+        rows = await conn.fetch(HOLDERS_SQL, schema, [own_pid, conn.get_server_pid()])
+    finally:
+        await conn.close(timeout=5)
+    holders = "; ".join(
+        f"pid {r['pid']} ({r['usename']}, {r['application_name'] or 'no application name'}, "
+        f"{r['state']}): {' '.join((r['query'] or '').split())}" for r in rows)
+    return TargetError(
+        f"cannot change schema {schema}: a lock was not granted within --lock-timeout; "
+        f"held by {holders or 'a session no longer visible'}",
+        hint="end that session's transaction (or pg_terminate_backend(pid)), then run the "
+             "same command again; nothing was changed")

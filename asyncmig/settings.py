@@ -157,6 +157,12 @@ OPTIONS: tuple[Option, ...] = (
     _opt("schema", str, "public", "target schema (created if missing)", T, "NAME"),
     _opt("connect_timeout", int, 0, "keep retrying a target that is not up yet (still "
          "booting) for this many seconds, with backoff; 0: try once", T, "SECONDS", minimum=0),
+    _opt("lock_timeout", int, 10, "seconds the run's DDL (creating, replacing, dropping "
+         "tables) waits for a lock an application holds before it stops, naming the "
+         "session; 0: wait for ever", T, "SECONDS", minimum=0),
+    _opt("statement_timeout", int, 0, "seconds any statement may run; the client also "
+         "stops waiting for a server that does not answer for this long (plus 10 s); "
+         "0: no limit", T, "SECONDS", minimum=0),
     _opt("data_dir", Path, Path("asyncmig-data"), "where the embedded PostgreSQL keeps its "
          "data when no PostgreSQL is given", T, "DIR", shown_default="`./asyncmig-data`"),
     _opt("jobs", int, 2, "tables loaded (and indexes built) in parallel", L, "N", minimum=1),

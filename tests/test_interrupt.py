@@ -236,3 +236,34 @@ def test_killed_run_shows_interrupted(fault_source: Path, pg_dsn: str) -> None:
     runs = history(pg_dsn)
     assert [(r["id"], r["status"]) for r in runs][-2:] == [(run_id, "interrupted"),
                                                           (run_id + 1, "succeeded")]
+
+
+def test_replace_blocked_by_an_application_names_it(fault_source: Path, pg_dsn: str) -> None:
+    """`run --replace` behind an application's open transaction stops after
+    --lock-timeout, naming the session (pid, query) that holds the lock; the tables
+    and their rows are as before."""
+    first = start("run", "--sqlite", str(fault_source), "--pg", pg_dsn)
+    first.communicate(timeout=120)
+    assert first.returncode == 0
+
+    async def scenario() -> tuple[int, str, int]:
+        app = await asyncpg.connect(pg_dsn)
+        try:
+            await app.execute("BEGIN")
+            await app.fetchval("SELECT count(*) FROM public.tag")
+            blocked = start("run", "--sqlite", str(fault_source), "--pg", pg_dsn,
+                            "--replace", "--lock-timeout", "1")
+            _, stderr = await asyncio.to_thread(blocked.communicate, timeout=120)
+            assert blocked.returncode == 4, stderr
+            return app.get_server_pid(), stderr, int(blocked.returncode)
+        finally:
+            await app.close()
+
+    app_pid, stderr, _ = asyncio.run(scenario())
+    line = [entry for entry in stderr.splitlines() if entry.startswith("asyncmig: error:")][-1]
+    assert "not granted within --lock-timeout" in line
+    assert f"pid {app_pid} " in line and "SELECT count(*) FROM public.tag" in line
+    assert "Traceback" not in stderr
+    assert fetch(pg_dsn, "SELECT count(*) FROM public.child")[0][0] == 120_000
+    runs = history(pg_dsn)
+    assert [r["status"] for r in runs] == ["succeeded", "failed"]
