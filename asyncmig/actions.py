@@ -219,7 +219,7 @@ def sync_command(command: str, values: Resolved, environ: Mapping[str, str]) -> 
         settings = run_settings(command, values, environ, log_file)
         if values["if_changed"] and skip_unchanged(settings, values):
             return 0
-        report = anyio.run(sync.sync, settings, backend="asyncio")
+        report = signals.run(sync.sync, settings)
         shown = settings.target.safe
         if as_json(values):
             data = sync.report_data(report, shown)

@@ -39,7 +39,7 @@ import anyio.to_thread
 import asyncpg
 import structlog
 
-from asyncmig import ddl, history
+from asyncmig import ddl, faults, history, runlock, signals
 from asyncmig.commands import rejected_keys
 from asyncmig.connect import connect
 from asyncmig.deep_check import FETCH_ROWS, Digest, TableCheck, parse_type
@@ -109,6 +109,8 @@ async def _sync(settings: RunSettings) -> SyncReport:
     conn = await connect(settings.target)
     try:
         version = await check_server(conn)
+        await runlock.acquire(conn, settings.schema)  # one run or sync at a time; held until
+        await history.mark_abandoned(conn, settings.schema)  # the connection closes
         previous = await last_load(conn, settings.schema)
         if previous is None:
             raise TargetError(
@@ -152,15 +154,31 @@ async def _recorded(conn: asyncpg.Connection, settings: RunSettings, plan: Plan,
             raise SourceError(f"{settings.source} changed while it was being synced",
                               hint="the sync was rolled back; run it again")
     except BaseException as exc:
-        with anyio.move_on_after(30, shield=True):
-            await history.finish_run(conn, report.run_id, status="failed",
-                                     error=_one_line(exc))
+        await _record_failure(settings, conn, report.run_id, exc)
         raise
     report.seconds = time.perf_counter() - started
     await history.finish_run(conn, report.run_id, status="succeeded", rows=report.changed,
                              seconds=report.seconds, sha256=digest[0])
     log.info("synced", run_id=report.run_id, since_run=report.since_run,
              changed=report.changed, seconds=round(report.seconds, 3))
+
+
+async def _record_failure(settings: RunSettings, conn: asyncpg.Connection, run_id: int,
+                          exc: BaseException) -> None:
+    """``interrupted`` (by a signal) or ``failed``, recorded on a connection that works:
+    the failure may have broken the sync's own. The transaction was not committed, so
+    the target is as it was."""
+    stopped_by = signals.received()
+    error = first_error(exc) if isinstance(exc, BaseExceptionGroup) else exc
+    with anyio.move_on_after(15, shield=True):
+        try:
+            async with faults.cleanup_connection(settings.target, conn) as usable:
+                await history.finish_run(
+                    usable, run_id, status="interrupted" if stopped_by else "failed",
+                    error=stopped_by or _one_line(error),
+                    error_class=None if stopped_by else type(error).__name__)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TargetError) as fault:
+            log.error("history_not_recorded", run=run_id, error=str(fault))
 
 
 def _one_line(exc: BaseException) -> str:

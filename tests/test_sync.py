@@ -22,7 +22,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from asyncmig import sync
+from asyncmig import runlock, sync
 from asyncmig.connect import Target
 from asyncmig.deep_check import TableCheck
 from asyncmig.migrate import RunSettings, make_plan
@@ -276,8 +276,8 @@ async def test_sigterm_mid_sync_leaves_every_table_as_it_was(tmp_path: Path,
                                                              pg_dsn: str) -> None:
     """A real SIGTERM while the sync waits inside its transaction (on a row this test
     holds locked, after it already changed the tables before it): every table keeps
-    exactly its old content, the sync is not recorded as succeeded, and the next sync
-    (the connection state clean, no lock left) succeeds and passes check --deep."""
+    exactly its old content, the sync exits 143 and is recorded as interrupted, and the
+    next sync (no lock left behind) succeeds and passes check --deep."""
     db = build_source(tmp_path / "app.db")
     assert run_cli("run", "--sqlite", str(db), "--pg", pg_dsn).returncode == 0
     edit(db, 0.03, 6)
@@ -315,13 +315,29 @@ async def test_sigterm_mid_sync_leaves_every_table_as_it_was(tmp_path: Path,
         errors.close()
         await tx.rollback()
         await watcher.close()
-    assert proc.returncode != 0
+    assert proc.returncode == 143, (tmp_path / "sync.err").read_text()
+    assert "interrupted by SIGTERM" in (tmp_path / "sync.err").read_text()
     try:
         assert await table_digests(holder, tables) == before
         statuses = await holder.fetch("SELECT command, status FROM asyncmig.runs ORDER BY id")
     finally:
         await holder.close()
     assert tuple(statuses[0]) == ("run", "succeeded")
-    assert ("sync", "succeeded") not in [tuple(r) for r in statuses]
+    assert tuple(statuses[-1]) == ("sync", "interrupted")
     assert sync_json(db, pg_dsn)["changed"] > 0
     deep_check_passes(db, pg_dsn)
+
+
+async def test_a_sync_waits_for_no_one_while_a_run_holds_the_schema(tmp_path: Path,
+                                                                    pg_dsn: str) -> None:
+    """The schema's run lock (held here, as a run in progress would) stops a sync at once
+    with exit 9: two writers never meet in one schema."""
+    db = migrated_then_edited(tmp_path, pg_dsn, "DELETE FROM users WHERE id = 2")
+    holder = await asyncpg.connect(pg_dsn)
+    try:
+        await runlock.acquire(holder, "public")
+        result = run_cli("sync", "--sqlite", str(db), "--pg", pg_dsn)
+    finally:
+        await holder.close()
+    assert result.returncode == 9 and "in progress" in result.stderr
+    assert sync_json(db, pg_dsn)["changed"] >= 1
