@@ -99,8 +99,15 @@ def installed() -> Iterator[Installed]:
     root = Path(tempfile.mkdtemp(prefix="asyncmig-image-"))
     root.chmod(0o755)
     try:
+        # what the Dockerfile copies into its build stage, and nothing else: the build
+        # leaves no egg-info behind in the source tree either
+        tree = root / "src"
+        shutil.copytree(ROOT / "asyncmig", tree / "asyncmig",
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        for name in ("pyproject.toml", "README.md"):
+            shutil.copy(ROOT / name, tree / name)
         wheels = root / "wheels"
-        subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", str(ROOT),
+        subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", str(tree),
                         "--wheel-dir", str(wheels)], check=True, capture_output=True)
         venv = root / "venv"
         subprocess.run([python, "-m", "venv", str(venv)], check=True, capture_output=True)
