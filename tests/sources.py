@@ -133,7 +133,7 @@ def build_northwind(path: Path) -> Path:
 
 def _northwind_rows() -> dict[str, list[tuple[object, ...]]]:
     cities = ["Berlin", "London", None, "aachen", "México D.F.", "London"]
-    orders = []
+    orders: list[tuple[object, ...]] = []
     # '1997-01-01 00:00:00', not '1997-01-01': see test_sample_views for the difference
     shipped = ["1996-12-31 23:59:59", "1997-01-01 00:00:00", "1997-03-05 00:00:00", "1997-07-08 13:45:00",
                "1997-12-31", "1997-12-31 10:00:00", "1998-01-01", None, "1997-05-06",
@@ -147,7 +147,8 @@ def _northwind_rows() -> dict[str, list[tuple[object, ...]]]:
     details = [(10248 + i, 1 + (i * 7 + j) % 6, [14, 9.8, 34.8, 18.6, 42.4, 7.7][(i + j) % 6],
                 1 + (i * 3 + j * 5) % 40, [0, 0.05, 0.15, 0.2][(i + j) % 4])
                for i in range(12) for j in range(1 + i % 3)]
-    details = list({(d[0], d[1]): d for d in details}.values())
+    # one line per (order, product), as the primary key requires
+    unique: list[tuple[object, ...]] = list({(d[0], d[1]): d for d in details}.values())
     return {
         "Categories": [(1, "Beverages", "Soft drinks", b"\x15\x1c/\x00"),
                        (2, "Condiments", None, None), (3, "Seafood", "Fish", b"\xff")],
@@ -192,7 +193,7 @@ def _northwind_rows() -> dict[str, list[tuple[object, ...]]]:
             (6, "Konbu", 3, 3, "2 kg box", 6, 24, 0, 5, "0"),
         ],
         "Orders": orders,
-        "Order Details": details,
+        "Order Details": unique,
     }
 
 

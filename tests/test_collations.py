@@ -13,12 +13,13 @@ import asyncpg
 import pytest
 
 from asyncmig.collations import NOCASE
-from asyncmig.commands import DeepCheck, check, validate
+from asyncmig.commands import check, validate
 from asyncmig.connect import Target
 from asyncmig.ddl import create_schema_sql, create_table_sql, index_sql
 from asyncmig.errors import TargetError
 from asyncmig.migrate import RunSettings, create_schema, load_data, run_migration
 from asyncmig.planner import build_plan
+from asyncmig.settings import DeepCheck
 from tests.compare import assert_all_equal
 
 SCHEMA = """

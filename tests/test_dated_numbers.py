@@ -20,6 +20,7 @@ from asyncmig import commands, datenums, render
 from asyncmig.connect import Target
 from asyncmig.deep_check import deep_check
 from asyncmig.migrate import RunSettings, make_plan
+from asyncmig.settings import DeepCheck
 from asyncmig.transforms import TRANSFORMS
 from tests.compare import assert_all_equal
 from tests.fix_run import from_profile, migrate
@@ -48,7 +49,7 @@ INSERT INTO e(at, day, whole) VALUES (julianday('1999-12-31 23:59:59.250'),
 async def fetch(dsn: str, sql: str) -> list[asyncpg.Record]:
     conn = await asyncpg.connect(dsn)
     try:
-        return await conn.fetch(sql)
+        return list(await conn.fetch(sql))
     finally:
         await conn.close()
 
@@ -86,7 +87,7 @@ async def test_julian_days_in_datetime_and_date_columns(tmp_path: Path, pg_dsn: 
     assert [tuple(r) for r in pg_says] == sqlite_says
     assert await assert_all_equal(source, pg_dsn, report.plan) == 2
     assert all(r.ok for r in await commands.check(
-        RunSettings(source, Target(pg_dsn, pg_dsn, "test")), commands.DeepCheck()))
+        RunSettings(source, Target(pg_dsn, pg_dsn, "test")), DeepCheck()))
 
 
 async def test_the_plan_shows_the_evidence(tmp_path: Path) -> None:
@@ -165,7 +166,7 @@ async def test_deep_check_reads_dates_in_sqlite_not_with_the_loads_conversion(
     rows = await fetch(pg_dsn, "SELECT at FROM e ORDER BY id")
     assert rows[0][0].date() == dt.date(1970, 1, 29)  # the wrong reading is in PostgreSQL
     results = await commands.check(RunSettings(source, Target(pg_dsn, pg_dsn, "test")),
-                                   commands.DeepCheck(explain=True))
+                                   DeepCheck(explain=True))
     failed = [r for r in results if not r.ok]
     assert [(r.check, r.table) for r in failed] == [("checksum", "e")]
     assert "at differs" in failed[0].found

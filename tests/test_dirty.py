@@ -6,6 +6,7 @@ import base64
 import json
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -34,7 +35,8 @@ def dirty(tmp_path: Path) -> tuple[Path, DirtyCounts]:
     return path, generate_dirty(path, 5000, seed=11, faults=FAULTS)
 
 
-def rejected_keys(report: RunReport, table: str) -> dict[int, dict[str, object]]:
+def rejected_keys(report: RunReport, table: str) -> dict[int, dict[str, Any]]:
+    """The table's reject file by key; each entry is a parsed JSON line, typed as JSON is."""
     entry = next(t for t in report.tables if t.table == table)
     assert entry.reject_file is not None
     lines = Path(entry.reject_file).read_text().splitlines()
@@ -76,9 +78,9 @@ async def test_every_row_is_loaded_or_rejected_with_its_reason(
     # (true orphans, and orders of rejected customers), as --orphans keep promises: the
     # check expects the source's own orphans and reports them, and the run warns
     assert [c for c in report.checks if not c.ok] == []
-    key = next(c for c in report.checks if (c.check, c.table) == ("foreign key", "orders"))
-    assert key.found.endswith("NOT VALID") and "(as in SQLite), NOT VALID" in key.expected
-    assert int(key.found.split()[0]) > int(key.expected.split()[0]) > 0
+    fk = next(c for c in report.checks if (c.check, c.table) == ("foreign key", "orders"))
+    assert fk.found.endswith("NOT VALID") and "(as in SQLite), NOT VALID" in fk.expected
+    assert int(fk.found.split()[0]) > int(fk.expected.split()[0]) > 0
     assert any("NOT VALID" in w for w in report.warnings)
 
 

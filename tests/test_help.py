@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from asyncmig import cli_docs
-from asyncmig.cli import build_cli, main, package_version
+from asyncmig.cli import build_cli, main
+from asyncmig.output import package_version
 from tests.fix_cli import RunMain, one_error_line, write_source
 
 ROOT = Path(__file__).resolve().parent.parent

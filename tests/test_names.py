@@ -16,7 +16,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from asyncmig.commands import DeepCheck, check
+from asyncmig.commands import check
 from asyncmig.config import parse_overrides
 from asyncmig.connect import Target
 from asyncmig.errors import TargetError
@@ -25,6 +25,7 @@ from asyncmig.migrate import RunSettings, run_migration
 from asyncmig.names import fit, object_name
 from asyncmig.planner import build_plan
 from asyncmig.render import plan_text
+from asyncmig.settings import DeepCheck
 from tests.compare import assert_all_equal
 from tests.fix_cli import RunMain, one_error_line
 
@@ -51,7 +52,7 @@ CREATE INDEX sys_window ON sys (xmin, xmax) WHERE ctid IS NOT NULL;
 CREATE TABLE "" (id INTEGER PRIMARY KEY, v TEXT);
 CREATE VIEW sys_view AS SELECT id, xmin, ctid FROM sys WHERE xmin < xmax;
 """
-ROWS = {
+ROWS: dict[str, list[tuple[object, ...]]] = {
     LONG_TABLE: [(1, "first"), (2, "second")],
     ACCENTS: [(1, "ça"), (2, "où")],
     "products": [(1, "apple", 10, 20), (2, "pear", 11, 21)],

@@ -17,6 +17,7 @@ from asyncmig import commands
 from asyncmig.config import Overrides
 from asyncmig.connect import Target
 from asyncmig.migrate import RunSettings, run_migration
+from asyncmig.verify import CheckResult
 from tests.fix_cli import run_cli
 
 ISSUE_SQL = """
@@ -35,7 +36,7 @@ def orphaned(path: Path) -> Path:
     return path
 
 
-def foreign_key_rows(results: list[commands.verify.CheckResult]) -> list[tuple[str, str, bool]]:
+def foreign_key_rows(results: list[CheckResult]) -> list[tuple[str, str, bool]]:
     return [(r.expected, r.found, r.ok) for r in results if r.check == "foreign key"]
 
 

@@ -46,7 +46,7 @@ async def test_every_value_arrives_exactly(kitchen_sink: Path, any_pg_dsn: str) 
     """Every row of every table matches the source value by value, on PG 18 and PG 15."""
     before = kitchen_sink.read_bytes()
     report = await migrate(kitchen_sink, any_pg_dsn)
-    rows = await assert_all_equal(kitchen_sink, any_pg_dsn, report.plan)  # type: ignore[attr-defined]
+    rows = await assert_all_equal(kitchen_sink, any_pg_dsn, report.plan)
     assert rows == 3 + 3 + 3 + len(VALUES_ROWS) + 0 + 2 + 2
     assert kitchen_sink.read_bytes() == before, "the source file must not change"
 
@@ -123,7 +123,7 @@ async def test_existing_table_stops_the_run_unless_replace(kitchen_sink: Path,
     with pytest.raises(TargetError, match="already exists"):
         await migrate(kitchen_sink, pg_dsn)
     report = await migrate(kitchen_sink, pg_dsn, replace=True)
-    assert await assert_all_equal(kitchen_sink, pg_dsn, report.plan) > 0  # type: ignore[attr-defined]
+    assert await assert_all_equal(kitchen_sink, pg_dsn, report.plan) > 0
 
 
 async def test_autoincrement_never_reuses_ids_of_deleted_rows(tmp_path: Path, pg_dsn: str) -> None:
@@ -149,7 +149,7 @@ async def test_autoincrement_never_reuses_ids_of_deleted_rows(tmp_path: Path, pg
 async def test_worker_processes_load_the_same_values(kitchen_sink: Path, pg_dsn: str) -> None:
     """Large sources load each table in a worker process: same values, same checks."""
     report = await migrate(kitchen_sink, pg_dsn, workers="process")
-    assert await assert_all_equal(kitchen_sink, pg_dsn, report.plan) > 0  # type: ignore[attr-defined]
+    assert await assert_all_equal(kitchen_sink, pg_dsn, report.plan) > 0
 
 
 async def test_a_bad_value_in_a_worker_process_is_reported_with_its_key(tmp_path: Path,
@@ -205,10 +205,10 @@ async def test_portable_views_are_created_and_others_reported(tmp_path: Path,
     assert views == {"cheap items", "on sale", "active_items"}
     assert on_sale == [1, 2]  # booleans compared with 1 and 0, SQLite's way, requoted
     assert any("typed not created" in w and "typeof()" in w
-               for w in report.warnings)  # type: ignore[attr-defined]
+               for w in report.warnings)
     from asyncmig.render import plan_text
 
-    shown = plan_text(report.plan)  # type: ignore[attr-defined]
+    shown = plan_text(report.plan)
     assert "  active_items: translated\n" in shown
     assert "  typed: tried as written at the end of the run (typeof()" in shown
 
@@ -227,7 +227,7 @@ async def test_a_wide_table(tmp_path: Path, pg_dsn: str) -> None:
     conn.commit()
     conn.close()
     report = await migrate(source, pg_dsn)
-    assert await assert_all_equal(source, pg_dsn, report.plan) == 3  # type: ignore[attr-defined]
+    assert await assert_all_equal(source, pg_dsn, report.plan) == 3
 
 
 @pytest.fixture
@@ -245,7 +245,7 @@ def new_york(monkeypatch: pytest.MonkeyPatch) -> object:
 async def test_naive_timestamps_are_utc_whatever_the_local_time_zone(
         kitchen_sink: Path, pg_dsn: str, new_york: object) -> None:
     report = await migrate(kitchen_sink, pg_dsn)
-    assert await assert_all_equal(kitchen_sink, pg_dsn, report.plan) > 0  # type: ignore[attr-defined]
+    assert await assert_all_equal(kitchen_sink, pg_dsn, report.plan) > 0
     conn = await asyncpg.connect(pg_dsn)
     try:
         seen = await conn.fetchval(
@@ -290,9 +290,9 @@ async def test_big_values_move_in_small_batches(tmp_path: Path, pg_dsn: str) -> 
     conn.commit()
     conn.close()
     report = await migrate(source, pg_dsn)
-    table = report.plan.table("pictures")  # type: ignore[attr-defined]
+    table = report.plan.table("pictures")
     assert batch_rows(PipelineSettings(), table) <= BATCH_BYTES // 1_000_000
-    assert await assert_all_equal(source, pg_dsn, report.plan) == 40  # type: ignore[attr-defined]
+    assert await assert_all_equal(source, pg_dsn, report.plan) == 40
 
 
 async def test_a_source_written_during_the_run(tmp_path: Path, pg_dsn: str) -> None:
@@ -328,7 +328,7 @@ async def test_a_source_written_during_the_run(tmp_path: Path, pg_dsn: str) -> N
     finally:
         stop.set()
         thread.join()
-    table = report.plan.table("events")  # type: ignore[attr-defined]
+    table = report.plan.table("events")
     assert table.row_count >= 20000
-    assert all(c.ok for c in report.checks)  # type: ignore[attr-defined]
-    assert report.rows == table.row_count  # type: ignore[attr-defined]
+    assert all(c.ok for c in report.checks)
+    assert report.rows == table.row_count

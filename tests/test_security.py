@@ -24,6 +24,7 @@ from asyncmig.config import parse_overrides
 from asyncmig.connect import Target, scrub
 from asyncmig.migrate import RunSettings, make_plan, run_migration
 from asyncmig.quoting import sql_comment
+from asyncmig.settings import DeepCheck
 from tests.fix_cli import run_cli
 from tests.fix_pg import create_database, drop_database
 from tests.sources import small_source
@@ -259,7 +260,7 @@ async def test_two_targets_from_one_directory(tmp_path: Path, pg_server: str) ->
         assert report_a.rollback_script != report_b.rollback_script
         assert report_a.rollback_script is not None and report_a.rollback_script.exists()
         # A's check --deep reads A's reject file; A's rollback drops A's tables only
-        deep = await commands.check(settings_for(first, a_dsn, out), commands.DeepCheck())
+        deep = await commands.check(settings_for(first, a_dsn, out), DeepCheck())
         assert all(c.ok for c in deep), [c for c in deep if not c.ok]
         await commands.rollback_command(settings_for(first, a_dsn, out), 1)
         b = await asyncpg.connect(b_dsn)
