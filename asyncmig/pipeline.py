@@ -201,10 +201,10 @@ async def _load_table(
         if run_id is not None:
             await history.forget_table(conn, run_id, table.name)
 
+    writer_input = read_receive
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(reader)
-            writer_input = read_receive
             if transform is not None:
                 out_send, out_receive = anyio.create_memory_object_stream[Pair](
                     settings.queue_size)
@@ -218,6 +218,9 @@ async def _load_table(
             results["copied"] = await copy_table(conn, schema, table, writer_input, guard,
                                                  record, on_batch, empty if clean else None)
     finally:
+        # copy_table closes it, but not when cancelled before it began (a reader or a
+        # transformer failed first): left open, it would warn when collected
+        writer_input.close()
         guard.close()
     _, rows_copied = results["copied"]
     if rows_copied + guard.accounts.rejected != results["read"]:
