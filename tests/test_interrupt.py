@@ -22,6 +22,7 @@ import psutil
 import pytest
 
 from tests.fault_sources import TABLES, build_fault_source
+from tests.fix_pg import fetch
 
 
 def start(*args: str, workers: str = "process") -> subprocess.Popen[str]:
@@ -31,17 +32,6 @@ def start(*args: str, workers: str = "process") -> subprocess.Popen[str]:
     environ["ASYNCMIG_WORKERS"] = workers
     return subprocess.Popen([sys.executable, "-m", "asyncmig", *args], env=environ,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def fetch(dsn: str, sql: str, *args: object) -> list[asyncpg.Record]:
-    async def go() -> list[asyncpg.Record]:
-        conn = await asyncpg.connect(dsn)
-        try:
-            return list(await conn.fetch(sql, *args))
-        finally:
-            await conn.close()
-
-    return asyncio.run(go())
 
 
 def history(dsn: str) -> list[asyncpg.Record]:
