@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import anyio
@@ -32,7 +33,7 @@ from asyncmig import (
 from asyncmig.config import Overrides, load_overrides
 from asyncmig.connect import Target, resolve_target, scrub
 from asyncmig.embedded import EmbeddedServer, psql_path
-from asyncmig.errors import MigrationError, UsageError, VerificationError
+from asyncmig.errors import MigrationError, RollbackRefused, UsageError, VerificationError
 from asyncmig.migrate import RunSettings, create_schema, load_data, make_plan, run_migration
 from asyncmig.output import emit
 from asyncmig.pipeline import PipelineSettings
@@ -276,13 +277,38 @@ def status(command: str, values: Resolved, environ: Mapping[str, str]) -> int:
 
 
 def rollback(command: str, values: Resolved, environ: Mapping[str, str]) -> int:
+    """The safety check; unless only checking, the backup and the rollback."""
     with logging_for(command, values):
-        if values["run_id"] is None:
+        run_id = values["run_id"]
+        if run_id is None:
             raise UsageError("rollback needs the run to undo", hint="pass --run N (see status)")
+        if values["no_backup"] and not values["force"]:
+            raise UsageError("--no-backup is only allowed with --force",
+                             hint="a rollback removes data: keep the backup unless you must not")
         settings = history_settings(values, environ)
-        script = anyio.run(commands.rollback_command, settings, values["run_id"],
-                           backend="asyncio")
-        emit(output.render(output.document(command, 0, run_id=values["run_id"],
-                                           rollback_script=script))
-             if as_json(values) else f"run {values['run_id']} rolled back with {script}\n")
+        if values["check"]:
+            report = anyio.run(commands.rollback_check, settings, run_id, backend="asyncio")
+            code = 0 if report.safe_to_rollback else RollbackRefused.exit_code
+            emit(output.render(output.document(command, code, run_id=run_id,
+                                               **render.safety_data(report)))
+                 if as_json(values) else render.safety_text(report))
+            return code
+        action = partial(commands.rollback_command, settings, run_id, force=values["force"],
+                         backup=not values["no_backup"],
+                         backup_dir=values["backup_dir"] or values["log_dir"])
+        try:
+            result = anyio.run(action, backend="asyncio")
+        except RollbackRefused as refused:  # the report on stdout, the one-line error after
+            if not as_json(values):
+                emit(render.safety_text(refused.report))
+                raise
+            print(f"asyncmig: error: {refused}", file=sys.stderr)
+            emit(output.render(output.document(
+                command, refused.exit_code, run_id=run_id,
+                error=output.error_data(refused, refused.exit_code),
+                **render.safety_data(refused.report))))
+            return refused.exit_code
+        emit(output.render(output.document(command, 0, run_id=run_id,
+                                           **render.rollback_data(result)))
+             if as_json(values) else render.rollback_text(result))
         return 0

@@ -8,7 +8,8 @@ Exit codes:
     0 success              2 usage / configuration     3 source (SQLite) problem
     4 target (PostgreSQL)  5 a value did not fit        6 verification failed
     8 loaded, with rows in the reject store             9 another run is in progress
-    70 internal error       130 / 143 interrupted by SIGINT / SIGTERM
+    10 rollback refused: unsafe                         70 internal error
+    130 / 143 interrupted by SIGINT / SIGTERM
 
 Only click and the settings are imported here: ``--help`` stays fast, and the heavy
 modules (asyncpg, aiosqlite, the planner) load inside the command that needs them.
@@ -230,12 +231,15 @@ SPECS = (
          "command, times, outcome, rows and rollback script.",
          "asyncmig status --pg postgresql://me@localhost/app",
          ("config", "pg", "pg_file", "connect_timeout", "data_dir", *OUTPUT), A + "status"),
-    Spec("rollback", "undo a run with its rollback script (see status)",
+    Spec("rollback", "check, back up, then undo a run (see status)",
          "Undo one run with the rollback script it wrote: refused for a run that failed, was "
-         "already rolled back, or was followed by a later run into the same schema.",
-         "asyncmig rollback --pg postgresql://me@localhost/app --run 3",
-         ("config", "pg", "pg_file", "connect_timeout", "data_dir", "run_id", *OUTPUT),
-         A + "rollback"),
+         "already rolled back, or was followed by a later run into the same schema. First it "
+         "checks what the rollback would lose or break (rows the application wrote since, "
+         "sessions using the tables, views and keys built on them; --check only reports) and "
+         "refuses, exit 10, unless --force; then it writes a backup that psql -f restores.",
+         "asyncmig rollback --pg postgresql://me@localhost/app --run 3 --check",
+         ("config", "pg", "pg_file", "connect_timeout", "data_dir", "run_id", "check", "force",
+          "backup_dir", "no_backup", "log_dir", *OUTPUT), A + "rollback"),
     Spec("plan", "print the migration plan",
          "Print the plan without touching any PostgreSQL: each table with its columns' "
          "source and target types and the evidence for each choice, indexes, keys, checks, "

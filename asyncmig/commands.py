@@ -15,6 +15,7 @@ from asyncmig.errors import MigrationError, VerificationError
 from asyncmig.history import RunRecord
 from asyncmig.migrate import RunSettings, check_server, make_plan
 from asyncmig.plan import Plan
+from asyncmig.safety import SafetyReport
 from asyncmig.settings import DeepCheck
 
 
@@ -105,10 +106,23 @@ async def status(settings: RunSettings) -> list[RunRecord]:
             await conn.close()
 
 
-async def rollback_command(settings: RunSettings, run_id: int) -> str:
+async def rollback_command(settings: RunSettings, run_id: int, *, force: bool = False,
+                           backup: bool = True, backup_dir: Path | None = None
+                           ) -> rollback.RollbackResult:
+    """Validate, back up (into ``backup_dir``, else the log directory), roll back."""
+    directory = (backup_dir or settings.output_dir or Path(".")) if backup else None
     conn = await connect(settings.target)
     try:
-        return await rollback.rollback_run(conn, run_id)
+        return await rollback.rollback_run(conn, run_id, force=force, backup_dir=directory)
+    finally:
+        with anyio.move_on_after(10, shield=True):
+            await conn.close()
+
+
+async def rollback_check(settings: RunSettings, run_id: int) -> SafetyReport:
+    conn = await connect(settings.target)
+    try:
+        return await rollback.check_run(conn, run_id)
     finally:
         with anyio.move_on_after(10, shield=True):
             await conn.close()

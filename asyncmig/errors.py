@@ -8,6 +8,7 @@
     ├── RunInProgress           another run holds the target schema's lock (exit 9)
     ├── DataError               a value did not fit its planned type (table, column, key)
     ├── VerificationError       row counts or checks differ after the load
+    ├── RollbackRefused         a rollback would lose or break something (exit 10)
     └── InternalError           a bug in asyncmig
 
 The CLI prints ``str(error)`` as one line and exits with ``error.exit_code``; a
@@ -17,6 +18,7 @@ say what could not be done and why, and the hint says how to fix it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -114,6 +116,22 @@ class VerificationError(MigrationError):
     """The target does not match the source after loading."""
 
     exit_code = 6
+
+
+class RollbackRefused(MigrationError):
+    """Rolling back a run would lose the application's rows or break what uses its tables."""
+
+    exit_code = 10
+
+    def __init__(self, run_id: int, warnings: Sequence[str], report: Any = None):
+        first = warnings[0] if warnings else "unsafe"
+        super().__init__(
+            f"cannot roll back run {run_id} safely: {len(warnings)} warning(s), first: {first}",
+            hint=f"review `asyncmig rollback --run {run_id} --check`; --force rolls back "
+                 "anyway, after writing a backup")
+        self.run_id = run_id
+        self.warnings = tuple(warnings)
+        self.report = report  # the safety report (asyncmig.safety.SafetyReport)
 
 
 class InternalError(MigrationError):

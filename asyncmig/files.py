@@ -70,6 +70,11 @@ def write_new(directory: Path, stem: str, suffix: str, text: str) -> Path:
     return path
 
 
+def open_new(directory: Path, stem: str, suffix: str) -> tuple[Path, IO[bytes]]:
+    """A new private file named like :func:`new_file`, open for writing (streamed output)."""
+    return _exclusive(directory, stem, suffix)
+
+
 def _exclusive(directory: Path, stem: str, suffix: str) -> tuple[Path, IO[bytes]]:
     private_dir(directory)
     for attempt in itertools.count(1):

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from asyncmig import runlock
 from asyncmig.errors import TargetError
 from asyncmig.policy import Accounts
 from asyncmig.quoting import qualified, quote_ident
+from asyncmig.tablestate import Dependent, TableState
 
 SCHEMA = "asyncmig"
 RUNS = qualified(SCHEMA, "runs")
@@ -87,6 +89,15 @@ UPGRADES = [
     ("runs", "error_class", "text"),
     ("runs", "host", "text"),
     ("runs", "pid", "integer"),
+    # what a succeeded run left, so a rollback can tell what the application did since
+    ("run_tables", "final_rows", "bigint"),
+    ("run_tables", "checksum", "numeric"),
+    ("run_tables", "max_key", "bigint"),
+    ("runs", "finish_xid", "bigint"),
+    ("runs", "dependents", "jsonb"),
+    # the backup a rollback wrote before removing anything
+    ("runs", "backup_file", "text"),
+    ("runs", "backup_sha256", "text"),
 ]
 
 
@@ -205,6 +216,25 @@ async def forget_table(conn: asyncpg.Connection, run_id: int, table: str) -> Non
                        run_id, table)
 
 
+async def record_state(conn: asyncpg.Connection, run_id: int, xid: int,
+                       states: Sequence[TableState], dependents: Sequence[Dependent]) -> None:
+    """What a succeeded run left: per table rows, checksum and highest key; what depended
+    on the tables. A `schema` run's tables get their (empty) row here too."""
+    await conn.executemany(
+        f"INSERT INTO {RUN_TABLES} (run_id, table_name, source_rows, loaded_rows, seconds, "
+        "final_rows, checksum, max_key) VALUES ($1, $2, 0, 0, 0, $3, $4, $5) "
+        "ON CONFLICT (run_id, table_name) DO UPDATE SET final_rows = excluded.final_rows, "
+        "checksum = excluded.checksum, max_key = excluded.max_key",
+        [(run_id, s.table, s.rows, s.checksum, s.max_key) for s in states])
+    await conn.execute(f"UPDATE {RUNS} SET finish_xid = $2, dependents = $3::jsonb WHERE id = $1",
+                       run_id, xid, json.dumps([str(d) for d in dependents]))
+
+
+async def record_backup(conn: asyncpg.Connection, run_id: int, path: Path, sha256: str) -> None:
+    await conn.execute(f"UPDATE {RUNS} SET backup_file = $2, backup_sha256 = $3 WHERE id = $1",
+                       run_id, str(path), sha256)
+
+
 async def forget_tables(conn: asyncpg.Connection, run_id: int) -> None:
     """Called in the transaction that drops a failed run's tables."""
     await conn.execute(f"DELETE FROM {RUN_TABLES} WHERE run_id = $1", run_id)
@@ -246,6 +276,10 @@ class RunRecord:
     error_class: str | None = None
     host: str | None = None
     pid: int | None = None
+    finish_xid: int | None = None
+    dependents: list[str] | None = None
+    backup_file: str | None = None
+    backup_sha256: str | None = None
 
 
 ABANDONED = "the process ended without recording how (killed, or its connection lost)"
@@ -288,6 +322,7 @@ async def read_runs(conn: asyncpg.Connection, limit: int = 20) -> list[RunRecord
         per_run.setdefault(row["run_id"], []).append(entry)
     return [
         RunRecord(**{**r, "options": json.loads(r["options"]),
+                     "dependents": json.loads(r["dependents"]) if r["dependents"] else None,
                      "tables": tuple(per_run.get(r["id"], []))})
         for r in runs
     ]

@@ -42,6 +42,7 @@ from asyncmig import (
     rollback,
     runlock,
     signals,
+    tablestate,
     verify,
     views,
 )
@@ -351,6 +352,7 @@ async def _phases(settings: RunSettings, admin: asyncpg.Connection, plan: Plan,
                     f"{first.table} {first.subject}: expected {first.expected}, "
                     f"found {first.found}")
         if create or load:
+            await remember_state(admin, plan, report.run_id)
             report.rollback_script = await keep_rollback(settings, admin, plan, report.run_id,
                                                          tag)
     except BaseException as exc:
@@ -360,6 +362,16 @@ async def _phases(settings: RunSettings, admin: asyncpg.Connection, plan: Plan,
         if load and fingerprint(settings.source) != before and not signals.received():
             raise source_changed(settings.source) from exc  # the reason the counts differ
         raise
+
+
+async def remember_state(admin: asyncpg.Connection, plan: Plan, run_id: int) -> None:
+    """Per table rows and checksum as the run leaves them, for a later rollback to compare."""
+    started = time.perf_counter()
+    names = [t.name for t in plan.tables]
+    xid, states = await tablestate.capture(admin, plan.schema, names)
+    found = await tablestate.dependents(admin, plan.schema, names)
+    await history.record_state(admin, run_id, xid, states, found)
+    log.info("state_recorded", tables=len(states), seconds=round(time.perf_counter() - started, 3))
 
 
 async def keep_rollback(settings: RunSettings, admin: asyncpg.Connection, plan: Plan,

@@ -31,7 +31,8 @@ import orjson
 from asyncmig.errors import MigrationError
 
 SCHEMA_VERSION = 1
-STATUS = {0: "succeeded", 6: "checks_failed", 8: "loaded_with_rejects"}
+STATUS = {0: "succeeded", 6: "checks_failed", 8: "loaded_with_rejects",
+          10: "rollback_unsafe"}
 
 
 def package_version() -> str:

@@ -9,6 +9,8 @@ import orjson
 from asyncmig.history import RunRecord
 from asyncmig.migrate import RunReport
 from asyncmig.plan import Plan
+from asyncmig.rollback import RollbackResult
+from asyncmig.safety import SafetyReport
 from asyncmig.textwidth import ljust, width
 from asyncmig.verify import results_json
 
@@ -156,3 +158,49 @@ def status_text(runs: list[RunRecord]) -> str:
 def status_data(runs: list[RunRecord]) -> list[dict[str, Any]]:
     """The history for ``--output json``, latest run first."""
     return [dict(r.__dict__) for r in runs]
+
+
+def safety_text(report: SafetyReport) -> str:
+    """`rollback --check`: per table then and now, each warning, the verdict."""
+    lines = [f"rollback of run {report.run_id} (schema {report.schema}):"]
+    for t in report.tables:
+        now = "gone" if t.rows_now is None else f"{t.rows_now} rows now"
+        split = (f", {t.inserted} inserted, {t.updated} updated, {t.deleted} deleted"
+                 if t.inserted is not None else
+                 f", {t.written} written since" if t.written else "")
+        same = "" if t.rows_now is None else (
+            ", checksum differs" if t.checksum_then != t.checksum_now else ", checksum same")
+        lines.append(f"  {t.table:<24} {t.rows_then if t.rows_then is not None else '-'} rows "
+                     f"at the run, {now}{same}{split}")
+    lines += [f"  warning: {w}" for w in report.warnings]
+    lines.append(f"safe to roll back: {'yes' if report.safe_to_rollback else 'no'}")
+    return "\n".join(lines) + "\n"
+
+
+def safety_data(report: SafetyReport) -> dict[str, Any]:
+    """``rollback`` fields of the ``--output json`` document: ``tables`` (then and now,
+    inserted/updated/deleted), ``safe_to_rollback``, ``warnings``, ``sessions``, ..."""
+    data = report.as_dict()
+    del data["run_id"]
+    return data
+
+
+def rollback_data(result: RollbackResult) -> dict[str, Any]:
+    backup = result.backup
+    return {**safety_data(result.safety), "success": result.success, "forced": result.forced,
+            "rollback_script": result.script,
+            "backup": None if backup is None else {
+                "path": str(backup.path), "sha256": backup.sha256, "rows": backup.rows,
+                "tables": list(backup.tables)}}
+
+
+def rollback_text(result: RollbackResult) -> str:
+    lines = [f"warning (forced): {w}" for w in result.warnings] if result.forced else []
+    if result.backup is not None:
+        lines.append(f"backup written: {result.backup.path} (sha256 {result.backup.sha256}, "
+                     f"{result.backup.rows} rows of {len(result.backup.tables)} tables); "
+                     f"restore with: psql -v ON_ERROR_STOP=1 -d DATABASE -f FILE")
+    else:
+        lines.append("no backup written (--no-backup)")
+    lines.append(f"run {result.run_id} rolled back with {result.script}")
+    return "\n".join(lines) + "\n"

@@ -162,6 +162,10 @@ def test_the_rollback_command_undoes_a_run_safely(tmp_path: Path, pg_dsn: str) -
     assert second.returncode == 0
     refused = cli("rollback", "--pg", pg_dsn, "--run", "1", log_dir=tmp_path)
     assert refused.returncode == 2 and "roll that one back first" in refused.stderr
+    checked = cli("rollback", "--pg", pg_dsn, "--run", "1", "--check", log_dir=tmp_path)
+    assert checked.returncode == 10
+    assert ("warning: a later run (run 2) into schema public may have written the tables of "
+            "run 1") in checked.stdout
     done = cli("rollback", "--pg", pg_dsn, "--run", "2", log_dir=tmp_path)
     assert done.returncode == 0, done.stderr
     assert not fetch(pg_dsn, "SELECT 1 FROM pg_tables WHERE schemaname = 'public'")

@@ -68,9 +68,16 @@ def test_run_and_check_documents_validate_and_carry_structured_values(
     assert checksum["expected"]["checksum"] != checksum["found"]["checksum"]
     assert checksum["expected"]["text"] == checksum["expected"]["checksum"]
     code, out, err = run_main("rollback", "--pg", pg_dsn, "--run", str(run["run_id"]),
-                              "--output", "json")
+                              "--output", "json", env=env)
+    refused = valid(out)  # the row deleted since the run: unsafe without --force
+    assert (code, refused["status"], refused["error"]["class"]) == (
+        10, "error", "RollbackRefused"), err
+    assert refused["warnings"][0].startswith("table a_orders: 1 row deleted since run")
+    code, out, err = run_main("rollback", "--pg", pg_dsn, "--run", str(run["run_id"]),
+                              "--force", "--output", "json", env=env)
     undone = valid(out)
     assert (code, undone["status"], undone["run_id"]) == (0, "succeeded", run["run_id"]), err
+    assert undone["success"] is True and Path(undone["backup"]["path"]).exists()
     assert "DROP TABLE" in Path(undone["rollback_script"]).read_text(encoding="utf-8")
 
 

@@ -1,0 +1,237 @@
+"""Rollback as the reference guide promises it: check, back up, then undo.
+
+After a run the application inserts, updates and deletes rows and builds a view on a
+migrated table; `rollback --check` must name each change, `rollback` must refuse, and
+`rollback --force` must back everything up (restorable with psql into an empty
+database, the application's rows included) before it removes the run's tables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import shutil
+import sqlite3
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import psycopg
+import pytest
+
+from tests.fix_pg import create_database, drop_database
+from tests.sources import build_kitchen_sink
+from tests.test_cli import run_cli
+from tests.test_output import valid
+
+PSQL = shutil.which("psql") or "/usr/bin/psql"
+TABLES = {"user": "id", "group": '"group id"', "membership": "user_id, group_id",
+          "values": "id", "empty_auto": "id", "chicken": "id", "egg": "id"}
+GUIDE_URL = "postgresql://user:pass@localhost/db"
+
+
+def cli(*args: str, log_dir: Path) -> subprocess.CompletedProcess[str]:
+    return run_cli(*args, env={"ASYNCMIG_LOG_DIR": str(log_dir)})
+
+
+async def execute(dsn: str, *statements: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+async def contents(dsn: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Every table's rows (and both views'), as values, in key order."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        found = {name: [tuple(r) for r in await conn.fetch(
+            f'SELECT * FROM "{name}" ORDER BY {key}')] for name, key in TABLES.items()}
+        for view in ("active", "app_view"):
+            found[view] = [tuple(r) for r in await conn.fetch(f"SELECT * FROM {view} ORDER BY 1")]
+        return found
+    finally:
+        await conn.close()
+
+
+APPLICATION_WRITES = (
+    'INSERT INTO "user" (id, email, "Display Name") VALUES (10, \'dan@example.com\', \'Dan\')',
+    'UPDATE "user" SET "Display Name" = \'Ann B.\' WHERE id = 1',
+    'DELETE FROM "values" WHERE id = 4',
+    "DELETE FROM membership WHERE user_id = 2 AND group_id = 2",
+    'CREATE VIEW app_view AS SELECT id, "Display Name" FROM "user" WHERE id < 100',
+)
+
+
+def test_check_refuse_force_backup_restore(tmp_path: Path, pg_dsn: str,
+                                                 pg_server: str) -> None:
+    """The issue's scenario end to end, through the command line."""
+    source = build_kitchen_sink(tmp_path / "app.db")
+    done = cli("run", "--sqlite", str(source), "--pg", pg_dsn, log_dir=tmp_path)
+    assert done.returncode == 0, done.stderr
+    clean = cli("rollback", "--pg", pg_dsn, "--run", "1", "--check", log_dir=tmp_path)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert clean.stdout.rstrip().endswith("safe to roll back: yes")
+
+    asyncio.run(execute(pg_dsn, *APPLICATION_WRITES))
+    with psycopg.connect(pg_dsn) as reader:  # an open transaction that read a table
+        reader.execute('SELECT count(*) FROM "values"')
+        checked = cli("rollback", "--pg", pg_dsn, "--run", "1", "--check", log_dir=tmp_path)
+        pid = reader.info.backend_pid
+    assert checked.returncode == 10, checked.stdout + checked.stderr
+    out = checked.stdout
+    assert "warning: table user: 1 row inserted, 1 row updated since run 1 (rows 3 -> 4" in out
+    assert "warning: table values: 1 row deleted since run 1 (rows 5 -> 4" in out
+    assert "warning: table membership: 1 row deleted since run 1 (rows 3 -> 2" in out
+    assert "warning: view app_view depends on table user and was created after run 1" in out
+    assert f"warning: session {pid} " in out and "holds locks on table values" in out
+    for untouched in ("group", "chicken", "egg", "empty_auto"):
+        assert f"table {untouched}:" not in out
+    assert out.rstrip().endswith("safe to roll back: no")
+    as_json = valid(cli("rollback", "--pg", pg_dsn, "--run", "1", "--check", "--output",
+                        "json", log_dir=tmp_path).stdout)
+    by_table = {t["table"]: t for t in as_json["tables"]}
+    assert (by_table["user"]["inserted"], by_table["user"]["updated"],
+            by_table["user"]["deleted"]) == (1, 1, 0)
+    assert as_json["safe_to_rollback"] is False and as_json["status"] == "rollback_unsafe"
+    assert as_json["warnings"] == [  # the same, but for the reader's session, closed since
+        line.removeprefix("  warning: ") for line in out.splitlines()
+        if line.startswith("  warning: ") and not line.startswith("  warning: session")]
+
+    refused = cli("rollback", "--pg", pg_dsn, "--run", "1", log_dir=tmp_path)
+    assert refused.returncode == 10, refused.stderr
+    assert refused.stderr.count("\n") == 1 and "cannot roll back run 1 safely" in refused.stderr
+    assert "table user: 1 row inserted" in refused.stdout
+    refused_json = cli("rollback", "--pg", pg_dsn, "--run", "1", "--output", "json",
+                       log_dir=tmp_path)
+    document = valid(refused_json.stdout)
+    assert (refused_json.returncode, document["error"]["class"]) == (10, "RollbackRefused")
+    assert document["warnings"] == as_json["warnings"]
+    assert cli("rollback", "--pg", pg_dsn, "--run", "1", "--no-backup",
+               log_dir=tmp_path).returncode == 2
+    before = asyncio.run(contents(pg_dsn))
+
+    backups = tmp_path / "backups"
+    forced = cli("rollback", "--pg", pg_dsn, "--run", "1", "--force", "--backup-dir",
+                 str(backups), log_dir=tmp_path)
+    assert forced.returncode == 0, forced.stderr
+    assert asyncio.run(rows(pg_dsn, "SELECT relname FROM pg_class c JOIN pg_namespace n ON "
+                                    "n.oid = c.relnamespace WHERE nspname = 'public'")) == []
+    [run] = asyncio.run(rows(pg_dsn, "SELECT status, backup_file, backup_sha256 FROM "
+                                     "asyncmig.runs"))
+    assert run[0] == "rolled back"
+    [path] = backups.iterdir()
+    assert re.fullmatch(r"postgres_backup_before_rollback_\d{8}_\d{6}\.sql", path.name)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(backups.stat().st_mode) == 0o700
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert run[1:] == (str(path), digest)
+    assert f"backup written: {path} (sha256 {digest}" in forced.stdout
+    assert "warning (forced): table user: 1 row inserted" in forced.stdout
+
+    if not Path(PSQL).exists():
+        pytest.skip("psql is not installed: the restore cannot be tried")
+    name, fresh = asyncio.run(create_database(pg_server))
+    try:
+        restored = subprocess.run([PSQL, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", fresh,
+                                   "-f", str(path)], capture_output=True, text=True, check=False)
+        assert restored.returncode == 0, restored.stderr
+        assert asyncio.run(contents(fresh)) == before  # the application's rows included
+        assert before["user"][-1][:3] == (10, "dan@example.com", "Dan")
+        assert 4 not in [row[0] for row in before["values"]]
+        # identity (where it stood: the application gave 10 itself), keys, foreign keys
+        assert asyncio.run(rows(fresh, 'INSERT INTO "user" (email) VALUES (\'eve@x.org\') '
+                                "RETURNING id")) == [(6,)]
+        with pytest.raises(asyncpg.ForeignKeyViolationError):
+            asyncio.run(execute(fresh, "INSERT INTO membership VALUES (99, 1, 'member')"))
+    finally:
+        asyncio.run(drop_database(pg_server, name))
+
+
+def guide_examples() -> list[str]:
+    """The README's three Python examples, as the reference guide writes them."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    blocks = re.findall(r'python -c "\n(from asyncmig\.rollback import RollbackManager\n.*?)"\n',
+                        readme, re.DOTALL)
+    assert len(blocks) == 3
+    return [b.replace('\\"', '"') for b in blocks]
+
+
+def run_example(code: str, dsn: str, cwd: Path) -> str:
+    result = subprocess.run([sys.executable, "-c", code.replace(GUIDE_URL, dsn)], cwd=cwd,
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_the_guides_three_python_calls(tmp_path: Path, pg_dsn: str) -> None:
+    """validate_rollback_safety, create_backup_before_rollback, perform_safe_rollback,
+    run as the README (and the reference guide) writes them: safe, then unsafe."""
+    source = build_kitchen_sink(tmp_path / "app.db")
+    logs, work = tmp_path / "logs", tmp_path / "work"
+    work.mkdir()
+    check, backup, perform = guide_examples()
+
+    def migrate(run_id: int) -> None:
+        assert cli("run", "--sqlite", str(source), "--pg", pg_dsn, log_dir=logs).returncode == 0
+        shutil.copy(next(logs.glob(f"asyncmig_rollback_run{run_id}-*.sql")),
+                    work / "rollback_postgres_schema.sql")
+
+    migrate(1)
+    assert run_example(check, pg_dsn, work) == "Safe to rollback: True\n"
+    printed = run_example(backup, pg_dsn, work).strip()
+    assert printed.startswith("Backup created: ")
+    backup_file = Path(printed.removeprefix("Backup created: "))
+    assert backup_file.parent == work and backup_file.name.startswith("postgres_backup_before")
+    assert 'COPY "public"."values" (' in backup_file.read_text()
+    assert run_example(perform, pg_dsn, work) == "Rollback success: True\n"
+    assert asyncio.run(_statuses(pg_dsn)) == [(1, "rolled back")]
+
+    migrate(2)
+    asyncio.run(execute(pg_dsn, 'DELETE FROM "values" WHERE id = 5'))
+    out = run_example(check, pg_dsn, work)
+    assert out == ("Safe to rollback: False\nWarning: table values: 1 row deleted since run 2 "
+                   "(rows 5 -> 4, checksum differs)\n")
+    assert run_example(perform, pg_dsn, work) == "Rollback success: False\n"
+    assert asyncio.run(_statuses(pg_dsn)) == [(1, "rolled back"), (2, "succeeded")]
+
+
+async def _statuses(dsn: str) -> list[tuple[Any, ...]]:
+    return await rows(dsn, "SELECT id, status FROM asyncmig.runs ORDER BY id")
+
+
+async def rows(dsn: str, sql: str) -> list[tuple[Any, ...]]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return [tuple(r) for r in await conn.fetch(sql)]
+    finally:
+        await conn.close()
+
+
+def test_a_sync_since_the_run_is_named_and_forced_past(tmp_path: Path, pg_dsn: str) -> None:
+    """A sync writes into the run's tables and has no rollback of its own: the check names
+    it (and its rows), and only --force rolls the run back, after the backup."""
+    source = build_kitchen_sink(tmp_path / "app.db")
+    assert cli("run", "--sqlite", str(source), "--pg", pg_dsn, log_dir=tmp_path).returncode == 0
+    with sqlite3.connect(source) as conn:
+        conn.execute("INSERT INTO chicken VALUES (3, NULL)")
+    conn.close()
+    synced = cli("sync", "--sqlite", str(source), "--pg", pg_dsn, log_dir=tmp_path)
+    assert synced.returncode == 0, synced.stderr
+    checked = cli("rollback", "--pg", pg_dsn, "--run", "1", "--check", log_dir=tmp_path)
+    assert checked.returncode == 10, checked.stdout + checked.stderr
+    assert ("warning: a later sync (run 2) into schema public may have written the tables of "
+            "run 1") in checked.stdout
+    assert "warning: table chicken: 1 row inserted since run 1 (rows 2 -> 3" in checked.stdout
+    assert cli("rollback", "--pg", pg_dsn, "--run", "1", log_dir=tmp_path).returncode == 10
+    forced = cli("rollback", "--pg", pg_dsn, "--run", "1", "--force", log_dir=tmp_path)
+    assert forced.returncode == 0, forced.stderr
+    [backup] = tmp_path.glob("postgres_backup_before_rollback_*.sql")
+    assert "\n3\t\\N\n" in backup.read_text()  # the synced chicken, in its COPY block
+    assert asyncio.run(_statuses(pg_dsn)) == [(1, "rolled back"), (2, "succeeded")]
