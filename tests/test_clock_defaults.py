@@ -17,8 +17,7 @@ from typing import Any
 
 import asyncpg
 
-from asyncmig.connect import Target
-from asyncmig.migrate import RunSettings, run_migration
+from tests.fix_run import migrate
 
 CLOCKS = """
 CREATE TABLE ev (
@@ -75,7 +74,7 @@ async def test_clock_defaults_fill_new_rows_like_sqlite(tmp_path: Path, pg_dsn: 
     lite = sqlite3.connect(source)
     lite.executescript(CLOCKS)
     lite.commit()
-    report = await run_migration(RunSettings(source, Target(pg_dsn, pg_dsn, "test")))
+    report = await migrate(source, pg_dsn)
     dropped = [s for s in report.plan.skipped if s.kind == "default"]
     assert dropped == []
     conn = await asyncpg.connect(pg_dsn)

@@ -8,10 +8,9 @@ import asyncpg
 import pytest
 
 from asyncmig.config import load_overrides, parse_overrides
-from asyncmig.connect import Target
 from asyncmig.errors import UsageError
-from asyncmig.migrate import RunSettings, run_migration
 from asyncmig.planner import build_plan
+from tests.fix_run import migrate
 from tests.sources import build_kitchen_sink
 
 
@@ -47,8 +46,7 @@ async def test_renamed_and_excluded_tables(tmp_path: Path, pg_dsn: str) -> None:
     overrides = parse_overrides({"tables": {"user": {"rename": "app_user"},
                                             "chicken": {"exclude": True},
                                             "egg": {"exclude": True}}}, "test")
-    report = await run_migration(RunSettings(source, Target(pg_dsn, pg_dsn, "test"),
-                                             overrides=overrides))
+    report = await migrate(source, pg_dsn, overrides=overrides)
     assert all(c.ok for c in report.checks)
     conn = await asyncpg.connect(pg_dsn)
     try:

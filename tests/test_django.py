@@ -12,8 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 import asyncpg
 import pytest
 
-from asyncmig.connect import Target
-from asyncmig.migrate import RunSettings, run_migration
+from tests.fix_run import migrate
 
 pytest.importorskip("django")
 pytest.importorskip("psycopg")
@@ -46,7 +45,7 @@ async def test_django_app_runs_on_the_migrated_database(tmp_path: Path, pg_dsn: 
     source = tmp_path / "django.sqlite3"
     django(workdir, "sqlite", str(source), "create")
 
-    await run_migration(RunSettings(source, Target(pg_dsn, pg_dsn, "test")))
+    await migrate(source, pg_dsn)
 
     conn = await asyncpg.connect(pg_dsn)
     try:

@@ -28,6 +28,7 @@ from asyncmig.render import plan_text
 from asyncmig.settings import DeepCheck
 from tests.compare import assert_all_equal
 from tests.fix_cli import RunMain, one_error_line
+from tests.fix_run import migrate
 
 LONG_TABLE = "customer_order_line_items_with_a_descriptive_name_that_is_too_long_x"  # 70
 ACCENTS = "é" * 40  # 40 characters, 80 bytes
@@ -222,7 +223,7 @@ async def test_more_than_1600_columns_is_refused_before_anything_is_created(
     conn.commit()
     conn.close()
     with pytest.raises(TargetError) as caught:
-        await run_migration(RunSettings(source, Target(pg_dsn, pg_dsn, "test")))
+        await migrate(source, pg_dsn)
     assert caught.value.exit_code == 4
     assert "wide" in str(caught.value) and "1601 columns" in str(caught.value)
     assert "at most 1600" in str(caught.value)

@@ -14,9 +14,8 @@ from pathlib import Path
 
 import asyncpg
 
-from asyncmig.connect import Target
-from asyncmig.migrate import RunSettings, run_migration
 from tests.compare import assert_all_equal
+from tests.fix_run import migrate
 
 CHINOOK = """
 CREATE TABLE [Artist] ([ArtistId] INTEGER NOT NULL, [Name] NVARCHAR(120),
@@ -73,7 +72,7 @@ async def test_a_chinook_shaped_database(tmp_path: Path, pg_dsn: str) -> None:
                                                                  "Chile", 1.99)]),
         ("INSERT INTO PlaylistTrack VALUES (?, ?)", [(1, 3402), (1, 3389), (8, 3402)]),
     ])
-    report = await run_migration(RunSettings(source, Target(pg_dsn, pg_dsn, "test")))
+    report = await migrate(source, pg_dsn)
     assert all(c.ok for c in report.checks)
     assert await assert_all_equal(source, pg_dsn, report.plan) == 11
     conn = await asyncpg.connect(pg_dsn)
@@ -106,7 +105,7 @@ async def test_a_northwind_shaped_database(tmp_path: Path, pg_dsn: str) -> None:
         ('INSERT INTO "Order Details" VALUES (?, ?, ?, ?, ?)',
          [(10248, 11, 14, 12, 0), (10248, 42, 9.8, 10, 0), (10249, 14, 18.6, 9, 0.15)]),
     ])
-    report = await run_migration(RunSettings(source, Target(pg_dsn, pg_dsn, "test")))
+    report = await migrate(source, pg_dsn)
     assert all(c.ok for c in report.checks)
     assert await assert_all_equal(source, pg_dsn, report.plan) == 7
     conn = await asyncpg.connect(pg_dsn)

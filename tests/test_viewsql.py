@@ -11,12 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from asyncmig.connect import Target
-from asyncmig.migrate import RunSettings, run_migration
 from asyncmig.sqldates import constant
 from asyncmig.sqlexpr import Lit, Untranslatable
 from asyncmig.viewsql import Relation, translate_query
 from tests.compare import compare_views
+from tests.fix_run import migrate
 
 DATE_CALLS = [
     ("datetime", ["1997-01-01"]),
@@ -177,7 +176,7 @@ async def test_a_view_over_a_view_that_is_renamed(tmp_path: Path, pg_dsn: str) -
         CREATE VIEW over_it AS SELECT x FROM "{long}" WHERE id < 3;
     """)
     conn.close()
-    report = await run_migration(RunSettings(source, Target(pg_dsn, pg_dsn, "test")))
+    report = await migrate(source, pg_dsn)
     assert [w for w in report.warnings if "not created" in w] == []
     pg = await asyncpg.connect(pg_dsn)
     try:

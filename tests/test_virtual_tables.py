@@ -22,6 +22,7 @@ from asyncmig.planner import build_plan
 from asyncmig.settings import DeepCheck
 from tests.compare import assert_all_equal
 from tests.fix_cli import RunMain, one_error_line
+from tests.fix_run import migrate
 
 NOTES = [
     ("Shopping list", "milk, eggs and the quick brown bread"),
@@ -157,7 +158,7 @@ async def test_an_unreadable_virtual_table_fails_before_anything_is_created(
     source = tmp_path / "u.db"
     _add_unreadable(source)
     with pytest.raises(SourceError) as caught:
-        await run_migration(RunSettings(source, Target(pg_dsn, pg_dsn, "test")))
+        await migrate(source, pg_dsn)
     assert "vectors" in str(caught.value) and "vec0" in str(caught.value)
     assert caught.value.exit_code == 3
     conn = await asyncpg.connect(pg_dsn)
@@ -167,8 +168,7 @@ async def test_an_unreadable_virtual_table_fails_before_anything_is_created(
     finally:
         await conn.close()
     excluded = parse_overrides({"tables": {"vectors": {"exclude": True}}}, "test")
-    report = await run_migration(RunSettings(source, Target(pg_dsn, pg_dsn, "test"),
-                                             overrides=excluded))
+    report = await migrate(source, pg_dsn, overrides=excluded)
     assert [t.name for t in report.plan.tables] == ["kept"]
 
 
