@@ -23,10 +23,9 @@ import asyncpg
 import psycopg
 import pytest
 
+from tests.fix_cli import run_cli, valid
 from tests.fix_pg import create_database, drop_database
 from tests.sources import build_kitchen_sink
-from tests.test_cli import run_cli
-from tests.test_output import valid
 
 PSQL = shutil.which("psql") or "/usr/bin/psql"
 TABLES = {"user": "id", "group": '"group id"', "membership": "user_id, group_id",
