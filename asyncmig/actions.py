@@ -140,7 +140,7 @@ def run_settings(command: str, values: Resolved, environ: Mapping[str, str],
         rejects_dir=values["rejects"] or log_dir / "asyncmig-rejects",
         duplicates=values["duplicates"], max_rejects_total=values["max_rejects_total"],
         snapshot=values["snapshot"], workers=values["workers"],
-        lock_timeout=values["lock_timeout"],
+        lock_timeout=values["lock_timeout"], cascade=values["cascade"],
         deep=DeepCheck(values["explain"], values["sample"]) if values["deep"] else None,
     )
 

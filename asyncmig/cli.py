@@ -44,7 +44,7 @@ GROUP_TITLES = {Group.SOURCE: "Source", Group.TARGET: "Target", Group.LOAD: "Loa
 TARGET = ("pg", "pg_file", "schema", "connect_timeout", "data_dir")
 OUTPUT = ("output", "log_format", "verbose", "quiet", "debug")
 LOAD = ("jobs", "batch_size", "queue_size", "workers", "lock_timeout", "statement_timeout",
-        "replace", "rejects", "max_rejects",
+        "replace", "cascade", "rejects", "max_rejects",
         "max_rejects_total", "on_error", "orphans", "duplicates")
 
 
@@ -197,7 +197,7 @@ SPECS = (
          "with --print, print the SQL of every phase instead, for a DBA to review.",
          "asyncmig schema --sqlite app.db --print > schema.sql",
          ("sqlite", "config", "widen", *TARGET, "jobs", "lock_timeout", "statement_timeout",
-          "replace", "print_sql", *OUTPUT, "log_dir"),
+          "replace", "cascade", "print_sql", *OUTPUT, "log_dir"),
          A + "migrate"),
     Spec("data", "load the data into tables `schema` created, then index them",
          "Load the rows into the tables schema created (they must exist and be empty; "

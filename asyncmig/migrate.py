@@ -34,6 +34,7 @@ import structlog
 from asyncmig import (
     collations,
     ddl,
+    dependents,
     faults,
     history,
     logs,
@@ -81,6 +82,7 @@ class RunSettings:
     overrides: Overrides = field(default_factory=Overrides)
     workers: str = "auto"  # "process", "inline", or "auto": processes for large sources
     lock_timeout: float = 10.0  # seconds the run's DDL waits for a lock (0: no limit)
+    cascade: bool = False  # --replace may drop the application's dependent views and keys
     snapshot: bool = default("snapshot")  # read from a consistent copy taken first (app still writing)
     command: str = "run"  # recorded in the history
     output_dir: Path | None = None  # where the rollback script goes (None: not written)
@@ -322,7 +324,8 @@ async def _phases(settings: RunSettings, admin: asyncpg.Connection, plan: Plan,
     report.plan = plan
     report.warnings.extend(notes)
     if create:
-        await create_tables(admin, plan, replace=settings.replace)
+        report.warnings.extend(await create_tables(admin, plan, replace=settings.replace,
+                                                   cascade=settings.cascade))
     else:
         await require_empty_tables(admin, plan, truncate=settings.replace)
     try:
@@ -430,8 +433,14 @@ async def existing_tables(conn: asyncpg.Connection, plan: Plan) -> list[str]:
     return [r[0] for r in rows]
 
 
-async def create_tables(conn: asyncpg.Connection, plan: Plan, *, replace: bool) -> None:
-    """Phase 1: the bare tables, all or none."""
+async def create_tables(conn: asyncpg.Connection, plan: Plan, *, replace: bool,
+                        cascade: bool = False) -> list[str]:
+    """Phase 1: the bare tables, all or none; returns what --cascade dropped.
+
+    Tables replaced with --replace go with their own indexes, keys and the plan's
+    views; an application's view or foreign key that depends on them stops the run
+    before any change, unless ``cascade`` (see :mod:`asyncmig.dependents`).
+    """
     existing = await existing_tables(conn, plan)
     if existing and not replace:
         shown = ", ".join(qualified(plan.schema, n) for n in existing[:5])
@@ -440,8 +449,13 @@ async def create_tables(conn: asyncpg.Connection, plan: Plan, *, replace: bool) 
             f"cannot create {shown}{more}: already exists in the target",
             hint="drop it, choose another --schema, or pass --replace to drop and recreate it",
         )
+    found = await dependents.find(conn, plan.schema,
+                                  [*existing, *(v.name for v in plan.views)]) if existing else []
+    if found and not cascade:
+        raise dependents.refuse(found)
     async with conn.transaction():
         if existing:
+            await execute_all(conn, [d.drop_sql() for d in found])
             await execute_all(conn, ddl.drop_tables_sql(plan, plan.tables))
         schema_exists = await conn.fetchval(
             "SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = $1)", plan.schema)
@@ -451,6 +465,10 @@ async def create_tables(conn: asyncpg.Connection, plan: Plan, *, replace: bool) 
                                  if not (schema_exists and s.startswith("CREATE SCHEMA"))])
         await execute_all(conn, [ddl.create_table_sql(plan, t) for t in plan.tables])
         await execute_all(conn, ddl.function_sql(plan))
+    for dependent in found:
+        log.warning("dependent_dropped", object=str(dependent))
+    return [f"dropped with --cascade: {d} (it depended on a replaced table; not recreated)"
+            for d in found]
 
 
 async def require_empty_tables(conn: asyncpg.Connection, plan: Plan, *, truncate: bool) -> None:

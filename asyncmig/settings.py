@@ -175,6 +175,9 @@ OPTIONS: tuple[Option, ...] = (
          "exist; data: empty non-empty tables first", L),
     _opt("if_changed", bool, False, "run/sync: exit 0 at once when the source is "
          "byte-identical to the one the last successful run into this schema loaded", L),
+    _opt("cascade", bool, False, "with --replace: drop the application's views and foreign "
+         "keys that depend on the replaced tables (listed; without it the run stops before "
+         "changing anything)", L),
     _opt("rejects", Path, None, "directory for rejected rows: DIR/run<N>-<id>/<table>.jsonl", L,
          "DIR", shown_default="`<log-dir>/asyncmig-rejects`"),
     _opt("max_rejects", int, None, "roll a table back (and fail the run) when it rejects "

@@ -257,3 +257,38 @@ def test_replace_blocked_by_an_application_names_it(fault_source: Path, pg_dsn: 
     assert fetch(pg_dsn, "SELECT count(*) FROM public.child")[0][0] == 120_000
     runs = history(pg_dsn)
     assert [r["status"] for r in runs] == ["succeeded", "failed"]
+
+
+def test_replace_refuses_over_application_dependents(fault_source: Path, pg_dsn: str) -> None:
+    """`run --replace` over tables an application view and foreign key depend on stops
+    before any change, listing both; with --cascade it drops them and says so."""
+    first = start("run", "--sqlite", str(fault_source), "--pg", pg_dsn)
+    first.communicate(timeout=120)
+    assert first.returncode == 0
+    fetch(pg_dsn, "CREATE VIEW public.app_parents AS SELECT id, name FROM public.parent")
+    fetch(pg_dsn, "CREATE TABLE public.app_orders (id int PRIMARY KEY, "
+                  "tag_id bigint CONSTRAINT app_orders_tag REFERENCES public.tag (id))")
+    fetch(pg_dsn, "INSERT INTO public.app_orders VALUES (1, 3)")
+    before = fetch(pg_dsn, "SELECT 'parent'::regclass::oid, 'tag'::regclass::oid")[0]
+
+    refused = start("run", "--sqlite", str(fault_source), "--pg", pg_dsn, "--replace")
+    _, stderr = refused.communicate(timeout=120)
+    assert refused.returncode == 4, stderr
+    line = [entry for entry in stderr.splitlines() if entry.startswith("asyncmig: error:")][-1]
+    assert "view public.app_parents" in line
+    assert "foreign key app_orders_tag on public.app_orders" in line
+    assert "--cascade" in line
+    assert fetch(pg_dsn, "SELECT 'parent'::regclass::oid, 'tag'::regclass::oid")[0] == before
+    assert fetch(pg_dsn, "SELECT count(*) FROM public.app_parents")[0][0] == 40_000
+
+    cascaded = start("run", "--sqlite", str(fault_source), "--pg", pg_dsn, "--replace",
+                     "--cascade")
+    stdout, stderr = cascaded.communicate(timeout=120)
+    assert cascaded.returncode == 0, stderr
+    assert "dropped with --cascade: view public.app_parents" in stdout + stderr
+    assert "dropped with --cascade: foreign key app_orders_tag on public.app_orders" in \
+        stdout + stderr
+    assert not fetch(pg_dsn, "SELECT to_regclass('public.app_parents')")[0][0]
+    assert not fetch(pg_dsn, "SELECT 1 FROM pg_constraint WHERE conname = 'app_orders_tag'")
+    assert fetch(pg_dsn, "SELECT id, tag_id FROM public.app_orders")[0][:] == (1, 3)
+    assert [r["status"] for r in history(pg_dsn)] == ["succeeded", "failed", "succeeded"]
