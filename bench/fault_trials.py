@@ -1,0 +1,89 @@
+"""Many-trial fault injection: SIGTERM, SIGINT and SIGKILL at random moments of a run.
+
+The test suite does a few trials (tests/test_interrupt.py); this runs as many as
+asked against a PostgreSQL you name, and prints one JSON summary: per signal, how
+many runs ended with the expected exit code, printed a traceback, left a process
+behind, or left the history saying ``running`` (checked with ``status``, which shows
+a dead run as ``interrupted``), and how a plain ``run --replace`` afterwards ended.
+
+    python -m bench.fault_trials --pg postgresql://localhost/scratch --trials 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+from tests.fault_sources import build_fault_source
+
+SIGNALS = {"SIGTERM": signal.SIGTERM, "SIGINT": signal.SIGINT, "SIGKILL": signal.SIGKILL}
+
+
+def asyncmig(*args: str, workers: str = "process") -> subprocess.Popen[str]:
+    environ = dict(os.environ, ASYNCMIG_WORKERS=workers,
+                   ASYNCMIG_LOG_DIR=tempfile.mkdtemp(prefix="asyncmig-trial-"))
+    return subprocess.Popen([sys.executable, "-m", "asyncmig", *args], env=environ,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def trial(source: Path, dsn: str, signum: int, delay: float) -> dict[str, object]:
+    """One run, one signal after ``delay`` seconds, then a plain re-run."""
+    process = asyncmig("run", "--sqlite", str(source), "--pg", dsn, "--replace")
+    time.sleep(delay)
+    family = psutil.Process(process.pid).children(recursive=True)
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=300)
+    time.sleep(0.5)  # a worker killed with its parent (PR_SET_PDEATHSIG) is gone by now
+    left = [p.pid for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    status = subprocess.run([sys.executable, "-m", "asyncmig", "status", "--pg", dsn,
+                             "--output", "json"], capture_output=True, text=True, check=False)
+    runs = json.loads(status.stdout).get("runs", [])
+    rerun = asyncmig("run", "--sqlite", str(source), "--pg", dsn, "--replace")
+    rerun.communicate(timeout=300)
+    return {"delay": round(delay, 3), "exit": process.returncode,
+            "traceback": "Traceback" in stderr, "processes_left": len(left),
+            "stderr_tail": stderr[-2000:] if "Traceback" in stderr else "",
+            "history_running": any(r["status"] == "running" for r in runs),
+            "rerun_exit": rerun.returncode}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pg", required=True, help="a scratch database (its public schema "
+                        "is replaced)")
+    parser.add_argument("--trials", type=int, default=20, help="per signal")
+    parser.add_argument("--rows", type=int, default=40_000)
+    parser.add_argument("--max-delay", type=float, default=2.0)
+    args = parser.parse_args()
+    rng = random.Random(10)
+    source = build_fault_source(Path(tempfile.mkdtemp()) / "faults.db", rows=args.rows)
+    summary: dict[str, object] = {}
+    for name, signum in SIGNALS.items():
+        results = [trial(source, args.pg, signum, rng.uniform(0.05, args.max_delay))
+                   for _ in range(args.trials)]
+        expected = {0, 128 + signum, -signum}
+        summary[name] = {
+            "trials": len(results),
+            "expected_exit": sum(r["exit"] in expected for r in results),
+            "finished_before_signal": sum(r["exit"] == 0 for r in results),
+            "tracebacks": sum(bool(r["traceback"]) for r in results),
+            "processes_left": sum(int(str(r["processes_left"])) for r in results),
+            "history_running": sum(bool(r["history_running"]) for r in results),
+            "rerun_ok": sum(r["rerun_exit"] == 0 for r in results),
+            "results": results,
+        }
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
