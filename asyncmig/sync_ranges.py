@@ -174,32 +174,29 @@ class TableDiff:
         while batch := cursor.fetchmany(FETCH_ROWS):
             yield from (row for row in batch if not self._skipped(row))
 
-    def _key(self, row: Row) -> tuple[Any, str]:
-        """The raw key value (first key column) and the rendered key text."""
-        text = ",".join([self.cells[p](row[p]) for p in self.keys])
-        return row[self.keys[0]], text
-
-    def _row_hash(self, row: Row) -> str:
-        return md5_hex(",".join([render(value) for render, value in
-                                 zip(self.cells, row, strict=True)]))
+    def _rendered(self, row: Row) -> tuple[str, str]:
+        """The row's range and its hash, each value rendered once."""
+        fields = [render(value) for render, value in zip(self.cells, row, strict=True)]
+        key_text = ",".join([fields[p] for p in self.keys]) if self.ranges.kind != "int" else ""
+        return self.ranges.of(row[self.keys[0]], key_text), md5_hex(",".join(fields))
 
     def source_digests(self) -> dict[str, Digest]:
         digests: dict[str, Digest] = {}
         for row in self._scan():
-            name = self.ranges.of(*self._key(row))
+            name, row_hash = self._rendered(row)
             digest = digests.get(name)
             if digest is None:
                 digest = digests[name] = Digest()
-            digest.add(self._row_hash(row))
+            digest.add(row_hash)
         return digests
 
     def source_rows(self, names: set[str]) -> dict[str, tuple[str, Row]]:
         """Key text -> (row hash, raw row) for the source rows in ranges ``names``."""
         found: dict[str, tuple[str, Row]] = {}
         for row in self._rows_in(names):
-            key_value, key_text = self._key(row)
-            if self.ranges.kind == "int" or self.ranges.of(key_value, key_text) in names:
-                found[key_text] = (self._row_hash(row), row)
+            key_text = ",".join([self.cells[p](row[p]) for p in self.keys])
+            if self.ranges.kind == "int" or self.ranges.of(row[self.keys[0]], key_text) in names:
+                found[key_text] = (self._rendered(row)[1], row)
         return found
 
     def _rows_in(self, names: set[str]) -> Iterator[Row]:
