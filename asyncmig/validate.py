@@ -23,7 +23,7 @@ import anyio
 import anyio.to_thread
 import asyncpg
 
-from asyncmig import collations
+from asyncmig import collations, dependents
 from asyncmig.connect import Target, connect
 from asyncmig.errors import SourceError, TargetError
 from asyncmig.history import SCHEMA as HISTORY_SCHEMA
@@ -462,9 +462,18 @@ async def existing_checks(conn: asyncpg.Connection, plan: Plan | None) -> list[C
                       f"{quote_ident(plan.schema)}")]
     shown = ", ".join(quote_ident(name) for name in found[:5])
     more = f" and {len(found) - 5} more" if len(found) > 5 else ""
-    return [Check("existing objects", FAIL,
-                  f"already in schema {quote_ident(plan.schema)}: {shown}{more}",
-                  "drop them, choose another --schema, or use --replace")]
+    checks = [Check("existing objects", FAIL,
+                    f"already in schema {quote_ident(plan.schema)}: {shown}{more}",
+                    "drop them, choose another --schema, or use --replace")]
+    depending = await dependents.find(conn, plan.schema, found)
+    if depending:
+        checks.append(Check(
+            "dependent objects", WARN,
+            one_line("the application's " + ", ".join(str(d) for d in depending[:6])
+                     + (f" and {len(depending) - 6} more" if len(depending) > 6 else "")
+                     + " depend on them: run --replace stops on them"),
+            "drop or change them first, or pass --cascade with --replace to drop them"))
+    return checks
 
 
 # --- output -----------------------------------------------------------------------------

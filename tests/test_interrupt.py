@@ -271,6 +271,13 @@ def test_replace_refuses_over_application_dependents(fault_source: Path, pg_dsn:
     fetch(pg_dsn, "INSERT INTO public.app_orders VALUES (1, 3)")
     before = fetch(pg_dsn, "SELECT 'parent'::regclass::oid, 'tag'::regclass::oid")[0]
 
+    validated = subprocess.run(
+        [sys.executable, "-m", "asyncmig", "validate", "--sqlite", str(fault_source), "--pg",
+         pg_dsn], capture_output=True, text=True, timeout=120, check=False)
+    listed = [entry for entry in validated.stdout.splitlines() if "dependent objects" in entry]
+    assert listed and "view public.app_parents" in listed[0], validated.stdout
+    assert "foreign key app_orders_tag on public.app_orders" in listed[0]
+
     refused = start("run", "--sqlite", str(fault_source), "--pg", pg_dsn, "--replace")
     _, stderr = refused.communicate(timeout=120)
     assert refused.returncode == 4, stderr
