@@ -24,7 +24,7 @@ import psycopg
 import pytest
 
 from tests.fix_cli import run_cli, valid
-from tests.fix_pg import create_database, drop_database
+from tests.fix_pg import create_database, drop_database, execute, fetch
 from tests.sources import build_kitchen_sink
 
 PSQL = shutil.which("psql") or "/usr/bin/psql"
@@ -35,15 +35,6 @@ GUIDE_URL = "postgresql://user:pass@localhost/db"
 
 def cli(*args: str, log_dir: Path) -> subprocess.CompletedProcess[str]:
     return run_cli(*args, env={"ASYNCMIG_LOG_DIR": str(log_dir)})
-
-
-async def execute(dsn: str, *statements: str) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        for statement in statements:
-            await conn.execute(statement)
-    finally:
-        await conn.close()
 
 
 async def contents(dsn: str) -> dict[str, list[tuple[Any, ...]]]:
@@ -120,10 +111,9 @@ def test_check_refuse_force_backup_restore(tmp_path: Path, pg_dsn: str,
     forced = cli("rollback", "--pg", pg_dsn, "--run", "1", "--force", "--backup-dir",
                  str(backups), log_dir=tmp_path)
     assert forced.returncode == 0, forced.stderr
-    assert asyncio.run(rows(pg_dsn, "SELECT relname FROM pg_class c JOIN pg_namespace n ON "
-                                    "n.oid = c.relnamespace WHERE nspname = 'public'")) == []
-    [run] = asyncio.run(rows(pg_dsn, "SELECT status, backup_file, backup_sha256 FROM "
-                                     "asyncmig.runs"))
+    assert rows(pg_dsn, "SELECT relname FROM pg_class c JOIN pg_namespace n ON "
+                        "n.oid = c.relnamespace WHERE nspname = 'public'") == []
+    [run] = rows(pg_dsn, "SELECT status, backup_file, backup_sha256 FROM asyncmig.runs")
     assert run[0] == "rolled back"
     [path] = backups.iterdir()
     assert re.fullmatch(r"postgres_backup_before_rollback_\d{8}_\d{6}\.sql", path.name)
@@ -145,8 +135,8 @@ def test_check_refuse_force_backup_restore(tmp_path: Path, pg_dsn: str,
         assert before["user"][-1][:3] == (10, "dan@example.com", "Dan")
         assert 4 not in [row[0] for row in before["values"]]
         # identity (where it stood: the application gave 10 itself), keys, foreign keys
-        assert asyncio.run(rows(fresh, 'INSERT INTO "user" (email) VALUES (\'eve@x.org\') '
-                                "RETURNING id")) == [(6,)]
+        assert rows(fresh, 'INSERT INTO "user" (email) VALUES (\'eve@x.org\') '
+                           "RETURNING id") == [(6,)]
         with pytest.raises(asyncpg.ForeignKeyViolationError):
             asyncio.run(execute(fresh, "INSERT INTO membership VALUES (99, 1, 'member')"))
     finally:
@@ -190,7 +180,7 @@ def test_the_guides_three_python_calls(tmp_path: Path, pg_dsn: str) -> None:
     assert backup_file.parent == work and backup_file.name.startswith("postgres_backup_before")
     assert 'COPY "public"."values" (' in backup_file.read_text()
     assert run_example(perform, pg_dsn, work) == "Rollback success: True\n"
-    assert asyncio.run(_statuses(pg_dsn)) == [(1, "rolled back")]
+    assert _statuses(pg_dsn) == [(1, "rolled back")]
 
     migrate(2)
     asyncio.run(execute(pg_dsn, 'DELETE FROM "values" WHERE id = 5'))
@@ -198,19 +188,15 @@ def test_the_guides_three_python_calls(tmp_path: Path, pg_dsn: str) -> None:
     assert out == ("Safe to rollback: False\nWarning: table values: 1 row deleted since run 2 "
                    "(rows 5 -> 4, checksum differs)\n")
     assert run_example(perform, pg_dsn, work) == "Rollback success: False\n"
-    assert asyncio.run(_statuses(pg_dsn)) == [(1, "rolled back"), (2, "succeeded")]
+    assert _statuses(pg_dsn) == [(1, "rolled back"), (2, "succeeded")]
 
 
-async def _statuses(dsn: str) -> list[tuple[Any, ...]]:
-    return await rows(dsn, "SELECT id, status FROM asyncmig.runs ORDER BY id")
+def _statuses(dsn: str) -> list[tuple[Any, ...]]:
+    return rows(dsn, "SELECT id, status FROM asyncmig.runs ORDER BY id")
 
 
-async def rows(dsn: str, sql: str) -> list[tuple[Any, ...]]:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return [tuple(r) for r in await conn.fetch(sql)]
-    finally:
-        await conn.close()
+def rows(dsn: str, sql: str) -> list[tuple[Any, ...]]:
+    return [tuple(r) for r in fetch(dsn, sql)]
 
 
 def test_a_sync_since_the_run_is_named_and_forced_past(tmp_path: Path, pg_dsn: str) -> None:
@@ -233,4 +219,4 @@ def test_a_sync_since_the_run_is_named_and_forced_past(tmp_path: Path, pg_dsn: s
     assert forced.returncode == 0, forced.stderr
     [backup] = tmp_path.glob("postgres_backup_before_rollback_*.sql")
     assert "\n3\t\\N\n" in backup.read_text()  # the synced chicken, in its COPY block
-    assert asyncio.run(_statuses(pg_dsn)) == [(1, "rolled back"), (2, "succeeded")]
+    assert _statuses(pg_dsn) == [(1, "rolled back"), (2, "succeeded")]
