@@ -56,7 +56,7 @@ from asyncmig.errors import (
     VerificationError,
     first_error,
 )
-from asyncmig.pipeline import PipelineSettings, TableLoad, load_table
+from asyncmig.pipeline import PipelineSettings, PlanRefuted, TableLoad, load_table
 from asyncmig.plan import Plan, TablePlan, ViewPlan
 from asyncmig.planner import build_plan
 from asyncmig.policy import TooManyRejects, reject_path
@@ -131,11 +131,15 @@ class RunReport:
         return sum(t.rejected for t in self.tables)
 
 
-async def make_plan(settings: RunSettings) -> Plan:
+async def make_plan(settings: RunSettings, *, prove: bool = False,
+                    scan: frozenset[str] = frozenset()) -> Plan:
+    """The plan; with ``prove``, large tables are planned from a sample and the load
+    proves it, except those in ``scan``, profiled over every row (see build_plan)."""
     check_source_file(settings.source)
     plan = await anyio.to_thread.run_sync(
         lambda: build_plan(settings.source, schema=settings.schema,
-                           overrides=settings.overrides, jobs=settings.jobs)
+                           overrides=settings.overrides, jobs=settings.jobs, prove=prove,
+                           scan=scan)
     )
     for table in plan.tables:
         for column in table.columns:
@@ -223,7 +227,10 @@ async def _execute_on(original: RunSettings, settings: RunSettings, *, create: b
             await admin.execute(f"SET lock_timeout = {int(settings.lock_timeout * 1000)}")
         await history.mark_abandoned(admin, settings.schema)
         reporter.phase("planning")
-        plan = await make_plan(settings)
+        # `run` makes the tables it loads: their types may come from a sample, which the
+        # load proves; `schema` and `data` share a plan, so theirs is profiled in full
+        prove = create and load
+        plan = await make_plan(settings, prove=prove)
         log.info("planned", tables=len(plan.tables), rows=sum(t.row_count for t in plan.tables),
                  seconds=round(time.perf_counter() - started, 3))
         report = RunReport(plan, warnings=list(plan.warnings), server_version=version)
@@ -260,7 +267,7 @@ async def _recorded_phases(settings: RunSettings, admin: asyncpg.Connection, pla
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(hash_source)
-        await _phases(settings, admin, plan, report, create=create, load=load, check=check)
+        await _until_proved(settings, admin, report, create=create, load=load, check=check)
     report.seconds = time.perf_counter() - started
     await history.finish_run(
         admin, report.run_id, status="succeeded", rows=report.rows, seconds=report.seconds,
@@ -290,6 +297,41 @@ async def record_failure(settings: RunSettings, admin: asyncpg.Connection, repor
                     log_file=str(settings.log_file) if settings.log_file else None)
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TargetError) as fault:
             log.error("history_not_recorded", run=report.run_id, error=str(fault))
+async def _until_proved(settings: RunSettings, admin: asyncpg.Connection, report: RunReport,
+                        *, create: bool, load: bool, check: bool) -> None:
+    """The phases; when a load refutes a sampled plan, again with that table profiled
+    over every row (what this attempt made was dropped by ``_phases``)."""
+    scanned: frozenset[str] = frozenset()
+    while True:
+        try:
+            await _phases(settings, admin, report.plan, report, create=create, load=load,
+                          check=check)
+            return
+        except BaseException as exc:
+            refuted = plan_refuted(exc)
+            if refuted is None:
+                raise
+        scanned |= {source_name(report.plan, refuted.table)}
+        log.warning("plan_refuted", table=refuted.table, column=refuted.column,
+                    action="profiling the table over every row and starting again")
+        plan = await make_plan(settings, prove=True, scan=scanned)
+        report.plan, report.warnings, report.tables = plan, list(plan.warnings), []
+        report.late_rejects = {}
+
+
+def plan_refuted(exc: BaseException) -> PlanRefuted | None:
+    """The refutation that stopped a load, when that (and cancellations) is all that did."""
+    if isinstance(exc, PlanRefuted):
+        return exc
+    if not isinstance(exc, BaseExceptionGroup):
+        return None
+    found = [plan_refuted(e) for e in exc.exceptions
+             if not isinstance(e, anyio.get_cancelled_exc_class())]
+    return found[0] if found and all(found) else None
+
+
+def source_name(plan: Plan, table: str) -> str:
+    return plan.table(table).source_name
 
 
 def run_options(settings: RunSettings, plan: Plan) -> dict[str, object]:

@@ -36,6 +36,7 @@ from asyncmig.copy_writer import copy_table
 from asyncmig.errors import SourceError
 from asyncmig.plan import TablePlan
 from asyncmig.policy import Accounts, TableGuard, lenient_text
+from asyncmig.profile import SQL_FUNCTIONS
 from asyncmig.progress import Counter, Slot
 from asyncmig.quoting import qualified, quote_sqlite_ident
 from asyncmig.settings import default
@@ -81,7 +82,36 @@ class TableLoad:
 
 def select_sql(table: TablePlan) -> str:
     columns = ", ".join(quote_sqlite_ident(c.source_name) for c in table.columns)
-    return f"SELECT {columns} FROM {quote_sqlite_ident(table.source_name)}"
+    where = f" WHERE {table.proof}" if table.proof else ""
+    return f"SELECT {columns} FROM {quote_sqlite_ident(table.source_name)}{where}"
+
+
+class PlanRefuted(Exception):
+    """A row the plan made from a sample does not fit (``TablePlan.proof``).
+
+    Not a MigrationError: the run drops what it made, profiles ``table`` over every row
+    and starts again (:mod:`asyncmig.migrate`).
+    """
+
+    def __init__(self, table: str, column: str) -> None:
+        super().__init__(table, column)
+        self.table = table
+        self.column = column
+
+
+async def _watch_proof(conn: aiosqlite.Connection, table: TablePlan) -> list[int]:
+    """Register the function the proof calls for a refuting row; it records the column."""
+    refuted: list[int] = []
+
+    def asyncmig_refuted(number: int) -> int:
+        refuted.append(number)
+        raise ValueError("plan refuted")  # stops the scan at this row
+
+    if table.proof:
+        await conn.create_function("asyncmig_refuted", 1, asyncmig_refuted)
+        for name, arguments, function in SQL_FUNCTIONS:  # the conditions call them
+            await conn.create_function(name, arguments, function, deterministic=True)
+    return refuted
 
 
 async def read_table(source: Path, table: TablePlan, send: MemoryObjectSendStream[Pair],
@@ -97,14 +127,17 @@ async def read_table(source: Path, table: TablePlan, send: MemoryObjectSendStrea
     async with send:
         conn = await open_async(source)
         try:
+            refuted = await _watch_proof(conn, table)
             try:
                 count = await _read(conn, table, send, batch_size, guard, sent)
             except sqlite3.OperationalError as exc:
-                if "decode" not in str(exc):
+                if "decode" not in str(exc) or refuted:
                     raise
                 conn.text_factory = lenient_text
                 count = await _read(conn, table, send, batch_size, guard, sent)
         except sqlite3.DatabaseError as exc:
+            if refuted:
+                raise PlanRefuted(table.name, table.columns[refuted[0]].name) from None
             raise source_error(source, exc) from exc
         except anyio.BrokenResourceError:
             # the writer stopped first and closed its end: its own error says why, and

@@ -138,6 +138,9 @@ class TablePlan:
     row_bytes: int = 0  # average bytes per row in the profile: sizes the load's batches
     statistics: tuple[StatisticsPlan, ...] = ()
     triggers: tuple[TriggerPlan, ...] = ()
+    # SQLite condition every row must meet for a plan made from a sample (`run` on a
+    # large table): the load checks it and a row that fails refutes the plan
+    proof: str = ""
 
     def column(self, name: str) -> ColumnPlan:
         for col in self.columns:
@@ -176,4 +179,7 @@ class Plan:
         raise KeyError(name)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        for table in data["tables"]:  # the load's internal check, not part of the plan
+            del table["proof"]
+        return data

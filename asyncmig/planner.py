@@ -62,8 +62,13 @@ log = structlog.get_logger(__name__)
 
 
 def build_plan(path: Path, *, schema: str = "public", overrides: Overrides | None = None,
-               jobs: int = 2) -> Plan:
-    """Introspect and profile ``path`` and decide everything about the migration."""
+               jobs: int = 2, prove: bool = False, scan: frozenset[str] = frozenset()) -> Plan:
+    """Introspect and profile ``path`` and decide everything about the migration.
+
+    With ``prove`` (the `run` command), a large table is planned from its declared types
+    and a sample only, and the load proves the plan (:attr:`TablePlan.proof`); the
+    tables in ``scan`` (a load refuted their plan) are profiled over every row.
+    """
     overrides = overrides or Overrides()
     conn = open_sync(path)
     try:
@@ -76,7 +81,8 @@ def build_plan(path: Path, *, schema: str = "public", overrides: Overrides | Non
     tables = [t for t in catalog.tables if t.name not in overrides.excluded]
     _refuse_unreadable(tables, overrides)
     _refuse_too_wide(tables)
-    profiles = profile_tables(path, tables, jobs, overrides)
+    profiles = profile_tables(path, tables, jobs, overrides,
+                              Scans(prove=prove, scan=scan))
     return assemble(catalog, tables, profiles, schema, overrides, notes)
 
 
@@ -128,6 +134,22 @@ class TableProfile:
     # columns whose declared type is kept: values that do not fit it, counted over every
     # row, and a few of them shown (asyncmig.contract)
     misfits: Mapping[str, profiling.Misfits] = field(default_factory=dict)
+    proof: str = ""  # SQLite condition the load checks on every row (sampled, proved)
+
+
+@dataclass(frozen=True)
+class Scans:
+    """Which tables are profiled over every row before the load.
+
+    ``prove``: none of the large ones, except those in ``scan``; the load proves the
+    sample's choices instead (see :func:`proof_sql`).
+    """
+
+    prove: bool = False
+    scan: frozenset[str] = frozenset()
+
+    def whole(self, table: str) -> bool:
+        return not self.prove or table in self.scan
 
 
 # from this many rows in all, tables are profiled in processes: threads do not scale,
@@ -136,7 +158,8 @@ PROCESS_THRESHOLD_ROWS = 200_000
 
 
 def profile_tables(
-    path: Path, tables: list[SourceTable], jobs: int, overrides: Overrides
+    path: Path, tables: list[SourceTable], jobs: int, overrides: Overrides,
+    scans: Scans | None = None,
 ) -> dict[str, TableProfile]:
     """Profile every table, ``jobs`` tables at a time, largest first."""
     conn = open_sync(path)
@@ -147,23 +170,29 @@ def profile_tables(
     finally:
         conn.close()
     ordered = sorted(counted, key=lambda t: -t.row_count)
-    if jobs > 1 and sum(t.row_count for t in counted) >= PROCESS_THRESHOLD_ROWS:
+    scans = scans or Scans()
+    scanned = sum(t.row_count for t in counted if scans.whole(t.name))
+    if jobs > 1 and scanned >= PROCESS_THRESHOLD_ROWS:
         context = multiprocessing.get_context("spawn")  # never fork a threaded process
         try:
             with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as processes:
                 return dict(processes.map(profile_one, repeat(path), ordered,
-                                          repeat(overrides)))
+                                          repeat(overrides), repeat(scans)))
         except BrokenProcessPool as exc:  # e.g. a caller's script without a __main__ guard
             log.warning("profile_processes_failed", error=str(exc),
                         fallback="profiling in threads instead")
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as threads:
-        return dict(threads.map(profile_one, repeat(path), ordered, repeat(overrides)))
+        return dict(threads.map(profile_one, repeat(path), ordered, repeat(overrides),
+                                repeat(scans)))
 
 
-def profile_one(path: Path, table: SourceTable, overrides: Overrides) -> tuple[str, TableProfile]:
+def profile_one(path: Path, table: SourceTable, overrides: Overrides,
+                scans: Scans | None = None) -> tuple[str, TableProfile]:
     """One table's profile on its own read-only connection (runs in a thread or process)."""
     conn = open_sync(path)
     try:
+        if scans is not None and not scans.whole(table.name):
+            return table.name, sample_table(conn, table, overrides)
         return table.name, profile_table(conn, table, overrides)
     except sqlite3.DatabaseError as exc:
         raise source_error(path, exc) from exc
@@ -204,6 +233,48 @@ def profile_table(conn: sqlite3.Connection, table: SourceTable,
                 if nulls.get(name) else p for name, p in profiles.items()}
     return TableProfile(profiles, rows, sampled=True,
                         misfits=_misfits(conn, table, profiles, overrides))
+
+
+def sample_table(conn: sqlite3.Connection, table: SourceTable,
+                 overrides: Overrides) -> TableProfile:
+    """Choose types from a sample only; the load proves them (no whole-table scan).
+
+    A small table is profiled whole, as :func:`profile_table` does: that costs no more
+    than the sample.
+    """
+    if table.row_count <= 2 * profiling.SAMPLE_ROWS:
+        return profile_table(conn, table, overrides)
+    profiles = profiling.profile_sample(conn, table)
+    return TableProfile(profiles, table.row_count, sampled=True,
+                        proof=proof_sql(table, profiles, overrides))
+
+
+def proof_sql(table: SourceTable, profiles: Mapping[str, ColumnProfile],
+              overrides: Overrides) -> str:
+    """The condition, per row, that the sample's plan holds for it.
+
+    Each column chosen from its values must accept the row's value (the conditions of
+    :func:`asyncmig.profile.acceptance`, NULL counting as accepted as in the profile's
+    scan), and a primary key must hold no NULL. A kept declared type (a contract) or a
+    user's type accepts anything here: the load's transforms refuse misfits, and the
+    column's policy settles them. The reader calls ``asyncmig_refuted(n)`` (n: the
+    column's position) for
+    the first row that fails, which stops the load (:mod:`asyncmig.pipeline`).
+    """
+    terms = []
+    for number, column in enumerate(table.columns):
+        name = quote_sqlite_ident(column.name)
+        if column.name in table.primary_key:
+            terms.append((number, f"{name} IS NOT NULL"))
+        if overrides.column(table.name, column.name).type:
+            continue
+        choice = _choose(table, column, profiles[column.name], overrides)
+        if not choice.contract:
+            terms.append((number, "coalesce(("
+                          + profiling.acceptance(choice.target_type, choice.transform, name)
+                          + "), 1)"))
+    return " AND ".join(f"({sql} OR asyncmig_refuted({number}))"
+                        for number, sql in terms if sql != "coalesce((1), 1)")
 
 
 def _misfits(conn: sqlite3.Connection, table: SourceTable, profiles: Mapping[str, ColumnProfile],
@@ -278,9 +349,11 @@ def plan_table(
         prof = profiles[column.name]
         choice = _choose(table, column, prof, overrides)
         if table_profile.sampled:
+            checked = ("every row checked by the load" if table_profile.proof else
+                       f"all {table_profile.rows} rows checked")
             choice = replace(choice, evidence=f"{choice.evidence} (counts from "
                              f"{2 * profiling.SAMPLE_ROWS} sampled rows and those unlike them; "
-                             f"all {table_profile.rows} rows checked)")
+                             f"{checked})")
         planned = _column_plan(table, column.name, choice, prof, skipped)
         policy = overrides.policy(table.name, column.name)
         if choice.contract:
@@ -318,6 +391,7 @@ def plan_table(
         without_rowid=table.without_rowid,
         next_identity=table.sequence + 1 if table.sequence is not None else None,
         row_bytes=_row_bytes(profiles),
+        proof=table_profile.proof,
     )
     for col in result.columns:
         warnings.extend(f"{table.name}.{col.name}: {w}" for w in col.warnings)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 import socket
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -173,9 +173,15 @@ def is_inet(value: object) -> bool:
     return prefix.isascii() and prefix.isdigit() and len(prefix) <= 3 and int(prefix) <= bits
 
 
+# the Python functions the profile's conditions call: (name, arguments, function)
+SQL_FUNCTIONS: tuple[tuple[str, int, Callable[[Any], bool]], ...] = (
+    (_INET_FUNCTION, 1, is_inet),)
+
+
 def register_functions(conn: sqlite3.Connection) -> None:
     """Add the Python functions the profile SQL calls (deterministic, so SQLite may cache)."""
-    conn.create_function(_INET_FUNCTION, 1, is_inet, deterministic=True)
+    for name, arguments, function in SQL_FUNCTIONS:
+        conn.create_function(name, arguments, function, deterministic=True)
 
 
 def _kind_sum(column: str, kind: str) -> str:
