@@ -16,7 +16,6 @@ against a hand-written typed schema instead (marked as such in the output).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sqlite3
@@ -27,8 +26,11 @@ import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from bench import meter
+from bench.report import Report, Workload, ok, render, to_json
 
 ASYNCMIG_SCHEMA = "asyncmig_bench"
 C_SCHEMA = "c_bench"
@@ -45,6 +47,7 @@ class Measure:
     rows: int
     peak_rss_mb: float
     note: str = ""
+    phases: dict[str, float] = field(default_factory=dict)  # seconds per phase
 
     @property
     def rows_per_s(self) -> float:
@@ -179,18 +182,33 @@ def utc_env() -> dict[str, str]:
 # --- (a) asyncmig ------------------------------------------------------------------------
 
 
-def run_asyncmig(db: Path, dsn: str, jobs: int, rows: int) -> Measure:
+def run_asyncmig(db: Path, dsn: str, jobs: int, rows: int,
+                 schema: str = ASYNCMIG_SCHEMA) -> Measure:
+    """asyncmig's `run` as a child; RSS summed over its process tree, phases from its log.
+
+    Exit code 8 (done, some rows in the reject store) is a success for a dirty source.
+    """
+    logs = Path(tempfile.mkdtemp(prefix="asyncmig-bench-logs-"))
     cmd = [sys.executable, "-m", "asyncmig", "run", "--sqlite", str(db), "--pg", dsn,
-           "--schema", ASYNCMIG_SCHEMA, "--jobs", str(jobs), "--log-format", "json",
-           "--log-dir", tempfile.mkdtemp(prefix="asyncmig-bench-logs-")]
-    started = time.perf_counter()
-    proc = run(cmd, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    seconds = time.perf_counter() - started
-    if proc.returncode != 0:
-        print(f"asyncmig failed with exit code {proc.returncode}; last stderr lines:\n"
-              f"{tail(proc.stderr)}", file=sys.stderr)
-    return Measure("asyncmig", proc.returncode == 0, seconds, rows, proc.peak_rss_mb,
-                   "" if proc.returncode == 0 else f"exit {proc.returncode}")
+           "--schema", schema, "--jobs", str(jobs), "--log-format", "json",
+           "--log-dir", str(logs)]
+    wall, started = time.time(), time.perf_counter()
+    with tempfile.TemporaryFile() as err:
+        child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err.fileno(),
+                                 env={**os.environ, "PYTHONPATH": str(ROOT)})
+        with meter.sampling(child.pid) as sampler:
+            code = child.wait()
+        seconds = time.perf_counter() - started
+        err.seek(0)
+        stderr = err.read().decode(errors="replace")
+    ok = code in (0, 8)
+    if not ok:
+        print(f"asyncmig failed with exit code {code}; last stderr lines:\n{tail(stderr)}",
+              file=sys.stderr)
+    phases = meter.asyncmig_phases(logs, wall)
+    shutil.rmtree(logs, ignore_errors=True)
+    return Measure("asyncmig", ok, seconds, rows, sampler.peak_mb,
+                   "" if code == 0 else f"exit {code}", phases)
 
 
 # --- (c) pgloader, when installed --------------------------------------------------------
@@ -212,14 +230,19 @@ def run_pgloader(bindir: Path, dsn: str, db: Path, rows: int) -> Measure | None:
     socket_dir = dsn.split("host=", 1)[1]
     target = f"postgresql://postgres@unix:{socket_dir}:5432/{PGLOADER_DB}"
     started = time.perf_counter()
-    proc = run([exe, "--no-ssl-cert-verification", str(db), target])
-    seconds = time.perf_counter() - started
-    ok = proc.returncode == 0
+    with tempfile.TemporaryFile() as err:
+        child = subprocess.Popen([exe, "--no-ssl-cert-verification", str(db), target],
+                                 stdout=subprocess.DEVNULL, stderr=err.fileno())
+        with meter.sampling(child.pid) as sampler:
+            code = child.wait()
+        seconds = time.perf_counter() - started
+        err.seek(0)
+        stderr = err.read().decode(errors="replace")
+    ok = code == 0
     if not ok:
-        print(f"pgloader failed with exit code {proc.returncode}:\n{tail(proc.stderr)}",
-              file=sys.stderr)
-    return Measure("pgloader", ok, seconds, rows, proc.peak_rss_mb,
-                   "" if ok else f"exit {proc.returncode}")
+        print(f"pgloader failed with exit code {code}:\n{tail(stderr)}", file=sys.stderr)
+    return Measure("pgloader", ok, seconds, rows, sampler.peak_mb,
+                   "" if ok else f"exit {code}")
 
 
 # --- (b) the C pipeline ------------------------------------------------------------------
@@ -448,19 +471,32 @@ def finish_sql(tables: Sequence[str]) -> str:
 
 def run_c_pipeline(bindir: Path, dsn: str, db: Path, jobs: int, rows: int,
                    note: str) -> Measure:
-    """Pre-data, two parallel ``sqlite3 | psql`` pipes per step, post-data; all timed."""
+    """Pre-data, two parallel ``sqlite3 | psql`` pipes per step, post-data; all timed.
+
+    Peak RSS: the sum over this script's child processes (the pipes, psql), sampled.
+    """
     started = time.perf_counter()
-    targets = target_columns(bindir, dsn)
-    apply_sql(bindir, dsn, dump_section(bindir, dsn, "pre-data"), "pre-data")
-    order = dependency_order(bindir, dsn, list(targets))
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(load_table, bindir, dsn, db, t,
-                               shared_columns(db, t, targets[t])) for t in order]
-        peaks = sorted((f.result() for f in futures), reverse=True)
-    apply_sql(bindir, dsn, dump_section(bindir, dsn, "post-data"), "post-data")
-    apply_sql(bindir, dsn, finish_sql(order), "sequences and ANALYZE")
+    phases: dict[str, float] = {}
+    with meter.sampling(os.getpid(), include_root=False) as sampler:
+        targets = target_columns(bindir, dsn)
+        apply_sql(bindir, dsn, dump_section(bindir, dsn, "pre-data"), "pre-data")
+        order = dependency_order(bindir, dsn, list(targets))
+        mark = time.perf_counter()
+        phases["first_copy"] = round(mark - started, 2)
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            futures = [pool.submit(load_table, bindir, dsn, db, t,
+                                   shared_columns(db, t, targets[t])) for t in order]
+            for future in futures:
+                future.result()
+        phases["load"] = round(time.perf_counter() - mark, 2)
+        mark = time.perf_counter()
+        apply_sql(bindir, dsn, dump_section(bindir, dsn, "post-data"), "post-data")
+        phases["indexes+fks"] = round(time.perf_counter() - mark, 2)
+        mark = time.perf_counter()
+        apply_sql(bindir, dsn, finish_sql(order), "sequences and ANALYZE")
+        phases["analyze"] = round(time.perf_counter() - mark, 2)
     seconds = time.perf_counter() - started
-    return Measure("sqlite3 | psql", True, seconds, rows, sum(peaks[:jobs]), note)
+    return Measure("sqlite3 | psql", True, seconds, rows, sampler.peak_mb, note, phases)
 
 
 def verify_counts(bindir: Path, dsn: str, counts: dict[str, int], schema: str) -> list[str]:
@@ -473,48 +509,44 @@ def verify_counts(bindir: Path, dsn: str, counts: dict[str, int], schema: str) -
     return wrong
 
 
-# --- one run, the report, the command line -----------------------------------------------
+# --- workloads, rounds, the command line ------------------------------------------------
 
 
-@dataclass
-class Report:
-    """Everything one invocation measured; written as JSON with --json."""
-
-    rows: int
-    counts: dict[str, int]
-    jobs: int
-    server: str
-    asyncmig: list[Measure] = field(default_factory=list)
-    c_pipeline: list[Measure] = field(default_factory=list)
-    pgloader: list[Measure] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-
-
-def median_of(runs: list[Measure]) -> Measure | None:
-    """The run with the median time among the successful ones (a real run, not a blend)."""
-    good = sorted((m for m in runs if m.ok), key=lambda m: m.seconds)
-    return good[(len(good) - 1) // 2] if good else (runs[-1] if runs else None)
-
-
-def one_round(bindir: Path, dsn: str, db: Path, jobs: int, report: Report) -> None:
-    """Measure (a) then (b) once, starting from empty schemas."""
+def one_round(bindir: Path, dsn: str, db: Path, jobs: int, work: Workload) -> None:
+    """asyncmig, then the C pipeline, then pgloader, once each, from empty schemas."""
     for schema in (ASYNCMIG_SCHEMA, C_SCHEMA):
         psql(bindir, dsn, f"DROP SCHEMA IF EXISTS {qi(schema)} CASCADE")
-    total = sum(report.counts.values())
-    mig = run_asyncmig(db, dsn, jobs, total)
-    report.asyncmig.append(mig)
+    mig = run_asyncmig(db, dsn, jobs, work.rows)
+    work.add(mig)
     if mig.ok:
-        report.problems += verify_counts(bindir, dsn, report.counts, ASYNCMIG_SCHEMA)
+        work.problems += verify_counts(bindir, dsn, work.counts, ASYNCMIG_SCHEMA)
         note = ""
     else:
         create_fallback_schema(bindir, dsn)
         note = "asyncmig failed: loaded into the hand-written fallback schema"
-    report.c_pipeline.append(run_c_pipeline(bindir, dsn, db, jobs, total, note))
-    report.problems += verify_counts(bindir, dsn, report.counts, C_SCHEMA)
-    loaded = run_pgloader(bindir, dsn, db, total)
+    work.add(run_c_pipeline(bindir, dsn, db, jobs, work.rows, note))
+    work.problems += verify_counts(bindir, dsn, work.counts, C_SCHEMA)
+    loaded = run_pgloader(bindir, dsn, db, work.rows)
     if loaded is not None:
-        report.pgloader.append(loaded)
+        work.add(loaded)
         psql(bindir, dsn, f"DROP DATABASE IF EXISTS {PGLOADER_DB}")
+
+
+def dirty_round(bindir: Path, dsn: str, clean: Path, dirty: Path, jobs: int,
+                works: tuple[Workload, Workload]) -> float | None:
+    """asyncmig on the clean twin, then on the dirty database: their time ratio.
+
+    The C pipeline has no reject path (one bad value stops its COPY), so only asyncmig
+    runs here; its own final check accounts for every row, loaded or rejected.
+    """
+    measures = []
+    for db, work in zip((clean, dirty), works, strict=True):
+        psql(bindir, dsn, f"DROP SCHEMA IF EXISTS {qi(ASYNCMIG_SCHEMA)} CASCADE")
+        measures.append(run_asyncmig(db, dsn, jobs, work.rows))
+        work.add(measures[-1])
+    if all(m.ok for m in measures):
+        return round(measures[1].seconds / measures[0].seconds, 2)
+    return None
 
 
 def source_counts(db: Path) -> dict[str, int]:
@@ -525,67 +557,49 @@ def source_counts(db: Path) -> dict[str, int]:
         return {n: conn.execute(f"SELECT count(*) FROM {qi(n)}").fetchone()[0] for n in names}
 
 
-def prepare_db(args: argparse.Namespace, workdir: Path) -> Path:
-    """Use --db as given, or generate it (in a child, so this process stays small)."""
-    if args.db is not None:
-        return Path(args.db)
-    db = workdir / "2truths.db"
-    cmd = [sys.executable, "-m", "bench.gen_2truths", str(db), "--rows", str(args.rows),
-           "--seed", str(args.seed)]
+def generate(module: str, db: Path, *args: str) -> Path:
+    """Run a generator in a child (so this process stays small); returns ``db``."""
+    cmd = [sys.executable, "-m", module, str(db), *args]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     if out.returncode != 0:
-        raise RuntimeError(f"generating the database failed: {tail(out.stderr)}")
-    print(f"generated {db.name}: {out.stdout.splitlines()[-1].split(maxsplit=1)[1]}")
+        raise RuntimeError(f"{module} failed: {tail(out.stderr)}")
     return db
 
 
-def ratio(report: Report) -> float | None:
-    """Median asyncmig seconds over median C-pipeline seconds, when both succeeded."""
-    mig, c = median_of(report.asyncmig), median_of(report.c_pipeline)
-    if mig is None or c is None or not (mig.ok and c.ok):
-        return None
-    return round(mig.seconds / c.seconds, 3)
+def databases(args: argparse.Namespace, workdir: Path) -> dict[str, Path]:
+    """The workloads' files: given with --db / --northwind-db, or generated."""
+    dbs = {"2truths": args.db or generate("bench.gen_2truths", workdir / "2truths.db",
+                                          "--rows", str(args.rows), "--seed", str(args.seed))}
+    if not args.no_northwind:
+        dbs["northwind"] = args.northwind_db or generate(
+            "bench.gen_northwind", workdir / "northwind.db", "--rows",
+            str(args.northwind_rows))
+    if args.dirty:
+        faults = max(1, args.dirty_rows // 100 // DIRTY_KINDS)  # about 1 % of rows dirty
+        dbs["dirty-clean"] = generate("bench.gen_dirty", workdir / "clean.db", "--rows",
+                                      str(args.dirty_rows), "--faults", "0")
+        dbs["dirty"] = generate("bench.gen_dirty", workdir / "dirty.db", "--rows",
+                                str(args.dirty_rows), "--faults", str(faults))
+    return dbs
 
 
-def render(report: Report) -> str:
-    """The small table: tool, seconds, rows/s, peak RSS, and the time ratio."""
-    head = (f"{report.rows} rows in {len(report.counts)} tables, --jobs {report.jobs},"
-            f" {report.server}, {len(report.asyncmig)} round(s), median shown")
-    lines = [head, f"{'tool':<16}{'seconds':>10}{'rows/s':>12}{'peak RSS MB':>14}  note"]
-    picked = [median_of(report.asyncmig), median_of(report.c_pipeline),
-              median_of(report.pgloader)]
-    for m in picked:
-        if m is not None:
-            shown = f"{m.seconds:>10.2f}" if m.ok else f"{'failed':>10}"
-            lines.append(f"{m.tool:<16}{shown}{m.rows_per_s:>12,.0f}{m.peak_rss_mb:>14.1f}"
-                         f"  {m.note}")
-    shown_ratio = ratio(report)
-    if shown_ratio is not None:
-        lines.append(f"time ratio asyncmig/C: {shown_ratio:.2f} (below 1: asyncmig is faster)")
-    mig, loader = median_of(report.asyncmig), median_of(report.pgloader)
-    if mig is not None and loader is not None and mig.ok and loader.ok:
-        lines.append(f"time ratio asyncmig/pgloader: {mig.seconds / loader.seconds:.2f}")
-    lines += [f"problem: {p}" for p in report.problems]
-    return "\n".join(lines)
-
-
-def to_json(report: Report) -> str:
-    doc = asdict(report)
-    for key, runs in (("asyncmig", report.asyncmig), ("c_pipeline", report.c_pipeline),
-                      ("pgloader", report.pgloader)):
-        for entry, m in zip(doc[key], runs, strict=True):
-            entry["rows_per_s"] = round(m.rows_per_s, 1)
-    doc["ratio_asyncmig_over_c"] = ratio(report)
-    return json.dumps(doc, indent=2)
+DIRTY_KINDS = 8  # fault kinds gen_dirty plants, each --faults times
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench.run_bench",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=2_000_000,
-                        help="rows in the generated database (ignored with --db)")
-    parser.add_argument("--db", type=Path, help="use this SQLite file instead of generating")
+    parser.add_argument("--rows", type=int, default=1_000_000,
+                        help="rows in the generated 2Truths database (ignored with --db)")
+    parser.add_argument("--db", type=Path, help="use this 2Truths file instead of generating")
+    parser.add_argument("--northwind-rows", type=int, default=1_000_000,
+                        help="rows in the generated Northwind-shaped database")
+    parser.add_argument("--northwind-db", type=Path, help="use this Northwind-shaped file")
+    parser.add_argument("--no-northwind", action="store_true", help="skip that workload")
+    parser.add_argument("--dirty", action="store_true",
+                        help="also time asyncmig on a 1%%-dirty database against its clean twin")
+    parser.add_argument("--dirty-rows", type=int, default=500_000)
     parser.add_argument("--seed", type=int, default=0, help="generator seed")
     parser.add_argument("--jobs", type=int, default=2, help="tables loaded in parallel")
     parser.add_argument("--repeat", type=int, default=1, help="rounds; the median is shown")
@@ -596,19 +610,26 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     bindir = pg_bin()
+    report = Report(args.jobs, f"PostgreSQL {bindir.parent.name}")
     with tempfile.TemporaryDirectory(prefix="asyncmig-bench-db-") as work:
-        db = prepare_db(args, Path(work))
-        counts = source_counts(db)
-        report = Report(sum(counts.values()), counts, args.jobs, f"PostgreSQL {bindir.parent.name}")
+        dbs = databases(args, Path(work))
+        works = {name: Workload(name, sum(c.values()), c)
+                 for name, c in ((n, source_counts(db)) for n, db in dbs.items())}
+        report.workloads = list(works.values())
         with cluster(bindir) as dsn:
-            for _ in range(max(1, args.repeat)):
-                one_round(bindir, dsn, db, args.jobs, report)
+            for _ in range(max(1, args.repeat)):  # rounds interleave tools and workloads
+                for name in ("2truths", "northwind"):
+                    if name in dbs:
+                        one_round(bindir, dsn, dbs[name], args.jobs, works[name])
+                if args.dirty:
+                    found = dirty_round(bindir, dsn, dbs["dirty-clean"], dbs["dirty"],
+                                        args.jobs, (works["dirty-clean"], works["dirty"]))
+                    if found is not None:
+                        report.dirty_ratios.append(found)
     print(render(report))
     if args.json is not None:
         args.json.write_text(to_json(report) + "\n")
-    ok = all(m.ok for m in report.asyncmig + report.c_pipeline + report.pgloader) \
-        and not report.problems
-    return 0 if ok else 1
+    return 0 if ok(report) else 1
 
 
 if __name__ == "__main__":
