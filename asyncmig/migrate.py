@@ -230,7 +230,12 @@ async def _execute_on(original: RunSettings, settings: RunSettings, *, create: b
         # `run` makes the tables it loads: their types may come from a sample, which the
         # load proves; `schema` and `data` share a plan, so theirs is profiled in full
         prove = create and load
-        plan = await make_plan(settings, prove=prove)
+        async with anyio.create_task_group() as warm:  # workers start while we plan
+            if load and expect_processes(settings):
+                limiter = anyio.CapacityLimiter(settings.jobs)
+                for _ in range(settings.jobs):
+                    warm.start_soon(warm_worker, limiter)
+            plan = await make_plan(settings, prove=prove)
         log.info("planned", tables=len(plan.tables), rows=sum(t.row_count for t in plan.tables),
                  seconds=round(time.perf_counter() - started, 3))
         report = RunReport(plan, warnings=list(plan.warnings), server_version=version)
@@ -252,6 +257,7 @@ async def _execute_on(original: RunSettings, settings: RunSettings, *, create: b
     finally:
         with anyio.move_on_after(10, shield=True):
             await admin.close()
+            await retire_workers()  # e.g. warmed, then a cheap failure: none loaded
     return report
 
 
@@ -581,6 +587,28 @@ def first_line(sql: str) -> str:
 PROCESS_THRESHOLD_ROWS = 200_000
 
 
+# a source this large will be loaded in worker processes (PROCESS_THRESHOLD_ROWS rows
+# take about 50 MB): they are started while the plan is made
+WARM_BYTES = 40 * 2**20
+
+
+def expect_processes(settings: RunSettings) -> bool:
+    if settings.workers != "auto":
+        return settings.workers == "process"
+    return settings.jobs > 1 and settings.source.stat().st_size >= WARM_BYTES
+
+
+async def warm_worker(limiter: anyio.CapacityLimiter) -> None:
+    """Start one worker process and import the load's modules in it (by unpickling
+    ``ready``), so the first COPY does not wait for a process start and its imports;
+    anyio keeps the worker idle for the load to reuse."""
+    await anyio.to_process.run_sync(ready, cancellable=True, limiter=limiter)
+
+
+def ready() -> bool:
+    return True
+
+
 def use_processes(settings: RunSettings, plan: Plan) -> bool:
     if settings.workers != "auto":
         return settings.workers == "process"
@@ -621,8 +649,7 @@ async def load_everything(settings: RunSettings, plan: Plan, report: RunReport) 
         board.close()
         with anyio.move_on_after(10, shield=True):
             await pool.close()
-            if in_processes:
-                await retire_workers()
+            await retire_workers()
 
 
 async def retire_workers() -> None:
