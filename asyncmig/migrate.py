@@ -43,6 +43,7 @@ from asyncmig import (
     rollback,
     runlock,
     signals,
+    split,
     tablestate,
     verify,
     views,
@@ -371,15 +372,21 @@ async def _phases(settings: RunSettings, admin: asyncpg.Connection, plan: Plan,
     plan = prepared
     report.plan = plan
     report.warnings.extend(notes)
+    staging = split.plan_staging(settings, plan, report.run_id,
+                                 in_processes=create and load and use_processes(settings, plan))
     if create:
         report.warnings.extend(await create_tables(admin, plan, replace=settings.replace,
                                                    cascade=settings.cascade))
+        # moved out of sight until loaded whole (none without the right to)
+        staging = await split.stage_tables(admin, plan, staging)
     else:
         await require_empty_tables(admin, plan, truncate=settings.replace)
     try:
         if load:
             progress.current().phase("loading")
-            await load_everything(settings, plan, report)
+            await load_everything(settings, plan, report, staging)
+            if staging.tables:  # every split table moved out of it: empty
+                await execute_all(admin, [split.drop_staging_sql(report.run_id)])
             log.info("data_loaded", rows=report.rows)
             progress.current().phase("foreign keys")
             await settle(settings, admin, plan, report)
@@ -454,6 +461,7 @@ async def undo(conn: asyncpg.Connection, plan: Plan, run_id: int, *, drop: bool)
     try:
         async with conn.transaction():
             if drop:
+                await execute_all(conn, [split.drop_staging_sql(run_id)])
                 await execute_all(conn, ddl.drop_extras_sql(plan))
                 await execute_all(conn, ddl.drop_tables_sql(plan, plan.tables))
             else:
@@ -615,7 +623,8 @@ def use_processes(settings: RunSettings, plan: Plan) -> bool:
     return settings.jobs > 1 and sum(t.row_count for t in plan.tables) >= PROCESS_THRESHOLD_ROWS
 
 
-async def load_everything(settings: RunSettings, plan: Plan, report: RunReport) -> None:
+async def load_everything(settings: RunSettings, plan: Plan, report: RunReport,
+                          staging: split.Staging | None = None) -> None:
     """Phases 2-3: every table's data, then its indexes and constraints.
 
     Reading, converting and encoding rows is Python work, so with ``jobs`` > 1 each
@@ -637,7 +646,8 @@ async def load_everything(settings: RunSettings, plan: Plan, report: RunReport) 
             async with anyio.create_task_group() as tg:
                 for table in plan.tables:
                     tg.start_soon(migrate_table, settings, plan, table, pool, load_slots,
-                                  index_slots, report, in_processes, board.slot(table.name))
+                                  index_slots, report, in_processes, board.slot(table.name),
+                                  staging)
             display.cancel_scope.cancel()
     except BaseException:
         if in_processes:
@@ -690,9 +700,13 @@ async def migrate_table(
     report: RunReport,
     in_processes: bool,
     slot: progress.Slot | None = None,
+    staging: split.Staging | None = None,
 ) -> None:
     async def attempt(number: int) -> TableLoad:
         clean = number > 1  # a retry starts from an empty table
+        if in_processes and staging is not None and table.name in staging.tables:
+            return await split.load_split(settings, plan, table, staging, pool, load_slots,
+                                          report.run_id, slot, clean=clean)
         if in_processes:
             try:
                 return await anyio.to_process.run_sync(

@@ -82,7 +82,11 @@ class TableLoad:
 
 def select_sql(table: TablePlan) -> str:
     columns = ", ".join(quote_sqlite_ident(c.source_name) for c in table.columns)
-    where = f" WHERE {table.proof}" if table.proof else ""
+    terms = [table.proof] if table.proof else []
+    if table.rowid_range is not None:  # a split table's part (asyncmig.split)
+        terms.insert(0, f"rowid BETWEEN {int(table.rowid_range[0])} AND "
+                        f"{int(table.rowid_range[1])}")
+    where = f" WHERE {' AND '.join(terms)}" if terms else ""
     return f"SELECT {columns} FROM {quote_sqlite_ident(table.source_name)}{where}"
 
 

@@ -141,6 +141,7 @@ class TablePlan:
     # SQLite condition every row must meet for a plan made from a sample (`run` on a
     # large table): the load checks it and a row that fails refutes the plan
     proof: str = ""
+    rowid_range: tuple[int, int] | None = None  # one worker's part of a split table
 
     def column(self, name: str) -> ColumnPlan:
         for col in self.columns:
@@ -180,6 +181,6 @@ class Plan:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        for table in data["tables"]:  # the load's internal check, not part of the plan
-            del table["proof"]
+        for table in data["tables"]:  # the load's internal details, not part of the plan
+            del table["proof"], table["rowid_range"]
         return data

@@ -31,7 +31,8 @@ def build(path: Path, *, odd_uuid: bool = False, null_key: bool = False) -> Path
     in the middle that breaks what the sample shows."""
     conn = sqlite3.connect(path)
     conn.execute("CREATE TABLE items(code TEXT PRIMARY KEY, ref TEXT, n INTEGER)")
-    rows = [(f"k{i}", str(uuid.UUID(int=i)), i) for i in range(ROWS)]
+    rows: list[tuple[str | None, str, int]] = [
+        (f"k{i}", str(uuid.UUID(int=i)), i) for i in range(ROWS)]
     if odd_uuid:
         rows[ODD] = (f"k{ODD}", "not-a-uuid", ODD)
     if null_key:
