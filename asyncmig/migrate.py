@@ -10,9 +10,14 @@ Phases, in the order pgloader and pgcopydb converged on:
    constraints, CHECK constraints added and validated, the profile's statistics and
    triggers created, its identity sequence moved past the loaded ids, and ANALYZE;
 4. orphans handled by policy, then foreign keys, added NOT VALID then validated;
-5. views; then, for ``run``, the check, the history record and the rollback script.
+5. views; then, for ``run``, the check, the cut-over, the history record and the
+   rollback script.
 
-If anything fails, what this run created is dropped again (``data``: emptied), shielded
+``run`` does 1-5 in a staging schema of its own and, once checked, moves everything
+into the target schema in one transaction (:mod:`asyncmig.cutover`): readers see the
+old tables or the new ones, never half.
+
+If anything fails, what this run created is dropped again (the stage; ``data``: emptied), shielded
 from cancellation, so a failed run leaves nothing half-made behind; the history
 records the failure.
 """
@@ -33,8 +38,8 @@ import structlog
 
 from asyncmig import (
     collations,
+    cutover,
     ddl,
-    dependents,
     faults,
     history,
     logs,
@@ -227,6 +232,7 @@ async def _execute_on(original: RunSettings, settings: RunSettings, *, create: b
         if settings.lock_timeout:  # the DDL of this session: never a silent wait
             await admin.execute(f"SET lock_timeout = {int(settings.lock_timeout * 1000)}")
         await history.mark_abandoned(admin, settings.schema)
+        await cutover.drop_stale(admin, settings.schema)  # left by a killed run
         reporter.phase("planning")
         # `run` makes the tables it loads: their types may come from a sample, which the
         # load proves; `schema` and `data` share a plan, so theirs is profiled in full
@@ -372,6 +378,14 @@ async def _phases(settings: RunSettings, admin: asyncpg.Connection, plan: Plan,
     plan = prepared
     report.plan = plan
     report.warnings.extend(notes)
+    target = plan  # `run` builds in a stage of its own, swapped in once checked
+    atomic = create and load and check
+    if atomic:
+        await cutover.replaceable(admin, plan, replace=settings.replace,
+                                  cascade=settings.cascade)  # refused before any change
+        plan = replace(plan, schema=cutover.stage_name(plan.schema, report.run_id))
+        log.info("staging", stage=plan.schema, target=target.schema)
+    cut = False
     staging = split.plan_staging(settings, plan, report.run_id,
                                  in_processes=create and load and use_processes(settings, plan))
     if create:
@@ -409,6 +423,10 @@ async def _phases(settings: RunSettings, admin: asyncpg.Connection, plan: Plan,
                     f"{len(failed)} check(s) failed after loading, first: {first.check} of "
                     f"{first.table} {first.subject}: expected {first.expected}, "
                     f"found {first.found}")
+        if atomic:
+            progress.current().phase("cut-over")
+            report.warnings.extend(await swap(settings, admin, target, plan))
+            plan, report.plan, cut = target, target, True
         if create or load:
             await remember_state(admin, plan, report.run_id)
             report.rollback_script = await keep_rollback(settings, admin, plan, report.run_id,
@@ -416,10 +434,21 @@ async def _phases(settings: RunSettings, admin: asyncpg.Connection, plan: Plan,
     except BaseException as exc:
         with anyio.move_on_after(30, shield=True):
             async with faults.cleanup_connection(settings.target, admin) as conn:
-                await undo(conn, plan, report.run_id, drop=create)
+                await undo(conn, plan, report.run_id, drop=create,
+                           stage=plan.schema if atomic and not cut else None)
         if load and fingerprint(settings.source) != before and not signals.received():
             raise source_changed(settings.source) from exc  # the reason the counts differ
         raise
+
+
+async def swap(settings: RunSettings, admin: asyncpg.Connection, target: Plan,
+               stage: Plan) -> list[str]:
+    """The cut-over (see :mod:`asyncmig.cutover`), its refusal as one line."""
+    try:
+        return await cutover.swap(admin, target, stage, replace=settings.replace,
+                                  cascade=settings.cascade)
+    except asyncpg.PostgresError as exc:
+        raise refused(f"moving the checked tables into {target.schema}", exc) from exc
 
 
 async def remember_state(admin: asyncpg.Connection, plan: Plan, run_id: int) -> None:
@@ -456,11 +485,16 @@ def _one_line(exc: BaseException) -> str:
     return (str(exc).splitlines() or [type(exc).__name__])[0]
 
 
-async def undo(conn: asyncpg.Connection, plan: Plan, run_id: int, *, drop: bool) -> None:
-    """Leave nothing half-made: drop what this run created, or empty what it loaded."""
+async def undo(conn: asyncpg.Connection, plan: Plan, run_id: int, *, drop: bool,
+               stage: str | None = None) -> None:
+    """Leave nothing half-made: drop the run's stage, or what this run created, or empty
+    what it loaded."""
     try:
         async with conn.transaction():
-            if drop:
+            if stage is not None:
+                await execute_all(conn, [split.drop_staging_sql(run_id),
+                                         cutover.drop_stage_sql(stage)])
+            elif drop:
                 await execute_all(conn, [split.drop_staging_sql(run_id)])
                 await execute_all(conn, ddl.drop_extras_sql(plan))
                 await execute_all(conn, ddl.drop_tables_sql(plan, plan.tables))
@@ -479,14 +513,7 @@ async def check_server(conn: asyncpg.Connection) -> str:
     return version
 
 
-async def existing_tables(conn: asyncpg.Connection, plan: Plan) -> list[str]:
-    rows = await conn.fetch(
-        "SELECT table_name FROM information_schema.tables "
-        "WHERE table_schema = $1 AND table_name = ANY($2::text[]) ORDER BY 1",
-        plan.schema,
-        [t.name for t in plan.tables],
-    )
-    return [r[0] for r in rows]
+existing_tables = cutover.existing_tables
 
 
 async def create_tables(conn: asyncpg.Connection, plan: Plan, *, replace: bool,
@@ -497,18 +524,7 @@ async def create_tables(conn: asyncpg.Connection, plan: Plan, *, replace: bool,
     views; an application's view or foreign key that depends on them stops the run
     before any change, unless ``cascade`` (see :mod:`asyncmig.dependents`).
     """
-    existing = await existing_tables(conn, plan)
-    if existing and not replace:
-        shown = ", ".join(qualified(plan.schema, n) for n in existing[:5])
-        more = f" and {len(existing) - 5} more" if len(existing) > 5 else ""
-        raise TargetError(
-            f"cannot create {shown}{more}: already exists in the target",
-            hint="drop it, choose another --schema, or pass --replace to drop and recreate it",
-        )
-    found = await dependents.find(conn, plan.schema,
-                                  [*existing, *(v.name for v in plan.views)]) if existing else []
-    if found and not cascade:
-        raise dependents.refuse(found)
+    existing, found = await cutover.replaceable(conn, plan, replace=replace, cascade=cascade)
     async with conn.transaction():
         if existing:
             await execute_all(conn, [d.drop_sql() for d in found])

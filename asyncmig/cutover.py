@@ -1,0 +1,157 @@
+"""`run` builds in a staging schema and swaps it into the target in one transaction.
+
+Readers of the target see the old tables (or none) until the swap commits, then the
+complete new ones, never a half-made table or schema. The stage is a schema of the
+run's own (``asyncmig_stage_<target's key>_<run id>``): everything the run makes
+(tables, data, indexes, keys, CHECKs, statistics, triggers and functions, its
+collation, foreign keys, views) is made there, checked there, then moved with
+``ALTER ... SET SCHEMA`` (indexes, constraints, triggers and owned identity
+sequences move with their table; views and foreign keys refer to tables by
+identity, not by name, so they follow). The stage is then dropped without CASCADE:
+PostgreSQL refuses if anything was left in it, and the whole swap rolls back.
+
+A failure or a signal before the swap drops the stage; after ``kill -9`` the next
+run into the same target (which holds the target's advisory lock, so no live run
+owns a stage of that target) drops the stages interrupted runs left.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+import structlog
+
+from asyncmig import ddl, dependents, runlock
+from asyncmig.errors import TargetError
+from asyncmig.plan import Plan
+from asyncmig.quoting import qualified, quote_ident
+
+log = structlog.get_logger(__name__)
+
+STAGE_PREFIX = "asyncmig_stage_"
+
+
+def stage_prefix(target: str) -> str:
+    """The stages of one target share this prefix (the target's advisory-lock key)."""
+    return f"{STAGE_PREFIX}{runlock.schema_key(target):08x}_"
+
+
+def stage_name(target: str, run_id: int) -> str:
+    """The run's staging schema: deterministic, at most 63 bytes whatever the target."""
+    return f"{stage_prefix(target)}{run_id}"
+
+
+async def existing_tables(conn: asyncpg.Connection, plan: Plan) -> list[str]:
+    rows = await conn.fetch(
+        "SELECT table_name FROM information_schema.tables "
+        "WHERE table_schema = $1 AND table_name = ANY($2::text[]) ORDER BY 1",
+        plan.schema, [t.name for t in plan.tables])
+    return [r[0] for r in rows]
+
+
+async def replaceable(conn: asyncpg.Connection, plan: Plan, *, replace: bool,
+                      cascade: bool) -> tuple[list[str], list[dependents.Dependent]]:
+    """The plan's tables that exist in its schema and the application's objects that
+    depend on them; refuses an existing table without ``replace`` and a dependent
+    without ``cascade``."""
+    existing = await existing_tables(conn, plan)
+    if existing and not replace:
+        shown = ", ".join(qualified(plan.schema, n) for n in existing[:5])
+        more = f" and {len(existing) - 5} more" if len(existing) > 5 else ""
+        raise TargetError(
+            f"cannot create {shown}{more}: already exists in the target",
+            hint="drop it, choose another --schema, or pass --replace to drop and recreate it",
+        )
+    found = await dependents.find(conn, plan.schema,
+                                  [*existing, *(v.name for v in plan.views)]) if existing else []
+    if found and not cascade:
+        raise dependents.refuse(found)
+    return existing, found
+
+
+async def drop_stale(conn: asyncpg.Connection, target: str) -> list[str]:
+    """Drop the stages that interrupted runs into ``target`` left (the caller holds the
+    target's lock, so none belongs to a live run)."""
+    rows = await conn.fetch("SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1) "
+                            "ORDER BY 1", stage_prefix(target))
+    names = [str(r[0]) for r in rows]
+    for name in names:
+        await conn.execute(f"DROP SCHEMA IF EXISTS {quote_ident(name)} CASCADE")
+        log.warning("stale_stage_dropped", schema=name, target=target,
+                    reason="left by an interrupted run")
+    return names
+
+
+def drop_stage_sql(stage: str) -> str:
+    return f"DROP SCHEMA IF EXISTS {quote_ident(stage)} CASCADE"
+
+
+# what is left in the stage once its tables moved, and how each kind moves
+NS = "(SELECT oid FROM pg_namespace WHERE nspname = $1)"  # a schema's oid, by name
+RELATIONS_SQL = f"""
+SELECT c.relname, c.relkind::text FROM pg_class c
+WHERE c.relnamespace = {NS} AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+  AND NOT (c.relkind = 'S' AND EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+           AND d.objid = c.oid AND d.deptype IN ('a', 'i')))
+ORDER BY c.relkind IN ('r', 'p', 'f') DESC, c.oid
+"""
+ALTER_KIND = {"r": "TABLE", "p": "TABLE", "f": "FOREIGN TABLE", "v": "VIEW",
+              "m": "MATERIALIZED VIEW", "S": "SEQUENCE"}
+
+
+async def swap(conn: asyncpg.Connection, target: Plan, stage: Plan, *, replace: bool,
+               cascade: bool) -> list[str]:
+    """One transaction: the old tables out (``--replace``), the stage's objects into the
+    target schema, the stage dropped. Returns what ``--cascade`` dropped."""
+    async with conn.transaction():
+        existing, found = await replaceable(conn, target, replace=replace, cascade=cascade)
+        for statement in [d.drop_sql() for d in found]:
+            await conn.execute(statement)
+        if existing:
+            for statement in ddl.drop_extras_sql(target) + ddl.drop_tables_sql(target,
+                                                                               target.tables):
+                await conn.execute(statement)
+        if not await conn.fetchval("SELECT EXISTS (SELECT FROM pg_namespace "
+                                   "WHERE nspname = $1)", target.schema):
+            await conn.execute(f"CREATE SCHEMA {quote_ident(target.schema)}")
+        into = quote_ident(target.schema)
+        for name, kind in await conn.fetch(RELATIONS_SQL, stage.schema):
+            await conn.execute(f"ALTER {ALTER_KIND[kind]} {qualified(stage.schema, name)} "
+                               f"SET SCHEMA {into}")
+        for (name,) in await conn.fetch(
+                f"SELECT stxname FROM pg_statistic_ext WHERE stxnamespace = {NS}",
+                stage.schema):
+            await conn.execute(f"ALTER STATISTICS {qualified(stage.schema, name)} "
+                               f"SET SCHEMA {into}")
+        for name, arguments in await conn.fetch(
+                "SELECT proname, pg_get_function_identity_arguments(oid) FROM pg_proc "
+                f"WHERE pronamespace = {NS}", stage.schema):
+            await conn.execute(f"ALTER ROUTINE {qualified(stage.schema, name)}({arguments}) "
+                               f"SET SCHEMA {into}")
+        await move_collations(conn, stage.schema, target.schema)
+        # RESTRICT: anything still in the stage makes PostgreSQL refuse, and the swap rolls back
+        await conn.execute(f"DROP SCHEMA {quote_ident(stage.schema)}")
+        # profile functions whose bodies name {schema}: now the target's
+        for statement in ddl.function_sql(target):
+            if statement.lstrip()[:24].upper().startswith("CREATE OR REPLACE"):
+                await conn.execute(statement)
+    for dependent in found:
+        log.warning("dependent_dropped", object=str(dependent))
+    log.info("cut_over", stage=stage.schema, target=target.schema, replaced=len(existing))
+    return [f"dropped with --cascade: {d} (it depended on a replaced table; not recreated)"
+            for d in found]
+
+
+async def move_collations(conn: asyncpg.Connection, stage: str, target: str) -> None:
+    """The run's collation into the target; one of the same name already there (an
+    earlier run's, now unused) is dropped first: PostgreSQL refuses if something of
+    the application still uses it."""
+    for (name,) in await conn.fetch(
+            f"SELECT collname FROM pg_collation WHERE collnamespace = {NS}", stage):
+        taken = await conn.fetchval(
+            f"SELECT EXISTS (SELECT FROM pg_collation WHERE collnamespace = {NS} "
+            "AND collname = $2)", target, name)
+        if taken:
+            await conn.execute(f"DROP COLLATION {qualified(target, name)}")
+        await conn.execute(f"ALTER COLLATION {qualified(stage, name)} "
+                           f"SET SCHEMA {quote_ident(target)}")
+

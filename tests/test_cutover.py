@@ -1,0 +1,168 @@
+"""`run` builds in a staging schema and swaps it in at once: real processes, real
+signals (kill -9 included), a real server and a reader session polling throughout."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+import time
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from tests.fault_sources import TABLES, build_fault_source
+from tests.fix_pg import fetch
+from tests.test_interrupt import history, public_tables, start
+
+
+EVERYTHING = sorted([*TABLES, "big_children"])  # the tables and the view
+
+
+def stages(dsn: str) -> list[str]:
+    return [r[0] for r in fetch(dsn, "SELECT nspname FROM pg_namespace "
+                                     "WHERE nspname LIKE 'asyncmig\\_stage\\_%' ORDER BY 1")]
+
+
+def finish(*args: str) -> tuple[int, str]:
+    process = start(*args)
+    _, stderr = process.communicate(timeout=120)
+    return process.returncode, stderr
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_fault_source(tmp_path_factory.mktemp("cutover") / "app.db", rows=40_000)
+
+
+def test_sigkill_leaves_the_target_untouched(source: Path, pg_dsn: str) -> None:
+    """kill -9 at random moments of a multi-table run in worker processes: right after,
+    the target holds none of the run's tables (or, past the cut-over, all of them);
+    a plain re-run drops the killed run's stage, succeeds, and `check --deep` passes."""
+    rng = random.Random(9)
+    killed_mid_run = 0
+    for delay in sorted(rng.uniform(0.4, 2.5) for _ in range(3)):
+        process = start("run", "--sqlite", str(source), "--pg", pg_dsn)
+        time.sleep(delay)
+        process.send_signal(signal.SIGKILL)
+        process.communicate(timeout=60)
+        left = public_tables(pg_dsn)
+        assert left in ([], EVERYTHING), (delay, left)  # never part of them
+        if not left:
+            killed_mid_run += 1
+            code, stderr = finish("run", "--sqlite", str(source), "--pg", pg_dsn)
+            assert code == 0, stderr
+        assert stages(pg_dsn) == []
+        assert public_tables(pg_dsn) == EVERYTHING
+        code, stderr = finish("check", "--sqlite", str(source), "--pg", pg_dsn, "--deep")
+        assert code == 0, stderr
+        fetch(pg_dsn, "DROP TABLE " + ", ".join(f"public.{t}" for t in TABLES) + " CASCADE")
+    assert killed_mid_run >= 2
+
+
+def test_killed_runs_stage_is_dropped_by_the_next_run(source: Path, pg_dsn: str) -> None:
+    """A stage left by kill -9 (found while the run is under way) is dropped, logged,
+    by the next run into the same target."""
+    process = start("run", "--sqlite", str(source), "--pg", pg_dsn)
+    deadline = time.monotonic() + 60
+    while not stages(pg_dsn) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    left = stages(pg_dsn)
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=60)
+    assert left, "the run made no stage"
+    assert stages(pg_dsn) == left and public_tables(pg_dsn) == []
+    code, stderr = finish("run", "--sqlite", str(source), "--pg", pg_dsn)
+    assert code == 0, stderr
+    assert "stale_stage_dropped" in stderr and left[0] in stderr
+    assert stages(pg_dsn) == []
+
+
+def test_moved_tables_work(source: Path, pg_dsn: str) -> None:
+    """After the swap: the identity sequence goes on past the loaded ids, foreign keys
+    and the view point at the moved tables, history and rollback name the target."""
+    code, stderr = finish("run", "--sqlite", str(source), "--pg", pg_dsn)
+    assert code == 0, stderr
+    new_id = fetch(pg_dsn, "INSERT INTO public.parent (name) VALUES ('new') RETURNING id")
+    assert new_id[0][0] == 40_001
+    with pytest.raises(asyncpg.ForeignKeyViolationError):
+        fetch(pg_dsn, "INSERT INTO public.child (id, parent_id) VALUES (999999, 999999)")
+    fk = fetch(pg_dsn, "SELECT confrelid::regclass::text FROM pg_constraint "
+                       "WHERE contype = 'f' AND conrelid = 'public.child'::regclass")
+    assert [r[0] for r in fk] == ["parent"]
+    view = fetch(pg_dsn, "SELECT count(*) FROM public.big_children")[0][0]
+    assert view == fetch(pg_dsn, "SELECT count(*) FROM public.child WHERE amount > 50")[0][0]
+    assert view > 0
+    run = fetch(pg_dsn, "SELECT target_schema, rollback_sql FROM asyncmig.runs ORDER BY id")[-1]
+    assert run["target_schema"] == "public"
+    assert "asyncmig_stage" not in run["rollback_sql"] and '"public"' in run["rollback_sql"]
+    assert stages(pg_dsn) == []
+
+
+async def poll_counts(dsn: str, process_done: asyncio.Event, counts: list[int]) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        while not process_done.is_set():
+            counts.append(int(await conn.fetchval("SELECT count(*) FROM public.child")))
+            await asyncio.sleep(0.005)
+        counts.append(int(await conn.fetchval("SELECT count(*) FROM public.child")))
+    finally:
+        await conn.close()
+
+
+def test_reader_sees_old_then_new(source: Path, pg_dsn: str, tmp_path: Path) -> None:
+    """A reader polling throughout `run --replace` sees the old count, then the new one:
+    never an empty, missing or partial table."""
+    code, stderr = finish("run", "--sqlite", str(source), "--pg", pg_dsn)
+    assert code == 0, stderr
+    smaller = build_fault_source(tmp_path / "smaller.db", rows=30_000)
+    counts: list[int] = []
+
+    async def scenario() -> int:
+        done = asyncio.Event()
+        reader = asyncio.create_task(poll_counts(pg_dsn, done, counts))
+        process = start("run", "--sqlite", str(smaller), "--pg", pg_dsn, "--replace")
+        while process.poll() is None:
+            await asyncio.sleep(0.05)
+        done.set()
+        await reader
+        process.communicate()
+        return process.returncode
+
+    assert asyncio.run(scenario()) == 0
+    old, new = 120_000, 90_000
+    assert set(counts) <= {old, new}, sorted(set(counts))
+    assert counts[0] == old and counts[-1] == new
+    switch = counts.index(new)
+    assert all(c == new for c in counts[switch:])
+
+
+def test_failed_cut_over_leaves_target_and_no_stage(source: Path, pg_dsn: str,
+                                                     tmp_path: Path) -> None:
+    """An application's open transaction on a table `--replace` must drop makes the
+    cut-over give up after --lock-timeout: the old copy is intact, no stage is left."""
+    code, stderr = finish("run", "--sqlite", str(source), "--pg", pg_dsn)
+    assert code == 0, stderr
+    smaller = build_fault_source(tmp_path / "smaller.db", rows=30_000)
+
+    async def scenario() -> tuple[int, str]:
+        app = await asyncpg.connect(pg_dsn)
+        try:
+            async with app.transaction():
+                await app.fetchval("SELECT count(*) FROM public.tag")
+                process = start("run", "--sqlite", str(smaller), "--pg", pg_dsn, "--replace",
+                                "--lock-timeout", "1")
+                while process.poll() is None:
+                    await asyncio.sleep(0.05)
+                _, err = process.communicate()
+                return process.returncode, err
+        finally:
+            await app.close()
+
+    code, stderr = asyncio.run(scenario())
+    assert code == 4, stderr
+    assert "lock" in stderr
+    assert fetch(pg_dsn, "SELECT count(*) FROM public.child")[0][0] == 120_000
+    assert stages(pg_dsn) == []
+    assert history(pg_dsn)[-1]["status"] == "failed"
