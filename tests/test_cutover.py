@@ -16,7 +16,6 @@ from tests.fault_sources import TABLES, build_fault_source
 from tests.fix_pg import fetch
 from tests.test_interrupt import history, public_tables, start
 
-
 EVERYTHING = sorted([*TABLES, "big_children"])  # the tables and the view
 
 
@@ -123,8 +122,7 @@ def test_reader_sees_old_then_new(source: Path, pg_dsn: str, tmp_path: Path) -> 
         done = asyncio.Event()
         reader = asyncio.create_task(poll_counts(pg_dsn, done, counts))
         process = start("run", "--sqlite", str(smaller), "--pg", pg_dsn, "--replace")
-        while process.poll() is None:
-            await asyncio.sleep(0.05)
+        await asyncio.to_thread(process.wait)
         done.set()
         await reader
         process.communicate()
@@ -153,8 +151,7 @@ def test_failed_cut_over_leaves_target_and_no_stage(source: Path, pg_dsn: str,
                 await app.fetchval("SELECT count(*) FROM public.tag")
                 process = start("run", "--sqlite", str(smaller), "--pg", pg_dsn, "--replace",
                                 "--lock-timeout", "1")
-                while process.poll() is None:
-                    await asyncio.sleep(0.05)
+                await asyncio.to_thread(process.wait)
                 _, err = process.communicate()
                 return process.returncode, err
         finally:
