@@ -40,6 +40,16 @@ def stage_name(target: str, run_id: int) -> str:
     return f"{stage_prefix(target)}{run_id}"
 
 
+async def may_stage(conn: asyncpg.Connection) -> bool:
+    """Can this user create the stage? Without CREATE on the database, the run builds
+    in the target schema itself, as ``schema`` and ``data`` do (logged)."""
+    if await conn.fetchval("SELECT has_database_privilege(current_database(), 'CREATE')"):
+        return True
+    log.warning("no_stage", reason="no CREATE on the database: building in the target "
+                "schema itself; readers may see the old tables dropped before the new ones")
+    return False
+
+
 async def existing_tables(conn: asyncpg.Connection, plan: Plan) -> list[str]:
     rows = await conn.fetch(
         "SELECT table_name FROM information_schema.tables "

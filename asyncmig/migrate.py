@@ -379,7 +379,7 @@ async def _phases(settings: RunSettings, admin: asyncpg.Connection, plan: Plan,
     report.plan = plan
     report.warnings.extend(notes)
     target = plan  # `run` builds in a stage of its own, swapped in once checked
-    atomic = create and load and check
+    atomic = create and load and check and await cutover.may_stage(admin)
     if atomic:
         await cutover.replaceable(admin, plan, replace=settings.replace,
                                   cascade=settings.cascade)  # refused before any change
@@ -424,7 +424,6 @@ async def _phases(settings: RunSettings, admin: asyncpg.Connection, plan: Plan,
                     f"{first.table} {first.subject}: expected {first.expected}, "
                     f"found {first.found}")
         if atomic:
-            progress.current().phase("cut-over")
             report.warnings.extend(await swap(settings, admin, target, plan))
             plan, report.plan, cut = target, target, True
         if create or load:
