@@ -146,3 +146,29 @@ async def test_validate_says_whether_nocase_columns_stay_case_insensitive(
     assert "users.email" in found.message
     assert found.status in ("pass", "warn")
     assert (found.status == "warn") == ("lower()" in found.message)
+
+
+async def test_replace_moves_the_collation_into_the_schema(tmp_path: Path,
+                                                           any_pg_dsn: str) -> None:
+    """`run --replace` over a copy: the new stage's collation replaces the old one in
+    the target (one of that name, used by the new columns), and no stage is left."""
+    source = build(tmp_path / "c.db")
+    await run_migration(RunSettings(source, Target(any_pg_dsn, any_pg_dsn, "test")))
+    report = await run_migration(RunSettings(source, Target(any_pg_dsn, any_pg_dsn, "test"),
+                                             replace=True))
+    conn = await asyncpg.connect(any_pg_dsn)
+    try:
+        schemas = await conn.fetch(
+            "SELECT n.nspname FROM pg_collation c JOIN pg_namespace n "
+            "ON n.oid = c.collnamespace WHERE c.collname = 'nocase'")
+        icu = report.plan.table("users").column("email").collation == NOCASE
+        assert [r[0] for r in schemas] == (["public"] if icu else [])
+        left = await conn.fetchval("SELECT count(*) FROM pg_namespace "
+                                   "WHERE nspname LIKE 'asyncmig%stage%'")
+        assert left == 0
+        if icu:
+            found = await conn.fetchval(
+                "SELECT count(*) FROM public.users WHERE email = upper(email)")
+            assert found == len(ROWS)  # the moved collation still folds case
+    finally:
+        await conn.close()
