@@ -55,10 +55,15 @@ class OnFirstBatch(progress.Reporter):
 
 
 async def run_with(reporter: OnFirstBatch, settings: RunSettings) -> None:
+    """Run with ``reporter`` reading the board every 5 ms: a quiet machine loads the big
+    table in well under a second, and the fault must land while it is still loading."""
     progress.install(reporter)
+    tick = progress.TICK
+    progress.TICK = 0.005
     try:
         await run_migration(settings)
     finally:
+        progress.TICK = tick
         progress.install(progress.Reporter())
 
 
@@ -84,7 +89,7 @@ async def assert_left_as_before(dsn: str) -> None:
 
 
 def settings_for(source: Path, dsn: str, **kwargs: object) -> RunSettings:
-    pipeline = PipelineSettings(batch_size=1000)
+    pipeline = PipelineSettings(batch_size=200)  # many batches: many moments to land on
     return RunSettings(source, Target(dsn, scrub(dsn), "test"), pipeline=pipeline,
                        **kwargs)  # type: ignore[arg-type]
 
