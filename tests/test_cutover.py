@@ -163,3 +163,21 @@ def test_failed_cut_over_leaves_target_and_no_stage(source: Path, pg_dsn: str,
     assert fetch(pg_dsn, "SELECT count(*) FROM public.child")[0][0] == 120_000
     assert stages(pg_dsn) == []
     assert history(pg_dsn)[-1]["status"] == "failed"
+
+
+def test_new_schema_with_an_odd_name(tmp_path: Path, pg_dsn: str) -> None:
+    """A target schema that does not exist yet (and needs quoting) is created by the
+    cut-over; the stage's name stays within PostgreSQL's 63 bytes."""
+    small = build_fault_source(tmp_path / "small.db", rows=200)
+    schema = "Zielschéma \"x\" " + "y" * 40
+    code, stderr = finish("run", "--sqlite", str(small), "--pg", pg_dsn, "--schema", schema)
+    assert code == 0, stderr
+    names = fetch(pg_dsn, "SELECT table_name FROM information_schema.tables "
+                          "WHERE table_schema = $1 ORDER BY 1", schema)
+    assert [r[0] for r in names] == EVERYTHING
+    assert fetch(pg_dsn, "SELECT count(*) FROM pg_namespace WHERE nspname = $1",
+                 schema)[0][0] == 1
+    assert stages(pg_dsn) == []
+    code, stderr = finish("check", "--sqlite", str(small), "--pg", pg_dsn, "--schema", schema,
+                          "--deep")
+    assert code == 0, stderr
