@@ -1,11 +1,11 @@
 """``python -m asyncmig``: the same as the ``asyncmig`` console script."""
 
-from asyncmig import signals
+from asyncmig.cli import signals
 
 if __name__ == "__main__":  # worker processes import this module without running it
     signals.install()  # before the heavy imports: a SIGTERM at once still exits cleanly
     try:
-        from asyncmig.cli import main
+        from asyncmig.cli.main import main
     except signals.SignalReceived as stop:
         raise SystemExit(signals.report(stop)) from None
     raise SystemExit(main())

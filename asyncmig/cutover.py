@@ -20,10 +20,11 @@ from __future__ import annotations
 import asyncpg
 import structlog
 
-from asyncmig import ddl, dependents, runlock
+from asyncmig import ddl
 from asyncmig.errors import TargetError
-from asyncmig.plan import Plan
+from asyncmig.plan.model import Plan
 from asyncmig.quoting import qualified, quote_ident
+from asyncmig.target import dependents, runlock
 
 log = structlog.get_logger(__name__)
 

@@ -131,7 +131,7 @@ class RollbackRefused(MigrationError):
                  "anyway, after writing a backup")
         self.run_id = run_id
         self.warnings = tuple(warnings)
-        self.report = report  # the safety report (asyncmig.safety.SafetyReport)
+        self.report = report  # the safety report (asyncmig.target.safety.SafetyReport)
 
 
 class InternalError(MigrationError):

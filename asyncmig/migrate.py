@@ -36,25 +36,11 @@ import anyio.to_process
 import asyncpg
 import structlog
 
-from asyncmig import (
-    collations,
-    cutover,
-    ddl,
-    faults,
-    history,
-    logs,
-    orphans,
-    progress,
-    rollback,
-    runlock,
-    signals,
-    split,
-    tablestate,
-    verify,
-    views,
-)
-from asyncmig.config import Overrides
-from asyncmig.connect import Target, connect, create_pool
+from asyncmig import cutover, ddl
+from asyncmig.check import verify
+from asyncmig.check.verify import CheckResult
+from asyncmig.cli import logs, signals
+from asyncmig.cli.settings import DeepCheck, Duplicates, default
 from asyncmig.errors import (
     InternalError,
     SourceError,
@@ -62,15 +48,19 @@ from asyncmig.errors import (
     VerificationError,
     first_error,
 )
-from asyncmig.pipeline import PipelineSettings, PlanRefuted, TableLoad, load_table
-from asyncmig.plan import Plan, TablePlan, ViewPlan
-from asyncmig.planner import build_plan
-from asyncmig.policy import TooManyRejects, reject_path
+from asyncmig.finish import orphans, views
+from asyncmig.load import progress, split
+from asyncmig.load.pipeline import PipelineSettings, PlanRefuted, TableLoad, load_table
+from asyncmig.load.policy import TooManyRejects, reject_path
+from asyncmig.plan import collations
+from asyncmig.plan.builder import build_plan
+from asyncmig.plan.model import Plan, TablePlan, ViewPlan
+from asyncmig.plan.overrides import Overrides
 from asyncmig.quoting import qualified, quote_ident
-from asyncmig.settings import DeepCheck, Duplicates, default
-from asyncmig.sqlite_source import check_source_file, fingerprint, open_sync, source_error
-from asyncmig.unchanged import edges_of
-from asyncmig.verify import CheckResult
+from asyncmig.source.sqlite import check_source_file, fingerprint, open_sync, source_error
+from asyncmig.target import faults, history, rollback, runlock, tablestate
+from asyncmig.target.connect import Target, connect, create_pool
+from asyncmig.target.unchanged import edges_of
 
 log = structlog.get_logger(__name__)
 
@@ -521,7 +511,7 @@ async def create_tables(conn: asyncpg.Connection, plan: Plan, *, replace: bool,
 
     Tables replaced with --replace go with their own indexes, keys and the plan's
     views; an application's view or foreign key that depends on them stops the run
-    before any change, unless ``cascade`` (see :mod:`asyncmig.dependents`).
+    before any change, unless ``cascade`` (see :mod:`asyncmig.target.dependents`).
     """
     existing, found = await cutover.replaceable(conn, plan, replace=replace, cascade=cascade)
     async with conn.transaction():

@@ -1,6 +1,6 @@
 """Compare every value of a migrated table with its SQLite source.
 
-This is the tests' own oracle, written independently of asyncmig.transforms: it
+This is the tests' own oracle, written independently of asyncmig.load.transforms: it
 says what each SQLite value must look like in PostgreSQL for each target type,
 so a transform that changes a value fails here instead of agreeing with itself.
 """
@@ -19,7 +19,7 @@ from typing import Any
 
 import asyncpg
 
-from asyncmig.plan import ColumnPlan, Plan, TablePlan
+from asyncmig.plan.model import ColumnPlan, Plan, TablePlan
 from asyncmig.quoting import qualified, quote_ident, quote_sqlite_ident
 from tests.fix_run import migrate
 

@@ -1,4 +1,4 @@
-"""The command line run in-process: ``run_main`` (a fixture) calls ``asyncmig.cli.main``
+"""The command line run in-process: ``run_main`` (a fixture) calls ``asyncmig.cli.main.main``
 with a clean environment and returns (exit code, stdout, stderr). ``run_cli`` runs it as a
 process instead, for what needs one (signals, the entry point, worker processes).
 
@@ -23,8 +23,8 @@ import jsonschema
 import pytest
 import structlog
 
-from asyncmig.cli import main
-from asyncmig.output import SCHEMA_VERSION, package_version
+from asyncmig.cli.main import main
+from asyncmig.cli.output import SCHEMA_VERSION, package_version
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = json.loads((ROOT / "docs" / "output.schema.json").read_text(encoding="utf-8"))

@@ -102,7 +102,7 @@ def pg_server() -> Iterator[str]:
     if dsn:
         yield dsn
         return
-    from asyncmig.embedded import EmbeddedServer
+    from asyncmig.target.embedded import EmbeddedServer
 
     server = EmbeddedServer(Path(tempfile.mkdtemp(prefix="asyncmig-test-")) / "pgdata")
     try:

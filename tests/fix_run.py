@@ -16,14 +16,14 @@ from typing import TypedDict, Unpack
 import asyncpg
 import pytest
 
-from asyncmig.config import Overrides, parse_overrides
-from asyncmig.connect import Target
-from asyncmig.deep_check import deep_check
+from asyncmig.check.deep import deep_check
+from asyncmig.check.verify import CheckResult, run_checks
+from asyncmig.cli.settings import Duplicates
+from asyncmig.load.pipeline import PipelineSettings
 from asyncmig.migrate import RunReport, RunSettings, run_migration
-from asyncmig.pipeline import PipelineSettings
-from asyncmig.plan import Plan
-from asyncmig.settings import Duplicates
-from asyncmig.verify import CheckResult, run_checks
+from asyncmig.plan.model import Plan
+from asyncmig.plan.overrides import Overrides, parse_overrides
+from asyncmig.target.connect import Target
 from tests.sources import build_kitchen_sink
 
 

@@ -18,11 +18,11 @@ import anyio
 import asyncpg
 import pytest
 
-from asyncmig import progress
-from asyncmig.connect import Target, connect, create_pool, scrub
 from asyncmig.errors import MigrationError, SourceError, TargetError, first_error
+from asyncmig.load import progress
+from asyncmig.load.pipeline import PipelineSettings, load_table
 from asyncmig.migrate import RunSettings, make_plan, run_migration
-from asyncmig.pipeline import PipelineSettings, load_table
+from asyncmig.target.connect import Target, connect, create_pool, scrub
 
 BIG = 60_000
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from asyncmig.verify import (
+from asyncmig.check.verify import (
     CHECK_KINDS,
     render_text,
     results_json,

@@ -9,7 +9,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from asyncmig.connect import scrub
+from asyncmig.target.connect import scrub
 from tests.fix_cli import run_cli
 from tests.fix_pg import with_database
 from tests.sources import build_kitchen_sink

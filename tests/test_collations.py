@@ -12,14 +12,14 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from asyncmig.collations import NOCASE
-from asyncmig.commands import check, validate
-from asyncmig.connect import Target
+from asyncmig.cli.commands import check, validate
+from asyncmig.cli.settings import DeepCheck
 from asyncmig.ddl import create_schema_sql, create_table_sql, index_sql
 from asyncmig.errors import TargetError
 from asyncmig.migrate import RunSettings, create_schema, load_data, run_migration
-from asyncmig.planner import build_plan
-from asyncmig.settings import DeepCheck
+from asyncmig.plan.builder import build_plan
+from asyncmig.plan.collations import NOCASE
+from asyncmig.target.connect import Target
 from tests.compare import assert_all_equal
 
 SCHEMA = """

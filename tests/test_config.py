@@ -7,9 +7,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from asyncmig.config import load_overrides, parse_overrides
 from asyncmig.errors import UsageError
-from asyncmig.planner import build_plan
+from asyncmig.plan.builder import build_plan
+from asyncmig.plan.overrides import load_overrides, parse_overrides
 from tests.fix_run import migrate
 from tests.sources import build_kitchen_sink
 

@@ -8,9 +8,9 @@ from urllib.parse import parse_qsl, urlsplit
 import asyncpg
 import pytest
 
-from asyncmig import conninfo
-from asyncmig.connect import Target, connect, resolve_target
 from asyncmig.errors import UsageError
+from asyncmig.target import conninfo
+from asyncmig.target.connect import Target, connect, resolve_target
 from tests.fix_cli import run_cli
 from tests.fix_pg import create_database, drop_database
 from tests.sources import small_source

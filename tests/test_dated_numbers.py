@@ -16,12 +16,13 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from asyncmig import commands, datenums, render
-from asyncmig.connect import Target
-from asyncmig.deep_check import deep_check
+from asyncmig.check.deep import deep_check
+from asyncmig.cli import commands, render
+from asyncmig.cli.settings import DeepCheck
+from asyncmig.load.transforms import TRANSFORMS
 from asyncmig.migrate import RunSettings, make_plan
-from asyncmig.settings import DeepCheck
-from asyncmig.transforms import TRANSFORMS
+from asyncmig.plan import datenums
+from asyncmig.target.connect import Target
 from tests.compare import assert_all_equal
 from tests.fix_run import from_profile, migrate
 

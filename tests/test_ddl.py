@@ -8,7 +8,7 @@ import asyncpg
 import pytest
 
 from asyncmig import ddl
-from asyncmig.plan import (
+from asyncmig.plan.model import (
     CheckPlan,
     ColumnPlan,
     ForeignKeyPlan,
@@ -336,7 +336,7 @@ async def test_rendered_script_runs_and_drop_removes_everything(pg_dsn: str) -> 
 
 
 def test_render_script_reports_skipped_items_as_comments() -> None:
-    from asyncmig.plan import Skipped
+    from asyncmig.plan.model import Skipped
 
     plan = replace(PLAN, skipped=(Skipped("check", "user", "c1", "typeof(x)='integer'",
                                           "typeof() has\nno equivalent"),))

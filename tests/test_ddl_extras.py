@@ -21,7 +21,7 @@ import pytest
 
 from asyncmig import ddl
 from asyncmig.ddl.extras import dollar_quote, trigger_function_name
-from asyncmig.plan import (
+from asyncmig.plan.model import (
     ColumnPlan,
     FunctionPlan,
     IndexKeyPlan,
@@ -336,7 +336,7 @@ def test_profile_content() -> None:
 
 
 def test_profile_parses_with_the_config_reader() -> None:
-    from asyncmig.config import parse_overrides
+    from asyncmig.plan.overrides import parse_overrides
 
     overrides = parse_overrides(load_profile(), str(PROFILE))
     assert overrides.extensions == ("pg_trgm",)
@@ -348,8 +348,8 @@ async def test_profile_ddl_runs_in_postgresql(app_db: Path, pg_dsn: str) -> None
 
     Also the function the app runs: it deactivates expired active sessions and says how many.
     """
-    from asyncmig.config import load_overrides
-    from asyncmig.planner import build_plan
+    from asyncmig.plan.builder import build_plan
+    from asyncmig.plan.overrides import load_overrides
 
     plan = build_plan(app_db, schema="app", overrides=load_overrides(PROFILE))
     conn = await asyncpg.connect(pg_dsn)

@@ -18,16 +18,16 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from asyncmig import commands, render
-from asyncmig.config import Overrides, parse_overrides
-from asyncmig.connect import Target
-from asyncmig.contract import contract_type
+from asyncmig.check.preflight import validate
+from asyncmig.cli import commands, render
+from asyncmig.cli.settings import DeepCheck
 from asyncmig.errors import DataError
 from asyncmig.migrate import RunSettings, make_plan
-from asyncmig.plan import Plan
-from asyncmig.planner import build_plan
-from asyncmig.settings import DeepCheck
-from asyncmig.validate import validate
+from asyncmig.plan.builder import build_plan
+from asyncmig.plan.contract import contract_type
+from asyncmig.plan.model import Plan
+from asyncmig.plan.overrides import Overrides, parse_overrides
+from asyncmig.target.connect import Target
 from tests.compare import assert_all_equal
 from tests.fix_run import migrate
 

@@ -24,14 +24,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from asyncmig.deep_check import (
+from asyncmig.check.deep import (
     CHECKSUM,
     deep_check,
     jsonb_text,
     numeric_text,
     rendering,
 )
-from asyncmig.plan import ColumnPlan
+from asyncmig.plan.model import ColumnPlan
 from tests.fix_run import Migrated, failures, migrated_copy
 
 # --- a fresh copy ---------------------------------------------------------------------

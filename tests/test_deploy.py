@@ -20,7 +20,7 @@ import click
 import pytest
 import yaml
 
-from asyncmig.cli import build_cli
+from asyncmig.cli.main import build_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"

@@ -11,10 +11,10 @@ from typing import Any
 import asyncpg
 import pytest
 
+from asyncmig.cli.settings import Duplicates
 from asyncmig.errors import DataError, TargetError
+from asyncmig.load.pipeline import PipelineSettings
 from asyncmig.migrate import RunReport
-from asyncmig.pipeline import PipelineSettings
-from asyncmig.settings import Duplicates
 from bench.gen_dirty import DirtyCounts, generate_dirty
 from tests.compare import actual, same
 from tests.compare import expected as oracle

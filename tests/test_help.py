@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from asyncmig import cli_docs
-from asyncmig.cli import build_cli, main
-from asyncmig.output import package_version
+from asyncmig.cli import docs as cli_docs
+from asyncmig.cli.main import build_cli, main
+from asyncmig.cli.output import package_version
 from tests.fix_cli import RunMain, one_error_line, write_source
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,10 +26,10 @@ def command_paths() -> list[tuple[str, ...]]:
 
 
 def test_the_cli_reference_is_generated_from_the_declarations() -> None:
-    """docs/cli.md is exactly `python -m asyncmig.cli_docs`, and holds every command."""
+    """docs/cli.md is exactly `python -m asyncmig.cli.docs`, and holds every command."""
     checked_in = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
     assert checked_in == cli_docs.reference(), (
-        "docs/cli.md is stale: regenerate it with python -m asyncmig.cli_docs > docs/cli.md")
+        "docs/cli.md is stale: regenerate it with python -m asyncmig.cli.docs > docs/cli.md")
     for path in command_paths():
         assert f"\n## {' '.join(('asyncmig', *path))}\n" in checked_in
 
@@ -81,8 +81,8 @@ def test_typos_get_did_you_mean(run_main: RunMain, args: tuple[str, ...],
 def test_help_does_not_import_the_heavy_modules() -> None:
     """`--help` loads neither the drivers nor the planner (a fresh interpreter is the
     only place to observe sys.modules untouched by other tests)."""
-    probe = ("import sys; from asyncmig.cli import main; main(['run', '--help']); "
-             "print(sorted(m for m in ('asyncpg', 'aiosqlite', 'asyncmig.planner', "
+    probe = ("import sys; from asyncmig.cli.main import main; main(['run', '--help']); "
+             "print(sorted(m for m in ('asyncpg', 'aiosqlite', 'asyncmig.plan.builder', "
              "'asyncmig.migrate', 'structlog') if m in sys.modules), file=sys.stderr)")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                             env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False,

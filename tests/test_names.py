@@ -16,16 +16,16 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from asyncmig.commands import check
-from asyncmig.config import parse_overrides
-from asyncmig.connect import Target
+from asyncmig.cli.commands import check
+from asyncmig.cli.render import plan_text
+from asyncmig.cli.settings import DeepCheck
 from asyncmig.errors import TargetError
-from asyncmig.homes import rename_identifiers
 from asyncmig.migrate import RunSettings, run_migration
-from asyncmig.names import fit, object_name
-from asyncmig.planner import build_plan
-from asyncmig.render import plan_text
-from asyncmig.settings import DeepCheck
+from asyncmig.plan.builder import build_plan
+from asyncmig.plan.homes import rename_identifiers
+from asyncmig.plan.names import fit, object_name
+from asyncmig.plan.overrides import parse_overrides
+from asyncmig.target.connect import Target
 from tests.compare import assert_all_equal
 from tests.fix_cli import RunMain, one_error_line
 from tests.fix_run import migrate

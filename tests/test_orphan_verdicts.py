@@ -13,11 +13,11 @@ from pathlib import Path
 
 import asyncpg
 
-from asyncmig import commands
-from asyncmig.config import Overrides
-from asyncmig.connect import Target
+from asyncmig.check.verify import CheckResult
+from asyncmig.cli import commands
 from asyncmig.migrate import RunSettings, run_migration
-from asyncmig.verify import CheckResult
+from asyncmig.plan.overrides import Overrides
+from asyncmig.target.connect import Target
 from tests.fix_cli import run_cli
 
 ISSUE_SQL = """

@@ -13,7 +13,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from asyncmig.textwidth import width
+from asyncmig.cli.textwidth import width
 from tests.fix_cli import ROOT, RunMain, one_error_line, valid
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from asyncmig.config import load_overrides
+from asyncmig.plan.overrides import load_overrides
 from bench.gen_2truths import generate
 from tests.compare import assert_all_equal
 from tests.fix_run import migrate

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import structlog
 
-from asyncmig import progress
-from asyncmig.connect import Target, scrub
+from asyncmig.load import progress
 from asyncmig.migrate import RunSettings, run_migration
+from asyncmig.target.connect import Target, scrub
 from tests.fix_cli import run_cli
 
 

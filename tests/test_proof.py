@@ -17,10 +17,10 @@ import asyncpg
 import pytest
 from structlog.testing import capture_logs
 
-from asyncmig.connect import Target
 from asyncmig.errors import TargetError
 from asyncmig.migrate import RunSettings, run_migration
-from asyncmig.planner import build_plan
+from asyncmig.plan.builder import build_plan
+from asyncmig.target.connect import Target
 
 ROWS = 3000
 ODD = 1700  # beyond the sample (the first and last 500 rows)

@@ -168,7 +168,7 @@ async def test_a_bad_value_in_a_worker_process_is_reported_with_its_key(tmp_path
     conn.execute("UPDATE t SET seen = '2025-02-30 10:00:00' WHERE id = 1500")
     conn.commit()
     conn.close()
-    from asyncmig.config import Overrides
+    from asyncmig.plan.overrides import Overrides
 
     with pytest.raises(DataError) as caught:
         await migrate(source, pg_dsn, workers="process", overrides=Overrides(on_error="fail"))
@@ -206,7 +206,7 @@ async def test_portable_views_are_created_and_others_reported(tmp_path: Path,
     assert on_sale == [1, 2]  # booleans compared with 1 and 0, SQLite's way, requoted
     assert any("typed not created" in w and "typeof()" in w
                for w in report.warnings)
-    from asyncmig.render import plan_text
+    from asyncmig.cli.render import plan_text
 
     shown = plan_text(report.plan)
     assert "  active_items: translated\n" in shown
@@ -280,7 +280,7 @@ async def test_big_values_move_in_small_batches(tmp_path: Path, pg_dsn: str) -> 
     """Memory is bounded in bytes: a table of 1 MB blobs is not read 5000 rows at a time."""
     import sqlite3
 
-    from asyncmig.pipeline import BATCH_BYTES, PipelineSettings, batch_rows
+    from asyncmig.load.pipeline import BATCH_BYTES, PipelineSettings, batch_rows
 
     source = tmp_path / "blobs.db"
     conn = sqlite3.connect(source)

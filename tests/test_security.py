@@ -19,12 +19,13 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from asyncmig import commands, ddl
-from asyncmig.config import parse_overrides
-from asyncmig.connect import Target, scrub
+from asyncmig import ddl
+from asyncmig.cli import commands
+from asyncmig.cli.settings import DeepCheck
 from asyncmig.migrate import RunSettings, make_plan, run_migration
+from asyncmig.plan.overrides import parse_overrides
 from asyncmig.quoting import sql_comment
-from asyncmig.settings import DeepCheck
+from asyncmig.target.connect import Target, scrub
 from tests.fix_cli import run_cli
 from tests.fix_pg import create_database, drop_database
 from tests.sources import small_source

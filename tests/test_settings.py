@@ -15,11 +15,11 @@ from urllib.parse import parse_qsl, urlsplit
 import asyncpg
 import pytest
 
-from asyncmig import settings
+from asyncmig.cli import settings
+from asyncmig.cli.resolve import resolve
+from asyncmig.cli.settings import Duplicates, OnError
+from asyncmig.load.pipeline import PipelineSettings
 from asyncmig.migrate import RunSettings
-from asyncmig.pipeline import PipelineSettings
-from asyncmig.resolve import resolve
-from asyncmig.settings import Duplicates, OnError
 from tests.fix_cli import RunMain, one_error_line, write_source
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,12 +27,12 @@ RUN = tuple(o.name for o in settings.OPTIONS if o.in_job)
 
 
 def test_readme_option_table_is_generated_from_the_declaration() -> None:
-    """The README's table is exactly what `python -m asyncmig.settings --markdown` prints."""
+    """The README's table is exactly what `python -m asyncmig.cli.settings --markdown` prints."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     start = readme.index("| option | env | default | meaning |")
     end = readme.index("<!-- options end -->")
     assert readme[start:end] == settings.markdown_table(), (
-        "README option table is stale: regenerate it with python -m asyncmig.settings --markdown")
+        "README option table is stale: regenerate it with python -m asyncmig.cli.settings --markdown")
 
 
 def test_defaults_are_written_once() -> None:

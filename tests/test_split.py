@@ -16,12 +16,12 @@ import asyncpg
 import pytest
 from structlog.testing import capture_logs
 
-from asyncmig import split
-from asyncmig.config import parse_overrides
-from asyncmig.connect import Target
 from asyncmig.errors import DataError
+from asyncmig.load import split
 from asyncmig.migrate import RunSettings, run_migration
-from asyncmig.plan import TablePlan
+from asyncmig.plan.model import TablePlan
+from asyncmig.plan.overrides import parse_overrides
+from asyncmig.target.connect import Target
 
 ROWS = 4000
 BAD = (1500, 3500)  # positions of a value that is not an integer, one in each half

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from asyncmig.sqlexpr import Translation, translate_default, translate_expression
+from asyncmig.plan.sqlexpr import Translation, translate_default, translate_expression
 
 TYPES = {
     "id": "bigint",

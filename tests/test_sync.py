@@ -22,12 +22,12 @@ from typing import Any
 import asyncpg
 import pytest
 
-from asyncmig import runlock, sync
-from asyncmig.connect import Target
-from asyncmig.deep_check import TableCheck
+from asyncmig.check.deep import TableCheck
 from asyncmig.migrate import RunSettings, make_plan
-from asyncmig.sqlite_source import open_sync
-from asyncmig.sync_ranges import Ranges, choose_ranges
+from asyncmig.source.sqlite import open_sync
+from asyncmig.target import runlock, sync
+from asyncmig.target.connect import Target
+from asyncmig.target.sync_ranges import Ranges, choose_ranges
 from bench.edit_2truths import edit
 from bench.gen_2truths import generate
 from tests.compare import assert_all_equal

@@ -13,10 +13,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from asyncmig import transforms
 from asyncmig.errors import DataError
-from asyncmig.plan import ColumnPlan, TablePlan
-from asyncmig.profile import is_inet
+from asyncmig.load import transforms
+from asyncmig.plan.model import ColumnPlan, TablePlan
+from asyncmig.source.scan import is_inet
 
 UTC = dt.UTC
 finite = st.floats(allow_nan=False, allow_infinity=False)

@@ -12,12 +12,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from asyncmig.connect import Target, scrub
-from asyncmig.errors import MigrationError, TargetError
-from asyncmig.migrate import RunSettings, run_migration
-from asyncmig.plan import ColumnPlan, Plan, TablePlan
-from asyncmig.planner import build_plan
-from asyncmig.validate import (
+from asyncmig.check.preflight import (
     Check,
     checks_json,
     failed,
@@ -26,6 +21,11 @@ from asyncmig.validate import (
     required_extensions,
     validate,
 )
+from asyncmig.errors import MigrationError, TargetError
+from asyncmig.migrate import RunSettings, run_migration
+from asyncmig.plan.builder import build_plan
+from asyncmig.plan.model import ColumnPlan, Plan, TablePlan
+from asyncmig.target.connect import Target, scrub
 from tests.fix_pg import as_user, execute
 from tests.sources import build_kitchen_sink
 

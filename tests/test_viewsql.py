@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from asyncmig.sqldates import constant
-from asyncmig.sqlexpr import Lit, Untranslatable
-from asyncmig.viewsql import Relation, translate_query
+from asyncmig.plan.sqldates import constant
+from asyncmig.plan.sqlexpr import Lit, Untranslatable
+from asyncmig.plan.viewsql import Relation, translate_query
 from tests.compare import compare_views
 from tests.fix_run import migrate
 

@@ -21,7 +21,7 @@ SCRIPT = """
 import logging, sys
 from pathlib import Path
 import anyio
-from asyncmig.connect import Target
+from asyncmig.target.connect import Target
 from asyncmig.migrate import RunSettings, run_migration
 
 logging.basicConfig(level=logging.DEBUG, stream=sys.stderr, format="%(name)s: %(message)s")

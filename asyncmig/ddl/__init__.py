@@ -1,4 +1,4 @@
-"""PostgreSQL DDL for a :class:`~asyncmig.plan.Plan`, one function per migration phase.
+"""PostgreSQL DDL for a :class:`~asyncmig.plan.model.Plan`, one function per migration phase.
 
 The statements are split by phase (bare tables before the data; indexes, keys and
 CHECKs after it; foreign keys last) because building indexes and validating

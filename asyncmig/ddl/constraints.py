@@ -10,7 +10,7 @@ takes only a SHARE UPDATE EXCLUSIVE lock.
 from __future__ import annotations
 
 from asyncmig.ddl.indexes import is_column
-from asyncmig.plan import ForeignKeyPlan, IndexPlan, Plan, TablePlan
+from asyncmig.plan.model import ForeignKeyPlan, IndexPlan, Plan, TablePlan
 from asyncmig.quoting import qualified, quote_ident
 
 _ACTIONS = {"NO ACTION", "RESTRICT", "CASCADE", "SET NULL", "SET DEFAULT"}

@@ -1,7 +1,7 @@
 """A profile's extras: SQL functions, extended statistics and ``updated_at`` triggers.
 
 None of these exist in a SQLite source; a profile (e.g. profiles/2truths1lie.toml) adds
-them to the :class:`~asyncmig.plan.Plan`. They are created after the data is loaded:
+them to the :class:`~asyncmig.plan.model.Plan`. They are created after the data is loaded:
 a trigger firing on every copied row would only slow the copy (COPY fires BEFORE
 triggers) and overwrite the source's ``updated_at`` values with the load time, and
 statistics are only useful once ANALYZE can sample real rows.
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 
-from asyncmig.plan import FunctionPlan, Plan, StatisticsPlan, TablePlan, TriggerPlan
+from asyncmig.plan.model import FunctionPlan, Plan, StatisticsPlan, TablePlan, TriggerPlan
 from asyncmig.quoting import qualified, quote_ident
 
 # PostgreSQL truncates identifiers to NAMEDATALEN - 1 bytes.

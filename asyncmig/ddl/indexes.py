@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 
-from asyncmig.collations import collation_sql
-from asyncmig.plan import IndexKeyPlan, IndexPlan, Plan, TablePlan
+from asyncmig.plan.collations import collation_sql
+from asyncmig.plan.model import IndexKeyPlan, IndexPlan, Plan, TablePlan
 from asyncmig.quoting import qualified, quote_ident
 
 _QUOTED_NAME = re.compile(r'"(?:[^"]|"")+"')

@@ -12,9 +12,9 @@ from asyncmig.ddl.extras import function_sql, statistics_sql, trigger_sql
 from asyncmig.ddl.indexes import index_sql
 from asyncmig.ddl.sequences import sequence_reset_sql
 from asyncmig.ddl.tables import create_schema_sql, create_table_sql
-from asyncmig.plan import Plan
+from asyncmig.finish.views import create_view_sql
+from asyncmig.plan.model import Plan
 from asyncmig.quoting import sql_comment
-from asyncmig.views import create_view_sql
 
 
 def _block(title: str, statements: list[str]) -> str:

@@ -6,7 +6,7 @@ sequence: without this the application's first INSERT would collide with row 1.
 
 from __future__ import annotations
 
-from asyncmig.plan import Plan, TablePlan
+from asyncmig.plan.model import Plan, TablePlan
 from asyncmig.quoting import name_text, qualified, quote_ident, quote_literal
 
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from asyncmig.collations import collation_sql, create_collation_sql
-from asyncmig.plan import ColumnPlan, Plan, TablePlan
+from asyncmig.plan.collations import collation_sql, create_collation_sql
+from asyncmig.plan.model import ColumnPlan, Plan, TablePlan
 from asyncmig.quoting import qualified, quote_ident
 
 

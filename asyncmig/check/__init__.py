@@ -1,0 +1,1 @@
+"""Checks: pre-flight (validate), after the load (verify) and deep (checksums)."""

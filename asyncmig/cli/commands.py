@@ -1,0 +1,129 @@
+"""The read-only commands: check, validate, status (run/schema/data are in migrate)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import anyio
+import orjson
+
+from asyncmig.check import deep as deep_check
+from asyncmig.check import preflight, verify
+from asyncmig.cli.settings import DeepCheck
+from asyncmig.errors import MigrationError, VerificationError
+from asyncmig.migrate import RunSettings, check_server, make_plan
+from asyncmig.plan.model import Plan
+from asyncmig.target import history, rollback
+from asyncmig.target.connect import connect
+from asyncmig.target.history import RunRecord
+from asyncmig.target.safety import SafetyReport
+
+
+async def check(settings: RunSettings, deep: DeepCheck | None = None) -> list[verify.CheckResult]:
+    """Compare the PostgreSQL copy with the source: counts, foreign keys, JSON, sequences;
+    with ``deep``, a checksum of every table's values too.
+
+    Rows the latest load rejected are allowed for: counted from the history, and left
+    out of the checksums by their keys, read back from the reject store.
+    """
+    plan = await make_plan(settings)
+    conn = await connect(settings.target)
+    try:
+        await check_server(conn)
+        if not settings.overrides.widen and await history.latest_option(
+                conn, plan.schema, "widen"):  # the run's --widen chose the types: plan as it did
+            settings = replace(settings, overrides=replace(settings.overrides, widen=True))
+            plan = await make_plan(settings)
+        loads = await history.latest_loads(conn, plan.schema)
+        allowances = {table: verify.Allowance.from_accounts(load.rejected, load.replaced)
+                      for table, load in loads.items()}
+        policies = {t.name: settings.overrides.orphan_policy(t.source_name) for t in plan.tables}
+        policies.update(await history.latest_option(conn, plan.schema, "orphans") or {})
+        results = await verify.run_checks(plan, conn, settings.source, allowances, policies)
+        recorded = await history.latest_option(conn, plan.schema, "renames")
+        if recorded is not None:
+            results.append(names_result(plan, recorded))
+        if deep is not None:
+            files = {table: load.reject_file for table, load in loads.items()
+                     if load.reject_file}
+            skipped = await anyio.to_thread.run_sync(rejected_keys, files)
+            results += await deep_check.deep_check(
+                plan, conn, settings.source, explain=deep.explain,
+                sample_ranges=deep.sample_ranges, skip_rows=skipped)
+        return results
+    finally:
+        with anyio.move_on_after(10, shield=True):
+            await conn.close()
+
+
+def names_result(plan: Plan, recorded: list[dict[str, str]]) -> verify.CheckResult:
+    """The names the plan gives now are those the run recorded: else `check` would look
+    for the data under other names (the source or the profile changed since)."""
+    def shown(renames: list[dict[str, str]]) -> list[str]:
+        return sorted(f"{r['kind']} {r['table'] + '.' if r['table'] else ''}{r['source']} -> "
+                      f"{r['target']}" for r in renames)
+
+    expected, found = shown(recorded), shown([asdict(r) for r in plan.renames])
+    differing = sorted(set(expected) ^ set(found))
+    return verify.CheckResult(
+        "names", "", "renamed objects", f"{len(expected)} as recorded by the run",
+        f"{len(found)}, as recorded" if not differing else
+        f"{len(found)}, differing: {'; '.join(differing[:3])}", not differing)
+
+
+def rejected_keys(files: dict[str, str]) -> dict[str, set[object]]:
+    """The SQLite keys of rejected rows, per table, from the reject store's files."""
+    keys: dict[str, set[object]] = {}
+    for table, name in files.items():
+        path = Path(name)
+        if not path.exists():
+            raise VerificationError(
+                f"cannot check {table} deeply: its reject file {path} is gone",
+                hint="the checksums leave out rejected rows by their keys")
+        with path.open("rb") as stream:
+            for line in stream:
+                key = orjson.loads(line)["key"]
+                keys.setdefault(table, set()).add(tuple(key) if isinstance(key, list) else key)
+    return keys
+
+
+async def validate(settings: RunSettings) -> list[preflight.Check]:
+    """Pre-flight: every check reported, none raised (a plan failure is a failed check)."""
+    plan: Plan | None
+    try:
+        plan = await make_plan(settings)
+    except MigrationError:  # reported by the SQLite checks that follow
+        plan = None
+    return await preflight.validate(settings.source, settings.target, plan)
+
+
+async def status(settings: RunSettings) -> list[RunRecord]:
+    conn = await connect(settings.target)
+    try:
+        return await history.read_runs(conn)
+    finally:
+        with anyio.move_on_after(10, shield=True):
+            await conn.close()
+
+
+async def rollback_command(settings: RunSettings, run_id: int, *, force: bool = False,
+                           backup: bool = True, backup_dir: Path | None = None
+                           ) -> rollback.RollbackResult:
+    """Validate, back up (into ``backup_dir``, else the log directory), roll back."""
+    directory = (backup_dir or settings.output_dir or Path(".")) if backup else None
+    conn = await connect(settings.target)
+    try:
+        return await rollback.rollback_run(conn, run_id, force=force, backup_dir=directory)
+    finally:
+        with anyio.move_on_after(10, shield=True):
+            await conn.close()
+
+
+async def rollback_check(settings: RunSettings, run_id: int) -> SafetyReport:
+    conn = await connect(settings.target)
+    try:
+        return await rollback.check_run(conn, run_id)
+    finally:
+        with anyio.move_on_after(10, shield=True):
+            await conn.close()

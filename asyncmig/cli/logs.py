@@ -1,0 +1,110 @@
+"""structlog configuration, done once at the entry point.
+
+Two destinations:
+
+* the console (stderr): warnings only, or everything with ``--verbose``; coloured
+  lines on a terminal, otherwise (a container, a scheduled job) or with
+  ``--log-format json`` one JSON object per line;
+* the run's log file (``migration_YYYYMMDD_HHMMSS.log``, JSON lines): every event,
+  every warning and every type decision, whatever the console shows.
+
+Library modules only call ``structlog.get_logger()``. Nothing logged carries a
+password: targets are logged by their scrubbed URL only.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+import structlog
+
+from asyncmig.target import files
+
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
+          "error": logging.ERROR, "critical": logging.CRITICAL}
+
+
+def _json_dumps(obj: Any, **_: Any) -> str:
+    return orjson.dumps(obj, default=str).decode()
+
+
+def log_file_stem(now: datetime | None = None) -> str:
+    return f"migration_{(now or datetime.now()).strftime('%Y%m%d_%H%M%S')}"
+
+
+class FileTee:
+    """Write every event to the log file as JSON, then pass it on to the console."""
+
+    def __init__(self, stream: IO[str]):
+        self.stream = stream
+
+    def __call__(self, _logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+        self.stream.write(_json_dumps(event) + "\n")
+        self.stream.flush()
+        return event
+
+
+# what a log collector follows a scheduled job by: shown in JSON whatever the level
+LIFECYCLE = frozenset({"run_started", "phase_started", "progress", "run_finished",
+                       "run_failed", "run_warning"})
+
+
+class ConsoleLevel:
+    """Drop events below the console's level (the file has already seen them).
+
+    In JSON mode the run's lifecycle events always pass: a container's logs must
+    show a run start, progress and end without ``--verbose``.
+    """
+
+    def __init__(self, level: int, lifecycle: bool = False):
+        self.level = level
+        self.lifecycle = lifecycle
+
+    def __call__(self, _logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+        if self.lifecycle and event.get("event") in LIFECYCLE:
+            return event
+        if LEVELS.get(event.get("level", "info"), logging.INFO) < self.level:
+            raise structlog.DropEvent
+        return event
+
+
+def _stderr_logger(*_args: Any) -> structlog.PrintLogger:
+    """A logger on the current ``sys.stderr``, looked up when used, not when configured:
+    whoever replaces stderr later (a test harness, an embedding application) is
+    followed, and a closed stream is never written to."""
+    return structlog.PrintLogger(sys.stderr)
+
+
+def configure(*, log_format: str = "auto", verbose: bool = False,
+              log_file: Path | None = None) -> IO[str] | None:
+    """Set up logging; returns the opened log file (the caller closes it at exit)."""
+    use_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
+    stream = (io.TextIOWrapper(files.append(log_file), encoding="utf-8")
+              if log_file else None)
+    processors: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    if stream is not None:
+        processors.append(FileTee(stream))
+    processors.append(ConsoleLevel(logging.DEBUG if verbose else logging.WARNING,
+                                   lifecycle=use_json))
+    if use_json:
+        processors += [structlog.processors.dict_tracebacks,
+                       structlog.processors.JSONRenderer(serializer=_json_dumps)]
+    else:
+        processors.append(structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()))
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
+        logger_factory=_stderr_logger,
+        cache_logger_on_first_use=False,
+    )
+    return stream

@@ -1,0 +1,267 @@
+"""Readers -> bounded queues -> transformers -> writers, one pipeline per table.
+
+    reader (aiosqlite, 1 per table)
+        │  batches of --batch-size rows
+        ▼
+    queue (anyio memory stream, --queue-size batches)
+        │
+        ▼
+    transformer (one per table; skipped when no column needs one)
+        │
+        ▼
+    queue ──▶ writer (asyncpg COPY, 1 connection, 1 transaction)
+
+Up to ``--jobs`` tables run at once. The end of data is the closing of a stream:
+each stage holds its own clone and closes it when done, so the consumer's
+``async for`` ends exactly when every producer has finished. A failure anywhere
+cancels the table's task group, which aborts the COPY and rolls the table back.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import aiosqlite
+import anyio
+import asyncpg
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from asyncmig.cli.settings import default
+from asyncmig.errors import SourceError
+from asyncmig.load.copy_writer import copy_table
+from asyncmig.load.policy import Accounts, TableGuard, lenient_text
+from asyncmig.load.progress import Counter, Slot
+from asyncmig.load.transforms import Batch, Pair, build_batch_transform
+from asyncmig.plan.model import TablePlan
+from asyncmig.quoting import qualified, quote_sqlite_ident
+from asyncmig.source.scan import SQL_FUNCTIONS
+from asyncmig.source.sqlite import open_async, source_error
+from asyncmig.target import history
+
+# a batch holds at most this many bytes of values (about): a table of large blobs moves
+# in small batches, so memory stays bounded in bytes, not only in rows
+BATCH_BYTES = 16 * 1024 * 1024
+
+
+def batch_rows(settings: PipelineSettings, table: TablePlan) -> int:
+    """Rows per batch: --batch-size, fewer when the table's rows are big."""
+    if table.row_bytes <= 0:
+        return settings.batch_size
+    return max(1, min(settings.batch_size, BATCH_BYTES // table.row_bytes))
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    batch_size: int = default("batch_size")
+    queue_size: int = default("queue_size")  # batches per queue: memory is bounded by batch_size * queue_size
+    transformers: int = 1
+    reject_dir: Path | None = None  # where <table>.jsonl rejects go (None: counted only)
+    max_rejects: int | None = default("max_rejects")  # per table; more rolls the table back
+
+
+@dataclass(frozen=True)
+class TableLoad:
+    """What happened to one table's data: read = copied + rejected."""
+
+    table: str
+    rows_read: int
+    rows_copied: int
+    seconds: float
+    rows_committed: int = -1  # counted after the commit; -1 until then
+    accounts: Accounts = field(default_factory=Accounts)
+
+    @property
+    def rows_rejected(self) -> int:
+        return self.accounts.rejected
+
+
+def select_sql(table: TablePlan) -> str:
+    columns = ", ".join(quote_sqlite_ident(c.source_name) for c in table.columns)
+    terms = [table.proof] if table.proof else []
+    if table.rowid_range is not None:  # a split table's part (asyncmig.load.split)
+        terms.insert(0, f"rowid BETWEEN {int(table.rowid_range[0])} AND "
+                        f"{int(table.rowid_range[1])}")
+    where = f" WHERE {' AND '.join(terms)}" if terms else ""
+    return f"SELECT {columns} FROM {quote_sqlite_ident(table.source_name)}{where}"
+
+
+class PlanRefuted(Exception):
+    """A row the plan made from a sample does not fit (``TablePlan.proof``).
+
+    Not a MigrationError: the run drops what it made, profiles ``table`` over every row
+    and starts again (:mod:`asyncmig.migrate`).
+    """
+
+    def __init__(self, table: str, column: str) -> None:
+        super().__init__(table, column)
+        self.table = table
+        self.column = column
+
+
+async def _watch_proof(conn: aiosqlite.Connection, table: TablePlan) -> list[int]:
+    """Register the function the proof calls for a refuting row; it records the column."""
+    refuted: list[int] = []
+
+    def asyncmig_refuted(number: int) -> int:
+        refuted.append(number)
+        raise ValueError("plan refuted")  # stops the scan at this row
+
+    if table.proof:
+        await conn.create_function("asyncmig_refuted", 1, asyncmig_refuted)
+        for name, arguments, function in SQL_FUNCTIONS:  # the conditions call them
+            await conn.create_function(name, arguments, function, deterministic=True)
+    return refuted
+
+
+async def read_table(source: Path, table: TablePlan, send: MemoryObjectSendStream[Pair],
+                     batch_size: int, guard: TableGuard) -> int:
+    """Stream the table's rows in batches; returns how many were read.
+
+    Text that is not UTF-8 makes Python's sqlite3 raise in the middle of a batch: the
+    read then restarts after the rows already sent, with a text factory that marks such
+    values, and each is settled by its column's policy (an OFFSET scan, paid only once).
+    """
+    count = 0
+    sent = [0]  # rows handed on so far: where a restarted read resumes
+    async with send:
+        conn = await open_async(source)
+        try:
+            refuted = await _watch_proof(conn, table)
+            try:
+                count = await _read(conn, table, send, batch_size, guard, sent)
+            except sqlite3.OperationalError as exc:
+                if "decode" not in str(exc) or refuted:
+                    raise
+                conn.text_factory = lenient_text
+                count = await _read(conn, table, send, batch_size, guard, sent)
+        except sqlite3.DatabaseError as exc:
+            if refuted:
+                raise PlanRefuted(table.name, table.columns[refuted[0]].name) from None
+            raise source_error(source, exc) from exc
+        except anyio.BrokenResourceError:
+            # the writer stopped first and closed its end: its own error says why, and
+            # a "broken stream" here must not stand in for it
+            return sent[0]
+        finally:
+            with anyio.CancelScope(shield=True):
+                await conn.close()
+    return count
+
+
+async def _read(conn: aiosqlite.Connection, table: TablePlan,
+                send: MemoryObjectSendStream[Pair], batch_size: int, guard: TableGuard,
+                sent: list[int]) -> int:
+    offset = sent[0]
+    sql = select_sql(table) + (f" LIMIT -1 OFFSET {offset}" if offset else "")
+    cursor = await conn.execute(sql)
+    lenient = conn.text_factory is lenient_text
+    # rows are plain tuples (no row factory): no per-row copy on the hot path
+    while batch := cast(Batch, list(await cursor.fetchmany(batch_size))):
+        read = len(batch)
+        if lenient:
+            batch = guard.resolve_invalid_text(batch)
+        await send.send((batch, batch))
+        sent[0] += read
+    return sent[0]
+
+
+async def transform_batches(
+    receive: MemoryObjectReceiveStream[Pair],
+    send: MemoryObjectSendStream[Pair],
+    transform: Callable[[Pair], Pair],
+) -> None:
+    async with receive, send:
+        async for pair in receive:
+            try:
+                await send.send(transform(pair))
+            except anyio.BrokenResourceError:
+                return  # the writer stopped first: its error is the one to report
+
+
+async def load_table(
+    source: Path,
+    schema: str,
+    table: TablePlan,
+    conn: asyncpg.Connection,
+    settings: PipelineSettings,
+    run_id: int | None = None,
+    slot: Slot | None = None,
+    *,
+    clean: bool = False,
+) -> TableLoad:
+    """Move one table's rows from SQLite into its PostgreSQL table.
+
+    ``slot`` is the table's place on the run's progress board (see
+    :mod:`asyncmig.load.progress`): the writer adds each batch's rows to it. The table is
+    empty, or ``clean`` says it may not be (a retry, a resumed run): it is then
+    emptied, with its history row, in the load's own transaction.
+    """
+    if slot is None:
+        return await _load_table(source, schema, table, conn, settings, run_id, None, clean)
+    with slot.counter() as counter:
+        return await _load_table(source, schema, table, conn, settings, run_id, counter, clean)
+
+
+async def _load_table(
+    source: Path,
+    schema: str,
+    table: TablePlan,
+    conn: asyncpg.Connection,
+    settings: PipelineSettings,
+    run_id: int | None,
+    counter: Counter | None,
+    clean: bool,
+) -> TableLoad:
+    started = time.perf_counter()
+    guard = TableGuard(table, settings.reject_dir, settings.max_rejects)
+    transform = build_batch_transform(table, guard)
+    read_send, read_receive = anyio.create_memory_object_stream[Pair](settings.queue_size)
+    results: dict[str, Any] = {}
+
+    async def reader() -> None:
+        results["read"] = await read_table(source, table, read_send,
+                                           batch_rows(settings, table), guard)
+
+    async def record(conn: asyncpg.Connection, copied: int) -> None:
+        if run_id is None:
+            return
+        await history.record_table(conn, run_id, table.name, table.row_count, copied,
+                                   guard.accounts, time.perf_counter() - started)
+
+    async def empty(conn: asyncpg.Connection) -> None:
+        await conn.execute(f"TRUNCATE {qualified(schema, table.name)}")
+        if run_id is not None:
+            await history.forget_table(conn, run_id, table.name)
+
+    writer_input = read_receive
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(reader)
+            if transform is not None:
+                out_send, out_receive = anyio.create_memory_object_stream[Pair](
+                    settings.queue_size)
+                async with read_receive, out_send:
+                    for _ in range(max(1, settings.transformers)):
+                        tg.start_soon(transform_batches, read_receive.clone(),
+                                      out_send.clone(), transform)
+                writer_input = out_receive
+            on_batch = (None if counter is None else
+                        lambda rows: counter.add(rows, guard.accounts.rejected))
+            results["copied"] = await copy_table(conn, schema, table, writer_input, guard,
+                                                 record, on_batch, empty if clean else None)
+    finally:
+        # copy_table closes it, but not when cancelled before it began (a reader or a
+        # transformer failed first): left open, it would warn when collected
+        writer_input.close()
+        guard.close()
+    _, rows_copied = results["copied"]
+    if rows_copied + guard.accounts.rejected != results["read"]:
+        raise SourceError(f"internal mismatch loading {table.name}: read {results['read']}, "
+                          f"copied {rows_copied}, rejected {guard.accounts.rejected}")
+    return TableLoad(table.name, results["read"], rows_copied, time.perf_counter() - started,
+                     accounts=guard.accounts)

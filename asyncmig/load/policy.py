@@ -1,0 +1,321 @@
+"""What happens to a value that does not fit, and to the rows that cannot be loaded.
+
+Each column has a policy (``ColumnPlan.on_error``), chosen globally (``--on-error``),
+per table or per column (a profile's ``on_error``):
+
+* ``coerce``: a documented conversion, announced in the log: NUL characters stripped
+  from text, invalid UTF-8 decoded with U+FFFD replacement characters, '1'/'yes'/'on'
+  and their opposites to booleans, whole-number text or reals to integers, epoch
+  numbers to timestamps; a value no rule converts is rejected (never a silent NULL);
+* ``default``: the column's literal default (e.g. ``'{}'::jsonb``), else as ``null``;
+* ``null``: NULL where the column allows it, else the row is rejected;
+* ``reject``: the whole row goes to the reject store instead of the table;
+* ``fail``: the run stops, naming table, column, key and value.
+
+A :class:`TableGuard` applies them for one table and keeps the accounts: every
+replacement and rejection is counted, logged with its row key, and every rejected row
+is written, with its original values, to ``<rejects dir>/<table>.jsonl``. For every
+table, rows read = rows loaded + rows rejected.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from asyncmig.errors import DataError
+from asyncmig.plan.model import ColumnPlan, TablePlan
+from asyncmig.target import files
+
+REPORTED = 100  # per table: replacements kept with their keys for the log
+
+
+class InvalidText:
+    """A TEXT value whose bytes are not UTF-8 (SQLite stores whatever it is given)."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: bytes):
+        self.raw = raw
+
+    def __repr__(self) -> str:
+        return f"<invalid UTF-8 {self.raw[:40]!r}>"
+
+
+def lenient_text(raw: bytes) -> str | InvalidText:
+    """sqlite3 text factory used once a table has shown invalid UTF-8."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return InvalidText(raw)
+
+
+@dataclass
+class Replacement:
+    column: str
+    key: Any
+    value: Any
+    action: str  # coerced / default / null
+    reason: str
+
+
+@dataclass
+class Accounts:
+    """What a table's guard did; travels back from worker processes."""
+
+    rejected: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)  # reason -> rejected rows
+    replaced: dict[str, int] = field(default_factory=dict)  # "column: action" -> values
+    examples: list[Replacement] = field(default_factory=list)
+    reject_file: str | None = None
+
+
+class TooManyRejects(DataError):
+    pass
+
+
+def json_value(value: Any) -> Any:
+    """A source value as JSON, exactly: blobs and invalid text as base64, odd floats named."""
+    if isinstance(value, bytes):
+        return {"base64": base64.b64encode(value).decode()}
+    if isinstance(value, InvalidText):
+        return {"base64": base64.b64encode(value.raw).decode(), "invalid_utf8": True}
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"float": repr(value)}
+    return value
+
+
+_LITERAL = re.compile(r"\s*'((?:[^']|'')*)'\s*(?:::\s*[a-z ]+)?\s*", re.IGNORECASE)
+
+
+def literal_default(column: ColumnPlan) -> tuple[bool, Any]:
+    """(True, value) when the column's default is a plain literal usable as a value."""
+    text = (column.default or "").strip()
+    if not text:
+        return False, None
+    match = _LITERAL.fullmatch(text)
+    if match:
+        return True, match.group(1).replace("''", "'")
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return True, lowered == "true"
+    if re.fullmatch(r"-?\d+", text):
+        return True, int(text)
+    if re.fullmatch(r"-?\d+\.\d*(e-?\d+)?", lowered):
+        return True, Decimal(text)
+    return False, None
+
+
+_TRUE = {"1", "t", "true", "y", "yes", "on"}
+_FALSE = {"0", "f", "false", "n", "no", "off"}
+
+
+def coerce(column: ColumnPlan, value: Any) -> Any:
+    """The documented lossless-or-announced conversions; ValueError when none applies."""
+    base = column.target_type.split("(")[0].strip().lower()
+    if isinstance(value, InvalidText):
+        value = value.raw.decode("utf-8", errors="replace")
+        if base in ("text", "varchar", "character varying"):
+            return value.replace("\x00", "")
+    if isinstance(value, str) and "\x00" in value and base in ("text", "varchar"):
+        return value.replace("\x00", "")
+    if base == "boolean":
+        word = str(value).strip().lower()
+        if word in _TRUE or word in _FALSE:
+            return word in _TRUE
+    if base in ("bigint", "integer", "smallint"):
+        number = Decimal(str(value).strip())
+        if number == number.to_integral_value():
+            return int(number)
+    if base in ("timestamptz", "timestamp") and isinstance(value, (int, float)):
+        return dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=value)
+    raise ValueError("no coercion applies")
+
+
+def key_positions(table: TablePlan) -> list[int]:
+    return [i for i, c in enumerate(table.columns) if c.name in table.primary_key]
+
+
+def row_key(positions: list[int], row: tuple[Any, ...]) -> Any:
+    """A row's primary key as a person reads it: the value, a tuple, or None without one."""
+    key = tuple(row[i] for i in positions) if positions else None
+    return key[0] if key is not None and len(key) == 1 else key
+
+
+class Rejected(ValueError):
+    """The column's policy sends the whole row to the reject store."""
+
+
+_CONVERSION_ERRORS = (ValueError, TypeError, ArithmeticError, OverflowError,
+                      orjson.JSONDecodeError)
+
+
+def replacement(column: ColumnPlan, value: Any,
+                function: Callable[[Any], Any] | None) -> tuple[str, Any]:
+    """(action, new value) the column's policy puts in place of a bad value.
+
+    Raises :class:`Rejected` when the row is rejected instead. The load applies it
+    (:class:`TableGuard`) and so does ``check --deep`` on the SQLite side, so both
+    agree on what a replaced value became.
+    """
+    policy = column.on_error
+    if policy == "coerce":
+        try:
+            fixed = coerce(column, value)
+            converted = function(fixed) if function and not isinstance(
+                fixed, dt.datetime) else fixed
+        except _CONVERSION_ERRORS:
+            raise Rejected("no coercion applies") from None
+        return "coerced", converted
+    if policy == "default":
+        usable, default = literal_default(column)
+        if usable:
+            try:
+                return "default", function(default) if function else default
+            except _CONVERSION_ERRORS:
+                pass  # an unusable default: the column is treated as under `null`
+        policy = "null"
+    if policy == "null" and column.nullable:
+        return "null", None
+    raise Rejected(f"policy {column.on_error}")
+
+
+def reject_path(reject_dir: Path, table: str) -> Path:
+    """Where a table's rejected rows go: one file per table in the run's reject directory."""
+    return (reject_dir / f"{files.safe_name(table)}.jsonl").absolute()
+
+
+class TableGuard:
+    """Applies one table's column policies and keeps its accounts and reject file."""
+
+    def __init__(self, table: TablePlan, reject_dir: Path | None, max_rejects: int | None,
+                 *, append: bool = False):
+        self.append = append  # a later phase (orphans) adds to the load's reject file
+        self.table = table
+        self.reject_dir = reject_dir
+        self.max_rejects = max_rejects
+        self.accounts = Accounts()
+        self.keys = key_positions(table)
+        self._stream: IO[bytes] | None = None
+
+    @property
+    def lenient(self) -> bool:
+        """Whether any column lets a bad value pass in some form (else: fail fast)."""
+        return any(c.on_error != "fail" for c in self.table.columns)
+
+    def key(self, row: tuple[Any, ...]) -> Any:
+        return row_key(self.keys, row)
+
+    def convert(self, rows: list[tuple[Any, ...]],
+                work: list[tuple[int, Callable[[Any], Any]]]) -> tuple[list[tuple[Any, ...]],
+                                                                  list[tuple[Any, ...]]]:
+        """The slow path: row by row, value by value, policies applied; (converted, originals)."""
+        converted, kept = [], []
+        for row in rows:
+            result = self._row(row, work)
+            if result is not None:
+                converted.append(result)
+                kept.append(row)
+        return converted, kept
+
+    def resolve_invalid_text(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """Before the transforms: settle every invalid-UTF-8 value by its column's policy."""
+        resolved = []
+        for row in rows:
+            if not any(isinstance(v, InvalidText) for v in row):
+                resolved.append(row)
+                continue
+            values = list(row)
+            ok = True
+            for position, value in enumerate(row):
+                if isinstance(value, InvalidText):
+                    ok = self._settle(row, values, position, value, "invalid UTF-8 in text")
+                    if not ok:
+                        break
+            if ok:
+                resolved.append(tuple(values))
+        return resolved
+
+    def _row(self, row: tuple[Any, ...],
+             work: list[tuple[int, Callable[[Any], Any]]]) -> tuple[Any, ...] | None:
+        values = list(row)
+        for position, function in work:
+            value = values[position]
+            if value is None:
+                continue
+            try:
+                values[position] = function(value)
+            except (ValueError, TypeError, OverflowError, ArithmeticError,
+                    orjson.JSONDecodeError, UnicodeDecodeError) as exc:
+                column = self.table.columns[position]
+                reason = f"not a valid {column.target_type}: {exc}"
+                if not self._settle(row, values, position, value, reason, function):
+                    return None
+        return tuple(values)
+
+    def _settle(self, row: tuple[Any, ...], values: list[Any], position: int, value: Any,
+                reason: str, function: Callable[[Any], Any] | None = None) -> bool:
+        """Apply the column's policy to one bad value; False when the row is rejected."""
+        column = self.table.columns[position]
+        if column.on_error == "fail":
+            raise DataError(self.table.name, column.name, self.key(row), value, reason)
+        try:
+            action, values[position] = replacement(column, value, function)
+        except Rejected:
+            self.reject(row, column.name, reason, "transform")
+            return False
+        self._replaced(row, column, value, action, reason)
+        return True
+
+    def _replaced(self, row: tuple[Any, ...], column: ColumnPlan, value: Any, action: str,
+                  reason: str) -> None:
+        label = f"{column.name}: {action}"
+        self.accounts.replaced[label] = self.accounts.replaced.get(label, 0) + 1
+        if len(self.accounts.examples) < REPORTED:
+            shown = value if not isinstance(value, InvalidText) else repr(value)
+            self.accounts.examples.append(Replacement(column.name, self.key(row), shown,
+                                                      action, reason))
+
+    def reject(self, row: tuple[Any, ...], column: str | None, reason: str, stage: str) -> None:
+        """The whole row to the reject store, with its original values and why."""
+        accounts = self.accounts
+        accounts.rejected += 1
+        short = reason.split(":")[0] if stage == "transform" else reason.splitlines()[0][:120]
+        accounts.reasons[short] = accounts.reasons.get(short, 0) + 1
+        if self.max_rejects is not None and accounts.rejected > self.max_rejects:
+            raise TooManyRejects(
+                self.table.name, column or "?", self.key(row), None,
+                f"more than --max-rejects {self.max_rejects} rows rejected; the table is rolled "
+                "back", hint="clean the source, choose other policies, or raise --max-rejects")
+        if self.reject_dir is None:
+            return
+        if self._stream is None:
+            files.private_dir(self.reject_dir)
+            path = reject_path(self.reject_dir, self.table.name)
+            self._stream = files.append(path) if self.append else files.rewrite(path)
+            accounts.reject_file = str(path)
+        record = {
+            "table": self.table.name,
+            "key": json_value(self.key(row)) if not isinstance(self.key(row), tuple)
+            else [json_value(v) for v in self.key(row)],
+            "column": column,
+            "reason": reason,
+            "stage": stage,
+            "row": {c.source_name: json_value(v) for c, v in zip(self.table.columns, row,
+                                                                  strict=True)},
+        }
+        self._stream.write(orjson.dumps(record, default=str) + b"\n")
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None

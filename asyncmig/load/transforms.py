@@ -1,0 +1,495 @@
+"""Per-value conversions from what SQLite returns to what asyncpg's binary COPY takes.
+
+Each transform converts one non-NULL value exactly or raises ``ValueError`` /
+``TypeError``; it never guesses. Where asyncpg's own codec already converts the
+value exactly (UUID and inet text, proven valid by the profile; JSON text, which
+jsonb parses itself, keeping key order and the exact digits of numbers), the
+transform is ``None`` and costs nothing.
+
+Per batch, :func:`build_batch_transform` compiles one comprehension touching only
+the columns that need work, and reports a failure with the row's key.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import math
+import re
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any, TypeVar
+
+import orjson
+
+from asyncmig.errors import DataError
+from asyncmig.load.policy import TableGuard, key_positions, row_key
+from asyncmig.plan import datenums
+from asyncmig.plan.model import ColumnPlan, TablePlan
+
+Transform = Callable[[Any], Any]
+Batch = list[tuple[Any, ...]]
+
+UTC = dt.UTC
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
+MAX_FRACTION_DIGITS = 6
+
+
+def to_int(value: Any) -> int:
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        return int(value)
+    raise ValueError("not an integer")
+
+
+def to_float(value: Any) -> float:
+    if isinstance(value, float):
+        return value
+    if isinstance(value, int):
+        result = float(value)
+        if int(result) != value:
+            raise ValueError("integer too large for double precision without rounding")
+        return result
+    if isinstance(value, str):
+        return float(value)
+    raise TypeError("not a number")
+
+
+def to_numeric(value: Any) -> Decimal | int:
+    """Exact: a float becomes the decimal it prints as (asyncpg would expand its binary value)."""
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, str):
+        try:
+            return Decimal(value.strip())
+        except InvalidOperation:
+            raise ValueError("not a number") from None
+    raise TypeError("not a number")
+
+
+def to_text(value: Any) -> str:
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("text contains a NUL character, which PostgreSQL text cannot hold")
+        return value
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value)  # the shortest text that reads back as the same double
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    raise TypeError("not text")
+
+
+def check_text(value: Any) -> str:
+    if isinstance(value, str) and "\x00" not in value:
+        return value
+    return to_text(value)
+
+
+def to_bytes(value: Any) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, float):
+        return repr(value).encode()
+    if isinstance(value, int):
+        return str(value).encode()
+    raise TypeError("not bytes")
+
+
+def to_json(value: Any) -> str:
+    """Validated, then passed as the original text: jsonb keeps numbers' digits that way."""
+    text = value.decode("utf-8") if isinstance(value, bytes) else value
+    if not isinstance(text, str):
+        raise TypeError("JSON must be text")
+    orjson.loads(text)
+    if "\\u0000" in text:
+        raise ValueError("JSON with \\u0000, which jsonb cannot hold")
+    return text
+
+
+def to_uuid(value: Any) -> uuid.UUID:
+    if isinstance(value, bytes) and len(value) == 16:
+        return uuid.UUID(bytes=value)
+    if not isinstance(value, str):
+        raise TypeError("not a UUID")
+    return uuid.UUID(value)
+
+
+def to_inet(value: Any) -> str:
+    from asyncmig.source.scan import is_inet
+
+    if not is_inet(value):
+        raise ValueError("not an IP address PostgreSQL accepts unchanged")
+    return str(value)
+
+
+_BOOLEANS: Mapping[Any, bool] = {
+    0: False, 1: True, "0": False, "1": True, "t": True, "f": False,
+    "true": True, "false": False,
+}
+
+
+def to_bool(value: Any) -> bool:
+    try:
+        key = value.lower() if isinstance(value, str) else value
+        return _BOOLEANS[key]
+    except (KeyError, TypeError):
+        raise ValueError("not a boolean (0/1, t/f, true/false)") from None
+
+
+def _check_fraction(text: str) -> None:
+    """fromisoformat drops digits beyond microseconds; refuse rather than round silently."""
+    dot = text.find(".", 19)
+    if dot < 0:
+        return
+    digits = 0
+    for char in text[dot + 1:]:
+        if not char.isdigit():
+            break
+        digits += 1
+    if digits > MAX_FRACTION_DIGITS:
+        raise ValueError("more than 6 fraction digits: PostgreSQL keeps microseconds")
+
+
+def to_timestamptz(value: Any) -> dt.datetime:
+    """ISO text; naive values are UTC (the documented policy).
+
+    The inlined fast path returns naive results as they are (asyncpg's timestamptz
+    codec reads a naive datetime as UTC, which saves a call per value).
+    """
+    if len(value) > 26:
+        _check_fraction(value)
+    parsed = not_infinite(dt.datetime.fromisoformat(value))
+    # the fast path leaves naive values naive; here (years 1 and 9999, overrides) the
+    # zone is made explicit, since asyncpg's local-time step fails near year 1
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+# asyncpg's codecs send these exact values as -infinity / infinity: a real date
+# 0001-01-01 (a common placeholder) would silently become another value. They are
+# refused instead, so the column's policy decides (the reject store, by default).
+_INFINITE = {dt.date.min, dt.date.max, dt.datetime.min, dt.datetime.max,
+             dt.datetime.min.replace(tzinfo=UTC), dt.datetime.max.replace(tzinfo=UTC)}
+EDGE_YEARS = frozenset({"0001", "9999"})
+DateLike = TypeVar("DateLike", dt.date, dt.datetime)
+
+
+def not_infinite(value: DateLike) -> DateLike:
+    if value in _INFINITE or (isinstance(value, dt.datetime) and value.tzinfo is not None
+                              and value.astimezone(UTC).replace(tzinfo=None) in _INFINITE):
+        raise ValueError(f"{value} would be stored as infinity by the PostgreSQL driver")
+    return value
+
+
+def to_timestamp(value: Any) -> dt.datetime:
+    """Wall-clock time without a zone; a value with an offset is converted to UTC first."""
+    if not isinstance(value, str):
+        raise TypeError("not a timestamp text")
+    if len(value) > 26:
+        _check_fraction(value)
+    parsed = dt.datetime.fromisoformat(value)
+    return not_infinite(parsed.astimezone(UTC).replace(tzinfo=None) if parsed.tzinfo else parsed)
+
+
+def to_date(value: Any) -> dt.date:
+    if not isinstance(value, str) or len(value) != 10:
+        raise ValueError("not a YYYY-MM-DD date")
+    return not_infinite(dt.date.fromisoformat(value))
+
+
+def to_time(value: Any) -> dt.time:
+    if not isinstance(value, str):
+        raise TypeError("not a time text")
+    return dt.time.fromisoformat(value)
+
+
+def epoch(micros_per_unit: int) -> Transform:
+    def convert(value: Any) -> dt.datetime:
+        if isinstance(value, int):
+            micros = value * micros_per_unit
+        elif isinstance(value, float):
+            micros = int((Decimal(repr(value)) * micros_per_unit).to_integral_value())
+        else:
+            raise TypeError("not an epoch number")
+        return EPOCH + dt.timedelta(microseconds=micros)
+
+    return convert
+
+
+def _dated_number(value: float) -> dt.datetime:
+    """A number of a date column as SQLite's date functions read it (asyncmig.plan.datenums)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError("not a date number")
+    return not_infinite(EPOCH + dt.timedelta(microseconds=datenums.micros(value)))
+
+
+def sqlite_timestamptz(value: Any) -> dt.datetime:
+    """Julian day numbers and Unix times by magnitude, per value; ISO text as usual."""
+    return to_timestamptz(value) if isinstance(value, str) else _dated_number(value)
+
+
+def sqlite_timestamp(value: Any) -> dt.datetime:
+    """As :func:`sqlite_timestamptz`, as UTC wall-clock time without a zone."""
+    if isinstance(value, str):
+        return to_timestamp(value)
+    return _dated_number(value).replace(tzinfo=None)
+
+
+def sqlite_date(value: Any) -> dt.date:
+    """A number that reads as a whole day; one with a time of day does not fit a date."""
+    if isinstance(value, str):
+        return to_date(value)
+    stamp = _dated_number(value)
+    if stamp.time() != dt.time():
+        raise ValueError(f"{value!r} reads as {stamp:%Y-%m-%d %H:%M:%S.%f}: a date would "
+                         "drop its time of day")
+    return not_infinite(stamp.date())
+
+
+# --- the declared type kept (asyncmig.plan.contract): a value that does not fit raises, and
+# the column's policy decides; nothing is converted that the column did not hold as is
+
+
+def int_strict(value: Any) -> int:
+    if type(value) is int:
+        return value
+    raise ValueError("not an integer")
+
+
+def float_strict(value: Any) -> float:
+    if type(value) is float:
+        return value
+    if type(value) is int:
+        return to_float(value)
+    raise ValueError("not a number")
+
+
+def numeric_strict(value: Any) -> Decimal | int:
+    if type(value) is int or (type(value) is float and math.isfinite(value)):
+        return to_numeric(value)
+    raise ValueError("not a finite number")
+
+
+def bytes_strict(value: Any) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    raise ValueError("not a blob")
+
+
+def numeric_fit(precision: int, scale: int) -> Transform:
+    """numeric(p, s): a number PostgreSQL would store without rounding it or refusing it."""
+    limit = Decimal(10) ** (precision - scale)
+
+    def convert(value: Any) -> Decimal | int:
+        number = numeric_strict(value)
+        exact = Decimal(number)
+        if abs(exact) >= limit:
+            raise ValueError(f"more than {precision - scale} digits before the point")
+        if not isinstance(number, int) and _scale(exact) > scale:
+            raise ValueError(f"more than {scale} digits after the point: it would be rounded")
+        return number
+
+    return convert
+
+
+def _scale(number: Decimal) -> int:
+    """Digits after the point (a float's shortest repr has at most 17: normalize is exact)."""
+    exponent = number.normalize().as_tuple().exponent
+    return -exponent if isinstance(exponent, int) and exponent < 0 else 0
+
+
+def varchar_fit(length: int) -> Transform:
+    def convert(value: Any) -> str:
+        if not isinstance(value, str):
+            raise TypeError("not text")
+        if len(value) > length:
+            raise ValueError(f"{len(value)} characters, longer than {length}")
+        return check_text(value)
+
+    return convert
+
+
+_MODIFIERS = re.compile(r"\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)")
+
+
+def transform_for(column: ColumnPlan) -> Transform | None:
+    """The column's transform; numeric_fit and varchar_fit take the type's modifiers."""
+    if column.transform in ("numeric_fit", "varchar_fit"):
+        found = _MODIFIERS.search(column.target_type)
+        if found is None:
+            raise KeyError(f"{column.name}: {column.transform} needs a type with modifiers, "
+                           f"not {column.target_type!r}")
+        if column.transform == "varchar_fit":
+            return varchar_fit(int(found.group(1)))
+        return numeric_fit(int(found.group(1)), int(found.group(2) or 0))
+    if column.transform not in TRANSFORMS:
+        raise KeyError(f"{column.name}: unknown transform {column.transform!r}")
+    return TRANSFORMS[column.transform]
+
+
+TRANSFORMS: Mapping[str, Transform | None] = {
+    "none": None,
+    "int": to_int,
+    "float": to_float,
+    "numeric": to_numeric,
+    "text": to_text,
+    "text_nul_check": check_text,
+    "bytes": to_bytes,
+    "bytes_from_any": to_bytes,
+    "json": to_json,
+    "json_text": None,  # json_valid() held for every value in the profile scan; jsonb parses it
+    "uuid": None,  # text proven by the profile; asyncpg parses both spellings
+    "uuid_checked": to_uuid,
+    "inet": None,  # text proven by the profile
+    "inet_checked": to_inet,
+    "bool": to_bool,
+    "bool_int": to_bool,  # only integers 0/1, proved by the profile: inlined
+    "date": to_date,
+    "time": to_time,
+    "timestamp": to_timestamp,
+    "timestamptz": to_timestamptz,  # inlined as fromisoformat: the profile proved the spelling
+    "timestamptz_checked": to_timestamptz,
+    "epoch_s": epoch(1_000_000),
+    "epoch_ms": epoch(1_000),
+    "epoch_us": epoch(1),
+    "sqlite_timestamptz": sqlite_timestamptz,
+    "sqlite_timestamp": sqlite_timestamp,
+    "sqlite_date": sqlite_date,
+    "int_strict": int_strict,
+    "float_strict": float_strict,
+    "numeric_strict": numeric_strict,
+    "bytes_strict": bytes_strict,
+}
+
+# exceptions a transform raises for a value it cannot convert
+VALUE_ERRORS = (ValueError, TypeError, OverflowError, ArithmeticError, orjson.JSONDecodeError,
+                UnicodeDecodeError, ipaddress.AddressValueError)
+
+
+def column_transforms(table: TablePlan) -> list[tuple[int, Transform]]:
+    found = []
+    for position, column in enumerate(table.columns):
+        function = transform_for(column)
+        if function is not None:
+            found.append((position, function))
+    return found
+
+
+# Transforms whose exactness the profile scan has already proved for every value
+# (see asyncmig.source.scan.acceptance) are written inline into the generated row
+# expression, saving a Python call per value; a value that still fails raises, and
+# the batch is then explained value by value with the checked function.
+def local_time_is_utc() -> bool:
+    """asyncpg reads a naive datetime as *local* time for timestamptz: only in a UTC
+    process may the fast path leave values naive (the CLI sets TZ=UTC for itself)."""
+    return time.timezone == 0 and time.altzone == 0 and not time.daylight
+
+
+INLINE: Mapping[str, tuple[str, Mapping[str, Any]]] = {
+    "bool_int": ("({v} == 1)", {}),
+    # the year test keeps the common case to one C call; only years 1 and 9999 can be
+    # the values asyncpg would turn into infinity
+    "timestamptz": ("(_iso({v}) if {v}[:4] not in _edge else _checked({v}))",
+                    {"_iso": dt.datetime.fromisoformat, "_edge": EDGE_YEARS,
+                     "_checked": to_timestamptz}),
+}
+
+
+Pair = tuple[Batch, Batch]  # (rows to load, the same rows as read: for the reject store)
+
+
+def build_batch_transform(table: TablePlan,
+                          guard: TableGuard | None = None) -> Callable[[Pair], Pair] | None:
+    """One function converting a batch of rows, or None when no column needs work.
+
+    The row function is generated as a single tuple expression, e.g.
+    ``(r0, f1(r1) if r1 is not None else None, r2)``, because a comprehension
+    over unpacked tuples is several times faster than per-column loops. Only column
+    positions and fixed templates go into the generated source, never a name. When a
+    value fails, the batch is redone row by row with the columns' policies (``guard``).
+    """
+    work = column_transforms(table)
+    if not work:
+        return None
+    width = len(table.columns)
+    by_position = dict(work)
+    namespace: dict[str, Any] = {f"f{i}": fn for i, fn in by_position.items()}
+    items = []
+    for i, column in enumerate(table.columns):
+        name = f"r{i}"
+        if i not in by_position:
+            items.append(name)
+            continue
+        template, helpers = INLINE.get(column.transform, (f"f{i}({{v}})", {}))
+        if column.transform == "timestamptz" and not local_time_is_utc():
+            template, helpers = f"f{i}({{v}})", {}  # the checked path: always aware
+        namespace.update(helpers)
+        call = template.format(v=name)
+        items.append(call if not column.nullable else f"({call} if {name} is not None else None)")
+    unpack = ", ".join(f"r{i}" for i in range(width)) + ("," if width == 1 else "")
+    source = f"lambda batch: [({', '.join(items)},) for ({unpack}) in batch]"
+    fast: Callable[[Batch], Batch] = eval(source, namespace)  # built from positions only
+
+    def transform(pair: Pair) -> Pair:
+        rows, originals = pair
+        try:
+            return fast(rows), originals
+        except VALUE_ERRORS:
+            if guard is None or not guard.lenient:
+                raise _explain(table, work, rows) from None
+            return guard.convert(rows, work)
+
+    return transform
+
+
+def _explain(table: TablePlan, work: list[tuple[int, Transform]], batch: Batch) -> DataError:
+    """Find the first failing value of a batch again, and name it with its row's key."""
+    positions = key_positions(table)
+    for row in batch:
+        for position, function in work:
+            value = row[position]
+            if value is None:
+                continue
+            try:
+                function(value)
+            except VALUE_ERRORS as exc:
+                key = row_key(positions, row)
+                column = table.columns[position]
+                return DataError(table.name, column.name, key if key is not None else row,
+                                 value, f"not a valid {column.target_type}: {exc}")
+    return DataError(table.name, "?", None, None, "a transform failed and then succeeded")
+
+
+# what asyncpg's codecs accept per target type, checked again only after a COPY failed
+VALIDATORS: Mapping[str, Transform] = {
+    "uuid": to_uuid,
+    "inet": to_inet,
+    "bigint": to_int,
+    "double precision": to_float,
+    "numeric": to_numeric,
+    "text": to_text,
+    "varchar": to_text,
+    "jsonb": to_json,
+    "boolean": lambda v: v if isinstance(v, bool) else to_bool(v),
+}
+
+
+def explain_rejected_batch(table: TablePlan, batch: Batch, error: Exception) -> DataError:
+    """asyncpg refused a value while encoding a batch: find it and name its row's key."""
+    checks = [(i, VALIDATORS[c.target_type.split("(")[0].strip()])
+              for i, c in enumerate(table.columns)
+              if c.target_type.split("(")[0].strip() in VALIDATORS]
+    found = _explain(table, checks, batch)
+    if found.column != "?":
+        return found
+    return DataError(table.name, "?", None, None, f"the PostgreSQL driver refused a value: {error}")

@@ -1,0 +1,1 @@
+"""The SQLite side: open the file read-only, introspect it, scan its values."""

@@ -1,0 +1,222 @@
+"""Where the target PostgreSQL is, and connecting to it with one-line errors.
+
+Resolution follows other PostgreSQL tools: ``--pg`` URL, else ``DATABASE_URL``, else
+the libpq ``PG*`` variables, else (for trying asyncmig) an embedded server. The
+password is kept only inside :class:`Target`; everything printed or logged uses
+:attr:`Target.safe`, where it is replaced by ``***``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import asyncpg
+
+from asyncmig.errors import TargetError, UsageError
+from asyncmig.target import conninfo
+
+# refusals that pass: the server is starting up, or has no free connection for now
+BUSY_STATES = ("57P03", "53300")
+
+LIBPQ_VARIABLES = ("PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "PGPASSWORD", "PGSERVICE")
+
+
+# the server probes an idle connection after 60 s, then every 10 s, 6 times: a client
+# that vanished (its host crashed, the network broke) frees its locks within 2 minutes
+KEEPALIVES = {"tcp_keepalives_idle": "60", "tcp_keepalives_interval": "10",
+              "tcp_keepalives_count": "6"}
+ANSWER_MARGIN = 10.0  # seconds the client waits beyond the server's statement_timeout
+
+
+@dataclass(frozen=True)
+class Target:
+    """A PostgreSQL to connect to. ``dsn`` is None when libpq variables describe it."""
+
+    dsn: str | None = field(repr=False)
+    safe: str  # shown to people: password replaced
+    source: str  # where it came from: "--pg", "DATABASE_URL", "PG* variables", "embedded"
+    statement_timeout: float = 0.0  # seconds (0: no limit): --statement-timeout
+
+    def connect_kwargs(self) -> dict[str, object]:
+        """asyncpg's arguments, resolved as libpq would (see :mod:`asyncmig.target.conninfo`),
+        with keepalives and, when set, the statement timeout on both sides: the server
+        cancels a statement that runs too long, and the client stops waiting for a
+        server that no longer answers at all (frozen, or cut off)."""
+        kwargs = conninfo.asyncpg_arguments(conninfo.resolve(self.dsn, os.environ))
+        settings = dict(KEEPALIVES, **kwargs.get("server_settings", {}))  # type: ignore[arg-type]
+        if self.statement_timeout:
+            settings["statement_timeout"] = str(int(self.statement_timeout * 1000))
+            kwargs["command_timeout"] = self.statement_timeout + ANSWER_MARGIN
+        kwargs["server_settings"] = settings
+        return kwargs
+
+
+_PASSWORD_PARAM = re.compile(r"(?i)(password=)[^&#\s]*")
+_KEYWORD_PASSWORD = re.compile(r"""(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'?|\S*)""")
+
+
+def scrub(dsn: str) -> str:
+    """``dsn`` with any password replaced by ``***`` (URL or key=value form).
+
+    Works on the raw text, before any parser sees it: a password holding ``/``, ``#``,
+    ``?`` or ``@`` (base64 passwords often do) confuses URL parsers, and whatever they
+    make of it, everything between the scheme's ``user:`` and the last ``@`` is hidden.
+    """
+    if "://" not in dsn:
+        return _KEYWORD_PASSWORD.sub(r"\1***", dsn)
+    scheme, _, rest = dsn.partition("://")
+    # a URL that parses cleanly has its user info in the host part (a prefix of rest);
+    # for any other, take the last "@" anywhere, whatever a parser would make of it
+    at = rest.rfind("@") if _malformed(dsn) else urlsplit(dsn).netloc.rfind("@")
+    if at >= 0:
+        user, colon, _password = rest[:at].partition(":")
+        rest = f"{user}:***@{rest[at + 1:]}" if colon else rest
+    return f"{scheme}://" + _PASSWORD_PARAM.sub(r"\1***", rest)
+
+
+def resolve_target(pg: str | None, environ: Mapping[str, str]) -> Target | None:
+    """The configured target, or None when nothing is configured (use the embedded one)."""
+    if pg:
+        return Target(_checked(pg, "--pg", environ), scrub(pg), "--pg")
+    url = environ.get("DATABASE_URL")
+    if url:
+        return Target(_checked(url, "DATABASE_URL", environ), scrub(url), "DATABASE_URL")
+    present = [name for name in LIBPQ_VARIABLES if environ.get(name)]
+    if present:
+        shown = " ".join(f"{n}={environ[n]}" for n in present if n != "PGPASSWORD")
+        return Target(None, shown or "PG* variables", "PG* variables")
+    return None
+
+
+def _checked(dsn: str, origin: str, environ: Mapping[str, str]) -> str:
+    """``dsn`` once it is known to parse and its service to exist (else exit 2, now)."""
+    _check_url(dsn, origin)
+    try:
+        conninfo.resolve(dsn, environ)
+    except UsageError as exc:
+        raise UsageError(f"cannot use {origin} {scrub(dsn)}: {exc.message}",
+                         hint=exc.hint) from None
+    return dsn
+
+
+def _check_url(url: str, origin: str) -> str:
+    if "://" not in url:
+        return url
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise UsageError(
+            f"cannot use {origin} {scrub(url)}: not a PostgreSQL URL",
+            hint="use postgresql://user:password@host:port/database",
+        )
+    if _malformed(url):
+        raise UsageError(
+            f"cannot use {origin} {scrub(url)}: the URL cannot be parsed",
+            hint="percent-encode special characters in the user name and password "
+                 "(/ as %2F, # as %23, ? as %3F, @ as %40, : as %3A, % as %25)")
+    return url
+
+
+def _malformed(url: str) -> bool:
+    """Whether a URL parser would split ``url`` somewhere other than its author meant.
+
+    An unencoded ``/``, ``#`` or ``?`` in the password ends the host part early: the
+    ``@`` then lands in the path, query or fragment, or the password's start is taken
+    for a port. Connecting to what the parser made of it would put part of the
+    password into an error message (as a host or a port), so such a URL is refused.
+    """
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- raises ValueError for a port that is not a number
+    except ValueError:
+        return True
+    if "@" not in parts.netloc and "@" in parts.path + parts.fragment:
+        return True
+    if parts.netloc.count("@") > 1:  # drivers split at the first "@", libpq at the last
+        return True
+    return any("=" not in item for item in parts.query.split("&") if item)
+
+
+async def connect(target: Target, **kwargs: object) -> asyncpg.Connection:
+    """Connect, turning every failure into a one-line :class:`TargetError`."""
+    try:
+        return await asyncpg.connect(**target.connect_kwargs(), **kwargs)
+    except BaseException as exc:
+        error = connection_error(target, exc)
+        if error is None:
+            raise
+        raise error from None
+
+
+async def create_pool(target: Target, size: int, **kwargs: object) -> asyncpg.Pool:
+    try:
+        pool = await asyncpg.create_pool(
+            **target.connect_kwargs(), min_size=size, max_size=size, **kwargs
+        )
+    except BaseException as exc:
+        error = connection_error(target, exc)
+        if error is None:
+            raise
+        raise error from None
+    assert pool is not None
+    return pool
+
+
+def connection_error(target: Target, exc: BaseException) -> TargetError | None:
+    """A one-line error for a failed connection; None for exceptions that are not ours."""
+    where = target.safe
+    if isinstance(exc, asyncpg.InvalidPasswordError):
+        return TargetError(f"cannot connect to {where}: password authentication failed",
+                           hint="check the user and password")
+    if isinstance(exc, asyncpg.InvalidCatalogNameError):
+        return TargetError(f"cannot connect to {where}: the database does not exist",
+                           hint="create it first (createdb), or name an existing one")
+    if isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError):
+        encryption = "no encryption" in str(exc)
+        return TargetError(f"cannot connect to {where}: {_redact(str(exc), target)}",
+                           hint="the server accepts this user only over SSL: set "
+                                "sslmode=require" if encryption
+                           else "check the user name and pg_hba.conf")
+    if isinstance(exc, ConnectionError) and "SSL" in str(exc):
+        return TargetError(f"cannot connect to {where}: the server does not accept SSL",
+                           hint="set sslmode=prefer (or disable), or enable SSL on the server")
+    if isinstance(exc, asyncpg.PostgresError) and exc.sqlstate in BUSY_STATES:
+        return passing(TargetError(f"cannot connect to {where}: {_redact(str(exc), target)}",
+                                   hint="the server is busy or restarting: try again shortly"))
+    if isinstance(exc, asyncpg.PostgresError):
+        return TargetError(f"cannot connect to {where}: {_redact(str(exc), target)}")
+    if isinstance(exc, ConnectionError):
+        return passing(TargetError(f"cannot connect to {where}: {_redact(str(exc), target)}",
+                                   hint="is the server running and accepting connections "
+                                        "there?"))
+    if isinstance(exc, socket.gaierror):
+        return TargetError(f"cannot connect to {where}: unknown host",
+                           hint="check the host name")
+    if isinstance(exc, (OSError, TimeoutError, asyncpg.InterfaceError)):
+        return TargetError(f"cannot connect to {where}: {_redact(str(exc), target)}",
+                           hint="is the server running and accepting connections there?")
+    if isinstance(exc, (ValueError, TypeError)):
+        return TargetError(f"cannot connect to {where}: invalid connection string")
+    return None
+
+
+def passing(error: TargetError) -> TargetError:
+    """Mark a refusal that may pass (a restart, no free connection): worth a retry."""
+    error.transient = True
+    return error
+
+
+def _redact(message: str, target: Target) -> str:
+    """Remove the password from a driver message, should it ever contain it."""
+    password = _password(target)
+    return message.replace(password, "***") if password else message
+
+
+def _password(target: Target) -> str | None:
+    try:
+        return conninfo.resolve(target.dsn, os.environ).get("password")
+    except UsageError:
+        return None

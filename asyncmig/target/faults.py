@@ -1,0 +1,133 @@
+"""Connection faults: telling a lost connection from a refusal, and retrying a table.
+
+PostgreSQL ends a session for reasons that say nothing about the migration: an
+administrator's ``pg_terminate_backend``, a server restart, a reset TCP connection,
+a momentary "too many clients". Such a fault is reported as :class:`ConnectionLost`
+("lost connection to PostgreSQL ..."), never as a bug; a table's load that meets one
+is retried from a clean table a bounded number of times with growing pauses.
+Everything else PostgreSQL says (syntax, permission, disk full) is permanent and
+fails at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import TypeVar
+
+import anyio
+import asyncpg
+import structlog
+
+from asyncmig.errors import ConnectionLost, TargetError, first_error
+from asyncmig.target.connect import Target, connect
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+
+# SQLSTATEs of a session the server ended or could not give: 08 (connection
+# exception), 57P01-57P03 (terminated, crashed, starting up), 53300 (too many clients)
+LOST_STATES = ("57P01", "57P02", "57P03", "53300")
+RETRY_PAUSES = (0.5, 2.0, 5.0)  # seconds before each retry: three retries in all
+
+
+def is_connection_fault(exc: BaseException) -> bool:
+    """Did the connection break (rather than the server refusing the work)?"""
+    if isinstance(exc, ConnectionLost):
+        return True
+    if isinstance(exc, asyncpg.PostgresError):
+        state = str(getattr(exc, "sqlstate", "") or "")
+        return state.startswith("08") or state in LOST_STATES
+    if isinstance(exc, asyncpg.InterfaceError):
+        return "closed" in str(exc) or isinstance(exc, asyncpg.ConnectionDoesNotExistError)
+    return isinstance(exc, (ConnectionError, TimeoutError))
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A fault worth retrying: the connection broke, but not because the server froze."""
+    if isinstance(exc, BaseExceptionGroup):
+        exc = first_error(exc)
+    if isinstance(exc, TargetError):
+        return exc.transient
+    return is_connection_fault(exc) and not isinstance(exc, TimeoutError)
+
+
+TIMEOUT_MESSAGE = "lost connection to PostgreSQL: no answer"
+
+
+def lost_connection(exc: BaseException) -> ConnectionLost:
+    """The one-line error for a connection fault."""
+    if isinstance(exc, ConnectionLost):
+        return exc
+    if isinstance(exc, TimeoutError):
+        frozen = ConnectionLost(f"{TIMEOUT_MESSAGE} within --statement-timeout",
+                                hint="is the server (or the network to it) frozen? check it, "
+                                     "then run the same command again to resume")
+        frozen.transient = False  # waiting again would only wait again
+        return frozen
+    reason = (str(exc).splitlines() or [""])[0] or type(exc).__name__
+    return ConnectionLost(
+        f"lost connection to PostgreSQL ({reason})",
+        hint="check the server, then run the same command again: tables already loaded "
+             "are kept")
+
+
+def as_error(exc: BaseException) -> BaseException:
+    """``exc`` (or a task group's first error), a connection fault made one line."""
+    if isinstance(exc, BaseExceptionGroup):
+        exc = first_error(exc)
+    return lost_connection(exc) if is_connection_fault(exc) else exc
+
+
+async def retrying(action: Callable[[int], Awaitable[T]], what: str) -> T:
+    """``action(attempt)``, retried after a connection fault; other errors pass at once.
+
+    ``attempt`` counts from 1, so the action knows to start from a clean table.
+    """
+    for attempt, pause in enumerate((*RETRY_PAUSES, None), start=1):
+        try:
+            return await action(attempt)
+        except Exception as exc:
+            if pause is None or not is_transient(exc):
+                raise
+            log.warning("retrying_after_connection_fault", table=what, attempt=attempt,
+                        pause_s=pause, error=str(as_error(exc)))
+            await anyio.sleep(pause)
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+async def usable(conn: asyncpg.Connection) -> bool:
+    """Can ``conn`` still run statements (after a failure or a cancellation)?
+
+    A cancelled statement or transaction can leave the connection mid-transaction or
+    closed: roll back what is open, then ask the server.
+    """
+    if conn.is_closed():
+        return False
+    try:
+        if conn.is_in_transaction():
+            await conn.execute("ROLLBACK")
+        await conn.fetchval("SELECT 1")
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        log.info("connection_unusable", error=str(exc))
+        return False
+    return True
+
+
+@asynccontextmanager
+async def cleanup_connection(target: Target, conn: asyncpg.Connection
+                             ) -> AsyncIterator[asyncpg.Connection]:
+    """``conn`` if it still works, else a new connection (closed afterwards).
+
+    The cleanup after a failure (undoing, the history record) must not depend on
+    the connection the failure may have broken.
+    """
+    if await usable(conn):
+        yield conn
+        return
+    fresh = await connect(target)
+    try:
+        yield fresh
+    finally:
+        await fresh.close(timeout=5)

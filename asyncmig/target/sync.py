@@ -1,0 +1,494 @@
+"""``asyncmig sync``: bring a target an earlier run made up to date with its source.
+
+1. The source is planned again and the plan must still fit the target: every
+   table the plan has exists with the plan's columns and types, and every table the
+   last load wrote is still in the plan. Otherwise the source's schema changed and
+   the sync stops (exit 6), naming the difference: a full ``run --replace`` is needed.
+2. In one transaction, the plan's tables are locked against writers (readers go
+   on, seeing the tables as they were) and compared range by range
+   (:mod:`asyncmig.target.sync_ranges`); then, parents first, changed and new rows are
+   copied into a temporary table and applied with one UPDATE and one INSERT per
+   table, identity sequences are moved past the new ids, and, children first, the
+   deleted rows go. A table without a primary key that differs is emptied and
+   reloaded. One commit: readers see every table before or after, never between,
+   and foreign keys hold at every statement.
+3. The history gets a ``sync`` run with, per table, rows inserted, updated and
+   deleted (``asyncmig.run_tables.changes``), the source's SHA-256 (so
+   ``--if-changed`` works after a sync too), and the rejected rows of the load it
+   builds on carried forward, so ``check`` still allows for them.
+
+A changed row whose value does not fit its column under a ``reject`` policy stops
+the sync (exit 5) naming it: a sync cannot write to the reject store. Rows that an
+earlier load rejected are left out on both sides, read back from the reject store,
+as ``check --deep`` does.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.to_process
+import anyio.to_thread
+import asyncpg
+import structlog
+
+from asyncmig import ddl
+from asyncmig.check.deep import FETCH_ROWS, Digest, TableCheck, parse_type
+from asyncmig.cli import signals
+from asyncmig.cli.commands import rejected_keys
+from asyncmig.errors import SourceError, TargetError, VerificationError, first_error
+from asyncmig.load.policy import Accounts, TableGuard, lenient_text
+from asyncmig.load.transforms import build_batch_transform
+from asyncmig.migrate import RunSettings, check_server, make_plan
+from asyncmig.plan.model import Plan, TablePlan
+from asyncmig.quoting import qualified, quote_ident
+from asyncmig.source.sqlite import check_source_file, fingerprint, open_sync
+from asyncmig.target import faults, history, runlock
+from asyncmig.target.connect import connect
+from asyncmig.target.sync_ranges import (
+    Changes,
+    Row,
+    TableDiff,
+    choose_ranges,
+    source_digests_of,
+)
+from asyncmig.target.unchanged import LastLoad, edges_of, last_load
+
+log = structlog.get_logger(__name__)
+
+# from this many source rows (with --jobs > 1) the SQLite side of the comparison runs in
+# worker processes, one table each: below it, starting them costs more than it saves
+PROCESS_ROWS = 100_000
+CHANGES_SQL = (f"ALTER TABLE {history.RUN_TABLES} ADD COLUMN IF NOT EXISTS changes jsonb")
+
+
+@dataclass(frozen=True)
+class TableSync:
+    """What one table needed and got."""
+
+    table: str
+    inserted: int
+    updated: int
+    deleted: int
+    ranges: int
+    differing: int
+    reloaded: bool
+    seconds: float
+
+
+@dataclass
+class SyncReport:
+    run_id: int
+    since_run: int
+    server_version: str
+    schema: str
+    tables: list[TableSync] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def changed(self) -> int:
+        return sum(t.inserted + t.updated + t.deleted for t in self.tables)
+
+
+async def sync(settings: RunSettings) -> SyncReport:
+    """The ``sync`` command (see the module docstring); raises the error that stopped it."""
+    try:
+        return await _sync(settings)
+    except BaseExceptionGroup as group:
+        raise first_error(group) from group
+
+
+async def _sync(settings: RunSettings) -> SyncReport:
+    started = time.perf_counter()
+    check_source_file(settings.source)
+    conn = await connect(settings.target)
+    try:
+        version = await check_server(conn)
+        await runlock.acquire(conn, settings.schema)  # one run or sync at a time; held until
+        await history.mark_abandoned(conn, settings.schema)  # the connection closes
+        previous = await last_load(conn, settings.schema)
+        if previous is None:
+            raise TargetError(
+                f"cannot sync into schema {settings.schema}: no earlier run loaded it",
+                hint="load it once with `asyncmig run`, then sync")
+        plan = await make_plan(settings)
+        await require_same_schema(conn, plan)
+        await history.ensure(conn)
+        await conn.execute(CHANGES_SQL)
+        run_id = await history.start_run(conn, "sync", settings.source, plan.schema,
+                                         await _options(settings, previous))
+        report = SyncReport(run_id, previous.run_id, version, plan.schema)
+        await _recorded(conn, settings, plan, report, started)
+        return report
+    finally:
+        with anyio.move_on_after(10, shield=True):
+            await conn.close()
+
+
+async def _options(settings: RunSettings, previous: LastLoad) -> dict[str, object]:
+    edges = await anyio.to_thread.run_sync(edges_of, settings.source)
+    return {"since_run": previous.run_id, "config": settings.overrides.origin,
+            "target": settings.target.safe, "source_edges": edges}
+
+
+async def _recorded(conn: asyncpg.Connection, settings: RunSettings, plan: Plan,
+                    report: SyncReport, started: float) -> None:
+    """Sync, hash the source meanwhile, and record the outcome either way."""
+    digest: list[str] = []
+    before = fingerprint(settings.source)
+
+    async def hash_source() -> None:
+        digest.append(await anyio.to_thread.run_sync(history.sha256_of, settings.source))
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(hash_source)
+            report.tables = await sync_tables(conn, plan, settings.source, report.run_id,
+                                              settings.jobs, settings.workers)
+        if fingerprint(settings.source) != before:
+            raise SourceError(f"{settings.source} changed while it was being synced",
+                              hint="the sync was rolled back; run it again")
+    except BaseException as exc:
+        await _record_failure(settings, conn, report.run_id, exc)
+        raise
+    report.seconds = time.perf_counter() - started
+    await history.finish_run(conn, report.run_id, status="succeeded", rows=report.changed,
+                             seconds=report.seconds, sha256=digest[0])
+    log.info("synced", run_id=report.run_id, since_run=report.since_run,
+             changed=report.changed, seconds=round(report.seconds, 3))
+
+
+async def _record_failure(settings: RunSettings, conn: asyncpg.Connection, run_id: int,
+                          exc: BaseException) -> None:
+    """``interrupted`` (by a signal) or ``failed``, recorded on a connection that works:
+    the failure may have broken the sync's own. The transaction was not committed, so
+    the target is as it was."""
+    stopped_by = signals.received()
+    error = first_error(exc) if isinstance(exc, BaseExceptionGroup) else exc
+    with anyio.move_on_after(15, shield=True):
+        try:
+            async with faults.cleanup_connection(settings.target, conn) as usable:
+                await history.finish_run(
+                    usable, run_id, status="interrupted" if stopped_by else "failed",
+                    error=stopped_by or _one_line(error),
+                    error_class=None if stopped_by else type(error).__name__)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TargetError) as fault:
+            log.error("history_not_recorded", run=run_id, error=str(fault))
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, BaseExceptionGroup):
+        exc = first_error(exc)
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
+
+
+# --- the plan must still fit ----------------------------------------------------------
+
+COLUMNS_SQL = """
+SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod)
+FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY c.relname, a.attnum"""
+
+
+async def require_same_schema(conn: asyncpg.Connection, plan: Plan) -> None:
+    """Stop (exit 6) when the source's plan no longer matches the target's tables."""
+    found: dict[str, list[tuple[str, Any]]] = {}
+    for table, column, type_ in await conn.fetch(COLUMNS_SQL, plan.schema):
+        found.setdefault(table, []).append((column, parse_type(type_)))
+    loaded = await history.latest_loads(conn, plan.schema)
+    problems = schema_differences(plan, found, set(loaded))
+    if problems:
+        raise VerificationError(
+            f"cannot sync: the source's schema changed since the last run ({problems[0]}"
+            + (f"; {len(problems) - 1} more" if len(problems) > 1 else "") + ")",
+            hint="migrate again in full: asyncmig run --replace")
+
+
+def schema_differences(plan: Plan, found: dict[str, list[tuple[str, Any]]],
+                       loaded: set[str]) -> list[str]:
+    """Each way the plan and the target's columns differ, as a phrase."""
+    problems = []
+    for table in plan.tables:
+        want = [(c.name, parse_type(c.target_type)) for c in table.columns]
+        have = found.get(table.name)
+        if have is None:
+            problems.append(f"table {table.name} is new")
+        elif have != want:
+            problems.append(f"table {table.name} has columns {_columns(have)} in PostgreSQL, "
+                            f"the source now needs {_columns(want)}")
+    problems.extend(f"table {name} is gone from the source"
+                    for name in sorted(loaded - {t.name for t in plan.tables}))
+    return problems
+
+
+def _columns(columns: Sequence[tuple[str, Any]]) -> str:
+    return "(" + ", ".join(f"{name} {kind[0]}" + (f"({','.join(map(str, kind[1]))})"
+                                                  if kind[1] else "")
+                           for name, kind in columns) + ")"
+
+
+# --- one transaction ---------------------------------------------------------------
+
+
+async def sync_tables(conn: asyncpg.Connection, plan: Plan, source: Path,
+                      run_id: int, jobs: int = 2, workers: str = "auto") -> list[TableSync]:
+    """Compare and apply every table in one transaction (see the module docstring)."""
+    loads = await history.latest_loads(conn, plan.schema)
+    files = {t: load.reject_file for t, load in loads.items() if load.reject_file}
+    skipped = await anyio.to_thread.run_sync(rejected_keys, files)
+    sqlite = await anyio.to_thread.run_sync(open_sync, source)
+    sqlite.text_factory = lenient_text  # invalid UTF-8 is settled by its policy
+    try:
+        async with conn.transaction():
+            names = ", ".join(qualified(plan.schema, t.name) for t in plan.tables)
+            await conn.execute(f"LOCK TABLE {names} IN SHARE ROW EXCLUSIVE MODE")
+            changes, seconds = await compare_all(conn, plan, source, sqlite, skipped, jobs,
+                                                 workers)
+            results = await apply_all(conn, plan, sqlite, changes, skipped)
+            out = []
+            for table in plan.tables:
+                done = results[table.name]
+                total = seconds[table.name] + done.seconds
+                out.append(replace(done, seconds=total))
+                await _record(conn, run_id, table, changes[table.name], done,
+                              loads.get(table.name), total)
+            return out
+    finally:
+        sqlite.close()
+
+
+async def compare_all(conn: asyncpg.Connection, plan: Plan, source: Path,
+                      sqlite: sqlite3.Connection, skipped: dict[str, set[object]],
+                      jobs: int, workers: str) -> tuple[dict[str, Changes], dict[str, float]]:
+    """Pass 1 for every table at once (SQLite in ``jobs`` worker processes, PostgreSQL on
+    the transaction's connection meanwhile), then pass 2 table by table."""
+    diffs = {t.name: await _table_diff(plan, t, sqlite, set(skipped.get(t.name, ())))
+             for t in plan.tables}
+    source_side: dict[str, dict[str, Digest]] = {}
+    target_side: dict[str, dict[str, Digest]] = {}
+    seconds: dict[str, float] = {}
+    in_processes = workers == "process" or (
+        workers == "auto" and jobs > 1 and sum(t.row_count for t in plan.tables) >= PROCESS_ROWS)
+    # threads share the one SQLite connection (and the GIL): one at a time
+    limiter = anyio.CapacityLimiter(max(1, jobs) if in_processes else 1)
+
+    async def read_source(name: str) -> None:
+        diff = diffs[name]
+        if in_processes:
+            source_side[name] = await anyio.to_process.run_sync(
+                source_digests_of, source, plan, name, diff.check.skip, diff.ranges,
+                limiter=limiter)
+        else:
+            source_side[name] = await anyio.to_thread.run_sync(diff.source_digests,
+                                                               limiter=limiter)
+
+    async with anyio.create_task_group() as tg:
+        for table in sorted(plan.tables, key=lambda t: -t.row_count):  # largest first
+            tg.start_soon(read_source, table.name)
+        for table in plan.tables:
+            began = time.perf_counter()
+            target_side[table.name] = await diffs[table.name].pg_digests(conn)
+            seconds[table.name] = time.perf_counter() - began
+    changes = {}
+    for table in plan.tables:
+        began = time.perf_counter()
+        found = await diffs[table.name].compare(conn, source_side[table.name],
+                                                target_side[table.name])
+        seconds[table.name] += time.perf_counter() - began
+        log.info("table_compared", table=table.name, ranges=found.ranges,
+                 differing=found.differing, inserts=len(found.inserts),
+                 updates=len(found.updates), deletes=len(found.deletes), reload=found.reload)
+        changes[table.name] = found
+    return changes, seconds
+
+
+async def _table_diff(plan: Plan, table: TablePlan, sqlite: sqlite3.Connection,
+                      skip: set[object]) -> TableDiff:
+    check = TableCheck(plan, table, skip)
+    unsupported = check.unsupported()
+    if unsupported:
+        columns = ", ".join(f"{c.name} ({c.target_type})" for c in unsupported)
+        raise VerificationError(f"cannot sync {table.name}: cannot compare column "
+                                f"{columns}", hint="migrate it again in full with run --replace")
+    ranges = await anyio.to_thread.run_sync(choose_ranges, sqlite, check)
+    return TableDiff(check, sqlite, ranges)
+
+
+async def apply_all(conn: asyncpg.Connection, plan: Plan, sqlite: sqlite3.Connection,
+                    changes: dict[str, Changes],
+                    skipped: dict[str, set[object]]) -> dict[str, TableSync]:
+    """Inserts and updates parents first, then deletes children first."""
+    done: dict[str, TableSync] = {}
+    for number, table in enumerate(plan.tables):
+        began = time.perf_counter()
+        change = changes[table.name]
+        if change.reload:
+            inserted, deleted = await reload(conn, plan, table, change, sqlite,
+                                             set(skipped.get(table.name, ())))
+            updated = 0
+        else:
+            inserted, updated = await upsert(conn, plan, table, change, number)
+            deleted = 0
+        if inserted:
+            for statement in ddl.sequence_reset_sql(plan, table, table.next_identity):
+                await conn.execute(statement)
+        done[table.name] = TableSync(table.name, inserted, updated, deleted, change.ranges,
+                                     change.differing, change.reload,
+                                     time.perf_counter() - began)
+    for table in reversed(plan.tables):
+        change = changes[table.name]
+        if change.deletes:
+            began = time.perf_counter()
+            deleted = await delete(conn, plan, table, change.deletes)
+            old = done[table.name]
+            done[table.name] = replace(old, deleted=deleted,
+                                       seconds=old.seconds + time.perf_counter() - began)
+    return done
+
+
+# --- applying ----------------------------------------------------------------------
+
+
+def strict(table: TablePlan) -> TablePlan:
+    """The table with ``reject`` policies made ``fail``: a sync has no reject store."""
+    return replace(table, columns=tuple(replace(c, on_error="fail") if c.on_error == "reject"
+                                        else c for c in table.columns))
+
+
+def convert(table: TablePlan, rows: list[Row], replaced: dict[str, int]) -> list[Row]:
+    """The rows as the load would have sent them (transforms and policies); values a
+    policy replaced are counted into ``replaced``, as the load counts them."""
+    guard = TableGuard(strict(table), None, None)
+    rows = guard.resolve_invalid_text(rows)
+    transform = build_batch_transform(guard.table, guard)
+    if transform is not None:
+        rows = transform((rows, rows))[0]
+    for label, count in guard.accounts.replaced.items():
+        replaced[label] = replaced.get(label, 0) + count
+    return rows
+
+
+async def copy_rows(conn: asyncpg.Connection, table: TablePlan, name: str,
+                    schema: str | None, rows: list[Row], replaced: dict[str, int]) -> None:
+    columns = [c.name for c in table.columns]
+    try:
+        await conn.copy_records_to_table(name, schema_name=schema, columns=columns,
+                                         records=convert(table, rows, replaced))
+    except asyncpg.PostgresError as exc:
+        raise TargetError(f"cannot sync {table.name}: PostgreSQL refused a changed row: "
+                          f"{type(exc).__name__}: {exc}",
+                          hint="migrate again in full: asyncmig run --replace") from exc
+
+
+async def upsert(conn: asyncpg.Connection, plan: Plan, table: TablePlan, change: Changes,
+                 number: int) -> tuple[int, int]:
+    """Changed and new rows through a temporary table: one UPDATE, one INSERT."""
+    rows = change.updates + change.inserts
+    if not rows:
+        return 0, 0
+    target = qualified(plan.schema, table.name)
+    temp = f"asyncmig_sync_{number}"
+    await conn.execute(f"CREATE TEMP TABLE {quote_ident(temp)} (LIKE {target}) ON COMMIT DROP")
+    await copy_rows(conn, table, temp, None, rows, change.replaced)
+    keys = " AND ".join(f"t.{quote_ident(k)} = s.{quote_ident(k)}" for k in table.primary_key)
+    values = [c.name for c in table.columns if c.name not in table.primary_key]
+    updated = 0
+    if change.updates and values:
+        sets = ", ".join(f"{quote_ident(c)} = s.{quote_ident(c)}" for c in values)
+        status = await conn.execute(f"UPDATE {target} AS t SET {sets} "
+                                    f"FROM {quote_ident(temp)} AS s WHERE {keys}")
+        updated = int(status.split()[-1])
+    columns = ", ".join(quote_ident(c.name) for c in table.columns)
+    status = await conn.execute(
+        f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {quote_ident(temp)} AS s "
+        f"WHERE NOT EXISTS (SELECT FROM {target} AS t WHERE {keys})")
+    inserted = int(status.split()[-1])
+    _expect(table, "updated", len(change.updates) if values else 0, updated)
+    _expect(table, "inserted", len(change.inserts), inserted)
+    return inserted, updated
+
+
+async def delete(conn: asyncpg.Connection, plan: Plan, table: TablePlan,
+                 ctids: list[str]) -> int:
+    status = await conn.execute(
+        f"DELETE FROM {qualified(plan.schema, table.name)} WHERE ctid = ANY($1::text[]::tid[])", ctids)
+    deleted = int(status.split()[-1])
+    _expect(table, "deleted", len(ctids), deleted)
+    return deleted
+
+
+async def reload(conn: asyncpg.Connection, plan: Plan, table: TablePlan, change: Changes,
+                 sqlite: sqlite3.Connection, skip: set[object]) -> tuple[int, int]:
+    """A table without a key: emptied and copied again (rows, rows deleted)."""
+    status = await conn.execute(f"DELETE FROM {qualified(plan.schema, table.name)}")
+    check = TableCheck(plan, table, skip)
+    cursor = await anyio.to_thread.run_sync(sqlite.execute, check.source_sql())
+    copied = 0
+    while batch := await anyio.to_thread.run_sync(cursor.fetchmany, FETCH_ROWS):
+        rows = [row for row in batch if tuple(row) not in skip]
+        await copy_rows(conn, table, table.name, plan.schema, rows, change.replaced)
+        copied += len(rows)
+    return copied, int(status.split()[-1])
+
+
+def _expect(table: TablePlan, what: str, expected: int, got: int) -> None:
+    """PostgreSQL must touch exactly the rows the comparison found (else: roll back)."""
+    if expected != got:
+        raise VerificationError(
+            f"cannot sync {table.name}: {expected} row(s) should be {what}, PostgreSQL "
+            f"{what} {got}; nothing was changed",
+            hint="a key PostgreSQL compares differently from SQLite (a collation?); "
+                 "migrate again in full with run --replace")
+
+
+async def _record(conn: asyncpg.Connection, run_id: int, table: TablePlan, change: Changes,
+                  done: TableSync, load: history.LoadAccount | None, seconds: float) -> None:
+    """The table's row in the history: rows now, the changes, earlier rejects carried."""
+    replaced = dict(load.replaced) if load else {}
+    for label, count in change.replaced.items():
+        replaced[label] = replaced.get(label, 0) + count
+    accounts = Accounts(rejected=load.rejected if load else 0, replaced=replaced,
+                        reject_file=load.reject_file if load else None)
+    rows = change.target_rows + done.inserted - done.deleted
+    await history.record_table(conn, run_id, table.name, change.source_rows + accounts.rejected,
+                               rows, accounts, seconds)
+    await conn.execute(
+        f"UPDATE {history.RUN_TABLES} SET changes = $3::jsonb "
+        "WHERE run_id = $1 AND table_name = $2", run_id, table.name,
+        json.dumps({"inserted": done.inserted, "updated": done.updated,
+                    "deleted": done.deleted, "ranges": done.ranges,
+                    "differing_ranges": done.differing, "reloaded": done.reloaded}))
+
+
+# --- the report --------------------------------------------------------------------
+
+
+def report_text(report: SyncReport, target: str) -> str:
+    width = max([len(t.table) for t in report.tables] + [5])
+    header = (f"{'table':<{width}}  {'inserted':>9}  {'updated':>9}  {'deleted':>9}  "
+              f"{'ranges':>9}  {'differing':>9}  {'seconds':>8}")
+    lines = [header]
+    lines += [f"{t.table:<{width}}  {t.inserted:>9}  {t.updated:>9}  {t.deleted:>9}  "
+              f"{t.ranges:>9}  {t.differing:>9}  {t.seconds:>8.2f}"
+              + ("  (no key: reloaded)" if t.reloaded else "") for t in report.tables]
+    lines.append(f"synced {target}, schema {report.schema} (PostgreSQL "
+                 f"{report.server_version}) with the source in {report.seconds:.2f}s: "
+                 f"{report.changed} row(s) changed since run {report.since_run}; "
+                 f"run {report.run_id} in the history")
+    return "\n".join(lines) + "\n"
+
+
+def report_data(report: SyncReport, target: str) -> dict[str, Any]:
+    """The fields of sync's ``--output json`` document (see asyncmig.cli.output)."""
+    return {"target": target, "schema": report.schema, "since_run": report.since_run,
+            "seconds": report.seconds, "changed": report.changed,
+            "tables": [t.__dict__ for t in report.tables]}
