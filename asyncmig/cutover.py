@@ -17,6 +17,8 @@ owns a stage of that target) drops the stages interrupted runs left.
 
 from __future__ import annotations
 
+import time
+
 import asyncpg
 import structlog
 
@@ -113,6 +115,7 @@ async def swap(conn: asyncpg.Connection, target: Plan, stage: Plan, *, replace: 
                cascade: bool) -> list[str]:
     """One transaction: the old tables out (``--replace``), the stage's objects into the
     target schema, the stage dropped. Returns what ``--cascade`` dropped."""
+    started = time.perf_counter()
     async with conn.transaction():
         existing, found = await replaceable(conn, target, replace=replace, cascade=cascade)
         for statement in [d.drop_sql() for d in found]:
@@ -147,7 +150,8 @@ async def swap(conn: asyncpg.Connection, target: Plan, stage: Plan, *, replace: 
                 await conn.execute(statement)
     for dependent in found:
         log.warning("dependent_dropped", object=str(dependent))
-    log.info("cut_over", stage=stage.schema, target=target.schema, replaced=len(existing))
+    log.info("cut_over", stage=stage.schema, target=target.schema, replaced=len(existing),
+             seconds=round(time.perf_counter() - started, 3))  # how long readers may wait
     return [f"dropped with --cascade: {d} (it depended on a replaced table; not recreated)"
             for d in found]
 
