@@ -20,9 +20,10 @@ from asyncmig.check.deep import deep_check
 from asyncmig.check.verify import CheckResult, run_checks
 from asyncmig.cli.settings import Duplicates
 from asyncmig.load.pipeline import PipelineSettings
-from asyncmig.migrate import RunReport, RunSettings, run_migration
 from asyncmig.plan.model import Plan
 from asyncmig.plan.overrides import Overrides, parse_overrides
+from asyncmig.run import run_migration
+from asyncmig.runstate import RunReport, RunSettings
 from asyncmig.target.connect import Target
 from tests.sources import build_kitchen_sink
 

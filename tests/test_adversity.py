@@ -21,7 +21,8 @@ import pytest
 from asyncmig.errors import MigrationError, SourceError, TargetError, first_error
 from asyncmig.load import progress
 from asyncmig.load.pipeline import PipelineSettings, load_table
-from asyncmig.migrate import RunSettings, make_plan, run_migration
+from asyncmig.run import make_plan, run_migration
+from asyncmig.runstate import RunSettings
 from asyncmig.target.connect import Target, connect, create_pool, scrub
 
 BIG = 60_000

@@ -16,9 +16,10 @@ from asyncmig.cli.commands import check, validate
 from asyncmig.cli.settings import DeepCheck
 from asyncmig.ddl import create_schema_sql, create_table_sql, index_sql
 from asyncmig.errors import TargetError
-from asyncmig.migrate import RunSettings, create_schema, load_data, run_migration
 from asyncmig.plan.builder import build_plan
 from asyncmig.plan.collations import NOCASE
+from asyncmig.run import create_schema, load_data, run_migration
+from asyncmig.runstate import RunSettings
 from asyncmig.target.connect import Target
 from tests.compare import assert_all_equal
 

@@ -20,8 +20,9 @@ from asyncmig.check.deep import deep_check
 from asyncmig.cli import commands, render
 from asyncmig.cli.settings import DeepCheck
 from asyncmig.load.transforms import TRANSFORMS
-from asyncmig.migrate import RunSettings, make_plan
 from asyncmig.plan import datenums
+from asyncmig.run import make_plan
+from asyncmig.runstate import RunSettings
 from asyncmig.target.connect import Target
 from tests.compare import assert_all_equal
 from tests.fix_run import from_profile, migrate

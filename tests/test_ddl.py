@@ -146,7 +146,7 @@ def test_constraint_sql() -> None:
 
 
 def test_validate_statement_ends_with_the_quoted_name() -> None:
-    """migrate.add_constraints reads the name after VALIDATE CONSTRAINT to drop it."""
+    """finish.indexes.add_constraints reads the name after VALIDATE CONSTRAINT to drop it."""
     statement = ddl.constraint_sql(PLAN, USER)[-1]
     name = statement.rsplit("VALIDATE CONSTRAINT", 1)[1].strip().rstrip(";")
     assert name == quote_ident('email "long"')
@@ -216,7 +216,7 @@ async def run_all(conn: asyncpg.Connection, statements: list[str]) -> None:
 
 
 async def build(conn: asyncpg.Connection, plan: Plan) -> None:
-    """Every phase, as migrate.py runs them, with a few rows loaded in between."""
+    """Every phase, as run.py runs them, with a few rows loaded in between."""
     await run_all(conn, ddl.create_schema_sql(plan))
     await run_all(conn, [ddl.create_table_sql(plan, t) for t in plan.tables])
     await conn.execute(
@@ -306,7 +306,7 @@ async def test_sequence_floor_from_sqlite_sequence(pg_dsn: str) -> None:
 
 
 async def test_failed_check_can_be_dropped_by_parsed_name(pg_dsn: str) -> None:
-    """The same parse migrate.add_constraints does, on a CHECK the data breaks."""
+    """The same parse finish.indexes.add_constraints does, on a CHECK the data breaks."""
     conn = await asyncpg.connect(pg_dsn)
     try:
         await run_all(conn, ddl.create_schema_sql(PLAN))

@@ -22,11 +22,12 @@ from asyncmig.check.preflight import validate
 from asyncmig.cli import commands, render
 from asyncmig.cli.settings import DeepCheck
 from asyncmig.errors import DataError
-from asyncmig.migrate import RunSettings, make_plan
 from asyncmig.plan.builder import build_plan
 from asyncmig.plan.contract import contract_type
 from asyncmig.plan.model import Plan
 from asyncmig.plan.overrides import Overrides, parse_overrides
+from asyncmig.run import make_plan
+from asyncmig.runstate import RunSettings
 from asyncmig.target.connect import Target
 from tests.compare import assert_all_equal
 from tests.fix_run import migrate

@@ -14,7 +14,7 @@ import pytest
 from asyncmig.cli.settings import Duplicates
 from asyncmig.errors import DataError, TargetError
 from asyncmig.load.pipeline import PipelineSettings
-from asyncmig.migrate import RunReport
+from asyncmig.runstate import RunReport
 from bench.gen_dirty import DirtyCounts, generate_dirty
 from tests.compare import actual, same
 from tests.compare import expected as oracle

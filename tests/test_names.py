@@ -20,11 +20,12 @@ from asyncmig.cli.commands import check
 from asyncmig.cli.render import plan_text
 from asyncmig.cli.settings import DeepCheck
 from asyncmig.errors import TargetError
-from asyncmig.migrate import RunSettings, run_migration
 from asyncmig.plan.builder import build_plan
 from asyncmig.plan.homes import rename_identifiers
 from asyncmig.plan.names import fit, object_name
 from asyncmig.plan.overrides import parse_overrides
+from asyncmig.run import run_migration
+from asyncmig.runstate import RunSettings
 from asyncmig.target.connect import Target
 from tests.compare import assert_all_equal
 from tests.fix_cli import RunMain, one_error_line

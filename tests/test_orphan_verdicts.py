@@ -15,8 +15,9 @@ import asyncpg
 
 from asyncmig.check.verify import CheckResult
 from asyncmig.cli import commands
-from asyncmig.migrate import RunSettings, run_migration
 from asyncmig.plan.overrides import Overrides
+from asyncmig.run import run_migration
+from asyncmig.runstate import RunSettings
 from asyncmig.target.connect import Target
 from tests.fix_cli import run_cli
 

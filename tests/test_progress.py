@@ -17,7 +17,8 @@ import pytest
 import structlog
 
 from asyncmig.load import progress
-from asyncmig.migrate import RunSettings, run_migration
+from asyncmig.run import run_migration
+from asyncmig.runstate import RunSettings
 from asyncmig.target.connect import Target, scrub
 from tests.fix_cli import run_cli
 

@@ -18,8 +18,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from asyncmig.errors import TargetError
-from asyncmig.migrate import RunSettings, run_migration
 from asyncmig.plan.builder import build_plan
+from asyncmig.run import run_migration
+from asyncmig.runstate import RunSettings
 from asyncmig.target.connect import Target
 
 ROWS = 3000

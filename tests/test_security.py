@@ -22,9 +22,10 @@ import pytest
 from asyncmig import ddl
 from asyncmig.cli import commands
 from asyncmig.cli.settings import DeepCheck
-from asyncmig.migrate import RunSettings, make_plan, run_migration
 from asyncmig.plan.overrides import parse_overrides
 from asyncmig.quoting import sql_comment
+from asyncmig.run import make_plan, run_migration
+from asyncmig.runstate import RunSettings
 from asyncmig.target.connect import Target, scrub
 from tests.fix_cli import run_cli
 from tests.fix_pg import create_database, drop_database

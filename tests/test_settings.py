@@ -19,7 +19,7 @@ from asyncmig.cli import settings
 from asyncmig.cli.resolve import resolve
 from asyncmig.cli.settings import Duplicates, OnError
 from asyncmig.load.pipeline import PipelineSettings
-from asyncmig.migrate import RunSettings
+from asyncmig.runstate import RunSettings
 from tests.fix_cli import RunMain, one_error_line, write_source
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -18,9 +18,10 @@ from structlog.testing import capture_logs
 
 from asyncmig.errors import DataError
 from asyncmig.load import split
-from asyncmig.migrate import RunSettings, run_migration
 from asyncmig.plan.model import TablePlan
 from asyncmig.plan.overrides import parse_overrides
+from asyncmig.run import run_migration
+from asyncmig.runstate import RunSettings
 from asyncmig.target.connect import Target
 
 ROWS = 4000

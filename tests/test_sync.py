@@ -23,7 +23,8 @@ import asyncpg
 import pytest
 
 from asyncmig.check.deep import TableCheck
-from asyncmig.migrate import RunSettings, make_plan
+from asyncmig.run import make_plan
+from asyncmig.runstate import RunSettings
 from asyncmig.source.sqlite import open_sync
 from asyncmig.target import runlock, sync
 from asyncmig.target.connect import Target

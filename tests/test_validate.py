@@ -22,9 +22,10 @@ from asyncmig.check.preflight import (
     validate,
 )
 from asyncmig.errors import MigrationError, TargetError
-from asyncmig.migrate import RunSettings, run_migration
 from asyncmig.plan.builder import build_plan
 from asyncmig.plan.model import ColumnPlan, Plan, TablePlan
+from asyncmig.run import run_migration
+from asyncmig.runstate import RunSettings
 from asyncmig.target.connect import Target, scrub
 from tests.fix_pg import as_user, execute
 from tests.sources import build_kitchen_sink

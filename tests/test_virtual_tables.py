@@ -16,9 +16,10 @@ import pytest
 from asyncmig.cli.commands import check
 from asyncmig.cli.settings import DeepCheck
 from asyncmig.errors import SourceError
-from asyncmig.migrate import RunSettings, run_migration
 from asyncmig.plan.builder import build_plan
 from asyncmig.plan.overrides import parse_overrides
+from asyncmig.run import run_migration
+from asyncmig.runstate import RunSettings
 from asyncmig.target.connect import Target
 from tests.compare import assert_all_equal
 from tests.fix_cli import RunMain, one_error_line

@@ -22,7 +22,8 @@ import logging, sys
 from pathlib import Path
 import anyio
 from asyncmig.target.connect import Target
-from asyncmig.migrate import RunSettings, run_migration
+from asyncmig.runstate import RunSettings
+from asyncmig.run import run_migration
 
 logging.basicConfig(level=logging.DEBUG, stream=sys.stderr, format="%(name)s: %(message)s")
 dsn, path = sys.argv[1], Path(sys.argv[2])

@@ -27,8 +27,9 @@ from asyncmig.cli.settings import DeepCheck, LogFormat, OutputFormat, default
 from asyncmig.errors import MigrationError, RollbackRefused, UsageError, VerificationError
 from asyncmig.load import progress
 from asyncmig.load.pipeline import PipelineSettings
-from asyncmig.migrate import RunSettings, create_schema, load_data, make_plan, run_migration
 from asyncmig.plan.overrides import Overrides, load_overrides
+from asyncmig.run import create_schema, load_data, make_plan, run_migration
+from asyncmig.runstate import RunSettings
 from asyncmig.target import files, sync
 from asyncmig.target.connect import Target, resolve_target, scrub
 from asyncmig.target.embedded import EmbeddedServer, psql_path

@@ -12,12 +12,14 @@ from asyncmig.check import deep as deep_check
 from asyncmig.check import preflight, verify
 from asyncmig.cli.settings import DeepCheck
 from asyncmig.errors import MigrationError, VerificationError
-from asyncmig.migrate import RunSettings, check_server, make_plan
 from asyncmig.plan.model import Plan
+from asyncmig.run import make_plan
+from asyncmig.runstate import RunSettings
 from asyncmig.target import history, rollback
 from asyncmig.target.connect import connect
 from asyncmig.target.history import RunRecord
 from asyncmig.target.safety import SafetyReport
+from asyncmig.target.statements import check_server
 
 
 async def check(settings: RunSettings, deep: DeepCheck | None = None) -> list[verify.CheckResult]:

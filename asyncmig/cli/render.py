@@ -8,8 +8,8 @@ import orjson
 
 from asyncmig.check.verify import results_json
 from asyncmig.cli.textwidth import ljust, width
-from asyncmig.migrate import RunReport
 from asyncmig.plan.model import Plan
+from asyncmig.runstate import RunReport
 from asyncmig.target.history import RunRecord
 from asyncmig.target.rollback import RollbackResult
 from asyncmig.target.safety import SafetyReport

@@ -3,7 +3,7 @@
 PRIMARY KEY and UNIQUE are attached to the indexes already built. CHECKs and
 foreign keys are added ``NOT VALID`` (instant) and validated in a separate
 statement, so a violation by existing rows is reported on its own and the caller
-can drop just that constraint (see ``migrate.add_constraints``), and validation
+can drop just that constraint (see ``finish.indexes.add_constraints``), and validation
 takes only a SHARE UPDATE EXCLUSIVE lock.
 """
 

@@ -94,7 +94,7 @@ class PlanRefuted(Exception):
     """A row the plan made from a sample does not fit (``TablePlan.proof``).
 
     Not a MigrationError: the run drops what it made, profiles ``table`` over every row
-    and starts again (:mod:`asyncmig.migrate`).
+    and starts again (:mod:`asyncmig.run`).
     """
 
     def __init__(self, table: str, column: str) -> None:

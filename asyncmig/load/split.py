@@ -42,7 +42,7 @@ from asyncmig.target import history
 from asyncmig.target.files import safe_name
 
 if TYPE_CHECKING:
-    from asyncmig.migrate import RunSettings
+    from asyncmig.runstate import RunSettings
 
 SPLIT_MIN_ROWS = 200_000
 log = structlog.get_logger(__name__)
@@ -119,7 +119,7 @@ async def load_split(settings: RunSettings, plan: Plan, table: TablePlan, stagin
 
     ``clean`` (a retry): the staged table is emptied once, before any range starts.
     """
-    from asyncmig.migrate import load_in_process  # the worker's entry point
+    from asyncmig.load.tables import load_in_process  # the worker's entry point
 
     started = time.perf_counter()
     if clean:

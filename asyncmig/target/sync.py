@@ -46,12 +46,14 @@ from asyncmig.cli.commands import rejected_keys
 from asyncmig.errors import SourceError, TargetError, VerificationError, first_error
 from asyncmig.load.policy import Accounts, TableGuard, lenient_text
 from asyncmig.load.transforms import build_batch_transform
-from asyncmig.migrate import RunSettings, check_server, make_plan
 from asyncmig.plan.model import Plan, TablePlan
 from asyncmig.quoting import qualified, quote_ident
+from asyncmig.run import make_plan
+from asyncmig.runstate import RunSettings
 from asyncmig.source.sqlite import check_source_file, fingerprint, open_sync
 from asyncmig.target import faults, history, runlock
 from asyncmig.target.connect import connect
+from asyncmig.target.statements import check_server
 from asyncmig.target.sync_ranges import (
     Changes,
     Row,

@@ -1,0 +1,105 @@
+"""Phases 4-5: orphans by policy, foreign keys (NOT VALID, then validated), then views.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import asyncpg
+
+from asyncmig import ddl
+from asyncmig.finish import orphans, views
+from asyncmig.load.policy import reject_path
+from asyncmig.plan.model import Plan, ViewPlan
+from asyncmig.quoting import quote_ident
+from asyncmig.runstate import RunReport, RunSettings
+from asyncmig.target.statements import execute_one, refused
+
+
+def orphan_policies(settings: RunSettings, plan: Plan) -> dict[str, str]:
+    """Each table's --orphans policy (by target name): `check` expects what it produced."""
+    return {t.name: settings.overrides.orphan_policy(t.source_name) for t in plan.tables}
+
+
+async def settle(settings: RunSettings, conn: asyncpg.Connection, plan: Plan,
+                 report: RunReport) -> None:
+    """Orphans, by each table's policy, before the foreign keys are added."""
+    policies = orphan_policies(settings, plan)
+    if all(p == "keep" for p in policies.values()):
+        return
+    moved = await orphans.settle_orphans(conn, plan, policies, settings.source,
+                                         settings.pipeline.reject_dir, report.run_id,
+                                         report.warnings)
+    reject_dir = settings.pipeline.reject_dir
+    report.tables = [
+        replace(t, rows=t.rows - moved[t.table], rejected=t.rejected + moved[t.table],
+                reject_file=t.reject_file or (str(reject_path(reject_dir, t.table))
+                                              if reject_dir else None))
+        if t.table in moved else t
+        for t in report.tables]
+
+
+async def finish(conn: asyncpg.Connection, plan: Plan, report: RunReport) -> None:
+    """The last phase: foreign keys (NOT VALID, then validated), then views.
+
+    Sequences and ANALYZE were done per table as each finished (`migrate_table`).
+    """
+    for add, validate in ddl.foreign_key_sql(plan):
+        try:
+            await execute_one(conn, add)
+        except asyncpg.InvalidForeignKeyError as exc:  # its parent key was built non-unique
+            report.warnings.append(f"foreign key not created: {exc}")
+            continue
+        except asyncpg.PostgresError as exc:
+            raise refused(add, exc) from exc
+        try:
+            await execute_one(conn, validate)
+        except asyncpg.ForeignKeyViolationError as exc:
+            report.warnings.append(
+                f"foreign key left NOT VALID because existing rows break it: {exc}"
+            )
+    report.warnings.extend(await create_views(conn, plan))
+
+
+async def create_views(conn: asyncpg.Connection, plan: Plan) -> list[str]:
+    """Every view PostgreSQL accepts; a refused one is retried after the others.
+
+    The plan lists views over views after the views they read; the retry covers a
+    view over one that was kept as written and created later in the list.
+    """
+    waiting = list(plan.views)
+    errors: dict[str, Exception] = {}
+    while waiting:
+        created = [v for v in waiting if await create_view(conn, plan, v, errors)]
+        waiting = [v for v in waiting if v not in created]
+        if not created:
+            break
+    return [(f"view {v.name} not created: PostgreSQL refused its query ({errors[v.name]})"
+             + (f"; not translated: {v.note}" if v.note else "") + "; rewrite it by hand")
+            for v in waiting]
+
+
+async def create_view(conn: asyncpg.Connection, plan: Plan, view: ViewPlan,
+                      errors: dict[str, Exception]) -> bool:
+    """Create a view from its translated query, else as written, else requoted.
+
+    The query names its tables unqualified, so it is resolved in the target schema.
+    PostgreSQL's reason for refusing the last attempt is kept in ``errors``.
+    """
+    names = {t.name for t in plan.tables} | {c.name for t in plan.tables for c in t.columns}
+    names |= {v.name for v in plan.views}
+    attempts = [views.create_view_sql(plan, view)]
+    booleans = {c.name for t in plan.tables for c in t.columns if c.target_type == "boolean"}
+    requoted = views.requote(view.sql, names, booleans)
+    if not view.translated and requoted is not None and requoted != view.sql:
+        attempts.append(views.create_view_sql(plan, view, requoted))
+    for statement in attempts:
+        try:
+            async with conn.transaction():
+                await conn.execute(f"SET LOCAL search_path TO {quote_ident(plan.schema)}")
+                await execute_one(conn, statement)
+        except asyncpg.PostgresError as exc:
+            errors[view.name] = exc
+            continue
+        return True
+    return False

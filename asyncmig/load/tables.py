@@ -1,0 +1,271 @@
+"""Phase 2: every table's data through the pipeline, in worker processes for large sources,
+each table's post-data work as soon as it commits.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import anyio
+import anyio.to_process
+import asyncpg
+import structlog
+
+from asyncmig import ddl
+from asyncmig.cli import logs, signals
+from asyncmig.errors import (
+    InternalError,
+    VerificationError,
+)
+from asyncmig.finish.indexes import add_constraints, build_indexes
+from asyncmig.load import progress, split
+from asyncmig.load.pipeline import PipelineSettings, TableLoad, load_table
+from asyncmig.load.policy import TooManyRejects, reject_path
+from asyncmig.plan.model import Plan, TablePlan
+from asyncmig.quoting import qualified
+from asyncmig.runstate import RunReport, RunSettings, TableReport
+from asyncmig.target import faults
+from asyncmig.target.connect import Target, connect, create_pool
+from asyncmig.target.statements import execute_all
+
+log = structlog.get_logger(__name__)
+
+
+# below this many rows in all, worker processes cost more to start than they save
+PROCESS_THRESHOLD_ROWS = 200_000
+
+
+# a source this large will be loaded in worker processes (PROCESS_THRESHOLD_ROWS rows
+# take about 50 MB): they are started while the plan is made
+WARM_BYTES = 40 * 2**20
+
+
+def expect_processes(settings: RunSettings) -> bool:
+    if settings.workers != "auto":
+        return settings.workers == "process"
+    return settings.jobs > 1 and settings.source.stat().st_size >= WARM_BYTES
+
+
+async def warm_worker(limiter: anyio.CapacityLimiter) -> None:
+    """Start one worker process and import the load's modules in it (by unpickling
+    ``ready``), so the first COPY does not wait for a process start and its imports;
+    anyio keeps the worker idle for the load to reuse."""
+    await anyio.to_process.run_sync(ready, cancellable=True, limiter=limiter)
+
+
+def ready() -> bool:
+    return True
+
+
+def use_processes(settings: RunSettings, plan: Plan) -> bool:
+    if settings.workers != "auto":
+        return settings.workers == "process"
+    return settings.jobs > 1 and sum(t.row_count for t in plan.tables) >= PROCESS_THRESHOLD_ROWS
+
+
+async def load_everything(settings: RunSettings, plan: Plan, report: RunReport,
+                          staging: split.Staging | None = None) -> None:
+    """Phases 2-3: every table's data, then its indexes and constraints.
+
+    Reading, converting and encoding rows is Python work, so with ``jobs`` > 1 each
+    table's pipeline runs in a worker process (one event loop, reader, transformers and
+    COPY writer per table, as in-process); indexes and constraints are PostgreSQL's
+    work and are driven from here, each table's as soon as its data is committed.
+    """
+    jobs = max(1, settings.jobs)
+    pool = await create_pool(settings.target, size=jobs * 2)
+    load_slots = anyio.CapacityLimiter(jobs)
+    index_slots = anyio.CapacityLimiter(jobs)
+    in_processes = use_processes(settings, plan)
+    reporter = progress.current()
+    reporter.tables({t.name: t.row_count for t in plan.tables})
+    board = progress.Board([t.name for t in plan.tables])
+    try:
+        async with anyio.create_task_group() as display:
+            display.start_soon(progress.tick, board)
+            async with anyio.create_task_group() as tg:
+                for table in plan.tables:
+                    tg.start_soon(migrate_table, settings, plan, table, pool, load_slots,
+                                  index_slots, report, in_processes, board.slot(table.name),
+                                  staging)
+            display.cancel_scope.cancel()
+    except BaseException:
+        if in_processes:
+            signals.kill_stray_workers()
+        raise
+    finally:
+        reporter.update(board.read())
+        reporter.stop()
+        board.close()
+        with anyio.move_on_after(10, shield=True):
+            await pool.close()
+            await retire_workers()
+
+
+async def retire_workers() -> None:
+    """Let anyio's idle worker processes exit now, and reap them, instead of being killed
+    when the event loop shuts down.
+
+    At shutdown anyio kills every worker it still holds, twice (the root task's done
+    callback, then its pool task); the second ``kill()`` runs ``Popen.poll()``, which
+    reaps a worker the first one already killed, and asyncio's child-watcher thread,
+    waiting for that same pid, then prints "Unknown child process pid N, will report
+    returncode 255" on stderr. A worker whose stdin is closed leaves its loop and exits
+    0; once the watcher has reaped it, anyio has nothing left to kill.
+    """
+    try:  # anyio keeps its pool in run variables (anyio.to_process): read, not changed
+        workers = anyio.to_process._process_pool_workers.get()
+        idle = anyio.to_process._process_pool_idle_workers.get()
+    except LookupError:  # no worker was started in this event loop
+        return
+    while idle:
+        process, _since = idle.pop()
+        workers.discard(process)
+        if process.stdin is not None:
+            await process.stdin.aclose()
+        with anyio.move_on_after(10):
+            await process.wait()
+        if process.returncode is None:  # a worker that did not leave: as anyio would
+            process.kill()
+            await process.wait()
+
+
+async def migrate_table(
+    settings: RunSettings,
+    plan: Plan,
+    table: TablePlan,
+    pool: asyncpg.Pool,
+    load_slots: anyio.CapacityLimiter,
+    index_slots: anyio.CapacityLimiter,
+    report: RunReport,
+    in_processes: bool,
+    slot: progress.Slot | None = None,
+    staging: split.Staging | None = None,
+) -> None:
+    async def attempt(number: int) -> TableLoad:
+        clean = number > 1  # a retry starts from an empty table
+        if in_processes and staging is not None and table.name in staging.tables:
+            return await split.load_split(settings, plan, table, staging, pool, load_slots,
+                                          report.run_id, slot, clean=clean)
+        if in_processes:
+            try:
+                return await anyio.to_process.run_sync(
+                    load_in_process, settings.source, plan.schema, table, settings.target,
+                    settings.pipeline, report.run_id, slot, clean, cancellable=True,
+                    limiter=load_slots)
+            except anyio.BrokenWorkerProcess:
+                raise InternalError(
+                    f"the worker process loading {table.name} died before it finished; the "
+                    "run is rolled back",
+                    hint="was it killed (out of memory? see the kernel log)? rerun, or lower "
+                         "--jobs") from None
+        async with load_slots, pool.acquire() as conn:
+            return await load_and_count(settings.source, plan.schema, table, conn,
+                                        settings.pipeline, report.run_id, slot, clean=clean)
+
+    load = await faults.retrying(attempt, table.name)
+    progress.current().table_finished(table.name)
+    verify_count(table, load)
+    progress.current().table_indexing(table.name)
+    started = time.perf_counter()
+    table = await build_indexes(settings, pool, plan, table, index_slots, report)
+    async with pool.acquire() as conn:
+        report.warnings.extend(await add_constraints(conn, plan, table))
+        # statistics and triggers only now: triggers must not fire during the load; the
+        # sequence and ANALYZE too, here rather than at the end, overlapping other loads
+        await execute_all(conn, ddl.statistics_sql(plan, table) + ddl.trigger_sql(plan, table)
+                          + ddl.sequence_reset_sql(plan, table, table.next_identity)
+                          + [ddl.analyze_sql(plan, table)])
+    index_seconds = time.perf_counter() - started
+    accounts = load.accounts
+    late = report.late_rejects.pop(table.name, {})  # duplicates rejected by the index phase
+    reject_dir = settings.pipeline.reject_dir
+    reject_file = accounts.reject_file or (
+        str(reject_path(reject_dir, table.name)) if late and reject_dir else None)
+    report.tables.append(TableReport(table.name, load.rows_copied - sum(late.values()),
+                                     load.seconds, index_seconds, dict(accounts.replaced),
+                                     accounts.rejected + sum(late.values()),
+                                     {**accounts.reasons, **late}, reject_file))
+    check_total_rejects(settings, report)
+    for replaced in accounts.examples:
+        log.warning("value_replaced", table=table.name, column=replaced.column, key=replaced.key,
+                    value=replaced.value, action=replaced.action, reason=replaced.reason)
+    for label, count in accounts.replaced.items():
+        report.warnings.append(f"{table.name}.{label}: {count} value(s) that did not fit "
+                               "replaced as the column's policy says")
+    if accounts.rejected:
+        log.warning("rows_rejected", table=table.name, rows=accounts.rejected,
+                    reasons=accounts.reasons, file=accounts.reject_file)
+        report.warnings.append(
+            f"{table.name}: {accounts.rejected} row(s) rejected ("
+            + "; ".join(f"{n} {r}" for r, n in accounts.reasons.items())
+            + (f"), kept in {accounts.reject_file}" if accounts.reject_file else ")"))
+    log.info("table_loaded", table=table.name, rows=load.rows_copied,
+             load_s=round(load.seconds, 3), index_s=round(index_seconds, 3),
+             rows_per_s=int(load.rows_copied / load.seconds) if load.seconds else None)
+
+
+async def load_and_count(source: Path, schema: str, table: TablePlan, conn: asyncpg.Connection,
+                         pipeline: PipelineSettings, run_id: int | None,
+                         slot: progress.Slot | None = None, *,
+                         clean: bool = False) -> TableLoad:
+    """Load one table (``clean``: emptied first) and count what PostgreSQL committed."""
+    # durability comes from the synchronous commits of the final phase,
+    # which flush the WAL of every earlier commit too
+    await conn.execute("SET synchronous_commit = off")
+    load = await load_table(source, schema, table, conn, pipeline, run_id, slot, clean=clean)
+    # not in a `finally`: after a failure the connection may be mid-transaction, and an
+    # error here would hide the real one (the pool resets a released connection anyway)
+    await conn.execute("RESET synchronous_commit")
+    committed = int(await conn.fetchval(f"SELECT count(*) FROM {qualified(schema, table.name)}"))
+    return replace(load, rows_committed=committed)
+
+
+def load_in_process(source: Path, schema: str, table: TablePlan, target: Target,
+                    pipeline: PipelineSettings, run_id: int | None,
+                    slot: progress.Slot | None = None,
+                    clean: bool = False) -> TableLoad:
+    """A worker process's whole job: one table, on its own connection and event loop."""
+    # the worker's stdout carries its results to the main process: log to stderr only
+    logs.configure(log_format="json")
+    signals.bind_worker_to_parent()
+
+    async def run() -> TableLoad:
+        conn = await connect(target)
+        try:
+            return await load_and_count(source, schema, table, conn, pipeline, run_id, slot,
+                                        clean=clean)
+        except BaseException as exc:  # one error, picklable, for the main process
+            error = faults.as_error(exc)
+            if error is exc:
+                raise
+            raise error from None
+        finally:
+            with anyio.move_on_after(10, shield=True):
+                await conn.close()
+
+    return anyio.run(run)
+
+
+def check_total_rejects(settings: RunSettings, report: RunReport) -> None:
+    limit = settings.max_rejects_total
+    if limit is not None and report.rejected > limit:
+        raise TooManyRejects(
+            report.tables[-1].table, "?", None, None,
+            f"the run rejected {report.rejected} rows, more than --max-rejects-total {limit}; "
+            "every table is rolled back",
+            hint="clean the source, choose other policies, or raise the limit")
+
+
+def verify_count(table: TablePlan, load: TableLoad) -> None:
+    """Every source row is accounted for: SQLite's count = loaded + rejected."""
+    if not (load.rows_committed == load.rows_copied
+            and load.rows_read == table.row_count == load.rows_copied + load.rows_rejected):
+        raise VerificationError(
+            f"row count mismatch in {table.name}: SQLite had {table.row_count}, "
+            f"read {load.rows_read}, copied {load.rows_copied}, rejected {load.rows_rejected}, "
+            f"PostgreSQL has {load.rows_committed}",
+            hint="was the source written to during the migration?",
+        )
