@@ -13,6 +13,7 @@ import time
 import uuid
 from pathlib import Path
 
+import jsonschema
 import pytest
 import structlog
 
@@ -21,6 +22,10 @@ from asyncmig.run import run_migration
 from asyncmig.runstate import RunSettings
 from asyncmig.target.connect import Target, scrub
 from tests.fix_cli import run_cli
+
+
+EVENTS = json.loads((Path(__file__).resolve().parent.parent / "docs" / "events.schema.json")
+                    .read_text(encoding="utf-8"))
 
 
 def build(path: Path, rows: int) -> Path:
@@ -100,6 +105,8 @@ def test_cli_emits_lifecycle_events_without_a_terminal(tmp_path: Path, pg_dsn: s
     result = run_cli("run", "--sqlite", str(source), "--pg", pg_dsn)
     assert result.returncode == 0, result.stderr
     events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    for event in events:
+        jsonschema.validate(event, EVENTS)
     names = [e["event"] for e in events]
     assert names[0] == "phase_started" and "run_started" in names
     phases = [e["phase"] for e in events if e["event"] == "phase_started"]
@@ -115,6 +122,8 @@ def test_cli_failure_event_carries_the_exit_code(tmp_path: Path, pg_dsn: str) ->
     again = run_cli("run", "--sqlite", str(source), "--pg", pg_dsn)  # tables exist
     assert again.returncode == 4
     events = [json.loads(line) for line in again.stderr.splitlines() if line.startswith("{")]
+    for event in events:
+        jsonschema.validate(event, EVENTS)
     failed = [e for e in events if e["event"] == "run_failed"]
     assert len(failed) == 1 and failed[0]["exit_code"] == 4
     assert "already exists" in failed[0]["message"]
