@@ -23,7 +23,6 @@ from asyncmig.runstate import RunSettings
 from asyncmig.target.connect import Target, scrub
 from tests.fix_cli import run_cli
 
-
 EVENTS = json.loads((Path(__file__).resolve().parent.parent / "docs" / "events.schema.json")
                     .read_text(encoding="utf-8"))
 
