@@ -48,8 +48,11 @@ async def may_stage(conn: asyncpg.Connection) -> bool:
     in the target schema itself, as ``schema`` and ``data`` do (logged)."""
     if await conn.fetchval("SELECT has_database_privilege(current_database(), 'CREATE')"):
         return True
-    log.warning("no_stage", reason="no CREATE on the database: building in the target "
-                "schema itself; readers may see the old tables dropped before the new ones")
+    log.warning(
+        "no_stage",
+        reason="no CREATE on the database: building in the target "
+        "schema itself; readers may see the old tables dropped before the new ones",
+    )
     return False
 
 
@@ -57,12 +60,15 @@ async def existing_tables(conn: asyncpg.Connection, plan: Plan) -> list[str]:
     rows = await conn.fetch(
         "SELECT table_name FROM information_schema.tables "
         "WHERE table_schema = $1 AND table_name = ANY($2::text[]) ORDER BY 1",
-        plan.schema, [t.name for t in plan.tables])
+        plan.schema,
+        [t.name for t in plan.tables],
+    )
     return [r[0] for r in rows]
 
 
-async def replaceable(conn: asyncpg.Connection, plan: Plan, *, replace: bool,
-                      cascade: bool) -> tuple[list[str], list[dependents.Dependent]]:
+async def replaceable(
+    conn: asyncpg.Connection, plan: Plan, *, replace: bool, cascade: bool
+) -> tuple[list[str], list[dependents.Dependent]]:
     """The plan's tables that exist in its schema and the application's objects that
     depend on them; refuses an existing table without ``replace`` and a dependent
     without ``cascade``."""
@@ -74,8 +80,11 @@ async def replaceable(conn: asyncpg.Connection, plan: Plan, *, replace: bool,
             f"cannot create {shown}{more}: already exists in the target",
             hint="drop it, choose another --schema, or pass --replace to drop and recreate it",
         )
-    found = await dependents.find(conn, plan.schema,
-                                  [*existing, *(v.name for v in plan.views)]) if existing else []
+    found = (
+        await dependents.find(conn, plan.schema, [*existing, *(v.name for v in plan.views)])
+        if existing
+        else []
+    )
     if found and not cascade:
         raise dependents.refuse(found)
     return existing, found
@@ -84,13 +93,16 @@ async def replaceable(conn: asyncpg.Connection, plan: Plan, *, replace: bool,
 async def drop_stale(conn: asyncpg.Connection, target: str) -> list[str]:
     """Drop the stages that interrupted runs into ``target`` left (the caller holds the
     target's lock, so none belongs to a live run)."""
-    rows = await conn.fetch("SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1) "
-                            "ORDER BY 1", stage_prefix(target))
+    rows = await conn.fetch(
+        "SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1) ORDER BY 1",
+        stage_prefix(target),
+    )
     names = [str(r[0]) for r in rows]
     for name in names:
         await conn.execute(f"DROP SCHEMA IF EXISTS {quote_ident(name)} CASCADE")
-        log.warning("stale_stage_dropped", schema=name, target=target,
-                    reason="left by an interrupted run")
+        log.warning(
+            "stale_stage_dropped", schema=name, target=target, reason="left by an interrupted run"
+        )
     return names
 
 
@@ -107,12 +119,19 @@ WHERE c.relnamespace = {NS} AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
            AND d.objid = c.oid AND d.deptype IN ('a', 'i')))
 ORDER BY c.relkind IN ('r', 'p', 'f') DESC, c.oid
 """
-ALTER_KIND = {"r": "TABLE", "p": "TABLE", "f": "FOREIGN TABLE", "v": "VIEW",
-              "m": "MATERIALIZED VIEW", "S": "SEQUENCE"}
+ALTER_KIND = {
+    "r": "TABLE",
+    "p": "TABLE",
+    "f": "FOREIGN TABLE",
+    "v": "VIEW",
+    "m": "MATERIALIZED VIEW",
+    "S": "SEQUENCE",
+}
 
 
-async def swap(conn: asyncpg.Connection, target: Plan, stage: Plan, *, replace: bool,
-               cascade: bool) -> list[str]:
+async def swap(
+    conn: asyncpg.Connection, target: Plan, stage: Plan, *, replace: bool, cascade: bool
+) -> list[str]:
     """One transaction: the old tables out (``--replace``), the stage's objects into the
     target schema, the stage dropped. Returns what ``--cascade`` dropped."""
     started = time.perf_counter()
@@ -121,26 +140,33 @@ async def swap(conn: asyncpg.Connection, target: Plan, stage: Plan, *, replace: 
         for statement in [d.drop_sql() for d in found]:
             await conn.execute(statement)
         if existing:
-            for statement in ddl.drop_extras_sql(target) + ddl.drop_tables_sql(target,
-                                                                               target.tables):
+            for statement in ddl.drop_extras_sql(target) + ddl.drop_tables_sql(
+                target, target.tables
+            ):
                 await conn.execute(statement)
-        if not await conn.fetchval("SELECT EXISTS (SELECT FROM pg_namespace "
-                                   "WHERE nspname = $1)", target.schema):
+        if not await conn.fetchval(
+            "SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = $1)", target.schema
+        ):
             await conn.execute(f"CREATE SCHEMA {quote_ident(target.schema)}")
         into = quote_ident(target.schema)
         for name, kind in await conn.fetch(RELATIONS_SQL, stage.schema):
-            await conn.execute(f"ALTER {ALTER_KIND[kind]} {qualified(stage.schema, name)} "
-                               f"SET SCHEMA {into}")
+            await conn.execute(
+                f"ALTER {ALTER_KIND[kind]} {qualified(stage.schema, name)} SET SCHEMA {into}"
+            )
         for (name,) in await conn.fetch(
-                f"SELECT stxname FROM pg_statistic_ext WHERE stxnamespace = {NS}",
-                stage.schema):
-            await conn.execute(f"ALTER STATISTICS {qualified(stage.schema, name)} "
-                               f"SET SCHEMA {into}")
+            f"SELECT stxname FROM pg_statistic_ext WHERE stxnamespace = {NS}", stage.schema
+        ):
+            await conn.execute(
+                f"ALTER STATISTICS {qualified(stage.schema, name)} SET SCHEMA {into}"
+            )
         for name, arguments in await conn.fetch(
-                "SELECT proname, pg_get_function_identity_arguments(oid) FROM pg_proc "
-                f"WHERE pronamespace = {NS}", stage.schema):
-            await conn.execute(f"ALTER ROUTINE {qualified(stage.schema, name)}({arguments}) "
-                               f"SET SCHEMA {into}")
+            "SELECT proname, pg_get_function_identity_arguments(oid) FROM pg_proc "
+            f"WHERE pronamespace = {NS}",
+            stage.schema,
+        ):
+            await conn.execute(
+                f"ALTER ROUTINE {qualified(stage.schema, name)}({arguments}) SET SCHEMA {into}"
+            )
         await move_collations(conn, stage.schema, target.schema)
         # RESTRICT: anything still in the stage makes PostgreSQL refuse, and the swap rolls back
         await conn.execute(f"DROP SCHEMA {quote_ident(stage.schema)}")
@@ -150,10 +176,17 @@ async def swap(conn: asyncpg.Connection, target: Plan, stage: Plan, *, replace: 
                 await conn.execute(statement)
     for dependent in found:
         log.warning("dependent_dropped", object=str(dependent))
-    log.info("cut_over", stage=stage.schema, target=target.schema, replaced=len(existing),
-             seconds=round(time.perf_counter() - started, 3))  # how long readers may wait
-    return [f"dropped with --cascade: {d} (it depended on a replaced table; not recreated)"
-            for d in found]
+    log.info(
+        "cut_over",
+        stage=stage.schema,
+        target=target.schema,
+        replaced=len(existing),
+        seconds=round(time.perf_counter() - started, 3),
+    )  # how long readers may wait
+    return [
+        f"dropped with --cascade: {d} (it depended on a replaced table; not recreated)"
+        for d in found
+    ]
 
 
 async def move_collations(conn: asyncpg.Connection, stage: str, target: str) -> None:
@@ -161,12 +194,16 @@ async def move_collations(conn: asyncpg.Connection, stage: str, target: str) -> 
     earlier run's, now unused) is dropped first: PostgreSQL refuses if something of
     the application still uses it."""
     for (name,) in await conn.fetch(
-            f"SELECT collname FROM pg_collation WHERE collnamespace = {NS}", stage):
+        f"SELECT collname FROM pg_collation WHERE collnamespace = {NS}", stage
+    ):
         taken = await conn.fetchval(
             f"SELECT EXISTS (SELECT FROM pg_collation WHERE collnamespace = {NS} "
-            "AND collname = $2)", target, name)
+            "AND collname = $2)",
+            target,
+            name,
+        )
         if taken:
             await conn.execute(f"DROP COLLATION {qualified(target, name)}")
-        await conn.execute(f"ALTER COLLATION {qualified(stage, name)} "
-                           f"SET SCHEMA {quote_ident(target)}")
-
+        await conn.execute(
+            f"ALTER COLLATION {qualified(stage, name)} SET SCHEMA {quote_ident(target)}"
+        )

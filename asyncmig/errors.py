@@ -128,7 +128,8 @@ class RollbackRefused(MigrationError):
         super().__init__(
             f"cannot roll back run {run_id} safely: {len(warnings)} warning(s), first: {first}",
             hint=f"review `asyncmig rollback --run {run_id} --check`; --force rolls back "
-                 "anyway, after writing a backup")
+            "anyway, after writing a backup",
+        )
         self.run_id = run_id
         self.warnings = tuple(warnings)
         self.report = report  # the safety report (asyncmig.target.safety.SafetyReport)

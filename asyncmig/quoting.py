@@ -51,9 +51,16 @@ def _quote(text: str, quote: str, kind: str) -> str:
         raise ValueError(f"{kind} {text!r} contains a NUL byte")
     if not any(unicodedata.category(c) in _BREAKING for c in text):
         return quote + text.replace(quote, quote * 2) + quote
-    body = "".join(quote * 2 if c == quote else "\\\\" if c == "\\" else
-                   _unicode_escape(c) if unicodedata.category(c) in _BREAKING else c
-                   for c in text)
+    body = "".join(
+        quote * 2
+        if c == quote
+        else "\\\\"
+        if c == "\\"
+        else _unicode_escape(c)
+        if unicodedata.category(c) in _BREAKING
+        else c
+        for c in text
+    )
     return f"U&{quote}{body}{quote}"
 
 
@@ -82,8 +89,7 @@ def one_line(text: str) -> str:
     terminals break lines at more characters (form feed, U+2028...). Escaping all of
     them keeps the text readable and inert wherever it is shown.
     """
-    return "".join(_escape_char(c) if unicodedata.category(c) in _BREAKING else c
-                   for c in text)
+    return "".join(_escape_char(c) if unicodedata.category(c) in _BREAKING else c for c in text)
 
 
 # control, format, surrogate, unassigned/private use, line and paragraph separators

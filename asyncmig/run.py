@@ -76,21 +76,33 @@ from asyncmig.target.unchanged import edges_of
 log = structlog.get_logger(__name__)
 
 
-async def make_plan(settings: RunSettings, *, prove: bool = False,
-                    scan: frozenset[str] = frozenset()) -> Plan:
+async def make_plan(
+    settings: RunSettings, *, prove: bool = False, scan: frozenset[str] = frozenset()
+) -> Plan:
     """The plan; with ``prove``, large tables are planned from a sample and the load
     proves it, except those in ``scan``, profiled over every row (see build_plan)."""
     check_source_file(settings.source)
     plan = await anyio.to_thread.run_sync(
-        lambda: build_plan(settings.source, schema=settings.schema,
-                           overrides=settings.overrides, jobs=settings.jobs, prove=prove,
-                           scan=scan)
+        lambda: build_plan(
+            settings.source,
+            schema=settings.schema,
+            overrides=settings.overrides,
+            jobs=settings.jobs,
+            prove=prove,
+            scan=scan,
+        )
     )
     for table in plan.tables:
         for column in table.columns:
-            log.info("column_planned", table=table.name, column=column.name,
-                     source_type=column.source_type, target_type=column.target_type,
-                     transform=column.transform, evidence=column.evidence)
+            log.info(
+                "column_planned",
+                table=table.name,
+                column=column.name,
+                source_type=column.source_type,
+                target_type=column.target_type,
+                transform=column.transform,
+                evidence=column.evidence,
+            )
     for warning in plan.warnings:
         log.info("plan_warning", message=warning)  # also in the summary
     return plan
@@ -122,8 +134,7 @@ async def execute(settings: RunSettings, *, create: bool, load: bool, check: boo
         raise error from exc
 
 
-async def _execute(settings: RunSettings, *, create: bool, load: bool,
-                   check: bool) -> RunReport:
+async def _execute(settings: RunSettings, *, create: bool, load: bool, check: bool) -> RunReport:
     if not settings.snapshot:
         return await _execute_on(settings, settings, create=create, load=load, check=check)
     check_source_file(settings.source)
@@ -131,10 +142,15 @@ async def _execute(settings: RunSettings, *, create: bool, load: bool,
         copy = Path(directory) / settings.source.name
         started = time.perf_counter()
         await anyio.to_thread.run_sync(snapshot, settings.source, copy)
-        log.info("snapshot_taken", source=str(settings.source), copy=str(copy),
-                 seconds=round(time.perf_counter() - started, 3))
-        return await _execute_on(settings, replace(settings, source=copy), create=create,
-                                 load=load, check=check)
+        log.info(
+            "snapshot_taken",
+            source=str(settings.source),
+            copy=str(copy),
+            seconds=round(time.perf_counter() - started, 3),
+        )
+        return await _execute_on(
+            settings, replace(settings, source=copy), create=create, load=load, check=check
+        )
 
 
 def snapshot(source: Path, copy: Path) -> None:
@@ -156,8 +172,9 @@ def snapshot(source: Path, copy: Path) -> None:
         src.close()
 
 
-async def _execute_on(original: RunSettings, settings: RunSettings, *, create: bool,
-                      load: bool, check: bool) -> RunReport:
+async def _execute_on(
+    original: RunSettings, settings: RunSettings, *, create: bool, load: bool, check: bool
+) -> RunReport:
     """The phases, reading ``settings.source`` (a snapshot, or the source itself);
     the history names ``original.source``."""
     started = time.perf_counter()
@@ -182,20 +199,27 @@ async def _execute_on(original: RunSettings, settings: RunSettings, *, create: b
                 for _ in range(settings.jobs):
                     warm.start_soon(warm_worker, limiter)
             plan = await make_plan(settings, prove=prove)
-        log.info("planned", tables=len(plan.tables), rows=sum(t.row_count for t in plan.tables),
-                 seconds=round(time.perf_counter() - started, 3))
+        log.info(
+            "planned",
+            tables=len(plan.tables),
+            rows=sum(t.row_count for t in plan.tables),
+            seconds=round(time.perf_counter() - started, 3),
+        )
         report = RunReport(plan, warnings=list(plan.warnings), server_version=version)
-        report.run_id = await history.start_run(admin, settings.command, original.source,
-                                                plan.schema, run_options(original, plan))
+        report.run_id = await history.start_run(
+            admin, settings.command, original.source, plan.schema, run_options(original, plan)
+        )
         reporter.run_started(report.run_id, settings.command, str(original.source))
         try:
-            await _recorded_phases(settings, admin, plan, report, started, create=create,
-                                   load=load, check=check)
+            await _recorded_phases(
+                settings, admin, plan, report, started, create=create, load=load, check=check
+            )
         except BaseException as exc:
             blocked = None
             with anyio.move_on_after(10, shield=True):
-                blocked = await runlock.explain_lock_wait(settings.target, plan.schema, exc,
-                                                          admin.get_server_pid())
+                blocked = await runlock.explain_lock_wait(
+                    settings.target, plan.schema, exc, admin.get_server_pid()
+                )
             await record_failure(settings, admin, report, blocked or exc)
             if blocked is not None:
                 raise blocked from exc
@@ -207,9 +231,17 @@ async def _execute_on(original: RunSettings, settings: RunSettings, *, create: b
     return report
 
 
-async def _recorded_phases(settings: RunSettings, admin: asyncpg.Connection, plan: Plan,
-                           report: RunReport, started: float, *, create: bool, load: bool,
-                           check: bool) -> None:
+async def _recorded_phases(
+    settings: RunSettings,
+    admin: asyncpg.Connection,
+    plan: Plan,
+    report: RunReport,
+    started: float,
+    *,
+    create: bool,
+    load: bool,
+    check: bool,
+) -> None:
     """The phases, then the run's history record (its failure is recorded by the caller)."""
     assert report.run_id is not None
     digest: list[str] = []
@@ -222,14 +254,20 @@ async def _recorded_phases(settings: RunSettings, admin: asyncpg.Connection, pla
         await _until_proved(settings, admin, report, create=create, load=load, check=check)
     report.seconds = time.perf_counter() - started
     await history.finish_run(
-        admin, report.run_id, status="succeeded", rows=report.rows, seconds=report.seconds,
+        admin,
+        report.run_id,
+        status="succeeded",
+        rows=report.rows,
+        seconds=report.seconds,
         sha256=digest[0],
         rollback_script=str(report.rollback_script) if report.rollback_script else None,
-        log_file=str(settings.log_file) if settings.log_file else None)
+        log_file=str(settings.log_file) if settings.log_file else None,
+    )
 
 
-async def record_failure(settings: RunSettings, admin: asyncpg.Connection, report: RunReport,
-                         exc: BaseException) -> None:
+async def record_failure(
+    settings: RunSettings, admin: asyncpg.Connection, report: RunReport, exc: BaseException
+) -> None:
     """The history says how the run ended: ``interrupted`` by a signal, else ``failed``.
 
     Shielded and time-boxed, on a new connection when the failure broke ``admin``; if
@@ -243,31 +281,47 @@ async def record_failure(settings: RunSettings, admin: asyncpg.Connection, repor
         try:
             async with faults.cleanup_connection(settings.target, admin) as conn:
                 await history.finish_run(
-                    conn, report.run_id, status="interrupted" if stopped_by else "failed",
-                    error=stopped_by or _one_line(error), rows=report.rows,
+                    conn,
+                    report.run_id,
+                    status="interrupted" if stopped_by else "failed",
+                    error=stopped_by or _one_line(error),
+                    rows=report.rows,
                     error_class=None if stopped_by else type(error).__name__,
-                    log_file=str(settings.log_file) if settings.log_file else None)
+                    log_file=str(settings.log_file) if settings.log_file else None,
+                )
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TargetError) as fault:
             log.error("history_not_recorded", run=report.run_id, error=str(fault))
 
 
-async def _until_proved(settings: RunSettings, admin: asyncpg.Connection, report: RunReport,
-                        *, create: bool, load: bool, check: bool) -> None:
+async def _until_proved(
+    settings: RunSettings,
+    admin: asyncpg.Connection,
+    report: RunReport,
+    *,
+    create: bool,
+    load: bool,
+    check: bool,
+) -> None:
     """The phases; when a load refutes a sampled plan, again with that table profiled
     over every row (what this attempt made was dropped by ``_phases``)."""
     scanned: frozenset[str] = frozenset()
     while True:
         try:
-            await _phases(settings, admin, report.plan, report, create=create, load=load,
-                          check=check)
+            await _phases(
+                settings, admin, report.plan, report, create=create, load=load, check=check
+            )
             return
         except BaseException as exc:
             refuted = plan_refuted(exc)
             if refuted is None:
                 raise
         scanned |= {source_name(report.plan, refuted.table)}
-        log.warning("plan_refuted", table=refuted.table, column=refuted.column,
-                    action="profiling the table over every row and starting again")
+        log.warning(
+            "plan_refuted",
+            table=refuted.table,
+            column=refuted.column,
+            action="profiling the table over every row and starting again",
+        )
         plan = await make_plan(settings, prove=True, scan=scanned)
         report.plan, report.warnings, report.tables = plan, list(plan.warnings), []
         report.late_rejects = {}
@@ -279,8 +333,11 @@ def plan_refuted(exc: BaseException) -> PlanRefuted | None:
         return exc
     if not isinstance(exc, BaseExceptionGroup):
         return None
-    found = [plan_refuted(e) for e in exc.exceptions
-             if not isinstance(e, anyio.get_cancelled_exc_class())]
+    found = [
+        plan_refuted(e)
+        for e in exc.exceptions
+        if not isinstance(e, anyio.get_cancelled_exc_class())
+    ]
     return found[0] if found and all(found) else None
 
 
@@ -289,24 +346,36 @@ def source_name(plan: Plan, table: str) -> str:
 
 
 def run_options(settings: RunSettings, plan: Plan) -> dict[str, object]:
-    return {"jobs": settings.jobs, "replace": settings.replace, "snapshot": settings.snapshot,
-            "batch_size": settings.pipeline.batch_size,
-            "queue_size": settings.pipeline.queue_size,
-            "config": settings.overrides.origin, "target": settings.target.safe,
-            "orphans": orphan_policies(settings, plan),
-            "widen": settings.overrides.widen,  # `check` plans the types the run chose
-            "renames": [asdict(r) for r in plan.renames],  # the names `check` must find
-            "source_edges": edges_of(settings.source)}  # for --if-changed
+    return {
+        "jobs": settings.jobs,
+        "replace": settings.replace,
+        "snapshot": settings.snapshot,
+        "batch_size": settings.pipeline.batch_size,
+        "queue_size": settings.pipeline.queue_size,
+        "config": settings.overrides.origin,
+        "target": settings.target.safe,
+        "orphans": orphan_policies(settings, plan),
+        "widen": settings.overrides.widen,  # `check` plans the types the run chose
+        "renames": [asdict(r) for r in plan.renames],  # the names `check` must find
+        "source_edges": edges_of(settings.source),
+    }  # for --if-changed
 
 
-async def _phases(settings: RunSettings, admin: asyncpg.Connection, plan: Plan,
-                  report: RunReport, *, create: bool, load: bool, check: bool) -> None:
+async def _phases(
+    settings: RunSettings,
+    admin: asyncpg.Connection,
+    plan: Plan,
+    report: RunReport,
+    *,
+    create: bool,
+    load: bool,
+    check: bool,
+) -> None:
     assert report.run_id is not None
     before = fingerprint(settings.source)
     tag = await history.run_tag(admin, report.run_id)  # names this run's files
     if settings.rejects_dir is not None:
-        pipeline = replace(settings.pipeline,
-                           reject_dir=settings.rejects_dir.absolute() / tag)
+        pipeline = replace(settings.pipeline, reject_dir=settings.rejects_dir.absolute() / tag)
         settings = replace(settings, pipeline=pipeline)
     prepared, notes = await collations.prepare(admin, plan, create=create)
     if prepared is not plan:  # NOCASE columns lost their collation: views fold case
@@ -317,16 +386,22 @@ async def _phases(settings: RunSettings, admin: asyncpg.Connection, plan: Plan,
     target = plan  # `run` builds in a stage of its own, swapped in once checked
     atomic = create and load and check and await cutover.may_stage(admin)
     if atomic:
-        await cutover.replaceable(admin, plan, replace=settings.replace,
-                                  cascade=settings.cascade)  # refused before any change
+        await cutover.replaceable(
+            admin, plan, replace=settings.replace, cascade=settings.cascade
+        )  # refused before any change
         plan = replace(plan, schema=cutover.stage_name(plan.schema, report.run_id))
         log.info("staging", stage=plan.schema, target=target.schema)
     cut = False
-    staging = split.plan_staging(settings, plan, report.run_id,
-                                 in_processes=create and load and use_processes(settings, plan))
+    staging = split.plan_staging(
+        settings,
+        plan,
+        report.run_id,
+        in_processes=create and load and use_processes(settings, plan),
+    )
     if create:
-        report.warnings.extend(await create_tables(admin, plan, replace=settings.replace,
-                                                   cascade=settings.cascade))
+        report.warnings.extend(
+            await create_tables(admin, plan, replace=settings.replace, cascade=settings.cascade)
+        )
         # moved out of sight until loaded whole (none without the right to)
         staging = await split.stage_tables(admin, plan, staging)
     else:
@@ -346,42 +421,59 @@ async def _phases(settings: RunSettings, admin: asyncpg.Connection, plan: Plan,
         if check:
             progress.current().phase("verifying")
             report.checks = await verify.run_checks(
-                plan, admin, settings.source,
-                {t.table: verify.Allowance.from_accounts(t.rejected, t.replaced)
-                 for t in report.tables}, orphan_policies(settings, plan))
+                plan,
+                admin,
+                settings.source,
+                {
+                    t.table: verify.Allowance.from_accounts(t.rejected, t.replaced)
+                    for t in report.tables
+                },
+                orphan_policies(settings, plan),
+            )
             # a foreign key the load left NOT VALID on purpose (orphans kept, as SQLite held
             # them) is reported as a warning by the load, not a failed run
-            failed = [c for c in report.checks if not c.ok and not (
-                c.check == verify.FOREIGN_KEY and c.found.endswith("NOT VALID"))]
+            failed = [
+                c
+                for c in report.checks
+                if not c.ok
+                and not (c.check == verify.FOREIGN_KEY and c.found.endswith("NOT VALID"))
+            ]
             if failed:
                 first = failed[0]
                 raise VerificationError(
                     f"{len(failed)} check(s) failed after loading, first: {first.check} of "
                     f"{first.table} {first.subject}: expected {first.expected}, "
-                    f"found {first.found}")
+                    f"found {first.found}"
+                )
         if atomic:
             report.warnings.extend(await swap(settings, admin, target, plan))
             plan, report.plan, cut = target, target, True
         if create or load:
             await remember_state(admin, plan, report.run_id)
-            report.rollback_script = await keep_rollback(settings, admin, plan, report.run_id,
-                                                         tag)
+            report.rollback_script = await keep_rollback(settings, admin, plan, report.run_id, tag)
     except BaseException as exc:
         with anyio.move_on_after(30, shield=True):
             async with faults.cleanup_connection(settings.target, admin) as conn:
-                await undo(conn, plan, report.run_id, drop=create,
-                           stage=plan.schema if atomic and not cut else None)
+                await undo(
+                    conn,
+                    plan,
+                    report.run_id,
+                    drop=create,
+                    stage=plan.schema if atomic and not cut else None,
+                )
         if load and fingerprint(settings.source) != before and not signals.received():
             raise source_changed(settings.source) from exc  # the reason the counts differ
         raise
 
 
-async def swap(settings: RunSettings, admin: asyncpg.Connection, target: Plan,
-               stage: Plan) -> list[str]:
+async def swap(
+    settings: RunSettings, admin: asyncpg.Connection, target: Plan, stage: Plan
+) -> list[str]:
     """The cut-over (see :mod:`asyncmig.cutover`), its refusal as one line."""
     try:
-        return await cutover.swap(admin, target, stage, replace=settings.replace,
-                                  cascade=settings.cascade)
+        return await cutover.swap(
+            admin, target, stage, replace=settings.replace, cascade=settings.cascade
+        )
     except asyncpg.PostgresError as exc:
         raise refused(f"moving the checked tables into {target.schema}", exc) from exc
 
@@ -396,22 +488,25 @@ async def remember_state(admin: asyncpg.Connection, plan: Plan, run_id: int) -> 
     log.info("state_recorded", tables=len(states), seconds=round(time.perf_counter() - started, 3))
 
 
-async def keep_rollback(settings: RunSettings, admin: asyncpg.Connection, plan: Plan,
-                        run_id: int, tag: str) -> Path | None:
+async def keep_rollback(
+    settings: RunSettings, admin: asyncpg.Connection, plan: Plan, run_id: int, tag: str
+) -> Path | None:
     """The run's rollback, kept in the history and, for people to review, in a file."""
     sql = rollback.script_sql(plan, run_id)
     script = None
     if settings.output_dir is not None:
-        script = await anyio.to_thread.run_sync(rollback.write_script, sql, tag,
-                                                settings.output_dir)
+        script = await anyio.to_thread.run_sync(
+            rollback.write_script, sql, tag, settings.output_dir
+        )
     await history.store_rollback(admin, run_id, sql, script)
     return script
 
 
 def source_changed(source: Path) -> SourceError:
-    return SourceError(f"{source} changed while it was being migrated",
-                       hint="stop the application writing to it, or migrate a copy "
-                            "(--snapshot)")
+    return SourceError(
+        f"{source} changed while it was being migrated",
+        hint="stop the application writing to it, or migrate a copy (--snapshot)",
+    )
 
 
 def _one_line(exc: BaseException) -> str:
@@ -420,15 +515,17 @@ def _one_line(exc: BaseException) -> str:
     return (str(exc).splitlines() or [type(exc).__name__])[0]
 
 
-async def undo(conn: asyncpg.Connection, plan: Plan, run_id: int, *, drop: bool,
-               stage: str | None = None) -> None:
+async def undo(
+    conn: asyncpg.Connection, plan: Plan, run_id: int, *, drop: bool, stage: str | None = None
+) -> None:
     """Leave nothing half-made: drop the run's stage, or what this run created, or empty
     what it loaded."""
     try:
         async with conn.transaction():
             if stage is not None:
-                await execute_all(conn, [split.drop_staging_sql(run_id),
-                                         cutover.drop_stage_sql(stage)])
+                await execute_all(
+                    conn, [split.drop_staging_sql(run_id), cutover.drop_stage_sql(stage)]
+                )
             elif drop:
                 await execute_all(conn, [split.drop_staging_sql(run_id)])
                 await execute_all(conn, ddl.drop_extras_sql(plan))

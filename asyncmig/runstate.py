@@ -1,5 +1,4 @@
-"""What a run is given and what it reports: settings in, per-table results out.
-"""
+"""What a run is given and what it reports: settings in, per-table results out."""
 
 from __future__ import annotations
 
@@ -26,7 +25,9 @@ class RunSettings:
     workers: str = "auto"  # "process", "inline", or "auto": processes for large sources
     lock_timeout: float = 10.0  # seconds the run's DDL waits for a lock (0: no limit)
     cascade: bool = False  # --replace may drop the application's dependent views and keys
-    snapshot: bool = default("snapshot")  # read from a consistent copy taken first (app still writing)
+    snapshot: bool = default(
+        "snapshot"
+    )  # read from a consistent copy taken first (app still writing)
     command: str = "run"  # recorded in the history
     output_dir: Path | None = None  # where the rollback script goes (None: not written)
     log_file: Path | None = None  # recorded in the history

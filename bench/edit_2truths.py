@@ -37,8 +37,7 @@ UPDATES = {
     "rate_limit_records": "timestamp = timestamp + 1.5",
 }
 # columns that must stay unique when a row is copied (besides the key)
-UNIQUE = {"users": ("email",), "user_sessions": ("token_hash",),
-          "user_reports": ("challenge_id",)}
+UNIQUE = {"users": ("email",), "user_sessions": ("token_hash",), "user_reports": ("challenge_id",)}
 HEX = set(string.hexdigits)
 
 
@@ -59,9 +58,16 @@ def respell(value: str, rng: random.Random) -> str:
 def copy_row(db: sqlite3.Connection, table: str, rowid: int, rng: random.Random) -> None:
     """Insert a copy of one row under a new key (unique columns respelled too)."""
     columns = [row[1] for row in db.execute(f'PRAGMA table_info("{table}")')]
-    values = dict(zip(columns, db.execute(
-        f'SELECT {", ".join(f"[{c}]" for c in columns)} FROM "{table}" WHERE rowid = ?',
-        (rowid,)).fetchone(), strict=True))
+    values = dict(
+        zip(
+            columns,
+            db.execute(
+                f'SELECT {", ".join(f"[{c}]" for c in columns)} FROM "{table}" WHERE rowid = ?',
+                (rowid,),
+            ).fetchone(),
+            strict=True,
+        )
+    )
     key, declared = key_column(db, table)
     original = dict(values)
     names = ", ".join(f"[{c}]" for c in values)
@@ -72,26 +78,31 @@ def copy_row(db: sqlite3.Connection, table: str, rowid: int, rng: random.Random)
             values[key] = respell(str(original[key]), rng)
         for column in UNIQUE.get(table, ()):
             text = str(original[column])
-            values[column] = f"n{rng.randrange(10**9)}.{text}" if "@" in text \
-                else respell(text, rng)
+            values[column] = (
+                f"n{rng.randrange(10**9)}.{text}" if "@" in text else respell(text, rng)
+            )
         try:
-            db.execute(f'INSERT INTO "{table}" ({names}) VALUES '
-                       f'({", ".join("?" * len(values))})', list(values.values()))
+            db.execute(
+                f'INSERT INTO "{table}" ({names}) VALUES ({", ".join("?" * len(values))})',
+                list(values.values()),
+            )
             return
         except sqlite3.IntegrityError:
             continue
     raise RuntimeError(f"cannot find a new key for a copy of a {table} row")
 
 
-def edit_table(db: sqlite3.Connection, table: str, fraction: float,
-               rng: random.Random) -> dict[str, int]:
+def edit_table(
+    db: sqlite3.Connection, table: str, fraction: float, rng: random.Random
+) -> dict[str, int]:
     """About ``fraction`` of the table's rows, a third each updated, deleted, inserted."""
     rowids = [r[0] for r in db.execute(f'SELECT rowid FROM "{table}"')]
     each = max(1, round(len(rowids) * fraction / 3)) if rowids else 0
     chosen = rng.sample(rowids, min(len(rowids), 2 * each))
     updated, deleted = chosen[:each], chosen[each:]
-    db.executemany(f'UPDATE "{table}" SET {UPDATES[table]} WHERE rowid = ?',
-                   [(r,) for r in updated])
+    db.executemany(
+        f'UPDATE "{table}" SET {UPDATES[table]} WHERE rowid = ?', [(r,) for r in updated]
+    )
     for rowid in rng.sample(rowids, min(len(rowids), each)):
         copy_row(db, table, rowid, rng)
     gone = 0
@@ -103,8 +114,9 @@ def edit_table(db: sqlite3.Connection, table: str, fraction: float,
     return {"updated": len(updated), "inserted": each, "deleted": gone}
 
 
-def edit(path: Path, fraction: float, seed: int = 1,
-         must: Sequence[tuple[str, str, Any]] = ()) -> dict[str, dict[str, int]]:
+def edit(
+    path: Path, fraction: float, seed: int = 1, must: Sequence[tuple[str, str, Any]] = ()
+) -> dict[str, dict[str, int]]:
     """Edit every table of the database; ``must``: extra (table, "update"/"delete", key)."""
     rng = random.Random(seed)
     db = sqlite3.connect(path, isolation_level=None)
@@ -114,8 +126,11 @@ def edit(path: Path, fraction: float, seed: int = 1,
         done = {t: edit_table(db, t, fraction, rng) for t in TABLES}
         for table, action, key in must:
             column, _ = key_column(db, table)
-            sql = (f'UPDATE "{table}" SET {UPDATES[table]}' if action == "update"
-                   else f'DELETE FROM "{table}"')
+            sql = (
+                f'UPDATE "{table}" SET {UPDATES[table]}'
+                if action == "update"
+                else f'DELETE FROM "{table}"'
+            )
             db.execute(f'{sql} WHERE "{column}" = ?', (key,))
         db.execute("COMMIT")
     finally:
@@ -137,12 +152,15 @@ def changes_between(before: Path, after: Path) -> dict[str, dict[str, int]]:
             new, old = f'main."{table}" AS n', f'old."{table}" AS o'
             join = f'n."{key}" = o."{key}"'
             out[table] = {
-                "inserted": db.execute(f"SELECT count(*) FROM {new} LEFT JOIN {old} ON {join} "
-                                       f'WHERE o."{key}" IS NULL').fetchone()[0],
-                "deleted": db.execute(f"SELECT count(*) FROM {old} LEFT JOIN {new} ON {join} "
-                                      f'WHERE n."{key}" IS NULL').fetchone()[0],
-                "updated": db.execute(f"SELECT count(*) FROM {new} JOIN {old} ON {join} "
-                                      f"WHERE {differs}").fetchone()[0],
+                "inserted": db.execute(
+                    f'SELECT count(*) FROM {new} LEFT JOIN {old} ON {join} WHERE o."{key}" IS NULL'
+                ).fetchone()[0],
+                "deleted": db.execute(
+                    f'SELECT count(*) FROM {old} LEFT JOIN {new} ON {join} WHERE n."{key}" IS NULL'
+                ).fetchone()[0],
+                "updated": db.execute(
+                    f"SELECT count(*) FROM {new} JOIN {old} ON {join} WHERE {differs}"
+                ).fetchone()[0],
             }
         return out
     finally:
@@ -150,8 +168,10 @@ def changes_between(before: Path, after: Path) -> dict[str, dict[str, int]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.edit_2truths",
-                                     description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.edit_2truths",
+        description=__doc__.splitlines()[0] if __doc__ else None,
+    )
     parser.add_argument("db", type=Path)
     parser.add_argument("--fraction", type=float, default=0.01)
     parser.add_argument("--seed", type=int, default=1)

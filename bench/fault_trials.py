@@ -30,10 +30,18 @@ SIGNALS = {"SIGTERM": signal.SIGTERM, "SIGINT": signal.SIGINT, "SIGKILL": signal
 
 
 def asyncmig(*args: str, workers: str = "process") -> subprocess.Popen[str]:
-    environ = dict(os.environ, ASYNCMIG_WORKERS=workers,
-                   ASYNCMIG_LOG_DIR=tempfile.mkdtemp(prefix="asyncmig-trial-"))
-    return subprocess.Popen([sys.executable, "-m", "asyncmig", *args], env=environ,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    environ = dict(
+        os.environ,
+        ASYNCMIG_WORKERS=workers,
+        ASYNCMIG_LOG_DIR=tempfile.mkdtemp(prefix="asyncmig-trial-"),
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "asyncmig", *args],
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def trial(source: Path, dsn: str, signum: int, delay: float) -> dict[str, object]:
@@ -45,22 +53,31 @@ def trial(source: Path, dsn: str, signum: int, delay: float) -> dict[str, object
     _, stderr = process.communicate(timeout=300)
     time.sleep(0.5)  # a worker killed with its parent (PR_SET_PDEATHSIG) is gone by now
     left = [p.pid for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-    status = subprocess.run([sys.executable, "-m", "asyncmig", "status", "--pg", dsn,
-                             "--output", "json"], capture_output=True, text=True, check=False)
+    status = subprocess.run(
+        [sys.executable, "-m", "asyncmig", "status", "--pg", dsn, "--output", "json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     runs = json.loads(status.stdout).get("runs", [])
     rerun = asyncmig("run", "--sqlite", str(source), "--pg", dsn, "--replace")
     rerun.communicate(timeout=300)
-    return {"delay": round(delay, 3), "exit": process.returncode,
-            "traceback": "Traceback" in stderr, "processes_left": len(left),
-            "stderr_tail": stderr[-2000:] if "Traceback" in stderr else "",
-            "history_running": any(r["status"] == "running" for r in runs),
-            "rerun_exit": rerun.returncode}
+    return {
+        "delay": round(delay, 3),
+        "exit": process.returncode,
+        "traceback": "Traceback" in stderr,
+        "processes_left": len(left),
+        "stderr_tail": stderr[-2000:] if "Traceback" in stderr else "",
+        "history_running": any(r["status"] == "running" for r in runs),
+        "rerun_exit": rerun.returncode,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pg", required=True, help="a scratch database (its public schema "
-                        "is replaced)")
+    parser.add_argument(
+        "--pg", required=True, help="a scratch database (its public schema is replaced)"
+    )
     parser.add_argument("--trials", type=int, default=20, help="per signal")
     parser.add_argument("--rows", type=int, default=40_000)
     parser.add_argument("--max-delay", type=float, default=2.0)
@@ -69,8 +86,10 @@ def main() -> None:
     source = build_fault_source(Path(tempfile.mkdtemp()) / "faults.db", rows=args.rows)
     summary: dict[str, object] = {}
     for name, signum in SIGNALS.items():
-        results = [trial(source, args.pg, signum, rng.uniform(0.05, args.max_delay))
-                   for _ in range(args.trials)]
+        results = [
+            trial(source, args.pg, signum, rng.uniform(0.05, args.max_delay))
+            for _ in range(args.trials)
+        ]
         expected = {0, 128 + signum, -signum}
         summary[name] = {
             "trials": len(results),

@@ -142,18 +142,25 @@ OTHER_DDL = (
 
 # (index name suffix, table, columns): named idx_<table>_<suffix> like the app's.
 INDEX_SPECS = (
-    ("email", "users", "email"), ("is_active", "users", "is_active"),
-    ("created_at", "users", "created_at"), ("last_login", "users", "last_login"),
-    ("creator_id", "challenges", "creator_id"), ("status", "challenges", "status"),
+    ("email", "users", "email"),
+    ("is_active", "users", "is_active"),
+    ("created_at", "users", "created_at"),
+    ("last_login", "users", "last_login"),
+    ("creator_id", "challenges", "creator_id"),
+    ("status", "challenges", "status"),
     ("created_at", "challenges", "created_at DESC"),
     ("published_at", "challenges", "published_at DESC"),
     ("view_count", "challenges", "view_count DESC"),
-    ("challenge_id", "guesses", "challenge_id"), ("user_id", "guesses", "user_id"),
+    ("challenge_id", "guesses", "challenge_id"),
+    ("user_id", "guesses", "user_id"),
     ("submitted_at", "guesses", "submitted_at DESC"),
-    ("user_id", "guess_history", "user_id"), ("challenge_id", "guess_history", "challenge_id"),
+    ("user_id", "guess_history", "user_id"),
+    ("challenge_id", "guess_history", "challenge_id"),
     ("user_challenge", "guess_history", "user_id, challenge_id"),
-    ("challenge_id", "user_reports", "challenge_id"), ("user_id", "user_reports", "user_id"),
-    ("created_at", "user_reports", "created_at"), ("reason", "user_reports", "reason"),
+    ("challenge_id", "user_reports", "challenge_id"),
+    ("user_id", "user_reports", "user_id"),
+    ("created_at", "user_reports", "created_at"),
+    ("reason", "user_reports", "reason"),
     ("challenge_created", "user_reports", "challenge_id, created_at DESC"),
     ("user_created", "user_reports", "user_id, created_at DESC"),
     ("moderation", "user_reports", "challenge_id, created_at, reason, id"),
@@ -162,31 +169,56 @@ INDEX_SPECS = (
     ("created_at", "token_transactions", "created_at DESC"),
     ("type", "token_transactions", "transaction_type"),
     ("revenuecat_id", "token_transactions", "revenuecat_transaction_id"),
-    ("user_id", "user_sessions", "user_id"), ("token_hash", "user_sessions", "token_hash"),
+    ("user_id", "user_sessions", "user_id"),
+    ("token_hash", "user_sessions", "token_hash"),
     ("expires_at", "user_sessions", "expires_at"),
     ("active", "user_sessions", "is_active, expires_at"),
     ("user_id", "rate_limit_records", "user_id"),
 )
 
-INDEXES = tuple(f"CREATE INDEX idx_{table}_{suffix} ON {table} ({columns})"
-                for suffix, table, columns in INDEX_SPECS)
+INDEXES = tuple(
+    f"CREATE INDEX idx_{table}_{suffix} ON {table} ({columns})"
+    for suffix, table, columns in INDEX_SPECS
+)
 
 TABLES = (
-    "users", "challenges", "guesses", "guess_history", "user_reports",
-    "token_balances", "token_transactions", "user_sessions", "rate_limit_records",
+    "users",
+    "challenges",
+    "guesses",
+    "guess_history",
+    "user_reports",
+    "token_balances",
+    "token_transactions",
+    "user_sessions",
+    "rate_limit_records",
 )
 
 # Share of the requested total per table, like a live app: many guesses and rate-limit
 # records, few users and challenges.
 SHARES = {
-    "users": 0.02, "challenges": 0.03, "guesses": 0.30, "guess_history": 0.25,
-    "user_reports": 0.01, "token_balances": 0.02, "token_transactions": 0.10,
-    "user_sessions": 0.05, "rate_limit_records": 0.22,
+    "users": 0.02,
+    "challenges": 0.03,
+    "guesses": 0.30,
+    "guess_history": 0.25,
+    "user_reports": 0.01,
+    "token_balances": 0.02,
+    "token_transactions": 0.10,
+    "user_sessions": 0.05,
+    "rate_limit_records": 0.22,
 }
 
 BASE_EPOCH = 1_700_000_000  # 2023-11-14: all timestamps fall within ~200 days after it
-REASONS = ("inappropriate_language", "spam", "personal_info", "violence", "hate_speech",
-           "adult_content", "copyright", "misleading", "low_quality")
+REASONS = (
+    "inappropriate_language",
+    "spam",
+    "personal_info",
+    "violence",
+    "hate_speech",
+    "adult_content",
+    "copyright",
+    "misleading",
+    "low_quality",
+)
 
 
 class Keys:
@@ -213,8 +245,14 @@ class Keys:
 
     def uuid(self, k: str, n: int) -> str:
         """Canonical lower-case UUID v4 text, like ``str(uuid4())``."""
-        parts = (self.perm(k, n), f"{self.h(k, n + 1)} % 65536", f"{self.h(k, n + 2)} % 4096",
-                 f"32768 + {self.h(k, n + 3)} % 16384", self.h(k, n + 4), self.h(k, n + 5))
+        parts = (
+            self.perm(k, n),
+            f"{self.h(k, n + 1)} % 65536",
+            f"{self.h(k, n + 2)} % 4096",
+            f"32768 + {self.h(k, n + 3)} % 16384",
+            self.h(k, n + 4),
+            self.h(k, n + 5),
+        )
         return f"printf('%08x-%04x-4%03x-%04x-%06x%06x', {', '.join(parts)})"
 
     def hex32(self, k: str, n: int) -> str:
@@ -229,9 +267,11 @@ class Keys:
     def ts(self, k: str, epoch: str, n: int) -> str:
         """Naive UTC text in the app's three spellings, chosen by row so each table mixes."""
         micro = f"printf('.%06d', {self.h(k, n)} % 1000000)"
-        return (f"(CASE (({k}) + {n}) % 3 WHEN 0 THEN datetime({epoch}, 'unixepoch')"
-                f" WHEN 1 THEN datetime({epoch}, 'unixepoch') || {micro}"
-                f" ELSE strftime('%Y-%m-%dT%H:%M:%S', {epoch}, 'unixepoch') || {micro} END)")
+        return (
+            f"(CASE (({k}) + {n}) % 3 WHEN 0 THEN datetime({epoch}, 'unixepoch')"
+            f" WHEN 1 THEN datetime({epoch}, 'unixepoch') || {micro}"
+            f" ELSE strftime('%Y-%m-%dT%H:%M:%S', {epoch}, 'unixepoch') || {micro} END)"
+        )
 
     def later(self, k: str, epoch: str, n: int, spread: int) -> str:
         """An epoch up to ``spread`` seconds after ``epoch`` (updated after created)."""
@@ -259,137 +299,201 @@ def _series(n: int) -> str:
 
 def users_sql(k: Keys, c: dict[str, int]) -> str:
     ep = k.epoch("i", 10)
-    name = k.pick("i", 11, ("NULL", "printf('José Núñez %d', i)", "printf('日本語ユーザー%d', i)",
-                            "printf('Zoë 🎉 %d', i)", "printf('Player %d', i)",
-                            "printf('Player %d', i)"))
-    email = ("CASE i % 9 WHEN 0 THEN printf('Player.%d@Example.COM', i)"
-             " ELSE printf('user%d@example.com', i) END")
-    return (_series(c["users"]) + "INSERT INTO users (id, email, password_hash, name, score,"
-            " created_at, updated_at, is_active, last_login, is_premium) SELECT i, "
-            f"{email}, '$2b$12$' || substr(lower(hex(randomblob(27))), 1, 53), {name}, "
-            f"{k.h('i', 12)} % 5000, {k.ts('i', ep, 13)}, "
-            f"{k.ts('i', k.later('i', ep, 14, 864000), 15)}, "
-            f"CASE WHEN {k.h('i', 16)} % 10 < 9 THEN 1 ELSE 0 END, "
-            f"CASE WHEN {k.h('i', 17)} % 4 = 0 THEN NULL "
-            f"ELSE {k.ts('i', k.later('i', ep, 18, 2592000), 19)} END, "
-            f"CASE WHEN {k.h('i', 20)} % 7 = 0 THEN 1 ELSE 0 END FROM n")
+    name = k.pick(
+        "i",
+        11,
+        (
+            "NULL",
+            "printf('José Núñez %d', i)",
+            "printf('日本語ユーザー%d', i)",
+            "printf('Zoë 🎉 %d', i)",
+            "printf('Player %d', i)",
+            "printf('Player %d', i)",
+        ),
+    )
+    email = (
+        "CASE i % 9 WHEN 0 THEN printf('Player.%d@Example.COM', i)"
+        " ELSE printf('user%d@example.com', i) END"
+    )
+    return (
+        _series(c["users"]) + "INSERT INTO users (id, email, password_hash, name, score,"
+        " created_at, updated_at, is_active, last_login, is_premium) SELECT i, "
+        f"{email}, '$2b$12$' || substr(lower(hex(randomblob(27))), 1, 53), {name}, "
+        f"{k.h('i', 12)} % 5000, {k.ts('i', ep, 13)}, "
+        f"{k.ts('i', k.later('i', ep, 14, 864000), 15)}, "
+        f"CASE WHEN {k.h('i', 16)} % 10 < 9 THEN 1 ELSE 0 END, "
+        f"CASE WHEN {k.h('i', 17)} % 4 = 0 THEN NULL "
+        f"ELSE {k.ts('i', k.later('i', ep, 18, 2592000), 19)} END, "
+        f"CASE WHEN {k.h('i', 20)} % 7 = 0 THEN 1 ELSE 0 END FROM n"
+    )
 
 
-STATUS_BY_TENTH = ("'published'", "'published'", "'published'", "'published'", "'published'",
-                   "'draft'", "'pending_moderation'", "'moderated'", "'rejected'",
-                   "CASE WHEN (i / 10) % 2 = 0 THEN 'flagged' ELSE 'archived' END")
+STATUS_BY_TENTH = (
+    "'published'",
+    "'published'",
+    "'published'",
+    "'published'",
+    "'published'",
+    "'draft'",
+    "'pending_moderation'",
+    "'moderated'",
+    "'rejected'",
+    "CASE WHEN (i / 10) % 2 = 0 THEN 'flagged' ELSE 'archived' END",
+)
 
 STATEMENTS_JSON = (
-    "printf('[{\"id\":\"stmt_%d_0\",\"text\":\"I have lived in Tōkyō 日本\",\"is_lie\":%s,"
-    "\"duration_seconds\":%d.%02d,\"media\":{\"width\":1080,\"height\":1920,"
-    "\"bitrate_mbps\":2.50}},"
-    "{\"id\":\"stmt_%d_1\",\"text\":\"I can juggle five café cups ☕\",\"is_lie\":%s,"
-    "\"duration_seconds\":%d.%02d,\"media\":{\"width\":720,\"height\":1280,"
-    "\"bitrate_mbps\":1.25}},"
-    "{\"id\":\"stmt_%d_2\",\"text\":\"I met a penguin 🐧\",\"is_lie\":%s,"
-    "\"duration_seconds\":%d.%02d,\"media\":null}]',"
+    'printf(\'[{"id":"stmt_%d_0","text":"I have lived in Tōkyō 日本","is_lie":%s,'
+    '"duration_seconds":%d.%02d,"media":{"width":1080,"height":1920,'
+    '"bitrate_mbps":2.50}},'
+    '{"id":"stmt_%d_1","text":"I can juggle five café cups ☕","is_lie":%s,'
+    '"duration_seconds":%d.%02d,"media":{"width":720,"height":1280,'
+    '"bitrate_mbps":1.25}},'
+    '{"id":"stmt_%d_2","text":"I met a penguin 🐧","is_lie":%s,'
+    '"duration_seconds":%d.%02d,"media":null}]\','
     " i, CASE WHEN i % 3 = 0 THEN 'true' ELSE 'false' END, 3 + i % 20, i % 100,"
     " i, CASE WHEN i % 3 = 1 THEN 'true' ELSE 'false' END, 4 + i % 17, (i * 7) % 100,"
     " i, CASE WHEN i % 3 = 2 THEN 'true' ELSE 'false' END, 5 + i % 13, (i * 3) % 100)"
 )
 
 MERGED_JSON = (
-    "printf('{\"total_duration\":%d.%02d,\"codec\":\"h264\",\"segments\":"
-    "[{\"start\":0.0,\"end\":%d.50},{\"start\":%d.50,\"end\":%d.75},"
-    "{\"start\":%d.75,\"end\":%d.00}],\"compressed\":true}',"
+    'printf(\'{"total_duration":%d.%02d,"codec":"h264","segments":'
+    '[{"start":0.0,"end":%d.50},{"start":%d.50,"end":%d.75},'
+    '{"start":%d.75,"end":%d.00}],"compressed":true}\','
     " 15 + i % 30, i % 100, 5 + i % 5, 5 + i % 5, 10 + i % 5, 10 + i % 5, 15 + i % 30)"
 )
 
 
 def challenges_sql(k: Keys, c: dict[str, int]) -> str:
-    title = k.pick("i", 30, ("NULL", "printf('Two truths about Paris café #%d', i)",
-                             "printf('私の秘密 %d', i)", "printf('Guess my lie 🤔 %d', i)",
-                             "printf('Challenge %d', i)", "printf('Challenge %d', i)"))
-    tags = k.pick("i", 31, ("NULL", "'[\"travel\",\"food\"]'", "'[\"fun\",\"日本\",\"café\"]'",
-                            "'[]'"))
-    status = "CASE i % 10 " + " ".join(
-        f"WHEN {n} THEN {s}" for n, s in enumerate(STATUS_BY_TENTH)) + " END"
+    title = k.pick(
+        "i",
+        30,
+        (
+            "NULL",
+            "printf('Two truths about Paris café #%d', i)",
+            "printf('私の秘密 %d', i)",
+            "printf('Guess my lie 🤔 %d', i)",
+            "printf('Challenge %d', i)",
+            "printf('Challenge %d', i)",
+        ),
+    )
+    tags = k.pick("i", 31, ("NULL", '\'["travel","food"]\'', '\'["fun","日本","café"]\'', "'[]'"))
+    status = (
+        "CASE i % 10 "
+        + " ".join(f"WHEN {n} THEN {s}" for n, s in enumerate(STATUS_BY_TENTH))
+        + " END"
+    )
     views = f"{k.h('i', 32)} % 100000"
     guesses = f"{k.h('i', 33)} % 5000"
     inner = f"SELECT i, {status} AS st, {k.epoch('i', 34)} AS ep, {guesses} AS g FROM n"
-    published = (f"CASE WHEN st IN ('published', 'flagged', 'archived') "
-                 f"THEN {k.ts('i', k.later('i', 'ep', 35, 86400), 36)} END")
-    return (_series(c["challenges"]) + "INSERT INTO challenges (challenge_id, creator_id,"
-            " title, status, lie_statement_id, view_count, guess_count, correct_guess_count,"
-            " is_merged_video, statements_json, merged_video_metadata_json, tags_json,"
-            " created_at, updated_at, published_at) SELECT "
-            f"{k.uuid('i', 1)}, CAST(1 + {k.h('i', 37)} % {c['users']} AS TEXT), {title}, st,"
-            f" printf('stmt_%d_%d', i, i % 3), {views}, g, g / 3, (i % 4 = 0), "
-            f"{STATEMENTS_JSON}, CASE WHEN i % 4 = 0 THEN {MERGED_JSON} END, {tags}, "
-            f"{k.ts('i', 'ep', 38)}, {k.ts('i', k.later('i', 'ep', 39, 172800), 40)}, "
-            f"{published} FROM ({inner})")
+    published = (
+        f"CASE WHEN st IN ('published', 'flagged', 'archived') "
+        f"THEN {k.ts('i', k.later('i', 'ep', 35, 86400), 36)} END"
+    )
+    return (
+        _series(c["challenges"]) + "INSERT INTO challenges (challenge_id, creator_id,"
+        " title, status, lie_statement_id, view_count, guess_count, correct_guess_count,"
+        " is_merged_video, statements_json, merged_video_metadata_json, tags_json,"
+        " created_at, updated_at, published_at) SELECT "
+        f"{k.uuid('i', 1)}, CAST(1 + {k.h('i', 37)} % {c['users']} AS TEXT), {title}, st,"
+        f" printf('stmt_%d_%d', i, i % 3), {views}, g, g / 3, (i % 4 = 0), "
+        f"{STATEMENTS_JSON}, CASE WHEN i % 4 = 0 THEN {MERGED_JSON} END, {tags}, "
+        f"{k.ts('i', 'ep', 38)}, {k.ts('i', k.later('i', 'ep', 39, 172800), 40)}, "
+        f"{published} FROM ({inner})"
+    )
 
 
 def guesses_sql(k: Keys, c: dict[str, int]) -> str:
-    inner = (f"SELECT i, 1 + {k.h('i', 50)} % {c['challenges']} AS ci,"
-             f" {k.h('i', 51)} % 3 AS pick FROM n")
-    return (_series(c["guesses"]) + "INSERT INTO guesses (guess_id, challenge_id, user_id,"
-            " guessed_lie_statement_id, is_correct, response_time_seconds, submitted_at) SELECT "
-            f"{k.uuid('i', 2)}, {k.uuid('ci', 1)}, CAST(1 + {k.h('i', 52)} % {c['users']} AS TEXT),"
-            " printf('stmt_%d_%d', ci, pick), (pick = ci % 3), "
-            f"CASE WHEN {k.h('i', 53)} % 20 = 0 THEN NULL ELSE ({k.h('i', 54)} % 60000) / 1000.0"
-            f" END, {k.ts('i', k.epoch('i', 55), 56)} FROM ({inner})")
+    inner = (
+        f"SELECT i, 1 + {k.h('i', 50)} % {c['challenges']} AS ci, {k.h('i', 51)} % 3 AS pick FROM n"
+    )
+    return (
+        _series(c["guesses"]) + "INSERT INTO guesses (guess_id, challenge_id, user_id,"
+        " guessed_lie_statement_id, is_correct, response_time_seconds, submitted_at) SELECT "
+        f"{k.uuid('i', 2)}, {k.uuid('ci', 1)}, CAST(1 + {k.h('i', 52)} % {c['users']} AS TEXT),"
+        " printf('stmt_%d_%d', ci, pick), (pick = ci % 3), "
+        f"CASE WHEN {k.h('i', 53)} % 20 = 0 THEN NULL ELSE ({k.h('i', 54)} % 60000) / 1000.0"
+        f" END, {k.ts('i', k.epoch('i', 55), 56)} FROM ({inner})"
+    )
 
 
 def guess_history_sql(k: Keys, c: dict[str, int]) -> str:
     inner = f"SELECT i, 1 + {k.h('i', 60)} % {c['challenges']} AS ci FROM n"
-    return (_series(c["guess_history"]) + "INSERT INTO guess_history (id, user_id,"
-            " challenge_id, was_correct, created_at) SELECT i, "
-            f"1 + {k.h('i', 61)} % {c['users']}, {k.uuid('ci', 1)}, {k.h('i', 62)} % 2, "
-            f"{k.ts('i', k.epoch('i', 63), 64)} FROM ({inner})")
+    return (
+        _series(c["guess_history"]) + "INSERT INTO guess_history (id, user_id,"
+        " challenge_id, was_correct, created_at) SELECT i, "
+        f"1 + {k.h('i', 61)} % {c['users']}, {k.uuid('ci', 1)}, {k.h('i', 62)} % 2, "
+        f"{k.ts('i', k.epoch('i', 63), 64)} FROM ({inner})"
+    )
 
 
 def user_reports_sql(k: Keys, c: dict[str, int]) -> str:
     """Reports walk (challenge, user) pairs in order, so the UNIQUE pair always holds."""
     reason = k.pick("i", 70, tuple(f"'{r}'" for r in REASONS))
-    details = k.pick("i", 71, ("NULL", "'Offensive language in statement two'",
-                               "'Contient des propos déplacés'", "'個人情報が含まれています'",
-                               "printf('Reported via app %d 🚩', i)"))
-    inner = (f"SELECT i, 1 + (i - 1) % {c['challenges']} AS ci,"
-             f" 1 + ((i - 1) / {c['challenges']}) % {c['users']} AS ui FROM n")
-    return (_series(c["user_reports"]) + "INSERT INTO user_reports (id, challenge_id, user_id,"
-            f" reason, details, created_at) SELECT i, {k.uuid('ci', 1)}, ui, {reason},"
-            f" {details}, {k.ts('i', k.epoch('i', 72), 73)} FROM ({inner})")
+    details = k.pick(
+        "i",
+        71,
+        (
+            "NULL",
+            "'Offensive language in statement two'",
+            "'Contient des propos déplacés'",
+            "'個人情報が含まれています'",
+            "printf('Reported via app %d 🚩', i)",
+        ),
+    )
+    inner = (
+        f"SELECT i, 1 + (i - 1) % {c['challenges']} AS ci,"
+        f" 1 + ((i - 1) / {c['challenges']}) % {c['users']} AS ui FROM n"
+    )
+    return (
+        _series(c["user_reports"]) + "INSERT INTO user_reports (id, challenge_id, user_id,"
+        f" reason, details, created_at) SELECT i, {k.uuid('ci', 1)}, ui, {reason},"
+        f" {details}, {k.ts('i', k.epoch('i', 72), 73)} FROM ({inner})"
+    )
 
 
 def token_balances_sql(k: Keys, c: dict[str, int]) -> str:
     ep = k.epoch("i", 80)
-    return (_series(c["token_balances"]) + "INSERT INTO token_balances (user_id, balance,"
-            f" last_updated, created_at) SELECT CAST(i AS TEXT), {k.h('i', 81)} % 10000, "
-            f"{k.ts('i', k.later('i', ep, 82, 864000), 83)}, {k.ts('i', ep, 84)} FROM n")
+    return (
+        _series(c["token_balances"]) + "INSERT INTO token_balances (user_id, balance,"
+        f" last_updated, created_at) SELECT CAST(i AS TEXT), {k.h('i', 81)} % 10000, "
+        f"{k.ts('i', k.later('i', ep, 82, 864000), 83)}, {k.ts('i', ep, 84)} FROM n"
+    )
 
 
 def token_transactions_sql(k: Keys, c: dict[str, int]) -> str:
     """Amounts never take a balance below zero, so both balance CHECKs hold."""
     # Cheap columns only in the inner query: SQLite inlines it into every reference.
-    kind = ("CASE i % 7 WHEN 0 THEN 'purchase' WHEN 1 THEN 'purchase' WHEN 2 THEN 'adjustment'"
-            " WHEN 3 THEN 'refund' ELSE 'spend' END")
-    amount = ("CASE i % 7 WHEN 0 THEN 100 * (1 + i % 10) WHEN 1 THEN 100 * (1 + i % 10)"
-              " WHEN 2 THEN max(-bal, i % 21 - 10) WHEN 3 THEN 10 * (1 + i % 5)"
-              " ELSE -min(bal, 1 + i % 50) END")
+    kind = (
+        "CASE i % 7 WHEN 0 THEN 'purchase' WHEN 1 THEN 'purchase' WHEN 2 THEN 'adjustment'"
+        " WHEN 3 THEN 'refund' ELSE 'spend' END"
+    )
+    amount = (
+        "CASE i % 7 WHEN 0 THEN 100 * (1 + i % 10) WHEN 1 THEN 100 * (1 + i % 10)"
+        " WHEN 2 THEN max(-bal, i % 21 - 10) WHEN 3 THEN 10 * (1 + i % 5)"
+        " ELSE -min(bal, 1 + i % 50) END"
+    )
     inner = f"SELECT i, {kind} AS kind, {k.h('i', 91)} % 5000 AS bal FROM n"
     middle = f"SELECT i, kind, bal, {amount} AS amt FROM ({inner})"
     paid = "i % 7 IN (0, 1, 3)"
-    metadata = ("printf('{\"platform\":\"%s\",\"price_usd\":%d.%02d,"
-                "\"receipt\":{\"attempt\":%d,\"sandbox\":%s},\"note\":\"%s\"}',"
-                " CASE WHEN i % 2 = 0 THEN 'ios' ELSE 'android' END, i % 20, (i * 7) % 100,"
-                " 1 + i % 3, CASE WHEN i % 11 = 0 THEN 'true' ELSE 'false' END,"
-                " CASE WHEN i % 5 = 0 THEN 'bonus 🎁' ELSE 'ok' END)")
-    return (_series(c["token_transactions"]) + "INSERT INTO token_transactions ("
-            "transaction_id, user_id, transaction_type, amount, balance_before, balance_after,"
-            " description, metadata, revenuecat_transaction_id, revenuecat_product_id,"
-            f" created_at) SELECT {k.uuid('i', 3)},"
-            f" CAST(1 + {k.h('i', 92)} % {c['users']} AS TEXT), kind, amt, bal, bal + amt,"
-            " printf('%s of %d tokens', kind, abs(amt)), CASE WHEN i % 13 = 0 THEN '{}' ELSE "
-            f"{metadata} END, CASE WHEN {paid} THEN printf('GPA.%04d-%04d-%04d-%05d',"
-            " i % 10000, (i / 7) % 10000, (i / 11) % 10000, i % 100000) END, "
-            f"CASE WHEN {paid} THEN printf('com.twotruths.tokens.%d', 100 * (1 + i % 5)) END, "
-            f"{k.ts('i', k.epoch('i', 93), 94)} FROM ({middle})")
+    metadata = (
+        'printf(\'{"platform":"%s","price_usd":%d.%02d,'
+        '"receipt":{"attempt":%d,"sandbox":%s},"note":"%s"}\','
+        " CASE WHEN i % 2 = 0 THEN 'ios' ELSE 'android' END, i % 20, (i * 7) % 100,"
+        " 1 + i % 3, CASE WHEN i % 11 = 0 THEN 'true' ELSE 'false' END,"
+        " CASE WHEN i % 5 = 0 THEN 'bonus 🎁' ELSE 'ok' END)"
+    )
+    return (
+        _series(c["token_transactions"]) + "INSERT INTO token_transactions ("
+        "transaction_id, user_id, transaction_type, amount, balance_before, balance_after,"
+        " description, metadata, revenuecat_transaction_id, revenuecat_product_id,"
+        f" created_at) SELECT {k.uuid('i', 3)},"
+        f" CAST(1 + {k.h('i', 92)} % {c['users']} AS TEXT), kind, amt, bal, bal + amt,"
+        " printf('%s of %d tokens', kind, abs(amt)), CASE WHEN i % 13 = 0 THEN '{}' ELSE "
+        f"{metadata} END, CASE WHEN {paid} THEN printf('GPA.%04d-%04d-%04d-%05d',"
+        " i % 10000, (i / 7) % 10000, (i / 11) % 10000, i % 100000) END, "
+        f"CASE WHEN {paid} THEN printf('com.twotruths.tokens.%d', 100 * (1 + i % 5)) END, "
+        f"{k.ts('i', k.epoch('i', 93), 94)} FROM ({middle})"
+    )
 
 
 USER_AGENTS = (
@@ -400,46 +504,65 @@ USER_AGENTS = (
     "NULL",
 )
 
-PERMISSIONS = ("CASE st WHEN 'admin' THEN '[\"read\",\"write\",\"moderate\",\"admin\"]'"
-               " WHEN 'guest' THEN '[\"read\"]' ELSE '[\"read\",\"write\"]' END")
+PERMISSIONS = (
+    'CASE st WHEN \'admin\' THEN \'["read","write","moderate","admin"]\''
+    " WHEN 'guest' THEN '[\"read\"]' ELSE '[\"read\",\"write\"]' END"
+)
 
 
 def user_sessions_sql(k: Keys, c: dict[str, int]) -> str:
-    ip = k.pick("i", 100, (
-        "NULL",
-        "printf('2001:db8:%x:%x::%x', i % 65536, (i / 65536) % 65536, 1 + i % 4095)",
-        "printf('fe80::%x:%x', 1 + i % 65535, i % 4096)",
-        "printf('%d.%d.%d.%d', 1 + i % 223, (i / 223) % 256, (i / 7) % 256, 1 + i % 254)",
-        "printf('192.168.%d.%d', i % 256, 1 + i % 254)",
-        "printf('10.%d.%d.%d', (i / 65536) % 256, (i / 256) % 256, 1 + i % 254)",
-    ))
-    kind = (f"CASE {k.h('i', 101)} % 20 WHEN 0 THEN 'admin'"
-            " WHEN 1 THEN 'guest' WHEN 2 THEN 'guest' ELSE 'user' END")
+    ip = k.pick(
+        "i",
+        100,
+        (
+            "NULL",
+            "printf('2001:db8:%x:%x::%x', i % 65536, (i / 65536) % 65536, 1 + i % 4095)",
+            "printf('fe80::%x:%x', 1 + i % 65535, i % 4096)",
+            "printf('%d.%d.%d.%d', 1 + i % 223, (i / 223) % 256, (i / 7) % 256, 1 + i % 254)",
+            "printf('192.168.%d.%d', i % 256, 1 + i % 254)",
+            "printf('10.%d.%d.%d', (i / 65536) % 256, (i / 256) % 256, 1 + i % 254)",
+        ),
+    )
+    kind = (
+        f"CASE {k.h('i', 101)} % 20 WHEN 0 THEN 'admin'"
+        " WHEN 1 THEN 'guest' WHEN 2 THEN 'guest' ELSE 'user' END"
+    )
     inner = f"SELECT i, {kind} AS st, {k.epoch('i', 102)} AS ep FROM n"
-    jwt = ("'eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.' || printf('eyJzdWIiOiIl%d', i)"
-           " || '.' || lower(hex(randomblob(16)))")
+    jwt = (
+        "'eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.' || printf('eyJzdWIiOiIl%d', i)"
+        " || '.' || lower(hex(randomblob(16)))"
+    )
     token_hash = f"printf('%08x', {k.perm('i', 103)}) || lower(hex(randomblob(28)))"
-    return (_series(c["user_sessions"]) + "INSERT INTO user_sessions (session_id, user_id,"
-            " jwt_token, token_hash, session_type, permissions, created_at, expires_at,"
-            " last_accessed, is_active, user_agent, ip_address) SELECT "
-            f"{k.hex32('i', 4)}, CAST(1 + {k.h('i', 104)} % {c['users']} AS TEXT), {jwt},"
-            f" {token_hash}, st, {PERMISSIONS}, {k.ts('i', 'ep', 105)},"
-            f" {k.ts('i', 'ep + 604800', 106)}, {k.ts('i', k.later('i', 'ep', 107, 604800), 108)},"
-            f" CASE WHEN {k.h('i', 109)} % 3 = 0 THEN 0 ELSE 1 END,"
-            f" {k.pick('i', 110, USER_AGENTS)}, {ip} FROM ({inner})")
+    return (
+        _series(c["user_sessions"]) + "INSERT INTO user_sessions (session_id, user_id,"
+        " jwt_token, token_hash, session_type, permissions, created_at, expires_at,"
+        " last_accessed, is_active, user_agent, ip_address) SELECT "
+        f"{k.hex32('i', 4)}, CAST(1 + {k.h('i', 104)} % {c['users']} AS TEXT), {jwt},"
+        f" {token_hash}, st, {PERMISSIONS}, {k.ts('i', 'ep', 105)},"
+        f" {k.ts('i', 'ep + 604800', 106)}, {k.ts('i', k.later('i', 'ep', 107, 604800), 108)},"
+        f" CASE WHEN {k.h('i', 109)} % 3 = 0 THEN 0 ELSE 1 END,"
+        f" {k.pick('i', 110, USER_AGENTS)}, {ip} FROM ({inner})"
+    )
 
 
 def rate_limit_records_sql(k: Keys, c: dict[str, int]) -> str:
-    return (_series(c["rate_limit_records"]) + "INSERT INTO rate_limit_records (id, user_id,"
-            f" timestamp) SELECT i, CAST(1 + {k.h('i', 120)} % {c['users']} AS TEXT),"
-            f" {BASE_EPOCH} + {k.h('i', 121)} + ({k.h('i', 122)} % 1000000) / 1000000.0 FROM n")
+    return (
+        _series(c["rate_limit_records"]) + "INSERT INTO rate_limit_records (id, user_id,"
+        f" timestamp) SELECT i, CAST(1 + {k.h('i', 120)} % {c['users']} AS TEXT),"
+        f" {BASE_EPOCH} + {k.h('i', 121)} + ({k.h('i', 122)} % 1000000) / 1000000.0 FROM n"
+    )
 
 
 FILLERS = {
-    "users": users_sql, "challenges": challenges_sql, "guesses": guesses_sql,
-    "guess_history": guess_history_sql, "user_reports": user_reports_sql,
-    "token_balances": token_balances_sql, "token_transactions": token_transactions_sql,
-    "user_sessions": user_sessions_sql, "rate_limit_records": rate_limit_records_sql,
+    "users": users_sql,
+    "challenges": challenges_sql,
+    "guesses": guesses_sql,
+    "guess_history": guess_history_sql,
+    "user_reports": user_reports_sql,
+    "token_balances": token_balances_sql,
+    "token_transactions": token_transactions_sql,
+    "user_sessions": user_sessions_sql,
+    "rate_limit_records": rate_limit_records_sql,
 }
 
 
@@ -462,8 +585,7 @@ def _fill(db: sqlite3.Connection, sql: str) -> int:
     return db.total_changes - before
 
 
-def generate(path: Path, rows: int, *, seed: int = 0,
-             older_layout: bool = False) -> dict[str, int]:
+def generate(path: Path, rows: int, *, seed: int = 0, older_layout: bool = False) -> dict[str, int]:
     """Write a new database at ``path`` with about ``rows`` rows in all; return counts."""
     if path.exists():
         raise FileExistsError(f"{path} already exists")
@@ -471,8 +593,12 @@ def generate(path: Path, rows: int, *, seed: int = 0,
     keys = Keys(seed)
     db = sqlite3.connect(path, isolation_level=None)
     try:
-        for pragma in ("journal_mode = OFF", "synchronous = OFF", "cache_size = -262144",
-                       "temp_store = MEMORY"):
+        for pragma in (
+            "journal_mode = OFF",
+            "synchronous = OFF",
+            "cache_size = -262144",
+            "temp_store = MEMORY",
+        ):
             db.execute(f"PRAGMA {pragma}")
         db.execute("BEGIN")
         create_schema(db, older_layout=older_layout)
@@ -488,12 +614,16 @@ def generate(path: Path, rows: int, *, seed: int = 0,
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench.gen_2truths",
-        description="Write a 2Truths-1Lie SQLite database of about ROWS rows in all.")
+        description="Write a 2Truths-1Lie SQLite database of about ROWS rows in all.",
+    )
     parser.add_argument("out", type=Path, help="the database file to create")
     parser.add_argument("--rows", type=int, default=20_000, help="approximate total rows")
     parser.add_argument("--seed", type=int, default=0, help="changes ids and values")
-    parser.add_argument("--older-layout", action="store_true",
-                        help="users gets name/is_premium/score by ALTER TABLE (column order)")
+    parser.add_argument(
+        "--older-layout",
+        action="store_true",
+        help="users gets name/is_premium/score by ALTER TABLE (column order)",
+    )
     parser.add_argument("--force", action="store_true", help="replace an existing file")
     return parser
 

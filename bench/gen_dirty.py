@@ -105,14 +105,36 @@ FAULT_SETS: dict[str, str] = {
 EDGE = 1000  # rows at either end of a big table that stay clean
 SMALL_TABLE = 3000  # tables up to this size take faults anywhere
 
-FIRST = (("Ann", "ann"), ("José", "jose"), ("Zoë", "zoe"), ("Björn", "bjorn"),
-         ("Renée", "renee"), ("美咲", "misaki"), ("Ola", "ola"), ("Mehmet", "mehmet"))
-LAST = (("Lee", "lee"), ("Núñez", "nunez"), ("Smith", "smith"), ("Øvergaard", "overgaard"),
-        ("Tanaka", "tanaka"), ("Dubois", "dubois"), ("Kowalski", "kowalski"),
-        ("Yılmaz", "yilmaz"))
+FIRST = (
+    ("Ann", "ann"),
+    ("José", "jose"),
+    ("Zoë", "zoe"),
+    ("Björn", "bjorn"),
+    ("Renée", "renee"),
+    ("美咲", "misaki"),
+    ("Ola", "ola"),
+    ("Mehmet", "mehmet"),
+)
+LAST = (
+    ("Lee", "lee"),
+    ("Núñez", "nunez"),
+    ("Smith", "smith"),
+    ("Øvergaard", "overgaard"),
+    ("Tanaka", "tanaka"),
+    ("Dubois", "dubois"),
+    ("Kowalski", "kowalski"),
+    ("Yılmaz", "yilmaz"),
+)
 DOMAINS = ("example.com", "mail.example.org", "example.net", "corp.example.co.uk")
-NOTES = ("NULL", "'Leave at the door'", "'Gift wrap please 🎁'", "'Livraison rapide svp'",
-         "printf('PO-%06d', i)", "NULL", "'配達は午前中に'")
+NOTES = (
+    "NULL",
+    "'Leave at the door'",
+    "'Gift wrap please 🎁'",
+    "'Livraison rapide svp'",
+    "printf('PO-%06d', i)",
+    "NULL",
+    "'配達は午前中に'",
+)
 
 
 @dataclass(frozen=True)
@@ -148,39 +170,54 @@ def customers_sql(k: Keys, rows: int) -> str:
     last_ascii = _choose("l", [_quote(ascii_) for _, ascii_ in LAST])
     domain = _choose("d", [_quote(d) for d in DOMAINS])
     local = f"printf('%s.%s%d', {first_ascii}, {last_ascii}, i)"
-    email = (f"CASE WHEN i % 9 = 0 THEN upper(substr({first_ascii}, 1, 1)) ||"
-             f" substr({local}, 2) || '@' || upper(substr({domain}, 1, 1)) || substr({domain}, 2)"
-             f" ELSE {local} || '@' || {domain} END")
+    email = (
+        f"CASE WHEN i % 9 = 0 THEN upper(substr({first_ascii}, 1, 1)) ||"
+        f" substr({local}, 2) || '@' || upper(substr({domain}, 1, 1)) || substr({domain}, 2)"
+        f" ELSE {local} || '@' || {domain} END"
+    )
     name = f"CASE WHEN {k.h('i', 3)} % 20 = 0 THEN NULL ELSE {first} || ' ' || {last} END"
-    ip = k.pick("i", 4, (
-        "NULL",
-        "printf('%d.%d.%d.%d', 1 + i % 223, (i / 223) % 256, (i / 7) % 256, 1 + i % 254)",
-        "printf('192.168.%d.%d', i % 256, 1 + i % 254)",
-        "printf('2001:db8:%x:%x::%x', i % 65536, (i / 65536) % 65536, 1 + i % 4095)",
-        "printf('fe80::%x:%x', 1 + i % 65535, i % 4096)",
-        "printf('10.%d.%d.%d', (i / 65536) % 256, (i / 256) % 256, 1 + i % 254)",
-    ))
-    profile = ("printf('{\"lang\":\"%s\",\"newsletter\":%s,\"visits\":%d,"
-               "\"address\":{\"city\":\"%s\",\"zip\":\"%05d\"},\"tags\":[%s]}', "
-               + _choose("f % 4", ["'en'", "'fr'", "'ja'", "'de'"]) + ", "
-               "CASE WHEN i % 3 = 0 THEN 'true' ELSE 'false' END, i % 500, "
-               + _choose("d", ["'Paris'", "'Tōkyō'", "'São Paulo'", "'Köln'"]) + ", "
-               "i % 100000, "
-               + _choose("l % 3", ["''", "'\"vip\"'", "'\"beta\",\"café\"'"]) + ")")
-    inner = (f"SELECT i, {k.h('i', 0)} % {len(FIRST)} AS f, {k.h('i', 1)} % {len(LAST)} AS l,"
-             f" {k.h('i', 2)} % {len(DOMAINS)} AS d FROM n")
-    return (_series(rows) + "INSERT INTO customers (id, email, name, signup_ip, profile,"
-            f" joined, score) SELECT i, {email}, {name}, {ip}, {profile},"
-            f" datetime({k.epoch('i', 5)}, 'unixepoch'), {k.h('i', 6)} % 1000 FROM ({inner})")
+    ip = k.pick(
+        "i",
+        4,
+        (
+            "NULL",
+            "printf('%d.%d.%d.%d', 1 + i % 223, (i / 223) % 256, (i / 7) % 256, 1 + i % 254)",
+            "printf('192.168.%d.%d', i % 256, 1 + i % 254)",
+            "printf('2001:db8:%x:%x::%x', i % 65536, (i / 65536) % 65536, 1 + i % 4095)",
+            "printf('fe80::%x:%x', 1 + i % 65535, i % 4096)",
+            "printf('10.%d.%d.%d', (i / 65536) % 256, (i / 256) % 256, 1 + i % 254)",
+        ),
+    )
+    profile = (
+        'printf(\'{"lang":"%s","newsletter":%s,"visits":%d,'
+        '"address":{"city":"%s","zip":"%05d"},"tags":[%s]}\', '
+        + _choose("f % 4", ["'en'", "'fr'", "'ja'", "'de'"])
+        + ", "
+        "CASE WHEN i % 3 = 0 THEN 'true' ELSE 'false' END, i % 500, "
+        + _choose("d", ["'Paris'", "'Tōkyō'", "'São Paulo'", "'Köln'"])
+        + ", "
+        "i % 100000, " + _choose("l % 3", ["''", "'\"vip\"'", '\'"beta","café"\'']) + ")"
+    )
+    inner = (
+        f"SELECT i, {k.h('i', 0)} % {len(FIRST)} AS f, {k.h('i', 1)} % {len(LAST)} AS l,"
+        f" {k.h('i', 2)} % {len(DOMAINS)} AS d FROM n"
+    )
+    return (
+        _series(rows) + "INSERT INTO customers (id, email, name, signup_ip, profile,"
+        f" joined, score) SELECT i, {email}, {name}, {ip}, {profile},"
+        f" datetime({k.epoch('i', 5)}, 'unixepoch'), {k.h('i', 6)} % 1000 FROM ({inner})"
+    )
 
 
 def orders_sql(k: Keys, rows: int, customers: int) -> str:
     """Every clean order points at an existing customer; amounts are decimal text, which
     NUMERIC affinity stores as REAL (or INTEGER for whole amounts), as an app's would be."""
     amount = f"printf('%d.%02d', 1 + {k.h('i', 21)} % 500, {k.h('i', 22)} % 100)"
-    return (_series(rows) + "INSERT INTO orders (id, customer_id, amount, placed, note)"
-            f" SELECT i, 1 + {k.h('i', 20)} % {customers}, {amount},"
-            f" datetime({k.epoch('i', 23)}, 'unixepoch'), {k.pick('i', 24, NOTES)} FROM n")
+    return (
+        _series(rows) + "INSERT INTO orders (id, customer_id, amount, placed, note)"
+        f" SELECT i, 1 + {k.h('i', 20)} % {customers}, {amount},"
+        f" datetime({k.epoch('i', 23)}, 'unixepoch'), {k.pick('i', 24, NOTES)} FROM n"
+    )
 
 
 def fault_window(table_rows: int) -> range:
@@ -190,8 +227,9 @@ def fault_window(table_rows: int) -> range:
     return range(1, table_rows + 1)
 
 
-def _draw(rng: random.Random, window: range, needs: dict[str, int],
-          columns: dict[str, str]) -> dict[str, list[int]]:
+def _draw(
+    rng: random.Random, window: range, needs: dict[str, int], columns: dict[str, str]
+) -> dict[str, list[int]]:
     """Keys per kind (a list, in draw order), all distinct if the window allows.
 
     Otherwise each column gets its own distinct draw, so kinds writing the same column
@@ -206,21 +244,24 @@ def _draw(rng: random.Random, window: range, needs: dict[str, int],
             by_column[columns[kind]] = by_column.get(columns[kind], 0) + need
         for col, need in by_column.items():
             if need > len(window):
-                raise ValueError(f"{need} faulty rows on column {col} do not fit in"
-                                 f" {len(window)} rows; generate more rows or fewer faults")
+                raise ValueError(
+                    f"{need} faulty rows on column {col} do not fit in"
+                    f" {len(window)} rows; generate more rows or fewer faults"
+                )
         pools = {col: rng.sample(window, need) for col, need in by_column.items()}
         group = {kind: columns[kind] for kind in needs}
     taken = dict.fromkeys(pools, 0)
     drawn = {}
     for kind, need in needs.items():
         start = taken[group[kind]]
-        drawn[kind] = pools[group[kind]][start:start + need]
+        drawn[kind] = pools[group[kind]][start : start + need]
         taken[group[kind]] = start + need
     return drawn
 
 
-def _inject(db: sqlite3.Connection, rows: int, faults: int,
-            rng: random.Random) -> dict[str, list[int]]:
+def _inject(
+    db: sqlite3.Connection, rows: int, faults: int, rng: random.Random
+) -> dict[str, list[int]]:
     """Write every fault; return the faulty keys per kind, sorted."""
     customer_kinds = {kind: faults for kind, (t, _) in FAULT_COLUMNS.items() if t == "customers"}
     # nocase_duplicate draws 2 keys per fault: the earlier of each pair is the clean
@@ -234,23 +275,30 @@ def _inject(db: sqlite3.Connection, rows: int, faults: int,
     pairs = sorted(keys.pop("nocase_duplicate"))
     originals, duplicates = pairs[:faults], pairs[faults:]
     keys["nocase_duplicate"] = duplicates
-    flip = ("CASE WHEN unicode(email) BETWEEN 97 AND 122 THEN upper(substr(email, 1, 1))"
-            " ELSE lower(substr(email, 1, 1)) END || substr(email, 2)")
-    db.executemany(f"UPDATE customers SET email = (SELECT {flip} FROM customers WHERE id = ?)"
-                   " WHERE id = ?", zip(originals, duplicates, strict=True))
+    flip = (
+        "CASE WHEN unicode(email) BETWEEN 97 AND 122 THEN upper(substr(email, 1, 1))"
+        " ELSE lower(substr(email, 1, 1)) END || substr(email, 2)"
+    )
+    db.executemany(
+        f"UPDATE customers SET email = (SELECT {flip} FROM customers WHERE id = ?) WHERE id = ?",
+        zip(originals, duplicates, strict=True),
+    )
     # Orphans point past the last customer, each at its own missing id, like rows whose
     # customer was deleted with foreign keys off.
-    db.executemany("UPDATE orders SET customer_id = ? WHERE id = ?",
-                   [(rows + n, key) for n, key in enumerate(sorted(keys["orphan_fk"]), 1)])
+    db.executemany(
+        "UPDATE orders SET customer_id = ? WHERE id = ?",
+        [(rows + n, key) for n, key in enumerate(sorted(keys["orphan_fk"]), 1)],
+    )
     for kind, assignment in FAULT_SETS.items():
         table = FAULT_COLUMNS[kind][0]
-        db.execute(f"UPDATE {table} SET {assignment}"
-                   " WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(keys[kind]),))
+        db.execute(
+            f"UPDATE {table} SET {assignment} WHERE id IN (SELECT value FROM json_each(?))",
+            (json.dumps(keys[kind]),),
+        )
     return {kind: sorted(keys[kind]) for kind in KINDS}
 
 
-def generate_dirty(path: Path, rows: int = 1000, *, seed: int = 0,
-                   faults: int = 5) -> DirtyCounts:
+def generate_dirty(path: Path, rows: int = 1000, *, seed: int = 0, faults: int = 5) -> DirtyCounts:
     """Write a new database at ``path`` with ``rows`` customers and ``2 * rows`` orders,
     ``faults`` rows carrying each fault kind; return what was written.
 
@@ -267,8 +315,12 @@ def generate_dirty(path: Path, rows: int = 1000, *, seed: int = 0,
     keys = Keys(seed)
     db = sqlite3.connect(path, isolation_level=None)
     try:
-        for pragma in ("journal_mode = OFF", "synchronous = OFF", "cache_size = -262144",
-                       "temp_store = MEMORY"):
+        for pragma in (
+            "journal_mode = OFF",
+            "synchronous = OFF",
+            "cache_size = -262144",
+            "temp_store = MEMORY",
+        ):
             db.execute(f"PRAGMA {pragma}")
         db.execute("BEGIN")
         db.execute(CUSTOMERS_DDL)
@@ -285,15 +337,17 @@ def generate_dirty(path: Path, rows: int = 1000, *, seed: int = 0,
         path.unlink(missing_ok=True)
         raise
     db.close()
-    return DirtyCounts(rows=counts, faults={kind: len(faulty[kind]) for kind in KINDS},
-                       faulty_keys=faulty)
+    return DirtyCounts(
+        rows=counts, faults={kind: len(faulty[kind]) for kind in KINDS}, faulty_keys=faulty
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench.gen_dirty",
         description="Write a SQLite database of ROWS customers and 2*ROWS orders with FAULTS"
-                    " rows of each fault kind; print the counts and faulty keys as JSON.")
+        " rows of each fault kind; print the counts and faulty keys as JSON.",
+    )
     parser.add_argument("out", type=Path, help="the database file to create")
     parser.add_argument("--rows", type=int, default=1000, help="customers (orders: twice)")
     parser.add_argument("--faults", type=int, default=5, help="rows per fault kind")

@@ -64,30 +64,29 @@ INSERT INTO {table} SELECT {select} FROM n;
 
 
 TABLES = {
-    "Categories": "i, 'Category ' || i, 'Things of kind ' || i || ' – fine'," \
-                  " randomblob(64)",
+    "Categories": "i, 'Category ' || i, 'Things of kind ' || i || ' – fine', randomblob(64)",
     "Suppliers": "i, 'Supplier ' || i || ' Ltd.', 'Contact ' || i, 'City ' || (i % 97), "
-                 "'Country ' || (i % 21), '(0' || (i % 9) || ') 555-' || (1000 + i)",
+    "'Country ' || (i % 21), '(0' || (i % 9) || ') 555-' || (1000 + i)",
     "Shippers": "i, 'Shipper ' || i, '(503) 555-' || (9800 + i)",
     "Employees": "i, 'Last' || i, 'First' || i, 'Sales Representative', "
-                 "date('1950-01-01', '+' || (i * 397 % 15000) || ' days'), "
-                 "date('2010-01-01', '+' || (i * 31 % 4000) || ' days'), 'Seattle', 'USA', "
-                 "CASE WHEN i = 1 THEN NULL ELSE 1 + (i - 2) / 3 END",
+    "date('1950-01-01', '+' || (i * 397 % 15000) || ' days'), "
+    "date('2010-01-01', '+' || (i * 31 % 4000) || ' days'), 'Seattle', 'USA', "
+    "CASE WHEN i = 1 THEN NULL ELSE 1 + (i - 2) / 3 END",
     "Customers": "printf('C%06d', i), 'Company ' || i || ' GmbH', 'Contact ' || i, 'Owner', "
-                 "i || ' Main Street', 'City ' || (i % 311), NULL, printf('%05d', i % 99999), "
-                 "'Country ' || (i % 21), '030-' || (i * 7919 % 9999999)",
+    "i || ' Main Street', 'City ' || (i % 311), NULL, printf('%05d', i % 99999), "
+    "'Country ' || (i % 21), '030-' || (i * 7919 % 9999999)",
     "Products": "i, 'Product ' || i, 1 + i % {suppliers}, 1 + i % {categories}, "
-                "(1 + i % 24) || ' boxes x ' || (10 + i % 20) || ' g', "
-                "round(1 + (i * 37 % 26000) / 100.0, 2), i * 13 % 120, i * 7 % 40, i % 30, "
-                "i % 9 = 0",
+    "(1 + i % 24) || ' boxes x ' || (10 + i % 20) || ' g', "
+    "round(1 + (i * 37 % 26000) / 100.0, 2), i * 13 % 120, i * 7 % 40, i % 30, "
+    "i % 9 = 0",
     "Orders": "i, printf('C%06d', 1 + i * 7 % {customers}), 1 + i % {employees}, "
-              "datetime('2019-01-01', '+' || (i * 61 % 157680000) || ' seconds'), "
-              "datetime('2019-01-15', '+' || (i * 61 % 157680000) || ' seconds'), "
-              "CASE WHEN i % 50 = 0 THEN NULL ELSE "
-              "datetime('2019-01-05', '+' || (i * 61 % 157680000) || ' seconds') END, "
-              "1 + i % {shippers}, round((i * 7919 % 100000) / 100.0, 2), "
-              "'Ship to ' || (i % 977), i || ' Harbour Road', 'City ' || (i % 311), "
-              "printf('%05d', i % 99999), 'Country ' || (i % 21)",
+    "datetime('2019-01-01', '+' || (i * 61 % 157680000) || ' seconds'), "
+    "datetime('2019-01-15', '+' || (i * 61 % 157680000) || ' seconds'), "
+    "CASE WHEN i % 50 = 0 THEN NULL ELSE "
+    "datetime('2019-01-05', '+' || (i * 61 % 157680000) || ' seconds') END, "
+    "1 + i % {shippers}, round((i * 7919 % 100000) / 100.0, 2), "
+    "'Ship to ' || (i % 977), i || ' Harbour Road', 'City ' || (i % 311), "
+    "printf('%05d', i % 99999), 'Country ' || (i % 21)",
 }
 
 DETAILS = """
@@ -103,9 +102,16 @@ def sizes(rows: int) -> dict[str, int]:
     """Rows per table: 90 % order lines, 9 % orders, the rest spread over the others."""
     orders = max(1, rows * 9 // 100)
     rest = max(1, rows - orders - orders * LINES_PER_ORDER)
-    return {"Categories": 8, "Suppliers": 29, "Shippers": 3, "Employees": 9,
-            "Customers": max(91, rest), "Products": PRODUCTS, "Orders": orders,
-            "Order Details": orders * LINES_PER_ORDER}
+    return {
+        "Categories": 8,
+        "Suppliers": 29,
+        "Shippers": 3,
+        "Employees": 9,
+        "Customers": max(91, rest),
+        "Products": PRODUCTS,
+        "Orders": orders,
+        "Order Details": orders * LINES_PER_ORDER,
+    }
 
 
 def generate(path: Path, rows: int) -> dict[str, int]:
@@ -116,10 +122,12 @@ def generate(path: Path, rows: int) -> dict[str, int]:
         conn.executescript(SCHEMA)
         names = {k.lower(): v for k, v in counts.items()}
         for table, select in TABLES.items():
-            conn.executescript(FILL.format(count=counts[table], table=table,
-                                           select=select.format(**names)))
-        conn.executescript(DETAILS.format(count=counts["Order Details"],
-                                          lines=LINES_PER_ORDER, products=PRODUCTS))
+            conn.executescript(
+                FILL.format(count=counts[table], table=table, select=select.format(**names))
+            )
+        conn.executescript(
+            DETAILS.format(count=counts["Order Details"], lines=LINES_PER_ORDER, products=PRODUCTS)
+        )
         conn.commit()
     finally:
         conn.close()
@@ -127,8 +135,9 @@ def generate(path: Path, rows: int) -> dict[str, int]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.gen_northwind",
-                                     description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.gen_northwind", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("path", type=Path)
     parser.add_argument("--rows", type=int, default=1_000_000, help="approximate total")
     parser.add_argument("--force", action="store_true", help="overwrite an existing file")
@@ -141,8 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     counts = generate(args.path, args.rows)
     for table, count in counts.items():
         print(f"{table:<16}{count:>10}")
-    print(f"total           {sum(counts.values()):>10}  in "
-          f"{time.perf_counter() - started:.2f} s")
+    print(f"total           {sum(counts.values()):>10}  in {time.perf_counter() - started:.2f} s")
     return 0
 
 

@@ -109,25 +109,31 @@ def asyncmig_phases(log_dir: Path, started: float) -> dict[str, float]:
     checks: the final check, history and rollback script.
     """
     events: list[dict[str, object]] = [
-        json.loads(line) for path in sorted(log_dir.glob("*.log"))
-        for line in path.read_text().splitlines() if line.startswith("{")]
+        json.loads(line)
+        for path in sorted(log_dir.glob("*.log"))
+        for line in path.read_text().splitlines()
+        if line.startswith("{")
+    ]
     marks: dict[str, float] = {}
     for event in events:
         name = str(event.get("event"))
         key = f"{name}:{event.get('phase')}" if name == "phase_started" else name
         marks.setdefault(key, _when(event))  # the first: a re-planned run starts again
     phases = {}
-    pairs = {"profile": ("phase_started:planning", "planned"),
-             "load": ("phase_started:loading", "data_loaded"),
-             "fks": ("phase_started:foreign keys", "phase_started:verifying"),
-             "checks": ("phase_started:verifying", "run_finished")}
+    pairs = {
+        "profile": ("phase_started:planning", "planned"),
+        "load": ("phase_started:loading", "data_loaded"),
+        "fks": ("phase_started:foreign keys", "phase_started:verifying"),
+        "checks": ("phase_started:verifying", "run_finished"),
+    }
     for phase, (start, end) in pairs.items():
         if start in marks and end in marks:
             phases[phase] = round(marks[end] - marks[start], 2)
     if "phase_started:loading" in marks:
         phases["first_copy"] = round(marks["phase_started:loading"] - started, 2)
-    phases["indexes"] = round(sum(float(str(e.get("index_s", 0))) for e in events
-                                  if e.get("event") == "table_loaded"), 2)
+    phases["indexes"] = round(
+        sum(float(str(e.get("index_s", 0))) for e in events if e.get("event") == "table_loaded"), 2
+    )
     refuted = sum(1 for e in events if e.get("event") == "plan_refuted")
     if refuted:
         phases["replans"] = refuted

@@ -72,16 +72,20 @@ def _ratio_line(work: Workload, tool: str, baseline: str) -> str | None:
 
 
 def render_workload(work: Workload) -> list[str]:
-    lines = [f"{work.name}: {work.rows:,} rows in {len(work.counts)} tables",
-             f"  {'tool':<16}{'seconds':>9}{'spread':>12}{'rows/s':>10}{'RSS MB':>8}  phases"]
+    lines = [
+        f"{work.name}: {work.rows:,} rows in {len(work.counts)} tables",
+        f"  {'tool':<16}{'seconds':>9}{'spread':>12}{'rows/s':>10}{'RSS MB':>8}  phases",
+    ]
     for tool, runs in work.runs.items():
         m = median_of(runs)
         if m is None:
             continue
         shown = f"{m.seconds:>9.2f}" if m.ok else f"{'failed':>9}"
         phases = " ".join(f"{k}={v:g}" for k, v in m.phases.items())
-        lines.append(f"  {tool:<16}{shown}{spread(runs):>12}{m.rows_per_s:>10,.0f}"
-                     f"{m.peak_rss_mb:>8.0f}  {phases} {m.note}".rstrip())
+        lines.append(
+            f"  {tool:<16}{shown}{spread(runs):>12}{m.rows_per_s:>10,.0f}"
+            f"{m.peak_rss_mb:>8.0f}  {phases} {m.note}".rstrip()
+        )
     for baseline in ("sqlite3 | psql", "pgloader"):
         line = _ratio_line(work, "asyncmig", baseline)
         if line:
@@ -100,19 +104,35 @@ def render(report: Report) -> str:
 
 
 def to_json(report: Report) -> str:
-    doc = {"jobs": report.jobs, "server": report.server, "dirty_ratios": report.dirty_ratios,
-           "workloads": []}
+    doc = {
+        "jobs": report.jobs,
+        "server": report.server,
+        "dirty_ratios": report.dirty_ratios,
+        "workloads": [],
+    }
     for work in report.workloads:
-        runs = {tool: [{**asdict(m), "rows_per_s": round(m.rows_per_s, 1)}  # type: ignore[call-overload]
-                       for m in measures] for tool, measures in work.runs.items()}
-        doc["workloads"].append({  # type: ignore[attr-defined]
-            "name": work.name, "rows": work.rows, "counts": work.counts, "runs": runs,
-            "problems": work.problems,
-            "ratio_asyncmig_over_c": ratios(work, "asyncmig", "sqlite3 | psql"),
-            "ratio_asyncmig_over_pgloader": ratios(work, "asyncmig", "pgloader")})
+        runs = {
+            tool: [
+                {**asdict(m), "rows_per_s": round(m.rows_per_s, 1)}  # type: ignore[call-overload]
+                for m in measures
+            ]
+            for tool, measures in work.runs.items()
+        }
+        doc["workloads"].append(
+            {  # type: ignore[attr-defined]
+                "name": work.name,
+                "rows": work.rows,
+                "counts": work.counts,
+                "runs": runs,
+                "problems": work.problems,
+                "ratio_asyncmig_over_c": ratios(work, "asyncmig", "sqlite3 | psql"),
+                "ratio_asyncmig_over_pgloader": ratios(work, "asyncmig", "pgloader"),
+            }
+        )
     return json.dumps(doc, indent=2)
 
 
 def ok(report: Report) -> bool:
-    return all(m.ok for w in report.workloads for runs in w.runs.values() for m in runs) \
-        and not any(w.problems for w in report.workloads)
+    return all(
+        m.ok for w in report.workloads for runs in w.runs.values() for m in runs
+    ) and not any(w.problems for w in report.workloads)

@@ -89,8 +89,14 @@ class Metered:
         return Proc(self.popen.returncode, kib / 1024)
 
 
-def spawn(cmd: Sequence[str], *, stdin: int | None = None, stdout: int | None = None,
-          stderr: int | None = None, env: dict[str, str] | None = None) -> Metered:
+def spawn(
+    cmd: Sequence[str],
+    *,
+    stdin: int | None = None,
+    stdout: int | None = None,
+    stderr: int | None = None,
+    env: dict[str, str] | None = None,
+) -> Metered:
     rss_file = None
     if GNU_TIME.exists():
         fd, name = tempfile.mkstemp(prefix="rss-")
@@ -101,12 +107,12 @@ def spawn(cmd: Sequence[str], *, stdin: int | None = None, stdout: int | None = 
     return Metered(popen, rss_file)
 
 
-def run(cmd: Sequence[str], *, env: dict[str, str] | None = None,
-        stdin: int | None = None) -> Proc:
+def run(cmd: Sequence[str], *, env: dict[str, str] | None = None, stdin: int | None = None) -> Proc:
     """Run a command to completion, keeping stderr for the report."""
     with tempfile.TemporaryFile() as err:
-        proc = spawn(cmd, stdin=stdin, stdout=subprocess.DEVNULL, stderr=err.fileno(),
-                     env=env).wait()
+        proc = spawn(
+            cmd, stdin=stdin, stdout=subprocess.DEVNULL, stderr=err.fileno(), env=env
+        ).wait()
         err.seek(0)
         proc.stderr = err.read().decode(errors="replace")
     return proc
@@ -126,9 +132,10 @@ def tail(text: str, lines: int = 15) -> str:
 
 def pg_bin() -> Path:
     """The newest installed server's bin directory (client tools must not be older)."""
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
-                   key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit()
-                   else 0)
+    found = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
+    )
     if not found:
         raise RuntimeError("no PostgreSQL server binaries under /usr/lib/postgresql")
     return found[-1].parent
@@ -149,11 +156,43 @@ def cluster(bindir: Path) -> Iterator[str]:
         for path in (top, sock):
             shutil.chown(path, "postgres", "postgres")
     try:
-        check(run(as_owner([str(bindir / "initdb"), "-D", str(data), "-U", "postgres",
-                            "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"])), "initdb")
+        check(
+            run(
+                as_owner(
+                    [
+                        str(bindir / "initdb"),
+                        "-D",
+                        str(data),
+                        "-U",
+                        "postgres",
+                        "--auth=trust",
+                        "-E",
+                        "UTF8",
+                        "--locale=C.UTF-8",
+                    ]
+                )
+            ),
+            "initdb",
+        )
         opts = f"-c listen_addresses='' -k {sock}"
-        check(run(as_owner([str(bindir / "pg_ctl"), "-D", str(data), "-l", str(top / "log"),
-                            "-o", opts, "-w", "start"])), "pg_ctl start")
+        check(
+            run(
+                as_owner(
+                    [
+                        str(bindir / "pg_ctl"),
+                        "-D",
+                        str(data),
+                        "-l",
+                        str(top / "log"),
+                        "-o",
+                        opts,
+                        "-w",
+                        "start",
+                    ]
+                )
+            ),
+            "pg_ctl start",
+        )
         yield f"postgresql://postgres@/postgres?host={sock}"
     finally:
         if (data / "postmaster.pid").exists():
@@ -167,8 +206,13 @@ def psql_cmd(bindir: Path, dsn: str, *args: str) -> list[str]:
 
 def psql(bindir: Path, dsn: str, sql: str) -> str:
     """Run SQL and return unaligned, tuples-only output (for small catalog queries)."""
-    out = subprocess.run(psql_cmd(bindir, dsn, "-A", "-t", "-F", "\t", "-c", sql),
-                         capture_output=True, text=True, check=False, env=utc_env())
+    out = subprocess.run(
+        psql_cmd(bindir, dsn, "-A", "-t", "-F", "\t", "-c", sql),
+        capture_output=True,
+        text=True,
+        check=False,
+        env=utc_env(),
+    )
     if out.returncode != 0:
         raise RuntimeError(f"psql failed: {tail(out.stderr)}")
     return out.stdout
@@ -182,20 +226,40 @@ def utc_env() -> dict[str, str]:
 # --- (a) asyncmig ------------------------------------------------------------------------
 
 
-def run_asyncmig(db: Path, dsn: str, jobs: int, rows: int,
-                 schema: str = ASYNCMIG_SCHEMA) -> Measure:
+def run_asyncmig(
+    db: Path, dsn: str, jobs: int, rows: int, schema: str = ASYNCMIG_SCHEMA
+) -> Measure:
     """asyncmig's `run` as a child; RSS summed over its process tree, phases from its log.
 
     Exit code 8 (done, some rows in the reject store) is a success for a dirty source.
     """
     logs = Path(tempfile.mkdtemp(prefix="asyncmig-bench-logs-"))
-    cmd = [sys.executable, "-m", "asyncmig", "run", "--sqlite", str(db), "--pg", dsn,
-           "--schema", schema, "--jobs", str(jobs), "--log-format", "json",
-           "--log-dir", str(logs)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "asyncmig",
+        "run",
+        "--sqlite",
+        str(db),
+        "--pg",
+        dsn,
+        "--schema",
+        schema,
+        "--jobs",
+        str(jobs),
+        "--log-format",
+        "json",
+        "--log-dir",
+        str(logs),
+    ]
     wall, started = time.time(), time.perf_counter()
     with tempfile.TemporaryFile() as err:
-        child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err.fileno(),
-                                 env={**os.environ, "PYTHONPATH": str(ROOT)})
+        child = subprocess.Popen(
+            cmd,
+            stdout=subprocess.DEVNULL,
+            stderr=err.fileno(),
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
         with meter.sampling(child.pid) as sampler:
             code = child.wait()
         seconds = time.perf_counter() - started
@@ -203,12 +267,15 @@ def run_asyncmig(db: Path, dsn: str, jobs: int, rows: int,
         stderr = err.read().decode(errors="replace")
     ok = code in (0, 8)
     if not ok:
-        print(f"asyncmig failed with exit code {code}; last stderr lines:\n{tail(stderr)}",
-              file=sys.stderr)
+        print(
+            f"asyncmig failed with exit code {code}; last stderr lines:\n{tail(stderr)}",
+            file=sys.stderr,
+        )
     phases = meter.asyncmig_phases(logs, wall)
     shutil.rmtree(logs, ignore_errors=True)
-    return Measure("asyncmig", ok, seconds, rows, sampler.peak_mb,
-                   "" if code == 0 else f"exit {code}", phases)
+    return Measure(
+        "asyncmig", ok, seconds, rows, sampler.peak_mb, "" if code == 0 else f"exit {code}", phases
+    )
 
 
 # --- (c) pgloader, when installed --------------------------------------------------------
@@ -231,8 +298,11 @@ def run_pgloader(bindir: Path, dsn: str, db: Path, rows: int) -> Measure | None:
     target = f"postgresql://postgres@unix:{socket_dir}:5432/{PGLOADER_DB}"
     started = time.perf_counter()
     with tempfile.TemporaryFile() as err:
-        child = subprocess.Popen([exe, "--no-ssl-cert-verification", str(db), target],
-                                 stdout=subprocess.DEVNULL, stderr=err.fileno())
+        child = subprocess.Popen(
+            [exe, "--no-ssl-cert-verification", str(db), target],
+            stdout=subprocess.DEVNULL,
+            stderr=err.fileno(),
+        )
         with meter.sampling(child.pid) as sampler:
             code = child.wait()
         seconds = time.perf_counter() - started
@@ -241,8 +311,7 @@ def run_pgloader(bindir: Path, dsn: str, db: Path, rows: int) -> Measure | None:
     ok = code == 0
     if not ok:
         print(f"pgloader failed with exit code {code}:\n{tail(stderr)}", file=sys.stderr)
-    return Measure("pgloader", ok, seconds, rows, sampler.peak_mb,
-                   "" if ok else f"exit {code}")
+    return Measure("pgloader", ok, seconds, rows, sampler.peak_mb, "" if ok else f"exit {code}")
 
 
 # --- (b) the C pipeline ------------------------------------------------------------------
@@ -340,9 +409,20 @@ def create_fallback_schema(bindir: Path, dsn: str) -> None:
 
 def dump_section(bindir: Path, dsn: str, section: str) -> str:
     """asyncmig's schema as DDL for ``section``, renamed to the C schema."""
-    out = subprocess.run([str(bindir / "pg_dump"), "--schema-only", f"--section={section}",
-                          "-n", ASYNCMIG_SCHEMA, "-d", dsn],
-                         capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        [
+            str(bindir / "pg_dump"),
+            "--schema-only",
+            f"--section={section}",
+            "-n",
+            ASYNCMIG_SCHEMA,
+            "-d",
+            dsn,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if out.returncode != 0:
         raise RuntimeError(f"pg_dump failed: {tail(out.stderr)}")
     return out.stdout.replace(ASYNCMIG_SCHEMA, C_SCHEMA)
@@ -366,9 +446,13 @@ class Column:
 
 def target_columns(bindir: Path, dsn: str) -> dict[str, dict[str, str]]:
     """Target table -> column -> data_type, read from asyncmig's result schema."""
-    rows = psql(bindir, dsn, "SELECT table_name, column_name, data_type"
-                " FROM information_schema.columns"
-                f" WHERE table_schema = '{ASYNCMIG_SCHEMA}' ORDER BY ordinal_position")
+    rows = psql(
+        bindir,
+        dsn,
+        "SELECT table_name, column_name, data_type"
+        " FROM information_schema.columns"
+        f" WHERE table_schema = '{ASYNCMIG_SCHEMA}' ORDER BY ordinal_position",
+    )
     tables: dict[str, dict[str, str]] = {}
     for line in rows.splitlines():
         table, column, data_type = line.split("\t")
@@ -401,8 +485,10 @@ def select_expr(col: Column) -> str:
     if col.target.startswith("timestamp") and is_numeric_decl(col.declared):
         whole = f"CAST({c} AS INTEGER)"
         micro = f"min(999999, CAST(round(({c} - {whole}) * 1000000) AS INTEGER))"
-        return (f"CASE WHEN {c} IS NULL THEN NULL ELSE datetime({whole}, 'unixepoch')"
-                f" || printf('.%06d', {micro}) || '+00' END")
+        return (
+            f"CASE WHEN {c} IS NULL THEN NULL ELSE datetime({whole}, 'unixepoch')"
+            f" || printf('.%06d', {micro}) || '+00' END"
+        )
     if col.target == "bytea":
         return f"CASE WHEN {c} IS NULL THEN NULL ELSE '\\x' || hex({c}) END"
     return c
@@ -411,10 +497,14 @@ def select_expr(col: Column) -> str:
 def load_table(bindir: Path, dsn: str, db: Path, table: str, cols: list[Column]) -> float:
     """One ``sqlite3 -csv | psql \\copy`` pipe; returns the pair's summed peak RSS."""
     select = f"SELECT {', '.join(select_expr(c) for c in cols)} FROM {qi(table)}"
-    copy = (f"\\copy {qi(C_SCHEMA)}.{qi(table)} ({', '.join(qi(c.name) for c in cols)})"
-            " FROM pstdin WITH (FORMAT csv)")
-    reader = spawn(["sqlite3", "-batch", "-readonly", "-noheader", "-csv", str(db), select],
-                   stdout=subprocess.PIPE)
+    copy = (
+        f"\\copy {qi(C_SCHEMA)}.{qi(table)} ({', '.join(qi(c.name) for c in cols)})"
+        " FROM pstdin WITH (FORMAT csv)"
+    )
+    reader = spawn(
+        ["sqlite3", "-batch", "-readonly", "-noheader", "-csv", str(db), select],
+        stdout=subprocess.PIPE,
+    )
     pipe = reader.popen.stdout
     assert pipe is not None
     try:
@@ -429,9 +519,13 @@ def load_table(bindir: Path, dsn: str, db: Path, table: str, cols: list[Column])
 
 def dependency_order(bindir: Path, dsn: str, tables: list[str]) -> list[str]:
     """Referenced tables first (as the FKs in asyncmig's schema say), then the rest."""
-    edges = psql(bindir, dsn, "SELECT c.conrelid::regclass::text, c.confrelid::regclass::text"
-                 " FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace"
-                 f" WHERE c.contype = 'f' AND n.nspname = '{ASYNCMIG_SCHEMA}'")
+    edges = psql(
+        bindir,
+        dsn,
+        "SELECT c.conrelid::regclass::text, c.confrelid::regclass::text"
+        " FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace"
+        f" WHERE c.contype = 'f' AND n.nspname = '{ASYNCMIG_SCHEMA}'",
+    )
     parents: dict[str, set[str]] = {t: set() for t in tables}
     for line in edges.splitlines():
         child, parent = (part.split(".")[-1].strip('"') for part in line.split("\t"))
@@ -469,8 +563,7 @@ def finish_sql(tables: Sequence[str]) -> str:
     return RESET_SEQUENCES.format(s=C_SCHEMA, tables=names)
 
 
-def run_c_pipeline(bindir: Path, dsn: str, db: Path, jobs: int, rows: int,
-                   note: str) -> Measure:
+def run_c_pipeline(bindir: Path, dsn: str, db: Path, jobs: int, rows: int, note: str) -> Measure:
     """Pre-data, two parallel ``sqlite3 | psql`` pipes per step, post-data; all timed.
 
     Peak RSS: the sum over this script's child processes (the pipes, psql), sampled.
@@ -484,8 +577,10 @@ def run_c_pipeline(bindir: Path, dsn: str, db: Path, jobs: int, rows: int,
         mark = time.perf_counter()
         phases["first_copy"] = round(mark - started, 2)
         with ThreadPoolExecutor(max_workers=jobs) as pool:
-            futures = [pool.submit(load_table, bindir, dsn, db, t,
-                                   shared_columns(db, t, targets[t])) for t in order]
+            futures = [
+                pool.submit(load_table, bindir, dsn, db, t, shared_columns(db, t, targets[t]))
+                for t in order
+            ]
             for future in futures:
                 future.result()
         phases["load"] = round(time.perf_counter() - mark, 2)
@@ -532,8 +627,9 @@ def one_round(bindir: Path, dsn: str, db: Path, jobs: int, work: Workload) -> No
         psql(bindir, dsn, f"DROP DATABASE IF EXISTS {PGLOADER_DB}")
 
 
-def dirty_round(bindir: Path, dsn: str, clean: Path, dirty: Path, jobs: int,
-                works: tuple[Workload, Workload]) -> float | None:
+def dirty_round(
+    bindir: Path, dsn: str, clean: Path, dirty: Path, jobs: int, works: tuple[Workload, Workload]
+) -> float | None:
     """asyncmig on the clean twin, then on the dirty database: their time ratio.
 
     The C pipeline has no reject path (one bad value stops its COPY), so only asyncmig
@@ -551,17 +647,26 @@ def dirty_round(bindir: Path, dsn: str, clean: Path, dirty: Path, jobs: int,
 
 def source_counts(db: Path) -> dict[str, int]:
     with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
-        names = [r[0] for r in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table'"
-            " AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+        names = [
+            r[0]
+            for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'"
+                " AND name NOT LIKE 'sqlite_%' ORDER BY name"
+            )
+        ]
         return {n: conn.execute(f"SELECT count(*) FROM {qi(n)}").fetchone()[0] for n in names}
 
 
 def generate(module: str, db: Path, *args: str) -> Path:
     """Run a generator in a child (so this process stays small); returns ``db``."""
     cmd = [sys.executable, "-m", module, str(db), *args]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=False,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    out = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     if out.returncode != 0:
         raise RuntimeError(f"{module} failed: {tail(out.stderr)}")
     return db
@@ -569,18 +674,34 @@ def generate(module: str, db: Path, *args: str) -> Path:
 
 def databases(args: argparse.Namespace, workdir: Path) -> dict[str, Path]:
     """The workloads' files: given with --db / --northwind-db, or generated."""
-    dbs = {"2truths": args.db or generate("bench.gen_2truths", workdir / "2truths.db",
-                                          "--rows", str(args.rows), "--seed", str(args.seed))}
+    dbs = {
+        "2truths": args.db
+        or generate(
+            "bench.gen_2truths",
+            workdir / "2truths.db",
+            "--rows",
+            str(args.rows),
+            "--seed",
+            str(args.seed),
+        )
+    }
     if not args.no_northwind:
         dbs["northwind"] = args.northwind_db or generate(
-            "bench.gen_northwind", workdir / "northwind.db", "--rows",
-            str(args.northwind_rows))
+            "bench.gen_northwind", workdir / "northwind.db", "--rows", str(args.northwind_rows)
+        )
     if args.dirty:
         faults = max(1, args.dirty_rows // 100 // DIRTY_KINDS)  # about 1 % of rows dirty
-        dbs["dirty-clean"] = generate("bench.gen_dirty", workdir / "clean.db", "--rows",
-                                      str(args.dirty_rows), "--faults", "0")
-        dbs["dirty"] = generate("bench.gen_dirty", workdir / "dirty.db", "--rows",
-                                str(args.dirty_rows), "--faults", str(faults))
+        dbs["dirty-clean"] = generate(
+            "bench.gen_dirty", workdir / "clean.db", "--rows", str(args.dirty_rows), "--faults", "0"
+        )
+        dbs["dirty"] = generate(
+            "bench.gen_dirty",
+            workdir / "dirty.db",
+            "--rows",
+            str(args.dirty_rows),
+            "--faults",
+            str(faults),
+        )
     return dbs
 
 
@@ -588,17 +709,29 @@ DIRTY_KINDS = 8  # fault kinds gen_dirty plants, each --faults times
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bench.run_bench",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=1_000_000,
-                        help="rows in the generated 2Truths database (ignored with --db)")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run_bench", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--rows",
+        type=int,
+        default=1_000_000,
+        help="rows in the generated 2Truths database (ignored with --db)",
+    )
     parser.add_argument("--db", type=Path, help="use this 2Truths file instead of generating")
-    parser.add_argument("--northwind-rows", type=int, default=1_000_000,
-                        help="rows in the generated Northwind-shaped database")
+    parser.add_argument(
+        "--northwind-rows",
+        type=int,
+        default=1_000_000,
+        help="rows in the generated Northwind-shaped database",
+    )
     parser.add_argument("--northwind-db", type=Path, help="use this Northwind-shaped file")
     parser.add_argument("--no-northwind", action="store_true", help="skip that workload")
-    parser.add_argument("--dirty", action="store_true",
-                        help="also time asyncmig on a 1%%-dirty database against its clean twin")
+    parser.add_argument(
+        "--dirty",
+        action="store_true",
+        help="also time asyncmig on a 1%%-dirty database against its clean twin",
+    )
     parser.add_argument("--dirty-rows", type=int, default=500_000)
     parser.add_argument("--seed", type=int, default=0, help="generator seed")
     parser.add_argument("--jobs", type=int, default=2, help="tables loaded in parallel")
@@ -613,8 +746,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = Report(args.jobs, f"PostgreSQL {bindir.parent.name}")
     with tempfile.TemporaryDirectory(prefix="asyncmig-bench-db-") as work:
         dbs = databases(args, Path(work))
-        works = {name: Workload(name, sum(c.values()), c)
-                 for name, c in ((n, source_counts(db)) for n, db in dbs.items())}
+        works = {
+            name: Workload(name, sum(c.values()), c)
+            for name, c in ((n, source_counts(db)) for n, db in dbs.items())
+        }
         report.workloads = list(works.values())
         with cluster(bindir) as dsn:
             for _ in range(max(1, args.repeat)):  # rounds interleave tools and workloads
@@ -622,8 +757,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                     if name in dbs:
                         one_round(bindir, dsn, dbs[name], args.jobs, works[name])
                 if args.dirty:
-                    found = dirty_round(bindir, dsn, dbs["dirty-clean"], dbs["dirty"],
-                                        args.jobs, (works["dirty-clean"], works["dirty"]))
+                    found = dirty_round(
+                        bindir,
+                        dsn,
+                        dbs["dirty-clean"],
+                        dbs["dirty"],
+                        args.jobs,
+                        (works["dirty-clean"], works["dirty"]),
+                    )
                     if found is not None:
                         report.dirty_ratios.append(found)
     print(render(report))

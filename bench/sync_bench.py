@@ -62,19 +62,24 @@ class Report:
         return round(self.median("sync_seconds") / self.median("full_seconds"), 3)
 
 
-def asyncmig(*args: str, ok: tuple[int, ...] = (0, 8)
-             ) -> tuple[float, subprocess.CompletedProcess[str]]:
+def asyncmig(
+    *args: str, ok: tuple[int, ...] = (0, 8)
+) -> tuple[float, subprocess.CompletedProcess[str]]:
     """One asyncmig command as a child process: its wall time and result."""
     logs = tempfile.mkdtemp(prefix="asyncmig-sync-bench-logs-")
     cmd = [sys.executable, "-m", "asyncmig", *args, "--schema", SCHEMA]
     started = time.perf_counter()
-    out = subprocess.run(cmd, capture_output=True, text=True, check=False,
-                         env={**os.environ, "PYTHONPATH": str(ROOT), "ASYNCMIG_LOG_DIR": logs})
+    out = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "ASYNCMIG_LOG_DIR": logs},
+    )
     seconds = time.perf_counter() - started
     shutil.rmtree(logs, ignore_errors=True)
     if out.returncode not in ok:
-        raise RuntimeError(f"asyncmig {args[0]} failed (exit {out.returncode}): "
-                           f"{tail(out.stderr)}")
+        raise RuntimeError(f"asyncmig {args[0]} failed (exit {out.returncode}): {tail(out.stderr)}")
     return seconds, out
 
 
@@ -92,30 +97,40 @@ def one_round(db: Path, work: Path, dsn: str, share: float, seed: int, deep: boo
     found = totals({t["table"]: t for t in json.loads(out.stdout)["tables"]})
     result = Round(full, done, wanted, found)
     if deep:
-        _, checked = asyncmig("check", "--sqlite", str(copy), "--pg", dsn, "--deep",
-                              ok=(0, 6))
+        _, checked = asyncmig("check", "--sqlite", str(copy), "--pg", dsn, "--deep", ok=(0, 6))
         result.deep_check = "passed" if checked.returncode == 0 else "FAILED"
     return result
 
 
 def render(report: Report) -> str:
-    head = (f"{report.rows} rows, {report.changed_share:.1%} changed, {report.server}, "
-            f"{len(report.rounds)} round(s), medians:")
-    lines = [head,
-             f"  full run  {report.median('full_seconds'):8.2f} s",
-             f"  sync      {report.median('sync_seconds'):8.2f} s",
-             f"  ratio sync / full run: {report.ratio:.2f}"]
+    head = (
+        f"{report.rows} rows, {report.changed_share:.1%} changed, {report.server}, "
+        f"{len(report.rounds)} round(s), medians:"
+    )
+    lines = [
+        head,
+        f"  full run  {report.median('full_seconds'):8.2f} s",
+        f"  sync      {report.median('sync_seconds'):8.2f} s",
+        f"  ratio sync / full run: {report.ratio:.2f}",
+    ]
     for number, r in enumerate(report.rounds, 1):
-        lines.append(f"  round {number}: full {r.full_seconds:.2f} s, sync {r.sync_seconds:.2f} s,"
-                     f" edits {r.edits}, sync found {r.found}, check --deep {r.deep_check}")
+        lines.append(
+            f"  round {number}: full {r.full_seconds:.2f} s, sync {r.sync_seconds:.2f} s,"
+            f" edits {r.edits}, sync found {r.found}, check --deep {r.deep_check}"
+        )
     return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bench.sync_bench",
-                                     description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--rows", type=int, default=300_000,
-                        help="rows in the generated database (ignored with --db)")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.sync_bench", description=__doc__.split("\n\n")[0] if __doc__ else None
+    )
+    parser.add_argument(
+        "--rows",
+        type=int,
+        default=300_000,
+        help="rows in the generated database (ignored with --db)",
+    )
     parser.add_argument("--db", type=Path, help="use this SQLite file instead of generating")
     parser.add_argument("--seed", type=int, default=0, help="generator seed")
     parser.add_argument("--changed", type=float, default=0.01, help="share of rows edited")
@@ -129,16 +144,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     bindir = pg_bin()
     with tempfile.TemporaryDirectory(prefix="asyncmig-sync-bench-") as work:
         db = prepare_db(args, Path(work))
-        report = Report(sum(source_counts(db).values()), args.changed,
-                        f"PostgreSQL {bindir.parent.name}")
+        report = Report(
+            sum(source_counts(db).values()), args.changed, f"PostgreSQL {bindir.parent.name}"
+        )
         with cluster(bindir) as dsn:
             for number in range(max(1, args.repeat)):
-                report.rounds.append(one_round(db, Path(work), dsn, args.changed,
-                                               seed=number + 1, deep=number == 0))
+                report.rounds.append(
+                    one_round(db, Path(work), dsn, args.changed, seed=number + 1, deep=number == 0)
+                )
     print(render(report))
     if args.json is not None:
-        args.json.write_text(json.dumps({**asdict(report), "ratio": report.ratio}, indent=2)
-                             + "\n")
+        args.json.write_text(json.dumps({**asdict(report), "ratio": report.ratio}, indent=2) + "\n")
     ok = all(r.edits == r.found and r.deep_check != "FAILED" for r in report.rounds)
     return 0 if ok else 1
 

@@ -37,7 +37,8 @@ def expected(column: ColumnPlan, value: Any) -> Any:
         return dated_number(column, value)
     if column.transform in EPOCH_DIVISOR:
         micros = Decimal(repr(value) if isinstance(value, float) else value) * (
-            1_000_000 // EPOCH_DIVISOR[column.transform])
+            1_000_000 // EPOCH_DIVISOR[column.transform]
+        )
         return EPOCH + dt.timedelta(microseconds=int(micros.to_integral_value()))
     if base in ("bigint", "integer", "smallint"):
         return int(value)
@@ -80,10 +81,12 @@ def dated_number(column: ColumnPlan, value: float) -> Any:
             conn.close()
         stamp = dt.datetime.fromisoformat(text).replace(tzinfo=UTC)
     else:
-        per_second = next(d for limit, d in ((1e11, 1), (1e14, 1000), (1e17, 10**6))
-                          if value < limit)
+        per_second = next(
+            d for limit, d in ((1e11, 1), (1e14, 1000), (1e17, 10**6)) if value < limit
+        )
         micros = Decimal(repr(value) if isinstance(value, float) else value) * (
-            1_000_000 // per_second)
+            1_000_000 // per_second
+        )
         stamp = EPOCH + dt.timedelta(microseconds=int(micros.to_integral_value()))
     if column.transform == "sqlite_date":
         return stamp.date()
@@ -106,7 +109,9 @@ def actual(column: ColumnPlan, value: Any) -> Any:
 
 def same(a: Any, b: Any) -> bool:
     if isinstance(a, float) and isinstance(b, float):
-        return (math.isnan(a) and math.isnan(b)) or (a == b and math.copysign(1, a) == math.copysign(1, b))
+        return (math.isnan(a) and math.isnan(b)) or (
+            a == b and math.copysign(1, a) == math.copysign(1, b)
+        )
     return bool(type(a) is type(b) and a == b) or (
         isinstance(a, Decimal) and isinstance(b, Decimal) and a == b
     )
@@ -116,21 +121,28 @@ def _key(row: tuple[Any, ...]) -> str:
     return repr(row)
 
 
-async def assert_table_equal(sqlite_path: Path, conn: asyncpg.Connection, plan: Plan,
-                             table: TablePlan) -> int:
+async def assert_table_equal(
+    sqlite_path: Path, conn: asyncpg.Connection, plan: Plan, table: TablePlan
+) -> int:
     """Every row of ``table`` is in PostgreSQL with every value as the oracle expects."""
     src = sqlite3.connect(f"file:{sqlite_path}?mode=ro", uri=True)
     try:
         names = ", ".join(quote_sqlite_ident(c.source_name) for c in table.columns)
-        source_rows = src.execute(f"SELECT {names} FROM {quote_sqlite_ident(table.source_name)}").fetchall()
+        source_rows = src.execute(
+            f"SELECT {names} FROM {quote_sqlite_ident(table.source_name)}"
+        ).fetchall()
     finally:
         src.close()
     cols = ", ".join(quote_ident(c.name) for c in table.columns)
     target_rows = await conn.fetch(f"SELECT {cols} FROM {qualified(plan.schema, table.name)}")
-    want = sorted((tuple(expected(c, v) for c, v in zip(table.columns, r, strict=True))
-                   for r in source_rows), key=_key)
-    got = sorted((tuple(actual(c, v) for c, v in zip(table.columns, r, strict=True))
-                  for r in target_rows), key=_key)
+    want = sorted(
+        (tuple(expected(c, v) for c, v in zip(table.columns, r, strict=True)) for r in source_rows),
+        key=_key,
+    )
+    got = sorted(
+        (tuple(actual(c, v) for c, v in zip(table.columns, r, strict=True)) for r in target_rows),
+        key=_key,
+    )
     assert len(want) == len(got), f"{table.name}: {len(want)} source rows, {len(got)} target rows"
     for w, g in zip(want, got, strict=True):
         for column, a, b in zip(table.columns, w, g, strict=True):
@@ -174,8 +186,9 @@ def rows_of(rows: list[tuple[Any, ...]], ordered: bool) -> list[tuple[Any, ...]]
     return result if ordered else sorted(result, key=repr)
 
 
-async def compare_views(source: Path, pg_dsn: str, expected_views: int,
-                        ordered: frozenset[str] = ORDERED) -> dict[str, int]:
+async def compare_views(
+    source: Path, pg_dsn: str, expected_views: int, ordered: frozenset[str] = ORDERED
+) -> dict[str, int]:
     """Run the migration, then every view's rows in both databases; row counts by view.
 
     Values compare after ``normalised`` (see tests/test_sample_views.py for why), rows as
@@ -185,7 +198,8 @@ async def compare_views(source: Path, pg_dsn: str, expected_views: int,
     assert [w for w in report.warnings if "view" in w] == []
     assert len(report.plan.views) == expected_views
     assert all(v.translated for v in report.plan.views), [
-        (v.name, v.note) for v in report.plan.views if not v.translated]
+        (v.name, v.note) for v in report.plan.views if not v.translated
+    ]
     lite = sqlite3.connect(source)
     conn = await asyncpg.connect(pg_dsn)
     counts = {}
@@ -195,10 +209,16 @@ async def compare_views(source: Path, pg_dsn: str, expected_views: int,
             got = [tuple(r) for r in await conn.fetch(f"SELECT * FROM {quote_ident(view.name)}")]
             in_order = view.name in ordered
             assert rows_of(got, in_order) == rows_of(want, in_order), view.name
-            names = [d[0] for d in lite.execute(
-                f"SELECT * FROM {quote_sqlite_ident(view.name)}").description]
-            pg_names = [a.name for a in (await conn.prepare(
-                f"SELECT * FROM {quote_ident(view.name)}")).get_attributes()]
+            names = [
+                d[0]
+                for d in lite.execute(f"SELECT * FROM {quote_sqlite_ident(view.name)}").description
+            ]
+            pg_names = [
+                a.name
+                for a in (
+                    await conn.prepare(f"SELECT * FROM {quote_ident(view.name)}")
+                ).get_attributes()
+            ]
             assert pg_names == names, view.name
             counts[view.name] = len(want)
     finally:

@@ -20,8 +20,10 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     lines = [f"asyncmig tests: PostgreSQL {where} {installed_versions(dsn)}"]
     bindir = distribution_bindir()
     if bindir is not None:
-        lines.append(f"asyncmig tests: round trips also on the distribution's PostgreSQL "
-                     f"{bindir.parent.name} ({bindir})")
+        lines.append(
+            f"asyncmig tests: round trips also on the distribution's PostgreSQL "
+            f"{bindir.parent.name} ({bindir})"
+        )
     return lines
 
 

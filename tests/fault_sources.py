@@ -22,13 +22,19 @@ def build_fault_source(path: Path, rows: int = 20_000) -> Path:
     conn = sqlite3.connect(path)
     with conn:
         conn.executescript(SCHEMA)
-        conn.executemany("INSERT INTO parent VALUES (?, ?, ?)",
-                         ((i, f"parent {i}", f"2024-01-{i % 28 + 1:02d} 12:00:00")
-                          for i in range(1, rows + 1)))
-        conn.executemany("INSERT INTO child VALUES (?, ?, ?, ?)",
-                         ((i, i % rows + 1, (i * 7919) % 10000 / 100, f"note {i} " * 3)
-                          for i in range(1, 3 * rows + 1)))
-        conn.executemany("INSERT INTO tag VALUES (?, ?)",
-                         ((i, f"tag-{i}") for i in range(1, rows // 4 + 1)))
+        conn.executemany(
+            "INSERT INTO parent VALUES (?, ?, ?)",
+            ((i, f"parent {i}", f"2024-01-{i % 28 + 1:02d} 12:00:00") for i in range(1, rows + 1)),
+        )
+        conn.executemany(
+            "INSERT INTO child VALUES (?, ?, ?, ?)",
+            (
+                (i, i % rows + 1, (i * 7919) % 10000 / 100, f"note {i} " * 3)
+                for i in range(1, 3 * rows + 1)
+            ),
+        )
+        conn.executemany(
+            "INSERT INTO tag VALUES (?, ?)", ((i, f"tag-{i}") for i in range(1, rows // 4 + 1))
+        )
     conn.close()
     return path

@@ -56,19 +56,30 @@ def one_error_line(err: str) -> str:
 def write_source(path: Path) -> Path:
     """A small SQLite source with non-ASCII names in its values."""
     conn = sqlite3.connect(path)
-    conn.executescript("CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT NOT NULL);"
-                       "INSERT INTO item VALUES (1, 'pen'), (2, '筆'), (3, '🖊');")
+    conn.executescript(
+        "CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT NOT NULL);"
+        "INSERT INTO item VALUES (1, 'pen'), (2, '筆'), (3, '🖊');"
+    )
     conn.close()
     return path
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items()
-               if not k.startswith(("PG", "ASYNCMIG_")) and k != "DATABASE_URL"}
+    environ = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PG", "ASYNCMIG_")) and k != "DATABASE_URL"
+    }
     environ["ASYNCMIG_LOG_DIR"] = tempfile.mkdtemp(prefix="asyncmig-logs-")
     environ.update(env or {})
-    return subprocess.run([sys.executable, "-m", "asyncmig", *args], capture_output=True,
-                          text=True, env=environ, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "asyncmig", *args],
+        capture_output=True,
+        text=True,
+        env=environ,
+        timeout=120,
+        check=False,
+    )
 
 
 def valid(text: str) -> dict[str, Any]:

@@ -45,10 +45,28 @@ class LocalCluster:
         if self.user:
             uid = pwd.getpwnam(self.user).pw_uid
             os.chown(self.root, uid, -1)
-        self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres",
-                  "--auth=trust", "-E", "UTF8", "--locale=C")
-        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-w", "-l",
-                  str(self.root / "log"), "-o", f"-h '' -k {self.root} -F", "start")
+        self._run(
+            str(self.bindir / "initdb"),
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        )
+        self._run(
+            str(self.bindir / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-w",
+            "-l",
+            str(self.root / "log"),
+            "-o",
+            f"-h '' -k {self.root} -F",
+            "start",
+        )
         return f"postgresql://postgres@/postgres?host={self.root}"
 
     def stop(self) -> None:
@@ -192,6 +210,7 @@ async def execute(dsn: str, *statements: str) -> None:
 
 def fetch(dsn: str, sql: str, *args: object) -> list[asyncpg.Record]:
     """``sql``'s rows, from a test that is not async."""
+
     async def go() -> list[asyncpg.Record]:
         conn = await asyncpg.connect(dsn)
         try:

@@ -63,12 +63,22 @@ class Migrated:
         """``asyncmig check``'s results."""
         return await run_checks(self.plan, self.conn, self.source)
 
-    async def deep_check(self, *, explain: bool = False, sample_ranges: int | None = None,
-                         skip_rows: Mapping[str, set[object]] | None = None
-                         ) -> list[CheckResult]:
+    async def deep_check(
+        self,
+        *,
+        explain: bool = False,
+        sample_ranges: int | None = None,
+        skip_rows: Mapping[str, set[object]] | None = None,
+    ) -> list[CheckResult]:
         """``asyncmig check --deep``'s results."""
-        return await deep_check(self.plan, self.conn, self.source, explain=explain,
-                                sample_ranges=sample_ranges, skip_rows=skip_rows)
+        return await deep_check(
+            self.plan,
+            self.conn,
+            self.source,
+            explain=explain,
+            sample_ranges=sample_ranges,
+            skip_rows=skip_rows,
+        )
 
 
 async def migrated_copy(source: Path, dsn: str) -> Migrated:

@@ -30,10 +30,14 @@ BIG = 60_000
 
 def build(path: Path) -> Path:
     conn = sqlite3.connect(path)
-    conn.executescript("CREATE TABLE big(id INTEGER PRIMARY KEY, body TEXT, n INTEGER);"
-                       "CREATE TABLE small(id INTEGER PRIMARY KEY, name TEXT);")
-    conn.executemany("INSERT INTO big VALUES (?, ?, ?)",
-                     ((i, f"row {i} " + "x" * 200, i) for i in range(1, BIG + 1)))
+    conn.executescript(
+        "CREATE TABLE big(id INTEGER PRIMARY KEY, body TEXT, n INTEGER);"
+        "CREATE TABLE small(id INTEGER PRIMARY KEY, name TEXT);"
+    )
+    conn.executemany(
+        "INSERT INTO big VALUES (?, ?, ?)",
+        ((i, f"row {i} " + "x" * 200, i) for i in range(1, BIG + 1)),
+    )
     conn.executemany("INSERT INTO small VALUES (?, ?)", [(i, f"s{i}") for i in range(1, 11)])
     conn.commit()
     conn.close()
@@ -80,7 +84,8 @@ async def assert_left_as_before(dsn: str) -> None:
         for _ in range(100):  # backends end a moment after their clients close
             left = await conn.fetchval(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND pid <> pg_backend_pid() AND application_name = 'asyncmig'")
+                "AND pid <> pg_backend_pid() AND application_name = 'asyncmig'"
+            )
             if not left:
                 break
             await anyio.sleep(0.1)
@@ -91,8 +96,7 @@ async def assert_left_as_before(dsn: str) -> None:
 
 def settings_for(source: Path, dsn: str, **kwargs: object) -> RunSettings:
     pipeline = PipelineSettings(batch_size=200)  # many batches: many moments to land on
-    return RunSettings(source, Target(dsn, scrub(dsn), "test"), pipeline=pipeline,
-                       **kwargs)  # type: ignore[arg-type]
+    return RunSettings(source, Target(dsn, scrub(dsn), "test"), pipeline=pipeline, **kwargs)  # type: ignore[arg-type]
 
 
 async def test_cancel_mid_table_leaves_nothing(tmp_path: Path, pg_dsn: str) -> None:
@@ -118,20 +122,30 @@ async def test_source_breaking_mid_stream(tmp_path: Path, pg_dsn: str) -> None:
     with pytest.raises(SourceError) as caught:
         await run_with(OnFirstBatch(damage), settings_for(source, pg_dsn, workers="inline"))
     assert caught.value.exit_code == 3
-    assert "malformed" in str(caught.value) or "corrupt" in str(caught.value) \
+    assert (
+        "malformed" in str(caught.value)
+        or "corrupt" in str(caught.value)
         or "changed" in str(caught.value)
+    )
     await assert_left_as_before(pg_dsn)
 
 
-async def test_refused_copy_leaves_the_pooled_connection_usable(tmp_path: Path,
-                                                                pg_dsn: str) -> None:
+async def test_refused_copy_leaves_the_pooled_connection_usable(
+    tmp_path: Path, pg_dsn: str
+) -> None:
     """PostgreSQL refuses a row mid-COPY (a CHECK the table has): the connection recovers."""
     source = build(tmp_path / "a.db")
     settings = settings_for(source, pg_dsn)
     plan = await make_plan(settings)
     big = next(t for t in plan.tables if t.name == "big")
-    fail_fast = big.__class__(**{**big.__dict__, "columns": tuple(
-        c.__class__(**{**c.__dict__, "on_error": "fail"}) for c in big.columns)})
+    fail_fast = big.__class__(
+        **{
+            **big.__dict__,
+            "columns": tuple(
+                c.__class__(**{**c.__dict__, "on_error": "fail"}) for c in big.columns
+            ),
+        }
+    )
     target = Target(pg_dsn, scrub(pg_dsn), "test")
     admin = await connect(target)
     await admin.execute("CREATE TABLE big (id bigint, body text, n bigint CHECK (n < 30000))")
@@ -178,8 +192,7 @@ async def test_worker_killed_mid_table(tmp_path: Path, pg_dsn: str) -> None:
             killed.append(pid)
 
     with pytest.raises(MigrationError) as caught:
-        await run_with(OnFirstBatch(kill_workers),
-                       settings_for(source, pg_dsn, workers="process"))
+        await run_with(OnFirstBatch(kill_workers), settings_for(source, pg_dsn, workers="process"))
     assert killed
     assert "worker process" in caught.value.message and "\n" not in caught.value.message
     await assert_left_as_before(pg_dsn)

@@ -22,12 +22,21 @@ SPELLINGS = {
     "micro": re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}$"),
     "iso": re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}$"),
 }
-BOOLEANS = [("users", "is_active"), ("users", "is_premium"), ("challenges", "is_merged_video"),
-            ("guesses", "is_correct"), ("guess_history", "was_correct"),
-            ("user_sessions", "is_active")]
-JSON_COLUMNS = [("challenges", "statements_json"), ("challenges", "merged_video_metadata_json"),
-                ("challenges", "tags_json"), ("token_transactions", "metadata"),
-                ("user_sessions", "permissions")]
+BOOLEANS = [
+    ("users", "is_active"),
+    ("users", "is_premium"),
+    ("challenges", "is_merged_video"),
+    ("guesses", "is_correct"),
+    ("guess_history", "was_correct"),
+    ("user_sessions", "is_active"),
+]
+JSON_COLUMNS = [
+    ("challenges", "statements_json"),
+    ("challenges", "merged_video_metadata_json"),
+    ("challenges", "tags_json"),
+    ("token_transactions", "metadata"),
+    ("user_sessions", "permissions"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -73,8 +82,9 @@ def test_indexes_are_named_like_the_app(db: sqlite3.Connection) -> None:
     assert ["challenge_id", "user_id"] in cols
 
 
-def test_counts_match_the_tables(db: sqlite3.Connection,
-                                 built: tuple[Path, dict[str, int]]) -> None:
+def test_counts_match_the_tables(
+    db: sqlite3.Connection, built: tuple[Path, dict[str, int]]
+) -> None:
     """The returned counts are the rows really written, and add up to about the request."""
     counts = built[1]
     assert set(counts) == set(TABLES)
@@ -86,8 +96,12 @@ def test_counts_match_the_tables(db: sqlite3.Connection,
 def test_three_timestamp_spellings_within_a_table(db: sqlite3.Connection) -> None:
     """Every timestamp has one of the app's three spellings, and all three occur."""
     for table, column in [("users", "created_at"), ("guesses", "submitted_at")]:
-        seen = {name for v in values(db, f"SELECT {column} FROM {table}")
-                for name, rx in SPELLINGS.items() if rx.match(str(v))}
+        seen = {
+            name
+            for v in values(db, f"SELECT {column} FROM {table}")
+            for name, rx in SPELLINGS.items()
+            if rx.match(str(v))
+        }
         assert seen == set(SPELLINGS), (table, column)
 
 
@@ -95,8 +109,11 @@ def test_rate_limit_timestamp_is_real_epoch(db: sqlite3.Connection) -> None:
     """timestamp holds REAL epoch seconds with a fraction."""
     kinds = values(db, "SELECT DISTINCT typeof(timestamp) FROM rate_limit_records")
     assert kinds == ["real"]
-    whole = values(db, "SELECT count(*) = 0 FROM rate_limit_records WHERE timestamp != "
-                       "CAST(timestamp AS INTEGER) AND timestamp > 1.6e9")
+    whole = values(
+        db,
+        "SELECT count(*) = 0 FROM rate_limit_records WHERE timestamp != "
+        "CAST(timestamp AS INTEGER) AND timestamp > 1.6e9",
+    )
     assert whole == [0]
 
 
@@ -108,29 +125,43 @@ def test_booleans_are_zero_or_one(db: sqlite3.Connection) -> None:
 
 def test_id_spellings(db: sqlite3.Connection) -> None:
     """Sessions use 32 upper-case hex digits; transactions, guesses, challenges use uuid4 text."""
-    assert all(re.fullmatch(r"[0-9A-F]{32}", str(v))
-               for v in values(db, "SELECT session_id FROM user_sessions"))
-    for table, column in [("token_transactions", "transaction_id"), ("guesses", "guess_id"),
-                          ("challenges", "challenge_id")]:
+    assert all(
+        re.fullmatch(r"[0-9A-F]{32}", str(v))
+        for v in values(db, "SELECT session_id FROM user_sessions")
+    )
+    for table, column in [
+        ("token_transactions", "transaction_id"),
+        ("guesses", "guess_id"),
+        ("challenges", "challenge_id"),
+    ]:
         assert all(UUID.match(str(v)) for v in values(db, f"SELECT {column} FROM {table}"))
 
 
 def test_json_columns_are_valid(db: sqlite3.Connection) -> None:
     """Every JSON text column parses; statements are arrays of three with one lie."""
     for table, column in JSON_COLUMNS:
-        bad = values(db, f"SELECT count(*) FROM {table} WHERE {column} IS NOT NULL"
-                         f" AND NOT json_valid({column})")
+        bad = values(
+            db,
+            f"SELECT count(*) FROM {table} WHERE {column} IS NOT NULL AND NOT json_valid({column})",
+        )
         assert bad == [0], column
-    shapes = set(values(db, "SELECT json_array_length(statements_json) || ':' || "
-                            "(SELECT sum(value ->> 'is_lie') FROM json_each(statements_json))"
-                            " FROM challenges"))
+    shapes = set(
+        values(
+            db,
+            "SELECT json_array_length(statements_json) || ':' || "
+            "(SELECT sum(value ->> 'is_lie') FROM json_each(statements_json))"
+            " FROM challenges",
+        )
+    )
     assert shapes == {"3:1"}
 
 
 def test_ip_addresses_are_v4_and_v6(db: sqlite3.Connection) -> None:
     """Both address families occur."""
-    ips = [str(v) for v in values(db, "SELECT ip_address FROM user_sessions "
-                                      "WHERE ip_address IS NOT NULL")]
+    ips = [
+        str(v)
+        for v in values(db, "SELECT ip_address FROM user_sessions WHERE ip_address IS NOT NULL")
+    ]
     assert any(":" in ip for ip in ips)
     assert any(re.fullmatch(r"\d+\.\d+\.\d+\.\d+", ip) for ip in ips)
 
@@ -139,17 +170,26 @@ def test_constraints_hold(db: sqlite3.Connection) -> None:
     """Foreign keys hold, balances are never negative, every status is a real one."""
     assert values(db, "PRAGMA foreign_key_check") == []
     assert values(db, "SELECT min(balance) >= 0 FROM token_balances") == [1]
-    assert values(db, "SELECT min(min(balance_before, balance_after)) >= 0"
-                      " FROM token_transactions") == [1]
+    assert values(
+        db, "SELECT min(min(balance_before, balance_after)) >= 0 FROM token_transactions"
+    ) == [1]
     statuses = set(values(db, "SELECT DISTINCT status FROM challenges"))
-    assert statuses == {"draft", "pending_moderation", "moderated", "published", "rejected",
-                        "flagged", "archived"}
+    assert statuses == {
+        "draft",
+        "pending_moderation",
+        "moderated",
+        "published",
+        "rejected",
+        "flagged",
+        "archived",
+    }
 
 
 def test_unicode_names(db: sqlite3.Connection) -> None:
     """Names and titles carry accents, CJK and emoji."""
-    text = " ".join(str(v) for v in values(db, "SELECT name FROM users UNION ALL "
-                                               "SELECT title FROM challenges"))
+    text = " ".join(
+        str(v) for v in values(db, "SELECT name FROM users UNION ALL SELECT title FROM challenges")
+    )
     assert "é" in text and "日本語" in text and "🎉" in text
 
 

@@ -15,30 +15,35 @@ async def test_a_fresh_migration_passes_every_check(migrated: Migrated) -> None:
     assert failures(results) == []
     assert {r.check for r in results} == set(CHECK_KINDS)
     assert {r.table for r in results if r.check == "row count"} == {
-        t.name for t in migrated.plan.tables}
+        t.name for t in migrated.plan.tables
+    }
     text = render_text(results)
     assert "FAIL" not in text
     assert text.rstrip().endswith(f"{len(results)} checks, 0 failed")
 
 
 async def test_deleted_rows_fail_that_tables_row_count(migrated: Migrated) -> None:
-    await migrated.conn.execute('DELETE FROM "membership" WHERE role = \'member\'')
+    await migrated.conn.execute("DELETE FROM \"membership\" WHERE role = 'member'")
     failed = failures(await migrated.check())
     assert [(r.check, r.table, r.expected, r.found) for r in failed] == [
-        ("row count", "membership", "3", "1")]
+        ("row count", "membership", "3", "1")
+    ]
 
 
 async def test_a_sequence_set_behind_fails_the_sequence_check(migrated: Migrated) -> None:
     await migrated.conn.execute(
-        "SELECT setval(pg_get_serial_sequence('\"public\".\"user\"', 'id'), 1)")
+        "SELECT setval(pg_get_serial_sequence('\"public\".\"user\"', 'id'), 1)"
+    )
     failed = failures(await migrated.check())
     assert [(r.check, r.table, r.expected, r.found) for r in failed] == [
-        ("sequence", "user", "next > 5", "next = 2")]
+        ("sequence", "user", "next > 5", "next = 2")
+    ]
 
 
 async def test_an_orphan_behind_a_dropped_foreign_key_is_counted(migrated: Migrated) -> None:
     await migrated.conn.execute(
-        'ALTER TABLE "membership" DROP CONSTRAINT "membership_user_id_fkey"')
+        'ALTER TABLE "membership" DROP CONSTRAINT "membership_user_id_fkey"'
+    )
     await migrated.conn.execute("INSERT INTO membership (user_id, group_id) VALUES (99, 3)")
     failed = failures(await migrated.check())
     by_check = {r.check: r for r in failed}
@@ -53,8 +58,10 @@ async def test_a_not_valid_foreign_key_with_orphans_is_reported(migrated: Migrat
     conn = migrated.conn
     await conn.execute('ALTER TABLE "group" DROP CONSTRAINT "group_parent_fkey"')
     await conn.execute('UPDATE "group" SET parent = 42 WHERE "group id" IN (2, 3)')
-    await conn.execute('ALTER TABLE "group" ADD CONSTRAINT "group_parent_fkey" FOREIGN KEY '
-                       '(parent) REFERENCES "group" ("group id") NOT VALID')
+    await conn.execute(
+        'ALTER TABLE "group" ADD CONSTRAINT "group_parent_fkey" FOREIGN KEY '
+        '(parent) REFERENCES "group" ("group id") NOT VALID'
+    )
     failed = failures(await migrated.check())
     assert [(r.subject, r.found) for r in failed] == [("group_parent_fkey", "2 orphans, NOT VALID")]
 
@@ -63,7 +70,8 @@ async def test_a_jsonb_value_set_to_null_fails_the_json_check(migrated: Migrated
     await migrated.conn.execute('UPDATE "values" SET doc = NULL WHERE id = 1')
     failed = failures(await migrated.check())
     assert [(r.check, r.table, r.subject, r.expected, r.found) for r in failed] == [
-        ("json", "values", "doc", "4 non-NULL", "3 non-NULL")]
+        ("json", "values", "doc", "4 non-NULL", "3 non-NULL")
+    ]
 
 
 async def test_a_dropped_table_is_a_failure_not_an_exception(migrated: Migrated) -> None:

@@ -18,8 +18,9 @@ from tests.sources import build_kitchen_sink
 def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int, text: str) -> None:
     assert result.returncode == code, result.stderr
     # without a terminal stderr also carries the run's JSON events (run_failed among them)
-    lines = [line for line in result.stderr.splitlines()
-             if line.strip() and not line.startswith("{")]
+    lines = [
+        line for line in result.stderr.splitlines() if line.strip() and not line.startswith("{")
+    ]
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("asyncmig: error: ")
     assert text in lines[0]
@@ -28,7 +29,9 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int, t
 
 def test_missing_file(tmp_path: Path) -> None:
     """A path that does not exist: exit 3 and say so."""
-    result = run_cli("run", "--sqlite", str(tmp_path / "nope.db"), "--pg", "postgresql://x@127.0.0.1:1/x")
+    result = run_cli(
+        "run", "--sqlite", str(tmp_path / "nope.db"), "--pg", "postgresql://x@127.0.0.1:1/x"
+    )
     assert_one_line_error(result, 3, "no such file")
 
 
@@ -55,8 +58,9 @@ def test_corrupt_sqlite_file(tmp_path: Path) -> None:
 def test_unreachable_server(tmp_path: Path) -> None:
     """Nothing listens on port 1: a one-line connection error without the password."""
     source = build_kitchen_sink(tmp_path / "a.db")
-    result = run_cli("run", "--sqlite", str(source),
-                     "--pg", "postgresql://me:s3cret-pw@127.0.0.1:1/db")
+    result = run_cli(
+        "run", "--sqlite", str(source), "--pg", "postgresql://me:s3cret-pw@127.0.0.1:1/db"
+    )
     assert_one_line_error(result, 4, "cannot connect to postgresql://me:***@127.0.0.1:1/db")
     assert "s3cret-pw" not in result.stderr + result.stdout
 
@@ -98,14 +102,25 @@ async def test_failed_run_leaves_nothing_behind(tmp_path: Path, pg_dsn: str) -> 
     """A value that does not fit its forced type stops the run and drops what it created."""
     source = tmp_path / "bad.db"
     conn = sqlite3.connect(source)
-    conn.executescript("CREATE TABLE t (id INTEGER PRIMARY KEY, n TEXT);"
-                       "CREATE TABLE u (id INTEGER PRIMARY KEY);"
-                       "INSERT INTO t VALUES (1, '5'), (2, 'five'); INSERT INTO u VALUES (1);")
+    conn.executescript(
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, n TEXT);"
+        "CREATE TABLE u (id INTEGER PRIMARY KEY);"
+        "INSERT INTO t VALUES (1, '5'), (2, 'five'); INSERT INTO u VALUES (1);"
+    )
     conn.close()
     config = tmp_path / "over.toml"
     config.write_text('[tables.t.columns.n]\ntype = "bigint"\n')
-    result = run_cli("run", "--sqlite", str(source), "--pg", pg_dsn, "--config", str(config),
-                     "--on-error", "fail")
+    result = run_cli(
+        "run",
+        "--sqlite",
+        str(source),
+        "--pg",
+        pg_dsn,
+        "--config",
+        str(config),
+        "--on-error",
+        "fail",
+    )
     assert result.returncode == 5, result.stderr
     assert "Traceback" not in result.stderr
     assert "t" in result.stderr and "five" in result.stderr
@@ -130,7 +145,8 @@ def test_env_configuration_and_bad_values(tmp_path: Path) -> None:
 def test_scrub_hides_passwords() -> None:
     assert scrub("postgresql://u:pw@h:5/d") == "postgresql://u:***@h:5/d"
     assert scrub("postgresql://u@h/d?password=pw&sslmode=require") == (
-        "postgresql://u@h/d?password=***&sslmode=require")
+        "postgresql://u@h/d?password=***&sslmode=require"
+    )
     assert scrub("host=h password=pw user=u") == "host=h password=*** user=u"
 
 
@@ -139,10 +155,13 @@ def test_a_bad_value_beyond_the_sample_names_its_row(tmp_path: Path, pg_dsn: str
     path = tmp_path / "ids.db"
     conn = sqlite3.connect(path)
     conn.execute("CREATE TABLE tokens (id INTEGER PRIMARY KEY, token_id TEXT)")
-    conn.executemany("INSERT INTO tokens VALUES (?, ?)",
-                     [(i, f"{i:08x}-d9cb-469f-a165-70867728950e") for i in range(1, 5001)])
-    conn.execute("UPDATE tokens SET token_id = 'not-a-uuid-but-thirty-six-characters' "
-                 "WHERE id = 2500")
+    conn.executemany(
+        "INSERT INTO tokens VALUES (?, ?)",
+        [(i, f"{i:08x}-d9cb-469f-a165-70867728950e") for i in range(1, 5001)],
+    )
+    conn.execute(
+        "UPDATE tokens SET token_id = 'not-a-uuid-but-thirty-six-characters' WHERE id = 2500"
+    )
     conn.commit()
     conn.close()
     result = run_cli("run", "--sqlite", str(path), "--pg", pg_dsn, "--on-error", "fail")
@@ -152,8 +171,12 @@ def test_a_bad_value_beyond_the_sample_names_its_row(tmp_path: Path, pg_dsn: str
     async def tables() -> list[str]:
         pg = await asyncpg.connect(pg_dsn)
         try:
-            return [r[0] for r in await pg.fetch(
-                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+            return [
+                r[0]
+                for r in await pg.fetch(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+                )
+            ]
         finally:
             await pg.close()
 

@@ -40,8 +40,22 @@ CREATE TABLE ev (
 );
 INSERT INTO ev (name) VALUES ('loaded');
 """
-CLOCK_COLUMNS = ["d1", "t1", "ts1", "ts2", "ts3", "week", "e1", "e2", "j1", "d2", "txt1",
-                 "txt2", "txt3", "txt4"]
+CLOCK_COLUMNS = [
+    "d1",
+    "t1",
+    "ts1",
+    "ts2",
+    "ts3",
+    "week",
+    "e1",
+    "e2",
+    "j1",
+    "d2",
+    "txt1",
+    "txt2",
+    "txt3",
+    "txt4",
+]
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 

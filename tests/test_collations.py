@@ -29,8 +29,11 @@ CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT COLLATE NOCASE UNIQUE, na
 CREATE INDEX users_name_nocase ON users (name COLLATE NOCASE);
 CREATE UNIQUE INDEX users_code ON users (code);
 """
-ROWS = [(1, "Ann@Example.com", "ann", "a1"), (2, "bob@example.com", "Bob", "b1"),
-        (3, "carl@example.com", "carl", "c1 ")]
+ROWS = [
+    (1, "Ann@Example.com", "ann", "a1"),
+    (2, "bob@example.com", "Bob", "b1"),
+    (3, "carl@example.com", "carl", "c1 "),
+]
 
 
 def build(path: Path) -> Path:
@@ -49,8 +52,9 @@ def test_the_plan_gives_nocase_columns_the_collation(tmp_path: Path) -> None:
     assert users.column("email").collation == NOCASE
     assert users.column("name").collation is None
     assert create_schema_sql(plan)[-1] == (
-        "CREATE COLLATION IF NOT EXISTS \"app\".\"nocase\" (provider = icu, "
-        "locale = 'und-u-ks-level2', deterministic = false)")
+        'CREATE COLLATION IF NOT EXISTS "app"."nocase" (provider = icu, '
+        "locale = 'und-u-ks-level2', deterministic = false)"
+    )
     assert '"email" text COLLATE "app"."nocase"' in create_table_sql(plan, users)
     statements = " ".join(index_sql(plan, users))
     assert '("name" COLLATE "app"."nocase")' in statements
@@ -60,8 +64,9 @@ def test_the_plan_gives_nocase_columns_the_collation(tmp_path: Path) -> None:
     assert any("RTRIM" in w for w in plan.warnings)
 
 
-async def test_nocase_equality_and_uniqueness_after_migration(tmp_path: Path,
-                                                              any_pg_dsn: str) -> None:
+async def test_nocase_equality_and_uniqueness_after_migration(
+    tmp_path: Path, any_pg_dsn: str
+) -> None:
     """`email = 'ann@example.com'` finds 'Ann@Example.com'; a case-variant duplicate is refused.
 
     With ICU the column itself compares case-insensitively; without it the warning names
@@ -74,10 +79,11 @@ async def test_nocase_equality_and_uniqueness_after_migration(tmp_path: Path,
     conn = await asyncpg.connect(any_pg_dsn)
     try:
         icu = report.plan.table("users").column("email").collation == NOCASE
-        found = await conn.fetch("SELECT id, email FROM users WHERE email = 'ann@example.com'"
-                                 if icu else
-                                 "SELECT id, email FROM users WHERE lower(email) = "
-                                 "lower('ann@example.com')")
+        found = await conn.fetch(
+            "SELECT id, email FROM users WHERE email = 'ann@example.com'"
+            if icu
+            else "SELECT id, email FROM users WHERE lower(email) = lower('ann@example.com')"
+        )
         assert [tuple(r) for r in found] == [(1, "Ann@Example.com")]
         if icu:
             ordered = await conn.fetch("SELECT email FROM users ORDER BY email")
@@ -95,8 +101,9 @@ async def test_nocase_equality_and_uniqueness_after_migration(tmp_path: Path,
     assert [r for r in results if not r.ok] == []
 
 
-async def test_accent_case_variants_are_named_as_duplicates(tmp_path: Path,
-                                                            any_pg_dsn: str) -> None:
+async def test_accent_case_variants_are_named_as_duplicates(
+    tmp_path: Path, any_pg_dsn: str
+) -> None:
     """SQLite's NOCASE folds ASCII only, so 'Émile' and 'émile' coexist under a unique
     NOCASE index; the ICU collation folds them, and the refusal names both keys."""
     source = tmp_path / "e.db"
@@ -126,20 +133,24 @@ async def test_schema_then_data_agree_on_the_collation(tmp_path: Path, any_pg_ds
     created = await create_schema(settings)
     loaded = await load_data(settings)
     icu = created.plan.table("users").column("email").collation == NOCASE
-    assert loaded.plan.table("users").column("email").collation == created.plan.table(
-        "users").column("email").collation
+    assert (
+        loaded.plan.table("users").column("email").collation
+        == created.plan.table("users").column("email").collation
+    )
     conn = await asyncpg.connect(any_pg_dsn)
     try:
         definition = await conn.fetchval(
-            "SELECT indexdef FROM pg_indexes WHERE indexname = 'users_name_nocase'")
-        assert ('COLLATE nocase' in definition.replace('"', '')) == icu
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'users_name_nocase'"
+        )
+        assert ("COLLATE nocase" in definition.replace('"', "")) == icu
         assert ("lower(name)" in definition) == (not icu)
     finally:
         await conn.close()
 
 
 async def test_validate_says_whether_nocase_columns_stay_case_insensitive(
-        tmp_path: Path, any_pg_dsn: str) -> None:
+    tmp_path: Path, any_pg_dsn: str
+) -> None:
     """Before anything is loaded: pass with ICU, a warning naming the columns without."""
     source = build(tmp_path / "c.db")
     checks = await validate(RunSettings(source, Target(any_pg_dsn, any_pg_dsn, "test")))
@@ -149,27 +160,30 @@ async def test_validate_says_whether_nocase_columns_stay_case_insensitive(
     assert (found.status == "warn") == ("lower()" in found.message)
 
 
-async def test_replace_moves_the_collation_into_the_schema(tmp_path: Path,
-                                                           any_pg_dsn: str) -> None:
+async def test_replace_moves_the_collation_into_the_schema(tmp_path: Path, any_pg_dsn: str) -> None:
     """`run --replace` over a copy: the new stage's collation replaces the old one in
     the target (one of that name, used by the new columns), and no stage is left."""
     source = build(tmp_path / "c.db")
     await run_migration(RunSettings(source, Target(any_pg_dsn, any_pg_dsn, "test")))
-    report = await run_migration(RunSettings(source, Target(any_pg_dsn, any_pg_dsn, "test"),
-                                             replace=True))
+    report = await run_migration(
+        RunSettings(source, Target(any_pg_dsn, any_pg_dsn, "test"), replace=True)
+    )
     conn = await asyncpg.connect(any_pg_dsn)
     try:
         schemas = await conn.fetch(
             "SELECT n.nspname FROM pg_collation c JOIN pg_namespace n "
-            "ON n.oid = c.collnamespace WHERE c.collname = 'nocase'")
+            "ON n.oid = c.collnamespace WHERE c.collname = 'nocase'"
+        )
         icu = report.plan.table("users").column("email").collation == NOCASE
         assert [r[0] for r in schemas] == (["public"] if icu else [])
-        left = await conn.fetchval("SELECT count(*) FROM pg_namespace "
-                                   "WHERE nspname LIKE 'asyncmig%stage%'")
+        left = await conn.fetchval(
+            "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'asyncmig%stage%'"
+        )
         assert left == 0
         if icu:
             found = await conn.fetchval(
-                "SELECT count(*) FROM public.users WHERE email = upper(email)")
+                "SELECT count(*) FROM public.users WHERE email = upper(email)"
+            )
             assert found == len(ROWS)  # the moved collation still folds case
     finally:
         await conn.close()

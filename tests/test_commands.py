@@ -48,8 +48,10 @@ def test_validate_schema_data_check_status(tmp_path: Path, pg_dsn: str) -> None:
 
     status = cli("status", "--pg", pg_dsn, "--output", "json", log_dir=logs)  # no --sqlite
     runs = json.loads(status.stdout)["runs"]
-    assert [(r["command"], r["status"]) for r in runs] == [("data", "succeeded"),
-                                                           ("schema", "succeeded")]
+    assert [(r["command"], r["status"]) for r in runs] == [
+        ("data", "succeeded"),
+        ("schema", "succeeded"),
+    ]
     loaded = {t["table_name"]: t["loaded_rows"] for t in runs[0]["tables"]}
     assert loaded["user"] == 3 and loaded["values"] == 5
     assert len(runs[0]["source_sha256"]) == 64
@@ -58,10 +60,14 @@ def test_validate_schema_data_check_status(tmp_path: Path, pg_dsn: str) -> None:
     assert log_files, "each writing command leaves a JSON-lines log"
     events = [json.loads(line) for f in log_files for line in f.read_text().splitlines()]
     planned = [e for e in events if e["event"] == "column_planned"]
-    assert any(e["table"] == "values" and e["column"] == "doc" and e["target_type"] == "jsonb"
-               for e in planned)
-    assert pg_dsn.split("@")[0] not in "".join(f.read_text() for f in log_files) or \
-        ":" not in pg_dsn.split("//")[1].split("@")[0]
+    assert any(
+        e["table"] == "values" and e["column"] == "doc" and e["target_type"] == "jsonb"
+        for e in planned
+    )
+    assert (
+        pg_dsn.split("@")[0] not in "".join(f.read_text() for f in log_files)
+        or ":" not in pg_dsn.split("//")[1].split("@")[0]
+    )
 
 
 def test_data_refuses_without_schema_and_when_not_empty(tmp_path: Path, pg_dsn: str) -> None:
@@ -102,8 +108,18 @@ def test_a_failed_run_is_recorded_and_leaves_no_tables(tmp_path: Path, pg_dsn: s
     conn.close()
     config = tmp_path / "force.toml"
     config.write_text('[tables.t.columns.n]\ntype = "bigint"\n')
-    result = cli("run", "--sqlite", str(source), "--pg", pg_dsn, "--config", str(config),
-                 "--on-error", "fail", log_dir=tmp_path)
+    result = cli(
+        "run",
+        "--sqlite",
+        str(source),
+        "--pg",
+        pg_dsn,
+        "--config",
+        str(config),
+        "--on-error",
+        "fail",
+        log_dir=tmp_path,
+    )
     assert result.returncode == 5
     assert not fetch(pg_dsn, "SELECT 1 FROM pg_tables WHERE schemaname = 'public'")
     runs = fetch(pg_dsn, "SELECT status, error FROM asyncmig.runs")
@@ -135,13 +151,15 @@ async def test_a_user_with_rights_on_its_schema_only(tmp_path: Path, pg_dsn: str
     import uuid
     from urllib.parse import urlsplit
 
-
     role = f"s_{uuid.uuid4().hex[:10]}"
     database = urlsplit(pg_dsn).path.lstrip("/")
-    await execute(pg_dsn, f'CREATE ROLE "{role}" LOGIN',
-                  f'REVOKE CREATE ON DATABASE "{database}" FROM PUBLIC',
-                  "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
-                  f'GRANT CREATE ON SCHEMA public TO "{role}"')
+    await execute(
+        pg_dsn,
+        f'CREATE ROLE "{role}" LOGIN',
+        f'REVOKE CREATE ON DATABASE "{database}" FROM PUBLIC',
+        "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+        f'GRANT CREATE ON SCHEMA public TO "{role}"',
+    )
     try:
         source = build_kitchen_sink(tmp_path / "app.db")
         dsn = as_user(pg_dsn, role)
@@ -164,8 +182,9 @@ def test_the_rollback_command_undoes_a_run_safely(tmp_path: Path, pg_dsn: str) -
     assert refused.returncode == 2 and "roll that one back first" in refused.stderr
     checked = cli("rollback", "--pg", pg_dsn, "--run", "1", "--check", log_dir=tmp_path)
     assert checked.returncode == 10
-    assert ("warning: a later run (run 2) into schema public may have written the tables of "
-            "run 1") in checked.stdout
+    assert (
+        "warning: a later run (run 2) into schema public may have written the tables of run 1"
+    ) in checked.stdout
     done = cli("rollback", "--pg", pg_dsn, "--run", "2", log_dir=tmp_path)
     assert done.returncode == 0, done.stderr
     assert not fetch(pg_dsn, "SELECT 1 FROM pg_tables WHERE schemaname = 'public'")

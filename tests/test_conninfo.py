@@ -17,11 +17,22 @@ from tests.sources import small_source
 
 
 def test_parse_url_and_pairs() -> None:
-    assert conninfo.parse("postgresql://u%40x:p%2Fw@h1:5433,[::1]:5434/my%20db?sslmode=require") \
-        == {"user": "u@x", "password": "p/w", "host": "h1,::1", "port": "5433,5434",
-            "dbname": "my db", "sslmode": "require"}
+    assert conninfo.parse(
+        "postgresql://u%40x:p%2Fw@h1:5433,[::1]:5434/my%20db?sslmode=require"
+    ) == {
+        "user": "u@x",
+        "password": "p/w",
+        "host": "h1,::1",
+        "port": "5433,5434",
+        "dbname": "my db",
+        "sslmode": "require",
+    }
     assert conninfo.parse("host=/tmp dbname='my db' password='it\\'s' port = 5") == {
-        "host": "/tmp", "dbname": "my db", "password": "it's", "port": "5"}
+        "host": "/tmp",
+        "dbname": "my db",
+        "password": "it's",
+        "port": "5",
+    }
     with pytest.raises(UsageError, match="unknown connection parameter 'nope'"):
         conninfo.parse("host=x nope=1")
 
@@ -29,10 +40,18 @@ def test_parse_url_and_pairs() -> None:
 def test_precedence_string_then_service_then_environment(tmp_path: Path) -> None:
     services = tmp_path / "services.conf"
     services.write_text("[svc]\nhost=svc-host\ndbname=svc-db\nuser=svc-user\n")
-    environ = {"PGSERVICEFILE": str(services), "PGUSER": "env-user", "PGPORT": "6000",
-               "PGDATABASE": "env-db"}
+    environ = {
+        "PGSERVICEFILE": str(services),
+        "PGUSER": "env-user",
+        "PGPORT": "6000",
+        "PGDATABASE": "env-db",
+    }
     assert conninfo.resolve("service=svc dbname=mine", environ) == {
-        "dbname": "mine", "host": "svc-host", "user": "svc-user", "port": "6000"}
+        "dbname": "mine",
+        "host": "svc-host",
+        "user": "svc-user",
+        "port": "6000",
+    }
     # a URL with no database leaves it to the service, never to a default
     assert conninfo.resolve("postgresql:///?service=svc", environ)["dbname"] == "svc-db"
     assert conninfo.resolve(None, {**environ, "PGSERVICE": "svc"})["dbname"] == "svc-db"
@@ -54,15 +73,18 @@ async def _marker(dsn: str) -> str:
 
 
 async def test_service_file_and_pgservice_reach_the_named_database(
-        tmp_path: Path, pg_server: str, pg_dsn: str) -> None:
+    tmp_path: Path, pg_server: str, pg_dsn: str
+) -> None:
     """PGSERVICE and ?service= connect to the service's database, nowhere else."""
     socket_dir, database = _socket_and_db(pg_dsn)
     services = tmp_path / "pg_service.conf"
     services.write_text(f"[mysvc]\nhost={socket_dir}\ndbname={database}\nuser=postgres\n")
     environ = {"PGSERVICEFILE": str(services), "HOME": str(tmp_path)}
-    for target in [resolve_target(None, {**environ, "PGSERVICE": "mysvc"}),
-                   resolve_target("postgresql:///?service=mysvc", environ),
-                   resolve_target("service=mysvc", environ)]:
+    for target in [
+        resolve_target(None, {**environ, "PGSERVICE": "mysvc"}),
+        resolve_target("postgresql:///?service=mysvc", environ),
+        resolve_target("service=mysvc", environ),
+    ]:
         assert target is not None
         with pytest.MonkeyPatch.context() as patch:
             for key, value in environ.items():
@@ -77,8 +99,7 @@ async def test_service_file_and_pgservice_reach_the_named_database(
             finally:
                 await conn.close()
     source = small_source(tmp_path / "a.db")
-    result = run_cli("run", "--sqlite", str(source),
-                     env={**environ, "PGSERVICE": "mysvc"})
+    result = run_cli("run", "--sqlite", str(source), env={**environ, "PGSERVICE": "mysvc"})
     assert result.returncode == 0, result.stderr
     conn = await asyncpg.connect(pg_dsn)
     try:
@@ -113,9 +134,14 @@ async def test_key_value_string(tmp_path: Path, pg_server: str, pg_dsn: str) -> 
 
 def test_unknown_service_is_a_usage_error(tmp_path: Path) -> None:
     source = small_source(tmp_path / "a.db")
-    result = run_cli("run", "--sqlite", str(source), "--pg", "service=missing",
-                     env={"PGSERVICEFILE": str(tmp_path / "none.conf"),
-                          "HOME": str(tmp_path)})
+    result = run_cli(
+        "run",
+        "--sqlite",
+        str(source),
+        "--pg",
+        "service=missing",
+        env={"PGSERVICEFILE": str(tmp_path / "none.conf"), "HOME": str(tmp_path)},
+    )
     assert result.returncode == 2, result.stderr
     assert "service 'missing' is not defined" in result.stderr
     assert "Traceback" not in result.stderr

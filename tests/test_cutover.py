@@ -20,8 +20,13 @@ EVERYTHING = sorted([*TABLES, "big_children"])  # the tables and the view
 
 
 def stages(dsn: str) -> list[str]:
-    return [r[0] for r in fetch(dsn, "SELECT nspname FROM pg_namespace "
-                                     "WHERE nspname LIKE 'asyncmig\\_stage\\_%' ORDER BY 1")]
+    return [
+        r[0]
+        for r in fetch(
+            dsn,
+            "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'asyncmig\\_stage\\_%' ORDER BY 1",
+        )
+    ]
 
 
 def finish(*args: str) -> tuple[int, str]:
@@ -87,8 +92,11 @@ def test_moved_tables_work(source: Path, pg_dsn: str) -> None:
     assert new_id[0][0] == 40_001
     with pytest.raises(asyncpg.ForeignKeyViolationError):
         fetch(pg_dsn, "INSERT INTO public.child (id, parent_id) VALUES (999999, 999999)")
-    fk = fetch(pg_dsn, "SELECT confrelid::regclass::text FROM pg_constraint "
-                       "WHERE contype = 'f' AND conrelid = 'public.child'::regclass")
+    fk = fetch(
+        pg_dsn,
+        "SELECT confrelid::regclass::text FROM pg_constraint "
+        "WHERE contype = 'f' AND conrelid = 'public.child'::regclass",
+    )
     assert [r[0] for r in fk] == ["parent"]
     view = fetch(pg_dsn, "SELECT count(*) FROM public.big_children")[0][0]
     assert view == fetch(pg_dsn, "SELECT count(*) FROM public.child WHERE amount > 50")[0][0]
@@ -136,8 +144,9 @@ def test_reader_sees_old_then_new(source: Path, pg_dsn: str, tmp_path: Path) -> 
     assert all(c == new for c in counts[switch:])
 
 
-def test_failed_cut_over_leaves_target_and_no_stage(source: Path, pg_dsn: str,
-                                                     tmp_path: Path) -> None:
+def test_failed_cut_over_leaves_target_and_no_stage(
+    source: Path, pg_dsn: str, tmp_path: Path
+) -> None:
     """An application's open transaction on a table `--replace` must drop makes the
     cut-over give up after --lock-timeout: the old copy is intact, no stage is left."""
     code, stderr = finish("run", "--sqlite", str(source), "--pg", pg_dsn)
@@ -149,8 +158,16 @@ def test_failed_cut_over_leaves_target_and_no_stage(source: Path, pg_dsn: str,
         try:
             async with app.transaction():
                 await app.fetchval("SELECT count(*) FROM public.tag")
-                process = start("run", "--sqlite", str(smaller), "--pg", pg_dsn, "--replace",
-                                "--lock-timeout", "1")
+                process = start(
+                    "run",
+                    "--sqlite",
+                    str(smaller),
+                    "--pg",
+                    pg_dsn,
+                    "--replace",
+                    "--lock-timeout",
+                    "1",
+                )
                 await asyncio.to_thread(process.wait)
                 _, err = process.communicate()
                 return process.returncode, err
@@ -169,15 +186,18 @@ def test_new_schema_with_an_odd_name(tmp_path: Path, pg_dsn: str) -> None:
     """A target schema that does not exist yet (and needs quoting) is created by the
     cut-over; the stage's name stays within PostgreSQL's 63 bytes."""
     small = build_fault_source(tmp_path / "small.db", rows=200)
-    schema = "Zielschéma \"x\" " + "y" * 40
+    schema = 'Zielschéma "x" ' + "y" * 40
     code, stderr = finish("run", "--sqlite", str(small), "--pg", pg_dsn, "--schema", schema)
     assert code == 0, stderr
-    names = fetch(pg_dsn, "SELECT table_name FROM information_schema.tables "
-                          "WHERE table_schema = $1 ORDER BY 1", schema)
+    names = fetch(
+        pg_dsn,
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY 1",
+        schema,
+    )
     assert [r[0] for r in names] == EVERYTHING
-    assert fetch(pg_dsn, "SELECT count(*) FROM pg_namespace WHERE nspname = $1",
-                 schema)[0][0] == 1
+    assert fetch(pg_dsn, "SELECT count(*) FROM pg_namespace WHERE nspname = $1", schema)[0][0] == 1
     assert stages(pg_dsn) == []
-    code, stderr = finish("check", "--sqlite", str(small), "--pg", pg_dsn, "--schema", schema,
-                          "--deep")
+    code, stderr = finish(
+        "check", "--sqlite", str(small), "--pg", pg_dsn, "--schema", schema, "--deep"
+    )
     assert code == 0, stderr

@@ -72,24 +72,40 @@ async def test_julian_days_in_datetime_and_date_columns(tmp_path: Path, pg_dsn: 
     report = await migrate(source, pg_dsn)
     table = report.plan.table("e")
     assert [(c.target_type, c.transform) for c in table.columns[1:]] == [
-        ("timestamptz", "sqlite_timestamptz"), ("timestamptz", "sqlite_timestamptz"),
-        ("date", "sqlite_date")]
+        ("timestamptz", "sqlite_timestamptz"),
+        ("timestamptz", "sqlite_timestamptz"),
+        ("date", "sqlite_date"),
+    ]
     assert "2 Julian day numbers" in table.column("at").evidence
     assert any("carry a time of day" in w for w in table.column("day").warnings)
     rows = await fetch(pg_dsn, "SELECT at, day, whole FROM e ORDER BY id")
     assert [tuple(r) for r in rows] == [
         (EIGHT_AM, EIGHT_AM, dt.date(2024, 1, 1)),
-        (dt.datetime(1999, 12, 31, 23, 59, 59, 250000, tzinfo=UTC),
-         dt.datetime(2000, 2, 29, 12, 30, tzinfo=UTC), dt.date(2000, 2, 29))]
-    sqlite_says = sqlite_rows(source, "SELECT strftime('%Y-%m-%d %H:%M:%f', at), "
-                              "strftime('%Y-%m-%d %H:%M:%f', day), date(whole) FROM e ORDER BY id")
-    pg_says = await fetch(pg_dsn, "SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.MS'), "
-                          "to_char(day AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.MS'), "
-                          "whole::text FROM e ORDER BY id")
+        (
+            dt.datetime(1999, 12, 31, 23, 59, 59, 250000, tzinfo=UTC),
+            dt.datetime(2000, 2, 29, 12, 30, tzinfo=UTC),
+            dt.date(2000, 2, 29),
+        ),
+    ]
+    sqlite_says = sqlite_rows(
+        source,
+        "SELECT strftime('%Y-%m-%d %H:%M:%f', at), "
+        "strftime('%Y-%m-%d %H:%M:%f', day), date(whole) FROM e ORDER BY id",
+    )
+    pg_says = await fetch(
+        pg_dsn,
+        "SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.MS'), "
+        "to_char(day AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.MS'), "
+        "whole::text FROM e ORDER BY id",
+    )
     assert [tuple(r) for r in pg_says] == sqlite_says
     assert await assert_all_equal(source, pg_dsn, report.plan) == 2
-    assert all(r.ok for r in await commands.check(
-        RunSettings(source, Target(pg_dsn, pg_dsn, "test")), DeepCheck()))
+    assert all(
+        r.ok
+        for r in await commands.check(
+            RunSettings(source, Target(pg_dsn, pg_dsn, "test")), DeepCheck()
+        )
+    )
 
 
 async def test_the_plan_shows_the_evidence(tmp_path: Path) -> None:
@@ -119,21 +135,30 @@ async def test_each_value_is_read_in_its_own_unit(tmp_path: Path, pg_dsn: str) -
     base = dt.datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)
     rows = await fetch(pg_dsn, "SELECT at FROM s ORDER BY id")
     assert [r[0] for r in rows] == [
-        base, base + dt.timedelta(microseconds=123000), base + dt.timedelta(microseconds=123456),
-        base + dt.timedelta(microseconds=500000), dt.datetime(2024, 1, 1, tzinfo=UTC), None]
+        base,
+        base + dt.timedelta(microseconds=123000),
+        base + dt.timedelta(microseconds=123456),
+        base + dt.timedelta(microseconds=500000),
+        dt.datetime(2024, 1, 1, tzinfo=UTC),
+        None,
+    ]
     assert await assert_all_equal(source, pg_dsn, report.plan) == 6  # the tests' own oracle
     # SQLite's own reading of the seconds and of the Julian day agrees
     assert sqlite_rows(source, "SELECT datetime(at, 'auto') FROM s WHERE id IN (1, 5)") == [
-        ("2023-11-14 22:13:20",), ("2024-01-01 00:00:00",)]
+        ("2023-11-14 22:13:20",),
+        ("2024-01-01 00:00:00",),
+    ]
 
 
-async def test_ambiguous_numbers_stay_numbers_with_a_warning(tmp_path: Path,
-                                                             pg_dsn: str) -> None:
+async def test_ambiguous_numbers_stay_numbers_with_a_warning(tmp_path: Path, pg_dsn: str) -> None:
     """0 is a Julian day before year 1 by SQLite's rule, or 1970 as a Unix time: the
     column keeps its numbers, unchanged, and the plan says why."""
-    source = build(tmp_path / "ambiguous.db", """
+    source = build(
+        tmp_path / "ambiguous.db",
+        """
         CREATE TABLE a(id INTEGER PRIMARY KEY, at DATETIME);
-        INSERT INTO a VALUES (1, 0), (2, 1700000000);""")
+        INSERT INTO a VALUES (1, 0), (2, 1700000000);""",
+    )
     report = await migrate(source, pg_dsn)
     column = report.plan.table("a").column("at")
     assert column.target_type == "bigint"
@@ -141,8 +166,7 @@ async def test_ambiguous_numbers_stay_numbers_with_a_warning(tmp_path: Path,
     assert [r[0] for r in await fetch(pg_dsn, "SELECT at FROM a ORDER BY id")] == [0, 1700000000]
 
 
-async def test_deep_check_passes_and_catches_a_changed_date(tmp_path: Path,
-                                                            pg_dsn: str) -> None:
+async def test_deep_check_passes_and_catches_a_changed_date(tmp_path: Path, pg_dsn: str) -> None:
     """Correct conversions pass; one millisecond changed behind the tool's back fails."""
     source = build(tmp_path / "units.db", SEVERAL_UNITS + JULIAN)
     report = await migrate(source, pg_dsn)
@@ -153,13 +177,15 @@ async def test_deep_check_passes_and_catches_a_changed_date(tmp_path: Path,
         results = await deep_check(report.plan, conn, source, explain=True)
     finally:
         await conn.close()
-    assert [(r.table, r.ok) for r in results] == [("s", True), ("e", False)] or \
-        [(r.table, r.ok) for r in results] == [("e", False), ("s", True)]
+    assert [(r.table, r.ok) for r in results] == [("s", True), ("e", False)] or [
+        (r.table, r.ok) for r in results
+    ] == [("e", False), ("s", True)]
     assert "id=1: at differs" in next(r.found for r in results if r.table == "e")
 
 
 async def test_deep_check_reads_dates_in_sqlite_not_with_the_loads_conversion(
-        tmp_path: Path, pg_dsn: str) -> None:
+    tmp_path: Path, pg_dsn: str
+) -> None:
     """A load that read Julian days as Unix seconds (the old 1970-01-29 bug, forced here by
     a profile) is caught: `check --deep` re-plans and lets SQLite read the numbers."""
     source = build(tmp_path / "julian.db", JULIAN)
@@ -167,28 +193,33 @@ async def test_deep_check_reads_dates_in_sqlite_not_with_the_loads_conversion(
     await migrate(source, pg_dsn, overrides=from_profile(wrong))
     rows = await fetch(pg_dsn, "SELECT at FROM e ORDER BY id")
     assert rows[0][0].date() == dt.date(1970, 1, 29)  # the wrong reading is in PostgreSQL
-    results = await commands.check(RunSettings(source, Target(pg_dsn, pg_dsn, "test")),
-                                   DeepCheck(explain=True))
+    results = await commands.check(
+        RunSettings(source, Target(pg_dsn, pg_dsn, "test")), DeepCheck(explain=True)
+    )
     failed = [r for r in results if not r.ok]
     assert [(r.check, r.table) for r in failed] == [("checksum", "e")]
     assert "at differs" in failed[0].found
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    (2460310.5, "2024-01-01 00:00:00.000000"),
-    (5373484.4, "9999-12-31 21:36:00.000000"),
-    (5373484.5, "1970-03-04 04:38:04.500000"),
-    (99999999999, "5138-11-16 09:46:39.000000"),
-    (100000000000, "1973-03-03 09:46:40.000000"),
-    (1700000000123.25, "2023-11-14 22:13:20.123250"),
-    (10**14, "1973-03-03 09:46:40.000000"),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (2460310.5, "2024-01-01 00:00:00.000000"),
+        (5373484.4, "9999-12-31 21:36:00.000000"),
+        (5373484.5, "1970-03-04 04:38:04.500000"),
+        (99999999999, "5138-11-16 09:46:39.000000"),
+        (100000000000, "1973-03-03 09:46:40.000000"),
+        (1700000000123.25, "2023-11-14 22:13:20.123250"),
+        (10**14, "1973-03-03 09:46:40.000000"),
+    ],
+)
 def test_python_and_sqlite_read_every_range_alike(value: float, expected: str) -> None:
     """The load's reading (Python) and check --deep's (SQLite's strftime) at each boundary."""
     conn = sqlite3.connect(":memory:")
     try:
-        in_sqlite = conn.execute(f"SELECT {datenums.sql_reading('v')} FROM (SELECT ? AS v)",
-                                 (value,)).fetchone()[0]
+        in_sqlite = conn.execute(
+            f"SELECT {datenums.sql_reading('v')} FROM (SELECT ? AS v)", (value,)
+        ).fetchone()[0]
     finally:
         conn.close()
     loaded = TRANSFORMS["sqlite_timestamp"](value)  # type: ignore[misc]

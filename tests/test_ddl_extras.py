@@ -44,8 +44,14 @@ UPDATED = 'updated "at"'  # a column name that needs quoting inside the trigger 
 
 
 def col(name: str, target_type: str, **kwargs: Any) -> ColumnPlan:
-    return ColumnPlan(name=name, source_name=name, source_type="", target_type=target_type,
-                      transform="identity", **kwargs)
+    return ColumnPlan(
+        name=name,
+        source_name=name,
+        source_type="",
+        target_type=target_type,
+        transform="identity",
+        **kwargs,
+    )
 
 
 ITEMS = TablePlan(
@@ -62,16 +68,23 @@ ITEMS = TablePlan(
     primary_key=("id",),
     primary_key_name="items_pkey",
     indexes=(
-        IndexPlan("items_name_trgm", (IndexKeyPlan('"name"', opclass="gin_trgm_ops"),),
-                  method="gin"),
-        IndexPlan("items_published", (IndexKeyPlan('"published_at"', descending=True),
-                                      IndexKeyPlan('"view_count"', descending=True)),
-                  where="\"status\" = 'published'"),
+        IndexPlan(
+            "items_name_trgm", (IndexKeyPlan('"name"', opclass="gin_trgm_ops"),), method="gin"
+        ),
+        IndexPlan(
+            "items_published",
+            (
+                IndexKeyPlan('"published_at"', descending=True),
+                IndexKeyPlan('"view_count"', descending=True),
+            ),
+            where="\"status\" = 'published'",
+        ),
     ),
     statistics=(
         StatisticsPlan("items_status_views", ("status", "view_count")),
-        StatisticsPlan("items status kinds", ("status", "published_at"),
-                       kinds=("ndistinct", "dependencies")),
+        StatisticsPlan(
+            "items status kinds", ("status", "published_at"), kinds=("ndistinct", "dependencies")
+        ),
     ),
     triggers=(TriggerPlan('items "touch"', UPDATED),),
 )
@@ -87,23 +100,38 @@ FUNCTION = FunctionPlan(
     "END $f$",
 )
 
-PLAN = Plan(source_path="/tmp/items.db", schema=SCHEMA, tables=(ITEMS,),
-            extensions=("pg_trgm",), functions=(FUNCTION,))
+PLAN = Plan(
+    source_path="/tmp/items.db",
+    schema=SCHEMA,
+    tables=(ITEMS,),
+    extensions=("pg_trgm",),
+    functions=(FUNCTION,),
+)
 
 
 # --- SQL text ---------------------------------------------------------------------------
 
+
 def test_index_method_and_opclass() -> None:
     assert ddl.index_sql(PLAN, ITEMS)[1:] == [
         f'CREATE INDEX "items_name_trgm" ON {T} USING "gin" ("name" "gin_trgm_ops")',
-        (f'CREATE INDEX "items_published" ON {T} ("published_at" DESC, "view_count" DESC) '
-         "WHERE \"status\" = 'published'"),
+        (
+            f'CREATE INDEX "items_published" ON {T} ("published_at" DESC, "view_count" DESC) '
+            "WHERE \"status\" = 'published'"
+        ),
     ]
 
 
 def test_opclass_goes_after_collation_and_before_desc() -> None:
-    index = IndexPlan("i", (IndexKeyPlan('lower("name")', descending=True, collation="C",
-                                         opclass="text_pattern_ops"),), method="BTREE")
+    index = IndexPlan(
+        "i",
+        (
+            IndexKeyPlan(
+                'lower("name")', descending=True, collation="C", opclass="text_pattern_ops"
+            ),
+        ),
+        method="BTREE",
+    )
     table = replace(ITEMS, indexes=(index,), primary_key=(), primary_key_name=None)
     assert ddl.index_sql(PLAN, table) == [
         f'CREATE INDEX "i" ON {T} ((lower("name")) COLLATE "C" "text_pattern_ops" DESC)'
@@ -112,10 +140,14 @@ def test_opclass_goes_after_collation_and_before_desc() -> None:
 
 def test_statistics_sql() -> None:
     assert ddl.statistics_sql(PLAN, ITEMS) == [
-        (f'CREATE STATISTICS IF NOT EXISTS {S}."items_status_views" '
-         f'ON "status", "view_count" FROM {T}'),
-        (f'CREATE STATISTICS IF NOT EXISTS {S}."items status kinds" ("ndistinct", "dependencies") '
-         f'ON "status", "published_at" FROM {T}'),
+        (
+            f'CREATE STATISTICS IF NOT EXISTS {S}."items_status_views" '
+            f'ON "status", "view_count" FROM {T}'
+        ),
+        (
+            f'CREATE STATISTICS IF NOT EXISTS {S}."items status kinds" ("ndistinct", "dependencies") '
+            f'ON "status", "published_at" FROM {T}'
+        ),
     ]
 
 
@@ -131,11 +163,15 @@ def test_statistics_refuse_one_column_and_unknown_kinds() -> None:
 def test_trigger_sql() -> None:
     fn = f'{S}."items ""touch""_fn"'
     assert ddl.trigger_sql(PLAN, ITEMS) == [
-        (f"CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS "
-         '$asyncmig$ BEGIN NEW."updated ""at""" := now(); RETURN NEW; END $asyncmig$'),
+        (
+            f"CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS "
+            '$asyncmig$ BEGIN NEW."updated ""at""" := now(); RETURN NEW; END $asyncmig$'
+        ),
         f'DROP TRIGGER IF EXISTS "items ""touch""" ON {T}',
-        (f'CREATE TRIGGER "items ""touch""" BEFORE UPDATE ON {T} '
-         f"FOR EACH ROW EXECUTE FUNCTION {fn}()"),
+        (
+            f'CREATE TRIGGER "items ""touch""" BEFORE UPDATE ON {T} '
+            f"FOR EACH ROW EXECUTE FUNCTION {fn}()"
+        ),
     ]
 
 
@@ -144,7 +180,7 @@ def test_dollar_tag_never_occurs_in_the_body() -> None:
     assert dollar_quote("a $asyncmig$ b") == "$asyncmig1$a $asyncmig$ b$asyncmig1$"
     # a body ending in "$asyncmig" would otherwise meet the closing tag one character early
     assert dollar_quote("a$asyncmig") == "$asyncmig1$a$asyncmig$asyncmig1$"
-    sneaky = replace(ITEMS, triggers=(TriggerPlan("t", 'x$asyncmig$; DROP TABLE y; --'),))
+    sneaky = replace(ITEMS, triggers=(TriggerPlan("t", "x$asyncmig$; DROP TABLE y; --"),))
     function = ddl.trigger_sql(PLAN, sneaky)[0]
     assert function.endswith("END $asyncmig1$")
 
@@ -182,6 +218,7 @@ def test_extensions_come_with_the_schema_quoted() -> None:
 
 # --- against PostgreSQL -------------------------------------------------------------
 
+
 async def run(conn: asyncpg.Connection, statements: Iterable[str]) -> None:
     for sql in statements:
         await conn.execute(sql)
@@ -192,15 +229,24 @@ async def extras_in_catalog(conn: asyncpg.Connection) -> dict[str, list[str]]:
     triggers = await conn.fetch(
         "SELECT tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
         "JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE n.nspname = $1 AND NOT t.tgisinternal ORDER BY 1", SCHEMA)
+        "WHERE n.nspname = $1 AND NOT t.tgisinternal ORDER BY 1",
+        SCHEMA,
+    )
     functions = await conn.fetch(
         "SELECT proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
-        "WHERE n.nspname = $1 ORDER BY 1", SCHEMA)
+        "WHERE n.nspname = $1 ORDER BY 1",
+        SCHEMA,
+    )
     statistics = await conn.fetch(
         "SELECT stxname FROM pg_statistic_ext s JOIN pg_namespace n ON n.oid = s.stxnamespace "
-        "WHERE n.nspname = $1 ORDER BY 1", SCHEMA)
-    return {"triggers": [r[0] for r in triggers], "functions": [r[0] for r in functions],
-            "statistics": [r[0] for r in statistics]}
+        "WHERE n.nspname = $1 ORDER BY 1",
+        SCHEMA,
+    )
+    return {
+        "triggers": [r[0] for r in triggers],
+        "functions": [r[0] for r in functions],
+        "statistics": [r[0] for r in statistics],
+    }
 
 
 async def test_extras_in_postgresql(pg_dsn: str) -> None:
@@ -208,20 +254,26 @@ async def test_extras_in_postgresql(pg_dsn: str) -> None:
     try:
         await run(conn, ddl.create_schema_sql(PLAN))
         await conn.execute(ddl.create_table_sql(PLAN, ITEMS))
-        await conn.execute(f"INSERT INTO {T} (name, status, published_at, {quote_ident(UPDATED)}) "
-                           "SELECT 'item ' || i, CASE WHEN i % 2 = 0 THEN 'published' "
-                           "ELSE 'draft' END, now(), '2001-01-01 00:00:00+00' "
-                           "FROM generate_series(1, 50) i")
+        await conn.execute(
+            f"INSERT INTO {T} (name, status, published_at, {quote_ident(UPDATED)}) "
+            "SELECT 'item ' || i, CASE WHEN i % 2 = 0 THEN 'published' "
+            "ELSE 'draft' END, now(), '2001-01-01 00:00:00+00' "
+            "FROM generate_series(1, 50) i"
+        )
         await run(conn, ddl.index_sql(PLAN, ITEMS))
         await run(conn, ddl.constraint_sql(PLAN, ITEMS))
-        extras = (ddl.function_sql(PLAN) + ddl.statistics_sql(PLAN, ITEMS)
-                  + ddl.trigger_sql(PLAN, ITEMS))
+        extras = (
+            ddl.function_sql(PLAN) + ddl.statistics_sql(PLAN, ITEMS) + ddl.trigger_sql(PLAN, ITEMS)
+        )
         await run(conn, extras)
         await run(conn, extras)  # re-runnable: a resumed run must not fail here
         await conn.execute(ddl.analyze_sql(PLAN, ITEMS))
 
-        indexes = dict(await conn.fetch(
-            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = $1", SCHEMA))
+        indexes = dict(
+            await conn.fetch(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = $1", SCHEMA
+            )
+        )
         assert "USING gin" in indexes["items_name_trgm"]
         assert "gin_trgm_ops" in indexes["items_name_trgm"]
         assert "published_at DESC, view_count DESC" in indexes["items_published"]
@@ -233,7 +285,8 @@ async def test_extras_in_postgresql(pg_dsn: str) -> None:
             "statistics": ["items status kinds", "items_status_views"],
         }
         kinds = await conn.fetchval(
-            "SELECT stxkind::text FROM pg_statistic_ext WHERE stxname = 'items status kinds'")
+            "SELECT stxkind::text FROM pg_statistic_ext WHERE stxname = 'items status kinds'"
+        )
         assert sorted(kinds.strip("{}").split(",")) == ["d", "f"]
 
         # the trigger keeps the column current; the profile function runs in its schema
@@ -249,8 +302,7 @@ async def test_extras_in_postgresql(pg_dsn: str) -> None:
         drops = ddl.drop_extras_sql(PLAN)
         await run(conn, drops)
         await run(conn, drops)  # IF EXISTS throughout: a rollback may be run again
-        assert await extras_in_catalog(conn) == {"triggers": [], "functions": [],
-                                                 "statistics": []}
+        assert await extras_in_catalog(conn) == {"triggers": [], "functions": [], "statistics": []}
         # without the trigger, an UPDATE leaves the column alone
         await conn.execute(f"UPDATE {T} SET {updated} = '2001-01-01', view_count = 0 WHERE id = 2")
         assert (await conn.fetchval(f"SELECT {updated} FROM {T} WHERE id = 2")).year == 2001
@@ -263,6 +315,7 @@ async def test_extras_in_postgresql(pg_dsn: str) -> None:
 
 
 # --- the 2Truths-1Lie profile ---------------------------------------------------------
+
 
 def load_profile() -> dict[str, Any]:
     with PROFILE.open("rb") as f:
@@ -308,25 +361,45 @@ def test_profile_content() -> None:
     profile = load_profile()
     tables = profile["tables"]
     assert profile["extensions"] == ["pg_trgm"]  # gen_random_uuid() is core: no uuid-ossp
-    uuid_keys = {("challenges", "challenge_id"), ("guesses", "guess_id"),
-                 ("token_transactions", "transaction_id"), ("user_sessions", "session_id")}
-    uuid_refs = {("guesses", "challenge_id"), ("guess_history", "challenge_id"),
-                 ("user_reports", "challenge_id")}
+    uuid_keys = {
+        ("challenges", "challenge_id"),
+        ("guesses", "guess_id"),
+        ("token_transactions", "transaction_id"),
+        ("user_sessions", "session_id"),
+    }
+    uuid_refs = {
+        ("guesses", "challenge_id"),
+        ("guess_history", "challenge_id"),
+        ("user_reports", "challenge_id"),
+    }
     typed = {(t, c): s for t, ts in tables.items() for c, s in ts.get("columns", {}).items()}
     assert {k for k, s in typed.items() if s.get("type") == "uuid"} == uuid_keys | uuid_refs
     assert all(typed[k]["default"] == "gen_random_uuid()" for k in uuid_keys)
     assert all("default" not in typed[k] for k in uuid_refs)
     assert typed["token_transactions", "metadata"] == {
-        "type": "jsonb", "default": "'{}'::jsonb", "on_invalid_json": "default"}
+        "type": "jsonb",
+        "default": "'{}'::jsonb",
+        "on_invalid_json": "default",
+    }
     assert typed["user_sessions", "permissions"] == {
-        "type": "jsonb", "default": "'[]'::jsonb", "on_invalid_json": "default"}
+        "type": "jsonb",
+        "default": "'[]'::jsonb",
+        "on_invalid_json": "default",
+    }
     assert typed["user_sessions", "ip_address"]["type"] == "inet"
     assert typed["rate_limit_records", "timestamp"] == {"type": "timestamptz", "epoch": "s"}
     every_index = [i for t in tables.values() for i in t.get("indexes", [])]
     assert not any("CURRENT_TIMESTAMP" in i.get("where", "").upper() for i in every_index)
     [check] = tables["challenges"]["checks"]
-    for status in ("draft", "pending_moderation", "moderated", "published", "rejected",
-                   "flagged", "archived"):
+    for status in (
+        "draft",
+        "pending_moderation",
+        "moderated",
+        "published",
+        "rejected",
+        "flagged",
+        "archived",
+    ):
         assert f"'{status}'" in check["expression"]
     assert tables["users"]["triggers"] == {"updated_at": "users_set_updated_at"}
     assert tables["challenges"]["triggers"] == {"updated_at": "challenges_set_updated_at"}
@@ -364,26 +437,38 @@ async def test_profile_ddl_runs_in_postgresql(app_db: Path, pg_dsn: str) -> None
         for table in plan.tables:
             await run(conn, ddl.statistics_sql(plan, table) + ddl.trigger_sql(plan, table))
 
-        gin = await conn.fetch("SELECT indexname FROM pg_indexes WHERE schemaname = 'app' "
-                               "AND indexdef LIKE '%USING gin%' ORDER BY 1")
-        assert [r[0] for r in gin] == ["idx_challenges_title_gin",
-                                       "idx_token_transactions_metadata_gin",
-                                       "idx_users_name_gin"]
+        gin = await conn.fetch(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = 'app' "
+            "AND indexdef LIKE '%USING gin%' ORDER BY 1"
+        )
+        assert [r[0] for r in gin] == [
+            "idx_challenges_title_gin",
+            "idx_token_transactions_metadata_gin",
+            "idx_users_name_gin",
+        ]
         with pytest.raises(asyncpg.CheckViolationError):
-            await conn.execute("INSERT INTO app.challenges (creator_id, status, lie_statement_id,"
-                               " statements_json) VALUES ('1', 'deleted', 's', '[]')")
-        await conn.execute("INSERT INTO app.challenges (creator_id, status, lie_statement_id,"
-                           " statements_json) VALUES ('1', 'pending_moderation', 's', '[]')")
+            await conn.execute(
+                "INSERT INTO app.challenges (creator_id, status, lie_statement_id,"
+                " statements_json) VALUES ('1', 'deleted', 's', '[]')"
+            )
+        await conn.execute(
+            "INSERT INTO app.challenges (creator_id, status, lie_statement_id,"
+            " statements_json) VALUES ('1', 'pending_moderation', 's', '[]')"
+        )
         await conn.execute(
             "INSERT INTO app.user_sessions (user_id, jwt_token, token_hash, expires_at, is_active)"
             " SELECT '1', 'jwt', 'hash' || i, now() + (i - 3.5) * interval '1 day', i <> 1"
-            " FROM generate_series(1, 5) i")
+            " FROM generate_series(1, 5) i"
+        )
         assert await conn.fetchval("SELECT app.cleanup_expired_sessions()") == 2
         assert await conn.fetchval("SELECT app.cleanup_expired_sessions()") == 0
-        assert await conn.fetchval(
-            "SELECT count(*) FROM app.user_sessions WHERE is_active") == 2
+        assert await conn.fetchval("SELECT count(*) FROM app.user_sessions WHERE is_active") == 2
         await run(conn, ddl.drop_extras_sql(plan))
-        assert await conn.fetchval(
-            "SELECT count(*) FROM pg_proc WHERE pronamespace = 'app'::regnamespace") == 0
+        assert (
+            await conn.fetchval(
+                "SELECT count(*) FROM pg_proc WHERE pronamespace = 'app'::regnamespace"
+            )
+            == 0
+        )
     finally:
         await conn.close()

@@ -45,9 +45,22 @@ def build(path: Path) -> Path:
                        day DATE, at DATETIME, price NUMERIC(5,2), code VARCHAR(3),
                        raw BLOB, anything, doc TEXT);
     """)
-    rows = [(i, BAD_SCORES.get(i, i), i / 4, i % 2, "2024-01-02", "2024-01-02 03:04:05",
-             i / 100, f"c{i % 100}", b"\x00" + bytes([i % 256]), i, json.dumps({"i": i}))
-            for i in range(1, SCORES + 1)]
+    rows = [
+        (
+            i,
+            BAD_SCORES.get(i, i),
+            i / 4,
+            i % 2,
+            "2024-01-02",
+            "2024-01-02 03:04:05",
+            i / 100,
+            f"c{i % 100}",
+            b"\x00" + bytes([i % 256]),
+            i,
+            json.dumps({"i": i}),
+        )
+        for i in range(1, SCORES + 1)
+    ]
     conn.executemany("INSERT INTO t VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
     conn.executescript("""
         UPDATE t SET ratio = 'lots' WHERE id = 3;
@@ -66,9 +79,18 @@ def build(path: Path) -> Path:
 
 
 MISFIT_KEYS = {3, 4, 5, 6, 7, 8, 9, 10, *BAD_SCORES}
-DECLARED = {"score": "bigint", "ratio": "double precision", "ok": "boolean", "day": "date",
-            "at": "timestamptz", "price": "numeric(5,2)", "code": "varchar(3)", "raw": "bytea",
-            "anything": "text", "doc": "jsonb"}
+DECLARED = {
+    "score": "bigint",
+    "ratio": "double precision",
+    "ok": "boolean",
+    "day": "date",
+    "at": "timestamptz",
+    "price": "numeric(5,2)",
+    "code": "varchar(3)",
+    "raw": "bytea",
+    "anything": "text",
+    "doc": "jsonb",
+}
 
 
 @pytest.fixture
@@ -88,18 +110,30 @@ def test_plan_keeps_declared_types_and_counts_the_misfits(source: Path) -> None:
     score = table.column("score")
     assert (score.misfits, score.misfit_examples) == (2, ("'n/a'", "'twelve'"))
     assert {c.name: c.misfits for c in table.columns if c.misfits} == {
-        "score": 2, "ratio": 1, "ok": 1, "day": 1, "at": 1, "price": 2, "code": 1, "raw": 1}
+        "score": 2,
+        "ratio": 1,
+        "ok": 1,
+        "day": 1,
+        "at": 1,
+        "price": 2,
+        "code": 1,
+        "raw": 1,
+    }
     assert table.column("price").misfit_examples == ("1.005", "12345.5")
     text = render.plan_text(plan)
-    assert ("declared INTEGER but 2 value(s) do not fit bigint (e.g. 'n/a', 'twelve'): the "
-            "declared type is kept and their rows go to the reject store") in text
+    assert (
+        "declared INTEGER but 2 value(s) do not fit bigint (e.g. 'n/a', 'twelve'): the "
+        "declared type is kept and their rows go to the reject store"
+    ) in text
     # an untyped column keeps its value-driven type, with the old warning
-    assert any("t.anything: declared no type but holds text and numbers" in w
-               for w in plan.warnings)
+    assert any(
+        "t.anything: declared no type but holds text and numbers" in w for w in plan.warnings
+    )
 
 
 async def test_misfits_go_to_the_reject_store_and_the_rest_arrives(
-        source: Path, pg_dsn: str, tmp_path: Path) -> None:
+    source: Path, pg_dsn: str, tmp_path: Path
+) -> None:
     """Exit 8's report: every misfit row in the reject store with its reason; every other
     row arrives value for value in columns of the declared types."""
     report = await migrate(source, pg_dsn, rejects_dir=tmp_path / "rejects")
@@ -107,8 +141,10 @@ async def test_misfits_go_to_the_reject_store_and_the_rest_arrives(
     assert (table.rows, table.rejected) == (SCORES - len(MISFIT_KEYS), len(MISFIT_KEYS))
     assert report.rejected == len(MISFIT_KEYS)  # the CLI exits 8
     assert table.reject_file is not None
-    rejects = {json.loads(line)["key"]: json.loads(line)
-               for line in Path(table.reject_file).read_text().splitlines()}
+    rejects = {
+        json.loads(line)["key"]: json.loads(line)
+        for line in Path(table.reject_file).read_text().splitlines()
+    }
     assert set(rejects) == MISFIT_KEYS
     assert rejects[17]["row"]["score"] == "n/a" and rejects[17]["column"] == "score"
     assert rejects[7]["column"] == "price" and "rounded" in rejects[7]["reason"]
@@ -121,17 +157,26 @@ async def test_misfits_go_to_the_reject_store_and_the_rest_arrives(
     finally:
         await conn.close()
     assert dict(row) == {
-        "id": 2, "score": 2, "ratio": 0.5, "ok": False, "day": dt.date(2024, 1, 2),
-        "at": dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC), "price": Decimal("0.02"),
-        "code": "c2", "raw": b"\x00\x02", "anything": "2", "doc": '{"i": 2}'}
+        "id": 2,
+        "score": 2,
+        "ratio": 0.5,
+        "ok": False,
+        "day": dt.date(2024, 1, 2),
+        "at": dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC),
+        "price": Decimal("0.02"),
+        "code": "c2",
+        "raw": b"\x00\x02",
+        "anything": "2",
+        "doc": '{"i": 2}',
+    }
     assert all(c.ok for c in report.checks)
 
 
-async def test_widen_restores_the_lossless_types(source: Path, pg_dsn: str,
-                                                 tmp_path: Path) -> None:
+async def test_widen_restores_the_lossless_types(source: Path, pg_dsn: str, tmp_path: Path) -> None:
     """--widen: every value loads, in the wider value-driven types, nothing rejected."""
-    report = await migrate(source, pg_dsn, overrides=Overrides(widen=True),
-                           rejects_dir=tmp_path / "rejects")
+    report = await migrate(
+        source, pg_dsn, overrides=Overrides(widen=True), rejects_dir=tmp_path / "rejects"
+    )
     assert types(report.plan)["score"] == "text"
     assert types(report.plan)["price"] == "numeric"  # not numeric(5,2): 12345.5 fits
     assert report.rejected == 0
@@ -139,19 +184,17 @@ async def test_widen_restores_the_lossless_types(source: Path, pg_dsn: str,
 
 
 async def test_check_after_a_widened_run_plans_as_the_run_did(
-        source: Path, pg_dsn: str, tmp_path: Path) -> None:
+    source: Path, pg_dsn: str, tmp_path: Path
+) -> None:
     """check (without --widen) reads the run's --widen from the history: deep check passes."""
-    await migrate(source, pg_dsn, overrides=Overrides(widen=True),
-                  rejects_dir=tmp_path / "rejects")
-    results = await commands.check(RunSettings(source, Target(pg_dsn, pg_dsn, "test")),
-                                   DeepCheck())
+    await migrate(source, pg_dsn, overrides=Overrides(widen=True), rejects_dir=tmp_path / "rejects")
+    results = await commands.check(RunSettings(source, Target(pg_dsn, pg_dsn, "test")), DeepCheck())
     assert [r for r in results if not r.ok] == []
     assert any(r.check == "checksum" for r in results)
 
 
 def test_widen_per_column_in_a_profile(source: Path) -> None:
-    overrides = parse_overrides({"tables": {"t": {"columns": {"score": {"widen": True}}}}},
-                                "test")
+    overrides = parse_overrides({"tables": {"t": {"columns": {"score": {"widen": True}}}}}, "test")
     plan = build_plan(source, overrides=overrides)
     assert types(plan)["score"] == "text"
     assert types(plan)["ratio"] == "double precision"  # the others keep their contract
@@ -159,22 +202,30 @@ def test_widen_per_column_in_a_profile(source: Path) -> None:
 
 async def test_validate_reports_counts_and_examples(source: Path, pg_dsn: str) -> None:
     plan = await make_plan(RunSettings(source, Target(None, "", "none")))
-    checks = [c for c in await validate(source, Target(pg_dsn, pg_dsn, "test"), plan)
-              if c.name == "declared types"]
+    checks = [
+        c
+        for c in await validate(source, Target(pg_dsn, pg_dsn, "test"), plan)
+        if c.name == "declared types"
+    ]
     assert len(checks) == 8 and {c.status for c in checks} == {"warn"}
     score = next(c for c in checks if "t.score" in c.message)
-    assert score.message == ("t.score declared INTEGER: 2 value(s) do not fit bigint, e.g. "
-                             "'n/a', 'twelve'; policy reject")
+    assert score.message == (
+        "t.score declared INTEGER: 2 value(s) do not fit bigint, e.g. "
+        "'n/a', 'twelve'; policy reject"
+    )
     assert "--widen" in score.fix
 
 
-async def test_policy_fail_stops_the_run_naming_the_value(source: Path, pg_dsn: str,
-                                                          tmp_path: Path) -> None:
+async def test_policy_fail_stops_the_run_naming_the_value(
+    source: Path, pg_dsn: str, tmp_path: Path
+) -> None:
     with pytest.raises(DataError, match=r"t\.ratio at key 3: value 'lots'"):
-        await migrate(source, pg_dsn, overrides=Overrides(on_error="fail"),
-                      rejects_dir=tmp_path / "rejects")
-    plan = await make_plan(RunSettings(source, Target(None, "", "none"),
-                                       overrides=Overrides(on_error="fail")))
+        await migrate(
+            source, pg_dsn, overrides=Overrides(on_error="fail"), rejects_dir=tmp_path / "rejects"
+        )
+    plan = await make_plan(
+        RunSettings(source, Target(None, "", "none"), overrides=Overrides(on_error="fail"))
+    )
     checks = await validate(source, Target(pg_dsn, pg_dsn, "test"), plan)
     assert {c.status for c in checks if c.name == "declared types"} == {"fail"}
 
@@ -183,31 +234,49 @@ async def test_coerce_converts_what_it_can(tmp_path: Path, pg_dsn: str) -> None:
     """coerce: whole-number text becomes the integer; text it cannot convert is rejected."""
     path = tmp_path / "coerce.db"
     conn = sqlite3.connect(path)
-    conn.executescript("CREATE TABLE c(id INTEGER PRIMARY KEY, n INTEGER);"
-                       "INSERT INTO c VALUES (1, 5), (2, '7 '), (3, 'x'), (4, 2.5);")
+    conn.executescript(
+        "CREATE TABLE c(id INTEGER PRIMARY KEY, n INTEGER);"
+        "INSERT INTO c VALUES (1, 5), (2, '7 '), (3, 'x'), (4, 2.5);"
+    )
     conn.commit()
     conn.close()
-    report = await migrate(path, pg_dsn, overrides=Overrides(on_error="coerce"),
-                           rejects_dir=tmp_path / "rejects")
+    report = await migrate(
+        path, pg_dsn, overrides=Overrides(on_error="coerce"), rejects_dir=tmp_path / "rejects"
+    )
     assert report.plan.table("c").column("n").target_type == "bigint"
     conn2 = await asyncpg.connect(pg_dsn)
     try:
         assert [tuple(r) for r in await conn2.fetch("SELECT id, n FROM c ORDER BY id")] == [
-            (1, 5), (2, 7)]
+            (1, 5),
+            (2, 7),
+        ]
     finally:
         await conn2.close()
     assert report.rejected == 2
 
 
-@pytest.mark.parametrize(("declared", "promised"), [
-    ("INT(11)", "bigint"), ("BIGINT UNSIGNED", "bigint"), ("TINYINT(1)", "bigint"),
-    ("DOUBLE PRECISION", "double precision"), ("DECIMAL(10,2)", "numeric(10,2)"),
-    ("NUMERIC", "numeric"), ("NVARCHAR(160)", "varchar(160)"), ("DATETIME", "timestamptz"),
-    ("BLOB", "bytea"), ("BOOLEAN", "boolean"),
-    # no promise PostgreSQL can keep: value-driven, as before
-    ("TEXT", None), ("", None), ("JSON", None), ("INTERVAL", None), ("POINT", None),
-    ("NUMERIC(5,10)", "numeric"),  # a scale beyond the precision: plain numeric
-])
+@pytest.mark.parametrize(
+    ("declared", "promised"),
+    [
+        ("INT(11)", "bigint"),
+        ("BIGINT UNSIGNED", "bigint"),
+        ("TINYINT(1)", "bigint"),
+        ("DOUBLE PRECISION", "double precision"),
+        ("DECIMAL(10,2)", "numeric(10,2)"),
+        ("NUMERIC", "numeric"),
+        ("NVARCHAR(160)", "varchar(160)"),
+        ("DATETIME", "timestamptz"),
+        ("BLOB", "bytea"),
+        ("BOOLEAN", "boolean"),
+        # no promise PostgreSQL can keep: value-driven, as before
+        ("TEXT", None),
+        ("", None),
+        ("JSON", None),
+        ("INTERVAL", None),
+        ("POINT", None),
+        ("NUMERIC(5,10)", "numeric"),  # a scale beyond the precision: plain numeric
+    ],
+)
 def test_which_declarations_are_contracts(declared: str, promised: str | None) -> None:
     found = contract_type(declared)
     assert (found[0] if found else None) == promised

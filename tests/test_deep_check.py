@@ -55,40 +55,64 @@ DAMAGE = [
     ("UPDATE \"values\" SET body = body || '!' WHERE id = 3", "values", "id=3: body differs"),
     ('UPDATE "values" SET ratio = 1700000003.2 WHERE id = 1', "values", "id=1: ratio differs"),
     ('UPDATE "values" SET ratio = 1e-323 WHERE id = 4', "values", "id=4: ratio differs"),
-    ("UPDATE \"values\" SET ratio = '-0' WHERE id = 5", "values", "id=5: ratio differs"),  # 0.0 -> -0.0
-    ("UPDATE \"values\" SET doc = doc || '{\"added\": 1}' WHERE id = 1", "values",
-     "id=1: doc differs"),
-    (("UPDATE \"values\" SET doc = '{\"a\": [1, 2.5, 12345678901234567890], \"b\": 1}' "
-     "WHERE id = 1"),
-     "values", "id=1: doc differs"),  # 2.50 -> 2.5
-    ("UPDATE \"user\" SET created_at = created_at + interval '1 microsecond' WHERE id = 2",
-     "user", "id=2: created_at differs"),
-    ('UPDATE "user" SET is_active = NOT is_active WHERE id = 5', "user",
-     "id=5: is_active differs"),
-    ("UPDATE \"values\" SET uid = '0f8fad5b-d9cb-469f-a165-70867728950f' WHERE id = 1",
-     "values", "id=1: uid differs"),
+    (
+        "UPDATE \"values\" SET ratio = '-0' WHERE id = 5",
+        "values",
+        "id=5: ratio differs",
+    ),  # 0.0 -> -0.0
+    (
+        'UPDATE "values" SET doc = doc || \'{"added": 1}\' WHERE id = 1',
+        "values",
+        "id=1: doc differs",
+    ),
+    (
+        (
+            'UPDATE "values" SET doc = \'{"a": [1, 2.5, 12345678901234567890], "b": 1}\' '
+            "WHERE id = 1"
+        ),
+        "values",
+        "id=1: doc differs",
+    ),  # 2.50 -> 2.5
+    (
+        "UPDATE \"user\" SET created_at = created_at + interval '1 microsecond' WHERE id = 2",
+        "user",
+        "id=2: created_at differs",
+    ),
+    ('UPDATE "user" SET is_active = NOT is_active WHERE id = 5', "user", "id=5: is_active differs"),
+    (
+        "UPDATE \"values\" SET uid = '0f8fad5b-d9cb-469f-a165-70867728950f' WHERE id = 1",
+        "values",
+        "id=1: uid differs",
+    ),
     ('UPDATE "values" SET price = 12.51 WHERE id = 1', "values", "id=1: price differs"),
-    ("UPDATE \"values\" SET payload = '\\x0001fe' WHERE id = 1", "values",
-     "id=1: payload differs"),
+    ("UPDATE \"values\" SET payload = '\\x0001fe' WHERE id = 1", "values", "id=1: payload differs"),
     ("UPDATE \"values\" SET ip = '::ffff:1.2.3.5' WHERE id = 4", "values", "id=4: ip differs"),
-    ("UPDATE \"values\" SET epoch_ms = epoch_ms + 1 WHERE id = 2",
-     "values", "id=2: epoch_ms differs"),
+    (
+        'UPDATE "values" SET epoch_ms = epoch_ms + 1 WHERE id = 2',
+        "values",
+        "id=2: epoch_ms differs",
+    ),
     ('UPDATE "values" SET label = NULL WHERE id = 2', "values", "id=2: label differs"),
     # what asyncpg once made of date.min: a value that prints, but is not the source's
     ("UPDATE \"values\" SET born = '-infinity' WHERE id = 4", "values", "id=4: born differs"),
-    ("UPDATE \"values\" SET big = 2, flag = true WHERE id = 5", "values",
-     "id=5: big, flag differ"),
-    ("UPDATE \"group\" SET \"Name \"\"quoted\"\"\" = 'root \"2\"' WHERE \"group id\" = 1",
-     "group", 'group id=1: Name "quoted" differs'),
-    ("UPDATE membership SET role = 'admin' WHERE user_id = 2 AND group_id = 2", "membership",
-     "user_id=2, group_id=2: role differs"),
+    ('UPDATE "values" SET big = 2, flag = true WHERE id = 5', "values", "id=5: big, flag differ"),
+    (
+        'UPDATE "group" SET "Name ""quoted""" = \'root "2"\' WHERE "group id" = 1',
+        "group",
+        'group id=1: Name "quoted" differs',
+    ),
+    (
+        "UPDATE membership SET role = 'admin' WHERE user_id = 2 AND group_id = 2",
+        "membership",
+        "user_id=2, group_id=2: role differs",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("statement", "table", "explained"), DAMAGE,
-                         ids=[d[2] for d in DAMAGE])
+@pytest.mark.parametrize(("statement", "table", "explained"), DAMAGE, ids=[d[2] for d in DAMAGE])
 async def test_one_changed_value_fails_exactly_its_table(
-        migrated: Migrated, statement: str, table: str, explained: str) -> None:
+    migrated: Migrated, statement: str, table: str, explained: str
+) -> None:
     await migrated.conn.execute(statement)
     failed = failures(await migrated.deep_check())
     assert [r.table for r in failed] == [table]
@@ -116,8 +140,8 @@ async def test_an_added_row_fails_its_table(migrated: Migrated) -> None:
 async def test_values_swapped_between_rows_fail(migrated: Migrated) -> None:
     """The sums are order-independent, but every row's text holds its key."""
     await migrated.conn.execute(
-        'UPDATE "values" v SET body = o.body FROM "values" o '
-        "WHERE (v.id, o.id) IN ((1, 2), (2, 1))")
+        'UPDATE "values" v SET body = o.body FROM "values" o WHERE (v.id, o.id) IN ((1, 2), (2, 1))'
+    )
     assert [r.table for r in failures(await migrated.deep_check())] == ["values"]
 
 
@@ -137,8 +161,9 @@ async def test_a_dropped_table_is_a_failure_not_an_exception(migrated: Migrated)
 
 async def test_a_type_without_a_rendering_fails_instead_of_passing(migrated: Migrated) -> None:
     table = migrated.plan.table("egg")
-    odd = replace(table, columns=(table.columns[0],
-                                  replace(table.columns[1], target_type="int4range")))
+    odd = replace(
+        table, columns=(table.columns[0], replace(table.columns[1], target_type="int4range"))
+    )
     plan = replace(migrated.plan, tables=(odd,))
     [result] = await deep_check(plan, migrated.conn, migrated.source)
     assert not result.ok
@@ -171,8 +196,9 @@ async def test_explain_descends_to_the_changed_row(tmp_path: Path, pg_dsn: str) 
     source = tmp_path / "many.db"
     conn = sqlite3.connect(source)
     conn.execute("CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT, score REAL)")
-    conn.executemany("INSERT INTO item VALUES (?, ?, ?)",
-                     [(i, f"item {i}", i / 7) for i in range(1, 3001)])
+    conn.executemany(
+        "INSERT INTO item VALUES (?, ?, ?)", [(i, f"item {i}", i / 7) for i in range(1, 3001)]
+    )
     conn.execute("CREATE TABLE tag (label TEXT, weight INTEGER)")  # no primary key
     conn.executemany("INSERT INTO tag VALUES (?, ?)", [("a", 1), ("a", 1), ("b", 2)])
     conn.commit()
@@ -185,15 +211,19 @@ async def test_explain_descends_to_the_changed_row(tmp_path: Path, pg_dsn: str) 
         failed = {r.table: r for r in failures(await copy.deep_check(explain=True))}
         assert set(failed) == {"item", "tag"}
         assert failed["item"].found.endswith("first differing key id=2345: score differs")
-        assert "first differing key label='b', weight=2: row missing in PostgreSQL" \
+        assert (
+            "first differing key label='b', weight=2: row missing in PostgreSQL"
             in failed["tag"].found
-        await copy.conn.execute("DELETE FROM tag WHERE ctid IN "
-                                "(SELECT ctid FROM tag WHERE label = 'a' LIMIT 1)")
+        )
+        await copy.conn.execute(
+            "DELETE FROM tag WHERE ctid IN (SELECT ctid FROM tag WHERE label = 'a' LIMIT 1)"
+        )
         await copy.conn.execute("UPDATE tag SET weight = 2 WHERE label = 'b'")
         await copy.conn.execute("UPDATE item SET score = score - 1e-12 WHERE id = 2345")
         [tag] = failures(await copy.deep_check(explain=True))  # a duplicate row lost: the count
-        assert tag.found.endswith("first differing key label='a', weight=1: "
-                                  "row missing in PostgreSQL")
+        assert tag.found.endswith(
+            "first differing key label='a', weight=1: row missing in PostgreSQL"
+        )
     finally:
         await copy.conn.close()
 
@@ -225,9 +255,24 @@ async def server_renders(dsn: str, target_type: str, values: list[Any]) -> list[
     return [r[0] for r in rows]
 
 
-FLOATS = [0.0, -0.0, 5e-324, -5e-324, 1e16, 1e15, 1e-5, 0.1, 1.7976931348623157e308,
-          float("inf"), float("-inf"), 1700000003.1, 1700000003.2, 2.2250738585072014e-308,
-          123456789012345678.0, -1.5]
+FLOATS = [
+    0.0,
+    -0.0,
+    5e-324,
+    -5e-324,
+    1e16,
+    1e15,
+    1e-5,
+    0.1,
+    1.7976931348623157e308,
+    float("inf"),
+    float("-inf"),
+    1700000003.1,
+    1700000003.2,
+    2.2250738585072014e-308,
+    123456789012345678.0,
+    -1.5,
+]
 
 
 async def test_float_renderings_match_the_server(pg_dsn: str) -> None:
@@ -235,31 +280,56 @@ async def test_float_renderings_match_the_server(pg_dsn: str) -> None:
     samples = [struct.unpack(">d", rng.randbytes(8))[0] for _ in range(2000)]
     values = [*FLOATS, *(v for v in samples if not math.isnan(v))]  # SQLite has no NaN
     assert await server_renders(pg_dsn, "double precision", values) == [
-        render("double precision", v) for v in values]
+        render("double precision", v) for v in values
+    ]
     singles = [*FLOATS[:3], 0.1, 3.4e38, 1e-45]
     assert await server_renders(pg_dsn, "real", singles) == [render("real", v) for v in singles]
 
 
 NUMERICS: list[Decimal | int] = [
-    Decimal("12.5"), Decimal("12.50"), Decimal("0.01"), Decimal("1E+3"), Decimal("-0"),
-    Decimal("-0.00"), Decimal("99999.99"), Decimal("1.5E-7"), Decimal("1e-20"),
-    Decimal("123456789012345678901234567890.123456789"), Decimal("Infinity"),
-    Decimal("-Infinity"), 0, 42, -9223372036854775808]
+    Decimal("12.5"),
+    Decimal("12.50"),
+    Decimal("0.01"),
+    Decimal("1E+3"),
+    Decimal("-0"),
+    Decimal("-0.00"),
+    Decimal("99999.99"),
+    Decimal("1.5E-7"),
+    Decimal("1e-20"),
+    Decimal("123456789012345678901234567890.123456789"),
+    Decimal("Infinity"),
+    Decimal("-Infinity"),
+    0,
+    42,
+    -9223372036854775808,
+]
 
 
 async def test_numeric_renderings_match_the_server(pg_dsn: str) -> None:
     assert await server_renders(pg_dsn, "numeric", NUMERICS) == [
-        render("numeric", v) for v in NUMERICS]
-    finite = [Decimal(v) for v in NUMERICS
-              if Decimal(v).is_finite() and abs(Decimal(v)) < 100_000_000]
+        render("numeric", v) for v in NUMERICS
+    ]
+    finite = [
+        Decimal(v) for v in NUMERICS if Decimal(v).is_finite() and abs(Decimal(v)) < 100_000_000
+    ]
     finite += [Decimal("0.125"), Decimal("-0.125"), Decimal("0.135"), Decimal("2.004999")]
     assert await server_renders(pg_dsn, "numeric(12, 2)", finite) == [
-        render("numeric(12, 2)", v) for v in finite]
+        render("numeric(12, 2)", v) for v in finite
+    ]
     assert numeric_text(Decimal("-0.0")) == "0.0"
 
 
-INETS = ["192.168.0.1", "10.0.0.0/8", "10.0.0.5/8", "2001:db8::1", "2001:db8::/32",
-         "::ffff:1.2.3.4", "::1", "0.0.0.0/0", "fe80::1:2/64"]
+INETS = [
+    "192.168.0.1",
+    "10.0.0.0/8",
+    "10.0.0.5/8",
+    "2001:db8::1",
+    "2001:db8::/32",
+    "::ffff:1.2.3.4",
+    "::1",
+    "0.0.0.0/0",
+    "fe80::1:2/64",
+]
 
 
 async def test_inet_and_uuid_renderings_match_the_server(pg_dsn: str) -> None:
@@ -268,19 +338,25 @@ async def test_inet_and_uuid_renderings_match_the_server(pg_dsn: str) -> None:
     assert await server_renders(pg_dsn, "uuid", uuids) == [render("uuid", v) for v in uuids]
 
 
-STAMPS = [dt.datetime(2025, 3, 1, 12, 0, 0, 123456), dt.datetime(1970, 1, 1),
-          dt.datetime(1, 1, 1, 0, 0, 1), dt.datetime(9999, 12, 31, 23, 59, 59, 999998),
-          dt.datetime(2025, 3, 1, 12, tzinfo=dt.timezone(dt.timedelta(hours=5, minutes=30))),
-          dt.datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=dt.UTC)]
+STAMPS = [
+    dt.datetime(2025, 3, 1, 12, 0, 0, 123456),
+    dt.datetime(1970, 1, 1),
+    dt.datetime(1, 1, 1, 0, 0, 1),
+    dt.datetime(9999, 12, 31, 23, 59, 59, 999998),
+    dt.datetime(2025, 3, 1, 12, tzinfo=dt.timezone(dt.timedelta(hours=5, minutes=30))),
+    dt.datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=dt.UTC),
+]
 
 
 async def test_temporal_renderings_match_the_server(pg_dsn: str) -> None:
     aware = [s if s.tzinfo else s.replace(tzinfo=dt.UTC) for s in STAMPS]
     assert await server_renders(pg_dsn, "timestamptz", aware) == [
-        render("timestamptz", s) for s in STAMPS]  # naive is UTC, as the load sends it
+        render("timestamptz", s) for s in STAMPS
+    ]  # naive is UTC, as the load sends it
     naive = [s.replace(tzinfo=None) for s in STAMPS]
     assert await server_renders(pg_dsn, "timestamp", naive) == [
-        render("timestamp", s) for s in naive]
+        render("timestamp", s) for s in naive
+    ]
     days = [dt.date(2024, 2, 29), dt.date(1, 1, 2), dt.date(1999, 12, 31), dt.date(2000, 1, 1)]
     assert await server_renders(pg_dsn, "date", days) == [render("date", d) for d in days]
     times = [dt.time(0), dt.time(23, 59, 59, 999999), dt.time(12, 30, 1, 5)]
@@ -296,16 +372,30 @@ JSON_DOCUMENTS = [
     '"\\u00e9\\n\\t\\u001f\\u007f/\\/ \\b\\f\\r \\"q\\" \\\\"',
     '"\\ud83d\\ude00 and 😀"',
     ' { "spaces" : [ 1 , 2 ] ,"x":{ } } ',
-    "null", "true", "false", "0", '""', "[]", "{}", '{"": 0}', "1e400",
-    '{"nested": {"x": null, "u": "\\u00e9"}}', '[[[[[[[]]]]]]]',
+    "null",
+    "true",
+    "false",
+    "0",
+    '""',
+    "[]",
+    "{}",
+    '{"": 0}',
+    "1e400",
+    '{"nested": {"x": null, "u": "\\u00e9"}}',
+    "[[[[[[[]]]]]]]",
 ]
 
 json_characters = st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00")
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(json_characters),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
-        st.text(json_characters, max_size=4), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(json_characters, max_size=4), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 
@@ -325,8 +415,9 @@ async def test_jsonb_renderings_match_the_server(pg_dsn: str) -> None:
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(value=json_values, ascii_only=st.booleans())
-def test_generated_jsonb_renderings_match_the_server(pg_server: str, value: Any,
-                                                     ascii_only: bool) -> None:
+def test_generated_jsonb_renderings_match_the_server(
+    pg_server: str, value: Any, ascii_only: bool
+) -> None:
     document = json.dumps(value, ensure_ascii=ascii_only)
     [server] = asyncio.run(server_jsonb(pg_server, [document]))
     assert jsonb_text(document) == server

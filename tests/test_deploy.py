@@ -45,7 +45,7 @@ def test_dockerfile_is_multi_stage_non_root_and_read_only_ready() -> None:
     assert 'ENTRYPOINT ["asyncmig"]' in text and "WORKDIR /data" in text
     assert 'VOLUME ["/data"]' in text
     ignored = (ROOT / ".dockerignore").read_text().split()
-    assert ignored[ignored.index("*") + 1:][:3] == ["!pyproject.toml", "!README.md", "!asyncmig/"]
+    assert ignored[ignored.index("*") + 1 :][:3] == ["!pyproject.toml", "!README.md", "!asyncmig/"]
 
 
 def test_compose_job_waits_for_postgres_and_reads_the_url_from_a_secret() -> None:
@@ -98,12 +98,15 @@ def test_systemd_units_run_the_sync_nightly_without_privileges() -> None:
 def test_cron_line_and_docker_run_script_use_valid_commands() -> None:
     """The cron line is five fields, a user and a command; every asyncmig call in both
     parses; the script is valid sh."""
-    line = next(x for x in (DEPLOY / "crontab").read_text().splitlines()
-                if x and not x.startswith("#") and "=" not in x.split()[0])
+    line = next(
+        x
+        for x in (DEPLOY / "crontab").read_text().splitlines()
+        if x and not x.startswith("#") and "=" not in x.split()[0]
+    )
     fields = line.split(None, 6)
     assert len(fields) == 7 and fields[5] == "asyncmig"
     words = shlex.split(fields[6])
-    call = words[words.index("/opt/asyncmig/bin/asyncmig") + 1:words.index(">>")]
+    call = words[words.index("/opt/asyncmig/bin/asyncmig") + 1 : words.index(">>")]
     assert accepted(call) == "sync" and "flock" in words
     script = DEPLOY / "docker-run.sh"
     assert subprocess.run(["sh", "-n", str(script)], check=False).returncode == 0

@@ -24,9 +24,17 @@ from tests.fix_run import from_profile, migrate
 
 FAULTS = 7
 # the profile a user writes to get the rich types although some values do not fit
-STRICT = {"tables": {"customers": {"columns": {
-    "score": {"type": "bigint"}, "profile": {"type": "jsonb"}, "signup_ip": {"type": "inet"},
-}}}}
+STRICT = {
+    "tables": {
+        "customers": {
+            "columns": {
+                "score": {"type": "bigint"},
+                "profile": {"type": "jsonb"},
+                "signup_ip": {"type": "inet"},
+            }
+        }
+    }
+}
 
 
 @pytest.fixture
@@ -44,15 +52,21 @@ def rejected_keys(report: RunReport, table: str) -> dict[int, dict[str, Any]]:
 
 
 async def test_every_row_is_loaded_or_rejected_with_its_reason(
-        dirty: tuple[Path, DirtyCounts], pg_dsn: str, tmp_path: Path) -> None:
+    dirty: tuple[Path, DirtyCounts], pg_dsn: str, tmp_path: Path
+) -> None:
     path, counts = dirty
-    report = await migrate(path, pg_dsn, overrides=from_profile(STRICT),
-                           rejects_dir=tmp_path / "rejects")
+    report = await migrate(
+        path, pg_dsn, overrides=from_profile(STRICT), rejects_dir=tmp_path / "rejects"
+    )
     customers = next(t for t in report.tables if t.table == "customers")
     orders = next(t for t in report.tables if t.table == "orders")
     assert customers.reject_reasons == {
-        "not a valid bigint": FAULTS, "not a valid jsonb": FAULTS, "not a valid inet": FAULTS,
-        "not a valid text": FAULTS, "invalid UTF-8 in text": FAULTS}
+        "not a valid bigint": FAULTS,
+        "not a valid jsonb": FAULTS,
+        "not a valid inet": FAULTS,
+        "not a valid text": FAULTS,
+        "invalid UTF-8 in text": FAULTS,
+    }
     assert orders.reject_reasons == {"not a valid timestamptz": FAULTS}
     assert customers.rows + customers.rejected == counts.rows["customers"]
     assert orders.rows + orders.rejected == counts.rows["orders"]
@@ -65,8 +79,9 @@ async def test_every_row_is_loaded_or_rejected_with_its_reason(
     src = sqlite3.connect(path)
     try:
         for key in counts.faulty_keys["invalid_utf8"]:
-            raw = src.execute("SELECT CAST(name AS BLOB) FROM customers WHERE id = ?",
-                              (key,)).fetchone()[0]
+            raw = src.execute(
+                "SELECT CAST(name AS BLOB) FROM customers WHERE id = ?", (key,)
+            ).fetchone()[0]
             stored = rejects[key]["row"]["name"]
             assert base64.b64decode(stored["base64"]) == raw and stored["invalid_utf8"]
         for key in counts.faulty_keys["nul_in_text"]:
@@ -84,11 +99,13 @@ async def test_every_row_is_loaded_or_rejected_with_its_reason(
     assert any("NOT VALID" in w for w in report.warnings)
 
 
-async def test_clean_rows_arrive_bit_identical(dirty: tuple[Path, DirtyCounts], pg_dsn: str,
-                                               tmp_path: Path) -> None:
+async def test_clean_rows_arrive_bit_identical(
+    dirty: tuple[Path, DirtyCounts], pg_dsn: str, tmp_path: Path
+) -> None:
     path, _ = dirty
-    report = await migrate(path, pg_dsn, overrides=from_profile(STRICT),
-                           rejects_dir=tmp_path / "rejects")
+    report = await migrate(
+        path, pg_dsn, overrides=from_profile(STRICT), rejects_dir=tmp_path / "rejects"
+    )
     table = report.plan.table("customers")
     rejected = set(rejected_keys(report, "customers"))
     names = ", ".join(f'"{c.source_name}"' for c in table.columns)
@@ -113,13 +130,23 @@ async def test_clean_rows_arrive_bit_identical(dirty: tuple[Path, DirtyCounts], 
 
 
 async def test_coerce_and_null_policies_announce_what_they_change(
-        dirty: tuple[Path, DirtyCounts], pg_dsn: str, tmp_path: Path) -> None:
+    dirty: tuple[Path, DirtyCounts], pg_dsn: str, tmp_path: Path
+) -> None:
     path, counts = dirty
-    profile = {"on_error": "coerce", "tables": {"customers": {"columns": {
-        "profile": {"type": "jsonb", "on_error": "null"},
-        "signup_ip": {"type": "inet", "on_error": "null"}}}}}
-    report = await migrate(path, pg_dsn, overrides=from_profile(profile),
-                           rejects_dir=tmp_path / "rejects")
+    profile = {
+        "on_error": "coerce",
+        "tables": {
+            "customers": {
+                "columns": {
+                    "profile": {"type": "jsonb", "on_error": "null"},
+                    "signup_ip": {"type": "inet", "on_error": "null"},
+                }
+            }
+        },
+    }
+    report = await migrate(
+        path, pg_dsn, overrides=from_profile(profile), rejects_dir=tmp_path / "rejects"
+    )
     customers = next(t for t in report.tables if t.table == "customers")
     assert customers.replaced["profile: null"] == FAULTS
     assert customers.replaced["signup_ip: null"] == FAULTS
@@ -134,13 +161,18 @@ async def test_coerce_and_null_policies_announce_what_they_change(
         await conn.close()
 
 
-async def test_max_rejects_rolls_the_table_back(dirty: tuple[Path, DirtyCounts], pg_dsn: str,
-                                                tmp_path: Path) -> None:
+async def test_max_rejects_rolls_the_table_back(
+    dirty: tuple[Path, DirtyCounts], pg_dsn: str, tmp_path: Path
+) -> None:
     path, _ = dirty
     with pytest.raises(DataError, match="max-rejects 3"):
-        await migrate(path, pg_dsn, overrides=from_profile(STRICT),
-                      pipeline=PipelineSettings(max_rejects=3),
-                      rejects_dir=tmp_path / "rejects")
+        await migrate(
+            path,
+            pg_dsn,
+            overrides=from_profile(STRICT),
+            pipeline=PipelineSettings(max_rejects=3),
+            rejects_dir=tmp_path / "rejects",
+        )
     conn = await asyncpg.connect(pg_dsn)
     try:
         assert not await conn.fetch("SELECT 1 FROM pg_tables WHERE schemaname = 'public'")
@@ -148,8 +180,7 @@ async def test_max_rejects_rolls_the_table_back(dirty: tuple[Path, DirtyCounts],
         await conn.close()
 
 
-async def test_postgresql_refusals_are_isolated_by_splitting(tmp_path: Path,
-                                                            pg_dsn: str) -> None:
+async def test_postgresql_refusals_are_isolated_by_splitting(tmp_path: Path, pg_dsn: str) -> None:
     """A value PostgreSQL refuses (not foreseen by the plan) costs its row, not the batch."""
     path = tmp_path / "big.db"
     conn = sqlite3.connect(path)
@@ -158,48 +189,67 @@ async def test_postgresql_refusals_are_isolated_by_splitting(tmp_path: Path,
     conn.commit()
     conn.close()
     # integer overrides PostgreSQL's 4-byte integer: asyncpg refuses values beyond it
-    sqlite3.connect(path).execute("UPDATE t SET n = 3000000000 WHERE id IN (17, 4000)").connection.commit()
+    sqlite3.connect(path).execute(
+        "UPDATE t SET n = 3000000000 WHERE id IN (17, 4000)"
+    ).connection.commit()
     profile = {"tables": {"t": {"columns": {"n": {"type": "integer"}}}}}
-    report = await migrate(path, pg_dsn, overrides=from_profile(profile),
-                           pipeline=PipelineSettings(batch_size=1000),
-                           rejects_dir=tmp_path / "rejects")
+    report = await migrate(
+        path,
+        pg_dsn,
+        overrides=from_profile(profile),
+        pipeline=PipelineSettings(batch_size=1000),
+        rejects_dir=tmp_path / "rejects",
+    )
     entry = report.tables[0]
     assert (entry.rows, entry.rejected) == (4998, 2)
     assert sorted(rejected_keys(report, "t")) == [17, 4000]
 
 
 async def test_dates_the_driver_would_turn_into_infinity_are_not_changed(
-        tmp_path: Path, pg_dsn: str) -> None:
+    tmp_path: Path, pg_dsn: str
+) -> None:
     """0001-01-01 is a real date (a common placeholder): never stored as -infinity."""
     path = tmp_path / "edge.db"
     conn = sqlite3.connect(path)
     conn.execute("CREATE TABLE e (id INTEGER PRIMARY KEY, d DATE, t TIMESTAMP)")
-    conn.executemany("INSERT INTO e VALUES (?, ?, ?)", [
-        (1, "0001-01-01", "2020-01-01 00:00:00"), (2, "2020-01-01", "0001-01-01 00:00:00"),
-        (3, "9999-12-31", "2020-01-03 00:00:00"), (4, "2020-01-02", "0001-01-01 00:00:01")])
+    conn.executemany(
+        "INSERT INTO e VALUES (?, ?, ?)",
+        [
+            (1, "0001-01-01", "2020-01-01 00:00:00"),
+            (2, "2020-01-01", "0001-01-01 00:00:00"),
+            (3, "9999-12-31", "2020-01-03 00:00:00"),
+            (4, "2020-01-02", "0001-01-01 00:00:01"),
+        ],
+    )
     conn.commit()
     conn.close()
-    report = await migrate(path, pg_dsn, overrides=from_profile({}),
-                           rejects_dir=tmp_path / "rejects")
+    report = await migrate(
+        path, pg_dsn, overrides=from_profile({}), rejects_dir=tmp_path / "rejects"
+    )
     assert sorted(rejected_keys(report, "e")) == [1, 2, 3]
     pg = await asyncpg.connect(pg_dsn)
     try:
         rows = await pg.fetch("SELECT id, d::text, t::text FROM e ORDER BY id")
         infinite = await pg.fetchval(
-            "SELECT count(*) FROM e WHERE d = '-infinity' OR t = '-infinity' OR t = 'infinity'")
+            "SELECT count(*) FROM e WHERE d = '-infinity' OR t = '-infinity' OR t = 'infinity'"
+        )
     finally:
         await pg.close()
     assert [tuple(r) for r in rows] == [(4, "2020-01-02", "0001-01-01 00:00:01+00")]
     assert infinite == 0
 
 
-async def test_orphans_can_be_rejected_or_cleared(dirty: tuple[Path, DirtyCounts], pg_dsn: str,
-                                                  tmp_path: Path) -> None:
+async def test_orphans_can_be_rejected_or_cleared(
+    dirty: tuple[Path, DirtyCounts], pg_dsn: str, tmp_path: Path
+) -> None:
     """Orphans (including orders of rejected customers) leave for the reject store."""
     path, counts = dirty
-    report = await migrate(path, pg_dsn,
-                           overrides=from_profile({**STRICT, "orphans": "reject"}),
-                           rejects_dir=tmp_path / "rejects")
+    report = await migrate(
+        path,
+        pg_dsn,
+        overrides=from_profile({**STRICT, "orphans": "reject"}),
+        rejects_dir=tmp_path / "rejects",
+    )
     orders = next(t for t in report.tables if t.table == "orders")
     assert all(c.ok for c in report.checks), [c for c in report.checks if not c.ok]
     rejects = rejected_keys(report, "orders")
@@ -209,26 +259,32 @@ async def test_orphans_can_be_rejected_or_cleared(dirty: tuple[Path, DirtyCounts
     assert orphan["stage"] == "foreign key" and orphan["reason"].startswith("orphan")
     conn = await asyncpg.connect(pg_dsn)
     try:
-        history = await conn.fetchrow("SELECT loaded_rows, rejected FROM asyncmig.run_tables "
-                                      "WHERE table_name = 'orders'")
-        valid = await conn.fetchval("SELECT convalidated FROM pg_constraint "
-                                    "WHERE conname = 'orders_customer_id_fkey'")
+        history = await conn.fetchrow(
+            "SELECT loaded_rows, rejected FROM asyncmig.run_tables WHERE table_name = 'orders'"
+        )
+        valid = await conn.fetchval(
+            "SELECT convalidated FROM pg_constraint WHERE conname = 'orders_customer_id_fkey'"
+        )
     finally:
         await conn.close()
     assert (history["loaded_rows"], history["rejected"]) == (orders.rows, orders.rejected)
     assert valid is True
 
 
-async def test_orphan_references_set_to_null(dirty: tuple[Path, DirtyCounts], pg_dsn: str,
-                                             tmp_path: Path) -> None:
+async def test_orphan_references_set_to_null(
+    dirty: tuple[Path, DirtyCounts], pg_dsn: str, tmp_path: Path
+) -> None:
     path, counts = dirty
-    report = await migrate(path, pg_dsn, overrides=from_profile({"orphans": "null"}),
-                           rejects_dir=tmp_path / "rejects")
+    report = await migrate(
+        path, pg_dsn, overrides=from_profile({"orphans": "null"}), rejects_dir=tmp_path / "rejects"
+    )
     assert any("set to NULL" in w for w in report.warnings)
     conn = await asyncpg.connect(pg_dsn)
     try:
-        nulls = await conn.fetchval("SELECT count(*) FROM orders WHERE id = ANY($1::bigint[]) "
-                                    "AND customer_id IS NULL", counts.faulty_keys["orphan_fk"])
+        nulls = await conn.fetchval(
+            "SELECT count(*) FROM orders WHERE id = ANY($1::bigint[]) AND customer_id IS NULL",
+            counts.faulty_keys["orphan_fk"],
+        )
     finally:
         await conn.close()
     assert nulls == FAULTS
@@ -248,7 +304,8 @@ def mixed_keys(tmp_path: Path) -> Path:
 
 
 async def test_duplicates_sqlite_allowed_are_named_or_built_without_unique(
-        mixed_keys: Path, pg_dsn: str) -> None:
+    mixed_keys: Path, pg_dsn: str
+) -> None:
     """1 and '1' are different keys to SQLite, the same text to PostgreSQL."""
     path = mixed_keys
     with pytest.raises(TargetError, match=r"duplicate keys \('1',\) x2") as refused:
@@ -259,15 +316,17 @@ async def test_duplicates_sqlite_allowed_are_named_or_built_without_unique(
     pg = await asyncpg.connect(pg_dsn)
     try:
         codes = [r[0] for r in await pg.fetch("SELECT code FROM k ORDER BY id")]
-        unique = await pg.fetchval("SELECT indisunique FROM pg_index WHERE indexrelid = "
-                                   "'k_code_key'::regclass")
+        unique = await pg.fetchval(
+            "SELECT indisunique FROM pg_index WHERE indexrelid = 'k_code_key'::regclass"
+        )
     finally:
         await pg.close()
     assert codes == ["1", "1", "x", "2.5"] and unique is False
 
 
 def test_check_deep_catches_one_value_changed_behind_its_back(
-        dirty: tuple[Path, DirtyCounts], pg_dsn: str, tmp_path: Path) -> None:
+    dirty: tuple[Path, DirtyCounts], pg_dsn: str, tmp_path: Path
+) -> None:
     """After a run with rejects, `check --deep` passes; one changed value fails it, named."""
     path, _ = dirty
     profile = tmp_path / "strict.toml"
@@ -278,8 +337,9 @@ def test_check_deep_catches_one_value_changed_behind_its_back(
     assert loaded.returncode == 8, loaded.stderr  # loaded, with rejects
     clean = run_cli("check", *args, "--deep", env=env)
     assert clean.returncode == 0, clean.stdout + clean.stderr
-    victim = fetch(pg_dsn, "SELECT id FROM orders WHERE note IS NOT NULL ORDER BY id "
-                           "LIMIT 1 OFFSET 100")[0][0]
+    victim = fetch(
+        pg_dsn, "SELECT id FROM orders WHERE note IS NOT NULL ORDER BY id LIMIT 1 OFFSET 100"
+    )[0][0]
     fetch(pg_dsn, f"UPDATE orders SET note = note || '.' WHERE id = {int(victim)}")
     changed = run_cli("check", *args, "--deep", "--explain", env=env)
     assert changed.returncode == 6
@@ -287,11 +347,13 @@ def test_check_deep_catches_one_value_changed_behind_its_back(
     assert len(failing) == 1 and "orders" in failing[0] and f"id={victim}" in failing[0]
 
 
-async def test_duplicates_can_be_rejected_keeping_the_first(mixed_keys: Path, pg_dsn: str,
-                                                           tmp_path: Path) -> None:
+async def test_duplicates_can_be_rejected_keeping_the_first(
+    mixed_keys: Path, pg_dsn: str, tmp_path: Path
+) -> None:
     path = mixed_keys
-    report = await migrate(path, pg_dsn, duplicates=Duplicates.REJECT,
-                           rejects_dir=tmp_path / "rejects")
+    report = await migrate(
+        path, pg_dsn, duplicates=Duplicates.REJECT, rejects_dir=tmp_path / "rejects"
+    )
     entry = report.tables[0]
     assert (entry.rows, entry.rejected) == (3, 1)
     assert all(c.ok for c in report.checks)
@@ -299,9 +361,15 @@ async def test_duplicates_can_be_rejected_keeping_the_first(mixed_keys: Path, pg
     assert rejected_keys(report, "k")[2]["row"] == {"id": 2, "code": "1"}
 
 
-async def test_a_total_reject_limit_fails_the_run(dirty: tuple[Path, DirtyCounts], pg_dsn: str,
-                                                 tmp_path: Path) -> None:
+async def test_a_total_reject_limit_fails_the_run(
+    dirty: tuple[Path, DirtyCounts], pg_dsn: str, tmp_path: Path
+) -> None:
     path, _ = dirty
     with pytest.raises(DataError, match="max-rejects-total 10"):
-        await migrate(path, pg_dsn, overrides=from_profile(STRICT), max_rejects_total=10,
-                      rejects_dir=tmp_path / "rejects")
+        await migrate(
+            path,
+            pg_dsn,
+            overrides=from_profile(STRICT),
+            max_rejects_total=10,
+            rejects_dir=tmp_path / "rejects",
+        )

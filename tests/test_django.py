@@ -21,8 +21,14 @@ APP = Path(__file__).parent / "django_app"
 
 
 def django(workdir: Path, kind: str, target: str, action: str) -> str:
-    result = subprocess.run([sys.executable, str(workdir / "djscript.py"), kind, target, action],
-                            capture_output=True, text=True, timeout=120, check=False, cwd=workdir)
+    result = subprocess.run(
+        [sys.executable, str(workdir / "djscript.py"), kind, target, action],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=workdir,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 
@@ -30,9 +36,15 @@ def django(workdir: Path, kind: str, target: str, action: str) -> str:
 def django_params(dsn: str) -> str:
     parts = urlsplit(dsn)
     host = parse_qs(parts.query).get("host", [parts.hostname or ""])[0]
-    return json.dumps({"NAME": parts.path.lstrip("/"), "USER": parts.username or "",
-                       "PASSWORD": parts.password or "", "HOST": host,
-                       "PORT": str(parts.port or "")})
+    return json.dumps(
+        {
+            "NAME": parts.path.lstrip("/"),
+            "USER": parts.username or "",
+            "PASSWORD": parts.password or "",
+            "HOST": host,
+            "PORT": str(parts.port or ""),
+        }
+    )
 
 
 async def test_django_app_runs_on_the_migrated_database(tmp_path: Path, pg_dsn: str) -> None:
@@ -49,9 +61,13 @@ async def test_django_app_runs_on_the_migrated_database(tmp_path: Path, pg_dsn: 
 
     conn = await asyncpg.connect(pg_dsn)
     try:
-        types = {(r[0], r[1]): r[2] for r in await conn.fetch(
-            "SELECT table_name, column_name, data_type FROM information_schema.columns "
-            "WHERE table_schema = 'public'")}
+        types = {
+            (r[0], r[1]): r[2]
+            for r in await conn.fetch(
+                "SELECT table_name, column_name, data_type FROM information_schema.columns "
+                "WHERE table_schema = 'public'"
+            )
+        }
     finally:
         await conn.close()
     assert types[("shop_customer", "id")] == "uuid"

@@ -43,8 +43,7 @@ def _bad_ip(db: sqlite3.Connection) -> list[int]:
 def _invalid_utf8(db: sqlite3.Connection) -> list[int]:
     """Python decodes the stored bytes: SQLite never validates UTF-8, so it cannot tell."""
     bad = []
-    for key, raw in db.execute("SELECT id, CAST(name AS BLOB) FROM customers"
-                               " WHERE name NOT NULL"):
+    for key, raw in db.execute("SELECT id, CAST(name AS BLOB) FROM customers WHERE name NOT NULL"):
         try:
             raw.decode("utf-8")
         except UnicodeDecodeError:
@@ -70,12 +69,17 @@ DETECTORS: dict[str, Callable[[sqlite3.Connection], list[int]]] = {
     "nul_in_text": lambda db: ids(db, "SELECT id FROM customers WHERE instr(name, char(0)) > 0"),
     "invalid_utf8": _invalid_utf8,
     "nocase_duplicate": lambda db: ids(
-        db, "SELECT c.id FROM customers c JOIN (SELECT lower(email) AS e, min(id) AS first"
-            " FROM customers GROUP BY lower(email) HAVING count(*) > 1) d"
-            " ON lower(c.email) = d.e AND c.id > d.first"),
+        db,
+        "SELECT c.id FROM customers c JOIN (SELECT lower(email) AS e, min(id) AS first"
+        " FROM customers GROUP BY lower(email) HAVING count(*) > 1) d"
+        " ON lower(c.email) = d.e AND c.id > d.first",
+    ),
     "bad_timestamp": _bad_timestamp,
-    "orphan_fk": lambda db: ids(db, "SELECT o.id FROM orders o LEFT JOIN customers c"
-                                    " ON c.id = o.customer_id WHERE c.id IS NULL"),
+    "orphan_fk": lambda db: ids(
+        db,
+        "SELECT o.id FROM orders o LEFT JOIN customers c"
+        " ON c.id = o.customer_id WHERE c.id IS NULL",
+    ),
 }
 
 
@@ -122,7 +126,8 @@ def test_counts_match_the_request(built: tuple[Path, DirtyCounts]) -> None:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_detector_finds_exactly_the_recorded_keys(
-        kind: str, built: tuple[Path, DirtyCounts], db: sqlite3.Connection) -> None:
+    kind: str, built: tuple[Path, DirtyCounts], db: sqlite3.Connection
+) -> None:
     assert DETECTORS[kind](db) == built[1].faulty_keys[kind]
 
 
@@ -137,39 +142,61 @@ def test_faults_avoid_both_ends_of_big_tables(built: tuple[Path, DirtyCounts]) -
 def test_faulty_rows_are_distinct_across_kinds(built: tuple[Path, DirtyCounts]) -> None:
     """With room enough, one row carries one fault, so counts per reason add up."""
     for table in ("customers", "orders"):
-        keys = [k for kind, ks in built[1].faulty_keys.items()
-                if FAULT_COLUMNS[kind][0] == table for k in ks]
+        keys = [
+            k
+            for kind, ks in built[1].faulty_keys.items()
+            if FAULT_COLUMNS[kind][0] == table
+            for k in ks
+        ]
         assert len(keys) == len(set(keys)), table
 
 
-def test_sqlite_accepts_every_fault(db: sqlite3.Connection,
-                                    built: tuple[Path, DirtyCounts]) -> None:
+def test_sqlite_accepts_every_fault(
+    db: sqlite3.Connection, built: tuple[Path, DirtyCounts]
+) -> None:
     """The file is sound for SQLite: the faults are ones only a stricter target sees."""
     assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
     keys = built[1].faulty_keys
     orphans = sorted(row[1] for row in db.execute("PRAGMA foreign_key_check(orders)"))
     assert orphans == keys["orphan_fk"]
-    stored = {row[0] for row in db.execute(
-        "SELECT typeof(name) FROM customers WHERE id IN (SELECT value FROM json_each(?))",
-        (json.dumps(keys["invalid_utf8"] + keys["nul_in_text"]),))}
+    stored = {
+        row[0]
+        for row in db.execute(
+            "SELECT typeof(name) FROM customers WHERE id IN (SELECT value FROM json_each(?))",
+            (json.dumps(keys["invalid_utf8"] + keys["nul_in_text"]),),
+        )
+    }
     assert stored == {"text"}
 
 
 def test_schema_declares_the_documented_types_and_indexes(db: sqlite3.Connection) -> None:
     types = {r[1]: r[2] for r in db.execute("PRAGMA table_info(customers)")}
-    assert types == {"id": "INTEGER", "email": "TEXT", "name": "TEXT", "signup_ip": "TEXT",
-                     "profile": "TEXT", "joined": "TIMESTAMP", "score": "INTEGER"}
+    assert types == {
+        "id": "INTEGER",
+        "email": "TEXT",
+        "name": "TEXT",
+        "signup_ip": "TEXT",
+        "profile": "TEXT",
+        "joined": "TIMESTAMP",
+        "score": "INTEGER",
+    }
     types = {r[1]: r[2] for r in db.execute("PRAGMA table_info(orders)")}
-    assert types == {"id": "INTEGER", "customer_id": "INTEGER", "amount": "NUMERIC",
-                     "placed": "DATETIME", "note": "TEXT"}
+    assert types == {
+        "id": "INTEGER",
+        "customer_id": "INTEGER",
+        "amount": "NUMERIC",
+        "placed": "DATETIME",
+        "note": "TEXT",
+    }
     indexes = {r[1]: r[2] for r in db.execute("PRAGMA index_list(customers)")}
     assert indexes == {"customers_email": 1, "customers_email_nocase": 0}
 
 
 def test_clean_rows_look_real(db: sqlite3.Connection, built: tuple[Path, DirtyCounts]) -> None:
     faulty = {k for ks in built[1].faulty_keys.values() for k in ks}
-    rows = db.execute("SELECT id, email, profile, joined, typeof(score), signup_ip"
-                      " FROM customers").fetchall()
+    rows = db.execute(
+        "SELECT id, email, profile, joined, typeof(score), signup_ip FROM customers"
+    ).fetchall()
     kinds_of_ip = set()
     for key, email, profile, joined, score_type, ip in rows:
         datetime.strptime(joined, "%Y-%m-%d %H:%M:%S")
@@ -221,7 +248,8 @@ def test_same_seed_same_database(tmp_path: Path) -> None:
 
 
 def test_cli_prints_json_and_refuses_to_overwrite(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "cli.db"
     assert main([str(out), "--rows", "50", "--faults", "2", "--seed", "1"]) == 0
     printed = json.loads(capsys.readouterr().out)
@@ -237,7 +265,11 @@ def test_cli_prints_json_and_refuses_to_overwrite(
 
 def test_cli_runs_as_a_module(tmp_path: Path) -> None:
     out = tmp_path / "mod.db"
-    done = subprocess.run([sys.executable, "-m", "bench.gen_dirty", str(out), "--rows", "20",
-                           "--faults", "1"], cwd=ROOT, capture_output=True, text=True,
-                          check=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.gen_dirty", str(out), "--rows", "20", "--faults", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert json.loads(done.stdout)["faults"]["orphan_fk"] == 1

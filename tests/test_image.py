@@ -42,8 +42,10 @@ from bench.gen_2truths import TABLES, generate
 ROOT = Path(__file__).resolve().parent.parent
 WANTED = bool(os.environ.get("CI") or os.environ.get("ASYNCMIG_TEST_ENTRYPOINT"))
 pytestmark = pytest.mark.skipif(
-    not WANTED, reason="builds the wheel and a fresh virtual environment (50-70 s): runs "
-    "in CI, or with ASYNCMIG_TEST_ENTRYPOINT=1")
+    not WANTED,
+    reason="builds the wheel and a fresh virtual environment (50-70 s): runs "
+    "in CI, or with ASYNCMIG_TEST_ENTRYPOINT=1",
+)
 
 
 def tool_missing() -> str | None:
@@ -61,15 +63,26 @@ def tool_missing() -> str | None:
 def reachable(path: Path) -> bool:
     """Whether any user can run ``path``: every directory on its real path is searchable."""
     real = path.resolve()
-    return all(parent.stat().st_mode & 0o001 for parent in real.parents) and \
-        bool(real.stat().st_mode & 0o001)
+    return all(parent.stat().st_mode & 0o001 for parent in real.parents) and bool(
+        real.stat().st_mode & 0o001
+    )
 
 
 def base_python() -> str | None:
     """A Python 3.11+ that a non-root user can run (a venv's interpreter is a link to it)."""
-    candidates = [Path(sys.executable), Path(sys.base_prefix) / "bin" / "python3",
-                  *(Path(p) for p in ("/usr/local/bin/python3.11", "/usr/bin/python3.11",
-                                      "/usr/local/bin/python3", "/usr/bin/python3"))]
+    candidates = [
+        Path(sys.executable),
+        Path(sys.base_prefix) / "bin" / "python3",
+        *(
+            Path(p)
+            for p in (
+                "/usr/local/bin/python3.11",
+                "/usr/bin/python3.11",
+                "/usr/local/bin/python3",
+                "/usr/bin/python3",
+            )
+        ),
+    ]
     for candidate in candidates:
         if candidate.exists() and reachable(candidate):
             return str(candidate)
@@ -94,28 +107,53 @@ def installed() -> Iterator[Installed]:
         pytest.skip(missing)
     python = base_python()
     if python is None:
-        pytest.skip("no Python 3.11 that a non-root user can run (this one is under a "
-                    "private directory)")
+        pytest.skip(
+            "no Python 3.11 that a non-root user can run (this one is under a private directory)"
+        )
     root = Path(tempfile.mkdtemp(prefix="asyncmig-image-"))
     root.chmod(0o755)
     try:
         # what the Dockerfile copies into its build stage, and nothing else: the build
         # leaves no egg-info behind in the source tree either
         tree = root / "src"
-        shutil.copytree(ROOT / "asyncmig", tree / "asyncmig",
-                        ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(
+            ROOT / "asyncmig", tree / "asyncmig", ignore=shutil.ignore_patterns("__pycache__")
+        )
         for name in ("pyproject.toml", "README.md"):
             shutil.copy(ROOT / name, tree / name)
         wheels = root / "wheels"
-        subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", str(tree),
-                        "--wheel-dir", str(wheels)], check=True, capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--quiet",
+                str(tree),
+                "--wheel-dir",
+                str(wheels),
+            ],
+            check=True,
+            capture_output=True,
+        )
         venv = root / "venv"
         subprocess.run([python, "-m", "venv", str(venv)], check=True, capture_output=True)
         # without PYTHONPATH: a source tree on it would count as asyncmig installed already
         clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-        subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "--no-index",
-                        "--find-links", str(wheels), "asyncmig"], check=True,
-                       capture_output=True, env=clean)
+        subprocess.run(
+            [
+                str(venv / "bin" / "pip"),
+                "install",
+                "--quiet",
+                "--no-index",
+                "--find-links",
+                str(wheels),
+                "asyncmig",
+            ],
+            check=True,
+            capture_output=True,
+            env=clean,
+        )
         yield Installed(root, venv)
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -139,21 +177,54 @@ class Job:
     secret: Path  # the target's URL, 0400, owned by the job's user
     user: pwd.struct_passwd
 
-    def run(self, *args: str, extra_env: dict[str, str] | None = None
-            ) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, extra_env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """One job: read-only root, writable data dir and tmpfs, non-root, no TTY."""
         tmp = self.installed.root / "tmp"
         tmp.mkdir(exist_ok=True)
-        env = {"ASYNCMIG_PG_FILE": str(self.secret), "TMPDIR": str(tmp),
-               "ASYNCMIG_VERBOSE": "1", **(extra_env or {})}
-        drop = ["setpriv", "--reuid", str(self.user.pw_uid), "--regid", str(self.user.pw_gid),
-                "--clear-groups", "--inh-caps=-all", "--"]
-        script = ('mount --bind "$1" "$1" && mount -t tmpfs -o size=256m,mode=1777 tmpfs "$2" '
-                  '&& mount -o remount,bind,ro / && cd "$1" && shift 2 && exec "$@"')
-        command = ["unshare", "-m", "sh", "-c", script, "sh", str(self.data), str(tmp),
-                   *drop, str(self.installed.entrypoint), *args]
-        return subprocess.run(command, env=env, stdin=subprocess.DEVNULL, capture_output=True,
-                              text=True, timeout=300, check=False)
+        env = {
+            "ASYNCMIG_PG_FILE": str(self.secret),
+            "TMPDIR": str(tmp),
+            "ASYNCMIG_VERBOSE": "1",
+            **(extra_env or {}),
+        }
+        drop = [
+            "setpriv",
+            "--reuid",
+            str(self.user.pw_uid),
+            "--regid",
+            str(self.user.pw_gid),
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--",
+        ]
+        script = (
+            'mount --bind "$1" "$1" && mount -t tmpfs -o size=256m,mode=1777 tmpfs "$2" '
+            '&& mount -o remount,bind,ro / && cd "$1" && shift 2 && exec "$@"'
+        )
+        command = [
+            "unshare",
+            "-m",
+            "sh",
+            "-c",
+            script,
+            "sh",
+            str(self.data),
+            str(tmp),
+            *drop,
+            str(self.installed.entrypoint),
+            *args,
+        ]
+        return subprocess.run(
+            command,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
 
 
 @pytest.fixture
@@ -241,16 +312,25 @@ def test_entrypoint_errors_are_one_json_line_and_a_code(job: Job) -> None:
 def docker_unavailable() -> str | None:
     if shutil.which("docker") is None:
         return "no container engine: docker is not installed"
-    info = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"],
-                          capture_output=True, text=True, check=False)
+    info = subprocess.run(
+        ["docker", "info", "--format", "{{.ServerVersion}}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if info.returncode != 0:
         reason = (info.stderr.strip().splitlines() or ["no answer"])[-1]
         return f"no container engine: the docker CLI is here but its daemon is not ({reason})"
-    pull = subprocess.run(["docker", "image", "inspect", "python:3.11-slim"],
-                          capture_output=True, check=False)
-    if pull.returncode != 0 and subprocess.run(
-            ["docker", "pull", "python:3.11-slim"], capture_output=True,
-            check=False).returncode != 0:
+    pull = subprocess.run(
+        ["docker", "image", "inspect", "python:3.11-slim"], capture_output=True, check=False
+    )
+    if (
+        pull.returncode != 0
+        and subprocess.run(
+            ["docker", "pull", "python:3.11-slim"], capture_output=True, check=False
+        ).returncode
+        != 0
+    ):
         return "the base image python:3.11-slim is neither present nor pullable"
     return None
 
@@ -261,8 +341,9 @@ def test_image_builds_and_runs_one_job(tmp_path: Path, pg_dsn: str) -> None:
     reason = docker_unavailable()
     if reason:
         pytest.skip(reason)
-    subprocess.run(["docker", "build", "-t", "asyncmig:test", str(ROOT)], check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["docker", "build", "-t", "asyncmig:test", str(ROOT)], check=True, capture_output=True
+    )
     user = job_user(pg_dsn)
     uid = 10001 if user.pw_name == "nobody" else user.pw_uid
     data = tmp_path / "data"
@@ -273,11 +354,32 @@ def test_image_builds_and_runs_one_job(tmp_path: Path, pg_dsn: str) -> None:
     hosts = parse_qs(urlsplit(pg_dsn).query).get("host", [])
     mounts = ["-v", f"{hosts[0]}:{hosts[0]}"] if hosts and hosts[0].startswith("/") else []
     result = subprocess.run(
-        ["docker", "run", "--rm", "--read-only", "--tmpfs", "/tmp", "--network", "host",
-         "--user", f"{uid}:{uid if uid == 10001 else user.pw_gid}",
-         "-v", f"{data}:/data", *mounts, "-e", f"ASYNCMIG_PG={pg_dsn}",
-         "asyncmig:test", "run", "--sqlite", "/data/app.db"],
-        capture_output=True, text=True, check=False, timeout=600)
+        [
+            "docker",
+            "run",
+            "--rm",
+            "--read-only",
+            "--tmpfs",
+            "/tmp",
+            "--network",
+            "host",
+            "--user",
+            f"{uid}:{uid if uid == 10001 else user.pw_gid}",
+            "-v",
+            f"{data}:/data",
+            *mounts,
+            "-e",
+            f"ASYNCMIG_PG={pg_dsn}",
+            "asyncmig:test",
+            "run",
+            "--sqlite",
+            "/data/app.db",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr
     with psycopg.connect(pg_dsn) as conn:
         row = conn.execute("SELECT count(*) FROM users").fetchone()

@@ -26,12 +26,20 @@ from tests.fix_pg import fetch
 
 
 def start(*args: str, workers: str = "process") -> subprocess.Popen[str]:
-    environ = {k: v for k, v in os.environ.items()
-               if not k.startswith(("PG", "ASYNCMIG_")) and k != "DATABASE_URL"}
+    environ = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PG", "ASYNCMIG_")) and k != "DATABASE_URL"
+    }
     environ["ASYNCMIG_LOG_DIR"] = tempfile.mkdtemp(prefix="asyncmig-logs-")
     environ["ASYNCMIG_WORKERS"] = workers
-    return subprocess.Popen([sys.executable, "-m", "asyncmig", *args], env=environ,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "asyncmig", *args],
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def history(dsn: str) -> list[asyncpg.Record]:
@@ -41,8 +49,14 @@ def history(dsn: str) -> list[asyncpg.Record]:
 
 
 def public_tables(dsn: str) -> list[str]:
-    return [r[0] for r in fetch(dsn, "SELECT table_name FROM information_schema.tables "
-                                     "WHERE table_schema = 'public' ORDER BY 1")]
+    return [
+        r[0]
+        for r in fetch(
+            dsn,
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = 'public' ORDER BY 1",
+        )
+    ]
 
 
 def descendants(pid: int) -> list[psutil.Process]:
@@ -53,8 +67,7 @@ def descendants(pid: int) -> list[psutil.Process]:
 
 
 def alive(processes: list[psutil.Process]) -> list[psutil.Process]:
-    return [p for p in processes
-            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    return [p for p in processes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
 
 
 @pytest.fixture(scope="module")
@@ -71,12 +84,12 @@ def before_asyncmig_started(process: subprocess.Popen[str], signum: int, stderr:
     action then ends it (Python's own start-up reports a SIGINT in ``site``), having
     done nothing."""
     return "asyncmig: " not in stderr and (
-        process.returncode == -signum or "init_import_site" in stderr)
+        process.returncode == -signum or "init_import_site" in stderr
+    )
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_signal_at_random_moments(fault_source: Path, pg_dsn: str,
-                                  signum: signal.Signals) -> None:
+def test_signal_at_random_moments(fault_source: Path, pg_dsn: str, signum: signal.Signals) -> None:
     """SIGTERM/SIGINT at any moment: exit 143/130, one line saying how to resume, no
     traceback, no process left (workers included), history ``interrupted`` with the
     signal's name, and the target as it was (no table of the run left in it)."""
@@ -98,9 +111,11 @@ def test_signal_at_random_moments(fault_source: Path, pg_dsn: str,
         interrupted += 1
         assert process.returncode == 128 + signum, (delay, stderr)
         lines = [line for line in stderr.splitlines() if line.startswith("asyncmig:")]
-        assert lines[-1] == (f"asyncmig: interrupted by {signum.name}: work in flight was "
-                             "rolled back and the target left as it was; run the same "
-                             "command again to resume"), stderr
+        assert lines[-1] == (
+            f"asyncmig: interrupted by {signum.name}: work in flight was "
+            "rolled back and the target left as it was; run the same "
+            "command again to resume"
+        ), stderr
         assert not alive(family), (delay, family)
         runs = history(pg_dsn)
         assert all(r["status"] != "running" for r in runs), runs
@@ -116,18 +131,37 @@ def test_writer_terminated_mid_copy_is_retried(fault_source: Path, pg_dsn: str) 
     victims: list[int] = []
     deadline = time.monotonic() + 30
     while not victims and time.monotonic() < deadline and process.poll() is None:
-        victims = [r[0] for r in fetch(
-            pg_dsn, "SELECT pg_terminate_backend(pid), pid FROM pg_stat_activity WHERE "
-                    "datname = current_database() AND query LIKE 'COPY %' "
-                    "AND pid <> pg_backend_pid()")]
+        victims = [
+            r[0]
+            for r in fetch(
+                pg_dsn,
+                "SELECT pg_terminate_backend(pid), pid FROM pg_stat_activity WHERE "
+                "datname = current_database() AND query LIKE 'COPY %' "
+                "AND pid <> pg_backend_pid()",
+            )
+        ]
     _, stderr = process.communicate(timeout=120)
     assert victims, "no COPY was seen to terminate"
     assert process.returncode == 0, stderr
     assert "retrying_after_connection_fault" in stderr
     assert "lost connection to PostgreSQL" in stderr
     checked = subprocess.run(
-        [sys.executable, "-m", "asyncmig", "check", "--deep", "--sqlite", str(fault_source),
-         "--pg", pg_dsn], capture_output=True, text=True, timeout=120, check=False)
+        [
+            sys.executable,
+            "-m",
+            "asyncmig",
+            "check",
+            "--deep",
+            "--sqlite",
+            str(fault_source),
+            "--pg",
+            pg_dsn,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert [r["status"] for r in history(pg_dsn)] == ["succeeded"]
 
@@ -139,18 +173,25 @@ def test_lost_admin_connection_is_exit_4(fault_source: Path, pg_dsn: str) -> Non
     killed = 0
     deadline = time.monotonic() + 30
     while not killed and time.monotonic() < deadline and process.poll() is None:
-        if fetch(pg_dsn, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY %' "
-                         "AND pid <> pg_backend_pid()")[0][0]:
-            killed = len(fetch(pg_dsn, "SELECT pg_terminate_backend(pid) FROM "
-                                       "pg_stat_activity WHERE datname = current_database() "
-                                       "AND pid <> pg_backend_pid()"))
+        if fetch(
+            pg_dsn,
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY %' "
+            "AND pid <> pg_backend_pid()",
+        )[0][0]:
+            killed = len(
+                fetch(
+                    pg_dsn,
+                    "SELECT pg_terminate_backend(pid) FROM "
+                    "pg_stat_activity WHERE datname = current_database() "
+                    "AND pid <> pg_backend_pid()",
+                )
+            )
     _, stderr = process.communicate(timeout=120)
     assert killed
     assert process.returncode == 4, stderr
     assert "Traceback" not in stderr
     lines = [line for line in stderr.splitlines() if line.startswith("asyncmig: error:")]
-    assert lines and lines[-1].startswith("asyncmig: error: lost connection to PostgreSQL"), \
-        stderr
+    assert lines and lines[-1].startswith("asyncmig: error: lost connection to PostgreSQL"), stderr
     runs = history(pg_dsn)
     assert [(r["status"], r["error_class"]) for r in runs] == [("failed", "ConnectionLost")]
     assert not set(TABLES) & set(public_tables(pg_dsn))  # the target as before the run
@@ -168,7 +209,10 @@ def test_refused_runs_are_recorded_failed(fault_source: Path, pg_dsn: str) -> No
         assert again.returncode == 4 and "already exists" in stderr
     runs = history(pg_dsn)
     assert [(r["status"], r["error_class"]) for r in runs] == [
-        ("succeeded", None), ("failed", "TargetError"), ("failed", "TargetError")]
+        ("succeeded", None),
+        ("failed", "TargetError"),
+        ("failed", "TargetError"),
+    ]
     assert "already exists" in runs[-1]["error"]
 
 
@@ -192,13 +236,29 @@ def test_two_concurrent_runs(fault_source: Path, pg_dsn: str) -> None:
     _, first_err = first.communicate(timeout=120)
     assert first.returncode == 0, first_err
     assert second.returncode == 9, second_err
-    assert (f"asyncmig: error: cannot start: run {run_id} ({os.uname().nodename}, pid "
-            f"{first.pid}, started at ") in second_err
+    assert (
+        f"asyncmig: error: cannot start: run {run_id} ({os.uname().nodename}, pid "
+        f"{first.pid}, started at "
+    ) in second_err
     assert "Traceback" not in second_err
     assert [r["status"] for r in history(pg_dsn)] == ["succeeded"]  # the loser left no row
     checked = subprocess.run(
-        [sys.executable, "-m", "asyncmig", "check", "--deep", "--sqlite", str(fault_source),
-         "--pg", pg_dsn], capture_output=True, text=True, timeout=120, check=False)
+        [
+            sys.executable,
+            "-m",
+            "asyncmig",
+            "check",
+            "--deep",
+            "--sqlite",
+            str(fault_source),
+            "--pg",
+            pg_dsn,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
@@ -215,17 +275,23 @@ def test_killed_run_shows_interrupted(fault_source: Path, pg_dsn: str) -> None:
     while alive(family) and time.monotonic() < deadline:  # PR_SET_PDEATHSIG is prompt
         time.sleep(0.05)
     assert not alive(family)
-    status = subprocess.run([sys.executable, "-m", "asyncmig", "status", "--pg", pg_dsn,
-                             "--output", "json"], capture_output=True, text=True, timeout=60,
-                            check=False)
+    status = subprocess.run(
+        [sys.executable, "-m", "asyncmig", "status", "--pg", pg_dsn, "--output", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     shown = {r["id"]: r["status"] for r in json.loads(status.stdout)["runs"]}
     assert shown[run_id] == "interrupted"
     again = start("run", "--sqlite", str(fault_source), "--pg", pg_dsn, "--replace")
     _, stderr = again.communicate(timeout=120)
     assert again.returncode == 0, stderr
     runs = history(pg_dsn)
-    assert [(r["id"], r["status"]) for r in runs][-2:] == [(run_id, "interrupted"),
-                                                          (run_id + 1, "succeeded")]
+    assert [(r["id"], r["status"]) for r in runs][-2:] == [
+        (run_id, "interrupted"),
+        (run_id + 1, "succeeded"),
+    ]
 
 
 def test_replace_blocked_by_an_application_names_it(fault_source: Path, pg_dsn: str) -> None:
@@ -241,8 +307,16 @@ def test_replace_blocked_by_an_application_names_it(fault_source: Path, pg_dsn: 
         try:
             await app.execute("BEGIN")
             await app.fetchval("SELECT count(*) FROM public.tag")
-            blocked = start("run", "--sqlite", str(fault_source), "--pg", pg_dsn,
-                            "--replace", "--lock-timeout", "1")
+            blocked = start(
+                "run",
+                "--sqlite",
+                str(fault_source),
+                "--pg",
+                pg_dsn,
+                "--replace",
+                "--lock-timeout",
+                "1",
+            )
             _, stderr = await asyncio.to_thread(blocked.communicate, timeout=120)
             assert blocked.returncode == 4, stderr
             return app.get_server_pid(), stderr, int(blocked.returncode)
@@ -266,14 +340,30 @@ def test_replace_refuses_over_application_dependents(fault_source: Path, pg_dsn:
     first.communicate(timeout=120)
     assert first.returncode == 0
     fetch(pg_dsn, "CREATE VIEW public.app_parents AS SELECT id, name FROM public.parent")
-    fetch(pg_dsn, "CREATE TABLE public.app_orders (id int PRIMARY KEY, "
-                  "tag_id bigint CONSTRAINT app_orders_tag REFERENCES public.tag (id))")
+    fetch(
+        pg_dsn,
+        "CREATE TABLE public.app_orders (id int PRIMARY KEY, "
+        "tag_id bigint CONSTRAINT app_orders_tag REFERENCES public.tag (id))",
+    )
     fetch(pg_dsn, "INSERT INTO public.app_orders VALUES (1, 3)")
     before = fetch(pg_dsn, "SELECT 'parent'::regclass::oid, 'tag'::regclass::oid")[0]
 
     validated = subprocess.run(
-        [sys.executable, "-m", "asyncmig", "validate", "--sqlite", str(fault_source), "--pg",
-         pg_dsn], capture_output=True, text=True, timeout=120, check=False)
+        [
+            sys.executable,
+            "-m",
+            "asyncmig",
+            "validate",
+            "--sqlite",
+            str(fault_source),
+            "--pg",
+            pg_dsn,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     listed = [entry for entry in validated.stdout.splitlines() if "dependent objects" in entry]
     assert listed and "view public.app_parents" in listed[0], validated.stdout
     assert "foreign key app_orders_tag on public.app_orders" in listed[0]
@@ -288,13 +378,13 @@ def test_replace_refuses_over_application_dependents(fault_source: Path, pg_dsn:
     assert fetch(pg_dsn, "SELECT 'parent'::regclass::oid, 'tag'::regclass::oid")[0] == before
     assert fetch(pg_dsn, "SELECT count(*) FROM public.app_parents")[0][0] == 40_000
 
-    cascaded = start("run", "--sqlite", str(fault_source), "--pg", pg_dsn, "--replace",
-                     "--cascade")
+    cascaded = start("run", "--sqlite", str(fault_source), "--pg", pg_dsn, "--replace", "--cascade")
     stdout, stderr = cascaded.communicate(timeout=120)
     assert cascaded.returncode == 0, stderr
     assert "dropped with --cascade: view public.app_parents" in stdout + stderr
-    assert "dropped with --cascade: foreign key app_orders_tag on public.app_orders" in \
-        stdout + stderr
+    assert (
+        "dropped with --cascade: foreign key app_orders_tag on public.app_orders" in stdout + stderr
+    )
     assert not fetch(pg_dsn, "SELECT to_regclass('public.app_parents')")[0][0]
     assert not fetch(pg_dsn, "SELECT 1 FROM pg_constraint WHERE conname = 'app_orders_tag'")
     assert fetch(pg_dsn, "SELECT id, tag_id FROM public.app_orders")[0][:] == (1, 3)

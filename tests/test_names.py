@@ -58,10 +58,15 @@ ROWS: dict[str, list[tuple[object, ...]]] = {
     LONG_TABLE: [(1, "first"), (2, "second")],
     ACCENTS: [(1, "ça"), (2, "où")],
     "products": [(1, "apple", 10, 20), (2, "pear", 11, 21)],
-    "a": [(1, "a1")], "a_pkey": [(1, "k1"), (2, "k2")],
-    "t": [(1, "t1"), (5, "t5")], "t_id_seq": [(1, "s1")], "": [(3, "no name")],
-    "sys": [(1, "(0,1)", 3, 4, 5, 6, "pg_class", 7, "empty-named"),
-            (2, None, 1, 9, None, None, None, None, None)],
+    "a": [(1, "a1")],
+    "a_pkey": [(1, "k1"), (2, "k2")],
+    "t": [(1, "t1"), (5, "t5")],
+    "t_id_seq": [(1, "s1")],
+    "": [(3, "no name")],
+    "sys": [
+        (1, "(0,1)", 3, 4, 5, 6, "pg_class", 7, "empty-named"),
+        (2, None, 1, 9, None, None, None, None, None),
+    ],
 }
 
 
@@ -96,7 +101,8 @@ def test_fit_shortens_with_a_hash_and_numbers_collisions() -> None:
 def test_renaming_identifiers_leaves_literals_alone() -> None:
     sql = """"xmin" <= "xmax" AND note = '"xmin"' AND "a""b" > 0"""
     assert rename_identifiers(sql, {"xmin": "xmin_1", 'a"b': "ab"}) == (
-        """"xmin_1" <= "xmax" AND note = '"xmin"' AND "ab" > 0""")
+        """"xmin_1" <= "xmax" AND note = '"xmin"' AND "ab" > 0"""
+    )
 
 
 def test_the_plan_names_everything_and_says_so(tmp_path: Path) -> None:
@@ -107,8 +113,17 @@ def test_the_plan_names_everything_and_says_so(tmp_path: Path) -> None:
     assert plan.table("a").primary_key_name == "a_pkey_1"
     assert len(names[LONG_TABLE].encode()) <= 63 and len(names[ACCENTS].encode()) <= 63
     sys_columns = [c.name for c in plan.table("sys").columns]
-    assert sys_columns == ["id", "ctid_1", "xmin_1", "xmax_1", "cmin_1", "cmax_1",
-                           "tableoid_1", "oid", "column_9"]
+    assert sys_columns == [
+        "id",
+        "ctid_1",
+        "xmin_1",
+        "xmax_1",
+        "cmin_1",
+        "cmax_1",
+        "tableoid_1",
+        "oid",
+        "column_9",
+    ]
     assert plan.table("sys").checks[0].expression == '"xmin_1" <= "xmax_1"'
     index = next(i for i in plan.table("sys").indexes if i.name == "sys_window")
     assert index.where == '"ctid_1" IS NOT NULL'
@@ -134,46 +149,63 @@ async def test_every_name_reproduction_loads_and_checks(tmp_path: Path, pg_dsn: 
     assert await assert_all_equal(source, pg_dsn, plan) == sum(len(r) for r in ROWS.values())
     conn = await asyncpg.connect(pg_dsn)
     try:
-        long_name = plan.table(next(t.name for t in plan.tables
-                                    if t.source_name == LONG_TABLE)).name
-        assert [tuple(r) for r in await conn.fetch(
-            f'SELECT id, note FROM "{long_name}" ORDER BY id')] == ROWS[LONG_TABLE]
+        long_name = plan.table(
+            next(t.name for t in plan.tables if t.source_name == LONG_TABLE)
+        ).name
+        assert [
+            tuple(r) for r in await conn.fetch(f'SELECT id, note FROM "{long_name}" ORDER BY id')
+        ] == ROWS[LONG_TABLE]
         accents = next(t for t in plan.tables if t.source_name == ACCENTS)
-        assert [tuple(r) for r in await conn.fetch(
-            f'SELECT * FROM "{accents.name}" ORDER BY id')] == ROWS[ACCENTS]
+        assert [
+            tuple(r) for r in await conn.fetch(f'SELECT * FROM "{accents.name}" ORDER BY id')
+        ] == ROWS[ACCENTS]
         products = plan.table("products")
         x, y = (c.name for c in products.columns[2:])
-        assert [tuple(r) for r in await conn.fetch(
-            f'SELECT id, name, "{x}", "{y}" FROM products ORDER BY id')] == ROWS["products"]
+        assert [
+            tuple(r)
+            for r in await conn.fetch(f'SELECT id, name, "{x}", "{y}" FROM products ORDER BY id')
+        ] == ROWS["products"]
         with pytest.raises(asyncpg.UniqueViolationError):  # both unique indexes exist
-            await conn.execute(f'INSERT INTO products (name, "{y}") VALUES (\'plum\', 20)')
-        assert [tuple(r) for r in await conn.fetch(
-            'SELECT id, ctid_1, xmin_1, xmax_1, cmin_1, cmax_1, tableoid_1, oid, column_9 '
-            'FROM sys ORDER BY id')] == ROWS["sys"]
-        assert [tuple(r) for r in await conn.fetch("SELECT * FROM sys_view ORDER BY id")] == \
-            [(1, 3, "(0,1)"), (2, 1, None)]  # the view reads the renamed columns
+            await conn.execute(f"INSERT INTO products (name, \"{y}\") VALUES ('plum', 20)")
+        assert [
+            tuple(r)
+            for r in await conn.fetch(
+                "SELECT id, ctid_1, xmin_1, xmax_1, cmin_1, cmax_1, tableoid_1, oid, column_9 "
+                "FROM sys ORDER BY id"
+            )
+        ] == ROWS["sys"]
+        assert [tuple(r) for r in await conn.fetch("SELECT * FROM sys_view ORDER BY id")] == [
+            (1, 3, "(0,1)"),
+            (2, 1, None),
+        ]  # the view reads the renamed columns
         assert [tuple(r) for r in await conn.fetch('SELECT * FROM "table"')] == ROWS[""]
         assert await conn.fetchval("INSERT INTO t (v) VALUES ('new') RETURNING id") == 6
         await conn.execute("DELETE FROM t WHERE id = 6")
-        recorded = json.loads(await conn.fetchval(
-            "SELECT options FROM asyncmig.runs ORDER BY id DESC LIMIT 1"))["renames"]
-        assert {"kind": "column", "table": "sys", "source": "xmin", "target": "xmin_1",
-                "reason": "'xmin' is reserved by PostgreSQL"} in recorded
+        recorded = json.loads(
+            await conn.fetchval("SELECT options FROM asyncmig.runs ORDER BY id DESC LIMIT 1")
+        )["renames"]
+        assert {
+            "kind": "column",
+            "table": "sys",
+            "source": "xmin",
+            "target": "xmin_1",
+            "reason": "'xmin' is reserved by PostgreSQL",
+        } in recorded
         assert len(recorded) == len(plan.renames)
     finally:
         await conn.close()
     results = await check(settings, DeepCheck())
     assert [r for r in results if not r.ok] == []
     assert {r.table for r in results} >= {t.name for t in plan.tables}
-    assert [r.found for r in results if r.check == "names"] == [
-        f"{len(plan.renames)}, as recorded"]
+    assert [r.found for r in results if r.check == "names"] == [f"{len(plan.renames)}, as recorded"]
     other = parse_overrides({"tables": {"sys": {"columns": {"xmin": {"rename": "lo"}}}}}, "p")
     names = [r for r in await check(replace(settings, overrides=other)) if r.check == "names"]
     assert not names[0].ok and "xmin -> lo" in names[0].found  # a changed profile is named
 
 
 async def test_profile_column_renames_follow_keys_indexes_and_foreign_keys(
-        tmp_path: Path, pg_dsn: str) -> None:
+    tmp_path: Path, pg_dsn: str
+) -> None:
     """A profile renames columns (refused before); every reference follows them."""
     source = tmp_path / "r.db"
     conn = sqlite3.connect(source)
@@ -186,28 +218,37 @@ async def test_profile_column_renames_follow_keys_indexes_and_foreign_keys(
     """)
     conn.commit()
     conn.close()
-    overrides = parse_overrides({"tables": {
-        "parent": {"columns": {"code": {"rename": "parent_code"}}},
-        "child": {"rename": "kids", "columns": {"p_code": {"rename": "parent_code"}}},
-    }}, "test")
+    overrides = parse_overrides(
+        {
+            "tables": {
+                "parent": {"columns": {"code": {"rename": "parent_code"}}},
+                "child": {"rename": "kids", "columns": {"p_code": {"rename": "parent_code"}}},
+            }
+        },
+        "test",
+    )
     settings = RunSettings(source, Target(pg_dsn, pg_dsn, "test"), overrides=overrides)
     report = await run_migration(settings)
     fk = report.plan.table("kids").foreign_keys[0]
     assert (fk.columns, fk.ref_table, fk.ref_columns) == (
-        ("parent_code",), "parent", ("parent_code",))
+        ("parent_code",),
+        "parent",
+        ("parent_code",),
+    )
     assert not any("requested" in w for w in report.plan.warnings)
     pg = await asyncpg.connect(pg_dsn)
     try:
-        assert [tuple(r) for r in await pg.fetch(
-            "SELECT id, parent_code FROM kids ORDER BY id")] == [(10, "aa"), (11, "bb"),
-                                                                (12, None)]
+        assert [
+            tuple(r) for r in await pg.fetch("SELECT id, parent_code FROM kids ORDER BY id")
+        ] == [(10, "aa"), (11, "bb"), (12, None)]
         with pytest.raises(asyncpg.ForeignKeyViolationError):
             await pg.execute("INSERT INTO kids (parent_code) VALUES ('zz')")
         with pytest.raises(asyncpg.CheckViolationError):
             await pg.execute("INSERT INTO parent (parent_code) VALUES ('z')")
         indexed = await pg.fetchval(
-            "SELECT indexdef FROM pg_indexes WHERE indexname = 'child_p_code'")
-        assert '(parent_code)' in indexed
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'child_p_code'"
+        )
+        assert "(parent_code)" in indexed
     finally:
         await pg.close()
     results = await check(settings, DeepCheck())
@@ -215,12 +256,15 @@ async def test_profile_column_renames_follow_keys_indexes_and_foreign_keys(
 
 
 async def test_more_than_1600_columns_is_refused_before_anything_is_created(
-        tmp_path: Path, pg_dsn: str) -> None:
+    tmp_path: Path, pg_dsn: str
+) -> None:
     source = tmp_path / "wide.db"
     conn = sqlite3.connect(source)
     conn.execute("CREATE TABLE ok (id INTEGER PRIMARY KEY)")
-    conn.execute(f"CREATE TABLE wide (id INTEGER PRIMARY KEY, "
-                 f"{', '.join(f'c{n} INTEGER' for n in range(1600))})")
+    conn.execute(
+        f"CREATE TABLE wide (id INTEGER PRIMARY KEY, "
+        f"{', '.join(f'c{n} INTEGER' for n in range(1600))})"
+    )
     conn.commit()
     conn.close()
     with pytest.raises(TargetError) as caught:
@@ -230,14 +274,14 @@ async def test_more_than_1600_columns_is_refused_before_anything_is_created(
     assert "at most 1600" in str(caught.value)
     pg = await asyncpg.connect(pg_dsn)
     try:
-        assert await pg.fetchval(
-            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == 0
+        assert await pg.fetchval("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == 0
     finally:
         await pg.close()
 
 
-def test_plan_refuses_a_too_wide_table_with_one_line_and_exit_4(tmp_path: Path,
-                                                                 run_main: RunMain) -> None:
+def test_plan_refuses_a_too_wide_table_with_one_line_and_exit_4(
+    tmp_path: Path, run_main: RunMain
+) -> None:
     source = tmp_path / "wide.db"
     conn = sqlite3.connect(source)
     conn.execute(f"CREATE TABLE wide ({', '.join(f'c{n} TEXT' for n in range(1700))})")

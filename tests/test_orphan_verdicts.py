@@ -57,7 +57,8 @@ async def test_an_orphan_added_behind_the_back_fails(tmp_path: Path, pg_dsn: str
     settings = RunSettings(source, Target(pg_dsn, pg_dsn, "test"))
     await run_migration(settings)
     assert foreign_key_rows(await commands.check(settings)) == [
-        ("1 orphan (as in SQLite), NOT VALID", "1 orphan, NOT VALID", True)]
+        ("1 orphan (as in SQLite), NOT VALID", "1 orphan, NOT VALID", True)
+    ]
     conn = await asyncpg.connect(pg_dsn)
     try:
         # behind the tool's back: foreign-key triggers off, as a restore tool would do
@@ -66,7 +67,8 @@ async def test_an_orphan_added_behind_the_back_fails(tmp_path: Path, pg_dsn: str
     finally:
         await conn.close()
     assert foreign_key_rows(await commands.check(settings)) == [
-        ("1 orphan (as in SQLite), NOT VALID", "2 orphans, NOT VALID", False)]
+        ("1 orphan (as in SQLite), NOT VALID", "2 orphans, NOT VALID", False)
+    ]
 
 
 async def test_check_expects_the_policy_the_run_used(tmp_path: Path, pg_dsn: str) -> None:

@@ -34,15 +34,21 @@ def family(path: Path) -> Path:
 
 
 def test_run_and_check_documents_validate_and_carry_structured_values(
-        run_main: RunMain, tmp_path: Path, pg_dsn: str) -> None:
+    run_main: RunMain, tmp_path: Path, pg_dsn: str
+) -> None:
     source = family(tmp_path / "shop.db")
     env = {"ASYNCMIG_LOG_DIR": str(tmp_path / "logs")}
-    code, out, err = run_main("run", "--sqlite", str(source), "--pg", pg_dsn,
-                              "--output", "json", env=env)
+    code, out, err = run_main(
+        "run", "--sqlite", str(source), "--pg", pg_dsn, "--output", "json", env=env
+    )
     assert code == 0, err
     run = valid(out)
     assert (run["command"], run["status"], run["exit_code"], run["error"]) == (
-        "run", "succeeded", 0, None)
+        "run",
+        "succeeded",
+        0,
+        None,
+    )
     assert isinstance(run["run_id"], int) and run["rows"] == 6
     names = [t["table"] for t in run["tables"]]
     assert names.index("顧客") < names.index("a_orders")  # plan order: parent first
@@ -57,37 +63,56 @@ def test_run_and_check_documents_validate_and_carry_structured_values(
             await conn.close()
 
     asyncio.run(lose_a_row())
-    code, out, _ = run_main("check", "--sqlite", str(source), "--pg", pg_dsn, "--deep",
-                            "--output", "json")
+    code, out, _ = run_main(
+        "check", "--sqlite", str(source), "--pg", pg_dsn, "--deep", "--output", "json"
+    )
     checked = valid(out)
     assert (code, checked["status"], checked["exit_code"]) == (6, "checks_failed", 6)
     failing = [c for c in checked["checks"] if not c["ok"]]
-    assert [(c["check"], c["table"], c["expected"]["rows"], c["found"]["rows"])
-            for c in failing] == [("row count", "a_orders", 3, 2), ("checksum", "a_orders", 3, 2)]
+    assert [
+        (c["check"], c["table"], c["expected"]["rows"], c["found"]["rows"]) for c in failing
+    ] == [("row count", "a_orders", 3, 2), ("checksum", "a_orders", 3, 2)]
     checksum = failing[1]
     assert checksum["expected"]["checksum"] != checksum["found"]["checksum"]
     assert checksum["expected"]["text"] == checksum["expected"]["checksum"]
-    code, out, err = run_main("rollback", "--pg", pg_dsn, "--run", str(run["run_id"]),
-                              "--output", "json", env=env)
+    code, out, err = run_main(
+        "rollback", "--pg", pg_dsn, "--run", str(run["run_id"]), "--output", "json", env=env
+    )
     refused = valid(out)  # the row deleted since the run: unsafe without --force
     assert (code, refused["status"], refused["error"]["class"]) == (
-        10, "error", "RollbackRefused"), err
+        10,
+        "error",
+        "RollbackRefused",
+    ), err
     assert refused["warnings"][0].startswith("table a_orders: 1 row deleted since run")
-    code, out, err = run_main("rollback", "--pg", pg_dsn, "--run", str(run["run_id"]),
-                              "--force", "--output", "json", env=env)
+    code, out, err = run_main(
+        "rollback",
+        "--pg",
+        pg_dsn,
+        "--run",
+        str(run["run_id"]),
+        "--force",
+        "--output",
+        "json",
+        env=env,
+    )
     undone = valid(out)
     assert (code, undone["status"], undone["run_id"]) == (0, "succeeded", run["run_id"]), err
     assert undone["success"] is True and Path(undone["backup"]["path"]).exists()
     assert "DROP TABLE" in Path(undone["rollback_script"]).read_text(encoding="utf-8")
 
 
-@pytest.mark.parametrize(("args", "error_class", "code"), [
-    (("status", "--pg", "postgresql://me:s3cret@127.0.0.1:1/db"), "TargetError", 4),
-    (("plan", "--sqlite", "/nonexistent/app.db"), "SourceError", 3),
-    (("run", "--jobs", "many"), "UsageError", 2),
-])
-def test_a_failure_prints_an_error_document(run_main: RunMain, args: tuple[str, ...],
-                                            error_class: str, code: int) -> None:
+@pytest.mark.parametrize(
+    ("args", "error_class", "code"),
+    [
+        (("status", "--pg", "postgresql://me:s3cret@127.0.0.1:1/db"), "TargetError", 4),
+        (("plan", "--sqlite", "/nonexistent/app.db"), "SourceError", 3),
+        (("run", "--jobs", "many"), "UsageError", 2),
+    ],
+)
+def test_a_failure_prints_an_error_document(
+    run_main: RunMain, args: tuple[str, ...], error_class: str, code: int
+) -> None:
     """stdout is never empty with --output json: the error object says what failed."""
     exit_code, out, err = run_main(*args, "--output", "json")
     assert exit_code == code
@@ -99,8 +124,9 @@ def test_a_failure_prints_an_error_document(run_main: RunMain, args: tuple[str, 
 
 
 def test_the_environment_asks_for_json_too(run_main: RunMain) -> None:
-    code, out, _ = run_main("status", "--pg", "postgresql://me@127.0.0.1:1/db",
-                            env={"ASYNCMIG_OUTPUT": "json"})
+    code, out, _ = run_main(
+        "status", "--pg", "postgresql://me@127.0.0.1:1/db", env={"ASYNCMIG_OUTPUT": "json"}
+    )
     assert code == 4 and valid(out)["error"]["class"] == "TargetError"
 
 
@@ -129,18 +155,24 @@ def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
     """`asyncmig plan --output json | head -c 600` with a document far larger than the
     pipe's buffer: no BrokenPipeError, no exit 70, the command's own exit code."""
     source = wide_source(tmp_path / "wide.db", 120)
-    script = (f'"{sys.executable}" -m asyncmig plan --sqlite "{source}" --output json '
-              '| head -c 600 > /dev/null; echo "exit=${PIPESTATUS[0]}" >&2')
-    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120,
-                            check=False)
+    script = (
+        f'"{sys.executable}" -m asyncmig plan --sqlite "{source}" --output json '
+        '| head -c 600 > /dev/null; echo "exit=${PIPESTATUS[0]}" >&2'
+    )
+    result = subprocess.run(
+        ["bash", "-c", script],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=120,
+        check=False,
+    )
     assert result.stderr.strip().splitlines()[-1] == "exit=0", result.stderr
     assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
     assert "Exception ignored" not in result.stderr
 
 
-def test_wide_names_align_by_display_width(run_main: RunMain, tmp_path: Path,
-                                           pg_dsn: str) -> None:
+def test_wide_names_align_by_display_width(run_main: RunMain, tmp_path: Path, pg_dsn: str) -> None:
     """In the run summary and the check table, each column starts at the same screen
     position whatever the width of the names before it (顧客 is 4 columns, not 2)."""
     source = family(tmp_path / "shop.db")
@@ -148,13 +180,13 @@ def test_wide_names_align_by_display_width(run_main: RunMain, tmp_path: Path,
     code, out, err = run_main("run", "--sqlite", str(source), "--pg", pg_dsn, env=env)
     assert code == 0, err
     summary = out.splitlines()[:5]  # heading, three tables, total
-    assert [line.split()[0] for line in summary] == ["table", "顧客", "a_orders", "🖊pens",
-                                                     "total"]
-    rows_end = {width(line[:line.index(line.split()[1]) + len(line.split()[1])])
-                for line in summary}
+    assert [line.split()[0] for line in summary] == ["table", "顧客", "a_orders", "🖊pens", "total"]
+    rows_end = {
+        width(line[: line.index(line.split()[1]) + len(line.split()[1])]) for line in summary
+    }
     assert len(rows_end) == 1, summary  # the right-aligned row counts end in one column
     code, out, _ = run_main("check", "--sqlite", str(source), "--pg", pg_dsn)
     counts = out.split("\n\n", 1)[0].splitlines()  # the first table: row counts
     assert code == 0 and len(counts) == 4  # the heading and one line per table
     # the last column ("result", then OK) starts in one screen column on every line
-    assert len({width(line[:line.rindex(line.split()[-1])]) for line in counts}) == 1, counts
+    assert len({width(line[: line.rindex(line.split()[-1])]) for line in counts}) == 1, counts

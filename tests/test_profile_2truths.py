@@ -35,31 +35,46 @@ async def test_the_profile_yields_the_optimised_schema(app_db: Path, pg_dsn: str
     assert all(c.ok for c in report.checks)
     conn = await asyncpg.connect(pg_dsn)
     try:
-        types = {(r[0], r[1]): r[2] for r in await conn.fetch(
-            "SELECT table_name, column_name, data_type FROM information_schema.columns "
-            "WHERE table_schema = 'public'")}
-        indexes = {r[0]: r[1] for r in await conn.fetch(
-            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'")}
+        types = {
+            (r[0], r[1]): r[2]
+            for r in await conn.fetch(
+                "SELECT table_name, column_name, data_type FROM information_schema.columns "
+                "WHERE table_schema = 'public'"
+            )
+        }
+        indexes = {
+            r[0]: r[1]
+            for r in await conn.fetch(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'"
+            )
+        }
         statistics = {r[0] for r in await conn.fetch("SELECT stxname FROM pg_statistic_ext")}
         before = await conn.fetchval("SELECT updated_at FROM users WHERE id = 1")
         await conn.execute("UPDATE users SET score = score + 1 WHERE id = 1")
         after = await conn.fetchval("SELECT updated_at FROM users WHERE id = 1")
-        await conn.execute("UPDATE user_sessions SET is_active = true, "
-                           "expires_at = now() - interval '1 day' WHERE ctid IN "
-                           "(SELECT ctid FROM user_sessions LIMIT 3)")
+        await conn.execute(
+            "UPDATE user_sessions SET is_active = true, "
+            "expires_at = now() - interval '1 day' WHERE ctid IN "
+            "(SELECT ctid FROM user_sessions LIMIT 3)"
+        )
         expired = await conn.fetchval("SELECT cleanup_expired_sessions()")
         again = await conn.fetchval("SELECT cleanup_expired_sessions()")
-        broken = await conn.fetch("SELECT metadata::text FROM token_transactions "
-                                  "WHERE metadata = '{}'::jsonb")
+        broken = await conn.fetch(
+            "SELECT metadata::text FROM token_transactions WHERE metadata = '{}'::jsonb"
+        )
         with pytest.raises(asyncpg.CheckViolationError):
-            await conn.execute("UPDATE challenges SET status = 'deleted' WHERE ctid = "
-                               "(SELECT ctid FROM challenges LIMIT 1)")
+            await conn.execute(
+                "UPDATE challenges SET status = 'deleted' WHERE ctid = "
+                "(SELECT ctid FROM challenges LIMIT 1)"
+            )
         new_id = await conn.fetchval(
             "INSERT INTO token_transactions (user_id, transaction_type, amount, balance_before, "
             "balance_after, description) VALUES ('1', 'spend', 1, 2, 1, 'x') "
-            "RETURNING transaction_id")
-        history = await conn.fetchrow("SELECT replaced FROM asyncmig.run_tables "
-                                      "WHERE table_name = 'token_transactions'")
+            "RETURNING transaction_id"
+        )
+        history = await conn.fetchrow(
+            "SELECT replaced FROM asyncmig.run_tables WHERE table_name = 'token_transactions'"
+        )
     finally:
         await conn.close()
     assert types[("challenges", "challenge_id")] == "uuid"

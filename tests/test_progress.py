@@ -23,16 +23,23 @@ from asyncmig.runstate import RunSettings
 from asyncmig.target.connect import Target, scrub
 from tests.fix_cli import run_cli
 
-EVENTS = json.loads((Path(__file__).resolve().parent.parent / "docs" / "events.schema.json")
-                    .read_text(encoding="utf-8"))
+EVENTS = json.loads(
+    (Path(__file__).resolve().parent.parent / "docs" / "events.schema.json").read_text(
+        encoding="utf-8"
+    )
+)
 
 
 def build(path: Path, rows: int) -> Path:
     conn = sqlite3.connect(path)
-    conn.executescript("CREATE TABLE big(id INTEGER PRIMARY KEY, body TEXT, n REAL);"
-                       "CREATE TABLE small(id INTEGER PRIMARY KEY, name TEXT);")
-    conn.executemany("INSERT INTO big VALUES (?, ?, ?)",
-                     ((i, f"row {i} " + "x" * 40, i / 3) for i in range(1, rows + 1)))
+    conn.executescript(
+        "CREATE TABLE big(id INTEGER PRIMARY KEY, body TEXT, n REAL);"
+        "CREATE TABLE small(id INTEGER PRIMARY KEY, name TEXT);"
+    )
+    conn.executemany(
+        "INSERT INTO big VALUES (?, ?, ?)",
+        ((i, f"row {i} " + "x" * 40, i / 3) for i in range(1, rows + 1)),
+    )
     conn.executemany("INSERT INTO small VALUES (?, ?)", [(i, f"s{i}") for i in range(1, 51)])
     conn.commit()
     conn.close()
@@ -56,22 +63,27 @@ class Recorder(progress.Reporter):
 
 
 @pytest.mark.parametrize("workers", ["inline", "process"])
-async def test_counts_arrive_from_every_process(tmp_path: Path, pg_dsn: str,
-                                                workers: str) -> None:
+async def test_counts_arrive_from_every_process(tmp_path: Path, pg_dsn: str, workers: str) -> None:
     """The board's last reading is exactly what each table loaded, worker processes too."""
     source = build(tmp_path / "a.db", 20_000)
     recorder = Recorder()
     progress.install(recorder)
     try:
-        report = await run_migration(RunSettings(source, Target(pg_dsn, scrub(pg_dsn), "test"),
-                                                 workers=workers))
+        report = await run_migration(
+            RunSettings(source, Target(pg_dsn, scrub(pg_dsn), "test"), workers=workers)
+        )
     finally:
         progress.install(progress.Reporter())
     loaded = {t.table: t.rows for t in report.tables}
     assert loaded == {"big": 20_000, "small": 50}
     assert recorder.seen[-1] == {"big": (20_000, 0), "small": (50, 0)}
     assert [p for p in recorder.phases if p != "indexing"] == [
-        "checking", "planning", "loading", "foreign keys", "verifying"]
+        "checking",
+        "planning",
+        "loading",
+        "foreign keys",
+        "verifying",
+    ]
     assert recorder.run_id == report.run_id
 
 
@@ -80,8 +92,7 @@ async def test_json_events_for_log_collectors(tmp_path: Path, pg_dsn: str) -> No
     progress.install(progress.EventReporter(interval=0))
     try:
         with structlog.testing.capture_logs() as events:
-            report = await run_migration(RunSettings(source, Target(pg_dsn, scrub(pg_dsn),
-                                                                    "test")))
+            report = await run_migration(RunSettings(source, Target(pg_dsn, scrub(pg_dsn), "test")))
     finally:
         progress.install(progress.Reporter())
     names = [e["event"] for e in events]
@@ -134,24 +145,48 @@ def test_live_display_in_a_terminal(tmp_path: Path, pg_dsn: str) -> None:
     build(tmp_path / "a.db", 300_000)
     session = f"asyncmig-{uuid.uuid4().hex[:8]}"
     done = tmp_path / "done"
-    environ = {k: v for k, v in os.environ.items()
-               if not k.startswith(("PG", "ASYNCMIG_")) and k != "DATABASE_URL"}
-    command = (f"cd {shlex.quote(str(tmp_path))} && {shlex.quote(sys.executable)} -m asyncmig "
-               f"run --sqlite a.db --pg {shlex.quote(pg_dsn)} --batch-size 2000; "
-               f"echo $? > {shlex.quote(str(done))}")
-    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "160", "-y", "40",
-                    "bash", "-c", command], check=True, env=environ)
+    environ = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PG", "ASYNCMIG_")) and k != "DATABASE_URL"
+    }
+    command = (
+        f"cd {shlex.quote(str(tmp_path))} && {shlex.quote(sys.executable)} -m asyncmig "
+        f"run --sqlite a.db --pg {shlex.quote(pg_dsn)} --batch-size 2000; "
+        f"echo $? > {shlex.quote(str(done))}"
+    )
+    subprocess.run(
+        [
+            "tmux",
+            "new-session",
+            "-d",
+            "-s",
+            session,
+            "-x",
+            "160",
+            "-y",
+            "40",
+            "bash",
+            "-c",
+            command,
+        ],
+        check=True,
+        env=environ,
+    )
     screens = []
     try:
         deadline = time.monotonic() + 120
         while not done.exists() and time.monotonic() < deadline:
-            shown = subprocess.run(["tmux", "capture-pane", "-p", "-t", session],
-                                   capture_output=True, text=True, check=False).stdout
+            shown = subprocess.run(
+                ["tmux", "capture-pane", "-p", "-t", session],
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout
             screens.append(shown)
             time.sleep(0.1)
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], check=False,
-                       capture_output=True)
+        subprocess.run(["tmux", "kill-session", "-t", session], check=False, capture_output=True)
     assert done.exists() and done.read_text().strip() == "0", screens[-1:]
     live = [s for s in screens if "rows/s" in s and "big" in s]
     assert live, screens[-3:]

@@ -33,7 +33,8 @@ def build(path: Path, *, odd_uuid: bool = False, null_key: bool = False) -> Path
     conn = sqlite3.connect(path)
     conn.execute("CREATE TABLE items(code TEXT PRIMARY KEY, ref TEXT, n INTEGER)")
     rows: list[tuple[str | None, str, int]] = [
-        (f"k{i}", str(uuid.UUID(int=i)), i) for i in range(ROWS)]
+        (f"k{i}", str(uuid.UUID(int=i)), i) for i in range(ROWS)
+    ]
     if odd_uuid:
         rows[ODD] = (f"k{ODD}", "not-a-uuid", ODD)
     if null_key:
@@ -51,8 +52,10 @@ def settings(path: Path, dsn: str) -> RunSettings:
 async def column_types(dsn: str) -> dict[str, str]:
     conn = await asyncpg.connect(dsn)
     try:
-        rows = await conn.fetch("SELECT column_name, data_type FROM information_schema.columns "
-                                "WHERE table_schema = 'proved' AND table_name = 'items'")
+        rows = await conn.fetch(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = 'proved' AND table_name = 'items'"
+        )
         return {r[0]: r[1] for r in rows}
     finally:
         await conn.close()
@@ -65,15 +68,18 @@ def test_run_plans_large_tables_from_the_sample_and_plan_scans_them(tmp_path: Pa
     proved = build_plan(path, prove=True).table("items")
     scanned = build_plan(path).table("items")
     assert proved.column("ref").target_type == "uuid"  # the sample's choice
-    assert "asyncmig_refuted" in proved.proof and "checked by the load" in \
-        proved.column("ref").evidence
+    assert (
+        "asyncmig_refuted" in proved.proof
+        and "checked by the load" in proved.column("ref").evidence
+    )
     assert scanned.column("ref").target_type == "text" and scanned.proof == ""
     rescanned = build_plan(path, prove=True, scan=frozenset({"items"})).table("items")
     assert rescanned.column("ref").target_type == "text" and rescanned.proof == ""
 
 
 async def test_a_row_the_sample_missed_refutes_the_plan_and_the_run_starts_again(
-        tmp_path: Path, pg_dsn: str) -> None:
+    tmp_path: Path, pg_dsn: str
+) -> None:
     """The non-UUID in the middle sends the table back: it ends as text, every value
     kept, and the refutation is logged."""
     path = build(tmp_path / "s.db", odd_uuid=True)
@@ -84,10 +90,13 @@ async def test_a_row_the_sample_missed_refutes_the_plan_and_the_run_starts_again
     assert (await column_types(pg_dsn))["ref"] == "text"
     conn = await asyncpg.connect(pg_dsn)
     try:
-        assert await conn.fetchval("SELECT ref FROM proved.items WHERE code = $1",
-                                   f"k{ODD}") == "not-a-uuid"
-        assert await conn.fetchval("SELECT ref FROM proved.items WHERE n = 5") == \
-            str(uuid.UUID(int=5))
+        assert (
+            await conn.fetchval("SELECT ref FROM proved.items WHERE code = $1", f"k{ODD}")
+            == "not-a-uuid"
+        )
+        assert await conn.fetchval("SELECT ref FROM proved.items WHERE n = 5") == str(
+            uuid.UUID(int=5)
+        )
         # the run is recorded once, as succeeded
         runs = await conn.fetch("SELECT status FROM asyncmig.runs")
         assert [r[0] for r in runs] == ["succeeded"]
@@ -95,8 +104,7 @@ async def test_a_row_the_sample_missed_refutes_the_plan_and_the_run_starts_again
         await conn.close()
 
 
-async def test_a_null_in_a_text_primary_key_found_by_the_load(tmp_path: Path,
-                                                              pg_dsn: str) -> None:
+async def test_a_null_in_a_text_primary_key_found_by_the_load(tmp_path: Path, pg_dsn: str) -> None:
     """The sample shows no NULL key; the load finds one, and the re-planned table gets
     a unique index instead of a primary key, as a full profile decides."""
     path = build(tmp_path / "s.db", null_key=True)
@@ -111,8 +119,9 @@ async def test_a_null_in_a_text_primary_key_found_by_the_load(tmp_path: Path,
         await conn.close()
 
 
-async def test_a_clean_large_table_loads_once_with_the_sampled_types(tmp_path: Path,
-                                                                     pg_dsn: str) -> None:
+async def test_a_clean_large_table_loads_once_with_the_sampled_types(
+    tmp_path: Path, pg_dsn: str
+) -> None:
     path = build(tmp_path / "s.db")
     with capture_logs() as logs:
         report = await run_migration(settings(path, pg_dsn))
@@ -122,7 +131,8 @@ async def test_a_clean_large_table_loads_once_with_the_sampled_types(tmp_path: P
 
 
 async def test_existing_tables_stop_the_run_before_anything_is_loaded(
-        tmp_path: Path, pg_dsn: str) -> None:
+    tmp_path: Path, pg_dsn: str
+) -> None:
     """The cheap failure comes first: the table exists, the run says so and loads nothing."""
     path = build(tmp_path / "s.db")
     conn = await asyncpg.connect(pg_dsn)

@@ -28,8 +28,15 @@ from tests.fix_pg import create_database, drop_database, execute, fetch
 from tests.sources import build_kitchen_sink
 
 PSQL = shutil.which("psql") or "/usr/bin/psql"
-TABLES = {"user": "id", "group": '"group id"', "membership": "user_id, group_id",
-          "values": "id", "empty_auto": "id", "chicken": "id", "egg": "id"}
+TABLES = {
+    "user": "id",
+    "group": '"group id"',
+    "membership": "user_id, group_id",
+    "values": "id",
+    "empty_auto": "id",
+    "chicken": "id",
+    "egg": "id",
+}
 GUIDE_URL = "postgresql://user:pass@localhost/db"
 
 
@@ -41,8 +48,10 @@ async def contents(dsn: str) -> dict[str, list[tuple[Any, ...]]]:
     """Every table's rows (and both views'), as values, in key order."""
     conn = await asyncpg.connect(dsn)
     try:
-        found = {name: [tuple(r) for r in await conn.fetch(
-            f'SELECT * FROM "{name}" ORDER BY {key}')] for name, key in TABLES.items()}
+        found = {
+            name: [tuple(r) for r in await conn.fetch(f'SELECT * FROM "{name}" ORDER BY {key}')]
+            for name, key in TABLES.items()
+        }
         for view in ("active", "app_view"):
             found[view] = [tuple(r) for r in await conn.fetch(f"SELECT * FROM {view} ORDER BY 1")]
         return found
@@ -51,7 +60,7 @@ async def contents(dsn: str) -> dict[str, list[tuple[Any, ...]]]:
 
 
 APPLICATION_WRITES = (
-    'INSERT INTO "user" (id, email, "Display Name") VALUES (10, \'dan@example.com\', \'Dan\')',
+    "INSERT INTO \"user\" (id, email, \"Display Name\") VALUES (10, 'dan@example.com', 'Dan')",
     'UPDATE "user" SET "Display Name" = \'Ann B.\' WHERE id = 1',
     'DELETE FROM "values" WHERE id = 4',
     "DELETE FROM membership WHERE user_id = 2 AND group_id = 2",
@@ -59,8 +68,7 @@ APPLICATION_WRITES = (
 )
 
 
-def test_check_refuse_force_backup_restore(tmp_path: Path, pg_dsn: str,
-                                                 pg_server: str) -> None:
+def test_check_refuse_force_backup_restore(tmp_path: Path, pg_dsn: str, pg_server: str) -> None:
     """The issue's scenario end to end, through the command line."""
     source = build_kitchen_sink(tmp_path / "app.db")
     done = cli("run", "--sqlite", str(source), "--pg", pg_dsn, log_dir=tmp_path)
@@ -84,35 +92,69 @@ def test_check_refuse_force_backup_restore(tmp_path: Path, pg_dsn: str,
     for untouched in ("group", "chicken", "egg", "empty_auto"):
         assert f"table {untouched}:" not in out
     assert out.rstrip().endswith("safe to roll back: no")
-    as_json = valid(cli("rollback", "--pg", pg_dsn, "--run", "1", "--check", "--output",
-                        "json", log_dir=tmp_path).stdout)
+    as_json = valid(
+        cli(
+            "rollback",
+            "--pg",
+            pg_dsn,
+            "--run",
+            "1",
+            "--check",
+            "--output",
+            "json",
+            log_dir=tmp_path,
+        ).stdout
+    )
     by_table = {t["table"]: t for t in as_json["tables"]}
-    assert (by_table["user"]["inserted"], by_table["user"]["updated"],
-            by_table["user"]["deleted"]) == (1, 1, 0)
+    assert (
+        by_table["user"]["inserted"],
+        by_table["user"]["updated"],
+        by_table["user"]["deleted"],
+    ) == (1, 1, 0)
     assert as_json["safe_to_rollback"] is False and as_json["status"] == "rollback_unsafe"
     assert as_json["warnings"] == [  # the same, but for the reader's session, closed since
-        line.removeprefix("  warning: ") for line in out.splitlines()
-        if line.startswith("  warning: ") and not line.startswith("  warning: session")]
+        line.removeprefix("  warning: ")
+        for line in out.splitlines()
+        if line.startswith("  warning: ") and not line.startswith("  warning: session")
+    ]
 
     refused = cli("rollback", "--pg", pg_dsn, "--run", "1", log_dir=tmp_path)
     assert refused.returncode == 10, refused.stderr
     assert refused.stderr.count("\n") == 1 and "cannot roll back run 1 safely" in refused.stderr
     assert "table user: 1 row inserted" in refused.stdout
-    refused_json = cli("rollback", "--pg", pg_dsn, "--run", "1", "--output", "json",
-                       log_dir=tmp_path)
+    refused_json = cli(
+        "rollback", "--pg", pg_dsn, "--run", "1", "--output", "json", log_dir=tmp_path
+    )
     document = valid(refused_json.stdout)
     assert (refused_json.returncode, document["error"]["class"]) == (10, "RollbackRefused")
     assert document["warnings"] == as_json["warnings"]
-    assert cli("rollback", "--pg", pg_dsn, "--run", "1", "--no-backup",
-               log_dir=tmp_path).returncode == 2
+    assert (
+        cli("rollback", "--pg", pg_dsn, "--run", "1", "--no-backup", log_dir=tmp_path).returncode
+        == 2
+    )
     before = asyncio.run(contents(pg_dsn))
 
     backups = tmp_path / "backups"
-    forced = cli("rollback", "--pg", pg_dsn, "--run", "1", "--force", "--backup-dir",
-                 str(backups), log_dir=tmp_path)
+    forced = cli(
+        "rollback",
+        "--pg",
+        pg_dsn,
+        "--run",
+        "1",
+        "--force",
+        "--backup-dir",
+        str(backups),
+        log_dir=tmp_path,
+    )
     assert forced.returncode == 0, forced.stderr
-    assert rows(pg_dsn, "SELECT relname FROM pg_class c JOIN pg_namespace n ON "
-                        "n.oid = c.relnamespace WHERE nspname = 'public'") == []
+    assert (
+        rows(
+            pg_dsn,
+            "SELECT relname FROM pg_class c JOIN pg_namespace n ON "
+            "n.oid = c.relnamespace WHERE nspname = 'public'",
+        )
+        == []
+    )
     [run] = rows(pg_dsn, "SELECT status, backup_file, backup_sha256 FROM asyncmig.runs")
     assert run[0] == "rolled back"
     [path] = backups.iterdir()
@@ -128,15 +170,20 @@ def test_check_refuse_force_backup_restore(tmp_path: Path, pg_dsn: str,
         pytest.skip("psql is not installed: the restore cannot be tried")
     name, fresh = asyncio.run(create_database(pg_server))
     try:
-        restored = subprocess.run([PSQL, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", fresh,
-                                   "-f", str(path)], capture_output=True, text=True, check=False)
+        restored = subprocess.run(
+            [PSQL, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", fresh, "-f", str(path)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         assert restored.returncode == 0, restored.stderr
         assert asyncio.run(contents(fresh)) == before  # the application's rows included
         assert before["user"][-1][:3] == (10, "dan@example.com", "Dan")
         assert 4 not in [row[0] for row in before["values"]]
         # identity (where it stood: the application gave 10 itself), keys, foreign keys
-        assert rows(fresh, 'INSERT INTO "user" (email) VALUES (\'eve@x.org\') '
-                           "RETURNING id") == [(6,)]
+        assert rows(fresh, "INSERT INTO \"user\" (email) VALUES ('eve@x.org') RETURNING id") == [
+            (6,)
+        ]
         with pytest.raises(asyncpg.ForeignKeyViolationError):
             asyncio.run(execute(fresh, "INSERT INTO membership VALUES (99, 1, 'member')"))
     finally:
@@ -146,15 +193,22 @@ def test_check_refuse_force_backup_restore(tmp_path: Path, pg_dsn: str,
 def guide_examples() -> list[str]:
     """The README's three Python examples, as the reference guide writes them."""
     readme = (Path(__file__).parent.parent / "README.md").read_text()
-    blocks = re.findall(r'python -c "\n(from asyncmig\.rollback import RollbackManager\n.*?)"\n',
-                        readme, re.DOTALL)
+    blocks = re.findall(
+        r'python -c "\n(from asyncmig\.rollback import RollbackManager\n.*?)"\n', readme, re.DOTALL
+    )
     assert len(blocks) == 3
     return [b.replace('\\"', '"') for b in blocks]
 
 
 def run_example(code: str, dsn: str, cwd: Path) -> str:
-    result = subprocess.run([sys.executable, "-c", code.replace(GUIDE_URL, dsn)], cwd=cwd,
-                            capture_output=True, text=True, timeout=120, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", code.replace(GUIDE_URL, dsn)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -169,8 +223,10 @@ def test_the_guides_three_python_calls(tmp_path: Path, pg_dsn: str) -> None:
 
     def migrate(run_id: int) -> None:
         assert cli("run", "--sqlite", str(source), "--pg", pg_dsn, log_dir=logs).returncode == 0
-        shutil.copy(next(logs.glob(f"asyncmig_rollback_run{run_id}-*.sql")),
-                    work / "rollback_postgres_schema.sql")
+        shutil.copy(
+            next(logs.glob(f"asyncmig_rollback_run{run_id}-*.sql")),
+            work / "rollback_postgres_schema.sql",
+        )
 
     migrate(1)
     assert run_example(check, pg_dsn, work) == "Safe to rollback: True\n"
@@ -185,8 +241,10 @@ def test_the_guides_three_python_calls(tmp_path: Path, pg_dsn: str) -> None:
     migrate(2)
     asyncio.run(execute(pg_dsn, 'DELETE FROM "values" WHERE id = 5'))
     out = run_example(check, pg_dsn, work)
-    assert out == ("Safe to rollback: False\nWarning: table values: 1 row deleted since run 2 "
-                   "(rows 5 -> 4, checksum differs)\n")
+    assert out == (
+        "Safe to rollback: False\nWarning: table values: 1 row deleted since run 2 "
+        "(rows 5 -> 4, checksum differs)\n"
+    )
     assert run_example(perform, pg_dsn, work) == "Rollback success: False\n"
     assert _statuses(pg_dsn) == [(1, "rolled back"), (2, "succeeded")]
 
@@ -211,8 +269,9 @@ def test_a_sync_since_the_run_is_named_and_forced_past(tmp_path: Path, pg_dsn: s
     assert synced.returncode == 0, synced.stderr
     checked = cli("rollback", "--pg", pg_dsn, "--run", "1", "--check", log_dir=tmp_path)
     assert checked.returncode == 10, checked.stdout + checked.stderr
-    assert ("warning: a later sync (run 2) into schema public may have written the tables of "
-            "run 1") in checked.stdout
+    assert (
+        "warning: a later sync (run 2) into schema public may have written the tables of run 1"
+    ) in checked.stdout
     assert "warning: table chicken: 1 row inserted since run 1 (rows 2 -> 3" in checked.stdout
     assert cli("rollback", "--pg", pg_dsn, "--run", "1", log_dir=tmp_path).returncode == 10
     forced = cli("rollback", "--pg", pg_dsn, "--run", "1", "--force", log_dir=tmp_path)

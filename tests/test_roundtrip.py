@@ -17,7 +17,7 @@ EXPECTED_TYPES = {
     ("user", "email"): "text",
     ("user", "is_active"): "boolean",
     ("user", "created_at"): "timestamp with time zone",
-    ("group", "Name \"quoted\""): "character varying",
+    ("group", 'Name "quoted"'): "character varying",
     ("values", "big"): "bigint",
     ("values", "ratio"): "double precision",
     ("values", "price"): "numeric",
@@ -51,15 +51,17 @@ async def test_every_value_arrives_exactly(kitchen_sink: Path, any_pg_dsn: str) 
     assert kitchen_sink.read_bytes() == before, "the source file must not change"
 
 
-async def test_column_types_follow_declared_types_and_values(kitchen_sink: Path,
-                                                             pg_dsn: str) -> None:
+async def test_column_types_follow_declared_types_and_values(
+    kitchen_sink: Path, pg_dsn: str
+) -> None:
     """JSON, UUID, IP, boolean and timestamps get native types; REAL stays 8 bytes."""
     await migrate(kitchen_sink, pg_dsn)
     conn = await asyncpg.connect(pg_dsn)
     try:
         rows = await conn.fetch(
             "SELECT table_name, column_name, data_type FROM information_schema.columns "
-            "WHERE table_schema = 'public'")
+            "WHERE table_schema = 'public'"
+        )
     finally:
         await conn.close()
     found = {(r["table_name"], r["column_name"]): r["data_type"] for r in rows}
@@ -72,11 +74,19 @@ async def test_keys_indexes_and_constraints_exist(kitchen_sink: Path, pg_dsn: st
     await migrate(kitchen_sink, pg_dsn)
     conn = await asyncpg.connect(pg_dsn)
     try:
-        indexes = {r["indexname"]: r["indexdef"] for r in await conn.fetch(
-            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'")}
-        constraints = {r["conname"]: (r["contype"], r["convalidated"]) for r in await conn.fetch(
-            "SELECT conname, contype::text AS contype, convalidated FROM pg_constraint "
-            "WHERE connamespace = 'public'::regnamespace")}
+        indexes = {
+            r["indexname"]: r["indexdef"]
+            for r in await conn.fetch(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'"
+            )
+        }
+        constraints = {
+            r["conname"]: (r["contype"], r["convalidated"])
+            for r in await conn.fetch(
+                "SELECT conname, contype::text AS contype, convalidated FROM pg_constraint "
+                "WHERE connamespace = 'public'::regnamespace"
+            )
+        }
     finally:
         await conn.close()
     assert "user by name" in indexes
@@ -95,14 +105,14 @@ async def test_keys_indexes_and_constraints_exist(kitchen_sink: Path, pg_dsn: st
     assert all(valid for _, valid in constraints.values())
 
 
-async def test_sequences_continue_after_the_loaded_maximum(kitchen_sink: Path,
-                                                           pg_dsn: str) -> None:
+async def test_sequences_continue_after_the_loaded_maximum(kitchen_sink: Path, pg_dsn: str) -> None:
     """The application's next INSERT gets max(id) + 1, and 1 in an empty table."""
     await migrate(kitchen_sink, pg_dsn)
     conn = await asyncpg.connect(pg_dsn)
     try:
         new_id = await conn.fetchval(
-            "INSERT INTO \"user\" (email) VALUES ('new@example.com') RETURNING id")
+            "INSERT INTO \"user\" (email) VALUES ('new@example.com') RETURNING id"
+        )
         empty_id = await conn.fetchval("INSERT INTO empty_auto (note) VALUES ('x') RETURNING id")
         default_flag = await conn.fetchval('SELECT is_active FROM "user" WHERE id = $1', new_id)
         created = await conn.fetchval('SELECT created_at FROM "user" WHERE id = $1', new_id)
@@ -114,8 +124,7 @@ async def test_sequences_continue_after_the_loaded_maximum(kitchen_sink: Path,
     assert created is not None
 
 
-async def test_existing_table_stops_the_run_unless_replace(kitchen_sink: Path,
-                                                           pg_dsn: str) -> None:
+async def test_existing_table_stops_the_run_unless_replace(kitchen_sink: Path, pg_dsn: str) -> None:
     """A second run refuses to overwrite; --replace recreates and reloads."""
     from asyncmig.errors import TargetError
 
@@ -152,8 +161,9 @@ async def test_worker_processes_load_the_same_values(kitchen_sink: Path, pg_dsn:
     assert await assert_all_equal(kitchen_sink, pg_dsn, report.plan) > 0
 
 
-async def test_a_bad_value_in_a_worker_process_is_reported_with_its_key(tmp_path: Path,
-                                                                        pg_dsn: str) -> None:
+async def test_a_bad_value_in_a_worker_process_is_reported_with_its_key(
+    tmp_path: Path, pg_dsn: str
+) -> None:
     """Errors cross the process boundary intact (table, column, key, value)."""
     import sqlite3
 
@@ -162,8 +172,10 @@ async def test_a_bad_value_in_a_worker_process_is_reported_with_its_key(tmp_path
     source = tmp_path / "bad.db"
     conn = sqlite3.connect(source)
     conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, seen TIMESTAMP)")
-    conn.executemany("INSERT INTO t VALUES (?, ?)",
-                     [(i, f"2025-01-01 10:00:{i % 60:02d}") for i in range(1, 3001)])
+    conn.executemany(
+        "INSERT INTO t VALUES (?, ?)",
+        [(i, f"2025-01-01 10:00:{i % 60:02d}") for i in range(1, 3001)],
+    )
     # beyond the sample: julianday() accepts February 30th, the load's parser does not
     conn.execute("UPDATE t SET seen = '2025-02-30 10:00:00' WHERE id = 1500")
     conn.commit()
@@ -175,8 +187,7 @@ async def test_a_bad_value_in_a_worker_process_is_reported_with_its_key(tmp_path
     assert (caught.value.table, caught.value.column, caught.value.key) == ("t", "seen", 1500)
 
 
-async def test_portable_views_are_created_and_others_reported(tmp_path: Path,
-                                                              pg_dsn: str) -> None:
+async def test_portable_views_are_created_and_others_reported(tmp_path: Path, pg_dsn: str) -> None:
     """A view PostgreSQL accepts (as written or translated) is created; one it refuses
     even then is named, not lost."""
     import sqlite3
@@ -197,15 +208,16 @@ async def test_portable_views_are_created_and_others_reported(tmp_path: Path,
     try:
         rows = await pg.fetch('SELECT id, name FROM "cheap items"')
         on_sale = [r[0] for r in await pg.fetch('SELECT id FROM "on sale" ORDER BY id')]
-        views = {r[0] for r in await pg.fetch(
-            "SELECT viewname FROM pg_views WHERE schemaname = 'public'")}
+        views = {
+            r[0]
+            for r in await pg.fetch("SELECT viewname FROM pg_views WHERE schemaname = 'public'")
+        }
     finally:
         await pg.close()
     assert [tuple(r) for r in rows] == [(1, "A")]
     assert views == {"cheap items", "on sale", "active_items"}
     assert on_sale == [1, 2]  # booleans compared with 1 and 0, SQLite's way, requoted
-    assert any("typed not created" in w and "typeof()" in w
-               for w in report.warnings)
+    assert any("typed not created" in w and "typeof()" in w for w in report.warnings)
     from asyncmig.cli.render import plan_text
 
     shown = plan_text(report.plan)
@@ -221,9 +233,10 @@ async def test_a_wide_table(tmp_path: Path, pg_dsn: str) -> None:
     conn = sqlite3.connect(source)
     columns = ", ".join(f"c{i} {'INTEGER' if i % 2 else 'TEXT'}" for i in range(300))
     conn.execute(f"CREATE TABLE wide (id INTEGER PRIMARY KEY, {columns})")
-    conn.executemany(f"INSERT INTO wide VALUES ({', '.join('?' * 301)})",
-                     [(r, *[(r * i if i % 2 else f"v{r}-{i}") for i in range(300)])
-                      for r in range(1, 4)])
+    conn.executemany(
+        f"INSERT INTO wide VALUES ({', '.join('?' * 301)})",
+        [(r, *[(r * i if i % 2 else f"v{r}-{i}") for i in range(300)]) for r in range(1, 4)],
+    )
     conn.commit()
     conn.close()
     report = await migrate(source, pg_dsn)
@@ -243,14 +256,16 @@ def new_york(monkeypatch: pytest.MonkeyPatch) -> object:
 
 
 async def test_naive_timestamps_are_utc_whatever_the_local_time_zone(
-        kitchen_sink: Path, pg_dsn: str, new_york: object) -> None:
+    kitchen_sink: Path, pg_dsn: str, new_york: object
+) -> None:
     report = await migrate(kitchen_sink, pg_dsn)
     assert await assert_all_equal(kitchen_sink, pg_dsn, report.plan) > 0
     conn = await asyncpg.connect(pg_dsn)
     try:
         seen = await conn.fetchval(
             """SELECT to_char(seen AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') FROM "values" """
-            "WHERE id = 1")
+            "WHERE id = 1"
+        )
     finally:
         await conn.close()
     assert seen == "2025-03-01 12:00:00"
@@ -259,17 +274,20 @@ async def test_naive_timestamps_are_utc_whatever_the_local_time_zone(
 def test_the_command_line_runs_in_utc(kitchen_sink: Path, pg_dsn: str) -> None:
     import asyncio
 
-
-    result = run_cli("run", "--sqlite", str(kitchen_sink), "--pg", pg_dsn,
-                     env={"TZ": "Asia/Kolkata"})
+    result = run_cli(
+        "run", "--sqlite", str(kitchen_sink), "--pg", pg_dsn, env={"TZ": "Asia/Kolkata"}
+    )
     assert result.returncode == 0, result.stderr
 
     async def seen() -> str:
         conn = await asyncpg.connect(pg_dsn)
         try:
-            return str(await conn.fetchval(
-                """SELECT to_char(seen AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') """
-                """FROM "values" WHERE id = 1"""))
+            return str(
+                await conn.fetchval(
+                    """SELECT to_char(seen AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') """
+                    """FROM "values" WHERE id = 1"""
+                )
+            )
         finally:
             await conn.close()
 
@@ -285,8 +303,10 @@ async def test_big_values_move_in_small_batches(tmp_path: Path, pg_dsn: str) -> 
     source = tmp_path / "blobs.db"
     conn = sqlite3.connect(source)
     conn.execute("CREATE TABLE pictures (id INTEGER PRIMARY KEY, data BLOB)")
-    conn.executemany("INSERT INTO pictures VALUES (?, ?)",
-                     [(i, bytes([i % 256]) * 1_000_000) for i in range(1, 41)])
+    conn.executemany(
+        "INSERT INTO pictures VALUES (?, ?)",
+        [(i, bytes([i % 256]) * 1_000_000) for i in range(1, 41)],
+    )
     conn.commit()
     conn.close()
     report = await migrate(source, pg_dsn)

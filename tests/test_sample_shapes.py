@@ -62,29 +62,44 @@ def build(path: Path, script: str, rows: list[tuple[str, list[tuple[object, ...]
 
 
 async def test_a_chinook_shaped_database(tmp_path: Path, pg_dsn: str) -> None:
-    source = build(tmp_path / "chinook.db", CHINOOK, [
-        ("INSERT INTO Artist VALUES (?, ?)", [(1, "AC/DC"), (2, "Accept"), (3, "Aerosmith")]),
-        ("INSERT INTO Album VALUES (?, ?, ?)",
-         [(1, "For Those About To Rock We Salute You", 1), (2, "Balls to the Wall", 2)]),
-        ("INSERT INTO Invoice VALUES (?, ?, ?, ?)",
-         [(1, "2009-01-01 00:00:00", "Germany", 1.98), (2, "2009-01-02 00:00:00", "Norway",
-                                                         3.96), (3, "2013-12-22 00:00:00",
-                                                                 "Chile", 1.99)]),
-        ("INSERT INTO PlaylistTrack VALUES (?, ?)", [(1, 3402), (1, 3389), (8, 3402)]),
-    ])
+    source = build(
+        tmp_path / "chinook.db",
+        CHINOOK,
+        [
+            ("INSERT INTO Artist VALUES (?, ?)", [(1, "AC/DC"), (2, "Accept"), (3, "Aerosmith")]),
+            (
+                "INSERT INTO Album VALUES (?, ?, ?)",
+                [(1, "For Those About To Rock We Salute You", 1), (2, "Balls to the Wall", 2)],
+            ),
+            (
+                "INSERT INTO Invoice VALUES (?, ?, ?, ?)",
+                [
+                    (1, "2009-01-01 00:00:00", "Germany", 1.98),
+                    (2, "2009-01-02 00:00:00", "Norway", 3.96),
+                    (3, "2013-12-22 00:00:00", "Chile", 1.99),
+                ],
+            ),
+            ("INSERT INTO PlaylistTrack VALUES (?, ?)", [(1, 3402), (1, 3389), (8, 3402)]),
+        ],
+    )
     report = await migrate(source, pg_dsn)
     assert all(c.ok for c in report.checks)
     assert await assert_all_equal(source, pg_dsn, report.plan) == 11
     conn = await asyncpg.connect(pg_dsn)
     try:
-        types = {(r[0], r[1]): r[2] for r in await conn.fetch(
-            "SELECT table_name, column_name, format_type(a.atttypid, a.atttypmod) "
-            "FROM information_schema.columns c JOIN pg_attribute a "
-            "ON a.attrelid = (quote_ident(c.table_name))::regclass "
-            "AND a.attname = c.column_name WHERE c.table_schema = 'public'")}
+        types = {
+            (r[0], r[1]): r[2]
+            for r in await conn.fetch(
+                "SELECT table_name, column_name, format_type(a.atttypid, a.atttypmod) "
+                "FROM information_schema.columns c JOIN pg_attribute a "
+                "ON a.attrelid = (quote_ident(c.table_name))::regclass "
+                "AND a.attname = c.column_name WHERE c.table_schema = 'public'"
+            )
+        }
         total = await conn.fetchval('SELECT sum("Total") FROM "Invoice"')
         new_artist = await conn.fetchval(
-            """INSERT INTO "Artist" ("Name") VALUES ('New') RETURNING "ArtistId" """)
+            """INSERT INTO "Artist" ("Name") VALUES ('New') RETURNING "ArtistId" """
+        )
     finally:
         await conn.close()
     assert types[("Album", "Title")] == "character varying(160)"
@@ -96,26 +111,47 @@ async def test_a_chinook_shaped_database(tmp_path: Path, pg_dsn: str) -> None:
 
 
 async def test_a_northwind_shaped_database(tmp_path: Path, pg_dsn: str) -> None:
-    source = build(tmp_path / "northwind.db", NORTHWIND, [
-        ('INSERT INTO "Categories" VALUES (?, ?, ?, ?)',
-         [(1, "Beverages", "Soft drinks", b"\x15\x1c/\x00\x02"), (2, "Condiments", None, None)]),
-        ('INSERT INTO "Orders" VALUES (?, ?, ?, ?, ?)',
-         [(10248, "VINET", "2016-07-04 00:00:00.000", 32.38, "Vins et alcools Chevalier"),
-          (10249, "TOMSP", "2016-07-05 00:00:00.000", 11.61, "Toms Spezialitäten")]),
-        ('INSERT INTO "Order Details" VALUES (?, ?, ?, ?, ?)',
-         [(10248, 11, 14, 12, 0), (10248, 42, 9.8, 10, 0), (10249, 14, 18.6, 9, 0.15)]),
-    ])
+    source = build(
+        tmp_path / "northwind.db",
+        NORTHWIND,
+        [
+            (
+                'INSERT INTO "Categories" VALUES (?, ?, ?, ?)',
+                [
+                    (1, "Beverages", "Soft drinks", b"\x15\x1c/\x00\x02"),
+                    (2, "Condiments", None, None),
+                ],
+            ),
+            (
+                'INSERT INTO "Orders" VALUES (?, ?, ?, ?, ?)',
+                [
+                    (10248, "VINET", "2016-07-04 00:00:00.000", 32.38, "Vins et alcools Chevalier"),
+                    (10249, "TOMSP", "2016-07-05 00:00:00.000", 11.61, "Toms Spezialitäten"),
+                ],
+            ),
+            (
+                'INSERT INTO "Order Details" VALUES (?, ?, ?, ?, ?)',
+                [(10248, 11, 14, 12, 0), (10248, 42, 9.8, 10, 0), (10249, 14, 18.6, 9, 0.15)],
+            ),
+        ],
+    )
     report = await migrate(source, pg_dsn)
     assert all(c.ok for c in report.checks)
     assert await assert_all_equal(source, pg_dsn, report.plan) == 7
     conn = await asyncpg.connect(pg_dsn)
     try:
-        checks = [r[0] for r in await conn.fetch(
-            "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE contype = 'c' "
-            "AND conrelid = '\"Order Details\"'::regclass")]
-        subtotals = await conn.fetch('SELECT * FROM "Order Subtotals" ORDER BY 1') \
-            if await conn.fetchval("SELECT to_regclass('\"Order Subtotals\"') IS NOT NULL") \
+        checks = [
+            r[0]
+            for r in await conn.fetch(
+                "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE contype = 'c' "
+                "AND conrelid = '\"Order Details\"'::regclass"
+            )
+        ]
+        subtotals = (
+            await conn.fetch('SELECT * FROM "Order Subtotals" ORDER BY 1')
+            if await conn.fetchval("SELECT to_regclass('\"Order Subtotals\"') IS NOT NULL")
             else None
+        )
     finally:
         await conn.close()
     assert len(checks) == 2

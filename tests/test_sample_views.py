@@ -45,5 +45,10 @@ async def test_northwind_views_return_sqlites_rows(tmp_path: Path, pg_dsn: str) 
 async def test_sakila_views_return_sqlites_rows(tmp_path: Path, pg_dsn: str) -> None:
     """All 5 Sakila views exist in PostgreSQL and return exactly SQLite's rows."""
     counts = await compare_views(build_sakila(tmp_path / "sakila.db"), pg_dsn, 5)
-    assert counts == {"customer_list": 4, "film_list": 8, "staff_list": 2,
-                      "sales_by_store": 2, "sales_by_film_category": 3}
+    assert counts == {
+        "customer_list": 4,
+        "film_list": 8,
+        "staff_list": 2,
+        "sales_by_store": 2,
+        "sales_by_film_category": 3,
+    }

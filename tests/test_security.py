@@ -54,8 +54,12 @@ async def victim_alive(dsn: str) -> bool:
 async def stored_rollbacks(dsn: str) -> list[str]:
     conn = await asyncpg.connect(dsn)
     try:
-        return [r[0] for r in await conn.fetch("SELECT rollback_sql FROM asyncmig.runs "
-                                               "WHERE rollback_sql IS NOT NULL")]
+        return [
+            r[0]
+            for r in await conn.fetch(
+                "SELECT rollback_sql FROM asyncmig.runs WHERE rollback_sql IS NOT NULL"
+            )
+        ]
     finally:
         await conn.close()
 
@@ -66,8 +70,14 @@ PROFILE = '[tables.scores.columns.score]\ntype = "bigint"\n'
 
 def settings_for(source: Path, dsn: str, out: Path, schema: str = "public") -> RunSettings:
     overrides = parse_overrides(tomllib.loads(PROFILE), "test")
-    return RunSettings(source, Target(dsn, scrub(dsn), "test"), schema, output_dir=out,
-                       rejects_dir=out / "rejects", overrides=overrides)
+    return RunSettings(
+        source,
+        Target(dsn, scrub(dsn), "test"),
+        schema,
+        output_dir=out,
+        rejects_dir=out / "rejects",
+        overrides=overrides,
+    )
 
 
 def test_sql_comment_cannot_be_ended() -> None:
@@ -125,8 +135,10 @@ async def test_view_with_a_smuggled_statement(tmp_path: Path, pg_dsn: str) -> No
     conn.execute("CREATE VIEW v AS SELECT id FROM t WHERE id < 3")
     conn.commit()
     conn.execute("PRAGMA writable_schema=ON")
-    conn.execute("UPDATE sqlite_master SET sql = ? WHERE name = 'v'",
-                 (f"CREATE VIEW v AS SELECT id FROM t WHERE id < 3; {INJECTED}",))
+    conn.execute(
+        "UPDATE sqlite_master SET sql = ? WHERE name = 'v'",
+        (f"CREATE VIEW v AS SELECT id FROM t WHERE id < 3; {INJECTED}",),
+    )
     conn.commit()
     conn.close()
     assert sqlite3.connect(source).execute("SELECT count(*) FROM v").fetchone() == (2,)
@@ -141,16 +153,17 @@ async def test_view_with_a_smuggled_statement(tmp_path: Path, pg_dsn: str) -> No
         await pg.close()
 
 
-async def test_view_bracket_quoting_cannot_hide_a_statement(tmp_path: Path,
-                                                            pg_dsn: str) -> None:
+async def test_view_bracket_quoting_cannot_hide_a_statement(tmp_path: Path, pg_dsn: str) -> None:
     """SQLite reads [..] as a name; PostgreSQL does not: one statement at a time still."""
     source = small_source(tmp_path / "app.db")
     conn = sqlite3.connect(source)
     conn.execute("CREATE VIEW w AS SELECT 1 AS x")
     conn.commit()
     conn.execute("PRAGMA writable_schema=ON")
-    conn.execute("UPDATE sqlite_master SET sql = ? WHERE name = 'w'",
-                 (f"CREATE VIEW w AS SELECT 1 AS [x;{INJECTED};--]",))
+    conn.execute(
+        "UPDATE sqlite_master SET sql = ? WHERE name = 'w'",
+        (f"CREATE VIEW w AS SELECT 1 AS [x;{INJECTED};--]",),
+    )
     conn.commit()
     conn.close()
     await make_victim(pg_dsn)
@@ -176,8 +189,9 @@ def test_malformed_url_never_shows_the_password(tmp_path: Path, password: str) -
     assert all("Kw7v" not in p.read_text() for p in logs)
 
 
-async def test_special_password_percent_encoded_and_passfile(tmp_path: Path, pg_dsn: str,
-                                                             password_role: str | None) -> None:
+async def test_special_password_percent_encoded_and_passfile(
+    tmp_path: Path, pg_dsn: str, password_role: str | None
+) -> None:
     """The documented ways work: a percent-encoded URL, and PGPASSFILE with no password."""
     if password_role is None:
         pytest.skip("needs a server whose authentication the tests configure")
@@ -185,23 +199,28 @@ async def test_special_password_percent_encoded_and_passfile(tmp_path: Path, pg_
     conn = await asyncpg.connect(pg_dsn)
     try:
         await conn.execute(f"DROP ROLE IF EXISTS {password_role}")
-        await conn.execute(f"CREATE ROLE {password_role} LOGIN SUPERUSER PASSWORD "
-                           f"'{password}'")
+        await conn.execute(f"CREATE ROLE {password_role} LOGIN SUPERUSER PASSWORD '{password}'")
     finally:
         await conn.close()
     from urllib.parse import quote, urlsplit
+
     encoded = quote(password, safe="")
     dsn = pg_dsn.replace("postgres:@", f"{password_role}:{encoded}@", 1)
     source = small_source(tmp_path / "a.db")
-    ok = run_cli("run", "--sqlite", str(source), "--pg", dsn,
-                 env={"ASYNCMIG_LOG_DIR": str(tmp_path / "logs")})
+    ok = run_cli(
+        "run",
+        "--sqlite",
+        str(source),
+        "--pg",
+        dsn,
+        env={"ASYNCMIG_LOG_DIR": str(tmp_path / "logs")},
+    )
     assert ok.returncode == 0, ok.stderr
     assert "Kw7v" not in ok.stdout + ok.stderr
     assert all("Kw7v" not in p.read_text() for p in (tmp_path / "logs").rglob("*"))
     history = await asyncpg.connect(pg_dsn)
     try:
-        row = await history.fetchrow("SELECT options::text, error, rollback_sql FROM "
-                                     "asyncmig.runs")
+        row = await history.fetchrow("SELECT options::text, error, rollback_sql FROM asyncmig.runs")
         assert row is not None and "Kw7v" not in " ".join(str(v) for v in row)
     finally:
         await history.close()
@@ -227,8 +246,16 @@ async def test_files_are_private_whatever_the_umask(tmp_path: Path, pg_dsn: str)
     try:
         profile = tmp_path / "profile.toml"
         profile.write_text(PROFILE)
-        result = run_cli("run", "--sqlite", str(source), "--pg", pg_dsn, "--config",
-                         str(profile), env={"ASYNCMIG_LOG_DIR": str(out)})
+        result = run_cli(
+            "run",
+            "--sqlite",
+            str(source),
+            "--pg",
+            pg_dsn,
+            "--config",
+            str(profile),
+            env={"ASYNCMIG_LOG_DIR": str(out)},
+        )
     finally:
         os.umask(old)
     assert result.returncode == 8, result.stderr  # loaded with rejects
@@ -258,7 +285,8 @@ async def test_two_targets_from_one_directory(tmp_path: Path, pg_server: str) ->
         kept = Path(files_a["scores"]).read_text().splitlines()
         assert len(kept) == 7
         assert {json.loads(line)["row"]["score"] for line in kept} == {
-            f"not a number {i}" for i in range(7)}
+            f"not a number {i}" for i in range(7)
+        }
         assert report_a.rollback_script != report_b.rollback_script
         assert report_a.rollback_script is not None and report_a.rollback_script.exists()
         # A's check --deep reads A's reject file; A's rollback drops A's tables only

@@ -32,7 +32,8 @@ def test_readme_option_table_is_generated_from_the_declaration() -> None:
     start = readme.index("| option | env | default | meaning |")
     end = readme.index("<!-- options end -->")
     assert readme[start:end] == settings.markdown_table(), (
-        "README option table is stale: regenerate it with python -m asyncmig.cli.settings --markdown")
+        "README option table is stale: regenerate it with python -m asyncmig.cli.settings --markdown"
+    )
 
 
 def test_defaults_are_written_once() -> None:
@@ -43,9 +44,19 @@ def test_defaults_are_written_once() -> None:
     assert RunSettings(Path("x"), None).duplicates is Duplicates.FAIL  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("raw", "expected"), [("false", False), ("0", False), ("off", False),
-                                               ("No", False), ("true", True), ("1", True),
-                                               ("yes", True), ("", False)])
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("false", False),
+        ("0", False),
+        ("off", False),
+        ("No", False),
+        ("true", True),
+        ("1", True),
+        ("yes", True),
+        ("", False),
+    ],
+)
 def test_environment_booleans_are_strict(raw: str, expected: bool) -> None:
     """ASYNCMIG_SNAPSHOT=false means off (it used to mean on); empty means unset."""
     env = {"ASYNCMIG_SNAPSHOT": raw, "ASYNCMIG_VERBOSE": raw, "ASYNCMIG_REPLACE": raw}
@@ -53,16 +64,23 @@ def test_environment_booleans_are_strict(raw: str, expected: bool) -> None:
     assert (values["snapshot"], values["verbose"], values["replace"]) == (expected,) * 3
 
 
-@pytest.mark.parametrize(("name", "raw", "message"), [
-    ("ASYNCMIG_SNAPSHOT", "maybe", "ASYNCMIG_SNAPSHOT is expected to be true or false"),
-    ("ASYNCMIG_JOBS", "abc", "ASYNCMIG_JOBS is expected to be a whole number, got 'abc'"),
-    ("ASYNCMIG_JOBS", "0", "ASYNCMIG_JOBS is expected to be at least 1, got 0"),
-    ("ASYNCMIG_ON_ERROR", "bogus", "ASYNCMIG_ON_ERROR is expected to be one of coerce, default"),
-    ("ASYNCMIG_DUPLICATES", "rejct", "(did you mean 'reject'?)"),
-])
+@pytest.mark.parametrize(
+    ("name", "raw", "message"),
+    [
+        ("ASYNCMIG_SNAPSHOT", "maybe", "ASYNCMIG_SNAPSHOT is expected to be true or false"),
+        ("ASYNCMIG_JOBS", "abc", "ASYNCMIG_JOBS is expected to be a whole number, got 'abc'"),
+        ("ASYNCMIG_JOBS", "0", "ASYNCMIG_JOBS is expected to be at least 1, got 0"),
+        (
+            "ASYNCMIG_ON_ERROR",
+            "bogus",
+            "ASYNCMIG_ON_ERROR is expected to be one of coerce, default",
+        ),
+        ("ASYNCMIG_DUPLICATES", "rejct", "(did you mean 'reject'?)"),
+    ],
+)
 def test_bad_environment_values_exit_2_with_one_line(
-        run_main: RunMain, tmp_path: Path, name: str, raw: str,
-        message: str) -> None:
+    run_main: RunMain, tmp_path: Path, name: str, raw: str, message: str
+) -> None:
     code, out, err = run_main("run", "--sqlite", str(tmp_path / "a.db"), env={name: raw})
     assert code == 2
     assert message in one_error_line(err)
@@ -83,9 +101,11 @@ def test_no_prefix_matching(run_main: RunMain, tmp_path: Path) -> None:
 
 
 def test_command_line_wins_over_environment_and_the_choice_is_an_enum() -> None:
-    values = resolve(RUN, {"on_error": OnError.FAIL, "jobs": 7},
-                     {"ASYNCMIG_ON_ERROR": "null", "ASYNCMIG_JOBS": "3",
-                      "ASYNCMIG_BATCH_SIZE": "10"})
+    values = resolve(
+        RUN,
+        {"on_error": OnError.FAIL, "jobs": 7},
+        {"ASYNCMIG_ON_ERROR": "null", "ASYNCMIG_JOBS": "3", "ASYNCMIG_BATCH_SIZE": "10"},
+    )
     assert values["on_error"] is OnError.FAIL
     assert (values["jobs"], values["batch_size"]) == (7, 10)
     assert values.origins["jobs"] == "command line"
@@ -115,28 +135,37 @@ def write_job(path: Path, body: str) -> Path:
 
 
 def test_a_job_file_holds_source_secret_target_options_and_profile(
-        run_main: RunMain, tmp_path: Path, pg_dsn: str) -> None:
+    run_main: RunMain, tmp_path: Path, pg_dsn: str
+) -> None:
     """`run --config job.toml` alone migrates: the source path is relative to the file,
     the URL comes from a secret file (trailing newline and all), the profile applies."""
     write_source(tmp_path / "app.db")
     (tmp_path / "pg_url").write_text(pg_dsn + "\n", encoding="utf-8")
-    job = write_job(tmp_path / "job.toml", '[job]\nsqlite = "app.db"\npg_file = "pg_url"\n'
-                    'schema = "reporting"\non_error = "fail"\njobs = 1\n\n'
-                    '[tables.item]\nrename = "items"\n')
+    job = write_job(
+        tmp_path / "job.toml",
+        '[job]\nsqlite = "app.db"\npg_file = "pg_url"\n'
+        'schema = "reporting"\non_error = "fail"\njobs = 1\n\n'
+        '[tables.item]\nrename = "items"\n',
+    )
     env = {"ASYNCMIG_LOG_DIR": str(tmp_path / "logs")}
     code, out, err = run_main("run", "--config", str(job), env=env)
     assert code == 0, err
     assert "migrated into" in out
     assert asyncio.run(fetch_items(pg_dsn, "reporting", "items")) == [
-        (1, "pen"), (2, "筆"), (3, "🖊")]
+        (1, "pen"),
+        (2, "筆"),
+        (3, "🖊"),
+    ]
     code, out, err = run_main("status", env={"ASYNCMIG_CONFIG": str(job)})
     assert code == 0, err
     assert "run" in out and "succeeded" in out
 
 
 def test_job_file_precedence_command_line_then_environment_then_file(tmp_path: Path) -> None:
-    job = write_job(tmp_path / "job.toml", "[job]\njobs = 3\nbatch_size = 100\nqueue_size = 9\n"
-                    "snapshot = true\n")
+    job = write_job(
+        tmp_path / "job.toml",
+        "[job]\njobs = 3\nbatch_size = 100\nqueue_size = 9\nsnapshot = true\n",
+    )
     env = {"ASYNCMIG_CONFIG": str(job), "ASYNCMIG_JOBS": "5", "ASYNCMIG_BATCH_SIZE": "50"}
     values = resolve((*RUN, "config"), {"jobs": 7}, env)
     assert (values["jobs"], values["batch_size"], values["queue_size"]) == (7, 50, 9)
@@ -144,36 +173,46 @@ def test_job_file_precedence_command_line_then_environment_then_file(tmp_path: P
     assert values.origins["queue_size"] == "job file"
 
 
-@pytest.mark.parametrize(("body", "message"), [
-    ("[job]\njbos = 3\n", "unknown key job.jbos (did you mean 'jobs'?)"),
-    ('[job]\njobs = "4"\n', "job.jobs is expected to be a whole number, got '4'"),
-    ('[job]\nsnapshot = "false"\n', "job.snapshot is expected to be true or false"),
-    ('[job]\non_error = "sometimes"\n', "job.on_error is expected to be one of"),
-    ('[job]\npg = "postgresql://a@b/c"\npg_file = "x"\n', "job has pg, pg_file; give only one"),
-    ('[job]\npg_env = "NOT_SET_ANYWHERE"\n', "pg_env names NOT_SET_ANYWHERE, which is not set"),
-    ("[jbo]\njobs = 3\n", "unknown key(s) ['jbo']"),
-])
-def test_job_files_are_strictly_validated(run_main: RunMain, tmp_path: Path,
-                                          body: str, message: str) -> None:
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("[job]\njbos = 3\n", "unknown key job.jbos (did you mean 'jobs'?)"),
+        ('[job]\njobs = "4"\n', "job.jobs is expected to be a whole number, got '4'"),
+        ('[job]\nsnapshot = "false"\n', "job.snapshot is expected to be true or false"),
+        ('[job]\non_error = "sometimes"\n', "job.on_error is expected to be one of"),
+        ('[job]\npg = "postgresql://a@b/c"\npg_file = "x"\n', "job has pg, pg_file; give only one"),
+        ('[job]\npg_env = "NOT_SET_ANYWHERE"\n', "pg_env names NOT_SET_ANYWHERE, which is not set"),
+        ("[jbo]\njobs = 3\n", "unknown key(s) ['jbo']"),
+    ],
+)
+def test_job_files_are_strictly_validated(
+    run_main: RunMain, tmp_path: Path, body: str, message: str
+) -> None:
     job = write_job(tmp_path / "job.toml", body)
-    code, _, err = run_main("validate", "--sqlite", str(write_source(tmp_path / "a.db")),
-                       "--config", str(job), "--pg", "postgresql://me@127.0.0.1:1/db")
+    code, _, err = run_main(
+        "validate",
+        "--sqlite",
+        str(write_source(tmp_path / "a.db")),
+        "--config",
+        str(job),
+        "--pg",
+        "postgresql://me@127.0.0.1:1/db",
+    )
     assert code == 2, err
     assert message in one_error_line(err)
 
 
-def test_the_target_twice_at_one_level_is_refused(run_main: RunMain,
-                                                  tmp_path: Path) -> None:
+def test_the_target_twice_at_one_level_is_refused(run_main: RunMain, tmp_path: Path) -> None:
     secret = tmp_path / "pg_url"
     secret.write_text("postgresql://me:pw@127.0.0.1:1/db\n", encoding="utf-8")
-    code, _, err = run_main("status", env={"ASYNCMIG_PG": "postgresql://a@b/c",
-                                              "ASYNCMIG_PG_FILE": str(secret)})
+    code, _, err = run_main(
+        "status", env={"ASYNCMIG_PG": "postgresql://a@b/c", "ASYNCMIG_PG_FILE": str(secret)}
+    )
     assert code == 2
     assert "the target is given twice (ASYNCMIG_PG and ASYNCMIG_PG_FILE)" in one_error_line(err)
 
 
-def test_pg_file_errors_are_usage_errors(run_main: RunMain,
-                                         tmp_path: Path) -> None:
+def test_pg_file_errors_are_usage_errors(run_main: RunMain, tmp_path: Path) -> None:
     (tmp_path / "empty").write_text("\n", encoding="utf-8")
     code, _, err = run_main("status", "--pg-file", str(tmp_path / "empty"))
     assert code == 2 and "the file is empty" in one_error_line(err)
@@ -182,13 +221,22 @@ def test_pg_file_errors_are_usage_errors(run_main: RunMain,
 
 
 def test_a_target_that_never_comes_up_is_retried_then_reported(
-        run_main: RunMain, tmp_path: Path) -> None:
+    run_main: RunMain, tmp_path: Path
+) -> None:
     """--connect-timeout retries a refused connection, one log line per attempt, then
     fails with the usual one-line connection error (exit 4), password hidden."""
     secret = tmp_path / "pg_url"
     secret.write_text("postgresql://me:s3cret@127.0.0.1:1/db\n", encoding="utf-8")
-    code, _, err = run_main("status", "--pg-file", str(secret), "--connect-timeout", "2",
-                       "--log-format", "json", "--debug")
+    code, _, err = run_main(
+        "status",
+        "--pg-file",
+        str(secret),
+        "--connect-timeout",
+        "2",
+        "--log-format",
+        "json",
+        "--debug",
+    )
     assert code == 4, err
     lines = err.splitlines()
     assert any('"event":"target_not_ready"' in line and '"attempt":1' in line for line in lines)
@@ -265,8 +313,9 @@ def test_a_target_still_starting_up_is_waited_for(run_main: RunMain, pg_dsn: str
     server = BootingServer(unix_socket, refusals=2)
     try:
         url = f"postgresql://postgres@127.0.0.1:{server.port}{parts.path}?sslmode=disable"
-        code, out, err = run_main("status", "--pg", url, "--connect-timeout", "60",
-                                  "--log-format", "json")
+        code, out, err = run_main(
+            "status", "--pg", url, "--connect-timeout", "60", "--log-format", "json"
+        )
     finally:
         server.close()
     assert code == 0, err
@@ -277,16 +326,27 @@ def test_a_target_still_starting_up_is_waited_for(run_main: RunMain, pg_dsn: str
 
 
 def test_the_effective_configuration_is_logged_once_with_its_origins(
-        run_main: RunMain, tmp_path: Path) -> None:
+    run_main: RunMain, tmp_path: Path
+) -> None:
     """One `configuration` event says where each option not left at its default came
     from (values are not logged: a URL could hold a password)."""
     source = write_source(tmp_path / "a.db")
-    code, _, err = run_main("plan", "--sqlite", str(source), "--verbose", "--log-format", "json",
-                            env={"ASYNCMIG_JOBS": "3"})
+    code, _, err = run_main(
+        "plan",
+        "--sqlite",
+        str(source),
+        "--verbose",
+        "--log-format",
+        "json",
+        env={"ASYNCMIG_JOBS": "3"},
+    )
     assert code == 0, err
     events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     configuration = [e for e in events if e["event"] == "configuration"]
     assert len(configuration) == 1
-    assert configuration[0]["sources"] == {"sqlite": "command line", "jobs": "environment",
-                                           "verbose": "command line",
-                                           "log_format": "command line"}
+    assert configuration[0]["sources"] == {
+        "sqlite": "command line",
+        "jobs": "environment",
+        "verbose": "command line",
+        "log_format": "command line",
+    }

@@ -37,9 +37,10 @@ def build(path: Path, *, bad: bool = False) -> Path:
     """)
     conn.executemany("INSERT INTO small VALUES (?, ?)", [(i, f"s{i}") for i in range(10)])
     ids = [i if i < 2000 else i + 10_000 for i in range(1, ROWS + 1)]  # a gap in rowids
-    conn.executemany("INSERT INTO big VALUES (?, ?, ?)",
-                     [(i, "oops" if bad and pos in BAD else i * 3, f"label {i}")
-                      for pos, i in enumerate(ids)])
+    conn.executemany(
+        "INSERT INTO big VALUES (?, ?, ?)",
+        [(i, "oops" if bad and pos in BAD else i * 3, f"label {i}") for pos, i in enumerate(ids)],
+    )
     conn.commit()
     conn.close()
     return path
@@ -51,13 +52,20 @@ def low_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def settings(path: Path, dsn: str, tmp_path: Path, **extra: object) -> RunSettings:
-    return RunSettings(path, Target(dsn, dsn, "test"), schema="parted", jobs=2,
-                       workers="process", rejects_dir=tmp_path / "rejects",
-                       **extra)  # type: ignore[arg-type]
+    return RunSettings(
+        path,
+        Target(dsn, dsn, "test"),
+        schema="parted",
+        jobs=2,
+        workers="process",
+        rejects_dir=tmp_path / "rejects",
+        **extra,  # type: ignore[arg-type]
+    )
 
 
 async def test_a_big_table_loads_in_ranges_and_every_value_arrives(
-        tmp_path: Path, pg_dsn: str, low_threshold: None) -> None:
+    tmp_path: Path, pg_dsn: str, low_threshold: None
+) -> None:
     path = build(tmp_path / "s.db")
     with capture_logs() as logs:
         report = await run_migration(settings(path, pg_dsn, tmp_path))
@@ -75,33 +83,40 @@ async def test_a_big_table_loads_in_ranges_and_every_value_arrives(
         assert [tuple(r) for r in rows] == expected
         # the staging schema is gone; the history has one row for the table
         assert not await conn.fetchval(
-            "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'asyncmig_load_%'")
-        recorded = await conn.fetch("SELECT table_name, loaded_rows FROM asyncmig.run_tables "
-                                    "WHERE table_name = 'big'")
+            "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'asyncmig_load_%'"
+        )
+        recorded = await conn.fetch(
+            "SELECT table_name, loaded_rows FROM asyncmig.run_tables WHERE table_name = 'big'"
+        )
         assert [tuple(r) for r in recorded] == [("big", ROWS)]
         # the identity moved with the table: the next id follows the loaded ones
-        assert await conn.fetchval(
-            "INSERT INTO parted.big (n) VALUES (0) RETURNING id") == ROWS + 10_000 + 1
+        assert (
+            await conn.fetchval("INSERT INTO parted.big (n) VALUES (0) RETURNING id")
+            == ROWS + 10_000 + 1
+        )
     finally:
         await conn.close()
 
 
 async def test_rejects_of_every_range_end_in_the_tables_one_file(
-        tmp_path: Path, pg_dsn: str, low_threshold: None) -> None:
+    tmp_path: Path, pg_dsn: str, low_threshold: None
+) -> None:
     path = build(tmp_path / "s.db", bad=True)
     report = await run_migration(settings(path, pg_dsn, tmp_path))
     big = next(t for t in report.tables if t.table == "big")
     assert big.rows == ROWS - 2 and big.rejected == 2
     assert big.reject_file is not None
-    keys = sorted(json.loads(line)["key"] for line in Path(big.reject_file).read_text()
-                  .splitlines())
+    keys = sorted(
+        json.loads(line)["key"] for line in Path(big.reject_file).read_text().splitlines()
+    )
     assert keys == [BAD[0] + 1, BAD[1] + 1 + 10_000]  # ids of those positions
     leftovers = [p.name for p in Path(big.reject_file).parent.iterdir()]
     assert leftovers == [Path(big.reject_file).name]
 
 
 async def test_a_failing_range_leaves_nothing_behind(
-        tmp_path: Path, pg_dsn: str, low_threshold: None) -> None:
+    tmp_path: Path, pg_dsn: str, low_threshold: None
+) -> None:
     """Policy `fail`: the second range stops the run; no table, no staging schema."""
     path = build(tmp_path / "s.db", bad=True)
     strict = parse_overrides({"on_error": "fail"}, "test")
@@ -109,8 +124,12 @@ async def test_a_failing_range_leaves_nothing_behind(
         await run_migration(settings(path, pg_dsn, tmp_path, overrides=strict))
     conn = await asyncpg.connect(pg_dsn)
     try:
-        assert await conn.fetchval("SELECT count(*) FROM pg_namespace "
-                                   "WHERE nspname LIKE 'asyncmig_load_%'") == 0
+        assert (
+            await conn.fetchval(
+                "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'asyncmig_load_%'"
+            )
+            == 0
+        )
         assert await conn.fetchval("SELECT to_regclass('parted.big')") is None
     finally:
         await conn.close()

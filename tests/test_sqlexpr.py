@@ -47,7 +47,7 @@ def refused(sql: str) -> str:
     ("sqlite", "postgres"),
     [
         # identifiers re-quoted, whatever the SQLite quoting
-        ('"Display Name" <> \'\'', '"Display Name" <> \'\''),
+        ("\"Display Name\" <> ''", "\"Display Name\" <> ''"),
         ("[order] > 0", '"order" > 0'),
         ("`order` > 0", '"order" > 0'),
         ("ORDER > 0", '"order" > 0'),
@@ -76,8 +76,10 @@ def refused(sql: str) -> str:
         ("email LIKE 'a!%' ESCAPE '!'", "\"email\" ILIKE 'a!%' ESCAPE '!'"),
         ("email GLOB '[A-Z]*'", "\"email\" ~ '^[A-Z].*$'"),
         ("email NOT GLOB 'a?.b'", "\"email\" !~ '^a.\\.b$'"),
-        ("id > 0 AND (price < 10 OR price IS NULL)",
-         '"id" > 0 AND ("price" < 10 OR "price" IS NULL)'),
+        (
+            "id > 0 AND (price < 10 OR price IS NULL)",
+            '"id" > 0 AND ("price" < 10 OR "price" IS NULL)',
+        ),
         ("NOT (id > 0)", 'NOT "id" > 0'),
         ("id * (2 + price) >= 3 % 2", '"id" * (2 + "price") >= 3 % 2'),
         ("id - (1 - 2) > 0", '"id" - (1 - 2) > 0'),
@@ -91,8 +93,8 @@ def refused(sql: str) -> str:
         ("CAST(id AS NUMERIC) > 1", 'CAST("id" AS numeric) > 1'),
         ("CAST(email AS BLOB) IS NOT NULL", 'CAST("email" AS bytea) IS NOT NULL'),
         # SQLite's || binds tighter than *, PostgreSQL's looser than +
-        ("email || (id + 1) = 'x'", "\"email\" || \"id\" + 1 = 'x'"),
-        ("(id + 1) || email = 'x'", "\"id\" + 1 || \"email\" = 'x'"),
+        ("email || (id + 1) = 'x'", '"email" || "id" + 1 = \'x\''),
+        ("(id + 1) || email = 'x'", '"id" + 1 || "email" = \'x\''),
         ("(email || 'a') || 'b' = 'x'", "\"email\" || 'a' || 'b' = 'x'"),
         # booleans
         ("is_active = 1", '"is_active" = true'),
@@ -111,7 +113,7 @@ def refused(sql: str) -> str:
         ("length(code) <= 20", 'length("code") <= 20'),
         ("lower(email) = email", 'lower("email") = "email"'),
         ("upper(trim(email)) <> ''", "upper(trim(\"email\")) <> ''"),
-        ("ltrim(email, 'x') = rtrim(notes)", "ltrim(\"email\", 'x') = rtrim(\"notes\")"),
+        ("ltrim(email, 'x') = rtrim(notes)", 'ltrim("email", \'x\') = rtrim("notes")'),
         ("trim(email, ' ') <> ''", "btrim(\"email\", ' ') <> ''"),
         ("abs(price) <= 1e3", 'abs("price") <= 1e3'),
         ("coalesce(email, notes, '') <> ''", "coalesce(\"email\", \"notes\", '') <> ''"),
@@ -121,8 +123,10 @@ def refused(sql: str) -> str:
         ("substr(email, 1, 2) = 'ab'", "substr(\"email\", 1, 2) = 'ab'"),
         ("instr(email, '@') > 1", "strpos(\"email\", '@') > 1"),
         ("replace(email, 'a', 'b') = 'b'", "replace(\"email\", 'a', 'b') = 'b'"),
-        ("CASE WHEN id > 0 THEN 'p' ELSE 'n' END = email",
-         "CASE WHEN \"id\" > 0 THEN 'p' ELSE 'n' END = \"email\""),
+        (
+            "CASE WHEN id > 0 THEN 'p' ELSE 'n' END = email",
+            "CASE WHEN \"id\" > 0 THEN 'p' ELSE 'n' END = \"email\"",
+        ),
         # literals and typed comparisons
         ("email = 'it''s'", "\"email\" = 'it''s'"),
         ("price > -1.5", '"price" > -1.5'),
@@ -130,8 +134,10 @@ def refused(sql: str) -> str:
         ("id = '5'", '"id" = 5'),
         ("created > '2020-01-01 10:00:00'", "\"created\" > '2020-01-01 10:00:00+00:00'"),
         ("day >= '2020-01-01'", "\"day\" >= '2020-01-01'"),
-        ("uid <> '6ba7b810-9dad-11d1-80b4-00c04fd430c8'",
-         "\"uid\" <> '6ba7b810-9dad-11d1-80b4-00c04fd430c8'::uuid"),
+        (
+            "uid <> '6ba7b810-9dad-11d1-80b4-00c04fd430c8'",
+            "\"uid\" <> '6ba7b810-9dad-11d1-80b4-00c04fd430c8'::uuid",
+        ),
         ("ip <> '10.0.0.1'", "\"ip\" <> '10.0.0.1'::inet"),
         ("blob <> x'00FF'", "\"blob\" <> '\\x00ff'::bytea"),
         # collations
@@ -139,7 +145,7 @@ def refused(sql: str) -> str:
         ("email = notes COLLATE NOCASE", 'lower("email") = lower("notes")'),
         ("email COLLATE NOCASE IN ('a', 'B')", "lower(\"email\") IN (lower('a'), lower('B'))"),
         ("email COLLATE NOCASE", 'lower("email")'),
-        ("email COLLATE BINARY < 'b'", "\"email\" COLLATE \"C\" < 'b'"),
+        ("email COLLATE BINARY < 'b'", '"email" COLLATE "C" < \'b\''),
         # comments and whitespace
         ("id > 0 -- positive\n", '"id" > 0'),
         ("id /* c */ > 0", '"id" > 0'),
@@ -252,8 +258,11 @@ def test_keyword_named_columns_win_over_keywords() -> None:
         ("TRUE", "bigint", "1"),
         ("'{}'", "jsonb", "'{}'::jsonb"),
         ("'[1, \"a\"]'", "jsonb", "'[1, \"a\"]'::jsonb"),
-        ("'6BA7B810-9DAD-11D1-80B4-00C04FD430C8'", "uuid",
-         "'6ba7b810-9dad-11d1-80b4-00c04fd430c8'::uuid"),
+        (
+            "'6BA7B810-9DAD-11D1-80B4-00C04FD430C8'",
+            "uuid",
+            "'6ba7b810-9dad-11d1-80b4-00c04fd430c8'::uuid",
+        ),
         ("'127.0.0.1'", "inet", "'127.0.0.1'::inet"),
         ("'2020-01-02'", "date", "'2020-01-02'"),
         ("'2020-01-02 03:04:05'", "timestamptz", "'2020-01-02 03:04:05+00:00'"),
@@ -266,23 +275,43 @@ def test_keyword_named_columns_win_over_keywords() -> None:
         ("CURRENT_TIMESTAMP", "timestamp", "(CURRENT_TIMESTAMP AT TIME ZONE 'UTC')"),
         ("CURRENT_DATE", "date", "CAST((CURRENT_TIMESTAMP AT TIME ZONE 'UTC') AS date)"),
         ("(date('now'))", "date", "CAST((CURRENT_TIMESTAMP AT TIME ZONE 'UTC') AS date)"),
-        ("(strftime('%s','now'))", "bigint",
-         "floor(extract(epoch FROM (CURRENT_TIMESTAMP AT TIME ZONE 'UTC')))::bigint"),
-        ("CURRENT_TIMESTAMP", "text",
-         """to_char((CURRENT_TIMESTAMP AT TIME ZONE 'UTC'), 'YYYY"-"MM"-"DD" "HH24":"MI":"SS')"""),
-        ("(datetime('now', 'localtime'))", "timestamptz",
-         "(date_trunc('second', LOCALTIMESTAMP) AT TIME ZONE 'UTC')"),
-        ("(datetime('now', 'subsec'))", "text",
-         ("""to_char((CURRENT_TIMESTAMP AT TIME ZONE 'UTC'), """
-         """'YYYY"-"MM"-"DD" "HH24":"MI":"SS.MS')""")),
-        ("(date('now'))", "timestamptz",
-         "(date_trunc('day', (CURRENT_TIMESTAMP AT TIME ZONE 'UTC')) AT TIME ZONE 'UTC')"),
+        (
+            "(strftime('%s','now'))",
+            "bigint",
+            "floor(extract(epoch FROM (CURRENT_TIMESTAMP AT TIME ZONE 'UTC')))::bigint",
+        ),
+        (
+            "CURRENT_TIMESTAMP",
+            "text",
+            """to_char((CURRENT_TIMESTAMP AT TIME ZONE 'UTC'), 'YYYY"-"MM"-"DD" "HH24":"MI":"SS')""",
+        ),
+        (
+            "(datetime('now', 'localtime'))",
+            "timestamptz",
+            "(date_trunc('second', LOCALTIMESTAMP) AT TIME ZONE 'UTC')",
+        ),
+        (
+            "(datetime('now', 'subsec'))",
+            "text",
+            (
+                """to_char((CURRENT_TIMESTAMP AT TIME ZONE 'UTC'), """
+                """'YYYY"-"MM"-"DD" "HH24":"MI":"SS.MS')"""
+            ),
+        ),
+        (
+            "(date('now'))",
+            "timestamptz",
+            "(date_trunc('day', (CURRENT_TIMESTAMP AT TIME ZONE 'UTC')) AT TIME ZONE 'UTC')",
+        ),
         ("(hex(randomblob(16)))", "uuid", "gen_random_uuid()"),
         ("(lower(hex(randomblob(16))))", "uuid", "gen_random_uuid()"),
         ("(hex(randomblob(16)))", "text", "upper(replace(gen_random_uuid()::text, '-', ''))"),
         ("(lower(hex(randomblob(16))))", "text", "replace(gen_random_uuid()::text, '-', '')"),
-        ("((lower(hex(randomblob(16)))))", "varchar(32)",
-         "replace(gen_random_uuid()::text, '-', '')"),
+        (
+            "((lower(hex(randomblob(16)))))",
+            "varchar(32)",
+            "replace(gen_random_uuid()::text, '-', '')",
+        ),
     ],
 )
 def test_default(default: str, target: str, expected: str) -> None:
@@ -328,9 +357,12 @@ def test_default_refused(default: str, target: str) -> None:
     assert result.reason
 
 
-@given(st.text(alphabet=st.sampled_from(list("()'\"[]`x0123.-+*/=<>!|,; aAIsNnOTLk_@?$#\n")),
-               max_size=30),
-       st.sampled_from(["bigint", "text", "boolean", "jsonb", "uuid", "timestamptz", "bytea"]))
+@given(
+    st.text(
+        alphabet=st.sampled_from(list("()'\"[]`x0123.-+*/=<>!|,; aAIsNnOTLk_@?$#\n")), max_size=30
+    ),
+    st.sampled_from(["bigint", "text", "boolean", "jsonb", "uuid", "timestamptz", "bytea"]),
+)
 @settings(max_examples=300, deadline=None)
 def test_garbage_never_raises_and_defaults_are_never_quoted_expressions(
     text: str, target: str
@@ -343,9 +375,16 @@ def test_garbage_never_raises_and_defaults_are_never_quoted_expressions(
 
 # --------------------------------------------------------------------------- PostgreSQL
 
-PG_TYPES = {"id": "bigint", "is_active": "boolean", "email": "text", "data": "jsonb",
-            "created": "timestamptz", "uid": "uuid", "Display Name": "varchar(20)",
-            "blob": "bytea"}
+PG_TYPES = {
+    "id": "bigint",
+    "is_active": "boolean",
+    "email": "text",
+    "data": "jsonb",
+    "created": "timestamptz",
+    "uid": "uuid",
+    "Display Name": "varchar(20)",
+    "blob": "bytea",
+}
 CHECKS = [
     "is_active IN (0, 1)",
     "is_active = 1 OR email IS NOT NULL",
@@ -360,8 +399,11 @@ CHECKS = [
     "length(blob) <= 16",
     "email || id <> ''",
 ]
-WHERES = ["is_active = 1", "email IS NOT NULL AND email NOT LIKE 'x\\%'",
-          "created > '2020-01-01 00:00:00'"]
+WHERES = [
+    "is_active = 1",
+    "email IS NOT NULL AND email NOT LIKE 'x\\%'",
+    "created > '2020-01-01 00:00:00'",
+]
 DEFAULTS = {
     "id": ("0x10", "bigint"),
     "is_active": ("'t'", "boolean"),
@@ -370,7 +412,7 @@ DEFAULTS = {
     "data": ("'{\"a\": [1]}'", "jsonb"),
     "created": ("(datetime('now'))", "timestamptz"),
     "uid": ("(hex(randomblob(16)))", "uuid"),
-    "Display Name": ("\"x\"", "varchar(20)"),
+    "Display Name": ('"x"', "varchar(20)"),
     "blob": ("X'00FF'", "bytea"),
 }
 

@@ -45,8 +45,9 @@ def build_source(path: Path, seed: int = 0) -> Path:
     generate(path, 1500, seed=seed)
     db = sqlite3.connect(path)
     db.executescript(EXTRA_SQL)
-    db.executemany("INSERT INTO pairs VALUES (?, ?, ?)",
-                   [(i % 40, f"k{i}", i / 8) for i in range(300)])
+    db.executemany(
+        "INSERT INTO pairs VALUES (?, ?, ?)", [(i % 40, f"k{i}", i / 8) for i in range(300)]
+    )
     db.executemany("INSERT INTO notes VALUES (?, ?)", [(f"note {i}", i) for i in range(50)])
     db.commit()
     db.close()
@@ -58,8 +59,9 @@ def rows_by_key(path: Path) -> dict[str, dict[Any, tuple[Any, ...]]]:
     db = sqlite3.connect(path)
     try:
         out: dict[str, dict[Any, tuple[Any, ...]]] = {}
-        for (table,) in db.execute("SELECT name FROM sqlite_schema WHERE type = 'table' "
-                                   "AND name NOT LIKE 'sqlite%'").fetchall():
+        for (table,) in db.execute(
+            "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite%'"
+        ).fetchall():
             info = db.execute(f'PRAGMA table_info("{table}")').fetchall()
             names = [r[1] for r in info]
             keys = [names.index(r[1]) for r in sorted(info, key=lambda r: r[5]) if r[5]]
@@ -77,14 +79,17 @@ def rows_by_key(path: Path) -> dict[str, dict[Any, tuple[Any, ...]]]:
         db.close()
 
 
-def expected_changes(before: dict[str, dict[Any, Any]],
-                     after: dict[str, dict[Any, Any]]) -> dict[str, dict[str, int]]:
+def expected_changes(
+    before: dict[str, dict[Any, Any]], after: dict[str, dict[Any, Any]]
+) -> dict[str, dict[str, int]]:
     out = {}
     for table, old in before.items():
         new = after[table]
-        out[table] = {"inserted": len(new.keys() - old.keys()),
-                      "deleted": len(old.keys() - new.keys()),
-                      "updated": sum(1 for k in old.keys() & new.keys() if old[k] != new[k])}
+        out[table] = {
+            "inserted": len(new.keys() - old.keys()),
+            "deleted": len(old.keys() - new.keys()),
+            "updated": sum(1 for k in old.keys() & new.keys() if old[k] != new[k]),
+        }
     return out
 
 
@@ -123,8 +128,12 @@ async def test_sync_finds_every_random_edit(tmp_path: Path, pg_dsn: str, seed: i
     assert run_cli("run", "--sqlite", str(db), "--pg", pg_dsn).returncode == 0
     first, range_end = await range_edges(db, "guess_history")
     before = rows_by_key(db)
-    edit(db, 0.04, seed, must=[("guess_history", "delete", first),
-                               ("guess_history", "update", range_end)])
+    edit(
+        db,
+        0.04,
+        seed,
+        must=[("guess_history", "delete", first), ("guess_history", "update", range_end)],
+    )
     conn = sqlite3.connect(db)
     conn.execute("UPDATE pairs SET v = v + 1 WHERE a = 3")
     conn.execute("DELETE FROM pairs WHERE b = 'k0'")
@@ -135,8 +144,9 @@ async def test_sync_finds_every_random_edit(tmp_path: Path, pg_dsn: str, seed: i
     assert want["guess_history"]["deleted"] and want["pairs"]["updated"] == 8
 
     report = sync_json(db, pg_dsn)
-    got = {t["table"]: {k: t[k] for k in ("inserted", "updated", "deleted")}
-           for t in report["tables"]}
+    got = {
+        t["table"]: {k: t[k] for k in ("inserted", "updated", "deleted")} for t in report["tables"]
+    }
     notes = want.pop("notes")
     assert {t: v for t, v in got.items() if t != "notes"} == want
     reloaded = next(t for t in report["tables"] if t["table"] == "notes")
@@ -148,16 +158,19 @@ async def test_sync_finds_every_random_edit(tmp_path: Path, pg_dsn: str, seed: i
     assert await assert_all_equal(db, pg_dsn, plan) == sum(len(r) for r in rows_by_key(db).values())
     conn2 = await asyncpg.connect(pg_dsn)
     try:
-        row = await conn2.fetchrow("SELECT id, command, status, rows_loaded, source_sha256 "
-                                   "FROM asyncmig.runs ORDER BY id DESC LIMIT 1")
-        changes = await conn2.fetchval("SELECT changes FROM asyncmig.run_tables "
-                                       "WHERE run_id = $1 AND table_name = 'guesses'", row[0])
+        row = await conn2.fetchrow(
+            "SELECT id, command, status, rows_loaded, source_sha256 "
+            "FROM asyncmig.runs ORDER BY id DESC LIMIT 1"
+        )
+        changes = await conn2.fetchval(
+            "SELECT changes FROM asyncmig.run_tables WHERE run_id = $1 AND table_name = 'guesses'",
+            row[0],
+        )
     finally:
         await conn2.close()
     assert (row["command"], row["status"]) == ("sync", "succeeded")
     assert row["rows_loaded"] == report["changed"] and row["source_sha256"]
-    assert {k: json.loads(changes)[k] for k in ("inserted", "updated", "deleted")} \
-        == got["guesses"]
+    assert {k: json.loads(changes)[k] for k in ("inserted", "updated", "deleted")} == got["guesses"]
 
 
 async def test_sync_of_an_unchanged_source_changes_nothing(tmp_path: Path, pg_dsn: str) -> None:
@@ -184,8 +197,12 @@ def migrated_then_edited(tmp_path: Path, dsn: str, *statements: str) -> Path:
 
 async def test_sync_refuses_a_changed_schema(tmp_path: Path, pg_dsn: str) -> None:
     """A column added to the source stops the sync (exit 6) with the fix, changing nothing."""
-    db = migrated_then_edited(tmp_path, pg_dsn, "ALTER TABLE users ADD COLUMN nickname TEXT",
-                              "DELETE FROM rate_limit_records WHERE id < 10")
+    db = migrated_then_edited(
+        tmp_path,
+        pg_dsn,
+        "ALTER TABLE users ADD COLUMN nickname TEXT",
+        "DELETE FROM rate_limit_records WHERE id < 10",
+    )
     result = run_cli("sync", "--sqlite", str(db), "--pg", pg_dsn)
     assert result.returncode == 6, result.stderr
     assert "schema changed" in result.stderr and "users" in result.stderr
@@ -200,9 +217,13 @@ async def test_sync_refuses_a_changed_schema(tmp_path: Path, pg_dsn: str) -> Non
 async def test_a_refused_row_rolls_back_every_table(tmp_path: Path, pg_dsn: str) -> None:
     """A changed row PostgreSQL refuses (a CHECK SQLite was told to ignore) fails the sync
     (exit 4): no table changes, the history records the failure."""
-    db = migrated_then_edited(tmp_path, pg_dsn, "DELETE FROM rate_limit_records WHERE id < 10",
-                              "PRAGMA ignore_check_constraints = ON",
-                              "UPDATE token_balances SET balance = -5 WHERE rowid = 1")
+    db = migrated_then_edited(
+        tmp_path,
+        pg_dsn,
+        "DELETE FROM rate_limit_records WHERE id < 10",
+        "PRAGMA ignore_check_constraints = ON",
+        "UPDATE token_balances SET balance = -5 WHERE rowid = 1",
+    )
     result = run_cli("sync", "--sqlite", str(db), "--pg", pg_dsn)
     assert result.returncode == 4, result.stderr
     assert "token_balances" in result.stderr and "Traceback" not in result.stderr
@@ -231,8 +252,9 @@ async def test_if_changed_skips_only_an_identical_file(tmp_path: Path, pg_dsn: s
     again = run_cli("run", "--sqlite", str(db), "--pg", pg_dsn, "--if-changed")
     assert again.returncode == 0 and "unchanged since run 1" in again.stdout
     os.utime(db, (1, 1))  # same content, another mtime: the SHA-256 decides
-    skipped = run_cli("sync", "--sqlite", str(db), "--pg", pg_dsn, "--if-changed",
-                      "--output", "json")
+    skipped = run_cli(
+        "sync", "--sqlite", str(db), "--pg", pg_dsn, "--if-changed", "--output", "json"
+    )
     assert skipped.returncode == 0 and valid(skipped.stdout)["unchanged_since_run"] == 1
     conn = sqlite3.connect(db)
     conn.execute("UPDATE users SET score = score + 1 WHERE id = 3")
@@ -245,8 +267,10 @@ async def test_if_changed_skips_only_an_identical_file(tmp_path: Path, pg_dsn: s
     pg = await asyncpg.connect(pg_dsn)
     try:
         assert await pg.fetchval("SELECT count(*) FROM asyncmig.runs") == 2
-        assert await pg.fetchval("SELECT score FROM users WHERE id = 3") == \
-            sqlite3.connect(db).execute("SELECT score FROM users WHERE id = 3").fetchone()[0]
+        assert (
+            await pg.fetchval("SELECT score FROM users WHERE id = 3")
+            == sqlite3.connect(db).execute("SELECT score FROM users WHERE id = 3").fetchone()[0]
+        )
     finally:
         await pg.close()
 
@@ -261,20 +285,24 @@ async def test_worker_processes_find_the_same_changes(tmp_path: Path, pg_dsn: st
     want = expected_changes(before, rows_by_key(db))
     settings = RunSettings(db, Target(pg_dsn, pg_dsn, "test"), jobs=2, workers="process")
     report = await sync.sync(settings)
-    got = {t.table: {"inserted": t.inserted, "updated": t.updated, "deleted": t.deleted}
-           for t in report.tables}
+    got = {
+        t.table: {"inserted": t.inserted, "updated": t.updated, "deleted": t.deleted}
+        for t in report.tables
+    }
     assert got == want
     deep_check_passes(db, pg_dsn)
 
 
 async def table_digests(conn: asyncpg.Connection, tables: list[str]) -> dict[str, str]:
-    return {t: await conn.fetchval(
-        f'SELECT md5(coalesce(string_agg(r::text, \',\' ORDER BY r::text), \'\')) FROM "{t}" r')
-        for t in tables}
+    return {
+        t: await conn.fetchval(
+            f"SELECT md5(coalesce(string_agg(r::text, ',' ORDER BY r::text), '')) FROM \"{t}\" r"
+        )
+        for t in tables
+    }
 
 
-async def test_sigterm_mid_sync_leaves_every_table_as_it_was(tmp_path: Path,
-                                                             pg_dsn: str) -> None:
+async def test_sigterm_mid_sync_leaves_every_table_as_it_was(tmp_path: Path, pg_dsn: str) -> None:
     """A real SIGTERM while the sync waits inside its transaction (on a row this test
     holds locked, after it already changed the tables before it): every table keeps
     exactly its old content, the sync exits 143 and is recorded as interrupted, and the
@@ -296,8 +324,20 @@ async def test_sigterm_mid_sync_leaves_every_table_as_it_was(tmp_path: Path,
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "ASYNCMIG_"))}
     errors = (tmp_path / "sync.err").open("wb")
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "asyncmig", "sync", "--sqlite", str(db), "--pg", pg_dsn,
-        "--log-dir", str(tmp_path), env=env, stdout=asyncio.subprocess.DEVNULL, stderr=errors)
+        sys.executable,
+        "-m",
+        "asyncmig",
+        "sync",
+        "--sqlite",
+        str(db),
+        "--pg",
+        pg_dsn,
+        "--log-dir",
+        str(tmp_path),
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=errors,
+    )
     watcher = await asyncpg.connect(pg_dsn)  # outside a transaction: fresh activity each time
     try:
         waiting = 0
@@ -305,7 +345,8 @@ async def test_sigterm_mid_sync_leaves_every_table_as_it_was(tmp_path: Path,
             assert proc.returncode is None, (tmp_path / "sync.err").read_text()
             waiting = await watcher.fetchval(
                 "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                "AND query LIKE 'UPDATE %token_balances%'")
+                "AND query LIKE 'UPDATE %token_balances%'"
+            )
             await asyncio.sleep(0.05)
         proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(proc.wait(), 60)
@@ -329,8 +370,9 @@ async def test_sigterm_mid_sync_leaves_every_table_as_it_was(tmp_path: Path,
     deep_check_passes(db, pg_dsn)
 
 
-async def test_a_sync_waits_for_no_one_while_a_run_holds_the_schema(tmp_path: Path,
-                                                                    pg_dsn: str) -> None:
+async def test_a_sync_waits_for_no_one_while_a_run_holds_the_schema(
+    tmp_path: Path, pg_dsn: str
+) -> None:
     """The schema's run lock (held here, as a run in progress would) stops a sync at once
     with exit 9: two writers never meet in one schema."""
     db = migrated_then_edited(tmp_path, pg_dsn, "DELETE FROM users WHERE id = 2")

@@ -50,8 +50,11 @@ def test_float_refuses_integers_it_would_round(value: int) -> None:
             transforms.to_float(value)
 
 
-@given(moments, st.sampled_from([" ", "T"]), st.sampled_from(["auto", "seconds",
-                                                               "milliseconds", "microseconds"]))
+@given(
+    moments,
+    st.sampled_from([" ", "T"]),
+    st.sampled_from(["auto", "seconds", "milliseconds", "microseconds"]),
+)
 def test_naive_timestamps_are_read_as_utc(moment: dt.datetime, sep: str, spec: str) -> None:
     text = moment.isoformat(sep=sep, timespec=spec)
     if moment in (dt.datetime.min, dt.datetime.max):
@@ -62,8 +65,10 @@ def test_naive_timestamps_are_read_as_utc(moment: dt.datetime, sep: str, spec: s
     assert parsed == dt.datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
-@given(st.datetimes(min_value=dt.datetime(2, 1, 1), max_value=dt.datetime(9998, 12, 31)),
-       st.integers(min_value=-14 * 60, max_value=14 * 60))
+@given(
+    st.datetimes(min_value=dt.datetime(2, 1, 1), max_value=dt.datetime(9998, 12, 31)),
+    st.integers(min_value=-14 * 60, max_value=14 * 60),
+)
 def test_offsets_keep_their_instant(moment: dt.datetime, minutes: int) -> None:
     zone = dt.timezone(dt.timedelta(minutes=minutes))
     text = moment.replace(tzinfo=zone).isoformat()
@@ -81,7 +86,8 @@ def test_more_than_six_fraction_digits_are_refused_not_rounded() -> None:
 @given(st.integers(min_value=0, max_value=10**10))
 def test_epoch_seconds(value: int) -> None:
     assert transforms.TRANSFORMS["epoch_s"](value) == (  # type: ignore[misc]
-        dt.datetime(1970, 1, 1, tzinfo=UTC) + dt.timedelta(seconds=value))
+        dt.datetime(1970, 1, 1, tzinfo=UTC) + dt.timedelta(seconds=value)
+    )
 
 
 @given(st.floats(min_value=0, max_value=1e10, allow_nan=False))
@@ -94,12 +100,23 @@ def test_epoch_seconds_with_fractions_round_to_the_microsecond(value: float) -> 
 @given(st.integers(min_value=0, max_value=10**13))
 def test_epoch_milliseconds(value: int) -> None:
     assert transforms.TRANSFORMS["epoch_ms"](value) == (  # type: ignore[misc]
-        dt.datetime(1970, 1, 1, tzinfo=UTC) + dt.timedelta(milliseconds=value))
+        dt.datetime(1970, 1, 1, tzinfo=UTC) + dt.timedelta(milliseconds=value)
+    )
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    (0, False), (1, True), ("t", True), ("F", False), ("true", True), ("FALSE", False),
-    ("1", True), ("0", False)])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (0, False),
+        (1, True),
+        ("t", True),
+        ("F", False),
+        ("true", True),
+        ("FALSE", False),
+        ("1", True),
+        ("0", False),
+    ],
+)
 def test_booleans(value: Any, expected: bool) -> None:
     assert transforms.to_bool(value) is expected
 
@@ -110,9 +127,13 @@ def test_non_booleans_are_refused(value: Any) -> None:
         transforms.to_bool(value)
 
 
-@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(),
-                    lambda children: st.lists(children) | st.dictionaries(st.text(), children),
-                    max_leaves=10))
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(),
+        lambda children: st.lists(children) | st.dictionaries(st.text(), children),
+        max_leaves=10,
+    )
+)
 def test_json_text_is_passed_on_unchanged(document: Any) -> None:
     import json
 
@@ -131,14 +152,17 @@ def test_uuids_in_both_spellings(value: uuid.UUID) -> None:
 
 
 @given(st.ip_addresses())
-def test_every_ip_address_is_recognised(address: ipaddress.IPv4Address | ipaddress.IPv6Address
-                                        ) -> None:
+def test_every_ip_address_is_recognised(
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address,
+) -> None:
     assert is_inet(str(address))
     assert is_inet(f"{address}/{address.max_prefixlen}")
 
 
-@pytest.mark.parametrize("value", ["fe80::1%eth0", "1.2.3", "01.2.3.4", "10.0.0.0/255.0.0.0",
-                                   "unknown", "1.2.3.4/33", ""])
+@pytest.mark.parametrize(
+    "value",
+    ["fe80::1%eth0", "1.2.3", "01.2.3.4", "10.0.0.0/255.0.0.0", "unknown", "1.2.3.4/33", ""],
+)
 def test_addresses_postgresql_would_refuse_or_rewrite(value: str) -> None:
     assert not is_inet(value)
 
@@ -154,29 +178,44 @@ def test_text_refuses_only_nul(value: str) -> None:
 
 def _table(*columns: tuple[str, str, str]) -> TablePlan:
     return TablePlan(
-        name="t", source_name="t",
+        name="t",
+        source_name="t",
         columns=tuple(ColumnPlan(n, n, "", t, tr) for n, t, tr in columns),
         primary_key=("id",),
     )
 
 
-@given(st.lists(st.tuples(st.integers(), st.one_of(st.none(), st.sampled_from([0, 1])),
-                          st.one_of(st.none(), finite)), max_size=30))
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(),
+            st.one_of(st.none(), st.sampled_from([0, 1])),
+            st.one_of(st.none(), finite),
+        ),
+        max_size=30,
+    )
+)
 def test_batch_transform_converts_only_the_columns_that_need_it(
-        rows: list[tuple[Any, ...]]) -> None:
-    table = _table(("id", "bigint", "none"), ("flag", "boolean", "bool"),
-                   ("amount", "numeric", "numeric"))
+    rows: list[tuple[Any, ...]],
+) -> None:
+    table = _table(
+        ("id", "bigint", "none"), ("flag", "boolean", "bool"), ("amount", "numeric", "numeric")
+    )
     transform = transforms.build_batch_transform(table)
     assert transform is not None
     out, originals = transform((rows, rows))
     assert originals is rows
-    assert out == [(i, None if f is None else bool(f), None if a is None else Decimal(repr(a)))
-                   for i, f, a in rows]
+    assert out == [
+        (i, None if f is None else bool(f), None if a is None else Decimal(repr(a)))
+        for i, f, a in rows
+    ]
 
 
 def test_batch_transform_is_skipped_when_nothing_needs_converting() -> None:
-    assert transforms.build_batch_transform(_table(("id", "bigint", "none"),
-                                                   ("body", "text", "none"))) is None
+    assert (
+        transforms.build_batch_transform(_table(("id", "bigint", "none"), ("body", "text", "none")))
+        is None
+    )
 
 
 def test_a_bad_value_is_named_with_its_table_column_and_key() -> None:

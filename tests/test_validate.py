@@ -55,9 +55,12 @@ async def plain_role(pg_dsn: str) -> AsyncIterator[str]:
     """A LOGIN role with no CREATE on the test database or its public schema."""
     role = f"v_{uuid.uuid4().hex[:10]}"
     database = urlsplit(pg_dsn).path.lstrip("/")
-    await execute(pg_dsn, f'CREATE ROLE "{role}" LOGIN',
-                  f'REVOKE CREATE ON DATABASE "{database}" FROM PUBLIC',
-                  "REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+    await execute(
+        pg_dsn,
+        f'CREATE ROLE "{role}" LOGIN',
+        f'REVOKE CREATE ON DATABASE "{database}" FROM PUBLIC',
+        "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+    )
     try:
         yield role
     finally:
@@ -166,9 +169,7 @@ async def test_contrib_extension_as_superuser(tmp_path: Path, pg_dsn: str) -> No
     assert installed.status == "pass" and "installed" in installed.message
 
 
-async def test_role_without_create_privilege(
-    tmp_path: Path, pg_dsn: str, plain_role: str
-) -> None:
+async def test_role_without_create_privilege(tmp_path: Path, pg_dsn: str, plain_role: str) -> None:
     source = build_kitchen_sink(tmp_path / "a.db")
     plan = replace(build_plan(source), extensions=("pg_trgm",))
     checks = await validate(source, target(as_user(pg_dsn, plain_role)), plan)
@@ -191,8 +192,11 @@ async def test_trusted_extension_with_create_on_database(
 ) -> None:
     """pg_trgm is trusted (13+): CREATE on the database lets an ordinary role create it."""
     database = urlsplit(pg_dsn).path.lstrip("/")
-    await execute(pg_dsn, f'GRANT CREATE ON DATABASE "{database}" TO "{plain_role}"',
-                  f'GRANT CREATE ON SCHEMA public TO "{plain_role}"')
+    await execute(
+        pg_dsn,
+        f'GRANT CREATE ON DATABASE "{database}" TO "{plain_role}"',
+        f'GRANT CREATE ON SCHEMA public TO "{plain_role}"',
+    )
     source = build_kitchen_sink(tmp_path / "a.db")
     plan = replace(build_plan(source), extensions=("pg_trgm",))
     found = by_name(await validate(source, target(as_user(pg_dsn, plain_role)), plan))
@@ -202,9 +206,7 @@ async def test_trusted_extension_with_create_on_database(
     assert found["extension pg_trgm"].status == "pass", found["extension pg_trgm"]
 
 
-async def test_history_schema_must_be_usable(
-    tmp_path: Path, pg_dsn: str, plain_role: str
-) -> None:
+async def test_history_schema_must_be_usable(tmp_path: Path, pg_dsn: str, plain_role: str) -> None:
     """validate fails exactly when a run would: here, on the history schema, until fixed."""
     await execute(pg_dsn, f'GRANT CREATE ON SCHEMA public TO "{plain_role}"')
     source = build_kitchen_sink(tmp_path / "a.db")
@@ -216,8 +218,11 @@ async def test_history_schema_must_be_usable(
     refused = await run_as(source, dsn)
     assert isinstance(refused, TargetError) and "history" in refused.message
     # the history made by another user: usable once the suggested GRANT is given
-    await execute(pg_dsn, "CREATE SCHEMA asyncmig",
-                  f'GRANT USAGE, CREATE ON SCHEMA asyncmig TO "{plain_role}"')
+    await execute(
+        pg_dsn,
+        "CREATE SCHEMA asyncmig",
+        f'GRANT USAGE, CREATE ON SCHEMA asyncmig TO "{plain_role}"',
+    )
     assert await run_as(build_kitchen_sink(tmp_path / "b.db"), pg_dsn, schema="other") is None
     found = by_name(await validate(source, target(dsn), build_plan(source)))
     assert found["history"].status == "fail", found["history"]
@@ -244,7 +249,10 @@ async def test_unreachable_server(tmp_path: Path) -> None:
     found = by_name(checks)
     assert found["SQLite file"].status == "pass"
     assert found["PostgreSQL connection"].status == "fail"
-    assert "cannot connect to postgresql://x:***@127.0.0.1:1/x" in found["PostgreSQL connection"].message
+    assert (
+        "cannot connect to postgresql://x:***@127.0.0.1:1/x"
+        in found["PostgreSQL connection"].message
+    )
     for name in (*PG_CHECKS, "extension pg_trgm"):
         assert found[name].status != "pass", found[name]
     assert "s3cret-pw" not in render_text(checks) + json.dumps(checks_json(checks))

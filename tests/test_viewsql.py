@@ -34,12 +34,12 @@ DATE_CALLS = [
 
 
 @pytest.mark.parametrize(("name", "args"), DATE_CALLS)
-def test_constant_date_calls_are_folded_as_sqlite_computes_them(name: str,
-                                                                 args: list[str]) -> None:
+def test_constant_date_calls_are_folded_as_sqlite_computes_them(name: str, args: list[str]) -> None:
     """DATETIME('1997-01-01') and friends over literals give SQLite's own value."""
     marks = ", ".join("?" * len(args))
-    sqlite_value = sqlite3.connect(":memory:").execute(f"SELECT {name}({marks})",
-                                                       args).fetchone()[0]
+    sqlite_value = (
+        sqlite3.connect(":memory:").execute(f"SELECT {name}({marks})", args).fetchone()[0]
+    )
     assert constant(name, [Lit("string", a) for a in args]) == sqlite_value
 
 
@@ -50,52 +50,135 @@ def test_clock_and_unknown_modifiers_are_not_folded() -> None:
     assert constant("upper", [Lit("string", "x")]) is None
 
 
-RELATIONS = {"Products": Relation("Products", {
-    "productid": ("ProductID", "bigint"), "discontinued": ("Discontinued", "text"),
-    "name": ("Name", "text"), "at": ("At", "timestamptz"), "flag": ("Flag", "boolean")})}
+RELATIONS = {
+    "Products": Relation(
+        "Products",
+        {
+            "productid": ("ProductID", "bigint"),
+            "discontinued": ("Discontinued", "text"),
+            "name": ("Name", "text"),
+            "at": ("At", "timestamptz"),
+            "flag": ("Flag", "boolean"),
+        },
+    )
+}
 
 
-@pytest.mark.parametrize(("sql", "expected"), [
-    ("SELECT ProductID FROM Products WHERE Discontinued=0",
-     """SELECT "ProductID" FROM "Products" WHERE "Discontinued" = '0'"""),
-    ("SELECT p.productid FROM [Products] p WHERE p.at < DATETIME('1997-01-01')",
-     ("""SELECT "p"."ProductID" FROM "Products" AS "p" """
-     """WHERE "p"."At" < '1997-01-01 00:00:00+00:00'""")),
-    ("SELECT name || productid FROM Products WHERE flag = 1 ORDER BY name DESC",
-     ("""SELECT "Name" || CAST("ProductID" AS text) FROM "Products" WHERE "Flag" = true """
-     """ORDER BY "Name" COLLATE "C" DESC NULLS LAST""")),
-    ("SELECT count(*), group_concat(DISTINCT name) FROM Products LIMIT 5, 10",
-     ("""SELECT count(*), string_agg(DISTINCT "Name", ',') FROM "Products" """
-     """LIMIT 10 OFFSET 5""")),
-])
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        (
+            "SELECT ProductID FROM Products WHERE Discontinued=0",
+            """SELECT "ProductID" FROM "Products" WHERE "Discontinued" = '0'""",
+        ),
+        (
+            "SELECT p.productid FROM [Products] p WHERE p.at < DATETIME('1997-01-01')",
+            (
+                """SELECT "p"."ProductID" FROM "Products" AS "p" """
+                """WHERE "p"."At" < '1997-01-01 00:00:00+00:00'"""
+            ),
+        ),
+        (
+            "SELECT name || productid FROM Products WHERE flag = 1 ORDER BY name DESC",
+            (
+                """SELECT "Name" || CAST("ProductID" AS text) FROM "Products" WHERE "Flag" = true """
+                """ORDER BY "Name" COLLATE "C" DESC NULLS LAST"""
+            ),
+        ),
+        (
+            "SELECT count(*), group_concat(DISTINCT name) FROM Products LIMIT 5, 10",
+            (
+                """SELECT count(*), string_agg(DISTINCT "Name", ',') FROM "Products" """
+                """LIMIT 10 OFFSET 5"""
+            ),
+        ),
+    ],
+)
 def test_printed_queries(sql: str, expected: str) -> None:
     """Literals typed after their column, names in their target spelling, SQLite's order."""
     assert translate_query(sql, RELATIONS)[0] == expected
 
 
-@pytest.mark.parametrize(("sql", "reason"), [
-    ("SELECT typeof(name) FROM Products", "typeof"),
-    ("SELECT name FROM Products UNION SELECT name FROM Products ORDER BY 2", "result column"),
-    ("SELECT round() FROM Products", "round"),
-    ("SELECT sum(*) FROM Products", "sum"),
-    ("SELECT name FROM Products ORDER BY name NULLS maybe", "FIRST or LAST"),
-    ("SELECT name FROM Products NATURAL SIDEWAYS JOIN Products", "parse"),
-    ("SELECT date(at, 'localtime') FROM Products", "localtime"),
-    ("WITH RECURSIVE x AS (SELECT 1) SELECT * FROM x", "recursive"),
-    ("SELECT nothing FROM Products", "nothing"),
-])
+@pytest.mark.parametrize(
+    ("sql", "reason"),
+    [
+        ("SELECT typeof(name) FROM Products", "typeof"),
+        ("SELECT name FROM Products UNION SELECT name FROM Products ORDER BY 2", "result column"),
+        ("SELECT round() FROM Products", "round"),
+        ("SELECT sum(*) FROM Products", "sum"),
+        ("SELECT name FROM Products ORDER BY name NULLS maybe", "FIRST or LAST"),
+        ("SELECT name FROM Products NATURAL SIDEWAYS JOIN Products", "parse"),
+        ("SELECT date(at, 'localtime') FROM Products", "localtime"),
+        ("WITH RECURSIVE x AS (SELECT 1) SELECT * FROM x", "recursive"),
+        ("SELECT nothing FROM Products", "nothing"),
+    ],
+)
 def test_what_is_not_translated_says_why(sql: str, reason: str) -> None:
     with pytest.raises(Untranslatable, match=reason):
         translate_query(sql, RELATIONS)
 
 
-@given(st.lists(st.sampled_from([
-    "SELECT", "FROM", "Products", "p", "name", "at", "*", "WHERE", "ORDER", "BY", "1", "2",
-    "UNION", "ALL", "(", ")", ",", "=", "+", "||", "'x'", "date(", "'now'", "LIMIT", "GROUP",
-    "HAVING", "count(", "min(", ".", "AS", "JOIN", "ON", "IN", "EXISTS", "NOT", "NULLS", "DESC",
-    "CASE", "WHEN", "THEN", "END", "strftime(", "'%Y'", "DISTINCT", "USING", "[", "]", "WITH",
-    "x", "OVER", "row_number(", "PARTITION"]),
-    max_size=25))
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "SELECT",
+                "FROM",
+                "Products",
+                "p",
+                "name",
+                "at",
+                "*",
+                "WHERE",
+                "ORDER",
+                "BY",
+                "1",
+                "2",
+                "UNION",
+                "ALL",
+                "(",
+                ")",
+                ",",
+                "=",
+                "+",
+                "||",
+                "'x'",
+                "date(",
+                "'now'",
+                "LIMIT",
+                "GROUP",
+                "HAVING",
+                "count(",
+                "min(",
+                ".",
+                "AS",
+                "JOIN",
+                "ON",
+                "IN",
+                "EXISTS",
+                "NOT",
+                "NULLS",
+                "DESC",
+                "CASE",
+                "WHEN",
+                "THEN",
+                "END",
+                "strftime(",
+                "'%Y'",
+                "DISTINCT",
+                "USING",
+                "[",
+                "]",
+                "WITH",
+                "x",
+                "OVER",
+                "row_number(",
+                "PARTITION",
+            ]
+        ),
+        max_size=25,
+    )
+)
 @settings(max_examples=500, deadline=None)
 def test_any_query_is_translated_or_refused_with_a_reason(words: list[str]) -> None:
     """Whatever the text, the translator answers SQL or Untranslatable, never a crash."""
@@ -156,12 +239,23 @@ async def test_idioms_return_sqlites_rows(tmp_path: Path, pg_dsn: str) -> None:
     conn = sqlite3.connect(source)
     conn.executescript(IDIOMS)
     conn.close()
-    counts = await compare_views(source, pg_dsn, 14,
-                                 ordered=frozenset({"page", "names", "tags"}))
-    assert counts == {"dates": 4, "texts": 4, "groups": 3, "flagged": 2, "nested": 2,
-                      "page": 2, "page_of_page": 2, "names": 8, "sub": 2, "tags": 5,
-                      "beta": 2, "truthy": 2, "ctes": 2,
-                      "ranks": 4}
+    counts = await compare_views(source, pg_dsn, 14, ordered=frozenset({"page", "names", "tags"}))
+    assert counts == {
+        "dates": 4,
+        "texts": 4,
+        "groups": 3,
+        "flagged": 2,
+        "nested": 2,
+        "page": 2,
+        "page_of_page": 2,
+        "names": 8,
+        "sub": 2,
+        "tags": 5,
+        "beta": 2,
+        "truthy": 2,
+        "ctes": 2,
+        "ranks": 4,
+    }
 
 
 async def test_a_view_over_a_view_that_is_renamed(tmp_path: Path, pg_dsn: str) -> None:

@@ -48,10 +48,14 @@ def build(path: Path) -> Path:
     """)
     conn.executemany("INSERT INTO notes (subject, body) VALUES (?, ?)", NOTES)
     conn.execute("DELETE FROM notes WHERE rowid = 2")  # rowids keep their gaps
-    conn.executemany("INSERT INTO tagged (docid, title, tags) VALUES (?, ?, ?)",
-                     [(10, "First post", "intro news"), (20, "Second post", "news")])
-    conn.executemany("INSERT INTO places VALUES (?, ?, ?, ?, ?, ?)",
-                     [(1, 0.5, 1.5, -2.25, 3.0, "depot"), (7, 10.0, 20.0, 30.0, 40.0, None)])
+    conn.executemany(
+        "INSERT INTO tagged (docid, title, tags) VALUES (?, ?, ?)",
+        [(10, "First post", "intro news"), (20, "Second post", "news")],
+    )
+    conn.executemany(
+        "INSERT INTO places VALUES (?, ?, ?, ?, ?, ?)",
+        [(1, 0.5, 1.5, -2.25, 3.0, "depot"), (7, 10.0, 20.0, 30.0, 40.0, None)],
+    )
     conn.executemany("INSERT INTO docs (text) VALUES (?)", [("alpha beta",), ("gamma",)])
     conn.execute("INSERT INTO docs_search (docs_search) VALUES ('rebuild')")
     conn.execute("INSERT INTO blank (rowid, x) VALUES (1, 'gone')")
@@ -69,7 +73,8 @@ def test_the_plan_copies_owning_virtual_tables_and_skips_the_others(tmp_path: Pa
     search = next(i for i in notes.indexes if i.method == "gin")
     assert search.keys[0].expression == (
         "to_tsvector('simple'::regconfig, coalesce(\"subject\", '') || ' ' || "
-        "coalesce(\"body\", ''))")
+        "coalesce(\"body\", ''))"
+    )
     tagged = next(i for i in plan.table("tagged").indexes if i.method == "gin")
     assert "tags" not in tagged.keys[0].expression  # notindexed: MATCH does not search it
     assert tagged.keys[0].expression.startswith("to_tsvector('english'")  # porter stems
@@ -89,40 +94,62 @@ def test_a_readable_table_of_another_module_is_planned_as_a_table(tmp_path: Path
     assert pages.row_count >= 1 and pages.primary_key == ("rowid",)
 
 
-async def test_fts5_rtree_copied_and_search_finds_what_match_finds(tmp_path: Path,
-                                                                   pg_dsn: str) -> None:
+async def test_fts5_rtree_copied_and_search_finds_what_match_finds(
+    tmp_path: Path, pg_dsn: str
+) -> None:
     """Rows arrive equal; for each query the GIN-indexed search returns MATCH's rows."""
     source = build(tmp_path / "v.db")
     settings = RunSettings(source, Target(pg_dsn, pg_dsn, "test"))
     report = await run_migration(settings)
     assert await assert_all_equal(source, pg_dsn, report.plan) == 5 + 2 + 2 + 2
-    expression = next(i for i in report.plan.table("notes").indexes
-                      if i.method == "gin").keys[0].expression
+    expression = (
+        next(i for i in report.plan.table("notes").indexes if i.method == "gin").keys[0].expression
+    )
     lite = sqlite3.connect(source)
     conn = await asyncpg.connect(pg_dsn)
     try:
-        tables = {r[0] for r in await conn.fetch(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+        tables = {
+            r[0]
+            for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        }
         assert tables == {"docs", "notes", "places", "tagged"}  # no shadow, no skipped table
-        assert [tuple(r) for r in await conn.fetch(
-            "SELECT rowid, subject, body FROM notes ORDER BY rowid")] == \
-            lite.execute("SELECT rowid, subject, body FROM notes ORDER BY rowid").fetchall()
-        assert [tuple(r) for r in await conn.fetch("SELECT * FROM places ORDER BY id")] == \
-            lite.execute("SELECT * FROM places ORDER BY id").fetchall()
+        assert [
+            tuple(r)
+            for r in await conn.fetch("SELECT rowid, subject, body FROM notes ORDER BY rowid")
+        ] == lite.execute("SELECT rowid, subject, body FROM notes ORDER BY rowid").fetchall()
+        assert [
+            tuple(r) for r in await conn.fetch("SELECT * FROM places ORDER BY id")
+        ] == lite.execute("SELECT * FROM places ORDER BY id").fetchall()
         for words in WORDS:
-            match = sorted(r[0] for r in lite.execute(
-                "SELECT rowid FROM notes WHERE notes MATCH ?", (_fts5_query(words),)))
-            found = sorted(r[0] for r in await conn.fetch(
-                f"SELECT rowid FROM notes WHERE {expression} @@ plainto_tsquery('simple', $1)",
-                words))
+            match = sorted(
+                r[0]
+                for r in lite.execute(
+                    "SELECT rowid FROM notes WHERE notes MATCH ?", (_fts5_query(words),)
+                )
+            )
+            found = sorted(
+                r[0]
+                for r in await conn.fetch(
+                    f"SELECT rowid FROM notes WHERE {expression} @@ plainto_tsquery('simple', $1)",
+                    words,
+                )
+            )
             assert found == match, words
-        assert sorted(r[0] for r in await conn.fetch(
-            "SELECT rowid FROM notes WHERE to_tsvector('simple', coalesce(subject, '') || ' ' || "
-            "coalesce(body, '')) @@ plainto_tsquery('simple', 'quick brown')")) == [1, 3]
+        assert sorted(
+            r[0]
+            for r in await conn.fetch(
+                "SELECT rowid FROM notes WHERE to_tsvector('simple', coalesce(subject, '') || ' ' || "
+                "coalesce(body, '')) @@ plainto_tsquery('simple', 'quick brown')"
+            )
+        ) == [1, 3]
         await conn.execute("SET enable_seqscan = off")
-        plan_text = "\n".join(r[0] for r in await conn.fetch(
-            f"EXPLAIN SELECT rowid FROM notes WHERE {expression} @@ "
-            "plainto_tsquery('simple', 'fox')"))
+        plan_text = "\n".join(
+            r[0]
+            for r in await conn.fetch(
+                f"EXPLAIN SELECT rowid FROM notes WHERE {expression} @@ "
+                "plainto_tsquery('simple', 'fox')"
+            )
+        )
         assert "notes_search" in plan_text  # the documented query uses the GIN index
         new_id = await conn.fetchval("INSERT INTO notes (subject) VALUES ('new') RETURNING rowid")
         assert new_id == 7  # the identity continues after the copied rowids (1-6)
@@ -146,15 +173,18 @@ def _add_unreadable(path: Path) -> None:
     conn.execute("CREATE TABLE kept (id INTEGER PRIMARY KEY, v TEXT)")
     conn.execute("INSERT INTO kept VALUES (1, 'x')")
     conn.execute("PRAGMA writable_schema = ON")
-    conn.execute("INSERT INTO sqlite_schema (type, name, tbl_name, rootpage, sql) VALUES "
-                 "('table', 'vectors', 'vectors', 0, "
-                 "'CREATE VIRTUAL TABLE vectors USING vec0(embedding float[4])')")
+    conn.execute(
+        "INSERT INTO sqlite_schema (type, name, tbl_name, rootpage, sql) VALUES "
+        "('table', 'vectors', 'vectors', 0, "
+        "'CREATE VIRTUAL TABLE vectors USING vec0(embedding float[4])')"
+    )
     conn.commit()
     conn.close()
 
 
 async def test_an_unreadable_virtual_table_fails_before_anything_is_created(
-        tmp_path: Path, pg_dsn: str) -> None:
+    tmp_path: Path, pg_dsn: str
+) -> None:
     """Its rows would be lost: the run stops (exit 3) naming it, unless the profile excludes it."""
     source = tmp_path / "u.db"
     _add_unreadable(source)
@@ -164,8 +194,9 @@ async def test_an_unreadable_virtual_table_fails_before_anything_is_created(
     assert caught.value.exit_code == 3
     conn = await asyncpg.connect(pg_dsn)
     try:
-        assert await conn.fetchval(
-            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == 0
+        assert (
+            await conn.fetchval("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == 0
+        )
     finally:
         await conn.close()
     excluded = parse_overrides({"tables": {"vectors": {"exclude": True}}}, "test")
@@ -173,8 +204,9 @@ async def test_an_unreadable_virtual_table_fails_before_anything_is_created(
     assert [t.name for t in report.plan.tables] == ["kept"]
 
 
-def test_plan_refuses_an_unreadable_virtual_table_with_exit_3(tmp_path: Path,
-                                                              run_main: RunMain) -> None:
+def test_plan_refuses_an_unreadable_virtual_table_with_exit_3(
+    tmp_path: Path, run_main: RunMain
+) -> None:
     source = tmp_path / "u.db"
     _add_unreadable(source)
     code, _out, err = run_main("plan", "--sqlite", str(source))

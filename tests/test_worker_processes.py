@@ -42,8 +42,14 @@ def test_worker_processes_exit_cleanly_and_quietly(tmp_path: Path, pg_dsn: str) 
     conn.commit()
     conn.close()
     env = {**os.environ, "PYTHONASYNCIODEBUG": "1"}
-    result = subprocess.run([sys.executable, "-c", SCRIPT, pg_dsn, str(path)],
-                            capture_output=True, text=True, env=env, timeout=120, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT, pg_dsn, str(path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.splitlines()[-1] == "1500 ['a', 'b', 'c']"
     assert "Unknown child process" not in result.stderr

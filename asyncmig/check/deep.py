@@ -350,16 +350,20 @@ def _json_object(pairs: list[tuple[str, Any]]) -> _Object:
     """Called innermost first, so an object is rendered once; the last duplicate wins."""
     unique = dict(pairs)
     keys = sorted(unique, key=_key_order) if len(unique) > 1 else unique
-    return _Object("{" + ", ".join([_json_string(k) + ": " + _json_value(unique[k])
-                                    for k in keys]) + "}")
+    return _Object(
+        "{" + ", ".join([_json_string(k) + ": " + _json_value(unique[k]) for k in keys]) + "}"
+    )
 
 
 # json's own string escaping is PostgreSQL's escape_json: quote, backslash,
 # \b \f \n \r \t, other controls as lower-case \u00xx, everything else as is
 _json_string: Callable[[str], str] = json.encoder.encode_basestring
-_JSONB_DECODER = json.JSONDecoder(parse_float=_json_number, parse_int=_json_number,
-                                  parse_constant=_reject_constant,
-                                  object_pairs_hook=_json_object)
+_JSONB_DECODER = json.JSONDecoder(
+    parse_float=_json_number,
+    parse_int=_json_number,
+    parse_constant=_reject_constant,
+    object_pairs_hook=_json_object,
+)
 
 
 def jsonb_text(value: Any) -> str:
@@ -373,16 +377,27 @@ def jsonb_text(value: Any) -> str:
 # --- types ---------------------------------------------------------------------------
 
 ALIASES = {
-    "int8": "bigint", "int": "integer", "int4": "integer", "int2": "smallint",
-    "float8": "double precision", "float": "double precision", "float4": "real",
-    "decimal": "numeric", "character varying": "varchar", "bool": "boolean",
-    "char": "character", "bpchar": "character",
-    "timestamp with time zone": "timestamptz", "timestamp without time zone": "timestamp",
+    "int8": "bigint",
+    "int": "integer",
+    "int4": "integer",
+    "int2": "smallint",
+    "float8": "double precision",
+    "float": "double precision",
+    "float4": "real",
+    "decimal": "numeric",
+    "character varying": "varchar",
+    "bool": "boolean",
+    "char": "character",
+    "bpchar": "character",
+    "timestamp with time zone": "timestamptz",
+    "timestamp without time zone": "timestamp",
     "time without time zone": "time",
 }
 INTEGER_TYPES = ("bigint", "integer", "smallint")
-_TYPE = re.compile(r"\s*([a-z0-9_ ]+?)\s*(?:\(\s*([\d\s,]*)\))?\s*"
-                   r"(with time zone|without time zone)?\s*")
+_TYPE = re.compile(
+    r"\s*([a-z0-9_ ]+?)\s*(?:\(\s*([\d\s,]*)\))?\s*"
+    r"(with time zone|without time zone)?\s*"
+)
 
 
 def parse_type(target_type: str) -> tuple[str, tuple[int, ...]]:
@@ -404,11 +419,13 @@ def rendering(column: ColumnPlan) -> Rendering | None:
     if name in INTEGER_TYPES:
         return Rendering("{c}::text", _int, _bare)
     simple: dict[str, Rendering] = {
-        "double precision": Rendering("encode(float8send({c}), 'hex')", _float8,
-                                      _show_float(">d")),
+        "double precision": Rendering("encode(float8send({c}), 'hex')", _float8, _show_float(">d")),
         "real": Rendering("encode(float4send({c}), 'hex')", _float4, _show_float(">f")),
-        "numeric": Rendering("{c}::text", _numeric(mods[1] if len(mods) == 2 else
-                                                   0 if len(mods) == 1 else None), _bare),
+        "numeric": Rendering(
+            "{c}::text",
+            _numeric(mods[1] if len(mods) == 2 else 0 if len(mods) == 1 else None),
+            _bare,
+        ),
         "text": Rendering("{c}::text", _text),
         "varchar": Rendering("{c}::text", _text),
         "character": Rendering("{c}::text", _bpchar),
@@ -419,10 +436,10 @@ def rendering(column: ColumnPlan) -> Rendering | None:
         "cidr": Rendering("encode(cidr_send({c}), 'hex')", _cidr, _show_inet),
         "jsonb": Rendering("{c}::text", jsonb_text),
         "json": Rendering("{c}::text", _json),
-        "timestamptz": Rendering("encode(timestamptz_send({c}), 'hex')",
-                                 _timestamptz(last), _show_stamp),
-        "timestamp": Rendering("encode(timestamp_send({c}), 'hex')", _timestamp(last),
-                               _show_stamp),
+        "timestamptz": Rendering(
+            "encode(timestamptz_send({c}), 'hex')", _timestamptz(last), _show_stamp
+        ),
+        "timestamp": Rendering("encode(timestamp_send({c}), 'hex')", _timestamp(last), _show_stamp),
         "date": Rendering("encode(date_send({c}), 'hex')", _date, _show_date),
         "time": Rendering("encode(time_send({c}), 'hex')", _time(last), _show_time),
     }
@@ -458,7 +475,7 @@ class Digest:
     def add(self, row_md5: str) -> None:
         self.count += 1
         self.sum1 += int(row_md5[:SLICE_HEX], 16)
-        self.sum2 += int(row_md5[SLICE_HEX:2 * SLICE_HEX], 16)
+        self.sum2 += int(row_md5[SLICE_HEX : 2 * SLICE_HEX], 16)
 
     def checksum(self) -> str:
         return md5_hex(f"{self.count}:{self.sum1}:{self.sum2}")[:SHORT]
@@ -474,8 +491,11 @@ def _digest_values(side: object) -> dict[str, object]:
 def digest_sums() -> str:
     """Aggregates over a column ``h`` of md5 hex texts: count and the two slice sums,
     in the order :class:`Digest` keeps them."""
-    slices = [f"coalesce(sum(('x' || substr(h, {1 + i * SLICE_HEX}, {SLICE_HEX}))"
-              f"::bit({SLICE_HEX * 4})::bigint), 0)::text" for i in range(2)]
+    slices = [
+        f"coalesce(sum(('x' || substr(h, {1 + i * SLICE_HEX}, {SLICE_HEX}))"
+        f"::bit({SLICE_HEX * 4})::bigint), 0)::text"
+        for i in range(2)
+    ]
     return f"count(*), {', '.join(slices)}"
 
 
@@ -508,8 +528,11 @@ class TableCheck:
         positions = {c.name: i for i, c in enumerate(self.table.columns)}
         keys = [positions[k] for k in self.table.primary_key if k in positions]
         # without a primary key the whole row is its own key (see the module docstring)
-        self.key_positions = keys if keys and len(keys) == len(self.table.primary_key) \
+        self.key_positions = (
+            keys
+            if keys and len(keys) == len(self.table.primary_key)
             else list(range(len(self.table.columns)))
+        )
 
     def unsupported(self) -> list[ColumnPlan]:
         return [c for c, r in zip(self.table.columns, self.renderings, strict=True) if r is None]
@@ -527,12 +550,16 @@ class TableCheck:
 
     def _pg_base(self) -> str:
         """One row per target row: its quoted fields f0..fn and raw key fields k0..km."""
-        fields = [f"quote_nullable({self.pg_expression(i)}) AS f{i}"
-                  for i in range(len(self.table.columns))]
+        fields = [
+            f"quote_nullable({self.pg_expression(i)}) AS f{i}"
+            for i in range(len(self.table.columns))
+        ]
         keys = [f"{self.pg_expression(p)} AS k{i}" for i, p in enumerate(self.key_positions)]
         where = self._where(quote_ident(self._key_column().name)) if self.ranges else ""
-        return (f"SELECT {', '.join(fields + keys)} "
-                f"FROM {qualified(self.plan.schema, self.table.name)}{where}")
+        return (
+            f"SELECT {', '.join(fields + keys)} "
+            f"FROM {qualified(self.plan.schema, self.table.name)}{where}"
+        )
 
     def _pg_row_text(self) -> str:
         return " || ',' || ".join(f"f{i}" for i in range(len(self.table.columns)))
@@ -545,18 +572,24 @@ class TableCheck:
 
     def pg_buckets_sql(self) -> str:
         """Digests per bucket: $1 = the bucket prefix so far, $2 = its length + BUCKET_HEX."""
-        inner = (f"SELECT md5({self._pg_key_text()}) AS k, md5({self._pg_row_text()}) AS h "
-                 f"FROM ({self._pg_base()}) AS b")
-        return (f"SELECT left(k, $2::int) AS bucket, {digest_sums()} "
-                f"FROM ({inner}) AS r WHERE left(k, length($1::text)) = $1::text GROUP BY 1")
+        inner = (
+            f"SELECT md5({self._pg_key_text()}) AS k, md5({self._pg_row_text()}) AS h "
+            f"FROM ({self._pg_base()}) AS b"
+        )
+        return (
+            f"SELECT left(k, $2::int) AS bucket, {digest_sums()} "
+            f"FROM ({inner}) AS r WHERE left(k, length($1::text)) = $1::text GROUP BY 1"
+        )
 
     def pg_leaf_sql(self) -> str:
         """Rows of one bucket ($1): key text, raw key fields, md5 of each quoted field."""
         hashes = ", ".join(f"md5(f{i})" for i in range(len(self.table.columns)))
         keys = ", ".join(f"k{i}" for i in range(len(self.key_positions)))
-        return (f"SELECT {self._pg_key_text()}, ARRAY[{keys}]::text[], ARRAY[{hashes}] "
-                f"FROM ({self._pg_base()}) AS b "
-                f"WHERE left(md5({self._pg_key_text()}), length($1::text)) = $1::text")
+        return (
+            f"SELECT {self._pg_key_text()}, ARRAY[{keys}]::text[], ARRAY[{hashes}] "
+            f"FROM ({self._pg_base()}) AS b "
+            f"WHERE left(md5({self._pg_key_text()}), length($1::text)) = $1::text"
+        )
 
     # ---- SQLite ----
 
@@ -569,11 +602,13 @@ class TableCheck:
         return " WHERE " + " OR ".join(parts)
 
     def source_sql(self) -> str:
-        names = ", ".join(source_value(c) if i not in self.key_positions
-                          else quote_sqlite_ident(c.source_name)
-                          for i, c in enumerate(self.table.columns))
-        where = self._where(quote_sqlite_ident(self._key_column().source_name)) \
-            if self.ranges else ""
+        names = ", ".join(
+            source_value(c) if i not in self.key_positions else quote_sqlite_ident(c.source_name)
+            for i, c in enumerate(self.table.columns)
+        )
+        where = (
+            self._where(quote_sqlite_ident(self._key_column().source_name)) if self.ranges else ""
+        )
         return f"SELECT {names} FROM {quote_sqlite_ident(self.table.source_name)}{where}"
 
     def cells(self) -> list[Callable[[Any], str]]:
@@ -617,8 +652,13 @@ class TableCheck:
         for fields in self.source_rows(conn):
             key_text = ",".join(fields[p] for p in self.key_positions)
             if md5_hex(key_text).startswith(prefix):
-                rows.append((key_text, tuple(unquote_field(fields[p]) for p in self.key_positions),
-                             tuple(md5_hex(f) for f in fields)))
+                rows.append(
+                    (
+                        key_text,
+                        tuple(unquote_field(fields[p]) for p in self.key_positions),
+                        tuple(md5_hex(f) for f in fields),
+                    )
+                )
         return rows
 
     # ---- explaining ----
@@ -637,8 +677,10 @@ class TableCheck:
         for position, text in zip(self.key_positions, fields, strict=True):
             if text is None:
                 out.append((0, 0))
-            elif parse_type(self.table.columns[position].target_type)[0] in INTEGER_TYPES \
-                    and text.lstrip("-").isdigit():
+            elif (
+                parse_type(self.table.columns[position].target_type)[0] in INTEGER_TYPES
+                and text.lstrip("-").isdigit()
+            ):
                 out.append((1, int(text)))
             else:
                 out.append((2, text))
@@ -652,8 +694,9 @@ def source_value(column: ColumnPlan) -> str:
     name = quote_sqlite_ident(column.source_name)
     if column.transform == "sqlite_date":
         reading = datenums.sql_reading(name)
-        return (f"CASE WHEN {datenums.sql_midnight(name)} THEN substr({reading}, 1, 10) "
-                f"ELSE {name} END")
+        return (
+            f"CASE WHEN {datenums.sql_midnight(name)} THEN substr({reading}, 1, 10) ELSE {name} END"
+        )
     if column.transform in ("sqlite_timestamptz", "sqlite_timestamp"):
         return f"coalesce({datenums.sql_reading(name)}, {name})"
     return name
@@ -690,6 +733,7 @@ def cell(column: ColumnPlan, rendering: Rendering) -> Callable[[Any], str]:
     transform = transform_for(column)
     render = rendering.python
     if transform is None and render is _int:
+
         def integer(value: Any) -> str:
             if type(value) is int:
                 return f"'{value}'"
@@ -697,6 +741,7 @@ def cell(column: ColumnPlan, rendering: Rendering) -> Callable[[Any], str]:
 
         return integer
     if transform is None and render is _text:
+
         def text(value: Any) -> str:
             if type(value) is str:
                 return quote_field(value)
@@ -758,8 +803,9 @@ def _source_outcome(conn: sqlite3.Connection, source: Path, check: TableCheck) -
         raise source_error(source, exc) from exc
 
 
-def sample_ranges_for(conn: sqlite3.Connection, check: TableCheck, count: int
-                      ) -> list[KeyRange] | None:
+def sample_ranges_for(
+    conn: sqlite3.Connection, check: TableCheck, count: int
+) -> list[KeyRange] | None:
     """``count`` key ranges spread over [min, max], each ~1% of the span / count wide.
 
     Only a single integer key whose values SQLite already holds as integers
@@ -798,8 +844,9 @@ async def _snapshot(conn: asyncpg.Connection) -> AsyncIterator[None]:
         yield
 
 
-async def _pg_digest(conn: asyncpg.Connection, check: TableCheck, existing: set[str]
-                     ) -> Digest | str:
+async def _pg_digest(
+    conn: asyncpg.Connection, check: TableCheck, existing: set[str]
+) -> Digest | str:
     if check.table.name not in existing:
         return MISSING
     try:
@@ -809,8 +856,9 @@ async def _pg_digest(conn: asyncpg.Connection, check: TableCheck, existing: set[
         return error_text(exc)
 
 
-async def explain_table(conn: asyncpg.Connection, sqlite: sqlite3.Connection,
-                        check: TableCheck, rows: int) -> str:
+async def explain_table(
+    conn: asyncpg.Connection, sqlite: sqlite3.Connection, check: TableCheck, rows: int
+) -> str:
     """Name the first differing key: descend through key-hash buckets to a small one.
 
     ``rows`` is the larger of the two sides' row counts: each leaf holds at most
@@ -820,7 +868,8 @@ async def explain_table(conn: asyncpg.Connection, sqlite: sqlite3.Connection,
     while rows > LEAF_ROWS:  # a small table is compared row by row at once
         src, pg = await both_sides(
             partial(check.source_buckets, sqlite, prefix),
-            partial(conn.fetch, check.pg_buckets_sql(), prefix, len(prefix) + BUCKET_HEX))
+            partial(conn.fetch, check.pg_buckets_sql(), prefix, len(prefix) + BUCKET_HEX),
+        )
         target = {str(r[0]): digest_of(r[1:]) for r in pg}
         differing = sorted(b for b in src.keys() | target.keys() if src.get(b) != target.get(b))
         if not differing:
@@ -829,8 +878,9 @@ async def explain_table(conn: asyncpg.Connection, sqlite: sqlite3.Connection,
         rows = max(d.count for d in (src.get(prefix), target.get(prefix)) if d is not None)
         if len(prefix) + BUCKET_HEX > 32:
             break
-    src_rows, pg_rows = await both_sides(partial(check.source_leaf, sqlite, prefix),
-                                    partial(conn.fetch, check.pg_leaf_sql(), prefix))
+    src_rows, pg_rows = await both_sides(
+        partial(check.source_leaf, sqlite, prefix), partial(conn.fetch, check.pg_leaf_sql(), prefix)
+    )
     target_rows: list[LeafRow] = [(str(r[0]), tuple(r[1]), tuple(r[2])) for r in pg_rows]
     return _describe(check, src_rows, target_rows)
 
@@ -849,8 +899,11 @@ def _describe(check: TableCheck, source: list[LeafRow], target: list[LeafRow]) -
     lost = [row for row in missing if row[0] == first]
     added = [row for row in extra if row[0] == first]
     if lost and added:
-        columns = [c.name for c, a, b in zip(check.table.columns, lost[0][2], added[0][2],
-                                             strict=True) if a != b]
+        columns = [
+            c.name
+            for c, a, b in zip(check.table.columns, lost[0][2], added[0][2], strict=True)
+            if a != b
+        ]
         what = f"{', '.join(columns)} differ" if len(columns) > 1 else f"{columns[0]} differs"
         if check.key_positions == list(range(len(check.table.columns))):
             what = "row differs"
@@ -864,9 +917,15 @@ def _rows(count: int) -> str:
     return f"{count} row{'' if count == 1 else 's'}"
 
 
-async def deep_check(plan: Plan, conn: asyncpg.Connection, source: Path, *,
-                     explain: bool = False, sample_ranges: int | None = None,
-                     skip_rows: Mapping[str, set[object]] | None = None) -> list[CheckResult]:
+async def deep_check(
+    plan: Plan,
+    conn: asyncpg.Connection,
+    source: Path,
+    *,
+    explain: bool = False,
+    sample_ranges: int | None = None,
+    skip_rows: Mapping[str, set[object]] | None = None,
+) -> list[CheckResult]:
     """One ``checksum`` result per table, in plan order (see the module docstring).
 
     ``skip_rows`` maps a table to the SQLite key values of rows the load rejected
@@ -882,9 +941,15 @@ async def deep_check(plan: Plan, conn: asyncpg.Connection, source: Path, *,
         sqlite.close()
 
 
-async def _run(plan: Plan, conn: asyncpg.Connection, source: Path, sqlite: sqlite3.Connection,
-               want_explain: bool, sample_ranges: int | None,
-               skip_rows: Mapping[str, set[object]]) -> list[CheckResult]:
+async def _run(
+    plan: Plan,
+    conn: asyncpg.Connection,
+    source: Path,
+    sqlite: sqlite3.Connection,
+    want_explain: bool,
+    sample_ranges: int | None,
+    skip_rows: Mapping[str, set[object]],
+) -> list[CheckResult]:
     checks = [TableCheck(plan, t, set(skip_rows.get(t.name, ()))) for t in plan.tables]
     supported = [c for c in checks if not c.unsupported()]
 
@@ -909,19 +974,38 @@ async def _run(plan: Plan, conn: asyncpg.Connection, source: Path, sqlite: sqlit
             subject = f"sampled {len(check.ranges)} key ranges" if check.ranges else ""
             if check.unsupported():
                 columns = ", ".join(f"{c.name} ({c.target_type})" for c in check.unsupported())
-                results.append(CheckResult(CHECKSUM, name, subject, "checksum",
-                                           f"cannot checksum column {columns}", False))
+                results.append(
+                    CheckResult(
+                        CHECKSUM,
+                        name,
+                        subject,
+                        "checksum",
+                        f"cannot checksum column {columns}",
+                        False,
+                    )
+                )
                 continue
             want, got = sources[name], targets[name]
             expected = want.checksum() if isinstance(want, Digest) else want
             found = got.checksum() if isinstance(got, Digest) else got
             ok = isinstance(want, Digest) and want == got
             if not ok and want_explain and isinstance(want, Digest) and isinstance(got, Digest):
-                detail = _rows(got.count) + (f", {want.count} in SQLite"
-                                             if got.count != want.count else "")
+                detail = _rows(got.count) + (
+                    f", {want.count} in SQLite" if got.count != want.count else ""
+                )
                 found = f"{found} ({detail}); {await explain_table(conn, sqlite, check, max(got.count, want.count))}"
-            results.append(CheckResult(CHECKSUM, name, subject, expected, found, ok,
-                                       _digest_values(want), _digest_values(got)))
+            results.append(
+                CheckResult(
+                    CHECKSUM,
+                    name,
+                    subject,
+                    expected,
+                    found,
+                    ok,
+                    _digest_values(want),
+                    _digest_values(got),
+                )
+            )
     return results
 
 

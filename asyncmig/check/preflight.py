@@ -40,11 +40,30 @@ NOT_REACHABLE = "not checked: PostgreSQL is not reachable"
 NOT_PLANNED = "not checked: the SQLite file could not be planned"
 
 # extensions shipped in PostgreSQL's contrib, packaged separately by some distributions
-CONTRIB_EXTENSIONS = frozenset({
-    "pg_trgm", "pgcrypto", "btree_gin", "btree_gist", "citext", "hstore", "fuzzystrmatch",
-    "unaccent", "uuid-ossp", "intarray", "ltree", "cube", "earthdistance", "tablefunc",
-    "pg_stat_statements", "postgres_fdw", "tsm_system_rows", "isn", "seg", "bloom",
-})
+CONTRIB_EXTENSIONS = frozenset(
+    {
+        "pg_trgm",
+        "pgcrypto",
+        "btree_gin",
+        "btree_gist",
+        "citext",
+        "hstore",
+        "fuzzystrmatch",
+        "unaccent",
+        "uuid-ossp",
+        "intarray",
+        "ltree",
+        "cube",
+        "earthdistance",
+        "tablefunc",
+        "pg_stat_statements",
+        "postgres_fdw",
+        "tsm_system_rows",
+        "isn",
+        "seg",
+        "bloom",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -84,13 +103,18 @@ def declared_type_checks(plan: Plan | None) -> list[Check]:
     found = [(t, c) for t in plan.tables for c in t.columns if c.misfits]
     if not found:
         return [Check("declared types", PASS, "every value fits its column's declared type")]
-    return [Check("declared types", FAIL if column.on_error == "fail" else WARN,
-                  f"{table.name}.{column.name} declared {column.source_type}: "
-                  f"{column.misfits} value(s) do not fit {column.target_type}, e.g. "
-                  f"{', '.join(column.misfit_examples)}; policy {column.on_error}",
-                  "clean those values, choose another --on-error for them, or --widen to "
-                  "keep every value in a wider type")
-            for table, column in found]
+    return [
+        Check(
+            "declared types",
+            FAIL if column.on_error == "fail" else WARN,
+            f"{table.name}.{column.name} declared {column.source_type}: "
+            f"{column.misfits} value(s) do not fit {column.target_type}, e.g. "
+            f"{', '.join(column.misfit_examples)}; policy {column.on_error}",
+            "clean those values, choose another --on-error for them, or --widen to "
+            "keep every value in a wider type",
+        )
+        for table, column in found
+    ]
 
 
 # --- the SQLite side --------------------------------------------------------------------
@@ -104,8 +128,10 @@ def source_checks(source: Path) -> tuple[list[Check], int | None]:
     try:
         conn = open_sync(source)
     except SourceError as exc:
-        return [Check("SQLite file", FAIL, one_line(exc.message), exc.hint or ""),
-                Check("SQLite integrity", FAIL, "not checked: the file could not be opened")], None
+        return [
+            Check("SQLite file", FAIL, one_line(exc.message), exc.hint or ""),
+            Check("SQLite integrity", FAIL, "not checked: the file could not be opened"),
+        ], None
     try:
         size = source_size(source)
         file_check = Check("SQLite file", PASS, f"{source} is readable, {human_size(size)}")
@@ -131,8 +157,12 @@ def integrity_check(conn: sqlite3.Connection, source: Path) -> Check:
     if problems == ["ok"]:
         return Check(name, PASS, "PRAGMA quick_check found no problems")
     more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-    return Check(name, FAIL, one_line(f"the database is damaged: {problems[0]}{more}"),
-                 "try `sqlite3 FILE .recover` on a copy and migrate the recovered copy")
+    return Check(
+        name,
+        FAIL,
+        one_line(f"the database is damaged: {problems[0]}{more}"),
+        "try `sqlite3 FILE .recover` on a copy and migrate the recovered copy",
+    )
 
 
 # --- the PostgreSQL side ----------------------------------------------------------------
@@ -175,12 +205,16 @@ async def server_checks(
     try:
         server = await describe_server(conn)
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-        failure = Check("PostgreSQL connection", FAIL,
-                        one_line(f"connected to {target.safe}, then: {exc}"))
+        failure = Check(
+            "PostgreSQL connection", FAIL, one_line(f"connected to {target.safe}, then: {exc}")
+        )
         return [failure, *unreachable_checks(plan)]
     checks = [
-        Check("PostgreSQL connection", PASS,
-              f"connected to {target.safe} as {server.user}, database {server.database}"),
+        Check(
+            "PostgreSQL connection",
+            PASS,
+            f"connected to {target.safe} as {server.user}, database {server.database}",
+        ),
         version_check(server),
     ]
     checks += await guarded(["extensions"], lambda: extension_checks(conn, server, plan))
@@ -200,10 +234,17 @@ async def collation_checks(conn: asyncpg.Connection, plan: Plan | None) -> list[
     reason = await collations.icu_refusal(conn)
     if reason is None:
         return [Check("collations", PASS, f"case-insensitive ICU collation for {columns}")]
-    return [Check("collations", WARN,
-                  one_line(f"no ICU collation ({reason}): NOCASE {columns} will compare "
-                           "case-sensitively; their indexes use lower()"),
-                  "use a PostgreSQL built with ICU to keep them case-insensitive")]
+    return [
+        Check(
+            "collations",
+            WARN,
+            one_line(
+                f"no ICU collation ({reason}): NOCASE {columns} will compare "
+                "case-sensitively; their indexes use lower()"
+            ),
+            "use a PostgreSQL built with ICU to keep them case-insensitive",
+        )
+    ]
 
 
 async def guarded(names: list[str], run: Callable[[], Awaitable[list[Check]]]) -> list[Check]:
@@ -229,8 +270,12 @@ def version_check(server: Server) -> Check:
     """Runs rely on 13+ features (gen_random_uuid in core, trusted extensions, ...)."""
     message = f"PostgreSQL {server.version}"
     if server.version_num < MIN_SERVER_VERSION_NUM:
-        return Check("PostgreSQL version", FAIL, f"{message}: version 13 or newer needed",
-                     "upgrade the server to PostgreSQL 13 or newer")
+        return Check(
+            "PostgreSQL version",
+            FAIL,
+            f"{message}: version 13 or newer needed",
+            "upgrade the server to PostgreSQL 13 or newer",
+        )
     return Check("PostgreSQL version", PASS, message)
 
 
@@ -246,8 +291,11 @@ def required_extensions(plan: Plan, version_num: int) -> list[str]:
 
 
 def uses_gen_random_uuid(plan: Plan) -> bool:
-    return any("gen_random_uuid(" in (column.default or "")
-               for table in plan.tables for column in table.columns)
+    return any(
+        "gen_random_uuid(" in (column.default or "")
+        for table in plan.tables
+        for column in table.columns
+    )
 
 
 async def extension_checks(
@@ -256,8 +304,10 @@ async def extension_checks(
     """One check per extension the run will CREATE: a refused CREATE EXTENSION stops it."""
     if plan is None:
         return [Check("extensions", FAIL, NOT_PLANNED, "fix the SQLite file first")]
-    return [await extension_check(conn, server, name)
-            for name in required_extensions(plan, server.version_num)]
+    return [
+        await extension_check(conn, server, name)
+        for name in required_extensions(plan, server.version_num)
+    ]
 
 
 async def extension_check(conn: asyncpg.Connection, server: Server, name: str) -> Check:
@@ -268,8 +318,12 @@ async def extension_check(conn: asyncpg.Connection, server: Server, name: str) -
         name,
     )
     if row is None:
-        return Check(check, FAIL, f"{name} is not available on the server",
-                     f"install {package_hint(name, server)} on the server")
+        return Check(
+            check,
+            FAIL,
+            f"{name} is not available on the server",
+            f"install {package_hint(name, server)} on the server",
+        )
     if row[0] is not None:
         return Check(check, PASS, f"{name} {row[0]} is installed")
     trusted = await is_trusted(conn, server, name, str(row[1]))
@@ -278,10 +332,13 @@ async def extension_check(conn: asyncpg.Connection, server: Server, name: str) -
     if trusted and server.database_create:
         return Check(check, PASS, f"{name} is available and trusted; {server.user} can create it")
     why = "needs CREATE on the database" if trusted else "is not trusted"
-    return Check(check, FAIL,
-                 f"{name} is available but {server.user} cannot create it: it {why}",
-                 f"ask a superuser to run CREATE EXTENSION {quote_ident(name)} "
-                 f"in database {quote_ident(server.database)}")
+    return Check(
+        check,
+        FAIL,
+        f"{name} is available but {server.user} cannot create it: it {why}",
+        f"ask a superuser to run CREATE EXTENSION {quote_ident(name)} "
+        f"in database {quote_ident(server.database)}",
+    )
 
 
 async def is_trusted(conn: asyncpg.Connection, server: Server, name: str, version: str) -> bool:
@@ -290,7 +347,8 @@ async def is_trusted(conn: asyncpg.Connection, server: Server, name: str, versio
         return False
     value = await conn.fetchval(
         "SELECT trusted FROM pg_available_extension_versions WHERE name = $1 AND version = $2",
-        name, version,
+        name,
+        version,
     )
     return bool(value)
 
@@ -324,13 +382,19 @@ async def privilege_checks(
 def database_privilege_check(server: Server, schema: str) -> Check:
     """The schema does not exist yet: creating it needs CREATE on the database."""
     if server.database_create:
-        return Check("privileges", PASS, f"{server.user} can create schema {quote_ident(schema)}"
-                     f" in database {quote_ident(server.database)}")
-    return Check("privileges", FAIL,
-                 f"{server.user} cannot create schema {quote_ident(schema)}: "
-                 f"no CREATE on database {quote_ident(server.database)}",
-                 f"GRANT CREATE ON DATABASE {quote_ident(server.database)} "
-                 f"TO {quote_ident(server.user)};")
+        return Check(
+            "privileges",
+            PASS,
+            f"{server.user} can create schema {quote_ident(schema)}"
+            f" in database {quote_ident(server.database)}",
+        )
+    return Check(
+        "privileges",
+        FAIL,
+        f"{server.user} cannot create schema {quote_ident(schema)}: "
+        f"no CREATE on database {quote_ident(server.database)}",
+        f"GRANT CREATE ON DATABASE {quote_ident(server.database)} TO {quote_ident(server.user)};",
+    )
 
 
 def schema_privilege_check(server: Server, schema: str, allowed: bool) -> Check:
@@ -341,11 +405,15 @@ def schema_privilege_check(server: Server, schema: str, allowed: bool) -> Check:
     here, so the user learns of it before the run does.
     """
     if not allowed:
-        return Check("privileges", FAIL,
-                     f"{server.user} cannot create tables in schema {quote_ident(schema)}",
-                     f"GRANT CREATE ON SCHEMA {quote_ident(schema)} TO {quote_ident(server.user)};")
-    return Check("privileges", PASS, f"{server.user} can create tables in schema "
-                 f"{quote_ident(schema)}")
+        return Check(
+            "privileges",
+            FAIL,
+            f"{server.user} cannot create tables in schema {quote_ident(schema)}",
+            f"GRANT CREATE ON SCHEMA {quote_ident(schema)} TO {quote_ident(server.user)};",
+        )
+    return Check(
+        "privileges", PASS, f"{server.user} can create tables in schema {quote_ident(schema)}"
+    )
 
 
 async def history_checks(conn: asyncpg.Connection, server: Server) -> list[Check]:
@@ -362,7 +430,9 @@ async def history_checks(conn: asyncpg.Connection, server: Server) -> list[Check
         " 'run_tables')), "
         "(SELECT count(*) FROM pg_class c WHERE c.relnamespace = n.oid "
         " AND c.relname IN ('runs', 'run_tables')) "
-        "FROM pg_namespace n WHERE n.nspname = $1", HISTORY_SCHEMA)
+        "FROM pg_namespace n WHERE n.nspname = $1",
+        HISTORY_SCHEMA,
+    )
     return [history_check(server, None if row is None else tuple(row))]
 
 
@@ -371,18 +441,28 @@ def history_check(server: Server, state: tuple[bool, bool, bool | None, int] | N
     if state is None:
         if server.database_create:
             return Check("history", PASS, f"{server.user} can create schema {schema}")
-        return Check("history", FAIL,
-                     f"schema {schema} does not exist and {server.user} has no CREATE on "
-                     f"database {quote_ident(server.database)} to create it",
-                     f"as its owner or a superuser: CREATE SCHEMA {schema} AUTHORIZATION {user};")
+        return Check(
+            "history",
+            FAIL,
+            f"schema {schema} does not exist and {server.user} has no CREATE on "
+            f"database {quote_ident(server.database)} to create it",
+            f"as its owner or a superuser: CREATE SCHEMA {schema} AUTHORIZATION {user};",
+        )
     usage, create, writable, tables = state
     if not usage or (tables < 2 and not create):
-        return Check("history", FAIL, f"{server.user} cannot create the history in schema "
-                     f"{schema}", f"GRANT USAGE, CREATE ON SCHEMA {schema} TO {user};")
+        return Check(
+            "history",
+            FAIL,
+            f"{server.user} cannot create the history in schema {schema}",
+            f"GRANT USAGE, CREATE ON SCHEMA {schema} TO {user};",
+        )
     if tables and not writable:
-        return Check("history", FAIL, f"{server.user} cannot write the history tables in "
-                     f"schema {schema}", f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES "
-                     f"IN SCHEMA {schema} TO {user};")
+        return Check(
+            "history",
+            FAIL,
+            f"{server.user} cannot write the history tables in schema {schema}",
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {user};",
+        )
     return Check("history", PASS, f"{server.user} can keep the history in schema {schema}")
 
 
@@ -392,14 +472,25 @@ def history_check(server: Server, state: tuple[bool, bool, bool | None, int] | N
 async def disk_checks(conn: asyncpg.Connection, size: int | None) -> list[Check]:
     """Free space where the server keeps its data, when this machine can see it."""
     if size is None:
-        return [Check("disk space", FAIL, "not checked: the SQLite file could not be read",
-                      "fix the SQLite file first")]
+        return [
+            Check(
+                "disk space",
+                FAIL,
+                "not checked: the SQLite file could not be read",
+                "fix the SQLite file first",
+            )
+        ]
     estimate = int(size * SIZE_FACTOR)
     needs = f"needs about {human_size(estimate)} (1.5x the SQLite file's {human_size(size)})"
     free = await local_free_space(conn)
     if free is None:  # a remote server, or no right to see its data directory: not a risk
-        return [Check("disk space", PASS, f"not measured (the server's disk is not visible "
-                      f"from here); {needs}")]
+        return [
+            Check(
+                "disk space",
+                PASS,
+                f"not measured (the server's disk is not visible from here); {needs}",
+            )
+        ]
     return [disk_space_check(free, estimate, needs)]
 
 
@@ -407,8 +498,12 @@ def disk_space_check(free: int, estimate: int, needs: str) -> Check:
     """Fail below the estimate; warn below twice it (indexes are built after the data)."""
     message = f"{human_size(free)} free; {needs}"
     if free < estimate:
-        return Check("disk space", FAIL, message,
-                     f"free at least {human_size(estimate - free)} on the server's data disk")
+        return Check(
+            "disk space",
+            FAIL,
+            message,
+            f"free at least {human_size(estimate - free)} on the server's data disk",
+        )
     if free < 2 * estimate:
         return Check("disk space", WARN, message, "little room to spare: free some space")
     return Check("disk space", PASS, message)
@@ -454,26 +549,44 @@ async def existing_checks(conn: asyncpg.Connection, plan: Plan | None) -> list[C
     rows = await conn.fetch(
         "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
         " WHERE n.nspname = $1 AND c.relname = ANY($2::text[]) ORDER BY 1",
-        plan.schema, names,
+        plan.schema,
+        names,
     )
     found = [str(row[0]) for row in rows]
     if not found:
-        return [Check("existing objects", PASS,
-                      f"none of the {len(names)} tables and views exist in schema "
-                      f"{quote_ident(plan.schema)}")]
+        return [
+            Check(
+                "existing objects",
+                PASS,
+                f"none of the {len(names)} tables and views exist in schema "
+                f"{quote_ident(plan.schema)}",
+            )
+        ]
     shown = ", ".join(quote_ident(name) for name in found[:5])
     more = f" and {len(found) - 5} more" if len(found) > 5 else ""
-    checks = [Check("existing objects", FAIL,
-                    f"already in schema {quote_ident(plan.schema)}: {shown}{more}",
-                    "drop them, choose another --schema, or use --replace")]
+    checks = [
+        Check(
+            "existing objects",
+            FAIL,
+            f"already in schema {quote_ident(plan.schema)}: {shown}{more}",
+            "drop them, choose another --schema, or use --replace",
+        )
+    ]
     depending = await dependents.find(conn, plan.schema, found)
     if depending:
-        checks.append(Check(
-            "dependent objects", WARN,
-            one_line("the application's " + ", ".join(str(d) for d in depending[:6])
-                     + (f" and {len(depending) - 6} more" if len(depending) > 6 else "")
-                     + " depend on them: run --replace stops on them"),
-            "drop or change them first, or pass --cascade with --replace to drop them"))
+        checks.append(
+            Check(
+                "dependent objects",
+                WARN,
+                one_line(
+                    "the application's "
+                    + ", ".join(str(d) for d in depending[:6])
+                    + (f" and {len(depending) - 6} more" if len(depending) > 6 else "")
+                    + " depend on them: run --replace stops on them"
+                ),
+                "drop or change them first, or pass --cascade with --replace to drop them",
+            )
+        )
     return checks
 
 

@@ -102,9 +102,11 @@ def source_orphan_sql(plan: Plan, table: TablePlan, fk: ForeignKeyPlan) -> str |
     ref = [quote_sqlite_ident(parent.column(r).source_name) for r in ref_columns]
     not_null = " AND ".join(f"c.{c} IS NOT NULL" for c in child)
     joined = " AND ".join(f"p.{r} = c.{c}" for c, r in zip(child, ref, strict=True))
-    return (f"SELECT count(*) FROM {quote_sqlite_ident(table.source_name)} AS c "
-            f"WHERE {not_null} AND NOT EXISTS (SELECT 1 FROM "
-            f"{quote_sqlite_ident(parent.source_name)} AS p WHERE {joined})")
+    return (
+        f"SELECT count(*) FROM {quote_sqlite_ident(table.source_name)} AS c "
+        f"WHERE {not_null} AND NOT EXISTS (SELECT 1 FROM "
+        f"{quote_sqlite_ident(parent.source_name)} AS p WHERE {joined})"
+    )
 
 
 def scan_source(plan: Plan, source: Path) -> dict[str, ScanOutcome]:
@@ -116,12 +118,16 @@ def scan_source(plan: Plan, source: Path) -> dict[str, ScanOutcome]:
         conn.close()
 
 
-def _scan_source_table(conn: sqlite3.Connection, source: Path, plan: Plan,
-                       table: TablePlan) -> ScanOutcome:
+def _scan_source_table(
+    conn: sqlite3.Connection, source: Path, plan: Plan, table: TablePlan
+) -> ScanOutcome:
     try:
         row = conn.execute(source_scan_sql(table)).fetchone()
-        orphans = {fk.name: int(conn.execute(sql).fetchone()[0]) for fk in table.foreign_keys
-                   if (sql := source_orphan_sql(plan, table, fk)) is not None}
+        orphans = {
+            fk.name: int(conn.execute(sql).fetchone()[0])
+            for fk in table.foreign_keys
+            if (sql := source_orphan_sql(plan, table, fk)) is not None
+        }
     except sqlite3.OperationalError as exc:
         if "no such" in str(exc):  # table or column gone since the plan was made
             return f"{MISSING} in source ({exc})"
@@ -156,8 +162,9 @@ def error_text(exc: Exception) -> str:
     return f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
 
 
-async def scan_target_table(conn: asyncpg.Connection, plan: Plan, table: TablePlan,
-                            existing: set[str]) -> ScanOutcome:
+async def scan_target_table(
+    conn: asyncpg.Connection, plan: Plan, table: TablePlan, existing: set[str]
+) -> ScanOutcome:
     if table.name not in existing:
         return MISSING
     try:
@@ -167,31 +174,45 @@ async def scan_target_table(conn: asyncpg.Connection, plan: Plan, table: TablePl
     jsons = [c.name for c in json_columns(table)]
     idents = [c.name for c in identity_columns(table)]
     values = [int(v) for v in row]
-    return Scan(values[0], dict(zip(jsons, values[1:1 + len(jsons)], strict=True)),
-                dict(zip(idents, values[1 + len(jsons):], strict=True)))
+    return Scan(
+        values[0],
+        dict(zip(jsons, values[1 : 1 + len(jsons)], strict=True)),
+        dict(zip(idents, values[1 + len(jsons) :], strict=True)),
+    )
 
 
-async def scan_target(conn: asyncpg.Connection, plan: Plan,
-                      existing: set[str]) -> dict[str, ScanOutcome]:
+async def scan_target(
+    conn: asyncpg.Connection, plan: Plan, existing: set[str]
+) -> dict[str, ScanOutcome]:
     return {t.name: await scan_target_table(conn, plan, t, existing) for t in plan.tables}
 
 
 # --- the checks ----------------------------------------------------------------------
 
 
-def row_count_result(table: TablePlan, source: ScanOutcome, target: ScanOutcome,
-                     rejected: int = 0) -> CheckResult:
+def row_count_result(
+    table: TablePlan, source: ScanOutcome, target: ScanOutcome, rejected: int = 0
+) -> CheckResult:
     """Source rows = loaded rows + rows the load rejected (kept in the reject store)."""
     expected = str(source.rows) if isinstance(source, Scan) else source
     found = str(target.rows) if isinstance(target, Scan) else target
     if rejected and isinstance(target, Scan):
         found = f"{target.rows} + {rejected} rejected"
-    ok = (isinstance(source, Scan) and isinstance(target, Scan)
-          and source.rows == target.rows + rejected)
-    return CheckResult(ROW_COUNT, table.name, "", expected, found, ok,
-                       _outcome(source, rows=source.rows if isinstance(source, Scan) else None),
-                       _outcome(target, rows=target.rows if isinstance(target, Scan) else None,
-                                rejected=rejected))
+    ok = (
+        isinstance(source, Scan)
+        and isinstance(target, Scan)
+        and source.rows == target.rows + rejected
+    )
+    return CheckResult(
+        ROW_COUNT,
+        table.name,
+        "",
+        expected,
+        found,
+        ok,
+        _outcome(source, rows=source.rows if isinstance(source, Scan) else None),
+        _outcome(target, rows=target.rows if isinstance(target, Scan) else None, rejected=rejected),
+    )
 
 
 def _outcome(scan: ScanOutcome, **values: object) -> dict[str, object]:
@@ -199,8 +220,9 @@ def _outcome(scan: ScanOutcome, **values: object) -> dict[str, object]:
     return values if isinstance(scan, Scan) else {"state": scan}
 
 
-def json_results(table: TablePlan, source: ScanOutcome, target: ScanOutcome,
-                 allowance: Allowance | None = None) -> list[CheckResult]:
+def json_results(
+    table: TablePlan, source: ScanOutcome, target: ScanOutcome, allowance: Allowance | None = None
+) -> list[CheckResult]:
     """Every non-NULL JSON value arrived, except those the load accounted for.
 
     Rejected rows and values a policy replaced by NULL are recorded by the load; the
@@ -216,9 +238,18 @@ def json_results(table: TablePlan, source: ScanOutcome, target: ScanOutcome,
             expected += f" (less up to {allowed} rejected or nulled)"
         found = f"{got} non-NULL" if got is not None else str(target)
         ok = want is not None and got is not None and 0 <= want - got <= allowed
-        results.append(CheckResult(JSON, table.name, column.name, expected, found, ok,
-                                   _outcome(source, non_null=want, allowed_missing=allowed),
-                                   _outcome(target, non_null=got)))
+        results.append(
+            CheckResult(
+                JSON,
+                table.name,
+                column.name,
+                expected,
+                found,
+                ok,
+                _outcome(source, non_null=want, allowed_missing=allowed),
+                _outcome(target, non_null=got),
+            )
+        )
     return results
 
 
@@ -234,31 +265,37 @@ class Allowance:
 
     @classmethod
     def from_accounts(cls, rejected: int, replaced: Mapping[str, int]) -> Allowance:
-        nulled = {label.rsplit(": ", 1)[0]: n for label, n in replaced.items()
-                  if label.endswith(": null")}
+        nulled = {
+            label.rsplit(": ", 1)[0]: n for label, n in replaced.items() if label.endswith(": null")
+        }
         return cls(rejected, nulled)
 
 
 def orphan_sql(plan: Plan, table: TablePlan, fk: ForeignKeyPlan, ref_columns: Sequence[str]) -> str:
     """How many child rows have a non-NULL key (MATCH SIMPLE) and no parent row."""
-    return (f"SELECT count(*) FROM {qualified(plan.schema, table.name)} "
-            f"WHERE {orphan_condition(plan, table, fk, ref_columns)}")
+    return (
+        f"SELECT count(*) FROM {qualified(plan.schema, table.name)} "
+        f"WHERE {orphan_condition(plan, table, fk, ref_columns)}"
+    )
 
 
-async def constraint_state(conn: asyncpg.Connection, plan: Plan, table: TablePlan,
-                           fk: ForeignKeyPlan) -> str:
+async def constraint_state(
+    conn: asyncpg.Connection, plan: Plan, table: TablePlan, fk: ForeignKeyPlan
+) -> str:
     validated = await conn.fetchval(
         "SELECT convalidated FROM pg_constraint WHERE contype = 'f' AND conname = $1 "
         "AND conrelid = to_regclass($2)",
-        fk.name, name_text(plan.schema, table.name),
+        fk.name,
+        name_text(plan.schema, table.name),
     )
     if validated is None:
         return "constraint missing"
     return "validated" if validated else "NOT VALID"
 
 
-async def orphan_count(conn: asyncpg.Connection, plan: Plan, table: TablePlan,
-                       fk: ForeignKeyPlan, existing: set[str]) -> str:
+async def orphan_count(
+    conn: asyncpg.Connection, plan: Plan, table: TablePlan, fk: ForeignKeyPlan, existing: set[str]
+) -> str:
     """How many orphans, as text; or why they could not be counted."""
     for name in (table.name, fk.ref_table):
         if name not in existing:
@@ -293,8 +330,11 @@ class OrphanExpectation:
 
     def values(self) -> dict[str, object]:
         kept = self.policy == "keep" and bool(self.source)
-        return {"orphans": self.source if kept else 0,
-                "state": "NOT VALID" if kept else "validated", "policy": self.policy}
+        return {
+            "orphans": self.source if kept else 0,
+            "state": "NOT VALID" if kept else "validated",
+            "policy": self.policy,
+        }
 
     def holds(self, orphans: str, state: str) -> bool:
         """Kept orphans leave the key NOT VALID; children of rejected parents add to them."""
@@ -304,27 +344,42 @@ class OrphanExpectation:
         if self.policy != "keep" or state != "NOT VALID" or not count.isdigit():
             return False
         return int(count) == (self.source or 0) or (
-            self.parent_rejected and int(count) > (self.source or 0))
+            self.parent_rejected and int(count) > (self.source or 0)
+        )
 
 
-async def foreign_key_result(conn: asyncpg.Connection, plan: Plan, table: TablePlan,
-                             fk: ForeignKeyPlan, existing: set[str],
-                             want: OrphanExpectation | None = None) -> CheckResult:
+async def foreign_key_result(
+    conn: asyncpg.Connection,
+    plan: Plan,
+    table: TablePlan,
+    fk: ForeignKeyPlan,
+    existing: set[str],
+    want: OrphanExpectation | None = None,
+) -> CheckResult:
     want = want or OrphanExpectation(source=0)
     state = await constraint_state(conn, plan, table, fk)
     # a validated foreign key is PostgreSQL's own proof that no orphan exists (it is kept
     # true by every later write), so the anti-join is run only when that proof is missing
-    orphans = "0 orphans" if state == "validated" else await orphan_count(
-        conn, plan, table, fk, existing)
+    orphans = (
+        "0 orphans" if state == "validated" else await orphan_count(conn, plan, table, fk, existing)
+    )
     found = f"{orphans}, {state}"
     count = orphans.split(" ", 1)[0]
-    return CheckResult(FOREIGN_KEY, table.name, fk.name, want.expected, found,
-                       want.holds(orphans, state), want.values(),
-                       {"orphans": int(count) if count.isdigit() else None, "state": state})
+    return CheckResult(
+        FOREIGN_KEY,
+        table.name,
+        fk.name,
+        want.expected,
+        found,
+        want.holds(orphans, state),
+        want.values(),
+        {"orphans": int(count) if count.isdigit() else None, "state": state},
+    )
 
 
-async def sequence_state(conn: asyncpg.Connection, plan: Plan, table: TablePlan,
-                         column: ColumnPlan) -> tuple[str, int] | None:
+async def sequence_state(
+    conn: asyncpg.Connection, plan: Plan, table: TablePlan, column: ColumnPlan
+) -> tuple[str, int] | None:
     """(sequence name, next value it hands out), or None when the column has none.
 
     pg_get_serial_sequence parses its first argument as a quoted, qualified name and
@@ -337,18 +392,21 @@ async def sequence_state(conn: asyncpg.Connection, plan: Plan, table: TablePlan,
         "JOIN pg_namespace n ON n.oid = c.relnamespace "
         "JOIN pg_sequences s ON s.schemaname = n.nspname AND s.sequencename = c.relname "
         "WHERE c.oid = pg_get_serial_sequence($1, $2)::regclass",
-        name_text(plan.schema, table.name), column.name,
+        name_text(plan.schema, table.name),
+        column.name,
     )
     if row is None:
         return None
     state = await conn.fetchrow(
-        f"SELECT last_value, is_called FROM {qualified(row['nspname'], row['relname'])}")
+        f"SELECT last_value, is_called FROM {qualified(row['nspname'], row['relname'])}"
+    )
     step = int(row["increment_by"]) if state["is_called"] else 0
     return str(row["relname"]), int(state["last_value"]) + step
 
 
-async def sequence_result(conn: asyncpg.Connection, plan: Plan, table: TablePlan,
-                          column: ColumnPlan, target: ScanOutcome) -> CheckResult:
+async def sequence_result(
+    conn: asyncpg.Connection, plan: Plan, table: TablePlan, column: ColumnPlan, target: ScanOutcome
+) -> CheckResult:
     if not isinstance(target, Scan):
         return CheckResult(SEQUENCE, table.name, column.name, "next > max", target, False)
     expected = f"next > {target.maxima[column.name]}"
@@ -360,28 +418,48 @@ async def sequence_result(conn: asyncpg.Connection, plan: Plan, table: TablePlan
         return CheckResult(SEQUENCE, table.name, column.name, expected, "no sequence", False)
     name, next_value = state
     ok = next_value > target.maxima[column.name]
-    return CheckResult(SEQUENCE, table.name, name, expected, f"next = {next_value}", ok,
-                       {"next_above": target.maxima[column.name]}, {"next": next_value})
+    return CheckResult(
+        SEQUENCE,
+        table.name,
+        name,
+        expected,
+        f"next = {next_value}",
+        ok,
+        {"next_above": target.maxima[column.name]},
+        {"next": next_value},
+    )
 
 
-async def sequence_results(conn: asyncpg.Connection, plan: Plan,
-                           targets: dict[str, ScanOutcome]) -> list[CheckResult]:
+async def sequence_results(
+    conn: asyncpg.Connection, plan: Plan, targets: dict[str, ScanOutcome]
+) -> list[CheckResult]:
     """Identity sequences: a check that needs nothing from SQLite."""
-    return [await sequence_result(conn, plan, t, c, targets[t.name])
-            for t in plan.tables for c in identity_columns(t)]
+    return [
+        await sequence_result(conn, plan, t, c, targets[t.name])
+        for t in plan.tables
+        for c in identity_columns(t)
+    ]
 
 
-def orphan_expectation(table: TablePlan, fk: ForeignKeyPlan, source: ScanOutcome,
-                       policies: Mapping[str, str],
-                       allowances: Mapping[str, Allowance]) -> OrphanExpectation:
+def orphan_expectation(
+    table: TablePlan,
+    fk: ForeignKeyPlan,
+    source: ScanOutcome,
+    policies: Mapping[str, str],
+    allowances: Mapping[str, Allowance],
+) -> OrphanExpectation:
     rejected = allowances.get(fk.ref_table, Allowance()).rejected > 0
     count = source.orphans.get(fk.name) if isinstance(source, Scan) else None
     return OrphanExpectation(policies.get(table.name, "keep"), count, rejected)
 
 
-async def run_checks(plan: Plan, conn: asyncpg.Connection, source: Path,
-                     allowances: Mapping[str, Allowance] | None = None,
-                     orphan_policies: Mapping[str, str] | None = None) -> list[CheckResult]:
+async def run_checks(
+    plan: Plan,
+    conn: asyncpg.Connection,
+    source: Path,
+    allowances: Mapping[str, Allowance] | None = None,
+    orphan_policies: Mapping[str, str] | None = None,
+) -> list[CheckResult]:
     """Every check of the plan, grouped by kind, tables in plan order.
 
     SQLite is scanned in a worker thread while PostgreSQL answers on ``conn`` (one
@@ -403,14 +481,29 @@ async def run_checks(plan: Plan, conn: asyncpg.Connection, source: Path,
         raise first_error(group) from group
     allowances = allowances or {}
     policies = orphan_policies or {}
-    keys = [await foreign_key_result(conn, plan, t, fk, existing, orphan_expectation(
-        t, fk, sources[t.name], policies, allowances))
-        for t in plan.tables for fk in t.foreign_keys]
-    counts = [row_count_result(t, sources[t.name], targets[t.name],
-                               allowances.get(t.name, Allowance()).rejected)
-              for t in plan.tables]
-    jsons = [r for t in plan.tables
-             for r in json_results(t, sources[t.name], targets[t.name], allowances.get(t.name))]
+    keys = [
+        await foreign_key_result(
+            conn,
+            plan,
+            t,
+            fk,
+            existing,
+            orphan_expectation(t, fk, sources[t.name], policies, allowances),
+        )
+        for t in plan.tables
+        for fk in t.foreign_keys
+    ]
+    counts = [
+        row_count_result(
+            t, sources[t.name], targets[t.name], allowances.get(t.name, Allowance()).rejected
+        )
+        for t in plan.tables
+    ]
+    jsons = [
+        r
+        for t in plan.tables
+        for r in json_results(t, sources[t.name], targets[t.name], allowances.get(t.name))
+    ]
     results = counts + keys + sequences + jsons
     order = {kind: i for i, kind in enumerate(CHECK_KINDS)}
     return sorted(results, key=lambda r: order[r.check])  # stable: plan order within a kind
@@ -422,14 +515,22 @@ HEADINGS = ("check", "table", "subject", "expected", "found", "result")
 
 
 def _cells(result: CheckResult) -> tuple[str, ...]:
-    return (result.check, result.table, result.subject, result.expected, result.found,
-            "OK" if result.ok else "FAIL")
+    return (
+        result.check,
+        result.table,
+        result.subject,
+        result.expected,
+        result.found,
+        "OK" if result.ok else "FAIL",
+    )
 
 
 def _table_lines(rows: list[tuple[str, ...]]) -> list[str]:
     widths = [max(width(r[i]) for r in [HEADINGS, *rows]) for i in range(len(HEADINGS))]
-    return ["  ".join(ljust(cell, w) for cell, w in zip(row, widths, strict=True)).rstrip()
-            for row in [HEADINGS, *rows]]
+    return [
+        "  ".join(ljust(cell, w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in [HEADINGS, *rows]
+    ]
 
 
 def render_text(results: list[CheckResult]) -> str:
@@ -447,9 +548,17 @@ def render_text(results: list[CheckResult]) -> str:
 def results_json(results: list[CheckResult]) -> list[dict[str, object]]:
     """Plain dicts (orjson/json-ready), one per result, in the results' order; expected
     and found carry the prose (``text``) and the values a script compares."""
-    return [{"check": r.check, "table": r.table, "subject": r.subject, "ok": r.ok,
-             "expected": {"text": r.expected, **r.expected_value},
-             "found": {"text": r.found, **r.found_value}} for r in results]
+    return [
+        {
+            "check": r.check,
+            "table": r.table,
+            "subject": r.subject,
+            "ok": r.ok,
+            "expected": {"text": r.expected, **r.expected_value},
+            "found": {"text": r.found, **r.found_value},
+        }
+        for r in results
+    ]
 
 
 __all__ = [

@@ -48,8 +48,9 @@ def logging_for(command: str, values: Resolved) -> Iterator[Path | None]:
     log_file = None
     if command in WRITING_COMMANDS and not values["print_sql"]:
         log_file = open_log_file(values["log_dir"])
-    stream = logs.configure(log_format=values["log_format"], verbose=values["verbose"],
-                            log_file=log_file)
+    stream = logs.configure(
+        log_format=values["log_format"], verbose=values["verbose"], log_file=log_file
+    )
     try:
         log.info("configuration", command=command, sources=values.given())
         yield log_file
@@ -63,9 +64,10 @@ def open_log_file(directory: Path) -> Path:
         # private and exclusive: two runs started in the same second keep their own logs
         path = files.new_file(directory.absolute(), logs.log_file_stem(), ".log")
     except OSError as exc:
-        raise UsageError(f"cannot write the log file in {directory}: {exc.strerror}",
-                         hint="pass --log-dir (or ASYNCMIG_LOG_DIR) naming a writable "
-                              "directory") from None
+        raise UsageError(
+            f"cannot write the log file in {directory}: {exc.strerror}",
+            hint="pass --log-dir (or ASYNCMIG_LOG_DIR) naming a writable directory",
+        ) from None
     return path
 
 
@@ -104,44 +106,67 @@ def target_for(values: Resolved, environ: Mapping[str, str], *, start: bool = Tr
     pgdata = values["data_dir"] / "pgdata"
     if start or (pgdata / "PG_VERSION").exists():
         return start_embedded(values["data_dir"])
-    raise UsageError("this command needs the PostgreSQL the runs went into",
-                     hint="pass --pg URL (or set DATABASE_URL)")
+    raise UsageError(
+        "this command needs the PostgreSQL the runs went into",
+        hint="pass --pg URL (or set DATABASE_URL)",
+    )
 
 
 def start_embedded(data_dir: Path) -> Target:
     """Start (or attach to) the embedded server; its URL holds no password."""
     server = EmbeddedServer(data_dir / "pgdata")
-    print(f"asyncmig: no PostgreSQL given (--pg, DATABASE_URL or PG*): starting an embedded "
-          f"one in {server.pgdata}", file=sys.stderr)
+    print(
+        f"asyncmig: no PostgreSQL given (--pg, DATABASE_URL or PG*): starting an embedded "
+        f"one in {server.pgdata}",
+        file=sys.stderr,
+    )
     url = server.start()
     print(f"asyncmig: embedded PostgreSQL at {url}", file=sys.stderr)
     return Target(url, scrub(url), "embedded")
 
 
-def run_settings(command: str, values: Resolved, environ: Mapping[str, str],
-                 log_file: Path | None = None) -> RunSettings:
+def run_settings(
+    command: str, values: Resolved, environ: Mapping[str, str], log_file: Path | None = None
+) -> RunSettings:
     """The settings of a command that reads the source and the target; the source and
     the profile are checked before the target is looked for (or started)."""
     log_dir: Path = values["log_dir"]
     source, overrides = need_source(values), overrides_for(values)
     target = replace(target_for(values, environ), statement_timeout=values["statement_timeout"])
     return RunSettings(
-        source, target, values["schema"], values["jobs"], values["replace"],
-        PipelineSettings(batch_size=values["batch_size"], queue_size=values["queue_size"],
-                         max_rejects=values["max_rejects"]),
-        overrides, command="run" if command == "full" else command,
-        output_dir=log_dir, log_file=log_file,
+        source,
+        target,
+        values["schema"],
+        values["jobs"],
+        values["replace"],
+        PipelineSettings(
+            batch_size=values["batch_size"],
+            queue_size=values["queue_size"],
+            max_rejects=values["max_rejects"],
+        ),
+        overrides,
+        command="run" if command == "full" else command,
+        output_dir=log_dir,
+        log_file=log_file,
         rejects_dir=values["rejects"] or log_dir / "asyncmig-rejects",
-        duplicates=values["duplicates"], max_rejects_total=values["max_rejects_total"],
-        snapshot=values["snapshot"], workers=values["workers"],
-        lock_timeout=values["lock_timeout"], cascade=values["cascade"],
+        duplicates=values["duplicates"],
+        max_rejects_total=values["max_rejects_total"],
+        snapshot=values["snapshot"],
+        workers=values["workers"],
+        lock_timeout=values["lock_timeout"],
+        cascade=values["cascade"],
         deep=DeepCheck(values["explain"], values["sample"]) if values["deep"] else None,
     )
 
 
 def plan_settings(values: Resolved) -> RunSettings:
-    return RunSettings(need_source(values), Target(None, "", "none"), values["schema"],
-                       values["jobs"], overrides=overrides_for(values))
+    return RunSettings(
+        need_source(values),
+        Target(None, "", "none"),
+        values["schema"],
+        values["jobs"],
+        overrides=overrides_for(values),
+    )
 
 
 def migrate(command: str, values: Resolved, environ: Mapping[str, str]) -> int:
@@ -150,16 +175,21 @@ def migrate(command: str, values: Resolved, environ: Mapping[str, str]) -> int:
         if values["print_sql"]:
             plan = anyio.run(make_plan, plan_settings(values), backend="asyncio")
             script = ddl.render_script(plan)
-            emit(output.render(output.document(command, 0, sql=script))
-                 if as_json(values) else script)
+            emit(
+                output.render(output.document(command, 0, sql=script))
+                if as_json(values)
+                else script
+            )
             return 0
-        progress.install(progress.for_terminal(values["quiet"],
-                                               values["log_format"] == LogFormat.JSON))
+        progress.install(
+            progress.for_terminal(values["quiet"], values["log_format"] == LogFormat.JSON)
+        )
         settings = run_settings(command, values, environ, log_file)
         if values["if_changed"] and skip_unchanged(settings, values):
             return 0
-        action = {"run": run_migration, "schema": create_schema,
-                  "data": load_data}[settings.command]
+        action = {"run": run_migration, "schema": create_schema, "data": load_data}[
+            settings.command
+        ]
         try:
             report = signals.run(action, settings)
         except MigrationError as exc:
@@ -167,16 +197,26 @@ def migrate(command: str, values: Resolved, environ: Mapping[str, str]) -> int:
             raise
         except (KeyboardInterrupt, signals.SignalReceived) as exc:
             progress.current().run_failed(
-                exc.exit_code if isinstance(exc, signals.SignalReceived) else 130, exc)
+                exc.exit_code if isinstance(exc, signals.SignalReceived) else 130, exc
+            )
             raise
         code = LOADED_WITH_REJECTS if report.rejected else 0
         progress.current().run_finished(code, report.rows, report.rejected, report.warnings)
         shown = settings.target.safe
         if as_json(values):
             data = render.report_data(report, shown)
-            emit(output.render(output.document(
-                command, code, run_id=report.run_id, tables=data.pop("tables"),
-                checks=data.pop("checks"), **data)))
+            emit(
+                output.render(
+                    output.document(
+                        command,
+                        code,
+                        run_id=report.run_id,
+                        tables=data.pop("tables"),
+                        checks=data.pop("checks"),
+                        **data,
+                    )
+                )
+            )
             return code
         verb = "created in" if settings.command == "schema" else "migrated into"
         emit(render.report_text(report, shown, action=verb))
@@ -191,21 +231,27 @@ def next_steps(target: Target, data_dir: Path) -> str:
     the scrubbed form would not connect."""
     address = target.dsn or target.safe
     where = "" if data_dir == default("data_dir") else f" --data-dir {shlex.quote(str(data_dir))}"
-    return ("\nnext steps:\n"
-            f"  open the result:  {shlex.quote(str(psql_path()))} {shlex.quote(address)}\n"
-            f"                    (or: asyncmig server psql{where})\n"
-            f"  stop the server:  asyncmig server stop{where}\n")
+    return (
+        "\nnext steps:\n"
+        f"  open the result:  {shlex.quote(str(psql_path()))} {shlex.quote(address)}\n"
+        f"                    (or: asyncmig server psql{where})\n"
+        f"  stop the server:  asyncmig server stop{where}\n"
+    )
 
 
 def skip_unchanged(settings: RunSettings, values: Resolved) -> bool:
     """--if-changed: say so and skip when the source is the file the last load read."""
-    since = anyio.run(unchanged_target, settings.target, settings.schema, settings.source,
-                      backend="asyncio")
+    since = anyio.run(
+        unchanged_target, settings.target, settings.schema, settings.source, backend="asyncio"
+    )
     if since is None:
         return False
     log.info("unchanged", since_run=since)
-    emit(output.render(output.document(settings.command, 0, unchanged_since_run=since))
-         if as_json(values) else f"unchanged since run {since}: nothing to do\n")
+    emit(
+        output.render(output.document(settings.command, 0, unchanged_since_run=since))
+        if as_json(values)
+        else f"unchanged since run {since}: nothing to do\n"
+    )
     return True
 
 
@@ -218,8 +264,13 @@ def sync_command(command: str, values: Resolved, environ: Mapping[str, str]) -> 
         shown = settings.target.safe
         if as_json(values):
             data = sync.report_data(report, shown)
-            emit(output.render(output.document(command, 0, run_id=report.run_id,
-                                               tables=data.pop("tables"), **data)))
+            emit(
+                output.render(
+                    output.document(
+                        command, 0, run_id=report.run_id, tables=data.pop("tables"), **data
+                    )
+                )
+            )
         else:
             emit(sync.report_text(report, shown))
         return 0
@@ -230,8 +281,7 @@ def plan(command: str, values: Resolved, environ: Mapping[str, str]) -> int:
         result = anyio.run(make_plan, plan_settings(values), backend="asyncio")
         if as_json(values):
             data = result.to_dict()
-            emit(output.render(output.document(command, 0, tables=data.pop("tables"),
-                                               plan=data)))
+            emit(output.render(output.document(command, 0, tables=data.pop("tables"), plan=data)))
         else:
             emit(render.plan_text(result))
         return 0
@@ -242,8 +292,11 @@ def check(command: str, values: Resolved, environ: Mapping[str, str]) -> int:
         settings = run_settings(command, values, environ)
         results = anyio.run(commands.check, settings, settings.deep, backend="asyncio")
         code = VerificationError.exit_code if any(not r.ok for r in results) else 0
-        emit(output.render(output.document(command, code, checks=verify.results_json(results)))
-             if as_json(values) else verify.render_text(results))
+        emit(
+            output.render(output.document(command, code, checks=verify.results_json(results)))
+            if as_json(values)
+            else verify.render_text(results)
+        )
         return code
 
 
@@ -252,8 +305,11 @@ def validate_command(command: str, values: Resolved, environ: Mapping[str, str])
         settings = run_settings(command, values, environ)
         checks = anyio.run(commands.validate, settings, backend="asyncio")
         code = VerificationError.exit_code if validate.failed(checks) else 0
-        emit(output.render(output.document(command, code, preflight=validate.checks_json(checks)))
-             if as_json(values) else validate.render_text(checks) + "\n")
+        emit(
+            output.render(output.document(command, code, preflight=validate.checks_json(checks)))
+            if as_json(values)
+            else validate.render_text(checks) + "\n"
+        )
         return code
 
 
@@ -265,8 +321,11 @@ def history_settings(values: Resolved, environ: Mapping[str, str]) -> RunSetting
 def status(command: str, values: Resolved, environ: Mapping[str, str]) -> int:
     with logging_for(command, values):
         runs = anyio.run(commands.status, history_settings(values, environ), backend="asyncio")
-        emit(output.render(output.document(command, 0, runs=render.status_data(runs)))
-             if as_json(values) else render.status_text(runs))
+        emit(
+            output.render(output.document(command, 0, runs=render.status_data(runs)))
+            if as_json(values)
+            else render.status_text(runs)
+        )
         return 0
 
 
@@ -277,19 +336,30 @@ def rollback(command: str, values: Resolved, environ: Mapping[str, str]) -> int:
         if run_id is None:
             raise UsageError("rollback needs the run to undo", hint="pass --run N (see status)")
         if values["no_backup"] and not values["force"]:
-            raise UsageError("--no-backup is only allowed with --force",
-                             hint="a rollback removes data: keep the backup unless you must not")
+            raise UsageError(
+                "--no-backup is only allowed with --force",
+                hint="a rollback removes data: keep the backup unless you must not",
+            )
         settings = history_settings(values, environ)
         if values["check"]:
             report = anyio.run(commands.rollback_check, settings, run_id, backend="asyncio")
             code = 0 if report.safe_to_rollback else RollbackRefused.exit_code
-            emit(output.render(output.document(command, code, run_id=run_id,
-                                               **render.safety_data(report)))
-                 if as_json(values) else render.safety_text(report))
+            emit(
+                output.render(
+                    output.document(command, code, run_id=run_id, **render.safety_data(report))
+                )
+                if as_json(values)
+                else render.safety_text(report)
+            )
             return code
-        action = partial(commands.rollback_command, settings, run_id, force=values["force"],
-                         backup=not values["no_backup"],
-                         backup_dir=values["backup_dir"] or values["log_dir"])
+        action = partial(
+            commands.rollback_command,
+            settings,
+            run_id,
+            force=values["force"],
+            backup=not values["no_backup"],
+            backup_dir=values["backup_dir"] or values["log_dir"],
+        )
         try:
             result = anyio.run(action, backend="asyncio")
         except RollbackRefused as refused:  # the report on stdout, the one-line error after
@@ -297,12 +367,23 @@ def rollback(command: str, values: Resolved, environ: Mapping[str, str]) -> int:
                 emit(render.safety_text(refused.report))
                 raise
             print(f"asyncmig: error: {refused}", file=sys.stderr)
-            emit(output.render(output.document(
-                command, refused.exit_code, run_id=run_id,
-                error=output.error_data(refused, refused.exit_code),
-                **render.safety_data(refused.report))))
+            emit(
+                output.render(
+                    output.document(
+                        command,
+                        refused.exit_code,
+                        run_id=run_id,
+                        error=output.error_data(refused, refused.exit_code),
+                        **render.safety_data(refused.report),
+                    )
+                )
+            )
             return refused.exit_code
-        emit(output.render(output.document(command, 0, run_id=run_id,
-                                           **render.rollback_data(result)))
-             if as_json(values) else render.rollback_text(result))
+        emit(
+            output.render(
+                output.document(command, 0, run_id=run_id, **render.rollback_data(result))
+            )
+            if as_json(values)
+            else render.rollback_text(result)
+        )
         return 0

@@ -34,12 +34,15 @@ async def check(settings: RunSettings, deep: DeepCheck | None = None) -> list[ve
     try:
         await check_server(conn)
         if not settings.overrides.widen and await history.latest_option(
-                conn, plan.schema, "widen"):  # the run's --widen chose the types: plan as it did
+            conn, plan.schema, "widen"
+        ):  # the run's --widen chose the types: plan as it did
             settings = replace(settings, overrides=replace(settings.overrides, widen=True))
             plan = await make_plan(settings)
         loads = await history.latest_loads(conn, plan.schema)
-        allowances = {table: verify.Allowance.from_accounts(load.rejected, load.replaced)
-                      for table, load in loads.items()}
+        allowances = {
+            table: verify.Allowance.from_accounts(load.rejected, load.replaced)
+            for table, load in loads.items()
+        }
         policies = {t.name: settings.overrides.orphan_policy(t.source_name) for t in plan.tables}
         policies.update(await history.latest_option(conn, plan.schema, "orphans") or {})
         results = await verify.run_checks(plan, conn, settings.source, allowances, policies)
@@ -47,12 +50,16 @@ async def check(settings: RunSettings, deep: DeepCheck | None = None) -> list[ve
         if recorded is not None:
             results.append(names_result(plan, recorded))
         if deep is not None:
-            files = {table: load.reject_file for table, load in loads.items()
-                     if load.reject_file}
+            files = {table: load.reject_file for table, load in loads.items() if load.reject_file}
             skipped = await anyio.to_thread.run_sync(rejected_keys, files)
             results += await deep_check.deep_check(
-                plan, conn, settings.source, explain=deep.explain,
-                sample_ranges=deep.sample_ranges, skip_rows=skipped)
+                plan,
+                conn,
+                settings.source,
+                explain=deep.explain,
+                sample_ranges=deep.sample_ranges,
+                skip_rows=skipped,
+            )
         return results
     finally:
         with anyio.move_on_after(10, shield=True):
@@ -62,16 +69,25 @@ async def check(settings: RunSettings, deep: DeepCheck | None = None) -> list[ve
 def names_result(plan: Plan, recorded: list[dict[str, str]]) -> verify.CheckResult:
     """The names the plan gives now are those the run recorded: else `check` would look
     for the data under other names (the source or the profile changed since)."""
+
     def shown(renames: list[dict[str, str]]) -> list[str]:
-        return sorted(f"{r['kind']} {r['table'] + '.' if r['table'] else ''}{r['source']} -> "
-                      f"{r['target']}" for r in renames)
+        return sorted(
+            f"{r['kind']} {r['table'] + '.' if r['table'] else ''}{r['source']} -> {r['target']}"
+            for r in renames
+        )
 
     expected, found = shown(recorded), shown([asdict(r) for r in plan.renames])
     differing = sorted(set(expected) ^ set(found))
     return verify.CheckResult(
-        "names", "", "renamed objects", f"{len(expected)} as recorded by the run",
-        f"{len(found)}, as recorded" if not differing else
-        f"{len(found)}, differing: {'; '.join(differing[:3])}", not differing)
+        "names",
+        "",
+        "renamed objects",
+        f"{len(expected)} as recorded by the run",
+        f"{len(found)}, as recorded"
+        if not differing
+        else f"{len(found)}, differing: {'; '.join(differing[:3])}",
+        not differing,
+    )
 
 
 def rejected_keys(files: dict[str, str]) -> dict[str, set[object]]:
@@ -82,7 +98,8 @@ def rejected_keys(files: dict[str, str]) -> dict[str, set[object]]:
         if not path.exists():
             raise VerificationError(
                 f"cannot check {table} deeply: its reject file {path} is gone",
-                hint="the checksums leave out rejected rows by their keys")
+                hint="the checksums leave out rejected rows by their keys",
+            )
         with path.open("rb") as stream:
             for line in stream:
                 key = orjson.loads(line)["key"]
@@ -109,9 +126,14 @@ async def status(settings: RunSettings) -> list[RunRecord]:
             await conn.close()
 
 
-async def rollback_command(settings: RunSettings, run_id: int, *, force: bool = False,
-                           backup: bool = True, backup_dir: Path | None = None
-                           ) -> rollback.RollbackResult:
+async def rollback_command(
+    settings: RunSettings,
+    run_id: int,
+    *,
+    force: bool = False,
+    backup: bool = True,
+    backup_dir: Path | None = None,
+) -> rollback.RollbackResult:
     """Validate, back up (into ``backup_dir``, else the log directory), roll back."""
     directory = (backup_dir or settings.output_dir or Path(".")) if backup else None
     conn = await connect(settings.target)

@@ -25,11 +25,18 @@ table (see the README's option table).
 """
 
 
-def walk(command: click.Command, parent: click.Context | None,
-         name: str) -> Iterator[tuple[str, click.Context]]:
+def walk(
+    command: click.Command, parent: click.Context | None, name: str
+) -> Iterator[tuple[str, click.Context]]:
     """Every command, group first, with the context its help is rendered in."""
-    ctx = command.make_context(name, [], parent=parent, resilient_parsing=True,
-                               terminal_width=WIDTH, max_content_width=WIDTH)
+    ctx = command.make_context(
+        name,
+        [],
+        parent=parent,
+        resilient_parsing=True,
+        terminal_width=WIDTH,
+        max_content_width=WIDTH,
+    )
     yield ctx.command_path, ctx
     if isinstance(command, click.Group):
         for sub in command.list_commands(ctx):

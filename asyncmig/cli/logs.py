@@ -26,8 +26,13 @@ import structlog
 
 from asyncmig.target import files
 
-LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
-          "error": logging.ERROR, "critical": logging.CRITICAL}
+LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
 
 
 def _json_dumps(obj: Any, **_: Any) -> str:
@@ -51,8 +56,9 @@ class FileTee:
 
 
 # what a log collector follows a scheduled job by: shown in JSON whatever the level
-LIFECYCLE = frozenset({"run_started", "phase_started", "progress", "run_finished",
-                       "run_failed", "run_warning"})
+LIFECYCLE = frozenset(
+    {"run_started", "phase_started", "progress", "run_finished", "run_failed", "run_warning"}
+)
 
 
 class ConsoleLevel:
@@ -81,12 +87,12 @@ def _stderr_logger(*_args: Any) -> structlog.PrintLogger:
     return structlog.PrintLogger(sys.stderr)
 
 
-def configure(*, log_format: str = "auto", verbose: bool = False,
-              log_file: Path | None = None) -> IO[str] | None:
+def configure(
+    *, log_format: str = "auto", verbose: bool = False, log_file: Path | None = None
+) -> IO[str] | None:
     """Set up logging; returns the opened log file (the caller closes it at exit)."""
     use_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
-    stream = (io.TextIOWrapper(files.append(log_file), encoding="utf-8")
-              if log_file else None)
+    stream = io.TextIOWrapper(files.append(log_file), encoding="utf-8") if log_file else None
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -94,11 +100,14 @@ def configure(*, log_format: str = "auto", verbose: bool = False,
     ]
     if stream is not None:
         processors.append(FileTee(stream))
-    processors.append(ConsoleLevel(logging.DEBUG if verbose else logging.WARNING,
-                                   lifecycle=use_json))
+    processors.append(
+        ConsoleLevel(logging.DEBUG if verbose else logging.WARNING, lifecycle=use_json)
+    )
     if use_json:
-        processors += [structlog.processors.dict_tracebacks,
-                       structlog.processors.JSONRenderer(serializer=_json_dumps)]
+        processors += [
+            structlog.processors.dict_tracebacks,
+            structlog.processors.JSONRenderer(serializer=_json_dumps),
+        ]
     else:
         processors.append(structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()))
     structlog.configure(

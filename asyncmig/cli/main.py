@@ -38,14 +38,33 @@ from asyncmig.cli.resolve import resolve
 from asyncmig.cli.settings import Group, Option, OutputFormat
 from asyncmig.errors import InternalError, MigrationError, TargetError, UsageError
 
-GROUP_TITLES = {Group.SOURCE: "Source", Group.TARGET: "Target", Group.LOAD: "Load",
-                Group.POLICIES: "Policy", Group.CHECK: "Check", Group.COMMAND: "Command",
-                Group.OUTPUT: "Output"}
+GROUP_TITLES = {
+    Group.SOURCE: "Source",
+    Group.TARGET: "Target",
+    Group.LOAD: "Load",
+    Group.POLICIES: "Policy",
+    Group.CHECK: "Check",
+    Group.COMMAND: "Command",
+    Group.OUTPUT: "Output",
+}
 TARGET = ("pg", "pg_file", "schema", "connect_timeout", "data_dir")
 OUTPUT = ("output", "log_format", "verbose", "quiet", "debug")
-LOAD = ("jobs", "batch_size", "queue_size", "workers", "lock_timeout", "statement_timeout",
-        "replace", "cascade", "rejects", "max_rejects",
-        "max_rejects_total", "on_error", "orphans", "duplicates")
+LOAD = (
+    "jobs",
+    "batch_size",
+    "queue_size",
+    "workers",
+    "lock_timeout",
+    "statement_timeout",
+    "replace",
+    "cascade",
+    "rejects",
+    "max_rejects",
+    "max_rejects_total",
+    "on_error",
+    "orphans",
+    "duplicates",
+)
 
 
 class ValueType(click.ParamType):  # type: ignore[type-arg]  # generic in click 8.5 only
@@ -55,8 +74,7 @@ class ValueType(click.ParamType):  # type: ignore[type-arg]  # generic in click 
         self.option = option
         self.name = option.metavar or option.name
 
-    def convert(self, value: Any, param: click.Parameter | None,
-                ctx: click.Context | None) -> Any:
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if not isinstance(value, str):
             return value
         try:
@@ -79,11 +97,21 @@ def help_text(option: Option) -> str:
 
 def click_option(option: Option) -> click.Option:
     if option.is_flag:
-        return click.Option([*option.flags, option.name], is_flag=True, default=None,
-                            show_default=False, help=help_text(option))
-    return click.Option([*option.flags, option.name], type=ValueType(option),
-                        metavar=option.metavar, default=None, show_default=False,
-                        help=help_text(option))
+        return click.Option(
+            [*option.flags, option.name],
+            is_flag=True,
+            default=None,
+            show_default=False,
+            help=help_text(option),
+        )
+    return click.Option(
+        [*option.flags, option.name],
+        type=ValueType(option),
+        metavar=option.metavar,
+        default=None,
+        show_default=False,
+        help=help_text(option),
+    )
 
 
 class Command(click.Command):
@@ -117,8 +145,9 @@ class Command(click.Command):
 class Commands(click.Group):
     """The top level: a mistyped command gets "did you mean"."""
 
-    def resolve_command(self, ctx: click.Context,
-                        args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
         name = args[0] if args else ""
         if name and not name.startswith("-") and self.get_command(ctx, name) is None:
             near = difflib.get_close_matches(name, self.list_commands(ctx), n=1)
@@ -145,10 +174,14 @@ class Spec:
 def make_command(spec: Spec, *, extra_args: bool = False) -> Command:
     """The click command for ``spec``; with ``extra_args``, arguments it does not know
     are passed on to the action (``server psql -- -c ...``)."""
+
     def callback(**_given: Any) -> int:
         ctx = click.get_current_context()
-        given = {name: value for name, value in ctx.params.items()
-                 if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE}
+        given = {
+            name: value
+            for name, value in ctx.params.items()
+            if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE
+        }
         invocation: Invocation = ctx.obj
         invocation.command = spec.name
         values = resolve(spec.options, given, invocation.environ)
@@ -158,11 +191,19 @@ def make_command(spec: Spec, *, extra_args: bool = False) -> Command:
         return action(spec.name, values, invocation.environ, *ctx.args)
 
     params: list[click.Parameter] = [click_option(settings.BY_NAME[n]) for n in spec.options]
-    return Command(spec.name, callback=callback, params=params, help=spec.description,
-                   short_help=spec.summary, example=spec.example,
-                   context_settings={"help_option_names": ["-h", "--help"],
-                                     "ignore_unknown_options": extra_args,
-                                     "allow_extra_args": extra_args})
+    return Command(
+        spec.name,
+        callback=callback,
+        params=params,
+        help=spec.description,
+        short_help=spec.summary,
+        example=spec.example,
+        context_settings={
+            "help_option_names": ["-h", "--help"],
+            "ignore_unknown_options": extra_args,
+            "allow_extra_args": extra_args,
+        },
+    )
 
 
 def asks_json(args: Sequence[str], environ: Mapping[str, str]) -> bool:
@@ -178,85 +219,159 @@ def asks_json(args: Sequence[str], environ: Mapping[str, str]) -> bool:
 
 
 A = "asyncmig.cli.actions:"
-RUN_OPTIONS = ("sqlite", "snapshot", "config", "widen", *TARGET, *LOAD, "if_changed", *OUTPUT,
-               "log_dir")
+RUN_OPTIONS = (
+    "sqlite",
+    "snapshot",
+    "config",
+    "widen",
+    *TARGET,
+    *LOAD,
+    "if_changed",
+    *OUTPUT,
+    "log_dir",
+)
 SPECS = (
-    Spec("run", "validate, create the schema, load, index, verify (alias: full)",
-         "Migrate everything in one go: check the source and the server, create the tables, "
-         "load every row through the COPY pipeline, build indexes, keys and constraints, "
-         "check the result against the source, record the run in the target's history and "
-         "write a rollback script. With no PostgreSQL given, an embedded one is started.",
-         "asyncmig run --sqlite app.db --pg postgresql://me@db.example.com/app",
-         RUN_OPTIONS, A + "migrate"),
-    Spec("full", "the same as run",
-         "The same as run (the reference migrator's name for it).",
-         "asyncmig full --sqlite app.db --postgres postgresql://me@localhost/app",
-         RUN_OPTIONS, A + "migrate"),
-    Spec("schema", "create the tables (before the data), or --print all the DDL",
-         "Create the bare tables and the profile's functions, the pre-data part of run; "
-         "with --print, print the SQL of every phase instead, for a DBA to review.",
-         "asyncmig schema --sqlite app.db --print > schema.sql",
-         ("sqlite", "config", "widen", *TARGET, "jobs", "lock_timeout", "statement_timeout",
-          "replace", "cascade", "print_sql", *OUTPUT, "log_dir"),
-         A + "migrate"),
-    Spec("data", "load the data into tables `schema` created, then index them",
-         "Load the rows into the tables schema created (they must exist and be empty; "
-         "--replace empties them), then build indexes, keys, constraints and foreign keys.",
-         "asyncmig data --sqlite app.db --pg postgresql://me@localhost/app --jobs 4",
-         ("sqlite", "snapshot", "config", "widen", *TARGET, *LOAD, *OUTPUT, "log_dir"),
-         A + "migrate"),
-    Spec("sync", "bring a target an earlier run made up to date: only what changed",
-         "Compare the source with the target an earlier run loaded, table by table and key "
-         "range by key range (checksums computed on both sides), and apply only the rows "
-         "inserted, updated and deleted since, in one transaction. A changed source schema "
-         "stops it (exit 6): migrate again with run --replace.",
-         "asyncmig sync --sqlite app.db --pg-file /run/secrets/pg-url --if-changed",
-         ("sqlite", "config", "widen", *TARGET, "jobs", "if_changed", *OUTPUT, "log_dir"),
-         A + "sync_command"),
-    Spec("check", "compare the PostgreSQL copy with the source",
-         "Compare the copy with the source: row counts, foreign keys, JSON columns and "
-         "sequences; with --deep also a checksum of every table's values, computed inside "
-         "SQLite and inside PostgreSQL. Rows the last load rejected are allowed for.",
-         "asyncmig check --sqlite app.db --pg postgresql://me@localhost/app --deep",
-         ("sqlite", "config", "widen", *TARGET, "jobs", "deep", "explain", "sample", *OUTPUT), A + "check"),
-    Spec("validate", "pre-flight checks, each with its fix",
-         "Check, before anything is written, that a run can succeed: the source is readable "
-         "and sound, the server is new enough, reachable and has the extensions, privileges "
-         "and disk space needed, and no table is in the way. Each check says PASS, WARN or "
-         "FAIL with its fix.",
-         "asyncmig validate --sqlite app.db --pg postgresql://me@localhost/app",
-         ("sqlite", "config", "widen", *TARGET, "jobs", *OUTPUT), A + "validate_command"),
-    Spec("status", "the migration history (latest 20 runs)",
-         "Show the migration history kept in the target (schema asyncmig): each run's "
-         "command, times, outcome, rows and rollback script.",
-         "asyncmig status --pg postgresql://me@localhost/app",
-         ("config", "pg", "pg_file", "connect_timeout", "data_dir", *OUTPUT), A + "status"),
-    Spec("rollback", "check, back up, then undo a run (see status)",
-         "Undo one run with the rollback script it wrote: refused for a run that failed, was "
-         "already rolled back, or was followed by a later run into the same schema. First it "
-         "checks what the rollback would lose or break (rows the application wrote since, "
-         "sessions using the tables, views and keys built on them; --check only reports) and "
-         "refuses, exit 10, unless --force; then it writes a backup that psql -f restores.",
-         "asyncmig rollback --pg postgresql://me@localhost/app --run 3 --check",
-         ("config", "pg", "pg_file", "connect_timeout", "data_dir", "run_id", "check", "force",
-          "backup_dir", "no_backup", "log_dir", *OUTPUT), A + "rollback"),
-    Spec("plan", "print the migration plan",
-         "Print the plan without touching any PostgreSQL: each table with its columns' "
-         "source and target types and the evidence for each choice, indexes, keys, checks, "
-         "warnings and what will not be migrated.",
-         "asyncmig plan --sqlite app.db --config profile.toml --output json",
-         ("sqlite", "config", "widen", "schema", "jobs", "format", *OUTPUT), A + "plan"),
+    Spec(
+        "run",
+        "validate, create the schema, load, index, verify (alias: full)",
+        "Migrate everything in one go: check the source and the server, create the tables, "
+        "load every row through the COPY pipeline, build indexes, keys and constraints, "
+        "check the result against the source, record the run in the target's history and "
+        "write a rollback script. With no PostgreSQL given, an embedded one is started.",
+        "asyncmig run --sqlite app.db --pg postgresql://me@db.example.com/app",
+        RUN_OPTIONS,
+        A + "migrate",
+    ),
+    Spec(
+        "full",
+        "the same as run",
+        "The same as run (the reference migrator's name for it).",
+        "asyncmig full --sqlite app.db --postgres postgresql://me@localhost/app",
+        RUN_OPTIONS,
+        A + "migrate",
+    ),
+    Spec(
+        "schema",
+        "create the tables (before the data), or --print all the DDL",
+        "Create the bare tables and the profile's functions, the pre-data part of run; "
+        "with --print, print the SQL of every phase instead, for a DBA to review.",
+        "asyncmig schema --sqlite app.db --print > schema.sql",
+        (
+            "sqlite",
+            "config",
+            "widen",
+            *TARGET,
+            "jobs",
+            "lock_timeout",
+            "statement_timeout",
+            "replace",
+            "cascade",
+            "print_sql",
+            *OUTPUT,
+            "log_dir",
+        ),
+        A + "migrate",
+    ),
+    Spec(
+        "data",
+        "load the data into tables `schema` created, then index them",
+        "Load the rows into the tables schema created (they must exist and be empty; "
+        "--replace empties them), then build indexes, keys, constraints and foreign keys.",
+        "asyncmig data --sqlite app.db --pg postgresql://me@localhost/app --jobs 4",
+        ("sqlite", "snapshot", "config", "widen", *TARGET, *LOAD, *OUTPUT, "log_dir"),
+        A + "migrate",
+    ),
+    Spec(
+        "sync",
+        "bring a target an earlier run made up to date: only what changed",
+        "Compare the source with the target an earlier run loaded, table by table and key "
+        "range by key range (checksums computed on both sides), and apply only the rows "
+        "inserted, updated and deleted since, in one transaction. A changed source schema "
+        "stops it (exit 6): migrate again with run --replace.",
+        "asyncmig sync --sqlite app.db --pg-file /run/secrets/pg-url --if-changed",
+        ("sqlite", "config", "widen", *TARGET, "jobs", "if_changed", *OUTPUT, "log_dir"),
+        A + "sync_command",
+    ),
+    Spec(
+        "check",
+        "compare the PostgreSQL copy with the source",
+        "Compare the copy with the source: row counts, foreign keys, JSON columns and "
+        "sequences; with --deep also a checksum of every table's values, computed inside "
+        "SQLite and inside PostgreSQL. Rows the last load rejected are allowed for.",
+        "asyncmig check --sqlite app.db --pg postgresql://me@localhost/app --deep",
+        ("sqlite", "config", "widen", *TARGET, "jobs", "deep", "explain", "sample", *OUTPUT),
+        A + "check",
+    ),
+    Spec(
+        "validate",
+        "pre-flight checks, each with its fix",
+        "Check, before anything is written, that a run can succeed: the source is readable "
+        "and sound, the server is new enough, reachable and has the extensions, privileges "
+        "and disk space needed, and no table is in the way. Each check says PASS, WARN or "
+        "FAIL with its fix.",
+        "asyncmig validate --sqlite app.db --pg postgresql://me@localhost/app",
+        ("sqlite", "config", "widen", *TARGET, "jobs", *OUTPUT),
+        A + "validate_command",
+    ),
+    Spec(
+        "status",
+        "the migration history (latest 20 runs)",
+        "Show the migration history kept in the target (schema asyncmig): each run's "
+        "command, times, outcome, rows and rollback script.",
+        "asyncmig status --pg postgresql://me@localhost/app",
+        ("config", "pg", "pg_file", "connect_timeout", "data_dir", *OUTPUT),
+        A + "status",
+    ),
+    Spec(
+        "rollback",
+        "check, back up, then undo a run (see status)",
+        "Undo one run with the rollback script it wrote: refused for a run that failed, was "
+        "already rolled back, or was followed by a later run into the same schema. First it "
+        "checks what the rollback would lose or break (rows the application wrote since, "
+        "sessions using the tables, views and keys built on them; --check only reports) and "
+        "refuses, exit 10, unless --force; then it writes a backup that psql -f restores.",
+        "asyncmig rollback --pg postgresql://me@localhost/app --run 3 --check",
+        (
+            "config",
+            "pg",
+            "pg_file",
+            "connect_timeout",
+            "data_dir",
+            "run_id",
+            "check",
+            "force",
+            "backup_dir",
+            "no_backup",
+            "log_dir",
+            *OUTPUT,
+        ),
+        A + "rollback",
+    ),
+    Spec(
+        "plan",
+        "print the migration plan",
+        "Print the plan without touching any PostgreSQL: each table with its columns' "
+        "source and target types and the evidence for each choice, indexes, keys, checks, "
+        "warnings and what will not be migrated.",
+        "asyncmig plan --sqlite app.db --config profile.toml --output json",
+        ("sqlite", "config", "widen", "schema", "jobs", "format", *OUTPUT),
+        A + "plan",
+    ),
 )
 
 
 def build_cli() -> click.Group:
     from asyncmig.cli.server import server_group
 
-    top = Commands("asyncmig", help="Move a SQLite database into PostgreSQL, typed and "
-                   "verified. Run `asyncmig COMMAND --help` for a command's options.",
-                   context_settings={"help_option_names": ["-h", "--help"]})
-    top = click.version_option(package_version(), "--version", prog_name="asyncmig",
-                               message="%(prog)s %(version)s")(top)
+    top = Commands(
+        "asyncmig",
+        help="Move a SQLite database into PostgreSQL, typed and "
+        "verified. Run `asyncmig COMMAND --help` for a command's options.",
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    top = click.version_option(
+        package_version(), "--version", prog_name="asyncmig", message="%(prog)s %(version)s"
+    )(top)
     for spec in SPECS:
         top.add_command(make_command(spec))
     top.add_command(server_group())
@@ -289,8 +404,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     invocation = Invocation(os.environ if environ is None else environ)
     invocation.as_json = asks_json(args, invocation.environ)
     try:
-        result = build_cli().main(args, prog_name="asyncmig", standalone_mode=False,
-                                  obj=invocation)
+        result = build_cli().main(args, prog_name="asyncmig", standalone_mode=False, obj=invocation)
         return result if isinstance(result, int) else 0
     except click.exceptions.Exit as exc:
         return exc.exit_code
@@ -316,16 +430,26 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return unexpected(invocation, exc, debug="--debug" in args)
 
 
-def fail(invocation: Invocation, exc: BaseException, line: str, code: int,
-         prefix: str = "asyncmig: error: ", *, debug: bool = False) -> int:
+def fail(
+    invocation: Invocation,
+    exc: BaseException,
+    line: str,
+    code: int,
+    prefix: str = "asyncmig: error: ",
+    *,
+    debug: bool = False,
+) -> int:
     """One line on stderr (a traceback only with --debug); with --output json, the
     error document on stdout as well."""
     if debug:
         traceback.print_exception(exc)
     print(f"{prefix}{line}", file=sys.stderr)
     if invocation.as_json:
-        output.emit(output.render(output.document(
-            invocation.command, code, error=output.error_data(exc, code))))
+        output.emit(
+            output.render(
+                output.document(invocation.command, code, error=output.error_data(exc, code))
+            )
+        )
     return code
 
 
@@ -355,7 +479,14 @@ def unexpected(invocation: Invocation, exc: Exception, *, debug: bool) -> int:
 
     line = (str(exc).splitlines() or [type(exc).__name__])[0]
     if isinstance(exc, asyncpg.PostgresError):  # a statement the phases did not expect to fail
-        return fail(invocation, exc, f"PostgreSQL refused: {line}", TargetError.exit_code,
-                    debug=debug)
-    return fail(invocation, exc, f"{type(exc).__name__}: {line} (rerun with --debug and "
-                "report it)", InternalError.exit_code, "asyncmig: internal error: ", debug=debug)
+        return fail(
+            invocation, exc, f"PostgreSQL refused: {line}", TargetError.exit_code, debug=debug
+        )
+    return fail(
+        invocation,
+        exc,
+        f"{type(exc).__name__}: {line} (rerun with --debug and report it)",
+        InternalError.exit_code,
+        "asyncmig: internal error: ",
+        debug=debug,
+    )

@@ -31,8 +31,7 @@ import orjson
 from asyncmig.errors import MigrationError
 
 SCHEMA_VERSION = 1
-STATUS = {0: "succeeded", 6: "checks_failed", 8: "loaded_with_rejects",
-          10: "rollback_unsafe"}
+STATUS = {0: "succeeded", 6: "checks_failed", 8: "loaded_with_rejects", 10: "rollback_unsafe"}
 
 
 def package_version() -> str:
@@ -48,21 +47,45 @@ def status_of(exit_code: int) -> str:
 
 def error_data(exc: BaseException, exit_code: int) -> dict[str, Any]:
     if isinstance(exc, MigrationError):
-        return {"class": type(exc).__name__, "message": exc.message, "detail": exc.detail,
-                "hint": exc.hint, "exit_code": exit_code}
+        return {
+            "class": type(exc).__name__,
+            "message": exc.message,
+            "detail": exc.detail,
+            "hint": exc.hint,
+            "exit_code": exit_code,
+        }
     line = (str(exc).splitlines() or [type(exc).__name__])[0]
-    return {"class": type(exc).__name__, "message": line, "detail": None, "hint": None,
-            "exit_code": exit_code}
+    return {
+        "class": type(exc).__name__,
+        "message": line,
+        "detail": None,
+        "hint": None,
+        "exit_code": exit_code,
+    }
 
 
-def document(command: str, exit_code: int, *, run_id: int | None = None,
-             tables: Sequence[Mapping[str, Any]] = (),
-             checks: Sequence[Mapping[str, Any]] = (),
-             error: Mapping[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
-    return {"schema_version": SCHEMA_VERSION, "asyncmig_version": package_version(),
-            "command": command, "status": "error" if error else status_of(exit_code),
-            "exit_code": exit_code, "run_id": run_id, "tables": list(tables),
-            "checks": list(checks), "error": error, **fields}
+def document(
+    command: str,
+    exit_code: int,
+    *,
+    run_id: int | None = None,
+    tables: Sequence[Mapping[str, Any]] = (),
+    checks: Sequence[Mapping[str, Any]] = (),
+    error: Mapping[str, Any] | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "asyncmig_version": package_version(),
+        "command": command,
+        "status": "error" if error else status_of(exit_code),
+        "exit_code": exit_code,
+        "run_id": run_id,
+        "tables": list(tables),
+        "checks": list(checks),
+        "error": error,
+        **fields,
+    }
 
 
 def render(data: Mapping[str, Any]) -> str:

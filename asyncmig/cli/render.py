@@ -58,13 +58,18 @@ def plan_text(plan: Plan) -> str:
         lines.append("")
     if plan.renames:
         lines.append("names (SQLite -> PostgreSQL):")
-        lines.extend(f"  {r.kind} {r.table + '.' if r.table else ''}{r.source} -> {r.target}"
-                     f" ({r.reason})" for r in plan.renames)
+        lines.extend(
+            f"  {r.kind} {r.table + '.' if r.table else ''}{r.source} -> {r.target} ({r.reason})"
+            for r in plan.renames
+        )
     if plan.views:
         lines.append("views (in creation order):")
-        lines.extend(f"  {v.name}: translated" if v.translated else
-                     f"  {v.name}: tried as written at the end of the run ({v.note})"
-                     for v in plan.views)
+        lines.extend(
+            f"  {v.name}: translated"
+            if v.translated
+            else f"  {v.name}: tried as written at the end of the run ({v.note})"
+            for v in plan.views
+        )
     if plan.warnings:
         lines.append("warnings:")
         lines.extend(f"  {w}" for w in plan.warnings)
@@ -81,30 +86,42 @@ def report_text(report: RunReport, target: str, *, action: str = "migrated into"
     lines = []
     if report.tables:
         columns = max(5, *(width(t.table) for t in report.tables))
-        lines.append(f"{ljust('table', columns)}  {'rows':>12}  {'rejected':>8}  {'replaced':>8}  "
-                     f"{'load s':>8}  {'index s':>8}  {'rows/s':>10}")
+        lines.append(
+            f"{ljust('table', columns)}  {'rows':>12}  {'rejected':>8}  {'replaced':>8}  "
+            f"{'load s':>8}  {'index s':>8}  {'rows/s':>10}"
+        )
         order = {t.name: i for i, t in enumerate(report.plan.tables)}
         for t in sorted(report.tables, key=lambda t: order.get(t.table, 0)):
             rate = int(t.rows / t.load_seconds) if t.load_seconds else 0
-            lines.append(f"{ljust(t.table, columns)}  {t.rows:>12}  {t.rejected:>8}  "
-                         f"{sum(t.replaced.values()):>8}  "
-                         f"{t.load_seconds:>8.2f}  {t.index_seconds:>8.2f}  {rate:>10}")
-        lines.append(f"{ljust('total', columns)}  {report.rows:>12}  {report.rejected:>8}  "
-                     f"{report.replaced:>8}  "
-                     f"{report.seconds:>8.2f}s end to end, "
-                     f"{int(report.rows / report.seconds) if report.seconds else 0} rows/s")
+            lines.append(
+                f"{ljust(t.table, columns)}  {t.rows:>12}  {t.rejected:>8}  "
+                f"{sum(t.replaced.values()):>8}  "
+                f"{t.load_seconds:>8.2f}  {t.index_seconds:>8.2f}  {rate:>10}"
+            )
+        lines.append(
+            f"{ljust('total', columns)}  {report.rows:>12}  {report.rejected:>8}  "
+            f"{report.replaced:>8}  "
+            f"{report.seconds:>8.2f}s end to end, "
+            f"{int(report.rows / report.seconds) if report.seconds else 0} rows/s"
+        )
     else:
-        lines.append(f"created {len(report.plan.tables)} table(s) in {report.seconds:.2f}s; "
-                     "load them with `asyncmig data`")
+        lines.append(
+            f"created {len(report.plan.tables)} table(s) in {report.seconds:.2f}s; "
+            "load them with `asyncmig data`"
+        )
     lines.extend(f"warning: {w}" for w in report.warnings)
     skipped = report.plan.skipped
     if skipped:
         lines.append(f"not migrated: {len(skipped)} item(s); `asyncmig plan` lists them")
     if report.checks:
-        lines.append(f"checked: {len(report.checks)} checks passed (row counts, foreign keys, "
-                     "JSON, sequences)")
-    lines.append(f"{action} {target} (PostgreSQL {report.server_version}), "
-                 f"schema {report.plan.schema}; run {report.run_id} in the history")
+        lines.append(
+            f"checked: {len(report.checks)} checks passed (row counts, foreign keys, "
+            "JSON, sequences)"
+        )
+    lines.append(
+        f"{action} {target} (PostgreSQL {report.server_version}), "
+        f"schema {report.plan.schema}; run {report.run_id} in the history"
+    )
     if report.rollback_script:
         lines.append(f"rollback script: {report.rollback_script}")
     return "\n".join(lines) + "\n"
@@ -139,10 +156,13 @@ def status_text(runs: list[RunRecord]) -> str:
         seconds = f"{run.seconds:.1f}s" if run.seconds is not None else "-"
         started = run.started_at.strftime("%Y-%m-%d %H:%M:%S %Z")
         rows = run.rows_loaded if run.rows_loaded is not None else "-"
-        lines.append(f"run {run.id}  {run.command}  {run.status}  started {started}  {seconds}  "
-                     f"rows {rows}")
-        lines.append(f"  source {run.source_path} ({run.source_size} bytes, sha256 "
-                     f"{run.source_sha256 or '-'}) -> schema {run.target_schema}")
+        lines.append(
+            f"run {run.id}  {run.command}  {run.status}  started {started}  {seconds}  rows {rows}"
+        )
+        lines.append(
+            f"  source {run.source_path} ({run.source_size} bytes, sha256 "
+            f"{run.source_sha256 or '-'}) -> schema {run.target_schema}"
+        )
         lines.append(f"  options {orjson.dumps(run.options).decode()}")
         if run.error:
             lines.append(f"  error: {run.error}")
@@ -151,7 +171,8 @@ def status_text(runs: list[RunRecord]) -> str:
         lines.extend(
             f"  {ljust(t['table_name'], 24)} {t['loaded_rows']:>12} rows  {t['seconds']:8.2f}s"
             + (f"  replaced {t['replaced']}" if t["replaced"] else "")
-            for t in run.tables)
+            for t in run.tables
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -165,13 +186,22 @@ def safety_text(report: SafetyReport) -> str:
     lines = [f"rollback of run {report.run_id} (schema {report.schema}):"]
     for t in report.tables:
         now = "gone" if t.rows_now is None else f"{t.rows_now} rows now"
-        split = (f", {t.inserted} inserted, {t.updated} updated, {t.deleted} deleted"
-                 if t.inserted is not None else
-                 f", {t.written} written since" if t.written else "")
-        same = "" if t.rows_now is None else (
-            ", checksum differs" if t.checksum_then != t.checksum_now else ", checksum same")
-        lines.append(f"  {t.table:<24} {t.rows_then if t.rows_then is not None else '-'} rows "
-                     f"at the run, {now}{same}{split}")
+        split = (
+            f", {t.inserted} inserted, {t.updated} updated, {t.deleted} deleted"
+            if t.inserted is not None
+            else f", {t.written} written since"
+            if t.written
+            else ""
+        )
+        same = (
+            ""
+            if t.rows_now is None
+            else (", checksum differs" if t.checksum_then != t.checksum_now else ", checksum same")
+        )
+        lines.append(
+            f"  {t.table:<24} {t.rows_then if t.rows_then is not None else '-'} rows "
+            f"at the run, {now}{same}{split}"
+        )
     lines += [f"  warning: {w}" for w in report.warnings]
     lines.append(f"safe to roll back: {'yes' if report.safe_to_rollback else 'no'}")
     return "\n".join(lines) + "\n"
@@ -187,19 +217,30 @@ def safety_data(report: SafetyReport) -> dict[str, Any]:
 
 def rollback_data(result: RollbackResult) -> dict[str, Any]:
     backup = result.backup
-    return {**safety_data(result.safety), "success": result.success, "forced": result.forced,
-            "rollback_script": result.script,
-            "backup": None if backup is None else {
-                "path": str(backup.path), "sha256": backup.sha256, "rows": backup.rows,
-                "tables": list(backup.tables)}}
+    return {
+        **safety_data(result.safety),
+        "success": result.success,
+        "forced": result.forced,
+        "rollback_script": result.script,
+        "backup": None
+        if backup is None
+        else {
+            "path": str(backup.path),
+            "sha256": backup.sha256,
+            "rows": backup.rows,
+            "tables": list(backup.tables),
+        },
+    }
 
 
 def rollback_text(result: RollbackResult) -> str:
     lines = [f"warning (forced): {w}" for w in result.warnings] if result.forced else []
     if result.backup is not None:
-        lines.append(f"backup written: {result.backup.path} (sha256 {result.backup.sha256}, "
-                     f"{result.backup.rows} rows of {len(result.backup.tables)} tables); "
-                     f"restore with: psql -v ON_ERROR_STOP=1 -d DATABASE -f FILE")
+        lines.append(
+            f"backup written: {result.backup.path} (sha256 {result.backup.sha256}, "
+            f"{result.backup.rows} rows of {len(result.backup.tables)} tables); "
+            f"restore with: psql -v ON_ERROR_STOP=1 -d DATABASE -f FILE"
+        )
     else:
         lines.append("no backup written (--no-backup)")
     lines.append(f"run {result.run_id} rolled back with {result.script}")

@@ -36,8 +36,7 @@ class Resolved:
         return {k: v for k, v in self.origins.items() if v != "default"}
 
 
-def resolve(names: Iterable[str], given: Mapping[str, Any],
-            environ: Mapping[str, str]) -> Resolved:
+def resolve(names: Iterable[str], given: Mapping[str, Any], environ: Mapping[str, str]) -> Resolved:
     """``given`` holds the values typed on the command line (already parsed)."""
     used = set(names)
     values: dict[str, Any] = {o.name: o.default for o in settings.OPTIONS}
@@ -57,8 +56,12 @@ def resolve(names: Iterable[str], given: Mapping[str, Any],
     return Resolved(values, origins)
 
 
-def _pick(option: settings.Option, given: Mapping[str, Any], environ: Mapping[str, str],
-          job: Mapping[str, Any]) -> tuple[Any, str] | None:
+def _pick(
+    option: settings.Option,
+    given: Mapping[str, Any],
+    environ: Mapping[str, str],
+    job: Mapping[str, Any],
+) -> tuple[Any, str] | None:
     if option.name in given:
         return given[option.name], "command line"
     from_env = settings.from_environment(option, environ)
@@ -75,8 +78,9 @@ def read_job(path: Path) -> dict[str, Any]:
     return settings.job_section(read_toml(path), str(path), path.parent)
 
 
-def target_url(given: Mapping[str, Any], environ: Mapping[str, str],
-               job: Mapping[str, Any]) -> tuple[str | None, str]:
+def target_url(
+    given: Mapping[str, Any], environ: Mapping[str, str], job: Mapping[str, Any]
+) -> tuple[str | None, str]:
     """The target URL from --pg, --pg-file or the job's pg_env, by precedence."""
     candidates: list[tuple[int, str, str]] = []  # (level, spelling, url)
     for name, env in (("pg", "ASYNCMIG_PG"), ("pg_file", "ASYNCMIG_PG_FILE")):
@@ -94,8 +98,10 @@ def target_url(given: Mapping[str, Any], environ: Mapping[str, str],
     level = min(c[0] for c in candidates)
     chosen = [c for c in candidates if c[0] == level]
     if len(chosen) > 1:
-        raise UsageError(f"the target is given twice ({' and '.join(c[1] for c in chosen)})",
-                         hint="give only one of them")
+        raise UsageError(
+            f"the target is given twice ({' and '.join(c[1] for c in chosen)})",
+            hint="give only one of them",
+        )
     return chosen[0][2], LEVELS[level]
 
 
@@ -109,8 +115,9 @@ def read_url_file(path: Path, origin: str) -> str:
     try:
         text = path.read_text(encoding="utf-8").strip()
     except OSError as exc:
-        raise UsageError(f"cannot read the target URL from {path} ({origin}): "
-                         f"{exc.strerror or exc}") from None
+        raise UsageError(
+            f"cannot read the target URL from {path} ({origin}): {exc.strerror or exc}"
+        ) from None
     except UnicodeDecodeError:
         raise UsageError(f"cannot read the target URL from {path} ({origin}): not text") from None
     if not text:
@@ -121,6 +128,8 @@ def read_url_file(path: Path, origin: str) -> str:
 def from_variable(name: str, environ: Mapping[str, str]) -> str:
     value = environ.get(name, "").strip()
     if not value:
-        raise UsageError(f"the job file's pg_env names {name}, which is not set",
-                         hint=f"set {name} to the target URL, or change pg_env")
+        raise UsageError(
+            f"the job file's pg_env names {name}, which is not set",
+            hint=f"set {name} to the target URL, or change pg_env",
+        )
     return value

@@ -21,27 +21,56 @@ M = "asyncmig.cli.server:"
 def server_group() -> click.Group:
     from asyncmig.cli.main import Commands, Spec, make_command
 
-    group = Commands("server", help="The embedded PostgreSQL that `run` starts when no "
-                        "PostgreSQL is given. It lives in --data-dir and keeps running after "
-                        "the run, so its URL keeps working, until `asyncmig server stop`.",
-                        short_help="the embedded PostgreSQL started by `run`",
-                        context_settings={"help_option_names": ["-h", "--help"]})
+    group = Commands(
+        "server",
+        help="The embedded PostgreSQL that `run` starts when no "
+        "PostgreSQL is given. It lives in --data-dir and keeps running after "
+        "the run, so its URL keeps working, until `asyncmig server stop`.",
+        short_help="the embedded PostgreSQL started by `run`",
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
     specs = (
-        Spec("start", "start it (or find it running) and print its URL",
-             "Start the embedded PostgreSQL (creating it if needed) and print its URL.",
-             "asyncmig server start", OPTIONS, M + "start"),
-        Spec("status", "say whether it is running, and its URL",
-             "Say whether the embedded PostgreSQL is running, with its URL; exits 1 when it "
-             "is not.", "asyncmig server status", OPTIONS, M + "status"),
-        Spec("stop", "stop it", "Stop the embedded PostgreSQL; says so when nothing was "
-             "running.", "asyncmig server stop", OPTIONS, M + "stop"),
-        Spec("url", "print its URL (starting it if needed)",
-             "Print the embedded PostgreSQL's URL, starting it if it is not running.",
-             'psql "$(asyncmig server url)"', OPTIONS, M + "url"),
-        Spec("psql", "open the bundled psql on it",
-             "Open the psql client bundled with the embedded server, connected to it; "
-             "arguments after -- go to psql.", "asyncmig server psql -- -c '\\dt'",
-             OPTIONS, M + "psql"),
+        Spec(
+            "start",
+            "start it (or find it running) and print its URL",
+            "Start the embedded PostgreSQL (creating it if needed) and print its URL.",
+            "asyncmig server start",
+            OPTIONS,
+            M + "start",
+        ),
+        Spec(
+            "status",
+            "say whether it is running, and its URL",
+            "Say whether the embedded PostgreSQL is running, with its URL; exits 1 when it is not.",
+            "asyncmig server status",
+            OPTIONS,
+            M + "status",
+        ),
+        Spec(
+            "stop",
+            "stop it",
+            "Stop the embedded PostgreSQL; says so when nothing was running.",
+            "asyncmig server stop",
+            OPTIONS,
+            M + "stop",
+        ),
+        Spec(
+            "url",
+            "print its URL (starting it if needed)",
+            "Print the embedded PostgreSQL's URL, starting it if it is not running.",
+            'psql "$(asyncmig server url)"',
+            OPTIONS,
+            M + "url",
+        ),
+        Spec(
+            "psql",
+            "open the bundled psql on it",
+            "Open the psql client bundled with the embedded server, connected to it; "
+            "arguments after -- go to psql.",
+            "asyncmig server psql -- -c '\\dt'",
+            OPTIONS,
+            M + "psql",
+        ),
     )
     for spec in specs:
         group.add_command(make_command(spec, extra_args=spec.name == "psql"))
@@ -51,8 +80,10 @@ def server_group() -> click.Group:
 def server_for(values: Resolved, *, must_exist: bool = True) -> EmbeddedServer:
     server = EmbeddedServer(Path(values["data_dir"]) / "pgdata")
     if must_exist and not (server.pgdata / "PG_VERSION").exists():
-        raise UsageError(f"no embedded PostgreSQL in {server.pgdata}",
-                         hint="`asyncmig run` without --pg creates one, or pass its --data-dir")
+        raise UsageError(
+            f"no embedded PostgreSQL in {server.pgdata}",
+            hint="`asyncmig run` without --pg creates one, or pass its --data-dir",
+        )
     return server
 
 

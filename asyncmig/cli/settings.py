@@ -120,8 +120,11 @@ class Option:
     @property
     def choices(self) -> tuple[str, ...]:
         kind = self.type
-        return tuple(c.value for c in kind) if isinstance(kind, type) and issubclass(kind, StrEnum) \
+        return (
+            tuple(c.value for c in kind)
+            if isinstance(kind, type) and issubclass(kind, StrEnum)
             else ()
+        )
 
     def default_text(self) -> str:
         if self.shown_default is not None:
@@ -131,101 +134,326 @@ class Option:
         return "" if self.default is None else f"`{self.default}`"
 
 
-def _opt(name: str, type_: OptionType, default: Any, help_: str, group: Group,
-         metavar: str | None = None, **extra: Any) -> Option:
+def _opt(
+    name: str,
+    type_: OptionType,
+    default: Any,
+    help_: str,
+    group: Group,
+    metavar: str | None = None,
+    **extra: Any,
+) -> Option:
     flags = extra.pop("flags", ("--" + name.replace("_", "-"),))
     return Option(name, flags, type_, default, help_, group, metavar, **extra)
 
 
-S, T, L, P, C, X, O = (Group.SOURCE, Group.TARGET, Group.LOAD, Group.POLICIES, Group.CHECK,
-                       Group.COMMAND, Group.OUTPUT)
+S, T, L, P, C, X, O = (
+    Group.SOURCE,
+    Group.TARGET,
+    Group.LOAD,
+    Group.POLICIES,
+    Group.CHECK,
+    Group.COMMAND,
+    Group.OUTPUT,
+)
 
 OPTIONS: tuple[Option, ...] = (
-    _opt("sqlite", Path, None, "the SQLite database file to migrate (opened read-only)", S,
-         "FILE"),
-    _opt("snapshot", bool, False, "first copy the source in one read transaction and migrate "
-         "the copy: one consistent snapshot while the application keeps writing (needs the "
-         "disk space of the file)", S),
-    _opt("config", Path, None, "TOML job file and profile: a [job] table of these options, "
-         "and the overrides of the plan", S, "FILE", in_job=False),
-    _opt("pg", str, None, "target PostgreSQL URL (on a shared machine prefer --pg-file or "
-         "DATABASE_URL: the command line is visible to other users)", T, "URL",
-         flags=("--pg", "--postgres"),
-         shown_default="`DATABASE_URL`, then `PG*`, then an embedded server"),
-    _opt("pg_file", Path, None, "read the target URL from this file (a Docker or Kubernetes "
-         "secret); a trailing newline is ignored", T, "FILE"),
+    _opt("sqlite", Path, None, "the SQLite database file to migrate (opened read-only)", S, "FILE"),
+    _opt(
+        "snapshot",
+        bool,
+        False,
+        "first copy the source in one read transaction and migrate "
+        "the copy: one consistent snapshot while the application keeps writing (needs the "
+        "disk space of the file)",
+        S,
+    ),
+    _opt(
+        "config",
+        Path,
+        None,
+        "TOML job file and profile: a [job] table of these options, and the overrides of the plan",
+        S,
+        "FILE",
+        in_job=False,
+    ),
+    _opt(
+        "pg",
+        str,
+        None,
+        "target PostgreSQL URL (on a shared machine prefer --pg-file or "
+        "DATABASE_URL: the command line is visible to other users)",
+        T,
+        "URL",
+        flags=("--pg", "--postgres"),
+        shown_default="`DATABASE_URL`, then `PG*`, then an embedded server",
+    ),
+    _opt(
+        "pg_file",
+        Path,
+        None,
+        "read the target URL from this file (a Docker or Kubernetes "
+        "secret); a trailing newline is ignored",
+        T,
+        "FILE",
+    ),
     _opt("schema", str, "public", "target schema (created if missing)", T, "NAME"),
-    _opt("connect_timeout", int, 0, "keep retrying a target that is not up yet (still "
-         "booting) for this many seconds, with backoff; 0: try once", T, "SECONDS", minimum=0),
-    _opt("lock_timeout", int, 10, "seconds the run's DDL (creating, replacing, dropping "
-         "tables) waits for a lock an application holds before it stops, naming the "
-         "session; 0: wait for ever", T, "SECONDS", minimum=0),
-    _opt("statement_timeout", int, 0, "seconds any statement may run; the client also "
-         "stops waiting for a server that does not answer for this long (plus 10 s); "
-         "0: no limit", T, "SECONDS", minimum=0),
-    _opt("data_dir", Path, Path("asyncmig-data"), "where the embedded PostgreSQL keeps its "
-         "data when no PostgreSQL is given", T, "DIR", shown_default="`./asyncmig-data`"),
+    _opt(
+        "connect_timeout",
+        int,
+        0,
+        "keep retrying a target that is not up yet (still "
+        "booting) for this many seconds, with backoff; 0: try once",
+        T,
+        "SECONDS",
+        minimum=0,
+    ),
+    _opt(
+        "lock_timeout",
+        int,
+        10,
+        "seconds the run's DDL (creating, replacing, dropping "
+        "tables) waits for a lock an application holds before it stops, naming the "
+        "session; 0: wait for ever",
+        T,
+        "SECONDS",
+        minimum=0,
+    ),
+    _opt(
+        "statement_timeout",
+        int,
+        0,
+        "seconds any statement may run; the client also "
+        "stops waiting for a server that does not answer for this long (plus 10 s); "
+        "0: no limit",
+        T,
+        "SECONDS",
+        minimum=0,
+    ),
+    _opt(
+        "data_dir",
+        Path,
+        Path("asyncmig-data"),
+        "where the embedded PostgreSQL keeps its data when no PostgreSQL is given",
+        T,
+        "DIR",
+        shown_default="`./asyncmig-data`",
+    ),
     _opt("jobs", int, 2, "tables loaded (and indexes built) in parallel", L, "N", minimum=1),
     _opt("batch_size", int, 5000, "rows per batch read from SQLite", L, "N", minimum=1),
     _opt("queue_size", int, 4, "batches buffered between stages", L, "N", minimum=1),
-    _opt("workers", Workers, Workers.AUTO, "where tables load: worker processes (process), "
-         "the main process (inline), or processes for sources of 200,000 rows or more "
-         "(auto)", L, "WHERE"),
-    _opt("replace", bool, False, "run/schema: drop and recreate target tables that already "
-         "exist; data: empty non-empty tables first", L),
-    _opt("if_changed", bool, False, "run/sync: exit 0 at once when the source is "
-         "byte-identical to the one the last successful run into this schema loaded", L),
-    _opt("cascade", bool, False, "with --replace: drop the application's views and foreign "
-         "keys that depend on the replaced tables (listed; without it the run stops before "
-         "changing anything)", L),
-    _opt("rejects", Path, None, "directory for rejected rows: DIR/run<N>-<id>/<table>.jsonl", L,
-         "DIR", shown_default="`<log-dir>/asyncmig-rejects`"),
-    _opt("max_rejects", int, None, "roll a table back (and fail the run) when it rejects "
-         "more rows than this", L, "N", minimum=1, shown_default="no limit"),
-    _opt("max_rejects_total", int, None, "fail the run (every table rolled back) when all "
-         "tables together reject more rows than this", L, "N", minimum=1,
-         shown_default="no limit"),
-    _opt("on_error", OnError, None, "a value that does not fit its column: coerce, default, "
-         "null, reject (the row goes to the reject store) or fail; a profile may set it per "
-         "table or column", P, "POLICY", shown_default="`reject`"),
-    _opt("orphans", Orphans, None, "rows whose foreign key finds no parent: keep (the key is "
-         "left NOT VALID), null (clear the reference) or reject", P, "POLICY",
-         shown_default="`keep`"),
-    _opt("widen", bool, False, "keep every value in a lossless type chosen from the values "
-         "(text, numeric, bytea) instead of the column's declared type, whose misfits "
-         "otherwise go through --on-error; a profile may set widen per column", P),
-    _opt("duplicates", Duplicates, Duplicates.FAIL, "a unique index the data breaks (NOCASE "
-         "or mixed-type duplicates SQLite allowed): fail naming the keys, build it without "
-         "UNIQUE (nonunique), or keep each key's first row and reject the others", P, "POLICY"),
-    _opt("deep", bool, False, "also a checksum of every table's values, computed on both "
-         "sides", C),
-    _opt("explain", bool, False, "with --deep: name the first differing key of a failing "
-         "table", C),
-    _opt("sample", int, None, "with --deep: check N key ranges of large tables, not every "
-         "row", C, "N", minimum=1, shown_default="every row"),
-    _opt("print_sql", bool, False, "print the SQL of every phase instead of running it", X,
-         flags=("--print",), twin=False, in_job=False),
-    _opt("run_id", int, None, "the run to undo, as `status` numbers it", X, "N",
-         flags=("--run",), twin=False, in_job=False, minimum=1),
-    _opt("check", bool, False, "only report what rolling back would lose or break, changing "
-         "nothing (exit 10 when it finds anything)", X, twin=False, in_job=False),
-    _opt("force", bool, False, "roll back even though the check warns (after the backup)", X,
-         twin=False, in_job=False),
-    _opt("backup_dir", Path, None, "where the backup of what a rollback removes is written",
-         X, "DIR", shown_default="`--log-dir`"),
-    _opt("no_backup", bool, False, "write no backup (only together with --force)", X,
-         twin=False, in_job=False),
+    _opt(
+        "workers",
+        Workers,
+        Workers.AUTO,
+        "where tables load: worker processes (process), "
+        "the main process (inline), or processes for sources of 200,000 rows or more "
+        "(auto)",
+        L,
+        "WHERE",
+    ),
+    _opt(
+        "replace",
+        bool,
+        False,
+        "run/schema: drop and recreate target tables that already "
+        "exist; data: empty non-empty tables first",
+        L,
+    ),
+    _opt(
+        "if_changed",
+        bool,
+        False,
+        "run/sync: exit 0 at once when the source is "
+        "byte-identical to the one the last successful run into this schema loaded",
+        L,
+    ),
+    _opt(
+        "cascade",
+        bool,
+        False,
+        "with --replace: drop the application's views and foreign "
+        "keys that depend on the replaced tables (listed; without it the run stops before "
+        "changing anything)",
+        L,
+    ),
+    _opt(
+        "rejects",
+        Path,
+        None,
+        "directory for rejected rows: DIR/run<N>-<id>/<table>.jsonl",
+        L,
+        "DIR",
+        shown_default="`<log-dir>/asyncmig-rejects`",
+    ),
+    _opt(
+        "max_rejects",
+        int,
+        None,
+        "roll a table back (and fail the run) when it rejects more rows than this",
+        L,
+        "N",
+        minimum=1,
+        shown_default="no limit",
+    ),
+    _opt(
+        "max_rejects_total",
+        int,
+        None,
+        "fail the run (every table rolled back) when all "
+        "tables together reject more rows than this",
+        L,
+        "N",
+        minimum=1,
+        shown_default="no limit",
+    ),
+    _opt(
+        "on_error",
+        OnError,
+        None,
+        "a value that does not fit its column: coerce, default, "
+        "null, reject (the row goes to the reject store) or fail; a profile may set it per "
+        "table or column",
+        P,
+        "POLICY",
+        shown_default="`reject`",
+    ),
+    _opt(
+        "orphans",
+        Orphans,
+        None,
+        "rows whose foreign key finds no parent: keep (the key is "
+        "left NOT VALID), null (clear the reference) or reject",
+        P,
+        "POLICY",
+        shown_default="`keep`",
+    ),
+    _opt(
+        "widen",
+        bool,
+        False,
+        "keep every value in a lossless type chosen from the values "
+        "(text, numeric, bytea) instead of the column's declared type, whose misfits "
+        "otherwise go through --on-error; a profile may set widen per column",
+        P,
+    ),
+    _opt(
+        "duplicates",
+        Duplicates,
+        Duplicates.FAIL,
+        "a unique index the data breaks (NOCASE "
+        "or mixed-type duplicates SQLite allowed): fail naming the keys, build it without "
+        "UNIQUE (nonunique), or keep each key's first row and reject the others",
+        P,
+        "POLICY",
+    ),
+    _opt("deep", bool, False, "also a checksum of every table's values, computed on both sides", C),
+    _opt("explain", bool, False, "with --deep: name the first differing key of a failing table", C),
+    _opt(
+        "sample",
+        int,
+        None,
+        "with --deep: check N key ranges of large tables, not every row",
+        C,
+        "N",
+        minimum=1,
+        shown_default="every row",
+    ),
+    _opt(
+        "print_sql",
+        bool,
+        False,
+        "print the SQL of every phase instead of running it",
+        X,
+        flags=("--print",),
+        twin=False,
+        in_job=False,
+    ),
+    _opt(
+        "run_id",
+        int,
+        None,
+        "the run to undo, as `status` numbers it",
+        X,
+        "N",
+        flags=("--run",),
+        twin=False,
+        in_job=False,
+        minimum=1,
+    ),
+    _opt(
+        "check",
+        bool,
+        False,
+        "only report what rolling back would lose or break, changing "
+        "nothing (exit 10 when it finds anything)",
+        X,
+        twin=False,
+        in_job=False,
+    ),
+    _opt(
+        "force",
+        bool,
+        False,
+        "roll back even though the check warns (after the backup)",
+        X,
+        twin=False,
+        in_job=False,
+    ),
+    _opt(
+        "backup_dir",
+        Path,
+        None,
+        "where the backup of what a rollback removes is written",
+        X,
+        "DIR",
+        shown_default="`--log-dir`",
+    ),
+    _opt(
+        "no_backup",
+        bool,
+        False,
+        "write no backup (only together with --force)",
+        X,
+        twin=False,
+        in_job=False,
+    ),
     _opt("output", OutputFormat, OutputFormat.TEXT, "result format on stdout", O, "FORMAT"),
-    _opt("format", OutputFormat, None, "the same as --output", O, "FORMAT", twin=False,
-         in_job=False),
-    _opt("log_format", LogFormat, LogFormat.AUTO, "log lines on stderr: console on a "
-         "terminal, else JSON lines", O, "FORMAT"),
-    _opt("log_dir", Path, Path("."), "where run, schema and data write "
-         "migration_YYYYMMDD_HHMMSS.log and the rollback script", O, "DIR"),
-    _opt("verbose", bool, False, "log every decision and table, not only warnings", O,
-         flags=("--verbose", "-v")),
-    _opt("quiet", bool, False, "no live progress display on a terminal (JSON progress "
-         "events elsewhere are unaffected)", O, flags=("--quiet", "-q")),
+    _opt(
+        "format", OutputFormat, None, "the same as --output", O, "FORMAT", twin=False, in_job=False
+    ),
+    _opt(
+        "log_format",
+        LogFormat,
+        LogFormat.AUTO,
+        "log lines on stderr: console on a terminal, else JSON lines",
+        O,
+        "FORMAT",
+    ),
+    _opt(
+        "log_dir",
+        Path,
+        Path("."),
+        "where run, schema and data write migration_YYYYMMDD_HHMMSS.log and the rollback script",
+        O,
+        "DIR",
+    ),
+    _opt(
+        "verbose",
+        bool,
+        False,
+        "log every decision and table, not only warnings",
+        O,
+        flags=("--verbose", "-v"),
+    ),
+    _opt(
+        "quiet",
+        bool,
+        False,
+        "no live progress display on a terminal (JSON progress events elsewhere are unaffected)",
+        O,
+        flags=("--quiet", "-q"),
+    ),
     _opt("debug", bool, False, "show a traceback with errors", O),
 )
 
@@ -247,8 +475,9 @@ def parse_text(option: Option, text: str, origin: str) -> Any:
         word = text.strip().lower()
         if word in TRUE_WORDS | FALSE_WORDS:
             return word in TRUE_WORDS
-        raise UsageError(f"{origin} is expected to be true or false (also 1/0, yes/no, "
-                         f"on/off), got {text!r}")
+        raise UsageError(
+            f"{origin} is expected to be true or false (also 1/0, yes/no, on/off), got {text!r}"
+        )
     if kind is int:
         try:
             value = int(text.strip())
@@ -264,8 +493,9 @@ def parse_choice(option: Option, text: str, origin: str) -> StrEnum:
         return enum(text)
     near = difflib.get_close_matches(text, option.choices, n=1)
     guess = f" (did you mean {near[0]!r}?)" if near else ""
-    raise UsageError(f"{origin} is expected to be one of {', '.join(option.choices)}, "
-                     f"got {text!r}{guess}")
+    raise UsageError(
+        f"{origin} is expected to be one of {', '.join(option.choices)}, got {text!r}{guess}"
+    )
 
 
 def check_minimum(option: Option, value: int, origin: str) -> int:
@@ -314,8 +544,10 @@ def job_section(data: Mapping[str, Any], origin: str, base: Path) -> dict[str, A
         else:
             near = difflib.get_close_matches(key, sorted(JOB_KEYS), n=1)
             guess = f" (did you mean {near[0]!r}?)" if near else ""
-            raise UsageError(f"config {origin}: unknown key job.{key}{guess}",
-                             hint="the [job] keys are the options' names with underscores")
+            raise UsageError(
+                f"config {origin}: unknown key job.{key}{guess}",
+                hint="the [job] keys are the options' names with underscores",
+            )
     targets = [k for k in ("pg", "pg_env", "pg_file") if k in values]
     if len(targets) > 1:
         raise UsageError(f"config {origin}: job has {', '.join(targets)}; give only one")
@@ -332,11 +564,15 @@ def markdown_table() -> str:
     """The README's option table, generated from :data:`OPTIONS`."""
     lines = ["| option | env | default | meaning |", "|---|---|---|---|"]
     for option in OPTIONS:
-        flags = ", ".join(f"`{flag}{' ' + option.metavar if option.metavar else ''}`"
-                          for flag in option.flags if flag.startswith("--"))
+        flags = ", ".join(
+            f"`{flag}{' ' + option.metavar if option.metavar else ''}`"
+            for flag in option.flags
+            if flag.startswith("--")
+        )
         env = f"`{option.env}`" if option.env else ""
-        meaning = option.help + (f"; one of {', '.join(f'`{c}`' for c in option.choices)}"
-                                 if option.choices else "")
+        meaning = option.help + (
+            f"; one of {', '.join(f'`{c}`' for c in option.choices)}" if option.choices else ""
+        )
         lines.append(f"| {flags} | {env} | {option.default_text()} | {meaning} |")
     return "\n".join(lines) + "\n"
 

@@ -55,8 +55,10 @@ def received() -> str | None:
 
 def message(stop: SignalReceived) -> str:
     """What happened and how to go on, in one line."""
-    return (f"interrupted by {stop.name}: work in flight was rolled back and the target "
-            "left as it was; run the same command again to resume")
+    return (
+        f"interrupted by {stop.name}: work in flight was rolled back and the target "
+        "left as it was; run the same command again to resume"
+    )
 
 
 def report(stop: SignalReceived) -> int:
@@ -79,6 +81,7 @@ def _raise(signum: int, _frame: FrameType | None) -> None:
 def run(func: Callable[..., Awaitable[T]], *args: object) -> T:
     """``anyio.run(func, *args)``, cancelled cleanly by SIGINT or SIGTERM."""
     import anyio
+
     return anyio.run(_guarded, func, args, backend="asyncio")
 
 

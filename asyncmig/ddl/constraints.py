@@ -18,8 +18,12 @@ _ACTIONS = {"NO ACTION", "RESTRICT", "CASCADE", "SET NULL", "SET DEFAULT"}
 
 def attachable(index: IndexPlan) -> bool:
     """PostgreSQL attaches only plain unique indexes: columns, default order, no WHERE."""
-    return index.unique and index.where is None and all(
-        is_column(k.expression) and not k.descending and not k.collation for k in index.keys
+    return (
+        index.unique
+        and index.where is None
+        and all(
+            is_column(k.expression) and not k.descending and not k.collation for k in index.keys
+        )
     )
 
 
@@ -34,18 +38,22 @@ def constraint_sql(plan: Plan, table: TablePlan) -> list[str]:
     statements = []
     if table.primary_key and table.primary_key_name:
         name = quote_ident(table.primary_key_name)
-        statements.append(f"ALTER TABLE {target} ADD CONSTRAINT {name} "
-                          f"PRIMARY KEY USING INDEX {name}")
+        statements.append(
+            f"ALTER TABLE {target} ADD CONSTRAINT {name} PRIMARY KEY USING INDEX {name}"
+        )
     for index in table.indexes:
         if index.constraint and attachable(index):
             name = quote_ident(index.name)
-            statements.append(f"ALTER TABLE {target} ADD CONSTRAINT {name} "
-                              f"UNIQUE USING INDEX {name}")
+            statements.append(
+                f"ALTER TABLE {target} ADD CONSTRAINT {name} UNIQUE USING INDEX {name}"
+            )
     for check in table.checks:
         if check.expression.strip().upper() == "TRUE":
             continue  # e.g. json_valid() on a jsonb column: the type already guarantees it
-        statements.append(f"ALTER TABLE {target} ADD CONSTRAINT {quote_ident(check.name)} "
-                          f"CHECK ({check.expression}) NOT VALID")
+        statements.append(
+            f"ALTER TABLE {target} ADD CONSTRAINT {quote_ident(check.name)} "
+            f"CHECK ({check.expression}) NOT VALID"
+        )
         statements.append(validate_sql(target, check.name))
     return statements
 
@@ -59,9 +67,11 @@ def _action(kind: str, action: str) -> str:
 
 def add_foreign_key_sql(plan: Plan, table: TablePlan, fk: ForeignKeyPlan) -> str:
     columns = ", ".join(quote_ident(c) for c in fk.columns)
-    sql = (f"ALTER TABLE {qualified(plan.schema, table.name)} "
-           f"ADD CONSTRAINT {quote_ident(fk.name)} FOREIGN KEY ({columns}) "
-           f"REFERENCES {qualified(plan.schema, fk.ref_table)}")
+    sql = (
+        f"ALTER TABLE {qualified(plan.schema, table.name)} "
+        f"ADD CONSTRAINT {quote_ident(fk.name)} FOREIGN KEY ({columns}) "
+        f"REFERENCES {qualified(plan.schema, fk.ref_table)}"
+    )
     if fk.ref_columns:
         sql += f" ({', '.join(quote_ident(c) for c in fk.ref_columns)})"
     sql += _action("UPDATE", fk.on_update) + _action("DELETE", fk.on_delete)
@@ -73,8 +83,10 @@ def add_foreign_key_sql(plan: Plan, table: TablePlan, fk: ForeignKeyPlan) -> str
 def foreign_key_sql(plan: Plan) -> list[tuple[str, str]]:
     """(add NOT VALID, validate) per foreign key, tables in plan order."""
     return [
-        (add_foreign_key_sql(plan, table, fk),
-         validate_sql(qualified(plan.schema, table.name), fk.name))
+        (
+            add_foreign_key_sql(plan, table, fk),
+            validate_sql(qualified(plan.schema, table.name), fk.name),
+        )
         for table in plan.tables
         for fk in table.foreign_keys
     ]

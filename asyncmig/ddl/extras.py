@@ -95,8 +95,10 @@ def _statistics_kinds(statistics: StatisticsPlan) -> str:
         return ""  # PostgreSQL builds every kind it supports
     unknown = [k for k in statistics.kinds if k not in STATISTICS_KINDS]
     if unknown:
-        raise ValueError(f"statistics {statistics.name!r}: unknown kinds {unknown}; "
-                         f"expected some of {sorted(STATISTICS_KINDS)}")
+        raise ValueError(
+            f"statistics {statistics.name!r}: unknown kinds {unknown}; "
+            f"expected some of {sorted(STATISTICS_KINDS)}"
+        )
     return " (" + ", ".join(quote_ident(k) for k in statistics.kinds) + ")"
 
 
@@ -111,22 +113,27 @@ def statistics_sql(plan: Plan, table: TablePlan) -> list[str]:
     statements = []
     for statistics in table.statistics:
         if len(statistics.columns) < 2:
-            raise ValueError(f"statistics {statistics.name!r} on {table.name!r}: "
-                             "extended statistics need at least two columns")
+            raise ValueError(
+                f"statistics {statistics.name!r} on {table.name!r}: "
+                "extended statistics need at least two columns"
+            )
         columns = ", ".join(quote_ident(c) for c in statistics.columns)
         statements.append(
             f"CREATE STATISTICS IF NOT EXISTS {qualified(plan.schema, statistics.name)}"
             f"{_statistics_kinds(statistics)} ON {columns} "
-            f"FROM {qualified(plan.schema, table.name)}")
+            f"FROM {qualified(plan.schema, table.name)}"
+        )
     return statements
 
 
 def trigger_function_sql(plan: Plan, trigger: TriggerPlan) -> str:
     """The trigger's function: set the column to the transaction's time before each UPDATE."""
     body = f" BEGIN NEW.{quote_ident(trigger.column)} := now(); RETURN NEW; END "
-    return (f"CREATE OR REPLACE FUNCTION "
-            f"{qualified(plan.schema, trigger_function_name(trigger))}() "
-            f"RETURNS trigger LANGUAGE plpgsql AS {dollar_quote(body)}")
+    return (
+        f"CREATE OR REPLACE FUNCTION "
+        f"{qualified(plan.schema, trigger_function_name(trigger))}() "
+        f"RETURNS trigger LANGUAGE plpgsql AS {dollar_quote(body)}"
+    )
 
 
 def drop_trigger_sql(plan: Plan, table: TablePlan, trigger: TriggerPlan) -> str:
@@ -148,8 +155,10 @@ def trigger_sql(plan: Plan, table: TablePlan) -> list[str]:
         statements += [
             trigger_function_sql(plan, trigger),
             drop_trigger_sql(plan, table, trigger),
-            (f"CREATE TRIGGER {quote_ident(trigger.name)} BEFORE UPDATE ON {target} "
-             f"FOR EACH ROW EXECUTE FUNCTION {function}()"),
+            (
+                f"CREATE TRIGGER {quote_ident(trigger.name)} BEFORE UPDATE ON {target} "
+                f"FOR EACH ROW EXECUTE FUNCTION {function}()"
+            ),
         ]
     return statements
 
@@ -162,13 +171,23 @@ def drop_extras_sql(plan: Plan) -> list[str]:
     reverse order of creation. Everything uses IF EXISTS, so the script also works
     after a run that stopped early. Extensions are left alone (see the module notes).
     """
-    statements = [drop_trigger_sql(plan, table, trigger)
-                  for table in plan.tables for trigger in table.triggers]
-    statements += [f"DROP FUNCTION IF EXISTS "
-                   f"{qualified(plan.schema, trigger_function_name(trigger))}()"
-                   for table in plan.tables for trigger in table.triggers]
-    statements += [f"DROP STATISTICS IF EXISTS {qualified(plan.schema, statistics.name)}"
-                   for table in plan.tables for statistics in table.statistics]
-    statements += [f"DROP FUNCTION IF EXISTS {_function_signature(plan.schema, function)}"
-                   for function in reversed(plan.functions)]
+    statements = [
+        drop_trigger_sql(plan, table, trigger)
+        for table in plan.tables
+        for trigger in table.triggers
+    ]
+    statements += [
+        f"DROP FUNCTION IF EXISTS {qualified(plan.schema, trigger_function_name(trigger))}()"
+        for table in plan.tables
+        for trigger in table.triggers
+    ]
+    statements += [
+        f"DROP STATISTICS IF EXISTS {qualified(plan.schema, statistics.name)}"
+        for table in plan.tables
+        for statistics in table.statistics
+    ]
+    statements += [
+        f"DROP FUNCTION IF EXISTS {_function_signature(plan.schema, function)}"
+        for function in reversed(plan.functions)
+    ]
     return statements

@@ -54,8 +54,10 @@ def method_sql(index: IndexPlan) -> str:
 def create_index_sql(plan: Plan, table: TablePlan, index: IndexPlan) -> str:
     unique = "UNIQUE " if index.unique else ""
     keys = ", ".join(key_sql(k, plan.schema) for k in index.keys)
-    sql = (f"CREATE {unique}INDEX {quote_ident(index.name)} "
-           f"ON {qualified(plan.schema, table.name)}{method_sql(index)} ({keys})")
+    sql = (
+        f"CREATE {unique}INDEX {quote_ident(index.name)} "
+        f"ON {qualified(plan.schema, table.name)}{method_sql(index)} ({keys})"
+    )
     if index.where:
         sql += f" WHERE {index.where}"
     return sql
@@ -65,8 +67,10 @@ def primary_key_index_sql(plan: Plan, table: TablePlan) -> str | None:
     if not table.primary_key or not table.primary_key_name:
         return None
     columns = ", ".join(quote_ident(c) for c in table.primary_key)
-    return (f"CREATE UNIQUE INDEX {quote_ident(table.primary_key_name)} "
-            f"ON {qualified(plan.schema, table.name)} ({columns})")
+    return (
+        f"CREATE UNIQUE INDEX {quote_ident(table.primary_key_name)} "
+        f"ON {qualified(plan.schema, table.name)} ({columns})"
+    )
 
 
 def index_sql(plan: Plan, table: TablePlan) -> list[str]:

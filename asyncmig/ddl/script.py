@@ -33,23 +33,36 @@ def render_script(plan: Plan) -> str:
     parts = [
         sql_comment(f"asyncmig: {plan.source_path} -> schema {plan.schema}"),
         "",
-        _block("phase 1: schema, bare tables and the profile's functions",
-               create_schema_sql(plan) + [create_table_sql(plan, t) for t in plan.tables]
-               + function_sql(plan)),
+        _block(
+            "phase 1: schema, bare tables and the profile's functions",
+            create_schema_sql(plan)
+            + [create_table_sql(plan, t) for t in plan.tables]
+            + function_sql(plan),
+        ),
         sql_comment("phase 2: data (COPY) is loaded here by asyncmig run / data") + "\n",
         _block("phase 3: indexes", indexes),
         _block("phase 4: primary keys, unique and check constraints", constraints),
-        _block("phase 5: statistics and triggers (after the data: triggers must not fire "
-               "during the load)", extras),
+        _block(
+            "phase 5: statistics and triggers (after the data: triggers must not fire "
+            "during the load)",
+            extras,
+        ),
         _block("phase 6: foreign keys", foreign_keys),
-        _block("phase 7: views (translated from SQLite, in dependency order; one PostgreSQL refuses is "
-               "reported by a run and left out)", views),
+        _block(
+            "phase 7: views (translated from SQLite, in dependency order; one PostgreSQL refuses is "
+            "reported by a run and left out)",
+            views,
+        ),
         sql_comment("phase 8: after loading, identity sequences are moved past the loaded ids:"),
     ]
     parts += [sql_comment(f"{s};") for s in sequences] or [sql_comment("(no identity columns)")]
     if plan.skipped:
         parts += ["", sql_comment("not migrated:")]
-        parts += [sql_comment(f"  {s.kind} {s.table or ''}{'.' if s.table and s.name else ''}"
-                           f"{s.name or ''}: {' '.join(s.reason.split())}")
-                  for s in plan.skipped]
+        parts += [
+            sql_comment(
+                f"  {s.kind} {s.table or ''}{'.' if s.table and s.name else ''}"
+                f"{s.name or ''}: {' '.join(s.reason.split())}"
+            )
+            for s in plan.skipped
+        ]
     return "\n".join(parts) + "\n"

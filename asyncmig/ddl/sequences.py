@@ -25,7 +25,9 @@ def sequence_reset_sql(plan: Plan, table: TablePlan, next_value: int | None = No
             continue
         floors = ["1"] + ([str(int(next_value))] if next_value is not None else [])
         value = f"greatest(coalesce(max({quote_ident(column.name)}), 0) + 1, {', '.join(floors)})"
-        sequence = (f"pg_get_serial_sequence({quote_literal(name_text(plan.schema, table.name))}"
-                    f", {quote_literal(column.name)})")
+        sequence = (
+            f"pg_get_serial_sequence({quote_literal(name_text(plan.schema, table.name))}"
+            f", {quote_literal(column.name)})"
+        )
         statements.append(f"SELECT setval({sequence}, {value}, false) FROM {target}")
     return statements

@@ -1,5 +1,4 @@
-"""Phases 4-5: orphans by policy, foreign keys (NOT VALID, then validated), then views.
-"""
+"""Phases 4-5: orphans by policy, foreign keys (NOT VALID, then validated), then views."""
 
 from __future__ import annotations
 
@@ -21,22 +20,35 @@ def orphan_policies(settings: RunSettings, plan: Plan) -> dict[str, str]:
     return {t.name: settings.overrides.orphan_policy(t.source_name) for t in plan.tables}
 
 
-async def settle(settings: RunSettings, conn: asyncpg.Connection, plan: Plan,
-                 report: RunReport) -> None:
+async def settle(
+    settings: RunSettings, conn: asyncpg.Connection, plan: Plan, report: RunReport
+) -> None:
     """Orphans, by each table's policy, before the foreign keys are added."""
     policies = orphan_policies(settings, plan)
     if all(p == "keep" for p in policies.values()):
         return
-    moved = await orphans.settle_orphans(conn, plan, policies, settings.source,
-                                         settings.pipeline.reject_dir, report.run_id,
-                                         report.warnings)
+    moved = await orphans.settle_orphans(
+        conn,
+        plan,
+        policies,
+        settings.source,
+        settings.pipeline.reject_dir,
+        report.run_id,
+        report.warnings,
+    )
     reject_dir = settings.pipeline.reject_dir
     report.tables = [
-        replace(t, rows=t.rows - moved[t.table], rejected=t.rejected + moved[t.table],
-                reject_file=t.reject_file or (str(reject_path(reject_dir, t.table))
-                                              if reject_dir else None))
-        if t.table in moved else t
-        for t in report.tables]
+        replace(
+            t,
+            rows=t.rows - moved[t.table],
+            rejected=t.rejected + moved[t.table],
+            reject_file=t.reject_file
+            or (str(reject_path(reject_dir, t.table)) if reject_dir else None),
+        )
+        if t.table in moved
+        else t
+        for t in report.tables
+    ]
 
 
 async def finish(conn: asyncpg.Connection, plan: Plan, report: RunReport) -> None:
@@ -74,13 +86,19 @@ async def create_views(conn: asyncpg.Connection, plan: Plan) -> list[str]:
         waiting = [v for v in waiting if v not in created]
         if not created:
             break
-    return [(f"view {v.name} not created: PostgreSQL refused its query ({errors[v.name]})"
-             + (f"; not translated: {v.note}" if v.note else "") + "; rewrite it by hand")
-            for v in waiting]
+    return [
+        (
+            f"view {v.name} not created: PostgreSQL refused its query ({errors[v.name]})"
+            + (f"; not translated: {v.note}" if v.note else "")
+            + "; rewrite it by hand"
+        )
+        for v in waiting
+    ]
 
 
-async def create_view(conn: asyncpg.Connection, plan: Plan, view: ViewPlan,
-                      errors: dict[str, Exception]) -> bool:
+async def create_view(
+    conn: asyncpg.Connection, plan: Plan, view: ViewPlan, errors: dict[str, Exception]
+) -> bool:
     """Create a view from its translated query, else as written, else requoted.
 
     The query names its tables unqualified, so it is resolved in the target schema.

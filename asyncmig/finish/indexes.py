@@ -23,16 +23,21 @@ from asyncmig.target import history
 from asyncmig.target.statements import execute_all, execute_one, refused
 
 
-async def build_indexes(settings: RunSettings, pool: asyncpg.Pool, plan: Plan,
-                        table: TablePlan, slots: anyio.CapacityLimiter,
-                        report: RunReport) -> TablePlan:
+async def build_indexes(
+    settings: RunSettings,
+    pool: asyncpg.Pool,
+    plan: Plan,
+    table: TablePlan,
+    slots: anyio.CapacityLimiter,
+    report: RunReport,
+) -> TablePlan:
     """All of the table's indexes in parallel; returns the table as built.
 
     A unique index (or primary key) the data breaks (SQLite let case-variants under
     NOCASE, or '1' next to 1, coexist) is reported with the duplicate keys; with
     ``--duplicates nonunique`` it is built without UNIQUE and the table's plan says so.
     """
-    names = ([table.primary_key_name] if table.primary_key and table.primary_key_name else [])
+    names = [table.primary_key_name] if table.primary_key and table.primary_key_name else []
     names += [i.name for i in table.indexes]
     demoted: list[str] = []
     rejected = report.late_rejects
@@ -48,19 +53,23 @@ async def build_indexes(settings: RunSettings, pool: asyncpg.Pool, plan: Plan,
                     moved = await reject_duplicates(settings, conn, plan, table, name, report)
                     await execute_all(conn, [statement])
                     rejected.setdefault(table.name, {})[f"duplicate key for {name}"] = moved
-                    report.warnings.append(f"{table.name}: {moved} duplicate row(s) rejected "
-                                           f"for {name}: {keys}")
+                    report.warnings.append(
+                        f"{table.name}: {moved} duplicate row(s) rejected for {name}: {keys}"
+                    )
                     return
                 if settings.duplicates != "nonunique":
                     raise TargetError(
-                        f"cannot create unique index {name} on {table.name}: duplicate keys "
-                        f"{keys}", hint="clean the source, or pass --duplicates nonunique "
-                        "to build it without UNIQUE") from None
-                await execute_all(conn, [statement.replace("CREATE UNIQUE INDEX",
-                                                           "CREATE INDEX", 1)])
+                        f"cannot create unique index {name} on {table.name}: duplicate keys {keys}",
+                        hint="clean the source, or pass --duplicates nonunique "
+                        "to build it without UNIQUE",
+                    ) from None
+                await execute_all(
+                    conn, [statement.replace("CREATE UNIQUE INDEX", "CREATE INDEX", 1)]
+                )
                 demoted.append(name)
-                report.warnings.append(f"{table.name}: index {name} built without UNIQUE: "
-                                       f"duplicate keys {keys}")
+                report.warnings.append(
+                    f"{table.name}: index {name} built without UNIQUE: duplicate keys {keys}"
+                )
             except asyncpg.PostgresError as exc:
                 raise refused(statement, exc) from exc
             finally:
@@ -74,21 +83,37 @@ async def build_indexes(settings: RunSettings, pool: asyncpg.Pool, plan: Plan,
     return replace(
         table,
         primary_key=() if table.primary_key_name in demoted else table.primary_key,
-        indexes=tuple(replace(i, unique=False, constraint=False) if i.name in demoted else i
-                      for i in table.indexes))
+        indexes=tuple(
+            replace(i, unique=False, constraint=False) if i.name in demoted else i
+            for i in table.indexes
+        ),
+    )
 
 
 def _index_keys(plan: Plan, table: TablePlan, index_name: str) -> tuple[list[str], str]:
     index = next((i for i in table.indexes if i.name == index_name), None)
-    exprs = ([f"({k.expression}) COLLATE {collations.collation_sql(plan.schema, k.collation)}"
-              if k.collation else k.expression for k in index.keys] if index is not None
-             else [quote_ident(c) for c in table.primary_key])  # compared as the index does
+    exprs = (
+        [
+            f"({k.expression}) COLLATE {collations.collation_sql(plan.schema, k.collation)}"
+            if k.collation
+            else k.expression
+            for k in index.keys
+        ]
+        if index is not None
+        else [quote_ident(c) for c in table.primary_key]
+    )  # compared as the index does
     where = f" WHERE {index.where}" if index is not None and index.where else ""
     return exprs, where
 
 
-async def reject_duplicates(settings: RunSettings, conn: asyncpg.Connection, plan: Plan,
-                            table: TablePlan, index_name: str, report: RunReport) -> int:
+async def reject_duplicates(
+    settings: RunSettings,
+    conn: asyncpg.Connection,
+    plan: Plan,
+    table: TablePlan,
+    index_name: str,
+    report: RunReport,
+) -> int:
     """Keep the first row of each duplicate key (in load order); the others are rejected."""
     exprs, where = _index_keys(plan, table, index_name)
     target = qualified(plan.schema, table.name)
@@ -98,22 +123,32 @@ async def reject_duplicates(settings: RunSettings, conn: asyncpg.Connection, pla
         deleted = await conn.fetch(
             f"DELETE FROM {target} WHERE ctid IN (SELECT ctid FROM (SELECT ctid, row_number() "
             f"OVER (PARTITION BY {', '.join(exprs)} ORDER BY ctid) AS n FROM {target}{where}) "
-            f"AS d WHERE d.n > 1) RETURNING {columns}")
-        path = await orphans.reject_rows(settings.source, table, [tuple(r) for r in deleted],
-                                         settings.pipeline.reject_dir, reason, "unique index")
+            f"AS d WHERE d.n > 1) RETURNING {columns}"
+        )
+        path = await orphans.reject_rows(
+            settings.source,
+            table,
+            [tuple(r) for r in deleted],
+            settings.pipeline.reject_dir,
+            reason,
+            "unique index",
+        )
         if report.run_id is not None:
-            await history.move_to_rejected(conn, report.run_id, table.name, len(deleted),
-                                           reason, path)
+            await history.move_to_rejected(
+                conn, report.run_id, table.name, len(deleted), reason, path
+            )
     return len(deleted)
 
 
-async def duplicate_keys(conn: asyncpg.Connection, plan: Plan, table: TablePlan,
-                         index_name: str) -> str:
+async def duplicate_keys(
+    conn: asyncpg.Connection, plan: Plan, table: TablePlan, index_name: str
+) -> str:
     """The first duplicate keys of a unique index, with how often each occurs."""
     exprs, where = _index_keys(plan, table, index_name)
     rows = await conn.fetch(
         f"SELECT {', '.join(exprs)}, count(*) FROM {qualified(plan.schema, table.name)}{where} "
-        f"GROUP BY {', '.join(exprs)} HAVING count(*) > 1 ORDER BY count(*) DESC LIMIT 5")
+        f"GROUP BY {', '.join(exprs)} HAVING count(*) > 1 ORDER BY count(*) DESC LIMIT 5"
+    )
     return "; ".join(f"{tuple(r)[:-1]} x{r[-1]}" for r in rows)
 
 
@@ -131,6 +166,7 @@ async def add_constraints(conn: asyncpg.Connection, plan: Plan, table: TablePlan
             await conn.execute(
                 f"ALTER TABLE {qualified(plan.schema, table.name)} DROP CONSTRAINT {name}"
             )
-            warnings.append(f"{table.name}: CHECK {name} does not hold for existing rows "
-                            f"({exc}); not created")
+            warnings.append(
+                f"{table.name}: CHECK {name} does not hold for existing rows ({exc}); not created"
+            )
     return warnings

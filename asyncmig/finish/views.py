@@ -34,9 +34,12 @@ _VIEW_BODY = re.compile(r"\bAS\s+((?:SELECT|WITH|VALUES)\b.*)$", re.IGNORECASE |
 def plan_views(plan: Plan, sources: Sequence[SourceView]) -> Plan:
     """``plan`` with its views in dependency order, each translated when it can be."""
     bodies, skipped, warnings = _queries(sources)
-    return replace(plan, views=_translated(plan, sources, bodies, frozenset()),
-                   skipped=plan.skipped + tuple(skipped),
-                   warnings=plan.warnings + tuple(warnings))
+    return replace(
+        plan,
+        views=_translated(plan, sources, bodies, frozenset()),
+        skipped=plan.skipped + tuple(skipped),
+        warnings=plan.warnings + tuple(warnings),
+    )
 
 
 def renamed_views(plan: Plan, sources: Sequence[SourceView]) -> Plan:
@@ -55,25 +58,37 @@ def without_icu(plan: Plan, before: Plan) -> Plan:
     through ``lower()`` in the views, as their indexes are.
     """
     collated = {(t.name, c.name) for t in before.tables for c in t.columns if c.collation}
-    folded = frozenset((t.name, c.name) for t in plan.tables for c in t.columns
-                       if (t.name, c.name) in collated and not c.collation)
+    folded = frozenset(
+        (t.name, c.name)
+        for t in plan.tables
+        for c in t.columns
+        if (t.name, c.name) in collated and not c.collation
+    )
     sqlite_names = {r.target: r.source for r in plan.renames if r.kind == "view"}
-    sources = [SourceView(sqlite_names.get(v.name, v.name), v.source_sql, v.columns)
-               for v in plan.views]
+    sources = [
+        SourceView(sqlite_names.get(v.name, v.name), v.source_sql, v.columns) for v in plan.views
+    ]
     bodies, _, _ = _queries(sources)
     return replace(plan, views=_translated(plan, sources, bodies, folded))
 
 
-def _translated(plan: Plan, sources: Sequence[SourceView], bodies: dict[str, str],
-                folded: frozenset[tuple[str, str]]) -> tuple[ViewPlan, ...]:
+def _translated(
+    plan: Plan,
+    sources: Sequence[SourceView],
+    bodies: dict[str, str],
+    folded: frozenset[tuple[str, str]],
+) -> tuple[ViewPlan, ...]:
     """The views in dependency order: one over views waits until they are translated."""
     relations = {t.source_name.lower(): _table_relation(t, folded) for t in plan.tables}
     names = {r.source: r.target for r in plan.renames if r.kind == "view"}
     planned: list[ViewPlan] = []
     waiting = [v for v in sources if v.name in bodies]
     while waiting:  # a round without progress ends it
-        done = [(v, p) for v in waiting
-                if (p := _plan_view(v, bodies[v.name], relations, names, final=False))]
+        done = [
+            (v, p)
+            for v in waiting
+            if (p := _plan_view(v, bodies[v.name], relations, names, final=False))
+        ]
         planned += [p for _, p in done]
         waiting = [v for v in waiting if v not in {d for d, _ in done}]
         if not done:
@@ -93,19 +108,28 @@ def _queries(sources: Sequence[SourceView]) -> tuple[dict[str, str], list[Skippe
     for view in sources:
         match = _VIEW_BODY.search(view.sql)
         if match is None:
-            skipped.append(Skipped("view", None, view.name, view.sql,
-                                   "cannot find the view's query"))
+            skipped.append(
+                Skipped("view", None, view.name, view.sql, "cannot find the view's query")
+            )
             continue
         query, rest = first_statement(match.group(1))
         if rest.strip():
-            warnings.append(f"view {view.name}: its stored definition has text after the "
-                            "query, which SQLite ignores; only the query is used")
+            warnings.append(
+                f"view {view.name}: its stored definition has text after the "
+                "query, which SQLite ignores; only the query is used"
+            )
         bodies[view.name] = query.strip()
     return bodies, skipped, warnings
 
 
-def _plan_view(view: SourceView, body: str, relations: dict[str, Relation],
-               names: Mapping[str, str], *, final: bool) -> ViewPlan | None:
+def _plan_view(
+    view: SourceView,
+    body: str,
+    relations: dict[str, Relation],
+    names: Mapping[str, str],
+    *,
+    final: bool,
+) -> ViewPlan | None:
     """The view translated (its relation added for views over it); None to wait.
 
     ``names``: PostgreSQL names of renamed views. ``final``: the relations it waits
@@ -117,19 +141,22 @@ def _plan_view(view: SourceView, body: str, relations: dict[str, Relation],
     except MissingRelation as exc:
         return ViewPlan(target, body, view.sql, view.columns, note=str(exc)) if final else None
     except Untranslatable as exc:
-        return ViewPlan(target, body, view.sql, view.columns,
-                        note=str(exc) or "not translatable")
+        return ViewPlan(target, body, view.sql, view.columns, note=str(exc) or "not translatable")
     labels = view.columns if len(view.columns) == len(columns) else tuple(n for n, _ in columns)
-    relations[view.name.lower()] = Relation(target, {
-        name.lower(): (name, pg_type) for name, (_, pg_type) in zip(labels, columns, strict=True)})
+    relations[view.name.lower()] = Relation(
+        target,
+        {name.lower(): (name, pg_type) for name, (_, pg_type) in zip(labels, columns, strict=True)},
+    )
     return ViewPlan(target, sql, view.sql, labels, translated=True)
 
 
 def _table_relation(table: TablePlan, folded: frozenset[tuple[str, str]]) -> Relation:
-    return Relation(table.name, {c.source_name.lower(): (c.name, c.target_type)
-                                 for c in table.columns},
-                    frozenset(c.name for c in table.columns if c.collation),
-                    frozenset(c.name for c in table.columns if (table.name, c.name) in folded))
+    return Relation(
+        table.name,
+        {c.source_name.lower(): (c.name, c.target_type) for c in table.columns},
+        frozenset(c.name for c in table.columns if c.collation),
+        frozenset(c.name for c in table.columns if (table.name, c.name) in folded),
+    )
 
 
 def create_view_sql(plan: Plan, view: ViewPlan, query: str | None = None) -> str:
@@ -179,7 +206,11 @@ def _boolean_literals(tokens: list[Token], flags: set[str]) -> list[Token]:
             continue
         for name_at, value_at in ((i - 1, i + 1), (i + 1, i - 1)):
             name, value = result[name_at], result[value_at]
-            if (name.kind in ("word", "ident", "dqident") and name.value.lower() in flags
-                    and value.kind == "number" and value.value in ("0", "1")):
+            if (
+                name.kind in ("word", "ident", "dqident")
+                and name.value.lower() in flags
+                and value.kind == "number"
+                and value.value in ("0", "1")
+            ):
                 result[value_at] = Token("word", "true" if value.value == "1" else "false")
     return result

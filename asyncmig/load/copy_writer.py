@@ -53,8 +53,7 @@ async def copy_table(
                 continue
             handed += len(rows)
             if isolate:
-                done = await _copy_isolating(conn, schema, table, columns, rows, originals,
-                                             guard)
+                done = await _copy_isolating(conn, schema, table, columns, rows, originals, guard)
             else:
                 done = await _copy(conn, schema, table, columns, rows)
             copied += done
@@ -65,11 +64,13 @@ async def copy_table(
     return handed, copied
 
 
-async def _copy(conn: asyncpg.Connection, schema: str, table: TablePlan, columns: list[str],
-                rows: Batch) -> int:
+async def _copy(
+    conn: asyncpg.Connection, schema: str, table: TablePlan, columns: list[str], rows: Batch
+) -> int:
     try:
-        status = await conn.copy_records_to_table(table.name, schema_name=schema,
-                                                  columns=columns, records=rows)
+        status = await conn.copy_records_to_table(
+            table.name, schema_name=schema, columns=columns, records=rows
+        )
     except (ValueError, TypeError, OverflowError) as exc:  # asyncpg's encoders
         raise explain_rejected_batch(table, rows, exc) from exc
     except asyncpg.PostgresError as exc:
@@ -87,17 +88,29 @@ async def _copy(conn: asyncpg.Connection, schema: str, table: TablePlan, columns
 
 # errors about the rows themselves (SQLSTATE classes 22 and 23): others are not the
 # data's fault (a lost connection, a missing table) and stop the table
-ROW_ERRORS = (asyncpg.exceptions.DataError, asyncpg.exceptions.IntegrityConstraintViolationError,
-              ValueError, TypeError, OverflowError)
+ROW_ERRORS = (
+    asyncpg.exceptions.DataError,
+    asyncpg.exceptions.IntegrityConstraintViolationError,
+    ValueError,
+    TypeError,
+    OverflowError,
+)
 
 
-async def _copy_isolating(conn: asyncpg.Connection, schema: str, table: TablePlan,
-                          columns: list[str], rows: Batch, originals: Batch,
-                          guard: TableGuard) -> int:
+async def _copy_isolating(
+    conn: asyncpg.Connection,
+    schema: str,
+    table: TablePlan,
+    columns: list[str],
+    rows: Batch,
+    originals: Batch,
+    guard: TableGuard,
+) -> int:
     try:
         async with conn.transaction():  # a savepoint: a refused COPY undoes only itself
-            status = await conn.copy_records_to_table(table.name, schema_name=schema,
-                                                      columns=columns, records=rows)
+            status = await conn.copy_records_to_table(
+                table.name, schema_name=schema, columns=columns, records=rows
+            )
         return int(status.split()[-1])
     except ROW_ERRORS as exc:
         if len(rows) == 1:
@@ -106,7 +119,9 @@ async def _copy_isolating(conn: asyncpg.Connection, schema: str, table: TablePla
             guard.reject(originals[0], getattr(exc, "column_name", None), reason, "postgresql")
             return 0
     half = len(rows) // 2
-    first = await _copy_isolating(conn, schema, table, columns, rows[:half], originals[:half],
-                                  guard)
-    return first + await _copy_isolating(conn, schema, table, columns, rows[half:],
-                                         originals[half:], guard)
+    first = await _copy_isolating(
+        conn, schema, table, columns, rows[:half], originals[:half], guard
+    )
+    return first + await _copy_isolating(
+        conn, schema, table, columns, rows[half:], originals[half:], guard
+    )

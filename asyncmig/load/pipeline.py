@@ -58,7 +58,9 @@ def batch_rows(settings: PipelineSettings, table: TablePlan) -> int:
 @dataclass(frozen=True)
 class PipelineSettings:
     batch_size: int = default("batch_size")
-    queue_size: int = default("queue_size")  # batches per queue: memory is bounded by batch_size * queue_size
+    queue_size: int = default(
+        "queue_size"
+    )  # batches per queue: memory is bounded by batch_size * queue_size
     transformers: int = 1
     reject_dir: Path | None = None  # where <table>.jsonl rejects go (None: counted only)
     max_rejects: int | None = default("max_rejects")  # per table; more rolls the table back
@@ -84,8 +86,9 @@ def select_sql(table: TablePlan) -> str:
     columns = ", ".join(quote_sqlite_ident(c.source_name) for c in table.columns)
     terms = [table.proof] if table.proof else []
     if table.rowid_range is not None:  # a split table's part (asyncmig.load.split)
-        terms.insert(0, f"rowid BETWEEN {int(table.rowid_range[0])} AND "
-                        f"{int(table.rowid_range[1])}")
+        terms.insert(
+            0, f"rowid BETWEEN {int(table.rowid_range[0])} AND {int(table.rowid_range[1])}"
+        )
     where = f" WHERE {' AND '.join(terms)}" if terms else ""
     return f"SELECT {columns} FROM {quote_sqlite_ident(table.source_name)}{where}"
 
@@ -118,8 +121,13 @@ async def _watch_proof(conn: aiosqlite.Connection, table: TablePlan) -> list[int
     return refuted
 
 
-async def read_table(source: Path, table: TablePlan, send: MemoryObjectSendStream[Pair],
-                     batch_size: int, guard: TableGuard) -> int:
+async def read_table(
+    source: Path,
+    table: TablePlan,
+    send: MemoryObjectSendStream[Pair],
+    batch_size: int,
+    guard: TableGuard,
+) -> int:
     """Stream the table's rows in batches; returns how many were read.
 
     Text that is not UTF-8 makes Python's sqlite3 raise in the middle of a batch: the
@@ -153,9 +161,14 @@ async def read_table(source: Path, table: TablePlan, send: MemoryObjectSendStrea
     return count
 
 
-async def _read(conn: aiosqlite.Connection, table: TablePlan,
-                send: MemoryObjectSendStream[Pair], batch_size: int, guard: TableGuard,
-                sent: list[int]) -> int:
+async def _read(
+    conn: aiosqlite.Connection,
+    table: TablePlan,
+    send: MemoryObjectSendStream[Pair],
+    batch_size: int,
+    guard: TableGuard,
+    sent: list[int],
+) -> int:
     offset = sent[0]
     sql = select_sql(table) + (f" LIMIT -1 OFFSET {offset}" if offset else "")
     cursor = await conn.execute(sql)
@@ -224,14 +237,22 @@ async def _load_table(
     results: dict[str, Any] = {}
 
     async def reader() -> None:
-        results["read"] = await read_table(source, table, read_send,
-                                           batch_rows(settings, table), guard)
+        results["read"] = await read_table(
+            source, table, read_send, batch_rows(settings, table), guard
+        )
 
     async def record(conn: asyncpg.Connection, copied: int) -> None:
         if run_id is None:
             return
-        await history.record_table(conn, run_id, table.name, table.row_count, copied,
-                                   guard.accounts, time.perf_counter() - started)
+        await history.record_table(
+            conn,
+            run_id,
+            table.name,
+            table.row_count,
+            copied,
+            guard.accounts,
+            time.perf_counter() - started,
+        )
 
     async def empty(conn: asyncpg.Connection) -> None:
         await conn.execute(f"TRUNCATE {qualified(schema, table.name)}")
@@ -243,17 +264,19 @@ async def _load_table(
         async with anyio.create_task_group() as tg:
             tg.start_soon(reader)
             if transform is not None:
-                out_send, out_receive = anyio.create_memory_object_stream[Pair](
-                    settings.queue_size)
+                out_send, out_receive = anyio.create_memory_object_stream[Pair](settings.queue_size)
                 async with read_receive, out_send:
                     for _ in range(max(1, settings.transformers)):
-                        tg.start_soon(transform_batches, read_receive.clone(),
-                                      out_send.clone(), transform)
+                        tg.start_soon(
+                            transform_batches, read_receive.clone(), out_send.clone(), transform
+                        )
                 writer_input = out_receive
-            on_batch = (None if counter is None else
-                        lambda rows: counter.add(rows, guard.accounts.rejected))
-            results["copied"] = await copy_table(conn, schema, table, writer_input, guard,
-                                                 record, on_batch, empty if clean else None)
+            on_batch = (
+                None if counter is None else lambda rows: counter.add(rows, guard.accounts.rejected)
+            )
+            results["copied"] = await copy_table(
+                conn, schema, table, writer_input, guard, record, on_batch, empty if clean else None
+            )
     finally:
         # copy_table closes it, but not when cancelled before it began (a reader or a
         # transformer failed first): left open, it would warn when collected
@@ -261,7 +284,14 @@ async def _load_table(
         guard.close()
     _, rows_copied = results["copied"]
     if rows_copied + guard.accounts.rejected != results["read"]:
-        raise SourceError(f"internal mismatch loading {table.name}: read {results['read']}, "
-                          f"copied {rows_copied}, rejected {guard.accounts.rejected}")
-    return TableLoad(table.name, results["read"], rows_copied, time.perf_counter() - started,
-                     accounts=guard.accounts)
+        raise SourceError(
+            f"internal mismatch loading {table.name}: read {results['read']}, "
+            f"copied {rows_copied}, rejected {guard.accounts.rejected}"
+        )
+    return TableLoad(
+        table.name,
+        results["read"],
+        rows_copied,
+        time.perf_counter() - started,
+        accounts=guard.accounts,
+    )

@@ -155,12 +155,12 @@ class Rejected(ValueError):
     """The column's policy sends the whole row to the reject store."""
 
 
-_CONVERSION_ERRORS = (ValueError, TypeError, ArithmeticError, OverflowError,
-                      orjson.JSONDecodeError)
+_CONVERSION_ERRORS = (ValueError, TypeError, ArithmeticError, OverflowError, orjson.JSONDecodeError)
 
 
-def replacement(column: ColumnPlan, value: Any,
-                function: Callable[[Any], Any] | None) -> tuple[str, Any]:
+def replacement(
+    column: ColumnPlan, value: Any, function: Callable[[Any], Any] | None
+) -> tuple[str, Any]:
     """(action, new value) the column's policy puts in place of a bad value.
 
     Raises :class:`Rejected` when the row is rejected instead. The load applies it
@@ -171,8 +171,9 @@ def replacement(column: ColumnPlan, value: Any,
     if policy == "coerce":
         try:
             fixed = coerce(column, value)
-            converted = function(fixed) if function and not isinstance(
-                fixed, dt.datetime) else fixed
+            converted = (
+                function(fixed) if function and not isinstance(fixed, dt.datetime) else fixed
+            )
         except _CONVERSION_ERRORS:
             raise Rejected("no coercion applies") from None
         return "coerced", converted
@@ -197,8 +198,14 @@ def reject_path(reject_dir: Path, table: str) -> Path:
 class TableGuard:
     """Applies one table's column policies and keeps its accounts and reject file."""
 
-    def __init__(self, table: TablePlan, reject_dir: Path | None, max_rejects: int | None,
-                 *, append: bool = False):
+    def __init__(
+        self,
+        table: TablePlan,
+        reject_dir: Path | None,
+        max_rejects: int | None,
+        *,
+        append: bool = False,
+    ):
         self.append = append  # a later phase (orphans) adds to the load's reject file
         self.table = table
         self.reject_dir = reject_dir
@@ -215,9 +222,9 @@ class TableGuard:
     def key(self, row: tuple[Any, ...]) -> Any:
         return row_key(self.keys, row)
 
-    def convert(self, rows: list[tuple[Any, ...]],
-                work: list[tuple[int, Callable[[Any], Any]]]) -> tuple[list[tuple[Any, ...]],
-                                                                  list[tuple[Any, ...]]]:
+    def convert(
+        self, rows: list[tuple[Any, ...]], work: list[tuple[int, Callable[[Any], Any]]]
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
         """The slow path: row by row, value by value, policies applied; (converted, originals)."""
         converted, kept = [], []
         for row in rows:
@@ -245,8 +252,9 @@ class TableGuard:
                 resolved.append(tuple(values))
         return resolved
 
-    def _row(self, row: tuple[Any, ...],
-             work: list[tuple[int, Callable[[Any], Any]]]) -> tuple[Any, ...] | None:
+    def _row(
+        self, row: tuple[Any, ...], work: list[tuple[int, Callable[[Any], Any]]]
+    ) -> tuple[Any, ...] | None:
         values = list(row)
         for position, function in work:
             value = values[position]
@@ -254,16 +262,29 @@ class TableGuard:
                 continue
             try:
                 values[position] = function(value)
-            except (ValueError, TypeError, OverflowError, ArithmeticError,
-                    orjson.JSONDecodeError, UnicodeDecodeError) as exc:
+            except (
+                ValueError,
+                TypeError,
+                OverflowError,
+                ArithmeticError,
+                orjson.JSONDecodeError,
+                UnicodeDecodeError,
+            ) as exc:
                 column = self.table.columns[position]
                 reason = f"not a valid {column.target_type}: {exc}"
                 if not self._settle(row, values, position, value, reason, function):
                     return None
         return tuple(values)
 
-    def _settle(self, row: tuple[Any, ...], values: list[Any], position: int, value: Any,
-                reason: str, function: Callable[[Any], Any] | None = None) -> bool:
+    def _settle(
+        self,
+        row: tuple[Any, ...],
+        values: list[Any],
+        position: int,
+        value: Any,
+        reason: str,
+        function: Callable[[Any], Any] | None = None,
+    ) -> bool:
         """Apply the column's policy to one bad value; False when the row is rejected."""
         column = self.table.columns[position]
         if column.on_error == "fail":
@@ -276,14 +297,16 @@ class TableGuard:
         self._replaced(row, column, value, action, reason)
         return True
 
-    def _replaced(self, row: tuple[Any, ...], column: ColumnPlan, value: Any, action: str,
-                  reason: str) -> None:
+    def _replaced(
+        self, row: tuple[Any, ...], column: ColumnPlan, value: Any, action: str, reason: str
+    ) -> None:
         label = f"{column.name}: {action}"
         self.accounts.replaced[label] = self.accounts.replaced.get(label, 0) + 1
         if len(self.accounts.examples) < REPORTED:
             shown = value if not isinstance(value, InvalidText) else repr(value)
-            self.accounts.examples.append(Replacement(column.name, self.key(row), shown,
-                                                      action, reason))
+            self.accounts.examples.append(
+                Replacement(column.name, self.key(row), shown, action, reason)
+            )
 
     def reject(self, row: tuple[Any, ...], column: str | None, reason: str, stage: str) -> None:
         """The whole row to the reject store, with its original values and why."""
@@ -293,9 +316,14 @@ class TableGuard:
         accounts.reasons[short] = accounts.reasons.get(short, 0) + 1
         if self.max_rejects is not None and accounts.rejected > self.max_rejects:
             raise TooManyRejects(
-                self.table.name, column or "?", self.key(row), None,
+                self.table.name,
+                column or "?",
+                self.key(row),
+                None,
                 f"more than --max-rejects {self.max_rejects} rows rejected; the table is rolled "
-                "back", hint="clean the source, choose other policies, or raise --max-rejects")
+                "back",
+                hint="clean the source, choose other policies, or raise --max-rejects",
+            )
         if self.reject_dir is None:
             return
         if self._stream is None:
@@ -305,13 +333,15 @@ class TableGuard:
             accounts.reject_file = str(path)
         record = {
             "table": self.table.name,
-            "key": json_value(self.key(row)) if not isinstance(self.key(row), tuple)
+            "key": json_value(self.key(row))
+            if not isinstance(self.key(row), tuple)
             else [json_value(v) for v in self.key(row)],
             "column": column,
             "reason": reason,
             "stage": stage,
-            "row": {c.source_name: json_value(v) for c, v in zip(self.table.columns, row,
-                                                                  strict=True)},
+            "row": {
+                c.source_name: json_value(v) for c, v in zip(self.table.columns, row, strict=True)
+            },
         }
         self._stream.write(orjson.dumps(record, default=str) + b"\n")
 

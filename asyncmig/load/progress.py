@@ -87,8 +87,10 @@ class Board:
         return Slot(self.path, self.tables.index(table))
 
     def read(self) -> dict[str, tuple[int, int]]:
-        return {name: _SLOT.unpack_from(self._view, i * _SLOT.size)
-                for i, name in enumerate(self.tables)}
+        return {
+            name: _SLOT.unpack_from(self._view, i * _SLOT.size)
+            for i, name in enumerate(self.tables)
+        }
 
     def close(self) -> None:
         self._view.close()
@@ -145,18 +147,29 @@ class Reporter:
     def show(self, counts: dict[str, tuple[int, int]]) -> None:
         """What a reporter does with the counts."""
 
-    def run_finished(self, exit_code: int, rows: int, rejected: int,
-                     warnings: list[str]) -> None:
+    def run_finished(self, exit_code: int, rows: int, rejected: int, warnings: list[str]) -> None:
         for warning in warnings:
             log.info("run_warning", run_id=self.run_id, message=warning)
-        log.info("run_finished", run_id=self.run_id, outcome="succeeded", exit_code=exit_code,
-                 rows=rows, rejected=rejected)
+        log.info(
+            "run_finished",
+            run_id=self.run_id,
+            outcome="succeeded",
+            exit_code=exit_code,
+            rows=rows,
+            rejected=rejected,
+        )
 
     def run_failed(self, exit_code: int, error: BaseException) -> None:
         self.stop()
         message = (str(error).splitlines() or [type(error).__name__])[0]
-        log.info("run_failed", run_id=self.run_id, outcome="failed", exit_code=exit_code,
-                 error=type(error).__name__, message=message)
+        log.info(
+            "run_failed",
+            run_id=self.run_id,
+            outcome="failed",
+            exit_code=exit_code,
+            error=type(error).__name__,
+            message=message,
+        )
 
     def stop(self) -> None:
         """The live part ends (the load is over); later phases are still reported."""
@@ -181,9 +194,16 @@ class EventReporter(Reporter):
             if state.started is None or self.reported.get(name) == (rows, rejected):
                 continue
             self.reported[name] = (rows, rejected)
-            log.info("progress", phase=self.phase_name, run_id=self.run_id, table=name,
-                     rows_done=rows, rows_total=state.total, rejected=rejected,
-                     rows_per_s=int(rows / max(now - state.started, 1e-6)))
+            log.info(
+                "progress",
+                phase=self.phase_name,
+                run_id=self.run_id,
+                table=name,
+                rows_done=rows,
+                rows_total=state.total,
+                rejected=rejected,
+                rows_per_s=int(rows / max(now - state.started, 1e-6)),
+            )
 
     def all_finished(self) -> bool:
         return all(state.finished for state in self.states.values())
@@ -204,9 +224,15 @@ class LiveReporter(Reporter):
         )
 
         self.console = Console(stderr=True)
-        self.bars = Progress(TextColumn("{task.description}"), BarColumn(),
-                             MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-                             TimeRemainingColumn(), console=self.console, transient=True)
+        self.bars = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=True,
+        )
         self.ids: dict[str, Any] = {}
         self.total_id: Any = None
 
@@ -216,16 +242,16 @@ class LiveReporter(Reporter):
 
     def tables(self, totals: dict[str, int]) -> None:
         super().tables(totals)
-        self.total_id = self.bars.add_task("all tables", total=sum(totals.values()) or 1,
-                                           rate="")
+        self.total_id = self.bars.add_task("all tables", total=sum(totals.values()) or 1, rate="")
         self.bars.start()
 
     def table_started(self, name: str) -> None:
         super().table_started(name)
         if self.states[name].finished:  # loaded between two ticks: no bar to show
             return
-        self.ids[name] = self.bars.add_task(f"  {name}", total=self.states[name].total or 1,
-                                            rate="")
+        self.ids[name] = self.bars.add_task(
+            f"  {name}", total=self.states[name].total or 1, rate=""
+        )
 
     def table_finished(self, name: str) -> None:
         super().table_finished(name)

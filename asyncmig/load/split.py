@@ -60,16 +60,20 @@ def staging_schema(run_id: int) -> str:
     return f"asyncmig_load_{run_id}"
 
 
-def plan_staging(settings: RunSettings, plan: Plan, run_id: int, *,
-                 in_processes: bool) -> Staging:
+def plan_staging(settings: RunSettings, plan: Plan, run_id: int, *, in_processes: bool) -> Staging:
     """The tables to split: rowid tables with more rows than a worker's share."""
     jobs = settings.jobs
     if not in_processes or jobs < 2:
         return Staging(staging_schema(run_id))
     share = sum(t.row_count for t in plan.tables) / jobs
-    return Staging(staging_schema(run_id), frozenset(
-        t.name for t in plan.tables
-        if not t.without_rowid and t.row_count >= max(SPLIT_MIN_ROWS, share)))
+    return Staging(
+        staging_schema(run_id),
+        frozenset(
+            t.name
+            for t in plan.tables
+            if not t.without_rowid and t.row_count >= max(SPLIT_MIN_ROWS, share)
+        ),
+    )
 
 
 async def stage_tables(conn: asyncpg.Connection, plan: Plan, staging: Staging) -> Staging:
@@ -82,8 +86,10 @@ async def stage_tables(conn: asyncpg.Connection, plan: Plan, staging: Staging) -
         async with conn.transaction():
             await conn.execute(f"CREATE SCHEMA {quote_ident(staging.schema)}")
             for name in sorted(staging.tables):
-                await conn.execute(f"ALTER TABLE {qualified(plan.schema, name)} "
-                                   f"SET SCHEMA {quote_ident(staging.schema)}")
+                await conn.execute(
+                    f"ALTER TABLE {qualified(plan.schema, name)} "
+                    f"SET SCHEMA {quote_ident(staging.schema)}"
+                )
     except asyncpg.InsufficientPrivilegeError:
         return replace(staging, tables=frozenset())
     return staging
@@ -98,8 +104,9 @@ def rowid_ranges(source: Path, table: TablePlan, parts: int) -> list[tuple[int, 
     the b-tree gives the bounds at once, and rowids are dense in most tables)."""
     conn = open_sync(source)
     try:
-        low, high = conn.execute(f"SELECT min(rowid), max(rowid) FROM "
-                                 f"{quote_sqlite_ident(table.source_name)}").fetchone()
+        low, high = conn.execute(
+            f"SELECT min(rowid), max(rowid) FROM {quote_sqlite_ident(table.source_name)}"
+        ).fetchone()
     except sqlite3.DatabaseError as exc:
         raise source_error(source, exc) from exc
     finally:
@@ -111,10 +118,18 @@ def rowid_ranges(source: Path, table: TablePlan, parts: int) -> list[tuple[int, 
     return [(a, b - 1) for a, b in itertools.pairwise(bounds) if b > a]
 
 
-async def load_split(settings: RunSettings, plan: Plan, table: TablePlan, staging: Staging,
-                     pool: asyncpg.Pool, load_slots: anyio.CapacityLimiter,
-                     run_id: int | None, slot: progress.Slot | None, *,
-                     clean: bool = False) -> TableLoad:
+async def load_split(
+    settings: RunSettings,
+    plan: Plan,
+    table: TablePlan,
+    staging: Staging,
+    pool: asyncpg.Pool,
+    load_slots: anyio.CapacityLimiter,
+    run_id: int | None,
+    slot: progress.Slot | None,
+    *,
+    clean: bool = False,
+) -> TableLoad:
     """Load ``table`` range by range in worker processes, then move it into place.
 
     ``clean`` (a retry): the staged table is emptied once, before any range starts.
@@ -125,20 +140,33 @@ async def load_split(settings: RunSettings, plan: Plan, table: TablePlan, stagin
     if clean:
         async with pool.acquire() as conn:
             await conn.execute(f"TRUNCATE {qualified(staging.schema, table.name)}")
-    ranges = await anyio.to_thread.run_sync(rowid_ranges, settings.source, table,
-                                            settings.jobs)
+    ranges = await anyio.to_thread.run_sync(rowid_ranges, settings.source, table, settings.jobs)
     log.info("table_split", table=table.name, ranges=ranges)
     reject_dir = settings.pipeline.reject_dir
     loads: list[TableLoad | None] = [None] * len(ranges)
 
     async def one(number: int, bounds: tuple[int, int]) -> None:
         part = replace(table, rowid_range=bounds)
-        pipeline = settings.pipeline if reject_dir is None else replace(
-            settings.pipeline, reject_dir=reject_dir / f".{safe_name(table.name)}.part{number}")
+        pipeline = (
+            settings.pipeline
+            if reject_dir is None
+            else replace(
+                settings.pipeline, reject_dir=reject_dir / f".{safe_name(table.name)}.part{number}"
+            )
+        )
         loads[number] = await anyio.to_process.run_sync(
-            load_in_process, settings.source, staging.schema, part, settings.target,
-            pipeline, None, slot if number == 0 else None, False, cancellable=True,
-            limiter=load_slots)
+            load_in_process,
+            settings.source,
+            staging.schema,
+            part,
+            settings.target,
+            pipeline,
+            None,
+            slot if number == 0 else None,
+            False,
+            cancellable=True,
+            limiter=load_slots,
+        )
 
     async with anyio.create_task_group() as tg:
         for number, bounds in enumerate(ranges):
@@ -147,37 +175,64 @@ async def load_split(settings: RunSettings, plan: Plan, table: TablePlan, stagin
     accounts = merge_accounts([load.accounts for load in done], table, reject_dir)
     limit = settings.pipeline.max_rejects
     if limit is not None and accounts.rejected > limit:
-        raise TooManyRejects(table.name, "?", None, None,
-                             f"{table.name}: {accounts.rejected} rows rejected, more than "
-                             f"--max-rejects {limit}; the table is rolled back",
-                             hint="clean the source, choose other policies, or raise the limit")
-    merged = TableLoad(table.name, sum(d.rows_read for d in done),
-                       sum(d.rows_copied for d in done), time.perf_counter() - started,
-                       accounts=accounts)
+        raise TooManyRejects(
+            table.name,
+            "?",
+            None,
+            None,
+            f"{table.name}: {accounts.rejected} rows rejected, more than "
+            f"--max-rejects {limit}; the table is rolled back",
+            hint="clean the source, choose other policies, or raise the limit",
+        )
+    merged = TableLoad(
+        table.name,
+        sum(d.rows_read for d in done),
+        sum(d.rows_copied for d in done),
+        time.perf_counter() - started,
+        accounts=accounts,
+    )
     async with pool.acquire() as conn:
         return await move_into_place(conn, plan, table, staging, merged, run_id)
 
 
-async def move_into_place(conn: asyncpg.Connection, plan: Plan, table: TablePlan,
-                          staging: Staging, load: TableLoad, run_id: int | None) -> TableLoad:
+async def move_into_place(
+    conn: asyncpg.Connection,
+    plan: Plan,
+    table: TablePlan,
+    staging: Staging,
+    load: TableLoad,
+    run_id: int | None,
+) -> TableLoad:
     """One transaction: the whole table appears in the target schema, recorded."""
     try:
         async with conn.transaction():
-            await conn.execute(f"ALTER TABLE {qualified(staging.schema, table.name)} "
-                               f"SET SCHEMA {quote_ident(plan.schema)}")
+            await conn.execute(
+                f"ALTER TABLE {qualified(staging.schema, table.name)} "
+                f"SET SCHEMA {quote_ident(plan.schema)}"
+            )
             if run_id is not None:
-                await history.record_table(conn, run_id, table.name, table.row_count,
-                                           load.rows_copied, load.accounts, load.seconds)
+                await history.record_table(
+                    conn,
+                    run_id,
+                    table.name,
+                    table.row_count,
+                    load.rows_copied,
+                    load.accounts,
+                    load.seconds,
+                )
     except asyncpg.PostgresError as exc:
-        raise TargetError(f"cannot move {table.name} into {plan.schema} after its load: "
-                          f"{exc}") from exc
-    committed = int(await conn.fetchval(
-        f"SELECT count(*) FROM {qualified(plan.schema, table.name)}"))
+        raise TargetError(
+            f"cannot move {table.name} into {plan.schema} after its load: {exc}"
+        ) from exc
+    committed = int(
+        await conn.fetchval(f"SELECT count(*) FROM {qualified(plan.schema, table.name)}")
+    )
     return replace(load, rows_committed=committed)
 
 
-def merge_accounts(parts: Sequence[Accounts], table: TablePlan,
-                   reject_dir: Path | None) -> Accounts:
+def merge_accounts(
+    parts: Sequence[Accounts], table: TablePlan, reject_dir: Path | None
+) -> Accounts:
     """The ranges' accounts as the table's; their reject files joined into the table's."""
     merged = Accounts()
     for part in parts:

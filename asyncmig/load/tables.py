@@ -65,8 +65,9 @@ def use_processes(settings: RunSettings, plan: Plan) -> bool:
     return settings.jobs > 1 and sum(t.row_count for t in plan.tables) >= PROCESS_THRESHOLD_ROWS
 
 
-async def load_everything(settings: RunSettings, plan: Plan, report: RunReport,
-                          staging: split.Staging | None = None) -> None:
+async def load_everything(
+    settings: RunSettings, plan: Plan, report: RunReport, staging: split.Staging | None = None
+) -> None:
     """Phases 2-3: every table's data, then its indexes and constraints.
 
     Reading, converting and encoding rows is Python work, so with ``jobs`` > 1 each
@@ -87,9 +88,19 @@ async def load_everything(settings: RunSettings, plan: Plan, report: RunReport,
             display.start_soon(progress.tick, board)
             async with anyio.create_task_group() as tg:
                 for table in plan.tables:
-                    tg.start_soon(migrate_table, settings, plan, table, pool, load_slots,
-                                  index_slots, report, in_processes, board.slot(table.name),
-                                  staging)
+                    tg.start_soon(
+                        migrate_table,
+                        settings,
+                        plan,
+                        table,
+                        pool,
+                        load_slots,
+                        index_slots,
+                        report,
+                        in_processes,
+                        board.slot(table.name),
+                        staging,
+                    )
             display.cancel_scope.cancel()
     except BaseException:
         if in_processes:
@@ -147,23 +158,42 @@ async def migrate_table(
     async def attempt(number: int) -> TableLoad:
         clean = number > 1  # a retry starts from an empty table
         if in_processes and staging is not None and table.name in staging.tables:
-            return await split.load_split(settings, plan, table, staging, pool, load_slots,
-                                          report.run_id, slot, clean=clean)
+            return await split.load_split(
+                settings, plan, table, staging, pool, load_slots, report.run_id, slot, clean=clean
+            )
         if in_processes:
             try:
                 return await anyio.to_process.run_sync(
-                    load_in_process, settings.source, plan.schema, table, settings.target,
-                    settings.pipeline, report.run_id, slot, clean, cancellable=True,
-                    limiter=load_slots)
+                    load_in_process,
+                    settings.source,
+                    plan.schema,
+                    table,
+                    settings.target,
+                    settings.pipeline,
+                    report.run_id,
+                    slot,
+                    clean,
+                    cancellable=True,
+                    limiter=load_slots,
+                )
             except anyio.BrokenWorkerProcess:
                 raise InternalError(
                     f"the worker process loading {table.name} died before it finished; the "
                     "run is rolled back",
                     hint="was it killed (out of memory? see the kernel log)? rerun, or lower "
-                         "--jobs") from None
+                    "--jobs",
+                ) from None
         async with load_slots, pool.acquire() as conn:
-            return await load_and_count(settings.source, plan.schema, table, conn,
-                                        settings.pipeline, report.run_id, slot, clean=clean)
+            return await load_and_count(
+                settings.source,
+                plan.schema,
+                table,
+                conn,
+                settings.pipeline,
+                report.run_id,
+                slot,
+                clean=clean,
+            )
 
     load = await faults.retrying(attempt, table.name)
     progress.current().table_finished(table.name)
@@ -175,42 +205,82 @@ async def migrate_table(
         report.warnings.extend(await add_constraints(conn, plan, table))
         # statistics and triggers only now: triggers must not fire during the load; the
         # sequence and ANALYZE too, here rather than at the end, overlapping other loads
-        await execute_all(conn, ddl.statistics_sql(plan, table) + ddl.trigger_sql(plan, table)
-                          + ddl.sequence_reset_sql(plan, table, table.next_identity)
-                          + [ddl.analyze_sql(plan, table)])
+        await execute_all(
+            conn,
+            ddl.statistics_sql(plan, table)
+            + ddl.trigger_sql(plan, table)
+            + ddl.sequence_reset_sql(plan, table, table.next_identity)
+            + [ddl.analyze_sql(plan, table)],
+        )
     index_seconds = time.perf_counter() - started
     accounts = load.accounts
     late = report.late_rejects.pop(table.name, {})  # duplicates rejected by the index phase
     reject_dir = settings.pipeline.reject_dir
     reject_file = accounts.reject_file or (
-        str(reject_path(reject_dir, table.name)) if late and reject_dir else None)
-    report.tables.append(TableReport(table.name, load.rows_copied - sum(late.values()),
-                                     load.seconds, index_seconds, dict(accounts.replaced),
-                                     accounts.rejected + sum(late.values()),
-                                     {**accounts.reasons, **late}, reject_file))
+        str(reject_path(reject_dir, table.name)) if late and reject_dir else None
+    )
+    report.tables.append(
+        TableReport(
+            table.name,
+            load.rows_copied - sum(late.values()),
+            load.seconds,
+            index_seconds,
+            dict(accounts.replaced),
+            accounts.rejected + sum(late.values()),
+            {**accounts.reasons, **late},
+            reject_file,
+        )
+    )
     check_total_rejects(settings, report)
     for replaced in accounts.examples:
-        log.warning("value_replaced", table=table.name, column=replaced.column, key=replaced.key,
-                    value=replaced.value, action=replaced.action, reason=replaced.reason)
+        log.warning(
+            "value_replaced",
+            table=table.name,
+            column=replaced.column,
+            key=replaced.key,
+            value=replaced.value,
+            action=replaced.action,
+            reason=replaced.reason,
+        )
     for label, count in accounts.replaced.items():
-        report.warnings.append(f"{table.name}.{label}: {count} value(s) that did not fit "
-                               "replaced as the column's policy says")
+        report.warnings.append(
+            f"{table.name}.{label}: {count} value(s) that did not fit "
+            "replaced as the column's policy says"
+        )
     if accounts.rejected:
-        log.warning("rows_rejected", table=table.name, rows=accounts.rejected,
-                    reasons=accounts.reasons, file=accounts.reject_file)
+        log.warning(
+            "rows_rejected",
+            table=table.name,
+            rows=accounts.rejected,
+            reasons=accounts.reasons,
+            file=accounts.reject_file,
+        )
         report.warnings.append(
             f"{table.name}: {accounts.rejected} row(s) rejected ("
             + "; ".join(f"{n} {r}" for r, n in accounts.reasons.items())
-            + (f"), kept in {accounts.reject_file}" if accounts.reject_file else ")"))
-    log.info("table_loaded", table=table.name, rows=load.rows_copied,
-             load_s=round(load.seconds, 3), index_s=round(index_seconds, 3),
-             rows_per_s=int(load.rows_copied / load.seconds) if load.seconds else None)
+            + (f"), kept in {accounts.reject_file}" if accounts.reject_file else ")")
+        )
+    log.info(
+        "table_loaded",
+        table=table.name,
+        rows=load.rows_copied,
+        load_s=round(load.seconds, 3),
+        index_s=round(index_seconds, 3),
+        rows_per_s=int(load.rows_copied / load.seconds) if load.seconds else None,
+    )
 
 
-async def load_and_count(source: Path, schema: str, table: TablePlan, conn: asyncpg.Connection,
-                         pipeline: PipelineSettings, run_id: int | None,
-                         slot: progress.Slot | None = None, *,
-                         clean: bool = False) -> TableLoad:
+async def load_and_count(
+    source: Path,
+    schema: str,
+    table: TablePlan,
+    conn: asyncpg.Connection,
+    pipeline: PipelineSettings,
+    run_id: int | None,
+    slot: progress.Slot | None = None,
+    *,
+    clean: bool = False,
+) -> TableLoad:
     """Load one table (``clean``: emptied first) and count what PostgreSQL committed."""
     # durability comes from the synchronous commits of the final phase,
     # which flush the WAL of every earlier commit too
@@ -223,10 +293,16 @@ async def load_and_count(source: Path, schema: str, table: TablePlan, conn: asyn
     return replace(load, rows_committed=committed)
 
 
-def load_in_process(source: Path, schema: str, table: TablePlan, target: Target,
-                    pipeline: PipelineSettings, run_id: int | None,
-                    slot: progress.Slot | None = None,
-                    clean: bool = False) -> TableLoad:
+def load_in_process(
+    source: Path,
+    schema: str,
+    table: TablePlan,
+    target: Target,
+    pipeline: PipelineSettings,
+    run_id: int | None,
+    slot: progress.Slot | None = None,
+    clean: bool = False,
+) -> TableLoad:
     """A worker process's whole job: one table, on its own connection and event loop."""
     # the worker's stdout carries its results to the main process: log to stderr only
     logs.configure(log_format="json")
@@ -235,8 +311,9 @@ def load_in_process(source: Path, schema: str, table: TablePlan, target: Target,
     async def run() -> TableLoad:
         conn = await connect(target)
         try:
-            return await load_and_count(source, schema, table, conn, pipeline, run_id, slot,
-                                        clean=clean)
+            return await load_and_count(
+                source, schema, table, conn, pipeline, run_id, slot, clean=clean
+            )
         except BaseException as exc:  # one error, picklable, for the main process
             error = faults.as_error(exc)
             if error is exc:
@@ -253,16 +330,22 @@ def check_total_rejects(settings: RunSettings, report: RunReport) -> None:
     limit = settings.max_rejects_total
     if limit is not None and report.rejected > limit:
         raise TooManyRejects(
-            report.tables[-1].table, "?", None, None,
+            report.tables[-1].table,
+            "?",
+            None,
+            None,
             f"the run rejected {report.rejected} rows, more than --max-rejects-total {limit}; "
             "every table is rolled back",
-            hint="clean the source, choose other policies, or raise the limit")
+            hint="clean the source, choose other policies, or raise the limit",
+        )
 
 
 def verify_count(table: TablePlan, load: TableLoad) -> None:
     """Every source row is accounted for: SQLite's count = loaded + rejected."""
-    if not (load.rows_committed == load.rows_copied
-            and load.rows_read == table.row_count == load.rows_copied + load.rows_rejected):
+    if not (
+        load.rows_committed == load.rows_copied
+        and load.rows_read == table.row_count == load.rows_copied + load.rows_rejected
+    ):
         raise VerificationError(
             f"row count mismatch in {table.name}: SQLite had {table.row_count}, "
             f"read {load.rows_read}, copied {load.rows_copied}, rejected {load.rows_rejected}, "

@@ -134,8 +134,14 @@ def to_inet(value: Any) -> str:
 
 
 _BOOLEANS: Mapping[Any, bool] = {
-    0: False, 1: True, "0": False, "1": True, "t": True, "f": False,
-    "true": True, "false": False,
+    0: False,
+    1: True,
+    "0": False,
+    "1": True,
+    "t": True,
+    "f": False,
+    "true": True,
+    "false": False,
 }
 
 
@@ -153,7 +159,7 @@ def _check_fraction(text: str) -> None:
     if dot < 0:
         return
     digits = 0
-    for char in text[dot + 1:]:
+    for char in text[dot + 1 :]:
         if not char.isdigit():
             break
         digits += 1
@@ -178,15 +184,24 @@ def to_timestamptz(value: Any) -> dt.datetime:
 # asyncpg's codecs send these exact values as -infinity / infinity: a real date
 # 0001-01-01 (a common placeholder) would silently become another value. They are
 # refused instead, so the column's policy decides (the reject store, by default).
-_INFINITE = {dt.date.min, dt.date.max, dt.datetime.min, dt.datetime.max,
-             dt.datetime.min.replace(tzinfo=UTC), dt.datetime.max.replace(tzinfo=UTC)}
+_INFINITE = {
+    dt.date.min,
+    dt.date.max,
+    dt.datetime.min,
+    dt.datetime.max,
+    dt.datetime.min.replace(tzinfo=UTC),
+    dt.datetime.max.replace(tzinfo=UTC),
+}
 EDGE_YEARS = frozenset({"0001", "9999"})
 DateLike = TypeVar("DateLike", dt.date, dt.datetime)
 
 
 def not_infinite(value: DateLike) -> DateLike:
-    if value in _INFINITE or (isinstance(value, dt.datetime) and value.tzinfo is not None
-                              and value.astimezone(UTC).replace(tzinfo=None) in _INFINITE):
+    if value in _INFINITE or (
+        isinstance(value, dt.datetime)
+        and value.tzinfo is not None
+        and value.astimezone(UTC).replace(tzinfo=None) in _INFINITE
+    ):
         raise ValueError(f"{value} would be stored as infinity by the PostgreSQL driver")
     return value
 
@@ -251,8 +266,9 @@ def sqlite_date(value: Any) -> dt.date:
         return to_date(value)
     stamp = _dated_number(value)
     if stamp.time() != dt.time():
-        raise ValueError(f"{value!r} reads as {stamp:%Y-%m-%d %H:%M:%S.%f}: a date would "
-                         "drop its time of day")
+        raise ValueError(
+            f"{value!r} reads as {stamp:%Y-%m-%d %H:%M:%S.%f}: a date would drop its time of day"
+        )
     return not_infinite(stamp.date())
 
 
@@ -327,8 +343,10 @@ def transform_for(column: ColumnPlan) -> Transform | None:
     if column.transform in ("numeric_fit", "varchar_fit"):
         found = _MODIFIERS.search(column.target_type)
         if found is None:
-            raise KeyError(f"{column.name}: {column.transform} needs a type with modifiers, "
-                           f"not {column.target_type!r}")
+            raise KeyError(
+                f"{column.name}: {column.transform} needs a type with modifiers, "
+                f"not {column.target_type!r}"
+            )
         if column.transform == "varchar_fit":
             return varchar_fit(int(found.group(1)))
         return numeric_fit(int(found.group(1)), int(found.group(2) or 0))
@@ -372,8 +390,15 @@ TRANSFORMS: Mapping[str, Transform | None] = {
 }
 
 # exceptions a transform raises for a value it cannot convert
-VALUE_ERRORS = (ValueError, TypeError, OverflowError, ArithmeticError, orjson.JSONDecodeError,
-                UnicodeDecodeError, ipaddress.AddressValueError)
+VALUE_ERRORS = (
+    ValueError,
+    TypeError,
+    OverflowError,
+    ArithmeticError,
+    orjson.JSONDecodeError,
+    UnicodeDecodeError,
+    ipaddress.AddressValueError,
+)
 
 
 def column_transforms(table: TablePlan) -> list[tuple[int, Transform]]:
@@ -399,17 +424,19 @@ INLINE: Mapping[str, tuple[str, Mapping[str, Any]]] = {
     "bool_int": ("({v} == 1)", {}),
     # the year test keeps the common case to one C call; only years 1 and 9999 can be
     # the values asyncpg would turn into infinity
-    "timestamptz": ("(_iso({v}) if {v}[:4] not in _edge else _checked({v}))",
-                    {"_iso": dt.datetime.fromisoformat, "_edge": EDGE_YEARS,
-                     "_checked": to_timestamptz}),
+    "timestamptz": (
+        "(_iso({v}) if {v}[:4] not in _edge else _checked({v}))",
+        {"_iso": dt.datetime.fromisoformat, "_edge": EDGE_YEARS, "_checked": to_timestamptz},
+    ),
 }
 
 
 Pair = tuple[Batch, Batch]  # (rows to load, the same rows as read: for the reject store)
 
 
-def build_batch_transform(table: TablePlan,
-                          guard: TableGuard | None = None) -> Callable[[Pair], Pair] | None:
+def build_batch_transform(
+    table: TablePlan, guard: TableGuard | None = None
+) -> Callable[[Pair], Pair] | None:
     """One function converting a batch of rows, or None when no column needs work.
 
     The row function is generated as a single tuple expression, e.g.
@@ -465,8 +492,13 @@ def _explain(table: TablePlan, work: list[tuple[int, Transform]], batch: Batch) 
             except VALUE_ERRORS as exc:
                 key = row_key(positions, row)
                 column = table.columns[position]
-                return DataError(table.name, column.name, key if key is not None else row,
-                                 value, f"not a valid {column.target_type}: {exc}")
+                return DataError(
+                    table.name,
+                    column.name,
+                    key if key is not None else row,
+                    value,
+                    f"not a valid {column.target_type}: {exc}",
+                )
     return DataError(table.name, "?", None, None, "a transform failed and then succeeded")
 
 
@@ -486,9 +518,11 @@ VALIDATORS: Mapping[str, Transform] = {
 
 def explain_rejected_batch(table: TablePlan, batch: Batch, error: Exception) -> DataError:
     """asyncpg refused a value while encoding a batch: find it and name its row's key."""
-    checks = [(i, VALIDATORS[c.target_type.split("(")[0].strip()])
-              for i, c in enumerate(table.columns)
-              if c.target_type.split("(")[0].strip() in VALIDATORS]
+    checks = [
+        (i, VALIDATORS[c.target_type.split("(")[0].strip()])
+        for i, c in enumerate(table.columns)
+        if c.target_type.split("(")[0].strip() in VALIDATORS
+    ]
     found = _explain(table, checks, batch)
     if found.column != "?":
         return found

@@ -61,8 +61,15 @@ MAX_PROFILE_ROUNDS = 4
 log = structlog.get_logger(__name__)
 
 
-def build_plan(path: Path, *, schema: str = "public", overrides: Overrides | None = None,
-               jobs: int = 2, prove: bool = False, scan: frozenset[str] = frozenset()) -> Plan:
+def build_plan(
+    path: Path,
+    *,
+    schema: str = "public",
+    overrides: Overrides | None = None,
+    jobs: int = 2,
+    prove: bool = False,
+    scan: frozenset[str] = frozenset(),
+) -> Plan:
     """Introspect and profile ``path`` and decide everything about the migration.
 
     With ``prove`` (the `run` command), a large table is planned from its declared types
@@ -81,8 +88,7 @@ def build_plan(path: Path, *, schema: str = "public", overrides: Overrides | Non
     tables = [t for t in catalog.tables if t.name not in overrides.excluded]
     _refuse_unreadable(tables, overrides)
     _refuse_too_wide(tables)
-    profiles = profile_tables(path, tables, jobs, overrides,
-                              Scans(prove=prove, scan=scan))
+    profiles = profile_tables(path, tables, jobs, overrides, Scans(prove=prove, scan=scan))
     return assemble(catalog, tables, profiles, schema, overrides, notes)
 
 
@@ -94,7 +100,8 @@ def _refuse_unreadable(tables: list[SourceTable], overrides: Overrides) -> None:
                 f"cannot read virtual table {table.name} (module {table.virtual.module}): "
                 f"{table.virtual.unreadable}",
                 hint=f"load the module's extension into SQLite, or exclude the table in the "
-                     f"profile ([tables.{json.dumps(table.name)}] exclude = true)")
+                f"profile ([tables.{json.dumps(table.name)}] exclude = true)",
+            )
 
 
 MAX_COLUMNS = 1600  # PostgreSQL's limit per table (MaxHeapAttributeNumber)
@@ -108,7 +115,8 @@ def _refuse_too_wide(tables: list[SourceTable]) -> None:
                 f"cannot migrate table {table.name}: it has {len(table.columns)} columns and "
                 f"PostgreSQL allows at most {MAX_COLUMNS} per table",
                 hint=f"exclude it in the profile ([tables.{json.dumps(table.name)}] "
-                     "exclude = true) and split it by hand")
+                "exclude = true) and split it by hand",
+            )
 
 
 def _check_overrides(catalog: SourceCatalog, overrides: Overrides) -> None:
@@ -158,7 +166,10 @@ PROCESS_THRESHOLD_ROWS = 200_000
 
 
 def profile_tables(
-    path: Path, tables: list[SourceTable], jobs: int, overrides: Overrides,
+    path: Path,
+    tables: list[SourceTable],
+    jobs: int,
+    overrides: Overrides,
     scans: Scans | None = None,
 ) -> dict[str, TableProfile]:
     """Profile every table, ``jobs`` tables at a time, largest first."""
@@ -176,18 +187,24 @@ def profile_tables(
         context = multiprocessing.get_context("spawn")  # never fork a threaded process
         try:
             with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as processes:
-                return dict(processes.map(profile_one, repeat(path), ordered,
-                                          repeat(overrides), repeat(scans)))
+                return dict(
+                    processes.map(
+                        profile_one, repeat(path), ordered, repeat(overrides), repeat(scans)
+                    )
+                )
         except BrokenProcessPool as exc:  # e.g. a caller's script without a __main__ guard
-            log.warning("profile_processes_failed", error=str(exc),
-                        fallback="profiling in threads instead")
+            log.warning(
+                "profile_processes_failed", error=str(exc), fallback="profiling in threads instead"
+            )
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as threads:
-        return dict(threads.map(profile_one, repeat(path), ordered, repeat(overrides),
-                                repeat(scans)))
+        return dict(
+            threads.map(profile_one, repeat(path), ordered, repeat(overrides), repeat(scans))
+        )
 
 
-def profile_one(path: Path, table: SourceTable, overrides: Overrides,
-                scans: Scans | None = None) -> tuple[str, TableProfile]:
+def profile_one(
+    path: Path, table: SourceTable, overrides: Overrides, scans: Scans | None = None
+) -> tuple[str, TableProfile]:
     """One table's profile on its own read-only connection (runs in a thread or process)."""
     conn = open_sync(path)
     try:
@@ -200,8 +217,9 @@ def profile_one(path: Path, table: SourceTable, overrides: Overrides,
         conn.close()
 
 
-def profile_table(conn: sqlite3.Connection, table: SourceTable,
-                  overrides: Overrides) -> TableProfile:
+def profile_table(
+    conn: sqlite3.Connection, table: SourceTable, overrides: Overrides
+) -> TableProfile:
     """Choose types from a sample, then check every row against them in one scan.
 
     ``table.row_count`` must hold the table's count (introspection leaves it 0).
@@ -213,8 +231,9 @@ def profile_table(conn: sqlite3.Connection, table: SourceTable,
     rows = table.row_count  # counted by profile_tables, in the same read-only file
     profiles = profiling.profile_sample(conn, table, whole=rows <= 2 * profiling.SAMPLE_ROWS)
     if rows <= 2 * profiling.SAMPLE_ROWS:
-        return TableProfile(profiles, rows, sampled=False,
-                            misfits=_misfits(conn, table, profiles, overrides))
+        return TableProfile(
+            profiles, rows, sampled=False, misfits=_misfits(conn, table, profiles, overrides)
+        )
     for _ in range(MAX_PROFILE_ROUNDS):
         conditions = {}
         for column in table.columns:
@@ -222,21 +241,32 @@ def profile_table(conn: sqlite3.Connection, table: SourceTable,
                 continue
             choice = _choose(table, column, profiles[column.name], overrides)
             # a declared type kept for misfits does not change with more of them
-            conditions[column.name] = "1" if choice.contract else profiling.acceptance(
-                choice.target_type, choice.transform, quote_sqlite_ident(column.name))
+            conditions[column.name] = (
+                "1"
+                if choice.contract
+                else profiling.acceptance(
+                    choice.target_type, choice.transform, quote_sqlite_ident(column.name)
+                )
+            )
         broken, extra = profiling.profile_violations(conn, table, conditions)
         if not broken:
             break
         profiles = {name: profiling.merge(p, extra[name]) for name, p in profiles.items()}
     nulls = profiling.count_nulls(conn, table, table.primary_key)
-    profiles = {name: profiling.merge(p, ColumnProfile(classes={"null": nulls[name]}))
-                if nulls.get(name) else p for name, p in profiles.items()}
-    return TableProfile(profiles, rows, sampled=True,
-                        misfits=_misfits(conn, table, profiles, overrides))
+    profiles = {
+        name: profiling.merge(p, ColumnProfile(classes={"null": nulls[name]}))
+        if nulls.get(name)
+        else p
+        for name, p in profiles.items()
+    }
+    return TableProfile(
+        profiles, rows, sampled=True, misfits=_misfits(conn, table, profiles, overrides)
+    )
 
 
-def sample_table(conn: sqlite3.Connection, table: SourceTable,
-                 overrides: Overrides) -> TableProfile:
+def sample_table(
+    conn: sqlite3.Connection, table: SourceTable, overrides: Overrides
+) -> TableProfile:
     """Choose types from a sample only; the load proves them (no whole-table scan).
 
     A small table is profiled whole, as :func:`profile_table` does: that costs no more
@@ -245,12 +275,14 @@ def sample_table(conn: sqlite3.Connection, table: SourceTable,
     if table.row_count <= 2 * profiling.SAMPLE_ROWS:
         return profile_table(conn, table, overrides)
     profiles = profiling.profile_sample(conn, table)
-    return TableProfile(profiles, table.row_count, sampled=True,
-                        proof=proof_sql(table, profiles, overrides))
+    return TableProfile(
+        profiles, table.row_count, sampled=True, proof=proof_sql(table, profiles, overrides)
+    )
 
 
-def proof_sql(table: SourceTable, profiles: Mapping[str, ColumnProfile],
-              overrides: Overrides) -> str:
+def proof_sql(
+    table: SourceTable, profiles: Mapping[str, ColumnProfile], overrides: Overrides
+) -> str:
     """The condition, per row, that the sample's plan holds for it.
 
     Each column chosen from its values must accept the row's value (the conditions of
@@ -270,15 +302,27 @@ def proof_sql(table: SourceTable, profiles: Mapping[str, ColumnProfile],
             continue
         choice = _choose(table, column, profiles[column.name], overrides)
         if not choice.contract:
-            terms.append((number, "coalesce(("
-                          + profiling.acceptance(choice.target_type, choice.transform, name)
-                          + "), 1)"))
-    return " AND ".join(f"({sql} OR asyncmig_refuted({number}))"
-                        for number, sql in terms if sql != "coalesce((1), 1)")
+            terms.append(
+                (
+                    number,
+                    "coalesce(("
+                    + profiling.acceptance(choice.target_type, choice.transform, name)
+                    + "), 1)",
+                )
+            )
+    return " AND ".join(
+        f"({sql} OR asyncmig_refuted({number}))"
+        for number, sql in terms
+        if sql != "coalesce((1), 1)"
+    )
 
 
-def _misfits(conn: sqlite3.Connection, table: SourceTable, profiles: Mapping[str, ColumnProfile],
-             overrides: Overrides) -> dict[str, profiling.Misfits]:
+def _misfits(
+    conn: sqlite3.Connection,
+    table: SourceTable,
+    profiles: Mapping[str, ColumnProfile],
+    overrides: Overrides,
+) -> dict[str, profiling.Misfits]:
     """Exact counts and examples of the values that do not fit a kept declared type."""
     fits = {}
     for column in table.columns:
@@ -287,17 +331,23 @@ def _misfits(conn: sqlite3.Connection, table: SourceTable, profiles: Mapping[str
         choice = _choose(table, column, profiles[column.name], overrides)
         if choice.contract:
             fits[column.name] = profiling.acceptance(
-                choice.target_type, choice.transform, quote_sqlite_ident(column.name))
+                choice.target_type, choice.transform, quote_sqlite_ident(column.name)
+            )
     return profiling.count_misfits(conn, table, fits)
 
 
-def _choose(table: SourceTable, column: SourceColumn, prof: ColumnProfile,
-            overrides: Overrides) -> TypeChoice:
+def _choose(
+    table: SourceTable, column: SourceColumn, prof: ColumnProfile, overrides: Overrides
+) -> TypeChoice:
     settings = overrides.column(table.name, column.name)
     if settings.type:
         return override_type(column, prof, settings.type, epoch_unit=settings.epoch)
-    natural = choose_type(column, prof, rowid_alias=column.name == table.rowid_alias,
-                          json_checked=_json_checked(table, column.name))
+    natural = choose_type(
+        column,
+        prof,
+        rowid_alias=column.name == table.rowid_alias,
+        json_checked=_json_checked(table, column.name),
+    )
     if overrides.widens(table.name, column.name) or column.name == table.rowid_alias:
         return natural
     return honour_declared(column, prof, natural)
@@ -313,14 +363,17 @@ def assemble(
 ) -> Plan:
     skipped: list[Skipped] = []
     warnings = list(notes)
-    planned = [
-        plan_table(t, profiles[t.name], overrides, skipped, warnings) for t in tables
-    ]
+    planned = [plan_table(t, profiles[t.name], overrides, skipped, warnings) for t in tables]
     planned = _plan_foreign_keys(tables, planned, skipped)
     ordered, cycles = load_order(planned)
     skipped.extend(
-        Skipped("trigger", t.table, t.name, t.sql,
-                "triggers are reported, not migrated: rewrite them in PL/pgSQL")
+        Skipped(
+            "trigger",
+            t.table,
+            t.name,
+            t.sql,
+            "triggers are reported, not migrated: rewrite them in PL/pgSQL",
+        )
         for t in catalog.triggers
     )
     plan = Plan(
@@ -349,11 +402,17 @@ def plan_table(
         prof = profiles[column.name]
         choice = _choose(table, column, prof, overrides)
         if table_profile.sampled:
-            checked = ("every row checked by the load" if table_profile.proof else
-                       f"all {table_profile.rows} rows checked")
-            choice = replace(choice, evidence=f"{choice.evidence} (counts from "
-                             f"{2 * profiling.SAMPLE_ROWS} sampled rows and those unlike them; "
-                             f"{checked})")
+            checked = (
+                "every row checked by the load"
+                if table_profile.proof
+                else f"all {table_profile.rows} rows checked"
+            )
+            choice = replace(
+                choice,
+                evidence=f"{choice.evidence} (counts from "
+                f"{2 * profiling.SAMPLE_ROWS} sampled rows and those unlike them; "
+                f"{checked})",
+            )
         planned = _column_plan(table, column.name, choice, prof, skipped)
         policy = overrides.policy(table.name, column.name)
         if choice.contract:
@@ -368,15 +427,18 @@ def plan_table(
             f"{table.name}: primary key column(s) {pk_nulls} hold NULLs (SQLite allows it);"
             " created as a unique index instead of a PRIMARY KEY"
         )
-        indexes.append(IndexPlan(pg_name(table.name, *primary_key, "key"),
-                                 tuple(IndexKeyPlan(quote_ident(c)) for c in primary_key),
-                                 unique=True))
+        indexes.append(
+            IndexPlan(
+                pg_name(table.name, *primary_key, "key"),
+                tuple(IndexKeyPlan(quote_ident(c)) for c in primary_key),
+                unique=True,
+            )
+        )
         primary_key = ()
     else:
         columns = [replace(c, nullable=False) if c.name in primary_key else c for c in columns]
     col_types = {c.name: c.target_type for c in columns}
-    indexes += _plan_indexes(table, col_types, skipped,
-                             {c.name: c.collation for c in columns})
+    indexes += _plan_indexes(table, col_types, skipped, {c.name: c.collation for c in columns})
     indexes += search_index(table, columns, warnings)
     result = TablePlan(
         name=table.name,
@@ -398,21 +460,24 @@ def plan_table(
     return result
 
 
-def _with_misfits(column: ColumnPlan, misfits: profiling.Misfits | None,
-                  policy: str) -> ColumnPlan:
+def _with_misfits(column: ColumnPlan, misfits: profiling.Misfits | None, policy: str) -> ColumnPlan:
     """A kept declared type: how many values do not fit, a few of them, and their fate."""
     count, examples = misfits or (0, ())
     if not count:
         return column
-    fate = {"reject": "their rows go to the reject store",
-            "fail": "the run stops at the first one (exit 5)"}.get(
-        policy, f"policy {policy} replaces them")
-    warning = (f"declared {column.source_type} but {count} value(s) do not fit "
-               f"{column.target_type} (e.g. {', '.join(examples)}): the declared type is kept "
-               f"and {fate}; --widen (or widen = true for the column) keeps every value in a "
-               "wider type instead")
-    return replace(column, misfits=count, misfit_examples=examples,
-                   warnings=(*column.warnings, warning))
+    fate = {
+        "reject": "their rows go to the reject store",
+        "fail": "the run stops at the first one (exit 5)",
+    }.get(policy, f"policy {policy} replaces them")
+    warning = (
+        f"declared {column.source_type} but {count} value(s) do not fit "
+        f"{column.target_type} (e.g. {', '.join(examples)}): the declared type is kept "
+        f"and {fate}; --widen (or widen = true for the column) keeps every value in a "
+        "wider type instead"
+    )
+    return replace(
+        column, misfits=count, misfit_examples=examples, warnings=(*column.warnings, warning)
+    )
 
 
 def _row_bytes(profiles: Mapping[str, ColumnProfile]) -> int:
@@ -423,8 +488,9 @@ def _row_bytes(profiles: Mapping[str, ColumnProfile]) -> int:
 
 def _json_checked(table: SourceTable, column: str) -> bool:
     """A CHECK (json_valid(col)) says the column holds JSON, scalars included (Django's JSONField)."""
-    pattern = re.compile(r"json_valid\s*\(\s*[\"`\[]?" + re.escape(column) + r"[\"`\]]?\s*\)",
-                         re.IGNORECASE)
+    pattern = re.compile(
+        r"json_valid\s*\(\s*[\"`\[]?" + re.escape(column) + r"[\"`\]]?\s*\)", re.IGNORECASE
+    )
     return any(pattern.search(check.expression) for check in table.checks)
 
 
@@ -445,8 +511,9 @@ def _column_plan(
             default = translated.sql
         elif translated.reason:
             warnings.append(f"default {column.default_sql} dropped: {translated.reason}")
-            skipped.append(Skipped("default", table.name, name, column.default_sql,
-                                   translated.reason))
+            skipped.append(
+                Skipped("default", table.name, name, column.default_sql, translated.reason)
+            )
     collation = _column_collation(column, choice.target_type, warnings)
     if column.hidden in (2, 3):
         warnings.append("generated column: its values are copied, the expression is not")
@@ -472,16 +539,22 @@ def _column_collation(column: SourceColumn, target_type: str, warnings: list[str
     if declared == "NOCASE" and is_text(target_type):
         return NOCASE
     if declared == "RTRIM" and is_text(target_type):
-        warnings.append("COLLATE RTRIM: PostgreSQL compares trailing spaces; only the "
-                        "column's indexes ignore them (rtrim() keys)")
+        warnings.append(
+            "COLLATE RTRIM: PostgreSQL compares trailing spaces; only the "
+            "column's indexes ignore them (rtrim() keys)"
+        )
     elif declared not in ("BINARY", "NOCASE"):
-        warnings.append(f"COLLATE {column.collation} is not migrated: PostgreSQL compares "
-                        "the column with its default collation")
+        warnings.append(
+            f"COLLATE {column.collation} is not migrated: PostgreSQL compares "
+            "the column with its default collation"
+        )
     return None
 
 
 def _plan_indexes(
-    table: SourceTable, col_types: Mapping[str, str], skipped: list[Skipped],
+    table: SourceTable,
+    col_types: Mapping[str, str],
+    skipped: list[Skipped],
     collated: Mapping[str, str | None],
 ) -> list[IndexPlan]:
     planned = []
@@ -514,8 +587,10 @@ def _plan_indexes(
         if reason is not None:
             skipped.append(Skipped("index", table.name, index.name, index.sql or "", reason))
             continue
-        is_constraint = index.origin == "u" and all(k.column for k in index.keys) and all(
-            is_column(k.expression) and not k.collation for k in keys
+        is_constraint = (
+            index.origin == "u"
+            and all(k.column for k in index.keys)
+            and all(is_column(k.expression) and not k.collation for k in keys)
         )
         name = index.name
         if index.origin != "c":
@@ -524,8 +599,12 @@ def _plan_indexes(
     return planned
 
 
-def _collated_key(key: SourceIndexKey, expression: str, col_types: Mapping[str, str],
-                  collated: Mapping[str, str | None]) -> IndexKeyPlan:
+def _collated_key(
+    key: SourceIndexKey,
+    expression: str,
+    col_types: Mapping[str, str],
+    collated: Mapping[str, str | None],
+) -> IndexKeyPlan:
     """A key compared as SQLite compares it: by its column's collation, ours, C or a function."""
     wanted = (key.collation or "BINARY").upper()
     own = collated.get(key.column) if key.column else None
@@ -549,8 +628,15 @@ def _plan_checks(
     for number, check in enumerate(table.checks, start=1):
         translated = translate_expression(check.expression, column_types=col_types)
         if translated.sql is None:
-            skipped.append(Skipped("check", table.name, check.name, check.expression,
-                                   translated.reason or "not portable"))
+            skipped.append(
+                Skipped(
+                    "check",
+                    table.name,
+                    check.name,
+                    check.expression,
+                    translated.reason or "not portable",
+                )
+            )
             continue
         name = check.name or pg_name(table.name, f"check{number}")
         if name in used:  # SQLite allows two CHECKs of one name; PostgreSQL does not
@@ -573,15 +659,17 @@ def _plan_foreign_keys(
             if reason:
                 skipped.append(Skipped("foreign key", table.name, None, sql, reason))
                 continue
-            fks.append(ForeignKeyPlan(
-                name=pg_name(table.name, *fk.columns, "fkey"),
-                columns=fk.columns,
-                ref_table=fk.ref_table,
-                ref_columns=fk.ref_columns,
-                on_update=fk.on_update,
-                on_delete=fk.on_delete,
-                deferrable=fk.deferrable,
-            ))
+            fks.append(
+                ForeignKeyPlan(
+                    name=pg_name(table.name, *fk.columns, "fkey"),
+                    columns=fk.columns,
+                    ref_table=fk.ref_table,
+                    ref_columns=fk.ref_columns,
+                    on_update=fk.on_update,
+                    on_delete=fk.on_delete,
+                    deferrable=fk.deferrable,
+                )
+            )
         result.append(replace(table, foreign_keys=tuple(fks)))
     return result
 
@@ -602,7 +690,9 @@ def _foreign_key_problem(
     if not set(ref_columns) <= parent_columns:
         return f"referenced column(s) {list(ref_columns)} do not exist in {ref_table}"
     unique_sets = [set(parent.primary_key)] + [
-        {k.expression.strip('"') for k in i.keys} for i in parent.indexes if i.unique and not i.where
+        {k.expression.strip('"') for k in i.keys}
+        for i in parent.indexes
+        if i.unique and not i.where
     ]
     if set(ref_columns) not in unique_sets:
         return f"referenced column(s) {list(ref_columns)} of {ref_table} are not unique"
@@ -610,8 +700,10 @@ def _foreign_key_problem(
         child_type = table.column(child_col).target_type
         parent_type = parent.column(parent_col).target_type
         if _type_family(child_type) != _type_family(parent_type):
-            return (f"{table.name}.{child_col} ({child_type}) cannot reference "
-                    f"{ref_table}.{parent_col} ({parent_type})")
+            return (
+                f"{table.name}.{child_col} ({child_type}) cannot reference "
+                f"{ref_table}.{parent_col} ({parent_type})"
+            )
     return None
 
 

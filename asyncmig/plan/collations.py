@@ -33,15 +33,20 @@ def is_text(pg_type: str) -> bool:
 
 def uses_nocase(plan: Plan) -> bool:
     return any(c.collation == NOCASE for t in plan.tables for c in t.columns) or any(
-        k.collation == NOCASE for t in plan.tables for i in t.indexes for k in i.keys)
+        k.collation == NOCASE for t in plan.tables for i in t.indexes for k in i.keys
+    )
 
 
 def create_collation_sql(plan: Plan) -> list[str]:
     """CREATE COLLATION for the plan's NOCASE columns (nothing when it has none)."""
     if not uses_nocase(plan):
         return []
-    return [(f"CREATE COLLATION IF NOT EXISTS {qualified(plan.schema, NOCASE)} "
-             f"(provider = icu, locale = '{ICU_LOCALE}', deterministic = false)")]
+    return [
+        (
+            f"CREATE COLLATION IF NOT EXISTS {qualified(plan.schema, NOCASE)} "
+            f"(provider = icu, locale = '{ICU_LOCALE}', deterministic = false)"
+        )
+    ]
 
 
 def collation_sql(schema: str, name: str) -> str:
@@ -66,13 +71,17 @@ async def prepare(conn: asyncpg.Connection, plan: Plan, *, create: bool) -> tupl
         exists = await conn.fetchval(
             "SELECT EXISTS (SELECT FROM pg_collation c JOIN pg_namespace n "
             "ON n.oid = c.collnamespace WHERE n.nspname = $1 AND c.collname = $2)",
-            plan.schema, NOCASE)
+            plan.schema,
+            NOCASE,
+        )
         if exists:
             return plan, []
         reason = f"collation {qualified(plan.schema, NOCASE)} does not exist"
     fallback, columns = without_nocase(plan)
-    warning = (f"case-insensitive (NOCASE) columns {', '.join(columns)} are case-sensitive in "
-               f"PostgreSQL: no ICU collation ({reason}); their indexes use lower()")
+    warning = (
+        f"case-insensitive (NOCASE) columns {', '.join(columns)} are case-sensitive in "
+        f"PostgreSQL: no ICU collation ({reason}); their indexes use lower()"
+    )
     log.warning("nocase_fallback", columns=columns, reason=reason)
     return fallback, [warning]
 
@@ -82,8 +91,10 @@ async def icu_refusal(conn: asyncpg.Connection) -> str | None:
     probe = conn.transaction()
     await probe.start()
     try:
-        await conn.execute(f"CREATE COLLATION pg_temp.asyncmig_probe (provider = icu, "
-                           f"locale = '{ICU_LOCALE}', deterministic = false)")
+        await conn.execute(
+            f"CREATE COLLATION pg_temp.asyncmig_probe (provider = icu, "
+            f"locale = '{ICU_LOCALE}', deterministic = false)"
+        )
     except asyncpg.PostgresError as exc:  # e.g. "ICU is not supported in this build"
         return str(exc)
     finally:
@@ -93,8 +104,9 @@ async def icu_refusal(conn: asyncpg.Connection) -> str | None:
 
 def without_nocase(plan: Plan) -> tuple[Plan, list[str]]:
     """The plan with NOCASE expressed as ``lower()`` keys, and the columns it concerned."""
-    columns = [f"{t.name}.{c.name}" for t in plan.tables for c in t.columns
-               if c.collation == NOCASE]
+    columns = [
+        f"{t.name}.{c.name}" for t in plan.tables for c in t.columns if c.collation == NOCASE
+    ]
     return replace(plan, tables=tuple(_table_without(t) for t in plan.tables)), columns
 
 

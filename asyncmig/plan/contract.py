@@ -26,17 +26,30 @@ from asyncmig.source.scan import declared_numeric
 _PATTERNS: tuple[tuple[re.Pattern[str], str, str], ...] = tuple(
     (re.compile(rf"^\s*{pattern}\s*$", re.IGNORECASE), pg_type, transform)
     for pattern, pg_type, transform in (
-        ((r"(UNSIGNED\s+)?(TINY|SMALL|MEDIUM|BIG)?INT(EGER)?[248]?(\s*\(\s*\d+\s*\))?"
-          r"(\s+UNSIGNED)?"), "bigint", "int_strict"),
-        (r"(REAL|DOUBLE(\s+PRECISION)?|FLOAT[48]?)(\s*\(\s*\d+\s*\))?", "double precision",
-         "float_strict"),
+        (
+            (
+                r"(UNSIGNED\s+)?(TINY|SMALL|MEDIUM|BIG)?INT(EGER)?[248]?(\s*\(\s*\d+\s*\))?"
+                r"(\s+UNSIGNED)?"
+            ),
+            "bigint",
+            "int_strict",
+        ),
+        (
+            r"(REAL|DOUBLE(\s+PRECISION)?|FLOAT[48]?)(\s*\(\s*\d+\s*\))?",
+            "double precision",
+            "float_strict",
+        ),
         (r"BOOL(EAN)?", "boolean", "bool"),
         (r"DATE", "date", "sqlite_date"),
-        (r"(DATETIME|TIMESTAMP)(\s*\(\s*\d\s*\))?(\s+(WITH|WITHOUT)\s+TIME\s+ZONE)?",
-         "timestamptz", "sqlite_timestamptz"),
+        (
+            r"(DATETIME|TIMESTAMP)(\s*\(\s*\d\s*\))?(\s+(WITH|WITHOUT)\s+TIME\s+ZONE)?",
+            "timestamptz",
+            "sqlite_timestamptz",
+        ),
         (r"TIME", "time", "time"),
         (r"BLOB", "bytea", "bytes_strict"),
-    ))
+    )
+)
 _NUMERIC = re.compile(r"^\s*(NUMERIC|DECIMAL)\b", re.IGNORECASE)
 VALUE_DRIVEN_TEXT = ("jsonb", "uuid", "inet")  # richer types a VARCHAR(n) column may take
 
@@ -61,23 +74,30 @@ def _keeps(natural: TypeChoice, target: str, profile: ColumnProfile) -> bool:
     """Whether the value-driven choice already honours the declared type."""
     chosen = natural.target_type
     numbers = profile.count("integer") + profile.count("real")
-    if target in ("date", "timestamptz") and numbers == profile.non_null and \
-            unreadable_numbers(profile):
+    if (
+        target in ("date", "timestamptz")
+        and numbers == profile.non_null
+        and unreadable_numbers(profile)
+    ):
         return True  # ambiguous numbers stay numbers, with the warning typemap gave
     if target == "date":  # values with a time of day: timestamptz keeps it (see README)
         return chosen in ("date", "timestamptz")
     if target.startswith("varchar"):
         return chosen == target or chosen in VALUE_DRIVEN_TEXT
     if target.startswith("numeric("):
-        return chosen == "numeric" and numbers == profile.non_null and \
-            profile.number_kinds.get("fits_declared", 0) == numbers
+        return (
+            chosen == "numeric"
+            and numbers == profile.non_null
+            and profile.number_kinds.get("fits_declared", 0) == numbers
+        )
     if target == "bytea":
         return chosen == "bytea" and natural.transform == "none"
     return chosen == target
 
 
-def honour_declared(column: SourceColumn, profile: ColumnProfile,
-                    natural: TypeChoice) -> TypeChoice:
+def honour_declared(
+    column: SourceColumn, profile: ColumnProfile, natural: TypeChoice
+) -> TypeChoice:
     """The declared type's counterpart, or ``natural`` when it already is that type (or
     the declaration promises nothing PostgreSQL has). A contract choice expects
     misfits: the load's transform refuses them, and the column's policy decides."""
@@ -90,6 +110,9 @@ def honour_declared(column: SourceColumn, profile: ColumnProfile,
             return replace(natural, target_type=target)
         return natural
     return TypeChoice(
-        target, transform,
+        target,
+        transform,
         f"declared {column.declared_type}: the declared type is kept, values that do not "
-        f"fit go through the value policy: {describe(profile)}", contract=True)
+        f"fit go through the value policy: {describe(profile)}",
+        contract=True,
+    )

@@ -42,8 +42,10 @@ def _customise_table(table: TablePlan, settings: TableSettings) -> TablePlan:
     indexes = table.indexes + tuple(
         IndexPlan(
             name=index.name,
-            keys=tuple(IndexKeyPlan(quote_ident(k.column), k.descending, opclass=k.opclass)
-                       for k in index.columns),
+            keys=tuple(
+                IndexKeyPlan(quote_ident(k.column), k.descending, opclass=k.opclass)
+                for k in index.columns
+            ),
             unique=index.unique,
             where=index.where,
             method=index.method,
@@ -51,14 +53,24 @@ def _customise_table(table: TablePlan, settings: TableSettings) -> TablePlan:
         )
         for index in settings.indexes
     )
-    checks = table.checks + tuple(CheckPlan(c.name, c.expression, "profile")
-                                  for c in settings.checks)
-    statistics = table.statistics + tuple(StatisticsPlan(s.name, s.columns)
-                                          for s in settings.statistics)
-    triggers = table.triggers + tuple(TriggerPlan(name, column)
-                                      for column, name in settings.triggers.items())
-    return replace(table, name=settings.rename or table.name, columns=columns, indexes=indexes,
-                   checks=checks, statistics=statistics, triggers=triggers)
+    checks = table.checks + tuple(
+        CheckPlan(c.name, c.expression, "profile") for c in settings.checks
+    )
+    statistics = table.statistics + tuple(
+        StatisticsPlan(s.name, s.columns) for s in settings.statistics
+    )
+    triggers = table.triggers + tuple(
+        TriggerPlan(name, column) for column, name in settings.triggers.items()
+    )
+    return replace(
+        table,
+        name=settings.rename or table.name,
+        columns=columns,
+        indexes=indexes,
+        checks=checks,
+        statistics=statistics,
+        triggers=triggers,
+    )
 
 
 def _customise_column(column: ColumnPlan, settings: TableSettings) -> ColumnPlan:

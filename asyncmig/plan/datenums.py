@@ -41,8 +41,12 @@ UNITS: Mapping[str, tuple[float, float, int]] = {
     "unix_us": (1e14, UNIX_MAX, 1),
 }
 KINDS = ("julian", *UNITS)
-NAMES = {"julian": "Julian day numbers", "unix_s": "Unix seconds",
-         "unix_ms": "Unix milliseconds", "unix_us": "Unix microseconds"}
+NAMES = {
+    "julian": "Julian day numbers",
+    "unix_s": "Unix seconds",
+    "unix_ms": "Unix milliseconds",
+    "unix_us": "Unix microseconds",
+}
 
 
 def kind_of(value: float) -> str | None:
@@ -76,8 +80,10 @@ def micros(value: float) -> int:
     """Microseconds since 1970 for a number in a date column; ValueError without a reading."""
     kind = kind_of(value)
     if kind is None:
-        raise ValueError(f"{value!r} has no date reading: not a Julian day from year 1 "
-                         "(1721425.5 to 5373484.5) nor Unix time (5373484.5 to 1e17)")
+        raise ValueError(
+            f"{value!r} has no date reading: not a Julian day from year 1 "
+            "(1721425.5 to 5373484.5) nor Unix time (5373484.5 to 1e17)"
+        )
     if kind == "julian":
         return julian_micros(value)
     return unit_micros(value, UNITS[kind][2])
@@ -104,11 +110,15 @@ def sql_readable(c: str) -> str:
 
 
 def _sql_unix(c: str, per_unit: int) -> str:
-    total = (f"(CASE typeof({c}) WHEN 'integer' THEN {c} * {per_unit} ELSE "
-             f"CAST({c} AS INTEGER) * {per_unit} + "
-             f"CAST(({c} - CAST({c} AS INTEGER)) * {per_unit} + 0.5 AS INTEGER) END)")
-    return (f"(strftime('%Y-%m-%d %H:%M:%S', {total} / 1000000, 'unixepoch') || '.' || "
-            f"printf('%06d', {total} % 1000000))")
+    total = (
+        f"(CASE typeof({c}) WHEN 'integer' THEN {c} * {per_unit} ELSE "
+        f"CAST({c} AS INTEGER) * {per_unit} + "
+        f"CAST(({c} - CAST({c} AS INTEGER)) * {per_unit} + 0.5 AS INTEGER) END)"
+    )
+    return (
+        f"(strftime('%Y-%m-%d %H:%M:%S', {total} / 1000000, 'unixepoch') || '.' || "
+        f"printf('%06d', {total} % 1000000))"
+    )
 
 
 def sql_reading(c: str) -> str:
@@ -117,10 +127,11 @@ def sql_reading(c: str) -> str:
     NULL for anything else."""
     julian = f"(strftime('%Y-%m-%d %H:%M:%f', {c}) || '000')"
     cases = [f"WHEN {sql_kind(c, 'julian')} THEN {julian}"]
-    cases += [f"WHEN {sql_kind(c, kind)} THEN {_sql_unix(c, per_unit)}"
-              for kind, (_, _, per_unit) in UNITS.items()]
-    return (f"(CASE WHEN typeof({c}) NOT IN ('integer', 'real') THEN NULL "
-            f"{' '.join(cases)} END)")
+    cases += [
+        f"WHEN {sql_kind(c, kind)} THEN {_sql_unix(c, per_unit)}"
+        for kind, (_, _, per_unit) in UNITS.items()
+    ]
+    return f"(CASE WHEN typeof({c}) NOT IN ('integer', 'real') THEN NULL {' '.join(cases)} END)"
 
 
 def sql_midnight(c: str) -> str:

@@ -60,9 +60,18 @@ class Homes:
         self.relations: set[str] = set()
         self.renames: list[Rename] = []
 
-    def give(self, kind: str, table: str | None, wanted: str, taken: set[str], *,
-             source: str | None = None, requested: bool = False,
-             reserved: frozenset[str] = frozenset(), empty: str = "unnamed") -> str:
+    def give(
+        self,
+        kind: str,
+        table: str | None,
+        wanted: str,
+        taken: set[str],
+        *,
+        source: str | None = None,
+        requested: bool = False,
+        reserved: frozenset[str] = frozenset(),
+        empty: str = "unnamed",
+    ) -> str:
         name, reason = fit(wanted, taken, reserved=reserved, empty=empty)
         taken.add(name)
         original = wanted if source is None else source
@@ -75,16 +84,24 @@ class Homes:
 def give_homes(plan: Plan, overrides: Overrides) -> Plan:
     """``plan`` with every name one PostgreSQL takes; the changes in ``plan.renames``."""
     homes = Homes()
-    table_names = {t.name: homes.give("table", None, t.name, homes.relations,
-                                      source=t.source_name, requested=t.name != t.source_name,
-                                      empty="table")
-                   for t in plan.tables}
-    columns = {t.name: _column_names(homes, t, table_names[t.name], overrides)
-               for t in plan.tables}
+    table_names = {
+        t.name: homes.give(
+            "table",
+            None,
+            t.name,
+            homes.relations,
+            source=t.source_name,
+            requested=t.name != t.source_name,
+            empty="table",
+        )
+        for t in plan.tables
+    }
+    columns = {t.name: _column_names(homes, t, table_names[t.name], overrides) for t in plan.tables}
     tables = tuple(_rehome_table(homes, t, table_names, columns) for t in plan.tables)
     tables = tuple(_rehome_sequences(homes, t) for t in tables)
-    return replace(plan, tables=tables, renames=tuple(homes.renames),
-                   warnings=plan.warnings + _warnings(homes))
+    return replace(
+        plan, tables=tables, renames=tuple(homes.renames), warnings=plan.warnings + _warnings(homes)
+    )
 
 
 def home_views(plan: Plan) -> Plan:
@@ -94,38 +111,61 @@ def home_views(plan: Plan) -> Plan:
         homes.relations.add(table.name)
         homes.relations.update(i.name for i in table.indexes)
         homes.relations.update(n for n in [table.primary_key_name] if n)
-        homes.relations.update(c.sequence or object_name(table.name, c.name, "seq")
-                               for c in table.columns if c.identity)
-    views = tuple(replace(v, name=homes.give("view", None, v.name, homes.relations))
-                  for v in plan.views)
-    return replace(plan, views=views, renames=plan.renames + tuple(homes.renames),
-                   warnings=plan.warnings + _warnings(homes))
+        homes.relations.update(
+            c.sequence or object_name(table.name, c.name, "seq")
+            for c in table.columns
+            if c.identity
+        )
+    views = tuple(
+        replace(v, name=homes.give("view", None, v.name, homes.relations)) for v in plan.views
+    )
+    return replace(
+        plan,
+        views=views,
+        renames=plan.renames + tuple(homes.renames),
+        warnings=plan.warnings + _warnings(homes),
+    )
 
 
 def _warnings(homes: Homes) -> tuple[str, ...]:
-    return tuple(f"{r.kind} {_where(r)}{r.source!r} is {r.target!r} in PostgreSQL: {r.reason}"
-                 for r in homes.renames if r.reason != "requested by the profile")
+    return tuple(
+        f"{r.kind} {_where(r)}{r.source!r} is {r.target!r} in PostgreSQL: {r.reason}"
+        for r in homes.renames
+        if r.reason != "requested by the profile"
+    )
 
 
 def _where(rename: Rename) -> str:
     return f"of {rename.table} " if rename.table else ""
 
 
-def _column_names(homes: Homes, table: TablePlan, target: str,
-                  overrides: Overrides) -> dict[str, str]:
+def _column_names(
+    homes: Homes, table: TablePlan, target: str, overrides: Overrides
+) -> dict[str, str]:
     """Each column's PostgreSQL name, profile renames first, in column order."""
     taken: set[str] = set()
     names = {}
     for position, column in enumerate(table.columns, start=1):
         asked = overrides.column(table.source_name, column.source_name).rename
         names[column.name] = homes.give(
-            "column", target, asked or column.name, taken, source=column.name,
-            requested=asked is not None, reserved=SYSTEM_COLUMNS, empty=f"column_{position}")
+            "column",
+            target,
+            asked or column.name,
+            taken,
+            source=column.name,
+            requested=asked is not None,
+            reserved=SYSTEM_COLUMNS,
+            empty=f"column_{position}",
+        )
     return names
 
 
-def _rehome_table(homes: Homes, table: TablePlan, table_names: Mapping[str, str],
-                  columns: Mapping[str, Mapping[str, str]]) -> TablePlan:
+def _rehome_table(
+    homes: Homes,
+    table: TablePlan,
+    table_names: Mapping[str, str],
+    columns: Mapping[str, Mapping[str, str]],
+) -> TablePlan:
     name = table_names[table.name]
     own = {old: new for old, new in columns[table.name].items() if old != new}
     constraints: set[str] = set()
@@ -134,40 +174,65 @@ def _rehome_table(homes: Homes, table: TablePlan, table_names: Mapping[str, str]
         primary_key_name = homes.give("index", name, primary_key_name, homes.relations)
         constraints.add(primary_key_name)
     indexes = tuple(_rehome_index(homes, name, i, own, constraints) for i in table.indexes)
-    checks = tuple(CheckPlan(homes.give("constraint", name, c.name, constraints),
-                             rename_identifiers(c.expression, own), c.source_sql)
-                   for c in table.checks)
-    fks = tuple(_rehome_fk(homes, name, fk, own, table_names, columns, constraints)
-                for fk in table.foreign_keys)
+    checks = tuple(
+        CheckPlan(
+            homes.give("constraint", name, c.name, constraints),
+            rename_identifiers(c.expression, own),
+            c.source_sql,
+        )
+        for c in table.checks
+    )
+    fks = tuple(
+        _rehome_fk(homes, name, fk, own, table_names, columns, constraints)
+        for fk in table.foreign_keys
+    )
     return replace(
-        table, name=name,
+        table,
+        name=name,
         columns=tuple(replace(c, name=columns[table.name][c.name]) for c in table.columns),
         primary_key=tuple(own.get(c, c) for c in table.primary_key),
-        primary_key_name=primary_key_name, indexes=indexes, checks=checks, foreign_keys=fks,
-        statistics=tuple(replace(s, columns=tuple(own.get(c, c) for c in s.columns))
-                         for s in table.statistics),
-        triggers=tuple(replace(t, column=own.get(t.column, t.column)) for t in table.triggers))
+        primary_key_name=primary_key_name,
+        indexes=indexes,
+        checks=checks,
+        foreign_keys=fks,
+        statistics=tuple(
+            replace(s, columns=tuple(own.get(c, c) for c in s.columns)) for s in table.statistics
+        ),
+        triggers=tuple(replace(t, column=own.get(t.column, t.column)) for t in table.triggers),
+    )
 
 
-def _rehome_index(homes: Homes, table: str, index: IndexPlan, own: Mapping[str, str],
-                  constraints: set[str]) -> IndexPlan:
+def _rehome_index(
+    homes: Homes, table: str, index: IndexPlan, own: Mapping[str, str], constraints: set[str]
+) -> IndexPlan:
     name = homes.give("index", table, index.name, homes.relations)
     if index.constraint:
         constraints.add(name)
-    keys = tuple(IndexKeyPlan(rename_identifiers(k.expression, own), k.descending,
-                              k.collation, k.opclass) for k in index.keys)
+    keys = tuple(
+        IndexKeyPlan(rename_identifiers(k.expression, own), k.descending, k.collation, k.opclass)
+        for k in index.keys
+    )
     where = rename_identifiers(index.where, own) if index.where else index.where
     return replace(index, name=name, keys=keys, where=where)
 
 
-def _rehome_fk(homes: Homes, table: str, fk: ForeignKeyPlan, own: Mapping[str, str],
-               table_names: Mapping[str, str], columns: Mapping[str, Mapping[str, str]],
-               constraints: set[str]) -> ForeignKeyPlan:
+def _rehome_fk(
+    homes: Homes,
+    table: str,
+    fk: ForeignKeyPlan,
+    own: Mapping[str, str],
+    table_names: Mapping[str, str],
+    columns: Mapping[str, Mapping[str, str]],
+    constraints: set[str],
+) -> ForeignKeyPlan:
     parent = columns.get(fk.ref_table, {})
-    return replace(fk, name=homes.give("constraint", table, fk.name, constraints),
-                   columns=tuple(own.get(c, c) for c in fk.columns),
-                   ref_table=table_names.get(fk.ref_table, fk.ref_table),
-                   ref_columns=tuple(parent.get(c, c) for c in fk.ref_columns))
+    return replace(
+        fk,
+        name=homes.give("constraint", table, fk.name, constraints),
+        columns=tuple(own.get(c, c) for c in fk.columns),
+        ref_table=table_names.get(fk.ref_table, fk.ref_table),
+        ref_columns=tuple(parent.get(c, c) for c in fk.ref_columns),
+    )
 
 
 def _rehome_sequences(homes: Homes, table: TablePlan) -> TablePlan:

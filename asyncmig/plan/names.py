@@ -42,8 +42,9 @@ def object_name(name1: str, name2: str, label: str) -> str:
     return f"{head}_{tail}_{label}"
 
 
-def fit(wanted: str, taken: set[str], *, reserved: frozenset[str] = frozenset(),
-        empty: str = "unnamed") -> tuple[str, str | None]:
+def fit(
+    wanted: str, taken: set[str], *, reserved: frozenset[str] = frozenset(), empty: str = "unnamed"
+) -> tuple[str, str | None]:
     """A name PostgreSQL takes for ``wanted`` among ``taken``, and why it differs (or None).
 
     ``wanted`` itself when it is not empty, fits in 63 bytes, is not ``reserved`` and not
@@ -60,8 +61,11 @@ def fit(wanted: str, taken: set[str], *, reserved: frozenset[str] = frozenset(),
         reason = f"longer than {MAX_IDENTIFIER_BYTES} bytes"
     number = 0
     while candidate in taken or candidate in reserved:
-        reason = reason or (f"{wanted!r} is reserved by PostgreSQL" if candidate in reserved
-                            else f"{wanted!r} is taken by another object")
+        reason = reason or (
+            f"{wanted!r} is reserved by PostgreSQL"
+            if candidate in reserved
+            else f"{wanted!r} is taken by another object"
+        )
         number += 1
         candidate = pg_name(f"{base}_{number}")
     return candidate, reason

@@ -61,8 +61,17 @@ from asyncmig.cli.settings import OnError, Orphans
 from asyncmig.errors import UsageError
 
 TOP_KEYS = {"tables", "extensions", "functions", "on_error", "orphans", "widen", "job"}
-TABLE_KEYS = {"exclude", "rename", "columns", "indexes", "statistics", "checks", "triggers",
-              "on_error", "orphans"}
+TABLE_KEYS = {
+    "exclude",
+    "rename",
+    "columns",
+    "indexes",
+    "statistics",
+    "checks",
+    "triggers",
+    "on_error",
+    "orphans",
+}
 ORPHANS = tuple(p.value for p in Orphans)
 COLUMN_KEYS = {"type", "default", "on_invalid_json", "epoch", "on_error", "rename", "widen"}
 ON_ERROR = tuple(p.value for p in OnError)
@@ -216,8 +225,10 @@ def _table(settings: Any, where: str) -> TableSettings:
         str(name): _column(col, f"{where}: column {name!r}")
         for name, col in _mapping(settings.get("columns", {}), where).items()
     }
-    indexes = tuple(_index(i, f"{where}: index #{n}")
-                    for n, i in enumerate(_list(settings.get("indexes", []), where), 1))
+    indexes = tuple(
+        _index(i, f"{where}: index #{n}")
+        for n, i in enumerate(_list(settings.get("indexes", []), where), 1)
+    )
     statistics = tuple(
         _statistics(s, f"{where}: statistics #{n}")
         for n, s in enumerate(_list(settings.get("statistics", []), where), 1)
@@ -233,7 +244,11 @@ def _table(settings: Any, where: str) -> TableSettings:
         orphans=_choice(settings.get("orphans"), ORPHANS, f"{where}: orphans"),
         exclude=bool(settings.get("exclude", False)),
         rename=str(rename) if rename is not None else None,
-        columns=columns, indexes=indexes, statistics=statistics, checks=checks, triggers=triggers,
+        columns=columns,
+        indexes=indexes,
+        statistics=statistics,
+        checks=checks,
+        triggers=triggers,
     )
 
 
@@ -276,12 +291,20 @@ def _index(settings: Any, where: str) -> ExtraIndex:
         order = str(entry.get("order", "asc")).lower()
         if order not in ("asc", "desc"):
             raise UsageError(f"{where}: order must be 'asc' or 'desc'")
-        columns.append(IndexColumn(_string(entry, "column", where), order == "desc",
-                                   _optional(entry, "opclass")))
+        columns.append(
+            IndexColumn(
+                _string(entry, "column", where), order == "desc", _optional(entry, "opclass")
+            )
+        )
     if not columns:
         raise UsageError(f"{where}: needs at least one column")
-    return ExtraIndex(_string(settings, "name", where), tuple(columns), method,
-                      _optional(settings, "where"), bool(settings.get("unique", False)))
+    return ExtraIndex(
+        _string(settings, "name", where),
+        tuple(columns),
+        method,
+        _optional(settings, "where"),
+        bool(settings.get("unique", False)),
+    )
 
 
 def _policy(value: Any, where: str) -> str | None:
@@ -302,8 +325,9 @@ def _choice(value: Any, allowed: tuple[str, ...], where: str) -> str | None:
 
 def _statistics(settings: Any, where: str) -> ExtraStatistics:
     _check_keys(settings, {"name", "columns"}, where)
-    return ExtraStatistics(_string(settings, "name", where),
-                           tuple(_strings(settings.get("columns"), where)))
+    return ExtraStatistics(
+        _string(settings, "name", where), tuple(_strings(settings.get("columns"), where))
+    )
 
 
 def _fields(settings: Any, keys: tuple[str, ...], where: str) -> tuple[str, ...]:

@@ -24,8 +24,16 @@ _JULIAN_EPOCH = 2440587.5  # the Julian day of 1970-01-01 00:00 UTC
 _MODIFIER = re.compile(r"([+-]?\d+(?:\.\d*)?)\s+(year|month|day|hour|minute|second)s?")
 _FORMATS = {"date": "%Y-%m-%d", "time": "%H:%M:%S", "datetime": "%Y-%m-%d %H:%M:%S"}
 # strftime conversions with a to_char equivalent
-_TO_CHAR = {"Y": "YYYY", "m": "MM", "d": "DD", "H": "HH24", "M": "MI", "S": "SS",
-            "f": "SS.MS", "j": "DDD"}
+_TO_CHAR = {
+    "Y": "YYYY",
+    "m": "MM",
+    "d": "DD",
+    "H": "HH24",
+    "M": "MI",
+    "S": "SS",
+    "f": "SS.MS",
+    "j": "DDD",
+}
 
 
 # --------------------------------------------------------------------------- constants
@@ -76,8 +84,9 @@ def _modified(moment: dt.datetime, modifier: str) -> dt.datetime | None:
     if text.startswith("start of "):
         unit = text.removeprefix("start of ")
         day = moment.replace(hour=0, minute=0, second=0, microsecond=0)
-        return {"day": day, "month": day.replace(day=1),
-                "year": day.replace(month=1, day=1)}.get(unit)
+        return {"day": day, "month": day.replace(day=1), "year": day.replace(month=1, day=1)}.get(
+            unit
+        )
     match = _MODIFIER.fullmatch(text)
     if match is None:
         return None
@@ -148,8 +157,9 @@ def modifier_sql(timestamp: str, modifier: str, value_sql: str) -> str:
     if text.startswith("start of ") and text[9:] in ("day", "month", "year"):
         return f"date_trunc({quote_literal(text[9:])}, {timestamp})"
     match = _MODIFIER.fullmatch(text)
-    if match is None or (match.group(2) in ("year", "month")
-                         and not float(match.group(1)).is_integer()):
+    if match is None or (
+        match.group(2) in ("year", "month") and not float(match.group(1)).is_integer()
+    ):
         raise Untranslatable(f"date modifier {modifier!r} has no PostgreSQL translation")
     interval = f"INTERVAL {quote_literal(f'{match.group(1)} {match.group(2)}')}"
     if match.group(2) in ("year", "month"):  # SQLite lets the day overflow: Jan 31 + 1 month
@@ -161,8 +171,10 @@ def modifier_sql(timestamp: str, modifier: str, value_sql: str) -> str:
 def render_sql(name: str, timestamp: str, fmt: str | None) -> tuple[str, str]:
     """(SQL, type) of date function ``name`` applied to a ``timestamp`` expression."""
     if name == "julianday":
-        return (f"(extract(epoch FROM {timestamp})::float8 / 86400 + {_JULIAN_EPOCH})",
-                "double precision")
+        return (
+            f"(extract(epoch FROM {timestamp})::float8 / 86400 + {_JULIAN_EPOCH})",
+            "double precision",
+        )
     if name == "unixepoch":
         return f"floor(extract(epoch FROM {timestamp}))::bigint", "bigint"
     pieces = _to_char_pieces(fmt if fmt is not None else _FORMATS[name], timestamp)
@@ -198,8 +210,7 @@ def _to_char_pieces(fmt: str, timestamp: str) -> list[str]:
 
 # --------------------------------------------------------------------------- defaults
 
-_CLOCK_LITERALS = {"CURRENT_TIMESTAMP": "datetime", "CURRENT_DATE": "date",
-                   "CURRENT_TIME": "time"}
+_CLOCK_LITERALS = {"CURRENT_TIMESTAMP": "datetime", "CURRENT_DATE": "date", "CURRENT_TIME": "time"}
 _SAMPLE_NOW = "2000-01-01 00:00:00"  # to measure the text a clock default writes
 
 
@@ -247,8 +258,9 @@ def _clock_call(node: Node) -> tuple[str, str | None, list[str]] | None:
     return node.name, fmt, texts[1:]
 
 
-def _typed_clock(name: str, fmt: str | None, modifiers: list[str], timestamp: str,
-                 target_type: str) -> str:
+def _typed_clock(
+    name: str, fmt: str | None, modifiers: list[str], timestamp: str, target_type: str
+) -> str:
     base = re.sub(r"\s+", " ", target_type.split("(")[0]).strip().lower()
     unit = "day" if name == "date" or fmt == "%Y-%m-%d" else "second"
     if name == "time" and base.startswith("timestamp"):
@@ -283,8 +295,10 @@ def _check_length(name: str, fmt: str | None, modifiers: list[str], target_type:
     """Refuse a clock default whose text would not fit ``varchar(n)``."""
     length = re.search(r"\((\d+)\)", target_type)
     args = [Lit("string", a) for a in ([fmt] if fmt is not None else [])]
-    sample = constant(name, [*args, Lit("string", _SAMPLE_NOW),
-                             *(Lit("string", m) for m in modifiers)])
+    sample = constant(
+        name, [*args, Lit("string", _SAMPLE_NOW), *(Lit("string", m) for m in modifiers)]
+    )
     if length and sample is not None and len(str(sample)) > int(length.group(1)):
-        raise Untranslatable(f"{name}('now') writes {len(str(sample))} characters,"
-                             f" more than {target_type} holds")
+        raise Untranslatable(
+            f"{name}('now') writes {len(str(sample))} characters, more than {target_type} holds"
+        )

@@ -41,8 +41,33 @@ class Token:
     value: str  # unquoted name / string value / number text / hex digits / operator
 
 
-_OPERATORS = ("->>", "||", "==", "!=", "<>", "<=", ">=", "<<", ">>", "->",
-              "=", "<", ">", "+", "-", "*", "/", "%", "&", "|", "~", "(", ")", ",", ".")
+_OPERATORS = (
+    "->>",
+    "||",
+    "==",
+    "!=",
+    "<>",
+    "<=",
+    ">=",
+    "<<",
+    ">>",
+    "->",
+    "=",
+    "<",
+    ">",
+    "+",
+    "-",
+    "*",
+    "/",
+    "%",
+    "&",
+    "|",
+    "~",
+    "(",
+    ")",
+    ",",
+    ".",
+)
 _NUMBER = re.compile(r"0[xX][0-9a-fA-F]+|(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 _WORD = re.compile(r"[A-Za-z_\u0080-\uffff][A-Za-z0-9_$\u0080-\uffff]*")
 _CLOSE = {'"': '"', "`": "`", "[": "]", "'": "'"}
@@ -179,17 +204,48 @@ Node = Col | Lit | Unary | Binary | In | Between | Func | Cast | Collate | Case
 # SQLite binding powers (higher binds tighter)
 _OR, _AND, _NOT, _EQ, _REL, _BIT, _ADD, _MUL, _CONCAT, _UNARY, _COLLATE = range(1, 12)
 _INFIX = {
-    "OR": _OR, "AND": _AND,
-    "=": _EQ, "==": _EQ, "!=": _EQ, "<>": _EQ, "IS": _EQ, "IN": _EQ, "LIKE": _EQ,
-    "GLOB": _EQ, "MATCH": _EQ, "REGEXP": _EQ, "BETWEEN": _EQ, "ISNULL": _EQ,
-    "NOTNULL": _EQ, "NOT": _EQ,
-    "<": _REL, "<=": _REL, ">": _REL, ">=": _REL,
-    "&": _BIT, "|": _BIT, "<<": _BIT, ">>": _BIT,
-    "+": _ADD, "-": _ADD, "*": _MUL, "/": _MUL, "%": _MUL,
-    "||": _CONCAT, "->": _CONCAT, "->>": _CONCAT, "COLLATE": _COLLATE,
+    "OR": _OR,
+    "AND": _AND,
+    "=": _EQ,
+    "==": _EQ,
+    "!=": _EQ,
+    "<>": _EQ,
+    "IS": _EQ,
+    "IN": _EQ,
+    "LIKE": _EQ,
+    "GLOB": _EQ,
+    "MATCH": _EQ,
+    "REGEXP": _EQ,
+    "BETWEEN": _EQ,
+    "ISNULL": _EQ,
+    "NOTNULL": _EQ,
+    "NOT": _EQ,
+    "<": _REL,
+    "<=": _REL,
+    ">": _REL,
+    ">=": _REL,
+    "&": _BIT,
+    "|": _BIT,
+    "<<": _BIT,
+    ">>": _BIT,
+    "+": _ADD,
+    "-": _ADD,
+    "*": _MUL,
+    "/": _MUL,
+    "%": _MUL,
+    "||": _CONCAT,
+    "->": _CONCAT,
+    "->>": _CONCAT,
+    "COLLATE": _COLLATE,
 }
-_CONSTANTS = {"NULL": "null", "TRUE": "true", "FALSE": "false", "CURRENT_TIMESTAMP": "current",
-              "CURRENT_DATE": "current", "CURRENT_TIME": "current"}
+_CONSTANTS = {
+    "NULL": "null",
+    "TRUE": "true",
+    "FALSE": "false",
+    "CURRENT_TIMESTAMP": "current",
+    "CURRENT_DATE": "current",
+    "CURRENT_TIME": "current",
+}
 
 
 class Parser:
@@ -310,8 +366,10 @@ class Parser:
         if token.kind == "dqident" and self.dq_strings:
             return Lit("string", name)  # SQLite's legacy fallback: "x" is a string literal
         if token.kind == "dqident":
-            raise Untranslatable(f"{name!r} is not a column (SQLite would read a string"
-                                 " literal: write it in single quotes)")
+            raise Untranslatable(
+                f"{name!r} is not a column (SQLite would read a string"
+                " literal: write it in single quotes)"
+            )
         raise Untranslatable(f"unknown column {name!r} in {self.sql!r}")
 
     def call(self, name: str) -> Node:
@@ -417,14 +475,39 @@ def _number_text(text: str) -> str:
 # --------------------------------------------------------------------------- types
 
 
-_NUMERIC_TYPES = {"bigint", "integer", "int", "int4", "int8", "smallint", "int2", "numeric",
-                  "decimal", "double precision", "real", "float4", "float8"}
+_NUMERIC_TYPES = {
+    "bigint",
+    "integer",
+    "int",
+    "int4",
+    "int8",
+    "smallint",
+    "int2",
+    "numeric",
+    "decimal",
+    "double precision",
+    "real",
+    "float4",
+    "float8",
+}
 _TEXT_TYPES = {"text", "varchar", "character varying", "char", "character", "citext", "name"}
-_TIME_TYPES = {"timestamptz", "timestamp", "timestamp with time zone",
-               "timestamp without time zone", "date"}
+_TIME_TYPES = {
+    "timestamptz",
+    "timestamp",
+    "timestamp with time zone",
+    "timestamp without time zone",
+    "date",
+}
 _INTEGERS = ("bigint", "integer", "smallint", "int", "int2", "int4", "int8")
-_INT_RANGES = {"smallint": 16, "int2": 16, "integer": 32, "int": 32, "int4": 32,
-               "bigint": 64, "int8": 64}
+_INT_RANGES = {
+    "smallint": 16,
+    "int2": 16,
+    "integer": 32,
+    "int": 32,
+    "int4": 32,
+    "bigint": 64,
+    "int8": 64,
+}
 
 
 def _base(pg_type: str) -> str:
@@ -541,8 +624,11 @@ def literal_sql(lit: Lit, pg_type: str, *, for_default: bool = False) -> str | N
     if lit.kind not in ("string", "number"):
         return None
     checked = _checked_text(value, base, family)
-    return None if checked is None else quote_literal(checked) + (
-        "" if family == "time" else f"::{base}")
+    return (
+        None
+        if checked is None
+        else quote_literal(checked) + ("" if family == "time" else f"::{base}")
+    )
 
 
 def _checked_text(value: str, base: str, family: str | None) -> str | None:
@@ -582,23 +668,56 @@ def _reject_constant(name: str) -> object:
 # --------------------------------------------------------------------------- printing
 
 # PostgreSQL precedence (higher binds tighter)
-P_OR, P_AND, P_NOT, P_IS, P_CMP, P_LIKE, P_OP, P_ADD, P_MUL, P_UNARY, P_CAST, P_ATOM = range(
-    1, 13)
+P_OR, P_AND, P_NOT, P_IS, P_CMP, P_LIKE, P_OP, P_ADD, P_MUL, P_UNARY, P_CAST, P_ATOM = range(1, 13)
 _PG_BINARY = {
-    "OR": ("OR", P_OR), "AND": ("AND", P_AND),
-    "=": ("=", P_CMP), "==": ("=", P_CMP), "!=": ("<>", P_CMP), "<>": ("<>", P_CMP),
-    "<": ("<", P_CMP), "<=": ("<=", P_CMP), ">": (">", P_CMP), ">=": (">=", P_CMP),
-    "&": ("&", P_OP), "|": ("|", P_OP), "<<": ("<<", P_OP), ">>": (">>", P_OP),
-    "||": ("||", P_OP), "+": ("+", P_ADD), "-": ("-", P_ADD),
-    "*": ("*", P_MUL), "/": ("/", P_MUL), "%": ("%", P_MUL),
+    "OR": ("OR", P_OR),
+    "AND": ("AND", P_AND),
+    "=": ("=", P_CMP),
+    "==": ("=", P_CMP),
+    "!=": ("<>", P_CMP),
+    "<>": ("<>", P_CMP),
+    "<": ("<", P_CMP),
+    "<=": ("<=", P_CMP),
+    ">": (">", P_CMP),
+    ">=": (">=", P_CMP),
+    "&": ("&", P_OP),
+    "|": ("|", P_OP),
+    "<<": ("<<", P_OP),
+    ">>": (">>", P_OP),
+    "||": ("||", P_OP),
+    "+": ("+", P_ADD),
+    "-": ("-", P_ADD),
+    "*": ("*", P_MUL),
+    "/": ("/", P_MUL),
+    "%": ("%", P_MUL),
 }
-_TEXT_FUNCS = {"lower": "lower", "upper": "upper", "trim": "trim", "ltrim": "ltrim",
-               "rtrim": "rtrim", "replace": "replace", "substr": "substr",
-               "substring": "substr"}
-_ARG_COUNTS = {"lower": (1, 1), "upper": (1, 1), "trim": (1, 2), "ltrim": (1, 2),
-               "rtrim": (1, 2), "replace": (3, 3), "substr": (2, 3), "substring": (2, 3),
-               "abs": (1, 1), "coalesce": (2, 99), "ifnull": (2, 2), "nullif": (2, 2),
-               "instr": (2, 2), "length": (1, 1), "json_valid": (1, 1)}
+_TEXT_FUNCS = {
+    "lower": "lower",
+    "upper": "upper",
+    "trim": "trim",
+    "ltrim": "ltrim",
+    "rtrim": "rtrim",
+    "replace": "replace",
+    "substr": "substr",
+    "substring": "substr",
+}
+_ARG_COUNTS = {
+    "lower": (1, 1),
+    "upper": (1, 1),
+    "trim": (1, 2),
+    "ltrim": (1, 2),
+    "rtrim": (1, 2),
+    "replace": (3, 3),
+    "substr": (2, 3),
+    "substring": (2, 3),
+    "abs": (1, 1),
+    "coalesce": (2, 99),
+    "ifnull": (2, 2),
+    "nullif": (2, 2),
+    "instr": (2, 2),
+    "length": (1, 1),
+    "json_valid": (1, 1),
+}
 _DATE_FUNCS = {"datetime", "date", "time", "julianday", "strftime", "unixepoch", "timediff"}
 _VOLATILE = {"random", "randomblob", "changes", "last_insert_rowid", "total_changes"}
 
@@ -652,8 +771,11 @@ class Printer:
             return Out(quote_literal(lit.value), P_ATOM)
         if lit.kind == "number":
             integer = re.fullmatch(r"-?\d+", lit.value) is not None
-            return Out(lit.value, P_ATOM if not lit.value.startswith("-") else P_UNARY,
-                       "bigint" if integer else "numeric")
+            return Out(
+                lit.value,
+                P_ATOM if not lit.value.startswith("-") else P_UNARY,
+                "bigint" if integer else "numeric",
+            )
         if lit.kind == "blob":
             return Out(f"'\\x{lit.value}'::bytea", P_CAST, "bytea")
         if lit.kind == "null":
@@ -662,14 +784,17 @@ class Printer:
             return Out(lit.value, P_ATOM, "boolean")
         raise Untranslatable(
             f"{lit.value} is not allowed: PostgreSQL requires immutable CHECK constraints and"
-            f" index predicates, and {lit.value} is not")
+            f" index predicates, and {lit.value} is not"
+        )
 
     def condition(self, node: Node) -> Out:
         """An operand of AND/OR/NOT/WHEN: PostgreSQL needs a boolean, SQLite takes any."""
         out = self.out(node)
         if kind(out.pg_type) not in (None, "bool"):
-            raise Untranslatable(f"{out.sql} ({out.pg_type}) is used as a condition; "
-                                 "PostgreSQL needs a boolean there")
+            raise Untranslatable(
+                f"{out.sql} ({out.pg_type}) is used as a condition; "
+                "PostgreSQL needs a boolean there"
+            )
         return out
 
     def unary(self, node: Unary) -> Out:
@@ -753,7 +878,8 @@ class Printer:
         if sql is None:
             raise Untranslatable(
                 f"literal {self.literal(lit).sql} cannot be compared with {other.sql}"
-                f" ({other.pg_type}) in PostgreSQL")
+                f" ({other.pg_type}) in PostgreSQL"
+            )
         return Out(sql, P_CAST if "::" in sql else P_ATOM, other.pg_type)
 
     def lower(self, out: Out) -> Out:
@@ -769,8 +895,10 @@ class Printer:
             return Out(f"{left.at(P_IS + 1)} {word}", P_IS, "boolean")
         if isinstance(right_node, Lit) and right_node.kind in ("true", "false"):
             if kind(left.pg_type) not in (None, "bool"):
-                raise Untranslatable(f"IS {right_node.value} on {left.sql} ({left.pg_type}):"
-                                     " SQLite tests for non-zero, PostgreSQL needs a boolean")
+                raise Untranslatable(
+                    f"IS {right_node.value} on {left.sql} ({left.pg_type}):"
+                    " SQLite tests for non-zero, PostgreSQL needs a boolean"
+                )
             word = "IS NOT" if node.negated else "IS"
             return Out(f"{left.at(P_IS + 1)} {word} {right_node.value}", P_IS, "boolean")
         left, right = self.pair(node.left, node.right)
@@ -822,8 +950,9 @@ class Printer:
         operand, low = self.pair(node.operand, node.low)
         _, high = self.pair(node.operand, node.high)
         word = "NOT BETWEEN" if node.negated else "BETWEEN"
-        return Out(f"{operand.at(P_LIKE + 1)} {word} {low.at(P_OP)} AND {high.at(P_OP)}",
-                   P_LIKE, "boolean")
+        return Out(
+            f"{operand.at(P_LIKE + 1)} {word} {low.at(P_OP)} AND {high.at(P_OP)}", P_LIKE, "boolean"
+        )
 
     def collate(self, node: Collate) -> Out:
         if node.collation == "NOCASE":
@@ -872,16 +1001,20 @@ class Printer:
     def function(self, node: Func) -> Out:
         name = node.name
         if name == "typeof":
-            raise Untranslatable("typeof() checks SQLite storage classes; PostgreSQL columns"
-                                 " are typed, so the CHECK has no equivalent")
+            raise Untranslatable(
+                "typeof() checks SQLite storage classes; PostgreSQL columns"
+                " are typed, so the CHECK has no equivalent"
+            )
         if name in _DATE_FUNCS:
             raise Untranslatable(
                 f"{name}() is SQLite's date function: not portable, and with 'now' not"
                 " immutable (PostgreSQL requires immutable index predicates and CHECKs"
-                " must not depend on the clock)")
+                " must not depend on the clock)"
+            )
         if name in _VOLATILE:
-            raise Untranslatable(f"{name}() is volatile; PostgreSQL requires immutable"
-                                 " expressions here")
+            raise Untranslatable(
+                f"{name}() is volatile; PostgreSQL requires immutable expressions here"
+            )
         if name not in _ARG_COUNTS:
             raise Untranslatable(f"function {name}() has no known PostgreSQL translation")
         low, high = _ARG_COUNTS[name]
@@ -1000,8 +1133,9 @@ def translate_default(sql: str, target_type: str) -> Translation:
     except (Untranslatable, RecursionError) as exc:
         return Translation(None, str(exc) or f"default {sql} is not translated")
     if result is None:
-        return Translation(None, f"default {sql} is neither a {target_type} value nor a known"
-                           " SQLite idiom")
+        return Translation(
+            None, f"default {sql} is neither a {target_type} value nor a known SQLite idiom"
+        )
     return Translation(result)
 
 

@@ -93,7 +93,7 @@ def first_statement(sql: str) -> tuple[str, str]:
     """
     for i in _outside_quotes(sql):
         if sql[i] == ";":
-            return sql[:i], sql[i + 1:]
+            return sql[:i], sql[i + 1 :]
     return sql, ""
 
 

@@ -26,8 +26,11 @@ DOUBLE_EXACT_INT = 2**53
 
 _UUID_HINT = re.compile(r"(id|uuid|guid|key)$", re.IGNORECASE)
 _INET_HINT = re.compile(r"ip|addr|host|remote|client", re.IGNORECASE)
-_LENGTH = re.compile(r"^\s*(?:NATIVE\s+|NATIONAL\s+|VARYING\s+)?N?(?:VAR)?(?:CHARACTER|CHAR)"
-                     r"(?:\s+VARYING)?\s*\(\s*(\d+)\s*\)\s*$", re.IGNORECASE)
+_LENGTH = re.compile(
+    r"^\s*(?:NATIVE\s+|NATIONAL\s+|VARYING\s+)?N?(?:VAR)?(?:CHARACTER|CHAR)"
+    r"(?:\s+VARYING)?\s*\(\s*(\d+)\s*\)\s*$",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -86,16 +89,24 @@ def type_for_declared(declared_type: str) -> tuple[str, str]:
     return "numeric", "numeric"
 
 
-def choose_type(column: SourceColumn, profile: ColumnProfile, *, rowid_alias: bool = False,
-                json_checked: bool = False) -> TypeChoice:
+def choose_type(
+    column: SourceColumn,
+    profile: ColumnProfile,
+    *,
+    rowid_alias: bool = False,
+    json_checked: bool = False,
+) -> TypeChoice:
     """Pick the target type; ``json_checked`` when a CHECK (json_valid(col)) guards the column."""
     counts = describe(profile)
     if rowid_alias:
         return TypeChoice("bigint", "none", f"INTEGER PRIMARY KEY (rowid alias): {counts}")
     if profile.non_null == 0:
         pg_type, transform = type_for_declared(column.declared_type)
-        return TypeChoice(pg_type, transform, f"declared {column.declared_type or 'no type'}, "
-                          "no values: type from the declaration")
+        return TypeChoice(
+            pg_type,
+            transform,
+            f"declared {column.declared_type or 'no type'}, no values: type from the declaration",
+        )
     if profile.count("blob"):
         return _with_blobs(profile, counts)
     kind_family = family(column.declared_type)
@@ -113,9 +124,15 @@ def _with_blobs(profile: ColumnProfile, counts: str) -> TypeChoice:
     if profile.count("blob") == profile.non_null:
         return TypeChoice("bytea", "none", f"blobs: {counts}")
     return TypeChoice(
-        "bytea", "bytes_from_any", f"blobs mixed with other values: {counts}",
-        (("holds blobs and other values: all stored as bytea "
-          "(text as UTF-8, numbers as their decimal text)"),),
+        "bytea",
+        "bytes_from_any",
+        f"blobs mixed with other values: {counts}",
+        (
+            (
+                "holds blobs and other values: all stored as bytea "
+                "(text as UTF-8, numbers as their decimal text)"
+            ),
+        ),
     )
 
 
@@ -127,8 +144,10 @@ def _boolean(profile: ColumnProfile, counts: str) -> TypeChoice | None:
     if profile.count("real"):
         return None
     if profile.count("integer") and not (
-        profile.int_min is not None and profile.int_max is not None
-        and profile.int_min >= 0 and profile.int_max <= 1
+        profile.int_min is not None
+        and profile.int_max is not None
+        and profile.int_min >= 0
+        and profile.int_max <= 1
     ):
         return None
     if profile.count("text") and not _all_text(profile, "bool"):
@@ -144,29 +163,43 @@ def _temporal(column: SourceColumn, profile: ColumnProfile, counts: str) -> Type
     if numbers:
         return _dated_numbers(column, profile, counts)
     zoned = profile.text_kinds.get("timestamptz", 0)
-    if "TIME" in upper and "STAMP" not in upper and "DATETIME" not in upper and _all_text(
-        profile, "time"
+    if (
+        "TIME" in upper
+        and "STAMP" not in upper
+        and "DATETIME" not in upper
+        and _all_text(profile, "time")
     ):
         return TypeChoice("time", "time", f"declared TIME, every value a time of day: {counts}")
     if "DATE" in upper and "DATETIME" not in upper and _all_text(profile, "date"):
         return TypeChoice("date", "date", f"declared DATE, every value YYYY-MM-DD: {counts}")
     if _all_text(profile, "timestamp"):
-        policy = "with an offset" if zoned == texts else (
-            "naive, read as UTC" if not zoned else f"{zoned} with an offset, the rest read as UTC")
-        return TypeChoice("timestamptz", "timestamptz",
-                          f"declared {column.declared_type}, every value an ISO timestamp "
-                          f"({policy}): {counts}")
+        policy = (
+            "with an offset"
+            if zoned == texts
+            else (
+                "naive, read as UTC"
+                if not zoned
+                else f"{zoned} with an offset, the rest read as UTC"
+            )
+        )
+        return TypeChoice(
+            "timestamptz",
+            "timestamptz",
+            f"declared {column.declared_type}, every value an ISO timestamp ({policy}): {counts}",
+        )
     return None
 
 
 def number_readings(profile: ColumnProfile) -> str:
     """'2 Julian day numbers, 1 Unix seconds': how a column's numbers are read."""
-    return ", ".join(f"{profile.number_kinds[k]} {datenums.NAMES[k]}" for k in datenums.KINDS
-                     if profile.number_kinds.get(k))
+    return ", ".join(
+        f"{profile.number_kinds[k]} {datenums.NAMES[k]}"
+        for k in datenums.KINDS
+        if profile.number_kinds.get(k)
+    )
 
 
-def _dated_numbers(column: SourceColumn, profile: ColumnProfile,
-                   counts: str) -> TypeChoice | None:
+def _dated_numbers(column: SourceColumn, profile: ColumnProfile, counts: str) -> TypeChoice | None:
     """Numbers in a date column, each read as SQLite's date functions read it.
 
     A column with a number that has no reading (0, 1, negative: a Julian day before
@@ -181,25 +214,39 @@ def _dated_numbers(column: SourceColumn, profile: ColumnProfile,
         return None
     if readable < numbers:
         plain = _plain(column, profile, counts)
-        return replace(plain, warnings=(*plain.warnings, (
-            f"declared {column.declared_type} but {numbers - readable} of {numbers} numbers "
-            "have no date reading (a Julian day is 1721425.5 to 5373484.5, a Unix time "
-            f"5373484.5 to 1e17): ambiguous, kept as numbers ({plain.target_type}); set the "
-            "column's type and epoch unit in a profile to read them as dates")))
+        return replace(
+            plain,
+            warnings=(
+                *plain.warnings,
+                (
+                    f"declared {column.declared_type} but {numbers - readable} of {numbers} numbers "
+                    "have no date reading (a Julian day is 1721425.5 to 5373484.5, a Unix time "
+                    f"5373484.5 to 1e17): ambiguous, kept as numbers ({plain.target_type}); set the "
+                    "column's type and epoch unit in a profile to read them as dates"
+                ),
+            ),
+        )
     readings = number_readings(profile)
-    evidence = (f"declared {column.declared_type}, numbers read as SQLite's date functions "
-                f"read them: {readings}: {counts}")
+    evidence = (
+        f"declared {column.declared_type}, numbers read as SQLite's date functions "
+        f"read them: {readings}: {counts}"
+    )
     units = sum(1 for k in datenums.KINDS if profile.number_kinds.get(k))
-    warnings: tuple[str, ...] = (f"numbers of several kinds ({readings}): each read by its magnitude",) \
-        if units > 1 else ()
+    warnings: tuple[str, ...] = (
+        (f"numbers of several kinds ({readings}): each read by its magnitude",) if units > 1 else ()
+    )
     if "DATE" in upper and "DATETIME" not in upper:
         whole = profile.number_kinds.get("midnight", 0)
         if whole == numbers and _all_text_or_none(profile, "date"):
             return TypeChoice("date", "sqlite_date", evidence, warnings)
         if profile.count("text"):
             return None
-        warnings += ((f"declared {column.declared_type} but {numbers - whole} number(s) "
-                     "carry a time of day: timestamptz keeps it"),)
+        warnings += (
+            (
+                f"declared {column.declared_type} but {numbers - whole} number(s) "
+                "carry a time of day: timestamptz keeps it"
+            ),
+        )
     elif profile.count("text") and not _all_text(profile, "timestamp"):
         return None
     return TypeChoice("timestamptz", "sqlite_timestamptz", evidence, warnings)
@@ -215,8 +262,9 @@ def _all_text_or_none(profile: ColumnProfile, kind: str) -> bool:
     return not profile.count("text") or _all_text(profile, kind)
 
 
-def _rich_text(column: SourceColumn, profile: ColumnProfile, counts: str,
-               json_checked: bool) -> TypeChoice | None:
+def _rich_text(
+    column: SourceColumn, profile: ColumnProfile, counts: str, json_checked: bool
+) -> TypeChoice | None:
     upper = column.declared_type.upper()
     declared_json = "JSON" in upper or json_checked
     if _all_text(profile, "json") or (declared_json and _all_text(profile, "json_any")):
@@ -239,8 +287,9 @@ def _plain(column: SourceColumn, profile: ColumnProfile, counts: str) -> TypeCho
     if texts:
         warnings: tuple[str, ...] = ()
         if integers or reals:
-            warnings = ((f"declared {declared} but holds text and numbers ({counts}): "
-                         "stored as text"),)
+            warnings = (
+                (f"declared {declared} but holds text and numbers ({counts}): stored as text"),
+            )
         elif kind_family not in ("text",) or wants_numeric:
             warnings = (f"declared {declared} but holds {texts} text value(s): stored as text",)
         target = "text"
@@ -253,8 +302,9 @@ def _plain(column: SourceColumn, profile: ColumnProfile, counts: str) -> TypeCho
         if profile.nul_text:
             transform = "text_nul_check"
         return TypeChoice(target, transform, f"{declared}: {counts}", warnings)
-    infinite = any(v is not None and abs(v) == float("inf")
-                   for v in (profile.real_min, profile.real_max))
+    infinite = any(
+        v is not None and abs(v) == float("inf") for v in (profile.real_min, profile.real_max)
+    )
     evidence = f"{declared}: {counts}"
     if wants_numeric and not infinite:
         return TypeChoice("numeric", "numeric", evidence)
@@ -267,10 +317,18 @@ def _plain(column: SourceColumn, profile: ColumnProfile, counts: str) -> TypeCho
             return TypeChoice("double precision", "float", evidence)
         return TypeChoice("numeric", "numeric", evidence)
     if infinite:
-        return TypeChoice("text", "text", evidence,
-                          ("integers beyond 2^53 mixed with infinite reals: stored as text",))
-    return TypeChoice("numeric", "numeric", evidence,
-                      ("integers beyond 2^53 mixed with reals: numeric keeps both exactly",))
+        return TypeChoice(
+            "text",
+            "text",
+            evidence,
+            ("integers beyond 2^53 mixed with infinite reals: stored as text",),
+        )
+    return TypeChoice(
+        "numeric",
+        "numeric",
+        evidence,
+        ("integers beyond 2^53 mixed with reals: numeric keeps both exactly",),
+    )
 
 
 def _fits_double(profile: ColumnProfile) -> bool:
@@ -279,23 +337,43 @@ def _fits_double(profile: ColumnProfile) -> bool:
 
 # target type (as a user writes it in a config) -> transform that enforces it per value
 OVERRIDE_TRANSFORMS = {
-    "bigint": "int", "integer": "int", "int": "int", "smallint": "int", "int8": "int",
-    "int4": "int", "int2": "int",
-    "double precision": "float", "float8": "float", "real": "float", "float4": "float",
-    "numeric": "numeric", "decimal": "numeric",
-    "text": "text", "varchar": "text", "character varying": "text", "char": "text",
+    "bigint": "int",
+    "integer": "int",
+    "int": "int",
+    "smallint": "int",
+    "int8": "int",
+    "int4": "int",
+    "int2": "int",
+    "double precision": "float",
+    "float8": "float",
+    "real": "float",
+    "float4": "float",
+    "numeric": "numeric",
+    "decimal": "numeric",
+    "text": "text",
+    "varchar": "text",
+    "character varying": "text",
+    "char": "text",
     "bytea": "bytes_from_any",
-    "jsonb": "json", "json": "json",
-    "uuid": "uuid_checked", "inet": "inet_checked", "cidr": "inet_checked",
-    "boolean": "bool", "bool": "bool",
-    "date": "date", "time": "time",
-    "timestamp": "timestamp", "timestamp without time zone": "timestamp",
-    "timestamptz": "timestamptz_checked", "timestamp with time zone": "timestamptz_checked",
+    "jsonb": "json",
+    "json": "json",
+    "uuid": "uuid_checked",
+    "inet": "inet_checked",
+    "cidr": "inet_checked",
+    "boolean": "bool",
+    "bool": "bool",
+    "date": "date",
+    "time": "time",
+    "timestamp": "timestamp",
+    "timestamp without time zone": "timestamp",
+    "timestamptz": "timestamptz_checked",
+    "timestamp with time zone": "timestamptz_checked",
 }
 
 
-def override_type(column: SourceColumn, profile: ColumnProfile, target_type: str,
-                  *, epoch_unit: str | None = None) -> TypeChoice:
+def override_type(
+    column: SourceColumn, profile: ColumnProfile, target_type: str, *, epoch_unit: str | None = None
+) -> TypeChoice:
     """The user's type for ``column``; every value is still converted and checked on the way."""
     base = target_type.split("(")[0].strip().lower()
     transform = OVERRIDE_TRANSFORMS.get(base)
@@ -310,6 +388,8 @@ def override_type(column: SourceColumn, profile: ColumnProfile, target_type: str
         transform = epoch_unit or ("sqlite_timestamptz" if aware else "sqlite_timestamp")
     elif base == "date" and numbers:
         transform = "sqlite_date"
-    return TypeChoice(target_type, transform,
-                      f"set by config (was declared {column.declared_type or 'no type'}): "
-                      f"{describe(profile)}")
+    return TypeChoice(
+        target_type,
+        transform,
+        f"set by config (was declared {column.declared_type or 'no type'}): {describe(profile)}",
+    )

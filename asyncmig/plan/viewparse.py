@@ -20,16 +20,54 @@ from asyncmig.plan.sqlexpr import Col, Func, In, Lit, Node, Parser, Token, Untra
 
 # words that end an expression or a FROM item, so they are never taken as an alias
 _RESERVED = {
-    "FROM", "WHERE", "GROUP", "HAVING", "ORDER", "LIMIT", "OFFSET", "UNION", "INTERSECT",
-    "EXCEPT", "ON", "USING", "JOIN", "INNER", "LEFT", "RIGHT", "FULL", "CROSS", "NATURAL",
-    "OUTER", "AS", "WINDOW", "ASC", "DESC", "NULLS", "AND", "OR", "NOT", "SELECT", "BY",
+    "FROM",
+    "WHERE",
+    "GROUP",
+    "HAVING",
+    "ORDER",
+    "LIMIT",
+    "OFFSET",
+    "UNION",
+    "INTERSECT",
+    "EXCEPT",
+    "ON",
+    "USING",
+    "JOIN",
+    "INNER",
+    "LEFT",
+    "RIGHT",
+    "FULL",
+    "CROSS",
+    "NATURAL",
+    "OUTER",
+    "AS",
+    "WINDOW",
+    "ASC",
+    "DESC",
+    "NULLS",
+    "AND",
+    "OR",
+    "NOT",
+    "SELECT",
+    "BY",
     "INDEXED",
 }
 _JOIN_WORDS = ("JOIN", "INNER", "LEFT", "RIGHT", "FULL", "CROSS", "NATURAL")
 T = TypeVar("T")
 AGGREGATES = {"count", "sum", "avg", "min", "max", "total", "group_concat"}
-WINDOW_FUNCTIONS = {"row_number", "rank", "dense_rank", "percent_rank", "cume_dist", "ntile",
-                    "lag", "lead", "first_value", "last_value", "nth_value"}
+WINDOW_FUNCTIONS = {
+    "row_number",
+    "rank",
+    "dense_rank",
+    "percent_rank",
+    "cume_dist",
+    "ntile",
+    "lag",
+    "lead",
+    "first_value",
+    "last_value",
+    "nth_value",
+}
 
 
 @dataclass(frozen=True)
@@ -223,7 +261,8 @@ class QueryParser(Parser):
             return self.next().value
         token = self.peek()
         if token.kind in ("ident", "dqident", "string") or (
-                token.kind == "word" and token.value.upper() not in _RESERVED):
+            token.kind == "word" and token.value.upper() not in _RESERVED
+        ):
             self.next()
             return token.value
         return None
@@ -314,8 +353,11 @@ class QueryParser(Parser):
     # expression grammar additions
 
     def prefix(self) -> Node:
-        if self.at("(") and self.peek(1).kind == "word" and self.peek(1).value.upper() in (
-                "SELECT", "WITH", "VALUES"):
+        if (
+            self.at("(")
+            and self.peek(1).kind == "word"
+            and self.peek(1).value.upper() in ("SELECT", "WITH", "VALUES")
+        ):
             self.next()
             query = self.select()
             self.expect(")")
@@ -329,9 +371,10 @@ class QueryParser(Parser):
             query = self.select()
             self.expect(")")
             return Subquery("exists", (), query)
-        if upper in ("CAST", "CASE") or (upper in (
-                "NULL", "TRUE", "FALSE", "CURRENT_TIMESTAMP", "CURRENT_DATE", "CURRENT_TIME")
-                and not self.at("(", ".")):
+        if upper in ("CAST", "CASE") or (
+            upper in ("NULL", "TRUE", "FALSE", "CURRENT_TIMESTAMP", "CURRENT_DATE", "CURRENT_TIME")
+            and not self.at("(", ".")
+        ):
             return super().word(token)
         if self.at("("):
             return self.call(token.value.lower())
@@ -399,8 +442,11 @@ class QueryParser(Parser):
         return Window(call.name, (), call, partition, order)
 
     def in_list(self, left: Node, negated: bool) -> Node:
-        if self.at("(") and self.peek(1).kind == "word" and self.peek(1).value.upper() in (
-                "SELECT", "WITH", "VALUES"):
+        if (
+            self.at("(")
+            and self.peek(1).kind == "word"
+            and self.peek(1).value.upper() in ("SELECT", "WITH", "VALUES")
+        ):
             self.next()
             query = self.select()
             self.expect(")")

@@ -88,9 +88,14 @@ class Scope:
 
 _NUMBER_PREFIX = r"'^\s*([-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?)'"
 _TEXT_FORMAT = {"date": "YYYY-MM-DD", "time": "HH24:MI:SS"}
-_WINDOW_TYPES = {"row_number": "bigint", "rank": "bigint", "dense_rank": "bigint",
-                 "ntile": "integer", "percent_rank": "double precision",
-                 "cume_dist": "double precision"}
+_WINDOW_TYPES = {
+    "row_number": "bigint",
+    "rank": "bigint",
+    "dense_rank": "bigint",
+    "ntile": "integer",
+    "percent_rank": "double precision",
+    "cume_dist": "double precision",
+}
 
 
 def translate_query(sql: str, relations: Mapping[str, Relation]) -> tuple[str, list[Column]]:
@@ -142,8 +147,9 @@ class QueryPrinter(Printer):
                 columns = [(n, t) for n, (_, t) in zip(cte.columns, columns, strict=True)]
             names = ", ".join(quote_ident(n) for n, _ in columns)
             printed.append(f"{quote_ident(cte.name)} ({names}) AS ({sql})")
-            self.ctes[-1][cte.name.lower()] = Relation(cte.name, {
-                n.lower(): (n, t) for n, t in columns})
+            self.ctes[-1][cte.name.lower()] = Relation(
+                cte.name, {n.lower(): (n, t) for n, t in columns}
+            )
         return f"WITH {', '.join(printed)} " if printed else ""
 
     def body(self, query: Select, parent: Scope | None) -> tuple[str, list[Column]]:
@@ -156,8 +162,10 @@ class QueryPrinter(Printer):
             parts.append(f"{op} {sql}" if op else sql)
             columns = columns or outputs
         if compound and query.order_by:  # sorted outside: COLLATE is refused inside a UNION
-            parts = [f"SELECT * FROM ({' '.join(parts)}) AS {quote_ident('compound')}",
-                     self.compound_order(query.order_by, columns)]
+            parts = [
+                f"SELECT * FROM ({' '.join(parts)}) AS {quote_ident('compound')}",
+                self.compound_order(query.order_by, columns),
+            ]
         with self.within(parent):
             if query.limit is not None:
                 parts.append(f"LIMIT {self.out(query.limit).sql}")
@@ -165,8 +173,9 @@ class QueryPrinter(Printer):
                 parts.append(f"OFFSET {self.out(query.offset).sql}")
         return " ".join(parts), columns
 
-    def core(self, core: Core, parent: Scope | None,
-             order: tuple[OrderTerm, ...]) -> tuple[str, list[Column]]:
+    def core(
+        self, core: Core, parent: Scope | None, order: tuple[OrderTerm, ...]
+    ) -> tuple[str, list[Column]]:
         scope = Scope([], parent=parent)
         from_sql = self.sources(core.sources, scope)
         scope.aliases = {i.alias.lower(): i.expr for i in core.items if i.alias}
@@ -200,16 +209,20 @@ class QueryPrinter(Printer):
                 text = quote_ident(relation.name)
                 if source.alias:
                     text += f" AS {quote_ident(source.alias)}"
-            scope.sources.append((quote_ident(alias), (source.alias or source.name
-                                                        or alias).lower(), relation))
+            scope.sources.append(
+                (quote_ident(alias), (source.alias or source.name or alias).lower(), relation)
+            )
             if source.join:
                 text = f"{source.join} {text}" if source.join != "," else f", {text}"
             if source.on is not None:
                 with self.within(scope):
                     text += f" ON {self.condition(source.on).sql}"
             if source.using:
-                text += " USING (" + ", ".join(quote_ident(self.column_name(scope, u))
-                                               for u in source.using) + ")"
+                text += (
+                    " USING ("
+                    + ", ".join(quote_ident(self.column_name(scope, u)) for u in source.using)
+                    + ")"
+                )
             parts.append(text)
         return " ".join(parts)
 
@@ -236,15 +249,17 @@ class QueryPrinter(Printer):
                 texts.append(self.star(item.expr, scope, outputs))
                 continue
             out = self.out(item.expr)
-            name = item.alias or (self.ref_name(item.expr) if isinstance(item.expr, Ref)
-                                  else None)
+            name = item.alias or (self.ref_name(item.expr) if isinstance(item.expr, Ref) else None)
             texts.append(f"{out.sql} AS {quote_ident(item.alias)}" if item.alias else out.sql)
             outputs.append((name or "?column?", out.pg_type))
         return texts, outputs
 
     def star(self, star: Star, scope: Scope, outputs: list[Column]) -> str:
-        chosen = [(q, r) for q, _, r in scope.sources
-                  if star.qualifier is None or q == self.qualifier(star.qualifier, scope)]
+        chosen = [
+            (q, r)
+            for q, _, r in scope.sources
+            if star.qualifier is None or q == self.qualifier(star.qualifier, scope)
+        ]
         if not chosen:
             raise Untranslatable(f"{star.qualifier}.* names no table of the view")
         for _, relation in chosen:
@@ -264,7 +279,9 @@ class QueryPrinter(Printer):
             if isinstance(expr, Ref) and expr.name.lower() in names:
                 name, pg_type = names[expr.name.lower()]
                 printed.append(self.sort_key(quote_ident(name), pg_type, term))
-            elif isinstance(expr, Lit) and expr.value in {str(i) for i in range(1, len(columns) + 1)}:
+            elif isinstance(expr, Lit) and expr.value in {
+                str(i) for i in range(1, len(columns) + 1)
+            }:
                 name, pg_type = columns[int(expr.value) - 1]
                 printed.append(self.sort_key(quote_ident(name), pg_type, term))
             else:
@@ -362,15 +379,18 @@ class QueryPrinter(Printer):
     def literal(self, lit: Lit) -> Out:
         if lit.kind == "current":  # SQLite's clock, as SQLite's text, evaluated per query
             pattern = {"CURRENT_DATE": "YYYY-MM-DD", "CURRENT_TIME": "HH24:MI:SS"}.get(
-                lit.value, "YYYY-MM-DD HH24:MI:SS")
+                lit.value, "YYYY-MM-DD HH24:MI:SS"
+            )
             return Out(f"to_char({sqldates.NOW_SQL}, {quote_literal(pattern)})", P_ATOM, "text")
         return super().literal(lit)
 
     def pair(self, left: Node, right: Node) -> tuple[Out, Out]:
         """A comparison; a NOCASE column left without its collation compares lower()."""
         a, b = super().pair(left, right)
-        if (a.sql in self.folded or b.sql in self.folded) and {kind(a.pg_type), kind(
-                b.pg_type)} <= {None, "text"}:
+        if (a.sql in self.folded or b.sql in self.folded) and {
+            kind(a.pg_type),
+            kind(b.pg_type),
+        } <= {None, "text"}:
             return self.lower(a), self.lower(b)
         return a, b
 
@@ -416,8 +436,7 @@ class QueryPrinter(Printer):
     def number(self, node: Node) -> Out:
         """An arithmetic operand; text read as its leading number (0 if none), as SQLite."""
         out = self.out(node)
-        is_text = kind(out.pg_type) == "text" or (isinstance(node, Lit)
-                                                  and node.kind == "string")
+        is_text = kind(out.pg_type) == "text" or (isinstance(node, Lit) and node.kind == "string")
         if not is_text:
             return out
         number = f"coalesce(CAST(substring({out.sql} FROM {_NUMBER_PREFIX}) AS numeric), 0)"
@@ -429,8 +448,9 @@ class QueryPrinter(Printer):
         if family in (None, "text"):
             return out
         if family == "bool":
-            return Out(f"CASE WHEN {out.sql} THEN '1' WHEN NOT {out.sql} THEN '0' END",
-                       P_ATOM, "text")
+            return Out(
+                f"CASE WHEN {out.sql} THEN '1' WHEN NOT {out.sql} THEN '0' END", P_ATOM, "text"
+            )
         if family == "time":
             base = (out.pg_type or "").split("(")[0].strip()
             timestamp = sqldates.timestamp_sql(out.sql, out.pg_type, family)
@@ -448,8 +468,11 @@ class QueryPrinter(Printer):
                 raise Untranslatable(f"round() with {len(node.args)} arguments")
             args = [self.out(a) for a in node.args]
             digits = f", {args[1].sql}" if len(args) > 1 else ""
-            return Out(f"CAST(round(CAST({args[0].sql} AS numeric){digits}) AS float8)",
-                       P_ATOM, "double precision")
+            return Out(
+                f"CAST(round(CAST({args[0].sql} AS numeric){digits}) AS float8)",
+                P_ATOM,
+                "double precision",
+            )
         return super().function(node)
 
     def text_args(self, args: list[Out]) -> str:
@@ -504,8 +527,11 @@ class QueryPrinter(Printer):
             outs = self.unified(list(node.args))  # SQLite's scalar min/max: NULL if any is
             word = "least" if node.name == "min" else "greatest"
             nulls = " OR ".join(f"{o.at(P_CAST)} IS NULL" for o in outs)
-            return Out(f"CASE WHEN {nulls} THEN NULL ELSE {word}("
-                       f"{', '.join(o.sql for o in outs)}) END", P_ATOM, outs[0].pg_type)
+            return Out(
+                f"CASE WHEN {nulls} THEN NULL ELSE {word}({', '.join(o.sql for o in outs)}) END",
+                P_ATOM,
+                outs[0].pg_type,
+            )
         if len(node.args) != 1 and not (node.name == "group_concat" and len(node.args) == 2):
             raise Untranslatable(f"{node.name}() with {len(node.args)} arguments")
         args = [self.out(a) for a in node.args]
@@ -516,11 +542,13 @@ class QueryPrinter(Printer):
             text = self.as_text(first).sql
             return Out(f"string_agg({distinct}{text}, {separator})", P_ATOM, "text")
         if node.name == "total":
-            return Out(f"coalesce(sum({distinct}{first.sql}), 0)::float8", P_CAST,
-                       "double precision")
+            return Out(
+                f"coalesce(sum({distinct}{first.sql}), 0)::float8", P_CAST, "double precision"
+            )
         if node.name in ("min", "max") and self.binary_text(first.sql, first.pg_type):
             return Out(f'{node.name}({distinct}{first.sql} COLLATE "C")', P_ATOM, first.pg_type)
         pg_type = {"count": "bigint", "avg": "double precision"}.get(
-            node.name, "numeric" if node.name == "sum" else first.pg_type)
+            node.name, "numeric" if node.name == "sum" else first.pg_type
+        )
         sql = ", ".join(a.sql for a in args)
         return Out(f"{node.name}({distinct}{sql})", P_ATOM, pg_type)

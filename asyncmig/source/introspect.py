@@ -44,13 +44,17 @@ def introspect(conn: sqlite3.Connection, path: Path) -> tuple[SourceCatalog, lis
     virtual = {name for kind, name, _t, sql in objects if kind == "table" and _is_virtual(sql)}
     skip = _shadow_and_left_out(conn, objects, virtual, notes)
     tables = [
-        virtual_tables.read_virtual(conn, name, sql) if name in virtual
+        virtual_tables.read_virtual(conn, name, sql)
+        if name in virtual
         else read_table(conn, name, sql)
         for kind, name, _tbl, sql in objects
         if kind == "table" and name not in skip
     ]
-    views = tuple(SourceView(name, sql, view_columns(conn, name))
-                  for kind, name, _t, sql in objects if kind == "view")
+    views = tuple(
+        SourceView(name, sql, view_columns(conn, name))
+        for kind, name, _t, sql in objects
+        if kind == "view"
+    )
     triggers = tuple(
         SourceTrigger(name, tbl, sql) for kind, name, tbl, sql in objects if kind == "trigger"
     )
@@ -75,7 +79,9 @@ def _is_virtual(sql: str | None) -> bool:
 
 
 def _shadow_and_left_out(
-    conn: sqlite3.Connection, objects: list[tuple[str, str, str, str]], virtual: set[str],
+    conn: sqlite3.Connection,
+    objects: list[tuple[str, str, str, str]],
+    virtual: set[str],
     notes: list[str],
 ) -> set[str]:
     """Shadow tables (a module's storage) and virtual tables that own no rows."""
@@ -88,12 +94,17 @@ def _shadow_and_left_out(
     try:
         rows = conn.execute("PRAGMA table_list").fetchall()
     except sqlite3.DatabaseError:  # before SQLite 3.37: known modules' storage names
-        rows = [("main", name, "shadow") for kind, name, _t, _s in objects
-                if kind == "table" and virtual_tables.is_shadow(name, sorted(virtual))]
+        rows = [
+            ("main", name, "shadow")
+            for kind, name, _t, _s in objects
+            if kind == "table" and virtual_tables.is_shadow(name, sorted(virtual))
+        ]
     shadows = {name for schema, name, kind, *_ in rows if schema == "main" and kind == "shadow"}
     if shadows:
-        notes.append(f"{len(shadows)} shadow table(s) of virtual tables (their modules' "
-                     f"storage) are not migrated: {', '.join(sorted(shadows))}")
+        notes.append(
+            f"{len(shadows)} shadow table(s) of virtual tables (their modules' "
+            f"storage) are not migrated: {', '.join(sorted(shadows))}"
+        )
     return skip | shadows
 
 
@@ -126,7 +137,8 @@ def read_table(conn: sqlite3.Connection, name: str, sql: str) -> SourceTable:
         indexes=read_indexes(conn, name),
         foreign_keys=read_foreign_keys(conn, name, sql),
         checks=tuple(
-            SourceCheck(n, e) for n, e in _safe(lambda: sqlparse.check_constraints(sql), _no_checks())
+            SourceCheck(n, e)
+            for n, e in _safe(lambda: sqlparse.check_constraints(sql), _no_checks())
         ),
         row_count=0,
         sequence=_sqlite_sequence(conn, name) if sqlparse.has_autoincrement(sql) else None,
@@ -211,7 +223,9 @@ def _read_index(
     return SourceIndex(name, unique, origin, tuple(keys), where if partial else None, sql)
 
 
-def read_foreign_keys(conn: sqlite3.Connection, table: str, sql: str) -> tuple[SourceForeignKey, ...]:
+def read_foreign_keys(
+    conn: sqlite3.Connection, table: str, sql: str
+) -> tuple[SourceForeignKey, ...]:
     grouped: dict[int, list[tuple[str, str, str | None, str, str]]] = {}
     for fk_id, _seq, ref, col, ref_col, on_update, on_delete, _match in conn.execute(
         f"PRAGMA foreign_key_list({q(table)})"

@@ -74,7 +74,6 @@ TEXT_KINDS = ("json", "json_any", "uuid", "hex32", "inet")
 TEMPORAL_KINDS = ("date", "timestamp", "timestamptz", "time")
 
 
-
 def family(declared_type: str) -> str:
     """Which kinds of text are worth looking for, from the declared type.
 
@@ -107,8 +106,9 @@ def kinds_for(column: SourceColumn) -> tuple[str, ...]:
 
 
 NUMBER_KINDS = (*datenums.KINDS, "midnight")
-_NUMERIC = re.compile(r"^\s*(NUMERIC|DECIMAL)\s*(?:\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\))?\s*$",
-                      re.IGNORECASE)
+_NUMERIC = re.compile(
+    r"^\s*(NUMERIC|DECIMAL)\s*(?:\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\))?\s*$", re.IGNORECASE
+)
 MAX_NUMERIC_PRECISION = 1000  # PostgreSQL's limit for numeric(p, s)
 
 
@@ -125,8 +125,10 @@ def declared_numeric(declared_type: str) -> tuple[int, int] | None:
 
 def numeric_fits(c: str, precision: int, scale: int) -> str:
     """SQL true when the number ``c`` fits numeric(precision, scale) without rounding."""
-    return (f"abs({c}) < {10 ** (precision - scale)} "
-            f"AND (typeof({c}) = 'integer' OR round({c}, {scale}) = {c})")
+    return (
+        f"abs({c}) < {10 ** (precision - scale)} "
+        f"AND (typeof({c}) = 'integer' OR round({c}, {scale}) = {c})"
+    )
 
 
 def number_kinds_for(column: SourceColumn) -> tuple[str, ...]:
@@ -174,8 +176,7 @@ def is_inet(value: object) -> bool:
 
 
 # the Python functions the profile's conditions call: (name, arguments, function)
-SQL_FUNCTIONS: tuple[tuple[str, int, Callable[[Any], bool]], ...] = (
-    (_INET_FUNCTION, 1, is_inet),)
+SQL_FUNCTIONS: tuple[tuple[str, int, Callable[[Any], bool]], ...] = ((_INET_FUNCTION, 1, is_inet),)
 
 
 def register_functions(conn: sqlite3.Connection) -> None:
@@ -200,8 +201,10 @@ def _column_expressions(col: SourceColumn) -> list[str]:
         f"max(CASE WHEN typeof({c}) = 'text' THEN length({c}) END)",
         f"sum({_text(c, f'instr({c}, char(0)) > 0')})",
         # bytes stored (numbers count 8): sizes the batches of tables with big values
-        (f"sum(CASE WHEN typeof({c}) IN ('text', 'blob') THEN length(CAST({c} AS BLOB)) "
-         "ELSE 8 END)"),
+        (
+            f"sum(CASE WHEN typeof({c}) IN ('text', 'blob') THEN length(CAST({c} AS BLOB)) "
+            "ELSE 8 END)"
+        ),
     ]
     exprs += [_kind_sum(c, kind) for kind in kinds_for(col)]
     exprs += [_number_sum(c, kind, col.declared_type) for kind in number_kinds_for(col)]
@@ -218,9 +221,11 @@ def sample_source(table: SourceTable) -> str:
     first = f"SELECT * FROM (SELECT {_select_columns(table)} FROM {name} LIMIT {SAMPLE_ROWS})"
     if table.without_rowid:
         return first
-    last = (f"SELECT * FROM (SELECT {_select_columns(table)} FROM {name} "
-            f"WHERE rowid > (SELECT max(rowid) FROM {name}) - {SAMPLE_ROWS * 4} "
-            f"ORDER BY rowid DESC LIMIT {SAMPLE_ROWS})")
+    last = (
+        f"SELECT * FROM (SELECT {_select_columns(table)} FROM {name} "
+        f"WHERE rowid > (SELECT max(rowid) FROM {name}) - {SAMPLE_ROWS * 4} "
+        f"ORDER BY rowid DESC LIMIT {SAMPLE_ROWS})"
+    )
     return f"{first} UNION ALL {last}"
 
 
@@ -234,10 +239,14 @@ def detail_query(table: SourceTable, source: str) -> str:
 
 def violations_source(table: SourceTable, conditions: Mapping[str, str]) -> str:
     """The rows where some column holds a value its chosen type would not accept."""
-    accepted = " AND ".join(f"({conditions[c.name]})" for c in table.columns
-                            if c.name in conditions) or "1"
-    return (f"SELECT {_select_columns(table)} FROM {quote_sqlite_ident(table.name)} "
-            f"WHERE NOT ({accepted})")
+    accepted = (
+        " AND ".join(f"({conditions[c.name]})" for c in table.columns if c.name in conditions)
+        or "1"
+    )
+    return (
+        f"SELECT {_select_columns(table)} FROM {quote_sqlite_ident(table.name)} "
+        f"WHERE NOT ({accepted})"
+    )
 
 
 def read_profile(table: SourceTable, row: Sequence[Any]) -> dict[str, ColumnProfile]:
@@ -246,8 +255,7 @@ def read_profile(table: SourceTable, row: Sequence[Any]) -> dict[str, ColumnProf
     profiles = {}
     for col in table.columns:
         non_null, integers, reals, texts = (int(next(values) or 0) for _ in range(4))
-        int_min, int_max, real_min, real_max, max_len, nul, size = (
-            next(values) for _ in range(7))
+        int_min, int_max, real_min, real_max, max_len, nul, size = (next(values) for _ in range(7))
         kind_counts = {k: int(next(values) or 0) for k in kinds_for(col)}
         number_counts = {k: int(next(values) or 0) for k in number_kinds_for(col)}
         classes = {
@@ -306,12 +314,15 @@ COLUMNS_PER_QUERY = 90
 
 def _slices(table: SourceTable) -> list[SourceTable]:
     columns = table.columns
-    return [replace(table, columns=columns[i:i + COLUMNS_PER_QUERY])
-            for i in range(0, max(1, len(columns)), COLUMNS_PER_QUERY)]
+    return [
+        replace(table, columns=columns[i : i + COLUMNS_PER_QUERY])
+        for i in range(0, max(1, len(columns)), COLUMNS_PER_QUERY)
+    ]
 
 
-def _detail(conn: sqlite3.Connection, table: SourceTable,
-            source: str) -> tuple[int, dict[str, ColumnProfile]]:
+def _detail(
+    conn: sqlite3.Connection, table: SourceTable, source: str
+) -> tuple[int, dict[str, ColumnProfile]]:
     rows, profiles = 0, {}
     for part in _slices(table):
         row = conn.execute(detail_query(part, source)).fetchone()
@@ -320,17 +331,22 @@ def _detail(conn: sqlite3.Connection, table: SourceTable,
     return rows, profiles
 
 
-def profile_sample(conn: sqlite3.Connection, table: SourceTable, *,
-                   whole: bool = False) -> dict[str, ColumnProfile]:
+def profile_sample(
+    conn: sqlite3.Connection, table: SourceTable, *, whole: bool = False
+) -> dict[str, ColumnProfile]:
     """Profile the sample rows, or every row when ``whole`` (small tables)."""
     register_functions(conn)
-    source = (f"SELECT {_select_columns(table)} FROM {quote_sqlite_ident(table.name)}"
-              if whole else sample_source(table))
+    source = (
+        f"SELECT {_select_columns(table)} FROM {quote_sqlite_ident(table.name)}"
+        if whole
+        else sample_source(table)
+    )
     return _detail(conn, table, source)[1]
 
 
-def profile_violations(conn: sqlite3.Connection, table: SourceTable,
-                       conditions: Mapping[str, str]) -> tuple[int, dict[str, ColumnProfile]]:
+def profile_violations(
+    conn: sqlite3.Connection, table: SourceTable, conditions: Mapping[str, str]
+) -> tuple[int, dict[str, ColumnProfile]]:
     """How many rows break ``conditions``, and their profile."""
     register_functions(conn)
     return _detail(conn, table, violations_source(table, conditions))
@@ -355,8 +371,9 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def count_misfits(conn: sqlite3.Connection, table: SourceTable,
-                  fits: Mapping[str, str]) -> dict[str, Misfits]:
+def count_misfits(
+    conn: sqlite3.Connection, table: SourceTable, fits: Mapping[str, str]
+) -> dict[str, Misfits]:
     """Per column, the values ``fits[column]`` (SQL) refuses: counted over every row, with
     a few examples. One scan for the counts, then a short one per column that has any."""
     if not fits:
@@ -368,15 +385,18 @@ def count_misfits(conn: sqlite3.Connection, table: SourceTable,
     for (column, fit), count in zip(fits.items(), counts, strict=True):
         if count:
             # bytes: text that is not UTF-8 is shown, not fatal
-            rows = conn.execute(f"SELECT CAST({quote_sqlite_ident(column)} AS BLOB), "
-                                f"typeof({quote_sqlite_ident(column)}) FROM {name} WHERE NOT "
-                                f"coalesce(({fit}), 0) LIMIT {MISFIT_EXAMPLES}").fetchall()
+            rows = conn.execute(
+                f"SELECT CAST({quote_sqlite_ident(column)} AS BLOB), "
+                f"typeof({quote_sqlite_ident(column)}) FROM {name} WHERE NOT "
+                f"coalesce(({fit}), 0) LIMIT {MISFIT_EXAMPLES}"
+            ).fetchall()
             found[column] = (int(count), tuple(_shown(_example(*r)) for r in rows))
     return found
 
 
-def count_nulls(conn: sqlite3.Connection, table: SourceTable,
-                columns: Sequence[str]) -> dict[str, int]:
+def count_nulls(
+    conn: sqlite3.Connection, table: SourceTable, columns: Sequence[str]
+) -> dict[str, int]:
     """NULLs per column (SQLite allows them in a non-integer PRIMARY KEY)."""
     if not columns:
         return {}
@@ -418,23 +438,31 @@ def acceptance(target_type: str, transform: str, column: str) -> str:
     if transform in DATED_NUMBERS:
         return _dated_numbers_accepted(target_type, transform, c)
     if transform in EPOCH_LIMITS:
-        return (f"{null} OR (typeof({c}) IN ('integer', 'real') AND {c} >= 0 "
-                f"AND {c} < {EPOCH_LIMITS[transform]:.0e})")
+        return (
+            f"{null} OR (typeof({c}) IN ('integer', 'real') AND {c} >= 0 "
+            f"AND {c} < {EPOCH_LIMITS[transform]:.0e})"
+        )
     no_nul = f"instr({c}, char(0)) = 0"
     conditions = {
         "bigint": f"{null} OR typeof({c}) = 'integer'",
-        "double precision": (f"{null} OR typeof({c}) = 'real'" if transform == "none" else
-                             f"{null} OR typeof({c}) = 'real' OR (typeof({c}) = 'integer' "
-                             f"AND abs({c}) <= {DOUBLE_EXACT_INT})"),
+        "double precision": (
+            f"{null} OR typeof({c}) = 'real'"
+            if transform == "none"
+            else f"{null} OR typeof({c}) = 'real' OR (typeof({c}) = 'integer' "
+            f"AND abs({c}) <= {DOUBLE_EXACT_INT})"
+        ),
         "numeric": f"{null} OR typeof({c}) = 'integer' OR (typeof({c}) = 'real' "
         f"AND abs({c}) < 9e999)",
         "bytea": f"{null} OR typeof({c}) = 'blob'",
         "jsonb": f"{null} OR (typeof({c}) = 'text' AND {KIND_CONDITIONS['json_any'].format(c=c)})",
         "uuid": f"{null} OR (typeof({c}) = 'text' AND length({c}) IN (32, 36))",
         "inet": f"{null} OR (typeof({c}) = 'text' AND {KIND_CONDITIONS['inet'].format(c=c)})",
-        "boolean": f"{null} OR (typeof({c}) = 'integer' AND {c} IN (0, 1))" + (
-            "" if transform == "bool_int" else
-            f" OR (typeof({c}) = 'text' AND {KIND_CONDITIONS['bool'].format(c=c)})"),
+        "boolean": f"{null} OR (typeof({c}) = 'integer' AND {c} IN (0, 1))"
+        + (
+            ""
+            if transform == "bool_int"
+            else f" OR (typeof({c}) = 'text' AND {KIND_CONDITIONS['bool'].format(c=c)})"
+        ),
         "date": f"{null} OR (typeof({c}) = 'text' AND length({c}) = 10 "
         f"AND substr({c}, 5, 1) = '-' AND julianday({c}) IS NOT NULL)",
         "timestamp": f"{null} OR (typeof({c}) = 'text' AND substr({c}, 5, 1) = '-' "
@@ -453,5 +481,7 @@ def acceptance(target_type: str, transform: str, column: str) -> str:
         length = target_type.split("(")[1].rstrip(") ")
         return f"{null} OR (typeof({c}) = 'text' AND length({c}) <= {length} AND {no_nul})"
     if transform == "text":
-        return f"{null} OR typeof({c}) IN ('integer', 'real') OR (typeof({c}) = 'text' AND {no_nul})"
+        return (
+            f"{null} OR typeof({c}) IN ('integer', 'real') OR (typeof({c}) = 'text' AND {no_nul})"
+        )
     return f"{null} OR (typeof({c}) = 'text' AND {no_nul})"

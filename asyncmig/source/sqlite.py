@@ -73,8 +73,10 @@ def source_error(path: Path, exc: sqlite3.Error) -> SourceError:
     """Turn a sqlite3 exception into a one-line SourceError."""
     text = str(exc)
     if "malformed" in text or "corrupt" in text:
-        return SourceError(f"cannot read {path}: the database is corrupt ({text})",
-                           hint="try `sqlite3 FILE .recover` on a copy")
+        return SourceError(
+            f"cannot read {path}: the database is corrupt ({text})",
+            hint="try `sqlite3 FILE .recover` on a copy",
+        )
     if "not a database" in text or "encrypted" in text:
         return SourceError(f"cannot read {path}: not a SQLite database ({text})")
     if "decode" in text or "UTF-8" in text:

@@ -30,13 +30,36 @@ from asyncmig.source.catalog import SourceColumn, SourceTable, VirtualInfo
 FULL_TEXT = ("fts3", "fts4", "fts5")
 RTREE = ("rtree", "rtree_i32")
 # the storage tables FTS and R*Tree modules create next to a virtual table
-SHADOW_SUFFIXES = ("_data", "_idx", "_content", "_docsize", "_config", "_segments", "_segdir",
-                   "_stat", "_node", "_rowid", "_parent")
+SHADOW_SUFFIXES = (
+    "_data",
+    "_idx",
+    "_content",
+    "_docsize",
+    "_config",
+    "_segments",
+    "_segdir",
+    "_stat",
+    "_node",
+    "_rowid",
+    "_parent",
+)
 # types whose text form PostgreSQL may index (their output functions are immutable)
-SEARCHABLE_TYPES = ("text", "varchar", "character varying", "bigint", "integer", "smallint",
-                    "numeric", "double precision", "boolean", "uuid", "jsonb")
-_USING = re.compile(r"\bUSING\s+([A-Za-z_][A-Za-z0-9_]*)\s*(?:\((.*)\))?\s*;?\s*$",
-                    re.IGNORECASE | re.DOTALL)
+SEARCHABLE_TYPES = (
+    "text",
+    "varchar",
+    "character varying",
+    "bigint",
+    "integer",
+    "smallint",
+    "numeric",
+    "double precision",
+    "boolean",
+    "uuid",
+    "jsonb",
+)
+_USING = re.compile(
+    r"\bUSING\s+([A-Za-z_][A-Za-z0-9_]*)\s*(?:\((.*)\))?\s*;?\s*$", re.IGNORECASE | re.DOTALL
+)
 
 
 @dataclass(frozen=True)
@@ -73,11 +96,15 @@ def left_out(name: str, sql: str) -> str | None:
         return None
     content = decl.option("content")
     if decl.option("contentless_delete") not in (None, "0") or content == "":
-        return f"virtual table {name} is not migrated: a contentless {decl.module} table " \
-               "keeps only its index, no rows"
+        return (
+            f"virtual table {name} is not migrated: a contentless {decl.module} table "
+            "keeps only its index, no rows"
+        )
     if content is not None:
-        return f"virtual table {name} is not migrated: its rows are those of table " \
-               f"{content} (external-content {decl.module}), which is migrated on its own"
+        return (
+            f"virtual table {name} is not migrated: its rows are those of table "
+            f"{content} (external-content {decl.module}), which is migrated on its own"
+        )
     return None
 
 
@@ -95,8 +122,11 @@ def read_virtual(conn: sqlite3.Connection, name: str, sql: str) -> SourceTable:
     except sqlite3.DatabaseError as exc:
         info = VirtualInfo(decl.module, unreadable=str(exc))
         return SourceTable(name, (), sql, True, False, None, (), (), (), 0, virtual=info)
-    columns = [SourceColumn(col, cid, col_type or "", False, None, 0)
-               for cid, col, col_type, _nn, _default, _pk, hidden in rows if hidden == 0]
+    columns = [
+        SourceColumn(col, cid, col_type or "", False, None, 0)
+        for cid, col, col_type, _nn, _default, _pk, hidden in rows
+        if hidden == 0
+    ]
     key = None
     if decl.module in RTREE and columns:  # the first column is the id, i.e. the rowid
         key = columns[0].name
@@ -105,9 +135,19 @@ def read_virtual(conn: sqlite3.Connection, name: str, sql: str) -> SourceTable:
         key = "rowid"
         columns.insert(0, SourceColumn("rowid", -1, "INTEGER", True, None, 1))
     info = VirtualInfo(decl.module, _searched(decl, columns), _config(decl))
-    return SourceTable(name, tuple(columns), sql, without_rowid=key is None, autoincrement=False,
-                       rowid_alias=key, indexes=(), foreign_keys=(), checks=(), row_count=0,
-                       virtual=info)
+    return SourceTable(
+        name,
+        tuple(columns),
+        sql,
+        without_rowid=key is None,
+        autoincrement=False,
+        rowid_alias=key,
+        indexes=(),
+        foreign_keys=(),
+        checks=(),
+        row_count=0,
+        virtual=info,
+    )
 
 
 def _has_rowid(conn: sqlite3.Connection, name: str) -> bool:
@@ -152,8 +192,9 @@ def _as_text(column: ColumnPlan) -> str:
     return name if column.target_type.split("(")[0] in ("text", "varchar") else f"{name}::text"
 
 
-def search_index(table: SourceTable, columns: Sequence[ColumnPlan],
-                 warnings: list[str]) -> list[IndexPlan]:
+def search_index(
+    table: SourceTable, columns: Sequence[ColumnPlan], warnings: list[str]
+) -> list[IndexPlan]:
     """The GIN index that keeps a full-text table searchable; a note on how to query it."""
     info = table.virtual
     if info is None or info.module not in FULL_TEXT:
@@ -161,14 +202,25 @@ def search_index(table: SourceTable, columns: Sequence[ColumnPlan],
     by_source = {c.source_name: c for c in columns}
     searched = [by_source[n] for n in info.search_columns if n in by_source]
     usable = [c for c in searched if c.target_type.split("(")[0] in SEARCHABLE_TYPES]
-    warnings.extend(f"{table.name}.{c.name}: left out of the full-text index: "
-                    f"{c.target_type} has no immutable text form"
-                    for c in searched if c not in usable)
+    warnings.extend(
+        f"{table.name}.{c.name}: left out of the full-text index: "
+        f"{c.target_type} has no immutable text form"
+        for c in searched
+        if c not in usable
+    )
     if not usable:
         return []
     expression = search_expression(usable, info.search_config)
-    warnings.append(f"{table.name}: {info.module} table copied as a table with a GIN index; "
-                    f"search it with WHERE {expression} @@ plainto_tsquery("
-                    f"{quote_literal(info.search_config)}, 'words')")
-    return [IndexPlan(pg_name(table.name, "search"), (IndexKeyPlan(expression),),
-                      method="gin", source_sql=table.sql)]
+    warnings.append(
+        f"{table.name}: {info.module} table copied as a table with a GIN index; "
+        f"search it with WHERE {expression} @@ plainto_tsquery("
+        f"{quote_literal(info.search_config)}, 'words')"
+    )
+    return [
+        IndexPlan(
+            pg_name(table.name, "search"),
+            (IndexKeyPlan(expression),),
+            method="gin",
+            source_sql=table.sql,
+        )
+    ]

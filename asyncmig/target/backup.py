@@ -143,18 +143,22 @@ class _Output:
         await self.write((text + "\n").encode("utf-8"))
 
 
-async def write_backup(conn: asyncpg.Connection, schema: str, tables: Sequence[str],
-                       directory: Path, title: str) -> BackupFile:
+async def write_backup(
+    conn: asyncpg.Connection, schema: str, tables: Sequence[str], directory: Path, title: str
+) -> BackupFile:
     """Write the backup of ``tables`` in ``schema``; call inside a transaction, so every
     table is read from one snapshot (the rollback's own, or a repeatable-read one)."""
     for statement in [*tablestate.STABLE_OUTPUT, "SET LOCAL search_path = pg_catalog"]:
         await conn.execute(statement)  # no search path: definitions name every schema
     path, stream = await anyio.to_thread.run_sync(
-        lambda: files.open_new(directory.absolute(), backup_stem(), ".sql"))
+        lambda: files.open_new(directory.absolute(), backup_stem(), ".sql")
+    )
     out = _Output(stream)
     try:
-        oids = [int(await conn.fetchval("SELECT to_regclass($1)::oid", name_text(schema, t)))
-                for t in tables]
+        oids = [
+            int(await conn.fetchval("SELECT to_regclass($1)::oid", name_text(schema, t)))
+            for t in tables
+        ]
         await _header(out, conn, schema, title, oids)
         rows = 0
         for table, oid in zip(tables, oids, strict=True):
@@ -174,29 +178,40 @@ async def write_backup(conn: asyncpg.Connection, schema: str, tables: Sequence[s
     return BackupFile(path, out.digest.hexdigest(), tuple(tables), rows)
 
 
-async def _header(out: _Output, conn: asyncpg.Connection, schema: str, title: str,
-                  oids: list[int]) -> None:
-    for text in (title, f"written {datetime.now(UTC).isoformat(timespec='seconds')}",
-                 "restore into an empty database (or this one) with",
-                 '  psql -v ON_ERROR_STOP=1 -d DATABASE -f THIS_FILE'):
+async def _header(
+    out: _Output, conn: asyncpg.Connection, schema: str, title: str, oids: list[int]
+) -> None:
+    for text in (
+        title,
+        f"written {datetime.now(UTC).isoformat(timespec='seconds')}",
+        "restore into an empty database (or this one) with",
+        "  psql -v ON_ERROR_STOP=1 -d DATABASE -f THIS_FILE",
+    ):
         await out.line(sql_comment(text))
-    for statement in ("SET client_encoding = 'UTF8'", "SET standard_conforming_strings = on",
-                      "SET check_function_bodies = false", "SET DateStyle = 'ISO, YMD'",
-                      "SET client_min_messages = warning", "BEGIN",
-                      f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}"):
+    for statement in (
+        "SET client_encoding = 'UTF8'",
+        "SET standard_conforming_strings = on",
+        "SET check_function_bodies = false",
+        "SET DateStyle = 'ISO, YMD'",
+        "SET client_min_messages = warning",
+        "BEGIN",
+        f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}",
+    ):
         await out.line(statement + ";")
-    for (name,) in await conn.fetch("SELECT quote_ident(extname) FROM pg_extension "
-                                    "WHERE extname <> 'plpgsql' ORDER BY extname"):
+    for (name,) in await conn.fetch(
+        "SELECT quote_ident(extname) FROM pg_extension WHERE extname <> 'plpgsql' ORDER BY extname"
+    ):
         await out.line(f"CREATE EXTENSION IF NOT EXISTS {name};")
     for row in await conn.fetch(COLLATIONS_SQL, oids):
         provider = {"i": "icu", "c": "libc"}.get(row["collprovider"], "libc")
-        await out.line(f"CREATE COLLATION IF NOT EXISTS {row['name']} (provider = {provider}, "
-                       f"locale = {quote_literal(row['locale'] or '')}, "
-                       f"deterministic = {'true' if row['collisdeterministic'] else 'false'});")
+        await out.line(
+            f"CREATE COLLATION IF NOT EXISTS {row['name']} (provider = {provider}, "
+            f"locale = {quote_literal(row['locale'] or '')}, "
+            f"deterministic = {'true' if row['collisdeterministic'] else 'false'});"
+        )
 
 
-async def _table(out: _Output, conn: asyncpg.Connection, schema: str, table: str,
-                 oid: int) -> int:
+async def _table(out: _Output, conn: asyncpg.Connection, schema: str, table: str, oid: int) -> int:
     """CREATE TABLE, then its rows in one COPY block; returns the row count."""
     target = qualified(schema, table)
     columns = await conn.fetch(COLUMNS_SQL, oid)
@@ -207,7 +222,9 @@ async def _table(out: _Output, conn: asyncpg.Connection, schema: str, table: str
     await out.line(f"COPY {target} ({', '.join(quote_ident(c) for c in copied)}) FROM stdin;")
     status = await conn.copy_from_query(
         f"SELECT {', '.join(quote_ident(c) for c in copied)} FROM {target}",
-        output=out.write, format="text")
+        output=out.write,
+        format="text",
+    )
     await out.line("\\.")
     return int(status.split()[-1])
 
@@ -217,8 +234,11 @@ def _column_sql(column: asyncpg.Record) -> str:
     if column["collation"]:
         parts.append(f"COLLATE {column['collation']}")
     if column["attidentity"]:
-        parts.append("GENERATED " + ("ALWAYS" if column["attidentity"] == "a" else "BY DEFAULT")
-                     + " AS IDENTITY")
+        parts.append(
+            "GENERATED "
+            + ("ALWAYS" if column["attidentity"] == "a" else "BY DEFAULT")
+            + " AS IDENTITY"
+        )
     elif column["attgenerated"]:
         parts.append(f"GENERATED ALWAYS AS ({column['default']}) STORED")
     elif column["default"] is not None:
@@ -228,45 +248,61 @@ def _column_sql(column: asyncpg.Record) -> str:
     return " ".join(parts)
 
 
-async def _after_data(out: _Output, conn: asyncpg.Connection, schema: str, table: str,
-                      oid: int) -> None:
+async def _after_data(
+    out: _Output, conn: asyncpg.Connection, schema: str, table: str, oid: int
+) -> None:
     """Identity sequences where they stood, constraints, indexes, statistics, triggers."""
     target = qualified(schema, table)
     for row in await conn.fetch(
-            "SELECT a.attname, pg_get_serial_sequence($2, a.attname) AS seq FROM pg_attribute a "
-            "WHERE a.attrelid = $1 AND a.attidentity <> '' AND NOT a.attisdropped",
-            oid, name_text(schema, table)):
+        "SELECT a.attname, pg_get_serial_sequence($2, a.attname) AS seq FROM pg_attribute a "
+        "WHERE a.attrelid = $1 AND a.attidentity <> '' AND NOT a.attisdropped",
+        oid,
+        name_text(schema, table),
+    ):
         value = await conn.fetchrow(f"SELECT last_value, is_called FROM {row['seq']}")
         assert value is not None
-        await out.line(f"SELECT setval(pg_get_serial_sequence({quote_literal(target)}, "
-                       f"{quote_literal(row['attname'])}), {int(value[0])}, "
-                       f"{'true' if value[1] else 'false'});")
+        await out.line(
+            f"SELECT setval(pg_get_serial_sequence({quote_literal(target)}, "
+            f"{quote_literal(row['attname'])}), {int(value[0])}, "
+            f"{'true' if value[1] else 'false'});"
+        )
     await _constraints(out, conn, target, oid, ["p", "u", "c", "x"])
     for (statement,) in [*await conn.fetch(INDEXES_SQL, oid), *await conn.fetch(EXTRAS_SQL, oid)]:
         await out.line(statement.rstrip().rstrip(";") + ";")
 
 
-async def _constraints(out: _Output, conn: asyncpg.Connection, target: str, oid: int,
-                       kinds: list[str]) -> None:
+async def _constraints(
+    out: _Output, conn: asyncpg.Connection, target: str, oid: int, kinds: list[str]
+) -> None:
     for row in await conn.fetch(CONSTRAINTS_SQL, oid, kinds):
-        await out.line(f"ALTER TABLE {target} ADD CONSTRAINT {quote_ident(row['conname'])} "
-                       f"{row['def']};")
+        await out.line(
+            f"ALTER TABLE {target} ADD CONSTRAINT {quote_ident(row['conname'])} {row['def']};"
+        )
 
 
 async def _dependents(out: _Output, conn: asyncpg.Connection, oids: list[int]) -> None:
     """Views over the tables and foreign keys into them, each where what it needs exists."""
-    backed_up = {r[0] for r in await conn.fetch(
-        "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) FROM pg_class c "
-        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = ANY($1::oid[])", oids)}
+    backed_up = {
+        r[0]
+        for r in await conn.fetch(
+            "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = ANY($1::oid[])",
+            oids,
+        )
+    }
     for view in await conn.fetch(VIEWS_SQL, oids):
         kind = "MATERIALIZED VIEW" if view["relkind"] == "m" else "VIEW"
         needs = [n for n in view["needs"] or [] if n not in backed_up]
-        await out.line(guarded(f"CREATE {kind} {view['name']} AS {view['def'].rstrip(';')}",
-                               needs))
+        await out.line(guarded(f"CREATE {kind} {view['name']} AS {view['def'].rstrip(';')}", needs))
         backed_up.add(view["name"])
     for key in await conn.fetch(FOREIGN_KEYS_IN_SQL, oids):
-        await out.line(guarded(f"ALTER TABLE {key['name']} ADD CONSTRAINT "
-                               f"{quote_ident(key['conname'])} {key['def']}", [key["name"]]))
+        await out.line(
+            guarded(
+                f"ALTER TABLE {key['name']} ADD CONSTRAINT "
+                f"{quote_ident(key['conname'])} {key['def']}",
+                [key["name"]],
+            )
+        )
 
 
 def guarded(statement: str, needs: Sequence[str]) -> str:
@@ -277,5 +313,6 @@ def guarded(statement: str, needs: Sequence[str]) -> str:
     while tag in statement:
         tag = tag[:-1] + "_$"
     condition = " AND ".join(f"to_regclass({quote_literal(n)}) IS NOT NULL" for n in needs)
-    return (f"DO {tag} BEGIN IF {condition} THEN EXECUTE {quote_literal(statement)}; "
-            f"END IF; END {tag};")
+    return (
+        f"DO {tag} BEGIN IF {condition} THEN EXECUTE {quote_literal(statement)}; END IF; END {tag};"
+    )

@@ -28,8 +28,11 @@ LIBPQ_VARIABLES = ("PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "PGPASSWORD", "PG
 
 # the server probes an idle connection after 60 s, then every 10 s, 6 times: a client
 # that vanished (its host crashed, the network broke) frees its locks within 2 minutes
-KEEPALIVES = {"tcp_keepalives_idle": "60", "tcp_keepalives_interval": "10",
-              "tcp_keepalives_count": "6"}
+KEEPALIVES = {
+    "tcp_keepalives_idle": "60",
+    "tcp_keepalives_interval": "10",
+    "tcp_keepalives_count": "6",
+}
 ANSWER_MARGIN = 10.0  # seconds the client waits beyond the server's statement_timeout
 
 
@@ -75,7 +78,7 @@ def scrub(dsn: str) -> str:
     at = rest.rfind("@") if _malformed(dsn) else urlsplit(dsn).netloc.rfind("@")
     if at >= 0:
         user, colon, _password = rest[:at].partition(":")
-        rest = f"{user}:***@{rest[at + 1:]}" if colon else rest
+        rest = f"{user}:***@{rest[at + 1 :]}" if colon else rest
     return f"{scheme}://" + _PASSWORD_PARAM.sub(r"\1***", rest)
 
 
@@ -99,8 +102,9 @@ def _checked(dsn: str, origin: str, environ: Mapping[str, str]) -> str:
     try:
         conninfo.resolve(dsn, environ)
     except UsageError as exc:
-        raise UsageError(f"cannot use {origin} {scrub(dsn)}: {exc.message}",
-                         hint=exc.hint) from None
+        raise UsageError(
+            f"cannot use {origin} {scrub(dsn)}: {exc.message}", hint=exc.hint
+        ) from None
     return dsn
 
 
@@ -116,7 +120,8 @@ def _check_url(url: str, origin: str) -> str:
         raise UsageError(
             f"cannot use {origin} {scrub(url)}: the URL cannot be parsed",
             hint="percent-encode special characters in the user name and password "
-                 "(/ as %2F, # as %23, ? as %3F, @ as %40, : as %3A, % as %25)")
+            "(/ as %2F, # as %23, ? as %3F, @ as %40, : as %3A, % as %25)",
+        )
     return url
 
 
@@ -169,35 +174,51 @@ def connection_error(target: Target, exc: BaseException) -> TargetError | None:
     """A one-line error for a failed connection; None for exceptions that are not ours."""
     where = target.safe
     if isinstance(exc, asyncpg.InvalidPasswordError):
-        return TargetError(f"cannot connect to {where}: password authentication failed",
-                           hint="check the user and password")
+        return TargetError(
+            f"cannot connect to {where}: password authentication failed",
+            hint="check the user and password",
+        )
     if isinstance(exc, asyncpg.InvalidCatalogNameError):
-        return TargetError(f"cannot connect to {where}: the database does not exist",
-                           hint="create it first (createdb), or name an existing one")
+        return TargetError(
+            f"cannot connect to {where}: the database does not exist",
+            hint="create it first (createdb), or name an existing one",
+        )
     if isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError):
         encryption = "no encryption" in str(exc)
-        return TargetError(f"cannot connect to {where}: {_redact(str(exc), target)}",
-                           hint="the server accepts this user only over SSL: set "
-                                "sslmode=require" if encryption
-                           else "check the user name and pg_hba.conf")
+        return TargetError(
+            f"cannot connect to {where}: {_redact(str(exc), target)}",
+            hint="the server accepts this user only over SSL: set sslmode=require"
+            if encryption
+            else "check the user name and pg_hba.conf",
+        )
     if isinstance(exc, ConnectionError) and "SSL" in str(exc):
-        return TargetError(f"cannot connect to {where}: the server does not accept SSL",
-                           hint="set sslmode=prefer (or disable), or enable SSL on the server")
+        return TargetError(
+            f"cannot connect to {where}: the server does not accept SSL",
+            hint="set sslmode=prefer (or disable), or enable SSL on the server",
+        )
     if isinstance(exc, asyncpg.PostgresError) and exc.sqlstate in BUSY_STATES:
-        return passing(TargetError(f"cannot connect to {where}: {_redact(str(exc), target)}",
-                                   hint="the server is busy or restarting: try again shortly"))
+        return passing(
+            TargetError(
+                f"cannot connect to {where}: {_redact(str(exc), target)}",
+                hint="the server is busy or restarting: try again shortly",
+            )
+        )
     if isinstance(exc, asyncpg.PostgresError):
         return TargetError(f"cannot connect to {where}: {_redact(str(exc), target)}")
     if isinstance(exc, ConnectionError):
-        return passing(TargetError(f"cannot connect to {where}: {_redact(str(exc), target)}",
-                                   hint="is the server running and accepting connections "
-                                        "there?"))
+        return passing(
+            TargetError(
+                f"cannot connect to {where}: {_redact(str(exc), target)}",
+                hint="is the server running and accepting connections there?",
+            )
+        )
     if isinstance(exc, socket.gaierror):
-        return TargetError(f"cannot connect to {where}: unknown host",
-                           hint="check the host name")
+        return TargetError(f"cannot connect to {where}: unknown host", hint="check the host name")
     if isinstance(exc, (OSError, TimeoutError, asyncpg.InterfaceError)):
-        return TargetError(f"cannot connect to {where}: {_redact(str(exc), target)}",
-                           hint="is the server running and accepting connections there?")
+        return TargetError(
+            f"cannot connect to {where}: {_redact(str(exc), target)}",
+            hint="is the server running and accepting connections there?",
+        )
     if isinstance(exc, (ValueError, TypeError)):
         return TargetError(f"cannot connect to {where}: invalid connection string")
     return None

@@ -25,20 +25,36 @@ from asyncmig.errors import UsageError
 
 # libpq keyword -> its environment variable (the keywords asyncmig can honour)
 ENVIRONMENT = {
-    "host": "PGHOST", "hostaddr": "PGHOSTADDR", "port": "PGPORT", "dbname": "PGDATABASE",
-    "user": "PGUSER", "password": "PGPASSWORD", "passfile": "PGPASSFILE",
-    "service": "PGSERVICE", "sslmode": "PGSSLMODE", "sslrootcert": "PGSSLROOTCERT",
-    "sslcert": "PGSSLCERT", "sslkey": "PGSSLKEY", "sslcrl": "PGSSLCRL",
-    "sslpassword": "PGSSLPASSWORD", "application_name": "PGAPPNAME",
-    "options": "PGOPTIONS", "connect_timeout": "PGCONNECT_TIMEOUT",
+    "host": "PGHOST",
+    "hostaddr": "PGHOSTADDR",
+    "port": "PGPORT",
+    "dbname": "PGDATABASE",
+    "user": "PGUSER",
+    "password": "PGPASSWORD",
+    "passfile": "PGPASSFILE",
+    "service": "PGSERVICE",
+    "sslmode": "PGSSLMODE",
+    "sslrootcert": "PGSSLROOTCERT",
+    "sslcert": "PGSSLCERT",
+    "sslkey": "PGSSLKEY",
+    "sslcrl": "PGSSLCRL",
+    "sslpassword": "PGSSLPASSWORD",
+    "application_name": "PGAPPNAME",
+    "options": "PGOPTIONS",
+    "connect_timeout": "PGCONNECT_TIMEOUT",
     "target_session_attrs": "PGTARGETSESSIONATTRS",
 }
-KEYWORDS = frozenset(ENVIRONMENT) | {"fallback_application_name", "keepalives",
-                                     "keepalives_idle", "keepalives_interval",
-                                     "keepalives_count", "gssencmode", "krbsrvname"}
+KEYWORDS = frozenset(ENVIRONMENT) | {
+    "fallback_application_name",
+    "keepalives",
+    "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_count",
+    "gssencmode",
+    "krbsrvname",
+}
 # passed to asyncpg through a query string: it reads them only there or from PG*
-_SSL_FILES = ("sslrootcert", "sslcert", "sslkey", "sslcrl", "sslpassword",
-              "target_session_attrs")
+_SSL_FILES = ("sslrootcert", "sslcert", "sslkey", "sslcrl", "sslpassword", "target_session_attrs")
 _PAIR = re.compile(r"\s*([A-Za-z_]+)\s*=\s*('(?:[^'\\]|\\.)*'|\S*)")
 
 
@@ -49,8 +65,10 @@ def parse(conninfo: str) -> dict[str, str]:
     params = _parse_url(conninfo) if "://" in conninfo else _parse_pairs(conninfo)
     unknown = sorted(set(params) - KEYWORDS)
     if unknown:
-        raise UsageError(f"unknown connection parameter {unknown[0]!r}",
-                         hint="use libpq's keywords: host, port, dbname, user, sslmode, ...")
+        raise UsageError(
+            f"unknown connection parameter {unknown[0]!r}",
+            hint="use libpq's keywords: host, port, dbname, user, sslmode, ...",
+        )
     return params
 
 
@@ -96,9 +114,11 @@ def _parse_pairs(text: str) -> dict[str, str]:
     while position < len(text.rstrip()):
         match = _PAIR.match(text, position)
         if match is None:
-            raise UsageError("cannot parse the connection string",
-                             hint="write it as key=value pairs separated by spaces, quoting "
-                                  "values with spaces in single quotes")
+            raise UsageError(
+                "cannot parse the connection string",
+                hint="write it as key=value pairs separated by spaces, quoting "
+                "values with spaces in single quotes",
+            )
         key, value = match.group(1).lower(), match.group(2)
         if value.startswith("'"):
             value = re.sub(r"\\(.)", r"\1", value[1:-1])
@@ -141,18 +161,22 @@ def read_service(name: str, environ: Mapping[str, str]) -> dict[str, str]:
         try:
             parser.read(path, encoding="utf-8")
         except configparser.Error as exc:
-            raise UsageError(f"cannot read the service file {path}: "
-                             f"{str(exc).splitlines()[0]}") from None
+            raise UsageError(
+                f"cannot read the service file {path}: {str(exc).splitlines()[0]}"
+            ) from None
         if parser.has_section(name):
             params = {k.lower(): v.strip() for k, v in parser.items(name)}
             unknown = sorted(set(params) - KEYWORDS)
             if unknown:
-                raise UsageError(f"service {name!r} in {path} sets unknown parameter "
-                                 f"{unknown[0]!r}")
+                raise UsageError(
+                    f"service {name!r} in {path} sets unknown parameter {unknown[0]!r}"
+                )
             return params
-    raise UsageError(f"service {name!r} is not defined",
-                     hint="define it in ~/.pg_service.conf or the file PGSERVICEFILE names "
-                          f"(looked in {', '.join(str(p) for p in service_files(environ))})")
+    raise UsageError(
+        f"service {name!r} is not defined",
+        hint="define it in ~/.pg_service.conf or the file PGSERVICEFILE names "
+        f"(looked in {', '.join(str(p) for p in service_files(environ))})",
+    )
 
 
 def asyncpg_arguments(params: Mapping[str, str]) -> dict[str, object]:
@@ -169,15 +193,22 @@ def asyncpg_arguments(params: Mapping[str, str]) -> dict[str, object]:
     if params.get("port"):
         ports = [_number(p, "port") for p in params["port"].split(",") if p]
         kwargs["port"] = ports if len(ports) > 1 else ports[0]
-    for key, argument in (("dbname", "database"), ("user", "user"),
-                          ("password", "password"), ("passfile", "passfile"),
-                          ("sslmode", "ssl")):
+    for key, argument in (
+        ("dbname", "database"),
+        ("user", "user"),
+        ("password", "password"),
+        ("passfile", "passfile"),
+        ("sslmode", "ssl"),
+    ):
         if params.get(key):
             kwargs[argument] = params[key]
     if params.get("connect_timeout"):
         kwargs["timeout"] = float(max(2, _number(params["connect_timeout"], "connect_timeout")))
-    settings = {"application_name": params.get("application_name")
-                or params.get("fallback_application_name") or "asyncmig"}
+    settings = {
+        "application_name": params.get("application_name")
+        or params.get("fallback_application_name")
+        or "asyncmig"
+    }
     if params.get("options"):
         settings["options"] = params["options"]
     kwargs["server_settings"] = settings

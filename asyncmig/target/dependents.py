@@ -53,28 +53,35 @@ class Dependent:
 
     def __str__(self) -> str:
         where = f"{self.schema}.{self.name}"
-        return f"{self.kind} {self.constraint} on {where}" if self.constraint else \
-            f"{self.kind} {where}"
+        return (
+            f"{self.kind} {self.constraint} on {where}"
+            if self.constraint
+            else f"{self.kind} {where}"
+        )
 
     def drop_sql(self) -> str:
         if self.constraint:
-            return (f"ALTER TABLE {qualified(self.schema, self.name)} "
-                    f"DROP CONSTRAINT IF EXISTS {quote_ident(self.constraint)}")
+            return (
+                f"ALTER TABLE {qualified(self.schema, self.name)} "
+                f"DROP CONSTRAINT IF EXISTS {quote_ident(self.constraint)}"
+            )
         kind = "MATERIALIZED VIEW" if self.kind == "materialized view" else "VIEW"
         return f"DROP {kind} IF EXISTS {qualified(self.schema, self.name)} CASCADE"
 
 
-async def find(conn: asyncpg.Connection, schema: str,
-               replaced: Sequence[str]) -> list[Dependent]:
+async def find(conn: asyncpg.Connection, schema: str, replaced: Sequence[str]) -> list[Dependent]:
     """Views and foreign keys outside ``replaced`` (tables and the plan's views) that
     depend on them."""
     oids = [r[0] for r in await conn.fetch(OIDS_SQL, schema, list(replaced))]
     if not oids:
         return []
-    found = [Dependent("materialized view" if r[2] else "view", r[0], r[1])
-             for r in await conn.fetch(VIEWS_SQL, oids)]
-    found += [Dependent("foreign key", r[0], r[1], r[2])
-              for r in await conn.fetch(FOREIGN_KEYS_SQL, oids)]
+    found = [
+        Dependent("materialized view" if r[2] else "view", r[0], r[1])
+        for r in await conn.fetch(VIEWS_SQL, oids)
+    ]
+    found += [
+        Dependent("foreign key", r[0], r[1], r[2]) for r in await conn.fetch(FOREIGN_KEYS_SQL, oids)
+    ]
     return found
 
 
@@ -85,4 +92,5 @@ def refuse(found: Sequence[Dependent]) -> TargetError:
         f"cannot replace the tables: objects of the application depend on them: "
         f"{shown}{more}; nothing was changed",
         hint="drop or change them first, or pass --cascade to drop them with the old "
-             "tables (they are not recreated)")
+        "tables (they are not recreated)",
+    )

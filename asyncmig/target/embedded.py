@@ -73,8 +73,10 @@ class EmbeddedServer:
             except (OSError, subprocess.SubprocessError) as exc:  # report, then go on
                 logging.getLogger(__name__).warning("pg_ctl stop failed: %s", exc)
         if delete:
-            shutil.rmtree(self.pgdata.parent if self.pgdata.name == "pgdata" else self.pgdata,
-                          ignore_errors=True)
+            shutil.rmtree(
+                self.pgdata.parent if self.pgdata.name == "pgdata" else self.pgdata,
+                ignore_errors=True,
+            )
         return running
 
 

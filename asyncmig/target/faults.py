@@ -61,16 +61,18 @@ def lost_connection(exc: BaseException) -> ConnectionLost:
     if isinstance(exc, ConnectionLost):
         return exc
     if isinstance(exc, TimeoutError):
-        frozen = ConnectionLost(f"{TIMEOUT_MESSAGE} within --statement-timeout",
-                                hint="is the server (or the network to it) frozen? check it, "
-                                     "then run the same command again to resume")
+        frozen = ConnectionLost(
+            f"{TIMEOUT_MESSAGE} within --statement-timeout",
+            hint="is the server (or the network to it) frozen? check it, "
+            "then run the same command again to resume",
+        )
         frozen.transient = False  # waiting again would only wait again
         return frozen
     reason = (str(exc).splitlines() or [""])[0] or type(exc).__name__
     return ConnectionLost(
         f"lost connection to PostgreSQL ({reason})",
-        hint="check the server, then run the same command again: tables already loaded "
-             "are kept")
+        hint="check the server, then run the same command again: tables already loaded are kept",
+    )
 
 
 def as_error(exc: BaseException) -> BaseException:
@@ -91,8 +93,13 @@ async def retrying(action: Callable[[int], Awaitable[T]], what: str) -> T:
         except Exception as exc:
             if pause is None or not is_transient(exc):
                 raise
-            log.warning("retrying_after_connection_fault", table=what, attempt=attempt,
-                        pause_s=pause, error=str(as_error(exc)))
+            log.warning(
+                "retrying_after_connection_fault",
+                table=what,
+                attempt=attempt,
+                pause_s=pause,
+                error=str(as_error(exc)),
+            )
             await anyio.sleep(pause)
     raise AssertionError("unreachable: the last attempt returns or raises")
 
@@ -116,8 +123,9 @@ async def usable(conn: asyncpg.Connection) -> bool:
 
 
 @asynccontextmanager
-async def cleanup_connection(target: Target, conn: asyncpg.Connection
-                             ) -> AsyncIterator[asyncpg.Connection]:
+async def cleanup_connection(
+    target: Target, conn: asyncpg.Connection
+) -> AsyncIterator[asyncpg.Connection]:
     """``conn`` if it still works, else a new connection (closed afterwards).
 
     The cleanup after a failure (undoing, the history record) must not depend on

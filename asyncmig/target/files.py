@@ -122,4 +122,4 @@ def safe_name(name: str) -> str:
     if cleaned == name and cleaned and len(cleaned) <= MAX_NAME_BYTES:
         return cleaned
     digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
-    return f"{cleaned[:MAX_NAME_BYTES - 9] or '_'}-{digest}"
+    return f"{cleaned[: MAX_NAME_BYTES - 9] or '_'}-{digest}"

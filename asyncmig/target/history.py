@@ -102,13 +102,20 @@ UPGRADES = [
 
 
 async def _upgrade(conn: asyncpg.Connection) -> None:
-    present = {(r[0], r[1]) for r in await conn.fetch(
-        "SELECT table_name, column_name FROM information_schema.columns "
-        "WHERE table_schema = $1", SCHEMA)}
+    present = {
+        (r[0], r[1])
+        for r in await conn.fetch(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_schema = $1",
+            SCHEMA,
+        )
+    }
     for table, column, definition in UPGRADES:
         if (table, column) not in present:
-            await conn.execute(f"ALTER TABLE {qualified(SCHEMA, table)} "
-                               f"ADD COLUMN IF NOT EXISTS {quote_ident(column)} {definition}")
+            await conn.execute(
+                f"ALTER TABLE {qualified(SCHEMA, table)} "
+                f"ADD COLUMN IF NOT EXISTS {quote_ident(column)} {definition}"
+            )
 
 
 async def ensure(conn: asyncpg.Connection) -> None:
@@ -118,30 +125,45 @@ async def ensure(conn: asyncpg.Connection) -> None:
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext('asyncmig.target.history'))")
             exists = await conn.fetchval(
-                "SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = $1)", SCHEMA)
+                "SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = $1)", SCHEMA
+            )
             tables = await conn.fetchval(
                 "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = relnamespace "
-                "WHERE nspname = $1 AND relname IN ('runs', 'run_tables')", SCHEMA)
+                "WHERE nspname = $1 AND relname IN ('runs', 'run_tables')",
+                SCHEMA,
+            )
             if tables < 2:  # CREATE TABLE IF NOT EXISTS needs CREATE on the schema
-                for statement in CREATE_SQL[1 if exists else 0:]:
+                for statement in CREATE_SQL[1 if exists else 0 :]:
                     await conn.execute(statement)
             await _upgrade(conn)
     except asyncpg.InsufficientPrivilegeError as exc:
         raise TargetError(
             f"cannot keep the migration history in schema {SCHEMA}: {exc}",
             hint=f"create schema {SCHEMA} for this user (CREATE SCHEMA {SCHEMA} "
-                 "AUTHORIZATION <user>) or grant CREATE on the database") from None
+            "AUTHORIZATION <user>) or grant CREATE on the database",
+        ) from None
 
 
-async def start_run(conn: asyncpg.Connection, command: str, source: Path, schema: str,
-                    options: dict[str, Any]) -> int:
+async def start_run(
+    conn: asyncpg.Connection, command: str, source: Path, schema: str, options: dict[str, Any]
+) -> int:
     await ensure(conn)
-    path, size = await anyio.to_thread.run_sync(lambda: (str(source.resolve()),
-                                                         source.stat().st_size))
-    return int(await conn.fetchval(
-        f"INSERT INTO {RUNS} (command, source_path, source_size, target_schema, options, "
-        "host, pid) VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7) RETURNING id",
-        command, path, size, schema, json.dumps(options), socket.gethostname(), os.getpid()))
+    path, size = await anyio.to_thread.run_sync(
+        lambda: (str(source.resolve()), source.stat().st_size)
+    )
+    return int(
+        await conn.fetchval(
+            f"INSERT INTO {RUNS} (command, source_path, source_size, target_schema, options, "
+            "host, pid) VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7) RETURNING id",
+            command,
+            path,
+            size,
+            schema,
+            json.dumps(options),
+            socket.gethostname(),
+            os.getpid(),
+        )
+    )
 
 
 async def run_tag(conn: asyncpg.Connection, run_id: int) -> str:
@@ -150,33 +172,65 @@ async def run_tag(conn: asyncpg.Connection, run_id: int) -> str:
     return f"run{run_id}-{uuid.hex[:12]}"
 
 
-async def store_rollback(conn: asyncpg.Connection, run_id: int, sql: str,
-                         script: Path | None) -> None:
+async def store_rollback(
+    conn: asyncpg.Connection, run_id: int, sql: str, script: Path | None
+) -> None:
     """Keep the run's rollback SQL (and where its copy was written) in the history."""
-    await conn.execute(f"UPDATE {RUNS} SET rollback_sql = $2, rollback_script = $3 WHERE id = $1",
-                       run_id, sql, str(script) if script else None)
+    await conn.execute(
+        f"UPDATE {RUNS} SET rollback_sql = $2, rollback_script = $3 WHERE id = $1",
+        run_id,
+        sql,
+        str(script) if script else None,
+    )
 
 
-async def record_table(conn: asyncpg.Connection, run_id: int, table: str, source_rows: int,
-                       loaded_rows: int, accounts: Accounts, seconds: float) -> None:
+async def record_table(
+    conn: asyncpg.Connection,
+    run_id: int,
+    table: str,
+    source_rows: int,
+    loaded_rows: int,
+    accounts: Accounts,
+    seconds: float,
+) -> None:
     """Called inside the table's load transaction."""
     await conn.execute(
         f"INSERT INTO {RUN_TABLES} (run_id, table_name, source_rows, loaded_rows, replaced, "
         "rejected, reject_reasons, reject_file, seconds) "
         "VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7::jsonb, $8, $9)",
-        run_id, table, source_rows, loaded_rows, json.dumps(accounts.replaced),
-        accounts.rejected, json.dumps(accounts.reasons), accounts.reject_file, seconds)
+        run_id,
+        table,
+        source_rows,
+        loaded_rows,
+        json.dumps(accounts.replaced),
+        accounts.rejected,
+        json.dumps(accounts.reasons),
+        accounts.reject_file,
+        seconds,
+    )
 
 
-async def move_to_rejected(conn: asyncpg.Connection, run_id: int, table: str, rows: int,
-                           reason: str, reject_file: str | None) -> None:
+async def move_to_rejected(
+    conn: asyncpg.Connection,
+    run_id: int,
+    table: str,
+    rows: int,
+    reason: str,
+    reject_file: str | None,
+) -> None:
     """Rows a later phase took out of a loaded table (orphans, duplicates): loaded -> rejected."""
     await conn.execute(
         f"UPDATE {RUN_TABLES} SET loaded_rows = loaded_rows - $3, rejected = rejected + $3, "
         "reject_reasons = reject_reasons || jsonb_build_object($4::text, "
         "coalesce((reject_reasons ->> $4::text)::bigint, 0) + $3), "
         "reject_file = coalesce(reject_file, $5) "
-        "WHERE run_id = $1 AND table_name = $2", run_id, table, rows, reason, reject_file)
+        "WHERE run_id = $1 AND table_name = $2",
+        run_id,
+        table,
+        rows,
+        reason,
+        reject_file,
+    )
 
 
 @dataclass(frozen=True)
@@ -196,7 +250,9 @@ async def latest_loads(conn: asyncpg.Connection, schema: str) -> dict[str, LoadA
         f"SELECT DISTINCT ON (t.table_name) t.table_name, t.rejected, t.replaced, "
         f"t.reject_file FROM {RUN_TABLES} t JOIN {RUNS} r ON r.id = t.run_id "
         "WHERE r.target_schema = $1 AND r.status = 'succeeded' "
-        "ORDER BY t.table_name, t.run_id DESC", schema)
+        "ORDER BY t.table_name, t.run_id DESC",
+        schema,
+    )
     return {r[0]: LoadAccount(int(r[1]), json.loads(r[2]), r[3]) for r in rows}
 
 
@@ -206,18 +262,27 @@ async def latest_option(conn: asyncpg.Connection, schema: str, key: str) -> Any:
         return None
     value = await conn.fetchval(
         f"SELECT options -> $2::text FROM {RUNS} WHERE target_schema = $1 "
-        "AND status = 'succeeded' AND options ? $2::text ORDER BY id DESC LIMIT 1", schema, key)
+        "AND status = 'succeeded' AND options ? $2::text ORDER BY id DESC LIMIT 1",
+        schema,
+        key,
+    )
     return json.loads(value) if value is not None else None
 
 
 async def forget_table(conn: asyncpg.Connection, run_id: int, table: str) -> None:
     """Called in the transaction that empties a table to load it again."""
-    await conn.execute(f"DELETE FROM {RUN_TABLES} WHERE run_id = $1 AND table_name = $2",
-                       run_id, table)
+    await conn.execute(
+        f"DELETE FROM {RUN_TABLES} WHERE run_id = $1 AND table_name = $2", run_id, table
+    )
 
 
-async def record_state(conn: asyncpg.Connection, run_id: int, xid: int,
-                       states: Sequence[TableState], dependents: Sequence[Dependent]) -> None:
+async def record_state(
+    conn: asyncpg.Connection,
+    run_id: int,
+    xid: int,
+    states: Sequence[TableState],
+    dependents: Sequence[Dependent],
+) -> None:
     """What a succeeded run left: per table rows, checksum and highest key; what depended
     on the tables. A `schema` run's tables get their (empty) row here too."""
     await conn.executemany(
@@ -225,14 +290,23 @@ async def record_state(conn: asyncpg.Connection, run_id: int, xid: int,
         "final_rows, checksum, max_key) VALUES ($1, $2, 0, 0, 0, $3, $4, $5) "
         "ON CONFLICT (run_id, table_name) DO UPDATE SET final_rows = excluded.final_rows, "
         "checksum = excluded.checksum, max_key = excluded.max_key",
-        [(run_id, s.table, s.rows, s.checksum, s.max_key) for s in states])
-    await conn.execute(f"UPDATE {RUNS} SET finish_xid = $2, dependents = $3::jsonb WHERE id = $1",
-                       run_id, xid, json.dumps([str(d) for d in dependents]))
+        [(run_id, s.table, s.rows, s.checksum, s.max_key) for s in states],
+    )
+    await conn.execute(
+        f"UPDATE {RUNS} SET finish_xid = $2, dependents = $3::jsonb WHERE id = $1",
+        run_id,
+        xid,
+        json.dumps([str(d) for d in dependents]),
+    )
 
 
 async def record_backup(conn: asyncpg.Connection, run_id: int, path: Path, sha256: str) -> None:
-    await conn.execute(f"UPDATE {RUNS} SET backup_file = $2, backup_sha256 = $3 WHERE id = $1",
-                       run_id, str(path), sha256)
+    await conn.execute(
+        f"UPDATE {RUNS} SET backup_file = $2, backup_sha256 = $3 WHERE id = $1",
+        run_id,
+        str(path),
+        sha256,
+    )
 
 
 async def forget_tables(conn: asyncpg.Connection, run_id: int) -> None:
@@ -240,17 +314,34 @@ async def forget_tables(conn: asyncpg.Connection, run_id: int) -> None:
     await conn.execute(f"DELETE FROM {RUN_TABLES} WHERE run_id = $1", run_id)
 
 
-async def finish_run(conn: asyncpg.Connection, run_id: int, *, status: str,
-                     rows: int | None = None, seconds: float | None = None,
-                     error: str | None = None, sha256: str | None = None,
-                     rollback_script: str | None = None, log_file: str | None = None,
-                     error_class: str | None = None) -> None:
+async def finish_run(
+    conn: asyncpg.Connection,
+    run_id: int,
+    *,
+    status: str,
+    rows: int | None = None,
+    seconds: float | None = None,
+    error: str | None = None,
+    sha256: str | None = None,
+    rollback_script: str | None = None,
+    log_file: str | None = None,
+    error_class: str | None = None,
+) -> None:
     await conn.execute(
         f"UPDATE {RUNS} SET finished_at = now(), status = $2, rows_loaded = $3, seconds = $4, "
         "error = $5, source_sha256 = coalesce($6, source_sha256), "
         "rollback_script = coalesce($7, rollback_script), log_file = $8, error_class = $9 "
         "WHERE id = $1",
-        run_id, status, rows, seconds, error, sha256, rollback_script, log_file, error_class)
+        run_id,
+        status,
+        rows,
+        seconds,
+        error,
+        sha256,
+        rollback_script,
+        log_file,
+        error_class,
+    )
 
 
 @dataclass(frozen=True)
@@ -296,7 +387,9 @@ async def mark_abandoned(conn: asyncpg.Connection, schema: str) -> None:
     await conn.execute(
         f"UPDATE {RUNS} SET status = 'interrupted', finished_at = now(), "
         "error = coalesce(error, $2) WHERE target_schema = $1 AND status = 'running'",
-        schema, ABANDONED)
+        schema,
+        ABANDONED,
+    )
 
 
 async def read_runs(conn: asyncpg.Connection, limit: int = 20) -> list[RunRecord]:
@@ -306,14 +399,16 @@ async def read_runs(conn: asyncpg.Connection, limit: int = 20) -> list[RunRecord
     if not exists:
         return []
     locked = await runlock.held(conn)
-    runs = [dict(r) for r in
-            await conn.fetch(f"SELECT * FROM {RUNS} ORDER BY id DESC LIMIT $1", limit)]
+    runs = [
+        dict(r) for r in await conn.fetch(f"SELECT * FROM {RUNS} ORDER BY id DESC LIMIT $1", limit)
+    ]
     for run in runs:
         if run["status"] == "running" and runlock.schema_key(run["target_schema"]) not in locked:
             run.update(status="interrupted", error=run["error"] or ABANDONED)
     tables = await conn.fetch(
         f"SELECT * FROM {RUN_TABLES} WHERE run_id = ANY($1::bigint[]) ORDER BY run_id, table_name",
-        [r["id"] for r in runs])
+        [r["id"] for r in runs],
+    )
     per_run: dict[int, list[dict[str, Any]]] = {}
     for row in tables:
         entry = dict(row)
@@ -321,8 +416,13 @@ async def read_runs(conn: asyncpg.Connection, limit: int = 20) -> list[RunRecord
         entry["reject_reasons"] = json.loads(entry["reject_reasons"])
         per_run.setdefault(row["run_id"], []).append(entry)
     return [
-        RunRecord(**{**r, "options": json.loads(r["options"]),
-                     "dependents": json.loads(r["dependents"]) if r["dependents"] else None,
-                     "tables": tuple(per_run.get(r["id"], []))})
+        RunRecord(
+            **{
+                **r,
+                "options": json.loads(r["options"]),
+                "dependents": json.loads(r["dependents"]) if r["dependents"] else None,
+                "tables": tuple(per_run.get(r["id"], [])),
+            }
+        )
         for r in runs
     ]

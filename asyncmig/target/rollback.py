@@ -32,10 +32,12 @@ T = TypeVar("T")
 
 def script_sql(plan: Plan, run_id: int) -> str:
     lines = [
-        sql_comment(f"asyncmig rollback for run {run_id}: {plan.source_path} -> "
-                    f"schema {plan.schema}"),
-        sql_comment(f"generated {datetime.now(UTC).isoformat(timespec='seconds')}; review, "
-                    "then run with"),
+        sql_comment(
+            f"asyncmig rollback for run {run_id}: {plan.source_path} -> schema {plan.schema}"
+        ),
+        sql_comment(
+            f"generated {datetime.now(UTC).isoformat(timespec='seconds')}; review, then run with"
+        ),
         sql_comment('  psql -v ON_ERROR_STOP=1 -f THIS_FILE "$DATABASE_URL"'),
         "BEGIN;",
     ]
@@ -64,26 +66,31 @@ def undo_data_sql(plan: Plan) -> list[str]:
     statements = []
     for table in reversed(plan.tables):
         target = qualified(plan.schema, table.name)
-        statements += [f"ALTER TABLE {target} DROP CONSTRAINT IF EXISTS {quote_ident(fk.name)}"
-                       for fk in table.foreign_keys]
+        statements += [
+            f"ALTER TABLE {target} DROP CONSTRAINT IF EXISTS {quote_ident(fk.name)}"
+            for fk in table.foreign_keys
+        ]
     for table in reversed(plan.tables):
         target = qualified(plan.schema, table.name)
         names = [c.name for c in table.checks]
         names += [i.name for i in table.indexes if i.constraint]
         if table.primary_key_name:
             names.append(table.primary_key_name)
-        statements += [f"ALTER TABLE {target} DROP CONSTRAINT IF EXISTS {quote_ident(n)} CASCADE"
-                       for n in names]
+        statements += [
+            f"ALTER TABLE {target} DROP CONSTRAINT IF EXISTS {quote_ident(n)} CASCADE"
+            for n in names
+        ]
         indexes = [i.name for i in table.indexes]
         if table.primary_key_name:
             indexes.append(table.primary_key_name)
-        statements += [f"DROP INDEX IF EXISTS {qualified(plan.schema, n)} CASCADE"
-                       for n in indexes]
-        statements += [f"DROP STATISTICS IF EXISTS {qualified(plan.schema, s.name)}"
-                       for s in table.statistics]
+        statements += [f"DROP INDEX IF EXISTS {qualified(plan.schema, n)} CASCADE" for n in indexes]
+        statements += [
+            f"DROP STATISTICS IF EXISTS {qualified(plan.schema, s.name)}" for s in table.statistics
+        ]
     if plan.tables:
-        statements.append("TRUNCATE " + ", ".join(qualified(plan.schema, t.name)
-                                                  for t in plan.tables))
+        statements.append(
+            "TRUNCATE " + ", ".join(qualified(plan.schema, t.name) for t in plan.tables)
+        )
     return statements
 
 
@@ -113,8 +120,9 @@ async def check_run(conn: asyncpg.Connection, run_id: int) -> SafetyReport:
     return await safety.validate(conn, run, runs)
 
 
-async def _rollback_candidate(conn: asyncpg.Connection,
-                              run_id: int) -> tuple[history.RunRecord, list[history.RunRecord]]:
+async def _rollback_candidate(
+    conn: asyncpg.Connection, run_id: int
+) -> tuple[history.RunRecord, list[history.RunRecord]]:
     """The run, if it is one a rollback applies to: known, succeeded, not rolled back."""
     run, runs = await safety.runs_and_run(conn, run_id)
     if run is None:
@@ -124,8 +132,14 @@ async def _rollback_candidate(conn: asyncpg.Connection,
     return run, runs
 
 
-async def rollback_run(conn: asyncpg.Connection, run_id: int, *, backup_dir: Path | None,
-                       force: bool = False, script: str | None = None) -> RollbackResult:
+async def rollback_run(
+    conn: asyncpg.Connection,
+    run_id: int,
+    *,
+    backup_dir: Path | None,
+    force: bool = False,
+    script: str | None = None,
+) -> RollbackResult:
     """Validate, back up, then run the run's rollback, all in one transaction.
 
     Refused (:class:`RollbackRefused`) when the validation warns, unless ``force``. The
@@ -135,12 +149,19 @@ async def rollback_run(conn: asyncpg.Connection, run_id: int, *, backup_dir: Pat
     run, runs = await _rollback_candidate(conn, run_id)
     await runlock.acquire(conn, run.target_schema)  # no run into the schema meanwhile
     report = await safety.validate(conn, run, runs)
-    later = [r.id for r in runs if r.id in report.later_runs and r.status == "succeeded"
-             and (r.rollback_sql or r.rollback_script)]
+    later = [
+        r.id
+        for r in runs
+        if r.id in report.later_runs
+        and r.status == "succeeded"
+        and (r.rollback_sql or r.rollback_script)
+    ]
     if later:  # its tables are that run's now: never, even forced (a sync has no rollback:
         # what it wrote is in the warnings, and in the backup)
-        raise UsageError(f"run {later[0]} came after run {run_id} into schema "
-                         f"{run.target_schema}: roll that one back first")
+        raise UsageError(
+            f"run {later[0]} came after run {run_id} into schema "
+            f"{run.target_schema}: roll that one back first"
+        )
     if not report.safe_to_rollback and not force:
         raise RollbackRefused(run_id, report.warnings, report)
     sql = script or run.rollback_sql or await _script_file(run)
@@ -149,32 +170,48 @@ async def rollback_run(conn: asyncpg.Connection, run_id: int, *, backup_dir: Pat
         async with conn.transaction():
             await conn.execute("SET LOCAL lock_timeout = '10s'")
             if names:
-                await conn.execute("LOCK TABLE " + ", ".join(
-                    qualified(run.target_schema, n) for n in names) + " IN SHARE MODE")
+                await conn.execute(
+                    "LOCK TABLE "
+                    + ", ".join(qualified(run.target_schema, n) for n in names)
+                    + " IN SHARE MODE"
+                )
             saved = None
             if backup_dir is not None:
                 saved = await backup.write_backup(
-                    conn, run.target_schema, names, backup_dir,
+                    conn,
+                    run.target_schema,
+                    names,
+                    backup_dir,
                     f"asyncmig backup before rolling back run {run_id} "
-                    f"(schema {run.target_schema})")
+                    f"(schema {run.target_schema})",
+                )
                 await history.record_backup(conn, run_id, saved.path, saved.sha256)
             await conn.execute(transaction_body(sql))
     except asyncpg.LockNotAvailableError:
-        raise TargetError(f"cannot roll back run {run_id}: another session kept its tables "
-                          "locked for 10 s", hint="see `rollback --check` for the sessions"
-                          ) from None
+        raise TargetError(
+            f"cannot roll back run {run_id}: another session kept its tables locked for 10 s",
+            hint="see `rollback --check` for the sessions",
+        ) from None
     except asyncpg.PostgresError as exc:
-        raise TargetError(f"the rollback of run {run_id} failed and changed nothing: {exc}") \
-            from exc
+        raise TargetError(
+            f"the rollback of run {run_id} failed and changed nothing: {exc}"
+        ) from exc
     where = "the rollback kept in the history" if not script else "the given script"
-    return RollbackResult(run_id, True, report, saved,
-                          run.rollback_script or where, force and not report.safe_to_rollback)
+    return RollbackResult(
+        run_id,
+        True,
+        report,
+        saved,
+        run.rollback_script or where,
+        force and not report.safe_to_rollback,
+    )
 
 
 def transaction_body(script: str) -> str:
     """The script without its own BEGIN/COMMIT lines, to run inside the caller's transaction."""
-    return "\n".join(line for line in script.splitlines()
-                     if line.strip().upper() not in ("BEGIN;", "COMMIT;"))
+    return "\n".join(
+        line for line in script.splitlines() if line.strip().upper() not in ("BEGIN;", "COMMIT;")
+    )
 
 
 async def _script_file(run: history.RunRecord) -> str:
@@ -184,8 +221,9 @@ async def _script_file(run: history.RunRecord) -> str:
             raise FileNotFoundError("none was written")
         return await anyio.to_thread.run_sync(Path(run.rollback_script).read_text)
     except OSError as exc:
-        raise UsageError(f"the rollback script of run {run.id} cannot be read "
-                         f"({run.rollback_script or exc})") from None
+        raise UsageError(
+            f"the rollback script of run {run.id} cannot be read ({run.rollback_script or exc})"
+        ) from None
 
 
 async def backup_run(conn: asyncpg.Connection, run_id: int, directory: Path) -> BackupFile:
@@ -193,11 +231,20 @@ async def backup_run(conn: asyncpg.Connection, run_id: int, directory: Path) -> 
     run, _ = await _rollback_candidate(conn, run_id)
     names = [t["table_name"] for t in run.tables]
     async with conn.transaction(isolation="repeatable_read", readonly=True):
-        present = [n for n in names if await conn.fetchval(
-            "SELECT to_regclass($1) IS NOT NULL", name_text(run.target_schema, n))]
+        present = [
+            n
+            for n in names
+            if await conn.fetchval(
+                "SELECT to_regclass($1) IS NOT NULL", name_text(run.target_schema, n)
+            )
+        ]
         saved = await backup.write_backup(
-            conn, run.target_schema, present, directory,
-            f"asyncmig backup of run {run_id}'s tables (schema {run.target_schema})")
+            conn,
+            run.target_schema,
+            present,
+            directory,
+            f"asyncmig backup of run {run_id}'s tables (schema {run.target_schema})",
+        )
     await history.record_backup(conn, run_id, saved.path, saved.sha256)
     return saved
 
@@ -210,26 +257,30 @@ class RollbackManager:
     directory by default). Each call opens its own connection and closes it.
     """
 
-    def __init__(self, dsn: str, *, run: int | None = None,
-                 backup_dir: str | Path = ".") -> None:
+    def __init__(self, dsn: str, *, run: int | None = None, backup_dir: str | Path = ".") -> None:
         self.target = Target(dsn, scrub(dsn), "RollbackManager")
         self.run = run
         self.backup_dir = Path(backup_dir)
 
     def validate_rollback_safety(self) -> SafetyReport:
         """What rolling back would lose or break; ``["safe_to_rollback"]``, ``["warnings"]``."""
+
         async def call(conn: asyncpg.Connection) -> SafetyReport:
             return await check_run(conn, await self._run_id(conn))
+
         return self._call(call)
 
     def create_backup_before_rollback(self) -> BackupFile:
         """Write the backup of the run's tables; prints as its path."""
+
         async def call(conn: asyncpg.Connection) -> BackupFile:
             return await backup_run(conn, await self._run_id(conn), self.backup_dir)
+
         return self._call(call)
 
-    def perform_safe_rollback(self, script: str | Path | None = None, *, force: bool = False,
-                              backup: bool = True) -> RollbackResult:
+    def perform_safe_rollback(
+        self, script: str | Path | None = None, *, force: bool = False, backup: bool = True
+    ) -> RollbackResult:
         """Validate, back up, roll back; ``["success"]`` is False when it was unsafe.
 
         ``script`` is a run's rollback script (any copy of it): it names the run it undoes.
@@ -238,13 +289,16 @@ class RollbackManager:
             raise UsageError("a rollback without a backup needs force=True")
 
         async def call(conn: asyncpg.Connection) -> RollbackResult:
-            run_id = await (self._script_run(conn, Path(script)) if script is not None
-                            else self._run_id(conn))
+            run_id = await (
+                self._script_run(conn, Path(script)) if script is not None else self._run_id(conn)
+            )
             try:
-                return await rollback_run(conn, run_id, force=force,
-                                          backup_dir=self.backup_dir if backup else None)
+                return await rollback_run(
+                    conn, run_id, force=force, backup_dir=self.backup_dir if backup else None
+                )
             except RollbackRefused as refused:
                 return RollbackResult(run_id, False, refused.report)
+
         return self._call(call)
 
     def _call(self, action: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
@@ -255,6 +309,7 @@ class RollbackManager:
             finally:
                 with anyio.move_on_after(10, shield=True):
                     await conn.close()
+
         return anyio.run(main, backend="asyncio")
 
     async def _run_id(self, conn: asyncpg.Connection) -> int:
@@ -271,14 +326,14 @@ class RollbackManager:
         try:
             text = await anyio.to_thread.run_sync(script.read_text)
         except OSError as exc:
-            raise UsageError(f"cannot read the rollback script {script}: {exc.strerror}") \
-                from None
+            raise UsageError(f"cannot read the rollback script {script}: {exc.strerror}") from None
         runs = await history.read_runs(conn, limit=1000)
         matching = [r.id for r in runs if (r.rollback_sql or "").strip() == text.strip()]
         if not matching or (self.run is not None and self.run not in matching):
-            raise UsageError(f"{script} is not the rollback script of "
-                             f"{'run ' + str(self.run) if self.run else 'any run'} "
-                             "in this database's history",
-                             hint="use the asyncmig_rollback_run<N>-<id>.sql a run wrote "
-                                  "(or a copy of it)")
+            raise UsageError(
+                f"{script} is not the rollback script of "
+                f"{'run ' + str(self.run) if self.run else 'any run'} "
+                "in this database's history",
+                hint="use the asyncmig_rollback_run<N>-<id>.sql a run wrote (or a copy of it)",
+            )
         return matching[0]

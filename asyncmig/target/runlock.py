@@ -18,8 +18,10 @@ from asyncmig.target.connect import Target, connect
 
 # the two 32-bit halves of the lock's key: asyncmig's own class, then the schema
 LOCK_CLASS = 0x61736D67  # "asmg"
-HELD_SQL = ("SELECT objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND granted "
-            "AND classid = $1::bigint::oid AND objsubid = 2")
+HELD_SQL = (
+    "SELECT objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND granted "
+    "AND classid = $1::bigint::oid AND objsubid = 2"
+)
 
 
 def schema_key(schema: str) -> int:
@@ -29,13 +31,13 @@ def schema_key(schema: str) -> int:
 
 async def acquire(conn: asyncpg.Connection, schema: str) -> None:
     """Take the schema's lock for this session, or say at once which run holds it."""
-    if await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", LOCK_CLASS,
-                           schema_key(schema)):
+    if await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", LOCK_CLASS, schema_key(schema)):
         return
     raise RunInProgress(
         f"cannot start: {await holder(conn, schema)} is in progress into schema {schema}",
         hint="wait for it to end (asyncmig status shows it), or stop it; its lock goes "
-             "when its session ends")
+        "when its session ends",
+    )
 
 
 async def holder(conn: asyncpg.Connection, schema: str) -> str:
@@ -43,14 +45,20 @@ async def holder(conn: asyncpg.Connection, schema: str) -> str:
     if await conn.fetchval("SELECT to_regclass('asyncmig.runs') IS NOT NULL"):
         row = await conn.fetchrow(
             "SELECT id, host, pid, started_at FROM asyncmig.runs WHERE target_schema = $1 "
-            "AND status = 'running' ORDER BY id DESC LIMIT 1", schema)
+            "AND status = 'running' ORDER BY id DESC LIMIT 1",
+            schema,
+        )
         if row is not None:
-            return (f"run {row['id']} ({row['host'] or '?'}, pid {row['pid'] or '?'}, "
-                    f"started at {row['started_at']:%Y-%m-%d %H:%M:%S %Z})")
+            return (
+                f"run {row['id']} ({row['host'] or '?'}, pid {row['pid'] or '?'}, "
+                f"started at {row['started_at']:%Y-%m-%d %H:%M:%S %Z})"
+            )
     backend = await conn.fetchval(
         "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = "
-        "$1::bigint::oid AND objid = $2::bigint::oid AND objsubid = 2", LOCK_CLASS,
-        schema_key(schema))
+        "$1::bigint::oid AND objid = $2::bigint::oid AND objsubid = 2",
+        LOCK_CLASS,
+        schema_key(schema),
+    )
     return f"another run (PostgreSQL backend pid {backend})"
 
 
@@ -83,8 +91,9 @@ def lock_wait(exc: BaseException) -> asyncpg.LockNotAvailableError | None:
     return None
 
 
-async def explain_lock_wait(target: Target, schema: str, exc: BaseException,
-                            own_pid: int) -> TargetError | None:
+async def explain_lock_wait(
+    target: Target, schema: str, exc: BaseException, own_pid: int
+) -> TargetError | None:
     """For a statement that gave up waiting for a lock (--lock-timeout): an error
     naming the sessions that hold locks in the schema, with their queries; else None.
 
@@ -100,9 +109,12 @@ async def explain_lock_wait(target: Target, schema: str, exc: BaseException,
         await conn.close(timeout=5)
     holders = "; ".join(
         f"pid {r['pid']} ({r['usename']}, {r['application_name'] or 'no application name'}, "
-        f"{r['state']}): {' '.join((r['query'] or '').split())}" for r in rows)
+        f"{r['state']}): {' '.join((r['query'] or '').split())}"
+        for r in rows
+    )
     return TargetError(
         f"cannot change schema {schema}: a lock was not granted within --lock-timeout; "
         f"held by {holders or 'a session no longer visible'}",
         hint="end that session's transaction (or pg_terminate_backend(pid)), then run the "
-             "same command again; nothing was changed")
+        "same command again; nothing was changed",
+    )

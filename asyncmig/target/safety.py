@@ -67,8 +67,11 @@ class TableChange(GuideMapping):
 
     @property
     def changed(self) -> bool:
-        return (self.rows_then != self.rows_now or self.checksum_then != self.checksum_now
-                or bool(self.written))
+        return (
+            self.rows_then != self.rows_now
+            or self.checksum_then != self.checksum_now
+            or bool(self.written)
+        )
 
 
 @dataclass(frozen=True)
@@ -104,45 +107,63 @@ class SafetyReport(GuideMapping):
         return not self.warnings
 
     def as_dict(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "schema": self.schema,
-                "safe_to_rollback": self.safe_to_rollback, "warnings": list(self.warnings),
-                "tables": [t.__dict__ for t in self.tables],
-                "sessions": [s.__dict__ for s in self.sessions],
-                "dependents": [d.__dict__ for d in self.dependents],
-                "later_runs": list(self.later_runs)}
+        return {
+            "run_id": self.run_id,
+            "schema": self.schema,
+            "safe_to_rollback": self.safe_to_rollback,
+            "warnings": list(self.warnings),
+            "tables": [t.__dict__ for t in self.tables],
+            "sessions": [s.__dict__ for s in self.sessions],
+            "dependents": [d.__dict__ for d in self.dependents],
+            "later_runs": list(self.later_runs),
+        }
 
 
-async def validate(conn: asyncpg.Connection, run: RunRecord,
-                   runs: list[RunRecord]) -> SafetyReport:
+async def validate(conn: asyncpg.Connection, run: RunRecord, runs: list[RunRecord]) -> SafetyReport:
     """Everything that makes rolling back ``run`` lose or break something; changes nothing."""
     names = [t["table_name"] for t in run.tables]
     existing = [n for n in names if await _exists(conn, run.target_schema, n)]
     changes = await table_changes(conn, run, existing)
     sessions = await using_sessions(conn, run.target_schema, existing)
     recorded = set(run.dependents or [])
-    new = tuple(d for d in await tablestate.dependents(conn, run.target_schema, existing)
-                if str(d) not in recorded)
-    later = tuple(r.id for r in runs if r.id > run.id and r.target_schema == run.target_schema
-                  and r.status in ("succeeded", "running")
-                  and (not r.tables or {t["table_name"] for t in r.tables} & set(names)))
+    new = tuple(
+        d
+        for d in await tablestate.dependents(conn, run.target_schema, existing)
+        if str(d) not in recorded
+    )
+    later = tuple(
+        r.id
+        for r in runs
+        if r.id > run.id
+        and r.target_schema == run.target_schema
+        and r.status in ("succeeded", "running")
+        and (not r.tables or {t["table_name"] for t in r.tables} & set(names))
+    )
     commands = {r.id: r.command for r in runs}
-    warnings = [f"a later {commands[r]} (run {r}) into schema {run.target_schema} may have "
-                f"written the tables of run {run.id}" for r in later]
+    warnings = [
+        f"a later {commands[r]} (run {r}) into schema {run.target_schema} may have "
+        f"written the tables of run {run.id}"
+        for r in later
+    ]
     warnings += [w for c in changes for w in change_warnings(run, c)]
-    warnings += [f"{s} {'holds locks on' if s.locks else 'last ran a statement naming'} "
-                 f"table {', '.join(s.tables)}" for s in sessions]
+    warnings += [
+        f"{s} {'holds locks on' if s.locks else 'last ran a statement naming'} "
+        f"table {', '.join(s.tables)}"
+        for s in sessions
+    ]
     warnings += [dependent_warning(run, d) for d in new]
-    return SafetyReport(run.id, run.target_schema, tuple(changes), tuple(sessions), new,
-                        later, tuple(warnings))
+    return SafetyReport(
+        run.id, run.target_schema, tuple(changes), tuple(sessions), new, later, tuple(warnings)
+    )
 
 
 async def _exists(conn: asyncpg.Connection, schema: str, table: str) -> bool:
-    return bool(await conn.fetchval("SELECT to_regclass($1) IS NOT NULL",
-                                    name_text(schema, table)))
+    return bool(await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", name_text(schema, table)))
 
 
-async def table_changes(conn: asyncpg.Connection, run: RunRecord,
-                        existing: list[str]) -> list[TableChange]:
+async def table_changes(
+    conn: asyncpg.Connection, run: RunRecord, existing: list[str]
+) -> list[TableChange]:
     """Per table, what the run recorded against what is there now."""
     result = []
     async with conn.transaction(isolation="repeatable_read", readonly=True):
@@ -162,14 +183,16 @@ async def table_changes(conn: asyncpg.Connection, run: RunRecord,
     return result
 
 
-async def _split(conn: asyncpg.Connection, run: RunRecord, change: TableChange,
-                 max_key: int | None) -> TableChange:
+async def _split(
+    conn: asyncpg.Connection, run: RunRecord, change: TableChange, max_key: int | None
+) -> TableChange:
     """Inserted, updated and deleted rows, from transaction ids and the integer key."""
     assert run.finish_xid is not None and change.rows_then is not None
     assert change.rows_now is not None
     key = await tablestate.integer_key(conn, run.target_schema, change.table)
     written, new_keys = await tablestate.written_since(
-        conn, run.target_schema, change.table, run.finish_xid, key, max_key)
+        conn, run.target_schema, change.table, run.finish_xid, key, max_key
+    )
     untouched = change.rows_now - written  # rows of the run nobody wrote since
     gone = change.rows_then - untouched  # updated or deleted
     if key is not None and max_key is not None and gone >= written - new_keys:
@@ -179,8 +202,15 @@ async def _split(conn: asyncpg.Connection, run: RunRecord, change: TableChange,
     else:
         return TableChange(**{**change.__dict__, "written": written})
     updated = written - inserted
-    return TableChange(**{**change.__dict__, "written": written, "inserted": inserted,
-                          "updated": updated, "deleted": gone - updated})
+    return TableChange(
+        **{
+            **change.__dict__,
+            "written": written,
+            "inserted": inserted,
+            "updated": updated,
+            "deleted": gone - updated,
+        }
+    )
 
 
 def change_warnings(run: RunRecord, change: TableChange) -> list[str]:
@@ -189,21 +219,36 @@ def change_warnings(run: RunRecord, change: TableChange) -> list[str]:
     if change.rows_now is None:
         return [f"{where} of run {run.id} no longer exists"]
     if change.checksum_then is None:
-        return [(f"{where}: run {run.id} recorded no checksum (it finished before asyncmig "
-                 f"recorded them), so changes since cannot be ruled out "
-                 f"({change.rows_now} rows now)")]
+        return [
+            (
+                f"{where}: run {run.id} recorded no checksum (it finished before asyncmig "
+                f"recorded them), so changes since cannot be ruled out "
+                f"({change.rows_now} rows now)"
+            )
+        ]
     if not change.changed:
         return []
     counts = f"(rows {change.rows_then} -> {change.rows_now}, checksum differs)"
     if change.inserted is not None:
-        parts = [f"{rows(n)} {verb}" for n, verb in ((change.inserted, "inserted"),
-                 (change.updated, "updated"), (change.deleted, "deleted")) if n]
+        parts = [
+            f"{rows(n)} {verb}"
+            for n, verb in (
+                (change.inserted, "inserted"),
+                (change.updated, "updated"),
+                (change.deleted, "deleted"),
+            )
+            if n
+        ]
         if parts:
             return [f"{where}: {', '.join(parts)} since run {run.id} {counts}"]
     if change.written:
         gone = (change.rows_then or 0) - ((change.rows_now or 0) - change.written)
-        return [(f"{where}: {rows(change.written)} inserted or updated and {gone} of the "
-                 f"run's rows updated or deleted since run {run.id} {counts}")]
+        return [
+            (
+                f"{where}: {rows(change.written)} inserted or updated and {gone} of the "
+                f"run's rows updated or deleted since run {run.id} {counts}"
+            )
+        ]
     return [f"{where}: changed since run {run.id} {counts}"]
 
 
@@ -213,32 +258,44 @@ def rows(count: int) -> str:
 
 def dependent_warning(run: RunRecord, dependent: tablestate.Dependent) -> str:
     verb = "references" if dependent.kind == "foreign key" else "depends on"
-    return (f"{dependent} {verb} table {dependent.table} and was created after run {run.id}: "
-            "the rollback would drop it")
+    return (
+        f"{dependent} {verb} table {dependent.table} and was created after run {run.id}: "
+        "the rollback would drop it"
+    )
 
 
-async def using_sessions(conn: asyncpg.Connection, schema: str,
-                         tables: list[str]) -> list[Session]:
+async def using_sessions(conn: asyncpg.Connection, schema: str, tables: list[str]) -> list[Session]:
     """Other sessions holding locks on the tables, or whose last statement named one."""
-    oids = [await conn.fetchval("SELECT to_regclass($1)::oid", name_text(schema, t))
-            for t in tables]
-    sessions = {r["pid"]: Session(r["pid"], r["usename"], r["application_name"], r["state"],
-                                  tuple(r["tables"]), tuple(r["modes"]))
-                for r in await conn.fetch(LOCKS_SQL, oids)}
+    oids = [
+        await conn.fetchval("SELECT to_regclass($1)::oid", name_text(schema, t)) for t in tables
+    ]
+    sessions = {
+        r["pid"]: Session(
+            r["pid"],
+            r["usename"],
+            r["application_name"],
+            r["state"],
+            tuple(r["tables"]),
+            tuple(r["modes"]),
+        )
+        for r in await conn.fetch(LOCKS_SQL, oids)
+    }
     for row in await conn.fetch(SESSIONS_SQL):
         named = tuple(t for t in tables if _names(row["query"] or "", t))
         if named and row["pid"] not in sessions:
-            sessions[row["pid"]] = Session(row["pid"], row["usename"],
-                                           row["application_name"], row["state"], named)
+            sessions[row["pid"]] = Session(
+                row["pid"], row["usename"], row["application_name"], row["state"], named
+            )
     return list(sessions.values())
 
 
 def _names(query: str, table: str) -> bool:
     """Does ``query`` name ``table`` (as a word, quoted or not)?"""
-    return re.search(rf'(?<![\w$]){re.escape(table)}(?![\w$])', query, re.IGNORECASE) is not None
+    return re.search(rf"(?<![\w$]){re.escape(table)}(?![\w$])", query, re.IGNORECASE) is not None
 
 
-async def runs_and_run(conn: asyncpg.Connection, run_id: int) -> tuple[RunRecord | None,
-                                                                       list[RunRecord]]:
+async def runs_and_run(
+    conn: asyncpg.Connection, run_id: int
+) -> tuple[RunRecord | None, list[RunRecord]]:
     runs = await history.read_runs(conn, limit=1000)
     return next((r for r in runs if r.id == run_id), None), runs

@@ -34,8 +34,9 @@ async def check_server(conn: asyncpg.Connection) -> str:
 existing_tables = cutover.existing_tables
 
 
-async def create_tables(conn: asyncpg.Connection, plan: Plan, *, replace: bool,
-                        cascade: bool = False) -> list[str]:
+async def create_tables(
+    conn: asyncpg.Connection, plan: Plan, *, replace: bool, cascade: bool = False
+) -> list[str]:
     """Phase 1: the bare tables, all or none; returns what --cascade dropped.
 
     Tables replaced with --replace go with their own indexes, keys and the plan's
@@ -48,17 +49,26 @@ async def create_tables(conn: asyncpg.Connection, plan: Plan, *, replace: bool,
             await execute_all(conn, [d.drop_sql() for d in found])
             await execute_all(conn, ddl.drop_tables_sql(plan, plan.tables))
         schema_exists = await conn.fetchval(
-            "SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = $1)", plan.schema)
+            "SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = $1)", plan.schema
+        )
         # CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when the schema
         # exists: a user with rights on the schema alone must not be refused
-        await execute_all(conn, [s for s in ddl.create_schema_sql(plan)
-                                 if not (schema_exists and s.startswith("CREATE SCHEMA"))])
+        await execute_all(
+            conn,
+            [
+                s
+                for s in ddl.create_schema_sql(plan)
+                if not (schema_exists and s.startswith("CREATE SCHEMA"))
+            ],
+        )
         await execute_all(conn, [ddl.create_table_sql(plan, t) for t in plan.tables])
         await execute_all(conn, ddl.function_sql(plan))
     for dependent in found:
         log.warning("dependent_dropped", object=str(dependent))
-    return [f"dropped with --cascade: {d} (it depended on a replaced table; not recreated)"
-            for d in found]
+    return [
+        f"dropped with --cascade: {d} (it depended on a replaced table; not recreated)"
+        for d in found
+    ]
 
 
 async def require_empty_tables(conn: asyncpg.Connection, plan: Plan, *, truncate: bool) -> None:
@@ -70,22 +80,33 @@ async def require_empty_tables(conn: asyncpg.Connection, plan: Plan, *, truncate
             f"cannot load data: {qualified(plan.schema, missing[0])} does not exist"
             + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""),
             hint="create the schema first with `asyncmig schema` (same --sqlite, --schema, "
-                 "--config)")
+            "--config)",
+        )
     loaded = []
     for table in plan.tables:
-        columns = {r[0] for r in await conn.fetch(
-            "SELECT column_name FROM information_schema.columns "
-            "WHERE table_schema = $1 AND table_name = $2", plan.schema, table.name)}
+        columns = {
+            r[0]
+            for r in await conn.fetch(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = $1 AND table_name = $2",
+                plan.schema,
+                table.name,
+            )
+        }
         absent = [c.name for c in table.columns if c.name not in columns]
         if absent:
-            raise TargetError(f"cannot load data: {qualified(plan.schema, table.name)} has no "
-                              f"column {absent[0]!r}",
-                              hint="recreate the schema with `asyncmig schema --replace`")
+            raise TargetError(
+                f"cannot load data: {qualified(plan.schema, table.name)} has no "
+                f"column {absent[0]!r}",
+                hint="recreate the schema with `asyncmig schema --replace`",
+            )
         target = qualified(plan.schema, table.name)
         if await conn.fetchval(f"SELECT EXISTS (SELECT FROM {target})"):
             if not truncate:
-                raise TargetError(f"cannot load data: {target} is not empty",
-                                  hint="pass --replace to empty it first")
+                raise TargetError(
+                    f"cannot load data: {target} is not empty",
+                    hint="pass --replace to empty it first",
+                )
             loaded.append(table.name)
     if loaded:  # emptied together, with what the post-data phases added to them
         async with conn.transaction():
@@ -116,8 +137,9 @@ def refused(statement: str, exc: asyncpg.PostgresError) -> TargetError:
     """A statement PostgreSQL refused, as one line naming the statement and the reason."""
     if faults.is_connection_fault(exc):
         return faults.lost_connection(exc)
-    return TargetError(f"PostgreSQL refused: {first_line(statement)}: {exc}",
-                       detail=getattr(exc, "detail", None))
+    return TargetError(
+        f"PostgreSQL refused: {first_line(statement)}: {exc}", detail=getattr(exc, "detail", None)
+    )
 
 
 def first_line(sql: str) -> str:

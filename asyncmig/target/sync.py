@@ -68,7 +68,7 @@ log = structlog.get_logger(__name__)
 # from this many source rows (with --jobs > 1) the SQLite side of the comparison runs in
 # worker processes, one table each: below it, starting them costs more than it saves
 PROCESS_ROWS = 100_000
-CHANGES_SQL = (f"ALTER TABLE {history.RUN_TABLES} ADD COLUMN IF NOT EXISTS changes jsonb")
+CHANGES_SQL = f"ALTER TABLE {history.RUN_TABLES} ADD COLUMN IF NOT EXISTS changes jsonb"
 
 
 @dataclass(frozen=True)
@@ -119,13 +119,15 @@ async def _sync(settings: RunSettings) -> SyncReport:
         if previous is None:
             raise TargetError(
                 f"cannot sync into schema {settings.schema}: no earlier run loaded it",
-                hint="load it once with `asyncmig run`, then sync")
+                hint="load it once with `asyncmig run`, then sync",
+            )
         plan = await make_plan(settings)
         await require_same_schema(conn, plan)
         await history.ensure(conn)
         await conn.execute(CHANGES_SQL)
-        run_id = await history.start_run(conn, "sync", settings.source, plan.schema,
-                                         await _options(settings, previous))
+        run_id = await history.start_run(
+            conn, "sync", settings.source, plan.schema, await _options(settings, previous)
+        )
         report = SyncReport(run_id, previous.run_id, version, plan.schema)
         await _recorded(conn, settings, plan, report, started)
         return report
@@ -136,12 +138,17 @@ async def _sync(settings: RunSettings) -> SyncReport:
 
 async def _options(settings: RunSettings, previous: LastLoad) -> dict[str, object]:
     edges = await anyio.to_thread.run_sync(edges_of, settings.source)
-    return {"since_run": previous.run_id, "config": settings.overrides.origin,
-            "target": settings.target.safe, "source_edges": edges}
+    return {
+        "since_run": previous.run_id,
+        "config": settings.overrides.origin,
+        "target": settings.target.safe,
+        "source_edges": edges,
+    }
 
 
-async def _recorded(conn: asyncpg.Connection, settings: RunSettings, plan: Plan,
-                    report: SyncReport, started: float) -> None:
+async def _recorded(
+    conn: asyncpg.Connection, settings: RunSettings, plan: Plan, report: SyncReport, started: float
+) -> None:
     """Sync, hash the source meanwhile, and record the outcome either way."""
     digest: list[str] = []
     before = fingerprint(settings.source)
@@ -152,23 +159,38 @@ async def _recorded(conn: asyncpg.Connection, settings: RunSettings, plan: Plan,
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(hash_source)
-            report.tables = await sync_tables(conn, plan, settings.source, report.run_id,
-                                              settings.jobs, settings.workers)
+            report.tables = await sync_tables(
+                conn, plan, settings.source, report.run_id, settings.jobs, settings.workers
+            )
         if fingerprint(settings.source) != before:
-            raise SourceError(f"{settings.source} changed while it was being synced",
-                              hint="the sync was rolled back; run it again")
+            raise SourceError(
+                f"{settings.source} changed while it was being synced",
+                hint="the sync was rolled back; run it again",
+            )
     except BaseException as exc:
         await _record_failure(settings, conn, report.run_id, exc)
         raise
     report.seconds = time.perf_counter() - started
-    await history.finish_run(conn, report.run_id, status="succeeded", rows=report.changed,
-                             seconds=report.seconds, sha256=digest[0])
-    log.info("synced", run_id=report.run_id, since_run=report.since_run,
-             changed=report.changed, seconds=round(report.seconds, 3))
+    await history.finish_run(
+        conn,
+        report.run_id,
+        status="succeeded",
+        rows=report.changed,
+        seconds=report.seconds,
+        sha256=digest[0],
+    )
+    log.info(
+        "synced",
+        run_id=report.run_id,
+        since_run=report.since_run,
+        changed=report.changed,
+        seconds=round(report.seconds, 3),
+    )
 
 
-async def _record_failure(settings: RunSettings, conn: asyncpg.Connection, run_id: int,
-                          exc: BaseException) -> None:
+async def _record_failure(
+    settings: RunSettings, conn: asyncpg.Connection, run_id: int, exc: BaseException
+) -> None:
     """``interrupted`` (by a signal) or ``failed``, recorded on a connection that works:
     the failure may have broken the sync's own. The transaction was not committed, so
     the target is as it was."""
@@ -178,9 +200,12 @@ async def _record_failure(settings: RunSettings, conn: asyncpg.Connection, run_i
         try:
             async with faults.cleanup_connection(settings.target, conn) as usable:
                 await history.finish_run(
-                    usable, run_id, status="interrupted" if stopped_by else "failed",
+                    usable,
+                    run_id,
+                    status="interrupted" if stopped_by else "failed",
                     error=stopped_by or _one_line(error),
-                    error_class=None if stopped_by else type(error).__name__)
+                    error_class=None if stopped_by else type(error).__name__,
+                )
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TargetError) as fault:
             log.error("history_not_recorded", run=run_id, error=str(fault))
 
@@ -211,12 +236,15 @@ async def require_same_schema(conn: asyncpg.Connection, plan: Plan) -> None:
     if problems:
         raise VerificationError(
             f"cannot sync: the source's schema changed since the last run ({problems[0]}"
-            + (f"; {len(problems) - 1} more" if len(problems) > 1 else "") + ")",
-            hint="migrate again in full: asyncmig run --replace")
+            + (f"; {len(problems) - 1} more" if len(problems) > 1 else "")
+            + ")",
+            hint="migrate again in full: asyncmig run --replace",
+        )
 
 
-def schema_differences(plan: Plan, found: dict[str, list[tuple[str, Any]]],
-                       loaded: set[str]) -> list[str]:
+def schema_differences(
+    plan: Plan, found: dict[str, list[tuple[str, Any]]], loaded: set[str]
+) -> list[str]:
     """Each way the plan and the target's columns differ, as a phrase."""
     problems = []
     for table in plan.tables:
@@ -225,24 +253,39 @@ def schema_differences(plan: Plan, found: dict[str, list[tuple[str, Any]]],
         if have is None:
             problems.append(f"table {table.name} is new")
         elif have != want:
-            problems.append(f"table {table.name} has columns {_columns(have)} in PostgreSQL, "
-                            f"the source now needs {_columns(want)}")
-    problems.extend(f"table {name} is gone from the source"
-                    for name in sorted(loaded - {t.name for t in plan.tables}))
+            problems.append(
+                f"table {table.name} has columns {_columns(have)} in PostgreSQL, "
+                f"the source now needs {_columns(want)}"
+            )
+    problems.extend(
+        f"table {name} is gone from the source"
+        for name in sorted(loaded - {t.name for t in plan.tables})
+    )
     return problems
 
 
 def _columns(columns: Sequence[tuple[str, Any]]) -> str:
-    return "(" + ", ".join(f"{name} {kind[0]}" + (f"({','.join(map(str, kind[1]))})"
-                                                  if kind[1] else "")
-                           for name, kind in columns) + ")"
+    return (
+        "("
+        + ", ".join(
+            f"{name} {kind[0]}" + (f"({','.join(map(str, kind[1]))})" if kind[1] else "")
+            for name, kind in columns
+        )
+        + ")"
+    )
 
 
 # --- one transaction ---------------------------------------------------------------
 
 
-async def sync_tables(conn: asyncpg.Connection, plan: Plan, source: Path,
-                      run_id: int, jobs: int = 2, workers: str = "auto") -> list[TableSync]:
+async def sync_tables(
+    conn: asyncpg.Connection,
+    plan: Plan,
+    source: Path,
+    run_id: int,
+    jobs: int = 2,
+    workers: str = "auto",
+) -> list[TableSync]:
     """Compare and apply every table in one transaction (see the module docstring)."""
     loads = await history.latest_loads(conn, plan.schema)
     files = {t: load.reject_file for t, load in loads.items() if load.reject_file}
@@ -253,33 +296,42 @@ async def sync_tables(conn: asyncpg.Connection, plan: Plan, source: Path,
         async with conn.transaction():
             names = ", ".join(qualified(plan.schema, t.name) for t in plan.tables)
             await conn.execute(f"LOCK TABLE {names} IN SHARE ROW EXCLUSIVE MODE")
-            changes, seconds = await compare_all(conn, plan, source, sqlite, skipped, jobs,
-                                                 workers)
+            changes, seconds = await compare_all(conn, plan, source, sqlite, skipped, jobs, workers)
             results = await apply_all(conn, plan, sqlite, changes, skipped)
             out = []
             for table in plan.tables:
                 done = results[table.name]
                 total = seconds[table.name] + done.seconds
                 out.append(replace(done, seconds=total))
-                await _record(conn, run_id, table, changes[table.name], done,
-                              loads.get(table.name), total)
+                await _record(
+                    conn, run_id, table, changes[table.name], done, loads.get(table.name), total
+                )
             return out
     finally:
         sqlite.close()
 
 
-async def compare_all(conn: asyncpg.Connection, plan: Plan, source: Path,
-                      sqlite: sqlite3.Connection, skipped: dict[str, set[object]],
-                      jobs: int, workers: str) -> tuple[dict[str, Changes], dict[str, float]]:
+async def compare_all(
+    conn: asyncpg.Connection,
+    plan: Plan,
+    source: Path,
+    sqlite: sqlite3.Connection,
+    skipped: dict[str, set[object]],
+    jobs: int,
+    workers: str,
+) -> tuple[dict[str, Changes], dict[str, float]]:
     """Pass 1 for every table at once (SQLite in ``jobs`` worker processes, PostgreSQL on
     the transaction's connection meanwhile), then pass 2 table by table."""
-    diffs = {t.name: await _table_diff(plan, t, sqlite, set(skipped.get(t.name, ())))
-             for t in plan.tables}
+    diffs = {
+        t.name: await _table_diff(plan, t, sqlite, set(skipped.get(t.name, ())))
+        for t in plan.tables
+    }
     source_side: dict[str, dict[str, Digest]] = {}
     target_side: dict[str, dict[str, Digest]] = {}
     seconds: dict[str, float] = {}
     in_processes = workers == "process" or (
-        workers == "auto" and jobs > 1 and sum(t.row_count for t in plan.tables) >= PROCESS_ROWS)
+        workers == "auto" and jobs > 1 and sum(t.row_count for t in plan.tables) >= PROCESS_ROWS
+    )
     # threads share the one SQLite connection (and the GIL): one at a time
     limiter = anyio.CapacityLimiter(max(1, jobs) if in_processes else 1)
 
@@ -287,11 +339,10 @@ async def compare_all(conn: asyncpg.Connection, plan: Plan, source: Path,
         diff = diffs[name]
         if in_processes:
             source_side[name] = await anyio.to_process.run_sync(
-                source_digests_of, source, plan, name, diff.check.skip, diff.ranges,
-                limiter=limiter)
+                source_digests_of, source, plan, name, diff.check.skip, diff.ranges, limiter=limiter
+            )
         else:
-            source_side[name] = await anyio.to_thread.run_sync(diff.source_digests,
-                                                               limiter=limiter)
+            source_side[name] = await anyio.to_thread.run_sync(diff.source_digests, limiter=limiter)
 
     async with anyio.create_task_group() as tg:
         for table in sorted(plan.tables, key=lambda t: -t.row_count):  # largest first
@@ -303,39 +354,55 @@ async def compare_all(conn: asyncpg.Connection, plan: Plan, source: Path,
     changes = {}
     for table in plan.tables:
         began = time.perf_counter()
-        found = await diffs[table.name].compare(conn, source_side[table.name],
-                                                target_side[table.name])
+        found = await diffs[table.name].compare(
+            conn, source_side[table.name], target_side[table.name]
+        )
         seconds[table.name] += time.perf_counter() - began
-        log.info("table_compared", table=table.name, ranges=found.ranges,
-                 differing=found.differing, inserts=len(found.inserts),
-                 updates=len(found.updates), deletes=len(found.deletes), reload=found.reload)
+        log.info(
+            "table_compared",
+            table=table.name,
+            ranges=found.ranges,
+            differing=found.differing,
+            inserts=len(found.inserts),
+            updates=len(found.updates),
+            deletes=len(found.deletes),
+            reload=found.reload,
+        )
         changes[table.name] = found
     return changes, seconds
 
 
-async def _table_diff(plan: Plan, table: TablePlan, sqlite: sqlite3.Connection,
-                      skip: set[object]) -> TableDiff:
+async def _table_diff(
+    plan: Plan, table: TablePlan, sqlite: sqlite3.Connection, skip: set[object]
+) -> TableDiff:
     check = TableCheck(plan, table, skip)
     unsupported = check.unsupported()
     if unsupported:
         columns = ", ".join(f"{c.name} ({c.target_type})" for c in unsupported)
-        raise VerificationError(f"cannot sync {table.name}: cannot compare column "
-                                f"{columns}", hint="migrate it again in full with run --replace")
+        raise VerificationError(
+            f"cannot sync {table.name}: cannot compare column {columns}",
+            hint="migrate it again in full with run --replace",
+        )
     ranges = await anyio.to_thread.run_sync(choose_ranges, sqlite, check)
     return TableDiff(check, sqlite, ranges)
 
 
-async def apply_all(conn: asyncpg.Connection, plan: Plan, sqlite: sqlite3.Connection,
-                    changes: dict[str, Changes],
-                    skipped: dict[str, set[object]]) -> dict[str, TableSync]:
+async def apply_all(
+    conn: asyncpg.Connection,
+    plan: Plan,
+    sqlite: sqlite3.Connection,
+    changes: dict[str, Changes],
+    skipped: dict[str, set[object]],
+) -> dict[str, TableSync]:
     """Inserts and updates parents first, then deletes children first."""
     done: dict[str, TableSync] = {}
     for number, table in enumerate(plan.tables):
         began = time.perf_counter()
         change = changes[table.name]
         if change.reload:
-            inserted, deleted = await reload(conn, plan, table, change, sqlite,
-                                             set(skipped.get(table.name, ())))
+            inserted, deleted = await reload(
+                conn, plan, table, change, sqlite, set(skipped.get(table.name, ()))
+            )
             updated = 0
         else:
             inserted, updated = await upsert(conn, plan, table, change, number)
@@ -343,17 +410,25 @@ async def apply_all(conn: asyncpg.Connection, plan: Plan, sqlite: sqlite3.Connec
         if inserted:
             for statement in ddl.sequence_reset_sql(plan, table, table.next_identity):
                 await conn.execute(statement)
-        done[table.name] = TableSync(table.name, inserted, updated, deleted, change.ranges,
-                                     change.differing, change.reload,
-                                     time.perf_counter() - began)
+        done[table.name] = TableSync(
+            table.name,
+            inserted,
+            updated,
+            deleted,
+            change.ranges,
+            change.differing,
+            change.reload,
+            time.perf_counter() - began,
+        )
     for table in reversed(plan.tables):
         change = changes[table.name]
         if change.deletes:
             began = time.perf_counter()
             deleted = await delete(conn, plan, table, change.deletes)
             old = done[table.name]
-            done[table.name] = replace(old, deleted=deleted,
-                                       seconds=old.seconds + time.perf_counter() - began)
+            done[table.name] = replace(
+                old, deleted=deleted, seconds=old.seconds + time.perf_counter() - began
+            )
     return done
 
 
@@ -362,8 +437,12 @@ async def apply_all(conn: asyncpg.Connection, plan: Plan, sqlite: sqlite3.Connec
 
 def strict(table: TablePlan) -> TablePlan:
     """The table with ``reject`` policies made ``fail``: a sync has no reject store."""
-    return replace(table, columns=tuple(replace(c, on_error="fail") if c.on_error == "reject"
-                                        else c for c in table.columns))
+    return replace(
+        table,
+        columns=tuple(
+            replace(c, on_error="fail") if c.on_error == "reject" else c for c in table.columns
+        ),
+    )
 
 
 def convert(table: TablePlan, rows: list[Row], replaced: dict[str, int]) -> list[Row]:
@@ -379,20 +458,30 @@ def convert(table: TablePlan, rows: list[Row], replaced: dict[str, int]) -> list
     return rows
 
 
-async def copy_rows(conn: asyncpg.Connection, table: TablePlan, name: str,
-                    schema: str | None, rows: list[Row], replaced: dict[str, int]) -> None:
+async def copy_rows(
+    conn: asyncpg.Connection,
+    table: TablePlan,
+    name: str,
+    schema: str | None,
+    rows: list[Row],
+    replaced: dict[str, int],
+) -> None:
     columns = [c.name for c in table.columns]
     try:
-        await conn.copy_records_to_table(name, schema_name=schema, columns=columns,
-                                         records=convert(table, rows, replaced))
+        await conn.copy_records_to_table(
+            name, schema_name=schema, columns=columns, records=convert(table, rows, replaced)
+        )
     except asyncpg.PostgresError as exc:
-        raise TargetError(f"cannot sync {table.name}: PostgreSQL refused a changed row: "
-                          f"{type(exc).__name__}: {exc}",
-                          hint="migrate again in full: asyncmig run --replace") from exc
+        raise TargetError(
+            f"cannot sync {table.name}: PostgreSQL refused a changed row: "
+            f"{type(exc).__name__}: {exc}",
+            hint="migrate again in full: asyncmig run --replace",
+        ) from exc
 
 
-async def upsert(conn: asyncpg.Connection, plan: Plan, table: TablePlan, change: Changes,
-                 number: int) -> tuple[int, int]:
+async def upsert(
+    conn: asyncpg.Connection, plan: Plan, table: TablePlan, change: Changes, number: int
+) -> tuple[int, int]:
     """Changed and new rows through a temporary table: one UPDATE, one INSERT."""
     rows = change.updates + change.inserts
     if not rows:
@@ -406,30 +495,39 @@ async def upsert(conn: asyncpg.Connection, plan: Plan, table: TablePlan, change:
     updated = 0
     if change.updates and values:
         sets = ", ".join(f"{quote_ident(c)} = s.{quote_ident(c)}" for c in values)
-        status = await conn.execute(f"UPDATE {target} AS t SET {sets} "
-                                    f"FROM {quote_ident(temp)} AS s WHERE {keys}")
+        status = await conn.execute(
+            f"UPDATE {target} AS t SET {sets} FROM {quote_ident(temp)} AS s WHERE {keys}"
+        )
         updated = int(status.split()[-1])
     columns = ", ".join(quote_ident(c.name) for c in table.columns)
     status = await conn.execute(
         f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {quote_ident(temp)} AS s "
-        f"WHERE NOT EXISTS (SELECT FROM {target} AS t WHERE {keys})")
+        f"WHERE NOT EXISTS (SELECT FROM {target} AS t WHERE {keys})"
+    )
     inserted = int(status.split()[-1])
     _expect(table, "updated", len(change.updates) if values else 0, updated)
     _expect(table, "inserted", len(change.inserts), inserted)
     return inserted, updated
 
 
-async def delete(conn: asyncpg.Connection, plan: Plan, table: TablePlan,
-                 ctids: list[str]) -> int:
+async def delete(conn: asyncpg.Connection, plan: Plan, table: TablePlan, ctids: list[str]) -> int:
     status = await conn.execute(
-        f"DELETE FROM {qualified(plan.schema, table.name)} WHERE ctid = ANY($1::text[]::tid[])", ctids)
+        f"DELETE FROM {qualified(plan.schema, table.name)} WHERE ctid = ANY($1::text[]::tid[])",
+        ctids,
+    )
     deleted = int(status.split()[-1])
     _expect(table, "deleted", len(ctids), deleted)
     return deleted
 
 
-async def reload(conn: asyncpg.Connection, plan: Plan, table: TablePlan, change: Changes,
-                 sqlite: sqlite3.Connection, skip: set[object]) -> tuple[int, int]:
+async def reload(
+    conn: asyncpg.Connection,
+    plan: Plan,
+    table: TablePlan,
+    change: Changes,
+    sqlite: sqlite3.Connection,
+    skip: set[object],
+) -> tuple[int, int]:
     """A table without a key: emptied and copied again (rows, rows deleted)."""
     status = await conn.execute(f"DELETE FROM {qualified(plan.schema, table.name)}")
     check = TableCheck(plan, table, skip)
@@ -449,26 +547,48 @@ def _expect(table: TablePlan, what: str, expected: int, got: int) -> None:
             f"cannot sync {table.name}: {expected} row(s) should be {what}, PostgreSQL "
             f"{what} {got}; nothing was changed",
             hint="a key PostgreSQL compares differently from SQLite (a collation?); "
-                 "migrate again in full with run --replace")
+            "migrate again in full with run --replace",
+        )
 
 
-async def _record(conn: asyncpg.Connection, run_id: int, table: TablePlan, change: Changes,
-                  done: TableSync, load: history.LoadAccount | None, seconds: float) -> None:
+async def _record(
+    conn: asyncpg.Connection,
+    run_id: int,
+    table: TablePlan,
+    change: Changes,
+    done: TableSync,
+    load: history.LoadAccount | None,
+    seconds: float,
+) -> None:
     """The table's row in the history: rows now, the changes, earlier rejects carried."""
     replaced = dict(load.replaced) if load else {}
     for label, count in change.replaced.items():
         replaced[label] = replaced.get(label, 0) + count
-    accounts = Accounts(rejected=load.rejected if load else 0, replaced=replaced,
-                        reject_file=load.reject_file if load else None)
+    accounts = Accounts(
+        rejected=load.rejected if load else 0,
+        replaced=replaced,
+        reject_file=load.reject_file if load else None,
+    )
     rows = change.target_rows + done.inserted - done.deleted
-    await history.record_table(conn, run_id, table.name, change.source_rows + accounts.rejected,
-                               rows, accounts, seconds)
+    await history.record_table(
+        conn, run_id, table.name, change.source_rows + accounts.rejected, rows, accounts, seconds
+    )
     await conn.execute(
         f"UPDATE {history.RUN_TABLES} SET changes = $3::jsonb "
-        "WHERE run_id = $1 AND table_name = $2", run_id, table.name,
-        json.dumps({"inserted": done.inserted, "updated": done.updated,
-                    "deleted": done.deleted, "ranges": done.ranges,
-                    "differing_ranges": done.differing, "reloaded": done.reloaded}))
+        "WHERE run_id = $1 AND table_name = $2",
+        run_id,
+        table.name,
+        json.dumps(
+            {
+                "inserted": done.inserted,
+                "updated": done.updated,
+                "deleted": done.deleted,
+                "ranges": done.ranges,
+                "differing_ranges": done.differing,
+                "reloaded": done.reloaded,
+            }
+        ),
+    )
 
 
 # --- the report --------------------------------------------------------------------
@@ -476,21 +596,33 @@ async def _record(conn: asyncpg.Connection, run_id: int, table: TablePlan, chang
 
 def report_text(report: SyncReport, target: str) -> str:
     width = max([len(t.table) for t in report.tables] + [5])
-    header = (f"{'table':<{width}}  {'inserted':>9}  {'updated':>9}  {'deleted':>9}  "
-              f"{'ranges':>9}  {'differing':>9}  {'seconds':>8}")
+    header = (
+        f"{'table':<{width}}  {'inserted':>9}  {'updated':>9}  {'deleted':>9}  "
+        f"{'ranges':>9}  {'differing':>9}  {'seconds':>8}"
+    )
     lines = [header]
-    lines += [f"{t.table:<{width}}  {t.inserted:>9}  {t.updated:>9}  {t.deleted:>9}  "
-              f"{t.ranges:>9}  {t.differing:>9}  {t.seconds:>8.2f}"
-              + ("  (no key: reloaded)" if t.reloaded else "") for t in report.tables]
-    lines.append(f"synced {target}, schema {report.schema} (PostgreSQL "
-                 f"{report.server_version}) with the source in {report.seconds:.2f}s: "
-                 f"{report.changed} row(s) changed since run {report.since_run}; "
-                 f"run {report.run_id} in the history")
+    lines += [
+        f"{t.table:<{width}}  {t.inserted:>9}  {t.updated:>9}  {t.deleted:>9}  "
+        f"{t.ranges:>9}  {t.differing:>9}  {t.seconds:>8.2f}"
+        + ("  (no key: reloaded)" if t.reloaded else "")
+        for t in report.tables
+    ]
+    lines.append(
+        f"synced {target}, schema {report.schema} (PostgreSQL "
+        f"{report.server_version}) with the source in {report.seconds:.2f}s: "
+        f"{report.changed} row(s) changed since run {report.since_run}; "
+        f"run {report.run_id} in the history"
+    )
     return "\n".join(lines) + "\n"
 
 
 def report_data(report: SyncReport, target: str) -> dict[str, Any]:
     """The fields of sync's ``--output json`` document (see asyncmig.cli.output)."""
-    return {"target": target, "schema": report.schema, "since_run": report.since_run,
-            "seconds": report.seconds, "changed": report.changed,
-            "tables": [t.__dict__ for t in report.tables]}
+    return {
+        "target": target,
+        "schema": report.schema,
+        "since_run": report.since_run,
+        "seconds": report.seconds,
+        "changed": report.changed,
+        "tables": [t.__dict__ for t in report.tables],
+    }

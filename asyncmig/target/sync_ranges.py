@@ -75,7 +75,7 @@ class Ranges:
         if self.kind == "int":
             return str(int(key_value) >> self.shift)
         if self.kind == "hash":
-            return md5_hex(key_text)[:self.digits]
+            return md5_hex(key_text)[: self.digits]
         return ""
 
     def bounds(self, name: str) -> tuple[int, int]:
@@ -145,14 +145,18 @@ class TableDiff:
 
     def _pg_rows_sql(self) -> str:
         """One row per target row: ctid, range, key text, row hash."""
-        fields = [f"quote_nullable({self.check.pg_expression(i)})"
-                  for i in range(len(self.check.table.columns))]
+        fields = [
+            f"quote_nullable({self.check.pg_expression(i)})"
+            for i in range(len(self.check.table.columns))
+        ]
         key_text = " || ',' || ".join(fields[p] for p in self.keys)
         row_text = " || ',' || ".join(fields)
         key_column = quote_ident(self.check.table.columns[self.keys[0]].name)
-        return (f"SELECT ctid::text AS t, {self.ranges.pg_sql(key_column, key_text)} AS b, "
-                f"{key_text} AS k, md5({row_text}) AS h "
-                f"FROM {qualified(self.check.plan.schema, self.check.table.name)}")
+        return (
+            f"SELECT ctid::text AS t, {self.ranges.pg_sql(key_column, key_text)} AS b, "
+            f"{key_text} AS k, md5({row_text}) AS h "
+            f"FROM {qualified(self.check.plan.schema, self.check.table.name)}"
+        )
 
     def pg_digests_sql(self) -> str:
         return f"SELECT b, {digest_sums()} FROM ({self._pg_rows_sql()}) AS r GROUP BY b"
@@ -212,14 +216,19 @@ class TableDiff:
     async def pg_digests(self, conn: asyncpg.Connection) -> dict[str, Digest]:
         return {str(r[0]): digest_of(r[1:]) for r in await conn.fetch(self.pg_digests_sql())}
 
-    async def compare(self, conn: asyncpg.Connection, source: dict[str, Digest],
-                      target: dict[str, Digest]) -> Changes:
+    async def compare(
+        self, conn: asyncpg.Connection, source: dict[str, Digest], target: dict[str, Digest]
+    ) -> Changes:
         """Pass 2 over the ranges whose pass-1 digests differ (see the module docstring)."""
-        differing = {name for name in source.keys() | target.keys()
-                     if source.get(name) != target.get(name)}
-        changes = Changes(ranges=len(source.keys() | target.keys()), differing=len(differing),
-                          source_rows=sum(d.count for d in source.values()),
-                          target_rows=sum(d.count for d in target.values()))
+        differing = {
+            name for name in source.keys() | target.keys() if source.get(name) != target.get(name)
+        }
+        changes = Changes(
+            ranges=len(source.keys() | target.keys()),
+            differing=len(differing),
+            source_rows=sum(d.count for d in source.values()),
+            target_rows=sum(d.count for d in target.values()),
+        )
         if not differing:
             return changes
         if self.ranges.kind == "whole":
@@ -227,26 +236,28 @@ class TableDiff:
             return changes
         src_rows, pg_rows = await both_sides(
             lambda: self.source_rows(differing),
-            lambda: conn.fetch(self.pg_rows_sql(), sorted(differing)))
+            lambda: conn.fetch(self.pg_rows_sql(), sorted(differing)),
+        )
         _classify(changes, src_rows, {str(r[1]): (str(r[2]), str(r[0])) for r in pg_rows})
         return changes
 
 
-def source_digests_of(source: Path, plan: Plan, table: str, skip: set[object],
-                      ranges: Ranges) -> dict[str, Digest]:
+def source_digests_of(
+    source: Path, plan: Plan, table: str, skip: set[object], ranges: Ranges
+) -> dict[str, Digest]:
     """Pass 1 on the SQLite side for one table, on a connection of its own: run in a
     worker process, so tables are rendered in parallel (the rendering is Python work)."""
     sqlite = open_sync(source)
     sqlite.text_factory = lenient_text
     try:
-        return TableDiff(TableCheck(plan, plan.table(table), skip), sqlite,
-                         ranges).source_digests()
+        return TableDiff(TableCheck(plan, plan.table(table), skip), sqlite, ranges).source_digests()
     finally:
         sqlite.close()
 
 
-def _classify(changes: Changes, source: dict[str, tuple[str, Row]],
-              target: dict[str, tuple[str, str]]) -> None:
+def _classify(
+    changes: Changes, source: dict[str, tuple[str, Row]], target: dict[str, tuple[str, str]]
+) -> None:
     """Keys only in the source are inserts, only in the target deletes, else updates."""
     for key, (row_hash, row) in source.items():
         found = target.get(key)

@@ -89,14 +89,17 @@ async def table_state(conn: asyncpg.Connection, schema: str, table: str) -> Tabl
     highest = f"max({quote_ident(key)})" if key else "NULL::bigint"
     row = await conn.fetchrow(
         f"SELECT count(*), coalesce(sum(hashtextextended(t::text, 0)), 0), {highest} "
-        f"FROM {qualified(schema, table)} t")
+        f"FROM {qualified(schema, table)} t"
+    )
     assert row is not None
-    return TableState(table, int(row[0]), Decimal(row[1]),
-                      int(row[2]) if row[2] is not None else None)
+    return TableState(
+        table, int(row[0]), Decimal(row[1]), int(row[2]) if row[2] is not None else None
+    )
 
 
-async def capture(conn: asyncpg.Connection, schema: str,
-                  tables: Sequence[str]) -> tuple[int, list[TableState]]:
+async def capture(
+    conn: asyncpg.Connection, schema: str, tables: Sequence[str]
+) -> tuple[int, list[TableState]]:
     """Every table's state in one snapshot, and the transaction id it was taken in."""
     async with conn.transaction(isolation="repeatable_read"):
         for statement in STABLE_OUTPUT:
@@ -105,8 +108,9 @@ async def capture(conn: asyncpg.Connection, schema: str,
         return xid, [await table_state(conn, schema, t) for t in tables]
 
 
-async def dependents(conn: asyncpg.Connection, schema: str,
-                     tables: Sequence[str]) -> list[Dependent]:
+async def dependents(
+    conn: asyncpg.Connection, schema: str, tables: Sequence[str]
+) -> list[Dependent]:
     """Views, foreign keys from other tables and triggers that depend on ``tables``."""
     found: list[Dependent] = []
     for table in tables:
@@ -115,8 +119,14 @@ async def dependents(conn: asyncpg.Connection, schema: str,
     return found
 
 
-async def written_since(conn: asyncpg.Connection, schema: str, table: str, xid: int,
-                        key: str | None, max_key: int | None) -> tuple[int, int]:
+async def written_since(
+    conn: asyncpg.Connection,
+    schema: str,
+    table: str,
+    xid: int,
+    key: str | None,
+    max_key: int | None,
+) -> tuple[int, int]:
     """Rows written (inserted or updated) after transaction ``xid``: (all, with a new key).
 
     ``xmin`` is a 32-bit transaction id; ages compare it with ``xid`` correctly while
@@ -129,6 +139,8 @@ async def written_since(conn: asyncpg.Connection, schema: str, table: str, xid: 
         args.append(max_key)
     row = await conn.fetchrow(
         f"SELECT count(*), {above} FROM {qualified(schema, table)} "
-        "WHERE age(xmin) < age(($1::bigint % 4294967296)::text::xid)", *args)
+        "WHERE age(xmin) < age(($1::bigint % 4294967296)::text::xid)",
+        *args,
+    )
     assert row is not None
     return int(row[0]), int(row[1])

@@ -70,12 +70,16 @@ async def last_load(conn: asyncpg.Connection, schema: str) -> LastLoad | None:
     row = await conn.fetchrow(
         f"SELECT id, source_size, source_sha256, options FROM {RUNS} "
         "WHERE target_schema = $1 AND status = 'succeeded' AND command = ANY($2::text[]) "
-        "ORDER BY id DESC LIMIT 1", schema, list(LOADING_COMMANDS))
+        "ORDER BY id DESC LIMIT 1",
+        schema,
+        list(LOADING_COMMANDS),
+    )
     if row is None:
         return None
     options = json.loads(row["options"]) if row["options"] else {}
-    return LastLoad(int(row["id"]), row["source_size"], row["source_sha256"],
-                    options.get("source_edges"))
+    return LastLoad(
+        int(row["id"]), row["source_size"], row["source_sha256"], options.get("source_edges")
+    )
 
 
 def same_file(path: Path, last: LastLoad) -> bool:

@@ -38,21 +38,28 @@ def log_attempt(state: RetryCallState) -> None:
     error = outcome.exception() if outcome is not None else None
     seconds = state.next_action.sleep if state.next_action is not None else 0.0
     reason = (str(error).splitlines() or [type(error).__name__])[0] if error else ""
-    log.warning("target_not_ready", attempt=state.attempt_number, error=reason,
-                retry_in_s=round(seconds, 1))
+    log.warning(
+        "target_not_ready", attempt=state.attempt_number, error=reason, retry_in_s=round(seconds, 1)
+    )
 
 
 async def wait_for_target(target: Target, seconds: float) -> None:
     """Return once ``target`` accepts a connection; raise its TargetError after
     ``seconds`` of transient failures (or at once for a permanent one)."""
-    retrying = AsyncRetrying(stop=stop_before_delay(seconds), reraise=True, sleep=anyio.sleep,
-                             wait=wait_exponential(multiplier=0.5, max=5) + wait_random(0, 0.3),
-                             retry=retry_if_exception(is_transient), before_sleep=log_attempt)
+    retrying = AsyncRetrying(
+        stop=stop_before_delay(seconds),
+        reraise=True,
+        sleep=anyio.sleep,
+        wait=wait_exponential(multiplier=0.5, max=5) + wait_random(0, 0.3),
+        retry=retry_if_exception(is_transient),
+        before_sleep=log_attempt,
+    )
     try:
         async for attempt in retrying:
             with attempt:
-                conn = await asyncpg.connect(**target.connect_kwargs(),
-                                             timeout=max(1.0, min(seconds, 10.0)))
+                conn = await asyncpg.connect(
+                    **target.connect_kwargs(), timeout=max(1.0, min(seconds, 10.0))
+                )
                 await conn.close()
     except Exception as exc:
         error = connection_error(target, exc)

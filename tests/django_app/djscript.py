@@ -49,13 +49,17 @@ def create() -> None:
     call_command("migrate", verbosity=0)
     User.objects.create_user("ann", "ann@example.com", "correct horse")
     vip = Customer.objects.create(
-        id=FIXED_ID, email="vip@example.com", profile={"plan": "gold", "n": [1, 2]},
-        last_ip="2001:db8::1", is_vip=True,
+        id=FIXED_ID,
+        email="vip@example.com",
+        profile={"plan": "gold", "n": [1, 2]},
+        last_ip="2001:db8::1",
+        is_vip=True,
         joined=dt.datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC),
         birthday=dt.date(1990, 1, 2),
     )
-    plain = Customer.objects.create(email="plain@example.com", last_ip="10.1.2.3",
-                                    joined=dt.datetime(2025, 1, 1, tzinfo=UTC))
+    plain = Customer.objects.create(
+        email="plain@example.com", last_ip="10.1.2.3", joined=dt.datetime(2025, 1, 1, tzinfo=UTC)
+    )
     Order.objects.create(customer=vip, total=decimal.Decimal("19.99"), paid=True, tags=["a"])
     Order.objects.create(customer=plain, total=decimal.Decimal("0.50"), notes="é 😀")
 
