@@ -8,4 +8,6 @@ if __name__ == "__main__":  # worker processes import this module without runnin
         from asyncmig.cli.main import main
     except signals.SignalReceived as stop:
         raise SystemExit(signals.report(stop)) from None
-    raise SystemExit(main())
+    code = main()
+    signals.ignore()
+    raise SystemExit(code)

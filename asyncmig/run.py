@@ -452,6 +452,13 @@ async def _phases(
             await remember_state(admin, plan, report.run_id)
             report.rollback_script = await keep_rollback(settings, admin, plan, report.run_id, tag)
     except BaseException as exc:
+        if cut:  # the checked copy is in place: undoing now would leave the target empty
+            log.warning(
+                "failed_after_cut_over",
+                error=faults.as_error(exc).__class__.__name__,
+                schema=target.schema,
+            )
+            raise
         with anyio.move_on_after(30, shield=True):
             async with faults.cleanup_connection(settings.target, admin) as conn:
                 await undo(
@@ -459,7 +466,7 @@ async def _phases(
                     plan,
                     report.run_id,
                     drop=create,
-                    stage=plan.schema if atomic and not cut else None,
+                    stage=plan.schema if atomic else None,
                 )
         if load and fingerprint(settings.source) != before and not signals.received():
             raise source_changed(settings.source) from exc  # the reason the counts differ

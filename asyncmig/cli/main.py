@@ -397,6 +397,13 @@ class Invocation:
     as_json: bool = False  # --output json (as resolved): errors go to stdout as JSON too
 
 
+def entry() -> int:
+    """The console script: :func:`main`, then no signal can change the exit code."""
+    code = main()
+    signals.ignore()
+    return code
+
+
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     signals.install()
     run_in_utc()

@@ -73,6 +73,14 @@ def install() -> None:
         signal.signal(signum, _raise)
 
 
+def ignore() -> None:
+    """The command is over and its exit code decided: a signal now (as the process
+    exits, when Python's own handlers are already gone) must not turn a finished run
+    into a killed process."""
+    for signum in HANDLED:
+        signal.signal(signum, signal.SIG_IGN)
+
+
 def _raise(signum: int, _frame: FrameType | None) -> None:
     _received.append(signum)
     raise SignalReceived(signum)

@@ -40,7 +40,13 @@ def is_connection_fault(exc: BaseException) -> bool:
         state = str(getattr(exc, "sqlstate", "") or "")
         return state.startswith("08") or state in LOST_STATES
     if isinstance(exc, asyncpg.InterfaceError):
-        return "closed" in str(exc) or isinstance(exc, asyncpg.ConnectionDoesNotExistError)
+        # "another operation is in progress": an operation the broken connection never
+        # finished (its COPY, cut off by the termination) still holds it
+        return (
+            "closed" in str(exc)
+            or "another operation is in progress" in str(exc)
+            or isinstance(exc, asyncpg.ConnectionDoesNotExistError)
+        )
     return isinstance(exc, (ConnectionError, TimeoutError))
 
 
