@@ -113,6 +113,7 @@ class Reporter:
         self.phase_name = ""
         self.run_id: int | None = None
         self.states: dict[str, TableState] = {}
+        self.loading_since = time.monotonic()
 
     def phase(self, name: str) -> None:
         self.phase_name = name
@@ -124,9 +125,13 @@ class Reporter:
 
     def tables(self, totals: dict[str, int]) -> None:
         self.states = {name: TableState(total) for name, total in totals.items()}
+        self.loading_since = time.monotonic()
 
     def table_started(self, name: str) -> None:
-        self.states[name].started = time.monotonic()
+        state = self.states[name]
+        # a table first seen already loaded (between two ticks) started no later than
+        # the load itself: its rate is then a lower bound, never a division by ~0
+        state.started = self.loading_since if state.finished else time.monotonic()
 
     def table_finished(self, name: str) -> None:
         self.states[name].finished = True
