@@ -64,7 +64,8 @@ def write_source(path: Path) -> Path:
     return path
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def cli_environment(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The tests' environment without any target of the developer's, logs in a new folder."""
     environ = {
         k: v
         for k, v in os.environ.items()
@@ -72,6 +73,11 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     }
     environ["ASYNCMIG_LOG_DIR"] = tempfile.mkdtemp(prefix="asyncmig-logs-")
     environ.update(env or {})
+    return environ
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environ = cli_environment(env)
     return subprocess.run(
         [sys.executable, "-m", "asyncmig", *args],
         capture_output=True,

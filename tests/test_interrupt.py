@@ -13,7 +13,6 @@ import random
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -22,20 +21,14 @@ import psutil
 import pytest
 
 from tests.fault_sources import TABLES, build_fault_source
+from tests.fix_cli import cli_environment, run_cli
 from tests.fix_pg import fetch
 
 
 def start(*args: str, workers: str = "process") -> subprocess.Popen[str]:
-    environ = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("PG", "ASYNCMIG_")) and k != "DATABASE_URL"
-    }
-    environ["ASYNCMIG_LOG_DIR"] = tempfile.mkdtemp(prefix="asyncmig-logs-")
-    environ["ASYNCMIG_WORKERS"] = workers
     return subprocess.Popen(
         [sys.executable, "-m", "asyncmig", *args],
-        env=environ,
+        env=cli_environment({"ASYNCMIG_WORKERS": workers}),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -145,23 +138,7 @@ def test_writer_terminated_mid_copy_is_retried(fault_source: Path, pg_dsn: str) 
     assert process.returncode == 0, stderr
     assert "retrying_after_connection_fault" in stderr
     assert "lost connection to PostgreSQL" in stderr
-    checked = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "asyncmig",
-            "check",
-            "--deep",
-            "--sqlite",
-            str(fault_source),
-            "--pg",
-            pg_dsn,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    checked = run_cli("check", "--deep", "--sqlite", str(fault_source), "--pg", pg_dsn)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert [r["status"] for r in history(pg_dsn)] == ["succeeded"]
 
@@ -242,23 +219,7 @@ def test_two_concurrent_runs(fault_source: Path, pg_dsn: str) -> None:
     ) in second_err
     assert "Traceback" not in second_err
     assert [r["status"] for r in history(pg_dsn)] == ["succeeded"]  # the loser left no row
-    checked = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "asyncmig",
-            "check",
-            "--deep",
-            "--sqlite",
-            str(fault_source),
-            "--pg",
-            pg_dsn,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    checked = run_cli("check", "--deep", "--sqlite", str(fault_source), "--pg", pg_dsn)
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
