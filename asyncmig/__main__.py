@@ -5,9 +5,7 @@ from asyncmig.cli import signals
 if __name__ == "__main__":  # worker processes import this module without running it
     signals.install()  # before the heavy imports: a SIGTERM at once still exits cleanly
     try:
-        from asyncmig.cli.main import main
+        from asyncmig.cli.main import entry
     except signals.SignalReceived as stop:
         raise SystemExit(signals.report(stop)) from None
-    code = main()
-    signals.ignore()
-    raise SystemExit(code)
+    raise SystemExit(entry())
