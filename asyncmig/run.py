@@ -29,7 +29,7 @@ from __future__ import annotations
 import sqlite3
 import tempfile
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import anyio
@@ -39,6 +39,7 @@ import structlog
 
 from asyncmig import cutover, ddl
 from asyncmig.check import verify
+from asyncmig.check.verify import CheckResult
 from asyncmig.cli import signals
 from asyncmig.errors import (
     SourceError,
@@ -60,7 +61,7 @@ from asyncmig.load.tables import (
 from asyncmig.plan import collations
 from asyncmig.plan.builder import build_plan
 from asyncmig.plan.model import Plan
-from asyncmig.runstate import RunReport, RunSettings
+from asyncmig.runstate import RunReport, RunSettings, TableReport
 from asyncmig.source.sqlite import check_source_file, fingerprint, open_sync, source_error
 from asyncmig.target import faults, history, rollback, runlock, tablestate
 from asyncmig.target.connect import connect
@@ -74,6 +75,19 @@ from asyncmig.target.statements import (
 from asyncmig.target.unchanged import edges_of
 
 log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Phases:
+    """What the phases returned, for the run's report: the plan as built (in the target
+    schema), each table's line (after orphans), the warnings in the order they arose,
+    the checks and the rollback script."""
+
+    plan: Plan
+    tables: tuple[TableReport, ...] = ()
+    warnings: tuple[str, ...] = ()
+    checks: tuple[CheckResult, ...] = ()
+    rollback_script: Path | None = None
 
 
 async def make_plan(
@@ -205,14 +219,19 @@ async def _execute_on(
             rows=sum(t.row_count for t in plan.tables),
             seconds=round(time.perf_counter() - started, 3),
         )
-        report = RunReport(plan, warnings=list(plan.warnings), server_version=version)
-        report.run_id = await history.start_run(
+        run_id = await history.start_run(
             admin, settings.command, original.source, plan.schema, run_options(original, plan)
         )
-        reporter.run_started(report.run_id, settings.command, str(original.source))
+        reporter.run_started(run_id, settings.command, str(original.source))
         try:
-            await _recorded_phases(
-                settings, admin, plan, report, started, create=create, load=load, check=check
+            report = await _recorded_phases(
+                settings,
+                admin,
+                plan,
+                (run_id, version, started),
+                create=create,
+                load=load,
+                check=check,
             )
         except BaseException as exc:
             blocked = None
@@ -220,7 +239,7 @@ async def _execute_on(
                 blocked = await runlock.explain_lock_wait(
                     settings.target, plan.schema, exc, admin.get_server_pid()
                 )
-            await record_failure(settings, admin, report, blocked or exc)
+            await record_failure(settings, admin, run_id, blocked or exc)
             if blocked is not None:
                 raise blocked from exc
             raise
@@ -235,15 +254,16 @@ async def _recorded_phases(
     settings: RunSettings,
     admin: asyncpg.Connection,
     plan: Plan,
-    report: RunReport,
-    started: float,
+    run: tuple[int, str, float],
     *,
     create: bool,
     load: bool,
     check: bool,
-) -> None:
-    """The phases, then the run's history record (its failure is recorded by the caller)."""
-    assert report.run_id is not None
+) -> RunReport:
+    """The phases, the report assembled from what they returned, then the run's
+    history record (its failure is recorded by the caller). ``run``: its id, the
+    server's version, when it started."""
+    run_id, version, started = run
     digest: list[str] = []
 
     async def hash_source() -> None:  # overlaps the load: it reads the whole file
@@ -251,11 +271,22 @@ async def _recorded_phases(
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(hash_source)
-        await _until_proved(settings, admin, report, create=create, load=load, check=check)
-    report.seconds = time.perf_counter() - started
+        done = await _until_proved(
+            settings, admin, plan, run_id, create=create, load=load, check=check
+        )
+    report = RunReport(
+        done.plan,
+        list(done.tables),
+        list(done.warnings),
+        time.perf_counter() - started,
+        version,
+        run_id,
+        list(done.checks),
+        done.rollback_script,
+    )
     await history.finish_run(
         admin,
-        report.run_id,
+        run_id,
         status="succeeded",
         rows=report.rows,
         seconds=report.seconds,
@@ -263,18 +294,19 @@ async def _recorded_phases(
         rollback_script=str(report.rollback_script) if report.rollback_script else None,
         log_file=str(settings.log_file) if settings.log_file else None,
     )
+    return report
 
 
 async def record_failure(
-    settings: RunSettings, admin: asyncpg.Connection, report: RunReport, exc: BaseException
+    settings: RunSettings, admin: asyncpg.Connection, run_id: int, exc: BaseException
 ) -> None:
-    """The history says how the run ended: ``interrupted`` by a signal, else ``failed``.
+    """The history says how the run ended: ``interrupted`` by a signal, else ``failed``
+    (no rows: what the run loaded was undone).
 
     Shielded and time-boxed, on a new connection when the failure broke ``admin``; if
     PostgreSQL cannot be reached at all, the row stays ``running`` and the next run
     (or ``status``) sees that its lock is not held.
     """
-    assert report.run_id is not None
     stopped_by = signals.received()
     error = faults.as_error(exc)
     with anyio.move_on_after(15, shield=True):
@@ -282,40 +314,39 @@ async def record_failure(
             async with faults.cleanup_connection(settings.target, admin) as conn:
                 await history.finish_run(
                     conn,
-                    report.run_id,
+                    run_id,
                     status="interrupted" if stopped_by else "failed",
                     error=stopped_by or _one_line(error),
-                    rows=report.rows,
                     error_class=None if stopped_by else type(error).__name__,
                     log_file=str(settings.log_file) if settings.log_file else None,
                 )
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TargetError) as fault:
-            log.error("history_not_recorded", run=report.run_id, error=str(fault))
+            log.error("history_not_recorded", run=run_id, error=str(fault))
 
 
 async def _until_proved(
     settings: RunSettings,
     admin: asyncpg.Connection,
-    report: RunReport,
+    plan: Plan,
+    run_id: int,
     *,
     create: bool,
     load: bool,
     check: bool,
-) -> None:
+) -> Phases:
     """The phases; when a load refutes a sampled plan, again with that table profiled
     over every row (what this attempt made was dropped by ``_phases``)."""
     scanned: frozenset[str] = frozenset()
     while True:
         try:
-            await _phases(
-                settings, admin, report.plan, report, create=create, load=load, check=check
+            return await _phases(
+                settings, admin, plan, run_id, create=create, load=load, check=check
             )
-            return
         except BaseException as exc:
             refuted = plan_refuted(exc)
             if refuted is None:
                 raise
-        scanned |= {source_name(report.plan, refuted.table)}
+        scanned |= {source_name(plan, refuted.table)}
         log.warning(
             "plan_refuted",
             table=refuted.table,
@@ -323,8 +354,6 @@ async def _until_proved(
             action="profiling the table over every row and starting again",
         )
         plan = await make_plan(settings, prove=True, scan=scanned)
-        report.plan, report.warnings, report.tables = plan, list(plan.warnings), []
-        report.late_rejects = {}
 
 
 def plan_refuted(exc: BaseException) -> PlanRefuted | None:
@@ -365,92 +394,71 @@ async def _phases(
     settings: RunSettings,
     admin: asyncpg.Connection,
     plan: Plan,
-    report: RunReport,
+    run_id: int,
     *,
     create: bool,
     load: bool,
     check: bool,
-) -> None:
-    assert report.run_id is not None
+) -> Phases:
     before = fingerprint(settings.source)
-    tag = await history.run_tag(admin, report.run_id)  # names this run's files
+    tag = await history.run_tag(admin, run_id)  # names this run's files
     if settings.rejects_dir is not None:
         pipeline = replace(settings.pipeline, reject_dir=settings.rejects_dir.absolute() / tag)
         settings = replace(settings, pipeline=pipeline)
+    warnings = list(plan.warnings)
     prepared, notes = await collations.prepare(admin, plan, create=create)
     if prepared is not plan:  # NOCASE columns lost their collation: views fold case
         prepared = views.without_icu(prepared, plan)
     plan = prepared
-    report.plan = plan
-    report.warnings.extend(notes)
+    warnings.extend(notes)
     target = plan  # `run` builds in a stage of its own, swapped in once checked
     atomic = create and load and check and await cutover.may_stage(admin)
     if atomic:
         await cutover.replaceable(
             admin, plan, replace=settings.replace, cascade=settings.cascade
         )  # refused before any change
-        plan = replace(plan, schema=cutover.stage_name(plan.schema, report.run_id))
+        plan = replace(plan, schema=cutover.stage_name(plan.schema, run_id))
         log.info("staging", stage=plan.schema, target=target.schema)
     cut = False
     staging = split.plan_staging(
         settings,
         plan,
-        report.run_id,
+        run_id,
         in_processes=create and load and use_processes(settings, plan),
     )
     if create:
-        report.warnings.extend(
+        warnings.extend(
             await create_tables(admin, plan, replace=settings.replace, cascade=settings.cascade)
         )
         # moved out of sight until loaded whole (none without the right to)
         staging = await split.stage_tables(admin, plan, staging)
     else:
         await require_empty_tables(admin, plan, truncate=settings.replace)
+    tables: list[TableReport] = []
+    checks: list[CheckResult] = []
+    script = None
     try:
         if load:
             progress.current().phase("loading")
-            await load_everything(settings, plan, report, staging)
+            loaded = await load_everything(settings, plan, run_id, staging)
             if staging.tables:  # every split table moved out of it: empty
-                await execute_all(admin, [split.drop_staging_sql(report.run_id)])
-            log.info("data_loaded", rows=report.rows)
+                await execute_all(admin, [split.drop_staging_sql(run_id)])
+            log.info("data_loaded", rows=loaded.rows)
             progress.current().phase("foreign keys")
-            await settle(settings, admin, plan, report)
-            await finish(admin, plan, report)
+            settled = await settle(settings, admin, plan, run_id)
+            tables = settled.applied(list(loaded.tables), settings.pipeline.reject_dir)
+            warnings += [*loaded.warnings, *settled.warnings, *await finish(admin, plan)]
             if fingerprint(settings.source) != before:
                 raise source_changed(settings.source)
         if check:
             progress.current().phase("verifying")
-            report.checks = await verify.run_checks(
-                plan,
-                admin,
-                settings.source,
-                {
-                    t.table: verify.Allowance.from_accounts(t.rejected, t.replaced)
-                    for t in report.tables
-                },
-                orphan_policies(settings, plan),
-            )
-            # a foreign key the load left NOT VALID on purpose (orphans kept, as SQLite held
-            # them) is reported as a warning by the load, not a failed run
-            failed = [
-                c
-                for c in report.checks
-                if not c.ok
-                and not (c.check == verify.FOREIGN_KEY and c.found.endswith("NOT VALID"))
-            ]
-            if failed:
-                first = failed[0]
-                raise VerificationError(
-                    f"{len(failed)} check(s) failed after loading, first: {first.check} of "
-                    f"{first.table} {first.subject}: expected {first.expected}, "
-                    f"found {first.found}"
-                )
+            checks = await verified(settings, admin, plan, tables)
         if atomic:
-            report.warnings.extend(await swap(settings, admin, target, plan))
-            plan, report.plan, cut = target, target, True
+            warnings.extend(await swap(settings, admin, target, plan))
+            plan, cut = target, True
         if create or load:
-            await remember_state(admin, plan, report.run_id)
-            report.rollback_script = await keep_rollback(settings, admin, plan, report.run_id, tag)
+            await remember_state(admin, plan, run_id)
+            script = await keep_rollback(settings, admin, plan, run_id, tag)
     except BaseException as exc:
         if cut:  # the checked copy is in place: undoing now would leave the target empty
             log.warning(
@@ -464,13 +472,43 @@ async def _phases(
                 await undo(
                     conn,
                     plan,
-                    report.run_id,
+                    run_id,
                     drop=create,
                     stage=plan.schema if atomic else None,
                 )
         if load and fingerprint(settings.source) != before and not signals.received():
             raise source_changed(settings.source) from exc  # the reason the counts differ
         raise
+    return Phases(plan, tuple(tables), tuple(warnings), tuple(checks), script)
+
+
+async def verified(
+    settings: RunSettings, admin: asyncpg.Connection, plan: Plan, tables: list[TableReport]
+) -> list[CheckResult]:
+    """The checks after loading (allowing for what each table rejected or replaced);
+    raises when one failed."""
+    checks = await verify.run_checks(
+        plan,
+        admin,
+        settings.source,
+        {t.table: verify.Allowance.from_accounts(t.rejected, t.replaced) for t in tables},
+        orphan_policies(settings, plan),
+    )
+    # a foreign key the load left NOT VALID on purpose (orphans kept, as SQLite held
+    # them) is reported as a warning by the load, not a failed run
+    failed = [
+        c
+        for c in checks
+        if not c.ok and not (c.check == verify.FOREIGN_KEY and c.found.endswith("NOT VALID"))
+    ]
+    if failed:
+        first = failed[0]
+        raise VerificationError(
+            f"{len(failed)} check(s) failed after loading, first: {first.check} of "
+            f"{first.table} {first.subject}: expected {first.expected}, "
+            f"found {first.found}"
+        )
+    return checks
 
 
 async def swap(

@@ -49,8 +49,11 @@ class TableReport:
     reject_file: str | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunReport:
+    """What a run reports, assembled once by :mod:`asyncmig.run` from what each phase
+    returned (no phase writes into it)."""
+
     plan: Plan
     tables: list[TableReport] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -58,8 +61,6 @@ class RunReport:
     server_version: str = ""
     run_id: int | None = None
     checks: list[CheckResult] = field(default_factory=list)
-    # per table, rows the index phase rejected (duplicates), by reason
-    late_rejects: dict[str, dict[str, int]] = field(default_factory=dict)
     rollback_script: Path | None = None
 
     @property

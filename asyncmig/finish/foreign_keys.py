@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import asyncpg
 
@@ -11,7 +12,7 @@ from asyncmig.finish import orphans, views
 from asyncmig.load.policy import reject_path
 from asyncmig.plan.model import Plan, ViewPlan
 from asyncmig.quoting import quote_ident
-from asyncmig.runstate import RunReport, RunSettings
+from asyncmig.runstate import RunSettings, TableReport
 from asyncmig.target.statements import execute_one, refused
 
 
@@ -20,57 +21,69 @@ def orphan_policies(settings: RunSettings, plan: Plan) -> dict[str, str]:
     return {t.name: settings.overrides.orphan_policy(t.source_name) for t in plan.tables}
 
 
+@dataclass(frozen=True)
+class Settled:
+    """What the orphan phase did: rows it rejected per table, and its warnings."""
+
+    moved: dict[str, int] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+    def applied(self, tables: list[TableReport], reject_dir: Path | None) -> list[TableReport]:
+        """The load's table reports, less the orphans this phase rejected."""
+        return [
+            replace(
+                t,
+                rows=t.rows - self.moved[t.table],
+                rejected=t.rejected + self.moved[t.table],
+                reject_file=t.reject_file
+                or (str(reject_path(reject_dir, t.table)) if reject_dir else None),
+            )
+            if t.table in self.moved
+            else t
+            for t in tables
+        ]
+
+
 async def settle(
-    settings: RunSettings, conn: asyncpg.Connection, plan: Plan, report: RunReport
-) -> None:
+    settings: RunSettings, conn: asyncpg.Connection, plan: Plan, run_id: int | None
+) -> Settled:
     """Orphans, by each table's policy, before the foreign keys are added."""
     policies = orphan_policies(settings, plan)
     if all(p == "keep" for p in policies.values()):
-        return
+        return Settled()
+    warnings: list[str] = []
     moved = await orphans.settle_orphans(
         conn,
         plan,
         policies,
         settings.source,
         settings.pipeline.reject_dir,
-        report.run_id,
-        report.warnings,
+        run_id,
+        warnings,
     )
-    reject_dir = settings.pipeline.reject_dir
-    report.tables = [
-        replace(
-            t,
-            rows=t.rows - moved[t.table],
-            rejected=t.rejected + moved[t.table],
-            reject_file=t.reject_file
-            or (str(reject_path(reject_dir, t.table)) if reject_dir else None),
-        )
-        if t.table in moved
-        else t
-        for t in report.tables
-    ]
+    return Settled(dict(moved), tuple(warnings))
 
 
-async def finish(conn: asyncpg.Connection, plan: Plan, report: RunReport) -> None:
-    """The last phase: foreign keys (NOT VALID, then validated), then views.
+async def finish(conn: asyncpg.Connection, plan: Plan) -> list[str]:
+    """The last phase: foreign keys (NOT VALID, then validated), then views; returns
+    its warnings.
 
     Sequences and ANALYZE were done per table as each finished (`migrate_table`).
     """
+    warnings = []
     for add, validate in ddl.foreign_key_sql(plan):
         try:
             await execute_one(conn, add)
         except asyncpg.InvalidForeignKeyError as exc:  # its parent key was built non-unique
-            report.warnings.append(f"foreign key not created: {exc}")
+            warnings.append(f"foreign key not created: {exc}")
             continue
         except asyncpg.PostgresError as exc:
             raise refused(add, exc) from exc
         try:
             await execute_one(conn, validate)
         except asyncpg.ForeignKeyViolationError as exc:
-            report.warnings.append(
-                f"foreign key left NOT VALID because existing rows break it: {exc}"
-            )
-    report.warnings.extend(await create_views(conn, plan))
+            warnings.append(f"foreign key left NOT VALID because existing rows break it: {exc}")
+    return warnings + await create_views(conn, plan)
 
 
 async def create_views(conn: asyncpg.Connection, plan: Plan) -> list[str]:

@@ -4,7 +4,7 @@ duplicates SQLite allowed, by policy.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 import anyio
 import anyio.to_process
@@ -18,9 +18,21 @@ from asyncmig.finish import orphans
 from asyncmig.plan import collations
 from asyncmig.plan.model import Plan, TablePlan
 from asyncmig.quoting import qualified, quote_ident
-from asyncmig.runstate import RunReport, RunSettings
+from asyncmig.runstate import RunSettings
 from asyncmig.target import history
 from asyncmig.target.statements import execute_all, execute_one, refused
+
+
+@dataclass(frozen=True)
+class IndexResult:
+    """What the index phase did to one table: the table as built (indexes the data
+    broke demoted to non-unique), the rows it rejected as duplicates (by reason), and
+    its warnings. The load's own accounts know nothing of these rejects: the caller
+    adds them."""
+
+    table: TablePlan
+    rejects: dict[str, int] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
 
 
 async def build_indexes(
@@ -29,18 +41,20 @@ async def build_indexes(
     plan: Plan,
     table: TablePlan,
     slots: anyio.CapacityLimiter,
-    report: RunReport,
-) -> TablePlan:
-    """All of the table's indexes in parallel; returns the table as built.
+    run_id: int | None,
+) -> IndexResult:
+    """All of the table's indexes in parallel.
 
     A unique index (or primary key) the data breaks (SQLite let case-variants under
     NOCASE, or '1' next to 1, coexist) is reported with the duplicate keys; with
-    ``--duplicates nonunique`` it is built without UNIQUE and the table's plan says so.
+    ``--duplicates nonunique`` it is built without UNIQUE and the table's plan says so;
+    with ``--duplicates reject`` the later rows of each key are rejected.
     """
     names = [table.primary_key_name] if table.primary_key and table.primary_key_name else []
     names += [i.name for i in table.indexes]
     demoted: list[str] = []
-    rejected = report.late_rejects
+    rejected: dict[str, int] = {}
+    warnings: list[str] = []
 
     async def one(name: str, statement: str) -> None:
         async with slots, pool.acquire() as conn:
@@ -50,10 +64,10 @@ async def build_indexes(
             except asyncpg.UniqueViolationError:
                 keys = await duplicate_keys(conn, plan, table, name)
                 if settings.duplicates == "reject":
-                    moved = await reject_duplicates(settings, conn, plan, table, name, report)
+                    moved = await reject_duplicates(settings, conn, plan, table, name, run_id)
                     await execute_all(conn, [statement])
-                    rejected.setdefault(table.name, {})[f"duplicate key for {name}"] = moved
-                    report.warnings.append(
+                    rejected[f"duplicate key for {name}"] = moved
+                    warnings.append(
                         f"{table.name}: {moved} duplicate row(s) rejected for {name}: {keys}"
                     )
                     return
@@ -67,7 +81,7 @@ async def build_indexes(
                     conn, [statement.replace("CREATE UNIQUE INDEX", "CREATE INDEX", 1)]
                 )
                 demoted.append(name)
-                report.warnings.append(
+                warnings.append(
                     f"{table.name}: index {name} built without UNIQUE: duplicate keys {keys}"
                 )
             except asyncpg.PostgresError as exc:
@@ -78,6 +92,11 @@ async def build_indexes(
     async with anyio.create_task_group() as tg:
         for name, statement in zip(names, ddl.index_sql(plan, table), strict=True):
             tg.start_soon(one, name, statement)
+    return IndexResult(demote(table, demoted), rejected, tuple(warnings))
+
+
+def demote(table: TablePlan, demoted: list[str]) -> TablePlan:
+    """The table as built when the indexes named in ``demoted`` lost UNIQUE."""
     if not demoted:
         return table
     return replace(
@@ -112,7 +131,7 @@ async def reject_duplicates(
     plan: Plan,
     table: TablePlan,
     index_name: str,
-    report: RunReport,
+    run_id: int | None,
 ) -> int:
     """Keep the first row of each duplicate key (in load order); the others are rejected."""
     exprs, where = _index_keys(plan, table, index_name)
@@ -133,10 +152,8 @@ async def reject_duplicates(
             reason,
             "unique index",
         )
-        if report.run_id is not None:
-            await history.move_to_rejected(
-                conn, report.run_id, table.name, len(deleted), reason, path
-            )
+        if run_id is not None:
+            await history.move_to_rejected(conn, run_id, table.name, len(deleted), reason, path)
     return len(deleted)
 
 

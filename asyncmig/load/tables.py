@@ -5,7 +5,7 @@ each table's post-data work as soon as it commits.
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import anyio
@@ -19,13 +19,13 @@ from asyncmig.errors import (
     InternalError,
     VerificationError,
 )
-from asyncmig.finish.indexes import add_constraints, build_indexes
+from asyncmig.finish.indexes import IndexResult, add_constraints, build_indexes
 from asyncmig.load import progress, split
 from asyncmig.load.pipeline import PipelineSettings, TableLoad, load_table
 from asyncmig.load.policy import TooManyRejects, reject_path
 from asyncmig.plan.model import Plan, TablePlan
 from asyncmig.quoting import qualified
-from asyncmig.runstate import RunReport, RunSettings, TableReport
+from asyncmig.runstate import RunSettings, TableReport
 from asyncmig.target import faults
 from asyncmig.target.connect import Target, connect, create_pool
 from asyncmig.target.statements import execute_all
@@ -59,6 +59,27 @@ def ready() -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class TableDone:
+    """One table through phases 2-3: its line of the report, and its warnings."""
+
+    report: TableReport
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """Phases 2-3's result: every table's report (in the order they finished) and
+    the warnings, for the run to put in its report."""
+
+    tables: tuple[TableReport, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def rows(self) -> int:
+        return sum(t.rows for t in self.tables)
+
+
 def use_processes(settings: RunSettings, plan: Plan) -> bool:
     if settings.workers != "auto":
         return settings.workers == "process"
@@ -66,8 +87,8 @@ def use_processes(settings: RunSettings, plan: Plan) -> bool:
 
 
 async def load_everything(
-    settings: RunSettings, plan: Plan, report: RunReport, staging: split.Staging | None = None
-) -> None:
+    settings: RunSettings, plan: Plan, run_id: int | None, staging: split.Staging | None = None
+) -> Loaded:
     """Phases 2-3: every table's data, then its indexes and constraints.
 
     Reading, converting and encoding rows is Python work, so with ``jobs`` > 1 each
@@ -83,24 +104,31 @@ async def load_everything(
     reporter = progress.current()
     reporter.tables({t.name: t.row_count for t in plan.tables})
     board = progress.Board([t.name for t in plan.tables])
+    done: list[TableDone] = []
+
+    async def one(table: TablePlan) -> None:
+        done.append(
+            await migrate_table(
+                settings,
+                plan,
+                table,
+                pool,
+                load_slots,
+                index_slots,
+                run_id,
+                in_processes,
+                board.slot(table.name),
+                staging,
+            )
+        )
+        check_total_rejects(settings, [d.report for d in done])
+
     try:
         async with anyio.create_task_group() as display:
             display.start_soon(progress.tick, board)
             async with anyio.create_task_group() as tg:
                 for table in plan.tables:
-                    tg.start_soon(
-                        migrate_table,
-                        settings,
-                        plan,
-                        table,
-                        pool,
-                        load_slots,
-                        index_slots,
-                        report,
-                        in_processes,
-                        board.slot(table.name),
-                        staging,
-                    )
+                    tg.start_soon(one, table)
             display.cancel_scope.cancel()
     except BaseException:
         if in_processes:
@@ -113,6 +141,7 @@ async def load_everything(
         with anyio.move_on_after(10, shield=True):
             await pool.close()
             await retire_workers()
+    return Loaded(tuple(d.report for d in done), tuple(w for d in done for w in d.warnings))
 
 
 async def retire_workers() -> None:
@@ -150,16 +179,19 @@ async def migrate_table(
     pool: asyncpg.Pool,
     load_slots: anyio.CapacityLimiter,
     index_slots: anyio.CapacityLimiter,
-    report: RunReport,
+    run_id: int | None,
     in_processes: bool,
     slot: progress.Slot | None = None,
     staging: split.Staging | None = None,
-) -> None:
+) -> TableDone:
+    """One table's data, then its indexes, constraints, statistics, triggers, sequence
+    and ANALYZE; its report line accounts for the rows both phases rejected."""
+
     async def attempt(number: int) -> TableLoad:
         clean = number > 1  # a retry starts from an empty table
         if in_processes and staging is not None and table.name in staging.tables:
             return await split.load_split(
-                settings, plan, table, staging, pool, load_slots, report.run_id, slot, clean=clean
+                settings, plan, table, staging, pool, load_slots, run_id, slot, clean=clean
             )
         if in_processes:
             try:
@@ -170,7 +202,7 @@ async def migrate_table(
                     table,
                     settings.target,
                     settings.pipeline,
-                    report.run_id,
+                    run_id,
                     slot,
                     clean,
                     cancellable=True,
@@ -190,7 +222,7 @@ async def migrate_table(
                 table,
                 conn,
                 settings.pipeline,
-                report.run_id,
+                run_id,
                 slot,
                 clean=clean,
             )
@@ -200,66 +232,12 @@ async def migrate_table(
     verify_count(table, load)
     progress.current().table_indexing(table.name)
     started = time.perf_counter()
-    table = await build_indexes(settings, pool, plan, table, index_slots, report)
+    indexed = await build_indexes(settings, pool, plan, table, index_slots, run_id)
     async with pool.acquire() as conn:
-        report.warnings.extend(await add_constraints(conn, plan, table))
-        # statistics and triggers only now: triggers must not fire during the load; the
-        # sequence and ANALYZE too, here rather than at the end, overlapping other loads
-        await execute_all(
-            conn,
-            ddl.statistics_sql(plan, table)
-            + ddl.trigger_sql(plan, table)
-            + ddl.sequence_reset_sql(plan, table, table.next_identity)
-            + [ddl.analyze_sql(plan, table)],
-        )
+        constraints = await add_constraints(conn, plan, indexed.table)
+        await post_data(conn, plan, indexed.table)
     index_seconds = time.perf_counter() - started
-    accounts = load.accounts
-    late = report.late_rejects.pop(table.name, {})  # duplicates rejected by the index phase
-    reject_dir = settings.pipeline.reject_dir
-    reject_file = accounts.reject_file or (
-        str(reject_path(reject_dir, table.name)) if late and reject_dir else None
-    )
-    report.tables.append(
-        TableReport(
-            table.name,
-            load.rows_copied - sum(late.values()),
-            load.seconds,
-            index_seconds,
-            dict(accounts.replaced),
-            accounts.rejected + sum(late.values()),
-            {**accounts.reasons, **late},
-            reject_file,
-        )
-    )
-    check_total_rejects(settings, report)
-    for replaced in accounts.examples:
-        log.warning(
-            "value_replaced",
-            table=table.name,
-            column=replaced.column,
-            key=replaced.key,
-            value=replaced.value,
-            action=replaced.action,
-            reason=replaced.reason,
-        )
-    for label, count in accounts.replaced.items():
-        report.warnings.append(
-            f"{table.name}.{label}: {count} value(s) that did not fit "
-            "replaced as the column's policy says"
-        )
-    if accounts.rejected:
-        log.warning(
-            "rows_rejected",
-            table=table.name,
-            rows=accounts.rejected,
-            reasons=accounts.reasons,
-            file=accounts.reject_file,
-        )
-        report.warnings.append(
-            f"{table.name}: {accounts.rejected} row(s) rejected ("
-            + "; ".join(f"{n} {r}" for r, n in accounts.reasons.items())
-            + (f"), kept in {accounts.reject_file}" if accounts.reject_file else ")")
-        )
+    log_replaced(table.name, load)
     log.info(
         "table_loaded",
         table=table.name,
@@ -268,6 +246,83 @@ async def migrate_table(
         index_s=round(index_seconds, 3),
         rows_per_s=int(load.rows_copied / load.seconds) if load.seconds else None,
     )
+    return TableDone(
+        table_report(settings, load, indexed, index_seconds),
+        indexed.warnings + tuple(constraints) + load_warnings(table.name, load),
+    )
+
+
+async def post_data(conn: asyncpg.Connection, plan: Plan, table: TablePlan) -> None:
+    """Statistics and triggers only now: triggers must not fire during the load; the
+    sequence and ANALYZE too, here rather than at the end, overlapping other loads."""
+    await execute_all(
+        conn,
+        ddl.statistics_sql(plan, table)
+        + ddl.trigger_sql(plan, table)
+        + ddl.sequence_reset_sql(plan, table, table.next_identity)
+        + [ddl.analyze_sql(plan, table)],
+    )
+
+
+def table_report(
+    settings: RunSettings, load: TableLoad, indexed: IndexResult, index_seconds: float
+) -> TableReport:
+    """The table's report line: the load's accounts plus the duplicates the index phase
+    rejected (their rows were copied, then deleted)."""
+    accounts = load.accounts
+    late = indexed.rejects
+    reject_dir = settings.pipeline.reject_dir
+    reject_file = accounts.reject_file or (
+        str(reject_path(reject_dir, indexed.table.name)) if late and reject_dir else None
+    )
+    return TableReport(
+        indexed.table.name,
+        load.rows_copied - sum(late.values()),
+        load.seconds,
+        index_seconds,
+        dict(accounts.replaced),
+        accounts.rejected + sum(late.values()),
+        {**accounts.reasons, **late},
+        reject_file,
+    )
+
+
+def log_replaced(table: str, load: TableLoad) -> None:
+    for replaced in load.accounts.examples:
+        log.warning(
+            "value_replaced",
+            table=table,
+            column=replaced.column,
+            key=replaced.key,
+            value=replaced.value,
+            action=replaced.action,
+            reason=replaced.reason,
+        )
+    accounts = load.accounts
+    if accounts.rejected:
+        log.warning(
+            "rows_rejected",
+            table=table,
+            rows=accounts.rejected,
+            reasons=accounts.reasons,
+            file=accounts.reject_file,
+        )
+
+
+def load_warnings(table: str, load: TableLoad) -> tuple[str, ...]:
+    """The summary's lines for values replaced and rows rejected during the load."""
+    accounts = load.accounts
+    warnings = [
+        f"{table}.{label}: {count} value(s) that did not fit replaced as the column's policy says"
+        for label, count in accounts.replaced.items()
+    ]
+    if accounts.rejected:
+        warnings.append(
+            f"{table}: {accounts.rejected} row(s) rejected ("
+            + "; ".join(f"{n} {r}" for r, n in accounts.reasons.items())
+            + (f"), kept in {accounts.reject_file}" if accounts.reject_file else ")")
+        )
+    return tuple(warnings)
 
 
 async def load_and_count(
@@ -326,15 +381,17 @@ def load_in_process(
     return anyio.run(run)
 
 
-def check_total_rejects(settings: RunSettings, report: RunReport) -> None:
+def check_total_rejects(settings: RunSettings, tables: list[TableReport]) -> None:
+    """--max-rejects-total over the tables loaded so far; the last one named."""
     limit = settings.max_rejects_total
-    if limit is not None and report.rejected > limit:
+    rejected = sum(t.rejected for t in tables)
+    if limit is not None and rejected > limit:
         raise TooManyRejects(
-            report.tables[-1].table,
+            tables[-1].table,
             "?",
             None,
             None,
-            f"the run rejected {report.rejected} rows, more than --max-rejects-total {limit}; "
+            f"the run rejected {rejected} rows, more than --max-rejects-total {limit}; "
             "every table is rolled back",
             hint="clean the source, choose other policies, or raise the limit",
         )
