@@ -90,14 +90,14 @@ async def replaceable(
     return existing, found
 
 
-async def drop_stale(conn: asyncpg.Connection, target: str) -> list[str]:
+async def drop_stale(conn: asyncpg.Connection, target: str, keep: str | None = None) -> list[str]:
     """Drop the stages that interrupted runs into ``target`` left (the caller holds the
-    target's lock, so none belongs to a live run)."""
+    target's lock, so none belongs to a live run), but ``keep``, the one a run resumes."""
     rows = await conn.fetch(
         "SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1) ORDER BY 1",
         stage_prefix(target),
     )
-    names = [str(r[0]) for r in rows]
+    names = [str(r[0]) for r in rows if r[0] != keep]
     for name in names:
         await conn.execute(f"DROP SCHEMA IF EXISTS {quote_ident(name)} CASCADE")
         log.warning(

@@ -37,7 +37,7 @@ import anyio.to_process
 import asyncpg
 import structlog
 
-from asyncmig import cutover, ddl
+from asyncmig import cutover, ddl, resume
 from asyncmig.check import verify
 from asyncmig.check.verify import CheckResult
 from asyncmig.cli import signals
@@ -49,7 +49,7 @@ from asyncmig.errors import (
 )
 from asyncmig.finish import views
 from asyncmig.finish.foreign_keys import finish, orphan_policies, settle
-from asyncmig.load import progress, split
+from asyncmig.load import chunks, progress, split
 from asyncmig.load.pipeline import PlanRefuted
 from asyncmig.load.tables import (
     expect_processes,
@@ -88,6 +88,8 @@ class Phases:
     warnings: tuple[str, ...] = ()
     checks: tuple[CheckResult, ...] = ()
     rollback_script: Path | None = None
+    resumed_from: int | None = None  # the interrupted run whose stage was taken over
+    continued: tuple[str, ...] = ()  # its chunked tables loaded on after their chunks
 
 
 async def make_plan(
@@ -202,7 +204,6 @@ async def _execute_on(
         if settings.lock_timeout:  # the DDL of this session: never a silent wait
             await admin.execute(f"SET lock_timeout = {int(settings.lock_timeout * 1000)}")
         await history.mark_abandoned(admin, settings.schema)
-        await cutover.drop_stale(admin, settings.schema)  # left by a killed run
         reporter.phase("planning")
         # `run` makes the tables it loads: their types may come from a sample, which the
         # load proves; `schema` and `data` share a plan, so theirs is profiled in full
@@ -219,11 +220,17 @@ async def _execute_on(
             rows=sum(t.row_count for t in plan.tables),
             seconds=round(time.perf_counter() - started, 3),
         )
+        options = run_options(original, plan)
+        key = options["resume_key"] = resume.resume_key(settings, plan)
         run_id = await history.start_run(
-            admin, settings.command, original.source, plan.schema, run_options(original, plan)
+            admin, settings.command, original.source, plan.schema, options
         )
         reporter.run_started(run_id, settings.command, str(original.source))
         try:
+            # what interrupted runs left: taken over by this `run` when it may, else dropped
+            found = await resume.pick(
+                admin, settings, plan.schema, key, resumes=create and load and check
+            )
             report = await _recorded_phases(
                 settings,
                 admin,
@@ -232,6 +239,7 @@ async def _execute_on(
                 create=create,
                 load=load,
                 check=check,
+                resuming=found,
             )
         except BaseException as exc:
             blocked = None
@@ -247,6 +255,8 @@ async def _execute_on(
         with anyio.move_on_after(10, shield=True):
             await admin.close()
             await retire_workers()  # e.g. warmed, then a cheap failure: none loaded
+        if signals.received():  # a worker cancelled while it started is not anyio's to kill
+            signals.kill_stray_workers()
     return report
 
 
@@ -259,20 +269,35 @@ async def _recorded_phases(
     create: bool,
     load: bool,
     check: bool,
+    resuming: resume.Resumable | None = None,
 ) -> RunReport:
     """The phases, the report assembled from what they returned, then the run's
     history record (its failure is recorded by the caller). ``run``: its id, the
     server's version, when it started."""
     run_id, version, started = run
-    digest: list[str] = []
+    digest: list[str] = [resuming.sha256] if resuming else []
 
     async def hash_source() -> None:  # overlaps the load: it reads the whole file
         digest.append(await anyio.to_thread.run_sync(history.sha256_of, settings.source))
+        conn = await connect(settings.target)  # `admin` is busy: a resume compares it
+        try:
+            await history.record_sha256(conn, run_id, digest[0])
+        finally:
+            with anyio.move_on_after(5, shield=True):
+                await conn.close()
 
     async with anyio.create_task_group() as tg:
-        tg.start_soon(hash_source)
+        if not digest:
+            tg.start_soon(hash_source)
         done = await _until_proved(
-            settings, admin, plan, run_id, create=create, load=load, check=check
+            settings,
+            admin,
+            plan,
+            run_id,
+            create=create,
+            load=load,
+            check=check,
+            resuming=resuming,
         )
     report = RunReport(
         done.plan,
@@ -283,6 +308,8 @@ async def _recorded_phases(
         run_id,
         list(done.checks),
         done.rollback_script,
+        done.resumed_from,
+        done.continued,
     )
     await history.finish_run(
         admin,
@@ -333,6 +360,7 @@ async def _until_proved(
     create: bool,
     load: bool,
     check: bool,
+    resuming: resume.Resumable | None = None,
 ) -> Phases:
     """The phases; when a load refutes a sampled plan, again with that table profiled
     over every row (what this attempt made was dropped by ``_phases``)."""
@@ -340,7 +368,14 @@ async def _until_proved(
     while True:
         try:
             return await _phases(
-                settings, admin, plan, run_id, create=create, load=load, check=check
+                settings,
+                admin,
+                plan,
+                run_id,
+                create=create,
+                load=load,
+                check=check,
+                resuming=resuming,
             )
         except BaseException as exc:
             refuted = plan_refuted(exc)
@@ -354,6 +389,7 @@ async def _until_proved(
             action="profiling the table over every row and starting again",
         )
         plan = await make_plan(settings, prove=True, scan=scanned)
+        resuming = None  # the refuted attempt dropped what it had taken over
 
 
 def plan_refuted(exc: BaseException) -> PlanRefuted | None:
@@ -399,6 +435,7 @@ async def _phases(
     create: bool,
     load: bool,
     check: bool,
+    resuming: resume.Resumable | None = None,
 ) -> Phases:
     before = fingerprint(settings.source)
     tag = await history.run_tag(admin, run_id)  # names this run's files
@@ -419,6 +456,15 @@ async def _phases(
         )  # refused before any change
         plan = replace(plan, schema=cutover.stage_name(plan.schema, run_id))
         log.info("staging", stage=plan.schema, target=target.schema)
+        # chunks only where the table is out of sight until the swap
+        settings = replace(
+            settings, pipeline=replace(settings.pipeline, chunk_rows=settings.chunk_rows)
+        )
+    adopted = (
+        await resume.adopt(admin, resuming, plan, run_id, settings.pipeline)
+        if atomic and resuming is not None
+        else None
+    )
     cut = False
     staging = split.plan_staging(
         settings,
@@ -426,7 +472,12 @@ async def _phases(
         run_id,
         in_processes=create and load and use_processes(settings, plan),
     )
-    if create:
+    taken_over = adopted.loads if adopted else {}
+    chunked = {t.name for t in plan.tables if chunks.chunked(t, settings.pipeline)}
+    staging = replace(staging, tables=staging.tables - taken_over.keys() - chunked)
+    if adopted is not None:  # the adopted stage has every table, bare or loaded
+        staging = await split.stage_tables(admin, plan, staging)
+    elif create:
         warnings.extend(
             await create_tables(admin, plan, replace=settings.replace, cascade=settings.cascade)
         )
@@ -440,14 +491,18 @@ async def _phases(
     try:
         if load:
             progress.current().phase("loading")
-            loaded = await load_everything(settings, plan, run_id, staging)
+            loaded = await load_everything(settings, plan, run_id, staging, taken_over)
             if staging.tables:  # every split table moved out of it: empty
                 await execute_all(admin, [split.drop_staging_sql(run_id)])
             log.info("data_loaded", rows=loaded.rows)
             progress.current().phase("foreign keys")
             settled = await settle(settings, admin, plan, run_id)
             tables = settled.applied(list(loaded.tables), settings.pipeline.reject_dir)
-            warnings += [*loaded.warnings, *settled.warnings, *await finish(admin, plan)]
+            warnings += [
+                *loaded.warnings,
+                *settled.warnings,
+                *await finish(admin, plan, resumed=adopted is not None),
+            ]
             if fingerprint(settings.source) != before:
                 raise source_changed(settings.source)
         if check:
@@ -467,6 +522,14 @@ async def _phases(
                 schema=target.schema,
             )
             raise
+        if atomic and resume.resumable_failure(exc):  # the same command resumes
+            note = None
+            with anyio.move_on_after(30, shield=True):
+                note = await resume.keep_stage(settings.target, admin, plan, run_id)
+            error = resume.explained(exc, note)
+            if error is exc:
+                raise
+            raise error from exc
         with anyio.move_on_after(30, shield=True):
             async with faults.cleanup_connection(settings.target, admin) as conn:
                 await undo(
@@ -479,7 +542,15 @@ async def _phases(
         if load and fingerprint(settings.source) != before and not signals.received():
             raise source_changed(settings.source) from exc  # the reason the counts differ
         raise
-    return Phases(plan, tuple(tables), tuple(warnings), tuple(checks), script)
+    return Phases(
+        plan,
+        tuple(tables),
+        tuple(warnings),
+        tuple(checks),
+        script,
+        adopted.resumed_from if adopted else None,
+        tuple(adopted.partial) if adopted else (),
+    )
 
 
 async def verified(

@@ -35,6 +35,8 @@ class RunSettings:
     duplicates: Duplicates = default("duplicates")  # noqa: RUF009 -- an enum member
     max_rejects_total: int | None = default("max_rejects_total")  # more fails the run
     deep: DeepCheck | None = None  # `check --deep` settings
+    restart: bool = default("restart")  # run: never resume an interrupted run's stage
+    chunk_rows: int = default("chunk_rows")  # run: commit large tables in recorded rowid ranges
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class TableReport:
     rejected: int = 0
     reject_reasons: dict[str, int] = field(default_factory=dict)
     reject_file: str | None = None
+    taken_over: bool = False  # loaded by the interrupted run this one resumed
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,8 @@ class RunReport:
     run_id: int | None = None
     checks: list[CheckResult] = field(default_factory=list)
     rollback_script: Path | None = None
+    resumed_from: int | None = None  # the interrupted run whose stage this one took over
+    continued: tuple[str, ...] = ()  # chunked tables loaded on after its recorded chunks
 
     @property
     def rows(self) -> int:

@@ -17,6 +17,7 @@ from tests.fix_pg import fetch
 from tests.test_interrupt import history, public_tables, start
 
 EVERYTHING = sorted([*TABLES, "big_children"])  # the tables and the view
+ALL_ROWS = 40_000 + 120_000 + 10_000  # parent, child, tag: build_fault_source(rows=40_000)
 
 
 def stages(dsn: str) -> list[str]:
@@ -40,44 +41,76 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_fault_source(tmp_path_factory.mktemp("cutover") / "app.db", rows=40_000)
 
 
-def test_sigkill_leaves_the_target_untouched(source: Path, pg_dsn: str) -> None:
+def committed_tables(dsn: str, run_id: int, *, taken_over: bool | None = None) -> dict[str, int]:
+    """Per table, the rows a run's history says it committed (only those it took over
+    from the run it resumed, or only the others, when ``taken_over`` says)."""
+    rows = fetch(
+        dsn,
+        "SELECT table_name, loaded_rows FROM asyncmig.run_tables WHERE run_id = $1 "
+        "AND ($2::boolean IS NULL OR taken_over = $2)",
+        run_id,
+        taken_over,
+    )
+    return {r[0]: int(r[1]) for r in rows}
+
+
+def last_run(dsn: str) -> asyncpg.Record:
+    return fetch(dsn, "SELECT * FROM asyncmig.runs ORDER BY id DESC LIMIT 1")[0]
+
+
+def kill_when_staged(source: Path, dsn: str, delay: float, *args: str) -> list[str]:
+    """A run killed (SIGKILL) ``delay`` seconds after its stage appeared; the stages then."""
+    process = start("run", "--sqlite", str(source), "--pg", dsn, *args)
+    deadline = time.monotonic() + 60
+    while not stages(dsn) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.01)
+    time.sleep(delay)
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=60)
+    return stages(dsn)
+
+
+def test_sigkill_then_the_plain_rerun_resumes(source: Path, pg_dsn: str) -> None:
     """kill -9 at random moments of a multi-table run in worker processes: right after,
     the target holds none of the run's tables (or, past the cut-over, all of them);
-    a plain re-run drops the killed run's stage, succeeds, and `check --deep` passes."""
+    the plain re-run takes over exactly the tables whose load had committed before the
+    kill (per the history), loads only the others, and `check --deep` passes."""
     rng = random.Random(9)
-    killed_mid_run = 0
-    for delay in sorted(rng.uniform(0.4, 2.5) for _ in range(3)):
-        process = start("run", "--sqlite", str(source), "--pg", pg_dsn)
-        time.sleep(delay)
-        process.send_signal(signal.SIGKILL)
-        process.communicate(timeout=60)
+    resumed = 0
+    for delay in sorted(rng.uniform(0.0, 1.5) for _ in range(3)):
+        kill_when_staged(source, pg_dsn, delay)
         left = public_tables(pg_dsn)
         assert left in ([], EVERYTHING), (delay, left)  # never part of them
         if not left:
-            killed_mid_run += 1
+            killed = last_run(pg_dsn)
+            before = committed_tables(pg_dsn, killed["id"])
             code, stderr = finish("run", "--sqlite", str(source), "--pg", pg_dsn)
             assert code == 0, stderr
+            run = last_run(pg_dsn)
+            kept = committed_tables(pg_dsn, run["id"], taken_over=True)
+            if run["resumed_from"] is not None:
+                resumed += 1
+                assert run["resumed_from"] == killed["id"]
+                assert kept == before, (delay, kept, before)
+                copied = committed_tables(pg_dsn, run["id"], taken_over=False)
+                assert sum(copied.values()) == ALL_ROWS - sum(before.values())
+            else:  # killed before its source's digest was recorded: nothing to trust
+                assert killed["source_sha256"] is None and not kept, (delay, stderr)
         assert stages(pg_dsn) == []
         assert public_tables(pg_dsn) == EVERYTHING
         code, stderr = finish("check", "--sqlite", str(source), "--pg", pg_dsn, "--deep")
         assert code == 0, stderr
         fetch(pg_dsn, "DROP TABLE " + ", ".join(f"public.{t}" for t in TABLES) + " CASCADE")
-    assert killed_mid_run >= 2
+    assert resumed >= 2
 
 
-def test_killed_runs_stage_is_dropped_by_the_next_run(source: Path, pg_dsn: str) -> None:
-    """A stage left by kill -9 (found while the run is under way) is dropped, logged,
-    by the next run into the same target."""
-    process = start("run", "--sqlite", str(source), "--pg", pg_dsn)
-    deadline = time.monotonic() + 60
-    while not stages(pg_dsn) and time.monotonic() < deadline and process.poll() is None:
-        time.sleep(0.02)
-    left = stages(pg_dsn)
-    process.send_signal(signal.SIGKILL)
-    process.communicate(timeout=60)
+def test_killed_runs_stage_is_dropped_with_restart(source: Path, pg_dsn: str) -> None:
+    """A stage left by kill -9 is dropped, logged, by the next run into the same target
+    when it is told not to resume (--restart)."""
+    left = kill_when_staged(source, pg_dsn, 0.0)
     assert left, "the run made no stage"
-    assert stages(pg_dsn) == left and public_tables(pg_dsn) == []
-    code, stderr = finish("run", "--sqlite", str(source), "--pg", pg_dsn)
+    assert public_tables(pg_dsn) == []
+    code, stderr = finish("run", "--sqlite", str(source), "--pg", pg_dsn, "--restart")
     assert code == 0, stderr
     assert "stale_stage_dropped" in stderr and left[0] in stderr
     assert stages(pg_dsn) == []

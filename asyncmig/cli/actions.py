@@ -155,6 +155,8 @@ def run_settings(
         workers=values["workers"],
         lock_timeout=values["lock_timeout"],
         cascade=values["cascade"],
+        restart=values.values.get("restart", False),
+        chunk_rows=values.values.get("chunk_rows", 0),
         deep=DeepCheck(values["explain"], values["sample"]) if values["deep"] else None,
     )
 

@@ -227,6 +227,8 @@ RUN_OPTIONS = (
     *TARGET,
     *LOAD,
     "if_changed",
+    "restart",
+    "chunk_rows",
     *OUTPUT,
     "log_dir",
 )

@@ -96,7 +96,8 @@ def report_text(report: RunReport, target: str, *, action: str = "migrated into"
             lines.append(
                 f"{ljust(t.table, columns)}  {t.rows:>12}  {t.rejected:>8}  "
                 f"{sum(t.replaced.values()):>8}  "
-                f"{t.load_seconds:>8.2f}  {t.index_seconds:>8.2f}  {rate:>10}"
+                + (f"{'kept':>8}" if t.taken_over else f"{t.load_seconds:>8.2f}")
+                + f"  {t.index_seconds:>8.2f}  {rate:>10}"
             )
         lines.append(
             f"{ljust('total', columns)}  {report.rows:>12}  {report.rejected:>8}  "
@@ -108,6 +109,17 @@ def report_text(report: RunReport, target: str, *, action: str = "migrated into"
         lines.append(
             f"created {len(report.plan.tables)} table(s) in {report.seconds:.2f}s; "
             "load them with `asyncmig data`"
+        )
+    if report.resumed_from is not None:
+        kept = sorted(t.table for t in report.tables if t.taken_over)
+        lines.append(
+            f"resumed run {report.resumed_from}: {len(kept)} table(s) kept as it loaded them"
+            + (f" ({', '.join(kept)})" if kept else "")
+            + (
+                f"; went on after its recorded chunks: {', '.join(report.continued)}"
+                if report.continued
+                else ""
+            )
         )
     lines.extend(f"warning: {w}" for w in report.warnings)
     skipped = report.plan.skipped
@@ -145,6 +157,8 @@ def report_data(report: RunReport, target: str) -> dict[str, Any]:
         "skipped": [s.__dict__ for s in report.plan.skipped],
         "checks": results_json(report.checks),
         "rollback_script": str(report.rollback_script) if report.rollback_script else None,
+        "resumed_from": report.resumed_from,
+        "continued": report.continued,
     }
 
 
@@ -166,11 +180,17 @@ def status_text(runs: list[RunRecord]) -> str:
         lines.append(f"  options {orjson.dumps(run.options).decode()}")
         if run.error:
             lines.append(f"  error: {run.error}")
+        if run.resumed_from is not None:
+            kept = [t["table_name"] for t in run.tables if t.get("taken_over")]
+            lines.append(
+                f"  resumed run {run.resumed_from}; tables taken over: {', '.join(kept) or 'none'}"
+            )
         if run.rollback_script:
             lines.append(f"  rollback script: {run.rollback_script}")
         lines.extend(
             f"  {ljust(t['table_name'], 24)} {t['loaded_rows']:>12} rows  {t['seconds']:8.2f}s"
             + (f"  replaced {t['replaced']}" if t["replaced"] else "")
+            + ("  (taken over)" if t.get("taken_over") else "")
             for t in run.tables
         )
     return "\n".join(lines) + "\n"

@@ -269,6 +269,25 @@ OPTIONS: tuple[Option, ...] = (
         L,
     ),
     _opt(
+        "restart",
+        bool,
+        False,
+        "run: do not resume an interrupted run of the same command; drop what it left "
+        "and start over",
+        L,
+    ),
+    _opt(
+        "chunk_rows",
+        int,
+        0,
+        "run: commit a table of more rows than this in rowid ranges of about this many "
+        "rows, each recorded, so a resumed run goes on after the last; 0: one transaction "
+        "per table",
+        L,
+        "N",
+        minimum=0,
+    ),
+    _opt(
         "cascade",
         bool,
         False,

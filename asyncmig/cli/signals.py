@@ -53,11 +53,21 @@ def received() -> str | None:
     return signal.Signals(_received[0]).name if _received else None
 
 
+_resume_notes: list[str] = []  # what a `run` kept for the re-run ("2 of 3 tables kept")
+
+
+def note_resume(note: str | None) -> None:
+    """What the interrupted command kept for its re-run, for :func:`message` to say."""
+    if note:
+        _resume_notes.append(note)
+
+
 def message(stop: SignalReceived) -> str:
     """What happened and how to go on, in one line."""
+    kept = f"; {_resume_notes[-1]}" if _resume_notes else ""
     return (
         f"interrupted by {stop.name}: work in flight was rolled back and the target "
-        "left as it was; run the same command again to resume"
+        f"left as it was; re-run the same command to resume{kept}"
     )
 
 

@@ -13,7 +13,7 @@ from asyncmig.load.policy import reject_path
 from asyncmig.plan.model import Plan, ViewPlan
 from asyncmig.quoting import quote_ident
 from asyncmig.runstate import RunSettings, TableReport
-from asyncmig.target.statements import execute_one, refused
+from asyncmig.target.statements import execute_one, execute_unless_there, refused
 
 
 def orphan_policies(settings: RunSettings, plan: Plan) -> dict[str, str]:
@@ -64,16 +64,16 @@ async def settle(
     return Settled(dict(moved), tuple(warnings))
 
 
-async def finish(conn: asyncpg.Connection, plan: Plan) -> list[str]:
+async def finish(conn: asyncpg.Connection, plan: Plan, *, resumed: bool = False) -> list[str]:
     """The last phase: foreign keys (NOT VALID, then validated), then views; returns
-    its warnings.
+    its warnings. ``resumed``: keys and views the interrupted run made are kept.
 
     Sequences and ANALYZE were done per table as each finished (`migrate_table`).
     """
     warnings = []
     for add, validate in ddl.foreign_key_sql(plan):
         try:
-            await execute_one(conn, add)
+            await execute_unless_there(conn, add, resumed=resumed)
         except asyncpg.InvalidForeignKeyError as exc:  # its parent key was built non-unique
             warnings.append(f"foreign key not created: {exc}")
             continue
@@ -83,16 +83,25 @@ async def finish(conn: asyncpg.Connection, plan: Plan) -> list[str]:
             await execute_one(conn, validate)
         except asyncpg.ForeignKeyViolationError as exc:
             warnings.append(f"foreign key left NOT VALID because existing rows break it: {exc}")
-    return warnings + await create_views(conn, plan)
+    return warnings + await create_views(conn, plan, resumed=resumed)
 
 
-async def create_views(conn: asyncpg.Connection, plan: Plan) -> list[str]:
+async def create_views(conn: asyncpg.Connection, plan: Plan, *, resumed: bool = False) -> list[str]:
     """Every view PostgreSQL accepts; a refused one is retried after the others.
 
     The plan lists views over views after the views they read; the retry covers a
-    view over one that was kept as written and created later in the list.
+    view over one that was kept as written and created later in the list. ``resumed``:
+    a view the interrupted run created is kept.
     """
     waiting = list(plan.views)
+    if resumed:
+        existing = {
+            r[0]
+            for r in await conn.fetch(
+                "SELECT viewname FROM pg_views WHERE schemaname = $1", plan.schema
+            )
+        }
+        waiting = [v for v in waiting if v.name not in existing]
     errors: dict[str, Exception] = {}
     while waiting:
         created = [v for v in waiting if await create_view(conn, plan, v, errors)]

@@ -20,7 +20,7 @@ from asyncmig.plan.model import Plan, TablePlan
 from asyncmig.quoting import qualified, quote_ident
 from asyncmig.runstate import RunSettings
 from asyncmig.target import history
-from asyncmig.target.statements import execute_all, execute_one, refused
+from asyncmig.target.statements import execute_all, execute_one, execute_unless_there, refused
 
 
 @dataclass(frozen=True)
@@ -42,13 +42,16 @@ async def build_indexes(
     table: TablePlan,
     slots: anyio.CapacityLimiter,
     run_id: int | None,
+    *,
+    resumed: bool = False,
 ) -> IndexResult:
     """All of the table's indexes in parallel.
 
     A unique index (or primary key) the data breaks (SQLite let case-variants under
     NOCASE, or '1' next to 1, coexist) is reported with the duplicate keys; with
     ``--duplicates nonunique`` it is built without UNIQUE and the table's plan says so;
-    with ``--duplicates reject`` the later rows of each key are rejected.
+    with ``--duplicates reject`` the later rows of each key are rejected. ``resumed``:
+    an index the interrupted run built is kept as it is.
     """
     names = [table.primary_key_name] if table.primary_key and table.primary_key_name else []
     names += [i.name for i in table.indexes]
@@ -60,7 +63,10 @@ async def build_indexes(
         async with slots, pool.acquire() as conn:
             await conn.execute("SET maintenance_work_mem = '256MB'")
             try:
-                await execute_one(conn, statement)
+                if not await execute_unless_there(conn, statement, resumed=resumed):
+                    if await demoted_before(conn, plan, name, statement):
+                        demoted.append(name)
+                    return
             except asyncpg.UniqueViolationError:
                 keys = await duplicate_keys(conn, plan, table, name)
                 if settings.duplicates == "reject":
@@ -107,6 +113,16 @@ def demote(table: TablePlan, demoted: list[str]) -> TablePlan:
             for i in table.indexes
         ),
     )
+
+
+async def demoted_before(conn: asyncpg.Connection, plan: Plan, name: str, statement: str) -> bool:
+    """Did the interrupted run build this unique index without UNIQUE
+    (``--duplicates nonunique``)?"""
+    unique = await conn.fetchval(
+        "SELECT indisunique FROM pg_index WHERE indexrelid = to_regclass($1)",
+        qualified(plan.schema, name),
+    )
+    return statement.startswith("CREATE UNIQUE") and unique is False
 
 
 def _index_keys(plan: Plan, table: TablePlan, index_name: str) -> tuple[list[str], str]:
@@ -169,12 +185,20 @@ async def duplicate_keys(
     return "; ".join(f"{tuple(r)[:-1]} x{r[-1]}" for r in rows)
 
 
-async def add_constraints(conn: asyncpg.Connection, plan: Plan, table: TablePlan) -> list[str]:
-    """Attach PK/UNIQUE; add CHECKs NOT VALID then validate, dropping ones the data breaks."""
+async def add_constraints(
+    conn: asyncpg.Connection, plan: Plan, table: TablePlan, *, resumed: bool = False
+) -> list[str]:
+    """Attach PK/UNIQUE; add CHECKs NOT VALID then validate, dropping ones the data breaks.
+
+    ``resumed``: a constraint the interrupted run added stays (and is validated again).
+    """
     warnings = []
     for statement in ddl.constraint_sql(plan, table):
         if "VALIDATE CONSTRAINT" not in statement:
-            await execute_all(conn, [statement])
+            try:
+                await execute_unless_there(conn, statement, resumed=resumed)
+            except asyncpg.PostgresError as exc:
+                raise refused(statement, exc) from exc
             continue
         try:
             await execute_one(conn, statement)

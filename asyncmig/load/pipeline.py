@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -64,6 +64,8 @@ class PipelineSettings:
     transformers: int = 1
     reject_dir: Path | None = None  # where <table>.jsonl rejects go (None: counted only)
     max_rejects: int | None = default("max_rejects")  # per table; more rolls the table back
+    chunk_rows: int = 0  # commit a large table in recorded rowid ranges (asyncmig.load.chunks)
+    append_rejects: bool = False  # a table's later chunks add to its reject file
 
 
 @dataclass(frozen=True)
@@ -214,24 +216,51 @@ async def load_table(
     empty, or ``clean`` says it may not be (a retry, a resumed run): it is then
     emptied, with its history row, in the load's own transaction.
     """
+
+    async def record(
+        conn: asyncpg.Connection, copied: int, accounts: Accounts, seconds: float
+    ) -> None:
+        if run_id is not None:
+            await history.record_table(
+                conn, run_id, table.name, table.row_count, copied, accounts, seconds
+            )
+
+    async def empty(conn: asyncpg.Connection) -> None:
+        await conn.execute(f"TRUNCATE {qualified(schema, table.name)}")
+        if run_id is not None:
+            await history.forget_table(conn, run_id, table.name)
+
     if slot is None:
-        return await _load_table(source, schema, table, conn, settings, run_id, None, clean)
+        return await load_rows(
+            source, schema, table, conn, settings, None, record, empty if clean else None
+        )
     with slot.counter() as counter:
-        return await _load_table(source, schema, table, conn, settings, run_id, counter, clean)
+        return await load_rows(
+            source, schema, table, conn, settings, counter, record, empty if clean else None
+        )
 
 
-async def _load_table(
+# called in the load's transaction, just before it commits: (conn, rows copied, the
+# load's accounts, seconds since it began)
+Recorder = Callable[[asyncpg.Connection, int, Accounts, float], Awaitable[None]]
+
+
+async def load_rows(
     source: Path,
     schema: str,
     table: TablePlan,
     conn: asyncpg.Connection,
     settings: PipelineSettings,
-    run_id: int | None,
     counter: Counter | None,
-    clean: bool,
+    recorder: Recorder,
+    first: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
 ) -> TableLoad:
+    """The pipeline for ``table`` (or the rowid range it names) in one transaction:
+    ``first`` runs at its start, ``recorder`` just before its commit."""
     started = time.perf_counter()
-    guard = TableGuard(table, settings.reject_dir, settings.max_rejects)
+    guard = TableGuard(
+        table, settings.reject_dir, settings.max_rejects, append=settings.append_rejects
+    )
     transform = build_batch_transform(table, guard)
     read_send, read_receive = anyio.create_memory_object_stream[Pair](settings.queue_size)
     results: dict[str, Any] = {}
@@ -242,22 +271,7 @@ async def _load_table(
         )
 
     async def record(conn: asyncpg.Connection, copied: int) -> None:
-        if run_id is None:
-            return
-        await history.record_table(
-            conn,
-            run_id,
-            table.name,
-            table.row_count,
-            copied,
-            guard.accounts,
-            time.perf_counter() - started,
-        )
-
-    async def empty(conn: asyncpg.Connection) -> None:
-        await conn.execute(f"TRUNCATE {qualified(schema, table.name)}")
-        if run_id is not None:
-            await history.forget_table(conn, run_id, table.name)
+        await recorder(conn, copied, guard.accounts, time.perf_counter() - started)
 
     writer_input = read_receive
     try:
@@ -275,7 +289,7 @@ async def _load_table(
                 None if counter is None else lambda rows: counter.add(rows, guard.accounts.rejected)
             )
             results["copied"] = await copy_table(
-                conn, schema, table, writer_input, guard, record, on_batch, empty if clean else None
+                conn, schema, table, writer_input, guard, record, on_batch, first
             )
     finally:
         # copy_table closes it, but not when cancelled before it began (a reader or a

@@ -24,7 +24,7 @@ import base64
 import datetime as dt
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -81,6 +81,21 @@ class Accounts:
 
 class TooManyRejects(DataError):
     pass
+
+
+def combine(parts: Sequence[Accounts]) -> Accounts:
+    """Several loads' accounts (a table's ranges or chunks) as one; the reject file is
+    the latest part's that has one."""
+    merged = Accounts()
+    for part in parts:
+        merged.rejected += part.rejected
+        for reason, count in part.reasons.items():
+            merged.reasons[reason] = merged.reasons.get(reason, 0) + count
+        for label, count in part.replaced.items():
+            merged.replaced[label] = merged.replaced.get(label, 0) + count
+        merged.examples.extend(part.examples)
+        merged.reject_file = part.reject_file or merged.reject_file
+    return merged
 
 
 def json_value(value: Any) -> Any:

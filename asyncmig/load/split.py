@@ -34,7 +34,7 @@ import structlog
 from asyncmig.errors import TargetError
 from asyncmig.load import progress
 from asyncmig.load.pipeline import TableLoad
-from asyncmig.load.policy import Accounts, TooManyRejects, reject_path
+from asyncmig.load.policy import Accounts, TooManyRejects, combine, reject_path
 from asyncmig.plan.model import Plan, TablePlan
 from asyncmig.quoting import qualified, quote_ident, quote_sqlite_ident
 from asyncmig.source.sqlite import open_sync, source_error
@@ -234,14 +234,8 @@ def merge_accounts(
     parts: Sequence[Accounts], table: TablePlan, reject_dir: Path | None
 ) -> Accounts:
     """The ranges' accounts as the table's; their reject files joined into the table's."""
-    merged = Accounts()
-    for part in parts:
-        merged.rejected += part.rejected
-        for reason, count in part.reasons.items():
-            merged.reasons[reason] = merged.reasons.get(reason, 0) + count
-        for label, count in part.replaced.items():
-            merged.replaced[label] = merged.replaced.get(label, 0) + count
-        merged.examples.extend(part.examples)
+    merged = combine(parts)
+    merged.reject_file = None
     files = [Path(p.reject_file) for p in parts if p.reject_file]
     if files and reject_dir is not None:
         target = reject_path(reject_dir, table.name)

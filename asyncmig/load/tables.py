@@ -5,6 +5,7 @@ each table's post-data work as soon as it commits.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from asyncmig.errors import (
     VerificationError,
 )
 from asyncmig.finish.indexes import IndexResult, add_constraints, build_indexes
-from asyncmig.load import progress, split
+from asyncmig.load import chunks, progress, split
 from asyncmig.load.pipeline import PipelineSettings, TableLoad, load_table
 from asyncmig.load.policy import TooManyRejects, reject_path
 from asyncmig.plan.model import Plan, TablePlan
@@ -87,9 +88,14 @@ def use_processes(settings: RunSettings, plan: Plan) -> bool:
 
 
 async def load_everything(
-    settings: RunSettings, plan: Plan, run_id: int | None, staging: split.Staging | None = None
+    settings: RunSettings,
+    plan: Plan,
+    run_id: int | None,
+    staging: split.Staging | None = None,
+    taken_over: Mapping[str, TableLoad] | None = None,
 ) -> Loaded:
-    """Phases 2-3: every table's data, then its indexes and constraints.
+    """Phases 2-3: every table's data, then its indexes and constraints (``taken_over``:
+    the tables a resumed run loaded, and their loads as its history recorded them).
 
     Reading, converting and encoding rows is Python work, so with ``jobs`` > 1 each
     table's pipeline runs in a worker process (one event loop, reader, transformers and
@@ -119,6 +125,7 @@ async def load_everything(
                 in_processes,
                 board.slot(table.name),
                 staging,
+                (taken_over or {}).get(table.name),
             )
         )
         check_total_rejects(settings, [d.report for d in done])
@@ -183,9 +190,11 @@ async def migrate_table(
     in_processes: bool,
     slot: progress.Slot | None = None,
     staging: split.Staging | None = None,
+    kept: TableLoad | None = None,
 ) -> TableDone:
     """One table's data, then its indexes, constraints, statistics, triggers, sequence
-    and ANALYZE; its report line accounts for the rows both phases rejected."""
+    and ANALYZE; its report line accounts for the rows both phases rejected. ``kept``:
+    the load of the interrupted run this one resumes (not loaded again)."""
 
     async def attempt(number: int) -> TableLoad:
         clean = number > 1  # a retry starts from an empty table
@@ -227,14 +236,16 @@ async def migrate_table(
                 clean=clean,
             )
 
-    load = await faults.retrying(attempt, table.name)
+    load = kept if kept is not None else await faults.retrying(attempt, table.name)
     progress.current().table_finished(table.name)
     verify_count(table, load)
     progress.current().table_indexing(table.name)
     started = time.perf_counter()
-    indexed = await build_indexes(settings, pool, plan, table, index_slots, run_id)
+    indexed = await build_indexes(
+        settings, pool, plan, table, index_slots, run_id, resumed=kept is not None
+    )
     async with pool.acquire() as conn:
-        constraints = await add_constraints(conn, plan, indexed.table)
+        constraints = await add_constraints(conn, plan, indexed.table, resumed=kept is not None)
         await post_data(conn, plan, indexed.table)
     index_seconds = time.perf_counter() - started
     log_replaced(table.name, load)
@@ -247,7 +258,7 @@ async def migrate_table(
         rows_per_s=int(load.rows_copied / load.seconds) if load.seconds else None,
     )
     return TableDone(
-        table_report(settings, load, indexed, index_seconds),
+        replace(table_report(settings, load, indexed, index_seconds), taken_over=kept is not None),
         indexed.warnings + tuple(constraints) + load_warnings(table.name, load),
     )
 
@@ -340,7 +351,10 @@ async def load_and_count(
     # durability comes from the synchronous commits of the final phase,
     # which flush the WAL of every earlier commit too
     await conn.execute("SET synchronous_commit = off")
-    load = await load_table(source, schema, table, conn, pipeline, run_id, slot, clean=clean)
+    if run_id is not None and chunks.chunked(table, pipeline):  # a retry goes on after the last
+        load = await chunks.load_chunked(source, schema, table, conn, pipeline, run_id, slot)
+    else:
+        load = await load_table(source, schema, table, conn, pipeline, run_id, slot, clean=clean)
     # not in a `finally`: after a failure the connection may be mid-transaction, and an
     # error here would hide the real one (the pool resets a released connection anyway)
     await conn.execute("RESET synchronous_commit")

@@ -30,6 +30,23 @@ from asyncmig.target.tablestate import Dependent, TableState
 SCHEMA = "asyncmig"
 RUNS = qualified(SCHEMA, "runs")
 RUN_TABLES = qualified(SCHEMA, "run_tables")
+RUN_CHUNKS = qualified(SCHEMA, "run_chunks")
+
+# --chunk-rows: one row per committed chunk, written in the chunk's own transaction
+CHUNKS_SQL = f"""CREATE TABLE IF NOT EXISTS {RUN_CHUNKS} (
+    run_id bigint NOT NULL REFERENCES {RUNS} (id) ON DELETE CASCADE,
+    table_name text NOT NULL,
+    first_key bigint NOT NULL,
+    last_key bigint NOT NULL,
+    rows bigint NOT NULL,
+    rejected bigint NOT NULL DEFAULT 0,
+    reject_reasons jsonb NOT NULL DEFAULT '{{}}',
+    replaced jsonb NOT NULL DEFAULT '{{}}',
+    seconds double precision NOT NULL,
+    taken_over boolean NOT NULL DEFAULT false,
+    loaded_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (run_id, table_name, first_key)
+)"""
 
 CREATE_SQL = [
     f"CREATE SCHEMA IF NOT EXISTS {quote_ident(SCHEMA)}",
@@ -98,6 +115,9 @@ UPGRADES = [
     # the backup a rollback wrote before removing anything
     ("runs", "backup_file", "text"),
     ("runs", "backup_sha256", "text"),
+    # resume: the interrupted run this one finished, and the tables it took over from it
+    ("runs", "resumed_from", "bigint"),
+    ("run_tables", "taken_over", "boolean NOT NULL DEFAULT false"),
 ]
 
 
@@ -136,6 +156,10 @@ async def ensure(conn: asyncpg.Connection) -> None:
                 for statement in CREATE_SQL[1 if exists else 0 :]:
                     await conn.execute(statement)
             await _upgrade(conn)
+            if not await conn.fetchval(
+                "SELECT to_regclass($1) IS NOT NULL", f"{SCHEMA}.run_chunks"
+            ):
+                await conn.execute(CHUNKS_SQL)
     except asyncpg.InsufficientPrivilegeError as exc:
         raise TargetError(
             f"cannot keep the migration history in schema {SCHEMA}: {exc}",
@@ -163,6 +187,103 @@ async def start_run(
             socket.gethostname(),
             os.getpid(),
         )
+    )
+
+
+async def record_sha256(conn: asyncpg.Connection, run_id: int, sha256: str) -> None:
+    """The source's digest, as soon as it is known: a resume compares it."""
+    await conn.execute(f"UPDATE {RUNS} SET source_sha256 = $2 WHERE id = $1", run_id, sha256)
+
+
+async def take_over(
+    conn: asyncpg.Connection, run_id: int, resumed_from: int, tables: Sequence[str]
+) -> None:
+    """This run resumes ``resumed_from``: its verified tables' rows become this run's,
+    flagged ``taken_over`` (inside the transaction that adopts its stage)."""
+    await conn.execute(f"UPDATE {RUNS} SET resumed_from = $2 WHERE id = $1", run_id, resumed_from)
+    await conn.execute(
+        f"INSERT INTO {RUN_TABLES} (run_id, table_name, source_rows, loaded_rows, replaced, "
+        "rejected, reject_reasons, reject_file, seconds, loaded_at, taken_over) "
+        "SELECT $1, table_name, source_rows, loaded_rows, replaced, rejected, reject_reasons, "
+        f"reject_file, seconds, loaded_at, true FROM {RUN_TABLES} "
+        "WHERE run_id = $2 AND table_name = ANY($3::text[])",
+        run_id,
+        resumed_from,
+        list(tables),
+    )
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One committed chunk of a table (``--chunk-rows``): its rowid range and accounts."""
+
+    first_key: int
+    last_key: int
+    rows: int
+    accounts: Accounts
+
+
+async def record_chunk(
+    conn: asyncpg.Connection,
+    run_id: int,
+    table: str,
+    first_key: int,
+    last_key: int,
+    rows: int,
+    accounts: Accounts,
+    seconds: float,
+) -> None:
+    """Called inside the chunk's load transaction."""
+    await conn.execute(
+        f"INSERT INTO {RUN_CHUNKS} (run_id, table_name, first_key, last_key, rows, rejected, "
+        "reject_reasons, replaced, seconds) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, "
+        "$8::jsonb, $9)",
+        run_id,
+        table,
+        first_key,
+        last_key,
+        rows,
+        accounts.rejected,
+        json.dumps(accounts.reasons),
+        json.dumps(accounts.replaced),
+        seconds,
+    )
+
+
+async def recorded_chunks(conn: asyncpg.Connection, run_id: int, table: str) -> list[Chunk]:
+    """The chunks of ``table`` committed for this run (taken over ones included), in order."""
+    rows = await conn.fetch(
+        f"SELECT * FROM {RUN_CHUNKS} WHERE run_id = $1 AND table_name = $2 ORDER BY first_key",
+        run_id,
+        table,
+    )
+    return [
+        Chunk(
+            int(r["first_key"]),
+            int(r["last_key"]),
+            int(r["rows"]),
+            Accounts(
+                rejected=int(r["rejected"]),
+                reasons=json.loads(r["reject_reasons"]),
+                replaced=json.loads(r["replaced"]),
+            ),
+        )
+        for r in rows
+    ]
+
+
+async def take_over_chunks(
+    conn: asyncpg.Connection, run_id: int, resumed_from: int, table: str
+) -> None:
+    """A partly loaded table's chunks become this run's (flagged ``taken_over``)."""
+    await conn.execute(
+        f"INSERT INTO {RUN_CHUNKS} (run_id, table_name, first_key, last_key, rows, rejected, "
+        "reject_reasons, replaced, seconds, taken_over, loaded_at) SELECT $1, table_name, "
+        "first_key, last_key, rows, rejected, reject_reasons, replaced, seconds, true, "
+        f"loaded_at FROM {RUN_CHUNKS} WHERE run_id = $2 AND table_name = $3",
+        run_id,
+        resumed_from,
+        table,
     )
 
 
@@ -371,6 +492,7 @@ class RunRecord:
     dependents: list[str] | None = None
     backup_file: str | None = None
     backup_sha256: str | None = None
+    resumed_from: int | None = None
 
 
 ABANDONED = "the process ended without recording how (killed, or its connection lost)"

@@ -133,6 +133,29 @@ async def execute_one(conn: asyncpg.Connection, statement: str) -> None:
     await conn.fetch(statement)
 
 
+# errors that say "it is there already": a resumed run skips the statement
+ALREADY_THERE = (
+    asyncpg.DuplicateTableError,  # an index, a view
+    asyncpg.DuplicateObjectError,  # a constraint, a foreign key, statistics, a trigger
+    asyncpg.ObjectNotInPrerequisiteStateError,  # the index already backs the constraint
+)
+
+
+async def execute_unless_there(conn: asyncpg.Connection, statement: str, *, resumed: bool) -> bool:
+    """:func:`execute_one`; in a resumed run, a statement whose object the interrupted
+    run already made is skipped (returns False). Not inside a transaction: a refused
+    statement leaves nothing to undo."""
+    if not resumed:
+        await execute_one(conn, statement)
+        return True
+    try:
+        await execute_one(conn, statement)
+    except ALREADY_THERE as exc:
+        log.info("already_built", statement=first_line(statement), reason=str(exc))
+        return False
+    return True
+
+
 def refused(statement: str, exc: asyncpg.PostgresError) -> TargetError:
     """A statement PostgreSQL refused, as one line naming the statement and the reason."""
     if faults.is_connection_fault(exc):
