@@ -4,7 +4,9 @@ The test suite does a few trials (tests/test_interrupt.py); this runs as many as
 asked against a PostgreSQL you name, and prints one JSON summary: per signal, how
 many runs ended with the expected exit code, printed a traceback, left a process
 behind, or left the history saying ``running`` (checked with ``status``, which shows
-a dead run as ``interrupted``), and how a plain ``run --replace`` afterwards ended.
+a dead run as ``interrupted``), and how a plain ``run --replace`` afterwards ended:
+whether it resumed the interrupted run (its history's ``resumed_from``) and how many
+tables it took over instead of loading them again.
 
     python -m bench.fault_trials --pg postgresql://localhost/scratch --trials 20
 """
@@ -21,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -53,16 +56,16 @@ def trial(source: Path, dsn: str, signum: int, delay: float) -> dict[str, object
     _, stderr = process.communicate(timeout=300)
     time.sleep(0.5)  # a worker killed with its parent (PR_SET_PDEATHSIG) is gone by now
     left = [p.pid for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-    status = subprocess.run(
-        [sys.executable, "-m", "asyncmig", "status", "--pg", dsn, "--output", "json"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    runs = json.loads(status.stdout).get("runs", [])
+    runs = history(dsn)
     rerun = asyncmig("run", "--sqlite", str(source), "--pg", dsn, "--replace")
     rerun.communicate(timeout=300)
+    latest = history(dsn)[:1]
+    resumed = bool(latest) and latest[0].get("resumed_from") is not None
     return {
+        "resumed": resumed,
+        "tables_kept": sum(bool(t.get("taken_over")) for t in latest[0]["tables"])
+        if resumed
+        else 0,
         "delay": round(delay, 3),
         "exit": process.returncode,
         "traceback": "Traceback" in stderr,
@@ -71,6 +74,18 @@ def trial(source: Path, dsn: str, signum: int, delay: float) -> dict[str, object
         "history_running": any(r["status"] == "running" for r in runs),
         "rerun_exit": rerun.returncode,
     }
+
+
+def history(dsn: str) -> list[dict[str, Any]]:
+    """The runs in the target's history, latest first (``status --output json``)."""
+    status = subprocess.run(
+        [sys.executable, "-m", "asyncmig", "status", "--pg", dsn, "--output", "json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    runs: list[dict[str, Any]] = json.loads(status.stdout).get("runs", [])
+    return runs
 
 
 def main() -> None:
@@ -99,6 +114,8 @@ def main() -> None:
             "processes_left": sum(int(str(r["processes_left"])) for r in results),
             "history_running": sum(bool(r["history_running"]) for r in results),
             "rerun_ok": sum(r["rerun_exit"] == 0 for r in results),
+            "rerun_resumed": sum(bool(r["resumed"]) for r in results),
+            "tables_kept": sum(int(str(r["tables_kept"])) for r in results),
             "results": results,
         }
     print(json.dumps(summary, indent=2))
