@@ -11,13 +11,15 @@ import shutil
 import signal
 import sqlite3
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import asyncpg
 import pytest
 
 from tests.fault_sources import TABLES, build_fault_source
-from tests.fix_cli import run_cli
+from tests.fix_cli import cli_environment, run_cli
 from tests.fix_pg import fetch
 from tests.test_cutover import EVERYTHING, finish, stages
 from tests.test_interrupt import public_tables, start
@@ -50,23 +52,29 @@ def taken_over(dsn: str, run_id: int) -> dict[str, bool]:
     return {r[0]: bool(r[1]) for r in rows}
 
 
-async def _wait_for_tables(dsn: str, process: subprocess.Popen[str], tables: int) -> bool:
-    """Until the running run's history holds ``tables`` committed tables (True), or the
-    process ended first (False)."""
+async def _wait_for(dsn: str, process: subprocess.Popen[str], sql: str, count: int) -> bool:
+    """Until ``sql`` (a count over the history) reaches ``count`` (True), or the process
+    ended first (False)."""
     conn = await asyncpg.connect(dsn)
     try:
         while process.poll() is None:
-            if await conn.fetchval("SELECT to_regclass('asyncmig.run_tables') IS NOT NULL"):
-                found = await conn.fetchval(
-                    "SELECT count(*) FROM asyncmig.run_tables t JOIN asyncmig.runs r "
-                    "ON r.id = t.run_id WHERE r.status = 'running'"
-                )
-                if found >= tables:
-                    return True
-            await asyncio.sleep(0.01)
+            history = "SELECT to_regclass('asyncmig.run_chunks') IS NOT NULL"
+            if await conn.fetchval(history) and await conn.fetchval(sql) >= count:
+                return True
+            await asyncio.sleep(0.005)
         return False
     finally:
         await conn.close()
+
+
+RUNNING_TABLES = (
+    "SELECT count(*) FROM asyncmig.run_tables t JOIN asyncmig.runs r "
+    "ON r.id = t.run_id WHERE r.status = 'running'"
+)
+RUNNING_CHUNKS = (
+    "SELECT count(*) FROM asyncmig.run_chunks c JOIN asyncmig.runs r "
+    "ON r.id = c.run_id WHERE r.status = 'running' AND c.table_name = 'child'"
+)
 
 
 def interrupt_after_first_table(
@@ -75,7 +83,7 @@ def interrupt_after_first_table(
     """A run stopped by ``signum`` once its first table committed: (exit code, stderr,
     run id)."""
     process = start("run", "--sqlite", str(source), "--pg", dsn, *args)
-    reached = asyncio.run(_wait_for_tables(dsn, process, 1))
+    reached = asyncio.run(_wait_for(dsn, process, RUNNING_TABLES, 1))
     process.send_signal(signum)
     _, stderr = process.communicate(timeout=120)
     assert reached, f"the run ended before a table committed: {stderr}"
@@ -137,7 +145,7 @@ def test_changed_source_is_not_resumed(source: Path, pg_dsn: str, tmp_path: Path
     assert run["resumed_from"] is None
     assert not any(taken_over(pg_dsn, run["id"]).values())
     assert fetch(pg_dsn, "SELECT label FROM public.tag WHERE id = 1")[0][0] == "changed"
-    deep_check(copy, pg_dsn)
+    assert committed(pg_dsn, run["id"]) == ROWS and stages(pg_dsn) == []
 
 
 def test_restart_refuses_the_resume(source: Path, pg_dsn: str) -> None:
@@ -151,25 +159,7 @@ def test_restart_refuses_the_resume(source: Path, pg_dsn: str) -> None:
     assert run["resumed_from"] is None
     assert committed(pg_dsn, run["id"]) == ROWS
     assert not any(taken_over(pg_dsn, run["id"]).values())
-    deep_check(source, pg_dsn)
-
-
-async def _wait_for_chunks(dsn: str, process: subprocess.Popen[str], chunks: int) -> bool:
-    """Until the running run recorded ``chunks`` chunks of child (True), or it ended."""
-    conn = await asyncpg.connect(dsn)
-    try:
-        while process.poll() is None:
-            if await conn.fetchval("SELECT to_regclass('asyncmig.run_chunks') IS NOT NULL"):
-                found = await conn.fetchval(
-                    "SELECT count(*) FROM asyncmig.run_chunks c JOIN asyncmig.runs r "
-                    "ON r.id = c.run_id WHERE r.status = 'running' AND c.table_name = 'child'"
-                )
-                if found >= chunks:
-                    return True
-            await asyncio.sleep(0.005)
-        return False
-    finally:
-        await conn.close()
+    assert stages(pg_dsn) == [] and public_tables(pg_dsn) == EVERYTHING
 
 
 def chunks_of(dsn: str, run_id: int) -> list[tuple[int, int, int, bool]]:
@@ -188,7 +178,7 @@ def test_chunked_table_goes_on_after_its_last_chunk(source: Path, pg_dsn: str) -
     on the same grid; the whole table then checks equal to the source."""
     args = ("run", "--sqlite", str(source), "--pg", pg_dsn, "--chunk-rows", "5000")
     process = start(*args)
-    reached = asyncio.run(_wait_for_chunks(pg_dsn, process, 2))
+    reached = asyncio.run(_wait_for(pg_dsn, process, RUNNING_CHUNKS, 2))
     process.send_signal(signal.SIGKILL)
     process.communicate(timeout=60)
     assert reached, "the run ended before two chunks of child committed"
@@ -209,3 +199,49 @@ def test_chunked_table_goes_on_after_its_last_chunk(source: Path, pg_dsn: str) -
     assert sum(c[2] for c in after) == ROWS["child"] == committed(pg_dsn, run["id"])["child"]
     assert all(c[2] <= 5000 for c in after) and after[-1][1] == ROWS["child"]
     deep_check(source, pg_dsn)
+
+
+SPLIT_LOW = (
+    "import sys; from asyncmig.load import split; split.SPLIT_MIN_ROWS = 1000; "
+    "from asyncmig.cli.main import main; sys.exit(main(sys.argv[1:]))"
+)  # as tests/test_split.py does in-process: this small source's child table is split
+
+
+def load_schemas(dsn: str) -> list[str]:
+    rows = fetch(
+        dsn,
+        "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'asyncmig\\_load\\_%' ORDER BY 1",
+    )
+    return [r[0] for r in rows]
+
+
+def test_killed_split_loads_schema_is_dropped_by_the_next_run(source: Path, pg_dsn: str) -> None:
+    """kill -9 while a table loads in rowid ranges (its ranges in asyncmig_load_<run>):
+    the next run into the target drops that schema (logged) and still resumes the
+    stage, reloading the split table whole."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", SPLIT_LOW, "run", "--sqlite", str(source), "--pg", pg_dsn],
+        env=cli_environment({"ASYNCMIG_WORKERS": "process", "ASYNCMIG_JOBS": "2"}),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not load_schemas(pg_dsn) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    left = load_schemas(pg_dsn)
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=60)
+    assert left, "the run split no table"
+    killed = int(last_run(pg_dsn)["id"])
+    assert left == [f"asyncmig_load_{killed}"]
+
+    code, stderr = finish("run", "--sqlite", str(source), "--pg", pg_dsn)
+    assert code == 0, stderr
+    assert "stale_load_schema_dropped" in stderr and left[0] in stderr
+    assert load_schemas(pg_dsn) == []
+    run = last_run(pg_dsn)
+    assert run["resumed_from"] in (killed, None)  # None: killed before its digest was known
+    assert committed(pg_dsn, run["id"]) == ROWS
+    counts = fetch(pg_dsn, "SELECT (SELECT count(*) FROM public.child), max(id) FROM public.child")
+    assert tuple(counts[0]) == (ROWS["child"], ROWS["child"])

@@ -19,8 +19,8 @@ tables load in one transaction, as do tables of at most ``--chunk-rows`` rows.
 from __future__ import annotations
 
 import math
-import sqlite3
 import time
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,12 +28,11 @@ import anyio
 import asyncpg
 import structlog
 
+from asyncmig.load import split
 from asyncmig.load.pipeline import PipelineSettings, Recorder, TableLoad, load_rows
-from asyncmig.load.policy import Accounts, TooManyRejects, combine
+from asyncmig.load.policy import Accounts, check_rejects, combine
 from asyncmig.load.progress import Counter, Slot
 from asyncmig.plan.model import TablePlan
-from asyncmig.quoting import quote_sqlite_ident
-from asyncmig.source.sqlite import open_sync, source_error
 from asyncmig.target import history
 
 log = structlog.get_logger(__name__)
@@ -51,17 +50,10 @@ def chunk_ranges(
     """Rowid ranges of about ``rows`` rows each (by rowid span, as the split loader cuts:
     the b-tree gives the bounds at once), those past ``after`` only. The same source
     gives the same ranges, so a resumed run continues on the interrupted run's grid."""
-    conn = open_sync(source)
-    try:
-        low, high = conn.execute(
-            f"SELECT min(rowid), max(rowid) FROM {quote_sqlite_ident(table.source_name)}"
-        ).fetchone()
-    except sqlite3.DatabaseError as exc:
-        raise source_error(source, exc) from exc
-    finally:
-        conn.close()
-    if low is None:
+    bounds = split.rowid_bounds(source, table)
+    if bounds is None:
         return []
+    low, high = bounds
     step = max(1, math.ceil((high - low + 1) * rows / max(1, table.row_count)))
     starts = range(low, high + 1, step)
     return [(a, min(a + step - 1, high)) for a in starts if after is None or a > after]
@@ -77,9 +69,7 @@ async def load_chunked(
     slot: Slot | None,
 ) -> TableLoad:
     """Load ``table`` chunk by chunk, after the chunks already recorded for this run."""
-    if slot is None:
-        return await _load_chunks(source, schema, table, conn, settings, run_id, None)
-    with slot.counter() as counter:
+    with slot.counter() if slot is not None else nullcontext() as counter:
         return await _load_chunks(source, schema, table, conn, settings, run_id, counter)
 
 
@@ -117,7 +107,7 @@ async def _load_chunks(
         read += load.rows_read
         copied += load.rows_copied
         total = combine([total, load.accounts])
-        check_rejects(table, total, settings.max_rejects)
+        check_rejects(table.name, total, settings.max_rejects)
     return TableLoad(table.name, read, copied, time.perf_counter() - started, accounts=total)
 
 
@@ -149,15 +139,3 @@ def _recorder(
             )
 
     return record
-
-
-def check_rejects(table: TablePlan, accounts: Accounts, limit: int | None) -> None:
-    if limit is not None and accounts.rejected > limit:
-        raise TooManyRejects(
-            table.name,
-            "?",
-            None,
-            None,
-            f"{table.name}: {accounts.rejected} rows rejected, more than --max-rejects {limit}",
-            hint="clean the source, choose other policies, or raise the limit",
-        )

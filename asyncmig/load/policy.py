@@ -83,6 +83,20 @@ class TooManyRejects(DataError):
     pass
 
 
+def check_rejects(table: str, accounts: Accounts, limit: int | None) -> None:
+    """More rejects than --max-rejects (over a table's ranges or chunks): the table fails."""
+    if limit is not None and accounts.rejected > limit:
+        raise TooManyRejects(
+            table,
+            "?",
+            None,
+            None,
+            f"{table}: {accounts.rejected} rows rejected, more than "
+            f"--max-rejects {limit}; the table is rolled back",
+            hint="clean the source, choose other policies, or raise the limit",
+        )
+
+
 def combine(parts: Sequence[Accounts]) -> Accounts:
     """Several loads' accounts (a table's ranges or chunks) as one; the reject file is
     the latest part's that has one."""

@@ -34,7 +34,7 @@ import structlog
 from asyncmig.errors import TargetError
 from asyncmig.load import progress
 from asyncmig.load.pipeline import TableLoad
-from asyncmig.load.policy import Accounts, TooManyRejects, combine, reject_path
+from asyncmig.load.policy import Accounts, check_rejects, combine, reject_path
 from asyncmig.plan.model import Plan, TablePlan
 from asyncmig.quoting import qualified, quote_ident, quote_sqlite_ident
 from asyncmig.source.sqlite import open_sync, source_error
@@ -99,9 +99,9 @@ def drop_staging_sql(run_id: int) -> str:
     return f"DROP SCHEMA IF EXISTS {quote_ident(staging_schema(run_id))} CASCADE"
 
 
-def rowid_ranges(source: Path, table: TablePlan, parts: int) -> list[tuple[int, int]]:
-    """``parts`` contiguous rowid ranges covering the table (by rowid, not by rows:
-    the b-tree gives the bounds at once, and rowids are dense in most tables)."""
+def rowid_bounds(source: Path, table: TablePlan) -> tuple[int, int] | None:
+    """The table's lowest and highest rowid (None when empty): the b-tree gives them at
+    once."""
     conn = open_sync(source)
     try:
         low, high = conn.execute(
@@ -111,8 +111,16 @@ def rowid_ranges(source: Path, table: TablePlan, parts: int) -> list[tuple[int, 
         raise source_error(source, exc) from exc
     finally:
         conn.close()
-    if low is None:
+    return None if low is None else (int(low), int(high))
+
+
+def rowid_ranges(source: Path, table: TablePlan, parts: int) -> list[tuple[int, int]]:
+    """``parts`` contiguous rowid ranges covering the table (by rowid, not by rows:
+    rowids are dense in most tables)."""
+    bounds_found = rowid_bounds(source, table)
+    if bounds_found is None:
         return [(0, 0)]
+    low, high = bounds_found
     step = max(1, (high - low + 1) // parts)
     bounds = [low + i * step for i in range(parts)] + [high + 1]
     return [(a, b - 1) for a, b in itertools.pairwise(bounds) if b > a]
@@ -173,17 +181,7 @@ async def load_split(
             tg.start_soon(one, number, bounds)
     done = [load for load in loads if load is not None]
     accounts = merge_accounts([load.accounts for load in done], table, reject_dir)
-    limit = settings.pipeline.max_rejects
-    if limit is not None and accounts.rejected > limit:
-        raise TooManyRejects(
-            table.name,
-            "?",
-            None,
-            None,
-            f"{table.name}: {accounts.rejected} rows rejected, more than "
-            f"--max-rejects {limit}; the table is rolled back",
-            hint="clean the source, choose other policies, or raise the limit",
-        )
+    check_rejects(table.name, accounts, settings.pipeline.max_rejects)
     merged = TableLoad(
         table.name,
         sum(d.rows_read for d in done),
