@@ -59,7 +59,7 @@ from asyncmig.load.tables import (
     warm_worker,
 )
 from asyncmig.plan import collations
-from asyncmig.plan.builder import build_plan
+from asyncmig.plan.builder import build_plan, outline_plan
 from asyncmig.plan.model import Plan
 from asyncmig.runstate import RunReport, RunSettings, TableReport
 from asyncmig.source.sqlite import check_source_file, fingerprint, open_sync, source_error
@@ -69,6 +69,7 @@ from asyncmig.target.statements import (
     check_server,
     create_tables,
     execute_all,
+    refuse_early,
     refused,
     require_empty_tables,
 )
@@ -204,29 +205,23 @@ async def _execute_on(
         if settings.lock_timeout:  # the DDL of this session: never a silent wait
             await admin.execute(f"SET lock_timeout = {int(settings.lock_timeout * 1000)}")
         await history.mark_abandoned(admin, settings.schema)
-        reporter.phase("planning")
-        # `run` makes the tables it loads: their types may come from a sample, which the
-        # load proves; `schema` and `data` share a plan, so theirs is profiled in full
-        prove = create and load
-        async with anyio.create_task_group() as warm:  # workers start while we plan
-            if load and expect_processes(settings):
-                limiter = anyio.CapacityLimiter(settings.jobs)
-                for _ in range(settings.jobs):
-                    warm.start_soon(warm_worker, limiter)
-            plan = await make_plan(settings, prove=prove)
-        log.info(
-            "planned",
-            tables=len(plan.tables),
-            rows=sum(t.row_count for t in plan.tables),
-            seconds=round(time.perf_counter() - started, 3),
-        )
-        options = run_options(original, plan)
-        key = options["resume_key"] = resume.resume_key(settings, plan)
+        outline = await plan_names(settings)  # names only: nothing counted or scanned yet
         run_id = await history.start_run(
-            admin, settings.command, original.source, plan.schema, options
+            admin,
+            settings.command,
+            original.source,
+            outline.schema,
+            run_options(original, outline),
         )
         reporter.run_started(run_id, settings.command, str(original.source))
         try:
+            await refuse_early(
+                admin, outline, create=create, replace=settings.replace, cascade=settings.cascade
+            )
+            plan = await plan_run(settings, started, create=create, load=load)
+            options = run_options(original, plan)  # as the full plan settled them
+            key = options["resume_key"] = resume.resume_key(settings, plan)
+            await history.set_options(admin, run_id, options)
             # what interrupted runs left: taken over by this `run` when it may, else dropped
             found = await resume.pick(
                 admin, settings, plan.schema, key, resumes=create and load and check
@@ -245,7 +240,7 @@ async def _execute_on(
             blocked = None
             with anyio.move_on_after(10, shield=True):
                 blocked = await runlock.explain_lock_wait(
-                    settings.target, plan.schema, exc, admin.get_server_pid()
+                    settings.target, outline.schema, exc, admin.get_server_pid()
                 )
             await record_failure(settings, admin, run_id, blocked or exc)
             if blocked is not None:
@@ -258,6 +253,34 @@ async def _execute_on(
         if signals.received():  # a worker cancelled while it started is not anyio's to kill
             signals.kill_stray_workers()
     return report
+
+
+async def plan_names(settings: RunSettings) -> Plan:
+    """The plan's names, from the source's schema alone (see outline_plan)."""
+    check_source_file(settings.source)
+    return await anyio.to_thread.run_sync(
+        lambda: outline_plan(settings.source, schema=settings.schema, overrides=settings.overrides)
+    )
+
+
+async def plan_run(settings: RunSettings, started: float, *, create: bool, load: bool) -> Plan:
+    """The plan, with the load's worker processes started meanwhile."""
+    progress.current().phase("planning")
+    # `run` makes the tables it loads: their types may come from a sample, which the
+    # load proves; `schema` and `data` share a plan, so theirs is profiled in full
+    async with anyio.create_task_group() as warm:  # workers start while we plan
+        if load and expect_processes(settings):
+            limiter = anyio.CapacityLimiter(settings.jobs)
+            for _ in range(settings.jobs):
+                warm.start_soon(warm_worker, limiter)
+        plan = await make_plan(settings, prove=create and load)
+    log.info(
+        "planned",
+        tables=len(plan.tables),
+        rows=sum(t.row_count for t in plan.tables),
+        seconds=round(time.perf_counter() - started, 3),
+    )
+    return plan
 
 
 async def _recorded_phases(

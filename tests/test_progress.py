@@ -97,7 +97,11 @@ async def test_json_events_for_log_collectors(tmp_path: Path, pg_dsn: str) -> No
         progress.install(progress.Reporter())
     names = [e["event"] for e in events]
     phases = [(e["phase"], e["run_id"]) for e in events if e["event"] == "phase_started"]
-    assert phases[:3] == [("checking", None), ("planning", None), ("loading", report.run_id)]
+    assert phases[:3] == [
+        ("checking", None),
+        ("planning", report.run_id),
+        ("loading", report.run_id),
+    ]
     started = next(e for e in events if e["event"] == "run_started")
     assert started["run_id"] == report.run_id
     assert names.index("run_started") < names.index("progress")

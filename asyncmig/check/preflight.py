@@ -379,6 +379,13 @@ async def privilege_checks(
     return [schema_privilege_check(server, plan.schema, bool(row[0]))]
 
 
+async def require_create_privilege(conn: asyncpg.Connection, plan: Plan) -> None:
+    """A run stops here, before reading any row, when it could not create its tables."""
+    for check in await privilege_checks(conn, await describe_server(conn), plan):
+        if check.status == FAIL:
+            raise TargetError(f"cannot create the tables: {check.message}", hint=check.fix)
+
+
 def database_privilege_check(server: Server, schema: str) -> Check:
     """The schema does not exist yet: creating it needs CREATE on the database."""
     if server.database_create:

@@ -13,7 +13,7 @@ import json
 import multiprocessing
 import re
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
@@ -77,19 +77,49 @@ def build_plan(
     tables in ``scan`` (a load refuted their plan) are profiled over every row.
     """
     overrides = overrides or Overrides()
+    catalog, notes = introspect_file(path)
+    tables = planned_tables(catalog, overrides)
+    profiles = profile_tables(path, tables, jobs, overrides, Scans(prove=prove, scan=scan))
+    return assemble(catalog, tables, profiles, schema, overrides, notes)
+
+
+def outline_plan(path: Path, *, schema: str = "public", overrides: Overrides | None = None) -> Plan:
+    """The plan's names, from the schema alone: no table is counted, sampled or scanned.
+
+    Every table is planned as if empty, so its table and column names are those of the
+    full plan (names never depend on the values) but its types are not. Enough to
+    refuse, before any table scan, what would fail cheaply: tables that already exist,
+    tables ``data`` cannot load into, a profile naming what the source lacks.
+    """
+    overrides = overrides or Overrides()
+    catalog, notes = introspect_file(path)
+    tables = planned_tables(catalog, overrides)
+    empty = {
+        t.name: TableProfile({c.name: ColumnProfile() for c in t.columns}, rows=0, sampled=False)
+        for t in tables
+    }
+    return assemble(catalog, tables, empty, schema, overrides, notes)
+
+
+def introspect_file(path: Path) -> tuple[SourceCatalog, list[str]]:
+    """The source's catalog (reads only its schema, never its rows)."""
     conn = open_sync(path)
     try:
-        catalog, notes = introspect(conn, path)
+        return introspect(conn, path)
     except sqlite3.DatabaseError as exc:
         raise source_error(path, exc) from exc
     finally:
         conn.close()
+
+
+def planned_tables(catalog: SourceCatalog, overrides: Overrides) -> list[SourceTable]:
+    """The tables to migrate; refuses a profile naming what the source lacks and tables
+    that cannot be migrated, before anything is read or made."""
     _check_overrides(catalog, overrides)
     tables = [t for t in catalog.tables if t.name not in overrides.excluded]
     _refuse_unreadable(tables, overrides)
     _refuse_too_wide(tables)
-    profiles = profile_tables(path, tables, jobs, overrides, Scans(prove=prove, scan=scan))
-    return assemble(catalog, tables, profiles, schema, overrides, notes)
+    return tables
 
 
 def _refuse_unreadable(tables: list[SourceTable], overrides: Overrides) -> None:
@@ -172,7 +202,12 @@ def profile_tables(
     overrides: Overrides,
     scans: Scans | None = None,
 ) -> dict[str, TableProfile]:
-    """Profile every table, ``jobs`` tables at a time, largest first."""
+    """Profile every table, ``jobs`` tables at a time, largest first.
+
+    Logs ``profile_started`` before the first row is counted and ``table_profiled``
+    per table: the log shows what was read before a run stopped.
+    """
+    log.info("profile_started", tables=len(tables), jobs=jobs)
     conn = open_sync(path)
     try:  # count(*) walks only the table's b-tree pages: cheap, and orders the work
         counted = [replace(t, row_count=profiling.count_rows(conn, t)) for t in tables]
@@ -187,7 +222,7 @@ def profile_tables(
         context = multiprocessing.get_context("spawn")  # never fork a threaded process
         try:
             with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as processes:
-                return dict(
+                return logged(
                     processes.map(
                         profile_one, repeat(path), ordered, repeat(overrides), repeat(scans)
                     )
@@ -197,9 +232,24 @@ def profile_tables(
                 "profile_processes_failed", error=str(exc), fallback="profiling in threads instead"
             )
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as threads:
-        return dict(
+        return logged(
             threads.map(profile_one, repeat(path), ordered, repeat(overrides), repeat(scans))
         )
+
+
+def logged(profiled: Iterable[tuple[str, TableProfile]]) -> dict[str, TableProfile]:
+    """The profiles by table, each logged as it arrives."""
+    profiles = {}
+    for name, profile in profiled:
+        log.info(
+            "table_profiled",
+            table=name,
+            rows=profile.rows,
+            sampled=profile.sampled,
+            proved_by_load=bool(profile.proof),
+        )
+        profiles[name] = profile
+    return profiles
 
 
 def profile_one(

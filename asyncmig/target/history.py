@@ -287,6 +287,13 @@ async def take_over_chunks(
     )
 
 
+async def set_options(conn: asyncpg.Connection, run_id: int, options: dict[str, Any]) -> None:
+    """The options as the full plan settled them (the run started from its outline)."""
+    await conn.execute(
+        f"UPDATE {RUNS} SET options = $2::jsonb WHERE id = $1", run_id, json.dumps(options)
+    )
+
+
 async def run_tag(conn: asyncpg.Connection, run_id: int) -> str:
     """A short name for the run's files, unique to this target and run: ``run<N>-<uuid>``."""
     uuid = await conn.fetchval(f"SELECT run_uuid FROM {RUNS} WHERE id = $1", run_id)

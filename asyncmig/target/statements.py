@@ -10,6 +10,7 @@ import asyncpg
 import structlog
 
 from asyncmig import cutover, ddl
+from asyncmig.check import preflight
 from asyncmig.errors import (
     TargetError,
 )
@@ -71,8 +72,35 @@ async def create_tables(
     ]
 
 
+async def refuse_early(
+    conn: asyncpg.Connection, plan: Plan, *, create: bool, replace: bool, cascade: bool
+) -> None:
+    """What would stop the run later, refused before any table is counted or scanned.
+
+    ``plan`` may be the outline (names only, :func:`asyncmig.plan.builder.outline_plan`).
+    ``run`` and ``schema``: CREATE in the target schema (or on the database, to create
+    it), and no existing table unless ``replace`` (nor an application's object that
+    depends on one unless ``cascade``). ``data``: every table there, with its columns,
+    and empty unless ``replace``. Nothing is changed.
+    """
+    if create:
+        await preflight.require_create_privilege(conn, plan)
+        await cutover.replaceable(conn, plan, replace=replace, cascade=cascade)
+    else:
+        await loaded_tables(conn, plan, allow=replace)
+
+
 async def require_empty_tables(conn: asyncpg.Connection, plan: Plan, *, truncate: bool) -> None:
     """`data` loads into the tables `schema` made: all there, with the plan's columns, empty."""
+    loaded = await loaded_tables(conn, plan, allow=truncate)
+    if loaded:  # emptied together, with what the post-data phases added to them
+        async with conn.transaction():
+            await execute_all(conn, rollback.undo_data_sql(plan))
+
+
+async def loaded_tables(conn: asyncpg.Connection, plan: Plan, *, allow: bool) -> list[str]:
+    """The plan's tables that hold rows; refuses a missing table or column, and a
+    loaded table unless ``allow``."""
     existing = set(await existing_tables(conn, plan))
     missing = [t.name for t in plan.tables if t.name not in existing]
     if missing:
@@ -102,15 +130,13 @@ async def require_empty_tables(conn: asyncpg.Connection, plan: Plan, *, truncate
             )
         target = qualified(plan.schema, table.name)
         if await conn.fetchval(f"SELECT EXISTS (SELECT FROM {target})"):
-            if not truncate:
+            if not allow:
                 raise TargetError(
                     f"cannot load data: {target} is not empty",
                     hint="pass --replace to empty it first",
                 )
             loaded.append(table.name)
-    if loaded:  # emptied together, with what the post-data phases added to them
-        async with conn.transaction():
-            await execute_all(conn, rollback.undo_data_sql(plan))
+    return loaded
 
 
 async def execute_all(conn: asyncpg.Connection, statements: Sequence[str]) -> None:

@@ -1,0 +1,142 @@
+"""What fails cheaply fails before any table is counted, sampled or scanned.
+
+The run's log file records every event in order: the planner logs ``profile_started``
+before it counts the first row and ``table_profiled`` per table, so a refused run
+whose log holds neither read no row. A successful run of the same source shows both
+events, so their absence means something.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.fix_cli import one_error_line, run_cli
+from tests.fix_pg import as_user, execute, fetch
+
+SCANS = {"profile_started", "table_profiled", "column_planned", "planned"}
+
+
+def build(path: Path, rows: int = 30_000) -> Path:
+    """A source whose big table is sampled (more rows than a sample) and a small one."""
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        "CREATE TABLE big(id INTEGER PRIMARY KEY, body TEXT, at TIMESTAMP);"
+        "CREATE TABLE small(id INTEGER PRIMARY KEY, name TEXT);"
+    )
+    conn.executemany(
+        "INSERT INTO big VALUES (?, ?, ?)",
+        ((i, f"row {i}", f"2024-01-01 00:00:{i % 60:02d}") for i in range(1, rows + 1)),
+    )
+    conn.executemany("INSERT INTO small VALUES (?, ?)", [(i, f"s{i}") for i in range(1, 51)])
+    conn.commit()
+    conn.close()
+    return path
+
+
+def logged_events(log_dir: Path) -> list[dict[str, Any]]:
+    """Every event of the runs logged in ``log_dir``, in order (one run per directory)."""
+    files = sorted(log_dir.glob("migration_*.log"))
+    assert len(files) == 1, files
+    return [json.loads(line) for line in files[0].read_text().splitlines() if line]
+
+
+def cli(log_dir: Path, *args: str) -> tuple[int, str, list[dict[str, Any]]]:
+    done = run_cli(*args, "--log-format", "json", env={"ASYNCMIG_LOG_DIR": str(log_dir)})
+    return done.returncode, done.stderr, logged_events(log_dir)
+
+
+def refused_unread(events: list[dict[str, Any]], exit_code: int) -> dict[str, Any]:
+    """The run failed with ``exit_code`` and logged no scan of any kind before it."""
+    names = [e["event"] for e in events]
+    assert names[-1] == "run_failed", names
+    assert not SCANS & set(names), names
+    assert "planning" not in [e.get("phase") for e in events if e["event"] == "phase_started"]
+    failed = events[-1]
+    assert failed["exit_code"] == exit_code
+    return failed
+
+
+def test_existing_tables_are_refused_before_any_table_scan(tmp_path: Path, pg_dsn: str) -> None:
+    source = build(tmp_path / "a.db")
+    code, stderr, events = cli(tmp_path / "first", "run", "--sqlite", str(source), "--pg", pg_dsn)
+    assert code == 0, stderr
+    names = [e["event"] for e in events]
+    assert names.index("profile_started") < names.index("table_profiled") < names.index("planned")
+    assert {e["table"] for e in events if e["event"] == "table_profiled"} == {"big", "small"}
+
+    code, stderr, events = cli(tmp_path / "again", "run", "--sqlite", str(source), "--pg", pg_dsn)
+    assert code == 4
+    line = one_error_line(stderr.splitlines()[-1])
+    assert '"public"."big", "public"."small": already exists in the target' in line
+    failed = refused_unread(events, 4)
+    assert "already exists" in failed["message"]
+    runs = fetch(pg_dsn, "SELECT status, error_class FROM asyncmig.runs ORDER BY id")
+    assert [tuple(r) for r in runs] == [("succeeded", None), ("failed", "TargetError")]
+    assert fetch(pg_dsn, "SELECT count(*) FROM public.big")[0][0] == 30_000  # untouched
+
+
+def test_existing_tables_with_replace_are_planned_and_replaced(tmp_path: Path, pg_dsn: str) -> None:
+    """The early check refuses only what the run would refuse: --replace goes on."""
+    source = build(tmp_path / "a.db", rows=2_000)
+    assert cli(tmp_path / "first", "run", "--sqlite", str(source), "--pg", pg_dsn)[0] == 0
+    code, stderr, events = cli(
+        tmp_path / "again", "run", "--sqlite", str(source), "--pg", pg_dsn, "--replace"
+    )
+    assert code == 0, stderr
+    assert "table_profiled" in [e["event"] for e in events]
+    assert tuple(fetch(pg_dsn, "SELECT count(*), max(body) FROM public.big")[0]) == (
+        2_000,
+        "row 999",
+    )
+
+
+@pytest.fixture
+async def no_create_role(pg_dsn: str) -> AsyncIterator[str]:
+    """A LOGIN role that may keep the history but may not create tables in ``public``."""
+    role = f"e_{uuid.uuid4().hex[:10]}"
+    database = urlsplit(pg_dsn).path.lstrip("/")
+    await execute(
+        pg_dsn,
+        f'CREATE ROLE "{role}" LOGIN',
+        f'REVOKE CREATE ON DATABASE "{database}" FROM PUBLIC',
+        "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+        "CREATE SCHEMA asyncmig",
+        f'GRANT USAGE, CREATE ON SCHEMA asyncmig TO "{role}"',
+    )
+    try:
+        yield role
+    finally:
+        await execute(pg_dsn, f'DROP OWNED BY "{role}"', f'DROP ROLE "{role}"')
+
+
+def test_missing_create_privilege_is_refused_before_any_table_scan(
+    tmp_path: Path, pg_dsn: str, no_create_role: str
+) -> None:
+    source = build(tmp_path / "a.db")
+    dsn = as_user(pg_dsn, no_create_role)
+    code, stderr, events = cli(tmp_path / "logs", "run", "--sqlite", str(source), "--pg", dsn)
+    assert code == 4
+    line = one_error_line(stderr.splitlines()[-1])
+    assert f"{no_create_role} cannot create tables in schema " in line
+    assert f'GRANT CREATE ON SCHEMA "public" TO "{no_create_role}"' in line  # the fix
+    refused_unread(events, 4)
+    assert fetch(pg_dsn, "SELECT to_regclass('public.big') IS NULL")[0][0]
+
+
+def test_data_into_missing_tables_is_refused_before_any_table_scan(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    source = build(tmp_path / "a.db")
+    code, stderr, events = cli(tmp_path / "logs", "data", "--sqlite", str(source), "--pg", pg_dsn)
+    assert code == 4
+    line = one_error_line(stderr.splitlines()[-1])
+    assert "cannot load data: " in line and "does not exist (and 1 more)" in line
+    refused_unread(events, 4)
