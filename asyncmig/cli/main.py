@@ -362,6 +362,13 @@ SPECS = (
 )
 
 
+def show_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """``--version``; the version is looked up only when asked (see package_version)."""
+    if value and not ctx.resilient_parsing:
+        click.echo(f"asyncmig {package_version()}")
+        ctx.exit()
+
+
 def build_cli() -> click.Group:
     from asyncmig.cli.server import server_group
 
@@ -371,8 +378,13 @@ def build_cli() -> click.Group:
         "verified. Run `asyncmig COMMAND --help` for a command's options.",
         context_settings={"help_option_names": ["-h", "--help"]},
     )
-    top = click.version_option(
-        package_version(), "--version", prog_name="asyncmig", message="%(prog)s %(version)s"
+    top = click.option(
+        "--version",
+        is_flag=True,
+        expose_value=False,
+        is_eager=True,
+        callback=show_version,
+        help="Show the version and exit.",
     )(top)
     for spec in SPECS:
         top.add_command(make_command(spec))

@@ -23,7 +23,6 @@ import contextlib
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import orjson
@@ -35,6 +34,10 @@ STATUS = {0: "succeeded", 6: "checks_failed", 8: "loaded_with_rejects", 10: "rol
 
 
 def package_version() -> str:
+    # imported here: importlib.metadata costs every command's start, and only --version
+    # and the JSON output need it
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version("asyncmig")
     except PackageNotFoundError:  # a source tree that was never installed

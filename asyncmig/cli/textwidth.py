@@ -4,11 +4,11 @@ wcwidth implements the Unicode East Asian Width and emoji presentation rules."""
 
 from __future__ import annotations
 
-from wcwidth import wcswidth
-
 
 def width(text: str) -> int:
     """Columns ``text`` occupies (control characters, which have none, count as one)."""
+    from wcwidth import wcswidth  # here: only tables need it, and every command starts
+
     columns = wcswidth(text)
     return columns if columns >= 0 else sum(max(wcswidth(c), 1) for c in text)
 
