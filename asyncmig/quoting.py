@@ -99,3 +99,68 @@ _BREAKING = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 def sql_comment(text: str) -> str:
     """``text`` as one ``--`` comment line that nothing in ``text`` can end early."""
     return f"-- {one_line(text)}".rstrip()
+
+
+def requote(sql: str) -> str:
+    """Server-written SQL (``pg_get_indexdef`` and the like) with every double-quoted
+    name and plain string literal re-quoted here, so a name with a line break is
+    written in the ``U&`` form on one line, as in every script asyncmig generates.
+
+    Dollar-quoted bodies (a function's), ``E''`` and ``U&`` strings are left as they
+    are: their text means something else inside them.
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(sql):
+        char = sql[i]
+        if char == '"':
+            end = _closing(sql, i, '"')
+            out.append(quote_ident(sql[i + 1 : end].replace('""', '"')))
+            i = end + 1
+        elif char == "'":
+            end = _closing(sql, i, "'")
+            body = sql[i + 1 : end]
+            prefixed = i > 0 and (sql[i - 1] in "eE&" and _word_start(sql, i - 1))
+            out.append(sql[i : end + 1] if prefixed else quote_literal(body.replace("''", "'")))
+            i = end + 1
+        elif char == "$" and (tag := _dollar_tag(sql, i)):
+            end = sql.find(tag, i + len(tag))
+            end = len(sql) if end < 0 else end + len(tag)
+            out.append(sql[i:end])
+            i = end
+        else:
+            out.append(char)
+            i += 1
+    return "".join(out)
+
+
+def _closing(sql: str, start: int, quote: str) -> int:
+    """The index of the quote ending the quoted text opened at ``start`` (doubled quotes
+    are part of the text); the end of ``sql`` if it is never closed."""
+    i = start + 1
+    while i < len(sql):
+        if sql[i] == quote:
+            if sql[i + 1 : i + 2] != quote:
+                return i
+            i += 1
+        i += 1
+    return len(sql)
+
+
+def _word_start(sql: str, i: int) -> bool:
+    """``sql[i]`` begins a token (E'..', U&'..'): not the end of a longer word."""
+    if sql[i] == "&":
+        return i > 0 and sql[i - 1] in "uU"
+    return i == 0 or not (sql[i - 1].isalnum() or sql[i - 1] in "_$")
+
+
+def _dollar_tag(sql: str, i: int) -> str:
+    """The ``$tag$`` opening a dollar-quoted string at ``i``, or "" (``$1`` is not one)."""
+    if i > 0 and (sql[i - 1].isalnum() or sql[i - 1] == "_"):
+        return ""
+    end = sql.find("$", i + 1)
+    tag = sql[i : end + 1] if end > 0 else ""
+    inner = tag[1:-1]
+    if not tag or (inner and (inner[0].isdigit() or not inner.replace("_", "").isalnum())):
+        return ""
+    return tag

@@ -23,6 +23,7 @@ import asyncpg
 import psycopg
 import pytest
 
+from asyncmig.rollback import RollbackManager
 from tests.fix_cli import run_cli, valid
 from tests.fix_pg import create_database, drop_database, execute, fetch
 from tests.sources import build_kitchen_sink
@@ -279,3 +280,53 @@ def test_a_sync_since_the_run_is_named_and_forced_past(tmp_path: Path, pg_dsn: s
     [backup] = tmp_path.glob("postgres_backup_before_rollback_*.sql")
     assert "\n3\t\\N\n" in backup.read_text()  # the synced chicken, in its COPY block
     assert _statuses(pg_dsn) == [(1, "rolled back"), (2, "succeeded")]
+
+
+HOSTILE = 'we"ird\nDROP TABLE victim; --'
+
+
+def test_a_name_with_a_line_break_and_a_quote_is_backed_up_on_one_line(
+    tmp_path: Path, pg_dsn: str, pg_server: str
+) -> None:
+    """Names in the backup file are quoted here (U& form for a line break), like every
+    other generated script: no line of the file starts with the name's second line, and
+    psql -f restores the same values under the same names."""
+    source = tmp_path / "hostile.db"
+    with sqlite3.connect(source) as conn:
+        conn.execute(
+            f'CREATE TABLE "{HOSTILE.replace(chr(34), 2 * chr(34))}" (id INTEGER PRIMARY KEY, '
+            f'"co""l\nx" TEXT NOT NULL DEFAULT \'a\nb\', n INTEGER)'
+        )
+        conn.execute(f'CREATE INDEX "ix\n""{1}" ON "{HOSTILE.replace(chr(34), 2 * chr(34))}" (n)')
+        conn.executemany(
+            f'INSERT INTO "{HOSTILE.replace(chr(34), 2 * chr(34))}" VALUES (?, ?, ?)',
+            [(1, "line\nbreak", 7), (2, "quote ' \" \\", None), (3, "a\nb", 9)],
+        )
+    conn.close()
+    assert cli("run", "--sqlite", str(source), "--pg", pg_dsn, log_dir=tmp_path).returncode == 0
+    path = Path(str(RollbackManager(pg_dsn, backup_dir=tmp_path).create_backup_before_rollback()))
+    text = path.read_text()
+    assert [line for line in text.splitlines() if line.startswith(("DROP", '"', "b'"))] == []
+    assert 'U&"we""ird\\000aDROP TABLE victim; --"' in text  # the table, on one line
+    query = 'SELECT id, "co""l\nx", n FROM public."we""ird\nDROP TABLE victim; --" ORDER BY id'
+    before = rows(pg_dsn, query)
+    assert before == [(1, "line\nbreak", 7), (2, "quote ' \" \\", None), (3, "a\nb", 9)]
+    if not Path(PSQL).exists():
+        pytest.skip("psql is not installed: the restore cannot be tried")
+    name, fresh = asyncio.run(create_database(pg_server))
+    try:
+        restored = subprocess.run(
+            [PSQL, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", fresh, "-f", str(path)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert restored.returncode == 0, restored.stderr
+        assert rows(fresh, query) == before
+        indexes = "SELECT indexname FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1"
+        assert rows(fresh, indexes) == rows(pg_dsn, indexes)
+        assert ('ix\n"1',) in rows(fresh, indexes)
+        insert = 'INSERT INTO public."we""ird\nDROP TABLE victim; --" (id, n) VALUES (4, 1) '
+        assert rows(fresh, insert + 'RETURNING "co""l\nx"') == [("a\nb",)]  # the default
+    finally:
+        asyncio.run(drop_database(pg_server, name))

@@ -23,7 +23,7 @@ from asyncmig import ddl
 from asyncmig.cli import commands
 from asyncmig.cli.settings import DeepCheck
 from asyncmig.plan.overrides import parse_overrides
-from asyncmig.quoting import sql_comment
+from asyncmig.quoting import requote, sql_comment
 from asyncmig.run import make_plan, run_migration
 from asyncmig.runstate import RunSettings
 from asyncmig.target.connect import Target, scrub
@@ -301,3 +301,14 @@ async def test_two_targets_from_one_directory(tmp_path: Path, pg_server: str) ->
     finally:
         await drop_database(pg_server, a_name)
         await drop_database(pg_server, b_name)
+
+
+def test_requote_puts_server_written_names_and_literals_on_one_line() -> None:
+    """Definitions PostgreSQL writes (pg_get_indexdef...) re-quoted here: names and plain
+    literals with a line break in the U& form; E'', U&'' and dollar-quoted text untouched."""
+    written = 'CREATE INDEX "a\nb" ON s."t""x" (c) WHERE (x = \'it\'\'s\nok\'::text)'
+    assert requote(written) == (
+        'CREATE INDEX U&"a\\000ab" ON s."t""x" (c) WHERE (x = U&\'it\'\'s\\000aok\'::text)'
+    )
+    for untouched in ("CHECK ((a = E'x\\n'))", 'AS $f$ "a\nb" $f$', "SELECT $1, U&'\\0061'"):
+        assert requote(untouched) == untouched

@@ -25,14 +25,21 @@ from typing import IO
 import anyio
 import asyncpg
 
-from asyncmig.quoting import name_text, qualified, quote_ident, quote_literal, sql_comment
+from asyncmig.quoting import (
+    name_text,
+    qualified,
+    quote_ident,
+    quote_literal,
+    requote,
+    sql_comment,
+)
 from asyncmig.target import files, tablestate
 
 COLUMNS_SQL = """
 SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull,
        pg_get_expr(d.adbin, d.adrelid) AS default, a.attidentity::text AS attidentity, a.attgenerated::text AS attgenerated,
-       CASE WHEN a.attcollation <> t.typcollation
-            THEN quote_ident(cn.nspname) || '.' || quote_ident(co.collname) END AS collation
+       CASE WHEN a.attcollation <> t.typcollation THEN cn.nspname END AS coll_schema,
+       co.collname AS coll_name
 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
 LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
 LEFT JOIN pg_collation co ON co.oid = a.attcollation
@@ -63,13 +70,22 @@ SELECT pg_get_triggerdef(t.oid) FROM pg_trigger t WHERE t.tgrelid = $1 AND NOT t
 """
 
 COLLATIONS_SQL = """
-SELECT DISTINCT quote_ident(n.nspname) || '.' || quote_ident(c.collname) AS name,
+SELECT DISTINCT n.nspname, c.collname,
        c.collprovider::text AS collprovider, c.collisdeterministic,
        coalesce(to_jsonb(c) ->> 'colllocale', to_jsonb(c) ->> 'colliculocale',
                 c.collcollate) AS locale
 FROM pg_attribute a JOIN pg_collation c ON c.oid = a.attcollation
 JOIN pg_namespace n ON n.oid = c.collnamespace
 WHERE a.attrelid = ANY($1::oid[]) AND n.nspname <> 'pg_catalog'
+"""
+
+IDENTITY_SEQUENCES_SQL = """
+SELECT a.attname, sn.nspname, s.relname FROM pg_attribute a
+JOIN pg_depend d ON d.refclassid = 'pg_class'::regclass AND d.refobjid = a.attrelid
+     AND d.refobjsubid = a.attnum AND d.classid = 'pg_class'::regclass AND d.deptype = 'i'
+JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+JOIN pg_namespace sn ON sn.oid = s.relnamespace
+WHERE a.attrelid = $1 AND a.attidentity <> '' AND NOT a.attisdropped ORDER BY a.attnum
 """
 
 # views (and materialized views) over the tables, and over those views, in creation order
@@ -83,24 +99,24 @@ WITH RECURSIVE deps(view, ref, depth) AS (
     JOIN pg_depend d ON d.refobjid = deps.view AND d.classid = 'pg_rewrite'::regclass
     JOIN pg_rewrite r ON r.oid = d.objid WHERE r.ev_class <> d.refobjid AND deps.depth < 50
 )
-SELECT c.oid, c.relkind::text AS relkind, quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS name,
+SELECT c.oid, c.relkind::text AS relkind, n.nspname, c.relname,
        pg_get_viewdef(c.oid) AS def, max(deps.depth) AS depth,
-       (SELECT array_agg(DISTINCT quote_ident(rn.nspname) || '.' || quote_ident(rc.relname))
+       (SELECT array_agg(DISTINCT ARRAY[rn.nspname, rc.relname]::text[])
         FROM pg_rewrite r JOIN pg_depend d ON d.objid = r.oid
         JOIN pg_class rc ON rc.oid = d.refobjid JOIN pg_namespace rn ON rn.oid = rc.relnamespace
         WHERE r.ev_class = c.oid AND d.refobjid <> c.oid AND rc.relkind IN ('r', 'v', 'm', 'p', 'f')
        ) AS needs
 FROM deps JOIN pg_class c ON c.oid = deps.view JOIN pg_namespace n ON n.oid = c.relnamespace
-GROUP BY c.oid, c.relkind, n.nspname, c.relname ORDER BY depth, name
+GROUP BY c.oid, c.relkind, n.nspname, c.relname ORDER BY depth, n.nspname, c.relname
 """
 
 FOREIGN_KEYS_IN_SQL = """
-SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS name, k.conname,
+SELECT n.nspname, c.relname, k.conname,
        pg_get_constraintdef(k.oid) AS def
 FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE k.contype = 'f' AND k.confrelid = ANY($1::oid[]) AND NOT k.conrelid = ANY($1::oid[])
-ORDER BY name, k.conname
+ORDER BY n.nspname, c.relname, k.conname
 """
 
 
@@ -199,13 +215,14 @@ async def _header(
     ):
         await out.line(statement + ";")
     for (name,) in await conn.fetch(
-        "SELECT quote_ident(extname) FROM pg_extension WHERE extname <> 'plpgsql' ORDER BY extname"
+        "SELECT extname FROM pg_extension WHERE extname <> 'plpgsql' ORDER BY extname"
     ):
-        await out.line(f"CREATE EXTENSION IF NOT EXISTS {name};")
+        await out.line(f"CREATE EXTENSION IF NOT EXISTS {quote_ident(name)};")
     for row in await conn.fetch(COLLATIONS_SQL, oids):
         provider = {"i": "icu", "c": "libc"}.get(row["collprovider"], "libc")
         await out.line(
-            f"CREATE COLLATION IF NOT EXISTS {row['name']} (provider = {provider}, "
+            f"CREATE COLLATION IF NOT EXISTS {qualified(row['nspname'], row['collname'])} "
+            f"(provider = {provider}, "
             f"locale = {quote_literal(row['locale'] or '')}, "
             f"deterministic = {'true' if row['collisdeterministic'] else 'false'});"
         )
@@ -230,9 +247,9 @@ async def _table(out: _Output, conn: asyncpg.Connection, schema: str, table: str
 
 
 def _column_sql(column: asyncpg.Record) -> str:
-    parts = [quote_ident(column["attname"]), column["type"]]
-    if column["collation"]:
-        parts.append(f"COLLATE {column['collation']}")
+    parts = [quote_ident(column["attname"]), requote(column["type"])]
+    if column["coll_schema"]:
+        parts.append(f"COLLATE {qualified(column['coll_schema'], column['coll_name'])}")
     if column["attidentity"]:
         parts.append(
             "GENERATED "
@@ -240,9 +257,9 @@ def _column_sql(column: asyncpg.Record) -> str:
             + " AS IDENTITY"
         )
     elif column["attgenerated"]:
-        parts.append(f"GENERATED ALWAYS AS ({column['default']}) STORED")
+        parts.append(f"GENERATED ALWAYS AS ({requote(column['default'])}) STORED")
     elif column["default"] is not None:
-        parts.append(f"DEFAULT {column['default']}")
+        parts.append(f"DEFAULT {requote(column['default'])}")
     if column["attnotnull"]:
         parts.append("NOT NULL")
     return " ".join(parts)
@@ -253,22 +270,19 @@ async def _after_data(
 ) -> None:
     """Identity sequences where they stood, constraints, indexes, statistics, triggers."""
     target = qualified(schema, table)
-    for row in await conn.fetch(
-        "SELECT a.attname, pg_get_serial_sequence($2, a.attname) AS seq FROM pg_attribute a "
-        "WHERE a.attrelid = $1 AND a.attidentity <> '' AND NOT a.attisdropped",
-        oid,
-        name_text(schema, table),
-    ):
-        value = await conn.fetchrow(f"SELECT last_value, is_called FROM {row['seq']}")
+    for row in await conn.fetch(IDENTITY_SEQUENCES_SQL, oid):
+        value = await conn.fetchrow(
+            f"SELECT last_value, is_called FROM {qualified(row['nspname'], row['relname'])}"
+        )
         assert value is not None
         await out.line(
-            f"SELECT setval(pg_get_serial_sequence({quote_literal(target)}, "
+            f"SELECT setval(pg_get_serial_sequence({quote_literal(name_text(schema, table))}, "
             f"{quote_literal(row['attname'])}), {int(value[0])}, "
             f"{'true' if value[1] else 'false'});"
         )
     await _constraints(out, conn, target, oid, ["p", "u", "c", "x"])
     for (statement,) in [*await conn.fetch(INDEXES_SQL, oid), *await conn.fetch(EXTRAS_SQL, oid)]:
-        await out.line(statement.rstrip().rstrip(";") + ";")
+        await out.line(requote(statement.rstrip().rstrip(";")) + ";")
 
 
 async def _constraints(
@@ -276,43 +290,49 @@ async def _constraints(
 ) -> None:
     for row in await conn.fetch(CONSTRAINTS_SQL, oid, kinds):
         await out.line(
-            f"ALTER TABLE {target} ADD CONSTRAINT {quote_ident(row['conname'])} {row['def']};"
+            f"ALTER TABLE {target} ADD CONSTRAINT {quote_ident(row['conname'])} "
+            f"{requote(row['def'])};"
         )
 
 
 async def _dependents(out: _Output, conn: asyncpg.Connection, oids: list[int]) -> None:
     """Views over the tables and foreign keys into them, each where what it needs exists."""
     backed_up = {
-        r[0]
+        (r[0], r[1])
         for r in await conn.fetch(
-            "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) FROM pg_class c "
+            "SELECT n.nspname, c.relname FROM pg_class c "
             "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = ANY($1::oid[])",
             oids,
         )
     }
     for view in await conn.fetch(VIEWS_SQL, oids):
         kind = "MATERIALIZED VIEW" if view["relkind"] == "m" else "VIEW"
-        needs = [n for n in view["needs"] or [] if n not in backed_up]
-        await out.line(guarded(f"CREATE {kind} {view['name']} AS {view['def'].rstrip(';')}", needs))
-        backed_up.add(view["name"])
+        name = (view["nspname"], view["relname"])
+        needs = [(s, n) for s, n in view["needs"] or [] if (s, n) not in backed_up]
+        definition = requote(view["def"].rstrip(";"))
+        await out.line(guarded(f"CREATE {kind} {qualified(*name)} AS {definition}", needs))
+        backed_up.add(name)
     for key in await conn.fetch(FOREIGN_KEYS_IN_SQL, oids):
+        holder = (key["nspname"], key["relname"])
         await out.line(
             guarded(
-                f"ALTER TABLE {key['name']} ADD CONSTRAINT "
-                f"{quote_ident(key['conname'])} {key['def']}",
-                [key["name"]],
+                f"ALTER TABLE {qualified(*holder)} ADD CONSTRAINT "
+                f"{quote_ident(key['conname'])} {requote(key['def'])}",
+                [holder],
             )
         )
 
 
-def guarded(statement: str, needs: Sequence[str]) -> str:
-    """``statement``, run only when every relation in ``needs`` exists."""
+def guarded(statement: str, needs: Sequence[tuple[str, str]]) -> str:
+    """``statement``, run only when every relation in ``needs`` (schema, name) exists."""
     if not needs:
         return statement + ";"
     tag = "$restore$"
     while tag in statement:
         tag = tag[:-1] + "_$"
-    condition = " AND ".join(f"to_regclass({quote_literal(n)}) IS NOT NULL" for n in needs)
+    condition = " AND ".join(
+        f"to_regclass({quote_literal(name_text(*n))}) IS NOT NULL" for n in needs
+    )
     return (
         f"DO {tag} BEGIN IF {condition} THEN EXECUTE {quote_literal(statement)}; END IF; END {tag};"
     )
