@@ -10,6 +10,13 @@ sequences move with their table; views and foreign keys refer to tables by
 identity, not by name, so they follow). The stage is then dropped without CASCADE:
 PostgreSQL refuses if anything was left in it, and the whole swap rolls back.
 
+With ``--replace``, what the stage replaces (the old tables with their indexes,
+constraints, owned sequences and triggers, the plan's old views, statistics, functions
+and collation) moves in the same transaction to a backup schema of the run
+(``asyncmig_backup_<target's key>_<run id>``) instead of being dropped: readers see the
+old or the new, `rollback` swaps the backup back in one transaction, and `asyncmig
+cleanup` removes it (``--no-backup-schema``: dropped, as before, to save the space).
+
 A failure or a signal before the swap drops the stage; after ``kill -9`` the next
 run into the same target (which holds the target's advisory lock, so no live run
 owns a stage of that target) drops the stages interrupted runs left.
@@ -26,11 +33,12 @@ from asyncmig import ddl
 from asyncmig.errors import TargetError
 from asyncmig.plan.model import Plan
 from asyncmig.quoting import qualified, quote_ident
-from asyncmig.target import dependents, runlock
+from asyncmig.target import dependents, history, runlock
 
 log = structlog.get_logger(__name__)
 
 STAGE_PREFIX = "asyncmig_stage_"
+BACKUP_PREFIX = "asyncmig_backup_"
 
 
 def stage_prefix(target: str) -> str:
@@ -106,6 +114,16 @@ async def drop_stale(conn: asyncpg.Connection, target: str, keep: str | None = N
     return names
 
 
+def backup_prefix(target: str) -> str:
+    """The backup schemas of one target share this prefix."""
+    return f"{BACKUP_PREFIX}{runlock.schema_key(target):08x}_"
+
+
+def backup_name(target: str, run_id: int) -> str:
+    """Where run ``run_id`` keeps the tables it replaced: at most 63 bytes, like the stage."""
+    return f"{backup_prefix(target)}{run_id}"
+
+
 def drop_stage_sql(stage: str) -> str:
     return f"DROP SCHEMA IF EXISTS {quote_ident(stage)} CASCADE"
 
@@ -130,16 +148,27 @@ ALTER_KIND = {
 
 
 async def swap(
-    conn: asyncpg.Connection, target: Plan, stage: Plan, *, replace: bool, cascade: bool
+    conn: asyncpg.Connection,
+    target: Plan,
+    stage: Plan,
+    *,
+    replace: bool,
+    cascade: bool,
+    run_id: int | None = None,
+    keep: bool = True,
 ) -> list[str]:
-    """One transaction: the old tables out (``--replace``), the stage's objects into the
-    target schema, the stage dropped. Returns what ``--cascade`` dropped."""
+    """One transaction: the old tables out (``--replace``; into the run's backup schema
+    when ``keep``, else dropped), the stage's objects into the target schema, the stage
+    dropped. Returns what ``--cascade`` dropped."""
     started = time.perf_counter()
+    backup = backup_name(target.schema, run_id) if keep and run_id is not None else None
     async with conn.transaction():
         existing, found = await replaceable(conn, target, replace=replace, cascade=cascade)
         for statement in [d.drop_sql() for d in found]:
             await conn.execute(statement)
-        if existing:
+        if existing and backup is not None:
+            await keep_previous(conn, target.schema, stage.schema, backup)
+        elif existing:
             for statement in ddl.drop_extras_sql(target) + ddl.drop_tables_sql(
                 target, target.tables
             ):
@@ -148,32 +177,18 @@ async def swap(
             "SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = $1)", target.schema
         ):
             await conn.execute(f"CREATE SCHEMA {quote_ident(target.schema)}")
-        into = quote_ident(target.schema)
-        for name, kind in await conn.fetch(RELATIONS_SQL, stage.schema):
-            await conn.execute(
-                f"ALTER {ALTER_KIND[kind]} {qualified(stage.schema, name)} SET SCHEMA {into}"
-            )
-        for (name,) in await conn.fetch(
-            f"SELECT stxname FROM pg_statistic_ext WHERE stxnamespace = {NS}", stage.schema
-        ):
-            await conn.execute(
-                f"ALTER STATISTICS {qualified(stage.schema, name)} SET SCHEMA {into}"
-            )
-        for name, arguments in await conn.fetch(
-            "SELECT proname, pg_get_function_identity_arguments(oid) FROM pg_proc "
-            f"WHERE pronamespace = {NS}",
-            stage.schema,
-        ):
-            await conn.execute(
-                f"ALTER ROUTINE {qualified(stage.schema, name)}({arguments}) SET SCHEMA {into}"
-            )
-        await move_collations(conn, stage.schema, target.schema)
+        for statement in await move_sql(conn, stage.schema, target.schema):
+            await conn.execute(statement)
         # RESTRICT: anything still in the stage makes PostgreSQL refuse, and the swap rolls back
         await conn.execute(f"DROP SCHEMA {quote_ident(stage.schema)}")
         # profile functions whose bodies name {schema}: now the target's
         for statement in ddl.function_sql(target):
             if statement.lstrip()[:24].upper().startswith("CREATE OR REPLACE"):
                 await conn.execute(statement)
+        if run_id is not None:
+            await history.record_cut_over(
+                conn, run_id, backup if existing else None, [str(d) for d in found]
+            )
     for dependent in found:
         log.warning("dependent_dropped", object=str(dependent))
     log.info(
@@ -181,29 +196,115 @@ async def swap(
         stage=stage.schema,
         target=target.schema,
         replaced=len(existing),
+        backup_schema=backup if existing else None,
         seconds=round(time.perf_counter() - started, 3),
     )  # how long readers may wait
     return [
-        f"dropped with --cascade: {d} (it depended on a replaced table; not recreated)"
+        f"dropped with --cascade: {d} (it depended on a replaced table; not recreated, "
+        "and a rollback cannot bring it back)"
         for d in found
     ]
 
 
-async def move_collations(conn: asyncpg.Connection, stage: str, target: str) -> None:
-    """The run's collation into the target; one of the same name already there (an
-    earlier run's, now unused) is dropped first: PostgreSQL refuses if something of
-    the application still uses it."""
-    for (name,) in await conn.fetch(
-        f"SELECT collname FROM pg_collation WHERE collnamespace = {NS}", stage
-    ):
-        taken = await conn.fetchval(
-            f"SELECT EXISTS (SELECT FROM pg_collation WHERE collnamespace = {NS} "
-            "AND collname = $2)",
-            target,
-            name,
-        )
-        if taken:
-            await conn.execute(f"DROP COLLATION {qualified(target, name)}")
+# what of the target the stage's objects would collide with: it moves to the backup
+COLLIDING_SQL = """
+SELECT c.relname, c.relkind::text FROM pg_class c
+WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = $1)
+  AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+  AND NOT (c.relkind = 'S' AND EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+           AND d.objid = c.oid AND d.deptype IN ('a', 'i')))
+  AND c.relname IN (SELECT s.relname FROM pg_class s
+                    WHERE s.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = $2))
+ORDER BY c.relkind IN ('r', 'p', 'f') DESC, c.oid
+"""
+COLLIDING_STATISTICS_SQL = """
+SELECT x.stxname FROM pg_statistic_ext x
+WHERE x.stxnamespace = (SELECT oid FROM pg_namespace WHERE nspname = $1)
+  AND (x.stxname IN (SELECT stxname FROM pg_statistic_ext
+                     WHERE stxnamespace = (SELECT oid FROM pg_namespace WHERE nspname = $2))
+       OR x.stxrelid IN (SELECT oid FROM pg_class
+                         WHERE relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = $3)))
+"""
+COLLIDING_ROUTINES_SQL = """
+SELECT p.proname, pg_get_function_identity_arguments(p.oid) FROM pg_proc p
+WHERE p.pronamespace = (SELECT oid FROM pg_namespace WHERE nspname = $1)
+  AND (p.proname, pg_get_function_identity_arguments(p.oid)) IN (
+      SELECT s.proname, pg_get_function_identity_arguments(s.oid) FROM pg_proc s
+      WHERE s.pronamespace = (SELECT oid FROM pg_namespace WHERE nspname = $2))
+"""
+COLLIDING_COLLATIONS_SQL = """
+SELECT c.collname FROM pg_collation c
+WHERE c.collnamespace = (SELECT oid FROM pg_namespace WHERE nspname = $1)
+  AND c.collname IN (SELECT collname FROM pg_collation
+                     WHERE collnamespace = (SELECT oid FROM pg_namespace WHERE nspname = $2))
+"""
+
+
+async def keep_previous(conn: asyncpg.Connection, target: str, stage: str, backup: str) -> None:
+    """Move what the stage replaces (tables with their indexes, constraints, owned
+    sequences and triggers; the plan's views, statistics, functions and collation of
+    the same names) from ``target`` into the run's ``backup`` schema, in the caller's
+    transaction: `rollback` swaps it back, `cleanup` removes it."""
+    into = quote_ident(backup)
+    await conn.execute(f"CREATE SCHEMA {into}")
+    for name, kind in await conn.fetch(COLLIDING_SQL, target, stage):
+        await conn.execute(f"ALTER {ALTER_KIND[kind]} {qualified(target, name)} SET SCHEMA {into}")
+    for (name,) in await conn.fetch(COLLIDING_STATISTICS_SQL, target, stage, backup):
+        await conn.execute(f"ALTER STATISTICS {qualified(target, name)} SET SCHEMA {into}")
+    for name, arguments in await conn.fetch(COLLIDING_ROUTINES_SQL, target, stage):
         await conn.execute(
-            f"ALTER COLLATION {qualified(stage, name)} SET SCHEMA {quote_ident(target)}"
+            f"ALTER ROUTINE {qualified(target, name)}({arguments}) SET SCHEMA {into}"
         )
+    for (name,) in await conn.fetch(COLLIDING_COLLATIONS_SQL, target, stage):
+        await conn.execute(f"ALTER COLLATION {qualified(target, name)} SET SCHEMA {into}")
+
+
+async def move_sql(conn: asyncpg.Connection, source: str, target: str) -> list[str]:
+    """The statements moving everything in ``source`` into ``target`` (indexes,
+    constraints, triggers and owned sequences go with their tables; a collation of the
+    same name in ``target``, an earlier run's, is dropped first: PostgreSQL refuses if
+    the application still uses it)."""
+    into = quote_ident(target)
+    statements = [
+        f"ALTER {ALTER_KIND[kind]} {qualified(source, name)} SET SCHEMA {into}"
+        for name, kind in await conn.fetch(RELATIONS_SQL, source)
+    ]
+    statements += [
+        f"ALTER STATISTICS {qualified(source, name)} SET SCHEMA {into}"
+        for (name,) in await conn.fetch(
+            f"SELECT stxname FROM pg_statistic_ext WHERE stxnamespace = {NS}", source
+        )
+    ]
+    statements += [
+        f"ALTER ROUTINE {qualified(source, name)}({arguments}) SET SCHEMA {into}"
+        for name, arguments in await conn.fetch(
+            "SELECT proname, pg_get_function_identity_arguments(oid) FROM pg_proc "
+            f"WHERE pronamespace = {NS}",
+            source,
+        )
+    ]
+    for (name,) in await conn.fetch(
+        f"SELECT collname FROM pg_collation WHERE collnamespace = {NS}", source
+    ):
+        statements += [
+            f"DROP COLLATION IF EXISTS {qualified(target, name)}",
+            f"ALTER COLLATION {qualified(source, name)} SET SCHEMA {into}",
+        ]
+    return statements
+
+
+async def kept_restore_sql(conn: asyncpg.Connection, target: Plan, run_id: int) -> list[str]:
+    """The swap back of the run's backup schema, for its rollback script (none if the
+    run kept no backup: it replaced nothing, or ran with --no-backup-schema)."""
+    backup = backup_name(target.schema, run_id)
+    if not await conn.fetchval(
+        "SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = $1)", backup
+    ):
+        return []
+    return await restore_sql(conn, backup, target.schema)
+
+
+async def restore_sql(conn: asyncpg.Connection, backup: str, target: str) -> list[str]:
+    """The statements that swap a run's backup schema back into ``target`` (once the
+    run's own objects are gone) and drop it (RESTRICT: nothing may be left behind)."""
+    return [*await move_sql(conn, backup, target), f"DROP SCHEMA {quote_ident(backup)}"]

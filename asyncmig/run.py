@@ -532,7 +532,7 @@ async def _phases(
             progress.current().phase("verifying")
             checks = await verified(settings, admin, plan, tables)
         if atomic:
-            warnings.extend(await swap(settings, admin, target, plan))
+            warnings.extend(await swap(settings, admin, target, plan, run_id))
             plan, cut = target, True
         if create or load:
             await remember_state(admin, plan, run_id)
@@ -606,12 +606,18 @@ async def verified(
 
 
 async def swap(
-    settings: RunSettings, admin: asyncpg.Connection, target: Plan, stage: Plan
+    settings: RunSettings, admin: asyncpg.Connection, target: Plan, stage: Plan, run_id: int
 ) -> list[str]:
     """The cut-over (see :mod:`asyncmig.cutover`), its refusal as one line."""
     try:
         return await cutover.swap(
-            admin, target, stage, replace=settings.replace, cascade=settings.cascade
+            admin,
+            target,
+            stage,
+            replace=settings.replace,
+            cascade=settings.cascade,
+            run_id=run_id,
+            keep=settings.backup_schema,
         )
     except asyncpg.PostgresError as exc:
         raise refused(f"moving the checked tables into {target.schema}", exc) from exc
@@ -631,7 +637,7 @@ async def keep_rollback(
     settings: RunSettings, admin: asyncpg.Connection, plan: Plan, run_id: int, tag: str
 ) -> Path | None:
     """The run's rollback, kept in the history and, for people to review, in a file."""
-    sql = rollback.script_sql(plan, run_id)
+    sql = rollback.script_sql(plan, run_id, await cutover.kept_restore_sql(admin, plan, run_id))
     script = None
     if settings.output_dir is not None:
         script = await anyio.to_thread.run_sync(

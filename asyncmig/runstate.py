@@ -25,6 +25,7 @@ class RunSettings:
     workers: str = "auto"  # "process", "inline", or "auto": processes for large sources
     lock_timeout: float = 10.0  # seconds the run's DDL waits for a lock (0: no limit)
     cascade: bool = False  # --replace may drop the application's dependent views and keys
+    backup_schema: bool = True  # --replace keeps the replaced tables for `rollback`
     snapshot: bool = default(
         "snapshot"
     )  # read from a consistent copy taken first (app still writing)

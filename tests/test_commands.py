@@ -187,8 +187,13 @@ def test_the_rollback_command_undoes_a_run_safely(tmp_path: Path, pg_dsn: str) -
     ) in checked.stdout
     done = cli("rollback", "--pg", pg_dsn, "--run", "2", log_dir=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert not fetch(pg_dsn, "SELECT 1 FROM pg_tables WHERE schemaname = 'public'")
+    assert "swapped back from schema asyncmig_backup_" in done.stdout  # run 1's tables
+    tables = "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"
+    assert len(fetch(pg_dsn, tables)) == 7
     statuses = {r[0]: r[1] for r in fetch(pg_dsn, "SELECT id, status FROM asyncmig.runs")}
     assert statuses == {1: "succeeded", 2: "rolled back"}
     again = cli("rollback", "--pg", pg_dsn, "--run", "2", log_dir=tmp_path)
     assert again.returncode == 2 and "rolled back" in again.stderr
+    first = cli("rollback", "--pg", pg_dsn, "--run", "1", log_dir=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert not fetch(pg_dsn, tables)

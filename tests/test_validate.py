@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import asyncpg
 import pytest
 
 from asyncmig.check.preflight import (
@@ -127,13 +128,26 @@ async def test_not_a_sqlite_file(tmp_path: Path, pg_dsn: str) -> None:
 
 async def test_existing_table(tmp_path: Path, pg_dsn: str) -> None:
     source = build_kitchen_sink(tmp_path / "a.db")
-    await execute(pg_dsn, 'CREATE TABLE "user" (id int)', 'CREATE TABLE "values" (id int)')
+    await execute(
+        pg_dsn,
+        'CREATE TABLE "user" (id int)',
+        'CREATE TABLE "values" (id int)',
+        'INSERT INTO "values" SELECT generate_series(1, 100000)',
+    )
     checks = await validate(source, target(pg_dsn), build_plan(source))
     existing = by_name(checks)["existing objects"]
     assert existing.status == "fail"
     assert '"user"' in existing.message and '"values"' in existing.message
     assert "--replace" in existing.fix
     assert failed(checks)
+    kept = by_name(checks)["replaced tables kept"]  # the space a --replace keeps using
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        size = await conn.fetchval("SELECT pg_total_relation_size('public.values')")
+    finally:
+        await conn.close()
+    assert kept.status == "warn" and f"2 replaced relations ({human_size(size)})" in kept.message
+    assert size > 3_000_000 and "--no-backup-schema" in kept.fix
 
 
 async def test_existing_table_in_another_schema(tmp_path: Path, pg_dsn: str) -> None:

@@ -579,6 +579,7 @@ async def existing_checks(conn: asyncpg.Connection, plan: Plan | None) -> list[C
             "drop them, choose another --schema, or use --replace",
         )
     ]
+    checks.append(await kept_space_check(conn, plan.schema, found))
     depending = await dependents.find(conn, plan.schema, found)
     if depending:
         checks.append(
@@ -595,6 +596,25 @@ async def existing_checks(conn: asyncpg.Connection, plan: Plan | None) -> list[C
             )
         )
     return checks
+
+
+async def kept_space_check(conn: asyncpg.Connection, schema: str, found: list[str]) -> Check:
+    """The disk space `run --replace` keeps taking: the replaced tables move to a backup
+    schema rather than being dropped, until `cleanup` (or with --no-backup-schema)."""
+    size = await conn.fetchval(
+        "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 "
+        "AND c.relname = ANY($2::text[]) AND c.relkind IN ('r', 'm')",
+        schema,
+        found,
+    )
+    return Check(
+        "replaced tables kept",
+        WARN,
+        f"run --replace keeps the {len(found)} replaced relations ({human_size(int(size))}) "
+        "in a backup schema, for rollback, until `asyncmig cleanup`: that much more disk",
+        "pass --no-backup-schema to drop them in the cut-over instead",
+    )
 
 
 # --- output -----------------------------------------------------------------------------

@@ -157,6 +157,7 @@ def run_settings(
         cascade=values["cascade"],
         restart=values.values.get("restart", False),
         chunk_rows=values.values.get("chunk_rows", 0),
+        backup_schema=not values["no_backup_schema"],
         deep=DeepCheck(values["explain"], values["sample"]) if values["deep"] else None,
     )
 
@@ -316,17 +317,47 @@ def validate_command(command: str, values: Resolved, environ: Mapping[str, str])
 
 
 def history_settings(values: Resolved, environ: Mapping[str, str]) -> RunSettings:
-    """status and rollback read the target's history only: no source needed."""
-    return RunSettings(Path("."), target_for(values, environ, start=False))
+    """status, rollback and cleanup read the target's history only: no source needed."""
+    return RunSettings(Path("."), target_for(values, environ, start=False), values["schema"])
 
 
 def status(command: str, values: Resolved, environ: Mapping[str, str]) -> int:
     with logging_for(command, values):
-        runs = anyio.run(commands.status, history_settings(values, environ), backend="asyncio")
+        runs, kept = anyio.run(
+            commands.status, history_settings(values, environ), backend="asyncio"
+        )
         emit(
-            output.render(output.document(command, 0, runs=render.status_data(runs)))
+            output.render(
+                output.document(
+                    command,
+                    0,
+                    runs=render.status_data(runs),
+                    backup_schemas=[b.as_dict() for b in kept],
+                )
+            )
             if as_json(values)
-            else render.status_text(runs)
+            else render.status_text(runs) + render.backups_text(kept)
+        )
+        return 0
+
+
+def cleanup(command: str, values: Resolved, environ: Mapping[str, str]) -> int:
+    """Remove (or with --dry-run list) backup schemas, stale stages and load schemas."""
+    with logging_for(command, values):
+        if values["run_id"] is not None and values["keep"] is not None:
+            raise UsageError("cleanup takes --run or --keep, not both")
+        action = partial(
+            commands.cleanup_command,
+            history_settings(values, environ),
+            run=values["run_id"],
+            keep=values["keep"],
+            dry_run=values["dry_run"],
+        )
+        report = anyio.run(action, backend="asyncio")
+        emit(
+            output.render(output.document(command, 0, **render.cleanup_data(report)))
+            if as_json(values)
+            else render.cleanup_text(report)
         )
         return 0
 

@@ -1,4 +1,5 @@
-"""The read-only commands: check, validate, status (run/schema/data are in migrate)."""
+"""The commands besides run/schema/data (in migrate): check, validate, status, rollback,
+cleanup."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from asyncmig.errors import MigrationError, VerificationError
 from asyncmig.plan.model import Plan
 from asyncmig.run import make_plan
 from asyncmig.runstate import RunSettings
-from asyncmig.target import history, rollback
+from asyncmig.target import cleanup, history, rollback
 from asyncmig.target.connect import connect
 from asyncmig.target.history import RunRecord
 from asyncmig.target.safety import SafetyReport
@@ -117,10 +118,11 @@ async def validate(settings: RunSettings) -> list[preflight.Check]:
     return await preflight.validate(settings.source, settings.target, plan)
 
 
-async def status(settings: RunSettings) -> list[RunRecord]:
+async def status(settings: RunSettings) -> tuple[list[RunRecord], list[cleanup.Leftover]]:
+    """The history, and the backup schemas kept for ``settings.schema`` (run, size)."""
     conn = await connect(settings.target)
     try:
-        return await history.read_runs(conn)
+        return await history.read_runs(conn), await cleanup.backup_schemas(conn, settings.schema)
     finally:
         with anyio.move_on_after(10, shield=True):
             await conn.close()
@@ -139,6 +141,17 @@ async def rollback_command(
     conn = await connect(settings.target)
     try:
         return await rollback.rollback_run(conn, run_id, force=force, backup_dir=directory)
+    finally:
+        with anyio.move_on_after(10, shield=True):
+            await conn.close()
+
+
+async def cleanup_command(
+    settings: RunSettings, *, run: int | None, keep: int | None, dry_run: bool
+) -> cleanup.CleanupReport:
+    conn = await connect(settings.target)
+    try:
+        return await cleanup.cleanup(conn, settings.schema, run=run, keep=keep, dry_run=dry_run)
     finally:
         with anyio.move_on_after(10, shield=True):
             await conn.close()

@@ -58,6 +58,7 @@ LOAD = (
     "statement_timeout",
     "replace",
     "cascade",
+    "no_backup_schema",
     "rejects",
     "max_rejects",
     "max_rejects_total",
@@ -319,9 +320,10 @@ SPECS = (
         "status",
         "the migration history (latest 20 runs)",
         "Show the migration history kept in the target (schema asyncmig): each run's "
-        "command, times, outcome, rows and rollback script.",
+        "command, times, outcome, rows and rollback script; then the backup schemas kept "
+        "for --schema (the tables a run --replace replaced), each with its run and size.",
         "asyncmig status --pg postgresql://me@localhost/app",
-        ("config", "pg", "pg_file", "connect_timeout", "data_dir", *OUTPUT),
+        ("config", "pg", "pg_file", "schema", "connect_timeout", "data_dir", *OUTPUT),
         A + "status",
     ),
     Spec(
@@ -348,6 +350,30 @@ SPECS = (
             *OUTPUT,
         ),
         A + "rollback",
+    ),
+    Spec(
+        "cleanup",
+        "remove backup schemas, stale stages and load schemas (--dry-run lists)",
+        "Remove what runs into --schema kept or left behind: the backup schemas holding the "
+        "tables a run --replace replaced (all of them; --run N: that run's only; --keep K: "
+        "all but the newest K), the stages and asyncmig_load_<run> schemas of runs that "
+        "did not finish. Takes the schema's run lock first (a live run's: exit 9), so a "
+        "live run's schemas are never touched; --dry-run lists what would go, with sizes, "
+        "and changes nothing. A removed backup schema cannot be swapped back by rollback.",
+        "asyncmig cleanup --pg postgresql://me@localhost/app --keep 1 --dry-run",
+        (
+            "config",
+            "pg",
+            "pg_file",
+            "schema",
+            "connect_timeout",
+            "data_dir",
+            "run_id",
+            "keep",
+            "dry_run",
+            *OUTPUT,
+        ),
+        A + "cleanup",
     ),
     Spec(
         "plan",

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
+from asyncmig.check.preflight import human_size
 from asyncmig.check.verify import results_json
 from asyncmig.cli.textwidth import ljust, width
 from asyncmig.plan.model import Plan
 from asyncmig.runstate import RunReport
+from asyncmig.target.cleanup import CleanupReport, Leftover
 from asyncmig.target.history import RunRecord
 from asyncmig.target.rollback import RollbackResult
 from asyncmig.target.safety import SafetyReport
@@ -196,6 +199,46 @@ def status_text(runs: list[RunRecord]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def backups_text(kept: Sequence[Leftover]) -> str:
+    """`status`: the backup schemas kept for the schema, each with its run and size."""
+    if not kept:
+        return ""
+    lines = [
+        f"backup schemas kept ({human_size(sum(b.bytes for b in kept))}; "
+        + "`asyncmig cleanup` removes them):"
+    ]
+    lines += [f"  {b.schema}  run {b.run_id}  {human_size(b.bytes)}" for b in kept]
+    return "\n".join(lines) + "\n"
+
+
+def cleanup_text(report: CleanupReport) -> str:
+    """What cleanup removed (or, with --dry-run, would remove), and what --keep kept."""
+    if not report.removed and not report.kept:
+        return f"nothing to clean up for schema {report.target}\n"
+    verb = "would remove" if report.dry_run else "removed"
+    lines = [_leftover(verb, item) for item in report.removed]
+    lines += [_leftover("kept", item) for item in report.kept]
+    total = human_size(report.bytes)
+    lines.append(
+        f"{total} would be freed (dry run: nothing changed)" if report.dry_run else f"{total} freed"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def _leftover(label: str, item: Leftover) -> str:
+    run = f"run {item.run_id}" if item.run_id is not None else "no run"
+    return f"{label}: {item.kind} {item.schema}  {run}  {human_size(item.bytes)}"
+
+
+def cleanup_data(report: CleanupReport) -> dict[str, Any]:
+    return {
+        "dry_run": report.dry_run,
+        "removed": [item.as_dict() for item in report.removed],
+        "kept": [item.as_dict() for item in report.kept],
+        "bytes": report.bytes,
+    }
+
+
 def status_data(runs: list[RunRecord]) -> list[dict[str, Any]]:
     """The history for ``--output json``, latest run first."""
     return [dict(r.__dict__) for r in runs]
@@ -242,6 +285,9 @@ def rollback_data(result: RollbackResult) -> dict[str, Any]:
         "success": result.success,
         "forced": result.forced,
         "rollback_script": result.script,
+        "restored_from": result.restored_from,
+        "backup_schema_gone": result.backup_schema_gone,
+        "not_restorable": list(result.not_restorable),
         "backup": None
         if backup is None
         else {
@@ -264,4 +310,18 @@ def rollback_text(result: RollbackResult) -> str:
     else:
         lines.append("no backup written (--no-backup)")
     lines.append(f"run {result.run_id} rolled back with {result.script}")
+    if result.restored_from:
+        lines.append(
+            f"the tables run {result.run_id} replaced were swapped back from schema "
+            f"{result.restored_from} (in the same transaction)"
+        )
+    if result.backup_schema_gone:
+        lines.append(
+            f"schema {result.backup_schema_gone} (the tables run {result.run_id} replaced) "
+            "was removed by cleanup before: nothing swapped back"
+        )
+    lines += [
+        f"not restorable: {what} (dropped with --cascade by run {result.run_id})"
+        for what in result.not_restorable
+    ]
     return "\n".join(lines) + "\n"

@@ -297,6 +297,15 @@ OPTIONS: tuple[Option, ...] = (
         L,
     ),
     _opt(
+        "no_backup_schema",
+        bool,
+        False,
+        "run --replace: drop the replaced tables in the cut-over instead of keeping them "
+        "in a backup schema (asyncmig_backup_<key>_<run>) that rollback swaps back and "
+        "cleanup removes; saves their disk space, but rollback can then only drop",
+        L,
+    ),
+    _opt(
         "rejects",
         Path,
         None,
@@ -392,7 +401,8 @@ OPTIONS: tuple[Option, ...] = (
         "run_id",
         int,
         None,
-        "the run to undo, as `status` numbers it",
+        "rollback: the run to undo; cleanup: the run whose backup schema to remove "
+        "(as `status` numbers them)",
         X,
         "N",
         flags=("--run",),
@@ -406,6 +416,27 @@ OPTIONS: tuple[Option, ...] = (
         False,
         "only report what rolling back would lose or break, changing "
         "nothing (exit 10 when it finds anything)",
+        X,
+        twin=False,
+        in_job=False,
+    ),
+    _opt(
+        "keep",
+        int,
+        None,
+        "cleanup: keep the backup schemas of the newest N runs, remove older ones",
+        X,
+        "N",
+        twin=False,
+        in_job=False,
+        minimum=0,
+        shown_default="keep none",
+    ),
+    _opt(
+        "dry_run",
+        bool,
+        False,
+        "cleanup: list what would be removed, with sizes, and change nothing",
         X,
         twin=False,
         in_job=False,

@@ -118,6 +118,11 @@ UPGRADES = [
     # resume: the interrupted run this one finished, and the tables it took over from it
     ("runs", "resumed_from", "bigint"),
     ("run_tables", "taken_over", "boolean NOT NULL DEFAULT false"),
+    # where the cut-over kept the tables it replaced, what --cascade dropped, and what
+    # became of that schema (swapped back by a rollback, removed by cleanup)
+    ("runs", "backup_schema", "text"),
+    ("runs", "cascade_dropped", "jsonb"),
+    ("runs", "backup_schema_end", "text"),
 ]
 
 
@@ -437,6 +442,29 @@ async def record_backup(conn: asyncpg.Connection, run_id: int, path: Path, sha25
     )
 
 
+async def record_cut_over(
+    conn: asyncpg.Connection, run_id: int, backup_schema: str | None, dropped: Sequence[str]
+) -> None:
+    """In the cut-over's transaction: where the replaced tables went, what --cascade dropped."""
+    await conn.execute(
+        f"UPDATE {RUNS} SET backup_schema = $2, cascade_dropped = $3::jsonb WHERE id = $1",
+        run_id,
+        backup_schema,
+        json.dumps(list(dropped)),
+    )
+
+
+async def end_backup_schema(conn: asyncpg.Connection, schema: str, how: str) -> None:
+    """Record what became of a run's backup schema (restored, removed), in the caller's
+    transaction."""
+    await conn.execute(
+        f"UPDATE {RUNS} SET backup_schema_end = $2 WHERE backup_schema = $1 "
+        "AND backup_schema_end IS NULL",
+        schema,
+        how,
+    )
+
+
 async def forget_tables(conn: asyncpg.Connection, run_id: int) -> None:
     """Called in the transaction that drops a failed run's tables."""
     await conn.execute(f"DELETE FROM {RUN_TABLES} WHERE run_id = $1", run_id)
@@ -500,6 +528,9 @@ class RunRecord:
     backup_file: str | None = None
     backup_sha256: str | None = None
     resumed_from: int | None = None
+    backup_schema: str | None = None
+    cascade_dropped: list[str] | None = None
+    backup_schema_end: str | None = None
 
 
 ABANDONED = "the process ended without recording how (killed, or its connection lost)"
@@ -550,6 +581,9 @@ async def read_runs(conn: asyncpg.Connection, limit: int = 20) -> list[RunRecord
                 **r,
                 "options": json.loads(r["options"]),
                 "dependents": json.loads(r["dependents"]) if r["dependents"] else None,
+                "cascade_dropped": json.loads(r["cascade_dropped"])
+                if r.get("cascade_dropped")
+                else None,
                 "tables": tuple(per_run.get(r["id"], [])),
             }
         )

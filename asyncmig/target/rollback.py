@@ -9,7 +9,7 @@ because every name in it is qualified with the run's schema.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,7 +30,13 @@ from asyncmig.target.safety import GuideMapping, SafetyReport
 T = TypeVar("T")
 
 
-def script_sql(plan: Plan, run_id: int) -> str:
+SWAP_BACK = "-- swap back: the tables this run replaced, kept in its backup schema"
+SWAP_BACK_END = "-- end of swap back"
+
+
+def script_sql(plan: Plan, run_id: int, restore: Sequence[str] = ()) -> str:
+    """The run's rollback; ``restore``: the statements swapping its backup schema back
+    (see :func:`asyncmig.cutover.restore_sql`), after the run's own objects are gone."""
     lines = [
         sql_comment(
             f"asyncmig rollback for run {run_id}: {plan.source_path} -> schema {plan.schema}"
@@ -43,6 +49,13 @@ def script_sql(plan: Plan, run_id: int) -> str:
     ]
     lines += [f"{s};" for s in ddl.drop_extras_sql(plan)]
     lines += [f"{s};" for s in ddl.drop_tables_sql(plan, plan.tables)]
+    if restore:
+        lines += [SWAP_BACK, *(f"{s};" for s in restore)]
+        lines.append(
+            f"UPDATE {history.RUNS} SET backup_schema_end = 'restored by rollback' "
+            f"WHERE id = {int(run_id)};"
+        )
+        lines.append(SWAP_BACK_END)
     lines.append(f"DELETE FROM {history.RUN_TABLES} WHERE run_id = {int(run_id)};")
     lines.append(f"UPDATE {history.RUNS} SET status = 'rolled back' WHERE id = {int(run_id)};")
     lines.append("COMMIT;")
@@ -104,6 +117,9 @@ class RollbackResult(GuideMapping):
     backup: BackupFile | None = None
     script: str = ""  # where the SQL came from
     forced: bool = False
+    restored_from: str | None = None  # the backup schema swapped back
+    backup_schema_gone: str | None = None  # the backup schema cleanup removed before
+    not_restorable: tuple[str, ...] = ()  # what the run's --cascade dropped
 
     @property
     def safe_to_rollback(self) -> bool:
@@ -165,6 +181,9 @@ async def rollback_run(
     if not report.safe_to_rollback and not force:
         raise RollbackRefused(run_id, report.warnings, report)
     sql = script or run.rollback_sql or await _script_file(run)
+    swapped = run.backup_schema if SWAP_BACK in sql.splitlines() else None
+    if swapped and not await _schema_exists(conn, swapped):
+        sql = without_swap_back(sql)  # removed by cleanup: only the drop remains
     names = [t.table for t in report.tables if t.rows_now is not None]
     try:
         async with conn.transaction():
@@ -197,6 +216,7 @@ async def rollback_run(
             f"the rollback of run {run_id} failed and changed nothing: {exc}"
         ) from exc
     where = "the rollback kept in the history" if not script else "the given script"
+    restored = swapped if SWAP_BACK in sql.splitlines() else None
     return RollbackResult(
         run_id,
         True,
@@ -204,6 +224,28 @@ async def rollback_run(
         saved,
         run.rollback_script or where,
         force and not report.safe_to_rollback,
+        restored_from=restored,
+        backup_schema_gone=swapped if swapped and not restored else None,
+        not_restorable=tuple(run.cascade_dropped or ()),
+    )
+
+
+def without_swap_back(script: str) -> str:
+    """The script without its swap-back part (the backup schema is gone)."""
+    kept, skipping = [], False
+    for line in script.splitlines():
+        if line == SWAP_BACK:
+            skipping = True
+        elif line == SWAP_BACK_END:
+            skipping = False
+        elif not skipping:
+            kept.append(line)
+    return "\n".join(kept) + "\n"
+
+
+async def _schema_exists(conn: asyncpg.Connection, schema: str) -> bool:
+    return bool(
+        await conn.fetchval("SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = $1)", schema)
     )
 
 
