@@ -199,6 +199,7 @@ async def _execute_on(
     reporter.phase("checking")
     check_source_file(settings.source)
     admin = await connect(settings.target)
+    own_pid = admin.get_server_pid()  # asked now: a connection that timed out has none
     try:
         version = await check_server(admin)
         await runlock.acquire(admin, settings.schema)  # held until admin closes
@@ -240,7 +241,7 @@ async def _execute_on(
             blocked = None
             with anyio.move_on_after(10, shield=True):
                 blocked = await runlock.explain_lock_wait(
-                    settings.target, outline.schema, exc, admin.get_server_pid()
+                    settings.target, outline.schema, exc, own_pid
                 )
             await record_failure(settings, admin, run_id, blocked or exc)
             if blocked is not None:
@@ -347,6 +348,9 @@ async def _recorded_phases(
     return report
 
 
+FROZEN = "the server did not answer within --statement-timeout; the next run resumes or cleans up"
+
+
 async def record_failure(
     settings: RunSettings, admin: asyncpg.Connection, run_id: int, exc: BaseException
 ) -> None:
@@ -359,6 +363,10 @@ async def record_failure(
     """
     stopped_by = signals.received()
     error = faults.as_error(exc)
+    if faults.timed_out(exc):
+        admin.terminate()  # no goodbye to a server that does not answer
+        log.error("history_not_recorded", run=run_id, error=FROZEN)
+        return
     with anyio.move_on_after(15, shield=True):
         try:
             async with faults.cleanup_connection(settings.target, admin) as conn:
@@ -544,6 +552,9 @@ async def _phases(
                 error=faults.as_error(exc).__class__.__name__,
                 schema=target.schema,
             )
+            raise
+        if faults.timed_out(exc):  # asking the server anything would only wait again
+            log.warning("cleanup_skipped", reason=FROZEN, stage=plan.schema if atomic else None)
             raise
         if atomic and resume.resumable_failure(exc):  # the same command resumes
             note = None

@@ -19,15 +19,14 @@ from tests.test_interrupt import start
 KEYS = {"parent": "id", "child": "id", "tag": "id", "big_children": "id"}
 
 
+def schemas(dsn: str, pattern: str) -> list[str]:
+    """The schemas whose names match the regular expression, sorted."""
+    found = fetch(dsn, "SELECT nspname FROM pg_namespace WHERE nspname ~ $1 ORDER BY 1", pattern)
+    return [r[0] for r in found]
+
+
 def backups(dsn: str) -> list[str]:
-    return [
-        r[0]
-        for r in fetch(
-            dsn,
-            "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'asyncmig\\_backup\\_%' "
-            "ORDER BY 1",
-        )
-    ]
+    return schemas(dsn, "^asyncmig_backup_")
 
 
 def contents(dsn: str, schema: str = "public") -> dict[str, list[tuple[Any, ...]]]:

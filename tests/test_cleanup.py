@@ -15,20 +15,13 @@ from asyncmig.target import runlock
 from tests.fault_sources import build_fault_source
 from tests.fix_cli import run_cli, valid
 from tests.fix_pg import fetch
-from tests.test_backup_schema import backups, contents
+from tests.test_backup_schema import backups, contents, schemas
 from tests.test_cutover import finish, stages
 from tests.test_interrupt import start
 
 
 def leftovers(dsn: str) -> list[str]:
-    return [
-        r[0]
-        for r in fetch(
-            dsn,
-            "SELECT nspname FROM pg_namespace WHERE nspname ~ '^asyncmig_(backup|stage|load)_' "
-            "ORDER BY 1",
-        )
-    ]
+    return schemas(dsn, "^asyncmig_(backup|stage|load)_")
 
 
 @pytest.fixture(scope="module")

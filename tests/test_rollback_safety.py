@@ -16,6 +16,8 @@ import sqlite3
 import stat
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -167,17 +169,7 @@ def test_check_refuse_force_backup_restore(tmp_path: Path, pg_dsn: str, pg_serve
     assert f"backup written: {path} (sha256 {digest}" in forced.stdout
     assert "warning (forced): table user: 1 row inserted" in forced.stdout
 
-    if not Path(PSQL).exists():
-        pytest.skip("psql is not installed: the restore cannot be tried")
-    name, fresh = asyncio.run(create_database(pg_server))
-    try:
-        restored = subprocess.run(
-            [PSQL, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", fresh, "-f", str(path)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert restored.returncode == 0, restored.stderr
+    with restored_into_fresh(path, pg_server) as fresh:
         assert asyncio.run(contents(fresh)) == before  # the application's rows included
         assert before["user"][-1][:3] == (10, "dan@example.com", "Dan")
         assert 4 not in [row[0] for row in before["values"]]
@@ -187,8 +179,25 @@ def test_check_refuse_force_backup_restore(tmp_path: Path, pg_dsn: str, pg_serve
         ]
         with pytest.raises(asyncpg.ForeignKeyViolationError):
             asyncio.run(execute(fresh, "INSERT INTO membership VALUES (99, 1, 'member')"))
+
+
+@contextmanager
+def restored_into_fresh(backup: Path, server: str) -> Iterator[str]:
+    """A new database the backup was restored into with psql -f (dropped afterwards)."""
+    if not Path(PSQL).exists():
+        pytest.skip("psql is not installed: the restore cannot be tried")
+    name, fresh = asyncio.run(create_database(server))
+    try:
+        restored = subprocess.run(
+            [PSQL, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", fresh, "-f", str(backup)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert restored.returncode == 0, restored.stderr
+        yield fresh
     finally:
-        asyncio.run(drop_database(pg_server, name))
+        asyncio.run(drop_database(server, name))
 
 
 def guide_examples() -> list[str]:
@@ -311,22 +320,10 @@ def test_a_name_with_a_line_break_and_a_quote_is_backed_up_on_one_line(
     query = 'SELECT id, "co""l\nx", n FROM public."we""ird\nDROP TABLE victim; --" ORDER BY id'
     before = rows(pg_dsn, query)
     assert before == [(1, "line\nbreak", 7), (2, "quote ' \" \\", None), (3, "a\nb", 9)]
-    if not Path(PSQL).exists():
-        pytest.skip("psql is not installed: the restore cannot be tried")
-    name, fresh = asyncio.run(create_database(pg_server))
-    try:
-        restored = subprocess.run(
-            [PSQL, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", fresh, "-f", str(path)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert restored.returncode == 0, restored.stderr
+    with restored_into_fresh(path, pg_server) as fresh:
         assert rows(fresh, query) == before
         indexes = "SELECT indexname FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1"
         assert rows(fresh, indexes) == rows(pg_dsn, indexes)
         assert ('ix\n"1',) in rows(fresh, indexes)
         insert = 'INSERT INTO public."we""ird\nDROP TABLE victim; --" (id, n) VALUES (4, 1) '
         assert rows(fresh, insert + 'RETURNING "co""l\nx"') == [("a\nb",)]  # the default
-    finally:
-        asyncio.run(drop_database(pg_server, name))

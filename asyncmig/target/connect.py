@@ -55,6 +55,7 @@ class Target:
         if self.statement_timeout:
             settings["statement_timeout"] = str(int(self.statement_timeout * 1000))
             kwargs["command_timeout"] = self.statement_timeout + ANSWER_MARGIN
+            kwargs.setdefault("timeout", self.statement_timeout + ANSWER_MARGIN)  # connecting
         kwargs["server_settings"] = settings
         return kwargs
 
@@ -212,6 +213,12 @@ def connection_error(target: Target, exc: BaseException) -> TargetError | None:
                 hint="is the server running and accepting connections there?",
             )
         )
+    if isinstance(exc, TimeoutError):
+        return TargetError(
+            f"cannot connect to {where}: no answer within {_connect_seconds(target):g} s",
+            hint="is the server (or the network to it) frozen? check it, then run the same "
+            "command again",
+        )
     if isinstance(exc, socket.gaierror):
         return TargetError(f"cannot connect to {where}: unknown host", hint="check the host name")
     if isinstance(exc, (OSError, TimeoutError, asyncpg.InterfaceError)):
@@ -222,6 +229,14 @@ def connection_error(target: Target, exc: BaseException) -> TargetError | None:
     if isinstance(exc, (ValueError, TypeError)):
         return TargetError(f"cannot connect to {where}: invalid connection string")
     return None
+
+
+def _connect_seconds(target: Target) -> float:
+    """How long asyncpg waited to connect: connect_timeout, --statement-timeout, or 60 s."""
+    try:
+        return float(target.connect_kwargs().get("timeout", 60.0))  # type: ignore[arg-type]
+    except UsageError:
+        return 60.0
 
 
 def passing(error: TargetError) -> TargetError:

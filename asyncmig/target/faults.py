@@ -56,10 +56,28 @@ def is_transient(exc: BaseException) -> bool:
         exc = first_error(exc)
     if isinstance(exc, TargetError):
         return exc.transient
-    return is_connection_fault(exc) and not isinstance(exc, TimeoutError)
+    return is_connection_fault(exc) and not timed_out(exc)
 
 
 TIMEOUT_MESSAGE = "lost connection to PostgreSQL: no answer"
+
+
+def timed_out(exc: BaseException) -> bool:
+    """Did the client stop waiting for a server that did not answer (--statement-timeout),
+    here or behind ``exc``? asyncpg closes the connection then, so what surfaces is often
+    the next call's "connection is closed", with the timeout as its context."""
+    seen: BaseException | None = exc
+    for _ in range(6):
+        if isinstance(seen, BaseExceptionGroup):
+            seen = first_error(seen)
+        if isinstance(seen, TimeoutError) or (
+            isinstance(seen, ConnectionLost) and seen.message.startswith(TIMEOUT_MESSAGE)
+        ):
+            return True
+        if seen is None:
+            return False
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def lost_connection(exc: BaseException) -> ConnectionLost:
@@ -85,6 +103,8 @@ def as_error(exc: BaseException) -> BaseException:
     """``exc`` (or a task group's first error), a connection fault made one line."""
     if isinstance(exc, BaseExceptionGroup):
         exc = first_error(exc)
+    if is_connection_fault(exc) and timed_out(exc):
+        return lost_connection(TimeoutError())
     return lost_connection(exc) if is_connection_fault(exc) else exc
 
 

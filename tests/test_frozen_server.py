@@ -1,0 +1,78 @@
+"""A server that stops answering mid-run (every process of its cluster stopped with
+SIGSTOP, as a frozen VM or a cut network looks to a client): the run ends by itself
+with one line naming the timeout, exit 4. The cluster is the test's own, so no other
+test is frozen with it."""
+
+from __future__ import annotations
+
+import signal
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from asyncmig.target.embedded import EmbeddedServer
+from tests.fault_sources import build_fault_source
+from tests.test_cutover import finish, stages
+from tests.test_interrupt import history, start
+
+
+@pytest.fixture
+def own_server() -> Iterator[tuple[str, Path]]:
+    server = EmbeddedServer(Path(tempfile.mkdtemp(prefix="asyncmig-frozen-")) / "pgdata")
+    try:
+        yield server.start(), server.pgdata
+    finally:
+        server.stop(delete=True)
+
+
+def cluster(pgdata: Path) -> list[psutil.Process]:
+    """The postmaster and every process it started."""
+    postmaster = psutil.Process(int((pgdata / "postmaster.pid").read_text().split()[0]))
+    return [postmaster, *postmaster.children(recursive=True)]
+
+
+def test_a_frozen_server_ends_the_run_naming_the_timeout(
+    tmp_path: Path, own_server: tuple[str, Path]
+) -> None:
+    """Frozen once the run's stage exists: PostgreSQL's statement_timeout cannot fire
+    (the server is stopped), the client's own wait (--statement-timeout + 10 s) does:
+    exit 4, "no answer within --statement-timeout", no traceback; once the server
+    runs again, the same command finishes the job."""
+    dsn, pgdata = own_server
+    source = build_fault_source(tmp_path / "app.db", rows=40_000)
+    process = start(
+        "run", "--sqlite", str(source), "--pg", dsn, "--statement-timeout", "1", workers="inline"
+    )
+    deadline = time.monotonic() + 60
+    while not stages(dsn) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.01)
+    assert process.poll() is None, "the run ended before the server could be frozen"
+    frozen = cluster(pgdata)
+    for member in frozen:
+        member.send_signal(signal.SIGSTOP)
+    try:
+        _, stderr = process.communicate(timeout=180)  # a bound, not a measurement
+    finally:
+        for member in frozen:
+            member.send_signal(signal.SIGCONT)
+    errors = [line for line in stderr.splitlines() if line.startswith("asyncmig:")]
+    assert process.returncode == 4, stderr
+    assert len(errors) == 1 and "Traceback" not in stderr, stderr
+    frozen_statement = (
+        "asyncmig: error: lost connection to PostgreSQL: no answer within "
+        "--statement-timeout; hint: is the server (or the network to it) frozen?"
+    )
+    frozen_connect = (
+        f"asyncmig: error: cannot connect to {dsn.replace('postgres:@', 'postgres:***@')}: "
+        "no answer within 11 s; hint: is the server (or the network to it) frozen?"
+    )
+    # the statement waiting, or a connection being opened when the server froze
+    assert errors[0].startswith((frozen_statement, frozen_connect)), errors
+    code, err = finish("run", "--sqlite", str(source), "--pg", dsn)
+    assert code == 0, err
+    assert [r["status"] for r in history(dsn)] == ["interrupted", "succeeded"]
+    assert stages(dsn) == []
