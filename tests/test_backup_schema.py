@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 
 from tests.fault_sources import build_fault_source
+from tests.fix_cli import run_cli, valid
 from tests.fix_pg import fetch
 from tests.test_cutover import finish, poll_counts
 from tests.test_interrupt import start
@@ -80,6 +81,9 @@ def test_replace_keeps_the_old_tables_and_rollback_swaps_them_back(
     assert run["backup_schema"] == backup
     assert 'SET SCHEMA "public"' in run["rollback_sql"] and backup in run["rollback_sql"]
 
+    checked = run_cli("rollback", "--pg", pg_dsn, "--run", "2", "--check")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert f"  note: the tables run 2 replaced are swapped back from {backup}\n" in checked.stdout
     counts: list[int] = []
 
     async def swap_back() -> tuple[int, str, str]:
@@ -134,6 +138,10 @@ def test_no_backup_schema_and_cascade_are_reported_by_rollback(
     assert backups(pg_dsn) == []
     [run] = fetch(pg_dsn, "SELECT backup_schema, cascade_dropped FROM asyncmig.runs WHERE id = 2")
     assert run["backup_schema"] is None and "public.app_view" in run["cascade_dropped"]
+    checked = run_cli("rollback", "--pg", pg_dsn, "--run", "2", "--check", "--output", "json")
+    document = valid(checked.stdout)
+    assert document["not_restorable"] == ["view public.app_view"]
+    assert document["swaps_back"] is None and document["safe_to_rollback"]
     process = start("rollback", "--pg", pg_dsn, "--run", "2", "--backup-dir", str(tmp_path))
     out, err = process.communicate(timeout=120)
     assert process.returncode == 0, err

@@ -357,7 +357,7 @@ SPECS = (
         "Remove what runs into --schema kept or left behind: the backup schemas holding the "
         "tables a run --replace replaced (all of them; --run N: that run's only; --keep K: "
         "all but the newest K), the stages and asyncmig_load_<run> schemas of runs that "
-        "did not finish. Takes the schema's run lock first (a live run's: exit 9), so a "
+        "did not finish (a removed stage cannot be resumed). Takes the schema's run lock first (a live run's: exit 9), so a "
         "live run's schemas are never touched; --dry-run lists what would go, with sizes, "
         "and changes nothing. A removed backup schema cannot be swapped back by rollback.",
         "asyncmig cleanup --pg postgresql://me@localhost/app --keep 1 --dry-run",

@@ -266,6 +266,7 @@ def safety_text(report: SafetyReport) -> str:
             f"at the run, {now}{same}{split}"
         )
     lines += [f"  warning: {w}" for w in report.warnings]
+    lines += [f"  note: {n}" for n in report.notes()]
     lines.append(f"safe to roll back: {'yes' if report.safe_to_rollback else 'no'}")
     return "\n".join(lines) + "\n"
 

@@ -101,6 +101,20 @@ class SafetyReport(GuideMapping):
     dependents: tuple[tablestate.Dependent, ...] = ()
     later_runs: tuple[int, ...] = ()
     warnings: tuple[str, ...] = field(default=())
+    swaps_back: str | None = None  # the backup schema the rollback moves back into place
+    not_restorable: tuple[str, ...] = ()  # what the run's --cascade dropped
+
+    def notes(self) -> list[str]:
+        """What the rollback will do besides dropping the run's tables (not warnings)."""
+        found = (
+            [f"the tables run {self.run_id} replaced are swapped back from {self.swaps_back}"]
+            if self.swaps_back
+            else []
+        )
+        return found + [
+            f"not restorable: {what} (dropped with --cascade by run {self.run_id})"
+            for what in self.not_restorable
+        ]
 
     @property
     def safe_to_rollback(self) -> bool:
@@ -116,6 +130,8 @@ class SafetyReport(GuideMapping):
             "sessions": [s.__dict__ for s in self.sessions],
             "dependents": [d.__dict__ for d in self.dependents],
             "later_runs": list(self.later_runs),
+            "swaps_back": self.swaps_back,
+            "not_restorable": list(self.not_restorable),
         }
 
 
@@ -152,8 +168,21 @@ async def validate(conn: asyncpg.Connection, run: RunRecord, runs: list[RunRecor
         for s in sessions
     ]
     warnings += [dependent_warning(run, d) for d in new]
+    kept = run.backup_schema if run.backup_schema and not run.backup_schema_end else None
+    if kept and not await conn.fetchval(
+        "SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = $1)", kept
+    ):
+        kept = None
     return SafetyReport(
-        run.id, run.target_schema, tuple(changes), tuple(sessions), new, later, tuple(warnings)
+        run.id,
+        run.target_schema,
+        tuple(changes),
+        tuple(sessions),
+        new,
+        later,
+        tuple(warnings),
+        kept,
+        tuple(run.cascade_dropped or ()),
     )
 
 
