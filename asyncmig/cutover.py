@@ -114,6 +114,12 @@ async def drop_stale(conn: asyncpg.Connection, target: str, keep: str | None = N
     return names
 
 
+async def schema_exists(conn: asyncpg.Connection, name: str) -> bool:
+    return bool(
+        await conn.fetchval("SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = $1)", name)
+    )
+
+
 def backup_prefix(target: str) -> str:
     """The backup schemas of one target share this prefix."""
     return f"{BACKUP_PREFIX}{runlock.schema_key(target):08x}_"
@@ -297,9 +303,7 @@ async def kept_restore_sql(conn: asyncpg.Connection, target: Plan, run_id: int) 
     """The swap back of the run's backup schema, for its rollback script (none if the
     run kept no backup: it replaced nothing, or ran with --no-backup-schema)."""
     backup = backup_name(target.schema, run_id)
-    if not await conn.fetchval(
-        "SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = $1)", backup
-    ):
+    if not await schema_exists(conn, backup):
         return []
     return await restore_sql(conn, backup, target.schema)
 

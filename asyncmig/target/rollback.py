@@ -1,7 +1,9 @@
 """Undo a run safely: the rollback script written after each run, and what a failed run undoes.
 
 The script removes exactly the objects the plan created (profile extras, then the
-tables, children first) in one transaction, and marks the run as rolled back in the
+tables, children first) in one transaction, then, for a ``run --replace`` that kept the
+tables it replaced in a backup schema, moves them back and drops that schema (see
+:mod:`asyncmig.cutover`), and marks the run as rolled back in the
 history instead of deleting the history (the reference migrator's rollback dropped
 its own history table). It refuses to run against a different schema's tables
 because every name in it is qualified with the run's schema.
@@ -18,7 +20,7 @@ from typing import TypeVar
 import anyio
 import asyncpg
 
-from asyncmig import ddl
+from asyncmig import cutover, ddl
 from asyncmig.errors import RollbackRefused, TargetError, UsageError
 from asyncmig.plan.model import Plan
 from asyncmig.quoting import name_text, qualified, quote_ident, sql_comment
@@ -182,7 +184,7 @@ async def rollback_run(
         raise RollbackRefused(run_id, report.warnings, report)
     sql = script or run.rollback_sql or await _script_file(run)
     swapped = run.backup_schema if SWAP_BACK in sql.splitlines() else None
-    if swapped and not await _schema_exists(conn, swapped):
+    if swapped and not await cutover.schema_exists(conn, swapped):
         sql = without_swap_back(sql)  # removed by cleanup: only the drop remains
     names = [t.table for t in report.tables if t.rows_now is not None]
     try:
@@ -241,12 +243,6 @@ def without_swap_back(script: str) -> str:
         elif not skipping:
             kept.append(line)
     return "\n".join(kept) + "\n"
-
-
-async def _schema_exists(conn: asyncpg.Connection, schema: str) -> bool:
-    return bool(
-        await conn.fetchval("SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = $1)", schema)
-    )
 
 
 def transaction_body(script: str) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 
 import asyncpg
 
+from asyncmig import cutover
 from asyncmig.quoting import name_text
 from asyncmig.target import history, tablestate
 from asyncmig.target.history import RunRecord
@@ -169,9 +170,7 @@ async def validate(conn: asyncpg.Connection, run: RunRecord, runs: list[RunRecor
     ]
     warnings += [dependent_warning(run, d) for d in new]
     kept = run.backup_schema if run.backup_schema and not run.backup_schema_end else None
-    if kept and not await conn.fetchval(
-        "SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = $1)", kept
-    ):
+    if kept and not await cutover.schema_exists(conn, kept):
         kept = None
     return SafetyReport(
         run.id,
