@@ -14,6 +14,7 @@ import asyncpg
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from asyncmig.errors import TargetError
+from asyncmig.load import codecs
 from asyncmig.load.policy import TableGuard
 from asyncmig.load.transforms import Batch, Pair, explain_rejected_batch
 from asyncmig.plan.model import TablePlan
@@ -30,6 +31,7 @@ async def copy_table(
     before_commit: Callable[[asyncpg.Connection, int], Awaitable[None]] | None = None,
     on_batch: Callable[[int], None] | None = None,
     first: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
+    encoded: frozenset[str] = frozenset(),
 ) -> tuple[int, int]:
     """COPY every batch into ``table``; returns (rows handed over, rows PostgreSQL took).
 
@@ -41,6 +43,8 @@ async def copy_table(
     are isolated and rejected with PostgreSQL's message, as pgloader does; the rest
     loads in the same transaction. The transaction commits only if the whole table
     succeeds: a failure anywhere (reader, transform, too many rejects) rolls it back.
+    Values of the ``encoded`` types may come as PostgreSQL's binary form
+    (:mod:`asyncmig.load.codecs`).
     """
     handed = copied = 0
     columns = [c.name for c in table.columns]
@@ -48,17 +52,20 @@ async def copy_table(
     async with conn.transaction(), pairs:
         if first is not None:  # e.g. empty what an earlier attempt committed
             await first(conn)
-        async for rows, originals in pairs:
-            if not rows:
-                continue
-            handed += len(rows)
-            if isolate:
-                done = await _copy_isolating(conn, schema, table, columns, rows, originals, guard)
-            else:
-                done = await _copy(conn, schema, table, columns, rows)
-            copied += done
-            if on_batch is not None:  # progress: rows this batch put in the table
-                on_batch(done)
+        async with codecs.encoded_values(conn, encoded):
+            async for rows, originals in pairs:
+                if not rows:
+                    continue
+                handed += len(rows)
+                if isolate:
+                    done = await _copy_isolating(
+                        conn, schema, table, columns, rows, originals, guard
+                    )
+                else:
+                    done = await _copy(conn, schema, table, columns, rows)
+                copied += done
+                if on_batch is not None:  # progress: rows this batch put in the table
+                    on_batch(done)
         if before_commit is not None:  # e.g. the history row describing this table
             await before_commit(conn, copied)
     return handed, copied

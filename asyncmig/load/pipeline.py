@@ -36,7 +36,8 @@ from asyncmig.errors import SourceError
 from asyncmig.load.copy_writer import copy_table
 from asyncmig.load.policy import Accounts, TableGuard, lenient_text
 from asyncmig.load.progress import Counter, Slot
-from asyncmig.load.transforms import Batch, Pair, build_batch_transform
+from asyncmig.load.proof import Proof
+from asyncmig.load.transforms import Batch, Pair, build_batch_transform, encoded_columns
 from asyncmig.plan.model import TablePlan
 from asyncmig.quoting import qualified, quote_sqlite_ident
 from asyncmig.source.scan import SQL_FUNCTIONS
@@ -66,6 +67,9 @@ class PipelineSettings:
     max_rejects: int | None = default("max_rejects")  # per table; more rolls the table back
     chunk_rows: int = 0  # commit a large table in recorded rowid ranges (asyncmig.load.chunks)
     append_rejects: bool = False  # a table's later chunks add to its reject file
+    # timestamptz and numeric values handed to the COPY already encoded (load.codecs);
+    # off: asyncpg's own codecs, the same values more slowly (tests compare the two)
+    encode: bool = True
 
 
 @dataclass(frozen=True)
@@ -85,8 +89,11 @@ class TableLoad:
 
 
 def select_sql(table: TablePlan) -> str:
+    """The reader's SELECT: the table's columns (a split table's rowid range), with
+    the proof's conditions that SQLite checks (:mod:`asyncmig.load.proof`)."""
     columns = ", ".join(quote_sqlite_ident(c.source_name) for c in table.columns)
-    terms = [table.proof] if table.proof else []
+    where = Proof(table).where
+    terms = [where] if where else []
     if table.rowid_range is not None:  # a split table's part (asyncmig.load.split)
         terms.insert(
             0, f"rowid BETWEEN {int(table.rowid_range[0])} AND {int(table.rowid_range[1])}"
@@ -96,7 +103,7 @@ def select_sql(table: TablePlan) -> str:
 
 
 class PlanRefuted(Exception):
-    """A row the plan made from a sample does not fit (``TablePlan.proof``).
+    """A row the plan made from a sample does not fit (``TablePlan.proof_terms``).
 
     Not a MigrationError: the run drops what it made, profiles ``table`` over every row
     and starts again (:mod:`asyncmig.run`).
@@ -175,9 +182,13 @@ async def _read(
     sql = select_sql(table) + (f" LIMIT -1 OFFSET {offset}" if offset else "")
     cursor = await conn.execute(sql)
     lenient = conn.text_factory is lenient_text
+    proof = Proof(table)
     # rows are plain tuples (no row factory): no per-row copy on the hot path
     while batch := cast(Batch, list(await cursor.fetchmany(batch_size))):
         read = len(batch)
+        refuted = proof.refuted(batch)  # before anything else sees the rows
+        if refuted is not None:
+            raise PlanRefuted(table.name, table.columns[refuted].name)
         if lenient:
             batch = guard.resolve_invalid_text(batch)
         await send.send((batch, batch))
@@ -261,7 +272,10 @@ async def load_rows(
     guard = TableGuard(
         table, settings.reject_dir, settings.max_rejects, append=settings.append_rejects
     )
-    transform = build_batch_transform(table, guard)
+    transform = build_batch_transform(table, guard, encode=settings.encode)
+    encoded = frozenset(
+        encoded_columns(table).values() if transform is not None and settings.encode else ()
+    )
     read_send, read_receive = anyio.create_memory_object_stream[Pair](settings.queue_size)
     results: dict[str, Any] = {}
 
@@ -289,7 +303,7 @@ async def load_rows(
                 None if counter is None else lambda rows: counter.add(rows, guard.accounts.rejected)
             )
             results["copied"] = await copy_table(
-                conn, schema, table, writer_input, guard, record, on_batch, first
+                conn, schema, table, writer_input, guard, record, on_batch, first, encoded
             )
     finally:
         # copy_table closes it, but not when cancelled before it began (a reader or a

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import orjson
 
 from asyncmig.errors import DataError
+from asyncmig.load import codecs
 from asyncmig.load.policy import TableGuard, key_positions, row_key
 from asyncmig.plan import datenums
 from asyncmig.plan.model import ColumnPlan, TablePlan
@@ -434,21 +435,50 @@ INLINE: Mapping[str, tuple[str, Mapping[str, Any]]] = {
 Pair = tuple[Batch, Batch]  # (rows to load, the same rows as read: for the reject store)
 
 
-def build_batch_transform(
-    table: TablePlan, guard: TableGuard | None = None
-) -> Callable[[Pair], Pair] | None:
-    """One function converting a batch of rows, or None when no column needs work.
+ENCODED_TYPES: Mapping[str, str] = {"timestamptz": "timestamptz", "numeric": "numeric"}
 
-    The row function is generated as a single tuple expression, e.g.
-    ``(r0, f1(r1) if r1 is not None else None, r2)``, because a comprehension
-    over unpacked tuples is several times faster than per-column loops. Only column
-    positions and fixed templates go into the generated source, never a name. When a
-    value fails, the batch is redone row by row with the columns' policies (``guard``).
-    """
-    work = column_transforms(table)
-    if not work:
-        return None
-    width = len(table.columns)
+
+def _encoded_template(transform: str, i: int) -> tuple[str, dict[str, Any]]:
+    """The template (and its helpers) that hands column ``i``'s value over already in
+    PostgreSQL's binary form (:mod:`asyncmig.load.codecs`)."""
+    if transform == "timestamptz":
+        return (
+            "(_pack((_iso({v}) - _E) // _US) if {v}[:4] not in _edge else _checked({v}))",
+            {
+                **INLINE["timestamptz"][1],
+                "_pack": codecs.pack_int64,
+                "_E": codecs.PG_EPOCH,
+                "_US": codecs.ONE_MICROSECOND,
+            },
+        )
+    # one cache per column and Python type: 1 and 1.0 are equal keys, not equal numerics
+    template = f"(_nf{i}[{{v}}] if type({{v}}) is float else _ni{i}[{{v}}] if type({{v}}) is int "
+    return (
+        template + "else _nb({v}))",
+        {
+            f"_nf{i}": codecs.EncodedCache(to_numeric),
+            f"_ni{i}": codecs.EncodedCache(to_numeric),
+            "_nb": lambda value: codecs.numeric_bytes(to_numeric(value)),
+        },
+    )
+
+
+def encoded_columns(table: TablePlan) -> dict[int, str]:
+    """Column position -> target type, for the columns :func:`build_batch_transform`
+    (``encode=True``) hands over as bytes: the COPY's connection must take them so."""
+    return {
+        position: ENCODED_TYPES[column.transform]
+        for position, column in enumerate(table.columns)
+        if column.transform in ENCODED_TYPES
+        and column.target_type.split("(")[0].strip().lower() == ENCODED_TYPES[column.transform]
+    }
+
+
+def _row_function(
+    table: TablePlan, work: list[tuple[int, Transform]], encoded: Mapping[int, str]
+) -> Callable[[Batch], Batch]:
+    """The batch comprehension (see build_batch_transform); ``encoded`` columns use
+    the templates that produce bytes."""
     by_position = dict(work)
     namespace: dict[str, Any] = {f"f{i}": fn for i, fn in by_position.items()}
     items = []
@@ -460,21 +490,52 @@ def build_batch_transform(
         template, helpers = INLINE.get(column.transform, (f"f{i}({{v}})", {}))
         if column.transform == "timestamptz" and not local_time_is_utc():
             template, helpers = f"f{i}({{v}})", {}  # the checked path: always aware
+        if i in encoded:
+            template, helpers = _encoded_template(column.transform, i)
         namespace.update(helpers)
         call = template.format(v=name)
         items.append(call if not column.nullable else f"({call} if {name} is not None else None)")
+    width = len(table.columns)
     unpack = ", ".join(f"r{i}" for i in range(width)) + ("," if width == 1 else "")
     source = f"lambda batch: [({', '.join(items)},) for ({unpack}) in batch]"
-    fast: Callable[[Batch], Batch] = eval(source, namespace)  # built from positions only
+    function: Callable[[Batch], Batch] = eval(source, namespace)  # built from positions only
+    return function
+
+
+def build_batch_transform(
+    table: TablePlan, guard: TableGuard | None = None, *, encode: bool = False
+) -> Callable[[Pair], Pair] | None:
+    """One function converting a batch of rows, or None when no column needs work.
+
+    The row function is generated as a single tuple expression, e.g.
+    ``(r0, f1(r1) if r1 is not None else None, r2)``, because a comprehension
+    over unpacked tuples is several times faster than per-column loops. Only column
+    positions and fixed templates go into the generated source, never a name. When a
+    value fails, the batch is redone row by row with the columns' policies (``guard``).
+
+    With ``encode``, the columns of :func:`encoded_columns` come out as PostgreSQL's
+    binary values (the COPY's connection takes them through
+    :func:`asyncmig.load.codecs.encoded_values`). A batch whose fast form fails (say,
+    a timestamp with an offset) is converted by the ordinary form instead, so what
+    happens to any value is exactly what happens without ``encode``.
+    """
+    work = column_transforms(table)
+    if not work:
+        return None
+    plain = _row_function(table, work, {})
+    encoded = encoded_columns(table) if encode else {}
+    forms = [_row_function(table, work, encoded), plain] if encoded else [plain]
 
     def transform(pair: Pair) -> Pair:
         rows, originals = pair
-        try:
-            return fast(rows), originals
-        except VALUE_ERRORS:
-            if guard is None or not guard.lenient:
-                raise _explain(table, work, rows) from None
-            return guard.convert(rows, work)
+        for form in forms:
+            try:
+                return form(rows), originals
+            except VALUE_ERRORS:
+                continue
+        if guard is None or not guard.lenient:
+            raise _explain(table, work, rows) from None
+        return guard.convert(rows, work)
 
     return transform
 
@@ -508,7 +569,7 @@ VALIDATORS: Mapping[str, Transform] = {
     "inet": to_inet,
     "bigint": to_int,
     "double precision": to_float,
-    "numeric": to_numeric,
+    "numeric": lambda v: v if isinstance(v, bytes) else to_numeric(v),  # bytes: encoded
     "text": to_text,
     "varchar": to_text,
     "jsonb": to_json,

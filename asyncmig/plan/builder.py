@@ -172,7 +172,8 @@ class TableProfile:
     # columns whose declared type is kept: values that do not fit it, counted over every
     # row, and a few of them shown (asyncmig.plan.contract)
     misfits: Mapping[str, profiling.Misfits] = field(default_factory=dict)
-    proof: str = ""  # SQLite condition the load checks on every row (sampled, proved)
+    # SQLite conditions the load checks on every row (sampled, proved): TablePlan.proof_terms
+    proof_terms: tuple[tuple[int, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -180,7 +181,7 @@ class Scans:
     """Which tables are profiled over every row before the load.
 
     ``prove``: none of the large ones, except those in ``scan``; the load proves the
-    sample's choices instead (see :func:`proof_sql`).
+    sample's choices instead (see :func:`proof_terms`).
     """
 
     prove: bool = False
@@ -251,7 +252,7 @@ def logged(profiled: Iterable[tuple[str, TableProfile]]) -> dict[str, TableProfi
             table=name,
             rows=profile.rows,
             sampled=profile.sampled,
-            proved_by_load=bool(profile.proof),
+            proved_by_load=bool(profile.proof_terms),
         )
         profiles[name] = profile
     return profiles
@@ -334,14 +335,17 @@ def sample_table(
         return profile_table(conn, table, overrides)
     profiles = profiling.profile_sample(conn, table)
     return TableProfile(
-        profiles, table.row_count, sampled=True, proof=proof_sql(table, profiles, overrides)
+        profiles,
+        table.row_count,
+        sampled=True,
+        proof_terms=proof_terms(table, profiles, overrides),
     )
 
 
-def proof_sql(
+def proof_terms(
     table: SourceTable, profiles: Mapping[str, ColumnProfile], overrides: Overrides
-) -> str:
-    """The condition, per row, that the sample's plan holds for it.
+) -> tuple[tuple[int, str], ...]:
+    """The conditions, per row, that the sample's plan holds for it.
 
     Each column chosen from its values must accept the row's value (the conditions of
     :func:`asyncmig.source.scan.acceptance`, NULL counting as accepted as in the profile's
@@ -368,11 +372,7 @@ def proof_sql(
                     + "), 1)",
                 )
             )
-    return " AND ".join(
-        f"({sql} OR asyncmig_refuted({number}))"
-        for number, sql in terms
-        if sql != "coalesce((1), 1)"
-    )
+    return tuple((number, sql) for number, sql in terms if sql != "coalesce((1), 1)")
 
 
 def _misfits(
@@ -462,7 +462,7 @@ def plan_table(
         if table_profile.sampled:
             checked = (
                 "every row checked by the load"
-                if table_profile.proof
+                if table_profile.proof_terms
                 else f"all {table_profile.rows} rows checked"
             )
             choice = replace(
@@ -511,7 +511,7 @@ def plan_table(
         without_rowid=table.without_rowid,
         next_identity=table.sequence + 1 if table.sequence is not None else None,
         row_bytes=_row_bytes(profiles),
-        proof=table_profile.proof,
+        proof_terms=table_profile.proof_terms,
     )
     for col in result.columns:
         warnings.extend(f"{table.name}.{col.name}: {w}" for w in col.warnings)

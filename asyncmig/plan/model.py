@@ -138,16 +138,27 @@ class TablePlan:
     row_bytes: int = 0  # average bytes per row in the profile: sizes the load's batches
     statistics: tuple[StatisticsPlan, ...] = ()
     triggers: tuple[TriggerPlan, ...] = ()
-    # SQLite condition every row must meet for a plan made from a sample (`run` on a
-    # large table): the load checks it and a row that fails refutes the plan
-    proof: str = ""
+    # SQLite conditions every row must meet for a plan made from a sample (`run` on a
+    # large table), as (column position, condition): the load checks them and a row
+    # that fails refutes the plan
+    proof_terms: tuple[tuple[int, str], ...] = ()
     rowid_range: tuple[int, int] | None = None  # one worker's part of a split table
+
+    @property
+    def proof(self) -> str:
+        """The conditions as one WHERE clause; ``asyncmig_refuted(n)`` names the column."""
+        return proof_clause(self.proof_terms)
 
     def column(self, name: str) -> ColumnPlan:
         for col in self.columns:
             if col.name == name:
                 return col
         raise KeyError(name)
+
+
+def proof_clause(terms: tuple[tuple[int, str], ...]) -> str:
+    """``terms`` as a WHERE clause that calls ``asyncmig_refuted(n)`` for a failing row."""
+    return " AND ".join(f"({sql} OR asyncmig_refuted({number}))" for number, sql in terms)
 
 
 @dataclass(frozen=True)
@@ -182,5 +193,5 @@ class Plan:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         for table in data["tables"]:  # the load's internal details, not part of the plan
-            del table["proof"], table["rowid_range"]
+            del table["proof_terms"], table["rowid_range"]
         return data

@@ -1,0 +1,144 @@
+"""The plan's proof (``TablePlan.proof_terms``), checked partly in Python.
+
+A plan made from a sample carries, per column, the SQLite condition every value must
+meet; the load refutes the plan at the first row that fails one
+(:class:`asyncmig.load.pipeline.PlanRefuted`). Evaluated by SQLite in the reader's
+WHERE clause, the simple ones cost about 150 ns a value (a ``typeof()`` call, an
+``instr()``, a ``coalesce``): half of reading the row. The same tests on the values
+Python already holds cost a sixth of that, so the conditions below are taken out of
+the SELECT and checked on each batch as it arrives, before anything else sees it:
+
+==========  ===============================================  ==========================
+kind        SQLite (inside ``coalesce((...), 1)``)           Python, on the fetched value
+==========  ===============================================  ==========================
+not null    ``c IS NOT NULL`` (a primary key)                ``v is not None``
+integer     ``typeof(c) = 'integer'``                        ``type(v) is int``
+real        ``typeof(c) = 'real'``                           ``type(v) is float``
+numeric     integer, or a real with ``abs(c) < 9e999``       int, or a finite float
+boolean     ``typeof(c) = 'integer' AND c IN (0, 1)``        int 0 or 1
+text        ``typeof(c) = 'text' AND instr(c, char(0)) = 0`` text without a NUL
+uuid        ``typeof(c) = 'text' AND length(c) IN (32, 36)`` text of SQLite length 32/36
+==========  ===============================================  ==========================
+
+A term is recognised only when its SQL is exactly the form above (NULL accepted),
+so a condition written differently simply stays in the SELECT. Every other
+condition (dates through ``julianday()``, JSON, addresses) stays in SQLite. Either
+way a failing row refutes the plan; only which column the log names may differ when
+one row fails several conditions.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from asyncmig.load.policy import InvalidText
+from asyncmig.plan.model import TablePlan, proof_clause
+from asyncmig.quoting import quote_sqlite_ident
+
+Batch = list[tuple[Any, ...]]
+
+ACCEPTED = {  # kind -> the SQL of asyncmig.source.scan.acceptance, NULL accepted
+    "integer": "{c} IS NULL OR typeof({c}) = 'integer'",
+    "real": "{c} IS NULL OR typeof({c}) = 'real'",
+    "numeric": "{c} IS NULL OR typeof({c}) = 'integer' OR (typeof({c}) = 'real' "
+    "AND abs({c}) < 9e999)",
+    "boolean": "{c} IS NULL OR (typeof({c}) = 'integer' AND {c} IN (0, 1))",
+    "text": "{c} IS NULL OR (typeof({c}) = 'text' AND instr({c}, char(0)) = 0)",
+    "uuid": "{c} IS NULL OR (typeof({c}) = 'text' AND length({c}) IN (32, 36))",
+}
+
+# kind -> a fast test of value ``{v}``, true only when the condition holds (a false one
+# is decided by ``exact``)
+FAST = {
+    "not null": "{v} is not None",
+    "integer": "({v} is None or type({v}) is int)",
+    "real": "({v} is None or type({v}) is float)",
+    "numeric": "({v} is None or type({v}) is int or (type({v}) is float and -_inf < {v} < _inf))",
+    "boolean": "({v} is None or (type({v}) is int and ({v} == 0 or {v} == 1)))",
+    "text": "({v} is None or (type({v}) is str and '\\x00' not in {v}))",
+    "uuid": "({v} is None or (type({v}) is str and (len({v}) == 36 or len({v}) == 32) "
+    "and '\\x00' not in {v}))",
+}
+
+
+def sqlite_length(value: str | InvalidText) -> int:
+    """SQLite's ``length()`` of a text value: characters before the first NUL,
+    counted over its UTF-8 bytes as SQLite does (valid or not)."""
+    raw = value.raw if isinstance(value, InvalidText) else value.encode("utf-8", "surrogatepass")
+    count, i = 0, 0
+    while i < len(raw) and raw[i] != 0:
+        lead = raw[i]
+        i += 1
+        count += 1
+        if lead >= 0xC0:
+            while i < len(raw) and raw[i] & 0xC0 == 0x80:
+                i += 1
+    return count
+
+
+def _text(value: Any) -> bool:
+    return type(value) is str or type(value) is InvalidText
+
+
+def _nul_free(value: str | InvalidText) -> bool:
+    return b"\x00" not in value.raw if isinstance(value, InvalidText) else "\x00" not in value
+
+
+EXACT: Mapping[str, Callable[[Any], bool]] = {
+    "not null": lambda v: v is not None,
+    "integer": lambda v: v is None or type(v) is int,
+    "real": lambda v: v is None or type(v) is float,
+    "numeric": lambda v: v is None or type(v) is int or (type(v) is float and math.isfinite(v)),
+    "boolean": lambda v: v is None or (type(v) is int and v in (0, 1)),
+    "text": lambda v: v is None or (_text(v) and _nul_free(v)),
+    "uuid": lambda v: v is None or (_text(v) and sqlite_length(v) in (32, 36)),
+}
+
+
+def kind_of(table: TablePlan, number: int, sql: str) -> str | None:
+    """The kind of condition ``sql`` on column ``number``, or None: SQLite checks it."""
+    c = quote_sqlite_ident(table.columns[number].source_name)
+    if sql == f"{c} IS NOT NULL":
+        return "not null"
+    for kind, template in ACCEPTED.items():
+        if sql == f"coalesce(({template.format(c=c)}), 1)":
+            return kind
+    return None
+
+
+class Proof:
+    """A table's proof split between SQLite (:attr:`where`) and Python (:meth:`check`)."""
+
+    def __init__(self, table: TablePlan) -> None:
+        self.table = table
+        self.python: list[tuple[int, str]] = []
+        kept = []
+        for number, sql in table.proof_terms:
+            kind = kind_of(table, number, sql)
+            if kind is None:
+                kept.append((number, sql))
+            else:
+                self.python.append((number, kind))
+        self.where = proof_clause(tuple(kept))  # for the SELECT
+        self._failing = self._compile() if self.python else None
+
+    def _compile(self) -> Callable[[Batch], Batch]:
+        """A comprehension keeping only the rows some fast test fails."""
+        width = len(self.table.columns)
+        unpack = ", ".join(f"r{i}" for i in range(width)) + ("," if width == 1 else "")
+        tests = " and ".join(FAST[kind].format(v=f"r{n}") for n, kind in self.python)
+        source = f"lambda batch: [({unpack}) for ({unpack}) in batch if not ({tests})]"
+        failing: Callable[[Batch], Batch] = eval(source, {"_inf": math.inf})  # positions only
+        return failing
+
+    def refuted(self, batch: Batch) -> int | None:
+        """The column of the first condition the batch's first failing row fails."""
+        if self._failing is None:
+            return None
+        for row in self._failing(batch):
+            for number, kind in self.python:
+                if not EXACT[kind](row[number]):
+                    return number
+        return None

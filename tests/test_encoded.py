@@ -1,0 +1,239 @@
+"""Values handed to the COPY already in PostgreSQL's binary form (asyncmig.load.codecs)
+arrive exactly as asyncpg's own codecs send them: compared value by value through a
+real server, and end to end against the plain path and the tests' own oracle."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from dataclasses import replace
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from asyncmig.load import codecs, transforms
+from asyncmig.load.pipeline import PipelineSettings
+from asyncmig.plan.model import ColumnPlan, TablePlan
+from asyncmig.quoting import quote_ident
+from asyncmig.run import run_migration
+from asyncmig.runstate import RunSettings
+from asyncmig.target.connect import Target
+from tests.compare import assert_all_equal
+
+NUMBERS: list[Any] = [
+    Decimal(0),
+    Decimal("0.000"),
+    Decimal("-0.0"),
+    Decimal(1),
+    Decimal("1.0"),
+    Decimal("-12.50"),
+    Decimal(9999),
+    Decimal(10000),
+    Decimal("10000.0001"),
+    Decimal("0.00001"),
+    Decimal("123456789012345678901234567890.123456789"),
+    Decimal("1E+100"),
+    Decimal("-4.2E-50"),
+    Decimal("NaN"),
+    Decimal("Infinity"),
+    Decimal("-Infinity"),
+    0,
+    7,
+    -(2**63),
+    10**40,
+    0.1,
+    -1e-7,
+    1.5e300,
+    "3.14159",
+]
+
+MOMENTS: list[Any] = [
+    dt.datetime(2025, 3, 1, 12, 0),
+    dt.datetime(2025, 3, 1, 12, 0, 0, 123456),
+    dt.datetime(1999, 12, 31, 23, 59, 59, 999999),
+    dt.datetime(1, 1, 2),
+    dt.datetime(9999, 12, 30, 1, 2, 3),
+    dt.datetime(2025, 3, 1, 12, 0, tzinfo=dt.timezone(dt.timedelta(hours=5, minutes=30))),
+    dt.datetime(2025, 3, 1, 12, 0, tzinfo=dt.UTC),
+    codecs.INFINITY,
+    codecs.NEGATIVE_INFINITY,
+    dt.date(2024, 2, 29),
+]
+
+
+async def _plain(dsn: str, sql: str, value: Any) -> Any:
+    """``sql`` run with ``value`` through asyncpg's own codecs."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetchval(sql, value)
+    finally:
+        await conn.close()
+
+
+async def _ours(dsn: str, sql: str, value: Any, kind: str) -> Any:
+    """``sql`` run with ``value`` through the load's codec for ``kind``."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        async with codecs.encoded_values(conn, {kind}):
+            return await conn.fetchval(sql, value)
+    finally:
+        await conn.close()
+
+
+async def _both(dsn: str, sql: str, value: Any, kind: str) -> tuple[Any, Any]:
+    return await _plain(dsn, sql, value), await _ours(dsn, sql, value, kind)
+
+
+@pytest.mark.parametrize("value", NUMBERS, ids=repr)
+async def test_numeric_encoding_is_asyncpgs(value: Any, pg_dsn: str) -> None:
+    """Same value, same scale, whether asyncpg or the load encodes it."""
+    sql = "SELECT $1::numeric::text"
+    expected, got = await _both(pg_dsn, sql, value, "numeric")
+    assert got == expected
+    assert await _ours(pg_dsn, sql, codecs.numeric_bytes(value), "numeric") == expected
+
+
+@pytest.mark.parametrize("value", NUMBERS, ids=repr)
+async def test_numeric_decoding_is_asyncpgs(value: Any, pg_dsn: str) -> None:
+    expected, got = await _both(pg_dsn, "SELECT $1::text::numeric", str(value), "numeric")
+    assert str(got) == str(expected)
+
+
+async def test_numeric_refusals_are_asyncpgs() -> None:
+    """What asyncpg cannot encode raises the same ValueError here."""
+    with pytest.raises(ValueError, match="exponent is too small"):
+        codecs.numeric_bytes(Decimal("1E-20000"))
+
+
+@pytest.mark.parametrize("value", MOMENTS, ids=repr)
+async def test_timestamptz_encoding_is_asyncpgs(value: Any, pg_dsn: str) -> None:
+    sql = "SELECT ($1::timestamptz AT TIME ZONE 'UTC')::text"
+    expected, got = await _both(pg_dsn, sql, value, "timestamptz")
+    assert got == expected
+    round_trip = await _both(pg_dsn, "SELECT $1::timestamptz", value, "timestamptz")
+    assert round_trip[1] == round_trip[0]
+
+
+@pytest.mark.parametrize("value", [m for m in MOMENTS if type(m) is dt.datetime and not m.tzinfo])
+async def test_naive_timestamps_encode_as_utc(value: dt.datetime, pg_dsn: str) -> None:
+    """The load's fast form (naive = UTC) is the instant asyncpg sends for the UTC value."""
+    sql = "SELECT ($1::timestamptz AT TIME ZONE 'UTC')::text"
+    if value in (codecs.INFINITY, codecs.NEGATIVE_INFINITY):
+        return
+    expected = await _plain(pg_dsn, sql, value.replace(tzinfo=dt.UTC))
+    assert await _ours(pg_dsn, sql, codecs.timestamptz_micros(value), "timestamptz") == expected
+
+
+def _prices(path: Path, rows: int = 3000) -> Path:
+    """NUMERIC prices (REAL, INTEGER and text, repeating, zeros of both signs) and naive
+    ISO timestamps, some batches with an offset or an edge year among them."""
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "CREATE TABLE prices (id INTEGER PRIMARY KEY, price NUMERIC, qty NUMERIC, "
+        "paid_at TIMESTAMP)"
+    )
+    values = []
+    for i in range(rows):
+        price: Any = [9.99, 14.0, 0.0, -0.0, 1, 1.0, 1e-7, 123456.789, "12.50", None][i % 10]
+        stamp = f"2025-{1 + i % 12:02d}-{1 + i % 28:02d} {i % 24:02d}:00:{i % 60:02d}"
+        if i % 7 == 0:
+            stamp += f".{i % 1000000:06d}"
+        if i == 1234:
+            stamp += "+02:00"
+        if i == 2222:
+            stamp = "9999-12-31 23:59:58"
+        values.append((i + 1, price, i % 97 + 0.25, None if i % 11 == 0 else stamp))
+    conn.executemany("INSERT INTO prices VALUES (?, ?, ?, ?)", values)
+    conn.commit()
+    conn.close()
+    return path
+
+
+async def test_encoded_load_equals_plain_load_and_the_oracle(tmp_path: Path, pg_dsn: str) -> None:
+    source = _prices(tmp_path / "prices.db")
+    pipeline = PipelineSettings(batch_size=100)
+    reports = {}
+    for schema, encode in (("fast", True), ("plain", False)):
+        settings = RunSettings(
+            source,
+            Target(pg_dsn, pg_dsn, "test"),
+            schema=schema,
+            pipeline=replace(pipeline, encode=encode),
+        )
+        reports[schema] = await run_migration(settings)
+    plan = reports["fast"].plan
+    table = plan.table("prices")
+    assert {c.name: c.transform for c in table.columns} == {
+        "id": "none",
+        "price": "numeric",
+        "qty": "numeric",
+        "paid_at": "timestamptz",
+    }
+    assert await assert_all_equal(source, pg_dsn, plan) == 3000
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await conn.execute("SET TimeZone = 'UTC'")
+        columns = ", ".join(f"{quote_ident(c.name)}::text" for c in table.columns)
+        fast, plain = [
+            await conn.fetch(f"SELECT {columns} FROM {schema}.prices ORDER BY id")
+            for schema in ("fast", "plain")
+        ]
+    finally:
+        await conn.close()
+    assert [tuple(r) for r in fast] == [tuple(r) for r in plain]
+
+
+def _stamps_table() -> TablePlan:
+    return TablePlan(
+        name="t",
+        source_name="t",
+        columns=(
+            ColumnPlan("id", "id", "", "bigint", "none"),
+            ColumnPlan("price", "price", "", "numeric", "numeric"),
+            ColumnPlan("seen", "seen", "", "timestamptz", "timestamptz"),
+        ),
+        primary_key=("id",),
+    )
+
+
+def test_the_fast_form_hands_over_bytes() -> None:
+    transform = transforms.build_batch_transform(_stamps_table(), encode=True)
+    assert transform is not None
+    batch = [(1, 9.5, "2025-01-01 10:00:00.5"), (2, 3, None), (3, "1.50", "0001-01-02 00:00:00")]
+    out, _ = transform((batch, batch))
+    assert out[0] == (
+        1,
+        codecs.numeric_bytes(Decimal("9.5")),
+        codecs.timestamptz_micros(dt.datetime(2025, 1, 1, 10, 0, 0, 500000)),
+    )
+    assert out[1] == (2, codecs.numeric_bytes(3), None)
+    # an edge year takes the checked path: an aware datetime, encoded by the codec
+    assert out[2] == (3, codecs.numeric_bytes(Decimal("1.50")), dt.datetime(1, 1, 2, tzinfo=dt.UTC))
+
+
+def test_a_batch_the_fast_form_cannot_take_gets_the_plain_one() -> None:
+    """A timestamp with an offset: the whole batch as without ``encode``."""
+    table = _stamps_table()
+    batch = [(1, 9.5, "2025-01-01 10:00:00"), (2, 1.0, "2025-01-01 10:00:00+02:00")]
+    fast, plain = (transforms.build_batch_transform(table, encode=e) for e in (True, False))
+    assert fast is not None and plain is not None
+    assert fast((batch, batch)) == plain((batch, batch))
+    assert fast((batch, batch))[0][1][2] == dt.datetime(2025, 1, 1, 8, tzinfo=dt.UTC)
+
+
+def test_the_numeric_cache_keeps_integers_and_reals_apart() -> None:
+    """1 and 1.0 are equal dict keys but different numerics (scale 0 and 1)."""
+    transform = transforms.build_batch_transform(_stamps_table(), encode=True)
+    assert transform is not None
+    batch = [(1, 1, None), (2, 1.0, None), (3, 1, None), (4, -0.0, None), (5, 0.0, None)]
+    prices = [row[1] for row in transform((batch, batch))[0]]
+    assert prices == [
+        codecs.numeric_bytes(1),
+        codecs.numeric_bytes(Decimal("1.0")),
+        codecs.numeric_bytes(1),
+        codecs.numeric_bytes(Decimal("-0.0")),
+        codecs.numeric_bytes(Decimal("0.0")),
+    ]
