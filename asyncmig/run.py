@@ -543,7 +543,7 @@ async def _phases(
             warnings.extend(await swap(settings, admin, target, plan, run_id))
             plan, cut = target, True
         if create or load:
-            await remember_state(admin, plan, run_id)
+            await remember_state(settings, admin, plan, run_id)
             script = await keep_rollback(settings, admin, plan, run_id, tag)
     except BaseException as exc:
         if cut:  # the checked copy is in place: undoing now would leave the target empty
@@ -634,11 +634,23 @@ async def swap(
         raise refused(f"moving the checked tables into {target.schema}", exc) from exc
 
 
-async def remember_state(admin: asyncpg.Connection, plan: Plan, run_id: int) -> None:
-    """Per table rows and checksum as the run leaves them, for a later rollback to compare."""
+async def remember_state(
+    settings: RunSettings, admin: asyncpg.Connection, plan: Plan, run_id: int
+) -> None:
+    """Per table rows and checksum as the run leaves them, for a later rollback to
+    compare; ``--jobs`` connections share the scans (one snapshot)."""
     started = time.perf_counter()
-    names = [t.name for t in plan.tables]
-    xid, states = await tablestate.capture(admin, plan.schema, names)
+    names = [t.name for t in sorted(plan.tables, key=lambda t: -t.row_count)]
+    helpers: list[asyncpg.Connection] = []
+    try:
+        for _ in range(min(settings.jobs, len(names)) - 1):
+            # one at a time: those opened are closed if a later one fails
+            helpers.append(await connect(settings.target))  # noqa: PERF401
+        xid, states = await tablestate.capture(admin, plan.schema, names, helpers)
+    finally:
+        with anyio.move_on_after(10, shield=True):
+            for helper in helpers:
+                await helper.close()
     found = await tablestate.dependents(admin, plan.schema, names)
     await history.record_state(admin, run_id, xid, states, found)
     log.info("state_recorded", tables=len(states), seconds=round(time.perf_counter() - started, 3))

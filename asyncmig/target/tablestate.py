@@ -15,12 +15,14 @@ many were deleted. The checksum catches anything else (a column added, say).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from decimal import Decimal
 
+import anyio
 import asyncpg
 
-from asyncmig.quoting import name_text, qualified, quote_ident
+from asyncmig.quoting import name_text, qualified, quote_ident, quote_literal
 
 # row text does not depend on the session: the same rows give the same checksum
 STABLE_OUTPUT = [
@@ -98,14 +100,51 @@ async def table_state(conn: asyncpg.Connection, schema: str, table: str) -> Tabl
 
 
 async def capture(
-    conn: asyncpg.Connection, schema: str, tables: Sequence[str]
+    conn: asyncpg.Connection,
+    schema: str,
+    tables: Sequence[str],
+    helpers: Sequence[asyncpg.Connection] = (),
 ) -> tuple[int, list[TableState]]:
-    """Every table's state in one snapshot, and the transaction id it was taken in."""
+    """Every table's state in one snapshot, and the transaction id it was taken in.
+
+    Each checksum is a scan that renders every row as text, one core's work: the
+    ``helpers`` scan other tables at the same time, in the same snapshot
+    (``pg_export_snapshot``), so the states are exactly those of one moment.
+    """
     async with conn.transaction(isolation="repeatable_read"):
-        for statement in STABLE_OUTPUT:
-            await conn.execute(statement)
+        await _stable_output(conn)
         xid = int(await conn.fetchval("SELECT txid_current()"))
-        return xid, [await table_state(conn, schema, t) for t in tables]
+        if not helpers:
+            return xid, [await table_state(conn, schema, t) for t in tables]
+        snapshot = str(await conn.fetchval("SELECT pg_export_snapshot()"))
+        async with AsyncExitStack() as stack:
+            for helper in helpers:
+                await stack.enter_async_context(helper.transaction(isolation="repeatable_read"))
+                await helper.execute(f"SET TRANSACTION SNAPSHOT {quote_literal(snapshot)}")
+                await _stable_output(helper)
+            return xid, await _states_in_parallel([conn, *helpers], schema, tables)
+
+
+async def _stable_output(conn: asyncpg.Connection) -> None:
+    for statement in STABLE_OUTPUT:
+        await conn.execute(statement)
+
+
+async def _states_in_parallel(
+    connections: Sequence[asyncpg.Connection], schema: str, tables: Sequence[str]
+) -> list[TableState]:
+    """Each connection takes the next table not yet taken; states in ``tables``' order."""
+    todo = iter(tables)
+    found: dict[str, TableState] = {}
+
+    async def work(conn: asyncpg.Connection) -> None:
+        for table in todo:
+            found[table] = await table_state(conn, schema, table)
+
+    async with anyio.create_task_group() as tg:
+        for conn in connections:
+            tg.start_soon(work, conn)
+    return [found[t] for t in tables]
 
 
 async def dependents(
