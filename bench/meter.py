@@ -1,10 +1,15 @@
-"""What a benchmark measures besides wall time: the whole process tree's memory, and
-asyncmig's phases read back from its JSON log.
+"""What a benchmark measures besides wall time: the whole process tree's memory, the CPU
+time of a tool and of the server, and asyncmig's phases read back from its JSON log.
 
 A tool's peak RSS is the peak of the *sum* over its process tree (main process, worker
 processes, pipes), sampled from ``/proc`` every 50 ms: ``wait4``'s ``ru_maxrss`` only
 knows one process, and a tree of workers peaks together. RSS includes file pages
 mapped in (SQLite's ``mmap_size``), as a container's memory accounting does.
+
+CPU seconds (user + system) do not depend on what else runs on the machine the way
+wall time does: a tool's are those of its reaped process tree (``RUSAGE_CHILDREN``),
+the server's those of its postmaster, its exited backends (reaped, so counted in the
+postmaster's children time) and the live ones.
 """
 
 from __future__ import annotations
@@ -12,12 +17,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import resource
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
+TICKS = os.sysconf("SC_CLK_TCK")
 INTERVAL = 0.05
 
 
@@ -92,6 +100,48 @@ def sampling(root: int, *, include_root: bool = True) -> Iterator[PeakSampler]:
         yield sampler
     finally:
         sampler.stop()
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds of ``pid`` and of its children it has reaped (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(f) for f in fields[11:15]) / TICKS  # utime stime cutime cstime
+
+
+def server_cpu(postmaster: int) -> float:
+    """CPU seconds the server has used so far: postmaster, exited and live backends."""
+    live = [pid for pid, parent in _parents().items() if parent == postmaster]
+    return process_cpu(postmaster) + sum(process_cpu(pid) for pid in live)
+
+
+def _children_cpu() -> float:
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
+@dataclass
+class CpuUse:
+    """Seconds of CPU a tool's processes and the server used meanwhile (set on exit)."""
+
+    tool: float = 0.0
+    server: float = 0.0
+
+
+@contextmanager
+def cpu_used(postmaster: int | None) -> Iterator[CpuUse]:
+    """CPU used by the children this process reaps meanwhile, and by the server (whose
+    backends must have exited by the end to be counted whole, as a tool's do)."""
+    use = CpuUse()
+    tool, server = _children_cpu(), server_cpu(postmaster) if postmaster else 0.0
+    try:
+        yield use
+    finally:
+        use.tool = round(_children_cpu() - tool, 2)
+        if postmaster:
+            use.server = round(server_cpu(postmaster) - server, 2)
 
 
 def _when(event: dict[str, object]) -> float:

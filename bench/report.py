@@ -4,6 +4,7 @@ the phases and the ratios, as a table and as JSON."""
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
@@ -16,6 +17,8 @@ class Measured(Protocol):
     peak_rss_mb: float
     note: str
     phases: dict[str, float]
+    cpu_s: float
+    server_cpu_s: float
 
     @property
     def rows_per_s(self) -> float: ...
@@ -61,20 +64,34 @@ def ratios(work: Workload, tool: str, baseline: str) -> list[float]:
     return [round(a.seconds / b.seconds, 2) for a, b in pairs if a.ok and b.ok]
 
 
-def _ratio_line(work: Workload, tool: str, baseline: str) -> str | None:
-    found = ratios(work, tool, baseline)
+def cpu_ratios(work: Workload, tool: str, baseline: str) -> list[float]:
+    """Per round, the CPU seconds (tool + server) of tool over those of baseline: what
+    the wall-time ratio would be on a machine whose cores each side keeps busy."""
+    pairs = zip(work.runs.get(tool, []), work.runs.get(baseline, []), strict=False)
+    return [
+        round((a.cpu_s + a.server_cpu_s) / (b.cpu_s + b.server_cpu_s), 2)
+        for a, b in pairs
+        if a.ok and b.ok and b.cpu_s + b.server_cpu_s > 0
+    ]
+
+
+def _ratio_line(work: Workload, tool: str, baseline: str, *, cpu: bool = False) -> str | None:
+    found = (cpu_ratios if cpu else ratios)(work, tool, baseline)
     if not found:
         return None
     ordered = sorted(found)
     median = ordered[(len(ordered) - 1) // 2]
     rounds = ", ".join(f"{r:.2f}" for r in found)
-    return f"  {tool}/{baseline}: {median:.2f} (rounds: {rounds})"
+    return f"  {tool}/{baseline}{' CPU' if cpu else ''}: {median:.2f} (rounds: {rounds})"
 
 
 def render_workload(work: Workload) -> list[str]:
     lines = [
         f"{work.name}: {work.rows:,} rows in {len(work.counts)} tables",
-        f"  {'tool':<16}{'seconds':>9}{'spread':>12}{'rows/s':>10}{'RSS MB':>8}  phases",
+        (
+            f"  {'tool':<16}{'seconds':>9}{'spread':>12}{'rows/s':>10}{'RSS MB':>8}"
+            f"{'CPU s':>12}  phases"
+        ),
     ]
     for tool, runs in work.runs.items():
         m = median_of(runs)
@@ -82,20 +99,27 @@ def render_workload(work: Workload) -> list[str]:
             continue
         shown = f"{m.seconds:>9.2f}" if m.ok else f"{'failed':>9}"
         phases = " ".join(f"{k}={v:g}" for k, v in m.phases.items())
+        cpu = f"{m.cpu_s:.1f}+{m.server_cpu_s:.1f}"
         lines.append(
             f"  {tool:<16}{shown}{spread(runs):>12}{m.rows_per_s:>10,.0f}"
-            f"{m.peak_rss_mb:>8.0f}  {phases} {m.note}".rstrip()
+            f"{m.peak_rss_mb:>8.0f}{cpu:>12}  {phases} {m.note}".rstrip()
         )
     for baseline in ("sqlite3 | psql", "pgloader"):
-        line = _ratio_line(work, "asyncmig", baseline)
-        if line:
-            lines.append(line)
+        for cpu_line in (False, True):
+            line = _ratio_line(work, "asyncmig", baseline, cpu=cpu_line)
+            if line:
+                lines.append(line)
     lines += [f"  problem: {p}" for p in work.problems]
     return lines
 
 
 def render(report: Report) -> str:
-    lines = [f"--jobs {report.jobs}, {report.server}; time ratios below 1: asyncmig faster"]
+    lines = [
+        (
+            f"--jobs {report.jobs}, {report.server}; time ratios below 1: asyncmig faster; "
+            f"load average {os.getloadavg()[0]:.1f}; CPU s: the tool's + the server's"
+        )
+    ]
     for work in report.workloads:
         lines += render_workload(work)
     if report.dirty_ratios:
@@ -127,6 +151,8 @@ def to_json(report: Report) -> str:
                 "problems": work.problems,
                 "ratio_asyncmig_over_c": ratios(work, "asyncmig", "sqlite3 | psql"),
                 "ratio_asyncmig_over_pgloader": ratios(work, "asyncmig", "pgloader"),
+                "cpu_ratio_asyncmig_over_c": cpu_ratios(work, "asyncmig", "sqlite3 | psql"),
+                "cpu_ratio_asyncmig_over_pgloader": cpu_ratios(work, "asyncmig", "pgloader"),
             }
         )
     return json.dumps(doc, indent=2)

@@ -48,6 +48,8 @@ class Measure:
     peak_rss_mb: float
     note: str = ""
     phases: dict[str, float] = field(default_factory=dict)  # seconds per phase
+    cpu_s: float = 0.0  # CPU seconds of the tool's processes (user + system)
+    server_cpu_s: float = 0.0  # and of the PostgreSQL server meanwhile
 
     @property
     def rows_per_s(self) -> float:
@@ -200,6 +202,15 @@ def cluster(bindir: Path) -> Iterator[str]:
         shutil.rmtree(top, ignore_errors=True)
 
 
+def postmaster(dsn: str) -> int | None:
+    """The cluster's postmaster pid, from the data directory next to its socket."""
+    pid_file = Path(dsn.split("host=", 1)[1]).parent / "data" / "postmaster.pid"
+    try:
+        return int(pid_file.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def psql_cmd(bindir: Path, dsn: str, *args: str) -> list[str]:
     return [str(bindir / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dsn, *args]
 
@@ -253,7 +264,7 @@ def run_asyncmig(
         str(logs),
     ]
     wall, started = time.time(), time.perf_counter()
-    with tempfile.TemporaryFile() as err:
+    with tempfile.TemporaryFile() as err, meter.cpu_used(postmaster(dsn)) as cpu:
         child = subprocess.Popen(
             cmd,
             stdout=subprocess.DEVNULL,
@@ -274,7 +285,15 @@ def run_asyncmig(
     phases = meter.asyncmig_phases(logs, wall)
     shutil.rmtree(logs, ignore_errors=True)
     return Measure(
-        "asyncmig", ok, seconds, rows, sampler.peak_mb, "" if code == 0 else f"exit {code}", phases
+        "asyncmig",
+        ok,
+        seconds,
+        rows,
+        sampler.peak_mb,
+        "" if code == 0 else f"exit {code}",
+        phases,
+        cpu.tool,
+        cpu.server,
     )
 
 
@@ -297,7 +316,7 @@ def run_pgloader(bindir: Path, dsn: str, db: Path, rows: int) -> Measure | None:
     socket_dir = dsn.split("host=", 1)[1]
     target = f"postgresql://postgres@unix:{socket_dir}:5432/{PGLOADER_DB}"
     started = time.perf_counter()
-    with tempfile.TemporaryFile() as err:
+    with tempfile.TemporaryFile() as err, meter.cpu_used(postmaster(dsn)) as cpu:
         child = subprocess.Popen(
             [exe, "--no-ssl-cert-verification", str(db), target],
             stdout=subprocess.DEVNULL,
@@ -311,7 +330,8 @@ def run_pgloader(bindir: Path, dsn: str, db: Path, rows: int) -> Measure | None:
     ok = code == 0
     if not ok:
         print(f"pgloader failed with exit code {code}:\n{tail(stderr)}", file=sys.stderr)
-    return Measure("pgloader", ok, seconds, rows, sampler.peak_mb, "" if ok else f"exit {code}")
+    note = "" if ok else f"exit {code}"
+    return Measure("pgloader", ok, seconds, rows, sampler.peak_mb, note, {}, cpu.tool, cpu.server)
 
 
 # --- (b) the C pipeline ------------------------------------------------------------------
@@ -570,7 +590,10 @@ def run_c_pipeline(bindir: Path, dsn: str, db: Path, jobs: int, rows: int, note:
     """
     started = time.perf_counter()
     phases: dict[str, float] = {}
-    with meter.sampling(os.getpid(), include_root=False) as sampler:
+    with (
+        meter.cpu_used(postmaster(dsn)) as cpu,
+        meter.sampling(os.getpid(), include_root=False) as sampler,
+    ):
         targets = target_columns(bindir, dsn)
         apply_sql(bindir, dsn, dump_section(bindir, dsn, "pre-data"), "pre-data")
         order = dependency_order(bindir, dsn, list(targets))
@@ -591,7 +614,17 @@ def run_c_pipeline(bindir: Path, dsn: str, db: Path, jobs: int, rows: int, note:
         apply_sql(bindir, dsn, finish_sql(order), "sequences and ANALYZE")
         phases["analyze"] = round(time.perf_counter() - mark, 2)
     seconds = time.perf_counter() - started
-    return Measure("sqlite3 | psql", True, seconds, rows, sampler.peak_mb, note, phases)
+    return Measure(
+        "sqlite3 | psql",
+        True,
+        seconds,
+        rows,
+        sampler.peak_mb,
+        note,
+        phases,
+        cpu.tool,
+        cpu.server,
+    )
 
 
 def verify_counts(bindir: Path, dsn: str, counts: dict[str, int], schema: str) -> list[str]:
