@@ -7,7 +7,8 @@ Against one throw-away cluster (as ``run_bench``), each round runs, for every
 database and every tree (``--baseline DIR``, another checkout of asyncmig, then this
 one; interleaved, so both see the same machine load):
 
-- ``start``: ``asyncmig run`` into an empty schema. A poller watches
+- ``start``: ``asyncmig run`` into an empty schema (the stage a stopped run keeps for
+  resuming is dropped first). A poller watches
   ``pg_stat_activity`` every 10 ms; the first COPY the server runs ends the
   measurement (seconds from the process's start), and the run is stopped by SIGTERM
   (it rolls back). From the run's JSON log: ``configured`` (first event: interpreter,
@@ -43,11 +44,24 @@ from typing import Any, Self
 import asyncpg
 
 from bench import meter
-from bench.run_bench import ROOT, cluster, pg_bin, psql, qi
+from bench.run_bench import ROOT, asyncmig_run, cluster, pg_bin, psql, qi
 
 STARTED_SCHEMA = "first_copy_bench"
 REFUSED_SCHEMA = "refused_bench"
 SCANS = {"profile_started", "table_profiled", "column_planned", "planned"}
+# the stopped run's stage (kept so that the same command resumes) and split-load
+# schemas: without them the next run starts from nothing, as the first did
+DROP_LEFTOVERS = """
+DO $$
+DECLARE s text;
+BEGIN
+    FOR s IN SELECT nspname FROM pg_namespace
+             WHERE nspname LIKE 'asyncmig\\_stage\\_%' OR nspname LIKE 'asyncmig\\_load\\_%'
+    LOOP
+        EXECUTE format('DROP SCHEMA %I CASCADE', s);
+    END LOOP;
+END$$;
+"""
 COPY_RUNNING = (
     "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
     "AND starts_with(query, 'COPY ') AND state = 'active')"
@@ -118,23 +132,6 @@ def compile_tree(tree: Path) -> None:
     )
 
 
-def asyncmig(db: Path, dsn: str, schema: str, jobs: int, logs: Path) -> list[str]:
-    options = ["--schema", schema, "--jobs", str(jobs), "--log-format", "json"]
-    return [
-        sys.executable,
-        "-m",
-        "asyncmig",
-        "run",
-        "--sqlite",
-        str(db),
-        "--pg",
-        dsn,
-        *options,
-        "--log-dir",
-        str(logs),
-    ]
-
-
 def events(logs: Path) -> list[dict[str, object]]:
     return [
         json.loads(line)
@@ -161,11 +158,12 @@ def marks_of(found: list[dict[str, object]], wall: float) -> dict[str, float]:
 def start(tree: Path, db: Path, dsn: str, jobs: int, result: Round) -> None:
     """Time to the first COPY; the run is then stopped (SIGTERM: it rolls back)."""
     psql(pg_bin(), dsn, f"DROP SCHEMA IF EXISTS {qi(STARTED_SCHEMA)} CASCADE")
+    psql(pg_bin(), dsn, DROP_LEFTOVERS)  # a stage kept for resuming: this run starts afresh
     with tempfile.TemporaryDirectory(prefix="first-copy-logs-") as logs:
         with CopyWatch(dsn) as watch:
             wall, began = time.time(), time.perf_counter()
             child = subprocess.Popen(
-                asyncmig(db, dsn, STARTED_SCHEMA, jobs, Path(logs)),
+                asyncmig_run(db, dsn, STARTED_SCHEMA, jobs, Path(logs)),
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
                 **placed(tree),
@@ -184,7 +182,7 @@ def refused(tree: Path, db: Path, dsn: str, jobs: int, table: str, result: Round
     with tempfile.TemporaryDirectory(prefix="first-copy-logs-") as logs:
         began = time.perf_counter()
         child = subprocess.run(
-            asyncmig(db, dsn, REFUSED_SCHEMA, jobs, Path(logs)),
+            asyncmig_run(db, dsn, REFUSED_SCHEMA, jobs, Path(logs)),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             **placed(tree),

@@ -237,6 +237,15 @@ def utc_env() -> dict[str, str]:
 # --- (a) asyncmig ------------------------------------------------------------------------
 
 
+def asyncmig_run(db: Path, dsn: str, schema: str, jobs: int, logs: Path) -> list[str]:
+    """The command line of asyncmig's `run`, logging JSON into ``logs``."""
+    options = ["--schema", schema, "--jobs", str(jobs), "--log-format", "json"]
+    return [*ASYNCMIG_RUN, "--sqlite", str(db), "--pg", dsn, *options, "--log-dir", str(logs)]
+
+
+ASYNCMIG_RUN = (sys.executable, "-m", "asyncmig", "run")
+
+
 def run_asyncmig(
     db: Path, dsn: str, jobs: int, rows: int, schema: str = ASYNCMIG_SCHEMA
 ) -> Measure:
@@ -245,24 +254,7 @@ def run_asyncmig(
     Exit code 8 (done, some rows in the reject store) is a success for a dirty source.
     """
     logs = Path(tempfile.mkdtemp(prefix="asyncmig-bench-logs-"))
-    cmd = [
-        sys.executable,
-        "-m",
-        "asyncmig",
-        "run",
-        "--sqlite",
-        str(db),
-        "--pg",
-        dsn,
-        "--schema",
-        schema,
-        "--jobs",
-        str(jobs),
-        "--log-format",
-        "json",
-        "--log-dir",
-        str(logs),
-    ]
+    cmd = asyncmig_run(db, dsn, schema, jobs, logs)
     wall, started = time.time(), time.perf_counter()
     with tempfile.TemporaryFile() as err, meter.cpu_used(postmaster(dsn)) as cpu:
         child = subprocess.Popen(

@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -197,6 +198,26 @@ def as_user(dsn: str, user: str) -> str:
     parts = urlsplit(dsn)
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit(parts._replace(netloc=f"{user}@{host}"))
+
+
+@asynccontextmanager
+async def role_without_create(dsn: str, prefix: str, *grants: str) -> AsyncIterator[str]:
+    """A new LOGIN role, with CREATE on the database and on ``public`` revoked from
+    PUBLIC; ``grants`` (``{role}``: its quoted name) run after. Dropped afterwards,
+    with what it owns."""
+    role = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    database = urlsplit(dsn).path.lstrip("/")
+    await execute(
+        dsn,
+        f'CREATE ROLE "{role}" LOGIN',
+        f'REVOKE CREATE ON DATABASE "{database}" FROM PUBLIC',
+        "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+        *(g.format(role=f'"{role}"') for g in grants),
+    )
+    try:
+        yield role
+    finally:
+        await execute(dsn, f'DROP OWNED BY "{role}" CASCADE', f'DROP ROLE "{role}"')
 
 
 async def execute(dsn: str, *statements: str) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import asyncpg
 
 from tests.fix_cli import run_cli
-from tests.fix_pg import as_user, execute, fetch
+from tests.fix_pg import as_user, execute, fetch, role_without_create
 from tests.sources import build_kitchen_sink
 
 
@@ -148,19 +148,7 @@ def test_the_rollback_script_removes_the_run(tmp_path: Path, pg_dsn: str) -> Non
 
 async def test_a_user_with_rights_on_its_schema_only(tmp_path: Path, pg_dsn: str) -> None:
     """No CREATE on the database: runs where its schemas exist, else a clear error."""
-    import uuid
-    from urllib.parse import urlsplit
-
-    role = f"s_{uuid.uuid4().hex[:10]}"
-    database = urlsplit(pg_dsn).path.lstrip("/")
-    await execute(
-        pg_dsn,
-        f'CREATE ROLE "{role}" LOGIN',
-        f'REVOKE CREATE ON DATABASE "{database}" FROM PUBLIC',
-        "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
-        f'GRANT CREATE ON SCHEMA public TO "{role}"',
-    )
-    try:
+    async with role_without_create(pg_dsn, "s", "GRANT CREATE ON SCHEMA public TO {role}") as role:
         source = build_kitchen_sink(tmp_path / "app.db")
         dsn = as_user(pg_dsn, role)
         refused = cli("run", "--sqlite", str(source), "--pg", dsn, log_dir=tmp_path)
@@ -169,8 +157,6 @@ async def test_a_user_with_rights_on_its_schema_only(tmp_path: Path, pg_dsn: str
         await execute(pg_dsn, f'CREATE SCHEMA asyncmig AUTHORIZATION "{role}"')
         done = cli("run", "--sqlite", str(source), "--pg", dsn, log_dir=tmp_path)
         assert done.returncode == 0, done.stderr
-    finally:
-        await execute(pg_dsn, f'DROP OWNED BY "{role}" CASCADE', f'DROP ROLE "{role}"')
 
 
 def test_the_rollback_command_undoes_a_run_safely(tmp_path: Path, pg_dsn: str) -> None:

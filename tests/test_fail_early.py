@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
 from tests.fix_cli import one_error_line, run_cli
-from tests.fix_pg import as_user, execute, fetch
+from tests.fix_pg import as_user, fetch, role_without_create
 
 SCANS = {"profile_started", "table_profiled", "column_planned", "planned"}
 
@@ -101,20 +99,9 @@ def test_existing_tables_with_replace_are_planned_and_replaced(tmp_path: Path, p
 @pytest.fixture
 async def no_create_role(pg_dsn: str) -> AsyncIterator[str]:
     """A LOGIN role that may keep the history but may not create tables in ``public``."""
-    role = f"e_{uuid.uuid4().hex[:10]}"
-    database = urlsplit(pg_dsn).path.lstrip("/")
-    await execute(
-        pg_dsn,
-        f'CREATE ROLE "{role}" LOGIN',
-        f'REVOKE CREATE ON DATABASE "{database}" FROM PUBLIC',
-        "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
-        "CREATE SCHEMA asyncmig",
-        f'GRANT USAGE, CREATE ON SCHEMA asyncmig TO "{role}"',
-    )
-    try:
+    grants = ("CREATE SCHEMA asyncmig", "GRANT USAGE, CREATE ON SCHEMA asyncmig TO {role}")
+    async with role_without_create(pg_dsn, "e", *grants) as role:
         yield role
-    finally:
-        await execute(pg_dsn, f'DROP OWNED BY "{role}"', f'DROP ROLE "{role}"')
 
 
 def test_missing_create_privilege_is_refused_before_any_table_scan(

@@ -4,7 +4,6 @@ would stop on is reported as a failed check with a fix, and nothing raises."""
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -28,7 +27,7 @@ from asyncmig.plan.model import ColumnPlan, Plan, TablePlan
 from asyncmig.run import run_migration
 from asyncmig.runstate import RunSettings
 from asyncmig.target.connect import Target, scrub
-from tests.fix_pg import as_user, execute
+from tests.fix_pg import as_user, execute, role_without_create
 from tests.sources import build_kitchen_sink
 
 PG_CHECKS = ("PostgreSQL version", "privileges", "history", "disk space", "existing objects")
@@ -54,18 +53,8 @@ def corrupt(path: Path) -> Path:
 @pytest.fixture
 async def plain_role(pg_dsn: str) -> AsyncIterator[str]:
     """A LOGIN role with no CREATE on the test database or its public schema."""
-    role = f"v_{uuid.uuid4().hex[:10]}"
-    database = urlsplit(pg_dsn).path.lstrip("/")
-    await execute(
-        pg_dsn,
-        f'CREATE ROLE "{role}" LOGIN',
-        f'REVOKE CREATE ON DATABASE "{database}" FROM PUBLIC',
-        "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
-    )
-    try:
+    async with role_without_create(pg_dsn, "v") as role:
         yield role
-    finally:
-        await execute(pg_dsn, f'DROP OWNED BY "{role}"', f'DROP ROLE "{role}"')
 
 
 async def test_kitchen_sink_passes_on_a_fresh_database(tmp_path: Path, pg_dsn: str) -> None:
