@@ -249,7 +249,7 @@ async def migrate_table(
         constraints = await add_constraints(conn, plan, indexed.table, resumed=kept is not None)
         await post_data(conn, plan, indexed.table)
     index_seconds = time.perf_counter() - started
-    log_replaced(table.name, load)
+    log_accounts(table.name, load)
     log.info(
         "table_loaded",
         table=table.name,
@@ -299,7 +299,7 @@ def table_report(
     )
 
 
-def log_replaced(table: str, load: TableLoad) -> None:
+def log_accounts(table: str, load: TableLoad) -> None:
     for replaced in load.accounts.examples:
         log.warning(
             "value_replaced",

@@ -33,7 +33,6 @@ from asyncmig.plan.loadorder import load_order
 from asyncmig.plan.model import (
     CheckPlan,
     ColumnPlan,
-    ForeignKeyPlan,
     IndexKeyPlan,
     IndexPlan,
     Plan,
@@ -717,17 +716,7 @@ def _plan_foreign_keys(
             if reason:
                 skipped.append(Skipped("foreign key", table.name, None, sql, reason))
                 continue
-            fks.append(
-                ForeignKeyPlan(
-                    name=pg_name(table.name, *fk.columns, "fkey"),
-                    columns=fk.columns,
-                    ref_table=fk.ref_table,
-                    ref_columns=fk.ref_columns,
-                    on_update=fk.on_update,
-                    on_delete=fk.on_delete,
-                    deferrable=fk.deferrable,
-                )
-            )
+            fks.append(replace(fk, name=pg_name(table.name, *fk.columns, "fkey")))
         result.append(replace(table, foreign_keys=tuple(fks)))
     return result
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from asyncmig.source.catalog import ForeignKey
+
 
 @dataclass(frozen=True)
 class ColumnPlan:
@@ -56,15 +58,8 @@ class IndexPlan:
     method: str = "btree"  # access method: btree, gin, gist, hash, brin
 
 
-@dataclass(frozen=True)
-class ForeignKeyPlan:
-    name: str
-    columns: tuple[str, ...]
-    ref_table: str
-    ref_columns: tuple[str, ...]
-    on_update: str = "NO ACTION"
-    on_delete: str = "NO ACTION"
-    deferrable: bool = False
+# one value from introspection to DDL: the builder names it and maps its names
+ForeignKeyPlan = ForeignKey
 
 
 @dataclass(frozen=True)

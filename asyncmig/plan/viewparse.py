@@ -212,10 +212,7 @@ class QueryParser(Parser):
         self.expect("AS")
         if self.at("NOT", "MATERIALIZED"):
             raise Untranslatable("MATERIALIZED hints are not translated")
-        self.expect("(")
-        query = self.select()
-        self.expect(")")
-        return Cte(name.value, columns, query)
+        return Cte(name.value, columns, self.subquery())
 
     def core(self) -> Core:
         self.expect("SELECT")
@@ -289,11 +286,9 @@ class QueryParser(Parser):
         query = None
         name = None
         if self.at("("):
-            self.next()
-            if not self.at("SELECT", "WITH", "VALUES"):
+            if not self.at_subquery():
                 raise Untranslatable("parenthesised joins are not translated")
-            query = self.select()
-            self.expect(")")
+            query = self.subquery()
         else:
             name = self.table_name()
         alias = self.alias()
@@ -350,27 +345,33 @@ class QueryParser(Parser):
             return self.expr(0), first
         return first, None
 
+    def at_subquery(self) -> bool:
+        """At ``(SELECT``, ``(WITH`` or ``(VALUES``: a query in parentheses."""
+        after = self.peek(1)
+        return (
+            self.at("(")
+            and after.kind == "word"
+            and after.value.upper() in ("SELECT", "WITH", "VALUES")
+        )
+
+    def subquery(self) -> Select:
+        """A query in parentheses."""
+        self.expect("(")
+        query = self.select()
+        self.expect(")")
+        return query
+
     # expression grammar additions
 
     def prefix(self) -> Node:
-        if (
-            self.at("(")
-            and self.peek(1).kind == "word"
-            and self.peek(1).value.upper() in ("SELECT", "WITH", "VALUES")
-        ):
-            self.next()
-            query = self.select()
-            self.expect(")")
-            return Subquery("select", (), query)
+        if self.at_subquery():
+            return Subquery("select", (), self.subquery())
         return super().prefix()
 
     def word(self, token: Token) -> Node:
         upper = token.value.upper()
         if upper == "EXISTS" and self.at("("):
-            self.next()
-            query = self.select()
-            self.expect(")")
-            return Subquery("exists", (), query)
+            return Subquery("exists", (), self.subquery())
         if upper in ("CAST", "CASE") or (
             upper in ("NULL", "TRUE", "FALSE", "CURRENT_TIMESTAMP", "CURRENT_DATE", "CURRENT_TIME")
             and not self.at("(", ".")
@@ -442,13 +443,6 @@ class QueryParser(Parser):
         return Window(call.name, (), call, partition, order)
 
     def in_list(self, left: Node, negated: bool) -> Node:
-        if (
-            self.at("(")
-            and self.peek(1).kind == "word"
-            and self.peek(1).value.upper() in ("SELECT", "WITH", "VALUES")
-        ):
-            self.next()
-            query = self.select()
-            self.expect(")")
-            return InSelect(left, (), negated, query)
+        if self.at_subquery():
+            return InSelect(left, (), negated, self.subquery())
         return super().in_list(left, negated)

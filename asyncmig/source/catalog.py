@@ -48,10 +48,15 @@ class SourceIndex:
 
 
 @dataclass(frozen=True)
-class SourceForeignKey:
-    """A foreign key; ``ref_columns`` is filled in with the parent's PK if omitted."""
+class ForeignKey:
+    """A foreign key, as the source declares it and, named and with the target's names,
+    as the plan keeps it (:class:`asyncmig.plan.model.ForeignKeyPlan` is this class).
 
-    id: int
+    ``name`` is empty in the source (SQLite's catalog does not keep one); ``ref_columns``
+    is filled in with the parent's primary key if the declaration omits them.
+    """
+
+    name: str
     columns: tuple[str, ...]
     ref_table: str
     ref_columns: tuple[str, ...]
@@ -87,7 +92,7 @@ class SourceTable:
     autoincrement: bool
     rowid_alias: str | None  # the INTEGER PRIMARY KEY column, when there is one
     indexes: tuple[SourceIndex, ...]
-    foreign_keys: tuple[SourceForeignKey, ...]
+    foreign_keys: tuple[ForeignKey, ...]
     checks: tuple[SourceCheck, ...]
     row_count: int
     sequence: int | None = None  # sqlite_sequence.seq: the largest id AUTOINCREMENT handed out

@@ -18,10 +18,10 @@ from asyncmig.plan import sqlscan as sqlparse
 from asyncmig.quoting import quote_sqlite_ident as q
 from asyncmig.source import virtual as virtual_tables
 from asyncmig.source.catalog import (
+    ForeignKey,
     SourceCatalog,
     SourceCheck,
     SourceColumn,
-    SourceForeignKey,
     SourceIndex,
     SourceIndexKey,
     SourceTable,
@@ -223,9 +223,7 @@ def _read_index(
     return SourceIndex(name, unique, origin, tuple(keys), where if partial else None, sql)
 
 
-def read_foreign_keys(
-    conn: sqlite3.Connection, table: str, sql: str
-) -> tuple[SourceForeignKey, ...]:
+def read_foreign_keys(conn: sqlite3.Connection, table: str, sql: str) -> tuple[ForeignKey, ...]:
     grouped: dict[int, list[tuple[str, str, str | None, str, str]]] = {}
     for fk_id, _seq, ref, col, ref_col, on_update, on_delete, _match in conn.execute(
         f"PRAGMA foreign_key_list({q(table)})"
@@ -235,7 +233,7 @@ def read_foreign_keys(
     # PRAGMA foreign_key_list numbers foreign keys in reverse order of declaration
     declared = sorted(grouped, reverse=True)
     found = []
-    for position, fk_id in enumerate(declared):
+    for position, fk_id in enumerate(declared):  # the last declared first
         rows = grouped[fk_id]
         ref_table = rows[0][0]
         ref_columns = tuple(r[2] for r in rows)
@@ -243,8 +241,8 @@ def read_foreign_keys(
             ref_columns = _primary_key(conn, ref_table)
         is_deferred = position < len(deferred) and deferred[position][1]
         found.append(
-            SourceForeignKey(
-                id=fk_id,
+            ForeignKey(
+                name="",
                 columns=tuple(r[1] for r in rows),
                 ref_table=ref_table,
                 ref_columns=tuple(str(c) for c in ref_columns),
@@ -253,7 +251,7 @@ def read_foreign_keys(
                 deferrable=bool(is_deferred),
             )
         )
-    return tuple(sorted(found, key=lambda fk: fk.id))
+    return tuple(reversed(found))  # in the order of declaration
 
 
 def _primary_key(conn: sqlite3.Connection, table: str) -> tuple[str, ...]:
