@@ -1,143 +1,104 @@
-"""The command line as a user meets it: one-line errors, exit codes, no secrets shown."""
+"""The command line as a user meets it: one-line errors, exit codes, no secrets shown.
+
+In-process (``run_main``): what is checked is the exit code and the output.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
-import subprocess
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from asyncmig.target.connect import scrub
-from tests.fix_cli import run_cli
-from tests.fix_pg import with_database
+from tests.fix_cli import RunMain, assert_one_line_error
+from tests.fix_pg import execute, fetch, with_database
 from tests.sources import build_kitchen_sink
 
 
-def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int, text: str) -> None:
-    assert result.returncode == code, result.stderr
-    # without a terminal stderr also carries the run's JSON events (run_failed among them)
-    lines = [
-        line for line in result.stderr.splitlines() if line.strip() and not line.startswith("{")
-    ]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("asyncmig: error: ")
-    assert text in lines[0]
-    assert "Traceback" not in result.stderr
-
-
-def test_missing_file(tmp_path: Path) -> None:
+def test_missing_file(run_main: RunMain, tmp_path: Path) -> None:
     """A path that does not exist: exit 3 and say so."""
-    result = run_cli(
+    result = run_main(
         "run", "--sqlite", str(tmp_path / "nope.db"), "--pg", "postgresql://x@127.0.0.1:1/x"
     )
     assert_one_line_error(result, 3, "no such file")
 
 
-def test_not_a_sqlite_file(tmp_path: Path) -> None:
+def test_not_a_sqlite_file(run_main: RunMain, tmp_path: Path) -> None:
     """A text file is refused before anything touches PostgreSQL."""
     path = tmp_path / "notes.db"
     path.write_text("hello, this is not a database\n" * 10)
-    result = run_cli("plan", "--sqlite", str(path))
+    result = run_main("plan", "--sqlite", str(path))
     assert_one_line_error(result, 3, "not a SQLite database")
 
 
-def test_corrupt_sqlite_file(tmp_path: Path) -> None:
+def test_corrupt_sqlite_file(run_main: RunMain, tmp_path: Path) -> None:
     """A database with a damaged page is reported as corrupt, not as a traceback."""
     path = build_kitchen_sink(tmp_path / "corrupt.db")
     data = bytearray(path.read_bytes())
     data[4096:8192] = b"\xff" * 4096  # overwrite the second page
     path.write_bytes(bytes(data))
-    result = run_cli("plan", "--sqlite", str(path))
+    result = run_main("plan", "--sqlite", str(path))
     assert result.returncode == 3, result.stderr
     assert "Traceback" not in result.stderr
     assert "corrupt" in result.stderr or "malformed" in result.stderr
 
 
-def test_unreachable_server(tmp_path: Path) -> None:
+def test_unreachable_server(run_main: RunMain, tmp_path: Path) -> None:
     """Nothing listens on port 1: a one-line connection error without the password."""
     source = build_kitchen_sink(tmp_path / "a.db")
-    result = run_cli(
+    result = run_main(
         "run", "--sqlite", str(source), "--pg", "postgresql://me:s3cret-pw@127.0.0.1:1/db"
     )
     assert_one_line_error(result, 4, "cannot connect to postgresql://me:***@127.0.0.1:1/db")
     assert "s3cret-pw" not in result.stderr + result.stdout
 
 
-def test_missing_database(tmp_path: Path, pg_server: str) -> None:
+def test_missing_database(run_main: RunMain, tmp_path: Path, pg_server: str) -> None:
     source = build_kitchen_sink(tmp_path / "a.db")
-    result = run_cli("run", "--sqlite", str(source), "--pg", with_database(pg_server, "nope_db"))
+    result = run_main("run", "--sqlite", str(source), "--pg", with_database(pg_server, "nope_db"))
     assert_one_line_error(result, 4, "the database does not exist")
 
 
-async def test_wrong_password(tmp_path: Path, pg_dsn: str, password_role: str | None) -> None:
+def test_wrong_password(
+    run_main: RunMain, tmp_path: Path, pg_dsn: str, password_role: str | None
+) -> None:
     """A wrong password is reported as such, and the password never appears in the output."""
     if password_role is None:
         pytest.skip("needs a server whose authentication the tests configure")
-    conn = await asyncpg.connect(pg_dsn)
-    try:
-        await conn.execute(f"DROP ROLE IF EXISTS {password_role}")
-        await conn.execute(f"CREATE ROLE {password_role} LOGIN PASSWORD 'right-one'")
-    finally:
-        await conn.close()
+    asyncio.run(
+        execute(
+            pg_dsn,
+            f"DROP ROLE IF EXISTS {password_role}",
+            f"CREATE ROLE {password_role} LOGIN PASSWORD 'right-one'",
+        )
+    )
     source = build_kitchen_sink(tmp_path / "a.db")
     dsn = pg_dsn.replace("postgres:@", f"{password_role}:Wr0ng-pw@", 1)
     assert "Wr0ng-pw" in dsn
-    result = run_cli("run", "--sqlite", str(source), "--pg", dsn)
+    result = run_main("run", "--sqlite", str(source), "--pg", dsn)
     assert_one_line_error(result, 4, "password authentication failed")
     assert "Wr0ng-pw" not in result.stderr + result.stdout
 
 
-async def test_run_prints_a_summary_and_exits_zero(tmp_path: Path, pg_dsn: str) -> None:
+def test_run_prints_a_summary_and_exits_zero(
+    run_main: RunMain, tmp_path: Path, pg_dsn: str
+) -> None:
     source = build_kitchen_sink(tmp_path / "a.db")
-    result = run_cli("run", "--sqlite", str(source), "--pg", pg_dsn)
+    result = run_main("run", "--sqlite", str(source), "--pg", pg_dsn)
     assert result.returncode == 0, result.stderr
     assert "values" in result.stdout and "checks passed" in result.stdout
-    again = run_cli("run", "--sqlite", str(source), "--pg", pg_dsn)
+    again = run_main("run", "--sqlite", str(source), "--pg", pg_dsn)
     assert_one_line_error(again, 4, "already exists")
 
 
-async def test_failed_run_leaves_nothing_behind(tmp_path: Path, pg_dsn: str) -> None:
-    """A value that does not fit its forced type stops the run and drops what it created."""
-    source = tmp_path / "bad.db"
-    conn = sqlite3.connect(source)
-    conn.executescript(
-        "CREATE TABLE t (id INTEGER PRIMARY KEY, n TEXT);"
-        "CREATE TABLE u (id INTEGER PRIMARY KEY);"
-        "INSERT INTO t VALUES (1, '5'), (2, 'five'); INSERT INTO u VALUES (1);"
-    )
-    conn.close()
-    config = tmp_path / "over.toml"
-    config.write_text('[tables.t.columns.n]\ntype = "bigint"\n')
-    result = run_cli(
-        "run",
-        "--sqlite",
-        str(source),
-        "--pg",
-        pg_dsn,
-        "--config",
-        str(config),
-        "--on-error",
-        "fail",
-    )
-    assert result.returncode == 5, result.stderr
-    assert "Traceback" not in result.stderr
-    assert "t" in result.stderr and "five" in result.stderr
-    pg = await asyncpg.connect(pg_dsn)
-    try:
-        left = await pg.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
-    finally:
-        await pg.close()
-    assert left == []
-
-
-def test_env_configuration_and_bad_values(tmp_path: Path) -> None:
+def test_env_configuration_and_bad_values(run_main: RunMain, tmp_path: Path) -> None:
     """Options come from ASYNCMIG_* variables; bad values are usage errors (exit 2)."""
     source = build_kitchen_sink(tmp_path / "a.db")
-    result = run_cli("plan", env={"ASYNCMIG_SQLITE": str(source), "ASYNCMIG_JOBS": "zero"})
+    result = run_main("plan", env={"ASYNCMIG_SQLITE": str(source), "ASYNCMIG_JOBS": "zero"})
     assert_one_line_error(result, 2, "ASYNCMIG_JOBS is expected to be a whole number")
-    ok = run_cli("plan", "--format", "json", env={"ASYNCMIG_SQLITE": str(source)})
+    ok = run_main("plan", "--format", "json", env={"ASYNCMIG_SQLITE": str(source)})
     assert ok.returncode == 0, ok.stderr
     assert '"target_type": "jsonb"' in ok.stdout
 
@@ -150,7 +111,9 @@ def test_scrub_hides_passwords() -> None:
     assert scrub("host=h password=pw user=u") == "host=h password=*** user=u"
 
 
-def test_a_bad_value_beyond_the_sample_names_its_row(tmp_path: Path, pg_dsn: str) -> None:
+def test_a_bad_value_beyond_the_sample_names_its_row(
+    run_main: RunMain, tmp_path: Path, pg_dsn: str
+) -> None:
     """A malformed UUID deep in a large table stops the run with its key; nothing is left."""
     path = tmp_path / "ids.db"
     conn = sqlite3.connect(path)
@@ -164,22 +127,7 @@ def test_a_bad_value_beyond_the_sample_names_its_row(tmp_path: Path, pg_dsn: str
     )
     conn.commit()
     conn.close()
-    result = run_cli("run", "--sqlite", str(path), "--pg", pg_dsn, "--on-error", "fail")
+    result = run_main("run", "--sqlite", str(path), "--pg", pg_dsn, "--on-error", "fail")
     assert_one_line_error(result, 5, "tokens.token_id at key 2500")
     assert "not-a-uuid-but-thirty-six-characters" in result.stderr
-
-    async def tables() -> list[str]:
-        pg = await asyncpg.connect(pg_dsn)
-        try:
-            return [
-                r[0]
-                for r in await pg.fetch(
-                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
-                )
-            ]
-        finally:
-            await pg.close()
-
-    import asyncio
-
-    assert asyncio.run(tables()) == []
+    assert fetch(pg_dsn, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'") == []

@@ -1,25 +1,21 @@
-"""The reference migrator's five steps, as asyncmig commands, through the command line."""
+"""The reference migrator's five steps, as asyncmig commands, through the command line
+(in-process: exit codes, output, and what the commands left in PostgreSQL)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import sqlite3
-import subprocess
 from pathlib import Path
 
 import asyncpg
 
-from tests.fix_cli import run_cli
+from tests.fix_cli import Cli, one_error_line, run_cli
 from tests.fix_pg import as_user, execute, fetch, role_without_create
 from tests.sources import build_kitchen_sink
 
 
-def cli(*args: str, log_dir: Path) -> subprocess.CompletedProcess[str]:
-    return run_cli(*args, env={"ASYNCMIG_LOG_DIR": str(log_dir)})
-
-
-def test_validate_schema_data_check_status(tmp_path: Path, pg_dsn: str) -> None:
+def test_validate_schema_data_check_status(cli: Cli, tmp_path: Path, pg_dsn: str) -> None:
     """validate -> schema -> data -> check -> status, with --postgres as the guide spells it."""
     source = build_kitchen_sink(tmp_path / "app.db")
     common = ["--sqlite", str(source), "--postgres", pg_dsn]
@@ -70,7 +66,9 @@ def test_validate_schema_data_check_status(tmp_path: Path, pg_dsn: str) -> None:
     )
 
 
-def test_data_refuses_without_schema_and_when_not_empty(tmp_path: Path, pg_dsn: str) -> None:
+def test_data_refuses_without_schema_and_when_not_empty(
+    cli: Cli, tmp_path: Path, pg_dsn: str
+) -> None:
     source = build_kitchen_sink(tmp_path / "app.db")
     common = ["--sqlite", str(source), "--pg", pg_dsn]
     logs = tmp_path / "logs"
@@ -85,7 +83,7 @@ def test_data_refuses_without_schema_and_when_not_empty(tmp_path: Path, pg_dsn: 
     assert fetch(pg_dsn, 'SELECT count(*) FROM "values"')[0][0] == 5
 
 
-def test_check_fails_on_a_changed_target(tmp_path: Path, pg_dsn: str) -> None:
+def test_check_fails_on_a_changed_target(cli: Cli, tmp_path: Path, pg_dsn: str) -> None:
     """Rows deleted behind the tool's back, a sequence moved back: exit 6, named."""
     source = build_kitchen_sink(tmp_path / "app.db")
     common = ["--sqlite", str(source), "--pg", pg_dsn]
@@ -99,12 +97,18 @@ def test_check_fails_on_a_changed_target(tmp_path: Path, pg_dsn: str) -> None:
     assert any("user" in line and "sequence" in line for line in failures)
 
 
-def test_a_failed_run_is_recorded_and_leaves_no_tables(tmp_path: Path, pg_dsn: str) -> None:
+def test_a_failed_run_is_recorded_and_leaves_no_tables(
+    cli: Cli, tmp_path: Path, pg_dsn: str
+) -> None:
+    """A value that does not fit its forced type stops the run (exit 5, one line naming
+    it) and drops every table it created, the one that loaded too; the history says so."""
     source = tmp_path / "bad.db"
     conn = sqlite3.connect(source)
-    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER)")
-    conn.executemany("INSERT INTO t VALUES (?, ?)", [(1, 1), (2, "five")])
-    conn.commit()
+    conn.executescript(
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER);"
+        "CREATE TABLE u (id INTEGER PRIMARY KEY);"
+        "INSERT INTO t VALUES (1, 1), (2, 'five'); INSERT INTO u VALUES (1);"
+    )
     conn.close()
     config = tmp_path / "force.toml"
     config.write_text('[tables.t.columns.n]\ntype = "bigint"\n')
@@ -120,7 +124,8 @@ def test_a_failed_run_is_recorded_and_leaves_no_tables(tmp_path: Path, pg_dsn: s
         "fail",
         log_dir=tmp_path,
     )
-    assert result.returncode == 5
+    assert result.returncode == 5, result.stderr
+    assert "t.n at key 2" in one_error_line(result.stderr) and "five" in result.stderr
     assert not fetch(pg_dsn, "SELECT 1 FROM pg_tables WHERE schemaname = 'public'")
     runs = fetch(pg_dsn, "SELECT status, error FROM asyncmig.runs")
     assert [r["status"] for r in runs] == ["failed"]
@@ -128,7 +133,7 @@ def test_a_failed_run_is_recorded_and_leaves_no_tables(tmp_path: Path, pg_dsn: s
     assert not fetch(pg_dsn, "SELECT 1 FROM asyncmig.run_tables")
 
 
-def test_the_rollback_script_removes_the_run(tmp_path: Path, pg_dsn: str) -> None:
+def test_the_rollback_script_removes_the_run(cli: Cli, tmp_path: Path, pg_dsn: str) -> None:
     source = build_kitchen_sink(tmp_path / "app.db")
     result = cli("run", "--sqlite", str(source), "--pg", pg_dsn, log_dir=tmp_path)
     assert result.returncode == 0
@@ -147,19 +152,22 @@ def test_the_rollback_script_removes_the_run(tmp_path: Path, pg_dsn: str) -> Non
 
 
 async def test_a_user_with_rights_on_its_schema_only(tmp_path: Path, pg_dsn: str) -> None:
-    """No CREATE on the database: runs where its schemas exist, else a clear error."""
+    """No CREATE on the database: runs where its schemas exist, else a clear error.
+
+    (A process: the role is held by an async context manager around the commands.)"""
+    env = {"ASYNCMIG_LOG_DIR": str(tmp_path)}
     async with role_without_create(pg_dsn, "s", "GRANT CREATE ON SCHEMA public TO {role}") as role:
         source = build_kitchen_sink(tmp_path / "app.db")
         dsn = as_user(pg_dsn, role)
-        refused = cli("run", "--sqlite", str(source), "--pg", dsn, log_dir=tmp_path)
+        refused = run_cli("run", "--sqlite", str(source), "--pg", dsn, env=env)
         assert refused.returncode == 4
         assert "CREATE SCHEMA asyncmig AUTHORIZATION" in refused.stderr
         await execute(pg_dsn, f'CREATE SCHEMA asyncmig AUTHORIZATION "{role}"')
-        done = cli("run", "--sqlite", str(source), "--pg", dsn, log_dir=tmp_path)
+        done = run_cli("run", "--sqlite", str(source), "--pg", dsn, env=env)
         assert done.returncode == 0, done.stderr
 
 
-def test_the_rollback_command_undoes_a_run_safely(tmp_path: Path, pg_dsn: str) -> None:
+def test_the_rollback_command_undoes_a_run_safely(cli: Cli, tmp_path: Path, pg_dsn: str) -> None:
     source = build_kitchen_sink(tmp_path / "app.db")
     assert cli("run", "--sqlite", str(source), "--pg", pg_dsn, log_dir=tmp_path).returncode == 0
     second = cli("run", "--sqlite", str(source), "--pg", pg_dsn, "--replace", log_dir=tmp_path)

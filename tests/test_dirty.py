@@ -18,7 +18,7 @@ from asyncmig.runstate import RunReport
 from bench.gen_dirty import DirtyCounts, generate_dirty
 from tests.compare import actual, same
 from tests.compare import expected as oracle
-from tests.fix_cli import run_cli
+from tests.fix_cli import RunMain
 from tests.fix_pg import fetch
 from tests.fix_run import from_profile, migrate
 
@@ -325,7 +325,7 @@ async def test_duplicates_sqlite_allowed_are_named_or_built_without_unique(
 
 
 def test_check_deep_catches_one_value_changed_behind_its_back(
-    dirty: tuple[Path, DirtyCounts], pg_dsn: str, tmp_path: Path
+    run_main: RunMain, dirty: tuple[Path, DirtyCounts], pg_dsn: str, tmp_path: Path
 ) -> None:
     """After a run with rejects, `check --deep` passes; one changed value fails it, named."""
     path, _ = dirty
@@ -333,15 +333,15 @@ def test_check_deep_catches_one_value_changed_behind_its_back(
     profile.write_text('[tables.customers.columns.score]\ntype = "bigint"\n')
     env = {"ASYNCMIG_LOG_DIR": str(tmp_path)}
     args = ["--sqlite", str(path), "--pg", pg_dsn, "--config", str(profile)]
-    loaded = run_cli("run", *args, "--orphans", "reject", env=env)
+    loaded = run_main("run", *args, "--orphans", "reject", env=env)
     assert loaded.returncode == 8, loaded.stderr  # loaded, with rejects
-    clean = run_cli("check", *args, "--deep", env=env)
+    clean = run_main("check", *args, "--deep", env=env)
     assert clean.returncode == 0, clean.stdout + clean.stderr
     victim = fetch(
         pg_dsn, "SELECT id FROM orders WHERE note IS NOT NULL ORDER BY id LIMIT 1 OFFSET 100"
     )[0][0]
     fetch(pg_dsn, f"UPDATE orders SET note = note || '.' WHERE id = {int(victim)}")
-    changed = run_cli("check", *args, "--deep", "--explain", env=env)
+    changed = run_main("check", *args, "--deep", "--explain", env=env)
     assert changed.returncode == 6
     failing = [line for line in changed.stdout.splitlines() if line.rstrip().endswith("FAIL")]
     assert len(failing) == 1 and "orders" in failing[0] and f"id={victim}" in failing[0]

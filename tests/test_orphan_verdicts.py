@@ -19,7 +19,7 @@ from asyncmig.plan.overrides import Overrides
 from asyncmig.run import run_migration
 from asyncmig.runstate import RunSettings
 from asyncmig.target.connect import Target
-from tests.fix_cli import run_cli
+from tests.fix_cli import RunMain
 
 ISSUE_SQL = """
 CREATE TABLE p(id INTEGER PRIMARY KEY);
@@ -41,12 +41,14 @@ def foreign_key_rows(results: list[CheckResult]) -> list[tuple[str, str, bool]]:
     return [(r.expected, r.found, r.ok) for r in results if r.check == "foreign key"]
 
 
-def test_check_after_run_with_kept_orphans_passes(tmp_path: Path, pg_dsn: str) -> None:
+def test_check_after_run_with_kept_orphans_passes(
+    run_main: RunMain, tmp_path: Path, pg_dsn: str
+) -> None:
     """The issue's reproduction through the command line: run exits 0, check exits 0."""
     source = orphaned(tmp_path / "orphans.db")
-    run = run_cli("run", "--sqlite", str(source), "--pg", pg_dsn, "--log-dir", str(tmp_path))
+    run = run_main("run", "--sqlite", str(source), "--pg", pg_dsn, "--log-dir", str(tmp_path))
     assert run.returncode == 0, run.stderr
-    check = run_cli("check", "--sqlite", str(source), "--pg", pg_dsn)
+    check = run_main("check", "--sqlite", str(source), "--pg", pg_dsn)
     assert check.returncode == 0, check.stdout + check.stderr
     assert "1 orphan (as in SQLite), NOT VALID" in check.stdout
 

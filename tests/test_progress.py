@@ -21,7 +21,7 @@ from asyncmig.load import progress
 from asyncmig.run import run_migration
 from asyncmig.runstate import RunSettings
 from asyncmig.target.connect import Target, scrub
-from tests.fix_cli import run_cli
+from tests.fix_cli import RunMain
 
 EVENTS = json.loads(
     (Path(__file__).resolve().parent.parent / "docs" / "events.schema.json").read_text(
@@ -113,10 +113,12 @@ async def test_json_events_for_log_collectors(tmp_path: Path, pg_dsn: str) -> No
         assert 0 < tick["rows_done"] <= tick["rows_total"]
 
 
-def test_cli_emits_lifecycle_events_without_a_terminal(tmp_path: Path, pg_dsn: str) -> None:
+def test_cli_emits_lifecycle_events_without_a_terminal(
+    run_main: RunMain, tmp_path: Path, pg_dsn: str
+) -> None:
     """A scheduled job's stderr: JSON lines from start to end, with run id and exit code."""
     source = build(tmp_path / "a.db", 2_000)
-    result = run_cli("run", "--sqlite", str(source), "--pg", pg_dsn)
+    result = run_main("run", "--sqlite", str(source), "--pg", pg_dsn)
     assert result.returncode == 0, result.stderr
     events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
     for event in events:
@@ -130,10 +132,12 @@ def test_cli_emits_lifecycle_events_without_a_terminal(tmp_path: Path, pg_dsn: s
     assert finished["run_id"] == 1 and finished["rows"] == 2_050
 
 
-def test_cli_failure_event_carries_the_exit_code(tmp_path: Path, pg_dsn: str) -> None:
+def test_cli_failure_event_carries_the_exit_code(
+    run_main: RunMain, tmp_path: Path, pg_dsn: str
+) -> None:
     source = build(tmp_path / "a.db", 10)
-    assert run_cli("run", "--sqlite", str(source), "--pg", pg_dsn).returncode == 0
-    again = run_cli("run", "--sqlite", str(source), "--pg", pg_dsn)  # tables exist
+    assert run_main("run", "--sqlite", str(source), "--pg", pg_dsn).returncode == 0
+    again = run_main("run", "--sqlite", str(source), "--pg", pg_dsn)  # tables exist
     assert again.returncode == 4
     events = [json.loads(line) for line in again.stderr.splitlines() if line.startswith("{")]
     for event in events:

@@ -26,7 +26,7 @@ import psycopg
 import pytest
 
 from asyncmig.rollback import RollbackManager
-from tests.fix_cli import run_cli, valid
+from tests.fix_cli import Cli, valid
 from tests.fix_pg import create_database, drop_database, execute, fetch
 from tests.sources import build_kitchen_sink
 
@@ -41,10 +41,6 @@ TABLES = {
     "egg": "id",
 }
 GUIDE_URL = "postgresql://user:pass@localhost/db"
-
-
-def cli(*args: str, log_dir: Path) -> subprocess.CompletedProcess[str]:
-    return run_cli(*args, env={"ASYNCMIG_LOG_DIR": str(log_dir)})
 
 
 async def contents(dsn: str) -> dict[str, list[tuple[Any, ...]]]:
@@ -71,7 +67,9 @@ APPLICATION_WRITES = (
 )
 
 
-def test_check_refuse_force_backup_restore(tmp_path: Path, pg_dsn: str, pg_server: str) -> None:
+def test_check_refuse_force_backup_restore(
+    cli: Cli, tmp_path: Path, pg_dsn: str, pg_server: str
+) -> None:
     """The issue's scenario end to end, through the command line."""
     source = build_kitchen_sink(tmp_path / "app.db")
     done = cli("run", "--sqlite", str(source), "--pg", pg_dsn, log_dir=tmp_path)
@@ -223,7 +221,7 @@ def run_example(code: str, dsn: str, cwd: Path) -> str:
     return result.stdout
 
 
-def test_the_guides_three_python_calls(tmp_path: Path, pg_dsn: str) -> None:
+def test_the_guides_three_python_calls(cli: Cli, tmp_path: Path, pg_dsn: str) -> None:
     """validate_rollback_safety, create_backup_before_rollback, perform_safe_rollback,
     run as the README (and the reference guide) writes them: safe, then unsafe."""
     source = build_kitchen_sink(tmp_path / "app.db")
@@ -267,7 +265,9 @@ def rows(dsn: str, sql: str) -> list[tuple[Any, ...]]:
     return [tuple(r) for r in fetch(dsn, sql)]
 
 
-def test_a_sync_since_the_run_is_named_and_forced_past(tmp_path: Path, pg_dsn: str) -> None:
+def test_a_sync_since_the_run_is_named_and_forced_past(
+    cli: Cli, tmp_path: Path, pg_dsn: str
+) -> None:
     """A sync writes into the run's tables and has no rollback of its own: the check names
     it (and its rows), and only --force rolls the run back, after the backup."""
     source = build_kitchen_sink(tmp_path / "app.db")
@@ -295,7 +295,7 @@ HOSTILE = 'we"ird\nDROP TABLE victim; --'
 
 
 def test_a_name_with_a_line_break_and_a_quote_is_backed_up_on_one_line(
-    tmp_path: Path, pg_dsn: str, pg_server: str
+    cli: Cli, tmp_path: Path, pg_dsn: str, pg_server: str
 ) -> None:
     """Names in the backup file are quoted here (U& form for a line break), like every
     other generated script: no line of the file starts with the name's second line, and

@@ -27,7 +27,7 @@ from asyncmig.quoting import requote, sql_comment
 from asyncmig.run import make_plan, run_migration
 from asyncmig.runstate import RunSettings
 from asyncmig.target.connect import Target, scrub
-from tests.fix_cli import run_cli
+from tests.fix_cli import RunMain, run_cli
 from tests.fix_pg import create_database, drop_database
 from tests.sources import small_source
 
@@ -175,11 +175,15 @@ PASSWORD_SPELLINGS = ["Zq9x/Kw7v", "Zq9x#Kw7v", "Zq9x?Kw7v", "Zq9x@Kw7v"]
 
 
 @pytest.mark.parametrize("password", PASSWORD_SPELLINGS)
-def test_malformed_url_never_shows_the_password(tmp_path: Path, password: str) -> None:
+def test_malformed_url_never_shows_the_password(
+    run_main: RunMain, tmp_path: Path, password: str
+) -> None:
     """Unencoded / # ? @ in a password: refused before connecting, no fragment shown."""
     source = small_source(tmp_path / "a.db")
     url = f"postgresql://mig:{password}@127.0.0.1:1/db"
-    result = run_cli("run", "--sqlite", str(source), "--pg", url)
+    result = run_main(
+        "run", "--sqlite", str(source), "--pg", url, env={"ASYNCMIG_LOG_DIR": str(tmp_path)}
+    )
     shown = result.stdout + result.stderr
     assert result.returncode == 2, shown
     assert "Zq9x" not in shown and "Kw7v" not in shown, shown
@@ -238,7 +242,9 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-async def test_files_are_private_whatever_the_umask(tmp_path: Path, pg_dsn: str) -> None:
+def test_files_are_private_whatever_the_umask(
+    run_main: RunMain, tmp_path: Path, pg_dsn: str
+) -> None:
     """Rejects, rollback script and log: 0600 in 0700 directories, even under umask 000."""
     source = small_source(tmp_path / "a.db", bad_rows=3)
     out = tmp_path / "fresh" / "logs"
@@ -246,7 +252,7 @@ async def test_files_are_private_whatever_the_umask(tmp_path: Path, pg_dsn: str)
     try:
         profile = tmp_path / "profile.toml"
         profile.write_text(PROFILE)
-        result = run_cli(
+        result = run_main(
             "run",
             "--sqlite",
             str(source),
