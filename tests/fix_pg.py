@@ -146,11 +146,14 @@ def pg15_server() -> Iterator[str | None]:
         cluster.stop()
 
 
-async def create_database(admin_dsn: str) -> tuple[str, str]:
+async def create_database(admin_dsn: str, template: str | None = None) -> tuple[str, str]:
+    """A new database (a copy of ``template``, which nobody may be connected to, if
+    given): its name and DSN."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     conn = await asyncpg.connect(admin_dsn)
     try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
+        copy = f' TEMPLATE "{template}"' if template else ""
+        await conn.execute(f'CREATE DATABASE "{name}"{copy}')
     finally:
         await conn.close()
     return name, with_database(admin_dsn, name)

@@ -4,11 +4,17 @@ the ``migrated`` fixture (the kitchen sink, migrated).
 
 Tests call the library here rather than the command line: it is fast and its report is
 typed, so a test can compare the plan and the tables it loaded.
+
+The kitchen sink is migrated once per session, into a template database; each test
+that asks for ``migrated`` gets its own copy (``CREATE DATABASE ... TEMPLATE``, a file
+copy inside PostgreSQL) and may change it at will.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+import asyncio
+import shutil
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypedDict, Unpack
@@ -25,6 +31,7 @@ from asyncmig.plan.overrides import Overrides, parse_overrides
 from asyncmig.run import run_migration
 from asyncmig.runstate import RunReport, RunSettings
 from asyncmig.target.connect import Target
+from tests.fix_pg import create_database, drop_database
 from tests.sources import build_kitchen_sink
 
 
@@ -87,14 +94,46 @@ async def migrated_copy(source: Path, dsn: str) -> Migrated:
     return Migrated(source, report.plan, await asyncpg.connect(dsn))
 
 
-@pytest.fixture
-async def migrated(tmp_path: Path, pg_dsn: str) -> AsyncIterator[Migrated]:
-    """The kitchen sink migrated into a fresh database, with a connection to it."""
-    copy = await migrated_copy(build_kitchen_sink(tmp_path / "kitchen sink.db"), pg_dsn)
+@dataclass(frozen=True)
+class Template:
+    """A database migrated once, to be copied: its name, its source and plan."""
+
+    database: str
+    source: Path
+    plan: Plan
+
+
+@pytest.fixture(scope="session")
+def kitchen_template(
+    pg_server: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Template]:
+    """The kitchen sink migrated by ``run`` into a database no one stays connected to."""
+    source = build_kitchen_sink(tmp_path_factory.mktemp("template") / "kitchen sink.db")
+    name, dsn = asyncio.run(create_database(pg_server))
     try:
-        yield copy
+        report = asyncio.run(migrate(source, dsn))
+        yield Template(name, source, report.plan)
     finally:
-        await copy.conn.close()
+        asyncio.run(drop_database(pg_server, name))
+
+
+@pytest.fixture
+async def migrated(
+    tmp_path: Path, pg_server: str, kitchen_template: Template
+) -> AsyncIterator[Migrated]:
+    """The kitchen sink migrated into a database of its own, with a connection to it
+    (a copy of the session's template; the source is copied too)."""
+    source = tmp_path / kitchen_template.source.name
+    shutil.copyfile(kitchen_template.source, source)
+    name, dsn = await create_database(pg_server, template=kitchen_template.database)
+    try:
+        copy = Migrated(source, kitchen_template.plan, await asyncpg.connect(dsn))
+        try:
+            yield copy
+        finally:
+            await copy.conn.close()
+    finally:
+        await drop_database(pg_server, name)
 
 
 def failures(results: list[CheckResult]) -> list[CheckResult]:

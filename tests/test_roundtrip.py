@@ -9,7 +9,7 @@ import pytest
 
 from tests.compare import assert_all_equal
 from tests.fix_cli import run_cli
-from tests.fix_run import migrate
+from tests.fix_run import Migrated, migrate
 from tests.sources import VALUES_ROWS, build_kitchen_sink
 
 EXPECTED_TYPES = {
@@ -51,44 +51,33 @@ async def test_every_value_arrives_exactly(kitchen_sink: Path, any_pg_dsn: str) 
     assert kitchen_sink.read_bytes() == before, "the source file must not change"
 
 
-async def test_column_types_follow_declared_types_and_values(
-    kitchen_sink: Path, pg_dsn: str
-) -> None:
+async def test_column_types_follow_declared_types_and_values(migrated: Migrated) -> None:
     """JSON, UUID, IP, boolean and timestamps get native types; REAL stays 8 bytes."""
-    await migrate(kitchen_sink, pg_dsn)
-    conn = await asyncpg.connect(pg_dsn)
-    try:
-        rows = await conn.fetch(
-            "SELECT table_name, column_name, data_type FROM information_schema.columns "
-            "WHERE table_schema = 'public'"
-        )
-    finally:
-        await conn.close()
+    rows = await migrated.conn.fetch(
+        "SELECT table_name, column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = 'public'"
+    )
     found = {(r["table_name"], r["column_name"]): r["data_type"] for r in rows}
     for key, data_type in EXPECTED_TYPES.items():
         assert found[key] == data_type, key
 
 
-async def test_keys_indexes_and_constraints_exist(kitchen_sink: Path, pg_dsn: str) -> None:
+async def test_keys_indexes_and_constraints_exist(migrated: Migrated) -> None:
     """Primary keys (composite too), unique, partial and expression indexes, FKs, CHECKs."""
-    await migrate(kitchen_sink, pg_dsn)
-    conn = await asyncpg.connect(pg_dsn)
-    try:
-        indexes = {
-            r["indexname"]: r["indexdef"]
-            for r in await conn.fetch(
-                "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'"
-            )
-        }
-        constraints = {
-            r["conname"]: (r["contype"], r["convalidated"])
-            for r in await conn.fetch(
-                "SELECT conname, contype::text AS contype, convalidated FROM pg_constraint "
-                "WHERE connamespace = 'public'::regnamespace"
-            )
-        }
-    finally:
-        await conn.close()
+    conn = migrated.conn
+    indexes = {
+        r["indexname"]: r["indexdef"]
+        for r in await conn.fetch(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'"
+        )
+    }
+    constraints = {
+        r["conname"]: (r["contype"], r["convalidated"])
+        for r in await conn.fetch(
+            "SELECT conname, contype::text AS contype, convalidated FROM pg_constraint "
+            "WHERE connamespace = 'public'::regnamespace"
+        )
+    }
     assert "user by name" in indexes
     assert "WHERE (is_active = true)" in indexes["active_users"]
     assert "DESC" in indexes["active_users"]
@@ -105,19 +94,15 @@ async def test_keys_indexes_and_constraints_exist(kitchen_sink: Path, pg_dsn: st
     assert all(valid for _, valid in constraints.values())
 
 
-async def test_sequences_continue_after_the_loaded_maximum(kitchen_sink: Path, pg_dsn: str) -> None:
+async def test_sequences_continue_after_the_loaded_maximum(migrated: Migrated) -> None:
     """The application's next INSERT gets max(id) + 1, and 1 in an empty table."""
-    await migrate(kitchen_sink, pg_dsn)
-    conn = await asyncpg.connect(pg_dsn)
-    try:
-        new_id = await conn.fetchval(
-            "INSERT INTO \"user\" (email) VALUES ('new@example.com') RETURNING id"
-        )
-        empty_id = await conn.fetchval("INSERT INTO empty_auto (note) VALUES ('x') RETURNING id")
-        default_flag = await conn.fetchval('SELECT is_active FROM "user" WHERE id = $1', new_id)
-        created = await conn.fetchval('SELECT created_at FROM "user" WHERE id = $1', new_id)
-    finally:
-        await conn.close()
+    conn = migrated.conn
+    new_id = await conn.fetchval(
+        "INSERT INTO \"user\" (email) VALUES ('new@example.com') RETURNING id"
+    )
+    empty_id = await conn.fetchval("INSERT INTO empty_auto (note) VALUES ('x') RETURNING id")
+    default_flag = await conn.fetchval('SELECT is_active FROM "user" WHERE id = $1', new_id)
+    created = await conn.fetchval('SELECT created_at FROM "user" WHERE id = $1', new_id)
     assert new_id == 6
     assert empty_id == 1
     assert default_flag is True
