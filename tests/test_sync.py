@@ -1,6 +1,6 @@
 """`sync` and `--if-changed` against a real PostgreSQL, with seeded random edits.
 
-Each test migrates a small 2Truths-1Lie database (nine tables: integer and UUID-text
+Each test migrates (with the library, as `run` does) a small 2Truths-1Lie database (nine tables: integer and UUID-text
 keys, JSON, booleans, timestamps, reals) plus a composite-key and a keyless table,
 edits the SQLite file, and checks what `sync` reports against what the edits did
 (computed independently, by comparing the file's rows before and after), then that
@@ -33,6 +33,7 @@ from bench.edit_2truths import edit
 from bench.gen_2truths import generate
 from tests.compare import assert_all_equal
 from tests.fix_cli import run_cli, valid
+from tests.fix_run import migrate
 
 EXTRA_SQL = """
 CREATE TABLE pairs (a INTEGER NOT NULL, b TEXT NOT NULL, v REAL, PRIMARY KEY (a, b));
@@ -125,7 +126,7 @@ async def test_sync_finds_every_random_edit(tmp_path: Path, pg_dsn: str, seed: i
     changed last row of a key range: sync reports exactly what the edits did, check --deep
     passes, and every value is what the oracle expects."""
     db = build_source(tmp_path / "app.db", seed=seed)
-    assert run_cli("run", "--sqlite", str(db), "--pg", pg_dsn).returncode == 0
+    await migrate(db, pg_dsn)
     first, range_end = await range_edges(db, "guess_history")
     before = rows_by_key(db)
     edit(
@@ -177,16 +178,16 @@ async def test_sync_of_an_unchanged_source_changes_nothing(tmp_path: Path, pg_ds
     """Right after a run, every range matches: nothing inserted, updated or deleted
     (the identical file is compared, not skipped: --if-changed is not given)."""
     db = build_source(tmp_path / "app.db")
-    assert run_cli("run", "--sqlite", str(db), "--pg", pg_dsn).returncode == 0
+    await migrate(db, pg_dsn)
     report = sync_json(db, pg_dsn)
     assert report["changed"] == 0 and report["since_run"] == 1
     assert all(t["differing"] == 0 and t["ranges"] > 0 for t in report["tables"])
 
 
-def migrated_then_edited(tmp_path: Path, dsn: str, *statements: str) -> Path:
-    """The test source, migrated by `run`, then changed by ``statements``."""
+async def migrated_then_edited(tmp_path: Path, dsn: str, *statements: str) -> Path:
+    """The test source, migrated as `run` does, then changed by ``statements``."""
     db = build_source(tmp_path / "app.db")
-    assert run_cli("run", "--sqlite", str(db), "--pg", dsn).returncode == 0
+    await migrate(db, dsn)
     conn = sqlite3.connect(db)
     for statement in statements:
         conn.execute(statement)
@@ -197,7 +198,7 @@ def migrated_then_edited(tmp_path: Path, dsn: str, *statements: str) -> Path:
 
 async def test_sync_refuses_a_changed_schema(tmp_path: Path, pg_dsn: str) -> None:
     """A column added to the source stops the sync (exit 6) with the fix, changing nothing."""
-    db = migrated_then_edited(
+    db = await migrated_then_edited(
         tmp_path,
         pg_dsn,
         "ALTER TABLE users ADD COLUMN nickname TEXT",
@@ -217,7 +218,7 @@ async def test_sync_refuses_a_changed_schema(tmp_path: Path, pg_dsn: str) -> Non
 async def test_a_refused_row_rolls_back_every_table(tmp_path: Path, pg_dsn: str) -> None:
     """A changed row PostgreSQL refuses (a CHECK SQLite was told to ignore) fails the sync
     (exit 4): no table changes, the history records the failure."""
-    db = migrated_then_edited(
+    db = await migrated_then_edited(
         tmp_path,
         pg_dsn,
         "DELETE FROM rate_limit_records WHERE id < 10",
@@ -248,7 +249,7 @@ async def test_if_changed_skips_only_an_identical_file(tmp_path: Path, pg_dsn: s
     """--if-changed: the same bytes (even with a new mtime) exit 0 at once, recording
     nothing; one changed row makes the sync run; then unchanged since the sync."""
     db = build_source(tmp_path / "app.db")
-    assert run_cli("run", "--sqlite", str(db), "--pg", pg_dsn).returncode == 0
+    await migrate(db, pg_dsn)
     again = run_cli("run", "--sqlite", str(db), "--pg", pg_dsn, "--if-changed")
     assert again.returncode == 0 and "unchanged since run 1" in again.stdout
     os.utime(db, (1, 1))  # same content, another mtime: the SHA-256 decides
@@ -279,7 +280,7 @@ async def test_worker_processes_find_the_same_changes(tmp_path: Path, pg_dsn: st
     """The SQLite side in worker processes (as for large sources) finds exactly what the
     edits did, like the in-thread path the other tests use."""
     db = build_source(tmp_path / "app.db", seed=4)
-    assert run_cli("run", "--sqlite", str(db), "--pg", pg_dsn).returncode == 0
+    await migrate(db, pg_dsn)
     before = rows_by_key(db)
     edit(db, 0.03, 4)
     want = expected_changes(before, rows_by_key(db))
@@ -308,7 +309,7 @@ async def test_sigterm_mid_sync_leaves_every_table_as_it_was(tmp_path: Path, pg_
     exactly its old content, the sync exits 143 and is recorded as interrupted, and the
     next sync (no lock left behind) succeeds and passes check --deep."""
     db = build_source(tmp_path / "app.db")
-    assert run_cli("run", "--sqlite", str(db), "--pg", pg_dsn).returncode == 0
+    await migrate(db, pg_dsn)
     edit(db, 0.03, 6)
     conn = sqlite3.connect(db)
     user = conn.execute("SELECT user_id FROM token_balances LIMIT 1").fetchone()[0]
@@ -375,7 +376,7 @@ async def test_a_sync_waits_for_no_one_while_a_run_holds_the_schema(
 ) -> None:
     """The schema's run lock (held here, as a run in progress would) stops a sync at once
     with exit 9: two writers never meet in one schema."""
-    db = migrated_then_edited(tmp_path, pg_dsn, "DELETE FROM users WHERE id = 2")
+    db = await migrated_then_edited(tmp_path, pg_dsn, "DELETE FROM users WHERE id = 2")
     holder = await asyncpg.connect(pg_dsn)
     try:
         await runlock.acquire(holder, "public")
