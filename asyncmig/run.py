@@ -63,7 +63,7 @@ from asyncmig.plan.builder import build_plan, outline_plan
 from asyncmig.plan.model import Plan
 from asyncmig.runstate import RunReport, RunSettings, TableReport
 from asyncmig.source.sqlite import check_source_file, fingerprint, open_sync, source_error
-from asyncmig.target import faults, history, rollback, runlock, tablestate
+from asyncmig.target import faults, history, plans, rollback, runlock, tablestate
 from asyncmig.target.connect import connect
 from asyncmig.target.statements import (
     check_server,
@@ -335,6 +335,7 @@ async def _recorded_phases(
         done.resumed_from,
         done.continued,
     )
+    await plans.record(admin, run_id, report.plan, settings.source, settings.overrides)
     await history.finish_run(
         admin,
         run_id,

@@ -16,6 +16,7 @@ import sqlite3
 import struct
 from dataclasses import replace
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +121,24 @@ async def test_one_changed_value_fails_exactly_its_table(
     explained_results = failures(await migrated.deep_check(explain=True))
     assert [r.table for r in explained_results] == [table]
     assert explained_results[0].found.endswith(f"first differing key {explained}")
+
+
+async def test_worker_processes_catch_one_changed_value_in_postgresql_and_in_sqlite(
+    migrated: Migrated,
+) -> None:
+    """The source side rendered in worker processes (as for large sources, SQLite
+    computing the canonical text) passes a fresh copy and catches one value changed on
+    either side behind the tool's back."""
+    deep = partial(deep_check, migrated.plan, migrated.conn, migrated.source, processes=True)
+    assert failures(await deep()) == []
+    await migrated.conn.execute("UPDATE \"values\" SET body = body || '!' WHERE id = 3")
+    assert [r.table for r in failures(await deep())] == ["values"]
+    await migrated.conn.execute('UPDATE "values" SET body = left(body, -1) WHERE id = 3')
+    source = sqlite3.connect(migrated.source)
+    source.execute("UPDATE \"user\" SET created_at = '2025-01-02 11:30:00.000001' WHERE id = 2")
+    source.commit()
+    source.close()
+    assert [r.table for r in failures(await deep())] == ["user"]
 
 
 async def test_a_deleted_row_fails_its_table(migrated: Migrated) -> None:

@@ -215,6 +215,36 @@ async def test_sync_refuses_a_changed_schema(tmp_path: Path, pg_dsn: str) -> Non
         await pg.close()
 
 
+async def test_sync_reuses_the_plan_and_checks_each_row_it_copies(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """No profile scan: the run's recorded plan is reused (same declared schema, same
+    options). A changed row whose value no longer fits that plan (not a UUID, in a
+    column the run's profile had proved) stops the sync (exit 5) naming it; nothing
+    changes."""
+    db = migrated_then_edited(tmp_path, pg_dsn, "UPDATE users SET score = score + 1 WHERE id = 3")
+    logs = tmp_path / "logs"
+    first = run_cli("sync", "--sqlite", str(db), "--pg", pg_dsn, "--log-dir", str(logs))
+    assert first.returncode == 0, first.stderr
+    [log_file] = logs.glob("*.log")
+    events = [json.loads(line)["event"] for line in log_file.read_text().splitlines()]
+    assert "plan_reused" in events and "column_planned" not in events  # no profile
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE guesses SET challenge_id = 'not-a-uuid' WHERE rowid = 1")
+    conn.execute("DELETE FROM rate_limit_records WHERE id < 10")
+    conn.commit()
+    conn.close()
+    result = run_cli("sync", "--sqlite", str(db), "--pg", pg_dsn)
+    assert result.returncode == 5, result.stderr
+    assert "guesses" in result.stderr and "challenge_id" in result.stderr
+    assert "Traceback" not in result.stderr
+    pg = await asyncpg.connect(pg_dsn)
+    try:
+        assert await pg.fetchval("SELECT count(*) FROM rate_limit_records WHERE id < 10") == 9
+    finally:
+        await pg.close()
+
+
 async def test_a_refused_row_rolls_back_every_table(tmp_path: Path, pg_dsn: str) -> None:
     """A changed row PostgreSQL refuses (a CHECK SQLite was told to ignore) fails the sync
     (exit 4): no table changes, the history records the failure."""

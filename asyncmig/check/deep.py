@@ -76,9 +76,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
+import anyio.to_process
 import anyio.to_thread
 import asyncpg
 
+from asyncmig.check import sqlcanon
 from asyncmig.check.verify import MISSING, CheckResult, error_text, existing_tables
 from asyncmig.errors import first_error
 from asyncmig.load.policy import InvalidText, lenient_text, replacement
@@ -104,6 +106,8 @@ SHORT = 16  # hex digits of a checksum shown to a person
 FETCH_ROWS = 5000  # SQLite rows per fetchmany: bounded memory on the source side
 BUCKET_HEX = 3  # hex digits of the key hash added per explain level: 4096 buckets
 LEAF_ROWS = 5000  # an explain bucket this small is compared row by row
+PROCESS_ROWS = 100_000  # from this many rows the source side runs in worker processes
+WORKERS = 2  # processes rendering the source side (the machine's two cores)
 SLICE_HEX = 15  # a 60-bit slice of a row's md5: fits a signed bigint in PostgreSQL
 INVALID = "INVALID"  # a value the transforms refuse: never equal to a quoted field
 INVALID_SHOWN = "<refused by the transforms>"
@@ -500,7 +504,9 @@ def digest_sums() -> str:
 
 
 def _digest_sql(hashes: str) -> str:
-    return f"SELECT {digest_sums()} FROM ({hashes}) AS r"
+    """OFFSET 0 keeps the planner from pulling the row hash up into both sums, which
+    made PostgreSQL render and hash every row twice."""
+    return f"SELECT {digest_sums()} FROM ({hashes} OFFSET 0) AS r"
 
 
 def digest_of(row: Sequence[Any]) -> Digest:
@@ -562,10 +568,10 @@ class TableCheck:
         )
 
     def _pg_row_text(self) -> str:
-        return " || ',' || ".join(f"f{i}" for i in range(len(self.table.columns)))
+        return "concat_ws(',', " + ", ".join(f"f{i}" for i in range(len(self.table.columns))) + ")"
 
     def _pg_key_text(self) -> str:
-        return " || ',' || ".join(f"f{p}" for p in self.key_positions)
+        return "concat_ws(',', " + ", ".join(f"f{p}" for p in self.key_positions) + ")"
 
     def pg_digest_sql(self) -> str:
         return _digest_sql(f"SELECT md5({self._pg_row_text()}) AS h FROM ({self._pg_base()}) AS b")
@@ -574,7 +580,7 @@ class TableCheck:
         """Digests per bucket: $1 = the bucket prefix so far, $2 = its length + BUCKET_HEX."""
         inner = (
             f"SELECT md5({self._pg_key_text()}) AS k, md5({self._pg_row_text()}) AS h "
-            f"FROM ({self._pg_base()}) AS b"
+            f"FROM ({self._pg_base()}) AS b OFFSET 0"
         )
         return (
             f"SELECT left(k, $2::int) AS bucket, {digest_sums()} "
@@ -601,15 +607,23 @@ class TableCheck:
         parts = [f"({column} BETWEEN {int(lo)} AND {int(hi)})" for lo, hi in self.ranges]
         return " WHERE " + " OR ".join(parts)
 
-    def source_sql(self) -> str:
-        names = ", ".join(
+    def source_exprs(self) -> list[str]:
+        """What is read for each column (key columns as stored: they identify the row)."""
+        return [
             source_value(c) if i not in self.key_positions else quote_sqlite_ident(c.source_name)
             for i, c in enumerate(self.table.columns)
+        ]
+
+    def source_where(self) -> str:
+        if not self.ranges:
+            return ""
+        return self._where(quote_sqlite_ident(self._key_column().source_name))
+
+    def source_sql(self) -> str:
+        names = ", ".join(self.source_exprs())
+        return (
+            f"SELECT {names} FROM {quote_sqlite_ident(self.table.source_name)}{self.source_where()}"
         )
-        where = (
-            self._where(quote_sqlite_ident(self._key_column().source_name)) if self.ranges else ""
-        )
-        return f"SELECT {names} FROM {quote_sqlite_ident(self.table.source_name)}{where}"
 
     def cells(self) -> list[Callable[[Any], str]]:
         return [cell(column, self._render(i)) for i, column in enumerate(self.table.columns)]
@@ -633,6 +647,13 @@ class TableCheck:
                 yield [render(value) for render, value in zip(cells, row, strict=True)]
 
     def source_digest(self, conn: sqlite3.Connection) -> Digest:
+        """SQLite renders what it can (asyncmig.check.sqlcanon); else the oracle, in Python."""
+        rowid = sqlcanon.rowid_name(self)
+        if rowid is not None and sqlcanon.usable(conn, self.table.without_rowid):
+            return sqlcanon.SourceRows(self, rowid).digest(conn, self.source_where())
+        return self.oracle_digest(conn)
+
+    def oracle_digest(self, conn: sqlite3.Connection) -> Digest:
         digest = Digest()
         for fields in self.source_rows(conn):
             digest.add(md5_hex(",".join(fields)))
@@ -727,27 +748,11 @@ def cell(column: ColumnPlan, rendering: Rendering) -> Callable[[Any], str]:
 
     A value the transforms refuse becomes :data:`INVALID` (it cannot be in
     PostgreSQL as it is), unless the column's policy replaced it, as the load did.
-    The two commonest cases (integers and text passed through) skip the general
-    path: this runs once per value of the table.
+    The commonest cases (integers, text and floats passed through) skip the general
+    path: this runs once per value the SQLite side does not render itself.
     """
     transform = transform_for(column)
     render = rendering.python
-    if transform is None and render is _int:
-
-        def integer(value: Any) -> str:
-            if type(value) is int:
-                return f"'{value}'"
-            return "NULL" if value is None else general(value)
-
-        return integer
-    if transform is None and render is _text:
-
-        def text(value: Any) -> str:
-            if type(value) is str:
-                return quote_field(value)
-            return "NULL" if value is None else general(value)
-
-        return text
 
     def general(value: Any) -> str:
         if value is None:
@@ -769,7 +774,26 @@ def cell(column: ColumnPlan, rendering: Rendering) -> Callable[[Any], str]:
         except VALUE_ERRORS:
             return INVALID
 
-    return general
+    fast = _FAST.get(render) if transform is None else None
+    if fast is None:
+        return general
+    kind, shown = fast
+
+    def passed_through(value: Any) -> str:
+        if type(value) is kind:
+            return shown(value)
+        return general(value)
+
+    return passed_through
+
+
+_pack_double = struct.Struct(">d").pack
+# renderings whose value of one type needs no transform, and their quoted field
+_FAST: dict[Callable[[Any], str], tuple[type, Callable[[Any], str]]] = {
+    _int: (int, lambda value: f"'{value}'"),
+    _text: (str, quote_field),
+    _float8: (float, lambda value: f"'{_pack_double(value).hex()}'"),
+}
 
 
 # --- the two sides together -------------------------------------------------------
@@ -777,18 +801,72 @@ def cell(column: ColumnPlan, rendering: Rendering) -> Callable[[Any], str]:
 
 async def both_sides(source: Callable[[], S], target: Callable[[], Awaitable[T]]) -> tuple[S, T]:
     """SQLite in a worker thread while PostgreSQL answers on the connection."""
+    return await concurrently(lambda: anyio.to_thread.run_sync(source), target)
+
+
+async def concurrently(
+    first: Callable[[], Awaitable[S]], second: Callable[[], Awaitable[T]]
+) -> tuple[S, T]:
+    """Both coroutines at once; the first error stops both."""
     found: dict[str, Any] = {}
 
-    async def read_source() -> None:
-        found["source"] = await anyio.to_thread.run_sync(source)
+    async def run_first() -> None:
+        found["first"] = await first()
 
     try:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(read_source)
-            found["target"] = await target()
+            tg.start_soon(run_first)
+            found["second"] = await second()
     except BaseExceptionGroup as group:
         raise first_error(group) from group
-    return found["source"], found["target"]
+    return found["first"], found["second"]
+
+
+def in_processes(plan: Plan, processes: bool | None) -> bool:
+    """Large sources are rendered in WORKERS processes, one table each (None: by size)."""
+    if processes is not None:
+        return processes
+    return sum(t.row_count for t in plan.tables) >= PROCESS_ROWS
+
+
+async def source_in_processes(
+    source: Path, plan: Plan, checks: Sequence[TableCheck]
+) -> dict[str, Digest | str]:
+    """Each table's source digest in a worker process, largest tables first, so both
+    cores render while PostgreSQL answers (its side is cheaper)."""
+    limiter = anyio.CapacityLimiter(WORKERS)
+    found: dict[str, Digest | str] = {}
+
+    async def one(check: TableCheck) -> None:
+        found[check.table.name] = await anyio.to_process.run_sync(
+            source_outcome_of,
+            source,
+            plan,
+            check.table.name,
+            check.skip,
+            check.ranges,
+            limiter=limiter,
+        )
+
+    try:
+        async with anyio.create_task_group() as tg:
+            for check in sorted(checks, key=lambda c: -c.table.row_count):
+                tg.start_soon(one, check)
+    except BaseExceptionGroup as group:
+        raise first_error(group) from group
+    return found
+
+
+def source_outcome_of(
+    source: Path, plan: Plan, table: str, skip: set[object], ranges: list[KeyRange] | None
+) -> Digest | str:
+    """One table's source digest on a connection of its own (run in a worker process)."""
+    sqlite = open_sync(source)
+    sqlite.text_factory = lenient_text
+    try:
+        return _source_outcome(sqlite, source, TableCheck(plan, plan.table(table), skip, ranges))
+    finally:
+        sqlite.close()
 
 
 def _source_outcome(conn: sqlite3.Connection, source: Path, check: TableCheck) -> Digest | str:
@@ -925,6 +1003,7 @@ async def deep_check(
     explain: bool = False,
     sample_ranges: int | None = None,
     skip_rows: Mapping[str, set[object]] | None = None,
+    processes: bool | None = None,
 ) -> list[CheckResult]:
     """One ``checksum`` result per table, in plan order (see the module docstring).
 
@@ -936,7 +1015,9 @@ async def deep_check(
     sqlite = await anyio.to_thread.run_sync(open_sync, source)
     sqlite.text_factory = lenient_text  # undecodable text is settled by its policy, not fatal
     try:
-        return await _run(plan, conn, source, sqlite, explain, sample_ranges, skip_rows or {})
+        return await _run(
+            plan, conn, source, sqlite, explain, sample_ranges, skip_rows or {}, processes
+        )
     finally:
         sqlite.close()
 
@@ -949,6 +1030,7 @@ async def _run(
     want_explain: bool,
     sample_ranges: int | None,
     skip_rows: Mapping[str, set[object]],
+    processes: bool | None,
 ) -> list[CheckResult]:
     checks = [TableCheck(plan, t, set(skip_rows.get(t.name, ()))) for t in plan.tables]
     supported = [c for c in checks if not c.unsupported()]
@@ -958,8 +1040,12 @@ async def _run(
             for check in supported:
                 check.ranges = sample_ranges_for(sqlite, check, sample_ranges)
 
-    def read_source() -> dict[str, Digest | str]:
-        return {c.table.name: _source_outcome(sqlite, source, c) for c in supported}
+    async def read_source() -> dict[str, Digest | str]:
+        if not in_processes(plan, processes):
+            return await anyio.to_thread.run_sync(
+                lambda: {c.table.name: _source_outcome(sqlite, source, c) for c in supported}
+            )
+        return await source_in_processes(source, plan, supported)
 
     async def read_target() -> dict[str, Digest | str]:
         existing = await existing_tables(conn, plan)
@@ -968,7 +1054,7 @@ async def _run(
     results = []
     async with _snapshot(conn):
         await anyio.to_thread.run_sync(prepare)
-        sources, targets = await both_sides(read_source, read_target)
+        sources, targets = await concurrently(read_source, read_target)
         for check in checks:
             name = check.table.name
             subject = f"sampled {len(check.ranges)} key ranges" if check.ranges else ""

@@ -7,6 +7,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import anyio
+import asyncpg
 import orjson
 
 from asyncmig.check import deep as deep_check
@@ -16,7 +17,8 @@ from asyncmig.errors import MigrationError, VerificationError
 from asyncmig.plan.model import Plan
 from asyncmig.run import make_plan
 from asyncmig.runstate import RunSettings
-from asyncmig.target import cleanup, history, rollback
+from asyncmig.source.sqlite import check_source_file
+from asyncmig.target import cleanup, history, plans, rollback
 from asyncmig.target.connect import connect
 from asyncmig.target.history import RunRecord
 from asyncmig.target.safety import SafetyReport
@@ -30,15 +32,13 @@ async def check(settings: RunSettings, deep: DeepCheck | None = None) -> list[ve
     Rows the latest load rejected are allowed for: counted from the history, and left
     out of the checksums by their keys, read back from the reject store.
     """
-    plan = await make_plan(settings)
+    check_source_file(settings.source)
     conn = await connect(settings.target)
     try:
         await check_server(conn)
-        if not settings.overrides.widen and await history.latest_option(
-            conn, plan.schema, "widen"
-        ):  # the run's --widen chose the types: plan as it did
-            settings = replace(settings, overrides=replace(settings.overrides, widen=True))
-            plan = await make_plan(settings)
+        plan = await plans.latest(conn, settings.schema, settings.source, settings.overrides)
+        if plan is None:  # no recorded plan, or the source's declared schema changed
+            plan = await _plan_again(settings, conn)
         loads = await history.latest_loads(conn, plan.schema)
         allowances = {
             table: verify.Allowance.from_accounts(load.rejected, load.replaced)
@@ -65,6 +65,13 @@ async def check(settings: RunSettings, deep: DeepCheck | None = None) -> list[ve
     finally:
         with anyio.move_on_after(10, shield=True):
             await conn.close()
+
+
+async def _plan_again(settings: RunSettings, conn: asyncpg.Connection) -> Plan:
+    """Plan the source again, as the last run did (its --widen chose the types)."""
+    if not settings.overrides.widen and await history.latest_option(conn, settings.schema, "widen"):
+        settings = replace(settings, overrides=replace(settings.overrides, widen=True))
+    return await make_plan(settings)
 
 
 def names_result(plan: Plan, recorded: list[dict[str, str]]) -> verify.CheckResult:

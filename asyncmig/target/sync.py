@@ -51,7 +51,7 @@ from asyncmig.quoting import qualified, quote_ident
 from asyncmig.run import make_plan
 from asyncmig.runstate import RunSettings
 from asyncmig.source.sqlite import check_source_file, fingerprint, open_sync
-from asyncmig.target import faults, history, runlock
+from asyncmig.target import faults, history, plans, runlock
 from asyncmig.target.connect import connect
 from asyncmig.target.statements import check_server
 from asyncmig.target.sync_ranges import (
@@ -121,7 +121,7 @@ async def _sync(settings: RunSettings) -> SyncReport:
                 f"cannot sync into schema {settings.schema}: no earlier run loaded it",
                 hint="load it once with `asyncmig run`, then sync",
             )
-        plan = await make_plan(settings)
+        plan = await sync_plan(conn, settings)
         await require_same_schema(conn, plan)
         await history.ensure(conn)
         await conn.execute(CHANGES_SQL)
@@ -134,6 +134,17 @@ async def _sync(settings: RunSettings) -> SyncReport:
     finally:
         with anyio.move_on_after(10, shield=True):
             await conn.close()
+
+
+async def sync_plan(conn: asyncpg.Connection, settings: RunSettings) -> Plan:
+    """The plan the target was made with, when the source's declared schema is unchanged
+    (asyncmig.target.plans): no profile scan. Else the source is planned again, and
+    require_same_schema decides whether that plan still fits the target."""
+    recorded = await plans.latest(conn, settings.schema, settings.source, settings.overrides)
+    if recorded is not None:
+        log.info("plan_reused", tables=len(recorded.tables))
+        return recorded
+    return await make_plan(settings)
 
 
 async def _options(settings: RunSettings, previous: LastLoad) -> dict[str, object]:
@@ -171,6 +182,7 @@ async def _recorded(
         await _record_failure(settings, conn, report.run_id, exc)
         raise
     report.seconds = time.perf_counter() - started
+    await plans.record(conn, report.run_id, plan, settings.source, settings.overrides)
     await history.finish_run(
         conn,
         report.run_id,
@@ -435,12 +447,28 @@ async def apply_all(
 # --- applying ----------------------------------------------------------------------
 
 
+# transforms left out because the profile proved every value at planning time: a row a
+# sync copies was not profiled, so its values are checked by the full transform
+CHECKED = {
+    "uuid": "uuid_checked",
+    "inet": "inet_checked",
+    "json_text": "json",
+    "timestamptz": "timestamptz_checked",
+}
+
+
 def strict(table: TablePlan) -> TablePlan:
-    """The table with ``reject`` policies made ``fail``: a sync has no reject store."""
+    """The table with ``reject`` policies made ``fail`` (a sync has no reject store), and
+    every value checked, not only those the run's profile proved (CHECKED)."""
     return replace(
         table,
         columns=tuple(
-            replace(c, on_error="fail") if c.on_error == "reject" else c for c in table.columns
+            replace(
+                c,
+                on_error="fail" if c.on_error == "reject" else c.on_error,
+                transform=CHECKED.get(c.transform, c.transform),
+            )
+            for c in table.columns
         ),
     )
 

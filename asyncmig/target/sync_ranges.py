@@ -32,8 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.to_thread
 import asyncpg
 
+from asyncmig.check import sqlcanon
 from asyncmig.check.deep import (
     FETCH_ROWS,
     INTEGER_TYPES,
@@ -52,6 +55,7 @@ from asyncmig.source.sqlite import open_sync
 
 ROWS_PER_RANGE = 16
 Row = tuple[Any, ...]
+Hashed = tuple[str, str, str, Any]  # range, key text, row hash, the row (or its rowid)
 
 
 @dataclass(frozen=True)
@@ -140,6 +144,10 @@ class TableDiff:
         self.cells = check.cells()
         self.keys = check.key_positions
         self.single = len(check.table.primary_key) == 1
+        rowid = sqlcanon.rowid_name(check)
+        usable = rowid is not None and sqlcanon.usable(sqlite, check.table.without_rowid)
+        # SQLite renders what it can (asyncmig.check.sqlcanon); else every value in Python
+        self.fast = sqlcanon.SourceRows(check, rowid, key_text=True) if usable and rowid else None
 
     # ---- PostgreSQL ----
 
@@ -149,8 +157,8 @@ class TableDiff:
             f"quote_nullable({self.check.pg_expression(i)})"
             for i in range(len(self.check.table.columns))
         ]
-        key_text = " || ',' || ".join(fields[p] for p in self.keys)
-        row_text = " || ',' || ".join(fields)
+        key_text = f"concat_ws(',', {', '.join(fields[p] for p in self.keys)})"
+        row_text = f"concat_ws(',', {', '.join(fields)})"
         key_column = quote_ident(self.check.table.columns[self.keys[0]].name)
         return (
             f"SELECT ctid::text AS t, {self.ranges.pg_sql(key_column, key_text)} AS b, "
@@ -159,7 +167,8 @@ class TableDiff:
         )
 
     def pg_digests_sql(self) -> str:
-        return f"SELECT b, {digest_sums()} FROM ({self._pg_rows_sql()}) AS r GROUP BY b"
+        """OFFSET 0: the row hash is computed once, not once per sum."""
+        return f"SELECT b, {digest_sums()} FROM ({self._pg_rows_sql()} OFFSET 0) AS r GROUP BY b"
 
     def pg_rows_sql(self) -> str:
         """$1: the ranges to read."""
@@ -178,38 +187,50 @@ class TableDiff:
         while batch := cursor.fetchmany(FETCH_ROWS):
             yield from (row for row in batch if not self._skipped(row))
 
-    def _rendered(self, row: Row) -> tuple[str, str]:
-        """The row's range and its hash, each value rendered once."""
-        fields = [render(value) for render, value in zip(self.cells, row, strict=True)]
-        key_text = ",".join([fields[p] for p in self.keys]) if self.ranges.kind != "int" else ""
-        return self.ranges.of(row[self.keys[0]], key_text), md5_hex(",".join(fields))
+    def _hashed(self, where: str = "", params: tuple[int, ...] = ()) -> Iterator[Hashed]:
+        """(range, key text, row hash, the row or its rowid) of each source row."""
+        if self.fast is not None:
+            for rowid, stored_key, key_text, row_hash in self.fast.hashed(
+                self.sqlite, where, params
+            ):
+                yield self.ranges.of(stored_key, key_text), key_text, row_hash, rowid
+            return
+        for row in self._scan(where, params):
+            fields = [render(value) for render, value in zip(self.cells, row, strict=True)]
+            key_text = ",".join([fields[p] for p in self.keys])
+            name = self.ranges.of(row[self.keys[0]], key_text)
+            yield name, key_text, md5_hex(",".join(fields)), row
 
     def source_digests(self) -> dict[str, Digest]:
         digests: dict[str, Digest] = {}
-        for row in self._scan():
-            name, row_hash = self._rendered(row)
+        for name, _key, row_hash, _row in self._hashed():
             digest = digests.get(name)
             if digest is None:
                 digest = digests[name] = Digest()
             digest.add(row_hash)
         return digests
 
-    def source_rows(self, names: set[str]) -> dict[str, tuple[str, Row]]:
-        """Key text -> (row hash, raw row) for the source rows in ranges ``names``."""
-        found: dict[str, tuple[str, Row]] = {}
-        for row in self._rows_in(names):
-            key_text = ",".join([self.cells[p](row[p]) for p in self.keys])
-            if self.ranges.kind == "int" or self.ranges.of(row[self.keys[0]], key_text) in names:
-                found[key_text] = (self._rendered(row)[1], row)
-        return found
+    def source_rows(self, names: set[str]) -> dict[str, tuple[str, Any]]:
+        """Key text -> (row hash, raw row or its rowid) for the rows in ranges ``names``."""
+        return {
+            key_text: (row_hash, row)
+            for name, key_text, row_hash, row in self._rows_in(names)
+            if name in names
+        }
 
-    def _rows_in(self, names: set[str]) -> Iterator[Row]:
+    def _rows_in(self, names: set[str]) -> Iterator[Hashed]:
         if self.ranges.kind != "int":
-            yield from self._scan()  # hash ranges are spread over the whole key space
+            yield from self._hashed()  # hash ranges are spread over the whole key space
             return
         column = quote_sqlite_ident(self.check.table.columns[self.keys[0]].source_name)
         for name in sorted(names, key=int):
-            yield from self._scan(f" WHERE {column} BETWEEN ? AND ?", self.ranges.bounds(name))
+            yield from self._hashed(f" WHERE {column} BETWEEN ? AND ?", self.ranges.bounds(name))
+
+    def raw_rows(self, found: list[Any]) -> list[Row]:
+        """The raw rows of ``found`` (rows, or rowids when SQLite rendered them)."""
+        if self.fast is None:
+            return found
+        return [self.fast.raw_row(self.sqlite, rowid) for rowid in found]
 
     # ---- both ----
 
@@ -239,6 +260,8 @@ class TableDiff:
             lambda: conn.fetch(self.pg_rows_sql(), sorted(differing)),
         )
         _classify(changes, src_rows, {str(r[1]): (str(r[2]), str(r[0])) for r in pg_rows})
+        changes.inserts = await anyio.to_thread.run_sync(self.raw_rows, changes.inserts)
+        changes.updates = await anyio.to_thread.run_sync(self.raw_rows, changes.updates)
         return changes
 
 
@@ -256,7 +279,7 @@ def source_digests_of(
 
 
 def _classify(
-    changes: Changes, source: dict[str, tuple[str, Row]], target: dict[str, tuple[str, str]]
+    changes: Changes, source: dict[str, tuple[str, Any]], target: dict[str, tuple[str, str]]
 ) -> None:
     """Keys only in the source are inserts, only in the target deletes, else updates."""
     for key, (row_hash, row) in source.items():

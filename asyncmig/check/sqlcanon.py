@@ -1,0 +1,359 @@
+"""The SQLite side of the canonical row text, computed by SQLite itself.
+
+``check --deep`` and ``sync`` compare a row of the source with its copy through one
+canonical text per row (:mod:`asyncmig.check.deep`). The Python renderer there
+(:func:`asyncmig.check.deep.cell`) is the *oracle*: it applies the migration's own
+transforms and policies to every value. This module asks SQLite to produce the very
+same text for the values whose rendering is plain string work, so Python only hashes
+the bytes SQLite returns:
+
+* Per column, :func:`field_sql` gives a SQLite expression that yields the quoted field
+  the oracle gives (``NULL`` becomes the text ``NULL``), for the value shapes it is sure
+  about, and SQL ``NULL`` for every other value (*undecided*): text that needs a
+  transform's judgement, a timestamp with an offset, a malformed UUID, ...
+* Consecutive columns with such an expression are joined in SQL into one segment,
+  returned as a BLOB (no decoding); ``||`` propagates SQL ``NULL``, so one undecided
+  value makes its segment ``NULL``.
+* Columns without one (floats, numerics, inet, json, anything a policy may replace,
+  numbers read as dates) are read raw and rendered by the oracle, value by value.
+* A row with an undecided segment, or whose segment is not valid UTF-8 (the source
+  text was not), is read again by its rowid and rendered whole by the oracle.
+
+So every value is still compared exactly: either SQLite produced the oracle's text
+for a shape proved equal by the tests (``tests/test_sqlcanon.py``), or the oracle
+rendered it. Tables ``WITHOUT ROWID`` and databases not encoded in UTF-8 use the
+oracle for every row (:func:`usable`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from asyncmig.plan.model import ColumnPlan
+from asyncmig.quoting import quote_sqlite_ident
+
+if TYPE_CHECKING:
+    from asyncmig.check.deep import Digest, TableCheck
+
+Render = Callable[[Any], str]
+SQL_NULL_TEXT = "'NULL'"
+HEX = "[0-9A-Fa-f]"
+DIGIT = "[0-9]"
+DATE_GLOB = f"{DIGIT * 4}-{DIGIT * 2}-{DIGIT * 2}"
+STAMP_GLOB = f"{DATE_GLOB}[ T]{DIGIT * 2}:{DIGIT * 2}:{DIGIT * 2}"
+UUID_GLOB = f"{HEX * 8}-{HEX * 4}-{HEX * 4}-{HEX * 4}-{HEX * 12}"
+PG_EPOCH_UNIX = 946_684_800  # 2000-01-01 in Unix seconds
+PG_EPOCH_JULIAN = 2_451_544.5  # 2000-01-01 as a Julian day number
+SLICE_MASK = (1 << 60) - 1
+FETCH_ROWS = 5000
+
+
+def quoted_text(expr: str) -> str:
+    """``quote_nullable`` of a non-NULL text in SQLite: quotes doubled, and a text with
+    a backslash written ``E'...'`` with the backslashes doubled (as deep.quote_field)."""
+    doubled = f"replace({expr}, '''', '''''')"
+    return (
+        f"CASE WHEN instr({expr}, '\\') THEN 'E''' || replace({doubled}, '\\', '\\\\') || '''' "
+        f"ELSE '''' || {doubled} || '''' END"
+    )
+
+
+def _text_whens(expr: str, name: str, mods: tuple[int, ...], transform: str) -> list[str]:
+    clean = f"typeof({expr}) = 'text' AND instr({expr}, char(0)) = 0"
+    if transform == "varchar_fit":
+        if not mods:
+            return []
+        return [f"WHEN {clean} AND length({expr}) <= {int(mods[0])} THEN {quoted_text(expr)}"]
+    if transform not in ("none", "text", "text_nul_check"):
+        return []
+    shown = f"rtrim({expr}, ' ')" if name == "character" else expr
+    whens = [f"WHEN {clean} THEN {quoted_text(shown)}"]
+    if name != "character":  # str(int) is SQLite's integer text
+        whens.append(f"WHEN typeof({expr}) = 'integer' THEN '''' || {expr} || ''''")
+    return whens
+
+
+def _uuid_text(hex32: str) -> str:
+    parts = [(1, 8), (9, 4), (13, 4), (17, 4), (21, 12)]
+    return " || '-' || ".join(f"substr({hex32}, {start}, {size})" for start, size in parts)
+
+
+def _uuid_whens(expr: str) -> list[str]:
+    return [
+        (
+            f"WHEN typeof({expr}) = 'text' AND length({expr}) = 36 AND {expr} GLOB '{UUID_GLOB}' "
+            f"THEN '''' || lower({expr}) || ''''"
+        ),
+        (
+            f"WHEN typeof({expr}) = 'text' AND length({expr}) = 32 AND {expr} GLOB '{HEX * 32}' "
+            f"THEN '''' || lower({_uuid_text(expr)}) || ''''"
+        ),
+        (
+            f"WHEN typeof({expr}) = 'blob' AND length({expr}) = 16 "
+            f"THEN '''' || lower({_uuid_text(f'hex({expr})')}) || ''''"
+        ),
+    ]
+
+
+def _valid_day(day: str) -> str:
+    """A real calendar day in years 2 to 9998: SQLite reads 2025-02-30 as March 2nd, the
+    oracle refuses it; it refuses year 0, and 0001-01-01 / 9999-12-31 are sent as
+    infinity (undecided, rendered by the oracle). Days up to 28 need no calendar."""
+    return (
+        f"substr({day}, 1, 4) BETWEEN '0002' AND '9998' "
+        f"AND substr({day}, 6, 2) BETWEEN '01' AND '12' "
+        f"AND (substr({day}, 9, 2) BETWEEN '01' AND '28' OR date(julianday({day})) = {day})"
+    )
+
+
+def _stamp_whens(expr: str, precision: int | None) -> list[str]:
+    """ISO text without a zone, seconds and 0 to 6 fraction digits: read as UTC (naive
+    values are UTC), rendered as timestamp_send's microseconds since 2000 in hex."""
+    if precision is not None and precision < 6:
+        return []  # rounded by PostgreSQL: the oracle rounds
+    day = f"substr({expr}, 1, 10)"
+    shape = (
+        f"typeof({expr}) = 'text' AND {expr} GLOB '{STAMP_GLOB}*' AND (length({expr}) = 19 "
+        f"OR (length({expr}) BETWEEN 21 AND 26 AND substr({expr}, 20, 1) = '.' "
+        f"AND NOT substr({expr}, 21) GLOB '*[^0-9]*')) AND substr({expr}, 12, 2) < '24' "
+        f"AND substr({expr}, 15, 2) < '60' AND substr({expr}, 18, 2) < '60' AND {_valid_day(day)}"
+    )
+    seconds = f"CAST(strftime('%s', substr({expr}, 1, 19)) AS INTEGER)"
+    fraction = (
+        f"CASE WHEN length({expr}) > 19 "
+        f"THEN CAST(substr(substr({expr}, 21) || '00000', 1, 6) AS INTEGER) ELSE 0 END"
+    )
+    micros = f"(({seconds} - {PG_EPOCH_UNIX}) * 1000000 + {fraction})"
+    return [f"WHEN {shape} THEN '''' || printf('%016x', {micros}) || ''''"]
+
+
+def _date_whens(expr: str) -> list[str]:
+    days = f"CAST(julianday({expr}) - {PG_EPOCH_JULIAN} AS INTEGER) & 4294967295"
+    return [
+        (
+            f"WHEN typeof({expr}) = 'text' AND length({expr}) = 10 AND {expr} GLOB '{DATE_GLOB}' "
+            f"AND {_valid_day(expr)} THEN '''' || printf('%08x', {days}) || ''''"
+        )
+    ]
+
+
+def _whens(column: ColumnPlan, expr: str) -> list[str]:
+    """The value shapes SQLite renders for this column, as CASE branches."""
+    from asyncmig.check.deep import INTEGER_TYPES, parse_type
+
+    name, mods = parse_type(column.target_type)
+    transform = column.transform
+    if name in INTEGER_TYPES and transform in ("none", "int", "int_strict"):
+        return [f"WHEN typeof({expr}) = 'integer' THEN '''' || {expr} || ''''"]
+    if name in ("text", "varchar", "character"):
+        return _text_whens(expr, name, mods, transform)
+    if name == "boolean" and transform in ("none", "bool", "bool_int"):
+        flag = f"typeof({expr}) = 'integer' AND {expr}"
+        return [f"WHEN {flag} = 1 THEN '''true'''", f"WHEN {flag} = 0 THEN '''false'''"]
+    if name == "uuid" and transform in ("none", "uuid", "uuid_checked"):
+        return _uuid_whens(expr)
+    if (name, transform) in (
+        ("timestamptz", "timestamptz"),
+        ("timestamptz", "timestamptz_checked"),
+        ("timestamp", "timestamp"),
+    ):
+        return _stamp_whens(expr, mods[-1] if mods else None)
+    if name == "date" and transform == "date":
+        return _date_whens(expr)
+    if name == "bytea" and transform in ("none", "bytes", "bytes_strict", "bytes_from_any"):
+        return [f"WHEN typeof({expr}) = 'blob' THEN '''' || lower(hex({expr})) || ''''"]
+    return []
+
+
+def field_sql(column: ColumnPlan, expr: str) -> str | None:
+    """SQLite expression for the column's quoted field (SQL NULL where undecided), or
+    None when SQLite renders none of its values (the oracle renders them all)."""
+    whens = _whens(column, expr)
+    if not whens:
+        return None
+    return f"CASE WHEN {expr} IS NULL THEN {SQL_NULL_TEXT} {' '.join(whens)} END"
+
+
+def usable(conn: sqlite3.Connection, without_rowid: bool) -> bool:
+    """Rows are read again by rowid, and segments are hashed as SQLite's UTF-8 bytes."""
+    if without_rowid:
+        return False
+    encoding = conn.execute("PRAGMA encoding").fetchone()[0]
+    return str(encoding).upper() == "UTF-8"
+
+
+def utf8(data: bytes) -> bool:
+    if data.isascii():
+        return True
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+class Parts:
+    """The SELECT items for a list of columns: SQL segments and raw values (see the
+    module docstring), and how to turn one result row's items back into the text."""
+
+    def __init__(
+        self, columns: Sequence[ColumnPlan], exprs: Sequence[str], renders: Sequence[Render]
+    ):
+        self.items: list[str] = []
+        self.renders: list[tuple[int, Render]] = []  # item index -> the oracle for it
+        run: list[str] = []
+        for column, expr, render in zip(columns, exprs, renders, strict=True):
+            sql = field_sql(column, expr)
+            if sql is not None:
+                run.append(sql)
+                continue
+            self._close(run)
+            self.renders.append((len(self.items), render))
+            self.items.append(expr)
+        self._close(run)
+        rendered = {index for index, _ in self.renders}
+        self.segments = [i for i in range(len(self.items)) if i not in rendered]
+        self.simple = not self.renders and len(self.items) == 1
+
+    def _close(self, run: list[str]) -> None:
+        if run:
+            joined = " || ',' || ".join(run)
+            self.items.append(f"CAST({joined} AS BLOB)")
+            run.clear()
+
+    def text(self, values: Sequence[Any]) -> bytes | None:
+        """The items' text as UTF-8 bytes, or None when a segment is undecided."""
+        out: list[Any] = list(values)
+        for index in self.segments:
+            value = out[index]
+            if value is None or not utf8(value):
+                return None
+        for index, render in self.renders:
+            out[index] = render(out[index]).encode("utf-8")
+        return b",".join(out)
+
+
+def md5_slices(data: bytes) -> tuple[int, int]:
+    """The two 60-bit slices of md5(data) that Digest sums (hex digits 1-15 and 16-30)."""
+    digest = hashlib.md5(data, usedforsecurity=False).digest()
+    return int.from_bytes(digest[:8], "big") >> 4, int.from_bytes(digest[7:15], "big") & SLICE_MASK
+
+
+def fetch_all(cursor: sqlite3.Cursor) -> Iterator[list[Any]]:
+    while batch := cursor.fetchmany(FETCH_ROWS):
+        yield batch
+
+
+ROWID_NAMES = ("rowid", "_rowid_", "oid")
+
+
+def rowid_name(check: TableCheck) -> str | None:
+    """A name for the rowid that no column of the table shadows."""
+    taken = {c.source_name.lower() for c in check.table.columns}
+    return next((n for n in ROWID_NAMES if n not in taken), None)
+
+
+class SourceRows:
+    """One table's source side: each row's canonical text, SQLite rendering what it can.
+
+    ``key_text`` also yields each row's key text (for sync's ranges); rows whose key is
+    in ``check.skip`` (rejected by the load) are left out, as the oracle leaves them.
+    """
+
+    def __init__(self, check: TableCheck, rowid: str, *, key_text: bool = False):
+        self.check = check
+        columns = check.table.columns
+        exprs = check.source_exprs()
+        self.cells = check.cells()
+        keys = check.key_positions
+        self.row = Parts(columns, exprs, self.cells)
+        self.key = (
+            Parts(
+                [columns[p] for p in keys], [exprs[p] for p in keys], [self.cells[p] for p in keys]
+            )
+            if key_text
+            else None
+        )
+        # with key_text: the key's fields, then its first column as stored (sync's ranges)
+        key_items = [*self.key.items, exprs[keys[0]]] if self.key else []
+        self.skip_at = 1 + len(self.row.items) + len(key_items)
+        skip_items = [exprs[p] for p in keys] if check.skip else []
+        items = [rowid, *self.row.items, *key_items, *skip_items]
+        table = quote_sqlite_ident(check.table.source_name)
+        self.sql = f"SELECT {', '.join(items)} FROM {table}"
+        self.again_sql = f"SELECT {', '.join(exprs)} FROM {table} WHERE {rowid} = ?"
+        self.single = len(check.table.primary_key) == 1
+
+    def _skipped(self, row: Sequence[Any]) -> bool:
+        if not self.check.skip:
+            return False
+        keys = row[self.skip_at :]
+        return (keys[0] if self.single else tuple(keys)) in self.check.skip
+
+    def raw_row(self, conn: sqlite3.Connection, rowid: int) -> tuple[Any, ...]:
+        """The row as ``check.source_sql()`` reads it, by rowid."""
+        values = conn.execute(self.again_sql, (rowid,)).fetchone()
+        if values is None:
+            raise sqlite3.DatabaseError(f"row {rowid} vanished: the source changed while read")
+        return tuple(values)
+
+    def oracle_fields(self, conn: sqlite3.Connection, rowid: int) -> list[str]:
+        """The row's quoted fields as the oracle renders them, read again by rowid."""
+        values = self.raw_row(conn, rowid)
+        return [render(value) for render, value in zip(self.cells, values, strict=True)]
+
+    def row_text(self, conn: sqlite3.Connection, row: Sequence[Any]) -> bytes:
+        text = self.row.text(row[1 : 1 + len(self.row.items)])
+        if text is None:
+            return ",".join(self.oracle_fields(conn, row[0])).encode("utf-8")
+        return text
+
+    def digest(self, conn: sqlite3.Connection, where: str = "") -> Digest:
+        """count and slice sums of every row's md5, as Digest keeps them."""
+        from asyncmig.check.deep import Digest
+
+        count = sum1 = sum2 = 0
+        cursor = conn.execute(self.sql + where)
+        simple = self.row.simple and not self.check.skip
+        for batch in fetch_all(cursor):
+            for row in batch:
+                if simple and row[1] is not None and utf8(row[1]):
+                    text = row[1]
+                elif self._skipped(row):
+                    continue
+                else:
+                    text = self.row_text(conn, row)
+                first, second = md5_slices(text)
+                count += 1
+                sum1 += first
+                sum2 += second
+        return Digest(count, sum1, sum2)
+
+    def hashed(
+        self, conn: sqlite3.Connection, where: str = "", params: Sequence[Any] = ()
+    ) -> Iterator[tuple[int, Any, str, str]]:
+        """(rowid, first key column as stored, key text, row md5 hex) of each row
+        (``key_text=True`` only)."""
+        assert self.key is not None
+        key_from = 1 + len(self.row.items)
+        stored = self.skip_at - 1
+        cursor = conn.execute(self.sql + where, tuple(params))
+        for batch in fetch_all(cursor):
+            for row in batch:
+                if self._skipped(row):
+                    continue
+                text = self.row.text(row[1:key_from])
+                key = self.key.text(row[key_from:stored])
+                if text is None or key is None:
+                    fields = self.oracle_fields(conn, row[0])
+                    text = ",".join(fields).encode("utf-8")
+                    key = ",".join(fields[p] for p in self.check.key_positions).encode("utf-8")
+                yield (
+                    row[0],
+                    row[stored],
+                    key.decode("utf-8"),
+                    hashlib.md5(text, usedforsecurity=False).hexdigest(),
+                )

@@ -1,0 +1,307 @@
+"""SQLite's canonical text (asyncmig.check.sqlcanon) equals the Python oracle's, value by value.
+
+For every planned type SQLite renders, each value is stored in a column without a
+declared type (so SQLite keeps it exactly as given: integer, real, text, blob, invalid
+UTF-8), read back the way ``check --deep`` reads it, and the SQL rendering, where it
+decides, must be the oracle's text (:func:`asyncmig.check.deep.cell`). Where it does
+not decide, the oracle renders the value; whole tables then give equal digests both
+ways, and with rows the load rejected left out.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from asyncmig.check import sqlcanon
+from asyncmig.check.deep import TableCheck, cell, rendering
+from asyncmig.load.policy import lenient_text
+from asyncmig.plan.model import ColumnPlan, Plan, TablePlan
+
+TYPES = [  # (target type, transform) pairs SQLite renders, and their neighbours
+    ("bigint", "none"),
+    ("integer", "int"),
+    ("smallint", "int_strict"),
+    ("text", "none"),
+    ("text", "text"),
+    ("text", "text_nul_check"),
+    ("varchar(5)", "varchar_fit"),
+    ("character(4)", "none"),
+    ("boolean", "bool_int"),
+    ("boolean", "bool"),
+    ("uuid", "uuid"),
+    ("uuid", "uuid_checked"),
+    ("timestamptz", "timestamptz"),
+    ("timestamptz", "timestamptz_checked"),
+    ("timestamp", "timestamp"),
+    ("timestamptz(3)", "timestamptz"),
+    ("date", "date"),
+    ("bytea", "none"),
+    ("bytea", "bytes"),
+    ("double precision", "none"),
+    ("numeric", "numeric"),
+    ("inet", "inet"),
+    ("jsonb", "json_text"),
+]
+
+NASTY: list[Any] = [
+    None,
+    0,
+    1,
+    -1,
+    2,
+    9223372036854775807,
+    -9223372036854775808,
+    0.0,
+    -0.0,
+    1.5,
+    1e308,
+    float("inf"),
+    float("-inf"),
+    "",
+    " ",
+    "a",
+    "'",
+    "\\",
+    "it's a \\ back'slash",
+    "nul\x00inside",
+    "trailing  ",
+    "é日本🐧",
+    "1",
+    "0",
+    "t",
+    "TRUE",
+    "False",
+    "abcdef",
+    b"",
+    b"\x00\xff",
+    b"0123456789abcdef",
+    "4266856d-8a86-4650-a21b-3e4de5c439b0",
+    "4266856D-8A86-4650-A21B-3E4DE5C439B0",
+    "D429E4D23E4DE5C439B04A257AD01145",
+    "4266856d-8a86-4650-a21b-3e4de5c439bz",
+    "4266856d8a86-4650-a21b-3e4de5c439b0-",
+    "{4266856d-8a86-4650-a21b-3e4de5c439b0}",
+    "2025-03-01 12:00:00",
+    "2025-03-01T12:00:00.123456",
+    "2025-03-01 12:00:00.1",
+    "2025-03-01 12:00:00.1234567",
+    "2025-03-01 12:00:00.",
+    "2025-03-01 12:00:00.12a",
+    "2025-02-29 00:00:00",
+    "2024-02-29 23:59:59.999999",
+    "2025-02-30 00:00:00",
+    "2025-04-31 00:00:00",
+    "2025-13-01 00:00:00",
+    "2025-00-10 00:00:00",
+    "2025-03-00 00:00:00",
+    "2025-03-01 24:00:00",
+    "2025-03-01 23:60:00",
+    "2025-03-01 23:59:60",
+    "0000-01-01 00:00:00",
+    "0001-01-01 00:00:00",
+    "0002-01-01 00:00:00",
+    "1969-12-31 23:59:59.999999",
+    "9998-12-31 23:59:59.999999",
+    "9999-12-31 23:59:59.999999",
+    "2025-03-01 12:00:00+02:00",
+    "2025-03-01 12:00:00Z",
+    "2025-03-01",
+    "2025-3-01",
+    "1900-02-29",
+    "2000-02-29",
+    "0001-01-01",
+    "9999-12-31",
+    "192.168.0.1",
+    "2001:db8::1",
+    '{"b": 1, "a": [1, 2.50]}',
+    "[1, 2",
+]
+
+
+def column(target_type: str, transform: str, on_error: str = "null") -> ColumnPlan:
+    return ColumnPlan("v", "v", "", target_type, transform, on_error=on_error)
+
+
+def sql_and_oracle(
+    conn: sqlite3.Connection, col: ColumnPlan, values: list[Any]
+) -> Iterator[tuple[Any, str | None, str]]:
+    """(value, SQLite's field or None where it does not decide, the oracle's field)."""
+    conn.execute("DROP TABLE IF EXISTS t")
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v)")
+    conn.executemany("INSERT INTO t (v) VALUES (?)", [(v,) for v in values])
+    sql = sqlcanon.field_sql(col, '"v"')
+    assert sql is not None
+    render = rendering(col)
+    assert render is not None
+    oracle = cell(col, render)
+    for raw, field, value in conn.execute(f"SELECT v, CAST({sql} AS BLOB), v FROM t ORDER BY id"):
+        shown = None if field is None or not sqlcanon.utf8(field) else field.decode("utf-8")
+        yield raw, shown, oracle(value)
+
+
+@pytest.fixture
+def conn() -> Iterator[sqlite3.Connection]:
+    connection = sqlite3.connect(":memory:")
+    connection.text_factory = lenient_text
+    yield connection
+    connection.close()
+
+
+SQL_TYPES = [t for t in TYPES if sqlcanon.field_sql(column(*t), "v") is not None]
+
+
+def test_the_oracle_alone_renders_floats_numerics_inet_json_and_rounded_times() -> None:
+    alone = [t for t in TYPES if t not in SQL_TYPES]
+    assert alone == [
+        ("timestamptz(3)", "timestamptz"),
+        ("double precision", "none"),
+        ("numeric", "numeric"),
+        ("inet", "inet"),
+        ("jsonb", "json_text"),
+    ]
+
+
+@pytest.mark.parametrize(("target_type", "transform"), SQL_TYPES)
+def test_sql_fields_equal_the_oracle_on_nasty_values(
+    conn: sqlite3.Connection, target_type: str, transform: str
+) -> None:
+    col = column(target_type, transform)
+    decided = 0
+    for value, field, expected in sql_and_oracle(conn, col, NASTY):
+        if field is not None:
+            decided += 1
+            assert field == expected, value
+    assert decided >= 2  # NULL and at least one real value
+
+
+def test_the_common_shapes_are_decided_by_sqlite(conn: sqlite3.Connection) -> None:
+    """What the fast path is for: these never reach the oracle."""
+    cases: dict[tuple[str, str], list[Any]] = {
+        ("bigint", "none"): [5, None],
+        ("text", "none"): ["it's", "a\\b", "日本"],
+        ("boolean", "bool_int"): [0, 1],
+        ("uuid", "uuid"): [NASTY[31], NASTY[32], NASTY[33], uuid.uuid4().bytes],
+        ("timestamptz", "timestamptz"): [NASTY[37], NASTY[38], NASTY[39], "2024-02-29 23:59:59.5"],
+        ("date", "date"): ["2000-02-29", "1999-12-31"],
+        ("bytea", "none"): [b"", b"\x00\xff"],
+    }
+    for (target_type, transform), values in cases.items():
+        found = list(sql_and_oracle(conn, column(target_type, transform), values))
+        assert [f for _, f, _ in found] == [e for _, _, e in found], target_type
+
+
+def test_values_sqlite_cannot_be_sure_of_are_left_to_the_oracle(conn: sqlite3.Connection) -> None:
+    undecided: dict[tuple[str, str], list[Any]] = {
+        ("timestamptz", "timestamptz"): [
+            "2025-02-30 00:00:00",
+            "2025-03-01 24:00:00",
+            "0001-01-01 00:00:00",
+            "2025-03-01 12:00:00+02:00",
+        ],
+        ("uuid", "uuid"): ["{4266856d-8a86-4650-a21b-3e4de5c439b0}", "nope"],
+        ("text", "none"): ["nul\x00inside", b"blob"],
+        ("boolean", "bool_int"): [2, "yes"],
+        ("bigint", "none"): [1.5, "12"],
+    }
+    for (target_type, transform), values in undecided.items():
+        found = list(sql_and_oracle(conn, column(target_type, transform), values))
+        assert [f for _, f, _ in found] == [None] * len(values), target_type
+
+
+def test_invalid_utf8_text_is_left_to_the_oracle(conn: sqlite3.Connection) -> None:
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v)")
+    conn.execute("INSERT INTO t (v) VALUES (CAST(x'61ff62' AS TEXT))")
+    sql = sqlcanon.field_sql(column("text", "none"), '"v"')
+    [(field,)] = conn.execute(f"SELECT CAST({sql} AS BLOB) FROM t").fetchall()
+    assert field == b"'a\xffb'" and not sqlcanon.utf8(field)  # so the row goes to the oracle
+
+
+stamps = st.datetimes(min_value=dt.datetime(2, 1, 1), max_value=dt.datetime(9998, 12, 31))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    stamp=stamps,
+    sep=st.sampled_from([" ", "T"]),
+    digits=st.integers(min_value=0, max_value=6),
+)
+def test_generated_timestamps_equal_the_oracle(stamp: dt.datetime, sep: str, digits: int) -> None:
+    text = f"{stamp.year:04d}-" + stamp.strftime(f"%m-%d{sep}%H:%M:%S")
+    if digits:
+        text += "." + f"{stamp.microsecond:06d}"[:digits]
+    conn = sqlite3.connect(":memory:")
+    for target_type, transform in [("timestamptz", "timestamptz"), ("timestamp", "timestamp")]:
+        [(_, field, expected)] = sql_and_oracle(conn, column(target_type, transform), [text])
+        assert field == expected
+    [(_, day, expected_day)] = sql_and_oracle(conn, column("date", "date"), [text[:10]])
+    assert day == expected_day
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    value=st.one_of(
+        st.text(),
+        st.binary(max_size=20),
+        st.integers(min_value=-(2**63), max_value=2**63 - 1),
+        st.floats(allow_nan=False),
+        st.uuids().map(str),
+        st.uuids().map(lambda u: u.hex.upper()),
+        st.text(alphabet="0123456789abcdefABCDEF-", min_size=30, max_size=38),
+        st.text(alphabet="0123456789-: .T", min_size=10, max_size=27),
+    ),
+    kind=st.sampled_from(SQL_TYPES),
+)
+def test_generated_values_equal_the_oracle(value: Any, kind: tuple[str, str]) -> None:
+    conn = sqlite3.connect(":memory:")
+    conn.text_factory = lenient_text
+    [(_, field, expected)] = sql_and_oracle(conn, column(*kind), [value])
+    assert field is None or field == expected
+
+
+# --- whole tables: the fast digest equals the oracle's ---------------------------------
+
+
+def table_plan(path: Path) -> tuple[Plan, TablePlan]:
+    columns = tuple(
+        column(t, tr).__class__(f"c{i}", f"c{i}", "", t, tr, on_error="null")
+        for i, (t, tr) in enumerate(TYPES)
+    )
+    key = ColumnPlan("id", "id", "INTEGER", "bigint", "none")
+    table = TablePlan("t", "t", (key, *columns), primary_key=("id",), row_count=len(NASTY))
+    return Plan(str(path), "public", (table,)), table
+
+
+def write_table(path: Path) -> None:
+    conn = sqlite3.connect(path)
+    names = ", ".join(f"c{i}" for i in range(len(TYPES)))
+    conn.execute(f"CREATE TABLE t (id INTEGER PRIMARY KEY, {names})")
+    marks = ", ".join("?" for _ in TYPES)
+    for number in range(len(NASTY)):
+        row = [NASTY[(number + i) % len(NASTY)] for i in range(len(TYPES))]
+        conn.execute(f"INSERT INTO t VALUES (?, {marks})", [number, *row])
+    conn.execute("INSERT INTO t (id, c3) VALUES (1000, CAST(x'61ff62' AS TEXT))")
+    conn.commit()
+    conn.close()
+
+
+@pytest.mark.parametrize("skip", [set(), {3, 1000, 17}])
+def test_table_digests_equal_the_oracle(tmp_path: Path, skip: set[object]) -> None:
+    path = tmp_path / "nasty.db"
+    write_table(path)
+    plan, table = table_plan(path)
+    conn = sqlite3.connect(path)
+    conn.text_factory = lenient_text
+    check = TableCheck(plan, table, set(skip))
+    fast = sqlcanon.SourceRows(check, "rowid")
+    assert fast.row.renders and len(fast.row.items) > 2  # segments and oracle columns mixed
+    assert fast.digest(conn) == check.oracle_digest(conn)
+    assert check.source_digest(conn).count == len(NASTY) + 1 - len(skip)
