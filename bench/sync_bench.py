@@ -1,20 +1,22 @@
-"""Time `asyncmig sync` against a full `asyncmig run` of the same database, as a ratio.
+"""Time `asyncmig sync` and `check --deep` against a full `asyncmig run`, as ratios.
 
-Both are measured in one script run, against one throw-away PostgreSQL cluster (see
+All are measured in one script run, against one throw-away PostgreSQL cluster (see
 :mod:`bench.run_bench`), on the generated 2Truths-1Lie database. Each round:
 
 1. copies the generated database and migrates it in full (``run --replace``): the
    baseline, and the target the sync starts from;
-2. edits about ``--changed`` of the copy's rows (a third each inserted, updated,
+2. checks the fresh copy with ``check --deep`` (timed: the deep check's ratio);
+3. edits about ``--changed`` of the copy's rows (a third each inserted, updated,
    deleted, spread over all nine tables; :mod:`bench.edit_2truths`);
-3. syncs it (``sync``), and in the first round proves the result with
-   ``check --deep``.
+4. syncs it (``sync``, timed), and proves the result with ``check --deep``.
 
-The report gives each side's median seconds, the ratio sync / full run, and the
-rows the sync found changed (which the edits' own counts must equal).
+With ``--northwind-rows N`` each round also migrates a Northwind-shaped database of N
+rows and times ``check --deep`` on it. The report gives each median, the ratios
+sync / full run and check --deep / full run, and the rows the sync found changed
+(which the edits' own counts must equal).
 
     python -m bench.sync_bench [--rows 300000] [--db FILE] [--changed 0.01]
-                               [--repeat 3] [--json OUT]
+                               [--northwind-rows N] [--repeat 3] [--json OUT]
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bench.edit_2truths import changes_between, edit
-from bench.run_bench import ROOT, cluster, pg_bin, prepare_db, source_counts, tail
+from bench.run_bench import ROOT, cluster, generate, pg_bin, source_counts, tail
 
 SCHEMA = "sync_bench"
 
@@ -44,7 +46,10 @@ class Round:
     sync_seconds: float
     edits: dict[str, int]  # inserted / updated / deleted, by comparing the files
     found: dict[str, int]  # the same, as the sync reported them
-    deep_check: str = "not run"
+    deep_seconds: float = 0.0  # check --deep of the fresh copy
+    deep_check: str = "not run"  # check --deep of the fresh copy, then of the synced one
+    northwind_full: float = 0.0
+    northwind_deep: float = 0.0
 
 
 @dataclass
@@ -52,14 +57,18 @@ class Report:
     rows: int
     changed_share: float
     server: str
+    northwind_rows: int = 0
     rounds: list[Round] = field(default_factory=list)
 
     def median(self, what: str) -> float:
         return statistics.median(getattr(r, what) for r in self.rounds)
 
+    def over(self, what: str, baseline: str) -> float:
+        return round(self.median(what) / self.median(baseline), 3)
+
     @property
     def ratio(self) -> float:
-        return round(self.median("sync_seconds") / self.median("full_seconds"), 3)
+        return self.over("sync_seconds", "full_seconds")
 
 
 def asyncmig(
@@ -87,19 +96,28 @@ def totals(per_table: Mapping[str, Mapping[str, int]]) -> dict[str, int]:
     return {k: sum(t[k] for t in per_table.values()) for k in ("inserted", "updated", "deleted")}
 
 
-def one_round(db: Path, work: Path, dsn: str, share: float, seed: int, deep: bool) -> Round:
+def deep(db: Path, dsn: str) -> tuple[float, str]:
+    seconds, out = asyncmig("check", "--sqlite", str(db), "--pg", dsn, "--deep", ok=(0, 6))
+    return seconds, "passed" if out.returncode == 0 else "FAILED"
+
+
+def one_round(db: Path, work: Path, dsn: str, share: float, seed: int) -> Round:
     copy = work / "round.db"
     shutil.copyfile(db, copy)
     full, _ = asyncmig("run", "--sqlite", str(copy), "--pg", dsn, "--replace")
+    deep_seconds, fresh = deep(copy, dsn)
     edit(copy, share, seed)
     wanted = totals(changes_between(db, copy))
     done, out = asyncmig("sync", "--sqlite", str(copy), "--pg", dsn, "--output", "json")
     found = totals({t["table"]: t for t in json.loads(out.stdout)["tables"]})
-    result = Round(full, done, wanted, found)
-    if deep:
-        _, checked = asyncmig("check", "--sqlite", str(copy), "--pg", dsn, "--deep", ok=(0, 6))
-        result.deep_check = "passed" if checked.returncode == 0 else "FAILED"
-    return result
+    _, synced = deep(copy, dsn)
+    return Round(full, done, wanted, found, deep_seconds, f"{fresh}, {synced}")
+
+
+def northwind_round(db: Path, dsn: str, result: Round) -> None:
+    result.northwind_full, _ = asyncmig("run", "--sqlite", str(db), "--pg", dsn, "--replace")
+    result.northwind_deep, outcome = deep(db, dsn)
+    result.deep_check += f", northwind {outcome}"
 
 
 def render(report: Report) -> str:
@@ -109,14 +127,31 @@ def render(report: Report) -> str:
     )
     lines = [
         head,
-        f"  full run  {report.median('full_seconds'):8.2f} s",
-        f"  sync      {report.median('sync_seconds'):8.2f} s",
+        f"  full run       {report.median('full_seconds'):8.2f} s",
+        f"  sync           {report.median('sync_seconds'):8.2f} s",
+        f"  check --deep   {report.median('deep_seconds'):8.2f} s",
         f"  ratio sync / full run: {report.ratio:.2f}",
+        f"  ratio check --deep / full run: {report.over('deep_seconds', 'full_seconds'):.2f}",
     ]
+    if report.northwind_rows:
+        lines += [
+            (
+                f"  Northwind-shaped, {report.northwind_rows} rows: full run "
+                f"{report.median('northwind_full'):.2f} s, check --deep "
+                f"{report.median('northwind_deep'):.2f} s, ratio "
+                f"{report.over('northwind_deep', 'northwind_full'):.2f}"
+            ),
+        ]
     for number, r in enumerate(report.rounds, 1):
         lines.append(
             f"  round {number}: full {r.full_seconds:.2f} s, sync {r.sync_seconds:.2f} s,"
-            f" edits {r.edits}, sync found {r.found}, check --deep {r.deep_check}"
+            f" check --deep {r.deep_seconds:.2f} s, edits {r.edits}, sync found {r.found},"
+            f" check --deep {r.deep_check}"
+            + (
+                f", northwind full {r.northwind_full:.2f} s, deep {r.northwind_deep:.2f} s"
+                if report.northwind_rows
+                else ""
+            )
         )
     return "\n".join(lines)
 
@@ -134,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--db", type=Path, help="use this SQLite file instead of generating")
     parser.add_argument("--seed", type=int, default=0, help="generator seed")
     parser.add_argument("--changed", type=float, default=0.01, help="share of rows edited")
+    parser.add_argument(
+        "--northwind-rows", type=int, default=0, help="also a Northwind-shaped database (0: none)"
+    )
     parser.add_argument("--repeat", type=int, default=3, help="rounds; medians are shown")
     parser.add_argument("--json", type=Path, help="also write the results here as JSON")
     return parser
@@ -143,19 +181,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     bindir = pg_bin()
     with tempfile.TemporaryDirectory(prefix="asyncmig-sync-bench-") as work:
-        db = prepare_db(args, Path(work))
+        db = args.db or generate(
+            "bench.gen_2truths", Path(work) / "2truths.db", "--rows", str(args.rows)
+        )
+        northwind = (
+            generate(
+                "bench.gen_northwind", Path(work) / "nw.db", "--rows", str(args.northwind_rows)
+            )
+            if args.northwind_rows
+            else None
+        )
         report = Report(
-            sum(source_counts(db).values()), args.changed, f"PostgreSQL {bindir.parent.name}"
+            sum(source_counts(db).values()),
+            args.changed,
+            f"PostgreSQL {bindir.parent.name}",
+            sum(source_counts(northwind).values()) if northwind else 0,
         )
         with cluster(bindir) as dsn:
             for number in range(max(1, args.repeat)):
-                report.rounds.append(
-                    one_round(db, Path(work), dsn, args.changed, seed=number + 1, deep=number == 0)
-                )
+                result = one_round(db, Path(work), dsn, args.changed, seed=number + 1)
+                if northwind is not None:
+                    northwind_round(northwind, dsn, result)
+                report.rounds.append(result)
     print(render(report))
     if args.json is not None:
-        args.json.write_text(json.dumps({**asdict(report), "ratio": report.ratio}, indent=2) + "\n")
-    ok = all(r.edits == r.found and r.deep_check != "FAILED" for r in report.rounds)
+        data = {
+            **asdict(report),
+            "ratio": report.ratio,
+            "deep_ratio": report.over("deep_seconds", "full_seconds"),
+        }
+        args.json.write_text(json.dumps(data, indent=2) + "\n")
+    ok = all(r.edits == r.found and "FAILED" not in r.deep_check for r in report.rounds)
     return 0 if ok else 1
 
 
