@@ -49,6 +49,7 @@ PG_EPOCH_UNIX = 946_684_800  # 2000-01-01 in Unix seconds
 PG_EPOCH_JULIAN = 2_451_544.5  # 2000-01-01 as a Julian day number
 SLICE_MASK = (1 << 60) - 1
 FETCH_ROWS = 5000
+CHUNK_ROWIDS = 500  # rowids per IN (...) list: under SQLite's parameter limit
 
 
 def quoted_text(expr: str) -> str:
@@ -283,15 +284,26 @@ class SourceRows:
         skip_items = [exprs[p] for p in keys] if check.skip else []
         items = [rowid, *self.row.items, *key_items, *skip_items]
         table = quote_sqlite_ident(check.table.source_name)
+        self.rowid = rowid
         self.sql = f"SELECT {', '.join(items)} FROM {table}"
         self.again_sql = f"SELECT {', '.join(exprs)} FROM {table} WHERE {rowid} = ?"
+        # the keys alone (sync's second pass finds the rows of a few hash ranges)
+        self.keys_sql = f"SELECT {', '.join([rowid, *key_items, *skip_items])} FROM {table}"
         self.single = len(check.table.primary_key) == 1
 
-    def _skipped(self, row: Sequence[Any]) -> bool:
+    def _skipped(self, row: Sequence[Any], at: int | None = None) -> bool:
         if not self.check.skip:
             return False
-        keys = row[self.skip_at :]
+        keys = row[self.skip_at if at is None else at :]
         return (keys[0] if self.single else tuple(keys)) in self.check.skip
+
+    def _key_text(self, conn: sqlite3.Connection, rowid: int, items: Sequence[Any]) -> bytes:
+        assert self.key is not None
+        key = self.key.text(items)
+        if key is None:
+            fields = self.oracle_fields(conn, rowid)
+            key = ",".join(fields[p] for p in self.check.key_positions).encode("utf-8")
+        return key
 
     def raw_row(self, conn: sqlite3.Connection, rowid: int) -> tuple[Any, ...]:
         """The row as ``check.source_sql()`` reads it, by rowid."""
@@ -337,23 +349,71 @@ class SourceRows:
     ) -> Iterator[tuple[int, Any, str, str]]:
         """(rowid, first key column as stored, key text, row md5 hex) of each row
         (``key_text=True`` only)."""
+        for rowid, stored, key, text in self._texts(conn, self.sql + where, params):
+            yield (
+                rowid,
+                stored,
+                key.decode("utf-8"),
+                hashlib.md5(text, usedforsecurity=False).hexdigest(),
+            )
+
+    def range_digests(
+        self, conn: sqlite3.Connection, range_of: Callable[[Any, bytes], str]
+    ) -> dict[str, Digest]:
+        """Digests per range, ``range_of(first key as stored, key text)`` naming a row's."""
+        from asyncmig.check.deep import Digest
+
+        digests: dict[str, Digest] = {}
+        for _rowid, stored, key, text in self._texts(conn, self.sql):
+            first, second = md5_slices(text)
+            name = range_of(stored, key)
+            digest = digests.get(name)
+            if digest is None:
+                digest = digests[name] = Digest()
+            digest.count += 1
+            digest.sum1 += first
+            digest.sum2 += second
+        return digests
+
+    def _texts(
+        self, conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()
+    ) -> Iterator[tuple[int, Any, bytes, bytes]]:
+        """(rowid, first key as stored, key text, row text) per row (``key_text=True``)."""
         assert self.key is not None
         key_from = 1 + len(self.row.items)
         stored = self.skip_at - 1
-        cursor = conn.execute(self.sql + where, tuple(params))
-        for batch in fetch_all(cursor):
+        for batch in fetch_all(conn.execute(sql, tuple(params))):
             for row in batch:
                 if self._skipped(row):
                     continue
                 text = self.row.text(row[1:key_from])
-                key = self.key.text(row[key_from:stored])
-                if text is None or key is None:
+                if text is None:
                     fields = self.oracle_fields(conn, row[0])
                     text = ",".join(fields).encode("utf-8")
-                    key = ",".join(fields[p] for p in self.check.key_positions).encode("utf-8")
-                yield (
-                    row[0],
-                    row[stored],
-                    key.decode("utf-8"),
-                    hashlib.md5(text, usedforsecurity=False).hexdigest(),
-                )
+                key = self._key_text(conn, row[0], row[key_from:stored])
+                yield row[0], row[stored], key, text
+
+    def rowids_where(
+        self, conn: sqlite3.Connection, keep: Callable[[Any, bytes], bool]
+    ) -> list[int]:
+        """The rowids of the rows whose (first key as stored, key text) ``keep`` accepts,
+        reading only the key columns."""
+        assert self.key is not None
+        stored = 1 + len(self.key.items)
+        found = []
+        for batch in fetch_all(conn.execute(self.keys_sql)):
+            for row in batch:
+                if self._skipped(row, stored + 1):
+                    continue
+                if keep(row[stored], self._key_text(conn, row[0], row[1:stored])):
+                    found.append(row[0])
+        return found
+
+    def hashed_rowids(
+        self, conn: sqlite3.Connection, rowids: Sequence[int]
+    ) -> Iterator[tuple[int, Any, str, str]]:
+        """:meth:`hashed` for the given rows only."""
+        for start in range(0, len(rowids), CHUNK_ROWIDS):
+            chunk = rowids[start : start + CHUNK_ROWIDS]
+            where = f" WHERE {self.rowid} IN ({', '.join('?' * len(chunk))})"
+            yield from self.hashed(conn, where, chunk)

@@ -25,6 +25,7 @@ table, where ranges of 1,000 rows would all differ.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import sqlite3
 from collections.abc import Iterator
@@ -76,10 +77,14 @@ class Ranges:
 
     def of(self, key_value: Any, key_text: str) -> str:
         """The range of a source row: its raw key value, or its rendered key text."""
+        return self.of_bytes(key_value, key_text.encode("utf-8"))
+
+    def of_bytes(self, key_value: Any, key_text: bytes) -> str:
+        """:meth:`of` with the key text as UTF-8 bytes (as SQLite renders it)."""
         if self.kind == "int":
             return str(int(key_value) >> self.shift)
         if self.kind == "hash":
-            return md5_hex(key_text)[: self.digits]
+            return hashlib.md5(key_text, usedforsecurity=False).hexdigest()[: self.digits]
         return ""
 
     def bounds(self, name: str) -> tuple[int, int]:
@@ -172,7 +177,10 @@ class TableDiff:
 
     def pg_rows_sql(self) -> str:
         """$1: the ranges to read."""
-        return f"SELECT t, k, h FROM ({self._pg_rows_sql()}) AS r WHERE b = ANY($1::text[])"
+        return (
+            f"SELECT t, k, h FROM ({self._pg_rows_sql()}) AS r "
+            "WHERE b IN (SELECT unnest($1::text[]))"  # hashed: thousands of ranges
+        )
 
     # ---- SQLite ----
 
@@ -202,6 +210,8 @@ class TableDiff:
             yield name, key_text, md5_hex(",".join(fields)), row
 
     def source_digests(self) -> dict[str, Digest]:
+        if self.fast is not None:
+            return self.fast.range_digests(self.sqlite, self.ranges.of_bytes)
         digests: dict[str, Digest] = {}
         for name, _key, row_hash, _row in self._hashed():
             digest = digests.get(name)
@@ -219,8 +229,19 @@ class TableDiff:
         }
 
     def _rows_in(self, names: set[str]) -> Iterator[Hashed]:
+        if self.ranges.kind != "int" and self.fast is not None:
+            # hash ranges are spread over the whole key space: find their rows by the
+            # key columns alone, then render only those rows
+            rowids = self.fast.rowids_where(
+                self.sqlite, lambda stored, key: self.ranges.of_bytes(stored, key) in names
+            )
+            for rowid, stored_key, key_text, row_hash in self.fast.hashed_rowids(
+                self.sqlite, rowids
+            ):
+                yield self.ranges.of(stored_key, key_text), key_text, row_hash, rowid
+            return
         if self.ranges.kind != "int":
-            yield from self._hashed()  # hash ranges are spread over the whole key space
+            yield from self._hashed()
             return
         column = quote_sqlite_ident(self.check.table.columns[self.keys[0]].source_name)
         for name in sorted(names, key=int):
