@@ -3,8 +3,10 @@
 The plain ``check`` counts rows; a value changed in place (a float rounded, a jsonb
 key added, a timestamp shifted by a microsecond) keeps every count. This module
 computes a checksum per table over the *normalised values* of every row, on the
-PostgreSQL side in SQL and on the SQLite side in Python after the migration's own
-transforms, so that a single changed value in any row fails the table it is in.
+PostgreSQL side in SQL and on the SQLite side after the migration's own transforms
+(computed by SQLite itself where that is plain string work, see
+:mod:`asyncmig.check.sqlcanon`; by the Python oracle :func:`cell` otherwise), so
+that a single changed value in any row fails the table it is in.
 Numbers in date columns are the exception: SQLite's own ``strftime()`` reads them into
 dates (:func:`source_value`), so the conversion the check verifies is not the one it
 uses, and a date the load read differently from SQLite fails its table.
@@ -43,9 +45,12 @@ columns that differ. Each level is one scan per side: two scans of a table of up
 to ~20 million rows (one for a table of at most LEAF_ROWS), only for failing
 tables. "First" is in key order within that bucket, not across the whole table.
 
-Cost: the PostgreSQL side ran at ~130k rows/s on a 6-column table with jsonb on
-the test machine; the Python side (transforms, rendering, md5) is the slower one,
-~40k rows/s there. Both run concurrently, so a table costs about its Python side.
+Cost: PostgreSQL builds and hashes each row once (``OFFSET 0`` keeps the planner from
+substituting the hash into both sums, which computed it twice) at ~400k rows/s on the
+2Truths tables; the SQLite side is the slower one (SQL rendering plus one md5 per row
+in Python, the oracle for floats, numerics, inet and JSON), so from
+:data:`PROCESS_ROWS` rows it runs in :data:`WORKERS` processes, one table each,
+while PostgreSQL computes its side.
 
 Limits (documented rather than faked): jsonb documents must be valid for both
 parsers (a lone surrogate escape, which PostgreSQL rejects on load, cannot match);

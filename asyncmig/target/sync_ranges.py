@@ -2,7 +2,8 @@
 
 Every row of both sides is rendered to the canonical text ``check --deep`` uses
 (:mod:`asyncmig.check.deep`: the migration's transforms applied on the SQLite side,
-the same text computed in SQL on the PostgreSQL side), and hashed. The key space is
+by SQLite itself where it can (:mod:`asyncmig.check.sqlcanon`); the same text computed
+in SQL on the PostgreSQL side), and hashed. The key space is
 cut into small ranges of about :data:`ROWS_PER_RANGE` rows:
 
 * a single integer key (the commonest: a rowid alias) by value, ``key >> shift``,
@@ -16,7 +17,8 @@ Pass 1 computes a digest per range on both sides at once (count and two sums of 
 hashes, as ``check --deep``: independent of row order). Pass 2 reads only the ranges
 whose digests differ, row by row: a key only in SQLite is an insert, only in
 PostgreSQL a delete (named by its ``ctid``, valid because the caller holds a lock
-that stops writers), on both sides with another row hash an update.
+that stops writers), on both sides with another row hash an update. The rows of a few
+hash ranges are found by reading the key columns alone; only they are rendered.
 
 Small ranges matter: with 1 % of rows changed at random, a range of 16 rows is
 unchanged with probability 0.99**16 = 85 %, so pass 2 reads about a seventh of the
