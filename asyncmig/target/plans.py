@@ -27,8 +27,8 @@ import asyncpg
 from asyncmig.plan.model import Plan
 from asyncmig.plan.overrides import Overrides
 from asyncmig.source.sqlite import open_sync
-from asyncmig.target.history import RUNS, SCHEMA
-from asyncmig.target.unchanged import LOADING_COMMANDS
+from asyncmig.target.history import RUNS
+from asyncmig.target.unchanged import latest_loading_run
 
 SCHEMA_ROWS = "SELECT type, name, tbl_name, sql FROM sqlite_schema ORDER BY type, name"
 
@@ -75,15 +75,7 @@ async def latest(
 ) -> Plan | None:
     """The plan of the latest succeeded load into ``schema``, when the source's declared
     schema and the planning options are still those it was made from; else None."""
-    if not await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", f"{SCHEMA}.runs"):
-        return None
-    row = await conn.fetchrow(
-        f"SELECT options -> 'plan', options ->> 'planned_from' FROM {RUNS} "
-        "WHERE target_schema = $1 AND status = 'succeeded' AND command = ANY($2::text[]) "
-        "ORDER BY id DESC LIMIT 1",
-        schema,
-        list(LOADING_COMMANDS),
-    )
+    row = await latest_loading_run(conn, schema, "options -> 'plan', options ->> 'planned_from'")
     if row is None or row[0] is None or row[1] != fingerprints(source, overrides):
         return None
     plan = plan_from_dict(json.loads(row[0]))

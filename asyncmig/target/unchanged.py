@@ -63,17 +63,25 @@ def wal_pending(path: Path) -> bool:
     return wal.exists() and wal.stat().st_size > 0
 
 
-async def last_load(conn: asyncpg.Connection, schema: str) -> LastLoad | None:
-    """The latest successful run, data or sync into ``schema``, or None."""
+async def latest_loading_run(
+    conn: asyncpg.Connection, schema: str, columns: str
+) -> asyncpg.Record | None:
+    """``columns`` (SQL of the caller's, over the runs table) of the latest successful
+    run, data or sync into ``schema``, or None."""
     if not await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", f"{SCHEMA}.runs"):
         return None
-    row = await conn.fetchrow(
-        f"SELECT id, source_size, source_sha256, options FROM {RUNS} "
+    return await conn.fetchrow(
+        f"SELECT {columns} FROM {RUNS} "
         "WHERE target_schema = $1 AND status = 'succeeded' AND command = ANY($2::text[]) "
         "ORDER BY id DESC LIMIT 1",
         schema,
         list(LOADING_COMMANDS),
     )
+
+
+async def last_load(conn: asyncpg.Connection, schema: str) -> LastLoad | None:
+    """The latest successful run, data or sync into ``schema``, or None."""
+    row = await latest_loading_run(conn, schema, "id, source_size, source_sha256, options")
     if row is None:
         return None
     options = json.loads(row["options"]) if row["options"] else {}
