@@ -29,27 +29,37 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import psycopg
+
 from bench.edit_2truths import changes_between, edit
+from bench.meter import _parents
 from bench.run_bench import ROOT, cluster, generate, pg_bin, source_counts, tail
 
 SCHEMA = "sync_bench"
 
 
 @dataclass
+class Timed:
+    seconds: float  # wall
+    cpu: float  # CPU seconds of asyncmig's process tree and of the server's processes
+
+
+@dataclass
 class Round:
-    full_seconds: float
-    sync_seconds: float
+    full: Timed
+    sync: Timed
     edits: dict[str, int]  # inserted / updated / deleted, by comparing the files
     found: dict[str, int]  # the same, as the sync reported them
-    deep_seconds: float = 0.0  # check --deep of the fresh copy
+    deep: Timed  # check --deep of the fresh copy
     deep_check: str = "not run"  # check --deep of the fresh copy, then of the synced one
-    northwind_full: float = 0.0
-    northwind_deep: float = 0.0
+    northwind_full: Timed | None = None
+    northwind_deep: Timed | None = None
 
 
 @dataclass
@@ -60,58 +70,119 @@ class Report:
     northwind_rows: int = 0
     rounds: list[Round] = field(default_factory=list)
 
-    def median(self, what: str) -> float:
-        return statistics.median(getattr(r, what) for r in self.rounds)
+    def median(self, what: str, measure: str = "seconds") -> float:
+        return statistics.median(getattr(getattr(r, what), measure) for r in self.rounds)
 
-    def over(self, what: str, baseline: str) -> float:
-        return round(self.median(what) / self.median(baseline), 3)
+    def over(self, what: str, baseline: str, measure: str = "seconds") -> float:
+        return round(self.median(what, measure) / self.median(baseline, measure), 3)
 
     @property
     def ratio(self) -> float:
-        return self.over("sync_seconds", "full_seconds")
+        return self.over("sync", "full")
+
+
+TICK = os.sysconf("SC_CLK_TCK")
+SERVER: list[int] = []  # the cluster's postmaster, once known
+
+
+def _stat(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return []
+
+
+def cpu_of(pid: int) -> float:
+    """CPU seconds of ``pid``, its reaped children and its live children (a server's
+    backends): with the tool's own, what a command cost whatever the machine's load."""
+    live = [child for child, parent in _parents().items() if parent == pid]
+    total = 0
+    for number, proc in enumerate([pid, *live]):
+        fields = _stat(proc)
+        total += sum(int(f) for f in fields[11 : 15 if number == 0 else 13])
+    return total / TICK
+
+
+def descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for pid, parent in _parents().items():
+        children.setdefault(parent, []).append(pid)
+    found, todo = [root], list(children.get(root, []))
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def run_sampled(
+    cmd: list[str], env: dict[str, str]
+) -> tuple[subprocess.CompletedProcess[str], float]:
+    """Run ``cmd``; sample its process tree's CPU every 0.1 s (worker processes a
+    tool does not wait for would escape getrusage): the result and CPU seconds."""
+    seen: dict[int, int] = {}
+    with subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    ) as proc:
+        outputs: list[str] = []
+        reader = threading.Thread(target=lambda: outputs.extend(proc.communicate()))
+        reader.start()
+        while reader.is_alive():
+            for pid in descendants(proc.pid):
+                fields = _stat(pid)
+                if fields:
+                    seen[pid] = max(seen.get(pid, 0), int(fields[11]) + int(fields[12]))
+            reader.join(0.1)
+    done = subprocess.CompletedProcess(cmd, proc.returncode, outputs[0], outputs[1])
+    return done, sum(seen.values()) / TICK
+
+
+def server_pid(dsn: str) -> int:
+    """The postmaster: the parent of a backend."""
+    with psycopg.connect(dsn) as conn:
+        backend = conn.execute("SELECT pg_backend_pid()").fetchone()
+        assert backend is not None
+        return int(Path(f"/proc/{backend[0]}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
 def asyncmig(
     *args: str, ok: tuple[int, ...] = (0, 8)
-) -> tuple[float, subprocess.CompletedProcess[str]]:
-    """One asyncmig command as a child process: its wall time and result."""
+) -> tuple[Timed, subprocess.CompletedProcess[str]]:
+    """One asyncmig command as a child process: its wall time, CPU time (its process
+    tree and the server's) and result."""
     logs = tempfile.mkdtemp(prefix="asyncmig-sync-bench-logs-")
     cmd = [sys.executable, "-m", "asyncmig", *args, "--schema", SCHEMA]
+    server = cpu_of(SERVER[0]) if SERVER else 0.0
     started = time.perf_counter()
-    out = subprocess.run(
-        cmd,
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "ASYNCMIG_LOG_DIR": logs},
-    )
+    out, cpu = run_sampled(cmd, {**os.environ, "PYTHONPATH": str(ROOT), "ASYNCMIG_LOG_DIR": logs})
     seconds = time.perf_counter() - started
+    cpu += (cpu_of(SERVER[0]) if SERVER else 0.0) - server
     shutil.rmtree(logs, ignore_errors=True)
     if out.returncode not in ok:
         raise RuntimeError(f"asyncmig {args[0]} failed (exit {out.returncode}): {tail(out.stderr)}")
-    return seconds, out
+    return Timed(round(seconds, 2), round(cpu, 2)), out
 
 
 def totals(per_table: Mapping[str, Mapping[str, int]]) -> dict[str, int]:
     return {k: sum(t[k] for t in per_table.values()) for k in ("inserted", "updated", "deleted")}
 
 
-def deep(db: Path, dsn: str) -> tuple[float, str]:
-    seconds, out = asyncmig("check", "--sqlite", str(db), "--pg", dsn, "--deep", ok=(0, 6))
-    return seconds, "passed" if out.returncode == 0 else "FAILED"
+def deep(db: Path, dsn: str) -> tuple[Timed, str]:
+    timed, out = asyncmig("check", "--sqlite", str(db), "--pg", dsn, "--deep", ok=(0, 6))
+    return timed, "passed" if out.returncode == 0 else "FAILED"
 
 
 def one_round(db: Path, work: Path, dsn: str, share: float, seed: int) -> Round:
     copy = work / "round.db"
     shutil.copyfile(db, copy)
     full, _ = asyncmig("run", "--sqlite", str(copy), "--pg", dsn, "--replace")
-    deep_seconds, fresh = deep(copy, dsn)
+    fresh_deep, fresh = deep(copy, dsn)
     edit(copy, share, seed)
     wanted = totals(changes_between(db, copy))
     done, out = asyncmig("sync", "--sqlite", str(copy), "--pg", dsn, "--output", "json")
     found = totals({t["table"]: t for t in json.loads(out.stdout)["tables"]})
     _, synced = deep(copy, dsn)
-    return Round(full, done, wanted, found, deep_seconds, f"{fresh}, {synced}")
+    return Round(full, done, wanted, found, fresh_deep, f"{fresh}, {synced}")
 
 
 def northwind_round(db: Path, dsn: str, result: Round) -> None:
@@ -120,39 +191,46 @@ def northwind_round(db: Path, dsn: str, result: Round) -> None:
     result.deep_check += f", northwind {outcome}"
 
 
+def _line(report: Report, label: str, what: str) -> str:
+    return (
+        f"  {label:<14} {report.median(what):8.2f} s wall, {report.median(what, 'cpu'):8.2f} s CPU"
+    )
+
+
 def render(report: Report) -> str:
     head = (
         f"{report.rows} rows, {report.changed_share:.1%} changed, {report.server}, "
-        f"{len(report.rounds)} round(s), medians:"
+        f"{len(report.rounds)} round(s), medians (CPU: asyncmig's processes and the server's):"
     )
     lines = [
         head,
-        f"  full run       {report.median('full_seconds'):8.2f} s",
-        f"  sync           {report.median('sync_seconds'):8.2f} s",
-        f"  check --deep   {report.median('deep_seconds'):8.2f} s",
-        f"  ratio sync / full run: {report.ratio:.2f}",
-        f"  ratio check --deep / full run: {report.over('deep_seconds', 'full_seconds'):.2f}",
+        _line(report, "full run", "full"),
+        _line(report, "sync", "sync"),
+        _line(report, "check --deep", "deep"),
+        (
+            f"  ratio sync / full run: {report.ratio:.2f} wall, "
+            f"{report.over('sync', 'full', 'cpu'):.2f} CPU"
+        ),
+        (
+            f"  ratio check --deep / full run: {report.over('deep', 'full'):.2f} wall, "
+            f"{report.over('deep', 'full', 'cpu'):.2f} CPU"
+        ),
     ]
     if report.northwind_rows:
         lines += [
+            f"  Northwind-shaped, {report.northwind_rows} rows:",
+            _line(report, "full run", "northwind_full"),
+            _line(report, "check --deep", "northwind_deep"),
             (
-                f"  Northwind-shaped, {report.northwind_rows} rows: full run "
-                f"{report.median('northwind_full'):.2f} s, check --deep "
-                f"{report.median('northwind_deep'):.2f} s, ratio "
-                f"{report.over('northwind_deep', 'northwind_full'):.2f}"
+                f"  ratio check --deep / full run: "
+                f"{report.over('northwind_deep', 'northwind_full'):.2f} wall, "
+                f"{report.over('northwind_deep', 'northwind_full', 'cpu'):.2f} CPU"
             ),
         ]
-    for number, r in enumerate(report.rounds, 1):
-        lines.append(
-            f"  round {number}: full {r.full_seconds:.2f} s, sync {r.sync_seconds:.2f} s,"
-            f" check --deep {r.deep_seconds:.2f} s, edits {r.edits}, sync found {r.found},"
-            f" check --deep {r.deep_check}"
-            + (
-                f", northwind full {r.northwind_full:.2f} s, deep {r.northwind_deep:.2f} s"
-                if report.northwind_rows
-                else ""
-            )
-        )
+    lines += [
+        f"  round {number}: edits {r.edits}, sync found {r.found}, check --deep {r.deep_check}"
+        for number, r in enumerate(report.rounds, 1)
+    ]
     return "\n".join(lines)
 
 
@@ -198,6 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sum(source_counts(northwind).values()) if northwind else 0,
         )
         with cluster(bindir) as dsn:
+            SERVER[:] = [server_pid(dsn)]
             for number in range(max(1, args.repeat)):
                 result = one_round(db, Path(work), dsn, args.changed, seed=number + 1)
                 if northwind is not None:
@@ -208,7 +287,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         data = {
             **asdict(report),
             "ratio": report.ratio,
-            "deep_ratio": report.over("deep_seconds", "full_seconds"),
+            "deep_ratio": report.over("deep", "full"),
+            "cpu_ratios": {
+                "sync": report.over("sync", "full", "cpu"),
+                "deep": report.over("deep", "full", "cpu"),
+            },
         }
         args.json.write_text(json.dumps(data, indent=2) + "\n")
     ok = all(r.edits == r.found and "FAILED" not in r.deep_check for r in report.rounds)
