@@ -222,7 +222,9 @@ async def test_sync_reuses_the_plan_and_checks_each_row_it_copies(
     options). A changed row whose value no longer fits that plan (not a UUID, in a
     column the run's profile had proved) stops the sync (exit 5) naming it; nothing
     changes."""
-    db = migrated_then_edited(tmp_path, pg_dsn, "UPDATE users SET score = score + 1 WHERE id = 3")
+    db = await migrated_then_edited(
+        tmp_path, pg_dsn, "UPDATE users SET score = score + 1 WHERE id = 3"
+    )
     logs = tmp_path / "logs"
     first = run_cli("sync", "--sqlite", str(db), "--pg", pg_dsn, "--log-dir", str(logs))
     assert first.returncode == 0, first.stderr
