@@ -88,9 +88,11 @@ class Adopted:
     partial: list[str] = field(default_factory=list)  # chunked tables, continued
 
 
+# the latest run that did not finish: `interrupted` (a signal, kill -9) or `failed`
+# (a lost connection; a permanent failure dropped its stage, so has none to resume)
 CANDIDATE_SQL = f"""
 SELECT id, source_sha256, options ->> 'resume_key' AS key FROM {history.RUNS}
-WHERE target_schema = $1 AND command = 'run' AND status = 'interrupted'
+WHERE target_schema = $1 AND command = 'run' AND status IN ('interrupted', 'failed')
 ORDER BY id DESC LIMIT 1
 """
 

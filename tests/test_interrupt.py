@@ -145,7 +145,9 @@ def test_writer_terminated_mid_copy_is_retried(fault_source: Path, pg_dsn: str) 
 
 def test_lost_admin_connection_is_exit_4(fault_source: Path, pg_dsn: str) -> None:
     """Every session of the run terminated (as a server restart does): exit 4 with
-    "lost connection to PostgreSQL", no traceback, history ``failed`` with the class."""
+    "lost connection to PostgreSQL" and how to resume, no traceback, history ``failed``
+    with the class, the target as before; the stage is kept, and the same command
+    re-run resumes it."""
     process = start("run", "--sqlite", str(fault_source), "--pg", pg_dsn, workers="inline")
     killed = 0
     deadline = time.monotonic() + 30
@@ -172,6 +174,15 @@ def test_lost_admin_connection_is_exit_4(fault_source: Path, pg_dsn: str) -> Non
     runs = history(pg_dsn)
     assert [(r["status"], r["error_class"]) for r in runs] == [("failed", "ConnectionLost")]
     assert not set(TABLES) & set(public_tables(pg_dsn))  # the target as before the run
+    assert "re-run the same command to resume; " in lines[-1]
+    kept = fetch(pg_dsn, "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'asyncmig_stage%'")
+    assert kept[0][0] == 1
+    again = start("run", "--sqlite", str(fault_source), "--pg", pg_dsn, workers="inline")
+    _, stderr = again.communicate(timeout=120)
+    assert again.returncode == 0, stderr
+    resumed = fetch(pg_dsn, "SELECT resumed_from FROM asyncmig.runs ORDER BY id DESC LIMIT 1")
+    assert resumed[0][0] == runs[0]["id"]
+    assert set(TABLES) <= set(public_tables(pg_dsn))
 
 
 def test_refused_runs_are_recorded_failed(fault_source: Path, pg_dsn: str) -> None:
