@@ -361,3 +361,24 @@ def test_replace_refuses_over_application_dependents(fault_source: Path, pg_dsn:
     assert not fetch(pg_dsn, "SELECT 1 FROM pg_constraint WHERE conname = 'app_orders_tag'")
     assert fetch(pg_dsn, "SELECT id, tag_id FROM public.app_orders")[0][:] == (1, 3)
     assert [r["status"] for r in history(pg_dsn)] == ["succeeded", "failed", "succeeded"]
+
+
+def test_kill_9_while_workers_warm_up_leaves_no_process(fault_source: Path, pg_dsn: str) -> None:
+    """Worker processes start while the plan is made, before any table is given to them:
+    a parent killed outright then must take them along too (each binds itself to the
+    parent as its first job)."""
+    process = start("run", "--sqlite", str(fault_source), "--pg", pg_dsn, "--restart")
+    deadline = time.monotonic() + 60
+    family: list[psutil.Process] = []
+    while not family and process.poll() is None and time.monotonic() < deadline:
+        family = descendants(process.pid)
+        time.sleep(0.01)
+    assert family, "no worker process was seen"
+    time.sleep(0.5)  # let the warm-up job reach the workers
+    family = descendants(process.pid)
+    process.kill()
+    process.communicate(timeout=60)
+    deadline = time.monotonic() + 10
+    while alive(family) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(family)

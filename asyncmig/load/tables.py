@@ -58,6 +58,9 @@ async def warm_worker(limiter: anyio.CapacityLimiter) -> None:
 
 
 def ready() -> bool:
+    """A warm worker's first job: bind it to the parent now, not with its first table,
+    so a parent killed outright (kill -9) while planning takes its idle workers along."""
+    signals.bind_worker_to_parent()
     return True
 
 
