@@ -13,29 +13,8 @@ import pytest
 
 from tests.fault_sources import build_fault_source
 from tests.fix_cli import run_cli, valid
+from tests.fix_faults import backups, contents, finish, poll_counts, start
 from tests.fix_pg import fetch
-from tests.test_cutover import finish, poll_counts
-from tests.test_interrupt import start
-
-KEYS = {"parent": "id", "child": "id", "tag": "id", "big_children": "id"}
-
-
-def schemas(dsn: str, pattern: str) -> list[str]:
-    """The schemas whose names match the regular expression, sorted."""
-    found = fetch(dsn, "SELECT nspname FROM pg_namespace WHERE nspname ~ $1 ORDER BY 1", pattern)
-    return [r[0] for r in found]
-
-
-def backups(dsn: str) -> list[str]:
-    return schemas(dsn, "^asyncmig_backup_")
-
-
-def contents(dsn: str, schema: str = "public") -> dict[str, list[tuple[Any, ...]]]:
-    """Every table's (and the view's) rows, as values, in key order."""
-    return {
-        name: [tuple(r) for r in fetch(dsn, f'SELECT * FROM "{schema}"."{name}" ORDER BY {key}')]
-        for name, key in KEYS.items()
-    }
 
 
 def definitions(dsn: str, schema: str) -> list[tuple[Any, ...]]:

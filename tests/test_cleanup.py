@@ -14,10 +14,8 @@ import pytest
 from asyncmig.target import runlock
 from tests.fault_sources import build_fault_source
 from tests.fix_cli import run_cli, valid
+from tests.fix_faults import backups, contents, finish, schemas, stages, start
 from tests.fix_pg import fetch
-from tests.test_backup_schema import backups, contents, schemas
-from tests.test_cutover import finish, stages
-from tests.test_interrupt import start
 
 
 def leftovers(dsn: str) -> list[str]:

@@ -13,27 +13,10 @@ import asyncpg
 import pytest
 
 from tests.fault_sources import TABLES, build_fault_source
+from tests.fix_faults import EVERYTHING, finish, history, poll_counts, public_tables, stages, start
 from tests.fix_pg import fetch
-from tests.test_interrupt import history, public_tables, start
 
-EVERYTHING = sorted([*TABLES, "big_children"])  # the tables and the view
 ALL_ROWS = 40_000 + 120_000 + 10_000  # parent, child, tag: build_fault_source(rows=40_000)
-
-
-def stages(dsn: str) -> list[str]:
-    return [
-        r[0]
-        for r in fetch(
-            dsn,
-            "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'asyncmig\\_stage\\_%' ORDER BY 1",
-        )
-    ]
-
-
-def finish(*args: str) -> tuple[int, str]:
-    process = start(*args)
-    _, stderr = process.communicate(timeout=120)
-    return process.returncode, stderr
 
 
 @pytest.fixture(scope="module")
@@ -138,17 +121,6 @@ def test_moved_tables_work(source: Path, pg_dsn: str) -> None:
     assert run["target_schema"] == "public"
     assert "asyncmig_stage" not in run["rollback_sql"] and '"public"' in run["rollback_sql"]
     assert stages(pg_dsn) == []
-
-
-async def poll_counts(dsn: str, process_done: asyncio.Event, counts: list[int]) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        while not process_done.is_set():
-            counts.append(int(await conn.fetchval("SELECT count(*) FROM public.child")))
-            await asyncio.sleep(0.005)
-        counts.append(int(await conn.fetchval("SELECT count(*) FROM public.child")))
-    finally:
-        await conn.close()
 
 
 def test_reader_sees_old_then_new(source: Path, pg_dsn: str, tmp_path: Path) -> None:

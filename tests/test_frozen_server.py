@@ -16,8 +16,7 @@ import pytest
 
 from asyncmig.target.embedded import EmbeddedServer
 from tests.fault_sources import build_fault_source
-from tests.test_cutover import finish, stages
-from tests.test_interrupt import history, start
+from tests.fix_faults import finish, history, stages, start
 
 
 @pytest.fixture
@@ -33,6 +32,20 @@ def cluster(pgdata: Path) -> list[psutil.Process]:
     """The postmaster and every process it started."""
     postmaster = psutil.Process(int((pgdata / "postmaster.pid").read_text().split()[0]))
     return [postmaster, *postmaster.children(recursive=True)]
+
+
+def freeze(members: list[psutil.Process]) -> list[psutil.Process]:
+    """SIGSTOP each process; one that ended since it was listed (a backend whose session
+    closed) has nothing left to freeze. The postmaster must be there."""
+    frozen = []
+    for member in members:
+        try:
+            member.send_signal(signal.SIGSTOP)
+        except psutil.NoSuchProcess:
+            continue
+        frozen.append(member)
+    assert frozen and frozen[0] == members[0], "the postmaster was not frozen"
+    return frozen
 
 
 def test_a_frozen_server_ends_the_run_naming_the_timeout(
@@ -51,9 +64,7 @@ def test_a_frozen_server_ends_the_run_naming_the_timeout(
     while not stages(dsn) and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.01)
     assert process.poll() is None, "the run ended before the server could be frozen"
-    frozen = cluster(pgdata)
-    for member in frozen:
-        member.send_signal(signal.SIGSTOP)
+    frozen = freeze(cluster(pgdata))
     try:
         _, stderr = process.communicate(timeout=180)  # a bound, not a measurement
     finally:

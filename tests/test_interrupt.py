@@ -21,46 +21,9 @@ import psutil
 import pytest
 
 from tests.fault_sources import TABLES, build_fault_source
-from tests.fix_cli import cli_environment, run_cli
+from tests.fix_cli import run_cli
+from tests.fix_faults import alive, descendants, history, public_tables, start
 from tests.fix_pg import fetch
-
-
-def start(*args: str, workers: str = "process") -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "asyncmig", *args],
-        env=cli_environment({"ASYNCMIG_WORKERS": workers}),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def history(dsn: str) -> list[asyncpg.Record]:
-    if not fetch(dsn, "SELECT to_regclass('asyncmig.runs')")[0][0]:
-        return []
-    return fetch(dsn, "SELECT id, status, error, error_class FROM asyncmig.runs ORDER BY id")
-
-
-def public_tables(dsn: str) -> list[str]:
-    return [
-        r[0]
-        for r in fetch(
-            dsn,
-            "SELECT table_name FROM information_schema.tables "
-            "WHERE table_schema = 'public' ORDER BY 1",
-        )
-    ]
-
-
-def descendants(pid: int) -> list[psutil.Process]:
-    try:
-        return psutil.Process(pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        return []
-
-
-def alive(processes: list[psutil.Process]) -> list[psutil.Process]:
-    return [p for p in processes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
 
 
 @pytest.fixture(scope="module")

@@ -20,9 +20,8 @@ import pytest
 
 from tests.fault_sources import TABLES, build_fault_source
 from tests.fix_cli import cli_environment, run_cli
+from tests.fix_faults import EVERYTHING, finish, public_tables, stages, start
 from tests.fix_pg import fetch
-from tests.test_cutover import EVERYTHING, finish, stages
-from tests.test_interrupt import public_tables, start
 
 N = 20_000
 ROWS = {"parent": N, "child": 3 * N, "tag": N // 4}  # what build_fault_source makes

@@ -88,9 +88,8 @@ import asyncpg
 from asyncmig.check import sqlcanon
 from asyncmig.check.verify import MISSING, CheckResult, error_text, existing_tables
 from asyncmig.errors import first_error
-from asyncmig.load.policy import InvalidText, lenient_text, replacement
+from asyncmig.load.policy import VALUE_ERRORS, InvalidText, lenient_text, replacement
 from asyncmig.load.transforms import (
-    VALUE_ERRORS,
     to_bool,
     to_bytes,
     to_float,

@@ -33,7 +33,9 @@ from asyncmig.target.connect import Target, connect
 from asyncmig.target.history import SCHEMA as HISTORY_SCHEMA
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
-MIN_SERVER_VERSION_NUM = 130000  # gen_random_uuid() is core from 13 on, and runs need 13+
+# gen_random_uuid() is core from 13 on, and runs need 13+
+MIN_SERVER_VERSION = 13
+MIN_SERVER_VERSION_NUM = MIN_SERVER_VERSION * 10000
 SIZE_FACTOR = 1.5  # PostgreSQL's row headers and indexes make data about this much larger
 CONNECT_TIMEOUT = 10.0
 NOT_REACHABLE = "not checked: PostgreSQL is not reachable"

@@ -20,10 +20,10 @@ from __future__ import annotations
 import re
 
 from asyncmig.plan.model import FunctionPlan, Plan, StatisticsPlan, TablePlan, TriggerPlan
+from asyncmig.plan.names import MAX_IDENTIFIER_BYTES
 from asyncmig.quoting import qualified, quote_ident
 
 # PostgreSQL truncates identifiers to NAMEDATALEN - 1 bytes.
-MAX_IDENTIFIER_BYTES = 63
 STATISTICS_KINDS = frozenset({"ndistinct", "dependencies", "mcv"})
 TRIGGER_FUNCTION_SUFFIX = "_fn"
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import ipaddress
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -184,7 +185,17 @@ class Rejected(ValueError):
     """The column's policy sends the whole row to the reject store."""
 
 
-_CONVERSION_ERRORS = (ValueError, TypeError, ArithmeticError, OverflowError, orjson.JSONDecodeError)
+# what a transform (or a replacement) raises for a value it cannot convert; the one
+# list, for the load, the policies and check --deep alike
+VALUE_ERRORS = (
+    ValueError,
+    TypeError,
+    OverflowError,
+    ArithmeticError,
+    orjson.JSONDecodeError,
+    UnicodeDecodeError,
+    ipaddress.AddressValueError,
+)
 
 
 def replacement(
@@ -203,7 +214,7 @@ def replacement(
             converted = (
                 function(fixed) if function and not isinstance(fixed, dt.datetime) else fixed
             )
-        except _CONVERSION_ERRORS:
+        except VALUE_ERRORS:
             raise Rejected("no coercion applies") from None
         return "coerced", converted
     if policy == "default":
@@ -211,7 +222,7 @@ def replacement(
         if usable:
             try:
                 return "default", function(default) if function else default
-            except _CONVERSION_ERRORS:
+            except VALUE_ERRORS:
                 pass  # an unusable default: the column is treated as under `null`
         policy = "null"
     if policy == "null" and column.nullable:

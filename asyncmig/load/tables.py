@@ -25,7 +25,7 @@ from asyncmig.finish.indexes import IndexResult, add_constraints, build_indexes
 from asyncmig.load import chunks, progress, split
 from asyncmig.load.pipeline import PipelineSettings, TableLoad, load_table
 from asyncmig.load.policy import TooManyRejects, reject_path
-from asyncmig.plan.model import Plan, TablePlan
+from asyncmig.plan.model import PROCESS_THRESHOLD_ROWS, Plan, TablePlan
 from asyncmig.quoting import qualified
 from asyncmig.runstate import RunSettings, TableReport
 from asyncmig.target import faults
@@ -33,10 +33,6 @@ from asyncmig.target.connect import Target, connect, create_pool
 from asyncmig.target.statements import execute_all
 
 log = structlog.get_logger(__name__)
-
-
-# below this many rows in all, worker processes cost more to start than they save
-PROCESS_THRESHOLD_ROWS = 200_000
 
 
 # a source this large will be loaded in worker processes (PROCESS_THRESHOLD_ROWS rows

@@ -13,7 +13,6 @@ the columns that need work, and reports a failure with the row's key.
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import math
 import re
 import time
@@ -26,7 +25,7 @@ import orjson
 
 from asyncmig.errors import DataError
 from asyncmig.load import codecs
-from asyncmig.load.policy import TableGuard, key_positions, row_key
+from asyncmig.load.policy import VALUE_ERRORS, TableGuard, key_positions, row_key
 from asyncmig.plan import datenums
 from asyncmig.plan.model import ColumnPlan, TablePlan
 
@@ -389,17 +388,6 @@ TRANSFORMS: Mapping[str, Transform | None] = {
     "numeric_strict": numeric_strict,
     "bytes_strict": bytes_strict,
 }
-
-# exceptions a transform raises for a value it cannot convert
-VALUE_ERRORS = (
-    ValueError,
-    TypeError,
-    OverflowError,
-    ArithmeticError,
-    orjson.JSONDecodeError,
-    UnicodeDecodeError,
-    ipaddress.AddressValueError,
-)
 
 
 def column_transforms(table: TablePlan) -> list[tuple[int, Transform]]:

@@ -31,6 +31,7 @@ from asyncmig.plan.customise import customise
 from asyncmig.plan.homes import give_homes, home_views
 from asyncmig.plan.loadorder import load_order
 from asyncmig.plan.model import (
+    PROCESS_THRESHOLD_ROWS,
     CheckPlan,
     ColumnPlan,
     IndexKeyPlan,
@@ -188,11 +189,6 @@ class Scans:
 
     def whole(self, table: str) -> bool:
         return not self.prove or table in self.scan
-
-
-# from this many rows in all, tables are profiled in processes: threads do not scale,
-# since SQLite's process-wide allocator and page-cache mutexes serialise their scans
-PROCESS_THRESHOLD_ROWS = 200_000
 
 
 def profile_tables(

@@ -17,6 +17,11 @@ from typing import Any
 
 from asyncmig.source.catalog import ForeignKey
 
+# From this many source rows in all, work goes to processes: the plan's profile scans
+# (threads do not scale: SQLite's process-wide allocator and page-cache mutexes serialise
+# them) and the load (below it, worker processes cost more to start than they save).
+PROCESS_THRESHOLD_ROWS = 200_000
+
 
 @dataclass(frozen=True)
 class ColumnPlan:

@@ -20,9 +20,7 @@ from dataclasses import dataclass, replace
 from asyncmig.errors import UsageError
 from asyncmig.plan import datenums
 from asyncmig.source.catalog import ColumnProfile, SourceColumn
-from asyncmig.source.scan import family
-
-DOUBLE_EXACT_INT = 2**53
+from asyncmig.source.scan import DOUBLE_EXACT_INT, family
 
 _UUID_HINT = re.compile(r"(id|uuid|guid|key)$", re.IGNORECASE)
 _INET_HINT = re.compile(r"ip|addr|host|remote|client", re.IGNORECASE)

@@ -21,14 +21,17 @@ from asyncmig.target import faults, rollback
 log = structlog.get_logger(__name__)
 
 
-MIN_SERVER_VERSION = 13
+MIN_SERVER_VERSION = preflight.MIN_SERVER_VERSION
 
 
 async def check_server(conn: asyncpg.Connection) -> str:
     version = str(await conn.fetchval("SHOW server_version"))
     number = int(await conn.fetchval("SHOW server_version_num"))
     if number < MIN_SERVER_VERSION * 10000:
-        raise TargetError(f"cannot migrate into PostgreSQL {version}: version 13 or newer needed")
+        raise TargetError(
+            f"cannot migrate into PostgreSQL {version}: "
+            f"version {MIN_SERVER_VERSION} or newer needed"
+        )
     return version
 
 
