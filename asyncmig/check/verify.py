@@ -31,7 +31,7 @@ import asyncpg
 from asyncmig.cli.textwidth import ljust, width
 from asyncmig.errors import first_error
 from asyncmig.finish.orphans import orphan_condition, referenced_columns
-from asyncmig.plan.model import ColumnPlan, ForeignKeyPlan, Plan, TablePlan
+from asyncmig.plan.model import ColumnPlan, ForeignKeyPlan, Plan, TablePlan, base_type
 from asyncmig.quoting import name_text, qualified, quote_ident, quote_sqlite_ident
 from asyncmig.source.sqlite import open_sync, source_error
 
@@ -73,7 +73,7 @@ ScanOutcome = Scan | str
 
 def json_columns(table: TablePlan) -> list[ColumnPlan]:
     """Columns stored as jsonb: only there can a value turn into NULL on the way."""
-    return [c for c in table.columns if c.target_type.split("(")[0].strip().lower() == "jsonb"]
+    return [c for c in table.columns if base_type(c.target_type) == "jsonb"]
 
 
 def identity_columns(table: TablePlan) -> list[ColumnPlan]:

@@ -34,7 +34,7 @@ from typing import IO, Any
 import orjson
 
 from asyncmig.errors import DataError
-from asyncmig.plan.model import ColumnPlan, TablePlan
+from asyncmig.plan.model import ColumnPlan, TablePlan, base_type
 from asyncmig.target import files
 
 REPORTED = 100  # per table: replacements kept with their keys for the log
@@ -151,7 +151,7 @@ _FALSE = {"0", "f", "false", "n", "no", "off"}
 
 def coerce(column: ColumnPlan, value: Any) -> Any:
     """The documented lossless-or-announced conversions; ValueError when none applies."""
-    base = column.target_type.split("(")[0].strip().lower()
+    base = base_type(column.target_type)
     if isinstance(value, InvalidText):
         value = value.raw.decode("utf-8", errors="replace")
         if base in ("text", "varchar", "character varying"):

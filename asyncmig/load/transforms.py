@@ -27,7 +27,7 @@ from asyncmig.errors import DataError
 from asyncmig.load import codecs
 from asyncmig.load.policy import VALUE_ERRORS, TableGuard, key_positions, row_key
 from asyncmig.plan import datenums
-from asyncmig.plan.model import ColumnPlan, TablePlan
+from asyncmig.plan.model import ColumnPlan, TablePlan, base_type
 
 Transform = Callable[[Any], Any]
 Batch = list[tuple[Any, ...]]
@@ -458,7 +458,7 @@ def encoded_columns(table: TablePlan) -> dict[int, str]:
         position: ENCODED_TYPES[column.transform]
         for position, column in enumerate(table.columns)
         if column.transform in ENCODED_TYPES
-        and column.target_type.split("(")[0].strip().lower() == ENCODED_TYPES[column.transform]
+        and base_type(column.target_type) == ENCODED_TYPES[column.transform]
     }
 
 
@@ -568,9 +568,9 @@ VALIDATORS: Mapping[str, Transform] = {
 def explain_rejected_batch(table: TablePlan, batch: Batch, error: Exception) -> DataError:
     """asyncpg refused a value while encoding a batch: find it and name its row's key."""
     checks = [
-        (i, VALIDATORS[c.target_type.split("(")[0].strip()])
+        (i, VALIDATORS[base_type(c.target_type)])
         for i, c in enumerate(table.columns)
-        if c.target_type.split("(")[0].strip() in VALIDATORS
+        if base_type(c.target_type) in VALIDATORS
     ]
     found = _explain(table, checks, batch)
     if found.column != "?":

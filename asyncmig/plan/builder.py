@@ -39,6 +39,7 @@ from asyncmig.plan.model import (
     Plan,
     Skipped,
     TablePlan,
+    base_type,
 )
 from asyncmig.plan.names import pg_name
 from asyncmig.plan.overrides import Overrides
@@ -751,7 +752,7 @@ def _foreign_key_problem(
 
 
 def _type_family(pg_type: str) -> str:
-    base = pg_type.split("(")[0].strip().lower()
+    base = base_type(pg_type)
     if base in {"bigint", "integer", "smallint", "numeric", "double precision", "real"}:
         return "number"
     if base in {"text", "varchar", "character varying", "char"}:

@@ -16,7 +16,7 @@ from dataclasses import replace
 import asyncpg
 import structlog
 
-from asyncmig.plan.model import ColumnPlan, IndexKeyPlan, IndexPlan, Plan, TablePlan
+from asyncmig.plan.model import ColumnPlan, IndexKeyPlan, IndexPlan, Plan, TablePlan, base_type
 from asyncmig.quoting import qualified, quote_ident
 
 NOCASE = "nocase"  # the collation's name in the target schema
@@ -28,7 +28,7 @@ log = structlog.get_logger(__name__)
 
 def is_text(pg_type: str) -> bool:
     """Collations apply to string types only."""
-    return pg_type.split("(")[0].strip().lower() in TEXT_TYPES
+    return base_type(pg_type) in TEXT_TYPES
 
 
 def uses_nocase(plan: Plan) -> bool:

@@ -17,6 +17,14 @@ from typing import Any
 
 from asyncmig.source.catalog import ForeignKey
 
+
+def base_type(pg_type: str | None) -> str:
+    """A PostgreSQL type's name without its modifiers, as the plan's code compares it:
+    ``"Numeric (12, 2)"`` is ``numeric``, ``"double  precision"`` is ``double precision``.
+    The one parser of a target type's base, so every phase agrees on what a type is."""
+    return " ".join((pg_type or "").split("(", 1)[0].split()).lower()
+
+
 # From this many source rows in all, work goes to processes: the plan's profile scans
 # (threads do not scale: SQLite's process-wide allocator and page-cache mutexes serialise
 # them) and the load (below it, worker processes cost more to start than they save).

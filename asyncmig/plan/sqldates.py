@@ -16,6 +16,7 @@ import datetime as dt
 import re
 from collections.abc import Sequence
 
+from asyncmig.plan.model import base_type
 from asyncmig.plan.sqlexpr import Func, Lit, Node, Untranslatable
 from asyncmig.quoting import quote_literal
 
@@ -132,7 +133,7 @@ def _strftime(moment: dt.datetime, fmt: str) -> str | None:
 
 def timestamp_sql(value: str, pg_type: str | None, kind: str | None) -> str:
     """``value`` (PostgreSQL SQL of ``pg_type``) as a UTC wall-clock ``timestamp``."""
-    base = (pg_type or "").split("(")[0].strip().lower()
+    base = base_type(pg_type)
     if base in ("timestamptz", "timestamp with time zone"):
         return f"({value} AT TIME ZONE 'UTC')"
     if base in ("timestamp", "timestamp without time zone"):
@@ -261,7 +262,7 @@ def _clock_call(node: Node) -> tuple[str, str | None, list[str]] | None:
 def _typed_clock(
     name: str, fmt: str | None, modifiers: list[str], timestamp: str, target_type: str
 ) -> str:
-    base = re.sub(r"\s+", " ", target_type.split("(")[0]).strip().lower()
+    base = base_type(target_type)
     unit = "day" if name == "date" or fmt == "%Y-%m-%d" else "second"
     if name == "time" and base.startswith("timestamp"):
         raise Untranslatable("time('now') writes a time of day, not a timestamp")

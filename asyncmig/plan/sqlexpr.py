@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from asyncmig.plan.model import base_type
 from asyncmig.quoting import quote_ident, quote_literal
 
 
@@ -510,15 +511,11 @@ _INT_RANGES = {
 }
 
 
-def _base(pg_type: str) -> str:
-    return re.sub(r"\s+", " ", pg_type.split("(")[0]).strip().lower()
-
-
 def kind(pg_type: str | None) -> str | None:
     """Coarse family of a PostgreSQL type, for deciding which comparisons are valid."""
     if pg_type is None:
         return None
-    base = _base(pg_type)
+    base = base_type(pg_type)
     if base in ("boolean", "bool"):
         return "bool"
     if base in _NUMERIC_TYPES:
@@ -575,7 +572,7 @@ def literal_sql(lit: Lit, pg_type: str, *, for_default: bool = False) -> str | N
     if lit.kind == "null":
         return "NULL"
     family = kind(pg_type)
-    base = _base(pg_type)
+    base = base_type(pg_type)
     value = lit.value
     if lit.kind in ("true", "false"):
         if family == "bool":
@@ -1182,7 +1179,7 @@ def _random_id(node: Func, family: str | None, target_type: str) -> str | None:
     inner = node.args[0]
     if not (inner.name == "randomblob" and inner.args == (Lit("number", "16"),)):
         return None
-    if _base(target_type) == "uuid":
+    if base_type(target_type) == "uuid":
         return "gen_random_uuid()"
     if family == "text":
         length = re.search(r"\((\d+)\)", target_type)

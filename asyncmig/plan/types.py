@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 
 from asyncmig.errors import UsageError
 from asyncmig.plan import datenums
+from asyncmig.plan.model import base_type
 from asyncmig.source.catalog import ColumnProfile, SourceColumn
 from asyncmig.source.scan import DOUBLE_EXACT_INT, family
 
@@ -373,7 +374,7 @@ def override_type(
     column: SourceColumn, profile: ColumnProfile, target_type: str, *, epoch_unit: str | None = None
 ) -> TypeChoice:
     """The user's type for ``column``; every value is still converted and checked on the way."""
-    base = target_type.split("(")[0].strip().lower()
+    base = base_type(target_type)
     transform = OVERRIDE_TRANSFORMS.get(base)
     if transform is None:
         raise UsageError(

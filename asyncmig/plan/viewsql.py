@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from asyncmig.plan import sqldates
+from asyncmig.plan.model import base_type
 from asyncmig.plan.sqlexpr import (
     P_ADD,
     P_ATOM,
@@ -452,7 +453,7 @@ class QueryPrinter(Printer):
                 f"CASE WHEN {out.sql} THEN '1' WHEN NOT {out.sql} THEN '0' END", P_ATOM, "text"
             )
         if family == "time":
-            base = (out.pg_type or "").split("(")[0].strip()
+            base = base_type(out.pg_type)
             timestamp = sqldates.timestamp_sql(out.sql, out.pg_type, family)
             pattern = _TEXT_FORMAT.get(base, "YYYY-MM-DD HH24:MI:SS")
             return Out(f"to_char({timestamp}, {quote_literal(pattern)})", P_ATOM, "text")

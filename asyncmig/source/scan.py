@@ -26,6 +26,7 @@ from dataclasses import replace
 from typing import Any
 
 from asyncmig.plan import datenums
+from asyncmig.plan.model import base_type
 from asyncmig.quoting import quote_sqlite_ident
 from asyncmig.source.catalog import ColumnProfile, SourceColumn, SourceTable
 
@@ -440,7 +441,7 @@ def acceptance(target_type: str, transform: str, column: str) -> str:
     impossible dates such as February 30th).
     """
     c = column
-    base = target_type.split("(")[0].strip().lower()
+    base = base_type(target_type)
     null = f"{c} IS NULL"
     if transform == "bytes_from_any" or transform == "text_nul_check":
         return "1"

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from asyncmig.plan import sqlscan as sqlparse
-from asyncmig.plan.model import ColumnPlan, IndexKeyPlan, IndexPlan
+from asyncmig.plan.model import ColumnPlan, IndexKeyPlan, IndexPlan, base_type
 from asyncmig.plan.names import pg_name
 from asyncmig.quoting import quote_ident, quote_literal
 from asyncmig.quoting import quote_sqlite_ident as q
@@ -189,7 +189,7 @@ def search_expression(columns: Sequence[ColumnPlan], config: str) -> str:
 
 def _as_text(column: ColumnPlan) -> str:
     name = quote_ident(column.name)
-    return name if column.target_type.split("(")[0] in ("text", "varchar") else f"{name}::text"
+    return name if base_type(column.target_type) in ("text", "varchar") else f"{name}::text"
 
 
 def search_index(
@@ -201,7 +201,7 @@ def search_index(
         return []
     by_source = {c.source_name: c for c in columns}
     searched = [by_source[n] for n in info.search_columns if n in by_source]
-    usable = [c for c in searched if c.target_type.split("(")[0] in SEARCHABLE_TYPES]
+    usable = [c for c in searched if base_type(c.target_type) in SEARCHABLE_TYPES]
     warnings.extend(
         f"{table.name}.{c.name}: left out of the full-text index: "
         f"{c.target_type} has no immutable text form"
