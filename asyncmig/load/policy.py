@@ -302,14 +302,7 @@ class TableGuard:
                 continue
             try:
                 values[position] = function(value)
-            except (
-                ValueError,
-                TypeError,
-                OverflowError,
-                ArithmeticError,
-                orjson.JSONDecodeError,
-                UnicodeDecodeError,
-            ) as exc:
+            except VALUE_ERRORS as exc:
                 column = self.table.columns[position]
                 reason = f"not a valid {column.target_type}: {exc}"
                 if not self._settle(row, values, position, value, reason, function):
