@@ -45,7 +45,6 @@ from asyncmig.errors import (
     SourceError,
     TargetError,
     VerificationError,
-    first_error,
 )
 from asyncmig.finish import views
 from asyncmig.finish.foreign_keys import finish, orphan_policies, settle
@@ -368,19 +367,8 @@ async def record_failure(
         admin.terminate()  # no goodbye to a server that does not answer
         log.error("history_not_recorded", run=run_id, error=FROZEN)
         return
-    with anyio.move_on_after(15, shield=True):
-        try:
-            async with faults.cleanup_connection(settings.target, admin) as conn:
-                await history.finish_run(
-                    conn,
-                    run_id,
-                    status="interrupted" if stopped_by else "failed",
-                    error=stopped_by or _one_line(error),
-                    error_class=None if stopped_by else type(error).__name__,
-                    log_file=str(settings.log_file) if settings.log_file else None,
-                )
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TargetError) as fault:
-            log.error("history_not_recorded", run=run_id, error=str(fault))
+    log_file = str(settings.log_file) if settings.log_file else None
+    await faults.record_ended(settings.target, admin, run_id, error, stopped_by, log_file)
 
 
 async def _until_proved(
@@ -676,12 +664,6 @@ def source_changed(source: Path) -> SourceError:
         f"{source} changed while it was being migrated",
         hint="stop the application writing to it, or migrate a copy (--snapshot)",
     )
-
-
-def _one_line(exc: BaseException) -> str:
-    if isinstance(exc, BaseExceptionGroup):
-        exc = first_error(exc)
-    return (str(exc).splitlines() or [type(exc).__name__])[0]
 
 
 async def undo(

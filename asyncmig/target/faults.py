@@ -20,6 +20,7 @@ import asyncpg
 import structlog
 
 from asyncmig.errors import ConnectionLost, TargetError, first_error
+from asyncmig.target import history
 from asyncmig.target.connect import Target, connect
 
 log = structlog.get_logger(__name__)
@@ -165,3 +166,37 @@ async def cleanup_connection(
         yield fresh
     finally:
         await fresh.close(timeout=5)
+
+
+def one_line(exc: BaseException) -> str:
+    """An error's first line (the first error of a group), for the history."""
+    if isinstance(exc, BaseExceptionGroup):
+        exc = first_error(exc)
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
+
+
+async def record_ended(
+    target: Target,
+    conn: asyncpg.Connection,
+    run_id: int,
+    error: BaseException,
+    stopped_by: str | None,
+    log_file: str | None = None,
+) -> None:
+    """Record a run (or sync) ``interrupted`` by a signal, else ``failed``: shielded,
+    time-boxed, on a new connection when the failure broke ``conn``. If PostgreSQL
+    cannot be reached, the row stays ``running`` and the next run (or ``status``) sees
+    that its lock is not held."""
+    with anyio.move_on_after(15, shield=True):
+        try:
+            async with cleanup_connection(target, conn) as usable:
+                await history.finish_run(
+                    usable,
+                    run_id,
+                    status="interrupted" if stopped_by else "failed",
+                    error=stopped_by or one_line(error),
+                    error_class=None if stopped_by else type(error).__name__,
+                    log_file=log_file,
+                )
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TargetError) as fault:
+            log.error("history_not_recorded", run=run_id, error=str(fault))

@@ -208,24 +208,7 @@ async def _record_failure(
     the target is as it was."""
     stopped_by = signals.received()
     error = first_error(exc) if isinstance(exc, BaseExceptionGroup) else exc
-    with anyio.move_on_after(15, shield=True):
-        try:
-            async with faults.cleanup_connection(settings.target, conn) as usable:
-                await history.finish_run(
-                    usable,
-                    run_id,
-                    status="interrupted" if stopped_by else "failed",
-                    error=stopped_by or _one_line(error),
-                    error_class=None if stopped_by else type(error).__name__,
-                )
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TargetError) as fault:
-            log.error("history_not_recorded", run=run_id, error=str(fault))
-
-
-def _one_line(exc: BaseException) -> str:
-    if isinstance(exc, BaseExceptionGroup):
-        exc = first_error(exc)
-    return (str(exc).splitlines() or [type(exc).__name__])[0]
+    await faults.record_ended(settings.target, conn, run_id, error, stopped_by)
 
 
 # --- the plan must still fit ----------------------------------------------------------
