@@ -73,6 +73,7 @@ class Round:
     tree: str
     db: str
     first_copy: float | None = None
+    cpu: float | None = None  # CPU seconds of the run's process tree at its first COPY
     marks: dict[str, float] = field(default_factory=dict)
     refused: float | None = None
     refused_exit: int | None = None
@@ -171,6 +172,7 @@ def start(tree: Path, db: Path, dsn: str, jobs: int, result: Round) -> None:
             while watch.seen is None and child.poll() is None:
                 time.sleep(0.005)
             if watch.seen is not None:
+                result.cpu = round(meter.tree_cpu(child.pid), 3)
                 result.first_copy = round(watch.seen - began, 3)
             child.send_signal(signal.SIGTERM)
             child.wait(120)
@@ -207,16 +209,31 @@ def median(values: Sequence[float | None]) -> float | None:
     return round(statistics.median(found), 3) if found else None
 
 
-def summary(rounds: list[Round], trees: dict[str, Path], dbs: list[Path]) -> list[str]:
-    lines = [
-        "db | tree | first COPY s | configured | planned | loading | refused s (exit, scanned)"
+def per_round(rounds: list[Round], db: Path) -> list[float]:
+    """This tree's first COPY over the baseline's, round by round (the same load)."""
+    mine = [r for r in rounds if r.db == str(db)]
+    pairs = zip(
+        [r for r in mine if r.tree == "baseline"],
+        [r for r in mine if r.tree == "this"],
+        strict=True,
+    )
+    return [
+        round(this.first_copy / base.first_copy, 2)
+        for base, this in pairs
+        if this.first_copy and base.first_copy
     ]
+
+
+def summary(rounds: list[Round], trees: dict[str, Path], dbs: list[Path]) -> list[str]:
+    header = "db | tree | first COPY s | CPU s at first COPY | configured | planned | loading"
+    lines = [f"{header} | refused s (exit, scanned)"]
     medians: dict[tuple[str, str], dict[str, float | None]] = {}
     for db in dbs:
         for tree in trees:
             mine = [r for r in rounds if r.tree == tree and r.db == str(db)]
             m = {
                 "first_copy": median([r.first_copy for r in mine]),
+                "cpu": median([r.cpu for r in mine]),
                 "refused": median([r.refused for r in mine]),
                 **{
                     k: median([r.marks.get(k) for r in mine])
@@ -227,16 +244,17 @@ def summary(rounds: list[Round], trees: dict[str, Path], dbs: list[Path]) -> lis
             spread = [r.first_copy for r in mine if r.first_copy is not None]
             lines.append(
                 f"{db.name} | {tree} | {m['first_copy']} ({min(spread, default=0)}-"
-                f"{max(spread, default=0)}) | {m['configured']} | {m['planned']} | "
+                f"{max(spread, default=0)}) | {m['cpu']} | {m['configured']} | {m['planned']} | "
                 f"{m['loading']} | {m['refused']} ({sorted({r.refused_exit or 0 for r in mine})}, "
                 f"{any(r.scanned for r in mine)})"
             )
     if "baseline" in trees:
         for db in dbs:
-            for key in ("first_copy", "refused"):
+            for key in ("first_copy", "cpu", "refused"):
                 after, before = medians[(str(db), "this")][key], medians[(str(db), "baseline")][key]
                 if after and before:
                     lines.append(f"{db.name}: {key} this/baseline = {after / before:.2f}")
+            lines.append(f"{db.name}: first_copy this/baseline per round = {per_round(rounds, db)}")
     if len(dbs) > 1:
         for tree in trees:
             small, large = medians[(str(dbs[0]), tree)], medians[(str(dbs[-1]), tree)]

@@ -51,18 +51,23 @@ def _rss(pid: int) -> int:
         return 0
 
 
-def tree_rss(root: int, *, include_root: bool = True) -> int:
-    """Bytes resident in ``root`` and all its descendants right now."""
-    parents = _parents()
+def descendants(root: int) -> list[int]:
+    """Every live process below ``root`` (children, their children, ...)."""
     children: dict[int, list[int]] = {}
-    for pid, parent in parents.items():
+    for pid, parent in _parents().items():
         children.setdefault(parent, []).append(pid)
-    total, todo = (_rss(root) if include_root else 0), list(children.get(root, []))
+    found, todo = [], list(children.get(root, []))
     while todo:
         pid = todo.pop()
-        total += _rss(pid)
+        found.append(pid)
         todo.extend(children.get(pid, []))
-    return total
+    return found
+
+
+def tree_rss(root: int, *, include_root: bool = True) -> int:
+    """Bytes resident in ``root`` and all its descendants right now."""
+    own = _rss(root) if include_root else 0
+    return own + sum(_rss(pid) for pid in descendants(root))
 
 
 class PeakSampler:
@@ -109,6 +114,12 @@ def process_cpu(pid: int) -> float:
     except OSError:
         return 0.0
     return sum(int(f) for f in fields[11:15]) / TICKS  # utime stime cutime cstime
+
+
+def tree_cpu(root: int) -> float:
+    """CPU seconds used so far by ``root`` and its live descendants (and those they
+    reaped)."""
+    return sum(process_cpu(pid) for pid in [root, *descendants(root)])
 
 
 def server_cpu(postmaster: int) -> float:
