@@ -142,7 +142,7 @@ async def load_split(
 
     ``clean`` (a retry): the staged table is emptied once, before any range starts.
     """
-    from asyncmig.load.tables import load_in_process  # the worker's entry point
+    from asyncmig.load.worker import load_in_process  # the worker's entry point
 
     started = time.perf_counter()
     if clean:

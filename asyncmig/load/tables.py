@@ -4,11 +4,9 @@ each table's post-data work as soon as it commits.
 
 from __future__ import annotations
 
-import gc
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import anyio
 import anyio.to_process
@@ -16,20 +14,20 @@ import asyncpg
 import structlog
 
 from asyncmig import ddl
-from asyncmig.cli import logs, signals
+from asyncmig.cli import signals
 from asyncmig.errors import (
     InternalError,
     VerificationError,
 )
 from asyncmig.finish.indexes import IndexResult, add_constraints, build_indexes
-from asyncmig.load import chunks, progress, split
-from asyncmig.load.pipeline import PipelineSettings, TableLoad, load_table
+from asyncmig.load import progress, split
+from asyncmig.load.pipeline import TableLoad
 from asyncmig.load.policy import TooManyRejects, reject_path
+from asyncmig.load.worker import load_and_count, load_in_process, ready
 from asyncmig.plan.model import PROCESS_THRESHOLD_ROWS, Plan, TablePlan
-from asyncmig.quoting import qualified
 from asyncmig.runstate import RunSettings, TableReport
 from asyncmig.target import faults
-from asyncmig.target.connect import Target, connect, create_pool
+from asyncmig.target.connect import create_pool
 from asyncmig.target.statements import execute_all
 
 log = structlog.get_logger(__name__)
@@ -51,13 +49,6 @@ async def warm_worker(limiter: anyio.CapacityLimiter) -> None:
     ``ready``), so the first COPY does not wait for a process start and its imports;
     anyio keeps the worker idle for the load to reuse."""
     await anyio.to_process.run_sync(ready, cancellable=True, limiter=limiter)
-
-
-def ready() -> bool:
-    """A warm worker's first job: bind it to the parent now, not with its first table,
-    so a parent killed outright (kill -9) while planning takes its idle workers along."""
-    signals.bind_worker_to_parent()
-    return True
 
 
 @dataclass(frozen=True)
@@ -334,75 +325,6 @@ def load_warnings(table: str, load: TableLoad) -> tuple[str, ...]:
             + (f"), kept in {accounts.reject_file}" if accounts.reject_file else ")")
         )
     return tuple(warnings)
-
-
-async def load_and_count(
-    source: Path,
-    schema: str,
-    table: TablePlan,
-    conn: asyncpg.Connection,
-    pipeline: PipelineSettings,
-    run_id: int | None,
-    slot: progress.Slot | None = None,
-    *,
-    clean: bool = False,
-) -> TableLoad:
-    """Load one table (``clean``: emptied first) and count what PostgreSQL committed."""
-    # durability comes from the synchronous commits of the final phase,
-    # which flush the WAL of every earlier commit too
-    await conn.execute("SET synchronous_commit = off")
-    if run_id is not None and chunks.chunked(table, pipeline):  # a retry goes on after the last
-        load = await chunks.load_chunked(source, schema, table, conn, pipeline, run_id, slot)
-    else:
-        load = await load_table(source, schema, table, conn, pipeline, run_id, slot, clean=clean)
-    # not in a `finally`: after a failure the connection may be mid-transaction, and an
-    # error here would hide the real one (the pool resets a released connection anyway)
-    await conn.execute("RESET synchronous_commit")
-    committed = int(await conn.fetchval(f"SELECT count(*) FROM {qualified(schema, table.name)}"))
-    return replace(load, rows_committed=committed)
-
-
-def load_in_process(
-    source: Path,
-    schema: str,
-    table: TablePlan,
-    target: Target,
-    pipeline: PipelineSettings,
-    run_id: int | None,
-    slot: progress.Slot | None = None,
-    clean: bool = False,
-) -> TableLoad:
-    """A worker process's whole job: one table, on its own connection and event loop.
-
-    The cyclic garbage collector is off meanwhile: the rows are acyclic tuples that
-    reference counting frees, and its passes over each batch's young tuples cost 7 %
-    of a worker's CPU (measured); anything cyclic is collected after the table.
-    """
-    # the worker's stdout carries its results to the main process: log to stderr only
-    logs.configure(log_format="json")
-    signals.bind_worker_to_parent()
-
-    async def run() -> TableLoad:
-        conn = await connect(target)
-        try:
-            return await load_and_count(
-                source, schema, table, conn, pipeline, run_id, slot, clean=clean
-            )
-        except BaseException as exc:  # one error, picklable, for the main process
-            error = faults.as_error(exc)
-            if error is exc:
-                raise
-            raise error from None
-        finally:
-            with anyio.move_on_after(10, shield=True):
-                await conn.close()
-
-    gc.disable()
-    try:
-        return anyio.run(run)
-    finally:
-        gc.enable()
-        gc.collect()
 
 
 def check_total_rejects(settings: RunSettings, tables: list[TableReport]) -> None:
