@@ -4,8 +4,9 @@
                                [--jobs 2] [--json OUT]
 
 Against one throw-away cluster (as ``run_bench``), each round runs, for every
-database and every tree (``--baseline DIR``, another checkout of asyncmig, then this
-one; interleaved, so both see the same machine load):
+database and every tree (``--baseline DIR``, another checkout of asyncmig, and this
+one; interleaved, so both see the same machine load, which of the two goes first
+alternating from round to round):
 
 - ``start``: ``asyncmig run`` into an empty schema (the stage a stopped run keeps for
   resuming is dropped first). A poller watches
@@ -293,7 +294,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"CREATE SCHEMA {qi(REFUSED_SCHEMA)}; "
                     f"CREATE TABLE {qi(REFUSED_SCHEMA)}.{qi(table)} (x int)",
                 )
-                for name, tree in trees.items():
+                order = list(trees.items())
+                if round_number % 2:  # who runs first alternates: no tree always follows
+                    order.reverse()
+                for name, tree in order:
                     result = Round(name, str(db))
                     start(tree, db, dsn, args.jobs, result)
                     refused(tree, db, dsn, args.jobs, table, result)
