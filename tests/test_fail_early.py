@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.fix_cli import one_error_line, run_cli
-from tests.fix_pg import as_user, fetch, role_without_create
+from tests.fix_pg import as_user, fetch, role_without_create, with_database
 
 SCANS = {"profile_started", "table_profiled", "column_planned", "planned"}
 
@@ -126,4 +126,68 @@ def test_data_into_missing_tables_is_refused_before_any_table_scan(
     assert code == 4
     line = one_error_line(stderr.splitlines()[-1])
     assert "cannot load data: " in line and "does not exist (and 1 more)" in line
+    refused_unread(events, 4)
+
+
+def logged_if_any(log_dir: Path) -> list[dict[str, Any]]:
+    """The run's events, or none when it stopped before its log was opened."""
+    return logged_events(log_dir) if list(log_dir.glob("migration_*.log")) else []
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (("--jobs", "0"), "--jobs is expected to be at least 1, got 0"),
+        (("--workers", "bogus"), "--workers is expected to be one of auto, process, inline"),
+        (("--batch-size", "many"), "--batch-size"),
+    ],
+)
+def test_a_bad_option_is_refused_before_anything_is_read(
+    tmp_path: Path, pg_dsn: str, option: tuple[str, str], message: str
+) -> None:
+    """Refused while the options are read: no log, no history, nothing made."""
+    source = build(tmp_path / "a.db")
+    log_dir = tmp_path / "logs"
+    args = ("run", "--sqlite", str(source), "--pg", pg_dsn, *option)
+    done = run_cli(*args, env={"ASYNCMIG_LOG_DIR": str(log_dir)})
+    assert done.returncode == 2, done.stderr
+    assert message in one_error_line(done.stderr)
+    assert not SCANS & {e["event"] for e in logged_if_any(log_dir)}
+    made = "SELECT to_regclass('asyncmig.runs') IS NULL AND to_regclass('public.big') IS NULL"
+    assert fetch(pg_dsn, made)[0][0]
+
+
+def test_a_profile_naming_a_missing_column_is_refused_before_any_table_scan(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    source = build(tmp_path / "a.db")
+    profile = tmp_path / "p.toml"
+    profile.write_text('[tables.big.columns.nope]\ntype = "text"\n')
+    code, stderr, events = cli(
+        tmp_path / "logs", "run", "--sqlite", str(source), "--pg", pg_dsn, "--config", str(profile)
+    )
+    assert code == 2, stderr
+    assert "names big.nope, which the source does not have" in one_error_line(stderr)
+    refused_unread(events, 2)
+    assert fetch(pg_dsn, "SELECT to_regclass('public.big') IS NULL")[0][0]
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("postgresql://asyncmig@127.0.0.1:1/postgres", "Connect call failed"),
+        ("no_such_database", "the database does not exist"),
+    ],
+)
+def test_a_bad_dsn_is_refused_before_any_table_scan(
+    tmp_path: Path, pg_dsn: str, target: str, message: str
+) -> None:
+    """A server that does not answer, a database that does not exist: exit 4 on
+    connecting, before the plan."""
+    source = build(tmp_path / "a.db")
+    dsn = target if "://" in target else with_database(pg_dsn, target)
+    code, stderr, events = cli(tmp_path / "logs", "run", "--sqlite", str(source), "--pg", dsn)
+    assert code == 4, stderr
+    line = one_error_line(stderr)
+    assert line.startswith("asyncmig: error: cannot connect to ") and message in line
     refused_unread(events, 4)
