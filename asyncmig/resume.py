@@ -6,9 +6,16 @@ with its history row written in the load's own transaction. The next `run` into 
 same target adopts that stage when it is safe to, as pgcopydb's ``--resume`` does
 with its work directory, but with the proof kept in PostgreSQL itself:
 
-* the interrupted run read the same source (same SHA-256, recorded as soon as the
-  run computed it), made the same plan and used the same data-affecting options
-  (one digest of both, :func:`resume_key`, kept in the run's options);
+* the interrupted run read the same source. Its identity
+  (:mod:`asyncmig.source.identity`: inode, size, times, SQLite's change counter, the
+  WAL's header), recorded before the run read anything, is the file's now; and its
+  SHA-256, when recorded (the run computes it beside the load, so a run killed early
+  has none), is the file's now. The new run computes the SHA-256 and records it at
+  once. A run with neither (a --snapshot run killed before its digest, or one whose
+  source was written seconds before it started) is not resumed: the new one starts
+  over, as it does when either differs;
+* it made the same plan and used the same data-affecting options (one digest of both,
+  :func:`resume_key`, kept in the run's options);
 * its stage schema still exists, and no live run holds the target's lock (the caller
   holds it).
 
@@ -71,6 +78,15 @@ def resume_key(settings: RunSettings, plan: Plan) -> str:
 
 
 @dataclass(frozen=True)
+class Proof:
+    """What a run that resumes another must share with it: :func:`resume_key`, and the
+    source's identity (None: unknown, so only the SHA-256 can tell)."""
+
+    key: str
+    identity: str | None
+
+
+@dataclass(frozen=True)
 class Resumable:
     """An interrupted run whose stage the new run takes over."""
 
@@ -91,21 +107,22 @@ class Adopted:
 # the latest run that did not finish: `interrupted` (a signal, kill -9) or `failed`
 # (a lost connection; a permanent failure dropped its stage, so has none to resume)
 CANDIDATE_SQL = f"""
-SELECT id, source_sha256, options ->> 'resume_key' AS key FROM {history.RUNS}
+SELECT id, source_sha256, options ->> 'resume_key' AS key,
+       options ->> 'source_identity' AS identity FROM {history.RUNS}
 WHERE target_schema = $1 AND command = 'run' AND status IN ('interrupted', 'failed')
 ORDER BY id DESC LIMIT 1
 """
 
 
 async def pick(
-    conn: asyncpg.Connection, settings: RunSettings, schema: str, key: str, *, resumes: bool
+    conn: asyncpg.Connection, settings: RunSettings, schema: str, proof: Proof, *, resumes: bool
 ) -> Resumable | None:
     """The interrupted run to resume (when the command ``resumes``: `run`, without
     --restart), if any; everything else interrupted runs into ``schema`` left behind is
     dropped, logged (the caller holds the schema's lock)."""
     found = None
     if resumes and not settings.restart:
-        found = await _candidate(conn, settings, schema, key)
+        found = await _candidate(conn, settings, schema, proof)
     elif resumes:
         log.info("resume_refused", reason="--restart: what interrupted runs left is dropped")
     await cutover.drop_stale(conn, schema, keep=found.stage if found else None)
@@ -114,7 +131,7 @@ async def pick(
 
 
 async def _candidate(
-    conn: asyncpg.Connection, settings: RunSettings, schema: str, key: str
+    conn: asyncpg.Connection, settings: RunSettings, schema: str, proof: Proof
 ) -> Resumable | None:
     if not await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", f"{history.SCHEMA}.runs"):
         return None
@@ -126,18 +143,28 @@ async def _candidate(
         "SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = $1)", stage
     ):
         return None
-    reason = None
-    if row["key"] != key:
-        reason = "its plan or data options differ"
-    elif row["source_sha256"] is None:
-        reason = "it ended before its source's SHA-256 was known"
-    else:
+    reason = _refusal(row, proof)
+    if reason is None:
         sha = await anyio.to_thread.run_sync(history.sha256_of, settings.source)
-        if sha != row["source_sha256"]:
-            reason = "the source changed since (another SHA-256)"
-        else:
+        if row["source_sha256"] in (None, sha):
             return Resumable(int(row["id"]), stage, sha)
+        reason = "the source changed since (another SHA-256)"
     log.warning("not_resumed", run=row["id"], stage=stage, reason=reason)
+    return None
+
+
+def _refusal(row: asyncpg.Record, proof: Proof) -> str | None:
+    """Why the interrupted run in ``row`` cannot be resumed, before reading the source
+    (None: it may be, if its SHA-256, when it has one, is the file's)."""
+    if row["key"] != proof.key:
+        return "its plan or data options differ"
+    recorded = row["identity"]
+    if recorded is not None and proof.identity is None:
+        return "the source's identity cannot be compared (--snapshot, or written seconds ago)"
+    if recorded is not None and recorded != proof.identity:
+        return "the source changed since (written after the interrupted run started)"
+    if recorded is None and row["source_sha256"] is None:
+        return "it ended before its source's SHA-256 was known, and had no identity of it"
     return None
 
 

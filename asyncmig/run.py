@@ -61,6 +61,7 @@ from asyncmig.plan import collations
 from asyncmig.plan.builder import build_plan, outline_plan
 from asyncmig.plan.model import Plan
 from asyncmig.runstate import RunReport, RunSettings, TableReport
+from asyncmig.source.identity import source_identity
 from asyncmig.source.sqlite import check_source_file, fingerprint, open_sync, source_error
 from asyncmig.target import faults, history, plans, rollback, runlock, tablestate
 from asyncmig.target.connect import connect
@@ -197,6 +198,13 @@ async def _execute_on(
     reporter = progress.current()
     reporter.phase("checking")
     check_source_file(settings.source)
+    # taken before anything reads the source: until its SHA-256 is recorded, what
+    # tells a resume that the file is the one this run read (a snapshot: none)
+    identity = (
+        None
+        if original.snapshot
+        else await anyio.to_thread.run_sync(source_identity, original.source)
+    )
     admin = await connect(settings.target)
     own_pid = admin.get_server_pid()  # asked now: a connection that timed out has none
     try:
@@ -211,7 +219,7 @@ async def _execute_on(
             settings.command,
             original.source,
             outline.schema,
-            run_options(original, outline),
+            run_options(original, outline, identity),
         )
         reporter.run_started(run_id, settings.command, str(original.source))
         try:
@@ -219,12 +227,16 @@ async def _execute_on(
                 admin, outline, create=create, replace=settings.replace, cascade=settings.cascade
             )
             plan = await plan_run(settings, started, create=create, load=load)
-            options = run_options(original, plan)  # as the full plan settled them
+            options = run_options(original, plan, identity)  # as the full plan settled them
             key = options["resume_key"] = resume.resume_key(settings, plan)
             await history.set_options(admin, run_id, options)
             # what interrupted runs left: taken over by this `run` when it may, else dropped
             found = await resume.pick(
-                admin, settings, plan.schema, key, resumes=create and load and check
+                admin,
+                settings,
+                plan.schema,
+                resume.Proof(key, identity),
+                resumes=create and load and check,
             )
             report = await _recorded_phases(
                 settings,
@@ -299,6 +311,8 @@ async def _recorded_phases(
     server's version, when it started."""
     run_id, version, started = run
     digest: list[str] = [resuming.sha256] if resuming else []
+    if resuming:  # known already: a run that resumes this one compares it
+        await history.record_sha256(admin, run_id, resuming.sha256)
 
     async def hash_source() -> None:  # overlaps the load: it reads the whole file
         digest.append(await anyio.to_thread.run_sync(history.sha256_of, settings.source))
@@ -430,7 +444,7 @@ def source_name(plan: Plan, table: str) -> str:
     return plan.table(table).source_name
 
 
-def run_options(settings: RunSettings, plan: Plan) -> dict[str, object]:
+def run_options(settings: RunSettings, plan: Plan, identity: str | None) -> dict[str, object]:
     return {
         "jobs": settings.jobs,
         "replace": settings.replace,
@@ -442,8 +456,9 @@ def run_options(settings: RunSettings, plan: Plan) -> dict[str, object]:
         "orphans": orphan_policies(settings, plan),
         "widen": settings.overrides.widen,  # `check` plans the types the run chose
         "renames": [asdict(r) for r in plan.renames],  # the names `check` must find
-        "source_edges": edges_of(settings.source),
-    }  # for --if-changed
+        "source_edges": edges_of(settings.source),  # for --if-changed
+        "source_identity": identity,  # for a resume (see asyncmig.source.identity)
+    }
 
 
 async def _phases(

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,7 @@ def asyncmig(*args: str, workers: str = "process") -> subprocess.Popen[str]:
 
 def trial(source: Path, dsn: str, signum: int, delay: float) -> dict[str, object]:
     """One run, one signal after ``delay`` seconds, then a plain re-run."""
+    previous = max((int(r["id"]) for r in history(dsn)), default=0)
     process = asyncmig("run", "--sqlite", str(source), "--pg", dsn, "--replace")
     time.sleep(delay)
     family = psutil.Process(process.pid).children(recursive=True)
@@ -57,8 +59,9 @@ def trial(source: Path, dsn: str, signum: int, delay: float) -> dict[str, object
     time.sleep(0.5)  # a worker killed with its parent (PR_SET_PDEATHSIG) is gone by now
     left = [p.pid for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     runs = history(dsn)
+    killed = next((r for r in runs if int(r["id"]) > previous), None)
     rerun = asyncmig("run", "--sqlite", str(source), "--pg", dsn, "--replace")
-    rerun.communicate(timeout=300)
+    _, rerun_err = rerun.communicate(timeout=300)
     latest = history(dsn)[:1]
     resumed = bool(latest) and latest[0].get("resumed_from") is not None
     return {
@@ -66,6 +69,7 @@ def trial(source: Path, dsn: str, signum: int, delay: float) -> dict[str, object
         "tables_kept": sum(bool(t.get("taken_over")) for t in latest[0]["tables"])
         if resumed
         else 0,
+        "not_resumed_because": None if resumed else why_not_resumed(killed, rerun_err),
         "delay": round(delay, 3),
         "exit": process.returncode,
         "traceback": "Traceback" in stderr,
@@ -74,6 +78,21 @@ def trial(source: Path, dsn: str, signum: int, delay: float) -> dict[str, object
         "history_running": any(r["status"] == "running" for r in runs),
         "rerun_exit": rerun.returncode,
     }
+
+
+def why_not_resumed(killed: dict[str, Any] | None, rerun_stderr: str) -> str:
+    """Why the re-run started over, from the signalled run's history row and what the
+    re-run logged (a stage it could not resume is logged as ``not_resumed``)."""
+    if killed is None:
+        return "stopped before its history row (starting up)"
+    if killed["status"] == "succeeded":
+        return "finished before the signal"
+    if killed.get("cascade_dropped") is not None:
+        return "stopped after its cut-over committed: the target was complete"
+    refused = [line for line in rerun_stderr.splitlines() if "not_resumed" in line]
+    if refused:
+        return refused[0][-300:]
+    return "stopped before its stage existed (planning)"
 
 
 def history(dsn: str) -> list[dict[str, Any]]:
@@ -86,6 +105,13 @@ def history(dsn: str) -> list[dict[str, Any]]:
     )
     runs: list[dict[str, Any]] = json.loads(status.stdout).get("runs", [])
     return runs
+
+
+def tally(reasons: Iterable[str]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for reason in reasons:
+        found[reason] = found.get(reason, 0) + 1
+    return found
 
 
 def main() -> None:
@@ -115,6 +141,9 @@ def main() -> None:
             "history_running": sum(bool(r["history_running"]) for r in results),
             "rerun_ok": sum(r["rerun_exit"] == 0 for r in results),
             "rerun_resumed": sum(bool(r["resumed"]) for r in results),
+            "not_resumed_because": tally(
+                str(r["not_resumed_because"]) for r in results if not r["resumed"]
+            ),
             "tables_kept": sum(int(str(r["tables_kept"])) for r in results),
             "results": results,
         }
