@@ -84,10 +84,15 @@ async def replaceable(
     if existing and not replace:
         shown = ", ".join(qualified(plan.schema, n) for n in existing[:5])
         more = f" and {len(existing) - 5} more" if len(existing) > 5 else ""
-        raise TargetError(
-            f"cannot create {shown}{more}: already exists in the target",
-            hint="drop it, choose another --schema, or pass --replace to drop and recreate it",
-        )
+        hint = "drop it, choose another --schema, or pass --replace to drop and recreate it"
+        cut = await history.cut_over_unfinished(conn, plan.schema)
+        if cut is not None:  # killed in the moments after its swap: nothing to resume
+            hint = (
+                f"run {cut} was interrupted after its cut-over committed: these are its "
+                "complete, checked tables (`asyncmig check --deep` compares them); "
+                "pass --replace to migrate again"
+            )
+        raise TargetError(f"cannot create {shown}{more}: already exists in the target", hint=hint)
     found = (
         await dependents.find(conn, plan.schema, [*existing, *(v.name for v in plan.views)])
         if existing

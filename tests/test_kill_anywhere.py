@@ -97,7 +97,8 @@ def test_sigkill_at_random_moments(source: Path, pg_dsn: str, run_main: RunMain)
     target equal to the source (`check --deep`) and, per the history, takes over exactly
     the tables whose load the killed run had committed and loads only the others; a run
     killed before its stage existed left nothing to take over, and the re-run starts
-    over."""
+    over; one killed after its cut-over left the complete copy, which the re-run leaves
+    alone (see after_cut_over)."""
     whole = timed_run(source, pg_dsn)
     drop_tables(pg_dsn)
     settle(source)
@@ -128,7 +129,7 @@ def outcome(
     left = public_tables(dsn)
     if killed is not None and killed["cascade_dropped"] is not None:  # the swap committed
         assert left == EVERYTHING and stages(dsn) == [], where
-        return "after the cut-over"
+        return after_cut_over(dsn, killed, run_main, source, where)
     assert left == [], where  # never part of the tables
     staged = stages(dsn)
     before = committed(dsn, killed["id"]) if killed is not None else {}
@@ -220,3 +221,20 @@ def test_killed_before_its_digest_starts_over_when_the_file_was_touched(
     run = runs_after(pg_dsn, killed)[-1]
     assert run["resumed_from"] is None
     assert committed(pg_dsn, run["id"], taken_over=False) == ROWS
+
+
+def after_cut_over(
+    dsn: str, killed: asyncpg.Record, run_main: RunMain, source: Path, where: str
+) -> str:
+    """Killed once its cut-over had committed (or finished first): the target holds the
+    complete copy, so the plain re-run has nothing to resume and refuses to load over
+    it, without touching it; a killed run is named in the hint."""
+    code, _, stderr = run_main(*run_args(source, dsn))
+    assert code == 4 and "already exists in the target" in stderr, (where, stderr)
+    if killed["status"] == "succeeded":
+        return "finished before the kill"
+    assert f"run {killed['id']} was interrupted after its cut-over committed" in stderr, (
+        where,
+        stderr,
+    )
+    return "after the cut-over"

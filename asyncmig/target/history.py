@@ -454,6 +454,22 @@ async def record_cut_over(
     )
 
 
+async def cut_over_unfinished(conn: asyncpg.Connection, schema: str) -> int | None:
+    """The latest finished run into ``schema``, when it was interrupted after its
+    cut-over committed (its tables are in place, checked; its last steps not done)."""
+    if not await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", f"{SCHEMA}.runs"):
+        return None
+    row = await conn.fetchrow(
+        f"SELECT id, status, cascade_dropped IS NOT NULL AS cut FROM {RUNS} "
+        "WHERE target_schema = $1 AND command = 'run' AND status <> 'running' "
+        "ORDER BY id DESC LIMIT 1",
+        schema,
+    )
+    if row is None or row["status"] == "succeeded" or not row["cut"]:
+        return None
+    return int(row["id"])
+
+
 async def end_backup_schema(conn: asyncpg.Connection, schema: str, how: str) -> None:
     """Record what became of a run's backup schema (restored, removed), in the caller's
     transaction."""
