@@ -188,7 +188,8 @@ def make_command(spec: Spec, *, extra_args: bool = False) -> Command:
         values = resolve(spec.options, given, invocation.environ)
         invocation.as_json = OutputFormat.JSON in (values["output"], values["format"])
         module, _, function = spec.action.partition(":")
-        action: Action = getattr(importlib.import_module(module), function)
+        with signals.deferred():  # the heavy modules (asyncpg, ...) load here
+            action: Action = getattr(importlib.import_module(module), function)
         return action(spec.name, values, invocation.environ, *ctx.args)
 
     params: list[click.Parameter] = [click_option(settings.BY_NAME[n]) for n in spec.options]
@@ -474,6 +475,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         output.silence_stdout()
         return 0
     except Exception as exc:  # noqa: BLE001 -- the last resort: a bug gets one line
+        wrapped = signals.caused_by_signal(exc)  # a signal some library wrapped
+        if wrapped is not None:
+            line = signals.message(wrapped)
+            return fail(invocation, wrapped, line, wrapped.exit_code, "asyncmig: ")
         return unexpected(invocation, exc, debug="--debug" in args)
 
 

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import signal
 import sys
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:  # the module is imported first thing: nothing slow at import time
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Iterator
     from types import FrameType
 
 T = TypeVar("T")
@@ -81,6 +82,34 @@ def install() -> None:
     """Make SIGINT and SIGTERM raise :class:`SignalReceived` (outside event loops)."""
     for signum in HANDLED:
         signal.signal(signum, _raise)
+
+
+@contextmanager
+def deferred() -> Iterator[None]:
+    """SIGINT and SIGTERM held back (pending, not lost) while modules load, then handled
+    at once. Raised from inside an extension module's initialisation, the handler's
+    exception can crash the interpreter (orjson's did: exit -11, at 0.05-0.1 s after
+    start) or come out as another error (Python wraps one raised in a class's
+    ``__set_name__`` in a RuntimeError). Nothing that loads here starts a thread or a
+    process, which would inherit the blocked mask."""
+    if not hasattr(signal, "pthread_sigmask"):  # not POSIX: as before
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
+    try:
+        yield
+    finally:  # a signal that came meanwhile is delivered here, outside the import
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def caused_by_signal(exc: BaseException) -> SignalReceived | None:
+    """The :class:`SignalReceived` that ``exc`` wraps (its cause or context), if any."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, SignalReceived):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def ignore() -> None:
