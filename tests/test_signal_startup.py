@@ -7,7 +7,7 @@ run`` with exit -11 in 5 of 300 trials, inside orjson's initialisation (shown by
 class's ``__set_name__``). Such timing cannot be hit on purpose in a test; what these
 tests pin down is the mechanism that closes it: the signal is held back while modules
 load and handled right after, and a signal some library wrapped is still reported as
-the signal.
+the signal; and one that arrives before main's own handling began still ends in one line.
 """
 
 from __future__ import annotations
@@ -66,3 +66,32 @@ def test_a_signal_a_library_wrapped_is_still_the_signal() -> None:
     found = signals.caused_by_signal(raised.value)
     assert found is not None and found.exit_code == 143
     assert signals.caused_by_signal(RuntimeError("a bug")) is None
+
+
+IN_THE_PREAMBLE = """
+import os, signal, sys
+from asyncmig.cli import main
+
+def run_in_utc():  # main's first step, now with a SIGTERM arriving during it
+    os.kill(os.getpid(), signal.SIGTERM)
+
+main.run_in_utc = run_in_utc
+sys.argv = ["asyncmig", "--help"]
+raise SystemExit(main.entry())
+"""
+
+
+def test_a_signal_before_mains_handling_began_is_one_line() -> None:
+    """A signal between main's handler and its try (seen once in 300 trials: a
+    traceback and exit 1) ends with exit 143 and the one line, no traceback."""
+    done = subprocess.run(
+        [sys.executable, "-c", IN_THE_PREAMBLE],
+        capture_output=True,
+        text=True,
+        env=cli_environment(),
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 143, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.startswith("asyncmig: interrupted by SIGTERM"), done.stderr

@@ -440,7 +440,10 @@ class Invocation:
 
 def entry() -> int:
     """The console script: :func:`main`, then no signal can change the exit code."""
-    code = main()
+    try:
+        code = main()
+    except signals.SignalReceived as stop:  # before main's own handling began
+        code = signals.report(stop)
     signals.ignore()
     return code
 
