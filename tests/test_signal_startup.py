@@ -21,6 +21,19 @@ import pytest
 from asyncmig.cli import signals
 from tests.fix_cli import cli_environment
 
+
+def python_c(script: str) -> subprocess.CompletedProcess[str]:
+    """``python -c script``, a process of its own (signals are process-wide)."""
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=cli_environment(),
+        timeout=60,
+        check=False,
+    )
+
+
 HELD_BACK = """
 import os, signal, sys
 from asyncmig.cli import signals
@@ -39,14 +52,7 @@ except signals.SignalReceived as stop:
 def test_a_signal_while_modules_load_is_handled_after_them() -> None:
     """SIGTERM sent inside ``deferred()``: the imports finish, then the handler's
     SignalReceived is raised (exit 143), not in the middle of them."""
-    done = subprocess.run(
-        [sys.executable, "-c", HELD_BACK],
-        capture_output=True,
-        text=True,
-        env=cli_environment(),
-        timeout=60,
-        check=False,
-    )
+    done = python_c(HELD_BACK)
     assert done.returncode == 143, done.stderr
     assert done.stdout.split() == ["loaded", "handled", "SIGTERM", "True"], done.stdout
 
@@ -84,14 +90,7 @@ raise SystemExit(main.entry())
 def test_a_signal_before_mains_handling_began_is_one_line() -> None:
     """A signal between main's handler and its try (seen once in 300 trials: a
     traceback and exit 1) ends with exit 143 and the one line, no traceback."""
-    done = subprocess.run(
-        [sys.executable, "-c", IN_THE_PREAMBLE],
-        capture_output=True,
-        text=True,
-        env=cli_environment(),
-        timeout=60,
-        check=False,
-    )
+    done = python_c(IN_THE_PREAMBLE)
     assert done.returncode == 143, done.stderr
     assert "Traceback" not in done.stderr
     assert done.stderr.startswith("asyncmig: interrupted by SIGTERM"), done.stderr
