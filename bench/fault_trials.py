@@ -86,7 +86,7 @@ def why_not_resumed(killed: dict[str, Any] | None, rerun_stderr: str) -> str:
     if killed is None:
         return "stopped before its history row (starting up)"
     if killed["status"] == "succeeded":
-        return "finished before the signal"
+        return "its history says succeeded (the signal came as it ended)"
     if killed.get("cascade_dropped") is not None:
         return "stopped after its cut-over committed: the target was complete"
     refused = [line for line in rerun_stderr.splitlines() if "not_resumed" in line]
