@@ -63,7 +63,7 @@ from asyncmig.plan.model import Plan
 from asyncmig.runstate import RunReport, RunSettings, TableReport
 from asyncmig.source.identity import source_identity
 from asyncmig.source.sqlite import check_source_file, fingerprint, open_sync, source_error
-from asyncmig.target import faults, history, plans, rollback, runlock, tablestate
+from asyncmig.target import faults, history, marks, plans, rollback, runlock, tablestate
 from asyncmig.target.connect import connect
 from asyncmig.target.statements import (
     check_server,
@@ -323,9 +323,18 @@ async def _recorded_phases(
             with anyio.move_on_after(5, shield=True):
                 await conn.close()
 
+    marked: list[dict[str, marks.Marks]] = []
+
+    async def mark_source() -> None:  # beside the load, on the cores it leaves idle
+        marked.append(
+            await marks.compute_all(settings.source, marks.requests(plan), 1, nice=MARKS_NICE)
+        )
+
     async with anyio.create_task_group() as tg:
         if not digest:
             tg.start_soon(hash_source)
+        if load:
+            tg.start_soon(mark_source)
         done = await _until_proved(
             settings,
             admin,
@@ -349,6 +358,8 @@ async def _recorded_phases(
         done.continued,
     )
     await plans.record(admin, run_id, report.plan, settings.source, settings.overrides)
+    if marked:
+        await remember_marks(admin, report.plan, run_id, marked[0])
     await history.finish_run(
         admin,
         run_id,
@@ -360,6 +371,23 @@ async def _recorded_phases(
         log_file=str(settings.log_file) if settings.log_file else None,
     )
     return report
+
+
+# the source marks' process runs beside the load at this lower priority: it takes the
+# CPU the load leaves, and the run waits for it only if it is still busy at the end
+MARKS_NICE = 10
+
+
+async def remember_marks(
+    admin: asyncpg.Connection, plan: Plan, run_id: int, found: dict[str, marks.Marks]
+) -> None:
+    """The source marks for the next sync (asyncmig.target.marks), only those of tables
+    the plan still has as marked (a re-planned table may have another key)."""
+    for item in found.values():
+        request = marks.request_for(plan.table(item.table))
+        if request is not None and request.mode == item.mode:
+            await marks.store(admin, run_id, item)
+    await marks.forget_older(admin, plan.schema, run_id)
 
 
 FROZEN = "the server did not answer within --statement-timeout; the next run resumes or cleans up"

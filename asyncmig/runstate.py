@@ -38,6 +38,7 @@ class RunSettings:
     deep: DeepCheck | None = None  # `check --deep` settings
     restart: bool = default("restart")  # run: never resume an interrupted run's stage
     chunk_rows: int = default("chunk_rows")  # run: commit large tables in recorded rowid ranges
+    full_compare: bool = default("full_compare")  # sync: every row, not the changed ranges
 
 
 @dataclass(frozen=True)

@@ -157,6 +157,7 @@ def run_settings(
         cascade=values["cascade"],
         restart=values.values.get("restart", False),
         chunk_rows=values.values.get("chunk_rows", 0),
+        full_compare=values.values.get("full_compare", False),
         backup_schema=not values["no_backup_schema"],
         deep=DeepCheck(values["explain"], values["sample"]) if values["deep"] else None,
     )

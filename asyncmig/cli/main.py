@@ -293,7 +293,17 @@ SPECS = (
         "inserted, updated and deleted since, in one transaction. A changed source schema "
         "stops it (exit 6): migrate again with run --replace.",
         "asyncmig sync --sqlite app.db --pg-file /run/secrets/pg-url --if-changed",
-        ("sqlite", "config", "widen", *TARGET, "jobs", "if_changed", *OUTPUT, "log_dir"),
+        (
+            "sqlite",
+            "config",
+            "widen",
+            *TARGET,
+            "jobs",
+            "if_changed",
+            "full_compare",
+            *OUTPUT,
+            "log_dir",
+        ),
         A + "sync_command",
     ),
     Spec(

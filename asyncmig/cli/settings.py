@@ -269,6 +269,14 @@ OPTIONS: tuple[Option, ...] = (
         L,
     ),
     _opt(
+        "full_compare",
+        bool,
+        False,
+        "sync: compare every row of both sides, not only the key ranges whose source "
+        "rows changed since the last run or sync",
+        L,
+    ),
+    _opt(
         "restart",
         bool,
         False,

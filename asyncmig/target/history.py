@@ -165,6 +165,12 @@ async def ensure(conn: asyncpg.Connection) -> None:
                 "SELECT to_regclass($1) IS NOT NULL", f"{SCHEMA}.run_chunks"
             ):
                 await conn.execute(CHUNKS_SQL)
+            if not await conn.fetchval(
+                "SELECT to_regclass($1) IS NOT NULL", f"{SCHEMA}.source_marks"
+            ):
+                from asyncmig.target.marks import MARKS_SQL
+
+                await conn.execute(MARKS_SQL)
     except asyncpg.InsufficientPrivilegeError as exc:
         raise TargetError(
             f"cannot keep the migration history in schema {SCHEMA}: {exc}",

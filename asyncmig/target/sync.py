@@ -51,9 +51,10 @@ from asyncmig.quoting import qualified, quote_ident
 from asyncmig.run import make_plan
 from asyncmig.runstate import RunSettings
 from asyncmig.source.sqlite import check_source_file, fingerprint, open_sync
-from asyncmig.target import faults, history, plans, runlock
+from asyncmig.target import faults, history, marks, plans, runlock, sync_marks
 from asyncmig.target.connect import connect
 from asyncmig.target.statements import check_server
+from asyncmig.target.sync_marks import RangeSync
 from asyncmig.target.sync_ranges import (
     Changes,
     Row,
@@ -121,7 +122,7 @@ async def _sync(settings: RunSettings) -> SyncReport:
                 f"cannot sync into schema {settings.schema}: no earlier run loaded it",
                 hint="load it once with `asyncmig run`, then sync",
             )
-        plan = await sync_plan(conn, settings)
+        plan, reused = await sync_plan(conn, settings)
         await require_same_schema(conn, plan)
         await history.ensure(conn)
         await conn.execute(CHANGES_SQL)
@@ -129,22 +130,24 @@ async def _sync(settings: RunSettings) -> SyncReport:
             conn, "sync", settings.source, plan.schema, await _options(settings, previous)
         )
         report = SyncReport(run_id, previous.run_id, version, plan.schema)
-        await _recorded(conn, settings, plan, report, started)
+        since = previous.run_id if reused and not settings.full_compare else None
+        await _recorded(conn, settings, plan, report, started, since)
         return report
     finally:
         with anyio.move_on_after(10, shield=True):
             await conn.close()
 
 
-async def sync_plan(conn: asyncpg.Connection, settings: RunSettings) -> Plan:
+async def sync_plan(conn: asyncpg.Connection, settings: RunSettings) -> tuple[Plan, bool]:
     """The plan the target was made with, when the source's declared schema is unchanged
     (asyncmig.target.plans): no profile scan. Else the source is planned again, and
-    require_same_schema decides whether that plan still fits the target."""
+    require_same_schema decides whether that plan still fits the target. True when
+    reused: only then can the newest load's source marks be compared."""
     recorded = await plans.latest(conn, settings.schema, settings.source, settings.overrides)
     if recorded is not None:
         log.info("plan_reused", tables=len(recorded.tables))
-        return recorded
-    return await make_plan(settings)
+        return recorded, True
+    return await make_plan(settings), False
 
 
 async def _options(settings: RunSettings, previous: LastLoad) -> dict[str, object]:
@@ -158,7 +161,12 @@ async def _options(settings: RunSettings, previous: LastLoad) -> dict[str, objec
 
 
 async def _recorded(
-    conn: asyncpg.Connection, settings: RunSettings, plan: Plan, report: SyncReport, started: float
+    conn: asyncpg.Connection,
+    settings: RunSettings,
+    plan: Plan,
+    report: SyncReport,
+    started: float,
+    since: int | None,
 ) -> None:
     """Sync, hash the source meanwhile, and record the outcome either way."""
     digest: list[str] = []
@@ -171,7 +179,13 @@ async def _recorded(
         async with anyio.create_task_group() as tg:
             tg.start_soon(hash_source)
             report.tables = await sync_tables(
-                conn, plan, settings.source, report.run_id, settings.jobs, settings.workers
+                conn,
+                plan,
+                settings.source,
+                report.run_id,
+                settings.jobs,
+                settings.workers,
+                since=since,
             )
         if fingerprint(settings.source) != before:
             raise SourceError(
@@ -280,8 +294,12 @@ async def sync_tables(
     run_id: int,
     jobs: int = 2,
     workers: str = "auto",
+    *,
+    since: int | None = None,
 ) -> list[TableSync]:
-    """Compare and apply every table in one transaction (see the module docstring)."""
+    """Compare and apply every table in one transaction (see the module docstring).
+    ``since``: the newest load, whose source marks may be compared (None: compare in
+    full)."""
     loads = await history.latest_loads(conn, plan.schema)
     files = {t: load.reject_file for t, load in loads.items() if load.reject_file}
     skipped = await anyio.to_thread.run_sync(rejected_keys, files)
@@ -291,19 +309,67 @@ async def sync_tables(
         async with conn.transaction():
             names = ", ".join(qualified(plan.schema, t.name) for t in plan.tables)
             await conn.execute(f"LOCK TABLE {names} IN SHARE ROW EXCLUSIVE MODE")
-            changes, seconds = await compare_all(conn, plan, source, sqlite, skipped, jobs, workers)
-            results = await apply_all(conn, plan, sqlite, changes, skipped)
+            fast, new_marks = await by_marks(conn, plan, source, since, jobs)
+            rest = replace(plan, tables=tuple(t for t in plan.tables if t.name not in fast))
+            changes, seconds = await compare_all(conn, rest, source, sqlite, skipped, jobs, workers)
+            results = await apply_all(conn, plan, sqlite, changes, skipped, fast)
             out = []
             for table in plan.tables:
                 done = results[table.name]
-                total = seconds[table.name] + done.seconds
+                total = seconds.get(table.name, 0.0) + done.seconds
                 out.append(replace(done, seconds=total))
-                await _record(
-                    conn, run_id, table, changes[table.name], done, loads.get(table.name), total
+                change = changes.get(table.name) or Changes(
+                    source_rows=fast[table.name].new.rows,
+                    target_rows=fast[table.name].target_rows,
+                    replaced=fast[table.name].replaced,
                 )
+                await _record(conn, run_id, table, change, done, loads.get(table.name), total)
+            await _remember(conn, plan, run_id, new_marks)
             return out
     finally:
         sqlite.close()
+
+
+async def by_marks(
+    conn: asyncpg.Connection, plan: Plan, source: Path, since: int | None, jobs: int
+) -> tuple[dict[str, RangeSync], dict[str, marks.Marks]]:
+    """The source's marks now (every table that has them, ``jobs`` processes), and the
+    tables that can be synced by them (:mod:`asyncmig.target.sync_marks`): marked by the
+    newest load with the same ranges and as that load left them in the target."""
+    began = time.perf_counter()
+    old = await marks.recorded(conn, since) if since is not None else {}
+    trusted = await sync_marks.trusted(conn, plan, since, set(old)) if since and old else {}
+    checked = time.perf_counter()
+    new = await marks.compute_all(source, marks.requests(plan, old), jobs)
+    fast = {}
+    for table in plan.tables:
+        was, now = old.get(table.name), new.get(table.name)
+        if table.name not in trusted or was is None or now is None:
+            continue
+        if (was.mode, was.shift) != (now.mode, now.shift):
+            continue
+        fast[table.name] = RangeSync(table, was, now, was.differing(now), trusted[table.name])
+    log.info(
+        "compared_by_marks",
+        tables=len(fast),
+        of_tables=len(plan.tables),
+        trust_seconds=round(checked - began, 3),
+        marks_seconds=round(time.perf_counter() - checked, 3),
+    )
+    return fast, new
+
+
+async def _remember(
+    conn: asyncpg.Connection, plan: Plan, run_id: int, new: dict[str, marks.Marks]
+) -> None:
+    """What the next sync compares with: the marks, and the transaction the tables were
+    left by (rows written by a later one were written by someone else)."""
+    for item in new.values():
+        await marks.store(conn, run_id, item)
+    await marks.forget_older(conn, plan.schema, run_id)
+    await conn.execute(
+        f"UPDATE {history.RUNS} SET finish_xid = txid_current() WHERE id = $1", run_id
+    )
 
 
 async def compare_all(
@@ -388,11 +454,16 @@ async def apply_all(
     sqlite: sqlite3.Connection,
     changes: dict[str, Changes],
     skipped: dict[str, set[object]],
+    fast: dict[str, RangeSync] | None = None,
 ) -> dict[str, TableSync]:
     """Inserts and updates parents first, then deletes children first."""
     done: dict[str, TableSync] = {}
+    fast = fast or {}
     for number, table in enumerate(plan.tables):
         began = time.perf_counter()
+        if table.name in fast:
+            await _upsert_ranges(conn, plan, fast[table.name], sqlite, skipped, number)
+            continue
         change = changes[table.name]
         if change.reload:
             inserted, deleted = await reload(
@@ -416,6 +487,9 @@ async def apply_all(
             time.perf_counter() - began,
         )
     for table in reversed(plan.tables):
+        if table.name in fast:
+            done[table.name] = await _delete_ranges(conn, plan, fast[table.name], sqlite, skipped)
+            continue
         change = changes[table.name]
         if change.deletes:
             began = time.perf_counter()
@@ -425,6 +499,65 @@ async def apply_all(
                 old, deleted=deleted, seconds=old.seconds + time.perf_counter() - began
             )
     return done
+
+
+async def _upsert_ranges(
+    conn: asyncpg.Connection,
+    plan: Plan,
+    item: RangeSync,
+    sqlite: sqlite3.Connection,
+    skipped: dict[str, set[object]],
+    number: int,
+) -> None:
+    began = time.perf_counter()
+    table = item.table
+    skip = set(skipped.get(table.name, ()))
+    if not table.primary_key:  # no identity to match rows by: reloaded when it differs
+        if item.differing:
+            change = Changes(reload=True, replaced=item.replaced)
+            item.inserted, item.deleted = await reload(conn, plan, table, change, sqlite, skip)
+        sync_marks.timed(item, began)
+        return
+    check = TableCheck(plan, table, skip)
+    await sync_marks.upsert(conn, plan, item, check, sqlite, _copier(conn), number)
+    if item.inserted:
+        for statement in ddl.sequence_reset_sql(plan, table, table.next_identity):
+            await conn.execute(statement)
+    sync_marks.timed(item, began)
+
+
+async def _delete_ranges(
+    conn: asyncpg.Connection,
+    plan: Plan,
+    item: RangeSync,
+    sqlite: sqlite3.Connection,
+    skipped: dict[str, set[object]],
+) -> TableSync:
+    began = time.perf_counter()
+    table = item.table
+    skip = set(skipped.get(table.name, ()))
+    check = TableCheck(plan, table, skip)
+    if table.primary_key:
+        rejected = await anyio.to_thread.run_sync(sync_marks.skipped_present, sqlite, check)
+        await sync_marks.delete(conn, plan, item, sqlite, _copier(conn), item.new.rows - rejected)
+    sync_marks.timed(item, began)
+    return TableSync(
+        table.name,
+        item.inserted,
+        item.updated,
+        item.deleted,
+        len(item.new.ranges),
+        len(item.differing),
+        not table.primary_key and bool(item.differing),
+        item.seconds,
+    )
+
+
+def _copier(conn: asyncpg.Connection) -> sync_marks.Copy:
+    async def copy(table: TablePlan, name: str, rows: list[Row], replaced: dict[str, int]) -> None:
+        await copy_rows(conn, table, name, None, rows, replaced)
+
+    return copy
 
 
 # --- applying ----------------------------------------------------------------------

@@ -1,0 +1,572 @@
+"""Source marks: what each source table looked like when a run or sync last copied it.
+
+``sync`` must find the rows that changed in the source since the target was last
+brought up to date. Comparing both sides row by row renders every row of both sides
+(``check --deep``'s canonical text), which costs about what a full load costs. Instead,
+a run or sync that succeeds records, per table, a *mark* for every small range of the
+source's keys: an 8-byte BLAKE2b digest of the raw rows of the range, as SQLite
+returns them (pickled: the storage class of each value is part of it, so ``1``,
+``1.0``, ``'1'`` and ``x'31'`` differ). The next sync computes the marks again and
+compares: only the ranges whose marks differ can hold a changed row, and only those
+are read and copied (:mod:`asyncmig.target.sync_marks`).
+
+Ranges are of about :data:`ROWS_PER_MARK` rows:
+
+* ``int``: by the value of a single integer primary key, ``key >> shift``, so a range
+  is a run of keys that both sides can select by index;
+* ``rowid``: by SQLite's rowid for any other table that has one (text, composite or no
+  key): rows deleted from a range are found by the key comparison the sync then does.
+
+A table without a rowid and without an integer key (``WITHOUT ROWID`` with a text key)
+gets no marks and is compared in full, as is every table when the marks cannot be
+trusted (see :func:`asyncmig.target.sync_marks.trusted`).
+
+The marks are computed in a child process (``python -m asyncmig.target.marks``): a run
+starts it at a low CPU priority beside its load, so it uses the cores the load leaves
+idle; a sync runs one per ``--jobs``. A mark that differs only because of a Python
+version's pickling is a false alarm (the range is copied again, harmlessly); two
+different rows never give the same pickle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import re
+import sqlite3
+import struct
+import subprocess
+import sys
+import uuid
+from array import array
+from bisect import bisect_left
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import structlog
+
+from asyncmig.quoting import qualified, quote_sqlite_ident
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from asyncmig.plan.model import Plan, TablePlan
+
+ROWS_PER_MARK = 4
+DIGEST_BYTES = 8
+KEY_HASH_BYTES = 8
+FETCH = 4096
+PART_RANGES = 65536  # ranges per stored row (1 MiB)
+HEADER = struct.Struct("<I")
+log = structlog.get_logger(__name__)
+
+MARKS = qualified("asyncmig", "source_marks")
+MARKS_SQL = f"""CREATE TABLE IF NOT EXISTS {MARKS} (
+    run_id bigint NOT NULL REFERENCES {qualified("asyncmig", "runs")} (id) ON DELETE CASCADE,
+    table_name text NOT NULL,
+    part integer NOT NULL,
+    mode text NOT NULL,
+    shift integer NOT NULL,
+    ranges bytea NOT NULL,
+    digests bytea NOT NULL,
+    counts bytea,
+    key_hashes bytea,
+    rows bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (run_id, table_name, part)
+)"""
+
+
+@dataclass(frozen=True)
+class Request:
+    """One table to mark: its source name, how (``int`` by ``key``, else ``rowid``),
+    and the shift to use (the recorded one, so the marks compare; None: choose)."""
+
+    table: str
+    source: str
+    mode: str
+    key: str | None = None
+    shift: int | None = None
+    key_form: str | None = None  # rowid marks: how the key is written in PostgreSQL
+
+
+@dataclass(frozen=True)
+class Marks:
+    """One table's marks: range numbers in ascending order and their digests."""
+
+    table: str
+    mode: str
+    shift: int
+    ranges: array[int]
+    digests: bytes
+    rows: int = 0
+    # rowid marks of a table with a single key column: per range its row count, and
+    # per row KEY_HASH_BYTES of the MD5 of the key's text in PostgreSQL (key_hashes)
+    counts: array[int] | None = None
+    key_hashes: bytes = b""
+
+    def digest(self, position: int) -> bytes:
+        return self.digests[position * DIGEST_BYTES : (position + 1) * DIGEST_BYTES]
+
+    def differing(self, other: Marks) -> list[int]:
+        """Ranges whose rows differ between ``self`` and ``other`` (same shift), sorted:
+        a range in one only, or with other digests (a merge of two sorted lists)."""
+        out: list[int] = []
+        mine, theirs = self.ranges, other.ranges
+        i = j = 0
+        while i < len(mine) and j < len(theirs):
+            if mine[i] == theirs[j]:
+                if self.digest(i) != other.digest(j):
+                    out.append(mine[i])
+                i += 1
+                j += 1
+            elif mine[i] < theirs[j]:
+                out.append(mine[i])
+                i += 1
+            else:
+                out.append(theirs[j])
+                j += 1
+        out.extend(mine[i:])
+        out.extend(theirs[j:])
+        return out
+
+    def keys_in(self, names: Sequence[int]) -> set[bytes]:
+        """The key hashes of the rows in ranges ``names`` (sorted), when recorded."""
+        if self.counts is None:
+            return set()
+        found: set[bytes] = set()
+        wanted = iter(names)
+        want = next(wanted, None)
+        offset = 0
+        for position, name in enumerate(self.ranges):
+            count = self.counts[position]
+            while want is not None and want < name:
+                want = next(wanted, None)
+            if want == name:
+                size = KEY_HASH_BYTES
+                found.update(
+                    self.key_hashes[i : i + size]
+                    for i in range(offset * size, (offset + count) * size, size)
+                )
+            offset += count
+        return found
+
+    def bounds(self, name: int) -> tuple[int, int]:
+        """First and last key (or rowid) of range ``name``."""
+        low = name << self.shift
+        return low, low + (1 << self.shift) - 1
+
+
+def request_for(table: TablePlan, shift: int | None = None) -> Request | None:
+    """How ``table`` is marked, or None when it cannot be (no rowid, no integer key)."""
+    key = integer_key_column(table)
+    if key is not None:
+        return Request(table.name, table.source_name, "int", key, shift)
+    if table.without_rowid:
+        return None
+    return Request(table.name, table.source_name, "rowid", None, shift, key_form(table))
+
+
+def key_form(table: TablePlan) -> str | None:
+    """How a single key column's value is written as text by PostgreSQL, when the marks
+    can compute it in Python: ``text`` (a text key loaded as it is) or ``uuid``."""
+    from asyncmig.plan.model import base_type
+
+    if len(table.primary_key) != 1:
+        return None
+    column = table.column(table.primary_key[0])
+    base = base_type(column.target_type)
+    if column.transform == "none" and base in {"text", "character varying", "varchar"}:
+        return "text"
+    if column.transform in {"uuid", "uuid_checked"} and base == "uuid":
+        return "uuid"
+    return None
+
+
+def key_hashes(values: list[Any], form: str) -> bytes:
+    """What :func:`pg_key_hash` computes in PostgreSQL for each key of ``values`` as it
+    is loaded, joined (raises TypeError on a key that is not text)."""
+    if set(map(type, values)) - {str}:
+        raise TypeError("a key that is not text")
+    if form == "uuid" and not all(map(CANONICAL_UUID, values)):
+        values = [v if CANONICAL_UUID(v) else str(uuid.UUID(v)) for v in values]
+    md5, size = hashlib.md5, KEY_HASH_BYTES
+    return b"".join([md5(v.encode(), usedforsecurity=False).digest()[:size] for v in values])
+
+
+# PostgreSQL writes a uuid as 8-4-4-4-12 lower-case hex digits: such a value is its own text
+CANONICAL_UUID = re.compile(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+).fullmatch
+
+
+def pg_key_hash(column: str) -> str:
+    """SQL: the hash of :func:`key_hash` of a target row's key, as bytea."""
+    return f"substr(decode(md5({column}::text), 'hex'), 1, {KEY_HASH_BYTES})"
+
+
+def integer_key_column(table: TablePlan) -> str | None:
+    """The source name of a single integer primary key loaded as it is, else None."""
+    from asyncmig.plan.model import base_type
+
+    if len(table.primary_key) != 1:
+        return None
+    column = table.column(table.primary_key[0])
+    if base_type(column.target_type) not in {"smallint", "integer", "bigint"}:
+        return None
+    return column.source_name if column.transform == "none" else None
+
+
+# --- computing (in the child process) ------------------------------------------------
+
+ROWID_NAMES = ("rowid", "_rowid_", "oid")
+
+
+def _order_column(conn: sqlite3.Connection, request: Request) -> str:
+    if request.mode == "int":
+        assert request.key is not None
+        return quote_sqlite_ident(request.key)
+    taken = {
+        str(r[1]).lower()
+        for r in conn.execute(f"PRAGMA table_info({quote_sqlite_ident(request.source)})")
+    }
+    name = next((n for n in ROWID_NAMES if n not in taken), None)
+    if name is None:
+        raise ValueError("every name of the rowid is a column")
+    return name
+
+
+def choose_shift(low: int, high: int, rows: int) -> int:
+    """About ROWS_PER_MARK rows per range for the table's spread of keys."""
+    per_key = (high - low + 1) / max(1, rows)
+    shift = 0
+    while (1 << (shift + 1)) <= per_key * ROWS_PER_MARK:
+        shift += 1
+    return shift
+
+
+def compute(conn: sqlite3.Connection, request: Request) -> Marks:
+    """The marks of one table (raises on a value the marks cannot hold)."""
+    column = _order_column(conn, request)
+    table = quote_sqlite_ident(request.source)
+    shift = request.shift
+    if shift is None:
+        low, high, rows = conn.execute(
+            f"SELECT min({column}), max({column}), count(*) FROM {table}"
+        ).fetchone()
+        shift = choose_shift(int(low or 0), int(high or 0), int(rows))
+    key = _key_position(conn, request)
+    acc = _Accumulator(shift, request.key_form if key is not None else None, key)
+    cursor = conn.execute(f"SELECT {column}, * FROM {table} ORDER BY {column}")
+    while batch := cursor.fetchmany(FETCH):
+        acc.add(batch)
+    return acc.marks(request)
+
+
+def _key_position(conn: sqlite3.Connection, request: Request) -> int | None:
+    """Where the key column is in ``SELECT rowid, *`` (rowid marks with a key form)."""
+    if request.mode != "rowid" or request.key_form is None:
+        return None
+    info = conn.execute(f"PRAGMA table_info({quote_sqlite_ident(request.source)})").fetchall()
+    keys = [r for r in info if r[5]]
+    return 1 + list(info).index(keys[0]) if len(keys) == 1 else None
+
+
+class _Accumulator:
+    """Rows in order of their range, into a digest (and key hashes) per range."""
+
+    def __init__(self, shift: int, form: str | None, key: int | None):
+        self.shift, self.form, self.key = shift, form, key
+        self.ranges: array[int] = array("q")
+        self.counts: array[int] = array("q")
+        self.digests: list[bytes] = []
+        self.hashes: list[bytes] = []
+        self.pending: list[Any] = []
+        self.current: int | None = None
+        self.rows = 0
+
+    def add(self, batch: list[Any]) -> None:
+        self.rows += len(batch)
+        if self.form is not None and self.key is not None:  # rows stay in order
+            self.hashes.append(key_hashes([row[self.key] for row in batch], self.form))
+        shift = self.shift
+        firsts = [row[0] >> shift for row in batch]  # TypeError: a key that is no integer
+        start = 0
+        while start < len(batch):
+            name = firsts[start]
+            end = bisect_left(firsts, name + 1, start)
+            if name != self.current:
+                self._close()
+                self.current = name
+            self.pending.extend(batch[start:end])
+            start = end
+
+    def _close(self) -> None:
+        if self.current is None:
+            return
+        self.ranges.append(self.current)
+        self.counts.append(len(self.pending))
+        self.digests.append(_digest(self.pending))
+        self.pending = []
+
+    def marks(self, request: Request) -> Marks:
+        self._close()
+        hashed = self.form is not None and self.key is not None
+        return Marks(
+            request.table,
+            request.mode,
+            self.shift,
+            self.ranges,
+            b"".join(self.digests),
+            self.rows,
+            self.counts if hashed else None,
+            b"".join(self.hashes),
+        )
+
+
+def _digest(rows: list[Any]) -> bytes:
+    return hashlib.blake2b(pickle.dumps(rows, protocol=5), digest_size=DIGEST_BYTES).digest()
+
+
+def _main() -> None:
+    """The child: a JSON request on stdin, framed marks on stdout (see :func:`stream`)."""
+    job = json.loads(sys.stdin.read())
+    from asyncmig.cli.signals import bind_worker_to_parent
+
+    bind_worker_to_parent()
+    if job["nice"]:
+        os.nice(job["nice"])
+    from asyncmig.source.sqlite import source_uri
+
+    conn = sqlite3.connect(source_uri(Path(job["source"])), uri=True)
+    out = sys.stdout.buffer
+    for item in job["tables"]:
+        request = Request(**item)
+        try:
+            marks = compute(conn, request)
+            header = {
+                "table": request.table,
+                "mode": marks.mode,
+                "shift": marks.shift,
+                "count": len(marks.ranges),
+                "rows": marks.rows,
+                "hashed": marks.counts is not None,
+            }
+            body = marks.ranges.tobytes() + marks.digests
+            if marks.counts is not None:
+                body += marks.counts.tobytes() + marks.key_hashes
+        except (sqlite3.Error, TypeError, ValueError) as exc:
+            header = {"table": request.table, "error": f"{type(exc).__name__}: {exc}"}
+            body = b""
+        data = json.dumps(header).encode()
+        out.write(HEADER.pack(len(data)) + data + body)
+        out.flush()
+
+
+# --- computing (in the parent) -------------------------------------------------------
+
+
+async def stream(
+    source: Path, requests: Sequence[Request], *, nice: int = 0
+) -> AsyncIterator[Marks | tuple[str, str]]:
+    """Each requested table's marks, or (table, why not), computed by a child process."""
+    job = {
+        "source": str(source),  # the child has this process's working directory
+        "nice": nice,
+        "tables": [r.__dict__ for r in requests],
+    }
+    process = await anyio.open_process(
+        [sys.executable, "-m", "asyncmig.target.marks"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert process.stdin is not None and process.stdout is not None
+        await process.stdin.send(json.dumps(job).encode())
+        await process.stdin.aclose()
+        reader = _Reader(process.stdout)
+        for _ in requests:
+            (size,) = HEADER.unpack(await reader.read(HEADER.size))
+            header = json.loads(await reader.read(size))
+            if "error" in header:
+                yield header["table"], header["error"]
+                continue
+            count = header["count"]
+            ranges: array[int] = array("q")
+            ranges.frombytes(await reader.read(count * 8))
+            digests = await reader.read(count * DIGEST_BYTES)
+            counts: array[int] | None = None
+            hashes = b""
+            if header["hashed"]:
+                counts = array("q")
+                counts.frombytes(await reader.read(count * 8))
+                hashes = await reader.read(header["rows"] * KEY_HASH_BYTES)
+            yield Marks(
+                header["table"],
+                header["mode"],
+                header["shift"],
+                ranges,
+                digests,
+                header["rows"],
+                counts,
+                hashes,
+            )
+        await process.wait()
+    finally:
+        if process.returncode is None:
+            process.kill()
+        with anyio.CancelScope(shield=True):
+            await process.aclose()
+
+
+class _Reader:
+    def __init__(self, stream: Any):
+        self.stream = stream
+        self.buffer = bytearray()
+
+    async def read(self, size: int) -> bytes:
+        while len(self.buffer) < size:
+            try:
+                self.buffer += await self.stream.receive(1 << 20)
+            except anyio.EndOfStream:
+                raise RuntimeError("the marks process ended early") from None
+        data = bytes(self.buffer[:size])
+        del self.buffer[:size]
+        return data
+
+
+async def compute_all(
+    source: Path, requests: list[Request], jobs: int, nice: int = 0
+) -> dict[str, Marks]:
+    """Marks of the requested tables, in up to ``jobs`` child processes (largest first,
+    dealt round robin); a table that cannot be marked is logged and left out."""
+    found: dict[str, Marks] = {}
+    groups = [requests[i :: max(1, jobs)] for i in range(max(1, jobs))]
+
+    async def one(group: list[Request]) -> None:
+        async for item in stream(source, group, nice=nice):
+            if isinstance(item, Marks):
+                found[item.table] = item
+            else:
+                log.info("not_marked", table=item[0], reason=item[1])
+
+    async with anyio.create_task_group() as tg:
+        for group in groups:
+            if group:
+                tg.start_soon(one, group)
+    return found
+
+
+# --- storing -------------------------------------------------------------------------
+
+
+async def store(conn: asyncpg.Connection, run_id: int, marks: Marks) -> None:
+    """One table's marks under ``run_id``, in parts of PART_RANGES ranges."""
+    rows = []
+    offset = 0
+    for part, start in enumerate(range(0, max(1, len(marks.ranges)), PART_RANGES)):
+        end = start + PART_RANGES
+        counts = marks.counts[start:end] if marks.counts is not None else None
+        size = sum(counts) if counts is not None else 0
+        hashes = marks.key_hashes[offset * KEY_HASH_BYTES : (offset + size) * KEY_HASH_BYTES]
+        offset += size
+        rows.append(
+            (
+                run_id,
+                marks.table,
+                part,
+                marks.mode,
+                marks.shift,
+                marks.ranges[start:end].tobytes(),
+                marks.digests[start * DIGEST_BYTES : end * DIGEST_BYTES],
+                counts.tobytes() if counts is not None else None,
+                hashes if counts is not None else None,
+                marks.rows,
+            )
+        )
+    await conn.executemany(
+        f"INSERT INTO {MARKS} (run_id, table_name, part, mode, shift, ranges, digests, "
+        "counts, key_hashes, rows) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        rows,
+    )
+
+
+async def forget_older(conn: asyncpg.Connection, schema: str, run_id: int) -> None:
+    """Only the newest load's marks are ever read: drop those of earlier runs."""
+    await conn.execute(
+        f"DELETE FROM {MARKS} m USING {qualified('asyncmig', 'runs')} r "
+        "WHERE r.id = m.run_id AND r.target_schema = $1 AND m.run_id < $2",
+        schema,
+        run_id,
+    )
+
+
+async def recorded(conn: asyncpg.Connection, run_id: int) -> dict[str, Marks]:
+    """Every table's marks recorded under ``run_id``."""
+    if not await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", "asyncmig.source_marks"):
+        return {}
+    parts: dict[str, list[Any]] = {}
+    for row in await conn.fetch(
+        f"SELECT table_name, mode, shift, ranges, digests, counts, key_hashes, rows "
+        f"FROM {MARKS} WHERE run_id = $1 ORDER BY table_name, part",
+        run_id,
+    ):
+        parts.setdefault(row[0], []).append(row)
+    return {table: _joined(table, rows) for table, rows in parts.items()}
+
+
+def _joined(table: str, rows: list[Any]) -> Marks:
+    ranges: array[int] = array("q")
+    counts: array[int] | None = array("q") if rows[0][5] is not None else None
+    for row in rows:
+        ranges.frombytes(row[3])
+        if counts is not None:
+            counts.frombytes(row[5])
+    return Marks(
+        table,
+        rows[0][1],
+        rows[0][2],
+        ranges,
+        b"".join(bytes(row[4]) for row in rows),
+        int(rows[0][7]),
+        counts,
+        b"".join(bytes(row[6]) for row in rows) if counts is not None else b"",
+    )
+
+
+def requests(plan: Plan, known: dict[str, Marks] | None = None) -> list[Request]:
+    """A request per table that can be marked, with the recorded shift where there is
+    one; the largest tables first."""
+    out = []
+    for table in sorted(plan.tables, key=lambda t: -t.row_count):
+        old = (known or {}).get(table.name)
+        request = request_for(table, old.shift if old else None)
+        if request is not None and old is not None and old.mode != request.mode:
+            request = request_for(table)
+        if request is not None:
+            out.append(request)
+    return out
+
+
+def chunks(values: Sequence[int]) -> Iterator[tuple[int, int]]:
+    """Consecutive range numbers merged into (first, last) runs."""
+    start = previous = None
+    for value in values:
+        if start is None:
+            start = previous = value
+        elif value == previous + 1:  # type: ignore[operator]
+            previous = value
+        else:
+            yield start, previous  # type: ignore[misc]
+            start = previous = value
+    if start is not None:
+        yield start, previous  # type: ignore[misc]
+
+
+if __name__ == "__main__":
+    _main()

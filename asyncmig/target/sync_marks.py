@@ -1,0 +1,300 @@
+"""``sync`` by source marks: copy only the key ranges whose source rows changed.
+
+When the newest load into the target recorded its source marks
+(:mod:`asyncmig.target.marks`) and the target tables are as that load left them
+(:func:`trusted`), a table needs no row-by-row comparison of both sides: the ranges
+whose marks differ hold every changed source row, and the rest of the table is
+unchanged on both sides. For each such table, in the sync's one transaction:
+
+1. the current source rows of the differing ranges are read (by index), converted
+   by the plan's transforms exactly as the load converts (``sync.convert``), and
+   copied into a temporary table;
+2. parents first: rows whose text differs from the target's are updated, rows the
+   target lacks are inserted (PostgreSQL compares the typed values' text, so a row
+   rewritten unchanged is no update);
+3. children first, deletions: for an ``int``-marked table, the target's rows in the
+   differing key ranges that the source no longer has; for a ``rowid``-marked table
+   (whose deleted rows' keys are not known from their ranges), when the row count
+   shows rows to delete, the target's rows whose key the source no longer has (the
+   source's keys streamed into a temporary table, one anti-join);
+4. the table's row count must then equal the source's (less the rows the load
+   rejected), or the sync stops and nothing is changed.
+
+Trust: the newest load recorded each table's row count and the transaction id it
+took them in. A table with another row count now, or with a row written by a later
+transaction (``xmin``), was changed by someone else: it is compared in full.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import anyio.to_thread
+import asyncpg
+import structlog
+
+from asyncmig.check.deep import FETCH_ROWS, TableCheck
+from asyncmig.errors import VerificationError
+from asyncmig.plan.model import Plan, TablePlan
+from asyncmig.quoting import qualified, quote_ident, quote_sqlite_ident
+from asyncmig.target.history import RUN_TABLES, RUNS
+from asyncmig.target.marks import Marks, chunks, pg_key_hash
+
+log = structlog.get_logger(__name__)
+
+Row = tuple[Any, ...]
+Copy = Callable[[TablePlan, str, list[Row], dict[str, int]], Awaitable[None]]
+BATCH = 5000
+
+
+@dataclass
+class RangeSync:
+    """One table synced by marks: what differed and what was done."""
+
+    table: TablePlan
+    old: Marks
+    new: Marks
+    differing: list[int]
+    target_rows: int  # trusted: as the newest load left it
+    temp: str = ""
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+    candidates: int = 0
+    replaced: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+async def trusted(
+    conn: asyncpg.Connection, plan: Plan, run_id: int, names: set[str]
+) -> dict[str, int]:
+    """Tables among ``names`` exactly as run ``run_id`` left them: their recorded row
+    count then (inside the sync's transaction, under its lock)."""
+    xid = await conn.fetchval(f"SELECT finish_xid FROM {RUNS} WHERE id = $1", run_id)
+    if xid is None:
+        return {}
+    counts = {
+        str(r[0]): int(r[1])
+        for r in await conn.fetch(
+            f"SELECT table_name, final_rows FROM {RUN_TABLES} "
+            "WHERE run_id = $1 AND final_rows IS NOT NULL",
+            run_id,
+        )
+    }
+    out = {}
+    for name in sorted(names & counts.keys()):
+        row = await conn.fetchrow(
+            "SELECT count(*), count(*) FILTER "
+            "(WHERE age(xmin) < age(($1::bigint % 4294967296)::text::xid)) "
+            f"FROM {qualified(plan.schema, name)}",
+            int(xid),
+        )
+        assert row is not None
+        if int(row[0]) == counts[name] and int(row[1]) == 0:
+            out[name] = counts[name]
+        else:
+            log.info(
+                "table_changed_in_target",
+                table=name,
+                rows=int(row[0]),
+                recorded_rows=counts[name],
+                written_since=int(row[1]),
+            )
+    return out
+
+
+def _ranges_sql(check: TableCheck, marks: Marks, rowid: str) -> str:
+    """The source rows (as ``check --deep`` and the sync read them) of a span of ranges."""
+    column = (
+        quote_sqlite_ident(check.table.column(check.table.primary_key[0]).source_name)
+        if marks.mode == "int"
+        else rowid
+    )
+    return f"{check.source_sql()} WHERE {column} BETWEEN ? AND ?"
+
+
+def _rowid(check: TableCheck) -> str:
+    from asyncmig.check.sqlcanon import rowid_name
+
+    name = rowid_name(check)
+    if name is None:
+        raise VerificationError(f"cannot sync {check.table.name}: every rowid name is a column")
+    return name
+
+
+def _candidates(sqlite: sqlite3.Connection, check: TableCheck, item: RangeSync) -> list[list[Row]]:
+    """The source rows of the differing ranges, in batches, rejected rows left out."""
+    sql = _ranges_sql(check, item.new, _rowid(check))
+    keys = check.key_positions
+    single = len(keys) == 1
+    batches: list[list[Row]] = []
+    batch: list[Row] = []
+    for first, last in chunks(item.differing):
+        low = item.new.bounds(first)[0]
+        high = item.new.bounds(last)[1]
+        for row in sqlite.execute(sql, (low, high)):
+            if check.skip:
+                key = row[keys[0]] if single else tuple(row[p] for p in keys)
+                if key in check.skip:
+                    continue
+            batch.append(row)
+        if len(batch) >= BATCH:
+            batches.append(batch)
+            batch = []
+    if batch:
+        batches.append(batch)
+    return batches
+
+
+async def upsert(
+    conn: asyncpg.Connection,
+    plan: Plan,
+    item: RangeSync,
+    check: TableCheck,
+    sqlite: sqlite3.Connection,
+    copy: Copy,
+    number: int,
+) -> None:
+    """Steps 1 and 2 of the module docstring (parents first)."""
+    table = item.table
+    target = qualified(plan.schema, table.name)
+    item.temp = f"asyncmig_marks_{number}"
+    temp = quote_ident(item.temp)
+    await conn.execute(f"CREATE TEMP TABLE {temp} (LIKE {target}) ON COMMIT DROP")
+    began = time.perf_counter()
+    batches = await anyio.to_thread.run_sync(_candidates, sqlite, check, item)
+    read = time.perf_counter()
+    for batch in batches:
+        await copy(table, item.temp, batch, item.replaced)
+        item.candidates += len(batch)
+    copied = time.perf_counter()
+    log.info(
+        "candidates", table=table.name, read=round(read - began, 3), copy=round(copied - read, 3)
+    )
+    if not item.candidates:
+        return
+    await conn.execute(f"ANALYZE {temp}")
+    keys = " AND ".join(f"t.{quote_ident(k)} = s.{quote_ident(k)}" for k in table.primary_key)
+    values = [c.name for c in table.columns if c.name not in table.primary_key]
+    if values:
+        sets = ", ".join(f"{quote_ident(c)} = s.{quote_ident(c)}" for c in values)
+        status = await conn.execute(
+            f"UPDATE {target} AS t SET {sets} FROM {temp} AS s WHERE {keys} "
+            "AND (t.*)::text IS DISTINCT FROM (s.*)::text"
+        )
+        item.updated = int(status.split()[-1])
+    columns = ", ".join(quote_ident(c.name) for c in table.columns)
+    status = await conn.execute(
+        f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {temp} AS s "
+        f"WHERE NOT EXISTS (SELECT FROM {target} AS t WHERE {keys})"
+    )
+    item.inserted = int(status.split()[-1])
+    log.info("upserted", table=table.name, seconds=round(time.perf_counter() - copied, 3))
+
+
+async def delete(
+    conn: asyncpg.Connection,
+    plan: Plan,
+    item: RangeSync,
+    sqlite: sqlite3.Connection,
+    copy: Copy,
+    expected: int,
+) -> None:
+    """Step 3 and 4 of the module docstring (children first). ``expected``: the source's
+    rows less those the load rejected."""
+    table = item.table
+    target = qualified(plan.schema, table.name)
+    keys = " AND ".join(f"t.{quote_ident(k)} = s.{quote_ident(k)}" for k in table.primary_key)
+    if item.old.mode == "int" and item.differing:
+        key = quote_ident(table.primary_key[0])
+        lows = [item.new.bounds(first)[0] for first, _ in chunks(item.differing)]
+        highs = [item.new.bounds(last)[1] for _, last in chunks(item.differing)]
+        status = await conn.execute(
+            f"DELETE FROM {target} AS t USING unnest($1::bigint[], $2::bigint[]) AS r(lo, hi) "
+            f"WHERE t.{key} BETWEEN r.lo AND r.hi "
+            f"AND NOT EXISTS (SELECT FROM {quote_ident(item.temp)} AS s WHERE {keys})",
+            lows,
+            highs,
+        )
+        item.deleted = int(status.split()[-1])
+    elif item.target_rows + item.inserted > expected:
+        item.deleted = await _delete_gone_keys(conn, plan, item)
+        if item.target_rows + item.inserted - item.deleted > expected:
+            item.deleted += await _anti_join(conn, plan, item, sqlite, copy)
+    now = item.target_rows + item.inserted - item.deleted
+    if now != expected:
+        raise VerificationError(
+            f"cannot sync {table.name}: it would hold {now} row(s), the source has "
+            f"{expected}; nothing was changed",
+            hint="compare in full with sync --full, or migrate again with run --replace",
+        )
+
+
+async def _delete_gone_keys(conn: asyncpg.Connection, plan: Plan, item: RangeSync) -> int:
+    """Delete the target rows whose key was in a differing range and is in none now,
+    found by the key hashes the marks keep (see :mod:`asyncmig.target.marks`)."""
+    gone = item.old.keys_in(item.differing) - item.new.keys_in(item.differing)
+    if not gone:
+        return 0
+    key = quote_ident(item.table.primary_key[0])
+    status = await conn.execute(
+        f"DELETE FROM {qualified(plan.schema, item.table.name)} AS t "
+        f"WHERE {pg_key_hash('t.' + key)} IN (SELECT unnest($1::bytea[]))",
+        sorted(gone),
+    )
+    return int(status.split()[-1])
+
+
+async def _anti_join(
+    conn: asyncpg.Connection, plan: Plan, item: RangeSync, sqlite: sqlite3.Connection, copy: Copy
+) -> int:
+    """Delete the target rows whose key the source no longer has (``rowid`` marks)."""
+    table = item.table
+    target = qualified(plan.schema, table.name)
+    names = [quote_ident(k) for k in table.primary_key]
+    temp = f"asyncmig_keys_{item.temp}"
+    await conn.execute(
+        f"CREATE TEMP TABLE {quote_ident(temp)} ON COMMIT DROP AS "
+        f"SELECT {', '.join(names)} FROM {target} WITH NO DATA"
+    )
+    key_table = replace(table, columns=tuple(table.column(k) for k in table.primary_key))
+    sql = (
+        "SELECT "
+        + ", ".join(quote_sqlite_ident(c.source_name) for c in key_table.columns)
+        + f" FROM {quote_sqlite_ident(table.source_name)}"
+    )
+    cursor = await anyio.to_thread.run_sync(sqlite.execute, sql)
+    while batch := await anyio.to_thread.run_sync(cursor.fetchmany, FETCH_ROWS):
+        await copy(key_table, temp, batch, {})
+    await conn.execute(f"ANALYZE {quote_ident(temp)}")
+    keys = " AND ".join(f"t.{n} = s.{n}" for n in names)
+    status = await conn.execute(
+        f"DELETE FROM {target} AS t "
+        f"WHERE NOT EXISTS (SELECT FROM {quote_ident(temp)} AS s WHERE {keys})"
+    )
+    return int(status.split()[-1])
+
+
+def skipped_present(sqlite: sqlite3.Connection, check: TableCheck) -> int:
+    """How many of the rows the load rejected the source still has."""
+    if not check.skip:
+        return 0
+    table = check.table
+    where = " AND ".join(
+        f"{quote_sqlite_ident(table.column(k).source_name)} IS ?" for k in table.primary_key
+    )
+    sql = f"SELECT count(*) FROM {quote_sqlite_ident(table.source_name)} WHERE {where}"
+    single = len(table.primary_key) == 1
+    found = 0
+    for key in check.skip:
+        params = (key,) if single else tuple(key)  # type: ignore[arg-type]
+        found += int(sqlite.execute(sql, params).fetchone()[0])
+    return found
+
+
+def timed(item: RangeSync, began: float) -> None:
+    item.seconds += time.perf_counter() - began
