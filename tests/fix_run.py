@@ -39,6 +39,7 @@ class Changes(TypedDict, total=False):
     """The run settings a test changes; the others keep ``RunSettings``' defaults."""
 
     replace: bool
+    schema: str
     workers: str
     snapshot: bool
     overrides: Overrides

@@ -15,7 +15,6 @@ import os
 import signal
 import sqlite3
 import sys
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -30,68 +29,10 @@ from asyncmig.target import runlock, sync
 from asyncmig.target.connect import Target
 from asyncmig.target.sync_ranges import Ranges, choose_ranges
 from bench.edit_2truths import edit
-from bench.gen_2truths import generate
 from tests.compare import assert_all_equal
 from tests.fix_cli import run_cli, valid
 from tests.fix_run import migrate
-
-EXTRA_SQL = """
-CREATE TABLE pairs (a INTEGER NOT NULL, b TEXT NOT NULL, v REAL, PRIMARY KEY (a, b));
-CREATE TABLE notes (body TEXT, n INTEGER);
-"""
-
-
-def build_source(path: Path, seed: int = 0) -> Path:
-    """The 2Truths tables (about 1,500 rows) plus a composite-key and a keyless table."""
-    generate(path, 1500, seed=seed)
-    db = sqlite3.connect(path)
-    db.executescript(EXTRA_SQL)
-    db.executemany(
-        "INSERT INTO pairs VALUES (?, ?, ?)", [(i % 40, f"k{i}", i / 8) for i in range(300)]
-    )
-    db.executemany("INSERT INTO notes VALUES (?, ?)", [(f"note {i}", i) for i in range(50)])
-    db.commit()
-    db.close()
-    return path
-
-
-def rows_by_key(path: Path) -> dict[str, dict[Any, tuple[Any, ...]]]:
-    """Every table's rows by primary key (a keyless table's by the row and its occurrence)."""
-    db = sqlite3.connect(path)
-    try:
-        out: dict[str, dict[Any, tuple[Any, ...]]] = {}
-        for (table,) in db.execute(
-            "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite%'"
-        ).fetchall():
-            info = db.execute(f'PRAGMA table_info("{table}")').fetchall()
-            names = [r[1] for r in info]
-            keys = [names.index(r[1]) for r in sorted(info, key=lambda r: r[5]) if r[5]]
-            rows: dict[Any, tuple[Any, ...]] = {}
-            seen: Counter[tuple[Any, ...]] = Counter()
-            for row in db.execute(f'SELECT * FROM "{table}"'):
-                if keys:
-                    rows[tuple(row[k] for k in keys)] = row
-                else:
-                    rows[(row, seen[row])] = row
-                    seen[row] += 1
-            out[table] = rows
-        return out
-    finally:
-        db.close()
-
-
-def expected_changes(
-    before: dict[str, dict[Any, Any]], after: dict[str, dict[Any, Any]]
-) -> dict[str, dict[str, int]]:
-    out = {}
-    for table, old in before.items():
-        new = after[table]
-        out[table] = {
-            "inserted": len(new.keys() - old.keys()),
-            "deleted": len(old.keys() - new.keys()),
-            "updated": sum(1 for k in old.keys() & new.keys() if old[k] != new[k]),
-        }
-    return out
+from tests.fix_sync import build_source, deep_check_passes, expected_changes, rows_by_key
 
 
 async def range_edges(path: Path, table: str) -> tuple[Any, Any]:
@@ -113,11 +54,6 @@ def sync_json(db: Path, dsn: str, *extra: str) -> dict[str, Any]:
     result = run_cli("sync", "--sqlite", str(db), "--pg", dsn, "--output", "json", *extra)
     assert result.returncode == 0, result.stderr
     return valid(result.stdout)
-
-
-def deep_check_passes(db: Path, dsn: str) -> None:
-    result = run_cli("check", "--sqlite", str(db), "--pg", dsn, "--deep", "--explain")
-    assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("seed", [1, 2])
@@ -337,7 +273,8 @@ async def table_digests(conn: asyncpg.Connection, tables: list[str]) -> dict[str
 
 async def test_sigterm_mid_sync_leaves_every_table_as_it_was(tmp_path: Path, pg_dsn: str) -> None:
     """A real SIGTERM while the sync waits inside its transaction (on a row this test
-    holds locked, after it already changed the tables before it): every table keeps
+    holds locked, after it already changed the tables before it; by source marks, the
+    wait is in the one INSERT ... ON CONFLICT that updates): every table keeps
     exactly its old content, the sync exits 143 and is recorded as interrupted, and the
     next sync (no lock left behind) succeeds and passes check --deep."""
     db = build_source(tmp_path / "app.db")
@@ -378,7 +315,8 @@ async def test_sigterm_mid_sync_leaves_every_table_as_it_was(tmp_path: Path, pg_
             assert proc.returncode is None, (tmp_path / "sync.err").read_text()
             waiting = await watcher.fetchval(
                 "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                "AND query LIKE 'UPDATE %token_balances%'"
+                "AND (query LIKE 'UPDATE %token_balances%' "
+                "OR query LIKE 'WITH w AS (INSERT INTO %token_balances%')"
             )
             await asyncio.sleep(0.05)
         proc.send_signal(signal.SIGTERM)

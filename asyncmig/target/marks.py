@@ -92,6 +92,7 @@ class Request:
     key: str | None = None
     shift: int | None = None
     key_form: str | None = None  # rowid marks: how the key is written in PostgreSQL
+    rows: int = 0  # as planned: to share the tables out between processes
 
 
 @dataclass(frozen=True)
@@ -165,10 +166,12 @@ def request_for(table: TablePlan, shift: int | None = None) -> Request | None:
     """How ``table`` is marked, or None when it cannot be (no rowid, no integer key)."""
     key = integer_key_column(table)
     if key is not None:
-        return Request(table.name, table.source_name, "int", key, shift)
+        return Request(table.name, table.source_name, "int", key, shift, rows=table.row_count)
     if table.without_rowid:
         return None
-    return Request(table.name, table.source_name, "rowid", None, shift, key_form(table))
+    return Request(
+        table.name, table.source_name, "rowid", None, shift, key_form(table), table.row_count
+    )
 
 
 def key_form(table: TablePlan) -> str | None:
@@ -205,8 +208,8 @@ CANONICAL_UUID = re.compile(
 
 
 def pg_key_hash(column: str) -> str:
-    """SQL: the hash of :func:`key_hash` of a target row's key, as bytea."""
-    return f"substr(decode(md5({column}::text), 'hex'), 1, {KEY_HASH_BYTES})"
+    """SQL: the hash :func:`key_hashes` computes of a target row's key, in hex."""
+    return f"left(md5({column}::text), {2 * KEY_HASH_BYTES})"
 
 
 def integer_key_column(table: TablePlan) -> str | None:
@@ -440,26 +443,69 @@ class _Reader:
         return data
 
 
+def dealt(requests: list[Request], jobs: int) -> list[list[Request]]:
+    """The requests in ``jobs`` groups of about as many rows each, each group in the
+    requested order (each table to the group with the fewest rows so far)."""
+    groups: list[list[Request]] = [[] for _ in range(jobs)]
+    rows = [0] * jobs
+    for request in requests:
+        lightest = rows.index(min(rows))
+        groups[lightest].append(request)
+        rows[lightest] += max(1, request.rows)
+    return groups
+
+
+class Feed:
+    """The source's marks, computed by ``jobs`` child processes in the order requested
+    (dealt round robin), each table's handed out as soon as it is done."""
+
+    def __init__(self, source: Path, requests: list[Request], jobs: int, nice: int = 0):
+        self.source, self.requests, self.nice = source, requests, nice
+        self.jobs = max(1, jobs)
+        self.found: dict[str, Marks] = {}
+        self.ended: dict[str, anyio.Event] = {r.table: anyio.Event() for r in requests}
+
+    async def run(self) -> None:
+        groups = dealt(self.requests, self.jobs)
+        try:
+            async with anyio.create_task_group() as tg:
+                for group in groups:
+                    if group:
+                        tg.start_soon(self._one, group)
+        finally:
+            for event in self.ended.values():  # a failed child: its tables unmarked
+                event.set()
+
+    async def _one(self, group: list[Request]) -> None:
+        try:
+            async for item in stream(self.source, group, nice=self.nice):
+                if isinstance(item, Marks):
+                    self.found[item.table] = item
+                    self.ended[item.table].set()
+                else:
+                    log.info("not_marked", table=item[0], reason=item[1])
+                    self.ended[item[0]].set()
+        except (RuntimeError, OSError) as exc:  # its tables are compared row by row
+            log.warning("marks_failed", tables=[r.table for r in group], error=str(exc))
+            for request in group:
+                self.ended[request.table].set()
+
+    async def get(self, table: str) -> Marks | None:
+        """The table's marks, once computed (None: it has none)."""
+        event = self.ended.get(table)
+        if event is None:
+            return None
+        await event.wait()
+        return self.found.get(table)
+
+
 async def compute_all(
     source: Path, requests: list[Request], jobs: int, nice: int = 0
 ) -> dict[str, Marks]:
-    """Marks of the requested tables, in up to ``jobs`` child processes (largest first,
-    dealt round robin); a table that cannot be marked is logged and left out."""
-    found: dict[str, Marks] = {}
-    groups = [requests[i :: max(1, jobs)] for i in range(max(1, jobs))]
-
-    async def one(group: list[Request]) -> None:
-        async for item in stream(source, group, nice=nice):
-            if isinstance(item, Marks):
-                found[item.table] = item
-            else:
-                log.info("not_marked", table=item[0], reason=item[1])
-
-    async with anyio.create_task_group() as tg:
-        for group in groups:
-            if group:
-                tg.start_soon(one, group)
-    return found
+    """Marks of the requested tables (see :class:`Feed`)."""
+    feed = Feed(source, requests, jobs, nice)
+    await feed.run()
+    return feed.found
 
 
 # --- storing -------------------------------------------------------------------------
@@ -541,9 +587,9 @@ def _joined(table: str, rows: list[Any]) -> Marks:
 
 def requests(plan: Plan, known: dict[str, Marks] | None = None) -> list[Request]:
     """A request per table that can be marked, with the recorded shift where there is
-    one; the largest tables first."""
+    one; in the plan's order (parents first: the order a sync applies them in)."""
     out = []
-    for table in sorted(plan.tables, key=lambda t: -t.row_count):
+    for table in plan.tables:
         old = (known or {}).get(table.name)
         request = request_for(table, old.shift if old else None)
         if request is not None and old is not None and old.mode != request.mode:

@@ -84,6 +84,7 @@ class TableSync:
     differing: int
     reloaded: bool
     seconds: float
+    compared: str = "rows"  # "marks": only the ranges whose source rows changed
 
 
 @dataclass
@@ -309,54 +310,143 @@ async def sync_tables(
         async with conn.transaction():
             names = ", ".join(qualified(plan.schema, t.name) for t in plan.tables)
             await conn.execute(f"LOCK TABLE {names} IN SHARE ROW EXCLUSIVE MODE")
-            fast, new_marks = await by_marks(conn, plan, source, since, jobs)
-            rest = replace(plan, tables=tuple(t for t in plan.tables if t.name not in fast))
-            changes, seconds = await compare_all(conn, rest, source, sqlite, skipped, jobs, workers)
-            results = await apply_all(conn, plan, sqlite, changes, skipped, fast)
+            old = await marks.recorded(conn, since) if since is not None else {}
+            feed = marks.Feed(source, marks.requests(plan, old), jobs)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(feed.run)
+                work = Work(conn, plan, source, sqlite, skipped, jobs, workers)
+                if old and since is not None:
+                    await work.by_marks(
+                        old, await sync_marks.trusted(conn, plan, since, set(old)), feed
+                    )
+                else:
+                    await work.in_full()
+                results = await work.deletions()
             out = []
             for table in plan.tables:
                 done = results[table.name]
-                total = seconds.get(table.name, 0.0) + done.seconds
+                total = work.seconds.get(table.name, 0.0) + done.seconds
                 out.append(replace(done, seconds=total))
-                change = changes.get(table.name) or Changes(
-                    source_rows=fast[table.name].new.rows,
-                    target_rows=fast[table.name].target_rows,
-                    replaced=fast[table.name].replaced,
+                await _record(
+                    conn, run_id, table, work.change(table.name), done, loads.get(table.name), total
                 )
-                await _record(conn, run_id, table, change, done, loads.get(table.name), total)
-            await _remember(conn, plan, run_id, new_marks)
+            await _remember(conn, plan, run_id, feed.found)
             return out
     finally:
         sqlite.close()
 
 
-async def by_marks(
-    conn: asyncpg.Connection, plan: Plan, source: Path, since: int | None, jobs: int
-) -> tuple[dict[str, RangeSync], dict[str, marks.Marks]]:
-    """The source's marks now (every table that has them, ``jobs`` processes), and the
-    tables that can be synced by them (:mod:`asyncmig.target.sync_marks`): marked by the
-    newest load with the same ranges and as that load left them in the target."""
-    began = time.perf_counter()
-    old = await marks.recorded(conn, since) if since is not None else {}
-    trusted = await sync_marks.trusted(conn, plan, since, set(old)) if since and old else {}
-    checked = time.perf_counter()
-    new = await marks.compute_all(source, marks.requests(plan, old), jobs)
-    fast = {}
-    for table in plan.tables:
-        was, now = old.get(table.name), new.get(table.name)
-        if table.name not in trusted or was is None or now is None:
-            continue
-        if (was.mode, was.shift) != (now.mode, now.shift):
-            continue
-        fast[table.name] = RangeSync(table, was, now, was.differing(now), trusted[table.name])
-    log.info(
-        "compared_by_marks",
-        tables=len(fast),
-        of_tables=len(plan.tables),
-        trust_seconds=round(checked - began, 3),
-        marks_seconds=round(time.perf_counter() - checked, 3),
-    )
-    return fast, new
+@dataclass
+class Work:
+    """One sync's tables: compared (by marks or row by row), applied parents first,
+    then deletions children first."""
+
+    conn: asyncpg.Connection
+    plan: Plan
+    source: Path
+    sqlite: sqlite3.Connection
+    skipped: dict[str, set[object]]
+    jobs: int
+    workers: str
+    changes: dict[str, Changes] = field(default_factory=dict)
+    fast: dict[str, RangeSync] = field(default_factory=dict)
+    done: dict[str, TableSync] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    async def in_full(self) -> None:
+        """Every table row by row (pass 1 of all tables at once), then applied."""
+        changes, self.seconds = await compare_all(
+            self.conn, self.plan, self.source, self.sqlite, self.skipped, self.jobs, self.workers
+        )
+        self.changes.update(changes)
+        for number, table in enumerate(self.plan.tables):
+            await self._apply_rows(table, number)
+
+    async def by_marks(
+        self, old: dict[str, marks.Marks], trusted: dict[str, int], feed: marks.Feed
+    ) -> None:
+        """Parents first, each table as soon as its marks are computed: by its marks
+        when the newest load marked it alike and left it as it is, else row by row."""
+        marked = 0
+        for number, table in enumerate(self.plan.tables):
+            now, was = await feed.get(table.name), old.get(table.name)
+            if (
+                table.name in trusted
+                and now is not None
+                and was is not None
+                and (was.mode, was.shift) == (now.mode, now.shift)
+            ):
+                item = RangeSync(table, was, now, was.differing(now), trusted[table.name])
+                self.fast[table.name] = item
+                await _upsert_ranges(self.conn, self.plan, item, self.sqlite, self.skipped, number)
+                marked += 1
+                continue
+            alone = replace(self.plan, tables=(table,))
+            changes, seconds = await compare_all(
+                self.conn, alone, self.source, self.sqlite, self.skipped, self.jobs, self.workers
+            )
+            self.changes.update(changes)
+            self.seconds.update(seconds)
+            await self._apply_rows(table, number)
+        log.info("compared_by_marks", tables=marked, of_tables=len(self.plan.tables))
+
+    async def _apply_rows(self, table: TablePlan, number: int) -> None:
+        began = time.perf_counter()
+        change = self.changes[table.name]
+        if change.reload:
+            inserted, deleted = await reload(
+                self.conn,
+                self.plan,
+                table,
+                change,
+                self.sqlite,
+                set(self.skipped.get(table.name, ())),
+            )
+            updated = 0
+        else:
+            inserted, updated = await upsert(self.conn, self.plan, table, change, number)
+            deleted = 0
+        if inserted:
+            for statement in ddl.sequence_reset_sql(self.plan, table, table.next_identity):
+                await self.conn.execute(statement)
+        self.done[table.name] = TableSync(
+            table.name,
+            inserted,
+            updated,
+            deleted,
+            change.ranges,
+            change.differing,
+            change.reload,
+            time.perf_counter() - began,
+        )
+
+    async def deletions(self) -> dict[str, TableSync]:
+        """Children first."""
+        for table in reversed(self.plan.tables):
+            if table.name in self.fast:
+                self.done[table.name] = await _delete_ranges(
+                    self.conn, self.plan, self.fast[table.name], self.sqlite, self.skipped
+                )
+                continue
+            change = self.changes[table.name]
+            if change.deletes:
+                began = time.perf_counter()
+                deleted = await delete(self.conn, self.plan, table, change.deletes)
+                old = self.done[table.name]
+                self.done[table.name] = replace(
+                    old, deleted=deleted, seconds=old.seconds + time.perf_counter() - began
+                )
+        return self.done
+
+    def change(self, name: str) -> Changes:
+        """What the history records of a table (a marked one: its counts)."""
+        found = self.changes.get(name)
+        if found is not None:
+            return found
+        item = self.fast[name]
+        return Changes(
+            source_rows=item.expected, target_rows=item.target_rows, replaced=item.replaced
+        )
 
 
 async def _remember(
@@ -364,8 +454,10 @@ async def _remember(
 ) -> None:
     """What the next sync compares with: the marks, and the transaction the tables were
     left by (rows written by a later one were written by someone else)."""
+    began = time.perf_counter()
     for item in new.values():
         await marks.store(conn, run_id, item)
+    log.info("marks_stored", seconds=round(time.perf_counter() - began, 3))
     await marks.forget_older(conn, plan.schema, run_id)
     await conn.execute(
         f"UPDATE {history.RUNS} SET finish_xid = txid_current() WHERE id = $1", run_id
@@ -448,59 +540,6 @@ async def _table_diff(
     return TableDiff(check, sqlite, ranges)
 
 
-async def apply_all(
-    conn: asyncpg.Connection,
-    plan: Plan,
-    sqlite: sqlite3.Connection,
-    changes: dict[str, Changes],
-    skipped: dict[str, set[object]],
-    fast: dict[str, RangeSync] | None = None,
-) -> dict[str, TableSync]:
-    """Inserts and updates parents first, then deletes children first."""
-    done: dict[str, TableSync] = {}
-    fast = fast or {}
-    for number, table in enumerate(plan.tables):
-        began = time.perf_counter()
-        if table.name in fast:
-            await _upsert_ranges(conn, plan, fast[table.name], sqlite, skipped, number)
-            continue
-        change = changes[table.name]
-        if change.reload:
-            inserted, deleted = await reload(
-                conn, plan, table, change, sqlite, set(skipped.get(table.name, ()))
-            )
-            updated = 0
-        else:
-            inserted, updated = await upsert(conn, plan, table, change, number)
-            deleted = 0
-        if inserted:
-            for statement in ddl.sequence_reset_sql(plan, table, table.next_identity):
-                await conn.execute(statement)
-        done[table.name] = TableSync(
-            table.name,
-            inserted,
-            updated,
-            deleted,
-            change.ranges,
-            change.differing,
-            change.reload,
-            time.perf_counter() - began,
-        )
-    for table in reversed(plan.tables):
-        if table.name in fast:
-            done[table.name] = await _delete_ranges(conn, plan, fast[table.name], sqlite, skipped)
-            continue
-        change = changes[table.name]
-        if change.deletes:
-            began = time.perf_counter()
-            deleted = await delete(conn, plan, table, change.deletes)
-            old = done[table.name]
-            done[table.name] = replace(
-                old, deleted=deleted, seconds=old.seconds + time.perf_counter() - began
-            )
-    return done
-
-
 async def _upsert_ranges(
     conn: asyncpg.Connection,
     plan: Plan,
@@ -541,6 +580,7 @@ async def _delete_ranges(
         rejected = await anyio.to_thread.run_sync(sync_marks.skipped_present, sqlite, check)
         await sync_marks.delete(conn, plan, item, sqlite, _copier(conn), item.new.rows - rejected)
     sync_marks.timed(item, began)
+    log.info("deleted", table=table.name, seconds=round(time.perf_counter() - began, 3))
     return TableSync(
         table.name,
         item.inserted,
@@ -550,6 +590,7 @@ async def _delete_ranges(
         len(item.differing),
         not table.primary_key and bool(item.differing),
         item.seconds,
+        "marks",
     )
 
 
@@ -718,7 +759,7 @@ async def _record(
         conn, run_id, table.name, change.source_rows + accounts.rejected, rows, accounts, seconds
     )
     await conn.execute(
-        f"UPDATE {history.RUN_TABLES} SET changes = $3::jsonb "
+        f"UPDATE {history.RUN_TABLES} SET changes = $3::jsonb, final_rows = $4 "
         "WHERE run_id = $1 AND table_name = $2",
         run_id,
         table.name,
@@ -730,8 +771,10 @@ async def _record(
                 "ranges": done.ranges,
                 "differing_ranges": done.differing,
                 "reloaded": done.reloaded,
+                "compared": done.compared,
             }
         ),
+        rows,
     )
 
 
@@ -751,6 +794,12 @@ def report_text(report: SyncReport, target: str) -> str:
         + ("  (no key: reloaded)" if t.reloaded else "")
         for t in report.tables
     ]
+    marked = sum(t.compared == "marks" for t in report.tables)
+    if marked < len(report.tables):
+        lines.append(
+            f"{marked} of {len(report.tables)} table(s) compared by the source marks the last "
+            "load recorded; the rest row by row on both sides"
+        )
     lines.append(
         f"synced {target}, schema {report.schema} (PostgreSQL "
         f"{report.server_version}) with the source in {report.seconds:.2f}s: "

@@ -38,9 +38,9 @@ import asyncpg
 import structlog
 
 from asyncmig.check.deep import FETCH_ROWS, TableCheck
-from asyncmig.errors import VerificationError
+from asyncmig.errors import TargetError, VerificationError
 from asyncmig.plan.model import Plan, TablePlan
-from asyncmig.quoting import qualified, quote_ident, quote_sqlite_ident
+from asyncmig.quoting import name_text, qualified, quote_ident, quote_sqlite_ident
 from asyncmig.target.history import RUN_TABLES, RUNS
 from asyncmig.target.marks import Marks, chunks, pg_key_hash
 
@@ -65,6 +65,7 @@ class RangeSync:
     updated: int = 0
     deleted: int = 0
     candidates: int = 0
+    expected: int = 0  # the source's rows less those the load rejected
     replaced: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -177,7 +178,60 @@ async def upsert(
     )
     if not item.candidates:
         return
-    await conn.execute(f"ANALYZE {temp}")
+    await conn.execute(f"ANALYZE {temp}")  # the deletions join it too
+    if await _unique_key(conn, plan, table):
+        item.inserted, item.updated = await _merge(conn, target, temp, table)
+    else:
+        await _update_then_insert(conn, target, temp, table, item)
+    log.info("upserted", table=table.name, seconds=round(time.perf_counter() - copied, 3))
+
+
+UNIQUE_KEY_SQL = """
+SELECT EXISTS (
+    SELECT FROM pg_index i WHERE i.indrelid = to_regclass($1) AND i.indisunique
+      AND i.indpred IS NULL AND i.indexprs IS NULL
+      AND (SELECT array_agg(a.attname::text ORDER BY a.attname) FROM pg_attribute a
+           WHERE a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey))
+          = (SELECT array_agg(k ORDER BY k) FROM unnest($2::text[]) AS k))
+"""
+
+
+async def _unique_key(conn: asyncpg.Connection, plan: Plan, table: TablePlan) -> bool:
+    """Whether the key is enforced unique in the target (ON CONFLICT needs that)."""
+    return bool(
+        await conn.fetchval(
+            UNIQUE_KEY_SQL, name_text(plan.schema, table.name), list(table.primary_key)
+        )
+    )
+
+
+async def _merge(
+    conn: asyncpg.Connection, target: str, temp: str, table: TablePlan
+) -> tuple[int, int]:
+    """One INSERT ... ON CONFLICT: each candidate found by the key's index, inserted when
+    new, updated when its text differs (rows inserted, rows updated)."""
+    columns = ", ".join(quote_ident(c.name) for c in table.columns)
+    key = ", ".join(quote_ident(k) for k in table.primary_key)
+    values = [c.name for c in table.columns if c.name not in table.primary_key]
+    action = "DO NOTHING"
+    if values:
+        sets = ", ".join(f"{quote_ident(c)} = excluded.{quote_ident(c)}" for c in values)
+        action = f"DO UPDATE SET {sets} WHERE (t.*)::text IS DISTINCT FROM (excluded.*)::text"
+    row = await _refused(
+        table,
+        conn.fetchrow(
+            f"WITH w AS (INSERT INTO {target} AS t ({columns}) SELECT {columns} FROM {temp} "
+            f"ON CONFLICT ({key}) {action} RETURNING (xmax = 0) AS new) "
+            "SELECT count(*) FILTER (WHERE new), count(*) FILTER (WHERE NOT new) FROM w"
+        ),
+    )
+    return int(row[0]), int(row[1])
+
+
+async def _update_then_insert(
+    conn: asyncpg.Connection, target: str, temp: str, table: TablePlan, item: RangeSync
+) -> None:
+    """Without a unique index on the key: one UPDATE, one INSERT."""
     keys = " AND ".join(f"t.{quote_ident(k)} = s.{quote_ident(k)}" for k in table.primary_key)
     values = [c.name for c in table.columns if c.name not in table.primary_key]
     if values:
@@ -193,7 +247,18 @@ async def upsert(
         f"WHERE NOT EXISTS (SELECT FROM {target} AS t WHERE {keys})"
     )
     item.inserted = int(status.split()[-1])
-    log.info("upserted", table=table.name, seconds=round(time.perf_counter() - copied, 3))
+
+
+async def _refused(table: TablePlan, statement: Awaitable[Any]) -> Any:
+    """A statement's result; PostgreSQL's refusal as one line (nothing is changed)."""
+    try:
+        return await statement
+    except asyncpg.PostgresError as exc:
+        raise TargetError(
+            f"cannot sync {table.name}: PostgreSQL refused the changed rows: "
+            f"{type(exc).__name__}: {exc}",
+            hint="migrate again in full: asyncmig run --replace",
+        ) from exc
 
 
 async def delete(
@@ -243,8 +308,8 @@ async def _delete_gone_keys(conn: asyncpg.Connection, plan: Plan, item: RangeSyn
     key = quote_ident(item.table.primary_key[0])
     status = await conn.execute(
         f"DELETE FROM {qualified(plan.schema, item.table.name)} AS t "
-        f"WHERE {pg_key_hash('t.' + key)} IN (SELECT unnest($1::bytea[]))",
-        sorted(gone),
+        f"WHERE {pg_key_hash('t.' + key)} IN (SELECT unnest($1::text[]))",
+        sorted(g.hex() for g in gone),
     )
     return int(status.split()[-1])
 
