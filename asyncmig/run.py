@@ -333,7 +333,7 @@ async def _recorded_phases(
     async with anyio.create_task_group() as tg:
         if not digest:
             tg.start_soon(hash_source)
-        if load:
+        if load and settings.sync_marks:
             tg.start_soon(mark_source)
         done = await _until_proved(
             settings,

@@ -39,6 +39,7 @@ class RunSettings:
     restart: bool = default("restart")  # run: never resume an interrupted run's stage
     chunk_rows: int = default("chunk_rows")  # run: commit large tables in recorded rowid ranges
     full_compare: bool = default("full_compare")  # sync: every row, not the changed ranges
+    sync_marks: bool = default("sync_marks")  # run: record the source marks for sync
 
 
 @dataclass(frozen=True)

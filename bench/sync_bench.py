@@ -7,8 +7,14 @@ All are measured in one script run, against one throw-away PostgreSQL cluster (s
    baseline, and the target the sync starts from;
 2. checks the fresh copy with ``check --deep`` (timed: the deep check's ratio);
 3. edits about ``--changed`` of the copy's rows (a third each inserted, updated,
-   deleted, spread over all nine tables; :mod:`bench.edit_2truths`);
-4. syncs it (``sync``, timed), and proves the result with ``check --deep``.
+   deleted, spread over all nine tables; :mod:`bench.edit_2truths`) and syncs it (the
+   *first sync*, timed: the plain run recorded no source marks, so it compares every
+   row, and records them);
+4. edits another ``--changed`` and syncs again (the *sync*, timed: by the first sync's
+   marks, the nightly case), and proves the result with ``check --deep``; the rows it
+   found changed must equal the edit's own counts;
+5. migrates the original again with ``run --replace --sync-marks`` (timed: what
+   recording the marks costs a run), edits, syncs (timed) and checks.
 
 With ``--northwind-rows N`` each round also migrates a Northwind-shaped database of N
 rows and times ``check --deep`` on it. The report gives each median, the ratios
@@ -34,6 +40,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -52,12 +59,16 @@ class Timed:
 
 @dataclass
 class Round:
-    full: Timed
-    sync: Timed
-    edits: dict[str, int]  # inserted / updated / deleted, by comparing the files
-    found: dict[str, int]  # the same, as the sync reported them
+    full: Timed  # plain `run`: the baseline
+    sync: Timed  # a sync after a sync: compared with the first sync's source marks
+    edits: dict[str, int]  # of the second edit: inserted / updated / deleted, by the files
+    found: dict[str, int]  # the same, as the timed sync reported them
     deep: Timed  # check --deep of the fresh copy
-    deep_check: str = "not run"  # check --deep of the fresh copy, then of the synced one
+    first_sync: Timed | None = None  # the first sync after a plain run: every row compared
+    marked_full: Timed | None = None  # `run --sync-marks`
+    after_marked: Timed | None = None  # a sync right after `run --sync-marks`
+    compared: str = ""  # how the timed syncs compared their tables
+    deep_check: str = "not run"  # check --deep of the fresh copy, then after each sync
     northwind_full: Timed | None = None
     northwind_deep: Timed | None = None
 
@@ -71,7 +82,11 @@ class Report:
     rounds: list[Round] = field(default_factory=list)
 
     def median(self, what: str, measure: str = "seconds") -> float:
-        return statistics.median(getattr(getattr(r, what), measure) for r in self.rounds)
+        return float(
+            statistics.median(
+                getattr(getattr(r, what), measure) for r in self.rounds if getattr(r, what)
+            )
+        )
 
     def over(self, what: str, baseline: str, measure: str = "seconds") -> float:
         return round(self.median(what, measure) / self.median(baseline, measure), 3)
@@ -173,16 +188,49 @@ def deep(db: Path, dsn: str) -> tuple[Timed, str]:
 
 
 def one_round(db: Path, work: Path, dsn: str, share: float, seed: int) -> Round:
+    """run; check --deep; edit, first sync (every row); edit, sync (by marks); check
+    --deep; then run --sync-marks; edit, sync (by marks); check --deep."""
     copy = work / "round.db"
     shutil.copyfile(db, copy)
     full, _ = asyncmig("run", "--sqlite", str(copy), "--pg", dsn, "--replace")
     fresh_deep, fresh = deep(copy, dsn)
     edit(copy, share, seed)
-    wanted = totals(changes_between(db, copy))
-    done, out = asyncmig("sync", "--sqlite", str(copy), "--pg", dsn, "--output", "json")
-    found = totals({t["table"]: t for t in json.loads(out.stdout)["tables"]})
+    first, _ = timed_sync(copy, dsn)
+    before = work / "before.db"
+    shutil.copyfile(copy, before)
+    edit(copy, share, seed + 1000)
+    wanted = totals(changes_between(before, copy))
+    done, report = timed_sync(copy, dsn)
+    found = totals({t["table"]: t for t in report["tables"]})
     _, synced = deep(copy, dsn)
-    return Round(full, done, wanted, found, fresh_deep, f"{fresh}, {synced}")
+    shutil.copyfile(db, copy)
+    marked, _ = asyncmig("run", "--sqlite", str(copy), "--pg", dsn, "--replace", "--sync-marks")
+    edit(copy, share, seed + 2000)
+    after, again = timed_sync(copy, dsn)
+    _, marked_check = deep(copy, dsn)
+    return Round(
+        full,
+        done,
+        wanted,
+        found,
+        fresh_deep,
+        first,
+        marked,
+        after,
+        f"{ways(report)}; after run --sync-marks {ways(again)}",
+        f"{fresh}, {synced}, {marked_check}",
+    )
+
+
+def timed_sync(db: Path, dsn: str) -> tuple[Timed, dict[str, Any]]:
+    done, out = asyncmig("sync", "--sqlite", str(db), "--pg", dsn, "--output", "json")
+    return done, json.loads(out.stdout)
+
+
+def ways(report: dict[str, Any]) -> str:
+    """How many tables the sync compared by marks."""
+    tables = report["tables"]
+    return f"{sum(t.get('compared') == 'marks' for t in tables)}/{len(tables)} by marks"
 
 
 def northwind_round(db: Path, dsn: str, result: Round) -> None:
@@ -205,11 +253,23 @@ def render(report: Report) -> str:
     lines = [
         head,
         _line(report, "full run", "full"),
+        _line(report, "first sync", "first_sync"),
         _line(report, "sync", "sync"),
+        _line(report, "run --sync-marks", "marked_full"),
+        _line(report, "sync after it", "after_marked"),
         _line(report, "check --deep", "deep"),
         (
             f"  ratio sync / full run: {report.ratio:.2f} wall, "
-            f"{report.over('sync', 'full', 'cpu'):.2f} CPU"
+            f"{report.over('sync', 'full', 'cpu'):.2f} CPU (a sync after a sync: by marks)"
+        ),
+        (
+            f"  ratio first sync / full run: {report.over('first_sync', 'full'):.2f} wall, "
+            f"{report.over('first_sync', 'full', 'cpu'):.2f} CPU (after a plain run: every row)"
+        ),
+        (
+            f"  ratio run --sync-marks / run: {report.over('marked_full', 'full'):.2f} wall, "
+            f"{report.over('marked_full', 'full', 'cpu'):.2f} CPU; the sync after it / run: "
+            f"{report.over('after_marked', 'full'):.2f} wall"
         ),
         (
             f"  ratio check --deep / full run: {report.over('deep', 'full'):.2f} wall, "
@@ -228,7 +288,8 @@ def render(report: Report) -> str:
             ),
         ]
     lines += [
-        f"  round {number}: edits {r.edits}, sync found {r.found}, check --deep {r.deep_check}"
+        f"  round {number}: edits {r.edits}, sync found {r.found} ({r.compared}), "
+        f"check --deep {r.deep_check}"
         for number, r in enumerate(report.rounds, 1)
     ]
     return "\n".join(lines)
@@ -288,6 +349,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             **asdict(report),
             "ratio": report.ratio,
             "deep_ratio": report.over("deep", "full"),
+            "first_sync_ratio": report.over("first_sync", "full"),
+            "marked_run_ratio": report.over("marked_full", "full"),
+            "sync_after_marked_run_ratio": report.over("after_marked", "full"),
             "cpu_ratios": {
                 "sync": report.over("sync", "full", "cpu"),
                 "deep": report.over("deep", "full", "cpu"),

@@ -47,6 +47,7 @@ class Changes(TypedDict, total=False):
     rejects_dir: Path
     duplicates: Duplicates
     max_rejects_total: int
+    sync_marks: bool
 
 
 def from_profile(data: Mapping[str, object]) -> Overrides:

@@ -1,6 +1,7 @@
 """`sync` by source marks, against a real PostgreSQL and real SQLite files.
 
-A run records a digest per small key range of every source table; a sync copies only
+A run with --sync-marks, and every sync, records a digest per small key range of every
+source table; the next sync copies only
 the ranges whose source rows changed, when the target is as the last load left it.
 These tests check that it finds exactly what a full comparison finds (the same
 source, synced both ways into two schemas), that a table someone wrote in PostgreSQL
@@ -62,7 +63,7 @@ async def test_marks_and_a_full_comparison_find_the_same_changes(
     and row by row into the other: the same counts, equal to the edits, both pass
     check --deep."""
     db = build_source(tmp_path / "app.db", seed=5)
-    await migrate(db, pg_dsn, schema="by_marks")
+    await migrate(db, pg_dsn, schema="by_marks", sync_marks=True)
     await migrate(db, pg_dsn, schema="in_full")
     before = rows_by_key(db)
     edit(db, 0.05, 5)
@@ -92,19 +93,19 @@ async def test_marks_and_a_full_comparison_find_the_same_changes(
 async def test_a_second_sync_compares_with_the_first_syncs_marks(
     tmp_path: Path, pg_dsn: str
 ) -> None:
-    """Marks are recorded by the run and again by each sync (only the newest kept): a
-    second round of edits is found against the first sync's marks."""
+    """A run without --sync-marks records none: the first sync compares every row and
+    records them; each later sync compares with the newest marks (only those kept)."""
     db = build_source(tmp_path / "app.db", seed=6)
     await migrate(db, pg_dsn)
     conn = await asyncpg.connect(pg_dsn)
     try:
-        assert await conn.fetchval("SELECT count(DISTINCT run_id) FROM asyncmig.source_marks") == 1
-        for seed in (7, 8):
+        assert await conn.fetchval("SELECT count(*) FROM asyncmig.source_marks") == 0
+        for seed, way in ((7, "rows"), (8, "marks"), (9, "marks")):
             before = rows_by_key(db)
             edit(db, 0.03, seed)
             want = expected_changes(before, rows_by_key(db))
             report = sync_json(db, pg_dsn, "public")
-            assert set(compared(report).values()) == {"marks"}
+            assert set(compared(report).values()) == {way}
             assert {t: v for t, v in changes_of(report).items() if t != "notes"} == {
                 t: v for t, v in want.items() if t != "notes"
             }
@@ -122,7 +123,7 @@ async def test_a_table_written_in_postgresql_is_compared_in_full(
     target: those two tables are compared row by row (the marks cannot know), the others
     by marks, and the sync puts both back to the source's rows."""
     db = build_source(tmp_path / "app.db", seed=9)
-    await migrate(db, pg_dsn)
+    await migrate(db, pg_dsn, sync_marks=True)
     edit(db, 0.02, 9)
     conn = await asyncpg.connect(pg_dsn)
     try:
@@ -145,7 +146,7 @@ async def test_a_table_written_in_postgresql_is_compared_in_full(
 async def test_a_sync_after_an_unchanged_source_copies_nothing(tmp_path: Path, pg_dsn: str) -> None:
     """No range differs: nothing is read, nothing changes, every table by marks."""
     db = build_source(tmp_path / "app.db", seed=10)
-    await migrate(db, pg_dsn)
+    await migrate(db, pg_dsn, sync_marks=True)
     report = sync_json(db, pg_dsn, "public")
     assert report["changed"] == 0
     assert all(t["differing"] == 0 and t["compared"] == "marks" for t in report["tables"])

@@ -158,6 +158,7 @@ def run_settings(
         restart=values.values.get("restart", False),
         chunk_rows=values.values.get("chunk_rows", 0),
         full_compare=values.values.get("full_compare", False),
+        sync_marks=values.values.get("sync_marks", False),
         backup_schema=not values["no_backup_schema"],
         deep=DeepCheck(values["explain"], values["sample"]) if values["deep"] else None,
     )

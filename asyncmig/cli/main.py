@@ -231,6 +231,7 @@ RUN_OPTIONS = (
     "if_changed",
     "restart",
     "chunk_rows",
+    "sync_marks",
     *OUTPUT,
     "log_dir",
 )

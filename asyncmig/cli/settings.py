@@ -269,6 +269,15 @@ OPTIONS: tuple[Option, ...] = (
         L,
     ),
     _opt(
+        "sync_marks",
+        bool,
+        False,
+        "run: also record the source marks the next sync compares with, so that sync "
+        "copies only what changed (about 3 µs of CPU per source row beside the load); "
+        "without them the first sync compares every row and records them",
+        L,
+    ),
+    _opt(
         "full_compare",
         bool,
         False,
