@@ -323,12 +323,22 @@ async def _recorded_phases(
             with anyio.move_on_after(5, shield=True):
                 await conn.close()
 
-    marked: list[dict[str, marks.Marks]] = []
+    marked: dict[str, str] = {}  # table -> how its marks were stored
 
     async def mark_source() -> None:  # beside the load, on the cores it leaves idle
-        marked.append(
-            await marks.compute_all(settings.source, marks.requests(plan), 1, nice=MARKS_NICE)
-        )
+        conn = await connect(settings.target)  # `admin` is busy; stored as they come
+        try:
+            feed = marks.Feed(settings.source, marks.requests(plan), settings.jobs, nice=MARKS_NICE)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(feed.run)
+                for request in feed.requests:
+                    found = await feed.get(request.table)
+                    if found is not None:
+                        await marks.store(conn, run_id, found)
+                        marked[found.table] = found.mode
+        finally:
+            with anyio.move_on_after(5, shield=True):
+                await conn.close()
 
     async with anyio.create_task_group() as tg:
         if not digest:
@@ -358,8 +368,8 @@ async def _recorded_phases(
         done.continued,
     )
     await plans.record(admin, run_id, report.plan, settings.source, settings.overrides)
-    if marked:
-        await remember_marks(admin, report.plan, run_id, marked[0])
+    if settings.sync_marks and load:
+        await remember_marks(admin, report.plan, run_id, marked)
     await history.finish_run(
         admin,
         run_id,
@@ -379,14 +389,18 @@ MARKS_NICE = 10
 
 
 async def remember_marks(
-    admin: asyncpg.Connection, plan: Plan, run_id: int, found: dict[str, marks.Marks]
+    admin: asyncpg.Connection, plan: Plan, run_id: int, stored: dict[str, str]
 ) -> None:
-    """The source marks for the next sync (asyncmig.target.marks), only those of tables
-    the plan still has as marked (a re-planned table may have another key)."""
-    for item in found.values():
-        request = marks.request_for(plan.table(item.table))
-        if request is not None and request.mode == item.mode:
-            await marks.store(admin, run_id, item)
+    """Keep the source marks for the next sync (asyncmig.target.marks) only of tables
+    the plan still marks the same way (a re-planned table may have another key); the
+    marks of earlier runs into the schema go."""
+    stale = [
+        name
+        for name, mode in stored.items()
+        if (request := marks.request_for(plan.table(name))) is None or request.mode != mode
+    ]
+    if stale:
+        await marks.forget(admin, run_id, stale)
     await marks.forget_older(admin, plan.schema, run_id)
 
 

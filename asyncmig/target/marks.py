@@ -491,21 +491,12 @@ class Feed:
                 self.ended[request.table].set()
 
     async def get(self, table: str) -> Marks | None:
-        """The table's marks, once computed (None: it has none)."""
+        """The table's marks, once computed (None: it has none); handed over, not kept."""
         event = self.ended.get(table)
         if event is None:
             return None
         await event.wait()
-        return self.found.get(table)
-
-
-async def compute_all(
-    source: Path, requests: list[Request], jobs: int, nice: int = 0
-) -> dict[str, Marks]:
-    """Marks of the requested tables (see :class:`Feed`)."""
-    feed = Feed(source, requests, jobs, nice)
-    await feed.run()
-    return feed.found
+        return self.found.pop(table, None)
 
 
 # --- storing -------------------------------------------------------------------------
@@ -542,6 +533,12 @@ async def store(conn: asyncpg.Connection, run_id: int, marks: Marks) -> None:
     )
 
 
+async def forget(conn: asyncpg.Connection, run_id: int, tables: list[str]) -> None:
+    await conn.execute(
+        f"DELETE FROM {MARKS} WHERE run_id = $1 AND table_name = ANY($2::text[])", run_id, tables
+    )
+
+
 async def forget_older(conn: asyncpg.Connection, schema: str, run_id: int) -> None:
     """Only the newest load's marks are ever read: drop those of earlier runs."""
     await conn.execute(
@@ -552,18 +549,25 @@ async def forget_older(conn: asyncpg.Connection, schema: str, run_id: int) -> No
     )
 
 
-async def recorded(conn: asyncpg.Connection, run_id: int) -> dict[str, Marks]:
-    """Every table's marks recorded under ``run_id``."""
+async def shapes(conn: asyncpg.Connection, run_id: int) -> dict[str, tuple[str, int]]:
+    """How each table was marked under ``run_id``: (mode, shift)."""
     if not await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", "asyncmig.source_marks"):
         return {}
-    parts: dict[str, list[Any]] = {}
-    for row in await conn.fetch(
+    rows = await conn.fetch(
+        f"SELECT table_name, mode, shift FROM {MARKS} WHERE run_id = $1 AND part = 0", run_id
+    )
+    return {str(r[0]): (str(r[1]), int(r[2])) for r in rows}
+
+
+async def recorded(conn: asyncpg.Connection, run_id: int, table: str) -> Marks | None:
+    """One table's marks recorded under ``run_id`` (read when the sync comes to it)."""
+    rows = await conn.fetch(
         f"SELECT table_name, mode, shift, ranges, digests, counts, key_hashes, rows "
-        f"FROM {MARKS} WHERE run_id = $1 ORDER BY table_name, part",
+        f"FROM {MARKS} WHERE run_id = $1 AND table_name = $2 ORDER BY part",
         run_id,
-    ):
-        parts.setdefault(row[0], []).append(row)
-    return {table: _joined(table, rows) for table, rows in parts.items()}
+        table,
+    )
+    return _joined(table, list(rows)) if rows else None
 
 
 def _joined(table: str, rows: list[Any]) -> Marks:
@@ -585,14 +589,15 @@ def _joined(table: str, rows: list[Any]) -> Marks:
     )
 
 
-def requests(plan: Plan, known: dict[str, Marks] | None = None) -> list[Request]:
+def requests(plan: Plan, known: dict[str, tuple[str, int]] | None = None) -> list[Request]:
     """A request per table that can be marked, with the recorded shift where there is
-    one; in the plan's order (parents first: the order a sync applies them in)."""
+    one (``known``: mode and shift by table); in the plan's order (parents first: the
+    order a sync applies them in)."""
     out = []
     for table in plan.tables:
         old = (known or {}).get(table.name)
-        request = request_for(table, old.shift if old else None)
-        if request is not None and old is not None and old.mode != request.mode:
+        request = request_for(table, old[1] if old else None)
+        if request is not None and old is not None and old[0] != request.mode:
             request = request_for(table)
         if request is not None:
             out.append(request)

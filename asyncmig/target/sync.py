@@ -310,15 +310,14 @@ async def sync_tables(
         async with conn.transaction():
             names = ", ".join(qualified(plan.schema, t.name) for t in plan.tables)
             await conn.execute(f"LOCK TABLE {names} IN SHARE ROW EXCLUSIVE MODE")
-            old = await marks.recorded(conn, since) if since is not None else {}
-            feed = marks.Feed(source, marks.requests(plan, old), jobs)
+            shapes = await marks.shapes(conn, since) if since is not None else {}
+            feed = marks.Feed(source, marks.requests(plan, shapes), jobs)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(feed.run)
-                work = Work(conn, plan, source, sqlite, skipped, jobs, workers)
-                if old and since is not None:
-                    await work.by_marks(
-                        old, await sync_marks.trusted(conn, plan, since, set(old)), feed
-                    )
+                work = Work(conn, plan, source, sqlite, skipped, jobs, workers, run_id, feed)
+                if shapes and since is not None:
+                    trusted = await sync_marks.trusted(conn, plan, since, set(shapes))
+                    await work.by_marks(since, trusted)
                 else:
                     await work.in_full()
                 results = await work.deletions()
@@ -330,7 +329,7 @@ async def sync_tables(
                 await _record(
                     conn, run_id, table, work.change(table.name), done, loads.get(table.name), total
                 )
-            await _remember(conn, plan, run_id, feed.found)
+            await _remember(conn, plan, run_id)
             return out
     finally:
         sqlite.close()
@@ -348,6 +347,8 @@ class Work:
     skipped: dict[str, set[object]]
     jobs: int
     workers: str
+    run_id: int
+    feed: marks.Feed
     changes: dict[str, Changes] = field(default_factory=dict)
     fast: dict[str, RangeSync] = field(default_factory=dict)
     done: dict[str, TableSync] = field(default_factory=dict)
@@ -361,22 +362,29 @@ class Work:
         self.changes.update(changes)
         for number, table in enumerate(self.plan.tables):
             await self._apply_rows(table, number)
+            await self._keep(table)
 
-    async def by_marks(
-        self, old: dict[str, marks.Marks], trusted: dict[str, int], feed: marks.Feed
-    ) -> None:
+    async def by_marks(self, since: int, trusted: dict[str, int]) -> None:
         """Parents first, each table as soon as its marks are computed: by its marks
-        when the newest load marked it alike and left it as it is, else row by row."""
+        when the newest load (``since``) marked it alike and left it as it is, else
+        row by row."""
         marked = 0
         for number, table in enumerate(self.plan.tables):
-            now, was = await feed.get(table.name), old.get(table.name)
+            now = await self.feed.get(table.name)
+            was = (
+                await marks.recorded(self.conn, since, table.name)
+                if now is not None and table.name in trusted
+                else None
+            )
+            if now is not None:
+                await marks.store(self.conn, self.run_id, now)  # for the next sync
             if (
-                table.name in trusted
+                was is not None
                 and now is not None
-                and was is not None
                 and (was.mode, was.shift) == (now.mode, now.shift)
             ):
-                item = RangeSync(table, was, now, was.differing(now), trusted[table.name])
+                item = RangeSync.between(table, was, now, trusted[table.name])
+                del was, now  # a few bytes a row: not kept while the table is applied
                 self.fast[table.name] = item
                 await _upsert_ranges(self.conn, self.plan, item, self.sqlite, self.skipped, number)
                 marked += 1
@@ -389,6 +397,12 @@ class Work:
             self.seconds.update(seconds)
             await self._apply_rows(table, number)
         log.info("compared_by_marks", tables=marked, of_tables=len(self.plan.tables))
+
+    async def _keep(self, table: TablePlan) -> None:
+        """The table's marks now, for the next sync."""
+        now = await self.feed.get(table.name)
+        if now is not None:
+            await marks.store(self.conn, self.run_id, now)
 
     async def _apply_rows(self, table: TablePlan, number: int) -> None:
         began = time.perf_counter()
@@ -449,15 +463,10 @@ class Work:
         )
 
 
-async def _remember(
-    conn: asyncpg.Connection, plan: Plan, run_id: int, new: dict[str, marks.Marks]
-) -> None:
-    """What the next sync compares with: the marks, and the transaction the tables were
-    left by (rows written by a later one were written by someone else)."""
-    began = time.perf_counter()
-    for item in new.values():
-        await marks.store(conn, run_id, item)
-    log.info("marks_stored", seconds=round(time.perf_counter() - began, 3))
+async def _remember(conn: asyncpg.Connection, plan: Plan, run_id: int) -> None:
+    """What the next sync compares with: this sync's marks (stored table by table),
+    and the transaction the tables were left by (rows written by a later one were
+    written by someone else)."""
     await marks.forget_older(conn, plan.schema, run_id)
     await conn.execute(
         f"UPDATE {history.RUNS} SET finish_xid = txid_current() WHERE id = $1", run_id
@@ -578,7 +587,10 @@ async def _delete_ranges(
     check = TableCheck(plan, table, skip)
     if table.primary_key:
         rejected = await anyio.to_thread.run_sync(sync_marks.skipped_present, sqlite, check)
-        await sync_marks.delete(conn, plan, item, sqlite, _copier(conn), item.new.rows - rejected)
+        item.expected = item.rows - rejected
+        await sync_marks.delete(conn, plan, item, sqlite, _copier(conn), item.expected)
+    else:
+        item.expected = item.rows  # a keyless table: the rows the source has
     sync_marks.timed(item, began)
     log.info("deleted", table=table.name, seconds=round(time.perf_counter() - began, 3))
     return TableSync(
@@ -586,7 +598,7 @@ async def _delete_ranges(
         item.inserted,
         item.updated,
         item.deleted,
-        len(item.new.ranges),
+        item.ranges,
         len(item.differing),
         not table.primary_key and bool(item.differing),
         item.seconds,

@@ -53,12 +53,16 @@ BATCH = 5000
 
 @dataclass
 class RangeSync:
-    """One table synced by marks: what differed and what was done."""
+    """One table synced by marks: what differed and what was done. It keeps what the
+    sync needs of the marks, not the marks (a few bytes a row, released at once)."""
 
     table: TablePlan
-    old: Marks
-    new: Marks
+    mode: str
+    shift: int
+    rows: int  # the source's rows now
+    ranges: int  # the source's ranges now
     differing: list[int]
+    gone: set[bytes]  # key hashes of rows in a differing range then and in none now
     target_rows: int  # trusted: as the newest load left it
     temp: str = ""
     inserted: int = 0
@@ -68,6 +72,19 @@ class RangeSync:
     expected: int = 0  # the source's rows less those the load rejected
     replaced: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+
+    @classmethod
+    def between(cls, table: TablePlan, old: Marks, new: Marks, target_rows: int) -> RangeSync:
+        differing = old.differing(new)
+        gone = old.keys_in(differing) - new.keys_in(differing)
+        return cls(
+            table, new.mode, new.shift, new.rows, len(new.ranges), differing, gone, target_rows
+        )
+
+    def bounds(self, name: int) -> tuple[int, int]:
+        """First and last key (or rowid) of range ``name``."""
+        low = name << self.shift
+        return low, low + (1 << self.shift) - 1
 
 
 async def trusted(
@@ -108,11 +125,11 @@ async def trusted(
     return out
 
 
-def _ranges_sql(check: TableCheck, marks: Marks, rowid: str) -> str:
+def _ranges_sql(check: TableCheck, mode: str, rowid: str) -> str:
     """The source rows (as ``check --deep`` and the sync read them) of a span of ranges."""
     column = (
         quote_sqlite_ident(check.table.column(check.table.primary_key[0]).source_name)
-        if marks.mode == "int"
+        if mode == "int"
         else rowid
     )
     return f"{check.source_sql()} WHERE {column} BETWEEN ? AND ?"
@@ -129,14 +146,14 @@ def _rowid(check: TableCheck) -> str:
 
 def _candidates(sqlite: sqlite3.Connection, check: TableCheck, item: RangeSync) -> list[list[Row]]:
     """The source rows of the differing ranges, in batches, rejected rows left out."""
-    sql = _ranges_sql(check, item.new, _rowid(check))
+    sql = _ranges_sql(check, item.mode, _rowid(check))
     keys = check.key_positions
     single = len(keys) == 1
     batches: list[list[Row]] = []
     batch: list[Row] = []
     for first, last in chunks(item.differing):
-        low = item.new.bounds(first)[0]
-        high = item.new.bounds(last)[1]
+        low = item.bounds(first)[0]
+        high = item.bounds(last)[1]
         for row in sqlite.execute(sql, (low, high)):
             if check.skip:
                 key = row[keys[0]] if single else tuple(row[p] for p in keys)
@@ -274,10 +291,10 @@ async def delete(
     table = item.table
     target = qualified(plan.schema, table.name)
     keys = " AND ".join(f"t.{quote_ident(k)} = s.{quote_ident(k)}" for k in table.primary_key)
-    if item.old.mode == "int" and item.differing:
+    if item.mode == "int" and item.differing:
         key = quote_ident(table.primary_key[0])
-        lows = [item.new.bounds(first)[0] for first, _ in chunks(item.differing)]
-        highs = [item.new.bounds(last)[1] for _, last in chunks(item.differing)]
+        lows = [item.bounds(first)[0] for first, _ in chunks(item.differing)]
+        highs = [item.bounds(last)[1] for _, last in chunks(item.differing)]
         status = await conn.execute(
             f"DELETE FROM {target} AS t USING unnest($1::bigint[], $2::bigint[]) AS r(lo, hi) "
             f"WHERE t.{key} BETWEEN r.lo AND r.hi "
@@ -302,7 +319,7 @@ async def delete(
 async def _delete_gone_keys(conn: asyncpg.Connection, plan: Plan, item: RangeSync) -> int:
     """Delete the target rows whose key was in a differing range and is in none now,
     found by the key hashes the marks keep (see :mod:`asyncmig.target.marks`)."""
-    gone = item.old.keys_in(item.differing) - item.new.keys_in(item.differing)
+    gone = item.gone
     if not gone:
         return 0
     key = quote_ident(item.table.primary_key[0])
