@@ -63,6 +63,15 @@ async def test_marks_and_a_full_comparison_find_the_same_changes(
     and row by row into the other: the same counts, equal to the edits, both pass
     check --deep."""
     db = build_source(tmp_path / "app.db", seed=5)
+    apply(
+        db,
+        "CREATE TABLE wr (k TEXT PRIMARY KEY, v INTEGER) WITHOUT ROWID",
+        "CREATE TABLE wi (id INTEGER PRIMARY KEY, v TEXT) WITHOUT ROWID",
+        "WITH RECURSIVE n(v) AS (SELECT 1 UNION ALL SELECT v + 1 FROM n WHERE v < 200) "
+        "INSERT INTO wr SELECT 'k' || v, v FROM n",
+        "WITH RECURSIVE n(v) AS (SELECT 1 UNION ALL SELECT v + 1 FROM n WHERE v < 200) "
+        "INSERT INTO wi SELECT v * 3, 'v' || v FROM n",
+    )
     await migrate(db, pg_dsn, schema="by_marks", sync_marks=True)
     await migrate(db, pg_dsn, schema="in_full")
     before = rows_by_key(db)
@@ -76,12 +85,22 @@ async def test_marks_and_a_full_comparison_find_the_same_changes(
         "AND id NOT IN (SELECT user_id FROM guess_history) "
         "AND id NOT IN (SELECT user_id FROM user_reports)",
         "UPDATE pairs SET v = v * 2 WHERE a = 7",
+        "DELETE FROM pairs WHERE b IN ('k1', 'k2')",  # a composite key: found by anti-join
+        "UPDATE wr SET v = -v WHERE k IN ('k5', 'k50')",
+        "DELETE FROM wr WHERE k = 'k7'",
+        "DELETE FROM wi WHERE id IN (3, 300)",
+        "UPDATE wi SET v = 'changed' WHERE id = 30",
+        "INSERT INTO wi VALUES (1000, 'new')",
     )
     want = expected_changes(before, rows_by_key(db))
     fast = sync_json(db, pg_dsn, "by_marks")
     full = sync_json(db, pg_dsn, "in_full", "--full-compare")
-    assert set(compared(fast).values()) == {"marks"}
+    ways = compared(fast)
+    assert ways.pop("wr") == "rows"  # WITHOUT ROWID, a text key: no marks
+    assert set(ways.values()) == {"marks"}
     assert set(compared(full).values()) == {"rows"}
+    assert changes_of(fast)["wi"] == {"inserted": 1, "updated": 1, "deleted": 2}
+    assert changes_of(fast)["pairs"]["deleted"] == 2
     keyed = {t: v for t, v in want.items() if t != "notes"}  # keyless: reloaded whole
     assert {t: v for t, v in changes_of(fast).items() if t != "notes"} == keyed
     assert changes_of(full) == changes_of(fast)
@@ -196,3 +215,59 @@ def test_a_range_differs_when_one_row_changes_and_no_other(tmp_path: Path) -> No
     new = marks_of(copy, old.shift)
     assert old.shift == 2  # about ROWS_PER_MARK rows per range
     assert old.differing(new) == [517 >> old.shift, 999 >> old.shift]
+
+
+async def test_rows_the_load_rejected_stay_out_of_a_sync_by_marks(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """A row the run rejected (text in a declared INTEGER column) stays out: the sync by
+    marks copies the other changed rows of its range, counts the source's rows less the
+    rejected one, and check --deep (which allows for the reject store) passes."""
+    db = tmp_path / "scores.db"
+    apply(
+        db,
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, score INTEGER, name TEXT)",
+        "WITH RECURSIVE n(v) AS (SELECT 1 UNION ALL SELECT v + 1 FROM n WHERE v < 300) "
+        "INSERT INTO t SELECT v, v * 10, 'n' || v FROM n",
+        "UPDATE t SET score = 'n/a' WHERE id = 17",
+    )
+    report = await migrate(db, pg_dsn, sync_marks=True, rejects_dir=tmp_path / "rejects")
+    assert report.rejected == 1
+    apply(
+        db,
+        "UPDATE t SET name = 'changed' WHERE id IN (16, 18)",  # the rejected row's range
+        "DELETE FROM t WHERE id = 200",
+        "INSERT INTO t VALUES (301, 3010, 'new')",
+    )
+    synced = sync_json(db, pg_dsn, "public")
+    assert compared(synced) == {"t": "marks"}
+    assert changes_of(synced) == {"t": {"inserted": 1, "updated": 2, "deleted": 1}}
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM t") == 299
+        assert await conn.fetchval("SELECT count(*) FROM t WHERE id = 17") == 0
+        assert await conn.fetchval("SELECT name FROM t WHERE id = 18") == "changed"
+    finally:
+        await conn.close()
+    deep_check_passes(db, pg_dsn)
+
+
+async def test_a_vacuumed_source_renumbers_rowids_and_nothing_else_changes(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """VACUUM renumbers the rowids of tables without an integer key: every one of their
+    ranges differs, every row is a candidate, and the sync still finds only the rows
+    really deleted (nothing updated, nothing inserted)."""
+    db = build_source(tmp_path / "app.db", seed=11)
+    await migrate(db, pg_dsn, sync_marks=True)
+    before = rows_by_key(db)
+    apply(db, "DELETE FROM guesses WHERE rowid % 50 = 0")
+    conn = sqlite3.connect(db)
+    conn.execute("VACUUM")
+    conn.close()
+    want = expected_changes(before, rows_by_key(db))
+    report = sync_json(db, pg_dsn, "public")
+    assert changes_of(report)["guesses"] == want["guesses"]
+    assert want["guesses"]["deleted"] > 0 and want["guesses"]["updated"] == 0
+    assert compared(report)["guesses"] == "marks"
+    deep_check_passes(db, pg_dsn)
