@@ -276,15 +276,13 @@ async def plan_names(settings: RunSettings) -> Plan:
 
 
 async def plan_run(settings: RunSettings, started: float, *, create: bool, load: bool) -> Plan:
-    """The plan, with the load's worker processes started meanwhile."""
+    """The plan, with the load's first worker process started meanwhile."""
     progress.current().phase("planning")
     # `run` makes the tables it loads: their types may come from a sample, which the
     # load proves; `schema` and `data` share a plan, so theirs is profiled in full
-    async with anyio.create_task_group() as warm:  # workers start while we plan
+    async with anyio.create_task_group() as warm:  # the first worker starts while we plan
         if load and expect_processes(settings):
-            limiter = anyio.CapacityLimiter(settings.jobs)
-            for _ in range(settings.jobs):
-                warm.start_soon(warm_worker, limiter)
+            warm.start_soon(warm_worker)
         plan = await make_plan(settings, prove=create and load)
     log.info(
         "planned",

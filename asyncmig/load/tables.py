@@ -44,11 +44,17 @@ def expect_processes(settings: RunSettings) -> bool:
     return settings.jobs > 1 and settings.source.stat().st_size >= WARM_BYTES
 
 
-async def warm_worker(limiter: anyio.CapacityLimiter) -> None:
+async def warm_worker() -> None:
     """Start one worker process and import the load's modules in it (by unpickling
     ``ready``), so the first COPY does not wait for a process start and its imports;
-    anyio keeps the worker idle for the load to reuse."""
-    await anyio.to_process.run_sync(ready, cancellable=True, limiter=limiter)
+    anyio keeps the worker idle for the load to reuse.
+
+    One only: the load's other workers start with their tables. Warmed too, they
+    competed with the plan's samples for the cores before the first COPY (measured:
+    a fifth of the CPU used before it on a Northwind-shaped database, see
+    bench/README.md) and saved nothing once the load keeps both cores busy.
+    """
+    await anyio.to_process.run_sync(ready, cancellable=True, limiter=anyio.CapacityLimiter(1))
 
 
 @dataclass(frozen=True)
