@@ -77,6 +77,15 @@ from asyncmig.target.unchanged import edges_of
 
 log = structlog.get_logger(__name__)
 
+# a source this large is hashed once the load's first batch is in, not while the tables
+# are made and the first COPY starts: its SHA-256 would compete with them for the cores
+# (measured: 5 % of the CPU used before the first COPY of a 66 MB source, see
+# bench/README.md). A smaller one is hashed at once, in a few milliseconds, as the tables
+# are made: its digest is recorded before its first tables commit, so a run interrupted
+# after them can be resumed even when the source's identity cannot vouch for it (a file
+# written seconds before the run, see resume._refusal).
+HASH_AT_ONCE_BYTES = 16 * 2**20
+
 
 @dataclass(frozen=True)
 class Phases:
@@ -311,8 +320,11 @@ async def _recorded_phases(
     digest: list[str] = [resuming.sha256] if resuming else []
     if resuming:  # known already: a run that resumes this one compares it
         await history.record_sha256(admin, run_id, resuming.sha256)
+    copying = anyio.Event()  # set once the load's first batch is in (or it is over)
 
     async def hash_source() -> None:  # overlaps the load: it reads the whole file
+        if load and settings.source.stat().st_size >= HASH_AT_ONCE_BYTES:
+            await copying.wait()
         digest.append(await anyio.to_thread.run_sync(history.sha256_of, settings.source))
         conn = await connect(settings.target)  # `admin` is busy: a resume compares it
         try:
@@ -352,7 +364,9 @@ async def _recorded_phases(
             load=load,
             check=check,
             resuming=resuming,
+            copying=copying,
         )
+        copying.set()  # a load that copied no row: the digest is still taken
     report = RunReport(
         done.plan,
         list(done.tables),
@@ -435,6 +449,7 @@ async def _until_proved(
     load: bool,
     check: bool,
     resuming: resume.Resumable | None = None,
+    copying: anyio.Event | None = None,
 ) -> Phases:
     """The phases; when a load refutes a sampled plan, again with that table profiled
     over every row (what this attempt made was dropped by ``_phases``)."""
@@ -450,6 +465,7 @@ async def _until_proved(
                 load=load,
                 check=check,
                 resuming=resuming,
+                copying=copying,
             )
         except BaseException as exc:
             refuted = plan_refuted(exc)
@@ -511,7 +527,9 @@ async def _phases(
     load: bool,
     check: bool,
     resuming: resume.Resumable | None = None,
+    copying: anyio.Event | None = None,
 ) -> Phases:
+    """The phases on one plan; ``copying`` is set once the load's first batch is in."""
     before = fingerprint(settings.source)
     tag = await history.run_tag(admin, run_id)  # names this run's files
     if settings.rejects_dir is not None:
@@ -566,7 +584,7 @@ async def _phases(
     try:
         if load:
             progress.current().phase("loading")
-            loaded = await load_everything(settings, plan, run_id, staging, taken_over)
+            loaded = await load_everything(settings, plan, run_id, staging, taken_over, copying)
             if staging.tables:  # every split table moved out of it: empty
                 await execute_all(admin, [split.drop_staging_sql(run_id)])
             log.info("data_loaded", rows=loaded.rows)

@@ -4,11 +4,17 @@ its own planning task, in parallel with the other tables' samples."""
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from pathlib import Path
 
+import asyncpg
+import pytest
+
+from asyncmig import run
 from asyncmig.plan.builder import build_plan, introspect_file
 from asyncmig.source import scan
+from tests.fix_run import migrate
 
 
 def build(path: Path) -> Path:
@@ -49,3 +55,38 @@ def test_a_sampled_plan_holds_exact_counts(tmp_path: Path) -> None:
         plan = build_plan(path, prove=prove)
         counts = {t.name: t.row_count for t in plan.tables}
         assert counts == {"holes": 1_000, "keyed": 2_500, "empty": 0}, prove
+
+
+def large_source(path: Path, rows: int) -> Path:
+    """A source above run.HASH_AT_ONCE_BYTES (hashed once the load's first batch is in):
+    ``rows`` rows of one table, the rest of the file free pages of a dropped one."""
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        "CREATE TABLE filler(b BLOB); CREATE TABLE kept(id INTEGER PRIMARY KEY, body TEXT);"
+    )
+    conn.executemany("INSERT INTO filler VALUES (zeroblob(?))", [(1 << 20,)] * 20)
+    conn.executemany("INSERT INTO kept VALUES (?, ?)", ((i, f"k{i}") for i in range(1, rows + 1)))
+    conn.execute("DROP TABLE filler")  # no VACUUM: the file keeps its size
+    conn.commit()
+    conn.close()
+    assert path.stat().st_size >= run.HASH_AT_ONCE_BYTES
+    return path
+
+
+@pytest.mark.parametrize("rows", [3_000, 0])
+async def test_a_large_sources_digest_is_recorded_after_its_first_batch(
+    tmp_path: Path, pg_dsn: str, rows: int
+) -> None:
+    """The digest of a large source waits for the load's first batch, and is still
+    taken when no batch ever comes (every table empty)."""
+    source = large_source(tmp_path / "large.db", rows)
+    report = await migrate(source, pg_dsn)
+    assert report.rows == rows
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        found = await conn.fetch("SELECT source_sha256, status FROM asyncmig.runs")
+    finally:
+        await conn.close()
+    assert [tuple(r) for r in found] == [
+        (hashlib.sha256(source.read_bytes()).hexdigest(), "succeeded")
+    ]

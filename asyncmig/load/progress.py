@@ -284,10 +284,14 @@ class LiveReporter(Reporter):
 _current: Reporter = Reporter()
 
 
-async def tick(board: Board) -> None:
-    """Show the board every :data:`TICK` seconds until cancelled (the load is over)."""
+async def tick(board: Board, copying: anyio.Event | None = None) -> None:
+    """Show the board every :data:`TICK` seconds until cancelled (the load is over);
+    set ``copying`` once any table's first batch is in."""
     while True:
-        current().update(board.read())
+        counts = board.read()
+        current().update(counts)
+        if copying is not None and any(rows or rejected for rows, rejected in counts.values()):
+            copying.set()
         await anyio.sleep(TICK)
 
 

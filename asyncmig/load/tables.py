@@ -90,9 +90,11 @@ async def load_everything(
     run_id: int | None,
     staging: split.Staging | None = None,
     taken_over: Mapping[str, TableLoad] | None = None,
+    copying: anyio.Event | None = None,
 ) -> Loaded:
     """Phases 2-3: every table's data, then its indexes and constraints (``taken_over``:
-    the tables a resumed run loaded, and their loads as its history recorded them).
+    the tables a resumed run loaded, and their loads as its history recorded them;
+    ``copying``: set once a first batch is in).
 
     Reading, converting and encoding rows is Python work, so with ``jobs`` > 1 each
     table's pipeline runs in a worker process (one event loop, reader, transformers and
@@ -129,7 +131,7 @@ async def load_everything(
 
     try:
         async with anyio.create_task_group() as display:
-            display.start_soon(progress.tick, board)
+            display.start_soon(progress.tick, board, copying)
             async with anyio.create_task_group() as tg:
                 for table in plan.tables:
                     tg.start_soon(one, table)
