@@ -17,6 +17,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
+
 SCRIPT = """
 import logging, sys
 from pathlib import Path
@@ -56,3 +58,33 @@ def test_worker_processes_exit_cleanly_and_quietly(tmp_path: Path, pg_dsn: str) 
     exits = re.findall(r"process \d+ exited with returncode (-?\d+)", result.stderr)
     assert exits, "the run used no worker process"
     assert set(exits) == {"0"}, exits  # left on their own, not killed at shutdown
+
+
+# a worker started just before its parent died: it binds itself once the parent is gone
+ORPHAN = """
+import os, sys, time
+from asyncmig.cli import signals
+parent, mark = int(sys.argv[1]), sys.argv[2]
+while os.getppid() == parent:  # until the parent has exited and we were adopted
+    time.sleep(0.01)
+open(mark, "w").write("adopted")
+signals.bind_worker_to_parent(parent)
+open(mark, "w").write("went on")
+"""
+STARTER = """
+import subprocess, sys, os
+child = subprocess.Popen([sys.executable, "-c", sys.argv[1], str(os.getpid()), sys.argv[2]])
+print(child.pid, flush=True)
+"""
+
+
+def test_a_worker_whose_parent_died_before_it_was_bound_exits(tmp_path: Path) -> None:
+    """PR_SET_PDEATHSIG only fires for a parent that dies after it is set: a worker that
+    binds itself later (started for a table just before a kill -9) exits instead of
+    loading its table behind the next run's back."""
+    mark = tmp_path / "mark"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    command = [sys.executable, "-c", STARTER, ORPHAN, str(mark)]
+    started = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
+    psutil.Process(int(started.stdout.split()[0])).wait(timeout=60)
+    assert mark.read_text() == "adopted"  # it got there, and went no further

@@ -17,6 +17,7 @@ A second signal during that cleanup is noted, not obeyed: the cleanup is short
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from contextlib import contextmanager
@@ -31,6 +32,7 @@ T = TypeVar("T")
 HANDLED = (signal.SIGINT, signal.SIGTERM)
 _received: list[int] = []
 PR_SET_PDEATHSIG = 1  # linux/prctl.h  # the signals received by this process, in order
+ORPHANED = 1  # a worker's exit code when its parent died before it was bound to it
 
 
 class SignalReceived(BaseException):
@@ -168,12 +170,15 @@ async def _guarded(func: Callable[..., Awaitable[T]], args: tuple[object, ...]) 
     return outcome[0]
 
 
-def bind_worker_to_parent() -> None:
+def bind_worker_to_parent(parent: int) -> None:
     """In a worker process: leave signals to the parent, and die with it.
 
     Ctrl-C reaches the whole process group; the parent decides and stops its workers
     itself. If the parent is killed outright (SIGKILL), Linux kills the worker too
     (PR_SET_PDEATHSIG), so no worker goes on writing into tables behind a later run.
+    A parent (pid ``parent``) that died before this call sends no such signal: a
+    worker started for a table just before the kill would load it all, orphaned, and
+    commit it behind the next run's back; it exits here instead.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -182,6 +187,8 @@ def bind_worker_to_parent() -> None:
 
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # adopted by init (or a subreaper): the parent is gone
+        os._exit(ORPHANED)
 
 
 def kill_stray_workers() -> None:

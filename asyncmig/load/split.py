@@ -19,6 +19,7 @@ it in the history. A failed run drops that schema with the rest.
 from __future__ import annotations
 
 import itertools
+import os
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -172,6 +173,7 @@ async def load_split(
             None,
             slot if number == 0 else None,
             False,
+            os.getpid(),
             cancellable=True,
             limiter=load_slots,
         )

@@ -4,6 +4,7 @@ each table's post-data work as soon as it commits.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -54,7 +55,8 @@ async def warm_worker() -> None:
     a fifth of the CPU used before it on a Northwind-shaped database, see
     bench/README.md) and saved nothing once the load keeps both cores busy.
     """
-    await anyio.to_process.run_sync(ready, cancellable=True, limiter=anyio.CapacityLimiter(1))
+    limiter = anyio.CapacityLimiter(1)
+    await anyio.to_process.run_sync(ready, os.getpid(), cancellable=True, limiter=limiter)
 
 
 @dataclass(frozen=True)
@@ -213,6 +215,7 @@ async def migrate_table(
                     run_id,
                     slot,
                     clean,
+                    os.getpid(),
                     cancellable=True,
                     limiter=load_slots,
                 )

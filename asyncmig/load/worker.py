@@ -9,6 +9,7 @@ made, competing with it for the cores before the first COPY.
 from __future__ import annotations
 
 import gc
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,10 +25,11 @@ from asyncmig.target import faults
 from asyncmig.target.connect import Target, connect
 
 
-def ready() -> bool:
-    """A warm worker's first job: bind it to the parent now, not with its first table,
-    so a parent killed outright (kill -9) while planning takes its idle workers along."""
-    signals.bind_worker_to_parent()
+def ready(parent: int) -> bool:
+    """A warm worker's first job: bind it to the parent (pid ``parent``) now, not with
+    its first table, so a parent killed outright (kill -9) while planning takes its idle
+    workers along."""
+    signals.bind_worker_to_parent(parent)
     return True
 
 
@@ -66,8 +68,10 @@ def load_in_process(
     run_id: int | None,
     slot: progress.Slot | None = None,
     clean: bool = False,
+    parent: int | None = None,
 ) -> TableLoad:
-    """A worker process's whole job: one table, on its own connection and event loop.
+    """A worker process's whole job: one table, on its own connection and event loop;
+    ``parent``: the main process's pid (see signals.bind_worker_to_parent).
 
     The cyclic garbage collector is off meanwhile: the rows are acyclic tuples that
     reference counting frees, and its passes over each batch's young tuples cost 7 %
@@ -75,7 +79,7 @@ def load_in_process(
     """
     # the worker's stdout carries its results to the main process: log to stderr only
     logs.configure(log_format="json")
-    signals.bind_worker_to_parent()
+    signals.bind_worker_to_parent(os.getppid() if parent is None else parent)
 
     async def run() -> TableLoad:
         conn = await connect(target)
