@@ -340,7 +340,7 @@ def _main() -> None:
     job = json.loads(sys.stdin.read())
     from asyncmig.cli.signals import bind_worker_to_parent
 
-    bind_worker_to_parent()
+    bind_worker_to_parent(job["parent"])
     if job["nice"]:
         os.nice(job["nice"])
     from asyncmig.source.sqlite import source_uri
@@ -380,6 +380,7 @@ async def stream(
     job = {
         "source": str(source),  # the child has this process's working directory
         "nice": nice,
+        "parent": os.getpid(),  # the child exits if this process is gone by then
         "tables": [r.__dict__ for r in requests],
     }
     process = await anyio.open_process(
