@@ -51,6 +51,8 @@ from asyncmig.target import faults, history
 from asyncmig.target.connect import Target
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from asyncmig.plan.model import Plan
     from asyncmig.runstate import RunSettings
 
@@ -104,11 +106,13 @@ class Adopted:
     partial: list[str] = field(default_factory=list)  # chunked tables, continued
 
 
+# what proves that a run read the same source with the same plan (see same_job)
+PROOF_SQL = f"""
+SELECT id, source_sha256, options ->> 'resume_key' AS key,
+       options ->> 'source_identity' AS identity FROM {history.RUNS}"""
 # the latest run that did not finish: `interrupted` (a signal, kill -9) or `failed`
 # (a lost connection; a permanent failure dropped its stage, so has none to resume)
-CANDIDATE_SQL = f"""
-SELECT id, source_sha256, options ->> 'resume_key' AS key,
-       options ->> 'source_identity' AS identity FROM {history.RUNS}
+CANDIDATE_SQL = f"""{PROOF_SQL}
 WHERE target_schema = $1 AND command = 'run' AND status IN ('interrupted', 'failed')
 ORDER BY id DESC LIMIT 1
 """
@@ -143,14 +147,25 @@ async def _candidate(
         "SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = $1)", stage
     ):
         return None
-    reason = _refusal(row, proof)
-    if reason is None:
-        sha = await anyio.to_thread.run_sync(history.sha256_of, settings.source)
-        if row["source_sha256"] in (None, sha):
-            return Resumable(int(row["id"]), stage, sha)
-        reason = "the source changed since (another SHA-256)"
+    sha, reason = await same_job(row, settings.source, proof)
+    if sha is not None:
+        return Resumable(int(row["id"]), stage, sha)
     log.warning("not_resumed", run=row["id"], stage=stage, reason=reason)
     return None
+
+
+async def same_job(
+    row: asyncpg.Record, source: Path, proof: Proof
+) -> tuple[str, None] | tuple[None, str]:
+    """(the source's SHA-256, None) when the run in ``row`` (see PROOF_SQL) read this
+    source with this plan and these data options; else (None, why not)."""
+    reason = _refusal(row, proof)
+    if reason is not None:
+        return None, reason
+    sha = await anyio.to_thread.run_sync(history.sha256_of, source)
+    if row["source_sha256"] in (None, sha):
+        return sha, None
+    return None, "the source changed since (another SHA-256)"
 
 
 def _refusal(row: asyncpg.Record, proof: Proof) -> str | None:

@@ -37,7 +37,7 @@ import anyio.to_process
 import asyncpg
 import structlog
 
-from asyncmig import cutover, ddl, resume
+from asyncmig import cutover, ddl, resume, unfinished
 from asyncmig.check import verify
 from asyncmig.check.verify import CheckResult
 from asyncmig.cli import signals
@@ -232,31 +232,51 @@ async def _execute_on(
         )
         reporter.run_started(run_id, settings.command, str(original.source))
         try:
-            await refuse_early(
-                admin, outline, create=create, replace=settings.replace, cascade=settings.cascade
+            # a run killed after its cut-over: finished below when provably the same job
+            cut = await unfinished.candidate(
+                admin, settings, outline.schema, finishes=create and load and check
             )
+            if cut is None:
+                await refuse_early(
+                    admin,
+                    outline,
+                    create=create,
+                    replace=settings.replace,
+                    cascade=settings.cascade,
+                )
             plan = await plan_run(settings, started, create=create, load=load)
             options = run_options(original, plan, identity)  # as the full plan settled them
             key = options["resume_key"] = resume.resume_key(settings, plan)
             await history.set_options(admin, run_id, options)
+            proof = resume.Proof(key, identity)
             # what interrupted runs left: taken over by this `run` when it may, else dropped
             found = await resume.pick(
-                admin,
-                settings,
-                plan.schema,
-                resume.Proof(key, identity),
-                resumes=create and load and check,
+                admin, settings, plan.schema, proof, resumes=create and load and check
             )
-            report = await _recorded_phases(
-                settings,
-                admin,
-                plan,
-                (run_id, version, started),
-                create=create,
-                load=load,
-                check=check,
-                resuming=found,
+            done = (
+                None
+                if cut is None
+                else await unfinished.provable(admin, settings, plan, cut, proof)
             )
+            if done is not None:
+                report = await finish_cut_over(
+                    settings, admin, plan, done, (run_id, version, started)
+                )
+            else:
+                if cut is not None:  # refused as before, naming the killed run
+                    await refuse_early(
+                        admin, outline, create=create, replace=settings.replace, cascade=False
+                    )
+                report = await _recorded_phases(
+                    settings,
+                    admin,
+                    plan,
+                    (run_id, version, started),
+                    create=create,
+                    load=load,
+                    check=check,
+                    resuming=found,
+                )
         except BaseException as exc:
             blocked = None
             with anyio.move_on_after(10, shield=True):
@@ -536,10 +556,7 @@ async def _phases(
         pipeline = replace(settings.pipeline, reject_dir=settings.rejects_dir.absolute() / tag)
         settings = replace(settings, pipeline=pipeline)
     warnings = list(plan.warnings)
-    prepared, notes = await collations.prepare(admin, plan, create=create)
-    if prepared is not plan:  # NOCASE columns lost their collation: views fold case
-        prepared = views.without_icu(prepared, plan)
-    plan = prepared
+    plan, notes = await prepared(admin, plan, create=create)
     warnings.extend(notes)
     target = plan  # `run` builds in a stage of its own, swapped in once checked
     atomic = create and load and check and await cutover.may_stage(admin)
@@ -646,6 +663,59 @@ async def _phases(
         script,
         adopted.resumed_from if adopted else None,
         tuple(adopted.partial) if adopted else (),
+    )
+
+
+async def prepared(
+    admin: asyncpg.Connection, plan: Plan, *, create: bool
+) -> tuple[Plan, list[str]]:
+    """The plan as this server takes it (see collations.prepare), and why it differs."""
+    found, notes = await collations.prepare(admin, plan, create=create)
+    if found is not plan:  # NOCASE columns lost their collation: views fold case
+        found = views.without_icu(found, plan)
+    return found, notes
+
+
+async def finish_cut_over(
+    settings: RunSettings,
+    admin: asyncpg.Connection,
+    plan: Plan,
+    found: unfinished.Unfinished,
+    run: tuple[int, str, float],
+) -> RunReport:
+    """Finish the job of a run killed after its cut-over (see :mod:`asyncmig.unfinished`):
+    the target checked against the source as a run's last check does, then the killed
+    run's state, rollback and plan recorded, nothing loaded again."""
+    run_id, version, started = run
+    warnings = list(plan.warnings)
+    plan, notes = await prepared(admin, plan, create=True)
+    progress.current().phase("verifying")
+    checks = await verified(settings, admin, plan, list(found.tables))
+    await remember_state(settings, admin, plan, found.run_id)
+    tag = await history.run_tag(admin, found.run_id)
+    script = await keep_rollback(settings, admin, plan, found.run_id, tag)
+    for recorded in (found.run_id, run_id):  # `check` and `sync` read the latest run's
+        await plans.record(admin, recorded, plan, settings.source, settings.overrides)
+    seconds = time.perf_counter() - started
+    await unfinished.record(
+        admin,
+        found,
+        run_id,
+        seconds=seconds,
+        rollback_script=str(script) if script else None,
+        log_file=str(settings.log_file) if settings.log_file else None,
+    )
+    return RunReport(
+        plan,
+        list(found.tables),
+        [*warnings, *notes],
+        seconds,
+        version,
+        run_id,
+        checks,
+        script,
+        found.run_id,
+        finished=found.run_id,
     )
 
 

@@ -70,6 +70,7 @@ class RunReport:
     rollback_script: Path | None = None
     resumed_from: int | None = None  # the interrupted run whose stage this one took over
     continued: tuple[str, ...] = ()  # chunked tables loaded on after its recorded chunks
+    finished: int | None = None  # the run killed after its cut-over whose job this one finished
 
     @property
     def rows(self) -> int:

@@ -113,8 +113,8 @@ def test_sigkill_at_random_moments(source: Path, pg_dsn: str, run_main: RunMain)
     target equal to the source (`check --deep`) and, per the history, takes over exactly
     the tables whose load the killed run had committed and loads only the others; a run
     killed before its stage existed left nothing to take over, and the re-run starts
-    over; one killed after its cut-over left the complete copy, which the re-run leaves
-    alone (see after_cut_over)."""
+    over; one killed after its cut-over left the complete copy, whose job the re-run
+    finishes without loading anything (see after_cut_over)."""
     whole = timed_run(source, pg_dsn)
     drop_tables(pg_dsn)
     settle(source)
@@ -243,15 +243,26 @@ def test_killed_before_its_digest_starts_over_when_the_file_was_touched(
 def after_cut_over(
     dsn: str, killed: asyncpg.Record, run_main: RunMain, source: Path, where: str
 ) -> str:
-    """Killed once its cut-over had committed (or finished first): the target holds the
-    complete copy, so the plain re-run has nothing to resume and refuses to load over
-    it, without touching it; a killed run is named in the hint."""
-    code, _, stderr = run_main(*run_args(source, dsn))
-    assert code == 4 and "already exists in the target" in stderr, (where, stderr)
+    """Killed once its cut-over had committed: the target holds the complete copy, so the
+    plain re-run loads nothing; it finishes the killed run's job (its state, its rollback,
+    ``succeeded``) and succeeds with resumed_from = the killed run and no table of its
+    own. Killed after it finished: the re-run refuses to load over its tables."""
+    code, stdout, stderr = run_main(*run_args(source, dsn))
     if killed["status"] == "succeeded":
+        assert code == 4 and "already exists in the target" in stderr, (where, stderr)
         return "finished before the kill"
-    assert f"run {killed['id']} was interrupted after its cut-over committed" in stderr, (
-        where,
-        stderr,
+    assert code == 0, (where, stderr)
+    assert f"run {killed['id']} had completed its cut-over; finished it" in stdout, where
+    done, run = runs_after(dsn, killed["id"] - 1)[-2:]
+    assert (done["id"], done["status"], run["resumed_from"]) == (
+        killed["id"],
+        "succeeded",
+        killed["id"],
+    ), where
+    assert f"asyncmig rollback for run {killed['id']}" in done["rollback_sql"], where
+    assert committed(dsn, run["id"]) == {}, where  # nothing loaded again
+    finals = fetch(
+        dsn, "SELECT table_name, final_rows FROM asyncmig.run_tables WHERE run_id = $1", done["id"]
     )
+    assert {r[0]: r[1] for r in finals} == ROWS, where
     return "after the cut-over"

@@ -113,7 +113,12 @@ def report_text(report: RunReport, target: str, *, action: str = "migrated into"
             f"created {len(report.plan.tables)} table(s) in {report.seconds:.2f}s; "
             "load them with `asyncmig data`"
         )
-    if report.resumed_from is not None:
+    if report.finished is not None:
+        lines.append(
+            f"run {report.finished} had completed its cut-over; finished it: "
+            "state and rollback recorded"
+        )
+    elif report.resumed_from is not None:
         kept = sorted(t.table for t in report.tables if t.taken_over)
         lines.append(
             f"resumed run {report.resumed_from}: {len(kept)} table(s) kept as it loaded them"
@@ -162,6 +167,7 @@ def report_data(report: RunReport, target: str) -> dict[str, Any]:
         "rollback_script": str(report.rollback_script) if report.rollback_script else None,
         "resumed_from": report.resumed_from,
         "continued": report.continued,
+        "finished": report.finished,
     }
 
 
@@ -183,7 +189,9 @@ def status_text(runs: list[RunRecord]) -> str:
         lines.append(f"  options {orjson.dumps(run.options).decode()}")
         if run.error:
             lines.append(f"  error: {run.error}")
-        if run.resumed_from is not None:
+        if run.resumed_from is not None and not run.tables:
+            lines.append(f"  finished run {run.resumed_from} (killed after its cut-over)")
+        elif run.resumed_from is not None:
             kept = [t["table_name"] for t in run.tables if t.get("taken_over")]
             lines.append(
                 f"  resumed run {run.resumed_from}; tables taken over: {', '.join(kept) or 'none'}"

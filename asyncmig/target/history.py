@@ -461,17 +461,19 @@ async def record_cut_over(
 
 
 async def cut_over_unfinished(conn: asyncpg.Connection, schema: str) -> int | None:
-    """The latest finished run into ``schema``, when it was interrupted after its
-    cut-over committed (its tables are in place, checked; its last steps not done)."""
+    """The latest run into ``schema`` that put tables in place (it succeeded, or its
+    cut-over committed), when it was interrupted (or failed) after its cut-over (its
+    tables are in place, checked; its last steps not done). Runs that failed before
+    their cut-over, e.g. a re-run refused, changed nothing there and are passed over."""
     if not await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", f"{SCHEMA}.runs"):
         return None
     row = await conn.fetchrow(
-        f"SELECT id, status, cascade_dropped IS NOT NULL AS cut FROM {RUNS} "
-        "WHERE target_schema = $1 AND command = 'run' AND status <> 'running' "
-        "ORDER BY id DESC LIMIT 1",
+        f"SELECT id, status FROM {RUNS} WHERE target_schema = $1 AND command = 'run' "
+        "AND status <> 'running' AND (status IN ('succeeded', 'rolled back') "
+        "OR cascade_dropped IS NOT NULL) ORDER BY id DESC LIMIT 1",
         schema,
     )
-    if row is None or row["status"] == "succeeded" or not row["cut"]:
+    if row is None or row["status"] not in ("interrupted", "failed"):
         return None
     return int(row["id"])
 

@@ -155,6 +155,7 @@ async def validate(conn: asyncpg.Connection, run: RunRecord, runs: list[RunRecor
         and r.target_schema == run.target_schema
         and r.status in ("succeeded", "running")
         and (not r.tables or {t["table_name"] for t in r.tables} & set(names))
+        and not finished(r, run)
     )
     commands = {r.id: r.command for r in runs}
     warnings = [
@@ -183,6 +184,12 @@ async def validate(conn: asyncpg.Connection, run: RunRecord, runs: list[RunRecor
         kept,
         tuple(run.cascade_dropped or ()),
     )
+
+
+def finished(later: RunRecord, run: RunRecord) -> bool:
+    """Did ``later`` only finish ``run``'s job (``run`` was killed after its cut-over,
+    see asyncmig.unfinished)? It wrote no table: rolling ``run`` back loses nothing of it."""
+    return later.resumed_from == run.id and not later.tables and later.status == "succeeded"
 
 
 async def _exists(conn: asyncpg.Connection, schema: str, table: str) -> bool:
