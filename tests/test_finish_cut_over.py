@@ -100,6 +100,8 @@ def test_rerun_finishes_a_run_killed_after_its_cut_over(
     assert {r["run_id"] for r in state} == {1} and all(r["checksum"] is not None for r in state)
     code, _, stderr = run_main("check", "--sqlite", str(source), "--pg", pg_dsn, "--deep")
     assert code == 0, stderr
+    code, stdout, stderr = run_main("status", "--pg", pg_dsn)
+    assert code == 0 and "  finished run 1 (killed after its cut-over)" in stdout, stderr
     code, _, stderr = run_main("rollback", "--pg", pg_dsn, "--run", "1", "--check")
     assert code == 0, stderr  # safe: the re-run wrote nothing
     code, _, stderr = run_main(
