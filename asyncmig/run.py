@@ -364,8 +364,8 @@ async def _recorded_phases(
                 for request in feed.requests:
                     found = await feed.get(request.table)
                     if found is not None:
-                        await marks.store(conn, run_id, found)
-                        marked[found.table] = found.mode
+                        await marks.store(conn, run_id, found.marks, found.pages)
+                        marked[found.marks.table] = found.marks.mode
         finally:
             with anyio.move_on_after(5, shield=True):
                 await conn.close()

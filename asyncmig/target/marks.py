@@ -51,6 +51,7 @@ import anyio
 import structlog
 
 from asyncmig.quoting import qualified, quote_sqlite_ident
+from asyncmig.target import pages
 
 if TYPE_CHECKING:
     import asyncpg
@@ -77,6 +78,7 @@ MARKS_SQL = f"""CREATE TABLE IF NOT EXISTS {MARKS} (
     counts bytea,
     key_hashes bytea,
     rows bigint NOT NULL DEFAULT 0,
+    pages bytea,
     PRIMARY KEY (run_id, table_name, part)
 )"""
 
@@ -105,10 +107,11 @@ class Marks:
     ranges: array[int]
     digests: bytes
     rows: int = 0
-    # rowid marks of a table with a single key column: per range its row count, and
-    # per row KEY_HASH_BYTES of the MD5 of the key's text in PostgreSQL (key_hashes)
-    counts: array[int] | None = None
+    counts: array[int] | None = None  # rows per range
+    # rowid marks of a table with a single key column: per row KEY_HASH_BYTES of the
+    # MD5 of the key's text in PostgreSQL, in the order of the ranges
     key_hashes: bytes = b""
+    hashed: bool = False
 
     def digest(self, position: int) -> bytes:
         return self.digests[position * DIGEST_BYTES : (position + 1) * DIGEST_BYTES]
@@ -137,7 +140,7 @@ class Marks:
 
     def keys_in(self, names: Sequence[int]) -> set[bytes]:
         """The key hashes of the rows in ranges ``names`` (sorted), when recorded."""
-        if self.counts is None:
+        if self.counts is None or not self.hashed:
             return set()
         found: set[bytes] = set()
         wanted = iter(names)
@@ -252,8 +255,11 @@ def choose_shift(low: int, high: int, rows: int) -> int:
     return shift
 
 
-def compute(conn: sqlite3.Connection, request: Request) -> Marks:
-    """The marks of one table (raises on a value the marks cannot hold)."""
+def compute(
+    conn: sqlite3.Connection, request: Request, spans: list[tuple[int, int]] | None = None
+) -> Marks:
+    """The marks of one table (raises on a value the marks cannot hold); with ``spans``
+    (sorted, disjoint, whole ranges: :func:`aligned`) only of the ranges in them."""
     column = _order_column(conn, request)
     table = quote_sqlite_ident(request.source)
     shift = request.shift
@@ -264,10 +270,131 @@ def compute(conn: sqlite3.Connection, request: Request) -> Marks:
         shift = choose_shift(int(low or 0), int(high or 0), int(rows))
     key = _key_position(conn, request)
     acc = _Accumulator(shift, request.key_form if key is not None else None, key)
-    cursor = conn.execute(f"SELECT {column}, * FROM {table} ORDER BY {column}")
-    while batch := cursor.fetchmany(FETCH):
-        acc.add(batch)
+    select = f"SELECT {column}, * FROM {table}"
+    for where, params in _wheres(column, spans):
+        cursor = conn.execute(f"{select}{where} ORDER BY {column}", params)
+        while batch := cursor.fetchmany(FETCH):
+            acc.add(batch)
     return acc.marks(request)
+
+
+def _wheres(
+    column: str, spans: list[tuple[int, int]] | None
+) -> Iterator[tuple[str, tuple[int, ...]]]:
+    if spans is None:
+        yield "", ()
+        return
+    for low, high in spans:
+        yield f" WHERE {column} BETWEEN ? AND ?", (low, high)
+
+
+def aligned(spans: list[tuple[int, int]], shift: int) -> list[tuple[int, int]]:
+    """Rowid spans widened to whole ranges of ``shift`` and merged: (first, last) keys."""
+    out: list[tuple[int, int]] = []
+    for low, high in spans:
+        first, last = (low >> shift) << shift, (((high >> shift) + 1) << shift) - 1
+        if out and first <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(out[-1][1], last))
+        else:
+            out.append((first, last))
+    return out
+
+
+def whole(found: Computed, old: Marks | None) -> Marks | None:
+    """The table's marks now: ``found``'s, merged into ``old`` when only the ranges
+    whose pages changed were computed (None: the old marks do not fit)."""
+    if found.spans is None:
+        return found.marks
+    if (
+        old is None
+        or old.counts is None
+        or (old.mode, old.shift)
+        != (
+            found.marks.mode,
+            found.marks.shift,
+        )
+    ):
+        return None
+    log.info("pages_compared", table=old.table, spans=len(found.spans), rows_read=found.marks.rows)
+    return merged(old, found.marks, found.spans)
+
+
+def merged(old: Marks, part: Marks, spans: list[tuple[int, int]]) -> Marks:
+    """``old`` with the ranges inside ``spans`` (aligned) replaced by ``part``'s: the
+    marks of the whole table when only the rows in ``spans`` can have changed."""
+    assert old.counts is not None and part.counts is not None
+    shift = old.shift
+    inside = [(low >> shift, high >> shift) for low, high in spans]
+    starts = [first for first, _ in inside]
+    ranges: array[int] = array("q")
+    counts: array[int] = array("q")
+    digests: list[bytes] = []
+    hashes: list[bytes] = []
+    size = KEY_HASH_BYTES
+    taken = _Taker(part, ranges, counts, digests, hashes)
+    offset = 0
+    for i, name in enumerate(old.ranges):
+        count = old.counts[i]
+        at = bisect_left(starts, name + 1) - 1
+        if at >= 0 and inside[at][0] <= name <= inside[at][1]:
+            offset += count
+            continue  # replaced by part's
+        taken.up_to(name)
+        ranges.append(name)
+        counts.append(count)
+        digests.append(old.digest(i))
+        if old.hashed:
+            hashes.append(old.key_hashes[offset * size : (offset + count) * size])
+        offset += count
+    taken.up_to(None)
+    return Marks(
+        old.table,
+        old.mode,
+        shift,
+        ranges,
+        b"".join(digests),
+        sum(counts),
+        counts,
+        b"".join(hashes),
+        old.hashed and part.hashed,
+    )
+
+
+class _Taker:
+    """Appends ``part``'s ranges, in order, up to a range number."""
+
+    def __init__(
+        self,
+        part: Marks,
+        ranges: array[int],
+        counts: array[int],
+        digests: list[bytes],
+        hashes: list[bytes],
+    ):
+        assert part.counts is not None
+        self.part, self.counts = part, part.counts
+        self.offsets = _offsets(part.counts)
+        self.out = (ranges, counts, digests, hashes)
+        self.j = 0
+
+    def up_to(self, name: int | None) -> None:
+        part, (ranges, counts, digests, hashes) = self.part, self.out
+        size = KEY_HASH_BYTES
+        while self.j < len(part.ranges) and (name is None or part.ranges[self.j] < name):
+            j = self.j
+            ranges.append(part.ranges[j])
+            counts.append(self.counts[j])
+            digests.append(part.digest(j))
+            if part.hashed:
+                hashes.append(part.key_hashes[self.offsets[j] * size : self.offsets[j + 1] * size])
+            self.j += 1
+
+
+def _offsets(counts: array[int]) -> list[int]:
+    out = [0]
+    for count in counts:
+        out.append(out[-1] + count)
+    return out
 
 
 def _key_position(conn: sqlite3.Connection, request: Request) -> int | None:
@@ -318,7 +445,6 @@ class _Accumulator:
 
     def marks(self, request: Request) -> Marks:
         self._close()
-        hashed = self.form is not None and self.key is not None
         return Marks(
             request.table,
             request.mode,
@@ -326,8 +452,9 @@ class _Accumulator:
             self.ranges,
             b"".join(self.digests),
             self.rows,
-            self.counts if hashed else None,
+            self.counts,
             b"".join(self.hashes),
+            self.form is not None and self.key is not None,
         )
 
 
@@ -336,8 +463,11 @@ def _digest(rows: list[Any]) -> bytes:
 
 
 def _main() -> None:
-    """The child: a JSON request on stdin, framed marks on stdout (see :func:`stream`)."""
-    job = json.loads(sys.stdin.read())
+    """The child: a JSON request line and the old page records on stdin, framed marks
+    and page records on stdout (see :func:`stream`)."""
+    stdin = sys.stdin.buffer
+    job = json.loads(stdin.readline())
+    olds = [stdin.read(size) if size else b"" for size in job["old_pages"]]
     from asyncmig.cli.signals import bind_worker_to_parent
 
     bind_worker_to_parent(job["parent"])
@@ -345,24 +475,14 @@ def _main() -> None:
         os.nice(job["nice"])
     from asyncmig.source.sqlite import source_uri
 
-    conn = sqlite3.connect(source_uri(Path(job["source"])), uri=True)
+    path = Path(job["source"])
+    conn = sqlite3.connect(source_uri(path), uri=True)
     out = sys.stdout.buffer
-    for item in job["tables"]:
+    for item, old in zip(job["tables"], olds, strict=True):
         request = Request(**item)
         try:
-            marks = compute(conn, request)
-            header = {
-                "table": request.table,
-                "mode": marks.mode,
-                "shift": marks.shift,
-                "count": len(marks.ranges),
-                "rows": marks.rows,
-                "hashed": marks.counts is not None,
-            }
-            body = marks.ranges.tobytes() + marks.digests
-            if marks.counts is not None:
-                body += marks.counts.tobytes() + marks.key_hashes
-        except (sqlite3.Error, TypeError, ValueError) as exc:
+            header, body = _one_table(conn, path, request, old)
+        except (sqlite3.Error, TypeError, ValueError, IndexError, struct.error) as exc:
             header = {"table": request.table, "error": f"{type(exc).__name__}: {exc}"}
             body = b""
         data = json.dumps(header).encode()
@@ -370,62 +490,111 @@ def _main() -> None:
         out.flush()
 
 
+def _one_table(
+    conn: sqlite3.Connection, path: Path, request: Request, old: bytes
+) -> tuple[dict[str, Any], bytes]:
+    """Marks (of the ranges whose leaf pages changed, when the old page records tell)
+    and the table's page records now."""
+    now = _pages_of(conn, path, request)
+    spans = None
+    if old and now is not None and request.shift is not None:
+        spans = aligned(pages.changed(pages.Pages.unpack(old), now), request.shift)
+    marks = compute(conn, request, spans)
+    assert marks.counts is not None
+    packed = now.pack() if now is not None else b""
+    header = {
+        "table": request.table,
+        "mode": marks.mode,
+        "shift": marks.shift,
+        "count": len(marks.ranges),
+        "rows": marks.rows,
+        "hashed": marks.hashed,
+        "spans": spans,
+        "pages": len(packed),
+    }
+    body = marks.ranges.tobytes() + marks.digests + marks.counts.tobytes() + marks.key_hashes
+    return header, body + packed
+
+
+def _pages_of(conn: sqlite3.Connection, path: Path, request: Request) -> pages.Pages | None:
+    """The table's leaf pages, when its ranges are rowid ranges."""
+    if request.mode == "int" and not (
+        request.key is not None and pages.is_rowid(conn, request.source, request.key)
+    ):
+        return None
+    return pages.read(conn, path, request.source)
+
+
 # --- computing (in the parent) -------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Computed:
+    """A child's answer for one table: the marks (only of ``spans`` when given: to be
+    merged into the old ones) and the table's packed page records now."""
+
+    marks: Marks
+    spans: list[tuple[int, int]] | None
+    pages: bytes
+
+
 async def stream(
-    source: Path, requests: Sequence[Request], *, nice: int = 0
-) -> AsyncIterator[Marks | tuple[str, str]]:
+    source: Path, requests: Sequence[Request], old_pages: Sequence[bytes], *, nice: int = 0
+) -> AsyncIterator[Computed | tuple[str, str]]:
     """Each requested table's marks, or (table, why not), computed by a child process."""
     job = {
         "source": str(source),  # the child has this process's working directory
         "nice": nice,
         "parent": os.getpid(),  # the child exits if this process is gone by then
         "tables": [r.__dict__ for r in requests],
+        "old_pages": [len(p) for p in old_pages],
     }
     process = await anyio.open_process(
         [sys.executable, "-m", "asyncmig.target.marks"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
     )
     try:
         assert process.stdin is not None and process.stdout is not None
-        await process.stdin.send(json.dumps(job).encode())
+        await process.stdin.send(json.dumps(job).encode() + b"\n" + b"".join(old_pages))
         await process.stdin.aclose()
         reader = _Reader(process.stdout)
         for _ in requests:
-            (size,) = HEADER.unpack(await reader.read(HEADER.size))
-            header = json.loads(await reader.read(size))
-            if "error" in header:
-                yield header["table"], header["error"]
-                continue
-            count = header["count"]
-            ranges: array[int] = array("q")
-            ranges.frombytes(await reader.read(count * 8))
-            digests = await reader.read(count * DIGEST_BYTES)
-            counts: array[int] | None = None
-            hashes = b""
-            if header["hashed"]:
-                counts = array("q")
-                counts.frombytes(await reader.read(count * 8))
-                hashes = await reader.read(header["rows"] * KEY_HASH_BYTES)
-            yield Marks(
-                header["table"],
-                header["mode"],
-                header["shift"],
-                ranges,
-                digests,
-                header["rows"],
-                counts,
-                hashes,
-            )
+            yield await _answer(reader)
         await process.wait()
     finally:
         if process.returncode is None:
             process.kill()
         with anyio.CancelScope(shield=True):
             await process.aclose()
+
+
+async def _answer(reader: _Reader) -> Computed | tuple[str, str]:
+    (size,) = HEADER.unpack(await reader.read(HEADER.size))
+    header = json.loads(await reader.read(size))
+    if "error" in header:
+        return header["table"], header["error"]
+    count = header["count"]
+    ranges: array[int] = array("q")
+    ranges.frombytes(await reader.read(count * 8))
+    digests = await reader.read(count * DIGEST_BYTES)
+    counts: array[int] = array("q")
+    counts.frombytes(await reader.read(count * 8))
+    hashes = await reader.read(header["rows"] * KEY_HASH_BYTES) if header["hashed"] else b""
+    found = Marks(
+        header["table"],
+        header["mode"],
+        header["shift"],
+        ranges,
+        digests,
+        header["rows"],
+        counts,
+        hashes,
+        header["hashed"],
+    )
+    spans = [(int(a), int(b)) for a, b in header["spans"]] if header["spans"] is not None else None
+    return Computed(found, spans, await reader.read(header["pages"]))
 
 
 class _Reader:
@@ -458,12 +627,22 @@ def dealt(requests: list[Request], jobs: int) -> list[list[Request]]:
 
 class Feed:
     """The source's marks, computed by ``jobs`` child processes in the order requested
-    (dealt round robin), each table's handed out as soon as it is done."""
+    (dealt by rows), each table's handed out as soon as it is done. ``old_pages``: the
+    page records the newest load kept, by table: where they are, only the ranges whose
+    pages changed are computed (the caller merges them into the old marks)."""
 
-    def __init__(self, source: Path, requests: list[Request], jobs: int, nice: int = 0):
+    def __init__(
+        self,
+        source: Path,
+        requests: list[Request],
+        jobs: int,
+        nice: int = 0,
+        old_pages: dict[str, bytes] | None = None,
+    ):
         self.source, self.requests, self.nice = source, requests, nice
         self.jobs = max(1, jobs)
-        self.found: dict[str, Marks] = {}
+        self.old_pages = old_pages or {}
+        self.found: dict[str, Computed] = {}
         self.ended: dict[str, anyio.Event] = {r.table: anyio.Event() for r in requests}
 
     async def run(self) -> None:
@@ -478,11 +657,12 @@ class Feed:
                 event.set()
 
     async def _one(self, group: list[Request]) -> None:
+        olds = [self.old_pages.get(r.table, b"") for r in group]
         try:
-            async for item in stream(self.source, group, nice=self.nice):
-                if isinstance(item, Marks):
-                    self.found[item.table] = item
-                    self.ended[item.table].set()
+            async for item in stream(self.source, group, olds, nice=self.nice):
+                if isinstance(item, Computed):
+                    self.found[item.marks.table] = item
+                    self.ended[item.marks.table].set()
                 else:
                     log.info("not_marked", table=item[0], reason=item[1])
                     self.ended[item[0]].set()
@@ -491,7 +671,7 @@ class Feed:
             for request in group:
                 self.ended[request.table].set()
 
-    async def get(self, table: str) -> Marks | None:
+    async def get(self, table: str) -> Computed | None:
         """The table's marks, once computed (None: it has none); handed over, not kept."""
         event = self.ended.get(table)
         if event is None:
@@ -503,16 +683,18 @@ class Feed:
 # --- storing -------------------------------------------------------------------------
 
 
-async def store(conn: asyncpg.Connection, run_id: int, marks: Marks) -> None:
-    """One table's marks under ``run_id``, in parts of PART_RANGES ranges."""
+async def store(conn: asyncpg.Connection, run_id: int, marks: Marks, pages: bytes = b"") -> None:
+    """One table's marks (and page records, with the first part) under ``run_id``, in
+    parts of PART_RANGES ranges."""
+    assert marks.counts is not None
     rows = []
     offset = 0
+    size = KEY_HASH_BYTES
     for part, start in enumerate(range(0, max(1, len(marks.ranges)), PART_RANGES)):
         end = start + PART_RANGES
-        counts = marks.counts[start:end] if marks.counts is not None else None
-        size = sum(counts) if counts is not None else 0
-        hashes = marks.key_hashes[offset * KEY_HASH_BYTES : (offset + size) * KEY_HASH_BYTES]
-        offset += size
+        counts = marks.counts[start:end]
+        hashes = marks.key_hashes[offset * size : (offset + sum(counts)) * size]
+        offset += sum(counts)
         rows.append(
             (
                 run_id,
@@ -522,16 +704,28 @@ async def store(conn: asyncpg.Connection, run_id: int, marks: Marks) -> None:
                 marks.shift,
                 marks.ranges[start:end].tobytes(),
                 marks.digests[start * DIGEST_BYTES : end * DIGEST_BYTES],
-                counts.tobytes() if counts is not None else None,
-                hashes if counts is not None else None,
+                counts.tobytes(),
+                hashes if marks.hashed else None,
                 marks.rows,
+                (pages or None) if part == 0 else None,
             )
         )
     await conn.executemany(
         f"INSERT INTO {MARKS} (run_id, table_name, part, mode, shift, ranges, digests, "
-        "counts, key_hashes, rows) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        "counts, key_hashes, rows, pages) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         rows,
     )
+
+
+async def recorded_pages(conn: asyncpg.Connection, run_id: int) -> dict[str, bytes]:
+    """The page records kept under ``run_id``, by table."""
+    rows = await conn.fetch(
+        f"SELECT table_name, pages FROM {MARKS} "
+        "WHERE run_id = $1 AND part = 0 AND pages IS NOT NULL",
+        run_id,
+    )
+    return {str(r[0]): bytes(r[1]) for r in rows}
 
 
 async def forget(conn: asyncpg.Connection, run_id: int, tables: list[str]) -> None:
@@ -578,6 +772,7 @@ def _joined(table: str, rows: list[Any]) -> Marks:
         ranges.frombytes(row[3])
         if counts is not None:
             counts.frombytes(row[5])
+    hashed = rows[0][6] is not None
     return Marks(
         table,
         rows[0][1],
@@ -586,7 +781,8 @@ def _joined(table: str, rows: list[Any]) -> Marks:
         b"".join(bytes(row[4]) for row in rows),
         int(rows[0][7]),
         counts,
-        b"".join(bytes(row[6]) for row in rows) if counts is not None else b"",
+        b"".join(bytes(row[6]) for row in rows) if hashed else b"",
+        hashed,
     )
 
 

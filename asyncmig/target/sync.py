@@ -311,7 +311,8 @@ async def sync_tables(
             names = ", ".join(qualified(plan.schema, t.name) for t in plan.tables)
             await conn.execute(f"LOCK TABLE {names} IN SHARE ROW EXCLUSIVE MODE")
             shapes = await marks.shapes(conn, since) if since is not None else {}
-            feed = marks.Feed(source, marks.requests(plan, shapes), jobs)
+            old_pages = await marks.recorded_pages(conn, since) if shapes and since else {}
+            feed = marks.Feed(source, marks.requests(plan, shapes), jobs, old_pages=old_pages)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(feed.run)
                 work = Work(conn, plan, source, sqlite, skipped, jobs, workers, run_id, feed)
@@ -370,21 +371,24 @@ class Work:
         row by row."""
         marked = 0
         for number, table in enumerate(self.plan.tables):
-            now = await self.feed.get(table.name)
+            found = await self.feed.get(table.name)
             was = (
                 await marks.recorded(self.conn, since, table.name)
-                if now is not None and table.name in trusted
+                if found is not None and (table.name in trusted or found.spans is not None)
                 else None
             )
-            if now is not None:
-                await marks.store(self.conn, self.run_id, now)  # for the next sync
+            now = marks.whole(found, was) if found is not None else None
+            if found is not None and now is not None:
+                await marks.store(self.conn, self.run_id, now, found.pages)  # for the next sync
+            if table.name not in trusted:
+                was = None
             if (
                 was is not None
                 and now is not None
                 and (was.mode, was.shift) == (now.mode, now.shift)
             ):
                 item = RangeSync.between(table, was, now, trusted[table.name])
-                del was, now  # a few bytes a row: not kept while the table is applied
+                del was, now, found  # a few bytes a row: not kept while the table is applied
                 self.fast[table.name] = item
                 await _upsert_ranges(self.conn, self.plan, item, self.sqlite, self.skipped, number)
                 marked += 1
@@ -400,9 +404,9 @@ class Work:
 
     async def _keep(self, table: TablePlan) -> None:
         """The table's marks now, for the next sync."""
-        now = await self.feed.get(table.name)
-        if now is not None:
-            await marks.store(self.conn, self.run_id, now)
+        found = await self.feed.get(table.name)
+        if found is not None and found.spans is None:
+            await marks.store(self.conn, self.run_id, found.marks, found.pages)
 
     async def _apply_rows(self, table: TablePlan, number: int) -> None:
         began = time.perf_counter()
