@@ -94,3 +94,28 @@ def test_a_signal_before_mains_handling_began_is_one_line() -> None:
     assert done.returncode == 143, done.stderr
     assert "Traceback" not in done.stderr
     assert done.stderr.startswith("asyncmig: interrupted by SIGTERM"), done.stderr
+
+
+def test_a_closed_loops_transport_at_exit_is_no_traceback() -> None:
+    """A worker whose start a signal cancelled may leave its pipe transport to be
+    collected after the loop closed: asyncio's "Event loop is closed" from __del__ is
+    logged, not printed as a traceback; any other unraisable error still is."""
+    script = (
+        "import asyncio, sys\n"
+        "from asyncmig.cli import signals\n"
+        "signals.install()\n"
+        "class Transport:\n"
+        "    def __del__(self):\n"
+        "        raise RuntimeError('Event loop is closed')\n"
+        "class Other:\n"
+        "    def __del__(self):\n"
+        "        raise ValueError('something else')\n"
+        "t = Transport(); del t\n"
+        "o = Other(); del o\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Event loop is closed" not in done.stderr
+    assert "ValueError: something else" in done.stderr

@@ -84,6 +84,23 @@ def install() -> None:
     """Make SIGINT and SIGTERM raise :class:`SignalReceived` (outside event loops)."""
     for signum in HANDLED:
         signal.signal(signum, _raise)
+    sys.unraisablehook = unraisable
+
+
+def unraisable(args: sys.UnraisableHookArgs) -> None:
+    """A worker process whose start a signal cancelled can leave its pipe transport to
+    be collected after the event loop closed: asyncio's ``__del__`` then finds the loop
+    closed. The process itself is gone (killed with the run); the message would be a
+    traceback on stderr at exit, so it is logged instead. Anything else is reported as
+    Python reports it."""
+    if isinstance(args.exc_value, RuntimeError) and str(args.exc_value) == "Event loop is closed":
+        import structlog
+
+        structlog.get_logger(__name__).debug(
+            "closed_loop_transport", object=repr(args.object)[:200]
+        )
+        return
+    sys.__unraisablehook__(args)
 
 
 @contextmanager
