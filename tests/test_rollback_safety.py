@@ -327,3 +327,21 @@ def test_a_name_with_a_line_break_and_a_quote_is_backed_up_on_one_line(
         assert ('ix\n"1',) in rows(fresh, indexes)
         insert = 'INSERT INTO public."we""ird\nDROP TABLE victim; --" (id, n) VALUES (4, 1) '
         assert rows(fresh, insert + 'RETURNING "co""l\nx"') == [("a\nb",)]  # the default
+
+
+def test_the_manager_without_a_run_takes_the_latest_run_with_a_rollback(
+    tmp_path: Path, pg_dsn: str, cli: Cli
+) -> None:
+    """A sync after the run succeeds too but keeps no rollback: RollbackManager(dsn)
+    works on the run, not on the sync."""
+    source = tmp_path / "small.db"
+    with sqlite3.connect(source) as conn:
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+        conn.executemany("INSERT INTO t VALUES (?, ?)", [(i, f"v{i}") for i in range(20)])
+    conn.close()
+    assert cli("run", "--sqlite", str(source), "--pg", pg_dsn, log_dir=tmp_path).returncode == 0
+    assert cli("sync", "--sqlite", str(source), "--pg", pg_dsn, log_dir=tmp_path).returncode == 0
+    statuses = rows(pg_dsn, "SELECT id, command, status FROM asyncmig.runs ORDER BY id")
+    assert statuses == [(1, "run", "succeeded"), (2, "sync", "succeeded")]
+    report = RollbackManager(pg_dsn, backup_dir=tmp_path).validate_rollback_safety()
+    assert report.run_id == 1

@@ -291,7 +291,7 @@ class RollbackManager:
     """The reference guide's rollback calls, synchronous, over the async core.
 
     ``RollbackManager(dsn)`` works on the latest succeeded run in the database's
-    history (``run=N`` for another); backups go to ``backup_dir`` (the current
+    history that has a rollback (not a sync; ``run=N`` for another); backups go to ``backup_dir`` (the current
     directory by default). Each call opens its own connection and closes it.
     """
 
@@ -354,7 +354,8 @@ class RollbackManager:
         if self.run is not None:
             return self.run
         runs = await history.read_runs(conn, limit=1000)
-        done = [r.id for r in runs if r.status == "succeeded"]
+        # a sync, or a re-run that finished a killed run's job, keeps no rollback of its own
+        done = [r.id for r in runs if r.status == "succeeded" and r.rollback_sql]
         if not done:
             raise UsageError("no succeeded run to roll back in this database's history")
         return max(done)
