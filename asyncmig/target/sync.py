@@ -813,8 +813,9 @@ def report_text(report: SyncReport, target: str) -> str:
     marked = sum(t.compared == "marks" for t in report.tables)
     if marked < len(report.tables):
         lines.append(
-            f"{marked} of {len(report.tables)} table(s) compared by the source marks the last "
-            "load recorded; the rest row by row on both sides"
+            f"{marked} of {len(report.tables)} table(s) compared by source marks, the rest row "
+            "by row on both sides (not marked by the last load, or written since); this sync "
+            "recorded marks for the next one"
         )
     lines.append(
         f"synced {target}, schema {report.schema} (PostgreSQL "
