@@ -370,6 +370,10 @@ class Work:
         when the newest load (``since``) marked it alike and left it as it is, else
         row by row."""
         marked = 0
+        # a table no foreign key references has its deletions applied at once, while the
+        # marks of the next tables are still being computed; the others wait for their
+        # children's (children first)
+        referenced = {fk.ref_table for t in self.plan.tables for fk in t.foreign_keys}
         for number, table in enumerate(self.plan.tables):
             found = await self.feed.get(table.name)
             was = (
@@ -391,6 +395,10 @@ class Work:
                 del was, now, found  # a few bytes a row: not kept while the table is applied
                 self.fast[table.name] = item
                 await _upsert_ranges(self.conn, self.plan, item, self.sqlite, self.skipped, number)
+                if table.name not in referenced:  # no child waits on its deletions
+                    self.done[table.name] = await _delete_ranges(
+                        self.conn, self.plan, item, self.sqlite, self.skipped
+                    )
                 marked += 1
                 continue
             alone = replace(self.plan, tables=(table,))
@@ -441,6 +449,8 @@ class Work:
     async def deletions(self) -> dict[str, TableSync]:
         """Children first."""
         for table in reversed(self.plan.tables):
+            if table.name in self.fast and table.name in self.done:
+                continue  # deleted right after its upsert (by_marks)
             if table.name in self.fast:
                 self.done[table.name] = await _delete_ranges(
                     self.conn, self.plan, self.fast[table.name], self.sqlite, self.skipped
