@@ -3,8 +3,8 @@
 ``sync`` must find the rows that changed in the source since the target was last
 brought up to date. Comparing both sides row by row renders every row of both sides
 (``check --deep``'s canonical text), which costs about what a full load costs. Instead,
-a run or sync that succeeds records, per table, a *mark* for every small range of the
-source's keys: an 8-byte BLAKE2b digest of the raw rows of the range, as SQLite
+every sync, and a ``run --sync-marks``, records per table a *mark* for every small
+range of the source's keys: an 8-byte BLAKE2b digest of the raw rows of the range, as SQLite
 returns them (pickled: the storage class of each value is part of it, so ``1``,
 ``1.0``, ``'1'`` and ``x'31'`` differ). The next sync computes the marks again and
 compares: only the ranges whose marks differ can hold a changed row, and only those
@@ -15,15 +15,18 @@ Ranges are of about :data:`ROWS_PER_MARK` rows:
 * ``int``: by the value of a single integer primary key, ``key >> shift``, so a range
   is a run of keys that both sides can select by index;
 * ``rowid``: by SQLite's rowid for any other table that has one (text, composite or no
-  key): rows deleted from a range are found by the key comparison the sync then does.
+  key); for a single key column each row's key hash is kept too, so the keys of rows
+  deleted from a range are known.
 
 A table without a rowid and without an integer key (``WITHOUT ROWID`` with a text key)
 gets no marks and is compared in full, as is every table when the marks cannot be
 trusted (see :func:`asyncmig.target.sync_marks.trusted`).
 
-The marks are computed in a child process (``python -m asyncmig.target.marks``): a run
-starts it at a low CPU priority beside its load, so it uses the cores the load leaves
-idle; a sync runs one per ``--jobs``. A mark that differs only because of a Python
+The marks are kept with the table's leaf pages (:mod:`asyncmig.target.pages`): the
+next computation reads as rows only the pages that changed and merges their ranges'
+marks into the old ones (:func:`merged`). They are computed in child processes
+(``python -m asyncmig.target.marks``), one per ``--jobs``; a run starts them at a low
+CPU priority beside its load, so they use the cores the load leaves idle. A mark that differs only because of a Python
 version's pickling is a false alarm (the range is copied again, harmlessly); two
 different rows never give the same pickle.
 """
