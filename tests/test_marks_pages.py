@@ -131,3 +131,34 @@ def test_no_page_records_while_the_wal_holds_commits(tmp_path: Path) -> None:
     finally:
         reader.close()
         db.close()
+
+
+def test_no_page_records_for_a_virtual_table(tmp_path: Path) -> None:
+    """An FTS5 table keeps its rows in shadow tables: dbstat has no page under its name,
+    so it gets no page records (a page comparison would see nothing change), and its
+    marks, read from its rows, still see a changed row."""
+    path = tmp_path / "f.db"
+    db = sqlite3.connect(path)
+    db.execute("CREATE VIRTUAL TABLE docs USING fts5(title, body)")
+    db.executemany("INSERT INTO docs VALUES (?, ?)", [(f"t{i}", f"body {i}") for i in range(300)])
+    db.commit()
+    request = marks.Request("docs", "docs", "rowid", None, None)
+    reader = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        assert pages.read(reader, path, "docs") is None
+        before = marks.compute(reader, request)
+    finally:
+        reader.close()
+    db.execute("UPDATE docs SET body = 'changed' WHERE rowid = 7")
+    db.commit()
+    db.close()
+    reader = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        header, _ = marks._one_table(
+            reader, path, marks.Request("docs", "docs", "rowid", None, before.shift), b"x"
+        )
+        after = marks.compute(reader, marks.Request("docs", "docs", "rowid", None, before.shift))
+    finally:
+        reader.close()
+    assert header["spans"] is None  # every row read, not a page comparison
+    assert before.differing(after) == [7 >> before.shift]

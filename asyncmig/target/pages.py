@@ -14,9 +14,9 @@ Python is about a microsecond a row.
 SQLite's ``dbstat`` table names each page of the table (leaf, interior, overflow; an
 overflow page's path starts with its leaf's). Nothing here is trusted that is not
 checked: a source with committed content still in its WAL or a hot rollback journal
-(the main file is not the whole database), a table without rowid, a page that does
-not parse as a table leaf, or a SQLite without ``dbstat``: no page records, and every
-row is read.
+(the main file is not the whole database), a virtual table (an FTS table's rows are in
+its shadow tables), a table without rowid, a page that does not parse as a table
+leaf, or a SQLite without ``dbstat``: no page records, and every row is read.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def whole_file(path: Path) -> bool:
 
 def read(conn: sqlite3.Connection, path: Path, table: str) -> Pages | None:
     """The leaf pages of ``table`` (its source name), or None when they cannot be known."""
-    if not whole_file(path):
+    if not whole_file(path) or not _ordinary(conn, table):
         return None
     try:
         rows = conn.execute(
@@ -82,6 +82,8 @@ def read(conn: sqlite3.Connection, path: Path, table: str) -> Pages | None:
     except sqlite3.Error:  # no dbstat in this SQLite
         return None
     leaves = {str(p): int(n) for n, kind, p in rows if kind == "leaf"}
+    if not leaves:  # every b-tree has a leaf: these rows live elsewhere
+        return None
     overflow: dict[int, list[int]] = {}
     for number, kind, where in rows:
         if kind == "overflow":
@@ -91,6 +93,19 @@ def read(conn: sqlite3.Connection, path: Path, table: str) -> Pages | None:
                 return None
             overflow.setdefault(owner, []).append(int(number))
     return _hashed(path, sorted(leaves.values()), overflow)
+
+
+def _ordinary(conn: sqlite3.Connection, table: str) -> bool:
+    """A table whose rows are in its own b-tree: not a view, not a virtual table (an FTS
+    table keeps its rows in shadow tables, under other names)."""
+    row = conn.execute(
+        "SELECT type, sql FROM sqlite_schema WHERE name = ? COLLATE NOCASE", (table,)
+    ).fetchone()
+    return (
+        row is not None
+        and row[0] == "table"
+        and not str(row[1] or "").lstrip().upper().startswith("CREATE VIRTUAL")
+    )
 
 
 def _hashed(path: Path, leaves: list[int], overflow: dict[int, list[int]]) -> Pages | None:
