@@ -31,6 +31,10 @@ from asyncmig.target import faults
 from asyncmig.target.connect import create_pool
 from asyncmig.target.statements import execute_all
 
+# how a worker process that died mid-job shows: anyio's error, or, when anyio tries to
+# kill a worker the event loop has already reaped, the ProcessLookupError of that kill
+WORKER_DIED = (anyio.BrokenWorkerProcess, ProcessLookupError)
+
 log = structlog.get_logger(__name__)
 
 
@@ -219,7 +223,7 @@ async def migrate_table(
                     cancellable=True,
                     limiter=load_slots,
                 )
-            except anyio.BrokenWorkerProcess:
+            except WORKER_DIED:
                 raise InternalError(
                     f"the worker process loading {table.name} died before it finished; the "
                     "run is rolled back",
