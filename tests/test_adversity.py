@@ -21,6 +21,7 @@ import pytest
 from asyncmig.errors import MigrationError, SourceError, TargetError, first_error
 from asyncmig.load import progress
 from asyncmig.load.pipeline import PipelineSettings, load_table
+from asyncmig.load.split import SPLIT_MIN_ROWS
 from asyncmig.run import make_plan, run_migration
 from asyncmig.runstate import RunSettings
 from asyncmig.target.connect import Target, connect, create_pool, scrub
@@ -195,4 +196,54 @@ async def test_worker_killed_mid_table(tmp_path: Path, pg_dsn: str) -> None:
         await run_with(OnFirstBatch(kill_workers), settings_for(source, pg_dsn, workers="process"))
     assert killed
     assert "worker process" in caught.value.message and "\n" not in caught.value.message
+    await assert_left_as_before(pg_dsn)
+
+
+class OnSplitBatch(progress.Reporter):
+    """Calls ``fault`` once, when the split table has rows in but not all of them."""
+
+    def __init__(self, fault: Callable[[], None], table: str, rows: int):
+        super().__init__()
+        self.fault, self.table, self.rows = fault, table, rows
+        self.fired = False
+
+    def show(self, counts: dict[str, tuple[int, int]]) -> None:
+        done, _ = counts.get(self.table, (0, 0))
+        if 0 < done < self.rows and not self.fired:
+            self.fired = True
+            self.fault()
+
+
+async def test_worker_killed_mid_split_table(tmp_path: Path, pg_dsn: str) -> None:
+    """SIGKILL to the workers loading a table split into rowid ranges: the same one-line
+    error naming the table, nothing left."""
+    rows = SPLIT_MIN_ROWS + 10_000
+    source = tmp_path / "split.db"
+    conn = sqlite3.connect(source)
+    conn.execute("CREATE TABLE wide(id INTEGER PRIMARY KEY, body TEXT)")
+    conn.executemany(
+        "INSERT INTO wide VALUES (?, ?)", ((i, f"row {i} " + "y" * 40) for i in range(1, rows + 1))
+    )
+    conn.commit()
+    conn.close()
+    killed: list[int] = []
+
+    def kill_workers() -> None:
+        for pid in children():
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+
+    reporter = OnSplitBatch(kill_workers, "wide", rows)
+    progress.install(reporter)
+    tick = progress.TICK
+    progress.TICK = 0.005
+    try:
+        with pytest.raises(MigrationError) as caught:
+            await run_migration(settings_for(source, pg_dsn, workers="process", jobs=2))
+    finally:
+        progress.TICK = tick
+        progress.install(progress.Reporter())
+    assert reporter.fired and killed
+    assert "worker process loading wide" in caught.value.message
+    assert "\n" not in caught.value.message
     await assert_left_as_before(pg_dsn)

@@ -143,7 +143,7 @@ async def load_split(
 
     ``clean`` (a retry): the staged table is emptied once, before any range starts.
     """
-    from asyncmig.load.worker import load_in_process  # the worker's entry point
+    from asyncmig.load.worker import WORKER_DIED, load_in_process, worker_died
 
     started = time.perf_counter()
     if clean:
@@ -163,20 +163,23 @@ async def load_split(
                 settings.pipeline, reject_dir=reject_dir / f".{safe_name(table.name)}.part{number}"
             )
         )
-        loads[number] = await anyio.to_process.run_sync(
-            load_in_process,
-            settings.source,
-            staging.schema,
-            part,
-            settings.target,
-            pipeline,
-            None,
-            slot if number == 0 else None,
-            False,
-            os.getpid(),
-            cancellable=True,
-            limiter=load_slots,
-        )
+        try:
+            loads[number] = await anyio.to_process.run_sync(
+                load_in_process,
+                settings.source,
+                staging.schema,
+                part,
+                settings.target,
+                pipeline,
+                None,
+                slot if number == 0 else None,
+                False,
+                os.getpid(),
+                cancellable=True,
+                limiter=load_slots,
+            )
+        except WORKER_DIED:
+            raise worker_died(f"{table.name} (rowids {bounds[0]} to {bounds[1]})") from None
 
     async with anyio.create_task_group() as tg:
         for number, bounds in enumerate(ranges):

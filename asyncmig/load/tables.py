@@ -17,23 +17,24 @@ import structlog
 from asyncmig import ddl
 from asyncmig.cli import signals
 from asyncmig.errors import (
-    InternalError,
     VerificationError,
 )
 from asyncmig.finish.indexes import IndexResult, add_constraints, build_indexes
 from asyncmig.load import progress, split
 from asyncmig.load.pipeline import TableLoad
 from asyncmig.load.policy import TooManyRejects, reject_path
-from asyncmig.load.worker import load_and_count, load_in_process, ready
+from asyncmig.load.worker import (
+    WORKER_DIED,
+    load_and_count,
+    load_in_process,
+    ready,
+    worker_died,
+)
 from asyncmig.plan.model import PROCESS_THRESHOLD_ROWS, Plan, TablePlan
 from asyncmig.runstate import RunSettings, TableReport
 from asyncmig.target import faults
 from asyncmig.target.connect import create_pool
 from asyncmig.target.statements import execute_all
-
-# how a worker process that died mid-job shows: anyio's error, or, when anyio tries to
-# kill a worker the event loop has already reaped, the ProcessLookupError of that kill
-WORKER_DIED = (anyio.BrokenWorkerProcess, ProcessLookupError)
 
 log = structlog.get_logger(__name__)
 
@@ -224,12 +225,7 @@ async def migrate_table(
                     limiter=load_slots,
                 )
             except WORKER_DIED:
-                raise InternalError(
-                    f"the worker process loading {table.name} died before it finished; the "
-                    "run is rolled back",
-                    hint="was it killed (out of memory? see the kernel log)? rerun, or lower "
-                    "--jobs",
-                ) from None
+                raise worker_died(table.name) from None
         async with load_slots, pool.acquire() as conn:
             return await load_and_count(
                 settings.source,

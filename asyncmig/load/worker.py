@@ -17,12 +17,26 @@ import anyio
 import asyncpg
 
 from asyncmig.cli import logs, signals
+from asyncmig.errors import InternalError
 from asyncmig.load import chunks, progress
 from asyncmig.load.pipeline import PipelineSettings, TableLoad, load_table
 from asyncmig.plan.model import TablePlan
 from asyncmig.quoting import qualified
 from asyncmig.target import faults
 from asyncmig.target.connect import Target, connect
+
+# how a worker process that died mid-job shows in the main process: anyio's error, or,
+# when anyio kills a worker the event loop has already reaped, that kill's
+# ProcessLookupError
+WORKER_DIED = (anyio.BrokenWorkerProcess, ProcessLookupError)
+
+
+def worker_died(what: str) -> InternalError:
+    """The one-line error for a worker process that died loading ``what``."""
+    return InternalError(
+        f"the worker process loading {what} died before it finished; the run is rolled back",
+        hint="was it killed (out of memory? see the kernel log)? rerun, or lower --jobs",
+    )
 
 
 def ready(parent: int) -> bool:
