@@ -38,3 +38,11 @@ def build_fault_source(path: Path, rows: int = 20_000) -> Path:
         )
     conn.close()
     return path
+
+
+def old_and_new(folder: Path) -> tuple[Path, Path]:
+    """Two fault sources of different sizes: what a target held, and what replaces it."""
+    return (
+        build_fault_source(folder / "old.db", rows=3_000),
+        build_fault_source(folder / "new.db", rows=2_000),
+    )

@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.fault_sources import build_fault_source
+from tests.fault_sources import old_and_new
 from tests.fix_cli import run_cli, valid
 from tests.fix_faults import backups, contents, finish, poll_counts, start
 from tests.fix_pg import fetch
@@ -32,11 +32,7 @@ def definitions(dsn: str, schema: str) -> list[tuple[Any, ...]]:
 
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    folder = tmp_path_factory.mktemp("backup")
-    return (
-        build_fault_source(folder / "old.db", rows=3_000),
-        build_fault_source(folder / "new.db", rows=2_000),
-    )
+    return old_and_new(tmp_path_factory.mktemp("backup"))
 
 
 def test_replace_keeps_the_old_tables_and_rollback_swaps_them_back(

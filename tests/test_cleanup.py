@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 
 from asyncmig.target import runlock
-from tests.fault_sources import build_fault_source
+from tests.fault_sources import old_and_new
 from tests.fix_cli import run_cli, valid
 from tests.fix_faults import backups, contents, finish, schemas, stages, start
 from tests.fix_pg import fetch
@@ -24,11 +24,7 @@ def leftovers(dsn: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    folder = tmp_path_factory.mktemp("cleanup")
-    return (
-        build_fault_source(folder / "old.db", rows=3_000),
-        build_fault_source(folder / "new.db", rows=2_000),
-    )
+    return old_and_new(tmp_path_factory.mktemp("cleanup"))
 
 
 def kill_mid_run(source: Path, dsn: str) -> None:
