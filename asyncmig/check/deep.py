@@ -639,16 +639,20 @@ class TableCheck:
         PostgreSQL as it is), unless the column's policy replaced it, as the load did.
         """
         cells = self.cells()
-        keys = self.key_positions
-        single = len(self.table.primary_key) == 1
         cursor = conn.execute(self.source_sql())
         while batch := cursor.fetchmany(FETCH_ROWS):
             for row in batch:
-                if self.skip:
-                    key = row[keys[0]] if single else tuple(row[p] for p in keys)
-                    if key in self.skip:
-                        continue
+                if self.skips(row):
+                    continue
                 yield [render(value) for render, value in zip(cells, row, strict=True)]
+
+    def skips(self, row: Sequence[Any]) -> bool:
+        """Whether the load rejected this source row (its key is in ``skip``)."""
+        if not self.skip:
+            return False
+        keys = self.key_positions
+        single = len(self.table.primary_key) == 1
+        return (row[keys[0]] if single else tuple(row[p] for p in keys)) in self.skip
 
     def source_digest(self, conn: sqlite3.Connection) -> Digest:
         """SQLite renders what it can (asyncmig.check.sqlcanon); else the oracle, in Python."""

@@ -162,11 +162,6 @@ class Marks:
             offset += count
         return found
 
-    def bounds(self, name: int) -> tuple[int, int]:
-        """First and last key (or rowid) of range ``name``."""
-        low = name << self.shift
-        return low, low + (1 << self.shift) - 1
-
 
 def request_for(table: TablePlan, shift: int | None = None) -> Request | None:
     """How ``table`` is marked, or None when it cannot be (no rowid, no integer key)."""
@@ -232,8 +227,6 @@ def integer_key_column(table: TablePlan) -> str | None:
 
 # --- computing (in the child process) ------------------------------------------------
 
-ROWID_NAMES = ("rowid", "_rowid_", "oid")
-
 
 def _order_column(conn: sqlite3.Connection, request: Request) -> str:
     if request.mode == "int":
@@ -243,6 +236,8 @@ def _order_column(conn: sqlite3.Connection, request: Request) -> str:
         str(r[1]).lower()
         for r in conn.execute(f"PRAGMA table_info({quote_sqlite_ident(request.source)})")
     }
+    from asyncmig.check.sqlcanon import ROWID_NAMES
+
     name = next((n for n in ROWID_NAMES if n not in taken), None)
     if name is None:
         raise ValueError("every name of the rowid is a column")
@@ -696,8 +691,9 @@ async def store(conn: asyncpg.Connection, run_id: int, marks: Marks, pages: byte
     for part, start in enumerate(range(0, max(1, len(marks.ranges)), PART_RANGES)):
         end = start + PART_RANGES
         counts = marks.counts[start:end]
-        hashes = marks.key_hashes[offset * size : (offset + sum(counts)) * size]
-        offset += sum(counts)
+        rows_in = sum(counts)
+        hashes = marks.key_hashes[offset * size : (offset + rows_in) * size]
+        offset += rows_in
         rows.append(
             (
                 run_id,

@@ -43,6 +43,7 @@ from asyncmig.plan.model import Plan, TablePlan
 from asyncmig.quoting import name_text, qualified, quote_ident, quote_sqlite_ident
 from asyncmig.target.history import RUN_TABLES, RUNS
 from asyncmig.target.marks import Marks, chunks, pg_key_hash
+from asyncmig.target.tablestate import WRITTEN_AFTER
 
 log = structlog.get_logger(__name__)
 
@@ -106,8 +107,7 @@ async def trusted(
     out = {}
     for name in sorted(names & counts.keys()):
         row = await conn.fetchrow(
-            "SELECT count(*), count(*) FILTER "
-            "(WHERE age(xmin) < age(($1::bigint % 4294967296)::text::xid)) "
+            f"SELECT count(*), count(*) FILTER (WHERE {WRITTEN_AFTER}) "
             f"FROM {qualified(plan.schema, name)}",
             int(xid),
         )
@@ -147,19 +147,12 @@ def _rowid(check: TableCheck) -> str:
 def _candidates(sqlite: sqlite3.Connection, check: TableCheck, item: RangeSync) -> list[list[Row]]:
     """The source rows of the differing ranges, in batches, rejected rows left out."""
     sql = _ranges_sql(check, item.mode, _rowid(check))
-    keys = check.key_positions
-    single = len(keys) == 1
     batches: list[list[Row]] = []
     batch: list[Row] = []
     for first, last in chunks(item.differing):
         low = item.bounds(first)[0]
         high = item.bounds(last)[1]
-        for row in sqlite.execute(sql, (low, high)):
-            if check.skip:
-                key = row[keys[0]] if single else tuple(row[p] for p in keys)
-                if key in check.skip:
-                    continue
-            batch.append(row)
+        batch.extend(row for row in sqlite.execute(sql, (low, high)) if not check.skips(row))
         if len(batch) >= BATCH:
             batches.append(batch)
             batch = []

@@ -42,19 +42,18 @@ import asyncpg
 from asyncmig.check import sqlcanon
 from asyncmig.check.deep import (
     FETCH_ROWS,
-    INTEGER_TYPES,
     Digest,
     TableCheck,
     both_sides,
     digest_of,
     digest_sums,
     md5_hex,
-    parse_type,
 )
 from asyncmig.load.policy import lenient_text
 from asyncmig.plan.model import Plan
 from asyncmig.quoting import qualified, quote_ident, quote_sqlite_ident
 from asyncmig.source.sqlite import open_sync
+from asyncmig.target.marks import integer_key_column
 
 ROWS_PER_RANGE = 16
 Row = tuple[Any, ...]
@@ -116,11 +115,7 @@ class Changes:
 
 def integer_key(check: TableCheck) -> bool:
     """A single integer key that SQLite already holds as integers (transform none)."""
-    table = check.table
-    if len(table.primary_key) != 1:
-        return False
-    column = table.column(table.primary_key[0])
-    return parse_type(column.target_type)[0] in INTEGER_TYPES and column.transform == "none"
+    return integer_key_column(check.table) is not None
 
 
 def choose_ranges(sqlite: sqlite3.Connection, check: TableCheck) -> Ranges:
@@ -150,7 +145,6 @@ class TableDiff:
         self.ranges = ranges
         self.cells = check.cells()
         self.keys = check.key_positions
-        self.single = len(check.table.primary_key) == 1
         rowid = sqlcanon.rowid_name(check)
         usable = rowid is not None and sqlcanon.usable(sqlite, check.table.without_rowid)
         # SQLite renders what it can (asyncmig.check.sqlcanon); else every value in Python
@@ -186,16 +180,10 @@ class TableDiff:
 
     # ---- SQLite ----
 
-    def _skipped(self, row: Row) -> bool:
-        if not self.check.skip:
-            return False
-        key = row[self.keys[0]] if self.single else tuple(row[p] for p in self.keys)
-        return key in self.check.skip
-
     def _scan(self, where: str = "", params: tuple[int, ...] = ()) -> Iterator[Row]:
         cursor = self.sqlite.execute(self.check.source_sql() + where, params)
         while batch := cursor.fetchmany(FETCH_ROWS):
-            yield from (row for row in batch if not self._skipped(row))
+            yield from (row for row in batch if not self.check.skips(row))
 
     def _hashed(self, where: str = "", params: tuple[int, ...] = ()) -> Iterator[Hashed]:
         """(range, key text, row hash, the row or its rowid) of each source row."""

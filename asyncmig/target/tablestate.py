@@ -158,6 +158,12 @@ async def dependents(
     return found
 
 
+# a row inserted or updated by a transaction newer than $1 (a txid_current() value):
+# ``xmin`` is a 32-bit transaction id, and ages compare it with $1 correctly while both
+# are within two billion transactions of now
+WRITTEN_AFTER = "age(xmin) < age(($1::bigint % 4294967296)::text::xid)"
+
+
 async def written_since(
     conn: asyncpg.Connection,
     schema: str,
@@ -166,19 +172,15 @@ async def written_since(
     key: str | None,
     max_key: int | None,
 ) -> tuple[int, int]:
-    """Rows written (inserted or updated) after transaction ``xid``: (all, with a new key).
-
-    ``xmin`` is a 32-bit transaction id; ages compare it with ``xid`` correctly while
-    both are within two billion transactions of now.
-    """
+    """Rows written (inserted or updated) after transaction ``xid``: (all, with a new key)
+    (see WRITTEN_AFTER)."""
     args: list[object] = [xid]
     above = "0::bigint"
     if key and max_key is not None:
         above = f"count(*) FILTER (WHERE {quote_ident(key)} > $2)"
         args.append(max_key)
     row = await conn.fetchrow(
-        f"SELECT count(*), {above} FROM {qualified(schema, table)} "
-        "WHERE age(xmin) < age(($1::bigint % 4294967296)::text::xid)",
+        f"SELECT count(*), {above} FROM {qualified(schema, table)} WHERE {WRITTEN_AFTER}",
         *args,
     )
     assert row is not None
