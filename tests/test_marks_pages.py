@@ -112,7 +112,12 @@ def test_page_filtered_marks_equal_a_full_recompute(
     found = marks.whole(marks.Computed(part, spans, b""), before)
     assert found is not None
     same(found, full)
-    assert before.differing(found) == before.differing(full) != []
+    differing = before.differing(full)
+    assert before.differing(found) == differing != []
+    assert before.differing_within(part, spans) == differing  # only inside the spans
+    assert part.keys_in(differing) == full.keys_in(differing)
+    if text:  # a UUID key is kept as its 16 bytes
+        assert len(full.key_hashes) == marks.UUID_KEY_BYTES * full.rows
 
 
 def test_no_page_records_while_the_wal_holds_commits(tmp_path: Path) -> None:

@@ -271,3 +271,61 @@ async def test_a_vacuumed_source_renumbers_rowids_and_nothing_else_changes(
     assert want["guesses"]["deleted"] > 0 and want["guesses"]["updated"] == 0
     assert compared(report)["guesses"] == "marks"
     deep_check_passes(db, pg_dsn)
+
+
+async def test_deleted_uuid_keys_go_by_their_bytes_and_older_marks_are_marked_anew(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """A UUID key is kept in the marks as its 16 bytes: a deleted row whose key the
+    source spelled in upper case is deleted by the key it was loaded as. Marks kept
+    before key sizes were recorded (8 bytes of MD5 per key) are not merged with new
+    ones: that table is marked whole and compared row by row once, then by marks."""
+    db = build_source(tmp_path / "app.db", seed=11)
+    shouted = "ABCDEF01-2345-4678-89AB-CDEF01234567"
+    conn = sqlite3.connect(db)
+    columns = [r[1] for r in conn.execute("PRAGMA table_info(guesses)")]
+    values = ", ".join("?" if c == "guess_id" else c for c in columns)
+    conn.execute(
+        f"INSERT INTO guesses SELECT {values} FROM guesses ORDER BY rowid LIMIT 1", (shouted,)
+    )
+    conn.commit()
+    conn.close()
+    await migrate(db, pg_dsn, sync_marks=True)
+    pg = await asyncpg.connect(pg_dsn)
+    try:
+        assert (
+            await pg.fetchval(
+                "SELECT count(*) FROM guesses WHERE guess_id = $1::uuid", shouted.lower()
+            )
+            == 1
+        )
+        sizes = dict(await pg.fetch("SELECT table_name, key_size FROM asyncmig.source_marks"))
+        assert sizes["guesses"] == marks.UUID_KEY_BYTES and sizes["users"] == 0
+        await pg.execute(  # as an earlier version kept them: 8 bytes a key, no size
+            "UPDATE asyncmig.source_marks SET key_size = NULL, "
+            "key_hashes = substr(key_hashes, 1, length(key_hashes) / 2) "
+            "WHERE table_name = 'token_transactions'"
+        )
+        before = rows_by_key(db)
+        apply(db, f"DELETE FROM guesses WHERE guess_id = '{shouted}'")
+        edit(db, 0.03, 12)
+        want = expected_changes(before, rows_by_key(db))
+        report = sync_json(db, pg_dsn, "public")
+        ways = compared(report)
+        assert ways.pop("token_transactions") == "rows"
+        assert set(ways.values()) == {"marks"}
+        assert {t: v for t, v in changes_of(report).items() if t != "notes"} == {
+            t: v for t, v in want.items() if t != "notes"
+        }
+        assert (
+            await pg.fetchval(
+                "SELECT count(*) FROM guesses WHERE guess_id = $1::uuid", shouted.lower()
+            )
+            == 0
+        )
+        deep_check_passes(db, pg_dsn)
+        edit(db, 0.03, 13)
+        assert set(compared(sync_json(db, pg_dsn, "public")).values()) == {"marks"}
+    finally:
+        await pg.close()
+    deep_check_passes(db, pg_dsn)

@@ -123,6 +123,8 @@ UPGRADES = [
     ("runs", "backup_schema", "text"),
     ("runs", "cascade_dropped", "jsonb"),
     ("runs", "backup_schema_end", "text"),
+    # the bytes kept per key in the source marks (none: 8, an MD5 prefix)
+    ("source_marks", "key_size", "integer"),
 ]
 
 
@@ -160,7 +162,6 @@ async def ensure(conn: asyncpg.Connection) -> None:
             if tables < 2:  # CREATE TABLE IF NOT EXISTS needs CREATE on the schema
                 for statement in CREATE_SQL[1 if exists else 0 :]:
                     await conn.execute(statement)
-            await _upgrade(conn)
             if not await conn.fetchval(
                 "SELECT to_regclass($1) IS NOT NULL", f"{SCHEMA}.run_chunks"
             ):
@@ -171,6 +172,7 @@ async def ensure(conn: asyncpg.Connection) -> None:
                 from asyncmig.target.marks import MARKS_SQL
 
                 await conn.execute(MARKS_SQL)
+            await _upgrade(conn)  # after the CREATEs: it upgrades those tables too
     except asyncpg.InsufficientPrivilegeError as exc:
         raise TargetError(
             f"cannot keep the migration history in schema {SCHEMA}: {exc}",

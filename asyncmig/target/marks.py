@@ -15,8 +15,10 @@ Ranges are of about :data:`ROWS_PER_MARK` rows:
 * ``int``: by the value of a single integer primary key, ``key >> shift``, so a range
   is a run of keys that both sides can select by index;
 * ``rowid``: by SQLite's rowid for any other table that has one (text, composite or no
-  key); for a single key column each row's key hash is kept too, so the keys of rows
-  deleted from a range are known.
+  key); for a single key column each row's key is kept too, so the keys of rows
+  deleted from a range are known: a UUID key as its 16 bytes (PostgreSQL deletes those
+  rows through the key's index), a text key as 8 bytes of its MD5 (PostgreSQL finds
+  them by the same hash, in one scan).
 
 A table without a rowid and without an integer key (``WITHOUT ROWID`` with a text key)
 gets no marks and is compared in full, as is every table when the marks cannot be
@@ -44,9 +46,11 @@ import subprocess
 import sys
 import uuid
 from array import array
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
+from itertools import accumulate
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -63,7 +67,8 @@ if TYPE_CHECKING:
 
 ROWS_PER_MARK = 4
 DIGEST_BYTES = 8
-KEY_HASH_BYTES = 8
+KEY_HASH_BYTES = 8  # a text key: the first bytes of its MD5
+UUID_KEY_BYTES = 16  # a UUID key: the key itself
 FETCH = 4096
 PART_RANGES = 65536  # ranges per stored row (1 MiB)
 HEADER = struct.Struct("<I")
@@ -82,6 +87,7 @@ MARKS_SQL = f"""CREATE TABLE IF NOT EXISTS {MARKS} (
     key_hashes bytea,
     rows bigint NOT NULL DEFAULT 0,
     pages bytea,
+    key_size integer,
     PRIMARY KEY (run_id, table_name, part)
 )"""
 
@@ -111,56 +117,97 @@ class Marks:
     digests: bytes
     rows: int = 0
     counts: array[int] | None = None  # rows per range
-    # rowid marks of a table with a single key column: per row KEY_HASH_BYTES of the
-    # MD5 of the key's text in PostgreSQL, in the order of the ranges
+    # rowid marks of a table with a single key column: per row ``key_size`` bytes
+    # (:func:`key_hashes`), in the order of the ranges
     key_hashes: bytes = b""
-    hashed: bool = False
+    key_size: int = 0  # 0: no keys kept
+
+    @property
+    def hashed(self) -> bool:
+        return self.key_size > 0
+
+    def fits(self, other: Marks) -> bool:
+        """Whether ``other`` marks the same ranges the same way (comparable, mergeable)."""
+        return (self.mode, self.shift, self.key_size) == (other.mode, other.shift, other.key_size)
 
     def digest(self, position: int) -> bytes:
         return self.digests[position * DIGEST_BYTES : (position + 1) * DIGEST_BYTES]
 
+    @cached_property
+    def offsets(self) -> list[int]:
+        """The first row of each range in ``key_hashes`` (and the rows in all, last)."""
+        assert self.counts is not None
+        return list(accumulate(self.counts, initial=0))
+
     def differing(self, other: Marks) -> list[int]:
         """Ranges whose rows differ between ``self`` and ``other`` (same shift), sorted:
-        a range in one only, or with other digests (a merge of two sorted lists)."""
+        a range in one only, or with other digests."""
         out: list[int] = []
-        mine, theirs = self.ranges, other.ranges
-        i = j = 0
-        while i < len(mine) and j < len(theirs):
-            if mine[i] == theirs[j]:
+        self._differing(other, (0, len(self.ranges)), (0, len(other.ranges)), out)
+        return out
+
+    def differing_within(self, part: Marks, spans: list[tuple[int, int]]) -> list[int]:
+        """:meth:`differing` against this table's marks with ``part``'s merged in
+        (:func:`merged`): only the ranges inside ``spans`` can differ, so only those
+        are compared (the work grows with the rows read, not with the table)."""
+        out: list[int] = []
+        for mine, theirs in _inside(self, part, spans):
+            self._differing(part, mine, theirs, out)
+        return out
+
+    def _differing(
+        self, other: Marks, mine: tuple[int, int], theirs: tuple[int, int], out: list[int]
+    ) -> None:
+        """A merge of two sorted runs of positions, ``[start, end)`` of each."""
+        i, i_end = mine
+        j, j_end = theirs
+        left, right = self.ranges, other.ranges
+        while i < i_end and j < j_end:
+            if left[i] == right[j]:
                 if self.digest(i) != other.digest(j):
-                    out.append(mine[i])
+                    out.append(left[i])
                 i += 1
                 j += 1
-            elif mine[i] < theirs[j]:
-                out.append(mine[i])
+            elif left[i] < right[j]:
+                out.append(left[i])
                 i += 1
             else:
-                out.append(theirs[j])
+                out.append(right[j])
                 j += 1
-        out.extend(mine[i:])
-        out.extend(theirs[j:])
-        return out
+        out.extend(left[i:i_end])
+        out.extend(right[j:j_end])
 
     def keys_in(self, names: Sequence[int]) -> set[bytes]:
         """The key hashes of the rows in ranges ``names`` (sorted), when recorded."""
         if self.counts is None or not self.hashed:
             return set()
         found: set[bytes] = set()
-        wanted = iter(names)
-        want = next(wanted, None)
-        offset = 0
-        for position, name in enumerate(self.ranges):
-            count = self.counts[position]
-            while want is not None and want < name:
-                want = next(wanted, None)
-            if want == name:
-                size = KEY_HASH_BYTES
+        size, offsets, ranges = self.key_size, self.offsets, self.ranges
+        position = 0
+        for name in names:
+            position = bisect_left(ranges, name, position)
+            if position < len(ranges) and ranges[position] == name:
                 found.update(
                     self.key_hashes[i : i + size]
-                    for i in range(offset * size, (offset + count) * size, size)
+                    for i in range(offsets[position] * size, offsets[position + 1] * size, size)
                 )
-            offset += count
         return found
+
+
+def _inside(
+    old: Marks, part: Marks, spans: list[tuple[int, int]]
+) -> Iterator[tuple[tuple[int, int], tuple[int, int]]]:
+    """Per span, the positions ``[start, end)`` of ``old``'s and of ``part``'s ranges in it."""
+    shift = old.shift
+    i = j = 0
+    for low, high in spans:
+        first, last = low >> shift, high >> shift
+        i = bisect_left(old.ranges, first, i)
+        i_end = bisect_right(old.ranges, last, i)
+        j = bisect_left(part.ranges, first, j)
+        j_end = bisect_right(part.ranges, last, j)
+        yield (i, i_end), (j, j_end)
+        i, j = i_end, j_end
 
 
 def request_for(table: TablePlan, shift: int | None = None) -> Request | None:
@@ -191,13 +238,23 @@ def key_form(table: TablePlan) -> str | None:
     return None
 
 
+def key_size(form: str | None) -> int:
+    """Bytes kept per row's key for a key written as ``form`` (:func:`key_form`)."""
+    if form is None:
+        return 0
+    return UUID_KEY_BYTES if form == "uuid" else KEY_HASH_BYTES
+
+
 def key_hashes(values: list[Any], form: str) -> bytes:
-    """What :func:`pg_key_hash` computes in PostgreSQL for each key of ``values`` as it
-    is loaded, joined (raises TypeError on a key that is not text)."""
+    """Each key of ``values`` as it is loaded, joined: a UUID's 16 bytes, or what
+    :func:`pg_key_hash` computes in PostgreSQL for a text key (raises TypeError on a key
+    that is not text, ValueError on one that is no UUID)."""
     if set(map(type, values)) - {str}:
         raise TypeError("a key that is not text")
-    if form == "uuid" and not all(map(CANONICAL_UUID, values)):
-        values = [v if CANONICAL_UUID(v) else str(uuid.UUID(v)) for v in values]
+    if form == "uuid":
+        if all(map(CANONICAL_UUID, values)):
+            return bytes.fromhex("".join(values).replace("-", ""))
+        return b"".join([uuid.UUID(v).bytes for v in values])
     md5, size = hashlib.md5, KEY_HASH_BYTES
     return b"".join([md5(v.encode(), usedforsecurity=False).digest()[:size] for v in values])
 
@@ -303,15 +360,7 @@ def whole(found: Computed, old: Marks | None) -> Marks | None:
     whose pages changed were computed (None: the old marks do not fit)."""
     if found.spans is None:
         return found.marks
-    if (
-        old is None
-        or old.counts is None
-        or (old.mode, old.shift)
-        != (
-            found.marks.mode,
-            found.marks.shift,
-        )
-    ):
+    if old is None or old.counts is None or not old.fits(found.marks):
         return None
     log.info("pages_compared", table=old.table, spans=len(found.spans), rows_read=found.marks.rows)
     return merged(old, found.marks, found.spans)
@@ -319,80 +368,49 @@ def whole(found: Computed, old: Marks | None) -> Marks | None:
 
 def merged(old: Marks, part: Marks, spans: list[tuple[int, int]]) -> Marks:
     """``old`` with the ranges inside ``spans`` (aligned) replaced by ``part``'s: the
-    marks of the whole table when only the rows in ``spans`` can have changed."""
-    assert old.counts is not None and part.counts is not None
-    shift = old.shift
-    inside = [(low >> shift, high >> shift) for low, high in spans]
-    starts = [first for first, _ in inside]
-    ranges: array[int] = array("q")
-    counts: array[int] = array("q")
-    digests: list[bytes] = []
-    hashes: list[bytes] = []
-    size = KEY_HASH_BYTES
-    taken = _Taker(part, ranges, counts, digests, hashes)
-    offset = 0
-    for i, name in enumerate(old.ranges):
-        count = old.counts[i]
-        at = bisect_left(starts, name + 1) - 1
-        if at >= 0 and inside[at][0] <= name <= inside[at][1]:
-            offset += count
-            continue  # replaced by part's
-        taken.up_to(name)
-        ranges.append(name)
-        counts.append(count)
-        digests.append(old.digest(i))
-        if old.hashed:
-            hashes.append(old.key_hashes[offset * size : (offset + count) * size])
-        offset += count
-    taken.up_to(None)
+    marks of the whole table when only the rows in ``spans`` can have changed. The
+    unchanged stretches between spans are copied as slices."""
+    assert old.counts is not None and part.counts is not None and old.fits(part)
+    out = _Slices(old.key_size)
+    kept = 0
+    for (start, end), (part_start, part_end) in _inside(old, part, spans):
+        out.add(old, kept, start)
+        out.add(part, part_start, part_end)
+        kept = end
+    out.add(old, kept, len(old.ranges))
     return Marks(
         old.table,
         old.mode,
-        shift,
-        ranges,
-        b"".join(digests),
-        sum(counts),
-        counts,
-        b"".join(hashes),
-        old.hashed and part.hashed,
+        old.shift,
+        out.ranges,
+        b"".join(out.digests),
+        sum(out.counts),
+        out.counts,
+        b"".join(out.hashes),
+        old.key_size,
     )
 
 
-class _Taker:
-    """Appends ``part``'s ranges, in order, up to a range number."""
+class _Slices:
+    """Marks built from slices of positions of other marks, in order."""
 
-    def __init__(
-        self,
-        part: Marks,
-        ranges: array[int],
-        counts: array[int],
-        digests: list[bytes],
-        hashes: list[bytes],
-    ):
-        assert part.counts is not None
-        self.part, self.counts = part, part.counts
-        self.offsets = _offsets(part.counts)
-        self.out = (ranges, counts, digests, hashes)
-        self.j = 0
+    def __init__(self, key_size: int):
+        self.key_size = key_size
+        self.ranges: array[int] = array("q")
+        self.counts: array[int] = array("q")
+        self.digests: list[bytes] = []
+        self.hashes: list[bytes] = []
 
-    def up_to(self, name: int | None) -> None:
-        part, (ranges, counts, digests, hashes) = self.part, self.out
-        size = KEY_HASH_BYTES
-        while self.j < len(part.ranges) and (name is None or part.ranges[self.j] < name):
-            j = self.j
-            ranges.append(part.ranges[j])
-            counts.append(self.counts[j])
-            digests.append(part.digest(j))
-            if part.hashed:
-                hashes.append(part.key_hashes[self.offsets[j] * size : self.offsets[j + 1] * size])
-            self.j += 1
-
-
-def _offsets(counts: array[int]) -> list[int]:
-    out = [0]
-    for count in counts:
-        out.append(out[-1] + count)
-    return out
+    def add(self, marks: Marks, start: int, end: int) -> None:
+        if start >= end:
+            return
+        assert marks.counts is not None
+        self.ranges.extend(marks.ranges[start:end])
+        self.counts.extend(marks.counts[start:end])
+        self.digests.append(marks.digests[start * DIGEST_BYTES : end * DIGEST_BYTES])
+        if self.key_size:
+            size, offsets = self.key_size, marks.offsets
+            self.hashes.append(marks.key_hashes[offsets[start] * size : offsets[end] * size])
 
 
 def _key_position(conn: sqlite3.Connection, request: Request) -> int | None:
@@ -452,7 +470,7 @@ class _Accumulator:
             self.rows,
             self.counts,
             b"".join(self.hashes),
-            self.form is not None and self.key is not None,
+            key_size(self.form) if self.key is not None else 0,
         )
 
 
@@ -506,7 +524,7 @@ def _one_table(
         "shift": marks.shift,
         "count": len(marks.ranges),
         "rows": marks.rows,
-        "hashed": marks.hashed,
+        "key_size": marks.key_size,
         "spans": spans,
         "pages": len(packed),
     }
@@ -579,7 +597,7 @@ async def _answer(reader: _Reader) -> Computed | tuple[str, str]:
     digests = await reader.read(count * DIGEST_BYTES)
     counts: array[int] = array("q")
     counts.frombytes(await reader.read(count * 8))
-    hashes = await reader.read(header["rows"] * KEY_HASH_BYTES) if header["hashed"] else b""
+    hashes = await reader.read(header["rows"] * header["key_size"])
     found = Marks(
         header["table"],
         header["mode"],
@@ -589,7 +607,7 @@ async def _answer(reader: _Reader) -> Computed | tuple[str, str]:
         header["rows"],
         counts,
         hashes,
-        header["hashed"],
+        header["key_size"],
     )
     spans = [(int(a), int(b)) for a, b in header["spans"]] if header["spans"] is not None else None
     return Computed(found, spans, await reader.read(header["pages"]))
@@ -687,7 +705,7 @@ async def store(conn: asyncpg.Connection, run_id: int, marks: Marks, pages: byte
     assert marks.counts is not None
     rows = []
     offset = 0
-    size = KEY_HASH_BYTES
+    size = marks.key_size
     for part, start in enumerate(range(0, max(1, len(marks.ranges)), PART_RANGES)):
         end = start + PART_RANGES
         counts = marks.counts[start:end]
@@ -707,21 +725,23 @@ async def store(conn: asyncpg.Connection, run_id: int, marks: Marks, pages: byte
                 hashes if marks.hashed else None,
                 marks.rows,
                 (pages or None) if part == 0 else None,
+                size,
             )
         )
     await conn.executemany(
         f"INSERT INTO {MARKS} (run_id, table_name, part, mode, shift, ranges, digests, "
-        "counts, key_hashes, rows, pages) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        "counts, key_hashes, rows, pages, key_size) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         rows,
     )
 
 
 async def recorded_pages(conn: asyncpg.Connection, run_id: int) -> dict[str, bytes]:
-    """The page records kept under ``run_id``, by table."""
+    """The page records kept under ``run_id``, by table; not of marks kept before key
+    sizes were recorded (with them, their tables are marked anew, whole)."""
     rows = await conn.fetch(
-        f"SELECT table_name, pages FROM {MARKS} "
-        "WHERE run_id = $1 AND part = 0 AND pages IS NOT NULL",
+        f"SELECT table_name, pages FROM {MARKS} WHERE run_id = $1 AND part = 0 "
+        "AND pages IS NOT NULL AND (key_size IS NOT NULL OR key_hashes IS NULL)",
         run_id,
     )
     return {str(r[0]): bytes(r[1]) for r in rows}
@@ -756,7 +776,7 @@ async def shapes(conn: asyncpg.Connection, run_id: int) -> dict[str, tuple[str, 
 async def recorded(conn: asyncpg.Connection, run_id: int, table: str) -> Marks | None:
     """One table's marks recorded under ``run_id`` (read when the sync comes to it)."""
     rows = await conn.fetch(
-        f"SELECT table_name, mode, shift, ranges, digests, counts, key_hashes, rows "
+        f"SELECT table_name, mode, shift, ranges, digests, counts, key_hashes, rows, key_size "
         f"FROM {MARKS} WHERE run_id = $1 AND table_name = $2 ORDER BY part",
         run_id,
         table,
@@ -772,6 +792,8 @@ def _joined(table: str, rows: list[Any]) -> Marks:
         if counts is not None:
             counts.frombytes(row[5])
     hashed = rows[0][6] is not None
+    # marks kept before key sizes were recorded held 8 bytes of MD5 for every key form
+    size = (KEY_HASH_BYTES if rows[0][8] is None else int(rows[0][8])) if hashed else 0
     return Marks(
         table,
         rows[0][1],
@@ -781,7 +803,7 @@ def _joined(table: str, rows: list[Any]) -> Marks:
         int(rows[0][7]),
         counts,
         b"".join(bytes(row[6]) for row in rows) if hashed else b"",
-        hashed,
+        size,
     )
 
 

@@ -386,12 +386,8 @@ class Work:
                 await marks.store(self.conn, self.run_id, now, found.pages)  # for the next sync
             if table.name not in trusted:
                 was = None
-            if (
-                was is not None
-                and now is not None
-                and (was.mode, was.shift) == (now.mode, now.shift)
-            ):
-                item = RangeSync.between(table, was, now, trusted[table.name])
+            if was is not None and now is not None and found is not None and was.fits(now):
+                item = RangeSync.between(table, was, now, trusted[table.name], found)
                 del was, now, found  # a few bytes a row: not kept while the table is applied
                 self.fast[table.name] = item
                 await _upsert_ranges(self.conn, self.plan, item, self.sqlite, self.skipped, number)

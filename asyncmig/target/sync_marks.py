@@ -15,8 +15,10 @@ unchanged on both sides. For each such table, in the sync's one transaction:
 3. children first, deletions: for an ``int``-marked table, the target's rows in the
    differing key ranges that the source no longer has; for a ``rowid``-marked table
    (whose deleted rows' keys are not known from their ranges), when the row count
-   shows rows to delete, the target's rows whose key the source no longer has (the
-   source's keys streamed into a temporary table, one anti-join);
+   shows rows to delete: the rows whose key the marks kept in a differing range and
+   no longer find there (a UUID key by the key's index, a text key by its hash in one
+   scan), else the target's rows whose key the source no longer has (the source's keys
+   streamed into a temporary table, one anti-join);
 4. the table's row count must then equal the source's (less the rows the load
    rejected), or the sync stops and nothing is changed.
 
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -42,7 +45,7 @@ from asyncmig.errors import TargetError, VerificationError
 from asyncmig.plan.model import Plan, TablePlan
 from asyncmig.quoting import name_text, qualified, quote_ident, quote_sqlite_ident
 from asyncmig.target.history import RUN_TABLES, RUNS
-from asyncmig.target.marks import Marks, chunks, pg_key_hash
+from asyncmig.target.marks import UUID_KEY_BYTES, Computed, Marks, chunks, pg_key_hash
 from asyncmig.target.tablestate import WRITTEN_AFTER
 
 log = structlog.get_logger(__name__)
@@ -63,7 +66,8 @@ class RangeSync:
     rows: int  # the source's rows now
     ranges: int  # the source's ranges now
     differing: list[int]
-    gone: set[bytes]  # key hashes of rows in a differing range then and in none now
+    gone: set[bytes]  # keys (or key hashes) of rows in a differing range then, in none now
+    key_size: int  # bytes of each of ``gone``
     target_rows: int  # trusted: as the newest load left it
     temp: str = ""
     inserted: int = 0
@@ -75,11 +79,27 @@ class RangeSync:
     seconds: float = 0.0
 
     @classmethod
-    def between(cls, table: TablePlan, old: Marks, new: Marks, target_rows: int) -> RangeSync:
-        differing = old.differing(new)
-        gone = old.keys_in(differing) - new.keys_in(differing)
+    def between(
+        cls, table: TablePlan, old: Marks, new: Marks, target_rows: int, found: Computed
+    ) -> RangeSync:
+        """``new``: the table's marks now; ``found``: as computed (when of the ranges
+        whose pages changed only, ``new`` is them merged into ``old``, and only those
+        ranges are compared)."""
+        if found.spans is None:
+            differing = old.differing(new)
+        else:
+            differing = old.differing_within(found.marks, found.spans)
+        gone = old.keys_in(differing) - found.marks.keys_in(differing)
         return cls(
-            table, new.mode, new.shift, new.rows, len(new.ranges), differing, gone, target_rows
+            table,
+            new.mode,
+            new.shift,
+            new.rows,
+            len(new.ranges),
+            differing,
+            gone,
+            new.key_size,
+            target_rows,
         )
 
     def bounds(self, name: int) -> tuple[int, int]:
@@ -311,14 +331,20 @@ async def delete(
 
 async def _delete_gone_keys(conn: asyncpg.Connection, plan: Plan, item: RangeSync) -> int:
     """Delete the target rows whose key was in a differing range and is in none now,
-    found by the key hashes the marks keep (see :mod:`asyncmig.target.marks`)."""
+    found by the keys the marks keep (see :mod:`asyncmig.target.marks`)."""
     gone = item.gone
     if not gone:
         return 0
     key = quote_ident(item.table.primary_key[0])
+    target = qualified(plan.schema, item.table.name)
+    if item.key_size == UUID_KEY_BYTES:  # the keys themselves: found by the key's index
+        status = await conn.execute(
+            f"DELETE FROM {target} AS t WHERE t.{key} = ANY($1::uuid[])",
+            [uuid.UUID(bytes=g) for g in sorted(gone)],
+        )
+        return int(status.split()[-1])
     status = await conn.execute(
-        f"DELETE FROM {qualified(plan.schema, item.table.name)} AS t "
-        f"WHERE {pg_key_hash('t.' + key)} IN (SELECT unnest($1::text[]))",
+        f"DELETE FROM {target} AS t WHERE {pg_key_hash('t.' + key)} IN (SELECT unnest($1::text[]))",
         sorted(g.hex() for g in gone),
     )
     return int(status.split()[-1])
