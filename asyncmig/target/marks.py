@@ -22,7 +22,7 @@ Ranges are of about :data:`ROWS_PER_MARK` rows:
 
 A table without a rowid and without an integer key (``WITHOUT ROWID`` with a text key)
 gets no marks and is compared in full, as is every table when the marks cannot be
-trusted (see :func:`asyncmig.target.sync_marks.trusted`).
+trusted (see :class:`asyncmig.target.sync_marks.Trust`).
 
 The marks are kept with the table's leaf pages (:mod:`asyncmig.target.pages`): the
 next computation reads as rows only the pages that changed and merges their ranges'

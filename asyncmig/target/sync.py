@@ -38,6 +38,7 @@ import anyio.to_process
 import anyio.to_thread
 import asyncpg
 import structlog
+from anyio.streams.memory import MemoryObjectSendStream
 
 from asyncmig import ddl
 from asyncmig.check.deep import FETCH_ROWS, Digest, TableCheck, parse_type
@@ -52,7 +53,7 @@ from asyncmig.run import make_plan
 from asyncmig.runstate import RunSettings
 from asyncmig.source.sqlite import check_source_file, fingerprint, open_sync
 from asyncmig.target import faults, history, marks, plans, runlock, sync_marks
-from asyncmig.target.connect import connect
+from asyncmig.target.connect import Target, connect
 from asyncmig.target.statements import check_server
 from asyncmig.target.sync_marks import RangeSync
 from asyncmig.target.sync_ranges import (
@@ -187,6 +188,7 @@ async def _recorded(
                 settings.jobs,
                 settings.workers,
                 since=since,
+                target=settings.target,
             )
         if fingerprint(settings.source) != before:
             raise SourceError(
@@ -296,11 +298,12 @@ async def sync_tables(
     jobs: int = 2,
     workers: str = "auto",
     *,
+    target: Target,
     since: int | None = None,
 ) -> list[TableSync]:
     """Compare and apply every table in one transaction (see the module docstring).
     ``since``: the newest load, whose source marks may be compared (None: compare in
-    full)."""
+    full); ``target``: where a second connection reads what the next table needs."""
     loads = await history.latest_loads(conn, plan.schema)
     files = {t: load.reject_file for t, load in loads.items() if load.reject_file}
     skipped = await anyio.to_thread.run_sync(rejected_keys, files)
@@ -317,8 +320,8 @@ async def sync_tables(
                 tg.start_soon(feed.run)
                 work = Work(conn, plan, source, sqlite, skipped, jobs, workers, run_id, feed)
                 if shapes and since is not None:
-                    trusted = await sync_marks.trusted(conn, plan, since, set(shapes))
-                    await work.by_marks(since, trusted)
+                    trust = await sync_marks.Trust.of(conn, since)
+                    await work.by_marks(since, trust, target)
                 else:
                     await work.in_full()
                 results = await work.deletions()
@@ -365,46 +368,101 @@ class Work:
             await self._apply_rows(table, number)
             await self._keep(table)
 
-    async def by_marks(self, since: int, trusted: dict[str, int]) -> None:
+    async def by_marks(self, since: int, trust: sync_marks.Trust | None, target: Target) -> None:
         """Parents first, each table as soon as its marks are computed: by its marks
         when the newest load (``since``) marked it alike and left it as it is, else
-        row by row."""
-        marked = 0
-        # a table no foreign key references has its deletions applied at once, while the
-        # marks of the next tables are still being computed; the others wait for their
-        # children's (children first)
-        referenced = {fk.ref_table for t in self.plan.tables for fk in t.foreign_keys}
-        for number, table in enumerate(self.plan.tables):
-            found = await self.feed.get(table.name)
-            was = (
-                await marks.recorded(self.conn, since, table.name)
-                if found is not None and (table.name in trusted or found.spans is not None)
-                else None
-            )
-            now = marks.whole(found, was) if found is not None else None
-            if found is not None and now is not None:
-                await marks.store(self.conn, self.run_id, now, found.pages)  # for the next sync
-            if table.name not in trusted:
-                was = None
-            if was is not None and now is not None and found is not None and was.fits(now):
-                item = RangeSync.between(table, was, now, trusted[table.name], found)
-                del was, now, found  # a few bytes a row: not kept while the table is applied
-                self.fast[table.name] = item
-                await _upsert_ranges(self.conn, self.plan, item, self.sqlite, self.skipped, number)
-                if table.name not in referenced:  # no child waits on its deletions
-                    self.done[table.name] = await _delete_ranges(
-                        self.conn, self.plan, item, self.sqlite, self.skipped
-                    )
-                marked += 1
-                continue
-            alone = replace(self.plan, tables=(table,))
-            changes, seconds = await compare_all(
-                self.conn, alone, self.source, self.sqlite, self.skipped, self.jobs, self.workers
-            )
-            self.changes.update(changes)
-            self.seconds.update(seconds)
-            await self._apply_rows(table, number)
+        row by row. The next table is made ready meanwhile (:class:`sync_marks.Ready`)."""
+        send, receive = anyio.create_memory_object_stream[sync_marks.Ready]()
+        reader = await connect(target)
+        sqlite = await anyio.to_thread.run_sync(open_sync, self.source)
+        sqlite.text_factory = lenient_text
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._prepare, since, trust, reader, sqlite, send)
+                async with receive:
+                    async for ready in receive:
+                        await self._apply(ready)
+        finally:
+            sqlite.close()
+            with anyio.move_on_after(10, shield=True):
+                await reader.close()
+        marked = sum(1 for t in self.plan.tables if t.name in self.fast)
         log.info("compared_by_marks", tables=marked, of_tables=len(self.plan.tables))
+
+    async def _prepare(
+        self,
+        since: int,
+        trust: sync_marks.Trust | None,
+        reader: asyncpg.Connection,
+        sqlite: sqlite3.Connection,
+        send: MemoryObjectSendStream[sync_marks.Ready],
+    ) -> None:
+        async with send:
+            for number, table in enumerate(self.plan.tables):
+                found = await self.feed.get(table.name)
+                rows = await trust.rows(reader, self.plan, table.name) if trust else None
+                was = (
+                    await marks.recorded(reader, since, table.name)
+                    if found is not None and (rows is not None or found.spans is not None)
+                    else None
+                )
+                now = marks.whole(found, was) if found is not None else None
+                ready = sync_marks.Ready(table, number, found, now)
+                if rows is not None and was is not None and now is not None and was.fits(now):
+                    assert found is not None
+                    ready.item = RangeSync.between(table, was, now, rows, found)
+                    if table.primary_key:
+                        ready.batches = await anyio.to_thread.run_sync(
+                            self._candidates, sqlite, ready.item
+                        )
+                del was, now, found  # a few bytes a row: only what is needed is kept
+                await send.send(ready)
+
+    def _candidates(self, sqlite: sqlite3.Connection, item: RangeSync) -> list[list[Row]]:
+        """The candidate rows of ``item``, converted as the load converts."""
+        table = item.table
+        check = TableCheck(self.plan, table, set(self.skipped.get(table.name, ())))
+        began = time.perf_counter()
+        batches = [
+            convert(table, batch, item.replaced)
+            for batch in sync_marks.candidates(sqlite, check, item)
+        ]
+        sync_marks.timed(item, began)
+        log.info("candidates_read", table=table.name, seconds=round(item.seconds, 3))
+        return batches
+
+    async def _apply(self, ready: sync_marks.Ready) -> None:
+        table, number = ready.table, ready.number
+        if ready.found is not None and ready.now is not None:
+            await marks.store(
+                self.conn, self.run_id, ready.now, ready.found.pages
+            )  # the next sync's
+        ready.now = None
+        item = ready.item
+        if item is not None:
+            self.fast[table.name] = item
+            await _upsert_ranges(
+                self.conn, self.plan, item, self.sqlite, self.skipped, number, ready.batches
+            )
+            ready.batches = []
+            if table.name not in self.referenced:  # no child waits on its deletions
+                self.done[table.name] = await _delete_ranges(
+                    self.conn, self.plan, item, self.sqlite, self.skipped
+                )
+            return
+        alone = replace(self.plan, tables=(table,))
+        changes, seconds = await compare_all(
+            self.conn, alone, self.source, self.sqlite, self.skipped, self.jobs, self.workers
+        )
+        self.changes.update(changes)
+        self.seconds.update(seconds)
+        await self._apply_rows(table, number)
+
+    @property
+    def referenced(self) -> set[str]:
+        """Tables a foreign key references: their deletions wait for their children's
+        (children first); any other table's are applied right after its upsert."""
+        return {fk.ref_table for t in self.plan.tables for fk in t.foreign_keys}
 
     async def _keep(self, table: TablePlan) -> None:
         """The table's marks now, for the next sync."""
@@ -566,7 +624,9 @@ async def _upsert_ranges(
     sqlite: sqlite3.Connection,
     skipped: dict[str, set[object]],
     number: int,
+    batches: list[list[Row]],
 ) -> None:
+    """``batches``: the candidate rows, converted (:meth:`Work._candidates`)."""
     began = time.perf_counter()
     table = item.table
     skip = set(skipped.get(table.name, ()))
@@ -576,8 +636,7 @@ async def _upsert_ranges(
             item.inserted, item.deleted = await reload(conn, plan, table, change, sqlite, skip)
         sync_marks.timed(item, began)
         return
-    check = TableCheck(plan, table, skip)
-    await sync_marks.upsert(conn, plan, item, check, sqlite, _copier(conn), number)
+    await sync_marks.upsert(conn, plan, item, batches, _copier(conn, converted=True), number)
     if item.inserted:
         for statement in ddl.sequence_reset_sql(plan, table, table.next_identity):
             await conn.execute(statement)
@@ -616,9 +675,12 @@ async def _delete_ranges(
     )
 
 
-def _copier(conn: asyncpg.Connection) -> sync_marks.Copy:
+def _copier(conn: asyncpg.Connection, *, converted: bool = False) -> sync_marks.Copy:
     async def copy(table: TablePlan, name: str, rows: list[Row], replaced: dict[str, int]) -> None:
-        await copy_rows(conn, table, name, None, rows, replaced)
+        if converted:
+            await copy_records(conn, table, name, None, rows)
+        else:
+            await copy_rows(conn, table, name, None, rows, replaced)
 
     return copy
 
@@ -673,11 +735,16 @@ async def copy_rows(
     rows: list[Row],
     replaced: dict[str, int],
 ) -> None:
+    await copy_records(conn, table, name, schema, convert(table, rows, replaced))
+
+
+async def copy_records(
+    conn: asyncpg.Connection, table: TablePlan, name: str, schema: str | None, records: list[Row]
+) -> None:
+    """Rows already converted (:func:`convert`), copied; a refusal as one line."""
     columns = [c.name for c in table.columns]
     try:
-        await conn.copy_records_to_table(
-            name, schema_name=schema, columns=columns, records=convert(table, rows, replaced)
-        )
+        await conn.copy_records_to_table(name, schema_name=schema, columns=columns, records=records)
     except asyncpg.PostgresError as exc:
         raise TargetError(
             f"cannot sync {table.name}: PostgreSQL refused a changed row: "

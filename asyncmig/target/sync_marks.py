@@ -2,7 +2,7 @@
 
 When the newest load into the target recorded its source marks
 (:mod:`asyncmig.target.marks`) and the target tables are as that load left them
-(:func:`trusted`), a table needs no row-by-row comparison of both sides: the ranges
+(:class:`Trust`), a table needs no row-by-row comparison of both sides: the ranges
 whose marks differ hold every changed source row, and the rest of the table is
 unchanged on both sides. For each such table, in the sync's one transaction:
 
@@ -25,6 +25,12 @@ unchanged on both sides. For each such table, in the sync's one transaction:
 Trust: the newest load recorded each table's row count and the transaction id it
 took them in. A table with another row count now, or with a row written by a later
 transaction (``xmin``), was changed by someone else: it is compared in full.
+
+Pipelined: while the sync's connection applies one table, the next is made ready
+(:class:`Ready`) on a second, reading connection and a SQLite connection of its own:
+its trust, its old marks, the differing ranges and its candidate rows, converted. The
+reader sees what the sync's transaction locked: nobody else can write those tables,
+and the sync writes a table only once it is ready.
 """
 
 from __future__ import annotations
@@ -108,41 +114,63 @@ class RangeSync:
         return low, low + (1 << self.shift) - 1
 
 
-async def trusted(
-    conn: asyncpg.Connection, plan: Plan, run_id: int, names: set[str]
-) -> dict[str, int]:
-    """Tables among ``names`` exactly as run ``run_id`` left them: their recorded row
-    count then (inside the sync's transaction, under its lock)."""
-    xid = await conn.fetchval(f"SELECT finish_xid FROM {RUNS} WHERE id = $1", run_id)
-    if xid is None:
-        return {}
-    counts = {
-        str(r[0]): int(r[1])
-        for r in await conn.fetch(
+@dataclass(frozen=True)
+class Trust:
+    """What the newest load recorded of the tables it left: the transaction it
+    recorded them in and each table's row count then."""
+
+    xid: int
+    counts: dict[str, int]
+
+    @classmethod
+    async def of(cls, conn: asyncpg.Connection, run_id: int) -> Trust | None:
+        xid = await conn.fetchval(f"SELECT finish_xid FROM {RUNS} WHERE id = $1", run_id)
+        if xid is None:
+            return None
+        rows = await conn.fetch(
             f"SELECT table_name, final_rows FROM {RUN_TABLES} "
             "WHERE run_id = $1 AND final_rows IS NOT NULL",
             run_id,
         )
-    }
-    out = {}
-    for name in sorted(names & counts.keys()):
+        return cls(int(xid), {str(r[0]): int(r[1]) for r in rows})
+
+    async def rows(self, conn: asyncpg.Connection, plan: Plan, name: str) -> int | None:
+        """The table's recorded row count when it is exactly as the load left it (read
+        after the sync locked it), else None."""
+        if name not in self.counts:
+            return None
         row = await conn.fetchrow(
             f"SELECT count(*), count(*) FILTER (WHERE {WRITTEN_AFTER}) "
             f"FROM {qualified(plan.schema, name)}",
-            int(xid),
+            self.xid,
         )
         assert row is not None
-        if int(row[0]) == counts[name] and int(row[1]) == 0:
-            out[name] = counts[name]
-        else:
-            log.info(
-                "table_changed_in_target",
-                table=name,
-                rows=int(row[0]),
-                recorded_rows=counts[name],
-                written_since=int(row[1]),
-            )
-    return out
+        if int(row[0]) == self.counts[name] and int(row[1]) == 0:
+            return self.counts[name]
+        log.info(
+            "table_changed_in_target",
+            table=name,
+            rows=int(row[0]),
+            recorded_rows=self.counts[name],
+            written_since=int(row[1]),
+        )
+        return None
+
+
+@dataclass
+class Ready:
+    """One table made ready beside the sync's connection (on a reader connection and a
+    SQLite connection of its own) while the previous table is applied: its marks now
+    (to be stored), and when it can be synced by them, what differs and the candidate
+    rows, already converted (only the ranges that differ: a few percent of a table
+    at most for a nightly sync)."""
+
+    table: TablePlan
+    number: int
+    found: Computed | None
+    now: Marks | None
+    item: RangeSync | None = None
+    batches: list[list[Row]] = field(default_factory=list)
 
 
 def _ranges_sql(check: TableCheck, mode: str, rowid: str) -> str:
@@ -164,8 +192,9 @@ def _rowid(check: TableCheck) -> str:
     return name
 
 
-def _candidates(sqlite: sqlite3.Connection, check: TableCheck, item: RangeSync) -> list[list[Row]]:
-    """The source rows of the differing ranges, in batches, rejected rows left out."""
+def candidates(sqlite: sqlite3.Connection, check: TableCheck, item: RangeSync) -> list[list[Row]]:
+    """The source rows of the differing ranges, in batches, rejected rows left out (as
+    they are: see ``sync.convert``)."""
     sql = _ranges_sql(check, item.mode, _rowid(check))
     batches: list[list[Row]] = []
     batch: list[Row] = []
@@ -185,27 +214,23 @@ async def upsert(
     conn: asyncpg.Connection,
     plan: Plan,
     item: RangeSync,
-    check: TableCheck,
-    sqlite: sqlite3.Connection,
+    batches: list[list[Row]],
     copy: Copy,
     number: int,
 ) -> None:
-    """Steps 1 and 2 of the module docstring (parents first)."""
+    """Steps 1 and 2 of the module docstring (parents first); ``batches``: the
+    candidates, converted, copied as they are."""
     table = item.table
     target = qualified(plan.schema, table.name)
     item.temp = f"asyncmig_marks_{number}"
     temp = quote_ident(item.temp)
     await conn.execute(f"CREATE TEMP TABLE {temp} (LIKE {target}) ON COMMIT DROP")
     began = time.perf_counter()
-    batches = await anyio.to_thread.run_sync(_candidates, sqlite, check, item)
-    read = time.perf_counter()
     for batch in batches:
         await copy(table, item.temp, batch, item.replaced)
         item.candidates += len(batch)
     copied = time.perf_counter()
-    log.info(
-        "candidates", table=table.name, read=round(read - began, 3), copy=round(copied - read, 3)
-    )
+    log.info("candidates", table=table.name, rows=item.candidates, copy=round(copied - began, 3))
     if not item.candidates:
         return
     await conn.execute(f"ANALYZE {temp}")  # the deletions join it too
