@@ -1,7 +1,7 @@
 """How soon a run starts copying, and how soon a doomed run says so, before and after.
 
     python -m bench.first_copy --db 1m.db --db 10m.db [--baseline DIR] [--repeat 5]
-                               [--jobs 2] [--json OUT]
+                               [--jobs 2] [--cold] [--json OUT]
 
 Against one throw-away cluster (as ``run_bench``), each round runs, for every
 database and every tree (``--baseline DIR``, another checkout of asyncmig, and this
@@ -18,6 +18,10 @@ alternating from round to round):
 - ``refused``: ``asyncmig run`` into a schema where one of its tables exists: seconds
   until the process exits (exit 4 expected), and whether its log shows a table
   counted, sampled or scanned before the refusal (``scanned``).
+
+With ``--cold``, the source file's pages are dropped from the operating system's page
+cache before each run (``posix_fadvise(DONTNEED)``), as for a file not read since the
+machine started: what a run reads before its first COPY then comes from the disk.
 
 Prints medians per database and tree, the ratio this tree / baseline, and the ratio
 10x-rows / 1x-rows within each tree (first and last ``--db``). No timing is asserted.
@@ -157,10 +161,21 @@ def marks_of(found: list[dict[str, object]], wall: float) -> dict[str, float]:
     return marks
 
 
-def start(tree: Path, db: Path, dsn: str, jobs: int, result: Round) -> None:
+def evict(path: Path) -> None:
+    """Drop the file's pages from the page cache (those no process maps)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def start(tree: Path, db: Path, dsn: str, jobs: int, result: Round, *, cold: bool = False) -> None:
     """Time to the first COPY; the run is then stopped (SIGTERM: it rolls back)."""
     psql(pg_bin(), dsn, f"DROP SCHEMA IF EXISTS {qi(STARTED_SCHEMA)} CASCADE")
     psql(pg_bin(), dsn, DROP_LEFTOVERS)  # a stage kept for resuming: this run starts afresh
+    if cold:
+        evict(db)
     with tempfile.TemporaryDirectory(prefix="first-copy-logs-") as logs:
         with CopyWatch(dsn) as watch:
             wall, began = time.time(), time.perf_counter()
@@ -275,6 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--baseline", type=Path, help="another asyncmig checkout to compare")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--cold", action="store_true", help="each run from an uncached file")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     trees = {"this": ROOT}
@@ -299,7 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     order.reverse()
                 for name, tree in order:
                     result = Round(name, str(db))
-                    start(tree, db, dsn, args.jobs, result)
+                    start(tree, db, dsn, args.jobs, result, cold=args.cold)
                     refused(tree, db, dsn, args.jobs, table, result)
                     rounds.append(result)
                     print(f"round {round_number + 1}: {asdict(result)}", file=sys.stderr)
