@@ -44,6 +44,7 @@ from asyncmig import cutover, ddl
 from asyncmig.cli import signals
 from asyncmig.errors import ConnectionLost, TargetError
 from asyncmig.load import chunks, split
+from asyncmig.load.counts import SourceCounts
 from asyncmig.load.pipeline import PipelineSettings, TableLoad
 from asyncmig.load.policy import Accounts
 from asyncmig.quoting import qualified, quote_ident
@@ -53,7 +54,7 @@ from asyncmig.target.connect import Target
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from asyncmig.plan.model import Plan
+    from asyncmig.plan.model import Plan, TablePlan
     from asyncmig.runstate import RunSettings
 
 log = structlog.get_logger(__name__)
@@ -210,6 +211,7 @@ async def adopt(
     plan: Plan,
     run_id: int,
     pipeline: PipelineSettings,
+    counts: SourceCounts,
 ) -> Adopted:
     """Take the stage over (renamed to ``plan.schema``, this run's stage) in one
     transaction: verified tables kept, a table this run loads in chunks kept with the
@@ -225,7 +227,7 @@ async def adopt(
         )
         recorded = await _recorded(conn, found.run_id)
         for table in plan.tables:
-            load = await _verified(conn, plan, table.name, table.row_count, recorded)
+            load = await _verified(conn, plan, table, counts, recorded)
             if load is not None:
                 adopted.loads[table.name] = load
                 continue
@@ -279,17 +281,20 @@ async def _recorded(conn: asyncpg.Connection, run_id: int) -> dict[str, dict[str
 async def _verified(
     conn: asyncpg.Connection,
     plan: Plan,
-    name: str,
-    source_rows: int,
+    table: TablePlan,
+    counts: SourceCounts,
     recorded: dict[str, dict[str, Any]],
 ) -> TableLoad | None:
-    """The table's load as recorded, when its rows are all there; else None."""
+    """The table's load as recorded, when its rows are all there (SQLite's exact count,
+    counted now where the plan has an estimate); else None."""
+    name = table.name
     row = recorded.get(name)
     present = await conn.fetchval(
         "SELECT to_regclass($1) IS NOT NULL", qualified(plan.schema, name)
     )
     if row is None or not present:
         return None
+    source_rows = await counts.exact(table)
     loaded, rejected = int(row["loaded_rows"]), int(row["rejected"])
     counted = int(await conn.fetchval(f"SELECT count(*) FROM {qualified(plan.schema, name)}"))
     if not (int(row["source_rows"]) == source_rows == loaded + rejected and counted == loaded):

@@ -49,6 +49,7 @@ from asyncmig.errors import (
 from asyncmig.finish import views
 from asyncmig.finish.foreign_keys import finish, orphan_policies, settle
 from asyncmig.load import chunks, progress, split
+from asyncmig.load.counts import SourceCounts
 from asyncmig.load.pipeline import PlanRefuted
 from asyncmig.load.tables import (
     expect_processes,
@@ -341,6 +342,7 @@ async def _recorded_phases(
     if resuming:  # known already: a run that resumes this one compares it
         await history.record_sha256(admin, run_id, resuming.sha256)
     copying = anyio.Event()  # set once the load's first batch is in (or it is over)
+    counts = SourceCounts(settings.source)  # the exact counts where the plan has estimates
 
     async def hash_source() -> None:  # overlaps the load: it reads the whole file
         if load and settings.source.stat().st_size >= HASH_AT_ONCE_BYTES:
@@ -375,6 +377,8 @@ async def _recorded_phases(
             tg.start_soon(hash_source)
         if load and settings.sync_marks:
             tg.start_soon(mark_source)
+        if load:
+            tg.start_soon(counts.beside, plan, copying)
         done = await _until_proved(
             settings,
             admin,
@@ -384,7 +388,7 @@ async def _recorded_phases(
             load=load,
             check=check,
             resuming=resuming,
-            copying=copying,
+            loading=(copying, counts),
         )
         copying.set()  # a load that copied no row: the digest is still taken
     report = RunReport(
@@ -469,7 +473,7 @@ async def _until_proved(
     load: bool,
     check: bool,
     resuming: resume.Resumable | None = None,
-    copying: anyio.Event | None = None,
+    loading: tuple[anyio.Event, SourceCounts] | None = None,
 ) -> Phases:
     """The phases; when a load refutes a sampled plan, again with that table profiled
     over every row (what this attempt made was dropped by ``_phases``)."""
@@ -485,7 +489,7 @@ async def _until_proved(
                 load=load,
                 check=check,
                 resuming=resuming,
-                copying=copying,
+                loading=loading,
             )
         except BaseException as exc:
             refuted = plan_refuted(exc)
@@ -547,9 +551,12 @@ async def _phases(
     load: bool,
     check: bool,
     resuming: resume.Resumable | None = None,
-    copying: anyio.Event | None = None,
+    loading: tuple[anyio.Event, SourceCounts] | None = None,
 ) -> Phases:
-    """The phases on one plan; ``copying`` is set once the load's first batch is in."""
+    """The phases on one plan. ``loading``: an event set once the load's first batch is
+    in, and the exact counts of the tables the plan has estimates for (taken beside
+    the load); the plan returned holds them."""
+    copying, counts = loading or (anyio.Event(), SourceCounts(settings.source))
     before = fingerprint(settings.source)
     tag = await history.run_tag(admin, run_id)  # names this run's files
     if settings.rejects_dir is not None:
@@ -571,7 +578,7 @@ async def _phases(
             settings, pipeline=replace(settings.pipeline, chunk_rows=settings.chunk_rows)
         )
     adopted = (
-        await resume.adopt(admin, resuming, plan, run_id, settings.pipeline)
+        await resume.adopt(admin, resuming, plan, run_id, settings.pipeline, counts)
         if atomic and resuming is not None
         else None
     )
@@ -601,7 +608,9 @@ async def _phases(
     try:
         if load:
             progress.current().phase("loading")
-            loaded = await load_everything(settings, plan, run_id, staging, taken_over, copying)
+            loaded = await load_everything(
+                settings, plan, run_id, staging, taken_over, copying, counts
+            )
             if staging.tables:  # every split table moved out of it: empty
                 await execute_all(admin, [split.drop_staging_sql(run_id)])
             log.info("data_loaded", rows=loaded.rows)
@@ -656,7 +665,7 @@ async def _phases(
             raise source_changed(settings.source) from exc  # the reason the counts differ
         raise
     return Phases(
-        plan,
+        counts.settled(plan),
         tuple(tables),
         tuple(warnings),
         tuple(checks),

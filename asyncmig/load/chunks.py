@@ -29,6 +29,7 @@ import asyncpg
 import structlog
 
 from asyncmig.load import split
+from asyncmig.load.counts import recorded_rows
 from asyncmig.load.pipeline import PipelineSettings, Recorder, TableLoad, load_rows
 from asyncmig.load.policy import Accounts, check_rejects, combine
 from asyncmig.load.progress import Counter, Slot
@@ -128,13 +129,14 @@ def _recorder(
         await history.record_chunk(conn, run_id, table.name, low, high, rows, accounts, seconds)
         if before is not None:
             copied, total = before
+            whole = combine([total, accounts])
             await history.record_table(
                 conn,
                 run_id,
                 table.name,
-                table.row_count,
+                recorded_rows(table, copied + rows + whole.rejected),
                 copied + rows,
-                combine([total, accounts]),
+                whole,
                 time.perf_counter() - started,
             )
 

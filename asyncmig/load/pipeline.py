@@ -34,6 +34,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from asyncmig.cli.settings import default
 from asyncmig.errors import SourceError
 from asyncmig.load.copy_writer import copy_table
+from asyncmig.load.counts import recorded_rows
 from asyncmig.load.policy import Accounts, TableGuard, lenient_text
 from asyncmig.load.progress import Counter, Slot
 from asyncmig.load.proof import Proof
@@ -232,9 +233,8 @@ async def load_table(
         conn: asyncpg.Connection, copied: int, accounts: Accounts, seconds: float
     ) -> None:
         if run_id is not None:
-            await history.record_table(
-                conn, run_id, table.name, table.row_count, copied, accounts, seconds
-            )
+            read = recorded_rows(table, copied + accounts.rejected)
+            await history.record_table(conn, run_id, table.name, read, copied, accounts, seconds)
 
     async def empty(conn: asyncpg.Connection) -> None:
         await conn.execute(f"TRUNCATE {qualified(schema, table.name)}")

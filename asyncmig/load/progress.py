@@ -136,6 +136,11 @@ class Reporter:
     def table_finished(self, name: str) -> None:
         self.states[name].finished = True
 
+    def table_counted(self, name: str, rows: int) -> None:
+        """The exact count of a table whose total was an estimate (asyncmig.load.counts)."""
+        if name in self.states:
+            self.states[name].total = rows
+
     def table_indexing(self, name: str) -> None:
         """The first table whose data is in starts the index builds (they overlap loads)."""
         if self.phase_name == "loading":
@@ -263,6 +268,14 @@ class LiveReporter(Reporter):
         task = self.ids.pop(name, None)
         if task is not None:
             self.bars.remove_task(task)
+
+    def table_counted(self, name: str, rows: int) -> None:
+        super().table_counted(name, rows)
+        if name in self.ids:
+            self.bars.update(self.ids[name], total=rows or 1)
+        if self.total_id is not None:
+            total = sum(state.total for state in self.states.values())
+            self.bars.update(self.total_id, total=total or 1)
 
     def show(self, counts: dict[str, tuple[int, int]]) -> None:
         now = time.monotonic()

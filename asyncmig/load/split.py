@@ -34,6 +34,7 @@ import structlog
 
 from asyncmig.errors import TargetError
 from asyncmig.load import progress
+from asyncmig.load.counts import recorded_rows
 from asyncmig.load.pipeline import TableLoad
 from asyncmig.load.policy import Accounts, check_rejects, combine, reject_path
 from asyncmig.plan.model import Plan, TablePlan
@@ -218,7 +219,7 @@ async def move_into_place(
                     conn,
                     run_id,
                     table.name,
-                    table.row_count,
+                    recorded_rows(table, load.rows_read),
                     load.rows_copied,
                     load.accounts,
                     load.seconds,

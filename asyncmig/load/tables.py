@@ -21,6 +21,7 @@ from asyncmig.errors import (
 )
 from asyncmig.finish.indexes import IndexResult, add_constraints, build_indexes
 from asyncmig.load import progress, split
+from asyncmig.load.counts import SourceCounts
 from asyncmig.load.pipeline import TableLoad
 from asyncmig.load.policy import TooManyRejects, reject_path
 from asyncmig.load.worker import (
@@ -98,10 +99,12 @@ async def load_everything(
     staging: split.Staging | None = None,
     taken_over: Mapping[str, TableLoad] | None = None,
     copying: anyio.Event | None = None,
+    counts: SourceCounts | None = None,
 ) -> Loaded:
     """Phases 2-3: every table's data, then its indexes and constraints (``taken_over``:
     the tables a resumed run loaded, and their loads as its history recorded them;
-    ``copying``: set once a first batch is in).
+    ``copying``: set once a first batch is in; ``counts``: the exact counts of the
+    tables whose plan has an estimate, taken beside the load).
 
     Reading, converting and encoding rows is Python work, so with ``jobs`` > 1 each
     table's pipeline runs in a worker process (one event loop, reader, transformers and
@@ -117,6 +120,7 @@ async def load_everything(
     reporter.tables({t.name: t.row_count for t in plan.tables})
     board = progress.Board([t.name for t in plan.tables])
     done: list[TableDone] = []
+    counts = counts or SourceCounts(settings.source)
 
     async def one(table: TablePlan) -> None:
         done.append(
@@ -132,6 +136,7 @@ async def load_everything(
                 board.slot(table.name),
                 staging,
                 (taken_over or {}).get(table.name),
+                counts,
             )
         )
         check_total_rejects(settings, [d.report for d in done])
@@ -197,6 +202,7 @@ async def migrate_table(
     slot: progress.Slot | None = None,
     staging: split.Staging | None = None,
     kept: TableLoad | None = None,
+    counts: SourceCounts | None = None,
 ) -> TableDone:
     """One table's data, then its indexes, constraints, statistics, triggers, sequence
     and ANALYZE; its report line accounts for the rows both phases rejected. ``kept``:
@@ -240,7 +246,7 @@ async def migrate_table(
 
     load = kept if kept is not None else await faults.retrying(attempt, table.name)
     progress.current().table_finished(table.name)
-    verify_count(table, load)
+    verify_count(table, load, await (counts or SourceCounts(settings.source)).exact(table))
     progress.current().table_indexing(table.name)
     started = time.perf_counter()
     indexed = await build_indexes(
@@ -354,14 +360,15 @@ def check_total_rejects(settings: RunSettings, tables: list[TableReport]) -> Non
         )
 
 
-def verify_count(table: TablePlan, load: TableLoad) -> None:
-    """Every source row is accounted for: SQLite's count = loaded + rejected."""
+def verify_count(table: TablePlan, load: TableLoad, counted: int) -> None:
+    """Every source row is accounted for: SQLite's exact count (``counted``: the plan's,
+    or taken beside the load) = read = loaded + rejected."""
     if not (
         load.rows_committed == load.rows_copied
-        and load.rows_read == table.row_count == load.rows_copied + load.rows_rejected
+        and load.rows_read == counted == load.rows_copied + load.rows_rejected
     ):
         raise VerificationError(
-            f"row count mismatch in {table.name}: SQLite had {table.row_count}, "
+            f"row count mismatch in {table.name}: SQLite had {counted}, "
             f"read {load.rows_read}, copied {load.rows_copied}, rejected {load.rows_rejected}, "
             f"PostgreSQL has {load.rows_committed}",
             hint="was the source written to during the migration?",

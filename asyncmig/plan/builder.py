@@ -175,6 +175,7 @@ class TableProfile:
     misfits: Mapping[str, profiling.Misfits] = field(default_factory=dict)
     # SQLite conditions the load checks on every row (sampled, proved): TablePlan.proof_terms
     proof_terms: tuple[tuple[int, str], ...] = ()
+    counted: bool = True  # False: ``rows`` is the rowid bounds' estimate (TablePlan.rows_counted)
 
 
 @dataclass(frozen=True)
@@ -201,11 +202,12 @@ def profile_tables(
 ) -> dict[str, TableProfile]:
     """Profile every table, ``jobs`` tables at a time, largest first.
 
-    Each table is counted by its own task, in parallel with the others' counts and
-    samples (count(*) walks the whole b-tree: at 10M rows that is most of the planning);
-    the order and the choice of processes come from an estimate that reads no table.
-    Logs ``profile_started`` before the first row is counted and ``table_profiled``
-    per table: the log shows what was read before a run stopped.
+    With ``scans.prove``, the order and the choice of processes come from an estimate
+    that reads no table (the rowid bounds); a table planned from a sample keeps it as
+    its row count (counted exactly beside the load: count(*) walks every page of an
+    index, hundreds of megabytes at 20M rows), the others are counted by their own
+    task. Logs ``profile_started`` before the first row is counted and
+    ``table_profiled`` per table: the log shows what was read before a run stopped.
     """
     log.info("profile_started", tables=len(tables), jobs=jobs)
     scans = scans or Scans()
@@ -258,13 +260,19 @@ def profile_one(
     path: Path, table: SourceTable, overrides: Overrides, scans: Scans | None = None
 ) -> tuple[str, TableProfile]:
     """One table's count and profile on its own read-only connection (runs in a thread
-    or process)."""
+    or process).
+
+    A table planned from a sample is not counted here (its estimate, an upper bound,
+    says it has more rows than the sample); a table profiled whole is, and so is one
+    whose estimate is that small: it is profiled whole too, in fewer rows than a count
+    of a large table reads.
+    """
     conn = open_sync(path)
     try:
+        if scans is not None and not scans.whole(table.name) and sampled(table):
+            return table.name, sample_table(conn, table, overrides)
         if scans is not None and scans.prove:  # ordered by an estimate: count it here
             table = replace(table, row_count=profiling.count_rows(conn, table))
-        if scans is not None and not scans.whole(table.name):
-            return table.name, sample_table(conn, table, overrides)
         return table.name, profile_table(conn, table, overrides)
     except sqlite3.DatabaseError as exc:
         raise source_error(path, exc) from exc
@@ -319,22 +327,27 @@ def profile_table(
     )
 
 
+def sampled(table: SourceTable) -> bool:
+    """Is ``table`` (its row count an estimate, at least the rows) planned from a sample?
+    A small table is profiled whole, as :func:`profile_table` does: that costs no more
+    than the sample."""
+    return table.row_count > 2 * profiling.SAMPLE_ROWS
+
+
 def sample_table(
     conn: sqlite3.Connection, table: SourceTable, overrides: Overrides
 ) -> TableProfile:
     """Choose types from a sample only; the load proves them (no whole-table scan).
 
-    A small table is profiled whole, as :func:`profile_table` does: that costs no more
-    than the sample.
+    ``table.row_count`` is the estimate: not counted here (see :func:`profile_one`).
     """
-    if table.row_count <= 2 * profiling.SAMPLE_ROWS:
-        return profile_table(conn, table, overrides)
     profiles = profiling.profile_sample(conn, table)
     return TableProfile(
         profiles,
         table.row_count,
         sampled=True,
         proof_terms=proof_terms(table, profiles, overrides),
+        counted=profiling.counted_to_estimate(table),
     )
 
 
@@ -503,6 +516,7 @@ def plan_table(
         indexes=tuple(indexes),
         checks=tuple(_plan_checks(table, col_types, skipped)),
         row_count=row_count,
+        rows_counted=table_profile.counted,
         read_order=primary_key if table.without_rowid else ("rowid",),
         without_rowid=table.without_rowid,
         next_identity=table.sequence + 1 if table.sequence is not None else None,

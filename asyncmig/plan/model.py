@@ -140,6 +140,10 @@ class TablePlan:
     foreign_keys: tuple[ForeignKeyPlan, ...] = ()
     checks: tuple[CheckPlan, ...] = ()
     row_count: int = 0
+    # False: row_count is an estimate, at least the rows (the rowid bounds: a table
+    # `run` plans from a sample); the load takes the exact count beside it
+    # (asyncmig.load.counts) and checks against that
+    rows_counted: bool = True
     read_order: tuple[str, ...] = ()  # source columns to ORDER BY ("rowid" allowed)
     without_rowid: bool = False
     next_identity: int | None = None  # floor for the identity's next value (AUTOINCREMENT)
