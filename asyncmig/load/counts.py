@@ -16,7 +16,6 @@ exact counts (:meth:`SourceCounts.settled`).
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,20 +26,15 @@ import structlog
 from asyncmig.load import progress
 from asyncmig.plan.model import Plan, TablePlan
 from asyncmig.source.scan import count_named
-from asyncmig.source.sqlite import open_sync, source_error
+from asyncmig.source.sqlite import reading
 
 log = structlog.get_logger(__name__)
 
 
 def count_source(source: Path, name: str) -> int:
     """SQLite's exact count of table ``name``, on a read-only connection of its own."""
-    conn = open_sync(source)
-    try:
+    with reading(source) as conn:
         return count_named(conn, name)
-    except sqlite3.DatabaseError as exc:
-        raise source_error(source, exc) from exc
-    finally:
-        conn.close()
 
 
 def recorded_rows(table: TablePlan, read: int) -> int:

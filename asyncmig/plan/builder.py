@@ -55,7 +55,7 @@ from asyncmig.source.catalog import (
     SourceTable,
 )
 from asyncmig.source.introspect import introspect
-from asyncmig.source.sqlite import open_sync, source_error
+from asyncmig.source.sqlite import open_sync, reading, source_error
 from asyncmig.source.virtual import search_index
 
 MAX_PROFILE_ROUNDS = 4
@@ -104,13 +104,8 @@ def outline_plan(path: Path, *, schema: str = "public", overrides: Overrides | N
 
 def introspect_file(path: Path) -> tuple[SourceCatalog, list[str]]:
     """The source's catalog (reads only its schema, never its rows)."""
-    conn = open_sync(path)
-    try:
+    with reading(path) as conn:
         return introspect(conn, path)
-    except sqlite3.DatabaseError as exc:
-        raise source_error(path, exc) from exc
-    finally:
-        conn.close()
 
 
 def planned_tables(catalog: SourceCatalog, overrides: Overrides) -> list[SourceTable]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
@@ -57,6 +59,19 @@ def open_sync(path: Path) -> sqlite3.Connection:
     except sqlite3.DatabaseError as exc:
         raise source_error(path, exc) from exc
     return conn
+
+
+@contextmanager
+def reading(path: Path) -> Iterator[sqlite3.Connection]:
+    """A read-only connection for one piece of work: SQLite's errors meanwhile become
+    one-line SourceErrors, and it is closed after."""
+    conn = open_sync(path)
+    try:
+        yield conn
+    except sqlite3.DatabaseError as exc:
+        raise source_error(path, exc) from exc
+    finally:
+        conn.close()
 
 
 async def open_async(path: Path) -> aiosqlite.Connection:
