@@ -10,8 +10,12 @@ is compared in full (and put right), and that the marks tell storage classes apa
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +23,7 @@ import asyncpg
 
 from asyncmig.target import marks
 from bench.edit_2truths import edit
-from tests.fix_cli import run_cli, valid
+from tests.fix_cli import cli_environment, run_cli, valid
 from tests.fix_run import migrate
 from tests.fix_sync import build_source, deep_check_passes, expected_changes, rows_by_key
 
@@ -329,3 +333,62 @@ async def test_deleted_uuid_keys_go_by_their_bytes_and_older_marks_are_marked_an
     finally:
         await pg.close()
     deep_check_passes(db, pg_dsn)
+
+
+def _marks_children(parent: int) -> list[int]:
+    found = subprocess.run(
+        ["pgrep", "-P", str(parent), "-f", "asyncmig.target.marks"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return [int(pid) for pid in found.stdout.split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    return state != "Z"
+
+
+def _kill_once_marks_started(db: Path, dsn: str) -> list[int]:
+    """Start a sync, SIGKILL it once its two marks processes exist: their pids."""
+    sync = subprocess.Popen(
+        [sys.executable, "-m", "asyncmig", "sync", "--sqlite", str(db), "--pg", dsn],
+        env=cli_environment(None),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        children: list[int] = []
+        deadline = time.monotonic() + 30
+        while len(children) < 2 and sync.poll() is None and time.monotonic() < deadline:
+            children = _marks_children(sync.pid)
+            time.sleep(0.005)
+        return children
+    finally:
+        sync.kill()
+        sync.wait()
+
+
+def _ended(pids: list[int], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while any(map(_alive, pids)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not any(map(_alive, pids))
+
+
+async def test_marks_processes_started_early_end_with_a_killed_sync(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """A sync starts its marks processes before it knows their work (they wait on
+    stdin): killed with SIGKILL then, it leaves none behind (they read the end of
+    their input and exit)."""
+    db = build_source(tmp_path / "app.db", seed=14)
+    await migrate(db, pg_dsn, sync_marks=True)
+    children = _kill_once_marks_started(db, pg_dsn)
+    assert len(children) == 2, "the sync started no marks processes"
+    assert _ended(children, 15)

@@ -56,6 +56,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import structlog
+from anyio.abc import Process
 
 from asyncmig.quoting import qualified, quote_sqlite_ident
 from asyncmig.target import pages
@@ -554,10 +555,48 @@ class Computed:
     pages: bytes
 
 
+class Children:
+    """Child processes started before their jobs are known (they wait for them on
+    stdin), so that their start, an interpreter and its imports, overlaps the caller's
+    own; those not taken are stopped by :meth:`aclose`."""
+
+    def __init__(self) -> None:
+        self.waiting: list[Process] = []
+
+    async def start(self, count: int) -> None:
+        for _ in range(count):
+            self.waiting.append(await _open_child())
+
+    def take(self) -> Process | None:
+        return self.waiting.pop(0) if self.waiting else None
+
+    async def aclose(self) -> None:
+        while self.waiting:
+            process = self.waiting.pop()
+            process.kill()
+            with anyio.CancelScope(shield=True):
+                await process.aclose()
+
+
+async def _open_child() -> Process:
+    return await anyio.open_process(
+        [sys.executable, "-m", "asyncmig.target.marks"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 async def stream(
-    source: Path, requests: Sequence[Request], old_pages: Sequence[bytes], *, nice: int = 0
+    source: Path,
+    requests: Sequence[Request],
+    old_pages: Sequence[bytes],
+    *,
+    nice: int = 0,
+    process: Process | None = None,
 ) -> AsyncIterator[Computed | tuple[str, str]]:
-    """Each requested table's marks, or (table, why not), computed by a child process."""
+    """Each requested table's marks, or (table, why not), computed by a child process
+    (``process``: one already started, see :class:`Children`)."""
     job = {
         "source": str(source),  # the child has this process's working directory
         "nice": nice,
@@ -565,12 +604,8 @@ async def stream(
         "tables": [r.__dict__ for r in requests],
         "old_pages": [len(p) for p in old_pages],
     }
-    process = await anyio.open_process(
-        [sys.executable, "-m", "asyncmig.target.marks"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
+    if process is None:
+        process = await _open_child()
     try:
         assert process.stdin is not None and process.stdout is not None
         await process.stdin.send(json.dumps(job).encode() + b"\n" + b"".join(old_pages))
@@ -654,10 +689,12 @@ class Feed:
         jobs: int,
         nice: int = 0,
         old_pages: dict[str, bytes] | None = None,
+        children: Children | None = None,
     ):
         self.source, self.requests, self.nice = source, requests, nice
         self.jobs = max(1, jobs)
         self.old_pages = old_pages or {}
+        self.children = children
         self.found: dict[str, Computed] = {}
         self.ended: dict[str, anyio.Event] = {r.table: anyio.Event() for r in requests}
 
@@ -675,7 +712,8 @@ class Feed:
     async def _one(self, group: list[Request]) -> None:
         olds = [self.old_pages.get(r.table, b"") for r in group]
         try:
-            async for item in stream(self.source, group, olds, nice=self.nice):
+            started = self.children.take() if self.children is not None else None
+            async for item in stream(self.source, group, olds, nice=self.nice, process=started):
                 if isinstance(item, Computed):
                     self.found[item.marks.table] = item
                     self.ended[item.marks.table].set()

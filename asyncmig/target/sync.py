@@ -114,6 +114,15 @@ async def sync(settings: RunSettings) -> SyncReport:
 async def _sync(settings: RunSettings) -> SyncReport:
     started = time.perf_counter()
     check_source_file(settings.source)
+    children = marks.Children()  # the marks' processes start while the sync does
+    await children.start(max(1, settings.jobs))
+    try:
+        return await _connected(settings, started, children)
+    finally:
+        await children.aclose()
+
+
+async def _connected(settings: RunSettings, started: float, children: marks.Children) -> SyncReport:
     conn = await connect(settings.target)
     try:
         version = await check_server(conn)
@@ -134,7 +143,7 @@ async def _sync(settings: RunSettings) -> SyncReport:
         )
         report = SyncReport(run_id, previous.run_id, version, plan.schema)
         since = previous.run_id if reused and not settings.full_compare else None
-        await _recorded(conn, settings, plan, report, started, since)
+        await _recorded(conn, settings, plan, report, started, since, children)
         return report
     finally:
         with anyio.move_on_after(10, shield=True):
@@ -170,6 +179,7 @@ async def _recorded(
     report: SyncReport,
     started: float,
     since: int | None,
+    children: marks.Children,
 ) -> None:
     """Sync, hash the source meanwhile, and record the outcome either way."""
     digest: list[str] = []
@@ -190,6 +200,7 @@ async def _recorded(
                 settings.workers,
                 since=since,
                 target=settings.target,
+                children=children,
             )
         if fingerprint(settings.source) != before:
             raise SourceError(
@@ -313,6 +324,7 @@ async def sync_tables(
     *,
     target: Target,
     since: int | None = None,
+    children: marks.Children | None = None,
 ) -> list[TableSync]:
     """Compare and apply every table in one transaction (see the module docstring).
     ``since``: the newest load, whose source marks may be compared (None: compare in
@@ -328,7 +340,9 @@ async def sync_tables(
             await conn.execute(f"LOCK TABLE {names} IN SHARE ROW EXCLUSIVE MODE")
             shapes = await marks.shapes(conn, since) if since is not None else {}
             old_pages = await marks.recorded_pages(conn, since) if shapes and since else {}
-            feed = marks.Feed(source, marks.requests(plan, shapes), jobs, old_pages=old_pages)
+            feed = marks.Feed(
+                source, marks.requests(plan, shapes), jobs, old_pages=old_pages, children=children
+            )
             async with anyio.create_task_group() as tg:
                 tg.start_soon(feed.run)
                 work = Work(conn, plan, source, sqlite, skipped, jobs, workers, run_id, feed)
