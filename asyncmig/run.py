@@ -50,7 +50,7 @@ from asyncmig.finish import views
 from asyncmig.finish.foreign_keys import finish, orphan_policies, settle
 from asyncmig.load import chunks, progress, split
 from asyncmig.load.counts import SourceCounts
-from asyncmig.load.pipeline import PlanRefuted
+from asyncmig.load.refuted import Replanning, plan_refuted
 from asyncmig.load.tables import (
     expect_processes,
     load_everything,
@@ -475,9 +475,14 @@ async def _until_proved(
     resuming: resume.Resumable | None = None,
     loading: tuple[anyio.Event, SourceCounts] | None = None,
 ) -> Phases:
-    """The phases; when a load refutes a sampled plan, again with that table profiled
-    over every row (what this attempt made was dropped by ``_phases``)."""
-    scanned: frozenset[str] = frozenset()
+    """The phases; a table whose load refutes a sampled plan is profiled over every row
+    and reloaded alone when nothing else changes (asyncmig.load.refuted), else
+    everything starts again on the new plan (what this attempt made was dropped by
+    ``_phases``)."""
+    replanning = Replanning(
+        lambda scan: make_plan(settings, prove=True, scan=scan),
+        lambda made: prepared(admin, made, create=create),
+    )
     while True:
         try:
             return await _phases(
@@ -490,38 +495,15 @@ async def _until_proved(
                 check=check,
                 resuming=resuming,
                 loading=loading,
+                replanning=replanning,
             )
         except BaseException as exc:
             refuted = plan_refuted(exc)
             if refuted is None:
                 raise
-        scanned |= {source_name(plan, refuted.table)}
-        log.warning(
-            "plan_refuted",
-            table=refuted.table,
-            column=refuted.column,
-            action="profiling the table over every row and starting again",
-        )
-        plan = await make_plan(settings, prove=True, scan=scanned)
+        log.warning("starting_again", table=refuted.table, column=refuted.column)
+        plan = await replanning.again(plan, refuted)
         resuming = None  # the refuted attempt dropped what it had taken over
-
-
-def plan_refuted(exc: BaseException) -> PlanRefuted | None:
-    """The refutation that stopped a load, when that (and cancellations) is all that did."""
-    if isinstance(exc, PlanRefuted):
-        return exc
-    if not isinstance(exc, BaseExceptionGroup):
-        return None
-    found = [
-        plan_refuted(e)
-        for e in exc.exceptions
-        if not isinstance(e, anyio.get_cancelled_exc_class())
-    ]
-    return found[0] if found and all(found) else None
-
-
-def source_name(plan: Plan, table: str) -> str:
-    return plan.table(table).source_name
 
 
 def run_options(settings: RunSettings, plan: Plan, identity: str | None) -> dict[str, object]:
@@ -552,10 +534,13 @@ async def _phases(
     check: bool,
     resuming: resume.Resumable | None = None,
     loading: tuple[anyio.Event, SourceCounts] | None = None,
+    replanning: Replanning | None = None,
 ) -> Phases:
     """The phases on one plan. ``loading``: an event set once the load's first batch is
     in, and the exact counts of the tables the plan has estimates for (taken beside
-    the load); the plan returned holds them."""
+    the load); the plan returned holds them. ``replanning``: a table whose load refutes
+    the plan is reloaded alone on the plan it makes (then every later phase reads that
+    plan)."""
     copying, counts = loading or (anyio.Event(), SourceCounts(settings.source))
     before = fingerprint(settings.source)
     tag = await history.run_tag(admin, run_id)  # names this run's files
@@ -608,9 +593,22 @@ async def _phases(
     try:
         if load:
             progress.current().phase("loading")
+            if replanning is not None and create:
+                replanning.current, replanning.notes = plan, notes
             loaded = await load_everything(
-                settings, plan, run_id, staging, taken_over, copying, counts
+                settings,
+                plan,
+                run_id,
+                staging,
+                taken_over,
+                copying,
+                counts,
+                replanning.local if replanning is not None and create else None,
             )
+            proven = replanning.current if replanning is not None else None
+            if proven is not None and proven is not plan:
+                warnings[: len(plan.warnings)] = proven.warnings  # the scanned tables' too
+                plan, target = proven, replace(proven, schema=target.schema)
             if staging.tables:  # every split table moved out of it: empty
                 await execute_all(admin, [split.drop_staging_sql(run_id)])
             log.info("data_loaded", rows=loaded.rows)

@@ -20,10 +20,11 @@ from asyncmig.errors import (
     VerificationError,
 )
 from asyncmig.finish.indexes import IndexResult, add_constraints, build_indexes
-from asyncmig.load import progress, split
+from asyncmig.load import chunks, progress, split
 from asyncmig.load.counts import SourceCounts
 from asyncmig.load.pipeline import TableLoad
 from asyncmig.load.policy import TooManyRejects, reject_path
+from asyncmig.load.refuted import Replan, plan_refuted
 from asyncmig.load.worker import (
     WORKER_DIED,
     load_and_count,
@@ -32,6 +33,7 @@ from asyncmig.load.worker import (
     worker_died,
 )
 from asyncmig.plan.model import PROCESS_THRESHOLD_ROWS, Plan, TablePlan
+from asyncmig.quoting import qualified, quote_ident
 from asyncmig.runstate import RunSettings, TableReport
 from asyncmig.target import faults
 from asyncmig.target.connect import create_pool
@@ -100,11 +102,14 @@ async def load_everything(
     taken_over: Mapping[str, TableLoad] | None = None,
     copying: anyio.Event | None = None,
     counts: SourceCounts | None = None,
+    replan: Replan | None = None,
 ) -> Loaded:
     """Phases 2-3: every table's data, then its indexes and constraints (``taken_over``:
     the tables a resumed run loaded, and their loads as its history recorded them;
     ``copying``: set once a first batch is in; ``counts``: the exact counts of the
-    tables whose plan has an estimate, taken beside the load).
+    tables whose plan has an estimate, taken beside the load; ``replan``: asked for a
+    plan proven over every row of a table whose load refuted its plan, the table then
+    reloaded alone, see :mod:`asyncmig.load.refuted`).
 
     Reading, converting and encoding rows is Python work, so with ``jobs`` > 1 each
     table's pipeline runs in a worker process (one event loop, reader, transformers and
@@ -122,23 +127,35 @@ async def load_everything(
     done: list[TableDone] = []
     counts = counts or SourceCounts(settings.source)
 
-    async def one(table: TablePlan) -> None:
-        done.append(
-            await migrate_table(
-                settings,
-                plan,
-                table,
-                pool,
-                load_slots,
-                index_slots,
-                run_id,
-                in_processes,
-                board.slot(table.name),
-                staging,
-                (taken_over or {}).get(table.name),
-                counts,
-            )
+    async def migrate(on: Plan, table: TablePlan) -> TableDone:
+        return await migrate_table(
+            settings,
+            on,
+            table,
+            pool,
+            load_slots,
+            index_slots,
+            run_id,
+            in_processes,
+            board.slot(table.name),
+            staging,
+            (taken_over or {}).get(table.name),
+            counts,
         )
+
+    async def one(table: TablePlan) -> None:
+        try:
+            finished = await migrate(plan, table)
+        except BaseException as exc:
+            refuted = plan_refuted(exc)
+            if refuted is None or not reloadable(settings, table, taken_over) or replan is None:
+                raise
+            proven = await replan(refuted)
+            if proven is None:  # the run starts over
+                raise
+            await recreate_table(pool, proven, proven.table(table.name), staging)
+            finished = await migrate(proven, proven.table(table.name))
+        done.append(finished)
         check_total_rejects(settings, [d.report for d in done])
 
     try:
@@ -160,6 +177,36 @@ async def load_everything(
             await pool.close()
             await retire_workers()
     return Loaded(tuple(d.report for d in done), tuple(w for d in done for w in d.warnings))
+
+
+def reloadable(
+    settings: RunSettings, table: TablePlan, taken_over: Mapping[str, TableLoad] | None
+) -> bool:
+    """May a refuted table be reloaded alone? Not one taken over from an interrupted
+    run, nor one committed in chunks the history records: those start over."""
+    return not taken_over and not chunks.chunked(table, settings.pipeline)
+
+
+async def recreate_table(
+    pool: asyncpg.Pool, plan: Plan, table: TablePlan, staging: split.Staging | None
+) -> None:
+    """The refuted table dropped (whatever its load committed, e.g. a split table's
+    finished ranges) and created again bare on its proven plan, where the load expects
+    it: in the plan's schema, or moved into the split tables' one. One transaction."""
+    split_here = staging is not None and table.name in staging.tables
+    where = staging.schema if staging is not None and split_here else plan.schema
+    statements = [
+        f"DROP TABLE {qualified(where, table.name)}",
+        ddl.create_table_sql(plan, table),
+    ]
+    if staging is not None and split_here:
+        statements.append(
+            f"ALTER TABLE {qualified(plan.schema, table.name)} "
+            f"SET SCHEMA {quote_ident(staging.schema)}"
+        )
+    async with pool.acquire() as conn, conn.transaction():
+        await execute_all(conn, statements)
+    log.info("table_recreated", table=table.name, schema=where)
 
 
 async def retire_workers() -> None:
