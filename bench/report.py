@@ -45,6 +45,9 @@ class Report:
     workloads: list[Workload] = field(default_factory=list)
     # asyncmig on the dirty database over asyncmig on its clean twin, per round
     dirty_ratios: list[float] = field(default_factory=list)
+    # the same for --baseline's tree, in the same rounds; each round's load average
+    baseline_dirty_ratios: list[float] = field(default_factory=list)
+    dirty_loads: list[float] = field(default_factory=list)
 
 
 def median_of(runs: list[Measured]) -> Measured | None:
@@ -124,6 +127,15 @@ def render(report: Report) -> str:
         lines += render_workload(work)
     if report.dirty_ratios:
         lines.append("asyncmig dirty/clean: " + ", ".join(f"{r:.2f}" for r in report.dirty_ratios))
+    if report.baseline_dirty_ratios:
+        lines.append(
+            "baseline dirty/clean: " + ", ".join(f"{r:.2f}" for r in report.baseline_dirty_ratios)
+        )
+    if report.dirty_loads:
+        lines.append(
+            "load average after each dirty round: "
+            + ", ".join(f"{r:.1f}" for r in report.dirty_loads)
+        )
     return "\n".join(lines)
 
 
@@ -132,6 +144,8 @@ def to_json(report: Report) -> str:
         "jobs": report.jobs,
         "server": report.server,
         "dirty_ratios": report.dirty_ratios,
+        "baseline_dirty_ratios": report.baseline_dirty_ratios,
+        "dirty_loads": report.dirty_loads,
         "workloads": [],
     }
     for work in report.workloads:

@@ -247,11 +247,12 @@ ASYNCMIG_RUN = (sys.executable, "-m", "asyncmig", "run")
 
 
 def run_asyncmig(
-    db: Path, dsn: str, jobs: int, rows: int, schema: str = ASYNCMIG_SCHEMA
+    db: Path, dsn: str, jobs: int, rows: int, schema: str = ASYNCMIG_SCHEMA, root: Path = ROOT
 ) -> Measure:
     """asyncmig's `run` as a child; RSS summed over its process tree, phases from its log.
 
     Exit code 8 (done, some rows in the reject store) is a success for a dirty source.
+    ``root``: the tree whose asyncmig runs (--baseline's, or this one).
     """
     logs = Path(tempfile.mkdtemp(prefix="asyncmig-bench-logs-"))
     cmd = asyncmig_run(db, dsn, schema, jobs, logs)
@@ -261,7 +262,7 @@ def run_asyncmig(
             cmd,
             stdout=subprocess.DEVNULL,
             stderr=err.fileno(),
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            env={**os.environ, "PYTHONPATH": str(root)},
         )
         with meter.sampling(child.pid) as sampler:
             code = child.wait()
@@ -653,21 +654,54 @@ def one_round(bindir: Path, dsn: str, db: Path, jobs: int, work: Workload) -> No
 
 
 def dirty_round(
-    bindir: Path, dsn: str, clean: Path, dirty: Path, jobs: int, works: tuple[Workload, Workload]
+    bindir: Path,
+    dsn: str,
+    clean: Path,
+    dirty: Path,
+    jobs: int,
+    works: tuple[Workload, Workload] | None,
+    root: Path = ROOT,
 ) -> float | None:
-    """asyncmig on the clean twin, then on the dirty database: their time ratio.
+    """asyncmig (of tree ``root``) on the clean twin, then on the dirty database: their
+    time ratio; ``works`` (None: --baseline's runs, not tabled) gets the measures.
 
     The C pipeline has no reject path (one bad value stops its COPY), so only asyncmig
     runs here; its own final check accounts for every row, loaded or rejected.
     """
     measures = []
-    for db, work in zip((clean, dirty), works, strict=True):
+    for number, db in enumerate((clean, dirty)):
         psql(bindir, dsn, f"DROP SCHEMA IF EXISTS {qi(ASYNCMIG_SCHEMA)} CASCADE")
-        measures.append(run_asyncmig(db, dsn, jobs, work.rows))
-        work.add(measures[-1])
+        rows = sum(source_counts(db).values())
+        measures.append(run_asyncmig(db, dsn, jobs, rows, root=root))
+        if works is not None:
+            works[number].add(measures[-1])
     if all(m.ok for m in measures):
         return round(measures[1].seconds / measures[0].seconds, 2)
     return None
+
+
+def dirty_rounds(
+    args: argparse.Namespace,
+    bindir: Path,
+    dsn: str,
+    dbs: dict[str, Path],
+    works: dict[str, Workload],
+    report: Report,
+) -> None:
+    """One round of the dirty comparison: this tree's, and --baseline's beside it,
+    the two taking turns going first; the load average once both are done."""
+    pair = (dbs["dirty-clean"], dbs["dirty"])
+    trees: list[tuple[Path, list[float]]] = [(ROOT, report.dirty_ratios)]
+    if args.baseline is not None:
+        trees.append((args.baseline.resolve(), report.baseline_dirty_ratios))
+        if len(report.dirty_loads) % 2:
+            trees.reverse()
+    for root, ratios in trees:
+        mine = (works["dirty-clean"], works["dirty"]) if root == ROOT else None
+        found = dirty_round(bindir, dsn, *pair, args.jobs, mine, root)
+        if found is not None:
+            ratios.append(found)
+    report.dirty_loads.append(round(os.getloadavg()[0], 1))
 
 
 def source_counts(db: Path) -> dict[str, int]:
@@ -699,9 +733,9 @@ def generate(module: str, db: Path, *args: str) -> Path:
 
 def databases(args: argparse.Namespace, workdir: Path) -> dict[str, Path]:
     """The workloads' files: given with --db / --northwind-db, or generated."""
-    dbs = {
-        "2truths": args.db
-        or generate(
+    dbs: dict[str, Path] = {}
+    if not args.only_dirty:
+        dbs["2truths"] = args.db or generate(
             "bench.gen_2truths",
             workdir / "2truths.db",
             "--rows",
@@ -709,12 +743,11 @@ def databases(args: argparse.Namespace, workdir: Path) -> dict[str, Path]:
             "--seed",
             str(args.seed),
         )
-    }
-    if not args.no_northwind:
+    if not args.no_northwind and not args.only_dirty:
         dbs["northwind"] = args.northwind_db or generate(
             "bench.gen_northwind", workdir / "northwind.db", "--rows", str(args.northwind_rows)
         )
-    if args.dirty:
+    if args.dirty or args.only_dirty:
         faults = max(1, args.dirty_rows // 100 // DIRTY_KINDS)  # about 1 % of rows dirty
         dbs["dirty-clean"] = generate(
             "bench.gen_dirty", workdir / "clean.db", "--rows", str(args.dirty_rows), "--faults", "0"
@@ -758,6 +791,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="also time asyncmig on a 1%%-dirty database against its clean twin",
     )
     parser.add_argument("--dirty-rows", type=int, default=500_000)
+    parser.add_argument("--only-dirty", action="store_true", help="--dirty, and no other workload")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="with --dirty: also time this other asyncmig tree (e.g. a `git archive` of an "
+        "older commit) on the same two databases, in the same rounds",
+    )
     parser.add_argument("--seed", type=int, default=0, help="generator seed")
     parser.add_argument("--jobs", type=int, default=2, help="tables loaded in parallel")
     parser.add_argument("--repeat", type=int, default=1, help="rounds; the median is shown")
@@ -781,17 +821,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for name in ("2truths", "northwind"):
                     if name in dbs:
                         one_round(bindir, dsn, dbs[name], args.jobs, works[name])
-                if args.dirty:
-                    found = dirty_round(
-                        bindir,
-                        dsn,
-                        dbs["dirty-clean"],
-                        dbs["dirty"],
-                        args.jobs,
-                        (works["dirty-clean"], works["dirty"]),
-                    )
-                    if found is not None:
-                        report.dirty_ratios.append(found)
+                if args.dirty or args.only_dirty:
+                    dirty_rounds(args, bindir, dsn, dbs, works, report)
     print(render(report))
     if args.json is not None:
         args.json.write_text(to_json(report) + "\n")
