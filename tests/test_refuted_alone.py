@@ -23,6 +23,7 @@ from structlog.testing import capture_logs
 from asyncmig.load import split, tables
 from asyncmig.load.refuted import why_not_local
 from asyncmig.plan.builder import build_plan
+from asyncmig.plan.model import Plan, TablePlan
 from asyncmig.run import run_migration
 from asyncmig.runstate import RunReport, RunSettings
 from asyncmig.target.connect import Target
@@ -194,6 +195,12 @@ async def test_a_split_table_refuted_in_one_range_is_reloaded_alone(
         await conn.close()
 
 
+def uncounted(plan: Plan) -> list[TablePlan]:
+    """The plan's tables without their row counts (a run's plan holds the exact ones,
+    a plan made before the load estimates)."""
+    return [replace(t, row_count=0, rows_counted=True) for t in plan.tables]
+
+
 def build_keyed(path: Path) -> Path:
     """``items`` keyed by a UUID text, one key in the middle not a UUID; ``tags``
     references it."""
@@ -232,7 +239,7 @@ async def test_a_refuted_key_a_foreign_key_references_starts_the_run_over(
     assert not events(logs, "table_reloaded_alone") and loads_started(logs) == 2
     assert [e["table"] for e in events(logs, "plan_refuted")] == ["items"]
     proven = build_plan(path, prove=True, scan=frozenset({"items"}))
-    assert report.plan.tables == proven.tables and report.plan.skipped == proven.skipped
+    assert uncounted(report.plan) == uncounted(proven) and report.plan.skipped == proven.skipped
     assert report.plan.table("items").column("code").target_type == "text"
     found = await loaded(pg_dsn, "keyed")
     items = dict(found["items"][1])
