@@ -237,9 +237,12 @@ def utc_env() -> dict[str, str]:
 # --- (a) asyncmig ------------------------------------------------------------------------
 
 
-def asyncmig_run(db: Path, dsn: str, schema: str, jobs: int, logs: Path) -> list[str]:
-    """The command line of asyncmig's `run`, logging JSON into ``logs``."""
-    options = ["--schema", schema, "--jobs", str(jobs), "--log-format", "json"]
+def asyncmig_run(
+    db: Path, dsn: str, schema: str, jobs: int, logs: Path, extra: Sequence[str] = ()
+) -> list[str]:
+    """The command line of asyncmig's `run`, logging JSON into ``logs`` (``extra``: more
+    options)."""
+    options = ["--schema", schema, "--jobs", str(jobs), "--log-format", "json", *extra]
     return [*ASYNCMIG_RUN, "--sqlite", str(db), "--pg", dsn, *options, "--log-dir", str(logs)]
 
 
@@ -247,15 +250,22 @@ ASYNCMIG_RUN = (sys.executable, "-m", "asyncmig", "run")
 
 
 def run_asyncmig(
-    db: Path, dsn: str, jobs: int, rows: int, schema: str = ASYNCMIG_SCHEMA, root: Path = ROOT
+    db: Path,
+    dsn: str,
+    jobs: int,
+    rows: int,
+    schema: str = ASYNCMIG_SCHEMA,
+    root: Path = ROOT,
+    extra: Sequence[str] = (),
 ) -> Measure:
     """asyncmig's `run` as a child; RSS summed over its process tree, phases from its log.
 
     Exit code 8 (done, some rows in the reject store) is a success for a dirty source.
-    ``root``: the tree whose asyncmig runs (--baseline's, or this one).
+    ``root``: the tree whose asyncmig runs (--baseline's, or this one); ``extra``: more
+    options for it.
     """
     logs = Path(tempfile.mkdtemp(prefix="asyncmig-bench-logs-"))
-    cmd = asyncmig_run(db, dsn, schema, jobs, logs)
+    cmd = asyncmig_run(db, dsn, schema, jobs, logs, extra)
     wall, started = time.time(), time.perf_counter()
     with tempfile.TemporaryFile() as err, meter.cpu_used(postmaster(dsn)) as cpu:
         child = subprocess.Popen(

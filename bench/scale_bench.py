@@ -3,13 +3,13 @@ databases of several sizes, as ratios to the smallest.
 
     python -m bench.scale_bench [--rows 1000000 --rows 10000000 --rows 20000000]
                                 [--db FILE ...] [--workdir DIR] [--jobs 2] [--repeat 1]
-                                [--json OUT]
+                                [--option=--queue-size=2 ...] [--json OUT]
 
 The databases are the ``--db`` files, or 2Truths databases of ``--rows`` rows made by
 ``bench.gen_2truths`` (into ``--workdir``, kept there and reused by the next run of
 this script; without it into a temporary directory removed at the end). Against one
 throw-away cluster (see :mod:`bench.run_bench`), each round runs asyncmig's ``run``
-(default options, ``--jobs``) on every size into an empty schema, the sizes ascending
+(default options, ``--jobs``, and each ``--option``) on every size into an empty schema, the sizes ascending
 in odd rounds and descending in even ones, so that no size always runs first. Per run:
 
 - wall seconds, the CPU seconds of asyncmig's process tree and of the server, and the
@@ -107,14 +107,16 @@ class LoadSampler:
             self.found.append(round(os.getloadavg()[0], 2))
 
 
-def measured_run(dsn: str, db: Path, jobs: int, result: ScaleRun) -> None:
+def measured_run(
+    dsn: str, db: Path, jobs: int, result: ScaleRun, extra: Sequence[str] = ()
+) -> None:
     """One ``run`` into an empty schema, watched for its first COPY."""
     bindir = pg_bin()
     psql(bindir, dsn, f"DROP SCHEMA IF EXISTS {qi(ASYNCMIG_SCHEMA)} CASCADE")
     psql(bindir, dsn, DROP_LEFTOVERS)  # a failed run's stage kept for resuming
     with LoadSampler().running() as load, CopyWatch(dsn) as watch:
         began = time.perf_counter()
-        measure: Measure = run_asyncmig(db, dsn, jobs, result.rows)
+        measure: Measure = run_asyncmig(db, dsn, jobs, result.rows, extra=extra)
     result.ok, result.seconds = measure.ok, round(measure.seconds, 2)
     result.cpu_s, result.server_cpu_s = measure.cpu_s, measure.server_cpu_s
     result.peak_rss_mb = round(measure.peak_rss_mb, 1)
@@ -237,14 +239,16 @@ def databases(args: argparse.Namespace, workdir: Path) -> list[tuple[Path, int]]
     return found
 
 
-def measure_all(dbs: list[tuple[Path, int]], jobs: int, repeat: int) -> list[ScaleRun]:
+def measure_all(
+    dbs: list[tuple[Path, int]], jobs: int, repeat: int, extra: Sequence[str] = ()
+) -> list[ScaleRun]:
     counts = {db: source_counts(db) for db, _ in dbs}
     runs = []
     with cluster(pg_bin()) as dsn:
         for round_number in range(1, max(1, repeat) + 1):
             for db, rows in sizes_in_turn(dbs, round_number):
                 result = ScaleRun(str(db), rows, round_number)
-                measured_run(dsn, db, jobs, result)
+                measured_run(dsn, db, jobs, result, extra)
                 if result.ok:
                     result.problems = verify_counts(pg_bin(), dsn, counts[db], ASYNCMIG_SCHEMA)
                     result.ok = not result.problems
@@ -268,6 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="generator seed")
     parser.add_argument("--jobs", type=int, default=2, help="asyncmig's --jobs")
     parser.add_argument("--repeat", type=int, default=1, help="rounds over every size")
+    parser.add_argument(
+        "--option", action="append", default=[], help="an option for asyncmig run (repeat)"
+    )
     parser.add_argument("--json", type=Path, help="also write every run here as JSON")
     return parser
 
@@ -278,9 +285,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         workdir = args.workdir or Path(temporary)
         workdir.mkdir(parents=True, exist_ok=True)
         dbs = databases(args, workdir)
-        runs = measure_all(dbs, args.jobs, args.repeat)
+        runs = measure_all(dbs, args.jobs, args.repeat, args.option)
     sizes = sorted({rows for _, rows in dbs})
-    print(f"--jobs {args.jobs}, {os.cpu_count()} cores, PostgreSQL {pg_bin().parent.name}")
+    print(
+        f"--jobs {args.jobs} {' '.join(args.option)}, {os.cpu_count()} cores, "
+        f"PostgreSQL {pg_bin().parent.name}"
+    )
     for line in run_lines(runs) + ratio_lines(runs, sizes):
         print(line)
     if args.json is not None:
