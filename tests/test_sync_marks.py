@@ -10,6 +10,7 @@ is compared in full (and put right), and that the marks tell storage classes apa
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import sqlite3
@@ -26,6 +27,7 @@ from bench.edit_2truths import edit
 from tests.fix_cli import cli_environment, run_cli, valid
 from tests.fix_run import migrate
 from tests.fix_sync import build_source, deep_check_passes, expected_changes, rows_by_key
+from tests.test_sync import table_digests
 
 
 def sync_json(db: Path, dsn: str, schema: str, *extra: str) -> dict[str, Any]:
@@ -392,3 +394,76 @@ async def test_marks_processes_started_early_end_with_a_killed_sync(
     children = _kill_once_marks_started(db, pg_dsn)
     assert len(children) == 2, "the sync started no marks processes"
     assert _ended(children, 15)
+
+
+MARKS_LOCKED_BY_OTHERS = """
+SELECT count(*) FROM pg_locks
+WHERE relation = 'asyncmig.source_marks'::regclass AND granted AND pid <> ALL($1::int[])"""
+
+
+async def test_the_reader_connection_terminated_leaves_every_table_as_it_was(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """A sync by marks makes the next table ready on a second connection. Its backend
+    terminated mid-sync (caught reading the old marks, waiting behind a lock this test
+    queues once the sync's transaction holds one there): the sync fails in one line,
+    every table keeps its content, and the next sync succeeds."""
+    db = build_source(tmp_path / "app.db", seed=15)
+    await migrate(db, pg_dsn, sync_marks=True)
+    edit(db, 0.03, 15)
+    holder = await asyncpg.connect(pg_dsn)
+    watcher = await asyncpg.connect(pg_dsn)
+    ours = [holder.get_server_pid(), watcher.get_server_pid()]
+    tables = ["users", "challenges", "guesses", "guess_history", "token_balances"]
+    before = await table_digests(holder, tables)
+    errors = (tmp_path / "sync.err").open("wb")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *("-m", "asyncmig", "sync", "--sqlite", str(db), "--pg", pg_dsn),
+        *("--log-dir", str(tmp_path)),
+        env=cli_environment(None),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=errors,
+    )
+    tx = holder.transaction()
+    await tx.start()
+    queued = None
+    try:
+        while not await watcher.fetchval(MARKS_LOCKED_BY_OTHERS, ours):
+            assert proc.returncode is None, (tmp_path / "sync.err").read_text()
+            await asyncio.sleep(0.01)
+        # queued behind the sync's transaction: the reader's next read of the marks waits
+        queued = asyncio.ensure_future(
+            holder.execute("LOCK TABLE asyncmig.source_marks IN ACCESS EXCLUSIVE MODE")
+        )
+        reader = None
+        while reader is None:
+            assert proc.returncode is None, (tmp_path / "sync.err").read_text()
+            reader = await watcher.fetchval(
+                "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND query LIKE 'SELECT table_name, mode, shift%'"
+            )
+            await asyncio.sleep(0.02)
+        assert await watcher.fetchval("SELECT pg_terminate_backend($1)", reader)
+        await asyncio.wait_for(proc.wait(), 60)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        errors.close()
+        if queued is not None:
+            await queued
+        await tx.rollback()
+        await watcher.close()
+    stderr = (tmp_path / "sync.err").read_text()
+    assert proc.returncode == 4, stderr
+    assert "Traceback" not in stderr
+    assert "connection was closed" in stderr and len(stderr.strip().splitlines()) == 1
+    try:
+        assert await table_digests(holder, tables) == before
+        status = await holder.fetchval("SELECT status FROM asyncmig.runs ORDER BY id DESC LIMIT 1")
+    finally:
+        await holder.close()
+    assert status == "failed"
+    assert sync_json(db, pg_dsn, "public")["changed"] > 0
+    deep_check_passes(db, pg_dsn)

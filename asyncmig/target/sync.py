@@ -401,16 +401,18 @@ class Work:
         row by row. The next table is made ready meanwhile (:class:`sync_marks.Ready`)."""
         send, receive = anyio.create_memory_object_stream[sync_marks.Ready]()
         reader = await connect(target)
-        sqlite = await anyio.to_thread.run_sync(open_sync, self.source)
-        sqlite.text_factory = lenient_text
         try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._prepare, since, trust, reader, sqlite, send)
-                async with receive:
-                    async for ready in receive:
-                        await self._apply(ready)
+            sqlite = await anyio.to_thread.run_sync(open_sync, self.source)
+            sqlite.text_factory = lenient_text
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._prepare, since, trust, reader, sqlite, send)
+                    async with receive:
+                        async for ready in receive:
+                            await self._apply(ready)
+            finally:
+                sqlite.close()
         finally:
-            sqlite.close()
             with anyio.move_on_after(10, shield=True):
                 await reader.close()
         marked = sum(1 for t in self.plan.tables if t.name in self.fast)
@@ -460,10 +462,8 @@ class Work:
 
     async def _apply(self, ready: sync_marks.Ready) -> None:
         table, number = ready.table, ready.number
-        if ready.found is not None and ready.now is not None:
-            await marks.store(
-                self.conn, self.run_id, ready.now, ready.found.pages
-            )  # the next sync's
+        if ready.found is not None and ready.now is not None:  # for the next sync
+            await marks.store(self.conn, self.run_id, ready.now, ready.found.pages)
         ready.now = None
         item = ready.item
         if item is not None:
