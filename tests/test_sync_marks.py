@@ -467,3 +467,30 @@ async def test_the_reader_connection_terminated_leaves_every_table_as_it_was(
     assert status == "failed"
     assert sync_json(db, pg_dsn, "public")["changed"] > 0
     deep_check_passes(db, pg_dsn)
+
+
+async def test_a_table_whose_every_row_changed_streams_through_in_batches(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """Every row of a 12,000-row table changed (more than two batches of candidates,
+    one range chunk): the sync by marks streams them through (never the table whole)
+    and updates exactly those rows, with the values the load would have written."""
+    db = tmp_path / "wide.db"
+    apply(
+        db,
+        "CREATE TABLE big (id INTEGER PRIMARY KEY, uid TEXT NOT NULL UNIQUE, v REAL)",
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 12000) "
+        "INSERT INTO big SELECT i, printf('%08x-0000-4000-8000-%012x', i, i), i / 4.0 FROM n",
+    )
+    await migrate(db, pg_dsn, sync_marks=True)
+    apply(db, "UPDATE big SET v = -v - 1")
+    report = sync_json(db, pg_dsn, "public")
+    assert compared(report) == {"big": "marks"}
+    assert changes_of(report)["big"] == {"inserted": 0, "updated": 12000, "deleted": 0}
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        rows = await conn.fetch("SELECT id, v FROM big ORDER BY id")
+    finally:
+        await conn.close()
+    assert [(r["id"], r["v"]) for r in rows] == [(i, -i / 4.0 - 1) for i in range(1, 12001)]
+    deep_check_schema(db, pg_dsn, "public")

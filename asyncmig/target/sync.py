@@ -29,7 +29,7 @@ import json
 import resource
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,7 @@ import anyio.to_process
 import anyio.to_thread
 import asyncpg
 import structlog
-from anyio.streams.memory import MemoryObjectSendStream
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from asyncmig import ddl
 from asyncmig.check.deep import FETCH_ROWS, Digest, TableCheck, parse_type
@@ -440,25 +440,34 @@ class Work:
                 if rows is not None and was is not None and now is not None and was.fits(now):
                     assert found is not None
                     ready.item = RangeSync.between(table, was, now, rows, found)
-                    if table.primary_key:
-                        ready.batches = await anyio.to_thread.run_sync(
-                            self._candidates, sqlite, ready.item
-                        )
                 del was, now, found  # a few bytes a row: only what is needed is kept
-                await send.send(ready)
+                if ready.item is None or not table.primary_key:
+                    await send.send(ready)
+                    continue
+                feed, ready.rows = anyio.create_memory_object_stream[list[Row]](1)
+                await send.send(ready)  # applied while its rows are read
+                await self._candidates(sqlite, ready.item, feed)
 
-    def _candidates(self, sqlite: sqlite3.Connection, item: RangeSync) -> list[list[Row]]:
-        """The candidate rows of ``item``, converted as the load converts."""
+    async def _candidates(
+        self,
+        sqlite: sqlite3.Connection,
+        item: RangeSync,
+        feed: MemoryObjectSendStream[list[Row]],
+    ) -> None:
+        """The candidate rows of ``item``, read and converted as the load converts, a
+        batch at a time (in a worker thread), into ``feed``."""
         table = item.table
         check = TableCheck(self.plan, table, set(self.skipped.get(table.name, ())))
-        began = time.perf_counter()
-        batches = [
-            convert(table, batch, item.replaced)
-            for batch in sync_marks.candidates(sqlite, check, item)
-        ]
-        sync_marks.timed(item, began)
+        batches = sync_marks.candidates(sqlite, check, item)
+        async with feed:
+            while True:
+                began = time.perf_counter()
+                batch = await anyio.to_thread.run_sync(_next_converted, batches, item)
+                sync_marks.timed(item, began)
+                if batch is None:
+                    break
+                await feed.send(batch)
         log.info("candidates_read", table=table.name, seconds=round(item.seconds, 3))
-        return batches
 
     async def _apply(self, ready: sync_marks.Ready) -> None:
         table, number = ready.table, ready.number
@@ -469,9 +478,8 @@ class Work:
         if item is not None:
             self.fast[table.name] = item
             await _upsert_ranges(
-                self.conn, self.plan, item, self.sqlite, self.skipped, number, ready.batches
+                self.conn, self.plan, item, self.sqlite, self.skipped, number, ready.rows
             )
-            ready.batches = []
             if table.name not in self.referenced:  # no child waits on its deletions
                 self.done[table.name] = await _delete_ranges(
                     self.conn, self.plan, item, self.sqlite, self.skipped
@@ -644,6 +652,12 @@ async def _table_diff(
     return TableDiff(check, sqlite, ranges)
 
 
+def _next_converted(batches: Iterator[list[Row]], item: RangeSync) -> list[Row] | None:
+    """The next batch of candidates, converted (None: no more)."""
+    batch = next(batches, None)
+    return None if batch is None else convert(item.table, batch, item.replaced)
+
+
 async def _upsert_ranges(
     conn: asyncpg.Connection,
     plan: Plan,
@@ -651,9 +665,10 @@ async def _upsert_ranges(
     sqlite: sqlite3.Connection,
     skipped: dict[str, set[object]],
     number: int,
-    batches: list[list[Row]],
+    batches: MemoryObjectReceiveStream[list[Row]] | None,
 ) -> None:
-    """``batches``: the candidate rows, converted (:meth:`Work._candidates`)."""
+    """``batches``: the candidate rows, converted (:meth:`Work._candidates`); none for
+    a table without a key (reloaded whole when it differs)."""
     began = time.perf_counter()
     table = item.table
     skip = set(skipped.get(table.name, ()))
@@ -663,6 +678,7 @@ async def _upsert_ranges(
             item.inserted, item.deleted = await reload(conn, plan, table, change, sqlite, skip)
         sync_marks.timed(item, began)
         return
+    assert batches is not None
     await sync_marks.upsert(conn, plan, item, batches, _copier(conn, converted=True), number)
     if item.inserted:
         for statement in ddl.sequence_reset_sql(plan, table, table.next_identity):

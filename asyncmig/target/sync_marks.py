@@ -38,13 +38,14 @@ from __future__ import annotations
 import sqlite3
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import anyio.to_thread
 import asyncpg
 import structlog
+from anyio.streams.memory import MemoryObjectReceiveStream
 
 from asyncmig.check.deep import FETCH_ROWS, TableCheck
 from asyncmig.errors import TargetError, VerificationError
@@ -161,16 +162,15 @@ class Trust:
 class Ready:
     """One table made ready beside the sync's connection (on a reader connection and a
     SQLite connection of its own) while the previous table is applied: its marks now
-    (to be stored), and when it can be synced by them, what differs and the candidate
-    rows, already converted (only the ranges that differ: a few percent of a table
-    at most for a nightly sync)."""
+    (to be stored), and when it can be synced by them, what differs and, as they are
+    read and converted, the candidate rows (a batch or two at a time)."""
 
     table: TablePlan
     number: int
     found: Computed | None
     now: Marks | None
     item: RangeSync | None = None
-    batches: list[list[Row]] = field(default_factory=list)
+    rows: MemoryObjectReceiveStream[list[Row]] | None = None  # its candidates, converted
 
 
 def _ranges_sql(check: TableCheck, mode: str, rowid: str) -> str:
@@ -192,43 +192,45 @@ def _rowid(check: TableCheck) -> str:
     return name
 
 
-def candidates(sqlite: sqlite3.Connection, check: TableCheck, item: RangeSync) -> list[list[Row]]:
-    """The source rows of the differing ranges, in batches, rejected rows left out (as
-    they are: see ``sync.convert``)."""
+def candidates(
+    sqlite: sqlite3.Connection, check: TableCheck, item: RangeSync
+) -> Iterator[list[Row]]:
+    """The source rows of the differing ranges, in batches of about BATCH rows, rejected
+    rows left out (as they are: see ``sync.convert``). Lazy: a table whose rows nearly
+    all changed is never held whole."""
     sql = _ranges_sql(check, item.mode, _rowid(check))
-    batches: list[list[Row]] = []
     batch: list[Row] = []
     for first, last in chunks(item.differing):
-        low = item.bounds(first)[0]
-        high = item.bounds(last)[1]
-        batch.extend(row for row in sqlite.execute(sql, (low, high)) if not check.skips(row))
-        if len(batch) >= BATCH:
-            batches.append(batch)
-            batch = []
+        cursor = sqlite.execute(sql, (item.bounds(first)[0], item.bounds(last)[1]))
+        while rows := cursor.fetchmany(BATCH):
+            batch.extend(row for row in rows if not check.skips(row))
+            if len(batch) >= BATCH:
+                yield batch
+                batch = []
     if batch:
-        batches.append(batch)
-    return batches
+        yield batch
 
 
 async def upsert(
     conn: asyncpg.Connection,
     plan: Plan,
     item: RangeSync,
-    batches: list[list[Row]],
+    batches: MemoryObjectReceiveStream[list[Row]],
     copy: Copy,
     number: int,
 ) -> None:
     """Steps 1 and 2 of the module docstring (parents first); ``batches``: the
-    candidates, converted, copied as they are."""
+    candidates, converted, copied as they arrive."""
     table = item.table
     target = qualified(plan.schema, table.name)
     item.temp = f"asyncmig_marks_{number}"
     temp = quote_ident(item.temp)
     await conn.execute(f"CREATE TEMP TABLE {temp} (LIKE {target}) ON COMMIT DROP")
     began = time.perf_counter()
-    for batch in batches:
-        await copy(table, item.temp, batch, item.replaced)
-        item.candidates += len(batch)
+    async with batches:
+        async for batch in batches:
+            await copy(table, item.temp, batch, item.replaced)
+            item.candidates += len(batch)
     copied = time.perf_counter()
     log.info("candidates", table=table.name, rows=item.candidates, copy=round(copied - began, 3))
     if not item.candidates:
