@@ -479,10 +479,16 @@ async def _until_proved(
     and reloaded alone when nothing else changes (asyncmig.load.refuted), else
     everything starts again on the new plan (what this attempt made was dropped by
     ``_phases``)."""
-    replanning = Replanning(
-        lambda scan: make_plan(settings, prove=True, scan=scan),
-        lambda made: prepared(admin, made, create=create),
-    )
+
+    async def remake(scan: frozenset[str]) -> Plan:
+        made = await make_plan(settings, prove=True, scan=scan)
+        # the stage now holds tables of this plan: a run interrupted from here on is
+        # resumed only on it, never by a run that plans from the sample again (it would
+        # take over a table typed otherwise than its plan says); that one starts afresh
+        await history.record_resume_key(admin, run_id, resume.resume_key(settings, made))
+        return made
+
+    replanning = Replanning(remake, lambda made: prepared(admin, made, create=create))
     while True:
         try:
             return await _phases(

@@ -8,8 +8,11 @@ references), the run still starts over.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import signal
 import sqlite3
+import subprocess
 import uuid
 from collections.abc import MutableMapping
 from dataclasses import replace
@@ -28,6 +31,8 @@ from asyncmig.run import run_migration
 from asyncmig.runstate import RunReport, RunSettings
 from asyncmig.target.connect import Target
 from bench.gen_dirty import generate_dirty
+from tests.fix_faults import finish, start
+from tests.fix_pg import fetch
 
 ROWS = 3000
 ODD = 1700  # beyond the sample (the first and last 500 rows)
@@ -262,3 +267,73 @@ def test_a_foreign_key_column_that_changes_type_is_never_reloaded_alone(tmp_path
     )
     assert why_not_local(sampled, scanned, "items") == "the plan of tags changed too"
     assert why_not_local(sampled, sampled, "items") is None
+
+
+def build_resumable(path: Path) -> Path:
+    """``docs``: JSON documents, one broken in the middle; ``other``: enough rows to be
+    still loading once ``docs`` has been reloaded and committed."""
+    conn = sqlite3.connect(path)
+    conn.executescript("""
+        CREATE TABLE docs(id INTEGER PRIMARY KEY, doc TEXT);
+        CREATE TABLE other(id INTEGER PRIMARY KEY, a TEXT, b TEXT, c REAL);
+    """)
+    docs = [json.dumps({"n": i}) for i in range(ROWS)]
+    docs[ODD] = '{"n": broken'
+    conn.executemany("INSERT INTO docs VALUES (?, ?)", list(enumerate(docs, start=1)))
+    conn.executemany(
+        "INSERT INTO other VALUES (?, ?, ?, ?)",
+        ((i, f"a{i}" * 8, f"b{i}" * 8, i / 7) for i in range(1, OTHER_ROWS + 1)),
+    )
+    conn.commit()
+    conn.close()
+    return path
+
+
+OTHER_ROWS = 400_000
+DOCS_COMMITTED = (
+    "SELECT count(*) FROM asyncmig.run_tables t JOIN asyncmig.runs r ON r.id = t.run_id "
+    "WHERE r.status = 'running' AND t.table_name = 'docs'"
+)
+
+
+async def committed_then_stopped(process: subprocess.Popen[str], dsn: str) -> bool:
+    """SIGTERM once ``docs`` (reloaded) has committed; False when the run ended first."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        while process.poll() is None:
+            known = await conn.fetchval("SELECT to_regclass('asyncmig.run_tables') IS NOT NULL")
+            if known and await conn.fetchval(DOCS_COMMITTED):
+                process.send_signal(signal.SIGTERM)
+                return True
+            await asyncio.sleep(0.005)
+        return False
+    finally:
+        await conn.close()
+
+
+def test_a_run_interrupted_after_a_reload_is_not_resumed_on_the_sampled_plan(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """The stage holds ``docs`` as text, the sampled plan says jsonb: the next run must
+    not take that table over under the sample's plan. The history's resume key is the
+    re-made plan's, so the next run starts afresh and ends with the proven types."""
+    path = build_resumable(tmp_path / "r.db")
+    process = start("run", "--sqlite", str(path), "--pg", pg_dsn)
+    stopped = asyncio.run(committed_then_stopped(process, pg_dsn))
+    _, stderr = process.communicate(timeout=120)
+    assert stopped, f"the run ended before docs committed: {stderr}"
+    assert process.returncode == 143, stderr
+    assert "table_reloaded_alone" in stderr
+    code, stderr = finish("run", "--sqlite", str(path), "--pg", pg_dsn)
+    assert code == 0, stderr
+    [run] = fetch(pg_dsn, "SELECT resumed_from FROM asyncmig.runs ORDER BY id DESC LIMIT 1")
+    assert run[0] is None
+    assert "not_resumed" in stderr
+    types = fetch(
+        pg_dsn,
+        "SELECT data_type FROM information_schema.columns "
+        "WHERE table_schema = 'public' AND table_name = 'docs' AND column_name = 'doc'",
+    )
+    assert [t[0] for t in types] == ["text"]
+    [(broken,)] = fetch(pg_dsn, "SELECT doc FROM public.docs WHERE id = $1", ODD + 1)
+    assert broken == '{"n": broken'

@@ -307,6 +307,16 @@ async def set_options(conn: asyncpg.Connection, run_id: int, options: dict[str, 
     )
 
 
+async def record_resume_key(conn: asyncpg.Connection, run_id: int, key: str) -> None:
+    """The resume key of a plan made again after a refutation (see asyncmig.resume)."""
+    await conn.execute(
+        f"UPDATE {RUNS} SET options = options || jsonb_build_object('resume_key', $2::text) "
+        "WHERE id = $1",
+        run_id,
+        key,
+    )
+
+
 async def run_tag(conn: asyncpg.Connection, run_id: int) -> str:
     """A short name for the run's files, unique to this target and run: ``run<N>-<uuid>``."""
     uuid = await conn.fetchval(f"SELECT run_uuid FROM {RUNS} WHERE id = $1", run_id)
