@@ -1,8 +1,9 @@
 """A refuted plan (:class:`asyncmig.load.pipeline.PlanRefuted`): reload one table, or all.
 
 A large table planned from a sample is proved by its load; a row that does not fit
-refutes the plan. The table is then profiled over every row and the whole plan made
-again, exactly as a run that starts over would make it. Only that table is dropped,
+refutes the plan. The table is then profiled over every row (with every table
+refuted before it) and the whole plan made again, exactly as a run that starts over
+would make it. Only that table is dropped,
 created again with its proven types and reloaded, while the others go on loading,
 when :func:`why_not_local` finds nothing else the new plan changes:
 
@@ -12,7 +13,7 @@ when :func:`why_not_local` finds nothing else the new plan changes:
   run records is the new one, warnings and all;
 - no column of a foreign key (referencing or referenced) changes type: the types
   must stay equal across a key, so that would change the other table too;
-- the table has the same source name, key and load order.
+- the table has the same source name, column names and read order.
 
 Otherwise, and when the table is taken over from an interrupted run or loaded in
 recorded chunks, the run drops everything it made and starts again on the new plan
