@@ -119,3 +119,26 @@ def test_a_closed_loops_transport_at_exit_is_no_traceback() -> None:
     assert done.returncode == 0, done.stderr
     assert "Event loop is closed" not in done.stderr
     assert "ValueError: something else" in done.stderr
+
+
+def test_a_closed_loops_transport_after_the_log_closed_is_no_traceback() -> None:
+    """The same at the very end of a run whose log stream is closed already: nothing
+    to write it to, and still no traceback (seen once after a SIGTERM while planning)."""
+    script = (
+        "import logging, structlog, tempfile\n"
+        "from asyncmig.cli import signals\n"
+        "signals.install()\n"
+        "stream = tempfile.TemporaryFile('w')\n"
+        "structlog.configure(logger_factory=structlog.PrintLoggerFactory(stream),\n"
+        "    wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))\n"
+        "stream.close()\n"
+        "class Transport:\n"
+        "    def __del__(self):\n"
+        "        raise RuntimeError('Event loop is closed')\n"
+        "t = Transport(); del t\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""

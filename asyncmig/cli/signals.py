@@ -96,9 +96,12 @@ def unraisable(args: sys.UnraisableHookArgs) -> None:
     if isinstance(args.exc_value, RuntimeError) and str(args.exc_value) == "Event loop is closed":
         import structlog
 
-        structlog.get_logger(__name__).debug(
-            "closed_loop_transport", object=repr(args.object)[:200]
-        )
+        try:
+            structlog.get_logger(__name__).debug(
+                "closed_loop_transport", object=repr(args.object)[:200]
+            )
+        except (ValueError, OSError):  # at exit the log's stream may be closed already:
+            return  # there is nothing left to write it to, and nothing to report
         return
     sys.__unraisablehook__(args)
 
