@@ -96,6 +96,20 @@ def test_a_signal_before_mains_handling_began_is_one_line() -> None:
     assert done.stderr.startswith("asyncmig: interrupted by SIGTERM"), done.stderr
 
 
+def _with_a_closed_loops_transport(script: str) -> subprocess.CompletedProcess[str]:
+    """``script``, then an object whose ``__del__`` raises asyncio's "Event loop is
+    closed" (as a pipe transport collected after its loop closed), in a new Python."""
+    script += (
+        "class Transport:\n"
+        "    def __del__(self):\n"
+        "        raise RuntimeError('Event loop is closed')\n"
+        "t = Transport(); del t\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=60
+    )
+
+
 def test_a_closed_loops_transport_at_exit_is_no_traceback() -> None:
     """A worker whose start a signal cancelled may leave its pipe transport to be
     collected after the loop closed: asyncio's "Event loop is closed" from __del__ is
@@ -104,18 +118,12 @@ def test_a_closed_loops_transport_at_exit_is_no_traceback() -> None:
         "import asyncio, sys\n"
         "from asyncmig.cli import signals\n"
         "signals.install()\n"
-        "class Transport:\n"
-        "    def __del__(self):\n"
-        "        raise RuntimeError('Event loop is closed')\n"
         "class Other:\n"
         "    def __del__(self):\n"
         "        raise ValueError('something else')\n"
-        "t = Transport(); del t\n"
         "o = Other(); del o\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=60
-    )
+    done = _with_a_closed_loops_transport(script)
     assert done.returncode == 0, done.stderr
     assert "Event loop is closed" not in done.stderr
     assert "ValueError: something else" in done.stderr
@@ -132,13 +140,7 @@ def test_a_closed_loops_transport_after_the_log_closed_is_no_traceback() -> None
         "structlog.configure(logger_factory=structlog.PrintLoggerFactory(stream),\n"
         "    wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))\n"
         "stream.close()\n"
-        "class Transport:\n"
-        "    def __del__(self):\n"
-        "        raise RuntimeError('Event loop is closed')\n"
-        "t = Transport(); del t\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=60
-    )
+    done = _with_a_closed_loops_transport(script)
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
