@@ -25,7 +25,7 @@ from asyncmig.check.deep import TableCheck
 from asyncmig.run import make_plan
 from asyncmig.runstate import RunSettings
 from asyncmig.source.sqlite import open_sync
-from asyncmig.target import runlock, sync
+from asyncmig.target import runlock, sync, sync_ranges
 from asyncmig.target.connect import Target
 from asyncmig.target.sync_ranges import Ranges, choose_ranges
 from bench.edit_2truths import edit
@@ -260,6 +260,96 @@ async def test_worker_processes_find_the_same_changes(tmp_path: Path, pg_dsn: st
     }
     assert got == want
     deep_check_passes(db, pg_dsn)
+
+
+GROUPED_SQL = """
+CREATE TABLE ints (id INTEGER PRIMARY KEY, v REAL, s TEXT);
+CREATE TABLE uids (id TEXT PRIMARY KEY, n INTEGER NOT NULL, s TEXT);
+CREATE TABLE words (w TEXT PRIMARY KEY, n INTEGER) WITHOUT ROWID;
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000)
+INSERT INTO ints SELECT i, i / 8.0, 'r' || i FROM n;
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000)
+INSERT INTO uids SELECT printf('%08x-0000-4000-8000-%012x', i * 7919, i), i, 'u' || i FROM n;
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1500)
+INSERT INTO words SELECT printf('w%05d', i), i FROM n;
+"""
+
+
+async def test_a_source_whose_every_row_changed_is_compared_a_group_at_a_time(
+    tmp_path: Path, pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The row-by-row comparison with groups of 40 rows and target fetches of 7: every
+    row of an integer-keyed, a UUID-keyed (hash ranges, found by rowid) and a WITHOUT
+    ROWID table (hash ranges, read again per group) updated, some deleted (the first
+    among them) and some inserted. The sync reports exactly the edits and every value
+    in PostgreSQL equals the source's, though no group held more than a sliver."""
+    monkeypatch.setattr(sync_ranges, "GROUP_ROWS", 40)
+    monkeypatch.setattr(sync_ranges, "TARGET_FETCH", 7)
+    db = tmp_path / "grouped.db"
+    conn = sqlite3.connect(db)
+    conn.executescript(GROUPED_SQL)
+    conn.close()
+    await migrate(db, pg_dsn)
+    before = rows_by_key(db)
+    conn = sqlite3.connect(db)
+    conn.executescript(
+        """
+        UPDATE ints SET v = -v, s = s || '!';
+        DELETE FROM ints WHERE id = 1 OR id % 97 = 0;
+        INSERT INTO ints SELECT id + 10000, v, s FROM ints WHERE id % 89 = 0;
+        UPDATE uids SET n = n + 1;
+        DELETE FROM uids WHERE n % 61 = 0;
+        INSERT INTO uids SELECT upper(substr(id, 1, 8)) || '-1111' || substr(id, 14), n, s
+            FROM uids WHERE n % 53 = 0;
+        UPDATE words SET n = n * 3;
+        DELETE FROM words WHERE n % 71 = 0;
+        INSERT INTO words SELECT w || 'x', n FROM words WHERE n % 83 = 0;
+        """
+    )
+    conn.commit()
+    conn.close()
+    want = expected_changes(before, rows_by_key(db))
+    assert all(v["updated"] > 1000 and v["deleted"] and v["inserted"] for v in want.values())
+
+    report = await sync.sync(RunSettings(db, Target(pg_dsn, pg_dsn, "test")))
+    got = {
+        t.table: {"inserted": t.inserted, "updated": t.updated, "deleted": t.deleted}
+        for t in report.tables
+    }
+    assert got == want
+    plan = await make_plan(RunSettings(db, Target(None, "", "none")))
+    assert await assert_all_equal(db, pg_dsn, plan) == sum(len(r) for r in rows_by_key(db).values())
+    deep_check_passes(db, pg_dsn)
+    # a WITHOUT ROWID table with a text key cannot have source marks: the report says so
+    assert {t.table: t.marked for t in report.tables} == {
+        "ints": True,
+        "uids": True,
+        "words": False,
+    }
+    text = sync.report_text(report, "the target")
+    assert "no source marks recorded for words: the next sync compares them" in text
+    assert "this sync recorded marks for the next one" not in text
+
+
+def test_the_report_names_the_tables_left_without_marks() -> None:
+    """ "Recorded marks for the next one" only when every table's were recorded."""
+
+    def table(name: str, compared: str, marked: bool) -> sync.TableSync:
+        return sync.TableSync(name, 0, 0, 0, 1, 0, False, 0.0, compared, marked)
+
+    def text(*tables: sync.TableSync) -> str:
+        return sync.report_text(sync.SyncReport(2, 1, "17", "public", list(tables)), "db")
+
+    first = text(table("a", "rows", True), table("b", "rows", True))
+    assert "0 of 2 table(s) compared by source marks" in first
+    assert "this sync recorded marks for the next one" in first
+    assert "no source marks recorded" not in first
+    failed = text(table("a", "marks", True), table("b", "rows", False))
+    assert "1 of 2 table(s) compared by source marks" in failed
+    assert "recorded marks for the next one" not in failed
+    assert "no source marks recorded for b: the next sync compares them row by row" in failed
+    by_marks = text(table("a", "marks", True), table("b", "marks", True))
+    assert "source marks" not in by_marks
 
 
 async def table_digests(conn: asyncpg.Connection, tables: list[str]) -> dict[str, str]:

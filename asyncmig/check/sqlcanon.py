@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+from array import array
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -287,6 +288,7 @@ class SourceRows:
         self.rowid = rowid
         self.sql = f"SELECT {', '.join(items)} FROM {table}"
         self.again_sql = f"SELECT {', '.join(exprs)} FROM {table} WHERE {rowid} = ?"
+        self.rows_sql = f"SELECT {', '.join([rowid, *exprs])} FROM {table}"
         # the keys alone (sync's second pass finds the rows of a few hash ranges)
         self.keys_sql = f"SELECT {', '.join([rowid, *key_items, *skip_items])} FROM {table}"
         self.single = len(check.table.primary_key) == 1
@@ -311,6 +313,21 @@ class SourceRows:
         if values is None:
             raise sqlite3.DatabaseError(f"row {rowid} vanished: the source changed while read")
         return tuple(values)
+
+    def raw_rows(self, conn: sqlite3.Connection, rowids: Sequence[int]) -> list[tuple[Any, ...]]:
+        """:meth:`raw_row` of each of ``rowids``, in that order, a chunk per query."""
+        out: list[tuple[Any, ...]] = []
+        for start in range(0, len(rowids), CHUNK_ROWIDS):
+            chunk = rowids[start : start + CHUNK_ROWIDS]
+            where = f" WHERE {self.rowid} IN ({', '.join('?' * len(chunk))})"
+            found = {row[0]: row[1:] for row in conn.execute(self.rows_sql + where, tuple(chunk))}
+            for rowid in chunk:
+                if rowid not in found:
+                    raise sqlite3.DatabaseError(
+                        f"row {rowid} vanished: the source changed while read"
+                    )
+                out.append(tuple(found[rowid]))
+        return out
 
     def oracle_fields(self, conn: sqlite3.Connection, rowid: int) -> list[str]:
         """The row's quoted fields as the oracle renders them, read again by rowid."""
@@ -393,20 +410,23 @@ class SourceRows:
                 key = self._key_text(conn, row[0], row[key_from:stored])
                 yield row[0], row[stored], key, text
 
-    def rowids_where(
-        self, conn: sqlite3.Connection, keep: Callable[[Any, bytes], bool]
-    ) -> list[int]:
-        """The rowids of the rows whose (first key as stored, key text) ``keep`` accepts,
-        reading only the key columns."""
+    def grouped_rowids(
+        self, conn: sqlite3.Connection, group_of: Callable[[Any, bytes], int | None], groups: int
+    ) -> list[array[int]]:
+        """The rowids of each of ``groups`` groups of rows, ``group_of(first key as
+        stored, key text)`` naming a row's (None: in none), reading only the key
+        columns, in one scan. Eight bytes a row found: the rows themselves are read
+        later, a group at a time."""
         assert self.key is not None
         stored = 1 + len(self.key.items)
-        found = []
+        found = [array("q") for _ in range(groups)]
         for batch in fetch_all(conn.execute(self.keys_sql)):
             for row in batch:
                 if self._skipped(row, stored + 1):
                     continue
-                if keep(row[stored], self._key_text(conn, row[0], row[1:stored])):
-                    found.append(row[0])
+                group = group_of(row[stored], self._key_text(conn, row[0], row[1:stored]))
+                if group is not None:
+                    found[group].append(row[0])
         return found
 
     def hashed_rowids(

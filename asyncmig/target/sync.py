@@ -25,11 +25,12 @@ as ``check --deep`` does.
 
 from __future__ import annotations
 
+import itertools
 import json
 import resource
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,7 @@ from asyncmig.target.statements import check_server
 from asyncmig.target.sync_marks import RangeSync
 from asyncmig.target.sync_ranges import (
     Changes,
+    Group,
     Row,
     TableDiff,
     choose_ranges,
@@ -87,6 +89,7 @@ class TableSync:
     reloaded: bool
     seconds: float
     compared: str = "rows"  # "marks": only the ranges whose source rows changed
+    marked: bool = False  # its source marks recorded for the next sync
 
 
 @dataclass
@@ -356,7 +359,7 @@ async def sync_tables(
             for table in plan.tables:
                 done = results[table.name]
                 total = work.seconds.get(table.name, 0.0) + done.seconds
-                out.append(replace(done, seconds=total))
+                out.append(replace(done, seconds=total, marked=table.name in work.marked))
                 await _record(
                     conn, run_id, table, work.change(table.name), done, loads.get(table.name), total
                 )
@@ -384,6 +387,7 @@ class Work:
     fast: dict[str, RangeSync] = field(default_factory=dict)
     done: dict[str, TableSync] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    marked: set[str] = field(default_factory=set)  # tables whose marks were stored
 
     async def in_full(self) -> None:
         """Every table row by row (pass 1 of all tables at once), then applied."""
@@ -473,6 +477,7 @@ class Work:
         table, number = ready.table, ready.number
         if ready.found is not None and ready.now is not None:  # for the next sync
             await marks.store(self.conn, self.run_id, ready.now, ready.found.pages)
+            self.marked.add(table.name)
         ready.now = None
         item = ready.item
         if item is not None:
@@ -504,6 +509,7 @@ class Work:
         found = await self.feed.get(table.name)
         if found is not None and found.spans is None:
             await marks.store(self.conn, self.run_id, found.marks, found.pages)
+            self.marked.add(table.name)
 
     async def _apply_rows(self, table: TablePlan, number: int) -> None:
         began = time.perf_counter()
@@ -519,7 +525,7 @@ class Work:
             )
             updated = 0
         else:
-            inserted, updated = await upsert(self.conn, self.plan, table, change, number)
+            inserted, updated = await upsert(self.conn, self.plan, table, change)
             deleted = 0
         if inserted:
             for statement in ddl.sequence_reset_sql(self.plan, table, table.next_identity):
@@ -548,7 +554,7 @@ class Work:
             change = self.changes[table.name]
             if change.deletes:
                 began = time.perf_counter()
-                deleted = await delete(self.conn, self.plan, table, change.deletes)
+                deleted = await delete(self.conn, self.plan, table, change)
                 old = self.done[table.name]
                 self.done[table.name] = replace(
                     old, deleted=deleted, seconds=old.seconds + time.perf_counter() - began
@@ -619,22 +625,54 @@ async def compare_all(
     changes = {}
     for table in plan.tables:
         began = time.perf_counter()
-        found = await diffs[table.name].compare(
-            conn, source_side[table.name], target_side[table.name]
-        )
+        diff, ours, theirs = diffs[table.name], source_side[table.name], target_side[table.name]
+        found, differing = diff.summary(ours, theirs)
+        if differing and not found.reload:
+            await _stage(conn, diff, found, diff.groups(conn, ours, theirs, differing))
         seconds[table.name] += time.perf_counter() - began
         log.info(
             "table_compared",
             table=table.name,
             ranges=found.ranges,
             differing=found.differing,
-            inserts=len(found.inserts),
-            updates=len(found.updates),
-            deletes=len(found.deletes),
+            inserts=found.inserts,
+            updates=found.updates,
+            deletes=found.deletes,
             reload=found.reload,
         )
         changes[table.name] = found
     return changes, seconds
+
+
+_TEMPS = itertools.count()
+
+
+async def _stage(
+    conn: asyncpg.Connection, diff: TableDiff, changes: Changes, groups: AsyncIterator[Group]
+) -> None:
+    """Pass 2's findings, a group at a time, into two temporary tables (dropped at
+    commit): the rows to insert or update, converted, and the ctids of the rows to
+    delete; only the counts stay in ``changes``."""
+    table = diff.check.table
+    number = next(_TEMPS)
+    changes.rows_table, changes.gone_table = f"asyncmig_rows_{number}", f"asyncmig_gone_{number}"
+    target = qualified(diff.check.plan.schema, table.name)
+    await conn.execute(
+        f"CREATE TEMP TABLE {quote_ident(changes.rows_table)} (LIKE {target}) ON COMMIT DROP"
+    )
+    await conn.execute(
+        f"CREATE TEMP TABLE {quote_ident(changes.gone_table)} (t tid) ON COMMIT DROP"
+    )
+    async for group in groups:
+        rows = group.updates + group.inserts
+        if rows:
+            await copy_rows(conn, table, changes.rows_table, None, rows, changes.replaced)
+        if group.deletes:
+            records = [(ctid,) for ctid in group.deletes]
+            await conn.copy_records_to_table(changes.gone_table, records=records)
+        changes.inserts += len(group.inserts)
+        changes.updates += len(group.updates)
+        changes.deletes += len(group.deletes)
 
 
 async def _table_diff(
@@ -797,43 +835,41 @@ async def copy_records(
 
 
 async def upsert(
-    conn: asyncpg.Connection, plan: Plan, table: TablePlan, change: Changes, number: int
+    conn: asyncpg.Connection, plan: Plan, table: TablePlan, change: Changes
 ) -> tuple[int, int]:
-    """Changed and new rows through a temporary table: one UPDATE, one INSERT."""
-    rows = change.updates + change.inserts
-    if not rows:
+    """Changed and new rows from pass 2's temporary table: one UPDATE, one INSERT."""
+    if not (change.updates or change.inserts):
         return 0, 0
     target = qualified(plan.schema, table.name)
-    temp = f"asyncmig_sync_{number}"
-    await conn.execute(f"CREATE TEMP TABLE {quote_ident(temp)} (LIKE {target}) ON COMMIT DROP")
-    await copy_rows(conn, table, temp, None, rows, change.replaced)
+    temp = quote_ident(change.rows_table)
     keys = " AND ".join(f"t.{quote_ident(k)} = s.{quote_ident(k)}" for k in table.primary_key)
     values = [c.name for c in table.columns if c.name not in table.primary_key]
     updated = 0
     if change.updates and values:
         sets = ", ".join(f"{quote_ident(c)} = s.{quote_ident(c)}" for c in values)
         status = await conn.execute(
-            f"UPDATE {target} AS t SET {sets} FROM {quote_ident(temp)} AS s WHERE {keys}"
+            f"UPDATE {target} AS t SET {sets} FROM {temp} AS s WHERE {keys}"
         )
         updated = int(status.split()[-1])
     columns = ", ".join(quote_ident(c.name) for c in table.columns)
     status = await conn.execute(
-        f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {quote_ident(temp)} AS s "
+        f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {temp} AS s "
         f"WHERE NOT EXISTS (SELECT FROM {target} AS t WHERE {keys})"
     )
     inserted = int(status.split()[-1])
-    _expect(table, "updated", len(change.updates) if values else 0, updated)
-    _expect(table, "inserted", len(change.inserts), inserted)
+    _expect(table, "updated", change.updates if values else 0, updated)
+    _expect(table, "inserted", change.inserts, inserted)
     return inserted, updated
 
 
-async def delete(conn: asyncpg.Connection, plan: Plan, table: TablePlan, ctids: list[str]) -> int:
+async def delete(conn: asyncpg.Connection, plan: Plan, table: TablePlan, change: Changes) -> int:
+    """The rows pass 2 found only in the target, by their ctids (a TID scan)."""
     status = await conn.execute(
-        f"DELETE FROM {qualified(plan.schema, table.name)} WHERE ctid = ANY($1::text[]::tid[])",
-        ctids,
+        f"DELETE FROM {qualified(plan.schema, table.name)} "
+        f"WHERE ctid = ANY(ARRAY(SELECT t FROM {quote_ident(change.gone_table)}))"
     )
     deleted = int(status.split()[-1])
-    _expect(table, "deleted", len(ctids), deleted)
+    _expect(table, "deleted", change.deletes, deleted)
     return deleted
 
 
@@ -926,13 +962,7 @@ def report_text(report: SyncReport, target: str) -> str:
         + ("  (no key: reloaded)" if t.reloaded else "")
         for t in report.tables
     ]
-    marked = sum(t.compared == "marks" for t in report.tables)
-    if marked < len(report.tables):
-        lines.append(
-            f"{marked} of {len(report.tables)} table(s) compared by source marks, the rest row "
-            "by row on both sides (not marked by the last load, or written since); this sync "
-            "recorded marks for the next one"
-        )
+    lines += _marks_lines(report.tables)
     lines.append(
         f"synced {target}, schema {report.schema} (PostgreSQL "
         f"{report.server_version}) with the source in {report.seconds:.2f}s: "
@@ -940,6 +970,26 @@ def report_text(report: SyncReport, target: str) -> str:
         f"run {report.run_id} in the history"
     )
     return "\n".join(lines) + "\n"
+
+
+def _marks_lines(tables: list[TableSync]) -> list[str]:
+    """How the tables were compared, and which the next sync compares row by row."""
+    lines = []
+    compared = sum(t.compared == "marks" for t in tables)
+    unmarked = [t.table for t in tables if not t.marked]
+    if compared < len(tables):
+        lines.append(
+            f"{compared} of {len(tables)} table(s) compared by source marks, the rest row "
+            "by row on both sides (not marked by the last load, or written since)"
+            + ("" if unmarked else "; this sync recorded marks for the next one")
+        )
+    if unmarked:
+        lines.append(
+            f"no source marks recorded for {', '.join(unmarked)}: the next sync compares "
+            "them row by row (a WITHOUT ROWID table without an integer key never has "
+            "marks; the log's not_marked and marks_failed lines say why others have none)"
+        )
+    return lines
 
 
 def report_data(report: SyncReport, target: str) -> dict[str, Any]:

@@ -17,8 +17,14 @@ Pass 1 computes a digest per range on both sides at once (count and two sums of 
 hashes, as ``check --deep``: independent of row order). Pass 2 reads only the ranges
 whose digests differ, row by row: a key only in SQLite is an insert, only in
 PostgreSQL a delete (named by its ``ctid``, valid because the caller holds a lock
-that stops writers), on both sides with another row hash an update. The rows of a few
-hash ranges are found by reading the key columns alone; only they are rendered.
+that stops writers), on both sides with another row hash an update. The rows of hash
+ranges are found by reading the key columns alone; only they are rendered.
+
+Pass 2 holds one *group* of differing ranges at a time (about :data:`GROUP_ROWS`
+rows, by pass 1's counts), whatever share of the table differs: the target's rows
+come from one cursor in range order, the source's a group at a time, and each group's
+classified rows go straight on (:meth:`TableDiff.groups`; the caller copies them into
+temporary tables), so a table whose every row changed is not held in memory.
 
 Small ranges matter: with 1 % of rows changed at random, a range of 16 rows is
 unchanged with probability 0.99**16 = 85 %, so pass 2 reads about a seventh of the
@@ -30,7 +36,8 @@ from __future__ import annotations
 import hashlib
 import math
 import sqlite3
-from collections.abc import Iterator
+from array import array
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,6 +63,8 @@ from asyncmig.source.sqlite import open_sync
 from asyncmig.target.marks import integer_key_column
 
 ROWS_PER_RANGE = 16
+GROUP_ROWS = 20_000  # rows of differing ranges that pass 2 holds at once
+TARGET_FETCH = 5000  # target rows per fetch from pass 2's cursor
 Row = tuple[Any, ...]
 Hashed = tuple[str, str, str, Any]  # range, key text, row hash, the row (or its rowid)
 
@@ -88,6 +97,14 @@ class Ranges:
             return hashlib.md5(key_text, usedforsecurity=False).hexdigest()[: self.digits]
         return ""
 
+    def order(self, name: str) -> Any:
+        """What orders range names alike on both sides (pass 2 walks them in order)."""
+        return int(name) if self.kind == "int" else name
+
+    def pg_order(self) -> str:
+        """:meth:`order` in SQL, over ``b`` (:meth:`pg_sql`'s text)."""
+        return "b::bigint" if self.kind == "int" else 'b COLLATE "C"'
+
     def bounds(self, name: str) -> tuple[int, int]:
         """An int range's first and last key."""
         low = int(name) << self.shift
@@ -96,11 +113,14 @@ class Ranges:
 
 @dataclass
 class Changes:
-    """What a table needs: source rows to insert or update, target rows to delete."""
+    """What a table needs: how many source rows to insert or update and target rows to
+    delete, and the temporary tables holding them (filled by the caller during pass 2)."""
 
-    inserts: list[Row] = field(default_factory=list)
-    updates: list[Row] = field(default_factory=list)
-    deletes: list[str] = field(default_factory=list)  # ctids
+    inserts: int = 0
+    updates: int = 0
+    deletes: int = 0
+    rows_table: str = ""  # the rows to insert or update, converted
+    gone_table: str = ""  # the ctids of the target rows to delete
     ranges: int = 0
     differing: int = 0
     reload: bool = False  # no usable key: the whole table again
@@ -111,6 +131,16 @@ class Changes:
     @property
     def any(self) -> bool:
         return bool(self.inserts or self.updates or self.deletes or self.reload)
+
+
+@dataclass
+class Group:
+    """One group of differing ranges, classified: the source's rows to insert and to
+    update (as ``check.source_sql()`` reads them) and the target's rows to delete."""
+
+    inserts: list[Row] = field(default_factory=list)
+    updates: list[Row] = field(default_factory=list)
+    deletes: list[tuple[int, int]] = field(default_factory=list)  # ctids
 
 
 def integer_key(check: TableCheck) -> bool:
@@ -162,7 +192,7 @@ class TableDiff:
         row_text = f"concat_ws(',', {', '.join(fields)})"
         key_column = quote_ident(self.check.table.columns[self.keys[0]].name)
         return (
-            f"SELECT ctid::text AS t, {self.ranges.pg_sql(key_column, key_text)} AS b, "
+            f"SELECT ctid AS t, {self.ranges.pg_sql(key_column, key_text)} AS b, "
             f"{key_text} AS k, md5({row_text}) AS h "
             f"FROM {qualified(self.check.plan.schema, self.check.table.name)}"
         )
@@ -172,10 +202,11 @@ class TableDiff:
         return f"SELECT b, {digest_sums()} FROM ({self._pg_rows_sql()} OFFSET 0) AS r GROUP BY b"
 
     def pg_rows_sql(self) -> str:
-        """$1: the ranges to read."""
+        """$1: the ranges to read; in range order (pass 2 walks them a group at a time)."""
         return (
-            f"SELECT t, k, h FROM ({self._pg_rows_sql()}) AS r "
-            "WHERE b IN (SELECT unnest($1::text[]))"  # hashed: thousands of ranges
+            f"SELECT b, t, k, h FROM ({self._pg_rows_sql()}) AS r "
+            "WHERE b IN (SELECT unnest($1::text[])) "  # hashed: thousands of ranges
+            f"ORDER BY {self.ranges.pg_order()}"
         )
 
     # ---- SQLite ----
@@ -210,70 +241,141 @@ class TableDiff:
             digest.add(row_hash)
         return digests
 
-    def source_rows(self, names: set[str]) -> dict[str, tuple[str, Any]]:
-        """Key text -> (row hash, raw row or its rowid) for the rows in ranges ``names``."""
+    def group_ranges(self, differing: set[str], counts: Mapping[str, int]) -> list[list[str]]:
+        """The differing ranges in order, cut into groups of about GROUP_ROWS rows."""
+        groups: list[list[str]] = []
+        rows = 0
+        for name in sorted(differing, key=self.ranges.order):
+            count = counts.get(name, 0)
+            if not groups or (groups[-1] and rows + count > GROUP_ROWS):
+                groups.append([])
+                rows = 0
+            groups[-1].append(name)
+            rows += count
+        return groups
+
+    def locate(self, groups: list[list[str]]) -> list[array[int]] | None:
+        """Hash ranges read by rowid: each group's rowids, found in one scan of the
+        key columns alone (None: the ranges are read otherwise)."""
+        if self.ranges.kind == "int" or self.fast is None:
+            return None
+        group_of = {name: number for number, names in enumerate(groups) for name in names}
+        return self.fast.grouped_rowids(
+            self.sqlite,
+            lambda stored, key: group_of.get(self.ranges.of_bytes(stored, key)),
+            len(groups),
+        )
+
+    def source_rows(
+        self, names: list[str], rowids: Sequence[int] | None
+    ) -> dict[str, tuple[str, Any]]:
+        """Key text -> (row hash, raw row or its rowid) for the rows in ranges ``names``
+        (``rowids``: theirs, from :meth:`locate`)."""
+        wanted = set(names)
         return {
             key_text: (row_hash, row)
-            for name, key_text, row_hash, row in self._rows_in(names)
-            if name in names
+            for name, key_text, row_hash, row in self._rows_in(names, rowids)
+            if name in wanted
         }
 
-    def _rows_in(self, names: set[str]) -> Iterator[Hashed]:
-        if self.ranges.kind != "int" and self.fast is not None:
-            # hash ranges are spread over the whole key space: find their rows by the
-            # key columns alone, then render only those rows
-            rowids = self.fast.rowids_where(
-                self.sqlite, lambda stored, key: self.ranges.of_bytes(stored, key) in names
-            )
+    def _rows_in(self, names: list[str], rowids: Sequence[int] | None) -> Iterator[Hashed]:
+        if rowids is not None:
+            assert self.fast is not None
             for rowid, stored_key, key_text, row_hash in self.fast.hashed_rowids(
                 self.sqlite, rowids
             ):
                 yield self.ranges.of(stored_key, key_text), key_text, row_hash, rowid
             return
         if self.ranges.kind != "int":
+            # no rowid to find them by: every row read again, each group's kept
             yield from self._hashed()
             return
         column = quote_sqlite_ident(self.check.table.columns[self.keys[0]].source_name)
-        for name in sorted(names, key=int):
+        for name in names:
             yield from self._hashed(f" WHERE {column} BETWEEN ? AND ?", self.ranges.bounds(name))
 
     def raw_rows(self, found: list[Any]) -> list[Row]:
         """The raw rows of ``found`` (rows, or rowids when SQLite rendered them)."""
         if self.fast is None:
             return found
-        return [self.fast.raw_row(self.sqlite, rowid) for rowid in found]
+        return self.fast.raw_rows(self.sqlite, found)
 
     # ---- both ----
 
     async def pg_digests(self, conn: asyncpg.Connection) -> dict[str, Digest]:
         return {str(r[0]): digest_of(r[1:]) for r in await conn.fetch(self.pg_digests_sql())}
 
-    async def compare(
-        self, conn: asyncpg.Connection, source: dict[str, Digest], target: dict[str, Digest]
-    ) -> Changes:
-        """Pass 2 over the ranges whose pass-1 digests differ (see the module docstring)."""
+    def summary(
+        self, source: Mapping[str, Digest], target: Mapping[str, Digest]
+    ) -> tuple[Changes, set[str]]:
+        """Pass 1's outcome: the table's counts and the ranges whose digests differ."""
         differing = {
             name for name in source.keys() | target.keys() if source.get(name) != target.get(name)
         }
         changes = Changes(
             ranges=len(source.keys() | target.keys()),
             differing=len(differing),
+            reload=bool(differing) and self.ranges.kind == "whole",
             source_rows=sum(d.count for d in source.values()),
             target_rows=sum(d.count for d in target.values()),
         )
-        if not differing:
-            return changes
-        if self.ranges.kind == "whole":
-            changes.reload = True
-            return changes
-        src_rows, pg_rows = await both_sides(
-            lambda: self.source_rows(differing),
-            lambda: conn.fetch(self.pg_rows_sql(), sorted(differing)),
-        )
-        _classify(changes, src_rows, {str(r[1]): (str(r[2]), str(r[0])) for r in pg_rows})
-        changes.inserts = await anyio.to_thread.run_sync(self.raw_rows, changes.inserts)
-        changes.updates = await anyio.to_thread.run_sync(self.raw_rows, changes.updates)
-        return changes
+        return changes, differing
+
+    async def groups(
+        self,
+        conn: asyncpg.Connection,
+        source: Mapping[str, Digest],
+        target: Mapping[str, Digest],
+        differing: set[str],
+    ) -> AsyncIterator[Group]:
+        """Pass 2 over the differing ranges (see the module docstring), a group at a
+        time; ``conn`` must be in a transaction (the target's side is a cursor)."""
+        counts = {
+            name: max(d.count for d in (source.get(name), target.get(name)) if d is not None)
+            for name in differing
+        }
+        ordered = self.group_ranges(differing, counts)
+        located = await anyio.to_thread.run_sync(self.locate, ordered)
+        cursor = await conn.cursor(self.pg_rows_sql(), sorted(differing))
+        walk = _Ordered(cursor, self.ranges.order)
+        for number, names in enumerate(ordered):
+            rowids = located[number] if located is not None else None
+            last = self.ranges.order(names[-1])
+            src_rows, pg_rows = await both_sides(
+                lambda: self.source_rows(names, rowids),  # noqa: B023 (awaited here)
+                lambda: walk.until(last),  # noqa: B023
+            )
+            group = _classify(src_rows, {str(r["k"]): (str(r["h"]), r["t"]) for r in pg_rows})
+            del src_rows, pg_rows
+            group.inserts = await anyio.to_thread.run_sync(self.raw_rows, group.inserts)
+            group.updates = await anyio.to_thread.run_sync(self.raw_rows, group.updates)
+            yield group
+
+
+class _Ordered:
+    """The target's rows of the differing ranges, in range order, a fetch at a time."""
+
+    def __init__(self, cursor: Any, order: Callable[[str], Any]):
+        self.cursor = cursor
+        self.order = order
+        self.rows: list[Any] = []
+        self.at = 0
+        self.done = False
+
+    async def until(self, last: Any) -> list[Any]:
+        """The next rows whose range is at most ``last`` (in :meth:`Ranges.order`)."""
+        out: list[Any] = []
+        while True:
+            while self.at < len(self.rows):
+                row = self.rows[self.at]
+                if self.order(row["b"]) > last:
+                    return out
+                out.append(row)
+                self.at += 1
+            if self.done:
+                return out
+            self.rows, self.at = await self.cursor.fetch(TARGET_FETCH), 0
+            self.done = len(self.rows) < TARGET_FETCH
 
 
 def source_digests_of(
@@ -289,14 +391,14 @@ def source_digests_of(
         sqlite.close()
 
 
-def _classify(
-    changes: Changes, source: dict[str, tuple[str, Any]], target: dict[str, tuple[str, str]]
-) -> None:
+def _classify(source: dict[str, tuple[str, Any]], target: dict[str, tuple[str, Any]]) -> Group:
     """Keys only in the source are inserts, only in the target deletes, else updates."""
+    group = Group()
     for key, (row_hash, row) in source.items():
         found = target.get(key)
         if found is None:
-            changes.inserts.append(row)
+            group.inserts.append(row)
         elif found[0] != row_hash:
-            changes.updates.append(row)
-    changes.deletes.extend(ctid for key, (_, ctid) in target.items() if key not in source)
+            group.updates.append(row)
+    group.deletes.extend(ctid for key, (_, ctid) in target.items() if key not in source)
+    return group
