@@ -212,6 +212,19 @@ def test_the_target_twice_at_one_level_is_refused(run_main: RunMain, tmp_path: P
     assert "the target is given twice (ASYNCMIG_PG and ASYNCMIG_PG_FILE)" in one_error_line(err)
 
 
+def test_an_empty_target_is_refused_not_replaced_by_the_embedded_server(
+    run_main: RunMain, tmp_path: Path
+) -> None:
+    """``--pg "$URL"`` with URL unset (or ``pg = ""`` in a job file) is a usage error:
+    a scheduled job must not quietly migrate into a server of its own instead."""
+    source = str(write_source(tmp_path / "a.db"))
+    code, _, err = run_main("run", "--sqlite", source, "--pg", "")
+    assert code == 2 and "--pg is empty" in one_error_line(err)
+    job = write_job(tmp_path / "job.toml", f'[job]\nsqlite = "{source}"\npg = " "\n')
+    code, _, err = run_main("validate", "--config", str(job))
+    assert code == 2 and "job.pg is empty" in one_error_line(err)
+
+
 def test_pg_file_errors_are_usage_errors(run_main: RunMain, tmp_path: Path) -> None:
     (tmp_path / "empty").write_text("\n", encoding="utf-8")
     code, _, err = run_main("status", "--pg-file", str(tmp_path / "empty"))

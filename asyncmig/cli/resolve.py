@@ -102,7 +102,14 @@ def target_url(
             f"the target is given twice ({' and '.join(c[1] for c in chosen)})",
             hint="give only one of them",
         )
-    return chosen[0][2], LEVELS[level]
+    _, spelling, url = chosen[0]
+    if not url.strip():  # e.g. --pg "$URL" with URL unset: never the embedded server instead
+        raise UsageError(
+            f"{spelling} is empty",
+            hint="give postgresql://user:password@host:port/database, or leave it out "
+            "to use the embedded server",
+        )
+    return url, LEVELS[level]
 
 
 def _value(name: str, value: Any, origin: str) -> str:
