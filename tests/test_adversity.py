@@ -247,3 +247,23 @@ async def test_worker_killed_mid_split_table(tmp_path: Path, pg_dsn: str) -> Non
     assert "worker process loading wide" in caught.value.message
     assert "\n" not in caught.value.message
     await assert_left_as_before(pg_dsn)
+
+
+async def test_a_refused_statement_is_one_line_with_the_servers_hint(pg_dsn: str) -> None:
+    """PostgreSQL's error text carries its HINT (and DETAIL) on lines of their own ("No
+    space left on device" comes with "HINT: Check free disk space."): the message stays
+    one line and the server's hint becomes the error's hint."""
+    from asyncmig.target.statements import execute_one, refused
+
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        statement = "SELECT no_such_function(1)"
+        with pytest.raises(asyncpg.PostgresError) as caught:
+            await execute_one(conn, statement)
+    finally:
+        await conn.close()
+    assert "\n" in str(caught.value)  # what asyncpg gives
+    error = refused(statement, caught.value)
+    assert "\n" not in error.message
+    assert error.message.startswith("PostgreSQL refused: SELECT no_such_function(1): function ")
+    assert error.hint is not None and "explicit type casts" in error.hint
