@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from asyncmig.target import marks, pages
+from asyncmig.target import cells, marks, pages
 
 TEXT_KEY = "CREATE TABLE t (k TEXT PRIMARY KEY, n INTEGER, body TEXT, r REAL)"
 INT_KEY = "CREATE TABLE t (k INTEGER PRIMARY KEY, n INTEGER, body TEXT, r REAL)"
@@ -84,6 +84,19 @@ def same(a: marks.Marks, b: marks.Marks) -> None:
     assert (a.rows, a.key_hashes, a.hashed) == (b.rows, b.key_hashes, b.hashed)
 
 
+def cells_of(
+    conn: sqlite3.Connection,
+    path: Path,
+    request: marks.Request,
+    spans: list[tuple[int, int]] | None = None,
+) -> marks.Marks:
+    leaves = pages.read(conn, path, request.source)
+    assert leaves is not None
+    found = marks.from_cells(conn, path, request, leaves, spans)
+    assert found is not None and found.kind == cells.CELLS
+    return found
+
+
 @pytest.mark.parametrize("text", [True, False], ids=["uuid-key", "integer-key"])
 @pytest.mark.parametrize("vacuum", [False, True], ids=["edited", "vacuumed"])
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -94,7 +107,7 @@ def test_page_filtered_marks_equal_a_full_recompute(
     path = tmp_path / "s.db"
     build(path, text, rng)
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    before = marks.compute(conn, request(text))
+    before = cells_of(conn, path, request(text))
     kept = pages.read(conn, path, "t")
     conn.close()
     assert kept is not None and len(kept.numbers) > 20
@@ -103,9 +116,13 @@ def test_page_filtered_marks_equal_a_full_recompute(
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         header, _ = marks._one_table(conn, path, request(text, before.shift), kept.pack())
+        assert header["kind"] == cells.CELLS
+        # the bounds of a page unchanged are taken from the records, not parsed again
+        assert pages.read(conn, path, "t", kept) == pages.read(conn, path, "t")
         spans = [tuple(s) for s in header["spans"]]
-        part = marks.compute(conn, request(text, before.shift), spans)
-        full = marks.compute(conn, request(text, before.shift))
+        part = cells_of(conn, path, request(text, before.shift), spans)
+        full = cells_of(conn, path, request(text, before.shift))
+        rows = marks.compute(conn, request(text, before.shift))
     finally:
         conn.close()
     assert part.rows < full.rows or vacuum  # only some rows were read again
@@ -116,6 +133,13 @@ def test_page_filtered_marks_equal_a_full_recompute(
     assert before.differing(found) == differing != []
     assert before.differing_within(part, spans) == differing  # only inside the spans
     assert part.keys_in(differing) == full.keys_in(differing)
+    # the same ranges, rows and keys as read as SQL rows; digests of another kind
+    assert (list(rows.ranges), rows.rows, rows.key_hashes) == (
+        list(full.ranges),
+        full.rows,
+        full.key_hashes,
+    )
+    assert rows.kind == marks.ROWS and not rows.fits(full)
     if text:  # a UUID key is kept as its 16 bytes
         assert len(full.key_hashes) == marks.UUID_KEY_BYTES * full.rows
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import asyncpg
 
-from asyncmig.target import marks
+from asyncmig.target import cells, marks, pages
 from bench.edit_2truths import edit
 from tests.fix_cli import cli_environment, run_cli, valid
 from tests.fix_run import migrate
@@ -179,9 +179,10 @@ async def test_a_sync_after_an_unchanged_source_copies_nothing(tmp_path: Path, p
 
 def test_marks_tell_storage_classes_apart(tmp_path: Path) -> None:
     """The same text, as TEXT, BLOB, INTEGER and REAL, and -0.0 against 0.0: every one
-    a different mark (a change SQLite's comparison or a text rendering would miss)."""
+    a different mark (a change SQLite's comparison or a text rendering would miss),
+    whether the rows are read as SQL values or their cells parsed from the pages."""
     values: list[object] = ["1", b"1", 1, 1.0, 0.0, -0.0]
-    digests = set()
+    digests: dict[str, set[bytes]] = {marks.ROWS: set(), cells.CELLS: set()}
     for number, value in enumerate(values):
         path = tmp_path / f"v{number}.db"
         conn = sqlite3.connect(path)
@@ -190,11 +191,17 @@ def test_marks_tell_storage_classes_apart(tmp_path: Path) -> None:
         conn.commit()
         conn.close()
         source = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        found = marks.compute(source, marks.Request("t", "t", "int", "id"))
-        source.close()
-        assert list(found.ranges) == [0] and found.rows == 1
-        digests.add(found.digest(0))
-    assert len(digests) == len(values)
+        request = marks.Request("t", "t", "int", "id")
+        try:
+            leaves = pages.read(source, path, "t")
+            assert leaves is not None
+            ways = [marks.compute(source, request), marks.from_cells(source, path, request, leaves)]
+        finally:
+            source.close()
+        for found in ways:
+            assert found is not None and list(found.ranges) == [0] and found.rows == 1
+            digests[found.kind].add(found.digest(0))
+    assert [len(d) for d in digests.values()] == [len(values)] * 2
 
 
 def test_a_range_differs_when_one_row_changes_and_no_other(tmp_path: Path) -> None:
@@ -494,3 +501,54 @@ async def test_a_table_whose_every_row_changed_streams_through_in_batches(
         await conn.close()
     assert [(r["id"], r["v"]) for r in rows] == [(i, -i / 4.0 - 1) for i in range(1, 12001)]
     deep_check_schema(db, pg_dsn, "public")
+
+
+async def test_marks_of_rows_kept_by_an_earlier_version_are_marked_anew_from_cells(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """Marks whose digests are of pickled rows (as kept before marks were read from the
+    leaf pages' cells, with no kind recorded) are never compared with digests of cells:
+    that table is marked whole from its cells and compared row by row once, exactly,
+    then by marks like the others."""
+    db = build_source(tmp_path / "app.db", seed=14)
+    await migrate(db, pg_dsn, sync_marks=True)
+    pg = await asyncpg.connect(pg_dsn)
+    try:
+        run_id, shift, size, kept = await pg.fetchrow(
+            "SELECT run_id, shift, key_size, pages FROM asyncmig.source_marks "
+            "WHERE table_name = 'guesses' AND part = 0"
+        )
+        assert size == marks.UUID_KEY_BYTES
+        assert {r[0] for r in await pg.fetch("SELECT kind FROM asyncmig.source_marks")} == {
+            cells.CELLS
+        }
+        source = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            rows = marks.compute(
+                source, marks.Request("guesses", "guesses", "rowid", None, shift, "uuid")
+            )
+        finally:
+            source.close()
+        await pg.execute("DELETE FROM asyncmig.source_marks WHERE table_name = 'guesses'")
+        await marks.store(pg, run_id, rows, bytes(kept))
+        await pg.execute(
+            "UPDATE asyncmig.source_marks SET kind = NULL WHERE table_name = 'guesses'"
+        )
+        for seed, way in ((15, "rows"), (16, "marks")):
+            before = rows_by_key(db)
+            edit(db, 0.03, seed)
+            want = expected_changes(before, rows_by_key(db))
+            report = sync_json(db, pg_dsn, "public")
+            ways = compared(report)
+            assert ways.pop("guesses") == way
+            assert set(ways.values()) == {"marks"}
+            assert {t: v for t, v in changes_of(report).items() if t != "notes"} == {
+                t: v for t, v in want.items() if t != "notes"
+            }
+            kinds = await pg.fetch(
+                "SELECT DISTINCT kind FROM asyncmig.source_marks WHERE table_name = 'guesses'"
+            )
+            assert [r[0] for r in kinds] == [cells.CELLS]
+    finally:
+        await pg.close()
+    deep_check_passes(db, pg_dsn)

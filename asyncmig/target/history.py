@@ -125,6 +125,8 @@ UPGRADES = [
     ("runs", "backup_schema_end", "text"),
     # the bytes kept per key in the source marks (none: 8, an MD5 prefix)
     ("source_marks", "key_size", "integer"),
+    # what the marks' digests are of: "cells" (the raw records), else (none) pickled rows
+    ("source_marks", "kind", "text"),
 ]
 
 

@@ -24,9 +24,14 @@ A table without a rowid and without an integer key (``WITHOUT ROWID`` with a tex
 gets no marks and is compared in full, as is every table when the marks cannot be
 trusted (see :class:`asyncmig.target.sync_marks.Trust`).
 
-The marks are kept with the table's leaf pages (:mod:`asyncmig.target.pages`): the
-next computation reads as rows only the pages that changed and merges their ranges'
-marks into the old ones (:func:`merged`). They are computed in child processes
+The marks are kept with the table's leaf pages (:mod:`asyncmig.target.pages`). Where
+those are known, the digests are not of the rows read as SQL values but of their raw
+cells, parsed from the pages (:mod:`asyncmig.target.cells`: about twice as fast, and
+the pages are read anyway), and the next computation parses only the pages that
+changed and merges their ranges' marks into the old ones (:func:`merged`). Marks
+record which *kind* of digest they hold (``rows`` or ``cells``); two kinds never
+compare (:meth:`Marks.fits`): a table whose recorded marks are of the other kind is
+marked anew, whole, and compared row by row once. They are computed in child processes
 (``python -m asyncmig.target.marks``), one per ``--jobs``; a run starts them at a low
 CPU priority beside its load, so they use the cores the load leaves idle. A mark that differs only because of a Python
 version's pickling is a false alarm (the range is copied again, harmlessly); two
@@ -39,7 +44,6 @@ import hashlib
 import json
 import os
 import pickle
-import re
 import sqlite3
 import struct
 import subprocess
@@ -59,7 +63,7 @@ import structlog
 from anyio.abc import Process
 
 from asyncmig.quoting import qualified, quote_sqlite_ident
-from asyncmig.target import pages
+from asyncmig.target import cells, pages
 
 if TYPE_CHECKING:
     import asyncpg
@@ -67,6 +71,7 @@ if TYPE_CHECKING:
     from asyncmig.plan.model import Plan, TablePlan
 
 ROWS_PER_MARK = 4
+ROWS = "rows"  # a digest of pickled rows (the other kind: cells.CELLS)
 DIGEST_BYTES = 8
 KEY_HASH_BYTES = 8  # a text key: the first bytes of its MD5
 UUID_KEY_BYTES = 16  # a UUID key: the key itself
@@ -89,6 +94,7 @@ MARKS_SQL = f"""CREATE TABLE IF NOT EXISTS {MARKS} (
     rows bigint NOT NULL DEFAULT 0,
     pages bytea,
     key_size integer,
+    kind text,
     PRIMARY KEY (run_id, table_name, part)
 )"""
 
@@ -122,6 +128,7 @@ class Marks:
     # (:func:`key_hashes`), in the order of the ranges
     key_hashes: bytes = b""
     key_size: int = 0  # 0: no keys kept
+    kind: str = ROWS  # what a digest is of: the pickled rows, or their raw cells
 
     @property
     def hashed(self) -> bool:
@@ -129,7 +136,12 @@ class Marks:
 
     def fits(self, other: Marks) -> bool:
         """Whether ``other`` marks the same ranges the same way (comparable, mergeable)."""
-        return (self.mode, self.shift, self.key_size) == (other.mode, other.shift, other.key_size)
+        return (self.mode, self.shift, self.key_size, self.kind) == (
+            other.mode,
+            other.shift,
+            other.key_size,
+            other.kind,
+        )
 
     def digest(self, position: int) -> bytes:
         return self.digests[position * DIGEST_BYTES : (position + 1) * DIGEST_BYTES]
@@ -253,17 +265,32 @@ def key_hashes(values: list[Any], form: str) -> bytes:
     if set(map(type, values)) - {str}:
         raise TypeError("a key that is not text")
     if form == "uuid":
-        if all(map(CANONICAL_UUID, values)):
-            return bytes.fromhex("".join(values).replace("-", ""))
+        written = _uuid_bytes(values)
+        if written is not None:
+            return written
         return b"".join([uuid.UUID(v).bytes for v in values])
     md5, size = hashlib.md5, KEY_HASH_BYTES
     return b"".join([md5(v.encode(), usedforsecurity=False).digest()[:size] for v in values])
 
 
-# PostgreSQL writes a uuid as 8-4-4-4-12 lower-case hex digits: such a value is its own text
-CANONICAL_UUID = re.compile(
-    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-).fullmatch
+def _uuid_bytes(values: list[str]) -> bytes | None:
+    """Each key's 16 bytes when every key is written 8-4-4-4-12 in hex digits (either
+    case: what ``uuid.UUID`` reads them as), in a few calls over all of them instead of
+    a parse or a pattern per key (2 µs each); None: some other spelling."""
+    count = len(values)
+    if set(map(len, values)) - {36}:
+        return None
+    joined = "".join(values)
+    if any(joined[dash::36].count("-") != count for dash in (8, 13, 18, 23)):
+        return None
+    digits = joined.replace("-", "")
+    if len(digits) != 32 * count or not digits.isascii():
+        return None
+    try:
+        written = bytes.fromhex(digits)  # skips whitespace: the length tells
+    except ValueError:
+        return None
+    return written if len(written) == 16 * count else None
 
 
 def pg_key_hash(column: str) -> str:
@@ -311,37 +338,75 @@ def choose_shift(low: int, high: int, rows: int) -> int:
     return shift
 
 
-def compute(
-    conn: sqlite3.Connection, request: Request, spans: list[tuple[int, int]] | None = None
-) -> Marks:
-    """The marks of one table (raises on a value the marks cannot hold); with ``spans``
-    (sorted, disjoint, whole ranges: :func:`aligned`) only of the ranges in them."""
+def compute(conn: sqlite3.Connection, request: Request) -> Marks:
+    """The marks of one table from its rows, read as SQL values and pickled (raises on
+    a value the marks cannot hold)."""
     column = _order_column(conn, request)
     table = quote_sqlite_ident(request.source)
-    shift = request.shift
-    if shift is None:
-        low, high, rows = conn.execute(
-            f"SELECT min({column}), max({column}), count(*) FROM {table}"
-        ).fetchone()
-        shift = choose_shift(int(low or 0), int(high or 0), int(rows))
+    shift = _shift(conn, request, column)
     key = _key_position(conn, request)
     acc = _Accumulator(shift, request.key_form if key is not None else None, key)
-    select = f"SELECT {column}, * FROM {table}"
-    for where, params in _wheres(column, spans):
-        cursor = conn.execute(f"{select}{where} ORDER BY {column}", params)
-        while batch := cursor.fetchmany(FETCH):
-            acc.add(batch)
+    cursor = conn.execute(f"SELECT {column}, * FROM {table} ORDER BY {column}")
+    while batch := cursor.fetchmany(FETCH):
+        acc.add(batch)
     return acc.marks(request)
 
 
-def _wheres(
-    column: str, spans: list[tuple[int, int]] | None
-) -> Iterator[tuple[str, tuple[int, ...]]]:
-    if spans is None:
-        yield "", ()
-        return
-    for low, high in spans:
-        yield f" WHERE {column} BETWEEN ? AND ?", (low, high)
+def _shift(conn: sqlite3.Connection, request: Request, column: str) -> int:
+    """The recorded shift, else one for the table's spread of keys now."""
+    if request.shift is not None:
+        return request.shift
+    low, high, rows = conn.execute(
+        f"SELECT min({column}), max({column}), count(*) FROM {quote_sqlite_ident(request.source)}"
+    ).fetchone()
+    return choose_shift(int(low or 0), int(high or 0), int(rows))
+
+
+def from_cells(
+    conn: sqlite3.Connection,
+    path: Path,
+    request: Request,
+    leaves: pages.Pages,
+    spans: list[tuple[int, int]] | None = None,
+) -> Marks | None:
+    """The marks of one table from the raw cells of its leaf pages ``leaves``
+    (:mod:`asyncmig.target.cells`); with ``spans`` (sorted, disjoint, whole ranges:
+    :func:`aligned`) only of the ranges in them. None: the key's place in the record is
+    not known (generated columns), or a cell did not parse (a key that is not text or
+    not of its encoding, a page no longer a leaf): the rows are read instead."""
+    key = _key_position(conn, request)
+    if key is not None and _generated(conn, request.source):
+        return None
+    form = request.key_form if key is not None else None
+    try:
+        found = cells.compute(
+            path,
+            leaves,
+            _shift(conn, request, _order_column(conn, request)),
+            None if key is None else key - 1,
+            spans,
+        )
+    except (ValueError, IndexError, struct.error):
+        return None  # the rows are read instead, and raise what is wrong with them, if anything
+    return Marks(
+        table=request.table,
+        mode=request.mode,
+        shift=found.shift,
+        ranges=found.ranges,
+        digests=b"".join(found.digests),
+        rows=found.rows,
+        counts=found.counts,
+        key_hashes=key_hashes(found.keys, form) if form is not None else b"",
+        key_size=key_size(form),
+        kind=cells.CELLS,
+    )
+
+
+def _generated(conn: sqlite3.Connection, table: str) -> bool:
+    """Whether ``table`` has generated columns (hidden from ``table_info``)."""
+    name = quote_sqlite_ident(table)
+    shown = len(conn.execute(f"PRAGMA table_info({name})").fetchall())
+    return len(conn.execute(f"PRAGMA table_xinfo({name})").fetchall()) != shown
 
 
 def aligned(spans: list[tuple[int, int]], shift: int) -> list[tuple[int, int]]:
@@ -389,6 +454,7 @@ def merged(old: Marks, part: Marks, spans: list[tuple[int, int]]) -> Marks:
         out.counts,
         b"".join(out.hashes),
         old.key_size,
+        old.kind,
     )
 
 
@@ -415,10 +481,13 @@ class _Slices:
 
 
 def _key_position(conn: sqlite3.Connection, request: Request) -> int | None:
-    """Where the key column is in ``SELECT rowid, *`` (rowid marks with a key form)."""
+    """Where the key column is in ``SELECT rowid, *`` (rowid marks with a key form):
+    ``*`` has the generated columns too, which ``table_info`` leaves out (only a virtual
+    table's hidden columns, hidden 1 in ``table_xinfo``, are not in it)."""
     if request.mode != "rowid" or request.key_form is None:
         return None
-    info = conn.execute(f"PRAGMA table_info({quote_sqlite_ident(request.source)})").fetchall()
+    name = quote_sqlite_ident(request.source)
+    info = [r for r in conn.execute(f"PRAGMA table_xinfo({name})") if r[6] != 1]
     keys = [r for r in info if r[5]]
     return 1 + list(info).index(keys[0]) if len(keys) == 1 else None
 
@@ -510,13 +579,16 @@ def _main() -> None:
 def _one_table(
     conn: sqlite3.Connection, path: Path, request: Request, old: bytes
 ) -> tuple[dict[str, Any], bytes]:
-    """Marks (of the ranges whose leaf pages changed, when the old page records tell)
-    and the table's page records now."""
-    now = _pages_of(conn, path, request)
+    """Marks (from the cells when the leaf pages are known, then only of the ranges
+    whose pages changed when the old page records tell) and the table's page records."""
+    then = pages.Pages.unpack(old) if old else None
+    now = _pages_of(conn, path, request, then)
     spans = None
-    if old and now is not None and request.shift is not None:
-        spans = aligned(pages.changed(pages.Pages.unpack(old), now), request.shift)
-    marks = compute(conn, request, spans)
+    if then is not None and now is not None and request.shift is not None:
+        spans = aligned(pages.changed(then, now), request.shift)
+    marks = from_cells(conn, path, request, now, spans) if now is not None else None
+    if marks is None:
+        marks, spans = compute(conn, request), None
     assert marks.counts is not None
     packed = now.pack() if now is not None else b""
     header = {
@@ -526,6 +598,7 @@ def _one_table(
         "count": len(marks.ranges),
         "rows": marks.rows,
         "key_size": marks.key_size,
+        "kind": marks.kind,
         "spans": spans,
         "pages": len(packed),
     }
@@ -533,13 +606,15 @@ def _one_table(
     return header, body + packed
 
 
-def _pages_of(conn: sqlite3.Connection, path: Path, request: Request) -> pages.Pages | None:
-    """The table's leaf pages, when its ranges are rowid ranges."""
+def _pages_of(
+    conn: sqlite3.Connection, path: Path, request: Request, then: pages.Pages | None
+) -> pages.Pages | None:
+    """The table's leaf pages, when its ranges are rowid ranges (``then``: as recorded)."""
     if request.mode == "int" and not (
         request.key is not None and pages.is_rowid(conn, request.source, request.key)
     ):
         return None
-    return pages.read(conn, path, request.source)
+    return pages.read(conn, path, request.source, then)
 
 
 # --- computing (in the parent) -------------------------------------------------------
@@ -627,25 +702,35 @@ async def _answer(reader: _Reader) -> Computed | tuple[str, str]:
     if "error" in header:
         return header["table"], header["error"]
     count = header["count"]
+    body = count * (8 + DIGEST_BYTES + 8) + header["rows"] * header["key_size"] + header["pages"]
+    return answered(header, await reader.read(body))
+
+
+def answered(header: dict[str, Any], body: bytes) -> Computed:
+    """A child's answer for one table (:func:`_one_table`'s header and body)."""
+    count, rows, size = header["count"], header["rows"], header["key_size"]
     ranges: array[int] = array("q")
-    ranges.frombytes(await reader.read(count * 8))
-    digests = await reader.read(count * DIGEST_BYTES)
+    ranges.frombytes(body[: count * 8])
+    at = count * 8
+    digests = body[at : at + count * DIGEST_BYTES]
+    at += count * DIGEST_BYTES
     counts: array[int] = array("q")
-    counts.frombytes(await reader.read(count * 8))
-    hashes = await reader.read(header["rows"] * header["key_size"])
+    counts.frombytes(body[at : at + count * 8])
+    at += count * 8
     found = Marks(
         header["table"],
         header["mode"],
         header["shift"],
         ranges,
         digests,
-        header["rows"],
+        rows,
         counts,
-        hashes,
-        header["key_size"],
+        body[at : at + rows * size],
+        size,
+        header["kind"],
     )
     spans = [(int(a), int(b)) for a, b in header["spans"]] if header["spans"] is not None else None
-    return Computed(found, spans, await reader.read(header["pages"]))
+    return Computed(found, spans, body[at + rows * size :])
 
 
 class _Reader:
@@ -764,23 +849,28 @@ async def store(conn: asyncpg.Connection, run_id: int, marks: Marks, pages: byte
                 marks.rows,
                 (pages or None) if part == 0 else None,
                 size,
+                marks.kind,
             )
         )
     await conn.executemany(
         f"INSERT INTO {MARKS} (run_id, table_name, part, mode, shift, ranges, digests, "
-        "counts, key_hashes, rows, pages, key_size) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        "counts, key_hashes, rows, pages, key_size, kind) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         rows,
     )
 
 
 async def recorded_pages(conn: asyncpg.Connection, run_id: int) -> dict[str, bytes]:
-    """The page records kept under ``run_id``, by table; not of marks kept before key
-    sizes were recorded (with them, their tables are marked anew, whole)."""
+    """The page records kept under ``run_id``, by table, with marks of cells (those of
+    marks of rows, kept before marks were read from cells, would have the changed
+    pages' ranges computed from cells and merged into digests of another kind) and
+    with key sizes (not of marks kept before those were recorded). Without them, a
+    table is marked anew, whole (and compared row by row once)."""
     rows = await conn.fetch(
         f"SELECT table_name, pages FROM {MARKS} WHERE run_id = $1 AND part = 0 "
-        "AND pages IS NOT NULL AND (key_size IS NOT NULL OR key_hashes IS NULL)",
+        "AND pages IS NOT NULL AND kind = $2 AND (key_size IS NOT NULL OR key_hashes IS NULL)",
         run_id,
+        cells.CELLS,
     )
     return {str(r[0]): bytes(r[1]) for r in rows}
 
@@ -814,8 +904,8 @@ async def shapes(conn: asyncpg.Connection, run_id: int) -> dict[str, tuple[str, 
 async def recorded(conn: asyncpg.Connection, run_id: int, table: str) -> Marks | None:
     """One table's marks recorded under ``run_id`` (read when the sync comes to it)."""
     rows = await conn.fetch(
-        f"SELECT table_name, mode, shift, ranges, digests, counts, key_hashes, rows, key_size "
-        f"FROM {MARKS} WHERE run_id = $1 AND table_name = $2 ORDER BY part",
+        "SELECT table_name, mode, shift, ranges, digests, counts, key_hashes, rows, key_size, "
+        f"kind FROM {MARKS} WHERE run_id = $1 AND table_name = $2 ORDER BY part",
         run_id,
         table,
     )
@@ -842,6 +932,7 @@ def _joined(table: str, rows: list[Any]) -> Marks:
         counts,
         b"".join(bytes(row[6]) for row in rows) if hashed else b"",
         size,
+        rows[0][9] or ROWS,  # marks kept before kinds were recorded: of rows
     )
 
 
