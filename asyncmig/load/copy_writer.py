@@ -44,7 +44,9 @@ async def copy_table(
     loads in the same transaction. The transaction commits only if the whole table
     succeeds: a failure anywhere (reader, transform, too many rejects) rolls it back.
     Values of the ``encoded`` types may come as PostgreSQL's binary form
-    (:mod:`asyncmig.load.codecs`).
+    (:mod:`asyncmig.load.codecs`). ``on_batch`` is called after every batch received
+    (with the rows it put in the table, 0 for a batch all rejected): the pipeline's
+    bound on batches in flight counts on it.
     """
     handed = copied = 0
     columns = [c.name for c in table.columns]
@@ -54,17 +56,18 @@ async def copy_table(
             await first(conn)
         async with codecs.encoded_values(conn, encoded):
             async for rows, originals in pairs:
-                if not rows:
-                    continue
-                handed += len(rows)
-                if isolate:
-                    done = await _copy_isolating(
-                        conn, schema, table, columns, rows, originals, guard
-                    )
-                else:
-                    done = await _copy(conn, schema, table, columns, rows)
-                copied += done
-                if on_batch is not None:  # progress: rows this batch put in the table
+                done = 0
+                if rows:
+                    handed += len(rows)
+                    if isolate:
+                        done = await _copy_isolating(
+                            conn, schema, table, columns, rows, originals, guard
+                        )
+                    else:
+                        done = await _copy(conn, schema, table, columns, rows)
+                    copied += done
+                del rows, originals  # the batch is done with: free it before the next
+                if on_batch is not None:  # every batch, even one all rejected
                     on_batch(done)
         if before_commit is not None:  # e.g. the history row describing this table
             await before_commit(conn, copied)

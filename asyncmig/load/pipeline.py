@@ -11,6 +11,12 @@
         ▼
     queue ──▶ writer (asyncpg COPY, 1 connection, 1 transaction)
 
+Besides each queue's bound, the batches in flight (read and not yet copied, wherever
+they are) are bounded by bytes (``FLIGHT_BYTES``): the reader takes a ticket before it
+reads a batch and the writer hands it back once the batch is copied. A long table of
+wide rows then holds no more than a short one, and a process's memory stays about
+the same whatever the table's length.
+
 Up to ``--jobs`` tables run at once. The end of data is the closing of a stream:
 each stage holds its own clone and closes it when done, so the consumer's
 ``async for`` ends exactly when every producer has finished. A failure anywhere
@@ -45,9 +51,15 @@ from asyncmig.source.scan import SQL_FUNCTIONS
 from asyncmig.source.sqlite import open_async, source_error
 from asyncmig.target import history
 
-# a batch holds at most this many bytes of values (about): a table of large blobs moves
-# in small batches, so memory stays bounded in bytes, not only in rows
-BATCH_BYTES = 16 * 1024 * 1024
+# a batch holds at most this many bytes of values (as SQLite stores them; about four
+# times that as Python objects): a table of wide rows or large blobs moves in smaller
+# batches, so memory stays bounded in bytes, not only in rows
+BATCH_BYTES = 1024 * 1024
+# the batches of one table in flight, read and not yet copied, hold at most this many
+# bytes (as BATCH_BYTES counts them), and never fewer than MIN_FLIGHT batches: enough
+# to keep the reader, the transformer and the writer busy at once
+FLIGHT_BYTES = 4 * 1024 * 1024
+MIN_FLIGHT = 2
 
 
 def batch_rows(settings: PipelineSettings, table: TablePlan) -> int:
@@ -55,6 +67,17 @@ def batch_rows(settings: PipelineSettings, table: TablePlan) -> int:
     if table.row_bytes <= 0:
         return settings.batch_size
     return max(1, min(settings.batch_size, BATCH_BYTES // table.row_bytes))
+
+
+def flight_batches(settings: PipelineSettings, table: TablePlan) -> int:
+    """How many of the table's batches may be in flight at once (the reader's tickets):
+    as many as ``flight_bytes`` holds, at most what the queues and stages could hold
+    anyway (two queues of --queue-size, one batch in each of the three stages)."""
+    stages = 2 * settings.queue_size + 3
+    if table.row_bytes <= 0:
+        return stages
+    per_batch = batch_rows(settings, table) * table.row_bytes
+    return max(MIN_FLIGHT, min(stages, settings.flight_bytes // per_batch))
 
 
 @dataclass(frozen=True)
@@ -71,6 +94,7 @@ class PipelineSettings:
     # timestamptz and numeric values handed to the COPY already encoded (load.codecs);
     # off: asyncpg's own codecs, the same values more slowly (tests compare the two)
     encode: bool = True
+    flight_bytes: int = FLIGHT_BYTES  # bytes of a table's batches in flight (tests lower it)
 
 
 @dataclass(frozen=True)
@@ -137,8 +161,12 @@ async def read_table(
     send: MemoryObjectSendStream[Pair],
     batch_size: int,
     guard: TableGuard,
+    flight: anyio.Semaphore,
 ) -> int:
     """Stream the table's rows in batches; returns how many were read.
+
+    ``flight``: a ticket is taken before each batch is read; whoever consumes the batch
+    last (the writer) releases it, so the batches in flight never outnumber its tickets.
 
     Text that is not UTF-8 makes Python's sqlite3 raise in the middle of a batch: the
     read then restarts after the rows already sent, with a text factory that marks such
@@ -151,12 +179,12 @@ async def read_table(
         try:
             refuted = await _watch_proof(conn, table)
             try:
-                count = await _read(conn, table, send, batch_size, guard, sent)
+                count = await _read(conn, table, send, batch_size, guard, sent, flight)
             except sqlite3.OperationalError as exc:
                 if "decode" not in str(exc) or refuted:
                     raise
                 conn.text_factory = lenient_text
-                count = await _read(conn, table, send, batch_size, guard, sent)
+                count = await _read(conn, table, send, batch_size, guard, sent, flight)
         except sqlite3.DatabaseError as exc:
             if refuted:
                 raise PlanRefuted(table.name, table.columns[refuted[0]].name) from None
@@ -178,23 +206,43 @@ async def _read(
     batch_size: int,
     guard: TableGuard,
     sent: list[int],
+    flight: anyio.Semaphore,
 ) -> int:
     offset = sent[0]
     sql = select_sql(table) + (f" LIMIT -1 OFFSET {offset}" if offset else "")
     cursor = await conn.execute(sql)
     lenient = conn.text_factory is lenient_text
     proof = Proof(table)
-    # rows are plain tuples (no row factory): no per-row copy on the hot path
-    while batch := cast(Batch, list(await cursor.fetchmany(batch_size))):
-        read = len(batch)
-        refuted = proof.refuted(batch)  # before anything else sees the rows
-        if refuted is not None:
-            raise PlanRefuted(table.name, table.columns[refuted].name)
-        if lenient:
-            batch = guard.resolve_invalid_text(batch)
+    while True:
+        await flight.acquire()  # released by the writer once the batch is copied
+        try:
+            read, batch = await _next_batch(cursor, batch_size, table, proof, guard, lenient)
+        except BaseException:  # no batch goes on: nobody else will release its ticket
+            flight.release()
+            raise
+        if not read:
+            flight.release()
+            return sent[0]
         await send.send((batch, batch))
         sent[0] += read
-    return sent[0]
+
+
+async def _next_batch(
+    cursor: aiosqlite.Cursor,
+    batch_size: int,
+    table: TablePlan,
+    proof: Proof,
+    guard: TableGuard,
+    lenient: bool,
+) -> tuple[int, Batch]:
+    """(rows read, the batch to hand on): checked against the plan's proof, and text
+    that is not UTF-8 settled (a lenient read)."""
+    # rows are plain tuples (no row factory): no per-row copy on the hot path
+    batch = cast(Batch, list(await cursor.fetchmany(batch_size)))
+    refuted = proof.refuted(batch)  # before anything else sees the rows
+    if refuted is not None:
+        raise PlanRefuted(table.name, table.columns[refuted].name)
+    return len(batch), guard.resolve_invalid_text(batch) if lenient else batch
 
 
 async def transform_batches(
@@ -278,10 +326,11 @@ async def load_rows(
     )
     read_send, read_receive = anyio.create_memory_object_stream[Pair](settings.queue_size)
     results: dict[str, Any] = {}
+    flight = anyio.Semaphore(flight_batches(settings, table))
 
     async def reader() -> None:
         results["read"] = await read_table(
-            source, table, read_send, batch_rows(settings, table), guard
+            source, table, read_send, batch_rows(settings, table), guard, flight
         )
 
     async def record(conn: asyncpg.Connection, copied: int) -> None:
@@ -299,9 +348,12 @@ async def load_rows(
                             transform_batches, read_receive.clone(), out_send.clone(), transform
                         )
                 writer_input = out_receive
-            on_batch = (
-                None if counter is None else lambda rows: counter.add(rows, guard.accounts.rejected)
-            )
+
+            def on_batch(rows: int) -> None:  # a batch is copied (or all of it rejected)
+                flight.release()
+                if counter is not None:
+                    counter.add(rows, guard.accounts.rejected)
+
             results["copied"] = await copy_table(
                 conn, schema, table, writer_input, guard, record, on_batch, first, encoded
             )
