@@ -31,7 +31,7 @@ from bench.run_bench import ROOT, cluster, generate, pg_bin, tail
 def timed_run(db: Path, dsn: str, schema: str, chunk_rows: int, jobs: int) -> float:
     """One `asyncmig run` into ``schema`` (dropped first); its wall time."""
     logs = tempfile.mkdtemp(prefix="asyncmig-chunk-bench-logs-")
-    cmd = [sys.executable, "-m", "asyncmig", "run", "--sqlite", str(db), "--pg", dsn]
+    cmd = [sys.executable, "-P", "-m", "asyncmig", "run", "--sqlite", str(db), "--pg", dsn]
     cmd += ["--schema", schema, "--replace", "--jobs", str(jobs), "--quiet"]
     cmd += ["--chunk-rows", str(chunk_rows)]
     started = time.perf_counter()

@@ -40,7 +40,7 @@ def asyncmig(*args: str, workers: str = "process") -> subprocess.Popen[str]:
         ASYNCMIG_LOG_DIR=tempfile.mkdtemp(prefix="asyncmig-trial-"),
     )
     return subprocess.Popen(
-        [sys.executable, "-m", "asyncmig", *args],
+        [sys.executable, "-P", "-m", "asyncmig", *args],
         env=environ,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -98,7 +98,7 @@ def why_not_resumed(killed: dict[str, Any] | None, rerun_stderr: str) -> str:
 def history(dsn: str) -> list[dict[str, Any]]:
     """The runs in the target's history, latest first (``status --output json``)."""
     status = subprocess.run(
-        [sys.executable, "-m", "asyncmig", "status", "--pg", dsn, "--output", "json"],
+        [sys.executable, "-P", "-m", "asyncmig", "status", "--pg", dsn, "--output", "json"],
         capture_output=True,
         text=True,
         check=False,

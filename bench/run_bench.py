@@ -246,7 +246,7 @@ def asyncmig_run(
     return [*ASYNCMIG_RUN, "--sqlite", str(db), "--pg", dsn, *options, "--log-dir", str(logs)]
 
 
-ASYNCMIG_RUN = (sys.executable, "-m", "asyncmig", "run")
+ASYNCMIG_RUN = (sys.executable, "-P", "-m", "asyncmig", "run")
 
 
 def run_asyncmig(

@@ -39,7 +39,7 @@ def asyncmig(tree: Path, dsn: str, logs: Path, *args: str) -> tuple[float, float
     """One command of ``tree``'s asyncmig: wall, CPU (with the server's), stdout, stderr."""
     server = postmaster(dsn) or 0
     env = {**os.environ, "PYTHONPATH": str(tree), "ASYNCMIG_LOG_DIR": str(logs)}
-    cmd = [sys.executable, "-m", "asyncmig", *args, "--pg", dsn, "--schema", "ab"]
+    cmd = [sys.executable, "-P", "-m", "asyncmig", *args, "--pg", dsn, "--schema", "ab"]
     before = cpu_of(server)
     started = time.perf_counter()
     out, cpu = run_sampled(cmd, env)

@@ -166,7 +166,7 @@ def asyncmig(
     """One asyncmig command as a child process: its wall time, CPU time (its process
     tree and the server's) and result."""
     logs = tempfile.mkdtemp(prefix="asyncmig-sync-bench-logs-")
-    cmd = [sys.executable, "-m", "asyncmig", *args, "--schema", SCHEMA]
+    cmd = [sys.executable, "-P", "-m", "asyncmig", *args, "--schema", SCHEMA]
     server = cpu_of(SERVER[0]) if SERVER else 0.0
     started = time.perf_counter()
     out, cpu = run_sampled(cmd, {**os.environ, "PYTHONPATH": str(ROOT), "ASYNCMIG_LOG_DIR": logs})

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -551,4 +552,85 @@ async def test_marks_of_rows_kept_by_an_earlier_version_are_marked_anew_from_cel
             assert [r[0] for r in kinds] == [cells.CELLS]
     finally:
         await pg.close()
+    deep_check_passes(db, pg_dsn)
+
+
+async def test_the_marks_processes_run_the_parents_code_not_the_current_directorys(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """A sync started (as the installed command starts it, without the current directory
+    on the path) from a directory holding another ``asyncmig`` package: its marks
+    processes still run the sync's own code, so every table is compared by its marks."""
+    db = build_source(tmp_path / "app.db", seed=21)
+    await migrate(db, pg_dsn, sync_marks=True)
+    decoy = tmp_path / "cwd" / "asyncmig" / "target"
+    decoy.mkdir(parents=True)
+    for package in (decoy.parent, decoy):
+        (package / "__init__.py").write_text("", encoding="utf-8")
+    (decoy / "marks.py").write_text("raise SystemExit('a decoy')\n", encoding="utf-8")
+    edit(db, 0.03, 22)
+    done = _sync_from(decoy.parent.parent, db, pg_dsn)
+    assert done.returncode == 0, done.stderr
+    assert set(compared(valid(done.stdout)).values()) == {"marks"}
+    assert "marks process ended early" not in done.stderr
+    deep_check_passes(db, pg_dsn)
+
+
+def _sync_from(cwd: Path, db: Path, dsn: str) -> subprocess.CompletedProcess[str]:
+    """``asyncmig sync`` started with ``cwd`` as the current directory, not on the path."""
+    command = ["sync", "--sqlite", str(db), "--pg", dsn, "--output", "json"]
+    return subprocess.run(
+        [sys.executable, "-P", "-m", "asyncmig", *command],
+        capture_output=True,
+        text=True,
+        env=cli_environment(None),
+        cwd=cwd,
+        timeout=120,
+        check=False,
+    )
+
+
+SYNC_JSON = ("sync", "--output", "json")
+
+
+def _sync_killing_its_marks_processes(db: Path, dsn: str) -> tuple[int, str, str]:
+    """A sync whose two marks processes get SIGKILL as soon as they exist (before or
+    as they are sent their job): its exit code and output."""
+    sync = subprocess.Popen(
+        [sys.executable, "-m", "asyncmig", *SYNC_JSON, "--sqlite", str(db), "--pg", dsn],
+        env=cli_environment(None),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    children: list[int] = []
+    deadline = time.monotonic() + 30
+    while len(children) < 2 and sync.poll() is None and time.monotonic() < deadline:
+        children = _marks_children(sync.pid)
+        time.sleep(0.002)
+    for pid in children:
+        os.kill(pid, signal.SIGKILL)
+    out, err = sync.communicate(timeout=120)
+    assert len(children) == 2, "the sync started no marks processes"
+    return sync.returncode, out, err
+
+
+async def test_marks_processes_killed_at_their_start_leave_the_sync_to_compare_rows(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """Marks processes killed before they read their job (their pipe broken when the
+    sync writes it) are a failed computation like any other: the tables are compared
+    row by row and the sync finds exactly the edits (it was an internal error, exit 70)."""
+    db = build_source(tmp_path / "app.db", seed=23)
+    await migrate(db, pg_dsn, sync_marks=True)
+    before = rows_by_key(db)
+    edit(db, 0.03, 24)
+    want = expected_changes(before, rows_by_key(db))
+    code, out, err = _sync_killing_its_marks_processes(db, pg_dsn)
+    assert code == 0, err
+    report = valid(out)
+    assert "rows" in set(compared(report).values())
+    assert {t: v for t, v in changes_of(report).items() if t != "notes"} == {
+        t: v for t, v in want.items() if t != "notes"
+    }
     deep_check_passes(db, pg_dsn)

@@ -654,12 +654,23 @@ class Children:
 
 
 async def _open_child() -> Process:
+    """``-P`` and the parent's own package first on the path: the child runs the code
+    the parent runs, never an ``asyncmig`` directory that happens to be the current one."""
     return await anyio.open_process(
-        [sys.executable, "-m", "asyncmig.target.marks"],
+        [sys.executable, "-P", "-m", "asyncmig.target.marks"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
+        env=child_environment(),
     )
+
+
+def child_environment() -> dict[str, str]:
+    """The environment with the directory this ``asyncmig`` was imported from first on
+    ``PYTHONPATH``."""
+    home = str(Path(__file__).resolve().parents[2])
+    rest = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([home, rest] if rest else [home])}
 
 
 async def stream(
@@ -683,8 +694,11 @@ async def stream(
         process = await _open_child()
     try:
         assert process.stdin is not None and process.stdout is not None
-        await process.stdin.send(json.dumps(job).encode() + b"\n" + b"".join(old_pages))
-        await process.stdin.aclose()
+        try:
+            await process.stdin.send(json.dumps(job).encode() + b"\n" + b"".join(old_pages))
+            await process.stdin.aclose()
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
+            raise RuntimeError("the marks process ended before it read its job") from exc
         reader = _Reader(process.stdout)
         for _ in requests:
             yield await _answer(reader)
