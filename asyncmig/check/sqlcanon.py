@@ -287,7 +287,6 @@ class SourceRows:
         table = quote_sqlite_ident(check.table.source_name)
         self.rowid = rowid
         self.sql = f"SELECT {', '.join(items)} FROM {table}"
-        self.again_sql = f"SELECT {', '.join(exprs)} FROM {table} WHERE {rowid} = ?"
         self.rows_sql = f"SELECT {', '.join([rowid, *exprs])} FROM {table}"
         # the keys alone (sync's second pass finds the rows of a few hash ranges)
         self.keys_sql = f"SELECT {', '.join([rowid, *key_items, *skip_items])} FROM {table}"
@@ -309,17 +308,12 @@ class SourceRows:
 
     def raw_row(self, conn: sqlite3.Connection, rowid: int) -> tuple[Any, ...]:
         """The row as ``check.source_sql()`` reads it, by rowid."""
-        values = conn.execute(self.again_sql, (rowid,)).fetchone()
-        if values is None:
-            raise sqlite3.DatabaseError(f"row {rowid} vanished: the source changed while read")
-        return tuple(values)
+        return self.raw_rows(conn, [rowid])[0]
 
     def raw_rows(self, conn: sqlite3.Connection, rowids: Sequence[int]) -> list[tuple[Any, ...]]:
         """:meth:`raw_row` of each of ``rowids``, in that order, a chunk per query."""
         out: list[tuple[Any, ...]] = []
-        for start in range(0, len(rowids), CHUNK_ROWIDS):
-            chunk = rowids[start : start + CHUNK_ROWIDS]
-            where = f" WHERE {self.rowid} IN ({', '.join('?' * len(chunk))})"
+        for where, chunk in self._by_rowids(rowids):
             found = {row[0]: row[1:] for row in conn.execute(self.rows_sql + where, tuple(chunk))}
             for rowid in chunk:
                 if rowid not in found:
@@ -328,6 +322,12 @@ class SourceRows:
                     )
                 out.append(tuple(found[rowid]))
         return out
+
+    def _by_rowids(self, rowids: Sequence[int]) -> Iterator[tuple[str, Sequence[int]]]:
+        """``rowids`` in chunks, each with the WHERE clause that selects it."""
+        for start in range(0, len(rowids), CHUNK_ROWIDS):
+            chunk = rowids[start : start + CHUNK_ROWIDS]
+            yield f" WHERE {self.rowid} IN ({', '.join('?' * len(chunk))})", chunk
 
     def oracle_fields(self, conn: sqlite3.Connection, rowid: int) -> list[str]:
         """The row's quoted fields as the oracle renders them, read again by rowid."""
@@ -433,7 +433,5 @@ class SourceRows:
         self, conn: sqlite3.Connection, rowids: Sequence[int]
     ) -> Iterator[tuple[int, Any, str, str]]:
         """:meth:`hashed` for the given rows only."""
-        for start in range(0, len(rowids), CHUNK_ROWIDS):
-            chunk = rowids[start : start + CHUNK_ROWIDS]
-            where = f" WHERE {self.rowid} IN ({', '.join('?' * len(chunk))})"
+        for where, chunk in self._by_rowids(rowids):
             yield from self.hashed(conn, where, chunk)

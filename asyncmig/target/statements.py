@@ -189,7 +189,7 @@ def refused(statement: str, exc: asyncpg.PostgresError) -> TargetError:
     """A statement PostgreSQL refused, as one line naming the statement and the reason."""
     if faults.is_connection_fault(exc):
         return faults.lost_connection(exc)
-    message = getattr(exc, "message", None) or str(exc).splitlines()[0]
+    message = getattr(exc, "message", None) or (str(exc).splitlines() or [type(exc).__name__])[0]
     return TargetError(
         f"PostgreSQL refused: {first_line(statement)}: {message}",
         detail=getattr(exc, "detail", None),
