@@ -144,3 +144,47 @@ def test_a_closed_loops_transport_after_the_log_closed_is_no_traceback() -> None
     done = _with_a_closed_loops_transport(script)
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
+
+
+IN_A_CALLBACK = """
+import logging, os, signal, structlog, time, weakref
+import anyio
+from asyncmig.cli import signals
+structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
+signals.install()
+
+class Lock:  # as the import system's module locks, dropped with a weakref callback
+    pass
+
+def cleanup(_ref):
+    os.kill(os.getpid(), signal.SIGTERM)  # the handler runs inside this callback
+    for _ in range(1000):
+        pass
+
+lock = Lock()
+ref = weakref.ref(lock, cleanup)
+del lock
+print("dropped", signals.received(), flush=True)
+
+async def command():
+    await anyio.sleep(30)
+    print("finished", flush=True)
+
+started = time.monotonic()
+try:
+    signals.run(command)
+except signals.SignalReceived as stop:
+    print("stopped", stop.name, time.monotonic() - started < 10, flush=True)
+    raise SystemExit(stop.exit_code)
+"""
+
+
+def test_a_signal_python_dropped_in_a_callback_still_stops_the_command() -> None:
+    """A SIGTERM whose handler ran inside a weakref callback (seen once in CI: the
+    import system's module-lock cleanup) is dropped by Python with "Exception ignored"
+    on stderr. Here it leaves no traceback, and the command's event loop stops at once
+    (exit 143) instead of running to its end."""
+    done = python_c(IN_A_CALLBACK)
+    assert done.stderr == ""
+    assert done.returncode == 143, done.stdout
+    assert done.stdout.split() == ["dropped", "SIGTERM", "stopped", "SIGTERM", "True"]

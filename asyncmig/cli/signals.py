@@ -88,22 +88,35 @@ def install() -> None:
 
 
 def unraisable(args: sys.UnraisableHookArgs) -> None:
-    """A worker process whose start a signal cancelled can leave its pipe transport to
-    be collected after the event loop closed: asyncio's ``__del__`` then finds the loop
-    closed. The process itself is gone (killed with the run); the message would be a
-    traceback on stderr at exit, so it is logged instead. Anything else is reported as
-    Python reports it."""
-    if isinstance(args.exc_value, RuntimeError) and str(args.exc_value) == "Event loop is closed":
-        import structlog
+    """Two exceptions Python cannot raise are not tracebacks on stderr.
 
-        try:
-            structlog.get_logger(__name__).debug(
-                "closed_loop_transport", object=repr(args.object)[:200]
-            )
-        except (ValueError, OSError):  # at exit the log's stream may be closed already:
-            return  # there is nothing left to write it to, and nothing to report
+    * :class:`SignalReceived` raised inside a callback Python calls on its own (a
+      weakref callback such as the import system's module-lock cleanup, a
+      ``__del__``): Python drops it. The signal stays recorded, and the command's
+      event loop, when it starts, stops at once (see :func:`run`). Delivering it again
+      from here is no way out: the handler would run inside this hook.
+    * A worker process whose start a signal cancelled can leave its pipe transport to
+      be collected after the event loop closed: asyncio's ``__del__`` then finds the
+      loop closed. The process itself is gone (killed with the run); it is logged.
+
+    Anything else is reported as Python reports it."""
+    if isinstance(args.exc_value, SignalReceived):
+        _log_quietly("signal_in_callback", signal=args.exc_value.name)
+        return
+    if isinstance(args.exc_value, RuntimeError) and str(args.exc_value) == "Event loop is closed":
+        _log_quietly("closed_loop_transport", object=repr(args.object)[:200])
         return
     sys.__unraisablehook__(args)
+
+
+def _log_quietly(event: str, **values: object) -> None:
+    """A debug line, if there is still a log to write it to."""
+    import structlog
+
+    try:
+        structlog.get_logger(__name__).debug(event, **values)
+    except (ValueError, OSError):  # at exit the log's stream may be closed already:
+        return  # there is nothing left to write it to, and nothing to report
 
 
 @contextmanager
@@ -173,6 +186,8 @@ async def _guarded(func: Callable[..., Awaitable[T]], args: tuple[object, ...]) 
 
     for signum in HANDLED:
         loop.add_signal_handler(signum, on_signal, signum)
+    if _received:  # came before the loop, and Python dropped it (see unraisable)
+        work.cancel()
     outcome: list[T] = []
     try:
         with work:
