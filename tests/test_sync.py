@@ -15,10 +15,12 @@ import os
 import signal
 import sqlite3
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import psutil
 import pytest
 
 from asyncmig.check.deep import TableCheck
@@ -31,6 +33,7 @@ from asyncmig.target.sync_ranges import Ranges, choose_ranges
 from bench.edit_2truths import edit
 from tests.compare import assert_all_equal
 from tests.fix_cli import run_cli, valid
+from tests.fix_faults import descendants, start
 from tests.fix_run import migrate
 from tests.fix_sync import build_source, deep_check_passes, expected_changes, rows_by_key
 
@@ -429,6 +432,69 @@ async def test_sigterm_mid_sync_leaves_every_table_as_it_was(tmp_path: Path, pg_
     assert tuple(statuses[-1]) == ("sync", "interrupted")
     assert sync_json(db, pg_dsn)["changed"] > 0
     deep_check_passes(db, pg_dsn)
+
+
+def reading_worker(parent: int, db: Path, deadline: float) -> psutil.Process | None:
+    """A worker process of ``parent`` (not a marks process) that has ``db`` open: one
+    running its job."""
+    while time.monotonic() < deadline:
+        for child in descendants(parent):
+            try:
+                if "anyio.to_process" in child.cmdline() and any(
+                    Path(f.path) == db for f in child.open_files()
+                ):
+                    return child
+            except psutil.Error:  # it ended meanwhile
+                continue
+        time.sleep(0.002)
+    return None
+
+
+WIDE_SQL = """
+CREATE TABLE readings (id INTEGER PRIMARY KEY, sensor TEXT NOT NULL, value REAL);
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 120000)
+INSERT INTO readings SELECT i, 'sensor-' || (i % 97), i / 7.0 FROM n;
+"""
+
+
+async def test_sigterm_while_a_worker_process_reads_the_source(tmp_path: Path, pg_dsn: str) -> None:
+    """From 100,000 rows the source's side of a first sync's row-by-row comparison runs
+    in worker processes; one is stopped mid-job (SIGSTOP: as one whose table takes
+    minutes). A SIGTERM still ends the sync at once: exit 143, the worker killed, the
+    history ``interrupted``, the table as it was. (Before, the sync waited for the
+    worker's answer, SIGTERM or not.)"""
+    db = tmp_path / "app.db"
+    with sqlite3.connect(db) as conn:
+        conn.executescript(WIDE_SQL)
+    conn.close()
+    await migrate(db, pg_dsn)
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE readings SET value = -1 WHERE id % 1000 = 0")
+    conn.close()
+    target = await asyncpg.connect(pg_dsn)
+    before = await table_digests(target, ["readings"])
+    proc = start("sync", "--sqlite", str(db), "--pg", pg_dsn, "--jobs", "2")
+    worker = None
+    try:
+        worker = reading_worker(proc.pid, db.resolve(), time.monotonic() + 60)
+        assert worker is not None, proc.communicate(timeout=60)[1]
+        worker.send_signal(signal.SIGSTOP)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)  # a bound, not a measurement
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        if worker is not None and worker.is_running():
+            worker.kill()
+    assert proc.returncode == 143, stderr
+    assert "interrupted by SIGTERM" in stderr and "Traceback" not in stderr, stderr
+    assert not worker.is_running() or worker.status() == psutil.STATUS_ZOMBIE
+    try:
+        assert await table_digests(target, ["readings"]) == before
+        last = await target.fetchrow("SELECT command, status FROM asyncmig.runs ORDER BY id DESC")
+    finally:
+        await target.close()
+    assert tuple(last) == ("sync", "interrupted")
 
 
 async def test_a_sync_waits_for_no_one_while_a_run_holds_the_schema(

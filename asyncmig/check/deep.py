@@ -853,6 +853,7 @@ async def source_in_processes(
             check.table.name,
             check.skip,
             check.ranges,
+            cancellable=True,  # a SIGTERM kills the worker: it only reads the source
             limiter=limiter,
         )
 

@@ -610,7 +610,14 @@ async def compare_all(
         diff = diffs[name]
         if in_processes:
             source_side[name] = await anyio.to_process.run_sync(
-                source_digests_of, source, plan, name, diff.check.skip, diff.ranges, limiter=limiter
+                source_digests_of,
+                source,
+                plan,
+                name,
+                diff.check.skip,
+                diff.ranges,
+                cancellable=True,  # a SIGTERM kills the worker: it only reads the source
+                limiter=limiter,
             )
         else:
             source_side[name] = await anyio.to_thread.run_sync(diff.source_digests, limiter=limiter)
