@@ -504,6 +504,39 @@ async def test_a_table_whose_every_row_changed_streams_through_in_batches(
     deep_check_schema(db, pg_dsn, "public")
 
 
+async def test_rows_of_hundreds_of_scattered_ranges_are_read_in_few_statements(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """Every 7th row of a 3,000-row table updated, one deleted and one inserted past the
+    end: some 430 separate spans of ranges, read 64 to a statement (the last filled with
+    empty spans). Exactly those rows change, with the load's values."""
+    db = tmp_path / "scattered.db"
+    apply(
+        db,
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, s TEXT NOT NULL, v REAL)",
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000) "
+        "INSERT INTO t SELECT i, 'row ' || i, i / 4.0 FROM n",
+    )
+    await migrate(db, pg_dsn, sync_marks=True)
+    apply(
+        db,
+        "UPDATE t SET v = -v WHERE id % 7 = 0",
+        "DELETE FROM t WHERE id = 1000",
+        "INSERT INTO t VALUES (5000, 'new', 0.5)",
+    )
+    report = sync_json(db, pg_dsn, "public")
+    assert compared(report) == {"t": "marks"}
+    assert changes_of(report)["t"] == {"inserted": 1, "updated": 428, "deleted": 1}
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        rows = await conn.fetch("SELECT id, s, v FROM t ORDER BY id")
+    finally:
+        await conn.close()
+    want = [(i, f"row {i}", -i / 4.0 if i % 7 == 0 else i / 4.0) for i in range(1, 3001)]
+    want = [r for r in want if r[0] != 1000] + [(5000, "new", 0.5)]
+    assert [tuple(r) for r in rows] == want
+
+
 async def test_marks_of_rows_kept_by_an_earlier_version_are_marked_anew_from_cells(
     tmp_path: Path, pg_dsn: str
 ) -> None:

@@ -60,6 +60,7 @@ log = structlog.get_logger(__name__)
 Row = tuple[Any, ...]
 Copy = Callable[[TablePlan, str, list[Row], dict[str, int]], Awaitable[None]]
 BATCH = 5000
+SPANS_PER_QUERY = 64  # a statement per span cost more than reading its rows (46 µs each)
 
 
 @dataclass
@@ -173,14 +174,17 @@ class Ready:
     rows: MemoryObjectReceiveStream[list[Row]] | None = None  # its candidates, converted
 
 
-def _ranges_sql(check: TableCheck, mode: str, rowid: str) -> str:
-    """The source rows (as ``check --deep`` and the sync read them) of a span of ranges."""
+def _ranges_sql(check: TableCheck, mode: str, rowid: str, spans: int = SPANS_PER_QUERY) -> str:
+    """The source rows (as ``check --deep`` and the sync read them) of ``spans`` spans of
+    ranges, each a ``BETWEEN`` on the key or rowid: SQLite seeks each by its index
+    (a "multi-index OR"), in one statement instead of one each."""
     column = (
         quote_sqlite_ident(check.table.column(check.table.primary_key[0]).source_name)
         if mode == "int"
         else rowid
     )
-    return f"{check.source_sql()} WHERE {column} BETWEEN ? AND ?"
+    terms = " OR ".join([f"{column} BETWEEN ? AND ?"] * spans)
+    return f"{check.source_sql()} WHERE ({terms})"
 
 
 def _rowid(check: TableCheck) -> str:
@@ -200,8 +204,8 @@ def candidates(
     all changed is never held whole."""
     sql = _ranges_sql(check, item.mode, _rowid(check))
     batch: list[Row] = []
-    for first, last in chunks(item.differing):
-        cursor = sqlite.execute(sql, (item.bounds(first)[0], item.bounds(last)[1]))
+    for bounds in _by_query(item):
+        cursor = sqlite.execute(sql, bounds)
         while rows := cursor.fetchmany(BATCH):
             batch.extend(row for row in rows if not check.skips(row))
             if len(batch) >= BATCH:
@@ -209,6 +213,19 @@ def candidates(
                 batch = []
     if batch:
         yield batch
+
+
+def _by_query(item: RangeSync) -> Iterator[list[int]]:
+    """The differing ranges' spans as the parameters of :func:`_ranges_sql`'s
+    statement, SPANS_PER_QUERY spans at a time (the last filled with empty spans)."""
+    bounds: list[int] = []
+    for first, last in chunks(item.differing):
+        bounds += (item.bounds(first)[0], item.bounds(last)[1])
+        if len(bounds) == 2 * SPANS_PER_QUERY:
+            yield bounds
+            bounds = []
+    if bounds:
+        yield bounds + [1, 0] * (SPANS_PER_QUERY - len(bounds) // 2)  # BETWEEN 1 AND 0: none
 
 
 async def upsert(
