@@ -252,8 +252,10 @@ async def upsert(
     log.info("candidates", table=table.name, rows=item.candidates, copy=round(copied - began, 3))
     if not item.candidates:
         return
-    await conn.execute(f"ANALYZE {temp}")  # the deletions join it too
-    if await _unique_key(conn, plan, table):
+    unique = await _unique_key(conn, plan, table)
+    if item.mode == "int" or not unique:  # joined (the deletions by key range, UPDATE
+        await conn.execute(f"ANALYZE {temp}")  # ... FROM): the planner needs its size
+    if unique:
         item.inserted, item.updated = await _merge(conn, target, temp, table)
     else:
         await _update_then_insert(conn, target, temp, table, item)
