@@ -12,11 +12,13 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-import aiosqlite
-
 from asyncmig.errors import SourceError
+
+if TYPE_CHECKING:  # imported where used: the marks processes need source_uri only
+    import aiosqlite
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -76,6 +78,8 @@ def reading(path: Path) -> Iterator[sqlite3.Connection]:
 
 async def open_async(path: Path) -> aiosqlite.Connection:
     """A read-only aiosqlite connection (the pipeline's readers)."""
+    import aiosqlite
+
     try:
         conn = await aiosqlite.connect(source_uri(path), uri=True)
         await conn.execute(READ_TUNING)
