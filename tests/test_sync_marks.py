@@ -21,7 +21,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import anyio
 import asyncpg
+import pytest
 
 from asyncmig.target import cells, marks, pages
 from bench.edit_2truths import edit
@@ -389,6 +391,27 @@ def _ended(pids: list[int], seconds: float) -> bool:
     while any(map(_alive, pids)) and time.monotonic() < deadline:
         time.sleep(0.05)
     return not any(map(_alive, pids))
+
+
+class _Unreapable:
+    """A child whose end never comes (as one a tracer holds after its kill)."""
+
+    pid = 4242
+
+    async def aclose(self) -> None:
+        await anyio.sleep(3600)
+
+
+async def test_a_child_that_cannot_be_reaped_is_left_after_a_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Waiting for a killed marks process is shielded (a cancelled sync still reaps
+    it) but bounded: a SIGTERM's cleanup never waits for a child that does not end."""
+    monkeypatch.setattr(marks, "REAP_SECONDS", 0.2)
+    with anyio.fail_after(10):
+        with anyio.CancelScope() as scope:
+            scope.cancel()  # as a SIGTERM cancels the sync
+            await marks._reaped(_Unreapable())  # type: ignore[arg-type]
 
 
 async def test_marks_processes_started_early_end_with_a_killed_sync(

@@ -88,6 +88,7 @@ def _log() -> FilteringBoundLogger:
     logger: FilteringBoundLogger = structlog.get_logger(__name__)
     return logger
 
+
 MARKS = qualified("asyncmig", "source_marks")
 MARKS_SQL = f"""CREATE TABLE IF NOT EXISTS {MARKS} (
     run_id bigint NOT NULL REFERENCES {qualified("asyncmig", "runs")} (id) ON DELETE CASCADE,
@@ -436,7 +437,9 @@ def whole(found: Computed, old: Marks | None) -> Marks | None:
         return found.marks
     if old is None or old.counts is None or not old.fits(found.marks):
         return None
-    _log().info("pages_compared", table=old.table, spans=len(found.spans), rows_read=found.marks.rows)
+    _log().info(
+        "pages_compared", table=old.table, spans=len(found.spans), rows_read=found.marks.rows
+    )
     return merged(old, found.marks, found.spans)
 
 
@@ -654,13 +657,10 @@ class Children:
         return self.waiting.pop(0) if self.waiting else None
 
     async def aclose(self) -> None:
-        import anyio
-
         while self.waiting:
             process = self.waiting.pop()
             process.kill()
-            with anyio.CancelScope(shield=True):
-                await process.aclose()
+            await _reaped(process)
 
 
 async def _open_child() -> Process:
@@ -720,8 +720,22 @@ async def stream(
     finally:
         if process.returncode is None:
             process.kill()
-        with anyio.CancelScope(shield=True):
-            await process.aclose()
+        await _reaped(process)
+
+
+REAP_SECONDS = 5
+
+
+async def _reaped(process: Process) -> None:
+    """Wait (shielded: also when the sync is being cancelled) for a child to end, at
+    most REAP_SECONDS: a killed child ends at once, unless something holds it (a
+    debugger or profiler tracing it); a SIGTERM must not wait for that."""
+    import anyio
+
+    with anyio.move_on_after(REAP_SECONDS, shield=True) as scope:
+        await process.aclose()
+    if scope.cancelled_caught:
+        _log().warning("marks_process_not_reaped", pid=process.pid)
 
 
 async def _answer(reader: _Reader) -> Computed | tuple[str, str]:
