@@ -232,14 +232,15 @@ async def execute(dsn: str, *statements: str) -> None:
         await conn.close()
 
 
+async def fetch_async(dsn: str, sql: str, *args: object) -> list[asyncpg.Record]:
+    """``sql``'s rows, on a connection of their own."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        return list(await conn.fetch(sql, *args))
+    finally:
+        await conn.close()
+
+
 def fetch(dsn: str, sql: str, *args: object) -> list[asyncpg.Record]:
     """``sql``'s rows, from a test that is not async."""
-
-    async def go() -> list[asyncpg.Record]:
-        conn = await asyncpg.connect(dsn)
-        try:
-            return list(await conn.fetch(sql, *args))
-        finally:
-            await conn.close()
-
-    return asyncio.run(go())
+    return asyncio.run(fetch_async(dsn, sql, *args))

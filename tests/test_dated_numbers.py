@@ -25,6 +25,7 @@ from asyncmig.run import make_plan
 from asyncmig.runstate import RunSettings
 from asyncmig.target.connect import Target
 from tests.compare import assert_all_equal
+from tests.fix_pg import fetch_async
 from tests.fix_run import from_profile, migrate
 
 UTC = dt.UTC
@@ -46,14 +47,6 @@ INSERT INTO e(at, day, whole) VALUES (julianday('2024-01-01 08:00:00'),
 INSERT INTO e(at, day, whole) VALUES (julianday('1999-12-31 23:59:59.250'),
     julianday('2000-02-29 12:30:00'), julianday('2000-02-29'));
 """
-
-
-async def fetch(dsn: str, sql: str) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return list(await conn.fetch(sql))
-    finally:
-        await conn.close()
 
 
 def sqlite_rows(source: Path, sql: str) -> list[tuple[object, ...]]:
@@ -78,7 +71,7 @@ async def test_julian_days_in_datetime_and_date_columns(tmp_path: Path, pg_dsn: 
     ]
     assert "2 Julian day numbers" in table.column("at").evidence
     assert any("carry a time of day" in w for w in table.column("day").warnings)
-    rows = await fetch(pg_dsn, "SELECT at, day, whole FROM e ORDER BY id")
+    rows = await fetch_async(pg_dsn, "SELECT at, day, whole FROM e ORDER BY id")
     assert [tuple(r) for r in rows] == [
         (EIGHT_AM, EIGHT_AM, dt.date(2024, 1, 1)),
         (
@@ -92,7 +85,7 @@ async def test_julian_days_in_datetime_and_date_columns(tmp_path: Path, pg_dsn: 
         "SELECT strftime('%Y-%m-%d %H:%M:%f', at), "
         "strftime('%Y-%m-%d %H:%M:%f', day), date(whole) FROM e ORDER BY id",
     )
-    pg_says = await fetch(
+    pg_says = await fetch_async(
         pg_dsn,
         "SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.MS'), "
         "to_char(day AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.MS'), "
@@ -133,7 +126,7 @@ async def test_each_value_is_read_in_its_own_unit(tmp_path: Path, pg_dsn: str) -
     assert "2 Unix seconds, 1 Unix milliseconds, 1 Unix microseconds" in column.evidence
     assert any("several kinds" in w for w in column.warnings)
     base = dt.datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)
-    rows = await fetch(pg_dsn, "SELECT at FROM s ORDER BY id")
+    rows = await fetch_async(pg_dsn, "SELECT at FROM s ORDER BY id")
     assert [r[0] for r in rows] == [
         base,
         base + dt.timedelta(microseconds=123000),
@@ -163,7 +156,10 @@ async def test_ambiguous_numbers_stay_numbers_with_a_warning(tmp_path: Path, pg_
     column = report.plan.table("a").column("at")
     assert column.target_type == "bigint"
     assert any("no date reading" in w and "ambiguous" in w for w in report.warnings)
-    assert [r[0] for r in await fetch(pg_dsn, "SELECT at FROM a ORDER BY id")] == [0, 1700000000]
+    assert [r[0] for r in await fetch_async(pg_dsn, "SELECT at FROM a ORDER BY id")] == [
+        0,
+        1700000000,
+    ]
 
 
 async def test_deep_check_passes_and_catches_a_changed_date(tmp_path: Path, pg_dsn: str) -> None:
@@ -191,7 +187,7 @@ async def test_deep_check_reads_dates_in_sqlite_not_with_the_loads_conversion(
     source = build(tmp_path / "julian.db", JULIAN)
     wrong = {"tables": {"e": {"columns": {"at": {"type": "timestamptz", "epoch": "s"}}}}}
     await migrate(source, pg_dsn, overrides=from_profile(wrong))
-    rows = await fetch(pg_dsn, "SELECT at FROM e ORDER BY id")
+    rows = await fetch_async(pg_dsn, "SELECT at FROM e ORDER BY id")
     assert rows[0][0].date() == dt.date(1970, 1, 29)  # the wrong reading is in PostgreSQL
     results = await commands.check(
         RunSettings(source, Target(pg_dsn, pg_dsn, "test")), DeepCheck(explain=True)

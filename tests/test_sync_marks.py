@@ -28,6 +28,7 @@ import pytest
 from asyncmig.target import cells, marks, pages
 from bench.edit_2truths import edit
 from tests.fix_cli import cli_environment, run_cli, valid
+from tests.fix_pg import fetch_async
 from tests.fix_run import migrate
 from tests.fix_sync import build_source, deep_check_passes, expected_changes, rows_by_key
 from tests.test_sync import table_digests
@@ -518,11 +519,7 @@ async def test_a_table_whose_every_row_changed_streams_through_in_batches(
     report = sync_json(db, pg_dsn, "public")
     assert compared(report) == {"big": "marks"}
     assert changes_of(report)["big"] == {"inserted": 0, "updated": 12000, "deleted": 0}
-    conn = await asyncpg.connect(pg_dsn)
-    try:
-        rows = await conn.fetch("SELECT id, v FROM big ORDER BY id")
-    finally:
-        await conn.close()
+    rows = await fetch_async(pg_dsn, "SELECT id, v FROM big ORDER BY id")
     assert [(r["id"], r["v"]) for r in rows] == [(i, -i / 4.0 - 1) for i in range(1, 12001)]
     deep_check_schema(db, pg_dsn, "public")
 
@@ -550,11 +547,7 @@ async def test_rows_of_hundreds_of_scattered_ranges_are_read_in_few_statements(
     report = sync_json(db, pg_dsn, "public")
     assert compared(report) == {"t": "marks"}
     assert changes_of(report)["t"] == {"inserted": 1, "updated": 428, "deleted": 1}
-    conn = await asyncpg.connect(pg_dsn)
-    try:
-        rows = await conn.fetch("SELECT id, s, v FROM t ORDER BY id")
-    finally:
-        await conn.close()
+    rows = await fetch_async(pg_dsn, "SELECT id, s, v FROM t ORDER BY id")
     want = [(i, f"row {i}", -i / 4.0 if i % 7 == 0 else i / 4.0) for i in range(1, 3001)]
     want = [r for r in want if r[0] != 1000] + [(5000, "new", 0.5)]
     assert [tuple(r) for r in rows] == want

@@ -115,6 +115,11 @@ class RangeSync:
         low = name << self.shift
         return low, low + (1 << self.shift) - 1
 
+    def spans(self) -> Iterator[tuple[int, int]]:
+        """First and last key (or rowid) of each run of consecutive differing ranges."""
+        for first, last in chunks(self.differing):
+            yield self.bounds(first)[0], self.bounds(last)[1]
+
 
 @dataclass(frozen=True)
 class Trust:
@@ -174,8 +179,8 @@ class Ready:
     rows: MemoryObjectReceiveStream[list[Row]] | None = None  # its candidates, converted
 
 
-def _ranges_sql(check: TableCheck, mode: str, rowid: str, spans: int = SPANS_PER_QUERY) -> str:
-    """The source rows (as ``check --deep`` and the sync read them) of ``spans`` spans of
+def _ranges_sql(check: TableCheck, mode: str, rowid: str) -> str:
+    """The source rows (as ``check --deep`` and the sync read them) of SPANS_PER_QUERY spans of
     ranges, each a ``BETWEEN`` on the key or rowid: SQLite seeks each by its index
     (a "multi-index OR"), in one statement instead of one each."""
     column = (
@@ -183,7 +188,7 @@ def _ranges_sql(check: TableCheck, mode: str, rowid: str, spans: int = SPANS_PER
         if mode == "int"
         else rowid
     )
-    terms = " OR ".join([f"{column} BETWEEN ? AND ?"] * spans)
+    terms = " OR ".join([f"{column} BETWEEN ? AND ?"] * SPANS_PER_QUERY)
     return f"{check.source_sql()} WHERE ({terms})"
 
 
@@ -219,8 +224,8 @@ def _by_query(item: RangeSync) -> Iterator[list[int]]:
     """The differing ranges' spans as the parameters of :func:`_ranges_sql`'s
     statement, SPANS_PER_QUERY spans at a time (the last filled with empty spans)."""
     bounds: list[int] = []
-    for first, last in chunks(item.differing):
-        bounds += (item.bounds(first)[0], item.bounds(last)[1])
+    for span in item.spans():
+        bounds += span
         if len(bounds) == 2 * SPANS_PER_QUERY:
             yield bounds
             bounds = []
@@ -352,8 +357,8 @@ async def delete(
     keys = " AND ".join(f"t.{quote_ident(k)} = s.{quote_ident(k)}" for k in table.primary_key)
     if item.mode == "int" and item.differing:
         key = quote_ident(table.primary_key[0])
-        lows = [item.bounds(first)[0] for first, _ in chunks(item.differing)]
-        highs = [item.bounds(last)[1] for _, last in chunks(item.differing)]
+        spans = list(item.spans())
+        lows, highs = [low for low, _ in spans], [high for _, high in spans]
         status = await conn.execute(
             f"DELETE FROM {target} AS t USING unnest($1::bigint[], $2::bigint[]) AS r(lo, hi) "
             f"WHERE t.{key} BETWEEN r.lo AND r.hi "
