@@ -49,7 +49,16 @@ from typing import Any, Self
 import asyncpg
 
 from bench import meter
-from bench.run_bench import ROOT, asyncmig_run, cluster, pg_bin, psql, qi
+from bench.run_bench import (
+    ROOT,
+    asyncmig_run,
+    cluster,
+    compile_tree,
+    pg_bin,
+    psql,
+    qi,
+    tree_environment,
+)
 
 STARTED_SCHEMA = "first_copy_bench"
 REFUSED_SCHEMA = "refused_bench"
@@ -120,22 +129,7 @@ class CopyWatch:
 def placed(tree: Path) -> dict[str, Any]:
     """Where and how a child runs ``tree``'s asyncmig: ``-m`` puts the working directory
     first on the path, so the child starts in ``tree``."""
-    return {"env": environment(tree), "cwd": tree}
-
-
-def environment(tree: Path) -> dict[str, str]:
-    """Import ``tree``'s asyncmig, from bytecode as an installed package would (the
-    tree is compiled once before the rounds)."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    return {**env, "PYTHONPATH": str(tree)}
-
-
-def compile_tree(tree: Path) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "compileall", "-q", str(tree / "asyncmig")],
-        check=True,
-        env=environment(tree),
-    )
+    return {"env": tree_environment(tree), "cwd": tree}
 
 
 def events(logs: Path) -> list[dict[str, object]]:

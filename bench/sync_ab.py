@@ -31,14 +31,14 @@ from typing import Any
 import psycopg
 
 from bench.edit_2truths import changes_between, edit
-from bench.run_bench import cluster, pg_bin, postmaster
+from bench.run_bench import cluster, compile_tree, pg_bin, postmaster, tree_environment
 from bench.sync_bench import cpu_of, run_sampled, totals
 
 
 def asyncmig(tree: Path, dsn: str, logs: Path, *args: str) -> tuple[float, float, str, str]:
     """One command of ``tree``'s asyncmig: wall, CPU (with the server's), stdout, stderr."""
     server = postmaster(dsn) or 0
-    env = {**os.environ, "PYTHONPATH": str(tree), "ASYNCMIG_LOG_DIR": str(logs)}
+    env = {**tree_environment(tree), "ASYNCMIG_LOG_DIR": str(logs)}
     cmd = [sys.executable, "-P", "-m", "asyncmig", *args, "--pg", dsn, "--schema", "ab"]
     before = cpu_of(server)
     started = time.perf_counter()
@@ -66,6 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     trees = {n: Path(d).resolve() for n, d in (t.split("=", 1) for t in args.tree)}
+    for tree in trees.values():
+        compile_tree(tree)
     work = Path(tempfile.mkdtemp(prefix="asyncmig-sync-ab-"))
     results: list[dict[str, Any]] = []
     try:

@@ -46,7 +46,16 @@ import psycopg
 
 from bench.edit_2truths import changes_between, edit
 from bench.meter import _parents
-from bench.run_bench import ROOT, cluster, generate, pg_bin, source_counts, tail
+from bench.run_bench import (
+    ROOT,
+    cluster,
+    compile_tree,
+    generate,
+    pg_bin,
+    source_counts,
+    tail,
+    tree_environment,
+)
 
 SCHEMA = "sync_bench"
 
@@ -169,7 +178,7 @@ def asyncmig(
     cmd = [sys.executable, "-P", "-m", "asyncmig", *args, "--schema", SCHEMA]
     server = cpu_of(SERVER[0]) if SERVER else 0.0
     started = time.perf_counter()
-    out, cpu = run_sampled(cmd, {**os.environ, "PYTHONPATH": str(ROOT), "ASYNCMIG_LOG_DIR": logs})
+    out, cpu = run_sampled(cmd, {**tree_environment(ROOT), "ASYNCMIG_LOG_DIR": logs})
     seconds = time.perf_counter() - started
     cpu += (cpu_of(SERVER[0]) if SERVER else 0.0) - server
     shutil.rmtree(logs, ignore_errors=True)
@@ -319,6 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     bindir = pg_bin()
+    compile_tree(ROOT)
     with tempfile.TemporaryDirectory(prefix="asyncmig-sync-bench-") as work:
         db = args.db or generate(
             "bench.gen_2truths", Path(work) / "2truths.db", "--rows", str(args.rows)

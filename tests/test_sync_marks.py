@@ -25,7 +25,10 @@ import anyio
 import asyncpg
 import pytest
 
-from asyncmig.target import cells, marks, pages
+from asyncmig.errors import SourceError
+from asyncmig.runstate import RunSettings
+from asyncmig.target import cells, marks, pages, sync
+from asyncmig.target.connect import Target
 from bench.edit_2truths import edit
 from tests.fix_cli import cli_environment, run_cli, valid
 from tests.fix_pg import fetch_async
@@ -683,3 +686,74 @@ async def test_marks_processes_killed_at_their_start_leave_the_sync_to_compare_r
         t: v for t, v in want.items() if t != "notes"
     }
     deep_check_passes(db, pg_dsn)
+
+
+async def test_the_unchanged_rows_of_a_differing_range_are_neither_written_nor_locked(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """One row of a range changed: the sync reads the whole range but writes that row
+    only. The range's other rows keep their row versions and are not even locked (an
+    INSERT ... ON CONFLICT DO UPDATE locks every row it conflicts with, whatever its
+    WHERE says, and a lock writes the row's page and a WAL record)."""
+    db = tmp_path / "range.db"
+    apply(
+        db,
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, s TEXT NOT NULL)",
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 400) "
+        "INSERT INTO t SELECT i, 'row ' || i FROM n",
+    )
+    await migrate(db, pg_dsn, sync_marks=True)
+    versions = "SELECT id, xmin::text AS xmin, xmax::text AS xmax FROM t"
+    before = {r["id"]: (r["xmin"], r["xmax"]) for r in await fetch_async(pg_dsn, versions)}
+    apply(db, "UPDATE t SET s = 'changed' WHERE id = 201")
+    report = sync_json(db, pg_dsn, "public")
+    assert changes_of(report)["t"] == {"inserted": 0, "updated": 1, "deleted": 0}
+    shift = (await fetch_async(pg_dsn, "SELECT shift FROM asyncmig.source_marks"))[0]["shift"]
+    in_range = [i for i in before if i >> shift == 201 >> shift and i != 201]
+    assert in_range, "the changed row's range holds other rows"
+    after = {r["id"]: (r["xmin"], r["xmax"]) for r in await fetch_async(pg_dsn, versions)}
+    assert {i: v for i, v in after.items() if i != 201} == {
+        i: v for i, v in before.items() if i != 201
+    }
+    assert after[201][0] != before[201][0]
+    rows = await fetch_async(
+        pg_dsn, "SELECT s FROM t WHERE id = ANY($1::int[]) ORDER BY id", [200, 201]
+    )
+    assert [r["s"] for r in rows] == ["row 200", "changed"]
+
+
+async def test_a_source_written_during_the_sync_leaves_the_target_and_its_marks_as_they_were(
+    tmp_path: Path, pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The application writes the source while the sync runs (here: just before the
+    sync's transaction would commit, with the marks it computed already committed on
+    their own connection). The sync fails with a one-line reason, the tables keep
+    their content, the failed sync's marks are deleted (only the newest load's stay),
+    and the history says failed."""
+    db = build_source(tmp_path / "app.db", seed=12)
+    await migrate(db, pg_dsn, sync_marks=True)
+    edit(db, 0.03, 12)
+    tables = [t for t in rows_by_key(db) if t != "sqlite_sequence"]
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        before = await table_digests(conn, tables)
+        kept = await conn.fetch("SELECT DISTINCT run_id FROM asyncmig.source_marks")
+    finally:
+        await conn.close()
+    remember = sync._remember
+
+    async def written_meanwhile(conn: asyncpg.Connection, plan: Any, run_id: int) -> None:
+        apply(db, "UPDATE users SET score = score + 1 WHERE rowid = 1")
+        await remember(conn, plan, run_id)
+
+    monkeypatch.setattr(sync, "_remember", written_meanwhile)
+    with pytest.raises(SourceError, match="changed while it was being synced"):
+        await sync.sync(RunSettings(db, Target(pg_dsn, pg_dsn, "test"), command="sync"))
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        assert await table_digests(conn, tables) == before
+        assert await conn.fetch("SELECT DISTINCT run_id FROM asyncmig.source_marks") == kept
+        status = await conn.fetchval("SELECT status FROM asyncmig.runs ORDER BY id DESC LIMIT 1")
+        assert status == "failed"
+    finally:
+        await conn.close()

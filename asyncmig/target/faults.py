@@ -20,7 +20,7 @@ import asyncpg
 import structlog
 
 from asyncmig.errors import ConnectionLost, TargetError, first_error
-from asyncmig.target import history
+from asyncmig.target import history, marks
 from asyncmig.target.connect import Target, connect
 
 log = structlog.get_logger(__name__)
@@ -186,7 +186,8 @@ async def record_ended(
     """Record a run (or sync) ``interrupted`` by a signal, else ``failed``: shielded,
     time-boxed, on a new connection when the failure broke ``conn``. If PostgreSQL
     cannot be reached, the row stays ``running`` and the next run (or ``status``) sees
-    that its lock is not held."""
+    that its lock is not held. Source marks stored under it (a sync commits them
+    before its own transaction) are deleted: no sync reads a failed run's marks."""
     with anyio.move_on_after(15, shield=True):
         try:
             async with cleanup_connection(target, conn) as usable:
@@ -198,5 +199,6 @@ async def record_ended(
                     error_class=None if stopped_by else type(error).__name__,
                     log_file=log_file,
                 )
+                await marks.forget_run(usable, run_id)
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TargetError) as fault:
             log.error("history_not_recorded", run=run_id, error=str(fault))

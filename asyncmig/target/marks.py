@@ -929,6 +929,12 @@ async def forget(conn: asyncpg.Connection, run_id: int, tables: list[str]) -> No
     )
 
 
+async def forget_run(conn: asyncpg.Connection, run_id: int) -> None:
+    """Every mark stored under ``run_id`` (one that did not succeed)."""
+    if await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", "asyncmig.source_marks"):
+        await conn.execute(f"DELETE FROM {MARKS} WHERE run_id = $1", run_id)
+
+
 async def forget_older(conn: asyncpg.Connection, schema: str, run_id: int) -> None:
     """Only the newest load's marks are ever read: drop those of earlier runs."""
     await conn.execute(

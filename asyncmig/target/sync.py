@@ -204,15 +204,14 @@ async def _recorded(
                 since=since,
                 target=settings.target,
                 children=children,
-            )
-        if fingerprint(settings.source) != before:
-            raise SourceError(
-                f"{settings.source} changed while it was being synced",
-                hint="the sync was rolled back; run it again",
+                source_state=before,
             )
     except BaseException as exc:
         await _record_failure(settings, conn, report.run_id, exc)
         raise
+    if fingerprint(settings.source) != before:  # written after the sync read it, while it
+        digest.clear()  # was hashed: no --if-changed may take that digest for this state
+        log.warning("source_changed_after_sync", source=str(settings.source))
     report.seconds = time.perf_counter() - started
     await plans.record(conn, report.run_id, plan, settings.source, settings.overrides)
     await history.finish_run(
@@ -221,7 +220,7 @@ async def _recorded(
         status="succeeded",
         rows=report.changed,
         seconds=report.seconds,
-        sha256=digest[0],
+        sha256=digest[0] if digest else None,
     )
     log.info(
         "synced",
@@ -328,10 +327,13 @@ async def sync_tables(
     target: Target,
     since: int | None = None,
     children: marks.Children | None = None,
+    source_state: tuple[tuple[int, int], ...] | None = None,
 ) -> list[TableSync]:
     """Compare and apply every table in one transaction (see the module docstring).
     ``since``: the newest load, whose source marks may be compared (None: compare in
-    full); ``target``: where a second connection reads what the next table needs."""
+    full); ``target``: where a second connection reads what the next table needs;
+    ``source_state``: the source's fingerprint when the sync began (a source written
+    since then rolls the transaction back)."""
     loads = await history.latest_loads(conn, plan.schema)
     files = {t: load.reject_file for t, load in loads.items() if load.reject_file}
     skipped = await anyio.to_thread.run_sync(rejected_keys, files)
@@ -364,6 +366,11 @@ async def sync_tables(
                     conn, run_id, table, work.change(table.name), done, loads.get(table.name), total
                 )
             await _remember(conn, plan, run_id)
+            if source_state is not None and fingerprint(source) != source_state:
+                raise SourceError(
+                    f"{source} changed while it was being synced",
+                    hint="the sync was rolled back; run it again",
+                )
             return out
     finally:
         sqlite.close()
@@ -388,6 +395,7 @@ class Work:
     done: dict[str, TableSync] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     marked: set[str] = field(default_factory=set)  # tables whose marks were stored
+    marks_out: MemoryObjectSendStream[tuple[marks.Marks, bytes]] = field(init=False)
 
     async def in_full(self) -> None:
         """Every table row by row (pass 1 of all tables at once), then applied."""
@@ -402,16 +410,20 @@ class Work:
     async def by_marks(self, since: int, trust: sync_marks.Trust | None, target: Target) -> None:
         """Parents first, each table as soon as its marks are computed: by its marks
         when the newest load (``since``) marked it alike and left it as it is, else
-        row by row. The next table is made ready meanwhile (:class:`sync_marks.Ready`)."""
-        send, receive = anyio.create_memory_object_stream[sync_marks.Ready]()
+        row by row. The next table is made ready meanwhile (:class:`sync_marks.Ready`),
+        and the marks are stored beside (:meth:`_store_marks`)."""
+        send, receive = anyio.create_memory_object_stream[sync_marks.Ready](1)  # one ahead
+        self.marks_out, marks_in = anyio.create_memory_object_stream[tuple[marks.Marks, bytes]](1)
         reader = await connect(target)
+        writer = await connect(target)
         try:
             sqlite = await anyio.to_thread.run_sync(open_sync, self.source)
             sqlite.text_factory = lenient_text
             try:
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._prepare, since, trust, reader, sqlite, send)
-                    async with receive:
+                    tg.start_soon(self._store_marks, writer, marks_in)
+                    async with receive, self.marks_out:
                         async for ready in receive:
                             await self._apply(ready)
             finally:
@@ -419,8 +431,23 @@ class Work:
         finally:
             with anyio.move_on_after(10, shield=True):
                 await reader.close()
+                await writer.close()
         marked = sum(1 for t in self.plan.tables if t.name in self.fast)
         log.info("compared_by_marks", tables=marked, of_tables=len(self.plan.tables))
+
+    async def _store_marks(
+        self,
+        writer: asyncpg.Connection,
+        tables: MemoryObjectReceiveStream[tuple[marks.Marks, bytes]],
+    ) -> None:
+        """Each table's marks now, for the next sync, on a connection of their own, in
+        one transaction committed before the sync's own: writing them (megabytes a
+        table, TOASTed and WAL-logged) no longer holds up applying the next table.
+        Should the sync then fail, they are of a run that did not succeed, which no
+        sync reads; the failure's record (or the next load) deletes them."""
+        async with tables, writer.transaction():
+            async for now, pages in tables:
+                await marks.store(writer, self.run_id, now, pages)
 
     async def _prepare(
         self,
@@ -448,7 +475,9 @@ class Work:
                 if ready.item is None or not table.primary_key:
                     await send.send(ready)
                     continue
-                feed, ready.rows = anyio.create_memory_object_stream[list[Row]](1)
+                feed, ready.rows = anyio.create_memory_object_stream[list[Row]](
+                    sync_marks.READY_BATCHES
+                )
                 await send.send(ready)  # applied while its rows are read
                 await self._candidates(sqlite, ready.item, feed)
 
@@ -476,7 +505,7 @@ class Work:
     async def _apply(self, ready: sync_marks.Ready) -> None:
         table, number = ready.table, ready.number
         if ready.found is not None and ready.now is not None:  # for the next sync
-            await marks.store(self.conn, self.run_id, ready.now, ready.found.pages)
+            await self.marks_out.send((ready.now, ready.found.pages))
             self.marked.add(table.name)
         ready.now = None
         item = ready.item

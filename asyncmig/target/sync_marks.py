@@ -28,9 +28,12 @@ transaction (``xmin``), was changed by someone else: it is compared in full.
 
 Pipelined: while the sync's connection applies one table, the next is made ready
 (:class:`Ready`) on a second, reading connection and a SQLite connection of its own:
-its trust, its old marks, the differing ranges and its candidate rows, converted. The
-reader sees what the sync's transaction locked: nobody else can write those tables,
-and the sync writes a table only once it is ready.
+its trust, its old marks, the differing ranges and its candidate rows, converted, up
+to READY_BATCHES batches ahead (at 1 % of rows changed, a table's candidates are a
+few batches: they are converted while PostgreSQL applies the table before, instead of
+after it). The reader sees what the sync's transaction locked: nobody else can write
+those tables, and the sync writes a table only once it is ready. The new marks are
+stored on a third connection meanwhile (``sync.Work._store_marks``).
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ Row = tuple[Any, ...]
 Copy = Callable[[TablePlan, str, list[Row], dict[str, int]], Awaitable[None]]
 BATCH = 5000
 SPANS_PER_QUERY = 64  # a statement per span cost more than reading its rows (46 µs each)
+READY_BATCHES = 4  # converted candidate batches held ahead of the sync's connection
 
 
 @dataclass
@@ -290,7 +294,15 @@ async def _merge(
     conn: asyncpg.Connection, target: str, temp: str, table: TablePlan
 ) -> tuple[int, int]:
     """One INSERT ... ON CONFLICT: each candidate found by the key's index, inserted when
-    new, updated when its text differs (rows inserted, rows updated)."""
+    new, updated when its text differs (rows inserted, rows updated).
+
+    The candidates the target already holds unchanged (most: a range is read whole for
+    one changed row) are left out first: ON CONFLICT DO UPDATE locks every row it
+    conflicts with, even one its WHERE then leaves alone, and a lock writes the row's
+    page, so each of them cost a WAL record and, first after a checkpoint, the page's
+    image (27 MB of WAL for 18,000 unchanged rows of a 4-index table: 0 now). A scalar
+    subquery, not NOT EXISTS: the planner would hash the whole target for an anti-join
+    (0.77 s where the key's index takes 0.07 s)."""
     columns = ", ".join(quote_ident(c.name) for c in table.columns)
     key = ", ".join(quote_ident(k) for k in table.primary_key)
     values = [c.name for c in table.columns if c.name not in table.primary_key]
@@ -298,10 +310,13 @@ async def _merge(
     if values:
         sets = ", ".join(f"{quote_ident(c)} = excluded.{quote_ident(c)}" for c in values)
         action = f"DO UPDATE SET {sets} WHERE (t.*)::text IS DISTINCT FROM (excluded.*)::text"
+    same = " AND ".join(f"o.{quote_ident(k)} = s.{quote_ident(k)}" for k in table.primary_key)
     row = await _refused(
         table,
         conn.fetchrow(
-            f"WITH w AS (INSERT INTO {target} AS t ({columns}) SELECT {columns} FROM {temp} "
+            f"WITH w AS (INSERT INTO {target} AS t ({columns}) SELECT {columns} FROM {temp} AS s "
+            f"WHERE (SELECT (o.*)::text FROM {target} AS o WHERE {same}) "
+            "IS DISTINCT FROM (s.*)::text "
             f"ON CONFLICT ({key}) {action} RETURNING (xmax = 0) AS new) "
             "SELECT count(*) FILTER (WHERE new), count(*) FILTER (WHERE NOT new) FROM w"
         ),
