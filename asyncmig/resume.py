@@ -48,6 +48,7 @@ from asyncmig.load.counts import SourceCounts
 from asyncmig.load.pipeline import PipelineSettings, TableLoad
 from asyncmig.load.policy import Accounts
 from asyncmig.quoting import qualified, quote_ident
+from asyncmig.source import digest as source_digest
 from asyncmig.target import faults, history
 from asyncmig.target.connect import Target
 
@@ -163,7 +164,7 @@ async def same_job(
     reason = _refusal(row, proof)
     if reason is not None:
         return None, reason
-    sha = await anyio.to_thread.run_sync(history.sha256_of, source)
+    sha = await anyio.to_thread.run_sync(source_digest.sha256, source)
     if row["source_sha256"] in (None, sha):
         return sha, None
     return None, "the source changed since (another SHA-256)"

@@ -62,6 +62,7 @@ from asyncmig.plan import collations
 from asyncmig.plan.builder import build_plan, outline_plan
 from asyncmig.plan.model import Plan
 from asyncmig.runstate import RunReport, RunSettings, TableReport
+from asyncmig.source import digest as source_digest
 from asyncmig.source.identity import source_identity
 from asyncmig.source.sqlite import check_source_file, fingerprint, open_sync, source_error
 from asyncmig.target import faults, history, marks, plans, rollback, runlock, tablestate
@@ -347,7 +348,7 @@ async def _recorded_phases(
     async def hash_source() -> None:  # overlaps the load: it reads the whole file
         if load and settings.source.stat().st_size >= HASH_AT_ONCE_BYTES:
             await copying.wait()
-        digest.append(await anyio.to_thread.run_sync(history.sha256_of, settings.source))
+        digest.append(await anyio.to_thread.run_sync(source_digest.sha256, settings.source))
         conn = await connect(settings.target)  # `admin` is busy: a resume compares it
         try:
             await history.record_sha256(conn, run_id, digest[0])

@@ -249,6 +249,16 @@ def asyncmig_run(
 ASYNCMIG_RUN = (sys.executable, "-P", "-m", "asyncmig", "run")
 
 
+def settle(dsn: str) -> None:
+    """A CHECKPOINT before a timed command: the dirty pages the one before left are
+    written back now, not while the next is timed (single syncs on this machine varied
+    from 4.2 to 5.5 s without it)."""
+    import psycopg  # the test extras' driver: run_bench itself goes through psql
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+
+
 def tree_environment(tree: Path) -> dict[str, str]:
     """The environment a child runs ``tree``'s asyncmig in: imported from bytecode, as
     an installed package is (pip compiles a wheel's modules when it installs them), not

@@ -31,13 +31,14 @@ from typing import Any
 import psycopg
 
 from bench.edit_2truths import changes_between, edit
-from bench.run_bench import cluster, compile_tree, pg_bin, postmaster, tree_environment
+from bench.run_bench import cluster, compile_tree, pg_bin, postmaster, settle, tree_environment
 from bench.sync_bench import cpu_of, run_sampled, totals
 
 
 def asyncmig(tree: Path, dsn: str, logs: Path, *args: str) -> tuple[float, float, str, str]:
     """One command of ``tree``'s asyncmig: wall, CPU (with the server's), stdout, stderr."""
     server = postmaster(dsn) or 0
+    settle(dsn)
     env = {**tree_environment(tree), "ASYNCMIG_LOG_DIR": str(logs)}
     cmd = [sys.executable, "-P", "-m", "asyncmig", *args, "--pg", dsn, "--schema", "ab"]
     before = cpu_of(server)

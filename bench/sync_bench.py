@@ -52,6 +52,7 @@ from bench.run_bench import (
     compile_tree,
     generate,
     pg_bin,
+    settle,
     source_counts,
     tail,
     tree_environment,
@@ -174,6 +175,7 @@ def asyncmig(
 ) -> tuple[Timed, subprocess.CompletedProcess[str]]:
     """One asyncmig command as a child process: its wall time, CPU time (its process
     tree and the server's) and result."""
+    settle(args[args.index("--pg") + 1])
     logs = tempfile.mkdtemp(prefix="asyncmig-sync-bench-logs-")
     cmd = [sys.executable, "-P", "-m", "asyncmig", *args, "--schema", SCHEMA]
     server = cpu_of(SERVER[0]) if SERVER else 0.0

@@ -172,6 +172,12 @@ class Spec:
     action: str  # "module:function", imported only when the command runs
 
 
+# commands that record the source's SHA-256 and need nothing else first: it is begun
+# before the heavy modules are imported, on the core that is idle meanwhile
+# (asyncmig.source.digest); `run` hashes beside its load once copying has begun
+HASHED_EARLY = frozenset({"sync"})
+
+
 def make_command(spec: Spec, *, extra_args: bool = False) -> Command:
     """The click command for ``spec``; with ``extra_args``, arguments it does not know
     are passed on to the action (``server psql -- -c ...``)."""
@@ -187,6 +193,10 @@ def make_command(spec: Spec, *, extra_args: bool = False) -> Command:
         invocation.command = spec.name
         values = resolve(spec.options, given, invocation.environ)
         invocation.as_json = OutputFormat.JSON in (values["output"], values["format"])
+        if spec.name in HASHED_EARLY and values["sqlite"] is not None:
+            from asyncmig.source import digest  # the standard library only
+
+            digest.begin(values["sqlite"])  # in a thread, while the imports below run
         module, _, function = spec.action.partition(":")
         with signals.deferred():  # the heavy modules (asyncpg, ...) load here
             action: Action = getattr(importlib.import_module(module), function)

@@ -9,7 +9,6 @@ features (resume, rollback) read these tables.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import socket
@@ -81,15 +80,6 @@ CREATE_SQL = [
         PRIMARY KEY (run_id, table_name)
     )""",
 ]
-
-
-def sha256_of(path: Path) -> str:
-    """The source file's digest (read in 1 MiB blocks: bounded memory)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        while block := stream.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # columns added since the history's first version: older histories are brought up to date

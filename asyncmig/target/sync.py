@@ -53,6 +53,7 @@ from asyncmig.plan.model import Plan, TablePlan
 from asyncmig.quoting import qualified, quote_ident
 from asyncmig.run import make_plan
 from asyncmig.runstate import RunSettings
+from asyncmig.source import digest as source_digest
 from asyncmig.source.sqlite import check_source_file, fingerprint, open_sync
 from asyncmig.target import faults, history, marks, plans, runlock, sync_marks
 from asyncmig.target.connect import Target, connect
@@ -186,10 +187,11 @@ async def _recorded(
 ) -> None:
     """Sync, hash the source meanwhile, and record the outcome either way."""
     digest: list[str] = []
-    before = fingerprint(settings.source)
+    early = source_digest.begun(settings.source)  # by the command line, while it imported
+    before = early.state if early is not None else fingerprint(settings.source)
 
     async def hash_source() -> None:
-        digest.append(await anyio.to_thread.run_sync(history.sha256_of, settings.source))
+        digest.append(await anyio.to_thread.run_sync(source_digest.sha256, settings.source))
 
     try:
         async with anyio.create_task_group() as tg:
@@ -412,7 +414,7 @@ class Work:
         when the newest load (``since``) marked it alike and left it as it is, else
         row by row. The next table is made ready meanwhile (:class:`sync_marks.Ready`),
         and the marks are stored beside (:meth:`_store_marks`)."""
-        send, receive = anyio.create_memory_object_stream[sync_marks.Ready](1)  # one ahead
+        send, receive = anyio.create_memory_object_stream[sync_marks.Ready](2)  # two ahead
         self.marks_out, marks_in = anyio.create_memory_object_stream[tuple[marks.Marks, bytes]](1)
         reader = await connect(target)
         writer = await connect(target)

@@ -27,8 +27,9 @@ import anyio
 import anyio.to_thread
 import asyncpg
 
+from asyncmig.source.digest import sha256
 from asyncmig.target.connect import Target, connect
-from asyncmig.target.history import RUNS, SCHEMA, sha256_of
+from asyncmig.target.history import RUNS, SCHEMA
 
 EDGE_BYTES = 64 * 1024
 LOADING_COMMANDS = ("run", "data", "sync")
@@ -98,7 +99,7 @@ def same_file(path: Path, last: LastLoad) -> bool:
         return False
     if last.edges is not None and edges_of(path) != last.edges:
         return False
-    return sha256_of(path) == last.sha256
+    return sha256(path) == last.sha256
 
 
 async def unchanged_since(conn: asyncpg.Connection, schema: str, source: Path) -> int | None:
