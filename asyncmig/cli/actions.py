@@ -18,8 +18,6 @@ import anyio
 import structlog
 
 from asyncmig import ddl
-from asyncmig.check import preflight as validate
-from asyncmig.check import verify
 from asyncmig.cli import commands, logs, output, render, signals
 from asyncmig.cli.output import emit
 from asyncmig.cli.resolve import Resolved
@@ -28,7 +26,6 @@ from asyncmig.errors import MigrationError, RollbackRefused, UsageError, Verific
 from asyncmig.load import progress
 from asyncmig.load.pipeline import PipelineSettings
 from asyncmig.plan.overrides import Overrides, load_overrides
-from asyncmig.run import create_schema, load_data, make_plan, run_migration
 from asyncmig.runstate import RunSettings
 from asyncmig.target import files, sync
 from asyncmig.target.connect import Target, resolve_target, scrub
@@ -176,6 +173,8 @@ def plan_settings(values: Resolved) -> RunSettings:
 
 def migrate(command: str, values: Resolved, environ: Mapping[str, str]) -> int:
     """run, full, schema and data (schema --print only prints the SQL)."""
+    from asyncmig.run import create_schema, load_data, make_plan, run_migration
+
     with logging_for(command, values) as log_file:
         if values["print_sql"]:
             plan = anyio.run(make_plan, plan_settings(values), backend="asyncio")
@@ -282,6 +281,8 @@ def sync_command(command: str, values: Resolved, environ: Mapping[str, str]) -> 
 
 
 def plan(command: str, values: Resolved, environ: Mapping[str, str]) -> int:
+    from asyncmig.run import make_plan  # the planner: imported by the commands that plan
+
     with logging_for(command, values):
         result = anyio.run(make_plan, plan_settings(values), backend="asyncio")
         if as_json(values):
@@ -293,6 +294,8 @@ def plan(command: str, values: Resolved, environ: Mapping[str, str]) -> int:
 
 
 def check(command: str, values: Resolved, environ: Mapping[str, str]) -> int:
+    from asyncmig.check import verify
+
     with logging_for(command, values):
         settings = run_settings(command, values, environ)
         results = anyio.run(commands.check, settings, settings.deep, backend="asyncio")
@@ -306,6 +309,8 @@ def check(command: str, values: Resolved, environ: Mapping[str, str]) -> int:
 
 
 def validate_command(command: str, values: Resolved, environ: Mapping[str, str]) -> int:
+    from asyncmig.check import preflight as validate  # its many checks: this command's only
+
     with logging_for(command, values):
         settings = run_settings(command, values, environ)
         checks = anyio.run(commands.validate, settings, backend="asyncio")

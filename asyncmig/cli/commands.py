@@ -5,17 +5,16 @@ from __future__ import annotations
 
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 import asyncpg
 import orjson
 
 from asyncmig.check import deep as deep_check
-from asyncmig.check import preflight, verify
 from asyncmig.cli.settings import DeepCheck
 from asyncmig.errors import MigrationError, VerificationError
 from asyncmig.plan.model import Plan
-from asyncmig.run import make_plan
 from asyncmig.runstate import RunSettings
 from asyncmig.source.sqlite import check_source_file
 from asyncmig.target import cleanup, history, plans, rollback
@@ -23,6 +22,9 @@ from asyncmig.target.connect import connect
 from asyncmig.target.history import RunRecord
 from asyncmig.target.safety import SafetyReport
 from asyncmig.target.statements import check_server
+
+if TYPE_CHECKING:  # imported where used: the checks' modules are many (not for a sync)
+    from asyncmig.check import preflight, verify
 
 
 async def check(settings: RunSettings, deep: DeepCheck | None = None) -> list[verify.CheckResult]:
@@ -32,6 +34,8 @@ async def check(settings: RunSettings, deep: DeepCheck | None = None) -> list[ve
     Rows the latest load rejected are allowed for: counted from the history, and left
     out of the checksums by their keys, read back from the reject store.
     """
+    from asyncmig.check import verify
+
     check_source_file(settings.source)
     conn = await connect(settings.target)
     try:
@@ -69,6 +73,8 @@ async def check(settings: RunSettings, deep: DeepCheck | None = None) -> list[ve
 
 async def _plan_again(settings: RunSettings, conn: asyncpg.Connection) -> Plan:
     """Plan the source again, as the last run did (its --widen chose the types)."""
+    from asyncmig.run import make_plan  # the planner's modules: not for every command
+
     if not settings.overrides.widen and await history.latest_option(conn, settings.schema, "widen"):
         settings = replace(settings, overrides=replace(settings.overrides, widen=True))
     return await make_plan(settings)
@@ -77,6 +83,7 @@ async def _plan_again(settings: RunSettings, conn: asyncpg.Connection) -> Plan:
 def names_result(plan: Plan, recorded: list[dict[str, str]]) -> verify.CheckResult:
     """The names the plan gives now are those the run recorded: else `check` would look
     for the data under other names (the source or the profile changed since)."""
+    from asyncmig.check import verify
 
     def shown(renames: list[dict[str, str]]) -> list[str]:
         return sorted(
@@ -117,6 +124,9 @@ def rejected_keys(files: dict[str, str]) -> dict[str, set[object]]:
 
 async def validate(settings: RunSettings) -> list[preflight.Check]:
     """Pre-flight: every check reported, none raised (a plan failure is a failed check)."""
+    from asyncmig.check import preflight
+    from asyncmig.run import make_plan
+
     plan: Plan | None
     try:
         plan = await make_plan(settings)

@@ -31,6 +31,7 @@ import resource
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,6 @@ from asyncmig.load.policy import Accounts, TableGuard, lenient_text
 from asyncmig.load.transforms import build_batch_transform
 from asyncmig.plan.model import Plan, TablePlan
 from asyncmig.quoting import qualified, quote_ident
-from asyncmig.run import make_plan
 from asyncmig.runstate import RunSettings
 from asyncmig.source import digest as source_digest
 from asyncmig.source.sqlite import check_source_file, fingerprint, open_sync
@@ -163,6 +163,8 @@ async def sync_plan(conn: asyncpg.Connection, settings: RunSettings) -> tuple[Pl
     if recorded is not None:
         log.info("plan_reused", tables=len(recorded.tables))
         return recorded, True
+    from asyncmig.run import make_plan  # the planner's modules: only for a new plan
+
     return await make_plan(settings), False
 
 
@@ -416,9 +418,7 @@ class Work:
         and the marks are stored beside (:meth:`_store_marks`)."""
         send, receive = anyio.create_memory_object_stream[sync_marks.Ready](2)  # two ahead
         self.marks_out, marks_in = anyio.create_memory_object_stream[tuple[marks.Marks, bytes]](1)
-        reader = await connect(target)
-        writer = await connect(target)
-        try:
+        async with _connections(target, 2) as (reader, writer):
             sqlite = await anyio.to_thread.run_sync(open_sync, self.source)
             sqlite.text_factory = lenient_text
             try:
@@ -430,10 +430,6 @@ class Work:
                             await self._apply(ready)
             finally:
                 sqlite.close()
-        finally:
-            with anyio.move_on_after(10, shield=True):
-                await reader.close()
-                await writer.close()
         marked = sum(1 for t in self.plan.tables if t.name in self.fast)
         log.info("compared_by_marks", tables=marked, of_tables=len(self.plan.tables))
 
@@ -601,6 +597,21 @@ class Work:
         return Changes(
             source_rows=item.expected, target_rows=item.target_rows, replaced=item.replaced
         )
+
+
+@asynccontextmanager
+async def _connections(target: Target, count: int) -> AsyncIterator[list[asyncpg.Connection]]:
+    """``count`` more connections to the target, each closed afterwards (shielded,
+    time-boxed), also when opening a later one failed."""
+    opened: list[asyncpg.Connection] = []
+    try:
+        for _ in range(count):
+            opened.append(await connect(target))  # noqa: PERF401 -- each kept as opened
+        yield opened
+    finally:
+        with anyio.move_on_after(10, shield=True):
+            for conn in opened:
+                await conn.close()
 
 
 async def _remember(conn: asyncpg.Connection, plan: Plan, run_id: int) -> None:
