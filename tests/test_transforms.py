@@ -151,6 +151,19 @@ def test_uuids_in_both_spellings(value: uuid.UUID) -> None:
     assert transforms.to_uuid(value.hex.upper()) == value
 
 
+@given(st.uuids())
+def test_a_canonical_uuid_is_passed_on_and_any_other_spelling_parsed(value: uuid.UUID) -> None:
+    """What a sync sends for a UUID column: the canonical text as it is (asyncpg encodes
+    it to the same 16 bytes), other spellings as the UUID they spell, nonsense refused."""
+    for text in (str(value), str(value).upper()):
+        sent = transforms.to_uuid_text(text)
+        assert sent is text and uuid.UUID(str(sent)) == value
+    for other in (value.hex, "{" + str(value) + "}", value.bytes):
+        assert transforms.to_uuid_text(other) == value
+    with pytest.raises(ValueError):
+        transforms.to_uuid_text(str(value)[:-1] + "g")
+
+
 @given(st.ip_addresses())
 def test_every_ip_address_is_recognised(
     address: ipaddress.IPv4Address | ipaddress.IPv6Address,

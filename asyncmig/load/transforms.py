@@ -125,6 +125,20 @@ def to_uuid(value: Any) -> uuid.UUID:
     return uuid.UUID(value)
 
 
+# the spelling PostgreSQL prints: 8-4-4-4-12 hex digits, either case
+CANONICAL_UUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}").fullmatch
+
+
+def to_uuid_text(value: Any) -> str | uuid.UUID:
+    """Checked as :func:`to_uuid`, faster for the common spelling: a canonical string is
+    passed on as it is (asyncpg encodes it, in C, to the same 16 bytes as the UUID it
+    spells; parsing it into a ``uuid.UUID`` cost about 3 µs a value); any other
+    spelling, or 16 bytes, goes through :func:`to_uuid`."""
+    if isinstance(value, str) and CANONICAL_UUID(value):
+        return value
+    return to_uuid(value)
+
+
 def to_inet(value: Any) -> str:
     from asyncmig.source.scan import is_inet
 
@@ -368,6 +382,7 @@ TRANSFORMS: Mapping[str, Transform | None] = {
     "json_text": None,  # json_valid() held for every value in the profile scan; jsonb parses it
     "uuid": None,  # text proven by the profile; asyncpg parses both spellings
     "uuid_checked": to_uuid,
+    "uuid_text_checked": to_uuid_text,
     "inet": None,  # text proven by the profile
     "inet_checked": to_inet,
     "bool": to_bool,

@@ -821,7 +821,8 @@ def _copier(conn: asyncpg.Connection, *, converted: bool = False) -> sync_marks.
 # transforms left out because the profile proved every value at planning time: a row a
 # sync copies was not profiled, so its values are checked by the full transform
 CHECKED = {
-    "uuid": "uuid_checked",
+    "uuid": "uuid_text_checked",
+    "uuid_checked": "uuid_text_checked",
     "inet": "inet_checked",
     "json_text": "json",
     "timestamptz": "timestamptz_checked",
