@@ -93,6 +93,12 @@ def test_run_prints_a_summary_and_exits_zero(
     assert_one_line_error(again, 4, "already exists")
 
 
+def test_an_empty_path_is_a_usage_error(run_main: RunMain) -> None:
+    """``--sqlite ""`` (an unset variable in a script) is refused as empty, not read as
+    the working directory."""
+    assert_one_line_error(run_main("plan", "--sqlite", ""), 2, "--sqlite is empty")
+
+
 def test_env_configuration_and_bad_values(run_main: RunMain, tmp_path: Path) -> None:
     """Options come from ASYNCMIG_* variables; bad values are usage errors (exit 2)."""
     source = build_kitchen_sink(tmp_path / "a.db")

@@ -551,6 +551,8 @@ def parse_text(option: Option, text: str, origin: str) -> Any:
         except ValueError:
             raise UsageError(f"{origin} is expected to be a whole number, got {text!r}") from None
         return check_minimum(option, value, origin)
+    if kind is Path and not text.strip():  # Path("") is the working directory
+        raise UsageError(f"{origin} is empty: give a path")
     return parse_choice(option, text, origin) if option.choices else kind(text)
 
 
