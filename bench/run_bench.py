@@ -249,13 +249,26 @@ def asyncmig_run(
 ASYNCMIG_RUN = (sys.executable, "-P", "-m", "asyncmig", "run")
 
 
+AUTOVACUUM_WAIT = 120.0  # seconds at most
+
+
 def settle(dsn: str) -> None:
-    """A CHECKPOINT before a timed command: the dirty pages the one before left are
-    written back now, not while the next is timed (single syncs on this machine varied
-    from 4.2 to 5.5 s without it)."""
+    """Before a timed command: wait for the autovacuum workers to finish (bounded), then
+    a CHECKPOINT, so that neither the work the command before left behind nor its
+    autovacuum is timed with this one (single syncs on this machine varied from 4.2 to
+    5.5 s without the CHECKPOINT; a sync started while autovacuum held one of its tables
+    waited a deadlock_timeout, 1 s, for it to give way)."""
     import psycopg  # the test extras' driver: run_bench itself goes through psql
 
     with psycopg.connect(dsn, autocommit=True) as conn:
+        deadline = time.monotonic() + AUTOVACUUM_WAIT
+        while time.monotonic() < deadline:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'"
+            ).fetchone()
+            if row is None or row[0] == 0:
+                break
+            time.sleep(0.2)
         conn.execute("CHECKPOINT")
 
 

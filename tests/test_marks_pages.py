@@ -59,7 +59,8 @@ def edit(path: Path, text: bool, rng: random.Random, vacuum: bool) -> None:
         db.execute("DELETE FROM t WHERE rowid = ?", (rowid,))
     for number in rng.sample(range(1500, 4000), 10):  # after the end
         db.execute(
-            "INSERT INTO t VALUES (?, ?, ?, ?)", (key_of(number, text), number, body(rng), 0.5)
+            "INSERT OR IGNORE INTO t VALUES (?, ?, ?, ?)",  # edited again: a key may be taken
+            (key_of(number, text), number, body(rng), 0.5),
         )
     if not text:  # between existing integer keys
         for number in rng.sample(range(1, 1500), 5):
@@ -191,3 +192,44 @@ def test_no_page_records_for_a_virtual_table(tmp_path: Path) -> None:
         reader.close()
     assert header["spans"] is None  # every row read, not a page comparison
     assert before.differing(after) == [7 >> before.shift]
+
+
+@pytest.mark.parametrize("text", [True, False], ids=["uuid-key", "integer-key"])
+def test_deltas_applied_to_whole_marks_equal_a_full_recompute(tmp_path: Path, text: bool) -> None:
+    """What a sync stores of a table compared by its marks: only the ranges that differ
+    (a range gone as one of no rows). Three rounds of random edits later, the whole
+    marks with the three deltas applied are exactly the marks computed from every
+    cell; a delta that does not add up to the rows it recorded is refused."""
+    rng = random.Random(7)
+    path = tmp_path / "s.db"
+    build(path, text, rng)
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    whole = cells_of(conn, path, request(text))
+    conn.close()
+    previous, deltas = whole, []
+    for round_ in range(3):
+        edit(path, text, rng, vacuum=False)
+        name = previous.ranges[10 * round_ + 5]  # and every row of one range deleted
+        low, high = name << whole.shift, ((name + 1) << whole.shift) - 1
+        db = sqlite3.connect(path)
+        db.execute(f"DELETE FROM t WHERE {'rowid' if text else 'k'} BETWEEN ? AND ?", (low, high))
+        db.commit()
+        db.close()
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        now = cells_of(conn, path, request(text, whole.shift))
+        conn.close()
+        differing = previous.differing(now)
+        deltas.append(marks.delta(now, differing))
+        assert 0 < len(deltas[-1].ranges) == len(differing) < len(now.ranges) // 4
+        counts = deltas[-1].counts
+        assert counts is not None and counts[deltas[-1].ranges.index(name)] == 0  # gone
+        found = marks.applied(whole, deltas)
+        assert found is not None
+        same(found, now)
+        previous = now
+    wrong = marks.Marks(
+        "t", whole.mode, whole.shift, deltas[-1].ranges, deltas[-1].digests,
+        deltas[-1].rows + 1, deltas[-1].counts, deltas[-1].key_hashes, whole.key_size,
+        whole.kind,
+    )  # fmt: skip
+    assert marks.applied(whole, [*deltas[:-1], wrong]) is None

@@ -18,6 +18,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -141,8 +142,128 @@ async def test_a_second_sync_compares_with_the_first_syncs_marks(
             assert {t: v for t, v in changes_of(report).items() if t != "notes"} == {
                 t: v for t, v in want.items() if t != "notes"
             }
-            kept = await conn.fetch("SELECT DISTINCT run_id FROM asyncmig.source_marks")
-            assert [r[0] for r in kept] == [report["run_id"]]
+            assert await chains(conn, report["run_id"]) == await kept_runs(conn)
+    finally:
+        await conn.close()
+    deep_check_passes(db, pg_dsn)
+
+
+async def chains(conn: asyncpg.Connection, run_id: int) -> dict[str, list[int]]:
+    """Per table, the runs whose marks make run ``run_id``'s: its newest whole marks'
+    run, then each delta's, checked to be over the run before it."""
+    out: dict[str, list[int]] = {}
+    for (table,) in await conn.fetch(
+        "SELECT table_name FROM asyncmig.source_marks WHERE run_id = $1 AND part = 0", run_id
+    ):
+        run, chain = run_id, list[int]()
+        while run is not None:
+            chain.insert(0, run)
+            base, kind = await conn.fetchrow(
+                "SELECT base_run, kind FROM asyncmig.source_marks "
+                "WHERE run_id = $1 AND table_name = $2 AND part = 0",
+                run,
+                table,
+            )
+            assert kind == (cells.CELLS if base is None else marks.DELTA + cells.CELLS)
+            run = base
+        out[table] = chain
+    return out
+
+
+async def kept_runs(conn: asyncpg.Connection) -> dict[str, list[int]]:
+    rows = await conn.fetch(
+        "SELECT table_name, array_agg(DISTINCT run_id ORDER BY run_id) "
+        "FROM asyncmig.source_marks GROUP BY table_name"
+    )
+    return {r[0]: list(r[1]) for r in rows}
+
+
+def recomputed(db: Path, table: str, mode: str, shift: int, key_size: int) -> marks.Marks:
+    """The table's marks computed from every cell of the source now."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        key = None
+        if mode == "int":
+            key = next(r[1] for r in conn.execute(f'PRAGMA table_info("{table}")') if r[5])
+        form = {marks.UUID_KEY_BYTES: "uuid", marks.KEY_HASH_BYTES: "text"}.get(key_size)
+        request = marks.Request(table, table, mode, key, shift, form)
+        leaves = pages.read(conn, db, table)
+        assert leaves is not None
+        found = marks.from_cells(conn, db, request, leaves)
+        assert found is not None
+        return found
+    finally:
+        conn.close()
+
+
+async def test_nightly_syncs_store_what_changed_until_a_quarter_then_the_whole_marks(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """Night after night (2 % of the rows edited each time), a sync by marks stores
+    per table only the ranges that changed, over the marks it compared with; once
+    those deltas hold a quarter of the table's ranges it stores the whole marks again,
+    and the runs before them are forgotten. Each night the marks a run leaves (whole
+    marks with its deltas applied) are exactly those computed from every cell of the
+    source, and the sync finds exactly the edits. A chain whose whole marks are gone
+    is no marks: that table is compared row by row, exactly, and marked whole."""
+    db = build_source(tmp_path / "app.db", seed=21)
+    await migrate(db, pg_dsn, sync_marks=True)
+    conn = await asyncpg.connect(pg_dsn)
+    seen: dict[str, list[int]] = {}  # per table, the length of its chain night by night
+    try:
+        for night in range(6):
+            before = rows_by_key(db)
+            edit(db, 0.02, 30 + night)
+            want = expected_changes(before, rows_by_key(db))
+            report = sync_json(db, pg_dsn, "public")
+            assert set(compared(report).values()) == {"marks"}
+            assert {t: v for t, v in changes_of(report).items() if t != "notes"} == {
+                t: v for t, v in want.items() if t != "notes"
+            }
+            run_id = report["run_id"]
+            found = await chains(conn, run_id)
+            assert found == await kept_runs(conn)
+            for table, chain in found.items():
+                seen.setdefault(table, []).append(len(chain))
+                mode, shift, size = await conn.fetchrow(
+                    "SELECT mode, shift, key_size FROM asyncmig.source_marks "
+                    "WHERE run_id = $1 AND table_name = $2 AND part = 0",
+                    run_id,
+                    table,
+                )
+                stored = await marks.recorded(conn, run_id, table)
+                assert stored is not None and stored.deltas == len(chain) - 1
+                assert stored.entries <= marks.DELTA_SHARE * len(stored.marks.ranges)
+                want_marks = recomputed(db, table, mode, shift, size)
+                assert (list(stored.marks.ranges), stored.marks.digests) == (
+                    list(want_marks.ranges),
+                    want_marks.digests,
+                )
+                assert stored.marks.key_hashes == want_marks.key_hashes
+                assert stored.marks.rows == want_marks.rows
+        for lengths in seen.values():  # whole marks (1), or a delta over the night before
+            assert all(now in (1, then + 1) for then, now in pairwise([1, *lengths]))
+        assert any(max(lengths) >= 3 for lengths in seen.values())
+        assert any(  # stored whole again once the deltas held a quarter
+            then > 1 and now == 1 for lengths in seen.values() for then, now in pairwise(lengths)
+        )
+        while len((await chains(conn, run_id))["guesses"]) < 2:
+            edit(db, 0.01, 50 + run_id)
+            run_id = sync_json(db, pg_dsn, "public")["run_id"]
+        base = (await chains(conn, run_id))["guesses"][0]
+        await conn.execute(
+            "DELETE FROM asyncmig.source_marks WHERE run_id = $1 AND table_name = 'guesses'",
+            base,
+        )
+        before = rows_by_key(db)
+        edit(db, 0.02, 60)
+        want = expected_changes(before, rows_by_key(db))
+        report = sync_json(db, pg_dsn, "public")
+        ways = compared(report)
+        assert ways.pop("guesses") == "rows"
+        assert set(ways.values()) == {"marks"}
+        assert changes_of(report)["guesses"] == want["guesses"]
+        assert (await chains(conn, report["run_id"]))["guesses"] == [report["run_id"]]
     finally:
         await conn.close()
     deep_check_passes(db, pg_dsn)
@@ -601,7 +722,7 @@ async def test_marks_of_rows_kept_by_an_earlier_version_are_marked_anew_from_cel
             kinds = await pg.fetch(
                 "SELECT DISTINCT kind FROM asyncmig.source_marks WHERE table_name = 'guesses'"
             )
-            assert [r[0] for r in kinds] == [cells.CELLS]
+            assert {r[0] for r in kinds} <= {cells.CELLS, marks.DELTA + cells.CELLS}
     finally:
         await pg.close()
     deep_check_passes(db, pg_dsn)

@@ -117,6 +117,8 @@ UPGRADES = [
     ("source_marks", "key_size", "integer"),
     # what the marks' digests are of: "cells" (the raw records), else (none) pickled rows
     ("source_marks", "kind", "text"),
+    # a delta's: the run whose marks it changes (none: the marks are whole)
+    ("source_marks", "base_run", "bigint"),
 ]
 
 

@@ -36,6 +36,17 @@ marked anew, whole, and compared row by row once. They are computed in child pro
 CPU priority beside its load, so they use the cores the load leaves idle. A mark that differs only because of a Python
 version's pickling is a false alarm (the range is copied again, harmlessly); two
 different rows never give the same pickle.
+
+A sync that compared a table by its marks stores only what changed (:func:`delta`:
+the differing ranges' new marks, a range gone as one of no rows) over the marks it
+compared with, and records that run as the delta's ``base_run``; the marks of a run
+are its newest whole marks with the deltas since applied (:func:`recorded`,
+:func:`applied`). A nightly sync that changes 1 % of the rows thus writes a few
+percent of the marks instead of all of them (tens of megabytes at 2M rows, TOASTed
+and WAL-logged); once the deltas since the whole marks hold :data:`MAX_DELTAS` or a
+:data:`DELTA_SHARE` of the table's ranges, the sync stores them whole again. A chain
+that cannot be followed to its whole marks (deleted, or inconsistent with the row
+count it recorded) is no marks: the table is marked anew and compared row by row.
 """
 
 from __future__ import annotations
@@ -76,6 +87,11 @@ KEY_HASH_BYTES = 8  # a text key: the first bytes of its MD5
 UUID_KEY_BYTES = 16  # a UUID key: the key itself
 FETCH = 4096
 PART_RANGES = 65536  # ranges per stored row (1 MiB)
+MAX_DELTAS = 32  # deltas over a table's whole marks before they are stored whole again
+DELTA_SHARE = 0.25  # ... or once the deltas hold this share of the table's ranges
+# a delta's kind column: an older asyncmig takes it for marks of another kind (compares
+# that table row by row) instead of for whole marks missing most of their ranges
+DELTA = "delta:"
 HEADER = struct.Struct("<I")
 
 
@@ -104,6 +120,7 @@ MARKS_SQL = f"""CREATE TABLE IF NOT EXISTS {MARKS} (
     pages bytea,
     key_size integer,
     kind text,
+    base_run bigint,
     PRIMARY KEY (run_id, table_name, part)
 )"""
 
@@ -455,18 +472,51 @@ def merged(old: Marks, part: Marks, spans: list[tuple[int, int]]) -> Marks:
         out.add(part, part_start, part_end)
         kept = end
     out.add(old, kept, len(old.ranges))
-    return Marks(
-        old.table,
-        old.mode,
-        old.shift,
-        out.ranges,
-        b"".join(out.digests),
-        sum(out.counts),
-        out.counts,
-        b"".join(out.hashes),
-        old.key_size,
-        old.kind,
-    )
+    return out.marks(old, sum(out.counts))
+
+
+def delta(now: Marks, names: Sequence[int]) -> Marks:
+    """What turns the marks ``now`` was compared with into ``now``, given the ranges
+    that differ between them (``names``, sorted: :meth:`Marks.differing`): ``now``'s
+    marks of those ranges, a range it no longer holds as one of no rows. ``rows`` is
+    the table's, as in ``now`` (:func:`applied` checks the result against it)."""
+    assert now.counts is not None
+    out = _Slices(now.key_size)
+    position = 0
+    for name in names:
+        position = bisect_left(now.ranges, name, position)
+        if position < len(now.ranges) and now.ranges[position] == name:
+            out.add(now, position, position + 1)
+        else:
+            out.gone(name)
+    return out.marks(now, now.rows)
+
+
+def applied(base: Marks, deltas: Sequence[Marks]) -> Marks | None:
+    """``base`` with ``deltas`` (oldest first, each of :func:`delta`) applied: a range a
+    later delta holds replaces an earlier one's and the base's, one of no rows removes
+    it. None: the result does not hold the rows the newest delta recorded (a chain
+    that is not what its runs wrote)."""
+    if not deltas:
+        return base
+    latest: dict[int, tuple[Marks, int]] = {}
+    for layer in reversed(deltas):
+        for position, name in enumerate(layer.ranges):
+            latest.setdefault(name, (layer, position))
+    out = _Slices(base.key_size)
+    kept = 0
+    ranges = base.ranges
+    for name in sorted(latest):
+        position = bisect_left(ranges, name, kept)
+        out.add(base, kept, position)
+        kept = position + (position < len(ranges) and ranges[position] == name)
+        layer, at = latest[name]
+        assert layer.counts is not None
+        if layer.counts[at]:
+            out.add(layer, at, at + 1)
+    out.add(base, kept, len(ranges))
+    found = out.marks(base, sum(out.counts))
+    return found if found.rows == deltas[-1].rows else None
 
 
 class _Slices:
@@ -489,6 +539,26 @@ class _Slices:
         if self.key_size:
             size, offsets = self.key_size, marks.offsets
             self.hashes.append(marks.key_hashes[offsets[start] * size : offsets[end] * size])
+
+    def gone(self, name: int) -> None:
+        """Range ``name`` as one of no rows (a delta's: the range is removed)."""
+        self.ranges.append(name)
+        self.counts.append(0)
+        self.digests.append(bytes(DIGEST_BYTES))
+
+    def marks(self, like: Marks, rows: int) -> Marks:
+        return Marks(
+            like.table,
+            like.mode,
+            like.shift,
+            self.ranges,
+            b"".join(self.digests),
+            rows,
+            self.counts,
+            b"".join(self.hashes),
+            like.key_size,
+            like.kind,
+        )
 
 
 def _key_position(conn: sqlite3.Connection, request: Request) -> int | None:
@@ -870,10 +940,45 @@ class Feed:
 # --- storing -------------------------------------------------------------------------
 
 
-async def store(conn: asyncpg.Connection, run_id: int, marks: Marks, pages: bytes = b"") -> None:
+@dataclass(frozen=True)
+class Kept:
+    """What is stored of one table's marks: all of them, or (``base`` given) a
+    :func:`delta` over the marks of run ``base``; and its page records now."""
+
+    marks: Marks
+    pages: bytes
+    base: int | None = None
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """One table's marks as a run left them: ``marks``, the newest whole ones with
+    ``deltas`` deltas applied, which held ``entries`` ranges in all."""
+
+    marks: Marks
+    deltas: int = 0
+    entries: int = 0
+
+    def kept(self, now: Marks, differing: Sequence[int], run: int, pages: bytes) -> Kept:
+        """``now``, which differs from these marks (of ``run``) in ``differing``, to be
+        stored: as a delta while the chain stays short, else whole."""
+        entries = self.entries + len(differing)
+        if self.deltas < MAX_DELTAS and entries <= DELTA_SHARE * len(now.ranges):
+            return Kept(delta(now, differing), pages, run)
+        return Kept(now, pages)
+
+
+async def store(
+    conn: asyncpg.Connection,
+    run_id: int,
+    marks: Marks,
+    pages: bytes = b"",
+    base: int | None = None,
+) -> None:
     """One table's marks (and page records, with the first part) under ``run_id``, in
-    parts of PART_RANGES ranges."""
+    parts of PART_RANGES ranges; with ``base``, a :func:`delta` over run ``base``'s."""
     assert marks.counts is not None
+    kind = marks.kind if base is None else DELTA + marks.kind
     rows = []
     offset = 0
     size = marks.key_size
@@ -897,13 +1002,14 @@ async def store(conn: asyncpg.Connection, run_id: int, marks: Marks, pages: byte
                 marks.rows,
                 (pages or None) if part == 0 else None,
                 size,
-                marks.kind,
+                kind,
+                base,
             )
         )
     await conn.executemany(
         f"INSERT INTO {MARKS} (run_id, table_name, part, mode, shift, ranges, digests, "
-        "counts, key_hashes, rows, pages, key_size, kind) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        "counts, key_hashes, rows, pages, key_size, kind, base_run) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         rows,
     )
 
@@ -912,13 +1018,25 @@ async def recorded_pages(conn: asyncpg.Connection, run_id: int) -> dict[str, byt
     """The page records kept under ``run_id``, by table, with marks of cells (those of
     marks of rows, kept before marks were read from cells, would have the changed
     pages' ranges computed from cells and merged into digests of another kind) and
-    with key sizes (not of marks kept before those were recorded). Without them, a
-    table is marked anew, whole (and compared row by row once)."""
+    with key sizes (not of marks kept before those were recorded), whose chain of
+    deltas leads back to whole marks (the changed pages' ranges are merged into those).
+    Without them, a table is marked anew, whole (and compared row by row once)."""
     rows = await conn.fetch(
-        f"SELECT table_name, pages FROM {MARKS} WHERE run_id = $1 AND part = 0 "
-        "AND pages IS NOT NULL AND kind = $2 AND (key_size IS NOT NULL OR key_hashes IS NULL)",
+        f"""WITH RECURSIVE chain (table_name, base_run, depth) AS (
+            SELECT table_name, base_run, 0 FROM {MARKS} WHERE run_id = $1 AND part = 0
+            UNION ALL
+            SELECT c.table_name, m.base_run, c.depth + 1 FROM chain c
+            JOIN {MARKS} m ON m.run_id = c.base_run AND m.table_name = c.table_name
+            WHERE m.part = 0 AND c.depth <= $4
+        )
+        SELECT table_name, pages FROM {MARKS} WHERE run_id = $1 AND part = 0
+        AND pages IS NOT NULL AND kind IN ($2, $3)
+        AND (key_size IS NOT NULL OR key_hashes IS NULL)
+        AND table_name IN (SELECT table_name FROM chain WHERE base_run IS NULL)""",
         run_id,
         cells.CELLS,
+        DELTA + cells.CELLS,
+        MAX_DELTAS,
     )
     return {str(r[0]): bytes(r[1]) for r in rows}
 
@@ -936,10 +1054,19 @@ async def forget_run(conn: asyncpg.Connection, run_id: int) -> None:
 
 
 async def forget_older(conn: asyncpg.Connection, schema: str, run_id: int) -> None:
-    """Only the newest load's marks are ever read: drop those of earlier runs."""
+    """Only the newest load's marks are ever read: drop those of earlier runs, except
+    the ones its deltas are over (each table's chain back to its whole marks)."""
     await conn.execute(
-        f"DELETE FROM {MARKS} m USING {qualified('asyncmig', 'runs')} r "
-        "WHERE r.id = m.run_id AND r.target_schema = $1 AND m.run_id < $2",
+        f"""WITH RECURSIVE chain (run_id, table_name, base_run) AS (
+            SELECT run_id, table_name, base_run FROM {MARKS} WHERE run_id = $2 AND part = 0
+            UNION
+            SELECT m.run_id, m.table_name, m.base_run FROM {MARKS} m
+            JOIN chain c ON m.run_id = c.base_run AND m.table_name = c.table_name
+            WHERE m.part = 0
+        )
+        DELETE FROM {MARKS} m USING {qualified("asyncmig", "runs")} r
+        WHERE r.id = m.run_id AND r.target_schema = $1 AND m.run_id < $2
+        AND (m.run_id, m.table_name) NOT IN (SELECT run_id, table_name FROM chain)""",
         schema,
         run_id,
     )
@@ -955,15 +1082,34 @@ async def shapes(conn: asyncpg.Connection, run_id: int) -> dict[str, tuple[str, 
     return {str(r[0]): (str(r[1]), int(r[2])) for r in rows}
 
 
-async def recorded(conn: asyncpg.Connection, run_id: int, table: str) -> Marks | None:
-    """One table's marks recorded under ``run_id`` (read when the sync comes to it)."""
-    rows = await conn.fetch(
-        "SELECT table_name, mode, shift, ranges, digests, counts, key_hashes, rows, key_size, "
-        f"kind FROM {MARKS} WHERE run_id = $1 AND table_name = $2 ORDER BY part",
-        run_id,
-        table,
-    )
-    return _joined(table, list(rows)) if rows else None
+async def recorded(conn: asyncpg.Connection, run_id: int, table: str) -> Recorded | None:
+    """One table's marks as run ``run_id`` left them (read when the sync comes to it):
+    its whole marks, or those its chain of deltas leads back to with the deltas
+    applied. None: none kept, or a chain that cannot be followed or does not add up."""
+    layers: list[Marks] = []
+    run: int | None = run_id
+    while run is not None:
+        rows = await conn.fetch(
+            "SELECT table_name, mode, shift, ranges, digests, counts, key_hashes, rows, "
+            f"key_size, kind, base_run FROM {MARKS} WHERE run_id = $1 AND table_name = $2 "
+            "ORDER BY part",
+            run,
+            table,
+        )
+        if not rows or len(layers) > MAX_DELTAS:
+            return None
+        layers.append(_joined(table, list(rows)))
+        base = rows[0][10]
+        if (base is not None) != str(rows[0][9]).startswith(DELTA) or (base or 0) >= run:
+            return None
+        run = base
+    whole, deltas = layers[-1], layers[-2::-1]
+    if whole.counts is None or not all(whole.fits(d) for d in deltas):
+        return None
+    found = applied(whole, deltas)
+    if found is None:
+        return None
+    return Recorded(found, len(deltas), sum(len(d.ranges) for d in deltas))
 
 
 def _joined(table: str, rows: list[Any]) -> Marks:
@@ -986,7 +1132,8 @@ def _joined(table: str, rows: list[Any]) -> Marks:
         counts,
         b"".join(bytes(row[6]) for row in rows) if hashed else b"",
         size,
-        rows[0][9] or ROWS,  # marks kept before kinds were recorded: of rows
+        # marks kept before kinds were recorded: of rows; a delta's, as its whole marks'
+        (rows[0][9] or ROWS).removeprefix(DELTA),
     )
 
 

@@ -399,7 +399,7 @@ class Work:
     done: dict[str, TableSync] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     marked: set[str] = field(default_factory=set)  # tables whose marks were stored
-    marks_out: MemoryObjectSendStream[tuple[marks.Marks, bytes]] = field(init=False)
+    marks_out: MemoryObjectSendStream[marks.Kept] = field(init=False)
 
     async def in_full(self) -> None:
         """Every table row by row (pass 1 of all tables at once), then applied."""
@@ -417,7 +417,7 @@ class Work:
         row by row. The next table is made ready meanwhile (:class:`sync_marks.Ready`),
         and the marks are stored beside (:meth:`_store_marks`)."""
         send, receive = anyio.create_memory_object_stream[sync_marks.Ready](2)  # two ahead
-        self.marks_out, marks_in = anyio.create_memory_object_stream[tuple[marks.Marks, bytes]](1)
+        self.marks_out, marks_in = anyio.create_memory_object_stream[marks.Kept](1)
         async with _connections(target, 2) as (reader, writer):
             sqlite = await anyio.to_thread.run_sync(open_sync, self.source)
             sqlite.text_factory = lenient_text
@@ -436,7 +436,7 @@ class Work:
     async def _store_marks(
         self,
         writer: asyncpg.Connection,
-        tables: MemoryObjectReceiveStream[tuple[marks.Marks, bytes]],
+        tables: MemoryObjectReceiveStream[marks.Kept],
     ) -> None:
         """Each table's marks now, for the next sync, on a connection of their own, in
         one transaction committed before the sync's own: writing them (megabytes a
@@ -444,8 +444,8 @@ class Work:
         Should the sync then fail, they are of a run that did not succeed, which no
         sync reads; the failure's record (or the next load) deletes them."""
         async with tables, writer.transaction():
-            async for now, pages in tables:
-                await marks.store(writer, self.run_id, now, pages)
+            async for kept in tables:
+                await marks.store(writer, self.run_id, kept.marks, kept.pages, kept.base)
 
     async def _prepare(
         self,
@@ -459,17 +459,20 @@ class Work:
             for number, table in enumerate(self.plan.tables):
                 found = await self.feed.get(table.name)
                 rows = await trust.rows(reader, self.plan, table.name) if trust else None
-                was = (
+                stored = (
                     await marks.recorded(reader, since, table.name)
                     if found is not None and (rows is not None or found.spans is not None)
                     else None
                 )
+                was = stored.marks if stored is not None else None
                 now = marks.whole(found, was) if found is not None else None
-                ready = sync_marks.Ready(table, number, found, now)
-                if rows is not None and was is not None and now is not None and was.fits(now):
+                kept = marks.Kept(now, found.pages) if now is not None and found else None
+                ready = sync_marks.Ready(table, number, found, kept)
+                if rows is not None and stored and was and now is not None and was.fits(now):
                     assert found is not None
                     ready.item = RangeSync.between(table, was, now, rows, found)
-                del was, now, found  # a few bytes a row: only what is needed is kept
+                    ready.kept = stored.kept(now, ready.item.differing, since, found.pages)
+                del stored, was, now, kept, found  # a few bytes a row: only what is needed
                 if ready.item is None or not table.primary_key:
                     await send.send(ready)
                     continue
@@ -502,10 +505,10 @@ class Work:
 
     async def _apply(self, ready: sync_marks.Ready) -> None:
         table, number = ready.table, ready.number
-        if ready.found is not None and ready.now is not None:  # for the next sync
-            await self.marks_out.send((ready.now, ready.found.pages))
+        if ready.kept is not None:  # for the next sync
+            await self.marks_out.send(ready.kept)
             self.marked.add(table.name)
-        ready.now = None
+        ready.kept = None
         item = ready.item
         if item is not None:
             self.fast[table.name] = item

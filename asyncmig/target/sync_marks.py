@@ -55,7 +55,7 @@ from asyncmig.errors import TargetError, VerificationError
 from asyncmig.plan.model import Plan, TablePlan
 from asyncmig.quoting import name_text, qualified, quote_ident, quote_sqlite_ident
 from asyncmig.target.history import RUN_TABLES, RUNS
-from asyncmig.target.marks import UUID_KEY_BYTES, Computed, Marks, chunks, pg_key_hash
+from asyncmig.target.marks import UUID_KEY_BYTES, Computed, Kept, Marks, chunks, pg_key_hash
 from asyncmig.target.tablestate import WRITTEN_AFTER
 
 log = structlog.get_logger(__name__)
@@ -178,7 +178,7 @@ class Ready:
     table: TablePlan
     number: int
     found: Computed | None
-    now: Marks | None
+    kept: Kept | None  # its marks now, as they are to be stored
     item: RangeSync | None = None
     rows: MemoryObjectReceiveStream[list[Row]] | None = None  # its candidates, converted
 
