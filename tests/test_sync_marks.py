@@ -18,6 +18,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -878,3 +879,30 @@ async def test_a_source_written_during_the_sync_leaves_the_target_and_its_marks_
         assert status == "failed"
     finally:
         await conn.close()
+
+
+async def test_tables_come_as_their_marks_do_each_after_the_tables_it_references() -> None:
+    """The sync takes each table as soon as its marks are in, not in the plan's order,
+    but never before a table it references that comes before it in the plan (whose new
+    rows its new rows may need); a reference to itself does not hold it back, and a
+    table without marks (none can be computed for it) does not wait."""
+    from asyncmig.target.sync_marks import in_marks_order
+    from tests.test_ddl import GROUP, ORDER, PLAN, USER
+
+    plan = replace(PLAN, tables=(*PLAN.tables, replace(GROUP, name="unmarked")))
+    requests = [marks.Request(t.name, t.source_name, "rowid") for t in (USER, ORDER, GROUP)]
+    feed = marks.Feed(Path("unused.db"), requests, jobs=1)
+    got: list[tuple[int, str]] = []
+
+    async def take() -> None:
+        async for number, table in in_marks_order(plan, feed):
+            got.append((number, table.name))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(take)
+        await anyio.wait_all_tasks_blocked()
+        assert got == [(3, "unmarked")]
+        for name in ("order", "group", "user"):  # order references user; group nothing
+            feed._end(name)
+            await anyio.wait_all_tasks_blocked()
+    assert got == [(3, "unmarked"), (2, "group"), (0, "user"), (1, "order")]

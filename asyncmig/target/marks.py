@@ -898,6 +898,8 @@ class Feed:
         self.children = children
         self.found: dict[str, Computed] = {}
         self.ended: dict[str, anyio.Event] = {r.table: anyio.Event() for r in requests}
+        self.order: list[str] = []  # the tables whose marks are done (or failed), in order
+        self._news = anyio.Event()
 
     async def run(self) -> None:
         import anyio
@@ -909,8 +911,23 @@ class Feed:
                     if group:
                         tg.start_soon(self._one, group)
         finally:
-            for event in self.ended.values():  # a failed child: its tables unmarked
-                event.set()
+            for table in self.ended:  # a failed child: its tables unmarked
+                self._end(table)
+
+    def _end(self, table: str) -> None:
+        if not self.ended[table].is_set():
+            self.ended[table].set()
+            self.order.append(table)
+            self._news.set()
+
+    async def ended_after(self, count: int) -> str:
+        """The table whose marks were done (or failed) after ``count`` others."""
+        import anyio
+
+        while len(self.order) <= count:
+            self._news = anyio.Event()
+            await self._news.wait()
+        return self.order[count]
 
     async def _one(self, group: list[Request]) -> None:
         olds = [self.old_pages.get(r.table, b"") for r in group]
@@ -919,14 +936,14 @@ class Feed:
             async for item in stream(self.source, group, olds, nice=self.nice, process=started):
                 if isinstance(item, Computed):
                     self.found[item.marks.table] = item
-                    self.ended[item.marks.table].set()
+                    self._end(item.marks.table)
                 else:
                     _log().info("not_marked", table=item[0], reason=item[1])
-                    self.ended[item[0]].set()
+                    self._end(item[0])
         except (RuntimeError, OSError) as exc:  # its tables are compared row by row
             _log().warning("marks_failed", tables=[r.table for r in group], error=str(exc))
             for request in group:
-                self.ended[request.table].set()
+                self._end(request.table)
 
     async def get(self, table: str) -> Computed | None:
         """The table's marks, once computed (None: it has none); handed over, not kept."""

@@ -139,19 +139,59 @@ async def _connected(settings: RunSettings, started: float, children: marks.Chil
                 hint="load it once with `asyncmig run`, then sync",
             )
         plan, reused = await sync_plan(conn, settings)
-        await require_same_schema(conn, plan)
-        await history.ensure(conn)
-        await conn.execute(CHANGES_SQL)
-        run_id = await history.start_run(
-            conn, "sync", settings.source, plan.schema, await _options(settings, previous)
-        )
-        report = SyncReport(run_id, previous.run_id, version, plan.schema)
         since = previous.run_id if reused and not settings.full_compare else None
-        await _recorded(conn, settings, plan, report, started, since, children)
+        early = source_digest.begun(settings.source)  # by the command line, while it imported
+        before = early.state if early is not None else fingerprint(settings.source)
+        feed, shapes = await _marks_feed(conn, settings, plan, since, children)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(feed.run)  # the source's marks, while the sync starts
+            await require_same_schema(conn, plan)
+            await history.ensure(conn)
+            await conn.execute(CHANGES_SQL)
+            run_id = await history.start_run(
+                conn, "sync", settings.source, plan.schema, await _options(settings, previous)
+            )
+            report = SyncReport(run_id, previous.run_id, version, plan.schema)
+            marked = Marked(feed, shapes, since)
+            await _recorded(conn, settings, plan, report, started, marked, before)
         return report
     finally:
         with anyio.move_on_after(10, shield=True):
             await conn.close()
+
+
+@dataclass(frozen=True)
+class Marked:
+    """The source's marks being computed (``feed``), and what the newest load
+    (``since``: None, compare in full) recorded of each table's (``shapes``)."""
+
+    feed: marks.Feed
+    shapes: dict[str, tuple[str, int]]
+    since: int | None
+
+    @property
+    def comparable(self) -> bool:
+        return bool(self.shapes) and self.since is not None
+
+
+async def _marks_feed(
+    conn: asyncpg.Connection,
+    settings: RunSettings,
+    plan: Plan,
+    since: int | None,
+    children: marks.Children,
+) -> tuple[marks.Feed, dict[str, tuple[str, int]]]:
+    """The source's marks, to be computed as soon as the plan is known: each table
+    marked as the newest load marked it, only its changed pages read where that load
+    kept them. Read before the sync locks the tables: only runs write the marks, and
+    the run lock keeps every other run out."""
+    shapes = await marks.shapes(conn, since) if since is not None else {}
+    old_pages = await marks.recorded_pages(conn, since) if shapes and since else {}
+    requests = marks.requests(plan, shapes)
+    feed = marks.Feed(
+        settings.source, requests, settings.jobs, old_pages=old_pages, children=children
+    )
+    return feed, shapes
 
 
 async def sync_plan(conn: asyncpg.Connection, settings: RunSettings) -> tuple[Plan, bool]:
@@ -184,13 +224,12 @@ async def _recorded(
     plan: Plan,
     report: SyncReport,
     started: float,
-    since: int | None,
-    children: marks.Children,
+    marked: Marked,
+    before: tuple[tuple[int, int], ...],
 ) -> None:
-    """Sync, hash the source meanwhile, and record the outcome either way."""
+    """Sync, hash the source meanwhile, and record the outcome either way. ``before``:
+    the source's fingerprint when the sync began reading it."""
     digest: list[str] = []
-    early = source_digest.begun(settings.source)  # by the command line, while it imported
-    before = early.state if early is not None else fingerprint(settings.source)
 
     async def hash_source() -> None:
         digest.append(await anyio.to_thread.run_sync(source_digest.sha256, settings.source))
@@ -205,9 +244,8 @@ async def _recorded(
                 report.run_id,
                 settings.jobs,
                 settings.workers,
-                since=since,
                 target=settings.target,
-                children=children,
+                marked=marked,
                 source_state=before,
             )
     except BaseException as exc:
@@ -329,13 +367,12 @@ async def sync_tables(
     workers: str = "auto",
     *,
     target: Target,
-    since: int | None = None,
-    children: marks.Children | None = None,
+    marked: Marked,
     source_state: tuple[tuple[int, int], ...] | None = None,
 ) -> list[TableSync]:
     """Compare and apply every table in one transaction (see the module docstring).
-    ``since``: the newest load, whose source marks may be compared (None: compare in
-    full); ``target``: where a second connection reads what the next table needs;
+    ``marked``: the source's marks and the newest load's they may be compared with;
+    ``target``: where a second connection reads what the next table needs;
     ``source_state``: the source's fingerprint when the sync began (a source written
     since then rolls the transaction back)."""
     loads = await history.latest_loads(conn, plan.schema)
@@ -347,20 +384,14 @@ async def sync_tables(
         async with conn.transaction():
             names = ", ".join(qualified(plan.schema, t.name) for t in plan.tables)
             await conn.execute(f"LOCK TABLE {names} IN SHARE ROW EXCLUSIVE MODE")
-            shapes = await marks.shapes(conn, since) if since is not None else {}
-            old_pages = await marks.recorded_pages(conn, since) if shapes and since else {}
-            feed = marks.Feed(
-                source, marks.requests(plan, shapes), jobs, old_pages=old_pages, children=children
-            )
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(feed.run)
-                work = Work(conn, plan, source, sqlite, skipped, jobs, workers, run_id, feed)
-                if shapes and since is not None:
-                    trust = await sync_marks.Trust.of(conn, since)
-                    await work.by_marks(since, trust, target)
-                else:
-                    await work.in_full()
-                results = await work.deletions()
+            work = Work(conn, plan, source, sqlite, skipped, jobs, workers, run_id, marked.feed)
+            if marked.comparable:
+                assert marked.since is not None
+                trust = await sync_marks.Trust.of(conn, marked.since)
+                await work.by_marks(marked.since, trust, target)
+            else:
+                await work.in_full()
+            results = await work.deletions()
             out = []
             for table in plan.tables:
                 done = results[table.name]
@@ -456,7 +487,7 @@ class Work:
         send: MemoryObjectSendStream[sync_marks.Ready],
     ) -> None:
         async with send:
-            for number, table in enumerate(self.plan.tables):
+            async for number, table in sync_marks.in_marks_order(self.plan, self.feed):
                 found = await self.feed.get(table.name)
                 rows = await trust.rows(reader, self.plan, table.name) if trust else None
                 stored = (

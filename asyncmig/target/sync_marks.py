@@ -41,7 +41,7 @@ from __future__ import annotations
 import sqlite3
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -55,7 +55,15 @@ from asyncmig.errors import TargetError, VerificationError
 from asyncmig.plan.model import Plan, TablePlan
 from asyncmig.quoting import name_text, qualified, quote_ident, quote_sqlite_ident
 from asyncmig.target.history import RUN_TABLES, RUNS
-from asyncmig.target.marks import UUID_KEY_BYTES, Computed, Kept, Marks, chunks, pg_key_hash
+from asyncmig.target.marks import (
+    UUID_KEY_BYTES,
+    Computed,
+    Feed,
+    Kept,
+    Marks,
+    chunks,
+    pg_key_hash,
+)
 from asyncmig.target.tablestate import WRITTEN_AFTER
 
 log = structlog.get_logger(__name__)
@@ -181,6 +189,31 @@ class Ready:
     kept: Kept | None  # its marks now, as they are to be stored
     item: RangeSync | None = None
     rows: MemoryObjectReceiveStream[list[Row]] | None = None  # its candidates, converted
+
+
+async def in_marks_order(plan: Plan, feed: Feed) -> AsyncIterator[tuple[int, TablePlan]]:
+    """The plan's tables (with their place in it), each as soon as its marks are in
+    and the tables it references before it in the plan have come (a new row's parent
+    is upserted before it): the sync does not wait for a large table's marks while
+    the next tables' are in."""
+    tables = plan.tables
+    place = {t.name: n for n, t in enumerate(tables)}
+    parents = {
+        t.name: {fk.ref_table for fk in t.foreign_keys if place.get(fk.ref_table, n) < n}
+        for n, t in enumerate(tables)
+    }
+    marked = {r.table for r in feed.requests}
+    ready = {t.name for t in tables} - marked  # no marks to wait for
+    sent: set[str] = set()
+    while len(sent) < len(tables):
+        table = next(
+            (t for t in tables if t.name in ready - sent and parents[t.name] <= sent), None
+        )
+        if table is None:
+            ready.add(await feed.ended_after(len(ready & marked)))
+            continue
+        sent.add(table.name)
+        yield place[table.name], table
 
 
 def _ranges_sql(check: TableCheck, mode: str, rowid: str) -> str:
