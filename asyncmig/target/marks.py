@@ -65,7 +65,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from itertools import accumulate
+from itertools import accumulate, groupby
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -1039,21 +1039,14 @@ async def recorded_pages(conn: asyncpg.Connection, run_id: int) -> dict[str, byt
     deltas leads back to whole marks (the changed pages' ranges are merged into those).
     Without them, a table is marked anew, whole (and compared row by row once)."""
     rows = await conn.fetch(
-        f"""WITH RECURSIVE chain (table_name, base_run, depth) AS (
-            SELECT table_name, base_run, 0 FROM {MARKS} WHERE run_id = $1 AND part = 0
-            UNION ALL
-            SELECT c.table_name, m.base_run, c.depth + 1 FROM chain c
-            JOIN {MARKS} m ON m.run_id = c.base_run AND m.table_name = c.table_name
-            WHERE m.part = 0 AND c.depth <= $4
-        )
-        SELECT table_name, pages FROM {MARKS} WHERE run_id = $1 AND part = 0
+        _chain_sql("$1")
+        + f"""SELECT table_name, pages FROM {MARKS} WHERE run_id = $1 AND part = 0
         AND pages IS NOT NULL AND kind IN ($2, $3)
         AND (key_size IS NOT NULL OR key_hashes IS NULL)
         AND table_name IN (SELECT table_name FROM chain WHERE base_run IS NULL)""",
         run_id,
         cells.CELLS,
         DELTA + cells.CELLS,
-        MAX_DELTAS,
     )
     return {str(r[0]): bytes(r[1]) for r in rows}
 
@@ -1070,18 +1063,29 @@ async def forget_run(conn: asyncpg.Connection, run_id: int) -> None:
         await conn.execute(f"DELETE FROM {MARKS} WHERE run_id = $1", run_id)
 
 
+def _chain_sql(run: str, table: str | None = None) -> str:
+    """A recursive CTE, ``chain (run_id, table_name, base_run, depth)``: the marks of run
+    ``run`` (a parameter; with ``table``, of that table only) and, table by table, the
+    runs its deltas are over back to its whole marks (``base_run`` none), as deep as
+    :func:`recorded` follows a chain."""
+    only = f" AND table_name = {table}" if table is not None else ""
+    return f"""WITH RECURSIVE chain (run_id, table_name, base_run, depth) AS (
+        SELECT run_id, table_name, base_run, 0 FROM {MARKS}
+        WHERE run_id = {run} AND part = 0{only}
+        UNION ALL
+        SELECT m.run_id, m.table_name, m.base_run, c.depth + 1 FROM chain c
+        JOIN {MARKS} m ON m.run_id = c.base_run AND m.table_name = c.table_name
+        WHERE m.part = 0 AND c.depth < {MAX_DELTAS}
+    )
+    """
+
+
 async def forget_older(conn: asyncpg.Connection, schema: str, run_id: int) -> None:
     """Only the newest load's marks are ever read: drop those of earlier runs, except
     the ones its deltas are over (each table's chain back to its whole marks)."""
     await conn.execute(
-        f"""WITH RECURSIVE chain (run_id, table_name, base_run) AS (
-            SELECT run_id, table_name, base_run FROM {MARKS} WHERE run_id = $2 AND part = 0
-            UNION
-            SELECT m.run_id, m.table_name, m.base_run FROM {MARKS} m
-            JOIN chain c ON m.run_id = c.base_run AND m.table_name = c.table_name
-            WHERE m.part = 0
-        )
-        DELETE FROM {MARKS} m USING {qualified("asyncmig", "runs")} r
+        _chain_sql("$2")
+        + f"""DELETE FROM {MARKS} m USING {qualified("asyncmig", "runs")} r
         WHERE r.id = m.run_id AND r.target_schema = $1 AND m.run_id < $2
         AND (m.run_id, m.table_name) NOT IN (SELECT run_id, table_name FROM chain)""",
         schema,
@@ -1103,23 +1107,24 @@ async def recorded(conn: asyncpg.Connection, run_id: int, table: str) -> Recorde
     """One table's marks as run ``run_id`` left them (read when the sync comes to it):
     its whole marks, or those its chain of deltas leads back to with the deltas
     applied. None: none kept, or a chain that cannot be followed or does not add up."""
+    rows = await conn.fetch(
+        "SELECT table_name, mode, shift, ranges, digests, counts, key_hashes, rows, key_size, "
+        f"kind, base_run, m.run_id, c.depth FROM {MARKS} m JOIN ("
+        + _chain_sql("$1", "$2")
+        + "SELECT run_id, depth FROM chain) c ON m.run_id = c.run_id "
+        "WHERE m.table_name = $2 ORDER BY c.depth, m.part",
+        run_id,
+        table,
+    )
+    if not rows or rows[-1][10] is not None:  # none kept, or no whole marks at its end
+        return None
     layers: list[Marks] = []
-    run: int | None = run_id
-    while run is not None:
-        rows = await conn.fetch(
-            "SELECT table_name, mode, shift, ranges, digests, counts, key_hashes, rows, "
-            f"key_size, kind, base_run FROM {MARKS} WHERE run_id = $1 AND table_name = $2 "
-            "ORDER BY part",
-            run,
-            table,
-        )
-        if not rows or len(layers) > MAX_DELTAS:
+    for _, group in groupby(rows, key=lambda row: row[12]):
+        layer = list(group)
+        run, base = layer[0][11], layer[0][10]
+        if (base is not None) != str(layer[0][9]).startswith(DELTA) or (base or 0) >= run:
             return None
-        layers.append(_joined(table, list(rows)))
-        base = rows[0][10]
-        if (base is not None) != str(rows[0][9]).startswith(DELTA) or (base or 0) >= run:
-            return None
-        run = base
+        layers.append(_joined(table, layer))
     whole, deltas = layers[-1], layers[-2::-1]
     if whole.counts is None or not all(whole.fits(d) for d in deltas):
         return None

@@ -499,9 +499,9 @@ class Work:
                 now = marks.whole(found, was) if found is not None else None
                 kept = marks.Kept(now, found.pages) if now is not None and found else None
                 ready = sync_marks.Ready(table, number, found, kept)
-                if rows is not None and stored and was and now is not None and was.fits(now):
+                if rows is not None and stored and now is not None and stored.marks.fits(now):
                     assert found is not None
-                    ready.item = RangeSync.between(table, was, now, rows, found)
+                    ready.item = RangeSync.between(table, stored.marks, now, rows, found)
                     ready.kept = stored.kept(now, ready.item.differing, since, found.pages)
                 del stored, was, now, kept, found  # a few bytes a row: only what is needed
                 if ready.item is None or not table.primary_key:
