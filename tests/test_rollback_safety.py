@@ -26,6 +26,7 @@ import psycopg
 import pytest
 
 from asyncmig.rollback import RollbackManager
+from asyncmig.target import tablestate
 from tests.fix_cli import Cli, valid
 from tests.fix_pg import create_database, drop_database, execute, fetch
 from tests.sources import build_kitchen_sink
@@ -345,3 +346,79 @@ def test_the_manager_without_a_run_takes_the_latest_run_with_a_rollback(
     assert statuses == [(1, "run", "succeeded"), (2, "sync", "succeeded")]
     report = RollbackManager(pg_dsn, backup_dir=tmp_path).validate_rollback_safety()
     assert report.run_id == 1
+
+
+def test_checksums_hash_each_row_and_an_older_runs_text_checksum_still_compares(
+    cli: Cli, tmp_path: Path, pg_dsn: str
+) -> None:
+    """A run records each table's checksum as the sum of hash_record_extended of its
+    rows (PostgreSQL 14 on), and says so. A column added with a default writes no row
+    (no transaction id moves) and still makes the check name that table alone. A
+    history an older asyncmig wrote (the rows' text summed, no kind) is compared with
+    the text checksum now; a column changed to ``json`` (no hash) makes its table
+    differ."""
+    source = build_kitchen_sink(tmp_path / "app.db")
+    assert cli("run", "--sqlite", str(source), "--pg", pg_dsn, log_dir=tmp_path).returncode == 0
+    version = int(fetch(pg_dsn, "SHOW server_version_num")[0][0])
+    kinds = dict(rows(pg_dsn, "SELECT table_name, checksum_kind FROM asyncmig.run_tables"))
+    assert set(kinds) == set(TABLES) and set(kinds.values()) == {
+        "record" if version >= 140000 else "text"
+    }
+
+    def check() -> str:
+        done = cli("rollback", "--pg", pg_dsn, "--run", "1", "--check", log_dir=tmp_path)
+        assert done.returncode in (0, 10), done.stderr
+        return done.stdout
+
+    assert check().rstrip().endswith("safe to roll back: yes")
+    asyncio.run(execute(pg_dsn, 'ALTER TABLE "values" ADD COLUMN extra integer DEFAULT 5'))
+    out = check()
+    assert "warning: table values: changed since run 1 (rows 5 -> 5, checksum differs)" in out
+    assert out.count("warning: table") == 1 and out.rstrip().endswith("safe to roll back: no")
+    asyncio.run(execute(pg_dsn, 'ALTER TABLE "values" DROP COLUMN extra'))
+    assert check().rstrip().endswith("safe to roll back: yes")
+
+    # as an older asyncmig recorded it: the sum of the rows' text, no kind
+    asyncio.run(
+        execute(
+            pg_dsn,
+            "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET extra_float_digits = 1; "
+            "SET IntervalStyle = 'postgres'; SET bytea_output = 'hex'; "
+            "UPDATE asyncmig.run_tables SET checksum_kind = NULL, checksum = "
+            '(SELECT coalesce(sum(hashtextextended(t::text, 0)), 0) FROM public."user" t) '
+            "WHERE table_name = 'user'",
+        )
+    )
+    assert check().rstrip().endswith("safe to roll back: yes")
+    asyncio.run(
+        execute(
+            pg_dsn,
+            "UPDATE asyncmig.run_tables SET checksum = checksum + 1 WHERE table_name = 'user'",
+        )
+    )
+    assert "warning: table user: changed since run 1" in check()
+    asyncio.run(
+        execute(
+            pg_dsn,
+            "UPDATE asyncmig.run_tables SET checksum = checksum - 1 WHERE table_name = 'user'",
+        )
+    )
+
+    asyncio.run(execute(pg_dsn, 'ALTER TABLE "values" ALTER COLUMN doc TYPE json'))
+    out = check()
+    assert "warning: table values: " in out and "checksum differs" in out
+    assert out.count("warning: table") == 1
+    assert asyncio.run(_state_kinds(pg_dsn)) == ("text", "record" if version >= 140000 else "text")
+
+
+async def _state_kinds(dsn: str) -> tuple[str, str]:
+    """The checksum a run would record now for "values" (a json column) and "user"."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        async with conn.transaction():
+            found = [
+                await tablestate.table_state(conn, "public", name) for name in ("values", "user")
+            ]
+        return found[0].kind, found[1].kind
+    finally:
+        await conn.close()

@@ -119,6 +119,8 @@ UPGRADES = [
     ("source_marks", "kind", "text"),
     # a delta's: the run whose marks it changes (none: the marks are whole)
     ("source_marks", "base_run", "bigint"),
+    # what run_tables.checksum sums (tablestate.HASHES; none: the rows' text)
+    ("run_tables", "checksum_kind", "text"),
 ]
 
 
@@ -432,10 +434,11 @@ async def record_state(
     on the tables. A `schema` run's tables get their (empty) row here too."""
     await conn.executemany(
         f"INSERT INTO {RUN_TABLES} (run_id, table_name, source_rows, loaded_rows, seconds, "
-        "final_rows, checksum, max_key) VALUES ($1, $2, 0, 0, 0, $3, $4, $5) "
+        "final_rows, checksum, max_key, checksum_kind) VALUES ($1, $2, 0, 0, 0, $3, $4, $5, $6) "
         "ON CONFLICT (run_id, table_name) DO UPDATE SET final_rows = excluded.final_rows, "
-        "checksum = excluded.checksum, max_key = excluded.max_key",
-        [(run_id, s.table, s.rows, s.checksum, s.max_key) for s in states],
+        "checksum = excluded.checksum, max_key = excluded.max_key, "
+        "checksum_kind = excluded.checksum_kind",
+        [(run_id, s.table, s.rows, s.checksum, s.max_key, s.kind) for s in states],
     )
     await conn.execute(
         f"UPDATE {RUNS} SET finish_xid = $2, dependents = $3::jsonb WHERE id = $1",

@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 
 from asyncmig import cutover
-from asyncmig.quoting import name_text
+from asyncmig.quoting import name_text, qualified
 from asyncmig.target import history, tablestate
 from asyncmig.target.history import RunRecord
 
@@ -210,12 +210,28 @@ async def table_changes(
             if name not in existing:
                 result.append(TableChange(name, then_rows, None, then_sum, None))
                 continue
-            now = await tablestate.table_state(conn, run.target_schema, name)
-            change = TableChange(name, then_rows, now.rows, then_sum, now.checksum)
+            kind = recorded.get("checksum_kind") or tablestate.TEXT
+            rows_now, sum_now = await _state_now(conn, run.target_schema, name, kind)
+            change = TableChange(name, then_rows, rows_now, then_sum, sum_now)
             if run.finish_xid is not None and then_rows is not None:
                 change = await _split(conn, run, change, recorded.get("max_key"))
             result.append(change)
     return result
+
+
+async def _state_now(
+    conn: asyncpg.Connection, schema: str, table: str, kind: str
+) -> tuple[int, Decimal | None]:
+    """The table's rows now and its checksum of the recorded ``kind``; None where the
+    rows can no longer be summed that way (a column's type changed to one without a
+    hash, or a kind this version does not know): a checksum then differs."""
+    if kind not in tablestate.HASHES or (
+        kind == tablestate.RECORD and await tablestate.hash_kind(conn, schema, table) != kind
+    ):
+        count = await conn.fetchval(f"SELECT count(*) FROM {qualified(schema, table)}")
+        return int(count), None
+    now = await tablestate.table_state(conn, schema, table, kind)
+    return now.rows, now.checksum
 
 
 async def _split(

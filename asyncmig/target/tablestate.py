@@ -2,10 +2,18 @@
 
 A rollback must know what the application did to the migrated tables since the run,
 or it silently throws that work away. When a run succeeds it records, per table, the
-row count, an order-independent checksum (the sum of a 64-bit hash of each row's
-text, one sequential scan, bounded memory), the highest key of a single integer
-primary key, and the transaction id it was taken in; and the objects that depended on
-the tables then (views, foreign keys from other tables, triggers).
+row count, an order-independent checksum (the sum of a 64-bit hash of each row, one
+sequential scan, bounded memory), the highest key of a single integer primary key, and
+the transaction id it was taken in; and the objects that depended on the tables then
+(views, foreign keys from other tables, triggers).
+
+A row's hash is ``hash_record_extended`` of the row (PostgreSQL 14 on; each column's
+own hash function over its stored value, the one hash partitioning relies on staying
+the same) where every column's type has one: a quarter of the CPU of hashing the row
+as text, which renders every timestamp, UUID and JSON value first (``guesses``, 300,000
+rows: 85 against 270 ms). Otherwise (PostgreSQL 13, a ``json`` or ``point`` column) the
+row's text, as before. The kind is recorded beside the checksum, and a later check
+computes the same kind; a checksum recorded without one is of the text.
 
 Later, rows whose ``xmin`` is newer than that transaction were written since (inserted
 or updated); a key above the recorded highest one means inserted; the count tells how
@@ -21,6 +29,7 @@ from decimal import Decimal
 
 import anyio
 import asyncpg
+import structlog
 
 from asyncmig.quoting import name_text, qualified, quote_ident, quote_literal
 
@@ -56,6 +65,14 @@ FROM pg_trigger t WHERE t.tgrelid = to_regclass($1) AND NOT t.tgisinternal
 ORDER BY 1, 2
 """
 
+log = structlog.get_logger(__name__)
+
+
+# the kinds of a checksum: the sum of hash_record_extended(row), or of the row's text
+RECORD = "record"
+TEXT = "text"
+HASHES = {RECORD: "hash_record_extended(t, 0)", TEXT: "hashtextextended(t::text, 0)"}
+
 
 @dataclass(frozen=True)
 class TableState:
@@ -65,6 +82,7 @@ class TableState:
     rows: int
     checksum: Decimal
     max_key: int | None = None
+    kind: str = TEXT  # what the checksum sums (HASHES)
 
 
 @dataclass(frozen=True)
@@ -85,17 +103,41 @@ async def integer_key(conn: asyncpg.Connection, schema: str, table: str) -> str 
     return str(name) if name is not None else None
 
 
-async def table_state(conn: asyncpg.Connection, schema: str, table: str) -> TableState:
-    """Count, checksum and highest integer key of one table (call inside STABLE_OUTPUT)."""
+async def hash_kind(conn: asyncpg.Connection, schema: str, table: str) -> str:
+    """RECORD when ``hash_record_extended`` can hash the table's rows, else TEXT.
+
+    The function looks up every column's hash function before it looks at the values,
+    so a row of NULLs of the table's type (``json_populate_record``) finds out without
+    reading the table: PostgreSQL 13 has no such function, a ``json`` column no hash.
+    Tried in a savepoint: a refusal leaves the caller's transaction usable."""
+    try:
+        async with conn.transaction():
+            await conn.execute(
+                "SELECT hash_record_extended("
+                f"json_populate_record(NULL::{qualified(schema, table)}, '{{}}'), 0)"
+            )
+    except asyncpg.PostgresError as exc:
+        log.debug("checksum_of_text", table=table, reason=f"{type(exc).__name__}: {exc}")
+        return TEXT
+    return RECORD
+
+
+async def table_state(
+    conn: asyncpg.Connection, schema: str, table: str, kind: str | None = None
+) -> TableState:
+    """Count, checksum and highest integer key of one table (call inside STABLE_OUTPUT);
+    ``kind`` of checksum (None: the best the table allows, :func:`hash_kind`)."""
+    if kind is None:
+        kind = await hash_kind(conn, schema, table)
     key = await integer_key(conn, schema, table)
     highest = f"max({quote_ident(key)})" if key else "NULL::bigint"
     row = await conn.fetchrow(
-        f"SELECT count(*), coalesce(sum(hashtextextended(t::text, 0)), 0), {highest} "
+        f"SELECT count(*), coalesce(sum({HASHES[kind]}), 0), {highest} "
         f"FROM {qualified(schema, table)} t"
     )
     assert row is not None
     return TableState(
-        table, int(row[0]), Decimal(row[1]), int(row[2]) if row[2] is not None else None
+        table, int(row[0]), Decimal(row[1]), int(row[2]) if row[2] is not None else None, kind
     )
 
 
