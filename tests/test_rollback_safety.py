@@ -411,6 +411,33 @@ def test_checksums_hash_each_row_and_an_older_runs_text_checksum_still_compares(
     assert asyncio.run(_state_kinds(pg_dsn)) == ("text", "record" if version >= 140000 else "text")
 
 
+async def test_a_column_named_like_the_checksums_alias_does_not_hide_the_row(
+    pg_dsn: str,
+) -> None:
+    """The checksum's scan names its table ``t``: a column of that name must not stand
+    in for the row (it did for the text checksum before)."""
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await conn.execute("CREATE TABLE public.tcol (id integer, t integer)")
+        await conn.execute("INSERT INTO public.tcol VALUES (1, 5)")
+        async with conn.transaction():
+            before = [
+                await tablestate.table_state(conn, "public", "tcol", kind)
+                for kind in tablestate.HASHES
+            ]
+        await conn.execute("UPDATE public.tcol SET id = 2")  # t unchanged
+        async with conn.transaction():
+            after = [
+                await tablestate.table_state(conn, "public", "tcol", kind)
+                for kind in tablestate.HASHES
+            ]
+    finally:
+        await conn.close()
+    assert [s.rows for s in before] == [1, 1]
+    for old, new in zip(before, after, strict=True):
+        assert old.checksum != new.checksum, old.kind
+
+
 async def _state_kinds(dsn: str) -> tuple[str, str]:
     """The checksum a run would record now for "values" (a json column) and "user"."""
     conn = await asyncpg.connect(dsn)

@@ -68,10 +68,12 @@ ORDER BY 1, 2
 log = structlog.get_logger(__name__)
 
 
-# the kinds of a checksum: the sum of hash_record_extended(row), or of the row's text
+# the kinds of a checksum: the sum of hash_record_extended(row), or of the row's text.
+# ``t.*``, not ``t``: a bare ``t`` would be a column of that name where the table has
+# one (before, such a table's checksum covered that column alone)
 RECORD = "record"
 TEXT = "text"
-HASHES = {RECORD: "hash_record_extended(t, 0)", TEXT: "hashtextextended(t::text, 0)"}
+HASHES = {RECORD: "hash_record_extended(t.*, 0)", TEXT: "hashtextextended((t.*)::text, 0)"}
 
 
 @dataclass(frozen=True)
