@@ -11,6 +11,7 @@ changed row would show here as a differing digest.
 from __future__ import annotations
 
 import random
+from array import array
 import sqlite3
 from pathlib import Path
 
@@ -233,3 +234,59 @@ def test_deltas_applied_to_whole_marks_equal_a_full_recompute(tmp_path: Path, te
         whole.kind,
     )  # fmt: skip
     assert marks.applied(whole, [*deltas[:-1], wrong]) is None
+
+
+Range = tuple[bytes, int, bytes]  # a range's digest, rows and key hashes
+
+
+def range_of(rng: random.Random) -> Range:
+    rows = rng.randint(1, 3)
+    return rng.randbytes(8), rows, rng.randbytes(8 * rows)
+
+
+def marks_of(found: dict[int, Range]) -> marks.Marks:
+    names = sorted(found)
+    return marks.Marks(
+        "t", "rowid", 2, array("q", names), b"".join(found[n][0] for n in names),
+        sum(found[n][1] for n in names), array("q", [found[n][1] for n in names]),
+        b"".join(found[n][2] for n in names), 8, cells.CELLS,
+    )  # fmt: skip
+
+
+def test_comparing_marks_by_runs_equals_comparing_them_range_by_range() -> None:
+    """``differing`` compares runs of the same ranges as whole byte strings first,
+    ``keys_in`` and ``delta`` take runs of consecutive ranges as one slice: on random
+    marks (ranges in one side only, runs of equal and unequal digests, ranges gone)
+    each equals the plain range-by-range answer."""
+    rng = random.Random(11)
+    for _ in range(300):
+        before = {n: range_of(rng) for n in rng.sample(range(200), rng.randint(0, 60))}
+        after = {n: r if rng.random() < 0.7 else range_of(rng) for n, r in before.items()}
+        for name in rng.sample(range(200), rng.randint(0, 20)):  # gone, or new
+            after.pop(name) if name in after else after.setdefault(name, range_of(rng))
+        old, new = marks_of(before), marks_of(after)
+        mine = dict(zip(old.ranges, (old.digest(i) for i in range(len(old.ranges))), strict=True))
+        theirs = dict(zip(new.ranges, (new.digest(i) for i in range(len(new.ranges))), strict=True))
+        expected = sorted(n for n in set(mine) | set(theirs) if mine.get(n) != theirs.get(n))
+        assert old.differing(new) == expected
+        spans = [(0, 200 << 2)]
+        assert old.differing_within(new, spans) == expected
+        offsets = old.offsets
+        keys = {
+            old.key_hashes[at : at + 8]
+            for p, n in enumerate(old.ranges)
+            if n in expected
+            for at in range(offsets[p] * 8, offsets[p + 1] * 8, 8)
+        }
+        assert old.keys_in(expected) == keys
+        delta = marks.delta(new, expected)
+        assert list(delta.ranges) == expected
+        assert delta.counts is not None
+        for position, name in enumerate(delta.ranges):
+            if name in theirs:
+                at = list(new.ranges).index(name)
+                assert delta.digest(position) == new.digest(at)
+                assert delta.counts[position] == new.counts[at]  # type: ignore[index]
+            else:
+                assert delta.counts[position] == 0
+        assert marks.applied(old, [delta]) == new
