@@ -11,8 +11,8 @@ changed row would show here as a differing digest.
 from __future__ import annotations
 
 import random
-from array import array
 import sqlite3
+from array import array
 from pathlib import Path
 
 import pytest
