@@ -1,13 +1,26 @@
 from __future__ import annotations
 
+import compileall
 import os
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 import pytest
+
+import asyncmig
 
 pytest_plugins = ["tests.fix_pg", "tests.fix_cli", "tests.fix_run"]
 
 os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The package compiled once, as installing a wheel compiles it: the suite starts
+    hundreds of asyncmig processes (commands, workers), and in an editable checkout
+    under ``PYTHONDONTWRITEBYTECODE`` each would compile every module again (0.22 s a
+    process measured, 0.62 -> 0.40 s to import the commands). A tree that cannot be
+    written is left as it is."""
+    compileall.compile_dir(Path(asyncmig.__file__).parent, quiet=2)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
