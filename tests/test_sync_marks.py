@@ -34,7 +34,7 @@ from asyncmig.target.connect import Target
 from bench.edit_2truths import edit
 from tests.fix_cli import cli_environment, run_cli, valid
 from tests.fix_pg import fetch_async
-from tests.fix_run import migrate
+from tests.fix_run import from_profile, migrate
 from tests.fix_sync import build_source, deep_check_passes, expected_changes, rows_by_key
 from tests.test_sync import table_digests
 
@@ -842,6 +842,41 @@ async def test_the_unchanged_rows_of_a_differing_range_are_neither_written_nor_l
         pg_dsn, "SELECT s FROM t WHERE id = ANY($1::int[]) ORDER BY id", [200, 201]
     )
     assert [r["s"] for r in rows] == ["row 200", "changed"]
+
+
+async def test_invalid_utf8_met_mid_statement_is_settled_and_no_row_is_read_twice(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """A sync by marks reads the changed ranges with SQLite's own UTF-8 decoder; a value
+    that is not UTF-8, met after thousands of rows of the same statement, turns the
+    connection lenient and the statement runs again from where it stopped: the value is
+    settled by its column's policy (here NULL), every other changed row arrives once."""
+    db = tmp_path / "text.db"
+    apply(
+        db,
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, s TEXT)",
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 30000) "
+        "INSERT INTO t SELECT i, 'row ' || i FROM n",
+    )
+    overrides = from_profile({"tables": {"t": {"columns": {"s": {"on_error": "null"}}}}})
+    await migrate(db, pg_dsn, sync_marks=True, overrides=overrides)
+    apply(
+        db,
+        "UPDATE t SET s = 'changed ' || id WHERE id % 2 = 0",  # one statement: every range
+        "UPDATE t SET s = CAST(x'ff6f6f' AS TEXT) WHERE id = 29001",
+        "DELETE FROM t WHERE id = 7",
+    )
+    target = Target(pg_dsn, pg_dsn, "test")
+    report = await sync.sync(RunSettings(db, target, command="sync", overrides=overrides))
+    table = report.tables[0]
+    assert (table.compared, table.inserted, table.updated, table.deleted) == (
+        "marks", 0, 15001, 1,
+    )  # fmt: skip
+    rows = {r["id"]: r["s"] for r in await fetch_async(pg_dsn, "SELECT id, s FROM t")}
+    assert len(rows) == 29999 and 7 not in rows
+    assert rows[29001] is None
+    assert rows[29000] == "changed 29000" and rows[29999] == "row 29999"
+    assert all(rows[i] == f"changed {i}" for i in range(2, 30001, 2))
 
 
 async def test_a_source_written_during_the_sync_leaves_the_target_and_its_marks_as_they_were(

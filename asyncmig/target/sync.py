@@ -450,9 +450,8 @@ class Work:
         send, receive = anyio.create_memory_object_stream[sync_marks.Ready](2)  # two ahead
         self.marks_out, marks_in = anyio.create_memory_object_stream[marks.Kept](1)
         async with _connections(target, 2) as (reader, writer):
-            sqlite = await anyio.to_thread.run_sync(open_sync, self.source)
-            sqlite.text_factory = lenient_text
-            try:
+            sqlite = await anyio.to_thread.run_sync(open_sync, self.source)  # SQLite's
+            try:  # own UTF-8 decoder, until a value is not UTF-8 (sync_marks.candidates)
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._prepare, since, trust, reader, sqlite, send)
                     tg.start_soon(self._store_marks, writer, marks_in)
@@ -527,7 +526,7 @@ class Work:
         async with feed:
             while True:
                 began = time.perf_counter()
-                batch = await anyio.to_thread.run_sync(_next_converted, batches, item)
+                batch = await anyio.to_thread.run_sync(_next_converted, batches, item, sqlite)
                 sync_marks.timed(item, began)
                 if batch is None:
                     break
@@ -773,10 +772,16 @@ async def _table_diff(
     return TableDiff(check, sqlite, ranges)
 
 
-def _next_converted(batches: Iterator[list[Row]], item: RangeSync) -> list[Row] | None:
-    """The next batch of candidates, converted (None: no more)."""
+def _next_converted(
+    batches: Iterator[list[Row]], item: RangeSync, sqlite: sqlite3.Connection
+) -> list[Row] | None:
+    """The next batch of candidates, converted (None: no more). Invalid UTF-8 is looked
+    for only once the connection has met some (:func:`sync_marks.candidates`)."""
     batch = next(batches, None)
-    return None if batch is None else convert(item.table, batch, item.replaced)
+    if batch is None:
+        return None
+    lenient = sqlite.text_factory is lenient_text
+    return convert(item.table, batch, item.replaced, lenient=lenient)
 
 
 async def _upsert_ranges(
@@ -879,11 +884,15 @@ def strict(table: TablePlan) -> TablePlan:
     )
 
 
-def convert(table: TablePlan, rows: list[Row], replaced: dict[str, int]) -> list[Row]:
+def convert(
+    table: TablePlan, rows: list[Row], replaced: dict[str, int], *, lenient: bool = True
+) -> list[Row]:
     """The rows as the load would have sent them (transforms and policies); values a
-    policy replaced are counted into ``replaced``, as the load counts them."""
+    policy replaced are counted into ``replaced``, as the load counts them. ``lenient``:
+    the rows may hold invalid UTF-8 (read with ``lenient_text``)."""
     guard = TableGuard(strict(table), None, None)
-    rows = guard.resolve_invalid_text(rows)
+    if lenient:
+        rows = guard.resolve_invalid_text(rows)
     transform = build_batch_transform(guard.table, guard)
     if transform is not None:
         rows = transform((rows, rows))[0]

@@ -52,6 +52,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 
 from asyncmig.check.deep import FETCH_ROWS, TableCheck
 from asyncmig.errors import TargetError, VerificationError
+from asyncmig.load.policy import lenient_text
 from asyncmig.plan.model import Plan, TablePlan
 from asyncmig.quoting import name_text, qualified, quote_ident, quote_sqlite_ident
 from asyncmig.target.history import RUN_TABLES, RUNS
@@ -247,14 +248,39 @@ def candidates(
     sql = _ranges_sql(check, item.mode, _rowid(check))
     batch: list[Row] = []
     for bounds in _by_query(item):
-        cursor = sqlite.execute(sql, bounds)
-        while rows := cursor.fetchmany(BATCH):
+        for rows in _decoded(sqlite, sql, bounds):
             batch.extend(row for row in rows if not check.skips(row))
             if len(batch) >= BATCH:
                 yield batch
                 batch = []
     if batch:
         yield batch
+
+
+def _decoded(sqlite: sqlite3.Connection, sql: str, bounds: list[int]) -> Iterator[list[Row]]:
+    """One statement's rows, BATCH at a time. TEXT is decoded by SQLite's own decoder
+    until a value is not UTF-8 (as the load reads: a Python text factory and the search
+    for its invalid values cost more than reading the rows); then, as the load does,
+    the connection decodes leniently from there on (such a value is settled by its
+    column's policy) and the statement runs again from the row it stopped at."""
+    done = 0
+    cursor = sqlite.execute(sql, bounds)
+    while True:
+        try:
+            rows = cursor.fetchmany(BATCH)
+        except sqlite3.OperationalError as exc:
+            if "decode" not in str(exc) or sqlite.text_factory is lenient_text:
+                raise
+            sqlite.text_factory = lenient_text
+            cursor = sqlite.execute(sql, bounds)
+            skip = done  # the rows already handed on: the same statement, the same order
+            while skip:
+                skip -= len(cursor.fetchmany(min(skip, BATCH)))
+            continue
+        if not rows:
+            return
+        done += len(rows)
+        yield rows
 
 
 def _by_query(item: RangeSync) -> Iterator[list[int]]:
@@ -327,7 +353,13 @@ async def _merge(
     conn: asyncpg.Connection, target: str, temp: str, table: TablePlan
 ) -> tuple[int, int]:
     """One INSERT ... ON CONFLICT: each candidate found by the key's index, inserted when
-    new, updated when its text differs (rows inserted, rows updated).
+    new, updated when it differs (rows inserted, rows updated).
+
+    Rows are compared by PostgreSQL's record image operator ``*=``: each column's stored
+    bytes, no value rendered. Equal images are equal texts, so nothing a comparison of
+    the rows' text would see is missed (``-0`` and ``0``, ``1.0`` and ``1.00`` differ in
+    both); rendering every candidate twice, timestamps and UUIDs most, cost about a
+    third of the statement (``guesses``' 18,000 candidates: 211 -> 139 ms).
 
     The candidates the target already holds unchanged (most: a range is read whole for
     one changed row) are left out first: ON CONFLICT DO UPDATE locks every row it
@@ -342,14 +374,13 @@ async def _merge(
     action = "DO NOTHING"
     if values:
         sets = ", ".join(f"{quote_ident(c)} = excluded.{quote_ident(c)}" for c in values)
-        action = f"DO UPDATE SET {sets} WHERE (t.*)::text IS DISTINCT FROM (excluded.*)::text"
+        action = f"DO UPDATE SET {sets} WHERE NOT (t.* *= excluded.*)"
     same = " AND ".join(f"o.{quote_ident(k)} = s.{quote_ident(k)}" for k in table.primary_key)
     row = await _refused(
         table,
         conn.fetchrow(
             f"WITH w AS (INSERT INTO {target} AS t ({columns}) SELECT {columns} FROM {temp} AS s "
-            f"WHERE (SELECT (o.*)::text FROM {target} AS o WHERE {same}) "
-            "IS DISTINCT FROM (s.*)::text "
+            f"WHERE (SELECT o.* *= s.* FROM {target} AS o WHERE {same}) IS NOT TRUE "
             f"ON CONFLICT ({key}) {action} RETURNING (xmax = 0) AS new) "
             "SELECT count(*) FILTER (WHERE new), count(*) FILTER (WHERE NOT new) FROM w"
         ),
@@ -366,8 +397,7 @@ async def _update_then_insert(
     if values:
         sets = ", ".join(f"{quote_ident(c)} = s.{quote_ident(c)}" for c in values)
         status = await conn.execute(
-            f"UPDATE {target} AS t SET {sets} FROM {temp} AS s WHERE {keys} "
-            "AND (t.*)::text IS DISTINCT FROM (s.*)::text"
+            f"UPDATE {target} AS t SET {sets} FROM {temp} AS s WHERE {keys} AND NOT (t.* *= s.*)"
         )
         item.updated = int(status.split()[-1])
     columns = ", ".join(quote_ident(c.name) for c in table.columns)
