@@ -844,6 +844,30 @@ async def test_the_unchanged_rows_of_a_differing_range_are_neither_written_nor_l
     assert [r["s"] for r in rows] == ["row 200", "changed"]
 
 
+async def test_changes_that_compare_equal_are_still_synced(tmp_path: Path, pg_dsn: str) -> None:
+    """0.0 made -0.0, and a NOCASE name changed only in case: PostgreSQL's ``=`` calls
+    both unchanged (float8 and a case-insensitive collation), a sync by marks compares
+    the rows' stored bytes and updates exactly those two rows."""
+    db = tmp_path / "equal.db"
+    apply(
+        db,
+        # r untyped: a REAL column stores a whole number as an integer, and -0.0 as 0
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, r, name TEXT COLLATE NOCASE)",
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300) "
+        "INSERT INTO t SELECT i, 0.0, 'row ' || i FROM n",
+    )
+    await migrate(db, pg_dsn, sync_marks=True)
+    apply(db, "UPDATE t SET r = -0.0 WHERE id = 5", "UPDATE t SET name = 'ROW 7' WHERE id = 7")
+    report = sync_json(db, pg_dsn, "public")
+    assert compared(report) == {"t": "marks"}
+    assert changes_of(report)["t"] == {"inserted": 0, "updated": 2, "deleted": 0}
+    rows = await fetch_async(
+        pg_dsn, "SELECT id, r::text AS r, name FROM t WHERE id IN (4, 5, 7) ORDER BY id"
+    )
+    assert [tuple(r) for r in rows] == [(4, "0", "row 4"), (5, "-0", "row 5"), (7, "0", "ROW 7")]
+    deep_check_passes(db, pg_dsn)
+
+
 async def test_invalid_utf8_met_mid_statement_is_settled_and_no_row_is_read_twice(
     tmp_path: Path, pg_dsn: str
 ) -> None:
