@@ -26,6 +26,7 @@ from typing import Any
 import anyio
 import asyncpg
 import pytest
+import structlog.testing
 
 from asyncmig.errors import SourceError
 from asyncmig.runstate import RunSettings
@@ -865,6 +866,38 @@ async def test_changes_that_compare_equal_are_still_synced(tmp_path: Path, pg_ds
         pg_dsn, "SELECT id, r::text AS r, name FROM t WHERE id IN (4, 5, 7) ORDER BY id"
     )
     assert [tuple(r) for r in rows] == [(4, "0", "row 4"), (5, "-0", "row 5"), (7, "0", "ROW 7")]
+    deep_check_passes(db, pg_dsn)
+
+
+async def test_rows_of_gone_text_keys_are_found_ahead_and_deleted_by_their_ctids(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """A text-keyed table: the rows whose keys left the source are found by their keys'
+    hashes on the reader connection before the table's turn, and deleted by ``ctid``;
+    no anti-join of every source key is needed, and a row inserted with a new key is
+    kept."""
+    db = tmp_path / "text_keys.db"
+    apply(
+        db,
+        "CREATE TABLE t (k TEXT PRIMARY KEY, n INTEGER)",
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000) "
+        "INSERT INTO t SELECT 'key-' || i, i FROM n",
+    )
+    await migrate(db, pg_dsn, sync_marks=True)
+    apply(
+        db,
+        "DELETE FROM t WHERE k IN ('key-1', 'key-777', 'key-2000')",
+        "UPDATE t SET n = -5 WHERE k = 'key-5'",
+        "INSERT INTO t VALUES ('key-new', 0)",
+    )
+    with structlog.testing.capture_logs() as logs:
+        report = await sync.sync(RunSettings(db, Target(pg_dsn, pg_dsn, "test"), command="sync"))
+    table = report.tables[0]
+    assert (table.compared, table.inserted, table.updated, table.deleted) == ("marks", 1, 1, 3)
+    assert [e for e in logs if e["event"] == "deleted_by_anti_join"] == []
+    rows = {r["k"]: r["n"] for r in await fetch_async(pg_dsn, "SELECT k, n FROM t")}
+    assert len(rows) == 1998 and {"key-1", "key-777", "key-2000"}.isdisjoint(rows)
+    assert (rows["key-5"], rows["key-new"], rows["key-6"]) == (-5, 0, 6)
     deep_check_passes(db, pg_dsn)
 
 

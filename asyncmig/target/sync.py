@@ -501,6 +501,7 @@ class Work:
                 if rows is not None and stored and now is not None and stored.marks.fits(now):
                     assert found is not None
                     ready.item = RangeSync.between(table, stored.marks, now, rows, found)
+                    await sync_marks.find_gone(reader, self.plan, ready.item)
                     ready.kept = stored.kept(now, ready.item.differing, since, found.pages)
                 del stored, was, now, kept, found  # a few bytes a row: only what is needed
                 if ready.item is None or not table.primary_key:

@@ -98,6 +98,8 @@ class RangeSync:
     expected: int = 0  # the source's rows less those the load rejected
     replaced: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    # a text key's gone rows, found ahead on the reader connection (:func:`find_gone`)
+    gone_rows: list[tuple[int, int]] | None = None
 
     @classmethod
     def between(
@@ -448,7 +450,9 @@ async def delete(
     elif item.target_rows + item.inserted > expected:
         item.deleted = await _delete_gone_keys(conn, plan, item)
         if item.target_rows + item.inserted - item.deleted > expected:
-            item.deleted += await _anti_join(conn, plan, item, sqlite, copy)
+            more = await _anti_join(conn, plan, item, sqlite, copy)
+            log.info("deleted_by_anti_join", table=table.name, rows=more)
+            item.deleted += more
     now = item.target_rows + item.inserted - item.deleted
     if now != expected:
         raise VerificationError(
@@ -458,9 +462,28 @@ async def delete(
         )
 
 
+async def find_gone(reader: asyncpg.Connection, plan: Plan, item: RangeSync) -> None:
+    """The rows of a text key that is gone (:func:`_delete_gone_keys`), found by the key's
+    hash in one scan of the table, ahead, on the reader connection: the sync's own
+    connection, which applies the tables one after the other, then deletes them by
+    ``ctid``. Those rows are as the last load left them (the table is locked against
+    other writers, and the sync changes no row whose key the source no longer has), so
+    their ``ctid`` holds until the sync deletes them."""
+    if not item.gone or item.key_size == UUID_KEY_BYTES:
+        return
+    key = quote_ident(item.table.primary_key[0])
+    rows = await reader.fetch(
+        f"SELECT t.ctid FROM {qualified(plan.schema, item.table.name)} AS t "
+        f"WHERE {pg_key_hash('t.' + key)} IN (SELECT unnest($1::text[]))",
+        sorted(g.hex() for g in item.gone),
+    )
+    item.gone_rows = [r[0] for r in rows]
+
+
 async def _delete_gone_keys(conn: asyncpg.Connection, plan: Plan, item: RangeSync) -> int:
     """Delete the target rows whose key was in a differing range and is in none now,
-    found by the keys the marks keep (see :mod:`asyncmig.target.marks`)."""
+    found by the keys the marks keep (see :mod:`asyncmig.target.marks`): a UUID key by
+    the key's index, a text key by the rows :func:`find_gone` found."""
     gone = item.gone
     if not gone:
         return 0
@@ -472,10 +495,10 @@ async def _delete_gone_keys(conn: asyncpg.Connection, plan: Plan, item: RangeSyn
             [uuid.UUID(bytes=g) for g in sorted(gone)],
         )
         return int(status.split()[-1])
-    status = await conn.execute(
-        f"DELETE FROM {target} AS t WHERE {pg_key_hash('t.' + key)} IN (SELECT unnest($1::text[]))",
-        sorted(g.hex() for g in gone),
-    )
+    if item.gone_rows is None:
+        await find_gone(conn, plan, item)
+    assert item.gone_rows is not None
+    status = await conn.execute(f"DELETE FROM {target} WHERE ctid = ANY($1::tid[])", item.gone_rows)
     return int(status.split()[-1])
 
 
