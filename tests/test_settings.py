@@ -322,7 +322,8 @@ def test_a_target_still_starting_up_is_waited_for(run_main: RunMain, pg_dsn: str
     --connect-timeout retries (a log line per refusal) and the command succeeds."""
     parts = urlsplit(pg_dsn)
     host_dir = dict(parse_qsl(parts.query))["host"]
-    unix_socket = str(next(Path(host_dir).glob(".s.PGSQL.*")))
+    # the socket, not its .lock file beside it (which one a glob lists first varies)
+    unix_socket = str(next(p for p in Path(host_dir).glob(".s.PGSQL.*") if p.is_socket()))
     server = BootingServer(unix_socket, refusals=2)
     try:
         url = f"postgresql://postgres@127.0.0.1:{server.port}{parts.path}?sslmode=disable"
