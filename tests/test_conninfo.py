@@ -60,8 +60,12 @@ def test_precedence_string_then_service_then_environment(tmp_path: Path) -> None
 
 
 def _socket_and_db(dsn: str) -> tuple[str, str]:
+    """The test server's socket directory and port as libpq key-value pairs (a server
+    given by ASYNCMIG_TEST_DSN may listen on any port), and the database's name."""
     parts = urlsplit(dsn)
-    return dict(parse_qsl(parts.query))["host"], parts.path.lstrip("/")
+    query = dict(parse_qsl(parts.query))
+    port = query.get("port") or parts.port or 5432
+    return f"host={query['host']} port={port}", parts.path.lstrip("/")
 
 
 async def _marker(dsn: str) -> str:
@@ -76,9 +80,10 @@ async def test_service_file_and_pgservice_reach_the_named_database(
     tmp_path: Path, pg_server: str, pg_dsn: str
 ) -> None:
     """PGSERVICE and ?service= connect to the service's database, nowhere else."""
-    socket_dir, database = _socket_and_db(pg_dsn)
+    server, database = _socket_and_db(pg_dsn)
     services = tmp_path / "pg_service.conf"
-    services.write_text(f"[mysvc]\nhost={socket_dir}\ndbname={database}\nuser=postgres\n")
+    lines = [*server.split(), f"dbname={database}", "user=postgres"]
+    services.write_text("[mysvc]\n" + "".join(f"{line}\n" for line in lines))
     environ = {"PGSERVICEFILE": str(services), "HOME": str(tmp_path)}
     for target in [
         resolve_target(None, {**environ, "PGSERVICE": "mysvc"}),
@@ -109,11 +114,11 @@ async def test_service_file_and_pgservice_reach_the_named_database(
 
 
 async def test_key_value_string(tmp_path: Path, pg_server: str, pg_dsn: str) -> None:
-    socket_dir, database = _socket_and_db(pg_dsn)
+    server, database = _socket_and_db(pg_dsn)
     name, other = await create_database(pg_server)
     try:
         source = small_source(tmp_path / "a.db")
-        pairs = f"host={socket_dir} dbname={name} user=postgres application_name=nightly"
+        pairs = f"{server} dbname={name} user=postgres application_name=nightly"
         result = run_cli("run", "--sqlite", str(source), "--pg", pairs)
         assert result.returncode == 0, result.stderr
         conn = await asyncpg.connect(other)

@@ -35,14 +35,16 @@ def django(workdir: Path, kind: str, target: str, action: str) -> str:
 
 def django_params(dsn: str) -> str:
     parts = urlsplit(dsn)
-    host = parse_qs(parts.query).get("host", [parts.hostname or ""])[0]
+    query = parse_qs(parts.query)
+    host = query.get("host", [parts.hostname or ""])[0]
+    port = query.get("port", [str(parts.port or "")])[0]  # a socket's port is in the query
     return json.dumps(
         {
             "NAME": parts.path.lstrip("/"),
             "USER": parts.username or "",
             "PASSWORD": parts.password or "",
             "HOST": host,
-            "PORT": str(parts.port or ""),
+            "PORT": port,
         }
     )
 
