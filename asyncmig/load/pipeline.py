@@ -48,7 +48,7 @@ from asyncmig.load.transforms import Batch, Pair, build_batch_transform, encoded
 from asyncmig.plan.model import TablePlan
 from asyncmig.quoting import qualified, quote_sqlite_ident
 from asyncmig.source.scan import SQL_FUNCTIONS
-from asyncmig.source.sqlite import open_async, source_error
+from asyncmig.source.sqlite import open_async, source_error, undecodable
 from asyncmig.target import history
 
 # a batch holds at most this many bytes of values (as SQLite stores them; about four
@@ -181,7 +181,7 @@ async def read_table(
             try:
                 count = await _read(conn, table, send, batch_size, guard, sent, flight)
             except sqlite3.OperationalError as exc:
-                if "decode" not in str(exc) or refuted:
+                if not undecodable(exc) or refuted:
                     raise
                 conn.text_factory = lenient_text
                 count = await _read(conn, table, send, batch_size, guard, sent, flight)

@@ -88,6 +88,12 @@ async def open_async(path: Path) -> aiosqlite.Connection:
     return conn
 
 
+def undecodable(exc: sqlite3.Error) -> bool:
+    """Whether sqlite3 raised ``exc`` because a TEXT value is not UTF-8 (its text
+    factory could not decode it): the reader may read again leniently."""
+    return "decode" in str(exc)
+
+
 def source_error(path: Path, exc: sqlite3.Error) -> SourceError:
     """Turn a sqlite3 exception into a one-line SourceError."""
     text = str(exc)
@@ -98,7 +104,7 @@ def source_error(path: Path, exc: sqlite3.Error) -> SourceError:
         )
     if "not a database" in text or "encrypted" in text:
         return SourceError(f"cannot read {path}: not a SQLite database ({text})")
-    if "decode" in text or "UTF-8" in text:
+    if undecodable(exc) or "UTF-8" in text:
         return SourceError(f"cannot read {path}: a TEXT value is not valid UTF-8 ({text})")
     return SourceError(f"cannot read {path}: {text}")
 

@@ -55,6 +55,7 @@ from asyncmig.errors import TargetError, VerificationError
 from asyncmig.load.policy import lenient_text
 from asyncmig.plan.model import Plan, TablePlan
 from asyncmig.quoting import name_text, qualified, quote_ident, quote_sqlite_ident
+from asyncmig.source.sqlite import undecodable
 from asyncmig.target.history import RUN_TABLES, RUNS
 from asyncmig.target.marks import (
     UUID_KEY_BYTES,
@@ -271,7 +272,7 @@ def _decoded(sqlite: sqlite3.Connection, sql: str, bounds: list[int]) -> Iterato
         try:
             rows = cursor.fetchmany(BATCH)
         except sqlite3.OperationalError as exc:
-            if "decode" not in str(exc) or sqlite.text_factory is lenient_text:
+            if not undecodable(exc) or sqlite.text_factory is lenient_text:
                 raise
             sqlite.text_factory = lenient_text
             cursor = sqlite.execute(sql, bounds)
