@@ -68,6 +68,7 @@ import hashlib
 import ipaddress
 import json
 import re
+import socket
 import sqlite3
 import struct
 import uuid
@@ -90,6 +91,7 @@ from asyncmig.check.verify import MISSING, CheckResult, error_text, existing_tab
 from asyncmig.errors import first_error
 from asyncmig.load.policy import VALUE_ERRORS, InvalidText, lenient_text, replacement
 from asyncmig.load.transforms import (
+    CANONICAL_UUID,
     to_bool,
     to_bytes,
     to_float,
@@ -103,7 +105,7 @@ from asyncmig.load.transforms import (
 from asyncmig.plan import datenums
 from asyncmig.plan.model import ColumnPlan, Plan, TablePlan
 from asyncmig.quoting import qualified, quote_ident, quote_sqlite_ident
-from asyncmig.source.sqlite import open_sync, source_error
+from asyncmig.source.sqlite import open_sync, source_error, undecodable
 
 CHECKSUM = "checksum"
 SHORT = 16  # hex digits of a checksum shown to a person
@@ -311,25 +313,21 @@ def _bare(text: str) -> str:
 # --- jsonb -------------------------------------------------------------------------
 
 
-class _Number(str):
-    """A JSON number, already in PostgreSQL's numeric text."""
+class _Token(str):
+    """A JSON number as written: jsonb keeps its digits (``2.50``), a float would not."""
 
 
-class _Object(str):
-    """A JSON object, already rendered as jsonb prints it."""
-
-
-def _json_number(token: str) -> _Number:
-    """jsonb keeps a number's digits as written, in plain notation, without ``-0``.
+def _number_text(token: str) -> str:
+    """jsonb prints a number's digits as written, in plain notation, without ``-0``.
 
     JSON allows no leading zeros or ``+``, so a token without an exponent is
     already numeric's text (only ``-0``/``-0.0`` lose their sign).
     """
     if "e" in token or "E" in token:
-        return _Number(numeric_text(Decimal(token)))
+        return numeric_text(Decimal(token))
     if token.startswith("-") and not token.strip("-0."):
-        return _Number(token[1:])
-    return _Number(token)
+        return token[1:]
+    return token
 
 
 def _reject_constant(name: str) -> Any:
@@ -337,13 +335,18 @@ def _reject_constant(name: str) -> Any:
 
 
 def _json_value(value: Any) -> str:
+    """jsonb's text of a parsed value. Objects are dicts, so the last duplicate key
+    wins, as in jsonb; keys are printed in jsonb's order."""
     kind = type(value)
     if kind is str:
         return _json_string(value)
-    if kind is _Number or kind is _Object:
-        return str(value)
+    if kind is dict:
+        keys = sorted(value, key=_key_order) if len(value) > 1 else value
+        return "{" + ", ".join([_json_string(k) + ": " + _json_value(value[k]) for k in keys]) + "}"
     if kind is list:
         return "[" + ", ".join([_json_value(item) for item in value]) + "]"
+    if kind is _Token:
+        return _number_text(value)
     if value is None:
         return "null"
     return "true" if value else "false"
@@ -354,23 +357,13 @@ def _key_order(key: str) -> tuple[int, str]:
     return (len(key) if key.isascii() else len(key.encode("utf-8"))), key
 
 
-def _json_object(pairs: list[tuple[str, Any]]) -> _Object:
-    """Called innermost first, so an object is rendered once; the last duplicate wins."""
-    unique = dict(pairs)
-    keys = sorted(unique, key=_key_order) if len(unique) > 1 else unique
-    return _Object(
-        "{" + ", ".join([_json_string(k) + ": " + _json_value(unique[k]) for k in keys]) + "}"
-    )
-
-
 # json's own string escaping is PostgreSQL's escape_json: quote, backslash,
 # \b \f \n \r \t, other controls as lower-case \u00xx, everything else as is
 _json_string: Callable[[str], str] = json.encoder.encode_basestring
+# numbers become _Token (a type, called from C: no Python frame per number, and no
+# int() past Python's digit limit); objects are plain dicts, built in C
 _JSONB_DECODER = json.JSONDecoder(
-    parse_float=_json_number,
-    parse_int=_json_number,
-    parse_constant=_reject_constant,
-    object_pairs_hook=_json_object,
+    parse_float=_Token, parse_int=_Token, parse_constant=_reject_constant
 )
 
 
@@ -655,7 +648,26 @@ class TableCheck:
         return (row[keys[0]] if single else tuple(row[p] for p in keys)) in self.skip
 
     def source_digest(self, conn: sqlite3.Connection) -> Digest:
-        """SQLite renders what it can (asyncmig.check.sqlcanon); else the oracle, in Python."""
+        """SQLite renders what it can (asyncmig.check.sqlcanon); else the oracle, in Python.
+
+        Text is decoded by sqlite3 itself first (a text factory is a Python call per
+        value: 0.2 µs, a second a table of millions); a value that is not UTF-8
+        stops that reading, and the table is read again with the connection's own
+        factory, which settles such values as the load did."""
+        factory = conn.text_factory
+        if factory is str:
+            return self._source_digest(conn)
+        conn.text_factory = str
+        try:
+            return self._source_digest(conn)
+        except sqlite3.OperationalError as exc:
+            if not undecodable(exc):
+                raise
+        finally:
+            conn.text_factory = factory
+        return self._source_digest(conn)
+
+    def _source_digest(self, conn: sqlite3.Connection) -> Digest:
         rowid = sqlcanon.rowid_name(self)
         if rowid is not None and sqlcanon.usable(conn, self.table.without_rowid):
             return sqlcanon.SourceRows(self, rowid).digest(conn, self.source_where())
@@ -751,13 +763,15 @@ def _safe_display(render: Rendering, text: str) -> str:
         return repr(text)
 
 
-def cell(column: ColumnPlan, rendering: Rendering) -> Callable[[Any], str]:
+def cell(column: ColumnPlan, rendering: Rendering, *, quick: bool = True) -> Callable[[Any], str]:
     """One SQLite value -> its quoted field: transformed as the load did, then rendered.
 
     A value the transforms refuse becomes :data:`INVALID` (it cannot be in
     PostgreSQL as it is), unless the column's policy replaced it, as the load did.
-    The commonest cases (integers, text and floats passed through) skip the general
-    path: this runs once per value the SQLite side does not render itself.
+    The commonest cases (integers, text and floats passed through; UUIDs, timestamps
+    and IPv4 addresses in their usual spellings, see :func:`_quick`) skip the general
+    path: this runs once per value the SQLite side does not render itself. ``quick``
+    False: the general path only (the tests compare the two).
     """
     transform = transform_for(column)
     render = rendering.python
@@ -782,7 +796,14 @@ def cell(column: ColumnPlan, rendering: Rendering) -> Callable[[Any], str]:
         except VALUE_ERRORS:
             return INVALID
 
-    fast = _FAST.get(render) if transform is None else None
+    shortcut = _quick(column) if quick else None
+    if shortcut is not None:
+
+        def quickly(value: Any) -> str:
+            return shortcut(value) or general(value)
+
+        return quickly
+    fast = _FAST.get(render) if transform is None and quick else None
     if fast is None:
         return general
     kind, shown = fast
@@ -796,6 +817,70 @@ def cell(column: ColumnPlan, rendering: Rendering) -> Callable[[Any], str]:
 
 
 _pack_double = struct.Struct(">d").pack
+_pack_micros = struct.Struct(">q").pack
+
+
+def _quick_uuid(value: Any) -> str | None:
+    """The common spelling (8-4-4-4-12 hex digits), which the UUID it spells prints
+    back in lower case; anything else: None (the general path decides)."""
+    if type(value) is str and CANONICAL_UUID(value):
+        return "'" + value.lower() + "'"
+    return None
+
+
+def _quick_stamp(value: Any) -> str | None:
+    """ISO text without an offset, years 2 to 9998, at most microseconds: the same
+    reading as the transforms' (``fromisoformat``, naive is UTC, see
+    :func:`_timestamptz` and :func:`_timestamp`), without their checks for the edge
+    years and long fractions; any other value: None (the general path decides)."""
+    if type(value) is not str or len(value) > 26:
+        return None
+    try:
+        stamp = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if stamp.tzinfo is not None or not 1 < stamp.year < 9999:
+        return None
+    return "'" + _pack_micros((stamp - PG_EPOCH_NAIVE) // ONE_MICROSECOND).hex() + "'"
+
+
+def _quick_inet(value: Any) -> str | None:
+    """An IPv4 address with or without a prefix of one or two digits, read by C's
+    ``inet_pton`` (the same strict dotted quad ``ipaddress`` reads: no leading zeros,
+    octets to 255), as :func:`_inet` renders it; anything else: None."""
+    if type(value) is not str:
+        return None
+    address, slash, prefix = value.partition("/")
+    if slash and not (prefix.isascii() and prefix.isdigit() and len(prefix) <= 2):
+        return None
+    try:
+        packed = socket.inet_pton(socket.AF_INET, address)
+    except (OSError, ValueError):
+        return None
+    bits = int(prefix) if slash else 32
+    if bits > 32:
+        return None
+    return "'" + _inet_bytes(2, bits, 0, packed) + "'"
+
+
+def _quick(column: ColumnPlan) -> Callable[[Any], str | None] | None:
+    """A faster rendering of a column's commonest values, or None."""
+    name, mods = parse_type(column.target_type)
+    if name == "uuid" and column.transform in ("none", "uuid", "uuid_checked"):
+        return _quick_uuid
+    if name == "inet" and column.transform in ("none", "inet", "inet_checked"):
+        return _quick_inet
+    precise = not mods or mods[-1] >= 6
+    if precise and (name, column.transform) in _QUICK_STAMPS:
+        return _quick_stamp
+    return None
+
+
+_QUICK_STAMPS = {
+    ("timestamptz", "timestamptz"),
+    ("timestamptz", "timestamptz_checked"),
+    ("timestamp", "timestamp"),
+}
 # renderings whose value of one type needs no transform, and their quoted field
 _FAST: dict[Callable[[Any], str], tuple[type, Callable[[Any], str]]] = {
     _int: (int, lambda value: f"'{value}'"),
