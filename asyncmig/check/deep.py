@@ -938,8 +938,9 @@ def in_processes(plan: Plan, processes: bool | None) -> bool:
 async def source_in_processes(
     source: Path, plan: Plan, checks: Sequence[TableCheck]
 ) -> dict[str, Digest | str]:
-    """Each table's source digest in a worker process, largest tables first, so both
-    cores render while PostgreSQL answers (its side is cheaper)."""
+    """Each table's source digest in a worker process, the most work first (see
+    :func:`source_work`), so both cores render while PostgreSQL answers (its side is
+    cheaper) and neither is left alone with a long table at the end."""
     limiter = anyio.CapacityLimiter(WORKERS)
     found: dict[str, Digest | str] = {}
 
@@ -957,11 +958,23 @@ async def source_in_processes(
 
     try:
         async with anyio.create_task_group() as tg:
-            for check in sorted(checks, key=lambda c: -c.table.row_count):
+            for check in sorted(checks, key=lambda c: -source_work(c.table)):
                 tg.start_soon(one, check)
     except BaseExceptionGroup as group:
         raise first_error(group) from group
     return found
+
+
+ROW_COST_BYTES = 64  # a row's own cost (fetching, hashing) as that of so many bytes
+
+
+def source_work(table: TablePlan) -> int:
+    """A table's share of the SQLite side's work: its rows and their bytes (the plan's
+    average row size). On the 2M-row 2Truths database the cost per page of source
+    varied 0.22-0.62 ms where the cost per row varied 4-62 µs (60,000 rows of JSON
+    took 3.7 s, 440,000 small rows 1.75 s): ordered by rows, one worker finished a
+    second after the other."""
+    return table.row_count * (ROW_COST_BYTES + table.row_bytes)
 
 
 def source_outcome_of(
