@@ -346,9 +346,10 @@ def _json_value(value: Any) -> str:
     if kind is list:
         return "[" + ", ".join([_json_value(item) for item in value]) + "]"
     if kind is _Token:
-        if value[0] == "-" or "e" in value or "E" in value:
-            return _number_text(value)
-        return value
+        token: str = value
+        if token[0] == "-" or "e" in token or "E" in token:
+            return _number_text(token)
+        return token
     if value is None:
         return "null"
     return "true" if value else "false"
