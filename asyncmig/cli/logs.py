@@ -80,6 +80,32 @@ class ConsoleLevel:
         return event
 
 
+class Forward(logging.Handler):
+    """Warnings of the libraries that log through the standard library (asyncio's
+    child watcher, asyncpg, the embedded server's helper) passed on as events of this
+    configuration: in the run's log file, and on the console as the console shows
+    everything else (one JSON object per line in a container), never as a bare line
+    of text in the middle of a JSON stream."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            structlog.get_logger(record.name).log(
+                record.levelno,
+                record.getMessage(),
+                logger=record.name,
+                exc_info=record.exc_info or False,
+            )
+        except Exception:  # noqa: BLE001 -- logging's own way to report a broken handler
+            self.handleError(record)
+
+
+def _forward_standard_logging() -> None:
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, Forward)]:
+        root.removeHandler(handler)
+    root.addHandler(Forward(logging.WARNING))
+
+
 def _stderr_logger(*_args: Any) -> structlog.PrintLogger:
     """A logger on the current ``sys.stderr``, looked up when used, not when configured:
     whoever replaces stderr later (a test harness, an embedding application) is
@@ -116,4 +142,5 @@ def configure(
         logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )
+    _forward_standard_logging()
     return stream
