@@ -278,6 +278,8 @@ QUICK_TYPES = [
     ("inet", "inet"),
     ("inet", "inet_checked"),
     ("inet", "none"),
+    ("numeric", "numeric"),
+    ("numeric", "none"),
 ]
 ADDRESSES = [
     "0.0.0.0",
@@ -332,6 +334,8 @@ def test_quick_paths_equal_the_general_path_on_nasty_values(
         st.ip_addresses(v=4).map(str),
         st.tuples(st.ip_addresses(v=4), st.integers(0, 40)).map(lambda a: f"{a[0]}/{a[1]}"),
         st.text(alphabet="0123456789./", min_size=7, max_size=18),
+        st.floats(),
+        st.integers(min_value=-(2**63), max_value=2**63 - 1),
     ),
     kind=st.sampled_from(QUICK_TYPES),
 )

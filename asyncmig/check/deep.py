@@ -877,6 +877,20 @@ def _quick_inet(value: Any) -> str | None:
     return "'" + _inet_bytes(2, bits, 0, packed) + "'"
 
 
+def _quick_numeric(value: Any) -> str | None:
+    """An integer, or a finite float whose shortest repr has no exponent (what
+    :func:`to_numeric` reads it as), in an unconstrained numeric: the text it prints
+    as is numeric's; anything else (``-0.0``, ``1e-05``, text): None."""
+    kind = type(value)
+    if kind is int:
+        return "'" + str(value) + "'"
+    if kind is float:
+        text = repr(value)
+        if "e" not in text and "n" not in text and text != "-0.0":
+            return "'" + text + "'"
+    return None
+
+
 def _quick(column: ColumnPlan) -> Callable[[Any], str | None] | None:
     """A faster rendering of a column's commonest values, or None."""
     name, mods = parse_type(column.target_type)
@@ -884,6 +898,8 @@ def _quick(column: ColumnPlan) -> Callable[[Any], str | None] | None:
         return _quick_uuid
     if name == "inet" and column.transform in ("none", "inet", "inet_checked"):
         return _quick_inet
+    if name == "numeric" and not mods and column.transform in ("none", "numeric"):
+        return _quick_numeric
     precise = not mods or mods[-1] >= 6
     if precise and (name, column.transform) in _QUICK_STAMPS:
         return _quick_stamp
