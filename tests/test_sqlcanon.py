@@ -10,8 +10,11 @@ ways, and with rows the load rejected left out.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import datetime as dt
 import hashlib
+import itertools
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
@@ -23,7 +26,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from asyncmig.check import sqlcanon
-from asyncmig.check.deep import TableCheck, cell, rendering
+from asyncmig.check.deep import (
+    WORKERS,
+    Digest,
+    TableCheck,
+    cell,
+    rendering,
+    source_in_processes,
+    split_for_workers,
+)
 from asyncmig.load.policy import lenient_text
 from asyncmig.plan.model import ColumnPlan, Plan, TablePlan
 
@@ -424,3 +435,56 @@ def test_slice_sums_of_a_batch_equal_the_sums_row_by_row(texts: list[bytes]) -> 
     slices = [sqlcanon.md5_slices(t) for t in texts]
     assert sqlcanon.slice_sums(digests) == (sum(a for a, _ in slices), sum(b for _, b in slices))
     assert sqlcanon.slice_sums([b"\xff" * 16] * 3) == (3 * (2**60 - 1), 3 * (2**60 - 1))
+
+
+def test_a_table_with_most_of_the_work_is_read_in_pieces_that_add_up(tmp_path: Path) -> None:
+    """split_for_workers: the big table in WORKERS rowid pieces covering it once, read
+    in worker processes; their digests add up to the whole table's, rows the load
+    rejected left out as before. The small table and a WITHOUT ROWID one stay whole."""
+    path = tmp_path / "pieces.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE big (id INTEGER PRIMARY KEY, u, t)")
+    conn.execute("CREATE TABLE small (id INTEGER PRIMARY KEY, u, t)")
+    conn.execute("CREATE TABLE keyed (k TEXT PRIMARY KEY, u, t) WITHOUT ROWID")
+    rows = [(i * 3 - 50, str(uuid.UUID(int=i)), f"row {i}") for i in range(3001)]
+    conn.executemany("INSERT INTO big VALUES (?, ?, ?)", rows)
+    conn.executemany("INSERT INTO small VALUES (?, ?, ?)", rows[:10])
+    conn.executemany(
+        "INSERT INTO keyed VALUES (?, ?, ?)", [(str(r[0]), r[1], r[2]) for r in rows[:300]]
+    )
+    conn.execute("UPDATE big SET t = CAST(x'61ff62' AS TEXT) WHERE id = 4000")  # not UTF-8
+    conn.commit()
+
+    def plan_of(name: str, key: ColumnPlan, rows: int) -> TablePlan:
+        columns = (
+            key,
+            ColumnPlan("u", "u", "", "uuid", "uuid", on_error="null"),
+            ColumnPlan("t", "t", "", "text", "none", on_error="null"),
+        )
+        key_name = (key.name,)
+        return TablePlan(name, name, columns, primary_key=key_name, row_count=rows, row_bytes=60)
+
+    number = ColumnPlan("id", "id", "INTEGER", "bigint", "none")
+    text_key = ColumnPlan("k", "k", "TEXT", "text", "none")
+    tables = (
+        plan_of("big", number, 3001),
+        plan_of("small", number, 10),
+        dataclasses.replace(plan_of("keyed", text_key, 300), without_rowid=True),
+    )
+    plan = Plan(str(path), "public", tables)
+    skip: dict[str, set[object]] = {"big": {-50, 1000, 8950}}
+    checks = [TableCheck(plan, t, skip.get(t.name, set())) for t in tables]
+    pieces = split_for_workers(conn, checks)
+    split = [p for p in pieces if p.table.name == "big"]
+    assert len(split) == WORKERS and all(p.rowids is not None for p in split)
+    bounds = sorted(p.rowids for p in split if p.rowids is not None)
+    assert bounds[0][0] == -50 and bounds[-1][1] == 8950
+    assert all(a[1] + 1 == b[0] for a, b in itertools.pairwise(bounds))
+    assert [p.rowids for p in pieces if p.table.name != "big"] == [None, None]
+    assert [p.rowids for p in split_for_workers(conn, checks[2:])] == [None]  # no rowid
+
+    found = asyncio.run(source_in_processes(path, plan, pieces))
+    conn.text_factory = lenient_text
+    whole = {c.table.name: c.source_digest(conn) for c in checks}
+    assert found == whole
+    assert isinstance(whole["big"], Digest) and whole["big"].count == 3001 - 3

@@ -63,6 +63,7 @@ bytes: the database must be UTF8 (as asyncmig creates it).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import ipaddress
@@ -539,6 +540,8 @@ class TableCheck:
     table: TablePlan
     skip: set[object] = field(default_factory=set)
     ranges: list[KeyRange] | None = None  # sampled key ranges, None = the whole table
+    # the source side of one piece of the table, by rowid (see split_for_workers)
+    rowids: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         self.renderings = [rendering(c) for c in self.table.columns]
@@ -616,7 +619,7 @@ class TableCheck:
     def _where(self, column: str) -> str:
         assert self.ranges is not None
         parts = [f"({column} BETWEEN {int(lo)} AND {int(hi)})" for lo, hi in self.ranges]
-        return " WHERE " + " OR ".join(parts)
+        return " WHERE (" + " OR ".join(parts) + ")"
 
     def source_exprs(self) -> list[str]:
         """What is read for each column (key columns as stored: they identify the row)."""
@@ -626,9 +629,17 @@ class TableCheck:
         ]
 
     def source_where(self) -> str:
-        if not self.ranges:
-            return ""
-        return self._where(quote_sqlite_ident(self._key_column().source_name))
+        where = (
+            self._where(quote_sqlite_ident(self._key_column().source_name)) if self.ranges else ""
+        )
+        if self.rowids is None:
+            return where
+        rowid = sqlcanon.rowid_name(self)
+        if rowid is None:  # split_for_workers splits only tables with a rowid to name
+            raise ValueError(f"{self.table.name}: no name left for the rowid")
+        low, high = self.rowids
+        piece = f"{rowid} BETWEEN {int(low)} AND {int(high)}"
+        return f"{where} AND {piece}" if where else f" WHERE {piece}"
 
     def source_sql(self) -> str:
         names = ", ".join(self.source_exprs())
@@ -957,29 +968,89 @@ async def source_in_processes(
 ) -> dict[str, Digest | str]:
     """Each table's source digest in a worker process, the most work first (see
     :func:`source_work`), so both cores render while PostgreSQL answers (its side is
-    cheaper) and neither is left alone with a long table at the end."""
+    cheaper) and neither is left alone with a long table at the end. ``checks`` may
+    hold pieces of a table (:func:`split_for_workers`): their digests are added up,
+    as the digest of a set of rows is a sum over its rows."""
     limiter = anyio.CapacityLimiter(WORKERS)
     found: dict[str, Digest | str] = {}
 
     async def one(check: TableCheck) -> None:
-        found[check.table.name] = await anyio.to_process.run_sync(
+        outcome = await anyio.to_process.run_sync(
             source_outcome_of,
             source,
             plan,
             check.table.name,
             check.skip,
             check.ranges,
+            check.rowids,
             cancellable=True,  # a SIGTERM kills the worker: it only reads the source
             limiter=limiter,
         )
+        name = check.table.name
+        found[name] = _added(found[name], outcome) if name in found else outcome
 
     try:
         async with anyio.create_task_group() as tg:
-            for check in sorted(checks, key=lambda c: -source_work(c.table)):
+            for check in sorted(checks, key=lambda c: -_piece_work(c)):
                 tg.start_soon(one, check)
     except BaseExceptionGroup as group:
         raise first_error(group) from group
     return found
+
+
+def _added(first: Digest | str, second: Digest | str) -> Digest | str:
+    """Two pieces' outcomes as the whole table's (why one failed, if one did)."""
+    if isinstance(first, str):
+        return first
+    if isinstance(second, str):
+        return second
+    return Digest(first.count + second.count, first.sum1 + second.sum1, first.sum2 + second.sum2)
+
+
+def _piece_work(check: TableCheck) -> float:
+    """A check's share of :func:`source_work`: a piece holds one of WORKERS."""
+    work = source_work(check.table)
+    return work if check.rowids is None else work / WORKERS
+
+
+def split_for_workers(conn: sqlite3.Connection, checks: Sequence[TableCheck]) -> list[TableCheck]:
+    """The checks, with a table holding more than a worker's share of the work
+    (:func:`source_work`) read as WORKERS pieces by rowid instead, one per worker:
+    a Northwind-shaped source (90 % of its rows in one table) kept one worker
+    busy while the other had finished. Only whole tables with a rowid are split (not
+    sampled ones), at even steps of the rowid between its least and greatest."""
+    total = sum(source_work(c.table) for c in checks)
+    out: list[TableCheck] = []
+    for check in checks:
+        bounds = None
+        if source_work(check.table) * WORKERS > total and not check.ranges:
+            bounds = _rowid_bounds(conn, check)
+        if bounds is None:
+            out.append(check)
+            continue
+        low, high = bounds
+        step = (high - low + 1) // WORKERS
+        edges = [low + i * step for i in range(WORKERS)] + [high + 1]
+        out += [
+            dataclasses.replace(check, rowids=(edges[i], edges[i + 1] - 1)) for i in range(WORKERS)
+        ]
+    return out
+
+
+def _rowid_bounds(conn: sqlite3.Connection, check: TableCheck) -> tuple[int, int] | None:
+    """The table's least and greatest rowid, when it has one to split by."""
+    rowid = sqlcanon.rowid_name(check)
+    if rowid is None or check.table.without_rowid:
+        return None
+    try:
+        low, high = conn.execute(
+            f"SELECT min({rowid}), max({rowid}) FROM {quote_sqlite_ident(check.table.source_name)}"
+        ).fetchone()
+    except sqlite3.Error:
+        return None  # the whole table's reading reports the problem
+    if not isinstance(low, int) or not isinstance(high, int) or high - low < WORKERS:
+        return None
+    return low, high
 
 
 ROW_COST_BYTES = 64  # a row's own cost (fetching, hashing) as that of so many bytes
@@ -995,13 +1066,20 @@ def source_work(table: TablePlan) -> int:
 
 
 def source_outcome_of(
-    source: Path, plan: Plan, table: str, skip: set[object], ranges: list[KeyRange] | None
+    source: Path,
+    plan: Plan,
+    table: str,
+    skip: set[object],
+    ranges: list[KeyRange] | None,
+    rowids: tuple[int, int] | None = None,
 ) -> Digest | str:
-    """One table's source digest on a connection of its own (run in a worker process)."""
+    """One table's (or piece's) source digest on a connection of its own (run in a
+    worker process)."""
     sqlite = open_sync(source)
     sqlite.text_factory = lenient_text
     try:
-        return _source_outcome(sqlite, source, TableCheck(plan, plan.table(table), skip, ranges))
+        check = TableCheck(plan, plan.table(table), skip, ranges, rowids)
+        return _source_outcome(sqlite, source, check)
     finally:
         sqlite.close()
 
@@ -1182,7 +1260,8 @@ async def _run(
             return await anyio.to_thread.run_sync(
                 lambda: {c.table.name: _source_outcome(sqlite, source, c) for c in supported}
             )
-        return await source_in_processes(source, plan, supported)
+        pieces = await anyio.to_thread.run_sync(split_for_workers, sqlite, supported)
+        return await source_in_processes(source, plan, pieces)
 
     async def read_target() -> dict[str, Digest | str]:
         existing = await existing_tables(conn, plan)
