@@ -47,10 +47,12 @@ tables. "First" is in key order within that bucket, not across the whole table.
 
 Cost: PostgreSQL builds and hashes each row once (``OFFSET 0`` keeps the planner from
 substituting the hash into both sums, which computed it twice) at ~400k rows/s on the
-2Truths tables; the SQLite side is the slower one (SQL rendering plus one md5 per row
-in Python, the oracle for floats, numerics, inet and JSON), so from
-:data:`PROCESS_ROWS` rows it runs in :data:`WORKERS` processes, one table each,
-while PostgreSQL computes its side.
+2Truths tables; the SQLite side is the slower one, about four fifths of the CPU
+(SQL rendering, one md5 per row in Python, the oracle for UUIDs, timestamps, floats,
+numerics, inet and JSON: :func:`cell`'s quick paths for their usual spellings), so
+from :data:`PROCESS_ROWS` rows it runs in :data:`WORKERS` processes, a table each
+(the most work first, :func:`source_work`; a table holding more than a worker's share
+in rowid pieces, :func:`split_for_workers`), while PostgreSQL computes its side.
 
 Limits (documented rather than faked): jsonb documents must be valid for both
 parsers (a lone surrogate escape, which PostgreSQL rejects on load, cannot match);
