@@ -823,24 +823,14 @@ def cell(column: ColumnPlan, rendering: Rendering, *, quick: bool = True) -> Cal
         except VALUE_ERRORS:
             return INVALID
 
-    shortcut = _quick(column) if quick else None
-    if shortcut is not None:
-
-        def quickly(value: Any) -> str:
-            return shortcut(value) or general(value)
-
-        return quickly
-    fast = _FAST.get(render) if transform is None and quick else None
-    if fast is None:
+    shortcut = _quick(column, render if transform is None else None) if quick else None
+    if shortcut is None:
         return general
-    kind, shown = fast
 
-    def passed_through(value: Any) -> str:
-        if type(value) is kind:
-            return shown(value)
-        return general(value)
+    def quickly(value: Any) -> str:
+        return shortcut(value) or general(value)
 
-    return passed_through
+    return quickly
 
 
 _pack_double = struct.Struct(">d").pack
@@ -904,8 +894,35 @@ def _quick_numeric(value: Any) -> str | None:
     return None
 
 
-def _quick(column: ColumnPlan) -> Callable[[Any], str | None] | None:
-    """A faster rendering of a column's commonest values, or None."""
+def _quick_int(value: Any) -> str | None:
+    return f"'{value}'" if type(value) is int else None
+
+
+def _quick_text(value: Any) -> str | None:
+    return quote_field(value) if type(value) is str else None
+
+
+def _quick_float8(value: Any) -> str | None:
+    return f"'{_pack_double(value).hex()}'" if type(value) is float else None
+
+
+# renderings whose value of one type needs no transform (``untransformed``), and the
+# quick path for that type
+_PASSED_THROUGH: dict[Callable[[Any], str], Callable[[Any], str | None]] = {
+    _int: _quick_int,
+    _text: _quick_text,
+    _float8: _quick_float8,
+}
+
+
+def _quick(
+    column: ColumnPlan, untransformed: Callable[[Any], str] | None = None
+) -> Callable[[Any], str | None] | None:
+    """A faster rendering of a column's commonest values, or None. ``untransformed``:
+    the column's rendering when its transform is none (integers, text and floats are
+    then passed through as they are)."""
+    if untransformed in _PASSED_THROUGH:
+        return _PASSED_THROUGH[untransformed]
     name, mods = parse_type(column.target_type)
     if name == "uuid" and column.transform in ("none", "uuid", "uuid_checked"):
         return _quick_uuid
@@ -923,12 +940,6 @@ _QUICK_STAMPS = {
     ("timestamptz", "timestamptz"),
     ("timestamptz", "timestamptz_checked"),
     ("timestamp", "timestamp"),
-}
-# renderings whose value of one type needs no transform, and their quoted field
-_FAST: dict[Callable[[Any], str], tuple[type, Callable[[Any], str]]] = {
-    _int: (int, lambda value: f"'{value}'"),
-    _text: (str, quote_field),
-    _float8: (float, lambda value: f"'{_pack_double(value).hex()}'"),
 }
 
 
