@@ -498,6 +498,10 @@ class Digest:
     def checksum(self) -> str:
         return md5_hex(f"{self.count}:{self.sum1}:{self.sum2}")[:SHORT]
 
+    def __add__(self, other: Digest) -> Digest:
+        """The digest of two disjoint sets of rows (pieces of one table)."""
+        return Digest(self.count + other.count, self.sum1 + other.sum1, self.sum2 + other.sum2)
+
 
 def _digest_values(side: object) -> dict[str, object]:
     """A side's checksum and row count for --output json (or why it has none)."""
@@ -1017,7 +1021,7 @@ def _added(first: Digest | str, second: Digest | str) -> Digest | str:
         return first
     if isinstance(second, str):
         return second
-    return Digest(first.count + second.count, first.sum1 + second.sum1, first.sum2 + second.sum2)
+    return first + second
 
 
 def _piece_work(check: TableCheck) -> float:
