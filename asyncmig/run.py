@@ -66,7 +66,7 @@ from asyncmig.source import digest as source_digest
 from asyncmig.source.identity import source_identity
 from asyncmig.source.sqlite import check_source_file, fingerprint, open_sync, source_error
 from asyncmig.target import faults, history, marks, plans, rollback, runlock, tablestate
-from asyncmig.target.connect import connect
+from asyncmig.target.connect import connect, hang_up
 from asyncmig.target.statements import (
     check_server,
     create_tables,
@@ -290,8 +290,8 @@ async def _execute_on(
                 raise blocked from exc
             raise
     finally:
+        await hang_up(admin)
         with anyio.move_on_after(10, shield=True):
-            await admin.close()
             await retire_workers()  # e.g. warmed, then a cheap failure: none loaded
         if signals.received():  # a worker cancelled while it started is not anyio's to kill
             signals.kill_stray_workers()

@@ -14,6 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from asyncmig.target.connect import ANSWER_MARGIN, GRACE
 from asyncmig.target.embedded import EmbeddedServer
 from tests.fault_sources import build_fault_source
 from tests.fix_faults import finish, history, stages, start
@@ -62,8 +63,8 @@ def test_a_frozen_server_ends_the_run_naming_the_timeout(
     tmp_path: Path, own_server: tuple[str, Path]
 ) -> None:
     """Frozen once the run's stage exists: PostgreSQL's statement_timeout cannot fire
-    (the server is stopped), the client's own wait (--statement-timeout + 10 s) does:
-    exit 4, "no answer within --statement-timeout", no traceback; once the server
+    (the server is stopped), the client's own wait (--statement-timeout + 10 s) does,
+    once: the connections are then dropped, not waited for again. Exit 4, "no answer within --statement-timeout", no traceback; once the server
     runs again, the same command finishes the job."""
     dsn, pgdata = own_server
     source = build_fault_source(tmp_path / "app.db", rows=40_000)
@@ -75,10 +76,15 @@ def test_a_frozen_server_ends_the_run_naming_the_timeout(
         time.sleep(0.01)
     assert process.poll() is None, "the run ended before the server could be frozen"
     frozen = freeze(cluster(pgdata))
+    frozen_at = time.monotonic()
     try:
-        _, stderr = process.communicate(timeout=180)  # a bound, not a measurement
+        _, stderr = process.communicate(timeout=180)
     finally:
         thaw(frozen)
+    waited = time.monotonic() - frozen_at
+    # one client-side wait, then a grace per connection: not the whole wait again for
+    # every connection (a ROLLBACK, a pool's reset and each close waited 11 s: 32 s here)
+    assert waited < 1 + ANSWER_MARGIN + 4 * GRACE, (waited, stderr)
     errors = [line for line in stderr.splitlines() if line.startswith("asyncmig:")]
     assert process.returncode == 4, stderr
     assert len(errors) == 1 and "Traceback" not in stderr, stderr

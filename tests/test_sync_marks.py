@@ -603,15 +603,20 @@ async def test_the_reader_connection_terminated_leaves_every_table_as_it_was(
             )
             await asyncio.sleep(0.02)
         assert await watcher.fetchval("SELECT pg_terminate_backend($1)", reader)
+        # granted once the failed sync's transaction has ended; held on, it would keep
+        # the sync's own cleanup (forgetting its marks) waiting until its time box
+        await asyncio.wait_for(queued, 60)
+        await tx.rollback()
         await asyncio.wait_for(proc.wait(), 60)
     finally:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
         errors.close()
-        if queued is not None:
+        if queued is not None and not queued.done():
             await queued
-        await tx.rollback()
+        if holder.is_in_transaction():
+            await tx.rollback()
         await watcher.close()
     stderr = (tmp_path / "sync.err").read_text()
     assert proc.returncode == 4, stderr

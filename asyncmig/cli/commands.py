@@ -18,7 +18,7 @@ from asyncmig.plan.model import Plan
 from asyncmig.runstate import RunSettings
 from asyncmig.source.sqlite import check_source_file
 from asyncmig.target import cleanup, history, plans, rollback
-from asyncmig.target.connect import connect
+from asyncmig.target.connect import connect, hang_up
 from asyncmig.target.history import RunRecord
 from asyncmig.target.safety import SafetyReport
 from asyncmig.target.statements import check_server
@@ -67,8 +67,7 @@ async def check(settings: RunSettings, deep: DeepCheck | None = None) -> list[ve
             )
         return results
     finally:
-        with anyio.move_on_after(10, shield=True):
-            await conn.close()
+        await hang_up(conn)
 
 
 async def _plan_again(settings: RunSettings, conn: asyncpg.Connection) -> Plan:
@@ -141,8 +140,7 @@ async def status(settings: RunSettings) -> tuple[list[RunRecord], list[cleanup.L
     try:
         return await history.read_runs(conn), await cleanup.backup_schemas(conn, settings.schema)
     finally:
-        with anyio.move_on_after(10, shield=True):
-            await conn.close()
+        await hang_up(conn)
 
 
 async def rollback_command(
@@ -159,8 +157,7 @@ async def rollback_command(
     try:
         return await rollback.rollback_run(conn, run_id, force=force, backup_dir=directory)
     finally:
-        with anyio.move_on_after(10, shield=True):
-            await conn.close()
+        await hang_up(conn)
 
 
 async def cleanup_command(
@@ -170,8 +167,7 @@ async def cleanup_command(
     try:
         return await cleanup.cleanup(conn, settings.schema, run=run, keep=keep, dry_run=dry_run)
     finally:
-        with anyio.move_on_after(10, shield=True):
-            await conn.close()
+        await hang_up(conn)
 
 
 async def rollback_check(settings: RunSettings, run_id: int) -> SafetyReport:
@@ -179,5 +175,4 @@ async def rollback_check(settings: RunSettings, run_id: int) -> SafetyReport:
     try:
         return await rollback.check_run(conn, run_id)
     finally:
-        with anyio.move_on_after(10, shield=True):
-            await conn.close()
+        await hang_up(conn)

@@ -36,7 +36,7 @@ from asyncmig.plan.model import PROCESS_THRESHOLD_ROWS, Plan, TablePlan
 from asyncmig.quoting import qualified, quote_ident
 from asyncmig.runstate import RunSettings, TableReport
 from asyncmig.target import faults
-from asyncmig.target.connect import create_pool
+from asyncmig.target.connect import create_pool, hang_up_pool
 from asyncmig.target.statements import execute_all
 
 log = structlog.get_logger(__name__)
@@ -173,8 +173,8 @@ async def load_everything(
         reporter.update(board.read())
         reporter.stop()
         board.close()
+        await hang_up_pool(pool)
         with anyio.move_on_after(10, shield=True):
-            await pool.close()
             await retire_workers()
     return Loaded(tuple(d.report for d in done), tuple(w for d in done for w in d.warnings))
 

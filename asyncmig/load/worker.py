@@ -23,7 +23,7 @@ from asyncmig.load.pipeline import PipelineSettings, TableLoad, load_table
 from asyncmig.plan.model import TablePlan
 from asyncmig.quoting import qualified
 from asyncmig.target import faults
-from asyncmig.target.connect import Target, connect
+from asyncmig.target.connect import Target, connect, hang_up
 
 # how a worker process that died mid-job shows in the main process: anyio's error, or,
 # when anyio kills a worker the event loop has already reaped, that kill's
@@ -107,8 +107,7 @@ def load_in_process(
                 raise
             raise error from None
         finally:
-            with anyio.move_on_after(10, shield=True):
-                await conn.close()
+            await hang_up(conn)
 
     gc.disable()
     try:

@@ -8,6 +8,7 @@ password is kept only inside :class:`Target`; everything printed or logged uses
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import socket
@@ -15,13 +16,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+import anyio
 import asyncpg
+import structlog
 
 from asyncmig.errors import TargetError, UsageError
 from asyncmig.target import conninfo
 
 # refusals that pass: the server is starting up, or has no free connection for now
 BUSY_STATES = ("57P03", "53300")
+
+log = structlog.get_logger(__name__)
 
 LIBPQ_VARIABLES = ("PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "PGPASSWORD", "PGSERVICE")
 
@@ -34,6 +39,33 @@ KEEPALIVES = {
     "tcp_keepalives_count": "6",
 }
 ANSWER_MARGIN = 10.0  # seconds the client waits beyond the server's statement_timeout
+# seconds the server has to take a CancelRequest (see Connection) or to see a closing
+# connection go: a server that answers does either in milliseconds, and one that does
+# not (frozen, cut off) would otherwise hold each for the whole command timeout, one
+# after another, before the run can exit
+GRACE = 2.0
+
+
+class Connection(asyncpg.Connection):  # type: ignore[misc]
+    """asyncmig's connections: a statement the client stopped waiting for (its timeout, or
+    its task cancelled) is cancelled as asyncpg does, through a CancelRequest on a new
+    connection; when the server does not even take that request within
+    :data:`GRACE`, the connection is dropped. asyncpg would otherwise hold the
+    next statement (a transaction's ROLLBACK, a pool's reset) for the whole command
+    timeout again, waiting for a frozen server to acknowledge; dropped, the server rolls
+    back what was open when it sees the socket gone."""
+
+    __slots__ = ()
+
+    def _cancel_current_command(self, sent: asyncio.Future[None], *more: object) -> None:
+        super()._cancel_current_command(sent, *more)
+        timer = self._loop.call_later(GRACE, self._drop_unless_sent, sent)
+        sent.add_done_callback(lambda _: timer.cancel())
+
+    def _drop_unless_sent(self, sent: asyncio.Future[None]) -> None:
+        if not sent.done() and not self.is_closed():
+            log.warning("connection_dropped", reason=f"cancel not taken within {GRACE:g} s")
+            self.terminate()
 
 
 @dataclass(frozen=True)
@@ -57,6 +89,7 @@ class Target:
             kwargs["command_timeout"] = self.statement_timeout + ANSWER_MARGIN
             kwargs.setdefault("timeout", self.statement_timeout + ANSWER_MARGIN)  # connecting
         kwargs["server_settings"] = settings
+        kwargs["connection_class"] = Connection
         return kwargs
 
 
@@ -169,6 +202,26 @@ async def create_pool(target: Target, size: int, **kwargs: object) -> asyncpg.Po
         raise error from None
     assert pool is not None
     return pool
+
+
+async def hang_up(conn: asyncpg.Connection) -> None:
+    """Close ``conn`` gracefully, or within :data:`GRACE` drop its socket (which
+    asyncpg does when a close fails): the server rolls back whatever was open either way.
+    Shielded, so a cancelled run still lets go of its connections."""
+    with anyio.CancelScope(shield=True):
+        try:
+            await conn.close(timeout=GRACE)
+        except (TimeoutError, OSError, asyncpg.InterfaceError) as exc:
+            log.info("connection_dropped", reason=str(exc) or type(exc).__name__)
+
+
+async def hang_up_pool(pool: asyncpg.Pool) -> None:
+    """:func:`hang_up` for a pool: asyncpg terminates each connection when its graceful
+    close is cancelled."""
+    with anyio.CancelScope(shield=True), anyio.move_on_after(GRACE) as waited:
+        await pool.close()
+    if waited.cancelled_caught:
+        log.info("connection_dropped", reason=f"no answer within {GRACE:g} s")
 
 
 def connection_error(target: Target, exc: BaseException) -> TargetError | None:

@@ -21,7 +21,7 @@ import structlog
 
 from asyncmig.errors import ConnectionLost, TargetError, first_error
 from asyncmig.target import history, marks
-from asyncmig.target.connect import Target, connect
+from asyncmig.target.connect import Target, connect, hang_up
 
 log = structlog.get_logger(__name__)
 
@@ -165,7 +165,7 @@ async def cleanup_connection(
     try:
         yield fresh
     finally:
-        await fresh.close(timeout=5)
+        await hang_up(fresh)
 
 
 def one_line(exc: BaseException) -> str:

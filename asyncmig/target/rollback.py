@@ -26,7 +26,7 @@ from asyncmig.plan.model import Plan
 from asyncmig.quoting import name_text, qualified, quote_ident, sql_comment
 from asyncmig.target import backup, files, history, runlock, safety
 from asyncmig.target.backup import BackupFile
-from asyncmig.target.connect import Target, connect, scrub
+from asyncmig.target.connect import Target, connect, hang_up, scrub
 from asyncmig.target.safety import GuideMapping, SafetyReport
 
 T = TypeVar("T")
@@ -345,8 +345,7 @@ class RollbackManager:
             try:
                 return await action(conn)
             finally:
-                with anyio.move_on_after(10, shield=True):
-                    await conn.close()
+                await hang_up(conn)
 
         return anyio.run(main, backend="asyncio")
 

@@ -14,7 +14,7 @@ import zlib
 import asyncpg
 
 from asyncmig.errors import RunInProgress, TargetError
-from asyncmig.target.connect import Target, connect
+from asyncmig.target.connect import Target, connect, hang_up
 
 # the two 32-bit halves of the lock's key: asyncmig's own class, then the schema
 LOCK_CLASS = 0x61736D67  # "asmg"
@@ -106,7 +106,7 @@ async def explain_lock_wait(
     try:
         rows = await conn.fetch(HOLDERS_SQL, schema, [own_pid, conn.get_server_pid()])
     finally:
-        await conn.close(timeout=5)
+        await hang_up(conn)
     holders = "; ".join(
         f"pid {r['pid']} ({r['usename']}, {r['application_name'] or 'no application name'}, "
         f"{r['state']}): {' '.join((r['query'] or '').split())}"

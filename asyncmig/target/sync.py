@@ -56,7 +56,7 @@ from asyncmig.runstate import RunSettings
 from asyncmig.source import digest as source_digest
 from asyncmig.source.sqlite import check_source_file, fingerprint, open_sync
 from asyncmig.target import faults, history, marks, plans, runlock, sync_marks
-from asyncmig.target.connect import Target, connect
+from asyncmig.target.connect import Target, connect, hang_up
 from asyncmig.target.statements import check_server
 from asyncmig.target.sync_marks import RangeSync
 from asyncmig.target.sync_ranges import (
@@ -156,8 +156,7 @@ async def _connected(settings: RunSettings, started: float, children: marks.Chil
             await _recorded(conn, settings, plan, report, started, marked, before)
         return report
     finally:
-        with anyio.move_on_after(10, shield=True):
-            await conn.close()
+        await hang_up(conn)
 
 
 @dataclass(frozen=True)
@@ -643,9 +642,8 @@ async def _connections(target: Target, count: int) -> AsyncIterator[list[asyncpg
             opened.append(await connect(target))  # noqa: PERF401 -- each kept as opened
         yield opened
     finally:
-        with anyio.move_on_after(10, shield=True):
-            for conn in opened:
-                await conn.close()
+        for conn in opened:
+            await hang_up(conn)
 
 
 async def _remember(conn: asyncpg.Connection, plan: Plan, run_id: int) -> None:

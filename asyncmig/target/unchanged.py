@@ -28,7 +28,7 @@ import anyio.to_thread
 import asyncpg
 
 from asyncmig.source.digest import sha256
-from asyncmig.target.connect import Target, connect
+from asyncmig.target.connect import Target, connect, hang_up
 from asyncmig.target.history import RUNS, SCHEMA
 
 EDGE_BYTES = 64 * 1024
@@ -117,5 +117,4 @@ async def unchanged_target(target: Target, schema: str, source: Path) -> int | N
     try:
         return await unchanged_since(conn, schema, source)
     finally:
-        with anyio.move_on_after(10, shield=True):
-            await conn.close()
+        await hang_up(conn)
