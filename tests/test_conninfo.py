@@ -150,3 +150,23 @@ def test_unknown_service_is_a_usage_error(tmp_path: Path) -> None:
     assert result.returncode == 2, result.stderr
     assert "service 'missing' is not defined" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_session_settings_join_the_targets_own(pg_dsn: str) -> None:
+    """A command's own session settings (the sync's ``jit = off``) are sent with the
+    connection beside the target's (here its application_name), not instead
+    of them; a connection without them keeps the server's default."""
+    from asyncmig.target.sync import SESSION
+
+    pairs = f"{pg_dsn}&application_name=nightly"
+    target = Target(pairs, pairs, "--pg")
+    conn = await connect(target, SESSION)
+    plain = await connect(target)
+    try:
+        assert await conn.fetchval("SHOW jit") == "off"
+        assert await conn.fetchval("SHOW application_name") == "nightly"
+        default = await plain.fetchval("SELECT boot_val FROM pg_settings WHERE name = 'jit'")
+        assert await plain.fetchval("SHOW jit") == default
+    finally:
+        await conn.close()
+        await plain.close()

@@ -179,10 +179,16 @@ def _malformed(url: str) -> bool:
     return any("=" not in item for item in parts.query.split("&") if item)
 
 
-async def connect(target: Target, **kwargs: object) -> asyncpg.Connection:
-    """Connect, turning every failure into a one-line :class:`TargetError`."""
+async def connect(
+    target: Target, settings: Mapping[str, str] | None = None, **kwargs: object
+) -> asyncpg.Connection:
+    """Connect, turning every failure into a one-line :class:`TargetError`. ``settings``:
+    the session's own, beside the target's (sent with the connection, no round trip)."""
+    arguments = target.connect_kwargs()
+    if settings:
+        arguments["server_settings"] = {**arguments["server_settings"], **settings}  # type: ignore[dict-item]
     try:
-        return await asyncpg.connect(**target.connect_kwargs(), **kwargs)
+        return await asyncpg.connect(**arguments, **kwargs)
     except BaseException as exc:
         error = connection_error(target, exc)
         if error is None:

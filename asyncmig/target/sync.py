@@ -75,6 +75,10 @@ log = structlog.get_logger(__name__)
 # worker processes, one table each: below it, starting them costs more than it saves
 PROCESS_ROWS = 100_000
 CHANGES_SQL = f"ALTER TABLE {history.RUN_TABLES} ADD COLUMN IF NOT EXISTS changes jsonb"
+# A sync's statements touch a few thousand rows each, but the planner prices a join with
+# unnest() by its default estimates (millions of rows), so PostgreSQL JIT-compiled them:
+# 212 ms of a 325 ms DELETE, 2M-row 2Truths, 1 % changed
+SESSION = {"jit": "off"}
 
 
 @dataclass(frozen=True)
@@ -127,7 +131,7 @@ async def _sync(settings: RunSettings) -> SyncReport:
 
 
 async def _connected(settings: RunSettings, started: float, children: marks.Children) -> SyncReport:
-    conn = await connect(settings.target)
+    conn = await connect(settings.target, SESSION)
     try:
         version = await check_server(conn)
         await runlock.acquire(conn, settings.schema)  # one run or sync at a time; held until
@@ -639,7 +643,7 @@ async def _connections(target: Target, count: int) -> AsyncIterator[list[asyncpg
     opened: list[asyncpg.Connection] = []
     try:
         for _ in range(count):
-            opened.append(await connect(target))  # noqa: PERF401 -- each kept as opened
+            opened.append(await connect(target, SESSION))  # noqa: PERF401 -- each kept as opened
         yield opened
     finally:
         for conn in opened:
