@@ -10,7 +10,7 @@ import pytest
 
 from asyncmig.errors import UsageError
 from asyncmig.target import conninfo
-from asyncmig.target.connect import Target, connect, resolve_target
+from asyncmig.target.connect import NO_JIT, Target, connect, resolve_target
 from tests.fix_cli import run_cli
 from tests.fix_pg import create_database, drop_database
 from tests.sources import small_source
@@ -153,14 +153,12 @@ def test_unknown_service_is_a_usage_error(tmp_path: Path) -> None:
 
 
 async def test_session_settings_join_the_targets_own(pg_dsn: str) -> None:
-    """A command's own session settings (the sync's ``jit = off``) are sent with the
+    """A command's own session settings (``jit = off`` for a sync) are sent with the
     connection beside the target's (here its application_name), not instead
     of them; a connection without them keeps the server's default."""
-    from asyncmig.target.sync import SESSION
-
     pairs = f"{pg_dsn}&application_name=nightly"
     target = Target(pairs, pairs, "--pg")
-    conn = await connect(target, SESSION)
+    conn = await connect(target, NO_JIT)
     plain = await connect(target)
     try:
         assert await conn.fetchval("SHOW jit") == "off"

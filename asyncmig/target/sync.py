@@ -56,7 +56,7 @@ from asyncmig.runstate import RunSettings
 from asyncmig.source import digest as source_digest
 from asyncmig.source.sqlite import check_source_file, fingerprint, open_sync
 from asyncmig.target import faults, history, marks, plans, runlock, sync_marks
-from asyncmig.target.connect import Target, connect, hang_up
+from asyncmig.target.connect import NO_JIT, Target, connect, hang_up
 from asyncmig.target.statements import check_server
 from asyncmig.target.sync_marks import RangeSync
 from asyncmig.target.sync_ranges import (
@@ -75,10 +75,6 @@ log = structlog.get_logger(__name__)
 # worker processes, one table each: below it, starting them costs more than it saves
 PROCESS_ROWS = 100_000
 CHANGES_SQL = f"ALTER TABLE {history.RUN_TABLES} ADD COLUMN IF NOT EXISTS changes jsonb"
-# A sync's statements touch a few thousand rows each, but the planner prices a join with
-# unnest() by its default estimates (millions of rows), so PostgreSQL JIT-compiled them:
-# 212 ms of a 325 ms DELETE, 2M-row 2Truths, 1 % changed
-SESSION = {"jit": "off"}
 
 
 @dataclass(frozen=True)
@@ -131,7 +127,7 @@ async def _sync(settings: RunSettings) -> SyncReport:
 
 
 async def _connected(settings: RunSettings, started: float, children: marks.Children) -> SyncReport:
-    conn = await connect(settings.target, SESSION)
+    conn = await connect(settings.target, NO_JIT)
     try:
         version = await check_server(conn)
         await runlock.acquire(conn, settings.schema)  # one run or sync at a time; held until
@@ -643,7 +639,7 @@ async def _connections(target: Target, count: int) -> AsyncIterator[list[asyncpg
     opened: list[asyncpg.Connection] = []
     try:
         for _ in range(count):
-            opened.append(await connect(target, SESSION))  # noqa: PERF401 -- each kept as opened
+            opened.append(await connect(target, NO_JIT))  # noqa: PERF401 -- each kept as opened
         yield opened
     finally:
         for conn in opened:
