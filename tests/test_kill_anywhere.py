@@ -4,7 +4,7 @@ back from the history the runs wrote (``asyncmig.runs``, ``asyncmig.run_tables``
 
 The moments are drawn over the whole duration of one run, measured first; the seed is
 random per session and named in every failure (``ASYNCMIG_KILL_SEED`` replays one;
-``ASYNCMIG_KILL_TRIALS`` sets how many kills, 14 by default).
+``ASYNCMIG_KILL_TRIALS`` sets how many kills, 10 by default).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from tests.fix_pg import fetch
 N = 3_000
 ROWS = {"parent": N, "child": 3 * N, "tag": N // 4}  # what build_fault_source makes
 # a new seed each session covers new moments; ASYNCMIG_KILL_TRIALS=200 is a longer soak
-TRIALS = int(os.environ.get("ASYNCMIG_KILL_TRIALS", "14"))
+TRIALS = int(os.environ.get("ASYNCMIG_KILL_TRIALS", "10"))
 SEED = int(os.environ.get("ASYNCMIG_KILL_SEED", str(time.time_ns() % 2**32)))
 SETTLED = 2.1  # seconds: a source older than this has an identity (asyncmig.source.identity)
 
