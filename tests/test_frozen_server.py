@@ -83,8 +83,9 @@ def test_a_frozen_server_ends_the_run_naming_the_timeout(
         thaw(frozen)
     waited = time.monotonic() - frozen_at
     # one client-side wait, then a grace per connection: not the whole wait again for
-    # every connection (a ROLLBACK, a pool's reset and each close waited 11 s: 32 s here)
-    assert waited < 1 + ANSWER_MARGIN + 4 * GRACE, (waited, stderr)
+    # every connection (a ROLLBACK, a pool's reset and each close waited 11 s: 32 s here).
+    # 13-14 s on an idle machine, 15-16 s beside two busy processes: slack for the exit
+    assert waited < 1 + ANSWER_MARGIN + 6 * GRACE, (waited, stderr)
     errors = [line for line in stderr.splitlines() if line.startswith("asyncmig:")]
     assert process.returncode == 4, stderr
     assert len(errors) == 1 and "Traceback" not in stderr, stderr
