@@ -353,8 +353,7 @@ async def _recorded_phases(
         try:
             await history.record_sha256(conn, run_id, digest[0])
         finally:
-            with anyio.move_on_after(5, shield=True):
-                await conn.close()
+            await hang_up(conn)
 
     marked: dict[str, str] = {}  # table -> how its marks were stored
 
@@ -370,8 +369,7 @@ async def _recorded_phases(
                         await marks.store(conn, run_id, found.marks, found.pages)
                         marked[found.marks.table] = found.marks.mode
         finally:
-            with anyio.move_on_after(5, shield=True):
-                await conn.close()
+            await hang_up(conn)
 
     async with anyio.create_task_group() as tg:
         if not digest:
@@ -794,9 +792,8 @@ async def remember_state(
             helpers.append(await connect(settings.target))  # noqa: PERF401
         xid, states = await tablestate.capture(admin, plan.schema, names, helpers)
     finally:
-        with anyio.move_on_after(10, shield=True):
-            for helper in helpers:
-                await helper.close()
+        for helper in helpers:
+            await hang_up(helper)
     found = await tablestate.dependents(admin, plan.schema, names)
     await history.record_state(admin, run_id, xid, states, found)
     log.info("state_recorded", tables=len(states), seconds=round(time.perf_counter() - started, 3))

@@ -64,8 +64,9 @@ def test_a_frozen_server_ends_the_run_naming_the_timeout(
 ) -> None:
     """Frozen once the run's stage exists: PostgreSQL's statement_timeout cannot fire
     (the server is stopped), the client's own wait (--statement-timeout + 10 s) does,
-    once: the connections are then dropped, not waited for again. Exit 4, "no answer within --statement-timeout", no traceback; once the server
-    runs again, the same command finishes the job."""
+    once: the connections are then dropped, not waited for again. Exit 4, "no answer
+    within --statement-timeout", no traceback; once the server runs again, the same
+    command finishes the job."""
     dsn, pgdata = own_server
     source = build_fault_source(tmp_path / "app.db", rows=40_000)
     process = start(

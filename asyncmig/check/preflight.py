@@ -29,7 +29,7 @@ from asyncmig.plan.model import Plan
 from asyncmig.quoting import quote_ident
 from asyncmig.source.sqlite import open_sync, source_error
 from asyncmig.target import dependents
-from asyncmig.target.connect import Target, connect
+from asyncmig.target.connect import Target, connect, hang_up
 from asyncmig.target.history import SCHEMA as HISTORY_SCHEMA
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
@@ -180,8 +180,7 @@ async def target_checks(target: Target, plan: Plan | None, size: int | None) -> 
     try:
         return await server_checks(conn, target, plan, size)
     finally:
-        with anyio.move_on_after(10, shield=True):
-            await close_quietly(conn)
+        await hang_up(conn)
 
 
 def unreachable_checks(plan: Plan | None) -> list[Check]:
@@ -190,14 +189,6 @@ def unreachable_checks(plan: Plan | None) -> list[Check]:
     names += [f"extension {e}" for e in plan.extensions] if plan else ["extensions"]
     names += ["privileges", "history", "disk space", "existing objects"]
     return [Check(name, FAIL, NOT_REACHABLE, "fix the connection first") for name in names]
-
-
-async def close_quietly(conn: asyncpg.Connection) -> None:
-    """Close without raising: a connection that broke mid-check has nothing to report."""
-    try:
-        await conn.close()
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
-        conn.terminate()
 
 
 async def server_checks(

@@ -219,11 +219,12 @@ async def create_pool(target: Target, size: int, **kwargs: object) -> asyncpg.Po
 async def hang_up(conn: asyncpg.Connection) -> None:
     """Close ``conn`` gracefully, or within :data:`GRACE` drop its socket (which
     asyncpg does when a close fails): the server rolls back whatever was open either way.
-    Shielded, so a cancelled run still lets go of its connections."""
+    Shielded, so a cancelled run still lets go of its connections; never raises: a
+    connection that broke has nothing left to report."""
     with anyio.CancelScope(shield=True):
         try:
             await conn.close(timeout=GRACE)
-        except (TimeoutError, OSError, asyncpg.InterfaceError) as exc:
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.info("connection_dropped", reason=str(exc) or type(exc).__name__)
 
 

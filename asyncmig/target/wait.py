@@ -23,7 +23,7 @@ from tenacity import (
     wait_random,
 )
 
-from asyncmig.target.connect import Target, connection_error
+from asyncmig.target.connect import Target, connection_error, hang_up
 
 log = structlog.get_logger(__name__)
 
@@ -60,7 +60,7 @@ async def wait_for_target(target: Target, seconds: float) -> None:
                 conn = await asyncpg.connect(
                     **target.connect_kwargs(), timeout=max(1.0, min(seconds, 10.0))
                 )
-                await conn.close()
+                await hang_up(conn)
     except Exception as exc:
         error = connection_error(target, exc)
         if error is None:
