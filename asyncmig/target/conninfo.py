@@ -19,7 +19,7 @@ import configparser
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode
 
 from asyncmig.errors import UsageError
 
@@ -73,9 +73,13 @@ def parse(conninfo: str) -> dict[str, str]:
 
 
 def _parse_url(url: str) -> dict[str, str]:
-    parts = urlsplit(url)
+    # split by hand, not by urlsplit: newer Pythons refuse libpq's multi-host form
+    # ("h1:5433,[::1]:5434") as an invalid IPv6 URL; the hosts are split below
+    rest = url.split("://", 1)[1].partition("#")[0]
+    rest, _, query = rest.partition("?")
+    netloc, slash, path = rest.partition("/")
+    path = slash + path
     params: dict[str, str] = {}
-    netloc = parts.netloc
     if "@" in netloc:
         userinfo, _, netloc = netloc.rpartition("@")
         user, colon, password = userinfo.partition(":")
@@ -88,9 +92,9 @@ def _parse_url(url: str) -> dict[str, str]:
         params["host"] = unquote(host)
     if port:
         params["port"] = port
-    if parts.path.strip("/"):
-        params["dbname"] = unquote(parts.path[1:])
-    params.update(parse_qsl(parts.query, keep_blank_values=True))
+    if path.strip("/"):
+        params["dbname"] = unquote(path[1:])
+    params.update(parse_qsl(query, keep_blank_values=True))
     return params
 
 
