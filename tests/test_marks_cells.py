@@ -48,10 +48,14 @@ def test_the_last_row_of_a_range_and_a_deleted_first_row_are_their_ranges_alone(
     )
     request = marks.Request("t", "t", "int", "id")
     old = from_cells(path, request)
-    assert old.marks.kind == cells.CELLS and old.marks.shift == 2 and old.spans is None
+    assert (
+        old.marks.kind == cells.CELLS
+        and 1 << old.marks.shift == marks.ROWS_PER_MARK
+        and old.spans is None
+    )
     copy = tmp_path / "b.db"
     shutil.copy(path, copy)
-    # the last row of range 255, one byte of it; and the first row of all
+    # the last row of its range (1023), one byte of it; and the first row of all
     apply(copy, "UPDATE t SET name = 'n9999' WHERE id = 1023", "DELETE FROM t WHERE id = 0")
     again = marks.Request("t", "t", "int", "id", old.marks.shift)
     part = from_cells(copy, again, old.pages)
@@ -60,8 +64,8 @@ def test_the_last_row_of_a_range_and_a_deleted_first_row_are_their_ranges_alone(
     full = from_cells(copy, again).marks
     assert now is not None and now.digests == full.digests
     assert list(now.ranges) == list(full.ranges)
-    assert old.marks.differing(now) == [0, 1023 >> 2]
-    assert old.marks.differing_within(part.marks, part.spans) == [0, 1023 >> 2]
+    assert old.marks.differing(now) == [0, 1023 >> old.marks.shift]
+    assert old.marks.differing_within(part.marks, part.spans) == [0, 1023 >> old.marks.shift]
 
 
 @pytest.mark.parametrize("encoding", ["UTF-8", "UTF-16le", "UTF-16be"])

@@ -356,8 +356,30 @@ def test_a_range_differs_when_one_row_changes_and_no_other(tmp_path: Path) -> No
 
     old = marks_of(path)
     new = marks_of(copy, old.shift)
-    assert old.shift == 2  # about ROWS_PER_MARK rows per range
+    assert 1 << old.shift == marks.ROWS_PER_MARK  # keys 0-999: ROWS_PER_MARK rows a range
     assert old.differing(new) == [517 >> old.shift, 999 >> old.shift]
+
+
+def test_recorded_marks_keep_the_range_size_they_were_made_with(tmp_path: Path) -> None:
+    """A target marked by an older asyncmig (ranges of another size) is compared by its
+    recorded shift: a change of ROWS_PER_MARK must not turn the next sync into a
+    row-by-row comparison. A table whose recorded mode no longer fits is marked anew."""
+    from asyncmig.plan.builder import build_plan
+
+    path = tmp_path / "a.db"
+    apply(
+        path,
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT)",
+        "CREATE TABLE u (code TEXT PRIMARY KEY, n INTEGER)",
+        "INSERT INTO t VALUES (1, 'a'), (2, 'b')",
+        "INSERT INTO u VALUES ('x', 1)",
+    )
+    plan = build_plan(path)
+    fresh = {r.table: r for r in marks.requests(plan)}
+    assert fresh["t"].shift is None and fresh["u"].shift is None  # chosen from the rows
+    kept = {r.table: r for r in marks.requests(plan, {"t": ("int", 5), "u": ("int", 3)})}
+    assert (kept["t"].mode, kept["t"].shift) == ("int", 5)
+    assert (kept["u"].mode, kept["u"].shift) == ("rowid", None)
 
 
 async def test_rows_the_load_rejected_stay_out_of_a_sync_by_marks(

@@ -10,7 +10,8 @@ returns them (pickled: the storage class of each value is part of it, so ``1``,
 compares: only the ranges whose marks differ can hold a changed row, and only those
 are read and copied (:mod:`asyncmig.target.sync_marks`).
 
-Ranges are of about :data:`ROWS_PER_MARK` rows:
+Ranges are of about :data:`ROWS_PER_MARK` rows (recorded marks keep the shift they
+were made with, see :func:`requests`: a table marked with another size stays so):
 
 * ``int``: by the value of a single integer primary key, ``key >> shift``, so a range
   is a run of keys that both sides can select by index;
@@ -80,7 +81,7 @@ if TYPE_CHECKING:
 
     from asyncmig.plan.model import Plan, TablePlan
 
-ROWS_PER_MARK = 4
+ROWS_PER_MARK = 2  # fewer unchanged rows read and upserted again than 4; more marks kept
 ROWS = "rows"  # a digest of pickled rows (the other kind: cells.CELLS)
 DIGEST_BYTES = 8
 KEY_HASH_BYTES = 8  # a text key: the first bytes of its MD5
