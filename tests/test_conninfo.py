@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import asyncpg
 import pytest
@@ -168,3 +168,30 @@ async def test_session_settings_join_the_targets_own(pg_dsn: str) -> None:
     finally:
         await conn.close()
         await plain.close()
+
+
+def test_a_list_of_hosts_is_a_url_like_any_other(tmp_path: Path, pg_dsn: str) -> None:
+    """libpq's multi-host URL (hosts that do not answer first, one of them an IPv6 address
+    in brackets, then the server) is accepted and connects to the host that answers; a
+    port that is not a number, in any host of the list, is refused before connecting,
+    the password hidden."""
+    params = conninfo.parse(pg_dsn)
+    host, port = params.get("host", "127.0.0.1"), params.get("port", "5432")
+    if "," in host:
+        pytest.skip("the test server is itself given as a list of hosts")
+    real = f"{quote(host, safe='')}:{port}"
+    source = small_source(tmp_path / "a.db")
+    for dead in (f"{quote('/nonexistent-dir', safe='')}:{port}", "[::1]:1"):
+        url = f"postgresql://{quote(params.get('user', 'postgres'), safe='')}@{dead},{real}/"
+        url += quote(params["dbname"], safe="")
+        ran = run_cli(
+            "run", "--replace", "--sqlite", str(source), "--pg", url, "--log-dir", str(tmp_path)
+        )
+        assert ran.returncode == 0, ran.stderr
+        assert "migrated into" in ran.stdout
+        assert "rows" in run_cli("status", "--pg", url).stdout
+    bad = f"postgresql://me:s3cret@127.0.0.1:1,127.0.0.1:x{port}/db"
+    ran = run_cli("status", "--pg", bad)
+    assert ran.returncode == 2, ran.stderr
+    assert "the URL cannot be parsed" in ran.stderr and "s3cret" not in ran.stderr
+    assert "me:***@" in ran.stderr

@@ -14,7 +14,6 @@ import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 import anyio
 import asyncpg
@@ -115,7 +114,7 @@ def scrub(dsn: str) -> str:
     scheme, _, rest = dsn.partition("://")
     # a URL that parses cleanly has its user info in the host part (a prefix of rest);
     # for any other, take the last "@" anywhere, whatever a parser would make of it
-    at = rest.rfind("@") if _malformed(dsn) else urlsplit(dsn).netloc.rfind("@")
+    at = rest.rfind("@") if _malformed(dsn) else _url_parts(dsn)[0].rfind("@")
     if at >= 0:
         user, colon, _password = rest[:at].partition(":")
         rest = f"{user}:***@{rest[at + 1 :]}" if colon else rest
@@ -172,17 +171,37 @@ def _malformed(url: str) -> bool:
     ``@`` then lands in the path, query or fragment, or the password's start is taken
     for a port. Connecting to what the parser made of it would put part of the
     password into an error message (as a host or a port), so such a URL is refused.
+    libpq's list of hosts (``h1:5432,[::1]:5433``) is a URL like any other.
     """
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 -- raises ValueError for a port that is not a number
-    except ValueError:
+    netloc, path, query, fragment = _url_parts(url)
+    if "@" not in netloc and "@" in path + fragment:
         return True
-    if "@" not in parts.netloc and "@" in parts.path + parts.fragment:
+    if netloc.count("@") > 1:  # drivers split at the first "@", libpq at the last
         return True
-    if parts.netloc.count("@") > 1:  # drivers split at the first "@", libpq at the last
+    if any(not _host_port_ok(item) for item in netloc.rpartition("@")[2].split(",")):
         return True
-    return any("=" not in item for item in parts.query.split("&") if item)
+    return any("=" not in item for item in query.split("&") if item)
+
+
+def _url_parts(url: str) -> tuple[str, str, str, str]:
+    """The host part, path, query and fragment of ``url``, split where ``urlsplit``
+    splits, by hand: ``urlsplit`` refuses a list of hosts holding an IPv6 address."""
+    rest = url.partition("://")[2]
+    rest, _, fragment = rest.partition("#")
+    rest, _, query = rest.partition("?")
+    netloc, slash, path = rest.partition("/")
+    return netloc, slash + path, query, fragment
+
+
+def _host_port_ok(item: str) -> bool:
+    """Whether ``host``, ``host:port`` or ``[v6]:port`` has a port that is a number."""
+    if item.startswith("["):
+        _, bracket, rest = item.partition("]")
+        return bool(bracket) and (not rest or (rest[0] == ":" and rest[1:].isdigit()))
+    if item.count(":") > 1 or "[" in item or "]" in item:
+        return False
+    port = item.partition(":")[2]
+    return port == "" or (port.isascii() and port.isdigit())
 
 
 async def connect(
