@@ -1025,3 +1025,29 @@ async def test_tables_come_as_their_marks_do_each_after_the_tables_it_references
             feed._end(name)
             await anyio.wait_all_tasks_blocked()
     assert got == [(3, "unmarked"), (2, "group"), (0, "user"), (1, "order")]
+
+
+def test_stopping_a_child_that_just_ended_leaves_its_reaping_to_asyncio() -> None:
+    """A marks process that has just ended on its own, not yet reaped by asyncio's child
+    watcher, is stopped without being reaped: reaping it first made the watcher log
+    "Unknown child process pid N", a second line on a failed sync's stderr."""
+
+    def state(pid: int) -> str | None:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return None
+
+    if not Path("/proc/self/stat").exists():
+        pytest.skip("needs /proc")
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 30
+    while state(child.pid) != "Z":  # ended; nobody has waited for it yet
+        assert time.monotonic() < deadline, state(child.pid)
+        time.sleep(0.01)
+    marks.stop(child)  # type: ignore[arg-type]  # what it reads: returncode and pid
+    assert state(child.pid) == "Z"  # left for the watcher
+    assert child.wait(5) == 0
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    marks.stop(alive)  # type: ignore[arg-type]
+    assert alive.wait(5) == -signal.SIGKILL

@@ -56,6 +56,7 @@ import hashlib
 import json
 import os
 import pickle
+import signal
 import sqlite3
 import struct
 import subprocess
@@ -763,7 +764,7 @@ class Children:
     async def aclose(self) -> None:
         while self.waiting:
             process = self.waiting.pop()
-            process.kill()
+            stop(process)
             await _reaped(process)
 
 
@@ -822,12 +823,28 @@ async def stream(
             yield await _answer(reader)
         await process.wait()
     finally:
-        if process.returncode is None:
-            process.kill()
+        stop(process)
         await _reaped(process)
 
 
 REAP_SECONDS = 5
+
+
+def stop(process: Process) -> None:
+    """SIGKILL a child not yet known to have ended, by its pid.
+
+    Not ``process.kill()``: that goes through ``Popen.send_signal``, which polls first,
+    and so reaps a child that has just ended on its own before asyncio's child watcher
+    does; the watcher then finds no child and logs "Unknown child process pid N" (a
+    second line on a failed sync's stderr, seen on a loaded machine). An ended child
+    keeps its pid until the watcher reaps it, so the signal reaches no other process.
+    """
+    if process.returncode is not None:
+        return
+    try:
+        os.kill(process.pid, signal.SIGKILL)
+    except ProcessLookupError:  # reaped by the watcher a moment ago: nothing left to stop
+        return
 
 
 async def _reaped(process: Process) -> None:
