@@ -28,6 +28,7 @@ import asyncpg
 import pytest
 import structlog.testing
 
+from asyncmig.cli import signals
 from asyncmig.errors import SourceError
 from asyncmig.runstate import RunSettings
 from asyncmig.target import cells, marks, pages, sync
@@ -1045,9 +1046,9 @@ def test_stopping_a_child_that_just_ended_leaves_its_reaping_to_asyncio() -> Non
     while state(child.pid) != "Z":  # ended; nobody has waited for it yet
         assert time.monotonic() < deadline, state(child.pid)
         time.sleep(0.01)
-    marks.stop(child)  # type: ignore[arg-type]  # what it reads: returncode and pid
+    signals.stop_child(child)  # type: ignore[arg-type]  # what it reads: returncode and pid
     assert state(child.pid) == "Z"  # left for the watcher
     assert child.wait(5) == 0
     alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    marks.stop(alive)  # type: ignore[arg-type]
+    signals.stop_child(alive)  # type: ignore[arg-type]
     assert alive.wait(5) == -signal.SIGKILL

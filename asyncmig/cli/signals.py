@@ -27,6 +27,8 @@ if TYPE_CHECKING:  # the module is imported first thing: nothing slow at import 
     from collections.abc import Awaitable, Callable, Iterator
     from types import FrameType
 
+    from anyio.abc import Process
+
 T = TypeVar("T")
 
 HANDLED = (signal.SIGINT, signal.SIGTERM)
@@ -249,3 +251,20 @@ def kill_stray_workers() -> None:
                 os.kill(int(entry.name), signal.SIGKILL)
         except (OSError, ValueError, IndexError):  # it ended meanwhile: nothing to kill
             continue
+
+
+def stop_child(process: Process) -> None:
+    """SIGKILL a child not yet known to have ended, by its pid.
+
+    Not ``process.kill()``: that goes through ``Popen.send_signal``, which polls first,
+    and so reaps a child that has just ended on its own before asyncio's child watcher
+    does; the watcher then finds no child and logs "Unknown child process pid N" (a
+    second line on a failed command's stderr, seen on a loaded machine). An ended child
+    keeps its pid until the watcher reaps it, so the signal reaches no other process.
+    """
+    if process.returncode is not None:
+        return
+    try:  # Windows has no SIGKILL: there os.kill terminates the process for any signal
+        os.kill(process.pid, getattr(signal, "SIGKILL", signal.SIGTERM))
+    except ProcessLookupError:  # reaped by the watcher a moment ago: nothing left to stop
+        return

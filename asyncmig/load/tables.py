@@ -233,7 +233,7 @@ async def retire_workers() -> None:
         with anyio.move_on_after(10):
             await process.wait()
         if process.returncode is None:  # a worker that did not leave: as anyio would
-            process.kill()
+            signals.stop_child(process)
             await process.wait()
 
 

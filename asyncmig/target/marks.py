@@ -56,7 +56,6 @@ import hashlib
 import json
 import os
 import pickle
-import signal
 import sqlite3
 import struct
 import subprocess
@@ -71,6 +70,7 @@ from itertools import accumulate, groupby
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from asyncmig.cli.signals import stop_child
 from asyncmig.quoting import qualified, quote_sqlite_ident
 from asyncmig.target import cells, pages
 
@@ -764,7 +764,7 @@ class Children:
     async def aclose(self) -> None:
         while self.waiting:
             process = self.waiting.pop()
-            stop(process)
+            stop_child(process)
             await _reaped(process)
 
 
@@ -823,28 +823,11 @@ async def stream(
             yield await _answer(reader)
         await process.wait()
     finally:
-        stop(process)
+        stop_child(process)
         await _reaped(process)
 
 
 REAP_SECONDS = 5
-
-
-def stop(process: Process) -> None:
-    """SIGKILL a child not yet known to have ended, by its pid.
-
-    Not ``process.kill()``: that goes through ``Popen.send_signal``, which polls first,
-    and so reaps a child that has just ended on its own before asyncio's child watcher
-    does; the watcher then finds no child and logs "Unknown child process pid N" (a
-    second line on a failed sync's stderr, seen on a loaded machine). An ended child
-    keeps its pid until the watcher reaps it, so the signal reaches no other process.
-    """
-    if process.returncode is not None:
-        return
-    try:
-        os.kill(process.pid, signal.SIGKILL)
-    except ProcessLookupError:  # reaped by the watcher a moment ago: nothing left to stop
-        return
 
 
 async def _reaped(process: Process) -> None:
