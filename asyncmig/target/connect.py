@@ -114,7 +114,7 @@ def scrub(dsn: str) -> str:
     scheme, _, rest = dsn.partition("://")
     # a URL that parses cleanly has its user info in the host part (a prefix of rest);
     # for any other, take the last "@" anywhere, whatever a parser would make of it
-    at = rest.rfind("@") if _malformed(dsn) else _url_parts(dsn)[0].rfind("@")
+    at = rest.rfind("@") if _malformed(dsn) else conninfo.url_parts(dsn)[0].rfind("@")
     if at >= 0:
         user, colon, _password = rest[:at].partition(":")
         rest = f"{user}:***@{rest[at + 1 :]}" if colon else rest
@@ -173,7 +173,7 @@ def _malformed(url: str) -> bool:
     password into an error message (as a host or a port), so such a URL is refused.
     libpq's list of hosts (``h1:5432,[::1]:5433``) is a URL like any other.
     """
-    netloc, path, query, fragment = _url_parts(url)
+    netloc, path, query, fragment = conninfo.url_parts(url)
     if "@" not in netloc and "@" in path + fragment:
         return True
     if netloc.count("@") > 1:  # drivers split at the first "@", libpq at the last
@@ -181,16 +181,6 @@ def _malformed(url: str) -> bool:
     if any(not _host_port_ok(item) for item in netloc.rpartition("@")[2].split(",")):
         return True
     return any("=" not in item for item in query.split("&") if item)
-
-
-def _url_parts(url: str) -> tuple[str, str, str, str]:
-    """The host part, path, query and fragment of ``url``, split where ``urlsplit``
-    splits, by hand: ``urlsplit`` refuses a list of hosts holding an IPv6 address."""
-    rest = url.partition("://")[2]
-    rest, _, fragment = rest.partition("#")
-    rest, _, query = rest.partition("?")
-    netloc, slash, path = rest.partition("/")
-    return netloc, slash + path, query, fragment
 
 
 def _host_port_ok(item: str) -> bool:

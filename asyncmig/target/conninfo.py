@@ -72,13 +72,19 @@ def parse(conninfo: str) -> dict[str, str]:
     return params
 
 
-def _parse_url(url: str) -> dict[str, str]:
-    # split by hand, not by urlsplit: newer Pythons refuse libpq's multi-host form
-    # ("h1:5433,[::1]:5434") as an invalid IPv6 URL; the hosts are split below
-    rest = url.split("://", 1)[1].partition("#")[0]
+def url_parts(url: str) -> tuple[str, str, str, str]:
+    """The host part, path, query and fragment of ``url``, split where ``urlsplit``
+    splits, by hand: newer Pythons' ``urlsplit`` refuses libpq's multi-host form
+    (``h1:5433,[::1]:5434``) as an invalid IPv6 URL."""
+    rest = url.partition("://")[2]
+    rest, _, fragment = rest.partition("#")
     rest, _, query = rest.partition("?")
     netloc, slash, path = rest.partition("/")
-    path = slash + path
+    return netloc, slash + path, query, fragment
+
+
+def _parse_url(url: str) -> dict[str, str]:
+    netloc, path, query, _fragment = url_parts(url)  # the hosts are split below
     params: dict[str, str] = {}
     if "@" in netloc:
         userinfo, _, netloc = netloc.rpartition("@")
