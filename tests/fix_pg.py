@@ -39,7 +39,9 @@ class LocalCluster:
     def _run(self, *args: str) -> None:
         cmd = list(args)
         if self.user:
-            cmd = ["runuser", "-u", self.user, "--", *cmd]
+            # in /usr/sbin, which a bare PATH (env -i, cron) leaves out
+            runuser = shutil.which("runuser") or shutil.which("runuser", path="/usr/sbin:/sbin")
+            cmd = [runuser or "runuser", "-u", self.user, "--", *cmd]
         subprocess.run(cmd, check=True, capture_output=True)
 
     def start(self) -> str:
