@@ -577,9 +577,35 @@ async def test_marks_processes_started_early_end_with_a_killed_sync(
     assert _ended(children, 15)
 
 
-MARKS_LOCKED_BY_OTHERS = """
-SELECT count(*) FROM pg_locks
-WHERE relation = 'asyncmig.source_marks'::regclass AND granted AND pid <> ALL($1::int[])"""
+SYNC_BACKENDS = """
+SELECT count(*) FROM pg_stat_activity
+WHERE datname = current_database() AND backend_type = 'client backend' AND pid <> ALL($1::int[])"""
+READER_WAITING = """
+SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock'
+AND query LIKE 'SELECT table_name, mode, shift%'"""
+
+
+async def _until(
+    watcher: asyncpg.Connection,
+    proc: asyncio.subprocess.Process,
+    query: str,
+    ours: list[int] | None,
+    want: int | None = None,
+) -> Any:
+    """``query``'s value once it is true (with ``want``: at least ``want``), the sync
+    still running; a failure naming what every backend was doing after 60 s."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert proc.returncode is None, f"the sync ended early ({proc.returncode})"
+        found = await (watcher.fetchval(query, ours) if ours else watcher.fetchval(query))
+        if found and (want is None or found >= want):
+            return found
+        await asyncio.sleep(0.01)
+    activity = await watcher.fetch(
+        "SELECT pid, state, wait_event_type, left(query, 80) AS q FROM pg_stat_activity "
+        "WHERE datname = current_database()"
+    )
+    pytest.fail(f"not seen in 60 s: {query.split()[-1]!r}; backends: {[dict(r) for r in activity]}")
 
 
 async def test_the_reader_connection_terminated_leaves_every_table_as_it_was(
@@ -587,7 +613,7 @@ async def test_the_reader_connection_terminated_leaves_every_table_as_it_was(
 ) -> None:
     """A sync by marks makes the next table ready on a second connection. Its backend
     terminated mid-sync (caught reading the old marks, waiting behind a lock this test
-    queues once the sync's transaction holds one there): the sync fails in one line,
+    takes once that connection is open): the sync fails in one line,
     every table keeps its content, and the next sync succeeds."""
     db = build_source(tmp_path / "app.db", seed=15)
     await migrate(db, pg_dsn, sync_marks=True)
@@ -610,21 +636,15 @@ async def test_the_reader_connection_terminated_leaves_every_table_as_it_was(
     await tx.start()
     queued = None
     try:
-        while not await watcher.fetchval(MARKS_LOCKED_BY_OTHERS, ours):
-            assert proc.returncode is None, (tmp_path / "sync.err").read_text()
-            await asyncio.sleep(0.01)
-        # queued behind the sync's transaction: the reader's next read of the marks waits
+        # the reader and the writer are open (the sync's third and second connections):
+        # the main connection has read what it reads of the marks, the reader not yet
+        await _until(watcher, proc, SYNC_BACKENDS, ours, want=3)
+        # held, or queued behind the sync's transaction: either way the reader's next
+        # read of the marks waits (no table is made ready without one)
         queued = asyncio.ensure_future(
             holder.execute("LOCK TABLE asyncmig.source_marks IN ACCESS EXCLUSIVE MODE")
         )
-        reader = None
-        while reader is None:
-            assert proc.returncode is None, (tmp_path / "sync.err").read_text()
-            reader = await watcher.fetchval(
-                "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                "AND query LIKE 'SELECT table_name, mode, shift%'"
-            )
-            await asyncio.sleep(0.02)
+        reader = await _until(watcher, proc, READER_WAITING, None)
         assert await watcher.fetchval("SELECT pg_terminate_backend($1)", reader)
         # granted once the failed sync's transaction has ended; held on, it would keep
         # the sync's own cleanup (forgetting its marks) waiting until its time box
@@ -637,7 +657,7 @@ async def test_the_reader_connection_terminated_leaves_every_table_as_it_was(
             await proc.wait()
         errors.close()
         if queued is not None and not queued.done():
-            await queued
+            await asyncio.wait_for(queued, 60)  # granted once the sync's backends are gone
         if holder.is_in_transaction():
             await tx.rollback()
         await watcher.close()
