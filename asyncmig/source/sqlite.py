@@ -77,14 +77,25 @@ def reading(path: Path) -> Iterator[sqlite3.Connection]:
 
 
 async def open_async(path: Path) -> aiosqlite.Connection:
-    """A read-only aiosqlite connection (the pipeline's readers)."""
+    """A read-only aiosqlite connection (the pipeline's readers).
+
+    Its worker thread is not a daemon: a connection opened and then dropped (a
+    cancellation, a SIGTERM, while the tuning runs) would keep the process from
+    exiting. aiosqlite stops the thread itself when the connect is what fails; after
+    that, ``stop()`` (no await, so no cancellation can skip it) ends it here."""
     import aiosqlite
 
     try:
         conn = await aiosqlite.connect(source_uri(path), uri=True)
-        await conn.execute(READ_TUNING)
     except sqlite3.DatabaseError as exc:
         raise source_error(path, exc) from exc
+    try:
+        await conn.execute(READ_TUNING)
+    except BaseException as exc:
+        conn.stop()  # the thread closes the connection and ends
+        if isinstance(exc, sqlite3.DatabaseError):
+            raise source_error(path, exc) from exc
+        raise
     return conn
 
 
