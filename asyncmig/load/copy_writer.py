@@ -20,6 +20,7 @@ from asyncmig.load.transforms import Batch, Pair, explain_rejected_batch
 from asyncmig.plan.model import TablePlan
 from asyncmig.quoting import qualified
 from asyncmig.target import faults
+from asyncmig.target.connect import transaction
 
 
 async def copy_table(
@@ -51,7 +52,7 @@ async def copy_table(
     handed = copied = 0
     columns = [c.name for c in table.columns]
     isolate = guard.lenient
-    async with conn.transaction(), pairs:
+    async with transaction(conn), pairs:
         if first is not None:  # e.g. empty what an earlier attempt committed
             await first(conn)
         async with codecs.encoded_values(conn, encoded):

@@ -12,7 +12,8 @@ import asyncio
 import os
 import re
 import socket
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import anyio
@@ -235,6 +236,36 @@ async def hang_up(conn: asyncpg.Connection) -> None:
             await conn.close(timeout=GRACE)
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.info("connection_dropped", reason=str(exc) or type(exc).__name__)
+
+
+@asynccontextmanager
+async def transaction(conn: asyncpg.Connection) -> AsyncIterator[None]:
+    """``async with conn.transaction()``, except that a cancellation cannot cut its
+    ROLLBACK short.
+
+    A task group cancels a table's writer when its reader fails (a plan refuted, a
+    value that does not fit): asyncpg's ``__aexit__`` then sends its ROLLBACK inside
+    the cancelled scope, which cancels it too, and the connection goes back to its
+    pool still in the transaction (asyncpg's "Resetting connection with an active
+    transaction" error). On a cancellation the exit is shielded and time-boxed; a
+    ROLLBACK that fails even so (the connection broken, or still busy ending the
+    cancelled COPY) is left to the pool's reset or the server. Any other error exits
+    exactly as asyncpg's own block does."""
+    tx = conn.transaction()
+    await tx.__aenter__()
+    try:
+        yield
+    except anyio.get_cancelled_exc_class() as exc:
+        with anyio.move_on_after(GRACE, shield=True):
+            try:
+                await tx.__aexit__(type(exc), exc, exc.__traceback__)
+            except Exception as failed:  # noqa: BLE001 -- the cancellation goes on regardless
+                log.info("rollback_dropped", reason=str(failed) or type(failed).__name__)
+        raise
+    except BaseException as exc:
+        await tx.__aexit__(type(exc), exc, exc.__traceback__)
+        raise
+    await tx.__aexit__(None, None, None)
 
 
 async def hang_up_pool(pool: asyncpg.Pool) -> None:
