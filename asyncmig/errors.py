@@ -8,6 +8,7 @@
     ├── RunInProgress           another run holds the target schema's lock (exit 9)
     ├── DataError               a value did not fit its planned type (table, column, key)
     ├── VerificationError       row counts or checks differ after the load
+    ├── LocalFileError          a file it must write (the reject store) cannot be (exit 7)
     ├── RollbackRefused         a rollback would lose or break something (exit 10)
     └── InternalError           a bug in asyncmig
 
@@ -133,6 +134,16 @@ class RollbackRefused(MigrationError):
         self.run_id = run_id
         self.warnings = tuple(warnings)
         self.report = report  # the safety report (asyncmig.target.safety.SafetyReport)
+
+
+class LocalFileError(MigrationError):
+    """A file whose content is part of the outcome cannot be written: the reject store
+    (a rejected row's only record), a backup taken before a rollback. The work it
+    belongs to is undone rather than finished with that file cut short. (The log file
+    and the rollback script's copy are not such files: the history keeps both
+    accounts.)"""
+
+    exit_code = 7
 
 
 class InternalError(MigrationError):

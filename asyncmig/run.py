@@ -806,9 +806,17 @@ async def keep_rollback(
     sql = rollback.script_sql(plan, run_id, await cutover.kept_restore_sql(admin, plan, run_id))
     script = None
     if settings.output_dir is not None:
-        script = await anyio.to_thread.run_sync(
-            rollback.write_script, sql, tag, settings.output_dir
-        )
+        try:
+            script = await anyio.to_thread.run_sync(
+                rollback.write_script, sql, tag, settings.output_dir
+            )
+        except OSError as exc:  # the copy for people only: the history keeps the rollback
+            log.warning(
+                "rollback_script_not_written",
+                directory=str(settings.output_dir),
+                error=exc.strerror or str(exc),
+                note=f"`asyncmig rollback --run {run_id}` reads the rollback from the history",
+            )
     await history.store_rollback(admin, run_id, sql, script)
     return script
 

@@ -50,9 +50,17 @@ def logging_for(command: str, values: Resolved) -> Iterator[Path | None]:
     )
     try:
         log.info("configuration", command=command, sources=values.given())
+        if (failed := logs.file_error()) is not None:  # nothing done yet: say so and stop
+            if log_file is not None:
+                log_file.unlink(missing_ok=True)  # at most a piece of its first line
+            raise UsageError(
+                f"cannot write the log file in {values['log_dir']}: {failed.strerror or failed}",
+                hint="free space there, or pass --log-dir (or ASYNCMIG_LOG_DIR) naming a "
+                "writable directory with room",
+            )
         yield log_file
     finally:
-        if stream is not None:
+        if stream is not None and logs.file_error() is None:
             stream.close()
 
 

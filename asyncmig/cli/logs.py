@@ -14,6 +14,7 @@ password: targets are logged by their scrubbed URL only.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import sys
@@ -44,15 +45,56 @@ def log_file_stem(now: datetime | None = None) -> str:
 
 
 class FileTee:
-    """Write every event to the log file as JSON, then pass it on to the console."""
+    """Write every event to the log file as JSON, then pass it on to the console.
+
+    A write that fails (the disk full, the file system gone read-only) is not the
+    run's failure: the data and the history in the target are what a run is for. The
+    file is closed, :attr:`failed` keeps the error, one warning says so on the
+    console, and the run goes on logging there only. A first event that cannot be
+    written is not warned about: the command then refuses to start, in one line
+    (:func:`file_error`).
+    """
 
     def __init__(self, stream: IO[str]):
         self.stream = stream
+        self.failed: OSError | None = None
+        self.written = False
 
     def __call__(self, _logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
-        self.stream.write(_json_dumps(event) + "\n")
-        self.stream.flush()
+        # closed: the command has ended, and a thread still logs (asyncio's child
+        # watcher reaping a worker after the loop closed): the console alone shows it
+        if self.failed is None and not self.stream.closed:
+            try:
+                self.stream.write(_json_dumps(event) + "\n")
+                self.stream.flush()
+                self.written = True
+            except OSError as exc:
+                self._give_up(exc)
+            except ValueError:  # closed by the main thread between the test and the write
+                if not self.stream.closed:
+                    raise
         return event
+
+    def _give_up(self, exc: OSError) -> None:
+        self.failed = exc
+        # the fd is released even when close's own flush fails again on the same full
+        # disk: that second error is this one, reported just below
+        with contextlib.suppress(OSError):
+            self.stream.close()
+        if self.written:
+            structlog.get_logger(__name__).warning(
+                "log_file_failed",
+                error=exc.strerror or str(exc),
+                note="the rest of this command logs to the console only",
+            )
+
+
+_tee: FileTee | None = None  # the current configuration's, when it writes a log file
+
+
+def file_error() -> OSError | None:
+    """The error that stopped the log file's writes, if one did."""
+    return _tee.failed if _tee is not None else None
 
 
 # what a log collector follows a scheduled job by: shown in JSON whatever the level
@@ -124,8 +166,10 @@ def configure(
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
-    if stream is not None:
-        processors.append(FileTee(stream))
+    global _tee
+    _tee = FileTee(stream) if stream is not None else None
+    if _tee is not None:
+        processors.append(_tee)
     processors.append(
         ConsoleLevel(logging.DEBUG if verbose else logging.WARNING, lifecycle=use_json)
     )

@@ -7,6 +7,7 @@ Exit codes:
 
     0 success              2 usage / configuration     3 source (SQLite) problem
     4 target (PostgreSQL)  5 a value did not fit        6 verification failed
+    7 a reject file or backup cannot be written (disk full): the work is undone
     8 loaded, with rows in the reject store             9 another run is in progress
     10 rollback refused: unsafe                         70 internal error
     130 / 143 interrupted by SIGINT / SIGTERM

@@ -334,6 +334,7 @@ async def load_rows(
         )
 
     async def record(conn: asyncpg.Connection, copied: int) -> None:
+        guard.flush()  # the rejected rows on disk before the rows loaded are committed
         await recorder(conn, copied, guard.accounts, time.perf_counter() - started)
 
     writer_input = read_receive

@@ -33,7 +33,7 @@ from typing import IO, Any, final
 
 import orjson
 
-from asyncmig.errors import DataError
+from asyncmig.errors import DataError, LocalFileError
 from asyncmig.plan.model import ColumnPlan, TablePlan, base_type
 from asyncmig.target import files
 
@@ -360,11 +360,6 @@ class TableGuard:
             )
         if self.reject_dir is None:
             return
-        if self._stream is None:
-            files.private_dir(self.reject_dir)
-            path = reject_path(self.reject_dir, self.table.name)
-            self._stream = files.append(path) if self.append else files.rewrite(path)
-            accounts.reject_file = str(path)
         record = {
             "table": self.table.name,
             "key": json_value(self.key(row))
@@ -377,9 +372,39 @@ class TableGuard:
                 c.source_name: json_value(v) for c, v in zip(self.table.columns, row, strict=True)
             },
         }
-        self._stream.write(orjson.dumps(record, default=str) + b"\n")
+        self._write(self.reject_dir, orjson.dumps(record, default=str) + b"\n")
+
+    def _write(self, reject_dir: Path, data: bytes) -> None:
+        path = reject_path(reject_dir, self.table.name)
+        try:
+            if self._stream is None:
+                files.private_dir(reject_dir)
+                self._stream = files.append(path) if self.append else files.rewrite(path)
+                self.accounts.reject_file = str(path)
+            self._stream.write(data)
+        except OSError as exc:
+            raise self._unwritable(path, exc) from None
+
+    def flush(self) -> None:
+        """Every rejected row on disk: called before the table's load commits, so a
+        table is never committed with its reject file cut short."""
+        if self._stream is not None and self.reject_dir is not None:
+            try:
+                self._stream.flush()
+            except OSError as exc:
+                raise self._unwritable(reject_path(self.reject_dir, self.table.name), exc) from None
 
     def close(self) -> None:
-        if self._stream is not None:
-            self._stream.close()
-            self._stream = None
+        stream, self._stream = self._stream, None
+        if stream is not None and self.reject_dir is not None:
+            try:
+                stream.close()  # the file is closed even when its last flush fails
+            except OSError as exc:
+                raise self._unwritable(reject_path(self.reject_dir, self.table.name), exc) from None
+
+    def _unwritable(self, path: Path, exc: OSError) -> LocalFileError:
+        return LocalFileError(
+            f"cannot write the reject file {path}: {exc.strerror or exc} (the only record of "
+            f"the rows {self.table.name} rejects: nothing is loaded without it)",
+            hint="free space there, or pass --rejects DIR naming a directory with room",
+        )

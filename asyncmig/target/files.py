@@ -65,8 +65,12 @@ def new_file(directory: Path, stem: str, suffix: str) -> Path:
 def write_new(directory: Path, stem: str, suffix: str, text: str) -> Path:
     """Write ``text`` to a new private file named like :func:`new_file`; returns its path."""
     path, stream = _exclusive(directory, stem, suffix)
-    with stream:
-        stream.write(text.encode("utf-8"))
+    try:
+        with stream:
+            stream.write(text.encode("utf-8"))
+    except OSError:  # a disk full: no piece of the text is left to be taken for all of it
+        path.unlink(missing_ok=True)
+        raise
     return path
 
 
