@@ -8,7 +8,7 @@
     ├── RunInProgress           another run holds the target schema's lock (exit 9)
     ├── DataError               a value did not fit its planned type (table, column, key)
     ├── VerificationError       row counts or checks differ after the load
-    ├── LocalFileError          a file it must write (the reject store) cannot be (exit 7)
+    ├── LocalFileError          a reject file or a backup cannot be written (exit 7)
     ├── RollbackRefused         a rollback would lose or break something (exit 10)
     └── InternalError           a bug in asyncmig
 

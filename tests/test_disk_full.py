@@ -166,3 +166,26 @@ def test_a_full_reject_store_fails_the_run_and_keeps_the_target(
     assert [r[0] for r in runs] == ["succeeded", "failed"]
     stages = fetch(pg_dsn, "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'asyncmig_stage%'")
     assert stages[0][0] == 0
+
+
+def test_a_backup_that_cannot_be_written_rolls_nothing_back(
+    run_main: RunMain, small_disk: Path, tmp_path: Path, pg_dsn: str
+) -> None:
+    """``rollback --backup-dir`` on a full disk: exit 7 in one line, no backup cut short
+    left to pass for one, and the run's tables where they were."""
+    source = tmp_path / "app.db"
+    generate(source, 2000, seed=6)
+    ran = run(run_main, source, pg_dsn, "app", "--log-dir", str(tmp_path / "logs"))
+    assert ran.returncode == 0, ran.stderr
+    before = contents(pg_dsn, "app")
+    fill(small_disk, 0)
+    back = run_main(
+        *("rollback", "--pg", pg_dsn, "--run", "1", "--backup-dir", str(small_disk)),
+        "--force",
+    )
+    assert back.returncode == 7, back.stdout + back.stderr
+    line = one_error_line(back.stderr)
+    assert "cannot write the backup" in line and "nothing was rolled back" in line
+    assert sorted(p.name for p in small_disk.iterdir()) == ["filler"]
+    assert contents(pg_dsn, "app") == before
+    assert fetch(pg_dsn, "SELECT status FROM asyncmig.runs")[0][0] == "succeeded"

@@ -15,6 +15,7 @@ SHA-256 computed while writing.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from typing import IO
 import anyio
 import asyncpg
 
+from asyncmig.errors import LocalFileError
 from asyncmig.quoting import (
     name_text,
     qualified,
@@ -185,13 +187,25 @@ async def write_backup(
             await _constraints(out, conn, qualified(schema, table), oid, ["f"])
         await _dependents(out, conn, oids)
         await out.line("COMMIT;")
-    except BaseException:
+        await anyio.to_thread.run_sync(stream.close)  # its last flush may fail too
+    except BaseException as exc:
         with anyio.CancelScope(shield=True):  # a half-written backup must not pass for one
-            await anyio.to_thread.run_sync(stream.close)
-            await anyio.to_thread.run_sync(path.unlink)
+            await anyio.to_thread.run_sync(_discard, stream, path)
+        if isinstance(exc, OSError):  # a full disk: nothing is rolled back without it
+            raise LocalFileError(
+                f"cannot write the backup {path}: {exc.strerror or exc}; nothing was rolled back",
+                hint="free space there, or pass --backup-dir naming a directory with room",
+            ) from None
         raise
-    await anyio.to_thread.run_sync(stream.close)
     return BackupFile(path, out.digest.hexdigest(), tuple(tables), rows)
+
+
+def _discard(stream: IO[bytes], path: Path) -> None:
+    # closing flushes what is buffered: on the full disk that failed the backup, that
+    # fails again, and the file is removed all the same
+    with contextlib.suppress(OSError):
+        stream.close()
+    path.unlink(missing_ok=True)
 
 
 async def _header(
