@@ -112,6 +112,7 @@ async def test_rejects_of_every_range_end_in_the_tables_one_file(
     assert keys == [BAD[0] + 1, BAD[1] + 1 + 10_000]  # ids of those positions
     leftovers = [p.name for p in Path(big.reject_file).parent.iterdir()]
     assert leftovers == [Path(big.reject_file).name]
+    assert Path(big.reject_file).stat().st_mode & 0o777 == 0o600  # private, whatever the umask
 
 
 async def test_a_failing_range_leaves_nothing_behind(

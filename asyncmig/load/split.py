@@ -32,7 +32,7 @@ import anyio.to_process
 import asyncpg
 import structlog
 
-from asyncmig.errors import TargetError
+from asyncmig.errors import LocalFileError, TargetError
 from asyncmig.load import progress
 from asyncmig.load.counts import recorded_rows
 from asyncmig.load.pipeline import TableLoad
@@ -40,7 +40,7 @@ from asyncmig.load.policy import Accounts, check_rejects, combine, reject_path
 from asyncmig.plan.model import Plan, TablePlan
 from asyncmig.quoting import qualified, quote_ident, quote_sqlite_ident
 from asyncmig.source.sqlite import open_sync, source_error
-from asyncmig.target import history
+from asyncmig.target import files, history
 from asyncmig.target.files import safe_name
 
 if TYPE_CHECKING:
@@ -240,13 +240,20 @@ def merge_accounts(
     """The ranges' accounts as the table's; their reject files joined into the table's."""
     merged = combine(parts)
     merged.reject_file = None
-    files = [Path(p.reject_file) for p in parts if p.reject_file]
-    if files and reject_dir is not None:
+    ranges = [Path(p.reject_file) for p in parts if p.reject_file]
+    if ranges and reject_dir is not None:
         target = reject_path(reject_dir, table.name)
-        with target.open("ab") as out:
-            for path in files:
-                out.write(path.read_bytes())
-                path.unlink()
-                path.parent.rmdir()
+        try:
+            with files.append(target) as out:  # private, as every reject file
+                for path in ranges:
+                    out.write(path.read_bytes())
+        except OSError as exc:  # the ranges' files are kept: the only record of their rows
+            raise LocalFileError(
+                f"cannot write the reject file {target}: {exc.strerror or exc}",
+                hint="free space there, or pass --rejects DIR naming a directory with room",
+            ) from None
+        for path in ranges:  # only once all of them are in the table's file
+            path.unlink()
+            path.parent.rmdir()
         merged.reject_file = str(target)
     return merged
