@@ -249,18 +249,22 @@ async def transaction(conn: asyncpg.Connection) -> AsyncIterator[None]:
     pool still in the transaction (asyncpg's "Resetting connection with an active
     transaction" error). On a cancellation the exit is shielded and time-boxed; a
     ROLLBACK that fails even so (the connection broken, or still busy ending the
-    cancelled COPY) is left to the pool's reset or the server. Any other error exits
-    exactly as asyncpg's own block does."""
+    cancelled COPY) is left to the pool's reset or the server, and a connection that
+    does not answer it within :data:`GRACE` is dropped. Any other error exits exactly
+    as asyncpg's own block does."""
     tx = conn.transaction()
     await tx.__aenter__()
     try:
         yield
     except anyio.get_cancelled_exc_class() as exc:
-        with anyio.move_on_after(GRACE, shield=True):
+        with anyio.move_on_after(GRACE, shield=True) as waited:
             try:
                 await tx.__aexit__(type(exc), exc, exc.__traceback__)
             except Exception as failed:  # noqa: BLE001 -- the cancellation goes on regardless
                 log.info("rollback_dropped", reason=str(failed) or type(failed).__name__)
+        if waited.cancelled_caught:  # a server that does not answer (frozen, cut off):
+            conn.terminate()  # nothing more is waited for, not even a cancel request
+            log.info("rollback_dropped", reason=f"no answer within {GRACE:g} s")
         raise
     except BaseException as exc:
         await tx.__aexit__(type(exc), exc, exc.__traceback__)
