@@ -147,15 +147,31 @@ def backup_stem(now: datetime | None = None) -> str:
 
 
 class _Output:
-    """The backup file, written from the event loop through a thread, hashed as it goes."""
+    """The backup file, written from the event loop through a thread, hashed as it goes.
+
+    A write that fails (a full disk) is kept in :attr:`failed`, not raised, and what
+    follows is dropped: :meth:`write` is also the sink of asyncpg's COPY, and a sink
+    that raises makes asyncpg cancel the COPY mid-stream, which can leave the
+    connection waiting for good when the COPY had ended meanwhile. :meth:`check`
+    raises it once the COPY is over."""
 
     def __init__(self, stream: IO[bytes]):
         self.stream = stream
         self.digest = hashlib.sha256()
+        self.failed: OSError | None = None
 
     async def write(self, data: bytes) -> None:
+        if self.failed is not None:
+            return
         self.digest.update(data)
-        await anyio.to_thread.run_sync(self.stream.write, data)
+        try:
+            await anyio.to_thread.run_sync(self.stream.write, data)
+        except OSError as exc:
+            self.failed = exc
+
+    def check(self) -> None:
+        if self.failed is not None:
+            raise self.failed
 
     async def line(self, text: str = "") -> None:
         await self.write((text + "\n").encode("utf-8"))
@@ -181,12 +197,14 @@ async def write_backup(
         rows = 0
         for table, oid in zip(tables, oids, strict=True):
             rows += await _table(out, conn, schema, table, oid)
+            out.check()  # no further table read for a backup that cannot be written
         for table, oid in zip(tables, oids, strict=True):
             await _after_data(out, conn, schema, table, oid)
         for table, oid in zip(tables, oids, strict=True):
             await _constraints(out, conn, qualified(schema, table), oid, ["f"])
         await _dependents(out, conn, oids)
         await out.line("COMMIT;")
+        out.check()
         await anyio.to_thread.run_sync(stream.close)  # its last flush may fail too
     except BaseException as exc:
         with anyio.CancelScope(shield=True):  # a half-written backup must not pass for one
