@@ -240,31 +240,25 @@ async def hang_up(conn: asyncpg.Connection) -> None:
 
 @asynccontextmanager
 async def transaction(conn: asyncpg.Connection) -> AsyncIterator[None]:
-    """``async with conn.transaction()``, except that a cancellation cannot cut its
-    ROLLBACK short.
+    """``async with conn.transaction()``, except that a cancelled body drops the
+    connection instead of sending a ROLLBACK the cancellation would cut short.
 
     A task group cancels a table's writer when its reader fails (a plan refuted, a
     value that does not fit): asyncpg's ``__aexit__`` then sends its ROLLBACK inside
-    the cancelled scope, which cancels it too, and the connection goes back to its
+    the cancelled scope, which cancels it too, and the connection went back to its
     pool still in the transaction (asyncpg's "Resetting connection with an active
-    transaction" error). On a cancellation the exit is shielded and time-boxed; a
-    ROLLBACK that fails even so (the connection broken, or still busy ending the
-    cancelled COPY) is left to the pool's reset or the server, and a connection that
-    does not answer it within :data:`GRACE` is dropped. Any other error exits exactly
-    as asyncpg's own block does."""
+    transaction" error). Shielding that ROLLBACK instead would wait on a server that
+    does not answer (frozen, cut off), and on asyncpg's cancel request after it. The
+    connection is dropped at once: PostgreSQL rolls back as it goes, and the pool
+    opens another when one is needed. Any other error exits exactly as asyncpg's own
+    block does."""
     tx = conn.transaction()
     await tx.__aenter__()
     try:
         yield
-    except anyio.get_cancelled_exc_class() as exc:
-        with anyio.move_on_after(GRACE, shield=True) as waited:
-            try:
-                await tx.__aexit__(type(exc), exc, exc.__traceback__)
-            except Exception as failed:  # noqa: BLE001 -- the cancellation goes on regardless
-                log.info("rollback_dropped", reason=str(failed) or type(failed).__name__)
-        if waited.cancelled_caught:  # a server that does not answer (frozen, cut off):
-            conn.terminate()  # nothing more is waited for, not even a cancel request
-            log.info("rollback_dropped", reason=f"no answer within {GRACE:g} s")
+    except anyio.get_cancelled_exc_class():
+        conn.terminate()
+        log.info("connection_dropped", reason="its transaction was cancelled")
         raise
     except BaseException as exc:
         await tx.__aexit__(type(exc), exc, exc.__traceback__)
