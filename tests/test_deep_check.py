@@ -454,3 +454,34 @@ def test_the_source_side_takes_the_tables_with_most_bytes_first() -> None:
     ranked = sorted([narrow, small, wide], key=source_work, reverse=True)
     assert [t.name for t in ranked] == ["wide", "narrow", "small"]
     assert source_work(wide) > source_work(TablePlan("w", "w", key, row_count=60_000))
+
+
+async def test_a_repeated_json_document_changed_in_one_row_fails_its_table(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """The source side remembers the rendering of documents it has seen (applications
+    repeat theirs): one row of 300 holding the same document, changed in PostgreSQL
+    (a key added) or in SQLite (a number spelled otherwise), still fails the table,
+    and a document longer than the memo keeps is rendered every time."""
+    source = tmp_path / "docs.db"
+    long = json.dumps({"items": list(range(200))})  # past what the memo keeps
+    with sqlite3.connect(source) as conn:
+        conn.execute("CREATE TABLE docs (id INTEGER PRIMARY KEY, body JSON, big JSON)")
+        conn.executemany(
+            "INSERT INTO docs VALUES (?, ?, ?)",
+            [(i, '{"b": [1, 2.50], "a": "x"}', long) for i in range(1, 301)],
+        )
+    migrated = await migrated_copy(source, pg_dsn)
+    try:
+        assert not failures(await migrated.deep_check())
+        await migrated.conn.execute("UPDATE docs SET body = body || '{\"c\": 1}' WHERE id = 150")
+        assert [r.table for r in failures(await migrated.deep_check())] == ["docs"]
+        await migrated.conn.execute("UPDATE docs SET body = body - 'c' WHERE id = 150")
+        assert not failures(await migrated.deep_check())
+        with sqlite3.connect(source) as conn:
+            conn.execute('UPDATE docs SET body = \'{"b": [1, 2.5], "a": "x"}\' WHERE id = 7')
+            conn.execute("UPDATE docs SET big = ? WHERE id = 9", (long.replace("199", "198"),))
+        failed = failures(await migrated.deep_check(explain=True))
+        assert [r.table for r in failed] == ["docs"]
+    finally:
+        await migrated.conn.close()
