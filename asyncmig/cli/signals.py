@@ -33,10 +33,8 @@ if TYPE_CHECKING:  # the module is imported first thing: nothing slow at import 
 T = TypeVar("T")
 
 HANDLED = (signal.SIGINT, signal.SIGTERM)
-_received: list[int] = []  # the signals received by this process, in order
-_holding: list[bool] = []  # one entry per deferred() section being run
-_held: list[int] = []  # signals whose handler ran inside one, raised at its end
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
+_received: list[int] = []
+PR_SET_PDEATHSIG = 1  # linux/prctl.h  # the signals received by this process, in order
 ORPHANED = 1  # a worker's exit code when its parent died before it was bound to it
 
 
@@ -136,16 +134,10 @@ def deferred() -> Iterator[None]:
         yield
         return
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
-    _holding.append(True)
     try:
         yield
     finally:  # a signal that came meanwhile is delivered here, outside the import
-        _holding.pop()
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-        if _held and not _holding:
-            signum = _held[0]
-            _held.clear()
-            raise SignalReceived(signum)
 
 
 def caused_by_signal(exc: BaseException) -> SignalReceived | None:
@@ -168,9 +160,6 @@ def ignore() -> None:
 
 def _raise(signum: int, _frame: FrameType | None) -> None:
     _received.append(signum)
-    if _holding:  # arrived just before the mask was set: Python runs it at the next
-        _held.append(signum)  # bytecode, inside the held-back section; raised at its end
-        return
     raise SignalReceived(signum)
 
 
