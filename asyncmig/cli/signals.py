@@ -24,7 +24,6 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:  # the module is imported first thing: nothing slow at import time
-    import asyncio
     from collections.abc import Awaitable, Callable, Iterator
     from types import FrameType
 
@@ -165,49 +164,9 @@ def _raise(signum: int, _frame: FrameType | None) -> None:
 
 def run(func: Callable[..., Awaitable[T]], *args: object) -> T:
     """``anyio.run(func, *args)``, cancelled cleanly by SIGINT or SIGTERM."""
-    result: T = plain(_guarded, func, args)
-    return result
-
-
-def plain(func: Callable[..., Awaitable[T]], *args: object) -> T:
-    """``anyio.run(func, *args)`` on asyncio, its loop built by :func:`new_loop`."""
     import anyio
 
-    result: T = anyio.run(
-        func, *args, backend="asyncio", backend_options={"loop_factory": new_loop}
-    )
-    return result
-
-
-def new_loop() -> asyncio.AbstractEventLoop:
-    """asyncio's event loop, built with SIGINT and SIGTERM held back (:func:`deferred`).
-
-    The handler raises where Python happens to be: inside the loop's constructor, before
-    its self-pipe exists, it left a half-built loop whose ``__del__`` printed a
-    traceback ("'_UnixSelectorEventLoop' object has no attribute '_ssock'") after the
-    command's one line (a SIGTERM 0.19 s after start, one run in a few dozen). Held
-    back, the signal is raised once the loop is whole, which is then closed. Its
-    ``close`` is held back likewise: cut short between closing the self-pipe and
-    forgetting it, a second close (the loop's ``__del__``) printed "Invalid file
-    descriptor: -1"."""
-    import asyncio
-
-    loop = None
-    try:
-        with deferred():
-            loop = asyncio.new_event_loop()
-    except BaseException:
-        if loop is not None:
-            loop.close()
-        raise
-    close = loop.close
-
-    def close_whole() -> None:
-        with deferred():
-            close()
-
-    loop.close = close_whole  # type: ignore[method-assign]
-    return loop
+    return anyio.run(_guarded, func, args, backend="asyncio")
 
 
 async def _guarded(func: Callable[..., Awaitable[T]], args: tuple[object, ...]) -> T:

@@ -21,7 +21,6 @@ import anyio
 import asyncpg
 
 from asyncmig import cutover, ddl
-from asyncmig.cli import signals
 from asyncmig.errors import RollbackRefused, TargetError, UsageError
 from asyncmig.plan.model import Plan
 from asyncmig.quoting import name_text, qualified, quote_ident, sql_comment
@@ -348,7 +347,7 @@ class RollbackManager:
             finally:
                 await hang_up(conn)
 
-        return signals.plain(main)
+        return anyio.run(main, backend="asyncio")
 
     async def _run_id(self, conn: asyncpg.Connection) -> int:
         if self.run is not None:
