@@ -249,10 +249,10 @@ class TableGuard:
     ):
         self.append = append  # a later phase (orphans) adds to the load's reject file
         self.table = table
-        self.reject_dir = reject_dir
         self.max_rejects = max_rejects
         self.accounts = Accounts()
         self.keys = key_positions(table)
+        self._path = reject_path(reject_dir, table.name) if reject_dir is not None else None
         self._stream: IO[bytes] | None = None
 
     @property
@@ -358,7 +358,7 @@ class TableGuard:
                 "back",
                 hint="clean the source, choose other policies, or raise --max-rejects",
             )
-        if self.reject_dir is None:
+        if self._path is None:
             return
         record = {
             "table": self.table.name,
@@ -372,39 +372,40 @@ class TableGuard:
                 c.source_name: json_value(v) for c, v in zip(self.table.columns, row, strict=True)
             },
         }
-        self._write(self.reject_dir, orjson.dumps(record, default=str) + b"\n")
+        self._write(self._path, orjson.dumps(record, default=str) + b"\n")
 
-    def _write(self, reject_dir: Path, data: bytes) -> None:
-        path = reject_path(reject_dir, self.table.name)
+    def _write(self, path: Path, data: bytes) -> None:
         try:
             if self._stream is None:
-                files.private_dir(reject_dir)
+                files.private_dir(path.parent)
                 self._stream = files.append(path) if self.append else files.rewrite(path)
                 self.accounts.reject_file = str(path)
             self._stream.write(data)
         except OSError as exc:
-            raise self._unwritable(path, exc) from None
+            raise rejects_unwritable(path, exc, self.table.name) from None
 
     def flush(self) -> None:
         """Every rejected row on disk: called before the table's load commits, so a
         table is never committed with its reject file cut short."""
-        if self._stream is not None and self.reject_dir is not None:
+        if self._stream is not None and self._path is not None:
             try:
                 self._stream.flush()
             except OSError as exc:
-                raise self._unwritable(reject_path(self.reject_dir, self.table.name), exc) from None
+                raise rejects_unwritable(self._path, exc, self.table.name) from None
 
     def close(self) -> None:
         stream, self._stream = self._stream, None
-        if stream is not None and self.reject_dir is not None:
+        if stream is not None and self._path is not None:
             try:
                 stream.close()  # the file is closed even when its last flush fails
             except OSError as exc:
-                raise self._unwritable(reject_path(self.reject_dir, self.table.name), exc) from None
+                raise rejects_unwritable(self._path, exc, self.table.name) from None
 
-    def _unwritable(self, path: Path, exc: OSError) -> LocalFileError:
-        return LocalFileError(
-            f"cannot write the reject file {path}: {exc.strerror or exc} (the only record of "
-            f"the rows {self.table.name} rejects: nothing is loaded without it)",
-            hint="free space there, or pass --rejects DIR naming a directory with room",
-        )
+
+def rejects_unwritable(path: Path, exc: OSError, table: str) -> LocalFileError:
+    """The one error for a table's reject file that cannot be written."""
+    return LocalFileError(
+        f"cannot write the reject file {path}: {exc.strerror or exc} (the only record of "
+        f"the rows {table} rejects: nothing is loaded without it)",
+        hint="free space there, or pass --rejects DIR naming a directory with room",
+    )

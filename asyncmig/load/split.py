@@ -32,11 +32,17 @@ import anyio.to_process
 import asyncpg
 import structlog
 
-from asyncmig.errors import LocalFileError, TargetError
+from asyncmig.errors import TargetError
 from asyncmig.load import progress
 from asyncmig.load.counts import recorded_rows
 from asyncmig.load.pipeline import TableLoad
-from asyncmig.load.policy import Accounts, check_rejects, combine, reject_path
+from asyncmig.load.policy import (
+    Accounts,
+    check_rejects,
+    combine,
+    reject_path,
+    rejects_unwritable,
+)
 from asyncmig.plan.model import Plan, TablePlan
 from asyncmig.quoting import qualified, quote_ident, quote_sqlite_ident
 from asyncmig.source.sqlite import open_sync, source_error
@@ -248,10 +254,7 @@ def merge_accounts(
                 for path in ranges:
                     out.write(path.read_bytes())
         except OSError as exc:  # the ranges' files are kept: the only record of their rows
-            raise LocalFileError(
-                f"cannot write the reject file {target}: {exc.strerror or exc}",
-                hint="free space there, or pass --rejects DIR naming a directory with room",
-            ) from None
+            raise rejects_unwritable(target, exc, table.name) from None
         for path in ranges:  # only once all of them are in the table's file
             path.unlink()
             path.parent.rmdir()

@@ -15,7 +15,6 @@ SHA-256 computed while writing.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -208,7 +207,7 @@ async def write_backup(
         await anyio.to_thread.run_sync(stream.close)  # its last flush may fail too
     except BaseException as exc:
         with anyio.CancelScope(shield=True):  # a half-written backup must not pass for one
-            await anyio.to_thread.run_sync(_discard, stream, path)
+            await anyio.to_thread.run_sync(files.discard, stream, path)
         if isinstance(exc, OSError):  # a full disk: nothing is rolled back without it
             raise LocalFileError(
                 f"cannot write the backup {path}: {exc.strerror or exc}; nothing was rolled back",
@@ -216,14 +215,6 @@ async def write_backup(
             ) from None
         raise
     return BackupFile(path, out.digest.hexdigest(), tuple(tables), rows)
-
-
-def _discard(stream: IO[bytes], path: Path) -> None:
-    # closing flushes what is buffered: on the full disk that failed the backup, that
-    # fails again, and the file is removed all the same
-    with contextlib.suppress(OSError):
-        stream.close()
-    path.unlink(missing_ok=True)
 
 
 async def _header(

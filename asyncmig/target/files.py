@@ -11,6 +11,7 @@ that it alone created.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import os
@@ -66,12 +67,20 @@ def write_new(directory: Path, stem: str, suffix: str, text: str) -> Path:
     """Write ``text`` to a new private file named like :func:`new_file`; returns its path."""
     path, stream = _exclusive(directory, stem, suffix)
     try:
-        with stream:
-            stream.write(text.encode("utf-8"))
+        stream.write(text.encode("utf-8"))
+        stream.close()
     except OSError:  # a disk full: no piece of the text is left to be taken for all of it
-        path.unlink(missing_ok=True)
+        discard(stream, path)
         raise
     return path
+
+
+def discard(stream: IO[bytes], path: Path) -> None:
+    """Close and remove a file whose writing failed. Closing flushes what is buffered:
+    on the full disk that failed it, that fails again, and the file goes all the same."""
+    with contextlib.suppress(OSError):
+        stream.close()
+    path.unlink(missing_ok=True)
 
 
 def open_new(directory: Path, stem: str, suffix: str) -> tuple[Path, IO[bytes]]:
