@@ -188,3 +188,67 @@ def test_a_signal_python_dropped_in_a_callback_still_stops_the_command() -> None
     assert done.stderr == ""
     assert done.returncode == 143, done.stdout
     assert done.stdout.split() == ["dropped", "SIGTERM", "stopped", "SIGTERM", "True"]
+
+
+IN_THE_LOOP = """
+import asyncio, os, signal, sys
+from asyncio import selector_events, unix_events
+from asyncmig.cli import signals
+
+where, entry = sys.argv[1], getattr(signals, sys.argv[2])
+def kill_first(method):  # a real SIGTERM to this process, then the method itself
+    def hooked(self, *args):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return method(self, *args)
+    return hooked
+if where == "build":  # inside the loop's constructor, half-way through it
+    selector_events.BaseSelectorEventLoop._make_self_pipe = kill_first(
+        selector_events.BaseSelectorEventLoop._make_self_pipe)
+elif where == "close":
+    unix_events._UnixSelectorEventLoop.close = kill_first(
+        unix_events._UnixSelectorEventLoop.close)
+ran = []
+async def body():
+    ran.append(True)
+    if where == "body":
+        os.kill(os.getpid(), signal.SIGTERM)
+        await asyncio.sleep(30)
+    return 42
+signals.install()
+try:
+    print("finished", entry(body))
+except signals.SignalReceived as stop:
+    print("stopped", stop.name, bool(ran))
+import gc; gc.collect()  # a half-made loop would be collected (and complain) here
+"""
+
+
+@pytest.mark.parametrize(
+    ("entry", "where", "body_ran"),
+    [
+        ("call", "build", False),  # held while the loop is built, raised before the body
+        ("run", "build", True),  # the body starts cancelled: it stops at its first await
+        ("call", "body", True),
+        ("run", "body", True),
+        ("call", "close", True),  # held while the loop closes, raised after it
+        ("run", "close", True),
+    ],
+)
+def test_a_signal_while_the_event_loop_is_built_or_closed(
+    entry: str, where: str, body_ran: bool
+) -> None:
+    """SIGTERM inside asyncio's loop constructor, inside the command, inside the loop's
+    close: SignalReceived out of the call, and nothing on stderr. Raised inside the
+    constructor, it had left a half-made loop whose ``__del__`` printed an
+    AttributeError traceback (``_ssock``) after the one line."""
+    done = subprocess.run(
+        [sys.executable, "-c", IN_THE_LOOP, where, entry],
+        capture_output=True,
+        text=True,
+        env=cli_environment(),
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "", done.stderr
+    assert done.stdout.split() == ["stopped", "SIGTERM", str(body_ran)], done.stdout

@@ -14,7 +14,6 @@ from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
-import anyio
 import structlog
 
 from asyncmig import ddl
@@ -106,7 +105,7 @@ def target_for(values: Resolved, environ: Mapping[str, str], *, start: bool = Tr
     target = resolve_target(values["pg"], environ)
     if target is not None:
         if values["connect_timeout"] > 0:
-            anyio.run(wait_for_target, target, values["connect_timeout"], backend="asyncio")
+            signals.call(wait_for_target, target, values["connect_timeout"])
         return target
     pgdata = values["data_dir"] / "pgdata"
     if start or (pgdata / "PG_VERSION").exists():
@@ -185,7 +184,7 @@ def migrate(command: str, values: Resolved, environ: Mapping[str, str]) -> int:
 
     with logging_for(command, values) as log_file:
         if values["print_sql"]:
-            plan = anyio.run(make_plan, plan_settings(values), backend="asyncio")
+            plan = signals.call(make_plan, plan_settings(values))
             script = ddl.render_script(plan)
             emit(
                 output.render(output.document(command, 0, sql=script))
@@ -253,9 +252,7 @@ def next_steps(target: Target, data_dir: Path) -> str:
 
 def skip_unchanged(settings: RunSettings, values: Resolved) -> bool:
     """--if-changed: say so and skip when the source is the file the last load read."""
-    since = anyio.run(
-        unchanged_target, settings.target, settings.schema, settings.source, backend="asyncio"
-    )
+    since = signals.call(unchanged_target, settings.target, settings.schema, settings.source)
     if since is None:
         return False
     log.info("unchanged", since_run=since)
@@ -292,7 +289,7 @@ def plan(command: str, values: Resolved, environ: Mapping[str, str]) -> int:
     from asyncmig.run import make_plan  # the planner: imported by the commands that plan
 
     with logging_for(command, values):
-        result = anyio.run(make_plan, plan_settings(values), backend="asyncio")
+        result = signals.call(make_plan, plan_settings(values))
         if as_json(values):
             data = result.to_dict()
             emit(output.render(output.document(command, 0, tables=data.pop("tables"), plan=data)))
@@ -306,7 +303,7 @@ def check(command: str, values: Resolved, environ: Mapping[str, str]) -> int:
 
     with logging_for(command, values):
         settings = run_settings(command, values, environ)
-        results = anyio.run(commands.check, settings, settings.deep, backend="asyncio")
+        results = signals.call(commands.check, settings, settings.deep)
         code = VerificationError.exit_code if any(not r.ok for r in results) else 0
         emit(
             output.render(output.document(command, code, checks=verify.results_json(results)))
@@ -321,7 +318,7 @@ def validate_command(command: str, values: Resolved, environ: Mapping[str, str])
 
     with logging_for(command, values):
         settings = run_settings(command, values, environ)
-        checks = anyio.run(commands.validate, settings, backend="asyncio")
+        checks = signals.call(commands.validate, settings)
         code = VerificationError.exit_code if validate.failed(checks) else 0
         emit(
             output.render(output.document(command, code, preflight=validate.checks_json(checks)))
@@ -338,9 +335,7 @@ def history_settings(values: Resolved, environ: Mapping[str, str]) -> RunSetting
 
 def status(command: str, values: Resolved, environ: Mapping[str, str]) -> int:
     with logging_for(command, values):
-        runs, kept = anyio.run(
-            commands.status, history_settings(values, environ), backend="asyncio"
-        )
+        runs, kept = signals.call(commands.status, history_settings(values, environ))
         emit(
             output.render(
                 output.document(
@@ -368,7 +363,7 @@ def cleanup(command: str, values: Resolved, environ: Mapping[str, str]) -> int:
             keep=values["keep"],
             dry_run=values["dry_run"],
         )
-        report = anyio.run(action, backend="asyncio")
+        report = signals.call(action)
         emit(
             output.render(output.document(command, 0, **render.cleanup_data(report)))
             if as_json(values)
@@ -390,7 +385,7 @@ def rollback(command: str, values: Resolved, environ: Mapping[str, str]) -> int:
             )
         settings = history_settings(values, environ)
         if values["check"]:
-            report = anyio.run(commands.rollback_check, settings, run_id, backend="asyncio")
+            report = signals.call(commands.rollback_check, settings, run_id)
             code = 0 if report.safe_to_rollback else RollbackRefused.exit_code
             emit(
                 output.render(
@@ -409,7 +404,7 @@ def rollback(command: str, values: Resolved, environ: Mapping[str, str]) -> int:
             backup_dir=values["backup_dir"] or values["log_dir"],
         )
         try:
-            result = anyio.run(action, backend="asyncio")
+            result = signals.call(action)
         except RollbackRefused as refused:  # the report on stdout, the one-line error after
             if not as_json(values):
                 emit(render.safety_text(refused.report))

@@ -157,23 +157,72 @@ def ignore() -> None:
         signal.signal(signum, signal.SIG_IGN)
 
 
+_held: list[int] = []  # signals that came while the handler was told to hold them
+_holding = [False]  # the handler records a signal and returns, instead of raising
+
+
 def _raise(signum: int, _frame: FrameType | None) -> None:
     _received.append(signum)
+    if _holding[0]:
+        _held.append(signum)
+        return
     raise SignalReceived(signum)
+
+
+def call(func: Callable[..., Awaitable[T]], *args: object) -> T:
+    """``anyio.run(func, *args)``, where a signal raises only while ``func`` runs.
+
+    The event loop's construction and its close are held (the signal is recorded and
+    raised once the loop is closed, or at ``func``'s start): raised from inside asyncio's
+    constructor or its ``close()``, the exception left a half-made loop whose
+    ``__del__`` printed a traceback after the one line. Not a blocked signal mask, which
+    the loop's threads would inherit."""
+    return _loop(_released, func, args)
 
 
 def run(func: Callable[..., Awaitable[T]], *args: object) -> T:
     """``anyio.run(func, *args)``, cancelled cleanly by SIGINT or SIGTERM."""
+    return _loop(_guarded, func, args)
+
+
+def _loop(
+    body: Callable[[Callable[..., Awaitable[T]], tuple[object, ...]], Awaitable[T]],
+    func: Callable[..., Awaitable[T]],
+    args: tuple[object, ...],
+) -> T:
     import anyio
 
-    return anyio.run(_guarded, func, args, backend="asyncio")
+    _holding[0] = True
+    try:
+        return anyio.run(body, func, args, backend="asyncio")
+    finally:
+        _holding[0] = False
+        if _held:  # came while the loop closed (or was built, and func never ran)
+            signum = _held[0]
+            _held.clear()
+            raise SignalReceived(signum)
+
+
+async def _released(func: Callable[..., Awaitable[T]], args: tuple[object, ...]) -> T:
+    """Run ``func`` with the handler raising again; a signal held so far raises now."""
+    _holding[0] = False
+    try:
+        if _held:
+            signum = _held[0]
+            _held.clear()
+            raise SignalReceived(signum)
+        return await func(*args)
+    finally:
+        _holding[0] = True
 
 
 async def _guarded(func: Callable[..., Awaitable[T]], args: tuple[object, ...]) -> T:
     """Run ``func`` in a scope that the loop's signal handlers cancel.
 
     Loop handlers (not a watcher task in a task group) so ``func``'s errors reach the
-    caller as they are, not wrapped in an exception group.
+    caller as they are, not wrapped in an exception group. Python's handler holds
+    what comes before they are installed and after they are removed (it is not
+    raised inside this coroutine): ``_received`` says it, below.
     """
     import asyncio
 
@@ -188,7 +237,7 @@ async def _guarded(func: Callable[..., Awaitable[T]], args: tuple[object, ...]) 
 
     for signum in HANDLED:
         loop.add_signal_handler(signum, on_signal, signum)
-    if _received:  # came before the loop, and Python dropped it (see unraisable)
+    if _received:  # came while the loop was built, or Python dropped it (see unraisable)
         work.cancel()
     outcome: list[T] = []
     try:
@@ -202,6 +251,7 @@ async def _guarded(func: Callable[..., Awaitable[T]], args: tuple[object, ...]) 
         for signum in HANDLED:
             loop.remove_signal_handler(signum)
         install()  # removing the loop's handlers restored the default (fatal) actions
+        _held.clear()  # what came before is in _received, raised below
     if _received:
         raise SignalReceived(_received[0])
     return outcome[0]
