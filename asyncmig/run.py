@@ -42,6 +42,7 @@ from asyncmig.check import verify
 from asyncmig.check.verify import CheckResult
 from asyncmig.cli import signals
 from asyncmig.errors import (
+    LocalFileError,
     SourceError,
     TargetError,
     VerificationError,
@@ -166,7 +167,7 @@ async def _execute(settings: RunSettings, *, create: bool, load: bool, check: bo
     if not settings.snapshot:
         return await _execute_on(settings, settings, create=create, load=load, check=check)
     check_source_file(settings.source)
-    with tempfile.TemporaryDirectory(prefix="asyncmig-snapshot-") as directory:
+    with _snapshot_directory() as directory:
         copy = Path(directory) / settings.source.name
         started = time.perf_counter()
         await anyio.to_thread.run_sync(snapshot, settings.source, copy)
@@ -181,11 +182,27 @@ async def _execute(settings: RunSettings, *, create: bool, load: bool, check: bo
         )
 
 
+def _snapshot_directory() -> tempfile.TemporaryDirectory[str]:
+    """Where ``--snapshot`` copies the source: the temporary directory ($TMPDIR)."""
+    try:
+        return tempfile.TemporaryDirectory(prefix="asyncmig-snapshot-")
+    except OSError as exc:
+        raise _no_room(exc) from exc
+
+
+def _no_room(exc: BaseException) -> LocalFileError:
+    return LocalFileError(
+        f"--snapshot cannot copy the source into the temporary directory ({exc})",
+        hint="set TMPDIR to a writable directory with room for a copy of the source",
+    )
+
+
 def snapshot(source: Path, copy: Path) -> None:
     """A consistent copy of the source, taken inside one read transaction (backup API).
 
     All readers then share one snapshot, whatever the application writes meanwhile;
-    with a WAL database the copy never blocks the application.
+    with a WAL database the copy never blocks the application. A copy that does not
+    fit (SQLITE_FULL) is this side's disk, not a fault of the source.
     """
     src = open_sync(source)
     try:
@@ -195,6 +212,8 @@ def snapshot(source: Path, copy: Path) -> None:
         finally:
             dst.close()
     except sqlite3.DatabaseError as exc:
+        if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+            raise _no_room(exc) from exc
         raise source_error(source, exc) from exc
     finally:
         src.close()

@@ -5,13 +5,17 @@
 - the log directory filling up during a run: the run goes on and succeeds, saying once
   that its log file and its rollback script's copy could not be written;
 - the reject store full: the run fails in one line (exit 7) and the target keeps what
-  it held, since a rejected row would otherwise have no record.
+  it held, since a rejected row would otherwise have no record;
+- the temporary directory full, or none at all: the run goes on without live counts;
+  ``--snapshot``, which copies the source there, fails in one line (exit 7).
 """
 
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
@@ -75,6 +79,11 @@ def run(run_main: RunMain, source: Path, dsn: str, schema: str, *more: str) -> R
     )
 
 
+def deep_check_passes(run_main: RunMain, source: Path, dsn: str, schema: str) -> None:
+    checked = run_main("check", "--deep", "--sqlite", str(source), "--pg", dsn, "--schema", schema)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
 def contents(dsn: str, schema: str) -> dict[str, str]:
     """Each table's rows, hashed in one order: a table that changed in any value differs."""
     tables = [
@@ -128,10 +137,7 @@ def test_a_log_directory_filling_up_mid_run_lets_the_run_finish(
     )[0]
     assert (status, script) == ("succeeded", None)
     assert "DROP TABLE" in sql
-    checked = run_main(
-        "check", "--deep", "--sqlite", str(source), "--pg", pg_dsn, "--schema", "app"
-    )
-    assert checked.returncode == 0, checked.stdout + checked.stderr
+    deep_check_passes(run_main, source, pg_dsn, "app")
 
 
 def test_a_full_reject_store_fails_the_run_and_keeps_the_target(
@@ -189,3 +195,90 @@ def test_a_backup_that_cannot_be_written_rolls_nothing_back(
     assert sorted(p.name for p in small_disk.iterdir()) == ["filler"]
     assert contents(pg_dsn, "app") == before
     assert fetch(pg_dsn, "SELECT status FROM asyncmig.runs")[0][0] == "succeeded"
+
+
+TempOn = Callable[..., AbstractContextManager[Path]]
+
+
+@pytest.fixture
+def small_tmp(small_disk: Path, monkeypatch: pytest.MonkeyPatch) -> TempOn:
+    """``with small_tmp(leave=N) as disk``: the small disk filled to N free bytes is
+    the temporary directory within the block (pytest's own capture needs a usable
+    one at teardown)."""
+
+    @contextmanager
+    def on(*, leave: int) -> Iterator[Path]:
+        fill(small_disk, leave)
+        with monkeypatch.context() as patch:
+            patch.setattr(tempfile, "tempdir", str(small_disk))
+            yield small_disk
+
+    return on
+
+
+def public_tables(dsn: str, schema: str) -> list[str]:
+    rows = fetch(dsn, "SELECT tablename FROM pg_tables WHERE schemaname = $1", schema)
+    return [r[0] for r in rows]
+
+
+def test_a_full_temporary_directory_costs_only_the_live_counts(
+    run_main: RunMain, small_tmp: TempOn, tmp_path: Path, pg_dsn: str
+) -> None:
+    """The progress board is a small file in the temporary directory: with no room for
+    it the run loads everything all the same and says once that live counts are off;
+    nothing of the board is left behind, and the copy passes ``check --deep``."""
+    source = tmp_path / "app.db"
+    generate(source, 2000, seed=7)
+    with small_tmp(leave=0) as small_disk:
+        ran = run(run_main, source, pg_dsn, "app", "--log-dir", str(tmp_path / "logs"))
+    assert ran.returncode == 0, ran.stderr
+    (warning,) = [line for line in ran.stderr.splitlines() if "progress_unavailable" in line]
+    assert "No space left on device" in warning
+    assert sorted(p.name for p in small_disk.iterdir()) == ["filler"]
+    deep_check_passes(run_main, source, pg_dsn, "app")
+
+
+def test_a_snapshot_with_no_room_for_its_copy_fails_before_the_load(
+    run_main: RunMain, small_tmp: TempOn, tmp_path: Path, pg_dsn: str
+) -> None:
+    """``--snapshot`` copies the source into the temporary directory first: a copy
+    that does not fit is this side's disk (exit 7, one line), not a corrupt source
+    (exit 3); the partial copy is removed and no table is created."""
+    source = tmp_path / "app.db"
+    generate(source, 2000, seed=8)
+    with small_tmp(leave=4 * PAGE) as small_disk:
+        ran = run(run_main, source, pg_dsn, "app", "--snapshot", "--log-dir", str(tmp_path / "l"))
+    assert ran.returncode == 7, ran.stderr
+    line = one_error_line(ran.stderr)
+    assert "--snapshot cannot copy the source" in line and "disk is full" in line
+    assert sorted(p.name for p in small_disk.iterdir()) == ["filler"]
+    assert public_tables(pg_dsn, "app") == []
+
+
+def test_no_temporary_directory_at_all(
+    run_main: RunMain, tmp_path: Path, pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A container with a read-only root and no ``/tmp`` volume: ``run`` works without
+    live counts; ``--snapshot`` says it needs a temporary directory (exit 7)."""
+    source = tmp_path / "app.db"
+    generate(source, 1000, seed=9)
+    logs = ("--log-dir", str(tmp_path / "logs"))
+    with monkeypatch.context() as patch:  # pytest's own capture needs one at teardown
+        patch.setattr(tempfile, "tempdir", str(tmp_path / "missing"))
+        refused = run(run_main, source, pg_dsn, "app", "--snapshot", *logs)
+        assert refused.returncode == 7, refused.stderr
+        assert "--snapshot cannot copy the source" in one_error_line(refused.stderr)
+        assert public_tables(pg_dsn, "app") == []
+        ran = run(run_main, source, pg_dsn, "app", *logs)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stderr.count('"event":"progress_unavailable"') == 1
+    assert sorted(public_tables(pg_dsn, "app")) == sorted(r[0] for r in _sqlite_tables(source))
+
+
+def _sqlite_tables(source: Path) -> list[tuple[str]]:
+    import sqlite3
+
+    with sqlite3.connect(source) as conn:
+        return conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        ).fetchall()

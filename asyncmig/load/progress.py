@@ -20,7 +20,6 @@ Where it goes is the :class:`Reporter` the command line installs:
 from __future__ import annotations
 
 import mmap
-import os
 import struct
 import tempfile
 import time
@@ -28,7 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import anyio
 import structlog
@@ -71,32 +70,52 @@ class Counter:
 
 
 class Board:
-    """Per-table counters shared with worker processes through a private mapped file."""
+    """Per-table counters shared with worker processes through a private mapped file.
+
+    The file lives in the temporary directory. Where there is none to write (a
+    read-only container without a ``/tmp`` volume, a full disk) the run goes on without
+    live counts: a warning, and no slots (``slot`` gives None, ``read`` nothing)."""
 
     def __init__(self, tables: list[str]):
         self.tables = tables
-        self.directory = Path(tempfile.mkdtemp(prefix="asyncmig-progress-"))
-        path = self.directory / "board"
-        with files.create(path) as stream:
-            stream.write(bytes(_SLOT.size * max(1, len(tables))))
+        self.path: str | None = None
+        self.directory: Path | None = None
+        try:
+            self.directory = Path(tempfile.mkdtemp(prefix="asyncmig-progress-"))
+            path = self.directory / "board"
+            with files.create(path) as stream:
+                stream.write(bytes(_SLOT.size * max(1, len(tables))))
+            with path.open("rb") as stream:  # the mapping keeps its own descriptor
+                self._view = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ)
+        except OSError as exc:
+            log.warning("progress_unavailable", reason=f"{type(exc).__name__}: {exc}")
+            self._remove()
+            return
         self.path = str(path)
-        self._stream: IO[bytes] = open(path, "rb")  # noqa: SIM115 -- closed in close()
-        self._view = mmap.mmap(self._stream.fileno(), 0, access=mmap.ACCESS_READ)
 
-    def slot(self, table: str) -> Slot:
-        return Slot(self.path, self.tables.index(table))
+    def slot(self, table: str) -> Slot | None:
+        return None if self.path is None else Slot(self.path, self.tables.index(table))
 
     def read(self) -> dict[str, tuple[int, int]]:
+        if self.path is None:
+            return {}
         return {
             name: _SLOT.unpack_from(self._view, i * _SLOT.size)
             for i, name in enumerate(self.tables)
         }
 
     def close(self) -> None:
-        self._view.close()
-        self._stream.close()
-        os.unlink(self.path)
-        os.rmdir(self.directory)
+        if self.path is not None:
+            self._view.close()
+        self._remove()
+
+    def _remove(self) -> None:
+        """The file and its directory, whatever of them was made."""
+        if self.directory is None:
+            return
+        (self.directory / "board").unlink(missing_ok=True)
+        self.directory.rmdir()
+        self.directory = None
 
 
 @dataclass
