@@ -162,6 +162,31 @@ async def test_fts5_rtree_copied_and_search_finds_what_match_finds(
     assert {r.table for r in results} >= {"notes", "places", "tagged"}
 
 
+async def test_fts3_has_no_content_option_its_rows_are_copied(tmp_path: Path, pg_dsn: str) -> None:
+    """FTS3 reads ``content="docs"`` as a second column named ``content``, not as
+    FTS4's external-content option: the table holds rows of its own (Datasette's test
+    fixtures declare one so). They were left out as if they were ``docs``' rows."""
+    source = tmp_path / "f3.db"
+    conn = sqlite3.connect(source)
+    conn.executescript("""
+        CREATE TABLE docs (id INTEGER PRIMARY KEY, body TEXT);
+        INSERT INTO docs VALUES (1, 'in docs');
+        CREATE VIRTUAL TABLE notes USING fts3(body, content="docs");
+        INSERT INTO notes (body, content) VALUES ('only in notes', 'a'), ('and here', NULL);
+        CREATE VIRTUAL TABLE n4 USING fts4(body, content="docs");
+    """)
+    conn.commit()
+    conn.close()
+    settings = RunSettings(source, Target(pg_dsn, pg_dsn, "test"))
+    report = await run_migration(settings)
+    assert sorted(t.name for t in report.plan.tables) == ["docs", "notes"]
+    assert [c.name for c in report.plan.table("notes").columns] == ["rowid", "body", "content"]
+    assert any("n4" in w and "external-content fts4" in w for w in report.plan.warnings)
+    assert await assert_all_equal(source, pg_dsn, report.plan) == 1 + 2
+    results = await check(settings, DeepCheck())
+    assert [r for r in results if not r.ok] == []
+
+
 def _fts5_query(words: str) -> str:
     """The words as FTS5 string tokens, implicitly ANDed (as plainto_tsquery does)."""
     return " ".join('"' + w.replace('"', '""') + '"' for w in words.split())

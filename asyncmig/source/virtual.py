@@ -28,6 +28,7 @@ from asyncmig.quoting import quote_sqlite_ident as q
 from asyncmig.source.catalog import SourceColumn, SourceTable, VirtualInfo
 
 FULL_TEXT = ("fts3", "fts4", "fts5")
+FTS3_OPTIONS = ("tokenize",)
 RTREE = ("rtree", "rtree_i32")
 # the storage tables FTS and R*Tree modules create next to a virtual table
 SHADOW_SUFFIXES = (
@@ -75,18 +76,27 @@ class Declaration:
 
 
 def declaration(sql: str) -> Declaration:
+    """FTS3 knows one option, ``tokenize``: any other ``key=value`` is a column (FTS3
+    has no ``content=``: ``fts3(body, content="docs")`` stores its own rows in two
+    columns, ``body`` and ``content``)."""
     match = _USING.search(sql or "")
     if match is None:
         return Declaration("", (), ())
+    module = match.group(1).lower()
     options: list[tuple[str, str]] = []
     columns: list[str] = []
     for argument in sqlparse.split_top_level(match.group(2) or ""):
         key, equals, value = argument.partition("=")
-        if equals and re.fullmatch(r"\s*[A-Za-z_][A-Za-z0-9_]*\s*", key):
-            options.append((key.strip().lower(), sqlparse.unquote(value.strip())))
+        key = key.strip().lower()
+        if (
+            equals
+            and re.fullmatch(r"[a-z_][a-z0-9_]*", key)
+            and (module != "fts3" or key in FTS3_OPTIONS)
+        ):
+            options.append((key, sqlparse.unquote(value.strip())))
         else:
             columns.append(argument)
-    return Declaration(match.group(1).lower(), tuple(options), tuple(columns))
+    return Declaration(module, tuple(options), tuple(columns))
 
 
 def left_out(name: str, sql: str) -> str | None:
