@@ -5,20 +5,27 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import math
+import sqlite3
 import uuid
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from asyncmig.cli.commands import check
+from asyncmig.cli.settings import DeepCheck
 from asyncmig.errors import DataError
 from asyncmig.load import codecs, policy, transforms
 from asyncmig.plan.model import ColumnPlan, TablePlan
+from asyncmig.run import run_migration
+from asyncmig.runstate import RunSettings
 from asyncmig.source.scan import is_inet
+from asyncmig.target.connect import Target
 
 UTC = dt.UTC
 finite = st.floats(allow_nan=False, allow_infinity=False)
@@ -83,6 +90,75 @@ def test_more_than_six_fraction_digits_are_refused_not_rounded() -> None:
     with pytest.raises(ValueError, match="6 fraction digits"):
         transforms.to_timestamptz("2025-03-01 12:00:00.1234567")
     assert transforms.to_timestamptz("2025-03-01 12:00:00.123456").microsecond == 123456
+
+
+@given(
+    st.times(),
+    st.integers(min_value=-14 * 60, max_value=14 * 60),
+    st.sampled_from(["seconds", "milliseconds", "microseconds"]),
+)
+def test_a_time_with_an_offset_is_read_as_sqlite_reads_it(
+    moment: dt.time, minutes: int, spec: str
+) -> None:
+    """SQLite's ``time()`` applies a time's zone offset (``10:00+02:00`` is 08:00): so
+    does the load, where the offset was dropped before (10:00 kept, silently)."""
+    text = moment.replace(tzinfo=dt.timezone(dt.timedelta(minutes=minutes))).isoformat(spec)
+    with sqlite3.connect(":memory:") as conn:
+        (expected,) = conn.execute("SELECT strftime('%H:%M:%f', ?)", (text,)).fetchone()
+    got = transforms.to_time(text)
+    assert got.tzinfo is None
+    apart = abs(_micros(got) - _micros(dt.time.fromisoformat(expected))) % DAY_MICROS
+    assert min(apart, DAY_MICROS - apart) <= 500  # SQLite keeps milliseconds, rounded
+
+
+DAY_MICROS = 86_400_000_000
+
+
+def _micros(moment: dt.time) -> int:
+    return ((moment.hour * 60 + moment.minute) * 60 + moment.second) * 10**6 + moment.microsecond
+
+
+def test_a_time_with_more_than_six_fraction_digits_is_refused() -> None:
+    """As for timestamps: PostgreSQL keeps microseconds, and Python cut the rest off."""
+    for text in ("10:00:00.1234567", "23:59:59.9999999", "10:00:00.1234567+02:00"):
+        with pytest.raises(ValueError, match="6 fraction digits"):
+            transforms.to_time(text)
+    assert transforms.to_time("23:59:59.999999") == dt.time(23, 59, 59, 999999)
+
+
+async def test_times_arrive_as_sqlite_reads_them_and_the_rest_is_rejected(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """End to end: offsets applied, over-long fractions in the reject store (counted by
+    the plan beforehand), and ``check --deep`` agreeing with what arrived."""
+    source = tmp_path / "t.db"
+    with sqlite3.connect(source) as conn:
+        conn.execute("CREATE TABLE j (id INTEGER PRIMARY KEY, t TIME)")
+        conn.executemany(
+            "INSERT INTO j VALUES (?, ?)",
+            [
+                (1, "10:00:00+02:00"),
+                (2, "10:00:00.1234567"),
+                (3, "01:00:00+02:00"),
+                (4, "12:34:56.5"),
+                (5, None),
+            ],
+        )
+    settings = RunSettings(source, Target(pg_dsn, pg_dsn, "test"), rejects_dir=tmp_path)
+    report = await run_migration(settings)
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        rows = await conn.fetch("SELECT id, t FROM j ORDER BY id")
+        assert [tuple(r) for r in rows] == [
+            (1, dt.time(8)),
+            (3, dt.time(23)),
+            (4, dt.time(12, 34, 56, 500000)),
+            (5, None),
+        ]
+        assert any("j.t" in w and "10:00:00.1234567" in w for w in report.plan.warnings)
+        assert [r for r in await check(settings, DeepCheck()) if not r.ok] == []
+    finally:
+        await conn.close()
 
 
 @given(st.integers(min_value=0, max_value=10**10))

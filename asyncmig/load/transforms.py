@@ -34,6 +34,7 @@ Batch = list[tuple[Any, ...]]
 
 UTC = dt.UTC
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
+PG_DAY = dt.date(2000, 1, 1)  # any day: a time of day with an offset is moved within one
 MAX_FRACTION_DIGITS = 6
 
 
@@ -167,9 +168,10 @@ def to_bool(value: Any) -> bool:
         raise ValueError("not a boolean (0/1, t/f, true/false)") from None
 
 
-def _check_fraction(text: str) -> None:
-    """fromisoformat drops digits beyond microseconds; refuse rather than round silently."""
-    dot = text.find(".", 19)
+def _check_fraction(text: str, seconds_end: int = 19) -> None:
+    """fromisoformat drops digits beyond microseconds; refuse rather than round silently.
+    ``seconds_end``: where the fraction's dot may come (19 in a timestamp, 8 in a time)."""
+    dot = text.find(".", seconds_end)
     if dot < 0:
         return
     digits = 0
@@ -237,9 +239,17 @@ def to_date(value: Any) -> dt.date:
 
 
 def to_time(value: Any) -> dt.time:
+    """A time of day. One with a zone offset is read as SQLite's ``time()`` reads it,
+    the offset applied (``10:00:00+02:00`` is ``08:00:00``), as :func:`to_timestamp`
+    converts a timestamp with one; more than six fraction digits are refused."""
     if not isinstance(value, str):
         raise TypeError("not a time text")
-    return dt.time.fromisoformat(value)
+    if len(value) > 15:  # longer than HH:MM:SS.ffffff
+        _check_fraction(value, 8)
+    moment = dt.time.fromisoformat(value)
+    if moment.tzinfo is None:
+        return moment
+    return dt.datetime.combine(PG_DAY, moment).astimezone(UTC).time()
 
 
 def epoch(micros_per_unit: int) -> Transform:

@@ -501,7 +501,8 @@ def acceptance(target_type: str, transform: str, column: str) -> str:
         "timestamptz": f"{null} OR (typeof({c}) = 'text' AND substr({c}, 5, 1) = '-' "
         f"AND julianday({c}) IS NOT NULL AND (length({c}) <= 26 OR NOT {c} GLOB "
         "'*.[0-9][0-9][0-9][0-9][0-9][0-9][0-9]*'))",
-        "time": f"{null} OR (typeof({c}) = 'text' AND time({c}) IS NOT NULL)",
+        "time": f"{null} OR (typeof({c}) = 'text' AND time({c}) IS NOT NULL "
+        f"AND NOT {c} GLOB '*.[0-9][0-9][0-9][0-9][0-9][0-9][0-9]*')",
     }
     declared = declared_numeric(target_type)
     if base == "numeric" and declared:
