@@ -513,3 +513,37 @@ async def test_a_sync_waits_for_no_one_while_a_run_holds_the_schema(
         await holder.close()
     assert result.returncode == 9 and "in progress" in result.stderr
     assert sync_json(db, pg_dsn)["changed"] >= 1
+
+
+async def test_a_sync_behind_an_application_transaction_stops_after_lock_timeout(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """An application's open transaction on a synced table (a row it updated): the sync's
+    lock on the tables waits --lock-timeout, not for ever (a scheduled sync hung there),
+    then fails in one line naming the session and its query (exit 4), changing nothing
+    and recording the failure; once the transaction ends, the same command syncs."""
+    db = await migrated_then_edited(tmp_path, pg_dsn, "UPDATE users SET name = 'x' WHERE id = 3")
+    app = await asyncpg.connect(pg_dsn)
+    try:
+        await app.execute("SET application_name = 'the_app'")
+        tx = app.transaction()
+        await tx.start()
+        await app.execute("UPDATE users SET name = name WHERE id = 5")
+        began = time.monotonic()
+        result = run_cli("sync", "--sqlite", str(db), "--pg", pg_dsn, "--lock-timeout", "1")
+        waited = time.monotonic() - began
+        await tx.rollback()
+    finally:
+        await app.close()
+    assert result.returncode == 4, result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert "not granted within --lock-timeout" in line and "the_app" in line, line
+    assert waited < 30  # it gave up; it would have waited as long as the transaction lasted
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        assert await conn.fetchval("SELECT name FROM users WHERE id = 3") != "x"
+        runs = await conn.fetch("SELECT command, status FROM asyncmig.runs ORDER BY id")
+    finally:
+        await conn.close()
+    assert [tuple(r) for r in runs] == [("run", "succeeded"), ("sync", "failed")]
+    assert sync_json(db, pg_dsn)["changed"] == 1

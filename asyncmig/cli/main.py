@@ -311,6 +311,7 @@ SPECS = (
             "widen",
             *TARGET,
             "jobs",
+            "lock_timeout",
             "if_changed",
             "full_compare",
             *OUTPUT,

@@ -213,8 +213,8 @@ OPTIONS: tuple[Option, ...] = (
         int,
         10,
         "seconds the run's DDL (creating, replacing, dropping "
-        "tables) waits for a lock an application holds before it stops, naming the "
-        "session; 0: wait for ever",
+        "tables), or a sync's lock on the tables, waits for a lock an application holds "
+        "before it stops, naming the session; 0: wait for ever",
         T,
         "SECONDS",
         minimum=0,

@@ -132,6 +132,8 @@ async def _connected(settings: RunSettings, started: float, children: marks.Chil
         version = await check_server(conn)
         await runlock.acquire(conn, settings.schema)  # one run or sync at a time; held until
         await history.mark_abandoned(conn, settings.schema)  # the connection closes
+        if settings.lock_timeout:  # the tables' lock: an application's open transaction
+            await conn.execute(f"SET lock_timeout = {int(settings.lock_timeout * 1000)}")
         previous = await last_load(conn, settings.schema)
         if previous is None:
             raise TargetError(
@@ -248,7 +250,14 @@ async def _recorded(
                 source_state=before,
             )
     except BaseException as exc:
-        await _record_failure(settings, conn, report.run_id, exc)
+        blocked = None
+        with anyio.move_on_after(10, shield=True):  # who holds the lock, if that was it
+            blocked = await runlock.explain_lock_wait(
+                settings.target, plan.schema, exc, conn.get_server_pid()
+            )
+        await _record_failure(settings, conn, report.run_id, blocked or exc)
+        if blocked is not None:
+            raise blocked from exc
         raise
     if fingerprint(settings.source) != before:  # written after the sync read it, while it
         digest.clear()  # was hashed: no --if-changed may take that digest for this state
