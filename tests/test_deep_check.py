@@ -485,3 +485,50 @@ async def test_a_repeated_json_document_changed_in_one_row_fails_its_table(
         assert [r.table for r in failed] == ["docs"]
     finally:
         await migrated.conn.close()
+
+
+async def test_rejected_rows_of_a_table_without_a_key_are_left_out_by_their_values(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """A table with no primary key (or one whose text key holds NULLs, which the plan
+    cannot keep as a key) is keyed by its whole rows: its rejected rows are found by all
+    their values, as the reject file kept them (blobs, floats and invalid UTF-8 text
+    included). ``check --deep`` failed on a correct copy of such a table."""
+    from asyncmig.cli.commands import check
+    from asyncmig.cli.settings import DeepCheck
+    from asyncmig.run import run_migration
+    from asyncmig.runstate import RunSettings
+    from asyncmig.target.connect import Target
+
+    source = tmp_path / "keyless.db"
+    with sqlite3.connect(source) as conn:
+        conn.executescript("""
+            CREATE TABLE c (name TEXT, n INTEGER, blob BLOB, f REAL);
+            CREATE TABLE k (id TEXT PRIMARY KEY, n INTEGER);
+        """)
+        conn.executemany(
+            "INSERT INTO c VALUES (?, ?, ?, ?)",
+            [
+                ("a", 1, b"\x00\x01", 0.1),
+                ("b", "x", b"\xff", 1e300 * 10),  # rejected: n; inf in f
+                ("not yet", "y", None, 2.5),
+                ("c", 3, None, None),
+                ("a", 1, b"\x00\x01", 0.1),  # a duplicate of a kept row
+            ],
+        )
+        conn.execute("UPDATE c SET name = CAST(X'C328' AS TEXT) WHERE n = 'y'")  # not UTF-8
+        conn.executemany(
+            "INSERT INTO k VALUES (?, ?)", [("p", 1), (None, 2), ("q", "bad"), ("r", 4)]
+        )
+    settings = RunSettings(source, Target(pg_dsn, pg_dsn, "test"), rejects_dir=tmp_path)
+    report = await run_migration(settings)
+    assert report.plan.table("c").primary_key == () and report.plan.table("k").primary_key == ()
+    conn2 = await asyncpg.connect(pg_dsn)
+    try:
+        assert await conn2.fetchval("SELECT count(*) FROM c") == 3
+        assert await conn2.fetchval("SELECT count(*) FROM k") == 3
+    finally:
+        await conn2.close()
+    results = await check(settings, DeepCheck())
+    assert [r for r in results if not r.ok] == []
+    assert {r.table for r in results if r.check == "checksum"} >= {"c", "k"}

@@ -538,6 +538,16 @@ KeyRange = tuple[int, int]
 LeafRow = tuple[str, tuple[str | None, ...], tuple[str, ...]]  # key text, key fields, hashes
 
 
+def key_positions(table: TablePlan) -> list[int]:
+    """The columns that identify a row: its primary key's; without one (or with one the
+    plan could not keep whole) the whole row is its own key (see the module docstring)."""
+    positions = {c.name: i for i, c in enumerate(table.columns)}
+    keys = [positions[k] for k in table.primary_key if k in positions]
+    if keys and len(keys) == len(table.primary_key):
+        return keys
+    return list(range(len(table.columns)))
+
+
 @dataclass
 class TableCheck:
     """Everything both sides need to checksum one table the same way."""
@@ -551,14 +561,7 @@ class TableCheck:
 
     def __post_init__(self) -> None:
         self.renderings = [rendering(c) for c in self.table.columns]
-        positions = {c.name: i for i, c in enumerate(self.table.columns)}
-        keys = [positions[k] for k in self.table.primary_key if k in positions]
-        # without a primary key the whole row is its own key (see the module docstring)
-        self.key_positions = (
-            keys
-            if keys and len(keys) == len(self.table.primary_key)
-            else list(range(len(self.table.columns)))
-        )
+        self.key_positions = key_positions(self.table)
 
     def unsupported(self) -> list[ColumnPlan]:
         return [c for c, r in zip(self.table.columns, self.renderings, strict=True) if r is None]

@@ -14,6 +14,7 @@ import orjson
 from asyncmig.check import deep as deep_check
 from asyncmig.cli.settings import DeepCheck
 from asyncmig.errors import MigrationError, VerificationError
+from asyncmig.load.policy import from_json_value
 from asyncmig.plan.model import Plan
 from asyncmig.runstate import RunSettings
 from asyncmig.source.sqlite import check_source_file
@@ -56,7 +57,7 @@ async def check(settings: RunSettings, deep: DeepCheck | None = None) -> list[ve
             results.append(names_result(plan, recorded))
         if deep is not None:
             files = {table: load.reject_file for table, load in loads.items() if load.reject_file}
-            skipped = await anyio.to_thread.run_sync(rejected_keys, files)
+            skipped = await anyio.to_thread.run_sync(rejected_keys, files, plan)
             results += await deep_check.deep_check(
                 plan,
                 conn,
@@ -104,8 +105,10 @@ def names_result(plan: Plan, recorded: list[dict[str, str]]) -> verify.CheckResu
     )
 
 
-def rejected_keys(files: dict[str, str]) -> dict[str, set[object]]:
-    """The SQLite keys of rejected rows, per table, from the reject store's files."""
+def rejected_keys(files: dict[str, str], plan: Plan) -> dict[str, set[object]]:
+    """The SQLite keys of rejected rows, per table, from the reject store's files. A
+    table without a primary key is keyed by the whole row (as ``check --deep`` keys
+    it): its rejected rows by all their values, as the reject file kept them."""
     keys: dict[str, set[object]] = {}
     for table, name in files.items():
         path = Path(name)
@@ -114,11 +117,25 @@ def rejected_keys(files: dict[str, str]) -> dict[str, set[object]]:
                 f"cannot check {table} deeply: its reject file {path} is gone",
                 hint="the checksums leave out rejected rows by their keys",
             )
+        whole = _keyed_by_the_whole_row(plan, table)
         with path.open("rb") as stream:
             for line in stream:
-                key = orjson.loads(line)["key"]
-                keys.setdefault(table, set()).add(tuple(key) if isinstance(key, list) else key)
+                record = orjson.loads(line)
+                key = record["key"]
+                if whole is not None:
+                    key = [record["row"].get(c) for c in whole]
+                keys.setdefault(table, set()).add(
+                    tuple(from_json_value(v) for v in key) if isinstance(key, list) else key
+                )
     return keys
+
+
+def _keyed_by_the_whole_row(plan: Plan, table: str) -> list[str] | None:
+    """The source names of ``table``'s columns when it has no primary key."""
+    found = next((t for t in plan.tables if t.name == table), None)
+    if found is None or found.primary_key:
+        return None
+    return [c.source_name for c in found.columns]
 
 
 async def validate(settings: RunSettings) -> list[preflight.Check]:

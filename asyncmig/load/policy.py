@@ -52,6 +52,12 @@ class InvalidText:
     def __repr__(self) -> str:
         return f"<invalid UTF-8 {self.raw[:40]!r}>"
 
+    def __eq__(self, other: object) -> bool:  # a rejected row's value, read back, is found
+        return isinstance(other, InvalidText) and other.raw == self.raw
+
+    def __hash__(self) -> int:
+        return hash(self.raw)
+
 
 def lenient_text(raw: bytes) -> str | InvalidText:
     """sqlite3 text factory used once a table has shown invalid UTF-8."""
@@ -122,6 +128,16 @@ def json_value(value: Any) -> Any:
         return {"base64": base64.b64encode(value.raw).decode(), "invalid_utf8": True}
     if isinstance(value, float) and not math.isfinite(value):
         return {"float": repr(value)}
+    return value
+
+
+def from_json_value(value: Any) -> Any:
+    """The source value :func:`json_value` wrote, as SQLite gives it again."""
+    if isinstance(value, dict):
+        if "float" in value:
+            return float(value["float"])
+        raw = base64.b64decode(value["base64"])
+        return InvalidText(raw) if value.get("invalid_utf8") else raw
     return value
 
 

@@ -385,7 +385,7 @@ async def sync_tables(
     since then rolls the transaction back)."""
     loads = await history.latest_loads(conn, plan.schema)
     files = {t: load.reject_file for t, load in loads.items() if load.reject_file}
-    skipped = await anyio.to_thread.run_sync(rejected_keys, files)
+    skipped = await anyio.to_thread.run_sync(rejected_keys, files, plan)
     sqlite = await anyio.to_thread.run_sync(open_sync, source)
     sqlite.text_factory = lenient_text  # invalid UTF-8 is settled by its policy
     try:
