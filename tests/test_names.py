@@ -289,3 +289,32 @@ def test_plan_refuses_a_too_wide_table_with_one_line_and_exit_4(
     code, _out, err = run_main("plan", "--sqlite", str(source))
     line = one_error_line(err)
     assert code == 4 and "wide" in line and "1700 columns" in line and "1600" in line
+
+
+async def test_check_constraints_keep_their_names_quoted_or_not(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """``CONSTRAINT "price_nonneg" CHECK (...)`` is how Django writes a named CHECK: the
+    quoted name was missed (PostgreSQL made up ``t_check1``), so a later Django
+    migration dropping ``price_nonneg`` would fail on the copy."""
+    source = tmp_path / "c.db"
+    with sqlite3.connect(source) as conn:
+        conn.execute(
+            "CREATE TABLE t (x INT, y INT, z INT CONSTRAINT [z ok] CHECK (z <> 1), "
+            'w INT CHECK (w > 0), CONSTRAINT "x_pos" CHECK (x > 0), '
+            "CONSTRAINT y_pos CHECK (y > 0))"
+        )
+        conn.execute("INSERT INTO t VALUES (1, 1, 2, 1)")
+    await run_migration(RunSettings(source, Target(pg_dsn, pg_dsn, "test")))
+    conn2 = await asyncpg.connect(pg_dsn)
+    try:
+        names = await conn2.fetch(
+            "SELECT conname, pg_get_constraintdef(oid) AS d FROM pg_constraint "
+            "WHERE conrelid = 'public.t'::regclass AND contype = 'c' ORDER BY conname"
+        )
+    finally:
+        await conn2.close()
+    found = {r["conname"]: r["d"] for r in names}
+    assert {"x_pos", "y_pos", "z ok"} <= set(found), found
+    assert "x > 0" in found["x_pos"] and "z <> 1" in found["z ok"]
+    assert len(found) == 4  # w's unnamed CHECK gets PostgreSQL's name

@@ -131,9 +131,11 @@ def check_constraints(create_table_sql: str) -> list[tuple[str | None, str]]:
         paren = inner.index("(", pos)
         expression = inner[paren + 1 : matching_paren(inner, paren)].strip()
         name = None
-        if index >= 2 and words[index - 2][1] == "CONSTRAINT":
-            name_start = words[index - 2][0] + len("CONSTRAINT")
-            name = unquote(inner[name_start:pos].strip())
+        # CONSTRAINT name CHECK: a quoted name ("x_pos", as Django writes it) is no word
+        named = [i for i in (index - 1, index - 2) if i >= 0 and words[i][1] == "CONSTRAINT"]
+        if named:
+            name_start = words[named[0]][0] + len("CONSTRAINT")
+            name = unquote(inner[name_start:pos].strip()) or None
         found.append((name, expression))
     return found
 
