@@ -191,3 +191,29 @@ def test_the_rollback_command_undoes_a_run_safely(cli: Cli, tmp_path: Path, pg_d
     first = cli("rollback", "--pg", pg_dsn, "--run", "1", log_dir=tmp_path)
     assert first.returncode == 0, first.stderr
     assert not fetch(pg_dsn, tables)
+
+
+def test_status_names_rejected_rows_and_keeps_options_short(
+    cli: Cli, tmp_path: Path, pg_dsn: str
+) -> None:
+    """A person's `status`: each run on a few lines (the plan the run recorded, 45 kB of
+    JSON for Northwind, is in `--output json`, not in the options line), and the rows a
+    run rejected, in all and per table."""
+    source = tmp_path / "c.db"
+    with sqlite3.connect(source) as conn:
+        conn.execute("CREATE TABLE c (name TEXT, n INTEGER)")
+        conn.executemany("INSERT INTO c VALUES (?, ?)", [("a", 1), ("b", "x"), ("c", 3)])
+    logs = tmp_path / "logs"
+    ran = cli("run", "--sqlite", str(source), "--pg", pg_dsn, log_dir=logs)
+    assert ran.returncode == 8, ran.stderr
+    status = cli("status", "--pg", pg_dsn, log_dir=logs)
+    assert status.returncode == 0, status.stderr
+    lines = status.stdout.splitlines()
+    assert lines[0].startswith("run 1  run  succeeded") and lines[0].endswith("rows 2  rejected 1")
+    (options,) = [line for line in lines if line.startswith("  options ")]
+    assert "jobs=2" in options and '"plan"' not in options and "resume_key" not in options
+    assert len(options) < 400, options
+    (table,) = [line for line in lines if line.startswith("  c ")]
+    assert table.split()[:3] == ["c", "2", "rows"] and table.endswith("rejected 1")
+    listed = json.loads(cli("status", "--pg", pg_dsn, "--output", "json", log_dir=logs).stdout)
+    assert listed["runs"][0]["options"]["plan"]["tables"][0]["name"] == "c"  # kept in JSON

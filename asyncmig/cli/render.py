@@ -179,14 +179,16 @@ def status_text(runs: list[RunRecord]) -> str:
         seconds = f"{run.seconds:.1f}s" if run.seconds is not None else "-"
         started = run.started_at.strftime("%Y-%m-%d %H:%M:%S %Z")
         rows = run.rows_loaded if run.rows_loaded is not None else "-"
+        rejected = sum(t.get("rejected") or 0 for t in run.tables)
         lines.append(
             f"run {run.id}  {run.command}  {run.status}  started {started}  {seconds}  rows {rows}"
+            + (f"  rejected {rejected}" if rejected else "")
         )
         lines.append(
             f"  source {run.source_path} ({run.source_size} bytes, sha256 "
             f"{run.source_sha256 or '-'}) -> schema {run.target_schema}"
         )
-        lines.append(f"  options {orjson.dumps(run.options).decode()}")
+        lines.append(f"  options {options_text(run.options)}")
         if run.error:
             lines.append(f"  error: {run.error}")
         if run.resumed_from is not None and not run.tables:
@@ -200,11 +202,31 @@ def status_text(runs: list[RunRecord]) -> str:
             lines.append(f"  rollback script: {run.rollback_script}")
         lines.extend(
             f"  {ljust(t['table_name'], 24)} {t['loaded_rows']:>12} rows  {t['seconds']:8.2f}s"
+            + (f"  rejected {t['rejected']}" if t.get("rejected") else "")
             + (f"  replaced {t['replaced']}" if t["replaced"] else "")
             + ("  (taken over)" if t.get("taken_over") else "")
             for t in run.tables
         )
     return "\n".join(lines) + "\n"
+
+
+# what a run records for itself (the plan it ran, resume keys and fingerprints): in
+# `status --output json`, not in a person's listing
+_RECORDED_ONLY = ("plan", "resume_key", "planned_from", "source_edges", "source_identity")
+_SHORT = 60  # characters of a structured option shown as it is; longer ones are counted
+
+
+def options_text(options: dict[str, Any]) -> str:
+    """A run's options on one line: ``jobs=2 replace=false ...``."""
+    parts = []
+    for key, value in options.items():
+        if key in _RECORDED_ONLY:
+            continue
+        text = orjson.dumps(value).decode()
+        if isinstance(value, dict | list) and len(text) > _SHORT:
+            text = f"<{len(value)} entries>"
+        parts.append(f"{key}={text}")
+    return " ".join(parts)
 
 
 def backups_text(kept: Sequence[Leftover]) -> str:
