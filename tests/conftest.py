@@ -5,6 +5,7 @@ import os
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+import hypothesis  # noqa: F401 -- imported here, not by its plugin at the session's end
 import pytest
 
 import asyncmig

@@ -280,3 +280,29 @@ async def test_coerce_converts_what_it_can(tmp_path: Path, pg_dsn: str) -> None:
 def test_which_declarations_are_contracts(declared: str, promised: str | None) -> None:
     found = contract_type(declared)
     assert (found[0] if found else None) == promised
+
+
+async def test_days_a_month_does_not_have_are_counted_before_the_load(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """February 30th passes julianday() (SQLite rolls it into March) but not the load's
+    transform: ``plan`` and ``validate`` count it with the misfits (and more than six
+    fraction digits), so the rows they announce are the rows the load rejects."""
+    source = tmp_path / "cal.db"
+    with sqlite3.connect(source) as conn:
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, d DATETIME, e DATE)")
+        conn.executemany(
+            "INSERT INTO t VALUES (?, ?, ?)",
+            [
+                (1, "2016-01-01 10:00:00", "2016-01-01"),
+                (2, "2016-02-30 10:00:00", "2016-02-28"),
+                (3, "2016-04-31", "2015-02-29"),
+                (4, "2016-04-30 10:00:00.1234567", "2016-04-30"),
+                (5, 2457448.5, "2016-02-29"),  # a Julian day number: read as a date
+            ],
+        )
+    table = build_plan(source).table("t")
+    assert (table.column("d").misfits, table.column("e").misfits) == (3, 1)
+    report = await migrate(source, pg_dsn, rejects_dir=tmp_path / "rejects")
+    loaded = next(t for t in report.tables if t.table == "t")
+    assert (loaded.rows, loaded.rejected) == (2, 3)

@@ -392,7 +392,7 @@ def _misfits(
             continue
         choice = _choose(table, column, profiles[column.name], overrides)
         if choice.contract:
-            fits[column.name] = profiling.acceptance(
+            fits[column.name] = profiling.exact_acceptance(
                 choice.target_type, choice.transform, quote_sqlite_ident(column.name)
             )
     return profiling.count_misfits(conn, table, fits)

@@ -453,6 +453,25 @@ def _dated_numbers_accepted(target_type: str, transform: str, c: str) -> str:
     return f"({number}) OR {text}"
 
 
+SEVEN_FRACTION_DIGITS = "*.[0-9][0-9][0-9][0-9][0-9][0-9][0-9]*"
+
+
+def exact_acceptance(target_type: str, transform: str, column: str) -> str:
+    """:func:`acceptance`, and for dated text also what only the transform refuses (a
+    day the month does not have, more than six fraction digits): for counting a kept
+    declared type's misfits beforehand (``plan``, ``validate``), where the whole table
+    is scanned anyway, so that they match the rows the load rejects."""
+    accepted = acceptance(target_type, transform, column)
+    base = base_type(target_type)
+    if base not in ("date", "timestamp", "timestamptz"):
+        return accepted
+    c = column
+    day = f"date(substr({c}, 1, 10), '+0 days') = substr({c}, 1, 10)"
+    if base != "date":
+        day += f" AND NOT {c} GLOB '{SEVEN_FRACTION_DIGITS}'"
+    return f"({accepted}) AND (typeof({c}) <> 'text' OR ({day}))"
+
+
 def acceptance(target_type: str, transform: str, column: str) -> str:
     """SQL true when ``column``'s value converts to ``target_type`` via ``transform``.
 
