@@ -306,3 +306,32 @@ async def test_days_a_month_does_not_have_are_counted_before_the_load(
     report = await migrate(source, pg_dsn, rejects_dir=tmp_path / "rejects")
     loaded = next(t for t in report.tables if t.table == "t")
     assert (loaded.rows, loaded.rejected) == (2, 3)
+
+
+def test_32_hex_digits_are_a_uuid_only_in_an_id_column(tmp_path: Path) -> None:
+    """``hex(randomblob(16))`` in ``session_id`` is a UUID; an md5 in ``cache_key`` is a
+    hash the application compares as text (as uuid it would read back with dashes):
+    the ``key`` name hint made it a uuid."""
+    import hashlib
+    import uuid
+
+    source = tmp_path / "h.db"
+    with sqlite3.connect(source) as conn:
+        conn.execute("CREATE TABLE h (id INTEGER PRIMARY KEY, session_id, cache_key, api_key)")
+        conn.executemany(
+            "INSERT INTO h (session_id, cache_key, api_key) VALUES (?, ?, ?)",
+            [
+                (
+                    uuid.uuid4().hex.upper(),
+                    hashlib.md5(str(i).encode()).hexdigest(),
+                    uuid.uuid4().hex,
+                )
+                for i in range(50)
+            ],
+        )
+    table = build_plan(source).table("h")
+    assert [table.column(c).target_type for c in ("session_id", "cache_key", "api_key")] == [
+        "uuid",
+        "text",
+        "text",
+    ]

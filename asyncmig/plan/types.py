@@ -23,7 +23,7 @@ from asyncmig.plan.model import base_type
 from asyncmig.source.catalog import ColumnProfile, SourceColumn
 from asyncmig.source.scan import DOUBLE_EXACT_INT, family
 
-_UUID_HINT = re.compile(r"(id|uuid|guid|key)$", re.IGNORECASE)
+_UUID_HINT = re.compile(r"(id|uuid|guid)$", re.IGNORECASE)  # not "key": md5 keys, API keys
 _INET_HINT = re.compile(r"ip|addr|host|remote|client", re.IGNORECASE)
 _LENGTH = re.compile(
     r"^\s*(?:NATIVE\s+|NATIONAL\s+|VARYING\s+)?N?(?:VAR)?(?:CHARACTER|CHAR)"
