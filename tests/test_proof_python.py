@@ -7,9 +7,11 @@ import math
 import random
 import sqlite3
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from structlog.testing import capture_logs
 
@@ -19,7 +21,7 @@ from asyncmig.plan.builder import build_plan
 from asyncmig.plan.model import ColumnPlan, TablePlan
 from asyncmig.run import run_migration
 from asyncmig.runstate import RunSettings
-from asyncmig.source.scan import acceptance
+from asyncmig.source.scan import acceptance, register_functions
 from asyncmig.target.connect import Target
 
 # stored with their storage class; ("blob-as-text", b) is a TEXT value of raw bytes
@@ -91,6 +93,27 @@ VALUES: list[Any] = [
     "2460000.5",
     "10:30:00",
     ("text", b"2024-01-15 10:30:00\xff"),
+    # JSON: documents, repeated keys (jsonb keeps the last), what orjson and SQLite weigh
+    '{"a": 1, "b": [1, 2, {"c": null}]}',
+    '{"a":1,"a":2}',
+    '[{"a":1},{"a":2}]',
+    '{"a":{"b":1,"b":2}}',
+    '{"x":"a:b","y":"c:d"}',
+    '{"a\\u003a":1,"a:":2}',
+    '{"a":1,"\\u0061":2}',
+    '{"caf\\u00e9":1}',
+    '{"n":123456789012345678901234567890123,"n":1}',
+    '{"big": 1e400}',
+    '"just a string"',
+    "17",
+    "[1, 2,]",
+    "{'a': 1}",
+    '{"a": NaN}',
+    '{"nul": "\\u0000"}',
+    '["\\ud800"]',
+    "[" * 950 + "]" * 950,
+    "[" * 1001 + "]" * 1001,
+    ("text", b'{"a": "\xff"}'),
 ]
 
 
@@ -110,6 +133,7 @@ def _source(path: Path) -> Path:
 @pytest.mark.parametrize("kind", sorted(proof.ACCEPTED))
 def test_python_and_sqlite_agree_on_every_value(kind: str, tmp_path: Path) -> None:
     conn = sqlite3.connect(_source(tmp_path / "v.db"))
+    register_functions(conn)  # as the reader does: the conditions call them
     conn.text_factory = lenient_text  # as the reader does once text is not UTF-8
     condition = proof.ACCEPTED[kind].format(c="x")
     fast = eval(f"lambda x: {proof.FAST[kind].format(v='x')}", {"_inf": math.inf, **proof.SPELLED})
@@ -236,6 +260,24 @@ def test_a_batch_that_passes_says_nothing() -> None:
     assert check.refuted([(1,), ("2",)]) == 0
 
 
+def near_misses(seed: int, seeds: list[str], chars: str, count: int = 6000) -> Iterator[str]:
+    """``count`` texts, each one of ``seeds`` with up to three characters changed,
+    dropped or inserted (from ``chars``)."""
+    rng = random.Random(seed)
+    for _ in range(count):
+        text = list(rng.choice(seeds))
+        for _ in range(rng.randint(0, 3)):
+            at = rng.randrange(len(text))
+            change = rng.randrange(3)
+            if change == 0:
+                text[at] = rng.choice(chars)
+            elif change == 1:
+                del text[at]
+            else:
+                text.insert(at, rng.choice(chars))
+        yield "".join(text)
+
+
 @pytest.mark.parametrize("kind", proof.DATED)
 def test_the_dated_fast_tests_take_only_what_julianday_takes(kind: str) -> None:
     """Thousands of near-misses of a timestamp (a character changed, dropped or
@@ -246,23 +288,67 @@ def test_the_dated_fast_tests_take_only_what_julianday_takes(kind: str) -> None:
     fast = eval(f"lambda x: {proof.FAST[kind].format(v='x')}", dict(proof.SPELLED))
     exact = proof.exact_test(kind)
     chars = "0123456789-:. TZz+\u0661"
-    rng = random.Random(12)
     taken = 0
-    for _ in range(6000):
-        text = list(rng.choice(["2024-01-15", "1999-12-31 23:59:59.999999+14:00"]))
-        for _ in range(rng.randint(0, 3)):
-            at = rng.randrange(len(text))
-            change = rng.randrange(3)
-            if change == 0:
-                text[at] = rng.choice(chars)
-            elif change == 1:
-                del text[at]
-            else:
-                text.insert(at, rng.choice(chars))
-        value = "".join(text)
+    for value in near_misses(12, ["2024-01-15", "1999-12-31 23:59:59.999999+14:00"], chars):
         says = bool(conn.execute(condition, (value,)).fetchone()[0])
         assert exact(value) is says, value
         if fast(value):
             taken += 1
             assert says, value
     assert taken > 500  # the fast test does take the common spellings
+
+
+def test_the_json_fast_test_takes_only_what_sqlite_takes() -> None:
+    """Thousands of near-misses of JSON documents (a character changed, dropped or
+    doubled; keys renamed into one another): whatever the fast test takes, SQLite's
+    condition takes (valid, no object repeating a key), and the exact test says what
+    SQLite says."""
+    conn = sqlite3.connect(":memory:")
+    register_functions(conn)
+    condition = f"SELECT coalesce(({proof.ACCEPTED['jsonb'].format(c='?1')}), 1)"
+    fast = eval(f"lambda x: {proof.FAST['jsonb'].format(v='x')}", dict(proof.SPELLED))
+    exact = proof.exact_test("jsonb")
+    chars = 'ab{}[]:,"\\u0 1e.-'
+    seeds = ['{"a": 1, "b": {"a": [1, "x:y"]}}', '[{"ab": true}, {"ab": null, "b": 2.50}]']
+    taken = repeated = 0
+    for value in near_misses(13, seeds, chars):
+        (sqlite_says,) = conn.execute(condition, (value,)).fetchone()
+        assert exact(value) is bool(sqlite_says), value
+        assert not fast(value) or sqlite_says, value
+        taken += bool(fast(value))
+        (valid,) = conn.execute("SELECT json_valid(?1)", (value,)).fetchone()
+        repeated += bool(valid and not sqlite_says)
+    assert taken > 500 and repeated > 5  # both sides of the condition were exercised
+
+
+@pytest.mark.parametrize("declared", ["TEXT", "JSON"])
+async def test_a_document_repeating_a_key_keeps_its_column_text(
+    declared: str, tmp_path: Path, pg_dsn: str
+) -> None:
+    """jsonb keeps a repeated key's last value; SQLite's json functions read the first:
+    ``{"a": 1, "a": 2}`` would mean 2 in PostgreSQL where the application read 1. A
+    row far from the sample holding one refutes the jsonb plan in the load (Python's
+    test), and the table is re-planned: the column is text, every document exactly as
+    written (it was collapsed to {"a": 2}, exit 0, and check --deep passed)."""
+    source = tmp_path / "j.db"
+    with sqlite3.connect(source) as conn:
+        conn.execute(f"CREATE TABLE docs (id INTEGER PRIMARY KEY, doc {declared})")
+        rows = [(i, f'{{"a": {i}, "tags": ["x", "y"]}}') for i in range(3000)]
+        rows[1700] = (1700, '{"a": 1, "b": {"c": 2, "c": 3}}')
+        conn.executemany("INSERT INTO docs VALUES (?, ?)", rows)
+    planned = build_plan(source, prove=True).table("docs")
+    assert planned.column("doc").target_type == "jsonb"  # from the sample
+    assert [kind for _, kind in proof.Proof(planned).python if kind == "jsonb"] == ["jsonb"]
+    with capture_logs() as logs:
+        report = await run_migration(
+            RunSettings(source, Target(pg_dsn, pg_dsn, "test"), schema="j", jobs=1)
+        )
+    refuted = [e for e in logs if e["event"] == "plan_refuted"]
+    assert [(e["table"], e["column"]) for e in refuted] == [("docs", "doc")]
+    assert report.plan.table("docs").column("doc").target_type == "text"
+    conn2 = await asyncpg.connect(pg_dsn)
+    try:
+        copied = await conn2.fetch("SELECT id, doc FROM j.docs ORDER BY id")
+    finally:
+        await conn2.close()
+    assert [tuple(r) for r in copied] == rows

@@ -376,3 +376,27 @@ def test_single_column_tables_work() -> None:
     assert transform is not None
     batch: list[tuple[Any, ...]] = [(1,), (None,), ("f",)]
     assert transform((batch, batch))[0] == [(True,), (None,), (False,)]
+
+
+@pytest.mark.parametrize(
+    ("text", "repeated"),
+    [
+        ('{"a":1,"a":2}', "a"),
+        ('{"a":{"b":1,"b":2}}', "b"),
+        ('{"a":1,"\\u0061":2}', "a"),  # the same key, escaped
+        ('{"a\\u003a":1,"a:":2}', "a:"),  # an escaped colon does not hide it
+        ('{"n":123456789012345678901234567890123,"n":1}', "n"),  # beyond orjson
+        ('[{"a":1},{"a":2}]', None),  # one key per object
+        ('{"x":"a:b","y":"c:d"}', None),  # colons in strings
+        ('{"c": 1e2}', None),
+        ('["read","write"]', None),
+    ],
+)
+def test_a_json_object_repeating_a_key_is_refused(text: str, repeated: str | None) -> None:
+    """jsonb keeps a repeated key's last value where SQLite's json functions read the
+    first: such a document is refused (the column's policy decides), never collapsed."""
+    if repeated is None:
+        assert transforms.to_json(text) == text
+        return
+    with pytest.raises(ValueError, match=f"the key {repeated!r} twice"):
+        transforms.to_json(text)

@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+from asyncmig.load.transforms import unique_keys
 from asyncmig.plan import datenums
 from asyncmig.plan.model import base_type
 from asyncmig.quoting import quote_sqlite_ident
@@ -38,6 +39,7 @@ _HEX = "[0-9a-fA-F]"
 _UUID_GLOB = "-".join(_HEX * n for n in (8, 4, 4, 4, 12))
 _DATE_GLOB = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]"
 _INET_FUNCTION = "asyncmig_is_inet"
+_KEYS_FUNCTION = "asyncmig_unique_keys"
 
 
 def _text(column: str, condition: str) -> str:
@@ -50,8 +52,12 @@ def _text(column: str, condition: str) -> str:
 KIND_CONDITIONS: Mapping[str, str] = {
     # objects and arrays only: a scalar ('1', '"x"') is JSON too, but a column of
     # such values is text unless the schema says it holds JSON (json_any below)
-    "json": "substr({c}, 1, 1) IN ('{{', '[') AND json_valid({c}) AND instr({c}, '\\u0000') = 0",
-    "json_any": "json_valid({c}) AND instr({c}, '\\u0000') = 0",
+    # no object repeating a key: jsonb would keep its last value, SQLite reads the first
+    # (bytes: text may not be UTF-8)
+    "json": "substr({c}, 1, 1) IN ('{{', '[') AND json_valid({c}) AND instr({c}, '\\u0000') = 0 "
+    f"AND {_KEYS_FUNCTION}(CAST({{c}} AS BLOB))",
+    "json_any": f"json_valid({{c}}) AND instr({{c}}, '\\u0000') = 0 "
+    f"AND {_KEYS_FUNCTION}(CAST({{c}} AS BLOB))",
     "uuid": f"length({{c}}) = 36 AND {{c}} GLOB '{_UUID_GLOB}'",
     "hex32": f"length({{c}}) = 32 AND {{c}} GLOB '{_HEX * 32}'",
     # cheap filter first: an IPv6 address has a ':', an IPv4 one starts with a digit
@@ -177,7 +183,22 @@ def is_inet(value: object) -> bool:
 
 
 # the Python functions the profile's conditions call: (name, arguments, function)
-SQL_FUNCTIONS: tuple[tuple[str, int, Callable[[Any], bool]], ...] = ((_INET_FUNCTION, 1, is_inet),)
+def has_unique_keys(value: Any) -> bool:
+    """The JSON text ``value`` (its bytes) is UTF-8 and no object in it repeats a key
+    (see transforms.unique_keys)."""
+    if type(value) is not bytes:
+        return True
+    try:
+        unique_keys(value.decode("utf-8"))
+    except ValueError:  # UnicodeDecodeError included: jsonb cannot hold it either
+        return False
+    return True
+
+
+SQL_FUNCTIONS: tuple[tuple[str, int, Callable[[Any], bool]], ...] = (
+    (_INET_FUNCTION, 1, is_inet),
+    (_KEYS_FUNCTION, 1, has_unique_keys),
+)
 
 
 def register_functions(conn: sqlite3.Connection) -> None:
