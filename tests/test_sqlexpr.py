@@ -43,6 +43,16 @@ def refused(sql: str) -> str:
     return result.reason
 
 
+ASCII_LOWER = (
+    "translate(\"email\", 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz') COLLATE \"C\""
+)
+SUBSTR_FROM_END = 'substr("email", length("email") - 3 + 1) = \'com\''
+SUBSTR_FROM_A_COLUMN = (
+    'CASE WHEN ("id")::integer < 0 THEN substr("email", length("email") + ("id")::integer + 1, 2) '
+    'ELSE substr("email", ("id")::integer, 2) END = \'co\''
+)
+
+
 @pytest.mark.parametrize(
     ("sqlite", "postgres"),
     [
@@ -70,10 +80,14 @@ def refused(sql: str) -> str:
         ("id NOT IN (1, 2, 3)", '"id" NOT IN (1, 2, 3)'),
         ("id BETWEEN 1 AND 10", '"id" BETWEEN 1 AND 10'),
         ("id NOT BETWEEN 1 AND 10 AND id > 0", '"id" NOT BETWEEN 1 AND 10 AND "id" > 0'),
-        ("email LIKE '%@%'", "\"email\" ILIKE '%@%'"),
-        ("email NOT LIKE 'a%'", "\"email\" NOT ILIKE 'a%'"),
-        ("email LIKE 'a\\%'", "\"email\" ILIKE 'a\\%' ESCAPE ''"),
-        ("email LIKE 'a!%' ESCAPE '!'", "\"email\" ILIKE 'a!%' ESCAPE '!'"),
+        ("email LIKE '%@%'", '"email" COLLATE "C" LIKE \'%@%\''),  # no letter to fold
+        ("email NOT LIKE 'A%'", f"{ASCII_LOWER} NOT LIKE 'a%'"),  # ASCII only
+        ("email LIKE 'a\\%'", f"{ASCII_LOWER} LIKE 'a\\%' ESCAPE ''"),
+        ("email LIKE 'a!%' ESCAPE '!'", f"{ASCII_LOWER} LIKE 'a!%' ESCAPE '!'"),
+        ("email < 'b'", '"email" COLLATE "C" < \'b\''),  # SQLite compares text bytewise
+        ("email BETWEEN 'a' AND 'b'", "\"email\" COLLATE \"C\" BETWEEN 'a' AND 'b'"),
+        ("substr(email, -3) = 'com'", SUBSTR_FROM_END),
+        ("substr(email, id, 2) = 'co'", SUBSTR_FROM_A_COLUMN),
         ("email GLOB '[A-Z]*'", "\"email\" ~ '^[A-Z].*$'"),
         ("email NOT GLOB 'a?.b'", "\"email\" !~ '^a.\\.b$'"),
         (
@@ -221,7 +235,7 @@ def test_column_names_match_case_insensitively_but_keep_their_spelling() -> None
     result = translate_expression("display name > ''", column_types={"Display Name": "text"})
     assert result.sql is None  # two words: not one identifier
     result = translate_expression("[display name] > ''", column_types={"Display Name": "text"})
-    assert result.sql == "\"Display Name\" > ''"
+    assert result.sql == '"Display Name" COLLATE "C" > \'\''
     result = translate_expression("Email <> ''", column_types={"eMail": "text"})
     assert result.sql == "\"eMail\" <> ''"
 
@@ -446,7 +460,7 @@ async def test_postgresql_accepts_translations(pg_dsn: str) -> None:
             await conn.execute("INSERT INTO t (email) VALUES ('no-at-sign')")
         with pytest.raises(asyncpg.CheckViolationError):
             await conn.execute("INSERT INTO t (email, \"Display Name\") VALUES ('a@b', 'q')")
-        # ILIKE keeps SQLite's case-insensitive LIKE; IS NOT DISTINCT keeps SQLite's IS
+        # LIKE folds ASCII letters as SQLite's does; IS NOT DISTINCT keeps SQLite's IS
         like = translate_expression("email LIKE 'A%'", column_types=PG_TYPES).sql
         assert await conn.fetchval(f"SELECT count(*) FROM t WHERE {like}") == 1
         is_ = translate_expression("email IS NOT NULL", column_types=PG_TYPES).sql

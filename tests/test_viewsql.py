@@ -4,6 +4,7 @@ compared with SQLite's own answers (normalised as in tests/test_sample_views.py)
 from __future__ import annotations
 
 import sqlite3
+import uuid
 from pathlib import Path
 
 import asyncpg
@@ -15,6 +16,7 @@ from asyncmig.plan.sqldates import constant
 from asyncmig.plan.sqlexpr import Lit, Untranslatable
 from asyncmig.plan.viewsql import Relation, translate_query
 from tests.compare import compare_views
+from tests.fix_pg import drop_database, with_database
 from tests.fix_run import migrate
 
 DATE_CALLS = [
@@ -279,3 +281,59 @@ async def test_a_view_over_a_view_that_is_renamed(tmp_path: Path, pg_dsn: str) -
         await pg.close()
     assert rows == [("b",)]
     assert all(v.translated for v in report.plan.views)
+
+
+LIKE_SQLITE = """
+CREATE TABLE p (id INTEGER PRIMARY KEY, name TEXT, code TEXT);
+INSERT INTO p VALUES (1, 'apple', 'x-1'), (2, 'Banana', 'X-2'), (3, 'cherry', NULL),
+  (4, 'Zed', 'é'), (5, 'a-b', 'É'), (6, 'ab', 'Éclair'), (7, 'Éclair', 'éclair');
+CREATE VIEW before_b AS SELECT id FROM p WHERE name < 'b';
+CREATE VIEW between_a_c AS SELECT id FROM p WHERE name BETWEEN 'a' AND 'c';
+CREATE VIEW ascii_fold AS SELECT id FROM p WHERE name LIKE 'B%' OR code LIKE 'x%';
+CREATE VIEW no_unicode_fold AS SELECT id FROM p WHERE name LIKE 'é%' OR code LIKE 'É%';
+CREATE TABLE q (id INTEGER PRIMARY KEY, email TEXT COLLATE NOCASE);
+INSERT INTO q VALUES (1, 'Ann@Example.com'), (2, 'bob@example.com'), (3, 'Éve@example.com');
+CREATE VIEW nocase_like AS SELECT id FROM q WHERE email LIKE 'a%' OR email LIKE '%@EXAMPLE%';
+CREATE VIEW tails AS SELECT id, substr(name, -3) AS t, substr(name, -2, 1) AS u,
+  substr(name, id - 4) AS v, substr(name, 0, 2) AS w FROM p;
+"""
+
+
+async def test_comparisons_like_and_substr_as_sqlite_computes_them(
+    tmp_path: Path, pg15_server: str | None
+) -> None:
+    """In a database whose collation is not bytewise (ICU en-US, as many servers are
+    set up): text ``<`` and ``BETWEEN`` compare bytes as SQLite does ('Banana' < 'b');
+    LIKE folds ASCII letters only ('É' is not 'é' to SQLite), also on a NOCASE column
+    (whose nondeterministic collation PostgreSQL 15 refuses for LIKE); ``substr`` counts a
+    negative start from the end. Each view returns SQLite's rows."""
+    if pg15_server is None:  # the embedded server is built without ICU
+        pytest.skip("no distribution PostgreSQL installed")
+    pg_server = pg15_server
+    name = f"t_icu_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(pg_server)
+    try:
+        await admin.execute(
+            f'CREATE DATABASE "{name}" TEMPLATE template0 LOCALE_PROVIDER icu '
+            "ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
+        )
+    except asyncpg.PostgresError as exc:
+        pytest.skip(f"no ICU collation on this server: {exc}")
+    finally:
+        await admin.close()
+    source = tmp_path / "like.db"
+    with sqlite3.connect(source) as conn:
+        conn.executescript(LIKE_SQLITE)
+    try:
+        dsn = with_database(pg_server, name)
+        counts = await compare_views(source, dsn, 6, ordered=frozenset())
+        assert counts == {
+            "before_b": 5,
+            "between_a_c": 3,
+            "ascii_fold": 2,
+            "no_unicode_fold": 2,
+            "nocase_like": 3,
+            "tails": 7,
+        }
+    finally:
+        await drop_database(pg_server, name)

@@ -825,6 +825,8 @@ class Printer:
         pg_op, prec = _PG_BINARY[op]
         if prec == P_CMP:
             left, right = self.pair(node.left, node.right)
+            if pg_op in ("<", "<=", ">", ">="):
+                left = bytewise(left, right)
             return Out(f"{left.at(prec + 1)} {pg_op} {right.at(prec + 1)}", prec, "boolean")
         left, right = self.out(node.left), self.out(node.right)
         if op == "||":
@@ -909,7 +911,15 @@ class Printer:
         for side in (left, pattern):
             if kind(side.pg_type) not in (None, "text"):
                 raise Untranslatable(f"LIKE on {side.sql} ({side.pg_type})")
-        word = "NOT ILIKE" if node.negated else "ILIKE"
+        # SQLite's LIKE folds the case of ASCII letters only ('É' is not 'é'); ILIKE
+        # folds every letter: both sides' ASCII letters lowered, then a plain LIKE
+        word = "NOT LIKE" if node.negated else "LIKE"
+        literal = isinstance(node.right, Lit) and node.right.kind == "string"
+        if not (literal and not any(c.isascii() and c.isalpha() for c in node.right.value)):
+            left, pattern = ascii_lowered(left), ascii_lowered(pattern, node.right)
+        # and bytewise: PostgreSQL before 18 refuses LIKE under a NOCASE column's
+        # nondeterministic collation
+        left = bytewise(left)
         sql = f"{left.at(P_LIKE + 1)} {word} {pattern.at(P_LIKE + 1)}"
         if node.escape is not None:
             sql += f" ESCAPE {self.out(node.escape).at(P_LIKE + 1)}"
@@ -946,6 +956,7 @@ class Printer:
     def between(self, node: Between) -> Out:
         operand, low = self.pair(node.operand, node.low)
         _, high = self.pair(node.operand, node.high)
+        operand = bytewise(operand, low, high)
         word = "NOT BETWEEN" if node.negated else "BETWEEN"
         return Out(
             f"{operand.at(P_LIKE + 1)} {word} {low.at(P_OP)} AND {high.at(P_OP)}", P_LIKE, "boolean"
@@ -1045,8 +1056,7 @@ class Printer:
             for arg in args[1:]:
                 if kind(arg.pg_type) not in (None, "num"):
                     raise Untranslatable(f"substr() position {arg.sql} ({arg.pg_type})")
-            rest = ", ".join(a.sql for a in args[1:])
-            return Out(f"substr({self.text_args(args[:1])}, {rest})", P_ATOM, "text")
+            return Out(substr_sql(self.text_args(args[:1]), args[1].sql, args[2:]), P_ATOM, "text")
         return Out(f"{pg_name}({self.text_args(args)})", P_ATOM, "text")
 
     def text_args(self, args: list[Out]) -> str:
@@ -1188,3 +1198,42 @@ def _random_id(node: Func, family: str | None, target_type: str) -> str | None:
         hex_id = "replace(gen_random_uuid()::text, '-', '')"
         return f"upper({hex_id})" if case == "upper" else hex_id
     return None
+
+
+_UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def bytewise(side: Out, *others: Out) -> Out:
+    """``side`` compared as SQLite compares text (BINARY: bytes), whatever the
+    database's collation: ``COLLATE "C"`` when either side is text and none has a
+    collation of its own yet (``'Banana' < 'b'`` in SQLite, not under en_US)."""
+    texts = [o for o in (side, *others) if kind(o.pg_type) == "text"]
+    if not texts or any("COLLATE" in o.sql for o in (side, *others)):
+        return side
+    return Out(f'{side.at(P_CAST)} COLLATE "C"', P_CAST, side.pg_type)
+
+
+def ascii_lowered(side: Out, node: Node | None = None) -> Out:
+    """``side`` with its ASCII letters (only) in lower case, as SQLite's LIKE compares
+    them; a string literal is lowered here."""
+    if isinstance(node, Lit) and node.kind == "string":
+        lowered = "".join(c.lower() if c in _UPPER else c for c in node.value)
+        return Out(quote_literal(lowered), P_ATOM, side.pg_type)
+    return Out(f"translate({side.sql}, '{_UPPER}', '{_UPPER.lower()}')", P_ATOM, side.pg_type)
+
+
+def substr_sql(text: str, start: str, more: list[Out]) -> str:
+    """SQLite's ``substr``: a negative start counts from the end (``substr(x, -3)``, the
+    last three characters), where PostgreSQL's would start before the first one."""
+    rest = "".join(f", {_as_int(m.sql)}" for m in more)
+    if start.isdigit():
+        return f"substr({text}, {start}{rest})"
+    if start.startswith("-") and start[1:].isdigit():  # a constant from the end
+        return f"substr({text}, length({text}) - {start[1:]} + 1{rest})"
+    start = _as_int(start)  # substr takes integers; a bigint column's arithmetic is not one
+    counted = f"substr({text}, length({text}) + {start} + 1{rest})"
+    return f"CASE WHEN {start} < 0 THEN {counted} ELSE substr({text}, {start}{rest}) END"
+
+
+def _as_int(sql: str) -> str:
+    return sql if sql.isdigit() else f"({sql})::integer"
