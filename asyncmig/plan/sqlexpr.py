@@ -914,9 +914,14 @@ class Printer:
         # SQLite's LIKE folds the case of ASCII letters only ('É' is not 'é'); ILIKE
         # folds every letter: both sides' ASCII letters lowered, then a plain LIKE
         word = "NOT LIKE" if node.negated else "LIKE"
-        literal = isinstance(node.right, Lit) and node.right.kind == "string"
-        if not (literal and not any(c.isascii() and c.isalpha() for c in node.right.value)):
-            left, pattern = ascii_lowered(left), ascii_lowered(pattern, node.right)
+        right = node.right
+        letterless = (
+            isinstance(right, Lit)
+            and right.kind == "string"
+            and not any(c.isascii() and c.isalpha() for c in right.value)
+        )
+        if not letterless:
+            left, pattern = ascii_lowered(left), ascii_lowered(pattern, right)
         # and bytewise: PostgreSQL before 18 refuses LIKE under a NOCASE column's
         # nondeterministic collation
         left = bytewise(left)
