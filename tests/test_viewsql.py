@@ -294,6 +294,11 @@ CREATE VIEW no_unicode_fold AS SELECT id FROM p WHERE name LIKE 'é%' OR code LI
 CREATE TABLE q (id INTEGER PRIMARY KEY, email TEXT COLLATE NOCASE);
 INSERT INTO q VALUES (1, 'Ann@Example.com'), (2, 'bob@example.com'), (3, 'Éve@example.com');
 CREATE VIEW nocase_like AS SELECT id FROM q WHERE email LIKE 'a%' OR email LIKE '%@EXAMPLE%';
+CREATE TABLE m (id INTEGER PRIMARY KEY, score REAL, amount DECIMAL(10, 2), n NUMERIC);
+INSERT INTO m VALUES (1, 1.0, 10.5, 7), (2, 2.5, 10, 2.5), (3, 0.1, 3.25, NULL),
+  (4, -100.0, 0.1, 1e3), (5, NULL, NULL, 0);
+CREATE VIEW printed AS SELECT id || ':' || score AS s, amount || ' EUR' AS e,
+  'n=' || n AS t FROM m;
 CREATE VIEW tails AS SELECT id, substr(name, -3) AS t, substr(name, -2, 1) AS u,
   substr(name, id - 4) AS v, substr(name, 0, 2) AS w FROM p;
 """
@@ -306,7 +311,8 @@ async def test_comparisons_like_and_substr_as_sqlite_computes_them(
     set up): text ``<`` and ``BETWEEN`` compare bytes as SQLite does ('Banana' < 'b');
     LIKE folds ASCII letters only ('É' is not 'é' to SQLite), also on a NOCASE column
     (whose nondeterministic collation PostgreSQL 15 refuses for LIKE); ``substr`` counts a
-    negative start from the end. Each view returns SQLite's rows."""
+    negative start from the end; a REAL and a DECIMAL(10,2) print in ``||`` as SQLite
+    prints them (``1.0``, ``10.5``). Each view returns SQLite's rows."""
     if pg15_server is None:  # the embedded server is built without ICU
         pytest.skip("no distribution PostgreSQL installed")
     pg_server = pg15_server
@@ -326,13 +332,14 @@ async def test_comparisons_like_and_substr_as_sqlite_computes_them(
         conn.executescript(LIKE_SQLITE)
     try:
         dsn = with_database(pg_server, name)
-        counts = await compare_views(source, dsn, 6, ordered=frozenset())
+        counts = await compare_views(source, dsn, 7, ordered=frozenset())
         assert counts == {
             "before_b": 5,
             "between_a_c": 3,
             "ascii_fold": 2,
             "no_unicode_fold": 2,
             "nocase_like": 3,
+            "printed": 5,
             "tails": 7,
         }
     finally:

@@ -459,6 +459,17 @@ class QueryPrinter(Printer):
             return Out(f"to_char({timestamp}, {quote_literal(pattern)})", P_ATOM, "text")
         if family == "bytea":
             raise Untranslatable(f"{out.sql} (bytea) used as text")
+        base = base_type(out.pg_type) if out.pg_type else ""
+        if base == "numeric":  # SQLite keeps 10.50 as the REAL 10.5, 10.00 as the integer 10
+            return Out(f"CAST(trim_scale({out.sql}) AS text)", P_ATOM, "text")
+        if base in ("double precision", "real"):  # SQLite prints a whole REAL as 1.0
+            whole = f"{out.sql} = trunc({out.sql}) AND abs({out.sql}) < 1e15"
+            return Out(
+                f"CASE WHEN {whole} THEN CAST(CAST({out.sql} AS numeric) AS text) || '.0' "
+                f"ELSE CAST({out.sql} AS text) END",
+                P_ATOM,
+                "text",
+            )
         return Out(f"CAST({out.sql} AS text)", P_ATOM, "text")
 
     def function(self, node: Func) -> Out:
