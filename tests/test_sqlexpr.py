@@ -87,6 +87,15 @@ SUBSTR_FROM_A_COLUMN = (
         ("email < 'b'", '"email" COLLATE "C" < \'b\''),  # SQLite compares text bytewise
         ("email BETWEEN 'a' AND 'b'", "\"email\" COLLATE \"C\" BETWEEN 'a' AND 'b'"),
         ("substr(email, -3) = 'com'", SUBSTR_FROM_END),
+        # SQLite divides by zero into NULL; whole NUMERIC values divide as integers
+        ("price / id > 1", '"price" / NULLIF("id", 0) > 1'),
+        ("id / 2 = 3", '"id" / 2 = 3'),
+        (
+            "amount / 2 = 3",
+            'CASE WHEN "amount" = trunc("amount") THEN trunc("amount" / 2) ELSE "amount" / 2 END = 3',
+        ),
+        ("amount / 2.0 = 3", '"amount" / 2.0 = 3'),
+        ("amount * price / 2 > 1", '"amount" * "price" / 2 > 1'),  # a REAL: REAL division
         ("substr(email, id, 2) = 'co'", SUBSTR_FROM_A_COLUMN),
         ("email GLOB '[A-Z]*'", "\"email\" ~ '^[A-Z].*$'"),
         ("email NOT GLOB 'a?.b'", "\"email\" !~ '^a.\\.b$'"),

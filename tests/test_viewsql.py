@@ -297,6 +297,8 @@ CREATE VIEW nocase_like AS SELECT id FROM q WHERE email LIKE 'a%' OR email LIKE 
 CREATE TABLE m (id INTEGER PRIMARY KEY, score REAL, amount DECIMAL(10, 2), n NUMERIC);
 INSERT INTO m VALUES (1, 1.0, 10.5, 7), (2, 2.5, 10, 2.5), (3, 0.1, 3.25, NULL),
   (4, -100.0, 0.1, 1e3), (5, NULL, NULL, 0);
+CREATE VIEW ratios AS SELECT id, n / 2 AS half, amount / 4 AS q, score / 0 AS z,
+  id % 0 AS r, n / (id - 1) AS d, score / 2 AS s FROM m;
 CREATE VIEW printed AS SELECT id || ':' || score AS s, amount || ' EUR' AS e,
   'n=' || n AS t FROM m;
 CREATE VIEW tails AS SELECT id, substr(name, -3) AS t, substr(name, -2, 1) AS u,
@@ -312,7 +314,9 @@ async def test_comparisons_like_and_substr_as_sqlite_computes_them(
     LIKE folds ASCII letters only ('É' is not 'é' to SQLite), also on a NOCASE column
     (whose nondeterministic collation PostgreSQL 15 refuses for LIKE); ``substr`` counts a
     negative start from the end; a REAL and a DECIMAL(10,2) print in ``||`` as SQLite
-    prints them (``1.0``, ``10.5``). Each view returns SQLite's rows."""
+    prints them (``1.0``, ``10.5``); dividing by zero gives NULL (PostgreSQL raised),
+    and whole NUMERIC values divide as integers (``7 / 2`` is 3, as SQLite stores 7 as
+    an integer). Each view returns SQLite's rows."""
     if pg15_server is None:  # the embedded server is built without ICU
         pytest.skip("no distribution PostgreSQL installed")
     pg_server = pg15_server
@@ -332,7 +336,7 @@ async def test_comparisons_like_and_substr_as_sqlite_computes_them(
         conn.executescript(LIKE_SQLITE)
     try:
         dsn = with_database(pg_server, name)
-        counts = await compare_views(source, dsn, 7, ordered=frozenset())
+        counts = await compare_views(source, dsn, 8, ordered=frozenset())
         assert counts == {
             "before_b": 5,
             "between_a_c": 3,
@@ -340,6 +344,7 @@ async def test_comparisons_like_and_substr_as_sqlite_computes_them(
             "no_unicode_fold": 2,
             "nocase_like": 3,
             "printed": 5,
+            "ratios": 5,
             "tails": 7,
         }
     finally:

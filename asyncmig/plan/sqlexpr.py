@@ -840,8 +840,25 @@ class Printer:
             if op in ("%", "&", "|", "<<", ">>") and side.pg_type not in (None, *_INTEGERS):
                 # SQLite casts to integer first; PostgreSQL has no such operator for reals
                 raise Untranslatable(f"{op} on {side.sql} ({side.pg_type})")
-        result = left.pg_type if left.pg_type == right.pg_type else "numeric"
-        return Out(f"{left.at(prec)} {pg_op} {right.at(prec + 1)}", prec, result)
+        bases = {_base(left), _base(right)}
+        if bases & {"double precision", "real"}:  # a REAL makes it REAL, in both
+            result: str | None = "double precision"
+        else:
+            result = left.pg_type if left.pg_type == right.pg_type else "numeric"
+        divisor = right.at(prec + 1)
+        if op in ("/", "%") and not _nonzero_number(node.right):
+            divisor = f"NULLIF({right.sql}, 0)"  # SQLite's x / 0 is NULL; PostgreSQL raises
+        sql = f"{left.at(prec)} {pg_op} {divisor}"
+        decimals = [o.sql for o in (left, right) if _base(o) == "numeric"]
+        if (
+            op == "/"
+            and decimals  # integers alone: PostgreSQL divides them as integers too
+            and _whole_numbers(node.left, left)
+            and _whole_numbers(node.right, right)
+        ):
+            whole = " AND ".join(f"{d} = trunc({d})" for d in decimals)
+            return Out(f"CASE WHEN {whole} THEN trunc({sql}) ELSE {sql} END", P_ATOM, "numeric")
+        return Out(sql, prec, result)
 
     def pair(self, left: Node, right: Node) -> tuple[Out, Out]:
         """Both operands of a comparison: literals typed after the other side, NOCASE applied."""
@@ -1242,3 +1259,26 @@ def substr_sql(text: str, start: str, more: list[Out]) -> str:
 
 def _as_int(sql: str) -> str:
     return sql if sql.isdigit() else f"({sql})::integer"
+
+
+def _nonzero_number(node: Node) -> bool:
+    """A number literal other than zero: no NULLIF needed to divide by it."""
+    if not (isinstance(node, Lit) and node.kind == "number"):
+        return False
+    try:
+        return float(node.value) != 0
+    except ValueError:
+        return False
+
+
+def _whole_numbers(node: Node, out: Out) -> bool:
+    """Whether SQLite may hold ``node`` as an integer: an integer type, or a NUMERIC
+    column (whose whole values SQLite stores as integers, so ``7 / 2`` is 3); not a
+    REAL, nor a literal written with a point or an exponent."""
+    if isinstance(node, Lit):
+        return node.kind == "number" and node.value.lstrip("-").isdigit()
+    return out.pg_type in _INTEGERS or _base(out) == "numeric"
+
+
+def _base(out: Out) -> str:
+    return base_type(out.pg_type) if out.pg_type else ""
