@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
+
+import pytest
+
 from asyncmig.check.verify import (
     CHECK_KINDS,
     render_text,
     results_json,
 )
+from tests.fix_cli import RunMain
 from tests.fix_run import Migrated, failures
 
 
@@ -106,3 +112,26 @@ async def test_results_json_is_plain_data(migrated: Migrated) -> None:
     assert len(data) == len(results)
     assert set(data[0]) == {"check", "table", "subject", "expected", "found", "ok"}
     assert all(isinstance(d["ok"], bool) for d in data)
+
+
+@pytest.mark.parametrize("policy", ["null", "default"])
+def test_check_deep_compares_with_what_the_run_did_under_its_policy(
+    run_main: RunMain, tmp_path: Path, pg_dsn: str, policy: str
+) -> None:
+    """``run --on-error null`` (or ``default``) replaced a value on purpose; ``check``
+    does not take --on-error, and planned again with the default policy, so its SQLite
+    side rejected what the run had replaced: every such table failed. It now compares
+    with the plan the run recorded (the source's declared schema being the same)."""
+    source = tmp_path / "z.db"
+    with sqlite3.connect(source) as conn:
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, d DATETIME DEFAULT '2000-01-01')")
+        conn.executemany(
+            "INSERT INTO t VALUES (?, ?)",
+            [(1, "2024-01-01 00:00:00"), (2, "0000-00-00 00:00:00"), (3, None)],
+        )
+    common = ("--sqlite", str(source), "--pg", pg_dsn)
+    ran = run_main("run", *common, "--on-error", policy, "--log-dir", str(tmp_path / "logs"))
+    assert ran.returncode == 0, ran.stderr
+    checked = run_main("check", "--deep", "--explain", *common)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "checksum" in checked.stdout
