@@ -41,9 +41,7 @@ async def check(settings: RunSettings, deep: DeepCheck | None = None) -> list[ve
     conn = await connect(settings.target)
     try:
         await check_server(conn)
-        plan = await plans.latest(
-            conn, settings.schema, settings.source, settings.overrides, same_options=False
-        )
+        plan = await plans.latest(conn, settings.schema, settings.source, settings.overrides)
         if plan is None:  # no recorded plan, or the source's declared schema changed
             plan = await _plan_again(settings, conn)
         loads = await history.latest_loads(conn, plan.schema)
