@@ -190,3 +190,26 @@ def test_wide_names_align_by_display_width(run_main: RunMain, tmp_path: Path, pg
     assert code == 0 and len(counts) == 4  # the heading and one line per table
     # the last column ("result", then OK) starts in one screen column on every line
     assert len({width(line[: line.rindex(line.split()[-1])]) for line in counts}) == 1, counts
+
+
+def test_a_name_with_a_line_break_stays_on_its_row(
+    run_main: RunMain, tmp_path: Path, pg_dsn: str
+) -> None:
+    """A table named ``we"ird<newline>table`` is shown escaped (``we"ird\\ntable``) in
+    the run summary and in the check table: one row each, aligned with the others."""
+    source = tmp_path / "odd.db"
+    with sqlite3.connect(source) as conn:
+        conn.execute('CREATE TABLE "we""ird\ntable" (id INTEGER PRIMARY KEY, v TEXT)')
+        conn.execute("CREATE TABLE plain (id INTEGER PRIMARY KEY)")
+        conn.execute('INSERT INTO "we""ird\ntable" VALUES (1, \'x\')')
+    env = {"ASYNCMIG_LOG_DIR": str(tmp_path / "logs")}
+    code, out, err = run_main("run", "--sqlite", str(source), "--pg", pg_dsn, env=env)
+    assert code == 0, err
+    summary = out.splitlines()[:4]  # heading, two tables, total
+    assert sorted(line.split()[0] for line in summary[1:3]) == ["plain", 'we"ird\\ntable']
+    assert summary[3].split()[0] == "total"
+    ends = {width(line[: line.index(line.split()[1]) + len(line.split()[1])]) for line in summary}
+    assert len(ends) == 1, summary  # the right-aligned row counts end in one column
+    code, out, _ = run_main("check", "--sqlite", str(source), "--pg", pg_dsn)
+    counts = out.split("\n\n", 1)[0].splitlines()
+    assert code == 0 and len(counts) == 3, out  # the heading and one line per table
