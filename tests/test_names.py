@@ -318,3 +318,56 @@ async def test_check_constraints_keep_their_names_quoted_or_not(
     assert {"x_pos", "y_pos", "z ok"} <= set(found), found
     assert "x > 0" in found["x_pos"] and "z <> 1" in found["z ok"]
     assert len(found) == 4  # w's unnamed CHECK gets PostgreSQL's name
+
+
+async def test_primary_and_foreign_keys_keep_the_names_the_source_gave_them(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """Entity Framework and Rails name their keys (``PK_Blogs``,
+    ``FK_Posts_Blogs_BlogId``, ``fk_rails_3d31dad1cc``) and their later migrations drop
+    them by these names: the copy has them (it had ``Posts_pkey`` and
+    ``Posts_BlogId_fkey``). Two tables giving their keys one name: the second is
+    renamed, and the rename recorded, as for any name PostgreSQL holds already."""
+    source = tmp_path / "ef.db"
+    with sqlite3.connect(source) as conn:
+        conn.executescript("""
+            CREATE TABLE "Blogs" ("Id" INTEGER NOT NULL CONSTRAINT "PK_Blogs" PRIMARY KEY
+                AUTOINCREMENT, "Url" TEXT);
+            CREATE TABLE "Posts" ("Id" INTEGER NOT NULL CONSTRAINT "PK_Posts" PRIMARY KEY
+                AUTOINCREMENT, "BlogId" INTEGER NOT NULL, "Other" INTEGER
+                CONSTRAINT fk_other REFERENCES "Blogs" ("Id"),
+                CONSTRAINT "FK_Posts_Blogs_BlogId" FOREIGN KEY ("BlogId") REFERENCES "Blogs"
+                ("Id") ON DELETE CASCADE);
+            CREATE TABLE articles (id integer NOT NULL PRIMARY KEY, user_id integer,
+                CONSTRAINT "fk_rails_3d31dad1cc" FOREIGN KEY ("user_id") REFERENCES "Blogs"
+                ("Id"));
+            CREATE TABLE a (id INTEGER, CONSTRAINT pk PRIMARY KEY (id));
+            CREATE TABLE b (id INTEGER, CONSTRAINT pk PRIMARY KEY (id));
+            INSERT INTO "Blogs" VALUES (1, 'x');
+            INSERT INTO "Posts" VALUES (1, 1, 1);
+            INSERT INTO articles VALUES (1, 1);
+        """)
+    report = await run_migration(RunSettings(source, Target(pg_dsn, pg_dsn, "test")))
+    conn2 = await asyncpg.connect(pg_dsn)
+    try:
+        rows = await conn2.fetch(
+            "SELECT conrelid::regclass::text AS t, conname, contype::text FROM pg_constraint "
+            "WHERE connamespace = 'public'::regnamespace AND contype IN ('p', 'f') "
+            "ORDER BY 1, 2"
+        )
+    finally:
+        await conn2.close()
+    assert [tuple(r) for r in rows] == [
+        ('"Blogs"', "PK_Blogs", "p"),
+        ('"Posts"', "FK_Posts_Blogs_BlogId", "f"),
+        ('"Posts"', "PK_Posts", "p"),
+        ('"Posts"', "fk_other", "f"),
+        ("a", "pk", "p"),
+        ("articles", "articles_pkey", "p"),
+        ("articles", "fk_rails_3d31dad1cc", "f"),
+        ("b", "pk_1", "p"),
+    ]
+    assert [(r.kind, r.table, r.source, r.target) for r in report.plan.renames] == [
+        ("index", "b", "pk", "pk_1")
+    ]
+    assert all(c.ok for c in report.checks)

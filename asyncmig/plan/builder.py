@@ -25,6 +25,7 @@ import structlog
 from asyncmig.ddl.indexes import is_column
 from asyncmig.errors import SourceError, TargetError, UsageError
 from asyncmig.finish.views import plan_views, renamed_views
+from asyncmig.plan import sqlscan
 from asyncmig.plan.collations import NOCASE, is_text
 from asyncmig.plan.contract import honour_declared
 from asyncmig.plan.customise import customise
@@ -507,7 +508,9 @@ def plan_table(
         source_name=table.name,
         columns=tuple(columns),
         primary_key=primary_key,
-        primary_key_name=pg_name(table.name, "pkey") if primary_key else None,
+        primary_key_name=(source_constraint_names(table)[0] or pg_name(table.name, "pkey"))
+        if primary_key
+        else None,
         indexes=tuple(indexes),
         checks=tuple(_plan_checks(table, col_types, skipped)),
         row_count=row_count,
@@ -716,15 +719,27 @@ def _plan_foreign_keys(
     result = []
     for source, table in zip(sources, planned, strict=True):
         fks = []
+        named = source_constraint_names(source)[1]
         for fk in source.foreign_keys:
             reason = _foreign_key_problem(fk.columns, fk.ref_table, fk.ref_columns, table, by_name)
             sql = f"FOREIGN KEY ({', '.join(fk.columns)}) REFERENCES {fk.ref_table}"
             if reason:
                 skipped.append(Skipped("foreign key", table.name, None, sql, reason))
                 continue
-            fks.append(replace(fk, name=pg_name(table.name, *fk.columns, "fkey")))
+            name = named.get(tuple(c.lower() for c in fk.columns))
+            fks.append(replace(fk, name=name or pg_name(table.name, *fk.columns, "fkey")))
         result.append(replace(table, foreign_keys=tuple(fks)))
     return result
+
+
+def source_constraint_names(table: SourceTable) -> tuple[str | None, dict[tuple[str, ...], str]]:
+    """The names the CREATE TABLE gives its primary key and foreign keys: kept, as its
+    CHECKs' are (an application's later migrations drop them by name); a statement the
+    scan cannot follow keeps PostgreSQL's names (``t_pkey``, ``t_col_fkey``)."""
+    try:
+        return sqlscan.constraint_names(table.sql or "")
+    except (ValueError, IndexError):
+        return None, {}
 
 
 def _foreign_key_problem(

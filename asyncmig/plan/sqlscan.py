@@ -140,6 +140,44 @@ def check_constraints(create_table_sql: str) -> list[tuple[str | None, str]]:
     return found
 
 
+_TOKEN = re.compile(
+    r'"(?:[^"]|"")*"|\[[^\]]*\]|`(?:[^`]|``)*`|\'(?:[^\']|\'\')*\'|[A-Za-z_][A-Za-z0-9_$]*|\S'
+)
+
+
+def constraint_names(create_table_sql: str) -> tuple[str | None, dict[tuple[str, ...], str]]:
+    """The names a CREATE TABLE gives its primary key and its foreign keys (the latter by
+    their child columns, lower-case): ``CONSTRAINT "PK_Blogs" PRIMARY KEY``,
+    ``CONSTRAINT "FK_Posts_Blogs_BlogId" FOREIGN KEY ("BlogId") REFERENCES ...``, or on a
+    column, ``"BlogId" INTEGER CONSTRAINT fk_b REFERENCES ...`` (Entity Framework's and
+    Rails' forms: their later migrations drop constraints by these names)."""
+    primary: str | None = None
+    foreign: dict[tuple[str, ...], str] = {}
+    for segment in split_top_level(body(create_table_sql)):
+        tokens = _TOKEN.findall(segment)
+        words = [t.upper() for t in tokens]
+        if words[:1] == ["CONSTRAINT"] and len(tokens) > 3:  # a named table constraint
+            name = unquote(tokens[1])
+            if words[2] == "PRIMARY":
+                primary = name
+            elif words[2] == "FOREIGN" and "(" in tokens and ")" in tokens:
+                inside = tokens[tokens.index("(") + 1 : tokens.index(")")]
+                key = tuple(unquote(t).lower() for t in inside if t != ",")
+                foreign[key] = name
+            continue
+        if not tokens or words[0] in ("PRIMARY", "FOREIGN", "UNIQUE", "CHECK"):
+            continue
+        column = unquote(tokens[0]).lower()  # a column: its own named constraints
+        for at in range(1, len(tokens) - 2):
+            if words[at] != "CONSTRAINT":
+                continue
+            if words[at + 2] == "PRIMARY":
+                primary = unquote(tokens[at + 1])
+            elif words[at + 2] == "REFERENCES":
+                foreign[(column,)] = unquote(tokens[at + 1])
+    return primary, foreign
+
+
 def unquote(name: str) -> str:
     """Strip SQLite identifier quotes: "x", [x], `x`."""
     if len(name) >= 2 and name[0] in _QUOTES and name[-1] == _QUOTES[name[0]]:
