@@ -82,7 +82,7 @@ def dated_number(column: ColumnPlan, value: float) -> Any:
         stamp = dt.datetime.fromisoformat(text).replace(tzinfo=UTC)
     else:
         per_second = next(
-            d for limit, d in ((1e11, 1), (1e14, 1000), (1e17, 10**6)) if value < limit
+            d for limit, d in ((1e10, 1), (1e13, 1000), (1e17, 10**6)) if value < limit
         )
         micros = Decimal(repr(value) if isinstance(value, float) else value) * (
             1_000_000 // per_second

@@ -10,10 +10,15 @@ function reads; those are told apart by magnitude too. Each value is read on its
 kind                numbers               reading
 ==================  ====================  =================================================
 ``julian``          1721425.5 - 5373484.5  Julian day, to SQLite's millisecond (year 1-9999)
-``unix_s``          5373484.5 - 1e11       Unix seconds (to 5138-11-16)
-``unix_ms``         1e11 - 1e14            Unix milliseconds (1973-03-03 to 5138-11-16)
-``unix_us``         1e14 - 1e17            Unix microseconds (1973-03-03 to 5138-11-16)
+``unix_s``          5373484.5 - 1e10       Unix seconds (to 2286-11-20)
+``unix_ms``         1e10 - 1e13            Unix milliseconds (1970-04-26 to 2286-11-20)
+``unix_us``         1e13 - 1e17            Unix microseconds (1970-04-26 to 5138-11-16)
 ==================  ====================  =================================================
+
+The bounds fall where the larger unit stops being a plausible date: 1e10 seconds is
+the year 2286, while 1e10 milliseconds is April 1970, so a number between 1e10 and 1e11
+(a birthday in 1971, as Prisma stores it in milliseconds) is milliseconds, not the year
+2970; likewise microseconds from 1e13.
 
 Anything else (negative, NaN, a Julian day before year 1 such as 0 or 1, beyond 1e17)
 has no reading: a column holding such numbers is ambiguous and keeps its numbers (see
@@ -36,9 +41,9 @@ UNIX_MAX = 1e17
 JULIAN_UNIX_MS = 210866760000000  # 1970-01-01 as SQLite's internal Julian milliseconds
 # kind -> (lowest, highest exclusive, microseconds per unit); Julian days: see julian_micros
 UNITS: Mapping[str, tuple[float, float, int]] = {
-    "unix_s": (UNIX_MIN, 1e11, 1_000_000),
-    "unix_ms": (1e11, 1e14, 1_000),
-    "unix_us": (1e14, UNIX_MAX, 1),
+    "unix_s": (UNIX_MIN, 1e10, 1_000_000),
+    "unix_ms": (1e10, 1e13, 1_000),
+    "unix_us": (1e13, UNIX_MAX, 1),
 }
 KINDS = ("julian", *UNITS)
 NAMES = {
