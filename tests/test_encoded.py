@@ -14,12 +14,15 @@ from typing import Any
 import asyncpg
 import pytest
 
+from asyncmig.cli.commands import check
+from asyncmig.cli.settings import DeepCheck
 from asyncmig.load import codecs, transforms
 from asyncmig.load.pipeline import PipelineSettings
 from asyncmig.plan.model import ColumnPlan, TablePlan
 from asyncmig.quoting import quote_ident
 from asyncmig.run import run_migration
 from asyncmig.runstate import RunSettings
+from asyncmig.target import sync
 from asyncmig.target.connect import Target
 from tests.compare import assert_all_equal
 
@@ -110,8 +113,14 @@ async def test_numeric_refusals_are_asyncpgs() -> None:
 
 @pytest.mark.parametrize("value", MOMENTS, ids=repr)
 async def test_timestamptz_encoding_is_asyncpgs(value: Any, pg_dsn: str) -> None:
+    """As asyncpg, except that the two instants asyncpg sends as -infinity and infinity
+    are those instants (year 1 is .NET's default date; SQLite has no infinity)."""
     sql = "SELECT ($1::timestamptz AT TIME ZONE 'UTC')::text"
     expected, got = await _both(pg_dsn, sql, value, "timestamptz")
+    if value in (codecs.INFINITY, codecs.NEGATIVE_INFINITY):
+        assert expected in ("infinity", "-infinity")
+        assert got == value.isoformat(sep=" ")
+        return
     assert got == expected
     round_trip = await _both(pg_dsn, "SELECT $1::timestamptz", value, "timestamptz")
     assert round_trip[1] == round_trip[0]
@@ -237,3 +246,43 @@ def test_the_numeric_cache_keeps_integers_and_reals_apart() -> None:
         codecs.numeric_bytes(Decimal("-0.0")),
         codecs.numeric_bytes(Decimal("0.0")),
     ]
+
+
+async def test_year_1_and_year_9999_arrive_as_written(tmp_path: Path, pg_dsn: str) -> None:
+    """``0001-01-01 00:00:00`` (.NET's default date, which Entity Framework writes) and
+    the last microsecond of 9999 in a DATETIME column: loaded as those instants (they
+    were refused, as asyncpg would have sent -infinity and infinity), passing
+    ``check --deep``; a sync then carries a new row holding one the same way."""
+    source = tmp_path / "edge.db"
+    with sqlite3.connect(source) as conn:
+        conn.execute("CREATE TABLE e (id INTEGER PRIMARY KEY, at DATETIME NOT NULL)")
+        conn.executemany(
+            "INSERT INTO e VALUES (?, ?)",
+            [
+                (1, "0001-01-01 00:00:00"),
+                (2, "9999-12-31 23:59:59.999999"),
+                (3, "2024-05-06 07:08:09"),
+            ],
+        )
+    settings = RunSettings(source, Target(pg_dsn, pg_dsn, "test"))
+    report = await run_migration(settings)
+    assert [(t.rows, t.rejected) for t in report.tables] == [(3, 0)]
+    with sqlite3.connect(source) as conn:
+        conn.execute("INSERT INTO e VALUES (4, '0001-01-01 00:00:00')")
+    await sync.sync(settings)
+    texts = await _texts(pg_dsn, "SELECT (at AT TIME ZONE 'UTC')::text FROM e ORDER BY id")
+    assert texts == [
+        "0001-01-01 00:00:00",
+        "9999-12-31 23:59:59.999999",
+        "2024-05-06 07:08:09",
+        "0001-01-01 00:00:00",
+    ]
+    assert [r for r in await check(settings, DeepCheck()) if not r.ok] == []
+
+
+async def _texts(dsn: str, sql: str) -> list[str]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return [r[0] for r in await conn.fetch(sql)]
+    finally:
+        await conn.close()

@@ -53,7 +53,10 @@ def timestamptz_micros(value: dt.datetime) -> bytes:
 
 
 def encode_timestamptz(value: Any) -> bytes:
-    """``bytes`` as they are; anything else exactly as asyncpg's timestamptz encoder."""
+    """``bytes`` as they are; anything else as asyncpg's timestamptz encoder, but
+    exactly: ``0001-01-01 00:00:00`` (``datetime.min``) and ``9999-12-31
+    23:59:59.999999`` are those instants, not -infinity and infinity (SQLite has no
+    infinite dates, and .NET writes year 1 as its default date)."""
     if type(value) is bytes:
         return value
     if not isinstance(value, dt.datetime):
@@ -63,17 +66,10 @@ def encode_timestamptz(value: Any) -> bytes:
             )
         local = dt.datetime.now(UTC).astimezone().utcoffset() or dt.timedelta(0)
         value = dt.datetime(value.year, value.month, value.day, tzinfo=dt.timezone(local))
-    if value == INFINITY:
-        return PG_INFINITY
-    if value == NEGATIVE_INFINITY:
-        return PG_NEGATIVE_INFINITY
+    if value.tzinfo is None:  # naive: UTC (the load's policy), as timestamptz_micros
+        return timestamptz_micros(value)
     delta = value.astimezone(UTC) - PG_EPOCH_UTC
-    micros = (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
-    if micros == INFINITY_MICROS:
-        return PG_INFINITY
-    if micros == NEGATIVE_INFINITY_MICROS:
-        return PG_NEGATIVE_INFINITY
-    return pack_int64(micros)
+    return pack_int64((delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds)
 
 
 def decode_timestamptz(data: bytes) -> dt.datetime:

@@ -256,11 +256,14 @@ def to_timestamptz(value: Any) -> dt.datetime:
     """ISO text; naive values are UTC (the documented policy).
 
     The inlined fast path returns naive results as they are (asyncpg's timestamptz
-    codec reads a naive datetime as UTC, which saves a call per value).
+    codec reads a naive datetime as UTC, which saves a call per value). Years 1 and
+    9999 are kept as they are (``0001-01-01 00:00:00``, .NET's default date): the COPY
+    encodes timestamptz itself (:mod:`asyncmig.load.codecs`), exactly, where asyncpg's
+    encoder would turn those two instants into -infinity and infinity.
     """
     if len(value) > 26:
         _check_fraction(value)
-    parsed = not_infinite(dt.datetime.fromisoformat(value))
+    parsed = dt.datetime.fromisoformat(value)
     # the fast path leaves naive values naive; here (years 1 and 9999, overrides) the
     # zone is made explicit, since asyncpg's local-time step fails near year 1
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

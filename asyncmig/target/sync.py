@@ -48,6 +48,7 @@ from asyncmig.check.deep import FETCH_ROWS, Digest, TableCheck, parse_type
 from asyncmig.cli import signals
 from asyncmig.cli.commands import rejected_keys
 from asyncmig.errors import SourceError, TargetError, VerificationError, first_error
+from asyncmig.load import codecs
 from asyncmig.load.policy import Accounts, TableGuard, lenient_text
 from asyncmig.load.transforms import build_batch_transform
 from asyncmig.plan.model import Plan, TablePlan
@@ -925,14 +926,22 @@ async def copy_records(
 ) -> None:
     """Rows already converted (:func:`convert`), copied; a refusal as one line."""
     columns = [c.name for c in table.columns]
-    try:
-        await conn.copy_records_to_table(name, schema_name=schema, columns=columns, records=records)
+    stamped = [t for t in codecs.ENCODED_TYPES if t == "timestamptz" and _has(table, t)]
+    try:  # timestamptz encoded exactly, as the load does (year 1 is not -infinity)
+        async with codecs.encoded_values(conn, stamped):
+            await conn.copy_records_to_table(
+                name, schema_name=schema, columns=columns, records=records
+            )
     except asyncpg.PostgresError as exc:
         raise TargetError(
             f"cannot sync {table.name}: PostgreSQL refused a changed row: "
             f"{type(exc).__name__}: {exc}",
             hint="migrate again in full: asyncmig run --replace",
         ) from exc
+
+
+def _has(table: TablePlan, base: str) -> bool:
+    return any(c.target_type.split("(")[0].strip() == base for c in table.columns)
 
 
 async def upsert(
