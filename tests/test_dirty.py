@@ -208,7 +208,9 @@ async def test_postgresql_refusals_are_isolated_by_splitting(tmp_path: Path, pg_
 async def test_dates_the_driver_would_turn_into_infinity_are_not_changed(
     tmp_path: Path, pg_dsn: str
 ) -> None:
-    """0001-01-01 is a real date (a common placeholder): never stored as -infinity."""
+    """0001-01-01 is a real date (a common placeholder): never stored as -infinity. In
+    a timestamptz column (TIMESTAMP here) it arrives as written, asyncmig encoding it;
+    in a date column, which asyncpg encodes, it is refused."""
     path = tmp_path / "edge.db"
     conn = sqlite3.connect(path)
     conn.execute("CREATE TABLE e (id INTEGER PRIMARY KEY, d DATE, t TIMESTAMP)")
@@ -226,7 +228,7 @@ async def test_dates_the_driver_would_turn_into_infinity_are_not_changed(
     report = await migrate(
         path, pg_dsn, overrides=from_profile({}), rejects_dir=tmp_path / "rejects"
     )
-    assert sorted(rejected_keys(report, "e")) == [1, 2, 3]
+    assert sorted(rejected_keys(report, "e")) == [1, 3]
     pg = await asyncpg.connect(pg_dsn)
     try:
         rows = await pg.fetch("SELECT id, d::text, t::text FROM e ORDER BY id")
@@ -235,7 +237,10 @@ async def test_dates_the_driver_would_turn_into_infinity_are_not_changed(
         )
     finally:
         await pg.close()
-    assert [tuple(r) for r in rows] == [(4, "2020-01-02", "0001-01-01 00:00:01+00")]
+    assert [tuple(r) for r in rows] == [
+        (2, "2020-01-01", "0001-01-01 00:00:00+00"),
+        (4, "2020-01-02", "0001-01-01 00:00:01+00"),
+    ]
     assert infinite == 0
 
 
