@@ -294,6 +294,7 @@ CREATE VIEW no_unicode_fold AS SELECT id FROM p WHERE name LIKE 'é%' OR code LI
 CREATE TABLE q (id INTEGER PRIMARY KEY, email TEXT COLLATE NOCASE);
 INSERT INTO q VALUES (1, 'Ann@Example.com'), (2, 'bob@example.com'), (3, 'Éve@example.com');
 CREATE VIEW nocase_like AS SELECT id FROM q WHERE email LIKE 'a%' OR email LIKE '%@EXAMPLE%';
+CREATE VIEW nocase_less AS SELECT id FROM q WHERE email < 'B' OR email > 'C';
 CREATE TABLE m (id INTEGER PRIMARY KEY, score REAL, amount DECIMAL(10, 2), n NUMERIC);
 INSERT INTO m VALUES (1, 1.0, 10.5, 7), (2, 2.5, 10, 2.5), (3, 0.1, 3.25, NULL),
   (4, -100.0, 0.1, 1e3), (5, NULL, NULL, 0);
@@ -336,13 +337,14 @@ async def test_comparisons_like_and_substr_as_sqlite_computes_them(
         conn.executescript(LIKE_SQLITE)
     try:
         dsn = with_database(pg_server, name)
-        counts = await compare_views(source, dsn, 8, ordered=frozenset())
+        counts = await compare_views(source, dsn, 9, ordered=frozenset())
         assert counts == {
             "before_b": 5,
             "between_a_c": 3,
             "ascii_fold": 2,
             "no_unicode_fold": 2,
             "nocase_like": 3,
+            "nocase_less": 2,
             "printed": 5,
             "ratios": 5,
             "tails": 7,

@@ -763,6 +763,12 @@ class Printer:
             return self.collate(node)
         return self.case(node)
 
+    def own_collation(self, *sides: Out) -> bool:
+        """Whether a side is a column with a collation of its own (a NOCASE column
+        under its case-insensitive collation), which orders the comparison as SQLite's
+        NOCASE does; else text compares bytewise (:func:`bytewise`)."""
+        return False
+
     def literal(self, lit: Lit) -> Out:
         if lit.kind == "string":
             return Out(quote_literal(lit.value), P_ATOM)
@@ -825,7 +831,7 @@ class Printer:
         pg_op, prec = _PG_BINARY[op]
         if prec == P_CMP:
             left, right = self.pair(node.left, node.right)
-            if pg_op in ("<", "<=", ">", ">="):
+            if pg_op in ("<", "<=", ">", ">=") and not self.own_collation(left, right):
                 left = bytewise(left, right)
             return Out(f"{left.at(prec + 1)} {pg_op} {right.at(prec + 1)}", prec, "boolean")
         left, right = self.out(node.left), self.out(node.right)
@@ -978,7 +984,8 @@ class Printer:
     def between(self, node: Between) -> Out:
         operand, low = self.pair(node.operand, node.low)
         _, high = self.pair(node.operand, node.high)
-        operand = bytewise(operand, low, high)
+        if not self.own_collation(operand, low, high):
+            operand = bytewise(operand, low, high)
         word = "NOT BETWEEN" if node.negated else "BETWEEN"
         return Out(
             f"{operand.at(P_LIKE + 1)} {word} {low.at(P_OP)} AND {high.at(P_OP)}", P_LIKE, "boolean"

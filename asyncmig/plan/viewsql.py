@@ -385,6 +385,9 @@ class QueryPrinter(Printer):
             return Out(f"to_char({sqldates.NOW_SQL}, {quote_literal(pattern)})", P_ATOM, "text")
         return super().literal(lit)
 
+    def own_collation(self, *sides: Out) -> bool:
+        return any(o.sql in self.collated for o in sides)
+
     def pair(self, left: Node, right: Node) -> tuple[Out, Out]:
         """A comparison; a NOCASE column left without its collation compares lower()."""
         a, b = super().pair(left, right)
