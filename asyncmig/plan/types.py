@@ -257,6 +257,12 @@ def unreadable_numbers(profile: ColumnProfile) -> int:
     return numbers - sum(profile.number_kinds.get(k, 0) for k in datenums.KINDS)
 
 
+def _only_text(profile: ColumnProfile) -> bool:
+    return profile.count("text") > 0 and not any(
+        profile.count(k) for k in ("integer", "real", "blob")
+    )
+
+
 def _all_text_or_none(profile: ColumnProfile, kind: str) -> bool:
     return not profile.count("text") or _all_text(profile, kind)
 
@@ -268,6 +274,20 @@ def _rich_text(
     declared_json = "JSON" in upper or json_checked
     if _all_text(profile, "json") or (declared_json and _all_text(profile, "json_any")):
         return TypeChoice("jsonb", "json_text", f"every value valid JSON: {counts}")
+    if declared_json and "json_any" in profile.text_kinds and _only_text(profile):
+        others = profile.count("text") - profile.text_kinds["json_any"]
+        return TypeChoice(
+            "text",
+            "none",
+            f"declared {column.declared_type or 'TEXT'}, {others} value(s) not JSON: {counts}",
+            (
+                (
+                    f"declared {column.declared_type or 'JSON'} but {others} value(s) are not "
+                    "JSON that jsonb keeps as written (not valid, a \\u0000, or an object "
+                    "repeating a key): stored as text"
+                ),
+            ),
+        )
     hinted_uuid = bool(_UUID_HINT.search(column.name)) or "UUID" in upper or "GUID" in upper
     if _all_text(profile, "uuid") or (hinted_uuid and _all_text(profile, "hex32")):
         return TypeChoice("uuid", "uuid", f"every value a UUID: {counts}")
