@@ -547,3 +547,45 @@ async def test_a_sync_behind_an_application_transaction_stops_after_lock_timeout
         await conn.close()
     assert [tuple(r) for r in runs] == [("run", "succeeded"), ("sync", "failed")]
     assert sync_json(db, pg_dsn)["changed"] == 1
+
+
+async def test_a_sync_whose_session_is_terminated_says_lost_connection(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """pg_terminate_backend of the sync's session while it waits for its lock on the
+    tables: exit 4, "lost connection to PostgreSQL" (it was exit 70, "internal error:
+    cannot call Transaction.__aexit__(): the underlying connection is closed"), the
+    target unchanged; the same command then syncs."""
+    db = await migrated_then_edited(tmp_path, pg_dsn, "UPDATE users SET name = 'x' WHERE id = 3")
+    app = await asyncpg.connect(pg_dsn)
+    admin = await asyncpg.connect(pg_dsn)  # outside the transaction: fresh activity rows
+    try:
+        tx = app.transaction()
+        await tx.start()
+        await app.execute("UPDATE users SET name = name WHERE id = 5")  # the sync waits
+        process = start("sync", "--sqlite", str(db), "--pg", pg_dsn, "--lock-timeout", "60")
+        waiting = 0
+        for _ in range(600):  # its LOCK TABLE, blocked behind this transaction
+            waiting = await admin.fetchval(
+                "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND query LIKE 'LOCK TABLE%'"
+            )
+            if waiting:
+                break
+            await asyncio.sleep(0.1)
+        assert waiting, "the sync never waited for its lock"
+        await admin.execute("SELECT pg_terminate_backend($1)", waiting)
+        _, stderr = await asyncio.to_thread(process.communicate, timeout=60)
+        await tx.rollback()
+    finally:
+        await app.close()
+        await admin.close()
+    assert process.returncode == 4, stderr
+    assert stderr.strip().splitlines()[-1].startswith("asyncmig: error: lost connection"), stderr
+    assert "internal error" not in stderr and "Traceback" not in stderr
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        assert await conn.fetchval("SELECT name FROM users WHERE id = 3") != "x"
+    finally:
+        await conn.close()
+    assert sync_json(db, pg_dsn)["changed"] == 1

@@ -92,8 +92,8 @@ async def build_indexes(
                 )
             except asyncpg.PostgresError as exc:
                 raise refused(statement, exc) from exc
-            finally:
-                await conn.execute("RESET maintenance_work_mem")
+            # no RESET here: the pool resets the session (RESET ALL) as it takes the
+            # connection back, and a RESET on a terminated session hid its error
 
     async with anyio.create_task_group() as tg:
         for name, statement in zip(names, ddl.index_sql(plan, table), strict=True):

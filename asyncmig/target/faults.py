@@ -19,7 +19,7 @@ import anyio
 import asyncpg
 import structlog
 
-from asyncmig.errors import ConnectionLost, TargetError, first_error
+from asyncmig.errors import ConnectionLost, MigrationError, TargetError, first_error
 from asyncmig.target import history, marks
 from asyncmig.target.connect import Target, connect, hang_up
 
@@ -40,12 +40,12 @@ def is_connection_fault(exc: BaseException) -> bool:
     if isinstance(exc, asyncpg.PostgresError):
         state = str(getattr(exc, "sqlstate", "") or "")
         return state.startswith("08") or state in LOST_STATES
-    if isinstance(exc, asyncpg.InterfaceError):
+    if isinstance(exc, asyncpg.InterfaceError | asyncpg.InternalClientError):
         # "another operation is in progress": an operation the broken connection never
         # finished (its COPY, cut off by the termination) still holds it
         return (
             "closed" in str(exc)
-            or "another operation is in progress" in str(exc)
+            or "another operation" in str(exc)
             or isinstance(exc, asyncpg.ConnectionDoesNotExistError)
         )
     return isinstance(exc, (ConnectionError, TimeoutError))
@@ -101,12 +101,53 @@ def lost_connection(exc: BaseException) -> ConnectionLost:
 
 
 def as_error(exc: BaseException) -> BaseException:
-    """``exc`` (or a task group's first error), a connection fault made one line."""
+    """``exc`` (or a task group's first error), a connection fault made one line.
+
+    A terminated session surfaces in many shapes besides asyncpg's own: a cleanup's
+    call on the dead connection ("released back to the pool", "the underlying
+    connection is closed"), another task's "cannot switch to state ...; another
+    operation is in progress". Unless a task reported a MigrationError (which explains
+    the failure), any error with a connection fault behind it (its cause or context),
+    or beside it in the same task group, is that fault."""
+    group = exc
     if isinstance(exc, BaseExceptionGroup):
         exc = first_error(exc)
-    if is_connection_fault(exc) and timed_out(exc):
+    if not isinstance(exc, Exception):  # a signal, a cancellation: never a fault's shape
+        return exc
+    fault: BaseException | None
+    if isinstance(exc, MigrationError):  # the failure that explains it (ConnectionLost too)
+        fault = exc if is_connection_fault(exc) else None
+    else:
+        fault = _fault_behind(exc) or _fault_in(group)  # the server's own words first
+    if fault is None:
+        return exc
+    if timed_out(fault) or timed_out(exc):
         return lost_connection(TimeoutError())
-    return lost_connection(exc) if is_connection_fault(exc) else exc
+    return lost_connection(fault)
+
+
+def _fault_in(exc: BaseException) -> BaseException | None:
+    """A connection fault among a task group's errors (at any depth), or ``exc`` itself."""
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _fault_in(inner)
+            if found is not None:
+                return found
+        return None
+    return exc if is_connection_fault(exc) else None
+
+
+def _fault_behind(exc: BaseException) -> BaseException | None:
+    """A connection fault that ``exc`` was raised while handling (cause or context)."""
+    seen: BaseException | None = exc.__cause__ or exc.__context__
+    for _ in range(6):
+        if seen is None:
+            return None
+        found = _fault_in(seen)
+        if found is not None:
+            return found
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 async def retrying(action: Callable[[int], Awaitable[T]], what: str) -> T:

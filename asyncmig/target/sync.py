@@ -112,8 +112,11 @@ async def sync(settings: RunSettings) -> SyncReport:
     """The ``sync`` command (see the module docstring); raises the error that stopped it."""
     try:
         return await _sync(settings)
-    except BaseExceptionGroup as group:
-        raise first_error(group) from group
+    except BaseException as exc:  # one error: a task group's first, a lost connection named
+        error = faults.as_error(exc)
+        if error is exc:
+            raise
+        raise error from exc
 
 
 async def _sync(settings: RunSettings) -> SyncReport:

@@ -1,0 +1,93 @@
+"""What a terminated session looks like when it surfaces, and the one line it becomes.
+
+``pg_terminate_backend`` (or a restart) reaches asyncmig in more shapes than asyncpg's
+own "connection does not exist": a cleanup's call on the dead connection, another
+task's call on a connection still busy with the COPY the termination cut off. Seen
+under faults (all of a run's sessions terminated while it built indexes; a sync's
+session terminated in its transaction) as exit 70, "internal error". These are the
+exceptions asyncpg raised there, chained as Python chained them; the end-to-end case
+is ``tests/test_sync.py::test_a_sync_whose_session_is_terminated_says_lost_connection``.
+"""
+
+from __future__ import annotations
+
+import signal
+
+import asyncpg
+import pytest
+
+from asyncmig.cli.signals import SignalReceived
+from asyncmig.errors import ConnectionLost, DataError
+from asyncmig.target.faults import as_error
+
+TERMINATED = "terminating connection due to administrator command"
+
+
+def _during(handling: BaseException, raised: BaseException) -> BaseException:
+    """``raised`` as Python chains it when raised while ``handling`` is handled."""
+    try:
+        try:
+            raise handling
+        except BaseException:  # noqa: BLE001 -- the chain is the point
+            raise raised  # noqa: B904 -- implicit chaining, as a finally block gives
+    except BaseException as chained:  # noqa: BLE001
+        return chained
+
+
+@pytest.mark.parametrize(
+    "raised",
+    [
+        asyncpg.InterfaceError(
+            "cannot call Connection.execute(): connection has been released back to the pool"
+        ),
+        asyncpg.InterfaceError(
+            "cannot call Transaction.__aexit__(): the underlying connection is closed"
+        ),
+        asyncpg.InternalClientError(
+            "cannot switch to state 11; another operation (2) is in progress"
+        ),
+        RuntimeError("anything a cleanup raised on the way out"),
+    ],
+)
+def test_an_error_raised_while_a_terminated_session_was_handled_is_that_loss(
+    raised: BaseException,
+) -> None:
+    found = as_error(_during(asyncpg.AdminShutdownError(TERMINATED), raised))
+    assert isinstance(found, ConnectionLost) and found.exit_code == 4
+    assert str(found).startswith(f"lost connection to PostgreSQL ({TERMINATED})")
+
+
+def test_a_task_that_met_the_loss_beside_another_tasks_confusion() -> None:
+    """Two tasks of one group: one met the terminated session, the other tried its
+    connection while the COPY cut off by the termination still held it."""
+    group = BaseExceptionGroup(
+        "tasks",
+        [
+            asyncpg.InternalClientError(
+                "cannot switch to state 11; another operation (2) is in progress"
+            ),
+            asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
+        ],
+    )
+    assert isinstance(as_error(group), ConnectionLost)
+
+
+def test_a_migration_error_explains_the_failure_before_any_connection_noise() -> None:
+    """A value that did not fit failed the run; the connections the run then dropped
+    itself are not the story."""
+    data = DataError("t", "c", 1, "x", "not an integer")
+    group = BaseExceptionGroup(
+        "tasks", [data, asyncpg.InterfaceError("cannot call ...: the connection is closed")]
+    )
+    assert as_error(group) is data
+
+
+def test_a_signal_is_never_taken_for_a_lost_connection() -> None:
+    stop = SignalReceived(signal.SIGTERM)
+    assert as_error(_during(asyncpg.AdminShutdownError(TERMINATED), stop)) is stop
+
+
+def test_an_error_with_no_fault_behind_it_is_itself() -> None:
+    bug = RuntimeError("a bug")
+    assert as_error(bug) is bug
+    assert as_error(_during(ValueError("unrelated"), bug)) is bug
