@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import re
 import shutil
+import signal
 import sqlite3
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,7 +30,9 @@ import pytest
 
 from asyncmig.rollback import RollbackManager
 from asyncmig.target import tablestate
+from bench.gen_2truths import generate
 from tests.fix_cli import Cli, valid
+from tests.fix_faults import start
 from tests.fix_pg import create_database, drop_database, execute, fetch
 from tests.sources import build_kitchen_sink
 
@@ -449,3 +454,36 @@ async def _state_kinds(dsn: str) -> tuple[str, str]:
         return found[0].kind, found[1].kind
     finally:
         await conn.close()
+
+
+def test_a_rollback_killed_while_writing_its_backup_leaves_no_backup_to_trust(
+    cli: Cli, tmp_path: Path, pg_dsn: str
+) -> None:
+    """``kill -9`` while the backup is being written: what is left is named
+    ``....sql.partial`` (it was a cut-short ``.sql`` that passed for a backup), nothing is
+    rolled back; the re-run writes a whole ``.sql`` (ending in COMMIT) and rolls back."""
+    source = tmp_path / "app.db"
+    generate(source, 60_000, seed=11)
+    logs = tmp_path / "logs"
+    assert cli("run", "--sqlite", str(source), "--pg", pg_dsn, log_dir=logs).returncode == 0
+    backups = tmp_path / "backups"
+    argv = ("rollback", "--pg", pg_dsn, "--run", "1", "--force", "--backup-dir", str(backups))
+    process = start(*argv)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        partial = list(backups.glob("*.sql.partial")) if backups.exists() else []
+        if partial and partial[0].stat().st_size > 0:
+            os.kill(process.pid, signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    process.communicate(timeout=60)
+    if process.returncode != -signal.SIGKILL:
+        pytest.skip("the backup was written before the kill landed")
+    assert list(backups.glob("*.sql")) == []  # nothing that passes for a whole backup
+    assert len(list(backups.glob("*.sql.partial"))) == 1
+    assert fetch(pg_dsn, "SELECT status FROM asyncmig.runs WHERE id = 1")[0][0] == "succeeded"
+    again = cli(*argv, log_dir=logs)
+    assert again.returncode == 0, again.stdout + again.stderr
+    (whole,) = backups.glob("*.sql")
+    assert whole.read_text().rstrip().endswith("COMMIT;")
+    assert fetch(pg_dsn, "SELECT status FROM asyncmig.runs WHERE id = 1")[0][0] == "rolled back"

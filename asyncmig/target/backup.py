@@ -184,7 +184,7 @@ async def write_backup(
     for statement in [*tablestate.STABLE_OUTPUT, "SET LOCAL search_path = pg_catalog"]:
         await conn.execute(statement)  # no search path: definitions name every schema
     path, stream = await anyio.to_thread.run_sync(
-        lambda: files.open_new(directory.absolute(), backup_stem(), ".sql")
+        lambda: files.open_partial(directory.absolute(), backup_stem(), ".sql")
     )
     out = _Output(stream)
     try:
@@ -205,12 +205,14 @@ async def write_backup(
         await out.line("COMMIT;")
         out.check()
         await anyio.to_thread.run_sync(stream.close)  # its last flush may fail too
+        path = await anyio.to_thread.run_sync(files.publish, path)
     except BaseException as exc:
         with anyio.CancelScope(shield=True):  # a half-written backup must not pass for one
             await anyio.to_thread.run_sync(files.discard, stream, path)
         if isinstance(exc, OSError):  # a full disk: nothing is rolled back without it
             raise LocalFileError(
-                f"cannot write the backup {path}: {exc.strerror or exc}; nothing was rolled back",
+                f"cannot write the backup {path.with_suffix('')}: {exc.strerror or exc}; "
+                "nothing was rolled back",
                 hint="free space there, or pass --backup-dir naming a directory with room",
             ) from None
         raise

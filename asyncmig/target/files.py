@@ -83,9 +83,41 @@ def discard(stream: IO[bytes], path: Path) -> None:
     path.unlink(missing_ok=True)
 
 
-def open_new(directory: Path, stem: str, suffix: str) -> tuple[Path, IO[bytes]]:
-    """A new private file named like :func:`new_file`, open for writing (streamed output)."""
-    return _exclusive(directory, stem, suffix)
+PARTIAL = ".partial"  # a streamed file's name until it is whole (see publish)
+
+
+def open_partial(directory: Path, stem: str, suffix: str) -> tuple[Path, IO[bytes]]:
+    """A new private file for streamed output, named ``<name>.partial`` until
+    :func:`publish` gives it its name: killed midway (``kill -9``), the process leaves
+    a file that says it is cut short, never one that passes for whole."""
+    private_dir(directory)
+    for attempt in itertools.count(1):
+        final = directory / (f"{stem}{suffix}" if attempt == 1 else f"{stem}-{attempt}{suffix}")
+        if final.exists():
+            continue
+        try:
+            partial = final.with_name(final.name + PARTIAL)
+            return partial, create(partial)
+        except FileExistsError:
+            continue
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def publish(partial: Path) -> Path:
+    """The whole file under its own name (a hard link, which never replaces another
+    file), the ``.partial`` name removed."""
+    final = partial.with_name(partial.name.removesuffix(PARTIAL))
+    try:
+        os.link(partial, final)
+    except FileExistsError:
+        raise
+    except OSError:  # a file system without hard links: a rename, once sure of the name
+        if final.exists():
+            raise FileExistsError(final) from None
+        partial.rename(final)
+        return final
+    partial.unlink()
+    return final
 
 
 def _exclusive(directory: Path, stem: str, suffix: str) -> tuple[Path, IO[bytes]]:
