@@ -652,6 +652,7 @@ async def _phases(
         if atomic:
             warnings.extend(await swap(settings, admin, target, plan, run_id))
             plan, cut = target, True
+            signals.note_committed(f"the checked copy was committed into schema {target.schema}")
         if create or load:
             await remember_state(settings, admin, plan, run_id)
             script = await keep_rollback(settings, admin, plan, run_id, tag)

@@ -369,3 +369,32 @@ def test_kill_9_while_workers_warm_up_leaves_no_process(fault_source: Path, pg_d
     while alive(family) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not alive(family)
+
+
+def test_a_signal_after_the_cut_over_does_not_claim_a_rollback(
+    fault_source: Path, pg_dsn: str
+) -> None:
+    """SIGTERM once the checked copy is committed into the target (the run still
+    recording its state): exit 143, and the one line says the copy is in place and the
+    re-run finishes recording it (it said "rolled back and the target left as it was",
+    with every table there); the plain re-run then records the run as succeeded."""
+    process = start("run", "--sqlite", str(fault_source), "--pg", pg_dsn)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        if public_tables(pg_dsn):
+            process.send_signal(signal.SIGTERM)
+            break
+        time.sleep(0.005)
+    _, stderr = process.communicate(timeout=60)
+    if process.returncode == 0:
+        pytest.skip("the run had finished before the signal came")
+    assert process.returncode == 143, stderr
+    line = stderr.strip().splitlines()[-1]
+    assert "after the checked copy was committed into schema public" in line, line
+    assert "rolled back" not in line and "Traceback" not in stderr
+    present = public_tables(pg_dsn)
+    assert len(present) >= len(TABLES)  # every table of the copy, committed
+    again = run_cli("run", "--sqlite", str(fault_source), "--pg", pg_dsn)
+    assert again.returncode == 0, again.stderr
+    assert public_tables(pg_dsn) == present
+    assert history(pg_dsn)[0]["status"] == "succeeded"  # the re-run finished run 1

@@ -473,6 +473,7 @@ def entry() -> int:
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     signals.install()
+    signals.forget()
     run_in_utc()
     args = list(sys.argv[1:] if argv is None else argv)
     invocation = Invocation(os.environ if environ is None else environ)

@@ -67,8 +67,28 @@ def note_resume(note: str | None) -> None:
         _resume_notes.append(note)
 
 
+_committed: list[str] = []  # what the command had committed when the signal came
+
+
+def forget() -> None:
+    """A new command begins (the tests run several in one process): no notes yet."""
+    _committed.clear()
+    _resume_notes.clear()
+
+
+def note_committed(what: str) -> None:
+    """The command's work is committed (a run's cut-over, a sync's transaction): a
+    signal from now on must not say the target was left as it was."""
+    _committed.append(what)
+
+
 def message(stop: SignalReceived) -> str:
     """What happened and how to go on, in one line."""
+    if _committed:
+        return (
+            f"interrupted by {stop.name} after {_committed[-1]}: that is in place, nothing "
+            "was undone; re-run the same command to finish recording it"
+        )
     kept = f"; {_resume_notes[-1]}" if _resume_notes else ""
     return (
         f"interrupted by {stop.name}: work in flight was rolled back and the target "

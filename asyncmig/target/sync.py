@@ -418,7 +418,8 @@ async def sync_tables(
                     f"{source} changed while it was being synced",
                     hint="the sync was rolled back; run it again",
                 )
-            return out
+        signals.note_committed("the sync's changes were committed")
+        return out
     finally:
         sqlite.close()
 
