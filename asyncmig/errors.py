@@ -10,6 +10,7 @@
     ├── VerificationError       row counts or checks differ after the load
     ├── LocalFileError          a reject file or a backup cannot be written (exit 7)
     ├── RollbackRefused         a rollback would lose or break something (exit 10)
+    ├── WorkerLost              a worker process was killed from outside (exit 11)
     └── InternalError           a bug in asyncmig
 
 The CLI prints ``str(error)`` as one line and exits with ``error.exit_code``; a
@@ -144,6 +145,13 @@ class LocalFileError(MigrationError):
     accounts.)"""
 
     exit_code = 7
+
+
+class WorkerLost(MigrationError):
+    """A worker process died from outside (the kernel's out-of-memory killer, a signal
+    sent to it alone): not a bug of asyncmig, and nothing of its table committed."""
+
+    exit_code = 11
 
 
 class InternalError(MigrationError):

@@ -12,12 +12,19 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psutil
+import pytest
+
+from bench.gen_2truths import generate
+from tests.fix_faults import public_tables, start
+from tests.fix_pg import fetch
 
 SCRIPT = """
 import logging, sys
@@ -88,3 +95,37 @@ def test_a_worker_whose_parent_died_before_it_was_bound_exits(tmp_path: Path) ->
     started = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
     psutil.Process(int(started.stdout.split()[0])).wait(timeout=60)
     assert mark.read_text() == "adopted"  # it got there, and went no further
+
+
+def test_a_worker_killed_from_outside_ends_the_run_with_exit_11(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """A worker process killed while it loads (as the kernel's out-of-memory killer
+    does): exit 11 and one line naming the table and the likely cause, the target as
+    before; it was exit 70, "internal error", which asks for a bug report."""
+    source = tmp_path / "app.db"
+    generate(source, 150_000, seed=12)
+    process = start("run", "--sqlite", str(source), "--pg", pg_dsn, "--jobs", "2")
+    killed = None
+    deadline = time.monotonic() + 60
+    while killed is None and time.monotonic() < deadline and process.poll() is None:
+        busy = [
+            child
+            for child in psutil.Process(process.pid).children()
+            if b"anyio" in " ".join(child.cmdline()).encode() and child.cpu_percent(0.05) > 0
+        ]
+        if busy and _copying(pg_dsn):  # a table's COPY is under way: a worker holds it
+            killed = busy[0].pid
+            os.kill(killed, signal.SIGKILL)
+    _, stderr = process.communicate(timeout=120)
+    if killed is None:
+        pytest.skip("no worker was caught loading")
+    assert process.returncode == 11, stderr
+    line = stderr.strip().splitlines()[-1]
+    assert line.startswith("asyncmig: error: the worker process loading "), line
+    assert "killed (out of memory?" in line and "internal error" not in stderr
+    assert public_tables(pg_dsn) == []
+
+
+def _copying(dsn: str) -> list[object]:
+    return [r[0] for r in fetch(dsn, "SELECT pid FROM pg_stat_activity WHERE query LIKE 'COPY %'")]

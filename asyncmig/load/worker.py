@@ -17,7 +17,7 @@ import anyio
 import asyncpg
 
 from asyncmig.cli import logs, signals
-from asyncmig.errors import InternalError
+from asyncmig.errors import WorkerLost
 from asyncmig.load import chunks, progress
 from asyncmig.load.pipeline import PipelineSettings, TableLoad, load_table
 from asyncmig.plan.model import TablePlan
@@ -31,9 +31,9 @@ from asyncmig.target.connect import Target, connect, hang_up
 WORKER_DIED = (anyio.BrokenWorkerProcess, ProcessLookupError)
 
 
-def worker_died(what: str) -> InternalError:
+def worker_died(what: str) -> WorkerLost:
     """The one-line error for a worker process that died loading ``what``."""
-    return InternalError(
+    return WorkerLost(
         f"the worker process loading {what} died before it finished; the run is rolled back",
         hint="was it killed (out of memory? see the kernel log)? rerun, or lower --jobs",
     )
