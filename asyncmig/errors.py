@@ -66,6 +66,7 @@ class TargetError(MigrationError):
 
     exit_code = 4
     transient = False  # True: the refusal may pass (server restarting, no free connection)
+    frozen = False  # True: the server did not answer at all (asking it again would wait)
 
 
 class ConnectionLost(TargetError):

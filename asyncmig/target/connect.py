@@ -318,11 +318,13 @@ def connection_error(target: Target, exc: BaseException) -> TargetError | None:
             )
         )
     if isinstance(exc, TimeoutError):
-        return TargetError(
+        silent = TargetError(
             f"cannot connect to {where}: no answer within {_connect_seconds(target):g} s",
             hint="is the server (or the network to it) frozen? check it, then run the same "
             "command again",
         )
+        silent.frozen = True  # the run's cleanup asks such a server nothing more
+        return silent
     if isinstance(exc, socket.gaierror):
         return TargetError(f"cannot connect to {where}: unknown host", hint="check the host name")
     if isinstance(exc, (OSError, TimeoutError, asyncpg.InterfaceError)):

@@ -75,6 +75,8 @@ def timed_out(exc: BaseException) -> bool:
             isinstance(seen, ConnectionLost) and seen.message.startswith(TIMEOUT_MESSAGE)
         ):
             return True
+        if isinstance(seen, TargetError) and seen.frozen:  # a connection that never came
+            return True
         if seen is None:
             return False
         seen = seen.__cause__ or seen.__context__
@@ -121,9 +123,16 @@ def as_error(exc: BaseException) -> BaseException:
         fault = _fault_behind(exc) or _fault_in(group)  # the server's own words first
     if fault is None:
         return exc
-    if timed_out(fault) or timed_out(exc):
-        return lost_connection(TimeoutError())
+    if timed_out(fault) or timed_out(exc) or _timed_out_in(group):
+        return lost_connection(TimeoutError())  # not transient: waiting again would wait
     return lost_connection(fault)
+
+
+def _timed_out_in(exc: BaseException) -> bool:
+    """Whether any error of a task group (at any depth) met a server that did not answer."""
+    if isinstance(exc, BaseExceptionGroup):
+        return any(_timed_out_in(inner) for inner in exc.exceptions)
+    return timed_out(exc)
 
 
 def _fault_in(exc: BaseException) -> BaseException | None:
