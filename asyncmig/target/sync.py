@@ -154,9 +154,14 @@ async def _connected(settings: RunSettings, started: float, children: marks.Chil
             await require_same_schema(conn, plan)
             await history.ensure(conn)
             await conn.execute(CHANGES_SQL)
-            run_id = await history.start_run(
-                conn, "sync", settings.source, plan.schema, await _options(settings, previous)
-            )
+            options = await _options(settings, previous)
+            run_id = None
+            with anyio.move_on_after(10, shield=True):  # as run's: no row left `running`
+                run_id = await history.start_run(
+                    conn, "sync", settings.source, plan.schema, options
+                )
+            if run_id is None:  # a server that does not answer: nothing was started
+                raise faults.lost_connection(TimeoutError())
             report = SyncReport(run_id, previous.run_id, version, plan.schema)
             marked = Marked(feed, shapes, since)
             await _recorded(conn, settings, plan, report, started, marked, before)
