@@ -51,7 +51,7 @@ from asyncmig.errors import SourceError, TargetError, VerificationError, first_e
 from asyncmig.load import codecs
 from asyncmig.load.policy import Accounts, TableGuard, lenient_text
 from asyncmig.load.transforms import build_batch_transform
-from asyncmig.plan.model import Plan, TablePlan
+from asyncmig.plan.model import Plan, TablePlan, base_type
 from asyncmig.quoting import qualified, quote_ident
 from asyncmig.runstate import RunSettings
 from asyncmig.source import digest as source_digest
@@ -935,9 +935,9 @@ async def copy_records(
 ) -> None:
     """Rows already converted (:func:`convert`), copied; a refusal as one line."""
     columns = [c.name for c in table.columns]
-    stamped = [t for t in codecs.ENCODED_TYPES if t == "timestamptz" and _has(table, t)]
+    stamps = any(base_type(c.target_type) == "timestamptz" for c in table.columns)
     try:  # timestamptz encoded exactly, as the load does (year 1 is not -infinity)
-        async with codecs.encoded_values(conn, stamped):
+        async with codecs.encoded_values(conn, ["timestamptz"] if stamps else []):
             await conn.copy_records_to_table(
                 name, schema_name=schema, columns=columns, records=records
             )
@@ -947,10 +947,6 @@ async def copy_records(
             f"{type(exc).__name__}: {exc}",
             hint="migrate again in full: asyncmig run --replace",
         ) from exc
-
-
-def _has(table: TablePlan, base: str) -> bool:
-    return any(c.target_type.split("(")[0].strip() == base for c in table.columns)
 
 
 async def upsert(
