@@ -92,6 +92,21 @@ HASH_AT_ONCE_BYTES = 16 * 2**20
 
 
 @dataclass(frozen=True)
+class Beside:
+    """What a run reads from the source beside its load, each from the moment its first
+    batch is in (``copying``, set then, or once the load is over): the exact counts of
+    the tables the plan has estimates for, and the final check's SQLite side."""
+
+    copying: anyio.Event
+    counts: SourceCounts
+    scans: verify.SourceScans
+
+    @classmethod
+    def of(cls, source: Path) -> Beside:
+        return cls(anyio.Event(), SourceCounts(source), verify.SourceScans(source))
+
+
+@dataclass(frozen=True)
 class Phases:
     """What the phases returned, for the run's report: the plan as built (in the target
     schema), each table's line (after orphans), the warnings in the order they arose,
@@ -369,8 +384,8 @@ async def _recorded_phases(
     digest: list[str] = [resuming.sha256] if resuming else []
     if resuming:  # known already: a run that resumes this one compares it
         await history.record_sha256(admin, run_id, resuming.sha256)
-    copying = anyio.Event()  # set once the load's first batch is in (or it is over)
-    counts = SourceCounts(settings.source)  # the exact counts where the plan has estimates
+    beside = Beside.of(settings.source)
+    copying, counts = beside.copying, beside.counts
 
     async def hash_source() -> None:  # overlaps the load: it reads the whole file
         if load and settings.source.stat().st_size >= HASH_AT_ONCE_BYTES:
@@ -405,6 +420,8 @@ async def _recorded_phases(
             tg.start_soon(mark_source)
         if load:
             tg.start_soon(counts.beside, plan, copying)
+        if load and check:
+            tg.start_soon(beside.scans.beside, plan, copying)
         done = await _until_proved(
             settings,
             admin,
@@ -414,7 +431,7 @@ async def _recorded_phases(
             load=load,
             check=check,
             resuming=resuming,
-            loading=(copying, counts),
+            loading=beside,
         )
         copying.set()  # a load that copied no row: the digest is still taken
     report = RunReport(
@@ -499,7 +516,7 @@ async def _until_proved(
     load: bool,
     check: bool,
     resuming: resume.Resumable | None = None,
-    loading: tuple[anyio.Event, SourceCounts] | None = None,
+    loading: Beside | None = None,
 ) -> Phases:
     """The phases; a table whose load refutes a sampled plan is profiled over every row
     and reloaded alone when nothing else changes (asyncmig.load.refuted), else
@@ -565,15 +582,15 @@ async def _phases(
     load: bool,
     check: bool,
     resuming: resume.Resumable | None = None,
-    loading: tuple[anyio.Event, SourceCounts] | None = None,
+    loading: Beside | None = None,
     replanning: Replanning | None = None,
 ) -> Phases:
-    """The phases on one plan. ``loading``: an event set once the load's first batch is
-    in, and the exact counts of the tables the plan has estimates for (taken beside
-    the load); the plan returned holds them. ``replanning``: a table whose load refutes
+    """The phases on one plan. ``loading``: what is read from the source beside the
+    load (see :class:`Beside`); the plan returned holds its exact counts. ``replanning``: a table whose load refutes
     the plan is reloaded alone on the plan it makes (then every later phase reads that
     plan)."""
-    copying, counts = loading or (anyio.Event(), SourceCounts(settings.source))
+    loading = loading or Beside.of(settings.source)
+    copying, counts = loading.copying, loading.counts
     before = fingerprint(settings.source)
     tag = await history.run_tag(admin, run_id)  # names this run's files
     if settings.rejects_dir is not None:
@@ -656,7 +673,7 @@ async def _phases(
                 raise source_changed(settings.source)
         if check:
             progress.current().phase("verifying")
-            checks = await verified(settings, admin, plan, tables)
+            checks = await verified(settings, admin, plan, tables, loading.scans)
         if atomic:
             warnings.extend(await swap(settings, admin, target, plan, run_id))
             plan, cut = target, True
@@ -760,16 +777,22 @@ async def finish_cut_over(
 
 
 async def verified(
-    settings: RunSettings, admin: asyncpg.Connection, plan: Plan, tables: list[TableReport]
+    settings: RunSettings,
+    admin: asyncpg.Connection,
+    plan: Plan,
+    tables: list[TableReport],
+    scans: verify.SourceScans | None = None,
 ) -> list[CheckResult]:
     """The checks after loading (allowing for what each table rejected or replaced);
-    raises when one failed."""
+    raises when one failed. ``scans``: the SQLite side as far as it was read beside
+    the load."""
     checks = await verify.run_checks(
         plan,
         admin,
         settings.source,
         {t.table: verify.Allowance.from_accounts(t.rejected, t.replaced) for t in tables},
         orphan_policies(settings, plan),
+        scans,
     )
     # a foreign key the load left NOT VALID on purpose (orphans kept, as SQLite held
     # them) is reported as a warning by the load, not a failed run

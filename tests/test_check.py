@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import threading
+from dataclasses import replace
 from pathlib import Path
 
+import anyio
+import anyio.to_thread
 import pytest
 
 from asyncmig.check.verify import (
+    BESIDE_NICE,
     CHECK_KINDS,
+    Scan,
+    SourceScans,
+    in_thread,
     render_text,
     results_json,
+    run_checks,
 )
 from tests.fix_cli import RunMain
 from tests.fix_run import Migrated, failures
@@ -135,3 +145,49 @@ def test_check_deep_compares_with_what_the_run_did_under_its_policy(
     checked = run_main("check", "--deep", "--explain", *common)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "checksum" in checked.stdout
+
+
+async def test_scans_taken_beside_the_load_are_what_the_check_compares(
+    migrated: Migrated,
+) -> None:
+    """A run reads the SQLite side once, beside its load: the check compares with what
+    was read then, and a plan that asks something else of a table reads it again."""
+    scans = SourceScans(migrated.source)
+    copying = anyio.Event()
+    copying.set()
+    await scans.beside(migrated.plan, copying)
+    with sqlite3.connect(migrated.source) as source:  # a later change the scans cannot see
+        source.execute("DELETE FROM membership WHERE role = 'member'")
+    results = await run_checks(migrated.plan, migrated.conn, migrated.source, scans=scans)
+    assert failures(results) == []
+    fresh = failures(await migrated.check())  # read now: the deleted rows show
+    assert [(r.check, r.table, r.expected, r.found) for r in fresh] == [
+        ("row count", "membership", "1", "3")
+    ]
+    renamed = replace(
+        migrated.plan,
+        tables=tuple(
+            replace(t, foreign_keys=()) if t.name == "membership" else t
+            for t in migrated.plan.tables
+        ),
+    )
+    again = await scans.take(renamed)  # another question about membership: read again
+    before = await scans.take(migrated.plan)  # the same question: the answer kept
+    assert isinstance(again["membership"], Scan) and isinstance(before["membership"], Scan)
+    assert (again["membership"].rows, before["membership"].rows) == (1, 3)
+
+
+async def test_a_scan_beside_the_load_runs_at_a_lower_priority_in_its_own_thread() -> None:
+    def priority() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    mine = priority()
+    assert await in_thread(priority, nice=BESIDE_NICE) == min(19, mine + BESIDE_NICE)
+    assert priority() == mine  # nothing else runs at the lower priority afterwards
+    assert await anyio.to_thread.run_sync(priority) == mine
+
+    def broken() -> None:
+        raise sqlite3.DatabaseError("file is not a database")
+
+    with pytest.raises(sqlite3.DatabaseError, match="not a database"):
+        await in_thread(broken, nice=BESIDE_NICE)
