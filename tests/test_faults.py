@@ -18,7 +18,7 @@ import pytest
 
 from asyncmig.cli.signals import SignalReceived
 from asyncmig.errors import ConnectionLost, DataError
-from asyncmig.target.faults import as_error
+from asyncmig.target.faults import as_error, timed_out
 
 TERMINATED = "terminating connection due to administrator command"
 
@@ -91,3 +91,19 @@ def test_an_error_with_no_fault_behind_it_is_itself() -> None:
     bug = RuntimeError("a bug")
     assert as_error(bug) is bug
     assert as_error(_during(ValueError("unrelated"), bug)) is bug
+
+
+def test_a_server_that_did_not_answer_is_found_in_any_task_of_a_group() -> None:
+    """The run skips its cleanup (which would wait for the frozen server again) when
+    any task met the client-side timeout, not only when the group's first error did:
+    a task whose connection was closed under it, with no timeout in its own chain, may
+    come first."""
+    closed = asyncpg.InterfaceError("cannot perform operation: connection is closed")
+    waited = _during(TimeoutError(), asyncpg.InterfaceError("connection is closed"))
+    group = BaseExceptionGroup(
+        "load", [BaseExceptionGroup("one table", [closed]), BaseExceptionGroup("other", [waited])]
+    )
+    assert timed_out(group)
+    assert not timed_out(BaseExceptionGroup("load", [closed, RuntimeError("unrelated")]))
+    found = as_error(group)
+    assert isinstance(found, ConnectionLost) and not found.transient
