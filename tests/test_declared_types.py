@@ -335,3 +335,65 @@ def test_32_hex_digits_are_a_uuid_only_in_an_id_column(tmp_path: Path) -> None:
         "text",
         "text",
     ]
+
+
+async def test_numbers_in_a_json_column_are_json_documents(tmp_path: Path, pg_dsn: str) -> None:
+    """A column declared JSON has numeric affinity: SQLite stores an ORM's
+    ``json.dumps(42)`` as the integer 42, which its json functions read as the document
+    42. The column is jsonb, each number a JSON number (the whole column had become
+    text); also where only rows outside the plan's sample hold numbers. Numbers are
+    compared as decimals: jsonb prints 1e300 with its 300 zeros."""
+
+    def exact(document: str) -> object:
+        return json.loads(document, parse_float=Decimal, parse_int=Decimal)
+
+    path = tmp_path / "json_numbers.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        """
+        CREATE TABLE small (id INTEGER PRIMARY KEY, doc JSON);
+        INSERT INTO small (doc) VALUES ('{"theme": "dark"}'), ('[1, 2]'), ('42'), ('1.5'),
+            ('"text"'), ('null'), ('0.1'), ('-7'), ('1e300'), (NULL);
+        CREATE TABLE big (id INTEGER PRIMARY KEY, doc JSON);
+        """
+    )
+    conn.executemany(
+        "INSERT INTO big (id, doc) VALUES (?, ?)",
+        [(i, str(i / 4) if 2000 <= i < 2010 else f'{{"n": {i}}}') for i in range(1, 5001)],
+    )
+    conn.commit()
+    expected = {
+        table: [
+            (key, None if doc is None else exact(doc))
+            for key, doc in conn.execute(f"SELECT id, json(doc) FROM {table} ORDER BY id")
+        ]
+        for table in ("small", "big")
+    }
+    assert conn.execute("SELECT typeof(doc) FROM small WHERE id = 3").fetchone() == ("integer",)
+    conn.close()
+    report = await migrate(path, pg_dsn, rejects_dir=tmp_path / "rejects")
+    assert {t.name: t.column("doc").target_type for t in report.plan.tables} == {
+        "small": "jsonb",
+        "big": "jsonb",
+    }
+    assert report.rejected == 0
+    pg = await asyncpg.connect(pg_dsn)
+    try:
+        for table, rows in expected.items():
+            found = await pg.fetch(f"SELECT id, doc::text FROM {table} ORDER BY id")
+            assert [(k, None if d is None else exact(d)) for k, d in found] == rows
+        kinds = await pg.fetch("SELECT jsonb_typeof(doc) FROM small ORDER BY id")
+    finally:
+        await pg.close()
+    assert [k for (k,) in kinds] == [
+        "object",
+        "array",
+        "number",
+        "number",
+        "string",
+        "null",
+        "number",
+        "number",
+        "number",
+        None,
+    ]

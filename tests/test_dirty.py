@@ -244,6 +244,90 @@ async def test_dates_the_driver_would_turn_into_infinity_are_not_changed(
     assert infinite == 0
 
 
+async def test_year_1_and_9999_arrive_as_written_beside_numbers_and_misfits(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """A DATETIME column that also holds a Unix time, or a value that does not fit, is
+    read value by value (``sqlite_timestamptz``): its year 1 and 9999 arrived as
+    -infinity and infinity, with exit 0 and every check passed."""
+    path = tmp_path / "edges.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        """
+        CREATE TABLE with_epoch (id INTEGER PRIMARY KEY, at DATETIME);
+        INSERT INTO with_epoch VALUES (1, '2024-01-05 10:00:00'), (2, '0001-01-01 00:00:00'),
+            (3, 1700000000), (4, '9999-12-31 23:59:59.999999');
+        CREATE TABLE one_misfit (id INTEGER PRIMARY KEY, at DATETIME);
+        INSERT INTO one_misfit VALUES (1, '0001-01-01 00:00:00'), (2, ''),
+            (3, '9999-12-31 23:59:59');
+        """
+    )
+    conn.commit()
+    conn.close()
+    report = await migrate(path, pg_dsn, rejects_dir=tmp_path / "rejects")
+    assert list(rejected_keys(report, "one_misfit")) == [2]
+    pg = await asyncpg.connect(pg_dsn)
+    try:
+        epoch = await pg.fetch("SELECT id, at::text FROM with_epoch ORDER BY id")
+        misfit = await pg.fetch("SELECT id, at::text FROM one_misfit ORDER BY id")
+    finally:
+        await pg.close()
+    assert [tuple(r) for r in epoch] == [
+        (1, "2024-01-05 10:00:00+00"),
+        (2, "0001-01-01 00:00:00+00"),
+        (3, "2023-11-14 22:13:20+00"),
+        (4, "9999-12-31 23:59:59.999999+00"),
+    ]
+    assert [tuple(r) for r in misfit] == [
+        (1, "0001-01-01 00:00:00+00"),
+        (3, "9999-12-31 23:59:59+00"),
+    ]
+
+
+async def test_sequelize_timestamps_load_as_sqlite_reads_them(tmp_path: Path, pg_dsn: str) -> None:
+    """Sequelize writes '2023-11-14 22:13:20.000 +00:00' (a blank before the zone), which
+    SQLite's date functions read and Python 3.11's fromisoformat does not: every row of
+    a Sequelize database went to the reject store."""
+    path = tmp_path / "sequelize.db"
+    conn = sqlite3.connect(path)
+    conn.execute(
+        'CREATE TABLE "Users" (id INTEGER PRIMARY KEY, "createdAt" DATETIME NOT NULL, '
+        '"deletedAt" DATETIME)'
+    )
+    written = [
+        (1, "2023-11-14 22:13:20.000 +00:00", None),
+        (2, "2023-11-14 22:13:20.123 +05:30", "2024-02-29 00:00:00.5 -03:00"),
+        (3, "2023-11-14 22:13:20 Z", "2023-11-14 22:13:20.000  +00:00 "),
+    ]
+    conn.executemany('INSERT INTO "Users" VALUES (?, ?, ?)', written)
+    conn.commit()
+    expected = [
+        (
+            key,
+            *(
+                conn.execute("SELECT strftime('%Y-%m-%d %H:%M:%f', ?)", (v,)).fetchone()[0]
+                if v
+                else None
+                for v in values
+            ),
+        )
+        for key, *values in written
+    ]
+    conn.close()
+    report = await migrate(path, pg_dsn, rejects_dir=tmp_path / "rejects")
+    assert [(t.table, t.rows, t.rejected) for t in report.tables] == [("Users", 3, 0)]
+    pg = await asyncpg.connect(pg_dsn)
+    try:
+        rows = await pg.fetch(
+            """SELECT id, to_char("createdAt" AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.MS'),
+                      to_char("deletedAt" AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.MS')
+               FROM "Users" ORDER BY id"""
+        )
+    finally:
+        await pg.close()
+    assert [tuple(r) for r in rows] == expected
+
+
 async def test_orphans_can_be_rejected_or_cleared(
     dirty: tuple[Path, DirtyCounts], pg_dsn: str, tmp_path: Path
 ) -> None:

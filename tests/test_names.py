@@ -371,3 +371,45 @@ async def test_primary_and_foreign_keys_keep_the_names_the_source_gave_them(
         ("index", "b", "pk", "pk_1")
     ]
     assert all(c.ok for c in report.checks)
+
+
+async def test_unique_constraints_keep_the_names_the_source_gave_them(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """SQLAlchemy's and Alembic's naming conventions name every UNIQUE constraint
+    (``uq_author_title``), and a later ``op.drop_constraint`` drops it by that name: the
+    copy had ``post_author_id_title_key``. On a table and on a column; an unnamed one keeps
+    PostgreSQL's name, and a name already taken is renamed and recorded."""
+    source = tmp_path / "alembic.db"
+    with sqlite3.connect(source) as conn:
+        conn.executescript("""
+            CREATE TABLE post (id INTEGER NOT NULL, author_id INTEGER NOT NULL,
+                title VARCHAR(200) NOT NULL, slug TEXT UNIQUE, PRIMARY KEY (id),
+                CONSTRAINT "uq_Author_Title" UNIQUE (author_id, title));
+            CREATE TABLE tag (id INTEGER NOT NULL, label VARCHAR(40) NOT NULL
+                CONSTRAINT uq_label UNIQUE, CONSTRAINT pk_tag PRIMARY KEY (id));
+            CREATE TABLE tag2 (id INTEGER PRIMARY KEY, label TEXT, CONSTRAINT uq_label UNIQUE (label));
+            INSERT INTO post VALUES (1, 1, 'a', 'a'), (2, 1, 'b', 'b');
+            INSERT INTO tag VALUES (1, 'x');
+        """)
+    report = await run_migration(RunSettings(source, Target(pg_dsn, pg_dsn, "test")))
+    conn2 = await asyncpg.connect(pg_dsn)
+    try:
+        rows = await conn2.fetch(
+            "SELECT conrelid::regclass::text AS t, conname, pg_get_constraintdef(oid) "
+            "FROM pg_constraint WHERE connamespace = 'public'::regnamespace AND contype = 'u' "
+            "ORDER BY 1, 2"
+        )
+        await conn2.execute('ALTER TABLE post DROP CONSTRAINT "uq_Author_Title"')  # Alembic's
+    finally:
+        await conn2.close()
+    assert [tuple(r) for r in rows] == [
+        ("post", "post_slug_key", "UNIQUE (slug)"),
+        ("post", "uq_Author_Title", "UNIQUE (author_id, title)"),
+        ("tag", "uq_label", "UNIQUE (label)"),
+        ("tag2", "uq_label_1", "UNIQUE (label)"),
+    ]
+    assert [(r.kind, r.table, r.source, r.target) for r in report.plan.renames] == [
+        ("index", "tag2", "uq_label", "uq_label_1")
+    ]
+    assert all(c.ok for c in report.checks)

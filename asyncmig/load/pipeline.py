@@ -44,7 +44,13 @@ from asyncmig.load.counts import recorded_rows
 from asyncmig.load.policy import Accounts, TableGuard, lenient_text
 from asyncmig.load.progress import Counter, Slot
 from asyncmig.load.proof import Proof
-from asyncmig.load.transforms import Batch, Pair, build_batch_transform, encoded_columns
+from asyncmig.load.transforms import (
+    Batch,
+    Pair,
+    build_batch_transform,
+    encoded_columns,
+    exact_codecs,
+)
 from asyncmig.plan.model import TablePlan
 from asyncmig.quoting import qualified, quote_sqlite_ident
 from asyncmig.source.scan import SQL_FUNCTIONS
@@ -321,7 +327,7 @@ async def load_rows(
         table, settings.reject_dir, settings.max_rejects, append=settings.append_rejects
     )
     transform = build_batch_transform(table, guard, encode=settings.encode)
-    encoded = frozenset(
+    encoded = exact_codecs(table) | frozenset(
         encoded_columns(table).values() if transform is not None and settings.encode else ()
     )
     read_send, read_receive = anyio.create_memory_object_stream[Pair](settings.queue_size)

@@ -109,7 +109,17 @@ def to_bytes(value: Any) -> bytes:
 
 
 def to_json(value: Any) -> str:
-    """Validated, then passed as the original text: jsonb keeps numbers' digits that way."""
+    """Validated, then passed as the original text: jsonb keeps numbers' digits that way.
+
+    A number is JSON too: a column declared JSON has numeric affinity, so SQLite stores
+    an ORM's ``json.dumps(42)`` as the integer 42, which its json functions read as the
+    document ``42``; a REAL is written in the shortest digits that read back as it."""
+    if type(value) is int:
+        return str(value)
+    if type(value) is float:
+        if not math.isfinite(value):
+            raise ValueError("not a JSON number (infinite)")
+        return repr(value)
     text = value.decode("utf-8") if isinstance(value, bytes) else value
     if not isinstance(text, str):
         raise TypeError("JSON must be text")
@@ -252,6 +262,24 @@ def _check_fraction(text: str, seconds_end: int = 19) -> None:
         raise ValueError("more than 6 fraction digits: PostgreSQL keeps microseconds")
 
 
+# blanks SQLite's date functions skip and fromisoformat refuses: before the zone
+# (Sequelize writes '2023-11-14 22:13:20.000 +00:00') and after the value
+_ZONE_APART = re.compile(r"(?<=\d)\s+(?=(?:[+-]\d\d:\d\d|Z)\Z)")
+
+
+def from_iso(text: str) -> dt.datetime:
+    """``datetime.fromisoformat``, and the spellings beside it that SQLite's date
+    functions read the same: blanks before the zone offset or after the value (Python
+    3.11 reads ``22:13:20 +00:00`` but not ``22:13:20.000 +00:00``)."""
+    try:
+        return dt.datetime.fromisoformat(text)
+    except ValueError:
+        tidy = _ZONE_APART.sub("", text.rstrip())
+        if tidy == text:
+            raise
+        return dt.datetime.fromisoformat(tidy)
+
+
 def to_timestamptz(value: Any) -> dt.datetime:
     """ISO text; naive values are UTC (the documented policy).
 
@@ -263,7 +291,7 @@ def to_timestamptz(value: Any) -> dt.datetime:
     """
     if len(value) > 26:
         _check_fraction(value)
-    parsed = dt.datetime.fromisoformat(value)
+    parsed = from_iso(value)
     # the fast path leaves naive values naive; here (years 1 and 9999, overrides) the
     # zone is made explicit, since asyncpg's local-time step fails near year 1
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
@@ -300,7 +328,7 @@ def to_timestamp(value: Any) -> dt.datetime:
         raise TypeError("not a timestamp text")
     if len(value) > 26:
         _check_fraction(value)
-    parsed = dt.datetime.fromisoformat(value)
+    parsed = from_iso(value)
     return not_infinite(parsed.astimezone(UTC).replace(tzinfo=None) if parsed.tzinfo else parsed)
 
 
@@ -559,11 +587,26 @@ def encoded_columns(table: TablePlan) -> dict[int, str]:
     }
 
 
+def exact_codecs(table: TablePlan) -> frozenset[str]:
+    """The types whose values the COPY's connection must encode itself whatever the
+    transform: a timestamptz column, however its values were read (ISO text, Unix or
+    Julian numbers), holds ``0001-01-01 00:00:00`` and ``9999-12-31 23:59:59.999999``,
+    which asyncpg's own encoder sends as -infinity and infinity."""
+    return frozenset(
+        "timestamptz" for c in table.columns if base_type(c.target_type) == "timestamptz"
+    )
+
+
 def _row_function(
-    table: TablePlan, work: list[tuple[int, Transform]], encoded: Mapping[int, str]
+    table: TablePlan,
+    work: list[tuple[int, Transform]],
+    encoded: Mapping[int, str],
+    *,
+    inline: bool = True,
 ) -> Callable[[Batch], Batch]:
     """The batch comprehension (see build_batch_transform); ``encoded`` columns use
-    the templates that produce bytes."""
+    the templates that produce bytes; without ``inline``, every column calls its
+    transform (the checked path, e.g. for timestamps fromisoformat alone refuses)."""
     by_position = dict(work)
     namespace: dict[str, Any] = {f"f{i}": fn for i, fn in by_position.items()}
     items = []
@@ -573,7 +616,7 @@ def _row_function(
             items.append(name)
             continue
         template, helpers = INLINE.get(column.transform, (f"f{i}({{v}})", {}))
-        if column.transform == "timestamptz" and not local_time_is_utc():
+        if not inline or (column.transform == "timestamptz" and not local_time_is_utc()):
             template, helpers = f"f{i}({{v}})", {}  # the checked path: always aware
         if i in encoded:
             template, helpers = _encoded_template(column.transform, i)
@@ -610,6 +653,8 @@ def build_batch_transform(
     plain = _row_function(table, work, {})
     encoded = encoded_columns(table) if encode else {}
     forms = [_row_function(table, work, encoded), plain] if encoded else [plain]
+    if any(table.columns[i].transform in INLINE for i, _ in work):
+        forms.append(_row_function(table, work, {}, inline=False))
 
     def transform(pair: Pair) -> Pair:
         rows, originals = pair

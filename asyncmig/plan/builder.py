@@ -508,7 +508,7 @@ def plan_table(
         source_name=table.name,
         columns=tuple(columns),
         primary_key=primary_key,
-        primary_key_name=(source_constraint_names(table)[0] or pg_name(table.name, "pkey"))
+        primary_key_name=(source_constraint_names(table).primary or pg_name(table.name, "pkey"))
         if primary_key
         else None,
         indexes=tuple(indexes),
@@ -624,6 +624,7 @@ def _plan_indexes(
     collated: Mapping[str, str | None],
 ) -> list[IndexPlan]:
     planned = []
+    named = source_constraint_names(table).unique
     for index in table.indexes:
         if index.origin == "pk":
             continue
@@ -660,7 +661,9 @@ def _plan_indexes(
         )
         name = index.name
         if index.origin != "c":
-            name = pg_name(table.name, *(k.column or "expr" for k in index.keys), "key")
+            columns = tuple(k.column or "expr" for k in index.keys)
+            kept = named.get(tuple(c.lower() for c in columns)) if index.origin == "u" else None
+            name = kept or pg_name(table.name, *columns, "key")
         planned.append(IndexPlan(name, tuple(keys), index.unique, where, is_constraint, index.sql))
     return planned
 
@@ -719,7 +722,7 @@ def _plan_foreign_keys(
     result = []
     for source, table in zip(sources, planned, strict=True):
         fks = []
-        named = source_constraint_names(source)[1]
+        named = source_constraint_names(source).foreign
         for fk in source.foreign_keys:
             reason = _foreign_key_problem(fk.columns, fk.ref_table, fk.ref_columns, table, by_name)
             sql = f"FOREIGN KEY ({', '.join(fk.columns)}) REFERENCES {fk.ref_table}"
@@ -732,14 +735,15 @@ def _plan_foreign_keys(
     return result
 
 
-def source_constraint_names(table: SourceTable) -> tuple[str | None, dict[tuple[str, ...], str]]:
-    """The names the CREATE TABLE gives its primary key and foreign keys: kept, as its
-    CHECKs' are (an application's later migrations drop them by name); a statement the
-    scan cannot follow keeps PostgreSQL's names (``t_pkey``, ``t_col_fkey``)."""
+def source_constraint_names(table: SourceTable) -> sqlscan.ConstraintNames:
+    """The names the CREATE TABLE gives its primary key, foreign keys and UNIQUE
+    constraints: kept, as its CHECKs' are (an application's later migrations drop them
+    by name); a statement the scan cannot follow keeps PostgreSQL's names (``t_pkey``,
+    ``t_col_fkey``, ``t_col_key``)."""
     try:
         return sqlscan.constraint_names(table.sql or "")
     except (ValueError, IndexError):
-        return None, {}
+        return sqlscan.ConstraintNames()
 
 
 def _foreign_key_problem(

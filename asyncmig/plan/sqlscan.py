@@ -9,7 +9,8 @@ scans that text, respecting quotes and parentheses, and never evaluates it.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 
 _QUOTES = {"'": "'", '"': '"', "`": "`", "[": "]"}
 
@@ -145,14 +146,27 @@ _TOKEN = re.compile(
 )
 
 
-def constraint_names(create_table_sql: str) -> tuple[str | None, dict[tuple[str, ...], str]]:
-    """The names a CREATE TABLE gives its primary key and its foreign keys (the latter by
-    their child columns, lower-case): ``CONSTRAINT "PK_Blogs" PRIMARY KEY``,
-    ``CONSTRAINT "FK_Posts_Blogs_BlogId" FOREIGN KEY ("BlogId") REFERENCES ...``, or on a
-    column, ``"BlogId" INTEGER CONSTRAINT fk_b REFERENCES ...`` (Entity Framework's and
-    Rails' forms: their later migrations drop constraints by these names)."""
+@dataclass(frozen=True)
+class ConstraintNames:
+    """The names a CREATE TABLE gives its constraints: the primary key's, and the foreign
+    keys' and UNIQUE constraints' by their columns (lower-case)."""
+
+    primary: str | None = None
+    foreign: Mapping[tuple[str, ...], str] = field(default_factory=dict)
+    unique: Mapping[tuple[str, ...], str] = field(default_factory=dict)
+
+
+def constraint_names(create_table_sql: str) -> ConstraintNames:
+    """The names a CREATE TABLE gives its primary key, foreign keys and UNIQUE
+    constraints: ``CONSTRAINT "PK_Blogs" PRIMARY KEY``, ``CONSTRAINT
+    "FK_Posts_Blogs_BlogId" FOREIGN KEY ("BlogId") REFERENCES ...``, ``CONSTRAINT
+    uq_author_title UNIQUE (author_id, title)``, or on a column, ``"BlogId" INTEGER
+    CONSTRAINT fk_b REFERENCES ...``, ``label TEXT CONSTRAINT uq_label UNIQUE`` (Entity
+    Framework's, Rails' and Alembic's forms: their later migrations drop constraints by
+    these names)."""
     primary: str | None = None
     foreign: dict[tuple[str, ...], str] = {}
+    unique: dict[tuple[str, ...], str] = {}
     for segment in split_top_level(body(create_table_sql)):
         tokens = _TOKEN.findall(segment)
         words = [t.upper() for t in tokens]
@@ -160,10 +174,10 @@ def constraint_names(create_table_sql: str) -> tuple[str | None, dict[tuple[str,
             name = unquote(tokens[1])
             if words[2] == "PRIMARY":
                 primary = name
-            elif words[2] == "FOREIGN" and "(" in tokens and ")" in tokens:
+            elif words[2] in ("FOREIGN", "UNIQUE") and "(" in tokens and ")" in tokens:
                 inside = tokens[tokens.index("(") + 1 : tokens.index(")")]
                 key = tuple(unquote(t).lower() for t in inside if t != ",")
-                foreign[key] = name
+                (foreign if words[2] == "FOREIGN" else unique)[key] = name
             continue
         if not tokens or words[0] in ("PRIMARY", "FOREIGN", "UNIQUE", "CHECK"):
             continue
@@ -175,7 +189,9 @@ def constraint_names(create_table_sql: str) -> tuple[str | None, dict[tuple[str,
                 primary = unquote(tokens[at + 1])
             elif words[at + 2] == "REFERENCES":
                 foreign[(column,)] = unquote(tokens[at + 1])
-    return primary, foreign
+            elif words[at + 2] == "UNIQUE":
+                unique[(column,)] = unquote(tokens[at + 1])
+    return ConstraintNames(primary, foreign, unique)
 
 
 def unquote(name: str) -> str:

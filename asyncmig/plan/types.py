@@ -14,6 +14,7 @@ Override a column to ``timestamp`` to keep wall-clock values without a zone.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, replace
 
@@ -116,7 +117,20 @@ def choose_type(
         special = _temporal(column, profile, counts)
     elif profile.count("text") == profile.non_null:
         special = _rich_text(column, profile, counts, json_checked)
+    elif "JSON" in column.declared_type.upper() or json_checked:
+        special = _json_with_numbers(profile, counts)
     return special or _plain(column, profile, counts)
+
+
+def _json_with_numbers(profile: ColumnProfile, counts: str) -> TypeChoice | None:
+    """A column declared JSON holding JSON text and numbers: SQLite's numeric affinity
+    stores an ORM's ``json.dumps(42)`` as the integer 42, a JSON document to SQLite's
+    json functions as to the application. jsonb, each number a JSON number."""
+    texts = profile.count("text")
+    finite = all(v is None or math.isfinite(v) for v in (profile.real_min, profile.real_max))
+    if texts and profile.text_kinds.get("json_any", 0) == texts and finite:
+        return TypeChoice("jsonb", "json", f"every value valid JSON (numbers too): {counts}")
+    return None
 
 
 def _with_blobs(profile: ColumnProfile, counts: str) -> TypeChoice:

@@ -544,6 +544,11 @@ def acceptance(target_type: str, transform: str, column: str) -> str:
         "time": f"{null} OR (typeof({c}) = 'text' AND time({c}) IS NOT NULL "
         f"AND NOT {c} GLOB '*.[0-9][0-9][0-9][0-9][0-9][0-9][0-9]*')",
     }
+    if base == "jsonb" and transform == "json":  # a number is a JSON document too
+        return (
+            f"{conditions['jsonb']} OR typeof({c}) = 'integer' "
+            f"OR (typeof({c}) = 'real' AND abs({c}) < 9e999)"
+        )
     declared = declared_numeric(target_type)
     if base == "numeric" and declared:
         return f"{null} OR (typeof({c}) IN ('integer', 'real') AND {numeric_fits(c, *declared)})"

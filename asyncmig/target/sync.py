@@ -50,8 +50,8 @@ from asyncmig.cli.commands import rejected_keys
 from asyncmig.errors import SourceError, TargetError, VerificationError, first_error
 from asyncmig.load import codecs
 from asyncmig.load.policy import Accounts, TableGuard, lenient_text
-from asyncmig.load.transforms import build_batch_transform
-from asyncmig.plan.model import Plan, TablePlan, base_type
+from asyncmig.load.transforms import build_batch_transform, exact_codecs
+from asyncmig.plan.model import Plan, TablePlan
 from asyncmig.quoting import qualified, quote_ident
 from asyncmig.runstate import RunSettings
 from asyncmig.source import digest as source_digest
@@ -935,9 +935,8 @@ async def copy_records(
 ) -> None:
     """Rows already converted (:func:`convert`), copied; a refusal as one line."""
     columns = [c.name for c in table.columns]
-    stamps = any(base_type(c.target_type) == "timestamptz" for c in table.columns)
     try:  # timestamptz encoded exactly, as the load does (year 1 is not -infinity)
-        async with codecs.encoded_values(conn, ["timestamptz"] if stamps else []):
+        async with codecs.encoded_values(conn, exact_codecs(table)):
             await conn.copy_records_to_table(
                 name, schema_name=schema, columns=columns, records=records
             )
