@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from asyncmig.check.deep import deep_check
 from asyncmig.cli.settings import Duplicates
 from asyncmig.errors import DataError, TargetError
 from asyncmig.load.pipeline import PipelineSettings
@@ -462,3 +463,29 @@ async def test_a_total_reject_limit_fails_the_run(
             max_rejects_total=10,
             rejects_dir=tmp_path / "rejects",
         )
+
+
+async def test_text_that_is_not_utf8_keeps_its_bytes_in_a_bytea_column(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """A TEXT column holding a blob becomes bytea (text as its UTF-8 bytes); a text value
+    that is not UTF-8 was rejected there, although bytea holds its bytes exactly."""
+    path = tmp_path / "bio.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE profile (id INTEGER PRIMARY KEY, bio TEXT)")
+    conn.executemany("INSERT INTO profile VALUES (?, ?)", [(1, "héllo"), (2, b"\xff\xfe")])
+    conn.execute("INSERT INTO profile VALUES (3, CAST(X'61C328' AS TEXT))")
+    conn.commit()
+    expected = conn.execute("SELECT id, CAST(bio AS BLOB) FROM profile ORDER BY id").fetchall()
+    conn.close()
+    report = await migrate(path, pg_dsn, rejects_dir=tmp_path / "rejects")
+    assert report.plan.table("profile").column("bio").target_type == "bytea"
+    assert report.rejected == 0
+    pg = await asyncpg.connect(pg_dsn)
+    try:
+        rows = await pg.fetch("SELECT id, bio FROM profile ORDER BY id")
+        deep = await deep_check(report.plan, pg, path)
+    finally:
+        await pg.close()
+    assert [tuple(r) for r in rows] == expected
+    assert [(r.table, r.ok) for r in deep if r.check != "names"] == [("profile", True)]

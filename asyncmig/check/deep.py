@@ -106,7 +106,7 @@ from asyncmig.load.transforms import (
     transform_for,
 )
 from asyncmig.plan import datenums
-from asyncmig.plan.model import ColumnPlan, Plan, TablePlan
+from asyncmig.plan.model import ColumnPlan, Plan, TablePlan, base_type
 from asyncmig.quoting import qualified, quote_ident, quote_sqlite_ident
 from asyncmig.source.sqlite import open_sync, source_error, undecodable
 
@@ -814,7 +814,9 @@ def cell(column: ColumnPlan, rendering: Rendering, *, quick: bool = True) -> Cal
         if value is None:
             return "NULL"
         try:
-            if isinstance(value, InvalidText):
+            if isinstance(value, InvalidText) and base_type(column.target_type) == "bytea":
+                value = value.raw  # kept as it is, as the load did
+            elif isinstance(value, InvalidText):
                 raise TypeError("invalid UTF-8")  # settled by the policy, as the load did
             if transform is not None:
                 value = transform(value)

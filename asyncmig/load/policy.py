@@ -268,6 +268,9 @@ class TableGuard:
         self.max_rejects = max_rejects
         self.accounts = Accounts()
         self.keys = key_positions(table)
+        self._bytea = frozenset(
+            i for i, c in enumerate(table.columns) if base_type(c.target_type) == "bytea"
+        )
         self._path = reject_path(reject_dir, table.name) if reject_dir is not None else None
         self._stream: IO[bytes] | None = None
 
@@ -292,7 +295,8 @@ class TableGuard:
         return converted, kept
 
     def resolve_invalid_text(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-        """Before the transforms: settle every invalid-UTF-8 value by its column's policy."""
+        """Before the transforms: settle every invalid-UTF-8 value by its column's policy;
+        a bytea column keeps its bytes as they are (it holds any bytes exactly)."""
         resolved = []
         for row in rows:
             if InvalidText not in map(type, row):  # a third of any(isinstance(...)) per row
@@ -301,7 +305,9 @@ class TableGuard:
             values = list(row)
             ok = True
             for position, value in enumerate(row):
-                if isinstance(value, InvalidText):
+                if isinstance(value, InvalidText) and position in self._bytea:
+                    values[position] = value.raw
+                elif isinstance(value, InvalidText):
                     ok = self._settle(row, values, position, value, "invalid UTF-8 in text")
                     if not ok:
                         break
