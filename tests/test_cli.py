@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from asyncmig.target import conninfo
 from asyncmig.target.connect import scrub
 from tests.fix_cli import RunMain, assert_one_line_error
 from tests.fix_pg import execute, fetch, with_database
@@ -115,6 +116,33 @@ def test_scrub_hides_passwords() -> None:
         "postgresql://u@h/d?password=***&sslmode=require"
     )
     assert scrub("host=h password=pw user=u") == "host=h password=*** user=u"
+
+
+@pytest.mark.parametrize(
+    ("dsn", "shown"),
+    [  # spellings libpq reads a secret from, each once shown in clear
+        (r"host=h password=Q\ S1 user=u", "host=h password=*** user=u"),  # escaped blank
+        ("postgresql://u@h/d?pass%77ord=S2&x=1", "postgresql://u@h/d?pass%77ord=***&x=1"),
+        ("host=h sslpassword=S3 user=u", "host=h sslpassword=*** user=u"),  # key passphrase
+        ("postgresql://u@h/d?sslpassword=S4", "postgresql://u@h/d?sslpassword=***"),
+        (
+            "postgresql://u@h/d?password=S5#6&sslmode=require",
+            "postgresql://u@h/d?password=***&sslmode=require",
+        ),
+        ("host=h PassWord = 'S 7\\\\' user=u", "host=h PassWord = *** user=u"),
+    ],
+)
+def test_scrub_hides_every_spelling_of_a_secret(dsn: str, shown: str) -> None:
+    assert scrub(dsn) == shown
+
+
+def test_an_escaped_blank_in_a_key_value_string_is_part_of_the_value() -> None:
+    """libpq reads ``password=Q\\ S`` as ``Q S``; asyncmig refused the string."""
+    assert conninfo.parse(r"host=h password=Q\ S user=u\\x") == {
+        "host": "h",
+        "password": "Q S",
+        "user": "u\\x",
+    }
 
 
 def test_a_bad_value_beyond_the_sample_names_its_row(

@@ -231,6 +231,11 @@ def test_pg_file_errors_are_usage_errors(run_main: RunMain, tmp_path: Path) -> N
     assert code == 2 and "the file is empty" in one_error_line(err)
     code, _, err = run_main("status", "--pg-file", str(tmp_path / "missing"))
     assert code == 2 and "No such file" in one_error_line(err)
+    two = tmp_path / "two"  # a primary's and a replica's URL: neither is shown
+    two.write_text("postgresql://a@/b?host=/nowhere\npostgresql://r:S3CRET@replica/app\n")
+    code, _, err = run_main("status", "--pg-file", str(two))
+    assert code == 2 and "holds 2 lines, a URL is one" in one_error_line(err)
+    assert "S3CRET" not in err and "replica" not in err
 
 
 def test_a_target_that_never_comes_up_is_retried_then_reported(

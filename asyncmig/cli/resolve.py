@@ -129,6 +129,13 @@ def read_url_file(path: Path, origin: str) -> str:
         raise UsageError(f"cannot read the target URL from {path} ({origin}): not text") from None
     if not text:
         raise UsageError(f"cannot read the target URL from {path} ({origin}): the file is empty")
+    lines = len(text.splitlines())
+    if lines > 1:  # never shown: each line may hold a password
+        raise UsageError(
+            f"cannot read the target URL from {path} ({origin}): the file holds {lines} "
+            "lines, a URL is one",
+            hint="keep one URL (or one key=value string) in the file",
+        )
     return text
 
 

@@ -15,6 +15,7 @@ import socket
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from urllib.parse import unquote_plus
 
 import anyio
 import asyncpg
@@ -99,8 +100,12 @@ class Target:
         return kwargs
 
 
-_PASSWORD_PARAM = re.compile(r"(?i)(password=)[^&#\s]*")
-_KEYWORD_PASSWORD = re.compile(r"""(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'?|\S*)""")
+# libpq's secrets: the server's password and the client key's passphrase
+_SECRETS = frozenset({"password", "sslpassword"})
+# a key=value pair's value: quoted, or up to a blank not escaped by a backslash
+_KEYWORD_PASSWORD = re.compile(
+    r"""(?i)(\b(?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'?|(?:\\.|[^\s\\])*\\?)"""
+)
 
 
 def scrub(dsn: str) -> str:
@@ -119,7 +124,21 @@ def scrub(dsn: str) -> str:
     if at >= 0:
         user, colon, _password = rest[:at].partition(":")
         rest = f"{user}:***@{rest[at + 1 :]}" if colon else rest
-    return f"{scheme}://" + _PASSWORD_PARAM.sub(r"\1***", rest)
+    return f"{scheme}://" + _scrub_query(rest)
+
+
+def _scrub_query(rest: str) -> str:
+    """A URL's query parameters with each secret's value hidden, its name read as libpq
+    reads it (percent-decoded: ``pass%77ord`` is ``password``)."""
+    head, question, query = rest.partition("?")
+    if not question:
+        return rest
+    pairs = []  # a "#" is part of a value: libpq's URLs have no fragment
+    for pair in query.split("&"):
+        name, equals, _value = pair.partition("=")
+        secret = equals and unquote_plus(name).strip().lower() in _SECRETS
+        pairs.append(f"{name}=***" if secret else pair)
+    return f"{head}?{'&'.join(pairs)}"
 
 
 def resolve_target(pg: str | None, environ: Mapping[str, str]) -> Target | None:

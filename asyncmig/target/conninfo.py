@@ -55,7 +55,8 @@ KEYWORDS = frozenset(ENVIRONMENT) | {
 }
 # passed to asyncpg through a query string: it reads them only there or from PG*
 _SSL_FILES = ("sslrootcert", "sslcert", "sslkey", "sslcrl", "sslpassword", "target_session_attrs")
-_PAIR = re.compile(r"\s*([A-Za-z_]+)\s*=\s*('(?:[^'\\]|\\.)*'|\S*)")
+# a value: quoted, or up to a blank; a backslash escapes the next character in both
+_PAIR = re.compile(r"\s*([A-Za-z_]+)\s*=\s*('(?:[^'\\]|\\.)*'|(?:\\.|[^\s\\])*)")
 
 
 def parse(conninfo: str) -> dict[str, str]:
@@ -131,7 +132,8 @@ def _parse_pairs(text: str) -> dict[str, str]:
             )
         key, value = match.group(1).lower(), match.group(2)
         if value.startswith("'"):
-            value = re.sub(r"\\(.)", r"\1", value[1:-1])
+            value = value[1:-1]
+        value = re.sub(r"\\(.)", r"\1", value)
         params[key] = value
         position = match.end()
     return params
