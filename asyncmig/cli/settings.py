@@ -93,6 +93,12 @@ class DeepCheck:
 OptionType = type[str] | type[Path] | type[int] | type[bool] | type[StrEnum]
 
 
+# timeouts in seconds: PostgreSQL's settings hold milliseconds in an int4 (24 days)
+SECONDS_MAX = (2**31 - 1) // 1000
+# each job holds two connections (its load and its index builds) and a worker process
+JOBS_MAX = 256
+
+
 @dataclass(frozen=True)
 class Option:
     """One option. ``name`` is its key in the job file and its Python name."""
@@ -107,6 +113,9 @@ class Option:
     twin: bool = True  # has an ASYNCMIG_* environment variable
     in_job: bool = True  # may be set in the job file's [job] table
     minimum: int | None = None
+    # the largest value taken: PostgreSQL keeps timeouts in int4 milliseconds, and
+    # a number beyond 64 bits reached a driver as an internal error
+    maximum: int = 2**31 - 1
     shown_default: str | None = None  # the default as the docs say it, when not the value
 
     @property
@@ -207,6 +216,7 @@ OPTIONS: tuple[Option, ...] = (
         T,
         "SECONDS",
         minimum=0,
+        maximum=SECONDS_MAX,
     ),
     _opt(
         "lock_timeout",
@@ -218,6 +228,7 @@ OPTIONS: tuple[Option, ...] = (
         T,
         "SECONDS",
         minimum=0,
+        maximum=SECONDS_MAX,
     ),
     _opt(
         "statement_timeout",
@@ -229,6 +240,7 @@ OPTIONS: tuple[Option, ...] = (
         T,
         "SECONDS",
         minimum=0,
+        maximum=SECONDS_MAX,
     ),
     _opt(
         "data_dir",
@@ -239,7 +251,16 @@ OPTIONS: tuple[Option, ...] = (
         "DIR",
         shown_default="`./asyncmig-data`",
     ),
-    _opt("jobs", int, 2, "tables loaded (and indexes built) in parallel", L, "N", minimum=1),
+    _opt(
+        "jobs",
+        int,
+        2,
+        "tables loaded (and indexes built) in parallel",
+        L,
+        "N",
+        minimum=1,
+        maximum=JOBS_MAX,
+    ),
     _opt("batch_size", int, 5000, "rows per batch read from SQLite", L, "N", minimum=1),
     _opt("queue_size", int, 4, "batches buffered between stages", L, "N", minimum=1),
     _opt(
@@ -553,6 +574,8 @@ def parse_text(option: Option, text: str, origin: str) -> Any:
         return check_minimum(option, value, origin)
     if kind is Path and not text.strip():  # Path("") is the working directory
         raise UsageError(f"{origin} is empty: give a path")
+    if kind is Path:
+        readable_path(text, origin)
     return parse_choice(option, text, origin) if option.choices else kind(text)
 
 
@@ -567,9 +590,26 @@ def parse_choice(option: Option, text: str, origin: str) -> StrEnum:
     )
 
 
+def readable_path(text: str, origin: str) -> None:
+    """Refuse a path whose bytes are not UTF-8 (legal on Linux): paths are recorded in
+    the target's history and logs, as text, so such a run failed late, as an internal
+    error."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        raise UsageError(
+            f"{origin} is not valid UTF-8 ({shown})",
+            hint="rename the file, or link it under a UTF-8 name",
+        ) from None
+
+
 def check_minimum(option: Option, value: int, origin: str) -> int:
+    """``value`` within the option's bounds (else exit 2, before anything is done)."""
     if option.minimum is not None and value < option.minimum:
         raise UsageError(f"{origin} is expected to be at least {option.minimum}, got {value}")
+    if value > option.maximum:
+        raise UsageError(f"{origin} is expected to be at most {option.maximum}, got {value}")
     return value
 
 
@@ -585,6 +625,7 @@ def parse_job_value(option: Option, value: Any, origin: str, base: Path) -> Any:
     if not isinstance(value, str):
         raise UsageError(f"{origin} is expected to be a string, got {value!r}")
     if kind is Path:
+        readable_path(value, origin)
         return base / Path(value).expanduser()
     return parse_text(option, value, origin)
 

@@ -24,8 +24,27 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 def source_uri(path: Path) -> str:
-    """The read-only URI for ``path`` (percent-encoded, so any file name works)."""
-    return f"file:{quote(str(path.resolve()))}?mode=ro"
+    """The read-only URI for ``path`` (its bytes percent-encoded, so any file name works,
+    one that is not UTF-8 too); ``immutable`` for a WAL database closed cleanly."""
+    resolved = path.resolve()
+    uri = f"file:{quote(os.fsencode(resolved))}?mode=ro"
+    return uri + "&immutable=1" if settled_wal(resolved) else uri
+
+
+def settled_wal(path: Path) -> bool:
+    """A WAL-mode database with no ``-wal`` file beside it (its application closed it):
+    nothing is pending in a log, so it is read as it is, ``immutable``. Opened merely
+    read-only, SQLite would create ``-wal`` and ``-shm`` files next to it, and leave
+    them, or fail on a read-only mount. A writer that starts meanwhile changes the file
+    or makes a ``-wal``, which the run's fingerprint (:func:`fingerprint`) finds."""
+    if not path.is_file() or Path(f"{path}-wal").exists():
+        return False
+    try:
+        with path.open("rb") as handle:
+            header = handle.read(20)
+    except OSError:
+        return False
+    return header[:16] == SQLITE_MAGIC and len(header) == 20 and header[18] == 2
 
 
 def check_source_file(path: Path) -> None:
@@ -34,6 +53,11 @@ def check_source_file(path: Path) -> None:
         raise SourceError(f"cannot read {path}: no such file", hint="check the --sqlite path")
     if path.is_dir():
         raise SourceError(f"cannot read {path}: it is a directory, not a SQLite file")
+    if not path.is_file():  # opening a FIFO would wait for a writer, for ever
+        raise SourceError(
+            f"cannot read {path}: not a regular file (a pipe or a device), not a SQLite file",
+            hint="copy the database to a file first",
+        )
     if not os.access(path, os.R_OK):
         raise SourceError(f"cannot read {path}: permission denied")
     with path.open("rb") as handle:

@@ -203,7 +203,7 @@ def asyncpg_arguments(params: Mapping[str, str]) -> dict[str, object]:
     if host:
         kwargs["host"] = host.split(",") if "," in host else host
     if params.get("port"):
-        ports = [_number(p, "port") for p in params["port"].split(",") if p]
+        ports = [_port(p) for p in params["port"].split(",") if p]
         kwargs["port"] = ports if len(ports) > 1 else ports[0]
     for key, argument in (
         ("dbname", "database"),
@@ -228,6 +228,13 @@ def asyncpg_arguments(params: Mapping[str, str]) -> dict[str, object]:
     if ssl_files:
         kwargs["dsn"] = "postgresql://?" + urlencode(ssl_files)
     return kwargs
+
+
+def _port(text: str) -> int:
+    port = _number(text, "port")
+    if not 1 <= port <= 65535:
+        raise UsageError(f"the connection's port {port} is not a TCP port (1 to 65535)")
+    return port
 
 
 def _number(text: str, what: str) -> int:
