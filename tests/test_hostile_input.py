@@ -8,6 +8,7 @@ import sqlite3
 from pathlib import Path
 
 from tests.fix_cli import RunMain, assert_one_line_error, write_source
+from tests.fix_faults import start
 from tests.fix_pg import fetch
 
 
@@ -68,3 +69,77 @@ def test_a_wal_database_closed_cleanly_is_read_without_files_beside_it(
     assert source.read_bytes() == before
     rows = fetch(pg_dsn, "SELECT id, x FROM t ORDER BY id")
     assert [tuple(r) for r in rows] == [(i, f"v{i}") for i in range(1, 201)]
+
+
+def test_a_schema_postgresql_cannot_hold_the_tables_in_is_a_bad_option(
+    run_main: RunMain, tmp_path: Path
+) -> None:
+    """Such a run planned, loaded and checked everything, then failed at the cut-over."""
+    source = write_source(tmp_path / "app.db")
+    for schema, says in [
+        ("", "--schema is empty"),
+        ("pg_temp", "starts with pg_"),
+        ("s" * 64, "is 64 bytes long; PostgreSQL's names hold at most 63"),
+        ("é" * 32, "is 64 bytes long"),
+        ("asyncmig", "is asyncmig's own"),
+        ("asyncmig_backup_1_2", "is asyncmig's own"),
+    ]:
+        assert_one_line_error(
+            run_main("plan", "--sqlite", str(source), "--schema", schema), 2, says
+        )
+    assert run_main("plan", "--sqlite", str(source), "--schema", "s" * 63).returncode == 0
+
+
+def test_connection_parameters_libpq_would_refuse_are_bad_options(run_main: RunMain) -> None:
+    """They were tried as connections: exit 4, "is the server running?", and a Python
+    repr in the message for target_session_attrs."""
+    base = "postgresql://u:pw@127.0.0.1:1/db?"
+    for parameter, says in [
+        ("sslmode=bogus", "sslmode 'bogus' is not one of disable, allow, prefer"),
+        ("target_session_attrs=x", "target_session_attrs 'x' is not one of any, read-write"),
+        ("connect_timeout=abc", "connect_timeout 'abc' is not a number"),
+    ]:
+        result = run_main("status", "--pg", base + parameter)
+        assert_one_line_error(result, 2, says)
+        assert "pw" not in result.stderr
+
+
+def test_a_profile_giving_two_tables_one_name_is_a_bad_profile(
+    run_main: RunMain, tmp_path: Path
+) -> None:
+    source = tmp_path / "app.db"
+    with sqlite3.connect(source) as conn:
+        conn.executescript(
+            "CREATE TABLE users (id INTEGER PRIMARY KEY);"
+            "CREATE TABLE orders (id INTEGER PRIMARY KEY, user_id INTEGER REFERENCES users(id));"
+        )
+    profile = tmp_path / "profile.toml"
+    profile.write_text('[tables.users]\nrename = "orders"\n')
+    result = run_main("plan", "--sqlite", str(source), "--config", str(profile))
+    assert_one_line_error(
+        result, 2, "the profile gives tables 'orders' and 'users' one name, 'orders'"
+    )
+    profile.write_text('[tables.users]\nrename = "orders"\n[tables.orders]\nrename = "old"\n')
+    swapped = run_main("plan", "--sqlite", str(source), "--config", str(profile))
+    assert swapped.returncode == 0, swapped.stderr
+
+
+def test_many_jobs_on_few_tables_hold_few_connections(tmp_path: Path, pg_dsn: str) -> None:
+    """--jobs 40 on a one-table source held 2 x 40 connections through the whole run
+    (50 exhausted a default server's 100 for every other client)."""
+    source = tmp_path / "one.db"
+    with sqlite3.connect(source) as conn:
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, x TEXT)")
+        conn.executemany("INSERT INTO t VALUES (?, ?)", ((i, "x" * 50) for i in range(60_000)))
+    process = start("run", "--sqlite", str(source), "--pg", pg_dsn, "--jobs", "40")
+    peak = 0
+    while process.poll() is None:
+        rows = fetch(
+            pg_dsn,
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'asyncmig' "
+            "AND pid <> pg_backend_pid()",
+        )
+        peak = max(peak, int(rows[0][0]))
+    _, err = process.communicate()
+    assert process.returncode == 0, err
+    assert 0 < peak <= 8, peak

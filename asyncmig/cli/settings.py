@@ -576,7 +576,34 @@ def parse_text(option: Option, text: str, origin: str) -> Any:
         raise UsageError(f"{origin} is empty: give a path")
     if kind is Path:
         readable_path(text, origin)
+    if option.name == "schema":
+        target_schema(text, origin)
     return parse_choice(option, text, origin) if option.choices else kind(text)
+
+
+# schemas asyncmig keeps for itself: its history, and its stages, backups and load areas
+OWN_SCHEMAS = ("asyncmig", "asyncmig_stage_", "asyncmig_backup_", "asyncmig_load_")
+
+
+def target_schema(name: str, origin: str) -> None:
+    """Refuse, before anything is done, a schema PostgreSQL cannot hold the tables in:
+    the run found out at its cut-over, after the whole load."""
+    size = len(name.encode("utf-8", "surrogatepass"))
+    problem = (
+        "is empty: give a schema name"
+        if not name.strip()
+        else f"is {size} bytes long; PostgreSQL's names hold at most 63"
+        if size > 63
+        else "starts with pg_, which PostgreSQL reserves for its own schemas"
+        if name.lower().startswith("pg_")
+        else "holds a NUL character"
+        if "\x00" in name
+        else "is asyncmig's own (its history, stages and backups)"
+        if name == OWN_SCHEMAS[0] or name.startswith(OWN_SCHEMAS[1:])
+        else None
+    )
+    if problem is not None:
+        raise UsageError(f"{origin} {problem}")
 
 
 def parse_choice(option: Option, text: str, origin: str) -> StrEnum:

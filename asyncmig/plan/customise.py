@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from asyncmig.errors import UsageError
 from asyncmig.plan.model import (
     CheckPlan,
     ColumnPlan,
@@ -32,9 +33,24 @@ def customise(plan: Plan, overrides: Overrides) -> Plan:
         _rename_references(_customise_table(t, overrides.table(t.source_name)), renames)
         for t in plan.tables
     )
+    _one_table_per_name(tables)
     extensions = tuple(dict.fromkeys((*plan.extensions, *overrides.extensions)))
     functions = plan.functions + tuple(FunctionPlan(f.name, f.sql) for f in overrides.functions)
     return replace(plan, tables=tables, extensions=extensions, functions=functions)
+
+
+def _one_table_per_name(tables: tuple[TablePlan, ...]) -> None:
+    """Refuse a profile that renames a table onto another one's name (every later phase
+    finds a table by its name)."""
+    seen: dict[str, str] = {}
+    for table in tables:
+        if table.name in seen:
+            first, second = sorted((seen[table.name], table.source_name))
+            raise UsageError(
+                f"the profile gives tables {first!r} and {second!r} one name, {table.name!r}",
+                hint="rename one of them to a name no other table has",
+            )
+        seen[table.name] = table.source_name
 
 
 def _customise_table(table: TablePlan, settings: TableSettings) -> TablePlan:

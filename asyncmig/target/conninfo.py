@@ -191,6 +191,29 @@ def read_service(name: str, environ: Mapping[str, str]) -> dict[str, str]:
     )
 
 
+# the values libpq takes for its enumerated parameters
+CHOICES = {
+    "sslmode": ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"),
+    "target_session_attrs": (
+        "any",
+        "read-write",
+        "read-only",
+        "primary",
+        "standby",
+        "prefer-standby",
+    ),
+    "gssencmode": ("disable", "prefer", "require"),
+}
+
+
+def check_choices(params: Mapping[str, str]) -> None:
+    """A parameter libpq would refuse is a bad option (exit 2), not a failed connection."""
+    for key, allowed in CHOICES.items():
+        value = params.get(key)
+        if value and value not in allowed:
+            raise UsageError(f"the connection's {key} {value!r} is not one of {', '.join(allowed)}")
+
+
 def asyncpg_arguments(params: Mapping[str, str]) -> dict[str, object]:
     """asyncpg.connect() keyword arguments for resolved libpq parameters.
 
@@ -198,6 +221,7 @@ def asyncpg_arguments(params: Mapping[str, str]) -> dict[str, object]:
     nothing; the application name defaults to ``asyncmig`` (visible in
     ``pg_stat_activity``, where a DBA looks for what holds a lock).
     """
+    check_choices(params)
     kwargs: dict[str, object] = {}
     host = params.get("host") or params.get("hostaddr")
     if host:
