@@ -24,7 +24,9 @@ owns a stage of that target) drops the stages interrupted runs left.
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Sequence
 
 import asyncpg
 import structlog
@@ -32,13 +34,13 @@ import structlog
 from asyncmig import ddl
 from asyncmig.errors import TargetError
 from asyncmig.plan.model import Plan
-from asyncmig.quoting import qualified, quote_ident
+from asyncmig.quoting import qualified, quote_ident, quote_literal
 from asyncmig.target import dependents, history, runlock
 
 log = structlog.get_logger(__name__)
 
 STAGE_PREFIX = "asyncmig_stage_"
-BACKUP_PREFIX = "asyncmig_backup_"
+BACKUP_PREFIX = dependents.BACKUP_PREFIX
 
 
 def stage_prefix(target: str) -> str:
@@ -178,7 +180,9 @@ async def swap(
         for statement in [d.drop_sql() for d in found]:
             await conn.execute(statement)
         if existing and backup is not None:
-            await keep_previous(conn, target.schema, stage.schema, backup)
+            await keep_previous(
+                conn, target.schema, stage.schema, backup, [v.name for v in target.views]
+            )
         elif existing:
             for statement in ddl.drop_extras_sql(target) + ddl.drop_tables_sql(
                 target, target.tables
@@ -228,6 +232,14 @@ WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = $1)
                     WHERE s.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = $2))
 ORDER BY c.relkind IN ('r', 'p', 'f') DESC, c.oid
 """
+# the plan's views still in the target once the colliding objects moved out: the
+# stage made none of that name
+STALE_VIEWS_SQL = """
+SELECT c.relname, c.relkind::text FROM pg_class c
+WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = $1)
+  AND c.relkind IN ('v', 'm') AND c.relname = ANY($2::text[])
+ORDER BY c.oid
+"""
 COLLIDING_STATISTICS_SQL = """
 SELECT x.stxname FROM pg_statistic_ext x
 WHERE x.stxnamespace = (SELECT oid FROM pg_namespace WHERE nspname = $1)
@@ -251,14 +263,21 @@ WHERE c.collnamespace = (SELECT oid FROM pg_namespace WHERE nspname = $1)
 """
 
 
-async def keep_previous(conn: asyncpg.Connection, target: str, stage: str, backup: str) -> None:
+async def keep_previous(
+    conn: asyncpg.Connection, target: str, stage: str, backup: str, views: Sequence[str] = ()
+) -> None:
     """Move what the stage replaces (tables with their indexes, constraints, owned
     sequences and triggers; the plan's views, statistics, functions and collation of
     the same names) from ``target`` into the run's ``backup`` schema, in the caller's
-    transaction: `rollback` swaps it back, `cleanup` removes it."""
+    transaction: `rollback` swaps it back, `cleanup` removes it. ``views``: the plan's
+    views, moved too where the stage could not make them (PostgreSQL refused one, or
+    it reads a table this run does not load): left behind, an earlier run's view went
+    on reading the old tables in the backup schema, silently stale."""
     into = quote_ident(backup)
     await conn.execute(f"CREATE SCHEMA {into}")
     for name, kind in await conn.fetch(COLLIDING_SQL, target, stage):
+        await conn.execute(f"ALTER {ALTER_KIND[kind]} {qualified(target, name)} SET SCHEMA {into}")
+    for name, kind in await conn.fetch(STALE_VIEWS_SQL, target, list(views)):
         await conn.execute(f"ALTER {ALTER_KIND[kind]} {qualified(target, name)} SET SCHEMA {into}")
     for (name,) in await conn.fetch(COLLIDING_STATISTICS_SQL, target, stage, backup):
         await conn.execute(f"ALTER STATISTICS {qualified(target, name)} SET SCHEMA {into}")
@@ -268,6 +287,49 @@ async def keep_previous(conn: asyncpg.Connection, target: str, stage: str, backu
         )
     for (name,) in await conn.fetch(COLLIDING_COLLATIONS_SQL, target, stage):
         await conn.execute(f"ALTER COLLATION {qualified(target, name)} SET SCHEMA {into}")
+    await release_outward_keys(conn, backup)
+
+
+# foreign keys of the backup's old tables onto tables outside it (a parent this run did
+# not replace: excluded by a profile, or gone from the source)
+OUTWARD_KEYS_SQL = """
+SELECT c.relname, con.conname, pg_get_constraintdef(con.oid)
+FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid
+JOIN pg_class p ON p.oid = con.confrelid
+WHERE con.contype = 'f' AND c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = $1)
+  AND p.relnamespace <> c.relnamespace
+ORDER BY 1, 2
+"""
+
+
+async def release_outward_keys(conn: asyncpg.Connection, backup: str) -> None:
+    """Drop the backup's foreign keys onto tables that stay in the target, each kept in
+    the backup schema's comment for a rollback to add again (NOT VALID): left, an old
+    row in the backup kept the application from deleting the live parent row it named."""
+    found = await conn.fetch(OUTWARD_KEYS_SQL, backup)
+    for table, name, _definition in found:
+        await conn.execute(
+            f"ALTER TABLE {qualified(backup, table)} DROP CONSTRAINT {quote_ident(name)}"
+        )
+    if found:
+        kept = json.dumps([{"table": t, "name": n, "definition": d} for t, n, d in found])
+        await conn.execute(f"COMMENT ON SCHEMA {quote_ident(backup)} IS {quote_literal(kept)}")
+
+
+async def outward_keys_sql(conn: asyncpg.Connection, backup: str, target: str) -> list[str]:
+    """The foreign keys :func:`release_outward_keys` dropped, added again (NOT VALID: the
+    parent may have lost rows since) to the tables restored into ``target``."""
+    comment = await conn.fetchval(
+        "SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE nspname = $1",
+        backup,
+    )
+    if not comment or not comment.startswith("["):
+        return []
+    return [
+        f"ALTER TABLE {qualified(target, key['table'])} ADD CONSTRAINT "
+        f"{quote_ident(key['name'])} {key['definition']} NOT VALID"
+        for key in json.loads(comment)
+    ]
 
 
 async def move_sql(conn: asyncpg.Connection, source: str, target: str) -> list[str]:
@@ -316,4 +378,8 @@ async def kept_restore_sql(conn: asyncpg.Connection, target: Plan, run_id: int) 
 async def restore_sql(conn: asyncpg.Connection, backup: str, target: str) -> list[str]:
     """The statements that swap a run's backup schema back into ``target`` (once the
     run's own objects are gone) and drop it (RESTRICT: nothing may be left behind)."""
-    return [*await move_sql(conn, backup, target), f"DROP SCHEMA {quote_ident(backup)}"]
+    return [
+        *await move_sql(conn, backup, target),
+        *await outward_keys_sql(conn, backup, target),
+        f"DROP SCHEMA {quote_ident(backup)}",
+    ]

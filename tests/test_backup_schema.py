@@ -5,6 +5,7 @@ reader session polling throughout the swap back."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -128,3 +129,54 @@ def test_no_backup_schema_and_cascade_are_reported_by_rollback(
         ][0]
         == 0
     )
+
+
+def test_a_replace_that_leaves_a_parent_out_leaves_no_stale_view_nor_blocking_key(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    """The second run excludes ``users`` (a profile; or the application dropped it):
+    the first run's view over orders and users went on reading the old orders in the
+    backup schema, and the old orders kept their foreign key onto the live users, so the
+    application could not delete a user an old order named; the next run and `cleanup`
+    then refused, taking the backup's objects for the application's. Rolled back, the
+    old orders get their key again (NOT VALID) and the view its place."""
+    source = tmp_path / "app.db"
+    with sqlite3.connect(source) as conn:
+        conn.executescript("""
+            CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT);
+            CREATE TABLE orders (id INTEGER PRIMARY KEY, user_id INTEGER REFERENCES users(id),
+                note TEXT);
+            CREATE VIEW v_orders AS SELECT o.id, o.note, u.name FROM orders o
+                JOIN users u ON u.id = o.user_id;
+            INSERT INTO users VALUES (1, 'ann'), (2, 'bob');
+            INSERT INTO orders VALUES (1, 1, 'old'), (2, 2, 'old');
+        """)
+    assert finish("run", "--sqlite", str(source), "--pg", pg_dsn)[0] == 0
+    with sqlite3.connect(source) as conn:
+        conn.execute("UPDATE orders SET note = 'new'")
+    profile = tmp_path / "profile.toml"
+    profile.write_text("[tables.users]\nexclude = true\n")
+    code, err = finish(
+        "run", "--sqlite", str(source), "--pg", pg_dsn, "--replace", "--config", str(profile)
+    )
+    assert code == 0, err
+    [backup] = backups(pg_dsn)
+    views = fetch(
+        pg_dsn, "SELECT table_schema FROM information_schema.views WHERE table_name = 'v_orders'"
+    )
+    assert [r[0] for r in views] == [backup]  # none left in public reading old rows
+    fetch(pg_dsn, "DELETE FROM public.users WHERE id = 2")  # no old row holds it now
+    keys_sql = (
+        "SELECT conrelid::regclass::text, confrelid::regclass::text, convalidated "
+        "FROM pg_constraint WHERE contype = 'f' AND connamespace = 'public'::regnamespace"
+    )
+    assert fetch(pg_dsn, keys_sql) == []  # the new orders: users was not loaded
+    code, err = finish("rollback", "--pg", pg_dsn, "--run", "2", "--force", "--no-backup")
+    assert code == 0, err
+    assert [tuple(k) for k in fetch(pg_dsn, keys_sql)] == [("orders", "users", False)]
+    old = fetch(pg_dsn, "SELECT id, note, name FROM public.v_orders ORDER BY id")
+    assert [tuple(r) for r in old] == [(1, "old", "ann")]  # user 2 was deleted meanwhile
+    code, err = finish("run", "--sqlite", str(source), "--pg", pg_dsn, "--replace")
+    assert code == 0, err
+    assert finish("cleanup", "--pg", pg_dsn)[0] == 0
+    assert [tuple(k) for k in fetch(pg_dsn, keys_sql)] == [("orders", "users", True)]

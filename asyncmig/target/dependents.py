@@ -29,7 +29,7 @@ JOIN pg_rewrite r ON r.oid = d.objid AND d.classid = 'pg_rewrite'::regclass
 JOIN pg_class v ON v.oid = r.ev_class
 JOIN pg_namespace n ON n.oid = v.relnamespace
 WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = ANY($1::oid[])
-  AND v.oid <> ALL($1::oid[])
+  AND v.oid <> ALL($1::oid[]) AND left(n.nspname, length($2)) <> $2
 ORDER BY 1, 2
 """
 FOREIGN_KEYS_SQL = """
@@ -38,8 +38,12 @@ FROM pg_constraint con
 JOIN pg_class c ON c.oid = con.conrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE con.contype = 'f' AND con.confrelid = ANY($1::oid[]) AND con.conrelid <> ALL($1::oid[])
+  AND left(n.nspname, length($2)) <> $2
 ORDER BY 1, 2, 3
 """
+# an earlier run's backup schema (see asyncmig.cutover) is asyncmig's, not the
+# application's: its old tables and views follow a replaced table there by identity
+BACKUP_PREFIX = "asyncmig_backup_"
 
 
 @dataclass(frozen=True)
@@ -77,10 +81,11 @@ async def find(conn: asyncpg.Connection, schema: str, replaced: Sequence[str]) -
         return []
     found = [
         Dependent("materialized view" if r[2] else "view", r[0], r[1])
-        for r in await conn.fetch(VIEWS_SQL, oids)
+        for r in await conn.fetch(VIEWS_SQL, oids, BACKUP_PREFIX)
     ]
     found += [
-        Dependent("foreign key", r[0], r[1], r[2]) for r in await conn.fetch(FOREIGN_KEYS_SQL, oids)
+        Dependent("foreign key", r[0], r[1], r[2])
+        for r in await conn.fetch(FOREIGN_KEYS_SQL, oids, BACKUP_PREFIX)
     ]
     return found
 
