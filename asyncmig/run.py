@@ -62,6 +62,7 @@ from asyncmig.load.tables import (
 from asyncmig.plan import collations
 from asyncmig.plan.builder import build_plan, outline_plan
 from asyncmig.plan.model import Plan
+from asyncmig.quoting import qualified
 from asyncmig.runstate import RunReport, RunSettings, TableReport
 from asyncmig.source import digest as source_digest
 from asyncmig.source.identity import source_identity
@@ -391,11 +392,7 @@ async def _recorded_phases(
         if load and settings.source.stat().st_size >= HASH_AT_ONCE_BYTES:
             await copying.wait()
         digest.append(await anyio.to_thread.run_sync(source_digest.sha256, settings.source))
-        conn = await connect(settings.target)  # `admin` is busy: a resume compares it
-        try:
-            await history.record_sha256(conn, run_id, digest[0])
-        finally:
-            await hang_up(conn)
+        await record_digest(settings, run_id, digest[0])
 
     marked: dict[str, str] = {}  # table -> how its marks were stored
 
@@ -460,6 +457,25 @@ async def _recorded_phases(
         log_file=str(settings.log_file) if settings.log_file else None,
     )
     return report
+
+
+async def record_digest(settings: RunSettings, run_id: int, sha256: str) -> None:
+    """The source's SHA-256 in the history as soon as it is known (a resume compares it),
+    on a connection of its own (``admin`` is busy). A connection fault here is logged,
+    not raised: the load meets the same server and reports it itself, while an error
+    raised here cancelled the load mid-wait, and the load's cleanup, not knowing the
+    server was frozen, waited for it twice more (35 s instead of 13). The run's last
+    history write records the digest anyway."""
+    try:
+        conn = await connect(settings.target)
+        try:
+            await history.record_sha256(conn, run_id, sha256)
+        finally:
+            await hang_up(conn)
+    except Exception as exc:
+        if not (faults.is_connection_fault(exc) or faults.timed_out(exc)):
+            raise
+        log.warning("sha256_not_recorded_yet", reason=str(faults.as_error(exc)))
 
 
 # the source marks' process runs beside the load at this lower priority: it takes the
@@ -601,6 +617,8 @@ async def _phases(
     warnings.extend(notes)
     target = plan  # `run` builds in a stage of its own, swapped in once checked
     atomic = create and load and check and await cutover.may_stage(admin)
+    if create and load and not atomic and settings.replace:
+        await refuse_unstaged_replace(admin, plan)
     if atomic:
         await cutover.replaceable(
             admin, plan, replace=settings.replace, cascade=settings.cascade
@@ -635,7 +653,11 @@ async def _phases(
         # moved out of sight until loaded whole (none without the right to)
         staging = await split.stage_tables(admin, plan, staging)
     else:
-        await require_empty_tables(admin, plan, truncate=settings.replace)
+        warnings.extend(
+            await require_empty_tables(
+                admin, plan, truncate=settings.replace, cascade=settings.cascade
+            )
+        )
     tables: list[TableReport] = []
     checks: list[CheckResult] = []
     script = None
@@ -721,6 +743,22 @@ async def _phases(
         adopted.resumed_from if adopted else None,
         tuple(adopted.partial) if adopted else (),
     )
+
+
+async def refuse_unstaged_replace(admin: asyncpg.Connection, plan: Plan) -> None:
+    """A run that cannot make its stage (no CREATE on the database) builds in the target
+    schema: with --replace it would drop the old tables before loading the new ones, and
+    a failure or a signal then left neither (no backup schema either). Refused before
+    anything changes when there is something to replace."""
+    existing = await cutover.existing_tables(admin, plan)
+    if existing:
+        raise TargetError(
+            f"cannot replace {qualified(plan.schema, existing[0])} safely: without CREATE on "
+            "the database the run has no stage and no backup schema, and a failure would "
+            "leave neither the old tables nor the new ones; nothing was changed",
+            hint="GRANT CREATE ON DATABASE to this role, or drop the tables first "
+            "(asyncmig schema --replace, then asyncmig data)",
+        )
 
 
 async def prepared(

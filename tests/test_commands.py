@@ -11,7 +11,7 @@ from pathlib import Path
 import asyncpg
 
 from tests.fix_cli import Cli, one_error_line, run_cli
-from tests.fix_pg import as_user, execute, fetch, role_without_create
+from tests.fix_pg import as_user, execute, fetch, fetch_async, role_without_create
 from tests.sources import build_kitchen_sink
 
 
@@ -81,6 +81,21 @@ def test_data_refuses_without_schema_and_when_not_empty(
     replaced = cli("data", *common, "--replace", log_dir=logs)
     assert replaced.returncode == 0, replaced.stderr
     assert fetch(pg_dsn, 'SELECT count(*) FROM "values"')[0][0] == 5
+    # the application's key onto a loaded table and its view over one: emptying the
+    # tables dropped their keys CASCADE, and these silently with them
+    fetch(pg_dsn, "CREATE SCHEMA app")
+    fetch(pg_dsn, 'CREATE TABLE app.notes (user_id bigint REFERENCES public."user"(id))')
+    fetch(pg_dsn, 'CREATE VIEW app.names AS SELECT id, email FROM public."user" GROUP BY id')
+    refused = cli("data", *common, "--replace", log_dir=logs)
+    assert refused.returncode == 4
+    assert "objects of the application depend on them: view app.names" in refused.stderr
+    assert fetch(pg_dsn, 'SELECT count(*) FROM "values"')[0][0] == 5  # nothing emptied
+    cascaded = cli("data", *common, "--replace", "--cascade", log_dir=logs)
+    assert cascaded.returncode == 0, cascaded.stderr
+    assert "dropped with --cascade: view app.names" in cascaded.stdout + cascaded.stderr
+    assert fetch(
+        pg_dsn, "SELECT count(*) FROM pg_constraint WHERE conrelid = 'app.notes'::regclass"
+    ) == [(0,)]
 
 
 def test_check_fails_on_a_changed_target(cli: Cli, tmp_path: Path, pg_dsn: str) -> None:
@@ -165,6 +180,13 @@ async def test_a_user_with_rights_on_its_schema_only(tmp_path: Path, pg_dsn: str
         await execute(pg_dsn, f'CREATE SCHEMA asyncmig AUTHORIZATION "{role}"')
         done = run_cli("run", "--sqlite", str(source), "--pg", dsn, env=env)
         assert done.returncode == 0, done.stderr
+        # no stage, so no backup schema: --replace would drop the old tables before the
+        # load, and a failure (or a signal) left neither the old nor the new ones
+        before = await fetch_async(pg_dsn, 'SELECT count(*) FROM public."user"')
+        again = run_cli("run", "--sqlite", str(source), "--pg", dsn, "--replace", env=env)
+        assert again.returncode == 4, again.stderr
+        assert "safely: without CREATE on the database" in again.stderr
+        assert await fetch_async(pg_dsn, 'SELECT count(*) FROM public."user"') == before
 
 
 def test_the_rollback_command_undoes_a_run_safely(cli: Cli, tmp_path: Path, pg_dsn: str) -> None:

@@ -16,7 +16,7 @@ from asyncmig.errors import (
 )
 from asyncmig.plan.model import Plan
 from asyncmig.quoting import qualified
-from asyncmig.target import faults, rollback
+from asyncmig.target import dependents, faults, rollback
 
 log = structlog.get_logger(__name__)
 
@@ -93,12 +93,26 @@ async def refuse_early(
         await loaded_tables(conn, plan, allow=replace)
 
 
-async def require_empty_tables(conn: asyncpg.Connection, plan: Plan, *, truncate: bool) -> None:
-    """`data` loads into the tables `schema` made: all there, with the plan's columns, empty."""
+async def require_empty_tables(
+    conn: asyncpg.Connection, plan: Plan, *, truncate: bool, cascade: bool = False
+) -> list[str]:
+    """`data` loads into the tables `schema` made: all there, with the plan's columns,
+    empty (``truncate``: emptied). Returns what ``cascade`` dropped, as warnings."""
     loaded = await loaded_tables(conn, plan, allow=truncate)
-    if loaded:  # emptied together, with what the post-data phases added to them
-        async with conn.transaction():
-            await execute_all(conn, rollback.undo_data_sql(plan))
+    if not loaded:
+        return []
+    # emptying drops the keys and indexes the load made, CASCADE: the application's
+    # foreign keys onto them and its views over the tables went with them, silently
+    found = await dependents.find(
+        conn, plan.schema, [*(t.name for t in plan.tables), *(v.name for v in plan.views)]
+    )
+    if found and not cascade:
+        raise dependents.refuse(found)
+    async with conn.transaction():  # emptied together, with what the post-data phases added
+        await execute_all(conn, [d.drop_sql() for d in found] + rollback.undo_data_sql(plan))
+    for dependent in found:
+        log.warning("dependent_dropped", object=str(dependent))
+    return [f"dropped with --cascade: {d} (it depended on a replaced table)" for d in found]
 
 
 async def loaded_tables(conn: asyncpg.Connection, plan: Plan, *, allow: bool) -> list[str]:
