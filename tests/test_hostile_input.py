@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
-from tests.fix_cli import RunMain, assert_one_line_error, write_source
+import pytest
+
+from tests.fix_cli import RunMain, assert_one_line_error, cli_environment, write_source
 from tests.fix_faults import start
 from tests.fix_pg import fetch
 
@@ -143,3 +147,66 @@ def test_many_jobs_on_few_tables_hold_few_connections(tmp_path: Path, pg_dsn: st
     _, err = process.communicate()
     assert process.returncode == 0, err
     assert 0 < peak <= 8, peak
+
+
+@pytest.mark.parametrize(
+    ("profile", "says"),
+    [  # each was taken: the table left out, or an internal error (exit 70)
+        ('[tables.users]\nexclude = "false"\n', "exclude is expected to be true or false"),
+        ('[tables.users]\nrename = "a\\u0000b"\n', "rename holds a NUL character"),
+        ('[tables.users.columns.id]\nrename = "a\\u0000b"\n', "rename holds a NUL character"),
+    ],
+)
+def test_profile_values_of_the_wrong_kind_are_bad_profiles(
+    run_main: RunMain, tmp_path: Path, profile: str, says: str
+) -> None:
+    source = tmp_path / "app.db"
+    with sqlite3.connect(source) as conn:
+        conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY)")
+    (tmp_path / "profile.toml").write_text(profile)
+    result = run_main("plan", "--sqlite", str(source), "--config", str(tmp_path / "profile.toml"))
+    assert_one_line_error(result, 2, says)
+
+
+def test_a_job_whose_output_channels_are_closed_or_go_away_ends_as_it_went(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """Started with stdout closed (``>&-``), a run that succeeded exited 70 printing its
+    result; with a stderr reader that went away (a log shipper restarting), it exited 1,
+    logged a lost connection to PostgreSQL and left its history row ``running``."""
+    source = write_source(tmp_path / "app.db")
+    argv = [sys.executable, "-m", "asyncmig", "run", "--sqlite", str(source), "--pg", pg_dsn]
+    argv += ["--replace", "--log-format", "json"]
+    closed = subprocess.run(
+        argv,
+        env=cli_environment(),
+        preexec_fn=lambda: os.close(1),  # the point: no stdout at all
+        stderr=subprocess.PIPE,
+        timeout=120,
+        check=False,
+    )
+    assert closed.returncode == 0, closed.stderr
+    reader = subprocess.Popen(
+        argv, env=cli_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    assert reader.stderr is not None
+    reader.stderr.readline()
+    reader.stderr.close()  # the reader goes away; the run's next log line meets EPIPE
+    assert reader.wait(timeout=120) == 0
+    statuses = fetch(pg_dsn, "SELECT status FROM asyncmig.runs ORDER BY id")
+    assert [r[0] for r in statuses] == ["succeeded", "succeeded"]
+
+
+def test_a_device_or_a_huge_file_given_as_a_secret_or_a_profile_is_refused_unread(
+    run_main: RunMain, tmp_path: Path
+) -> None:
+    """``--pg-file /dev/zero`` grew the process until it died (exit 70 under a memory
+    limit); ``--config /dev/urandom`` took seconds to read, deaf to SIGTERM."""
+    huge = tmp_path / "huge"
+    huge.write_bytes(b"a" * 70_000)
+    for argv, says in [
+        (("--pg-file", "/dev/zero"), "(--pg-file): not a regular file"),
+        (("--pg-file", str(huge)), "(--pg-file): larger than 65,536 bytes"),
+        (("--config", "/dev/urandom"), "cannot read config /dev/urandom: not a regular file"),
+    ]:
+        assert_one_line_error(run_main("status", *argv), 2, says)

@@ -31,7 +31,7 @@ import pytest
 from asyncmig.rollback import RollbackManager
 from asyncmig.target import tablestate
 from bench.gen_2truths import generate
-from tests.fix_cli import Cli, valid
+from tests.fix_cli import Cli, one_error_line, valid
 from tests.fix_faults import start
 from tests.fix_pg import create_database, drop_database, execute, fetch
 from tests.sources import build_kitchen_sink
@@ -487,3 +487,21 @@ def test_a_rollback_killed_while_writing_its_backup_leaves_no_backup_to_trust(
     (whole,) = backups.glob("*.sql")
     assert whole.read_text().rstrip().endswith("COMMIT;")
     assert fetch(pg_dsn, "SELECT status FROM asyncmig.runs WHERE id = 1")[0][0] == "rolled back"
+
+
+def test_a_backup_directory_that_cannot_be_made_is_exit_7(
+    cli: Cli, tmp_path: Path, pg_dsn: str
+) -> None:
+    """A file where the directory should be, or a path under one: an internal error
+    (exit 70) before; exit 7, nothing rolled back."""
+    source = build_kitchen_sink(tmp_path / "app.db")
+    logs = tmp_path / "logs"
+    assert cli("run", "--sqlite", str(source), "--pg", pg_dsn, log_dir=logs).returncode == 0
+    blocker = tmp_path / "a file"
+    blocker.write_text("not a directory")
+    for where in (blocker, blocker / "below"):
+        argv = ("rollback", "--pg", pg_dsn, "--run", "1", "--force", "--backup-dir", str(where))
+        refused = cli(*argv, log_dir=logs)
+        assert refused.returncode == 7, refused.stderr
+        assert "nothing was rolled back" in one_error_line(refused.stderr)
+    assert fetch(pg_dsn, "SELECT status FROM asyncmig.runs WHERE id = 1")[0][0] == "succeeded"

@@ -25,6 +25,7 @@ from typing import IO, Any
 import orjson
 import structlog
 
+from asyncmig.cli import output
 from asyncmig.target import files
 
 LEVELS = {
@@ -148,11 +149,27 @@ def _forward_standard_logging() -> None:
     root.addHandler(Forward(logging.WARNING))
 
 
+class StderrLogger(structlog.PrintLogger):
+    """structlog's PrintLogger, but a reader of stderr that went away (a log shipper
+    restarting, ``2>&1 | head``) silences it instead of failing the run: a
+    BrokenPipeError is a ConnectionError, and was taken for a lost connection to
+    PostgreSQL (exit 4, the history row left ``running``)."""
+
+    def msg(self, message: str) -> None:
+        try:
+            super().msg(message)
+        except BrokenPipeError:
+            output.silence(sys.stderr)
+
+    log = debug = info = warn = warning = msg
+    fatal = failure = err = error = critical = exception = msg
+
+
 def _stderr_logger(*_args: Any) -> structlog.PrintLogger:
     """A logger on the current ``sys.stderr``, looked up when used, not when configured:
     whoever replaces stderr later (a test harness, an embedding application) is
     followed, and a closed stream is never written to."""
-    return structlog.PrintLogger(sys.stderr)
+    return StderrLogger(sys.stderr)
 
 
 def configure(

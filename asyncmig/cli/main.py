@@ -472,6 +472,7 @@ def entry() -> int:
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    output.closed_streams_to_devnull()
     signals.install()
     signals.forget()
     run_in_utc()

@@ -23,7 +23,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import IO, Any
 
 import orjson
 
@@ -107,10 +107,25 @@ def emit(text: str) -> None:
 def silence_stdout() -> None:
     """Point stdout at /dev/null so the interpreter's own final flush cannot fail
     again (what the Python documentation advises for SIGPIPE)."""
+    silence(sys.stdout)
+
+
+def silence(stream: IO[str]) -> None:
+    """Point ``stream``'s file descriptor at /dev/null (its reader has gone)."""
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
-        # a stdout that is not a real file (captured in a test) has nothing to flush
+        # a stream that is not a real file (captured in a test) has nothing to flush
         with contextlib.suppress(OSError, ValueError):
-            os.dup2(devnull, sys.stdout.fileno())
+            os.dup2(devnull, stream.fileno())
     finally:
         os.close(devnull)
+
+
+def closed_streams_to_devnull() -> None:
+    """A command started with stdout or stderr closed (``>&-``) has ``sys.stdout`` None:
+    printing its result failed after the work was done (exit 70). What it writes there
+    goes to /dev/null instead; its exit code still says how it went."""
+    if sys.stdout is None:
+        sys.stdout = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 -- for the process
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 -- for the process

@@ -16,6 +16,7 @@ from typing import Any
 
 from asyncmig.cli import settings
 from asyncmig.errors import UsageError
+from asyncmig.target import files
 
 # where a value came from, highest precedence first
 LEVELS = ("command line", "environment", "job file", "default")
@@ -116,17 +117,20 @@ def _value(name: str, value: Any, origin: str) -> str:
     return read_url_file(Path(value), origin) if name == "pg_file" else str(value)
 
 
+URL_FILE_LIMIT = 64 * 1024  # a URL with every parameter libpq knows is far shorter
+
+
 def read_url_file(path: Path, origin: str) -> str:
     """A URL kept in a file (a mounted secret): surrounding whitespace, such as the
     trailing newline most editors and ``echo`` add, is not part of it."""
     try:
-        text = path.read_text(encoding="utf-8").strip()
+        text = files.small_text(path, URL_FILE_LIMIT).strip()
     except OSError as exc:
         raise UsageError(
             f"cannot read the target URL from {path} ({origin}): {exc.strerror or exc}"
         ) from None
-    except UnicodeDecodeError:
-        raise UsageError(f"cannot read the target URL from {path} ({origin}): not text") from None
+    except files.NotSmallText as exc:
+        raise UsageError(f"cannot read the target URL from {path} ({origin}): {exc}") from None
     if not text:
         raise UsageError(f"cannot read the target URL from {path} ({origin}): the file is empty")
     lines = len(text.splitlines())

@@ -59,6 +59,7 @@ from typing import Any
 
 from asyncmig.cli.settings import OnError, Orphans
 from asyncmig.errors import UsageError
+from asyncmig.target import files
 
 TOP_KEYS = {"tables", "extensions", "functions", "on_error", "orphans", "widen", "job"}
 TABLE_KEYS = {
@@ -190,13 +191,16 @@ def load_overrides(path: Path | None) -> Overrides:
     return parse_overrides(read_toml(path), str(path))
 
 
+CONFIG_LIMIT = 16 * 2**20  # a profile of thousands of tables is a few megabytes
+
+
 def read_toml(path: Path) -> dict[str, Any]:
     """The parsed file, or a one-line UsageError (exit 2)."""
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(files.small_text(path, CONFIG_LIMIT))
     except FileNotFoundError:
         raise UsageError(f"cannot read config {path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, files.NotSmallText) as exc:
         raise UsageError(f"cannot read config {path}: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"cannot read config {path}: {exc}") from None
@@ -238,12 +242,11 @@ def _table(settings: Any, where: str) -> TableSettings:
         for n, c in enumerate(_list(settings.get("checks", []), where), 1)
     )
     triggers = {str(k): str(v) for k, v in _mapping(settings.get("triggers", {}), where).items()}
-    rename = settings.get("rename")
     return TableSettings(
         on_error=_policy(settings.get("on_error"), where),
         orphans=_choice(settings.get("orphans"), ORPHANS, f"{where}: orphans"),
-        exclude=bool(settings.get("exclude", False)),
-        rename=str(rename) if rename is not None else None,
+        exclude=bool(_flag(settings.get("exclude"), f"{where}: exclude")),
+        rename=_string(settings, "rename", where) if "rename" in settings else None,
         columns=columns,
         indexes=indexes,
         statistics=statistics,
@@ -345,6 +348,8 @@ def _string(settings: Mapping[str, Any], key: str, where: str) -> str:
     value = settings.get(key)
     if not isinstance(value, str) or not value:
         raise UsageError(f"{where}: {key} must be a non-empty string")
+    if "\x00" in value:  # PostgreSQL's names cannot hold one
+        raise UsageError(f"{where}: {key} holds a NUL character")
     return value
 
 

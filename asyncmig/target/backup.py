@@ -183,9 +183,16 @@ async def write_backup(
     table is read from one snapshot (the rollback's own, or a repeatable-read one)."""
     for statement in [*tablestate.STABLE_OUTPUT, "SET LOCAL search_path = pg_catalog"]:
         await conn.execute(statement)  # no search path: definitions name every schema
-    path, stream = await anyio.to_thread.run_sync(
-        lambda: files.open_partial(directory.absolute(), backup_stem(), ".sql")
-    )
+    try:
+        path, stream = await anyio.to_thread.run_sync(
+            lambda: files.open_partial(directory.absolute(), backup_stem(), ".sql")
+        )
+    except OSError as exc:  # read-only, a file, not creatable: nothing is rolled back
+        raise LocalFileError(
+            f"cannot write the backup in {directory}: {exc.strerror or exc}; "
+            "nothing was rolled back",
+            hint="pass --backup-dir naming a directory this user can write",
+        ) from None
     out = _Output(stream)
     try:
         oids = [

@@ -168,3 +168,23 @@ def safe_name(name: str) -> str:
         return cleaned
     digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
     return f"{cleaned[: MAX_NAME_BYTES - 9] or '_'}-{digest}"
+
+
+class NotSmallText(ValueError):
+    """A file that cannot be what a small text file (a URL, a profile) should be."""
+
+
+def small_text(path: Path, limit: int) -> str:
+    """The UTF-8 text of a regular file of at most ``limit`` bytes. Anything else is
+    refused unread: ``/dev/zero`` given as a secret grew the process until it died, and
+    a FIFO or a device blocks or streams for ever."""
+    if path.exists() and not path.is_file():
+        raise NotSmallText("not a regular file")
+    with path.open("rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise NotSmallText(f"larger than {limit:,} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise NotSmallText("not text (not UTF-8)") from None
