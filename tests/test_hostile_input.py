@@ -210,3 +210,30 @@ def test_a_device_or_a_huge_file_given_as_a_secret_or_a_profile_is_refused_unrea
         (("--config", "/dev/urandom"), "cannot read config /dev/urandom: not a regular file"),
     ]:
         assert_one_line_error(run_main("status", *argv), 2, says)
+
+
+def test_every_message_of_a_run_stays_on_its_line(
+    run_main: RunMain, tmp_path: Path, pg_dsn: str
+) -> None:
+    """A name with a line break, and PostgreSQL's own DETAIL line, split a warning or the
+    last line of the summary in two (the table rows were already escaped)."""
+    source = tmp_path / "app.db"
+    with sqlite3.connect(source) as conn:
+        conn.executescript("""
+            CREATE TABLE "new
+line" (id INTEGER PRIMARY KEY, ctid TEXT);
+            CREATE TABLE users (id INTEGER PRIMARY KEY);
+            CREATE TABLE orders (id INTEGER PRIMARY KEY, user_id INTEGER REFERENCES users(id));
+            INSERT INTO "new
+line" VALUES (1, 'a');
+            INSERT INTO users VALUES (1);
+            INSERT INTO orders VALUES (1, 1), (2, 99);
+        """)
+    result = run_main("run", "--sqlite", str(source), "--pg", pg_dsn, "--schema", "multi\nline")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("warning: column of new\\nline 'ctid'") for line in lines)
+    orphans = [line for line in lines if "left NOT VALID" in line]
+    assert len(orphans) == 1 and "\\nDETAIL:" in orphans[0]
+    assert any("schema multi\\nline; run" in line for line in lines)
+    assert not any(line.startswith(("DETAIL", "line")) for line in lines), lines

@@ -14,6 +14,7 @@ import pytest
 
 from asyncmig.check.preflight import (
     Check,
+    Intent,
     checks_json,
     failed,
     human_size,
@@ -28,6 +29,7 @@ from asyncmig.run import run_migration
 from asyncmig.runstate import RunSettings
 from asyncmig.target.connect import Target, scrub
 from tests.fix_pg import as_user, execute, role_without_create
+from tests.fix_run import migrate
 from tests.sources import build_kitchen_sink
 
 PG_CHECKS = ("PostgreSQL version", "privileges", "history", "disk space", "existing objects")
@@ -280,3 +282,40 @@ def test_render_text_and_failed() -> None:
     assert not failed(checks)
     assert failed([*checks, Check("b", "fail", "no")])
     assert human_size(512) == "512 B" and human_size(1_500_000) == "1.5 MB"
+
+
+async def test_a_read_only_target_fails_validate_as_it_stops_a_run(
+    tmp_path: Path, pg_dsn: str, plain_role: str
+) -> None:
+    """A role (or a standby) whose sessions are read-only: validate passed every check,
+    and the run stopped at its first CREATE."""
+    source = build_kitchen_sink(tmp_path / "a.db")
+    await execute(
+        pg_dsn,
+        f'GRANT CREATE ON SCHEMA public TO "{plain_role}"',
+        f'ALTER ROLE "{plain_role}" SET default_transaction_read_only = on',
+    )
+    checks = await validate(source, target(as_user(pg_dsn, plain_role)), build_plan(source))
+    found = by_name(checks)["privileges"]
+    assert found.status == "fail", render_text(checks)
+    assert "its sessions are read-only" in found.message
+
+
+async def test_validate_judges_existing_tables_as_a_replace_run_would(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """`validate && run` with one job file saying ``replace = true``: validate failed on
+    the tables the run replaces (and took no --replace), so the pair always failed. A
+    dependent of the application still fails it, as it stops `run --replace`."""
+    source = build_kitchen_sink(tmp_path / "a.db")
+    plan = build_plan(source)
+    await migrate(source, pg_dsn)
+    plain = by_name(await validate(source, target(pg_dsn), plan))["existing objects"]
+    replacing = await validate(source, target(pg_dsn), plan, Intent(replace=True))
+    assert (plain.status, by_name(replacing)["existing objects"].status) == ("fail", "warn")
+    assert not failed(replacing), render_text(replacing)
+    await execute(pg_dsn, 'CREATE VIEW app_view AS SELECT id FROM "user"')
+    blocked = by_name(await validate(source, target(pg_dsn), plan, Intent(replace=True)))
+    assert blocked["dependent objects"].status == "fail"
+    cascading = await validate(source, target(pg_dsn), plan, Intent(replace=True, cascade=True))
+    assert by_name(cascading)["dependent objects"].status == "warn"

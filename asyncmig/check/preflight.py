@@ -90,10 +90,22 @@ class Server:
     database_create: bool
 
 
-async def validate(source: Path, target: Target, plan: Plan | None) -> list[Check]:
+@dataclass(frozen=True)
+class Intent:
+    """What the run being validated will be given: ``--replace`` makes tables in the way
+    its work (a warning), and then only the application's dependents stop it, unless
+    ``--cascade``."""
+
+    replace: bool = False
+    cascade: bool = False
+
+
+async def validate(
+    source: Path, target: Target, plan: Plan | None, intent: Intent = Intent()
+) -> list[Check]:
     """Run every check; never raises for what it finds (see the module docstring)."""
     checks, size = await anyio.to_thread.run_sync(source_checks, source)
-    return checks + declared_type_checks(plan) + await target_checks(target, plan, size)
+    return checks + declared_type_checks(plan) + await target_checks(target, plan, size, intent)
 
 
 def declared_type_checks(plan: Plan | None) -> list[Check]:
@@ -170,7 +182,9 @@ def integrity_check(conn: sqlite3.Connection, source: Path) -> Check:
 # --- the PostgreSQL side ----------------------------------------------------------------
 
 
-async def target_checks(target: Target, plan: Plan | None, size: int | None) -> list[Check]:
+async def target_checks(
+    target: Target, plan: Plan | None, size: int | None, intent: Intent = Intent()
+) -> list[Check]:
     """Connect once and run the server checks; all fail as 'not reachable' without it."""
     try:
         conn = await connect(target, timeout=CONNECT_TIMEOUT)
@@ -178,7 +192,7 @@ async def target_checks(target: Target, plan: Plan | None, size: int | None) -> 
         connection = Check("PostgreSQL connection", FAIL, one_line(exc.message), exc.hint or "")
         return [connection, *unreachable_checks(plan)]
     try:
-        return await server_checks(conn, target, plan, size)
+        return await server_checks(conn, target, plan, size, intent)
     finally:
         await hang_up(conn)
 
@@ -192,7 +206,11 @@ def unreachable_checks(plan: Plan | None) -> list[Check]:
 
 
 async def server_checks(
-    conn: asyncpg.Connection, target: Target, plan: Plan | None, size: int | None
+    conn: asyncpg.Connection,
+    target: Target,
+    plan: Plan | None,
+    size: int | None,
+    intent: Intent = Intent(),
 ) -> list[Check]:
     """Every check after a successful connection, in the order a run meets them."""
     try:
@@ -214,7 +232,7 @@ async def server_checks(
     checks += await guarded(["privileges"], lambda: privilege_checks(conn, server, plan))
     checks += await guarded(["history"], lambda: history_checks(conn, server))
     checks += await guarded(["disk space"], lambda: disk_checks(conn, size))
-    checks += await guarded(["existing objects"], lambda: existing_checks(conn, plan))
+    checks += await guarded(["existing objects"], lambda: existing_checks(conn, plan, intent))
     checks += await guarded(["collations"], lambda: collation_checks(conn, plan))
     return checks
 
@@ -363,6 +381,16 @@ async def privilege_checks(
     """CREATE in the target schema, or on the database when the run must create the schema."""
     if plan is None:
         return [Check("privileges", FAIL, NOT_PLANNED, "fix the SQLite file first")]
+    if await conn.fetchval("SELECT current_setting('transaction_read_only')") == "on":
+        return [  # a standby, or default_transaction_read_only: privileges are moot
+            Check(
+                "privileges",
+                FAIL,
+                f"{server.user} can write nothing in database {quote_ident(server.database)}: "
+                "its sessions are read-only (a standby, or default_transaction_read_only)",
+                "connect to the primary, or ALTER ROLE ... SET default_transaction_read_only = off",
+            )
+        ]
     row = await conn.fetchrow(
         "SELECT has_schema_privilege(oid, 'CREATE') FROM pg_namespace WHERE nspname = $1",
         plan.schema,
@@ -538,7 +566,9 @@ def free_bytes(directory: str) -> int | None:
 # --- existing objects -------------------------------------------------------------------
 
 
-async def existing_checks(conn: asyncpg.Connection, plan: Plan | None) -> list[Check]:
+async def existing_checks(
+    conn: asyncpg.Connection, plan: Plan | None, intent: Intent = Intent()
+) -> list[Check]:
     """Relations named like the plan's tables and views: CREATE TABLE would fail on them.
 
     pg_class, not information_schema, so objects this user has no privilege on count too.
@@ -567,6 +597,12 @@ async def existing_checks(conn: asyncpg.Connection, plan: Plan | None) -> list[C
     checks = [
         Check(
             "existing objects",
+            WARN,
+            f"already in schema {quote_ident(plan.schema)}: {shown}{more}; --replace replaces them",
+        )
+        if intent.replace
+        else Check(
+            "existing objects",
             FAIL,
             f"already in schema {quote_ident(plan.schema)}: {shown}{more}",
             "drop them, choose another --schema, or use --replace",
@@ -578,7 +614,7 @@ async def existing_checks(conn: asyncpg.Connection, plan: Plan | None) -> list[C
         checks.append(
             Check(
                 "dependent objects",
-                WARN,
+                FAIL if intent.replace and not intent.cascade else WARN,
                 one_line(
                     "the application's "
                     + ", ".join(str(d) for d in depending[:6])

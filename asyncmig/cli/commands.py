@@ -148,7 +148,8 @@ async def validate(settings: RunSettings) -> list[preflight.Check]:
         plan = await make_plan(settings)
     except MigrationError:  # reported by the SQLite checks that follow
         plan = None
-    return await preflight.validate(settings.source, settings.target, plan)
+    intent = preflight.Intent(settings.replace, settings.cascade)
+    return await preflight.validate(settings.source, settings.target, plan, intent)
 
 
 async def status(settings: RunSettings) -> tuple[list[RunRecord], list[cleanup.Leftover]]:

@@ -337,7 +337,7 @@ SPECS = (
         "and disk space needed, and no table is in the way. Each check says PASS, WARN or "
         "FAIL with its fix.",
         "asyncmig validate --sqlite app.db --pg postgresql://me@localhost/app",
-        ("sqlite", "config", "widen", *TARGET, "jobs", *OUTPUT),
+        ("sqlite", "config", "widen", *TARGET, "jobs", "replace", "cascade", *OUTPUT),
         A + "validate_command",
     ),
     Spec(

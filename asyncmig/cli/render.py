@@ -9,7 +9,7 @@ import orjson
 
 from asyncmig.check.preflight import human_size
 from asyncmig.check.verify import results_json
-from asyncmig.cli.textwidth import ljust, width
+from asyncmig.cli.textwidth import ljust, visible, width
 from asyncmig.plan.model import Plan
 from asyncmig.runstate import RunReport
 from asyncmig.target.cleanup import CleanupReport, Leftover
@@ -46,7 +46,7 @@ def plan_text(plan: Plan) -> str:
                 f"{'  [' + ', '.join(flags) + ']' if flags else ''}"
             )
             lines.append(f"   {pad}    {col.evidence}")
-            lines.extend(f"   {pad}    warning: {w}" for w in col.warnings)
+            lines.extend(f"   {pad}    warning: {visible(w)}" for w in col.warnings)
         for index in table.indexes:
             keys = ", ".join(k.expression + (" DESC" if k.descending else "") for k in index.keys)
             kind = "unique index" if index.unique else "index"
@@ -129,7 +129,7 @@ def report_text(report: RunReport, target: str, *, action: str = "migrated into"
                 else ""
             )
         )
-    lines.extend(f"warning: {w}" for w in report.warnings)
+    lines.extend(f"warning: {visible(w)}" for w in report.warnings)
     skipped = report.plan.skipped
     if skipped:
         lines.append(f"not migrated: {len(skipped)} item(s); `asyncmig plan` lists them")
@@ -139,8 +139,10 @@ def report_text(report: RunReport, target: str, *, action: str = "migrated into"
             "JSON, sequences)"
         )
     lines.append(
-        f"{action} {target} (PostgreSQL {report.server_version}), "
-        f"schema {report.plan.schema}; run {report.run_id} in the history"
+        visible(
+            f"{action} {target} (PostgreSQL {report.server_version}), "
+            f"schema {report.plan.schema}; run {report.run_id} in the history"
+        )
     )
     if report.rollback_script:
         lines.append(f"rollback script: {report.rollback_script}")
@@ -295,7 +297,7 @@ def safety_text(report: SafetyReport) -> str:
             f"  {t.table:<24} {t.rows_then if t.rows_then is not None else '-'} rows "
             f"at the run, {now}{same}{split}"
         )
-    lines += [f"  warning: {w}" for w in report.warnings]
+    lines += [f"  warning: {visible(w)}" for w in report.warnings]
     lines += [f"  note: {n}" for n in report.notes()]
     lines.append(f"safe to roll back: {'yes' if report.safe_to_rollback else 'no'}")
     return "\n".join(lines) + "\n"

@@ -278,7 +278,8 @@ OPTIONS: tuple[Option, ...] = (
         bool,
         False,
         "run/schema: drop and recreate target tables that already "
-        "exist; data: empty non-empty tables first",
+        "exist; data: empty non-empty tables first; validate: judge the target as such a "
+        "run would",
         L,
     ),
     _opt(
