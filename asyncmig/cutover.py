@@ -34,6 +34,7 @@ import structlog
 from asyncmig import ddl
 from asyncmig.errors import TargetError
 from asyncmig.plan.model import Plan
+from asyncmig.plan.names import object_name
 from asyncmig.quoting import qualified, quote_ident, quote_literal
 from asyncmig.target import dependents, history, runlock
 
@@ -76,12 +77,61 @@ async def existing_tables(conn: asyncpg.Connection, plan: Plan) -> list[str]:
     return [r[0] for r in rows]
 
 
+def made_relation_names(plan: Plan) -> list[str]:
+    """The names of the relations a run makes beside its tables and views: the tables'
+    indexes (keys' too) and identity sequences. They share the schema's namespace."""
+    names: list[str] = []
+    for table in plan.tables:
+        names += [table.primary_key_name] if table.primary_key_name else []
+        names += [i.name for i in table.indexes]
+        names += [
+            c.sequence or object_name(table.name, c.name, "seq")
+            for c in table.columns
+            if c.identity
+        ]
+    return names
+
+
+# a relation named like one the run makes, that is not that table's index or sequence
+IN_THE_WAY_SQL = """
+SELECT c.relname FROM pg_class c
+WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = $1)
+  AND c.relname = ANY($2::text[])
+  AND NOT EXISTS (SELECT FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid
+                  WHERE i.indexrelid = c.oid AND t.relnamespace = c.relnamespace
+                    AND t.relname = ANY($3::text[]))
+  AND NOT EXISTS (SELECT FROM pg_depend d JOIN pg_class t ON t.oid = d.refobjid
+                  WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                    AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
+                    AND t.relnamespace = c.relnamespace AND t.relname = ANY($3::text[]))
+ORDER BY 1
+"""
+
+
+async def in_the_way(conn: asyncpg.Connection, plan: Plan) -> list[str]:
+    """Relations of the target schema named like an index or sequence the run makes, not
+    the plan's own tables' (an unrelated table ``users_pkey``): the cut-over failed on
+    them after the whole load, or with --replace moved them out of sight."""
+    rows = await conn.fetch(
+        IN_THE_WAY_SQL, plan.schema, made_relation_names(plan), [t.name for t in plan.tables]
+    )
+    return [str(r[0]) for r in rows]
+
+
 async def replaceable(
     conn: asyncpg.Connection, plan: Plan, *, replace: bool, cascade: bool
 ) -> tuple[list[str], list[dependents.Dependent]]:
     """The plan's tables that exist in its schema and the application's objects that
     depend on them; refuses an existing table without ``replace`` and a dependent
     without ``cascade``."""
+    blocking = await in_the_way(conn, plan)
+    if blocking:
+        shown = ", ".join(qualified(plan.schema, n) for n in blocking[:5])
+        raise TargetError(
+            f"cannot make the tables' indexes and sequences: {shown} already exists in the "
+            "target, and is not one of the tables this run replaces; nothing was changed",
+            hint="rename or drop it, or choose another --schema",
+        )
     existing = await existing_tables(conn, plan)
     if existing and not replace:
         shown = ", ".join(qualified(plan.schema, n) for n in existing[:5])

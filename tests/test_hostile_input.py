@@ -237,3 +237,22 @@ line" VALUES (1, 'a');
     assert len(orphans) == 1 and "\\nDETAIL:" in orphans[0]
     assert any("schema multi\\nline; run" in line for line in lines)
     assert not any(line.startswith(("DETAIL", "line")) for line in lines), lines
+
+
+def test_a_relation_named_like_an_index_the_run_makes_stops_it_before_the_load(
+    run_main: RunMain, tmp_path: Path, pg_dsn: str
+) -> None:
+    """An unrelated table ``users_pkey`` in the target: validate passed, and the run
+    loaded and checked everything, then failed at the cut-over."""
+    source = tmp_path / "app.db"
+    with sqlite3.connect(source) as conn:
+        conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
+        conn.execute("INSERT INTO users VALUES (1, 'ann')")
+    fetch(pg_dsn, "CREATE TABLE public.users_pkey (x int)")
+    checked = run_main("validate", "--sqlite", str(source), "--pg", pg_dsn)
+    assert checked.returncode == 6
+    assert "named like an index or sequence the run makes" in checked.stdout
+    result = run_main("run", "--sqlite", str(source), "--pg", pg_dsn, "--log-format", "json")
+    assert_one_line_error(result, 4, '"public"."users_pkey" already exists in the target')
+    assert '"phase":"loading"' not in result.stderr  # refused before any row was read
+    assert fetch(pg_dsn, "SELECT to_regclass('public.users')") == [(None,)]

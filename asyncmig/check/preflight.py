@@ -23,6 +23,7 @@ import anyio
 import anyio.to_thread
 import asyncpg
 
+from asyncmig import cutover
 from asyncmig.errors import SourceError, TargetError
 from asyncmig.plan import collations
 from asyncmig.plan.model import Plan
@@ -583,6 +584,18 @@ async def existing_checks(
         names,
     )
     found = [str(row[0]) for row in rows]
+    blocking = await cutover.in_the_way(conn, plan)
+    if blocking:  # whatever else is there: the run stops on these first
+        shown = ", ".join(quote_ident(name) for name in blocking[:5])
+        return [
+            Check(
+                "existing objects",
+                FAIL,
+                f"in schema {quote_ident(plan.schema)}, named like an index or sequence "
+                f"the run makes, and not of its tables: {shown}",
+                "rename or drop them, or choose another --schema",
+            )
+        ]
     if not found:
         return [
             Check(
