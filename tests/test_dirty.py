@@ -166,7 +166,7 @@ async def test_max_rejects_rolls_the_table_back(
     dirty: tuple[Path, DirtyCounts], pg_dsn: str, tmp_path: Path
 ) -> None:
     path, _ = dirty
-    with pytest.raises(DataError, match="max-rejects 3"):
+    with pytest.raises(DataError, match="max-rejects 3") as raised:
         await migrate(
             path,
             pg_dsn,
@@ -174,6 +174,10 @@ async def test_max_rejects_rolls_the_table_back(
             pipeline=PipelineSettings(max_rejects=3),
             rejects_dir=tmp_path / "rejects",
         )
+    # a count, said as one (it read "cannot convert t.? at key None: value None")
+    assert str(raised.value).startswith("table ")
+    assert "rows rejected, the last at key " in str(raised.value)
+    assert "value None" not in str(raised.value)
     conn = await asyncpg.connect(pg_dsn)
     try:
         assert not await conn.fetch("SELECT 1 FROM pg_tables WHERE schemaname = 'public'")
@@ -455,7 +459,7 @@ async def test_a_total_reject_limit_fails_the_run(
     dirty: tuple[Path, DirtyCounts], pg_dsn: str, tmp_path: Path
 ) -> None:
     path, _ = dirty
-    with pytest.raises(DataError, match="max-rejects-total 10"):
+    with pytest.raises(DataError, match="max-rejects-total 10") as raised:
         await migrate(
             path,
             pg_dsn,
@@ -463,6 +467,7 @@ async def test_a_total_reject_limit_fails_the_run(
             max_rejects_total=10,
             rejects_dir=tmp_path / "rejects",
         )
+    assert str(raised.value).startswith("the run rejected ")
 
 
 async def test_text_that_is_not_utf8_keeps_its_bytes_in_a_bytea_column(

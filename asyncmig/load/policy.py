@@ -33,7 +33,7 @@ from typing import IO, Any, final
 
 import orjson
 
-from asyncmig.errors import DataError, LocalFileError
+from asyncmig.errors import DataError, LocalFileError, MigrationError
 from asyncmig.plan.model import ColumnPlan, TablePlan, base_type
 from asyncmig.target import files
 
@@ -88,7 +88,12 @@ class Accounts:
 
 
 class TooManyRejects(DataError):
-    pass
+    """More rows rejected than a limit allows: a count, not one value, so it is said
+    as such (it read ``cannot convert t.? at key None: value None``)."""
+
+    def __init__(self, table: str, message: str, *, hint: str):
+        MigrationError.__init__(self, message, hint=hint)
+        self.table, self.column, self.key, self.value = table, "?", None, None
 
 
 def check_rejects(table: str, accounts: Accounts, limit: int | None) -> None:
@@ -96,10 +101,7 @@ def check_rejects(table: str, accounts: Accounts, limit: int | None) -> None:
     if limit is not None and accounts.rejected > limit:
         raise TooManyRejects(
             table,
-            "?",
-            None,
-            None,
-            f"{table}: {accounts.rejected} rows rejected, more than "
+            f"table {table}: {accounts.rejected} rows rejected, more than "
             f"--max-rejects {limit}; the table is rolled back",
             hint="clean the source, choose other policies, or raise the limit",
         )
@@ -373,10 +375,8 @@ class TableGuard:
         if self.max_rejects is not None and accounts.rejected > self.max_rejects:
             raise TooManyRejects(
                 self.table.name,
-                column or "?",
-                self.key(row),
-                None,
-                f"more than --max-rejects {self.max_rejects} rows rejected; the table is rolled "
+                f"table {self.table.name}: more than --max-rejects {self.max_rejects} rows "
+                f"rejected, the last at key {self.key(row)!r} ({short}); the table is rolled "
                 "back",
                 hint="clean the source, choose other policies, or raise --max-rejects",
             )

@@ -400,9 +400,6 @@ def check_total_rejects(settings: RunSettings, tables: list[TableReport]) -> Non
     if limit is not None and rejected > limit:
         raise TooManyRejects(
             tables[-1].table,
-            "?",
-            None,
-            None,
             f"the run rejected {rejected} rows, more than --max-rejects-total {limit}; "
             "every table is rolled back",
             hint="clean the source, choose other policies, or raise the limit",

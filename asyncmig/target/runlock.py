@@ -69,7 +69,8 @@ async def held(conn: asyncpg.Connection) -> set[int]:
 
 # sessions holding a lock on a relation of the schema (other than the run's own)
 HOLDERS_SQL = """
-SELECT DISTINCT a.pid, a.usename, a.application_name, a.state, left(a.query, 200) AS query
+SELECT DISTINCT a.pid, a.usename, a.application_name, a.state,
+       extract(epoch FROM now() - a.xact_start)::int AS open_s
 FROM pg_locks l
 JOIN pg_class c ON c.oid = l.relation
 JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -95,7 +96,9 @@ async def explain_lock_wait(
     target: Target, schema: str, exc: BaseException, own_pid: int
 ) -> TargetError | None:
     """For a statement that gave up waiting for a lock (--lock-timeout): an error
-    naming the sessions that hold locks in the schema, with their queries; else None.
+    naming the sessions that hold locks in the schema (pid, user, application, state,
+    how long its transaction has been open), else None. Not their queries: the error
+    reaches the log and the history, and an application's SQL holds its data.
 
     Asked on a new connection once the wait has ended, so it shows the holders still
     there (an application's open transaction typically is).
@@ -109,7 +112,9 @@ async def explain_lock_wait(
         await hang_up(conn)
     holders = "; ".join(
         f"pid {r['pid']} ({r['usename']}, {r['application_name'] or 'no application name'}, "
-        f"{r['state']}): {' '.join((r['query'] or '').split())}"
+        f"{r['state']}"
+        + (f", transaction open {r['open_s']} s" if r["open_s"] is not None else "")
+        + ")"
         for r in rows
     )
     return TargetError(
