@@ -256,3 +256,27 @@ def test_a_relation_named_like_an_index_the_run_makes_stops_it_before_the_load(
     assert_one_line_error(result, 4, '"public"."users_pkey" already exists in the target')
     assert '"phase":"loading"' not in result.stderr  # refused before any row was read
     assert fetch(pg_dsn, "SELECT to_regclass('public.users')") == [(None,)]
+
+
+def test_what_libpq_refuses_in_a_connection_string_is_refused(run_main: RunMain) -> None:
+    """These were taken as something else: a literal %zz, a quote left open (its value
+    ran to the end), ports that cannot be matched to the hosts."""
+    for dsn, says in [
+        ("postgresql://u@h/db?password=%zz", "invalid percent-encoding"),
+        ("host=h password='abc user=u", "password value has an unterminated quote"),
+        ("host=a,b port=1,2,3 user=u", "3 ports for 2 host(s)"),
+    ]:
+        result = run_main("status", "--pg", dsn)
+        assert_one_line_error(result, 2, says)
+        assert "abc" not in result.stderr
+
+
+def test_options_that_mean_nothing_alone_or_empty_job_paths_are_bad_options(
+    run_main: RunMain, tmp_path: Path
+) -> None:
+    source = write_source(tmp_path / "app.db")
+    alone = run_main("run", "--sqlite", str(source), "--pg", "postgresql://u@h/db", "--cascade")
+    assert_one_line_error(alone, 2, "--cascade acts only with --replace")
+    job = tmp_path / "job.toml"
+    job.write_text('[job]\nsqlite = ""\n')  # was the job file's directory: exit 3
+    assert_one_line_error(run_main("plan", "--config", str(job)), 2, "job.sqlite is empty")

@@ -385,7 +385,7 @@ def test_a_signal_after_the_cut_over_does_not_claim_a_rollback(
     recording its state): exit 143, and the one line says the copy is in place and the
     re-run finishes recording it (it said "rolled back and the target left as it was",
     with every table there); the plain re-run then records the run as succeeded."""
-    process = start("run", "--sqlite", str(fault_source), "--pg", pg_dsn)
+    process = start("run", "--sqlite", str(fault_source), "--pg", pg_dsn, "--log-format", "json")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and process.poll() is None:
         if public_tables(pg_dsn):
@@ -398,6 +398,8 @@ def test_a_signal_after_the_cut_over_does_not_claim_a_rollback(
     assert process.returncode == 143, stderr
     line = stderr.strip().splitlines()[-1]
     assert "after the checked copy was committed into schema public" in line, line
+    [failed] = [json.loads(e) for e in stderr.splitlines() if '"event":"run_failed"' in e]
+    assert "SIGTERM" in failed["message"], failed  # it was "15"
     assert "rolled back" not in line and "Traceback" not in stderr
     present = public_tables(pg_dsn)
     assert len(present) >= len(TABLES)  # every table of the copy, committed

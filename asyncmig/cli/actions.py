@@ -135,6 +135,10 @@ def run_settings(
     """The settings of a command that reads the source and the target; the source and
     the profile are checked before the target is looked for (or started)."""
     log_dir: Path = values["log_dir"]
+    if values.values.get("cascade") and not values.values.get("replace"):
+        raise UsageError(  # it drops what --replace would otherwise stop on: alone, nothing
+            "--cascade acts only with --replace", hint="add --replace, or leave --cascade out"
+        )
     source, overrides = need_source(values), overrides_for(values)
     target = replace(target_for(values, environ), statement_timeout=values["statement_timeout"])
     return RunSettings(
@@ -207,8 +211,11 @@ def migrate(command: str, values: Resolved, environ: Mapping[str, str]) -> int:
             progress.current().run_failed(exc.exit_code, exc)
             raise
         except (KeyboardInterrupt, signals.SignalReceived) as exc:
+            stop = exc if isinstance(exc, signals.SignalReceived) else None
             progress.current().run_failed(
-                exc.exit_code if isinstance(exc, signals.SignalReceived) else 130, exc
+                stop.exit_code if stop else 130,
+                exc,
+                signals.message(stop) if stop else "interrupted",  # its str() is "15"
             )
             raise
         code = LOADED_WITH_REJECTS if report.rejected else 0

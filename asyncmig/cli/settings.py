@@ -653,6 +653,8 @@ def parse_job_value(option: Option, value: Any, origin: str, base: Path) -> Any:
     if not isinstance(value, str):
         raise UsageError(f"{origin} is expected to be a string, got {value!r}")
     if kind is Path:
+        if not value.strip():  # base / "" is the job file's directory
+            raise UsageError(f"{origin} is empty: give a path")
         readable_path(value, origin)
         return base / Path(value).expanduser()
     return parse_text(option, value, origin)

@@ -188,9 +188,9 @@ class Reporter:
             rejected=rejected,
         )
 
-    def run_failed(self, exit_code: int, error: BaseException) -> None:
+    def run_failed(self, exit_code: int, error: BaseException, said: str | None = None) -> None:
         self.stop()
-        message = (str(error).splitlines() or [type(error).__name__])[0]
+        message = said or (str(error).splitlines() or [type(error).__name__])[0]
         log.info(
             "run_failed",
             run_id=self.run_id,

@@ -56,6 +56,7 @@ KEYWORDS = frozenset(ENVIRONMENT) | {
 # passed to asyncpg through a query string: it reads them only there or from PG*
 _SSL_FILES = ("sslrootcert", "sslcert", "sslkey", "sslcrl", "sslpassword", "target_session_attrs")
 # a value: quoted, or up to a blank; a backslash escapes the next character in both
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'")
 _PAIR = re.compile(r"\s*([A-Za-z_]+)\s*=\s*('(?:[^'\\]|\\.)*'|(?:\\.|[^\s\\])*)")
 
 
@@ -84,7 +85,16 @@ def url_parts(url: str) -> tuple[str, str, str, str]:
     return netloc, slash + path, query, fragment
 
 
+_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
 def _parse_url(url: str) -> dict[str, str]:
+    if _BAD_PERCENT.search(url):  # libpq refuses it; unquote() would keep it as text
+        raise UsageError(
+            "the connection URL holds an invalid percent-encoding (% not followed by two "
+            "hex digits)",
+            hint="write % itself as %25",
+        )
     netloc, path, query, _fragment = url_parts(url)  # the hosts are split below
     params: dict[str, str] = {}
     if "@" in netloc:
@@ -131,6 +141,11 @@ def _parse_pairs(text: str) -> dict[str, str]:
                 "values with spaces in single quotes",
             )
         key, value = match.group(1).lower(), match.group(2)
+        if value.startswith("'") and not _QUOTED.fullmatch(value):
+            raise UsageError(
+                f"the connection string's {key} value has an unterminated quote",
+                hint="close it, or escape a quote inside the value as \\'",
+            )
         if value.startswith("'"):
             value = value[1:-1]
         value = re.sub(r"\\(.)", r"\1", value)
@@ -228,6 +243,9 @@ def asyncpg_arguments(params: Mapping[str, str]) -> dict[str, object]:
         kwargs["host"] = host.split(",") if "," in host else host
     if params.get("port"):
         ports = [_port(p) for p in params["port"].split(",") if p]
+        hosts = len(host.split(",")) if host else 1
+        if len(ports) > 1 and len(ports) != hosts:
+            raise UsageError(f"the connection has {len(ports)} ports for {hosts} host(s)")
         kwargs["port"] = ports if len(ports) > 1 else ports[0]
     for key, argument in (
         ("dbname", "database"),
