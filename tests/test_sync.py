@@ -35,6 +35,7 @@ from bench.edit_2truths import edit
 from tests.compare import assert_all_equal
 from tests.fix_cli import run_cli, valid
 from tests.fix_faults import descendants, start
+from tests.fix_pg import fetch_async
 from tests.fix_run import migrate
 from tests.fix_sync import build_source, deep_check_passes, expected_changes, rows_by_key
 
@@ -247,6 +248,25 @@ async def test_if_changed_skips_only_an_identical_file(tmp_path: Path, pg_dsn: s
         )
     finally:
         await pg.close()
+    profile = tmp_path / "profile.toml"  # the same file, another profile: not skipped
+    profile.write_text('[tables.users.columns.score]\ntype = "numeric"\n')
+    changed = run_cli(
+        "run",
+        "--sqlite",
+        str(db),
+        "--pg",
+        pg_dsn,
+        "--if-changed",
+        "--replace",
+        "--config",
+        str(profile),
+    )
+    assert changed.returncode == 0 and "unchanged" not in changed.stdout, changed.stderr
+    typed = (
+        "SELECT data_type FROM information_schema.columns "
+        "WHERE column_name = 'score' AND table_schema = 'public'"
+    )
+    assert [tuple(r) for r in await fetch_async(pg_dsn, typed)] == [("numeric",)]
 
 
 async def test_worker_processes_find_the_same_changes(tmp_path: Path, pg_dsn: str) -> None:

@@ -259,7 +259,15 @@ def next_steps(target: Target, data_dir: Path) -> str:
 
 def skip_unchanged(settings: RunSettings, values: Resolved) -> bool:
     """--if-changed: say so and skip when the source is the file the last load read."""
-    since = signals.call(unchanged_target, settings.target, settings.schema, settings.source)
+    from asyncmig.target.plans import inputs_fingerprint
+
+    since = signals.call(
+        unchanged_target,
+        settings.target,
+        settings.schema,
+        settings.source,
+        inputs_fingerprint(settings.overrides),
+    )
     if since is None:
         return False
     log.info("unchanged", since_run=since)

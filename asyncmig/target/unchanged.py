@@ -43,6 +43,7 @@ class LastLoad:
     size: int | None
     sha256: str | None
     edges: str | None
+    inputs: str | None = None  # the profile's and planning options' fingerprint
 
 
 def edges_of(path: Path) -> str:
@@ -86,8 +87,14 @@ async def last_load(conn: asyncpg.Connection, schema: str) -> LastLoad | None:
     if row is None:
         return None
     options = json.loads(row["options"]) if row["options"] else {}
+    options = options if isinstance(options, dict) else {}  # a history edited by hand
+    planned_from = options.get("planned_from")
     return LastLoad(
-        int(row["id"]), row["source_size"], row["source_sha256"], options.get("source_edges")
+        int(row["id"]),
+        row["source_size"],
+        row["source_sha256"],
+        options.get("source_edges"),
+        planned_from.rpartition(":")[2] if isinstance(planned_from, str) else None,
     )
 
 
@@ -102,19 +109,27 @@ def same_file(path: Path, last: LastLoad) -> bool:
     return sha256(path) == last.sha256
 
 
-async def unchanged_since(conn: asyncpg.Connection, schema: str, source: Path) -> int | None:
-    """The run whose source is byte-identical to ``source`` now, or None (go ahead)."""
+async def unchanged_since(
+    conn: asyncpg.Connection, schema: str, source: Path, inputs: str | None = None
+) -> int | None:
+    """The run whose source is byte-identical to ``source`` now, and whose profile and
+    planning options (``inputs``, their fingerprint) were these, or None (go ahead): a
+    changed profile is a reason to run, though the file is the same."""
     last = await last_load(conn, schema)
     if last is None:
+        return None
+    if inputs is not None and last.inputs is not None and inputs != last.inputs:
         return None
     same = await anyio.to_thread.run_sync(same_file, source, last)
     return last.run_id if same else None
 
 
-async def unchanged_target(target: Target, schema: str, source: Path) -> int | None:
+async def unchanged_target(
+    target: Target, schema: str, source: Path, inputs: str | None = None
+) -> int | None:
     """:func:`unchanged_since`, on a connection of its own (``--if-changed``)."""
     conn = await connect(target)
     try:
-        return await unchanged_since(conn, schema, source)
+        return await unchanged_since(conn, schema, source, inputs)
     finally:
         await hang_up(conn)
