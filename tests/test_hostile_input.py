@@ -4,6 +4,7 @@ or read as the tools it comes from read it, never an internal error or a hang.""
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -280,3 +281,40 @@ def test_options_that_mean_nothing_alone_or_empty_job_paths_are_bad_options(
     job = tmp_path / "job.toml"
     job.write_text('[job]\nsqlite = ""\n')  # was the job file's directory: exit 3
     assert_one_line_error(run_main("plan", "--config", str(job)), 2, "job.sqlite is empty")
+
+
+def test_a_wal_with_commits_in_a_read_only_directory_says_why_it_cannot_be_read(
+    tmp_path: Path,
+) -> None:
+    """A :ro volume holding a database and a -wal with commits, no -shm: SQLite cannot
+    open it even read-only, and the error was its bare "unable to open database file".
+    (Root ignores directory permissions: the command runs without that capability.)"""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None or os.geteuid() != 0:
+        pytest.skip("needs root and setpriv to drop the capability that ignores permissions")
+    live, ro = tmp_path / "live", tmp_path / "ro"
+    live.mkdir()
+    ro.mkdir()
+    conn = sqlite3.connect(live / "app.db")
+    conn.execute("PRAGMA journal_mode = wal")
+    conn.execute("PRAGMA wal_autocheckpoint = 0")
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+    conn.executemany("INSERT INTO t VALUES (?)", [(i,) for i in range(100)])
+    conn.commit()
+    shutil.copy(live / "app.db", ro / "app.db")
+    shutil.copy(live / "app.db-wal", ro / "app.db-wal")
+    conn.close()
+    ro.chmod(0o555)
+    drop = ["--bounding-set", "-dac_override,-dac_read_search"]
+    drop += ["--inh-caps", "-dac_override,-dac_read_search"]
+    done = subprocess.run(
+        [setpriv, *drop, sys.executable, "-m", "asyncmig", "plan", "--sqlite", str(ro / "app.db")],
+        env=cli_environment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    ro.chmod(0o755)
+    assert done.returncode == 3, done.stderr
+    assert "its -wal file holds commits" in done.stderr and "hint: copy the database" in done.stderr

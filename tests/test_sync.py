@@ -148,13 +148,17 @@ async def test_sync_refuses_a_changed_schema(tmp_path: Path, pg_dsn: str) -> Non
     )
     result = run_cli("sync", "--sqlite", str(db), "--pg", pg_dsn)
     assert result.returncode == 6, result.stderr
-    assert "schema changed" in result.stderr and "users" in result.stderr
+    assert "no longer match" in result.stderr and "users" in result.stderr
     assert "run --replace" in result.stderr and "Traceback" not in result.stderr
     pg = await asyncpg.connect(pg_dsn)
     try:
         assert await pg.fetchval("SELECT count(*) FROM rate_limit_records WHERE id < 10") == 9
+        await pg.execute("DROP TABLE rate_limit_records")  # the target's doing, not the source's
     finally:
         await pg.close()
+    lost = run_cli("sync", "--sqlite", str(db), "--pg", pg_dsn)
+    assert lost.returncode == 6, lost.stderr
+    assert "rate_limit_records, which the last run loaded, is missing in PostgreSQL" in lost.stderr
 
 
 async def test_sync_reuses_the_plan_and_checks_each_row_it_copies(
@@ -609,3 +613,17 @@ async def test_a_sync_whose_session_is_terminated_says_lost_connection(
     finally:
         await conn.close()
     assert sync_json(db, pg_dsn)["changed"] == 1
+
+
+async def test_a_sync_is_not_rolled_back_and_says_so(tmp_path: Path, pg_dsn: str) -> None:
+    """`rollback --check --run N` of a sync gave made-up reasons ("recorded no checksum",
+    a view "created after" it) and exit 10; --force, "the rollback script cannot be read"."""
+    db = build_source(tmp_path / "app.db")
+    await migrate(db, pg_dsn)
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE users SET score = score + 1 WHERE id = 3")
+    assert sync_json(db, pg_dsn)["run_id"] == 2
+    for extra in (["--check"], ["--force", "--no-backup"]):
+        refused = run_cli("rollback", "--pg", pg_dsn, "--run", "2", *extra)
+        assert refused.returncode == 2, refused.stderr
+        assert "run 2 is a sync: a sync is not rolled back" in refused.stderr

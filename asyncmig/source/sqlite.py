@@ -141,7 +141,25 @@ def source_error(path: Path, exc: sqlite3.Error) -> SourceError:
         return SourceError(f"cannot read {path}: not a SQLite database ({text})")
     if undecodable(exc) or "UTF-8" in text:
         return SourceError(f"cannot read {path}: a TEXT value is not valid UTF-8 ({text})")
+    if "unable to open" in text and wal_needs_shm(path):
+        return SourceError(
+            f"cannot read {path}: {text} (its -wal file holds commits, and SQLite must "
+            "create a -shm file beside it to read them, which this directory does not allow)",
+            hint="copy the database with its -wal file to a writable directory, or let the "
+            "application checkpoint it (PRAGMA wal_checkpoint(TRUNCATE))",
+        )
     return SourceError(f"cannot read {path}: {text}")
+
+
+def wal_needs_shm(path: Path) -> bool:
+    """A WAL with commits beside the database, no -shm, in a directory this process
+    cannot write: SQLite cannot open it, even read-only."""
+    wal, shm = Path(f"{path}-wal"), Path(f"{path}-shm")
+    try:
+        has_commits = wal.stat().st_size > 0
+    except OSError:
+        return False
+    return has_commits and not shm.exists() and not os.access(path.parent, os.W_OK)
 
 
 def fingerprint(path: Path) -> tuple[tuple[int, int], ...]:

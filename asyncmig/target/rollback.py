@@ -147,6 +147,13 @@ async def _rollback_candidate(
         raise UsageError(f"no run {run_id} in the history of this database")
     if run.status != "succeeded":
         raise UsageError(f"run {run_id} is {run.status}: only a succeeded run is rolled back")
+    if run.command == "sync":  # its changes are the source's: no rollback was kept
+        raise UsageError(
+            f"run {run_id} is a sync: a sync is not rolled back (what it changed is what "
+            "the source changed)",
+            hint="roll back the run it synced into (then its syncs go with it), or change "
+            "the source and sync again",
+        )
     return run, runs
 
 

@@ -332,8 +332,9 @@ async def require_same_schema(conn: asyncpg.Connection, plan: Plan) -> None:
     problems = schema_differences(plan, found, set(loaded))
     if problems:
         raise VerificationError(
-            f"cannot sync: the source's schema changed since the last run ({problems[0]}"
-            + (f"; {len(problems) - 1} more" if len(problems) > 1 else "")
+            "cannot sync: the source's tables and the target's no longer match "
+            f"({'; '.join(problems[:3])}"
+            + (f"; {len(problems) - 3} more" if len(problems) > 3 else "")
             + ")",
             hint="migrate again in full: asyncmig run --replace",
         )
@@ -347,8 +348,12 @@ def schema_differences(
     for table in plan.tables:
         want = [(c.name, parse_type(c.target_type)) for c in table.columns]
         have = found.get(table.name)
-        if have is None:
-            problems.append(f"table {table.name} is new")
+        if have is None and table.name in loaded:  # the target lost it, not the source
+            problems.append(
+                f"table {table.name}, which the last run loaded, is missing in PostgreSQL"
+            )
+        elif have is None:
+            problems.append(f"table {table.name} is new in the source")
         elif have != want:
             problems.append(
                 f"table {table.name} has columns {_columns(have)} in PostgreSQL, "
