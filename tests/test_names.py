@@ -413,3 +413,36 @@ async def test_unique_constraints_keep_the_names_the_source_gave_them(
         ("index", "tag2", "uq_label", "uq_label_1")
     ]
     assert all(c.ok for c in report.checks)
+
+
+async def test_a_check_old_rows_break_stays_not_valid_and_guards_new_rows(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """A row written while SQLite ignored CHECKs breaks ``ck_balance_nonneg``: the
+    CHECK was dropped (the application's later migration could not find it, and new
+    rows went unchecked). It stays, NOT VALID, as a foreign key the kept orphans break."""
+    source = tmp_path / "bank.db"
+    with sqlite3.connect(source) as conn:
+        conn.execute(
+            "CREATE TABLE account (id INTEGER PRIMARY KEY, balance NUMERIC(10,2), "
+            "CONSTRAINT ck_balance_nonneg CHECK (balance >= 0))"
+        )
+        conn.execute("INSERT INTO account VALUES (1, 10)")
+        conn.execute("PRAGMA ignore_check_constraints = 1")
+        conn.execute("INSERT INTO account VALUES (2, -5)")
+    report = await run_migration(RunSettings(source, Target(pg_dsn, pg_dsn, "test")))
+    assert any('ck_balance_nonneg" left NOT VALID' in w for w in report.warnings), report.warnings
+    conn2 = await asyncpg.connect(pg_dsn)
+    try:
+        found = await conn2.fetch(
+            "SELECT conname, convalidated FROM pg_constraint WHERE contype = 'c' "
+            "AND conrelid = 'account'::regclass"
+        )
+        assert [tuple(r) for r in found] == [("ck_balance_nonneg", False)]
+        with pytest.raises(asyncpg.CheckViolationError):
+            await conn2.execute("INSERT INTO account VALUES (3, -1)")
+        await conn2.execute("INSERT INTO account VALUES (4, 1)")
+        kept = await conn2.fetch("SELECT id, balance::text FROM account ORDER BY id")
+    finally:
+        await conn2.close()
+    assert [tuple(r) for r in kept] == [(1, "10.00"), (2, "-5.00"), (4, "1.00")]
