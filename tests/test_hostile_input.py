@@ -318,3 +318,22 @@ def test_a_wal_with_commits_in_a_read_only_directory_says_why_it_cannot_be_read(
     ro.chmod(0o755)
     assert done.returncode == 3, done.stderr
     assert "its -wal file holds commits" in done.stderr and "hint: copy the database" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("column_type", "says"),
+    [  # an empty type was ignored; a zero length failed at CREATE TABLE (exit 4)
+        ('""', "column 'id': type is empty"),
+        ('"varchar(0)"', "'varchar(0)': a length or precision is at least 1"),
+    ],
+)
+def test_a_profile_type_postgresql_cannot_make_is_a_bad_profile(
+    run_main: RunMain, tmp_path: Path, column_type: str, says: str
+) -> None:
+    source = tmp_path / "app.db"
+    with sqlite3.connect(source) as conn:
+        conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY)")
+    profile = tmp_path / "profile.toml"
+    profile.write_text(f"[tables.users.columns.id]\ntype = {column_type}\n")
+    result = run_main("plan", "--sqlite", str(source), "--config", str(profile))
+    assert_one_line_error(result, 2, says)

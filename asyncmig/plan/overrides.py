@@ -265,7 +265,7 @@ def _column(settings: Any, where: str) -> ColumnSettings:
         raise UsageError(f"{where}: epoch must be one of {sorted(EPOCH_UNITS)}")
     return ColumnSettings(
         on_error=_policy(settings.get("on_error"), where),
-        type=_optional(settings, "type"),
+        type=_type(settings, where),
         default=_optional(settings, "default"),
         on_invalid_json=policy,
         epoch=EPOCH_UNITS[epoch] if epoch else None,
@@ -337,6 +337,14 @@ def _fields(settings: Any, keys: tuple[str, ...], where: str) -> tuple[str, ...]
     """The required string fields ``keys`` of a small settings table, nothing else allowed."""
     _check_keys(settings, set(keys), where)
     return tuple(_string(settings, key, where) for key in keys)
+
+
+def _type(settings: Mapping[str, Any], where: str) -> str | None:
+    """A column's type: an empty one was ignored, the column keeping its planned type."""
+    value = _optional(settings, "type")
+    if value is not None and not value.strip():
+        raise UsageError(f"{where}: type is empty; leave it out for the planned type")
+    return value
 
 
 def _optional(settings: Mapping[str, Any], key: str) -> str | None:

@@ -410,6 +410,11 @@ def override_type(
     """The user's type for ``column``; every value is still converted and checked on the way."""
     base = base_type(target_type)
     transform = OVERRIDE_TRANSFORMS.get(base)
+    modifier = re.search(r"\(\s*(\d+)", target_type)
+    if transform is not None and modifier is not None and int(modifier.group(1)) < 1:
+        raise UsageError(  # PostgreSQL refused it at CREATE TABLE, after the planning
+            f"config sets {column.name} to {target_type!r}: a length or precision is at least 1"
+        )
     if transform is None:
         raise UsageError(
             f"config sets {column.name} to {target_type!r}, which asyncmig cannot convert to; "
