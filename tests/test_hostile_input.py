@@ -337,3 +337,34 @@ def test_a_profile_type_postgresql_cannot_make_is_a_bad_profile(
     profile.write_text(f"[tables.users.columns.id]\ntype = {column_type}\n")
     result = run_main("plan", "--sqlite", str(source), "--config", str(profile))
     assert_one_line_error(result, 2, says)
+
+
+def test_rowids_at_the_ends_of_the_64_bit_range(
+    run_main: RunMain, tmp_path: Path, pg_dsn: str
+) -> None:
+    """Rowids -2^63 and 2^63 - 1 made the plan's row estimate 2^64 (exit 70); the
+    largest rowid, or a full AUTOINCREMENT counter, made the sequence's max + 1 overflow
+    (exit 4, nothing migrated). The sequence now stands at its end: the next insert
+    fails, as SQLite's AUTOINCREMENT does."""
+    source = tmp_path / "ends.db"
+    with sqlite3.connect(source) as conn:
+        conn.executescript("""
+            CREATE TABLE span (id INTEGER PRIMARY KEY, v TEXT);
+            INSERT INTO span VALUES (-9223372036854775808, 'min'), (9223372036854775807, 'max');
+            CREATE TABLE ai (id INTEGER PRIMARY KEY AUTOINCREMENT, v TEXT);
+            INSERT INTO ai (v) VALUES ('a');
+            UPDATE sqlite_sequence SET seq = 9223372036854775807 WHERE name = 'ai';
+            CREATE TABLE other (id INTEGER PRIMARY KEY, v TEXT);
+            INSERT INTO other VALUES (1, 'innocent');
+        """)
+    result = run_main("run", "--sqlite", str(source), "--pg", pg_dsn)
+    assert result.returncode == 0, result.stderr
+    assert [tuple(r) for r in fetch(pg_dsn, "SELECT id, v FROM span ORDER BY id")] == [
+        (-9223372036854775808, "min"),
+        (9223372036854775807, "max"),
+    ]
+    assert [tuple(r) for r in fetch(pg_dsn, "INSERT INTO other (v) VALUES ('x') RETURNING id")] == [
+        (2,)
+    ]
+    with pytest.raises(Exception, match="reached maximum value"):
+        fetch(pg_dsn, "INSERT INTO ai (v) VALUES ('b')")

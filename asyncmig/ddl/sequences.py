@@ -24,10 +24,22 @@ def sequence_reset_sql(plan: Plan, table: TablePlan, next_value: int | None = No
         if not column.identity:
             continue
         floors = ["1"] + ([str(int(next_value))] if next_value is not None else [])
-        value = f"greatest(coalesce(max({quote_ident(column.name)}), 0) + 1, {', '.join(floors)})"
+        # numeric: max + 1 of a column holding 2^63 - 1 (SQLite's largest rowid, or a
+        # full AUTOINCREMENT counter) is past bigint; the sequence then stands at its
+        # end (is_called), so the next insert fails as it does in SQLite
+        value = (
+            f"greatest(coalesce(max({quote_ident(column.name)}), 0)::numeric + 1, "
+            f"{', '.join(floors)})"
+        )
         sequence = (
             f"pg_get_serial_sequence({quote_literal(name_text(plan.schema, table.name))}"
             f", {quote_literal(column.name)})"
         )
-        statements.append(f"SELECT setval({sequence}, {value}, false) FROM {target}")
+        statements.append(
+            f"SELECT setval({sequence}, least(next, {BIGINT_MAX})::bigint, next > {BIGINT_MAX}) "
+            f"FROM (SELECT {value} AS next FROM {target}) AS identity_next"
+        )
     return statements
+
+
+BIGINT_MAX = 2**63 - 1

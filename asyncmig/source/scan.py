@@ -356,7 +356,15 @@ def estimate_rows(conn: sqlite3.Connection, table: SourceTable) -> int:
     low, high = conn.execute(
         f"SELECT (SELECT min(rowid) FROM {name}), (SELECT max(rowid) FROM {name})"
     ).fetchone()
-    return 0 if high is None else int(high) - int(low) + 1
+    if high is None:
+        return 0
+    # no table holds more rows than its file has bytes: rowids spread over the whole
+    # 64-bit range (two rows, -2^63 and 2^63 - 1) made 2^64, past what a plan can hold
+    pages, page_size = (
+        conn.execute("PRAGMA page_count").fetchone()[0],
+        conn.execute("PRAGMA page_size").fetchone()[0],
+    )
+    return min(int(high) - int(low) + 1, int(pages) * int(page_size))
 
 
 # SQLite allows 2000 result columns and each column needs up to 20 aggregates: wide
