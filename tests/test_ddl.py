@@ -205,10 +205,12 @@ def test_sequence_reset_sql() -> None:
     assert ddl.sequence_reset_sql(PLAN, USER) == [
         (
             'SELECT setval(pg_get_serial_sequence(\'"My ""Schema"""."user"\', \'id\'), '
-            f'greatest(coalesce(max("id"), 0) + 1, 1), false) FROM {t}'
+            "least(next, 9223372036854775807)::bigint, next > 9223372036854775807) "
+            'FROM (SELECT greatest(coalesce(max("id"), 0)::numeric + 1, 1) AS next '
+            f"FROM {t}) AS identity_next"
         )
     ]
-    assert ", 1, 42), false)" in ddl.sequence_reset_sql(PLAN, USER, next_value=42)[0]
+    assert ", 1, 42) AS next" in ddl.sequence_reset_sql(PLAN, USER, next_value=42)[0]
     assert ddl.sequence_reset_sql(PLAN, ORDER) == []
 
 

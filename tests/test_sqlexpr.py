@@ -94,7 +94,7 @@ SUBSTR_FROM_A_COLUMN = (
             "amount / 2 = 3",
             'CASE WHEN "amount" = trunc("amount") THEN trunc("amount" / 2) ELSE "amount" / 2 END = 3',
         ),
-        ("amount / 2.0 = 3", '"amount" / 2.0 = 3'),
+        ("amount / 2.0 = 3", '"amount" / CAST(2.0 AS double precision) = 3'),  # REAL, as SQLite
         ("amount * price / 2 > 1", '"amount" * "price" / 2 > 1'),  # a REAL: REAL division
         ("substr(email, id, 2) = 'co'", SUBSTR_FROM_A_COLUMN),
         ("email GLOB '[A-Z]*'", "\"email\" ~ '^[A-Z].*$'"),
@@ -134,8 +134,15 @@ SUBSTR_FROM_A_COLUMN = (
         ("length(email) < 5", 'length("email") < 5'),
         ("length(blob) = 16", 'octet_length("blob") = 16'),
         ("length(code) <= 20", 'length("code") <= 20'),
-        ("lower(email) = email", 'lower("email") = "email"'),
-        ("upper(trim(email)) <> ''", "upper(trim(\"email\")) <> ''"),
+        # SQLite's lower()/upper() fold ASCII letters only ('É' stays 'É')
+        (
+            "lower(email) = email",
+            "translate(\"email\", 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz') = \"email\"",
+        ),
+        (
+            "upper(trim(email)) <> ''",
+            "translate(trim(\"email\"), 'abcdefghijklmnopqrstuvwxyz', 'ABCDEFGHIJKLMNOPQRSTUVWXYZ') <> ''",
+        ),
         ("ltrim(email, 'x') = rtrim(notes)", 'ltrim("email", \'x\') = rtrim("notes")'),
         ("trim(email, ' ') <> ''", "btrim(\"email\", ' ') <> ''"),
         ("abs(price) <= 1e3", 'abs("price") <= 1e3'),

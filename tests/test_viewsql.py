@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from asyncmig.plan.sqldates import constant
-from asyncmig.plan.sqlexpr import Lit, Untranslatable
+from asyncmig.plan.sqlexpr import Lit, Misleading, Untranslatable
 from asyncmig.plan.viewsql import Relation, translate_query
 from tests.compare import compare_views
 from tests.fix_pg import drop_database, with_database
@@ -117,6 +117,20 @@ def test_printed_queries(sql: str, expected: str) -> None:
 )
 def test_what_is_not_translated_says_why(sql: str, reason: str) -> None:
     with pytest.raises(Untranslatable, match=reason):
+        translate_query(sql, RELATIONS)
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [  # PostgreSQL takes each as written, and answers otherwise: never tried so
+        "SELECT name ->> '$.a' FROM Products",
+        "SELECT name -> 'b' FROM Products",
+        "SELECT name COLLATE NOCASE AS n, count(*) FROM Products GROUP BY 1",
+        "SELECT name COLLATE NOCASE AS n, count(*) FROM Products GROUP BY n",
+    ],
+)
+def test_what_postgresql_would_read_otherwise_is_never_tried_as_written(sql: str) -> None:
+    with pytest.raises(Misleading):
         translate_query(sql, RELATIONS)
 
 
@@ -304,6 +318,10 @@ CREATE VIEW printed AS SELECT id || ':' || score AS s, amount || ' EUR' AS e,
   'n=' || n AS t FROM m;
 CREATE VIEW tails AS SELECT id, substr(name, -3) AS t, substr(name, -2, 1) AS u,
   substr(name, id - 4) AS v, substr(name, 0, 2) AS w FROM p;
+CREATE VIEW cased AS SELECT id, lower(name) AS l, upper(code) AS u FROM p;
+CREATE VIEW real_ratio AS SELECT id, id * 1.0 / 4 AS a, (id + 0.0) / 4 AS b,
+  id / 4 AS c FROM p;
+CREATE VIEW nocase_item AS SELECT id, email COLLATE NOCASE AS e FROM q;
 """
 
 
@@ -337,7 +355,7 @@ async def test_comparisons_like_and_substr_as_sqlite_computes_them(
         conn.executescript(LIKE_SQLITE)
     try:
         dsn = with_database(pg_server, name)
-        counts = await compare_views(source, dsn, 9, ordered=frozenset())
+        counts = await compare_views(source, dsn, 12, ordered=frozenset())
         assert counts == {
             "before_b": 5,
             "between_a_c": 3,
@@ -348,6 +366,9 @@ async def test_comparisons_like_and_substr_as_sqlite_computes_them(
             "printed": 5,
             "ratios": 5,
             "tails": 7,
+            "cased": 7,  # 'Éclair' stays 'Éclair' in lower(), 'é' stays 'é' in upper()
+            "real_ratio": 7,  # id * 1.0 / 4 is REAL: 0.25, not 0
+            "nocase_item": 3,  # the emails as written, not lower()'s
         }
     finally:
         await drop_database(pg_server, name)

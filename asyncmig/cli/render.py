@@ -71,6 +71,8 @@ def plan_text(plan: Plan) -> str:
             f"  {v.name}: translated"
             if v.translated
             else f"  {v.name}: tried as written at the end of the run ({v.note})"
+            if v.as_written
+            else f"  {v.name}: not created ({v.note})"
             for v in plan.views
         )
     if plan.warnings:

@@ -103,6 +103,8 @@ async def create_views(conn: asyncpg.Connection, plan: Plan, *, resumed: bool = 
         }
         waiting = [v for v in waiting if v.name not in existing]
     errors: dict[str, Exception] = {}
+    refused = [v for v in waiting if not v.translated and not v.as_written]
+    waiting = [v for v in waiting if v not in refused]
     while waiting:
         created = [v for v in waiting if await create_view(conn, plan, v, errors)]
         waiting = [v for v in waiting if v not in created]
@@ -115,6 +117,10 @@ async def create_views(conn: asyncpg.Connection, plan: Plan, *, resumed: bool = 
             + "; rewrite it by hand"
         )
         for v in waiting
+    ] + [
+        f"view {v.name} not created: {v.note}; PostgreSQL would take it as written and "
+        "answer differently: rewrite it by hand"
+        for v in refused
     ]
 
 

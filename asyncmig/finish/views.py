@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 
 from asyncmig.plan.model import Plan, Skipped, TablePlan, ViewPlan
-from asyncmig.plan.sqlexpr import Token, Untranslatable, tokenize
+from asyncmig.plan.sqlexpr import Misleading, Token, Untranslatable, tokenize
 from asyncmig.plan.sqlscan import first_statement
 from asyncmig.plan.viewsql import MissingRelation, Relation, translate_query
 from asyncmig.quoting import qualified, quote_ident, quote_literal
@@ -140,6 +140,8 @@ def _plan_view(
         sql, columns = translate_query(body, relations)
     except MissingRelation as exc:
         return ViewPlan(target, body, view.sql, view.columns, note=str(exc)) if final else None
+    except Misleading as exc:
+        return ViewPlan(target, body, view.sql, view.columns, note=str(exc), as_written=False)
     except Untranslatable as exc:
         return ViewPlan(target, body, view.sql, view.columns, note=str(exc) or "not translatable")
     labels = view.columns if len(view.columns) == len(columns) else tuple(n for n, _ in columns)

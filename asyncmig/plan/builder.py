@@ -635,7 +635,9 @@ def _plan_indexes(
                 reason = "index on the rowid has no PostgreSQL equivalent"
                 break
             if key.expression is not None:
-                translated = translate_expression(key.expression, column_types=col_types)
+                translated = translate_expression(
+                    key.expression, column_types=col_types, index_key=True
+                )
                 if translated.sql is None:
                     reason = translated.reason
                     break

@@ -181,6 +181,8 @@ class ViewPlan:
     columns: tuple[str, ...] = ()  # result column names as SQLite names them
     translated: bool = False
     note: str | None = None  # why the query could not be translated
+    # False: PostgreSQL would accept the query as written with another meaning
+    as_written: bool = True
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,11 @@ class Untranslatable(Exception):
     """Raised anywhere during translation; its message becomes Translation.reason."""
 
 
+class Misleading(Untranslatable):
+    """SQLite syntax PostgreSQL also accepts, with another meaning: a view holding it is
+    never tried as written (it would be created, and answer differently)."""
+
+
 # --------------------------------------------------------------------------- tokens
 
 
@@ -740,6 +745,7 @@ class Printer:
 
     def __init__(self) -> None:
         self.notes: list[str] = []
+        self.native_case = False  # lower()/upper() as PostgreSQL's (index keys)
 
     def out(self, node: Node) -> Out:
         if isinstance(node, Col):
@@ -826,7 +832,12 @@ class Printer:
             return self.is_(node)
         if op in ("LIKE", "GLOB"):
             return self.like(node) if op == "LIKE" else self.glob(node)
-        if op in ("MATCH", "REGEXP", "->", "->>"):
+        if op in ("->", "->>"):
+            raise Misleading(
+                f"{op} reads a JSON path ('$.a') in SQLite and a key in PostgreSQL, and "
+                "their results differ (SQLite's ->> of true is 1)"
+            )
+        if op in ("MATCH", "REGEXP"):
             raise Untranslatable(f"{op} has no PostgreSQL equivalent")
         pg_op, prec = _PG_BINARY[op]
         if prec == P_CMP:
@@ -840,6 +851,7 @@ class Printer:
                 if kind(side.pg_type) not in (None, "text", "num"):
                     raise Untranslatable(f"|| on {side.sql} ({side.pg_type})")
             return Out(f"{left.at(prec)} || {right.at(prec + 1)}", prec, "text")
+        left, right = real_literal(node.left, left), real_literal(node.right, right)
         for side in (left, right):
             if kind(side.pg_type) not in (None, "num"):
                 raise Untranslatable(f"arithmetic on {side.sql} ({side.pg_type})")
@@ -1079,6 +1091,9 @@ class Printer:
         if name == "instr":
             return Out(f"strpos({self.text_args(args)})", P_ATOM, "integer")
         pg_name = _TEXT_FUNCS[name]
+        if pg_name in ("lower", "upper") and not self.native_case:  # SQLite's: ASCII only
+            self.text_args(args)
+            return ascii_cased(first, lower=pg_name == "lower")
         if pg_name == "trim" and len(args) == 2:
             pg_name = "btrim"
         if pg_name == "substr":
@@ -1144,9 +1159,17 @@ def glob_to_regex(pattern: str) -> str:
 # --------------------------------------------------------------------------- entry points
 
 
-def translate_expression(sql: str, *, column_types: Mapping[str, str]) -> Translation:
-    """A CHECK, index key or partial-index predicate, as PostgreSQL SQL (or why not)."""
+def translate_expression(
+    sql: str, *, column_types: Mapping[str, str], index_key: bool = False
+) -> Translation:
+    """A CHECK, index key or partial-index predicate, as PostgreSQL SQL (or why not).
+
+    ``index_key``: ``lower()``/``upper()`` stay PostgreSQL's own, so the application's
+    ``WHERE lower(email) = ...`` finds the index (two keys that differ only by a
+    non-ASCII letter's case then collide, and the run stops, naming them); elsewhere
+    they fold ASCII letters only, as SQLite's do."""
     printer = Printer()
+    printer.native_case = index_key
     try:
         out = printer.out(Parser(sql, column_types).parse())
     except (Untranslatable, RecursionError) as exc:
@@ -1249,6 +1272,22 @@ def ascii_lowered(side: Out, node: Node | None = None) -> Out:
         lowered = "".join(c.lower() if c in _UPPER else c for c in node.value)
         return Out(quote_literal(lowered), P_ATOM, side.pg_type)
     return Out(f"translate({side.sql}, '{_UPPER}', '{_UPPER.lower()}')", P_ATOM, side.pg_type)
+
+
+def real_literal(node: Node, side: Out) -> Out:
+    """A number literal with a point or an exponent in arithmetic: SQLite's REAL, so
+    ``score * 1.0 / 4`` divides as REAL (2.5), where PostgreSQL's numeric literal made
+    the product a whole numeric that divided as an integer (2)."""
+    if isinstance(node, Lit) and node.kind == "number" and side.pg_type == "numeric":
+        return Out(f"CAST({side.sql} AS double precision)", P_ATOM, "double precision")
+    return side
+
+
+def ascii_cased(side: Out, *, lower: bool) -> Out:
+    """SQLite's ``lower()``/``upper()`` (built without ICU): ASCII letters only, where
+    PostgreSQL's follow the collation (``lower('Émile')`` is ``émile`` there)."""
+    source, target = (_UPPER, _UPPER.lower()) if lower else (_UPPER.lower(), _UPPER)
+    return Out(f"translate({side.sql}, '{source}', '{target}')", P_ATOM, "text")
 
 
 def substr_sql(text: str, start: str, more: list[Out]) -> str:

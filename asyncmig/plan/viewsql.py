@@ -37,6 +37,7 @@ from asyncmig.plan.sqlexpr import (
     Func,
     In,
     Lit,
+    Misleading,
     Node,
     Out,
     Printer,
@@ -106,6 +107,10 @@ def translate_query(sql: str, relations: Mapping[str, Relation]) -> tuple[str, l
         return QueryPrinter(relations).select(query, None)
     except RecursionError as exc:
         raise Untranslatable("the view's query is nested too deeply") from exc
+
+
+def nocase(node: Node | None) -> bool:
+    return isinstance(node, Collate) and node.collation == "NOCASE"
 
 
 class QueryPrinter(Printer):
@@ -188,7 +193,9 @@ class QueryPrinter(Printer):
             if core.where is not None:
                 parts.append(f"WHERE {self.condition(core.where).sql}")
             if core.group_by:
-                parts.append("GROUP BY " + ", ".join(self.out(g).sql for g in core.group_by))
+                parts.append(
+                    "GROUP BY " + ", ".join(self.group_key(g, core) for g in core.group_by)
+                )
             if core.having is not None:
                 parts.append(f"HAVING {self.condition(core.having).sql}")
             if order:
@@ -249,11 +256,35 @@ class QueryPrinter(Printer):
             if isinstance(item.expr, Star):
                 texts.append(self.star(item.expr, scope, outputs))
                 continue
-            out = self.out(item.expr)
-            name = item.alias or (self.ref_name(item.expr) if isinstance(item.expr, Ref) else None)
+            # a collation changes how a value compares, not the value: a result column
+            # `name COLLATE NOCASE` is the name as written ('Ann', not lower()'s 'ann')
+            expr = (
+                item.expr.operand
+                if isinstance(item.expr, Collate) and item.expr.collation == "NOCASE"
+                else item.expr
+            )
+            out = self.out(expr)
+            name = item.alias or (self.ref_name(expr) if isinstance(expr, Ref) else None)
             texts.append(f"{out.sql} AS {quote_ident(item.alias)}" if item.alias else out.sql)
             outputs.append((name or "?column?", out.pg_type))
         return texts, outputs
+
+    def group_key(self, key: Node, core: Core) -> str:
+        """A GROUP BY key. Grouping under NOCASE makes one group of 'Ann' and 'ann', whose
+        row shows the spelling SQLite happens to take: no PostgreSQL query gives that
+        one, and as written PostgreSQL would take the target's ICU ``nocase``."""
+        chosen = key
+        if isinstance(key, Lit) and key.kind == "number" and key.value.isdigit():
+            position = int(key.value)
+            if 1 <= position <= len(core.items):
+                chosen = core.items[position - 1].expr
+        if nocase(chosen) or (isinstance(chosen, Ref) and nocase(self.alias_of(chosen))):
+            raise Misleading("GROUP BY ... COLLATE NOCASE: each group shows SQLite's own pick")
+        return self.out(key).sql
+
+    def alias_of(self, ref: Ref) -> Node | None:
+        """The result expression a bare name in GROUP BY may stand for, if any."""
+        return self.scope.aliases.get(ref.name.lower()) if self.scope is not None else None
 
     def star(self, star: Star, scope: Scope, outputs: list[Column]) -> str:
         chosen = [
