@@ -368,3 +368,26 @@ def test_rowids_at_the_ends_of_the_64_bit_range(
     ]
     with pytest.raises(Exception, match="reached maximum value"):
         fetch(pg_dsn, "INSERT INTO ai (v) VALUES ('b')")
+
+
+def test_a_collation_the_application_registers_at_run_time(
+    run_main: RunMain, tmp_path: Path, pg_dsn: str
+) -> None:
+    """Anki's notes are ``COLLATE unicase``, a collation its code registers: SQLite
+    stops any statement needing it (exit 3, "no such collation sequence"). It is read as
+    BINARY, and the column's collation reported as not migrated."""
+    source = tmp_path / "collection.anki2"
+    conn = sqlite3.connect(source)
+    conn.create_collation("unicase", lambda a, b: (a.lower() > b.lower()) - (a.lower() < b.lower()))
+    conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, sfld TEXT COLLATE unicase, f TEXT)")
+    conn.execute("CREATE INDEX ix_notes_sfld ON notes (sfld)")
+    conn.executemany("INSERT INTO notes (sfld, f) VALUES (?, ?)", [("Apple", "x"), ("apple", "y")])
+    conn.commit()
+    conn.close()
+    result = run_main("run", "--sqlite", str(source), "--pg", pg_dsn)
+    assert result.returncode == 0, result.stderr
+    assert "COLLATE UNICASE is not migrated" in result.stdout
+    rows = fetch(pg_dsn, "SELECT id, sfld, f FROM notes ORDER BY id")
+    assert [tuple(r) for r in rows] == [(1, "Apple", "x"), (2, "apple", "y")]
+    checked = run_main("check", "--sqlite", str(source), "--pg", pg_dsn, "--deep")
+    assert checked.returncode == 0, checked.stderr

@@ -668,7 +668,7 @@ def _main() -> None:
     """The child: a JSON request line and the old page records on stdin, framed marks
     and page records on stdout (see :func:`stream`)."""
     from asyncmig.cli.signals import bind_worker_to_parent  # while no job is known yet
-    from asyncmig.source.sqlite import source_uri
+    from asyncmig.source.sqlite import register_collations, source_uri
 
     stdin = sys.stdin.buffer
     job = json.loads(stdin.readline())
@@ -679,6 +679,7 @@ def _main() -> None:
 
     path = Path(job["source"])
     conn = sqlite3.connect(source_uri(path), uri=True)
+    register_collations(conn)
     out = sys.stdout.buffer
     for item, old in zip(job["tables"], olds, strict=True):
         request = Request(**item)
