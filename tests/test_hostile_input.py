@@ -391,3 +391,30 @@ def test_a_collation_the_application_registers_at_run_time(
     assert [tuple(r) for r in rows] == [(1, "Apple", "x"), (2, "apple", "y")]
     checked = run_main("check", "--sqlite", str(source), "--pg", pg_dsn, "--deep")
     assert checked.returncode == 0, checked.stderr
+
+
+def test_checks_take_the_rows_sqlite_takes(run_main: RunMain, tmp_path: Path, pg_dsn: str) -> None:
+    """``up = upper(up)`` refused 'é' (PostgreSQL's upper() folds it, SQLite's does not),
+    and ``cast(num AS integer) > 0`` stopped on '12abc' (SQLite reads its leading 12):
+    the application's ordinary writes failed after the migration."""
+    source = tmp_path / "checks.db"
+    with sqlite3.connect(source) as conn:
+        conn.execute(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, up TEXT CHECK (up = upper(up)), "
+            "lo TEXT CHECK (lo = lower(lo)), num TEXT CHECK (CAST(num AS INTEGER) > 0), "
+            "r TEXT CHECK (CAST(r AS REAL) < 10))"
+        )
+        conn.execute("INSERT INTO t VALUES (1, 'A', 'a', '5', '1.5')")
+        for row in [(2, "é", "É", "12abc", "9.5kg"), (3, None, None, " 7", "abc")]:
+            conn.execute("INSERT INTO t VALUES (?, ?, ?, ?, ?)", row)  # SQLite takes them
+        refused = [(9, "a", "a", "1", "1"), (10, "A", "A", "1", "1"), (11, "A", "a", "x1", "1")]
+        for row in refused:
+            with pytest.raises(sqlite3.IntegrityError):
+                conn.execute("INSERT INTO t VALUES (?, ?, ?, ?, ?)", row)
+    result = run_main("run", "--sqlite", str(source), "--pg", pg_dsn)
+    assert result.returncode == 0, result.stderr
+    assert "NOT VALID" not in result.stdout  # every old row holds
+    fetch(pg_dsn, "INSERT INTO t VALUES (4, 'ü', 'Ü', '3rd', '2e0x')")  # SQLite takes it too
+    for row in refused:
+        with pytest.raises(Exception, match="violates check constraint"):
+            fetch(pg_dsn, "INSERT INTO t VALUES ($1, $2, $3, $4, $5)", *row)

@@ -764,7 +764,10 @@ class Printer:
             return self.function(node)
         if isinstance(node, Cast):
             pg_type = sqlite_cast_type(node.type_name)
-            return Out(f"CAST({self.out(node.operand).sql} AS {pg_type})", P_ATOM, pg_type)
+            operand = self.out(node.operand)
+            if base_type(pg_type) in _CAST_PREFIXES and kind(operand.pg_type) == "text":
+                return text_cast(operand, pg_type)
+            return Out(f"CAST({operand.sql} AS {pg_type})", P_ATOM, pg_type)
         if isinstance(node, Collate):
             return self.collate(node)
         return self.case(node)
@@ -1272,6 +1275,22 @@ def ascii_lowered(side: Out, node: Node | None = None) -> Out:
         lowered = "".join(c.lower() if c in _UPPER else c for c in node.value)
         return Out(quote_literal(lowered), P_ATOM, side.pg_type)
     return Out(f"translate({side.sql}, '{_UPPER}', '{_UPPER.lower()}')", P_ATOM, side.pg_type)
+
+
+# the prefix of a text SQLite's CAST reads as a number (the rest is ignored)
+_CAST_PREFIXES = {
+    "bigint": r"^\s*[+-]?[0-9]+",
+    "double precision": r"^\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?",
+    "numeric": r"^\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?",
+}
+
+
+def text_cast(operand: Out, pg_type: str) -> Out:
+    """SQLite's CAST of text to a number: its leading number, 0 if none (``'12abc'`` is
+    12), where PostgreSQL's stops the query (or refuses the row a CHECK tests)."""
+    pattern = quote_literal(_CAST_PREFIXES[base_type(pg_type)])
+    number = f"coalesce(CAST(substring({operand.sql} FROM {pattern}) AS {pg_type}), 0)"
+    return Out(f"CASE WHEN {operand.sql} IS NULL THEN NULL ELSE {number} END", P_ATOM, pg_type)
 
 
 def real_literal(node: Node, side: Out) -> Out:
