@@ -109,6 +109,17 @@ def translate_query(sql: str, relations: Mapping[str, Relation]) -> tuple[str, l
         raise Untranslatable("the view's query is nested too deeply") from exc
 
 
+# SQLite functions PostgreSQL also has, doing something else: a view calling one is
+# created as written and answers otherwise, or stops at its first query
+MISLEADING_FUNCTIONS = {
+    "format": "printf-style in SQLite (%d, %.2f), PostgreSQL's takes %s, %I, %L only",
+    "random": "a 64-bit integer in SQLite, a float between 0 and 1 in PostgreSQL",
+}
+# SQLite's math functions give NULL outside their domain, where PostgreSQL's stop the
+# query: the test an argument must pass (sqrt(0) is 0, ln(0) has no value)
+MATH_DOMAINS = {"sqrt": ">=", "ln": ">", "log10": ">", "log": ">"}
+
+
 def nocase(node: Node | None) -> bool:
     return isinstance(node, Collate) and node.collation == "NOCASE"
 
@@ -507,6 +518,10 @@ class QueryPrinter(Printer):
         return Out(f"CAST({out.sql} AS text)", P_ATOM, "text")
 
     def function(self, node: Func) -> Out:
+        if node.name in MISLEADING_FUNCTIONS:
+            raise Misleading(f"{node.name}(): {MISLEADING_FUNCTIONS[node.name]}")
+        if node.name in MATH_DOMAINS and len(node.args) == 1:
+            return self.math(node)
         if node.name in sqldates.FUNCTIONS:
             return self.date_function(node)
         if node.name == "round":
@@ -520,6 +535,19 @@ class QueryPrinter(Printer):
                 "double precision",
             )
         return super().function(node)
+
+    def math(self, node: Func) -> Out:
+        """sqrt/ln/log of one number: NULL outside the function's domain, as in SQLite."""
+        arg = self.number(node.args[0])
+        if kind(arg.pg_type) not in (None, "num", "text"):
+            raise Untranslatable(f"{node.name}() of {arg.sql} ({arg.pg_type})")
+        operator = MATH_DOMAINS[node.name]
+        value = f"CAST({arg.sql} AS double precision)"
+        return Out(
+            f"CASE WHEN {value} {operator} 0 THEN {node.name}({value}) END",
+            P_ATOM,
+            "double precision",
+        )
 
     def text_args(self, args: list[Out]) -> str:
         """Text functions read numbers and timestamps as SQLite's text of them."""
