@@ -388,10 +388,18 @@ async def _recorded_phases(
     beside = Beside.of(settings.source)
     copying, counts = beside.copying, beside.counts
 
+    early = source_digest.begun(settings.source)
+    first_seen = early.state if early is not None else fingerprint(settings.source)
+
     async def hash_source() -> None:  # overlaps the load: it reads the whole file
         if load and settings.source.stat().st_size >= HASH_AT_ONCE_BYTES:
             await copying.wait()
         digest.append(await anyio.to_thread.run_sync(source_digest.sha256, settings.source))
+        if fingerprint(settings.source) != first_seen:
+            # written during this run: the digest is of content other than the rows
+            # read, and a resume would trust it; the run fails on the change anyway
+            log.warning("sha256_not_recorded", reason="the source changed during the run")
+            return
         await record_digest(settings, run_id, digest[0])
 
     marked: dict[str, str] = {}  # table -> how its marks were stored

@@ -16,6 +16,7 @@ import signal
 import asyncpg
 import pytest
 
+from asyncmig.cli.main import connection_fault
 from asyncmig.cli.signals import SignalReceived
 from asyncmig.errors import ConnectionLost, DataError
 from asyncmig.target.faults import as_error, timed_out
@@ -107,3 +108,19 @@ def test_a_server_that_did_not_answer_is_found_in_any_task_of_a_group() -> None:
     assert not timed_out(BaseExceptionGroup("load", [closed, RuntimeError("unrelated")]))
     found = as_error(group)
     assert isinstance(found, ConnectionLost) and not found.transient
+
+
+def test_any_command_that_loses_its_session_says_so() -> None:
+    """A rollback whose session was terminated while it wrote its backup ended as an
+    internal error (exit 70, "Transaction.__aexit__(): the underlying connection is
+    closed"): the command line's last resort reads it as the lost connection it is."""
+    raised = _during(
+        asyncpg.AdminShutdownError(TERMINATED),
+        asyncpg.InterfaceError(
+            "cannot call Transaction.__aexit__(): the underlying connection is closed"
+        ),
+    )
+    assert isinstance(raised, Exception)
+    found = connection_fault(raised)
+    assert isinstance(found, ConnectionLost) and found.exit_code == 4
+    assert connection_fault(RuntimeError("a bug")) is None

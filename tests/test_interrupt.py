@@ -22,7 +22,7 @@ import pytest
 
 from tests.fault_sources import TABLES, build_fault_source
 from tests.fix_cli import run_cli
-from tests.fix_faults import alive, descendants, history, public_tables, start
+from tests.fix_faults import alive, descendants, finish, history, public_tables, start
 from tests.fix_pg import fetch
 
 
@@ -407,3 +407,31 @@ def test_a_signal_after_the_cut_over_does_not_claim_a_rollback(
     assert again.returncode == 0, again.stderr
     assert public_tables(pg_dsn) == present
     assert history(pg_dsn)[0]["status"] == "succeeded"  # the re-run finished run 1
+
+
+def test_a_signal_after_data_replace_emptied_the_tables_says_so(
+    fault_source: Path, pg_dsn: str
+) -> None:
+    """`data --replace` stopped by SIGTERM once it has emptied the tables said "the
+    target left as it was", while the rows the tables held were gone: it says so now."""
+    for command in ("schema", "data"):
+        code, err = finish(command, "--sqlite", str(fault_source), "--pg", pg_dsn)
+        assert code == 0, err
+    loaded = fetch(pg_dsn, "SELECT count(*) FROM public.child")[0][0]
+    assert loaded > 0, loaded
+    process = start("data", "--sqlite", str(fault_source), "--pg", pg_dsn, "--replace")
+    deadline = time.monotonic() + 60
+    while process.poll() is None and time.monotonic() < deadline:
+        if fetch(pg_dsn, "SELECT count(*) FROM public.child")[0][0] == 0:
+            process.send_signal(signal.SIGTERM)
+            break
+        time.sleep(0.005)
+    _, stderr = process.communicate(timeout=60)
+    if process.returncode == 0:
+        pytest.skip("the load had finished before the signal came")
+    assert process.returncode == 143, stderr
+    line = stderr.strip().splitlines()[-1]
+    assert "were emptied (--replace)" in line and "re-run the same command to load them" in line, (
+        stderr
+    )
+    assert "left as it was" not in line

@@ -7,6 +7,7 @@ back from the history the runs wrote (``asyncmig.runs``, ``asyncmig.run_tables``
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import shutil
 import signal
 import sqlite3
@@ -18,6 +19,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from bench.gen_2truths import generate
 from tests.fault_sources import TABLES, build_fault_source
 from tests.fix_cli import cli_environment, run_cli
 from tests.fix_faults import EVERYTHING, finish, public_tables, stages, start
@@ -244,3 +246,28 @@ def test_killed_split_loads_schema_is_dropped_by_the_next_run(source: Path, pg_d
     assert committed(pg_dsn, run["id"]) == ROWS
     counts = fetch(pg_dsn, "SELECT (SELECT count(*) FROM public.child), max(id) FROM public.child")
     assert tuple(counts[0]) == (ROWS["child"], ROWS["child"])
+
+
+def test_a_digest_is_recorded_only_for_the_content_the_run_read(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """The application writes the source while a run loads it. The run's SHA-256 was
+    taken of the new content and recorded, so a re-run after a kill resumed, keeping
+    tables read from the old content (`check --deep` failed). Whatever the moment of the
+    write, a digest in the history is the one of the file as the run began reading it."""
+    source = tmp_path / "app.db"
+    generate(source, 200_000, seed=5)
+    before = hashlib.sha256(source.read_bytes()).hexdigest()
+    process = start("run", "--sqlite", str(source), "--pg", pg_dsn)
+    copying = "SELECT count(*) FROM pg_stat_activity WHERE query ILIKE 'COPY%'"
+    deadline = time.monotonic() + 60
+    while process.poll() is None and time.monotonic() < deadline:
+        if fetch(pg_dsn, copying)[0][0]:
+            break
+        time.sleep(0.005)
+    with sqlite3.connect(source) as conn:  # the application writes meanwhile
+        conn.execute("UPDATE users SET name = 'changed' WHERE id = (SELECT min(id) FROM users)")
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 3, stderr  # the change is found at the end
+    [recorded] = fetch(pg_dsn, "SELECT source_sha256 FROM asyncmig.runs")
+    assert recorded[0] in (None, before), recorded

@@ -507,7 +507,20 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         if wrapped is not None:
             line = signals.message(wrapped)
             return fail(invocation, wrapped, line, wrapped.exit_code, "asyncmig: ")
+        lost = connection_fault(exc)  # any command's session terminated, or the server gone
+        if lost is not None:
+            return fail(invocation, lost, str(lost), lost.exit_code, debug="--debug" in args)
         return unexpected(invocation, exc, debug="--debug" in args)
+
+
+def connection_fault(exc: Exception) -> MigrationError | None:
+    """``exc`` as "lost connection to PostgreSQL" (exit 4) when a connection fault is
+    behind or beside it (a rollback's session terminated while it wrote its backup gave
+    exit 70), else None."""
+    from asyncmig.target import faults  # asyncpg: only once something went wrong
+
+    mapped = faults.as_error(exc)
+    return mapped if isinstance(mapped, MigrationError) and mapped is not exc else None
 
 
 def fail(

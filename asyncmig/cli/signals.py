@@ -67,7 +67,7 @@ def note_resume(note: str | None) -> None:
         _resume_notes.append(note)
 
 
-_committed: list[str] = []  # what the command had committed when the signal came
+_committed: list[tuple[str, str]] = []  # what the command had committed, and what then
 
 
 def forget() -> None:
@@ -76,18 +76,22 @@ def forget() -> None:
     _resume_notes.clear()
 
 
-def note_committed(what: str) -> None:
-    """The command's work is committed (a run's cut-over, a sync's transaction): a
-    signal from now on must not say the target was left as it was."""
-    _committed.append(what)
+def note_committed(
+    what: str, next_step: str = "re-run the same command to finish recording it"
+) -> None:
+    """The command's work is committed (a run's cut-over, a sync's transaction, the
+    tables `data --replace` emptied): a signal from now on must not say the target was
+    left as it was; ``next_step``: what to do then."""
+    _committed.append((what, next_step))
 
 
 def message(stop: SignalReceived) -> str:
     """What happened and how to go on, in one line."""
     if _committed:
+        what, next_step = _committed[-1]
         return (
-            f"interrupted by {stop.name} after {_committed[-1]}: that is in place, nothing "
-            "was undone; re-run the same command to finish recording it"
+            f"interrupted by {stop.name} after {what}: that is in place, nothing "
+            f"was undone; {next_step}"
         )
     kept = f"; {_resume_notes[-1]}" if _resume_notes else ""
     return (

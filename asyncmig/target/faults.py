@@ -101,7 +101,8 @@ def lost_connection(exc: BaseException) -> ConnectionLost:
     reason = (str(exc).splitlines() or [""])[0] or type(exc).__name__
     return ConnectionLost(
         f"lost connection to PostgreSQL ({reason})",
-        hint="check the server, then run the same command again: tables already loaded are kept",
+        hint="check the server, then run the same command again (a run resumes from the "
+        "tables it committed)",
     )
 
 

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import anyio
 import asyncpg
 import structlog
 
 from asyncmig import cutover, ddl
 from asyncmig.check import preflight
+from asyncmig.cli import signals
 from asyncmig.errors import (
     TargetError,
 )
@@ -108,8 +110,15 @@ async def require_empty_tables(
     )
     if found and not cascade:
         raise dependents.refuse(found)
-    async with conn.transaction():  # emptied together, with what the post-data phases added
-        await execute_all(conn, [d.drop_sql() for d in found] + rollback.undo_data_sql(plan))
+    # shielded: a signal landing between the server's commit and the client learning of
+    # it would say "left as it was" over tables just emptied; it waits for the note
+    with anyio.CancelScope(shield=True):
+        async with conn.transaction():  # emptied together, with what post-data added
+            await execute_all(conn, [d.drop_sql() for d in found] + rollback.undo_data_sql(plan))
+        signals.note_committed(  # the rows they held are gone: a signal must say so
+            f"the tables of schema {plan.schema} were emptied (--replace)",
+            "they are empty now: re-run the same command to load them",
+        )
     for dependent in found:
         log.warning("dependent_dropped", object=str(dependent))
     return [f"dropped with --cascade: {d} (it depended on a replaced table)" for d in found]
