@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import asyncpg
@@ -386,16 +387,7 @@ def test_a_signal_after_the_cut_over_does_not_claim_a_rollback(
     re-run finishes recording it (it said "rolled back and the target left as it was",
     with every table there); the plain re-run then records the run as succeeded."""
     process = start("run", "--sqlite", str(fault_source), "--pg", pg_dsn, "--log-format", "json")
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and process.poll() is None:
-        if public_tables(pg_dsn):
-            process.send_signal(signal.SIGTERM)
-            break
-        time.sleep(0.005)
-    _, stderr = process.communicate(timeout=60)
-    if process.returncode == 0:
-        pytest.skip("the run had finished before the signal came")
-    assert process.returncode == 143, stderr
+    stderr = terminated_when(process, lambda: bool(public_tables(pg_dsn)))
     line = stderr.strip().splitlines()[-1]
     assert "after the checked copy was committed into schema public" in line, line
     [failed] = [json.loads(e) for e in stderr.splitlines() if '"event":"run_failed"' in e]
@@ -420,18 +412,26 @@ def test_a_signal_after_data_replace_emptied_the_tables_says_so(
     loaded = fetch(pg_dsn, "SELECT count(*) FROM public.child")[0][0]
     assert loaded > 0, loaded
     process = start("data", "--sqlite", str(fault_source), "--pg", pg_dsn, "--replace")
-    deadline = time.monotonic() + 60
-    while process.poll() is None and time.monotonic() < deadline:
-        if fetch(pg_dsn, "SELECT count(*) FROM public.child")[0][0] == 0:
-            process.send_signal(signal.SIGTERM)
-            break
-        time.sleep(0.005)
-    _, stderr = process.communicate(timeout=60)
-    if process.returncode == 0:
-        pytest.skip("the load had finished before the signal came")
-    assert process.returncode == 143, stderr
+    emptied = "SELECT count(*) FROM public.child"
+    stderr = terminated_when(process, lambda: fetch(pg_dsn, emptied)[0][0] == 0)
     line = stderr.strip().splitlines()[-1]
     assert "were emptied (--replace)" in line and "re-run the same command to load them" in line, (
         stderr
     )
     assert "left as it was" not in line
+
+
+def terminated_when(process: subprocess.Popen[str], ready: Callable[[], bool]) -> str:
+    """SIGTERM to ``process`` as soon as ``ready()``; its stderr, once it exited 143
+    (skips the test when it finished first)."""
+    deadline = time.monotonic() + 60
+    while process.poll() is None and time.monotonic() < deadline:
+        if ready():
+            process.send_signal(signal.SIGTERM)
+            break
+        time.sleep(0.005)
+    _, stderr = process.communicate(timeout=60)
+    if process.returncode == 0:
+        pytest.skip("the command had finished before the signal came")
+    assert process.returncode == 143, stderr
+    return stderr
