@@ -20,6 +20,7 @@ from asyncmig.cli.main import connection_fault
 from asyncmig.cli.signals import SignalReceived
 from asyncmig.errors import ConnectionLost, DataError
 from asyncmig.target.faults import as_error, timed_out
+from asyncmig.target.sync import copy_refusal
 
 TERMINATED = "terminating connection due to administrator command"
 
@@ -124,3 +125,16 @@ def test_any_command_that_loses_its_session_says_so() -> None:
     found = connection_fault(raised)
     assert isinstance(found, ConnectionLost) and found.exit_code == 4
     assert connection_fault(RuntimeError("a bug")) is None
+
+
+def test_a_sync_that_meets_a_full_disk_says_so_in_one_line() -> None:
+    """It said "refused a changed row" over two lines (PostgreSQL's HINT on its own)
+    and advised a full migration, which needs far more room."""
+    full = asyncpg.DiskFullError('could not extend file "base/5/t3": No space left on device')
+    full.hint = "Check free disk space."  # as the server sends it
+    error = copy_refusal("users", full)
+    line = f"{error}"
+    assert "\n" not in line and "No space left on device" in line
+    assert "Check free disk space." in line and "run --replace" not in line
+    bad = copy_refusal("users", asyncpg.CheckViolationError("new row violates check constraint"))
+    assert "refused a changed row" in str(bad) and "run --replace" in str(bad)

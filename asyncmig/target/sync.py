@@ -58,7 +58,7 @@ from asyncmig.source import digest as source_digest
 from asyncmig.source.sqlite import check_source_file, fingerprint, open_sync
 from asyncmig.target import faults, history, marks, plans, runlock, sync_marks
 from asyncmig.target.connect import NO_JIT, Target, connect, hang_up
-from asyncmig.target.statements import check_server
+from asyncmig.target.statements import check_server, refused
 from asyncmig.target.sync_marks import RangeSync
 from asyncmig.target.sync_ranges import (
     Changes,
@@ -946,11 +946,28 @@ async def copy_records(
                 name, schema_name=schema, columns=columns, records=records
             )
     except asyncpg.PostgresError as exc:
-        raise TargetError(
-            f"cannot sync {table.name}: PostgreSQL refused a changed row: "
-            f"{type(exc).__name__}: {exc}",
-            hint="migrate again in full: asyncmig run --replace",
-        ) from exc
+        raise copy_refusal(table.name, exc) from exc
+
+
+def copy_refusal(table: str, exc: asyncpg.PostgresError) -> TargetError:
+    """The one line for a COPY of changed rows PostgreSQL refused. The server's trouble
+    (a full disk, a lost session) is not the row's: its own words and hint (a full
+    migration, the remedy for a row that no longer fits, would need far more space)."""
+    if faults.is_connection_fault(exc) or isinstance(exc, RESOURCE_ERRORS):
+        return refused(f"COPY of {table}'s changed rows", exc)
+    message = getattr(exc, "message", None) or (str(exc).splitlines() or [""])[0]
+    return TargetError(
+        f"cannot sync {table}: PostgreSQL refused a changed row: {type(exc).__name__}: {message}",
+        hint="migrate again in full: asyncmig run --replace",
+    )
+
+
+# the server out of a resource: no row is at fault
+RESOURCE_ERRORS = (
+    asyncpg.InsufficientResourcesError,
+    asyncpg.ProgramLimitExceededError,
+    asyncpg.OperatorInterventionError,
+)
 
 
 async def upsert(
