@@ -627,3 +627,33 @@ async def test_a_sync_is_not_rolled_back_and_says_so(tmp_path: Path, pg_dsn: str
         refused = run_cli("rollback", "--pg", pg_dsn, "--run", "2", *extra)
         assert refused.returncode == 2, refused.stderr
         assert "run 2 is a sync: a sync is not rolled back" in refused.stderr
+
+
+async def test_a_sync_killed_the_moment_it_committed_is_recorded_as_done(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """kill -9 right after the sync's transaction committed: its changes were in the
+    target, its history row still said running, later "interrupted". The row's success
+    is now part of that transaction."""
+    db = await migrated_then_edited(
+        tmp_path,
+        pg_dsn,
+        "UPDATE users SET score = score + 1",
+        "DELETE FROM rate_limit_records WHERE id % 7 = 0",
+    )
+    process = start("sync", "--sqlite", str(db), "--pg", pg_dsn)
+    pg = await asyncpg.connect(pg_dsn)
+    try:
+        deadline = time.monotonic() + 60
+        while process.poll() is None and time.monotonic() < deadline:
+            if await pg.fetchval("SELECT count(*) FROM asyncmig.run_tables WHERE run_id = 2"):
+                process.kill()  # committed: its per-table rows are visible
+                break
+            await asyncio.sleep(0.001)
+        process.communicate(timeout=60)
+        status = await pg.fetchval("SELECT status FROM asyncmig.runs WHERE id = 2")
+        synced = await pg.fetchval("SELECT count(*) FROM rate_limit_records WHERE id % 7 = 0")
+    finally:
+        await pg.close()
+    assert (status, synced) == ("succeeded", 0)
+    deep_check_passes(db, pg_dsn)

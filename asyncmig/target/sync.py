@@ -428,6 +428,15 @@ async def sync_tables(
                     f"{source} changed while it was being synced",
                     hint="the sync was rolled back; run it again",
                 )
+            # in the changes' own transaction: killed (kill -9) the moment they commit,
+            # the history still says the sync succeeded (it said "interrupted"); the
+            # digest and the timing follow once recorded
+            await history.finish_run(
+                conn,
+                run_id,
+                status="succeeded",
+                rows=sum(t.inserted + t.updated + t.deleted for t in out),
+            )
         signals.note_committed("the sync's changes were committed")
         return out
     finally:
