@@ -657,3 +657,25 @@ async def test_a_sync_killed_the_moment_it_committed_is_recorded_as_done(
         await pg.close()
     assert (status, synced) == ("succeeded", 0)
     deep_check_passes(db, pg_dsn)
+
+
+async def test_a_session_reading_the_history_does_not_block_a_sync(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """A dashboard reading asyncmig.run_tables in an open transaction: every sync waited
+    --lock-timeout and failed, on an ALTER TABLE ... ADD COLUMN IF NOT EXISTS it ran each
+    time (it locks the table even when the column is there)."""
+    db = await migrated_then_edited(tmp_path, pg_dsn, "UPDATE users SET score = score + 2")
+    assert sync_json(db, pg_dsn)["changed"] > 0  # the first sync adds the history's column
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE users SET score = score + 3")
+    reader = await asyncpg.connect(pg_dsn)
+    try:
+        await reader.execute("BEGIN")
+        await reader.fetchval("SELECT count(*) FROM asyncmig.run_tables")
+        result = await asyncio.to_thread(
+            run_cli, "sync", "--sqlite", str(db), "--pg", pg_dsn, "--lock-timeout", "2"
+        )
+    finally:
+        await reader.close()
+    assert result.returncode == 0, result.stderr

@@ -75,6 +75,10 @@ log = structlog.get_logger(__name__)
 # from this many source rows (with --jobs > 1) the SQLite side of the comparison runs in
 # worker processes, one table each: below it, starting them costs more than it saves
 PROCESS_ROWS = 100_000
+CHANGES_PRESENT_SQL = (
+    "SELECT EXISTS (SELECT FROM information_schema.columns WHERE table_schema = $1 "
+    "AND table_name = 'run_tables' AND column_name = 'changes')"
+)
 CHANGES_SQL = f"ALTER TABLE {history.RUN_TABLES} ADD COLUMN IF NOT EXISTS changes jsonb"
 
 
@@ -153,7 +157,10 @@ async def _connected(settings: RunSettings, started: float, children: marks.Chil
             tg.start_soon(feed.run)  # the source's marks, while the sync starts
             await require_same_schema(conn, plan)
             await history.ensure(conn)
-            await conn.execute(CHANGES_SQL)
+            if not await conn.fetchval(
+                CHANGES_PRESENT_SQL, history.SCHEMA
+            ):  # ALTER locks even when present:
+                await conn.execute(CHANGES_SQL)  # a history reader's transaction blocked it
             options = await _options(settings, previous)
             run_id = None
             with anyio.move_on_after(10, shield=True):  # as run's: no row left `running`
