@@ -24,6 +24,7 @@ import itertools
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -468,7 +469,21 @@ def entry() -> int:
     except signals.SignalReceived as stop:  # before main's own handling began
         code = signals.report(stop)
     signals.ignore()
+    stop_idle_worker_threads()
     return code
+
+
+def stop_idle_worker_threads() -> None:
+    """Stop anyio's idle worker threads that outlived their event loop. anyio stops them
+    when the loop's root task ends; a signal that cut the loop short left one waiting on
+    its queue, and the interpreter, which waits for every thread that is not a daemon,
+    never exited (seen once in ten runs: `plan` hung after its one line). A ``None`` in
+    its queue is anyio's own request to stop."""
+    for thread in threading.enumerate():
+        work = getattr(thread, "queue", None) if thread.name == "AnyIO worker thread" else None
+        if work is not None and thread.is_alive():
+            work.put_nowait(None)
+            thread.join(timeout=1)
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
