@@ -25,6 +25,7 @@ owns a stage of that target) drops the stages interrupted runs left.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Sequence
 
@@ -379,7 +380,13 @@ async def outward_keys_sql(conn: asyncpg.Connection, backup: str, target: str) -
         f"ALTER TABLE {qualified(target, key['table'])} ADD CONSTRAINT "
         f"{quote_ident(key['name'])} {key['definition']} NOT VALID"
         for key in json.loads(comment)
+        # pg_get_constraintdef's text, as release_outward_keys kept it: nothing else is
+        # run from a comment anyone owning the schema could have edited
+        if isinstance(key, dict) and _FOREIGN_KEY_DEF.fullmatch(str(key.get("definition")))
     ]
+
+
+_FOREIGN_KEY_DEF = re.compile(r"FOREIGN KEY \([^;]*\) REFERENCES [^;]+", re.DOTALL)
 
 
 async def move_sql(conn: asyncpg.Connection, source: str, target: str) -> list[str]:
