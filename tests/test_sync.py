@@ -528,7 +528,9 @@ async def test_a_sync_waits_for_no_one_while_a_run_holds_the_schema(
 ) -> None:
     """The schema's run lock (held here, as a run in progress would) stops a sync at once
     with exit 9: two writers never meet in one schema."""
-    db = await migrated_then_edited(tmp_path, pg_dsn, "DELETE FROM users WHERE id = 2")
+    db = await migrated_then_edited(
+        tmp_path, pg_dsn, "PRAGMA foreign_keys = ON", "DELETE FROM users WHERE id = 2"
+    )
     holder = await asyncpg.connect(pg_dsn)
     try:
         await runlock.acquire(holder, "public")
@@ -679,3 +681,34 @@ async def test_a_session_reading_the_history_does_not_block_a_sync(
     finally:
         await reader.close()
     assert result.returncode == 0, result.stderr
+
+
+async def test_a_sync_never_lets_postgresql_cascade_onto_rows_sqlite_keeps(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """Parents deleted in SQLite without its foreign keys enforced leave their children
+    as orphans; the sync's delete of the parents made PostgreSQL's ON DELETE CASCADE take
+    those children too: 43 rows gone from the target, exit 0. The sync now refuses
+    (exit 6, nothing changed); with SQLite's foreign keys on, the source loses them too
+    and the sync goes through."""
+    db = await migrated_then_edited(tmp_path, pg_dsn)
+    children = "SELECT count(*) FROM guess_history"
+    before = (await fetch_async(pg_dsn, children))[0][0]
+    with sqlite3.connect(db) as conn:
+        conn.execute("DELETE FROM users WHERE id % 7 = 0")  # foreign keys off: orphans
+    refused = run_cli("sync", "--sqlite", str(db), "--pg", pg_dsn)
+    assert refused.returncode == 6, refused.stderr
+    assert "ON DELETE CASCADE remove 43 row(s) of guess_history" in refused.stderr
+    assert (await fetch_async(pg_dsn, children))[0][0] == before
+
+
+async def test_a_sync_follows_sqlite_s_own_cascade(tmp_path: Path, pg_dsn: str) -> None:
+    db = await migrated_then_edited(tmp_path, pg_dsn)
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("DELETE FROM users WHERE id % 7 = 0")  # SQLite cascades to the children
+    conn.commit()
+    conn.close()
+    report = sync_json(db, pg_dsn)
+    assert report["changed"] > 0
+    deep_check_passes(db, pg_dsn)

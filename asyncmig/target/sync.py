@@ -30,7 +30,7 @@ import json
 import resource
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -413,6 +413,7 @@ async def sync_tables(
         async with conn.transaction():
             names = ", ".join(qualified(plan.schema, t.name) for t in plan.tables)
             await conn.execute(f"LOCK TABLE {names} IN SHARE ROW EXCLUSIVE MODE")
+            cascading = await cascade_counts(conn, plan)
             work = Work(conn, plan, source, sqlite, skipped, jobs, workers, run_id, marked.feed)
             if marked.comparable:
                 assert marked.since is not None
@@ -421,6 +422,7 @@ async def sync_tables(
             else:
                 await work.in_full()
             results = await work.deletions()
+            await check_cascades(conn, plan, cascading, results)
             out = []
             for table in plan.tables:
                 done = results[table.name]
@@ -448,6 +450,51 @@ async def sync_tables(
         return out
     finally:
         sqlite.close()
+
+
+# the plan's tables that a foreign key with ON DELETE CASCADE makes PostgreSQL delete
+# from when a parent row goes
+CASCADING_SQL = """
+SELECT DISTINCT c.relname FROM pg_constraint k
+JOIN pg_class c ON c.oid = k.conrelid
+WHERE k.contype = 'f' AND k.confdeltype = 'c'
+  AND c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = $1)
+  AND c.relname = ANY($2::text[])
+ORDER BY 1
+"""
+
+
+async def cascade_counts(conn: asyncpg.Connection, plan: Plan) -> dict[str, int]:
+    """Each cascading child's row count before the sync changes anything."""
+    names = await conn.fetch(CASCADING_SQL, plan.schema, [t.name for t in plan.tables])
+    return {
+        name: int(await conn.fetchval(f"SELECT count(*) FROM {qualified(plan.schema, name)}"))
+        for (name,) in names
+    }
+
+
+async def check_cascades(
+    conn: asyncpg.Connection,
+    plan: Plan,
+    before: Mapping[str, int],
+    done: Mapping[str, TableSync],
+) -> None:
+    """Refuse (the transaction rolls back) when PostgreSQL's ON DELETE CASCADE removed
+    rows the sync did not: the source deleted parents whose children it keeps (SQLite
+    does not enforce foreign keys unless asked), and the target would lose rows SQLite
+    still holds, silently (a later `check` found them missing)."""
+    for name, count in before.items():
+        table = done.get(name)
+        expected = count + (table.inserted - table.deleted if table else 0)
+        now = int(await conn.fetchval(f"SELECT count(*) FROM {qualified(plan.schema, name)}"))
+        if now < expected:
+            raise VerificationError(
+                f"cannot sync: deleting parent rows made PostgreSQL's ON DELETE CASCADE "
+                f"remove {expected - now} row(s) of {name} that SQLite keeps (its foreign "
+                "keys are not enforced there, so they are orphans); nothing was changed",
+                hint="delete those rows in SQLite too, or keep their parents; or migrate "
+                "again in full: asyncmig run --replace",
+            )
 
 
 @dataclass
