@@ -415,6 +415,10 @@ def test_checks_take_the_rows_sqlite_takes(run_main: RunMain, tmp_path: Path, pg
     assert result.returncode == 0, result.stderr
     assert "NOT VALID" not in result.stdout  # every old row holds
     fetch(pg_dsn, "INSERT INTO t VALUES (4, 'ü', 'Ü', '3rd', '2e0x')")  # SQLite takes it too
+    # the sign and the exponent are the number's too: -50.5 and -1e3 are below 10
+    fetch(
+        pg_dsn, "INSERT INTO t VALUES (5, 'A', 'a', ' +4', '-50.5kg'), (6, 'A', 'a', '1', '-1e3')"
+    )
     for row in refused:
         with pytest.raises(Exception, match="violates check constraint"):
             fetch(pg_dsn, "INSERT INTO t VALUES ($1, $2, $3, $4, $5)", *row)

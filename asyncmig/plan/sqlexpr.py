@@ -1277,11 +1277,13 @@ def ascii_lowered(side: Out, node: Node | None = None) -> Out:
     return Out(f"translate({side.sql}, '{_UPPER}', '{_UPPER.lower()}')", P_ATOM, side.pg_type)
 
 
-# the prefix of a text SQLite's CAST reads as a number (the rest is ignored)
+# the prefix of a text SQLite reads as a number (the rest is ignored). One group around
+# all of it: PostgreSQL's substring() returns the first group's match when there is one
+NUMBER_PREFIX = r"^\s*([-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?)"
 _CAST_PREFIXES = {
-    "bigint": r"^\s*[+-]?[0-9]+",
-    "double precision": r"^\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?",
-    "numeric": r"^\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?",
+    "bigint": r"^\s*([-+]?[0-9]+)",
+    "double precision": NUMBER_PREFIX,
+    "numeric": NUMBER_PREFIX,
 }
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from asyncmig.plan import sqldates
 from asyncmig.plan.model import base_type
@@ -43,6 +43,7 @@ from asyncmig.plan.sqlexpr import (
     Printer,
     Untranslatable,
     kind,
+    text_cast,
 )
 from asyncmig.plan.viewparse import (
     WINDOW_FUNCTIONS,
@@ -88,7 +89,6 @@ class Scope:
     parent: Scope | None = None
 
 
-_NUMBER_PREFIX = r"'^\s*([-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?)'"
 _TEXT_FORMAT = {"date": "YYYY-MM-DD", "time": "HH24:MI:SS"}
 _WINDOW_TYPES = {
     "row_number": "bigint",
@@ -485,8 +485,7 @@ class QueryPrinter(Printer):
         is_text = kind(out.pg_type) == "text" or (isinstance(node, Lit) and node.kind == "string")
         if not is_text:
             return out
-        number = f"coalesce(CAST(substring({out.sql} FROM {_NUMBER_PREFIX}) AS numeric), 0)"
-        return Out(f"CASE WHEN {out.sql} IS NULL THEN NULL ELSE {number} END", P_ATOM, "text")
+        return replace(text_cast(out, "numeric"), pg_type="text")  # "text": read as a number
 
     def as_text(self, out: Out) -> Out:
         """``out`` as the text SQLite would render for it."""
