@@ -34,8 +34,8 @@ import structlog
 
 from asyncmig import ddl
 from asyncmig.errors import TargetError
+from asyncmig.plan.homes import made_relations
 from asyncmig.plan.model import Plan
-from asyncmig.plan.names import object_name
 from asyncmig.quoting import qualified, quote_ident, quote_literal
 from asyncmig.target import dependents, history, runlock
 
@@ -81,16 +81,7 @@ async def existing_tables(conn: asyncpg.Connection, plan: Plan) -> list[str]:
 def made_relation_names(plan: Plan) -> list[str]:
     """The names of the relations a run makes beside its tables and views: the tables'
     indexes (keys' too) and identity sequences. They share the schema's namespace."""
-    names: list[str] = []
-    for table in plan.tables:
-        names += [table.primary_key_name] if table.primary_key_name else []
-        names += [i.name for i in table.indexes]
-        names += [
-            c.sequence or object_name(table.name, c.name, "seq")
-            for c in table.columns
-            if c.identity
-        ]
-    return names
+    return [name for table in plan.tables for name in made_relations(table)]
 
 
 # a relation named like one the run makes, that is not that table's index or sequence

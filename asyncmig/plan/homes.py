@@ -104,18 +104,22 @@ def give_homes(plan: Plan, overrides: Overrides) -> Plan:
     )
 
 
+def made_relations(table: TablePlan) -> list[str]:
+    """The relations a run makes beside ``table`` itself: its key's and its indexes'
+    names and its identity sequences. They share the schema's namespace with tables."""
+    key = [table.primary_key_name] if table.primary_key_name else []
+    sequences = [
+        c.sequence or object_name(table.name, c.name, "seq") for c in table.columns if c.identity
+    ]
+    return key + [i.name for i in table.indexes] + sequences
+
+
 def home_views(plan: Plan) -> Plan:
     """Views (planned after the tables' names) among every relation name the plan made."""
     homes = Homes()
     for table in plan.tables:
         homes.relations.add(table.name)
-        homes.relations.update(i.name for i in table.indexes)
-        homes.relations.update(n for n in [table.primary_key_name] if n)
-        homes.relations.update(
-            c.sequence or object_name(table.name, c.name, "seq")
-            for c in table.columns
-            if c.identity
-        )
+        homes.relations.update(made_relations(table))
     views = tuple(
         replace(v, name=homes.give("view", None, v.name, homes.relations)) for v in plan.views
     )
