@@ -388,8 +388,7 @@ async def _recorded_phases(
     beside = Beside.of(settings.source)
     copying, counts = beside.copying, beside.counts
 
-    early = source_digest.begun(settings.source)
-    first_seen = early.state if early is not None else fingerprint(settings.source)
+    first_seen = source_digest.first_seen(settings.source)
 
     async def hash_source() -> None:  # overlaps the load: it reads the whole file
         if load and settings.source.stat().st_size >= HASH_AT_ONCE_BYTES:

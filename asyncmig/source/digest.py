@@ -76,6 +76,13 @@ def begun(path: Path) -> Begun | None:
         return None
 
 
+def first_seen(path: Path) -> tuple[tuple[int, int], ...]:
+    """``path``'s fingerprint when this process first looked at it: when :func:`begin`
+    started its digest, else now. A later change is one made while the command ran."""
+    early = begun(path)
+    return early.state if early is not None else fingerprint(path)
+
+
 def sha256(path: Path) -> str:
     """``path``'s digest: the one begun, while the file is still as it was then, else
     computed now. Blocks: call it from a worker thread."""

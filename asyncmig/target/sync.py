@@ -150,8 +150,7 @@ async def _connected(settings: RunSettings, started: float, children: marks.Chil
             )
         plan, reused = await sync_plan(conn, settings)
         since = previous.run_id if reused and not settings.full_compare else None
-        early = source_digest.begun(settings.source)  # by the command line, while it imported
-        before = early.state if early is not None else fingerprint(settings.source)
+        before = source_digest.first_seen(settings.source)  # as the command first saw it
         feed, shapes = await _marks_feed(conn, settings, plan, since, children)
         async with anyio.create_task_group() as tg:
             tg.start_soon(feed.run)  # the source's marks, while the sync starts
