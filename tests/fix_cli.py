@@ -34,6 +34,9 @@ from asyncmig.cli.output import SCHEMA_VERSION, package_version
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = json.loads((ROOT / "docs" / "output.schema.json").read_text(encoding="utf-8"))
+# One folder per test process holds every command's log folder; it is removed when the
+# process exits, so thousands of command runs leave nothing behind in the temp dir.
+_LOGS = tempfile.TemporaryDirectory(prefix="asyncmig-test-logs-")
 
 
 class Ran(NamedTuple):
@@ -115,7 +118,7 @@ def cli_environment(env: dict[str, str] | None = None) -> dict[str, str]:
         for k, v in os.environ.items()
         if not k.startswith(("PG", "ASYNCMIG_")) and k != "DATABASE_URL"
     }
-    environ["ASYNCMIG_LOG_DIR"] = tempfile.mkdtemp(prefix="asyncmig-logs-")
+    environ["ASYNCMIG_LOG_DIR"] = tempfile.mkdtemp(prefix="logs-", dir=_LOGS.name)
     environ.update(env or {})
     return environ
 
