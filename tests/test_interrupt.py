@@ -19,6 +19,7 @@ from pathlib import Path
 
 import asyncpg
 import psutil
+import psycopg
 import pytest
 
 from tests.fault_sources import TABLES, build_fault_source
@@ -385,9 +386,19 @@ def test_a_signal_after_the_cut_over_does_not_claim_a_rollback(
     """SIGTERM once the checked copy is committed into the target (the run still
     recording its state): exit 143, and the one line says the copy is in place and the
     re-run finishes recording it (it said "rolled back and the target left as it was",
-    with every table there); the plain re-run then records the run as succeeded."""
+    with every table there); the plain re-run then records the run as succeeded.
+
+    The run is held right after its cut-over: once its tables' loads are recorded, the
+    test keeps their history rows locked (FOR SHARE), so the run's state, recorded
+    into those rows after the cut-over, waits; the signal comes while it waits."""
     process = start("run", "--sqlite", str(fault_source), "--pg", pg_dsn, "--log-format", "json")
-    stderr = terminated_when(process, lambda: bool(public_tables(pg_dsn)))
+    holder = HistoryHold(pg_dsn, len(TABLES))
+    try:
+        stderr = terminated_when(
+            process, lambda: holder.holding() and bool(public_tables(pg_dsn)), skip=False
+        )
+    finally:
+        holder.release()
     line = stderr.strip().splitlines()[-1]
     assert "after the checked copy was committed into schema public" in line, line
     [failed] = [json.loads(e) for e in stderr.splitlines() if '"event":"run_failed"' in e]
@@ -399,6 +410,66 @@ def test_a_signal_after_the_cut_over_does_not_claim_a_rollback(
     assert again.returncode == 0, again.stderr
     assert public_tables(pg_dsn) == present
     assert history(pg_dsn)[0]["status"] == "succeeded"  # the re-run finished run 1
+
+
+class HistoryHold:
+    """Locks run 1's per-table history rows (FOR SHARE) once all ``tables`` are there:
+    what updates them (the state a run records after its cut-over) waits until
+    :meth:`release`."""
+
+    def __init__(self, dsn: str, tables: int) -> None:
+        self.tables = tables
+        self.conn = psycopg.connect(dsn, autocommit=False)
+        self.held = False
+
+    def holding(self) -> bool:
+        if not self.held:
+            exists = self.conn.execute("SELECT to_regclass('asyncmig.run_tables')").fetchone()
+            rows = (
+                self.conn.execute(
+                    "SELECT table_name FROM asyncmig.run_tables WHERE run_id = 1 FOR SHARE"
+                ).fetchall()
+                if exists and exists[0]
+                else []
+            )
+            self.held = len(rows) >= self.tables
+            if not self.held:
+                self.conn.rollback()  # no lock kept while the loads go on
+        return self.held
+
+    def release(self) -> None:
+        self.conn.rollback()
+        self.conn.close()
+
+
+def test_a_signal_once_the_command_returned_does_not_fail_it() -> None:
+    """A signal that comes once the command's work is done (here sent by the process to
+    itself after the command returned, as its output is written) is recorded, not
+    obeyed: exit 0 and the command's result, not exit 143 and "re-run the same command"
+    (a scheduled job retried on that exit code would be refused: the run's tables are
+    there). A signal while it works still stops it."""
+    script = (
+        "import os, signal, sys\n"
+        "import anyio\n"
+        "from asyncmig.cli import signals\n"
+        "signals.install()\n"
+        "async def work(late):\n"
+        "    if not late:\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        "        await anyio.sleep(5)\n"
+        "    return 'done'\n"
+        "try:\n"
+        "    result = signals.run(work, sys.argv[1] == 'late')\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)  # as the output is written\n"
+        "    print(result, signals.received())\n"
+        "except signals.SignalReceived as stop:\n"
+        "    print('stopped', stop.name)\n"
+        "    sys.exit(stop.exit_code)\n"
+    )
+    late = run_script(script, "late")
+    assert (late.returncode, late.stdout.split()) == (0, ["done", "SIGTERM"]), late
+    early = run_script(script, "early")
+    assert (early.returncode, early.stdout.split()) == (143, ["stopped", "SIGTERM"]), early
 
 
 def test_a_signal_after_data_replace_emptied_the_tables_says_so(
@@ -421,9 +492,21 @@ def test_a_signal_after_data_replace_emptied_the_tables_says_so(
     assert "left as it was" not in line
 
 
-def terminated_when(process: subprocess.Popen[str], ready: Callable[[], bool]) -> str:
+def run_script(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def terminated_when(
+    process: subprocess.Popen[str], ready: Callable[[], bool], *, skip: bool = True
+) -> str:
     """SIGTERM to ``process`` as soon as ``ready()``; its stderr, once it exited 143
-    (skips the test when it finished first)."""
+    (with ``skip``, skips the test when it finished first)."""
     deadline = time.monotonic() + 60
     while process.poll() is None and time.monotonic() < deadline:
         if ready():
@@ -431,7 +514,7 @@ def terminated_when(process: subprocess.Popen[str], ready: Callable[[], bool]) -
             break
         time.sleep(0.005)
     _, stderr = process.communicate(timeout=60)
-    if process.returncode == 0:
+    if process.returncode == 0 and skip:
         pytest.skip("the command had finished before the signal came")
     assert process.returncode == 143, stderr
     return stderr

@@ -74,6 +74,19 @@ def forget() -> None:
     """A new command begins (the tests run several in one process): no notes yet."""
     _committed.clear()
     _resume_notes.clear()
+    _complete[0] = False
+
+
+_complete = [False]  # the command's work is done and recorded: see complete()
+
+
+def complete() -> None:
+    """The command's work is done and recorded (a run's history says ``succeeded``, a
+    sync's changes are in): a signal from now on is recorded, not raised. It came too
+    late to stop anything, and "interrupted ... re-run the same command to finish
+    recording it" with exit 143 would be false, and harmful: a scheduled job retried on
+    that exit code would be refused, its tables being there."""
+    _complete[0] = True
 
 
 def note_committed(
@@ -187,6 +200,8 @@ _holding = [False]  # the handler records a signal and returns, instead of raisi
 
 def _raise(signum: int, _frame: FrameType | None) -> None:
     _received.append(signum)
+    if _complete[0]:
+        return
     if _holding[0]:
         _held.append(signum)
         return
@@ -217,11 +232,17 @@ def _loop(
     import anyio
 
     _holding[0] = True
+    ran = False
     try:
-        return anyio.run(body, func, args, backend="asyncio")
+        result = anyio.run(body, func, args, backend="asyncio")
+        ran = True
+        return result
     finally:
         _holding[0] = False
-        if _held:  # came while the loop closed (or was built, and func never ran)
+        # came while the loop was built (and func never ran) or while it closed: after a
+        # func that finished, its work stands and the signal is kept for what comes next
+        # (a later loop raises it as it starts), not raised over a finished command
+        if _held and not ran:
             signum = _held[0]
             _held.clear()
             raise SignalReceived(signum)
@@ -267,6 +288,7 @@ async def _guarded(func: Callable[..., Awaitable[T]], args: tuple[object, ...]) 
     try:
         with work:
             outcome.append(await func(*args))
+            complete()  # the command returned its result: its work is done and recorded
     except Exception:
         if _received:  # whatever the cancellation caused, the signal is the reason
             raise SignalReceived(_received[0]) from None
@@ -276,7 +298,7 @@ async def _guarded(func: Callable[..., Awaitable[T]], args: tuple[object, ...]) 
             loop.remove_signal_handler(signum)
         install()  # removing the loop's handlers restored the default (fatal) actions
         _held.clear()  # what came before is in _received, raised below
-    if _received:
+    if _received and not outcome:
         raise SignalReceived(_received[0])
     return outcome[0]
 
