@@ -29,6 +29,8 @@ from __future__ import annotations
 import sqlite3
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -668,47 +670,50 @@ async def _phases(
     tables: list[TableReport] = []
     checks: list[CheckResult] = []
     script = None
+    state = StateBeside(settings)
     try:
-        if load:
-            progress.current().phase("loading")
-            if replanning is not None and create:
-                replanning.current, replanning.notes = plan, notes
-            loaded = await load_everything(
-                settings,
-                plan,
-                run_id,
-                staging,
-                taken_over,
-                copying,
-                counts,
-                replanning.local if replanning is not None and create else None,
-            )
-            proven = replanning.current if replanning is not None else None
-            if proven is not None and proven is not plan:
-                warnings[: len(plan.warnings)] = proven.warnings  # the scanned tables' too
-                plan, target = proven, replace(proven, schema=target.schema)
-            if staging.tables:  # every split table moved out of it: empty
-                await execute_all(admin, [split.drop_staging_sql(run_id)])
-            log.info("data_loaded", rows=loaded.rows)
-            progress.current().phase("foreign keys")
-            settled = await settle(settings, admin, plan, run_id)
-            tables = settled.applied(list(loaded.tables), settings.pipeline.reject_dir)
-            warnings += [
-                *loaded.warnings,
-                *settled.warnings,
-                *await finish(admin, plan, resumed=adopted is not None),
-            ]
-            if fingerprint(settings.source) != before:
-                raise source_changed(settings.source)
-        if check:
-            progress.current().phase("verifying")
-            checks = await verified(settings, admin, plan, tables, loading.scans)
+        async with state.beside():  # the tables' states taken beside the last phases
+            if load:
+                progress.current().phase("loading")
+                if replanning is not None and create:
+                    replanning.current, replanning.notes = plan, notes
+                loaded = await load_everything(
+                    settings,
+                    plan,
+                    run_id,
+                    staging,
+                    taken_over,
+                    copying,
+                    counts,
+                    replanning.local if replanning is not None and create else None,
+                )
+                proven = replanning.current if replanning is not None else None
+                if proven is not None and proven is not plan:
+                    warnings[: len(plan.warnings)] = proven.warnings  # the scanned tables' too
+                    plan, target = proven, replace(proven, schema=target.schema)
+                if staging.tables:  # every split table moved out of it: empty
+                    await execute_all(admin, [split.drop_staging_sql(run_id)])
+                log.info("data_loaded", rows=loaded.rows)
+                progress.current().phase("foreign keys")
+                settled = await settle(settings, admin, plan, run_id)
+                state.start(plan)  # no row changes after this: the rollback's states
+                tables = settled.applied(list(loaded.tables), settings.pipeline.reject_dir)
+                warnings += [
+                    *loaded.warnings,
+                    *settled.warnings,
+                    *await finish(admin, plan, resumed=adopted is not None),
+                ]
+                if fingerprint(settings.source) != before:
+                    raise source_changed(settings.source)
+            if check:
+                progress.current().phase("verifying")
+                checks = await verified(settings, admin, plan, tables, loading.scans)
         if atomic:
             warnings.extend(await swap(settings, admin, target, plan, run_id))
             plan, cut = target, True
             signals.note_committed(f"the checked copy was committed into schema {target.schema}")
         if create or load:
-            await remember_state(settings, admin, plan, run_id)
+            await remember_state(settings, admin, plan, run_id, state.taken)
             script = await keep_rollback(settings, admin, plan, run_id, tag)
     except BaseException as exc:
         if cut:  # the checked copy is in place: undoing now would leave the target empty
@@ -874,23 +879,94 @@ async def swap(
         raise refused(f"moving the checked tables into {target.schema}", exc) from exc
 
 
+def by_size(plan: Plan) -> list[str]:
+    """The plan's tables, largest first: the order their scans are handed out in."""
+    return [t.name for t in sorted(plan.tables, key=lambda t: -t.row_count)]
+
+
+async def capture_state(
+    settings: RunSettings, plan: Plan, conn: asyncpg.Connection | None = None
+) -> tuple[int, list[tablestate.TableState]]:
+    """Every table's state in one snapshot, on ``--jobs`` connections (``conn`` one of
+    them, the others opened here and closed after)."""
+    names = by_size(plan)
+    opened: list[asyncpg.Connection] = []
+    try:
+        for _ in range(min(settings.jobs, len(names)) - (conn is not None)):
+            # one at a time: those opened are closed if a later one fails
+            opened.append(await connect(settings.target))  # noqa: PERF401
+        first, *helpers = [conn, *opened] if conn is not None else opened
+        return await tablestate.capture(first, plan.schema, names, helpers)
+    finally:
+        for helper in opened:
+            await hang_up(helper)
+
+
+class StateBeside:
+    """The tables' states, taken while the last phases work on other connections.
+
+    Once the orphans are settled nothing changes a row again (foreign keys, views, the
+    checks and the cut-over only read them or the catalog), so the checksums a rollback
+    compares against are scanned then, beside the keys' validation and the checks,
+    rather than after the cut-over: on two cores, both scans of the largest table at
+    once instead of one after the other. The cut-over waits for them (their snapshot
+    would otherwise hold its locks back); a failure among them fails the run before
+    it, so nothing is lost. A run that never starts them takes them after the cut-over,
+    as before (:func:`remember_state`).
+    """
+
+    def __init__(self, settings: RunSettings) -> None:
+        self.settings = settings
+        self.taken: tuple[int, list[tablestate.TableState]] | None = None
+        self._group: anyio.abc.TaskGroup | None = None
+
+    @asynccontextmanager
+    async def beside(self) -> AsyncIterator[None]:
+        """While inside, :meth:`start` may begin the scans; leaving waits for them.
+
+        An error inside is raised as itself, not wrapped in the task group's group:
+        the run's handlers see what they saw before. A failure of the scans alone
+        comes as the task group raised it."""
+        inside: BaseException | None = None
+        try:
+            async with anyio.create_task_group() as group:
+                self._group = group
+                try:
+                    yield
+                except BaseException as exc:
+                    inside = exc
+                    raise
+        except BaseExceptionGroup:
+            if inside is None:
+                raise
+        finally:
+            self._group = None
+        if inside is not None:
+            raise inside
+
+    def start(self, plan: Plan) -> None:
+        assert self._group is not None, "start() only inside beside()"
+        self._group.start_soon(self._take, plan)
+
+    async def _take(self, plan: Plan) -> None:
+        started = time.perf_counter()
+        self.taken = await capture_state(self.settings, plan)
+        log.debug("state_taken", seconds=round(time.perf_counter() - started, 3))
+
+
 async def remember_state(
-    settings: RunSettings, admin: asyncpg.Connection, plan: Plan, run_id: int
+    settings: RunSettings,
+    admin: asyncpg.Connection,
+    plan: Plan,
+    run_id: int,
+    taken: tuple[int, list[tablestate.TableState]] | None = None,
 ) -> None:
     """Per table rows and checksum as the run leaves them, for a later rollback to
-    compare; ``--jobs`` connections share the scans (one snapshot)."""
+    compare: ``taken`` beside the last phases (:class:`StateBeside`), or scanned now
+    by ``--jobs`` connections sharing one snapshot."""
     started = time.perf_counter()
-    names = [t.name for t in sorted(plan.tables, key=lambda t: -t.row_count)]
-    helpers: list[asyncpg.Connection] = []
-    try:
-        for _ in range(min(settings.jobs, len(names)) - 1):
-            # one at a time: those opened are closed if a later one fails
-            helpers.append(await connect(settings.target))  # noqa: PERF401
-        xid, states = await tablestate.capture(admin, plan.schema, names, helpers)
-    finally:
-        for helper in helpers:
-            await hang_up(helper)
-    found = await tablestate.dependents(admin, plan.schema, names)
+    xid, states = taken if taken is not None else await capture_state(settings, plan, admin)
+    found = await tablestate.dependents(admin, plan.schema, by_size(plan))
     await history.record_state(admin, run_id, xid, states, found)
     log.info("state_recorded", tables=len(states), seconds=round(time.perf_counter() - started, 3))
 
