@@ -5,7 +5,10 @@ real server, and end to end against the plain path and the tests' own oracle."""
 from __future__ import annotations
 
 import datetime as dt
+import math
+import random
 import sqlite3
+import struct
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
@@ -103,6 +106,47 @@ async def test_numeric_encoding_is_asyncpgs(value: Any, pg_dsn: str) -> None:
 async def test_numeric_decoding_is_asyncpgs(value: Any, pg_dsn: str) -> None:
     expected, got = await _both(pg_dsn, "SELECT $1::text::numeric", str(value), "numeric")
     assert str(got) == str(expected)
+
+
+def doubles(count: int) -> list[float]:
+    """Edge doubles, then ``count`` drawn over every spelling ``repr`` has: prices,
+    any 64 bits, wide exponents, long fractions."""
+    rng = random.Random(12)
+    found = [0.0, -0.0, 1.0, -1.0, 5.0, 100.0, 10000.0, 0.1, 0.05, 0.0001, -0.00012345]
+    found += [1e-05, 12345678.5, 1e15, 9999999999999998.0, 1e16, 123456789012345.6]
+    found += [math.inf, -math.inf, math.nan, 5e-324, 1.7976931348623157e308, 79.19]
+    for _ in range(count):
+        kind = rng.randrange(4)
+        if kind == 0:
+            found.append(round(rng.uniform(-1e6, 1e6), rng.randint(0, 6)))
+        elif kind == 1:
+            found.append(struct.unpack("<d", rng.getrandbits(64).to_bytes(8, "little"))[0])
+        elif kind == 2:
+            found.append(rng.uniform(-10, 10) * 10 ** rng.randint(-8, 18))
+        else:
+            found.append(rng.randint(-(10**17), 10**17) / 10 ** rng.randint(0, 17))
+    return found
+
+
+def test_a_doubles_numeric_from_its_repr_is_the_decimal_routes() -> None:
+    """The shortcut from ``repr`` gives, byte for byte, what the Decimal of the repr
+    gives (and asyncpg sends for that Decimal, above), for every double drawn."""
+    for value in doubles(200_000):
+        expected = codecs.numeric_bytes(Decimal(repr(value)))
+        assert codecs.float_numeric_bytes(value) == expected, repr(value)
+
+
+async def test_doubles_through_the_server_read_as_their_repr(pg_dsn: str) -> None:
+    """PostgreSQL reads the shortcut's bytes as the double's repr, digits and scale, as
+    it reads asyncpg's own encoding of that repr's Decimal."""
+    values = [v for v in doubles(2000) if math.isfinite(v)]
+    sql = (
+        "SELECT array_agg(v::text ORDER BY n) FROM unnest($1::numeric[]) WITH ORDINALITY AS u(v, n)"
+    )
+    expected = await _plain(pg_dsn, sql, [Decimal(repr(v)) for v in values])
+    got = await _ours(pg_dsn, sql, [codecs.float_numeric_bytes(v) for v in values], "numeric")
+    assert got == expected
+    assert [Decimal(text) for text in got] == [Decimal(repr(v)) for v in values]
 
 
 async def test_numeric_refusals_are_asyncpgs() -> None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import struct
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any
@@ -133,6 +133,37 @@ def numeric_bytes(value: Any) -> bytes:
     )
 
 
+# header and ``n`` digit groups in one pack, for the group counts a double's repr gives
+_PACK_GROUPS = [struct.Struct(f"!hhHH{n}h").pack for n in range(16)]
+
+
+def float_numeric_bytes(value: float) -> bytes:
+    """``numeric_bytes(Decimal(repr(value)))`` (a double as the decimal it prints as),
+    computed from ``repr`` directly for the plain spellings (no exponent, not zero):
+    about two thirds of the Decimal route's time, for columns of distinct prices."""
+    text = repr(value)
+    whole, dot, fraction = text.partition(".")
+    if not dot or "e" in fraction or not value:  # 1e+16, 1.5e-05, nan, inf, 0.0, -0.0
+        return numeric_bytes(Decimal(text))
+    negative = whole[0] == "-"
+    if negative:
+        whole = whole[1:]
+    if whole == "0":  # a leading zero is no digit; repr's at most three zeros after
+        whole = ""  # the point leave the first group of the fraction non-zero
+    lead = -len(whole) % DEC_DIGITS
+    digits = "0" * lead + whole + fraction + "0" * (-len(fraction) % DEC_DIGITS)
+    count = len(digits) // DEC_DIGITS
+    if count >= len(_PACK_GROUPS):
+        return numeric_bytes(Decimal(text))
+    number = int(digits)
+    groups = [0] * count
+    for i in range(count - 1, -1, -1):
+        number, groups[i] = divmod(number, 10_000)
+    weight = (lead + len(whole)) // DEC_DIGITS - 1
+    sign = NUMERIC_NEG if negative else NUMERIC_POS
+    return _PACK_GROUPS[count](count, weight, sign, len(fraction), *groups)
+
+
 def _int16(number: int) -> int:
     return (number + 2**15) % 2**16 - 2**15
 
@@ -167,7 +198,8 @@ def decode_numeric(data: bytes) -> Decimal:
 
 
 class EncodedCache(dict[Any, bytes]):
-    """Values' encodings, computed once each: a bounded memo for repeating values.
+    """Values' encodings (``encode``), computed once each: a bounded memo for repeating
+    values.
 
     Keys are of one Python type per cache (``1`` and ``1.0`` are equal dict keys but
     different numerics). Zero is never kept (``0.0`` and ``-0.0`` are equal keys).
@@ -175,12 +207,12 @@ class EncodedCache(dict[Any, bytes]):
 
     LIMIT = 50_000  # about 5 MB of small bytes objects and keys at most
 
-    def __init__(self, convert: Any) -> None:
+    def __init__(self, encode: Callable[[Any], bytes]) -> None:
         super().__init__()
-        self.convert = convert
+        self.encode = encode
 
     def __missing__(self, value: Any) -> bytes:
-        encoded: bytes = numeric_bytes(self.convert(value))
+        encoded = self.encode(value)
         if value and len(self) < self.LIMIT:
             self[value] = encoded
         return encoded

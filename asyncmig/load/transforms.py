@@ -569,8 +569,8 @@ def _encoded_template(transform: str, i: int) -> tuple[str, dict[str, Any]]:
     return (
         template + "else _nb({v}))",
         {
-            f"_nf{i}": codecs.EncodedCache(to_numeric),
-            f"_ni{i}": codecs.EncodedCache(to_numeric),
+            f"_nf{i}": codecs.EncodedCache(codecs.float_numeric_bytes),
+            f"_ni{i}": codecs.EncodedCache(codecs.numeric_bytes),
             "_nb": lambda value: codecs.numeric_bytes(to_numeric(value)),
         },
     )
