@@ -239,10 +239,9 @@ def _loop(
         return result
     finally:
         _holding[0] = False
-        # came while the loop was built (and func never ran) or while it closed: after a
-        # func that finished, its work stands and the signal is kept for what comes next
-        # (a later loop raises it as it starts), not raised over a finished command
-        if _held and not ran:
+        # came while the loop was built (and func never ran) or while it closed: raised,
+        # unless the command's work is complete (see complete()), which it cannot undo
+        if _held and not (ran and _complete[0]):
             signum = _held[0]
             _held.clear()
             raise SignalReceived(signum)
@@ -282,13 +281,13 @@ async def _guarded(func: Callable[..., Awaitable[T]], args: tuple[object, ...]) 
 
     for signum in HANDLED:
         loop.add_signal_handler(signum, on_signal, signum)
-    if _received:  # came while the loop was built, or Python dropped it (see unraisable)
+    early = bool(_received)  # came while the loop was built, or Python dropped it
+    if early:  # (see unraisable): the command starts cancelled
         work.cancel()
     outcome: list[T] = []
     try:
         with work:
             outcome.append(await func(*args))
-            complete()  # the command returned its result: its work is done and recorded
     except Exception:
         if _received:  # whatever the cancellation caused, the signal is the reason
             raise SignalReceived(_received[0]) from None
@@ -296,9 +295,12 @@ async def _guarded(func: Callable[..., Awaitable[T]], args: tuple[object, ...]) 
     finally:
         for signum in HANDLED:
             loop.remove_signal_handler(signum)
+        finished = bool(outcome) and not early
+        if finished:  # the command returned its result: its work is done and recorded
+            complete()
         install()  # removing the loop's handlers restored the default (fatal) actions
         _held.clear()  # what came before is in _received, raised below
-    if _received and not outcome:
+    if _received and not finished:
         raise SignalReceived(_received[0])
     return outcome[0]
 
