@@ -712,3 +712,73 @@ async def test_a_sync_follows_sqlite_s_own_cascade(tmp_path: Path, pg_dsn: str) 
     report = sync_json(db, pg_dsn)
     assert report["changed"] > 0
     deep_check_passes(db, pg_dsn)
+
+
+TEAMS = """
+CREATE TABLE team (id INTEGER PRIMARY KEY, name TEXT);
+CREATE TABLE player (id INTEGER PRIMARY KEY, name TEXT,
+    team_id INTEGER REFERENCES team(id) ON DELETE SET NULL);
+CREATE TABLE badge (id INTEGER PRIMARY KEY, label TEXT,
+    team_id INTEGER DEFAULT 1 REFERENCES team(id) ON DELETE SET DEFAULT);
+"""
+
+
+def teams(path: Path) -> Path:
+    """Players in teams 1-5 (ON DELETE SET NULL), badges of teams 6-10 (SET DEFAULT)."""
+    with sqlite3.connect(path) as conn:
+        conn.executescript(TEAMS)
+        conn.executemany("INSERT INTO team VALUES (?, ?)", [(i, f"t{i}") for i in range(1, 11)])
+        conn.executemany(
+            "INSERT INTO player VALUES (?, ?, ?)", [(i, f"p{i}", i % 5 + 1) for i in range(100)]
+        )
+        conn.executemany(
+            "INSERT INTO badge VALUES (?, ?, ?)", [(i, f"b{i}", i % 5 + 6) for i in range(50)]
+        )
+    return path
+
+
+@pytest.mark.parametrize(
+    ("team", "said"),
+    [
+        (3, "ON DELETE SET NULL change 20 row(s) of player"),
+        (8, "ON DELETE SET DEFAULT change 10 row(s) of badge"),
+    ],
+)
+async def test_a_sync_never_lets_postgresql_set_null_or_default_on_rows_sqlite_keeps(
+    tmp_path: Path, pg_dsn: str, team: int, said: str
+) -> None:
+    """A team deleted in SQLite without its foreign keys enforced leaves its players and
+    badges as orphans, their team ids as they were; the sync's delete of the team made
+    PostgreSQL's ON DELETE SET NULL / SET DEFAULT rewrite them, exit 0. The sync now
+    refuses (exit 6, nothing changed); with SQLite's foreign keys on, SQLite rewrites
+    them itself, and the sync goes through, every value as SQLite's."""
+    db = teams(tmp_path / "app.db")
+    await migrate(db, pg_dsn)
+    everything = "SELECT (SELECT array_agg((id, team_id) ORDER BY id) FROM {})::text"
+    before = {t: await fetch_async(pg_dsn, everything.format(t)) for t in ("player", "badge")}
+    with sqlite3.connect(db) as conn:
+        conn.execute("DELETE FROM team WHERE id = ?", (team,))  # foreign keys off: orphans
+    refused = run_cli("sync", "--sqlite", str(db), "--pg", pg_dsn)
+    assert refused.returncode == 6, refused.stderr
+    assert said in refused.stderr
+    assert (await fetch_async(pg_dsn, "SELECT count(*) FROM team"))[0][0] == 10
+    for table, rows in before.items():
+        assert await fetch_async(pg_dsn, everything.format(table)) == rows
+
+    conn = sqlite3.connect(db)  # as the application would, its foreign keys on (set
+    conn.execute("PRAGMA foreign_keys = ON")  # outside a transaction, or it does nothing)
+    conn.execute("INSERT INTO team VALUES (?, ?)", (team, f"t{team}"))
+    conn.execute("DELETE FROM team WHERE id = ?", (team,))
+    conn.commit()
+    conn.close()
+    report = sync_json(db, pg_dsn)
+    assert report["changed"] > 0
+    with sqlite3.connect(db) as conn:
+        source = {
+            t: conn.execute(f"SELECT id, team_id FROM {t} ORDER BY id").fetchall()
+            for t in ("player", "badge")
+        }
+    for table, rows in source.items():
+        found = await fetch_async(pg_dsn, f"SELECT id, team_id FROM {table} ORDER BY id")
+        assert [tuple(r) for r in found] == rows
+    deep_check_passes(db, pg_dsn)

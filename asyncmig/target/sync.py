@@ -413,6 +413,7 @@ async def sync_tables(
             names = ", ".join(qualified(plan.schema, t.name) for t in plan.tables)
             await conn.execute(f"LOCK TABLE {names} IN SHARE ROW EXCLUSIVE MODE")
             cascading = await cascade_counts(conn, plan)
+            rewriting = await Rewriting.before(conn, plan)
             work = Work(conn, plan, source, sqlite, skipped, jobs, workers, run_id, marked.feed)
             if marked.comparable:
                 assert marked.since is not None
@@ -422,6 +423,7 @@ async def sync_tables(
                 await work.in_full()
             results = await work.deletions()
             await check_cascades(conn, plan, cascading, results)
+            await rewriting.check(conn, plan, results)
             out = []
             for table in plan.tables:
                 done = results[table.name]
@@ -494,6 +496,68 @@ async def check_cascades(
                 hint="delete those rows in SQLite too, or keep their parents; or migrate "
                 "again in full: asyncmig run --replace",
             )
+
+
+# the plan's tables whose rows a foreign key's ON DELETE SET NULL or SET DEFAULT makes
+# PostgreSQL rewrite when a parent row goes, with those actions' names
+REWRITING_SQL = """
+SELECT c.relname, string_agg(DISTINCT CASE k.confdeltype WHEN 'n' THEN 'SET NULL'
+  ELSE 'SET DEFAULT' END, '/' ORDER BY CASE k.confdeltype WHEN 'n' THEN 'SET NULL'
+  ELSE 'SET DEFAULT' END) FROM pg_constraint k
+JOIN pg_class c ON c.oid = k.conrelid
+WHERE k.contype = 'f' AND k.confdeltype IN ('n', 'd')
+  AND c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = $1)
+  AND c.relname = ANY($2::text[])
+GROUP BY 1 ORDER BY 1
+"""
+# a row this transaction (or one of its savepoints) wrote: its xmin is not older than
+# the transaction's own id ($1, a txid_current() value; see tablestate.WRITTEN_AFTER)
+WRITTEN_HERE = "age(xmin) <= age(($1::bigint % 4294967296)::text::xid)"
+
+
+@dataclass(frozen=True)
+class Rewriting:
+    """The sync's children that PostgreSQL's ON DELETE SET NULL/SET DEFAULT may rewrite
+    when the sync deletes their parents, and the sync transaction's id.
+
+    The sync holds its tables locked from its first statement, so every row of them
+    whose ``xmin`` is not older than its transaction was written by it: by its own
+    inserts and updates, or by such an action. More written rows than it inserted and
+    updated means PostgreSQL changed children SQLite keeps as they are (its foreign
+    keys not enforced, they are orphans there)."""
+
+    xid: int = 0
+    tables: Mapping[str, str] = field(default_factory=dict)  # table -> its actions
+
+    @classmethod
+    async def before(cls, conn: asyncpg.Connection, plan: Plan) -> Rewriting:
+        rows = await conn.fetch(REWRITING_SQL, plan.schema, [t.name for t in plan.tables])
+        if not rows:
+            return cls()
+        return cls(int(await conn.fetchval("SELECT txid_current()")), dict(rows))
+
+    async def check(
+        self, conn: asyncpg.Connection, plan: Plan, done: Mapping[str, TableSync]
+    ) -> None:
+        """Refuse (the transaction rolls back) when an action rewrote rows."""
+        for name, actions in self.tables.items():
+            table = done.get(name)
+            wrote = table.inserted + table.updated if table else 0
+            written = int(
+                await conn.fetchval(
+                    f"SELECT count(*) FROM {qualified(plan.schema, name)} WHERE {WRITTEN_HERE}",
+                    self.xid,
+                )
+            )
+            if written > wrote:
+                raise VerificationError(
+                    f"cannot sync: deleting parent rows made PostgreSQL's ON DELETE {actions} "
+                    f"change {written - wrote} row(s) of {name} that SQLite keeps as they are "
+                    "(its foreign keys are not enforced there, so they are orphans); nothing "
+                    "was changed",
+                    hint="delete or change those rows in SQLite too, or keep their parents; "
+                    "or migrate again in full: asyncmig run --replace",
+                )
 
 
 @dataclass
