@@ -21,7 +21,7 @@ from asyncmig.cli.commands import check
 from asyncmig.cli.settings import DeepCheck
 from asyncmig.load import codecs, transforms
 from asyncmig.load.pipeline import PipelineSettings
-from asyncmig.plan.model import ColumnPlan, TablePlan
+from asyncmig.plan.model import ColumnPlan, Plan, TablePlan
 from asyncmig.quoting import quote_ident
 from asyncmig.run import run_migration
 from asyncmig.runstate import RunSettings
@@ -149,6 +149,106 @@ async def test_doubles_through_the_server_read_as_their_repr(pg_dsn: str) -> Non
     assert [Decimal(text) for text in got] == [Decimal(repr(v)) for v in values]
 
 
+ADDRESSES = [
+    "192.168.1.10",
+    "0.0.0.0",
+    "255.255.255.255",
+    "10.0.0.0/8",
+    "10.1.2.3/16",
+    "::1",
+    "fe80::3:2",
+    "2001:db8::ff00:42:8329",
+    "::ffff:1.2.3.4",
+    "2001:db8::/32",
+    "1::1.2.3.4",
+]
+
+
+@pytest.mark.parametrize("value", ADDRESSES)
+async def test_inet_encoding_is_asyncpgs(value: str, pg_dsn: str) -> None:
+    """The text asyncpg sends (through ``ipaddress``), the load's codec for anything
+    not yet bytes, and the transform's bytes (``inet_pton``) all arrive as the same
+    inet; read back, the load's decoder gives asyncpg's object."""
+    sql = "SELECT $1::inet::text"
+    expected, got = await _both(pg_dsn, sql, value, "inet")
+    assert got == expected
+    assert await _ours(pg_dsn, sql, codecs.inet_bytes(value), "inet") == expected
+    if "/" not in value:
+        assert type(codecs.inet_bytes(value)) is bytes
+    expected, got = await _both(pg_dsn, "SELECT $1::text::inet", value, "inet")
+    assert got == expected and type(got) is type(expected)
+
+
+def test_inet_spellings_inet_pton_refuses_are_left_to_the_codec() -> None:
+    for text in ("01.2.3.4", "fe80::1%eth0", "1.2.3", "1.2.3.4/24", "x"):
+        assert codecs.inet_bytes(text) == text
+
+
+async def _loaded_both(source: Path, dsn: str, pipeline: PipelineSettings) -> Plan:
+    """``source`` migrated twice, into schema ``fast`` (values encoded by the transform)
+    and ``plain`` (asyncpg's own codecs); the plan."""
+    for schema, encode in (("fast", True), ("plain", False)):
+        settings = RunSettings(
+            source,
+            Target(dsn, dsn, "test"),
+            schema=schema,
+            pipeline=replace(pipeline, encode=encode),
+        )
+        report = await run_migration(settings)
+    return report.plan
+
+
+async def _both_tables(dsn: str, table: TablePlan) -> list[list[tuple[Any, ...]]]:
+    """Every value of ``table`` in ``fast`` and in ``plain``, as text, in key order."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("SET TimeZone = 'UTC'")
+        columns = ", ".join(f"{quote_ident(c.name)}::text" for c in table.columns)
+        return [
+            [
+                tuple(r)
+                for r in await conn.fetch(
+                    f"SELECT {columns} FROM {schema}.{quote_ident(table.name)} ORDER BY 1"
+                )
+            ]
+            for schema in ("fast", "plain")
+        ]
+    finally:
+        await conn.close()
+
+
+def _addresses(path: Path, rows: int = 2000) -> Path:
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE hits (id INTEGER PRIMARY KEY, ip TEXT, note TEXT)")
+    conn.executemany(
+        "INSERT INTO hits VALUES (?, ?, ?)",
+        [
+            (i, None if i % 13 == 0 else ADDRESSES[i % len(ADDRESSES)], f"n{i}")
+            for i in range(1, rows + 1)
+        ],
+    )
+    conn.commit()
+    conn.close()
+    return path
+
+
+async def test_encoded_addresses_load_as_the_plain_path_and_the_oracle(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """A table whose only work is its addresses: encoded by the transform (no other
+    column needs one), loaded the same as through asyncpg's own codec."""
+    source = _addresses(tmp_path / "hits.db")
+    plan = await _loaded_both(source, pg_dsn, PipelineSettings(batch_size=100))
+    table = plan.table("hits")
+    assert {c.name: (c.target_type, c.transform) for c in table.columns}["ip"] == ("inet", "inet")
+    assert transforms.build_batch_transform(table, encode=True) is not None
+    assert transforms.build_batch_transform(table, encode=False) is None
+    assert await assert_all_equal(source, pg_dsn, plan) == 2000
+    fast, plain = await _both_tables(pg_dsn, table)
+    assert fast == plain
+    assert sum(r[1] is None for r in fast) == 2000 // 13
+
+
 async def test_numeric_refusals_are_asyncpgs() -> None:
     """What asyncpg cannot encode raises the same ValueError here."""
     with pytest.raises(ValueError, match="exponent is too small"):
@@ -207,17 +307,7 @@ def _prices(path: Path, rows: int = 3000) -> Path:
 
 async def test_encoded_load_equals_plain_load_and_the_oracle(tmp_path: Path, pg_dsn: str) -> None:
     source = _prices(tmp_path / "prices.db")
-    pipeline = PipelineSettings(batch_size=100)
-    reports = {}
-    for schema, encode in (("fast", True), ("plain", False)):
-        settings = RunSettings(
-            source,
-            Target(pg_dsn, pg_dsn, "test"),
-            schema=schema,
-            pipeline=replace(pipeline, encode=encode),
-        )
-        reports[schema] = await run_migration(settings)
-    plan = reports["fast"].plan
+    plan = await _loaded_both(source, pg_dsn, PipelineSettings(batch_size=100))
     table = plan.table("prices")
     assert {c.name: c.transform for c in table.columns} == {
         "id": "none",
@@ -226,17 +316,8 @@ async def test_encoded_load_equals_plain_load_and_the_oracle(tmp_path: Path, pg_
         "paid_at": "timestamptz",
     }
     assert await assert_all_equal(source, pg_dsn, plan) == 3000
-    conn = await asyncpg.connect(pg_dsn)
-    try:
-        await conn.execute("SET TimeZone = 'UTC'")
-        columns = ", ".join(f"{quote_ident(c.name)}::text" for c in table.columns)
-        fast, plain = [
-            await conn.fetch(f"SELECT {columns} FROM {schema}.prices ORDER BY id")
-            for schema in ("fast", "plain")
-        ]
-    finally:
-        await conn.close()
-    assert [tuple(r) for r in fast] == [tuple(r) for r in plain]
+    fast, plain = await _both_tables(pg_dsn, table)
+    assert fast == plain
 
 
 def _stamps_table() -> TablePlan:

@@ -548,12 +548,18 @@ INLINE: Mapping[str, tuple[str, Mapping[str, Any]]] = {
 Pair = tuple[Batch, Batch]  # (rows to load, the same rows as read: for the reject store)
 
 
-ENCODED_TYPES: Mapping[str, str] = {"timestamptz": "timestamptz", "numeric": "numeric"}
+ENCODED_TYPES: Mapping[str, str] = {
+    "timestamptz": "timestamptz",
+    "numeric": "numeric",
+    "inet": "inet",  # text the profile proved: no transform, but encoded (codecs.inet_bytes)
+}
 
 
 def _encoded_template(transform: str, i: int) -> tuple[str, dict[str, Any]]:
     """The template (and its helpers) that hands column ``i``'s value over already in
     PostgreSQL's binary form (:mod:`asyncmig.load.codecs`)."""
+    if transform == "inet":
+        return "_inet({v})", {"_inet": codecs.inet_bytes}
     if transform == "timestamptz":
         return (
             "(_pack((_iso({v}) - _E) // _US) if {v}[:4] not in _edge else _checked({v}))",
@@ -648,11 +654,13 @@ def build_batch_transform(
     happens to any value is exactly what happens without ``encode``.
     """
     work = column_transforms(table)
-    if not work:
-        return None
-    plain = _row_function(table, work, {})
     encoded = encoded_columns(table) if encode else {}
-    forms = [_row_function(table, work, encoded), plain] if encoded else [plain]
+    # columns with no transform that are encoded all the same (addresses)
+    only_encoded = [(i, _unchanged) for i in encoded if i not in dict(work)]
+    if not work and not only_encoded:
+        return None
+    plain = _row_function(table, work, {}) if work else _as_read
+    forms = [_row_function(table, [*work, *only_encoded], encoded), plain] if encoded else [plain]
     if any(table.columns[i].transform in INLINE for i, _ in work):
         forms.append(_row_function(table, work, {}, inline=False))
 
@@ -666,6 +674,15 @@ def build_batch_transform(
         return _by_pieces(rows, forms, guard, work)
 
     return transform
+
+
+def _unchanged(value: Any) -> Any:
+    return value
+
+
+def _as_read(batch: Batch) -> Batch:
+    """The plain form of a batch whose only work is encoding: its rows as read."""
+    return batch
 
 
 PIECE = 32  # rows: a batch that failed is converted again this many at a time
