@@ -27,7 +27,6 @@ records the failure.
 from __future__ import annotations
 
 import sqlite3
-import tempfile
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -71,6 +70,7 @@ from asyncmig.source.identity import source_identity
 from asyncmig.source.sqlite import check_source_file, fingerprint, open_sync, source_error
 from asyncmig.target import faults, history, marks, plans, rollback, runlock, tablestate
 from asyncmig.target.connect import connect, hang_up
+from asyncmig.target.scratch import Scratch
 from asyncmig.target.statements import (
     check_server,
     create_tables,
@@ -187,7 +187,7 @@ async def _execute(settings: RunSettings, *, create: bool, load: bool, check: bo
         return await _execute_on(settings, settings, create=create, load=load, check=check)
     check_source_file(settings.source)
     with _snapshot_directory() as directory:
-        copy = Path(directory) / settings.source.name
+        copy = directory.path / settings.source.name
         started = time.perf_counter()
         await anyio.to_thread.run_sync(snapshot, settings.source, copy)
         log.info(
@@ -201,10 +201,12 @@ async def _execute(settings: RunSettings, *, create: bool, load: bool, check: bo
         )
 
 
-def _snapshot_directory() -> tempfile.TemporaryDirectory[str]:
-    """Where ``--snapshot`` copies the source: the temporary directory ($TMPDIR)."""
+def _snapshot_directory() -> Scratch:
+    """Where ``--snapshot`` copies the source: the temporary directory ($TMPDIR), in a
+    folder the next run removes if this one is killed outright (a copy of the whole
+    database each time, else)."""
     try:
-        return tempfile.TemporaryDirectory(prefix="asyncmig-snapshot-")
+        return Scratch("asyncmig-snapshot-")
     except OSError as exc:
         raise _no_room(exc) from exc
 

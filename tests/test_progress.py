@@ -9,7 +9,6 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -201,41 +200,3 @@ def test_live_display_in_a_terminal(tmp_path: Path, pg_dsn: str) -> None:
     assert live, screens[-3:]
     assert any("loading" in s for s in live)
     assert not any("Traceback" in s for s in screens)
-
-
-def test_a_killed_runs_board_is_swept_by_the_next_run(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """kill -9 leaves no chance to remove the board's folder: the next board removes
-    the folders of processes that are gone and keeps those of processes still alive."""
-    make_board = (
-        "import sys, time; from asyncmig.load import progress; "
-        "b = progress.Board(['t']); print(b.directory, flush=True); time.sleep(60)"
-    )
-    env = {**os.environ, "TMPDIR": str(tmp_path)}
-    boards = [
-        subprocess.Popen(
-            [sys.executable, "-c", make_board], env=env, stdout=subprocess.PIPE, text=True
-        )
-        for _ in range(2)
-    ]
-    try:
-        dead, live = (Path(b.stdout.readline().strip()) for b in boards if b.stdout)
-        assert dead.parent == live.parent == tmp_path and (dead / "board").exists()
-        boards[0].kill()
-        boards[0].wait(10)
-        stranger = tmp_path / "asyncmig-progress-notanumber"
-        stranger.mkdir()
-        monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-        board = progress.Board(["a", "b"])
-        try:
-            assert board.directory is not None and board.directory.parent == tmp_path
-            assert not dead.exists()
-            assert (live / "board").exists() and stranger.exists()
-        finally:
-            board.close()
-        assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, stranger.name])
-    finally:
-        for b in boards:
-            b.kill()
-            b.wait(10)

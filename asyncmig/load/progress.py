@@ -20,22 +20,18 @@ Where it goes is the :class:`Reporter` the command line installs:
 from __future__ import annotations
 
 import mmap
-import os
-import re
-import shutil
 import struct
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import anyio
 import structlog
 
 from asyncmig.target import files
+from asyncmig.target.scratch import Scratch
 
 log = structlog.get_logger(__name__)
 
@@ -43,8 +39,7 @@ PHASES = ("checking", "planning", "loading", "indexing", "foreign keys", "verify
 _SLOT = struct.Struct("<qq")  # rows copied, rows rejected
 EVENT_INTERVAL = 5.0  # seconds between JSON progress events
 TICK = 0.25  # seconds between reads of the board
-_PREFIX = "asyncmig-progress-"
-_OWNED = re.compile(re.escape(_PREFIX) + r"(\d+)-")  # the board's directory names its process
+PREFIX = "asyncmig-progress-"  # the board's folder (asyncmig.target.scratch)
 
 
 @dataclass(frozen=True)
@@ -77,22 +72,19 @@ class Counter:
 class Board:
     """Per-table counters shared with worker processes through a private mapped file.
 
-    The file lives in the temporary directory, in a folder named for the process that
-    made it. A run killed outright (kill -9, the OOM killer) cannot remove its own, so
-    each new board first removes those of this user's processes that no longer exist:
-    a scheduled job killed every night does not fill ``/tmp``. Where there is no
-    temporary directory to write (a read-only container without a ``/tmp`` volume, a
-    full disk) the run goes on without live counts: a warning, and no slots (``slot``
-    gives None, ``read`` nothing)."""
+    The file lives in the temporary directory, in a folder of its own that the next
+    run removes if this one is killed outright (:mod:`asyncmig.target.scratch`). Where
+    there is no temporary directory to write (a read-only container without a
+    ``/tmp`` volume, a full disk) the run goes on without live counts: a warning, and
+    no slots (``slot`` gives None, ``read`` nothing)."""
 
     def __init__(self, tables: list[str]):
         self.tables = tables
         self.path: str | None = None
-        self.directory: Path | None = None
+        self.folder: Scratch | None = None
         try:
-            sweep_dead_boards(Path(tempfile.gettempdir()))
-            self.directory = Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-"))
-            path = self.directory / "board"
+            self.folder = Scratch(PREFIX)
+            path = self.folder.path / "board"
             with files.create(path) as stream:
                 stream.write(bytes(_SLOT.size * max(1, len(tables))))
             with path.open("rb") as stream:  # the mapping keeps its own descriptor
@@ -120,41 +112,10 @@ class Board:
         self._remove()
 
     def _remove(self) -> None:
-        """The file and its directory, whatever of them was made."""
-        if self.directory is None:
-            return
-        (self.directory / "board").unlink(missing_ok=True)
-        self.directory.rmdir()
-        self.directory = None
-
-
-def sweep_dead_boards(parent: Path) -> None:
-    """Removes boards under ``parent`` left by this user's processes that are gone.
-
-    A folder whose process still exists (or whose number was taken by another
-    process) is kept: at worst a dead run's 16 bytes a table wait for a later run."""
-    for entry in parent.glob(f"{_PREFIX}*"):
-        owner = _OWNED.match(entry.name)
-        try:
-            if owner is None or entry.is_symlink() or not entry.is_dir():
-                continue
-            if entry.stat().st_uid != os.getuid() or _alive(int(owner.group(1))):
-                continue
-            shutil.rmtree(entry)
-        except FileNotFoundError:
-            continue  # another run swept it first
-        except OSError as exc:
-            log.info("progress_sweep_skipped", path=str(entry), reason=str(exc))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process: alive
-        return True
-    return True
+        """The file and its folder, whatever of them was made."""
+        if self.folder is not None:
+            self.folder.close()
+            self.folder = None
 
 
 @dataclass
