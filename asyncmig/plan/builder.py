@@ -14,7 +14,7 @@ import multiprocessing
 import re
 import sqlite3
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from itertools import repeat
@@ -196,7 +196,15 @@ def profile_tables(
     overrides: Overrides,
     scans: Scans | None = None,
 ) -> dict[str, TableProfile]:
-    """Profile every table, ``jobs`` tables at a time, largest first.
+    """Profile every table, largest first: ``jobs`` tables at a time in processes when
+    the rows scanned are many, else one after the other.
+
+    Not in threads: the profile's conditions call Python functions from SQLite for
+    every value (addresses, JSON keys), so two threads fight over the GIL. Measured on
+    a 2-core machine, sampled 2Truths (1M rows): one thread 0.38 s and 0.38 CPU s, two
+    threads 0.56 s and 0.84 CPU s; every row of a 150,000-row copy: 0.58 s against
+    0.62 s and 0.99 CPU s. During a run that CPU is taken from the worker process
+    starting beside the plan.
 
     With ``scans.prove``, the order and the choice of processes come from an estimate
     that reads no table (the rowid bounds); a table planned from a sample keeps it as
@@ -229,12 +237,11 @@ def profile_tables(
                 )
         except BrokenProcessPool as exc:  # e.g. a caller's script without a __main__ guard
             log.warning(
-                "profile_processes_failed", error=str(exc), fallback="profiling in threads instead"
+                "profile_processes_failed",
+                error=str(exc),
+                fallback="profiling one table after the other instead",
             )
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as threads:
-        return logged(
-            threads.map(profile_one, repeat(path), ordered, repeat(overrides), repeat(scans))
-        )
+    return logged(map(profile_one, repeat(path), ordered, repeat(overrides), repeat(scans)))
 
 
 def logged(profiled: Iterable[tuple[str, TableProfile]]) -> dict[str, TableProfile]:
