@@ -33,11 +33,16 @@ from tests.fault_sources import build_fault_source
 SIGNALS = {"SIGTERM": signal.SIGTERM, "SIGINT": signal.SIGINT, "SIGKILL": signal.SIGKILL}
 
 
+# every run's logs (and rollback scripts) in a folder of its own under this one,
+# removed when the script ends
+LOGS = tempfile.TemporaryDirectory(prefix="asyncmig-trials-")
+
+
 def asyncmig(*args: str, workers: str = "process") -> subprocess.Popen[str]:
     environ = dict(
         os.environ,
         ASYNCMIG_WORKERS=workers,
-        ASYNCMIG_LOG_DIR=tempfile.mkdtemp(prefix="asyncmig-trial-"),
+        ASYNCMIG_LOG_DIR=tempfile.mkdtemp(prefix="run-", dir=LOGS.name),
     )
     return subprocess.Popen(
         [sys.executable, "-P", "-m", "asyncmig", *args],
