@@ -239,3 +239,14 @@ def test_status_names_rejected_rows_and_keeps_options_short(
     assert table.split()[:3] == ["c", "2", "rows"] and table.endswith("rejected 1")
     listed = json.loads(cli("status", "--pg", pg_dsn, "--output", "json", log_dir=logs).stdout)
     assert listed["runs"][0]["options"]["plan"]["tables"][0]["name"] == "c"  # kept in JSON
+
+    # a history whose options someone edited into an array: an internal error (exit
+    # 70) before; the run is listed with its options as they are, and sync goes on
+    asyncio.run(execute(pg_dsn, "UPDATE asyncmig.runs SET options = '[1, \"two\"]'"))
+    status = cli("status", "--pg", pg_dsn, log_dir=logs)
+    assert status.returncode == 0, status.stderr
+    assert '  options (not a JSON object, edited by hand? [1,"two"])' in status.stdout.splitlines()
+    listed = json.loads(cli("status", "--pg", pg_dsn, "--output", "json", log_dir=logs).stdout)
+    assert listed["runs"][0]["options"] == [1, "two"]
+    synced = cli("sync", "--sqlite", str(source), "--pg", pg_dsn, log_dir=logs)
+    assert synced.returncode in (0, 8), synced.stderr

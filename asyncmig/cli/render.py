@@ -220,8 +220,13 @@ _RECORDED_ONLY = ("plan", "resume_key", "planned_from", "source_edges", "source_
 _SHORT = 60  # characters of a structured option shown as it is; longer ones are counted
 
 
-def options_text(options: dict[str, Any]) -> str:
-    """A run's options on one line: ``jobs=2 replace=false ...``."""
+def options_text(options: Any) -> str:
+    """A run's options on one line: ``jobs=2 replace=false ...``; a history whose
+    options were edited into something other than an object, as it is."""
+    if not isinstance(options, dict):
+        text = orjson.dumps(options).decode()
+        shown = text if len(text) <= _SHORT else text[: _SHORT - 3] + "..."
+        return f"(not a JSON object, edited by hand? {shown})"
     parts = []
     for key, value in options.items():
         if key in _RECORDED_ONLY:

@@ -544,7 +544,7 @@ class RunRecord:
     source_size: int | None
     source_sha256: str | None
     target_schema: str
-    options: dict[str, Any]
+    options: Any  # the JSON object a run records; any JSON if the history was edited
     rows_loaded: int | None
     seconds: float | None
     error: str | None
