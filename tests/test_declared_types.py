@@ -397,3 +397,45 @@ async def test_numbers_in_a_json_column_are_json_documents(tmp_path: Path, pg_ds
         "number",
         None,
     ]
+
+
+@pytest.mark.parametrize("rows", [3000, 6000], ids=["profiled whole", "sampled"])
+async def test_tinyint_1_of_zeros_and_ones_is_a_boolean(
+    tmp_path: Path, pg_dsn: str, rows: int
+) -> None:
+    """MySQL's boolean, which Sequelize and Rails write into SQLite (pgloader casts it
+    to boolean): a TINYINT(1) column of 0 and 1 becomes boolean, with its default, so
+    the application's `WHERE active = true` works on the copy; one holding other
+    numbers (a rating, or a single 2 past the sample, which refutes the sampled plan)
+    stays an integer. Every value as SQLite holds it."""
+    path = tmp_path / "sequelize.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "CREATE TABLE users (id INTEGER PRIMARY KEY AUTOINCREMENT, name VARCHAR(255), "
+            "active TINYINT(1) NOT NULL DEFAULT 1, rating TINYINT(1), flag tinyint( 1 ) "
+            "DEFAULT 0, odd TINYINT(1))"
+        )
+        conn.executemany(
+            "INSERT INTO users (name, active, rating, flag, odd) VALUES (?, ?, ?, ?, ?)",
+            [
+                (f"u{i}", i % 2, i % 6, None, 2 if i == rows // 2 else i % 2)
+                for i in range(1, rows + 1)
+            ],
+        )
+    plan = (await migrate(path, pg_dsn)).plan
+    assert {c.name: c.target_type for c in plan.table("users").columns} == {
+        "id": "bigint",
+        "name": "varchar(255)",
+        "active": "boolean",
+        "rating": "bigint",
+        "flag": "boolean",
+        "odd": "bigint",
+    }
+    assert await assert_all_equal(path, pg_dsn, plan) == rows
+    conn2 = await asyncpg.connect(pg_dsn)
+    try:
+        assert await conn2.fetchval("SELECT count(*) FROM users WHERE active = true") == rows // 2
+        added = await conn2.fetchrow("INSERT INTO users (name) VALUES ('new') RETURNING *")
+    finally:
+        await conn2.close()
+    assert (added["active"], added["flag"], added["rating"]) == (True, False, None)

@@ -21,7 +21,7 @@ from dataclasses import replace
 
 from asyncmig.plan.types import TypeChoice, declared_length, describe, unreadable_numbers
 from asyncmig.source.catalog import ColumnProfile, SourceColumn
-from asyncmig.source.scan import declared_numeric
+from asyncmig.source.scan import TINY_BOOLEAN, declared_numeric
 
 _PATTERNS: tuple[tuple[re.Pattern[str], str, str], ...] = tuple(
     (re.compile(rf"^\s*{pattern}\s*$", re.IGNORECASE), pg_type, transform)
@@ -104,6 +104,8 @@ def honour_declared(
     promised = contract_type(column.declared_type)
     if promised is None or profile.non_null == 0:
         return natural
+    if natural.target_type == "boolean" and TINY_BOOLEAN.match(column.declared_type):
+        return natural  # TINYINT(1) holding only 0 and 1: a boolean (else the integer)
     target, transform = promised
     if _keeps(natural, target, profile):
         if target.startswith("numeric(") and natural.target_type == "numeric":

@@ -81,6 +81,11 @@ TEXT_KINDS = ("json", "json_any", "uuid", "hex32", "inet")
 TEMPORAL_KINDS = ("date", "timestamp", "timestamptz", "time")
 
 
+# MySQL's spelling of a boolean, which Sequelize and Rails write into SQLite too
+# (pgloader casts it to boolean); a column of other numbers stays an integer
+TINY_BOOLEAN = re.compile(r"^\s*TINYINT\s*\(\s*1\s*\)\s*$", re.IGNORECASE)
+
+
 def family(declared_type: str) -> str:
     """Which kinds of text are worth looking for, from the declared type.
 
@@ -89,7 +94,7 @@ def family(declared_type: str) -> str:
     recognised in any column that can hold text.
     """
     upper = declared_type.upper()
-    if "BOOL" in upper:
+    if "BOOL" in upper or TINY_BOOLEAN.match(declared_type):
         return "bool"
     if "DATE" in upper or "TIME" in upper:
         return "temporal"
