@@ -376,3 +376,46 @@ async def test_comparisons_like_and_substr_as_sqlite_computes_them(
         }
     finally:
         await drop_database(pg_server, name)
+
+
+async def test_avg_is_sqlites_real(tmp_path: Path, pg_dsn: str) -> None:
+    """SQLite's avg() is always a REAL, of integers their exact sum as a double over
+    the count; PostgreSQL's avg of integers is a numeric (2.5000000000000000 to the
+    application). The view's column is double precision and each average the very
+    double SQLite computes, DISTINCT and empty groups (NULL) included. (Past 2**53,
+    where a sum is no longer exact as a double, SQLite's own versions differ: 3.40
+    summed doubles, later ones the exact integers.)"""
+    source = tmp_path / "avg.db"
+    with sqlite3.connect(source) as conn:
+        conn.executescript(
+            "CREATE TABLE m (id INTEGER PRIMARY KEY, grp INTEGER, n INTEGER, r REAL, p NUMERIC);"
+            "CREATE VIEW means AS SELECT grp, avg(n) AS an, avg(DISTINCT n) AS dn, avg(r) AS ar,"
+            " avg(p) AS ap FROM m GROUP BY grp;"
+            "CREATE VIEW overall AS SELECT avg(n) AS an FROM m WHERE grp > 100;"
+        )
+        conn.executemany(
+            "INSERT INTO m VALUES (?, ?, ?, ?, ?)",
+            [
+                (i, i % 7, None if i % 11 == 0 else (i * 7919) % 1000 - 300, i / 3, i % 13)
+                for i in range(1, 400)
+            ]
+            + [(1000, 9, 2**52 + 1, 0.5, 2.5), (1001, 9, 2, 0.25, 1)],
+        )
+    plan = (await migrate(source, pg_dsn)).plan
+    assert {v.name for v in plan.views if v.translated} == {"means", "overall"}
+    with sqlite3.connect(source) as conn:
+        want = conn.execute("SELECT * FROM means ORDER BY grp").fetchall()
+        want_overall = conn.execute("SELECT * FROM overall").fetchall()
+    pg = await asyncpg.connect(pg_dsn)
+    try:
+        got = [tuple(r) for r in await pg.fetch("SELECT * FROM means ORDER BY grp")]
+        types = [a.type.name for a in (await pg.prepare("SELECT * FROM means")).get_attributes()]
+        got_overall = [tuple(r) for r in await pg.fetch("SELECT * FROM overall")]
+    finally:
+        await pg.close()
+    assert types == ["int8", "float8", "float8", "float8", "float8"]
+    assert [row[:3] for row in got] == [row[:3] for row in want]  # exact doubles
+    for mine, theirs in zip(got, want, strict=True):  # sums of doubles: to the last bits
+        assert mine[3] == pytest.approx(theirs[3], rel=1e-15)
+        assert mine[4] == pytest.approx(theirs[4], rel=1e-15)
+    assert got_overall == want_overall == [(None,)]

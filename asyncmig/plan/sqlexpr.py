@@ -504,7 +504,7 @@ _TIME_TYPES = {
     "timestamp without time zone",
     "date",
 }
-_INTEGERS = ("bigint", "integer", "smallint", "int", "int2", "int4", "int8")
+INTEGERS = ("bigint", "integer", "smallint", "int", "int2", "int4", "int8")
 _INT_RANGES = {
     "smallint": 16,
     "int2": 16,
@@ -858,7 +858,7 @@ class Printer:
         for side in (left, right):
             if kind(side.pg_type) not in (None, "num"):
                 raise Untranslatable(f"arithmetic on {side.sql} ({side.pg_type})")
-            if op in ("%", "&", "|", "<<", ">>") and side.pg_type not in (None, *_INTEGERS):
+            if op in ("%", "&", "|", "<<", ">>") and side.pg_type not in (None, *INTEGERS):
                 # SQLite casts to integer first; PostgreSQL has no such operator for reals
                 raise Untranslatable(f"{op} on {side.sql} ({side.pg_type})")
         bases = {_base(left), _base(right)}
@@ -1344,7 +1344,7 @@ def _whole_numbers(node: Node, out: Out) -> bool:
     REAL, nor a literal written with a point or an exponent."""
     if isinstance(node, Lit):
         return node.kind == "number" and node.value.lstrip("-").isdigit()
-    return out.pg_type in _INTEGERS or _base(out) == "numeric"
+    return out.pg_type in INTEGERS or _base(out) == "numeric"
 
 
 def _base(out: Out) -> str:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from asyncmig.plan import sqldates
 from asyncmig.plan.model import base_type
 from asyncmig.plan.sqlexpr import (
+    INTEGERS,
     P_ADD,
     P_ATOM,
     P_CAST,
@@ -618,10 +619,26 @@ class QueryPrinter(Printer):
             return Out(
                 f"coalesce(sum({distinct}{first.sql}), 0)::float8", P_CAST, "double precision"
             )
+        if node.name == "avg":
+            return self.average(first, distinct)
         if node.name in ("min", "max") and self.binary_text(first.sql, first.pg_type):
             return Out(f'{node.name}({distinct}{first.sql} COLLATE "C")', P_ATOM, first.pg_type)
-        pg_type = {"count": "bigint", "avg": "double precision"}.get(
+        pg_type = {"count": "bigint"}.get(
             node.name, "numeric" if node.name == "sum" else first.pg_type
         )
         sql = ", ".join(a.sql for a in args)
         return Out(f"{node.name}({distinct}{sql})", P_ATOM, pg_type)
+
+    def average(self, value: Out, distinct: str) -> Out:
+        """SQLite's ``avg()`` is always a REAL: of integers, their exact sum as a double
+        divided by the count (PostgreSQL's ``avg`` of integers is a numeric, 2.5000...);
+        of anything else, PostgreSQL's average as a double."""
+        if value.pg_type in INTEGERS:
+            return Out(
+                f"(sum({distinct}{value.sql})::float8 / count({distinct}{value.sql}))",
+                P_ATOM,
+                "double precision",
+            )
+        if value.pg_type == "double precision":
+            return Out(f"avg({distinct}{value.sql})", P_ATOM, "double precision")
+        return Out(f"avg({distinct}{value.sql})::float8", P_CAST, "double precision")
