@@ -392,6 +392,8 @@ async def test_avg_is_sqlites_real(tmp_path: Path, pg_dsn: str) -> None:
             "CREATE VIEW means AS SELECT grp, avg(n) AS an, avg(DISTINCT n) AS dn, avg(r) AS ar,"
             " avg(p) AS ap FROM m GROUP BY grp;"
             "CREATE VIEW overall AS SELECT avg(n) AS an FROM m WHERE grp > 100;"
+            "CREATE VIEW running AS SELECT id, avg(n) OVER (PARTITION BY grp ORDER BY id)"
+            " AS ra, avg(r) OVER () AS whole FROM m;"
         )
         conn.executemany(
             "INSERT INTO m VALUES (?, ?, ?, ?, ?)",
@@ -402,17 +404,21 @@ async def test_avg_is_sqlites_real(tmp_path: Path, pg_dsn: str) -> None:
             + [(1000, 9, 2**52 + 1, 0.5, 2.5), (1001, 9, 2, 0.25, 1)],
         )
     plan = (await migrate(source, pg_dsn)).plan
-    assert {v.name for v in plan.views if v.translated} == {"means", "overall"}
+    assert {v.name for v in plan.views if v.translated} == {"means", "overall", "running"}
     with sqlite3.connect(source) as conn:
         want = conn.execute("SELECT * FROM means ORDER BY grp").fetchall()
         want_overall = conn.execute("SELECT * FROM overall").fetchall()
+        want_running = conn.execute("SELECT * FROM running ORDER BY id").fetchall()
     pg = await asyncpg.connect(pg_dsn)
     try:
         got = [tuple(r) for r in await pg.fetch("SELECT * FROM means ORDER BY grp")]
         types = [a.type.name for a in (await pg.prepare("SELECT * FROM means")).get_attributes()]
         got_overall = [tuple(r) for r in await pg.fetch("SELECT * FROM overall")]
+        got_running = [tuple(r) for r in await pg.fetch("SELECT * FROM running ORDER BY id")]
     finally:
         await pg.close()
+    assert [row[:2] for row in got_running] == [row[:2] for row in want_running]
+    assert [row[2] for row in got_running] == pytest.approx([row[2] for row in want_running])
     assert types == ["int8", "float8", "float8", "float8", "float8"]
     assert [row[:3] for row in got] == [row[:3] for row in want]  # exact doubles
     for mine, theirs in zip(got, want, strict=True):  # sums of doubles: to the last bits

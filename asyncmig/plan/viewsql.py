@@ -579,18 +579,21 @@ class QueryPrinter(Printer):
         assert call is not None
         if call.name == "total" or (call.name in ("min", "max") and len(call.args) > 1):
             raise Untranslatable(f"{call.name}() OVER (...) is not translated")
+        spec = []
+        if node.partition:
+            spec.append("PARTITION BY " + ", ".join(self.out(p).sql for p in node.partition))
+        if node.order:
+            spec.append("ORDER BY " + ", ".join(self.order_term(t) for t in node.order))
+        over = f" OVER ({' '.join(spec)})"
+        if call.name == "avg" and len(call.args) == 1 and not call.star:
+            return self.average(self.out(call.args[0]), "DISTINCT " if call.distinct else "", over)
         if call.name in WINDOW_FUNCTIONS:
             args = [self.out(a) for a in call.args]
             pg_type = _WINDOW_TYPES.get(call.name, args[0].pg_type if args else None)
             inner = Out(f"{call.name}({', '.join(a.sql for a in args)})", P_ATOM, pg_type)
         else:
             inner = self.aggregate(call)
-        spec = []
-        if node.partition:
-            spec.append("PARTITION BY " + ", ".join(self.out(p).sql for p in node.partition))
-        if node.order:
-            spec.append("ORDER BY " + ", ".join(self.order_term(t) for t in node.order))
-        return Out(f"{inner.sql} OVER ({' '.join(spec)})", P_ATOM, inner.pg_type)
+        return Out(f"{inner.sql}{over}", P_ATOM, inner.pg_type)
 
     def aggregate(self, node: Aggregate) -> Out:
         if node.star:
@@ -629,16 +632,14 @@ class QueryPrinter(Printer):
         sql = ", ".join(a.sql for a in args)
         return Out(f"{node.name}({distinct}{sql})", P_ATOM, pg_type)
 
-    def average(self, value: Out, distinct: str) -> Out:
+    def average(self, value: Out, distinct: str, over: str = "") -> Out:
         """SQLite's ``avg()`` is always a REAL: of integers, their exact sum as a double
         divided by the count (PostgreSQL's ``avg`` of integers is a numeric, 2.5000...);
-        of anything else, PostgreSQL's average as a double."""
+        of anything else, PostgreSQL's average as a double. ``over``: a window's
+        ``OVER (...)``, after each aggregate."""
+        of = f"({distinct}{value.sql}){over}"
         if value.pg_type in INTEGERS:
-            return Out(
-                f"(sum({distinct}{value.sql})::float8 / count({distinct}{value.sql}))",
-                P_ATOM,
-                "double precision",
-            )
+            return Out(f"((sum{of})::float8 / count{of})", P_ATOM, "double precision")
         if value.pg_type == "double precision":
-            return Out(f"avg({distinct}{value.sql})", P_ATOM, "double precision")
-        return Out(f"avg({distinct}{value.sql})::float8", P_CAST, "double precision")
+            return Out(f"avg{of}", P_ATOM, "double precision")
+        return Out(f"(avg{of})::float8", P_CAST, "double precision")
