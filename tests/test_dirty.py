@@ -19,7 +19,7 @@ from asyncmig.runstate import RunReport
 from bench.gen_dirty import DirtyCounts, generate_dirty
 from tests.compare import actual, same
 from tests.compare import expected as oracle
-from tests.fix_cli import RunMain
+from tests.fix_cli import RunMain, run_cli
 from tests.fix_pg import fetch
 from tests.fix_run import from_profile, migrate
 
@@ -331,6 +331,62 @@ async def test_sequelize_timestamps_load_as_sqlite_reads_them(tmp_path: Path, pg
     finally:
         await pg.close()
     assert [tuple(r) for r in rows] == expected
+
+
+@pytest.mark.parametrize("rows", [40, 6000], ids=["profiled whole", "sampled"])
+async def test_offsets_without_a_colon_are_counted_as_they_load(
+    tmp_path: Path, pg_dsn: str, rows: int
+) -> None:
+    """'+0000', '-0530' and '+02' (offsets written without a colon, as JavaScript's and
+    Java's formatters may) are not read by SQLite's date functions, but PostgreSQL and
+    the load read them as the instants they name: `plan` and `validate` counted them
+    among the values going to the reject store, and the run warned so, while the load
+    took every one. Now they are counted as they load; an offset no one reads (+25:00)
+    still goes to the reject store, announced. In a sampled table, such values past the
+    sample do not refute the plan."""
+    path = tmp_path / "offsets.db"
+    spellings = [
+        "2024-01-01 10:00:00",
+        "2024-01-01 10:00:00+0000",
+        "2024-01-01T10:00:00.25-0530",
+        "2024-01-01 10:00+02",
+        "2024-01-01 10:00:00Z",
+    ]
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, at DATETIME)")
+        conn.executemany(
+            "INSERT INTO t VALUES (?, ?)",
+            [  # sampled: only past the first and last rows the sample reads
+                (i, spellings[i % 5] if rows < 1000 or 1000 <= i < rows - 1000 else spellings[0])
+                for i in range(rows)
+            ],
+        )
+        conn.execute("INSERT INTO t VALUES (?, ?)", (rows, "2024-01-01 10:00:00+2500"))
+    planned = run_cli("plan", "--sqlite", str(path))
+    assert planned.returncode == 0, planned.stderr
+    assert "1 value(s) do not fit timestamptz (e.g. '2024-01-01 10:00:00+2500')" in planned.stdout
+    report = await migrate(path, pg_dsn, rejects_dir=tmp_path / "rejects")
+    assert [(t.table, t.rows, t.rejected) for t in report.tables] == [("t", rows, 1)]
+    instants = {
+        "2024-01-01 10:00:00": "2024-01-01 10:00:00.000",
+        "2024-01-01 10:00:00+0000": "2024-01-01 10:00:00.000",
+        "2024-01-01T10:00:00.25-0530": "2024-01-01 15:30:00.250",
+        "2024-01-01 10:00+02": "2024-01-01 08:00:00.000",
+        "2024-01-01 10:00:00Z": "2024-01-01 10:00:00.000",
+    }
+    with sqlite3.connect(path) as conn:
+        written = conn.execute("SELECT id, at FROM t WHERE id < ? ORDER BY id", (rows,)).fetchall()
+    pg = await asyncpg.connect(pg_dsn)
+    try:
+        loaded = await pg.fetch(
+            "SELECT id, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.MS') FROM t "
+            "ORDER BY id"
+        )
+    finally:
+        await pg.close()
+    assert [tuple(r) for r in loaded] == [(key, instants[text]) for key, text in written]
+    checked = run_cli("check", "--sqlite", str(path), "--pg", pg_dsn, "--deep")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 async def test_orphans_can_be_rejected_or_cleared(

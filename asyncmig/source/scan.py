@@ -38,6 +38,22 @@ CLASSES = ("integer", "real", "text")  # blob = non-null minus these; null = row
 _HEX = "[0-9a-fA-F]"
 _UUID_GLOB = "-".join(_HEX * n for n in (8, 4, 4, 4, 12))
 _DATE_GLOB = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]"
+_OFFSET_HOURS = "[+-][01][0-9]"
+
+
+def readable_instant(c: str) -> str:
+    """``c`` as SQLite's date functions read it: a trailing zone offset written without
+    a colon (``+0000``, ``-0530``, ``+02``), which PostgreSQL and the load's transform
+    read but ``julianday()`` does not, spelled with one (``+00:00``). Only after a time
+    of day (a date's own ``-01`` is no offset); any other text as it is."""
+    return (
+        f"CASE WHEN {c} GLOB '*[0-9]{_OFFSET_HOURS}[0-5][0-9]' "
+        f"THEN substr({c}, 1, length({c}) - 2) || ':' || substr({c}, -2) "
+        f"WHEN {c} GLOB '{_DATE_GLOB}?[0-9][0-9]:[0-9]*[0-9]{_OFFSET_HOURS}' "
+        f"THEN {c} || ':00' ELSE {c} END"
+    )
+
+
 _INET_FUNCTION = "asyncmig_is_inet"
 _KEYS_FUNCTION = "asyncmig_unique_keys"
 
@@ -68,11 +84,12 @@ KIND_CONDITIONS: Mapping[str, str] = {
     "date": f"length({{c}}) = 10 AND {{c}} GLOB '{_DATE_GLOB}' AND date({{c}}, '+0 days') = {{c}}",
     # any spelling julianday() reads that starts with a full date, with at most six
     # fraction digits (PostgreSQL keeps microseconds; more would be rounded)
-    "timestamp": f"{{c}} GLOB '{_DATE_GLOB}*' AND julianday({{c}}) IS NOT NULL "
+    "timestamp": f"{{c}} GLOB '{_DATE_GLOB}*' AND julianday({readable_instant('{c}')}) IS NOT NULL "
     "AND date(substr({c}, 1, 10), '+0 days') = substr({c}, 1, 10) "
     "AND NOT {c} GLOB '*.[0-9][0-9][0-9][0-9][0-9][0-9][0-9]*'",
     "timestamptz": f"{{c}} GLOB '{_DATE_GLOB}?[0-9][0-9]:[0-9][0-9]*' "
-    "AND ({c} GLOB '*[+-][0-9][0-9]:[0-9][0-9]' OR {c} GLOB '*Z')",
+    "AND ({c} GLOB '*[+-][0-9][0-9]:[0-9][0-9]' OR {c} GLOB '*Z' "
+    f"OR {{c}} GLOB '*[0-9]{_OFFSET_HOURS}[0-5][0-9]' OR {{c}} GLOB '*[0-9]{_OFFSET_HOURS}')",
     "time": "{c} GLOB '[0-2][0-9]:[0-5][0-9]*' AND time({c}) IS NOT NULL "
     "AND NOT {c} GLOB '*.[0-9][0-9][0-9][0-9][0-9][0-9][0-9]*'",
 }
@@ -552,7 +569,7 @@ def acceptance(target_type: str, transform: str, column: str) -> str:
         "timestamp": f"{null} OR (typeof({c}) = 'text' AND substr({c}, 5, 1) = '-' "
         f"AND julianday({c}) IS NOT NULL)",
         "timestamptz": f"{null} OR (typeof({c}) = 'text' AND substr({c}, 5, 1) = '-' "
-        f"AND julianday({c}) IS NOT NULL AND (length({c}) <= 26 OR NOT {c} GLOB "
+        f"AND julianday({readable_instant(c)}) IS NOT NULL AND (length({c}) <= 26 OR NOT {c} GLOB "
         "'*.[0-9][0-9][0-9][0-9][0-9][0-9][0-9]*'))",
         "time": f"{null} OR (typeof({c}) = 'text' AND time({c}) IS NOT NULL "
         f"AND NOT {c} GLOB '*.[0-9][0-9][0-9][0-9][0-9][0-9][0-9]*')",
