@@ -939,7 +939,8 @@ class StateBeside:
                     inside = exc
                     raise
         except BaseExceptionGroup:
-            if inside is None:
+            # the scans failed, and the body was only cancelled for it: their error
+            if inside is None or isinstance(inside, anyio.get_cancelled_exc_class()):
                 raise
         finally:
             self._group = None

@@ -11,6 +11,7 @@ import json
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -518,3 +519,56 @@ def terminated_when(
         pytest.skip("the command had finished before the signal came")
     assert process.returncode == 143, stderr
     return stderr
+
+
+def test_a_terminated_checksum_scan_is_a_lost_connection_the_re_run_resumes(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """The rollback's checksums are scanned on connections of their own beside the last
+    phases: one terminated there made the run end in an internal error (exit 70, the
+    scans' failure swallowed as a cancellation). It is the lost connection it is: exit
+    4, one line, the stage kept, and the same command re-run resumes it."""
+    source = tmp_path / "wide.db"
+    with sqlite3.connect(source) as conn:
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT, n REAL)")
+        conn.executemany(
+            "INSERT INTO t VALUES (?, ?, ?)",
+            ((i, f"{i:08d}" + "x" * 300, i / 7) for i in range(1, 300_001)),
+        )
+    process = start("run", "--sqlite", str(source), "--pg", pg_dsn)
+    victims: list[int] = []
+
+    async def watch() -> None:
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            deadline = time.monotonic() + 60
+            while not victims and time.monotonic() < deadline and process.poll() is None:
+                victims.extend(
+                    r[0]
+                    for r in await conn.fetch(
+                        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND query LIKE '%hash_record_extended(t.*%' "
+                        "AND pid <> pg_backend_pid() AND state = 'active'"
+                    )
+                )
+                for pid in victims:
+                    await conn.execute("SELECT pg_terminate_backend($1)", pid)
+                await asyncio.sleep(0.002)
+        finally:
+            await conn.close()
+
+    asyncio.run(watch())
+    _, stderr = process.communicate(timeout=120)
+    assert victims, "no checksum scan was seen to terminate"
+    assert process.returncode == 4, stderr
+    assert "Traceback" not in stderr and "internal error" not in stderr
+    lines = [line for line in stderr.splitlines() if line.startswith("asyncmig: error:")]
+    assert lines and lines[-1].startswith("asyncmig: error: lost connection to PostgreSQL")
+    assert "re-run the same command to resume" in lines[-1]
+    assert public_tables(pg_dsn) == []  # the target as before the run
+    again = start("run", "--sqlite", str(source), "--pg", pg_dsn)
+    _, stderr = again.communicate(timeout=120)
+    assert again.returncode == 0, stderr
+    resumed = fetch(pg_dsn, "SELECT resumed_from FROM asyncmig.runs ORDER BY id DESC LIMIT 1")
+    assert resumed[0][0] == history(pg_dsn)[0]["id"]
+    assert fetch(pg_dsn, "SELECT count(*), sum(n) FROM public.t")[0][0] == 300_000
