@@ -94,6 +94,7 @@ def test_signal_at_random_moments(fault_source: Path, pg_dsn: str, signum: signa
         interrupted += 1
         assert process.returncode == 128 + signum, (delay, stderr)
         lines = [line for line in stderr.splitlines() if line.startswith("asyncmig:")]
+        assert lines, (delay, stderr)
         # before the cut-over: rolled back; after it, the line says the copy is in place
         assert lines[-1].startswith(
             f"asyncmig: interrupted by {signum.name}: work in flight was "
