@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import asyncpg
@@ -213,3 +216,31 @@ def test_a_name_with_a_line_break_stays_on_its_row(
     code, out, _ = run_main("check", "--sqlite", str(source), "--pg", pg_dsn)
     counts = out.split("\n\n", 1)[0].splitlines()
     assert code == 0 and len(counts) == 3, out  # the heading and one line per table
+
+
+def test_a_process_killed_while_logging_leaves_no_half_line() -> None:
+    """A worker process (unbuffered, ``python -u``) killed while it logs: each line went
+    out in two writes (the text, then its newline), so a kill between them left half a
+    line on the shared stderr, and the run's own last line (``asyncmig: interrupted
+    ...``) was written onto it, where no reader found it. One write a line: whatever
+    moment the kill comes, stderr ends with a whole line."""
+    script = (
+        "import sys\n"
+        "from asyncmig.cli.logs import StderrLogger\n"
+        "logger = StderrLogger(sys.stderr)\n"
+        'line = \'{"event": "progress", "rows": 12345}\' + \' \' * 150\n'
+        "print('ready', flush=True)\n"
+        "while True:\n"
+        "    logger.msg(line)\n"
+    )
+    rng = random.Random(5)
+    for _ in range(20):
+        child = subprocess.Popen(
+            [sys.executable, "-u", "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        assert child.stdout is not None
+        assert child.stdout.readline() == b"ready\n"
+        time.sleep(rng.uniform(0.01, 0.05))
+        child.send_signal(signal.SIGKILL)
+        _, err = child.communicate(timeout=30)
+        assert err and err.endswith(b"\n"), err[-300:]

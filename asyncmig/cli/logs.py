@@ -153,11 +153,17 @@ class StderrLogger(structlog.PrintLogger):
     """structlog's PrintLogger, but a reader of stderr that went away (a log shipper
     restarting, ``2>&1 | head``) silences it instead of failing the run: a
     BrokenPipeError is a ConnectionError, and was taken for a lost connection to
-    PostgreSQL (exit 4, the history row left ``running``)."""
+    PostgreSQL (exit 4, the history row left ``running``).
+
+    A line and its newline go out in one write: ``print`` writes them in two, and a
+    worker process (unbuffered, ``python -u``) killed between them left half a line,
+    onto which the run's own last line (``asyncmig: interrupted ...``) was written."""
 
     def msg(self, message: str) -> None:
         try:
-            super().msg(message)
+            with self._lock:
+                self._file.write(message + "\n")
+                self._file.flush()
         except BrokenPipeError:
             output.silence(sys.stderr)
 
