@@ -17,11 +17,16 @@ from asyncmig.check.verify import (
     CHECK_KINDS,
     Scan,
     SourceScans,
+    grouped_orphans,
+    groups_by_index,
     in_thread,
     render_text,
     results_json,
     run_checks,
+    scan_source,
+    source_orphan_sql,
 )
+from asyncmig.plan.builder import build_plan
 from tests.fix_cli import RunMain
 from tests.fix_run import Migrated, failures
 
@@ -191,3 +196,65 @@ async def test_a_scan_beside_the_load_runs_at_a_lower_priority_in_its_own_thread
 
     with pytest.raises(sqlite3.DatabaseError, match="not a database"):
         await in_thread(broken, nice=BESIDE_NICE)
+
+
+ORPHANS = """
+CREATE TABLE parent (id INTEGER PRIMARY KEY, name TEXT);
+CREATE TABLE tparent (code TEXT PRIMARY KEY);
+CREATE TABLE child (id INTEGER PRIMARY KEY, parent_id INTEGER REFERENCES parent(id),
+    loose INTEGER REFERENCES parent(id), folded INTEGER COLLATE NOCASE REFERENCES parent(id),
+    label TEXT REFERENCES tparent(code));
+CREATE INDEX child_parent ON child (parent_id, id);
+CREATE INDEX child_folded ON child (folded);
+CREATE INDEX child_label ON child (label);
+"""
+
+
+def test_orphans_counted_by_grouped_keys_are_sqlites_own_count(tmp_path: Path) -> None:
+    """The source's orphans are counted over the child's distinct keys, read from an
+    index, where grouping keeps every value apart (INTEGER affinity, BINARY); the count
+    is SQLite's row by row anti-join's, whatever the values: orphans, NULLs, text and
+    reals in an INTEGER column, text that reads as a number ('5' is stored as 5).
+    Without an index, with a NOCASE column or a TEXT one, the row by row query counts."""
+    source = tmp_path / "orphans.db"
+    with sqlite3.connect(source) as conn:
+        conn.executescript(ORPHANS)
+        conn.executemany("INSERT INTO parent VALUES (?, ?)", [(i, f"p{i}") for i in range(1, 40)])
+        conn.executemany("INSERT INTO tparent VALUES (?)", [("5",), ("abc",), ("7",), ("x",)])
+        values: list[object] = [3, 5, 7, 12, 41, 99, None, "abc", "ABC", 2.5, "5", 0]
+        conn.executemany(
+            "INSERT INTO child VALUES (?, ?, ?, ?, ?)",
+            [
+                (i, values[i % 12], values[(i * 7) % 12], values[(i * 11) % 12],
+                 str(values[i % 12]))
+                for i in range(1, 2000)
+            ],
+        )  # fmt: skip
+    plan = build_plan(source, schema="t")
+    child = plan.table("child")
+    kinds = {fk.columns[0]: grouped_orphans(plan, child, fk) for fk in child.foreign_keys}
+    assert kinds["label"] is None  # a TEXT key: row by row
+    conn = sqlite3.connect(source)
+    try:
+        served = {
+            column: grouped is not None and groups_by_index(conn, grouped)
+            for column, grouped in kinds.items()
+        }
+        assert served == {
+            "parent_id": True,
+            "loose": False,  # no index: SQLite would sort the keys itself
+            "folded": False,  # NOCASE would put 'abc' and 'ABC' in one group
+            "label": False,
+        }
+        queries = {fk.name: source_orphan_sql(plan, child, fk) for fk in child.foreign_keys}
+        by_rows = {name: conn.execute(sql).fetchone()[0] for name, sql in queries.items() if sql}
+        assert len(by_rows) == 4
+        for fk in child.foreign_keys:
+            grouped = kinds[fk.columns[0]]
+            if grouped is not None:
+                assert conn.execute(grouped.sql).fetchone()[0] == by_rows[fk.name], fk.name
+    finally:
+        conn.close()
+    scanned = scan_source(plan, source)["child"]
+    assert isinstance(scanned, Scan) and scanned.orphans == by_rows
+    assert by_rows[child.foreign_keys[0].name] > 0 and len(set(by_rows.values())) > 1
