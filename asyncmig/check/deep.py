@@ -92,6 +92,7 @@ import asyncpg
 from asyncmig.check import sqlcanon
 from asyncmig.check.verify import MISSING, CheckResult, error_text, existing_tables
 from asyncmig.errors import first_error
+from asyncmig.load.codecs import inet_send
 from asyncmig.load.policy import VALUE_ERRORS, InvalidText, lenient_text, replacement
 from asyncmig.load.transforms import (
     CANONICAL_UUID,
@@ -207,21 +208,14 @@ def _uuid(value: Any) -> str:
     return str(uuid.UUID(str(value)))
 
 
-def _inet_bytes(family: int, bits: int, is_cidr: int, packed: bytes) -> str:
-    """inet_send's layout: family (2 = IPv4, 3 = IPv6), bits, is_cidr, length, address."""
-    return bytes((family, bits, is_cidr, len(packed))).hex() + packed.hex()
-
-
 def _inet(value: Any) -> str:
     iface = ipaddress.ip_interface(value if isinstance(value, str) else str(value))
-    family = 2 if iface.version == 4 else 3
-    return _inet_bytes(family, iface.network.prefixlen, 0, iface.ip.packed)
+    return inet_send(iface.version, iface.network.prefixlen, 0, iface.ip.packed).hex()
 
 
 def _cidr(value: Any) -> str:
     network = ipaddress.ip_network(value if isinstance(value, str) else str(value))
-    family = 2 if network.version == 4 else 3
-    return _inet_bytes(family, network.prefixlen, 1, network.network_address.packed)
+    return inet_send(network.version, network.prefixlen, 1, network.network_address.packed).hex()
 
 
 def _show_inet(text: str) -> str:
@@ -912,7 +906,7 @@ def _quick_inet(value: Any) -> str | None:
     bits = int(prefix) if slash else 32
     if bits > 32:
         return None
-    return "'" + _inet_bytes(2, bits, 0, packed) + "'"
+    return "'" + inet_send(4, bits, 0, packed).hex() + "'"
 
 
 def _quick_numeric(value: Any) -> str | None:

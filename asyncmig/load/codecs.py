@@ -255,11 +255,13 @@ def encode_inet(value: Any) -> bytes:
         address = ipaddress.ip_address(value)
     except ValueError:
         interface = ipaddress.ip_interface(value)
-        return _net(interface.version, interface.network.prefixlen, 1, interface.packed)
-    return _net(address.version, 32 if address.version == 4 else 128, 0, address.packed)
+        return inet_send(interface.version, interface.network.prefixlen, 1, interface.packed)
+    return inet_send(address.version, 32 if address.version == 4 else 128, 0, address.packed)
 
 
-def _net(version: int, bits: int, is_cidr: int, packed: bytes) -> bytes:
+def inet_send(version: int, bits: int, is_cidr: int, packed: bytes) -> bytes:
+    """PostgreSQL's binary inet or cidr (``inet_send``): its family (2 for IPv4, 3 for
+    IPv6), bits, whether a network, the address's length, the address."""
     family = PGSQL_AF_INET if version == 4 else PGSQL_AF_INET6
     return bytes((family, bits, is_cidr, len(packed))) + packed
 
