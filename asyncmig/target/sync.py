@@ -412,8 +412,9 @@ async def sync_tables(
         async with conn.transaction():
             names = ", ".join(qualified(plan.schema, t.name) for t in plan.tables)
             await conn.execute(f"LOCK TABLE {names} IN SHARE ROW EXCLUSIVE MODE")
-            cascading = await cascade_counts(conn, plan)
-            rewriting = await Rewriting.before(conn, plan)
+            acted_on = await on_delete_actions(conn, plan)
+            cascading = await cascade_counts(conn, plan, acted_on)
+            rewriting = await Rewriting.before(conn, acted_on)
             work = Work(conn, plan, source, sqlite, skipped, jobs, workers, run_id, marked.feed)
             if marked.comparable:
                 assert marked.since is not None
@@ -453,24 +454,37 @@ async def sync_tables(
         sqlite.close()
 
 
-# the plan's tables that a foreign key with ON DELETE CASCADE makes PostgreSQL delete
-# from when a parent row goes
-CASCADING_SQL = """
-SELECT DISTINCT c.relname FROM pg_constraint k
+# the plan's tables whose rows a foreign key's ON DELETE action changes when a parent
+# row goes, and the actions: CASCADE deletes them ('c'), SET NULL ('n') and SET DEFAULT
+# ('d') rewrite them
+ON_DELETE_SQL = """
+SELECT DISTINCT c.relname, k.confdeltype::text FROM pg_constraint k
 JOIN pg_class c ON c.oid = k.conrelid
-WHERE k.contype = 'f' AND k.confdeltype = 'c'
+WHERE k.contype = 'f' AND k.confdeltype IN ('c', 'n', 'd')
   AND c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = $1)
   AND c.relname = ANY($2::text[])
-ORDER BY 1
+ORDER BY 1, 2
 """
+CASCADE = "c"
+REWRITES = {"n": "SET NULL", "d": "SET DEFAULT"}
 
 
-async def cascade_counts(conn: asyncpg.Connection, plan: Plan) -> dict[str, int]:
+async def on_delete_actions(conn: asyncpg.Connection, plan: Plan) -> dict[str, set[str]]:
+    """Each of the plan's tables that an ON DELETE action changes: its actions."""
+    found: dict[str, set[str]] = {}
+    for name, action in await conn.fetch(ON_DELETE_SQL, plan.schema, [t.name for t in plan.tables]):
+        found.setdefault(name, set()).add(action)
+    return found
+
+
+async def cascade_counts(
+    conn: asyncpg.Connection, plan: Plan, acted_on: Mapping[str, set[str]]
+) -> dict[str, int]:
     """Each cascading child's row count before the sync changes anything."""
-    names = await conn.fetch(CASCADING_SQL, plan.schema, [t.name for t in plan.tables])
     return {
         name: int(await conn.fetchval(f"SELECT count(*) FROM {qualified(plan.schema, name)}"))
-        for (name,) in names
+        for name, actions in acted_on.items()
+        if CASCADE in actions
     }
 
 
@@ -498,18 +512,6 @@ async def check_cascades(
             )
 
 
-# the plan's tables whose rows a foreign key's ON DELETE SET NULL or SET DEFAULT makes
-# PostgreSQL rewrite when a parent row goes, with those actions' names
-REWRITING_SQL = """
-SELECT c.relname, string_agg(DISTINCT CASE k.confdeltype WHEN 'n' THEN 'SET NULL'
-  ELSE 'SET DEFAULT' END, '/' ORDER BY CASE k.confdeltype WHEN 'n' THEN 'SET NULL'
-  ELSE 'SET DEFAULT' END) FROM pg_constraint k
-JOIN pg_class c ON c.oid = k.conrelid
-WHERE k.contype = 'f' AND k.confdeltype IN ('n', 'd')
-  AND c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = $1)
-  AND c.relname = ANY($2::text[])
-GROUP BY 1 ORDER BY 1
-"""
 # a row this transaction (or one of its savepoints) wrote: its xmin is not older than
 # the transaction's own id ($1, a txid_current() value; see tablestate.WRITTEN_AFTER)
 WRITTEN_HERE = "age(xmin) <= age(($1::bigint % 4294967296)::text::xid)"
@@ -530,11 +532,15 @@ class Rewriting:
     tables: Mapping[str, str] = field(default_factory=dict)  # table -> its actions
 
     @classmethod
-    async def before(cls, conn: asyncpg.Connection, plan: Plan) -> Rewriting:
-        rows = await conn.fetch(REWRITING_SQL, plan.schema, [t.name for t in plan.tables])
-        if not rows:
+    async def before(cls, conn: asyncpg.Connection, acted_on: Mapping[str, set[str]]) -> Rewriting:
+        tables = {  # table -> e.g. "SET DEFAULT/SET NULL"
+            name: "/".join(sorted(REWRITES[a] for a in actions if a in REWRITES))
+            for name, actions in acted_on.items()
+            if actions & REWRITES.keys()
+        }
+        if not tables:
             return cls()
-        return cls(int(await conn.fetchval("SELECT txid_current()")), dict(rows))
+        return cls(int(await conn.fetchval("SELECT txid_current()")), tables)
 
     async def check(
         self, conn: asyncpg.Connection, plan: Plan, done: Mapping[str, TableSync]
