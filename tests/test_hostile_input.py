@@ -156,6 +156,12 @@ def test_many_jobs_on_few_tables_hold_few_connections(tmp_path: Path, pg_dsn: st
         ('[tables.users]\nexclude = "false"\n', "exclude is expected to be true or false"),
         ('[tables.users]\nrename = "a\\u0000b"\n', "rename holds a NUL character"),
         ('[tables.users.columns.id]\nrename = "a\\u0000b"\n', "rename holds a NUL character"),
+        # an empty type was ignored; a zero length failed at CREATE TABLE (exit 4)
+        ('[tables.users.columns.id]\ntype = ""\n', "column 'id': type is empty"),
+        (
+            '[tables.users.columns.id]\ntype = "varchar(0)"\n',
+            "'varchar(0)': a length or precision is at least 1",
+        ),
     ],
 )
 def test_profile_values_of_the_wrong_kind_are_bad_profiles(
@@ -318,25 +324,6 @@ def test_a_wal_with_commits_in_a_read_only_directory_says_why_it_cannot_be_read(
     ro.chmod(0o755)
     assert done.returncode == 3, done.stderr
     assert "its -wal file holds commits" in done.stderr and "hint: copy the database" in done.stderr
-
-
-@pytest.mark.parametrize(
-    ("column_type", "says"),
-    [  # an empty type was ignored; a zero length failed at CREATE TABLE (exit 4)
-        ('""', "column 'id': type is empty"),
-        ('"varchar(0)"', "'varchar(0)': a length or precision is at least 1"),
-    ],
-)
-def test_a_profile_type_postgresql_cannot_make_is_a_bad_profile(
-    run_main: RunMain, tmp_path: Path, column_type: str, says: str
-) -> None:
-    source = tmp_path / "app.db"
-    with sqlite3.connect(source) as conn:
-        conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY)")
-    profile = tmp_path / "profile.toml"
-    profile.write_text(f"[tables.users.columns.id]\ntype = {column_type}\n")
-    result = run_main("plan", "--sqlite", str(source), "--config", str(profile))
-    assert_one_line_error(result, 2, says)
 
 
 def test_rowids_at_the_ends_of_the_64_bit_range(
