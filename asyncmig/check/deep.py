@@ -516,9 +516,17 @@ def digest_sums() -> str:
 
 
 def _digest_sql(hashes: str) -> str:
-    """OFFSET 0 keeps the planner from pulling the row hash up into both sums, which
-    made PostgreSQL render and hash every row twice."""
-    return f"SELECT {digest_sums()} FROM ({hashes} OFFSET 0) AS r"
+    """:func:`digest_sums` of ``hashes``, each md5 read as bits once: 128 bits cast
+    from its 32 hex digits, the slices cut from them, the same sums (half the slices'
+    cost: 900,000 rows 0.46 -> 0.21 s). OFFSET 0 keeps the planner from pulling the
+    row hash, or its bits, up into both sums, which computed them twice."""
+    slices = [
+        f"coalesce(sum(substring(b FROM {1 + i * SLICE_HEX * 4} FOR {SLICE_HEX * 4})::bigint), 0)"
+        "::text"
+        for i in range(2)
+    ]
+    bits = f"SELECT ('x' || h)::bit(128) AS b FROM ({hashes} OFFSET 0) AS r"  # md5: 128 bits
+    return f"SELECT count(*), {', '.join(slices)} FROM ({bits} OFFSET 0) AS s"
 
 
 def digest_of(row: Sequence[Any]) -> Digest:
@@ -652,6 +660,10 @@ class TableCheck:
 
     def cells(self) -> list[Callable[[Any], str]]:
         return [cell(column, self._render(i)) for i, column in enumerate(self.table.columns)]
+
+    def cell_paths(self) -> list[tuple[Quick | None, Callable[[Any], str]]]:
+        """Each column's :func:`cell_paths` (for code that writes the call out)."""
+        return [cell_paths(c, self._render(i)) for i, c in enumerate(self.table.columns)]
 
     def source_rows(self, conn: sqlite3.Connection) -> Iterator[list[str]]:
         """Each source row's fields, rendered and quoted, skipped rows left out.
@@ -791,15 +803,34 @@ def _safe_display(render: Rendering, text: str) -> str:
         return repr(text)
 
 
+Quick = Callable[[Any], str | None]  # a rendering of the commonest values, None for others
+
+
 def cell(column: ColumnPlan, rendering: Rendering, *, quick: bool = True) -> Callable[[Any], str]:
+    """One SQLite value -> its quoted field: the quick path of :func:`cell_paths` where
+    it answers, else the general one."""
+    shortcut, general = cell_paths(column, rendering, quick=quick)
+    if shortcut is None:
+        return general
+
+    def quickly(value: Any) -> str:
+        return shortcut(value) or general(value)
+
+    return quickly
+
+
+def cell_paths(
+    column: ColumnPlan, rendering: Rendering, *, quick: bool = True
+) -> tuple[Quick | None, Callable[[Any], str]]:
     """One SQLite value -> its quoted field: transformed as the load did, then rendered.
 
     A value the transforms refuse becomes :data:`INVALID` (it cannot be in
     PostgreSQL as it is), unless the column's policy replaced it, as the load did.
     The commonest cases (integers, text and floats passed through; UUIDs, timestamps
     and IPv4 addresses in their usual spellings, see :func:`_quick`) skip the general
-    path: this runs once per value the SQLite side does not render itself. ``quick``
-    False: the general path only (the tests compare the two).
+    path: this runs once per value the SQLite side does not render itself. Returns
+    (the quick path, or None where there is none; the general path, which renders any
+    value). ``quick`` False: the general path only (the tests compare the two).
     """
     transform = transform_for(column)
     render = rendering.python
@@ -828,12 +859,8 @@ def cell(column: ColumnPlan, rendering: Rendering, *, quick: bool = True) -> Cal
 
     shortcut = _quick(column, render if transform is None else None) if quick else None
     if shortcut is None:
-        return remembered(general) if render is jsonb_text else general
-
-    def quickly(value: Any) -> str:
-        return shortcut(value) or general(value)
-
-    return quickly
+        return None, remembered(general) if render is jsonb_text else general
+    return shortcut, general
 
 
 MEMO_VALUES = 4096  # documents remembered per column: about 4 MB at most

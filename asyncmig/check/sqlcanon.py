@@ -44,6 +44,9 @@ if TYPE_CHECKING:
     from asyncmig.check.deep import Digest, TableCheck
 
 Render = Callable[[Any], str]
+Paths = tuple[Callable[[Any], str | None] | None, Render]  # quick (None: none), general
+# a batch of (rowid, *items) rows, and what renders an undecided row -> each row's md5
+Hashes = Callable[[Sequence[Sequence[Any]], Callable[[int], bytes]], list[bytes]]
 SQL_NULL_TEXT = "'NULL'"
 DIGIT = "[0-9]"
 DATE_GLOB = f"{DIGIT * 4}-{DIGIT * 2}-{DIGIT * 2}"
@@ -151,29 +154,73 @@ class Parts:
     module docstring), and how to turn one result row's items back into the text."""
 
     def __init__(
-        self, columns: Sequence[ColumnPlan], exprs: Sequence[str], renders: Sequence[Render]
+        self,
+        columns: Sequence[ColumnPlan],
+        exprs: Sequence[str],
+        renders: Sequence[Render],
+        paths: Sequence[Paths] | None = None,
     ):
+        """``paths``: each column's quick and general rendering (``renders`` as two
+        parts, :func:`asyncmig.check.deep.cell_paths`), for :meth:`hashes`."""
         self.items: list[str] = []
         self.renders: list[tuple[int, Render]] = []  # item index -> the oracle for it
+        self.paths: list[tuple[int, Paths]] = []  # the same, as two parts
         run: list[str] = []
-        for column, expr, render in zip(columns, exprs, renders, strict=True):
+        for number, (column, expr) in enumerate(zip(columns, exprs, strict=True)):
             sql = field_sql(column, expr)
             if sql is not None:
                 run.append(sql)
                 continue
             self._close(run)
-            self.renders.append((len(self.items), render))
+            self.renders.append((len(self.items), renders[number]))
+            if paths is not None:
+                self.paths.append((len(self.items), paths[number]))
             self.items.append(expr)
         self._close(run)
         rendered = {index for index, _ in self.renders}
         self.segments = [i for i in range(len(self.items)) if i not in rendered]
-        self.simple = not self.renders and len(self.items) == 1
 
     def _close(self, run: list[str]) -> None:
         if run:
             joined = " || ',' || ".join(run)
             self.items.append(f"CAST({joined} AS BLOB)")
             run.clear()
+
+    def hashes(self) -> Hashes:
+        """One comprehension over a batch of ``(rowid, *items)`` rows giving each row's
+        md5 digest: :meth:`text` written out for these items (built with ``paths``), a
+        row it leaves undecided handed to ``slow(rowid)``. A call and a loop per row
+        and per value less: ``"Order Details"`` (900,000 rows of five numbers) 3.2 ->
+        2.5 CPU s. Only positions go into the generated source, as in
+        :mod:`asyncmig.load.transforms`."""
+        if len(self.paths) != len(self.renders):
+            raise ValueError("hashes() needs each rendered column's paths")
+        names = [f"v{i}" for i in range(len(self.items))]
+        fields = list(names)
+        namespace: dict[str, Any] = {}
+        for index, (quick, general) in self.paths:
+            value = names[index]
+            namespace[f"_g{index}"] = general
+            if quick is None:
+                fields[index] = f"_e(_g{index}({value}))"
+            else:
+                namespace[f"_q{index}"] = quick
+                fields[index] = f"_e(_q{index}({value}) or _g{index}({value}))"
+        decided = " and ".join(
+            f"{names[i]} is not None and ({names[i]}.isascii() or _utf8({names[i]}))"
+            for i in self.segments
+        )
+        text = f"b','.join(({', '.join(fields)},))"
+        if decided:
+            text = f"({text} if {decided} else slow(rowid))"
+        unpack = ", ".join(["rowid", *names])
+        source = (
+            f"lambda batch, slow: [_md5({text}, usedforsecurity=False).digest() "
+            f"for ({unpack}) in batch]"
+        )
+        namespace.update(_e=str.encode, _utf8=utf8, _md5=hashlib.md5)
+        hashes: Hashes = eval(source, namespace)  # built from positions only
+        return hashes
 
     def text(self, values: Sequence[Any]) -> bytes | None:
         """The items' text as UTF-8 bytes, or None when a segment is undecided."""
@@ -185,9 +232,6 @@ class Parts:
         for index, render in self.renders:
             out[index] = render(out[index]).encode("utf-8")
         return b",".join(out)
-
-
-_md5 = hashlib.md5
 
 
 def md5_slices(data: bytes) -> tuple[int, int]:
@@ -243,7 +287,8 @@ class SourceRows:
         exprs = check.source_exprs()
         self.cells = check.cells()
         keys = check.key_positions
-        self.row = Parts(columns, exprs, self.cells)
+        self.row = Parts(columns, exprs, self.cells, check.cell_paths())
+        self.hashes = self.row.hashes()
         self.key = (
             Parts(
                 [columns[p] for p in keys], [exprs[p] for p in keys], [self.cells[p] for p in keys]
@@ -253,7 +298,8 @@ class SourceRows:
         )
         # with key_text: the key's fields, then its first column as stored (sync's ranges)
         key_items = [*self.key.items, exprs[keys[0]]] if self.key else []
-        self.skip_at = 1 + len(self.row.items) + len(key_items)
+        self.width = 1 + len(self.row.items)  # rowid and the row's items
+        self.skip_at = self.width + len(key_items)
         skip_items = [exprs[p] for p in keys] if check.skip else []
         items = [rowid, *self.row.items, *key_items, *skip_items]
         table = quote_sqlite_ident(check.table.source_name)
@@ -318,17 +364,16 @@ class SourceRows:
 
         count = sum1 = sum2 = 0
         cursor = conn.execute(self.sql + where)
-        simple = self.row.simple and not self.check.skip
+
+        def slow(rowid: int) -> bytes:
+            return ",".join(self.oracle_fields(conn, rowid)).encode("utf-8")
+
         for batch in fetch_all(cursor):
-            digests = []
-            for row in batch:
-                if simple and row[1] is not None and utf8(row[1]):
-                    text = row[1]
-                elif self._skipped(row):
-                    continue
-                else:
-                    text = self.row_text(conn, row)
-                digests.append(_md5(text, usedforsecurity=False).digest())
+            if self.check.skip:
+                batch = [row for row in batch if not self._skipped(row)]
+            if self.width != self.skip_at or self.check.skip:
+                batch = [row[: self.width] for row in batch]
+            digests = self.hashes(batch, slow)
             first, second = slice_sums(digests)
             count += len(digests)
             sum1 += first
