@@ -314,6 +314,29 @@ ADDRESSES = [
     "١.2.3.4",
     "1.2.3.4/٨",
     "unknown",
+    "::",
+    "::1",
+    "::/0",
+    "2001:DB8::1/64",
+    "2001:db8:0:0:0:0:0:1/128",
+    "2001:db8::1/129",
+    "2001:db8::1/0064",
+    "2001:0db8:85a3:0000:0000:8a2e:0370:7334",
+    "2001:db8::00001",
+    "1:2:3:4:5:6:7:8:9",
+    "1:2:3:4:5:6:7::",
+    "1::2::3",
+    ":1:2:3:4:5:6:7",
+    "fe80::1%eth0",
+    "::ffff:01.2.3.4",
+    "::ffff:1.2.3.4/96",
+    "64:ff9b::192.0.2.33",
+    "2001:db8::g",
+    "2001:db8:: 1",
+    "0123456789abcdef0123456789ABCDEF",
+    "0123456789abcdef0123456789abcde",
+    "0123456789abcdef0123456789abcdeg",
+    " 0123456789abcdef0123456789abcdef",
 ]
 
 
@@ -345,6 +368,11 @@ def test_quick_paths_equal_the_general_path_on_nasty_values(
         st.ip_addresses(v=4).map(str),
         st.tuples(st.ip_addresses(v=4), st.integers(0, 40)).map(lambda a: f"{a[0]}/{a[1]}"),
         st.text(alphabet="0123456789./", min_size=7, max_size=18),
+        st.ip_addresses(v=6).map(lambda a: a.exploded if a.packed[0] % 2 else str(a)),
+        st.tuples(st.ip_addresses(v=6), st.integers(0, 140)).map(lambda a: f"{a[0]}/{a[1]}"),
+        st.text(alphabet="0123456789abcDEF:./", min_size=2, max_size=45),
+        st.uuids().map(lambda u: u.hex if u.int % 2 else u.hex.upper()),
+        st.text(alphabet="0123456789abcdefABCDEFg", min_size=31, max_size=33),
         st.floats(),
         st.integers(min_value=-(2**63), max_value=2**63 - 1),
     ),
@@ -403,7 +431,10 @@ def test_table_digests_equal_the_oracle(tmp_path: Path, skip: set[object]) -> No
         # one segment: every value rendered by SQLite (the single-item comprehension)
         ("id INTEGER PRIMARY KEY, n INTEGER, t TEXT", [("bigint", "none"), ("text", "none")]),
         # no segment but the key: every other value rendered by the oracle
-        ("id INTEGER PRIMARY KEY, u TEXT, r REAL", [("uuid", "uuid"), ("double precision", "none")]),
+        (
+            "id INTEGER PRIMARY KEY, u TEXT, r REAL",
+            [("uuid", "uuid"), ("double precision", "none")],
+        ),
     ],
 )
 @pytest.mark.parametrize("key_text", [False, True])

@@ -893,11 +893,20 @@ _pack_double = struct.Struct(">d").pack
 _pack_micros = struct.Struct(">q").pack
 
 
+_HEX32 = re.compile("[0-9a-fA-F]{32}").fullmatch
+
+
 def _quick_uuid(value: Any) -> str | None:
-    """The common spelling (8-4-4-4-12 hex digits), which the UUID it spells prints
-    back in lower case; anything else: None (the general path decides)."""
-    if type(value) is str and CANONICAL_UUID(value):
+    """The common spellings (8-4-4-4-12 hex digits, or 32 hex digits as
+    ``hex(randomblob(16))`` writes them), which the UUID they spell prints back in
+    lower case, 8-4-4-4-12; anything else: None (the general path decides)."""
+    if type(value) is not str:
+        return None
+    if CANONICAL_UUID(value):
         return "'" + value.lower() + "'"
+    if _HEX32(value):
+        v = value.lower()
+        return f"'{v[:8]}-{v[8:12]}-{v[12:16]}-{v[16:20]}-{v[20:]}'"
     return None
 
 
@@ -918,22 +927,26 @@ def _quick_stamp(value: Any) -> str | None:
 
 
 def _quick_inet(value: Any) -> str | None:
-    """An IPv4 address with or without a prefix of one or two digits, read by C's
-    ``inet_pton`` (the same strict dotted quad ``ipaddress`` reads: no leading zeros,
-    octets to 255), as :func:`_inet` renders it; anything else: None."""
+    """An IPv4 or IPv6 address with or without a prefix of at most three digits, read
+    by C's ``inet_pton`` (the same strict dotted quad ``ipaddress`` reads: no leading
+    zeros, octets to 255; IPv6's groups of one to four hex digits, one ``::``, a dotted
+    quad last; no zone id), as :func:`_inet` renders it; anything else: None."""
     if type(value) is not str:
         return None
     address, slash, prefix = value.partition("/")
-    if slash and not (prefix.isascii() and prefix.isdigit() and len(prefix) <= 2):
+    if slash and not (prefix.isascii() and prefix.isdigit() and len(prefix) <= 3):
         return None
+    version, family, width = (
+        (6, socket.AF_INET6, 128) if ":" in address else (4, socket.AF_INET, 32)
+    )
     try:
-        packed = socket.inet_pton(socket.AF_INET, address)
+        packed = socket.inet_pton(family, address)
     except (OSError, ValueError):
         return None
-    bits = int(prefix) if slash else 32
-    if bits > 32:
+    bits = int(prefix) if slash else width
+    if bits > width:
         return None
-    return "'" + inet_send(4, bits, 0, packed).hex() + "'"
+    return "'" + inet_send(version, bits, 0, packed).hex() + "'"
 
 
 def _quick_numeric(value: Any) -> str | None:
