@@ -967,6 +967,13 @@ def _quick_int(value: Any) -> str | None:
     return f"'{value}'" if type(value) is int else None
 
 
+# quick paths that generated code writes out as one expression giving the field's UTF-8
+# bytes ({v}: the value; {general}: the general path's bytes for any other value)
+WRITTEN_OUT: Mapping[Callable[[Any], str | None], str] = {
+    _quick_int: "(b\"'%d'\" % {v} if type({v}) is int else {general})",
+}
+
+
 def _quick_text(value: Any) -> str | None:
     return quote_field(value) if type(value) is str else None
 
