@@ -82,7 +82,6 @@ from asyncmig.target.statements import (
 from asyncmig.target.unchanged import edges_of
 
 log = structlog.get_logger(__name__)
-START_WAIT = 10  # seconds the history's new row may take, shielded from a signal
 
 # a source this large is hashed once the load's first batch is in, not while the tables
 # are made and the first COPY starts: its SHA-256 would compete with them for the cores
@@ -265,20 +264,14 @@ async def _execute_on(
             await admin.execute(f"SET lock_timeout = {int(settings.lock_timeout * 1000)}")
         await history.mark_abandoned(admin, settings.schema)
         outline = await plan_names(settings)  # names only: nothing counted or scanned yet
-        # shielded: a signal cancelling this INSERT after it committed left the row
-        # `running` (no run_id yet to record the interruption with); the cancellation
-        # takes effect at the next await, inside the try below, which records it
-        run_id = None
-        with anyio.move_on_after(START_WAIT, shield=True):
-            run_id = await history.start_run(
-                admin,
-                settings.command,
-                original.source,
-                outline.schema,
-                run_options(original, outline, identity),
-            )
-        if run_id is None:  # a server that does not answer: nothing was started
-            raise faults.lost_connection(TimeoutError())
+        # a signal meanwhile takes effect inside the try below, which records it
+        run_id = await faults.record_started(
+            admin,
+            settings.command,
+            original.source,
+            outline.schema,
+            run_options(original, outline, identity),
+        )
         reporter.run_started(run_id, settings.command, str(original.source))
         try:
             # a run killed after its cut-over: finished below when provably the same job

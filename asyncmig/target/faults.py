@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
 
 import anyio
 import asyncpg
@@ -220,6 +221,25 @@ def one_line(exc: BaseException) -> str:
     if isinstance(exc, BaseExceptionGroup):
         exc = first_error(exc)
     return (str(exc).splitlines() or [type(exc).__name__])[0]
+
+
+START_WAIT = 10  # seconds the history's new row may take, shielded from a signal
+
+
+async def record_started(
+    conn: asyncpg.Connection, command: str, source: Path, schema: str, options: dict[str, Any]
+) -> int:
+    """A run's (or sync's) history row, its id. Shielded: a signal cancelling the INSERT
+    after it committed left the row ``running``, with no id yet to record the
+    interruption with; the cancellation takes effect at the caller's next await, which
+    records it. A server that does not answer within START_WAIT seconds: a lost
+    connection, nothing started."""
+    run_id = None
+    with anyio.move_on_after(START_WAIT, shield=True):
+        run_id = await history.start_run(conn, command, source, schema, options)
+    if run_id is None:
+        raise lost_connection(TimeoutError())
+    return run_id
 
 
 async def record_ended(

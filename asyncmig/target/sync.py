@@ -161,13 +161,9 @@ async def _connected(settings: RunSettings, started: float, children: marks.Chil
             ):  # ALTER locks even when present:
                 await conn.execute(CHANGES_SQL)  # a history reader's transaction blocked it
             options = await _options(settings, previous)
-            run_id = None
-            with anyio.move_on_after(10, shield=True):  # as run's: no row left `running`
-                run_id = await history.start_run(
-                    conn, "sync", settings.source, plan.schema, options
-                )
-            if run_id is None:  # a server that does not answer: nothing was started
-                raise faults.lost_connection(TimeoutError())
+            run_id = await faults.record_started(
+                conn, "sync", settings.source, plan.schema, options
+            )
             report = SyncReport(run_id, previous.run_id, version, plan.schema)
             marked = Marked(feed, shapes, since)
             await _recorded(conn, settings, plan, report, started, marked, before)
