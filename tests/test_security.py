@@ -318,3 +318,28 @@ def test_requote_puts_server_written_names_and_literals_on_one_line() -> None:
     )
     for untouched in ("CHECK ((a = E'x\\n'))", 'AS $f$ "a\nb" $f$', "SELECT $1, U&'\\0061'"):
         assert requote(untouched) == untouched
+
+
+def test_new_files_never_take_another_files_name(tmp_path: Path) -> None:
+    """A second script or streamed file of the same name gets ``-2``, then ``-3``: the
+    first is never replaced, a ``.partial`` one included, and both are private."""
+    from asyncmig.target import files
+
+    first = files.write_new(tmp_path, "asyncmig_rollback_run1", ".sql", "one")
+    second = files.write_new(tmp_path, "asyncmig_rollback_run1", ".sql", "two")
+    assert (first.name, second.name) == (
+        "asyncmig_rollback_run1.sql",
+        "asyncmig_rollback_run1-2.sql",
+    )
+    assert (first.read_text(), second.read_text()) == ("one", "two")
+    partial, out = files.open_partial(tmp_path, "asyncmig_rollback_run1", ".sql")
+    with out:
+        out.write(b"three")
+    assert partial.name == "asyncmig_rollback_run1-3.sql.partial"
+    held, other = files.open_partial(tmp_path, "asyncmig_rollback_run1", ".sql")
+    other.close()
+    assert held.name == "asyncmig_rollback_run1-4.sql.partial"  # -3 is taken while partial
+    published = files.publish(partial)
+    assert published.name == "asyncmig_rollback_run1-3.sql" and published.read_bytes() == b"three"
+    for path in (first, second, published, held):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600

@@ -16,6 +16,7 @@ import hashlib
 import itertools
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -91,8 +92,7 @@ def open_partial(directory: Path, stem: str, suffix: str) -> tuple[Path, IO[byte
     :func:`publish` gives it its name: killed midway (``kill -9``), the process leaves
     a file that says it is cut short, never one that passes for whole."""
     private_dir(directory)
-    for attempt in itertools.count(1):
-        final = directory / (f"{stem}{suffix}" if attempt == 1 else f"{stem}-{attempt}{suffix}")
+    for final in _names(directory, stem, suffix):
         if final.exists():
             continue
         try:
@@ -122,13 +122,19 @@ def publish(partial: Path) -> Path:
 
 def _exclusive(directory: Path, stem: str, suffix: str) -> tuple[Path, IO[bytes]]:
     private_dir(directory)
-    for attempt in itertools.count(1):
-        candidate = directory / (f"{stem}{suffix}" if attempt == 1 else f"{stem}-{attempt}{suffix}")
+    for candidate in _names(directory, stem, suffix):
         try:
             return candidate, create(candidate)
         except FileExistsError:
             continue
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _names(directory: Path, stem: str, suffix: str) -> Iterator[Path]:
+    """A file's names to try, in order: ``stem`` + ``suffix``, then ``stem-2``,
+    ``stem-3``, ... (a name another file holds is never taken over)."""
+    for attempt in itertools.count(1):
+        yield directory / (f"{stem}{suffix}" if attempt == 1 else f"{stem}-{attempt}{suffix}")
 
 
 def create(path: Path) -> IO[bytes]:
