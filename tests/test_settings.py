@@ -76,6 +76,7 @@ def test_environment_booleans_are_strict(raw: str, expected: bool) -> None:
             "ASYNCMIG_ON_ERROR is expected to be one of coerce, default",
         ),
         ("ASYNCMIG_DUPLICATES", "rejct", "(did you mean 'reject'?)"),
+        ("ASYNCMIG_LOG_DIR", "  ", "ASYNCMIG_LOG_DIR is empty: give a path"),
     ],
 )
 def test_bad_environment_values_exit_2_with_one_line(
@@ -183,6 +184,7 @@ def test_job_file_precedence_command_line_then_environment_then_file(tmp_path: P
         ('[job]\npg = "postgresql://a@b/c"\npg_file = "x"\n', "job has pg, pg_file; give only one"),
         ('[job]\npg_env = "NOT_SET_ANYWHERE"\n', "pg_env names NOT_SET_ANYWHERE, which is not set"),
         ("[jbo]\njobs = 3\n", "unknown key(s) ['jbo']"),
+        ('[job]\nlog_dir = " "\n', "job.log_dir is empty: give a path"),
     ],
 )
 def test_job_files_are_strictly_validated(

@@ -573,8 +573,6 @@ def parse_text(option: Option, text: str, origin: str) -> Any:
         except ValueError:
             raise UsageError(f"{origin} is expected to be a whole number, got {text!r}") from None
         return check_minimum(option, value, origin)
-    if kind is Path and not text.strip():  # Path("") is the working directory
-        raise UsageError(f"{origin} is empty: give a path")
     if kind is Path:
         readable_path(text, origin)
     if option.name == "schema":
@@ -619,9 +617,12 @@ def parse_choice(option: Option, text: str, origin: str) -> StrEnum:
 
 
 def readable_path(text: str, origin: str) -> None:
-    """Refuse a path whose bytes are not UTF-8 (legal on Linux): paths are recorded in
-    the target's history and logs, as text, so such a run failed late, as an internal
-    error."""
+    """Refuse an empty path (``Path("")`` is the working directory, and a job file's
+    ``base / ""`` its directory) and a path whose bytes are not UTF-8 (legal on Linux):
+    paths are recorded in the target's history and logs, as text, so such a run failed
+    late, as an internal error."""
+    if not text.strip():
+        raise UsageError(f"{origin} is empty: give a path")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -653,8 +654,6 @@ def parse_job_value(option: Option, value: Any, origin: str, base: Path) -> Any:
     if not isinstance(value, str):
         raise UsageError(f"{origin} is expected to be a string, got {value!r}")
     if kind is Path:
-        if not value.strip():  # base / "" is the job file's directory
-            raise UsageError(f"{origin} is empty: give a path")
         readable_path(value, origin)
         return base / Path(value).expanduser()
     return parse_text(option, value, origin)
