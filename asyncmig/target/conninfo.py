@@ -56,8 +56,9 @@ KEYWORDS = frozenset(ENVIRONMENT) | {
 # passed to asyncpg through a query string: it reads them only there or from PG*
 _SSL_FILES = ("sslrootcert", "sslcert", "sslkey", "sslcrl", "sslpassword", "target_session_attrs")
 # a value: quoted, or up to a blank; a backslash escapes the next character in both
-_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'")
-_PAIR = re.compile(r"\s*([A-Za-z_]+)\s*=\s*('(?:[^'\\]|\\.)*'|(?:\\.|[^\s\\])*)")
+_QUOTED_TEXT = r"'(?:[^'\\]|\\.)*'"  # a single-quoted value, backslash escapes inside
+_QUOTED = re.compile(_QUOTED_TEXT)
+_PAIR = re.compile(rf"\s*([A-Za-z_]+)\s*=\s*({_QUOTED_TEXT}|(?:\\.|[^\s\\])*)")
 
 
 def parse(conninfo: str) -> dict[str, str]:
