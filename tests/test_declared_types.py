@@ -439,3 +439,42 @@ async def test_tinyint_1_of_zeros_and_ones_is_a_boolean(
     finally:
         await conn2.close()
     assert (added["active"], added["flag"], added["rating"]) == (True, False, None)
+
+
+INT64_MIN = -(2**63)
+
+
+@pytest.mark.parametrize("rows", [20, 3000])  # profiled whole; sampled, the load proving
+async def test_the_smallest_64_bit_integer_is_a_value_not_a_source_error(
+    tmp_path: Path, pg_dsn: str, rows: int
+) -> None:
+    """SQLite's ``abs(-9223372036854775808)`` is an "integer overflow" error, even where
+    a ``typeof()`` beside it already ruled the value out: the plan's conditions used
+    ``abs()``, and such a value anywhere stopped the run with exit 3, "cannot read".
+    Now it is a number like another: a misfit of DECIMAL(10,2), which goes to the
+    reject store, and kept exactly where its column's type holds it (-2**63 is a
+    double exactly)."""
+    path = tmp_path / "edge.db"
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, price DECIMAL(10,2), n NUMERIC, x DOUBLE)"
+    )
+    conn.executemany(
+        "INSERT INTO t VALUES (?, ?, ?, ?)", [(i, i / 4, i, i * 0.5) for i in range(1, rows)]
+    )
+    conn.execute("INSERT INTO t VALUES (?, ?, ?, ?)", (rows, INT64_MIN, INT64_MIN, 2.5))
+    conn.execute("INSERT INTO t VALUES (?, ?, ?, ?)", (rows + 1, 1.25, INT64_MIN, INT64_MIN))
+    conn.commit()
+    conn.close()
+    report = await migrate(path, pg_dsn, rejects_dir=tmp_path / "rejects")
+    table = next(t for t in report.tables if t.table == "t")
+    target = await asyncpg.connect(pg_dsn)
+    try:
+        kept = [dict(r) for r in await target.fetch("SELECT * FROM t WHERE id >= $1", rows)]
+    finally:
+        await target.close()
+    rejected = [json.loads(line) for line in Path(table.reject_file or "").read_text().splitlines()]
+    assert [(r["key"], r["column"]) for r in rejected] == [(rows, "price")]
+    assert len(kept) == 1 and kept[0]["id"] == rows + 1 and kept[0]["price"] == Decimal("1.25")
+    assert kept[0]["n"] == INT64_MIN and kept[0]["x"] == float(INT64_MIN)
+    assert all(c.ok for c in report.checks)

@@ -14,7 +14,7 @@ kind        SQLite (inside ``coalesce((...), 1)``)           Python, on the fetc
 not null    ``c IS NOT NULL`` (a primary key)                ``v is not None``
 integer     ``typeof(c) = 'integer'``                        ``type(v) is int``
 real        ``typeof(c) = 'real'``                           ``type(v) is float``
-numeric     integer, or a real with ``abs(c) < 9e999``       int, or a finite float
+numeric     integer, or a real in ``(-9e999, 9e999)``        int, or a finite float
 boolean     ``typeof(c) = 'integer' AND c IN (0, 1)``        int 0 or 1
 text        ``typeof(c) = 'text' AND instr(c, char(0)) = 0`` text without a NUL
 uuid        ``typeof(c) = 'text' AND length(c) IN (32, 36)`` text of SQLite length 32/36
@@ -62,7 +62,7 @@ ACCEPTED = {  # kind -> the SQL of asyncmig.source.scan.acceptance, NULL accepte
     "integer": "{c} IS NULL OR typeof({c}) = 'integer'",
     "real": "{c} IS NULL OR typeof({c}) = 'real'",
     "numeric": "{c} IS NULL OR typeof({c}) = 'integer' OR (typeof({c}) = 'real' "
-    "AND abs({c}) < 9e999)",
+    "AND {c} > -9e999 AND {c} < 9e999)",
     "boolean": "{c} IS NULL OR (typeof({c}) = 'integer' AND {c} IN (0, 1))",
     "text": "{c} IS NULL OR (typeof({c}) = 'text' AND instr({c}, char(0)) = 0)",
     "uuid": "{c} IS NULL OR (typeof({c}) = 'text' AND length({c}) IN (32, 36))",

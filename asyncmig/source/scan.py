@@ -153,9 +153,12 @@ def declared_numeric(declared_type: str) -> tuple[int, int] | None:
 
 
 def numeric_fits(c: str, precision: int, scale: int) -> str:
-    """SQL true when the number ``c`` fits numeric(precision, scale) without rounding."""
+    """SQL true when the number ``c`` fits numeric(precision, scale) without rounding.
+    Two comparisons, not ``abs()``: SQLite's ``abs(-9223372036854775808)`` is an
+    "integer overflow" error, which stopped the whole profile."""
+    bound = 10 ** (precision - scale)
     return (
-        f"abs({c}) < {10 ** (precision - scale)} "
+        f"{c} > -{bound} AND {c} < {bound} "
         f"AND (typeof({c}) = 'integer' OR round({c}, {scale}) = {c})"
     )
 
@@ -550,10 +553,12 @@ def acceptance(target_type: str, transform: str, column: str) -> str:
             f"{null} OR typeof({c}) = 'real'"
             if transform == "none"
             else f"{null} OR typeof({c}) = 'real' OR (typeof({c}) = 'integer' "
-            f"AND abs({c}) <= {DOUBLE_EXACT_INT})"
+            f"AND {c} BETWEEN -{DOUBLE_EXACT_INT} AND {DOUBLE_EXACT_INT})"
         ),
+        # finite: two comparisons, not abs(), which SQLite may evaluate for an integer
+        # too (beside the typeof() that rules it out), and abs(-2**63) is an error
         "numeric": f"{null} OR typeof({c}) = 'integer' OR (typeof({c}) = 'real' "
-        f"AND abs({c}) < 9e999)",
+        f"AND {c} > -9e999 AND {c} < 9e999)",
         "bytea": f"{null} OR typeof({c}) = 'blob'",
         "jsonb": f"{null} OR (typeof({c}) = 'text' AND {KIND_CONDITIONS['json_any'].format(c=c)})",
         "uuid": f"{null} OR (typeof({c}) = 'text' AND length({c}) IN (32, 36))",
@@ -577,7 +582,7 @@ def acceptance(target_type: str, transform: str, column: str) -> str:
     if base == "jsonb" and transform == "json":  # a number is a JSON document too
         return (
             f"{conditions['jsonb']} OR typeof({c}) = 'integer' "
-            f"OR (typeof({c}) = 'real' AND abs({c}) < 9e999)"
+            f"OR (typeof({c}) = 'real' AND {c} > -9e999 AND {c} < 9e999)"
         )
     declared = declared_numeric(target_type)
     if base == "numeric" and declared:
