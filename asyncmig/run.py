@@ -53,10 +53,10 @@ from asyncmig.finish.foreign_keys import finish, orphan_policies, settle
 from asyncmig.load import chunks, progress, split
 from asyncmig.load.counts import SourceCounts
 from asyncmig.load.refuted import Replanning, plan_refuted
+from asyncmig.load.retire import retire_workers
 from asyncmig.load.tables import (
     expect_processes,
     load_everything,
-    retire_workers,
     use_processes,
     warm_worker,
 )

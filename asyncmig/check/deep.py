@@ -94,6 +94,7 @@ from asyncmig.check.verify import MISSING, CheckResult, error_text, existing_tab
 from asyncmig.errors import first_error
 from asyncmig.load.codecs import inet_send
 from asyncmig.load.policy import VALUE_ERRORS, InvalidText, lenient_text, replacement
+from asyncmig.load.retire import retire_workers
 from asyncmig.load.transforms import (
     CANONICAL_UUID,
     to_bool,
@@ -1084,6 +1085,9 @@ async def source_in_processes(
                 tg.start_soon(one, check)
     except BaseExceptionGroup as group:
         raise first_error(group) from group
+    finally:
+        with anyio.move_on_after(10, shield=True):
+            await retire_workers()
     return found
 
 

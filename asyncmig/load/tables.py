@@ -25,6 +25,7 @@ from asyncmig.load.counts import SourceCounts
 from asyncmig.load.pipeline import TableLoad
 from asyncmig.load.policy import TooManyRejects, reject_path
 from asyncmig.load.refuted import Replan, plan_refuted
+from asyncmig.load.retire import retire_workers
 from asyncmig.load.worker import (
     WORKER_DIED,
     load_and_count,
@@ -209,34 +210,6 @@ async def recreate_table(
     async with pool.acquire() as conn, conn.transaction():
         await execute_all(conn, statements)
     log.info("table_recreated", table=table.name, schema=where)
-
-
-async def retire_workers() -> None:
-    """Let anyio's idle worker processes exit now, and reap them, instead of being killed
-    when the event loop shuts down.
-
-    At shutdown anyio kills every worker it still holds, twice (the root task's done
-    callback, then its pool task); the second ``kill()`` runs ``Popen.poll()``, which
-    reaps a worker the first one already killed, and asyncio's child-watcher thread,
-    waiting for that same pid, then prints "Unknown child process pid N, will report
-    returncode 255" on stderr. A worker whose stdin is closed leaves its loop and exits
-    0; once the watcher has reaped it, anyio has nothing left to kill.
-    """
-    try:  # anyio keeps its pool in run variables (anyio.to_process): read, not changed
-        workers = anyio.to_process._process_pool_workers.get()
-        idle = anyio.to_process._process_pool_idle_workers.get()
-    except LookupError:  # no worker was started in this event loop
-        return
-    while idle:
-        process, _since = idle.pop()
-        workers.discard(process)
-        if process.stdin is not None:
-            await process.stdin.aclose()
-        with anyio.move_on_after(10):
-            await process.wait()
-        if process.returncode is None:  # a worker that did not leave: as anyio would
-            signals.stop_child(process)
-            await process.wait()
 
 
 async def migrate_table(

@@ -50,6 +50,7 @@ from asyncmig.cli.commands import rejected_keys
 from asyncmig.errors import SourceError, TargetError, VerificationError, first_error
 from asyncmig.load import codecs
 from asyncmig.load.policy import Accounts, TableGuard, lenient_text
+from asyncmig.load.retire import retire_workers
 from asyncmig.load.transforms import build_batch_transform, exact_codecs
 from asyncmig.plan.model import Plan, TablePlan
 from asyncmig.quoting import qualified, quote_ident
@@ -848,13 +849,18 @@ async def compare_all(
         else:
             source_side[name] = await anyio.to_thread.run_sync(diff.source_digests, limiter=limiter)
 
-    async with anyio.create_task_group() as tg:
-        for table in sorted(plan.tables, key=lambda t: -t.row_count):  # largest first
-            tg.start_soon(read_source, table.name)
-        for table in plan.tables:
-            began = time.perf_counter()
-            target_side[table.name] = await diffs[table.name].pg_digests(conn)
-            seconds[table.name] = time.perf_counter() - began
+    try:
+        async with anyio.create_task_group() as tg:
+            for table in sorted(plan.tables, key=lambda t: -t.row_count):  # largest first
+                tg.start_soon(read_source, table.name)
+            for table in plan.tables:
+                began = time.perf_counter()
+                target_side[table.name] = await diffs[table.name].pg_digests(conn)
+                seconds[table.name] = time.perf_counter() - began
+    finally:
+        if in_processes:
+            with anyio.move_on_after(10, shield=True):
+                await retire_workers()
     changes = {}
     for table in plan.tables:
         began = time.perf_counter()
