@@ -425,3 +425,30 @@ async def test_avg_is_sqlites_real(tmp_path: Path, pg_dsn: str) -> None:
         assert mine[3] == pytest.approx(theirs[3], rel=1e-15)
         assert mine[4] == pytest.approx(theirs[4], rel=1e-15)
     assert got_overall == want_overall == [(None,)]
+
+
+async def test_cast_as_text_is_sqlites_text(tmp_path: Path, pg_dsn: str) -> None:
+    """``CAST(x AS TEXT)`` gives SQLite's text, as ``||`` does: a DECIMAL(10,2) holding
+    1 (SQLite keeps the integer 1) is ``'1'``, not numeric's ``'1.00'``; 10.50 is
+    ``'10.5'``; a whole REAL is ``'2.0'``; a boolean ``'1'``; an integer as it is.
+    Before, PostgreSQL's own text came out: ``'1.00'``, ``'2'``, ``'true'``."""
+    source = tmp_path / "casts.db"
+    with sqlite3.connect(source) as conn:
+        conn.executescript(
+            "CREATE TABLE m (id INTEGER PRIMARY KEY, price DECIMAL(10,2), n NUMERIC, r REAL,"
+            " ok BOOLEAN, label TEXT);"
+            "INSERT INTO m VALUES (1, 1, 7, 2.0, 1, 'a'), (2, 10.5, 2.5, 0.25, 0, 'b'),"
+            " (3, 0.33, 1000, -100.0, 1, NULL), (4, NULL, NULL, NULL, NULL, 'd');"
+            "CREATE VIEW texts AS SELECT id, CAST(price AS TEXT) AS p, CAST(n AS TEXT) AS n,"
+            " CAST(r AS TEXT) AS r, CAST(ok AS TEXT) AS o, CAST(id AS TEXT) AS i,"
+            " CAST(label AS TEXT) AS l FROM m;"
+        )
+        want = conn.execute("SELECT * FROM texts ORDER BY id").fetchall()
+    assert await compare_views(source, pg_dsn, 1) == {"texts": 4}
+    pg = await asyncpg.connect(pg_dsn)
+    try:
+        got = [tuple(r) for r in await pg.fetch("SELECT * FROM texts ORDER BY id")]
+    finally:
+        await pg.close()
+    assert got == want
+    assert want[0] == (1, "1", "7", "2.0", "1", "1", "a")

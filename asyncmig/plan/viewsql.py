@@ -34,6 +34,7 @@ from asyncmig.plan.sqlexpr import (
     P_MUL,
     P_OP,
     Binary,
+    Cast,
     Collate,
     Func,
     In,
@@ -44,6 +45,7 @@ from asyncmig.plan.sqlexpr import (
     Printer,
     Untranslatable,
     kind,
+    sqlite_cast_type,
     text_cast,
 )
 from asyncmig.plan.viewparse import (
@@ -370,7 +372,17 @@ class QueryPrinter(Printer):
             return self.window(node)
         if isinstance(node, Aggregate):
             return self.aggregate(node)
+        if isinstance(node, Cast) and sqlite_cast_type(node.type_name) == "text":
+            return self.cast_to_text(self.out(node.operand))
         return super().out(node)
+
+    def cast_to_text(self, operand: Out) -> Out:
+        """``CAST(x AS TEXT)``: the text SQLite gives, as in ``||`` (:meth:`as_text`): a
+        DECIMAL(10,2) of 1 is ``'1'``, not numeric's ``'1.00'``, a whole REAL ``'2.0'``,
+        a timestamp in SQLite's spelling."""
+        if kind(operand.pg_type) is None:  # a type the translation does not know
+            return Out(f"CAST({operand.sql} AS text)", P_ATOM, "text")
+        return self.as_text(operand)
 
     @staticmethod
     def qualifier(written: str, scope: Scope | None) -> str | None:
