@@ -478,3 +478,43 @@ async def test_the_smallest_64_bit_integer_is_a_value_not_a_source_error(
     assert len(kept) == 1 and kept[0]["id"] == rows + 1 and kept[0]["price"] == Decimal("1.25")
     assert kept[0]["n"] == INT64_MIN and kept[0]["x"] == float(INT64_MIN)
     assert all(c.ok for c in report.checks)
+
+
+async def test_a_text_column_with_a_few_blobs_stays_text(tmp_path: Path, pg_dsn: str) -> None:
+    """A column declared TEXT whose text is mixed with a few blobs became ``bytea`` for
+    every row (the application then read bytes where it wrote strings); it stays
+    ``text``, the blobs go through the value policy (the reject store here), and
+    ``--widen`` restores the lossless ``bytea``. A column of blobs alone stays
+    ``bytea``."""
+    path = tmp_path / "notes.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE n (id INTEGER PRIMARY KEY, body TEXT, raw CLOB)")
+    rows: list[tuple[int, str | bytes, bytes]] = [
+        (i, f"note {i}", b"\x00\x01" * (i % 3 + 1)) for i in range(1, 50)
+    ]
+    rows += [(50, b"\xff\xfe", b"\x02"), (51, b"plain bytes", b"\x03")]
+    conn.executemany("INSERT INTO n VALUES (?, ?, ?)", rows)
+    conn.commit()
+    conn.close()
+    report = await migrate(path, pg_dsn, rejects_dir=tmp_path / "rejects")
+    table = next(t for t in report.tables if t.table == "n")
+    rejected = [json.loads(line) for line in Path(table.reject_file or "").read_text().splitlines()]
+    assert sorted(r["key"] for r in rejected) == [50, 51]
+    assert {r["column"] for r in rejected} == {"body"}
+    target = await asyncpg.connect(pg_dsn)
+    try:
+        types = dict(
+            await target.fetch(
+                "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+                "WHERE attrelid = 'n'::regclass AND attnum > 0"
+            )
+        )
+        got = [tuple(r) for r in await target.fetch("SELECT * FROM n ORDER BY id")]
+        await target.execute("DROP TABLE n")
+    finally:
+        await target.close()
+    assert (types["body"], types["raw"]) == ("text", "bytea")
+    assert got == [r for r in rows if r[0] < 50]
+    widened = await migrate(path, pg_dsn, overrides=Overrides(widen=True))
+    body = next(c for c in widened.plan.table("n").columns if c.name == "body")
+    assert body.target_type == "bytea" and widened.rejected == 0

@@ -529,11 +529,13 @@ async def test_a_total_reject_limit_fails_the_run(
 async def test_text_that_is_not_utf8_keeps_its_bytes_in_a_bytea_column(
     tmp_path: Path, pg_dsn: str
 ) -> None:
-    """A TEXT column holding a blob becomes bytea (text as its UTF-8 bytes); a text value
-    that is not UTF-8 was rejected there, although bytea holds its bytes exactly."""
+    """A column of no declared type holding a blob becomes bytea (text as its UTF-8
+    bytes); a text value that is not UTF-8 was rejected there, although bytea holds its
+    bytes exactly. (A column declared TEXT keeps text, its blobs misfits: see
+    test_declared_types.)"""
     path = tmp_path / "bio.db"
     conn = sqlite3.connect(path)
-    conn.execute("CREATE TABLE profile (id INTEGER PRIMARY KEY, bio TEXT)")
+    conn.execute("CREATE TABLE profile (id INTEGER PRIMARY KEY, bio)")
     conn.executemany("INSERT INTO profile VALUES (?, ?)", [(1, "héllo"), (2, b"\xff\xfe")])
     conn.execute("INSERT INTO profile VALUES (3, CAST(X'61C328' AS TEXT))")
     conn.commit()

@@ -72,6 +72,8 @@ def _text_whens(expr: str, name: str, mods: tuple[int, ...], transform: str) -> 
         if not mods:
             return []
         return [f"WHEN {clean} AND length({expr}) <= {int(mods[0])} THEN {quoted_text(expr)}"]
+    if transform == "text_only":  # clean text only: anything else is the oracle's
+        return [f"WHEN {clean} THEN {quoted_text(expr)}"]
     if transform not in ("none", "text", "text_nul_check"):
         return []
     shown = f"rtrim({expr}, ' ')" if name == "character" else expr

@@ -96,6 +96,14 @@ def check_text(value: Any) -> str:
     return to_text(value)
 
 
+def text_only(value: Any) -> str:
+    """Text, as a column declared TEXT promises: a blob (or anything else) does not
+    fit, and goes through the column's policy (see asyncmig.plan.contract)."""
+    if not isinstance(value, str):
+        raise TypeError("not text")
+    return check_text(value)
+
+
 def to_bytes(value: Any) -> bytes:
     if isinstance(value, bytes):
         return value
@@ -486,6 +494,7 @@ TRANSFORMS: Mapping[str, Transform | None] = {
     "numeric": to_numeric,
     "text": to_text,
     "text_nul_check": check_text,
+    "text_only": text_only,
     "bytes": to_bytes,
     "bytes_from_any": to_bytes,
     "json": to_json,

@@ -11,7 +11,11 @@ lossless, value-driven type instead.
 
 Columns with no declared type, ``TEXT``, or a type name PostgreSQL has no counterpart
 for keep their value-driven types (``jsonb``, ``uuid``, ``inet`` for text that is all
-JSON, UUIDs or addresses), as :mod:`asyncmig.plan.types` chooses them.
+JSON, UUIDs or addresses), as :mod:`asyncmig.plan.types` chooses them, but for one: a
+column declared with a text type (SQLite's TEXT affinity: the name holds CHAR, CLOB or
+TEXT) whose text is mixed with a few blobs stays ``text``, the blobs its misfits; the
+value-driven ``bytea`` would have turned every row's text into bytes for the
+application. A column of blobs alone stays ``bytea``.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str, str], ...] = tuple(
 )
 _NUMERIC = re.compile(r"^\s*(NUMERIC|DECIMAL)\b", re.IGNORECASE)
 VALUE_DRIVEN_TEXT = ("jsonb", "uuid", "inet")  # richer types a VARCHAR(n) column may take
+_TEXT_AFFINITY = re.compile("CHAR|CLOB|TEXT", re.IGNORECASE)  # SQLite's rule 2 of affinity
 
 
 def contract_type(declared_type: str) -> tuple[str, str] | None:
@@ -101,6 +106,14 @@ def honour_declared(
     """The declared type's counterpart, or ``natural`` when it already is that type (or
     the declaration promises nothing PostgreSQL has). A contract choice expects
     misfits: the load's transform refuses them, and the column's policy decides."""
+    if natural.transform == "bytes_from_any" and _TEXT_AFFINITY.search(column.declared_type):
+        return TypeChoice(
+            "text",
+            "text_only",
+            f"declared {column.declared_type}: the declared type is kept, its blobs do not "
+            f"fit and go through the value policy: {describe(profile)}",
+            contract=True,
+        )
     promised = contract_type(column.declared_type)
     if promised is None or profile.non_null == 0:
         return natural
