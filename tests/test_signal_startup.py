@@ -13,8 +13,11 @@ the signal; and one that arrives before main's own handling began still ends in 
 from __future__ import annotations
 
 import signal
+import sqlite3
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -257,3 +260,30 @@ def test_a_signal_while_the_event_loop_is_built_or_closed(
     assert done.returncode == 0, done.stderr
     assert done.stderr == "", done.stderr
     assert done.stdout.split() == said.split(), done.stdout
+
+
+@pytest.mark.parametrize("command", ["status", "check"])
+def test_a_signal_to_a_command_that_only_reads_says_nothing_was_changed(
+    tmp_path: Path, command: str
+) -> None:
+    """``check`` and ``status`` change nothing in the target: interrupted (here while
+    they wait for a target that is not up), their line says so, instead of a run's
+    "work in flight was rolled back ... re-run the same command to resume"."""
+    source = tmp_path / "app.db"
+    sqlite3.connect(source).close()
+    args = ["--sqlite", str(source)] if command == "check" else []
+    target = ["--pg", "postgresql://me@127.0.0.1:1/db", "--connect-timeout", "60"]
+    started = subprocess.Popen(
+        [sys.executable, "-m", "asyncmig", command, *args, *target],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_environment(),
+    )
+    time.sleep(3)  # the command is retrying the connection by now
+    started.send_signal(signal.SIGTERM)
+    _, stderr = started.communicate(timeout=60)
+    assert started.returncode == 143, stderr
+    assert stderr.splitlines()[-1] == (
+        "asyncmig: interrupted by SIGTERM: this command only reads, nothing was changed"
+    )

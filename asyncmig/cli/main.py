@@ -178,6 +178,8 @@ class Spec:
 # before the heavy modules are imported, on the core that is idle meanwhile
 # (asyncmig.source.digest); `run` hashes beside its load once copying has begun
 HASHED_EARLY = frozenset({"sync"})
+# commands that change nothing in the target: a signal's line says so (signals.message)
+READ_ONLY = frozenset({"plan", "check", "validate", "status"})
 
 
 def make_command(spec: Spec, *, extra_args: bool = False) -> Command:
@@ -193,6 +195,8 @@ def make_command(spec: Spec, *, extra_args: bool = False) -> Command:
         }
         invocation: Invocation = ctx.obj
         invocation.command = spec.name
+        if spec.name in READ_ONLY:
+            signals.reading_only()
         values = resolve(spec.options, given, invocation.environ)
         invocation.as_json = OutputFormat.JSON in (values["output"], values["format"])
         if spec.name in HASHED_EARLY and values["sqlite"] is not None:

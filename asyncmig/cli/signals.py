@@ -75,6 +75,16 @@ def forget() -> None:
     _committed.clear()
     _resume_notes.clear()
     _complete[0] = False
+    _reading[0] = False
+
+
+_reading = [False]  # the command only reads: see reading_only()
+
+
+def reading_only() -> None:
+    """The command changes nothing in the target (``plan``, ``check``, ``validate``,
+    ``status``): a signal says so, not that work in flight was rolled back."""
+    _reading[0] = True
 
 
 _complete = [False]  # the command's work is done and recorded: see complete()
@@ -106,6 +116,8 @@ def message(stop: SignalReceived) -> str:
             f"interrupted by {stop.name} after {what}: that is in place, nothing "
             f"was undone; {next_step}"
         )
+    if _reading[0]:
+        return f"interrupted by {stop.name}: this command only reads, nothing was changed"
     kept = f"; {_resume_notes[-1]}" if _resume_notes else ""
     return (
         f"interrupted by {stop.name}: work in flight was rolled back and the target "
