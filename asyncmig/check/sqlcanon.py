@@ -35,6 +35,7 @@ import sqlite3
 import sys
 from array import array
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from asyncmig.plan.model import ColumnPlan
@@ -369,11 +370,9 @@ class SourceRows:
         values = self.raw_row(conn, rowid)
         return [render(value) for render, value in zip(self.cells, values, strict=True)]
 
-    def row_text(self, conn: sqlite3.Connection, row: Sequence[Any]) -> bytes:
-        text = self.row.text(row[1 : 1 + len(self.row.items)])
-        if text is None:
-            return ",".join(self.oracle_fields(conn, row[0])).encode("utf-8")
-        return text
+    def oracle_text(self, conn: sqlite3.Connection, rowid: int) -> bytes:
+        """The row's text as the oracle renders it (a row SQLite left undecided)."""
+        return ",".join(self.oracle_fields(conn, rowid)).encode("utf-8")
 
     def digest(self, conn: sqlite3.Connection, where: str = "") -> Digest:
         """count and slice sums of every row's md5, as Digest keeps them."""
@@ -381,10 +380,7 @@ class SourceRows:
 
         count = sum1 = sum2 = 0
         cursor = conn.execute(self.sql + where)
-
-        def slow(rowid: int) -> bytes:
-            return ",".join(self.oracle_fields(conn, rowid)).encode("utf-8")
-
+        slow = partial(self.oracle_text, conn)
         for batch in fetch_all(cursor):
             if self.check.skip:
                 batch = [row for row in batch if not self._skipped(row)]
@@ -441,8 +437,7 @@ class SourceRows:
                     continue
                 text = self.row.text(row[1:key_from])
                 if text is None:
-                    fields = self.oracle_fields(conn, row[0])
-                    text = ",".join(fields).encode("utf-8")
+                    text = self.oracle_text(conn, row[0])
                 key = self._key_text(conn, row[0], row[key_from:stored])
                 yield row[0], row[stored], key, text
 

@@ -53,7 +53,7 @@ from asyncmig.check.deep import (
     TableCheck,
     both_sides,
     digest_of,
-    digest_sums,
+    digest_sql,
     md5_hex,
 )
 from asyncmig.load.policy import lenient_text
@@ -198,8 +198,8 @@ class TableDiff:
         )
 
     def pg_digests_sql(self) -> str:
-        """OFFSET 0: the row hash is computed once, not once per sum."""
-        return f"SELECT b, {digest_sums()} FROM ({self._pg_rows_sql()} OFFSET 0) AS r GROUP BY b"
+        """Each range's digest (:func:`asyncmig.check.deep.digest_sql`)."""
+        return digest_sql(self._pg_rows_sql(), "b")
 
     def pg_rows_sql(self) -> str:
         """$1: the ranges to read; in range order (pass 2 walks them a group at a time)."""
