@@ -331,8 +331,7 @@ async def _execute_on(
             raise
     finally:
         await hang_up(admin)
-        with anyio.move_on_after(10, shield=True):
-            await retire_workers()  # e.g. warmed, then a cheap failure: none loaded
+        await retire_workers()  # e.g. warmed, then a cheap failure: none loaded
         if signals.received():  # a worker cancelled while it started is not anyio's to kill
             signals.kill_stray_workers()
     return report

@@ -1080,8 +1080,7 @@ async def source_in_processes(
     except BaseExceptionGroup as group:
         raise first_error(group) from group
     finally:
-        with anyio.move_on_after(10, shield=True):
-            await retire_workers()
+        await retire_workers()
     return found
 
 

@@ -12,10 +12,13 @@ import anyio.to_process
 
 from asyncmig.cli import signals
 
+RETIRE_WAIT = 10  # seconds the retirement may take in all
+
 
 async def retire_workers() -> None:
     """Let anyio's idle worker processes exit now, and reap them, instead of being killed
-    when the event loop shuts down.
+    when the event loop shuts down. Shielded (callers retire their workers in ``finally``
+    blocks, cancelled by a signal too) and time-boxed to RETIRE_WAIT seconds in all.
 
     At shutdown anyio kills every worker it still holds, twice (the root task's done
     callback, then its pool task); the second ``kill()`` runs ``Popen.poll()``, which
@@ -25,6 +28,11 @@ async def retire_workers() -> None:
     0; once the watcher has reaped it, anyio has nothing left to kill. Call it once the
     workers have no job left: an idle worker is the only kind it retires.
     """
+    with anyio.move_on_after(RETIRE_WAIT, shield=True):
+        await _retire_idle()
+
+
+async def _retire_idle() -> None:
     try:  # anyio keeps its pool in run variables (anyio.to_process): read, not changed
         workers = anyio.to_process._process_pool_workers.get()
         idle = anyio.to_process._process_pool_idle_workers.get()

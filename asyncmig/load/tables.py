@@ -177,8 +177,7 @@ async def load_everything(
         reporter.stop()
         board.close()
         await hang_up_pool(pool)
-        with anyio.move_on_after(10, shield=True):
-            await retire_workers()
+        await retire_workers()
     return Loaded(tuple(d.report for d in done), tuple(w for d in done for w in d.warnings))
 
 

@@ -859,8 +859,7 @@ async def compare_all(
                 seconds[table.name] = time.perf_counter() - began
     finally:
         if in_processes:
-            with anyio.move_on_after(10, shield=True):
-                await retire_workers()
+            await retire_workers()
     changes = {}
     for table in plan.tables:
         began = time.perf_counter()
