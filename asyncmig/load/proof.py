@@ -61,8 +61,6 @@ Batch = list[tuple[Any, ...]]
 ACCEPTED = {  # kind -> the SQL of asyncmig.source.scan.acceptance, NULL accepted
     "integer": "{c} IS NULL OR typeof({c}) = 'integer'",
     "real": "{c} IS NULL OR typeof({c}) = 'real'",
-    "numeric": "{c} IS NULL OR typeof({c}) = 'integer' OR (typeof({c}) = 'real' "
-    "AND {c} > -9e999 AND {c} < 9e999)",
     "boolean": "{c} IS NULL OR (typeof({c}) = 'integer' AND {c} IN (0, 1))",
     "text": "{c} IS NULL OR (typeof({c}) = 'text' AND instr({c}, char(0)) = 0)",
     "uuid": "{c} IS NULL OR (typeof({c}) = 'text' AND length({c}) IN (32, 36))",
@@ -71,6 +69,7 @@ DATED = ("date", "timestamp", "timestamptz")
 # the dated types' conditions, as the planner writes them (``{c}``: the column)
 ACCEPTED.update({kind: acceptance(kind, kind, "{c}") for kind in DATED})
 ACCEPTED["jsonb"] = acceptance("jsonb", "json_text", "{c}")  # valid, no key repeated
+ACCEPTED["numeric"] = acceptance("numeric", "numeric", "{c}")  # finite: two bounds
 
 # spellings every version of julianday() reads: a year from 1000 to 9998 (in 9999 a
 # fraction or an offset can carry past the last day it takes), month 01-12, day

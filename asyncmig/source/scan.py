@@ -526,6 +526,13 @@ def exact_acceptance(target_type: str, transform: str, column: str) -> str:
     return f"({accepted}) AND (typeof({c}) <> 'text' OR ({day}))"
 
 
+def finite_real(c: str) -> str:
+    """SQL true for a REAL that is not infinite. Two comparisons, not ``abs()``, which
+    SQLite may evaluate for an integer too (beside the ``typeof()`` that rules it out),
+    and ``abs(-9223372036854775808)`` is an "integer overflow" error."""
+    return f"(typeof({c}) = 'real' AND {c} > -9e999 AND {c} < 9e999)"
+
+
 def acceptance(target_type: str, transform: str, column: str) -> str:
     """SQL true when ``column``'s value converts to ``target_type`` via ``transform``.
 
@@ -555,10 +562,7 @@ def acceptance(target_type: str, transform: str, column: str) -> str:
             else f"{null} OR typeof({c}) = 'real' OR (typeof({c}) = 'integer' "
             f"AND {c} BETWEEN -{DOUBLE_EXACT_INT} AND {DOUBLE_EXACT_INT})"
         ),
-        # finite: two comparisons, not abs(), which SQLite may evaluate for an integer
-        # too (beside the typeof() that rules it out), and abs(-2**63) is an error
-        "numeric": f"{null} OR typeof({c}) = 'integer' OR (typeof({c}) = 'real' "
-        f"AND {c} > -9e999 AND {c} < 9e999)",
+        "numeric": f"{null} OR typeof({c}) = 'integer' OR {finite_real(c)}",
         "bytea": f"{null} OR typeof({c}) = 'blob'",
         "jsonb": f"{null} OR (typeof({c}) = 'text' AND {KIND_CONDITIONS['json_any'].format(c=c)})",
         "uuid": f"{null} OR (typeof({c}) = 'text' AND length({c}) IN (32, 36))",
@@ -580,10 +584,7 @@ def acceptance(target_type: str, transform: str, column: str) -> str:
         f"AND NOT {c} GLOB '*.[0-9][0-9][0-9][0-9][0-9][0-9][0-9]*')",
     }
     if base == "jsonb" and transform == "json":  # a number is a JSON document too
-        return (
-            f"{conditions['jsonb']} OR typeof({c}) = 'integer' "
-            f"OR (typeof({c}) = 'real' AND {c} > -9e999 AND {c} < 9e999)"
-        )
+        return f"{conditions['jsonb']} OR typeof({c}) = 'integer' OR {finite_real(c)}"
     declared = declared_numeric(target_type)
     if base == "numeric" and declared:
         return f"{null} OR (typeof({c}) IN ('integer', 'real') AND {numeric_fits(c, *declared)})"
