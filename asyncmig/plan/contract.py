@@ -13,7 +13,7 @@ Columns with no declared type, ``TEXT``, or a type name PostgreSQL has no counte
 for keep their value-driven types (``jsonb``, ``uuid``, ``inet`` for text that is all
 JSON, UUIDs or addresses), as :mod:`asyncmig.plan.types` chooses them, but for one: a
 column declared with a text type (SQLite's TEXT affinity: the name holds CHAR, CLOB or
-TEXT) whose text is mixed with a few blobs stays ``text``, the blobs its misfits; the
+TEXT, and not INT) whose text is mixed with a few blobs stays ``text``, the blobs its misfits; the
 value-driven ``bytea`` would have turned every row's text into bytes for the
 application. A column of blobs alone stays ``bytea``.
 """
@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
+from asyncmig.plan.sqlexpr import sqlite_cast_type
 from asyncmig.plan.types import TypeChoice, declared_length, describe, unreadable_numbers
 from asyncmig.source.catalog import ColumnProfile, SourceColumn
 from asyncmig.source.scan import TINY_BOOLEAN, declared_numeric
@@ -56,7 +57,6 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str, str], ...] = tuple(
 )
 _NUMERIC = re.compile(r"^\s*(NUMERIC|DECIMAL)\b", re.IGNORECASE)
 VALUE_DRIVEN_TEXT = ("jsonb", "uuid", "inet")  # richer types a VARCHAR(n) column may take
-_TEXT_AFFINITY = re.compile("CHAR|CLOB|TEXT", re.IGNORECASE)  # SQLite's rule 2 of affinity
 
 
 def contract_type(declared_type: str) -> tuple[str, str] | None:
@@ -106,7 +106,8 @@ def honour_declared(
     """The declared type's counterpart, or ``natural`` when it already is that type (or
     the declaration promises nothing PostgreSQL has). A contract choice expects
     misfits: the load's transform refuses them, and the column's policy decides."""
-    if natural.transform == "bytes_from_any" and _TEXT_AFFINITY.search(column.declared_type):
+    text_affinity = sqlite_cast_type(column.declared_type) == "text"  # SQLite's own rules
+    if natural.transform == "bytes_from_any" and text_affinity:
         return TypeChoice(
             "text",
             "text_only",
