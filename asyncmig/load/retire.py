@@ -47,7 +47,4 @@ async def _retire_idle() -> None:
             await process.wait()
         if process.returncode is None:  # a worker that did not leave: as anyio would
             signals.stop_child(process)
-            await process.wait()
-        for stream in (process.stdout, process.stderr):  # its pipes' ends, closed now, not
-            if stream is not None:  # by the garbage collector ("unclosed transport")
-                await stream.aclose()
+        await process.aclose()  # its pipes closed now, not by the garbage collector
